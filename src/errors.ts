@@ -1,0 +1,55 @@
+/**
+ * Typed errors with a stable `code`, in the manner of undici's `lib/core/errors.js`.
+ *
+ * A failed *sample* (a 404, an undecodable image) is data and never becomes one of these; these are for
+ * faults that stop a run: storage, configuration, corrupt datasets, programming errors. The CLI prints
+ * `error.message` on one line and exits 1, so messages must be one line and name what went wrong.
+ */
+export class WildstreamError extends Error {
+  readonly code: string = 'WS_ERR';
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = new.target.name;
+  }
+}
+
+/** An option or config value is invalid. The CLI maps this to exit code 2. */
+export class ConfigError extends WildstreamError {
+  override readonly code: string = 'WS_ERR_CONFIG';
+}
+
+/** A store URL names a scheme no store implements: a bad value, so also a ConfigError. */
+export class UnsupportedStoreError extends ConfigError {
+  override readonly code = 'WS_ERR_UNSUPPORTED_STORE';
+}
+
+/** The object (or local file) does not exist. */
+export class NotFoundError extends WildstreamError {
+  override readonly code = 'WS_ERR_NOT_FOUND';
+}
+
+/** The S3 bucket does not exist. */
+export class BucketNotFoundError extends WildstreamError {
+  override readonly code = 'WS_ERR_BUCKET_NOT_FOUND';
+}
+
+/** Credentials were refused or lack permission. */
+export class AccessDeniedError extends WildstreamError {
+  override readonly code = 'WS_ERR_ACCESS_DENIED';
+}
+
+/** The store could not be reached or kept failing after retries (connection refused, timeout, 5xx). */
+export class StoreUnavailableError extends WildstreamError {
+  override readonly code = 'WS_ERR_STORE_UNAVAILABLE';
+}
+
+/** Bytes that should be an Arrow IPC shard of ours are not (truncated, not Arrow, wrong schema). */
+export class InvalidShardError extends WildstreamError {
+  override readonly code = 'WS_ERR_INVALID_SHARD';
+}
+
+/** One line, whatever the error: what the CLI prints before exiting. */
+export function oneLine(err: unknown): string {
+  const text = err instanceof Error ? err.message : String(err);
+  return text.replace(/\s*\n\s*/g, ' ').trim() || 'unknown error';
+}

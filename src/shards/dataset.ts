@@ -1,0 +1,121 @@
+/**
+ * The dataset layout on a store:
+ *
+ *   <root>/dataset.json          the job that produced it (list fingerprint and options), written at start
+ *   <root>/shards/NNNNNN.arrow   one Arrow IPC file per unit of work
+ *   <root>/units/NNNNNN.json     the unit's committed record, written last
+ *
+ * A unit exists only when its record does: the record is put (atomically) after its shard, so readers and
+ * resumed jobs trust `units/` alone and ignore orphan shards from interrupted runs.
+ */
+import { InvalidShardError, NotFoundError } from '../errors.js';
+import { getBytes, type Store } from './store.js';
+
+export const SHARDS_DIR = 'shards';
+export const UNITS_DIR = 'units';
+export const MANIFEST_KEY = 'dataset.json';
+
+/** Counts of records dropped as duplicates. */
+export interface DuplicateCounts {
+  exact: number;
+  near: number;
+}
+
+/** What a unit commits: written as `units/NNNNNN.json` after its shard is in place. */
+export interface UnitRecord {
+  unit: number;
+  /** Key of the shard relative to the dataset root. */
+  shard: string;
+  /** Rows in the shard. */
+  records: number;
+  /** Size of the shard file in bytes. */
+  bytes: number;
+  batches: number;
+  /** Inputs the unit was given (URLs, pages). */
+  inputs: number;
+  /** Failures by reason, e.g. `{"http_404": 3, "decode_error": 1}`. */
+  failed: Record<string, number>;
+  duplicates: DuplicateCounts;
+  /** Seconds spent in each phase, plus wall time. */
+  timings: Record<string, number>;
+  startedAt: string;
+  committedAt: string;
+}
+
+export function unitName(unit: number): string {
+  return String(unit).padStart(6, '0');
+}
+
+export function shardKey(unit: number): string {
+  return `${SHARDS_DIR}/${unitName(unit)}.arrow`;
+}
+
+export function unitKey(unit: number): string {
+  return `${UNITS_DIR}/${unitName(unit)}.json`;
+}
+
+/** Commits a unit: its shard must already be in the store. */
+export async function commitUnit(store: Store, record: UnitRecord): Promise<void> {
+  await store.put(unitKey(record.unit), Buffer.from(JSON.stringify(record, null, 1)));
+}
+
+/** Every committed unit, in unit order. A malformed record is a corrupt dataset, not a skipped unit. */
+export async function listUnits(store: Store): Promise<UnitRecord[]> {
+  const units: UnitRecord[] = [];
+  for await (const info of store.list(`${UNITS_DIR}/`)) {
+    if (!/^units\/\d{6,}\.json$/.test(info.key)) continue;
+    units.push(parseUnit(await getBytes(store, info.key), `${store.url}/${info.key}`));
+  }
+  return units.sort((a, b) => a.unit - b.unit);
+}
+
+function parseUnit(bytes: Uint8Array, where: string): UnitRecord {
+  let value: UnitRecord;
+  try {
+    value = JSON.parse(Buffer.from(bytes).toString('utf8')) as UnitRecord;
+  } catch {
+    throw new InvalidShardError(`${where}: unit record is not valid JSON`);
+  }
+  const ok =
+    value !== null &&
+    typeof value === 'object' &&
+    Number.isSafeInteger(value.unit) &&
+    typeof value.shard === 'string' &&
+    Number.isSafeInteger(value.records) &&
+    Number.isSafeInteger(value.bytes);
+  if (!ok) throw new InvalidShardError(`${where}: unit record lacks unit/shard/records/bytes`);
+  value.failed ??= {};
+  value.duplicates ??= { exact: 0, near: 0 };
+  return value;
+}
+
+/** The summary `wildstream inspect --json` prints. */
+export interface DatasetSummary {
+  shards: number;
+  records: number;
+  bytes: number;
+  failed: Record<string, number>;
+  duplicates: DuplicateCounts;
+}
+
+export function summarise(units: readonly UnitRecord[]): DatasetSummary {
+  const summary: DatasetSummary = { shards: 0, records: 0, bytes: 0, failed: {}, duplicates: { exact: 0, near: 0 } };
+  for (const unit of units) {
+    summary.shards += 1;
+    summary.records += unit.records;
+    summary.bytes += unit.bytes;
+    for (const [reason, n] of Object.entries(unit.failed)) summary.failed[reason] = (summary.failed[reason] ?? 0) + n;
+    summary.duplicates.exact += unit.duplicates.exact;
+    summary.duplicates.near += unit.duplicates.near;
+  }
+  return summary;
+}
+
+/** Summarises a dataset; a store with neither a manifest nor a unit holds no dataset and is an error. */
+export async function inspectDataset(store: Store): Promise<DatasetSummary> {
+  const units = await listUnits(store);
+  if (units.length === 0 && !(await store.head(MANIFEST_KEY))) {
+    throw new NotFoundError(`no wildstream dataset at ${store.url} (no ${MANIFEST_KEY} and no committed units)`);
+  }
+  return summarise(units);
+}

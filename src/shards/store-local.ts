@@ -1,0 +1,154 @@
+/**
+ * A store on the local filesystem. `put` writes a temp file beside the target, fsyncs it, renames it into
+ * place and fsyncs the directory, so a crash leaves either the old object, the new one, or a stray temp
+ * file that `list` never shows.
+ */
+import { mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { dirname, join, resolve, sep } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Readable } from 'node:stream';
+import { AccessDeniedError, ConfigError, NotFoundError, StoreUnavailableError, WildstreamError } from '../errors.js';
+import { checkKey, checkRange, type ObjectInfo, type PutBody, type Store, type StoreOptions } from './store.js';
+
+/** Temp files carry this marker; `list` skips them and a later `put` of the same key overwrites. */
+const TEMP_MARK = '.ws-tmp-';
+
+export class LocalStore implements Store {
+  readonly url: string;
+  readonly root: string;
+
+  constructor(location: string, _options: StoreOptions = {}) {
+    let path = location;
+    if (/^file:/i.test(location)) {
+      try {
+        path = fileURLToPath(location);
+      } catch (err) {
+        throw new ConfigError(`invalid file URL ${location}: ${(err as Error).message}`);
+      }
+    }
+    this.root = resolve(path);
+    this.url = `file://${this.root}`;
+  }
+
+  private path(key: string): string {
+    const full = join(this.root, checkKey(key));
+    if (!full.startsWith(this.root + sep)) throw new ConfigError(`key escapes the store root: ${key}`);
+    return full;
+  }
+
+  async put(key: string, body: PutBody): Promise<void> {
+    const target = this.path(key);
+    const temp = `${target}${TEMP_MARK}${randomBytes(6).toString('hex')}`;
+    await wrap(key, () => mkdir(dirname(target), { recursive: true }));
+    const handle = await wrap(key, () => open(temp, 'w'));
+    try {
+      if (body instanceof Uint8Array) await handle.writeFile(body);
+      else for await (const chunk of body as Readable) await handle.write(chunk as Uint8Array);
+      await handle.sync();
+    } catch (err) {
+      await handle.close().catch(() => {});
+      await rm(temp, { force: true });
+      throw mapFsError(err, key);
+    }
+    await handle.close();
+    await wrap(key, () => rename(temp, target));
+    await syncDir(dirname(target));
+  }
+
+  async get(key: string): Promise<Readable> {
+    const handle = await wrap(key, () => open(this.path(key), 'r'));
+    return handle.createReadStream({ autoClose: true });
+  }
+
+  async getRange(key: string, start: number, end: number): Promise<Uint8Array> {
+    checkRange(start, end);
+    const handle = await wrap(key, () => open(this.path(key), 'r'));
+    try {
+      const length = end - start + 1;
+      const buffer = Buffer.allocUnsafe(length);
+      let filled = 0;
+      while (filled < length) {
+        const { bytesRead } = await handle.read(buffer, filled, length - filled, start + filled);
+        if (bytesRead === 0) break;
+        filled += bytesRead;
+      }
+      if (filled < length) {
+        throw new NotFoundError(`range ${start}-${end} is beyond the end of ${key} (${start + filled} bytes)`);
+      }
+      return buffer;
+    } finally {
+      await handle.close();
+    }
+  }
+
+  async head(key: string): Promise<ObjectInfo | null> {
+    try {
+      const info = await stat(this.path(key));
+      if (!info.isFile()) return null;
+      return { key, size: info.size, etag: `${info.size.toString(16)}-${Math.floor(info.mtimeMs).toString(16)}` };
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+      throw mapFsError(err, key);
+    }
+  }
+
+  async *list(prefix: string): AsyncIterable<ObjectInfo> {
+    // Walk only the directory the prefix names, then filter by the rest of the prefix.
+    const cut = prefix.lastIndexOf('/');
+    const dirKey = cut >= 0 ? prefix.slice(0, cut) : '';
+    const keys = await walk(this.root, dirKey);
+    for (const key of keys.filter((k) => k.startsWith(prefix)).sort()) {
+      const info = await this.head(key);
+      if (info) yield info;
+    }
+  }
+
+  async delete(key: string): Promise<void> {
+    await wrap(key, () => rm(this.path(key), { force: true }));
+  }
+}
+
+/** Every file key below `dirKey`, skipping temp files. A missing directory is an empty listing. */
+async function walk(root: string, dirKey: string): Promise<string[]> {
+  const out: string[] = [];
+  let entries;
+  try {
+    entries = await readdir(dirKey ? join(root, dirKey) : root, { withFileTypes: true });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT' || (err as NodeJS.ErrnoException).code === 'ENOTDIR') return out;
+    throw mapFsError(err, dirKey);
+  }
+  for (const entry of entries) {
+    const key = dirKey ? `${dirKey}/${entry.name}` : entry.name;
+    if (entry.isDirectory()) out.push(...(await walk(root, key)));
+    else if (entry.isFile() && !entry.name.includes(TEMP_MARK)) out.push(key);
+  }
+  return out;
+}
+
+async function syncDir(dir: string): Promise<void> {
+  const handle = await open(dir, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+async function wrap<T>(key: string, fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    throw mapFsError(err, key);
+  }
+}
+
+function mapFsError(err: unknown, key: string): Error {
+  if (err instanceof WildstreamError) return err;
+  const code = (err as NodeJS.ErrnoException).code;
+  const why = (err as Error).message;
+  if (code === 'ENOENT' || code === 'EISDIR' || code === 'ENOTDIR') return new NotFoundError(`no such object: ${key}`, { cause: err });
+  if (code === 'EACCES' || code === 'EPERM' || code === 'EROFS') return new AccessDeniedError(`access denied to ${key}: ${why}`, { cause: err });
+  return new StoreUnavailableError(`local store failed on ${key}: ${why}`, { cause: err });
+}

@@ -1,0 +1,108 @@
+/**
+ * One small storage interface for datasets and checkpoints, chosen by URL from a table of schemes
+ * (as mosaicml-streaming's `storage/upload.py` does): `file:///abs`, a plain path, or `s3://bucket/prefix`.
+ *
+ * Keys are relative, `/`-separated and validated, so a hostile key can never escape a local root.
+ * `put` is atomic: a reader sees the whole object or nothing, which is what makes a unit's record a commit point.
+ */
+import type { Readable } from 'node:stream';
+import { ConfigError, UnsupportedStoreError } from '../errors.js';
+
+export interface ObjectInfo {
+  key: string;
+  size: number;
+  /** Opaque version tag: the S3 ETag, or size+mtime locally. */
+  etag: string;
+}
+
+export type PutBody = Uint8Array | Readable;
+
+export interface Store {
+  /** The URL the store was opened from, normalised. */
+  readonly url: string;
+  /** Writes the whole object atomically: readers never observe a partial object. */
+  put(key: string, body: PutBody): Promise<void>;
+  /** Streams the whole object. Throws NotFoundError when absent. */
+  get(key: string): Promise<Readable>;
+  /** Bytes `start..end` inclusive (HTTP `Range: bytes=start-end` semantics); exactly `end - start + 1` bytes. */
+  getRange(key: string, start: number, end: number): Promise<Uint8Array>;
+  /** Size and etag, or null when the object does not exist. */
+  head(key: string): Promise<ObjectInfo | null>;
+  /** Every object under `prefix`, in key order; pages through large listings lazily. */
+  list(prefix: string): AsyncIterable<ObjectInfo>;
+  /** Removes the object; removing an absent object is not an error (as on S3). */
+  delete(key: string): Promise<void>;
+}
+
+/** Options shared by every store; each store reads the ones that concern it. */
+export interface StoreOptions {
+  /** S3 endpoint URL for S3-compatible servers (MinIO, R2, Ceph). @default AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL */
+  s3Endpoint?: string;
+  /** Path-style S3 addressing (`endpoint/bucket/key`). @default true when an endpoint is set, else false */
+  s3PathStyle?: boolean;
+  /** S3 region. @default AWS_REGION, else us-east-1 */
+  s3Region?: string;
+  /** Attempts per S3 request, including the first; retries use exponential backoff with jitter. @default 4 */
+  maxAttempts?: number;
+  /** Milliseconds to establish a connection before failing. @default 5000 */
+  connectTimeoutMs?: number;
+  /** Keys per LIST page; small values exercise paging in tests. @default 1000 */
+  listPageSize?: number;
+  /** Milliseconds a request may sit idle (no bytes) before failing. @default 30000 */
+  requestTimeoutMs?: number;
+}
+
+type StoreFactory = (location: string, options: StoreOptions) => Promise<Store>;
+
+/** The scheme table. Loaded lazily so `file:` users never load the AWS SDK. */
+const FACTORIES: Record<string, StoreFactory> = {
+  file: async (location, options) => new (await import('./store-local.js')).LocalStore(location, options),
+  s3: async (location, options) => new (await import('./store-s3.js')).S3Store(location, options),
+};
+
+/** Opens the store a URL names. A plain path (absolute or relative) is a local store. */
+export async function openStore(url: string, options: StoreOptions = {}): Promise<Store> {
+  if (typeof url !== 'string' || url.trim() === '') throw new ConfigError('store URL must be a non-empty string');
+  const match = /^([a-z][a-z0-9+.-]*):\/\//i.exec(url);
+  const scheme = match ? match[1]!.toLowerCase() : 'file';
+  const factory = FACTORIES[scheme];
+  if (!factory) {
+    throw new UnsupportedStoreError(
+      `unsupported store URL scheme "${scheme}:" in ${url}; use a path, file:///abs/path or s3://bucket/prefix`,
+    );
+  }
+  return factory(url, options);
+}
+
+/** Rejects keys that are empty, absolute, or contain `.`/`..`/empty segments or control characters. */
+export function checkKey(key: string): string {
+  const bad =
+    typeof key !== 'string' ||
+    key === '' ||
+    key.startsWith('/') ||
+    key.includes('\\') ||
+    /[\u0000-\u001f]/.test(key) ||
+    key.split('/').some((part) => part === '' || part === '.' || part === '..');
+  if (bad) throw new ConfigError(`invalid object key ${JSON.stringify(key)}`);
+  return key;
+}
+
+/** Validates an inclusive byte range. */
+export function checkRange(start: number, end: number): void {
+  if (!Number.isSafeInteger(start) || !Number.isSafeInteger(end) || start < 0 || end < start) {
+    throw new ConfigError(`invalid byte range ${start}-${end}`);
+  }
+}
+
+/** Reads a whole object into memory; for small objects such as unit records. */
+export async function getBytes(store: Store, key: string): Promise<Uint8Array> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of await store.get(key)) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks);
+}
+
+/** Joins a prefix and a relative key with exactly one `/`. */
+export function joinKey(prefix: string, key: string): string {
+  if (!prefix) return key;
+  return prefix.endsWith('/') ? prefix + key : `${prefix}/${key}`;
+}

@@ -1,0 +1,119 @@
+/**
+ * Writes one Arrow IPC *file* per unit of work. Rows are grouped into record batches bounded in bytes and
+ * rows, so a reader can fetch any one batch with a single ranged GET. The file is staged in a local temp
+ * directory and handed to `store.put` whole, which is atomic: a shard is either fully there or absent.
+ */
+import { once } from 'node:events';
+import { createReadStream, createWriteStream, type WriteStream } from 'node:fs';
+import { mkdtemp, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { finished } from 'node:stream/promises';
+import { RecordBatchFileWriter, type Schema } from 'apache-arrow';
+import { ConfigError } from '../errors.js';
+import { imageSchema, toRecordBatch, type ImageRecord } from './schema.js';
+import type { Store } from './store.js';
+
+export interface ShardWriterOptions {
+  /** Extra URL-list columns, stored as nullable strings. @default [] */
+  extraColumns?: readonly string[];
+  /** A record batch is closed once its images reach this many bytes. @default 8 MiB */
+  maxBatchBytes?: number;
+  /** A record batch is closed at this many rows. @default 1024 */
+  maxBatchRows?: number;
+  /** Where the shard is staged before upload. @default os.tmpdir() */
+  tempDir?: string;
+}
+
+export interface ShardInfo {
+  records: number;
+  /** Size of the shard file in bytes. */
+  bytes: number;
+  batches: number;
+}
+
+export class ShardWriter {
+  readonly schema: Schema;
+  private readonly maxBatchBytes: number;
+  private readonly maxBatchRows: number;
+  private readonly tempDir: string;
+  private pending: ImageRecord[] = [];
+  private pendingBytes = 0;
+  private records = 0;
+  private batches = 0;
+  private file?: { dir: string; path: string; out: WriteStream; writer: RecordBatchFileWriter };
+
+  constructor(options: ShardWriterOptions = {}) {
+    this.schema = imageSchema(options.extraColumns ?? []);
+    this.maxBatchBytes = positive('maxBatchBytes', options.maxBatchBytes ?? 8 * 1024 * 1024);
+    this.maxBatchRows = positive('maxBatchRows', options.maxBatchRows ?? 1024);
+    this.tempDir = options.tempDir ?? tmpdir();
+  }
+
+  get count(): number {
+    return this.records + this.pending.length;
+  }
+
+  async add(record: ImageRecord): Promise<void> {
+    this.pending.push(record);
+    this.pendingBytes += record.image.byteLength;
+    if (this.pendingBytes >= this.maxBatchBytes || this.pending.length >= this.maxBatchRows) await this.flush();
+  }
+
+  /** Finishes the file and uploads it to `key` atomically. The writer cannot be reused. */
+  async finish(store: Store, key: string): Promise<ShardInfo> {
+    await this.flush();
+    const file = await this.open(); // an empty shard is still a valid Arrow file with the schema
+    try {
+      file.writer.finish();
+      await finished(file.out);
+      const { size } = await stat(file.path);
+      await store.put(key, createReadStream(file.path));
+      return { records: this.records, bytes: size, batches: this.batches };
+    } finally {
+      await this.abort();
+    }
+  }
+
+  /** Discards the staged file; safe to call more than once. */
+  async abort(): Promise<void> {
+    const file = this.file;
+    this.file = undefined;
+    this.pending = [];
+    if (!file) return;
+    file.out.destroy();
+    await rm(file.dir, { recursive: true, force: true });
+  }
+
+  private async flush(): Promise<void> {
+    if (this.pending.length === 0) return;
+    const file = await this.open();
+    const batch = toRecordBatch(this.schema, this.pending);
+    this.records += this.pending.length;
+    this.batches += 1;
+    this.pending = [];
+    this.pendingBytes = 0;
+    file.writer.write(batch);
+    // Respect the file stream's backpressure so a fast producer cannot buffer a whole shard in memory.
+    if (file.out.writableNeedDrain) await once(file.out, 'drain');
+  }
+
+  private async open() {
+    if (this.file) return this.file;
+    const dir = await mkdtemp(join(this.tempDir, 'wildstream-shard-'));
+    const path = join(dir, 'shard.arrow');
+    const out = createWriteStream(path);
+    const writer = new RecordBatchFileWriter();
+    writer.toNodeStream().pipe(out);
+    writer.reset(undefined, this.schema);
+    this.file = { dir, path, out, writer };
+    return this.file;
+  }
+}
+
+function positive(name: string, value: number): number {
+  if (!Number.isSafeInteger(value) || value <= 0) {
+    throw new ConfigError(`${name} must be a positive integer, got ${JSON.stringify(value)}`);
+  }
+  return value;
+}

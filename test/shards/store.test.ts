@@ -1,0 +1,155 @@
+// One conformance suite for every store: the local filesystem and a real S3 server (s3rver) on loopback.
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  BucketNotFoundError,
+  ConfigError,
+  NotFoundError,
+  StoreUnavailableError,
+  UnsupportedStoreError,
+} from '../../src/errors.js';
+import { getBytes, openStore, type Store } from '../../src/shards/store.js';
+import { startS3, type S3Fixture } from '../helpers/s3-server.js';
+
+let s3: S3Fixture;
+let dir: string;
+beforeAll(async () => {
+  s3 = await startS3(['conformance', 'other']);
+  Object.assign(process.env, s3.env);
+  dir = await mkdtemp(join(tmpdir(), 'ws-store-'));
+});
+afterAll(async () => {
+  await s3?.stop();
+  await rm(dir, { recursive: true, force: true });
+});
+
+const kinds: Array<[string, () => Promise<Store>]> = [
+  ['local', () => openStore(join(dir, 'root'))],
+  ['s3', () => openStore('s3://conformance/some/prefix', { s3Endpoint: s3.endpoint, listPageSize: 3 })],
+];
+
+describe.each(kinds)('%s store', (_name, open) => {
+  let store: Store;
+  beforeAll(async () => {
+    store = await open();
+  });
+
+  it('round-trips bytes and streams, and overwrites', async () => {
+    const bytes = Buffer.from('hello shard');
+    await store.put('a/b.bin', bytes);
+    expect(Buffer.from(await getBytes(store, 'a/b.bin'))).toEqual(bytes);
+    await store.put('a/b.bin', Readable.from([Buffer.from('new '), Buffer.from('content')]));
+    expect(Buffer.from(await getBytes(store, 'a/b.bin')).toString()).toBe('new content');
+  });
+
+  it('streams a large object through put and get', async () => {
+    const big = Buffer.alloc(9 * 1024 * 1024 + 17);
+    for (let i = 0; i < big.length; i += 4096) big[i] = i % 251;
+    await store.put('big.bin', Readable.from([big.subarray(0, 5_000_000), big.subarray(5_000_000)]));
+    expect((await store.head('big.bin'))?.size).toBe(big.length);
+    expect(Buffer.from(await getBytes(store, 'big.bin')).equals(big)).toBe(true);
+  });
+
+  it('reads explicit byte ranges', async () => {
+    await store.put('range.bin', Buffer.from('0123456789'));
+    expect(Buffer.from(await store.getRange('range.bin', 2, 5)).toString()).toBe('2345');
+    expect(Buffer.from(await store.getRange('range.bin', 0, 0)).toString()).toBe('0');
+    expect(Buffer.from(await store.getRange('range.bin', 9, 9)).toString()).toBe('9');
+    await expect(store.getRange('range.bin', 5, 2)).rejects.toBeInstanceOf(ConfigError);
+  });
+
+  it('heads size and etag, or null when absent', async () => {
+    await store.put('h.bin', Buffer.from('abc'));
+    const info = await store.head('h.bin');
+    expect(info?.size).toBe(3);
+    expect(info?.etag).toBeTruthy();
+    expect(await store.head('missing.bin')).toBeNull();
+  });
+
+  it('lists by prefix in key order across pages', async () => {
+    const keys = Array.from({ length: 8 }, (_, i) => `list/k${i}.json`);
+    await Promise.all(keys.map((k) => store.put(k, Buffer.from(k))));
+    await store.put('listing-not-mine.json', Buffer.from('x'));
+    const seen: string[] = [];
+    for await (const info of store.list('list/')) seen.push(info.key);
+    expect(seen).toEqual(keys);
+    const partial: string[] = [];
+    for await (const info of store.list('list/k1')) partial.push(info.key);
+    expect(partial).toEqual(['list/k1.json']);
+    const none: string[] = [];
+    for await (const info of store.list('nothing-here/')) none.push(info.key);
+    expect(none).toEqual([]);
+  });
+
+  it('deletes, and deleting an absent object is fine', async () => {
+    await store.put('d.bin', Buffer.from('x'));
+    await store.delete('d.bin');
+    expect(await store.head('d.bin')).toBeNull();
+    await store.delete('d.bin');
+  });
+
+  it('gives typed errors for missing objects and invalid keys', async () => {
+    await expect(store.get('nope/none.bin')).rejects.toBeInstanceOf(NotFoundError);
+    await expect(store.getRange('nope/none.bin', 0, 3)).rejects.toBeInstanceOf(NotFoundError);
+    for (const key of ['', '/abs', 'a/../b', '../escape', 'a//b', 'a/./b', 'nul\u0000']) {
+      await expect(store.put(key, Buffer.from('x'))).rejects.toBeInstanceOf(ConfigError);
+    }
+  });
+
+  it('never shows a partial object while a put is streaming', async () => {
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    async function* body() {
+      yield Buffer.alloc(1024, 1);
+      await gate;
+      yield Buffer.alloc(1024, 2);
+    }
+    const putting = store.put('atomic.bin', Readable.from(body()));
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(await store.head('atomic.bin')).toBeNull();
+    const listed: string[] = [];
+    for await (const info of store.list('atomic')) listed.push(info.key);
+    expect(listed).toEqual([]);
+    release();
+    await putting;
+    expect((await store.head('atomic.bin'))?.size).toBe(2048);
+  });
+});
+
+describe('store errors', () => {
+  it('refuses unknown schemes with a typed one-line error', async () => {
+    await expect(openStore('ftp://host/x')).rejects.toBeInstanceOf(UnsupportedStoreError);
+    await expect(openStore('ftp://host/x')).rejects.toThrow(/unsupported store URL scheme "ftp:"/);
+    await expect(openStore('s3://')).rejects.toBeInstanceOf(ConfigError);
+  });
+
+  it('reports a missing bucket', async () => {
+    const store = await openStore('s3://no-such-bucket/x', { s3Endpoint: s3.endpoint });
+    const listing = async () => {
+      for await (const _ of store.list('')) void _;
+    };
+    await expect(listing()).rejects.toBeInstanceOf(BucketNotFoundError);
+    await expect(store.get('k')).rejects.toBeInstanceOf(BucketNotFoundError);
+  });
+
+  it('fails fast on an unreachable endpoint instead of hanging', async () => {
+    const store = await openStore('s3://bucket/x', { s3Endpoint: 'http://127.0.0.1:9', maxAttempts: 2 });
+    const started = Date.now();
+    await expect(store.head('k')).rejects.toBeInstanceOf(StoreUnavailableError);
+    expect(Date.now() - started).toBeLessThan(10_000);
+  });
+
+  it('leaves no temp files behind after a failed local put', async () => {
+    const store = await openStore(join(dir, 'failing'));
+    async function* broken() {
+      yield Buffer.from('partial');
+      throw new Error('source died');
+    }
+    await expect(store.put('x/y.bin', Readable.from(broken()))).rejects.toThrow();
+    expect(await readdir(join(dir, 'failing', 'x'))).toEqual([]);
+    expect(await store.head('x/y.bin')).toBeNull();
+  });
+});
