@@ -1,10 +1,11 @@
 /**
  * Reads a shard from any store without downloading it whole: one ranged GET for the tail (footer), then one
  * ranged GET per record batch, located through the footer's block table. apache-arrow's file reader is driven
- * through a FileHandle-shaped object whose reads are served from those prefetched ranges.
+ * through a FileHandle-shaped object, served from the prefetched tail, only to parse the footer and schema;
+ * each batch is then fetched whole and decoded as a one-message IPC stream.
  */
 import type { FileHandle } from 'node:fs/promises';
-import { RecordBatchReader, type RecordBatch, type Schema } from 'apache-arrow';
+import { RecordBatchReader, RecordBatchStreamWriter, Table, type RecordBatch, type Schema } from 'apache-arrow';
 import { InvalidShardError, WildstreamError } from '../errors.js';
 import { checkSchema, fromRecordBatch, type ImageRecord } from './schema.js';
 import type { Store } from './store.js';
@@ -12,12 +13,13 @@ import type { Store } from './store.js';
 /** The tail fetched on open: enough for the footer of any shard with a few thousand batches. */
 const TAIL_BYTES = 64 * 1024;
 const MAGIC = Buffer.from('ARROW1');
+/** An IPC stream ends with a continuation marker and a zero length. */
+const EOS_BYTES = 8;
 /** "ARROW1" + 2 bytes padding at the start, and at the end footer length (4) + "ARROW1" (6). */
 const MIN_FILE_BYTES = 8 + 4 + 6;
 
 type ArrowFileReader = Awaited<ReturnType<typeof RecordBatchReader.from>> & {
   footer: { numRecordBatches: number; getRecordBatch(i: number): { offset: number; metaDataLength: number; bodyLength: number } | null };
-  readRecordBatch(i: number): Promise<RecordBatch | null>;
 };
 
 export interface ShardReaderOptions {
@@ -32,6 +34,8 @@ export class ShardReader {
     private readonly reader: ArrowFileReader,
     readonly schema: Schema,
     readonly extraColumns: readonly string[],
+    /** The schema as an IPC stream message, prefixed to each fetched block to decode it. */
+    private readonly schemaMessage: Uint8Array,
   ) {}
 
   static async open(store: Store, key: string, options: ShardReaderOptions = {}): Promise<ShardReader> {
@@ -62,7 +66,10 @@ export class ShardReader {
       if (!reader.isFile()) throw new InvalidShardError(`${where}: an Arrow stream, not an Arrow IPC file`);
       await reader.open();
       const extras = checkSchema(reader.schema, where);
-      return new ShardReader(key, file, reader, reader.schema, extras);
+      const stream = RecordBatchStreamWriter.writeAll(new Table(reader.schema)).toUint8Array(true);
+      const schemaMessage = stream.subarray(0, stream.byteLength - EOS_BYTES);
+      await file.close(); // the tail and magic are no longer needed
+      return new ShardReader(key, file, reader, reader.schema, extras, schemaMessage);
     } catch (err) {
       throw asShardError(err, where);
     }
@@ -74,21 +81,54 @@ export class ShardReader {
 
   /** Reads batch `i` with one ranged GET. */
   async readBatch(i: number): Promise<RecordBatch> {
+    return this.decode(i, await this.fetch(i));
+  }
+
+  /**
+   * Every batch in order, keeping up to `prefetch` ranged GETs in flight ahead of the one being decoded, so
+   * request latency overlaps with transfer and decoding. Decoding stays sequential (the Arrow reader seeks).
+   */
+  async *batches(prefetch = 2): AsyncIterable<RecordBatch> {
+    const inflight: Array<Promise<Uint8Array>> = [];
+    let next = 0;
+    const fill = () => {
+      while (next < this.numBatches && inflight.length < Math.max(1, prefetch)) {
+        const fetching = this.fetch(next++);
+        fetching.catch(() => {}); // surfaced when awaited below, in order
+        inflight.push(fetching);
+      }
+    };
+    for (let i = 0; i < this.numBatches; i++) {
+      fill();
+      yield this.decode(i, await inflight.shift()!);
+    }
+  }
+
+  /** Fetches the bytes of batch `i`: one ranged GET. */
+  private async fetch(i: number): Promise<Uint8Array> {
     const where = `${this.file.where} batch ${i}`;
     const block = i >= 0 && i < this.numBatches ? this.reader.footer.getRecordBatch(i) : null;
     if (!block) throw new InvalidShardError(`${where}: no such record batch (shard has ${this.numBatches})`);
     const start = Number(block.offset);
     const end = start + block.metaDataLength + Number(block.bodyLength) - 1;
-    if (end >= this.file.size) throw new InvalidShardError(`${where}: block extends past the end of the file`);
-    await this.file.prefetch(start, end);
+    if (start < 0 || end >= this.file.size) throw new InvalidShardError(`${where}: block lies outside the file`);
+    const bytes = await this.file.fetch(start, end);
+    // Prefix the schema message so the block decodes as a self-contained IPC stream whose vectors are
+    // views into this one buffer (the file reader's path copies every body and churns the GC).
+    const message = new Uint8Array(this.schemaMessage.byteLength + bytes.byteLength);
+    message.set(this.schemaMessage, 0);
+    message.set(bytes, this.schemaMessage.byteLength);
+    return message;
+  }
+
+  private decode(i: number, message: Uint8Array): RecordBatch {
+    const where = `${this.file.where} batch ${i}`;
     try {
-      const batch = await this.reader.readRecordBatch(i);
-      if (!batch) throw new InvalidShardError(`${where}: unreadable record batch`);
-      return batch;
+      const result = RecordBatchReader.from(message).next();
+      if (result.done || !result.value) throw new InvalidShardError(`${where}: unreadable record batch`);
+      return result.value;
     } catch (err) {
       throw asShardError(err, where);
-    } finally {
-      this.file.evict(start);
     }
   }
 
@@ -99,7 +139,7 @@ export class ShardReader {
 
   /** Every record, batch by batch. */
   async *records(): AsyncIterable<ImageRecord> {
-    for (let i = 0; i < this.numBatches; i++) yield* await this.readRecords(i);
+    for await (const batch of this.batches()) yield* fromRecordBatch(batch, this.extraColumns);
   }
 }
 
@@ -127,12 +167,13 @@ class RangedFile {
     return `${this.store.url}/${this.key}`;
   }
 
-  async prefetch(start: number, end: number): Promise<void> {
-    this.segments.set(start, Buffer.from(await this.store.getRange(this.key, start, end)));
+  fetch(start: number, end: number): Promise<Uint8Array> {
+    return this.store.getRange(this.key, start, end);
   }
 
-  evict(start: number): void {
-    this.segments.delete(start);
+  async prefetch(start: number, end: number): Promise<void> {
+    const bytes = await this.fetch(start, end);
+    this.segments.set(start, Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)); // a view, no copy
   }
 
   peek(position: number, length: number): Buffer | undefined {
