@@ -1,0 +1,87 @@
+/**
+ * Turns downloaded bytes into a normalised image: format sniffed from the bytes (Content-Type is not
+ * trusted), SVG refused, decompression bombs rejected from the header (`limitInputPixels`), `failOn: 'error'`
+ * for truncated or corrupt data, first frame of animations, EXIF orientation applied, any colour space or
+ * depth (CMYK, 16-bit, grey, alpha) to 8-bit sRGB RGB, resized without upscaling, re-encoded.
+ *
+ * The exact-duplicate hash is SHA-256 of the *normalised pixels* (RGB after orientation and resize), not
+ * of the downloaded bytes: the same picture served as PNG and as a lossless WebP, or with different EXIF or
+ * metadata, has different bytes but the same pixels; lossy re-encodes are the near-duplicate index's job.
+ */
+import { createHash } from 'node:crypto';
+import sharp, { type Metadata, type OutputInfo, type ResizeOptions } from 'sharp';
+import { phash } from './phash.js';
+
+export interface DecodeOptions {
+  /** Longest side after resize (no upscaling). Ignored when `minSide` is set. @default 512 */
+  maxSide?: number;
+  /** Resize so the shortest side is this (no upscaling). */
+  minSide?: number;
+  /** @default "jpeg" */
+  format?: 'jpeg' | 'webp';
+  /** @default 90 */
+  quality?: number;
+  /** Images whose shorter side is below this are dropped. @default 64 */
+  minImageSize?: number;
+  /** Images with long/short side above this are dropped. @default 4 */
+  maxAspectRatio?: number;
+  /** Larger inputs (width x height) are rejected before decoding. @default 100e6 */
+  limitInputPixels?: number;
+  /** @default false */
+  allowSvg?: boolean;
+}
+
+export type DecodeOutcome =
+  | { ok: true; image: Buffer; mime: string; width: number; height: number; sha256: Buffer; phash: bigint }
+  | { ok: false; reason: string };
+
+const ACCEPTED = new Set(['jpeg', 'png', 'webp', 'gif', 'tiff', 'avif', 'heif']);
+
+export async function decodeImage(bytes: Uint8Array, options: DecodeOptions = {}): Promise<DecodeOutcome> {
+  const limitInputPixels = options.limitInputPixels ?? 100e6;
+  let meta: Metadata;
+  try {
+    meta = await sharp(bytes, { limitInputPixels: false, failOn: 'none' }).metadata();
+  } catch {
+    return { ok: false, reason: 'not_an_image' };
+  }
+  const format = meta.format ?? 'unknown';
+  if (format === 'svg' && !options.allowSvg) return { ok: false, reason: 'svg_refused' };
+  if (format !== 'svg' && !ACCEPTED.has(format)) return { ok: false, reason: 'unsupported_format' };
+  if ((meta.width ?? 0) * (meta.pageHeight ?? meta.height ?? 0) > limitInputPixels) return { ok: false, reason: 'too_many_pixels' };
+  const shortSide = Math.min(meta.autoOrient?.width ?? meta.width ?? 0, meta.autoOrient?.height ?? meta.height ?? 0);
+  const longSide = Math.max(meta.autoOrient?.width ?? meta.width ?? 0, meta.autoOrient?.height ?? meta.height ?? 0);
+  if (shortSide < (options.minImageSize ?? 64)) return { ok: false, reason: 'too_small' };
+  if (longSide / shortSide > (options.maxAspectRatio ?? 4)) return { ok: false, reason: 'aspect_ratio' };
+
+  let raw: { data: Buffer; info: OutputInfo };
+  try {
+    raw = await sharp(bytes, { limitInputPixels, failOn: 'error', pages: 1 })
+      .autoOrient()
+      .resize(resizeOf(options))
+      .toColourspace('srgb')
+      .flatten({ background: '#ffffff' })
+      .removeAlpha()
+      .raw({ depth: 'uchar' })
+      .toBuffer({ resolveWithObject: true });
+  } catch (err) {
+    return { ok: false, reason: /pixel limit/i.test((err as Error).message) ? 'too_many_pixels' : 'decode_error' };
+  }
+  const { width, height, channels } = raw.info;
+  const sha256 = createHash('sha256').update(raw.data).digest();
+  const hash = phash(raw.data, width, height, channels);
+  const encoder = sharp(raw.data, { raw: { width, height, channels } });
+  const quality = options.quality ?? 90;
+  const image = options.format === 'webp'
+    ? await encoder.webp({ quality }).toBuffer()
+    : await encoder.jpeg({ quality, mozjpeg: false }).toBuffer();
+  return { ok: true, image, mime: options.format === 'webp' ? 'image/webp' : 'image/jpeg', width, height, sha256, phash: hash };
+}
+
+function resizeOf(options: DecodeOptions): ResizeOptions {
+  if (options.minSide) {
+    return { width: options.minSide, height: options.minSide, fit: 'outside', withoutEnlargement: true };
+  }
+  const side = options.maxSide ?? 512;
+  return { width: side, height: side, fit: 'inside', withoutEnlargement: true };
+}

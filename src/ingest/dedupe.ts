@@ -1,0 +1,87 @@
+/**
+ * Exact and near-duplicate index. Exact: a set of SHA-256 digests. Near: 64-bit pHashes within a Hamming
+ * radius, found by multi-index hashing: the hash is cut into 4 bands of 16 bits; by the pigeonhole principle
+ * two hashes within radius r agree within floor(r/4) bits on at least one band, so a query probes each band's
+ * table at the few band values that close and checks only those candidates, never the whole index.
+ */
+import { ShardReader } from '../shards/reader.js';
+import type { UnitRecord } from '../shards/dataset.js';
+import type { Store } from '../shards/store.js';
+import { hamming } from './phash.js';
+
+const BANDS = 4;
+const BAND_BITS = 16;
+
+export type DuplicateKind = 'exact' | 'near';
+
+export class DedupeIndex {
+  private readonly exact = new Set<string>();
+  private readonly tables = Array.from({ length: BANDS }, () => new Map<number, bigint[]>());
+  private readonly probes: number[];
+  size = 0;
+
+  /** @param radius Hamming radius for near duplicates; 0 disables near-duplicate detection. */
+  constructor(readonly radius = 6) {
+    this.probes = flipMasks(Math.floor(radius / BANDS));
+  }
+
+  /** Classifies an image and, when it is new, adds it: one synchronous step, so callers never race. */
+  checkAndAdd(sha256: Uint8Array, phash: bigint): DuplicateKind | null {
+    const digest = Buffer.from(sha256).toString('hex');
+    if (this.exact.has(digest)) return 'exact';
+    if (this.radius > 0 && this.hasNear(phash)) return 'near';
+    this.add(digest, phash);
+    return null;
+  }
+
+  private hasNear(phash: bigint): boolean {
+    for (let b = 0; b < BANDS; b++) {
+      const band = bandOf(phash, b);
+      for (const mask of this.probes) {
+        for (const other of this.tables[b]!.get(band ^ mask) ?? []) if (hamming(phash, other) <= this.radius) return true;
+      }
+    }
+    return false;
+  }
+
+  private add(digest: string, phash: bigint): void {
+    this.exact.add(digest);
+    this.size++;
+    if (this.radius === 0) return;
+    for (let b = 0; b < BANDS; b++) {
+      const band = bandOf(phash, b);
+      const bucket = this.tables[b]!.get(band);
+      if (bucket) bucket.push(phash);
+      else this.tables[b]!.set(band, [phash]);
+    }
+  }
+
+  /** Rebuilds the index from committed shards' `sha256`/`phash` columns: no state lives only in memory. */
+  static async fromDataset(store: Store, units: readonly UnitRecord[], radius: number): Promise<DedupeIndex> {
+    const index = new DedupeIndex(radius);
+    for (const unit of units) {
+      const reader = await ShardReader.open(store, unit.shard, { size: unit.bytes });
+      for await (const batch of reader.batches()) {
+        const sha = batch.getChild('sha256')!;
+        const ph = batch.getChild('phash')!;
+        for (let i = 0; i < batch.numRows; i++) index.checkAndAdd(sha.get(i), ph.get(i));
+      }
+    }
+    return index;
+  }
+}
+
+function bandOf(hash: bigint, band: number): number {
+  return Number((hash >> BigInt(band * BAND_BITS)) & 0xffffn);
+}
+
+/** Every 16-bit mask with at most `bits` bits set: the band values a probe must visit. */
+function flipMasks(bits: number): number[] {
+  const masks: number[] = [];
+  for (let m = 0; m < 1 << BAND_BITS; m++) {
+    let c = 0;
+    for (let x = m; x; x &= x - 1) c++;
+    if (c <= bits) masks.push(m);
+  }
+  return masks;
+}

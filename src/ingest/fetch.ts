@@ -1,0 +1,202 @@
+/**
+ * Downloads one image: undici Agent (per-origin connection cap, connect/headers/idle-body timeouts) with the
+ * redirect interceptor composed on it, an overall deadline, a size cap checked against Content-Length and
+ * while streaming, retries with exponential backoff + full jitter honouring Retry-After, and the SSRF guard
+ * in the connector. Every failure is a reason string for the unit's histogram; nothing here throws.
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Agent, interceptors, type Dispatcher } from 'undici';
+import { BLOCKED_CODE, guardedConnector, parseAllowList } from './net-guard.js';
+
+export interface FetcherOptions {
+  /** Connections per origin. @default 8 */
+  connectionsPerOrigin?: number;
+  /** @default 10000 */
+  connectTimeoutMs?: number;
+  /** Time to receive response headers. @default 15000 */
+  headersTimeoutMs?: number;
+  /** Longest silence while receiving the body. @default 15000 */
+  bodyTimeoutMs?: number;
+  /** Deadline for one attempt, headers and body together. @default 60000 */
+  totalTimeoutMs?: number;
+  /** Largest accepted body. @default 32 MiB */
+  maxBytes?: number;
+  /** @default 5 */
+  maxRedirects?: number;
+  /** Retries after the first attempt on network errors, 408, 429 and 5xx. @default 2 */
+  retries?: number;
+  /** First backoff; doubles per retry, with full jitter. @default 500 */
+  retryBaseMs?: number;
+  /** A Retry-After longer than this gives up instead of waiting. @default 10000 */
+  maxRetryDelayMs?: number;
+  /** @default "wildstream/0.1 (+image dataset downloader)" */
+  userAgent?: string;
+  /** Allow loopback, private and link-local addresses (for tests and intranets). @default false */
+  allowPrivateNetwork?: boolean;
+  /** Non-public address ranges (IP or CIDR) allowed anyway, e.g. an intranet mirror. @default [] */
+  allowAddresses?: string[];
+}
+
+export type FetchOutcome =
+  | { ok: true; bytes: Buffer; contentType: string | null; url: string }
+  | { ok: false; reason: string };
+
+const RETRY_STATUS = new Set([408, 429, 500, 502, 503, 504]);
+const AI_OPT_OUT = new Set(['noai', 'noimageai', 'noindex', 'noimageindex']);
+
+export class Fetcher {
+  private readonly dispatcher: Dispatcher;
+  private readonly agent: Agent;
+  private readonly o: Required<FetcherOptions>;
+
+  constructor(options: FetcherOptions = {}) {
+    this.o = {
+      connectionsPerOrigin: 8,
+      connectTimeoutMs: 10_000,
+      headersTimeoutMs: 15_000,
+      bodyTimeoutMs: 15_000,
+      totalTimeoutMs: 60_000,
+      maxBytes: 32 * 1024 * 1024,
+      maxRedirects: 5,
+      retries: 2,
+      retryBaseMs: 500,
+      maxRetryDelayMs: 10_000,
+      userAgent: 'wildstream/0.1 (+image dataset downloader)',
+      allowPrivateNetwork: false,
+      allowAddresses: [],
+      ...options,
+    };
+    const connect = { timeout: this.o.connectTimeoutMs };
+    this.agent = new Agent({
+      connections: this.o.connectionsPerOrigin,
+      headersTimeout: this.o.headersTimeoutMs,
+      bodyTimeout: this.o.bodyTimeoutMs,
+      connect: this.o.allowPrivateNetwork ? connect : guardedConnector(connect, parseAllowList(this.o.allowAddresses)),
+    });
+    this.dispatcher = this.agent.compose(interceptors.redirect({ maxRedirections: this.o.maxRedirects }));
+  }
+
+  async fetch(url: string): Promise<FetchOutcome> {
+    if (!/^https?:\/\//i.test(url)) return { ok: false, reason: 'url_scheme' };
+    for (let attempt = 0; ; attempt++) {
+      const result = await this.attempt(url);
+      const delay = 'retryAfterMs' in result ? result.retryAfterMs : undefined;
+      if (!('retry' in result) || attempt >= this.o.retries) return result.outcome;
+      const backoff = Math.random() * this.o.retryBaseMs * 2 ** attempt;
+      if (delay !== undefined && delay > this.o.maxRetryDelayMs) return result.outcome;
+      await sleep(Math.max(backoff, delay ?? 0));
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.agent.close();
+  }
+
+  private async attempt(url: string): Promise<{ outcome: FetchOutcome; retry?: true; retryAfterMs?: number }> {
+    // A deadline cleared when the attempt ends: a stray abort after completion would error a finished body.
+    const controller = new AbortController();
+    const timer = setTimeout(() => controller.abort(new DOMException('deadline', 'TimeoutError')), this.o.totalTimeoutMs);
+    try {
+      return await this.request(url, controller.signal);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  private async request(url: string, signal: AbortSignal): Promise<{ outcome: FetchOutcome; retry?: true; retryAfterMs?: number }> {
+    let response: Dispatcher.ResponseData;
+    try {
+      response = await this.dispatcher.request({
+        origin: new URL(url).origin,
+        path: pathOf(url),
+        method: 'GET',
+        headers: { 'user-agent': this.o.userAgent, accept: 'image/*' },
+        signal,
+      });
+    } catch (err) {
+      return failure(networkReason(err, signal));
+    }
+    const { statusCode, headers, body } = response;
+    if (statusCode < 200 || statusCode >= 300) {
+      await discard(body); // never leave an unconsumed body holding the connection
+      const reason = statusCode >= 300 && statusCode < 400 ? 'too_many_redirects' : `http_${statusCode}`;
+      if (!RETRY_STATUS.has(statusCode)) return { outcome: { ok: false, reason } };
+      return { outcome: { ok: false, reason }, retry: true, retryAfterMs: retryAfter(header(headers, 'retry-after')) };
+    }
+    if (optedOut(header(headers, 'x-robots-tag'))) {
+      await discard(body);
+      return { outcome: { ok: false, reason: 'robots_tag' } };
+    }
+    const declared = Number(header(headers, 'content-length') ?? NaN);
+    if (declared > this.o.maxBytes) {
+      await discard(body);
+      return { outcome: { ok: false, reason: 'too_large' } };
+    }
+    const chunks: Buffer[] = [];
+    let size = 0;
+    try {
+      for await (const chunk of body) {
+        size += (chunk as Buffer).length;
+        if (size > this.o.maxBytes) {
+          await discard(body);
+          return { outcome: { ok: false, reason: 'too_large' } };
+        }
+        chunks.push(chunk as Buffer);
+      }
+    } catch (err) {
+      return failure(networkReason(err, signal));
+    }
+    return { outcome: { ok: true, bytes: Buffer.concat(chunks, size), contentType: header(headers, 'content-type'), url } };
+  }
+}
+
+/** Drops a body we will not use: reads a little so the connection can be reused, else closes it quietly. */
+async function discard(body: Dispatcher.ResponseData['body']): Promise<void> {
+  await body.dump({ limit: 64 * 1024 }).catch(() => {});
+}
+
+function failure(reason: string): { outcome: FetchOutcome; retry?: true } {
+  const retryable = reason === 'connection_error' || reason === 'timeout' || reason === 'body_error';
+  return retryable ? { outcome: { ok: false, reason }, retry: true } : { outcome: { ok: false, reason } };
+}
+
+function pathOf(url: string): string {
+  const u = new URL(url);
+  return `${u.pathname}${u.search}`;
+}
+
+function header(headers: Dispatcher.ResponseData['headers'], name: string): string | null {
+  const value = headers[name];
+  return Array.isArray(value) ? value.join(', ') : (value ?? null);
+}
+
+/** Retry-After as milliseconds: delta-seconds or an HTTP date. */
+export function retryAfter(value: string | null, now = Date.now()): number | undefined {
+  if (!value) return undefined;
+  if (/^\d+$/.test(value.trim())) return Number(value.trim()) * 1000;
+  const date = Date.parse(value);
+  return Number.isNaN(date) ? undefined : Math.max(0, date - now);
+}
+
+/** True when X-Robots-Tag opts out of AI use or indexing, generally or for wildstream by name. */
+export function optedOut(value: string | null): boolean {
+  if (!value) return false;
+  return value.split(',').some((part) => {
+    const token = part.trim().toLowerCase();
+    const scoped = /^([a-z0-9_-]+)\s*:\s*(.+)$/.exec(token);
+    if (scoped && !['wildstream', '*'].includes(scoped[1]!)) return false;
+    return (scoped ? scoped[2]! : token).split(/\s+/).some((d) => AI_OPT_OUT.has(d));
+  });
+}
+
+function networkReason(err: unknown, signal: AbortSignal): string {
+  const e = err as { code?: string; name?: string; cause?: { code?: string } };
+  const code = e.code ?? e.cause?.code ?? '';
+  if (code === BLOCKED_CODE || e.cause?.code === BLOCKED_CODE) return 'blocked_address';
+  if (signal.aborted || e.name === 'TimeoutError' || /TIMEOUT/.test(code)) return 'timeout';
+  if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') return 'dns_error';
+  if (code === 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH' || code === 'UND_ERR_SOCKET' || code === 'ECONNRESET') return 'body_error';
+  if (/redirect/i.test((err as Error).message ?? '')) return 'too_many_redirects';
+  if (code === 'UND_ERR_INVALID_ARG' || code === 'ERR_INVALID_URL') return 'url_invalid';
+  return 'connection_error';
+}

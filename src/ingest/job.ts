@@ -1,0 +1,233 @@
+/**
+ * An ingest job: URL lists -> units -> (fetch, decode, dedupe) -> one shard + one committed record per unit.
+ *
+ * Resume rests on two facts: unit membership is a pure function of the lists (row index / unit size), and a
+ * unit is committed only by its record, written after its shard. So a rerun skips committed units and redoes
+ * the rest from scratch, and the dedupe index is rebuilt from committed shards, never kept only in memory.
+ */
+import { availableParallelism } from 'node:os';
+import PQueue from 'p-queue';
+import { ConfigError } from '../errors.js';
+import { commitUnit, listUnits, shardKey, type UnitRecord } from '../shards/dataset.js';
+import { openStore, type Store, type StoreOptions } from '../shards/store.js';
+import { ShardWriter } from '../shards/writer.js';
+import { decodeImage, type DecodeOptions } from './decode.js';
+import { DedupeIndex } from './dedupe.js';
+import { Fetcher, type FetcherOptions } from './fetch.js';
+import { planJob, registerJob } from './plan.js';
+import { checkUrl, extraColumnsOf, listFiles, readUrlLists, type UrlListOptions, type UrlRow } from './url-list.js';
+
+export interface IngestOptions {
+  /** URL list files or directories. */
+  lists: string[];
+  /** Output store URL. */
+  out: string;
+  store?: StoreOptions;
+  list?: UrlListOptions;
+  decode?: DecodeOptions;
+  fetch?: FetcherOptions;
+  /** Downloads in flight. @default 64 */
+  concurrency?: number;
+  /** URLs per unit (one shard each). @default 10000 */
+  unitSize?: number;
+  /** Hamming radius for near duplicates; 0 turns near-dedupe off. @default 6 */
+  dedupeRadius?: number;
+  /** Add a different job to an existing dataset. @default false */
+  append?: boolean;
+  /** Called after each finished image and unit. */
+  onProgress?: (progress: IngestProgress) => void;
+}
+
+export interface IngestProgress {
+  unitsTotal: number;
+  unitsDone: number;
+  unitsSkipped: number;
+  urls: number;
+  kept: number;
+  failed: number;
+  duplicates: number;
+  elapsedSeconds: number;
+}
+
+export interface IngestSummary extends IngestProgress {
+  resumed: boolean;
+  failedByReason: Record<string, number>;
+}
+
+/** Decodes run on the libuv threadpool (sharp); more than the cores would only queue there. */
+const DECODE_CONCURRENCY = Math.max(1, availableParallelism());
+
+export function validateIngestOptions(o: IngestOptions): void {
+  const positive = (name: string, v: number | undefined, max = Number.MAX_SAFE_INTEGER) => {
+    if (v !== undefined && (!Number.isSafeInteger(v) || v < 1 || v > max)) {
+      throw new ConfigError(`${name} must be an integer from 1 to ${max}, got ${JSON.stringify(v)}`);
+    }
+  };
+  positive('concurrency', o.concurrency, 4096);
+  positive('unitSize', o.unitSize, 10_000_000);
+  positive('decode.maxSide', o.decode?.maxSide, 16384);
+  positive('decode.minSide', o.decode?.minSide, 16384);
+  positive('decode.quality', o.decode?.quality, 100);
+  if (o.dedupeRadius !== undefined && (!Number.isInteger(o.dedupeRadius) || o.dedupeRadius < 0 || o.dedupeRadius > 16)) {
+    throw new ConfigError(`dedupeRadius must be an integer from 0 to 16, got ${o.dedupeRadius}`);
+  }
+  if (o.decode?.format && !['jpeg', 'webp'].includes(o.decode.format)) {
+    throw new ConfigError(`format must be jpeg or webp, got ${JSON.stringify(o.decode.format)}`);
+  }
+}
+
+interface Context {
+  store: Store;
+  fetcher: Fetcher;
+  index: DedupeIndex;
+  decodeQueue: PQueue;
+  extraColumns: string[];
+  options: IngestOptions;
+  progress: IngestProgress;
+  started: number;
+}
+
+export async function runIngest(options: IngestOptions): Promise<IngestSummary> {
+  validateIngestOptions(options);
+  const unitSize = options.unitSize ?? 10_000;
+  const files = await listFiles(options.lists);
+  const store = await openStore(options.out, options.store);
+  const outputOptions = { decode: options.decode ?? {}, dedupeRadius: options.dedupeRadius ?? 6 };
+  const planned = await planJob(files, options.list ?? {}, outputOptions, unitSize);
+  const { job, resumed } = await registerJob(store, planned, options.append ?? false);
+  const committed = await listUnits(store);
+  const done = new Set(committed.map((u) => u.unit));
+  const ctx: Context = {
+    store,
+    fetcher: new Fetcher(options.fetch),
+    index: await DedupeIndex.fromDataset(store, committed, outputOptions.dedupeRadius),
+    decodeQueue: new PQueue({ concurrency: DECODE_CONCURRENCY }),
+    extraColumns: await extraColumnsOf(files, options.list),
+    options,
+    progress: { unitsTotal: job.units, unitsDone: 0, unitsSkipped: 0, urls: 0, kept: 0, failed: 0, duplicates: 0, elapsedSeconds: 0 },
+    started: Date.now(),
+  };
+  const failedByReason: Record<string, number> = {};
+  try {
+    for await (const [unit, rows] of groupUnits(readUrlLists(files, options.list), unitSize, job.firstUnit)) {
+      if (done.has(unit)) {
+        ctx.progress.unitsSkipped++;
+      } else {
+        const record = await runUnit(ctx, unit, rows);
+        for (const [k, v] of Object.entries(record.failed)) failedByReason[k] = (failedByReason[k] ?? 0) + v;
+        ctx.progress.unitsDone++;
+      }
+      report(ctx);
+    }
+  } finally {
+    await ctx.fetcher.close();
+  }
+  return { ...ctx.progress, resumed, failedByReason };
+}
+
+async function* groupUnits(rows: AsyncIterable<UrlRow>, unitSize: number, firstUnit: number): AsyncIterable<[number, UrlRow[]]> {
+  let current: UrlRow[] = [];
+  let unit = firstUnit;
+  for await (const row of rows) {
+    const rowUnit = firstUnit + Math.floor(row.index / unitSize);
+    if (rowUnit !== unit && current.length > 0) yield [unit, current];
+    if (rowUnit !== unit) current = [];
+    unit = rowUnit;
+    current.push(row);
+  }
+  if (current.length > 0) yield [unit, current];
+}
+
+function report(ctx: Context): void {
+  ctx.progress.elapsedSeconds = (Date.now() - ctx.started) / 1000;
+  ctx.options.onProgress?.(ctx.progress);
+}
+
+type RowOutcome = { ok: true; record: Parameters<ShardWriter['add']>[0] } | { ok: false; reason: string; duplicate?: boolean };
+
+async function runUnit(ctx: Context, unit: number, rows: UrlRow[]): Promise<UnitRecord> {
+  const startedAt = new Date();
+  const failed: Record<string, number> = {};
+  const duplicates = { exact: 0, near: 0 };
+  const timings = { fetch: 0, decode: 0, write: 0 };
+  const writer = new ShardWriter({ extraColumns: ctx.extraColumns });
+  const concurrency = ctx.options.concurrency ?? 64;
+  const queue = new PQueue({ concurrency });
+  let writes = Promise.resolve(); // ShardWriter.add must not interleave with itself
+  try {
+    for (const row of rows) {
+      await queue.onSizeLessThan(concurrency); // bounded: at most 2x concurrency rows in memory
+      void queue.add(async () => {
+        const outcome = await processRow(ctx, row, timings).catch((): RowOutcome => ({ ok: false, reason: 'internal_error' }));
+        ctx.progress.urls++;
+        if (outcome.ok) {
+          ctx.progress.kept++;
+          writes = writes.then(async () => {
+            const t0 = performance.now();
+            await writer.add(outcome.record);
+            timings.write += (performance.now() - t0) / 1000;
+          });
+          await writes;
+        } else if (outcome.duplicate) {
+          ctx.progress.duplicates++;
+          duplicates[outcome.reason as 'exact' | 'near']++;
+        } else {
+          ctx.progress.failed++;
+          failed[outcome.reason] = (failed[outcome.reason] ?? 0) + 1;
+        }
+        report(ctx);
+      });
+    }
+    await queue.onIdle();
+    await writes;
+    const info = await writer.finish(ctx.store, shardKey(unit));
+    const record: UnitRecord = {
+      unit,
+      shard: shardKey(unit),
+      records: info.records,
+      bytes: info.bytes,
+      batches: info.batches,
+      inputs: rows.length,
+      failed,
+      duplicates,
+      timings: { ...timings, wall: (Date.now() - startedAt.getTime()) / 1000 },
+      startedAt: startedAt.toISOString(),
+      committedAt: new Date().toISOString(),
+    };
+    await commitUnit(ctx.store, record);
+    return record;
+  } finally {
+    await writer.abort();
+  }
+}
+
+async function processRow(ctx: Context, row: UrlRow, timings: Record<string, number>): Promise<RowOutcome> {
+  const bad = checkUrl(row.url);
+  if (bad) return { ok: false, reason: bad };
+  let t0 = performance.now();
+  const fetched = await ctx.fetcher.fetch(row.url);
+  timings.fetch! += (performance.now() - t0) / 1000;
+  if (!fetched.ok) return fetched;
+  t0 = performance.now();
+  const decoded = await ctx.decodeQueue.add(() => decodeImage(fetched.bytes, ctx.options.decode));
+  timings.decode! += (performance.now() - t0) / 1000;
+  if (!decoded.ok) return decoded;
+  const duplicate = ctx.index.checkAndAdd(decoded.sha256, decoded.phash);
+  if (duplicate) return { ok: false, reason: duplicate, duplicate: true };
+  return {
+    ok: true,
+    record: {
+      key: String(row.index).padStart(12, '0'),
+      url: row.url,
+      sha256: decoded.sha256,
+      phash: decoded.phash,
+      width: decoded.width,
+      height: decoded.height,
+      mime: decoded.mime,
+      image: decoded.image,
+      caption: row.caption,
+      sourcePage: null,
+      extra: row.extra,
+    },
+  };
+}
