@@ -74,7 +74,7 @@ function ingestCommand(): Command {
       .option('--max-aspect-ratio <x>', 'drop images with long/short side above X', Number, 4)
       .addOption(new Option('--format <fmt>', 'output encoding').choices(['jpeg', 'webp']).default('jpeg'))
       .option('--quality <q>', 'encoder quality', intArg(1, 100), 90)
-      .option('--dedupe-radius <bits>', 'pHash Hamming radius for near duplicates (0: off)', intArg(0, 16), 6)
+      .option('--dedupe-radius <bits>', 'pHash Hamming radius for near duplicates (0: off)', intArg(0, 16), 8)
       .option('--timeout <seconds>', 'deadline for one download attempt', intArg(1, 3600), 60)
       .option('--retries <n>', 'retries on network errors, 408, 429, 5xx', intArg(0, 10), 2)
       .option('--max-bytes <n>', 'largest accepted download', intArg(1), 32 * 1024 * 1024)

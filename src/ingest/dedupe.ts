@@ -21,7 +21,7 @@ export class DedupeIndex {
   size = 0;
 
   /** @param radius Hamming radius for near duplicates; 0 disables near-duplicate detection. */
-  constructor(readonly radius = 6) {
+  constructor(readonly radius = 8) {
     this.probes = flipMasks(Math.floor(radius / BANDS));
   }
 

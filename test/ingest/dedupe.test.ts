@@ -1,0 +1,84 @@
+// Near and exact duplicates through the real pipeline; precision and recall on a labelled set.
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DedupeIndex } from '../../src/ingest/dedupe.js';
+import { hamming } from '../../src/ingest/phash.js';
+import { runIngest } from '../../src/ingest/job.js';
+import { listUnits } from '../../src/shards/dataset.js';
+import { ShardReader } from '../../src/shards/reader.js';
+import { openStore } from '../../src/shards/store.js';
+import { startFixture, type Fixture } from '../helpers/fixture-server.js';
+import { VARIANTS, variant, type Variant } from '../helpers/variants.js';
+
+let fixture: Fixture;
+let dir: string;
+beforeAll(async () => {
+  fixture = await startFixture([
+    [/^\/near\/(\d+)\/(\w+)$/, async (_q, res, m) => {
+      const { body, type } = await variant(Number(m[1]), m[2] as Variant);
+      res.writeHead(200, { 'content-type': type }).end(body);
+    }],
+  ]);
+  dir = await mkdtemp(join(tmpdir(), 'ws-dedupe-'));
+});
+afterAll(async () => {
+  await fixture?.close();
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe('dedupe', () => {
+  it('drops exact and near copies, keeps distinct images; reports precision and recall', async () => {
+    const distinct = Array.from({ length: 40 }, (_, i) => i + 100);
+    const originals = distinct.slice(0, 8);
+    const urls = [
+      ...distinct.map((n) => `${fixture.base}/img/${n}.jpg`),
+      ...originals.map((n) => `${fixture.base}/img/${n}.jpg?copy=1`), // exact copies
+      ...originals.flatMap((n) => VARIANTS.map((v) => `${fixture.base}/near/${n}/${v}`)),
+    ];
+    const copies = urls.length - distinct.length;
+    await writeFile(join(dir, 'list.txt'), urls.join('\n'));
+    const out = join(dir, 'ds');
+    const summary = await runIngest({
+      lists: [join(dir, 'list.txt')],
+      out,
+      fetch: { allowAddresses: ['127.0.0.1'] },
+      concurrency: 1, // originals come first in the list, so they are the copies kept
+      unitSize: 1000,
+    });
+    const store = await openStore(out);
+    const kept = new Set<string>();
+    for (const unit of await listUnits(store)) {
+      for await (const r of (await ShardReader.open(store, unit.shard)).records()) kept.add(new URL(r.url).pathname + new URL(r.url).search);
+    }
+    const droppedCopies = copies - [...kept].filter((u) => u.includes('near') || u.includes('copy')).length;
+    const droppedDistinct = distinct.filter((n) => !kept.has(`/img/${n}.jpg`)).length;
+    const recall = droppedCopies / copies;
+    const precision = droppedCopies / (droppedCopies + droppedDistinct);
+    console.log(`dedupe: ${copies} copies, ${droppedCopies} dropped (recall ${recall.toFixed(3)}); ${droppedDistinct} of ${distinct.length} distinct dropped (precision ${precision.toFixed(3)})`);
+    expect(summary.duplicates).toBe(droppedCopies + droppedDistinct);
+    expect(droppedDistinct).toBe(0);
+    expect(recall).toBeGreaterThanOrEqual(0.95); // default radius 8: some 4% crops (up to 10 bits) survive
+  });
+
+  it('finds near neighbours through the band index exactly as a linear scan does', () => {
+    let seed = 7n;
+    const next = () => (seed = (seed * 6364136223846793005n + 1442695040888963407n) & 0xffffffffffffffffn);
+    const hashes = Array.from({ length: 3000 }, next);
+    const index = new DedupeIndex(6);
+    const kept: bigint[] = [];
+    for (const [i, h] of hashes.entries()) {
+      // Every third hash is a perturbed copy of an earlier one, within 0..8 bits.
+      const flips = i % 9;
+      const q = i % 3 === 0 && i > 0 ? [...Array(flips)].reduce((acc: bigint, _, k) => acc ^ (1n << BigInt((k * 7 + i) % 64)), hashes[i - 1]!) : h;
+      const linear = kept.some((k) => hamming(k, q) <= 6);
+      const sha = Buffer.alloc(32);
+      sha.writeBigUInt64LE(q);
+      sha.writeUInt32LE(i, 8);
+      const verdict = index.checkAndAdd(sha, q);
+      expect(verdict === 'near', `hash ${i}`).toBe(linear);
+      if (!verdict) kept.push(q);
+    }
+  });
+});
