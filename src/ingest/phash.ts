@@ -17,11 +17,13 @@ const COS = (() => {
 export function grey32(pixels: Uint8Array, width: number, height: number, channels: number): Float64Array {
   const out = new Float64Array(N * N);
   const counts = new Float64Array(N * N);
+  const colCell = new Int32Array(width); // hoisted: the per-pixel division was most of the cost
+  for (let x = 0; x < width; x++) colCell[x] = Math.min(N - 1, Math.floor((x * N) / width));
   for (let y = 0; y < height; y++) {
     const row = Math.min(N - 1, Math.floor((y * N) / height)) * N;
     let p = y * width * channels;
     for (let x = 0; x < width; x++, p += channels) {
-      const cell = row + Math.min(N - 1, Math.floor((x * N) / width));
+      const cell = row + colCell[x]!;
       out[cell]! += 0.299 * pixels[p]! + 0.587 * pixels[p + 1]! + 0.114 * pixels[p + 2]!;
       counts[cell]! += 1;
     }
