@@ -144,4 +144,3 @@ export async function main(argv: readonly string[]): Promise<number> {
   }
 }
 
-export { Option };
