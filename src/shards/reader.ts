@@ -6,7 +6,7 @@
  */
 import type { FileHandle } from 'node:fs/promises';
 import { RecordBatchReader, RecordBatchStreamWriter, Table, type RecordBatch, type Schema } from 'apache-arrow';
-import { InvalidShardError, WildstreamError } from '../errors.js';
+import { InvalidShardError, NotFoundError, WildstreamError } from '../errors.js';
 import { checkSchema, fromRecordBatch, type ImageRecord } from './schema.js';
 import type { Store } from './store.js';
 
@@ -49,7 +49,12 @@ export class ShardReader {
     if (size < MIN_FILE_BYTES) throw new InvalidShardError(`${where}: not an Arrow IPC file (only ${size} bytes)`);
     const file = new RangedFile(store, key, size);
     const tailStart = Math.max(0, size - TAIL_BYTES);
-    await file.prefetch(tailStart, size - 1);
+    try {
+      await file.prefetch(tailStart, size - 1);
+    } catch (err) {
+      if (!(err instanceof NotFoundError)) throw err;
+      throw new InvalidShardError(`${where}: missing or shorter than the ${size} bytes expected (truncated?)`, { cause: err });
+    }
     if (!file.peek(size - MAGIC.length, MAGIC.length)?.equals(MAGIC)) {
       throw new InvalidShardError(`${where}: not an Arrow IPC file (no trailing ARROW1 magic; truncated?)`);
     }
@@ -77,6 +82,12 @@ export class ShardReader {
 
   get numBatches(): number {
     return this.reader.footer.numRecordBatches;
+  }
+
+  /** Bytes of batch `i` on the store (metadata + body), from the footer: what reading it will fetch. */
+  batchBytes(i: number): number {
+    const block = this.reader.footer.getRecordBatch(i);
+    return block ? block.metaDataLength + Number(block.bodyLength) : 0;
   }
 
   /** Reads batch `i` with one ranged GET. */

@@ -1,0 +1,50 @@
+/**
+ * A pool of augment worker threads (piscina), sized to the cores by default. Tasks carry only the encoded
+ * image (copied out of its Arrow batch first: posting a view would clone the whole batch buffer) and the
+ * draw seed; crops come back by transfer. `close()` stops the threads.
+ */
+import { availableParallelism } from 'node:os';
+import { Piscina } from 'piscina';
+import 'sharp'; // load libvips in the main thread before any worker does (sharp's worker-thread rule)
+import { ConfigError } from '../errors.js';
+import type { AugmentConfig } from './config.js';
+import type { DrawSeed } from './multicrop.js';
+import type { AugmentResult } from './worker.js';
+
+export interface PoolOptions {
+  /** Worker threads. @default the number of cores */
+  threads?: number;
+}
+
+export class AugmentPool {
+  private readonly piscina: Piscina;
+
+  constructor(config: AugmentConfig, options: PoolOptions = {}) {
+    const threads = options.threads ?? availableParallelism();
+    if (!Number.isSafeInteger(threads) || threads < 1 || threads > 256) {
+      throw new ConfigError(`augment threads must be 1-256, got ${threads}`);
+    }
+    this.piscina = new Piscina({
+      filename: new URL('./worker-entry.mjs', import.meta.url).href,
+      minThreads: threads,
+      maxThreads: threads,
+      workerData: { config },
+      // Each worker awaits sharp (on the libuv pool) while another task's crops run on its thread.
+      concurrentTasksPerWorker: 2,
+    });
+  }
+
+  get threads(): number {
+    return this.piscina.threads.length;
+  }
+
+  /** Multi-crops one encoded image; resolves to its crops or a failure reason. */
+  async augment(image: Uint8Array, at: DrawSeed): Promise<AugmentResult> {
+    const own = image.slice(); // a copy that owns exactly these bytes, transferred to the worker
+    return (await this.piscina.run({ image: own, at }, { transferList: [own.buffer] })) as AugmentResult;
+  }
+
+  async close(): Promise<void> {
+    await this.piscina.destroy();
+  }
+}

@@ -1,0 +1,38 @@
+/** Builds committed datasets for stream and loader tests: `units` shards of `perUnit` records each. */
+import { commitUnit, shardKey } from '../../src/shards/dataset.js';
+import type { Store } from '../../src/shards/store.js';
+import { ShardWriter } from '../../src/shards/writer.js';
+import { makeRecord } from './records.js';
+
+export interface DatasetSpec {
+  units: number;
+  perUnit: number;
+  /** Rows per record batch. @default 10 */
+  batchRows?: number;
+  /** Image bytes of record `i` (global index). @default arbitrary bytes */
+  image?: (i: number) => Uint8Array;
+  /** First unit number. @default 0 */
+  firstUnit?: number;
+}
+
+export async function writeDataset(store: Store, spec: DatasetSpec): Promise<string[]> {
+  const keys: string[] = [];
+  const first = spec.firstUnit ?? 0;
+  for (let u = first; u < first + spec.units; u++) {
+    const writer = new ShardWriter({ maxBatchRows: spec.batchRows ?? 10 });
+    for (let j = 0; j < spec.perUnit; j++) {
+      const i = u * spec.perUnit + j;
+      const record = { ...makeRecord(i), key: `${String(u).padStart(6, '0')}-${String(j).padStart(5, '0')}` };
+      if (spec.image) record.image = spec.image(i);
+      await writer.add(record);
+      keys.push(record.key);
+    }
+    const info = await writer.finish(store, shardKey(u));
+    const now = new Date().toISOString();
+    await commitUnit(store, {
+      unit: u, shard: shardKey(u), records: info.records, bytes: info.bytes, batches: info.batches, inputs: spec.perUnit,
+      failed: {}, duplicates: { exact: 0, near: 0 }, timings: {}, startedAt: now, committedAt: now,
+    });
+  }
+  return keys;
+}
