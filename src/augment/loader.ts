@@ -105,6 +105,11 @@ export class MultiCropLoader implements AsyncIterable<MultiCropBatch> {
     }
   }
 
+  /** Live worker threads (0 once closed). */
+  get threads(): number {
+    return this.pool.threads;
+  }
+
   async close(): Promise<void> {
     await this.pool.close();
   }
