@@ -6,6 +6,9 @@
  * Exit codes: 0 ok, 1 a broken run (one-line reason), 2 bad usage (unknown option, bad value).
  */
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { writeFile } from 'node:fs/promises';
+import { parseCrops, SWAV_CROPS } from './augment/config.js';
+import { renderPreview } from './augment/preview.js';
 import { ConfigError, oneLine } from './errors.js';
 import { runIngest } from './ingest/job.js';
 import { progressReporter } from './ingest/progress.js';
@@ -118,6 +121,25 @@ function ingestCommand(): Command {
   });
 }
 
+function augmentCommand(): Command {
+  const preview = withStoreOptions(
+    new Command('preview')
+      .description("render one record's multi-crop views (de-normalised) next to the original as a PNG")
+      .argument('<store>', 'dataset location')
+      .requiredOption('--out <file>', 'PNG file to write')
+      .option('--seed <n>', 'stream and augmentation seed', intArg(0, 2 ** 32 - 1), 0)
+      .option('--epoch <n>', 'epoch', intArg(0), 0)
+      .option('--record <n>', 'which record of the epoch', intArg(0), 0)
+      .option('--crops <spec>', 'crop groups', SWAV_CROPS),
+  ).action(async (url: string, opts) => {
+    const store = await openStore(url, storeOptions(opts));
+    const { png, key } = await renderPreview(store, { seed: opts.seed, epoch: opts.epoch, record: opts.record, augment: { crops: parseCrops(opts.crops) } });
+    await writeFile(opts.out, png);
+    process.stdout.write(`${JSON.stringify({ event: 'preview', key, out: opts.out })}\n`);
+  });
+  return new Command('augment').description('look at the multi-crop augmentation').addCommand(preview);
+}
+
 export function buildProgram(): Command {
   const program = new Command('wildstream')
     .description('Label-free vision pretraining on uncurated web images (SwAV + RegNet on TensorFlow.js)')
@@ -126,7 +148,12 @@ export function buildProgram(): Command {
     .exitOverride();
   program.addCommand(ingestCommand());
   program.addCommand(inspectCommand());
-  for (const cmd of program.commands) cmd.exitOverride();
+  program.addCommand(augmentCommand());
+  const exitOverride = (cmd: Command): void => {
+    cmd.exitOverride();
+    cmd.commands.forEach(exitOverride);
+  };
+  program.commands.forEach(exitOverride);
   return program;
 }
 

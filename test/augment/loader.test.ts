@@ -7,6 +7,8 @@ import { MultiCropLoader, type LoaderOptions, type MultiCropBatch } from '../../
 import { photoJpeg } from '../../src/fixtures/images.js';
 import { openStore, type Store } from '../../src/shards/store.js';
 import { writeDataset } from '../helpers/dataset.js';
+import { runCli } from '../helpers/cli.js';
+import sharp from 'sharp';
 
 let dir: string;
 let store: Store;
@@ -69,5 +71,20 @@ describe('MultiCropLoader', () => {
     const { out, loader } = await batches({}, 2);
     expect(out).toHaveLength(2);
     expect(loader.threads).toBe(0);
+  });
+});
+
+describe('wildstream augment preview', () => {
+  it('writes a PNG of the original and its crops, and refuses a bad crop spec', async () => {
+    const out = join(dir, 'crops.png');
+    const ok = await runCli(['augment', 'preview', join(dir, 'ds'), '--out', out, '--record', '2', '--crops', '2x64@0.14-1,3x32@0.05-0.14']);
+    expect(ok.code, ok.stderr).toBe(0);
+    expect(JSON.parse(ok.stdout)).toMatchObject({ event: 'preview', out });
+    const meta = await sharp(out).metadata();
+    expect(meta.format).toBe('png');
+    expect(meta.height).toBe(64 + 16);
+    const bad = await runCli(['augment', 'preview', join(dir, 'ds'), '--out', out, '--crops', '2x224@0.9-0.1']);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/crop scale/);
   });
 });
