@@ -162,28 +162,39 @@ export function gaussianKernel(sigma: number): Float32Array {
 export function gaussianBlur(px: Float32Array, size: number, sigma: number): void {
   const kernel = gaussianKernel(sigma);
   const radius = (kernel.length - 1) / 2;
-  const tmp = new Float32Array(px.length);
-  blurPass(px, tmp, size, kernel, radius, 3, size * 3); // along rows
-  blurPass(tmp, px, size, kernel, radius, size * 3, 3); // along columns
+  const line = new Float32Array((size + 2 * radius) * 3);
+  blurPass(px, line, size, kernel, radius, 3, size * 3); // along rows
+  blurPass(px, line, size, kernel, radius, size * 3, 3); // along columns
 }
 
-/** One 1-D pass: `step` moves along the blurred axis, `lineStep` to the next line. */
-function blurPass(src: Float32Array, dst: Float32Array, size: number, kernel: Float32Array, radius: number, step: number, lineStep: number): void {
-  for (let line = 0; line < size; line++) {
-    const lineBase = line * lineStep;
+/**
+ * One 1-D pass in place: `step` moves along the blurred axis, `lineStep` to the next line. Each line is
+ * first copied into `line` with `radius` repeated border pixels on both sides, so the tap loop has no
+ * bounds checks (branches in that loop cost more than the arithmetic).
+ */
+function blurPass(px: Float32Array, line: Float32Array, size: number, kernel: Float32Array, radius: number, step: number, lineStep: number): void {
+  const taps = kernel.length;
+  for (let l = 0; l < size; l++) {
+    const base = l * lineStep;
+    for (let j = -radius; j < size + radius; j++) {
+      const src = base + (j < 0 ? 0 : j >= size ? size - 1 : j) * step;
+      const dst = (j + radius) * 3;
+      line[dst] = px[src]!;
+      line[dst + 1] = px[src + 1]!;
+      line[dst + 2] = px[src + 2]!;
+    }
     for (let i = 0; i < size; i++) {
       let r = 0, g = 0, b = 0;
-      for (let k = -radius; k <= radius; k++) {
-        const j = i + k < 0 ? 0 : i + k >= size ? size - 1 : i + k;
-        const p = lineBase + j * step, w = kernel[k + radius]!;
-        r += src[p]! * w;
-        g += src[p + 1]! * w;
-        b += src[p + 2]! * w;
+      for (let k = 0, p = i * 3; k < taps; k++, p += 3) {
+        const w = kernel[k]!;
+        r += line[p]! * w;
+        g += line[p + 1]! * w;
+        b += line[p + 2]! * w;
       }
-      const q = lineBase + i * step;
-      dst[q] = r;
-      dst[q + 1] = g;
-      dst[q + 2] = b;
+      const q = base + i * step;
+      px[q] = r;
+      px[q + 1] = g;
+      px[q + 2] = b;
     }
   }
 }

@@ -1,0 +1,77 @@
+/**
+ * Augment benchmark: SwAV multi-crop samples/s (one sample = one image -> 2x224 + 6x96 normalised crops)
+ *   - one worker: decode + crops in this thread, one image at a time;
+ *   - the pool: MultiCropLoader over a local dataset of the same images, all cores;
+ *   - torchvision + PIL running SwAV's own transform on the same JPEGs, when python3-torchvision is installed.
+ * Per core = samples / CPU-seconds (this process, all threads; the python child's own CPU time for torchvision).
+ * Goal (issue 4): >= 200 samples/s per core and >= 2x torchvision per core.
+ *
+ *   npx tsx bench/augment.ts [--images 200] [--batch 32]
+ */
+import { spawnSync } from 'node:child_process';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { availableParallelism, cpus, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import sharp from 'sharp';
+import { augmentConfig } from '../src/augment/config.js';
+import { MultiCropLoader } from '../src/augment/loader.js';
+import { multiCrop } from '../src/augment/multicrop.js';
+import { photoJpeg, prng } from '../src/fixtures/images.js';
+import { openStore } from '../src/shards/store.js';
+import { writeDataset } from '../test/helpers/dataset.js';
+
+const { values } = parseArgs({ options: { images: { type: 'string', default: '200' }, batch: { type: 'string', default: '32' } } });
+const count = Number(values.images);
+const dir = await mkdtemp(join(tmpdir(), 'ws-bench-augment-'));
+
+async function timed(work: () => Promise<void>): Promise<{ cpu: number; wall: number }> {
+  const cpu = process.cpuUsage();
+  const t0 = performance.now();
+  await work();
+  const u = process.cpuUsage(cpu);
+  return { cpu: (u.user + u.system) / 1e6, wall: (performance.now() - t0) / 1000 };
+}
+const rate = (n: number, t: { cpu: number; wall: number }) => `${(n / t.cpu).toFixed(1)} samples/s per core (${(n / t.wall).toFixed(1)} wall)`;
+
+try {
+  // Images as ingest stores them: photo-like JPEGs, longest side 512 (q90).
+  const rand = prng(1);
+  const images = await Promise.all(Array.from({ length: count }, (_, i) =>
+    photoJpeg(i, { width: 512, height: 256 + Math.floor(rand() * 256) })));
+  const mb = images.reduce((n, b) => n + b.length, 0) / 1e6;
+  console.log(`augment bench: ${count} JPEGs, 512 x 256-512 (${mb.toFixed(1)} MB); crops 2x224 + 6x96; ${availableParallelism()} cores, ${cpus()[0]?.model}`);
+  const config = augmentConfig();
+
+  const one = await timed(async () => {
+    for (let i = 0; i < count; i++) {
+      const { data, info } = await sharp(images[i]!).raw().toBuffer({ resolveWithObject: true });
+      multiCrop(data, info.width, info.height, config, { seed: 0, epoch: 0, record: i });
+    }
+  });
+  console.log(`one worker (this thread): ${rate(count, one)}`);
+
+  const store = await openStore(join(dir, 'ds'));
+  await writeDataset(store, { units: 4, perUnit: Math.ceil(count / 4), batchRows: 64, image: (i) => images[i % count]! });
+  const total = 4 * Math.ceil(count / 4);
+  let samples = 0;
+  const pool = await timed(async () => {
+    for await (const batch of new MultiCropLoader(store, { batchSize: Number(values.batch), epochs: 1 })) samples += batch.keys.length;
+  });
+  if (samples !== total) throw new Error(`pool produced ${samples} of ${total} samples`);
+  console.log(`pool (${availableParallelism()} threads, batches of ${values.batch}): ${rate(samples, pool)}`);
+
+  const jpegDir = join(dir, 'jpeg');
+  await mkdir(jpegDir);
+  await Promise.all(images.map((b, i) => writeFile(join(jpegDir, `${i}.jpg`), b)));
+  const py = spawnSync('python3', [new URL('./torchvision_swav.py', import.meta.url).pathname, jpegDir], { encoding: 'utf8' });
+  if (py.status !== 0) {
+    console.log(`torchvision: not run (${(py.stderr || py.error?.message || '').trim().split('\n').pop()}); apt-get install python3-torchvision`);
+  } else {
+    const tv = JSON.parse(py.stdout.trim().split('\n').pop()!) as { samples: number; cpu: number; wall: number };
+    console.log(`torchvision + PIL, SwAV transform, one process: ${rate(tv.samples, tv)}`);
+    console.log(`one worker / torchvision per core: ${((count / one.cpu) / (tv.samples / tv.cpu)).toFixed(2)}x   (goal >= 2x)`);
+  }
+} finally {
+  await rm(dir, { recursive: true, force: true });
+}
