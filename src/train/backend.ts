@@ -1,0 +1,86 @@
+/**
+ * Picks and starts a TensorFlow.js backend. All model code uses `@tensorflow/tfjs-core` only; backends load
+ * dynamically so the optional native ones never have to install:
+ *   tensorflow  @tensorflow/tfjs-node-gpu or @tensorflow/tfjs-node (libtensorflow; install them yourself)
+ *   webgpu      @tensorflow/tfjs-backend-webgpu + the `webgpu` package (Dawn), with a hardware adapter
+ *   wasm        @tensorflow/tfjs-backend-wasm (SIMD, one thread in Node), always installed
+ *   cpu         @tensorflow/tfjs-backend-cpu (plain JS; tests and tiny models only)
+ * `auto` takes the first that starts, in that order.
+ */
+import { createRequire } from 'node:module';
+import { dirname } from 'node:path';
+import * as tf from '@tensorflow/tfjs-core';
+import '@tensorflow/tfjs-core/dist/register_all_gradients.js';
+import { ConfigError } from '../errors.js';
+
+export const BACKENDS = ['auto', 'tensorflow', 'webgpu', 'wasm', 'cpu'] as const;
+export type BackendName = (typeof BACKENDS)[number];
+
+export interface BackendInfo {
+  name: Exclude<BackendName, 'auto'>;
+  device: string;
+}
+
+const require = createRequire(import.meta.url);
+
+/** Each loader resolves to a device description, or throws why the backend is unavailable. */
+const LOADERS: Record<Exclude<BackendName, 'auto'>, () => Promise<string>> = {
+  tensorflow: async () => {
+    for (const pkg of ['@tensorflow/tfjs-node-gpu', '@tensorflow/tfjs-node']) {
+      try {
+        await import(pkg);
+        await setBackend('tensorflow');
+        return pkg.endsWith('gpu') ? 'libtensorflow (CUDA)' : 'libtensorflow (CPU)';
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ERR_MODULE_NOT_FOUND') throw err;
+      }
+    }
+    throw new Error('neither @tensorflow/tfjs-node-gpu nor @tensorflow/tfjs-node is installed (npm i @tensorflow/tfjs-node-gpu@4.22.0)');
+  },
+  webgpu: async () => {
+    const dawn = (await import('webgpu' as string).catch(() => null)) as { create?: (o: string[]) => unknown; globals?: object } | null;
+    if (!dawn?.create) throw new Error('the `webgpu` package (Dawn for Node) is not installed (npm i webgpu@0.6.2 @tensorflow/tfjs-backend-webgpu@4.22.0)');
+    Object.assign(globalThis, dawn.globals ?? {});
+    (globalThis as { navigator?: unknown }).navigator ??= { gpu: dawn.create([]) };
+    const gpu = (globalThis as unknown as { navigator: { gpu: { requestAdapter(): Promise<{ info?: { vendor?: string; device?: string } } | null> } } }).navigator.gpu;
+    const adapter = await gpu.requestAdapter();
+    if (!adapter) throw new Error('WebGPU found no adapter');
+    await import('@tensorflow/tfjs-backend-webgpu' as string);
+    await setBackend('webgpu');
+    return `${adapter.info?.vendor ?? 'gpu'} ${adapter.info?.device ?? ''}`.trim();
+  },
+  wasm: async () => {
+    const wasm = await import('@tensorflow/tfjs-backend-wasm');
+    // Node has no fetch for file paths inside node_modules: point the backend at the shipped binaries.
+    wasm.setWasmPaths(`${dirname(require.resolve('@tensorflow/tfjs-backend-wasm/dist/tfjs-backend-wasm-simd.wasm'))}/`);
+    await setBackend('wasm');
+    const { registerWasmGradients } = await import('./wasm-grads.js');
+    registerWasmGradients();
+    return 'wasm SIMD, 1 thread';
+  },
+  cpu: async () => {
+    await import('@tensorflow/tfjs-backend-cpu');
+    await setBackend('cpu');
+    return 'JavaScript';
+  },
+};
+
+async function setBackend(name: string): Promise<void> {
+  if (!(await tf.setBackend(name))) throw new Error(`tfjs could not start the ${name} backend`);
+  await tf.ready();
+}
+
+/** Starts the named backend (or the best available for `auto`); a named one that cannot start is an error. */
+export async function startBackend(name: BackendName = 'auto'): Promise<BackendInfo> {
+  if (!BACKENDS.includes(name)) throw new ConfigError(`backend must be one of ${BACKENDS.join(', ')}, got "${name}"`);
+  const order = name === 'auto' ? (['tensorflow', 'webgpu', 'wasm', 'cpu'] as const) : [name];
+  const reasons: string[] = [];
+  for (const candidate of order) {
+    try {
+      return { name: candidate, device: await LOADERS[candidate]() };
+    } catch (err) {
+      reasons.push(`${candidate}: ${(err as Error).message}`);
+    }
+  }
+  throw new ConfigError(`backend ${name} is not available here (${reasons.join('; ')})`);
+}

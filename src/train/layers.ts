@@ -1,0 +1,68 @@
+/** The layers RegNet and the SwAV head need, as functions over a ParamSet (NHWC, float32). */
+import * as tf from '@tensorflow/tfjs-core';
+import type { ParamSet } from './params.js';
+
+export function conv(ps: ParamSet, name: string, x: tf.Tensor4D, out: number, k: number, stride: number): tf.Tensor4D {
+  const w = ps.get(`${name}.w`, [k, k, x.shape[3], out], 'he') as tf.Variable<tf.Rank.R4>;
+  return tf.conv2d(x, w, stride, 'same');
+}
+
+/**
+ * A grouped k x k conv (tfjs has no `groups`): the weight is one [k, k, in/groups, out] variable, applied
+ * group by group on channel slices and concatenated. Works, with gradients, on every backend.
+ */
+export function groupedConv(ps: ParamSet, name: string, x: tf.Tensor4D, out: number, k: number, stride: number, groups: number): tf.Tensor4D {
+  const cin = x.shape[3];
+  if (cin % groups !== 0 || out % groups !== 0) throw new Error(`${name}: ${cin}->${out} channels not divisible by ${groups} groups`);
+  const w = ps.get(`${name}.w`, [k, k, cin / groups, out], 'he') as tf.Variable<tf.Rank.R4>;
+  return groupedConvWith(x, w, stride, groups);
+}
+
+export function groupedConvWith(x: tf.Tensor4D, w: tf.Tensor4D, stride: number, groups: number): tf.Tensor4D {
+  if (groups === 1) return tf.conv2d(x, w, stride, 'same');
+  const xs = tf.split(x, groups, 3);
+  const ws = tf.split(w, groups, 3);
+  return tf.concat(xs.map((xg, g) => tf.conv2d(xg as tf.Tensor4D, ws[g] as tf.Tensor4D, stride, 'same')), 3);
+}
+
+/**
+ * BatchNorm over N, H, W (or N for 2-D inputs). Training normalises with the batch's statistics and queues an
+ * update of the running ones (momentum 0.1, as PyTorch); evaluation uses the running statistics.
+ */
+export function batchNorm<T extends tf.Tensor>(ps: ParamSet, name: string, x: T, training: boolean, zeroInit = false): T {
+  const c = x.shape[x.rank - 1]!;
+  const gamma = ps.get(`${name}.gamma`, [c], zeroInit ? 'zeros' : 'ones');
+  const beta = ps.get(`${name}.beta`, [c], 'zeros');
+  const runMean = ps.get(`${name}.mean`, [c], 'zeros', false);
+  const runVar = ps.get(`${name}.var`, [c], 'ones', false);
+  if (!training) return tf.batchNorm(x, runMean, runVar, beta, gamma, 1e-5) as T;
+  const axes = Array.from({ length: x.rank - 1 }, (_, i) => i);
+  const { mean, variance } = tf.moments(x, axes);
+  if (ps.pendingUpdates) {
+    const n = x.size / c;
+    const unbiased = tf.mul(variance, n / Math.max(1, n - 1));
+    ps.pendingUpdates.push([runMean, tf.keep(tf.add(tf.mul(runMean, 0.9), tf.mul(mean, 0.1)))]);
+    ps.pendingUpdates.push([runVar, tf.keep(tf.add(tf.mul(runVar, 0.9), tf.mul(unbiased, 0.1)))]);
+  }
+  return tf.batchNorm(x, mean, variance, beta, gamma, 1e-5) as T;
+}
+
+export function dense(ps: ParamSet, name: string, x: tf.Tensor2D, out: number, bias = true): tf.Tensor2D {
+  const w = ps.get(`${name}.w`, [x.shape[1], out], { normal: Math.sqrt(1 / x.shape[1]) }) as tf.Variable<tf.Rank.R2>;
+  const y = tf.matMul(x, w) as tf.Tensor2D;
+  return bias ? (tf.add(y, ps.get(`${name}.b`, [out], 'zeros')) as tf.Tensor2D) : y;
+}
+
+/** Squeeze-and-excitation: channel gates from the global average, through a `squeeze`-wide bottleneck. */
+export function squeezeExcite(ps: ParamSet, name: string, x: tf.Tensor4D, squeeze: number): tf.Tensor4D {
+  const c = x.shape[3];
+  const pooled = tf.mean(x, [1, 2]) as tf.Tensor2D;
+  const gate = tf.sigmoid(dense(ps, `${name}.expand`, tf.relu(dense(ps, `${name}.reduce`, pooled, squeeze)) as tf.Tensor2D, c));
+  return tf.mul(x, tf.reshape(gate, [-1, 1, 1, c]));
+}
+
+/** Identity forward, zero gradient: what tfjs-core lacks as `stopGradient`. */
+export const stopGradient = tf.customGrad(((x: tf.Tensor) => ({
+  value: tf.clone(x),
+  gradFunc: (dy: tf.Tensor) => tf.zerosLike(dy),
+})) as never) as unknown as <T extends tf.Tensor>(x: T) => T;
