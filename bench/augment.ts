@@ -9,6 +9,7 @@
  *   npx tsx bench/augment.ts [--images 200] [--batch 32]
  */
 import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { availableParallelism, cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -64,7 +65,9 @@ try {
   const jpegDir = join(dir, 'jpeg');
   await mkdir(jpegDir);
   await Promise.all(images.map((b, i) => writeFile(join(jpegDir, `${i}.jpg`), b)));
-  const py = spawnSync('python3', [new URL('./torchvision_swav.py', import.meta.url).pathname, jpegDir], { encoding: 'utf8' });
+  // Debian's python3-torchvision lives under the system interpreter, which a pyenv `python3` may shadow.
+  const python = process.env.PYTHON ?? (existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3');
+  const py = spawnSync(python, [new URL('./torchvision_swav.py', import.meta.url).pathname, jpegDir], { encoding: 'utf8' });
   if (py.status !== 0) {
     console.log(`torchvision: not run (${(py.stderr || py.error?.message || '').trim().split('\n').pop()}); apt-get install python3-torchvision`);
   } else {
