@@ -21,18 +21,12 @@ import { multiCrop } from '../src/augment/multicrop.js';
 import { photoJpeg, prng } from '../src/fixtures/images.js';
 import { openStore } from '../src/shards/store.js';
 import { writeDataset } from '../test/helpers/dataset.js';
+import { timed } from './timed.js';
 
 const { values } = parseArgs({ options: { images: { type: 'string', default: '200' }, batch: { type: 'string', default: '32' } } });
 const count = Number(values.images);
 const dir = await mkdtemp(join(tmpdir(), 'ws-bench-augment-'));
 
-async function timed(work: () => Promise<void>): Promise<{ cpu: number; wall: number }> {
-  const cpu = process.cpuUsage();
-  const t0 = performance.now();
-  await work();
-  const u = process.cpuUsage(cpu);
-  return { cpu: (u.user + u.system) / 1e6, wall: (performance.now() - t0) / 1000 };
-}
 const rate = (n: number, t: { cpu: number; wall: number }) => `${(n / t.cpu).toFixed(1)} samples/s per core (${(n / t.wall).toFixed(1)} wall)`;
 
 try {

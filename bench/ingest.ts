@@ -17,6 +17,7 @@ import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import { decodeImage } from '../src/ingest/decode.js';
 import { runIngest } from '../src/ingest/job.js';
+import { timed } from './timed.js';
 
 const { values } = parseArgs({ options: { images: { type: 'string', default: '100' }, concurrency: { type: 'string', default: '32' }, rounds: { type: 'string', default: '5' }, serial: { type: 'boolean', default: false } } });
 const count = Number(values.images);
@@ -41,18 +42,9 @@ async function imageWork(images: Buffer[], parallel: number): Promise<void> {
   await Promise.all(Array.from({ length: parallel }, lane));
 }
 
-/** CPU-seconds of this process (all threads) and wall seconds spent in `work`. */
-async function timed(work: () => Promise<void>): Promise<{ cpu: number; wall: number }> {
-  const cpu = process.cpuUsage();
-  const t0 = performance.now();
-  await work();
-  const u = process.cpuUsage(cpu);
-  return { cpu: (u.user + u.system) / 1e6, wall: (performance.now() - t0) / 1000 };
-}
-
 try {
   console.log(`ingest bench: ${count} JPEGs of 0.3-3 MP (${(bytes / 1e6).toFixed(0)} MB) on loopback; ${cpus().length} cores, ${cpus()[0]?.model}`);
-  // sharp alone: fetch all bytes first (not timed), then the image work one image at a time. The two runs
+  // sharp alone: fetch all bytes first (not timed), then the image work with `parallel` in flight. The two runs
   // alternate for several rounds and the median ratio is printed: on 2 vCPUs a single pair moves by +-10 %.
   const originals = await Promise.all(Array.from({ length: count }, async (_, i) => Buffer.from(await (await fetch(`${base}/img/${i}.jpg`)).arrayBuffer())));
   const list = join(dir, 'list.txt');
