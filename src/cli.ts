@@ -5,38 +5,17 @@
  *
  * Exit codes: 0 ok, 1 a broken run (one-line reason), 2 bad usage (unknown option, bad value).
  */
-import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { Command, CommanderError, Option } from 'commander';
+import { intArg, storeOptions, withStoreOptions } from './cli-options.js';
 import { writeFile } from 'node:fs/promises';
 import { parseCrops, SWAV_CROPS } from './augment/config.js';
 import { renderPreview } from './augment/preview.js';
-import { ConfigError, oneLine } from './errors.js';
+import { ConfigError, InterruptedError, oneLine } from './errors.js';
 import { runIngest } from './ingest/job.js';
 import { progressReporter } from './ingest/progress.js';
 import { inspectDataset } from './shards/dataset.js';
-import { openStore, type StoreOptions } from './shards/store.js';
-
-/** Adds the options every command that opens a store shares. */
-export function withStoreOptions(cmd: Command): Command {
-  return cmd
-    .option('--s3-endpoint <url>', 'S3-compatible endpoint (default: AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL)')
-    .option('--s3-path-style', 'path-style S3 addressing (default: on when an endpoint is set)')
-    .option('--s3-region <region>', 'S3 region (default: AWS_REGION or us-east-1)');
-}
-
-export function storeOptions(opts: { s3Endpoint?: string; s3PathStyle?: boolean; s3Region?: string }): StoreOptions {
-  return { s3Endpoint: opts.s3Endpoint, s3PathStyle: opts.s3PathStyle, s3Region: opts.s3Region };
-}
-
-/** A commander argument parser for integers in [min, max]; bad values are usage errors (exit 2). */
-export function intArg(min: number, max = Number.MAX_SAFE_INTEGER) {
-  return (value: string): number => {
-    const n = Number(value);
-    if (!/^-?\d+$/.test(value.trim()) || !Number.isSafeInteger(n) || n < min || n > max) {
-      throw new InvalidArgumentError(`expected an integer from ${min} to ${max}, got "${value}"`);
-    }
-    return n;
-  };
-}
+import { openStore } from './shards/store.js';
+import { trainCommand } from './train/commands.js';
 
 function inspectCommand(): Command {
   return withStoreOptions(
@@ -149,6 +128,7 @@ export function buildProgram(): Command {
   program.addCommand(ingestCommand());
   program.addCommand(inspectCommand());
   program.addCommand(augmentCommand());
+  program.addCommand(trainCommand());
   const exitOverride = (cmd: Command): void => {
     cmd.exitOverride();
     cmd.commands.forEach(exitOverride);
@@ -167,6 +147,7 @@ export async function main(argv: readonly string[]): Promise<number> {
       return ['commander.helpDisplayed', 'commander.help', 'commander.version'].includes(err.code) ? 0 : 2;
     }
     process.stderr.write(`wildstream: ${oneLine(err)}\n`);
+    if (err instanceof InterruptedError) return err.exitCode;
     return err instanceof ConfigError ? 2 : 1;
   }
 }

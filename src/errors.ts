@@ -48,6 +48,14 @@ export class InvalidShardError extends WildstreamError {
   override readonly code = 'WS_ERR_INVALID_SHARD';
 }
 
+/** A run stopped cleanly on a signal (state saved): the CLI exits 128 + the signal's number, as shells do. */
+export class InterruptedError extends WildstreamError {
+  override readonly code = 'WS_ERR_INTERRUPTED';
+  constructor(message: string, readonly exitCode: number) {
+    super(message);
+  }
+}
+
 /** One line, whatever the error: what the CLI prints before exiting. */
 export function oneLine(err: unknown): string {
   const text = err instanceof Error ? err.message : String(err);

@@ -10,7 +10,9 @@
 import { createRequire } from 'node:module';
 import { dirname } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
-import '@tensorflow/tfjs-core/dist/register_all_gradients.js';
+// The union package's Node bundle carries every gradient; tfjs-core's own register_all_gradients is ESM
+// with extensionless imports that Node cannot load.
+import '@tensorflow/tfjs';
 import { ConfigError } from '../errors.js';
 
 export const BACKENDS = ['auto', 'tensorflow', 'webgpu', 'wasm', 'cpu'] as const;
@@ -66,6 +68,7 @@ const LOADERS: Record<Exclude<BackendName, 'auto'>, () => Promise<string>> = {
 };
 
 async function setBackend(name: string): Promise<void> {
+  tf.env().set('PROD', true); // no debug checks, no "install tfjs-node" banner
   if (!(await tf.setBackend(name))) throw new Error(`tfjs could not start the ${name} backend`);
   await tf.ready();
 }

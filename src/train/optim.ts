@@ -58,7 +58,7 @@ export class Lars {
         }
         let v = this.slots.get(name);
         if (!v) {
-          v = tf.variable(tf.zerosLike(w), false, `${name}.momentum`);
+          v = tf.variable(tf.zerosLike(w), false, `${w.name}.momentum`);
           this.slots.set(name, v);
         }
         v.assign(tf.add(tf.mul(v, momentum), update));

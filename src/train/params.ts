@@ -8,8 +8,12 @@ import { prng, seedOf } from '../rng.js';
 
 export type Init = 'he' | 'zeros' | 'ones' | { normal: number };
 
+let instances = 0;
+
 export class ParamSet {
   readonly vars = new Map<string, tf.Variable>();
+  /** tfjs registers variable names globally: each set prefixes its own so several models can coexist. */
+  readonly prefix = `ps${++instances}/`;
   /** Set while a forward pass builds: BatchNorm running-stat updates to apply after the step. */
   pendingUpdates: Array<[tf.Variable, tf.Tensor]> | null = null;
 
@@ -18,10 +22,17 @@ export class ParamSet {
   get(name: string, shape: number[], init: Init, trainable = true): tf.Variable {
     let v = this.vars.get(name);
     if (!v) {
-      v = tf.variable(tf.tensor(initValues(shape, init, seedOf(this.seed, hashName(name))), shape), trainable, name);
+      v = tf.variable(tf.tensor(initValues(shape, init, seedOf(this.seed, hashName(name))), shape), trainable, this.prefix + name);
       this.vars.set(name, v);
     }
     return v;
+  }
+
+  /** Gradients from tf.variableGrads, keyed by this set's names. */
+  byName<T>(grads: Record<string, T>): Record<string, T> {
+    const out: Record<string, T> = {};
+    for (const [key, g] of Object.entries(grads)) out[key.startsWith(this.prefix) ? key.slice(this.prefix.length) : key] = g;
+    return out;
   }
 
   trainable(): Map<string, tf.Variable> {

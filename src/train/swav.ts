@@ -62,11 +62,22 @@ export function sinkhorn(scores: tf.Tensor2D, epsilon: number, iterations: numbe
   });
 }
 
-/** The swapped-prediction loss over all crops' scores (one [B, K] tensor per crop, in crop order). */
-export function swavLoss(scores: tf.Tensor2D[], cfg: Pick<SwavConfig, 'temperature' | 'epsilon' | 'sinkhornIters' | 'cropsForAssign'>): tf.Scalar {
+/**
+ * The swapped-prediction loss over all crops' scores (one [B, K] tensor per crop, in crop order). `queued`,
+ * one [L, K] per assignment crop, joins the Sinkhorn assignment (SwAV's queue for small batches): codes are
+ * computed over queue + batch and the batch's rows kept.
+ */
+export function swavLoss(
+  scores: tf.Tensor2D[],
+  cfg: Pick<SwavConfig, 'temperature' | 'epsilon' | 'sinkhornIters' | 'cropsForAssign'>,
+  queued?: tf.Tensor2D[],
+): tf.Scalar {
   let total: tf.Scalar = tf.scalar(0);
-  for (const i of cfg.cropsForAssign) {
-    const q = sinkhorn(stopGradient(scores[i]!), cfg.epsilon, cfg.sinkhornIters);
+  cfg.cropsForAssign.forEach((i, a) => {
+    const b = scores[i]!.shape[0];
+    const assign = stopGradient(queued ? tf.concat([queued[a]!, scores[i]!], 0) : scores[i]!);
+    const codes = sinkhorn(assign, cfg.epsilon, cfg.sinkhornIters);
+    const q = queued ? tf.slice(codes, [codes.shape[0] - b, 0], [b, -1]) : codes;
     let sub: tf.Scalar = tf.scalar(0);
     scores.forEach((s, v) => {
       if (v === i) return;
@@ -74,6 +85,6 @@ export function swavLoss(scores: tf.Tensor2D[], cfg: Pick<SwavConfig, 'temperatu
       sub = tf.add(sub, tf.neg(tf.mean(tf.sum(tf.mul(q, logp), 1)))) as tf.Scalar;
     });
     total = tf.add(total, tf.div(sub, scores.length - 1)) as tf.Scalar;
-  }
+  });
   return tf.div(total, cfg.cropsForAssign.length) as tf.Scalar;
 }

@@ -36,3 +36,11 @@ export async function writeDataset(store: Store, spec: DatasetSpec): Promise<str
   }
   return keys;
 }
+
+/** A committed dataset of procedural photo-like JPEGs whose hidden class is `i % 4` (photoJpeg's default). */
+export async function writePhotoDataset(store: Store, spec: { units: number; perUnit: number; width?: number; height?: number }): Promise<string[]> {
+  const { photoJpeg } = await import('../../src/fixtures/images.js');
+  const n = spec.units * spec.perUnit;
+  const images = await Promise.all(Array.from({ length: n }, (_, i) => photoJpeg(i, { width: spec.width ?? 64, height: spec.height ?? 56 })));
+  return writeDataset(store, { units: spec.units, perUnit: spec.perUnit, batchRows: 8, image: (i) => images[i]! });
+}

@@ -1,7 +1,9 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { startBackend } from '../../src/train/backend.js';
-import { groupedConvWith } from '../../src/train/layers.js';
+import { batchNormTrain, groupedConvWith } from '../../src/train/layers.js';
+import { defaultTrainConfig } from '../../src/train/config.js';
+import { SwavModel } from '../../src/train/model.js';
 import { DEFAULT_LARS, Lars, learningRate } from '../../src/train/optim.js';
 import { ParamSet } from '../../src/train/params.js';
 import { buildRegnet, regnetFeatures } from '../../src/train/regnet.js';
@@ -157,27 +159,40 @@ describe('LARS and schedules', () => {
 });
 
 describe('training step', () => {
-  it('keeps the tensor count flat across steps', () => {
-    const ps = new ParamSet(3);
-    const spec = regnetSpec('custom:3,8,8,2,4');
-    const cfg = { ...DEFAULT_SWAV, hidden: 16, dim: 8, prototypes: 10 };
-    const lars = new Lars();
-    const images = [randn([2, 16, 16, 3]), randn([2, 16, 16, 3])] as tf.Tensor4D[];
-    const forward = () => swavLoss(images.map((im) => swavHead(ps, cfg, regnetFeatures(ps, spec, im, true), true).scores), cfg);
-    tf.tidy(forward); // creates the variables, so variableGrads sees them
-    const step = () => {
-      ps.pendingUpdates = [];
-      const { value, grads } = tf.variableGrads(forward, [...ps.trainable().values()]);
-      lars.apply(ps.trainable(), grads, 0.1);
-      for (const [v, t] of ps.pendingUpdates) { v.assign(t); t.dispose(); }
-      ps.pendingUpdates = null;
-      value.dispose();
-      tf.dispose(grads);
+  it('BatchNorm in closed form has the gradients of the naive formula', () => {
+    const x = randn([4, 3, 3, 5]), gamma = randn([5]), beta = randn([5]), r = randn([4, 3, 3, 5]);
+    const naive = (xx: tf.Tensor, g: tf.Tensor, b: tf.Tensor) => {
+      const { mean, variance } = tf.moments(xx, [0, 1, 2]);
+      return tf.sum(tf.mul(tf.add(tf.mul(tf.div(tf.sub(xx, mean), tf.sqrt(tf.add(variance, 1e-5))), g), b), r)) as tf.Scalar;
     };
-    step();
-    step();
-    const before = tf.memory().numTensors;
-    for (let i = 0; i < 3; i++) step();
-    expect(tf.memory().numTensors).toBe(before);
+    const fused = (xx: tf.Tensor, g: tf.Tensor, b: tf.Tensor) => tf.sum(tf.mul(batchNormTrain(xx, g, b), r)) as tf.Scalar;
+    expect(Math.abs(naive(x, gamma, beta).dataSync()[0]! - fused(x, gamma, beta).dataSync()[0]!)).toBeLessThan(1e-4);
+    const [a, b] = [tf.grads(naive)([x, gamma, beta]), tf.grads(fused)([x, gamma, beta])];
+    a.forEach((ga, i) => expect(tf.max(tf.abs(tf.sub(ga, b[i]!))).dataSync()[0], `input ${i}`).toBeLessThan(1e-4));
+  });
+
+  it('a whole SwAV step has the same gradients on wasm (custom conv and BN gradients) as on cpu', async () => {
+    const config = defaultTrainConfig({
+      model: 'custom:4,8,8,2,4', batchSize: 4, crops: '2x16,2x8',
+      swav: { ...DEFAULT_SWAV, hidden: 16, dim: 8, prototypes: 10 },
+    });
+    const grads = async (backend: 'cpu' | 'wasm') => {
+      await startBackend(backend);
+      const model = new SwavModel(config);
+      const rand = prng(7);
+      const crops = [16, 16, 8, 8].map((s) => tf.tensor4d(Float32Array.from({ length: 4 * s * s * 3 }, () => rand() * 2 - 1), [4, s, s, 3]));
+      const { grads: g } = tf.variableGrads(() => swavLoss(model.forward(crops, true).scores, config.swav), [...model.ps.trainable().values()]);
+      const out = Object.fromEntries(Object.entries(model.ps.byName(g)).map(([k, v]) => [k, Array.from(v.dataSync())]));
+      model.dispose();
+      return out;
+    };
+    const [onCpu, onWasm] = [await grads('cpu'), await grads('wasm')];
+    await startBackend('cpu');
+    expect(Object.keys(onWasm).sort()).toEqual(Object.keys(onCpu).sort());
+    for (const [name, g] of Object.entries(onCpu)) {
+      const scale = Math.max(1e-3, ...g.map(Math.abs));
+      const diff = Math.max(...g.map((v, i) => Math.abs(v - onWasm[name]![i]!)));
+      expect(diff / scale, name).toBeLessThan(1e-3);
+    }
   });
 });

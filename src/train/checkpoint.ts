@@ -1,0 +1,177 @@
+/**
+ * Checkpoints: one object per checkpoint, `checkpoints/step-<step>.ckpt`, so a store's atomic `put` makes
+ * it whole or absent. Layout: "WSCKPT01", u32 LE header length, the JSON header (step, config, stream
+ * cursor, queue fill, and a table of tensors), the float32 LE payload, then the sha256 of header + payload,
+ * which is how a truncated or damaged checkpoint is recognised (and skipped for the previous one).
+ * Tensors stream out one at a time, so memory never holds a second copy of the model.
+ */
+import { createHash } from 'node:crypto';
+import { Readable } from 'node:stream';
+import * as tf from '@tensorflow/tfjs-core';
+import type { StreamCursor } from '../augment/stream.js';
+import { WildstreamError } from '../errors.js';
+import type { Store } from '../shards/store.js';
+import type { TrainConfig } from './config.js';
+import type { SwavModel } from './model.js';
+
+export class InvalidCheckpointError extends WildstreamError {
+  override readonly code = 'WS_ERR_INVALID_CHECKPOINT';
+}
+
+const MAGIC = Buffer.from('WSCKPT01');
+const PREFIX = 'checkpoints/';
+
+export interface TensorEntry {
+  name: string;
+  group: 'param' | 'slot' | 'queue';
+  shape: number[];
+  /** Byte offset within the payload. */
+  offset: number;
+}
+
+export interface CheckpointHeader {
+  version: 1;
+  step: number;
+  config: TrainConfig;
+  cursor: StreamCursor;
+  queueFilled: number;
+  createdAt: string;
+  tensors: TensorEntry[];
+}
+
+export interface Checkpoint {
+  key: string;
+  header: CheckpointHeader;
+  /** Tensor values by `${group}:${name}`. */
+  values: Map<string, Float32Array>;
+}
+
+export const checkpointKey = (step: number): string => `${PREFIX}step-${String(step).padStart(9, '0')}.ckpt`;
+
+/** Steps of the checkpoints in the store, newest first. */
+export async function listCheckpoints(store: Store): Promise<Array<{ key: string; step: number }>> {
+  const out: Array<{ key: string; step: number }> = [];
+  for await (const o of store.list(PREFIX)) {
+    const m = /^checkpoints\/step-(\d{9})\.ckpt$/.exec(o.key);
+    if (m) out.push({ key: o.key, step: Number(m[1]) });
+  }
+  return out.sort((a, b) => b.step - a.step);
+}
+
+function entries(model: SwavModel): Array<{ group: TensorEntry['group']; name: string; tensor: tf.Tensor }> {
+  return [
+    ...[...model.ps.vars].map(([name, tensor]) => ({ group: 'param' as const, name, tensor })),
+    ...[...model.lars.slots].map(([name, tensor]) => ({ group: 'slot' as const, name, tensor })),
+    ...model.queue.map((tensor, i) => ({ group: 'queue' as const, name: String(i), tensor })),
+  ];
+}
+
+/** Writes the model's state at `step` with the stream cursor that follows it. */
+export async function saveCheckpoint(store: Store, model: SwavModel, step: number, cursor: StreamCursor): Promise<string> {
+  const list = entries(model);
+  let offset = 0;
+  const tensors = list.map(({ group, name, tensor }) => {
+    const e = { name, group, shape: tensor.shape, offset };
+    offset += tensor.size * 4;
+    return e;
+  });
+  const header: CheckpointHeader = {
+    version: 1, step, config: model.config, cursor, queueFilled: model.queueFilled, createdAt: new Date().toISOString(), tensors,
+  };
+  const json = Buffer.from(JSON.stringify(header));
+  const length = Buffer.alloc(4);
+  length.writeUInt32LE(json.length);
+  async function* body(): AsyncGenerator<Buffer> {
+    const hash = createHash('sha256').update(json);
+    yield Buffer.concat([MAGIC, length, json]);
+    for (const { tensor } of list) {
+      const data = Buffer.from(((await tensor.data()) as Float32Array).slice().buffer); // own copy: backends may reuse theirs
+      hash.update(data);
+      yield data;
+    }
+    yield hash.digest();
+  }
+  const key = checkpointKey(step);
+  await store.put(key, Readable.from(body()));
+  return key;
+}
+
+/** Reads and verifies one checkpoint; damage of any kind is an InvalidCheckpointError. */
+export async function loadCheckpoint(store: Store, key: string): Promise<Checkpoint> {
+  const bytes = await readAll(store, key);
+  const bad = (why: string) => new InvalidCheckpointError(`checkpoint ${key} in ${store.url} is unusable: ${why}`);
+  if (bytes.length < 44 || !bytes.subarray(0, 8).equals(MAGIC)) throw bad('not a wildstream checkpoint');
+  const headerEnd = 12 + bytes.readUInt32LE(8);
+  const digest = createHash('sha256').update(bytes.subarray(12, bytes.length - 32)).digest();
+  if (headerEnd > bytes.length - 32 || !digest.equals(bytes.subarray(bytes.length - 32))) throw bad('checksum mismatch (truncated or damaged)');
+  let header: CheckpointHeader;
+  try {
+    header = JSON.parse(bytes.subarray(12, headerEnd).toString('utf8')) as CheckpointHeader;
+  } catch {
+    throw bad('unreadable header');
+  }
+  const payload = bytes.subarray(headerEnd, bytes.length - 32);
+  const values = new Map<string, Float32Array>();
+  for (const t of header.tensors) {
+    const size = t.shape.reduce((a, b) => a * b, 1);
+    if (t.offset + size * 4 > payload.length) throw bad(`tensor ${t.name} lies outside the payload`);
+    values.set(`${t.group}:${t.name}`, new Float32Array(payload.buffer.slice(payload.byteOffset + t.offset, payload.byteOffset + t.offset + size * 4)));
+  }
+  return { key, header, values };
+}
+
+async function readAll(store: Store, key: string): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of await store.get(key)) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks);
+}
+
+/** The newest checkpoint that verifies, skipping (and reporting) damaged newer ones; null when none. */
+export async function latestCheckpoint(store: Store, onSkip: (err: InvalidCheckpointError) => void): Promise<Checkpoint | null> {
+  for (const { key } of await listCheckpoints(store)) {
+    try {
+      return await loadCheckpoint(store, key);
+    } catch (err) {
+      if (!(err instanceof InvalidCheckpointError)) throw err;
+      onSkip(err);
+    }
+  }
+  return null;
+}
+
+/** Copies a checkpoint's tensors into a model built from the same config; a missing or misshapen one throws. */
+export function restoreModel(model: SwavModel, ckpt: Checkpoint): void {
+  const shapes = new Map(ckpt.header.tensors.map((t) => [`${t.group}:${t.name}`, t.shape]));
+  const take = (id: string, shape: number[]): tf.Tensor => {
+    const values = ckpt.values.get(id);
+    if (!values || JSON.stringify(shapes.get(id)) !== JSON.stringify(shape)) {
+      throw new InvalidCheckpointError(`checkpoint ${ckpt.key} has no tensor ${id} of shape [${shape}] for this model`);
+    }
+    return tf.tensor(values, shape);
+  };
+  for (const [name, v] of model.ps.vars) assignFrom(v, take(`param:${name}`, v.shape));
+  for (const t of ckpt.header.tensors.filter((e) => e.group === 'slot')) {
+    const w = model.ps.vars.get(t.name);
+    if (!w) throw new InvalidCheckpointError(`checkpoint ${ckpt.key} has a momentum slot for unknown variable ${t.name}`);
+    const value = take(`slot:${t.name}`, w.shape);
+    model.lars.slots.get(t.name)?.dispose();
+    model.lars.slots.set(t.name, tf.variable(value, false, `${model.ps.prefix}${t.name}.momentum`));
+    value.dispose();
+  }
+  model.queue = model.queue.map((q, i) => {
+    const next = take(`queue:${i}`, q.shape) as tf.Tensor2D;
+    q.dispose();
+    return next;
+  });
+  model.queueFilled = ckpt.header.queueFilled;
+}
+
+function assignFrom(v: tf.Variable, value: tf.Tensor): void {
+  v.assign(value);
+  value.dispose();
+}
+
+/** Deletes all but the newest `keep` checkpoints. */
+export async function pruneCheckpoints(store: Store, keep: number): Promise<void> {
+  for (const { key } of (await listCheckpoints(store)).slice(keep)) await store.delete(key);
+}

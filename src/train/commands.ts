@@ -1,0 +1,96 @@
+/** `wildstream train`: options -> a validated TrainConfig -> the training loop, with SIGINT/SIGTERM checkpoints. */
+import { Command, Option } from 'commander';
+import { parseCrops, SWAV_CROPS } from '../augment/config.js';
+import { intArg, numArg, storeOptions, withStoreOptions } from '../cli-options.js';
+import { ConfigError, InterruptedError } from '../errors.js';
+import { listUnits } from '../shards/dataset.js';
+import { openStore, type Store } from '../shards/store.js';
+import { BACKENDS } from './backend.js';
+import { defaultTrainConfig, type TrainConfig } from './config.js';
+import { DEFAULT_SWAV } from './swav.js';
+import { train } from './trainer.js';
+
+export function trainCommand(): Command {
+  return withStoreOptions(
+    new Command('train')
+      .description('pretrain a RegNet with SwAV on a shard dataset (resumes from the newest checkpoint in --out)')
+      .requiredOption('--data <store>', 'dataset location: a path, file:///abs/path or s3://bucket/prefix')
+      .requiredOption('--out <store>', 'checkpoint store (checkpoints/, metrics/)')
+      .option('--model <name>', 'regnetx_200mf..regnety_256gf, or custom:depth,w0,wa,wm,groupWidth[,se]', 'regnety_400mf')
+      .option('--batch <n>', 'images per step', intArg(1, 65536), 64)
+      .option('--steps <n>', 'total optimisation steps', intArg(1))
+      .option('--epochs <n>', 'passes over the committed records (sets --steps)', intArg(1))
+      .option('--crops <spec>', 'crop groups COUNTxSIZE@MIN-MAX,...', SWAV_CROPS)
+      .addOption(new Option('--backend <name>', 'tfjs backend').choices([...BACKENDS]).default('auto'))
+      .option('--seed <n>', 'initialisation, order and augmentation seed', intArg(0, 2 ** 32 - 1), 0)
+      .option('--lr <x>', 'base learning rate (default 0.6 x batch/256)', numArg(0))
+      .option('--final-lr <x>', 'learning rate at the end of the cosine (default lr/1000)', numArg(0))
+      .option('--warmup-steps <n>', 'linear warmup steps', intArg(0), 0)
+      .option('--prototypes <n>', 'SwAV prototypes', intArg(2), DEFAULT_SWAV.prototypes)
+      .option('--hidden <n>', 'projection MLP hidden width', intArg(1), DEFAULT_SWAV.hidden)
+      .option('--dim <n>', 'embedding dimension', intArg(1), DEFAULT_SWAV.dim)
+      .option('--freeze-prototypes <n>', 'steps with frozen prototypes', intArg(0), DEFAULT_SWAV.freezePrototypesSteps)
+      .option('--epsilon <x>', 'Sinkhorn regularisation', numArg(1e-6), DEFAULT_SWAV.epsilon)
+      .option('--temperature <x>', 'softmax temperature', numArg(1e-6), DEFAULT_SWAV.temperature)
+      .option('--queue-length <n>', 'SwAV queue per assignment crop (multiple of --batch; 0 off)', intArg(0), 0)
+      .option('--queue-start <n>', 'first step that uses the queue', intArg(0), 0)
+      .option('--weight-decay <x>', 'weight decay', numArg(0), 1e-6)
+      .option('--checkpoint-every <n>', 'steps between checkpoints', intArg(1), 500)
+      .option('--keep <n>', 'checkpoints kept', intArg(1), 3)
+      .option('--log-every <n>', 'steps between progress lines', intArg(1), 10)
+      .option('--threads <n>', 'augmentation worker threads (default: cores)', intArg(1, 256))
+      .option('--follow', 'keep reading units committed while training runs')
+      .option('--no-resume', 'start from scratch, deleting the checkpoints in --out'),
+  ).action(async (opts) => {
+    const data = await openStore(opts.data, storeOptions(opts));
+    const out = await openStore(opts.out, storeOptions(opts));
+    const config = defaultTrainConfig(await configFrom(opts, data));
+    const controller = new AbortController();
+    let received: NodeJS.Signals | null = null;
+    const stop = (signal: NodeJS.Signals) => {
+      process.stderr.write(`wildstream train: ${signal}: finishing the step and writing a checkpoint\n`);
+      received = signal;
+      controller.abort();
+    };
+    process.on('SIGINT', stop).on('SIGTERM', stop);
+    try {
+      const summary = await train({
+        data, out, config, backend: opts.backend, resume: opts.resume, follow: Boolean(opts.follow),
+        checkpointEvery: opts.checkpointEvery, keep: opts.keep, logEvery: opts.logEvery, threads: opts.threads,
+        signal: controller.signal, log: (line) => process.stdout.write(`${line}\n`),
+      });
+      process.stdout.write(`${JSON.stringify({ event: 'train_done', ...summary })}\n`);
+      if (summary.stopped === 'signal') {
+        const code = 128 + (received === 'SIGINT' ? 2 : 15);
+        throw new InterruptedError(`stopped by ${received} at step ${summary.step}; ${summary.checkpoint} written; rerun to resume`, code);
+      }
+    } finally {
+      process.off('SIGINT', stop).off('SIGTERM', stop);
+    }
+  });
+}
+
+async function configFrom(opts: Record<string, any>, data: Store): Promise<Partial<TrainConfig>> {
+  const crops = parseCrops(opts.crops).reduce((n, g) => n + g.count, 0);
+  const base: Partial<TrainConfig> = {
+    model: opts.model, batchSize: opts.batch, crops: opts.crops, seed: opts.seed,
+    steps: opts.steps ?? (opts.epochs ? await stepsFor(data, opts.epochs, opts.batch) : 10_000),
+    swav: {
+      ...DEFAULT_SWAV, prototypes: opts.prototypes, hidden: opts.hidden, dim: opts.dim, epsilon: opts.epsilon,
+      temperature: opts.temperature, freezePrototypesSteps: opts.freezePrototypes, cropsForAssign: crops >= 2 ? [0, 1] : [0],
+    },
+    queue: { length: opts.queueLength, startStep: opts.queueStart },
+  };
+  const lr = opts.lr ?? 0.6 * (opts.batch / 256);
+  return {
+    ...base,
+    lars: { ...defaultTrainConfig().lars, weightDecay: opts.weightDecay },
+    schedule: { baseLr: lr, finalLr: opts.finalLr ?? lr / 1000, warmupSteps: opts.warmupSteps, startWarmupLr: 0 },
+  };
+}
+
+async function stepsFor(data: Store, epochs: number, batch: number): Promise<number> {
+  const records = (await listUnits(data)).reduce((n, u) => n + u.records, 0);
+  if (records === 0) throw new ConfigError(`--epochs needs committed records in ${data.url}; it has none (use --steps with --follow)`);
+  return Math.max(1, Math.ceil((records * epochs) / batch));
+}

@@ -1,0 +1,101 @@
+/**
+ * A training run's configuration: validated once at the boundary, stored in every checkpoint, and compared
+ * on resume. Fields that change what a checkpoint means (model, head, crops, seed, batch) must match; the
+ * horizon, schedule and intervals may change between runs (extending a run is common).
+ */
+import { parseCrops, SWAV_CROPS } from '../augment/config.js';
+import { ConfigError } from '../errors.js';
+import { DEFAULT_LARS, type LarsConfig, type ScheduleConfig } from './optim.js';
+import { regnetSpec } from './regnet-spec.js';
+import { DEFAULT_SWAV, type SwavConfig } from './swav.js';
+
+export interface QueueConfig {
+  /** Embeddings kept per assignment crop (0: no queue). SwAV uses 3840 for batches of 256 or less. */
+  length: number;
+  /** First step at which the queue joins the Sinkhorn assignment (it must also be full). */
+  startStep: number;
+}
+
+export interface TrainConfig {
+  model: string;
+  batchSize: number;
+  /** Total steps: the schedule's horizon and where training stops. */
+  steps: number;
+  crops: string;
+  seed: number;
+  swav: SwavConfig;
+  queue: QueueConfig;
+  lars: LarsConfig;
+  schedule: Omit<ScheduleConfig, 'totalSteps'>;
+}
+
+/** SwAV's small-batch recipe scaled to a config: lr 0.6 at batch 256, linear scaling, final lr 0.0006x. */
+export function defaultTrainConfig(overrides: Partial<TrainConfig> = {}): TrainConfig {
+  const batchSize = overrides.batchSize ?? 64;
+  const baseLr = 0.6 * (batchSize / 256);
+  return checkTrainConfig({
+    model: 'regnety_400mf',
+    batchSize,
+    steps: 10_000,
+    crops: SWAV_CROPS,
+    seed: 0,
+    swav: DEFAULT_SWAV,
+    queue: { length: 0, startStep: 0 },
+    lars: DEFAULT_LARS,
+    schedule: { baseLr, finalLr: baseLr * 0.001, warmupSteps: 0, startWarmupLr: 0 },
+    ...overrides,
+  });
+}
+
+export function checkTrainConfig(c: TrainConfig): TrainConfig {
+  const int = (name: string, v: number, min: number, max = Number.MAX_SAFE_INTEGER) => {
+    if (!Number.isSafeInteger(v) || v < min || v > max) throw new ConfigError(`${name} must be an integer from ${min} to ${max}, got ${v}`);
+  };
+  const pos = (name: string, v: number, min = 0) => {
+    if (!(typeof v === 'number' && Number.isFinite(v) && v >= min)) throw new ConfigError(`${name} must be a number >= ${min}, got ${v}`);
+  };
+  regnetSpec(c.model); // throws on an unknown model
+  int('batch size', c.batchSize, 1, 65536);
+  int('steps', c.steps, 1);
+  int('seed', c.seed, 0, 2 ** 32 - 1);
+  const crops = parseCrops(c.crops).reduce((n, g) => n + g.count, 0);
+  if (crops < 2) throw new ConfigError('SwAV needs at least two crops per image');
+  const { swav, queue, lars, schedule } = c;
+  int('swav.hidden', swav.hidden, 1, 65536);
+  int('swav.dim', swav.dim, 1, 65536);
+  int('swav.prototypes', swav.prototypes, 2, 1_000_000);
+  pos('swav.temperature', swav.temperature, 1e-6);
+  pos('swav.epsilon', swav.epsilon, 1e-6);
+  int('swav.sinkhornIters', swav.sinkhornIters, 1, 100);
+  int('swav.freezePrototypesSteps', swav.freezePrototypesSteps, 0);
+  if (swav.cropsForAssign.length === 0 || swav.cropsForAssign.some((i) => !Number.isInteger(i) || i < 0 || i >= crops)) {
+    throw new ConfigError(`swav.cropsForAssign must name crops 0..${crops - 1}, got ${JSON.stringify(swav.cropsForAssign)}`);
+  }
+  int('queue.length', queue.length, 0, 1_000_000);
+  if (queue.length > 0 && queue.length % c.batchSize !== 0) throw new ConfigError(`queue.length (${queue.length}) must be a multiple of the batch size (${c.batchSize})`);
+  int('queue.startStep', queue.startStep, 0);
+  pos('lars.momentum', lars.momentum);
+  pos('lars.weightDecay', lars.weightDecay);
+  pos('lars.trust', lars.trust, 1e-9);
+  pos('schedule.baseLr', schedule.baseLr);
+  pos('schedule.finalLr', schedule.finalLr);
+  pos('schedule.startWarmupLr', schedule.startWarmupLr);
+  int('schedule.warmupSteps', schedule.warmupSteps, 0);
+  return c;
+}
+
+/** The fields a resumed run must share with its checkpoint. */
+function identity(c: TrainConfig): Record<string, unknown> {
+  return { model: c.model, batchSize: c.batchSize, crops: c.crops, seed: c.seed, swav: c.swav, 'queue.length': c.queue.length };
+}
+
+/** Throws, naming the first differing field, when `wanted` cannot continue from a checkpoint of `saved`. */
+export function checkCompatible(saved: TrainConfig, wanted: TrainConfig, where: string): void {
+  const a = identity(saved), b = identity(wanted);
+  for (const key of Object.keys(a)) {
+    const [x, y] = [JSON.stringify(a[key]), JSON.stringify(b[key])];
+    if (x !== y) {
+      throw new ConfigError(`${where} was trained with ${key}=${x}, this run asks for ${y}; use the same settings, --no-resume, or another --out`);
+    }
+  }
+}

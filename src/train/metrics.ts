@@ -1,0 +1,56 @@
+/**
+ * Training metrics: one JSON line per log interval, kept in the checkpoint store as parts written with each
+ * checkpoint (`metrics/step-<step>.jsonl` holds the lines since the previous part). Object stores cannot
+ * append, and tying parts to checkpoints means a resumed run never duplicates or loses a line.
+ */
+import type { Store } from '../shards/store.js';
+import { getBytes } from '../shards/store.js';
+
+export interface MetricLine {
+  step: number;
+  epoch: number;
+  loss: number;
+  lr: number;
+  imagesPerSec: number;
+  /** Share of wall time the step loop waited for augmented batches. */
+  dataWaitPct: number;
+  backend: string;
+  time: string;
+}
+
+const PREFIX = 'metrics/';
+const partKey = (step: number) => `${PREFIX}step-${String(step).padStart(9, '0')}.jsonl`;
+
+async function listParts(store: Store): Promise<Array<{ key: string; step: number }>> {
+  const parts: Array<{ key: string; step: number }> = [];
+  for await (const o of store.list(PREFIX)) {
+    const m = /^metrics\/step-(\d{9})\.jsonl$/.exec(o.key);
+    if (m) parts.push({ key: o.key, step: Number(m[1]) });
+  }
+  return parts.sort((a, b) => a.step - b.step);
+}
+
+export async function writeMetricsPart(store: Store, step: number, lines: MetricLine[]): Promise<void> {
+  if (lines.length > 0) await store.put(partKey(step), Buffer.from(lines.map((l) => `${JSON.stringify(l)}\n`).join('')));
+}
+
+/** Every metric line of the run, in step order. */
+export async function readMetrics(store: Store): Promise<MetricLine[]> {
+  const lines: MetricLine[] = [];
+  for (const { key } of await listParts(store)) {
+    const text = Buffer.from(await getBytes(store, key)).toString('utf8');
+    for (const line of text.split('\n')) if (line.trim()) lines.push(JSON.parse(line) as MetricLine);
+  }
+  return lines;
+}
+
+/** Removes parts written after `step` (a resumed run rewrites them from there). */
+export async function dropMetricsAfter(store: Store, step: number): Promise<void> {
+  for (const part of await listParts(store)) if (part.step > step) await store.delete(part.key);
+}
+
+/** The interval's console line. */
+export function formatLine(m: MetricLine, steps: number): string {
+  return `step ${m.step}/${steps}  epoch ${m.epoch}  loss ${m.loss.toFixed(4)}  lr ${m.lr.toPrecision(3)}  ` +
+    `${m.imagesPerSec.toFixed(1)} img/s  data-wait ${m.dataWaitPct.toFixed(0)}%  ${m.backend}`;
+}

@@ -1,0 +1,175 @@
+/**
+ * The training loop: MultiCropLoader batches -> SwavModel.step, a progress line and a metrics line every
+ * `logEvery` steps, a checkpoint every `checkpointEvery` steps, at the end, and when `signal` aborts
+ * (SIGINT/SIGTERM in the CLI). By default a run resumes from the newest checkpoint that verifies, with the
+ * weights, momentum, queue and the data stream's cursor, so N steps in one go and N steps in pieces give the
+ * same weights.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import { MultiCropLoader, type MultiCropBatch } from '../augment/loader.js';
+import { parseCrops } from '../augment/config.js';
+import { START, type StreamCursor } from '../augment/stream.js';
+import { ConfigError, WildstreamError } from '../errors.js';
+import type { Store } from '../shards/store.js';
+import { startBackend, type BackendInfo, type BackendName } from './backend.js';
+import { checkCompatible, type TrainConfig } from './config.js';
+import { latestCheckpoint, listCheckpoints, pruneCheckpoints, restoreModel, saveCheckpoint } from './checkpoint.js';
+import { dropMetricsAfter, formatLine, writeMetricsPart, type MetricLine } from './metrics.js';
+import { SwavModel } from './model.js';
+
+export interface TrainOptions {
+  data: Store;
+  out: Store;
+  config: TrainConfig;
+  /** @default 'auto' */
+  backend?: BackendName;
+  /** Continue from the newest checkpoint in `out`. @default true */
+  resume?: boolean;
+  /** Train while ingest commits units. @default false */
+  follow?: boolean;
+  /** @default 500 */
+  checkpointEvery?: number;
+  /** Checkpoints kept. @default 3 */
+  keep?: number;
+  /** @default 10 */
+  logEvery?: number;
+  /** Augmentation worker threads. @default the number of cores */
+  threads?: number;
+  signal?: AbortSignal;
+  log?: (line: string) => void;
+}
+
+export interface TrainSummary {
+  backend: BackendInfo;
+  startStep: number;
+  step: number;
+  resumedFrom: string | null;
+  /** Mean loss of the last interval. */
+  loss: number | null;
+  stopped: 'done' | 'signal';
+  checkpoint: string | null;
+  skipped: Record<string, number>;
+}
+
+export class TrainingDivergedError extends WildstreamError {
+  override readonly code = 'WS_ERR_DIVERGED';
+}
+
+export async function train(options: TrainOptions): Promise<TrainSummary> {
+  const o = { resume: true, follow: false, checkpointEvery: 500, keep: 3, logEvery: 10, log: () => {}, ...options };
+  for (const [name, v] of [['checkpointEvery', o.checkpointEvery], ['keep', o.keep], ['logEvery', o.logEvery]] as const) {
+    if (!Number.isSafeInteger(v) || v < 1) throw new ConfigError(`${name} must be a positive integer, got ${v}`);
+  }
+  const backend = await startBackend(o.backend ?? 'auto');
+  const model = new SwavModel(o.config);
+  try {
+    const { step, cursor, resumedFrom } = await resumeState(o, model);
+    o.log(`wildstream train: backend ${backend.name} (${backend.device}), model ${o.config.model} ` +
+      `(${(model.ps.count() / 1e6).toFixed(2)} M params), batch ${o.config.batchSize}, crops ${o.config.crops}, ` +
+      (resumedFrom ? `resuming at step ${step} from ${resumedFrom}` : 'starting at step 0'));
+    const loop = new Loop(o, model, backend, step);
+    const stopped = step >= o.config.steps ? 'done' : await loop.run(cursor);
+    return { backend, startStep: step, step: loop.step, resumedFrom, loss: loop.lastLoss, stopped, checkpoint: loop.lastCheckpoint, skipped: loop.skipped };
+  } finally {
+    model.dispose();
+  }
+}
+
+/** Restores the newest usable checkpoint (or clears the store for a fresh run) and drops anything newer. */
+async function resumeState(o: Required<Pick<TrainOptions, 'resume' | 'log'>> & TrainOptions, model: SwavModel) {
+  const ckpt = o.resume ? await latestCheckpoint(o.out, (err) => o.log(`warning: ${err.message}; trying the previous checkpoint`)) : null;
+  if (ckpt) {
+    checkCompatible(ckpt.header.config, o.config, `checkpoint ${ckpt.key}`);
+    restoreModel(model, ckpt);
+  }
+  const step = ckpt?.header.step ?? 0;
+  // Whatever lies beyond the restored step (damaged checkpoints, or a run started over) is superseded.
+  for (const c of await listCheckpoints(o.out)) if (c.step > step || !ckpt) await o.out.delete(c.key);
+  await dropMetricsAfter(o.out, step);
+  return { step, cursor: ckpt?.header.cursor ?? START, resumedFrom: ckpt?.key ?? null };
+}
+
+class Loop {
+  lastLoss: number | null = null;
+  lastCheckpoint: string | null = null;
+  skipped: Record<string, number> = {};
+  private pending: MetricLine[] = [];
+  private interval = { loss: 0, steps: 0, images: 0, waitMs: 0, t0: performance.now() };
+  private epoch = 0;
+  private lr = 0;
+
+  constructor(
+    private readonly o: Required<Pick<TrainOptions, 'checkpointEvery' | 'keep' | 'logEvery' | 'follow' | 'log'>> & TrainOptions,
+    private readonly model: SwavModel,
+    private readonly backend: BackendInfo,
+    public step: number,
+  ) {}
+
+  async run(cursor: StreamCursor): Promise<'done' | 'signal'> {
+    const { config } = this.o;
+    const loader = new MultiCropLoader(this.o.data, {
+      batchSize: config.batchSize, seed: config.seed, augment: { crops: parseCrops(config.crops) }, cursor,
+      follow: this.o.follow, threads: this.o.threads, signal: this.o.signal,
+    });
+    const batches = loader[Symbol.asyncIterator]();
+    let saved = this.step;
+    try {
+      while (this.step < config.steps && !this.o.signal?.aborted) {
+        const t0 = performance.now();
+        const next = await batches.next().catch((err) => (this.o.signal?.aborted ? null : Promise.reject(err)));
+        if (!next || next.done) break;
+        this.interval.waitMs += performance.now() - t0;
+        this.trainOn(next.value);
+        cursor = next.value.cursor;
+        if (this.step % this.o.logEvery === 0 || this.step === config.steps) this.report();
+        if (this.step % this.o.checkpointEvery === 0 || this.step === config.steps) saved = await this.save(cursor);
+      }
+      if (this.step > saved) await this.save(cursor);
+    } finally {
+      await batches.return(undefined);
+      this.skipped = { ...loader.stream.stats.skipped, ...loader.stats.skipped };
+    }
+    return this.step >= config.steps ? 'done' : 'signal';
+  }
+
+  private trainOn(batch: MultiCropBatch): void {
+    const n = batch.keys.length;
+    const crops = batch.crops.map((c) => tf.tensor4d(c.data, [n, c.size, c.size, 3]));
+    const { loss, lr } = this.model.step(crops, this.step);
+    this.lr = lr;
+    tf.dispose(crops);
+    if (!Number.isFinite(loss)) {
+      throw new TrainingDivergedError(`loss became ${loss} at step ${this.step}; the last checkpoint is kept (lower the learning rate?)`);
+    }
+    this.step++;
+    this.epoch = batch.epoch;
+    Object.assign(this.interval, { loss: this.interval.loss + loss, steps: this.interval.steps + 1, images: this.interval.images + n });
+  }
+
+  private report(): void {
+    const { loss, steps, images, waitMs, t0 } = this.interval;
+    if (steps === 0) return;
+    const elapsed = performance.now() - t0;
+    const { config } = this.o;
+    const line: MetricLine = {
+      step: this.step, epoch: this.epoch, loss: loss / steps,
+      lr: this.lr, imagesPerSec: (images * 1000) / elapsed,
+      dataWaitPct: (100 * waitMs) / elapsed, backend: this.backend.name, time: new Date().toISOString(),
+    };
+    this.lastLoss = line.loss;
+    this.pending.push(line);
+    this.o.log(formatLine(line, config.steps));
+    this.interval = { loss: 0, steps: 0, images: 0, waitMs: 0, t0: performance.now() };
+  }
+
+  private async save(cursor: StreamCursor): Promise<number> {
+    this.report();
+    this.lastCheckpoint = await saveCheckpoint(this.o.out, this.model, this.step, cursor);
+    await writeMetricsPart(this.o.out, this.step, this.pending);
+    this.pending = [];
+    await pruneCheckpoints(this.o.out, this.o.keep);
+    this.o.log(`checkpoint ${this.lastCheckpoint}`);
+    return this.step;
+  }
+}
+

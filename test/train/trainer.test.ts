@@ -1,0 +1,144 @@
+import { spawn } from 'node:child_process';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as tf from '@tensorflow/tfjs-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openStore, type Store } from '../../src/shards/store.js';
+import { startBackend } from '../../src/train/backend.js';
+import { listCheckpoints, loadCheckpoint } from '../../src/train/checkpoint.js';
+import { defaultTrainConfig, type TrainConfig } from '../../src/train/config.js';
+import { readMetrics } from '../../src/train/metrics.js';
+import { SwavModel } from '../../src/train/model.js';
+import { DEFAULT_SWAV } from '../../src/train/swav.js';
+import { train } from '../../src/train/trainer.js';
+import { BIN, runCli } from '../helpers/cli.js';
+import { writePhotoDataset } from '../helpers/dataset.js';
+
+let dir: string;
+let data: Store;
+const TINY = ['--model', 'custom:3,16,8,2,16', '--batch', '8', '--crops', '2x32@0.3-1,2x16@0.1-0.3', '--prototypes', '16',
+  '--hidden', '32', '--dim', '16', '--freeze-prototypes', '2', '--backend', 'wasm', '--threads', '1', '--log-every', '2'];
+
+function tinyConfig(over: Partial<TrainConfig> = {}): TrainConfig {
+  return defaultTrainConfig({
+    model: 'custom:3,16,8,2,16', batchSize: 8, crops: '2x32@0.3-1,2x16@0.1-0.3', steps: 6,
+    swav: { ...DEFAULT_SWAV, prototypes: 16, hidden: 32, dim: 16, freezePrototypesSteps: 2 }, ...over,
+  });
+}
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'ws-train-'));
+  data = await openStore(join(dir, 'data'));
+  await writePhotoDataset(data, { units: 3, perUnit: 16 });
+  await startBackend('wasm');
+});
+
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+/** Weights and momentum of a run's final checkpoint. */
+async function finalState(out: string): Promise<Map<string, Float32Array>> {
+  const store = await openStore(out);
+  const [latest] = await listCheckpoints(store);
+  const ckpt = await loadCheckpoint(store, latest!.key);
+  return ckpt.values;
+}
+
+function maxDiff(a: Map<string, Float32Array>, b: Map<string, Float32Array>): number {
+  expect([...a.keys()].sort()).toEqual([...b.keys()].sort());
+  let max = 0;
+  for (const [k, v] of a) v.forEach((x, i) => (max = Math.max(max, Math.abs(x - b.get(k)![i]!))));
+  return max;
+}
+
+/** Starts a training process and sends `signal` when its first checkpoint line appears. */
+function trainUntilFirstCheckpoint(args: string[], signal: NodeJS.Signals): Promise<{ code: number | null; stdout: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [BIN, 'train', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let sent = false;
+    child.stdout.on('data', (d) => {
+      stdout += d;
+      if (!sent && stdout.includes('checkpoint checkpoints/')) {
+        sent = true;
+        child.kill(signal);
+      }
+    });
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, stdout }));
+  });
+}
+
+describe('train: checkpoint and resume', () => {
+  it('N steps straight equal N/2, SIGKILL, resume to N (and a SIGTERM stop checkpoints and resumes too)', async () => {
+    const steps = ['--steps', '12', '--checkpoint-every', '3'];
+    const straight = join(dir, 'straight');
+    const full = await runCli(['train', '--data', join(dir, 'data'), '--out', straight, ...TINY, ...steps]);
+    expect(full.code, full.stderr).toBe(0);
+    expect(full.stdout).toMatch(/backend wasm/);
+    expect(full.stdout).toMatch(/step 12\/12 +epoch \d+ +loss [\d.]+ +lr [\d.e-]+ +[\d.]+ img\/s +data-wait \d+% +wasm/);
+
+    for (const signal of ['SIGKILL', 'SIGTERM'] as const) {
+      const out = join(dir, `killed-${signal}`);
+      const args = ['--data', join(dir, 'data'), '--out', out, ...TINY, ...steps];
+      const first = await trainUntilFirstCheckpoint(args, signal);
+      const left = await listCheckpoints(await openStore(out));
+      expect(left.length, signal).toBeGreaterThan(0);
+      expect(left[0]!.step, `${signal} stopped the run early`).toBeLessThan(12);
+      if (signal === 'SIGTERM') expect(first.code).toBe(143); // checkpointed, then 128 + 15
+      const resumed = await runCli(['train', ...args]);
+      expect(resumed.code, resumed.stderr).toBe(0);
+      expect(resumed.stdout).toMatch(new RegExp(`resuming at step ${left[0]!.step}`));
+      expect(maxDiff(await finalState(straight), await finalState(out)), signal).toBeLessThan(1e-5);
+    }
+  }, 240_000);
+
+  it('falls back past a damaged checkpoint, keeps the last K, and writes metrics once per step', async () => {
+    const out = await openStore(join(dir, 'fallback'));
+    await train({ data, out, config: tinyConfig({ steps: 6 }), backend: 'wasm', checkpointEvery: 2, keep: 2, logEvery: 1, threads: 1 });
+    expect((await listCheckpoints(out)).map((c) => c.step)).toEqual([6, 4]);
+    const file = join(dir, 'fallback', 'checkpoints', 'step-000000006.ckpt');
+    const bytes = await readFile(file);
+    bytes[bytes.length - 100] = bytes[bytes.length - 100]! ^ 0xff;
+    await writeFile(file, bytes);
+    const lines: string[] = [];
+    const summary = await train({
+      data, out, config: tinyConfig({ steps: 8 }), backend: 'wasm', checkpointEvery: 2, keep: 2, logEvery: 1, threads: 1,
+      log: (l) => lines.push(l),
+    });
+    expect(lines.join('\n')).toMatch(/step-000000006\.ckpt .*unusable: checksum mismatch/);
+    expect(summary.resumedFrom).toBe('checkpoints/step-000000004.ckpt');
+    expect(summary.step).toBe(8);
+    expect((await listCheckpoints(out)).map((c) => c.step)).toEqual([8, 6]);
+    const metrics = await readMetrics(out);
+    expect(metrics.map((m) => m.step)).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
+    expect(metrics.every((m) => Number.isFinite(m.loss) && m.lr >= 0 && m.imagesPerSec > 0 && m.backend === 'wasm')).toBe(true);
+  }, 120_000);
+
+  it('refuses to resume with an incompatible config, naming the field', async () => {
+    const out = await openStore(join(dir, 'compat'));
+    await train({ data, out, config: tinyConfig({ steps: 2 }), backend: 'wasm', threads: 1 });
+    await expect(train({ data, out, config: tinyConfig({ steps: 4, model: 'custom:3,16,8,2,8' }), backend: 'wasm', threads: 1 }))
+      .rejects.toThrow(/trained with model="custom:3,16,8,2,16", this run asks for "custom:3,16,8,2,8"/);
+    const r = await runCli(['train', '--data', join(dir, 'data'), '--out', join(dir, 'compat'), ...TINY, '--steps', '4', '--seed', '9']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/seed=0, this run asks for 9/);
+  }, 120_000);
+});
+
+describe('train: one step', () => {
+  it('keeps the tensor count flat across steps, with the queue in use', () => {
+    const model = new SwavModel(tinyConfig({ queue: { length: 16, startStep: 1 } }));
+    const crops = [32, 32, 16, 16].map((s) => tf.randomNormal([8, s, s, 3]) as tf.Tensor4D);
+    const losses = [0, 1, 2].map((s) => model.step(crops, s).loss);
+    expect(model.queueFilled).toBe(16);
+    const before = tf.memory().numTensors;
+    for (let s = 3; s < 6; s++) losses.push(model.step(crops, s).loss);
+    expect(tf.memory().numTensors).toBe(before);
+    expect(losses.every(Number.isFinite)).toBe(true);
+    model.dispose();
+    tf.dispose(crops);
+  });
+});
