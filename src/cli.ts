@@ -1,9 +1,11 @@
 /**
  * The wildstream command line: the one place that wires the stages together.
  *
- *   ingest  -> shards <- augment -> train
+ *   ingest (URL lists) -> shards -> augment (multi-crop stream) -> train -> checkpoints
+ *   checkpoints -> export (tfjs graph model) -> embed / eval knn;  checkpoints -> plot
  *
- * Exit codes: 0 ok, 1 a broken run (one-line reason), 2 bad usage (unknown option, bad value).
+ * Exit codes: 0 ok, 1 a broken run (one-line reason), 2 bad usage (unknown option, bad value),
+ * 128 + signal number when a run stopped on SIGINT/SIGTERM after saving its state.
  */
 import { Command, CommanderError, Option } from 'commander';
 import { intArg, storeOptions, withStoreOptions } from './cli-options.js';
@@ -15,7 +17,8 @@ import { runIngest } from './ingest/job.js';
 import { progressReporter } from './ingest/progress.js';
 import { inspectDataset } from './shards/dataset.js';
 import { openStore } from './shards/store.js';
-import { trainCommand } from './train/commands.js';
+import { embedCommand, evalCommand } from './eval/commands.js';
+import { exportCommand, plotCommand, trainCommand } from './train/commands.js';
 
 function inspectCommand(): Command {
   return withStoreOptions(
@@ -129,6 +132,10 @@ export function buildProgram(): Command {
   program.addCommand(inspectCommand());
   program.addCommand(augmentCommand());
   program.addCommand(trainCommand());
+  program.addCommand(exportCommand());
+  program.addCommand(plotCommand());
+  program.addCommand(embedCommand());
+  program.addCommand(evalCommand());
   const exitOverride = (cmd: Command): void => {
     cmd.exitOverride();
     cmd.commands.forEach(exitOverride);

@@ -18,6 +18,7 @@ export interface PoolOptions {
 
 export class AugmentPool {
   private readonly piscina: Piscina;
+  private readonly inflight = new Set<Promise<unknown>>();
 
   constructor(config: AugmentConfig, options: PoolOptions = {}) {
     const threads = options.threads ?? availableParallelism();
@@ -41,10 +42,18 @@ export class AugmentPool {
   /** Multi-crops one encoded image; resolves to its crops or a failure reason. */
   async augment(image: Uint8Array, at: DrawSeed): Promise<AugmentResult> {
     const own = image.slice(); // a copy that owns exactly these bytes, transferred to the worker
-    return (await this.piscina.run({ image: own, at }, { transferList: [own.buffer] })) as AugmentResult;
+    const task = this.piscina.run({ image: own, at }, { transferList: [own.buffer] }) as Promise<AugmentResult>;
+    const settled = task.then(() => {}, () => {}).finally(() => this.inflight.delete(settled));
+    this.inflight.add(settled);
+    return task;
   }
 
+  /**
+   * Stops the threads once the tasks in flight have settled: destroying piscina under a running task makes
+   * the worker's late reply an "Unexpected message from Worker" error event, which crashes the process.
+   */
   async close(): Promise<void> {
+    while (this.inflight.size > 0) await Promise.all(this.inflight);
     await this.piscina.destroy();
   }
 }

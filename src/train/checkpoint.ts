@@ -13,6 +13,7 @@ import { WildstreamError } from '../errors.js';
 import type { Store } from '../shards/store.js';
 import type { TrainConfig } from './config.js';
 import type { SwavModel } from './model.js';
+import type { ParamSet } from './params.js';
 
 export class InvalidCheckpointError extends WildstreamError {
   override readonly code = 'WS_ERR_INVALID_CHECKPOINT';
@@ -139,27 +140,34 @@ export async function latestCheckpoint(store: Store, onSkip: (err: InvalidCheckp
   return null;
 }
 
+/** Reads a tensor of a checkpoint, checking it exists with the shape the model expects. */
+function take(ckpt: Checkpoint, id: string, shape: number[]): tf.Tensor {
+  const entry = ckpt.header.tensors.find((t) => `${t.group}:${t.name}` === id);
+  const values = ckpt.values.get(id);
+  if (!values || !entry || JSON.stringify(entry.shape) !== JSON.stringify(shape)) {
+    throw new InvalidCheckpointError(`checkpoint ${ckpt.key} has no tensor ${id} of shape [${shape}] for this model`);
+  }
+  return tf.tensor(values, shape);
+}
+
+/** Copies the checkpoint's values into every variable of `ps` (a whole model, or just a backbone). */
+export function restoreParams(ps: ParamSet, ckpt: Checkpoint): void {
+  for (const [name, v] of ps.vars) assignFrom(v, take(ckpt, `param:${name}`, v.shape));
+}
+
 /** Copies a checkpoint's tensors into a model built from the same config; a missing or misshapen one throws. */
 export function restoreModel(model: SwavModel, ckpt: Checkpoint): void {
-  const shapes = new Map(ckpt.header.tensors.map((t) => [`${t.group}:${t.name}`, t.shape]));
-  const take = (id: string, shape: number[]): tf.Tensor => {
-    const values = ckpt.values.get(id);
-    if (!values || JSON.stringify(shapes.get(id)) !== JSON.stringify(shape)) {
-      throw new InvalidCheckpointError(`checkpoint ${ckpt.key} has no tensor ${id} of shape [${shape}] for this model`);
-    }
-    return tf.tensor(values, shape);
-  };
-  for (const [name, v] of model.ps.vars) assignFrom(v, take(`param:${name}`, v.shape));
+  restoreParams(model.ps, ckpt);
   for (const t of ckpt.header.tensors.filter((e) => e.group === 'slot')) {
     const w = model.ps.vars.get(t.name);
     if (!w) throw new InvalidCheckpointError(`checkpoint ${ckpt.key} has a momentum slot for unknown variable ${t.name}`);
-    const value = take(`slot:${t.name}`, w.shape);
+    const value = take(ckpt, `slot:${t.name}`, w.shape);
     model.lars.slots.get(t.name)?.dispose();
-    model.lars.slots.set(t.name, tf.variable(value, false, `${model.ps.prefix}${t.name}.momentum`));
+    model.lars.slots.set(t.name, tf.variable(value, false, `${w.name}.momentum`));
     value.dispose();
   }
   model.queue = model.queue.map((q, i) => {
-    const next = take(`queue:${i}`, q.shape) as tf.Tensor2D;
+    const next = take(ckpt, `queue:${i}`, q.shape) as tf.Tensor2D;
     q.dispose();
     return next;
   });

@@ -1,11 +1,22 @@
-/** `wildstream train`: options -> a validated TrainConfig -> the training loop, with SIGINT/SIGTERM checkpoints. */
+/**
+ * The commands of a training run: `train` (options -> a validated TrainConfig -> the loop, with SIGINT/SIGTERM
+ * checkpoints), `export` (a checkpoint's backbone as a tfjs graph model) and `plot` (its curves).
+ */
+import { writeFile } from 'node:fs/promises';
 import { Command, Option } from 'commander';
 import { parseCrops, SWAV_CROPS } from '../augment/config.js';
 import { intArg, numArg, storeOptions, withStoreOptions } from '../cli-options.js';
 import { ConfigError, InterruptedError } from '../errors.js';
 import { listUnits } from '../shards/dataset.js';
 import { openStore, type Store } from '../shards/store.js';
-import { BACKENDS } from './backend.js';
+import { BACKENDS, startBackend } from './backend.js';
+import { latestCheckpoint, listCheckpoints, loadCheckpoint, restoreParams } from './checkpoint.js';
+import { exportBackbone } from './export.js';
+import { readMetrics } from './metrics.js';
+import { ParamSet } from './params.js';
+import { plotCurves } from './plot.js';
+import { buildRegnet } from './regnet.js';
+import { regnetSpec } from './regnet-spec.js';
 import { defaultTrainConfig, type TrainConfig } from './config.js';
 import { DEFAULT_SWAV } from './swav.js';
 import { train } from './trainer.js';
@@ -21,6 +32,7 @@ export function trainCommand(): Command {
       .option('--steps <n>', 'total optimisation steps', intArg(1))
       .option('--epochs <n>', 'passes over the committed records (sets --steps)', intArg(1))
       .option('--crops <spec>', 'crop groups COUNTxSIZE@MIN-MAX,...', SWAV_CROPS)
+      .option('--jitter-strength <s>', 'colour distortion strength (1: SwAV; 0.5 suits tiny models)', numArg(0, 2.5), 1)
       .addOption(new Option('--backend <name>', 'tfjs backend').choices([...BACKENDS]).default('auto'))
       .option('--seed <n>', 'initialisation, order and augmentation seed', intArg(0, 2 ** 32 - 1), 0)
       .option('--lr <x>', 'base learning rate (default 0.6 x batch/256)', numArg(0))
@@ -35,6 +47,8 @@ export function trainCommand(): Command {
       .option('--queue-length <n>', 'SwAV queue per assignment crop (multiple of --batch; 0 off)', intArg(0), 0)
       .option('--queue-start <n>', 'first step that uses the queue', intArg(0), 0)
       .option('--weight-decay <x>', 'weight decay', numArg(0), 1e-6)
+      .option('--lars-trust <x>', 'LARS trust coefficient', numArg(1e-9), 0.001)
+      .option('--lars-all', "LARS-scale BatchNorm parameters and biases too (facebookresearch/swav's LARC)")
       .option('--checkpoint-every <n>', 'steps between checkpoints', intArg(1), 500)
       .option('--keep <n>', 'checkpoints kept', intArg(1), 3)
       .option('--log-every <n>', 'steps between progress lines', intArg(1), 10)
@@ -73,7 +87,7 @@ export function trainCommand(): Command {
 async function configFrom(opts: Record<string, any>, data: Store): Promise<Partial<TrainConfig>> {
   const crops = parseCrops(opts.crops).reduce((n, g) => n + g.count, 0);
   const base: Partial<TrainConfig> = {
-    model: opts.model, batchSize: opts.batch, crops: opts.crops, seed: opts.seed,
+    model: opts.model, batchSize: opts.batch, crops: opts.crops, jitterStrength: opts.jitterStrength, seed: opts.seed,
     steps: opts.steps ?? (opts.epochs ? await stepsFor(data, opts.epochs, opts.batch) : 10_000),
     swav: {
       ...DEFAULT_SWAV, prototypes: opts.prototypes, hidden: opts.hidden, dim: opts.dim, epsilon: opts.epsilon,
@@ -84,7 +98,7 @@ async function configFrom(opts: Record<string, any>, data: Store): Promise<Parti
   const lr = opts.lr ?? 0.6 * (opts.batch / 256);
   return {
     ...base,
-    lars: { ...defaultTrainConfig().lars, weightDecay: opts.weightDecay },
+    lars: { ...defaultTrainConfig().lars, weightDecay: opts.weightDecay, trust: opts.larsTrust, excludeBnBias: !opts.larsAll },
     schedule: { baseLr: lr, finalLr: opts.finalLr ?? lr / 1000, warmupSteps: opts.warmupSteps, startWarmupLr: 0 },
   };
 }
@@ -93,4 +107,44 @@ async function stepsFor(data: Store, epochs: number, batch: number): Promise<num
   const records = (await listUnits(data)).reduce((n, u) => n + u.records, 0);
   if (records === 0) throw new ConfigError(`--epochs needs committed records in ${data.url}; it has none (use --steps with --follow)`);
   return Math.max(1, Math.ceil((records * epochs) / batch));
+}
+
+export function exportCommand(): Command {
+  return withStoreOptions(
+    new Command('export')
+      .description("write a checkpoint's backbone as a TensorFlow.js graph model (model.json + weights.bin)")
+      .argument('<ckpt-store>', 'checkpoint store of a training run (its --out)')
+      .requiredOption('--out <dir>', 'where to write model.json and weights.bin (a path or store URL)')
+      .option('--step <n>', 'which checkpoint (default: the newest that verifies)', intArg(0))
+      .option('--init', "export the run's initial weights instead (a random-init baseline for evaluation)"),
+  ).action(async (url: string, opts) => {
+    const store = await openStore(url, storeOptions(opts));
+    const ckpt = opts.step === undefined
+      ? await latestCheckpoint(store, (err) => process.stderr.write(`warning: ${err.message}\n`))
+      : await loadCheckpoint(store, (await listCheckpoints(store)).find((c) => c.step === opts.step)?.key ?? `checkpoints/step-${opts.step}`);
+    if (!ckpt) throw new ConfigError(`no checkpoint in ${store.url}`);
+    await startBackend('cpu');
+    const { config } = ckpt.header;
+    const ps = new ParamSet(config.seed);
+    const spec = regnetSpec(config.model);
+    buildRegnet(ps, spec);
+    if (!opts.init) restoreParams(ps, ckpt);
+    const inputSize = Math.max(...parseCrops(config.crops).map((g) => g.size));
+    const meta = await exportBackbone(await openStore(opts.out, storeOptions(opts)), ps, spec, { model: config.model, step: opts.init ? 0 : ckpt.header.step, inputSize });
+    ps.dispose();
+    process.stdout.write(`${JSON.stringify({ event: 'export', out: opts.out, ...meta })}\n`);
+  });
+}
+
+export function plotCommand(): Command {
+  return withStoreOptions(
+    new Command('plot')
+      .description("draw a run's loss and learning-rate curves as a PNG")
+      .argument('<ckpt-store>', 'checkpoint store of a training run')
+      .requiredOption('--out <file>', 'PNG file to write'),
+  ).action(async (url: string, opts) => {
+    const lines = await readMetrics(await openStore(url, storeOptions(opts)));
+    await writeFile(opts.out, await plotCurves(lines));
+    process.stdout.write(`${JSON.stringify({ event: 'plot', out: opts.out, points: lines.length })}\n`);
+  });
 }

@@ -3,7 +3,7 @@
  * on resume. Fields that change what a checkpoint means (model, head, crops, seed, batch) must match; the
  * horizon, schedule and intervals may change between runs (extending a run is common).
  */
-import { parseCrops, SWAV_CROPS } from '../augment/config.js';
+import { parseCrops, SWAV_CROPS, type AugmentConfig } from '../augment/config.js';
 import { ConfigError } from '../errors.js';
 import { DEFAULT_LARS, type LarsConfig, type ScheduleConfig } from './optim.js';
 import { regnetSpec } from './regnet-spec.js';
@@ -22,6 +22,8 @@ export interface TrainConfig {
   /** Total steps: the schedule's horizon and where training stops. */
   steps: number;
   crops: string;
+  /** Colour distortion strength s (SimCLR): jitter 0.8s brightness/contrast/saturation, 0.2s hue. SwAV: 1. */
+  jitterStrength: number;
   seed: number;
   swav: SwavConfig;
   queue: QueueConfig;
@@ -38,6 +40,7 @@ export function defaultTrainConfig(overrides: Partial<TrainConfig> = {}): TrainC
     batchSize,
     steps: 10_000,
     crops: SWAV_CROPS,
+    jitterStrength: 1,
     seed: 0,
     swav: DEFAULT_SWAV,
     queue: { length: 0, startStep: 0 },
@@ -45,6 +48,12 @@ export function defaultTrainConfig(overrides: Partial<TrainConfig> = {}): TrainC
     schedule: { baseLr, finalLr: baseLr * 0.001, warmupSteps: 0, startWarmupLr: 0 },
     ...overrides,
   });
+}
+
+/** The augmentation a config asks for. */
+export function augmentOf(c: TrainConfig): Partial<AugmentConfig> {
+  const s = c.jitterStrength;
+  return { crops: parseCrops(c.crops), brightness: 0.8 * s, contrast: 0.8 * s, saturation: 0.8 * s, hue: Math.min(0.5, 0.2 * s) };
 }
 
 export function checkTrainConfig(c: TrainConfig): TrainConfig {
@@ -60,6 +69,7 @@ export function checkTrainConfig(c: TrainConfig): TrainConfig {
   int('seed', c.seed, 0, 2 ** 32 - 1);
   const crops = parseCrops(c.crops).reduce((n, g) => n + g.count, 0);
   if (crops < 2) throw new ConfigError('SwAV needs at least two crops per image');
+  if (!(c.jitterStrength >= 0 && c.jitterStrength <= 2.5)) throw new ConfigError(`jitter strength must be in [0, 2.5], got ${c.jitterStrength}`);
   const { swav, queue, lars, schedule } = c;
   int('swav.hidden', swav.hidden, 1, 65536);
   int('swav.dim', swav.dim, 1, 65536);

@@ -9,9 +9,14 @@ export interface LarsConfig {
   momentum: number;
   weightDecay: number;
   trust: number;
+  /**
+   * Leave BatchNorm parameters and biases out of the LARS scaling (plain SGD for them, as SimCLR/BYOL's LARS).
+   * facebookresearch/swav's LARC scales every parameter (false); either way they get no weight decay.
+   */
+  excludeBnBias: boolean;
 }
 
-export const DEFAULT_LARS: LarsConfig = { momentum: 0.9, weightDecay: 1e-6, trust: 0.001 };
+export const DEFAULT_LARS: LarsConfig = { momentum: 0.9, weightDecay: 1e-6, trust: 0.001, excludeBnBias: true };
 
 /** BatchNorm scales/shifts and biases: no weight decay, no LARS scaling. */
 export function excludedFromLars(name: string): boolean {
@@ -41,13 +46,15 @@ export class Lars {
 
   /** One step: v = m v + g'; w -= lr v, with g' = trust |w| / (|g| + wd |w|) (g + wd w) for included weights. */
   apply(vars: Map<string, tf.Variable>, grads: Record<string, tf.Tensor>, lr: number): void {
-    const { momentum, weightDecay, trust } = this.config;
+    const { momentum, trust, excludeBnBias } = this.config;
     tf.tidy(() => {
       for (const [name, w] of vars) {
         const g = grads[name];
         if (!g) continue;
         let update: tf.Tensor = g;
-        if (!excludedFromLars(name)) {
+        const plain = excludedFromLars(name);
+        const weightDecay = plain ? 0 : this.config.weightDecay;
+        if (!(plain && excludeBnBias)) {
           const wNorm = tf.norm(w), gNorm = tf.norm(g);
           const ratio = tf.where(
             tf.logicalAnd(tf.greater(wNorm, 0), tf.greater(gNorm, 0)),

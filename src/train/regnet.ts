@@ -1,30 +1,59 @@
 /**
- * RegNet forward pass on tfjs (NHWC): stem (3x3 stride 2, 32 channels), four stages of residual bottleneck
- * blocks (1x1, grouped 3x3 with stride 2 in each stage's first block, optional SE, 1x1), global average pool.
- * Returns pooled features; the SwAV head (or an ImageNet classifier for parameter counting) sits on top.
+ * RegNet's structure, once: stem (3x3 stride 2, 32 channels), four stages of residual bottleneck blocks
+ * (1x1, grouped 3x3 with stride 2 in each stage's first block, optional SE, 1x1), global average pool.
+ * It is written against `RegNetOps`, so the same walk builds the tfjs forward pass (training and eval) and
+ * the exported graph model (`export.ts`), and the two cannot drift apart.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { batchNorm, conv, dense, groupedConv, squeezeExcite } from './layers.js';
 import type { ParamSet } from './params.js';
 import type { RegNetSpec } from './regnet-spec.js';
 
-export function regnetFeatures(ps: ParamSet, spec: RegNetSpec, images: tf.Tensor4D, training: boolean): tf.Tensor2D {
-  let x = tf.relu(batchNorm(ps, 'stem.bn', conv(ps, 'stem.conv', images, spec.stemWidth, 3, 2), training)) as tf.Tensor4D;
-  spec.stages.forEach((stage, s) => {
-    for (let b = 0; b < stage.depth; b++) x = block(ps, `s${s + 1}.b${b + 1}`, x, spec, stage.width, stage.groupWidth, b === 0 ? 2 : 1, training);
-  });
-  return tf.mean(x, [1, 2]) as tf.Tensor2D;
+export interface RegNetOps<T> {
+  conv(name: string, x: T, out: number, k: number, stride: number, groups: number): T;
+  /** BatchNorm; `zeroInit` starts the scale at 0 (the last BN of each residual branch). */
+  bn(name: string, x: T, zeroInit?: boolean): T;
+  relu(x: T): T;
+  se(name: string, x: T, squeeze: number): T;
+  add(a: T, b: T): T;
+  pool(x: T): T;
+  channels(x: T): number;
 }
 
-function block(ps: ParamSet, name: string, x: tf.Tensor4D, spec: RegNetSpec, width: number, groupWidth: number, stride: number, training: boolean): tf.Tensor4D {
-  const wIn = x.shape[3];
+export function regnetBody<T>(ops: RegNetOps<T>, spec: RegNetSpec, images: T): T {
+  let x = ops.relu(ops.bn('stem.bn', ops.conv('stem.conv', images, spec.stemWidth, 3, 2, 1)));
+  spec.stages.forEach((stage, s) => {
+    for (let b = 0; b < stage.depth; b++) x = block(ops, `s${s + 1}.b${b + 1}`, x, spec, stage.width, stage.groupWidth, b === 0 ? 2 : 1);
+  });
+  return ops.pool(x);
+}
+
+function block<T>(ops: RegNetOps<T>, name: string, x: T, spec: RegNetSpec, width: number, groupWidth: number, stride: number): T {
+  const wIn = ops.channels(x);
   const wb = Math.trunc(width * spec.bottleneck);
-  let y = tf.relu(batchNorm(ps, `${name}.a.bn`, conv(ps, `${name}.a`, x, wb, 1, 1), training)) as tf.Tensor4D;
-  y = tf.relu(batchNorm(ps, `${name}.b.bn`, groupedConv(ps, `${name}.b`, y, wb, 3, stride, wb / groupWidth), training)) as tf.Tensor4D;
-  if (spec.se > 0) y = squeezeExcite(ps, `${name}.se`, y, Math.round(spec.se * wIn));
-  y = batchNorm(ps, `${name}.c.bn`, conv(ps, `${name}.c`, y, width, 1, 1), training, true); // zero-init last BN
-  const shortcut = wIn !== width || stride !== 1 ? batchNorm(ps, `${name}.proj.bn`, conv(ps, `${name}.proj`, x, width, 1, stride), training) : x;
-  return tf.relu(tf.add(y, shortcut)) as tf.Tensor4D;
+  let y = ops.relu(ops.bn(`${name}.a.bn`, ops.conv(`${name}.a`, x, wb, 1, 1, 1)));
+  y = ops.relu(ops.bn(`${name}.b.bn`, ops.conv(`${name}.b`, y, wb, 3, stride, wb / groupWidth)));
+  if (spec.se > 0) y = ops.se(`${name}.se`, y, Math.round(spec.se * wIn));
+  y = ops.bn(`${name}.c.bn`, ops.conv(`${name}.c`, y, width, 1, 1, 1), true);
+  const shortcut = wIn !== width || stride !== 1 ? ops.bn(`${name}.proj.bn`, ops.conv(`${name}.proj`, x, width, 1, stride, 1)) : x;
+  return ops.relu(ops.add(y, shortcut));
+}
+
+/** The tfjs implementation over a ParamSet (variables are created on first use). */
+export function tfOps(ps: ParamSet, training: boolean): RegNetOps<tf.Tensor4D> {
+  return {
+    conv: (name, x, out, k, stride, groups) => (groups === 1 ? conv(ps, name, x, out, k, stride) : groupedConv(ps, name, x, out, k, stride, groups)),
+    bn: (name, x, zeroInit) => batchNorm(ps, name, x, training, zeroInit),
+    relu: (x) => tf.relu(x),
+    se: (name, x, squeeze) => squeezeExcite(ps, name, x, squeeze),
+    add: (a, b) => tf.add(a, b),
+    pool: (x) => tf.mean(x, [1, 2]) as unknown as tf.Tensor4D,
+    channels: (x) => x.shape[3],
+  };
+}
+
+export function regnetFeatures(ps: ParamSet, spec: RegNetSpec, images: tf.Tensor4D, training: boolean): tf.Tensor2D {
+  return regnetBody(tfOps(ps, training), spec, images) as unknown as tf.Tensor2D;
 }
 
 /** Builds every variable (with a 1000-class head when `classes`) by tracing one tiny forward pass. */

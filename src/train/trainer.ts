@@ -7,12 +7,11 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { MultiCropLoader, type MultiCropBatch } from '../augment/loader.js';
-import { parseCrops } from '../augment/config.js';
 import { START, type StreamCursor } from '../augment/stream.js';
 import { ConfigError, WildstreamError } from '../errors.js';
 import type { Store } from '../shards/store.js';
 import { startBackend, type BackendInfo, type BackendName } from './backend.js';
-import { checkCompatible, type TrainConfig } from './config.js';
+import { augmentOf, checkCompatible, type TrainConfig } from './config.js';
 import { latestCheckpoint, listCheckpoints, pruneCheckpoints, restoreModel, saveCheckpoint } from './checkpoint.js';
 import { dropMetricsAfter, formatLine, writeMetricsPart, type MetricLine } from './metrics.js';
 import { SwavModel } from './model.js';
@@ -108,7 +107,7 @@ class Loop {
   async run(cursor: StreamCursor): Promise<'done' | 'signal'> {
     const { config } = this.o;
     const loader = new MultiCropLoader(this.o.data, {
-      batchSize: config.batchSize, seed: config.seed, augment: { crops: parseCrops(config.crops) }, cursor,
+      batchSize: config.batchSize, seed: config.seed, augment: augmentOf(config), cursor,
       follow: this.o.follow, threads: this.o.threads, signal: this.o.signal,
     });
     const batches = loader[Symbol.asyncIterator]();
