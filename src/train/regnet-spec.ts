@@ -123,3 +123,28 @@ export function countParams(spec: RegNetSpec, classes = 0): number {
   }
   return classes > 0 ? n + wIn * classes + classes : n;
 }
+
+/**
+ * Multiply-accumulates of one forward pass of the backbone on a size x size image (convs, SE and the
+ * projection shortcuts; 'same' padding, so a stride-2 layer halves the side, rounding up). torchvision
+ * reports these as "GFLOPS" (0.40 for regnet_y_400mf at 224): the paper's "flops" are MACs.
+ */
+export function regnetMacs(spec: RegNetSpec, size: number, classes = 0): number {
+  let side = Math.ceil(size / 2);
+  let macs = 9 * 3 * spec.stemWidth * side * side;
+  let wIn = spec.stemWidth;
+  for (const stage of spec.stages) {
+    for (let b = 0; b < stage.depth; b++) {
+      const w = stage.width, wb = Math.trunc(w * spec.bottleneck), stride = b === 0 ? 2 : 1;
+      const sideIn = side;
+      side = Math.ceil(side / stride);
+      macs += wIn * wb * sideIn * sideIn; // 1x1 a (at the input resolution)
+      macs += 9 * stage.groupWidth * wb * side * side; // grouped 3x3 b, strided
+      if (spec.se > 0) macs += 2 * wb * Math.round(spec.se * wIn);
+      macs += wb * w * side * side; // 1x1 c
+      if (wIn !== w || stride !== 1) macs += wIn * w * side * side; // projection
+      wIn = w;
+    }
+  }
+  return macs + wIn * classes;
+}

@@ -132,11 +132,28 @@ class Loop {
   }
 
   private trainOn(batch: MultiCropBatch): void {
+    try {
+      this.stepOn(batch);
+    } catch (err) {
+      // An exhausted wasm heap (4 GiB) aborts the module with a bare "Aborted()": say what it means.
+      if (this.backend.name === 'wasm' && err instanceof Error && err.name === 'RuntimeError' && /Aborted/.test(err.message)) {
+        throw new WildstreamError(`the wasm backend ran out of memory (its heap is at most 4 GiB) at batch ${this.o.config.batchSize} with crops ${this.o.config.crops}; use a smaller --batch or crops (${err.message})`);
+      }
+      throw err;
+    }
+  }
+
+  private stepOn(batch: MultiCropBatch): void {
     const n = batch.keys.length;
     const crops = batch.crops.map((c) => tf.tensor4d(c.data, [n, c.size, c.size, 3]));
-    const { loss, lr } = this.model.step(crops, this.step);
+    let result: { loss: number; lr: number };
+    try {
+      result = this.model.step(crops, this.step);
+    } finally {
+      tf.dispose(crops);
+    }
+    const { loss, lr } = result;
     this.lr = lr;
-    tf.dispose(crops);
     if (!Number.isFinite(loss)) {
       throw new TrainingDivergedError(`loss became ${loss} at step ${this.step}; the last checkpoint is kept (lower the learning rate?)`);
     }

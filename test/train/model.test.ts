@@ -7,7 +7,7 @@ import { SwavModel } from '../../src/train/model.js';
 import { DEFAULT_LARS, Lars, learningRate } from '../../src/train/optim.js';
 import { ParamSet } from '../../src/train/params.js';
 import { buildRegnet, regnetFeatures } from '../../src/train/regnet.js';
-import { countParams, regnetSpec } from '../../src/train/regnet-spec.js';
+import { countParams, regnetMacs, regnetSpec } from '../../src/train/regnet-spec.js';
 import { DEFAULT_SWAV, sinkhorn, swavHead, swavLoss } from '../../src/train/swav.js';
 import { conv2dFilterGrad } from '../../src/train/wasm-grads.js';
 import { prng } from '../../src/rng.js';
@@ -33,6 +33,14 @@ describe('RegNet spec', () => {
     expect(countParams(regnetSpec('regnety_16gf'), 1000)).toBe(83_590_140);
     expect(countParams(regnetSpec('regnetx_400mf'), 1000)).toBe(5_495_976);
     expect(countParams(regnetSpec('regnety_32gf'), 1000)).toBe(145_046_770);
+  });
+
+  it("counts multiply-accumulates as torchvision's model table does (GFLOPS at 224)", () => {
+    const gmacs = (name: string) => Number((regnetMacs(regnetSpec(name), 224, 1000) / 1e9).toFixed(3));
+    expect(gmacs('regnety_400mf')).toBe(0.402);
+    expect(gmacs('regnetx_400mf')).toBe(0.414);
+    expect(gmacs('regnety_800mf')).toBe(0.834);
+    expect(gmacs('regnety_16gf')).toBe(15.912);
   });
 
   it('builds a tfjs model with exactly the counted parameters', () => {

@@ -1,0 +1,105 @@
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as tf from '@tensorflow/tfjs-core';
+import { tableFromIPC } from 'apache-arrow';
+import sharp from 'sharp';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { patternJpeg } from '../../src/fixtures/images.js';
+import { openStore } from '../../src/shards/store.js';
+import { startBackend } from '../../src/train/backend.js';
+import { latestCheckpoint, restoreModel } from '../../src/train/checkpoint.js';
+import { defaultTrainConfig } from '../../src/train/config.js';
+import { loadBackbone } from '../../src/train/export.js';
+import { SwavModel } from '../../src/train/model.js';
+import { DEFAULT_SWAV } from '../../src/train/swav.js';
+import { train } from '../../src/train/trainer.js';
+import { runCli } from '../helpers/cli.js';
+import { writePhotoDataset } from '../helpers/dataset.js';
+
+let dir: string;
+const path = (...p: string[]) => join(dir, ...p);
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'ws-export-'));
+  const data = await openStore(path('data'));
+  await writePhotoDataset(data, { units: 2, perUnit: 8 });
+  for (const [split, first, n] of [['train', 0, 16], ['test', 100, 8]] as const) {
+    for (let i = first; i < first + n; i++) {
+      await mkdir(path('eval', split, `c${i % 4}`), { recursive: true });
+      await writeFile(path('eval', split, `c${i % 4}`, `${i}.jpg`), await patternJpeg(i, { width: 48, height: 48 }));
+    }
+  }
+  await writeFile(path('eval', 'test', 'c0', 'broken.jpg'), Buffer.from('not a jpeg at all'));
+  await startBackend('wasm');
+  const config = defaultTrainConfig({
+    model: 'custom:3,16,8,2,16', batchSize: 8, crops: '2x32@0.3-1,2x16@0.1-0.3', steps: 3,
+    swav: { ...DEFAULT_SWAV, prototypes: 16, hidden: 32, dim: 16, freezePrototypesSteps: 1 },
+  });
+  await train({ data, out: await openStore(path('ck')), config, backend: 'wasm', threads: 1, logEvery: 1 });
+}, 120_000);
+
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe('export, embed, eval knn, plot', () => {
+  it('exports a graph model that tfjs loads and that computes the checkpoint backbone exactly', async () => {
+    const r = await runCli(['export', path('ck'), '--out', path('model')]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout)).toMatchObject({ event: 'export', step: 3, featureDim: 32, inputSize: 32 });
+    const init = await runCli(['export', path('ck'), '--out', path('model0'), '--init']);
+    expect(JSON.parse(init.stdout)).toMatchObject({ step: 0 });
+
+    await startBackend('cpu');
+    const ckpt = (await latestCheckpoint(await openStore(path('ck')), () => {}))!;
+    const model = new SwavModel(ckpt.header.config);
+    restoreModel(model, ckpt);
+    const [trained, random] = [await loadBackbone(await openStore(path('model'))), await loadBackbone(await openStore(path('model0')))];
+    const x = tf.randomNormal([3, 32, 32, 3], 0, 1, 'float32', 5) as tf.Tensor4D;
+    const [ours, graph, untrained] = [model.features(x), trained.embed(x), random.embed(x)];
+    expect(graph.shape).toEqual([3, 32]);
+    expect(tf.max(tf.abs(tf.sub(ours, graph))).dataSync()[0]).toBeLessThan(1e-4);
+    expect(tf.max(tf.abs(tf.sub(ours, untrained))).dataSync()[0]).toBeGreaterThan(1e-3);
+    model.dispose();
+  }, 60_000);
+
+  it('embeds a dataset and a folder into an Arrow file any Arrow reader opens; bad images are counted', async () => {
+    const r = await runCli(['embed', '--model', path('model'), path('data'), '--out', path('data.arrow'), '--backend', 'wasm']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout)).toMatchObject({ images: 16, failed: 0, dim: 32 });
+    const table = tableFromIPC(await readFile(path('data.arrow')));
+    expect(table.numRows).toBe(16);
+    expect(table.getChild('key')!.get(0)).toMatch(/^\d{6}-\d{5}$/);
+    expect(table.getChild('embedding')!.get(0).length).toBe(32);
+
+    const folder = await runCli(['embed', '--model', path('model'), path('eval', 'test'), '--out', path('test.arrow'), '--backend', 'wasm']);
+    expect(JSON.parse(folder.stdout)).toMatchObject({ images: 8, failed: 1 });
+    expect(tableFromIPC(await readFile(path('test.arrow'))).getChild('key')!.toArray()).toContain('c0/100.jpg');
+  }, 60_000);
+
+  it('reports k-NN top-1 on labelled folders, and plots the run', async () => {
+    const r = await runCli(['eval', 'knn', '--model', path('model'), '--train', path('eval', 'train'), '--test', path('eval', 'test'), '--k', '5', '--backend', 'wasm']);
+    expect(r.code, r.stderr).toBe(0);
+    const knn = JSON.parse(r.stdout);
+    expect(knn).toMatchObject({ event: 'knn', k: 5, train: 16, test: 8, failed: 1 });
+    expect(knn.top1).toBeGreaterThanOrEqual(0);
+    expect(knn.top1).toBeLessThanOrEqual(1);
+
+    const plot = await runCli(['plot', path('ck'), '--out', path('curves.png')]);
+    expect(plot.code, plot.stderr).toBe(0);
+    expect(JSON.parse(plot.stdout)).toMatchObject({ points: 3 });
+    expect(await sharp(await readFile(path('curves.png'))).metadata()).toMatchObject({ format: 'png', width: 900, height: 600 });
+  }, 60_000);
+
+  it('fails clearly on a store without checkpoints or a folder without a model', async () => {
+    const none = await runCli(['export', path('nothing'), '--out', path('x')]);
+    expect(none.code).toBe(2);
+    expect(none.stderr).toMatch(/no checkpoint in/);
+    const noModel = await runCli(['eval', 'knn', '--model', path('eval'), '--train', path('eval', 'train'), '--test', path('eval', 'test')]);
+    expect(noModel.code).toBe(1);
+    expect(noModel.stderr).toMatch(/model\.json/);
+    await writeFile(path('eval', 'model.json'), '{"format":"layers-model"}');
+    await expect(loadBackbone(await openStore(path('eval')))).rejects.toThrow(/holds no wildstream backbone/);
+  }, 60_000);
+});
