@@ -18,6 +18,7 @@ import { progressReporter } from './ingest/progress.js';
 import { inspectDataset } from './shards/dataset.js';
 import { openStore } from './shards/store.js';
 import { embedCommand, evalCommand } from './eval/commands.js';
+import { runCommand } from './pipeline/command.js';
 import { exportCommand, plotCommand, trainCommand } from './train/commands.js';
 
 function inspectCommand(): Command {
@@ -128,6 +129,7 @@ export function buildProgram(): Command {
     .version('0.1.0')
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride();
+  program.addCommand(runCommand());
   program.addCommand(ingestCommand());
   program.addCommand(inspectCommand());
   program.addCommand(augmentCommand());
@@ -154,7 +156,7 @@ export async function main(argv: readonly string[]): Promise<number> {
       return ['commander.helpDisplayed', 'commander.help', 'commander.version'].includes(err.code) ? 0 : 2;
     }
     process.stderr.write(`wildstream: ${oneLine(err)}\n`);
-    if (err instanceof InterruptedError) return err.exitCode;
+    if (err instanceof InterruptedError || (err as { exitCode?: unknown }).exitCode) return (err as { exitCode: number }).exitCode;
     return err instanceof ConfigError ? 2 : 1;
   }
 }

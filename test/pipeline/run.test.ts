@@ -1,0 +1,65 @@
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import sharp from 'sharp';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runCli } from '../helpers/cli.js';
+
+const DEMO = resolve('pipelines/demo.yaml');
+let dir: string;
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'ws-pipeline-'));
+});
+
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe('wildstream run', () => {
+  it('runs the demo pipeline end to end (shortened), and a rerun continues instead of redoing', async () => {
+    const short = ['--set', 'train.steps=4', '--set', 'train.batch=8', '--set', 'train.checkpoint_every=2', '--set', 'train.log_every=2',
+      '--set', 'train.threads=1', '--set', 'report.eval_images=16'];
+    const r = await runCli(['run', DEMO, ...short], {}, 300_000, dir);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/"event":"ingest_done".*"kept":121,"failed":3,"duplicates":14/);
+    expect(r.stdout).toMatch(/step 4\/4 +epoch/);
+    expect(r.stdout).toMatch(/k-NN top-1: trained \d\.\d{3}, random init \d\.\d{3}/);
+    for (const png of ['contact-sheet.png', 'multicrop-preview.png', 'curves.png']) {
+      const meta = await sharp(await readFile(join(dir, 'data/report', png))).metadata();
+      expect(meta.format, png).toBe('png');
+      expect(meta.width! * meta.height!, png).toBeGreaterThan(2_000);
+    }
+    const knn = JSON.parse(await readFile(join(dir, 'data/report/knn.json'), 'utf8'));
+    expect(knn.trained).toMatchObject({ k: 8, train: 8, test: 8 });
+    const inspect = await runCli(['inspect', 'data/dataset', '--json'], {}, 60_000, dir);
+    expect(JSON.parse(inspect.stdout)).toMatchObject({ shards: 3, records: 121, duplicates: { exact: 5 } });
+
+    const again = await runCli(['run', DEMO, ...short, '--set', 'train.steps=6'], {}, 300_000, dir);
+    expect(again.code, again.stderr).toBe(0);
+    expect(again.stdout).toMatch(/"unitsSkipped":3/);
+    expect(again.stdout).toMatch(/resuming at step 4 from checkpoints\/step-000000004\.ckpt/);
+    expect(again.stdout).toMatch(/step 6\/6/);
+  }, 300_000);
+
+  it('rejects a typo, a wrong type or a missing store before any work starts, naming the key', async () => {
+    const cases: Array<[string, RegExp]> = [
+      ['site: demo\ningest:\n  out: x\n  unit_sise: 5\n', /ingest\.unit_sise: unknown key/],
+      ['site: demo\ningest:\n  out: x\ntrain:\n  out: y\n  batch: many\n', /train\.batch: .*expected number/i],
+      ['ingest:\n  lists: [a.txt]\n  out: x\ntrain:\n  model: regnety_400mf\n', /train\.out: required, missing/],
+      ['trian:\n  out: y\n', /trian: unknown key/],
+    ];
+    for (const [i, [yaml, message]] of cases.entries()) {
+      const file = join(dir, `bad${i}.yaml`);
+      await writeFile(file, yaml);
+      const r = await runCli(['run', file], {}, 60_000, dir);
+      expect(r.code, yaml).toBe(2);
+      expect(r.stderr, yaml).toMatch(message);
+      expect(r.stderr.trim().split('\n')).toHaveLength(1);
+    }
+    const bad = await runCli(['run', DEMO, '--set', 'train.steps=lots'], {}, 60_000, join(dir, 'data'));
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/train\.steps: .*expected number/i);
+    expect((await readdir(join(dir, 'data'))).sort()).toEqual(['checkpoints', 'dataset', 'demo-urls.txt', 'model', 'model-init', 'report']);
+  }, 120_000);
+});
