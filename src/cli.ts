@@ -13,8 +13,8 @@ import { writeFile } from 'node:fs/promises';
 import { parseCrops, SWAV_CROPS } from './augment/config.js';
 import { renderPreview } from './augment/preview.js';
 import { ConfigError, InterruptedError, oneLine } from './errors.js';
-import { runIngest } from './ingest/job.js';
-import { progressReporter } from './ingest/progress.js';
+import { ingestCommand } from './ingest/command.js';
+import { crawlCommand } from './crawl/command.js';
 import { inspectDataset } from './shards/dataset.js';
 import { openStore } from './shards/store.js';
 import { embedCommand, evalCommand } from './eval/commands.js';
@@ -41,66 +41,6 @@ function inspectCommand(): Command {
       `failed      ${Object.entries(summary.failed).map(([k, v]) => `${k} ${v}`).join(', ') || 'none'}`,
     ];
     process.stdout.write(`${lines.join('\n')}\n`);
-  });
-}
-
-function ingestCommand(): Command {
-  return withStoreOptions(
-    new Command('ingest')
-      .description('download the images of URL lists into Arrow shards (resumable: rerun to continue)')
-      .argument('<url-list...>', 'URL lists (.txt .csv .tsv .jsonl .parquet, .gz of text ones) or directories')
-      .requiredOption('--out <store>', 'output dataset: a path, file:///abs/path or s3://bucket/prefix')
-      .option('--url-col <name>', 'column holding the URL', 'url')
-      .option('--caption-col <name>', 'column holding the caption', 'caption')
-      .option('--concurrency <n>', 'downloads in flight', intArg(1, 4096), 64)
-      .option('--unit-size <n>', 'URLs per unit (one shard each)', intArg(1, 10_000_000), 10_000)
-      .option('--max-side <n>', 'resize so the longest side is at most N (no upscaling)', intArg(16, 16384), 512)
-      .option('--min-side <n>', 'resize so the shortest side is N (no upscaling); overrides --max-side', intArg(16, 16384))
-      .option('--min-image-size <n>', 'drop images whose shorter side is below N', intArg(1, 16384), 64)
-      .option('--max-aspect-ratio <x>', 'drop images with long/short side above X', Number, 4)
-      .addOption(new Option('--format <fmt>', 'output encoding').choices(['jpeg', 'webp']).default('jpeg'))
-      .option('--quality <q>', 'encoder quality', intArg(1, 100), 90)
-      .option('--dedupe-radius <bits>', 'pHash Hamming radius for near duplicates (0: off)', intArg(0, 16), 8)
-      .option('--timeout <seconds>', 'deadline for one download attempt', intArg(1, 3600), 60)
-      .option('--retries <n>', 'retries on network errors, 408, 429, 5xx', intArg(0, 10), 2)
-      .option('--max-bytes <n>', 'largest accepted download', intArg(1), 32 * 1024 * 1024)
-      .option('--connections-per-origin <n>', 'parallel connections to one origin', intArg(1, 1024), 8)
-      .option('--user-agent-contact <text>', 'contact (URL or e-mail) added to the User-Agent')
-      .option('--append', 'add a different list to an existing dataset')
-      .option('--allow-private-network', 'allow loopback, private and link-local addresses (tests, intranets)')
-      .option('--allow-address <cidr...>', 'allow just these non-public addresses or ranges (e.g. 127.0.0.1 10.1.0.0/16)'),
-  ).action(async (lists: string[], opts) => {
-    if (!(opts.maxAspectRatio >= 1)) throw new ConfigError(`--max-aspect-ratio must be a number >= 1`);
-    const reporter = progressReporter();
-    const summary = await runIngest({
-      lists,
-      out: opts.out,
-      store: storeOptions(opts),
-      list: { urlCol: opts.urlCol, captionCol: opts.captionCol },
-      decode: {
-        maxSide: opts.maxSide,
-        minSide: opts.minSide,
-        minImageSize: opts.minImageSize,
-        maxAspectRatio: opts.maxAspectRatio,
-        format: opts.format,
-        quality: opts.quality,
-      },
-      fetch: {
-        totalTimeoutMs: opts.timeout * 1000,
-        retries: opts.retries,
-        maxBytes: opts.maxBytes,
-        connectionsPerOrigin: opts.connectionsPerOrigin,
-        allowPrivateNetwork: Boolean(opts.allowPrivateNetwork),
-        allowAddresses: opts.allowAddress ?? [],
-        userAgent: `wildstream/0.1 (+image dataset downloader${opts.userAgentContact ? `; ${opts.userAgentContact}` : ''})`,
-      },
-      concurrency: opts.concurrency,
-      unitSize: opts.unitSize,
-      dedupeRadius: opts.dedupeRadius,
-      append: Boolean(opts.append),
-      onProgress: (p) => reporter.update(p),
-    }).finally(() => reporter.stop());
-    process.stdout.write(`${JSON.stringify({ event: 'ingest_done', ...summary })}\n`);
   });
 }
 
@@ -131,6 +71,7 @@ export function buildProgram(): Command {
     .exitOverride();
   program.addCommand(runCommand());
   program.addCommand(ingestCommand());
+  program.addCommand(crawlCommand());
   program.addCommand(inspectCommand());
   program.addCommand(augmentCommand());
   program.addCommand(trainCommand());

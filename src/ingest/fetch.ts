@@ -6,6 +6,7 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Agent, interceptors, type Dispatcher } from 'undici';
+import type { HostGate } from '../crawl/polite.js';
 import { BLOCKED_CODE, guardedConnector, parseAllowList } from './net-guard.js';
 
 export interface FetcherOptions {
@@ -35,11 +36,14 @@ export interface FetcherOptions {
   allowPrivateNetwork?: boolean;
   /** Non-public address ranges (IP or CIDR) allowed anyway, e.g. an intranet mirror. @default [] */
   allowAddresses?: string[];
+  /** Per-host politeness (connections and spacing) shared by every request through this fetcher (crawls). */
+  gate?: HostGate | null;
 }
 
 export type FetchOutcome =
   | { ok: true; bytes: Buffer; contentType: string | null; url: string }
-  | { ok: false; reason: string };
+  /** `location`: where a 3xx pointed, when redirects are not followed (maxRedirects 0, as the crawler runs). */
+  | { ok: false; reason: string; location?: string };
 
 const RETRY_STATUS = new Set([408, 429, 500, 502, 503, 504]);
 const AI_OPT_OUT = new Set(['noai', 'noimageai', 'noindex', 'noimageindex']);
@@ -64,6 +68,7 @@ export class Fetcher {
       userAgent: 'wildstream/0.1 (+image dataset downloader)',
       allowPrivateNetwork: false,
       allowAddresses: [],
+      gate: null,
       ...options,
     };
     const connect = { timeout: this.o.connectTimeoutMs };
@@ -76,10 +81,12 @@ export class Fetcher {
     this.dispatcher = this.agent.compose(interceptors.redirect({ maxRedirections: this.o.maxRedirects }));
   }
 
-  async fetch(url: string): Promise<FetchOutcome> {
+  /** `accept`: the Accept header (images by default; the crawler asks for HTML and robots.txt). */
+  async fetch(url: string, accept = 'image/*'): Promise<FetchOutcome> {
     if (!/^https?:\/\//i.test(url)) return { ok: false, reason: 'url_scheme' };
     for (let attempt = 0; ; attempt++) {
-      const result = await this.attempt(url);
+      const gate = this.o.gate;
+      const result = gate ? await gate.run(new URL(url).host, () => this.attempt(url, accept)) : await this.attempt(url, accept);
       const delay = 'retryAfterMs' in result ? result.retryAfterMs : undefined;
       if (!('retry' in result) || attempt >= this.o.retries) return result.outcome;
       const backoff = Math.random() * this.o.retryBaseMs * 2 ** attempt;
@@ -92,25 +99,25 @@ export class Fetcher {
     await this.agent.close();
   }
 
-  private async attempt(url: string): Promise<{ outcome: FetchOutcome; retry?: true; retryAfterMs?: number }> {
+  private async attempt(url: string, accept: string): Promise<{ outcome: FetchOutcome; retry?: true; retryAfterMs?: number }> {
     // A deadline cleared when the attempt ends: a stray abort after completion would error a finished body.
     const controller = new AbortController();
     const timer = setTimeout(() => controller.abort(new DOMException('deadline', 'TimeoutError')), this.o.totalTimeoutMs);
     try {
-      return await this.request(url, controller.signal);
+      return await this.request(url, accept, controller.signal);
     } finally {
       clearTimeout(timer);
     }
   }
 
-  private async request(url: string, signal: AbortSignal): Promise<{ outcome: FetchOutcome; retry?: true; retryAfterMs?: number }> {
+  private async request(url: string, accept: string, signal: AbortSignal): Promise<{ outcome: FetchOutcome; retry?: true; retryAfterMs?: number }> {
     let response: Dispatcher.ResponseData;
     try {
       response = await this.dispatcher.request({
         origin: new URL(url).origin,
         path: pathOf(url),
         method: 'GET',
-        headers: { 'user-agent': this.o.userAgent, accept: 'image/*' },
+        headers: { 'user-agent': this.o.userAgent, accept },
         signal,
       });
     } catch (err) {
@@ -119,6 +126,10 @@ export class Fetcher {
     const { statusCode, headers, body } = response;
     if (statusCode < 200 || statusCode >= 300) {
       await discard(body); // never leave an unconsumed body holding the connection
+      const location = header(headers, 'location');
+      if (statusCode >= 300 && statusCode < 400 && this.o.maxRedirects === 0 && location) {
+        return { outcome: { ok: false, reason: 'redirect', location: resolveUrl(location, url) } };
+      }
       const reason = statusCode >= 300 && statusCode < 400 ? 'too_many_redirects' : `http_${statusCode}`;
       if (!RETRY_STATUS.has(statusCode)) return { outcome: { ok: false, reason } };
       return { outcome: { ok: false, reason }, retry: true, retryAfterMs: retryAfter(header(headers, 'retry-after')) };
@@ -158,6 +169,14 @@ async function discard(body: Dispatcher.ResponseData['body']): Promise<void> {
 function failure(reason: string): { outcome: FetchOutcome; retry?: true } {
   const retryable = reason === 'connection_error' || reason === 'timeout' || reason === 'body_error';
   return retryable ? { outcome: { ok: false, reason }, retry: true } : { outcome: { ok: false, reason } };
+}
+
+function resolveUrl(location: string, base: string): string | undefined {
+  try {
+    return new URL(location, base).href;
+  } catch {
+    return undefined;
+  }
 }
 
 function pathOf(url: string): string {

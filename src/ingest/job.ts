@@ -228,7 +228,7 @@ async function processRow(ctx: Context, row: UrlRow, timings: Record<string, num
       mime: decoded.mime,
       image: decoded.image,
       caption: row.caption,
-      sourcePage: null,
+      sourcePage: row.sourcePage,
       extra: row.extra,
     },
   };

@@ -22,6 +22,8 @@ export interface UrlRow {
   index: number;
   url: string;
   caption: string | null;
+  /** A `source_page` column (the page an image was found on, as crawls write), else null. */
+  sourcePage: string | null;
   /** Other columns of the list, kept as shard columns. */
   extra: Record<string, string | null>;
 }
@@ -110,7 +112,7 @@ async function* readOne(file: string, options: UrlListOptions, first: number, he
     for await (const line of createInterface({ input: open(file), crlfDelay: Infinity })) {
       const url = line.trim();
       if (url === '' || url.startsWith('#')) continue;
-      yield { index: index++, url, caption: null, extra: {} };
+      yield { index: index++, url, caption: null, sourcePage: null, extra: {} };
     }
     return;
   }
@@ -118,7 +120,7 @@ async function* readOne(file: string, options: UrlListOptions, first: number, he
   let checked = false;
   for await (const object of objects) {
     if (JUNK in object) {
-      yield { index: index++, url: '', caption: null, extra: {} };
+      yield { index: index++, url: '', caption: null, sourcePage: null, extra: {} };
       continue;
     }
     if (!checked) {
@@ -129,9 +131,9 @@ async function* readOne(file: string, options: UrlListOptions, first: number, he
     }
     const extra: Record<string, string | null> = {};
     for (const [key, value] of Object.entries(object)) {
-      if (key !== urlCol && key !== captionCol) extra[columnName(key)] = value == null ? null : String(value);
+      if (key !== urlCol && key !== captionCol && key !== 'source_page') extra[columnName(key)] = value == null ? null : String(value);
     }
-    yield { index: index++, url: String(object[urlCol] ?? ''), caption: str(object[captionCol]), extra };
+    yield { index: index++, url: String(object[urlCol] ?? ''), caption: str(object[captionCol]), sourcePage: str(object.source_page), extra };
     if (headerOnly) return;
   }
 }

@@ -1,0 +1,159 @@
+/**
+ * The crawl: breadth-first over HTML pages of the allowed hosts (up to a depth and a page count), never the
+ * same normalised URL twice, honouring robots.txt for pages and images, per-host connections and spacing
+ * (HostGate) and robots meta tags. Redirects are followed as new frontier entries (each hop checked against
+ * the hosts and robots). Images found are kept with their caption and page; images whose robots.txt
+ * disallows them are dropped without ever being requested. Progress is committed in units (state.ts).
+ */
+import type { Fetcher } from '../ingest/fetch.js';
+import type { Store } from '../shards/store.js';
+import { extractPage, normaliseUrl, type PageLimits } from './html.js';
+import type { HostGate } from './polite.js';
+import type { RobotsCache } from './robots.js';
+import { commitCrawlUnit, loadCrawl, markCrawlDone, type CrawlState, type FoundImage, type FrontierEntry } from './state.js';
+
+export interface CrawlOptions {
+  seeds: string[];
+  /** @default 1000 */
+  maxPages?: number;
+  /** Link hops from a seed. @default 3 */
+  maxDepth?: number;
+  /** Hosts (host[:port]) whose pages are followed. @default the seeds' hosts */
+  hosts?: string[];
+  /** Pages fetched at once, over all hosts. @default 16 */
+  concurrency?: number;
+  /** Pages per committed unit. @default 100 */
+  pagesPerUnit?: number;
+  limits?: PageLimits;
+  onPage?: (url: string, status: string) => void;
+}
+
+export interface CrawlResult {
+  pages: number;
+  images: FoundImage[];
+  /** Pages and images skipped or failed, by reason. */
+  skipped: Record<string, number>;
+  resumed: boolean;
+}
+
+interface Deps {
+  store: Store;
+  fetcher: Fetcher;
+  robots: RobotsCache;
+  gate: HostGate;
+}
+
+export async function crawl(deps: Deps, options: CrawlOptions): Promise<CrawlResult> {
+  const o = { maxPages: 1000, maxDepth: 3, concurrency: 16, pagesPerUnit: 100, ...options };
+  const seeds = o.seeds.map((s) => normaliseUrl(s, s)).filter((s): s is string => s !== null);
+  const hosts = new Set(o.hosts ?? seeds.map((s) => new URL(s).host));
+  const state = await loadCrawl(deps.store, { seeds, maxPages: o.maxPages, maxDepth: o.maxDepth, hosts: [...hosts].sort() });
+  const resumed = state.units > 0;
+  const run = new CrawlRun(deps, o, hosts, state);
+  if (!state.done) await run.go(state.frontier ?? seeds.map((url) => ({ url, depth: 0 })));
+  return { pages: state.visited.size, images: [...state.images.values()], skipped: run.skipped, resumed };
+}
+
+class CrawlRun {
+  readonly skipped: Record<string, number> = {};
+  private queue: FrontierEntry[] = [];
+  private readonly queued = new Set<string>();
+  private readonly inflight = new Map<string, FrontierEntry>();
+  private unitPages: Array<{ url: string; status: string }> = [];
+  private unitImages: FoundImage[] = [];
+
+  constructor(
+    private readonly d: Deps,
+    private readonly o: Required<Omit<CrawlOptions, 'hosts' | 'limits' | 'onPage'>> & CrawlOptions,
+    private readonly hosts: Set<string>,
+    private readonly state: CrawlState,
+  ) {}
+
+  async go(frontier: FrontierEntry[]): Promise<void> {
+    for (const f of frontier) this.enqueue(f);
+    const running = new Set<Promise<void>>();
+    while ((this.queue.length > 0 || running.size > 0)) {
+      while (this.queue.length > 0 && running.size < this.o.concurrency && this.state.visited.size + this.inflight.size < this.o.maxPages) {
+        const entry = this.queue.shift()!;
+        this.inflight.set(entry.url, entry);
+        const task: Promise<void> = this.visit(entry).finally(() => running.delete(task));
+        running.add(task);
+      }
+      if (running.size === 0) break;
+      await Promise.race(running);
+      if (this.unitPages.length >= this.o.pagesPerUnit) await this.commit();
+    }
+    await this.commit();
+    await markCrawlDone(this.d.store, { pages: this.state.visited.size, images: this.state.images.size, skipped: this.skipped });
+    this.state.done = true;
+  }
+
+  private enqueue(f: FrontierEntry): void {
+    if (f.depth > this.o.maxDepth || this.state.visited.has(f.url) || this.queued.has(f.url)) return;
+    if (!this.hosts.has(new URL(f.url).host)) return void this.count('external_link');
+    this.queued.add(f.url);
+    this.queue.push(f);
+  }
+
+  private count(reason: string): void {
+    this.skipped[reason] = (this.skipped[reason] ?? 0) + 1;
+  }
+
+  private async visit(entry: FrontierEntry): Promise<void> {
+    let status = 'ok';
+    try {
+      status = await this.fetchPage(entry);
+    } catch (err) {
+      status = `error: ${(err as Error).message}`;
+    }
+    this.inflight.delete(entry.url);
+    this.state.visited.set(entry.url, status);
+    this.unitPages.push({ url: entry.url, status });
+    if (status !== 'ok') this.count(status);
+    this.o.onPage?.(entry.url, status);
+  }
+
+  private async fetchPage(entry: FrontierEntry): Promise<string> {
+    if (!(await this.allowed(entry.url))) return 'robots_disallowed';
+    const got = await this.d.fetcher.fetch(entry.url, 'text/html,application/xhtml+xml');
+    if (!got.ok) {
+      if (got.reason === 'redirect' && got.location) this.enqueue({ url: normaliseUrl(got.location, entry.url) ?? got.location, depth: entry.depth });
+      return got.reason;
+    }
+    if (!/html/i.test(got.contentType ?? '')) return 'not_html';
+    const page = extractPage(got.bytes.toString('utf8'), entry.url, this.o.limits);
+    if (page.truncated) this.count('page_truncated');
+    if (!page.noFollow) for (const url of page.links) this.enqueue({ url, depth: entry.depth + 1 });
+    if (page.optedOut) return 'robots_meta';
+    for (const image of page.images) {
+      if (this.state.images.has(image.url)) continue;
+      if (!(await this.allowed(image.url))) {
+        this.count('image_robots_disallowed');
+        continue;
+      }
+      const found = { ...image, source_page: entry.url };
+      this.state.images.set(image.url, found);
+      this.unitImages.push(found);
+    }
+    return 'ok';
+  }
+
+  /** robots.txt says yes; its Crawl-delay (if any) becomes the host's spacing. */
+  private async allowed(url: string): Promise<boolean> {
+    const ok = await this.d.robots.allowed(url);
+    const delay = await this.d.robots.delayMs(url);
+    if (delay > 0) this.d.gate.setDelay(new URL(url).host, delay);
+    return ok;
+  }
+
+  private async commit(): Promise<void> {
+    if (this.unitPages.length === 0 && this.state.units > 0) return;
+    const frontier = [...this.inflight.values(), ...this.queue];
+    await commitCrawlUnit(this.d.store, {
+      unit: this.state.units, pages: this.unitPages, images: this.unitImages, frontier, committedAt: new Date().toISOString(),
+    });
+    this.state.units++;
+    this.unitPages = [];
+    this.unitImages = [];
+  }
+}

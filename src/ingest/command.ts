@@ -1,0 +1,82 @@
+/** `wildstream ingest`, and the ingest options `crawl` shares (it ingests the images it finds the same way). */
+import { Command, Option } from 'commander';
+import { intArg, storeOptions, withStoreOptions } from '../cli-options.js';
+import { ConfigError } from '../errors.js';
+import { runIngest, type IngestOptions, type IngestSummary } from './job.js';
+import { progressReporter } from './progress.js';
+
+/** Fetch, decode, dedupe and unit options, shared by `ingest` and `crawl`. */
+export function withIngestOptions(cmd: Command): Command {
+  return withStoreOptions(cmd)
+      .option('--concurrency <n>', 'downloads in flight', intArg(1, 4096), 64)
+    .option('--unit-size <n>', 'URLs per unit (one shard each)', intArg(1, 10_000_000), 10_000)
+    .option('--max-side <n>', 'resize so the longest side is at most N (no upscaling)', intArg(16, 16384), 512)
+    .option('--min-side <n>', 'resize so the shortest side is N (no upscaling); overrides --max-side', intArg(16, 16384))
+    .option('--min-image-size <n>', 'drop images whose shorter side is below N', intArg(1, 16384), 64)
+    .option('--max-aspect-ratio <x>', 'drop images with long/short side above X', Number, 4)
+    .addOption(new Option('--format <fmt>', 'output encoding').choices(['jpeg', 'webp']).default('jpeg'))
+    .option('--quality <q>', 'encoder quality', intArg(1, 100), 90)
+    .option('--dedupe-radius <bits>', 'pHash Hamming radius for near duplicates (0: off)', intArg(0, 16), 8)
+    .option('--timeout <seconds>', 'deadline for one download attempt', intArg(1, 3600), 60)
+    .option('--retries <n>', 'retries on network errors, 408, 429, 5xx', intArg(0, 10), 2)
+    .option('--max-bytes <n>', 'largest accepted download', intArg(1), 32 * 1024 * 1024)
+    .option('--connections-per-origin <n>', 'parallel connections to one origin', intArg(1, 1024), 8)
+    .option('--user-agent-contact <text>', 'contact (URL or e-mail) added to the User-Agent')
+    .option('--append', 'add a different list to an existing dataset')
+    .option('--allow-private-network', 'allow loopback, private and link-local addresses (tests, intranets)')
+    .option('--allow-address <cidr...>', 'allow just these non-public addresses or ranges (e.g. 127.0.0.1 10.1.0.0/16)');
+}
+
+/** Runs an ingest job from parsed options, with a progress bar on a TTY; prints the summary line. */
+export async function ingestFromOptions(lists: string[], opts: Record<string, any>, extra: Partial<IngestOptions> = {}): Promise<IngestSummary> {
+  if (!(opts.maxAspectRatio >= 1)) throw new ConfigError(`--max-aspect-ratio must be a number >= 1`);
+  const reporter = progressReporter();
+  const summary = await runIngest({
+    lists,
+    out: opts.out,
+    store: storeOptions(opts),
+    list: { urlCol: opts.urlCol ?? 'url', captionCol: opts.captionCol ?? 'caption' },
+    decode: {
+      maxSide: opts.maxSide,
+      minSide: opts.minSide,
+      minImageSize: opts.minImageSize,
+      maxAspectRatio: opts.maxAspectRatio,
+      format: opts.format,
+      quality: opts.quality,
+    },
+    fetch: {
+      totalTimeoutMs: opts.timeout * 1000,
+      retries: opts.retries,
+      maxBytes: opts.maxBytes,
+      connectionsPerOrigin: opts.connectionsPerOrigin,
+      allowPrivateNetwork: Boolean(opts.allowPrivateNetwork),
+      allowAddresses: opts.allowAddress ?? [],
+      userAgent: userAgent(opts),
+    },
+    concurrency: opts.concurrency,
+    unitSize: opts.unitSize,
+    dedupeRadius: opts.dedupeRadius,
+    append: Boolean(opts.append),
+    onProgress: (p) => reporter.update(p),
+    ...extra,
+  }).finally(() => reporter.stop());
+  process.stdout.write(`${JSON.stringify({ event: 'ingest_done', ...summary })}\n`);
+  return summary;
+}
+
+export function userAgent(opts: { userAgentContact?: string }): string {
+  return `wildstream/0.1 (+image dataset downloader${opts.userAgentContact ? `; ${opts.userAgentContact}` : ''})`;
+}
+
+export function ingestCommand(): Command {
+  return withIngestOptions(
+    new Command('ingest')
+      .description('download the images of URL lists into Arrow shards (resumable: rerun to continue)')
+      .argument('<url-list...>', 'URL lists (.txt .csv .tsv .jsonl .parquet, .gz of text ones) or directories')
+      .requiredOption('--out <store>', 'output dataset: a path, file:///abs/path or s3://bucket/prefix')
+      .option('--url-col <name>', 'column holding the URL', 'url')
+      .option('--caption-col <name>', 'column holding the caption', 'caption'),
+  ).action(async (lists: string[], opts) => {
+    await ingestFromOptions(lists, opts);
+  });
+}

@@ -1,0 +1,160 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { extractPage, largestSrcset } from '../../src/crawl/html.js';
+import { patternJpeg } from '../../src/fixtures/images.js';
+import { ShardReader } from '../../src/shards/reader.js';
+import { listUnits } from '../../src/shards/dataset.js';
+import { openStore } from '../../src/shards/store.js';
+import { runCli } from '../helpers/cli.js';
+
+interface Hit { path: string; at: number }
+let dir: string;
+let site: Server, external: Server;
+let base: string, ext: string;
+const hits: Hit[] = [], externalHits: Hit[] = [];
+
+function pages(extBase: string): Record<string, string> {
+  return {
+    '/': `<html><head><meta property="og:image" content="/img/og.jpg"></head><body>
+      <a href="/a">a</a> <a href="/b#frag">b</a> <a href="/old">old</a> <a href="${extBase}/page">elsewhere</a>
+      <a href="/private/page">private</a> <a href="mailto:x@y">mail</a>
+      <img src="/img/1.jpg" alt="one"> <img srcset="/img/2s.jpg 100w, /img/2.jpg 400w" src="/img/2s.jpg">
+      <picture><source srcset="/img/3.jpg 1x, /img/3@2x.jpg 2x"><img src="/img/3.jpg"></picture>
+      <img src="/private/secret.jpg"> <figure><img src="/img/4.jpg"><figcaption> four </figcaption></figure></body></html>`,
+    '/a': '<html><head><base href="/sub/"></head><body><a href="/">home</a><a href="/b">b</a><img src="rel.jpg" alt="relative"></body></html>',
+    '/b': '<html><head><meta name="robots" content="noai"></head><body><img src="/img/5.jpg"><a href="/">home</a></body></html>',
+    '/new': '<html><body><img src="/img/6.jpg"></body></html>',
+  };
+}
+
+async function listen(server: Server): Promise<string> {
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+}
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'ws-crawl-'));
+  external = createServer((req, res) => {
+    externalHits.push({ path: req.url!, at: Date.now() });
+    res.writeHead(200, { 'content-type': 'text/html' }).end('<img src="/x.jpg">');
+  });
+  ext = await listen(external);
+  site = createServer(async (req, res) => {
+    const path = req.url!;
+    hits.push({ path, at: Date.now() });
+    if (path === '/robots.txt') return void res.writeHead(200, { 'content-type': 'text/plain' }).end('User-agent: *\nDisallow: /private/\n');
+    if (path === '/old') return void res.writeHead(301, { location: '/new' }).end();
+    const html = pages(ext)[path];
+    if (html) return void res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' }).end(html);
+    if (/\.jpg$/.test(path)) {
+      const seed = [...path].reduce((h, c) => (h * 31 + c.charCodeAt(0)) >>> 0, 7);
+      return void res.writeHead(200, { 'content-type': 'image/jpeg' }).end(await patternJpeg(seed % 100_000, { width: 96, height: 80 }));
+    }
+    res.writeHead(404).end();
+  });
+  base = await listen(site);
+});
+
+afterAll(async () => {
+  site.close();
+  external.close();
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe('crawl', () => {
+  it('extracts img, srcset, picture, og:image, base href, captions and robots meta from HTML', () => {
+    const page = extractPage(pages('http://elsewhere')['/']!, 'http://h/');
+    expect(page.images.map((i) => i.url)).toEqual(['http://h/img/og.jpg', 'http://h/img/1.jpg', 'http://h/img/2.jpg', 'http://h/img/3@2x.jpg', 'http://h/img/3.jpg', 'http://h/private/secret.jpg', 'http://h/img/4.jpg']);
+    expect(page.images.find((i) => i.url.endsWith('/1.jpg'))!.caption).toBe('one');
+    expect(page.images.find((i) => i.url.endsWith('/4.jpg'))!.caption).toBe('four');
+    expect(page.links).toContain('http://h/b');
+    expect(page.links).not.toContain('mailto:x@y');
+    expect(extractPage(pages('x')['/a']!, 'http://h/a').images[0]!.url).toBe('http://h/sub/rel.jpg');
+    expect(extractPage(pages('x')['/b']!, 'http://h/b').optedOut).toBe(true);
+    expect(largestSrcset('a.jpg 1x, b.jpg 3x, c.jpg 2x')).toBe('b.jpg');
+    const many = `<a href="/1">x</a>`.repeat(5000);
+    const bounded = extractPage(many.replace(/\/1/g, () => `/${Math.random()}`), 'http://h/', { maxLinks: 100 });
+    expect(bounded.links).toHaveLength(100);
+    expect(bounded.truncated).toBe(true);
+  });
+
+  it('crawls politely, never requests what robots.txt disallows or other hosts, and ingests what it found; a rerun redoes nothing', async () => {
+    const out = join(dir, 'ds');
+    const args = ['crawl', `${base}/`, '--out', out, '--allow-address', '127.0.0.1', '--delay-ms', '150', '--unit-size', '100'];
+    const r = await runCli(args);
+    expect(r.code, r.stderr).toBe(0);
+    const done = JSON.parse(r.stdout.split('\n').find((l) => l.includes('crawl_done'))!);
+    expect(done).toMatchObject({ pages: 6, images: 8, resumed: false }); // the 6th, /private/page, is visited but never fetched
+    expect(done.skipped).toMatchObject({ robots_disallowed: 1, image_robots_disallowed: 1, robots_meta: 1, redirect: 1, external_link: 1 });
+    expect(hits.filter((h) => h.path.startsWith('/private/'))).toEqual([]);
+    expect(hits.filter((h) => h.path === '/img/5.jpg')).toEqual([]);
+    expect(externalHits).toEqual([]);
+    for (const page of ['/', '/a', '/b', '/old', '/new', '/robots.txt']) expect(hits.filter((h) => h.path === page), page).toHaveLength(1);
+    const starts = hits.map((h) => h.at).sort((a, b) => a - b);
+    const gaps = starts.slice(1).map((t, i) => t - starts[i]!);
+    // The gate spaces request starts by 150 ms in the client; a new connection's setup shifts when a request
+    // reaches the server by some milliseconds, hence the margin (without the gate the gaps are ~1 ms).
+    expect(Math.min(...gaps)).toBeGreaterThanOrEqual(120);
+    expect(starts[starts.length - 1]! - starts[0]!).toBeGreaterThanOrEqual(150 * (starts.length - 1) - 50);
+
+    const store = await openStore(out);
+    const [unit] = await listUnits(store);
+    const records = [];
+    for await (const rec of (await ShardReader.open(store, unit!.shard)).records()) records.push(rec);
+    expect(records.map((x) => new URL(x.url).pathname).sort()).toEqual(['/img/1.jpg', '/img/2.jpg', '/img/3.jpg', '/img/3@2x.jpg', '/img/4.jpg', '/img/6.jpg', '/img/og.jpg', '/sub/rel.jpg']);
+    expect(records.find((x) => x.url.endsWith('/1.jpg'))).toMatchObject({ caption: 'one', sourcePage: `${base}/` });
+
+    const before = hits.length;
+    const again = await runCli(args);
+    expect(again.code, again.stderr).toBe(0);
+    expect(again.stdout).toMatch(/"event":"crawl_done".*"resumed":true/);
+    expect(again.stdout).toMatch(/"unitsSkipped":1/);
+    expect(hits.length).toBe(before);
+  }, 120_000);
+
+  it('treats robots.txt as RFC 9309 says (5xx or timeout: disallow all; binary: no rules) and bounds huge pages', async () => {
+    let mode = '';
+    const seen: string[] = [];
+    const hostile = createServer((req, res) => {
+      seen.push(`${mode} ${req.url}`);
+      if (req.url === '/robots.txt') {
+        if (mode === '503') return void res.writeHead(503).end();
+        if (mode === 'timeout') return; // never answers
+        return void res.writeHead(200, { 'content-type': 'text/plain' }).end(Buffer.from(Array.from({ length: 4096 }, (_, i) => (i * 37) % 256)));
+      }
+      if (req.url === '/') return void res.writeHead(200, { 'content-type': 'text/html' }).end('<a href="/big">big</a><img src="/i.jpg">');
+      if (req.url === '/big') {
+        res.writeHead(200, { 'content-type': 'text/html' });
+        const chunk = Buffer.alloc(1 << 20, 'a');
+        let sent = 0;
+        const pump = () => { while (sent < 50 && res.write(chunk)) sent++; if (sent < 50) res.once('drain', pump); else res.end(); };
+        return void pump();
+      }
+      res.writeHead(404).end();
+    });
+    const url = await listen(hostile);
+    try {
+      for (const m of ['503', 'timeout', 'binary']) {
+        mode = m;
+        const r = await runCli(['crawl', `${url}/`, '--out', join(dir, `hostile-${m}`), '--allow-address', '127.0.0.1', '--delay-ms', '0',
+          '--timeout', '1', '--retries', '0', '--max-page-bytes', '1048576']);
+        expect(r.code, r.stderr).toBe(0);
+        const done = JSON.parse(r.stdout.split('\n').find((l) => l.includes('crawl_done'))!);
+        if (m === 'binary') {
+          expect(done).toMatchObject({ pages: 2, images: 1 });
+          expect(done.skipped).toMatchObject({ too_large: 1 }); // the 50 MB page stopped at the 1 MiB cap
+        } else {
+          expect(done, m).toMatchObject({ pages: 1, images: 0, skipped: { robots_disallowed: 1 } });
+          expect(seen.filter((s) => s.startsWith(`${m} `) && !s.endsWith('/robots.txt')), m).toEqual([]);
+        }
+      }
+    } finally {
+      hostile.closeAllConnections();
+      hostile.close();
+    }
+  }, 120_000);
+});
