@@ -13,7 +13,7 @@ import { writeFile } from 'node:fs/promises';
 import { parseCrops, SWAV_CROPS } from './augment/config.js';
 import { renderPreview } from './augment/preview.js';
 import { ConfigError, InterruptedError, oneLine } from './errors.js';
-import { ingestCommand } from './ingest/command.js';
+import { ingestCommand, workerCommand } from './ingest/command.js';
 import { crawlCommand } from './crawl/command.js';
 import { inspectDataset } from './shards/dataset.js';
 import { openStore } from './shards/store.js';
@@ -72,6 +72,7 @@ export function buildProgram(): Command {
   program.addCommand(runCommand());
   program.addCommand(ingestCommand());
   program.addCommand(crawlCommand());
+  program.addCommand(workerCommand());
   program.addCommand(inspectCommand());
   program.addCommand(augmentCommand());
   program.addCommand(trainCommand());

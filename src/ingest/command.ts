@@ -4,6 +4,7 @@ import { intArg, storeOptions, withStoreOptions } from '../cli-options.js';
 import { ConfigError } from '../errors.js';
 import { runIngest, type IngestOptions, type IngestSummary } from './job.js';
 import { progressReporter } from './progress.js';
+import { runQueuedIngest, runWorker } from './queue.js';
 
 /** Fetch, decode, dedupe and unit options, shared by `ingest` and `crawl`. */
 export function withIngestOptions(cmd: Command): Command {
@@ -31,7 +32,7 @@ export function withIngestOptions(cmd: Command): Command {
 export async function ingestFromOptions(lists: string[], opts: Record<string, any>, extra: Partial<IngestOptions> = {}): Promise<IngestSummary> {
   if (!(opts.maxAspectRatio >= 1)) throw new ConfigError(`--max-aspect-ratio must be a number >= 1`);
   const reporter = progressReporter();
-  const summary = await runIngest({
+  const options: IngestOptions = {
     lists,
     out: opts.out,
     store: storeOptions(opts),
@@ -59,7 +60,11 @@ export async function ingestFromOptions(lists: string[], opts: Record<string, an
     append: Boolean(opts.append),
     onProgress: (p) => reporter.update(p),
     ...extra,
-  }).finally(() => reporter.stop());
+  };
+  const run = opts.queue
+    ? runQueuedIngest(options, opts.queue, options.onProgress).then((p) => ({ ...p, resumed: false, failedByReason: {} }))
+    : runIngest(options);
+  const summary = await run.finally(() => reporter.stop());
   process.stdout.write(`${JSON.stringify({ event: 'ingest_done', ...summary })}\n`);
   return summary;
 }
@@ -75,8 +80,30 @@ export function ingestCommand(): Command {
       .argument('<url-list...>', 'URL lists (.txt .csv .tsv .jsonl .parquet, .gz of text ones) or directories')
       .requiredOption('--out <store>', 'output dataset: a path, file:///abs/path or s3://bucket/prefix')
       .option('--url-col <name>', 'column holding the URL', 'url')
-      .option('--caption-col <name>', 'column holding the caption', 'caption'),
+      .option('--caption-col <name>', 'column holding the caption', 'caption')
+      .option('--queue <redis-url>', 'enqueue the units on BullMQ (redis://host:6379/0) for `wildstream worker`s and wait for them'),
   ).action(async (lists: string[], opts) => {
     await ingestFromOptions(lists, opts);
   });
+}
+
+export function workerCommand(): Command {
+  return new Command('worker')
+    .description('process ingest units from a BullMQ queue until stopped (SIGINT/SIGTERM); run any number, anywhere')
+    .requiredOption('--queue <redis-url>', 'the queue the ingest command enqueued to (redis://host:6379/0)')
+    .option('--concurrency <n>', 'units processed at once', intArg(1, 256), 1)
+    .option('--lock-ms <n>', 'unit lock lifetime: a dead worker\'s unit is handed on after about this', intArg(1000, 3_600_000), 30_000)
+    .action(async (opts) => {
+      const controller = new AbortController();
+      const stop = () => controller.abort();
+      process.on('SIGINT', stop).on('SIGTERM', stop);
+      try {
+        await runWorker(opts.queue, {
+          concurrency: opts.concurrency, lockMs: opts.lockMs, signal: controller.signal,
+          onEvent: (e) => process.stdout.write(`${JSON.stringify(e)}\n`),
+        });
+      } finally {
+        process.off('SIGINT', stop).off('SIGTERM', stop);
+      }
+    });
 }

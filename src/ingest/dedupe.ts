@@ -9,12 +9,20 @@ import type { UnitRecord } from '../shards/dataset.js';
 import type { Store } from '../shards/store.js';
 import { hamming } from './phash.js';
 
-const BANDS = 4;
+export const BANDS = 4;
 const BAND_BITS = 16;
 
 export type DuplicateKind = 'exact' | 'near';
 
-export class DedupeIndex {
+/**
+ * Decides whether an image duplicates one already kept, and records it when not. `unit` names the unit asking:
+ * a shared index (Redis) must not count a retried unit's own earlier images as duplicates.
+ */
+export interface Deduper {
+  check(sha256: Uint8Array, phash: bigint, unit: number): Promise<DuplicateKind | null> | DuplicateKind | null;
+}
+
+export class DedupeIndex implements Deduper {
   private readonly exact = new Set<string>();
   private readonly tables = Array.from({ length: BANDS }, () => new Map<number, bigint[]>());
   private readonly probes: number[];
@@ -23,6 +31,10 @@ export class DedupeIndex {
   /** @param radius Hamming radius for near duplicates; 0 disables near-duplicate detection. */
   constructor(readonly radius = 8) {
     this.probes = flipMasks(Math.floor(radius / BANDS));
+  }
+
+  check(sha256: Uint8Array, phash: bigint): DuplicateKind | null {
+    return this.checkAndAdd(sha256, phash);
   }
 
   /** Classifies an image and, when it is new, adds it: one synchronous step, so callers never race. */
@@ -71,12 +83,12 @@ export class DedupeIndex {
   }
 }
 
-function bandOf(hash: bigint, band: number): number {
+export function bandOf(hash: bigint, band: number): number {
   return Number((hash >> BigInt(band * BAND_BITS)) & 0xffffn);
 }
 
 /** Every 16-bit mask with at most `bits` bits set: the band values a probe must visit. */
-function flipMasks(bits: number): number[] {
+export function flipMasks(bits: number): number[] {
   const masks: number[] = [];
   for (let m = 0; m < 1 << BAND_BITS; m++) {
     let c = 0;

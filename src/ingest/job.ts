@@ -12,7 +12,7 @@ import { commitUnit, listUnits, shardKey, type UnitRecord } from '../shards/data
 import { openStore, type Store, type StoreOptions } from '../shards/store.js';
 import { ShardWriter } from '../shards/writer.js';
 import { decodeImage, type DecodeOptions } from './decode.js';
-import { DedupeIndex } from './dedupe.js';
+import { DedupeIndex, type Deduper } from './dedupe.js';
 import { Fetcher, type FetcherOptions } from './fetch.js';
 import { planJob, registerJob } from './plan.js';
 import { checkUrl, extraColumnsOf, listFiles, readUrlLists, type UrlListOptions, type UrlRow } from './url-list.js';
@@ -80,7 +80,7 @@ export function validateIngestOptions(o: IngestOptions): void {
 interface Context {
   store: Store;
   fetcher: Fetcher;
-  index: DedupeIndex;
+  index: Deduper;
   decodeQueue: PQueue;
   extraColumns: string[];
   options: IngestOptions;
@@ -127,7 +127,39 @@ export async function runIngest(options: IngestOptions): Promise<IngestSummary> 
   return { ...ctx.progress, resumed, failedByReason };
 }
 
-async function* groupUnits(rows: AsyncIterable<UrlRow>, unitSize: number, firstUnit: number): AsyncIterable<[number, UrlRow[]]> {
+/** One unit of a distributed job, as a queue worker receives it (see queue.ts). */
+export interface UnitTask {
+  out: string;
+  store?: StoreOptions;
+  unit: number;
+  rows: UrlRow[];
+  extraColumns: string[];
+  options: Pick<IngestOptions, 'decode' | 'fetch' | 'concurrency'>;
+  dedupe: Deduper;
+  onProgress?: (progress: IngestProgress) => void;
+}
+
+/** Processes one unit exactly as a local job does: fetch, decode, dedupe, write its shard, commit it. */
+export async function ingestUnit(task: UnitTask): Promise<UnitRecord> {
+  const fetcher = new Fetcher(task.options.fetch);
+  const ctx: Context = {
+    store: await openStore(task.out, task.store),
+    fetcher,
+    index: task.dedupe,
+    decodeQueue: new PQueue({ concurrency: DECODE_CONCURRENCY }),
+    extraColumns: task.extraColumns,
+    options: { lists: [], out: task.out, ...task.options, onProgress: task.onProgress },
+    progress: { unitsTotal: 1, unitsDone: 0, unitsSkipped: 0, urls: 0, kept: 0, failed: 0, duplicates: 0, elapsedSeconds: 0 },
+    started: Date.now(),
+  };
+  try {
+    return await runUnit(ctx, task.unit, task.rows);
+  } finally {
+    await fetcher.close();
+  }
+}
+
+export async function* groupUnits(rows: AsyncIterable<UrlRow>, unitSize: number, firstUnit: number): AsyncIterable<[number, UrlRow[]]> {
   let current: UrlRow[] = [];
   let unit = firstUnit;
   for await (const row of rows) {
@@ -160,7 +192,7 @@ async function runUnit(ctx: Context, unit: number, rows: UrlRow[]): Promise<Unit
     for (const row of rows) {
       await queue.onSizeLessThan(concurrency); // bounded: at most 2x concurrency rows in memory
       void queue.add(async () => {
-        const outcome = await processRow(ctx, row, timings).catch((): RowOutcome => ({ ok: false, reason: 'internal_error' }));
+        const outcome = await processRow(ctx, row, timings, unit).catch((): RowOutcome => ({ ok: false, reason: 'internal_error' }));
         ctx.progress.urls++;
         if (outcome.ok) {
           ctx.progress.kept++;
@@ -203,7 +235,7 @@ async function runUnit(ctx: Context, unit: number, rows: UrlRow[]): Promise<Unit
   }
 }
 
-async function processRow(ctx: Context, row: UrlRow, timings: Record<string, number>): Promise<RowOutcome> {
+async function processRow(ctx: Context, row: UrlRow, timings: Record<string, number>, unit: number): Promise<RowOutcome> {
   const bad = checkUrl(row.url);
   if (bad) return { ok: false, reason: bad };
   let t0 = performance.now();
@@ -214,7 +246,7 @@ async function processRow(ctx: Context, row: UrlRow, timings: Record<string, num
   const decoded = await ctx.decodeQueue.add(() => decodeImage(fetched.bytes, ctx.options.decode));
   timings.decode! += (performance.now() - t0) / 1000;
   if (!decoded.ok) return decoded;
-  const duplicate = ctx.index.checkAndAdd(decoded.sha256, decoded.phash);
+  const duplicate = await ctx.index.check(decoded.sha256, decoded.phash, unit);
   if (duplicate) return { ok: false, reason: duplicate, duplicate: true };
   return {
     ok: true,

@@ -1,0 +1,160 @@
+/**
+ * Distributed ingest on BullMQ (Redis). The producer plans units exactly as a local job does and enqueues each
+ * uncommitted one with its URL rows (job id = job fingerprint + unit, so enqueueing again is a no-op), then
+ * waits until every unit is committed. Workers on any machine take units, process them with `ingestUnit`
+ * (the local code path) and a Redis-backed dedupe index, and commit them to the shared store. A worker killed
+ * mid-unit holds a lock that expires; BullMQ's stalled-job check hands the unit to another worker, and the
+ * partial shard is never committed (only a unit record commits).
+ */
+import { createHash } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Queue, Worker, type Job } from 'bullmq';
+import { Redis } from 'ioredis';
+import { ConfigError, StoreUnavailableError } from '../errors.js';
+import { listUnits, unitKey, type UnitRecord } from '../shards/dataset.js';
+import { openStore, type StoreOptions } from '../shards/store.js';
+import { RedisDedupe } from './dedupe-redis.js';
+import { groupUnits, ingestUnit, validateIngestOptions, type IngestOptions, type IngestProgress } from './job.js';
+import { planJob, registerJob } from './plan.js';
+import { extraColumnsOf, listFiles, readUrlLists, type UrlRow } from './url-list.js';
+
+export const QUEUE_NAME = 'wildstream-ingest';
+
+interface UnitJobData {
+  out: string;
+  store?: StoreOptions;
+  unit: number;
+  rows: UrlRow[];
+  extraColumns: string[];
+  options: Pick<IngestOptions, 'decode' | 'fetch' | 'concurrency'>;
+  dedupeRadius: number;
+}
+
+/** Checks a redis:// URL and that the server answers, in seconds rather than ioredis' endless retries. */
+export async function connectRedis(url: string): Promise<Redis> {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    throw new ConfigError(`--queue must be a redis:// or rediss:// URL, got "${url}"`);
+  }
+  if (!['redis:', 'rediss:'].includes(parsed.protocol) || !parsed.hostname || (parsed.pathname.length > 1 && !/^\/\d+$/.test(parsed.pathname))) {
+    throw new ConfigError(`--queue must look like redis://host:6379/0, got "${url}"`);
+  }
+  const probe = new Redis(url, { lazyConnect: true, connectTimeout: 5000, maxRetriesPerRequest: 0, retryStrategy: () => null });
+  probe.on('error', () => {}); // reported below
+  try {
+    await probe.connect();
+    await probe.ping();
+  } catch (err) {
+    probe.disconnect();
+    throw new StoreUnavailableError(`cannot reach Redis at ${parsed.host}: ${(err as Error).message}`);
+  }
+  probe.disconnect();
+  return new Redis(url, { maxRetriesPerRequest: null });
+}
+
+const datasetId = (out: string) => createHash('sha256').update(out).digest('hex').slice(0, 16);
+
+/** Enqueues the uncommitted units of a job and waits until all are committed (or one fails for good). */
+export async function runQueuedIngest(options: IngestOptions, queueUrl: string, onProgress?: (p: IngestProgress) => void): Promise<IngestProgress> {
+  validateIngestOptions(options);
+  const connection = await connectRedis(queueUrl);
+  const queue = new Queue<UnitJobData>(QUEUE_NAME, { connection });
+  try {
+    const unitSize = options.unitSize ?? 10_000;
+    const files = await listFiles(options.lists);
+    const store = await openStore(options.out, options.store);
+    const planned = await planJob(files, options.list ?? {}, { decode: options.decode ?? {}, dedupeRadius: options.dedupeRadius ?? 8 }, unitSize);
+    const { job } = await registerJob(store, planned, options.append ?? false);
+    const done = new Set((await listUnits(store)).map((u) => u.unit));
+    const extraColumns = await extraColumnsOf(files, options.list);
+    const jobIds: string[] = [];
+    for await (const [unit, rows] of groupUnits(readUrlLists(files, options.list), unitSize, job.firstUnit)) {
+      if (done.has(unit)) continue;
+      const id = `${planned.fingerprint.slice(0, 16)}-${unit}`;
+      jobIds.push(id);
+      const existing = await queue.getJob(id);
+      if (existing && (await existing.isFailed())) await existing.retry();
+      else if (!existing) {
+        const { fetch, decode, concurrency } = options;
+        await queue.add('unit', { out: store.url, store: options.store, unit, rows, extraColumns, options: { fetch, decode, concurrency }, dedupeRadius: options.dedupeRadius ?? 8 },
+          { jobId: id, attempts: 5, backoff: { type: 'exponential', delay: 1000 } });
+      }
+    }
+    return await waitForUnits(queue, store, job.firstUnit, job.units, jobIds, onProgress);
+  } finally {
+    await queue.close();
+    connection.disconnect();
+  }
+}
+
+async function waitForUnits(queue: Queue<UnitJobData>, store: Awaited<ReturnType<typeof openStore>>, first: number, total: number,
+  jobIds: string[], onProgress?: (p: IngestProgress) => void): Promise<IngestProgress> {
+  const started = Date.now();
+  for (;;) {
+    const units = (await listUnits(store)).filter((u) => u.unit >= first && u.unit < first + total);
+    const progress = progressOf(units, total, started);
+    onProgress?.(progress);
+    if (units.length >= total) return progress;
+    for (const id of jobIds) {
+      const job = await queue.getJob(id);
+      if (job && (await job.isFailed()) && job.attemptsMade >= (job.opts.attempts ?? 1)) {
+        throw new StoreUnavailableError(`unit ${job.data.unit} failed ${job.attemptsMade} times: ${job.failedReason}; rerun to retry it`);
+      }
+    }
+    await sleep(500);
+  }
+}
+
+function progressOf(units: UnitRecord[], total: number, started: number): IngestProgress {
+  const sum = (f: (u: UnitRecord) => number) => units.reduce((n, u) => n + f(u), 0);
+  return {
+    unitsTotal: total, unitsDone: units.length, unitsSkipped: 0, urls: sum((u) => u.inputs), kept: sum((u) => u.records),
+    failed: sum((u) => Object.values(u.failed).reduce((a, b) => a + b, 0)), duplicates: sum((u) => u.duplicates.exact + u.duplicates.near),
+    elapsedSeconds: (Date.now() - started) / 1000,
+  };
+}
+
+export interface WorkerOptions {
+  concurrency?: number;
+  /** How long a unit's lock lives without renewal; a dead worker's unit is reassigned after about this. @default 30000 */
+  lockMs?: number;
+  onEvent?: (event: Record<string, unknown>) => void;
+  signal?: AbortSignal;
+}
+
+/** Takes units from the queue until `signal` aborts. */
+export async function runWorker(queueUrl: string, o: WorkerOptions = {}): Promise<void> {
+  const connection = await connectRedis(queueUrl);
+  const lockMs = o.lockMs ?? 30_000;
+  const worker = new Worker<UnitJobData>(QUEUE_NAME, (job) => processUnit(job, connection, o), {
+    connection, concurrency: o.concurrency ?? 1, lockDuration: lockMs, stalledInterval: Math.max(500, lockMs / 2), maxStalledCount: 5,
+  });
+  worker.on('failed', (job, err) => o.onEvent?.({ event: 'unit_failed', unit: job?.data.unit, error: err.message }));
+  worker.on('error', (err) => o.onEvent?.({ event: 'worker_error', error: err.message }));
+  await worker.waitUntilReady();
+  o.onEvent?.({ event: 'worker_ready', concurrency: o.concurrency ?? 1 });
+  try {
+    await new Promise<void>((resolve) => {
+      if (o.signal?.aborted) resolve();
+      o.signal?.addEventListener('abort', () => resolve(), { once: true });
+    });
+  } finally {
+    await worker.close();
+    connection.disconnect();
+  }
+}
+
+async function processUnit(job: Job<UnitJobData>, redis: Redis, o: WorkerOptions): Promise<UnitRecord | { skipped: true }> {
+  const d = job.data;
+  const store = await openStore(d.out, d.store);
+  if (await store.head(unitKey(d.unit))) return { skipped: true }; // committed by an earlier attempt
+  o.onEvent?.({ event: 'unit_start', unit: d.unit, attempt: job.attemptsMade + 1 });
+  const record = await ingestUnit({
+    out: d.out, store: d.store, unit: d.unit, rows: d.rows, extraColumns: d.extraColumns, options: d.options,
+    dedupe: new RedisDedupe(redis, `wildstream:dedupe:${datasetId(d.out)}`, d.dedupeRadius),
+  });
+  o.onEvent?.({ event: 'unit_done', unit: d.unit, records: record.records });
+  return record;
+}
