@@ -14,7 +14,7 @@ import { ingestFromOptions, userAgent, withIngestOptions } from '../ingest/comma
 import { openStore } from '../shards/store.js';
 import { crawl } from './crawler.js';
 import { HostGate } from './polite.js';
-import { RobotsCache } from './robots.js';
+import { RobotsCache, ROBOTS_MAX_BYTES } from './robots.js';
 
 export function crawlCommand(): Command {
   return withIngestOptions(
@@ -29,7 +29,8 @@ export function crawlCommand(): Command {
       .option('--delay-ms <n>', 'minimum time between requests to one host', intArg(0, 3_600_000), 1000)
       .option('--connections-per-host <n>', 'requests in flight to one host', intArg(1, 64), 2)
       .option('--max-page-bytes <n>', 'largest HTML page read', intArg(1024), 5 * 1024 * 1024)
-      .option('--max-links <n>', 'links and images taken from one page', intArg(1, 1_000_000), 1000),
+      .option('--max-links <n>', 'links and images taken from one page', intArg(1, 1_000_000), 1000)
+      .option('--pages-per-unit <n>', 'pages per committed crawl unit (the resume granularity)', intArg(1, 1_000_000), 100),
   ).action(async (seedArgs: string[], opts) => {
     const seeds = await readSeeds(seedArgs);
     const store = await openStore(opts.out, storeOptions(opts));
@@ -39,10 +40,12 @@ export function crawlCommand(): Command {
       allowPrivateNetwork: Boolean(opts.allowPrivateNetwork), allowAddresses: opts.allowAddress ?? [], userAgent: userAgent(opts), gate,
     };
     const fetcher = new Fetcher({ ...fetchOptions, maxRedirects: 0, maxBytes: opts.maxPageBytes });
+    // robots.txt: redirects followed (RFC 9309 allows 5 hops), and only its first 500 KiB read and parsed.
+    const robotsFetcher = new Fetcher({ ...fetchOptions, maxRedirects: 5, maxBytes: ROBOTS_MAX_BYTES, truncate: true });
     const result = await crawl(
-      { store, fetcher, robots: new RobotsCache(fetcher, 'wildstream'), gate },
-      { seeds, maxPages: opts.maxPages, maxDepth: opts.maxDepth, hosts: opts.hosts?.split(',').map((h: string) => h.trim()).filter(Boolean), limits: { maxLinks: opts.maxLinks, maxImages: opts.maxLinks } },
-    ).finally(() => fetcher.close());
+      { store, fetcher, robots: new RobotsCache(robotsFetcher, 'wildstream'), gate },
+      { seeds, maxPages: opts.maxPages, maxDepth: opts.maxDepth, hosts: opts.hosts?.split(',').map((h: string) => h.trim()).filter(Boolean), limits: { maxLinks: opts.maxLinks, maxImages: opts.maxLinks }, pagesPerUnit: opts.pagesPerUnit },
+    ).finally(() => Promise.all([fetcher.close(), robotsFetcher.close()]));
     process.stdout.write(`${JSON.stringify({ event: 'crawl_done', pages: result.pages, images: result.images.length, skipped: result.skipped, resumed: result.resumed })}\n`);
     const list = await writeImageList(opts.out, result.images);
     await ingestFromOptions([list], { ...opts, connectionsPerOrigin: opts.connectionsPerHost }, { fetch: { ...fetchOptions, maxBytes: opts.maxBytes } });

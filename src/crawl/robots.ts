@@ -55,7 +55,7 @@ export class RobotsCache {
       const allowAll = status !== undefined && Number(status) >= 400 && Number(status) < 500 && status !== '429';
       return { allowed: () => allowAll, delay: undefined };
     }
-    const text = got.bytes.subarray(0, ROBOTS_MAX_BYTES).toString('utf8');
+    const text = got.bytes.subarray(0, ROBOTS_MAX_BYTES).toString('utf8'); // the fetcher truncates there too
     const parsed = robotsParser(robotsUrl, text);
     return { allowed: (u) => parsed.isAllowed(u, this.agent) !== false, delay: parsed.getCrawlDelay(this.agent) };
   }

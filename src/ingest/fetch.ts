@@ -36,6 +36,8 @@ export interface FetcherOptions {
   allowPrivateNetwork?: boolean;
   /** Non-public address ranges (IP or CIDR) allowed anyway, e.g. an intranet mirror. @default [] */
   allowAddresses?: string[];
+  /** Keep the first maxBytes of a longer body instead of failing it (robots.txt: parse the first 500 KiB). */
+  truncate?: boolean;
   /** Per-host politeness (connections and spacing) shared by every request through this fetcher (crawls). */
   gate?: HostGate | null;
 }
@@ -69,6 +71,7 @@ export class Fetcher {
       allowPrivateNetwork: false,
       allowAddresses: [],
       gate: null,
+      truncate: false,
       ...options,
     };
     const connect = { timeout: this.o.connectTimeoutMs };
@@ -139,7 +142,7 @@ export class Fetcher {
       return { outcome: { ok: false, reason: 'robots_tag' } };
     }
     const declared = Number(header(headers, 'content-length') ?? NaN);
-    if (declared > this.o.maxBytes) {
+    if (declared > this.o.maxBytes && !this.o.truncate) {
       await discard(body);
       return { outcome: { ok: false, reason: 'too_large' } };
     }
@@ -150,7 +153,10 @@ export class Fetcher {
         size += (chunk as Buffer).length;
         if (size > this.o.maxBytes) {
           await discard(body);
-          return { outcome: { ok: false, reason: 'too_large' } };
+          if (!this.o.truncate) return { outcome: { ok: false, reason: 'too_large' } };
+          chunks.push((chunk as Buffer).subarray(0, (chunk as Buffer).length - (size - this.o.maxBytes)));
+          size = this.o.maxBytes;
+          break;
         }
         chunks.push(chunk as Buffer);
       }

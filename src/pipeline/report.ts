@@ -22,7 +22,7 @@ import type { Pipeline } from './schema.js';
 export async function writeReport(p: Pipeline, stage: (argv: string[]) => Promise<void>): Promise<void> {
   const r = p.report!;
   await mkdir(r.out, { recursive: true });
-  const data = await openStore(p.train?.data ?? p.ingest!.out);
+  const data = await openStore(p.train?.data ?? p.ingest?.out ?? p.crawl!.out);
   await writeFile(join(r.out, 'contact-sheet.png'), await contactSheet(data));
   const { png } = await renderPreview(data, { seed: 0, epoch: 0, record: 0, augment: { crops: parseCrops(p.train?.crops ?? SWAV_CROPS) } });
   await writeFile(join(r.out, 'multicrop-preview.png'), png);

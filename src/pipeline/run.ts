@@ -16,7 +16,8 @@ export async function runPipeline(file: string, sets: string[]): Promise<void> {
   const p = await loadPipeline(file, sets); // everything is validated before any work starts
   const site = p.site === 'demo' ? await startDemoSite() : null;
   try {
-    const ingest = p.ingest ? async () => stage('ingest', await ingestArgs(p, site)) : null;
+    const ingest = p.ingest ? async () => stage('ingest', await ingestArgs(p, site))
+      : p.crawl ? () => stage('crawl', ['crawl', ...p.crawl!.seeds, '--out', p.crawl!.out, ...flags(p.crawl!, ['seeds', 'out'])]) : null;
     const train = p.train ? () => stage('train', trainArgs(p)) : null;
     if (p.train?.follow && ingest && train) await Promise.all([ingest(), train()]);
     else for (const run of [ingest, train]) if (run) await run();
@@ -60,7 +61,7 @@ async function ingestArgs(p: Pipeline, site: DemoSite | null): Promise<string[]>
 
 function trainArgs(p: Pipeline): string[] {
   const t = p.train!;
-  return ['train', '--data', t.data ?? p.ingest!.out, '--out', t.out, ...flags(t, ['data', 'out'])];
+  return ['train', '--data', t.data ?? p.ingest?.out ?? p.crawl!.out, '--out', t.out, ...flags(t, ['data', 'out'])];
 }
 
 /** snake_case settings -> CLI flags: true -> `--flag`, arrays -> repeated values, others -> `--flag value`. */

@@ -17,8 +17,23 @@ const ingest = z.strictObject({
   unit_size: int(1).optional(),
   concurrency: int(1).optional(),
   max_side: int(16).optional(),
-  allow_addresses: z.array(z.string()).optional(),
+  allow_address: z.array(z.string()).optional(),
   allow_private_network: z.boolean().optional(),
+});
+
+const crawl = z.strictObject({
+  seeds: z.array(z.string().min(1)).min(1),
+  out: store,
+  max_pages: int(1).optional(),
+  max_depth: int().optional(),
+  hosts: z.string().optional(),
+  delay_ms: int().optional(),
+  connections_per_host: int(1).optional(),
+  unit_size: int(1).optional(),
+  max_side: int(16).optional(),
+  allow_address: z.array(z.string()).optional(),
+  allow_private_network: z.boolean().optional(),
+  user_agent_contact: z.string().optional(),
 });
 
 const train = z.strictObject({
@@ -60,6 +75,7 @@ export const PipelineSchema = z.strictObject({
   /** `demo`: start the built-in fixture website on 127.0.0.1 and ingest its URL list. */
   site: z.literal('demo').optional(),
   ingest: ingest.optional(),
+  crawl: crawl.optional(),
   train: train.optional(),
   export: exportStage.optional(),
   report: report.optional(),
@@ -101,7 +117,8 @@ export async function loadPipeline(file: string, sets: string[] = []): Promise<P
   const tree = (doc ?? {}) as Record<string, unknown>;
   for (const s of sets) applySet(tree, s);
   const pipeline = validatePipeline(tree, file);
-  if (pipeline.train && !pipeline.train.data && !pipeline.ingest) throw new ConfigError(`${file}: train.data: a store is required when there is no ingest stage`);
+  if (pipeline.ingest && pipeline.crawl) throw new ConfigError(`${file}: crawl: use either ingest or crawl in one pipeline`);
+  if (pipeline.train && !pipeline.train.data && !pipeline.ingest && !pipeline.crawl) throw new ConfigError(`${file}: train.data: a store is required when there is no ingest or crawl stage`);
   if (pipeline.ingest && !pipeline.site && !pipeline.ingest.lists?.length) throw new ConfigError(`${file}: ingest.lists: at least one URL list is required (or site: demo)`);
   if (pipeline.report && !pipeline.export) throw new ConfigError(`${file}: report: needs an export stage`);
   return pipeline;

@@ -3,6 +3,7 @@
  * checkpoints), `export` (a checkpoint's backbone as a tfjs graph model) and `plot` (its curves).
  */
 import { writeFile } from 'node:fs/promises';
+import cliProgress from 'cli-progress';
 import { Command, Option } from 'commander';
 import { parseCrops, SWAV_CROPS } from '../augment/config.js';
 import { intArg, numArg, storeOptions, withStoreOptions } from '../cli-options.js';
@@ -67,12 +68,13 @@ export function trainCommand(): Command {
       controller.abort();
     };
     process.on('SIGINT', stop).on('SIGTERM', stop);
+    const progress = trainProgress();
     try {
       const summary = await train({
         data, out, config, backend: opts.backend, resume: opts.resume, follow: Boolean(opts.follow),
         checkpointEvery: opts.checkpointEvery, keep: opts.keep, logEvery: opts.logEvery, threads: opts.threads,
-        signal: controller.signal, log: (line) => process.stdout.write(`${line}\n`),
-      });
+        signal: controller.signal, log: progress.log, onStep: progress.step,
+      }).finally(() => progress.stop());
       process.stdout.write(`${JSON.stringify({ event: 'train_done', ...summary })}\n`);
       if (summary.stopped === 'signal') {
         const code = 128 + (received === 'SIGINT' ? 2 : 15);
@@ -82,6 +84,28 @@ export function trainCommand(): Command {
       process.off('SIGINT', stop).off('SIGTERM', stop);
     }
   });
+}
+
+/**
+ * On a terminal (stderr), a progress bar over the steps with the running loss; the interval lines go to
+ * stdout as well unless stdout is that same terminal. In logs (no TTY), just the lines.
+ */
+function trainProgress(): { log: (line: string) => void; step: (step: number, steps: number, loss: number, lr: number) => void; stop: () => void } {
+  const printLine = (line: string) => process.stdout.write(`${line}\n`);
+  if (!process.stderr.isTTY) return { log: printLine, step: () => {}, stop: () => {} };
+  const bar = new cliProgress.SingleBar({
+    stream: process.stderr, hideCursor: true, format: 'train [{bar}] {value}/{total} steps | loss {loss} | lr {lr} | eta {eta_formatted}',
+  }, cliProgress.Presets.shades_classic);
+  let started = false;
+  return {
+    log: (line) => (process.stdout.isTTY && started ? undefined : printLine(line)),
+    step(step, steps, loss, lr) {
+      if (!started) bar.start(steps, step - 1, { loss: '-', lr: '-' });
+      started = true;
+      bar.update(step, { loss: loss.toFixed(4), lr: lr.toPrecision(3) });
+    },
+    stop: () => started && bar.stop(),
+  };
 }
 
 async function configFrom(opts: Record<string, any>, data: Store): Promise<Partial<TrainConfig>> {

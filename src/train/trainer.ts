@@ -36,6 +36,8 @@ export interface TrainOptions {
   threads?: number;
   signal?: AbortSignal;
   log?: (line: string) => void;
+  /** Called after every step (a progress bar on a terminal). */
+  onStep?: (step: number, steps: number, loss: number, lr: number) => void;
 }
 
 export interface TrainSummary {
@@ -158,6 +160,7 @@ class Loop {
       throw new TrainingDivergedError(`loss became ${loss} at step ${this.step}; the last checkpoint is kept (lower the learning rate?)`);
     }
     this.step++;
+    this.o.onStep?.(this.step, this.o.config.steps, loss, lr);
     this.epoch = batch.epoch;
     Object.assign(this.interval, { loss: this.interval.loss + loss, steps: this.interval.steps + 1, images: this.interval.images + n });
   }

@@ -37,12 +37,15 @@ describe('URL lists', () => {
     await writeFile(join(dir, 'l.csv'), 'URL,TEXT,license\n"http://a.test/x.jpg","a ""quoted"", caption",cc-by\nhttp://a.test/y.jpg,,\n');
     const got = await rows([join(dir, 'l.csv')], { urlCol: 'URL', captionCol: 'TEXT' });
     expect(got).toEqual([
-      { index: 0, url: 'http://a.test/x.jpg', caption: 'a "quoted", caption', extra: { license: 'cc-by' } },
-      { index: 1, url: 'http://a.test/y.jpg', caption: null, extra: { license: '' } },
+      { index: 0, url: 'http://a.test/x.jpg', caption: 'a "quoted", caption', sourcePage: null, extra: { license: 'cc-by' } },
+      { index: 1, url: 'http://a.test/y.jpg', caption: null, sourcePage: null, extra: { license: '' } },
     ]);
     await writeFile(join(dir, 'l.tsv'), 'url\tcaption\nhttp://a.test/t.jpg\thello\n');
     expect((await rows([join(dir, 'l.tsv')]))[0]).toMatchObject({ url: 'http://a.test/t.jpg', caption: 'hello' });
     await expect(rows([join(dir, 'l.csv')])).rejects.toThrow(/column "url" not found .*URL, TEXT, license/);
+    // A source_page column (crawls write one) fills the shard's own column, not an extra one.
+    await writeFile(join(dir, 'p.csv'), 'url,source_page,site\nhttp://a.test/s.jpg,http://a.test/page,a\n');
+    expect((await rows([join(dir, 'p.csv')]))[0]).toMatchObject({ sourcePage: 'http://a.test/page', extra: { site: 'a' } });
   });
 
   it('reads jsonl, counting junk lines as rows', async () => {
@@ -69,8 +72,8 @@ describe('URL lists', () => {
     await writeFile(join(dir, 'l.parquet'), Buffer.from(buffer));
     const got = await rows([join(dir, 'l.parquet')]);
     expect(got).toEqual([
-      { index: 0, url: 'http://a.test/p1.jpg', caption: 'one', extra: { similarity: '0.5' } },
-      { index: 1, url: 'http://a.test/p2.jpg', caption: null, extra: { similarity: '0.25' } },
+      { index: 0, url: 'http://a.test/p1.jpg', caption: 'one', sourcePage: null, extra: { similarity: '0.5' } },
+      { index: 1, url: 'http://a.test/p2.jpg', caption: null, sourcePage: null, extra: { similarity: '0.25' } },
     ]);
   });
 

@@ -48,6 +48,8 @@ describe('wildstream run', () => {
       ['site: demo\ningest:\n  out: x\ntrain:\n  out: y\n  batch: many\n', /train\.batch: .*expected number/i],
       ['ingest:\n  lists: [a.txt]\n  out: x\ntrain:\n  model: regnety_400mf\n', /train\.out: required, missing/],
       ['trian:\n  out: y\n', /trian: unknown key/],
+      ['crawl:\n  seeds: []\n  out: x\n', /crawl\.seeds: /],
+      ['crawl:\n  seeds: [http://a/]\n  out: x\n  max_pages: -1\n', /crawl\.max_pages: /],
     ];
     for (const [i, [yaml, message]] of cases.entries()) {
       const file = join(dir, `bad${i}.yaml`);
