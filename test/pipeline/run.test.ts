@@ -20,10 +20,12 @@ describe('wildstream run', () => {
   it('runs the demo pipeline end to end (shortened), and a rerun continues instead of redoing', async () => {
     const short = ['--set', 'train.steps=4', '--set', 'train.batch=8', '--set', 'train.checkpoint_every=2', '--set', 'train.log_every=2',
       '--set', 'train.threads=1', '--set', 'report.eval_images=16'];
-    const r = await runCli(['run', DEMO, ...short], {}, 300_000, dir);
+    // follow: training starts while ingest is still committing units (both stages run at once)
+    const r = await runCli(['run', DEMO, ...short, '--set', 'train.follow=true'], {}, 300_000, dir);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toMatch(/"event":"ingest_done".*"kept":121,"failed":3,"duplicates":14/);
     expect(r.stdout).toMatch(/step 4\/4 +epoch/);
+    expect(r.stdout.indexOf('wildstream train: backend')).toBeLessThan(r.stdout.indexOf('"event":"ingest_done"'));
     expect(r.stdout).toMatch(/k-NN top-1: trained \d\.\d{3}, random init \d\.\d{3}/);
     for (const png of ['contact-sheet.png', 'multicrop-preview.png', 'curves.png']) {
       const meta = await sharp(await readFile(join(dir, 'data/report', png))).metadata();
