@@ -5,6 +5,7 @@
  * the hosts and robots). Images found are kept with their caption and page; images whose robots.txt
  * disallows them are dropped without ever being requested. Progress is committed in units (state.ts).
  */
+import { ConfigError } from '../errors.js';
 import type { Fetcher } from '../ingest/fetch.js';
 import type { Store } from '../shards/store.js';
 import { extractPage, normaliseUrl, type PageLimits } from './html.js';
@@ -46,6 +47,7 @@ interface Deps {
 export async function crawl(deps: Deps, options: CrawlOptions): Promise<CrawlResult> {
   const o = { maxPages: 1000, maxDepth: 3, concurrency: 16, pagesPerUnit: 100, ...options };
   const seeds = o.seeds.map((s) => normaliseUrl(s, s)).filter((s): s is string => s !== null);
+  if (seeds.length === 0) throw new ConfigError(`no valid http(s) seed URL among ${o.seeds.length} given`);
   const hosts = new Set(o.hosts ?? seeds.map((s) => new URL(s).host));
   const state = await loadCrawl(deps.store, { seeds, maxPages: o.maxPages, maxDepth: o.maxDepth, hosts: [...hosts].sort() });
   const resumed = state.units > 0;
@@ -61,6 +63,9 @@ class CrawlRun {
   private readonly inflight = new Map<string, FrontierEntry>();
   private unitPages: Array<{ url: string; status: string }> = [];
   private unitImages: FoundImage[] = [];
+  /** Pages visited or queued: past maxPages nothing more is queued (BFS would never reach it), which bounds
+   * the frontier kept in memory and in each committed unit. */
+  private admitted = 0;
 
   constructor(
     private readonly d: Deps,
@@ -70,6 +75,7 @@ class CrawlRun {
   ) {}
 
   async go(frontier: FrontierEntry[]): Promise<void> {
+    this.admitted = this.state.visited.size;
     for (const f of frontier) this.enqueue(f);
     const running = new Set<Promise<void>>();
     while ((this.queue.length > 0 || running.size > 0)) {
@@ -91,6 +97,8 @@ class CrawlRun {
   private enqueue(f: FrontierEntry): void {
     if (f.depth > this.o.maxDepth || this.state.visited.has(f.url) || this.queued.has(f.url)) return;
     if (!this.hosts.has(new URL(f.url).host)) return void this.count('external_link');
+    if (this.admitted >= this.o.maxPages) return void this.count('beyond_max_pages');
+    this.admitted++;
     this.queued.add(f.url);
     this.queue.push(f);
   }

@@ -23,7 +23,7 @@ export function embedCommand(): Command {
   ).action(async (input: string, opts) => {
     await startBackend(opts.backend as BackendName);
     const backbone = await loadBackbone(await openStore(opts.model, storeOptions(opts)));
-    const result = await embed(backbone, input, { size: opts.size, batch: opts.batch });
+    const result = await embed(backbone, input, { size: opts.size, batch: opts.batch, store: storeOptions(opts) });
     await writeEmbeddings(opts.out, result);
     process.stdout.write(`${JSON.stringify({ event: 'embed', out: opts.out, images: result.keys.length, failed: result.failed, dim: backbone.metadata.featureDim })}\n`);
   });

@@ -8,7 +8,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { Field, FixedSizeList, Float32, makeData, makeVector, Table, tableToIPC, Utf8, vectorFromArray } from 'apache-arrow';
 import { listUnits } from '../shards/dataset.js';
 import { ShardReader } from '../shards/reader.js';
-import { openStore } from '../shards/store.js';
+import { openStore, type StoreOptions } from '../shards/store.js';
 import type { Backbone } from '../train/export.js';
 import { evalPixels, listImages } from './images.js';
 
@@ -25,6 +25,8 @@ export interface EmbedOptions {
   size?: number;
   /** Images per forward pass. @default 32 */
   batch?: number;
+  /** S3 endpoint and the like, for a dataset on S3. */
+  store?: StoreOptions;
 }
 
 interface Item {
@@ -34,8 +36,8 @@ interface Item {
 }
 
 /** Images of a dataset store (when it has committed units) or else of a local folder. */
-async function* source(location: string): AsyncGenerator<Item> {
-  const store = await openStore(location);
+async function* source(location: string, options: StoreOptions = {}): AsyncGenerator<Item> {
+  const store = await openStore(location, options);
   const units = await listUnits(store);
   if (units.length === 0) {
     for (const f of await listImages(location)) yield { key: f.key, label: f.label, bytes: () => readFile(f.path) };
@@ -66,7 +68,7 @@ export async function embed(backbone: Backbone, location: string, options: Embed
     });
     pending = [];
   };
-  for await (const item of source(location)) {
+  for await (const item of source(location, options.store)) {
     const pixels = await evalPixels(await item.bytes(), size, backbone.metadata.mean, backbone.metadata.std);
     if (!pixels) out.failed++;
     else pending.push({ item, pixels });
