@@ -5,7 +5,7 @@
  * final loss against the ln(K) plateau. All through the CLI code paths (train, export, eval knn).
  *
  *   npx tsx bench/learn.ts [--steps 200] [--model custom:4,16,8,2,16] [--batch 32] [--crops 2x32@0.3-1,2x16@0.1-0.3]
- *                          [--images 512] [--extra "--lr 1 --lars-all --jitter-strength 0.5"]
+ *                          [--images 512] [--extra="--lr 1 --lars-all --jitter-strength 0.5"]
  */
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';

@@ -34,6 +34,7 @@ export function trainCommand(): Command {
       .option('--epochs <n>', 'passes over the committed records (sets --steps)', intArg(1))
       .option('--crops <spec>', 'crop groups COUNTxSIZE@MIN-MAX,...', SWAV_CROPS)
       .option('--jitter-strength <s>', 'colour distortion strength (1: SwAV; 0.5 suits tiny models)', numArg(0, 2.5), 1)
+      .option('--blur <p>', 'Gaussian blur probability (SwAV 0.5; 0 for crops of about 32 px)', numArg(0, 1), 0.5)
       .addOption(new Option('--backend <name>', 'tfjs backend').choices([...BACKENDS]).default('auto'))
       .option('--seed <n>', 'initialisation, order and augmentation seed', intArg(0, 2 ** 32 - 1), 0)
       .option('--lr <x>', 'base learning rate (default 0.6 x batch/256)', numArg(0))
@@ -50,6 +51,7 @@ export function trainCommand(): Command {
       .option('--weight-decay <x>', 'weight decay', numArg(0), 1e-6)
       .option('--lars-trust <x>', 'LARS trust coefficient', numArg(1e-9), 0.001)
       .option('--lars-all', "LARS-scale BatchNorm parameters and biases too (facebookresearch/swav's LARC)")
+      .option('--lars-clip', "LARC clip mode: a layer's rate never exceeds the learning rate (solo-learn's recipe)")
       .option('--checkpoint-every <n>', 'steps between checkpoints', intArg(1), 500)
       .option('--keep <n>', 'checkpoints kept', intArg(1), 3)
       .option('--log-every <n>', 'steps between progress lines', intArg(1), 10)
@@ -111,7 +113,7 @@ function trainProgress(): { log: (line: string) => void; step: (step: number, st
 async function configFrom(opts: Record<string, any>, data: Store): Promise<Partial<TrainConfig>> {
   const crops = parseCrops(opts.crops).reduce((n, g) => n + g.count, 0);
   const base: Partial<TrainConfig> = {
-    model: opts.model, batchSize: opts.batch, crops: opts.crops, jitterStrength: opts.jitterStrength, seed: opts.seed,
+    model: opts.model, batchSize: opts.batch, crops: opts.crops, jitterStrength: opts.jitterStrength, blurP: opts.blur, seed: opts.seed,
     steps: opts.steps ?? (opts.epochs ? await stepsFor(data, opts.epochs, opts.batch) : 10_000),
     swav: {
       ...DEFAULT_SWAV, prototypes: opts.prototypes, hidden: opts.hidden, dim: opts.dim, epsilon: opts.epsilon,
@@ -122,7 +124,7 @@ async function configFrom(opts: Record<string, any>, data: Store): Promise<Parti
   const lr = opts.lr ?? 0.6 * (opts.batch / 256);
   return {
     ...base,
-    lars: { ...defaultTrainConfig().lars, weightDecay: opts.weightDecay, trust: opts.larsTrust, excludeBnBias: !opts.larsAll },
+    lars: { ...defaultTrainConfig().lars, weightDecay: opts.weightDecay, trust: opts.larsTrust, excludeBnBias: !opts.larsAll, clip: Boolean(opts.larsClip) },
     schedule: { baseLr: lr, finalLr: opts.finalLr ?? lr / 1000, warmupSteps: opts.warmupSteps, startWarmupLr: 0 },
   };
 }

@@ -24,6 +24,8 @@ export interface TrainConfig {
   crops: string;
   /** Colour distortion strength s (SimCLR): jitter 0.8s brightness/contrast/saturation, 0.2s hue. SwAV: 1. */
   jitterStrength: number;
+  /** Gaussian blur probability (SwAV 0.5; small crops such as CIFAR's 32 px usually turn it off). */
+  blurP: number;
   seed: number;
   swav: SwavConfig;
   queue: QueueConfig;
@@ -41,6 +43,7 @@ export function defaultTrainConfig(overrides: Partial<TrainConfig> = {}): TrainC
     steps: 10_000,
     crops: SWAV_CROPS,
     jitterStrength: 1,
+    blurP: 0.5,
     seed: 0,
     swav: DEFAULT_SWAV,
     queue: { length: 0, startStep: 0 },
@@ -53,7 +56,7 @@ export function defaultTrainConfig(overrides: Partial<TrainConfig> = {}): TrainC
 /** The augmentation a config asks for. */
 export function augmentOf(c: TrainConfig): Partial<AugmentConfig> {
   const s = c.jitterStrength;
-  return { crops: parseCrops(c.crops), brightness: 0.8 * s, contrast: 0.8 * s, saturation: 0.8 * s, hue: Math.min(0.5, 0.2 * s) };
+  return { crops: parseCrops(c.crops), brightness: 0.8 * s, contrast: 0.8 * s, saturation: 0.8 * s, hue: Math.min(0.5, 0.2 * s), blurP: c.blurP };
 }
 
 export function checkTrainConfig(c: TrainConfig): TrainConfig {
@@ -69,6 +72,7 @@ export function checkTrainConfig(c: TrainConfig): TrainConfig {
   int('seed', c.seed, 0, 2 ** 32 - 1);
   const crops = parseCrops(c.crops).reduce((n, g) => n + g.count, 0);
   if (crops < 2) throw new ConfigError('SwAV needs at least two crops per image');
+  if (!(c.blurP >= 0 && c.blurP <= 1)) throw new ConfigError(`blur probability must be in [0, 1], got ${c.blurP}`);
   if (!(c.jitterStrength >= 0 && c.jitterStrength <= 2.5)) throw new ConfigError(`jitter strength must be in [0, 2.5], got ${c.jitterStrength}`);
   const { swav, queue, lars, schedule } = c;
   int('swav.hidden', swav.hidden, 1, 65536);

@@ -14,6 +14,8 @@ export interface LarsConfig {
    * facebookresearch/swav's LARC scales every parameter (false); either way they get no weight decay.
    */
   excludeBnBias: boolean;
+  /** LARC's clip mode (apex, solo-learn): the per-layer rate is min(trust |w| / |g|, lr), never above lr. */
+  clip?: boolean;
 }
 
 export const DEFAULT_LARS: LarsConfig = { momentum: 0.9, weightDecay: 1e-6, trust: 0.001, excludeBnBias: true };
@@ -61,7 +63,8 @@ export class Lars {
             tf.div(tf.mul(wNorm, trust), tf.add(gNorm, tf.mul(wNorm, weightDecay))),
             tf.scalar(1),
           );
-          update = tf.mul(tf.add(g, tf.mul(w, weightDecay)), ratio);
+          const scale = this.config.clip && lr > 0 ? tf.minimum(tf.div(ratio, lr), 1) : ratio;
+          update = tf.mul(tf.add(g, tf.mul(w, weightDecay)), scale);
         }
         let v = this.slots.get(name);
         if (!v) {

@@ -156,6 +156,18 @@ describe('LARS and schedules', () => {
     expect(b.dataSync()[0]).toBeCloseTo(0 - 0.9 * 0.5, 6);
   });
 
+  it("LARC's clip mode caps a layer's rate at the learning rate", () => {
+    const w = tf.variable(tf.tensor1d([3, 4]), true, 'c.w');
+    const lars = new Lars({ ...DEFAULT_LARS, weightDecay: 0.1, clip: true });
+    // trust |w| / (|g| + wd |w|) = 0.001 * 5 / 1.5 = 0.0033 > lr = 0.001: clipped, a plain SGD step at lr
+    lars.apply(new Map([['c.w', w]]), { 'c.w': tf.tensor1d([0.6, 0.8]) }, 0.001);
+    expect(w.dataSync()[0]).toBeCloseTo(3 - 0.001 * 0.9, 7);
+    expect(w.dataSync()[1]).toBeCloseTo(4 - 0.001 * 1.2, 7);
+    const v = tf.variable(tf.tensor1d([3, 4]), true, 'c2.w');
+    new Lars({ ...DEFAULT_LARS, weightDecay: 0.1, clip: true }).apply(new Map([['c2.w', v]]), { 'c2.w': tf.tensor1d([0.6, 0.8]) }, 2);
+    expect(v.dataSync()[0]).toBeCloseTo(3 - 0.9 * (0.005 / 1.5), 6); // below lr: the trust ratio, as without clip
+  });
+
   it('warmup is linear and the cosine ends at the final rate', () => {
     const s = { baseLr: 4.8, finalLr: 0.0048, warmupSteps: 10, startWarmupLr: 0.3, totalSteps: 110 };
     expect(learningRate(0, s)).toBeCloseTo(0.3);
