@@ -1,5 +1,6 @@
 /**
- * `wildstream run <pipeline.yaml>`: runs the file's stages in order (ingest, train, export, report) through
+ * `wildstream run <pipeline.yaml>`: runs the file's stages in order (ingest or crawl, train, export, embed,
+ * report) through
  * the same code paths as the individual commands. Every stage resumes on its own (committed units,
  * checkpoints), so rerunning an interrupted pipeline continues where it stopped. With `train.follow`,
  * training starts while ingest is still committing units.
@@ -25,6 +26,10 @@ export async function runPipeline(file: string, sets: string[]): Promise<void> {
       const from = p.train!.out;
       await stage('export', ['export', from, '--out', p.export.out]);
       if (p.export.baseline) await stage('export', ['export', from, '--out', p.export.baseline, '--init']);
+    }
+    if (p.embed) {
+      const data = p.train?.data ?? p.ingest?.out ?? p.crawl!.out;
+      await stage('embed', ['embed', '--model', p.export!.out, data, '--out', p.embed.out, ...flags(p.embed, ['out']), '--backend', p.train?.backend ?? 'auto']);
     }
     if (p.report) await writeReport(p, (argv) => stage(argv[0]!, argv));
   } finally {

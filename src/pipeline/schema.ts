@@ -67,6 +67,8 @@ const train = z.strictObject({
 
 const exportStage = z.strictObject({ out: store, baseline: store.optional() });
 
+const embedStage = z.strictObject({ out: z.string().min(1), size: int(8).optional(), batch: int(1).optional() });
+
 const report = z.strictObject({
   out: z.string().min(1),
   /** Labelled folders generated from the fixture's hidden classes (offline demo) or given as paths. */
@@ -81,6 +83,7 @@ export const PipelineSchema = z.strictObject({
   crawl: crawl.optional(),
   train: train.optional(),
   export: exportStage.optional(),
+  embed: embedStage.optional(),
   report: report.optional(),
 });
 
@@ -124,5 +127,6 @@ export async function loadPipeline(file: string, sets: string[] = []): Promise<P
   if (pipeline.train && !pipeline.train.data && !pipeline.ingest && !pipeline.crawl) throw new ConfigError(`${file}: train.data: a store is required when there is no ingest or crawl stage`);
   if (pipeline.ingest && !pipeline.site && !pipeline.ingest.lists?.length) throw new ConfigError(`${file}: ingest.lists: at least one URL list is required (or site: demo)`);
   if (pipeline.report && !pipeline.export) throw new ConfigError(`${file}: report: needs an export stage`);
+  if (pipeline.embed && !pipeline.export) throw new ConfigError(`${file}: embed: needs an export stage`);
   return pipeline;
 }

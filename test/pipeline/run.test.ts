@@ -32,6 +32,7 @@ describe('wildstream run', () => {
       expect(meta.format, png).toBe('png');
       expect(meta.width! * meta.height!, png).toBeGreaterThan(2_000);
     }
+    expect(r.stdout).toMatch(/"event":"embed","out":"data\/embeddings\.arrow","images":121/);
     const knn = JSON.parse(await readFile(join(dir, 'data/report/knn.json'), 'utf8'));
     expect(knn.trained).toMatchObject({ k: 8, train: 8, test: 8 });
     const inspect = await runCli(['inspect', 'data/dataset', '--json'], {}, 60_000, dir);
@@ -64,6 +65,6 @@ describe('wildstream run', () => {
     const bad = await runCli(['run', DEMO, '--set', 'train.steps=lots'], {}, 60_000, join(dir, 'data'));
     expect(bad.code).toBe(2);
     expect(bad.stderr).toMatch(/train\.steps: .*expected number/i);
-    expect((await readdir(join(dir, 'data'))).sort()).toEqual(['checkpoints', 'dataset', 'demo-urls.txt', 'model', 'model-init', 'report']);
+    expect((await readdir(join(dir, 'data'))).sort()).toEqual(['checkpoints', 'dataset', 'demo-urls.txt', 'embeddings.arrow', 'model', 'model-init', 'report']);
   }, 120_000);
 });
