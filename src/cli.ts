@@ -7,7 +7,7 @@
  * Exit codes: 0 ok, 1 a broken run (one-line reason), 2 bad usage (unknown option, bad value),
  * 128 + signal number when a run stopped on SIGINT/SIGTERM after saving its state.
  */
-import { Command, CommanderError, Option } from 'commander';
+import { Command, CommanderError } from 'commander';
 import { intArg, storeOptions, withStoreOptions } from './cli-options.js';
 import { writeFile } from 'node:fs/promises';
 import { parseCrops, SWAV_CROPS } from './augment/config.js';

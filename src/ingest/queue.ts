@@ -12,23 +12,16 @@ import { Queue, Worker, type Job } from 'bullmq';
 import { Redis } from 'ioredis';
 import { ConfigError, StoreUnavailableError } from '../errors.js';
 import { listUnits, unitKey, type UnitRecord } from '../shards/dataset.js';
-import { openStore, type StoreOptions } from '../shards/store.js';
+import { openStore } from '../shards/store.js';
 import { RedisDedupe } from './dedupe-redis.js';
-import { groupUnits, ingestUnit, validateIngestOptions, type IngestOptions, type IngestProgress } from './job.js';
+import { groupUnits, ingestUnit, validateIngestOptions, type IngestOptions, type IngestProgress, type UnitTask } from './job.js';
 import { planJob, registerJob } from './plan.js';
-import { extraColumnsOf, listFiles, readUrlLists, type UrlRow } from './url-list.js';
+import { extraColumnsOf, listFiles, readUrlLists } from './url-list.js';
 
 export const QUEUE_NAME = 'wildstream-ingest';
 
-interface UnitJobData {
-  out: string;
-  store?: StoreOptions;
-  unit: number;
-  rows: UrlRow[];
-  extraColumns: string[];
-  options: Pick<IngestOptions, 'decode' | 'fetch' | 'concurrency'>;
-  dedupeRadius: number;
-}
+/** What a queued unit carries: the worker's `UnitTask` less the live objects, plus the dedupe radius. */
+type UnitJobData = Omit<UnitTask, 'dedupe' | 'onProgress'> & { dedupeRadius: number };
 
 /** Checks a redis:// URL and that the server answers, in seconds rather than ioredis' endless retries. */
 export async function connectRedis(url: string): Promise<Redis> {

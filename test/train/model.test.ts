@@ -6,9 +6,9 @@ import { defaultTrainConfig } from '../../src/train/config.js';
 import { SwavModel } from '../../src/train/model.js';
 import { DEFAULT_LARS, Lars, learningRate } from '../../src/train/optim.js';
 import { ParamSet } from '../../src/train/params.js';
-import { buildRegnet, regnetFeatures } from '../../src/train/regnet.js';
+import { buildRegnet } from '../../src/train/regnet.js';
 import { countParams, regnetMacs, regnetSpec } from '../../src/train/regnet-spec.js';
-import { DEFAULT_SWAV, sinkhorn, swavHead, swavLoss } from '../../src/train/swav.js';
+import { DEFAULT_SWAV, sinkhorn, swavLoss } from '../../src/train/swav.js';
 import { conv2dFilterGrad } from '../../src/train/wasm-grads.js';
 import { prng } from '../../src/rng.js';
 
