@@ -12,7 +12,7 @@ import { intArg, storeOptions, withStoreOptions } from './cli-options.js';
 import { writeFile } from 'node:fs/promises';
 import { parseCrops, SWAV_CROPS } from './augment/config.js';
 import { renderPreview } from './augment/preview.js';
-import { ConfigError, InterruptedError, oneLine } from './errors.js';
+import { ConfigError, ExitCodeError, oneLine } from './errors.js';
 import { ingestCommand, workerCommand } from './ingest/command.js';
 import { crawlCommand } from './crawl/command.js';
 import { inspectDataset } from './shards/dataset.js';
@@ -98,7 +98,7 @@ export async function main(argv: readonly string[]): Promise<number> {
       return ['commander.helpDisplayed', 'commander.help', 'commander.version'].includes(err.code) ? 0 : 2;
     }
     process.stderr.write(`wildstream: ${oneLine(err)}\n`);
-    if (err instanceof InterruptedError || (err as { exitCode?: unknown }).exitCode) return (err as { exitCode: number }).exitCode;
+    if (err instanceof ExitCodeError) return err.exitCode;
     return err instanceof ConfigError ? 2 : 1;
   }
 }

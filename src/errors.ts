@@ -48,12 +48,16 @@ export class InvalidShardError extends WildstreamError {
   override readonly code = 'WS_ERR_INVALID_SHARD';
 }
 
-/** A run stopped cleanly on a signal (state saved): the CLI exits 128 + the signal's number, as shells do. */
-export class InterruptedError extends WildstreamError {
-  override readonly code = 'WS_ERR_INTERRUPTED';
+/** An error that carries the exit code the CLI should end with. */
+export class ExitCodeError extends WildstreamError {
   constructor(message: string, readonly exitCode: number) {
     super(message);
   }
+}
+
+/** A run stopped cleanly on a signal (state saved): the CLI exits 128 + the signal's number, as shells do. */
+export class InterruptedError extends ExitCodeError {
+  override readonly code = 'WS_ERR_INTERRUPTED';
 }
 
 /** One line, whatever the error: what the CLI prints before exiting. */

@@ -8,7 +8,7 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { main } from '../cli.js';
-import { WildstreamError } from '../errors.js';
+import { ExitCodeError } from '../errors.js';
 import { startDemoSite, type DemoSite } from '../fixtures/site.js';
 import { loadPipeline, type Pipeline } from './schema.js';
 import { writeReport } from './report.js';
@@ -42,11 +42,9 @@ async function stage(name: string, argv: string[]): Promise<void> {
   if (code !== 0) throw new StageError(`stage ${name} failed (exit ${code}); fix the cause and rerun: finished work is kept`, code);
 }
 
-class StageError extends WildstreamError {
+/** A stage's command failed (it has printed why); the pipeline ends with the stage's exit code. */
+class StageError extends ExitCodeError {
   override readonly code = 'WS_ERR_STAGE';
-  constructor(message: string, readonly exitCode: number) {
-    super(message);
-  }
 }
 
 /** The ingest command line; with the demo site, its URL list is written next to the dataset first. */

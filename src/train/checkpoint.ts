@@ -43,8 +43,9 @@ export interface CheckpointHeader {
 export interface Checkpoint {
   key: string;
   header: CheckpointHeader;
-  /** Tensor values by `${group}:${name}`. */
+  /** Tensor values and shapes by `${group}:${name}`. */
   values: Map<string, Float32Array>;
+  shapes: Map<string, number[]>;
 }
 
 export const checkpointKey = (step: number): string => `${PREFIX}step-${String(step).padStart(9, '0')}.ckpt`;
@@ -113,12 +114,13 @@ export async function loadCheckpoint(store: Store, key: string): Promise<Checkpo
   }
   const payload = bytes.subarray(headerEnd, bytes.length - 32);
   const values = new Map<string, Float32Array>();
+  const shapes = new Map(header.tensors.map((t) => [`${t.group}:${t.name}`, t.shape]));
   for (const t of header.tensors) {
     const size = t.shape.reduce((a, b) => a * b, 1);
     if (t.offset + size * 4 > payload.length) throw bad(`tensor ${t.name} lies outside the payload`);
     values.set(`${t.group}:${t.name}`, new Float32Array(payload.buffer.slice(payload.byteOffset + t.offset, payload.byteOffset + t.offset + size * 4)));
   }
-  return { key, header, values };
+  return { key, header, values, shapes };
 }
 
 async function readAll(store: Store, key: string): Promise<Buffer> {
@@ -142,9 +144,8 @@ export async function latestCheckpoint(store: Store, onSkip: (err: InvalidCheckp
 
 /** Reads a tensor of a checkpoint, checking it exists with the shape the model expects. */
 function take(ckpt: Checkpoint, id: string, shape: number[]): tf.Tensor {
-  const entry = ckpt.header.tensors.find((t) => `${t.group}:${t.name}` === id);
   const values = ckpt.values.get(id);
-  if (!values || !entry || JSON.stringify(entry.shape) !== JSON.stringify(shape)) {
+  if (!values || JSON.stringify(ckpt.shapes.get(id)) !== JSON.stringify(shape)) {
     throw new InvalidCheckpointError(`checkpoint ${ckpt.key} has no tensor ${id} of shape [${shape}] for this model`);
   }
   return tf.tensor(values, shape);

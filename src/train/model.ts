@@ -5,8 +5,7 @@
  * loss with optional queue, LARS, then the BatchNorm running statistics and the queue are updated.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { cropList } from '../augment/config.js';
-import { parseCrops } from '../augment/config.js';
+import { cropList, parseCrops } from '../augment/config.js';
 import type { TrainConfig } from './config.js';
 import { Lars, learningRate } from './optim.js';
 import { ParamSet } from './params.js';
