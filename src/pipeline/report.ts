@@ -17,12 +17,12 @@ import { ShardReader } from '../shards/reader.js';
 import { openStore, type Store } from '../shards/store.js';
 import { startBackend, type BackendName } from '../train/backend.js';
 import { loadBackbone } from '../train/export.js';
-import type { Pipeline } from './schema.js';
+import { datasetOf, type Pipeline } from './schema.js';
 
 export async function writeReport(p: Pipeline, stage: (argv: string[]) => Promise<void>): Promise<void> {
   const r = p.report!;
   await mkdir(r.out, { recursive: true });
-  const data = await openStore(p.train?.data ?? p.ingest?.out ?? p.crawl!.out);
+  const data = await openStore(datasetOf(p));
   await writeFile(join(r.out, 'contact-sheet.png'), await contactSheet(data));
   const { png } = await renderPreview(data, { seed: 0, epoch: 0, record: 0, augment: { crops: parseCrops(p.train?.crops ?? SWAV_CROPS) } });
   await writeFile(join(r.out, 'multicrop-preview.png'), png);

@@ -1,7 +1,6 @@
 /**
  * `wildstream run <pipeline.yaml>`: runs the file's stages in order (ingest or crawl, train, export, embed,
- * report) through
- * the same code paths as the individual commands. Every stage resumes on its own (committed units,
+ * report) through the same code paths as the individual commands. Every stage resumes on its own (committed units,
  * checkpoints), so rerunning an interrupted pipeline continues where it stopped. With `train.follow`,
  * training starts while ingest is still committing units.
  */
@@ -10,7 +9,7 @@ import { dirname, resolve } from 'node:path';
 import { main } from '../cli.js';
 import { ExitCodeError } from '../errors.js';
 import { startDemoSite, type DemoSite } from '../fixtures/site.js';
-import { loadPipeline, type Pipeline } from './schema.js';
+import { datasetOf, loadPipeline, type Pipeline } from './schema.js';
 import { writeReport } from './report.js';
 
 export async function runPipeline(file: string, sets: string[]): Promise<void> {
@@ -28,8 +27,7 @@ export async function runPipeline(file: string, sets: string[]): Promise<void> {
       if (p.export.baseline) await stage('export', ['export', from, '--out', p.export.baseline, '--init']);
     }
     if (p.embed) {
-      const data = p.train?.data ?? p.ingest?.out ?? p.crawl!.out;
-      await stage('embed', ['embed', '--model', p.export!.out, data, '--out', p.embed.out, ...flags(p.embed, ['out']), '--backend', p.train?.backend ?? 'auto']);
+      await stage('embed', ['embed', '--model', p.export!.out, datasetOf(p), '--out', p.embed.out, ...flags(p.embed, ['out']), '--backend', p.train?.backend ?? 'auto']);
     }
     if (p.report) await writeReport(p, (argv) => stage(argv[0]!, argv));
   } finally {
@@ -64,7 +62,7 @@ async function ingestArgs(p: Pipeline, site: DemoSite | null): Promise<string[]>
 
 function trainArgs(p: Pipeline): string[] {
   const t = p.train!;
-  return ['train', '--data', t.data ?? p.ingest?.out ?? p.crawl!.out, '--out', t.out, ...flags(t, ['data', 'out'])];
+  return ['train', '--data', datasetOf(p), '--out', t.out, ...flags(t, ['data', 'out'])];
 }
 
 /** snake_case settings -> CLI flags: true -> `--flag`, arrays -> repeated values, others -> `--flag value`. */

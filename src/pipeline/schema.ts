@@ -128,5 +128,13 @@ export async function loadPipeline(file: string, sets: string[] = []): Promise<P
   if (pipeline.ingest && !pipeline.site && !pipeline.ingest.lists?.length) throw new ConfigError(`${file}: ingest.lists: at least one URL list is required (or site: demo)`);
   if (pipeline.report && !pipeline.export) throw new ConfigError(`${file}: report: needs an export stage`);
   if (pipeline.embed && !pipeline.export) throw new ConfigError(`${file}: embed: needs an export stage`);
+  if (pipeline.export && !pipeline.train) throw new ConfigError(`${file}: export: needs a train stage`);
   return pipeline;
+}
+
+/** The dataset the later stages read: train.data, else what ingest or crawl writes. */
+export function datasetOf(p: Pipeline): string {
+  const data = p.train?.data ?? p.ingest?.out ?? p.crawl?.out;
+  if (!data) throw new ConfigError('the pipeline names no dataset (train.data, ingest.out or crawl.out)');
+  return data;
 }

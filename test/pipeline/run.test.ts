@@ -52,6 +52,7 @@ describe('wildstream run', () => {
       ['ingest:\n  lists: [a.txt]\n  out: x\ntrain:\n  model: regnety_400mf\n', /train\.out: required, missing/],
       ['trian:\n  out: y\n', /trian: unknown key/],
       ['crawl:\n  seeds: []\n  out: x\n', /crawl\.seeds: /],
+      ['site: demo\ningest:\n  out: x\nexport:\n  out: m\n', /export: needs a train stage/],
       ['crawl:\n  seeds: [http://a/]\n  out: x\n  max_pages: -1\n', /crawl\.max_pages: /],
     ];
     for (const [i, [yaml, message]] of cases.entries()) {
