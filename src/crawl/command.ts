@@ -10,7 +10,7 @@ import { Command } from 'commander';
 import { intArg, storeOptions } from '../cli-options.js';
 import { ConfigError } from '../errors.js';
 import { Fetcher } from '../ingest/fetch.js';
-import { ingestFromOptions, userAgent, withIngestOptions } from '../ingest/command.js';
+import { fetchOptionsFrom, ingestFromOptions, withIngestOptions } from '../ingest/command.js';
 import { openStore } from '../shards/store.js';
 import { crawl } from './crawler.js';
 import { HostGate } from './polite.js';
@@ -35,10 +35,7 @@ export function crawlCommand(): Command {
     const seeds = await readSeeds(seedArgs);
     const store = await openStore(opts.out, storeOptions(opts));
     const gate = new HostGate(opts.connectionsPerHost, opts.delayMs);
-    const fetchOptions = {
-      totalTimeoutMs: opts.timeout * 1000, retries: opts.retries, connectionsPerOrigin: opts.connectionsPerHost,
-      allowPrivateNetwork: Boolean(opts.allowPrivateNetwork), allowAddresses: opts.allowAddress ?? [], userAgent: userAgent(opts), gate,
-    };
+    const fetchOptions = { ...fetchOptionsFrom(opts), connectionsPerOrigin: opts.connectionsPerHost, gate };
     const fetcher = new Fetcher({ ...fetchOptions, maxRedirects: 0, maxBytes: opts.maxPageBytes });
     // robots.txt: redirects followed (RFC 9309 allows 5 hops), and only its first 500 KiB read and parsed.
     const robotsFetcher = new Fetcher({ ...fetchOptions, maxRedirects: 5, maxBytes: ROBOTS_MAX_BYTES, truncate: true });

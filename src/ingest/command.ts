@@ -3,6 +3,7 @@ import { Command, Option } from 'commander';
 import { intArg, storeOptions, withStoreOptions } from '../cli-options.js';
 import { ConfigError } from '../errors.js';
 import { runIngest, type IngestOptions, type IngestSummary } from './job.js';
+import type { FetcherOptions } from './fetch.js';
 import { progressReporter } from './progress.js';
 import { runQueuedIngest, runWorker } from './queue.js';
 
@@ -45,15 +46,7 @@ export async function ingestFromOptions(lists: string[], opts: Record<string, an
       format: opts.format,
       quality: opts.quality,
     },
-    fetch: {
-      totalTimeoutMs: opts.timeout * 1000,
-      retries: opts.retries,
-      maxBytes: opts.maxBytes,
-      connectionsPerOrigin: opts.connectionsPerOrigin,
-      allowPrivateNetwork: Boolean(opts.allowPrivateNetwork),
-      allowAddresses: opts.allowAddress ?? [],
-      userAgent: userAgent(opts),
-    },
+    fetch: fetchOptionsFrom(opts),
     concurrency: opts.concurrency,
     unitSize: opts.unitSize,
     dedupeRadius: opts.dedupeRadius,
@@ -67,6 +60,19 @@ export async function ingestFromOptions(lists: string[], opts: Record<string, an
   const summary = await run.finally(() => reporter.stop());
   process.stdout.write(`${JSON.stringify({ event: 'ingest_done', ...summary })}\n`);
   return summary;
+}
+
+/** The fetcher settings of parsed ingest options (shared with `crawl`). */
+export function fetchOptionsFrom(opts: Record<string, any>): FetcherOptions {
+  return {
+    totalTimeoutMs: opts.timeout * 1000,
+    retries: opts.retries,
+    maxBytes: opts.maxBytes,
+    connectionsPerOrigin: opts.connectionsPerOrigin,
+    allowPrivateNetwork: Boolean(opts.allowPrivateNetwork),
+    allowAddresses: opts.allowAddress ?? [],
+    userAgent: userAgent(opts),
+  };
 }
 
 export function userAgent(opts: { userAgentContact?: string }): string {
