@@ -83,7 +83,10 @@ function moments(x: tf.Tensor): { mean: tf.Tensor1D; variance: tf.Tensor1D } {
 export function dense(ps: ParamSet, name: string, x: tf.Tensor2D, out: number, bias = true): tf.Tensor2D {
   const w = ps.get(`${name}.w`, [x.shape[1], out], { normal: Math.sqrt(1 / x.shape[1]) }) as tf.Variable<tf.Rank.R2>;
   const y = tf.matMul(x, w) as tf.Tensor2D;
-  return bias ? (tf.add(y, ps.get(`${name}.b`, [out], 'zeros')) as tf.Tensor2D) : y;
+  // PyTorch's nn.Linear bias init (SwAV's head): a zero bias has no norm for LARS to scale by, so its first
+  // updates are raw gradients at full rate, which let the bias dominate the embedding (measured: collapse).
+  const b = bias ? ps.get(`${name}.b`, [out], { uniform: 1 / Math.sqrt(x.shape[1]) }) : null;
+  return b ? (tf.add(y, b) as tf.Tensor2D) : y;
 }
 
 /** Squeeze-and-excitation: channel gates from the global average, through a `squeeze`-wide bottleneck. */

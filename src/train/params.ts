@@ -6,7 +6,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { prng, seedOf } from '../rng.js';
 
-export type Init = 'he' | 'zeros' | 'ones' | { normal: number };
+export type Init = 'he' | 'zeros' | 'ones' | { normal: number } | { uniform: number };
 
 let instances = 0;
 
@@ -62,9 +62,10 @@ function initValues(shape: number[], init: Init, seed: number): Float32Array {
   const size = shape.reduce((a, b) => a * b, 1);
   if (init === 'zeros') return new Float32Array(size);
   if (init === 'ones') return new Float32Array(size).fill(1);
+  const rand = prng(seed);
+  if (typeof init === 'object' && 'uniform' in init) return Float32Array.from({ length: size }, () => (2 * rand() - 1) * init.uniform);
   // He (fan-out, as torchvision's RegNet) for conv weights [kh, kw, in, out]; an explicit std otherwise.
   const std = init === 'he' ? Math.sqrt(2 / ((shape[0] ?? 1) * (shape[1] ?? 1) * (shape[shape.length - 1] ?? 1))) : init.normal;
-  const rand = prng(seed);
   const out = new Float32Array(size);
   for (let i = 0; i < size; i += 2) {
     const r = Math.sqrt(-2 * Math.log(1 - rand())), t = 2 * Math.PI * rand(); // Box-Muller
