@@ -43,7 +43,7 @@ try {
   const n = Number(o.images);
   const images = await Promise.all(Array.from({ length: n }, (_, i) => patternJpeg(i, { width: 64, height: 64 })));
   await writeDataset(await openStore(join(dir, 'data')), { units: 4, perUnit: n / 4, batchRows: 16, image: (i) => images[i]! });
-  for (const [split, first, count] of [['train', 100_000, 200], ['test', 200_000, 100]] as const) {
+  for (const [split, first, count] of [['train', 100_000, 400], ['test', 200_000, 400]] as const) {
     for (let i = first; i < first + count; i++) {
       await mkdir(join(dir, split, `c${i % 4}`), { recursive: true });
       await writeFile(join(dir, split, `c${i % 4}`, `${i}.jpg`), await patternJpeg(i, { width: 64, height: 64 }));
@@ -62,7 +62,7 @@ try {
   }
   const last = Number(/loss ([\d.]+)/.exec(lines[lines.length - 1] ?? '')?.[1]);
   console.log(`final loss ${last.toFixed(4)} vs ln(K) = ${Math.log(Number(o.prototypes)).toFixed(4)}; ` +
-    `k-NN top-1 (4 classes, 200 train / 100 test): trained ${knn.trained!.toFixed(2)}, random init ${knn.init!.toFixed(2)}`);
+    `k-NN top-1 (4 classes, 400 train / 400 test): trained ${knn.trained!.toFixed(2)}, random init ${knn.init!.toFixed(2)}`);
 } finally {
   await rm(dir, { recursive: true, force: true });
 }

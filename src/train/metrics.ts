@@ -54,3 +54,13 @@ export function formatLine(m: MetricLine, steps: number): string {
   return `step ${m.step}/${steps}  epoch ${m.epoch}  loss ${m.loss.toFixed(4)}  lr ${m.lr.toPrecision(3)}  ` +
     `${m.imagesPerSec.toFixed(1)} img/s  data-wait ${m.dataWaitPct.toFixed(0)}%  ${m.backend}`;
 }
+
+/**
+ * Whether an interval's loss sits on SwAV's collapse plateau: every prediction uniform over the K prototypes
+ * gives a loss of exactly ln K whatever the codes (facebookresearch/swav issues 62 and 69: "stuck at 8.0").
+ */
+export function onUniformPlateau(loss: number, prototypes: number): boolean {
+  return Math.abs(loss / Math.log(prototypes) - 1) < 0.005;
+}
+
+export const COLLAPSE_HINT = 'the predictions are uniform over the prototypes (SwAV collapse); see README "When the loss sits at ln K"';

@@ -13,7 +13,7 @@ import type { Store } from '../shards/store.js';
 import { startBackend, type BackendInfo, type BackendName } from './backend.js';
 import { augmentOf, checkCompatible, type TrainConfig } from './config.js';
 import { latestCheckpoint, listCheckpoints, pruneCheckpoints, restoreModel, saveCheckpoint } from './checkpoint.js';
-import { dropMetricsAfter, formatLine, writeMetricsPart, type MetricLine } from './metrics.js';
+import { COLLAPSE_HINT, dropMetricsAfter, formatLine, onUniformPlateau, writeMetricsPart, type MetricLine } from './metrics.js';
 import { SwavModel } from './model.js';
 
 export interface TrainOptions {
@@ -98,6 +98,8 @@ class Loop {
   private interval = { loss: 0, steps: 0, images: 0, waitMs: 0, t0: performance.now() };
   private epoch = 0;
   private lr = 0;
+  /** Consecutive intervals past the prototype freeze with the loss at ln K (-1 once warned). */
+  private plateau = 0;
 
   constructor(
     private readonly o: Required<Pick<TrainOptions, 'checkpointEvery' | 'keep' | 'logEvery' | 'follow' | 'log'>> & TrainOptions,
@@ -178,7 +180,18 @@ class Loop {
     this.lastLoss = line.loss;
     this.pending.push(line);
     this.o.log(formatLine(line, config.steps));
+    this.watchCollapse(line.loss);
     this.interval = { loss: 0, steps: 0, images: 0, waitMs: 0, t0: performance.now() };
+  }
+
+  /** Warns once when three intervals in a row after the prototype freeze sit at ln K. */
+  private watchCollapse(loss: number): void {
+    const { swav } = this.o.config;
+    if (this.plateau < 0 || this.step <= swav.freezePrototypesSteps) return;
+    this.plateau = onUniformPlateau(loss, swav.prototypes) ? this.plateau + 1 : 0;
+    if (this.plateau < 3) return;
+    this.o.log(`warning: the loss has stayed at ln ${swav.prototypes} = ${Math.log(swav.prototypes).toFixed(4)} for ${3 * this.o.logEvery} steps: ${COLLAPSE_HINT}`);
+    this.plateau = -1;
   }
 
   private async save(cursor: StreamCursor): Promise<number> {

@@ -9,6 +9,7 @@ import { ParamSet } from '../../src/train/params.js';
 import { buildRegnet } from '../../src/train/regnet.js';
 import { countParams, regnetMacs, regnetSpec } from '../../src/train/regnet-spec.js';
 import { DEFAULT_SWAV, sinkhorn, swavLoss } from '../../src/train/swav.js';
+import { onUniformPlateau } from '../../src/train/metrics.js';
 import { conv2dFilterGrad } from '../../src/train/wasm-grads.js';
 import { prng } from '../../src/rng.js';
 
@@ -119,6 +120,14 @@ describe('SwAV', () => {
     expect(spread(200)).toBeLessThan(1e-3);
   });
 
+  it('uniform predictions give a loss of ln K whatever the codes, which the collapse warning recognises', () => {
+    // Crop 0 (random scores) assigns sharp codes; crop 1 predicts them with equal scores for every prototype.
+    const loss = swavLoss([randn([6, 32]), tf.zeros([6, 32])] as tf.Tensor2D[], { ...DEFAULT_SWAV, cropsForAssign: [0] });
+    expect(loss.dataSync()[0]).toBeCloseTo(Math.log(32), 5);
+    // Final losses of collapsed runs (bench/RESULTS.md) and of a run that left the plateau.
+    expect([onUniformPlateau(3.466, 32), onUniformPlateau(2.072, 8), onUniformPlateau(4.04, 32), onUniformPlateau(2.6, 32)]).toEqual([true, true, false, false]);
+  });
+
   it('the swapped-prediction loss equals a hand computation', () => {
     const s0 = [[0.2, -0.1], [0.05, 0.3]], s1 = [[0.1, 0.4], [-0.2, 0.0]];
     const cfg = { temperature: 0.1, epsilon: 0.5, sinkhornIters: 1, cropsForAssign: [0, 1] };
@@ -189,6 +198,19 @@ describe('training step', () => {
     expect(Math.abs(naive(x, gamma, beta).dataSync()[0]! - fused(x, gamma, beta).dataSync()[0]!)).toBeLessThan(1e-4);
     const [a, b] = [tf.grads(naive)([x, gamma, beta]), tf.grads(fused)([x, gamma, beta])];
     a.forEach((ga, i) => expect(tf.max(tf.abs(tf.sub(ga, b[i]!))).dataSync()[0], `input ${i}`).toBeLessThan(1e-4));
+  });
+
+  it("the head's biases start as PyTorch's nn.Linear does: uniform in +-1/sqrt(fan_in), not zero", () => {
+    // A zero bias has no norm for LARS to scale by, so its first updates are raw gradients at the full rate;
+    // in bench/scratch runs that let the projection bias dominate every embedding (collapse).
+    const model = new SwavModel(defaultTrainConfig({ model: 'custom:4,8,8,2,4', batchSize: 4, crops: '2x16,2x8', swav: { ...DEFAULT_SWAV, hidden: 16, dim: 8, prototypes: 10 } }));
+    for (const [name, fanIn] of [['swav.proj1.b', model.spec.stages.at(-1)!.width], ['swav.proj2.b', 16]] as const) {
+      const b = Array.from(model.ps.vars.get(name)!.dataSync());
+      expect(Math.max(...b.map(Math.abs)), name).toBeLessThanOrEqual(1 / Math.sqrt(fanIn));
+      expect(b.filter((v) => v !== 0).length, name).toBe(b.length);
+      expect(new Set(b).size, name).toBe(b.length);
+    }
+    model.dispose();
   });
 
   it('a whole SwAV step has the same gradients on wasm (custom conv and BN gradients) as on cpu', async () => {
