@@ -16,6 +16,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import { decodeImage } from '../src/ingest/decode.js';
+import { Fetcher } from '../src/ingest/fetch.js';
 import { runIngest } from '../src/ingest/job.js';
 import { timed } from './timed.js';
 
@@ -42,6 +43,17 @@ async function imageWork(images: Buffer[], parallel: number): Promise<void> {
   await Promise.all(Array.from({ length: parallel }, lane));
 }
 
+/** Downloads alone: the same Fetcher and concurrency as ingest, bodies dropped. */
+async function downloads(urls: string[], concurrency: number): Promise<void> {
+  const fetcher = new Fetcher({ allowAddresses: ['127.0.0.1'] });
+  let next = 0;
+  const lane = async () => {
+    while (next < urls.length) if (!(await fetcher.fetch(urls[next++]!)).ok) throw new Error('download failed');
+  };
+  await Promise.all(Array.from({ length: concurrency }, lane));
+  await fetcher.close();
+}
+
 try {
   console.log(`ingest bench: ${count} JPEGs of 0.3-3 MP (${(bytes / 1e6).toFixed(0)} MB) on loopback; ${cpus().length} cores, ${cpus()[0]?.model}`);
   // sharp alone: fetch all bytes first (not timed), then the image work with `parallel` in flight. The two runs
@@ -50,6 +62,7 @@ try {
   const list = join(dir, 'list.txt');
   await writeFile(list, Array.from({ length: count }, (_, i) => `${base}/img/${i}.jpg`).join('\n'));
   const ratios: number[] = [];
+  const urls = Array.from({ length: count }, (_, i) => `${base}/img/${i}.jpg`);
   for (let round = 0; round < rounds; round++) {
     const alone = await timed(() => imageWork(originals, parallel));
     const ingest = await timed(async () => {
@@ -62,7 +75,10 @@ try {
       });
       if (summary.kept !== count) throw new Error(`kept ${summary.kept} of ${count}: ${JSON.stringify(summary.failedByReason)}`);
     });
+    const download = await timed(() => downloads(urls, Number(values.concurrency)));
     ratios.push(alone.cpu / ingest.cpu);
+    const ms = (t: { cpu: number }) => ((1000 * t.cpu) / count).toFixed(1);
+    console.log(`round ${round + 1}: CPU ms per image: image work ${ms(alone)}, downloads alone ${ms(download)}, ingest ${ms(ingest)}`);
     console.log(
       `round ${round + 1}: sharp alone x${parallel} ${(count / alone.cpu).toFixed(1)} img/s per core (${(count / alone.wall).toFixed(1)} wall); ` +
         `ingest ${(count / ingest.cpu).toFixed(1)} img/s per core (${(count / ingest.wall).toFixed(1)} wall); ratio ${(100 * alone.cpu / ingest.cpu).toFixed(0)} %`,
