@@ -190,7 +190,7 @@ class Loop {
     if (this.plateau < 0 || this.step <= swav.freezePrototypesSteps) return;
     this.plateau = onUniformPlateau(loss, swav.prototypes) ? this.plateau + 1 : 0;
     if (this.plateau < 3) return;
-    this.o.log(`warning: the loss has stayed at ln ${swav.prototypes} = ${Math.log(swav.prototypes).toFixed(4)} for ${3 * this.o.logEvery} steps: ${COLLAPSE_HINT}`);
+    this.o.log(`warning: the loss has stayed at ln ${swav.prototypes} = ${Math.log(swav.prototypes).toFixed(4)} for the last 3 log intervals: ${COLLAPSE_HINT}`);
     this.plateau = -1;
   }
 
