@@ -51,8 +51,11 @@ export function normalisePrototypes(ps: ParamSet): void {
 export function sinkhorn(scores: tf.Tensor2D, epsilon: number, iterations: number): tf.Tensor2D {
   return tf.tidy(() => {
     const [b, k] = scores.shape;
-    // Subtracting the max keeps exp finite; the normalisations below cancel it out.
-    let q = tf.exp(tf.div(tf.sub(scores, tf.max(scores)), epsilon)) as tf.Tensor2D;
+    // Subtracting each prototype's max keeps exp finite and every column non-zero (the first column
+    // normalisation cancels a per-column shift exactly). A global max would not: at a small epsilon (0.02 on
+    // cosines in [-1, 1] is a range of e^100) a prototype far from every sample underflows to an all-zero
+    // column and 0/0. The floor at e^-80 keeps a row that far from every prototype finite (uniform).
+    let q = tf.exp(tf.maximum(tf.div(tf.sub(scores, tf.max(scores, 0, true)), epsilon), -80)) as tf.Tensor2D;
     q = tf.div(q, tf.sum(q)) as tf.Tensor2D;
     for (let i = 0; i < iterations; i++) {
       q = tf.div(tf.div(q, tf.sum(q, 0, true)), k) as tf.Tensor2D; // each prototype's column -> 1/K

@@ -120,6 +120,15 @@ describe('SwAV', () => {
     expect(spread(200)).toBeLessThan(1e-3);
   });
 
+  it('Sinkhorn stays finite at a small epsilon when a prototype is far from every sample', () => {
+    // Prototype 1 scores -0.9 against every sample while others reach 0.95: with a global shift its column
+    // underflows to zero at epsilon 0.01 and the codes turn to NaN.
+    const scores = tf.tensor2d([[0.95, -0.9, 0.1], [0.2, -0.9, 0.9], [0.5, -0.9, 0.3], [0.1, -0.9, -0.2]]);
+    const q = sinkhorn(scores, 0.01, 3).arraySync() as number[][];
+    expect(q.flat().every(Number.isFinite)).toBe(true);
+    for (const row of q) expect(row.reduce((a, b) => a + b)).toBeCloseTo(1, 4);
+  });
+
   it('uniform predictions give a loss of ln K whatever the codes, which the collapse warning recognises', () => {
     // Crop 0 (random scores) assigns sharp codes; crop 1 predicts them with equal scores for every prototype.
     const loss = swavLoss([randn([6, 32]), tf.zeros([6, 32])] as tf.Tensor2D[], { ...DEFAULT_SWAV, cropsForAssign: [0] });
