@@ -5,8 +5,8 @@ pattern images that bench/pattern-folders.ts writes; prints the loss and k-NN to
 
   npx tsx bench/pattern-folders.ts /tmp/pat && /usr/bin/python3 bench/torch_swav_learn.py --dir /tmp/pat --eps 0.02 --final-lr 1 --steps 600
 """
-import argparse, glob, math, os, random, time
-import torch, torch.nn as nn, torch.nn.functional as F, torchvision
+import argparse, glob, math, random, time
+import torch, torch.nn as nn, torch.nn.functional as F
 from torchvision import transforms as T
 from torchvision.models.regnet import BlockParams, RegNet
 from PIL import Image
@@ -60,7 +60,6 @@ width = backbone.fc.in_features; backbone.fc = nn.Identity()
 head = nn.Sequential(nn.Linear(width, a.hidden), nn.Identity() if a.nobn else nn.BatchNorm1d(a.hidden), nn.ReLU(), nn.Linear(a.hidden, a.dim))
 protos = nn.Linear(a.dim, a.K, bias=False)
 mods = nn.ModuleList([backbone, head, protos])
-init_state = {k: v.clone() for k, v in backbone.state_dict().items()}
 
 @torch.no_grad()
 def feats(xs):
