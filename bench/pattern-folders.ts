@@ -5,14 +5,7 @@
  *
  *   npx tsx bench/pattern-folders.ts [dir=/tmp/pat] [side=64]
  */
-import { mkdir, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
-import { patternJpeg } from '../src/fixtures/images.js';
-const out = process.argv[2] ?? '/tmp/pat';
+import { writePatternFolders } from '../test/helpers/learning.js';
+
 const side = Number(process.argv[3] ?? 64);
-for (const [split, first, count] of [['data', 0, 512], ['train', 100_000, 400], ['test', 200_000, 400]] as const) {
-  for (let i = first; i < first + count; i++) {
-    await mkdir(join(out, split, `c${i % 4}`), { recursive: true });
-    await writeFile(join(out, split, `c${i % 4}`, `${i}.jpg`), await patternJpeg(i, { width: side, height: side }));
-  }
-}
+await writePatternFolders(process.argv[2] ?? '/tmp/pat', [['data', 0, 512], ['train', 100_000, 400], ['test', 200_000, 400]], side);

@@ -16,14 +16,13 @@ import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs-core';
 import { parseCrops } from '../src/augment/config.js';
 import { MultiCropLoader } from '../src/augment/loader.js';
-import { patternJpeg } from '../src/fixtures/images.js';
 import { openStore } from '../src/shards/store.js';
 import { startBackend } from '../src/train/backend.js';
 import { defaultTrainConfig } from '../src/train/config.js';
 import { SwavModel } from '../src/train/model.js';
 import { DEFAULT_LARS } from '../src/train/optim.js';
 import { DEFAULT_SWAV, sinkhorn } from '../src/train/swav.js';
-import { writeDataset } from '../test/helpers/dataset.js';
+import { writePatternShards } from '../test/helpers/learning.js';
 
 const { values: o } = parseArgs({
   options: {
@@ -44,8 +43,7 @@ try {
   let data = o.data;
   if (!data) {
     data = join(dir, 'data');
-    const images = await Promise.all(Array.from({ length: 512 }, (_, i) => patternJpeg(i, { width: 64, height: 64 })));
-    await writeDataset(await openStore(data), { units: 4, perUnit: 128, batchRows: 16, image: (i) => images[i]! });
+    await writePatternShards(data, 512);
   }
   const config = defaultTrainConfig({
     model: o.model!, batchSize: B, crops: o.crops!, steps: num('steps'),

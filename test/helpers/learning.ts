@@ -77,12 +77,22 @@ export async function learningRun(over: Partial<LearningOptions> = {}): Promise<
 
 /** Shards of `n` training images, and class folders of 400 + 400 other images for k-NN. */
 async function writeImages(dir: string, n: number): Promise<void> {
+  await writePatternShards(join(dir, 'data'), n);
+  await writePatternFolders(dir, [['train', 100_000, 400], ['test', 200_000, 400]]);
+}
+
+/** The first `n` pattern images (64x64) as a shard dataset of 4 units at `path`. */
+export async function writePatternShards(path: string, n: number): Promise<void> {
   const images = await Promise.all(Array.from({ length: n }, (_, i) => patternJpeg(i, { width: 64, height: 64 })));
-  await writeDataset(await openStore(join(dir, 'data')), { units: 4, perUnit: n / 4, batchRows: 16, image: (i) => images[i]! });
-  for (const [split, first, count] of [['train', 100_000, 400], ['test', 200_000, 400]] as const) {
+  await writeDataset(await openStore(path), { units: 4, perUnit: n / 4, batchRows: 16, image: (i) => images[i]! });
+}
+
+/** Pattern images as class folders `dir/split/c<class>/<seed>.jpg`, one [split, first seed, count] each. */
+export async function writePatternFolders(dir: string, splits: ReadonlyArray<readonly [string, number, number]>, side = 64): Promise<void> {
+  for (const [split, first, count] of splits) {
     for (let i = first; i < first + count; i++) {
       await mkdir(join(dir, split, `c${i % 4}`), { recursive: true });
-      await writeFile(join(dir, split, `c${i % 4}`, `${i}.jpg`), await patternJpeg(i, { width: 64, height: 64 }));
+      await writeFile(join(dir, split, `c${i % 4}`, `${i}.jpg`), await patternJpeg(i, { width: side, height: side }));
     }
   }
 }
