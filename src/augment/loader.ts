@@ -13,7 +13,7 @@ import type { AugmentResult } from './worker.js';
 
 export interface CropTensor {
   size: number;
-  /** Float32 NHWC: [batch, size, size, 3], normalised. */
+  /** Float32 NHWC: [batch, size, size, 3], normalised; full batches live in a SharedArrayBuffer the workers wrote. */
   data: Float32Array;
 }
 
@@ -64,40 +64,44 @@ export class MultiCropLoader implements AsyncIterable<MultiCropBatch> {
   async *[Symbol.asyncIterator](): AsyncGenerator<MultiCropBatch> {
     const records = this.stream[Symbol.asyncIterator]();
     const inflight = this.options.inflight ?? this.pool.threads * 4;
-    const queue: Array<{ item: StreamItem; result: Promise<AugmentResult> }> = [];
+    const queue: Array<{ item: StreamItem; result: Promise<AugmentResult>; slab: Slab; slot: number }> = [];
+    const lengths = cropList(this.config).map(({ size }) => size * size * 3);
     let exhausted = false;
+    let filling: Slab | null = null;
     const top = async () => {
       while (!exhausted && queue.length < inflight) {
         const next = await records.next();
         if (next.done) exhausted = true;
         else {
           const { record, epoch, position } = next.value;
-          const result = this.pool.augment(record.image, { seed: this.seed, epoch, record: position });
+          if (!filling || filling.dispatched === this.options.batchSize) filling = new Slab(lengths, this.options.batchSize);
+          const slot = filling.dispatched++;
+          const result = this.pool.augment(record.image, { seed: this.seed, epoch, record: position }, { crops: filling.shared, slot });
           result.catch(() => {}); // surfaced in order below
-          queue.push({ item: next.value, result });
+          queue.push({ item: next.value, result, slab: filling, slot });
         }
       }
     };
-    let batch = new BatchBuilder(this.config, this.options.batchSize);
+    let batch: BatchBuilder | null = null;
+    let cursor: StreamCursor | null = null, epoch = 0;
     try {
       for (await top(); queue.length > 0; await top()) {
-        const { item, result } = queue.shift()!;
+        const { item, result, slab, slot } = queue.shift()!;
         const t0 = performance.now();
         const out = await result;
         this.stats.waitMs += performance.now() - t0;
+        [cursor, epoch] = [item.cursor, item.epoch];
         if ('error' in out) this.stats.skipped[out.error] = (this.stats.skipped[out.error] ?? 0) + 1;
-        else batch.add(item.record.key, out.crops);
-        batch.cursor = item.cursor;
-        batch.epoch = item.epoch;
-        if (batch.full) {
+        else (batch ??= new BatchBuilder(slab)).add(item.record.key, slab, slot);
+        if (batch?.count === this.options.batchSize) {
           this.stats.samples += batch.count;
-          yield batch.finish();
-          batch = new BatchBuilder(this.config, this.options.batchSize);
+          yield batch.finish(this.config, cursor, epoch);
+          batch = null;
         }
       }
-      if (batch.count > 0) {
+      if (batch && batch.count > 0) {
         this.stats.samples += batch.count;
-        yield batch.finish();
+        yield batch.finish(this.config, cursor!, epoch);
       }
     } finally {
       await records.return(undefined);
@@ -115,33 +119,47 @@ export class MultiCropLoader implements AsyncIterable<MultiCropBatch> {
   }
 }
 
-/** Copies per-sample crops into per-crop batch tensors. */
+/** One batch's worth of shared buffers, one per crop, that workers write samples into at their slot. */
+class Slab {
+  readonly shared: SharedArrayBuffer[];
+  readonly crops: Float32Array[];
+  dispatched = 0;
+
+  constructor(readonly lengths: number[], capacity: number) {
+    this.shared = lengths.map((n) => new SharedArrayBuffer(capacity * n * 4));
+    this.crops = this.shared.map((buffer) => new Float32Array(buffer));
+  }
+}
+
+/**
+ * Assembles a batch in the slab its first sample was written to. Samples land at the slot they were
+ * dispatched to; after a skipped record the later ones move down a slot (and the batch borrows the next
+ * slab's first samples), so batches stay dense and in stream order. Every slot moved from or into belongs
+ * to a record already settled: results are taken in order.
+ */
 class BatchBuilder {
   readonly keys: string[] = [];
-  readonly crops: CropTensor[];
-  cursor: StreamCursor | null = null;
-  epoch = 0;
 
-  constructor(config: AugmentConfig, private readonly batchSize: number) {
-    this.crops = cropList(config).map(({ size }) => ({ size, data: new Float32Array(batchSize * size * size * 3) }));
-  }
+  constructor(private readonly slab: Slab) {}
 
   get count(): number {
     return this.keys.length;
   }
 
-  get full(): boolean {
-    return this.keys.length === this.batchSize;
-  }
-
-  add(key: string, crops: Float32Array[]): void {
-    crops.forEach((crop, c) => this.crops[c]!.data.set(crop, this.keys.length * crop.length));
+  add(key: string, from: Slab, slot: number): void {
+    const at = this.keys.length;
+    if (from !== this.slab || slot !== at) {
+      from.lengths.forEach((n, c) => this.slab.crops[c]!.set(from.crops[c]!.subarray(slot * n, (slot + 1) * n), at * n));
+    }
     this.keys.push(key);
   }
 
-  finish(): MultiCropBatch {
+  finish(config: AugmentConfig, cursor: StreamCursor, epoch: number): MultiCropBatch {
     const n = this.keys.length;
-    const crops = this.crops.map(({ size, data }) => ({ size, data: n === this.batchSize ? data : data.slice(0, n * size * size * 3) }));
-    return { keys: this.keys, crops, epoch: this.epoch, cursor: this.cursor! };
+    const crops = cropList(config).map(({ size }, c) => {
+      const data = this.slab.crops[c]!;
+      return { size, data: n * size * size * 3 === data.length ? data : data.slice(0, n * size * size * 3) };
+    });
+    return { keys: this.keys, crops, epoch, cursor };
   }
 }

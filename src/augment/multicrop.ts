@@ -5,17 +5,8 @@
  */
 import { prng, randInt, seedOf, shuffle, uniform } from '../rng.js';
 import { cropList, type AugmentConfig } from './config.js';
-import {
-  adjustBrightness,
-  adjustContrast,
-  adjustHue,
-  adjustSaturation,
-  gaussianBlur,
-  normalise,
-  resizedCrop,
-  toGreyscale,
-  type Box,
-} from './pixels.js';
+import { cropImage } from './kernels.js';
+import type { Box } from './taps.js';
 
 export type JitterOp = 'brightness' | 'contrast' | 'saturation' | 'hue';
 
@@ -82,24 +73,12 @@ export function drawCrop(config: AugmentConfig, at: DrawSeed, crop: number, widt
   return { size: spec.size, box, flip, jitter, grey, blur };
 }
 
-const JITTER: Record<JitterOp, (px: Float32Array, factor: number) => void> = {
-  brightness: adjustBrightness,
-  contrast: adjustContrast,
-  saturation: adjustSaturation,
-  hue: adjustHue,
-};
-
 /** Applies one crop's draws to an 8-bit RGB image: a normalised Float32 size x size x 3 (HWC) crop. */
 export function applyCrop(rgb: Uint8Array, width: number, draw: CropDraw, config: AugmentConfig): Float32Array {
-  const px = resizedCrop(rgb, width, draw.box, draw.size, draw.flip);
-  for (const { op, factor } of draw.jitter ?? []) JITTER[op](px, factor);
-  if (draw.grey) toGreyscale(px);
-  if (draw.blur !== null) gaussianBlur(px, draw.size, draw.blur);
-  normalise(px, config.mean, config.std);
-  return px;
+  return cropImage(rgb, width, [draw], config)[0]!;
 }
 
-/** All crops of one image, in `cropList` order. */
-export function multiCrop(rgb: Uint8Array, width: number, height: number, config: AugmentConfig, at: DrawSeed): Float32Array[] {
-  return cropList(config).map((_, crop) => applyCrop(rgb, width, drawCrop(config, at, crop, width, height), config));
+/** All crops of one image, in `cropList` order (written into `outputs` when given). */
+export function multiCrop(rgb: Uint8Array, width: number, height: number, config: AugmentConfig, at: DrawSeed, outputs?: Float32Array[]): Float32Array[] {
+  return cropImage(rgb, width, cropList(config).map((_, crop) => drawCrop(config, at, crop, width, height)), config, outputs);
 }

@@ -1,7 +1,7 @@
 /**
  * A pool of augment worker threads (piscina), sized to the cores by default. Tasks carry only the encoded
- * image (copied out of its Arrow batch first: posting a view would clone the whole batch buffer) and the
- * draw seed; crops come back by transfer. `close()` stops the threads.
+ * image (copied out of its Arrow batch first: posting a view would clone the whole batch buffer), the draw
+ * seed and the shared buffers the crops are written into. `close()` stops the threads.
  */
 import { availableParallelism } from 'node:os';
 import { Piscina } from 'piscina';
@@ -9,7 +9,7 @@ import 'sharp'; // load libvips in the main thread before any worker does (sharp
 import { ConfigError } from '../errors.js';
 import type { AugmentConfig } from './config.js';
 import type { DrawSeed } from './multicrop.js';
-import type { AugmentResult } from './worker.js';
+import type { AugmentResult, SampleSlot } from './worker.js';
 
 export interface PoolOptions {
   /** Worker threads. @default the number of cores */
@@ -39,10 +39,10 @@ export class AugmentPool {
     return this.piscina.threads.length;
   }
 
-  /** Multi-crops one encoded image; resolves to its crops or a failure reason. */
-  async augment(image: Uint8Array, at: DrawSeed): Promise<AugmentResult> {
+  /** Multi-crops one encoded image into `into`; resolves when written, or to a failure reason. */
+  async augment(image: Uint8Array, at: DrawSeed, into: SampleSlot): Promise<AugmentResult> {
     const own = image.slice(); // a copy that owns exactly these bytes, transferred to the worker
-    const task = this.piscina.run({ image: own, at }, { transferList: [own.buffer] }) as Promise<AugmentResult>;
+    const task = this.piscina.run({ image: own, at, into }, { transferList: [own.buffer] }) as Promise<AugmentResult>;
     const settled = task.then(() => {}, () => {}).finally(() => this.inflight.delete(settled));
     this.inflight.add(settled);
     return task;

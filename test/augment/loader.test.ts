@@ -2,8 +2,10 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseCrops } from '../../src/augment/config.js';
+import { augmentConfig, parseCrops } from '../../src/augment/config.js';
 import { MultiCropLoader, type LoaderOptions, type MultiCropBatch } from '../../src/augment/loader.js';
+import { multiCrop } from '../../src/augment/multicrop.js';
+import { DatasetStream } from '../../src/augment/stream.js';
 import { photoJpeg } from '../../src/fixtures/images.js';
 import { openStore, type Store } from '../../src/shards/store.js';
 import { writeDataset } from '../helpers/dataset.js';
@@ -65,6 +67,19 @@ describe('MultiCropLoader', () => {
       const { out: resumed } = await batches({ cursor: JSON.parse(JSON.stringify(a[k - 1]!.cursor)) });
       expect(resumed.map(digest), `after batch ${k}`).toEqual(a.slice(k).map(digest));
     }
+  });
+
+  it('puts every sample at its place in the batch, across skipped records and batch boundaries', async () => {
+    const { out } = await batches();
+    const config = augmentConfig(options.augment);
+    const expected: Float32Array[][] = [];
+    for await (const { record, epoch, position } of new DatasetStream(store, options)) {
+      const decoded = await sharp(record.image).raw().toBuffer({ resolveWithObject: true }).catch(() => null);
+      if (decoded) expected.push(multiCrop(decoded.data, decoded.info.width, decoded.info.height, config, { seed: options.seed!, epoch, record: position }));
+    }
+    const got = out.flatMap((b) => b.keys.map((_, i) => b.crops.map(({ data }, c) => data.subarray(i * expected[0]![c]!.length, (i + 1) * expected[0]![c]!.length))));
+    expect(got).toHaveLength(expected.length);
+    got.forEach((crops, i) => crops.forEach((crop, c) => expect(crop, `sample ${i} crop ${c}`).toEqual(expected[i]![c])));
   });
 
   it('stops its workers when the consumer breaks out early', async () => {

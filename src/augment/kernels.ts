@@ -1,0 +1,139 @@
+/**
+ * Runs a crop's pixel work in the WASM SIMD kernels (./wasm/crop.ts): resize, colour jitter, greyscale,
+ * normalisation, blur. Each thread instantiates the module once; a call copies the decoded image into the
+ * module's memory, lays out every crop's tables and buffers after it, and copies each finished crop out
+ * into its own Float32Array (which the worker then transfers without a copy).
+ */
+import { readFileSync } from 'node:fs';
+import type { AugmentConfig } from './config.js';
+import type { CropDraw, JitterOp } from './multicrop.js';
+import { axisTaps, gaussianKernel, type AxisTaps } from './taps.js';
+
+/** The WebAssembly API this file uses; lib ES2023 and @types/node 20 do not declare it. */
+interface WasmMemory {
+  readonly buffer: ArrayBuffer;
+  grow(pages: number): number;
+}
+const WASM = (globalThis as unknown as { WebAssembly: { Module: new (bytes: Uint8Array) => object; Instance: new (module: object) => { exports: unknown } } }).WebAssembly;
+
+interface CropWasm {
+  memory: WasmMemory;
+  columnPass(src: number, stride: number, rowLen: number, out: number, size: number, first: number, count: number, weights: number, taps: number): void;
+  rowPass(cols: number, width: number, size: number, first: number, count: number, weights: number, taps: number, flip: number, out: number): void;
+  colour(px: number, pixels: number, codes: number, factors: number, nops: number, mean: number, finish: number, grey: number,
+    m0: number, m1: number, m2: number, s0: number, s1: number, s2: number): number;
+  blur(px: number, tmp: number, line: number, size: number, kernel: number, taps: number): void;
+}
+
+const wasmModule = new WASM.Module(readFileSync(new URL('./wasm/crop.wasm', import.meta.url)));
+let instance: CropWasm | undefined;
+const kernels = () => (instance ??= new WASM.Instance(wasmModule).exports as unknown as CropWasm);
+
+const CODE: Record<JitterOp, number> = { brightness: 0, contrast: 1, saturation: 2, hue: 3 };
+/**
+ * Slack after every buffer: the kernels read a pixel as 16 bytes (r, g, b and the next r) and colour a crop
+ * four pixels (48 bytes) at a time, a last partial group reaching up to 36 bytes past the end.
+ */
+const PAD = 48;
+
+/** Bump allocation of 16-byte-aligned regions in the module's memory, grown before any view is made. */
+class Arena {
+  private top: number;
+  constructor(start: number) {
+    this.top = start;
+  }
+  alloc(bytes: number): number {
+    const at = Math.ceil(this.top / 16) * 16;
+    this.top = at + bytes + PAD;
+    return at;
+  }
+  get end(): number {
+    return this.top;
+  }
+  commit(memory: WasmMemory): void {
+    const missing = this.top - memory.buffer.byteLength;
+    if (missing > 0) memory.grow(Math.ceil(missing / 65536));
+  }
+}
+
+/**
+ * Crops an 8-bit RGB image (`width` pixels a row) once per draw: normalised size x size x 3 floats each,
+ * written into `outputs[i]` when given (e.g. views of a shared batch buffer), else into new arrays.
+ */
+export function cropImage(rgb: Uint8Array, width: number, draws: readonly CropDraw[], config: AugmentConfig, outputs?: Float32Array[]): Float32Array[] {
+  const k = kernels();
+  const arena = new Arena(0);
+  const image = arena.alloc(rgb.length);
+  arena.commit(k.memory);
+  new Uint8Array(k.memory.buffer, image, rgb.length).set(rgb);
+  return draws.map((draw, i) => {
+    const out = cropOne(k, image, width, arena.end, draw, config);
+    const into = outputs?.[i];
+    if (!into) return out.slice();
+    if (into.length !== out.length) throw new RangeError(`crop ${i} needs ${out.length} floats, its output has ${into.length}`);
+    into.set(out);
+    return into;
+  });
+}
+
+/**
+ * One crop: resize (columns, then rows), colour and normalisation, blur. Blur runs after normalisation, not
+ * before as torchvision orders it: a blur whose weights sum to 1 commutes with a per-channel affine map, and
+ * this way the colour steps and normalisation share one pass.
+ */
+/** Returns a view of the crop in the module's memory, valid until the next call. */
+function cropOne(k: CropWasm, image: number, width: number, scratch: number, draw: CropDraw, config: AugmentConfig): Float32Array {
+  const { box, size } = draw;
+  const ys = axisTaps(box.y, box.h, size, 1 / 255), xs = axisTaps(0, box.w, size);
+  const kernel = draw.blur === null ? null : gaussianKernel(draw.blur);
+  const arena = new Arena(scratch);
+  const yt = allocTaps(arena, ys), xt = allocTaps(arena, xs);
+  const cols = arena.alloc(size * box.w * 12), out = arena.alloc(size * size * 12);
+  const ops = arena.alloc(32), factors = arena.alloc(32);
+  const blur = kernel && { tmp: arena.alloc(size * size * 12), line: arena.alloc((size + kernel.length - 1) * 12), kernel: arena.alloc(kernel.length * 4) };
+  arena.commit(k.memory);
+  writeTaps(k.memory, yt, ys);
+  writeTaps(k.memory, xt, xs);
+  k.columnPass(image + box.x * 3, width * 3, box.w * 3, cols, size, yt.first, yt.count, yt.weights, ys.taps);
+  k.rowPass(cols, box.w, size, xt.first, xt.count, xt.weights, xs.taps, draw.flip ? 1 : 0, out);
+  colour(k, out, size * size, { ops, factors }, draw, config);
+  if (blur && kernel) {
+    new Float32Array(k.memory.buffer, blur.kernel, kernel.length).set(kernel);
+    k.blur(out, blur.tmp, blur.line, size, blur.kernel, kernel.length);
+  }
+  return new Float32Array(k.memory.buffer, out, size * size * 3);
+}
+
+interface TapsAt {
+  first: number;
+  count: number;
+  weights: number;
+}
+
+function allocTaps(arena: Arena, t: AxisTaps): TapsAt {
+  return { first: arena.alloc(t.first.byteLength), count: arena.alloc(t.count.byteLength), weights: arena.alloc(t.weights.byteLength) };
+}
+
+function writeTaps(memory: WasmMemory, at: TapsAt, t: AxisTaps): void {
+  new Int32Array(memory.buffer, at.first, t.first.length).set(t.first);
+  new Int32Array(memory.buffer, at.count, t.count.length).set(t.count);
+  new Float32Array(memory.buffer, at.weights, t.weights.length).set(t.weights);
+}
+
+/**
+ * Jitter in its drawn order, then greyscale and normalisation, fused per pixel. Contrast blends with the
+ * mean grey of the crop as it stands at contrast's turn, so the ops before it run first and sum that grey.
+ */
+function colour(k: CropWasm, px: number, pixels: number, at: { ops: number; factors: number }, draw: CropDraw, config: AugmentConfig): void {
+  const jitter = draw.jitter ?? [];
+  const split = jitter.findIndex((j) => j.op === 'contrast');
+  const pass = (ops: typeof jitter, mean: number, finish: boolean): number => {
+    new Int32Array(k.memory.buffer, at.ops, ops.length).set(ops.map((j) => CODE[j.op]));
+    new Float32Array(k.memory.buffer, at.factors, ops.length).set(ops.map((j) => j.factor));
+    const [m0, m1, m2] = config.mean, [s0, s1, s2] = config.std;
+    return k.colour(px, pixels, at.ops, at.factors, ops.length, mean, finish ? 1 : 0, draw.grey ? 1 : 0, m0, m1, m2, 1 / s0, 1 / s1, 1 / s2);
+  };
+  if (split < 0) return void pass(jitter, 0, true);
+  const sum = pass(jitter.slice(0, split), 0, false);
+  pass(jitter.slice(split), sum / pixels, true);
+}
