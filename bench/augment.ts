@@ -1,6 +1,6 @@
 /**
  * Augment benchmark: SwAV multi-crop samples/s (one sample = one image -> 2x224 + 6x96 normalised crops)
- *   - one worker: decode + crops in this thread, one image at a time;
+ *   - one worker: decode (src/augment/decode.ts, as the workers do) + crops in this thread, one image at a time;
  *   - the pool: MultiCropLoader over a local dataset of the same images, all cores;
  *   - torchvision + PIL running SwAV's own transform on the same JPEGs, when python3-torchvision is installed.
  * Per core = samples / CPU-seconds (this process, all threads; the python child's own CPU time for torchvision).
@@ -14,8 +14,8 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { availableParallelism, cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import sharp from 'sharp';
 import { augmentConfig } from '../src/augment/config.js';
+import { decodeRgb } from '../src/augment/decode.js';
 import { MultiCropLoader } from '../src/augment/loader.js';
 import { multiCrop } from '../src/augment/multicrop.js';
 import { photoJpeg, prng } from '../src/fixtures/images.js';
@@ -40,8 +40,9 @@ try {
 
   const one = await timed(async () => {
     for (let i = 0; i < count; i++) {
-      const { data, info } = await sharp(images[i]!).raw().toBuffer({ resolveWithObject: true });
-      multiCrop(data, info.width, info.height, config, { seed: 0, epoch: 0, record: i });
+      const decoded = await decodeRgb(images[i]!);
+      if ('error' in decoded) throw new Error(decoded.error);
+      multiCrop(decoded.rgb, decoded.width, decoded.height, config, { seed: 0, epoch: 0, record: i });
     }
   });
   console.log(`one worker (this thread): ${rate(count, one)}`);
@@ -49,7 +50,7 @@ try {
   const store = await openStore(join(dir, 'ds'));
   await writeDataset(store, { units: 4, perUnit: Math.ceil(count / 4), batchRows: 64, image: (i) => images[i % count]! });
   const total = 4 * Math.ceil(count / 4);
-  // Steady state starts at the first batch: thread start-up (each thread loads tsx, sharp and the kernels)
+  // Steady state starts at the first batch: thread start-up (each thread loads tsx, the decoders and the kernels)
   // is a one-off cost, reported separately as the time to the first batch.
   let samples = 0, first = 0;
   let steady: (() => Elapsed) | null = null;

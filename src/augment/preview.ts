@@ -5,6 +5,7 @@
 import sharp, { type OverlayOptions } from 'sharp';
 import type { Store } from '../shards/store.js';
 import { augmentConfig, type AugmentConfig } from './config.js';
+import { decodeRgb } from './decode.js';
 import { multiCrop } from './multicrop.js';
 import { DatasetStream } from './stream.js';
 
@@ -26,8 +27,9 @@ export async function renderPreview(store: Store, options: PreviewOptions = {}):
   const stream = new DatasetStream(store, { seed: options.seed ?? 0, epochs: epoch + 1, cursor: { epoch, group: 0, offset: 0, position: 0, units: null } });
   for await (const item of stream) {
     if (item.position < wanted) continue;
-    const { data, info } = await sharp(item.record.image, { failOn: 'error' }).removeAlpha().toColourspace('srgb').raw().toBuffer({ resolveWithObject: true });
-    const crops = multiCrop(new Uint8Array(data.buffer, data.byteOffset, data.length), info.width, info.height, config, { seed: options.seed ?? 0, epoch, record: item.position });
+    const decoded = await decodeRgb(item.record.image);
+    if ('error' in decoded) throw new Error(`record ${item.record.key} does not decode (${decoded.error})`);
+    const crops = multiCrop(decoded.rgb, decoded.width, decoded.height, config, { seed: options.seed ?? 0, epoch, record: item.position });
     return { png: await layout(item.record.image, crops, config), key: item.record.key };
   }
   throw new RangeError(`the dataset has fewer than ${wanted + 1} records`);

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { augmentConfig, parseCrops } from '../../src/augment/config.js';
 import { MultiCropLoader, type LoaderOptions, type MultiCropBatch } from '../../src/augment/loader.js';
+import { decodeRgb } from '../../src/augment/decode.js';
 import { multiCrop } from '../../src/augment/multicrop.js';
 import { DatasetStream } from '../../src/augment/stream.js';
 import { photoJpeg } from '../../src/fixtures/images.js';
@@ -74,8 +75,8 @@ describe('MultiCropLoader', () => {
     const config = augmentConfig(options.augment);
     const expected: Float32Array[][] = [];
     for await (const { record, epoch, position } of new DatasetStream(store, options)) {
-      const decoded = await sharp(record.image).raw().toBuffer({ resolveWithObject: true }).catch(() => null);
-      if (decoded) expected.push(multiCrop(decoded.data, decoded.info.width, decoded.info.height, config, { seed: options.seed!, epoch, record: position }));
+      const decoded = await decodeRgb(record.image);
+      if (!('error' in decoded)) expected.push(multiCrop(decoded.rgb, decoded.width, decoded.height, config, { seed: options.seed!, epoch, record: position }));
     }
     const got = out.flatMap((b) => b.keys.map((_, i) => b.crops.map(({ data }, c) => data.subarray(i * expected[0]![c]!.length, (i + 1) * expected[0]![c]!.length))));
     expect(got).toHaveLength(expected.length);
