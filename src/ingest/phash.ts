@@ -13,23 +13,52 @@ const COS = (() => {
   return table;
 })();
 
-/** Area-averaged 32x32 luma of an interleaved 8-bit image with `channels` channels (RGB first). */
+/**
+ * Area-averaged 32x32 luma of an interleaved 8-bit image with `channels` channels (RGB first). Luma is
+ * linear, so each cell sums R, G and B as integers (exact in float64) and takes 0.299/0.587/0.114 of the
+ * sums once: three additions per pixel, in registers along each cell's run of a row. It was ~3 ms of JS
+ * per 512 px image when every pixel updated its cell's float sum and count in memory.
+ */
 export function grey32(pixels: Uint8Array, width: number, height: number, channels: number): Float64Array {
-  const out = new Float64Array(N * N);
-  const counts = new Float64Array(N * N);
-  const colCell = new Int32Array(width); // hoisted: the per-pixel division was most of the cost
-  for (let x = 0; x < width; x++) colCell[x] = Math.min(N - 1, Math.floor((x * N) / width));
+  const xs = cellEdges(width), ys = cellEdges(height);
+  const sums = new Float64Array(N * N * 3);
   for (let y = 0; y < height; y++) {
-    const row = Math.min(N - 1, Math.floor((y * N) / height)) * N;
-    let p = y * width * channels;
-    for (let x = 0; x < width; x++, p += channels) {
-      const cell = row + colCell[x]!;
-      out[cell]! += 0.299 * pixels[p]! + 0.587 * pixels[p + 1]! + 0.114 * pixels[p + 2]!;
-      counts[cell]! += 1;
+    const cy = cellOf(y, height);
+    const row = y * width * channels;
+    for (let cx = 0; cx < N; cx++) {
+      let r = 0, g = 0, b = 0;
+      const end = row + xs[cx + 1]! * channels;
+      for (let p = row + xs[cx]! * channels; p < end; p += channels) {
+        r += pixels[p]!;
+        g += pixels[p + 1]!;
+        b += pixels[p + 2]!;
+      }
+      const cell = (cy * N + cx) * 3;
+      sums[cell]! += r;
+      sums[cell + 1]! += g;
+      sums[cell + 2]! += b;
     }
   }
-  for (let i = 0; i < out.length; i++) out[i] = counts[i]! > 0 ? out[i]! / counts[i]! : 0;
+  const out = new Float64Array(N * N);
+  for (let cy = 0; cy < N; cy++) {
+    for (let cx = 0; cx < N; cx++) {
+      const count = (ys[cy + 1]! - ys[cy]!) * (xs[cx + 1]! - xs[cx]!);
+      const cell = (cy * N + cx) * 3;
+      out[cy * N + cx] = count > 0 ? (0.299 * sums[cell]! + 0.587 * sums[cell + 1]! + 0.114 * sums[cell + 2]!) / count : 0;
+    }
+  }
   return out;
+}
+
+/** Cell of pixel `i` of `length` along one axis: floor(i * 32 / length), as the cells have always been cut. */
+const cellOf = (i: number, length: number) => Math.min(N - 1, Math.floor((i * N) / length));
+
+/** First pixel of each of the 32 cells along an axis of `length` pixels, then `length`. */
+function cellEdges(length: number): Int32Array {
+  const edges = new Int32Array(N + 1).fill(length);
+  for (let i = length - 1; i >= 0; i--) edges[cellOf(i, length)] = i;
+  for (let c = N - 1; c >= 0; c--) if (edges[c]! > edges[c + 1]!) edges[c] = edges[c + 1]!; // empty cells (length < 32)
+  return edges;
 }
 
 /** The pHash of a 32x32 grey image. */

@@ -4,7 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DedupeIndex } from '../../src/ingest/dedupe.js';
-import { hamming } from '../../src/ingest/phash.js';
+import { grey32, hamming } from '../../src/ingest/phash.js';
+import { prng } from '../../src/fixtures/images.js';
 import { runIngest } from '../../src/ingest/job.js';
 import { listUnits } from '../../src/shards/dataset.js';
 import { ShardReader } from '../../src/shards/reader.js';
@@ -79,6 +80,24 @@ describe('dedupe', () => {
       const verdict = index.checkAndAdd(sha, q);
       expect(verdict === 'near', `hash ${i}`).toBe(linear);
       if (!verdict) kept.push(q);
+    }
+  });
+});
+
+describe('pHash grey image', () => {
+  it('is the area-averaged luma of 32 x 32 cells, whatever the size (also below 32 px) and channel count', () => {
+    const rand = prng(12);
+    for (const [width, height, channels] of [[512, 384, 3], [37, 33, 3], [20, 45, 4], [31, 1, 3], [600, 7, 4]] as const) {
+      const pixels = Uint8Array.from({ length: width * height * channels }, () => Math.floor(rand() * 256));
+      // the definition, pixel by pixel: cell = floor(i * 32 / length) on each axis
+      const sum = new Float64Array(1024), count = new Float64Array(1024);
+      for (let y = 0; y < height; y++) for (let x = 0; x < width; x++) {
+        const cell = Math.floor((y * 32) / height) * 32 + Math.floor((x * 32) / width), p = (y * width + x) * channels;
+        sum[cell]! += 0.299 * pixels[p]! + 0.587 * pixels[p + 1]! + 0.114 * pixels[p + 2]!;
+        count[cell]! += 1;
+      }
+      const ours = grey32(pixels, width, height, channels);
+      for (let c = 0; c < 1024; c++) expect(ours[c]!, `${width}x${height} cell ${c}`).toBeCloseTo(count[c] ? sum[c]! / count[c]! : 0, 9);
     }
   });
 });
