@@ -1,8 +1,8 @@
 /**
  * Runs a crop's pixel work in the WASM SIMD kernels (./wasm/crop.ts): resize, colour jitter, greyscale,
  * normalisation, blur. Each thread instantiates the module once; a call copies the decoded image into the
- * module's memory, lays out every crop's tables and buffers after it, and copies each finished crop out
- * into its own Float32Array (which the worker then transfers without a copy).
+ * module's memory, lays out every crop's tables and buffers after it, and copies each finished crop out:
+ * into the caller's array (a worker passes views of the batch's shared buffers) or a new one.
  */
 import { readFileSync } from 'node:fs';
 import type { AugmentConfig } from './config.js';
@@ -79,9 +79,9 @@ export function cropImage(rgb: Uint8Array, width: number, draws: readonly CropDr
 /**
  * One crop: resize (columns, then rows), colour and normalisation, blur. Blur runs after normalisation, not
  * before as torchvision orders it: a blur whose weights sum to 1 commutes with a per-channel affine map, and
- * this way the colour steps and normalisation share one pass.
+ * this way the colour steps and normalisation share one pass. Returns a view of the crop in the module's
+ * memory, valid until the next call.
  */
-/** Returns a view of the crop in the module's memory, valid until the next call. */
 function cropOne(k: CropWasm, image: number, width: number, scratch: number, draw: CropDraw, config: AugmentConfig): Float32Array {
   const { box, size } = draw;
   const ys = axisTaps(box.y, box.h, size, 1 / 255), xs = axisTaps(0, box.w, size);
