@@ -38,14 +38,20 @@ try {
   console.log(`augment bench: ${count} JPEGs, 512 x 256-512 (${mb.toFixed(1)} MB); crops 2x224 + 6x96; ${availableParallelism()} cores, ${cpus()[0]?.model}`);
   const config = augmentConfig();
 
+  // Wall time of each part too (one thread, so close to its CPU time): where a sample's time goes.
+  const part = { decode: 0, crops: 0 };
   const one = await timed(async () => {
     for (let i = 0; i < count; i++) {
+      const t0 = performance.now();
       const decoded = await decodeRgb(images[i]!);
       if ('error' in decoded) throw new Error(decoded.error);
+      const t1 = performance.now();
       multiCrop(decoded.rgb, decoded.width, decoded.height, config, { seed: 0, epoch: 0, record: i });
+      part.decode += t1 - t0;
+      part.crops += performance.now() - t1;
     }
   });
-  console.log(`one worker (this thread): ${rate(count, one)}`);
+  console.log(`one worker (this thread): ${rate(count, one)}; per sample: decode ${(part.decode / count).toFixed(2)} ms, crops ${(part.crops / count).toFixed(2)} ms`);
 
   const store = await openStore(join(dir, 'ds'));
   await writeDataset(store, { units: 4, perUnit: Math.ceil(count / 4), batchRows: 64, image: (i) => images[i % count]! });
