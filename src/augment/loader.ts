@@ -65,7 +65,7 @@ export class MultiCropLoader implements AsyncIterable<MultiCropBatch> {
     const records = this.stream[Symbol.asyncIterator]();
     const inflight = this.options.inflight ?? this.pool.threads * 4;
     const queue: Array<{ item: StreamItem; result: Promise<AugmentResult>; slab: Slab; slot: number }> = [];
-    const lengths = cropList(this.config).map(({ size }) => size * size * 3);
+    const sizes = cropList(this.config).map(({ size }) => size);
     let exhausted = false;
     let filling: Slab | null = null;
     const top = async () => {
@@ -74,7 +74,7 @@ export class MultiCropLoader implements AsyncIterable<MultiCropBatch> {
         if (next.done) exhausted = true;
         else {
           const { record, epoch, position } = next.value;
-          if (!filling || filling.dispatched === this.options.batchSize) filling = new Slab(lengths, this.options.batchSize);
+          if (!filling || filling.dispatched === this.options.batchSize) filling = new Slab(sizes, this.options.batchSize);
           const slot = filling.dispatched++;
           const result = this.pool.augment(record.image, { seed: this.seed, epoch, record: position }, { crops: filling.shared, slot });
           result.catch(() => {}); // surfaced in order below
@@ -95,13 +95,13 @@ export class MultiCropLoader implements AsyncIterable<MultiCropBatch> {
         else (batch ??= new BatchBuilder(slab)).add(item.record.key, slab, slot);
         if (batch?.count === this.options.batchSize) {
           this.stats.samples += batch.count;
-          yield batch.finish(this.config, cursor, epoch);
+          yield batch.finish(cursor, epoch);
           batch = null;
         }
       }
       if (batch && batch.count > 0) {
         this.stats.samples += batch.count;
-        yield batch.finish(this.config, cursor!, epoch);
+        yield batch.finish(cursor!, epoch);
       }
     } finally {
       await records.return(undefined);
@@ -123,10 +123,13 @@ export class MultiCropLoader implements AsyncIterable<MultiCropBatch> {
 class Slab {
   readonly shared: SharedArrayBuffer[];
   readonly crops: Float32Array[];
+  /** Floats per sample of each crop. */
+  readonly lengths: number[];
   dispatched = 0;
 
-  constructor(readonly lengths: number[], capacity: number) {
-    this.shared = lengths.map((n) => new SharedArrayBuffer(capacity * n * 4));
+  constructor(readonly sizes: number[], capacity: number) {
+    this.lengths = sizes.map((size) => size * size * 3);
+    this.shared = this.lengths.map((n) => new SharedArrayBuffer(capacity * n * 4));
     this.crops = this.shared.map((buffer) => new Float32Array(buffer));
   }
 }
@@ -154,11 +157,11 @@ class BatchBuilder {
     this.keys.push(key);
   }
 
-  finish(config: AugmentConfig, cursor: StreamCursor, epoch: number): MultiCropBatch {
+  finish(cursor: StreamCursor, epoch: number): MultiCropBatch {
     const n = this.keys.length;
-    const crops = cropList(config).map(({ size }, c) => {
-      const data = this.slab.crops[c]!;
-      return { size, data: n * size * size * 3 === data.length ? data : data.slice(0, n * size * size * 3) };
+    const crops = this.slab.sizes.map((size, c) => {
+      const data = this.slab.crops[c]!, used = n * this.slab.lengths[c]!;
+      return { size, data: used === data.length ? data : data.slice(0, used) };
     });
     return { keys: this.keys, crops, epoch, cursor };
   }
