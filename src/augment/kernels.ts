@@ -18,8 +18,8 @@ const WASM = (globalThis as unknown as { WebAssembly: { Module: new (bytes: Uint
 
 interface CropWasm {
   memory: WasmMemory;
-  columnPass(src: number, stride: number, rowLen: number, out: number, size: number, first: number, count: number, weights: number, taps: number): void;
-  rowPass(cols: number, width: number, size: number, first: number, count: number, weights: number, taps: number, flip: number, out: number): void;
+  columnPass(src: number, stride: number, rowLen: number, out: number, size: number, first: number, weights: number, taps: number): void;
+  rowPass(cols: number, width: number, size: number, first: number, weights: number, taps: number, flip: number, out: number): void;
   colour(px: number, pixels: number, codes: number, factors: number, nops: number, mean: number, finish: number, grey: number,
     m0: number, m1: number, m2: number, s0: number, s1: number, s2: number): number;
   blur(px: number, tmp: number, line: number, size: number, kernel: number, taps: number): void;
@@ -31,10 +31,10 @@ const kernels = () => (instance ??= new WASM.Instance(wasmModule).exports as unk
 
 const CODE: Record<JitterOp, number> = { brightness: 0, contrast: 1, saturation: 2, hue: 3 };
 /**
- * Slack after every buffer: the kernels read a pixel as 16 bytes (r, g, b and the next r) and colour a crop
- * four pixels (48 bytes) at a time, a last partial group reaching up to 36 bytes past the end.
+ * Slack after every buffer: the kernels read and write a pixel as 16 bytes (r, g, b and the next r) and
+ * colour a crop eight pixels (96 bytes) at a time, a last partial step reaching up to 84 bytes past the end.
  */
-const PAD = 48;
+const PAD = 96;
 
 /** Bump allocation of 16-byte-aligned regions in the module's memory, grown before any view is made. */
 class Arena {
@@ -94,8 +94,8 @@ function cropOne(k: CropWasm, image: number, width: number, scratch: number, dra
   arena.commit(k.memory);
   writeTaps(k.memory, yt, ys);
   writeTaps(k.memory, xt, xs);
-  k.columnPass(image + box.x * 3, width * 3, box.w * 3, cols, size, yt.first, yt.count, yt.weights, ys.taps);
-  k.rowPass(cols, box.w, size, xt.first, xt.count, xt.weights, xs.taps, draw.flip ? 1 : 0, out);
+  k.columnPass(image + box.x * 3, width * 3, box.w * 3, cols, size, yt.first, yt.weights, ys.taps);
+  k.rowPass(cols, box.w, size, xt.first, xt.weights, xs.taps, draw.flip ? 1 : 0, out);
   colour(k, out, size * size, { ops, factors }, draw, config);
   if (blur && kernel) {
     new Float32Array(k.memory.buffer, blur.kernel, kernel.length).set(kernel);
@@ -106,17 +106,15 @@ function cropOne(k: CropWasm, image: number, width: number, scratch: number, dra
 
 interface TapsAt {
   first: number;
-  count: number;
   weights: number;
 }
 
 function allocTaps(arena: Arena, t: AxisTaps): TapsAt {
-  return { first: arena.alloc(t.first.byteLength), count: arena.alloc(t.count.byteLength), weights: arena.alloc(t.weights.byteLength) };
+  return { first: arena.alloc(t.first.byteLength), weights: arena.alloc(t.weights.byteLength) };
 }
 
 function writeTaps(memory: WasmMemory, at: TapsAt, t: AxisTaps): void {
   new Int32Array(memory.buffer, at.first, t.first.length).set(t.first);
-  new Int32Array(memory.buffer, at.count, t.count.length).set(t.count);
   new Float32Array(memory.buffer, at.weights, t.weights.length).set(t.weights);
 }
 

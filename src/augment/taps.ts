@@ -10,10 +10,14 @@ export interface Box {
   h: number;
 }
 
-/** Resampling taps for one axis: output `o` reads `count[o]` inputs from `first[o]` with `weights[o*taps..]`. */
+/**
+ * Resampling taps for one axis: output `o` reads `taps` inputs from `first[o]` with `weights[o*taps..]`.
+ * Every output reads the same number of inputs (the widest non-zero window, shorter ones padded with zero
+ * weights): the kernels' loops then run a fixed count, where a count changing from one pixel to the next
+ * cost a mispredicted branch per pixel.
+ */
 export interface AxisTaps {
   first: Int32Array;
-  count: Int32Array;
   weights: Float32Array;
   taps: number;
 }
@@ -22,21 +26,27 @@ export interface AxisTaps {
 export function axisTaps(start: number, length: number, out: number, gain = 1): AxisTaps {
   const scale = length / out;
   const support = Math.max(scale, 1); // the triangle's radius: 1 input pixel, widened when shrinking
-  const taps = Math.ceil(support) * 2 + 1;
-  const first = new Int32Array(out);
-  const count = new Int32Array(out);
-  const weights = new Float32Array(out * taps);
+  const weightAt = (o: number, k: number) => Math.max(0, 1 - Math.abs((k - (o + 0.5) * scale + 0.5) / support));
+  const lo = new Int32Array(out), hi = new Int32Array(out);
+  let taps = 1;
   for (let o = 0; o < out; o++) {
     const center = (o + 0.5) * scale;
-    const lo = Math.max(0, Math.floor(center - support + 0.5));
-    const hi = Math.min(length, Math.floor(center + support + 0.5));
-    let total = 0;
-    for (let k = lo; k < hi; k++) total += weights[o * taps + k - lo] = Math.max(0, 1 - Math.abs((k - center + 0.5) / support));
-    for (let k = 0; k < hi - lo; k++) weights[o * taps + k]! *= gain / (total || 1);
-    first[o] = start + lo;
-    count[o] = hi - lo;
+    let a = Math.max(0, Math.floor(center - support + 0.5)), b = Math.min(length, Math.floor(center + support + 0.5));
+    while (b - a > 1 && weightAt(o, a) === 0) a++;
+    while (b - a > 1 && weightAt(o, b - 1) === 0) b--;
+    lo[o] = a;
+    hi[o] = b;
+    taps = Math.max(taps, b - a);
   }
-  return { first, count, weights, taps };
+  const first = new Int32Array(out), weights = new Float32Array(out * taps);
+  for (let o = 0; o < out; o++) {
+    const from = Math.min(lo[o]!, length - taps); // keeps the window inside the axis; taps <= length
+    let total = 0;
+    for (let k = lo[o]!; k < hi[o]!; k++) total += weightAt(o, k);
+    for (let k = lo[o]!; k < hi[o]!; k++) weights[o * taps + k - from] = (weightAt(o, k) * gain) / (total || 1);
+    first[o] = start + from;
+  }
+  return { first, weights, taps };
 }
 
 /** The normalised 1-D Gaussian kernel, truncated at 3 sigma (at least radius 1). */

@@ -11,18 +11,18 @@
 /** Four f32x4 of `b`'s 16 bytes (unsigned) times `w`, added to the accumulators' lanes. */
 @inline function widen(b: v128, part: i32): v128 {
   const half = part < 2 ? i16x8.extend_low_i8x16_u(b) : i16x8.extend_high_i8x16_u(b);
-  return f32x4.convert_i32x4_u((part & 1) == 0 ? i32x4.extend_low_i16x8_u(half) : i32x4.extend_high_i16x8_u(half));
+  return f32x4.convert_i32x4_s((part & 1) == 0 ? i32x4.extend_low_i16x8_u(half) : i32x4.extend_high_i16x8_u(half));
 }
 
 /**
- * Vertical resampling: output row o (`rowLen` floats) = sum over k of source row `first[o]+k` (u8, `stride`
- * bytes apart, starting at `src`) times `weights[o*taps+k]`. Sixteen columns at a time are summed over all
+ * Vertical resampling: output row o (`rowLen` floats) = sum over k < taps of source row `first[o]+k` (u8,
+ * `stride` bytes apart, starting at `src`) times `weights[o*taps+k]`. Sixteen columns at a time are summed over all
  * taps in registers: four independent chains, one store (accumulating into memory tap by tap was ~2x slower).
  */
-export function columnPass(src: usize, stride: i32, rowLen: i32, out: usize, size: i32, first: usize, count: usize, weights: usize, taps: i32): void {
+export function columnPass(src: usize, stride: i32, rowLen: i32, out: usize, size: i32, first: usize, weights: usize, taps: i32): void {
   for (let o = 0; o < size; o++) {
     const dst = out + (<usize>(o * rowLen) << 2), w = weights + (<usize>(o * taps) << 2);
-    const n = load<i32>(count + (<usize>o << 2)), top = src + <usize>(load<i32>(first + (<usize>o << 2)) * stride);
+    const n = taps, top = src + <usize>(load<i32>(first + (<usize>o << 2)) * stride);
     let i = 0;
     for (; i + 16 <= rowLen; i += 16) {
       let a0 = f32x4.splat(0), a1 = a0, a2 = a0, a3 = a0;
@@ -54,7 +54,7 @@ export function columnPass(src: usize, stride: i32, rowLen: i32, out: usize, siz
  * pixel's red before that pixel is written (the last one in the buffer's padding). Even and odd taps go to
  * two accumulators: one chain of adds was bound by their latency.
  */
-export function rowPass(cols: usize, width: i32, size: i32, first: usize, count: usize, weights: usize, taps: i32, flip: i32, out: usize): void {
+export function rowPass(cols: usize, width: i32, size: i32, first: usize, weights: usize, taps: i32, flip: i32, out: usize): void {
   for (let r = 0; r < size; r++) {
     const row = cols + (<usize>(r * width * 3) << 2);
     let q = out + (<usize>(r * size * 3) << 2);
@@ -63,7 +63,7 @@ export function rowPass(cols: usize, width: i32, size: i32, first: usize, count:
       let a0 = f32x4.splat(0), a1 = a0;
       let p = row + (<usize>(load<i32>(first + (<usize>o << 2)) * 3) << 2);
       let w = weights + (<usize>(o * taps) << 2);
-      const n = load<i32>(count + (<usize>o << 2));
+      const n = taps;
       let k = 0;
       for (; k + 2 <= n; k += 2, p += 24, w += 8) {
         a0 = f32x4.add(a0, f32x4.mul(v128.load(p), f32x4.splat(load<f32>(w))));
@@ -84,69 +84,105 @@ export function rowPass(cols: usize, width: i32, size: i32, first: usize, count:
   return f32x4.add(f32x4.add(f32x4.mul(r, f32x4.splat(0.299)), f32x4.mul(g, f32x4.splat(0.587))), f32x4.mul(b, f32x4.splat(0.114)));
 }
 
-/** HSV -> RGB for one channel (n = 5 red, 3 green, 1 blue) without branches: max - chroma * clamp(min(k, 4 - k)). */
-@inline function hsvChannel(n: f32, h6: v128, max: v128, chroma: v128): v128 {
+/**
+ * One channel of a hue rotation, without branches: HSV -> RGB as max - chroma * clamp(min(k, 4 - k)) with
+ * k = (n + h6) mod 6 (n = 5 red, 3 green, 1 blue); grey pixels (no chroma) keep `x`.
+ */
+@inline function hueChannel(n: f32, x: v128, h6: v128, max: v128, chroma: v128): v128 {
   let k = f32x4.add(f32x4.splat(n), h6);
   k = f32x4.sub(k, v128.and(f32x4.ge(k, f32x4.splat(6)), f32x4.splat(6)));
   const w = clamp01(f32x4.pmin(k, f32x4.sub(f32x4.splat(4), k)));
-  return f32x4.sub(max, f32x4.mul(chroma, w));
+  return v128.bitselect(x, f32x4.sub(max, f32x4.mul(chroma, w)), f32x4.eq(chroma, f32x4.splat(0)));
+}
+
+/** The hue of four pixels in [0, 6) after adding `shift` (in turns); NaN where chroma is 0 (unused there). */
+@inline function hueOf(r: v128, g: v128, b: v128, max: v128, chroma: v128, shift: v128): v128 {
+  const inv = f32x4.div(f32x4.splat(1), chroma);
+  const hr = f32x4.mul(f32x4.sub(g, b), inv);
+  const hg = f32x4.add(f32x4.splat(2), f32x4.mul(f32x4.sub(b, r), inv));
+  const hb = f32x4.add(f32x4.splat(4), f32x4.mul(f32x4.sub(r, g), inv));
+  let h = v128.bitselect(hr, v128.bitselect(hg, hb, f32x4.eq(max, g)), f32x4.eq(max, r));
+  h = f32x4.add(f32x4.mul(h, f32x4.splat(<f32>1 / 6)), shift);
+  return f32x4.mul(f32x4.sub(h, f32x4.floor(h)), f32x4.splat(6));
+}
+
+/** What brightness (0), contrast (1) or saturation (2) blends four pixels with: x * f + base. */
+@inline function blendBase(code: i32, f: f32, mean: f32, r: v128, g: v128, b: v128): v128 {
+  return code == 0 ? f32x4.splat(0) : code == 1 ? f32x4.splat(mean * (1 - f)) : f32x4.mul(luma(r, g, b), f32x4.splat(1 - f));
+}
+
+@inline function blend(x: v128, f: v128, base: v128): v128 {
+  return clamp01(f32x4.add(f32x4.mul(x, f), base));
+}
+
+/** Adds the grey of the first `valid` (of four) pixels to the f64 pair `sum`. */
+@inline function sumGrey(sum: v128, r: v128, g: v128, b: v128, valid: i32): v128 {
+  let l = luma(r, g, b);
+  if (valid < 4) l = v128.and(l, i32x4.lt_s(i32x4(0, 1, 2, 3), i32x4.splat(valid)));
+  return f64x2.add(sum, f64x2.add(f64x2.promote_low_f32x4(l), f64x2.promote_low_f32x4(f32x4.shuffle(l, l, 2, 3, 0, 1))));
+}
+
+@inline function normal(x: v128, m: f32, s: f32): v128 {
+  return f32x4.mul(f32x4.sub(x, f32x4.splat(m)), f32x4.splat(s));
+}
+
+// Four interleaved pixels (r0 g0 b0 r1 | g1 b1 r2 g2 | b2 r3 g3 b3) to and from r, g and b vectors.
+@inline function reds(v0: v128, v1: v128, v2: v128): v128 { return f32x4.shuffle(f32x4.shuffle(v0, v1, 0, 3, 6, 0), v2, 0, 1, 2, 5); }
+@inline function greens(v0: v128, v1: v128, v2: v128): v128 { return f32x4.shuffle(f32x4.shuffle(v0, v1, 1, 4, 7, 0), v2, 0, 1, 2, 6); }
+@inline function blues(v0: v128, v1: v128, v2: v128): v128 { return f32x4.shuffle(f32x4.shuffle(v0, v1, 2, 5, 0, 0), v2, 0, 1, 4, 7); }
+@inline function storePixels(p: usize, r: v128, g: v128, b: v128): void {
+  v128.store(p, f32x4.shuffle(f32x4.shuffle(r, g, 0, 4, 0, 1), b, 0, 1, 4, 3));
+  v128.store(p, f32x4.shuffle(f32x4.shuffle(g, b, 1, 5, 0, 2), r, 0, 1, 6, 3), 16);
+  v128.store(p, f32x4.shuffle(f32x4.shuffle(b, r, 2, 7, 0, 3), g, 0, 1, 7, 3), 32);
 }
 
 /**
  * Jitter ops `codes[0..nops)` (0 brightness, 1 contrast with `mean`, 2 saturation, 3 hue) with `factors`,
- * in order, over `pixels` pixels in place, four pixels at a time: the three vectors holding them
- * (r0 g0 b0 r1 | g1 b1 r2 g2 | b2 r3 g3 b3) are split into r, g, b vectors and joined again at the end. A
- * last partial group runs on the padding after the crop. With `finish` it then applies greyscale (when
- * `grey`) and (x - m) * s per channel; without, it returns the grey sum of the result (contrast's mean).
+ * in order, over `pixels` pixels in place. Eight pixels a step, as two independent groups of four (A at
+ * p, B at p + 48): the hue chain is long (a division, a floor, three selects) and one group at a time was
+ * bound by its latency. A last partial step runs on the padding after the crop. With `finish` it then
+ * applies greyscale (when `grey`) and (x - m) * s per channel; without, it returns the grey sum of the
+ * result (contrast's mean).
  */
 export function colour(px: usize, pixels: i32, codes: usize, factors: usize, nops: i32, mean: f32, finish: bool, grey: bool,
   m0: f32, m1: f32, m2: f32, s0: f32, s1: f32, s2: f32): f64 {
   let sum = f64x2.splat(0);
-  const groups = (pixels + 3) >> 2;
-  for (let i = 0; i < groups; i++) {
-    const p = px + <usize>i * 48;
-    const v0 = v128.load(p), v1 = v128.load(p, 16), v2 = v128.load(p, 32);
-    let r = f32x4.shuffle(f32x4.shuffle(v0, v1, 0, 3, 6, 0), v2, 0, 1, 2, 5);
-    let g = f32x4.shuffle(f32x4.shuffle(v0, v1, 1, 4, 7, 0), v2, 0, 1, 2, 6);
-    let b = f32x4.shuffle(f32x4.shuffle(v0, v1, 2, 5, 0, 0), v2, 0, 1, 4, 7);
+  for (let i = 0; i < pixels; i += 8) {
+    const p = px + <usize>i * 12;
+    let v0 = v128.load(p), v1 = v128.load(p, 16), v2 = v128.load(p, 32);
+    let rA = reds(v0, v1, v2), gA = greens(v0, v1, v2), bA = blues(v0, v1, v2);
+    v0 = v128.load(p, 48); v1 = v128.load(p, 64); v2 = v128.load(p, 80);
+    let rB = reds(v0, v1, v2), gB = greens(v0, v1, v2), bB = blues(v0, v1, v2);
     for (let k = 0; k < nops; k++) {
-      const f = load<f32>(factors + (<usize>k << 2));
-      const code = load<i32>(codes + (<usize>k << 2));
+      const f = load<f32>(factors + (<usize>k << 2)), code = load<i32>(codes + (<usize>k << 2));
       const fv = f32x4.splat(f);
       if (code == 3) {
-        const max = f32x4.pmax(r, f32x4.pmax(g, b)), chroma = f32x4.sub(max, f32x4.pmin(r, f32x4.pmin(g, b)));
-        const inv = f32x4.div(f32x4.splat(1), chroma);
-        const hr = f32x4.mul(f32x4.sub(g, b), inv);
-        const hg = f32x4.add(f32x4.splat(2), f32x4.mul(f32x4.sub(b, r), inv));
-        const hb = f32x4.add(f32x4.splat(4), f32x4.mul(f32x4.sub(r, g), inv));
-        let h = v128.bitselect(hr, v128.bitselect(hg, hb, f32x4.eq(max, g)), f32x4.eq(max, r));
-        h = f32x4.add(f32x4.mul(h, f32x4.splat(<f32>1 / 6)), fv);
-        const h6 = f32x4.mul(f32x4.sub(h, f32x4.floor(h)), f32x4.splat(6));
-        const unchanged = f32x4.eq(chroma, f32x4.splat(0)); // grey pixels have no hue to rotate
-        r = v128.bitselect(r, hsvChannel(5, h6, max, chroma), unchanged);
-        g = v128.bitselect(g, hsvChannel(3, h6, max, chroma), unchanged);
-        b = v128.bitselect(b, hsvChannel(1, h6, max, chroma), unchanged);
+        const maxA = f32x4.pmax(rA, f32x4.pmax(gA, bA)), chromaA = f32x4.sub(maxA, f32x4.pmin(rA, f32x4.pmin(gA, bA)));
+        const maxB = f32x4.pmax(rB, f32x4.pmax(gB, bB)), chromaB = f32x4.sub(maxB, f32x4.pmin(rB, f32x4.pmin(gB, bB)));
+        const hA = hueOf(rA, gA, bA, maxA, chromaA, fv), hB = hueOf(rB, gB, bB, maxB, chromaB, fv);
+        rA = hueChannel(5, rA, hA, maxA, chromaA); rB = hueChannel(5, rB, hB, maxB, chromaB);
+        gA = hueChannel(3, gA, hA, maxA, chromaA); gB = hueChannel(3, gB, hB, maxB, chromaB);
+        bA = hueChannel(1, bA, hA, maxA, chromaA); bB = hueChannel(1, bB, hB, maxB, chromaB);
       } else {
-        const base = code == 0 ? f32x4.splat(0) : code == 1 ? f32x4.splat(mean * (1 - f)) : f32x4.mul(luma(r, g, b), f32x4.splat(1 - f));
-        r = clamp01(f32x4.add(f32x4.mul(r, fv), base));
-        g = clamp01(f32x4.add(f32x4.mul(g, fv), base));
-        b = clamp01(f32x4.add(f32x4.mul(b, fv), base));
+        const baseA = blendBase(code, f, mean, rA, gA, bA), baseB = blendBase(code, f, mean, rB, gB, bB);
+        rA = blend(rA, fv, baseA); rB = blend(rB, fv, baseB);
+        gA = blend(gA, fv, baseA); gB = blend(gB, fv, baseB);
+        bA = blend(bA, fv, baseA); bB = blend(bB, fv, baseB);
       }
     }
     if (!finish) {
-      let l = luma(r, g, b);
-      const valid = pixels - i * 4;
-      if (valid < 4) l = v128.and(l, i32x4.lt_s(i32x4(0, 1, 2, 3), i32x4.splat(valid)));
-      sum = f64x2.add(sum, f64x2.add(f64x2.promote_low_f32x4(l), f64x2.promote_low_f32x4(f32x4.shuffle(l, l, 2, 3, 0, 1))));
+      sum = sumGrey(sum, rA, gA, bA, pixels - i);
+      sum = sumGrey(sum, rB, gB, bB, pixels - i - 4);
     } else {
-      if (grey) r = g = b = luma(r, g, b);
-      r = f32x4.mul(f32x4.sub(r, f32x4.splat(m0)), f32x4.splat(s0));
-      g = f32x4.mul(f32x4.sub(g, f32x4.splat(m1)), f32x4.splat(s1));
-      b = f32x4.mul(f32x4.sub(b, f32x4.splat(m2)), f32x4.splat(s2));
+      if (grey) {
+        rA = gA = bA = luma(rA, gA, bA);
+        rB = gB = bB = luma(rB, gB, bB);
+      }
+      rA = normal(rA, m0, s0); gA = normal(gA, m1, s1); bA = normal(bA, m2, s2);
+      rB = normal(rB, m0, s0); gB = normal(gB, m1, s1); bB = normal(bB, m2, s2);
     }
-    v128.store(p, f32x4.shuffle(f32x4.shuffle(r, g, 0, 4, 0, 1), b, 0, 1, 4, 3));
-    v128.store(p, f32x4.shuffle(f32x4.shuffle(g, b, 1, 5, 0, 2), r, 0, 1, 6, 3), 16);
-    v128.store(p, f32x4.shuffle(f32x4.shuffle(b, r, 2, 7, 0, 3), g, 0, 1, 7, 3), 32);
+    storePixels(p, rA, gA, bA);
+    storePixels(p + 48, rB, gB, bB);
   }
   return f64x2.extract_lane(sum, 0) + f64x2.extract_lane(sum, 1);
 }
