@@ -65,6 +65,7 @@ try {
   const pool = await timed(async () => {
     for await (const batch of new MultiCropLoader(store, { batchSize: Number(values.batch), epochs: 1 })) {
       samples += batch.keys.length;
+      batch.release(); // as the trainer does once a step has read the batch
       if (!steady) [steady, first] = [clock(), samples];
     }
   });

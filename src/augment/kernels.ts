@@ -19,7 +19,7 @@ const WASM = (globalThis as unknown as { WebAssembly: { Module: new (bytes: Uint
 interface CropWasm {
   memory: WasmMemory;
   columnPass(src: number, stride: number, rowLen: number, out: number, size: number, first: number, weights: number, taps: number): void;
-  rowPass(cols: number, width: number, size: number, first: number, weights: number, taps: number, flip: number, out: number): void;
+  rowPass(cols: number, width: number, size: number, first: number, weights: number, taps: number, out: number): void;
   colour(px: number, pixels: number, codes: number, factors: number, nops: number, mean: number, finish: number, grey: number,
     m0: number, m1: number, m2: number, s0: number, s1: number, s2: number): number;
   blur(px: number, tmp: number, line: number, size: number, kernel: number, taps: number): void;
@@ -84,7 +84,8 @@ export function cropImage(rgb: Uint8Array, width: number, draws: readonly CropDr
  */
 function cropOne(k: CropWasm, image: number, width: number, scratch: number, draw: CropDraw, config: AugmentConfig): Float32Array {
   const { box, size } = draw;
-  const ys = axisTaps(box.y, box.h, size, 1 / 255), xs = axisTaps(0, box.w, size);
+  // The column pass takes source rows; the row pass byte offsets of RGB f32 pixels, mirrored for a flip.
+  const ys = axisTaps(box.y, box.h, size, { gain: 1 / 255 }), xs = axisTaps(0, box.w, size, { unit: 12, flip: draw.flip });
   const kernel = draw.blur === null ? null : gaussianKernel(draw.blur);
   const arena = new Arena(scratch);
   const yt = allocTaps(arena, ys), xt = allocTaps(arena, xs);
@@ -95,7 +96,7 @@ function cropOne(k: CropWasm, image: number, width: number, scratch: number, dra
   writeTaps(k.memory, yt, ys);
   writeTaps(k.memory, xt, xs);
   k.columnPass(image + box.x * 3, width * 3, box.w * 3, cols, size, yt.first, yt.weights, ys.taps);
-  k.rowPass(cols, box.w, size, xt.first, xt.weights, xs.taps, draw.flip ? 1 : 0, out);
+  k.rowPass(cols, box.w, size, xt.first, xt.weights, xs.taps, out);
   colour(k, out, size * size, { ops, factors }, draw, config);
   if (blur && kernel) {
     new Float32Array(k.memory.buffer, blur.kernel, kernel.length).set(kernel);

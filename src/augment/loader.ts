@@ -25,6 +25,13 @@ export interface MultiCropBatch {
   epoch: number;
   /** The stream cursor after this batch: a loader restored from it yields the next batch. */
   cursor: StreamCursor;
+  /**
+   * Hands the batch's buffers back to the loader for a later batch; read nothing of the batch afterwards.
+   * Optional (an unreleased batch is garbage-collected as usual), but fresh buffers cost the workers a page
+   * fault per 4 KiB on first write: 1.1-4.2 ms of kernel time per 2x224 + 6x96 sample on our machines
+   * against 0.3 ms to overwrite a reused one (a scratch measurement, bench/RESULTS.md).
+   */
+  release(): void;
 }
 
 export interface LoaderOptions extends StreamOptions {
@@ -42,14 +49,18 @@ export interface LoaderStats {
   skipped: Record<string, number>;
   /** Milliseconds the consumer waited for augmented samples. */
   waitMs: number;
+  /** Batch buffers allocated; with every batch released, a few however long the run. */
+  buffers: number;
 }
 
 export class MultiCropLoader implements AsyncIterable<MultiCropBatch> {
   readonly config: AugmentConfig;
   readonly stream: DatasetStream;
-  readonly stats: LoaderStats = { samples: 0, skipped: {}, waitMs: 0 };
+  readonly stats: LoaderStats = { samples: 0, skipped: {}, waitMs: 0, buffers: 0 };
   private readonly pool: AugmentPool;
   private readonly seed: number;
+  /** Released slabs, ready for reuse: every task that wrote into them has settled (see BatchBuilder). */
+  private readonly spare: Slab[] = [];
 
   constructor(store: Store, private readonly options: LoaderOptions) {
     if (!Number.isSafeInteger(options.batchSize) || options.batchSize < 1 || options.batchSize > 65536) {
@@ -74,7 +85,7 @@ export class MultiCropLoader implements AsyncIterable<MultiCropBatch> {
         if (next.done) exhausted = true;
         else {
           const { record, epoch, position } = next.value;
-          if (!filling || filling.dispatched === this.options.batchSize) filling = new Slab(sizes, this.options.batchSize);
+          if (!filling || filling.dispatched === this.options.batchSize) filling = this.slab(sizes);
           const slot = filling.dispatched++;
           const result = this.pool.augment(record.image, { seed: this.seed, epoch, record: position }, { crops: filling.shared, slot });
           result.catch(() => {}); // surfaced in order below
@@ -95,18 +106,25 @@ export class MultiCropLoader implements AsyncIterable<MultiCropBatch> {
         else (batch ??= new BatchBuilder(slab)).add(item.record.key, slab, slot);
         if (batch?.count === this.options.batchSize) {
           this.stats.samples += batch.count;
-          yield batch.finish(cursor, epoch);
+          yield batch.finish(cursor, epoch, this.spare);
           batch = null;
         }
       }
       if (batch && batch.count > 0) {
         this.stats.samples += batch.count;
-        yield batch.finish(cursor!, epoch);
+        yield batch.finish(cursor!, epoch, this.spare);
       }
     } finally {
       await records.return(undefined);
       await this.close();
     }
+  }
+
+  private slab(sizes: number[]): Slab {
+    const reused = this.spare.pop();
+    if (reused) return reused.reset();
+    this.stats.buffers++;
+    return new Slab(sizes, this.options.batchSize);
   }
 
   /** Live worker threads (0 once closed). */
@@ -118,6 +136,9 @@ export class MultiCropLoader implements AsyncIterable<MultiCropBatch> {
     await this.pool.close();
   }
 }
+
+/** Released slabs kept for reuse at most: a consumer holding many batches before releasing them gets no more. */
+const MAX_SPARE = 4;
 
 /** One batch's worth of shared buffers, one per crop, that workers write samples into at their slot. */
 class Slab {
@@ -132,13 +153,20 @@ class Slab {
     this.shared = this.lengths.map((n) => new SharedArrayBuffer(capacity * n * 4));
     this.crops = this.shared.map((buffer) => new Float32Array(buffer));
   }
+
+  reset(): this {
+    this.dispatched = 0;
+    return this;
+  }
 }
 
 /**
  * Assembles a batch in the slab its first sample was written to. Samples land at the slot they were
  * dispatched to; after a skipped record the later ones move down a slot (and the batch borrows the next
  * slab's first samples), so batches stay dense and in stream order. Every slot moved from or into belongs
- * to a record already settled: results are taken in order.
+ * to a record already settled: results are taken in order. A finished batch has taken `batchSize` samples
+ * from its first one on, so every slot of its slab has settled and no later batch starts in that slab:
+ * once released, it is free for reuse.
  */
 class BatchBuilder {
   readonly keys: string[] = [];
@@ -157,12 +185,17 @@ class BatchBuilder {
     this.keys.push(key);
   }
 
-  finish(cursor: StreamCursor, epoch: number): MultiCropBatch {
-    const n = this.keys.length;
-    const crops = this.slab.sizes.map((size, c) => {
-      const data = this.slab.crops[c]!, used = n * this.slab.lengths[c]!;
+  finish(cursor: StreamCursor, epoch: number, spare: Slab[]): MultiCropBatch {
+    const n = this.keys.length, slab = this.slab;
+    const crops = slab.sizes.map((size, c) => {
+      const data = slab.crops[c]!, used = n * slab.lengths[c]!;
       return { size, data: used === data.length ? data : data.slice(0, used) };
     });
-    return { keys: this.keys, crops, epoch, cursor };
+    let released = false;
+    const release = () => {
+      if (!released && spare.length < MAX_SPARE) spare.push(slab);
+      released = true;
+    };
+    return { keys: this.keys, crops, epoch, cursor, release };
   }
 }

@@ -22,29 +22,43 @@ export interface AxisTaps {
   taps: number;
 }
 
-/** Taps mapping [start, start+length) onto `out` samples, weights normalised to sum to `gain`. */
-export function axisTaps(start: number, length: number, out: number, gain = 1): AxisTaps {
+export interface TapOptions {
+  /** What the weights of an output sum to. @default 1 */
+  gain?: number;
+  /** `first` in these units of an input (e.g. bytes per pixel). @default 1 */
+  unit?: number;
+  /** Outputs in reverse order: resampling and a mirror image in one pass. */
+  flip?: boolean;
+}
+
+/** Taps mapping inputs [start, start+length) onto `out` samples. */
+export function axisTaps(start: number, length: number, out: number, options: TapOptions = {}): AxisTaps {
+  const { gain = 1, unit = 1, flip = false } = options;
   const scale = length / out;
   const support = Math.max(scale, 1); // the triangle's radius: 1 input pixel, widened when shrinking
-  const weightAt = (o: number, k: number) => Math.max(0, 1 - Math.abs((k - (o + 0.5) * scale + 0.5) / support));
-  const lo = new Int32Array(out), hi = new Int32Array(out);
+  const span = Math.ceil(support) * 2 + 1; // the widest window before its zero ends are trimmed
+  const raw = new Float64Array(out * span), lo = new Int32Array(out), hi = new Int32Array(out), skip = new Int32Array(out);
   let taps = 1;
   for (let o = 0; o < out; o++) {
-    const center = (o + 0.5) * scale;
+    const center = (o + 0.5) * scale, base = o * span;
     let a = Math.max(0, Math.floor(center - support + 0.5)), b = Math.min(length, Math.floor(center + support + 0.5));
-    while (b - a > 1 && weightAt(o, a) === 0) a++;
-    while (b - a > 1 && weightAt(o, b - 1) === 0) b--;
+    for (let k = a; k < b; k++) raw[base + k - a] = Math.max(0, 1 - Math.abs((k - center + 0.5) / support));
+    let s = 0;
+    for (; b - a > 1 && raw[base + s] === 0; s++) a++;
+    while (b - a > 1 && raw[base + s + b - a - 1] === 0) b--;
     lo[o] = a;
     hi[o] = b;
+    skip[o] = s;
     taps = Math.max(taps, b - a);
   }
   const first = new Int32Array(out), weights = new Float32Array(out * taps);
   for (let o = 0; o < out; o++) {
     const from = Math.min(lo[o]!, length - taps); // keeps the window inside the axis; taps <= length
+    const at = flip ? out - 1 - o : o, w0 = o * span + skip[o]!, n = hi[o]! - lo[o]!;
     let total = 0;
-    for (let k = lo[o]!; k < hi[o]!; k++) total += weightAt(o, k);
-    for (let k = lo[o]!; k < hi[o]!; k++) weights[o * taps + k - from] = (weightAt(o, k) * gain) / (total || 1);
-    first[o] = start + from;
+    for (let k = 0; k < n; k++) total += raw[w0 + k]!;
+    for (let k = 0; k < n; k++) weights[at * taps + lo[o]! - from + k] = (raw[w0 + k]! * gain) / (total || 1);
+    first[at] = (start + from) * unit;
   }
   return { first, weights, taps };
 }

@@ -123,6 +123,7 @@ class Loop {
         if (!next || next.done) break;
         this.interval.waitMs += performance.now() - t0;
         this.trainOn(next.value);
+        next.value.release(); // the step has read the crops (its tensors are disposed): the loader may reuse them
         cursor = next.value.cursor;
         if (this.step % this.o.logEvery === 0 || this.step === config.steps) this.report();
         if (this.step % this.o.checkpointEvery === 0 || this.step === config.steps) saved = await this.save(cursor);

@@ -83,6 +83,22 @@ describe('MultiCropLoader', () => {
     got.forEach((crops, i) => crops.forEach((crop, c) => expect(crop, `sample ${i} crop ${c}`).toEqual(expected[i]![c])));
   });
 
+  it('reuses released batch buffers without changing a single sample', async () => {
+    const { out: kept, loader: keeping } = await batches();
+    const loader = new MultiCropLoader(store, options);
+    const copies: Array<{ keys: string[]; crops: Float32Array[] }> = [];
+    for await (const batch of loader) {
+      copies.push({ keys: batch.keys, crops: batch.crops.map((c) => c.data.slice()) });
+      batch.release();
+      batch.release(); // a second release is ignored, not a second spare
+    }
+    expect(copies.map((b) => b.keys)).toEqual(kept.map((b) => b.keys));
+    copies.forEach((b, i) => b.crops.forEach((data, c) => expect(data, `batch ${i} crop ${c}`).toEqual(kept[i]!.crops[c]!.data)));
+    const records = keeping.stats.samples + Object.values(keeping.stats.skipped).reduce((a, b) => a + b, 0);
+    expect(keeping.stats.buffers).toBe(Math.ceil(records / options.batchSize)); // unreleased: a slab per batch's worth of records
+    expect(loader.stats.buffers).toBeLessThan(keeping.stats.buffers / 2);
+  });
+
   it('stops its workers when the consumer breaks out early', async () => {
     const { out, loader } = await batches({}, 2);
     expect(out).toHaveLength(2);

@@ -48,29 +48,53 @@ export function columnPass(src: usize, stride: i32, rowLen: i32, out: usize, siz
   }
 }
 
+/** Input pixel k of a row-pass window times its weight. */
+@inline function tap(p: usize, w: usize, k: i32): v128 {
+  return f32x4.mul(v128.load(p + <usize>(k * 12)), f32x4.splat(load<f32>(w + (<usize>k << 2))));
+}
+
 /**
- * Horizontal resampling of `size` rows of `width` pixels to `size` pixels, mirrored when `flip`. Output
- * pixels are written in ascending memory order as whole f32x4, so each store's 4th lane lands on the next
- * pixel's red before that pixel is written (the last one in the buffer's padding). Even and odd taps go to
- * two accumulators: one chain of adds was bound by their latency.
+ * Horizontal resampling of `size` rows of `width` pixels to `size` pixels: output o of a row sums `taps`
+ * pixels from byte offset `first[o]` of the row with weights `weights[o*taps..]` (a flip is a mirrored
+ * table). Pixels are written in ascending memory order as whole f32x4, so each store's 4th lane lands on
+ * the next pixel's red before that pixel is written (the last one in the buffer's padding). Up to four taps
+ * run as straight-line code: per-pixel loop control cost more than the taps.
  */
-export function rowPass(cols: usize, width: i32, size: i32, first: usize, weights: usize, taps: i32, flip: i32, out: usize): void {
+export function rowPass(cols: usize, width: i32, size: i32, first: usize, weights: usize, taps: i32, out: usize): void {
+  let q = out;
   for (let r = 0; r < size; r++) {
-    const row = cols + (<usize>(r * width * 3) << 2);
-    let q = out + (<usize>(r * size * 3) << 2);
-    for (let j = 0; j < size; j++, q += 12) {
-      const o = flip ? size - 1 - j : j;
-      let a0 = f32x4.splat(0), a1 = a0;
-      let p = row + (<usize>(load<i32>(first + (<usize>o << 2)) * 3) << 2);
-      let w = weights + (<usize>(o * taps) << 2);
-      const n = taps;
-      let k = 0;
-      for (; k + 2 <= n; k += 2, p += 24, w += 8) {
-        a0 = f32x4.add(a0, f32x4.mul(v128.load(p), f32x4.splat(load<f32>(w))));
-        a1 = f32x4.add(a1, f32x4.mul(v128.load(p, 12), f32x4.splat(load<f32>(w, 4))));
+    const row = cols + <usize>(r * width * 12);
+    let w = weights, f = first;
+    const end = first + (<usize>size << 2), step = <usize>taps << 2;
+    if (taps == 1) {
+      for (; f < end; f += 4, w += step, q += 12) v128.store(q, tap(row + <usize>load<i32>(f), w, 0));
+    } else if (taps == 2) {
+      for (; f < end; f += 4, w += step, q += 12) {
+        const p = row + <usize>load<i32>(f);
+        v128.store(q, f32x4.add(tap(p, w, 0), tap(p, w, 1)));
       }
-      if (k < n) a0 = f32x4.add(a0, f32x4.mul(v128.load(p), f32x4.splat(load<f32>(w))));
-      v128.store(q, f32x4.add(a0, a1));
+    } else if (taps == 3) {
+      for (; f < end; f += 4, w += step, q += 12) {
+        const p = row + <usize>load<i32>(f);
+        v128.store(q, f32x4.add(f32x4.add(tap(p, w, 0), tap(p, w, 1)), tap(p, w, 2)));
+      }
+    } else if (taps == 4) {
+      for (; f < end; f += 4, w += step, q += 12) {
+        const p = row + <usize>load<i32>(f);
+        v128.store(q, f32x4.add(f32x4.add(tap(p, w, 0), tap(p, w, 1)), f32x4.add(tap(p, w, 2), tap(p, w, 3))));
+      }
+    } else {
+      for (; f < end; f += 4, w += step, q += 12) {
+        const p = row + <usize>load<i32>(f);
+        let a0 = f32x4.add(tap(p, w, 0), tap(p, w, 1)), a1 = f32x4.add(tap(p, w, 2), tap(p, w, 3));
+        let k = 4;
+        for (; k + 2 <= taps; k += 2) {
+          a0 = f32x4.add(a0, tap(p, w, k));
+          a1 = f32x4.add(a1, tap(p, w, k + 1));
+        }
+        if (k < taps) a0 = f32x4.add(a0, tap(p, w, k));
+        v128.store(q, f32x4.add(a0, a1));
+      }
     }
   }
 }
@@ -86,18 +110,21 @@ export function rowPass(cols: usize, width: i32, size: i32, first: usize, weight
 
 /**
  * One channel of a hue rotation, without branches: HSV -> RGB as max - chroma * clamp(min(k, 4 - k)) with
- * k = (n + h6) mod 6 (n = 5 red, 3 green, 1 blue); grey pixels (no chroma) keep `x`.
+ * k = (n + h6) mod 6 (n = 5 red, 3 green, 1 blue). A grey pixel (no chroma) comes out as max, unchanged.
  */
-@inline function hueChannel(n: f32, x: v128, h6: v128, max: v128, chroma: v128): v128 {
+@inline function hueChannel(n: f32, h6: v128, max: v128, chroma: v128): v128 {
   let k = f32x4.add(f32x4.splat(n), h6);
   k = f32x4.sub(k, v128.and(f32x4.ge(k, f32x4.splat(6)), f32x4.splat(6)));
   const w = clamp01(f32x4.pmin(k, f32x4.sub(f32x4.splat(4), k)));
-  return v128.bitselect(x, f32x4.sub(max, f32x4.mul(chroma, w)), f32x4.eq(chroma, f32x4.splat(0)));
+  return f32x4.sub(max, f32x4.mul(chroma, w));
 }
 
-/** The hue of four pixels in [0, 6) after adding `shift` (in turns); NaN where chroma is 0 (unused there). */
+/**
+ * The hue of four pixels in [0, 6) after adding `shift` (in turns). Chroma is floored at 1e-30 before its
+ * reciprocal so that a grey pixel's hue is 0 rather than NaN (0 / 0): its channels need no mask then.
+ */
 @inline function hueOf(r: v128, g: v128, b: v128, max: v128, chroma: v128, shift: v128): v128 {
-  const inv = f32x4.div(f32x4.splat(1), chroma);
+  const inv = f32x4.div(f32x4.splat(1), f32x4.pmax(chroma, f32x4.splat(1e-30)));
   const hr = f32x4.mul(f32x4.sub(g, b), inv);
   const hg = f32x4.add(f32x4.splat(2), f32x4.mul(f32x4.sub(b, r), inv));
   const hb = f32x4.add(f32x4.splat(4), f32x4.mul(f32x4.sub(r, g), inv));
@@ -160,9 +187,9 @@ export function colour(px: usize, pixels: i32, codes: usize, factors: usize, nop
         const maxA = f32x4.pmax(rA, f32x4.pmax(gA, bA)), chromaA = f32x4.sub(maxA, f32x4.pmin(rA, f32x4.pmin(gA, bA)));
         const maxB = f32x4.pmax(rB, f32x4.pmax(gB, bB)), chromaB = f32x4.sub(maxB, f32x4.pmin(rB, f32x4.pmin(gB, bB)));
         const hA = hueOf(rA, gA, bA, maxA, chromaA, fv), hB = hueOf(rB, gB, bB, maxB, chromaB, fv);
-        rA = hueChannel(5, rA, hA, maxA, chromaA); rB = hueChannel(5, rB, hB, maxB, chromaB);
-        gA = hueChannel(3, gA, hA, maxA, chromaA); gB = hueChannel(3, gB, hB, maxB, chromaB);
-        bA = hueChannel(1, bA, hA, maxA, chromaA); bB = hueChannel(1, bB, hB, maxB, chromaB);
+        rA = hueChannel(5, hA, maxA, chromaA); rB = hueChannel(5, hB, maxB, chromaB);
+        gA = hueChannel(3, hA, maxA, chromaA); gB = hueChannel(3, hB, maxB, chromaB);
+        bA = hueChannel(1, hA, maxA, chromaA); bB = hueChannel(1, hB, maxB, chromaB);
       } else {
         const baseA = blendBase(code, f, mean, rA, gA, bA), baseB = blendBase(code, f, mean, rB, gB, bB);
         rA = blend(rA, fv, baseA); rB = blend(rB, fv, baseB);
