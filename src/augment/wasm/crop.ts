@@ -240,17 +240,23 @@ export function blur(px: usize, tmp: usize, line: usize, size: i32, kernel: usiz
  */
 @inline function blurRun(src: usize, dst: usize, n: i32, kernel: usize, taps: i32, step: usize, clamped: bool, first: i32, last: i32): void {
   let j = 0;
+  const half = taps >> 1; // the kernel is symmetric: lines k and taps-1-k are added before their shared weight
   for (; j + 16 <= n; j += 16) {
-    let a0 = f32x4.splat(0), a1 = a0, a2 = a0, a3 = a0;
-    for (let k = 0; k < taps; k++) {
-      const p = src + <usize>(clamped ? min(last, max(0, first + k)) : k) * step + (<usize>j << 2);
-      const wv = f32x4.splat(load<f32>(kernel + (<usize>k << 2)));
-      a0 = f32x4.add(a0, f32x4.mul(v128.load(p), wv));
-      a1 = f32x4.add(a1, f32x4.mul(v128.load(p, 16), wv));
-      a2 = f32x4.add(a2, f32x4.mul(v128.load(p, 32), wv));
-      a3 = f32x4.add(a3, f32x4.mul(v128.load(p, 48), wv));
+    const at = <usize>j << 2;
+    let p = src + <usize>(clamped ? min(last, max(0, first + half)) : half) * step + at;
+    let wv = f32x4.splat(load<f32>(kernel + (<usize>half << 2)));
+    let a0 = f32x4.mul(v128.load(p), wv), a1 = f32x4.mul(v128.load(p, 16), wv);
+    let a2 = f32x4.mul(v128.load(p, 32), wv), a3 = f32x4.mul(v128.load(p, 48), wv);
+    for (let k = 0; k < half; k++) {
+      p = src + <usize>(clamped ? min(last, max(0, first + k)) : k) * step + at;
+      const q = src + <usize>(clamped ? min(last, max(0, first + taps - 1 - k)) : taps - 1 - k) * step + at;
+      wv = f32x4.splat(load<f32>(kernel + (<usize>k << 2)));
+      a0 = f32x4.add(a0, f32x4.mul(f32x4.add(v128.load(p), v128.load(q)), wv));
+      a1 = f32x4.add(a1, f32x4.mul(f32x4.add(v128.load(p, 16), v128.load(q, 16)), wv));
+      a2 = f32x4.add(a2, f32x4.mul(f32x4.add(v128.load(p, 32), v128.load(q, 32)), wv));
+      a3 = f32x4.add(a3, f32x4.mul(f32x4.add(v128.load(p, 48), v128.load(q, 48)), wv));
     }
-    const d = dst + (<usize>j << 2);
+    const d = dst + at;
     v128.store(d, a0);
     v128.store(d, a1, 16);
     v128.store(d, a2, 32);
