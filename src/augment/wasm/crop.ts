@@ -14,35 +14,39 @@
   return f32x4.convert_i32x4_s((part & 1) == 0 ? i32x4.extend_low_i16x8_u(half) : i32x4.extend_high_i16x8_u(half));
 }
 
+/** Sixteen floats from four accumulators. */
+@inline function store4(d: usize, a0: v128, a1: v128, a2: v128, a3: v128): void {
+  v128.store(d, a0);
+  v128.store(d, a1, 16);
+  v128.store(d, a2, 32);
+  v128.store(d, a3, 48);
+}
+
 /**
  * Vertical resampling: output row o (`rowLen` floats) = sum over k < taps of source row `first[o]+k` (u8,
  * `stride` bytes apart, starting at `src`) times `weights[o*taps+k]`. Sixteen columns at a time are summed over all
- * taps in registers: four independent chains, one store (accumulating into memory tap by tap was ~2x slower).
+ * taps in registers: four independent chains, one store (accumulating into memory tap by tap was slower).
  */
 export function columnPass(src: usize, stride: i32, rowLen: i32, out: usize, size: i32, first: usize, weights: usize, taps: i32): void {
   for (let o = 0; o < size; o++) {
     const dst = out + (<usize>(o * rowLen) << 2), w = weights + (<usize>(o * taps) << 2);
-    const n = taps, top = src + <usize>(load<i32>(first + (<usize>o << 2)) * stride);
+    const top = src + <usize>(load<i32>(first + (<usize>o << 2)) * stride);
     let i = 0;
     for (; i + 16 <= rowLen; i += 16) {
       let a0 = f32x4.splat(0), a1 = a0, a2 = a0, a3 = a0;
       let p = top + <usize>i;
-      for (let k = 0; k < n; k++, p += <usize>stride) {
+      for (let k = 0; k < taps; k++, p += <usize>stride) {
         const b = v128.load(p), wv = f32x4.splat(load<f32>(w + (<usize>k << 2)));
         a0 = f32x4.add(a0, f32x4.mul(widen(b, 0), wv));
         a1 = f32x4.add(a1, f32x4.mul(widen(b, 1), wv));
         a2 = f32x4.add(a2, f32x4.mul(widen(b, 2), wv));
         a3 = f32x4.add(a3, f32x4.mul(widen(b, 3), wv));
       }
-      const d = dst + (<usize>i << 2);
-      v128.store(d, a0);
-      v128.store(d, a1, 16);
-      v128.store(d, a2, 32);
-      v128.store(d, a3, 48);
+      store4(dst + (<usize>i << 2), a0, a1, a2, a3);
     }
     for (; i < rowLen; i++) {
       let acc: f32 = 0;
-      for (let k = 0; k < n; k++) acc += <f32>load<u8>(top + <usize>(i + k * stride)) * load<f32>(w + (<usize>k << 2));
+      for (let k = 0; k < taps; k++) acc += <f32>load<u8>(top + <usize>(i + k * stride)) * load<f32>(w + (<usize>k << 2));
       store<f32>(dst + (<usize>i << 2), acc);
     }
   }
@@ -256,11 +260,7 @@ export function blur(px: usize, tmp: usize, line: usize, size: i32, kernel: usiz
       a2 = f32x4.add(a2, f32x4.mul(f32x4.add(v128.load(p, 32), v128.load(q, 32)), wv));
       a3 = f32x4.add(a3, f32x4.mul(f32x4.add(v128.load(p, 48), v128.load(q, 48)), wv));
     }
-    const d = dst + at;
-    v128.store(d, a0);
-    v128.store(d, a1, 16);
-    v128.store(d, a2, 32);
-    v128.store(d, a3, 48);
+    store4(dst + at, a0, a1, a2, a3);
   }
   for (; j < n; j++) {
     let acc: f32 = 0;
