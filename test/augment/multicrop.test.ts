@@ -168,4 +168,22 @@ describe('crop pixels', () => {
     }
     expect(checked).toBe(48);
   });
+
+  it('match the reference on tiny and thin images (windows wider than the image, every tap count)', async () => {
+    const config = augmentConfig({ crops: parseCrops('1x16@0.2-1,1x9@0.05-1') });
+    const rand = prng(9);
+    for (const [width, height] of [[1, 1], [1, 9], [7, 1], [2, 3], [3, 40], [37, 2], [9, 9], [90, 11]] as const) {
+      const rgb = Uint8Array.from({ length: width * height * 3 }, () => Math.floor(rand() * 256));
+      for (let record = 0; record < 6; record++) {
+        for (const crop of [0, 1]) {
+          const draw = drawCrop(config, { seed: 2, epoch: 0, record }, crop, width, height);
+          if (record % 2) draw.jitter = [{ op: 'hue', factor: 0.3 }, { op: 'contrast', factor: 1.4 }];
+          const ours = applyCrop(rgb, width, draw, config), ref = reference(rgb, width, draw, config);
+          let worst = 0;
+          for (let i = 0; i < ref.length; i++) worst = Math.max(worst, Math.abs(ours[i]! - ref[i]!));
+          expect(worst, `${width}x${height} ${JSON.stringify(draw)}`).toBeLessThan(2e-3);
+        }
+      }
+    }
+  });
 });
