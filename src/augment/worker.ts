@@ -6,7 +6,7 @@
  */
 import { workerData } from 'node:worker_threads';
 import { cropList, type AugmentConfig } from './config.js';
-import { decodeRgb } from './decode.js';
+import { DecodeBuffer, decodeRgb } from './decode.js';
 import { multiCrop, type DrawSeed } from './multicrop.js';
 
 /** Where a sample's crops go: one shared buffer per crop (batch x size x size x 3 floats) and the slot. */
@@ -25,11 +25,19 @@ export type AugmentResult = { ok: true } | { error: string };
 
 const config = (workerData as { config: AugmentConfig }).config;
 const lengths = cropList(config).map(({ size }) => size * size * 3);
+/** Decode buffers not in use by a task: as many as tasks ever ran at once on this thread. */
+const spare: DecodeBuffer[] = [];
 
 export default async function augment(task: AugmentTask): Promise<AugmentResult> {
-  const decoded = await decodeRgb(task.image);
-  if ('error' in decoded) return decoded;
-  const outputs = lengths.map((n, c) => new Float32Array(task.into.crops[c]!, task.into.slot * n * 4, n));
-  multiCrop(decoded.rgb, decoded.width, decoded.height, config, task.at, outputs);
-  return { ok: true };
+  // A thread runs two tasks at once (one may wait on sharp), so each decodes into a buffer of its own.
+  const own = spare.pop() ?? new DecodeBuffer();
+  try {
+    const decoded = await decodeRgb(task.image, own);
+    if ('error' in decoded) return decoded;
+    const outputs = lengths.map((n, c) => new Float32Array(task.into.crops[c]!, task.into.slot * n * 4, n));
+    multiCrop(decoded.rgb, decoded.width, decoded.height, config, task.at, outputs);
+    return { ok: true };
+  } finally {
+    spare.push(own);
+  }
 }
