@@ -39,7 +39,7 @@ export interface LoaderOptions extends StreamOptions {
   augment?: Partial<AugmentConfig>;
   /** Worker threads. @default the number of cores */
   threads?: number;
-  /** Records in the pool at once. @default 4 per thread */
+  /** Records in the pool at once. @default 12 per thread */
   inflight?: number;
 }
 
@@ -74,23 +74,27 @@ export class MultiCropLoader implements AsyncIterable<MultiCropBatch> {
 
   async *[Symbol.asyncIterator](): AsyncGenerator<MultiCropBatch> {
     const records = this.stream[Symbol.asyncIterator]();
-    const inflight = this.options.inflight ?? this.pool.threads * 4;
+    const inflight = this.options.inflight ?? this.pool.threads * 3 * CHUNK;
+    const chunk = Math.min(CHUNK, inflight);
     const queue: Array<{ item: StreamItem; result: Promise<AugmentResult>; slab: Slab; slot: number }> = [];
     const sizes = cropList(this.config).map(({ size }) => size);
     let exhausted = false;
     let filling: Slab | null = null;
+    // Records go to the pool a chunk at a time, and a chunk only when a whole one fits under `inflight`:
+    // topping up one record at a time would make every later task a single record again.
     const top = async () => {
-      while (!exhausted && queue.length < inflight) {
-        const next = await records.next();
-        if (next.done) exhausted = true;
-        else {
-          const { record, epoch, position } = next.value;
+      while (!exhausted && queue.length + chunk <= inflight) {
+        const samples: Array<{ item: StreamItem; slab: Slab; slot: number }> = [];
+        while (samples.length < chunk) {
+          const next = await records.next();
+          if (next.done) {
+            exhausted = true;
+            break;
+          }
           if (!filling || filling.dispatched === this.options.batchSize) filling = this.slab(sizes);
-          const slot = filling.dispatched++;
-          const result = this.pool.augment(record.image, { seed: this.seed, epoch, record: position }, { crops: filling.shared, slot });
-          result.catch(() => {}); // surfaced in order below
-          queue.push({ item: next.value, result, slab: filling, slot });
+          samples.push({ item: next.value, slab: filling, slot: filling.dispatched++ });
         }
+        if (samples.length > 0) this.dispatch(samples, queue);
       }
     };
     let batch: BatchBuilder | null = null;
@@ -120,6 +124,18 @@ export class MultiCropLoader implements AsyncIterable<MultiCropBatch> {
     }
   }
 
+  /** One pool task for `samples`; each gets its own result promise in `queue`, taken in order below. */
+  private dispatch(samples: Array<{ item: StreamItem; slab: Slab; slot: number }>, queue: Array<{ item: StreamItem; result: Promise<AugmentResult>; slab: Slab; slot: number }>): void {
+    const run = this.pool.augment(samples.map(({ item, slab, slot }) => ({
+      image: item.record.image, at: { seed: this.seed, epoch: item.epoch, record: item.position }, into: { crops: slab.shared, slot },
+    })));
+    samples.forEach((sample, i) => {
+      const result = run.then((results) => results[i]!);
+      result.catch(() => {}); // surfaced in order by the consumer
+      queue.push({ ...sample, result });
+    });
+  }
+
   private slab(sizes: number[]): Slab {
     const reused = this.spare.pop();
     if (reused) return reused.reset();
@@ -136,6 +152,9 @@ export class MultiCropLoader implements AsyncIterable<MultiCropBatch> {
     await this.pool.close();
   }
 }
+
+/** Records a pool task carries (see AugmentPool.augment). */
+const CHUNK = 4;
 
 /** Released slabs kept for reuse at most: a consumer holding many batches before releasing them gets no more. */
 const MAX_SPARE = 4;

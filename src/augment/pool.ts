@@ -9,7 +9,7 @@ import 'sharp'; // load libvips in the main thread before any worker does (sharp
 import { ConfigError } from '../errors.js';
 import type { AugmentConfig } from './config.js';
 import type { DrawSeed } from './multicrop.js';
-import type { AugmentResult, SampleSlot } from './worker.js';
+import type { AugmentResult, AugmentTask, SampleSlot } from './worker.js';
 
 export interface PoolOptions {
   /** Worker threads. @default the number of cores */
@@ -39,13 +39,19 @@ export class AugmentPool {
     return this.piscina.threads.length;
   }
 
-  /** Multi-crops one encoded image into `into`; resolves when written, or to a failure reason. */
-  async augment(image: Uint8Array, at: DrawSeed, into: SampleSlot): Promise<AugmentResult> {
-    const own = image.slice(); // a copy that owns exactly these bytes, transferred to the worker
-    const task = this.piscina.run({ image: own, at, into }, { transferList: [own.buffer] }) as Promise<AugmentResult>;
-    const settled = task.then(() => {}, () => {}).finally(() => this.inflight.delete(settled));
+  /**
+   * Multi-crops encoded images, one task for all of them: a task costs ~0.1 ms of messaging on each side
+   * (a scratch measurement with empty tasks: 105-133 us CPU a sample one per task, 42-57 us four per task).
+   * Resolves when all are written, to one result (done or a failure reason) per sample.
+   */
+  async augment(samples: ReadonlyArray<{ image: Uint8Array; at: DrawSeed; into: SampleSlot }>): Promise<AugmentResult[]> {
+    // copies that own exactly these bytes, transferred to the worker
+    const owned = samples.map(({ image }) => image.slice());
+    const tasks: AugmentTask[] = samples.map(({ at, into }, i) => ({ image: owned[i]!, at, into }));
+    const run = this.piscina.run(tasks, { transferList: owned.map((image) => image.buffer) }) as Promise<AugmentResult[]>;
+    const settled = run.then(() => {}, () => {}).finally(() => this.inflight.delete(settled));
     this.inflight.add(settled);
-    return task;
+    return run;
   }
 
   /**

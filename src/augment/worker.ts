@@ -1,6 +1,6 @@
 /**
- * The augment worker (one per pool thread): decodes one encoded image and writes its multi-crop views
- * straight into the batch's shared buffers, at the slot the loader gave it, so a sample is copied once
+ * The augment worker (one per pool thread): decodes each encoded image of a task and writes its multi-crop
+ * views straight into the batch's shared buffers, at the slot the loader gave it, so a sample is copied once
  * (out of the kernels' memory) on its way to the trainer. Bad images come back as a reason, not a throw,
  * so one corrupt record costs one skipped sample and a count, never the pool.
  */
@@ -28,7 +28,14 @@ const lengths = cropList(config).map(({ size }) => size * size * 3);
 /** Decode buffers not in use by a task: as many as tasks ever ran at once on this thread. */
 const spare: DecodeBuffer[] = [];
 
-export default async function augment(task: AugmentTask): Promise<AugmentResult> {
+/** Multi-crops a task's samples in order; one sample's bad image is its own failure, not the task's. */
+export default async function augment(tasks: AugmentTask[]): Promise<AugmentResult[]> {
+  const results: AugmentResult[] = [];
+  for (const task of tasks) results.push(await augmentOne(task));
+  return results;
+}
+
+async function augmentOne(task: AugmentTask): Promise<AugmentResult> {
   // A thread runs two tasks at once (one may wait on sharp), so each decodes into a buffer of its own.
   const own = spare.pop() ?? new DecodeBuffer();
   try {

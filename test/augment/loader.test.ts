@@ -70,6 +70,14 @@ describe('MultiCropLoader', () => {
     }
   });
 
+  it('gives the same batches whatever the records in flight (tasks of one to four records, partial last tasks)', async () => {
+    const { out } = await batches();
+    for (const inflight of [1, 3, 6]) {
+      const { out: other } = await batches({ inflight });
+      expect(other.map(digest), `inflight ${inflight}`).toEqual(out.map(digest));
+    }
+  });
+
   it('puts every sample at its place in the batch, across skipped records and batch boundaries', async () => {
     const { out } = await batches();
     const config = augmentConfig(options.augment);
