@@ -7,7 +7,7 @@
 import { readFileSync } from 'node:fs';
 import type { AugmentConfig } from './config.js';
 import type { CropDraw, JitterOp } from './multicrop.js';
-import { axisTaps, gaussianKernel, type AxisTaps } from './taps.js';
+import { cachedTaps, gaussianKernel, type AxisTaps } from './taps.js';
 
 /** The WebAssembly API this file uses; lib ES2023 and @types/node 20 do not declare it. */
 interface WasmMemory {
@@ -85,7 +85,8 @@ export function cropImage(rgb: Uint8Array, width: number, draws: readonly CropDr
 function cropOne(k: CropWasm, image: number, width: number, scratch: number, draw: CropDraw, config: AugmentConfig): Float32Array {
   const { box, size } = draw;
   // The column pass takes source rows; the row pass byte offsets of RGB f32 pixels, mirrored for a flip.
-  const ys = axisTaps(box.y, box.h, size, { gain: 1 / 255 }), xs = axisTaps(0, box.w, size, { unit: 12, flip: draw.flip });
+  // Both count from the box's corner, where the column pass starts reading.
+  const ys = cachedTaps(box.h, size, { gain: 1 / 255 }), xs = cachedTaps(box.w, size, { unit: 12, flip: draw.flip });
   const kernel = draw.blur === null ? null : gaussianKernel(draw.blur);
   const arena = new Arena(scratch);
   const yt = allocTaps(arena, ys), xt = allocTaps(arena, xs);
@@ -95,7 +96,7 @@ function cropOne(k: CropWasm, image: number, width: number, scratch: number, dra
   arena.commit(k.memory);
   writeTaps(k.memory, yt, ys);
   writeTaps(k.memory, xt, xs);
-  k.columnPass(image + box.x * 3, width * 3, box.w * 3, cols, size, yt.first, yt.weights, ys.taps);
+  k.columnPass(image + (box.y * width + box.x) * 3, width * 3, box.w * 3, cols, size, yt.first, yt.weights, ys.taps);
   k.rowPass(cols, box.w, size, xt.first, xt.weights, xs.taps, out);
   colour(k, out, size * size, { ops, factors }, draw, config);
   if (blur && kernel) {

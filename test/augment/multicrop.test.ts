@@ -169,6 +169,20 @@ describe('crop pixels', () => {
     expect(checked).toBe(48);
   });
 
+  it('match the reference for boxes of one size at other places (resampling tables reused from a cache)', async () => {
+    const jpeg = await photoJpeg(12, { width: 150, height: 110 });
+    const { data, info } = await sharp(jpeg).raw().toBuffer({ resolveWithObject: true });
+    const config = augmentConfig({ crops: parseCrops('1x40@0.2-1') });
+    const draw = { ...drawCrop(config, { seed: 5, epoch: 0, record: 0 }, 0, info.width, info.height), jitter: null, blur: null };
+    for (const [x, y] of [[0, 0], [150 - 61, 110 - 47], [13, 29]] as const) {
+      const moved = { ...draw, box: { x, y, w: 61, h: 47 } };
+      const ours = applyCrop(data, info.width, moved, config), ref = reference(data, info.width, moved, config);
+      let worst = 0;
+      for (let i = 0; i < ref.length; i++) worst = Math.max(worst, Math.abs(ours[i]! - ref[i]!));
+      expect(worst, `box at ${x}, ${y}`).toBeLessThan(2e-3);
+    }
+  });
+
   it('match the reference on tiny and thin images (windows wider than the image, every tap count)', async () => {
     const config = augmentConfig({ crops: parseCrops('1x16@0.2-1,1x9@0.05-1') });
     const rand = prng(9);
