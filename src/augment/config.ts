@@ -65,9 +65,17 @@ export function parseCrops(spec: string): CropGroup[] {
 }
 
 /** One entry per crop, in output order: the size and scale range of each. */
-export function cropList(config: Pick<AugmentConfig, 'crops'>): Array<Omit<CropGroup, 'count'>> {
-  return config.crops.flatMap((g) => Array.from({ length: g.count }, () => ({ size: g.size, scale: g.scale })));
+export function cropList(config: Pick<AugmentConfig, 'crops'>): ReadonlyArray<Readonly<Omit<CropGroup, 'count'>>> {
+  // Asked for once per crop of every sample: kept per crop-group list (configs are not changed once made).
+  let list = cropLists.get(config.crops);
+  if (!list) {
+    list = config.crops.flatMap((g) => Array.from({ length: g.count }, () => ({ size: g.size, scale: g.scale })));
+    cropLists.set(config.crops, list);
+  }
+  return list;
 }
+
+const cropLists = new WeakMap<readonly CropGroup[], Array<Omit<CropGroup, 'count'>>>();
 
 /** Merges user overrides onto the defaults and checks every probability and range. */
 export function augmentConfig(overrides: Partial<AugmentConfig> = {}): AugmentConfig {

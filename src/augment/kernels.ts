@@ -29,6 +29,11 @@ const wasmModule = new WASM.Module(readFileSync(new URL('./wasm/crop.wasm', impo
 let instance: CropWasm | undefined;
 const kernels = () => (instance ??= new WASM.Instance(wasmModule).exports as unknown as CropWasm);
 
+/** Resampling table options (constant objects: the table cache is kept per options object). */
+const ROWS = { gain: 1 / 255 }; // u8 source rows to [0, 1]
+const PIXELS = { unit: 12 }; // byte offsets of RGB f32 pixels
+const MIRRORED = { unit: 12, flip: true };
+
 const CODE: Record<JitterOp, number> = { brightness: 0, contrast: 1, saturation: 2, hue: 3 };
 /**
  * Slack after every buffer: the kernels read and write a pixel as 16 bytes (r, g, b and the next r) and
@@ -86,7 +91,7 @@ function cropOne(k: CropWasm, image: number, width: number, scratch: number, dra
   const { box, size } = draw;
   // The column pass takes source rows; the row pass byte offsets of RGB f32 pixels, mirrored for a flip.
   // Both count from the box's corner, where the column pass starts reading.
-  const ys = cachedTaps(box.h, size, { gain: 1 / 255 }), xs = cachedTaps(box.w, size, { unit: 12, flip: draw.flip });
+  const ys = cachedTaps(box.h, size, ROWS), xs = cachedTaps(box.w, size, draw.flip ? MIRRORED : PIXELS);
   const kernel = draw.blur === null ? null : gaussianKernel(draw.blur);
   const arena = new Arena(scratch);
   const yt = allocTaps(arena, ys), xt = allocTaps(arena, xs);
