@@ -6,7 +6,8 @@
  */
 import { workerData } from 'node:worker_threads';
 import { cropList, type AugmentConfig } from './config.js';
-import { DecodeBuffer, decodeRgb } from './decode.js';
+import { DecodeBuffer, decodeJpeg, decodeWithSharp } from './decode.js';
+import { imageMemory } from './kernels.js';
 import { multiCrop, type DrawSeed } from './multicrop.js';
 
 /** Where a sample's crops go: one shared buffer per crop (batch x size x size x 3 floats) and the slot. */
@@ -25,8 +26,8 @@ export type AugmentResult = { ok: true } | { error: string };
 
 const config = (workerData as { config: AugmentConfig }).config;
 const lengths = cropList(config).map(({ size }) => size * size * 3);
-/** Decode buffers not in use by a task: as many as tasks ever ran at once on this thread. */
-const spare: DecodeBuffer[] = [];
+/** Plain JPEGs are decoded straight into the crop kernels' input memory. */
+const pixels = new DecodeBuffer(imageMemory);
 
 /** Multi-crops a task's samples in order; one sample's bad image is its own failure, not the task's. */
 export default async function augment(tasks: AugmentTask[]): Promise<AugmentResult[]> {
@@ -36,15 +37,11 @@ export default async function augment(tasks: AugmentTask[]): Promise<AugmentResu
 }
 
 async function augmentOne(task: AugmentTask): Promise<AugmentResult> {
-  // A thread runs two tasks at once (one may wait on sharp), so each decodes into a buffer of its own.
-  const own = spare.pop() ?? new DecodeBuffer();
-  try {
-    const decoded = await decodeRgb(task.image, own);
-    if ('error' in decoded) return decoded;
-    const outputs = lengths.map((n, c) => new Float32Array(task.into.crops[c]!, task.into.slot * n * 4, n));
-    multiCrop(decoded.rgb, decoded.width, decoded.height, config, task.at, outputs);
-    return { ok: true };
-  } finally {
-    spare.push(own);
-  }
+  // The fast path runs from decode to the last crop without yielding: a thread runs two tasks at once (one
+  // may wait on sharp), and the other's fast decode would overwrite `pixels`.
+  const decoded = decodeJpeg(task.image, pixels) ?? (await decodeWithSharp(task.image));
+  if ('error' in decoded) return decoded;
+  const outputs = lengths.map((n, c) => new Float32Array(task.into.crops[c]!, task.into.slot * n * 4, n));
+  multiCrop(decoded.rgb, decoded.width, decoded.height, config, task.at, outputs);
+  return { ok: true };
 }

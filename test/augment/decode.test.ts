@@ -1,6 +1,9 @@
 import sharp from 'sharp';
 import { describe, expect, it } from 'vitest';
-import { DecodeBuffer, decodeRgb, plainJpeg } from '../../src/augment/decode.js';
+import { augmentConfig } from '../../src/augment/config.js';
+import { DecodeBuffer, decodeJpeg, decodeRgb, plainJpeg } from '../../src/augment/decode.js';
+import { imageMemory } from '../../src/augment/kernels.js';
+import { multiCrop } from '../../src/augment/multicrop.js';
 import { photoJpeg, prng } from '../../src/fixtures/images.js';
 
 const viaSharp = async (bytes: Uint8Array) => (await sharp(bytes).toColourspace('srgb').removeAlpha().raw().toBuffer({ resolveWithObject: true })).data;
@@ -56,6 +59,20 @@ describe('decodeRgb', () => {
     expect(second).toEqual(fresh[1]);
     if ('error' in first || 'error' in second) throw new Error('decode failed');
     expect(second.rgb.buffer).toBe(first.rgb.buffer); // the same memory, now holding the second image
+  });
+
+  it('decodes into the crop kernels\' input memory, and crops from there equal crops of a fresh decode', async () => {
+    const config = augmentConfig();
+    const kernels = new DecodeBuffer(imageMemory);
+    for (const [i, photo] of [await photoJpeg(13, { width: 300, height: 200 }), await photoJpeg(14, { width: 120, height: 260 })].entries()) {
+      const fresh = await decodeRgb(photo);
+      const inPlace = decodeJpeg(photo, kernels);
+      if (!inPlace || 'error' in inPlace || 'error' in fresh) throw new Error('decode failed');
+      expect(inPlace.rgb).toEqual(fresh.rgb);
+      const at = { seed: 1, epoch: 0, record: i };
+      const crops = multiCrop(inPlace.rgb, inPlace.width, inPlace.height, config, at);
+      expect(crops).toEqual(multiCrop(fresh.rgb, fresh.width, fresh.height, config, at));
+    }
   });
 
   it('sends CMYK JPEGs, PNG and WebP to sharp, with its colour management', async () => {
