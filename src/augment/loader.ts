@@ -76,7 +76,7 @@ export class MultiCropLoader implements AsyncIterable<MultiCropBatch> {
     const records = this.stream[Symbol.asyncIterator]();
     const inflight = this.options.inflight ?? this.pool.threads * 3 * CHUNK;
     const chunk = Math.min(CHUNK, inflight);
-    const queue: Array<{ item: StreamItem; result: Promise<AugmentResult>; slab: Slab; slot: number }> = [];
+    const queue: Dispatched[] = [];
     const sizes = cropList(this.config).map(({ size }) => size);
     let exhausted = false;
     let filling: Slab | null = null;
@@ -84,7 +84,7 @@ export class MultiCropLoader implements AsyncIterable<MultiCropBatch> {
     // topping up one record at a time would make every later task a single record again.
     const top = async () => {
       while (!exhausted && queue.length + chunk <= inflight) {
-        const samples: Array<{ item: StreamItem; slab: Slab; slot: number }> = [];
+        const samples: Placed[] = [];
         while (samples.length < chunk) {
           const next = await records.next();
           if (next.done) {
@@ -125,7 +125,7 @@ export class MultiCropLoader implements AsyncIterable<MultiCropBatch> {
   }
 
   /** One pool task for `samples`; each gets its own result promise in `queue`, taken in order below. */
-  private dispatch(samples: Array<{ item: StreamItem; slab: Slab; slot: number }>, queue: Array<{ item: StreamItem; result: Promise<AugmentResult>; slab: Slab; slot: number }>): void {
+  private dispatch(samples: Placed[], queue: Dispatched[]): void {
     const run = this.pool.augment(samples.map(({ item, slab, slot }) => ({
       image: item.record.image, at: { seed: this.seed, epoch: item.epoch, record: item.position }, into: { crops: slab.shared, slot },
     })));
@@ -151,6 +151,18 @@ export class MultiCropLoader implements AsyncIterable<MultiCropBatch> {
   async close(): Promise<void> {
     await this.pool.close();
   }
+}
+
+/** A record and the batch slot its crops go to. */
+interface Placed {
+  item: StreamItem;
+  slab: Slab;
+  slot: number;
+}
+
+/** A placed record sent to the pool, with its own result. */
+interface Dispatched extends Placed {
+  result: Promise<AugmentResult>;
 }
 
 /** Records a pool task carries (see AugmentPool.augment). */

@@ -1,7 +1,8 @@
 /**
  * The weight tables of the crop kernels, computed in JS (resampling tables cached by size) and handed to
- * the WASM kernels (./kernels.ts): PIL's antialiased bilinear resampling taps (a triangle filter widened by the shrink
- * factor, as torchvision's RandomResizedCrop gets from PIL) and the truncated Gaussian of the blur.
+ * the WASM kernels (./kernels.ts): PIL's antialiased bilinear resampling taps (a triangle filter widened
+ * by the shrink factor, as torchvision's RandomResizedCrop gets from PIL) and the truncated Gaussian of
+ * the blur.
  */
 export interface Box {
   x: number;
