@@ -1,7 +1,8 @@
 /**
- * A pool of augment worker threads (piscina), sized to the cores by default. Tasks carry only the encoded
- * image (copied out of its Arrow batch first: posting a view would clone the whole batch buffer), the draw
- * seed and the shared buffers the crops are written into. `close()` stops the threads.
+ * A pool of augment worker threads (piscina), sized to the cores by default. A task carries a few samples,
+ * each only its encoded image (copied out of its Arrow batch first: posting a view would clone the whole
+ * batch buffer), its draw seed and the shared buffers its crops are written into. `close()` stops the
+ * threads.
  */
 import { availableParallelism } from 'node:os';
 import { Piscina } from 'piscina';
