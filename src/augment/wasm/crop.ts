@@ -157,14 +157,20 @@ export function rowPass(cols: usize, width: i32, size: i32, first: usize, weight
   return f32x4.mul(f32x4.sub(x, f32x4.splat(m)), f32x4.splat(s));
 }
 
-// Four interleaved pixels (r0 g0 b0 r1 | g1 b1 r2 g2 | b2 r3 g3 b3) to and from r, g and b vectors.
-@inline function reds(v0: v128, v1: v128, v2: v128): v128 { return f32x4.shuffle(f32x4.shuffle(v0, v1, 0, 3, 6, 0), v2, 0, 1, 2, 5); }
-@inline function greens(v0: v128, v1: v128, v2: v128): v128 { return f32x4.shuffle(f32x4.shuffle(v0, v1, 1, 4, 7, 0), v2, 0, 1, 2, 6); }
-@inline function blues(v0: v128, v1: v128, v2: v128): v128 { return f32x4.shuffle(f32x4.shuffle(v0, v1, 2, 5, 0, 0), v2, 0, 1, 4, 7); }
+// Four interleaved pixels (r0 g0 b0 r1 | g1 b1 r2 g2 | b2 r3 g3 b3) to and from r, g and b vectors. Every
+// shuffle takes its low two lanes from its first operand and its high two from its second (or is a
+// one-operand swizzle): the forms V8 emits as a single shufps/pshufd; others cost 2 pshufb and a por.
+@inline function mid(v0: v128, v1: v128): v128 { return f32x4.shuffle(v0, v1, 1, 2, 4, 5); } // g0 b0 g1 b1
+@inline function tail(v1: v128, v2: v128): v128 { return f32x4.shuffle(v1, v2, 2, 3, 5, 6); } // r2 g2 r3 g3
+@inline function reds(v0: v128, v1: v128, v2: v128): v128 { return f32x4.shuffle(v0, tail(v1, v2), 0, 3, 4, 6); }
+@inline function greens(v0: v128, v1: v128, v2: v128): v128 { return f32x4.shuffle(mid(v0, v1), tail(v1, v2), 0, 2, 5, 7); }
+@inline function blues(v0: v128, v1: v128, v2: v128): v128 { return f32x4.shuffle(mid(v0, v1), v2, 1, 3, 4, 7); }
 @inline function storePixels(p: usize, r: v128, g: v128, b: v128): void {
-  v128.store(p, f32x4.shuffle(f32x4.shuffle(r, g, 0, 4, 0, 1), b, 0, 1, 4, 3));
-  v128.store(p, f32x4.shuffle(f32x4.shuffle(g, b, 1, 5, 0, 2), r, 0, 1, 6, 3), 16);
-  v128.store(p, f32x4.shuffle(f32x4.shuffle(b, r, 2, 7, 0, 3), g, 0, 1, 7, 3), 32);
+  const high = f32x4.shuffle(r, g, 2, 3, 6, 7); // r2 r3 g2 g3
+  v128.store(p, f32x4.shuffle(f32x4.shuffle(r, g, 0, 1, 4, 5), f32x4.shuffle(b, r, 0, 1, 5, 6), 0, 2, 4, 6));
+  v128.store(p, f32x4.shuffle(f32x4.shuffle(g, b, 1, 2, 5, 6), high, 0, 2, 4, 6), 16);
+  const last = f32x4.shuffle(b, high, 2, 3, 5, 7); // b2 b3 r3 g3
+  v128.store(p, f32x4.shuffle(last, last, 0, 2, 3, 1), 32);
 }
 
 /**
