@@ -7,7 +7,7 @@
 import { readFileSync } from 'node:fs';
 import type { AugmentConfig } from './config.js';
 import type { CropDraw, JitterOp } from './multicrop.js';
-import { cachedTaps, gaussianKernel, type AxisTaps } from './taps.js';
+import { cachedTaps, FIXED_ONE, gaussianKernel, pairedWeights, type AxisTaps } from './taps.js';
 
 /** The WebAssembly API this file uses; lib ES2023 and @types/node 20 do not declare it. */
 interface WasmMemory {
@@ -18,7 +18,7 @@ const WASM = (globalThis as unknown as { WebAssembly: { Module: new (bytes: Uint
 
 interface CropWasm {
   memory: WasmMemory;
-  columnPass(src: number, stride: number, rowLen: number, out: number, size: number, first: number, weights: number, taps: number): void;
+  columnPass(src: number, stride: number, rowLen: number, out: number, size: number, first: number, pairs: number, taps: number, scale: number): void;
   rowPass(cols: number, width: number, size: number, first: number, weights: number, taps: number, out: number): void;
   colour(px: number, pixels: number, codes: number, factors: number, nops: number, mean: number, finish: number, grey: number,
     m0: number, m1: number, m2: number, s0: number, s1: number, s2: number): number;
@@ -30,7 +30,9 @@ let instance: CropWasm | undefined;
 const kernels = () => (instance ??= new WASM.Instance(wasmModule).exports as unknown as CropWasm);
 
 /** Resampling table options (constant objects: the table cache is kept per options object). */
-const ROWS = { gain: 1 / 255 }; // u8 source rows to [0, 1]
+const ROWS = {}; // source rows (weights in fixed point: see pairedWeights)
+/** The column pass's fixed-point sums of u8 to [0, 1]. */
+const ROW_SCALE = 1 / (255 * FIXED_ONE);
 const PIXELS = { unit: 12 }; // byte offsets of RGB f32 pixels
 const MIRRORED = { unit: 12, flip: true };
 
@@ -112,14 +114,16 @@ function cropOne(k: CropWasm, image: number, width: number, scratch: number, dra
   const ys = cachedTaps(box.h, size, ROWS), xs = cachedTaps(box.w, size, draw.flip ? MIRRORED : PIXELS);
   const kernel = draw.blur === null ? null : gaussianKernel(draw.blur);
   const arena = new Arena(scratch);
-  const yt = allocTaps(arena, ys), xt = allocTaps(arena, xs);
+  const pairs = pairedWeights(ys);
+  const yt = { first: arena.alloc(ys.first.byteLength), weights: arena.alloc(pairs.byteLength) }, xt = allocTaps(arena, xs);
   const cols = arena.alloc(size * box.w * 12), out = arena.alloc(size * size * 12);
   const ops = arena.alloc(32), factors = arena.alloc(32);
   const blur = kernel && { tmp: arena.alloc(size * size * 12), line: arena.alloc((size + kernel.length - 1) * 12), kernel: arena.alloc(kernel.length * 4) };
   arena.commit(k.memory);
-  writeTaps(k.memory, yt, ys);
+  new Int32Array(k.memory.buffer, yt.first, ys.first.length).set(ys.first);
+  new Int16Array(k.memory.buffer, yt.weights, pairs.length).set(pairs);
   writeTaps(k.memory, xt, xs);
-  k.columnPass(image + (box.y * width + box.x) * 3, width * 3, box.w * 3, cols, size, yt.first, yt.weights, ys.taps);
+  k.columnPass(image + (box.y * width + box.x) * 3, width * 3, box.w * 3, cols, size, yt.first, yt.weights, ys.taps, ROW_SCALE);
   k.rowPass(cols, box.w, size, xt.first, xt.weights, xs.taps, out);
   colour(k, out, size * size, { ops, factors }, draw, config);
   if (blur && kernel) {

@@ -99,6 +99,35 @@ export function cachedTaps(length: number, out: number, options: Readonly<TapOpt
   return taps;
 }
 
+/** The fixed-point weight of 1 in `pairedWeights`: 2^14 keeps 255 x the sum of a row's weights inside an i32. */
+export const FIXED_ONE = 16384;
+
+/**
+ * `t`'s weights in fixed point (FIXED_ONE = 1) for the column pass's integer sums, laid out as pairs of
+ * taps (an odd count padded with a zero weight): ceil(taps / 2) * 2 int16 per output. Each output's weights
+ * are rounded and then its largest corrected so that they sum to exactly FIXED_ONE, so a flat area stays
+ * exactly flat; a pixel's error is at most 255 x taps / 2^15 levels (0.0078 a tap), far under a JPEG's
+ * rounding. Kept per table object, so cached tables give cached pairs.
+ */
+export function pairedWeights(t: AxisTaps): Int16Array {
+  let pairs = paired.get(t);
+  if (pairs) return pairs;
+  const n = (t.taps + 1) >> 1, out = t.first.length;
+  pairs = new Int16Array(out * n * 2);
+  for (let o = 0; o < out; o++) {
+    let total = 0, largest = 0;
+    for (let k = 0; k < t.taps; k++) {
+      const w = (pairs[o * n * 2 + k] = Math.round(t.weights[o * t.taps + k]! * FIXED_ONE));
+      total += w;
+      if (w > pairs[o * n * 2 + largest]!) largest = k;
+    }
+    pairs[o * n * 2 + largest]! += FIXED_ONE - total;
+  }
+  paired.set(t, pairs);
+  return pairs;
+}
+const paired = new WeakMap<AxisTaps, Int16Array>();
+
 const CACHE_BYTES = 32 * 1024 * 1024;
 const cache = new Map<Readonly<TapOptions>, Map<number, AxisTaps>>();
 let cachedBytes = 0;

@@ -8,12 +8,6 @@
  * ignored, so every buffer that is read this way ends with 16 bytes of padding.
  */
 
-/** Four f32x4 of `b`'s 16 bytes (unsigned) times `w`, added to the accumulators' lanes. */
-@inline function widen(b: v128, part: i32): v128 {
-  const half = part < 2 ? i16x8.extend_low_i8x16_u(b) : i16x8.extend_high_i8x16_u(b);
-  return f32x4.convert_i32x4_s((part & 1) == 0 ? i32x4.extend_low_i16x8_u(half) : i32x4.extend_high_i16x8_u(half));
-}
-
 /** Sixteen floats from four accumulators. */
 @inline function store4(d: usize, a0: v128, a1: v128, a2: v128, a3: v128): void {
   v128.store(d, a0);
@@ -22,32 +16,47 @@
   v128.store(d, a3, 48);
 }
 
+/** Bytes 0-7 (`high` false) or 8-15 of rows A and B interleaved: a0 b0 a1 b1 ... */
+@inline function zip(A: v128, B: v128, high: bool): v128 {
+  return high
+    ? i8x16.shuffle(A, B, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31)
+    : i8x16.shuffle(A, B, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+}
+
 /**
  * Vertical resampling: output row o (`rowLen` floats) = sum over k < taps of source row `first[o]+k` (u8,
- * `stride` bytes apart, starting at `src`) times `weights[o*taps+k]`. Sixteen columns at a time are summed over all
- * taps in registers: four independent chains, one store (accumulating into memory tap by tap was slower).
+ * `stride` bytes apart, starting at `src`) times its weight, times `scale`. Weights are 16-bit integers, two
+ * taps to an i32 of `pairs` (ceil(taps / 2) per output row; an odd count's last pair has a zero second
+ * weight): the bytes of two rows are interleaved and summed with one i32x4.dot_i16x8_s per four columns,
+ * exact integer sums of 8 x 16 bit products. Widening every tap's bytes to f32 took ~2.5 times the
+ * instructions and this pass 1.33-1.39 times the row pass's time, against 0.95-1.17 now (scratch A/B,
+ * alternating runs). Sixteen columns at a time are summed over all taps in registers, then converted once.
  */
-export function columnPass(src: usize, stride: i32, rowLen: i32, out: usize, size: i32, first: usize, weights: usize, taps: i32): void {
+export function columnPass(src: usize, stride: i32, rowLen: i32, out: usize, size: i32, first: usize, pairs: usize, taps: i32, scale: f32): void {
+  const n = (taps + 1) >> 1, full = taps >> 1, sv = f32x4.splat(scale), step = <usize>stride << 1;
   for (let o = 0; o < size; o++) {
-    const dst = out + (<usize>(o * rowLen) << 2), w = weights + (<usize>(o * taps) << 2);
+    const dst = out + (<usize>(o * rowLen) << 2), w = pairs + (<usize>(o * n) << 2);
     const top = src + <usize>(load<i32>(first + (<usize>o << 2)) * stride);
     let i = 0;
     for (; i + 16 <= rowLen; i += 16) {
-      let a0 = f32x4.splat(0), a1 = a0, a2 = a0, a3 = a0;
+      let a0 = i32x4.splat(0), a1 = a0, a2 = a0, a3 = a0;
       let p = top + <usize>i;
-      for (let k = 0; k < taps; k++, p += <usize>stride) {
-        const b = v128.load(p), wv = f32x4.splat(load<f32>(w + (<usize>k << 2)));
-        a0 = f32x4.add(a0, f32x4.mul(widen(b, 0), wv));
-        a1 = f32x4.add(a1, f32x4.mul(widen(b, 1), wv));
-        a2 = f32x4.add(a2, f32x4.mul(widen(b, 2), wv));
-        a3 = f32x4.add(a3, f32x4.mul(widen(b, 3), wv));
+      for (let k = 0; k < n; k++, p += step) {
+        const wv = i32x4.splat(load<i32>(w + (<usize>k << 2)));
+        const A = v128.load(p), B = k < full ? v128.load(p + <usize>stride) : A; // an odd last tap pairs with itself, weight 0
+        const lo = zip(A, B, false), hi = zip(A, B, true);
+        a0 = i32x4.add(a0, i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_u(lo), wv));
+        a1 = i32x4.add(a1, i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(lo), wv));
+        a2 = i32x4.add(a2, i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_u(hi), wv));
+        a3 = i32x4.add(a3, i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(hi), wv));
       }
-      store4(dst + (<usize>i << 2), a0, a1, a2, a3);
+      store4(dst + (<usize>i << 2), f32x4.mul(f32x4.convert_i32x4_s(a0), sv), f32x4.mul(f32x4.convert_i32x4_s(a1), sv),
+        f32x4.mul(f32x4.convert_i32x4_s(a2), sv), f32x4.mul(f32x4.convert_i32x4_s(a3), sv));
     }
     for (; i < rowLen; i++) {
-      let acc: f32 = 0;
-      for (let k = 0; k < taps; k++) acc += <f32>load<u8>(top + <usize>(i + k * stride)) * load<f32>(w + (<usize>k << 2));
-      store<f32>(dst + (<usize>i << 2), acc);
+      let acc: i32 = 0;
+      for (let k = 0; k < taps; k++) acc += <i32>load<u8>(top + <usize>(i + k * stride)) * <i32>load<i16>(w + (<usize>k << 1));
+      store<f32>(dst + (<usize>i << 2), <f32>acc * scale);
     }
   }
 }
