@@ -146,13 +146,13 @@ export function rowPass(cols: usize, width: i32, size: i32, first: usize, weight
   return f32x4.mul(f32x4.sub(h, f32x4.floor(h)), f32x4.splat(6));
 }
 
-/** What brightness (0), contrast (1) or saturation (2) blends four pixels with: x * f + base. */
+/** What contrast (1) or saturation (2) blends four pixels with: x * f + base. */
 @inline function blendBase(code: i32, f: f32, mean: f32, r: v128, g: v128, b: v128): v128 {
-  return code == 0 ? f32x4.splat(0) : code == 1 ? f32x4.splat(mean * (1 - f)) : f32x4.mul(luma(r, g, b), f32x4.splat(1 - f));
+  return code == 1 ? f32x4.splat(mean * (1 - f)) : f32x4.mul(luma(r, g, b), f32x4.splat(1 - f));
 }
 
 @inline function blend(x: v128, f: v128, base: v128): v128 {
-  return clamp01(f32x4.add(f32x4.mul(x, f), base));
+  return f32x4.add(f32x4.mul(x, f), base);
 }
 
 /** Adds the grey of the first `valid` (of four) pixels to the f64 pair `sum`. */
@@ -210,10 +210,23 @@ export function colour(px: usize, pixels: i32, codes: usize, factors: usize, nop
         gA = hueChannel(3, hA, maxA, chromaA); gB = hueChannel(3, hB, maxB, chromaB);
         bA = hueChannel(1, hA, maxA, chromaA); bB = hueChannel(1, hB, maxB, chromaB);
       } else {
-        const baseA = blendBase(code, f, mean, rA, gA, bA), baseB = blendBase(code, f, mean, rB, gB, bB);
-        rA = blend(rA, fv, baseA); rB = blend(rB, fv, baseB);
-        gA = blend(gA, fv, baseA); gB = blend(gB, fv, baseB);
-        bA = blend(bA, fv, baseA); bB = blend(bB, fv, baseB);
+        if (code == 0) {
+          rA = f32x4.mul(rA, fv); rB = f32x4.mul(rB, fv);
+          gA = f32x4.mul(gA, fv); gB = f32x4.mul(gB, fv);
+          bA = f32x4.mul(bA, fv); bB = f32x4.mul(bB, fv);
+        } else {
+          const baseA = blendBase(code, f, mean, rA, gA, bA), baseB = blendBase(code, f, mean, rB, gB, bB);
+          rA = blend(rA, fv, baseA); rB = blend(rB, fv, baseB);
+          gA = blend(gA, fv, baseA); gB = blend(gB, fv, baseB);
+          bA = blend(bA, fv, baseA); bB = blend(bB, fv, baseB);
+        }
+        // With 0 <= f <= 1 every op is a convex blend of values in [0, 1] (the pixel and 0, the mean grey or
+        // its own grey), which stays in [0, 1]: the clamp is needed only for the other half of the draws.
+        if (f < 0 || f > 1) {
+          rA = clamp01(rA); rB = clamp01(rB);
+          gA = clamp01(gA); gB = clamp01(gB);
+          bA = clamp01(bA); bB = clamp01(bB);
+        }
       }
     }
     if (!finish) {
