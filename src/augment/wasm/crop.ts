@@ -122,14 +122,21 @@ export function rowPass(cols: usize, width: i32, size: i32, first: usize, weight
 }
 
 /**
- * One channel of a hue rotation, without branches: HSV -> RGB as max - chroma * clamp(min(k, 4 - k)) with
- * k = (n + h6) mod 6 (n = 5 red, 3 green, 1 blue). A grey pixel (no chroma) comes out as max, unchanged.
+ * The three channels of a hue rotation, without branches: HSV -> RGB is max - chroma * w(k) per channel, w
+ * the triangle clamp(min(k, 4 - k), 0, 1) of period 6 and k = (n + h) mod 6 (n = 5 red, 3 green, 1 blue).
+ * With `u` = (h - 1) mod 6 (hueOf's `shift` lowered by a sixth of a turn) red's k is u itself and green's
+ * u - 2 in [-2, 4), where the formula holds without the mod; blue's u + 2 in [2, 8) is the same triangle
+ * written as clamp(max(4 - k, k - 6), 0, 1). That saves the three wraps (~10 of ~58 ops). A grey pixel (no
+ * chroma) comes out as max, unchanged.
  */
-@inline function hueChannel(n: f32, h6: v128, max: v128, chroma: v128): v128 {
-  let k = f32x4.add(f32x4.splat(n), h6);
-  k = f32x4.sub(k, v128.and(f32x4.ge(k, f32x4.splat(6)), f32x4.splat(6)));
-  const w = clamp01(f32x4.pmin(k, f32x4.sub(f32x4.splat(4), k)));
-  return f32x4.sub(max, f32x4.mul(chroma, w));
+@inline function hueRed(u: v128, max: v128, chroma: v128): v128 {
+  return f32x4.sub(max, f32x4.mul(chroma, clamp01(f32x4.pmin(u, f32x4.sub(f32x4.splat(4), u)))));
+}
+@inline function hueGreen(u: v128, max: v128, chroma: v128): v128 {
+  return f32x4.sub(max, f32x4.mul(chroma, clamp01(f32x4.pmin(f32x4.sub(u, f32x4.splat(2)), f32x4.sub(f32x4.splat(6), u)))));
+}
+@inline function hueBlue(u: v128, max: v128, chroma: v128): v128 {
+  return f32x4.sub(max, f32x4.mul(chroma, clamp01(f32x4.pmax(f32x4.sub(f32x4.splat(2), u), f32x4.sub(u, f32x4.splat(4))))));
 }
 
 /**
@@ -205,10 +212,11 @@ export function colour(px: usize, pixels: i32, codes: usize, factors: usize, nop
       if (code == 3) {
         const maxA = f32x4.pmax(rA, f32x4.pmax(gA, bA)), chromaA = f32x4.sub(maxA, f32x4.pmin(rA, f32x4.pmin(gA, bA)));
         const maxB = f32x4.pmax(rB, f32x4.pmax(gB, bB)), chromaB = f32x4.sub(maxB, f32x4.pmin(rB, f32x4.pmin(gB, bB)));
-        const hA = hueOf(rA, gA, bA, maxA, chromaA, fv), hB = hueOf(rB, gB, bB, maxB, chromaB, fv);
-        rA = hueChannel(5, hA, maxA, chromaA); rB = hueChannel(5, hB, maxB, chromaB);
-        gA = hueChannel(3, hA, maxA, chromaA); gB = hueChannel(3, hB, maxB, chromaB);
-        bA = hueChannel(1, hA, maxA, chromaA); bB = hueChannel(1, hB, maxB, chromaB);
+        const shift = f32x4.splat(f - <f32>1 / 6); // u = (h - 1) mod 6: see hueRed
+        const uA = hueOf(rA, gA, bA, maxA, chromaA, shift), uB = hueOf(rB, gB, bB, maxB, chromaB, shift);
+        rA = hueRed(uA, maxA, chromaA); rB = hueRed(uB, maxB, chromaB);
+        gA = hueGreen(uA, maxA, chromaA); gB = hueGreen(uB, maxB, chromaB);
+        bA = hueBlue(uA, maxA, chromaA); bB = hueBlue(uB, maxB, chromaB);
       } else {
         if (code == 0) {
           rA = f32x4.mul(rA, fv); rB = f32x4.mul(rB, fv);
