@@ -67,7 +67,8 @@ export class MultiCropLoader implements AsyncIterable<MultiCropBatch> {
       throw new ConfigError(`batch size must be an integer from 1 to 65536, got ${options.batchSize}`);
     }
     this.config = augmentConfig(options.augment);
-    this.stream = new DatasetStream(store, options);
+    // Shared record bytes: the pool posts each image to a worker as a view, with no copy or transfer.
+    this.stream = new DatasetStream(store, { ...options, sharedMemory: true });
     this.seed = options.seed ?? 0;
     this.pool = new AugmentPool(this.config, { threads: options.threads });
   }

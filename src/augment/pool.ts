@@ -1,8 +1,8 @@
 /**
  * A pool of augment worker threads (piscina), sized to the cores by default. A task carries a few samples,
- * each only its encoded image (copied out of its Arrow batch first: posting a view would clone the whole
- * batch buffer), its draw seed and the shared buffers its crops are written into. `close()` stops the
- * threads.
+ * each only its encoded image (a view when its Arrow batch lives in a SharedArrayBuffer, else a copy of
+ * its bytes: posting a view of an ordinary buffer would clone the whole batch), its draw seed and the
+ * shared buffers its crops are written into. `close()` stops the threads.
  */
 import { availableParallelism } from 'node:os';
 import { Piscina } from 'piscina';
@@ -46,10 +46,11 @@ export class AugmentPool {
    * Resolves when all are written, to one result (done or a failure reason) per sample.
    */
   async augment(samples: ReadonlyArray<{ image: Uint8Array; at: DrawSeed; into: SampleSlot }>): Promise<AugmentResult[]> {
-    // copies that own exactly these bytes, transferred to the worker
-    const owned = samples.map(({ image }) => image.slice());
-    const tasks: AugmentTask[] = samples.map(({ at, into }, i) => ({ image: owned[i]!, at, into }));
-    const run = this.piscina.run(tasks, { transferList: owned.map((image) => image.buffer) }) as Promise<AugmentResult[]>;
+    // Images in shared memory go as views; others as copies that own exactly their bytes, transferred.
+    const images = samples.map(({ image }) => (image.buffer instanceof SharedArrayBuffer ? image : image.slice()));
+    const tasks: AugmentTask[] = samples.map(({ at, into }, i) => ({ image: images[i]!, at, into }));
+    const transferList = images.flatMap(({ buffer }) => (buffer instanceof SharedArrayBuffer ? [] : [buffer as ArrayBuffer]));
+    const run = this.piscina.run(tasks, { transferList }) as Promise<AugmentResult[]>;
     const settled = run.then(() => {}, () => {}).finally(() => this.inflight.delete(settled));
     this.inflight.add(settled);
     return run;

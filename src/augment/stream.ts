@@ -43,6 +43,8 @@ export interface StreamOptions {
   pollMs?: number;
   /** Where to resume. @default the start of epoch 0 */
   cursor?: StreamCursor;
+  /** Records' bytes in SharedArrayBuffers, for consumers that hand them to worker threads. @default false */
+  sharedMemory?: boolean;
   signal?: AbortSignal;
 }
 
@@ -82,7 +84,7 @@ export class DatasetStream {
   ) {
     this.o = {
       seed: 0, rank: 0, worldSize: 1, windowShards: 4, groupBatches: 8, prefetchBytes: 256 * 2 ** 20,
-      follow: false, pollMs: 5000, cursor: START, ...options,
+      follow: false, pollMs: 5000, cursor: START, sharedMemory: false, ...options,
     };
     validateStreamOptions(this.o);
   }
@@ -170,7 +172,7 @@ export class DatasetStream {
 
   private async openShard(unit: UnitRecord): Promise<ShardReader | null> {
     try {
-      return await ShardReader.open(this.store, unit.shard, { size: unit.bytes });
+      return await ShardReader.open(this.store, unit.shard, { size: unit.bytes, shared: this.o.sharedMemory });
     } catch (err) {
       if (!(err instanceof InvalidShardError)) throw err;
       this.skip('bad_shard');

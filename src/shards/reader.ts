@@ -25,6 +25,8 @@ type ArrowFileReader = Awaited<ReturnType<typeof RecordBatchReader.from>> & {
 export interface ShardReaderOptions {
   /** The shard's size if already known (from its unit record), which saves a HEAD request. */
   size?: number;
+  /** Record batches in SharedArrayBuffers: their images can go to worker threads as views. @default false */
+  shared?: boolean;
 }
 
 export class ShardReader {
@@ -36,6 +38,7 @@ export class ShardReader {
     readonly extraColumns: readonly string[],
     /** The schema as an IPC stream message, prefixed to each fetched block to decode it. */
     private readonly schemaMessage: Uint8Array,
+    private readonly shared: boolean,
   ) {}
 
   static async open(store: Store, key: string, options: ShardReaderOptions = {}): Promise<ShardReader> {
@@ -74,7 +77,7 @@ export class ShardReader {
       const stream = RecordBatchStreamWriter.writeAll(new Table(reader.schema)).toUint8Array(true);
       const schemaMessage = stream.subarray(0, stream.byteLength - EOS_BYTES);
       await file.close(); // the tail and magic are no longer needed
-      return new ShardReader(key, file, reader, reader.schema, extras, schemaMessage);
+      return new ShardReader(key, file, reader, reader.schema, extras, schemaMessage, options.shared ?? false);
     } catch (err) {
       throw asShardError(err, where);
     }
@@ -123,7 +126,7 @@ export class ShardReader {
     const start = Number(block.offset);
     const end = start + block.metaDataLength + Number(block.bodyLength) - 1;
     if (start < 0 || end >= this.file.size) throw new InvalidShardError(`${where}: block lies outside the file`);
-    return this.file.fetch(start, end);
+    return this.file.fetch(start, end, this.shared);
   }
 
   /**
@@ -177,8 +180,8 @@ class RangedFile {
     return `${this.store.url}/${this.key}`;
   }
 
-  fetch(start: number, end: number): Promise<Uint8Array> {
-    return this.store.getRange(this.key, start, end);
+  fetch(start: number, end: number, shared = false): Promise<Uint8Array> {
+    return this.store.getRange(this.key, start, end, { shared });
   }
 
   async prefetch(start: number, end: number): Promise<void> {

@@ -5,7 +5,7 @@
  */
 import type { Readable } from 'node:stream';
 import { LocalStore } from './store-local.js';
-import { getBytes, type ObjectInfo, type PutBody, type Store } from './store.js';
+import { getBytes, type ObjectInfo, type PutBody, type RangeOptions, type Store } from './store.js';
 
 export class CachedStore implements Store {
   private readonly cache: LocalStore;
@@ -32,8 +32,8 @@ export class CachedStore implements Store {
     return (await this.local(key)) ? this.cache.get(key) : this.remote.get(key);
   }
 
-  async getRange(key: string, start: number, end: number): Promise<Uint8Array> {
-    return (await this.local(key)) ? this.cache.getRange(key, start, end) : this.remote.getRange(key, start, end);
+  async getRange(key: string, start: number, end: number, options?: RangeOptions): Promise<Uint8Array> {
+    return (await this.local(key)) ? this.cache.getRange(key, start, end, options) : this.remote.getRange(key, start, end, options);
   }
 
   async head(key: string): Promise<ObjectInfo | null> {

@@ -9,7 +9,7 @@ import { dirname, join, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Readable } from 'node:stream';
 import { AccessDeniedError, ConfigError, NotFoundError, StoreUnavailableError, WildstreamError } from '../errors.js';
-import { checkKey, checkRange, type ObjectInfo, type PutBody, type Store, type StoreOptions } from './store.js';
+import { checkKey, checkRange, type ObjectInfo, type PutBody, type RangeOptions, type Store, type StoreOptions } from './store.js';
 
 /** Temp files carry this marker; `list` skips them and a later `put` of the same key overwrites. */
 const TEMP_MARK = '.ws-tmp-';
@@ -61,12 +61,12 @@ export class LocalStore implements Store {
     return handle.createReadStream({ autoClose: true });
   }
 
-  async getRange(key: string, start: number, end: number): Promise<Uint8Array> {
+  async getRange(key: string, start: number, end: number, options: RangeOptions = {}): Promise<Uint8Array> {
     checkRange(start, end);
     const handle = await wrap(key, () => open(this.path(key), 'r'));
     try {
       const length = end - start + 1;
-      const buffer = Buffer.allocUnsafe(length);
+      const buffer = options.shared ? Buffer.from(new SharedArrayBuffer(length)) : Buffer.allocUnsafe(length);
       let filled = 0;
       while (filled < length) {
         const { bytesRead } = await handle.read(buffer, filled, length - filled, start + filled);

@@ -21,7 +21,7 @@ import {
   StoreUnavailableError,
   WildstreamError,
 } from '../errors.js';
-import { checkKey, checkRange, joinKey, type ObjectInfo, type PutBody, type Store, type StoreOptions } from './store.js';
+import { checkKey, checkRange, joinKey, type ObjectInfo, type PutBody, type RangeOptions, type Store, type StoreOptions } from './store.js';
 
 /** Bodies above this go through multipart upload (lib-storage), in parts of this size. */
 const PART_SIZE = 8 * 1024 * 1024;
@@ -76,7 +76,7 @@ export class S3Store implements Store {
     return out.Body as Readable;
   }
 
-  async getRange(key: string, start: number, end: number): Promise<Uint8Array> {
+  async getRange(key: string, start: number, end: number, options: RangeOptions = {}): Promise<Uint8Array> {
     checkRange(start, end);
     // Explicit `a-b` ranges only: suffix ranges are unreliable on some servers (s3rver).
     const bytes = await this.call(key, async () => {
@@ -95,7 +95,10 @@ export class S3Store implements Store {
         `range ${start}-${end} of ${key} returned ${bytes.byteLength} bytes, expected ${end - start + 1}`,
       );
     }
-    return bytes;
+    if (!options.shared) return bytes;
+    const shared = new Uint8Array(new SharedArrayBuffer(bytes.byteLength));
+    shared.set(bytes);
+    return shared;
   }
 
   async head(key: string): Promise<ObjectInfo | null> {

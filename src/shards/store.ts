@@ -25,13 +25,21 @@ export interface Store {
   /** Streams the whole object. Throws NotFoundError when absent. */
   get(key: string): Promise<Readable>;
   /** Bytes `start..end` inclusive (HTTP `Range: bytes=start-end` semantics); exactly `end - start + 1` bytes. */
-  getRange(key: string, start: number, end: number): Promise<Uint8Array>;
+  getRange(key: string, start: number, end: number, options?: RangeOptions): Promise<Uint8Array>;
   /** Size and etag, or null when the object does not exist. */
   head(key: string): Promise<ObjectInfo | null>;
   /** Every object under `prefix`, in key order; pages through large listings lazily. */
   list(prefix: string): AsyncIterable<ObjectInfo>;
   /** Removes the object; removing an absent object is not an error (as on S3). */
   delete(key: string): Promise<void>;
+}
+
+export interface RangeOptions {
+  /**
+   * The bytes in a SharedArrayBuffer, so that worker threads can read views of them without a copy or a
+   * transfer (the augment pool's records). @default false
+   */
+  shared?: boolean;
 }
 
 /** Options shared by every store; each store reads the ones that concern it. */

@@ -61,6 +61,14 @@ describe.each(kinds)('%s store', (_name, open) => {
     await expect(store.getRange('range.bin', 5, 2)).rejects.toBeInstanceOf(ConfigError);
   });
 
+  it('reads a range into shared memory when asked', async () => {
+    await store.put('shared.bin', Buffer.from('0123456789'));
+    const shared = await store.getRange('shared.bin', 3, 7, { shared: true });
+    expect(shared.buffer).toBeInstanceOf(SharedArrayBuffer);
+    expect(Buffer.from(shared).toString()).toBe('34567');
+    expect((await store.getRange('shared.bin', 3, 7)).buffer).not.toBeInstanceOf(SharedArrayBuffer);
+  });
+
   it('heads size and etag, or null when absent', async () => {
     await store.put('h.bin', Buffer.from('abc'));
     const info = await store.head('h.bin');
