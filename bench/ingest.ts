@@ -8,8 +8,10 @@
  * --serial runs the sharp-alone baseline one image at a time instead of one per core.
  *
  * Per core = images / CPU-seconds of this process (all threads); the image server runs in a child process.
+ * Both sides run under the CLI's V8 flags (src/v8-flags.ts): started without them, the bench restarts itself
+ * with them.
  */
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { availableParallelism, cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -18,7 +20,13 @@ import { parseArgs } from 'node:util';
 import { decodeImage } from '../src/ingest/decode.js';
 import { Fetcher } from '../src/ingest/fetch.js';
 import { runIngest } from '../src/ingest/job.js';
+import { V8_FLAGS } from '../src/v8-flags.js';
 import { timed } from './timed.js';
+
+if (!V8_FLAGS.every((flag) => process.execArgv.includes(flag))) {
+  const child = spawnSync(process.execPath, [...V8_FLAGS, ...process.execArgv, ...process.argv.slice(1)], { stdio: 'inherit' });
+  process.exit(child.status ?? 1);
+}
 
 const { values } = parseArgs({ options: { images: { type: 'string', default: '100' }, concurrency: { type: 'string', default: '32' }, rounds: { type: 'string', default: '5' }, serial: { type: 'boolean', default: false } } });
 const count = Number(values.images);
@@ -55,7 +63,7 @@ async function downloads(urls: string[], concurrency: number): Promise<void> {
 }
 
 try {
-  console.log(`ingest bench: ${count} JPEGs of 0.3-3 MP (${(bytes / 1e6).toFixed(0)} MB) on loopback; ${cpus().length} cores, ${cpus()[0]?.model}`);
+  console.log(`ingest bench: ${count} JPEGs of 0.3-3 MP (${(bytes / 1e6).toFixed(0)} MB) on loopback; ${cpus().length} cores, ${cpus()[0]?.model}; node ${V8_FLAGS.join(' ')}`);
   // sharp alone: fetch all bytes first (not timed), then the image work with `parallel` in flight. The two runs
   // alternate for several rounds and the median ratio is printed: on 2 vCPUs a single pair moves by +-10 %.
   const originals = await Promise.all(Array.from({ length: count }, async (_, i) => Buffer.from(await (await fetch(`${base}/img/${i}.jpg`)).arrayBuffer())));

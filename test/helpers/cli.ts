@@ -1,6 +1,7 @@
 /** Runs the real CLI (bin/wildstream.js) in a child process and collects its output. */
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { V8_FLAGS } from '../../src/v8-flags.js';
 
 export const BIN = fileURLToPath(new URL('../../bin/wildstream.js', import.meta.url));
 
@@ -13,7 +14,7 @@ export interface CliResult {
 
 export function runCli(args: string[], env: Record<string, string> = {}, timeoutMs = 120_000, cwd?: string): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'], cwd });
+    const child = spawn(process.execPath, [...V8_FLAGS, BIN, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'], cwd });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d) => (stdout += d));
