@@ -30,7 +30,7 @@ let instance: CropWasm | undefined;
 const kernels = () => (instance ??= new WASM.Instance(wasmModule).exports as unknown as CropWasm);
 
 /** Resampling table options (constant objects: the table cache is kept per options object). */
-const ROWS = {}; // source rows (weights in fixed point: see pairedWeights)
+const ROWS = {}; // source rows, in rows (the column pass takes them in fixed point: see pairedWeights)
 /** The column pass's fixed-point sums of u8 to [0, 1]. */
 const ROW_SCALE = 1 / (255 * FIXED_ONE);
 const PIXELS = { unit: 12 }; // byte offsets of RGB f32 pixels

@@ -24,8 +24,6 @@ export interface AxisTaps {
 }
 
 export interface TapOptions {
-  /** What the weights of an output sum to. @default 1 */
-  gain?: number;
   /** `first` in these units of an input (e.g. bytes per pixel). @default 1 */
   unit?: number;
   /** Outputs in reverse order: resampling and a mirror image in one pass. */
@@ -44,7 +42,7 @@ function scratchFor(out: number, span: number): typeof scratch {
 
 /** Taps mapping inputs [start, start+length) onto `out` samples. */
 export function axisTaps(start: number, length: number, out: number, options: TapOptions = {}): AxisTaps {
-  const { gain = 1, unit = 1, flip = false } = options;
+  const { unit = 1, flip = false } = options;
   const scale = length / out;
   const support = Math.max(scale, 1); // the triangle's radius: 1 input pixel, widened when shrinking
   const span = Math.ceil(support) * 2 + 1; // the widest window before its zero ends are trimmed
@@ -68,7 +66,7 @@ export function axisTaps(start: number, length: number, out: number, options: Ta
     const at = flip ? out - 1 - o : o, w0 = o * span + skip[o]!, n = hi[o]! - lo[o]!;
     let total = 0;
     for (let k = 0; k < n; k++) total += raw[w0 + k]!;
-    for (let k = 0; k < n; k++) weights[at * taps + lo[o]! - from + k] = (raw[w0 + k]! * gain) / (total || 1);
+    for (let k = 0; k < n; k++) weights[at * taps + lo[o]! - from + k] = raw[w0 + k]! / (total || 1);
     first[at] = (start + from) * unit;
   }
   return { first, weights, taps };
