@@ -1,18 +1,23 @@
 /**
- * A store on any S3-compatible server. Retries (throttling, 5xx, connection resets) are the SDK's standard
- * retry strategy: exponential backoff with full jitter, `maxAttempts` in all. Timeouts are always set so an
- * unreachable endpoint fails instead of hanging. Errors are mapped to the typed errors in `errors.ts`.
+ * A store on any S3-compatible server. Every request (GET whole or ranged, PUT, multipart parts, LIST pages,
+ * HEAD, DELETE) runs under the one retry and timeout policy of `retry.ts`, with each response body read inside
+ * the retried attempt; the SDK's own retry is off so attempts do not multiply. A whole-object `get` resumes a
+ * cut body with a ranged GET from the byte it reached. Errors are mapped to the typed errors in `errors.ts`.
  */
 import { Readable } from 'node:stream';
 import {
+  AbortMultipartUploadCommand,
+  CompleteMultipartUploadCommand,
+  CreateMultipartUploadCommand,
   DeleteObjectCommand,
   GetObjectCommand,
   HeadObjectCommand,
   ListObjectsV2Command,
   PutObjectCommand,
   S3Client,
+  UploadPartCommand,
+  type GetObjectCommandOutput,
 } from '@aws-sdk/client-s3';
-import { Upload } from '@aws-sdk/lib-storage';
 import {
   AccessDeniedError,
   BucketNotFoundError,
@@ -21,10 +26,13 @@ import {
   StoreUnavailableError,
   WildstreamError,
 } from '../errors.js';
+import { backoffMs, gaveUp, idleGuard, isRetryable, readBody, retryPolicy, sleep, TransientError, withRetry, type Attempt, type RetryPolicy } from './retry.js';
 import { checkKey, checkRange, joinKey, type ObjectInfo, type PutBody, type RangeOptions, type Store, type StoreOptions } from './store.js';
 
-/** Bodies above this go through multipart upload (lib-storage), in parts of this size. */
+/** Bodies above this go through multipart upload, in parts of this size (S3's minimum part is 5 MiB). */
 const PART_SIZE = 8 * 1024 * 1024;
+/** Parts uploaded at once: bounds memory to about this many parts. */
+const PARTS_IN_FLIGHT = 4;
 
 export class S3Store implements Store {
   readonly url: string;
@@ -32,6 +40,7 @@ export class S3Store implements Store {
   readonly prefix: string;
   /** Exposed so tests and benchmarks can count requests with middleware. */
   readonly client: S3Client;
+  readonly policy: RetryPolicy;
   private readonly pageSize: number;
 
   constructor(location: string, options: StoreOptions = {}) {
@@ -42,7 +51,8 @@ export class S3Store implements Store {
     this.bucket = match[1]!;
     this.prefix = match[2]!.replace(/\/+$/, '');
     this.url = `s3://${this.bucket}${this.prefix ? `/${this.prefix}` : ''}`;
-    this.client = makeClient(options);
+    this.policy = retryPolicy(options);
+    this.client = makeClient(options, this.policy);
     this.pageSize = options.listPageSize ?? 1000;
   }
 
@@ -50,50 +60,149 @@ export class S3Store implements Store {
     return joinKey(this.prefix, checkKey(key));
   }
 
+  private where(key: string): string {
+    return `s3://${this.bucket}/${joinKey(this.prefix, key)}`;
+  }
+
+  /** One request under the retry policy; `fn` must finish reading any body it needs. */
+  private retry<T>(key: string, fn: (attempt: Attempt) => Promise<T>): Promise<T> {
+    const where = this.where(key);
+    return withRetry(this.policy, where, fn, (err) => mapS3Error(err, where));
+  }
+
   async put(key: string, body: PutBody): Promise<void> {
     const Key = this.fullKey(key);
-    await this.call(key, async () => {
-      if (body instanceof Uint8Array && body.byteLength <= PART_SIZE) {
-        await this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key, Body: body }));
-        return;
-      }
-      // Multipart is still atomic: the object appears only at CompleteMultipartUpload.
-      const upload = new Upload({
-        client: this.client,
-        params: { Bucket: this.bucket, Key, Body: body instanceof Uint8Array ? Buffer.from(body) : body },
-        partSize: PART_SIZE,
-        queueSize: 4,
-        leavePartsOnError: false,
+    if (body instanceof Uint8Array && body.byteLength <= PART_SIZE) return this.putWhole(key, Key, body);
+    // A stream can be read once, so it is cut into parts kept until each is stored: any part can be retried.
+    const parts = partsOf(body instanceof Uint8Array ? Readable.from([Buffer.from(body)]) : body, PART_SIZE);
+    const first = await parts.next();
+    const second = first.done ? first : await parts.next();
+    if (second.done) return this.putWhole(key, Key, first.done ? Buffer.alloc(0) : first.value);
+    await this.multipart(key, Key, [first.value, second.value], parts);
+  }
+
+  private async putWhole(key: string, Key: string, body: Uint8Array): Promise<void> {
+    await this.retry(key, ({ signal }) =>
+      this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key, Body: body }), { abortSignal: signal }),
+    );
+  }
+
+  /** Multipart is still atomic: the object appears only at CompleteMultipartUpload. */
+  private async multipart(key: string, Key: string, head: Buffer[], rest: AsyncIterator<Buffer>): Promise<void> {
+    const Bucket = this.bucket;
+    const created = await this.retry(key, ({ signal }) =>
+      this.client.send(new CreateMultipartUploadCommand({ Bucket, Key }), { abortSignal: signal }),
+    );
+    const UploadId = created.UploadId!;
+    const etags: string[] = [];
+    const inflight = new Set<Promise<void>>();
+    const upload = (Body: Buffer, PartNumber: number) => {
+      const sending = this.retry(key, async ({ signal }) => {
+        const out = await this.client.send(new UploadPartCommand({ Bucket, Key, UploadId, PartNumber, Body }), { abortSignal: signal });
+        etags[PartNumber - 1] = out.ETag!;
       });
-      await upload.done();
-    });
+      const tracked: Promise<void> = sending.finally(() => inflight.delete(tracked));
+      tracked.catch(() => {}); // surfaced by the race or the final wait below
+      inflight.add(tracked);
+    };
+    try {
+      let number = 0;
+      for (const part of head) upload(part, ++number);
+      for (let next = await rest.next(); !next.done; next = await rest.next()) {
+        while (inflight.size >= PARTS_IN_FLIGHT) await Promise.race(inflight);
+        upload(next.value, ++number);
+      }
+      await Promise.all(inflight);
+      const Parts = etags.map((ETag, i) => ({ ETag, PartNumber: i + 1 }));
+      await this.retry(key, async ({ signal, number: attempt }) => {
+        try {
+          await this.client.send(new CompleteMultipartUploadCommand({ Bucket, Key, UploadId, MultipartUpload: { Parts } }), { abortSignal: signal });
+        } catch (err) {
+          // A retried Complete whose first try landed finds the upload gone: the object is there.
+          if (attempt > 1 && (err as { name?: string }).name === 'NoSuchUpload' && (await this.head(key))) return;
+          throw err;
+        }
+      });
+    } catch (err) {
+      await Promise.allSettled(inflight);
+      await this.client.send(new AbortMultipartUploadCommand({ Bucket, Key, UploadId })).catch(() => {});
+      throw err;
+    }
   }
 
   async get(key: string): Promise<Readable> {
-    const out = await this.call(key, () =>
-      this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: this.fullKey(key) })),
-    );
-    return out.Body as Readable;
+    const first = await this.openBody(key, 0);
+    return Readable.from(this.resume(key, first), { objectMode: false });
+  }
+
+  /** GET from byte `offset` (0: the whole object), sent under the retry policy; the body is read by the caller. */
+  private openBody(key: string, offset: number, total?: number, etag?: string): Promise<GetObjectCommandOutput> {
+    const Range = offset > 0 ? `bytes=${offset}-${total! - 1}` : undefined;
+    return this.retry(key, async ({ signal }) => {
+      const out = await this.client.send(
+        new GetObjectCommand({ Bucket: this.bucket, Key: this.fullKey(key), Range, IfMatch: etag }),
+        { abortSignal: signal },
+      );
+      if (etag && out.ETag && out.ETag !== etag) {
+        (out.Body as Readable | undefined)?.destroy();
+        throw new StoreUnavailableError(`${this.where(key)} changed while it was being read; retry the command`);
+      }
+      return out;
+    });
+  }
+
+  /**
+   * The body of a whole-object GET; a cut, stalled or short body is resumed with a ranged GET from the byte
+   * reached. Failures count while no byte arrives, so a long download survives many scattered faults.
+   */
+  private async *resume(key: string, first: GetObjectCommandOutput): AsyncGenerator<Uint8Array> {
+    const total = first.ContentLength;
+    const etag = first.ETag;
+    let out = first;
+    let offset = 0;
+    let failures = 0;
+    for (;;) {
+      let skip = offset - servedFrom(out.ContentRange);
+      try {
+        for await (let chunk of idleGuard(out.Body as Readable, this.policy.idleTimeoutMs)) {
+          if (skip > 0) {
+            const cut = Math.min(skip, chunk.byteLength);
+            skip -= cut;
+            chunk = chunk.subarray(cut);
+            if (chunk.byteLength === 0) continue;
+          }
+          offset += chunk.byteLength;
+          failures = 0;
+          yield chunk;
+        }
+        if (total === undefined || offset >= total) return;
+        throw new TransientError(`body ended after ${offset} of ${total} bytes`, 'WS_SHORT_BODY');
+      } catch (err) {
+        if (!isRetryable(err)) throw mapS3Error(err, this.where(key));
+        if (++failures >= this.policy.attempts) throw gaveUp(this.where(key), failures, err);
+        await sleep(backoffMs(this.policy, failures));
+        out = await this.openBody(key, offset, total, etag);
+      }
+    }
   }
 
   async getRange(key: string, start: number, end: number, options: RangeOptions = {}): Promise<Uint8Array> {
     checkRange(start, end);
     // Explicit `a-b` ranges only: suffix ranges are unreliable on some servers (s3rver).
-    const bytes = await this.call(key, async () => {
+    const bytes = await this.retry(key, async ({ signal }) => {
       const out = await this.client.send(
         new GetObjectCommand({ Bucket: this.bucket, Key: this.fullKey(key), Range: `bytes=${start}-${end}` }),
+        { abortSignal: signal },
       );
-      const body = await out.Body!.transformToByteArray();
+      const body = await readBody(out.Body as Readable, out.ContentLength, this.policy.idleTimeoutMs, signal);
       // Servers may answer with more than was asked (s3rver sends the whole object for `bytes=0-0`); the
       // Content-Range (or its absence: the whole object) says where the body starts, so take our slice.
-      const served = /^bytes (\d+)-\d+\//.exec(out.ContentRange ?? '');
-      const offset = start - (served ? Number(served[1]) : 0);
+      const offset = start - servedFrom(out.ContentRange);
       return offset >= 0 ? body.subarray(offset, offset + end - start + 1) : body;
     });
     if (bytes.byteLength !== end - start + 1) {
-      throw new StoreUnavailableError(
-        `range ${start}-${end} of ${key} returned ${bytes.byteLength} bytes, expected ${end - start + 1}`,
-      );
+      // The whole body arrived (its length was checked), so the object is shorter than the range.
+      throw new NotFoundError(`range ${start}-${end} is beyond the end of ${this.where(key)} (${start + bytes.byteLength} bytes)`);
     }
     if (!options.shared) return bytes;
     const shared = new Uint8Array(new SharedArrayBuffer(bytes.byteLength));
@@ -103,8 +212,8 @@ export class S3Store implements Store {
 
   async head(key: string): Promise<ObjectInfo | null> {
     try {
-      const out = await this.call(key, () =>
-        this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: this.fullKey(key) })),
+      const out = await this.retry(key, ({ signal }) =>
+        this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: this.fullKey(key) }), { abortSignal: signal }),
       );
       return { key, size: out.ContentLength ?? 0, etag: out.ETag ?? '' };
     } catch (err) {
@@ -118,9 +227,10 @@ export class S3Store implements Store {
     const strip = this.prefix ? this.prefix.length + 1 : 0;
     let token: string | undefined;
     do {
-      const page = await this.call(prefix || '/', () =>
+      const page = await this.retry(prefix || '/', ({ signal }) =>
         this.client.send(
           new ListObjectsV2Command({ Bucket: this.bucket, Prefix: full, ContinuationToken: token, MaxKeys: this.pageSize }),
+          { abortSignal: signal },
         ),
       );
       for (const item of page.Contents ?? []) {
@@ -131,19 +241,41 @@ export class S3Store implements Store {
   }
 
   async delete(key: string): Promise<void> {
-    await this.call(key, () => this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: this.fullKey(key) })));
-  }
-
-  private async call<T>(key: string, fn: () => Promise<T>): Promise<T> {
-    try {
-      return await fn();
-    } catch (err) {
-      throw mapS3Error(err, `s3://${this.bucket}/${joinKey(this.prefix, key)}`);
-    }
+    await this.retry(key, ({ signal }) =>
+      this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: this.fullKey(key) }), { abortSignal: signal }),
+    );
   }
 }
 
-function makeClient(options: StoreOptions): S3Client {
+/** The first byte a response body holds: the start of its Content-Range, or 0 for a whole object. */
+function servedFrom(contentRange: string | undefined): number {
+  const served = /^bytes (\d+)-\d+\//.exec(contentRange ?? '');
+  return served ? Number(served[1]) : 0;
+}
+
+/** Cuts a byte stream into buffers of exactly `size` bytes (the last may be shorter; none is empty). */
+async function* partsOf(body: Readable, size: number): AsyncGenerator<Buffer> {
+  let pending: Buffer[] = [];
+  let filled = 0;
+  for await (const raw of body) {
+    let chunk = Buffer.isBuffer(raw) ? raw : Buffer.from(raw as Uint8Array);
+    while (filled + chunk.byteLength >= size) {
+      const take = size - filled;
+      pending.push(chunk.subarray(0, take));
+      yield Buffer.concat(pending, size);
+      pending = [];
+      filled = 0;
+      chunk = chunk.subarray(take);
+    }
+    if (chunk.byteLength > 0) {
+      pending.push(chunk);
+      filled += chunk.byteLength;
+    }
+  }
+  if (filled > 0) yield Buffer.concat(pending, filled);
+}
+
+function makeClient(options: StoreOptions, policy: RetryPolicy): S3Client {
   // The SDK warns on every run under Node 20 that *future* releases will need Node 22; the lockfile pins one
   // that supports Node 20, so the warning only adds noise to every CLI run.
   process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
@@ -155,11 +287,13 @@ function makeClient(options: StoreOptions): S3Client {
     endpoint,
     region: options.s3Region ?? process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION ?? 'us-east-1',
     forcePathStyle: options.s3PathStyle ?? endpoint !== undefined,
-    maxAttempts: options.maxAttempts ?? 4,
-    retryMode: 'standard',
+    // Retries are ours (retry.ts): the SDK's would multiply the attempts and cannot see body faults.
+    maxAttempts: 1,
     requestHandler: {
-      connectionTimeout: options.connectTimeoutMs ?? 5000,
-      requestTimeout: options.requestTimeoutMs ?? 30000,
+      connectionTimeout: policy.connectTimeoutMs,
+      // An idle timeout on the socket in every phase (upload, waiting for headers, body). `requestTimeout` is
+      // not one: it only logs a warning unless throwOnRequestTimeout is set, and stops at the headers.
+      socketTimeout: policy.idleTimeoutMs,
     },
   });
 }
@@ -182,6 +316,7 @@ export function mapS3Error(err: unknown, where: string): Error {
   if (name === 'NoSuchKey' || name === 'NotFound' || status === 404) {
     return new NotFoundError(`no such object: ${where}`, { cause: err });
   }
+  if (name === 'InvalidRange' || status === 416) return new NotFoundError(`range beyond the end of ${where}`, { cause: err });
   if (name === 'CredentialsProviderError') {
     return new AccessDeniedError(`no S3 credentials found for ${where}: set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE`, { cause: err });
   }

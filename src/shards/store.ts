@@ -4,6 +4,8 @@
  *
  * Keys are relative, `/`-separated and validated, so a hostile key can never escape a local root.
  * `put` is atomic: a reader sees the whole object or nothing, which is what makes a unit's record a commit point.
+ * A remote store sends every request through one retry and timeout policy (`retry.ts`, set by StoreOptions); a
+ * fault that outlasts it is a StoreUnavailableError naming the object and the last cause.
  */
 import type { Readable } from 'node:stream';
 import { ConfigError, UnsupportedStoreError } from '../errors.js';
@@ -50,14 +52,28 @@ export interface StoreOptions {
   s3PathStyle?: boolean;
   /** S3 region. @default AWS_REGION, else us-east-1 */
   s3Region?: string;
-  /** Attempts per S3 request, including the first; retries use exponential backoff with jitter. @default 4 */
+  /**
+   * Attempts per request, the first included: every read, write, list, head and delete of a remote store goes
+   * through one retry policy (`retry.ts`) that retries network errors, resets, truncated bodies, timeouts, 429,
+   * 500, 502, 503 and SlowDown, never 403 or 404. Enough that a run survives 15 % failed requests.
+   * @default AWS_MAX_ATTEMPTS, else 8
+   */
   maxAttempts?: number;
-  /** Milliseconds to establish a connection before failing. @default 5000 */
+  /** First backoff before a retry; each retry waits a uniform random time up to twice the last cap. @default 100 */
+  retryBaseDelayMs?: number;
+  /** Cap on one backoff. @default 5000 */
+  retryMaxDelayMs?: number;
+  /** Milliseconds to establish a connection before the attempt fails. @default 5000 */
   connectTimeoutMs?: number;
   /** Keys per LIST page; small values exercise paging in tests. @default 1000 */
   listPageSize?: number;
-  /** Milliseconds a request may sit idle (no bytes) before failing. @default 30000 */
+  /**
+   * Idle timeout: milliseconds an attempt may wait for the next byte (the response headers, or more of a body,
+   * or the server to take more of an upload) before it fails and is retried. @default 30000
+   */
   requestTimeoutMs?: number;
+  /** Overall deadline of one attempt: request, headers and a buffered body (a range, a record, a part). @default 120000 */
+  attemptTimeoutMs?: number;
 }
 
 type StoreFactory = (location: string, options: StoreOptions) => Promise<Store>;
