@@ -1,0 +1,87 @@
+/**
+ * HTTP Content-Encoding (RFC 9110 section 8.4): the codings a response lists, undone last-applied first, as
+ * streaming node:zlib decoders. `deflate` is the zlib format by the standard, but servers also send raw
+ * DEFLATE, which browsers accept: the first two bytes tell them apart (RFC 1950 header check).
+ */
+import { Duplex, type Transform } from 'node:stream';
+import { createBrotliDecompress, createGunzip, createInflate, createInflateRaw } from 'node:zlib';
+
+/** What we can undo, sent as Accept-Encoding. */
+export const ACCEPT_ENCODING = 'gzip, deflate, br';
+
+/** More stacked codings than this is refused: each stage costs a decoder (curl and urllib3 cap at 5). */
+export const MAX_CODINGS = 4;
+
+export type Coding = 'gzip' | 'deflate' | 'br';
+const CODINGS: Record<string, Coding> = { gzip: 'gzip', 'x-gzip': 'gzip', deflate: 'deflate', br: 'br' };
+
+/**
+ * The codings to undo, in decoding order (the reverse of the header's), `[]` for none or identity, or null
+ * when one is unknown or there are too many.
+ */
+export function decodingOrder(header: string | null): Coding[] | null {
+  if (!header) return [];
+  const listed = header.split(',').map((t) => t.trim().toLowerCase()).filter((t) => t !== '' && t !== 'identity');
+  if (listed.length > MAX_CODINGS) return null;
+  const codings = listed.map((t) => CODINGS[t]);
+  if (codings.some((c) => c === undefined)) return null;
+  return (codings as Coding[]).reverse();
+}
+
+/** A fresh decoder for one coding. */
+export function decoderFor(coding: Coding): Transform | Duplex {
+  if (coding === 'gzip') return createGunzip();
+  if (coding === 'br') return createBrotliDecompress();
+  return new DeflateDecoder();
+}
+
+/** True when the two bytes open a zlib stream (RFC 1950: CM 8, window <= 32 KiB, FCHECK multiple of 31). */
+export function isZlibHeader(b0: number, b1: number): boolean {
+  return (b0 & 0x0f) === 8 && b0 >> 4 <= 7 && ((b0 << 8) | b1) % 31 === 0;
+}
+
+/** Inflates zlib-wrapped or raw DEFLATE, chosen from the first two bytes, passing backpressure both ways. */
+class DeflateDecoder extends Duplex {
+  private inner: Transform | null = null;
+  private head: Buffer = Buffer.alloc(0);
+
+  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
+    if (!this.inner) {
+      this.head = Buffer.concat([this.head, chunk]);
+      if (this.head.length < 2) return callback();
+      chunk = this.head;
+      this.start();
+    }
+    if (this.inner!.write(chunk)) callback();
+    else this.inner!.once('drain', () => callback());
+  }
+
+  override _final(callback: (error?: Error | null) => void): void {
+    if (!this.inner) {
+      this.start();
+      if (this.head.length > 0) this.inner!.write(this.head);
+    }
+    this.inner!.end();
+    callback();
+  }
+
+  override _read(): void {
+    this.inner?.resume();
+  }
+
+  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+    this.inner?.destroy();
+    callback(error);
+  }
+
+  private start(): void {
+    const raw = !(this.head.length >= 2 && isZlibHeader(this.head[0]!, this.head[1]!));
+    const inner = raw ? createInflateRaw() : createInflate();
+    inner.on('data', (data: Buffer) => {
+      if (!this.push(data)) inner.pause();
+    });
+    inner.once('end', () => this.push(null));
+    inner.once('error', (err) => this.destroy(err));
+    this.inner = inner;
+  }
+}
