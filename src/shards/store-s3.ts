@@ -4,6 +4,7 @@
  * the retried attempt; the SDK's own retry is off so attempts do not multiply. A whole-object `get` resumes a
  * cut body with a ranged GET from the byte it reached. Errors are mapped to the typed errors in `errors.ts`.
  */
+import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import {
   AbortMultipartUploadCommand,
@@ -96,7 +97,11 @@ export class S3Store implements Store {
     const UploadId = created.UploadId!;
     const etags: string[] = [];
     const inflight = new Set<Promise<void>>();
+    const whole = createHash('md5');
+    let size = 0;
     const upload = (Body: Buffer, PartNumber: number) => {
+      whole.update(Body);
+      size += Body.byteLength;
       const sending = this.retry(key, async ({ signal }) => {
         const out = await this.client.send(new UploadPartCommand({ Bucket, Key, UploadId, PartNumber, Body }), { abortSignal: signal });
         etags[PartNumber - 1] = out.ETag!;
@@ -118,8 +123,8 @@ export class S3Store implements Store {
         try {
           await this.client.send(new CompleteMultipartUploadCommand({ Bucket, Key, UploadId, MultipartUpload: { Parts } }), { abortSignal: signal });
         } catch (err) {
-          // A retried Complete whose first try landed finds the upload gone: the object is there.
-          if (attempt > 1 && (err as { name?: string }).name === 'NoSuchUpload' && (await this.head(key))) return;
+          // A retried Complete whose first try landed finds the upload gone (NoSuchUpload on AWS, 500 on s3rver).
+          if (attempt > 1 && (await this.landed(key, size, [multipartEtag(etags), `"${whole.copy().digest('hex')}"`]))) return;
           throw err;
         }
       });
@@ -128,6 +133,12 @@ export class S3Store implements Store {
       await this.client.send(new AbortMultipartUploadCommand({ Bucket, Key, UploadId })).catch(() => {});
       throw err;
     }
+  }
+
+  /** True when `key` holds the object just uploaded: its size, and an ETag only those bytes give. */
+  private async landed(key: string, size: number, etags: string[]): Promise<boolean> {
+    const info = await this.head(key);
+    return info !== null && info.size === size && etags.includes(info.etag);
   }
 
   async get(key: string): Promise<Readable> {
@@ -251,6 +262,12 @@ export class S3Store implements Store {
 function servedFrom(contentRange: string | undefined): number {
   const served = /^bytes (\d+)-\d+\//.exec(contentRange ?? '');
   return served ? Number(served[1]) : 0;
+}
+
+/** AWS's ETag of a multipart object: the MD5 of the parts' binary MD5s, a dash, the number of parts. */
+function multipartEtag(partEtags: string[]): string {
+  const md5s = Buffer.concat(partEtags.map((etag) => Buffer.from(etag.replace(/"/g, ''), 'hex')));
+  return `"${createHash('md5').update(md5s).digest('hex')}-${partEtags.length}"`;
 }
 
 /** Cuts a byte stream into buffers of exactly `size` bytes (the last may be shorter; none is empty). */

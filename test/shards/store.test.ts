@@ -1,4 +1,5 @@
-// One conformance suite for every store: the local filesystem and a real S3 server (s3rver) on loopback.
+// One conformance suite for every store: the local filesystem, a real S3 server (s3rver) on loopback, and the
+// same server behind a proxy that fails a fifth of the requests (store-faults.test.ts tests each fault alone).
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -12,16 +13,20 @@ import {
   UnsupportedStoreError,
 } from '../../src/errors.js';
 import { getBytes, openStore, type Store } from '../../src/shards/store.js';
+import { FAULT_KINDS, startFaultProxy, type FaultProxy } from '../helpers/fault-proxy.js';
 import { startS3, type S3Fixture } from '../helpers/s3-server.js';
 
 let s3: S3Fixture;
+let proxy: FaultProxy;
 let dir: string;
 beforeAll(async () => {
   s3 = await startS3(['conformance', 'other']);
   Object.assign(process.env, s3.env);
+  proxy = await startFaultProxy({ upstream: s3.endpoint, rate: 0.2, seed: 7 });
   dir = await mkdtemp(join(tmpdir(), 'ws-store-'));
 });
 afterAll(async () => {
+  await proxy?.stop();
   await s3?.stop();
   await rm(dir, { recursive: true, force: true });
 });
@@ -29,6 +34,9 @@ afterAll(async () => {
 const kinds: Array<[string, () => Promise<Store>]> = [
   ['local', () => openStore(join(dir, 'root'))],
   ['s3', () => openStore('s3://conformance/some/prefix', { s3Endpoint: s3.endpoint, listPageSize: 3 })],
+  ['s3 with 20 % faults', () => openStore('s3://conformance/faulty', {
+    s3Endpoint: proxy.endpoint, listPageSize: 3, requestTimeoutMs: 500, retryBaseDelayMs: 5, retryMaxDelayMs: 100,
+  })],
 ];
 
 describe.each(kinds)('%s store', (_name, open) => {
@@ -125,6 +133,13 @@ describe.each(kinds)('%s store', (_name, open) => {
     await putting;
     expect((await store.head('atomic.bin'))?.size).toBe(2048);
   });
+});
+
+it('the faulty store met faults of every kind, on about a fifth of its requests', () => {
+  const met = Object.keys(proxy.stats.injected).map((k) => (k.startsWith('stall') ? 'stall' : k));
+  expect(new Set(met)).toEqual(new Set(FAULT_KINDS));
+  const injected = Object.values(proxy.stats.injected).reduce((a, b) => a + b, 0);
+  expect(injected / proxy.stats.requests).toBeGreaterThan(0.1);
 });
 
 describe('store errors', () => {
