@@ -1,11 +1,23 @@
-/** `wildstream ingest`, and the ingest options `crawl` shares (it ingests the images it finds the same way). */
+/**
+ * `wildstream ingest`, and the ingest options `crawl` shares (it ingests the images it finds the same way).
+ *
+ * Outcomes: the JSON summary on stdout carries `warnings`, each also one stderr line. `ingest` exits 3 when its
+ * job holds no image (an empty list, or every URL failed): the units are committed, so a later run with the
+ * fix and `--retry-failed` recovers them, but a script (or `wildstream run`) should stop before it trains on
+ * nothing. `crawl` only warns, since a polite crawl may rightly find nothing. SIGINT/SIGTERM stop the run with
+ * how many units are committed and exit 130/143; a rerun resumes.
+ */
 import { Command, Option } from 'commander';
 import { intArg, storeOptions, withStoreOptions } from '../cli-options.js';
-import { ConfigError } from '../errors.js';
+import { ConfigError, ExitCodeError } from '../errors.js';
 import { runIngest, type IngestOptions, type IngestSummary } from './job.js';
 import type { FetcherOptions } from './fetch.js';
-import { progressReporter } from './progress.js';
+import { progressReporter, type ProgressReporter } from './progress.js';
 import { runQueuedIngest, runWorker } from './queue.js';
+import { runRetry } from './retry.js';
+
+/** The exit status of an ingest whose job holds no image. */
+export const KEPT_NOTHING_EXIT = 3;
 
 /** Fetch, decode, dedupe and unit options, shared by `ingest` and `crawl`. */
 export function withIngestOptions(cmd: Command): Command {
@@ -29,10 +41,17 @@ export function withIngestOptions(cmd: Command): Command {
     .option('--allow-address <cidr...>', 'allow just these non-public addresses or ranges (e.g. 127.0.0.1 10.1.0.0/16)');
 }
 
-/** Runs an ingest job from parsed options, with a progress bar on a TTY; prints the summary line. */
-export async function ingestFromOptions(lists: string[], opts: Record<string, any>, extra: Partial<IngestOptions> = {}): Promise<IngestSummary> {
+/**
+ * Runs an ingest job from parsed options, with a progress bar on a TTY; prints the summary line and its
+ * warnings. `command: 'ingest'` makes a job that holds no image exit 3 and lets warnings suggest --retry-failed.
+ */
+export async function ingestFromOptions(lists: string[], opts: Record<string, any>, extra: Partial<IngestOptions> = {},
+  how: { command: 'ingest' | 'crawl' } = { command: 'crawl' }): Promise<IngestSummary> {
   if (!(opts.maxAspectRatio >= 1)) throw new ConfigError(`--max-aspect-ratio must be a number >= 1`);
+  if (opts.queue && opts.retryFailed) throw new ConfigError('--retry-failed runs here, not on a queue: drop --queue');
+  if (opts.retryReasons && !opts.retryFailed) throw new ConfigError('--retry-reasons needs --retry-failed');
   const reporter = progressReporter();
+  const interrupt = stopOnSignals(reporter);
   const options: IngestOptions = {
     lists,
     out: opts.out,
@@ -52,14 +71,44 @@ export async function ingestFromOptions(lists: string[], opts: Record<string, an
     dedupeRadius: opts.dedupeRadius,
     append: Boolean(opts.append),
     onProgress: (p) => reporter.update(p),
+    signal: interrupt.signal,
+    retryHint: how.command === 'ingest',
     ...extra,
   };
+  const notices = { noWorkerNoticeMs: (opts.workerNotice ?? 20) * 1000, onNotice: (m: string) => reporter.note(`wildstream: ${m}`) };
   const run = opts.queue
-    ? runQueuedIngest(options, opts.queue, options.onProgress).then((p) => ({ ...p, resumed: false, failedByReason: {} }))
-    : runIngest(options);
-  const summary = await run.finally(() => reporter.stop());
+    ? runQueuedIngest(options, opts.queue, notices)
+    : opts.retryFailed
+      ? runRetry({ ...options, retryReasons: opts.retryReasons })
+      : runIngest(options);
+  const summary = await run.finally(() => {
+    reporter.stop();
+    interrupt.dispose();
+  });
   process.stdout.write(`${JSON.stringify({ event: 'ingest_done', ...summary })}\n`);
+  const fatal = how.command === 'ingest' ? summary.warnings.find((w) => w.code === 'kept_nothing' || w.code === 'empty_list') : undefined;
+  for (const w of summary.warnings) if (w !== fatal) process.stderr.write(`wildstream: warning: ${w.message}\n`);
+  if (fatal) throw new ExitCodeError(fatal.message, KEPT_NOTHING_EXIT);
   return summary;
+}
+
+/**
+ * SIGINT/SIGTERM abort the run (it ends with an InterruptedError saying what is committed). Downloads in flight
+ * are abandoned: if they still hold the process a few seconds later, or on a second signal, it exits at once.
+ */
+function stopOnSignals(reporter: ProgressReporter): { signal: AbortSignal; dispose(): void } {
+  const controller = new AbortController();
+  const onSignal = (name: NodeJS.Signals) => {
+    const code = name === 'SIGTERM' ? 143 : 130;
+    if (controller.signal.aborted) {
+      reporter.stop();
+      process.exit(code);
+    }
+    controller.abort(name);
+    setTimeout(() => process.exit(process.exitCode ?? code), 5000).unref();
+  };
+  process.on('SIGINT', onSignal).on('SIGTERM', onSignal);
+  return { signal: controller.signal, dispose: () => process.off('SIGINT', onSignal).off('SIGTERM', onSignal) };
 }
 
 /** The fetcher settings of parsed ingest options (shared with `crawl`). */
@@ -87,9 +136,14 @@ export function ingestCommand(): Command {
       .requiredOption('--out <store>', 'output dataset: a path, file:///abs/path or s3://bucket/prefix')
       .option('--url-col <name>', 'column holding the URL', 'url')
       .option('--caption-col <name>', 'column holding the caption', 'caption')
-      .option('--queue <redis-url>', 'enqueue the units on BullMQ (redis://host:6379/0) for `wildstream worker`s and wait for them'),
+      .option('--queue <redis-url>', 'enqueue the units on BullMQ (redis://host:6379/0) for `wildstream worker`s and wait for them')
+      .option('--worker-notice <seconds>', 'with --queue: say so when no worker has taken a unit after this long', intArg(1, 86_400), 20)
+      .option('--retry-failed', 'refetch the failed URLs of the committed units (same lists, options and --out), into new units')
+      .option('--retry-reasons <reasons>', 'with --retry-failed: comma-separated failure reasons to refetch, http_5xx for all 5xx '
+        + '(default: timeout, connection/DNS/body errors, internal_error, http_408, http_429, http_5xx; blocked_address when private addresses are allowed)',
+      (v: string) => v.split(',').map((r) => r.trim()).filter(Boolean)),
   ).action(async (lists: string[], opts) => {
-    await ingestFromOptions(lists, opts);
+    await ingestFromOptions(lists, opts, {}, { command: 'ingest' });
   });
 }
 

@@ -4,17 +4,21 @@
  * Resume rests on two facts: unit membership is a pure function of the lists (row index / unit size), and a
  * unit is committed only by its record, written after its shard. So a rerun skips committed units and redoes
  * the rest from scratch, and the dedupe index is rebuilt from committed shards, never kept only in memory.
+ * Each failed row is listed in the unit's failure file, put before the record, so `--retry-failed` (retry.ts)
+ * can refetch exactly the failed URLs of committed units.
  */
 import { availableParallelism } from 'node:os';
 import PQueue from 'p-queue';
 import { ConfigError } from '../errors.js';
 import { commitUnit, listUnits, shardKey, type UnitRecord } from '../shards/dataset.js';
+import { httpStatusOf, writeFailures, type FailureRecord } from '../shards/failures.js';
 import { openStore, type Store, type StoreOptions } from '../shards/store.js';
 import { ShardWriter } from '../shards/writer.js';
 import { decodeImage, type DecodeOptions } from './decode.js';
 import { DedupeIndex, type Deduper } from './dedupe.js';
 import { Fetcher, type FetcherOptions } from './fetch.js';
-import { planJob, registerJob } from './plan.js';
+import { inJob, planJob, registerJob } from './plan.js';
+import { interruptedError, summariseRun, type IngestProgress, type IngestSummary } from './summary.js';
 import { checkUrl, extraColumnsOf, listFiles, readUrlLists, type UrlListOptions, type UrlRow } from './url-list.js';
 
 export interface IngestOptions {
@@ -37,23 +41,14 @@ export interface IngestOptions {
   append?: boolean;
   /** Called after each finished image and unit. */
   onProgress?: (progress: IngestProgress) => void;
+  /** Stops the run: no new row starts, the unit in progress is not committed, and the run rejects with an
+   * InterruptedError (exit code 143 when the abort reason is 'SIGTERM', else 130). */
+  signal?: AbortSignal;
+  /** Whether the summary's warnings may suggest `--retry-failed` (crawl has no such option). @default true */
+  retryHint?: boolean;
 }
 
-export interface IngestProgress {
-  unitsTotal: number;
-  unitsDone: number;
-  unitsSkipped: number;
-  urls: number;
-  kept: number;
-  failed: number;
-  duplicates: number;
-  elapsedSeconds: number;
-}
-
-export interface IngestSummary extends IngestProgress {
-  resumed: boolean;
-  failedByReason: Record<string, number>;
-}
+export type { IngestProgress, IngestSummary } from './summary.js';
 
 /** Decodes run on the libuv threadpool (sharp); more than the cores would only queue there. */
 const DECODE_CONCURRENCY = Math.max(1, availableParallelism());
@@ -69,6 +64,7 @@ export function validateIngestOptions(o: IngestOptions): void {
   positive('decode.maxSide', o.decode?.maxSide, 16384);
   positive('decode.minSide', o.decode?.minSide, 16384);
   positive('decode.quality', o.decode?.quality, 100);
+  positive('decode.memoryBudget', o.decode?.memoryBudget);
   if (o.dedupeRadius !== undefined && (!Number.isInteger(o.dedupeRadius) || o.dedupeRadius < 0 || o.dedupeRadius > 16)) {
     throw new ConfigError(`dedupeRadius must be an integer from 0 to 16, got ${o.dedupeRadius}`);
   }
@@ -77,7 +73,7 @@ export function validateIngestOptions(o: IngestOptions): void {
   }
 }
 
-interface Context {
+export interface Context {
   store: Store;
   fetcher: Fetcher;
   index: Deduper;
@@ -88,43 +84,81 @@ interface Context {
   started: number;
 }
 
+/** Rejects as soon as `signal` aborts, so a signal is answered without waiting for in-flight downloads. */
+export function abortable<T>(work: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (!signal) return work;
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    if (signal.aborted) onAbort();
+    signal.addEventListener('abort', onAbort, { once: true });
+    work.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+  });
+}
+
+/** Closes a fetcher; after an abort without waiting, since in-flight downloads may take a timeout to end. */
+export async function closeFetcher(fetcher: Fetcher, signal: AbortSignal | undefined): Promise<void> {
+  if (signal?.aborted) void fetcher.close().catch(() => {});
+  else await fetcher.close();
+}
+
+export function newProgress(unitsTotal: number): IngestProgress {
+  return { unitsTotal, unitsDone: 0, unitsSkipped: 0, urls: 0, kept: 0, failed: 0, duplicates: 0, elapsedSeconds: 0 };
+}
+
 export async function runIngest(options: IngestOptions): Promise<IngestSummary> {
   validateIngestOptions(options);
-  const unitSize = options.unitSize ?? 10_000;
+  const { signal } = options;
   const fetcher = new Fetcher(options.fetch); // validates fetch options before anything is written
-  const files = await listFiles(options.lists);
-  const store = await openStore(options.out, options.store);
-  const outputOptions = { decode: options.decode ?? {}, dedupeRadius: options.dedupeRadius ?? 8 };
-  const planned = await planJob(files, options.list ?? {}, outputOptions, unitSize);
-  const { job, resumed } = await registerJob(store, planned, options.append ?? false);
-  const committed = await listUnits(store);
-  const done = new Set(committed.map((u) => u.unit));
-  const ctx: Context = {
-    store,
-    fetcher,
-    index: await DedupeIndex.fromDataset(store, committed, outputOptions.dedupeRadius),
-    decodeQueue: new PQueue({ concurrency: DECODE_CONCURRENCY }),
-    extraColumns: await extraColumnsOf(files, options.list),
-    options,
-    progress: { unitsTotal: job.units, unitsDone: 0, unitsSkipped: 0, urls: 0, kept: 0, failed: 0, duplicates: 0, elapsedSeconds: 0 },
-    started: Date.now(),
-  };
-  const failedByReason: Record<string, number> = {};
+  let committedUnits = 0;
+  let totalUnits = 0;
   try {
+    const unitSize = options.unitSize ?? 10_000;
+    const files = await listFiles(options.lists);
+    const store = await openStore(options.out, options.store);
+    const outputOptions = { decode: options.decode ?? {}, dedupeRadius: options.dedupeRadius ?? 8 };
+    const planned = await abortable(planJob(files, options.list ?? {}, outputOptions, unitSize), signal);
+    const { job, resumed, manifest } = await registerJob(store, planned, options.append ?? false);
+    totalUnits = job.units;
+    const committed = await listUnits(store);
+    const done = new Set(committed.map((u) => u.unit));
+    const member = inJob(manifest, job);
+    const earlier = committed.filter((u) => member(u.unit));
+    committedUnits = earlier.filter((u) => u.unit >= job.firstUnit && u.unit < job.firstUnit + job.units).length;
+    const ctx = await abortable(createContext(options, store, fetcher, committed, files, job.units), signal);
+    const run: UnitRecord[] = [];
     for await (const [unit, rows] of groupUnits(readUrlLists(files, options.list), unitSize, job.firstUnit)) {
+      signal?.throwIfAborted();
       if (done.has(unit)) {
         ctx.progress.unitsSkipped++;
       } else {
-        const record = await runUnit(ctx, unit, rows);
-        for (const [k, v] of Object.entries(record.failed)) failedByReason[k] = (failedByReason[k] ?? 0) + v;
+        run.push(await abortable(runUnit(ctx, unit, rows), signal));
+        committedUnits++;
         ctx.progress.unitsDone++;
       }
       report(ctx);
     }
+    return summariseRun({ run, earlier, unitsTotal: job.units, skipped: ctx.progress.unitsSkipped, resumed, rows: job.rows, started: ctx.started, retryHint: options.retryHint });
+  } catch (err) {
+    if (signal?.aborted) throw interruptedError(signal.reason, committedUnits, totalUnits);
+    throw err;
   } finally {
-    await ctx.fetcher.close();
+    await closeFetcher(fetcher, signal);
   }
-  return { ...ctx.progress, resumed, failedByReason };
+}
+
+/** The state one run shares across its units; the dedupe index starts from every committed unit of the store. */
+export async function createContext(options: IngestOptions, store: Store, fetcher: Fetcher, committed: readonly UnitRecord[],
+  files: readonly string[], unitsTotal: number): Promise<Context> {
+  return {
+    store,
+    fetcher,
+    index: await DedupeIndex.fromDataset(store, committed, options.dedupeRadius ?? 8),
+    decodeQueue: new PQueue({ concurrency: DECODE_CONCURRENCY }),
+    extraColumns: await extraColumnsOf(files, options.list),
+    options,
+    progress: newProgress(unitsTotal),
+    started: Date.now(),
+  };
 }
 
 /** One unit of a distributed job, as a queue worker receives it (see queue.ts). */
@@ -149,7 +183,7 @@ export async function ingestUnit(task: UnitTask): Promise<UnitRecord> {
     decodeQueue: new PQueue({ concurrency: DECODE_CONCURRENCY }),
     extraColumns: task.extraColumns,
     options: { lists: [], out: task.out, ...task.options, onProgress: task.onProgress },
-    progress: { unitsTotal: 1, unitsDone: 0, unitsSkipped: 0, urls: 0, kept: 0, failed: 0, duplicates: 0, elapsedSeconds: 0 },
+    progress: newProgress(1),
     started: Date.now(),
   };
   try {
@@ -172,16 +206,19 @@ export async function* groupUnits(rows: AsyncIterable<UrlRow>, unitSize: number,
   if (current.length > 0) yield [unit, current];
 }
 
-function report(ctx: Context): void {
+export function report(ctx: Context): void {
   ctx.progress.elapsedSeconds = (Date.now() - ctx.started) / 1000;
   ctx.options.onProgress?.(ctx.progress);
 }
 
 type RowOutcome = { ok: true; record: Parameters<ShardWriter['add']>[0] } | { ok: false; reason: string; duplicate?: boolean };
 
-async function runUnit(ctx: Context, unit: number, rows: UrlRow[]): Promise<UnitRecord> {
+/** Fetches, decodes and dedupes a unit's rows, then puts its shard, its failure file and (last) its record. */
+export async function runUnit(ctx: Context, unit: number, rows: UrlRow[]): Promise<UnitRecord> {
   const startedAt = new Date();
   const failed: Record<string, number> = {};
+  const failures: FailureRecord[] = [];
+  const signal = ctx.options.signal;
   const duplicates = { exact: 0, near: 0 };
   const timings = { fetch: 0, decode: 0, write: 0 };
   const writer = new ShardWriter({ extraColumns: ctx.extraColumns });
@@ -191,6 +228,7 @@ async function runUnit(ctx: Context, unit: number, rows: UrlRow[]): Promise<Unit
   try {
     for (const row of rows) {
       await queue.onSizeLessThan(concurrency); // bounded: at most 2x concurrency rows in memory
+      if (signal?.aborted) break;
       void queue.add(async () => {
         const outcome = await processRow(ctx, row, timings, unit).catch((): RowOutcome => ({ ok: false, reason: 'internal_error' }));
         ctx.progress.urls++;
@@ -208,13 +246,16 @@ async function runUnit(ctx: Context, unit: number, rows: UrlRow[]): Promise<Unit
         } else {
           ctx.progress.failed++;
           failed[outcome.reason] = (failed[outcome.reason] ?? 0) + 1;
+          failures.push({ row: row.index, url: row.url, reason: outcome.reason, status: httpStatusOf(outcome.reason) });
         }
         report(ctx);
       });
     }
     await queue.onIdle();
     await writes;
+    signal?.throwIfAborted(); // a unit cut short is never committed
     const info = await writer.finish(ctx.store, shardKey(unit));
+    const failuresKey = await writeFailures(ctx.store, unit, failures);
     const record: UnitRecord = {
       unit,
       shard: shardKey(unit),
@@ -223,11 +264,13 @@ async function runUnit(ctx: Context, unit: number, rows: UrlRow[]): Promise<Unit
       batches: info.batches,
       inputs: rows.length,
       failed,
+      ...(failuresKey ? { failures: failuresKey } : {}),
       duplicates,
       timings: { ...timings, wall: (Date.now() - startedAt.getTime()) / 1000 },
       startedAt: startedAt.toISOString(),
       committedAt: new Date().toISOString(),
     };
+    signal?.throwIfAborted();
     await commitUnit(ctx.store, record);
     return record;
   } finally {
@@ -236,7 +279,7 @@ async function runUnit(ctx: Context, unit: number, rows: UrlRow[]): Promise<Unit
 }
 
 async function processRow(ctx: Context, row: UrlRow, timings: Record<string, number>, unit: number): Promise<RowOutcome> {
-  const bad = checkUrl(row.url);
+  const bad = row.bad ?? checkUrl(row.url);
   if (bad) return { ok: false, reason: bad };
   let t0 = performance.now();
   const fetched = await ctx.fetcher.fetch(row.url);

@@ -20,6 +20,12 @@ export interface JobEntry {
   firstUnit: number;
   units: number;
   createdAt: string;
+  /** On a retry pass (`ingest --retry-failed`): the fingerprint of the job whose failed URLs it refetches. */
+  retryOf?: string;
+  /** On a retry pass: its number among the job's passes, from 1. */
+  pass?: number;
+  /** On a retry pass: the failure reasons it refetches (fixed when the pass is registered, so a rerun resumes it). */
+  retryReasons?: string[];
 }
 
 export interface Manifest {
@@ -75,18 +81,39 @@ export async function registerJob(
   store: Store,
   planned: Omit<JobEntry, 'firstUnit' | 'createdAt'>,
   append: boolean,
-): Promise<{ job: JobEntry; resumed: boolean }> {
+): Promise<{ job: JobEntry; resumed: boolean; manifest: Manifest }> {
   const manifest = (await readManifest(store)) ?? { format: 'wildstream-dataset', version: 1, jobs: [] };
   const existing = manifest.jobs.find((j) => j.fingerprint === planned.fingerprint);
-  if (existing) return { job: existing, resumed: true };
+  if (existing) return { job: existing, resumed: true, manifest };
   if (manifest.jobs.length > 0 && !append) {
     throw new ConfigError(
       `${store.url} already holds a dataset made from other lists or options; rerun the same command to resume it, or pass --append to add to it`,
     );
   }
+  const job: JobEntry = { ...planned, firstUnit: nextUnit(manifest), createdAt: new Date().toISOString() };
+  await addEntry(store, manifest, job);
+  return { job, resumed: false, manifest };
+}
+
+/** The first unit number no entry of the manifest has taken. */
+export function nextUnit(manifest: Manifest): number {
   const last = manifest.jobs.at(-1);
-  const job: JobEntry = { ...planned, firstUnit: last ? last.firstUnit + last.units : 0, createdAt: new Date().toISOString() };
-  manifest.jobs.push(job);
+  return last ? last.firstUnit + last.units : 0;
+}
+
+/** Adds a job or a retry pass to the manifest and writes it (before any of the entry's units is written). */
+export async function addEntry(store: Store, manifest: Manifest, entry: JobEntry): Promise<void> {
+  manifest.jobs.push(entry);
   await store.put(MANIFEST_KEY, Buffer.from(JSON.stringify(manifest, null, 1)));
-  return { job, resumed: false };
+}
+
+/** The job's retry passes, in order. */
+export function retryPasses(manifest: Manifest, job: JobEntry): JobEntry[] {
+  return manifest.jobs.filter((j) => j.retryOf === job.fingerprint).sort((a, b) => (a.pass ?? 0) - (b.pass ?? 0));
+}
+
+/** Whether a unit number belongs to the job or to one of its retry passes. */
+export function inJob(manifest: Manifest, job: JobEntry): (unit: number) => boolean {
+  const ranges = [job, ...retryPasses(manifest, job)].map((e) => [e.firstUnit, e.firstUnit + e.units] as const);
+  return (unit) => ranges.some(([a, b]) => unit >= a && unit < b);
 }

@@ -4,7 +4,9 @@
  * waits until every unit is committed. Workers on any machine take units, process them with `ingestUnit`
  * (the local code path) and a Redis-backed dedupe index, and commit them to the shared store. A worker killed
  * mid-unit holds a lock that expires; BullMQ's stalled-job check hands the unit to another worker, and the
- * partial shard is never committed (only a unit record commits).
+ * partial shard is never committed (only a unit record commits). The producer's summary is computed from the
+ * unit records by the same function as a local job's; while no worker has taken any unit it says so, with
+ * the command that starts one.
  */
 import { createHash } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -12,10 +14,11 @@ import { Queue, Worker, type Job } from 'bullmq';
 import { Redis } from 'ioredis';
 import { ConfigError, StoreUnavailableError } from '../errors.js';
 import { listUnits, unitKey, type UnitRecord } from '../shards/dataset.js';
-import { openStore } from '../shards/store.js';
+import { openStore, type Store } from '../shards/store.js';
 import { RedisDedupe } from './dedupe-redis.js';
-import { groupUnits, ingestUnit, validateIngestOptions, type IngestOptions, type IngestProgress, type UnitTask } from './job.js';
-import { planJob, registerJob } from './plan.js';
+import { abortable, groupUnits, ingestUnit, validateIngestOptions, type IngestOptions, type UnitTask } from './job.js';
+import { inJob, planJob, registerJob } from './plan.js';
+import { interruptedError, summariseRun, type IngestSummary } from './summary.js';
 import { extraColumnsOf, listFiles, readUrlLists } from './url-list.js';
 
 export const QUEUE_NAME = 'wildstream-ingest';
@@ -49,21 +52,35 @@ export async function connectRedis(url: string): Promise<Redis> {
 
 const datasetId = (out: string) => createHash('sha256').update(out).digest('hex').slice(0, 16);
 
+export interface QueuedIngestOptions {
+  /** How long to wait for a worker to take the first unit before saying that none has, with the command that
+   * starts one (repeated every minute while none has). @default 20000 */
+  noWorkerNoticeMs?: number;
+  /** Receives such notices. @default none */
+  onNotice?: (message: string) => void;
+}
+
 /** Enqueues the uncommitted units of a job and waits until all are committed (or one fails for good). */
-export async function runQueuedIngest(options: IngestOptions, queueUrl: string, onProgress?: (p: IngestProgress) => void): Promise<IngestProgress> {
+export async function runQueuedIngest(options: IngestOptions, queueUrl: string, q: QueuedIngestOptions = {}): Promise<IngestSummary> {
   validateIngestOptions(options);
+  const { signal } = options;
   const connection = await connectRedis(queueUrl);
   const queue = new Queue<UnitJobData>(QUEUE_NAME, { connection });
+  const state = { committed: 0, total: 0 };
   try {
     const unitSize = options.unitSize ?? 10_000;
     const files = await listFiles(options.lists);
     const store = await openStore(options.out, options.store);
-    const planned = await planJob(files, options.list ?? {}, { decode: options.decode ?? {}, dedupeRadius: options.dedupeRadius ?? 8 }, unitSize);
-    const { job } = await registerJob(store, planned, options.append ?? false);
-    const done = new Set((await listUnits(store)).map((u) => u.unit));
+    const planned = await abortable(planJob(files, options.list ?? {}, { decode: options.decode ?? {}, dedupeRadius: options.dedupeRadius ?? 8 }, unitSize), signal);
+    const { job, resumed, manifest } = await registerJob(store, planned, options.append ?? false);
+    const member = inJob(manifest, job);
+    const earlier = (await listUnits(store)).filter((u) => member(u.unit));
+    const done = new Set(earlier.map((u) => u.unit));
     const extraColumns = await extraColumnsOf(files, options.list);
     const jobIds: string[] = [];
+    state.total = job.units;
     for await (const [unit, rows] of groupUnits(readUrlLists(files, options.list), unitSize, job.firstUnit)) {
+      signal?.throwIfAborted();
       if (done.has(unit)) continue;
       const id = `${planned.fingerprint.slice(0, 16)}-${unit}`;
       jobIds.push(id);
@@ -75,38 +92,73 @@ export async function runQueuedIngest(options: IngestOptions, queueUrl: string, 
           { jobId: id, attempts: 5, backoff: { type: 'exponential', delay: 1000 } });
       }
     }
-    return await waitForUnits(queue, store, job.firstUnit, job.units, jobIds, onProgress);
+    const wait: Wait = { queue, store, job, earlier, jobIds, resumed, queueUrl, options, notices: q, state };
+    return await abortable(waitForUnits(wait), signal);
+  } catch (err) {
+    if (signal?.aborted) {
+      throw interruptedError(signal.reason, state.committed, state.total,
+        'the queued units stay queued and workers go on with them; rerun the same command to wait for them again');
+    }
+    throw err;
   } finally {
     await queue.close();
     connection.disconnect();
   }
 }
 
-async function waitForUnits(queue: Queue<UnitJobData>, store: Awaited<ReturnType<typeof openStore>>, first: number, total: number,
-  jobIds: string[], onProgress?: (p: IngestProgress) => void): Promise<IngestProgress> {
+interface Wait {
+  queue: Queue<UnitJobData>;
+  store: Store;
+  job: { firstUnit: number; units: number; rows: number };
+  /** The job's units committed before this run. */
+  earlier: UnitRecord[];
+  jobIds: string[];
+  resumed: boolean;
+  queueUrl: string;
+  options: IngestOptions;
+  notices: QueuedIngestOptions;
+  state: { committed: number; total: number };
+}
+
+async function waitForUnits(w: Wait): Promise<IngestSummary> {
   const started = Date.now();
+  const before = new Set(w.earlier.map((u) => u.unit));
+  const noticeMs = w.notices.noWorkerNoticeMs ?? 20_000;
+  let nextNotice = started + noticeMs;
+  let taken = w.jobIds.length === 0;
   for (;;) {
-    const units = (await listUnits(store)).filter((u) => u.unit >= first && u.unit < first + total);
-    const progress = progressOf(units, total, started);
-    onProgress?.(progress);
-    if (units.length >= total) return progress;
-    for (const id of jobIds) {
-      const job = await queue.getJob(id);
+    const units = (await listUnits(w.store)).filter((u) => u.unit >= w.job.firstUnit && u.unit < w.job.firstUnit + w.job.units);
+    const run = units.filter((u) => !before.has(u.unit));
+    w.state.committed = units.length;
+    const summary = summariseRun({ run, earlier: w.earlier, unitsTotal: w.job.units, skipped: units.length - run.length, resumed: w.resumed,
+      rows: w.job.rows, started, retryHint: w.options.retryHint });
+    w.options.onProgress?.(summary);
+    if (units.length >= w.job.units) return summary;
+    for (const id of w.jobIds) {
+      const job = await w.queue.getJob(id);
+      if (job?.processedOn) taken = true;
       if (job && (await job.isFailed()) && job.attemptsMade >= (job.opts.attempts ?? 1)) {
         throw new StoreUnavailableError(`unit ${job.data.unit} failed ${job.attemptsMade} times: ${job.failedReason}; rerun to retry it`);
       }
+    }
+    if (!taken && run.length === 0 && Date.now() >= nextNotice) {
+      const waited = Math.round((Date.now() - started) / 1000);
+      w.notices.onNotice?.(`no worker has taken a unit in ${waited} s; ${w.jobIds.length} units wait in the queue: start workers with \`wildstream worker --queue ${redactUrl(w.queueUrl)}\` (on any machine that reaches Redis and ${w.store.url})`);
+      nextNotice = Date.now() + Math.max(noticeMs, 60_000);
     }
     await sleep(500);
   }
 }
 
-function progressOf(units: UnitRecord[], total: number, started: number): IngestProgress {
-  const sum = (f: (u: UnitRecord) => number) => units.reduce((n, u) => n + f(u), 0);
-  return {
-    unitsTotal: total, unitsDone: units.length, unitsSkipped: 0, urls: sum((u) => u.inputs), kept: sum((u) => u.records),
-    failed: sum((u) => Object.values(u.failed).reduce((a, b) => a + b, 0)), duplicates: sum((u) => u.duplicates.exact + u.duplicates.near),
-    elapsedSeconds: (Date.now() - started) / 1000,
-  };
+/** The URL with its password replaced, for messages. */
+export function redactUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = '***';
+    return u.href;
+  } catch {
+    return url;
+  }
 }
 
 export interface WorkerOptions {

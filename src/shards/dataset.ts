@@ -3,6 +3,7 @@
  *
  *   <root>/dataset.json          the job that produced it (list fingerprint and options), written at start
  *   <root>/shards/NNNNNN.arrow   one Arrow IPC file per unit of work
+ *   <root>/failures/NNNNNN.jsonl each failed URL of the unit (row, url, reason, HTTP status; failures.ts)
  *   <root>/units/NNNNNN.json     the unit's committed record, written last
  *
  * A unit exists only when its record does: the record is put (atomically) after its shard, so readers and
@@ -35,6 +36,8 @@ export interface UnitRecord {
   inputs: number;
   /** Failures by reason, e.g. `{"http_404": 3, "decode_error": 1}`. */
   failed: Record<string, number>;
+  /** Key of the unit's failure file (one line per failed URL, see failures.ts); absent when nothing failed. */
+  failures?: string;
   duplicates: DuplicateCounts;
   /** Seconds spent in each phase, plus wall time. */
   timings: Record<string, number>;
