@@ -3,19 +3,20 @@
  * `.gz` of the text formats; several files or directories, read in sorted path order so that row indices,
  * and therefore units, are a deterministic function of the inputs.
  *
- * Rows are yielded as found; whether a URL is usable is decided per row by `checkUrl`, so junk lands in the
- * unit's failure histogram instead of stopping the job.
+ * No row stops a job. A row that cannot be read (list-formats.ts) or whose URL cannot be fetched
+ * (`checkUrl`) is still yielded, with its reason in `bad`, so it keeps its index (unit membership is
+ * index / unit size, and resume depends on it) and lands in its unit's failure histogram. Only what spoils
+ * a whole list is a ConfigError: a missing file, an unreadable header, a URL column that no row has.
+ * Text follows one rule in every format (list-text.ts).
  */
-import { createReadStream } from 'node:fs';
 import { readdir, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { createInterface } from 'node:readline';
-import type { Readable } from 'node:stream';
-import { createGunzip } from 'node:zlib';
-import { parse as parseCsv } from 'csv-parse';
-import { asyncBufferFromFile, parquetMetadataAsync, parquetReadObjects } from 'hyparquet';
 import { ConfigError } from '../errors.js';
 import { CORE_COLUMNS } from '../shards/schema.js';
+import { formatOf, readList, type ListItem } from './list-formats.js';
+import { cellText, clip } from './list-text.js';
+
+export { MAX_LINE_LENGTH } from './list-text.js';
 
 export interface UrlRow {
   /** Position in the concatenated lists, from 0. */
@@ -26,6 +27,10 @@ export interface UrlRow {
   sourcePage: string | null;
   /** Other columns of the list, kept as shard columns. */
   extra: Record<string, string | null>;
+  /** Why this row cannot be ingested (`bad_row`, `url_missing`, `url_invalid`...); absent when it can. */
+  bad?: string;
+  /** Set when a caption or other column was cut to `MAX_FIELD_LENGTH` / `MAX_ROW_TEXT`. */
+  truncated?: true;
 }
 
 export interface UrlListOptions {
@@ -35,9 +40,26 @@ export interface UrlListOptions {
   captionCol?: string;
 }
 
+/** What reading lists found, for reports: an empty list is `rows === 0`. */
+export interface ListStats {
+  rows: number;
+  /** Rows that cannot be ingested, by reason. */
+  bad: Record<string, number>;
+  /** Rows kept with a caption or other column cut to `MAX_FIELD_LENGTH` / `MAX_ROW_TEXT`. */
+  truncated: number;
+}
+
 export const LIST_EXTENSIONS = ['.txt', '.csv', '.tsv', '.jsonl', '.parquet'];
-/** Longest URL accepted; longer lines are junk. */
+/** Longest URL accepted; longer ones are `url_too_long`. */
 export const MAX_URL_LENGTH = 8192;
+/**
+ * Longest caption, `source_page` or other column kept; longer text is cut, and the row kept: the image is
+ * what a row is for, and a caption past this length is no caption a model trains on (CLIP reads 77 tokens;
+ * the longest dense-caption sets stay under ~10k characters).
+ */
+export const MAX_FIELD_LENGTH = 16384;
+/** Most text kept from one row besides its URL; later columns are cut first. Bounds a unit's rows in memory. */
+export const MAX_ROW_TEXT = 65536;
 
 /** Expands directories into their list files, sorted; refuses files of unknown type. */
 export async function listFiles(paths: readonly string[]): Promise<string[]> {
@@ -60,17 +82,11 @@ export async function listFiles(paths: readonly string[]): Promise<string[]> {
   return files;
 }
 
-type Format = 'txt' | 'csv' | 'tsv' | 'jsonl' | 'parquet';
-
-function formatOf(path: string): Format | null {
-  const m = /\.(txt|csv|tsv|jsonl|parquet)(\.gz)?$/i.exec(path);
-  if (!m || (m[2] && m[1]!.toLowerCase() === 'parquet')) return null;
-  return m[1]!.toLowerCase() as Format;
-}
-
 /** Why a URL cannot be fetched, or null if it is a plausible http(s) URL. */
 export function checkUrl(url: string): string | null {
   if (url.length > MAX_URL_LENGTH) return 'url_too_long';
+  // U+FFFD stands for bytes the list did not hold as text; the URL they were part of is lost.
+  if (url.includes('\uFFFD') || !url.isWellFormed()) return 'url_encoding';
   let parsed: URL;
   try {
     parsed = new URL(url);
@@ -82,7 +98,7 @@ export function checkUrl(url: string): string | null {
   return null;
 }
 
-/** Extra column names a set of lists will produce, from their headers (first row for jsonl/parquet). */
+/** Extra column names a set of lists will produce, from their headers (first row for jsonl). */
 export async function extraColumnsOf(files: readonly string[], options: UrlListOptions = {}): Promise<string[]> {
   const names = new Set<string>();
   for (const file of files) {
@@ -91,113 +107,98 @@ export async function extraColumnsOf(files: readonly string[], options: UrlListO
   return [...names];
 }
 
-/** Every row of every list, with a global index. */
-export async function* readUrlLists(files: readonly string[], options: UrlListOptions = {}): AsyncIterable<UrlRow> {
+/** Every row of every list, with a global index; `stats`, when given, is filled in as rows are read. */
+export async function* readUrlLists(files: readonly string[], options: UrlListOptions = {}, stats?: ListStats): AsyncIterable<UrlRow> {
   let index = 0;
   for (const file of files) {
     for await (const row of readOne(file, options, index, false)) {
+      if (stats) count(stats, row);
       yield row;
       index = row.index + 1;
     }
   }
 }
 
+function count(stats: ListStats, row: UrlRow): void {
+  stats.rows++;
+  if (row.bad) stats.bad[row.bad] = (stats.bad[row.bad] ?? 0) + 1;
+  if (row.truncated) stats.truncated++;
+}
+
 async function* readOne(file: string, options: UrlListOptions, first: number, headerOnly: boolean): AsyncIterable<UrlRow> {
   const format = formatOf(file)!;
-  const urlCol = options.urlCol ?? 'url';
-  const captionCol = options.captionCol ?? 'caption';
+  const columns: Columns = format === 'txt'
+    ? { url: 'url', caption: null }
+    : { url: options.urlCol ?? 'url', caption: options.captionCol ?? 'caption' };
   let index = first;
-  if (format === 'txt') {
-    if (headerOnly) return;
-    for await (const line of createInterface({ input: open(file), crlfDelay: Infinity })) {
-      const url = line.trim();
-      if (url === '' || url.startsWith('#')) continue;
-      yield { index: index++, url, caption: null, sourcePage: null, extra: {} };
-    }
-    return;
-  }
-  const objects = format === 'parquet' ? readParquet(file) : format === 'jsonl' ? readJsonl(file) : readCsv(file, format);
-  let checked = false;
-  for await (const object of objects) {
-    if (JUNK in object) {
-      yield { index: index++, url: '', caption: null, sourcePage: null, extra: {} };
+  let objects = 0;
+  let withUrl = 0;
+  for await (const item of readList(file, format)) {
+    if (item.kind === 'header') {
+      if (!item.columns.includes(columns.url)) {
+        throw new ConfigError(`column "${columns.url}" not found in ${file}; columns: ${item.columns.join(', ') || 'none'}`);
+      }
+      if (headerOnly) {
+        yield toRow(0, { kind: 'row', cells: Object.fromEntries(item.columns.map((c) => [c, null])) }, columns);
+        return;
+      }
       continue;
     }
-    if (!checked) {
-      if (!(urlCol in object)) {
-        throw new ConfigError(`column "${urlCol}" not found in ${file}; columns: ${Object.keys(object).join(', ') || 'none'}`);
-      }
-      checked = true;
+    if (item.kind === 'row') {
+      objects++;
+      if (Object.hasOwn(item.cells, columns.url)) withUrl++;
     }
-    const extra: Record<string, string | null> = {};
-    for (const [key, value] of Object.entries(object)) {
-      if (key !== urlCol && key !== captionCol && key !== 'source_page') extra[columnName(key)] = value == null ? null : String(value);
-    }
-    yield { index: index++, url: String(object[urlCol] ?? ''), caption: str(object[captionCol]), sourcePage: str(object.source_page), extra };
-    if (headerOnly) return;
+    yield toRow(index++, item, columns);
+    if (headerOnly && item.kind === 'row') return;
+  }
+  // Without a header, a URL column no row has is a wrong --url-col, not junk rows.
+  if (!headerOnly && format === 'jsonl' && objects > 0 && withUrl === 0) {
+    throw new ConfigError(`column "${columns.url}" not found in any object of ${file}`);
   }
 }
 
-function str(value: unknown): string | null {
-  return value == null || value === '' ? null : String(value);
+interface Columns {
+  url: string;
+  caption: string | null;
+}
+
+/** A list item as a row: URL checked, text cut to the caps, other columns as extras. */
+function toRow(index: number, item: Exclude<ListItem, { kind: 'header' }>, columns: Columns): UrlRow {
+  if (item.kind === 'fault') return { index, url: '', caption: null, sourcePage: null, extra: {}, bad: item.fault };
+  const budget = new TextBudget();
+  const cells = item.cells;
+  const url = clip(cellText(cells[columns.url]) ?? '', MAX_URL_LENGTH + 1);
+  const caption = columns.caption === null ? null : budget.take(cells[columns.caption]);
+  const sourcePage = budget.take(cells.source_page);
+  const extra: Record<string, string | null> = {};
+  for (const [key, value] of Object.entries(cells)) {
+    if (key !== columns.url && key !== columns.caption && key !== 'source_page') extra[columnName(key)] = budget.take(value, true);
+  }
+  const bad = url.trim() === '' ? 'url_missing' : checkUrl(url);
+  const row: UrlRow = { index, url, caption: caption || null, sourcePage: sourcePage || null, extra };
+  if (bad) row.bad = bad;
+  if (budget.cut) row.truncated = true;
+  return row;
+}
+
+/** Hands out at most `MAX_FIELD_LENGTH` per cell and `MAX_ROW_TEXT` per row. */
+class TextBudget {
+  left = MAX_ROW_TEXT;
+  cut = false;
+
+  /** A cell's text within the budget; null stays null, and '' stays '' only when `keepEmpty`. */
+  take(value: unknown, keepEmpty = false): string | null {
+    const text = cellText(value);
+    if (text === null || (text === '' && !keepEmpty)) return null;
+    const kept = clip(text, Math.min(MAX_FIELD_LENGTH, this.left));
+    if (kept.length < text.length) this.cut = true;
+    this.left -= kept.length;
+    return kept;
+  }
 }
 
 /** A list column name made safe as a shard column (core names get an `extra_` prefix). */
 export function columnName(name: string): string {
   const safe = name.replace(/[^A-Za-z0-9_.-]/g, '_').replace(/^([^A-Za-z_])/, '_$1').slice(0, 64) || '_';
   return CORE_COLUMNS.includes(safe) ? `extra_${safe}`.slice(0, 64) : safe;
-}
-
-function open(file: string): Readable {
-  const stream = createReadStream(file);
-  return file.toLowerCase().endsWith('.gz') ? stream.pipe(createGunzip()) : stream;
-}
-
-async function* readCsv(file: string, format: 'csv' | 'tsv'): AsyncIterable<Record<string, unknown>> {
-  const parser = open(file).pipe(
-    parseCsv({
-      columns: true,
-      delimiter: format === 'tsv' ? '\t' : ',',
-      relax_column_count: true,
-      relax_quotes: true,
-      skip_empty_lines: true,
-      bom: true,
-      max_record_size: 1024 * 1024,
-    }),
-  );
-  try {
-    yield* parser as AsyncIterable<Record<string, unknown>>;
-  } catch (err) {
-    throw new ConfigError(`cannot parse ${file}: ${(err as Error).message}`);
-  }
-}
-
-/** Marks a jsonl line that is not a JSON object. */
-const JUNK = Symbol('junk');
-
-async function* readJsonl(file: string): AsyncIterable<Record<string | symbol, unknown>> {
-  let line = 0;
-  for await (const text of createInterface({ input: open(file), crlfDelay: Infinity })) {
-    line++;
-    if (text.trim() === '') continue;
-    let value: unknown;
-    try {
-      value = JSON.parse(text);
-    } catch {
-      value = null;
-    }
-    // A junk line still takes a row index, so it is counted as a failed URL rather than vanishing.
-    yield value && typeof value === 'object' && !Array.isArray(value) ? (value as Record<string, unknown>) : { [JUNK]: line };
-  }
-}
-
-async function* readParquet(file: string): AsyncIterable<Record<string, unknown>> {
-  const buffer = await asyncBufferFromFile(file);
-  const metadata = await parquetMetadataAsync(buffer);
-  let rowStart = 0;
-  for (const group of metadata.row_groups) {
-    const rowEnd = rowStart + Number(group.num_rows);
-    yield* (await parquetReadObjects({ file: buffer, metadata, rowStart, rowEnd })) as Record<string, unknown>[];
-    rowStart = rowEnd;
-  }
 }

@@ -1,0 +1,134 @@
+/**
+ * The list formats, each read into the same items: its header (column names) when it has one, then one item
+ * per row, a fault in place of each row it cannot read. Text goes through list-text.ts, so every format
+ * treats byte order marks, line ends and invalid text alike.
+ */
+import { asyncBufferFromFile, parquetMetadataAsync, parquetReadObjects, parquetSchema } from 'hyparquet';
+import { ConfigError } from '../errors.js';
+import { csvRecords } from './list-csv.js';
+import { readLines, type LineFault } from './list-text.js';
+
+export type Format = 'txt' | 'csv' | 'tsv' | 'jsonl' | 'parquet';
+
+export type ListItem =
+  | { kind: 'header'; columns: string[] }
+  | { kind: 'row'; cells: Record<string, unknown> }
+  | { kind: 'fault'; fault: LineFault['fault'] };
+
+/** Most columns a list may have; each becomes a shard column. */
+export const MAX_COLUMNS = 1024;
+
+/** Most rows one parquet row group may claim; more means a corrupt footer, not a list. */
+const MAX_GROUP_ROWS = 100_000_000;
+
+export function formatOf(path: string): Format | null {
+  const m = /\.(txt|csv|tsv|jsonl|parquet)(\.gz)?$/i.exec(path);
+  if (!m || (m[2] && m[1]!.toLowerCase() === 'parquet')) return null;
+  return m[1]!.toLowerCase() as Format;
+}
+
+/** The items of one list file; txt rows have the single column `url`. */
+export function readList(file: string, format: Format): AsyncIterable<ListItem> {
+  switch (format) {
+    case 'txt':
+      return readTxt(file);
+    case 'csv':
+      return readTable(file, csvRecords(readLines(file)));
+    case 'tsv':
+      return readTable(file, tsvRecords(file));
+    case 'jsonl':
+      return readJsonl(file);
+    case 'parquet':
+      return readParquet(file);
+  }
+}
+
+const fault = (f: LineFault): ListItem => ({ kind: 'fault', fault: f.fault });
+
+/** One URL a line; blank lines and `#` comments are no row. */
+async function* readTxt(file: string): AsyncIterable<ListItem> {
+  for await (const line of readLines(file)) {
+    if (typeof line !== 'string') {
+      yield fault(line);
+      continue;
+    }
+    const url = line.trim();
+    if (url !== '' && !url.startsWith('#')) yield { kind: 'row', cells: { url } };
+  }
+}
+
+/** TSV as IANA's text/tab-separated-values defines it: no quoting, a field ends at a tab or the line end. */
+async function* tsvRecords(file: string): AsyncIterable<string[] | LineFault> {
+  for await (const line of readLines(file)) {
+    if (typeof line !== 'string') yield line;
+    else if (line !== '') yield line.split('\t');
+  }
+}
+
+/** A header record, then rows keyed by it; a short record's missing fields are null, extra fields dropped. */
+async function* readTable(file: string, records: AsyncIterable<string[] | LineFault>): AsyncIterable<ListItem> {
+  let columns: string[] | null = null;
+  for await (const record of records) {
+    if (!columns) {
+      if (!Array.isArray(record)) throw new ConfigError(`cannot read the header of URL list ${file} (${record.fault})`);
+      if (record.length > MAX_COLUMNS) throw new ConfigError(`URL list ${file} has ${record.length} columns; at most ${MAX_COLUMNS}`);
+      columns = record;
+      yield { kind: 'header', columns };
+    } else if (!Array.isArray(record)) {
+      yield fault(record);
+    } else {
+      const cells: Record<string, unknown> = {};
+      columns.forEach((name, i) => (cells[name] = record[i] ?? null));
+      yield { kind: 'row', cells };
+    }
+  }
+}
+
+/** One JSON object a line; any other line (bad JSON, an array, a number) is a `bad_row`. */
+async function* readJsonl(file: string): AsyncIterable<ListItem> {
+  for await (const line of readLines(file)) {
+    if (typeof line !== 'string') {
+      yield fault(line);
+      continue;
+    }
+    if (line.trim() === '') continue;
+    let value: unknown = null;
+    try {
+      value = JSON.parse(line);
+    } catch {
+      // not JSON: a bad row below
+    }
+    if (value && typeof value === 'object' && !Array.isArray(value)) yield { kind: 'row', cells: value as Record<string, unknown> };
+    else yield { kind: 'fault', fault: 'bad_row' };
+  }
+}
+
+/** Row group by row group; a group that cannot be decoded is one `bad_row` per row it holds. */
+async function* readParquet(file: string): AsyncIterable<ListItem> {
+  let buffer, metadata;
+  try {
+    buffer = await asyncBufferFromFile(file);
+    metadata = await parquetMetadataAsync(buffer);
+  } catch (err) {
+    throw new ConfigError(`cannot read parquet URL list ${file}: ${(err as Error).message}`, { cause: err });
+  }
+  const columns = parquetSchema(metadata).children.map((c) => c.element.name);
+  if (columns.length > MAX_COLUMNS) throw new ConfigError(`URL list ${file} has ${columns.length} columns; at most ${MAX_COLUMNS}`);
+  yield { kind: 'header', columns };
+  let rowStart = 0;
+  for (const group of metadata.row_groups) {
+    const rowEnd = rowStart + Number(group.num_rows);
+    if (!Number.isSafeInteger(rowEnd) || rowEnd < rowStart || rowEnd - rowStart > MAX_GROUP_ROWS) {
+      throw new ConfigError(`parquet URL list ${file} is corrupt: a row group claims ${group.num_rows} rows`);
+    }
+    let rows: Record<string, unknown>[] | null = null;
+    try {
+      rows = (await parquetReadObjects({ file: buffer, metadata, rowStart, rowEnd })) as Record<string, unknown>[];
+    } catch {
+      // undecodable group: its rows are faults below
+    }
+    if (rows?.length === rowEnd - rowStart) for (const cells of rows) yield { kind: 'row', cells };
+    else for (let i = rowStart; i < rowEnd; i++) yield { kind: 'fault', fault: 'bad_row' };
+    rowStart = rowEnd;
+  }
+}

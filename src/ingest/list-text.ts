@@ -1,0 +1,155 @@
+/**
+ * The one text rule every URL-list format goes through, so that the same bytes mean the same row whatever
+ * the format:
+ *
+ * - A file is UTF-8 unless it opens with a byte order mark: EF BB BF (UTF-8), FF FE (UTF-16LE) or FE FF
+ *   (UTF-16BE). The mark is dropped. Gzip is undone first, so a `.gz` list follows the same rule.
+ * - Bytes that are not valid in that encoding become U+FFFD, as the WHATWG Encoding standard decodes
+ *   (`TextDecoder`, not fatal); lone surrogates a format can spell otherwise (JSON's `\ud800`) become U+FFFD
+ *   too (`toWellFormed`). So a caption keeps its readable part, and a URL holding U+FFFD is refused by
+ *   `checkUrl` (`url_encoding`): fetching it would ask for a different resource than the list meant.
+ * - Lines end at LF or CRLF; a lone CR is data.
+ * - A line longer than `MAX_LINE_LENGTH` is not kept in memory: it becomes a `row_too_long` fault that still
+ *   takes its row index, and reading goes on at the next line.
+ * - A gzip stream that breaks after some rows (a truncated download) ends its list with one `list_corrupt`
+ *   fault; one that yields nothing at all is a ConfigError. Both are a function of the bytes alone, so a
+ *   rerun plans the same rows; other read errors (EIO) are not, and stop the run.
+ */
+import { createReadStream } from 'node:fs';
+import { basename } from 'node:path';
+import type { Readable } from 'node:stream';
+import { TextDecoder } from 'node:util';
+import { createGunzip } from 'node:zlib';
+import { ConfigError } from '../errors.js';
+
+/** Longest line read whole, in UTF-16 code units; longer lines are `row_too_long` faults. */
+export const MAX_LINE_LENGTH = 4 * 1024 * 1024;
+
+/** Why a list row could not be read; such a row still takes its index, so later rows keep theirs. */
+export type ListFault = 'bad_row' | 'row_too_long' | 'list_corrupt';
+
+export interface LineFault {
+  fault: ListFault;
+}
+
+/** A line of text without its line end, or a fault in its place. */
+export type Line = string | LineFault;
+
+/** The encoding a byte order mark names; UTF-8 without one. */
+export function sniffEncoding(head: Uint8Array): 'utf-8' | 'utf-16le' | 'utf-16be' {
+  if (head[0] === 0xff && head[1] === 0xfe) return 'utf-16le';
+  if (head[0] === 0xfe && head[1] === 0xff) return 'utf-16be';
+  return 'utf-8';
+}
+
+/** The lines of a list file (gunzipped when it ends in `.gz`), decoded by the rule above. */
+export async function* readLines(file: string): AsyncIterable<Line> {
+  const source = openBytes(file);
+  const splitter = new LineSplitter();
+  let decoder: TextDecoder | null = null;
+  let head = Buffer.alloc(0);
+  try {
+    for await (let chunk of source as AsyncIterable<Buffer>) {
+      if (!decoder) {
+        head = Buffer.concat([head, chunk]);
+        if (head.length < 3) continue; // a BOM is at most 3 bytes; wait for them
+        decoder = new TextDecoder(sniffEncoding(head)); // drops the BOM it names
+        chunk = head;
+      }
+      yield* splitter.push(decoder.decode(chunk, { stream: true }));
+    }
+    if (!decoder) {
+      decoder = new TextDecoder(sniffEncoding(head));
+      yield* splitter.push(decoder.decode(head, { stream: true }));
+    }
+    yield* splitter.push(decoder.decode());
+    yield* splitter.end();
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? '';
+    const why = `${basename(file)}: ${(err as Error).message}`;
+    if (!code.startsWith('Z_')) throw new ConfigError(`cannot read URL list ${why}`, { cause: err });
+    if (!decoder && head.length === 0) throw new ConfigError(`cannot read URL list ${why} (not gzip?)`, { cause: err });
+    yield { fault: 'list_corrupt' }; // the unfinished line before the break is dropped with it
+  } finally {
+    source.destroy();
+  }
+}
+
+function openBytes(file: string): Readable {
+  const stream = createReadStream(file);
+  if (!file.toLowerCase().endsWith('.gz')) return stream;
+  const gunzip = createGunzip();
+  stream.on('error', (err) => gunzip.destroy(err));
+  gunzip.on('close', () => stream.destroy());
+  return stream.pipe(gunzip);
+}
+
+/** Splits decoded text into lines, holding at most `MAX_LINE_LENGTH` of an unfinished one. */
+class LineSplitter {
+  #parts: string[] = [];
+  #length = 0;
+  #tooLong = false;
+
+  *push(text: string): Iterable<Line> {
+    let start = 0;
+    for (let nl = text.indexOf('\n'); nl !== -1; nl = text.indexOf('\n', start)) {
+      this.#append(text.slice(start, nl));
+      yield this.#take();
+      start = nl + 1;
+    }
+    this.#append(text.slice(start));
+  }
+
+  *end(): Iterable<Line> {
+    if (this.#length > 0 || this.#tooLong) yield this.#take();
+  }
+
+  #append(text: string): void {
+    if (this.#tooLong || text === '') return;
+    this.#length += text.length;
+    if (this.#length > MAX_LINE_LENGTH + 1) { // +1: the CR of a CRLF
+      this.#tooLong = true;
+      this.#parts = [];
+    } else {
+      this.#parts.push(text);
+    }
+  }
+
+  #take(): Line {
+    const line: Line = this.#tooLong ? { fault: 'row_too_long' } : this.#parts.join('').replace(/\r$/, '');
+    this.#parts = [];
+    this.#length = 0;
+    this.#tooLong = false;
+    return line;
+  }
+}
+
+declare global {
+  // ES2024, in Node since 20; the project's lib is ES2023.
+  interface String {
+    isWellFormed(): boolean;
+    toWellFormed(): string;
+  }
+}
+
+const utf8 = new TextDecoder();
+
+/**
+ * A list cell as text, by the rule above: strings made well formed, bytes decoded as UTF-8 with U+FFFD for
+ * invalid sequences, numbers and booleans printed, dates as ISO 8601, anything else as JSON. Null stays null.
+ */
+export function cellText(value: unknown): string | null {
+  if (value === null || value === undefined) return null;
+  if (typeof value === 'string') return value.toWellFormed();
+  if (value instanceof Uint8Array) return utf8.decode(value);
+  if (typeof value === 'number' || typeof value === 'boolean' || typeof value === 'bigint') return String(value);
+  if (value instanceof Date) return Number.isNaN(value.getTime()) ? null : value.toISOString();
+  return JSON.stringify(value, (_k, v: unknown) => (typeof v === 'bigint' ? String(v) : v)).toWellFormed();
+}
+
+/** `text` cut to at most `max` code units, never between the two halves of a surrogate pair. */
+export function clip(text: string, max: number): string {
+  if (text.length <= max) return text;
+  const code = text.charCodeAt(max - 1);
+  return text.slice(0, code >= 0xd800 && code <= 0xdbff ? max - 1 : max);
+}
