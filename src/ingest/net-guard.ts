@@ -1,5 +1,5 @@
 /**
- * SSRF guard: only public unicast addresses may be connected to. The check sits in the connector, on the
+ * SSRF guard: only public unicast addresses (ip-ranges.ts) may be connected to. The check sits in the connector, on the
  * address the socket actually connects to (our DNS lookup hands net.connect only addresses it approved), so
  * every redirect hop is covered and there is no window between check and connect for DNS rebinding.
  */
@@ -8,6 +8,7 @@ import { isIP, type LookupFunction } from 'node:net';
 import ipaddr from 'ipaddr.js';
 import { buildConnector } from 'undici';
 import { ConfigError } from '../errors.js';
+import { nonPublicRange } from './ip-ranges.js';
 
 export const BLOCKED_CODE = 'WS_BLOCKED_ADDRESS';
 
@@ -24,18 +25,27 @@ export function parseAllowList(cidrs: readonly string[] = []): AllowList {
   });
 }
 
-/** Why an address may not be connected to (e.g. "loopback", "private"), or null when it may. */
+/** Why an address may not be connected to (e.g. "loopback", "ipv4_compatible loopback"), or null when it may. */
 export function blockedRange(address: string, allow: AllowList = []): string | null {
   let ip: ipaddr.IPv4 | ipaddr.IPv6;
   try {
-    ip = ipaddr.parse(address.replace(/^\[|\]$/g, '').replace(/%.*$/, ''));
+    ip = ipaddr.parse(dottedTailToHex(address.replace(/^\[|\]$/g, '').replace(/%.*$/, '')));
   } catch {
     return 'invalid';
   }
-  if (ip.kind() === 'ipv6' && (ip as ipaddr.IPv6).isIPv4MappedAddress()) ip = (ip as ipaddr.IPv6).toIPv4Address();
-  const range = ip.range();
-  if (range === 'unicast') return null;
-  return allow.some(([net, bits]) => net.kind() === ip.kind() && ip.match(net, bits)) ? null : range;
+  return nonPublicRange(ip, (candidate) => allow.some(([net, bits]) => net.kind() === candidate.kind() && candidate.match(net, bits)));
+}
+
+/**
+ * `::a.b.c.d` as `::xxxx:yyyy`: ipaddr.js 2.5 parses the IPv4-compatible `::127.0.0.1` as the IPv4-mapped
+ * `::ffff:127.0.0.1`, another address; the hex spelling parses as written.
+ */
+function dottedTailToHex(address: string): string {
+  const m = /^(.*:)(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(address);
+  if (!m) return address;
+  const [a, b, c, d] = m.slice(2).map(Number) as [number, number, number, number];
+  if ([a, b, c, d].some((x) => x > 255)) return address;
+  return `${m[1]}${((a << 8) | b).toString(16)}:${((c << 8) | d).toString(16)}`;
 }
 
 function blockedError(host: string, address: string, range: string): NodeJS.ErrnoException {
@@ -45,13 +55,13 @@ function blockedError(host: string, address: string, range: string): NodeJS.Errn
 }
 
 /** A dns.lookup that drops non-public addresses, failing when none is left. */
-export const guardedLookup = (allow: AllowList) => ((hostname: string, options: LookupAllOptions, callback: (err: NodeJS.ErrnoException | null, address: string | LookupAddress[], family?: number) => void) => {
-  dnsLookup(hostname, { ...options, all: true }, (err, addresses) => {
+export const guardedLookup = (allow: AllowList, resolve: typeof dnsLookup = dnsLookup) => ((hostname: string, options: LookupAllOptions, callback: (err: NodeJS.ErrnoException | null, address: string | LookupAddress[], family?: number) => void) => {
+  resolve(hostname, { ...options, all: true }, (err, addresses) => {
     if (err) return callback(err, []);
     const allowed = addresses.filter((a) => blockedRange(a.address, allow) === null);
     if (allowed.length === 0) {
       const first = addresses[0];
-      return callback(blockedError(hostname, first?.address ?? '?', first ? blockedRange(first.address)! : 'none'), []);
+      return callback(blockedError(hostname, first?.address ?? '?', first ? blockedRange(first.address, allow)! : 'none'), []);
     }
     if (options.all) return callback(null, allowed);
     return callback(null, allowed[0]!.address, allowed[0]!.family);
