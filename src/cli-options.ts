@@ -7,11 +7,25 @@ export function withStoreOptions(cmd: Command): Command {
   return cmd
     .option('--s3-endpoint <url>', 'S3-compatible endpoint (default: AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL)')
     .option('--s3-path-style', 'path-style S3 addressing (default: on when an endpoint is set)')
-    .option('--s3-region <region>', 'S3 region (default: AWS_REGION or us-east-1)');
+    .option('--s3-region <region>', 'S3 region (default: AWS_REGION or us-east-1)')
+    .option('--store-attempts <n>', 'attempts per storage request, retries with backoff (default: AWS_MAX_ATTEMPTS or 8)', intArg(1, 100))
+    .option('--store-idle-timeout <seconds>', 'a storage request waiting this long for a byte is retried (default: 30)', numArg(0.05, 3600));
 }
 
-export function storeOptions(opts: { s3Endpoint?: string; s3PathStyle?: boolean; s3Region?: string }): StoreOptions {
-  return { s3Endpoint: opts.s3Endpoint, s3PathStyle: opts.s3PathStyle, s3Region: opts.s3Region };
+export function storeOptions(opts: {
+  s3Endpoint?: string;
+  s3PathStyle?: boolean;
+  s3Region?: string;
+  storeAttempts?: number;
+  storeIdleTimeout?: number;
+}): StoreOptions {
+  return {
+    s3Endpoint: opts.s3Endpoint,
+    s3PathStyle: opts.s3PathStyle,
+    s3Region: opts.s3Region,
+    maxAttempts: opts.storeAttempts,
+    requestTimeoutMs: opts.storeIdleTimeout === undefined ? undefined : Math.round(opts.storeIdleTimeout * 1000),
+  };
 }
 
 /** A commander argument parser for integers in [min, max]; bad values are usage errors (exit 2). */
