@@ -8,7 +8,7 @@
 import { ConfigError } from '../errors.js';
 import type { Fetcher } from '../ingest/fetch.js';
 import type { Store } from '../shards/store.js';
-import { extractPage, normaliseUrl, type PageLimits } from './html.js';
+import { normaliseUrl, readPage, type PageLimits } from './html.js';
 import type { HostGate } from './polite.js';
 import type { RobotsCache } from './robots.js';
 import { commitCrawlUnit, loadCrawl, markCrawlDone, type CrawlState, type FoundImage, type FrontierEntry } from './state.js';
@@ -32,7 +32,8 @@ export interface CrawlOptions {
 export interface CrawlResult {
   pages: number;
   images: FoundImage[];
-  /** Pages and images skipped or failed, by reason. */
+  /** Pages and images skipped or failed, by reason, over all committed units and this run. Image reasons
+   * start with `image_` (html.ts and candidates.ts name them). */
   skipped: Record<string, number>;
   resumed: boolean;
 }
@@ -57,7 +58,8 @@ export async function crawl(deps: Deps, options: CrawlOptions): Promise<CrawlRes
 }
 
 class CrawlRun {
-  readonly skipped: Record<string, number> = {};
+  readonly skipped: Record<string, number>;
+  private unitSkipped: Record<string, number> = {};
   private queue: FrontierEntry[] = [];
   private readonly queued = new Set<string>();
   private readonly inflight = new Map<string, FrontierEntry>();
@@ -72,7 +74,9 @@ class CrawlRun {
     private readonly o: Required<Omit<CrawlOptions, 'hosts' | 'limits' | 'onPage'>> & CrawlOptions,
     private readonly hosts: Set<string>,
     private readonly state: CrawlState,
-  ) {}
+  ) {
+    this.skipped = { ...state.skipped };
+  }
 
   async go(frontier: FrontierEntry[]): Promise<void> {
     this.admitted = this.state.visited.size;
@@ -103,8 +107,9 @@ class CrawlRun {
     this.queue.push(f);
   }
 
-  private count(reason: string): void {
-    this.skipped[reason] = (this.skipped[reason] ?? 0) + 1;
+  private count(reason: string, n = 1): void {
+    this.skipped[reason] = (this.skipped[reason] ?? 0) + n;
+    this.unitSkipped[reason] = (this.unitSkipped[reason] ?? 0) + n;
   }
 
   private async visit(entry: FrontierEntry): Promise<void> {
@@ -129,12 +134,16 @@ class CrawlRun {
       return got.reason;
     }
     if (!/html/i.test(got.contentType ?? '')) return 'not_html';
-    const page = extractPage(got.bytes.toString('utf8'), entry.url, this.o.limits);
+    const page = readPage(got.bytes, got.contentType, entry.url, this.o.limits);
     if (page.truncated) this.count('page_truncated');
     if (!page.noFollow) for (const url of page.links) this.enqueue({ url, depth: entry.depth + 1 });
     if (page.optedOut) return 'robots_meta';
+    for (const [reason, n] of Object.entries(page.skipped)) this.count(`image_${reason}`, n);
     for (const image of page.images) {
-      if (this.state.images.has(image.url)) continue;
+      if (this.state.images.has(image.url)) {
+        this.count('image_found_before');
+        continue;
+      }
       if (!(await this.allowed(image.url))) {
         this.count('image_robots_disallowed');
         continue;
@@ -157,11 +166,12 @@ class CrawlRun {
   private async commit(): Promise<void> {
     if (this.unitPages.length === 0 && this.state.units > 0) return;
     const frontier = [...this.inflight.values(), ...this.queue];
-    await commitCrawlUnit(this.d.store, {
-      unit: this.state.units, pages: this.unitPages, images: this.unitImages, frontier, committedAt: new Date().toISOString(),
-    });
-    this.state.units++;
+    // Taken before the write: pages finishing while it is under way belong to the next unit, not to none.
+    const pages = this.unitPages, images = this.unitImages, skipped = this.unitSkipped;
     this.unitPages = [];
     this.unitImages = [];
+    this.unitSkipped = {};
+    await commitCrawlUnit(this.d.store, { unit: this.state.units, pages, images, frontier, skipped, committedAt: new Date().toISOString() });
+    this.state.units++;
   }
 }

@@ -1,10 +1,21 @@
 /**
  * What a crawler takes from one HTML page, with htmlparser2's streaming parser (no DOM, bounded work):
- * links (`<a href>`), images (`<img src>`, the largest `srcset` candidate, `<picture><source srcset>`,
- * `og:image`/`twitter:image`) with a caption (alt text, else the enclosing figure's figcaption), `<base href>`,
- * and `<meta name="robots">` directives. URLs are resolved against the base and normalised.
+ * links (`<a href>`), images, `<base href>`, and `<meta name="robots">` directives. URLs are resolved as the
+ * URL standard does for the page's encoding (url.ts), after decoding the bytes as browsers do (charset.ts).
+ *
+ * Images: each `<img>` (its largest candidate, lazy-load attributes first: candidates.ts), each `<source>` of
+ * a `<picture>`, `og:image` and `twitter:image`, also inside `<noscript>` (htmlparser2 tokenises its content
+ * as markup, as a browser without scripting does). Captions where the standards attach them: an `<img>`'s
+ * alt; a `<picture>`'s `<source>`s take the alt of its `<img>`; an `og:image` takes the `og:image:alt` that
+ * follows it (Open Graph structured properties), `twitter:image` its `twitter:image:alt`; else the enclosing
+ * `<figure>`'s figcaption. Every image candidate not taken is counted by reason in `skipped`.
  */
 import { Parser } from 'htmlparser2';
+import { pickImage } from './candidates.js';
+import { decodePage } from './charset.js';
+import { resolveUrl } from './url.js';
+
+export { normaliseUrl } from './url.js';
 
 export interface PageImage {
   url: string;
@@ -20,6 +31,13 @@ export interface PageContent {
   noFollow: boolean;
   /** Links or images past the limits, dropped. */
   truncated: boolean;
+  /**
+   * Image candidates not taken, by reason: candidates.ts's reasons and `duplicate_on_page` (an image URL
+   * already taken from this page).
+   */
+  skipped: Record<string, number>;
+  /** The encoding the page was read in (WHATWG name). */
+  encoding: string;
 }
 
 export interface PageLimits {
@@ -30,61 +48,91 @@ export interface PageLimits {
 }
 
 const OPT_OUT = /\b(noindex|noai|noimageai|none)\b/i;
+const OG_IMAGE = new Set(['og:image', 'og:image:url']);
+const TWITTER_IMAGE = new Set(['twitter:image', 'twitter:image:src']);
 
-/** A URL without its fragment, with a lower-case scheme and host and no default port; null if not http(s). */
-export function normaliseUrl(raw: string, base: string): string | null {
-  try {
-    const u = new URL(raw.trim(), base);
-    if (u.protocol !== 'http:' && u.protocol !== 'https:') return null;
-    u.hash = '';
-    return u.href;
-  } catch {
-    return null;
-  }
+/** A page's bytes as fetched: decoded by its BOM, Content-Type charset or meta charset, then extracted. */
+export function readPage(bytes: Uint8Array, contentType: string | null, pageUrl: string, limits: PageLimits = {}): PageContent {
+  const { text, encoding } = decodePage(bytes, contentType);
+  return extractPage(text, pageUrl, limits, encoding);
 }
 
-/** The widest (`w`) or densest (`x`) candidate of a srcset. */
-export function largestSrcset(srcset: string): string | null {
-  let best: { url: string; size: number } | null = null;
-  for (const part of srcset.split(/,\s+/)) {
-    const [url, descriptor = '1x'] = part.trim().split(/\s+/);
-    if (!url) continue;
-    const size = Number.parseFloat(descriptor) * (descriptor.endsWith('w') ? 1 : 10_000);
-    if (!best || size > best.size) best = { url, size: Number.isFinite(size) ? size : 0 };
-  }
-  return best?.url ?? null;
-}
-
-export function extractPage(html: string, pageUrl: string, limits: PageLimits = {}): PageContent {
+/** @param encoding the document's encoding, which URL queries are percent-encoded in. @default 'UTF-8' */
+export function extractPage(html: string, pageUrl: string, limits: PageLimits = {}, encoding = 'UTF-8'): PageContent {
   const maxLinks = limits.maxLinks ?? 1000, maxImages = limits.maxImages ?? 1000;
-  let base = pageUrl;
+  let base = pageUrl, baseSet = false;
+  const resolve = (raw: string) => resolveUrl(raw, base, encoding);
   const links = new Set<string>();
   const images = new Map<string, PageImage>();
-  const out: PageContent = { links: [], images: [], optedOut: false, noFollow: false, truncated: false };
+  const out: PageContent = { links: [], images: [], optedOut: false, noFollow: false, truncated: false, skipped: {}, encoding };
+  const skip = (reason: string) => void (out.skipped[reason] = (out.skipped[reason] ?? 0) + 1);
   const figures: Array<{ pending: PageImage[]; caption: string }> = [];
+  const pictures: Array<{ sources: PageImage[] }> = [];
   let inCaption = false;
-  const addImage = (raw: string | null | undefined, caption: string | null) => {
-    const url = raw ? normaliseUrl(raw, base) : null;
-    if (!url || images.has(url)) return;
-    if (images.size >= maxImages) return void (out.truncated = true);
-    const image = { url, caption: caption?.trim() || null };
-    images.set(url, image);
-    if (!image.caption) figures[figures.length - 1]?.pending.push(image);
+  let lastOg: PageImage | null = null, lastTwitter: PageImage | null = null;
+
+  /** The image for a picked URL (the one already taken if it repeats), or null. */
+  const addImage = (picked: { url: string | null; skipped: string[] }, caption: string | null): PageImage | null => {
+    picked.skipped.forEach(skip);
+    if (!picked.url) return null;
+    const text = caption?.replace(/\s+/g, ' ').trim() || null;
+    const seen = images.get(picked.url);
+    if (seen) {
+      skip('duplicate_on_page');
+      seen.caption ??= text;
+      return seen;
+    }
+    if (images.size >= maxImages) {
+      out.truncated = true;
+      return null;
+    }
+    const image = { url: picked.url, caption: text };
+    images.set(picked.url, image);
+    figures[figures.length - 1]?.pending.push(image);
+    return image;
   };
+  const fromMeta = (content: string | undefined) => {
+    if (!content?.trim()) return addImage({ url: null, skipped: ['no_url'] }, null);
+    const r = resolve(content);
+    return addImage('url' in r ? { url: r.url, skipped: [] } : { url: null, skipped: [r.skip] }, null);
+  };
+  const setCaption = (image: PageImage | null, alt: string | undefined) => {
+    if (image && !image.caption) image.caption = alt?.replace(/\s+/g, ' ').trim() || null;
+  };
+
+  const onMeta = (a: Record<string, string>) => {
+    const key = (a.property ?? a.name ?? '').toLowerCase();
+    if (OG_IMAGE.has(key)) lastOg = fromMeta(a.content);
+    else if (TWITTER_IMAGE.has(key)) lastTwitter = fromMeta(a.content);
+    else if (key === 'og:image:alt') setCaption(lastOg, a.content);
+    else if (key === 'twitter:image:alt') setCaption(lastTwitter, a.content);
+    if (key === 'robots' && OPT_OUT.test(a.content ?? '')) out.optedOut = true;
+    if (key === 'robots' && /\b(nofollow|none)\b/i.test(a.content ?? '')) out.noFollow = true;
+  };
+  const onImg = (a: Record<string, string>) => {
+    addImage(pickImage(a, resolve), a.alt ?? null);
+    const picture = pictures[pictures.length - 1];
+    if (!picture) return;
+    for (const source of picture.sources) setCaption(source, a.alt);
+    picture.sources = [];
+  };
+
   const parser = new Parser({
     onopentag(name, a) {
-      if (name === 'base' && a.href && base === pageUrl) base = normaliseUrl(a.href, pageUrl) ?? pageUrl;
-      else if (name === 'a' && a.href) {
-        const url = normaliseUrl(a.href, base);
-        if (url && !links.has(url)) links.size < maxLinks ? links.add(url) : (out.truncated = true);
-      } else if (name === 'img') addImage(a.srcset ? largestSrcset(a.srcset) ?? a.src : a.src, a.alt ?? null);
-      else if (name === 'source' && a.srcset) addImage(largestSrcset(a.srcset), null);
-      else if (name === 'meta') {
-        const key = (a.property ?? a.name ?? '').toLowerCase();
-        if (key === 'og:image' || key === 'twitter:image') addImage(a.content, null);
-        if (key === 'robots' && OPT_OUT.test(a.content ?? '')) out.optedOut = true;
-        if (key === 'robots' && /\b(nofollow|none)\b/i.test(a.content ?? '')) out.noFollow = true;
-      } else if (name === 'figure') figures.push({ pending: [], caption: '' });
+      if (name === 'base' && a.href !== undefined && !baseSet) {
+        baseSet = true; // only the first base element with an href counts
+        const r = resolveUrl(a.href, pageUrl, encoding);
+        if ('url' in r) base = r.url;
+      } else if (name === 'a' && a.href) {
+        const r = resolve(a.href);
+        if ('url' in r && !links.has(r.url)) links.size < maxLinks ? links.add(r.url) : (out.truncated = true);
+      } else if (name === 'img') onImg(a);
+      else if (name === 'source' && pictures.length > 0) {
+        const image = addImage(pickImage({ ...a, src: undefined }, resolve), null);
+        if (image && !image.caption) pictures[pictures.length - 1]!.sources.push(image);
+      } else if (name === 'picture') pictures.push({ sources: [] });
+      else if (name === 'meta') onMeta(a);
+      else if (name === 'figure') figures.push({ pending: [], caption: '' });
       else if (name === 'figcaption') inCaption = true;
     },
     ontext(text) {
@@ -92,9 +140,10 @@ export function extractPage(html: string, pageUrl: string, limits: PageLimits = 
     },
     onclosetag(name) {
       if (name === 'figcaption') inCaption = false;
-      if (name === 'figure') {
-        const fig = figures.pop();
-        for (const image of fig?.pending ?? []) image.caption = fig!.caption.replace(/\s+/g, ' ').trim() || null;
+      else if (name === 'picture') pictures.pop();
+      else if (name === 'figure') {
+        const fig = figures.pop()!;
+        for (const image of fig.pending) setCaption(image, fig.caption);
       }
     },
   }, { decodeEntities: true });

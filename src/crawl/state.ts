@@ -23,6 +23,8 @@ export interface CrawlUnit {
   pages: Array<{ url: string; status: string }>;
   images: FoundImage[];
   frontier: FrontierEntry[];
+  /** Pages and images skipped or failed during this unit, by reason (absent in units of older crawls). */
+  skipped?: Record<string, number>;
   committedAt: string;
 }
 
@@ -31,6 +33,8 @@ export interface CrawlState {
   visited: Map<string, string>;
   images: Map<string, FoundImage>;
   frontier: FrontierEntry[] | null;
+  /** The committed units' skip counts, summed. */
+  skipped: Record<string, number>;
   done: boolean;
 }
 
@@ -43,13 +47,14 @@ export async function loadCrawl(store: Store, config: object): Promise<CrawlStat
     throw new ConfigError(`${store.url} holds a crawl with other seeds or options (${JSON.stringify(saved)}); use another --out`);
   }
   if (!saved) await store.put('crawl/config.json', Buffer.from(JSON.stringify(config)));
-  const state: CrawlState = { units: 0, visited: new Map(), images: new Map(), frontier: null, done: false };
+  const state: CrawlState = { units: 0, visited: new Map(), images: new Map(), frontier: null, skipped: {}, done: false };
   const keys: string[] = [];
   for await (const o of store.list('crawl/units/')) if (/^crawl\/units\/\d{6}\.json$/.test(o.key)) keys.push(o.key);
   for (const key of keys.sort()) {
     const unit = await json<CrawlUnit>(store, key);
     for (const p of unit.pages) state.visited.set(p.url, p.status);
     for (const i of unit.images) if (!state.images.has(i.url)) state.images.set(i.url, i);
+    for (const [reason, n] of Object.entries(unit.skipped ?? {})) state.skipped[reason] = (state.skipped[reason] ?? 0) + n;
     state.frontier = unit.frontier;
     state.units++;
   }

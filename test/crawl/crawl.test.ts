@@ -7,7 +7,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { extractPage, largestSrcset } from '../../src/crawl/html.js';
+import { extractPage } from '../../src/crawl/html.js';
+import { largestCandidate, parseSrcset } from '../../src/crawl/srcset.js';
 import { patternJpeg } from '../../src/fixtures/images.js';
 import { ShardReader } from '../../src/shards/reader.js';
 import { listUnits } from '../../src/shards/dataset.js';
@@ -80,7 +81,7 @@ describe('crawl', () => {
     expect(page.links).not.toContain('mailto:x@y');
     expect(extractPage(pages('x')['/a']!, 'http://h/a').images[0]!.url).toBe('http://h/sub/rel.jpg');
     expect(extractPage(pages('x')['/b']!, 'http://h/b').optedOut).toBe(true);
-    expect(largestSrcset('a.jpg 1x, b.jpg 3x, c.jpg 2x')).toBe('b.jpg');
+    expect(largestCandidate(parseSrcset('a.jpg 1x, b.jpg 3x, c.jpg 2x').candidates)?.url).toBe('b.jpg');
     const many = `<a href="/1">x</a>`.repeat(100_000); // a page with 100k links: bounded work and output
     const bounded = extractPage(many.replace(/\/1/g, () => `/${Math.random()}`), 'http://h/', { maxLinks: 100 });
     expect(bounded.links).toHaveLength(100);
