@@ -119,6 +119,34 @@ describe('distributed ingest on BullMQ', () => {
     expect(await b.check(sha(1), 0x0123456789abcdefn, 2)).toBe('exact');
   });
 
+  it('says when no worker has taken a unit, and sums up as a local run does (failedByReason included)', async () => {
+    const list = join(dir, 'mixed.txt');
+    await writeFile(list, [`${base}/1.jpg`, `${base}/missing`, `${base}/2.jpg`].join('\n'));
+    const common = [list, '--allow-address', '127.0.0.1', '--unit-size', '2'];
+    const producer = spawn(process.execPath, [BIN, 'ingest', ...common, '--out', join(dir, 'no-worker'), '--queue', REDIS, '--worker-notice', '1'],
+      { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    producer.stdout!.on('data', (d) => (stdout += d));
+    producer.stderr!.on('data', (d) => (stderr += d));
+    const exited = new Promise((resolve) => producer.once('close', resolve));
+    let worker: ReturnType<typeof startWorker> | undefined;
+    try {
+      await until(() => /no worker has taken a unit/.test(stderr), 90_000);
+      expect(stderr).toMatch(/^wildstream: no worker has taken a unit in \d+ s; 2 units wait in the queue: start workers with `wildstream worker --queue redis:\/\/127\.0\.0\.1:6379\/15`/m);
+      worker = startWorker();
+      expect(await exited, stderr).toBe(0);
+    } finally {
+      producer.kill('SIGKILL');
+      worker?.child.kill('SIGTERM');
+    }
+    const local = await runCli(['ingest', ...common, '--out', join(dir, 'no-worker-local')]);
+    expect(local.code, local.stderr).toBe(0);
+    const [q, l] = [stdout, local.stdout].map((out) => ({ ...JSON.parse(out.trim().split('\n').at(-1)!), elapsedSeconds: 0 }));
+    expect(q).toEqual(l);
+    expect(q).toMatchObject({ unitsDone: 2, kept: 2, failedByReason: { http_404: 1 }, keptInJob: 2, warnings: [] });
+  }, 180_000);
+
   it('fails clearly on a malformed or unreachable Redis', async () => {
     const list = join(dir, 'urls.txt');
     const bad = await runCli(['ingest', list, '--out', join(dir, 'x'), '--queue', 'http://127.0.0.1:6379']);
