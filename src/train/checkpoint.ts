@@ -4,12 +4,16 @@
  * cursor, queue fill, and a table of tensors), the float32 LE payload, then the sha256 of header + payload,
  * which is how a truncated or damaged checkpoint is recognised (and skipped for the previous one).
  * Tensors stream out one at a time, so memory never holds a second copy of the model.
+ *
+ * Only finite state is written: a NaN, an infinity or a value on its way there (past STATE_LIMIT) in any
+ * weight, BatchNorm statistic, momentum slot or queue entry stops the save (NonFiniteStateError), and a
+ * checkpoint holding one reads as damaged, so a diverged run never replaces its last usable checkpoint.
  */
 import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import * as tf from '@tensorflow/tfjs-core';
 import type { StreamCursor } from '../augment/stream.js';
-import { WildstreamError } from '../errors.js';
+import { ConfigError, WildstreamError } from '../errors.js';
 import type { Store } from '../shards/store.js';
 import type { TrainConfig } from './config.js';
 import type { SwavModel } from './model.js';
@@ -17,6 +21,22 @@ import type { ParamSet } from './params.js';
 
 export class InvalidCheckpointError extends WildstreamError {
   override readonly code = 'WS_ERR_INVALID_CHECKPOINT';
+  /** The checkpoint at fault and what is wrong with it, when it is one checkpoint. */
+  readonly key: string | undefined;
+  readonly damage: string | undefined;
+  constructor(message: string, options?: { key?: string; damage?: string }) {
+    super(message);
+    this.key = options?.key;
+    this.damage = options?.damage;
+  }
+}
+
+/** The model's state holds NaN or an infinity: it must not become a checkpoint. */
+export class NonFiniteStateError extends WildstreamError {
+  override readonly code = 'WS_ERR_NON_FINITE_STATE';
+  constructor(message: string, readonly tensors: string[]) {
+    super(message);
+  }
 }
 
 const MAGIC = Buffer.from('WSCKPT01');
@@ -68,8 +88,43 @@ function entries(model: SwavModel): Array<{ group: TensorEntry['group']; name: s
   ];
 }
 
-/** Writes the model's state at `step` with the stream cursor that follows it. */
+/**
+ * Largest magnitude a checkpointed value may have: 2^64, the square root of float32's maximum (3.4e38). A
+ * weight or BatchNorm variance past it is one squaring away from infinity (a diverged run's variances go
+ * 1e15, 1e29, +Inf in successive steps), and no trained network holds such values.
+ */
+export const STATE_LIMIT = 2 ** 64;
+
+/**
+ * The `group:name` of every tensor of the model's state holding a NaN, an infinity or a value past
+ * STATE_LIMIT. Per tensor, sum(x * 0) + max|x| is NaN when x has a non-finite element and its peak
+ * magnitude otherwise: one reduction per tensor and a single read back for the whole model.
+ */
+export function unsafeTensors(model: SwavModel): string[] {
+  const list = entries(model).filter(({ tensor }) => tensor.size > 0);
+  const probes = list.map(({ tensor }) => tf.tidy(() => tf.add(tf.sum(tf.mul(tensor, 0)), tf.max(tf.abs(tensor)))));
+  try {
+    const peaks = tf.tidy(() => tf.stack(probes)).dataSync();
+    return list.filter((_, i) => !(peaks[i]! < STATE_LIMIT)).map(({ group, name }) => `${group}:${name}`);
+  } finally {
+    tf.dispose(probes);
+  }
+}
+
+/** Names the first few tensors of a list, and how many more there are. */
+export function someOf(names: string[], shown = 3): string {
+  return names.slice(0, shown).join(', ') + (names.length > shown ? ` and ${names.length - shown} more` : '');
+}
+
+/**
+ * Writes the model's state at `step` with the stream cursor that follows it. Non-finite state is refused
+ * with a NonFiniteStateError before anything is written.
+ */
 export async function saveCheckpoint(store: Store, model: SwavModel, step: number, cursor: StreamCursor): Promise<string> {
+  const bad = unsafeTensors(model);
+  if (bad.length > 0) {
+    throw new NonFiniteStateError(`the state at step ${step} is not finite (NaN, infinity or beyond 2^64 in ${someOf(bad)}); no checkpoint was written`, bad);
+  }
   const list = entries(model);
   let offset = 0;
   const tensors = list.map(({ group, name, tensor }) => {
@@ -101,7 +156,7 @@ export async function saveCheckpoint(store: Store, model: SwavModel, step: numbe
 /** Reads and verifies one checkpoint; damage of any kind is an InvalidCheckpointError. */
 export async function loadCheckpoint(store: Store, key: string): Promise<Checkpoint> {
   const bytes = await readAll(store, key);
-  const bad = (why: string) => new InvalidCheckpointError(`checkpoint ${key} in ${store.url} is unusable: ${why}`);
+  const bad = (why: string) => new InvalidCheckpointError(`checkpoint ${key} in ${store.url} is unusable: ${why}`, { key, damage: why });
   if (bytes.length < 44 || !bytes.subarray(0, 8).equals(MAGIC)) throw bad('not a wildstream checkpoint');
   const headerEnd = 12 + bytes.readUInt32LE(8);
   const digest = createHash('sha256').update(bytes.subarray(12, bytes.length - 32)).digest();
@@ -118,7 +173,9 @@ export async function loadCheckpoint(store: Store, key: string): Promise<Checkpo
   for (const t of header.tensors) {
     const size = t.shape.reduce((a, b) => a * b, 1);
     if (t.offset + size * 4 > payload.length) throw bad(`tensor ${t.name} lies outside the payload`);
-    values.set(`${t.group}:${t.name}`, new Float32Array(payload.buffer.slice(payload.byteOffset + t.offset, payload.byteOffset + t.offset + size * 4)));
+    const value = new Float32Array(payload.buffer.slice(payload.byteOffset + t.offset, payload.byteOffset + t.offset + size * 4));
+    if (!value.every((v) => Math.abs(v) < STATE_LIMIT)) throw bad(`tensor ${t.group}:${t.name} holds NaN, infinity or values beyond 2^64 (saved by a diverged run)`);
+    values.set(`${t.group}:${t.name}`, value);
   }
   return { key, header, values, shapes };
 }
@@ -140,6 +197,15 @@ export async function latestCheckpoint(store: Store, onSkip: (err: InvalidCheckp
     }
   }
   return null;
+}
+
+/** The checkpoint of `step`; when there is none, a ConfigError listing the steps the store has. */
+export async function checkpointAt(store: Store, step: number): Promise<Checkpoint> {
+  const all = await listCheckpoints(store);
+  const found = all.find((c) => c.step === step);
+  if (found) return loadCheckpoint(store, found.key);
+  const steps = all.map((c) => c.step).reverse();
+  throw new ConfigError(`no checkpoint of step ${step} in ${store.url}; ` + (steps.length ? `it has step${steps.length > 1 ? 's' : ''} ${steps.join(', ')}` : 'it has none'));
 }
 
 /** Reads a tensor of a checkpoint, checking it exists with the shape the model expects. */

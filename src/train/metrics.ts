@@ -49,6 +49,19 @@ export async function dropMetricsAfter(store: Store, step: number): Promise<void
   for (const part of await listParts(store)) if (part.step > step) await store.delete(part.key);
 }
 
+/**
+ * Moves every part to `metrics/archive/<tag>/` (where readMetrics does not look), so a run that starts over
+ * never overwrites the curves of the run before it. Returns the archive prefix, or null when there were none.
+ */
+export async function archiveMetrics(store: Store, tag: string): Promise<string | null> {
+  const parts = await listParts(store);
+  if (parts.length === 0) return null;
+  const prefix = `${PREFIX}archive/${tag}/`;
+  for (const part of parts) await store.put(`${prefix}${part.key.slice(PREFIX.length)}`, await getBytes(store, part.key));
+  for (const part of parts) await store.delete(part.key);
+  return prefix;
+}
+
 /** The interval's console line. */
 export function formatLine(m: MetricLine, steps: number): string {
   return `step ${m.step}/${steps}  epoch ${m.epoch}  loss ${m.loss.toFixed(4)}  lr ${m.lr.toPrecision(3)}  ` +

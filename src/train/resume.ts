@@ -1,0 +1,130 @@
+/**
+ * Where a training run starts, and what it says before its first step.
+ *
+ * - A run resumes from the newest checkpoint that verifies; damaged newer ones are named and removed.
+ * - When every checkpoint is damaged, the run is refused (naming each and its damage) rather than quietly
+ *   started over on top of them; `--no-resume` is how a person asks for a fresh start.
+ * - A fresh start never overwrites an earlier run's metrics: they move to `metrics/archive/<time>/`.
+ * - The learning rate is a pure function of (step, --steps, schedule settings), as in VISSL and nanoGPT, so
+ *   resuming with another --steps stretches or shortens the cosine from where the run is. That is what
+ *   extending a run asks for, but the rate jumps; the run says by how much. (Lightning instead restores the
+ *   scheduler's old horizon from the checkpoint, so the cosine ignores the new max_epochs.)
+ */
+import type { StreamCursor } from '../augment/stream.js';
+import { START } from '../augment/stream.js';
+import { listUnits } from '../shards/dataset.js';
+import type { Store } from '../shards/store.js';
+import { InvalidCheckpointError, latestCheckpoint, listCheckpoints, restoreModel } from './checkpoint.js';
+import { checkCompatible, defaultTrainConfig, type TrainConfig } from './config.js';
+import { archiveMetrics, dropMetricsAfter } from './metrics.js';
+import type { SwavModel } from './model.js';
+import { learningRate } from './optim.js';
+
+export interface ResumeOptions {
+  out: Store;
+  config: TrainConfig;
+  resume: boolean;
+  log: (line: string) => void;
+}
+
+export interface ResumePoint {
+  step: number;
+  cursor: StreamCursor;
+  /** Key of the checkpoint restored, or null for a fresh start. */
+  resumedFrom: string | null;
+}
+
+/** Restores the newest usable checkpoint into `model` (or prepares a fresh start) and drops what lies beyond it. */
+export async function resumeState(o: ResumeOptions, model: SwavModel): Promise<ResumePoint> {
+  const damaged: InvalidCheckpointError[] = [];
+  const ckpt = o.resume ? await latestCheckpoint(o.out, (err) => {
+    damaged.push(err);
+    o.log(`warning: ${err.message}; trying the previous checkpoint`);
+  }) : null;
+  if (o.resume && !ckpt && damaged.length > 0) {
+    throw new InvalidCheckpointError(`every checkpoint in ${o.out.url} is damaged: ${damaged.map(describe).join('; ')}. ` +
+      'Nothing was changed: restore a good copy, or rerun with --no-resume to start over (this deletes them; the metrics are archived)');
+  }
+  const step = ckpt?.header.step ?? 0;
+  if (ckpt) {
+    checkCompatible(ckpt.header.config, o.config, `checkpoint ${ckpt.key}`);
+    restoreModel(model, ckpt);
+    if (damaged.length > 0) o.log(`resuming from ${ckpt.key}, the newest checkpoint that verifies; removing the damaged ${damaged.map((e) => e.key).join(', ')}`);
+    const change = scheduleChange(ckpt.header.config, o.config, step);
+    if (change) o.log(change);
+    if (step >= o.config.steps) o.log(`${ckpt.key} is at step ${step}, already at or past --steps ${o.config.steps}: nothing to train (raise --steps to go on)`);
+  }
+  const superseded = (await listCheckpoints(o.out)).filter((c) => c.step > step || !ckpt);
+  for (const c of superseded) await o.out.delete(c.key);
+  if (!o.resume && superseded.length > 0) o.log(`--no-resume: deleted ${superseded.length} checkpoint(s) of the earlier run (steps ${superseded.map((c) => c.step).join(', ')})`);
+  if (ckpt) {
+    await dropMetricsAfter(o.out, step); // this run's own parts beyond the restored step: rewritten as it passes them
+  } else {
+    const archive = await archiveMetrics(o.out, new Date().toISOString().replace(/[:.]/g, '-'));
+    if (archive) o.log(`starting at step 0: the earlier run's metrics are kept under ${archive}`);
+  }
+  return { step, cursor: ckpt?.header.cursor ?? START, resumedFrom: ckpt?.key ?? null };
+}
+
+const describe = (e: InvalidCheckpointError) => (e.key ? `${e.key} (${e.damage})` : e.message);
+
+const fmt = (x: number) => Number(x.toPrecision(3)).toString();
+
+/** The line that says how a resumed run's learning-rate schedule differs from its checkpoint's, or null. */
+export function scheduleChange(saved: TrainConfig, wanted: TrainConfig, step: number): string | null {
+  const changes: string[] = [];
+  if (saved.steps !== wanted.steps) changes.push(`--steps ${wanted.steps} (was ${saved.steps})`);
+  const fields = [['--lr', 'baseLr'], ['--final-lr', 'finalLr'], ['--warmup-steps', 'warmupSteps']] as const;
+  for (const [flag, key] of fields) {
+    if (saved.schedule[key] !== wanted.schedule[key]) changes.push(`${flag} ${fmt(wanted.schedule[key])} (was ${fmt(saved.schedule[key])})`);
+  }
+  if (changes.length === 0) return null;
+  const lr = (c: TrainConfig) => learningRate(step, { ...c.schedule, totalSteps: c.steps });
+  const [before, after] = [lr(saved), lr(wanted)];
+  const shape = saved.steps === wanted.steps ? 'the schedule follows the new settings'
+    : `the cosine schedule is ${wanted.steps > saved.steps ? 'stretched' : 'shortened'} to end at step ${wanted.steps} (the rate is a function of step and --steps)`;
+  const jump = before === after ? `lr stays ${fmt(after)}` : `lr ${after > before ? 'jumps' : 'drops'} from ${fmt(before)} to ${fmt(after)}`;
+  return `resuming at step ${step} with ${changes.join(', ')}: ${shape}; ${jump} at step ${step}`;
+}
+
+/**
+ * A warning when a batch holds more images than the dataset: the stream then runs into the next epoch within
+ * one batch, so every batch repeats images. Null otherwise (also for an empty dataset, which is not this case).
+ */
+export async function batchWarning(data: Store, config: TrainConfig, follow: boolean): Promise<string | null> {
+  const records = (await listUnits(data)).reduce((n, u) => n + u.records, 0);
+  if (records === 0 || config.batchSize <= records) return null;
+  const [fewest, most] = [Math.floor(config.batchSize / records), Math.ceil(config.batchSize / records)];
+  return `warning: --batch ${config.batchSize} is larger than the ${records} committed record(s) in ${data.url}` +
+    `${follow ? ' (so far)' : ''}: each batch holds every image ${fewest === most ? most : `${fewest} or ${most}`} times ` +
+    `(as different crops); use --batch ${records} or less, or more data`;
+}
+
+/** The newest checkpoint known to hold finite state, and whether the run that diverged wrote it. */
+export interface LastGood {
+  step: number;
+  key: string | null;
+  writtenByThisRun: boolean;
+}
+
+/**
+ * What to do after a run diverged, with a learning rate to rerun at (the recipe's rate when this one was
+ * above it, else a tenth). A checkpoint the diverging run wrote itself may already carry the blow-up (a
+ * rate 1e6 takes BatchNorm variances from 1e15 to infinity in two steps; resuming from such a state at a sane
+ * rate diverges again), so that case starts over; a checkpoint from before the run is resumed from.
+ */
+export function divergenceAdvice(config: TrainConfig, last: LastGood): string {
+  const recipe = defaultTrainConfig({ batchSize: config.batchSize }).schedule.baseLr;
+  const lower = roundDown(config.schedule.baseLr > recipe ? recipe : config.schedule.baseLr / 10);
+  const rate = `--lr ${lower} or lower (this run: base lr ${fmt(config.schedule.baseLr)})`;
+  if (!last.key) return `there is no finite checkpoint to resume from; rerun with ${rate}`;
+  if (!last.writtenByThisRun) return `the last finite checkpoint, ${last.key} (step ${last.step}), predates this run and is kept: rerun with ${rate} to resume from it`;
+  return `the last finite checkpoint, ${last.key} (step ${last.step}), is kept, but this run wrote it on its way to diverging: ` +
+    `rerun with --no-resume ${rate} to start over`;
+}
+
+/** Two significant digits, rounded down (advice to lower a rate must not round it up). */
+function roundDown(x: number): number {
+  const unit = 10 ** (Math.floor(Math.log10(x)) - 1);
+  return Number((Math.floor(x / unit) * unit).toPrecision(2));
+}

@@ -1,0 +1,192 @@
+import { createHash } from 'node:crypto';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openStore, type Store } from '../../src/shards/store.js';
+import { startBackend } from '../../src/train/backend.js';
+import { checkpointAt, InvalidCheckpointError, listCheckpoints, loadCheckpoint } from '../../src/train/checkpoint.js';
+import { defaultTrainConfig, type TrainConfig } from '../../src/train/config.js';
+import { readMetrics } from '../../src/train/metrics.js';
+import { learningRate } from '../../src/train/optim.js';
+import { scheduleChange } from '../../src/train/resume.js';
+import { DEFAULT_SWAV } from '../../src/train/swav.js';
+import { train, TrainingDivergedError } from '../../src/train/trainer.js';
+import { writePhotoDataset } from '../helpers/dataset.js';
+
+let dir: string;
+let data: Store;
+
+function tiny(over: Partial<TrainConfig> = {}, lr?: number): TrainConfig {
+  const base = defaultTrainConfig({
+    model: 'custom:2,8,8,2,8', batchSize: 8, crops: '2x16@0.3-1', steps: 4,
+    swav: { ...DEFAULT_SWAV, prototypes: 8, hidden: 16, dim: 8, freezePrototypesSteps: 1, cropsForAssign: [0, 1] }, ...over,
+  });
+  // a constant rate: a huge one takes BatchNorm variances past float32's range within a few steps
+  return lr === undefined ? base : { ...base, schedule: { ...base.schedule, baseLr: lr, finalLr: lr } };
+}
+
+const run = (out: Store, config: TrainConfig, over: { resume?: boolean; log?: string[]; every?: number } = {}) =>
+  train({
+    data, out, config, backend: 'wasm', threads: 1, logEvery: 1, checkpointEvery: over.every ?? 2, keep: 5,
+    resume: over.resume ?? true, log: (l) => over.log?.push(l),
+  });
+
+/** Every checkpoint in the store verifies (finite state included): what a diverged run must leave. */
+async function allVerify(store: Store): Promise<number[]> {
+  const steps: number[] = [];
+  for (const c of await listCheckpoints(store)) steps.push((await loadCheckpoint(store, c.key)).header.step);
+  return steps;
+}
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'ws-ckpt-'));
+  data = await openStore(join(dir, 'data'));
+  await writePhotoDataset(data, { units: 2, perUnit: 8 });
+  await startBackend('wasm');
+});
+
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+/** Reruns as a diverged run's message says (its --lr, and --no-resume when it asks for it). */
+function follow(out: Store, message: string, steps: number) {
+  const lr = Number(/rerun with (?:--no-resume )?--lr ([\d.e+-]+) or lower/.exec(message)![1]);
+  return run(out, tiny({ steps }, lr), { resume: !/--no-resume --lr/.test(message) });
+}
+
+describe('checkpoints hold finite state only', () => {
+  it('at lr 1e6 no checkpoint is written, the run fails, and rerunning at the advised rate trains', async () => {
+    const out = await openStore(join(dir, 'huge'));
+    const err = (await run(out, tiny({ steps: 4 }, 1e6), { every: 100 }).catch((e: unknown) => e)) as Error;
+    expect(err).toBeInstanceOf(TrainingDivergedError);
+    expect(err.message).toMatch(/^training diverged: the state at step 4 is not finite \(NaN, infinity or beyond 2\^64 in param:\S+bn\.var/);
+    expect(err.message).toMatch(/no checkpoint was written; there is no finite checkpoint to resume from; rerun with --lr 0\.018 or lower \(this run: base lr 1000000\)$/);
+    expect(await listCheckpoints(out)).toEqual([]);
+    expect(await follow(out, err.message, 8)).toMatchObject({ startStep: 0, step: 8 });
+  }, 60_000);
+
+  it('a diverging run that resumed keeps the checkpoint it started from, and the advice resumes from it', async () => {
+    const out = await openStore(join(dir, 'later'));
+    await run(out, tiny({ steps: 2 }));
+    const before = await readFile(join(dir, 'later', 'checkpoints', 'step-000000002.ckpt'));
+    const err = (await run(out, tiny({ steps: 5 }, 1e6), { every: 100 }).catch((e: unknown) => e)) as Error;
+    expect(err).toBeInstanceOf(TrainingDivergedError);
+    expect(err.message).toMatch(/^training diverged: the state at step 5 is not finite .* the last finite checkpoint, checkpoints\/step-000000002\.ckpt \(step 2\), predates this run and is kept: rerun with --lr 0\.018 or lower/);
+    expect(await allVerify(out)).toEqual([2]);
+    expect(await readFile(join(dir, 'later', 'checkpoints', 'step-000000002.ckpt'))).toEqual(before);
+    expect(await follow(out, err.message, 6)).toMatchObject({ resumedFrom: 'checkpoints/step-000000002.ckpt', step: 6 });
+  }, 90_000);
+
+  it('checkpoints written on the way to diverging verify, and the advice starts over', async () => {
+    const out = await openStore(join(dir, 'during'));
+    const err = (await run(out, tiny({ steps: 10 }, 1e6), { every: 1 }).catch((e: unknown) => e)) as Error;
+    expect(err).toBeInstanceOf(TrainingDivergedError);
+    const last = /the last finite checkpoint, checkpoints\/step-0*(\d+)\.ckpt \(step (\d+)\), is kept, but this run wrote it/.exec(err.message)!;
+    expect(err.message).toMatch(/^training diverged: the state at step \d+ is not finite .* rerun with --no-resume --lr 0\.018 or lower/);
+    const steps = await allVerify(out); // every checkpoint left verifies, the value-range check included
+    expect(steps[0]).toBe(Number(last[2]));
+    expect(await follow(out, err.message, 4)).toMatchObject({ startStep: 0, step: 4 });
+  }, 90_000);
+
+  it('a checkpoint holding NaN (written before the check existed) reads as damaged', async () => {
+    const out = await openStore(join(dir, 'nan'));
+    await run(out, tiny({ steps: 2 }));
+    const file = join(dir, 'nan', 'checkpoints', 'step-000000002.ckpt');
+    const bytes = await readFile(file);
+    const payload = 12 + bytes.readUInt32LE(8);
+    bytes.writeFloatLE(Number.NaN, payload + 8);
+    createHash('sha256').update(bytes.subarray(12, bytes.length - 32)).digest().copy(bytes, bytes.length - 32);
+    await writeFile(file, bytes);
+    await expect(loadCheckpoint(out, 'checkpoints/step-000000002.ckpt')).rejects.toThrow(/tensor param:\S+ holds NaN, infinity or values beyond 2\^64/);
+  }, 60_000);
+});
+
+describe('damaged checkpoints', () => {
+  it('every checkpoint damaged: refused, naming each, nothing changed; --no-resume starts over and archives the metrics', async () => {
+    const root = join(dir, 'damaged');
+    const out = await openStore(root);
+    await run(out, tiny({ steps: 4 }));
+    const ck = (step: number) => join(root, 'checkpoints', `step-00000000${step}.ckpt`);
+    const four = await readFile(ck(4));
+    await writeFile(ck(4), four.subarray(0, four.length - 1000)); // truncated
+    const two = await readFile(ck(2));
+    two.write('garbage!', 0); // bad magic
+    await writeFile(ck(2), two);
+    const metrics = await readMetrics(out);
+    expect(metrics.map((m) => m.step)).toEqual([1, 2, 3, 4]);
+
+    const err = (await run(out, tiny({ steps: 4 })).catch((e: unknown) => e)) as Error;
+    expect(err).toBeInstanceOf(InvalidCheckpointError);
+    expect(err.message).toMatch(/every checkpoint in file:\/\/\S+ is damaged: checkpoints\/step-000000004\.ckpt \(checksum mismatch \(truncated or damaged\)\); checkpoints\/step-000000002\.ckpt \(not a wildstream checkpoint\)/);
+    expect(err.message).toMatch(/--no-resume/);
+    expect(await readFile(ck(2))).toEqual(two);
+    expect((await readFile(ck(4))).length).toBe(four.length - 1000);
+    expect(await readMetrics(out)).toEqual(metrics);
+
+    const log: string[] = [];
+    const fresh = await run(out, tiny({ steps: 2 }), { resume: false, log });
+    expect(fresh).toMatchObject({ startStep: 0, step: 2 });
+    expect(log.join('\n')).toMatch(/--no-resume: deleted 2 checkpoint\(s\) of the earlier run \(steps 4, 2\)/);
+    const archived = /earlier run's metrics are kept under (metrics\/archive\/\S+\/)/.exec(log.join('\n'))![1]!;
+    expect((await readdir(join(root, archived))).sort()).toEqual(['step-000000002.jsonl', 'step-000000004.jsonl']);
+    expect((await readMetrics(out)).map((m) => m.step)).toEqual([1, 2]);
+    expect(await allVerify(out)).toEqual([2]);
+  }, 90_000);
+
+  it('some damaged: resumes from the newest good one and names the skipped', async () => {
+    const out = await openStore(join(dir, 'partly'));
+    await run(out, tiny({ steps: 4 }));
+    const file = join(dir, 'partly', 'checkpoints', 'step-000000004.ckpt');
+    await writeFile(file, (await readFile(file)).subarray(0, 100));
+    const log: string[] = [];
+    const summary = await run(out, tiny({ steps: 4 }), { log });
+    expect(summary).toMatchObject({ resumedFrom: 'checkpoints/step-000000002.ckpt', step: 4 });
+    expect(log.join('\n')).toMatch(/resuming from checkpoints\/step-000000002\.ckpt, the newest checkpoint that verifies; removing the damaged checkpoints\/step-000000004\.ckpt/);
+    expect(await allVerify(out)).toEqual([4, 2]);
+  }, 60_000);
+
+  it('export of a missing step lists the steps there are', async () => {
+    const out = await openStore(join(dir, 'partly'));
+    await expect(checkpointAt(out, 7)).rejects.toThrow(/no checkpoint of step 7 in file:\/\/\S+; it has steps 2, 4$/);
+    await expect(checkpointAt(await openStore(join(dir, 'none')), 7)).rejects.toThrow(/it has none/);
+  });
+});
+
+describe('a run says what happens', () => {
+  it('raising --steps on resume says the cosine is stretched and by how much the rate jumps', async () => {
+    const out = await openStore(join(dir, 'stretch'));
+    await run(out, tiny({ steps: 3 }), { every: 2 });
+    const log: string[] = [];
+    // the end-of-run checkpoint is at step 3; resume there with a longer horizon
+    await run(out, tiny({ steps: 5 }), { log });
+    const c = tiny();
+    const [was, now] = [3, 5].map((total) => Number(learningRate(3, { ...c.schedule, totalSteps: total }).toPrecision(3))) as [number, number];
+    expect(now).toBeGreaterThan(was);
+    expect(log.join('\n')).toContain(`resuming at step 3 with --steps 5 (was 3): the cosine schedule is stretched to end at step 5 (the rate is a function of step and --steps); lr jumps from ${was} to ${now} at step 3`);
+
+    const past: string[] = [];
+    const s = await run(out, tiny({ steps: 4 }), { log: past });
+    expect(s.step).toBe(5);
+    expect(past.join('\n')).toMatch(/is at step 5, already at or past --steps 4: nothing to train/);
+  }, 60_000);
+
+  it('scheduleChange: null when nothing changed, names every changed setting otherwise', () => {
+    const a = tiny({ steps: 100 });
+    expect(scheduleChange(a, a, 50)).toBeNull();
+    const b = { ...a, steps: 50, schedule: { ...a.schedule, baseLr: a.schedule.baseLr / 2 } };
+    expect(scheduleChange(a, b, 40)).toMatch(/--steps 50 \(was 100\), --lr 0\.00937 \(was 0\.0187\): the cosine schedule is shortened .* lr drops from/);
+  });
+
+  it('a batch larger than the dataset is a warning with the numbers', async () => {
+    const small = await openStore(join(dir, 'small'));
+    await writePhotoDataset(small, { units: 1, perUnit: 3 });
+    const log: string[] = [];
+    await train({ data: small, out: await openStore(join(dir, 'small-out')), config: tiny({ steps: 1 }), backend: 'wasm', threads: 1, log: (l) => log.push(l) });
+    expect(log.join('\n')).toMatch(/warning: --batch 8 is larger than the 3 committed record\(s\) in file:\/\/\S+: each batch holds every image 2 or 3 times \(as different crops\); use --batch 3 or less/);
+    const quiet: string[] = [];
+    await train({ data, out: await openStore(join(dir, 'big-out')), config: tiny({ steps: 1 }), backend: 'wasm', threads: 1, log: (l) => quiet.push(l) });
+    expect(quiet.join('\n')).not.toMatch(/larger than/);
+  }, 60_000);
+});
