@@ -48,6 +48,14 @@ export class InvalidShardError extends WildstreamError {
   override readonly code = 'WS_ERR_INVALID_SHARD';
 }
 
+/**
+ * A dataset from which no sample can ever come (no records, every shard unreadable, every image
+ * undecodable): the message says what the dataset holds and why nothing of it is usable.
+ */
+export class NoDataError extends WildstreamError {
+  override readonly code = 'WS_ERR_NO_DATA';
+}
+
 /** An error that carries the exit code the CLI should end with. */
 export class ExitCodeError extends WildstreamError {
   constructor(message: string, readonly exitCode: number) {

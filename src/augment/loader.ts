@@ -2,13 +2,16 @@
  * The trainer's input: a DatasetStream of records, multi-cropped in a worker pool, assembled in stream order
  * into `MultiCropBatch`es. A bounded number of records are in the pool at once; results are taken in order,
  * so batches are deterministic whatever the thread timing. A record whose image fails to decode is skipped
- * and counted. Closing the iterator (or `close()`) stops the pool.
+ * and counted; an epoch read from its start without one sample is a NoDataError (with `follow`, the stream
+ * waits for new units instead), so a dataset of undecodable images never spins. Every wait ends on
+ * `signal`. Closing the iterator (or `close()`) stops the pool.
  */
-import { ConfigError } from '../errors.js';
+import { ConfigError, NoDataError } from '../errors.js';
 import type { Store } from '../shards/store.js';
 import { augmentConfig, cropList, type AugmentConfig } from './config.js';
+import { abortable } from './abort.js';
 import { AugmentPool } from './pool.js';
-import { DatasetStream, type StreamCursor, type StreamItem, type StreamOptions } from './stream.js';
+import { DatasetStream, histogram, type StreamCursor, type StreamItem, type StreamOptions } from './stream.js';
 import type { AugmentResult } from './worker.js';
 
 export interface CropTensor {
@@ -87,7 +90,7 @@ export class MultiCropLoader implements AsyncIterable<MultiCropBatch> {
       while (!exhausted && queue.length + chunk <= inflight) {
         const samples: Placed[] = [];
         while (samples.length < chunk) {
-          const next = await records.next();
+          const next = await abortable(records.next(), this.options.signal);
           if (next.done) {
             exhausted = true;
             break;
@@ -100,13 +103,16 @@ export class MultiCropLoader implements AsyncIterable<MultiCropBatch> {
     };
     let batch: BatchBuilder | null = null;
     let cursor: StreamCursor | null = null, epoch = 0;
+    const progress = new EpochProgress();
     try {
       for (await top(); queue.length > 0; await top()) {
         const { item, result, slab, slot } = queue.shift()!;
         const t0 = performance.now();
-        const out = await result;
+        const out = await abortable(result, this.options.signal);
         this.stats.waitMs += performance.now() - t0;
+        this.noProgress(progress.take(item));
         [cursor, epoch] = [item.cursor, item.epoch];
+        progress.count('error' in out ? out.error : null);
         if ('error' in out) this.stats.skipped[out.error] = (this.stats.skipped[out.error] ?? 0) + 1;
         else (batch ??= new BatchBuilder(slab)).add(item.record.key, slab, slot);
         if (batch?.count === this.options.batchSize) {
@@ -119,10 +125,20 @@ export class MultiCropLoader implements AsyncIterable<MultiCropBatch> {
         this.stats.samples += batch.count;
         yield batch.finish(cursor!, epoch, this.spare);
       }
+      this.noProgress(progress.end());
     } finally {
       await records.return(undefined);
       await this.close();
     }
+  }
+
+  /** Acts on an epoch that gave no sample (see EpochProgress): an error, or with `follow` a wait for new units. */
+  private noProgress(stuck: { units: Array<[number, number]>; failures: Record<string, number> } | null): void {
+    if (!stuck) return;
+    const records = Object.values(stuck.failures).reduce((a, b) => a + b, 0);
+    const why = `a whole epoch of ${records} records gave no sample (${histogram(stuck.failures)})`;
+    if (!this.options.follow) throw new NoDataError(`no sample could be made: ${this.stream.describe()}; ${why}`);
+    this.stream.requireNewUnits(stuck.units, `no sample could be made: ${why}`);
   }
 
   /** One pool task for `samples`; each gets its own result promise in `queue`, taken in order below. */
@@ -164,6 +180,39 @@ interface Placed {
 /** A placed record sent to the pool, with its own result. */
 interface Dispatched extends Placed {
   result: Promise<AugmentResult>;
+}
+
+/**
+ * Watches, in stream order, for an epoch read from its start (position 0) to its end without one sample:
+ * the records exist but none can be used, so reading them again would spin forever. Counting per epoch
+ * (not consecutive failures against an epoch's size) keeps a dataset with one good image in a thousand,
+ * whose good images may sit at opposite ends of two epochs, from looking stuck.
+ */
+class EpochProgress {
+  private epoch = -1;
+  private units: Array<[number, number]> = [];
+  private fromStart = false;
+  private samples = 0;
+  private failures: Record<string, number> = {};
+
+  /** Before counting `item`: the epoch it ends (its units and failures), when that epoch gave nothing, else null. */
+  take(item: StreamItem): { units: Array<[number, number]>; failures: Record<string, number> } | null {
+    if (item.epoch === this.epoch) return null;
+    const stuck = this.end();
+    [this.epoch, this.units, this.fromStart, this.samples, this.failures] = [item.epoch, item.cursor.units ?? [], item.position === 0, 0, {}];
+    return stuck;
+  }
+
+  count(error: string | null): void {
+    if (error === null) this.samples++;
+    else this.failures[error] = (this.failures[error] ?? 0) + 1;
+  }
+
+  /** At the end of the stream: its last epoch, when that epoch gave nothing, else null. */
+  end(): { units: Array<[number, number]>; failures: Record<string, number> } | null {
+    const stuck = this.fromStart && this.samples === 0 && Object.keys(this.failures).length > 0;
+    return stuck ? { units: this.units, failures: this.failures } : null;
+  }
 }
 
 /** Records a pool task carries (see AugmentPool.augment). */

@@ -3,13 +3,18 @@
  * ranged GETs and keeping a bounded number of bytes prefetched. The order is `order.ts`'s pure function of
  * (seed, epoch, units, rank, worldSize); the cursor after any record restores the stream exactly there.
  * With `follow`, an empty dataset is waited for and each new epoch picks up units committed since.
+ *
+ * A stream never spins: an epoch read from its start that yields no record (units of 0 records, every shard
+ * or batch unreadable) is a NoDataError saying what the dataset holds, or with `follow`, a wait for new
+ * units that `onWait` announces. Every wait (listing, shard footers, batches, polling) ends on `signal`.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import { ConfigError, InvalidShardError, NotFoundError } from '../errors.js';
+import { ConfigError, InvalidShardError, NoDataError, NotFoundError } from '../errors.js';
 import { listUnits, type UnitRecord } from '../shards/dataset.js';
 import { ShardReader } from '../shards/reader.js';
 import type { ImageRecord } from '../shards/schema.js';
 import type { Store } from '../shards/store.js';
+import { abortable } from './abort.js';
 import { epochShards, inRanges, shuffleGroup, toRanges, windowGroups, type BatchRef } from './order.js';
 
 export interface StreamCursor {
@@ -45,7 +50,10 @@ export interface StreamOptions {
   cursor?: StreamCursor;
   /** Records' bytes in SharedArrayBuffers, for consumers that hand them to worker threads. @default false */
   sharedMemory?: boolean;
+  /** Ends every wait of the stream (storage reads, polling) with the signal's reason. @default none */
   signal?: AbortSignal;
+  /** Told, once per wait, what a following stream is waiting for. @default nothing */
+  onWait?: (message: string) => void;
 }
 
 export interface StreamItem {
@@ -61,6 +69,8 @@ export interface StreamStats {
   records: number;
   /** Shards or batches skipped because they could not be read, by reason. */
   skipped: Record<string, number>;
+  /** The first error message behind each reason of `skipped`. */
+  examples: Record<string, string>;
   /** Milliseconds the consumer waited for storage. */
   waitMs: number;
 }
@@ -74,8 +84,12 @@ interface GroupPlan {
 export const START: StreamCursor = { epoch: 0, group: 0, offset: 0, position: 0, units: null };
 
 export class DatasetStream {
-  readonly stats: StreamStats = { records: 0, skipped: {}, waitMs: 0 };
-  private readonly o: Required<Omit<StreamOptions, 'epochs' | 'signal'>> & Pick<StreamOptions, 'epochs' | 'signal'>;
+  readonly stats: StreamStats = { records: 0, skipped: {}, examples: {}, waitMs: 0 };
+  private readonly o: Required<Omit<StreamOptions, 'epochs' | 'signal' | 'onWait'>> & Pick<StreamOptions, 'epochs' | 'signal' | 'onWait'>;
+  /** The units of the epoch being read. */
+  private units: UnitRecord[] = [];
+  /** Units (as id ranges) that gave nothing, and why: a following stream waits until the committed set differs. */
+  private stale: { units: Array<[number, number]>; why: string } | null = null;
 
   /** `store` is opened at the dataset's root (its URL names the prefix). */
   constructor(
@@ -93,22 +107,57 @@ export class DatasetStream {
     let cursor = this.o.cursor;
     while (this.o.epochs === undefined || cursor.epoch < this.o.epochs) {
       const units = await this.epochUnits(cursor);
+      this.units = units;
       cursor = { ...cursor, units: toRanges(units.map((u) => u.unit)) };
+      const fromStart = cursor.group === 0 && cursor.offset === 0;
+      const [records, skipped] = [this.stats.records, { ...this.stats.skipped }];
       yield* this.epoch(units, cursor);
+      if (fromStart && this.stats.records === records) {
+        const why = `no record could be read: ${this.describe()}${unreadable(this.stats, skipped)}`;
+        if (!this.o.follow) throw new NoDataError(`${why}${this.o.worldSize > 1 ? ` (rank ${this.o.rank} of ${this.o.worldSize})` : ''}`);
+        this.requireNewUnits(cursor.units!, why);
+      }
       cursor = { ...START, epoch: cursor.epoch + 1 };
     }
   }
 
+  /**
+   * Tells a following stream that the records of `units` (an epoch's, as in its cursors) were read but gave
+   * nothing (`why`): from the next epoch on it waits for the committed units to differ before reading again.
+   */
+  requireNewUnits(units: Array<[number, number]>, why: string): void {
+    this.stale = { units, why };
+  }
+
+  /** What the dataset holds as of the current epoch: units, records, and why its units' inputs failed. */
+  describe(): string {
+    const units = this.units;
+    const records = units.reduce((n, u) => n + u.records, 0);
+    const failed: Record<string, number> = {};
+    for (const u of units) for (const [k, v] of Object.entries(u.failed)) failed[k] = (failed[k] ?? 0) + v;
+    const inputs = Object.keys(failed).length > 0 ? `; its inputs failed: ${histogram(failed)}` : '';
+    return `${this.store.url} holds ${plural(units.length, 'committed unit')} with ${plural(records, 'record')}${inputs}`;
+  }
+
   /** The units of the cursor's epoch: those it names, or (starting an epoch) every committed one. */
   private async epochUnits(cursor: StreamCursor): Promise<UnitRecord[]> {
-    for (;;) {
-      const all = await listUnits(this.store);
+    for (let told = false; ; told = true) {
+      const all = await abortable(listUnits(this.store), this.o.signal);
       const units = cursor.units ? all.filter((u) => inRanges(cursor.units!, u.unit)) : all;
       if (cursor.units && units.length !== cursor.units.reduce((n, [lo, hi]) => n + hi - lo + 1, 0)) {
         throw new NotFoundError(`the cursor's epoch ${cursor.epoch} names units that are no longer committed in ${this.store.url}`);
       }
-      if (units.length > 0) return units;
+      const stale = this.stale;
+      const same = stale !== null && !cursor.units && sameRanges(toRanges(units.map((u) => u.unit)), stale.units);
+      if (units.length > 0 && !same) {
+        this.stale = null;
+        return units;
+      }
       if (!this.o.follow) throw new NotFoundError(`no committed units in ${this.store.url}`);
+      if (!told) {
+        const why = same ? stale.why : `no committed units in ${this.store.url} yet`;
+        this.o.onWait?.(`following: ${why}; waiting for new units (polling every ${this.o.pollMs} ms)`);
+      }
       await sleep(this.o.pollMs, undefined, { signal: this.o.signal });
     }
   }
@@ -122,7 +171,7 @@ export class DatasetStream {
     const fill = async () => {
       let bytes = ahead.reduce((n, a) => n + a.plan.bytes, 0);
       while (!done && (ahead.length === 0 || bytes < this.o.prefetchBytes)) {
-        const next = await plans.next();
+        const next = await abortable(plans.next(), this.o.signal);
         if (next.done) done = true;
         else {
           const records = this.load(next.value);
@@ -137,8 +186,9 @@ export class DatasetStream {
     while (ahead.length > 0) {
       const { plan, records } = ahead.shift()!;
       const filling = fill();
+      filling.catch(() => {}); // surfaced when awaited below; a consumer that stops at a yield never awaits it
       const t0 = performance.now();
-      const rows = shuffleGroup(await records, seed, epoch, plan.index);
+      const rows = shuffleGroup(await abortable(records, this.o.signal), seed, epoch, plan.index);
       this.stats.waitMs += performance.now() - t0;
       const skip = plan.index === start.group ? start.offset : 0;
       for (let i = skip; i < rows.length; i++) {
@@ -171,11 +221,12 @@ export class DatasetStream {
   }
 
   private async openShard(unit: UnitRecord): Promise<ShardReader | null> {
+    if (unit.records === 0) return null; // nothing to read (ingest commits such a unit when every input failed)
     try {
       return await ShardReader.open(this.store, unit.shard, { size: unit.bytes, shared: this.o.sharedMemory });
     } catch (err) {
       if (!(err instanceof InvalidShardError)) throw err;
-      this.skip('bad_shard');
+      this.skip('bad_shard', err);
       return null;
     }
   }
@@ -188,7 +239,7 @@ export class DatasetStream {
           return await reader.readRecords(batch);
         } catch (err) {
           if (!(err instanceof InvalidShardError)) throw err;
-          this.skip('bad_batch');
+          this.skip('bad_batch', err);
           return [];
         }
       }),
@@ -196,9 +247,30 @@ export class DatasetStream {
     return batches.flat();
   }
 
-  private skip(reason: string): void {
+  private skip(reason: string, err: Error): void {
     this.stats.skipped[reason] = (this.stats.skipped[reason] ?? 0) + 1;
+    this.stats.examples[reason] ??= err.message;
   }
+}
+
+/** `{a: 2, b: 1}` as "a 2, b 1". */
+export function histogram(counts: Record<string, number>): string {
+  return Object.entries(counts).map(([k, v]) => `${k} ${v}`).join(', ');
+}
+
+function plural(n: number, what: string): string {
+  return `${n} ${what}${n === 1 ? '' : 's'}`;
+}
+
+/** The skips since `before`, each with its first error, as "; unreadable: bad_shard 1 (why)". */
+function unreadable(stats: StreamStats, before: Record<string, number>): string {
+  const now = Object.entries(stats.skipped).map(([k, v]) => [k, v - (before[k] ?? 0)] as const).filter(([, v]) => v > 0);
+  if (now.length === 0) return '';
+  return `; unreadable: ${now.map(([k, v]) => `${k} ${v} (${stats.examples[k]})`).join(', ')}`;
+}
+
+function sameRanges(a: ReadonlyArray<readonly [number, number]>, b: ReadonlyArray<readonly [number, number]>): boolean {
+  return a.length === b.length && a.every(([lo, hi], i) => lo === b[i]![0] && hi === b[i]![1]);
 }
 
 export function validateStreamOptions(o: StreamOptions): void {
