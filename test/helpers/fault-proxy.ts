@@ -38,6 +38,8 @@ export interface FaultProxyOptions {
   seed?: number;
   /** Added delay of a `latency` fault, uniform in [lo, hi] ms. @default [50, 300] */
   latencyMs?: [number, number];
+  /** How a drawn fault's kind is chosen: at random, or each of `kinds` in turn (so a few faults meet them all). @default 'random' */
+  pick?: 'random' | 'cycle';
   /** Only requests this accepts are candidates for drawn faults. @default every request */
   filter?: (req: ProxiedRequest) => boolean;
 }
@@ -72,6 +74,7 @@ export async function startFaultProxy(options: FaultProxyOptions): Promise<Fault
   const queued: Array<{ kind: FaultKind; left: number; match: (req: ProxiedRequest) => boolean }> = [];
   const stats: FaultProxy['stats'] = { requests: 0, injected: {}, seen: [] };
   const sockets = new Set<Socket>();
+  let drawn = 0;
 
   const choose = (req: ProxiedRequest): FaultKind | null => {
     const planned = queued.find((q) => q.left > 0 && q.match(req));
@@ -81,7 +84,7 @@ export async function startFaultProxy(options: FaultProxyOptions): Promise<Fault
     }
     if (rate <= 0 || (options.filter && !options.filter(req))) return null;
     if (rand() >= rate) return null;
-    return kinds[Math.floor(rand() * kinds.length)]!;
+    return kinds[options.pick === 'cycle' ? drawn++ % kinds.length : Math.floor(rand() * kinds.length)]!;
   };
 
   const server = http.createServer(async (req, res) => {
