@@ -94,7 +94,7 @@ export async function ingestFromOptions(lists: string[], opts: Record<string, an
 
 /**
  * SIGINT/SIGTERM abort the run (it ends with an InterruptedError saying what is committed). Downloads in flight
- * are abandoned: if they still hold the process a few seconds later, or on a second signal, it exits at once.
+ * are abandoned: if they still hold the process 5 s later, or on a second signal, it exits.
  */
 function stopOnSignals(reporter: ProgressReporter): { signal: AbortSignal; dispose(): void } {
   const controller = new AbortController();
@@ -105,7 +105,10 @@ function stopOnSignals(reporter: ProgressReporter): { signal: AbortSignal; dispo
       process.exit(code);
     }
     controller.abort(name);
-    setTimeout(() => process.exit(process.exitCode ?? code), 5000).unref();
+    // Unless another stage (a pipeline's trainer) still handles signals and must finish saving first.
+    setTimeout(() => {
+      if (process.listenerCount('SIGINT') + process.listenerCount('SIGTERM') === 0) process.exit(process.exitCode ?? code);
+    }, 5000).unref();
   };
   process.on('SIGINT', onSignal).on('SIGTERM', onSignal);
   return { signal: controller.signal, dispose: () => process.off('SIGINT', onSignal).off('SIGTERM', onSignal) };

@@ -114,6 +114,8 @@ export function hintFor(reason: string): { text: string; retry: boolean } {
     body_error: { text: 'connections broke mid-download: check the network', retry: true },
     url_scheme: { text: 'the rows hold no http(s) URLs: check --url-col and the list format', retry: false },
     url_invalid: { text: 'the rows hold no valid URLs: check --url-col and the list format', retry: false },
+    url_missing: { text: 'the rows have no URL: check --url-col and the list format', retry: false },
+    bad_row: { text: 'the rows cannot be parsed: check the list format', retry: false },
     too_small: { text: 'the images are smaller than --min-image-size', retry: false },
     aspect_ratio: { text: 'the images are longer than --max-aspect-ratio allows', retry: false },
     too_large: { text: 'the downloads exceed --max-bytes: raise it, then rerun with --retry-failed --retry-reasons too_large', retry: false },
