@@ -7,10 +7,12 @@ import { MultiCropLoader, type LoaderOptions, type MultiCropBatch } from '../../
 import { decodeRgb } from '../../src/augment/decode.js';
 import { multiCrop } from '../../src/augment/multicrop.js';
 import { DatasetStream } from '../../src/augment/stream.js';
+import { NoDataError } from '../../src/errors.js';
 import { photoJpeg } from '../../src/fixtures/images.js';
 import { openStore, type Store } from '../../src/shards/store.js';
 import { writeDataset } from '../helpers/dataset.js';
 import { runCli } from '../helpers/cli.js';
+import { faultyStore } from '../helpers/faulty-store.js';
 import sharp from 'sharp';
 
 let dir: string;
@@ -110,6 +112,77 @@ describe('MultiCropLoader', () => {
   it('stops its workers when the consumer breaks out early', async () => {
     const { out, loader } = await batches({}, 2);
     expect(out).toHaveLength(2);
+    expect(loader.threads).toBe(0);
+  });
+});
+
+describe('MultiCropLoader: no progress, and stops', () => {
+  /** Consumes `loader` to its end, failing the test if that takes longer than `ms`. */
+  async function drain(loader: MultiCropLoader, ms: number): Promise<number> {
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`still waiting after ${ms} ms`)), ms)));
+    const run = (async () => {
+      let n = 0;
+      for await (const batch of loader) n += batch.keys.length;
+      return n;
+    })();
+    try {
+      return await Promise.race([run, late]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  it('refuses records of which none decodes, naming the dataset and the reasons', async () => {
+    const junk = await openStore(join(dir, 'junk'));
+    await writeDataset(junk, { units: 2, perUnit: 6 }); // arbitrary bytes, not images
+    const loader = new MultiCropLoader(junk, { ...options, epochs: undefined });
+    const run = drain(loader, 20_000);
+    await expect(run).rejects.toThrow(NoDataError);
+    await expect(run).rejects.toThrow(/holds 2 committed units with 12 records; a whole epoch of 12 records gave no sample \(decode_error 12\)/);
+    expect(loader.threads).toBe(0);
+  });
+
+  it('keeps going when one image in many decodes, wherever it falls in two epochs', async () => {
+    // 1 good record of 12: between two of its draws lie up to 22 failures, more than an epoch's worth.
+    const sparse = await openStore(join(dir, 'sparse'));
+    const good = await photoJpeg(0, { width: 64, height: 48 });
+    await writeDataset(sparse, { units: 2, perUnit: 6, image: (i) => (i === 5 ? good : Buffer.alloc(200, i)) });
+    expect(await drain(new MultiCropLoader(sparse, { ...options, batchSize: 2, epochs: 6 }), 20_000)).toBe(6);
+  });
+
+  it('following, waits for new units instead of decoding the same bad records again', async () => {
+    const junk = await openStore(join(dir, 'junk-follow'));
+    await writeDataset(junk, { units: 1, perUnit: 6 });
+    const said: string[] = [];
+    const controller = new AbortController();
+    const loader = new MultiCropLoader(junk, { ...options, epochs: undefined, follow: true, pollMs: 20, onWait: (m) => said.push(m), signal: controller.signal });
+    const run = drain(loader, 20_000);
+    run.catch(() => {});
+    for (let i = 0; i < 400 && said.length === 0; i++) await new Promise((r) => setTimeout(r, 25));
+    expect(said).toHaveLength(1);
+    expect(said[0]).toMatch(/^following: no sample could be made: a whole epoch of 6 records gave no sample \(decode_error 6\); waiting for new units/);
+    const attempts = loader.stats.skipped.decode_error!;
+    await new Promise((r) => setTimeout(r, 300));
+    expect(loader.stats.skipped.decode_error).toBe(attempts); // waiting, not spinning through the same records
+    controller.abort();
+    await expect(run).rejects.toThrow(/aborted/);
+    expect(loader.threads).toBe(0);
+  });
+
+  it('ends on the signal while a read stalls, and stops its workers', async () => {
+    let reads = 0;
+    const stalled = faultyStore(store, (method) => (method === 'getRange' && ++reads > 4 ? 'stall' : undefined));
+    const controller = new AbortController();
+    const loader = new MultiCropLoader(stalled, { ...options, signal: controller.signal });
+    const run = drain(loader, 10_000);
+    run.catch(() => {});
+    for (let i = 0; i < 400 && reads <= 4; i++) await new Promise((r) => setTimeout(r, 25));
+    await new Promise((r) => setTimeout(r, 100));
+    const t0 = performance.now();
+    controller.abort();
+    await expect(run).rejects.toThrow(/aborted/);
+    expect(performance.now() - t0).toBeLessThan(2000);
     expect(loader.threads).toBe(0);
   });
 });
