@@ -3,7 +3,8 @@
  * place and fsyncs the directory, so a crash leaves either the old object, the new one, or a stray temp
  * file that `list` never shows.
  */
-import { mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { access, mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { dirname, join, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -40,19 +41,20 @@ export class LocalStore implements Store {
   async put(key: string, body: PutBody): Promise<void> {
     const target = this.path(key);
     const temp = `${target}${TEMP_MARK}${randomBytes(6).toString('hex')}`;
-    await wrap(key, () => mkdir(dirname(target), { recursive: true }));
-    const handle = await wrap(key, () => open(temp, 'w'));
+    await wrap(key, () => makeDir(dirname(target)), dirname(target));
+    const handle = await wrap(key, () => open(temp, 'w'), target);
     try {
       if (body instanceof Uint8Array) await handle.writeFile(body);
       else for await (const chunk of body as Readable) await handle.write(chunk as Uint8Array);
       await handle.sync();
+      await handle.close();
+      await rename(temp, target);
     } catch (err) {
+      // Whatever failed (a full disk mid-write, a rename), the target still holds the last committed object.
       await handle.close().catch(() => {});
-      await rm(temp, { force: true });
-      throw mapFsError(err, key);
+      await rm(temp, { force: true }).catch(() => {});
+      throw mapFsError(err, key, target);
     }
-    await handle.close();
-    await wrap(key, () => rename(temp, target));
     await syncDir(dirname(target));
   }
 
@@ -136,19 +138,42 @@ async function syncDir(dir: string): Promise<void> {
   }
 }
 
-async function wrap<T>(key: string, fn: () => Promise<T>): Promise<T> {
+/**
+ * `mkdir -p`, with the real reason when it fails: Node's recursive mkdir reports ENOENT whatever stopped it
+ * (a read-only file system, a parent without write permission), so ask the nearest existing ancestor.
+ */
+async function makeDir(dir: string): Promise<void> {
   try {
-    return await fn();
+    await mkdir(dir, { recursive: true });
   } catch (err) {
-    throw mapFsError(err, key);
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    let parent = dirname(dir);
+    while (parent !== dirname(parent) && !(await stat(parent).then(() => true, () => false))) parent = dirname(parent);
+    await access(parent, constants.W_OK); // throws EROFS or EACCES, the reason mkdir lost
+    throw err;
   }
 }
 
-function mapFsError(err: unknown, key: string): Error {
+async function wrap<T>(key: string, fn: () => Promise<T>, path?: string): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    throw mapFsError(err, key, path);
+  }
+}
+
+function mapFsError(err: unknown, key: string, path?: string): Error {
   if (err instanceof WildstreamError) return err;
   const code = (err as NodeJS.ErrnoException).code;
   const why = (err as Error).message;
+  if (code === 'ENOSPC' || code === 'EDQUOT') {
+    const what = code === 'ENOSPC' ? 'disk full' : 'disk quota exceeded';
+    return new StoreUnavailableError(`${what}: cannot write ${path ?? key}; committed data is intact, free space and rerun`, { cause: err });
+  }
   if (code === 'ENOENT' || code === 'EISDIR' || code === 'ENOTDIR') return new NotFoundError(`no such object: ${key}`, { cause: err });
+  if (code === 'EROFS') {
+    return new AccessDeniedError(`cannot write to ${(err as NodeJS.ErrnoException).path ?? path ?? key}: read-only file system`, { cause: err });
+  }
   if (code === 'EACCES' || code === 'EPERM' || code === 'EROFS') return new AccessDeniedError(`access denied to ${key}: ${why}`, { cause: err });
   return new StoreUnavailableError(`local store failed on ${key}: ${why}`, { cause: err });
 }
