@@ -13,6 +13,7 @@ import { ConfigError } from '../errors.js';
 import { commitUnit, listUnits, shardKey, type UnitRecord } from '../shards/dataset.js';
 import { httpStatusOf, writeFailures, type FailureRecord } from '../shards/failures.js';
 import { openStore, type Store, type StoreOptions } from '../shards/store.js';
+import { openStaging } from '../shards/staging.js';
 import { ShardWriter } from '../shards/writer.js';
 import { decodeImage, type DecodeOptions } from './decode.js';
 import { DedupeIndex, type Deduper } from './dedupe.js';
@@ -221,7 +222,7 @@ export async function runUnit(ctx: Context, unit: number, rows: UrlRow[]): Promi
   const signal = ctx.options.signal;
   const duplicates = { exact: 0, near: 0 };
   const timings = { fetch: 0, decode: 0, write: 0 };
-  const writer = new ShardWriter({ extraColumns: ctx.extraColumns });
+  const writer = new ShardWriter({ extraColumns: ctx.extraColumns, stagingDir: await openStaging(ctx.store) });
   const concurrency = ctx.options.concurrency ?? 64;
   const queue = new PQueue({ concurrency });
   let writes = Promise.resolve(); // ShardWriter.add must not interleave with itself

@@ -1,11 +1,13 @@
 /**
  * Writes one Arrow IPC *file* per unit of work. Rows are grouped into record batches bounded in bytes and
- * rows, so a reader can fetch any one batch with a single ranged GET. The file is staged in a local temp
- * directory and handed to `store.put` whole, which is atomic: a shard is either fully there or absent.
+ * rows, so a reader can fetch any one batch with a single ranged GET. The file is staged in a local directory
+ * (ingest uses staging.ts, where a rerun finds a killed run's leftovers) and handed to `store.put` whole, which
+ * is atomic: a shard is either fully there or absent.
  */
 import { once } from 'node:events';
 import { createReadStream, createWriteStream, type WriteStream } from 'node:fs';
-import { mkdtemp, rm, stat } from 'node:fs/promises';
+import { mkdir, rm, stat } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { finished } from 'node:stream/promises';
@@ -21,8 +23,8 @@ export interface ShardWriterOptions {
   maxBatchBytes?: number;
   /** A record batch is closed at this many rows. @default 1024 */
   maxBatchRows?: number;
-  /** Where the shard is staged before upload. @default os.tmpdir() */
-  tempDir?: string;
+  /** The folder the shard's file is staged in before upload (made if missing); ingest passes `openStaging(store)`. @default os.tmpdir() */
+  stagingDir?: string;
 }
 
 export interface ShardInfo {
@@ -36,18 +38,18 @@ export class ShardWriter {
   readonly schema: Schema;
   private readonly maxBatchBytes: number;
   private readonly maxBatchRows: number;
-  private readonly tempDir: string;
+  private readonly stagingDir: string;
   private pending: ImageRecord[] = [];
   private pendingBytes = 0;
   private records = 0;
   private batches = 0;
-  private file?: { dir: string; path: string; out: WriteStream; writer: RecordBatchFileWriter };
+  private file?: { path: string; out: WriteStream; writer: RecordBatchFileWriter };
 
   constructor(options: ShardWriterOptions = {}) {
     this.schema = imageSchema(options.extraColumns ?? []);
     this.maxBatchBytes = positive('maxBatchBytes', options.maxBatchBytes ?? 8 * 1024 * 1024);
     this.maxBatchRows = positive('maxBatchRows', options.maxBatchRows ?? 1024);
-    this.tempDir = options.tempDir ?? tmpdir();
+    this.stagingDir = options.stagingDir ?? tmpdir();
   }
 
   get count(): number {
@@ -82,7 +84,7 @@ export class ShardWriter {
     this.pending = [];
     if (!file) return;
     file.out.destroy();
-    await rm(file.dir, { recursive: true, force: true });
+    await rm(file.path, { force: true });
   }
 
   private async flush(): Promise<void> {
@@ -100,13 +102,14 @@ export class ShardWriter {
 
   private async open() {
     if (this.file) return this.file;
-    const dir = await mkdtemp(join(this.tempDir, 'wildstream-shard-'));
-    const path = join(dir, 'shard.arrow');
+    await mkdir(this.stagingDir, { recursive: true });
+    const path = join(this.stagingDir, `shard-${randomBytes(6).toString('hex')}.arrow`);
     const out = createWriteStream(path);
+    await once(out, 'ready'); // an unwritable staging folder fails here, as a rejection, not a stray 'error'
     const writer = new RecordBatchFileWriter();
     writer.toNodeStream().pipe(out);
     writer.reset(undefined, this.schema);
-    this.file = { dir, path, out, writer };
+    this.file = { path, out, writer };
     return this.file;
   }
 }

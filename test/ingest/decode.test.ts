@@ -142,6 +142,8 @@ describe('decodeImage within a memory budget', () => {
       const outcome = await decodeImage(png, { memoryBudget: 64 * MiB });
       expect(outcome).toMatchObject({ ok: true, width: 300, height: 200 });
     }
+    // libvips' operation cache would keep each decoder's memory alive after the decode (see decode.ts)
+    expect(sharp.cache()).toMatchObject({ items: { current: 0, max: 0 } });
     const admission = decodeAdmission(64 * MiB);
     expect(admission.peak).toBeGreaterThan(0);
     expect(admission.inUse).toBe(0);

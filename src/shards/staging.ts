@@ -1,0 +1,101 @@
+/**
+ * Where shards are staged before upload, so that a killed run's leftovers are found and removed by the next
+ * run instead of filling /tmp. A local dataset stages inside itself (`<dataset>/.staging/`, the same disk
+ * as its shards); a remote one in the user's cache directory, under a folder named after the store URL.
+ *
+ * Distributed workers share a dataset, so each process stages in its own folder, `<host>-<pid>`. A run
+ * removes a folder only when its owner is surely gone: the same host and that pid not alive, or nothing in
+ * it modified for `staleMs` (another host's process cannot be asked; a worker that writes nothing for that
+ * long has also lost its unit's queue lock, so the unit is redone elsewhere anyway).
+ */
+import { createHash } from 'node:crypto';
+import { constants } from 'node:fs';
+import { access, mkdir, readdir, rm, stat } from 'node:fs/promises';
+import { homedir, hostname } from 'node:os';
+import { dirname, join } from 'node:path';
+import { AccessDeniedError, StoreUnavailableError } from '../errors.js';
+import type { Store } from './store.js';
+
+export interface StagingOptions {
+  /** A folder untouched this long is removed whoever owns it. @default 24 hours */
+  staleMs?: number;
+}
+
+const STAGING = '.staging';
+const opened = new Map<string, Promise<string>>();
+
+/** The folder under which shards for `store` are staged. */
+export function stagingRoot(store: Store): string {
+  const local = (store as { root?: unknown }).root;
+  if (store.url.startsWith('file://') && typeof local === 'string') return join(local, STAGING);
+  const cache = process.env.XDG_CACHE_HOME || join(homedir(), '.cache');
+  const id = createHash('sha256').update(store.url).digest('hex').slice(0, 16);
+  return join(cache, 'wildstream', 'staging', id);
+}
+
+/** This process's staging folder for `store`, made once per process after removing dead runs' folders. */
+export function openStaging(store: Store, options: StagingOptions = {}): Promise<string> {
+  const root = stagingRoot(store);
+  let dir = opened.get(root);
+  if (!dir) {
+    dir = prepare(root, options.staleMs ?? 24 * 3600_000);
+    opened.set(root, dir);
+    dir.catch(() => opened.delete(root)); // a failure is reported to the caller; the next call tries again
+  }
+  return dir;
+}
+
+async function prepare(root: string, staleMs: number): Promise<string> {
+  const mine = `${safe(hostname())}-${process.pid}`;
+  await makeDir(join(root, mine));
+  for (const entry of await readdir(root, { withFileTypes: true })) {
+    if (entry.name === mine) continue;
+    const path = join(root, entry.name);
+    if (ownerIsGone(entry.name) || (await newestChange(path)) < Date.now() - staleMs) {
+      await rm(path, { recursive: true, force: true });
+    }
+  }
+  return join(root, mine);
+}
+
+/** `mkdir -p` that names the real reason: Node's recursive mkdir says ENOENT for a read-only file system. */
+async function makeDir(dir: string): Promise<void> {
+  try {
+    await mkdir(dir, { recursive: true });
+  } catch (err) {
+    let parent = dir;
+    while (parent !== dirname(parent) && !(await stat(parent).then(() => true, () => false))) parent = dirname(parent);
+    const why = await access(parent, constants.W_OK).then(() => (err as Error).message, (e: NodeJS.ErrnoException) =>
+      e.code === 'EROFS' ? 'read-only file system' : e.message);
+    const code = (err as NodeJS.ErrnoException).code;
+    const Kind = code === 'ENOENT' || code === 'EROFS' || code === 'EACCES' || code === 'EPERM' ? AccessDeniedError : StoreUnavailableError;
+    throw new Kind(`cannot write to ${parent}: ${why} (staging shards in ${dir})`, { cause: err });
+  }
+}
+
+function safe(host: string): string {
+  return host.replace(/[^A-Za-z0-9.]/g, '_') || 'host';
+}
+
+/** True only for a folder of this host whose process no longer exists. */
+function ownerIsGone(name: string): boolean {
+  const match = /^(.+)-(\d+)$/.exec(name);
+  if (!match || match[1] !== safe(hostname())) return false;
+  try {
+    process.kill(Number(match[2]), 0);
+    return false;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'ESRCH'; // EPERM: alive, someone else's
+  }
+}
+
+/** Latest mtime of a path or anything directly in it (staged files sit one level down). */
+async function newestChange(path: string): Promise<number> {
+  let newest = (await stat(path)).mtimeMs;
+  const entries = await readdir(path).catch(() => [] as string[]);
+  for (const name of entries) {
+    const info = await stat(join(path, name)).catch(() => null);
+    if (info) newest = Math.max(newest, info.mtimeMs);
+  }
+  return newest;
+}
