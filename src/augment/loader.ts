@@ -8,7 +8,7 @@
  */
 import { ConfigError, NoDataError } from '../errors.js';
 import type { Store } from '../shards/store.js';
-import { augmentConfig, cropList, type AugmentConfig } from './config.js';
+import { augmentConfig, cropList, type AugmentConfig, type AugmentOptions } from './config.js';
 import { abortable } from './abort.js';
 import { AugmentPool } from './pool.js';
 import { DatasetStream, histogram, type StreamCursor, type StreamItem, type StreamOptions } from './stream.js';
@@ -39,7 +39,8 @@ export interface MultiCropBatch {
 
 export interface LoaderOptions extends StreamOptions {
   batchSize: number;
-  augment?: Partial<AugmentConfig>;
+  /** The multi-crop recipe; `crops` may be a spec string such as `2x224@0.14-1,6x96@0.05-0.14`. @default DEFAULT_AUGMENT */
+  augment?: AugmentOptions;
   /** Worker threads. @default the number of cores */
   threads?: number;
   /** Records in the pool at once. @default 12 per thread */

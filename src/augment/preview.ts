@@ -4,7 +4,7 @@
  */
 import sharp, { type OverlayOptions } from 'sharp';
 import type { Store } from '../shards/store.js';
-import { augmentConfig, type AugmentConfig } from './config.js';
+import { augmentConfig, type AugmentConfig, type AugmentOptions } from './config.js';
 import { decodeRgb } from './decode.js';
 import { multiCrop } from './multicrop.js';
 import { DatasetStream } from './stream.js';
@@ -14,7 +14,8 @@ export interface PreviewOptions {
   epoch?: number;
   /** Which record of the epoch's stream. @default 0 */
   record?: number;
-  augment?: Partial<AugmentConfig>;
+  /** @default DEFAULT_AUGMENT */
+  augment?: AugmentOptions;
 }
 
 const GAP = 8;
