@@ -7,7 +7,7 @@
 import { pipeline, Transform, Writable } from 'node:stream';
 import type { Readable } from 'node:stream';
 import type { ByteBudget, Holder } from './byte-budget.js';
-import { decoderFor, decodingOrder, type Coding } from './content-encoding.js';
+import { decoderFor, decodingOrder, stageBytes, type Coding } from './content-encoding.js';
 
 const MIN_CAPACITY = 64 * 1024;
 /** Compressed input is handed to a decoder in pieces of about this size: one zlib call per tiny chunk is slow. */
@@ -84,7 +84,7 @@ export async function readBody(body: Readable, o: ReadBodyOptions): Promise<Body
   try {
     const hint = codings.length === 0 && o.declaredLength <= o.max ? o.declaredLength : 0;
     const sink = new BodyBuffer(o.max, o.budget, holder, Number.isFinite(hint) ? hint : 0);
-    const end = codings.length === 0 ? await readPlain(body, sink) : await readEncoded(body, sink, codings, o.max);
+    const end = codings.length === 0 ? await readPlain(body, sink) : await readEncoded(body, sink, codings, o.max, (bytes) => o.budget.grow(holder, bytes));
     if (end === 'ok' || (end === 'full' && o.truncate)) return { ok: true, bytes: sink.bytes() };
     if (end === 'cancelled') throw CANCELLED; // only when the holder closed mid-wait, which readBody alone does
     return { ok: false, reason: end === 'full' ? 'too_large' : end };
@@ -133,14 +133,19 @@ const FULL = new Error('body reached the cap');
 const CANCELLED = new Error('budget wait cancelled');
 const RAW_TOO_LARGE = new Error('compressed body over the cap');
 
-/** Encoded bodies: body -> coalesce (raw cap) -> decoders -> sink, with backpressure through every stage. */
-function readEncoded(body: Readable, sink: BodyBuffer, codings: Coding[], max: number): Promise<End> {
+type Reserve = (bytes: number) => true | Promise<boolean>;
+
+/**
+ * Encoded bodies: body -> coalesce (raw cap) -> [reserve, decoder]... -> sink, with backpressure through every
+ * stage. Each decoder's memory is reserved from the budget before its first input (a brotli window is up to 16 MiB).
+ */
+function readEncoded(body: Readable, sink: BodyBuffer, codings: Coding[], max: number, reserve: Reserve): Promise<End> {
   const origin = new WeakMap<Error, 'body' | 'decoder'>();
   const mark = (who: 'body' | 'decoder') => (err: Error) => {
     if (!origin.has(err)) origin.set(err, who);
   };
   body.on('error', mark('body'));
-  const decoders = codings.map((c) => decoderFor(c).on('error', mark('decoder')));
+  const decoders = codings.flatMap((c) => [new StageReserve(c, reserve), decoderFor(c).on('error', mark('decoder'))]);
   let raw = 0;
   const coalesce = new Coalescer(DECODER_INPUT, (n) => {
     raw += n;
@@ -164,6 +169,23 @@ function readEncoded(body: Readable, sink: BodyBuffer, codings: Coding[], max: n
       reject(err);
     });
   });
+}
+
+/** Passes a stage's input through once the stage's memory, judged from the first byte, is reserved. */
+class StageReserve extends Transform {
+  private reserved = false;
+
+  constructor(private readonly coding: Coding, private readonly reserve: Reserve) {
+    super();
+  }
+
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null, data?: Buffer) => void): void {
+    if (this.reserved || chunk.length === 0) return callback(null, chunk);
+    this.reserved = true;
+    const granted = this.reserve(stageBytes(this.coding, chunk[0]!));
+    if (granted === true) return callback(null, chunk);
+    granted.then((ok) => callback(ok ? null : CANCELLED, chunk), callback);
+  }
 }
 
 /** Gathers small chunks into pieces of `size` bytes, checking the running byte count as they pass. */

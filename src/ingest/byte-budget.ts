@@ -30,7 +30,7 @@ export class ByteBudget {
 
   constructor(readonly total: number, readonly perHolder: number) {
     if (!(total >= perHolder)) {
-      throw new ConfigError(`byte budget ${total} is smaller than the largest body ${perHolder}: raise the budget or lower maxBytes`);
+      throw new ConfigError(`byteBudget ${total} is smaller than one download's largest need ${perHolder} (maxBytes + decoder memory): raise byteBudget or lower maxBytes`);
     }
   }
 

@@ -12,19 +12,27 @@ export const ACCEPT_ENCODING = 'gzip, deflate, br';
 /** More stacked codings than this is refused: each stage costs a decoder (curl and urllib3 cap at 5). */
 export const MAX_CODINGS = 4;
 
+/** Memory of one zlib inflate stage: 32 KiB window, ~7 KiB state, 16 KiB output buffer, rounded up. */
+export const ZLIB_STAGE_BYTES = 64 * 1024;
+/** The largest brotli window a stream may declare (RFC 7932; large windows are not enabled). */
+export const MAX_BROTLI_WINDOW = 16 * 1024 * 1024;
+/** The most decoder memory one response can cost: one brotli layer (a second is refused) and zlib stages. */
+export const DECODER_ALLOWANCE = MAX_BROTLI_WINDOW + MAX_CODINGS * ZLIB_STAGE_BYTES;
+
 export type Coding = 'gzip' | 'deflate' | 'br';
 const CODINGS: Record<string, Coding> = { gzip: 'gzip', 'x-gzip': 'gzip', deflate: 'deflate', br: 'br' };
 
 /**
  * The codings to undo, in decoding order (the reverse of the header's), `[]` for none or identity, or null
- * when one is unknown or there are too many.
+ * when one is unknown, there are too many, or brotli is stacked on brotli (never useful, and each layer may
+ * claim a 16 MiB window).
  */
 export function decodingOrder(header: string | null): Coding[] | null {
   if (!header) return [];
   const listed = header.split(',').map((t) => t.trim().toLowerCase()).filter((t) => t !== '' && t !== 'identity');
   if (listed.length > MAX_CODINGS) return null;
   const codings = listed.map((t) => CODINGS[t]);
-  if (codings.some((c) => c === undefined)) return null;
+  if (codings.some((c) => c === undefined) || codings.filter((c) => c === 'br').length > 1) return null;
   return (codings as Coding[]).reverse();
 }
 
@@ -33,6 +41,24 @@ export function decoderFor(coding: Coding): Transform | Duplex {
   if (coding === 'gzip') return createGunzip();
   if (coding === 'br') return createBrotliDecompress();
   return new DeflateDecoder();
+}
+
+/**
+ * The window a brotli stream declares in its first bits (RFC 7932 section 9.1, WBITS, read LSB first), in bytes;
+ * null for the large-window signature, which the decoder refuses anyway.
+ */
+export function brotliWindow(firstByte: number): number | null {
+  if ((firstByte & 1) === 0) return 1 << 16;
+  const n = (firstByte >> 1) & 7;
+  if (n !== 0) return 1 << (17 + n);
+  const m = (firstByte >> 4) & 7;
+  if (m === 1) return null;
+  return 1 << (m !== 0 ? 8 + m : 17);
+}
+
+/** Bytes to reserve for a decoding stage, from the first byte of its input. */
+export function stageBytes(coding: Coding, firstByte: number): number {
+  return coding === 'br' ? (brotliWindow(firstByte) ?? 0) + ZLIB_STAGE_BYTES : ZLIB_STAGE_BYTES;
 }
 
 /** True when the two bytes open a zlib stream (RFC 1950: CM 8, window <= 32 KiB, FCHECK multiple of 31). */

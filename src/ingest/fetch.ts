@@ -10,7 +10,7 @@ import { Agent, interceptors, type Dispatcher } from 'undici';
 import type { HostGate } from '../crawl/polite.js';
 import { discard, readBody } from './body.js';
 import { ByteBudget } from './byte-budget.js';
-import { ACCEPT_ENCODING } from './content-encoding.js';
+import { ACCEPT_ENCODING, DECODER_ALLOWANCE } from './content-encoding.js';
 import { BLOCKED_CODE, guardedConnector, parseAllowList } from './net-guard.js';
 
 export interface FetcherOptions {
@@ -28,8 +28,9 @@ export interface FetcherOptions {
   maxBytes?: number;
   /**
    * Bytes of response bodies held at once by all downloads of this fetcher; a download waits for room when it
-   * would pass this, so memory stays bounded whatever the concurrency. Must be at least maxBytes.
-   * @default 256 MiB, or maxBytes when that is larger
+   * would pass this, so memory stays bounded whatever the concurrency. Decoder memory (a brotli window of up
+   * to 16 MiB) counts too, so it must be at least maxBytes + 16.25 MiB (`DECODER_ALLOWANCE`).
+   * @default 256 MiB, or maxBytes + DECODER_ALLOWANCE when that is larger
    */
   byteBudget?: number;
   /** @default 5 */
@@ -83,10 +84,12 @@ export class Fetcher {
       allowAddresses: [],
       gate: null,
       truncate: false,
+      byteBudget: 256 * 1024 * 1024,
       ...options,
-      byteBudget: options.byteBudget ?? Math.max(256 * 1024 * 1024, options.maxBytes ?? 0),
     };
-    this.budget = new ByteBudget(this.o.byteBudget, this.o.maxBytes);
+    const perDownload = this.o.maxBytes + DECODER_ALLOWANCE;
+    if (options.byteBudget === undefined) this.o.byteBudget = Math.max(this.o.byteBudget, perDownload);
+    this.budget = new ByteBudget(this.o.byteBudget, perDownload);
     const connect = { timeout: this.o.connectTimeoutMs };
     this.agent = new Agent({
       connections: this.o.connectionsPerOrigin,

@@ -4,7 +4,7 @@ import type { ServerResponse } from 'node:http';
 import { brotliCompressSync, constants, deflateRawSync, deflateSync, gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ByteBudget } from '../../src/ingest/byte-budget.js';
-import { decodingOrder, isZlibHeader } from '../../src/ingest/content-encoding.js';
+import { brotliWindow, DECODER_ALLOWANCE, decodingOrder, isZlibHeader } from '../../src/ingest/content-encoding.js';
 import { Fetcher } from '../../src/ingest/fetch.js';
 import { ConfigError } from '../../src/errors.js';
 import { fixtureImages, startFixture, type Fixture } from '../helpers/fixture-server.js';
@@ -96,6 +96,12 @@ beforeAll(async () => {
       const body = brotliCompressSync(Buffer.alloc(24 * MiB), { params: { [constants.BROTLI_PARAM_QUALITY]: 1 } });
       res.writeHead(200, { 'content-type': 'image/png', 'content-encoding': 'br', 'content-length': body.length }).end(body);
     }],
+    [/^\/br-window\/(\d+)$/, (_q, res, m) => {
+      const body = brotliCompressSync(PAGE, { params: { [constants.BROTLI_PARAM_LGWIN]: Number(m[1]), [constants.BROTLI_PARAM_QUALITY]: 4 } });
+      res.writeHead(200, { 'content-type': 'text/html', 'content-encoding': 'br' });
+      res.write(body.subarray(0, 10)); // the window is known from the first byte, the body comes a little later
+      setTimeout(() => res.end(body.subarray(10)), 20);
+    }],
     [/^\/drip\/(\d+)$/, (_q, res, m) => drip(res, payloadOf(Number(m[1])))],
     [/^\/sized\/(\d+)\/(known|chunked)$/, (_q, res, m) => {
       const body = payloadOf(Number(m[1]));
@@ -156,7 +162,7 @@ describe('Content-Encoding', () => {
     expect(await small.fetch(`${fixture.base}/gzip-bomb/1024`)).toEqual({ ok: false, reason: 'too_large' });
     expect(await small.fetch(`${fixture.base}/br-bomb`)).toEqual({ ok: false, reason: 'too_large' });
     expect(performance.now() - t0).toBeLessThan(10_000);
-    expect(small.peakBodyBytes).toBeLessThanOrEqual(2 * MiB);
+    expect(small.peakBodyBytes).toBeLessThanOrEqual(2 * MiB + DECODER_ALLOWANCE); // the cap plus the decoder's window
     expect(process.memoryUsage().arrayBuffers - before).toBeLessThan(64 * MiB);
     await small.close();
   });
@@ -166,6 +172,24 @@ describe('Content-Encoding', () => {
     const got = await robots.fetch(`${fixture.base}/enc/gzip/page.html`);
     expect(got.ok && got.bytes.equals(PAGE.subarray(0, 1000))).toBe(true);
     await robots.close();
+  });
+
+  it('reserves a brotli window from the budget before decoding, so many at once stay within it', async () => {
+    const budget = 3 * MiB + DECODER_ALLOWANCE + 17 * MiB; // room for the oldest and one more 16 MiB window
+    const br = new Fetcher({ allowAddresses: ['127.0.0.1'], retries: 0, maxBytes: 3 * MiB, byteBudget: budget });
+    const got = await Promise.all(Array.from({ length: 6 }, (_, i) => br.fetch(`${fixture.base}/br-window/24?${i}`)));
+    for (const g of got) expect(g.ok && g.bytes.equals(PAGE)).toBe(true);
+    expect(br.peakBodyBytes).toBeGreaterThanOrEqual(2 * 16 * MiB); // two windows at once: both were counted
+    expect(br.peakBodyBytes).toBeLessThanOrEqual(budget);
+    await br.close();
+  });
+
+  it('reads the brotli window from the stream header', () => {
+    for (const lgwin of [10, 16, 17, 18, 22, 24]) {
+      const c = brotliCompressSync(PAGE, { params: { [constants.BROTLI_PARAM_LGWIN]: lgwin, [constants.BROTLI_PARAM_SIZE_HINT]: 0 } });
+      expect(brotliWindow(c[0]!), String(lgwin)).toBe(2 ** lgwin);
+    }
+    expect(decodingOrder('br, br')).toBeNull(); // two brotli layers would claim two windows
   });
 
   it('parses the header and checks zlib headers', () => {
@@ -198,13 +222,14 @@ describe('memory', () => {
   });
 
   it('never holds more body bytes than the budget, whatever the concurrency', async () => {
-    const tight = new Fetcher({ allowAddresses: ['127.0.0.1'], retries: 0, maxBytes: MiB, byteBudget: 2 * MiB + 1000 });
+    const budget = 2 * MiB + DECODER_ALLOWANCE; // room for about two bodies besides the oldest's decoder reserve
+    const tight = new Fetcher({ allowAddresses: ['127.0.0.1'], retries: 0, maxBytes: MiB, byteBudget: budget });
     const size = 700_000;
     const urls = Array.from({ length: 12 }, (_, i) => `${fixture.base}/sized/${size}/${i % 2 ? 'known' : 'chunked'}?${i}`);
     const got = await Promise.all(urls.map((u) => tight.fetch(u)));
     const want = payloadOf(size);
     for (const g of got) expect(g.ok && g.bytes.equals(want)).toBe(true);
-    expect(tight.peakBodyBytes).toBeLessThanOrEqual(2 * MiB + 1000);
+    expect(tight.peakBodyBytes).toBeLessThanOrEqual(budget);
     expect(tight.peakBodyBytes).toBeGreaterThan(MiB); // downloads did overlap
     await tight.close();
   });
