@@ -86,8 +86,10 @@ describe('each fault kind is retried, on each kind of request', () => {
     proxy.inject('truncate', 1, isPart);
     proxy.inject('slowdown503', 1, isPart);
     proxy.inject('reset', 1, isComplete); // the server completed the upload; the client saw a reset
-    await store.put('multi.bin', Readable.from([big.subarray(0, 3_000_000), big.subarray(3_000_000)]));
-    expect(Buffer.from(await getBytes(store, 'multi.bin')).equals(big)).toBe(true);
+    // Parts of 8 MiB: an idle timeout that survives a busy machine writing them (the faults here are not stalls).
+    const patient = await open({ requestTimeoutMs: 5000 });
+    await patient.put('multi.bin', Readable.from([big.subarray(0, 3_000_000), big.subarray(3_000_000)]));
+    expect(Buffer.from(await getBytes(patient, 'multi.bin')).equals(big)).toBe(true);
     expect(proxy.stats.seen.filter((r) => r.fault !== null)).toHaveLength(4);
   });
 });
@@ -96,15 +98,15 @@ describe('timeouts and giving up', () => {
   beforeEach(() => proxy.clear());
 
   it('cuts a stalled GET with the idle timeout, before headers and mid-body', async () => {
+    await (await open({ requestTimeoutMs: 5000 })).put('stall.bin', BIG);
     const store = await open({ maxAttempts: 1, requestTimeoutMs: 500 });
-    await store.put('stall.bin', BIG);
     for (const kind of ['stall-headers', 'stall-body'] as const) {
       proxy.inject(kind, 1, isGet);
       const started = Date.now();
       const err = await store.getRange('stall.bin', 0, BIG.length - 1).catch((e: unknown) => e);
       expect(err).toBeInstanceOf(StoreUnavailableError);
       expect(Date.now() - started).toBeGreaterThanOrEqual(450);
-      expect(Date.now() - started).toBeLessThan(5000);
+      expect(Date.now() - started).toBeLessThan(10_000); // minutes without the timeout
     }
   });
 
@@ -116,7 +118,7 @@ describe('timeouts and giving up', () => {
     const err = (await getBytes(store, 'gone.bin').catch((e: unknown) => e)) as Error;
     expect(err).toBeInstanceOf(StoreUnavailableError);
     expect(err.message).toMatch(/s3:\/\/faults\/p\/gone\.bin failed after 3 attempts: HTTP 503 .*reduce your request rate/);
-    expect(Date.now() - started).toBeLessThan(3000);
+    expect(Date.now() - started).toBeLessThan(10_000); // no backoff beyond retryMaxDelayMs (50 ms) between them
     expect(proxy.stats.seen.filter(isGet)).toHaveLength(3);
   });
 
