@@ -83,6 +83,8 @@ export interface Context {
   options: IngestOptions;
   progress: IngestProgress;
   started: number;
+  /** Units this context committed, and the commit in flight (an interrupt waits for it before counting). */
+  commits: { done: number; pending: Promise<void> | null };
 }
 
 /** Rejects as soon as `signal` aborts, so a signal is answered without waiting for in-flight downloads. */
@@ -94,6 +96,12 @@ export function abortable<T>(work: Promise<T>, signal: AbortSignal | undefined):
     signal.addEventListener('abort', onAbort, { once: true });
     work.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
   });
+}
+
+/** Units a context committed, counted once a commit in flight (whose unit an interrupt did not stop) has ended. */
+export async function unitsCommitted(ctx: Context | undefined): Promise<number> {
+  await ctx?.commits.pending?.catch(() => {});
+  return ctx?.commits.done ?? 0;
 }
 
 /** Closes a fetcher; after an abort without waiting, since in-flight downloads may take a timeout to end. */
@@ -110,8 +118,9 @@ export async function runIngest(options: IngestOptions): Promise<IngestSummary> 
   validateIngestOptions(options);
   const { signal } = options;
   const fetcher = new Fetcher(options.fetch); // validates fetch options before anything is written
-  let committedUnits = 0;
+  let committedBefore = 0;
   let totalUnits = 0;
+  let ctx: Context | undefined;
   try {
     const unitSize = options.unitSize ?? 10_000;
     const files = await listFiles(options.lists);
@@ -124,8 +133,8 @@ export async function runIngest(options: IngestOptions): Promise<IngestSummary> 
     const done = new Set(committed.map((u) => u.unit));
     const member = inJob(manifest, job);
     const earlier = committed.filter((u) => member(u.unit));
-    committedUnits = earlier.filter((u) => u.unit >= job.firstUnit && u.unit < job.firstUnit + job.units).length;
-    const ctx = await abortable(createContext(options, store, fetcher, committed, files, job.units), signal);
+    committedBefore = earlier.filter((u) => u.unit >= job.firstUnit && u.unit < job.firstUnit + job.units).length;
+    ctx = await abortable(createContext(options, store, fetcher, committed, files, job.units), signal);
     const run: UnitRecord[] = [];
     for await (const [unit, rows] of groupUnits(readUrlLists(files, options.list), unitSize, job.firstUnit)) {
       signal?.throwIfAborted();
@@ -133,14 +142,13 @@ export async function runIngest(options: IngestOptions): Promise<IngestSummary> 
         ctx.progress.unitsSkipped++;
       } else {
         run.push(await abortable(runUnit(ctx, unit, rows), signal));
-        committedUnits++;
         ctx.progress.unitsDone++;
       }
       report(ctx);
     }
     return summariseRun({ run, earlier, unitsTotal: job.units, skipped: ctx.progress.unitsSkipped, resumed, rows: job.rows, started: ctx.started, retryHint: options.retryHint });
   } catch (err) {
-    if (signal?.aborted) throw interruptedError(signal.reason, committedUnits, totalUnits);
+    if (signal?.aborted) throw interruptedError(signal.reason, committedBefore + (await unitsCommitted(ctx)), totalUnits);
     throw err;
   } finally {
     await closeFetcher(fetcher, signal);
@@ -159,6 +167,7 @@ export async function createContext(options: IngestOptions, store: Store, fetche
     options,
     progress: newProgress(unitsTotal),
     started: Date.now(),
+    commits: { done: 0, pending: null },
   };
 }
 
@@ -186,6 +195,7 @@ export async function ingestUnit(task: UnitTask): Promise<UnitRecord> {
     options: { lists: [], out: task.out, ...task.options, onProgress: task.onProgress },
     progress: newProgress(1),
     started: Date.now(),
+    commits: { done: 0, pending: null },
   };
   try {
     return await runUnit(ctx, task.unit, task.rows);
@@ -272,7 +282,9 @@ export async function runUnit(ctx: Context, unit: number, rows: UrlRow[]): Promi
       committedAt: new Date().toISOString(),
     };
     signal?.throwIfAborted();
-    await commitUnit(ctx.store, record);
+    ctx.commits.pending = commitUnit(ctx.store, record);
+    await ctx.commits.pending;
+    ctx.commits.done++;
     return record;
   } finally {
     await writer.abort();

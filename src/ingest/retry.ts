@@ -21,7 +21,7 @@ import { listUnits, type UnitRecord } from '../shards/dataset.js';
 import { isFailureReason, NAMED_REASONS, readFailures, type FailureRecord } from '../shards/failures.js';
 import { openStore, type Store } from '../shards/store.js';
 import { Fetcher } from './fetch.js';
-import { abortable, closeFetcher, createContext, report, runUnit, validateIngestOptions, type IngestOptions } from './job.js';
+import { abortable, closeFetcher, createContext, report, runUnit, unitsCommitted, validateIngestOptions, type Context, type IngestOptions } from './job.js';
 import { addEntry, inJob, nextUnit, planJob, readManifest, retryPasses, type JobEntry } from './plan.js';
 import { interruptedError, summariseRun, type IngestSummary, type IngestWarning } from './summary.js';
 import { listFiles, readUrlLists, type UrlRow } from './url-list.js';
@@ -54,18 +54,25 @@ export async function runRetry(options: RetryOptions): Promise<IngestSummary> {
   }
   const { signal } = options;
   const fetcher = new Fetcher(options.fetch);
-  const state = { committed: 0, total: 0 };
+  const state: RetryState = { committedBefore: 0, total: 0 };
   try {
     return await retryJob(options, fetcher, state);
   } catch (err) {
-    if (signal?.aborted) throw interruptedError(signal.reason, state.committed, state.total);
+    if (signal?.aborted) throw interruptedError(signal.reason, state.committedBefore + (await unitsCommitted(state.ctx)), state.total);
     throw err;
   } finally {
     await closeFetcher(fetcher, signal);
   }
 }
 
-async function retryJob(options: RetryOptions, fetcher: Fetcher, state: { committed: number; total: number }): Promise<IngestSummary> {
+/** How far a pass is, for the message of an interrupt. */
+interface RetryState {
+  committedBefore: number;
+  total: number;
+  ctx?: Context;
+}
+
+async function retryJob(options: RetryOptions, fetcher: Fetcher, state: RetryState): Promise<IngestSummary> {
   const { signal } = options;
   const unitSize = options.unitSize ?? 10_000;
   const files = await listFiles(options.lists);
@@ -92,18 +99,19 @@ async function retryJob(options: RetryOptions, fetcher: Fetcher, state: { commit
   const summary = (run: UnitRecord[], pass: JobEntry | null, started: number) =>
     summariseRun({ run, earlier, unitsTotal: pass?.units ?? 0, skipped: pass ? unitsOf(pass).filter((u) => byUnit.has(u)).length : 0,
       resumed: Boolean(resumed), rows: job.rows, started, retryHint: false });
+  if (resumed && chosen.length !== resumed.rows) {
+    throw new InvalidShardError(`${store.url}: retry pass ${resumed.pass} planned ${resumed.rows} rows but its inputs now give ${chosen.length}`);
+  }
   if (chosen.length === 0) {
     const s = summary([], null, Date.now());
     return { ...s, warnings: [nothingToRetry(left, reasons), ...s.warnings] };
   }
-  if (resumed && chosen.length !== resumed.rows) {
-    throw new InvalidShardError(`${store.url}: retry pass ${resumed.pass} planned ${resumed.rows} rows but its inputs now give ${chosen.length}`);
-  }
   const pass = resumed ?? (await registerPass(store, manifest, job, passes.length + 1, reasons, chosen.length, unitSize));
   state.total = pass.units;
-  state.committed = unitsOf(pass).filter((u) => byUnit.has(u)).length;
+  state.committedBefore = unitsOf(pass).filter((u) => byUnit.has(u)).length;
   const ctx = await abortable(createContext(options, store, fetcher, committed, files, pass.units), signal);
-  ctx.progress.unitsSkipped = state.committed;
+  state.ctx = ctx;
+  ctx.progress.unitsSkipped = state.committedBefore;
   const run: UnitRecord[] = [];
   let index = 0;
   for await (const rows of chunks(readUrlLists(files, options.list), new Set(chosen.map((f) => f.row)), unitSize)) {
@@ -111,7 +119,6 @@ async function retryJob(options: RetryOptions, fetcher: Fetcher, state: { commit
     signal?.throwIfAborted();
     if (byUnit.has(unit)) continue;
     run.push(await abortable(runUnit(ctx, unit, rows), signal));
-    state.committed++;
     ctx.progress.unitsDone++;
     report(ctx);
   }
