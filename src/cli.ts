@@ -9,13 +9,13 @@
  */
 import { Command, CommanderError } from 'commander';
 import { intArg, storeOptions, withStoreOptions } from './cli-options.js';
-import { writeFile } from 'node:fs/promises';
 import { parseCrops, SWAV_CROPS } from './augment/config.js';
 import { renderPreview } from './augment/preview.js';
 import { ConfigError, ExitCodeError, oneLine } from './errors.js';
 import { ingestCommand, workerCommand } from './ingest/command.js';
 import { crawlCommand } from './crawl/command.js';
 import { inspectDataset } from './shards/dataset.js';
+import { putFile } from './shards/output.js';
 import { openStore } from './shards/store.js';
 import { embedCommand, evalCommand } from './eval/commands.js';
 import { runCommand } from './pipeline/command.js';
@@ -49,7 +49,7 @@ function augmentCommand(): Command {
     new Command('preview')
       .description("render one record's multi-crop views (de-normalised) next to the original as a PNG")
       .argument('<store>', 'dataset location')
-      .requiredOption('--out <file>', 'PNG file to write')
+      .requiredOption('--out <file>', 'PNG file to write: a path, file:///abs/path or s3://bucket/key')
       .option('--seed <n>', 'stream and augmentation seed', intArg(0, 2 ** 32 - 1), 0)
       .option('--epoch <n>', 'epoch', intArg(0), 0)
       .option('--record <n>', 'which record of the epoch', intArg(0), 0)
@@ -57,7 +57,7 @@ function augmentCommand(): Command {
   ).action(async (url: string, opts) => {
     const store = await openStore(url, storeOptions(opts));
     const { png, key } = await renderPreview(store, { seed: opts.seed, epoch: opts.epoch, record: opts.record, augment: { crops: parseCrops(opts.crops) } });
-    await writeFile(opts.out, png);
+    await putFile(opts.out, png, storeOptions(opts));
     process.stdout.write(`${JSON.stringify({ event: 'preview', key, out: opts.out })}\n`);
   });
   return new Command('augment').description('look at the multi-crop augmentation').addCommand(preview);

@@ -19,12 +19,12 @@ export function embedCommand(): Command {
     new Command('embed')
       .description('compute backbone embeddings for a dataset store or a folder of images (Arrow IPC file out)')
       .argument('<input>', 'dataset store, or a local folder of images')
-      .requiredOption('--out <file>', 'Arrow IPC file to write (key, embedding)'),
+      .requiredOption('--out <file>', 'Arrow IPC file to write (key, embedding): a path, file:///abs/path or s3://bucket/key'),
   ).action(async (input: string, opts) => {
     await startBackend(opts.backend as BackendName);
     const backbone = await loadBackbone(await openStore(opts.model, storeOptions(opts)));
     const result = await embed(backbone, input, { size: opts.size, batch: opts.batch, store: storeOptions(opts) });
-    await writeEmbeddings(opts.out, result);
+    await writeEmbeddings(opts.out, result, storeOptions(opts));
     process.stdout.write(`${JSON.stringify({ event: 'embed', out: opts.out, images: result.keys.length, failed: result.failed, dim: backbone.metadata.featureDim })}\n`);
   });
 }

@@ -3,11 +3,12 @@
  * local folder, written as an Arrow IPC file (`key` utf8, `embedding` fixed-size list of float32) that any
  * Arrow reader opens. Images that do not decode are counted, not fatal.
  */
-import { readFile, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import * as tf from '@tensorflow/tfjs-core';
 import { Field, FixedSizeList, Float32, makeData, makeVector, Table, tableToIPC, Utf8, vectorFromArray } from 'apache-arrow';
 import { listUnits } from '../shards/dataset.js';
 import { ShardReader } from '../shards/reader.js';
+import { putFile } from '../shards/output.js';
 import { openStore, type StoreOptions } from '../shards/store.js';
 import type { Backbone } from '../train/export.js';
 import { evalPixels, listImages } from './images.js';
@@ -78,7 +79,8 @@ export async function embed(backbone: Backbone, location: string, options: Embed
   return out;
 }
 
-export async function writeEmbeddings(path: string, e: Embeddings): Promise<void> {
+/** Writes the embeddings as an Arrow IPC file to `location` (a path or a store URL); returns its full URL. */
+export async function writeEmbeddings(location: string, e: Embeddings, options: StoreOptions = {}): Promise<string> {
   const dim = e.features[0]?.length ?? 0;
   const flat = new Float32Array(e.features.length * dim);
   e.features.forEach((f, i) => flat.set(f, i * dim));
@@ -88,5 +90,5 @@ export async function writeEmbeddings(path: string, e: Embeddings): Promise<void
     key: vectorFromArray(e.keys, new Utf8()),
     embedding: makeVector(makeData({ type, length: e.features.length, nullCount: 0, child })),
   });
-  await writeFile(path, tableToIPC(table, 'file'));
+  return putFile(location, tableToIPC(table, 'file'), options);
 }

@@ -4,8 +4,10 @@
  * random initialisation (labels used only here). With the demo site, the labelled evaluation folders are
  * generated from the fixture's hidden classes (images the site never served).
  */
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import sharp from 'sharp';
 import { parseCrops, SWAV_CROPS } from '../augment/config.js';
 import { renderPreview } from '../augment/preview.js';
@@ -14,6 +16,7 @@ import { knnAccuracy } from '../eval/knn.js';
 import { patternJpeg, PATTERNS } from '../fixtures/images.js';
 import { listUnits } from '../shards/dataset.js';
 import { ShardReader } from '../shards/reader.js';
+import { fileIn, putFile } from '../shards/output.js';
 import { openStore, type Store } from '../shards/store.js';
 import { startBackend, type BackendName } from '../train/backend.js';
 import { loadBackbone } from '../train/export.js';
@@ -21,13 +24,12 @@ import { datasetOf, type Pipeline } from './schema.js';
 
 export async function writeReport(p: Pipeline, stage: (argv: string[]) => Promise<void>): Promise<void> {
   const r = p.report!;
-  await mkdir(r.out, { recursive: true });
   const data = await openStore(datasetOf(p));
-  await writeFile(join(r.out, 'contact-sheet.png'), await contactSheet(data));
+  await putFile(fileIn(r.out, 'contact-sheet.png'), await contactSheet(data));
   const { png } = await renderPreview(data, { seed: 0, epoch: 0, record: 0, augment: { crops: parseCrops(p.train?.crops ?? SWAV_CROPS) } });
-  await writeFile(join(r.out, 'multicrop-preview.png'), png);
-  if (p.train) await stage(['plot', p.train.out, '--out', join(r.out, 'curves.png')]);
-  const folders = r.knn ?? (p.site === 'demo' ? await evalFolders(join(r.out, 'eval'), r.eval_images ?? 200) : null);
+  await putFile(fileIn(r.out, 'multicrop-preview.png'), png);
+  if (p.train) await stage(['plot', p.train.out, '--out', fileIn(r.out, 'curves.png')]);
+  const folders = r.knn ?? (p.site === 'demo' ? await evalFolders(await evalRoot(r.out), r.eval_images ?? 200) : null);
   if (!folders) return;
   await startBackend((p.train?.backend ?? 'auto') as BackendName);
   const result: Record<string, unknown> = {};
@@ -37,7 +39,7 @@ export async function writeReport(p: Pipeline, stage: (argv: string[]) => Promis
     const [train, test] = [await embed(backbone, folders.train), await embed(backbone, folders.test)];
     result[name] = knnAccuracy(train, test, r.knn?.k ?? 20);
   }
-  await writeFile(join(r.out, 'knn.json'), `${JSON.stringify(result, null, 2)}\n`);
+  await putFile(fileIn(r.out, 'knn.json'), Buffer.from(`${JSON.stringify(result, null, 2)}\n`));
   const top1 = (k: string) => ((result[k] as { top1: number } | undefined)?.top1 ?? NaN).toFixed(3);
   process.stdout.write(`k-NN top-1: trained ${top1('trained')}, random init ${top1('random_init')} (report in ${r.out})\n`);
 }
@@ -57,6 +59,13 @@ async function contactSheet(data: Store, count = 48, cols = 8, side = 96): Promi
   return sharp({ create: { width: cols * (side + 4), height: rows * (side + 4), channels: 3, background: '#ffffff' } })
     .composite(tiles.map((input, i) => ({ input, left: (i % cols) * (side + 4) + 2, top: Math.floor(i / cols) * (side + 4) + 2 })))
     .png().toBuffer();
+}
+
+/** Where the generated evaluation images go: beside the report when it is local, else a temporary folder. */
+async function evalRoot(out: string): Promise<string> {
+  if (/^file:/i.test(out)) return join(fileURLToPath(out), 'eval');
+  if (!/^[a-z][a-z0-9+.-]*:\/\//i.test(out)) return join(out, 'eval');
+  return mkdtemp(join(tmpdir(), 'wildstream-eval-'));
 }
 
 /** Labelled folders of fixture images (seeds the demo site never serves), half for training k-NN, half for testing. */
