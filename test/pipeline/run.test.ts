@@ -1,9 +1,13 @@
+import { spawn } from 'node:child_process';
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runCli } from '../helpers/cli.js';
+import { openStore } from '../../src/shards/store.js';
+import { V8_FLAGS } from '../../src/v8-flags.js';
+import { BIN, runCli } from '../helpers/cli.js';
+import { writePhotoDataset } from '../helpers/dataset.js';
 
 const DEMO = resolve('pipelines/demo.yaml');
 let dir: string;
@@ -68,4 +72,46 @@ describe('wildstream run', () => {
     expect(bad.stderr).toMatch(/train\.steps: .*expected number/i);
     expect((await readdir(join(dir, 'data'))).sort()).toEqual(['checkpoints', 'dataset', 'demo-urls.txt', 'embeddings.arrow', 'model', 'model-init', 'report']);
   }, 120_000);
+});
+
+/** Runs `wildstream run` and sends SIGINT (as Ctrl-C does) once stdout shows `marker`. */
+function runUntil(args: string[], marker: string, cwd: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [...V8_FLAGS, BIN, ...args], { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+    let [stdout, stderr, sent] = ['', '', false];
+    child.stdout.on('data', (d) => {
+      stdout += d;
+      if (!sent && stdout.includes(marker)) {
+        sent = true;
+        child.kill('SIGINT');
+      }
+    });
+    child.stderr.on('data', (d) => (stderr += d));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+describe('wildstream run: Ctrl-C', () => {
+  it('reports an interrupted stage as interrupted (exit 130), and a rerun resumes', async () => {
+    const root = await mkdtemp(join(tmpdir(), 'ws-pipeline-int-'));
+    try {
+      await writePhotoDataset(await openStore(join(root, 'ds')), { units: 1, perUnit: 8 });
+      await writeFile(join(root, 'p.yaml'), [
+        'train:', '  data: ds', '  out: ck', '  model: custom:2,8,8,2,8', '  backend: wasm', '  batch: 8', '  steps: 400',
+        '  crops: 2x16@0.3-1', '  prototypes: 8', '  hidden: 16', '  dim: 8', '  freeze_prototypes: 1',
+        '  checkpoint_every: 2', '  log_every: 1', '  threads: 1', '',
+      ].join('\n'));
+      const r = await runUntil(['run', 'p.yaml'], 'checkpoint checkpoints/', root);
+      expect(r.code, r.stderr).toBe(130);
+      expect(r.stderr).toMatch(/pipeline interrupted by SIGINT during stage train; rerun the same `wildstream run` to resume/);
+      expect(r.stderr).not.toMatch(/failed/);
+      const at = Number(/"step":(\d+)/.exec(r.stdout.split('\n').find((l) => l.includes('"train_done"'))!)![1]);
+      const again = await runCli(['run', 'p.yaml', '--set', `train.steps=${at + 1}`], {}, 120_000, root);
+      expect(again.code, again.stderr).toBe(0);
+      expect(again.stdout).toMatch(new RegExp(`resuming at step ${at} from`));
+    } finally {
+      await rm(root, { recursive: true, force: true });
+    }
+  }, 180_000);
 });
