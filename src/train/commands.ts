@@ -20,6 +20,7 @@ import { buildRegnet } from './regnet.js';
 import { regnetSpec } from './regnet-spec.js';
 import { defaultTrainConfig, type TrainConfig } from './config.js';
 import { DEFAULT_SWAV } from './swav.js';
+import { StopSignals } from './signals.js';
 import { train } from './trainer.js';
 
 export function trainCommand(): Command {
@@ -59,31 +60,28 @@ export function trainCommand(): Command {
       .option('--follow', 'keep reading units committed while training runs')
       .option('--no-resume', 'start from scratch, deleting the checkpoints in --out'),
   ).action(async (opts) => {
-    const data = await openStore(opts.data, storeOptions(opts));
-    const out = await openStore(opts.out, storeOptions(opts));
-    const config = defaultTrainConfig(await configFrom(opts, data));
-    const controller = new AbortController();
-    let received: NodeJS.Signals | null = null;
     const stop = (signal: NodeJS.Signals) => {
       process.stderr.write(`wildstream train: ${signal}: finishing the step and writing a checkpoint\n`);
-      received = signal;
-      controller.abort();
     };
-    process.on('SIGINT', stop).on('SIGTERM', stop);
-    const progress = trainProgress();
+    const signals = new StopSignals('train', stop);
     try {
+      const data = await openStore(opts.data, storeOptions(opts));
+      const out = await openStore(opts.out, storeOptions(opts));
+      const config = defaultTrainConfig(await configFrom(opts, data));
+      const progress = trainProgress();
       const summary = await train({
         data, out, config, backend: opts.backend, resume: opts.resume, follow: Boolean(opts.follow),
         checkpointEvery: opts.checkpointEvery, keep: opts.keep, logEvery: opts.logEvery, threads: opts.threads,
-        signal: controller.signal, log: progress.log, onStep: progress.step,
+        signal: signals.signal, log: progress.log, onStep: progress.step,
       }).finally(() => progress.stop());
       process.stdout.write(`${JSON.stringify({ event: 'train_done', ...summary })}\n`);
       if (summary.stopped === 'signal') {
-        const code = 128 + (received === 'SIGINT' ? 2 : 15);
-        throw new InterruptedError(`stopped by ${received} at step ${summary.step}; ${summary.checkpoint} written; rerun to resume`, code);
+        const saved = summary.step > summary.startStep ? `${summary.checkpoint} written`
+          : `no step completed, so no checkpoint was written${summary.resumedFrom ? ` (${summary.resumedFrom} is kept)` : ''}`;
+        throw new InterruptedError(`stopped by ${signals.stoppedBy} at step ${summary.step}; ${saved}; rerun to resume`, signals.exitCode);
       }
     } finally {
-      process.off('SIGINT', stop).off('SIGTERM', stop);
+      signals.finish();
     }
   });
 }

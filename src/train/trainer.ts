@@ -4,11 +4,17 @@
  * (SIGINT/SIGTERM in the CLI). By default a run resumes from the newest checkpoint that verifies, with the
  * weights, momentum, queue and the data stream's cursor, so N steps in one go and N steps in pieces give the
  * same weights.
+ *
+ * The signal ends every wait (resuming, a batch the loader is still reading or decoding), so a stop takes
+ * moments in any state. When the data side fails instead (storage down past its retries, a dataset with
+ * nothing to train on), the steps done since the last checkpoint are saved before the error is raised:
+ * the model is sound, only its input failed.
  */
 import * as tf from '@tensorflow/tfjs-core';
+import { abortable, isAbort } from '../augment/abort.js';
 import { MultiCropLoader, type MultiCropBatch } from '../augment/loader.js';
 import { START, type StreamCursor } from '../augment/stream.js';
-import { ConfigError, WildstreamError } from '../errors.js';
+import { ConfigError, StoreUnavailableError, WildstreamError } from '../errors.js';
 import type { Store } from '../shards/store.js';
 import { startBackend, type BackendInfo, type BackendName } from './backend.js';
 import { augmentOf, checkCompatible, type TrainConfig } from './config.js';
@@ -64,7 +70,15 @@ export async function train(options: TrainOptions): Promise<TrainSummary> {
   const backend = await startBackend(o.backend ?? 'auto');
   const model = new SwavModel(o.config);
   try {
-    const { step, cursor, resumedFrom } = await resumeState(o, model);
+    let state: Awaited<ReturnType<typeof resumeState>>;
+    try {
+      // It reads the stores: a stalled read must not outlast a stop.
+      state = await abortable(resumeState(o, model), o.signal);
+    } catch (err) {
+      if (!isAbort(err, o.signal)) throw err;
+      return { backend, startStep: 0, step: 0, resumedFrom: null, loss: null, stopped: 'signal', checkpoint: null, skipped: {} };
+    }
+    const { step, cursor, resumedFrom } = state;
     o.log(`wildstream train: backend ${backend.name} (${backend.device}), model ${o.config.model} ` +
       `(${(model.ps.count() / 1e6).toFixed(2)} M params), batch ${o.config.batchSize}, crops ${o.config.crops}, ` +
       (resumedFrom ? `resuming at step ${step} from ${resumedFrom}` : 'starting at step 0'));
@@ -112,15 +126,21 @@ class Loop {
     const { config } = this.o;
     const loader = new MultiCropLoader(this.o.data, {
       batchSize: config.batchSize, seed: config.seed, augment: augmentOf(config), cursor,
-      follow: this.o.follow, threads: this.o.threads, signal: this.o.signal,
+      follow: this.o.follow, threads: this.o.threads, signal: this.o.signal, onWait: this.o.log,
     });
     const batches = loader[Symbol.asyncIterator]();
     let saved = this.step;
     try {
       while (this.step < config.steps && !this.o.signal?.aborted) {
         const t0 = performance.now();
-        const next = await batches.next().catch((err) => (this.o.signal?.aborted ? null : Promise.reject(err)));
-        if (!next || next.done) break;
+        let next: IteratorResult<MultiCropBatch>;
+        try {
+          next = await batches.next();
+        } catch (err) {
+          if (isAbort(err, this.o.signal)) break;
+          throw await this.dataFailed(err, cursor, saved);
+        }
+        if (next.done) break;
         this.interval.waitMs += performance.now() - t0;
         this.trainOn(next.value);
         next.value.release(); // the step has read the crops (its tensors are disposed): the loader may reuse them
@@ -134,6 +154,24 @@ class Loop {
       this.skipped = { ...loader.stream.stats.skipped, ...loader.stats.skipped };
     }
     return this.step >= config.steps ? 'done' : 'signal';
+  }
+
+  /**
+   * The data side failed: saves the steps done since checkpoint `saved` (when the checkpoint store takes
+   * them) and returns the error to raise, telling a storage outage to rerun.
+   */
+  private async dataFailed(err: unknown, cursor: StreamCursor, saved: number): Promise<unknown> {
+    let kept = this.lastCheckpoint ? `the last checkpoint ${this.lastCheckpoint} is kept` : 'no checkpoint was written';
+    if (this.step > saved) {
+      try {
+        await this.save(cursor);
+        kept = `${this.lastCheckpoint} written`;
+      } catch (saveErr) {
+        kept = `the checkpoint of step ${this.step} could not be written (${(saveErr as Error).message})`;
+      }
+    }
+    if (!(err instanceof StoreUnavailableError)) return err;
+    return new StoreUnavailableError(`${err.message}; training stopped at step ${this.step}, ${kept}; rerun the same command to resume once the store answers`, { cause: err });
   }
 
   private trainOn(batch: MultiCropBatch): void {
