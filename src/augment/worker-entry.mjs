@@ -1,6 +1,11 @@
-// Pool threads start here: they do not inherit the main thread's TypeScript loader, so register tsx first.
-import { register } from 'tsx/esm/api';
+// Pool threads start here and do not inherit the main thread's module loader. Built (dist/), the worker is
+// plain JavaScript beside this file; from the sources, tsx is registered first to load the TypeScript.
+import { existsSync } from 'node:fs';
 
-register();
-const { default: augment } = await import('./worker.ts');
+let worker = new URL('./worker.js', import.meta.url);
+if (!existsSync(worker)) {
+  (await import('tsx/esm/api')).register();
+  worker = new URL('./worker.ts', import.meta.url);
+}
+const { default: augment } = await import(worker.href);
 export default augment;

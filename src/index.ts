@@ -1,0 +1,60 @@
+/**
+ * wildstream as a library: the entry points of each stage, the types they exchange and the errors they throw.
+ * `import { MultiCropLoader, openStore } from 'wildstream'` gets the built JavaScript (dist/) with its
+ * declarations. Everything else under src/ is internal and may change without notice.
+ *
+ *   ingest (URL lists) / crawl (sites) -> dataset in a store -> multi-crop stream -> train -> export -> embed, k-NN
+ */
+
+// Errors: every broken run is one of these, with a stable `code`.
+export {
+  AccessDeniedError, BucketNotFoundError, ConfigError, ExitCodeError, InterruptedError, InvalidShardError,
+  NoDataError, NotFoundError, StoreUnavailableError, UnsupportedStoreError, WildstreamError,
+} from './errors.js';
+
+// Stores: `file:` and `s3:` behind one interface, chosen by URL scheme.
+export { openStore, type ObjectInfo, type PutBody, type RangeOptions, type Store, type StoreOptions } from './shards/store.js';
+export { CachedStore } from './shards/store-cache.js';
+
+// The dataset: committed units, their shards and records.
+export { inspectDataset, listUnits, type DatasetSummary, type DuplicateCounts, type UnitRecord } from './shards/dataset.js';
+export { ShardReader, type ShardReaderOptions } from './shards/reader.js';
+export type { ImageRecord } from './shards/schema.js';
+export { readFailures, type FailureReason, type FailureRecord } from './shards/failures.js';
+
+// Ingest: URL lists -> a dataset, locally or through a Redis queue.
+export { runIngest, type IngestOptions, type IngestProgress, type IngestSummary } from './ingest/job.js';
+export { runQueuedIngest, runWorker, type QueuedIngestOptions, type WorkerOptions } from './ingest/queue.js';
+export type { UrlListOptions } from './ingest/url-list.js';
+export type { DecodeOptions } from './ingest/decode.js';
+export { Fetcher, type FetcherOptions, type FetchOutcome } from './ingest/fetch.js';
+
+// Crawl: sites -> images found (then ingested as a URL list).
+export { crawl, type CrawlOptions, type CrawlResult } from './crawl/crawler.js';
+export { HostGate } from './crawl/polite.js';
+export { RobotsCache } from './crawl/robots.js';
+
+// The multi-crop stream: a dataset -> shuffled records -> batches of crops, resumable from a cursor.
+export {
+  MultiCropLoader, type CropTensor, type LoaderOptions, type LoaderStats, type MultiCropBatch,
+} from './augment/loader.js';
+export {
+  DatasetStream, START, type StreamCursor, type StreamItem, type StreamOptions, type StreamStats,
+} from './augment/stream.js';
+export {
+  augmentConfig, cropGroups, DEFAULT_AUGMENT, parseCrops, SWAV_CROPS,
+  type AugmentConfig, type AugmentOptions, type CropGroup, type CropSpec,
+} from './augment/config.js';
+export { renderPreview, type PreviewOptions } from './augment/preview.js';
+
+// Train: the SwAV loop over the stream, with checkpoints that resume.
+export { train, TrainingDivergedError, type TrainOptions, type TrainSummary } from './train/trainer.js';
+export { defaultTrainConfig, type QueueConfig, type TrainConfig } from './train/config.js';
+export { BACKENDS, startBackend, type BackendInfo, type BackendName } from './train/backend.js';
+export { REGNETS, regnetSpec, type RegNetParams, type RegNetSpec } from './train/regnet-spec.js';
+export { readMetrics, type MetricLine } from './train/metrics.js';
+
+// Export, embed and evaluate: a trained backbone as a tfjs graph model, its features, k-NN accuracy.
+export { loadBackbone, type Backbone, type BackboneMetadata } from './train/export.js';
+export { embed, writeEmbeddings, type EmbedOptions, type Embeddings } from './eval/embed.js';
+export { knnAccuracy, type KnnResult } from './eval/knn.js';
