@@ -2,7 +2,8 @@
  * Planning and the dataset manifest. A job is identified by a fingerprint of its lists' contents and of every
  * option that changes the output; units are consecutive runs of `unitSize` rows, numbered from the job's first
  * unit. Rerunning the same job resumes it; a different job on the same store needs `--append`, which gives
- * it the unit numbers after the last job's.
+ * it the unit numbers after the last job's. A retry pass (`--retry-failed`, retry.ts) is an entry of its own,
+ * numbered after the last entry, that names its job in `retryOf`.
  */
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';

@@ -23,7 +23,7 @@ import { openStore, type Store } from '../shards/store.js';
 import { Fetcher } from './fetch.js';
 import { abortable, closeFetcher, createContext, report, runUnit, unitsCommitted, validateIngestOptions, type Context, type IngestOptions } from './job.js';
 import { addEntry, inJob, nextUnit, planJob, readManifest, retryPasses, type JobEntry } from './plan.js';
-import { interruptedError, summariseRun, type IngestSummary, type IngestWarning } from './summary.js';
+import { interruptedError, summariseRun, urlCount, type IngestSummary, type IngestWarning } from './summary.js';
 import { listFiles, readUrlLists, type UrlRow } from './url-list.js';
 
 export interface RetryOptions extends IngestOptions {
@@ -184,6 +184,6 @@ function nothingToRetry(left: FailureRecord[], reasons: string[]): IngestWarning
   return {
     code: 'nothing_to_retry',
     reason: [...counts].sort((a, b) => b[1] - a[1])[0]![0],
-    message: `nothing to retry: ${left.length} URLs failed for reasons not retried (${top}); retried reasons: ${reasons.join(', ')}; name others with --retry-reasons`,
+    message: `nothing to retry: ${urlCount(left.length)} failed for reasons not retried (${top}); retried reasons: ${reasons.join(', ')}; name others with --retry-reasons`,
   };
 }

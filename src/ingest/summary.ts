@@ -95,8 +95,12 @@ function keptNothing(failed: Record<string, number>, retryHint: boolean): Ingest
   return {
     code: 'kept_nothing',
     reason,
-    message: `kept no image: ${total} URLs failed, most with ${reason} (${count} of ${total}): ${fix.text}${retry}`,
+    message: `kept no image: ${urlCount(total)} failed, most with ${reason} (${count} of ${total}): ${fix.text}${retry}`,
   };
+}
+
+export function urlCount(n: number): string {
+  return `${n} URL${n === 1 ? '' : 's'}`;
 }
 
 /** What a reason most likely means and whether fixing it and retrying can help. */

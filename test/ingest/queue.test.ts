@@ -83,9 +83,10 @@ describe('distributed ingest on BullMQ', () => {
     const common = [join(dir, 'urls.txt'), '--allow-address', '127.0.0.1', '--unit-size', '5', '--concurrency', '1'];
     const workers = [startWorker(), startWorker(), startWorker()];
     try {
-      await until(() => workers.every((w) => w.events.some((e) => e.event === 'worker_ready')));
+      // Generous start-up margins: on a loaded 2-core machine a CLI process takes tens of seconds to start.
+      await until(() => workers.every((w) => w.events.some((e) => e.event === 'worker_ready')), 120_000);
       const producer = runCli(['ingest', ...common, '--out', join(dir, 'queued'), '--queue', REDIS], {}, 120_000);
-      await until(() => workers[0]!.events.some((e) => e.event === 'unit_start'));
+      await until(() => workers[0]!.events.some((e) => e.event === 'unit_start'), 120_000);
       const killedUnit = workers[0]!.events.find((e) => e.event === 'unit_start')!.unit;
       workers[0]!.child.kill('SIGKILL');
       const r = await producer;
@@ -105,7 +106,7 @@ describe('distributed ingest on BullMQ', () => {
     expect(q.shas).toEqual(l.shas);
     expect(new Set(q.keys).size).toBe(q.keys.length);
     expect(new Set(q.shas).size).toBe(q.shas.length);
-  }, 180_000);
+  }, 300_000);
 
   it('the shared index: exact and near duplicates across units, and a retried unit keeps its own images', async () => {
     const sha = (n: number) => new Uint8Array(32).fill(n);
