@@ -20,18 +20,21 @@ export { CachedStore } from './shards/store-cache.js';
 export { inspectDataset, listUnits, type DatasetSummary, type DuplicateCounts, type UnitRecord } from './shards/dataset.js';
 export { ShardReader, type ShardReaderOptions } from './shards/reader.js';
 export type { ImageRecord } from './shards/schema.js';
-export { readFailures, type FailureReason, type FailureRecord } from './shards/failures.js';
+export { NAMED_REASONS, readFailures, type FailureReason, type FailureRecord } from './shards/failures.js';
 
 // Ingest: URL lists -> a dataset, locally or through a Redis queue.
 export { runIngest, type IngestOptions, type IngestProgress, type IngestSummary } from './ingest/job.js';
+export type { IngestWarning, IngestWarningCode } from './ingest/summary.js';
 export { runQueuedIngest, runWorker, type QueuedIngestOptions, type WorkerOptions } from './ingest/queue.js';
 export type { UrlListOptions } from './ingest/url-list.js';
 export type { DecodeOptions } from './ingest/decode.js';
 export { Fetcher, type FetcherOptions, type FetchOutcome } from './ingest/fetch.js';
 
 // Crawl: sites -> images found (then ingested as a URL list).
-export { crawl, type CrawlOptions, type CrawlResult } from './crawl/crawler.js';
-export { HostGate } from './crawl/polite.js';
+export { crawl, type CrawlOptions, type CrawlResult, type Deps as CrawlDeps } from './crawl/crawler.js';
+export type { PageLimits } from './crawl/html.js';
+export type { FoundImage } from './crawl/state.js';
+export { HostGate } from './ingest/host-gate.js';
 export { RobotsCache } from './crawl/robots.js';
 
 // The multi-crop stream: a dataset -> shuffled records -> batches of crops, resumable from a cursor.
@@ -51,7 +54,9 @@ export { renderPreview, type PreviewOptions } from './augment/preview.js';
 export { train, TrainingDivergedError, type TrainOptions, type TrainSummary } from './train/trainer.js';
 export { defaultTrainConfig, type QueueConfig, type TrainConfig } from './train/config.js';
 export { BACKENDS, startBackend, type BackendInfo, type BackendName } from './train/backend.js';
-export { REGNETS, regnetSpec, type RegNetParams, type RegNetSpec } from './train/regnet-spec.js';
+export { REGNETS, regnetSpec, type RegNetParams, type RegNetSpec, type StageSpec } from './train/regnet-spec.js';
+export type { LarsConfig, ScheduleConfig } from './train/optim.js';
+export type { SwavConfig } from './train/swav.js';
 export { readMetrics, type MetricLine } from './train/metrics.js';
 
 // Export, embed and evaluate: a trained backbone as a tfjs graph model, its features, k-NN accuracy.

@@ -13,7 +13,7 @@ import { Fetcher } from '../ingest/fetch.js';
 import { fetchOptionsFrom, ingestFromOptions, withIngestOptions } from '../ingest/command.js';
 import { openStore } from '../shards/store.js';
 import { crawl } from './crawler.js';
-import { HostGate } from './polite.js';
+import { HostGate } from '../ingest/host-gate.js';
 import { RobotsCache, ROBOTS_MAX_BYTES } from './robots.js';
 
 export function crawlCommand(): Command {

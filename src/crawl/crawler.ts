@@ -9,7 +9,7 @@ import { ConfigError } from '../errors.js';
 import type { Fetcher } from '../ingest/fetch.js';
 import type { Store } from '../shards/store.js';
 import { normaliseUrl, readPage, type PageLimits } from './html.js';
-import type { HostGate } from './polite.js';
+import type { HostGate } from '../ingest/host-gate.js';
 import type { RobotsCache } from './robots.js';
 import { commitCrawlUnit, loadCrawl, markCrawlDone, type CrawlState, type FoundImage, type FrontierEntry } from './state.js';
 
@@ -38,7 +38,7 @@ export interface CrawlResult {
   resumed: boolean;
 }
 
-interface Deps {
+export interface Deps {
   store: Store;
   fetcher: Fetcher;
   robots: RobotsCache;

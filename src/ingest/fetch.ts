@@ -7,7 +7,7 @@
 import { EventEmitter } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Agent, interceptors, type Dispatcher } from 'undici';
-import type { HostGate } from '../crawl/polite.js';
+import type { HostGate } from './host-gate.js';
 import { discard, readBody } from './body.js';
 import { ByteBudget } from './byte-budget.js';
 import { ACCEPT_ENCODING, DECODER_ALLOWANCE } from './content-encoding.js';

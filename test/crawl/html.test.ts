@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { LAZY_SRC_ATTRIBUTES, LAZY_SRCSET_ATTRIBUTES } from '../../src/crawl/candidates.js';
 import { crawl } from '../../src/crawl/crawler.js';
 import { extractPage } from '../../src/crawl/html.js';
-import { HostGate } from '../../src/crawl/polite.js';
+import { HostGate } from '../../src/ingest/host-gate.js';
 import { RobotsCache } from '../../src/crawl/robots.js';
 import { Fetcher } from '../../src/ingest/fetch.js';
 import { openStore } from '../../src/shards/store.js';
