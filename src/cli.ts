@@ -69,7 +69,7 @@ export function buildProgram(): Command {
     .version('0.1.0')
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride();
-  program.addCommand(runCommand());
+  program.addCommand(runCommand(main));
   program.addCommand(ingestCommand());
   program.addCommand(crawlCommand());
   program.addCommand(workerCommand());

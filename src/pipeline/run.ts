@@ -9,15 +9,20 @@ import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { main } from '../cli.js';
 import { ExitCodeError, InterruptedError } from '../errors.js';
 import { startDemoSite, type DemoSite } from '../fixtures/site.js';
 import { datasetOf, loadPipeline, type Pipeline } from './schema.js';
 import { writeReport } from './report.js';
 
-export async function runPipeline(file: string, sets: string[]): Promise<void> {
+/**
+ * Runs one command line (`['node', 'wildstream', command, ...flags]`) to its exit code: the CLI's `main`, handed in
+ * by the CLI so that the pipeline does not import it.
+ */
+export type CommandRunner = (argv: readonly string[]) => Promise<number>;
+
+export async function runPipeline(file: string, sets: string[], cli: CommandRunner): Promise<void> {
   const p = await loadPipeline(file, sets); // everything is validated before any work starts
-  const stops = new PipelineStop();
+  const stops = new PipelineStop(cli);
   const stage = (name: string, argv: string[]) => stops.run(name, argv);
   const site = p.site === 'demo' ? await startDemoSite() : null;
   try {
@@ -54,7 +59,7 @@ class PipelineStop {
   private readonly running = new Set<string>();
   private readonly handler = (signal: NodeJS.Signals) => this.onSignal(signal);
 
-  constructor() {
+  constructor(private readonly cli: CommandRunner) {
     process.on('SIGINT', this.handler).on('SIGTERM', this.handler);
   }
 
@@ -62,7 +67,7 @@ class PipelineStop {
     if (this.received) throw this.interrupted();
     this.running.add(name);
     try {
-      const code = await main(['node', 'wildstream', ...argv]);
+      const code = await this.cli(['node', 'wildstream', ...argv]);
       if (this.received) throw this.interrupted();
       if (code !== 0) throw new StageError(`stage ${name} failed (exit ${code}); fix the cause and rerun: finished work is kept`, code);
     } finally {
