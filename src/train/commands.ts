@@ -18,6 +18,7 @@ import { ParamSet } from './params.js';
 import { plotCurves } from './plot.js';
 import { buildRegnet } from './regnet.js';
 import { regnetSpec } from './regnet-spec.js';
+import { autoConfig, checkpointSettings, fromCheckpoint, type SwavSettings } from './auto-config.js';
 import { defaultTrainConfig, type TrainConfig } from './config.js';
 import { DEFAULT_SWAV } from './swav.js';
 import { StopSignals } from './signals.js';
@@ -38,14 +39,14 @@ export function trainCommand(): Command {
       .option('--blur <p>', 'Gaussian blur probability (SwAV 0.5; 0 for crops of about 32 px)', numArg(0, 1), 0.5)
       .addOption(new Option('--backend <name>', 'tfjs backend').choices([...BACKENDS]).default('auto'))
       .option('--seed <n>', 'initialisation, order and augmentation seed', intArg(0, 2 ** 32 - 1), 0)
-      .option('--lr <x>', 'base learning rate (default 0.6 x batch/256)', numArg(0))
-      .option('--final-lr <x>', 'learning rate at the end of the cosine (default lr/1000)', numArg(0))
+      .option('--lr <x>', 'base learning rate (default: chosen from batch and LARS, printed as auto:)', numArg(0))
+      .option('--final-lr <x>', 'learning rate at the end of the cosine (default: lr for runs of up to 2000 steps, else lr/1000)', numArg(0))
       .option('--warmup-steps <n>', 'linear warmup steps', intArg(0), 0)
-      .option('--prototypes <n>', 'SwAV prototypes', intArg(2), DEFAULT_SWAV.prototypes)
+      .option('--prototypes <n>', 'SwAV prototypes (default: chosen from the dataset size and batch, printed as auto:)', intArg(2))
       .option('--hidden <n>', 'projection MLP hidden width', intArg(1), DEFAULT_SWAV.hidden)
       .option('--dim <n>', 'embedding dimension', intArg(1), DEFAULT_SWAV.dim)
-      .option('--freeze-prototypes <n>', 'steps with frozen prototypes', intArg(0), DEFAULT_SWAV.freezePrototypesSteps)
-      .option('--epsilon <x>', 'Sinkhorn regularisation', numArg(1e-6), DEFAULT_SWAV.epsilon)
+      .option('--freeze-prototypes <n>', 'steps with frozen prototypes (default: one epoch, at most 10 % of the run)', intArg(0))
+      .option('--epsilon <x>', 'Sinkhorn regularisation (default: chosen from the batch size)', numArg(1e-6))
       .option('--temperature <x>', 'softmax temperature', numArg(1e-6), DEFAULT_SWAV.temperature)
       .option('--queue-length <n>', 'SwAV queue per assignment crop (multiple of --batch; 0 off)', intArg(0), 0)
       .option('--queue-start <n>', 'first step that uses the queue', intArg(0), 0)
@@ -67,8 +68,10 @@ export function trainCommand(): Command {
     try {
       const data = await openStore(opts.data, storeOptions(opts));
       const out = await openStore(opts.out, storeOptions(opts));
-      const config = defaultTrainConfig(await configFrom(opts, data));
+      const { config: given, auto } = await configFrom(opts, data, out);
+      const config = defaultTrainConfig(given);
       const progress = trainProgress();
+      if (auto) progress.log(auto);
       const summary = await train({
         data, out, config, backend: opts.backend, resume: opts.resume, follow: Boolean(opts.follow),
         checkpointEvery: opts.checkpointEvery, keep: opts.keep, logEvery: opts.logEvery, threads: opts.threads,
@@ -108,27 +111,32 @@ function trainProgress(): { log: (line: string) => void; step: (step: number, st
   };
 }
 
-async function configFrom(opts: Record<string, any>, data: Store): Promise<Partial<TrainConfig>> {
+/**
+ * The run's config from the options; SwAV settings left out are chosen for the dataset and run (see
+ * auto-config.ts), or on a resume taken from the checkpoint. `auto` is the line saying what was chosen.
+ */
+async function configFrom(opts: Record<string, any>, data: Store, out: Store): Promise<{ config: Partial<TrainConfig>; auto: string | null }> {
   const crops = parseCrops(opts.crops).reduce((n, g) => n + g.count, 0);
-  const base: Partial<TrainConfig> = {
-    model: opts.model, batchSize: opts.batch, crops: opts.crops, jitterStrength: opts.jitterStrength, blurP: opts.blur, seed: opts.seed,
-    steps: opts.steps ?? (opts.epochs ? await stepsFor(data, opts.epochs, opts.batch) : 10_000),
+  const records = (await listUnits(data)).reduce((n, u) => n + u.records, 0);
+  const steps: number = opts.steps ?? (opts.epochs ? stepsFor(data, records, opts.epochs, opts.batch) : 10_000);
+  const user: SwavSettings = { prototypes: opts.prototypes, epsilon: opts.epsilon, freezePrototypes: opts.freezePrototypes, lr: opts.lr, finalLr: opts.finalLr };
+  const saved = opts.resume ? await checkpointSettings(out) : null;
+  const s = saved ? fromCheckpoint(user, saved)
+    : autoConfig(user, { records, steps, batchSize: opts.batch, queueLength: opts.queueLength, larsAll: Boolean(opts.larsAll) });
+  const config: Partial<TrainConfig> = {
+    model: opts.model, batchSize: opts.batch, crops: opts.crops, jitterStrength: opts.jitterStrength, blurP: opts.blur, seed: opts.seed, steps,
     swav: {
-      ...DEFAULT_SWAV, prototypes: opts.prototypes, hidden: opts.hidden, dim: opts.dim, epsilon: opts.epsilon,
-      temperature: opts.temperature, freezePrototypesSteps: opts.freezePrototypes, cropsForAssign: crops >= 2 ? [0, 1] : [0],
+      ...DEFAULT_SWAV, prototypes: s.prototypes, hidden: opts.hidden, dim: opts.dim, epsilon: s.epsilon,
+      temperature: opts.temperature, freezePrototypesSteps: s.freezePrototypes, cropsForAssign: crops >= 2 ? [0, 1] : [0],
     },
     queue: { length: opts.queueLength, startStep: opts.queueStart },
-  };
-  const lr = opts.lr ?? 0.6 * (opts.batch / 256);
-  return {
-    ...base,
     lars: { ...defaultTrainConfig().lars, weightDecay: opts.weightDecay, trust: opts.larsTrust, excludeBnBias: !opts.larsAll, clip: Boolean(opts.larsClip) },
-    schedule: { baseLr: lr, finalLr: opts.finalLr ?? lr / 1000, warmupSteps: opts.warmupSteps, startWarmupLr: 0 },
+    schedule: { baseLr: s.lr, finalLr: s.finalLr, warmupSteps: opts.warmupSteps, startWarmupLr: 0 },
   };
+  return { config, auto: s.line };
 }
 
-async function stepsFor(data: Store, epochs: number, batch: number): Promise<number> {
-  const records = (await listUnits(data)).reduce((n, u) => n + u.records, 0);
+function stepsFor(data: Store, records: number, epochs: number, batch: number): number {
   if (records === 0) throw new ConfigError(`--epochs needs committed records in ${data.url}; it has none (use --steps with --follow)`);
   return Math.max(1, Math.ceil((records * epochs) / batch));
 }

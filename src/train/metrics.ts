@@ -16,6 +16,10 @@ export interface MetricLine {
   dataWaitPct: number;
   backend: string;
   time: string;
+  /** When the process that logged this line started training: a change marks an interruption (a resume). */
+  run?: string;
+  /** Collapse warnings the logging process has given up to this line (the loss sat at ln K; see collapse.ts). */
+  collapseWarnings?: number;
 }
 
 const PREFIX = 'metrics/';
@@ -67,13 +71,3 @@ export function formatLine(m: MetricLine, steps: number): string {
   return `step ${m.step}/${steps}  epoch ${m.epoch}  loss ${m.loss.toFixed(4)}  lr ${m.lr.toPrecision(3)}  ` +
     `${m.imagesPerSec.toFixed(1)} img/s  data-wait ${m.dataWaitPct.toFixed(0)}%  ${m.backend}`;
 }
-
-/**
- * Whether an interval's loss sits on SwAV's collapse plateau: every prediction uniform over the K prototypes
- * gives a loss of exactly ln K whatever the codes (facebookresearch/swav issues 62 and 69: "stuck at 8.0").
- */
-export function onUniformPlateau(loss: number, prototypes: number): boolean {
-  return Math.abs(loss / Math.log(prototypes) - 1) < 0.005;
-}
-
-export const COLLAPSE_HINT = 'the predictions are uniform over the prototypes (SwAV collapse); see README "When the loss sits at ln K"';

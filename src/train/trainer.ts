@@ -19,7 +19,8 @@ import type { Store } from '../shards/store.js';
 import { startBackend, type BackendInfo, type BackendName } from './backend.js';
 import { augmentOf, checkCompatible, type TrainConfig } from './config.js';
 import { latestCheckpoint, listCheckpoints, pruneCheckpoints, restoreModel, saveCheckpoint } from './checkpoint.js';
-import { COLLAPSE_HINT, dropMetricsAfter, formatLine, onUniformPlateau, writeMetricsPart, type MetricLine } from './metrics.js';
+import { CollapseWatch } from './collapse.js';
+import { dropMetricsAfter, formatLine, writeMetricsPart, type MetricLine } from './metrics.js';
 import { SwavModel } from './model.js';
 
 export interface TrainOptions {
@@ -56,6 +57,8 @@ export interface TrainSummary {
   stopped: 'done' | 'signal';
   checkpoint: string | null;
   skipped: Record<string, number>;
+  /** Times the loss sat at ln K (collapse) during this run. */
+  collapseWarnings: number;
 }
 
 export class TrainingDivergedError extends WildstreamError {
@@ -76,7 +79,7 @@ export async function train(options: TrainOptions): Promise<TrainSummary> {
       state = await abortable(resumeState(o, model), o.signal);
     } catch (err) {
       if (!isAbort(err, o.signal)) throw err;
-      return { backend, startStep: 0, step: 0, resumedFrom: null, loss: null, stopped: 'signal', checkpoint: null, skipped: {} };
+      return { backend, startStep: 0, step: 0, resumedFrom: null, loss: null, stopped: 'signal', checkpoint: null, skipped: {}, collapseWarnings: 0 };
     }
     const { step, cursor, resumedFrom } = state;
     o.log(`wildstream train: backend ${backend.name} (${backend.device}), model ${o.config.model} ` +
@@ -84,7 +87,10 @@ export async function train(options: TrainOptions): Promise<TrainSummary> {
       (resumedFrom ? `resuming at step ${step} from ${resumedFrom}` : 'starting at step 0'));
     const loop = new Loop(o, model, backend, step);
     const stopped = step >= o.config.steps ? 'done' : await loop.run(cursor);
-    return { backend, startStep: step, step: loop.step, resumedFrom, loss: loop.lastLoss, stopped, checkpoint: loop.lastCheckpoint, skipped: loop.skipped };
+    return {
+      backend, startStep: step, step: loop.step, resumedFrom, loss: loop.lastLoss, stopped, checkpoint: loop.lastCheckpoint,
+      skipped: loop.skipped, collapseWarnings: loop.collapse.warnings,
+    };
   } finally {
     model.dispose();
   }
@@ -112,15 +118,18 @@ class Loop {
   private interval = { loss: 0, steps: 0, images: 0, waitMs: 0, t0: performance.now() };
   private epoch = 0;
   private lr = 0;
-  /** Consecutive intervals past the prototype freeze with the loss at ln K (-1 once warned). */
-  private plateau = 0;
+  readonly collapse: CollapseWatch;
+  /** When this process started training: marks its metric lines, so a plot shows where a resume cut in. */
+  private readonly started = new Date().toISOString();
 
   constructor(
     private readonly o: Required<Pick<TrainOptions, 'checkpointEvery' | 'keep' | 'logEvery' | 'follow' | 'log'>> & TrainOptions,
     private readonly model: SwavModel,
     private readonly backend: BackendInfo,
     public step: number,
-  ) {}
+  ) {
+    this.collapse = new CollapseWatch({ prototypes: o.config.swav.prototypes });
+  }
 
   async run(cursor: StreamCursor): Promise<'done' | 'signal'> {
     const { config } = this.o;
@@ -214,23 +223,14 @@ class Loop {
     const line: MetricLine = {
       step: this.step, epoch: this.epoch, loss: loss / steps,
       lr: this.lr, imagesPerSec: (images * 1000) / elapsed,
-      dataWaitPct: (100 * waitMs) / elapsed, backend: this.backend.name, time: new Date().toISOString(),
+      dataWaitPct: (100 * waitMs) / elapsed, backend: this.backend.name, time: new Date().toISOString(), run: this.started,
     };
     this.lastLoss = line.loss;
-    this.pending.push(line);
     this.o.log(formatLine(line, config.steps));
-    this.watchCollapse(line.loss);
+    const warning = this.collapse.observe(this.step, line.loss, this.step <= config.swav.freezePrototypesSteps);
+    if (warning) this.o.log(warning);
+    this.pending.push({ ...line, collapseWarnings: this.collapse.warnings });
     this.interval = { loss: 0, steps: 0, images: 0, waitMs: 0, t0: performance.now() };
-  }
-
-  /** Warns once when three intervals in a row after the prototype freeze sit at ln K. */
-  private watchCollapse(loss: number): void {
-    const { swav } = this.o.config;
-    if (this.plateau < 0 || this.step <= swav.freezePrototypesSteps) return;
-    this.plateau = onUniformPlateau(loss, swav.prototypes) ? this.plateau + 1 : 0;
-    if (this.plateau < 3) return;
-    this.o.log(`warning: the loss has stayed at ln ${swav.prototypes} = ${Math.log(swav.prototypes).toFixed(4)} for the last 3 log intervals: ${COLLAPSE_HINT}`);
-    this.plateau = -1;
   }
 
   private async save(cursor: StreamCursor): Promise<number> {

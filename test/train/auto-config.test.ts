@@ -1,0 +1,167 @@
+/**
+ * Settings chosen from the dataset and run (auto-config.ts), and the collapse warning (collapse.ts): the pure
+ * rules at the scales the repo measured, a forced collapse that warns (with the prototypes frozen too), a
+ * normal run that does not, and the CLI's `auto:` line and resume.
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openStore, type Store } from '../../src/shards/store.js';
+import { autoConfig, autoEpsilon, autoFinalLr, autoFreeze, autoLr, autoPrototypes, checkpointSettings, fromCheckpoint } from '../../src/train/auto-config.js';
+import { startBackend } from '../../src/train/backend.js';
+import { atLnK, CollapseWatch } from '../../src/train/collapse.js';
+import { defaultTrainConfig } from '../../src/train/config.js';
+import { readMetrics } from '../../src/train/metrics.js';
+import { DEFAULT_SWAV } from '../../src/train/swav.js';
+import { train } from '../../src/train/trainer.js';
+import { runCli } from '../helpers/cli.js';
+import { photoJpeg } from '../../src/fixtures/images.js';
+import { writeDataset, writePhotoDataset } from '../helpers/dataset.js';
+
+describe('auto-config: rules', () => {
+  it('SwAV\'s own shapes give SwAV\'s values', () => {
+    // ImageNet at batch 4096 for 100 epochs: 3000 prototypes, epsilon 0.05, one epoch (313 steps) frozen.
+    const imagenet = { records: 1_281_167, steps: 31_300, batchSize: 4096 };
+    expect(autoPrototypes(imagenet).value).toBe(3000);
+    expect(autoEpsilon(imagenet).value).toBe(0.05);
+    expect(autoFreeze(imagenet).value).toBe(313);
+    expect(autoLr(imagenet).value).toBeCloseTo(9.6, 6); // the linear rule; SwAV's large-batch 4.8 is set by hand
+    expect(autoFinalLr(imagenet, 9.6).value).toBeCloseTo(0.0096, 9);
+    // Batch 256 with a 3840 queue: epsilon 0.03, and the queue lets Sinkhorn feed 3000 prototypes.
+    const small = { records: 1_281_167, steps: 500_000, batchSize: 256, queueLength: 3840 };
+    expect([autoPrototypes(small).value, autoEpsilon(small).value, autoFreeze(small).value]).toEqual([3000, 0.03, 5005]);
+  });
+
+  it('the learning test\'s shape gives the settings that learned there', () => {
+    const learning = { records: 512, steps: 900, batchSize: 32, larsAll: true };
+    expect(autoPrototypes(learning).value).toBe(32);
+    expect(autoEpsilon(learning).value).toBe(0.02);
+    expect(autoFreeze(learning).value).toBe(16); // one epoch; the test freezes 20
+    expect(autoLr(learning).value).toBe(0.5);
+    expect(autoFinalLr(learning, 0.5).value).toBe(0.5);
+  });
+
+  it('a few thousand images at batch 32 and 300 steps (the run that collapsed with SwAV\'s defaults)', () => {
+    const c = autoConfig({}, { records: 3000, steps: 300, batchSize: 32 });
+    expect(c).toMatchObject({ prototypes: 32, epsilon: 0.02, freezePrototypes: 30, finalLr: c.lr });
+    expect(c.lr).toBeCloseTo(0.075, 9);
+    expect(c.line).toMatch(/^auto: 32 prototypes \(at most the 32 samples Sinkhorn splits among them per step\), epsilon 0.02 .*prototypes frozen 30 steps \(10 % of 300 steps\), lr 0.075 .*final lr 0.075 \(constant over a run of 300 steps\)/);
+  });
+
+  it('sizes prototypes by the data when the batch allows, within 8 and 3000', () => {
+    expect(autoPrototypes({ records: 3000, steps: 100, batchSize: 512 }).value).toBe(188); // 3000 / 16
+    expect(autoPrototypes({ records: 40, steps: 100, batchSize: 512 }).value).toBe(8);
+    expect(autoPrototypes({ records: 40, steps: 100, batchSize: 4 }).value).toBe(4);
+    expect(autoPrototypes({ records: 1e8, steps: 100, batchSize: 65536 }).value).toBe(3000);
+    // Nothing committed yet (following): sized for the images the run will see.
+    const follow = autoPrototypes({ records: null, steps: 100, batchSize: 64 });
+    expect(follow.value).toBe(64);
+    expect(autoFreeze({ records: 0, steps: 100, batchSize: 64 }).why).toMatch(/10 % of 100 steps/);
+  });
+
+  it('never changes what the user gave, and says nothing when everything was given', () => {
+    const user = { prototypes: 3000, epsilon: 0.05, freezePrototypes: 313, lr: 0.3, finalLr: 0.0003 };
+    expect(autoConfig(user, { records: 100, steps: 10, batchSize: 8 })).toEqual({ ...user, line: null });
+    const some = autoConfig({ prototypes: 100, lr: 2 }, { records: 100, steps: 10, batchSize: 8 });
+    expect(some).toMatchObject({ prototypes: 100, lr: 2, finalLr: 2 });
+    expect(some.line).toMatch(/^auto: epsilon 0.02 \([^)]*\), prototypes frozen 1 steps \([^)]*\), final lr 2 \(constant/);
+  });
+
+  it('a long run decays the rate as SwAV does', () => {
+    expect(autoFinalLr({ records: 1000, steps: 2001, batchSize: 32 }, 0.5).value).toBeCloseTo(0.0005, 12);
+  });
+
+  it('a resume keeps the checkpoint\'s values for what the user left out', () => {
+    const saved = { prototypes: 32, epsilon: 0.02, freezePrototypes: 16, lr: 0.5, finalLr: 0.5 };
+    const r = fromCheckpoint({ lr: 0.25 }, saved);
+    expect(r).toMatchObject({ ...saved, lr: 0.25 });
+    expect(r.line).toBe('auto: resuming with the checkpoint\'s prototypes 32, epsilon 0.02, freeze 16, final lr 0.5');
+  });
+});
+
+describe('collapse watch', () => {
+  it('warns once per stay at ln K, not while the loss is still falling through the band', () => {
+    const lnK = Math.log(32);
+    const w = new CollapseWatch({ prototypes: 32 });
+    // The demo's losses on the way down (3.4507, 3.4011 are within 2 % of ln 32 = 3.4657): no warning.
+    expect([4.2169, 3.6546, 3.4507, 3.4011, 3.365].map((l, i) => w.observe(25 * (i + 1), l))).toEqual([null, null, null, null, null]);
+    // A flat stay: the third interval warns, the fourth does not repeat it.
+    const flat = [lnK + 0.001, lnK, lnK + 0.0005, lnK].map((l, i) => w.observe(200 + i, l));
+    expect(flat.map((x) => x !== null)).toEqual([false, false, true, false]);
+    expect(flat[2]).toMatch(/^warning: collapse\? .*ln 32 = 3\.4657 for 3 log intervals/);
+    // Leaving and coming back warns again; frozen prototypes are named.
+    w.observe(300, 2.9);
+    const again = [1, 2, 3].map((i) => w.observe(300 + i, 1.01 * lnK, true));
+    expect(again[2]).toMatch(/prototypes still frozen/);
+    expect(w.warnings).toBe(2);
+  });
+
+  it('sees the frozen-prototype plateau just above ln K (8.09 vs ln 3000 = 8.006)', () => {
+    expect(atLnK(8.09, 3000)).toBe(true);
+    expect(atLnK(8.006 * 1.021, 3000)).toBe(false);
+    const w = new CollapseWatch({ prototypes: 3000 });
+    expect([8.1, 8.09, 8.09].map((l, i) => w.observe(i, l, true))[2]).toMatch(/warning/);
+  });
+});
+
+describe('collapse warning in a run', () => {
+  let dir: string;
+  let data: Store;
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'ws-auto-'));
+    data = await openStore(join(dir, 'data'));
+    await writePhotoDataset(data, { units: 2, perUnit: 16, width: 48, height: 40 });
+    await startBackend('wasm');
+  });
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  const run = async (name: string, swav: Partial<typeof DEFAULT_SWAV>, lr: number) => {
+    const lines: string[] = [];
+    const config = defaultTrainConfig({
+      model: 'custom:3,16,8,2,16', batchSize: 8, crops: '2x24@0.3-1,2x16@0.1-0.3', steps: 8,
+      swav: { ...DEFAULT_SWAV, prototypes: 16, hidden: 32, dim: 16, ...swav },
+      schedule: { baseLr: lr, finalLr: lr, warmupSteps: 0, startWarmupLr: 0 },
+    });
+    const out = await openStore(join(dir, name));
+    const summary = await train({ data, out, config, backend: 'wasm', threads: 1, logEvery: 2, checkpointEvery: 100, log: (l) => lines.push(l) });
+    return { lines, summary, metrics: await readMetrics(out) };
+  };
+
+  it('a forced collapse (uniform predictions) warns, with the prototypes frozen for the whole run', async () => {
+    // Temperature 1000 flattens every prediction: the loss is ln K from the first step.
+    const r = await run('forced', { temperature: 1000, freezePrototypesSteps: 100 }, 0.1);
+    const warnings = r.lines.filter((l) => l.startsWith('warning: collapse?'));
+    expect(warnings, r.lines.join('\n')).toHaveLength(1);
+    expect(warnings[0]).toMatch(/prototypes still frozen/);
+    expect(r.summary.collapseWarnings).toBe(1);
+    expect(r.metrics.map((m) => m.collapseWarnings)).toEqual([0, 0, 1, 1]);
+    expect(new Set(r.metrics.map((m) => m.run)).size).toBe(1);
+  }, 120_000);
+
+  it('a normal run does not warn', async () => {
+    const r = await run('normal', { freezePrototypesSteps: 2, epsilon: 0.02 }, 0.5);
+    expect(r.lines.filter((l) => l.startsWith('warning')), r.lines.join('\n')).toEqual([]);
+    expect(r.summary.collapseWarnings).toBe(0);
+  }, 120_000);
+
+  it('the CLI prints what it chose, stores it, and a resume on more data keeps it', async () => {
+    const [cliData, out] = [join(dir, 'cli-data'), join(dir, 'cli')];
+    await writePhotoDataset(await openStore(cliData), { units: 2, perUnit: 16, width: 48, height: 40 });
+    const args = ['train', '--data', cliData, '--out', out, '--model', 'custom:3,16,8,2,16', '--batch', '8',
+      '--crops', '2x24@0.3-1,2x16@0.1-0.3', '--hidden', '32', '--dim', '16', '--backend', 'wasm', '--threads', '1', '--log-every', '2'];
+    const first = await runCli([...args, '--steps', '4', '--epsilon', '0.03']);
+    expect(first.code, first.stderr).toBe(0);
+    expect(first.stdout).toMatch(/^auto: 8 prototypes \(.*of 32 images\), prototypes frozen 0 steps \(10 % of 4 steps\), lr 0\.018[78] .*final lr 0\.018[78] /m);
+    expect(first.stdout).not.toMatch(/auto: .*epsilon 0/);
+    expect(await checkpointSettings(await openStore(out))).toEqual({ prototypes: 8, epsilon: 0.03, freezePrototypes: 0, lr: 0.01875, finalLr: 0.01875 });
+    // 32 more records would choose other values; the resumed run keeps the checkpoint's.
+    const more = await Promise.all(Array.from({ length: 32 }, (_, i) => photoJpeg(100 + i, { width: 48, height: 40 })));
+    await writeDataset(await openStore(cliData), { units: 2, perUnit: 16, firstUnit: 2, image: (i) => more[i - 32]! });
+    const second = await runCli([...args, '--steps', '6', '--epsilon', '0.03']);
+    expect(second.code, second.stderr).toBe(0);
+    expect(second.stdout).toMatch(/^auto: resuming with the checkpoint's prototypes 8, freeze 0, lr 0\.018[78], final lr 0\.018[78]$/m);
+  }, 240_000);
+});
