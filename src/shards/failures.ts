@@ -20,7 +20,7 @@ export const NAMED_REASONS = [
   'bad_row', 'row_too_long', 'list_corrupt', 'url_missing', 'url_scheme', 'url_invalid', 'url_too_long', 'url_encoding',
   // fetching (fetch.ts, body.ts)
   'blocked_address', 'connection_error', 'dns_error', 'timeout', 'body_error', 'too_many_redirects', 'redirect',
-  'too_large', 'robots_tag', 'content_encoding_unsupported', 'content_encoding_error', 'content_encoding_unsupported', 'content_encoding_error',
+  'too_large', 'robots_tag', 'content_encoding_unsupported', 'content_encoding_error',
   // decoding (decode.ts)
   'not_an_image', 'svg_refused', 'unsupported_format', 'too_many_pixels', 'too_small', 'aspect_ratio', 'decode_error',
   // a bug or an unexpected library error while processing one row
