@@ -6,8 +6,21 @@
  */
 import { readFileSync } from 'node:fs';
 import type { AugmentConfig } from './config.js';
-import type { CropDraw, JitterOp } from './multicrop.js';
-import { cachedTaps, FIXED_ONE, gaussianKernel, pairedWeights, type AxisTaps } from './taps.js';
+import { cachedTaps, FIXED_ONE, gaussianKernel, pairedWeights, type AxisTaps, type Box } from './taps.js';
+
+export type JitterOp = 'brightness' | 'contrast' | 'saturation' | 'hue';
+
+/** One crop's random draws (multicrop.ts makes them): what the kernels apply to the decoded image. */
+export interface CropDraw {
+  size: number;
+  box: Box;
+  flip: boolean;
+  /** Colour jitter factors in the order applied, or null when jitter was not drawn. */
+  jitter: Array<{ op: JitterOp; factor: number }> | null;
+  grey: boolean;
+  /** Blur sigma, or null for no blur. */
+  blur: number | null;
+}
 
 /** The WebAssembly API this file uses; lib ES2023 and @types/node 20 do not declare it. */
 interface WasmMemory {

@@ -5,21 +5,10 @@
  */
 import { prng, randInt, seedOf, shuffle, uniform } from '../rng.js';
 import { cropList, type AugmentConfig } from './config.js';
-import { cropImage } from './kernels.js';
+import { cropImage, type CropDraw, type JitterOp } from './kernels.js';
 import type { Box } from './taps.js';
 
-export type JitterOp = 'brightness' | 'contrast' | 'saturation' | 'hue';
-
-export interface CropDraw {
-  size: number;
-  box: Box;
-  flip: boolean;
-  /** Colour jitter factors in the order applied, or null when jitter was not drawn. */
-  jitter: Array<{ op: JitterOp; factor: number }> | null;
-  grey: boolean;
-  /** Blur sigma, or null for no blur. */
-  blur: number | null;
-}
+export type { CropDraw, JitterOp } from './kernels.js';
 
 /** Where a record sits in the stream: all its crops' randomness derives from this. */
 export interface DrawSeed {

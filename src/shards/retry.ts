@@ -11,7 +11,7 @@
  */
 import { Readable } from 'node:stream';
 import { ConfigError, StoreUnavailableError, WildstreamError } from '../errors.js';
-import type { StoreOptions } from './store.js';
+import type { StoreOptions } from './store-contract.js';
 
 export interface RetryPolicy {
   /** Attempts per request, the first included. */

@@ -10,7 +10,7 @@ import { dirname, join, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Readable } from 'node:stream';
 import { AccessDeniedError, ConfigError, NotFoundError, StoreUnavailableError, WildstreamError } from '../errors.js';
-import { checkKey, checkRange, type ObjectInfo, type PutBody, type RangeOptions, type Store, type StoreOptions } from './store.js';
+import { checkKey, checkRange, type ObjectInfo, type PutBody, type RangeOptions, type Store, type StoreOptions } from './store-contract.js';
 
 /** Temp files carry this marker; `list` skips them and a later `put` of the same key overwrites. */
 const TEMP_MARK = '.ws-tmp-';

@@ -28,7 +28,7 @@ import {
   WildstreamError,
 } from '../errors.js';
 import { backoffMs, gaveUp, idleGuard, isRetryable, readBody, retryPolicy, sleep, TransientError, withRetry, type Attempt, type RetryPolicy } from './retry.js';
-import { checkKey, checkRange, joinKey, type ObjectInfo, type PutBody, type RangeOptions, type Store, type StoreOptions } from './store.js';
+import { checkKey, checkRange, joinKey, type ObjectInfo, type PutBody, type RangeOptions, type Store, type StoreOptions } from './store-contract.js';
 
 /** Bodies above this go through multipart upload, in parts of this size (S3's minimum part is 5 MiB). */
 const PART_SIZE = 8 * 1024 * 1024;
