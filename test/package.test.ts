@@ -21,32 +21,42 @@ const run = promisify(execFile);
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const TSC = join(ROOT, 'node_modules/typescript/bin/tsc');
 
-let tmp: string;
-let project: string;
-let packed: string[];
-
-beforeAll(async () => {
-  tmp = await mkdtemp(join(tmpdir(), 'ws-package-'));
-  await run('npm', ['pack', '--silent', '--pack-destination', tmp], { cwd: ROOT, maxBuffer: 16 << 20 });
-  const tarball = join(tmp, (await readdir(tmp)).find((f) => f.endsWith('.tgz'))!);
-  packed = (await run('tar', ['-tzf', tarball], { maxBuffer: 16 << 20 })).stdout.split('\n').filter(Boolean).map((f) => f.replace(/^package\//, ''));
-  project = join(tmp, 'consumer');
-  const installed = join(project, 'node_modules', 'wildstream');
-  await mkdir(installed, { recursive: true });
-  await run('tar', ['-xzf', tarball, '--strip-components=1', '-C', installed]);
-  const { dependencies } = JSON.parse(await readFile(join(installed, 'package.json'), 'utf8')) as { dependencies: Record<string, string> };
-  for (const name of Object.keys(dependencies)) {
-    await mkdir(dirname(join(project, 'node_modules', name)), { recursive: true });
-    await symlink(join(ROOT, 'node_modules', name), join(project, 'node_modules', name), 'dir');
-  }
-  await writeFile(join(project, 'package.json'), JSON.stringify({ name: 'consumer', private: true, type: 'module' }));
-}, 300_000);
-
-afterAll(async () => {
-  if (tmp) await rm(tmp, { recursive: true, force: true });
+describe('the README', () => {
+  it('shows lines of the example file as they are', async () => {
+    const readme = await readFile(join(ROOT, 'README.md'), 'utf8');
+    const section = readme.slice(readme.indexOf('## Use it from TypeScript'));
+    const excerpt = /```ts\n([\s\S]*?)```/.exec(section)?.[1];
+    expect(excerpt).toBeTruthy();
+    expect(await readFile(join(ROOT, 'examples/stream-multicrop.ts'), 'utf8')).toContain(excerpt);
+  });
 });
 
 describe('the npm package', () => {
+  let tmp: string;
+  let project: string;
+  let packed: string[];
+
+  beforeAll(async () => {
+    tmp = await mkdtemp(join(tmpdir(), 'ws-package-'));
+    await run('npm', ['pack', '--silent', '--pack-destination', tmp], { cwd: ROOT, maxBuffer: 16 << 20 });
+    const tarball = join(tmp, (await readdir(tmp)).find((f) => f.endsWith('.tgz'))!);
+    packed = (await run('tar', ['-tzf', tarball], { maxBuffer: 16 << 20 })).stdout.split('\n').filter(Boolean).map((f) => f.replace(/^package\//, ''));
+    project = join(tmp, 'consumer');
+    const installed = join(project, 'node_modules', 'wildstream');
+    await mkdir(installed, { recursive: true });
+    await run('tar', ['-xzf', tarball, '--strip-components=1', '-C', installed]);
+    const { dependencies } = JSON.parse(await readFile(join(installed, 'package.json'), 'utf8')) as { dependencies: Record<string, string> };
+    for (const name of Object.keys(dependencies)) {
+      await mkdir(dirname(join(project, 'node_modules', name)), { recursive: true });
+      await symlink(join(ROOT, 'node_modules', name), join(project, 'node_modules', name), 'dir');
+    }
+    await writeFile(join(project, 'package.json'), JSON.stringify({ name: 'consumer', private: true, type: 'module' }));
+  }, 300_000);
+
+  afterAll(async () => {
+    if (tmp) await rm(tmp, { recursive: true, force: true });
+  });
+
   it('holds the built entry, its declarations, the run-time assets and the CLI, and no tests', () => {
     for (const file of ['dist/index.js', 'dist/index.d.ts', 'dist/augment/worker.js', 'dist/augment/worker-entry.mjs', 'dist/augment/wasm/crop.wasm', 'bin/wildstream.js', 'src/cli.ts']) {
       expect(packed).toContain(file);
