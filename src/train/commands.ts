@@ -2,20 +2,20 @@
  * The commands of a training run: `train` (options -> a validated TrainConfig -> the loop, with SIGINT/SIGTERM
  * checkpoints), `export` (a checkpoint's backbone as a tfjs graph model) and `plot` (its curves).
  */
-import { writeFile } from 'node:fs/promises';
-import cliProgress from 'cli-progress';
 import { Command, Option } from 'commander';
 import { parseCrops, SWAV_CROPS } from '../augment/config.js';
 import { intArg, numArg, storeOptions, withStoreOptions } from '../cli-options.js';
 import { ConfigError, InterruptedError } from '../errors.js';
 import { listUnits } from '../shards/dataset.js';
+import { putFile } from '../shards/output.js';
 import { openStore, type Store } from '../shards/store.js';
 import { BACKENDS, startBackend } from './backend.js';
-import { latestCheckpoint, listCheckpoints, loadCheckpoint, restoreParams } from './checkpoint.js';
+import { checkpointAt, latestCheckpoint, restoreParams } from './checkpoint.js';
 import { exportBackbone } from './export.js';
 import { readMetrics } from './metrics.js';
 import { ParamSet } from './params.js';
 import { plotCurves } from './plot.js';
+import { trainProgress, type TrainProgress } from './progress.js';
 import { buildRegnet } from './regnet.js';
 import { regnetSpec } from './regnet-spec.js';
 import { autoConfig, checkpointSettings, fromCheckpoint, type SwavSettings } from './auto-config.js';
@@ -59,10 +59,13 @@ export function trainCommand(): Command {
       .option('--log-every <n>', 'steps between progress lines', intArg(1), 10)
       .option('--threads <n>', 'augmentation worker threads (default: cores)', intArg(1, 256))
       .option('--follow', 'keep reading units committed while training runs')
-      .option('--no-resume', 'start from scratch, deleting the checkpoints in --out'),
+      .option('--no-resume', 'start from scratch: deletes the checkpoints in --out (the only way past damaged ones) and archives its metrics'),
   ).action(async (opts) => {
+    let progress: TrainProgress | undefined;
     const stop = (signal: NodeJS.Signals) => {
-      process.stderr.write(`wildstream train: ${signal}: finishing the step and writing a checkpoint\n`);
+      const line = `wildstream train: ${signal}: finishing the step and writing a checkpoint`;
+      if (progress) progress.note(line);
+      else process.stderr.write(`${line}\n`);
     };
     const signals = new StopSignals('train', stop);
     try {
@@ -70,13 +73,13 @@ export function trainCommand(): Command {
       const out = await openStore(opts.out, storeOptions(opts));
       const { config: given, auto } = await configFrom(opts, data, out);
       const config = defaultTrainConfig(given);
-      const progress = trainProgress();
+      progress = trainProgress();
       if (auto) progress.log(auto);
       const summary = await train({
         data, out, config, backend: opts.backend, resume: opts.resume, follow: Boolean(opts.follow),
         checkpointEvery: opts.checkpointEvery, keep: opts.keep, logEvery: opts.logEvery, threads: opts.threads,
         signal: signals.signal, log: progress.log, onStep: progress.step,
-      }).finally(() => progress.stop());
+      }).finally(() => progress?.stop());
       process.stdout.write(`${JSON.stringify({ event: 'train_done', ...summary })}\n`);
       if (summary.stopped === 'signal') {
         const saved = summary.step > summary.startStep ? `${summary.checkpoint} written`
@@ -87,28 +90,6 @@ export function trainCommand(): Command {
       signals.finish();
     }
   });
-}
-
-/**
- * On a terminal (stderr), a progress bar over the steps with the running loss; the interval lines go to
- * stdout as well unless stdout is that same terminal. In logs (no TTY), just the lines.
- */
-function trainProgress(): { log: (line: string) => void; step: (step: number, steps: number, loss: number, lr: number) => void; stop: () => void } {
-  const printLine = (line: string) => process.stdout.write(`${line}\n`);
-  if (!process.stderr.isTTY) return { log: printLine, step: () => {}, stop: () => {} };
-  const bar = new cliProgress.SingleBar({
-    stream: process.stderr, hideCursor: true, format: 'train [{bar}] {value}/{total} steps | loss {loss} | lr {lr} | eta {eta_formatted}',
-  }, cliProgress.Presets.shades_classic);
-  let started = false;
-  return {
-    log: (line) => (process.stdout.isTTY && started ? undefined : printLine(line)),
-    step(step, steps, loss, lr) {
-      if (!started) bar.start(steps, step - 1, { loss: '-', lr: '-' });
-      started = true;
-      bar.update(step, { loss: loss.toFixed(4), lr: lr.toPrecision(3) });
-    },
-    stop: () => started && bar.stop(),
-  };
 }
 
 /**
@@ -153,7 +134,7 @@ export function exportCommand(): Command {
     const store = await openStore(url, storeOptions(opts));
     const ckpt = opts.step === undefined
       ? await latestCheckpoint(store, (err) => process.stderr.write(`warning: ${err.message}\n`))
-      : await loadCheckpoint(store, (await listCheckpoints(store)).find((c) => c.step === opts.step)?.key ?? `checkpoints/step-${opts.step}`);
+      : await checkpointAt(store, opts.step);
     if (!ckpt) throw new ConfigError(`no checkpoint in ${store.url}`);
     await startBackend('cpu');
     const { config } = ckpt.header;
@@ -173,10 +154,10 @@ export function plotCommand(): Command {
     new Command('plot')
       .description("draw a run's loss and learning-rate curves as a PNG")
       .argument('<ckpt-store>', 'checkpoint store of a training run')
-      .requiredOption('--out <file>', 'PNG file to write'),
+      .requiredOption('--out <file>', 'PNG file to write: a path, file:///abs/path or s3://bucket/key'),
   ).action(async (url: string, opts) => {
     const lines = await readMetrics(await openStore(url, storeOptions(opts)));
-    await writeFile(opts.out, await plotCurves(lines));
+    await putFile(opts.out, await plotCurves(lines), storeOptions(opts));
     process.stdout.write(`${JSON.stringify({ event: 'plot', out: opts.out, points: lines.length })}\n`);
   });
 }

@@ -13,15 +13,16 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { abortable, isAbort } from '../augment/abort.js';
 import { MultiCropLoader, type MultiCropBatch } from '../augment/loader.js';
-import { START, type StreamCursor } from '../augment/stream.js';
+import type { StreamCursor } from '../augment/stream.js';
 import { ConfigError, StoreUnavailableError, WildstreamError } from '../errors.js';
 import type { Store } from '../shards/store.js';
 import { startBackend, type BackendInfo, type BackendName } from './backend.js';
-import { augmentOf, checkCompatible, type TrainConfig } from './config.js';
-import { latestCheckpoint, listCheckpoints, pruneCheckpoints, restoreModel, saveCheckpoint } from './checkpoint.js';
+import { augmentOf, type TrainConfig } from './config.js';
+import { NonFiniteStateError, pruneCheckpoints, saveCheckpoint } from './checkpoint.js';
 import { CollapseWatch } from './collapse.js';
-import { dropMetricsAfter, formatLine, writeMetricsPart, type MetricLine } from './metrics.js';
+import { formatLine, writeMetricsPart, type MetricLine } from './metrics.js';
 import { SwavModel } from './model.js';
+import { batchWarning, divergenceAdvice, resumeState, type LastGood } from './resume.js';
 
 export interface TrainOptions {
   data: Store;
@@ -74,18 +75,22 @@ export async function train(options: TrainOptions): Promise<TrainSummary> {
   const model = new SwavModel(o.config);
   try {
     let state: Awaited<ReturnType<typeof resumeState>>;
+    let crowded: Awaited<ReturnType<typeof batchWarning>>;
     try {
-      // It reads the stores: a stalled read must not outlast a stop.
+      // Both read the stores: a stalled read must not outlast a stop.
       state = await abortable(resumeState(o, model), o.signal);
+      crowded = await abortable(batchWarning(o.data, o.config, o.follow), o.signal);
     } catch (err) {
       if (!isAbort(err, o.signal)) throw err;
       return { backend, startStep: 0, step: 0, resumedFrom: null, loss: null, stopped: 'signal', checkpoint: null, skipped: {}, collapseWarnings: 0 };
     }
     const { step, cursor, resumedFrom } = state;
+    if (crowded) o.log(crowded);
     o.log(`wildstream train: backend ${backend.name} (${backend.device}), model ${o.config.model} ` +
       `(${(model.ps.count() / 1e6).toFixed(2)} M params), batch ${o.config.batchSize}, crops ${o.config.crops}, ` +
       (resumedFrom ? `resuming at step ${step} from ${resumedFrom}` : 'starting at step 0'));
     const loop = new Loop(o, model, backend, step);
+    loop.lastGood = { step, key: resumedFrom, writtenByThisRun: false };
     const stopped = step >= o.config.steps ? 'done' : await loop.run(cursor);
     return {
       backend, startStep: step, step: loop.step, resumedFrom, loss: loop.lastLoss, stopped, checkpoint: loop.lastCheckpoint,
@@ -96,23 +101,11 @@ export async function train(options: TrainOptions): Promise<TrainSummary> {
   }
 }
 
-/** Restores the newest usable checkpoint (or clears the store for a fresh run) and drops anything newer. */
-async function resumeState(o: Required<Pick<TrainOptions, 'resume' | 'log'>> & TrainOptions, model: SwavModel) {
-  const ckpt = o.resume ? await latestCheckpoint(o.out, (err) => o.log(`warning: ${err.message}; trying the previous checkpoint`)) : null;
-  if (ckpt) {
-    checkCompatible(ckpt.header.config, o.config, `checkpoint ${ckpt.key}`);
-    restoreModel(model, ckpt);
-  }
-  const step = ckpt?.header.step ?? 0;
-  // Whatever lies beyond the restored step (damaged checkpoints, or a run started over) is superseded.
-  for (const c of await listCheckpoints(o.out)) if (c.step > step || !ckpt) await o.out.delete(c.key);
-  await dropMetricsAfter(o.out, step);
-  return { step, cursor: ckpt?.header.cursor ?? START, resumedFrom: ckpt?.key ?? null };
-}
-
 class Loop {
   lastLoss: number | null = null;
   lastCheckpoint: string | null = null;
+  /** The newest checkpoint known to hold finite state: what a diverged run falls back to. */
+  lastGood: LastGood = { step: 0, key: null, writtenByThisRun: false };
   skipped: Record<string, number> = {};
   private pending: MetricLine[] = [];
   private interval = { loss: 0, steps: 0, images: 0, waitMs: 0, t0: performance.now() };
@@ -170,7 +163,7 @@ class Loop {
    * them) and returns the error to raise, telling a storage outage to rerun.
    */
   private async dataFailed(err: unknown, cursor: StreamCursor, saved: number): Promise<unknown> {
-    let kept = this.lastCheckpoint ? `the last checkpoint ${this.lastCheckpoint} is kept` : 'no checkpoint was written';
+    let kept = this.lastGood.key ? `the last checkpoint ${this.lastGood.key} is kept` : 'no checkpoint was written';
     if (this.step > saved) {
       try {
         await this.save(cursor);
@@ -207,7 +200,7 @@ class Loop {
     const { loss, lr } = result;
     this.lr = lr;
     if (!Number.isFinite(loss)) {
-      throw new TrainingDivergedError(`loss became ${loss} at step ${this.step}; the last checkpoint is kept (lower the learning rate?)`);
+      throw new TrainingDivergedError(`loss became ${loss} at step ${this.step + 1} (lr ${lr.toPrecision(3)}); ${divergenceAdvice(this.o.config, this.lastGood)}`);
     }
     this.step++;
     this.o.onStep?.(this.step, this.o.config.steps, loss, lr);
@@ -235,7 +228,11 @@ class Loop {
 
   private async save(cursor: StreamCursor): Promise<number> {
     this.report();
-    this.lastCheckpoint = await saveCheckpoint(this.o.out, this.model, this.step, cursor);
+    this.lastCheckpoint = await saveCheckpoint(this.o.out, this.model, this.step, cursor).catch((err) => {
+      if (!(err instanceof NonFiniteStateError)) throw err;
+      throw new TrainingDivergedError(`training diverged: ${err.message}; ${divergenceAdvice(this.o.config, this.lastGood)}`);
+    });
+    this.lastGood = { step: this.step, key: this.lastCheckpoint, writtenByThisRun: true };
     await writeMetricsPart(this.o.out, this.step, this.pending);
     this.pending = [];
     await pruneCheckpoints(this.o.out, this.o.keep);

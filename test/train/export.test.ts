@@ -14,8 +14,10 @@ import { loadBackbone } from '../../src/train/export.js';
 import { SwavModel } from '../../src/train/model.js';
 import { DEFAULT_SWAV } from '../../src/train/swav.js';
 import { train } from '../../src/train/trainer.js';
+import { getBytes } from '../../src/shards/store.js';
 import { runCli } from '../helpers/cli.js';
 import { writePhotoDataset } from '../helpers/dataset.js';
+import { startS3, type S3Fixture } from '../helpers/s3-server.js';
 
 let dir: string;
 const path = (...p: string[]) => join(dir, ...p);
@@ -90,6 +92,43 @@ describe('export, embed, eval knn, plot', () => {
     expect(plot.code, plot.stderr).toBe(0);
     expect(JSON.parse(plot.stdout)).toMatchObject({ points: 3 });
     expect(await sharp(await readFile(path('curves.png'))).metadata()).toMatchObject({ format: 'png', width: 900, height: 600 });
+  }, 60_000);
+
+  it('writes every output to S3 too: export, embed, plot and an augment preview', async () => {
+    const s3: S3Fixture = await startS3(['outputs']);
+    try {
+      const cli = (args: string[]) => runCli([...args, '--s3-endpoint', s3.endpoint], s3.env);
+      const exported = await cli(['export', path('ck'), '--out', 's3://outputs/run/model']);
+      expect(exported.code, exported.stderr).toBe(0);
+      const embedded = await cli(['embed', '--model', 's3://outputs/run/model', path('data'), '--out', 's3://outputs/run/emb.arrow', '--backend', 'wasm']);
+      expect(embedded.code, embedded.stderr).toBe(0);
+      expect(JSON.parse(embedded.stdout)).toMatchObject({ images: 16, dim: 32 });
+      const plotted = await cli(['plot', path('ck'), '--out', 's3://outputs/run/curves.png']);
+      expect(plotted.code, plotted.stderr).toBe(0);
+      const preview = await cli(['augment', 'preview', path('data'), '--out', 's3://outputs/preview.png']);
+      expect(preview.code, preview.stderr).toBe(0);
+
+      Object.assign(process.env, s3.env);
+      const bucket = await openStore('s3://outputs', { s3Endpoint: s3.endpoint });
+      const table = tableFromIPC(await getBytes(bucket, 'run/emb.arrow'));
+      expect(table.numRows).toBe(16);
+      expect(table.getChild('embedding')!.get(0).length).toBe(32);
+      expect(JSON.parse(Buffer.from(await getBytes(bucket, 'run/model/model.json')).toString()).format).toBe('graph-model');
+      for (const png of ['run/curves.png', 'preview.png']) {
+        expect((await sharp(Buffer.from(await getBytes(bucket, png))).metadata()).format, png).toBe('png');
+      }
+      const noKey = await cli(['embed', '--model', 's3://outputs/run/model', path('data'), '--out', 's3://outputs', '--backend', 'wasm']);
+      expect(noKey.code).toBe(2);
+      expect(noKey.stderr).toMatch(/s3:\/\/outputs names no file inside the bucket/);
+    } finally {
+      await s3.stop();
+    }
+  }, 180_000);
+
+  it('export --step lists the steps there are when the step is missing', async () => {
+    const r = await runCli(['export', path('ck'), '--out', path('x'), '--step', '7']);
+    expect(r.code, r.stderr).toBe(2);
+    expect(r.stderr).toMatch(/no checkpoint of step 7 in file:\/\/\S+; it has step 3\n$/);
   }, 60_000);
 
   it('fails clearly on a store without checkpoints or a folder without a model', async () => {
