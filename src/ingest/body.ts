@@ -23,10 +23,12 @@ export interface ReadBodyOptions {
   /** The Content-Length header as a number (NaN when absent). */
   declaredLength: number;
   budget: ByteBudget;
+  /** Keep the body's bytes reserved after reading, until the result's `release` is called. @default false */
+  hold?: boolean;
 }
 
 /** `too_large` and the content_encoding reasons are sample failures; network errors reject instead. */
-export type BodyResult = { ok: true; bytes: Buffer } | { ok: false; reason: 'too_large' | 'content_encoding_unsupported' | 'content_encoding_error' };
+export type BodyResult = { ok: true; bytes: Buffer; release?: () => void } | { ok: false; reason: 'too_large' | 'content_encoding_unsupported' | 'content_encoding_error' };
 
 /** One growing buffer whose capacity is reserved from the budget before it is allocated. */
 class BodyBuffer {
@@ -85,7 +87,10 @@ export async function readBody(body: Readable, o: ReadBodyOptions): Promise<Body
     const hint = codings.length === 0 && o.declaredLength <= o.max ? o.declaredLength : 0;
     const sink = new BodyBuffer(o.max, o.budget, holder, Number.isFinite(hint) ? hint : 0);
     const end = codings.length === 0 ? await readPlain(body, sink) : await readEncoded(body, sink, codings, o.max, (bytes) => o.budget.grow(holder, bytes));
-    if (end === 'ok' || (end === 'full' && o.truncate)) return { ok: true, bytes: sink.bytes() };
+    if (end === 'ok' || (end === 'full' && o.truncate)) {
+      const bytes = sink.bytes();
+      return o.hold ? { ok: true, bytes, release: o.budget.settle(holder, bytes.length) } : { ok: true, bytes };
+    }
     if (end === 'cancelled') throw CANCELLED; // only when the holder closed mid-wait, which readBody alone does
     return { ok: false, reason: end === 'full' ? 'too_large' : end };
   } finally {

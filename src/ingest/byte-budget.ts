@@ -60,6 +60,26 @@ export class ByteBudget {
     });
   }
 
+  /**
+   * Ends the holder's growth but keeps `bytes` of its reservation until the returned release is called: a body
+   * waiting for its decode still takes memory. A settled holder leaves the age order, so it no longer holds back
+   * room for growth it will never ask for.
+   */
+  settle(holder: Holder, bytes: number): () => void {
+    if (!this.open.delete(holder.id)) return () => {};
+    const kept = Math.min(bytes, holder.held);
+    this.used -= holder.held - kept;
+    holder.held = 0;
+    this.pump();
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      this.used -= kept;
+      this.pump();
+    };
+  }
+
   /** Releases everything the holder reserved and drops its pending request. */
   close(holder: Holder): void {
     if (!this.open.delete(holder.id)) return;

@@ -54,7 +54,8 @@ export interface FetcherOptions {
 }
 
 export type FetchOutcome =
-  | { ok: true; bytes: Buffer; contentType: string | null; url: string }
+  /** `release`: with `hold`, frees the body's share of the byte budget; call it once the bytes are consumed. */
+  | { ok: true; bytes: Buffer; contentType: string | null; url: string; release?: () => void }
   /** `location`: where a 3xx pointed, when redirects are not followed (maxRedirects 0, as the crawler runs). */
   | { ok: false; reason: string; location?: string };
 
@@ -100,12 +101,16 @@ export class Fetcher {
     this.dispatcher = this.agent.compose(interceptors.redirect({ maxRedirections: this.o.maxRedirects }));
   }
 
-  /** `accept`: the Accept header (images by default; the crawler asks for HTML and robots.txt). */
-  async fetch(url: string, accept = 'image/*'): Promise<FetchOutcome> {
+  /**
+   * `accept`: the Accept header (images by default; the crawler asks for HTML and robots.txt). `hold`: the body
+   * stays counted in the byte budget until the outcome's `release` is called (ingest holds it until decoded, so
+   * bodies queued for the decoder are bounded too).
+   */
+  async fetch(url: string, accept = 'image/*', { hold = false }: { hold?: boolean } = {}): Promise<FetchOutcome> {
     if (!/^https?:\/\//i.test(url)) return { ok: false, reason: 'url_scheme' };
     for (let attempt = 0; ; attempt++) {
       const gate = this.o.gate;
-      const result = gate ? await gate.run(new URL(url).host, () => this.attempt(url, accept)) : await this.attempt(url, accept);
+      const result = gate ? await gate.run(new URL(url).host, () => this.attempt(url, accept, hold)) : await this.attempt(url, accept, hold);
       const delay = 'retryAfterMs' in result ? result.retryAfterMs : undefined;
       if (!('retry' in result) || attempt >= this.o.retries) return result.outcome;
       const backoff = Math.random() * this.o.retryBaseMs * 2 ** attempt;
@@ -123,17 +128,17 @@ export class Fetcher {
     await this.agent.close();
   }
 
-  private async attempt(url: string, accept: string): Promise<{ outcome: FetchOutcome; retry?: true; retryAfterMs?: number }> {
+  private async attempt(url: string, accept: string, hold: boolean): Promise<{ outcome: FetchOutcome; retry?: true; retryAfterMs?: number }> {
     // A deadline cleared when the attempt ends: a stray abort after completion would error a finished body.
     const deadline = new Deadline(this.o.totalTimeoutMs);
     try {
-      return await this.request(url, accept, deadline);
+      return await this.request(url, accept, deadline, hold);
     } finally {
       deadline.clear();
     }
   }
 
-  private async request(url: string, accept: string, deadline: Deadline): Promise<{ outcome: FetchOutcome; retry?: true; retryAfterMs?: number }> {
+  private async request(url: string, accept: string, deadline: Deadline, hold: boolean): Promise<{ outcome: FetchOutcome; retry?: true; retryAfterMs?: number }> {
     let response: Dispatcher.ResponseData;
     try {
       const target = new URL(url);
@@ -170,13 +175,12 @@ export class Fetcher {
     }
     let read: Awaited<ReturnType<typeof readBody>>;
     try {
-      read = await readBody(body, { max: this.o.maxBytes, truncate: this.o.truncate, contentEncoding, declaredLength: declared, budget: this.budget });
+      read = await readBody(body, { max: this.o.maxBytes, truncate: this.o.truncate, contentEncoding, declaredLength: declared, budget: this.budget, hold });
     } catch (err) {
       return failure(networkReason(err, deadline));
     }
     if (!read.ok) return { outcome: { ok: false, reason: read.reason } };
-    const bytes = read.bytes;
-    return { outcome: { ok: true, bytes, contentType: header(headers, 'content-type'), url } };
+    return { outcome: { ok: true, bytes: read.bytes, contentType: header(headers, 'content-type'), url, release: read.release } };
   }
 }
 

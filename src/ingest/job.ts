@@ -295,11 +295,12 @@ async function processRow(ctx: Context, row: UrlRow, timings: Record<string, num
   const bad = row.bad ?? checkUrl(row.url);
   if (bad) return { ok: false, reason: bad };
   let t0 = performance.now();
-  const fetched = await ctx.fetcher.fetch(row.url);
+  // Held: a body stays in the fetcher's byte budget until decoded, so downloads queued for the decoder count.
+  const fetched = await ctx.fetcher.fetch(row.url, undefined, { hold: true });
   timings.fetch! += (performance.now() - t0) / 1000;
   if (!fetched.ok) return fetched;
   t0 = performance.now();
-  const decoded = await ctx.decodeQueue.add(() => decodeImage(fetched.bytes, ctx.options.decode));
+  const decoded = await ctx.decodeQueue.add(() => decodeImage(fetched.bytes, ctx.options.decode)).finally(fetched.release);
   timings.decode! += (performance.now() - t0) / 1000;
   if (!decoded.ok) return decoded;
   const duplicate = await ctx.index.check(decoded.sha256, decoded.phash, unit);

@@ -234,6 +234,29 @@ describe('memory', () => {
     await tight.close();
   });
 
+  it('keeps held bodies in the budget until released, so bodies waiting for a decoder are bounded too', async () => {
+    // Room for one download's largest need (16 MiB + decoder reserve) and a little more: two held 15 MB bodies
+    // fit, a third does not.
+    const budget = 17 * MiB + DECODER_ALLOWANCE;
+    const tight = new Fetcher({ allowAddresses: ['127.0.0.1'], retries: 0, maxBytes: 16 * MiB, byteBudget: budget });
+    const size = 15_000_000;
+    const first = await tight.fetch(`${fixture.base}/sized/${size}/known?held`, undefined, { hold: true });
+    expect(first.ok && first.release).toBeTruthy();
+    // The second fits beside the first; the third waits for a release.
+    const rest = [1, 2].map((i) => tight.fetch(`${fixture.base}/sized/${size}/known?held${i}`, undefined, { hold: true }));
+    let settled = 0;
+    for (const r of rest) void r.then(() => settled++);
+    for (let waited = 0; settled < 1 && waited < 20_000; waited += 50) await new Promise((r) => setTimeout(r, 50));
+    await new Promise((r) => setTimeout(r, 500));
+    expect(settled).toBe(1);
+    if (first.ok) first.release!();
+    const got = await Promise.all(rest);
+    for (const g of got) expect(g.ok && g.bytes.equals(payloadOf(size))).toBe(true);
+    expect(tight.peakBodyBytes).toBeLessThanOrEqual(budget);
+    for (const g of got) if (g.ok) g.release!();
+    await tight.close();
+  });
+
   it('refuses a budget smaller than one body', () => {
     expect(() => new Fetcher({ maxBytes: 4 * MiB, byteBudget: MiB })).toThrow(ConfigError);
     expect(() => new Fetcher({ maxBytes: 512 * MiB })).not.toThrow(); // the default budget grows to fit
