@@ -1,25 +1,25 @@
 /**
- * The report stage: what a person looks at after a run, in one folder: a contact sheet of kept images, one
- * record's multi-crop preview, the loss/LR curves, and k-NN top-1 of the exported backbone against its
- * random initialisation (labels used only here). With the demo site, the labelled evaluation folders are
- * generated from the fixture's hidden classes (images the site never served).
+ * The report stage: what a person looks at after a run, in one folder: a contact sheet of kept images with
+ * ingest's counts, one record's multi-crop preview, the loss/LR curves, k-NN top-1 of the exported backbone
+ * against its random initialisation (labels used only here) and a picture of nearest neighbours for both.
+ * With the demo site, the labelled evaluation folders are generated from the fixture's hidden classes
+ * (images the site never served).
  */
 import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import sharp from 'sharp';
 import { parseCrops, SWAV_CROPS } from '../augment/config.js';
 import { renderPreview } from '../augment/preview.js';
 import { embed } from '../eval/embed.js';
 import { knnAccuracy } from '../eval/knn.js';
+import { knnPicture, type KnnModel } from '../eval/knn-picture.js';
 import { patternJpeg, PATTERNS } from '../fixtures/images.js';
-import { listUnits } from '../shards/dataset.js';
-import { ShardReader } from '../shards/reader.js';
 import { fileIn, putFile } from '../shards/output.js';
-import { openStore, type Store } from '../shards/store.js';
+import { openStore } from '../shards/store.js';
 import { startBackend, type BackendName } from '../train/backend.js';
 import { loadBackbone } from '../train/export.js';
+import { contactSheet } from './contact-sheet.js';
 import { datasetOf, type Pipeline } from './schema.js';
 
 export async function writeReport(p: Pipeline, stage: (argv: string[]) => Promise<void>): Promise<void> {
@@ -33,32 +33,19 @@ export async function writeReport(p: Pipeline, stage: (argv: string[]) => Promis
   if (!folders) return;
   await startBackend((p.train?.backend ?? 'auto') as BackendName);
   const result: Record<string, unknown> = {};
+  const models: KnnModel[] = [];
   for (const [name, dir] of [['trained', p.export!.out], ['random_init', p.export!.baseline]] as const) {
     if (!dir) continue;
     const backbone = await loadBackbone(await openStore(dir));
     const [train, test] = [await embed(backbone, folders.train), await embed(backbone, folders.test)];
-    result[name] = knnAccuracy(train, test, r.knn?.k ?? 20);
+    const knn = knnAccuracy(train, test, r.knn?.k ?? 20);
+    result[name] = knn;
+    models.push({ name: name === 'trained' ? 'trained' : 'random init', top1: knn.top1, train, test });
   }
   await putFile(fileIn(r.out, 'knn.json'), Buffer.from(`${JSON.stringify(result, null, 2)}\n`));
+  await putFile(fileIn(r.out, 'knn-neighbours.png'), await knnPicture(models, { trainDir: folders.train, testDir: folders.test }));
   const top1 = (k: string) => ((result[k] as { top1: number } | undefined)?.top1 ?? NaN).toFixed(3);
   process.stdout.write(`k-NN top-1: trained ${top1('trained')}, random init ${top1('random_init')} (report in ${r.out})\n`);
-}
-
-/** The first 48 kept images as a grid of 96 px thumbnails. */
-async function contactSheet(data: Store, count = 48, cols = 8, side = 96): Promise<Buffer> {
-  const tiles: Buffer[] = [];
-  for (const unit of await listUnits(data)) {
-    const reader = await ShardReader.open(data, unit.shard, { size: unit.bytes });
-    for await (const record of reader.records()) {
-      if (tiles.length >= count) break;
-      tiles.push(await sharp(record.image).resize(side, side, { fit: 'cover' }).png().toBuffer());
-    }
-    if (tiles.length >= count) break;
-  }
-  const rows = Math.max(1, Math.ceil(tiles.length / cols));
-  return sharp({ create: { width: cols * (side + 4), height: rows * (side + 4), channels: 3, background: '#ffffff' } })
-    .composite(tiles.map((input, i) => ({ input, left: (i % cols) * (side + 4) + 2, top: Math.floor(i / cols) * (side + 4) + 2 })))
-    .png().toBuffer();
 }
 
 /** Where the generated evaluation images go: beside the report when it is local, else a temporary folder. */

@@ -156,8 +156,9 @@ export function plotCommand(): Command {
       .argument('<ckpt-store>', 'checkpoint store of a training run')
       .requiredOption('--out <file>', 'PNG file to write: a path, file:///abs/path or s3://bucket/key'),
   ).action(async (url: string, opts) => {
-    const lines = await readMetrics(await openStore(url, storeOptions(opts)));
-    await putFile(opts.out, await plotCurves(lines), storeOptions(opts));
+    const store = await openStore(url, storeOptions(opts));
+    const [lines, saved] = [await readMetrics(store), await checkpointSettings(store)];
+    await putFile(opts.out, await plotCurves(lines, { prototypes: saved?.prototypes, freezeSteps: saved?.freezePrototypes }), storeOptions(opts));
     process.stdout.write(`${JSON.stringify({ event: 'plot', out: opts.out, points: lines.length })}\n`);
   });
 }

@@ -31,7 +31,7 @@ describe('wildstream run', () => {
     expect(r.stdout).toMatch(/step 4\/4 +epoch/);
     expect(r.stdout.indexOf('wildstream train: backend')).toBeLessThan(r.stdout.indexOf('"event":"ingest_done"'));
     expect(r.stdout).toMatch(/k-NN top-1: trained \d\.\d{3}, random init \d\.\d{3}/);
-    for (const png of ['contact-sheet.png', 'multicrop-preview.png', 'curves.png']) {
+    for (const png of ['contact-sheet.png', 'multicrop-preview.png', 'curves.png', 'knn-neighbours.png']) {
       const meta = await sharp(await readFile(join(dir, 'data/report', png))).metadata();
       expect(meta.format, png).toBe('png');
       expect(meta.width! * meta.height!, png).toBeGreaterThan(2_000);

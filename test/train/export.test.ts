@@ -91,7 +91,7 @@ describe('export, embed, eval knn, plot', () => {
     const plot = await runCli(['plot', path('ck'), '--out', path('curves.png')]);
     expect(plot.code, plot.stderr).toBe(0);
     expect(JSON.parse(plot.stdout)).toMatchObject({ points: 3 });
-    expect(await sharp(await readFile(path('curves.png'))).metadata()).toMatchObject({ format: 'png', width: 900, height: 600 });
+    expect(await sharp(await readFile(path('curves.png'))).metadata()).toMatchObject({ format: 'png', width: 1000, height: 680 });
   }, 60_000);
 
   it('writes every output to S3 too: export, embed, plot and an augment preview', async () => {
