@@ -46,17 +46,16 @@ describe('auto-config: rules', () => {
     const c = autoConfig({}, { records: 3000, steps: 300, batchSize: 32 });
     expect(c).toMatchObject({ prototypes: 32, epsilon: 0.02, freezePrototypes: 30, finalLr: c.lr });
     expect(c.lr).toBeCloseTo(0.075, 9);
-    expect(c.line).toMatch(/^auto: 32 prototypes \(at most the 32 samples Sinkhorn splits among them per step\), epsilon 0.02 .*prototypes frozen 30 steps \(10 % of 300 steps\), lr 0.075 .*final lr 0.075 \(constant over a run of 300 steps\)/);
+    expect(c.line).toMatch(/^auto: 32 prototypes \(as many as the 32 samples Sinkhorn splits among them per step\), epsilon 0.02 .*prototypes frozen 30 steps \(10 % of 300 steps\), lr 0.075 .*final lr 0.075 \(constant over a run of 300 steps\)/);
   });
 
-  it('sizes prototypes by the data when the batch allows, within 8 and 3000', () => {
-    expect(autoPrototypes({ records: 3000, steps: 100, batchSize: 512 }).value).toBe(188); // 3000 / 16
-    expect(autoPrototypes({ records: 40, steps: 100, batchSize: 512 }).value).toBe(8);
-    expect(autoPrototypes({ records: 40, steps: 100, batchSize: 4 }).value).toBe(4);
+  it('as many prototypes as Sinkhorn has samples, at most 3000 and at most one per image', () => {
+    expect(autoPrototypes({ records: 3000, steps: 100, batchSize: 512 }).value).toBe(512);
+    expect(autoPrototypes({ records: 3000, steps: 100, batchSize: 512, queueLength: 1024 }).value).toBe(1536);
+    expect(autoPrototypes({ records: 40, steps: 100, batchSize: 512 })).toEqual({ value: 40, why: 'one per image of 40' });
     expect(autoPrototypes({ records: 1e8, steps: 100, batchSize: 65536 }).value).toBe(3000);
-    // Nothing committed yet (following): sized for the images the run will see.
-    const follow = autoPrototypes({ records: null, steps: 100, batchSize: 64 });
-    expect(follow.value).toBe(64);
+    // Nothing committed yet (following): the batch decides, and the freeze is sized for the images the run sees.
+    expect(autoPrototypes({ records: null, steps: 100, batchSize: 64 }).value).toBe(64);
     expect(autoFreeze({ records: 0, steps: 100, batchSize: 64 }).why).toMatch(/10 % of 100 steps/);
   });
 
@@ -154,7 +153,7 @@ describe('collapse warning in a run', () => {
       '--crops', '2x24@0.3-1,2x16@0.1-0.3', '--hidden', '32', '--dim', '16', '--backend', 'wasm', '--threads', '1', '--log-every', '2'];
     const first = await runCli([...args, '--steps', '4', '--epsilon', '0.03']);
     expect(first.code, first.stderr).toBe(0);
-    expect(first.stdout).toMatch(/^auto: 8 prototypes \(.*of 32 images\), prototypes frozen 0 steps \(10 % of 4 steps\), lr 0\.018[78] .*final lr 0\.018[78] /m);
+    expect(first.stdout).toMatch(/^auto: 8 prototypes \(as many as the 8 samples .*\), prototypes frozen 0 steps \(10 % of 4 steps\), lr 0\.018[78] .*final lr 0\.018[78] /m);
     expect(first.stdout).not.toMatch(/auto: .*epsilon 0/);
     expect(await checkpointSettings(await openStore(out))).toEqual({ prototypes: 8, epsilon: 0.03, freezePrototypes: 0, lr: 0.01875, finalLr: 0.01875 });
     // 32 more records would choose other values; the resumed run keeps the checkpoint's.
