@@ -9,7 +9,7 @@ import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseCrops, SWAV_CROPS } from '../augment/config.js';
+import { SWAV_CROPS } from '../augment/config.js';
 import { renderPreview } from '../augment/preview.js';
 import { embed } from '../eval/embed.js';
 import { knnAccuracy } from '../eval/knn.js';
@@ -18,6 +18,7 @@ import { patternJpeg, PATTERNS } from '../fixtures/images.js';
 import { fileIn, putFile } from '../shards/output.js';
 import { openStore } from '../shards/store.js';
 import { startBackend, type BackendName } from '../train/backend.js';
+import { augmentOf, defaultTrainConfig } from '../train/config.js';
 import { loadBackbone } from '../train/export.js';
 import { contactSheet } from './contact-sheet.js';
 import { datasetOf, type Pipeline } from './schema.js';
@@ -26,7 +27,10 @@ export async function writeReport(p: Pipeline, stage: (argv: string[]) => Promis
   const r = p.report!;
   const data = await openStore(datasetOf(p));
   await putFile(fileIn(r.out, 'contact-sheet.png'), await contactSheet(data));
-  const { png } = await renderPreview(data, { seed: 0, epoch: 0, record: 0, augment: { crops: parseCrops(p.train?.crops ?? SWAV_CROPS) } });
+  // The augmentation the run trains with (crops, jitter strength, blur), so the preview shows what it saw.
+  const t = p.train;
+  const augment = augmentOf(defaultTrainConfig({ crops: t?.crops ?? SWAV_CROPS, jitterStrength: t?.jitter_strength ?? 1, blurP: t?.blur ?? 0.5 }));
+  const { png } = await renderPreview(data, { seed: t?.seed ?? 0, epoch: 0, record: 0, augment });
   await putFile(fileIn(r.out, 'multicrop-preview.png'), png);
   if (p.train) await stage(['plot', p.train.out, '--out', fileIn(r.out, 'curves.png')]);
   const folders = r.knn ?? (p.site === 'demo' ? await evalFolders(await evalRoot(r.out), r.eval_images ?? 200) : null);
