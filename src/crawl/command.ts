@@ -3,7 +3,7 @@
  * found exactly as `ingest` does (fetch, decode, dedupe, units). Both halves resume: the crawl from its
  * committed units, the ingest from its committed units (the image list is rebuilt identically).
  */
-import { readFile, mkdir, writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Command } from 'commander';
@@ -15,6 +15,7 @@ import { openStore } from '../shards/store.js';
 import { crawl } from './crawler.js';
 import { HostGate } from '../ingest/host-gate.js';
 import { RobotsCache, ROBOTS_MAX_BYTES } from './robots.js';
+import { makeDirs } from '../shards/make-dirs.js';
 
 export function crawlCommand(): Command {
   return withIngestOptions(
@@ -67,7 +68,7 @@ async function readSeeds(args: string[]): Promise<string[]> {
 /** The found images as a JSONL URL list (url, caption, source_page), next to a local dataset or in tmp. */
 async function writeImageList(out: string, images: Array<{ url: string; caption: string | null; source_page: string }>): Promise<string> {
   const dir = /^[a-z][a-z0-9+.-]*:\/\//i.test(out) && !out.startsWith('file://') ? join(tmpdir(), 'wildstream-crawl') : join(out.replace(/^file:\/\//, ''), 'crawl');
-  await mkdir(dir, { recursive: true });
+  await makeDirs(dir);
   const file = join(dir, 'images.jsonl');
   await writeFile(file, images.map((i) => JSON.stringify(i)).join('\n') + (images.length ? '\n' : ''));
   return file;

@@ -5,7 +5,7 @@
  * With the demo site, the labelled evaluation folders are generated from the fixture's hidden classes
  * (images the site never served).
  */
-import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
+import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -22,6 +22,7 @@ import { augmentOf, defaultTrainConfig } from '../train/config.js';
 import { loadBackbone } from '../train/export.js';
 import { contactSheet } from './contact-sheet.js';
 import { datasetOf, type Pipeline } from './schema.js';
+import { makeDirs } from '../shards/make-dirs.js';
 
 export async function writeReport(p: Pipeline, stage: (argv: string[]) => Promise<void>): Promise<void> {
   const r = p.report!;
@@ -64,7 +65,7 @@ async function evalFolders(root: string, count: number): Promise<{ train: string
   for (const [split, first] of [['train', 1_000_000], ['test', 2_000_000]] as const) {
     for (let i = first; i < first + count / 2; i++) {
       const dir = join(root, split, PATTERNS[i % PATTERNS.length]!);
-      await mkdir(dir, { recursive: true });
+      await makeDirs(dir);
       await writeFile(join(dir, `${i}.jpg`), await patternJpeg(i, { width: 96, height: 96 }));
     }
   }

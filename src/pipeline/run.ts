@@ -5,7 +5,7 @@
  * training starts while ingest is still committing units. Ctrl-C (or SIGTERM) ends the pipeline as
  * interrupted (exit 128 + the signal's number), never as a failed stage.
  */
-import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
+import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -13,6 +13,7 @@ import { ExitCodeError, InterruptedError } from '../errors.js';
 import { startDemoSite, type DemoSite } from '../fixtures/site.js';
 import { datasetOf, loadPipeline, type Pipeline } from './schema.js';
 import { writeReport } from './report.js';
+import { makeDirs } from '../shards/make-dirs.js';
 
 /**
  * Runs one command line (`['node', 'wildstream', command, ...flags]`) to its exit code: the CLI's `main`, handed in
@@ -107,7 +108,7 @@ async function ingestArgs(p: Pipeline, site: DemoSite | null): Promise<string[]>
   const extra: string[] = [];
   if (site) {
     const list = join(await localBeside(i.out), 'demo-urls.txt');
-    await mkdir(dirname(list), { recursive: true });
+    await makeDirs(dirname(list));
     await writeFile(list, `${site.urls.join('\n')}\n`);
     lists.push(list);
     extra.push('--allow-address', '127.0.0.1');

@@ -9,12 +9,11 @@
  * long has also lost its unit's queue lock, so the unit is redone elsewhere anyway).
  */
 import { createHash } from 'node:crypto';
-import { constants } from 'node:fs';
-import { access, mkdir, readdir, rm, stat } from 'node:fs/promises';
+import { readdir, rm, stat } from 'node:fs/promises';
 import { homedir, hostname } from 'node:os';
-import { dirname, join } from 'node:path';
-import { AccessDeniedError, StoreUnavailableError } from '../errors.js';
+import { join } from 'node:path';
 import type { Store } from './store.js';
+import { makeDirs } from './make-dirs.js';
 
 export interface StagingOptions {
   /** A folder untouched this long is removed whoever owns it. @default 24 hours */
@@ -47,7 +46,7 @@ export function openStaging(store: Store, options: StagingOptions = {}): Promise
 
 async function prepare(root: string, staleMs: number): Promise<string> {
   const mine = `${safe(hostname())}-${process.pid}`;
-  await makeDir(join(root, mine));
+  await makeDirs(join(root, mine));
   for (const entry of await readdir(root, { withFileTypes: true })) {
     if (entry.name === mine) continue;
     const path = join(root, entry.name);
@@ -56,21 +55,6 @@ async function prepare(root: string, staleMs: number): Promise<string> {
     }
   }
   return join(root, mine);
-}
-
-/** `mkdir -p` that names the real reason: Node's recursive mkdir says ENOENT for a read-only file system. */
-async function makeDir(dir: string): Promise<void> {
-  try {
-    await mkdir(dir, { recursive: true });
-  } catch (err) {
-    let parent = dir;
-    while (parent !== dirname(parent) && !(await stat(parent).then(() => true, () => false))) parent = dirname(parent);
-    const why = await access(parent, constants.W_OK).then(() => (err as Error).message, (e: NodeJS.ErrnoException) =>
-      e.code === 'EROFS' ? 'read-only file system' : e.message);
-    const code = (err as NodeJS.ErrnoException).code;
-    const Kind = code === 'ENOENT' || code === 'EROFS' || code === 'EACCES' || code === 'EPERM' ? AccessDeniedError : StoreUnavailableError;
-    throw new Kind(`cannot write to ${parent}: ${why} (staging shards in ${dir})`, { cause: err });
-  }
 }
 
 function safe(host: string): string {

@@ -3,14 +3,14 @@
  * place and fsyncs the directory, so a crash leaves either the old object, the new one, or a stray temp
  * file that `list` never shows.
  */
-import { constants } from 'node:fs';
-import { access, mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
+import { open, readdir, rename, rm, stat } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { dirname, join, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Readable } from 'node:stream';
 import { AccessDeniedError, ConfigError, NotFoundError, StoreUnavailableError, WildstreamError } from '../errors.js';
 import { checkKey, checkRange, type ObjectInfo, type PutBody, type RangeOptions, type Store, type StoreOptions } from './store-contract.js';
+import { makeDirs } from './make-dirs.js';
 
 /** Temp files carry this marker; `list` skips them and a later `put` of the same key overwrites. */
 const TEMP_MARK = '.ws-tmp-';
@@ -41,7 +41,7 @@ export class LocalStore implements Store {
   async put(key: string, body: PutBody): Promise<void> {
     const target = this.path(key);
     const temp = `${target}${TEMP_MARK}${randomBytes(6).toString('hex')}`;
-    await wrap(key, () => makeDir(dirname(target)), dirname(target));
+    await wrap(key, () => makeDirs(dirname(target)), dirname(target));
     const handle = await wrap(key, () => open(temp, 'w'), target);
     try {
       if (body instanceof Uint8Array) await handle.writeFile(body);
@@ -142,18 +142,6 @@ async function syncDir(dir: string): Promise<void> {
  * `mkdir -p`, with the real reason when it fails: Node's recursive mkdir reports ENOENT whatever stopped it
  * (a read-only file system, a parent without write permission), so ask the nearest existing ancestor.
  */
-async function makeDir(dir: string): Promise<void> {
-  try {
-    await mkdir(dir, { recursive: true });
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-    let parent = dirname(dir);
-    while (parent !== dirname(parent) && !(await stat(parent).then(() => true, () => false))) parent = dirname(parent);
-    await access(parent, constants.W_OK); // throws EROFS or EACCES, the reason mkdir lost
-    throw err;
-  }
-}
-
 async function wrap<T>(key: string, fn: () => Promise<T>, path?: string): Promise<T> {
   try {
     return await fn();

@@ -6,7 +6,7 @@
  */
 import { once } from 'node:events';
 import { createReadStream, createWriteStream, type WriteStream } from 'node:fs';
-import { mkdir, rm, stat } from 'node:fs/promises';
+import { rm, stat } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,6 +15,7 @@ import { RecordBatchFileWriter, type Schema } from 'apache-arrow';
 import { ConfigError } from '../errors.js';
 import { imageSchema, toRecordBatch, type ImageRecord } from './schema.js';
 import type { Store } from './store.js';
+import { makeDirs } from './make-dirs.js';
 
 export interface ShardWriterOptions {
   /** Extra URL-list columns, stored as nullable strings. @default [] */
@@ -102,7 +103,7 @@ export class ShardWriter {
 
   private async open() {
     if (this.file) return this.file;
-    await mkdir(this.stagingDir, { recursive: true });
+    await makeDirs(this.stagingDir);
     const path = join(this.stagingDir, `shard-${randomBytes(6).toString('hex')}.arrow`);
     const out = createWriteStream(path);
     await once(out, 'ready'); // an unwritable staging folder fails here, as a rejection, not a stray 'error'

@@ -116,7 +116,7 @@ describe('a read-only destination', () => {
     const list = join(dir, 'list-ro.txt');
     await writeFile(list, `${fixture.base}/img/1.jpg\n`);
     const run = runIngest({ lists: [list], out: join(ro, 'ds'), fetch: { allowPrivateNetwork: true } });
-    await expect(run).rejects.toThrow(mounted ? `cannot write to ${ro}: read-only file system` : /denied/);
+    await expect(run).rejects.toThrow(mounted ? `cannot write to ${join(ro, 'ds')}: read-only file system` : /denied/);
     await expect(runIngest({ lists: [list], out: join(ro, 'ds'), fetch: { allowPrivateNetwork: true } })).rejects.not.toThrow(/no such object/);
   });
 });
