@@ -167,7 +167,7 @@ function toRow(index: number, item: Exclude<ListItem, { kind: 'header' }>, colum
   if (item.kind === 'fault') return { index, url: '', caption: null, sourcePage: null, extra: {}, bad: item.fault };
   const budget = new TextBudget();
   const cells = item.cells;
-  const url = clip(cellText(cells[columns.url]) ?? '', MAX_URL_LENGTH + 1);
+  const url = urlInput(clip(cellText(cells[columns.url]) ?? '', MAX_URL_LENGTH + 1));
   const caption = columns.caption === null ? null : budget.take(cells[columns.caption]);
   const sourcePage = budget.take(cells.source_page);
   const extra: Record<string, string | null> = {};
@@ -179,6 +179,16 @@ function toRow(index: number, item: Exclude<ListItem, { kind: 'header' }>, colum
   if (bad) row.bad = bad;
   if (budget.cut) row.truncated = true;
   return row;
+}
+
+/**
+ * The URL standard's first steps on input: leading and trailing C0 controls and spaces go, and so do tabs and
+ * newlines anywhere (a browser fetches " http://a/b.jpg " as http://a/b.jpg; refusing it would drop a good URL
+ * under the wrong reason).
+ */
+export function urlInput(text: string): string {
+  // eslint-disable-next-line no-control-regex
+  return text.replace(/^[\u0000-\u0020]+|[\u0000-\u0020]+$/g, '').replace(/[\t\n\r]/g, '');
 }
 
 /** Hands out at most `MAX_FIELD_LENGTH` per cell and `MAX_ROW_TEXT` per row. */

@@ -141,6 +141,7 @@ const TEXT_CASES: TextCase[] = [
   { name: 'lone surrogate in a caption', rows: [{ url: ['http://h.test/a.jpg'], caption: ['a', { lone: 0xd800 }, 'b'] }], expect: [{ url: 'http://h.test/a.jpg', caption: 'a\uFFFDb' }] },
   { name: 'lone surrogate in a URL', rows: [{ url: ['http://h.test/', { lone: 0xdc00 }], caption: ['c'] }], expect: [{ url: 'http://h.test/\uFFFD', caption: 'c', bad: 'url_encoding' }] },
   { name: 'caption opening with a quote', rows: [{ url: ['http://h.test/a.jpg'], caption: ['"quoted" start'] }], expect: [{ url: 'http://h.test/a.jpg', caption: '"quoted" start' }] },
+  { name: 'spaces and controls around a URL (the URL standard strips them)', rows: [{ url: ['  http://h.test/sp.jpg \u0001 '], caption: ['c'] }], expect: [{ url: 'http://h.test/sp.jpg', caption: 'c' }] },
   { name: 'empty URL', rows: [{ url: [''], caption: ['c'] }], notTxt: true, expect: [{ url: '', caption: 'c', bad: 'url_missing' }] },
 ];
 /** Every case ends with this row, which must come through whatever came before it. */
