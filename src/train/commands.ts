@@ -10,7 +10,8 @@ import { listUnits } from '../shards/dataset.js';
 import { putFile } from '../shards/output.js';
 import { openStore, type Store } from '../shards/store.js';
 import { BACKENDS, startBackend } from './backend.js';
-import { checkpointAt, latestCheckpoint, restoreParams } from './checkpoint.js';
+import { checkpointAt, checkTensors, latestCheckpoint, paramTensors, restoreParams, type Checkpoint, type InvalidCheckpointError } from './checkpoint.js';
+import { everyDamaged } from './checkpoint-format.js';
 import { exportBackbone } from './export.js';
 import { readMetrics } from './metrics.js';
 import { ParamSet } from './params.js';
@@ -63,7 +64,7 @@ export function trainCommand(): Command {
   ).action(async (opts) => {
     let progress: TrainProgress | undefined;
     const stop = (signal: NodeJS.Signals) => {
-      const line = `wildstream train: ${signal}: finishing the step and writing a checkpoint`;
+      const line = `wildstream train: ${signal}: finishing the step and writing a checkpoint (a second signal exits at once)`;
       if (progress) progress.note(line);
       else process.stderr.write(`${line}\n`);
     };
@@ -132,11 +133,8 @@ export function exportCommand(): Command {
       .option('--init', "export the run's initial weights instead (a random-init baseline for evaluation)"),
   ).action(async (url: string, opts) => {
     const store = await openStore(url, storeOptions(opts));
-    const ckpt = opts.step === undefined
-      ? await latestCheckpoint(store, (err) => process.stderr.write(`warning: ${err.message}\n`))
-      : await checkpointAt(store, opts.step);
-    if (!ckpt) throw new ConfigError(`no checkpoint in ${store.url}`);
     await startBackend('cpu');
+    const ckpt = await exportedCheckpoint(store, opts.step);
     const { config } = ckpt.header;
     const ps = new ParamSet(config.seed);
     const spec = regnetSpec(config.model);
@@ -147,6 +145,30 @@ export function exportCommand(): Command {
     ps.dispose();
     process.stdout.write(`${JSON.stringify({ event: 'export', out: opts.out, ...meta })}\n`);
   });
+}
+
+/**
+ * The checkpoint export reads: `step`'s, or the newest one that verifies and holds a whole backbone. No
+ * checkpoint at all is a usage error; every one damaged is an InvalidCheckpointError naming each damage.
+ */
+async function exportedCheckpoint(store: Store, step: number | undefined): Promise<Checkpoint> {
+  if (step !== undefined) return checkpointAt(store, step);
+  const damaged: InvalidCheckpointError[] = [];
+  const ckpt = await latestCheckpoint(store, (err) => {
+    damaged.push(err);
+    process.stderr.write(`warning: ${err.message}\n`);
+  }, (c) => {
+    const ps = new ParamSet(c.header.config.seed);
+    try {
+      buildRegnet(ps, regnetSpec(c.header.config.model));
+      checkTensors(c, paramTensors(ps));
+    } finally {
+      ps.dispose();
+    }
+  });
+  if (ckpt) return ckpt;
+  if (damaged.length > 0) throw everyDamaged(store, damaged, 'Nothing to export: restore a good copy of one');
+  throw new ConfigError(`no checkpoint in ${store.url}`);
 }
 
 export function plotCommand(): Command {

@@ -1,13 +1,19 @@
 /**
- * SIGINT/SIGTERM for a long-running command. The first signal aborts `signal`: the command finishes its
- * step, saves its state and returns, then exits 128 + the signal's number. A second signal exits at once
- * (state on the stores is whole: every put is atomic, so the last checkpoint is intact). Once the command
- * has returned, nothing may keep the process alive: a read abandoned on a stalled connection still holds
- * its socket, so `finish` makes sure the process ends shortly after.
+ * SIGINT/SIGTERM/SIGHUP for a long-running command. The first signal aborts `signal`: the command finishes
+ * its step, saves its state and returns, then exits 128 + the signal's number. A second signal exits at once,
+ * and so does the process when saving has not ended within STOP_DEADLINE_MS (a stalled store would otherwise
+ * hold it for the retry policy's minutes, past an orchestrator's grace period). Either way the stores hold
+ * whole objects only: every put is atomic, so the last checkpoint is intact. Once the command has returned,
+ * nothing may keep the process alive: a read abandoned on a stalled connection still holds its socket, so
+ * `finish` makes sure the process ends shortly after.
  */
+import { constants } from 'node:os';
 
 /** Grace for the process to end by itself after a stopped command returned, in ms. */
 const EXIT_GRACE_MS = 1000;
+/** Longest time from the first signal to exit: under Kubernetes' default 30 s termination grace. */
+export const STOP_DEADLINE_MS = 20_000;
+const SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
 
 export class StopSignals {
   private readonly controller = new AbortController();
@@ -16,7 +22,7 @@ export class StopSignals {
 
   /** `onFirst` says what the command does about the first signal (printed to stderr). */
   constructor(private readonly command: string, private readonly onFirst: (signal: NodeJS.Signals) => void) {
-    process.on('SIGINT', this.handler).on('SIGTERM', this.handler);
+    for (const s of SIGNALS) process.on(s, this.handler);
   }
 
   get signal(): AbortSignal {
@@ -30,12 +36,12 @@ export class StopSignals {
 
   /** The exit code for a stop: 128 + the signal's number, as shells report it. */
   get exitCode(): number {
-    return 128 + (this.received === 'SIGINT' ? 2 : 15);
+    return 128 + (constants.signals[this.received ?? 'SIGTERM'] ?? 15);
   }
 
   /** Removes the handlers; after a stop, ends the process if something still holds it open. */
   finish(): void {
-    process.off('SIGINT', this.handler).off('SIGTERM', this.handler);
+    for (const s of SIGNALS) process.off(s, this.handler);
     if (this.received) setTimeout(() => process.exit(this.exitCode), EXIT_GRACE_MS).unref();
   }
 
@@ -47,5 +53,9 @@ export class StopSignals {
     this.received = signal;
     this.onFirst(signal);
     this.controller.abort();
+    setTimeout(() => {
+      process.stderr.write(`wildstream ${this.command}: not stopped within ${STOP_DEADLINE_MS / 1000} s of ${signal} (a stalled store?): exiting now; the last checkpoint written is intact\n`);
+      process.exit(this.exitCode);
+    }, STOP_DEADLINE_MS).unref();
   }
 }
