@@ -15,6 +15,9 @@ import { makeDirs } from './make-dirs.js';
 /** Temp files carry this marker; `list` skips them and a later `put` of the same key overwrites. */
 const TEMP_MARK = '.ws-tmp-';
 
+/** The most one `read` call is asked for (1 GiB, below the int32 limit of Node's fs bindings). */
+const READ_PIECE = 2 ** 30;
+
 export class LocalStore implements Store {
   readonly url: string;
   readonly root: string;
@@ -68,10 +71,14 @@ export class LocalStore implements Store {
     const handle = await wrap(key, () => open(this.path(key), 'r'));
     try {
       const length = end - start + 1;
+      // Checked before allocating: a range from a damaged length field may ask for gigabytes.
+      const { size } = await handle.stat();
+      if (end >= size) throw new NotFoundError(`range ${start}-${end} is beyond the end of ${key} (${size} bytes)`);
       const buffer = options.shared ? Buffer.from(new SharedArrayBuffer(length)) : Buffer.allocUnsafe(length);
       let filled = 0;
       while (filled < length) {
-        const { bytesRead } = await handle.read(buffer, filled, length - filled, start + filled);
+        // Node's FileHandle.read aborts the process (a native assertion) on a length above 2^31 - 1.
+        const { bytesRead } = await handle.read(buffer, filled, Math.min(length - filled, READ_PIECE), start + filled);
         if (bytesRead === 0) break;
         filled += bytesRead;
       }

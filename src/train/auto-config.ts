@@ -23,7 +23,7 @@
  * values of its checkpoint instead (`fromCheckpoint`), so more committed units never change a run midway.
  */
 import type { Store } from '../shards/store.js';
-import { listCheckpoints, type CheckpointHeader } from './checkpoint.js';
+import { InvalidCheckpointError, listCheckpoints, readCheckpointHeader } from './checkpoint.js';
 
 export interface RunShape {
   /** Records committed before the first step; null when unknown (following a dataset still empty). */
@@ -143,18 +143,17 @@ export type SavedSettings = Required<SwavSettings>;
 
 /**
  * The settings of the newest checkpoint in `out` whose header reads, or null when there is none. Only the
- * header is read (a checkpoint starts with 8 magic bytes, the header's length and its JSON); the resume
- * itself verifies the whole file and says what is wrong with a damaged one.
+ * header is read and validated (readCheckpointHeader); the resume itself verifies the whole file and says
+ * what is wrong with a damaged one.
  */
 export async function checkpointSettings(out: Store): Promise<SavedSettings | null> {
   for (const { key } of await listCheckpoints(out)) {
     try {
-      const length = Buffer.from(await out.getRange(key, 0, 11)).readUInt32LE(8);
-      const { config } = JSON.parse(Buffer.from(await out.getRange(key, 12, 11 + length)).toString('utf8')) as CheckpointHeader;
-      const { swav, schedule } = config;
+      const { swav, schedule } = (await readCheckpointHeader(out, key)).config;
       return { prototypes: swav.prototypes, epsilon: swav.epsilon, freezePrototypes: swav.freezePrototypesSteps, lr: schedule.baseLr, finalLr: schedule.finalLr };
-    } catch {
-      continue; // damaged: the resume names it and falls back to an older checkpoint, as this does
+    } catch (err) {
+      if (!(err instanceof InvalidCheckpointError)) throw err;
+      // damaged: the resume names it and falls back to an older checkpoint, as this does
     }
   }
   return null;

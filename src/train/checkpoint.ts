@@ -18,18 +18,12 @@ import type { Store } from '../shards/store.js';
 import type { TrainConfig } from './config.js';
 import type { SwavModel } from './model.js';
 import type { ParamSet } from './params.js';
+import {
+  checkLayout, Damage, damaged, FORMAT_VERSION, headerLength, InvalidCheckpointError, MAGIC, parseHeader, PREAMBLE, TRAILER,
+  type CheckpointHeader, type TensorEntry,
+} from './checkpoint-format.js';
 
-export class InvalidCheckpointError extends WildstreamError {
-  override readonly code = 'WS_ERR_INVALID_CHECKPOINT';
-  /** The checkpoint at fault and what is wrong with it, when it is one checkpoint. */
-  readonly key: string | undefined;
-  readonly damage: string | undefined;
-  constructor(message: string, options?: { key?: string; damage?: string }) {
-    super(message);
-    this.key = options?.key;
-    this.damage = options?.damage;
-  }
-}
+export { InvalidCheckpointError, NewerCheckpointError, readCheckpointHeader, type CheckpointHeader, type TensorEntry } from './checkpoint-format.js';
 
 /** The model's state holds NaN or an infinity: it must not become a checkpoint. */
 export class NonFiniteStateError extends WildstreamError {
@@ -39,26 +33,7 @@ export class NonFiniteStateError extends WildstreamError {
   }
 }
 
-const MAGIC = Buffer.from('WSCKPT01');
 const PREFIX = 'checkpoints/';
-
-export interface TensorEntry {
-  name: string;
-  group: 'param' | 'slot' | 'queue';
-  shape: number[];
-  /** Byte offset within the payload. */
-  offset: number;
-}
-
-export interface CheckpointHeader {
-  version: 1;
-  step: number;
-  config: TrainConfig;
-  cursor: StreamCursor;
-  queueFilled: number;
-  createdAt: string;
-  tensors: TensorEntry[];
-}
 
 export interface Checkpoint {
   key: string;
@@ -133,7 +108,7 @@ export async function saveCheckpoint(store: Store, model: SwavModel, step: numbe
     return e;
   });
   const header: CheckpointHeader = {
-    version: 1, step, config: model.config, cursor, queueFilled: model.queueFilled, createdAt: new Date().toISOString(), tensors,
+    version: FORMAT_VERSION, step, config: model.config, cursor, queueFilled: model.queueFilled, createdAt: new Date().toISOString(), tensors,
   };
   const json = Buffer.from(JSON.stringify(header));
   const length = Buffer.alloc(4);
@@ -153,31 +128,32 @@ export async function saveCheckpoint(store: Store, model: SwavModel, step: numbe
   return key;
 }
 
-/** Reads and verifies one checkpoint; damage of any kind is an InvalidCheckpointError. */
+/**
+ * Reads and verifies one checkpoint; damage of any kind is an InvalidCheckpointError naming it (a
+ * NewerCheckpointError for a later format). The format is checked before the checksum, so a later format
+ * with another trailer is never mistaken for damage.
+ */
 export async function loadCheckpoint(store: Store, key: string): Promise<Checkpoint> {
   const bytes = await readAll(store, key);
-  const bad = (why: string) => new InvalidCheckpointError(`checkpoint ${key} in ${store.url} is unusable: ${why}`, { key, damage: why });
-  if (bytes.length < 44 || !bytes.subarray(0, 8).equals(MAGIC)) throw bad('not a wildstream checkpoint');
-  const headerEnd = 12 + bytes.readUInt32LE(8);
-  const digest = createHash('sha256').update(bytes.subarray(12, bytes.length - 32)).digest();
-  if (headerEnd > bytes.length - 32 || !digest.equals(bytes.subarray(bytes.length - 32))) throw bad('checksum mismatch (truncated or damaged)');
-  let header: CheckpointHeader;
   try {
-    header = JSON.parse(bytes.subarray(12, headerEnd).toString('utf8')) as CheckpointHeader;
-  } catch {
-    throw bad('unreadable header');
+    const headerEnd = PREAMBLE + headerLength(bytes.subarray(0, PREAMBLE), bytes.length);
+    const header = parseHeader(bytes.subarray(PREAMBLE, headerEnd));
+    const digest = createHash('sha256').update(bytes.subarray(PREAMBLE, bytes.length - TRAILER)).digest();
+    if (!digest.equals(bytes.subarray(bytes.length - TRAILER))) throw new Damage('checksum mismatch (truncated or damaged)');
+    const payload = bytes.subarray(headerEnd, bytes.length - TRAILER);
+    checkLayout(header, payload.length);
+    const values = new Map<string, Float32Array>();
+    const shapes = new Map(header.tensors.map((t) => [`${t.group}:${t.name}`, t.shape]));
+    for (const t of header.tensors) {
+      const end = t.offset + t.shape.reduce((a, b) => a * b, 1) * 4;
+      const value = new Float32Array(payload.buffer.slice(payload.byteOffset + t.offset, payload.byteOffset + end));
+      if (!value.every((v) => Math.abs(v) < STATE_LIMIT)) throw new Damage(`tensor ${t.group}:${t.name} holds NaN, infinity or values beyond 2^64 (saved by a diverged run)`);
+      values.set(`${t.group}:${t.name}`, value);
+    }
+    return { key, header, values, shapes };
+  } catch (err) {
+    throw err instanceof Damage ? damaged(store, key, err) : err;
   }
-  const payload = bytes.subarray(headerEnd, bytes.length - 32);
-  const values = new Map<string, Float32Array>();
-  const shapes = new Map(header.tensors.map((t) => [`${t.group}:${t.name}`, t.shape]));
-  for (const t of header.tensors) {
-    const size = t.shape.reduce((a, b) => a * b, 1);
-    if (t.offset + size * 4 > payload.length) throw bad(`tensor ${t.name} lies outside the payload`);
-    const value = new Float32Array(payload.buffer.slice(payload.byteOffset + t.offset, payload.byteOffset + t.offset + size * 4));
-    if (!value.every((v) => Math.abs(v) < STATE_LIMIT)) throw bad(`tensor ${t.group}:${t.name} holds NaN, infinity or values beyond 2^64 (saved by a diverged run)`);
-    values.set(`${t.group}:${t.name}`, value);
-  }
-  return { key, header, values, shapes };
 }
 
 async function readAll(store: Store, key: string): Promise<Buffer> {
@@ -186,11 +162,17 @@ async function readAll(store: Store, key: string): Promise<Buffer> {
   return Buffer.concat(chunks);
 }
 
-/** The newest checkpoint that verifies, skipping (and reporting) damaged newer ones; null when none. */
-export async function latestCheckpoint(store: Store, onSkip: (err: InvalidCheckpointError) => void): Promise<Checkpoint | null> {
+/**
+ * The newest checkpoint that verifies, skipping (and reporting) damaged newer ones; null when none. `fits`
+ * may check a loaded one further (that it holds the tensors a model needs): its InvalidCheckpointError is
+ * damage like any other, any other error ends the search.
+ */
+export async function latestCheckpoint(store: Store, onSkip: (err: InvalidCheckpointError) => void, fits?: (ckpt: Checkpoint) => void): Promise<Checkpoint | null> {
   for (const { key } of await listCheckpoints(store)) {
     try {
-      return await loadCheckpoint(store, key);
+      const ckpt = await loadCheckpoint(store, key);
+      fits?.(ckpt);
+      return ckpt;
     } catch (err) {
       if (!(err instanceof InvalidCheckpointError)) throw err;
       onSkip(err);
@@ -208,26 +190,44 @@ export async function checkpointAt(store: Store, step: number): Promise<Checkpoi
   throw new ConfigError(`no checkpoint of step ${step} in ${store.url}; ` + (steps.length ? `it has step${steps.length > 1 ? 's' : ''} ${steps.join(', ')}` : 'it has none'));
 }
 
-/** Reads a tensor of a checkpoint, checking it exists with the shape the model expects. */
-function take(ckpt: Checkpoint, id: string, shape: number[]): tf.Tensor {
-  const values = ckpt.values.get(id);
-  if (!values || JSON.stringify(ckpt.shapes.get(id)) !== JSON.stringify(shape)) {
-    throw new InvalidCheckpointError(`checkpoint ${ckpt.key} has no tensor ${id} of shape [${shape}] for this model`);
-  }
-  return tf.tensor(values, shape);
+/** The tensors (id and shape) a model reads from a checkpoint: its parameters, the slots it holds, the queue. */
+export function modelTensors(model: SwavModel, ckpt: Checkpoint): Array<[string, number[]]> {
+  const slots = ckpt.header.tensors.filter((e) => e.group === 'slot').map((t) => {
+    const w = model.ps.vars.get(t.name);
+    if (!w) throw tensorDamage(ckpt, `a momentum slot for unknown variable ${t.name}`);
+    return [`slot:${t.name}`, w.shape] as [string, number[]];
+  });
+  return [...paramTensors(model.ps), ...slots, ...model.queue.map((q, i) => [`queue:${i}`, q.shape] as [string, number[]])];
 }
+
+export const paramTensors = (ps: ParamSet): Array<[string, number[]]> => [...ps.vars].map(([name, v]) => [`param:${name}`, v.shape]);
+
+/** Throws damage naming the first tensor a checkpoint lacks, or holds with another shape than `wanted`. */
+export function checkTensors(ckpt: Checkpoint, wanted: Array<[string, number[]]>): void {
+  for (const [id, shape] of wanted) {
+    const has = ckpt.shapes.get(id);
+    if (!has || !ckpt.values.has(id)) throw tensorDamage(ckpt, `tensor ${id} of shape [${shape}] is missing`);
+    if (JSON.stringify(has) !== JSON.stringify(shape)) throw tensorDamage(ckpt, `tensor ${id} has shape [${has}] where the model has [${shape}]`);
+  }
+}
+
+const tensorDamage = (ckpt: Checkpoint, why: string) =>
+  new InvalidCheckpointError(`checkpoint ${ckpt.key} is unusable: ${why}`, { key: ckpt.key, damage: why });
+
+const take = (ckpt: Checkpoint, id: string, shape: number[]): tf.Tensor => tf.tensor(ckpt.values.get(id)!, shape);
 
 /** Copies the checkpoint's values into every variable of `ps` (a whole model, or just a backbone). */
 export function restoreParams(ps: ParamSet, ckpt: Checkpoint): void {
+  checkTensors(ckpt, paramTensors(ps));
   for (const [name, v] of ps.vars) assignFrom(v, take(ckpt, `param:${name}`, v.shape));
 }
 
-/** Copies a checkpoint's tensors into a model built from the same config; a missing or misshapen one throws. */
+/** Copies a checkpoint's tensors into a model built from the same config; checks them all before changing any. */
 export function restoreModel(model: SwavModel, ckpt: Checkpoint): void {
+  checkTensors(ckpt, modelTensors(model, ckpt));
   restoreParams(model.ps, ckpt);
   for (const t of ckpt.header.tensors.filter((e) => e.group === 'slot')) {
-    const w = model.ps.vars.get(t.name);
-    if (!w) throw new InvalidCheckpointError(`checkpoint ${ckpt.key} has a momentum slot for unknown variable ${t.name}`);
+    const w = model.ps.vars.get(t.name)!;
     const value = take(ckpt, `slot:${t.name}`, w.shape);
     model.lars.slots.get(t.name)?.dispose();
     model.lars.slots.set(t.name, tf.variable(value, false, `${w.name}.momentum`));

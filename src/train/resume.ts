@@ -14,7 +14,8 @@ import type { StreamCursor } from '../augment/stream.js';
 import { START } from '../augment/stream.js';
 import { listUnits } from '../shards/dataset.js';
 import type { Store } from '../shards/store.js';
-import { InvalidCheckpointError, latestCheckpoint, listCheckpoints, restoreModel } from './checkpoint.js';
+import { checkTensors, InvalidCheckpointError, latestCheckpoint, listCheckpoints, modelTensors, NewerCheckpointError, restoreModel } from './checkpoint.js';
+import { everyDamaged } from './checkpoint-format.js';
 import { checkCompatible, defaultTrainConfig, type TrainConfig } from './config.js';
 import { archiveMetrics, dropMetricsAfter } from './metrics.js';
 import type { SwavModel } from './model.js';
@@ -37,17 +38,25 @@ export interface ResumePoint {
 /** Restores the newest usable checkpoint into `model` (or prepares a fresh start) and drops what lies beyond it. */
 export async function resumeState(o: ResumeOptions, model: SwavModel): Promise<ResumePoint> {
   const damaged: InvalidCheckpointError[] = [];
+  const fits = (c: Parameters<typeof restoreModel>[1]) => {
+    checkCompatible(c.header.config, o.config, `checkpoint ${c.key}`); // another run's settings: a ConfigError, not damage
+    checkTensors(c, modelTensors(model, c));
+  };
   const ckpt = o.resume ? await latestCheckpoint(o.out, (err) => {
     damaged.push(err);
     o.log(`warning: ${err.message}; trying the previous checkpoint`);
-  }) : null;
+  }, fits) : null;
+  const newer = damaged.filter((e) => e instanceof NewerCheckpointError);
+  if (newer.length > 0) {
+    // Resuming from an older one would delete the newer-format checkpoints (or overwrite them on reaching their step).
+    throw new NewerCheckpointError(`${newer.map((e) => e.message).join('; ')}. Nothing was changed: resume with that wildstream, ` +
+      'or rerun with --no-resume to start over (this deletes every checkpoint there; the metrics are archived)', { key: newer[0]!.key, damage: newer[0]!.damage });
+  }
   if (o.resume && !ckpt && damaged.length > 0) {
-    throw new InvalidCheckpointError(`every checkpoint in ${o.out.url} is damaged: ${damaged.map(describe).join('; ')}. ` +
-      'Nothing was changed: restore a good copy, or rerun with --no-resume to start over (this deletes them; the metrics are archived)');
+    throw everyDamaged(o.out, damaged, 'Nothing was changed: restore a good copy, or rerun with --no-resume to start over (this deletes them; the metrics are archived)');
   }
   const step = ckpt?.header.step ?? 0;
   if (ckpt) {
-    checkCompatible(ckpt.header.config, o.config, `checkpoint ${ckpt.key}`);
     restoreModel(model, ckpt);
     if (damaged.length > 0) o.log(`resuming from ${ckpt.key}, the newest checkpoint that verifies; removing the damaged ${damaged.map((e) => e.key).join(', ')}`);
     const change = scheduleChange(ckpt.header.config, o.config, step);
@@ -65,8 +74,6 @@ export async function resumeState(o: ResumeOptions, model: SwavModel): Promise<R
   }
   return { step, cursor: ckpt?.header.cursor ?? START, resumedFrom: ckpt?.key ?? null };
 }
-
-const describe = (e: InvalidCheckpointError) => (e.key ? `${e.key} (${e.damage})` : e.message);
 
 const fmt = (x: number) => Number(x.toPrecision(3)).toString();
 

@@ -1,18 +1,22 @@
 import { createHash } from 'node:crypto';
-import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { cp, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openStore, type Store } from '../../src/shards/store.js';
 import { startBackend } from '../../src/train/backend.js';
-import { checkpointAt, InvalidCheckpointError, listCheckpoints, loadCheckpoint } from '../../src/train/checkpoint.js';
+import { NotFoundError } from '../../src/errors.js';
+import { checkpointSettings } from '../../src/train/auto-config.js';
+import { checkpointAt, InvalidCheckpointError, listCheckpoints, loadCheckpoint, NewerCheckpointError } from '../../src/train/checkpoint.js';
 import { defaultTrainConfig, type TrainConfig } from '../../src/train/config.js';
 import { readMetrics } from '../../src/train/metrics.js';
 import { learningRate } from '../../src/train/optim.js';
-import { scheduleChange } from '../../src/train/resume.js';
+import { resumeState, scheduleChange } from '../../src/train/resume.js';
+import { SwavModel } from '../../src/train/model.js';
 import { DEFAULT_SWAV } from '../../src/train/swav.js';
 import { train, TrainingDivergedError } from '../../src/train/trainer.js';
 import { writePhotoDataset } from '../helpers/dataset.js';
+import { forgeCheckpoint, type Parts } from '../helpers/forge-checkpoint.js';
 
 let dir: string;
 let data: Store;
@@ -152,6 +156,97 @@ describe('damaged checkpoints', () => {
     await expect(checkpointAt(out, 7)).rejects.toThrow(/no checkpoint of step 7 in file:\/\/\S+; it has steps 2, 4$/);
     await expect(checkpointAt(await openStore(join(dir, 'none')), 7)).rejects.toThrow(/it has none/);
   });
+});
+
+describe('forged checkpoints: every damage is named, and an older good checkpoint is used', () => {
+  const ck = (root: string, step: number) => join(root, 'checkpoints', `step-${String(step).padStart(9, '0')}.ckpt`);
+  let source: string;
+  beforeAll(async () => {
+    source = join(dir, 'forge-source');
+    await run(await openStore(source), tiny({ steps: 4 })); // checkpoints at steps 2 and 4
+  }, 60_000);
+
+  /** A copy of the source run, and resumeState on it (what `train` does before its first step). */
+  async function copy(name: string): Promise<{ root: string; out: Store }> {
+    const root = join(dir, name);
+    await cp(source, root, { recursive: true });
+    return { root, out: await openStore(root) };
+  }
+  async function resume(out: Store, log: string[]) {
+    const model = new SwavModel(tiny({ steps: 4 }));
+    try {
+      return await resumeState({ out, config: tiny({ steps: 4 }), resume: true, log: (l) => log.push(l) }, model);
+    } finally {
+      model.dispose();
+    }
+  }
+  const first = (h: any) => h.tensors[0] as { name: string; shape: number[]; offset: number };
+
+  const cases: Array<[string, (p: Parts) => Partial<Parts> & { json?: string }, RegExp]> = [
+    ['a header of null', () => ({ json: 'null' }), /header of another shape \(the header: .*expected object/],
+    ['a header without tensors', ({ header }) => ({ header: { ...header, tensors: undefined } }), /header of another shape \(tensors: /],
+    ['config: null', ({ header }) => ({ header: { ...header, config: null } }), /header of another shape \(config: /],
+    ['a config of invalid values', ({ header }) => ({ header: { ...header, config: { ...header.config, model: 'no-such-net' } } }), /header holds an invalid config/],
+    ['a tensor missing', ({ header, payload }) => {
+      const gone = first(header).shape.reduce((a: number, b: number) => a * b, 1) * 4;
+      const tensors = header.tensors.slice(1).map((t: any) => ({ ...t, offset: t.offset - gone }));
+      return { header: { ...header, tensors }, payload: payload.subarray(gone) };
+    }, /tensor param:\S+ of shape \[[\d,]+\] is missing/],
+    ['a tensor of another shape', ({ header }) => {
+      header.tensors[0] = { ...first(header), shape: [1, ...first(header).shape] };
+      return { header };
+    }, /tensor param:\S+ has shape \[1,[\d,]+\] where the model has \[/],
+    ['a negative tensor offset', ({ header }) => {
+      header.tensors[1].offset = -8;
+      return { header };
+    }, /tensor table damaged: \S+ starts at byte -8 of the payload/],
+  ];
+  for (const [what, edit, damage] of cases) {
+    it(`${what}: named, and the resume falls back to step 2`, async () => {
+      const { root, out } = await copy(`forge-${what.replace(/\W+/g, '-')}`);
+      await forgeCheckpoint(ck(root, 4), edit);
+      const err = (await loadCheckpoint(out, 'checkpoints/step-000000004.ckpt').then(() => null, (e: unknown) => e)) as Error | null;
+      if (err) expect(err.message).not.toMatch(/NaN/); // layout damage is not a diverged run
+      expect(await checkpointSettings(out)).toMatchObject({ prototypes: 8 });
+      const log: string[] = [];
+      expect(await resume(out, log)).toMatchObject({ step: 2, resumedFrom: 'checkpoints/step-000000002.ckpt' });
+      expect(log.join('\n')).toMatch(new RegExp(`checkpoints/step-000000004\\.ckpt (in \\S+ )?is unusable: ${damage.source}`));
+    }, 30_000);
+  }
+
+  it('another file renamed to a checkpoint, or a length field of 4 GiB: named, no read of the length, fallback', async () => {
+    const { root, out } = await copy('forge-shard');
+    const shards = (await readdir(join(dir, 'data'), { recursive: true })).filter((f) => f.endsWith('.arrow'));
+    await cp(join(dir, 'data', shards[0]!), ck(root, 6));
+    const bytes = await readFile(ck(root, 4));
+    bytes.writeUInt32LE(0xfffffff0, 8);
+    await writeFile(ck(root, 4), bytes);
+    expect(await checkpointSettings(out)).toMatchObject({ prototypes: 8 });
+    const log: string[] = [];
+    expect(await resume(out, log)).toMatchObject({ step: 2 });
+    expect(log.join('\n')).toMatch(/step-000000006\.ckpt in \S+ is unusable: not a wildstream checkpoint/);
+    expect(log.join('\n')).toMatch(/step-000000004\.ckpt in \S+ is unusable: header length 4294967280 does not fit in the \d+ bytes there are/);
+    // the store itself refuses a range past the object's end before allocating or reading it
+    await expect(out.getRange('checkpoints/step-000000002.ckpt', 12, 12 + 0xfffffff0)).rejects.toThrow(NotFoundError);
+  }, 30_000);
+
+  for (const [what, edit] of [
+    ['header version 2', ({ header }: Parts) => ({ header: { ...header, version: 2 } })],
+    ['magic WSCKPT02', () => ({ magic: Buffer.from('WSCKPT02') })],
+  ] as const) {
+    it(`a checkpoint of a newer format (${what}) is refused, not deleted, not overwritten`, async () => {
+      const { root, out } = await copy(`forge-newer-${what.replace(/\W+/g, '-')}`);
+      await forgeCheckpoint(ck(root, 4), edit);
+      const before = await readFile(ck(root, 4));
+      const err = (await resume(out, []).catch((e: unknown) => e)) as Error;
+      expect(err).toBeInstanceOf(NewerCheckpointError);
+      expect(err.message).toMatch(/checkpoints\/step-000000004\.ckpt in \S+ is unusable: written by a newer wildstream \(format 2, this reads 1\)\. Nothing was changed: .*--no-resume/);
+      const again = (await run(out, tiny({ steps: 6 })).catch((e: unknown) => e)) as Error; // a plain rerun
+      expect(again).toBeInstanceOf(NewerCheckpointError);
+      expect(await readFile(ck(root, 4))).toEqual(before);
+      expect((await listCheckpoints(out)).map((c) => c.step)).toEqual([4, 2]);
+    }, 30_000);
+  }
 });
 
 describe('a run says what happens', () => {

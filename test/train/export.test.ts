@@ -1,4 +1,4 @@
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
@@ -17,6 +17,7 @@ import { train } from '../../src/train/trainer.js';
 import { getBytes } from '../../src/shards/store.js';
 import { runCli } from '../helpers/cli.js';
 import { writePhotoDataset } from '../helpers/dataset.js';
+import { forgeCheckpoint } from '../helpers/forge-checkpoint.js';
 import { startS3, type S3Fixture } from '../helpers/s3-server.js';
 
 let dir: string;
@@ -129,6 +130,24 @@ describe('export, embed, eval knn, plot', () => {
     const r = await runCli(['export', path('ck'), '--out', path('x'), '--step', '7']);
     expect(r.code, r.stderr).toBe(2);
     expect(r.stderr).toMatch(/no checkpoint of step 7 in file:\/\/\S+; it has step 3\n$/);
+  }, 60_000);
+
+  it('export skips a forged checkpoint, naming its damage; every one damaged exits 1 naming each', async () => {
+    const ck = (step: number) => path('forged', 'checkpoints', `step-00000000${step}.ckpt`);
+    await cp(path('ck'), path('forged'), { recursive: true });
+    await cp(ck(3), ck(5));
+    await forgeCheckpoint(ck(5), ({ header }) => ({ header: { ...header, tensors: header.tensors.map((t: any, i: number) => (i === 0 ? { ...t, shape: [1, ...t.shape] } : t)) } }));
+    const skipped = await runCli(['export', path('forged'), '--out', path('forged-model')]);
+    expect(skipped.code, skipped.stderr).toBe(0);
+    expect(skipped.stderr).toMatch(/warning: checkpoint checkpoints\/step-000000005\.ckpt is unusable: tensor param:\S+ has shape \[1,[\d,]+\] where the model has/);
+    expect(JSON.parse(skipped.stdout)).toMatchObject({ event: 'export', step: 3 });
+
+    const shard = (await readdir(path('data'), { recursive: true })).find((f) => f.endsWith('.arrow'))!;
+    await cp(path('data', shard), ck(5));
+    await forgeCheckpoint(ck(3), ({ header }) => ({ header: { ...header, config: null } }));
+    const none = await runCli(['export', path('forged'), '--out', path('forged-model')]);
+    expect(none.code, none.stderr).toBe(1);
+    expect(none.stderr).toMatch(/every checkpoint in file:\/\/\S+ is damaged: checkpoints\/step-000000005\.ckpt \(not a wildstream checkpoint\); checkpoints\/step-000000003\.ckpt \(header of another shape \(config: [^)]*\)\)\. Nothing to export/);
   }, 60_000);
 
   it('fails clearly on a store without checkpoints or a folder without a model', async () => {
