@@ -15,6 +15,7 @@ import { openStore } from '../shards/store.js';
 import { crawl } from './crawler.js';
 import { HostGate } from '../ingest/host-gate.js';
 import { RobotsCache, ROBOTS_MAX_BYTES } from './robots.js';
+import { crawlFoundNothing } from './outcome.js';
 import { makeDirs } from '../shards/make-dirs.js';
 
 export function crawlCommand(): Command {
@@ -44,9 +45,10 @@ export function crawlCommand(): Command {
       { store, fetcher, robots: new RobotsCache(robotsFetcher, 'wildstream'), gate },
       { seeds, maxPages: opts.maxPages, maxDepth: opts.maxDepth, hosts: opts.hosts?.split(',').map((h: string) => h.trim()).filter(Boolean), limits: { maxLinks: opts.maxLinks, maxImages: opts.maxLinks }, pagesPerUnit: opts.pagesPerUnit },
     ).finally(() => Promise.all([fetcher.close(), robotsFetcher.close()]));
-    process.stdout.write(`${JSON.stringify({ event: 'crawl_done', pages: result.pages, images: result.images.length, skipped: result.skipped, resumed: result.resumed })}\n`);
+    process.stdout.write(`${JSON.stringify({ event: 'crawl_done', pages: result.pages, fetched: result.fetched, images: result.images.length, skipped: result.skipped, resumed: result.resumed })}\n`);
     const list = await writeImageList(opts.out, result.images);
-    await ingestFromOptions([list], { ...opts, connectionsPerOrigin: opts.connectionsPerHost }, { fetch: { ...fetchOptions, maxBytes: opts.maxBytes } });
+    await ingestFromOptions([list], { ...opts, connectionsPerOrigin: opts.connectionsPerHost }, { fetch: { ...fetchOptions, maxBytes: opts.maxBytes } },
+      { command: 'crawl', emptyList: crawlFoundNothing(result) });
   });
 }
 

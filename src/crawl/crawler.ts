@@ -30,7 +30,10 @@ export interface CrawlOptions {
 }
 
 export interface CrawlResult {
+  /** Pages visited (fetched or refused), over all committed units and this run. */
   pages: number;
+  /** Of those, pages fetched and read as HTML. */
+  fetched: number;
   images: FoundImage[];
   /** Pages and images skipped or failed, by reason, over all committed units and this run. Image reasons
    * start with `image_` (html.ts and candidates.ts name them). */
@@ -54,7 +57,8 @@ export async function crawl(deps: Deps, options: CrawlOptions): Promise<CrawlRes
   const resumed = state.units > 0;
   const run = new CrawlRun(deps, o, hosts, state);
   if (!state.done) await run.go(state.frontier ?? seeds.map((url) => ({ url, depth: 0 })));
-  return { pages: state.visited.size, images: [...state.images.values()], skipped: run.skipped, resumed };
+  const fetched = [...state.visited.values()].filter((status) => status === 'ok').length;
+  return { pages: state.visited.size, fetched, images: [...state.images.values()], skipped: run.skipped, resumed };
 }
 
 class CrawlRun {
@@ -127,7 +131,8 @@ class CrawlRun {
   }
 
   private async fetchPage(entry: FrontierEntry): Promise<string> {
-    if (!(await this.allowed(entry.url))) return 'robots_disallowed';
+    const refused = await this.refusal(entry.url);
+    if (refused) return refused;
     const got = await this.d.fetcher.fetch(entry.url, 'text/html,application/xhtml+xml');
     if (!got.ok) {
       if (got.reason === 'redirect' && got.location) this.enqueue({ url: normaliseUrl(got.location, entry.url) ?? got.location, depth: entry.depth });
@@ -144,8 +149,9 @@ class CrawlRun {
         this.count('image_found_before');
         continue;
       }
-      if (!(await this.allowed(image.url))) {
-        this.count('image_robots_disallowed');
+      const refused = await this.refusal(image.url);
+      if (refused) {
+        this.count(`image_${refused}`);
         continue;
       }
       const found = { ...image, source_page: entry.url };
@@ -155,12 +161,12 @@ class CrawlRun {
     return 'ok';
   }
 
-  /** robots.txt says yes; its Crawl-delay (if any) becomes the host's spacing. */
-  private async allowed(url: string): Promise<boolean> {
-    const ok = await this.d.robots.allowed(url);
+  /** null when robots.txt says yes, else why not (RobotsCache.refusal); its Crawl-delay (if any) becomes the host's spacing. */
+  private async refusal(url: string): Promise<string | null> {
+    const refused = await this.d.robots.refusal(url);
     const delay = await this.d.robots.delayMs(url);
     if (delay > 0) this.d.gate.setDelay(new URL(url).host, delay);
-    return ok;
+    return refused;
   }
 
   private async commit(): Promise<void> {

@@ -2,6 +2,8 @@
  * robots.txt per origin (robots-parser), fetched once through the crawler's own fetcher (same SSRF guard and
  * timeouts), as RFC 9309 says: a 4xx means no rules (allow all); a 5xx, 429, timeout or network error means
  * "unreachable" (disallow all); only the first 500 KiB are parsed. Bytes that are not text parse to no rules.
+ * A fetch this client refuses itself (OWN_REFUSALS) is no answer of the site: its URLs are refused under that
+ * reason, so the user learns what to change rather than reading it as the site's rules.
  */
 import { createRequire } from 'node:module';
 import type { Fetcher } from '../ingest/fetch.js';
@@ -16,8 +18,23 @@ interface Robot {
 // A CommonJS module whose typings declare an ES default export: load it as what it is.
 const robotsParser = createRequire(import.meta.url)('robots-parser') as (url: string, text: string) => Robot;
 
+/**
+ * Robots fetch failures that are this client's own refusal, never reaching the site, so neither RFC 9309's
+ * "unavailable" (allow all) nor "unreachable" (disallow all) applies: the rules stay unknown, and the origin's
+ * URLs are refused under the same reason, which is what fetching them would give too (same guard, same origin).
+ * - blocked_address: the SSRF guard refused the address (--allow-private-network / --allow-address lift it);
+ *   also when robots.txt redirects to a refused address, where allowing it is what lets the rules be read.
+ * - url_scheme, url_invalid: the robots URL cannot be requested at all (an origin undici rejects).
+ * Everything else the site caused (status, timeouts, network errors, X-Robots-Tag): RFC 9309 as above.
+ */
+export const OWN_REFUSALS: ReadonlySet<string> = new Set(['blocked_address', 'url_scheme', 'url_invalid']);
+
+/** The reason a URL is not to be fetched when robots.txt disallows it (or is unreachable). */
+export const ROBOTS_DISALLOWED = 'robots_disallowed';
+
 interface Rules {
-  allowed(url: string): boolean;
+  /** null when the URL may be fetched, else the reason it may not. */
+  refusal(url: string): string | null;
   /** Seconds, or undefined. */
   delay: number | undefined;
 }
@@ -28,7 +45,12 @@ export class RobotsCache {
   constructor(private readonly fetcher: Fetcher, private readonly agent: string) {}
 
   async allowed(url: string): Promise<boolean> {
-    return (await this.rules(url)).allowed(url);
+    return (await this.refusal(url)) === null;
+  }
+
+  /** null when robots.txt lets the URL be fetched, else why not: ROBOTS_DISALLOWED or one of OWN_REFUSALS. */
+  async refusal(url: string): Promise<string | null> {
+    return (await this.rules(url)).refusal(url);
   }
 
   /** Crawl-delay in milliseconds for the URL's origin, if it sets one. */
@@ -51,12 +73,13 @@ export class RobotsCache {
     const robotsUrl = `${origin}/robots.txt`;
     const got = await this.fetcher.fetch(robotsUrl, 'text/plain');
     if (!got.ok) {
+      if (OWN_REFUSALS.has(got.reason)) return { refusal: () => got.reason, delay: undefined };
       const status = /^http_(\d+)$/.exec(got.reason)?.[1];
       const allowAll = status !== undefined && Number(status) >= 400 && Number(status) < 500 && status !== '429';
-      return { allowed: () => allowAll, delay: undefined };
+      return { refusal: () => (allowAll ? null : ROBOTS_DISALLOWED), delay: undefined };
     }
     const text = got.bytes.subarray(0, ROBOTS_MAX_BYTES).toString('utf8'); // the fetcher truncates there too
     const parsed = robotsParser(robotsUrl, text);
-    return { allowed: (u) => parsed.isAllowed(u, this.agent) !== false, delay: parsed.getCrawlDelay(this.agent) };
+    return { refusal: (u) => (parsed.isAllowed(u, this.agent) !== false ? null : ROBOTS_DISALLOWED), delay: parsed.getCrawlDelay(this.agent) };
   }
 }

@@ -11,6 +11,7 @@ import { Command, Option } from 'commander';
 import { intArg, storeOptions, withStoreOptions } from '../cli-options.js';
 import { ConfigError, ExitCodeError } from '../errors.js';
 import { runIngest, type IngestOptions, type IngestSummary } from './job.js';
+import type { IngestWarning } from './summary.js';
 import type { FetcherOptions } from './fetch.js';
 import { progressReporter, type ProgressReporter } from './progress.js';
 import { runQueuedIngest, runWorker } from './queue.js';
@@ -44,9 +45,10 @@ export function withIngestOptions(cmd: Command): Command {
 /**
  * Runs an ingest job from parsed options, with a progress bar on a TTY; prints the summary line and its
  * warnings. `command: 'ingest'` makes a job that holds no image exit 3 and lets warnings suggest --retry-failed.
+ * `emptyList` takes the place of the `empty_list` warning (a crawl says why it found nothing: its user gave no list).
  */
 export async function ingestFromOptions(lists: string[], opts: Record<string, any>, extra: Partial<IngestOptions> = {},
-  how: { command: 'ingest' | 'crawl' } = { command: 'crawl' }): Promise<IngestSummary> {
+  how: { command: 'ingest' | 'crawl'; emptyList?: IngestWarning } = { command: 'crawl' }): Promise<IngestSummary> {
   if (!(opts.maxAspectRatio >= 1)) throw new ConfigError(`--max-aspect-ratio must be a number >= 1`);
   if (opts.queue && opts.retryFailed) throw new ConfigError('--retry-failed runs here, not on a queue: drop --queue');
   if (opts.retryReasons && !opts.retryFailed) throw new ConfigError('--retry-reasons needs --retry-failed');
@@ -81,10 +83,12 @@ export async function ingestFromOptions(lists: string[], opts: Record<string, an
     : opts.retryFailed
       ? runRetry({ ...options, retryReasons: opts.retryReasons })
       : runIngest(options);
-  const summary = await run.finally(() => {
+  const ran = await run.finally(() => {
     reporter.stop();
     interrupt.dispose();
   });
+  const emptyList = how.emptyList;
+  const summary = emptyList ? { ...ran, warnings: ran.warnings.map((w) => (w.code === 'empty_list' ? emptyList : w)) } : ran;
   process.stdout.write(`${JSON.stringify({ event: 'ingest_done', ...summary })}\n`);
   const fatal = how.command === 'ingest' ? summary.warnings.find((w) => w.code === 'kept_nothing' || w.code === 'empty_list') : undefined;
   for (const w of summary.warnings) if (w !== fatal) process.stderr.write(`wildstream: warning: ${w.message}\n`);

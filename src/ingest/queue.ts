@@ -18,7 +18,7 @@ import { openStore, type Store } from '../shards/store.js';
 import { RedisDedupe } from './dedupe-redis.js';
 import { abortable, groupUnits, ingestUnit, validateIngestOptions, type IngestOptions, type UnitTask } from './job.js';
 import { inJob, planJob, registerJob } from './plan.js';
-import { interruptedError, summariseRun, type IngestSummary } from './summary.js';
+import { interruptedError, plural, summariseRun, type IngestSummary } from './summary.js';
 import { extraColumnsOf, listFiles, readUrlLists } from './url-list.js';
 
 export const QUEUE_NAME = 'wildstream-ingest';
@@ -143,7 +143,7 @@ async function waitForUnits(w: Wait): Promise<IngestSummary> {
     }
     if (!taken && run.length === 0 && Date.now() >= nextNotice) {
       const waited = Math.round((Date.now() - started) / 1000);
-      w.notices.onNotice?.(`no worker has taken a unit in ${waited} s; ${w.jobIds.length} units wait in the queue: start workers with \`wildstream worker --queue ${redactUrl(w.queueUrl)}\` (on any machine that reaches Redis and ${w.store.url})`);
+      w.notices.onNotice?.(`no worker has taken a unit in ${waited} s; ${plural(w.jobIds.length, 'unit')} wait${w.jobIds.length === 1 ? 's' : ''} in the queue: start workers with \`wildstream worker --queue ${redactUrl(w.queueUrl)}\` (on any machine that reaches Redis and ${w.store.url})`);
       nextNotice = Date.now() + Math.max(noticeMs, 60_000);
     }
     await sleep(500);

@@ -23,7 +23,7 @@ import { openStore, type Store } from '../shards/store.js';
 import { Fetcher } from './fetch.js';
 import { abortable, closeFetcher, createContext, report, runUnit, unitsCommitted, validateIngestOptions, type Context, type IngestOptions } from './job.js';
 import { addEntry, inJob, nextUnit, planJob, readManifest, retryPasses, type JobEntry } from './plan.js';
-import { interruptedError, summariseRun, urlCount, type IngestSummary, type IngestWarning } from './summary.js';
+import { interruptedError, plural, summariseRun, urlCount, type IngestSummary, type IngestWarning } from './summary.js';
 import { listFiles, readUrlLists, type UrlRow } from './url-list.js';
 
 export interface RetryOptions extends IngestOptions {
@@ -88,7 +88,7 @@ async function retryJob(options: RetryOptions, fetcher: Fetcher, state: RetrySta
   const byUnit = new Map(committed.map((u) => [u.unit, u]));
   const missing = unitsOf(job).filter((u) => !byUnit.has(u)).length;
   if (missing > 0) {
-    throw new ConfigError(`the job is not finished (${missing} of ${job.units} units uncommitted): rerun it without --retry-failed first`);
+    throw new ConfigError(`the job is not finished (${missing} of ${plural(job.units, 'unit')} uncommitted): rerun it without --retry-failed first`);
   }
   const passes = retryPasses(manifest, job);
   const resumed = passes.find((p) => unitsOf(p).some((u) => !byUnit.has(u)));

@@ -100,7 +100,12 @@ function keptNothing(failed: Record<string, number>, retryHint: boolean): Ingest
 }
 
 export function urlCount(n: number): string {
-  return `${n} URL${n === 1 ? '' : 's'}`;
+  return plural(n, 'URL');
+}
+
+/** "1 unit", "2 units": `n` and the noun, plural unless `n` is 1. */
+export function plural(n: number, noun: string): string {
+  return `${n} ${noun}${n === 1 ? '' : 's'}`;
 }
 
 /** What a reason most likely means and whether fixing it and retrying can help. */
@@ -131,5 +136,5 @@ export function hintFor(reason: string): { text: string; retry: boolean } {
 /** The error a run stopped by a signal ends with: how far it got and that a rerun resumes. */
 export function interruptedError(signal: unknown, committed: number, total: number, resume = 'rerun the same command to resume'): InterruptedError {
   const name = signal === 'SIGTERM' ? 'SIGTERM' : 'SIGINT';
-  return new InterruptedError(`stopped by ${name}: ${committed} of ${total} units committed; ${resume}`, name === 'SIGTERM' ? 143 : 130);
+  return new InterruptedError(`stopped by ${name}: ${committed} of ${plural(total, 'unit')} committed; ${resume}`, name === 'SIGTERM' ? 143 : 130);
 }

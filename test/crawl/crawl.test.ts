@@ -172,6 +172,26 @@ describe('crawl', () => {
     }
   }, 120_000);
 
+  it('a crawl that finds nothing says why in crawl terms: an image on a refused loopback host is blocked_address, with the fix', async () => {
+    const local = createServer((req, res) => {
+      if (req.url === '/page.html') return void res.writeHead(200, { 'content-type': 'text/html' }).end('<head><base href="http://127.0.0.2/"></head><body><img src="fx/img22.png">');
+      res.writeHead(404).end();
+    });
+    const url = await listen(local);
+    try {
+      const r = await runCli(['crawl', `${url}/page.html`, '--out', join(dir, 'refused'), '--allow-address', '127.0.0.1', '--max-depth', '0', '--delay-ms', '0']);
+      expect(r.code, r.stderr).toBe(0);
+      const done = JSON.parse(r.stdout.split('\n').find((l) => l.includes('crawl_done'))!);
+      expect(done).toMatchObject({ pages: 1, fetched: 1, images: 0, skipped: { image_blocked_address: 1 } });
+      expect(r.stderr).not.toMatch(/URL lists|--url-col/);
+      expect(r.stderr).toMatch(/^wildstream: warning: the crawl found no image to ingest: 1 of 1 page fetched, 1 image found, 1 skipped; top reasons: image_blocked_address 1 \(.*pass --allow-private-network \(or --allow-address CIDR\)/m);
+      const summary = JSON.parse(r.stdout.split('\n').find((l) => l.includes('ingest_done'))!);
+      expect(summary.warnings).toEqual([expect.objectContaining({ code: 'empty_list', reason: 'image_blocked_address' })]);
+    } finally {
+      local.close();
+    }
+  }, 60_000);
+
   it('a crawl killed mid-way continues from its last committed unit', async () => {
     const chain = createServer((req, res) => {
       chainHits.push(req.url!);

@@ -9,6 +9,7 @@ import { crawl } from '../../src/crawl/crawler.js';
 import { extractPage } from '../../src/crawl/html.js';
 import { HostGate } from '../../src/ingest/host-gate.js';
 import { RobotsCache } from '../../src/crawl/robots.js';
+import { crawlFoundNothing } from '../../src/crawl/outcome.js';
 import { Fetcher } from '../../src/ingest/fetch.js';
 import { openStore } from '../../src/shards/store.js';
 
@@ -132,6 +133,42 @@ describe('image counts in a crawl', () => {
       ]);
       const again = await crawl(await deps(), { seeds: [`${base}/`], pagesPerUnit: 1, concurrency: 1 });
       expect(again).toMatchObject({ resumed: true, skipped: expected });
+    } finally {
+      await fetcher.close();
+      server.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('what robots.txt cannot tell', () => {
+  it('names our own refusal of a robots.txt fetch (blocked_address), not the site, and the crawl says what to change', async () => {
+    // Only 127.0.0.1 is allowed: 127.0.0.2 (loopback, never reached) is refused by the guard, robots.txt included.
+    const robotsSeen: string[] = [];
+    const server = createServer((req, res) => {
+      if (req.url === '/robots.txt') robotsSeen.push(req.url);
+      if (req.url === '/page.html') return void res.writeHead(200, { 'content-type': 'text/html' }).end('<head><base href="http://127.0.0.2/"></head><body><img src="fx/img22.png">');
+      if (req.url === '/other.html') return void res.writeHead(200, { 'content-type': 'text/html' }).end('<a href="http://127.0.0.2/p.html">p</a><img src="/x.png">');
+      res.writeHead(404).end();
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    const dir = await mkdtemp(join(tmpdir(), 'ws-crawl-own-'));
+    const fetcher = new Fetcher({ allowAddresses: ['127.0.0.1'], retries: 0, maxRedirects: 0 });
+    const robots = new RobotsCache(fetcher, 'test');
+    try {
+      expect(await robots.refusal('http://127.0.0.2/fx/img22.png')).toBe('blocked_address');
+      expect(await robots.refusal(`${base}/x.png`)).toBeNull(); // robots.txt 404: allow all
+      const result = await crawl({ store: await openStore(join(dir, 'a')), fetcher, robots, gate: new HostGate(2, 0) }, { seeds: [`${base}/page.html`], maxDepth: 0 });
+      expect(result).toMatchObject({ pages: 1, fetched: 1, images: [], skipped: { image_blocked_address: 1 } });
+      const warning = crawlFoundNothing(result);
+      expect(warning.reason).toBe('image_blocked_address');
+      expect(warning.message).toMatch(/^the crawl found no image to ingest: 1 of 1 page fetched, 1 image found, 1 skipped; top reasons: image_blocked_address 1 \(.*--allow-private-network/);
+      // A page on the refused host, reached through --hosts, is blocked_address too, not robots_disallowed.
+      const pages = await crawl({ store: await openStore(join(dir, 'b')), fetcher, robots, gate: new HostGate(2, 0) },
+        { seeds: [`${base}/other.html`], hosts: [new URL(base).host, '127.0.0.2'], maxDepth: 1 });
+      expect(pages).toMatchObject({ pages: 2, fetched: 1, skipped: { blocked_address: 1 } });
+      expect(robotsSeen).toEqual(['/robots.txt']);
     } finally {
       await fetcher.close();
       server.close();
