@@ -54,6 +54,8 @@ export interface StreamOptions {
   signal?: AbortSignal;
   /** Told, once per wait, what a following stream is waiting for. @default nothing */
   onWait?: (message: string) => void;
+  /** Told the first time each reason makes the stream skip a shard or batch (training goes on without it). @default nothing */
+  onSkip?: (message: string) => void;
 }
 
 export interface StreamItem {
@@ -85,7 +87,7 @@ export const START: StreamCursor = { epoch: 0, group: 0, offset: 0, position: 0,
 
 export class DatasetStream {
   readonly stats: StreamStats = { records: 0, skipped: {}, examples: {}, waitMs: 0 };
-  private readonly o: Required<Omit<StreamOptions, 'epochs' | 'signal' | 'onWait'>> & Pick<StreamOptions, 'epochs' | 'signal' | 'onWait'>;
+  private readonly o: Required<Omit<StreamOptions, 'epochs' | 'signal' | 'onWait' | 'onSkip'>> & Pick<StreamOptions, 'epochs' | 'signal' | 'onWait' | 'onSkip'>;
   /** The units of the epoch being read. */
   private units: UnitRecord[] = [];
   /** Units (as id ranges) that gave nothing, and why: a following stream waits until the committed set differs. */
@@ -249,7 +251,9 @@ export class DatasetStream {
 
   private skip(reason: string, err: Error): void {
     this.stats.skipped[reason] = (this.stats.skipped[reason] ?? 0) + 1;
-    this.stats.examples[reason] ??= err.message;
+    if (this.stats.examples[reason] !== undefined) return;
+    this.stats.examples[reason] = err.message;
+    this.o.onSkip?.(`warning: skipping unreadable data (${reason}): ${err.message}; the run goes on without it, counted in "skipped"`);
   }
 }
 

@@ -128,7 +128,7 @@ class Loop {
     const { config } = this.o;
     const loader = new MultiCropLoader(this.o.data, {
       batchSize: config.batchSize, seed: config.seed, augment: augmentOf(config), cursor,
-      follow: this.o.follow, threads: this.o.threads, signal: this.o.signal, onWait: this.o.log,
+      follow: this.o.follow, threads: this.o.threads, signal: this.o.signal, onWait: this.o.log, onSkip: this.o.log,
     });
     const batches = loader[Symbol.asyncIterator]();
     let saved = this.step;

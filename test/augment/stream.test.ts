@@ -86,16 +86,19 @@ describe('DatasetStream', () => {
     expect(rest.filter((i) => i.epoch === 1)).toHaveLength(30); // the next epoch sees the new unit
   });
 
-  it('skips a corrupt shard with a counted reason', async () => {
+  it('skips a corrupt shard with a counted reason, and says so once per reason', async () => {
     const bad = await openStore(join(dir, 'bad'));
     await writeDataset(bad, { units: 3, perUnit: 10 });
     await writeFile(join(dir, 'bad', 'shards', '000001.arrow'), Buffer.alloc(500, 7));
-    const stream = new DatasetStream(bad, { ...base, epochs: 1 });
+    const warnings: string[] = [];
+    const stream = new DatasetStream(bad, { ...base, epochs: 2, onSkip: (m) => warnings.push(m) });
     const keys: string[] = [];
     for await (const item of stream) keys.push(item.record.key);
-    expect(keys).toHaveLength(20);
+    expect(keys).toHaveLength(40);
     expect(keys.some((k) => k.startsWith('000001'))).toBe(false);
-    expect(stream.stats.skipped).toEqual({ bad_shard: 1 });
+    expect(stream.stats.skipped).toEqual({ bad_shard: 2 });
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]).toMatch(/^warning: skipping unreadable data \(bad_shard\): .*000001\.arrow/);
   });
 
   it('refuses an empty store, and with follow waits for the first unit', async () => {
