@@ -19,7 +19,7 @@ import { everyDamaged } from './checkpoint-format.js';
 import { checkCompatible, defaultTrainConfig, type TrainConfig } from './config.js';
 import { archiveMetrics, dropMetricsAfter } from './metrics.js';
 import type { SwavModel } from './model.js';
-import { learningRate } from './optim.js';
+import { DEFAULT_LARS, learningRate } from './optim.js';
 
 export interface ResumeOptions {
   out: Store;
@@ -123,11 +123,24 @@ export interface LastGood {
 export function divergenceAdvice(config: TrainConfig, last: LastGood): string {
   const recipe = defaultTrainConfig({ batchSize: config.batchSize }).schedule.baseLr;
   const lower = roundDown(config.schedule.baseLr > recipe ? recipe : config.schedule.baseLr / 10);
-  const rate = `--lr ${lower} or lower (this run: base lr ${fmt(config.schedule.baseLr)})`;
+  const rate = outlier(config) ?? `--lr ${lower} or lower (this run: base lr ${fmt(config.schedule.baseLr)})`;
   if (!last.key) return `there is no finite checkpoint to resume from; rerun with ${rate}`;
   if (!last.writtenByThisRun) return `the last finite checkpoint, ${last.key} (step ${last.step}), predates this run and is kept: rerun with ${rate} to resume from it`;
   return `the last finite checkpoint, ${last.key} (step ${last.step}), is kept, but this run wrote it on its way to diverging: ` +
     `rerun with --no-resume ${rate} to start over`;
+}
+
+/**
+ * A setting far outside SwAV's range that scales every update as the rate does: lowering --lr would not help
+ * while it stays (weight decay 1e30 diverges at any rate). Bounds: 10^4 x the defaults, a final rate above the
+ * base rate.
+ */
+function outlier(config: TrainConfig): string | null {
+  const { lars, schedule } = config;
+  if (lars.weightDecay > 1e4 * DEFAULT_LARS.weightDecay) return `--weight-decay ${DEFAULT_LARS.weightDecay} (this run: ${fmt(lars.weightDecay)})`;
+  if (lars.trust > 1e4 * DEFAULT_LARS.trust) return `--lars-trust ${DEFAULT_LARS.trust} (this run: ${fmt(lars.trust)})`;
+  if (schedule.finalLr > schedule.baseLr) return `--final-lr ${fmt(schedule.baseLr * 0.001)} or at most --lr (this run: final lr ${fmt(schedule.finalLr)} above base lr ${fmt(schedule.baseLr)})`;
+  return null;
 }
 
 /** Two significant digits, rounded down (advice to lower a rate must not round it up). */
