@@ -150,7 +150,7 @@ export class Fetcher {
         signal: deadline,
       });
     } catch (err) {
-      return failure(networkReason(err, deadline));
+      return failure(networkReason(err, deadline, 'request'));
     }
     const { statusCode, headers, body } = response;
     if (statusCode < 200 || statusCode >= 300) {
@@ -177,7 +177,7 @@ export class Fetcher {
     try {
       read = await readBody(body, { max: this.o.maxBytes, truncate: this.o.truncate, contentEncoding, declaredLength: declared, budget: this.budget, hold });
     } catch (err) {
-      return failure(networkReason(err, deadline));
+      return failure(networkReason(err, deadline, 'body'));
     }
     if (!read.ok) return { outcome: { ok: false, reason: read.reason } };
     return { outcome: { ok: true, bytes: read.bytes, contentType: header(headers, 'content-type'), url, release: read.release } };
@@ -243,13 +243,14 @@ export function optedOut(value: string | null): boolean {
   });
 }
 
-function networkReason(err: unknown, deadline: Deadline): string {
+/** `phase`: a socket closed or reset before the response headers is a connection error, after them a body error. */
+function networkReason(err: unknown, deadline: Deadline, phase: 'request' | 'body'): string {
   const e = err as { code?: string; name?: string; cause?: { code?: string } };
   const code = e.code ?? e.cause?.code ?? '';
   if (code === BLOCKED_CODE || e.cause?.code === BLOCKED_CODE) return 'blocked_address';
   if (deadline.expired || e.name === 'TimeoutError' || /TIMEOUT/.test(code)) return 'timeout';
   if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') return 'dns_error';
-  if (code === 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH' || code === 'UND_ERR_SOCKET' || code === 'ECONNRESET') return 'body_error';
+  if (code === 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH' || code === 'UND_ERR_SOCKET' || code === 'ECONNRESET') return phase === 'body' ? 'body_error' : 'connection_error';
   if (/redirect/i.test((err as Error).message ?? '')) return 'too_many_redirects';
   if (code === 'UND_ERR_INVALID_ARG' || code === 'ERR_INVALID_URL') return 'url_invalid';
   return 'connection_error';

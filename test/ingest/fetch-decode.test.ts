@@ -10,7 +10,8 @@ import { startFixture, type Fixture } from '../helpers/fixture-server.js';
 let fixture: Fixture;
 let fetcher: Fetcher;
 beforeAll(async () => {
-  fixture = await startFixture();
+  // A connection dropped after the request, before any response: a connection error, not a body error.
+  fixture = await startFixture([[/^\/reset-before-headers$/, (req) => void req.socket.destroy()]]);
   fetcher = new Fetcher({
     allowAddresses: ['127.0.0.1'],
     retryBaseMs: 10,
@@ -48,6 +49,7 @@ describe('fetch and decode statuses', () => {
     ['/hang', 'timeout'],
     ['/endless', 'too_large'],
     ['/wrong-length', 'body_error'],
+    ['/reset-before-headers', 'connection_error'],
     ['/html-as-jpeg.jpg', 'not_an_image'],
     ['/misnamed.txt', 'ok'],
     ['/truncated.jpg', 'decode_error'],
