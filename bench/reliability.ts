@@ -77,6 +77,7 @@ async function signalRows(s3: S3Fixture, work: string): Promise<object[]> {
 
 const work = await mkdtemp(join(tmpdir(), 'ws-reliability-'));
 const s3 = await startS3(['rel']);
+Object.assign(process.env, s3.env); // this process reads the results back from s3rver too
 const images = await slowImageServer(40);
 const summary: Record<string, number> = {};
 try {

@@ -3,6 +3,7 @@
  * checkpoints), `export` (a checkpoint's backbone as a tfjs graph model) and `plot` (its curves).
  */
 import { Command, Option } from 'commander';
+import { abortable, isAbort } from '../augment/abort.js';
 import { parseCrops, SWAV_CROPS } from '../augment/config.js';
 import { intArg, numArg, storeOptions, withStoreOptions } from '../cli-options.js';
 import { ConfigError, InterruptedError } from '../errors.js';
@@ -70,9 +71,16 @@ export function trainCommand(): Command {
     };
     const signals = new StopSignals('train', stop);
     try {
-      const data = await openStore(opts.data, storeOptions(opts));
-      const out = await openStore(opts.out, storeOptions(opts));
-      const { config: given, auto } = await configFrom(opts, data, out);
+      // The stores are read before training starts (records for the settings, the checkpoint's settings): a
+      // stalled read there must not outlast a stop either.
+      const startup = async () => {
+        const [data, out] = [await openStore(opts.data, storeOptions(opts)), await openStore(opts.out, storeOptions(opts))];
+        return { data, out, ...(await configFrom(opts, data, out)) };
+      };
+      const { data, out, config: given, auto } = await abortable(startup(), signals.signal).catch((err: unknown) => {
+        if (!isAbort(err, signals.signal)) throw err;
+        throw new InterruptedError(`stopped by ${signals.stoppedBy} before training started; nothing was changed`, signals.exitCode);
+      });
       const config = defaultTrainConfig(given);
       progress = trainProgress();
       if (auto) progress.log(auto);

@@ -98,4 +98,15 @@ describe('train: SIGTERM in every wait', () => {
     expect(saved[0]!.step).toBeLessThan(6); // epoch 0 holds 6 batches, and the stall came before the last
     expect(r.stderr).toMatch(new RegExp(`stopped by SIGTERM at step ${saved[0]!.step}; ${saved[0]!.key} written`));
   }, 160_000);
+
+  it('while the first read of the dataset never answers (before training starts)', async () => {
+    proxy.inject('stall-headers', 1_000_000);
+    const out = join(dir, 'startup-out');
+    const r = await trainThenStop(['--data', 's3://sig/ds', '--out', out, '--s3-endpoint', proxy.endpoint, ...TINY],
+      () => (proxy.stats.injected['stall-headers'] ?? 0) > 0, s3.env);
+    proxy.clear();
+    expect(r.code, r.stderr).toBe(143);
+    expect(r.exitMs).toBeLessThan(5000);
+    expect(r.stderr).toMatch(/stopped by SIGTERM before training started; nothing was changed/);
+  }, 160_000);
 });
