@@ -1,6 +1,7 @@
 /** Builds committed datasets for stream and loader tests: `units` shards of `perUnit` records each. */
-import { commitUnit, shardKey } from '../../src/shards/dataset.js';
-import type { Store } from '../../src/shards/store.js';
+import { commitUnit, listUnits, shardKey } from '../../src/shards/dataset.js';
+import { ShardReader } from '../../src/shards/reader.js';
+import { openStore, type Store } from '../../src/shards/store.js';
 import { ShardWriter } from '../../src/shards/writer.js';
 import { makeRecord } from './records.js';
 
@@ -43,4 +44,14 @@ export async function writePhotoDataset(store: Store, spec: { units: number; per
   const n = spec.units * spec.perUnit;
   const images = await Promise.all(Array.from({ length: n }, (_, i) => photoJpeg(i, { width: spec.width ?? 64, height: spec.height ?? 56 })));
   return writeDataset(store, { units: spec.units, perUnit: spec.perUnit, batchRows: 8, image: (i) => images[i]! });
+}
+
+/** Every record key of the committed units of the dataset at `out`, sorted. */
+export async function datasetKeys(out: string): Promise<string[]> {
+  const store = await openStore(out);
+  const keys: string[] = [];
+  for (const unit of await listUnits(store)) {
+    for await (const r of (await ShardReader.open(store, unit.shard, { size: unit.bytes })).records()) keys.push(r.key);
+  }
+  return keys.sort();
 }

@@ -13,10 +13,10 @@ import { progressReporter } from '../../src/ingest/progress.js';
 import { matchesReason } from '../../src/ingest/retry.js';
 import { listUnits } from '../../src/shards/dataset.js';
 import { httpStatusOf, readFailures } from '../../src/shards/failures.js';
-import { ShardReader } from '../../src/shards/reader.js';
 import { openStore } from '../../src/shards/store.js';
 import { BIN, runCli } from '../helpers/cli.js';
 import { startFixture, type Fixture } from '../helpers/fixture-server.js';
+import { datasetKeys } from '../helpers/dataset.js';
 
 let fixture: Fixture;
 let dir: string;
@@ -56,14 +56,7 @@ async function cli(args: string[]): Promise<{ code: number; stdout: string; stde
 const lastJson = (stdout: string) => JSON.parse(stdout.trim().split('\n').at(-1)!);
 const requests = (path: string) => fixture.log.filter((p) => p === path).length;
 
-async function keysOf(out: string): Promise<string[]> {
-  const store = await openStore(out);
-  const keys: string[] = [];
-  for (const unit of await listUnits(store)) {
-    for await (const r of (await ShardReader.open(store, unit.shard, { size: unit.bytes })).records()) keys.push(r.key);
-  }
-  return keys.sort();
-}
+const keysOf = datasetKeys;
 
 describe('a job that keeps nothing', () => {
   it('warns with the top reason and its fix, exits 3, and --retry-failed with the fix recovers every URL', async () => {

@@ -6,11 +6,11 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { inspectDataset, listUnits } from '../../src/shards/dataset.js';
-import { ShardReader } from '../../src/shards/reader.js';
 import { openStore } from '../../src/shards/store.js';
 import { BIN, runCli } from '../helpers/cli.js';
 import { startFixture, type Fixture } from '../helpers/fixture-server.js';
 import { photoJpeg } from '../../src/fixtures/images.js';
+import { datasetKeys } from '../helpers/dataset.js';
 
 let fixture: Fixture;
 let dir: string;
@@ -44,14 +44,7 @@ afterAll(async () => {
 
 const args = (out: string) => ['ingest', list, '--out', out, '--unit-size', '4', '--concurrency', '2', '--allow-address', '127.0.0.1'];
 
-async function keysOf(out: string): Promise<string[]> {
-  const store = await openStore(out);
-  const keys: string[] = [];
-  for (const unit of await listUnits(store)) {
-    for await (const r of (await ShardReader.open(store, unit.shard, { size: unit.bytes })).records()) keys.push(r.key);
-  }
-  return keys.sort();
-}
+const keysOf = datasetKeys;
 
 /** Starts the CLI and SIGKILLs it once `units/` holds `afterUnits` records (plus a small extra delay). */
 async function killMidway(out: string, afterUnits: number, extraMs: number): Promise<void> {
