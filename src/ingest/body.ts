@@ -102,7 +102,7 @@ type End = 'ok' | 'full' | 'too_large' | 'content_encoding_error' | 'cancelled';
 
 /**
  * Identity bodies, read with 'data' events: async iteration cost ~0.3 ms more CPU per 280 KB loopback download
- * in undici 7 (a bench/scratch A/B of alternating rounds against a bare agent.request).
+ * in undici 7 (measured in alternating rounds against a bare agent.request).
  */
 function readPlain(body: Readable, sink: BodyBuffer): Promise<End> {
   return new Promise((resolve, reject) => {
