@@ -9,7 +9,7 @@
 import { ConfigError, NoDataError } from '../errors.js';
 import type { Store } from '../shards/store.js';
 import { augmentConfig, cropList, type AugmentConfig, type AugmentOptions } from './config.js';
-import { abortable } from './abort.js';
+import { abortable } from '../abort.js';
 import { AugmentPool } from './pool.js';
 import { DatasetStream, histogram, type StreamCursor, type StreamItem, type StreamOptions } from './stream.js';
 import type { AugmentResult } from './worker.js';

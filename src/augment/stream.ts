@@ -14,7 +14,7 @@ import { listUnits, type UnitRecord } from '../shards/dataset.js';
 import { ShardReader } from '../shards/reader.js';
 import type { ImageRecord } from '../shards/schema.js';
 import type { Store } from '../shards/store.js';
-import { abortable } from './abort.js';
+import { abortable } from '../abort.js';
 import { epochShards, inRanges, shuffleGroup, toRanges, windowGroups, type BatchRef } from './order.js';
 
 export interface StreamCursor {

@@ -3,7 +3,7 @@
  * checkpoints), `export` (a checkpoint's backbone as a tfjs graph model) and `plot` (its curves).
  */
 import { Command, Option } from 'commander';
-import { abortable, isAbort } from '../augment/abort.js';
+import { abortable, isAbort } from '../abort.js';
 import { parseCrops, SWAV_CROPS } from '../augment/config.js';
 import { intArg, numArg, storeOptions, withStoreOptions } from '../cli-options.js';
 import { ConfigError, InterruptedError } from '../errors.js';

@@ -11,7 +11,7 @@
  * the model is sound, only its input failed.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { abortable, isAbort } from '../augment/abort.js';
+import { abortable, isAbort } from '../abort.js';
 import { MultiCropLoader, type MultiCropBatch } from '../augment/loader.js';
 import type { StreamCursor } from '../augment/stream.js';
 import { ConfigError, StoreUnavailableError, WildstreamError } from '../errors.js';
