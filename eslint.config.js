@@ -1,21 +1,18 @@
 // ESLint flat config: eslint's and typescript-eslint's recommended rules, syntax-only (no type-aware rules, so a
 // lint of the whole tree stays a few seconds on two cores). Formatting is prettier's job, not a lint rule.
 import js from '@eslint/js';
+import { defineConfig } from 'eslint/config';
 import globals from 'globals';
 import tseslint from 'typescript-eslint';
 
-export default tseslint.config(
+export default defineConfig(
   {
     ignores: ['dist/', 'docs/api/', 'coverage/', 'node_modules/', 'bench/out/', 'bench/scratch/', 'src/augment/wasm/'],
   },
   js.configs.recommended,
-  ...tseslint.configs.recommended,
+  tseslint.configs.recommended,
   {
-    languageOptions: {
-      ecmaVersion: 2023,
-      sourceType: 'module',
-      globals: { ...globals.node },
-    },
+    languageOptions: { ecmaVersion: 2023, globals: { ...globals.node } },
     linterOptions: { reportUnusedDisableDirectives: 'error' },
     rules: {
       // `_`-prefixed names are deliberately unused (loop counters, positional callback parameters).
@@ -26,7 +23,7 @@ export default tseslint.config(
     },
   },
   {
-    // Tests poke at malformed values on purpose (`as any` to forge a header, a cursor, an option).
+    // Tests forge malformed values on purpose (`as any` on a header, a cursor, an option).
     files: ['test/**/*.ts'],
     rules: { '@typescript-eslint/no-explicit-any': 'off' },
   },
