@@ -39,7 +39,7 @@ export { RobotsCache } from './crawl/robots.js';
 
 // The multi-crop stream: a dataset -> shuffled records -> batches of crops, resumable from a cursor.
 export {
-  MultiCropLoader, type CropTensor, type LoaderOptions, type LoaderStats, type MultiCropBatch,
+  MultiCropLoader, type BatchSource, type CropTensor, type LoaderOptions, type LoaderStats, type MultiCropBatch,
 } from './augment/loader.js';
 export {
   DatasetStream, START, type StreamCursor, type StreamItem, type StreamOptions, type StreamStats,
@@ -50,8 +50,10 @@ export {
 } from './augment/config.js';
 export { renderPreview, type PreviewOptions } from './augment/preview.js';
 
-// Train: the SwAV loop over the stream, with checkpoints that resume.
-export { train, TrainingDivergedError, type TrainOptions, type TrainSummary } from './train/trainer.js';
+// Train: the SwAV loop over any BatchSource, with checkpoints that resume; trainOnStore feeds it a dataset.
+export { trainOnStore, type TrainOnStoreOptions, type TrainOnStoreSummary } from './jobs/train.js';
+export { train, TrainingDivergedError, type LoopOptions, type TrainOptions, type TrainSummary } from './train/trainer.js';
+export { resolveResume, type ResumeOptions, type ResumePoint } from './train/resume.js';
 export { defaultTrainConfig, type QueueConfig, type TrainConfig } from './train/config.js';
 export { BACKENDS, startBackend, type BackendInfo, type BackendName } from './train/backend.js';
 export { REGNETS, regnetSpec, type RegNetParams, type RegNetSpec, type StageSpec } from './train/regnet-spec.js';

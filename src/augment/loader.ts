@@ -5,13 +5,16 @@
  * and counted; an epoch read from its start without one sample is a NoDataError (with `follow`, the stream
  * waits for new units instead), so a dataset of undecodable images never spins. Every wait ends on
  * `signal`. Closing the iterator (or `close()`) stops the pool.
+ *
+ * The loader is a `BatchSource`, what train consumes: anything that yields MultiCropBatches and says where
+ * it stands (its cursor) trains the same way, a store of images or not.
  */
 import { ConfigError, NoDataError } from '../errors.js';
 import type { Store } from '../shards/store.js';
 import { augmentConfig, cropList, type AugmentConfig, type AugmentOptions } from './config.js';
 import { abortable } from '../abort.js';
 import { AugmentPool } from './pool.js';
-import { DatasetStream, histogram, type StreamCursor, type StreamItem, type StreamOptions } from './stream.js';
+import { DatasetStream, histogram, START, type StreamCursor, type StreamItem, type StreamOptions } from './stream.js';
 import type { AugmentResult } from './worker.js';
 
 export interface CropTensor {
@@ -37,6 +40,21 @@ export interface MultiCropBatch {
   release(): void;
 }
 
+/**
+ * Batches in a fixed order, and where the order stands: what `train` consumes. A source opened at the cursor
+ * that `cursor()` returned yields the batches that would have followed, so a run resumed from a checkpoint
+ * sees the same batches as an uninterrupted one.
+ */
+export interface BatchSource extends AsyncIterable<MultiCropBatch> {
+  /**
+   * Where the source stands: after the last batch yielded, or where it was opened before the first. Must equal
+   * the last batch's `cursor` while its consumer trains on that batch.
+   */
+  cursor(): StreamCursor;
+  /** Stops producing batches and frees what the source holds (threads, reads); safe to call twice. */
+  close(): Promise<void>;
+}
+
 export interface LoaderOptions extends StreamOptions {
   batchSize: number;
   /** The multi-crop recipe; `crops` may be a spec string such as `2x224@0.14-1,6x96@0.05-0.14`. @default DEFAULT_AUGMENT */
@@ -57,7 +75,7 @@ export interface LoaderStats {
   buffers: number;
 }
 
-export class MultiCropLoader implements AsyncIterable<MultiCropBatch> {
+export class MultiCropLoader implements BatchSource {
   readonly config: AugmentConfig;
   readonly stream: DatasetStream;
   readonly stats: LoaderStats = { samples: 0, skipped: {}, waitMs: 0, buffers: 0 };
@@ -65,6 +83,8 @@ export class MultiCropLoader implements AsyncIterable<MultiCropBatch> {
   private readonly seed: number;
   /** Released slabs, ready for reuse: every task that wrote into them has settled (see BatchBuilder). */
   private readonly spare: Slab[] = [];
+  /** The cursor of the last batch yielded, or the one the loader was opened at. */
+  private position: StreamCursor;
 
   constructor(store: Store, private readonly options: LoaderOptions) {
     if (!Number.isSafeInteger(options.batchSize) || options.batchSize < 1 || options.batchSize > 65536) {
@@ -75,6 +95,11 @@ export class MultiCropLoader implements AsyncIterable<MultiCropBatch> {
     this.stream = new DatasetStream(store, { ...options, sharedMemory: true });
     this.seed = options.seed ?? 0;
     this.pool = new AugmentPool(this.config, { threads: options.threads });
+    this.position = options.cursor ?? START;
+  }
+
+  cursor(): StreamCursor {
+    return this.position;
   }
 
   async *[Symbol.asyncIterator](): AsyncGenerator<MultiCropBatch> {
@@ -118,12 +143,14 @@ export class MultiCropLoader implements AsyncIterable<MultiCropBatch> {
         else (batch ??= new BatchBuilder(slab)).add(item.record.key, slab, slot);
         if (batch?.count === this.options.batchSize) {
           this.stats.samples += batch.count;
+          this.position = cursor;
           yield batch.finish(cursor, epoch, this.spare);
           batch = null;
         }
       }
       if (batch && batch.count > 0) {
         this.stats.samples += batch.count;
+        this.position = cursor!;
         yield batch.finish(cursor!, epoch, this.spare);
       }
       this.noProgress(progress.end());

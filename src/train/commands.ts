@@ -24,7 +24,7 @@ import { autoConfig, checkpointSettings, fromCheckpoint, type SwavSettings } fro
 import { defaultTrainConfig, type TrainConfig } from './config.js';
 import { DEFAULT_SWAV } from './swav.js';
 import { StopSignals } from './signals.js';
-import { train } from './trainer.js';
+import { trainOnStore as train } from '../jobs/train.js';
 
 export function trainCommand(): Command {
   return withStoreOptions(

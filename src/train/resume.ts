@@ -11,53 +11,61 @@
  *   scheduler's old horizon from the checkpoint, so the cosine ignores the new max_epochs.)
  */
 import type { StreamCursor } from '../augment/stream.js';
-import { START } from '../augment/stream.js';
 import { listUnits } from '../shards/dataset.js';
 import type { Store } from '../shards/store.js';
-import { checkTensors, InvalidCheckpointError, latestCheckpoint, listCheckpoints, modelTensors, NewerCheckpointError, restoreModel } from './checkpoint.js';
+import {
+  checkTensors, InvalidCheckpointError, latestCheckpoint, listCheckpoints, modelTensors, NewerCheckpointError, type Checkpoint,
+} from './checkpoint.js';
 import { everyDamaged } from './checkpoint-format.js';
 import { checkCompatible, defaultTrainConfig, type TrainConfig } from './config.js';
 import { archiveMetrics, dropMetricsAfter } from './metrics.js';
-import type { SwavModel } from './model.js';
+import { SwavModel } from './model.js';
 import { DEFAULT_LARS, learningRate } from './optim.js';
 
 export interface ResumeOptions {
+  /** The run's checkpoint store (checkpoints/, metrics/). */
   out: Store;
   config: TrainConfig;
+  /** Continue from the newest checkpoint that verifies; false deletes the checkpoints there and archives the metrics. */
   resume: boolean;
   log: (line: string) => void;
 }
 
+/** Where a run starts: what to restore, and where its batch source must be opened. */
 export interface ResumePoint {
   step: number;
-  cursor: StreamCursor;
+  /** Where the batch source opens: the checkpoint's cursor, or null to start the stream at its beginning. */
+  cursor: StreamCursor | null;
   /** Key of the checkpoint restored, or null for a fresh start. */
   resumedFrom: string | null;
+  /** The verified checkpoint to restore into the model before the first step; null for a fresh start. */
+  checkpoint: Checkpoint | null;
 }
 
-/** Restores the newest usable checkpoint into `model` (or prepares a fresh start) and drops what lies beyond it. */
-export async function resumeState(o: ResumeOptions, model: SwavModel): Promise<ResumePoint> {
+/**
+ * Phase 1 of a run, before its batch source opens: picks the newest usable checkpoint in `o.out` (or
+ * prepares a fresh start) and drops what lies beyond it. A checkpoint must hold the tensors of `model`, a
+ * model built from `o.config` (by default one is built for the check and disposed: a backend must be started).
+ */
+export async function resolveResume(o: ResumeOptions, model?: SwavModel): Promise<ResumePoint> {
   const damaged: InvalidCheckpointError[] = [];
-  const fits = (c: Parameters<typeof restoreModel>[1]) => {
+  let shapes: SwavModel | undefined = model;
+  const fits = (c: Checkpoint) => {
     checkCompatible(c.header.config, o.config, `checkpoint ${c.key}`); // another run's settings: a ConfigError, not damage
-    checkTensors(c, modelTensors(model, c));
+    checkTensors(c, modelTensors(shapes ??= new SwavModel(o.config), c));
   };
-  const ckpt = o.resume ? await latestCheckpoint(o.out, (err) => {
-    damaged.push(err);
-    o.log(`warning: ${err.message}; trying the previous checkpoint`);
-  }, fits) : null;
-  const newer = damaged.filter((e) => e instanceof NewerCheckpointError);
-  if (newer.length > 0) {
-    // Resuming from an older one would delete the newer-format checkpoints (or overwrite them on reaching their step).
-    throw new NewerCheckpointError(`${newer.map((e) => e.message).join('; ')}. Nothing was changed: resume with that wildstream, ` +
-      'or rerun with --no-resume to start over (this deletes every checkpoint there; the metrics are archived)', { key: newer[0]!.key, damage: newer[0]!.damage });
+  let ckpt: Checkpoint | null;
+  try {
+    ckpt = o.resume ? await latestCheckpoint(o.out, (err) => {
+      damaged.push(err);
+      o.log(`warning: ${err.message}; trying the previous checkpoint`);
+    }, fits) : null;
+  } finally {
+    if (shapes !== model) shapes?.dispose();
   }
-  if (o.resume && !ckpt && damaged.length > 0) {
-    throw everyDamaged(o.out, damaged, 'Nothing was changed: restore a good copy, or rerun with --no-resume to start over (this deletes them; the metrics are archived)');
-  }
+  refuseDamaged(o, damaged, ckpt);
   const step = ckpt?.header.step ?? 0;
   if (ckpt) {
-    restoreModel(model, ckpt);
     if (damaged.length > 0) o.log(`resuming from ${ckpt.key}, the newest checkpoint that verifies; removing the damaged ${damaged.map((e) => e.key).join(', ')}`);
     const change = scheduleChange(ckpt.header.config, o.config, step);
     if (change) o.log(change);
@@ -72,7 +80,20 @@ export async function resumeState(o: ResumeOptions, model: SwavModel): Promise<R
     const archive = await archiveMetrics(o.out, new Date().toISOString().replace(/[:.]/g, '-'));
     if (archive) o.log(`starting at step 0: the earlier run's metrics are kept under ${archive}`);
   }
-  return { step, cursor: ckpt?.header.cursor ?? START, resumedFrom: ckpt?.key ?? null };
+  return { step, cursor: ckpt?.header.cursor ?? null, resumedFrom: ckpt?.key ?? null, checkpoint: ckpt };
+}
+
+/** Refuses a resume past newer-format checkpoints, or when every checkpoint is damaged: nothing is changed. */
+function refuseDamaged(o: ResumeOptions, damaged: InvalidCheckpointError[], ckpt: Checkpoint | null): void {
+  const newer = damaged.filter((e) => e instanceof NewerCheckpointError);
+  if (newer.length > 0) {
+    // Resuming from an older one would delete the newer-format checkpoints (or overwrite them on reaching their step).
+    throw new NewerCheckpointError(`${newer.map((e) => e.message).join('; ')}. Nothing was changed: resume with that wildstream, ` +
+      'or rerun with --no-resume to start over (this deletes every checkpoint there; the metrics are archived)', { key: newer[0]!.key, damage: newer[0]!.damage });
+  }
+  if (o.resume && !ckpt && damaged.length > 0) {
+    throw everyDamaged(o.out, damaged, 'Nothing was changed: restore a good copy, or rerun with --no-resume to start over (this deletes them; the metrics are archived)');
+  }
 }
 
 const fmt = (x: number) => Number(x.toPrecision(3)).toString();

@@ -1,51 +1,73 @@
 /**
- * The training loop: MultiCropLoader batches -> SwavModel.step, a progress line and a metrics line every
- * `logEvery` steps, a checkpoint every `checkpointEvery` steps, at the end, and when `signal` aborts
- * (SIGINT/SIGTERM in the CLI). By default a run resumes from the newest checkpoint that verifies, with the
- * weights, momentum, queue and the data stream's cursor, so N steps in one go and N steps in pieces give the
- * same weights.
+ * The training loop, read top to bottom. A run on a dataset:
  *
- * The signal ends every wait (resuming, a batch the loader is still reading or decoding), so a stop takes
- * moments in any state. When the data side fails instead (storage down past its retries, a dataset with
- * nothing to train on), the steps done since the last checkpoint are saved before the error is raised:
- * the model is sound, only its input failed.
+ *   wildstream train --data D --out O      (src/jobs/train.ts opens D's multi-crop loader, then calls train())
+ *
+ * From TypeScript, any BatchSource trains the same way:
+ *
+ *   const start = await resolveResume({ out, config, resume: true, log });
+ *   const batches = new MultiCropLoader(data, { batchSize, augment, seed, cursor: start.cursor ?? START });
+ *   await train({ batches, start, out, config });
+ *
+ * Phases:
+ *   1. Backend and model: start the tfjs backend, build the model from the config (its own seeded weights).
+ *   2. Resume: restore the start point's checkpoint; the batches must stand at its cursor.
+ *   3. Step loop: a batch -> SwavModel.step, until --steps, the end of the batches, or `signal`.
+ *   4. Checkpoint and log: a progress and metrics line every `logEvery` steps, a checkpoint (weights, momentum,
+ *      queue, the batches' cursor) every `checkpointEvery` steps and at the end, so N steps in one go and N
+ *      steps in pieces give the same weights.
+ *   5. Finish: the batches are closed, the model disposed, a summary returned.
+ *
+ * The signal ends every wait (resuming, a batch still being read or decoded), so a stop takes moments in any
+ * state. When the data side fails instead (storage down past its retries, a dataset with nothing to train
+ * on), the steps done since the last checkpoint are saved before the error is raised: the model is sound,
+ * only its input failed.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { abortable, isAbort } from '../abort.js';
-import { MultiCropLoader, type MultiCropBatch } from '../augment/loader.js';
+import type { BatchSource, MultiCropBatch } from '../augment/loader.js';
 import type { StreamCursor } from '../augment/stream.js';
 import { ConfigError, StoreUnavailableError, WildstreamError } from '../errors.js';
 import type { Store } from '../shards/store.js';
 import { startBackend, type BackendInfo, type BackendName } from './backend.js';
-import { augmentOf, type TrainConfig } from './config.js';
-import { NonFiniteStateError, pruneCheckpoints, saveCheckpoint } from './checkpoint.js';
+import { NonFiniteStateError, pruneCheckpoints, restoreModel, saveCheckpoint } from './checkpoint.js';
 import { CollapseWatch } from './collapse.js';
+import type { TrainConfig } from './config.js';
 import { formatLine, writeMetricsPart, type MetricLine } from './metrics.js';
 import { SwavModel } from './model.js';
-import { batchWarning, divergenceAdvice, resumeState, type LastGood } from './resume.js';
+import { divergenceAdvice, resolveResume, type LastGood, type ResumePoint } from './resume.js';
 
-export interface TrainOptions {
-  data: Store;
+/** The settings of a training loop, whatever feeds it batches. */
+export interface LoopOptions {
+  /** Checkpoint store: `checkpoints/step-<step>.ckpt` and `metrics/`. */
   out: Store;
   config: TrainConfig;
   /** @default 'auto' */
   backend?: BackendName;
-  /** Continue from the newest checkpoint in `out`. @default true */
+  /** Continue from the newest checkpoint in `out`; false deletes its checkpoints and archives its metrics. @default true */
   resume?: boolean;
-  /** Train while ingest commits units. @default false */
-  follow?: boolean;
-  /** @default 500 */
+  /** Steps between checkpoints (and one at the end). @default 500 */
   checkpointEvery?: number;
   /** Checkpoints kept. @default 3 */
   keep?: number;
-  /** @default 10 */
+  /** Steps between progress and metrics lines. @default 10 */
   logEvery?: number;
-  /** Augmentation worker threads. @default the number of cores */
-  threads?: number;
+  /** Ends the run at the next step boundary (and every wait) with a checkpoint of the steps done. */
   signal?: AbortSignal;
+  /** Told each progress, warning and checkpoint line. @default nothing */
   log?: (line: string) => void;
   /** Called after every step (a progress bar on a terminal). */
   onStep?: (step: number, steps: number, loss: number, lr: number) => void;
+}
+
+export interface TrainOptions extends LoopOptions {
+  /** The batches, in order, standing at `start.cursor`. train closes them when it returns or throws. */
+  batches: BatchSource;
+  /**
+   * Where the run starts, from `resolveResume` before `batches` was opened at its cursor.
+   * @default resolved from `out` (per `resume`); `batches` must then stand at that checkpoint's cursor
+   */
+  start?: ResumePoint;
 }
 
 export interface TrainSummary {
@@ -57,7 +79,6 @@ export interface TrainSummary {
   loss: number | null;
   stopped: 'done' | 'signal';
   checkpoint: string | null;
-  skipped: Record<string, number>;
   /** Times the loss sat at ln K (collapse) during this run. */
   collapseWarnings: number;
 }
@@ -66,94 +87,128 @@ export class TrainingDivergedError extends WildstreamError {
   override readonly code = 'WS_ERR_DIVERGED';
 }
 
-export async function train(options: TrainOptions): Promise<TrainSummary> {
-  const o = { resume: true, follow: false, checkpointEvery: 500, keep: 3, logEvery: 10, log: () => {}, ...options };
+type Defaults = 'backend' | 'resume' | 'checkpointEvery' | 'keep' | 'logEvery' | 'log';
+export type ResolvedLoopOptions<O extends LoopOptions = LoopOptions> = O & Required<Pick<LoopOptions, Defaults>>;
+
+/** The options with their defaults, checked: a ConfigError names the first bad one (before anything is changed). */
+export function loopOptions<O extends LoopOptions>(options: O): ResolvedLoopOptions<O> {
+  const o = { backend: 'auto' as const, resume: true, checkpointEvery: 500, keep: 3, logEvery: 10, log: () => {}, ...options };
   for (const [name, v] of [['checkpointEvery', o.checkpointEvery], ['keep', o.keep], ['logEvery', o.logEvery]] as const) {
     if (!Number.isSafeInteger(v) || v < 1) throw new ConfigError(`${name} must be a positive integer, got ${v}`);
   }
-  const backend = await startBackend(o.backend ?? 'auto');
-  const model = new SwavModel(o.config);
+  return o;
+}
+
+export async function train(options: TrainOptions): Promise<TrainSummary> {
   try {
-    let state: Awaited<ReturnType<typeof resumeState>>;
-    let crowded: Awaited<ReturnType<typeof batchWarning>>;
+    const o = loopOptions(options);
+    // 1. Backend and model.
+    const backend = await startBackend(o.backend);
+    const model = new SwavModel(o.config);
     try {
-      // Both read the stores: a stalled read must not outlast a stop.
-      state = await abortable(resumeState(o, model), o.signal);
-      crowded = await abortable(batchWarning(o.data, o.config, o.follow), o.signal);
-    } catch (err) {
-      if (!isAbort(err, o.signal)) throw err;
-      return { backend, startStep: 0, step: 0, resumedFrom: null, loss: null, stopped: 'signal', checkpoint: null, skipped: {}, collapseWarnings: 0 };
+      // 2. Resume.
+      const start = await startAt(o, model);
+      if (!start) return { backend, startStep: 0, step: 0, resumedFrom: null, loss: null, stopped: 'signal', checkpoint: null, collapseWarnings: 0 };
+      o.log(`wildstream train: backend ${backend.name} (${backend.device}), model ${o.config.model} ` +
+        `(${(model.ps.count() / 1e6).toFixed(2)} M params), batch ${o.config.batchSize}, crops ${o.config.crops}, ` +
+        (start.resumedFrom ? `resuming at step ${start.step} from ${start.resumedFrom}` : 'starting at step 0'));
+      // 3 and 4. The step loop, with its log lines and checkpoints.
+      const loop = new Loop(o, model, backend, start);
+      const stopped = start.step >= o.config.steps ? 'done' : await loop.run();
+      // 5. Finish.
+      return {
+        backend, startStep: start.step, step: loop.step, resumedFrom: start.resumedFrom, loss: loop.lastLoss, stopped,
+        checkpoint: loop.lastCheckpoint, collapseWarnings: loop.collapse.warnings,
+      };
+    } finally {
+      model.dispose();
     }
-    const { step, cursor, resumedFrom } = state;
-    if (crowded) o.log(crowded);
-    o.log(`wildstream train: backend ${backend.name} (${backend.device}), model ${o.config.model} ` +
-      `(${(model.ps.count() / 1e6).toFixed(2)} M params), batch ${o.config.batchSize}, crops ${o.config.crops}, ` +
-      (resumedFrom ? `resuming at step ${step} from ${resumedFrom}` : 'starting at step 0'));
-    const loop = new Loop(o, model, backend, step);
-    loop.lastGood = { step, key: resumedFrom, writtenByThisRun: false };
-    const stopped = step >= o.config.steps ? 'done' : await loop.run(cursor);
-    return {
-      backend, startStep: step, step: loop.step, resumedFrom, loss: loop.lastLoss, stopped, checkpoint: loop.lastCheckpoint,
-      skipped: loop.skipped, collapseWarnings: loop.collapse.warnings,
-    };
   } finally {
-    model.dispose();
+    await options.batches.close();
   }
 }
 
+/**
+ * Phase 2: restores the start point into `model` (resolving it from `out` when none was given) and checks
+ * that the batches stand at its cursor. Null when the signal stopped the run first.
+ */
+async function startAt(o: ResolvedLoopOptions<TrainOptions>, model: SwavModel): Promise<ResumePoint | null> {
+  let start = o.start;
+  try {
+    start ??= await abortable(resolveResume(o, model), o.signal); // reads the store: a stalled read must not outlast a stop
+  } catch (err) {
+    if (isAbort(err, o.signal)) return null;
+    throw err;
+  }
+  if (start.checkpoint) restoreModel(model, start.checkpoint);
+  const at = o.batches.cursor();
+  if (start.cursor && !sameCursor(at, start.cursor)) {
+    throw new ConfigError(`the batches stand at ${JSON.stringify(at)}, but the run resumes from ${start.resumedFrom} at ` +
+      `${JSON.stringify(start.cursor)}: open the batch source at the start point's cursor`);
+  }
+  return start;
+}
+
+const sameCursor = (a: StreamCursor, b: StreamCursor): boolean =>
+  a.epoch === b.epoch && a.group === b.group && a.offset === b.offset && a.position === b.position &&
+  JSON.stringify(a.units ?? null) === JSON.stringify(b.units ?? null);
+
 class Loop {
+  step: number;
   lastLoss: number | null = null;
   lastCheckpoint: string | null = null;
   /** The newest checkpoint known to hold finite state: what a diverged run falls back to. */
-  lastGood: LastGood = { step: 0, key: null, writtenByThisRun: false };
-  skipped: Record<string, number> = {};
+  lastGood: LastGood;
+  readonly collapse: CollapseWatch;
   private pending: MetricLine[] = [];
   private interval = { loss: 0, steps: 0, images: 0, waitMs: 0, t0: performance.now() };
   private epoch = 0;
   private lr = 0;
-  readonly collapse: CollapseWatch;
   /** When this process started training: marks its metric lines, so a plot shows where a resume cut in. */
   private readonly started = new Date().toISOString();
 
   constructor(
-    private readonly o: Required<Pick<TrainOptions, 'checkpointEvery' | 'keep' | 'logEvery' | 'follow' | 'log'>> & TrainOptions,
+    private readonly o: ResolvedLoopOptions<TrainOptions>,
     private readonly model: SwavModel,
     private readonly backend: BackendInfo,
-    public step: number,
+    start: ResumePoint,
   ) {
+    this.step = start.step;
+    this.lastGood = { step: start.step, key: start.resumedFrom, writtenByThisRun: false };
     this.collapse = new CollapseWatch({ prototypes: o.config.swav.prototypes });
   }
 
-  async run(cursor: StreamCursor): Promise<'done' | 'signal'> {
-    const { config } = this.o;
-    const loader = new MultiCropLoader(this.o.data, {
-      batchSize: config.batchSize, seed: config.seed, augment: augmentOf(config), cursor,
-      follow: this.o.follow, threads: this.o.threads, signal: this.o.signal, onWait: this.o.log, onSkip: this.o.log,
-    });
-    const batches = loader[Symbol.asyncIterator]();
+  /** Phase 3: steps until --steps, the end of the batches or the signal; then the last checkpoint. */
+  async run(): Promise<'done' | 'signal'> {
+    const { config, logEvery, checkpointEvery } = this.o;
+    const batches = this.o.batches[Symbol.asyncIterator]();
     let saved = this.step;
+    let waiting = false;
     try {
       while (this.step < config.steps && !this.o.signal?.aborted) {
         const t0 = performance.now();
         let next: IteratorResult<MultiCropBatch>;
         try {
-          next = await batches.next();
+          waiting = true;
+          next = await abortable(batches.next(), this.o.signal); // a source that ignores the signal still stops promptly
+          waiting = false;
         } catch (err) {
           if (isAbort(err, this.o.signal)) break;
-          throw await this.dataFailed(err, cursor, saved);
+          waiting = false;
+          throw await this.dataFailed(err, saved);
         }
         if (next.done) break;
         this.interval.waitMs += performance.now() - t0;
         this.trainOn(next.value);
-        next.value.release(); // the step has read the crops (its tensors are disposed): the loader may reuse them
-        cursor = next.value.cursor;
-        if (this.step % this.o.logEvery === 0 || this.step === config.steps) this.report();
-        if (this.step % this.o.checkpointEvery === 0 || this.step === config.steps) saved = await this.save(cursor);
+        next.value.release(); // the step has read the crops (its tensors are disposed): the source may reuse them
+        if (this.step % logEvery === 0 || this.step === config.steps) this.report();
+        if (this.step % checkpointEvery === 0 || this.step === config.steps) saved = await this.save();
       }
-      if (this.step > saved) await this.save(cursor);
+      if (this.step > saved) await this.save();
     } finally {
-      await batches.return(undefined);
-      this.skipped = { ...loader.stream.stats.skipped, ...loader.stats.skipped };
+      // An abandoned wait may never settle: ending the iterator would queue behind it, so close() ends the source.
+      if (waiting) batches.return?.(undefined)?.catch(() => {});
+      else await batches.return?.(undefined);
     }
     return this.step >= config.steps ? 'done' : 'signal';
   }
@@ -162,11 +217,11 @@ class Loop {
    * The data side failed: saves the steps done since checkpoint `saved` (when the checkpoint store takes
    * them) and returns the error to raise, telling a storage outage to rerun.
    */
-  private async dataFailed(err: unknown, cursor: StreamCursor, saved: number): Promise<unknown> {
+  private async dataFailed(err: unknown, saved: number): Promise<unknown> {
     let kept = this.lastGood.key ? `the last checkpoint ${this.lastGood.key} is kept` : 'no checkpoint was written';
     if (this.step > saved) {
       try {
-        await this.save(cursor);
+        await this.save();
         kept = `${this.lastCheckpoint} written`;
       } catch (saveErr) {
         kept = `the checkpoint of step ${this.step} could not be written (${(saveErr as Error).message})`;
@@ -208,6 +263,7 @@ class Loop {
     Object.assign(this.interval, { loss: this.interval.loss + loss, steps: this.interval.steps + 1, images: this.interval.images + n });
   }
 
+  /** Phase 4: the progress line, a collapse warning when the loss sits at ln K, a metrics line for the next save. */
   private report(): void {
     const { loss, steps, images, waitMs, t0 } = this.interval;
     if (steps === 0) return;
@@ -226,9 +282,10 @@ class Loop {
     this.interval = { loss: 0, steps: 0, images: 0, waitMs: 0, t0: performance.now() };
   }
 
-  private async save(cursor: StreamCursor): Promise<number> {
+  /** Phase 4: a checkpoint at the batches' cursor (the one after the last batch trained on), then its metrics. */
+  private async save(): Promise<number> {
     this.report();
-    this.lastCheckpoint = await saveCheckpoint(this.o.out, this.model, this.step, cursor).catch((err) => {
+    this.lastCheckpoint = await saveCheckpoint(this.o.out, this.model, this.step, this.o.batches.cursor()).catch((err) => {
       if (!(err instanceof NonFiniteStateError)) throw err;
       throw new TrainingDivergedError(`training diverged: ${err.message}; ${divergenceAdvice(this.o.config, this.lastGood)}`);
     });
@@ -240,4 +297,3 @@ class Loop {
     return this.step;
   }
 }
-

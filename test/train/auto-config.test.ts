@@ -14,7 +14,7 @@ import { atLnK, CollapseWatch } from '../../src/train/collapse.js';
 import { defaultTrainConfig } from '../../src/train/config.js';
 import { readMetrics } from '../../src/train/metrics.js';
 import { DEFAULT_SWAV } from '../../src/train/swav.js';
-import { train } from '../../src/train/trainer.js';
+import { trainOnStore as train } from '../../src/jobs/train.js';
 import { runCli } from '../helpers/cli.js';
 import { photoJpeg } from '../../src/fixtures/images.js';
 import { writeDataset, writePhotoDataset } from '../helpers/dataset.js';

@@ -11,10 +11,11 @@ import { checkpointAt, InvalidCheckpointError, listCheckpoints, loadCheckpoint, 
 import { defaultTrainConfig, type TrainConfig } from '../../src/train/config.js';
 import { readMetrics } from '../../src/train/metrics.js';
 import { learningRate } from '../../src/train/optim.js';
-import { resumeState, scheduleChange } from '../../src/train/resume.js';
+import { resolveResume, scheduleChange } from '../../src/train/resume.js';
 import { SwavModel } from '../../src/train/model.js';
 import { DEFAULT_SWAV } from '../../src/train/swav.js';
-import { train, TrainingDivergedError } from '../../src/train/trainer.js';
+import { trainOnStore as train } from '../../src/jobs/train.js';
+import { TrainingDivergedError } from '../../src/train/trainer.js';
 import { writePhotoDataset } from '../helpers/dataset.js';
 import { forgeCheckpoint, type Parts } from '../helpers/forge-checkpoint.js';
 
@@ -175,7 +176,7 @@ describe('forged checkpoints: every damage is named, and an older good checkpoin
   async function resume(out: Store, log: string[]) {
     const model = new SwavModel(tiny({ steps: 4 }));
     try {
-      return await resumeState({ out, config: tiny({ steps: 4 }), resume: true, log: (l) => log.push(l) }, model);
+      return await resolveResume({ out, config: tiny({ steps: 4 }), resume: true, log: (l) => log.push(l) }, model);
     } finally {
       model.dispose();
     }

@@ -12,7 +12,7 @@ import { startBackend } from '../../src/train/backend.js';
 import { listCheckpoints, loadCheckpoint } from '../../src/train/checkpoint.js';
 import { defaultTrainConfig, type TrainConfig } from '../../src/train/config.js';
 import { DEFAULT_SWAV } from '../../src/train/swav.js';
-import { train } from '../../src/train/trainer.js';
+import { trainOnStore } from '../../src/jobs/train.js';
 import { runCli } from '../helpers/cli.js';
 import { writeDataset, writePhotoDataset } from '../helpers/dataset.js';
 import { faultyStore } from '../helpers/faulty-store.js';
@@ -64,14 +64,14 @@ describe('train: a storage outage that outlasts the retries', () => {
     const data = await openStore(join(dir, 'photos'));
     await writePhotoDataset(data, { units: 3, perUnit: 16 });
     const straight = await openStore(join(dir, 'straight'));
-    await train({ data, out: straight, config: tinyConfig(8), backend: 'wasm', threads: 1, checkpointEvery: 100 });
+    await trainOnStore({ data, out: straight, config: tinyConfig(8), backend: 'wasm', threads: 1, checkpointEvery: 100 });
 
     // Epoch 0's reads (3 shard footers, 6 record batches) are answered; later reads fail as a store's do
     // once its retries are spent.
     const down = new StoreUnavailableError(`${data.url}: connection refused (4 attempts)`);
     const outage = faultyStore(data, (method, _args, nth) => (method === 'getRange' && nth >= 9 ? down : undefined));
     const out = await openStore(join(dir, 'outage'));
-    const failed = train({ data: outage, out, config: tinyConfig(8), backend: 'wasm', threads: 1, checkpointEvery: 100 });
+    const failed = trainOnStore({ data: outage, out, config: tinyConfig(8), backend: 'wasm', threads: 1, checkpointEvery: 100 });
     await expect(failed).rejects.toThrow(StoreUnavailableError);
     const err = await failed.catch((e: Error) => e);
     const saved = await listCheckpoints(out);
@@ -81,7 +81,7 @@ describe('train: a storage outage that outlasts the retries', () => {
     expect((err as Error).message).toBe(`${down.message}; training stopped at step ${saved[0]!.step}, ${saved[0]!.key} written; ` +
       'rerun the same command to resume once the store answers');
 
-    const resumed = await train({ data, out, config: tinyConfig(8), backend: 'wasm', threads: 1, checkpointEvery: 100 });
+    const resumed = await trainOnStore({ data, out, config: tinyConfig(8), backend: 'wasm', threads: 1, checkpointEvery: 100 });
     expect(resumed.resumedFrom).toBe(saved[0]!.key);
     expect(maxDiff(await finalValues(straight), await finalValues(out))).toBeLessThan(1e-5);
   }, 120_000);

@@ -13,7 +13,7 @@ import { defaultTrainConfig } from '../../src/train/config.js';
 import { loadBackbone } from '../../src/train/export.js';
 import { SwavModel } from '../../src/train/model.js';
 import { DEFAULT_SWAV } from '../../src/train/swav.js';
-import { train } from '../../src/train/trainer.js';
+import { trainOnStore as train } from '../../src/jobs/train.js';
 import { getBytes } from '../../src/shards/store.js';
 import { runCli } from '../helpers/cli.js';
 import { writePhotoDataset } from '../helpers/dataset.js';

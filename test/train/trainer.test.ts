@@ -11,7 +11,7 @@ import { defaultTrainConfig, type TrainConfig } from '../../src/train/config.js'
 import { readMetrics } from '../../src/train/metrics.js';
 import { SwavModel } from '../../src/train/model.js';
 import { DEFAULT_SWAV } from '../../src/train/swav.js';
-import { train } from '../../src/train/trainer.js';
+import { trainOnStore } from '../../src/jobs/train.js';
 import { BIN, runCli } from '../helpers/cli.js';
 import { writePhotoDataset } from '../helpers/dataset.js';
 
@@ -97,14 +97,14 @@ describe('train: checkpoint and resume', () => {
 
   it('falls back past a damaged checkpoint, keeps the last K, and writes metrics once per step', async () => {
     const out = await openStore(join(dir, 'fallback'));
-    await train({ data, out, config: tinyConfig({ steps: 6 }), backend: 'wasm', checkpointEvery: 2, keep: 2, logEvery: 1, threads: 1 });
+    await trainOnStore({ data, out, config: tinyConfig({ steps: 6 }), backend: 'wasm', checkpointEvery: 2, keep: 2, logEvery: 1, threads: 1 });
     expect((await listCheckpoints(out)).map((c) => c.step)).toEqual([6, 4]);
     const file = join(dir, 'fallback', 'checkpoints', 'step-000000006.ckpt');
     const bytes = await readFile(file);
     bytes[bytes.length - 100] = bytes[bytes.length - 100]! ^ 0xff;
     await writeFile(file, bytes);
     const lines: string[] = [];
-    const summary = await train({
+    const summary = await trainOnStore({
       data, out, config: tinyConfig({ steps: 8 }), backend: 'wasm', checkpointEvery: 2, keep: 2, logEvery: 1, threads: 1,
       log: (l) => lines.push(l),
     });
@@ -119,8 +119,8 @@ describe('train: checkpoint and resume', () => {
 
   it('refuses to resume with an incompatible config, naming the field', async () => {
     const out = await openStore(join(dir, 'compat'));
-    await train({ data, out, config: tinyConfig({ steps: 2 }), backend: 'wasm', threads: 1 });
-    await expect(train({ data, out, config: tinyConfig({ steps: 4, model: 'custom:3,16,8,2,8' }), backend: 'wasm', threads: 1 }))
+    await trainOnStore({ data, out, config: tinyConfig({ steps: 2 }), backend: 'wasm', threads: 1 });
+    await expect(trainOnStore({ data, out, config: tinyConfig({ steps: 4, model: 'custom:3,16,8,2,8' }), backend: 'wasm', threads: 1 }))
       .rejects.toThrow(/trained with model="custom:3,16,8,2,16", this run asks for "custom:3,16,8,2,8"/);
     const r = await runCli(['train', '--data', join(dir, 'data'), '--out', join(dir, 'compat'), ...TINY, '--steps', '4', '--seed', '9']);
     expect(r.code).toBe(2);

@@ -1,0 +1,72 @@
+// trainOnStore: a dataset's multi-crop loader feeding train(). A run stopped by its signal and resumed through
+// trainOnStore reaches the weights of an uninterrupted run, because the loader reopens at the checkpoint's cursor.
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { trainOnStore } from '../../src/jobs/train.js';
+import { openStore, type Store } from '../../src/shards/store.js';
+import { startBackend } from '../../src/train/backend.js';
+import { listCheckpoints, loadCheckpoint } from '../../src/train/checkpoint.js';
+import { defaultTrainConfig } from '../../src/train/config.js';
+import { DEFAULT_SWAV } from '../../src/train/swav.js';
+import { writePhotoDataset } from '../helpers/dataset.js';
+
+let dir: string;
+let data: Store;
+
+const config = defaultTrainConfig({
+  model: 'custom:2,8,8,2,8', batchSize: 4, crops: '2x16@0.3-1', steps: 6,
+  swav: { ...DEFAULT_SWAV, prototypes: 8, hidden: 16, dim: 8, freezePrototypesSteps: 1, cropsForAssign: [0, 1] },
+});
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'ws-jobs-train-'));
+  data = await openStore(join(dir, 'data'));
+  await writePhotoDataset(data, { units: 2, perUnit: 6 }); // 12 records: batches of 4 cross an epoch by step 6
+  await startBackend('wasm');
+});
+afterAll(() => rm(dir, { recursive: true, force: true }));
+
+async function weights(out: Store): Promise<Map<string, Float32Array>> {
+  const [latest] = await listCheckpoints(out);
+  return (await loadCheckpoint(out, latest!.key)).values;
+}
+
+describe('trainOnStore', () => {
+  it('stop at step 3, resume: the weights of an uninterrupted run', async () => {
+    const options = { data, config, backend: 'wasm' as const, threads: 1, checkpointEvery: 100 };
+    const straight = await openStore(join(dir, 'straight'));
+    const full = await trainOnStore({ ...options, out: straight });
+    expect(full).toMatchObject({ stopped: 'done', step: 6, skipped: {} });
+
+    const out = await openStore(join(dir, 'pieces'));
+    const stop = new AbortController();
+    const first = await trainOnStore({ ...options, out, signal: stop.signal, onStep: (n) => n === 3 && stop.abort() });
+    expect(first).toMatchObject({ stopped: 'signal', step: 3, checkpoint: 'checkpoints/step-000000003.ckpt' });
+    const lines: string[] = [];
+    const rest = await trainOnStore({ ...options, out, log: (l) => lines.push(l) });
+    expect(rest).toMatchObject({ stopped: 'done', startStep: 3, step: 6, resumedFrom: 'checkpoints/step-000000003.ckpt' });
+    expect(lines.join('\n')).toMatch(/resuming at step 3 from checkpoints\/step-000000003\.ckpt/);
+
+    const [a, b] = [await weights(straight), await weights(out)];
+    expect([...b.keys()].sort()).toEqual([...a.keys()].sort());
+    let max = 0;
+    for (const [k, v] of a) v.forEach((x, i) => (max = Math.max(max, Math.abs(x - b.get(k)![i]!))));
+    expect(max).toBeLessThan(1e-5);
+  }, 90_000);
+
+  it('a signal already given: returns stopped before reading anything, nothing written', async () => {
+    const out = await openStore(join(dir, 'stopped'));
+    const summary = await trainOnStore({ data, out, config, backend: 'wasm', threads: 1, signal: AbortSignal.abort() });
+    expect(summary).toMatchObject({ stopped: 'signal', step: 0, checkpoint: null });
+    expect(await listCheckpoints(out)).toEqual([]);
+  }, 30_000);
+
+  it('bad loop options are refused before the checkpoint store is touched', async () => {
+    const out = await openStore(join(dir, 'straight'));
+    const before = await listCheckpoints(out);
+    await expect(trainOnStore({ data, out, config, backend: 'wasm', resume: false, keep: 0 })).rejects.toThrow(/keep must be a positive integer, got 0/);
+    expect(await listCheckpoints(out)).toEqual(before);
+  });
+});
