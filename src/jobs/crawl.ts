@@ -1,0 +1,65 @@
+/**
+ * A crawl as `wildstream crawl` and a pipeline's crawl stage do it: crawl the sites politely, then ingest the
+ * images found exactly as `ingest` does (fetch, decode, dedupe, units). Both halves resume: the crawl from its
+ * committed units, the ingest from its committed units (the image list is rebuilt identically).
+ */
+import { readFile, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { crawl } from '../crawl/crawler.js';
+import type { CrawlValues } from '../crawl/options.js';
+import { crawlFoundNothing } from '../crawl/outcome.js';
+import { RobotsCache, ROBOTS_MAX_BYTES } from '../crawl/robots.js';
+import { ConfigError } from '../errors.js';
+import { Fetcher } from '../ingest/fetch.js';
+import { HostGate } from '../ingest/host-gate.js';
+import { fetchOptionsOf } from '../ingest/options.js';
+import type { IngestSummary } from '../ingest/summary.js';
+import { makeDirs } from '../shards/make-dirs.js';
+import { storeOptionsOf } from '../shards/options.js';
+import { openStore } from '../shards/store.js';
+import { ingestJob } from './ingest.js';
+
+/** Crawls from `seeds` (page URLs, or files listing them one a line) and ingests what it finds into `o.out`. */
+export async function crawlJob(seedArgs: string[], o: CrawlValues): Promise<IngestSummary> {
+  const seeds = await readSeeds(seedArgs);
+  const store = await openStore(o.out, storeOptionsOf(o));
+  const gate = new HostGate(o.connectionsPerHost, o.delayMs);
+  const fetchOptions = { ...fetchOptionsOf(o), connectionsPerOrigin: o.connectionsPerHost, gate };
+  const fetcher = new Fetcher({ ...fetchOptions, maxRedirects: 0, maxBytes: o.maxPageBytes });
+  // robots.txt: redirects followed (RFC 9309 allows 5 hops), and only its first 500 KiB read and parsed.
+  const robotsFetcher = new Fetcher({ ...fetchOptions, maxRedirects: 5, maxBytes: ROBOTS_MAX_BYTES, truncate: true });
+  const result = await crawl(
+    { store, fetcher, robots: new RobotsCache(robotsFetcher, 'wildstream'), gate },
+    { seeds, maxPages: o.maxPages, maxDepth: o.maxDepth, hosts: o.hosts, limits: { maxLinks: o.maxLinks, maxImages: o.maxLinks }, pagesPerUnit: o.pagesPerUnit },
+  ).finally(() => Promise.all([fetcher.close(), robotsFetcher.close()]));
+  const { pages, fetched, skipped, resumed } = result;
+  process.stdout.write(`${JSON.stringify({ event: 'crawl_done', pages, fetched, images: result.images.length, skipped, resumed })}\n`);
+  const list = await writeImageList(o.out, result.images);
+  return ingestJob([list], { ...o, connectionsPerOrigin: o.connectionsPerHost },
+    { command: 'crawl', emptyList: crawlFoundNothing(result), extra: { fetch: { ...fetchOptions, maxBytes: o.maxBytes } } });
+}
+
+async function readSeeds(args: string[]): Promise<string[]> {
+  const seeds: string[] = [];
+  for (const arg of args) {
+    if (/^https?:\/\//i.test(arg)) seeds.push(arg);
+    else {
+      const text = await readFile(arg, 'utf8').catch(() => {
+        throw new ConfigError(`seed "${arg}" is neither an http(s) URL nor a readable file`);
+      });
+      seeds.push(...text.split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#')));
+    }
+  }
+  if (seeds.length === 0) throw new ConfigError('no seed URLs');
+  return seeds;
+}
+
+/** The found images as a JSONL URL list (url, caption, source_page), next to a local dataset or in tmp. */
+async function writeImageList(out: string, images: Array<{ url: string; caption: string | null; source_page: string }>): Promise<string> {
+  const dir = /^[a-z][a-z0-9+.-]*:\/\//i.test(out) && !out.startsWith('file://') ? join(tmpdir(), 'wildstream-crawl') : join(out.replace(/^file:\/\//, ''), 'crawl');
+  await makeDirs(dir);
+  const file = join(dir, 'images.jsonl');
+  await writeFile(file, images.map((i) => JSON.stringify(i)).join('\n') + (images.length ? '\n' : ''));
+  return file;
+}

@@ -1,0 +1,46 @@
+/**
+ * Command-line flags from option declarations: `unitSize: int({ min: 1, ... })` becomes `--unit-size <n>` with its
+ * help line and default, checked as it is parsed. A bad value is commander's usage error (the CLI exits 2).
+ */
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { kebab, type AnyDecl, type OptionSet, type OptionValues } from './declare.js';
+
+/** The commander Option of one declaration. */
+export function toOption(key: string, d: AnyDecl): Option {
+  const name = kebab(key);
+  const flags = d.kind === 'flag' ? `--${name}` : d.kind === 'negatable' ? `--no-${name}`
+    : d.kind === 'list' ? `--${name} <${d.placeholder}...>` : `--${name} <${d.placeholder}>`;
+  const option = new Option(flags, d.description);
+  if (d.choices) option.choices(d.choices);
+  else if (d.kind === 'value' || d.kind === 'list') {
+    option.argParser((text: string, previous: unknown) => {
+      try {
+        const value = d.fromText(text);
+        // A list's values accumulate over its values and repeated flags; its default is replaced, not extended.
+        return d.kind === 'list' && Array.isArray(previous) && previous !== d.default ? [...previous, ...value] : value;
+      } catch (err) {
+        throw new InvalidArgumentError((err as Error).message);
+      }
+    });
+  }
+  if ((d.kind === 'value' || d.kind === 'list') && d.default !== undefined) option.default(d.default, d.defaultText);
+  if (d.default === undefined && d.defaultText) option.description = `${d.description} (default: ${d.defaultText})`;
+  if (d.presence === 'required') option.makeOptionMandatory();
+  return option;
+}
+
+/** Adds every option of `set` to `cmd` (in declaration order). */
+export function addOptions(cmd: Command, set: OptionSet): Command {
+  for (const [key, d] of Object.entries(set)) cmd.addOption(toOption(key, d));
+  return cmd;
+}
+
+/**
+ * The typed values of `set` from a command's parsed options: flags not given are false, every other key as
+ * commander parsed it (already checked by toOption's parser).
+ */
+export function optionValues<S extends OptionSet>(set: S, parsed: Record<string, unknown>): OptionValues<S> {
+  const out: Record<string, unknown> = {};
+  for (const [key, d] of Object.entries(set)) out[key] = parsed[key] ?? d.default;
+  return out as OptionValues<S>;
+}

@@ -1,0 +1,169 @@
+/**
+ * One declaration per option. A stage lists its options once (name, type, bounds, default, description) and
+ * everything else derives from that list: the command-line flag (`--unit-size <n>`, commander.ts), the
+ * pipeline key (`unit_size:`, pipeline.ts) and the TypeScript type of the parsed values (`OptionValues`).
+ *
+ * The keys of an option set are camelCase (`unitSize`); the flag is their kebab-case, the pipeline key their
+ * snake_case. A declaration checks a value the same way whichever side it came from: `schema` checks a
+ * pipeline value (YAML already typed it), `fromText` turns a flag's text into a value and checks it.
+ */
+import { z } from 'zod';
+
+/** Whether a parsed value is always there: given a default, required, or possibly undefined. */
+export type Presence = 'default' | 'required' | 'optional';
+
+export interface Decl<T, P extends Presence = Presence> {
+  /** `value`: `--x <arg>`; `flag`: `--x` (false unless given); `negatable`: `--no-x` (true unless given); `list`: `--x <arg...>`. */
+  readonly kind: 'value' | 'flag' | 'negatable' | 'list';
+  readonly presence: P;
+  /** One line for `--help` and the pipeline docs. */
+  readonly description: string;
+  /** The flag's value placeholder: `n` gives `--batch <n>`. */
+  readonly placeholder: string;
+  /** Checks (and normalises) a pipeline value. */
+  readonly schema: z.ZodType<T>;
+  /** A flag's text -> the value; throws an Error saying what was expected. */
+  readonly fromText: (text: string) => T;
+  readonly default?: T;
+  /** How `--help` shows a default that is chosen at run time, e.g. `auto: from the batch size`. */
+  readonly defaultText?: string;
+  readonly choices?: readonly string[];
+}
+
+export type AnyDecl = Decl<any, Presence>;
+export type OptionSet = Readonly<Record<string, AnyDecl>>;
+
+/** The parsed values of an option set: what a command hands its stage function. */
+export type OptionValues<S extends OptionSet> = {
+  -readonly [K in keyof S]: S[K] extends Decl<infer T, infer P> ? (P extends 'optional' ? T | undefined : T) : never;
+};
+
+interface Common {
+  description: string;
+  placeholder?: string;
+  defaultText?: string;
+  required?: true;
+}
+
+type PresenceOf<O> = O extends { required: true } ? 'required' : O extends { default: unknown } ? 'default' : 'optional';
+
+function decl<T, P extends Presence>(o: Common & { default?: T }, kind: Decl<T, P>['kind'], schema: z.ZodType<T>,
+  fromText: (text: string) => T, extra: Partial<Decl<T, P>> = {}): Decl<T, P> {
+  const presence = (o.required ? 'required' : o.default !== undefined ? 'default' : 'optional') as P;
+  return {
+    kind, presence, description: o.description, placeholder: o.placeholder ?? 'value', schema, fromText,
+    default: o.default, defaultText: o.defaultText, ...extra,
+  };
+}
+
+/** An integer in [min, max]. */
+export function int<const O extends Common & { min: number; max?: number; default?: number }>(o: O): Decl<number, PresenceOf<O>> {
+  const max = o.max ?? Number.MAX_SAFE_INTEGER;
+  const fromText = (text: string): number => {
+    const n = Number(text);
+    if (!/^-?\d+$/.test(text.trim()) || !Number.isSafeInteger(n) || n < o.min || n > max) {
+      throw new Error(`expected an integer from ${o.min} to ${max}, got "${text}"`);
+    }
+    return n;
+  };
+  return decl({ placeholder: 'n', ...o }, 'value', z.number().int().min(o.min).max(max), fromText);
+}
+
+/** A finite number in [min, max]. */
+export function num<const O extends Common & { min: number; max?: number; default?: number }>(o: O): Decl<number, PresenceOf<O>> {
+  const max = o.max ?? Number.MAX_VALUE;
+  const fromText = (text: string): number => {
+    const n = Number(text);
+    if (text.trim() === '' || !Number.isFinite(n) || n < o.min || n > max) throw new Error(`expected a number from ${o.min} to ${max}, got "${text}"`);
+    return n;
+  };
+  return decl({ placeholder: 'x', ...o }, 'value', z.number().min(o.min).max(max), fromText);
+}
+
+/**
+ * A string; `check` (if any) validates or normalises it at the edge and throws an Error saying why it is
+ * wrong (a crop spec, a URL). The parsed value is what `check` returns.
+ */
+export function text<const O extends Common & { default?: string; minLength?: number; check?: (s: string) => string }>(o: O): Decl<string, PresenceOf<O>> {
+  const check = o.check ?? ((s: string) => s);
+  const min = o.minLength ?? 0;
+  const fromText = (s: string): string => {
+    if (s.length < min) throw new Error(`expected at least ${min} character${min === 1 ? '' : 's'}`);
+    return check(s);
+  };
+  const schema = z.string().min(min).transform((s, ctx) => {
+    try {
+      return check(s);
+    } catch (err) {
+      ctx.addIssue({ code: 'custom', message: (err as Error).message });
+      return z.NEVER;
+    }
+  }) as unknown as z.ZodType<string>;
+  return decl(o, 'value', schema, fromText);
+}
+
+/** One of a fixed set of words. */
+export function choice<const C extends readonly [string, ...string[]], const O extends Common & { default?: C[number] }>(
+  choices: C, o: O): Decl<C[number], PresenceOf<O>> {
+  const fromText = (s: string): C[number] => {
+    if (!choices.includes(s)) throw new Error(`expected one of ${choices.join(', ')}, got "${s}"`);
+    return s;
+  };
+  return decl(o, 'value', z.enum(choices) as unknown as z.ZodType<C[number]>, fromText, { choices });
+}
+
+/** A switch, off unless given (`--append`; `append: true`). */
+export function flag(o: { description: string }): Decl<boolean, 'default'> {
+  return decl({ ...o, default: false }, 'flag', z.boolean(), () => true);
+}
+
+/** A switch left unset unless given, so that its consumer can choose (`--s3-path-style`: on when an endpoint is set). */
+export function maybeFlag(o: { description: string; defaultText?: string }): Decl<boolean, 'optional'> {
+  return decl(o, 'flag', z.boolean(), () => true);
+}
+
+/** A switch, on unless turned off (`--no-resume`; `resume: false`). */
+export function negatable(o: { description: string }): Decl<boolean, 'default'> {
+  return decl({ ...o, default: true }, 'negatable', z.boolean(), () => false);
+}
+
+/** Several strings: `--allow-address a b` on the command line, a YAML list (or one string) in a pipeline. */
+export function list<const O extends Common & { default?: string[] }>(o: O): Decl<string[], PresenceOf<O>> {
+  const schema = z.union([z.string(), z.array(z.string())]).transform((v) => (typeof v === 'string' ? [v] : v)) as unknown as z.ZodType<string[]>;
+  return decl(o, 'list', schema, (s) => [s]);
+}
+
+/** Several words given as one comma-separated string (`--hosts a,b`), or as a YAML list in a pipeline. */
+export function words<const O extends Common>(o: O): Decl<string[], PresenceOf<O>> {
+  const split = (s: string) => s.split(',').map((w) => w.trim()).filter(Boolean);
+  const schema = z.union([z.string(), z.array(z.string())]).transform((v) => (typeof v === 'string' ? split(v) : v.flatMap(split))) as unknown as z.ZodType<string[]>;
+  return decl(o, 'value', schema, split);
+}
+
+/** `unitSize` -> `unit-size`. */
+export const kebab = (key: string): string => key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+/** `unitSize` -> `unit_size`. */
+export const snake = (key: string): string => key.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
+/** `unit_size` -> `unitSize`. */
+export const camel = (key: string): string => key.replace(/_([a-z0-9])/g, (_, c: string) => c.toUpperCase());
+
+/** The values an option set gives when nothing is set: the defaults, flags off, negatables on. */
+export function defaults<S extends OptionSet>(set: S): Partial<OptionValues<S>> {
+  const out: Record<string, unknown> = {};
+  for (const [key, d] of Object.entries(set)) if (d.default !== undefined) out[key] = d.default;
+  return out as Partial<OptionValues<S>>;
+}
+
+/** A copy of `set` without `keys` (a command that takes those from elsewhere, e.g. a positional argument). */
+export function omit<S extends OptionSet, K extends keyof S>(set: S, ...keys: K[]): Omit<S, K> {
+  const out: Record<string, AnyDecl> = { ...set };
+  for (const k of keys) delete out[k as string];
+  return out as Omit<S, K>;
+}
+
+/** `set` with `keys` made optional (a pipeline key that another stage fills in, e.g. `train.data`). */
+export function optional<S extends OptionSet, K extends keyof S>(set: S, ...keys: K[]): Omit<S, K> & { [P in K]: S[P] extends Decl<infer T, Presence> ? Decl<T, 'optional'> : never } {
+  const out: Record<string, AnyDecl> = { ...set };
+  for (const k of keys) out[k as string] = { ...set[k]!, presence: 'optional' };
+  return out as never;
+}

@@ -1,0 +1,52 @@
+/**
+ * A run's TrainConfig from its parsed options: the horizon from --steps or --epochs, and the SwAV settings
+ * left out chosen for the dataset and run (auto-config.ts), or on a resume taken from the checkpoint.
+ */
+import { ConfigError } from '../errors.js';
+import { listUnits } from '../shards/dataset.js';
+import type { Store } from '../shards/store.js';
+import { autoConfig, checkpointSettings, fromCheckpoint, type SwavSettings } from './auto-config.js';
+import { defaultTrainConfig, type TrainConfig } from './config.js';
+import { DEFAULT_STEPS, type TrainValues } from './options.js';
+import { DEFAULT_SWAV } from './swav.js';
+
+/** The augmentation settings a run records in its config (declared in augment/options.ts). */
+export interface RunAugment {
+  crops: string;
+  /** Crops per image in `crops` (the caller parsed the spec). */
+  cropCount: number;
+  jitterStrength: number;
+  blur: number;
+}
+
+export interface ResolvedConfig {
+  config: TrainConfig;
+  /** The `auto: ...` line saying what was chosen and why; null when the user set everything. */
+  auto: string | null;
+}
+
+/** Reads the dataset's committed records (and on a resume the checkpoint's settings) to complete the config. */
+export async function resolveTrainConfig(o: Omit<TrainValues, 'data' | 'out'>, aug: RunAugment, data: Store, out: Store): Promise<ResolvedConfig> {
+  const records = (await listUnits(data)).reduce((n, u) => n + u.records, 0);
+  const steps = o.steps ?? (o.epochs ? stepsFor(data, records, o.epochs, o.batch) : DEFAULT_STEPS);
+  const user: SwavSettings = { prototypes: o.prototypes, epsilon: o.epsilon, freezePrototypes: o.freezePrototypes, lr: o.lr, finalLr: o.finalLr };
+  const saved = o.resume ? await checkpointSettings(out) : null;
+  const s = saved ? fromCheckpoint(user, saved)
+    : autoConfig(user, { records, steps, batchSize: o.batch, queueLength: o.queueLength, larsAll: o.larsAll });
+  const config = defaultTrainConfig({
+    model: o.model, batchSize: o.batch, crops: aug.crops, jitterStrength: aug.jitterStrength, blurP: aug.blur, seed: o.seed, steps,
+    swav: {
+      ...DEFAULT_SWAV, prototypes: s.prototypes, hidden: o.hidden, dim: o.dim, epsilon: s.epsilon,
+      temperature: o.temperature, freezePrototypesSteps: s.freezePrototypes, cropsForAssign: aug.cropCount >= 2 ? [0, 1] : [0],
+    },
+    queue: { length: o.queueLength, startStep: o.queueStart },
+    lars: { ...defaultTrainConfig().lars, weightDecay: o.weightDecay, trust: o.larsTrust, excludeBnBias: !o.larsAll, clip: o.larsClip },
+    schedule: { baseLr: s.lr, finalLr: s.finalLr, warmupSteps: o.warmupSteps, startWarmupLr: 0 },
+  });
+  return { config, auto: s.line };
+}
+
+function stepsFor(data: Store, records: number, epochs: number, batch: number): number {
+  if (records === 0) throw new ConfigError(`--epochs needs committed records in ${data.url}; it has none (use --steps with --follow)`);
+  return Math.max(1, Math.ceil((records * epochs) / batch));
+}
