@@ -1,0 +1,152 @@
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as tf from '@tensorflow/tfjs-core';
+import type { GraphModel } from '@tensorflow/tfjs-converter';
+import { tableFromIPC } from 'apache-arrow';
+import sharp from 'sharp';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { embed, writeEmbeddings } from '../../src/eval/embed.js';
+import { evalPixels } from '../../src/eval/images.js';
+import { patternJpeg, photoJpeg } from '../../src/fixtures/images.js';
+import { ShardReader } from '../../src/shards/reader.js';
+import { listUnits } from '../../src/shards/dataset.js';
+import { openStore } from '../../src/shards/store.js';
+import { startBackend } from '../../src/train/backend.js';
+import type { Backbone, BackboneMetadata } from '../../src/train/export.js';
+import { writePhotoDataset } from '../helpers/dataset.js';
+
+let dir: string;
+const path = (...p: string[]) => join(dir, ...p);
+
+const META: BackboneMetadata = {
+  model: 'channel-means',
+  step: 0,
+  featureDim: 3,
+  inputSize: 16,
+  mean: [0.5, 0.4, 0.3],
+  std: [0.2, 0.25, 0.3],
+};
+
+/** A stand-in backbone whose features are each image's per-channel mean; it records the shape of every batch. */
+function channelMeans(): Backbone & { batches: number[][] } {
+  const batches: number[][] = [];
+  return {
+    model: null as unknown as GraphModel,
+    metadata: META,
+    batches,
+    embed: (images) => {
+      batches.push(images.shape);
+      return tf.mean(images, [1, 2]) as tf.Tensor2D;
+    },
+  };
+}
+
+/** What the features of `bytes` must be: the channel means of the eval transform's pixels. */
+async function expected(bytes: Uint8Array, size = META.inputSize): Promise<number[]> {
+  const pixels = (await evalPixels(bytes, size, META.mean, META.std))!;
+  const sums = [0, 0, 0];
+  pixels.forEach((v, i) => (sums[i % 3]! += v));
+  return sums.map((s) => s / (size * size));
+}
+
+/** Images of the folder by key: five that decode, one that does not, and a file that is not an image. */
+const files: Record<string, () => Promise<Buffer>> = {
+  'cat/1.jpg': () => photoJpeg(1, { width: 40, height: 30 }),
+  'cat/2.png': () =>
+    sharp(Buffer.alloc(24 * 24 * 3, 200), { raw: { width: 24, height: 24, channels: 3 } })
+      .png()
+      .toBuffer(),
+  'dog/3.jpg': () => patternJpeg(3, { width: 32, height: 48 }),
+  'dog/4.webp': async () =>
+    sharp(await photoJpeg(4, { width: 50, height: 50 }))
+      .webp()
+      .toBuffer(),
+  'top.jpg': () => photoJpeg(5, { width: 20, height: 20 }),
+  'dog/broken.jpg': async () => Buffer.from('not a jpeg'),
+  'dog/notes.txt': async () => Buffer.from('ignored'),
+};
+const bytes: Record<string, Buffer> = {};
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'ws-embed-'));
+  for (const [key, make] of Object.entries(files)) {
+    bytes[key] = await make();
+    await mkdir(path('folder', key, '..'), { recursive: true });
+    await writeFile(path('folder', key), bytes[key]!);
+  }
+  await writePhotoDataset(await openStore(path('data')), { units: 2, perUnit: 3, width: 30, height: 20 });
+  await startBackend('cpu');
+});
+
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe('embed', () => {
+  it('embeds a folder in key order with class-folder labels, counting images that do not decode', async () => {
+    const backbone = channelMeans();
+    const e = await embed(backbone, path('folder'), { batch: 2 });
+    expect(e.keys).toEqual(['cat/1.jpg', 'cat/2.png', 'dog/3.jpg', 'dog/4.webp', 'top.jpg']);
+    expect(e.labels).toEqual(['cat', 'cat', 'dog', 'dog', '']);
+    expect(e.failed).toBe(1);
+    // Batches of two and a last partial one, at the backbone's input size.
+    expect(backbone.batches).toEqual([
+      [2, 16, 16, 3],
+      [2, 16, 16, 3],
+      [1, 16, 16, 3],
+    ]);
+    for (const [i, key] of e.keys.entries()) {
+      const want = await expected(bytes[key]!);
+      expect(
+        Array.from(e.features[i]!).map((v, c) => Math.abs(v - want[c]!)),
+        key,
+      ).toEqual([expect.closeTo(0, 5), expect.closeTo(0, 5), expect.closeTo(0, 5)]);
+    }
+    // The plain grey PNG has equal channels before normalisation: (200/255 - mean) / std per channel.
+    expect(e.features[1]![0]).toBeCloseTo((200 / 255 - 0.5) / 0.2, 4);
+  });
+
+  it('gives the same features whatever the batch size, and takes the input size asked for', async () => {
+    const one = await embed(channelMeans(), path('folder'), { batch: 1 });
+    const all = await embed(channelMeans(), path('folder'), { batch: 32 });
+    expect(all.keys).toEqual(one.keys);
+    all.features.forEach((f, i) => expect(Array.from(f)).toEqual(Array.from(one.features[i]!)));
+
+    const small = channelMeans();
+    const e = await embed(small, path('folder'), { size: 8 });
+    expect(small.batches).toEqual([[5, 8, 8, 3]]);
+    const want = await expected(bytes['dog/3.jpg']!, 8);
+    expect(e.features[2]![1]).toBeCloseTo(want[1]!, 5);
+  });
+
+  it('embeds the committed units of a dataset in unit order, without labels', async () => {
+    const store = await openStore(path('data'));
+    const records: Array<{ key: string; image: Uint8Array }> = [];
+    for (const unit of await listUnits(store)) {
+      for await (const r of (await ShardReader.open(store, unit.shard, { size: unit.bytes })).records())
+        records.push(r);
+    }
+    const e = await embed(channelMeans(), path('data'), { batch: 4 });
+    expect(e.keys).toEqual(records.map((r) => r.key));
+    expect(e.keys).toHaveLength(6);
+    expect(e.labels).toEqual(['', '', '', '', '', '']);
+    expect(e.failed).toBe(0);
+    const want = await expected(records[5]!.image);
+    expect(e.features[5]![2]).toBeCloseTo(want[2]!, 5);
+  });
+
+  it('writes embeddings as an Arrow IPC file of key and fixed-size float32 lists that reads back the same', async () => {
+    const e = await embed(channelMeans(), path('folder'));
+    const url = await writeEmbeddings(path('out', 'emb.arrow'), e);
+    expect(url).toMatch(/^file:\/\/.*\/out\/emb\.arrow$/);
+    const table = tableFromIPC(await readFile(path('out', 'emb.arrow')));
+    expect(table.numRows).toBe(5);
+    expect(table.schema.fields.map((f) => [f.name, String(f.type)])).toEqual([
+      ['key', 'Utf8'],
+      ['embedding', 'FixedSizeList[3]<Float32>'],
+    ]);
+    expect(table.getChild('key')!.toArray()).toEqual(e.keys);
+    e.features.forEach((f, i) => expect(Array.from(table.getChild('embedding')!.get(i)!)).toEqual(Array.from(f)));
+  });
+});
