@@ -62,6 +62,10 @@ export type { SwavConfig } from './train/swav.js';
 export { readMetrics, type MetricLine } from './train/metrics.js';
 
 // Export, embed and evaluate: a trained backbone as a tfjs graph model, its features, k-NN accuracy.
+export { exportCheckpoint, type ExportOptions } from './jobs/export.js';
+export {
+  embedImages, evalKnn, type BackboneOptions, type EmbedImagesOptions, type EmbedImagesResult, type KnnEvalOptions, type KnnEvalResult,
+} from './jobs/eval.js';
 export { loadBackbone, type Backbone, type BackboneMetadata } from './train/export.js';
 export { embed, writeEmbeddings, type EmbedOptions, type Embeddings } from './eval/embed.js';
 export { knnAccuracy, type KnnResult } from './eval/knn.js';

@@ -1,0 +1,72 @@
+/**
+ * Exporting a trained backbone, what `wildstream export CKPT --out DIR` runs: read a checkpoint of a training
+ * run, rebuild the RegNet from its config, and write it as a TensorFlow.js graph model.
+ */
+import { parseCrops } from '../augment/config.js';
+import { ConfigError } from '../errors.js';
+import type { Store } from '../shards/store.js';
+import { startBackend, type BackendName } from '../train/backend.js';
+import { checkpointAt, checkTensors, latestCheckpoint, paramTensors, restoreParams, type Checkpoint, type InvalidCheckpointError } from '../train/checkpoint.js';
+import { everyDamaged } from '../train/checkpoint-format.js';
+import { exportBackbone, type BackboneMetadata } from '../train/export.js';
+import { ParamSet } from '../train/params.js';
+import { buildRegnet } from '../train/regnet.js';
+import { regnetSpec } from '../train/regnet-spec.js';
+
+export interface ExportOptions {
+  /** The checkpoint store of a training run (its `out`: `checkpoints/step-<step>.ckpt`). */
+  checkpoints: Store;
+  /** Where `model.json` and `weights.bin` are written (a store at the model's folder). */
+  out: Store;
+  /** The checkpoint of this step. @default the newest that verifies and holds a whole backbone */
+  step?: number;
+  /** Export the run's initial weights instead (seeded from its config): the random-init baseline for evaluation. @default false */
+  init?: boolean;
+  /** The tfjs backend the weights are rebuilt on. @default 'cpu' */
+  backend?: BackendName;
+  /** Told of each damaged checkpoint skipped on the way to a usable one. @default nothing */
+  log?: (line: string) => void;
+}
+
+/**
+ * Writes a checkpoint's backbone (eval mode: running BatchNorm statistics) as a graph model that
+ * `loadBackbone` or `tf.loadGraphModel` runs. Its input is float32 NHWC images [N, H, W, 3] normalised with
+ * the returned `mean`/`std` (trained around `inputSize` px); its output `features` is [N, featureDim].
+ * Throws a ConfigError when the store has no checkpoint (or none of `step`, listing the steps it has) and an
+ * InvalidCheckpointError naming each damage when every checkpoint is damaged.
+ */
+export async function exportCheckpoint(o: ExportOptions): Promise<BackboneMetadata> {
+  await startBackend(o.backend ?? 'cpu');
+  const ckpt = o.step === undefined ? await newestWhole(o.checkpoints, o.log ?? (() => {})) : await checkpointAt(o.checkpoints, o.step);
+  const { config } = ckpt.header;
+  const ps = new ParamSet(config.seed);
+  try {
+    const spec = regnetSpec(config.model);
+    buildRegnet(ps, spec);
+    if (!o.init) restoreParams(ps, ckpt);
+    const inputSize = Math.max(...parseCrops(config.crops).map((g) => g.size));
+    return await exportBackbone(o.out, ps, spec, { model: config.model, step: o.init ? 0 : ckpt.header.step, inputSize });
+  } finally {
+    ps.dispose();
+  }
+}
+
+/** The newest checkpoint that verifies and holds a whole backbone of its own config. */
+async function newestWhole(store: Store, log: (line: string) => void): Promise<Checkpoint> {
+  const damaged: InvalidCheckpointError[] = [];
+  const ckpt = await latestCheckpoint(store, (err) => {
+    damaged.push(err);
+    log(`warning: ${err.message}`);
+  }, (c) => {
+    const ps = new ParamSet(c.header.config.seed);
+    try {
+      buildRegnet(ps, regnetSpec(c.header.config.model));
+      checkTensors(c, paramTensors(ps));
+    } finally {
+      ps.dispose();
+    }
+  });
+  if (ckpt) return ckpt;
+  if (damaged.length > 0) throw everyDamaged(store, damaged, 'Nothing to export: restore a good copy of one');
+  throw new ConfigError(`no checkpoint in ${store.url}`);
+}
