@@ -12,10 +12,23 @@ import { ParamSet } from './params.js';
 import { regnetFeatures } from './regnet.js';
 import { regnetSpec, type RegNetSpec } from './regnet-spec.js';
 import { normalisePrototypes, PROTOTYPES, swavHead, swavLoss } from './swav.js';
+import { forwardInParts, type StepSharing } from './parallel/sharing.js';
 
 export interface StepResult {
   loss: number;
   lr: number;
+}
+
+export interface StepOptions {
+  /**
+   * Ghost batches: rows of each consecutive slice of the batch that runs the forward pass alone (BatchNorm
+   * normalises each slice with its own statistics; running statistics average over slices, weighted by
+   * rows). The single-thread equivalent of a data-parallel step with one slice per worker.
+   * @default the whole batch as one slice
+   */
+  microBatches?: number[];
+  /** Set by a data-parallel worker (src/train/parallel/): how its step sees the whole batch. */
+  sharing?: StepSharing;
 }
 
 export class SwavModel {
@@ -55,18 +68,19 @@ export class SwavModel {
   }
 
   /** One SGD/LARS step on a batch of crops (NHWC, one tensor per crop). */
-  step(crops: tf.Tensor4D[], step: number): StepResult {
+  step(crops: tf.Tensor4D[], step: number, options: StepOptions = {}): StepResult {
     const { config, ps } = this;
     const lr = learningRate(step, { ...config.schedule, totalSteps: config.steps });
     normalisePrototypes(ps);
     ps.pendingUpdates = [];
     let embeddings: tf.Tensor2D[] = [];
     const { value, grads: raw } = tf.variableGrads(() => {
-      const out = this.forward(crops, true);
+      const out = forwardInParts((c) => this.forward(c, true), ps, crops, options.microBatches);
       embeddings = config.swav.cropsForAssign.map((i) => tf.keep(out.z[i]!));
-      return swavLoss(out.scores, config.swav, this.queuedScores(step));
+      return swavLoss(out.scores, config.swav, this.queuedScores(step), options.sharing?.codes);
     }, [...ps.trainable().values()]);
     const grads = ps.byName(raw);
+    options.sharing?.reduce(grads, ps);
     if (step < config.swav.freezePrototypesSteps) {
       grads[PROTOTYPES]?.dispose();
       delete grads[PROTOTYPES];
@@ -77,6 +91,7 @@ export class SwavModel {
       next.dispose();
     }
     ps.pendingUpdates = null;
+    if (options.sharing && this.queue.length > 0) embeddings = options.sharing.gather(embeddings);
     this.pushQueue(embeddings);
     const loss = value.dataSync()[0]!;
     tf.dispose([value, ...Object.values(grads), ...embeddings]);

@@ -66,6 +66,22 @@ export function sinkhorn(scores: tf.Tensor2D, epsilon: number, iterations: numbe
 }
 
 /**
+ * Codes (no gradient) for the rows of `scores`, assignment crop number `a` of `cfg.cropsForAssign`, with that
+ * crop's queue scores when the queue is in use. A data-parallel worker passes one that runs Sinkhorn over
+ * the whole batch (src/train/parallel/), as SwAV's distributed code all-reduces its sums.
+ */
+export type AssignCodes = (a: number, scores: tf.Tensor2D, queued: tf.Tensor2D | undefined) => tf.Tensor2D;
+
+/** Sinkhorn over queue + these rows, the rows' codes kept. */
+export function localCodes(cfg: Pick<SwavConfig, 'epsilon' | 'sinkhornIters'>): AssignCodes {
+  return (_a, scores, queued) => {
+    const b = scores.shape[0];
+    const codes = sinkhorn(stopGradient(queued ? tf.concat([queued, scores], 0) : scores), cfg.epsilon, cfg.sinkhornIters);
+    return queued ? tf.slice(codes, [codes.shape[0] - b, 0], [b, -1]) : codes;
+  };
+}
+
+/**
  * The swapped-prediction loss over all crops' scores (one [B, K] tensor per crop, in crop order). `queued`,
  * one [L, K] per assignment crop, joins the Sinkhorn assignment (SwAV's queue for small batches): codes are
  * computed over queue + batch and the batch's rows kept.
@@ -74,13 +90,11 @@ export function swavLoss(
   scores: tf.Tensor2D[],
   cfg: Pick<SwavConfig, 'temperature' | 'epsilon' | 'sinkhornIters' | 'cropsForAssign'>,
   queued?: tf.Tensor2D[],
+  codes: AssignCodes = localCodes(cfg),
 ): tf.Scalar {
   let total: tf.Scalar = tf.scalar(0);
   cfg.cropsForAssign.forEach((i, a) => {
-    const b = scores[i]!.shape[0];
-    const assign = stopGradient(queued ? tf.concat([queued[a]!, scores[i]!], 0) : scores[i]!);
-    const codes = sinkhorn(assign, cfg.epsilon, cfg.sinkhornIters);
-    const q = queued ? tf.slice(codes, [codes.shape[0] - b, 0], [b, -1]) : codes;
+    const q = codes(a, scores[i]!, queued?.[a]);
     let sub: tf.Scalar = tf.scalar(0);
     scores.forEach((s, v) => {
       if (v === i) return;
