@@ -5,6 +5,7 @@
  */
 import { parseCrops, SWAV_CROPS, type AugmentConfig } from '../augment/config.js';
 import { ConfigError } from '../errors.js';
+import { RECOMPUTE_MODES, type RecomputeMode } from './memory.js';
 import { DEFAULT_LARS, type LarsConfig, type ScheduleConfig } from './optim.js';
 import { regnetSpec } from './regnet-spec.js';
 import { DEFAULT_SWAV, type SwavConfig } from './swav.js';
@@ -31,6 +32,14 @@ export interface TrainConfig {
   queue: QueueConfig;
   lars: LarsConfig;
   schedule: Omit<ScheduleConfig, 'totalSteps'>;
+  /**
+   * Activation recomputation per RegNet stage: `on` keeps only each stage's input for the backward pass and
+   * runs the stage again there (one more forward pass per step, a fraction of the memory); `auto` turns it on
+   * when the memory estimate without it exceeds the backend's budget (the 4 GiB wasm heap). Absent in
+   * checkpoints written before it existed: read as `auto`.
+   * @default 'auto'
+   */
+  recompute?: RecomputeMode;
 }
 
 /** SwAV's small-batch recipe scaled to a config: lr 0.6 at batch 256, linear scaling, final lr 0.0006x. */
@@ -49,6 +58,7 @@ export function defaultTrainConfig(overrides: Partial<TrainConfig> = {}): TrainC
     queue: { length: 0, startStep: 0 },
     lars: DEFAULT_LARS,
     schedule: { baseLr, finalLr: baseLr * 0.001, warmupSteps: 0, startWarmupLr: 0 },
+    recompute: 'auto',
     ...overrides,
   });
 }
@@ -73,6 +83,7 @@ export function checkTrainConfig(c: TrainConfig): TrainConfig {
   const crops = parseCrops(c.crops).reduce((n, g) => n + g.count, 0);
   if (crops < 2) throw new ConfigError('SwAV needs at least two crops per image');
   if (!(c.blurP >= 0 && c.blurP <= 1)) throw new ConfigError(`blur probability must be in [0, 1], got ${c.blurP}`);
+  if (c.recompute !== undefined && !RECOMPUTE_MODES.includes(c.recompute)) throw new ConfigError(`recompute must be one of ${RECOMPUTE_MODES.join(', ')}, got ${JSON.stringify(c.recompute)}`);
   if (!(c.jitterStrength >= 0 && c.jitterStrength <= 2.5)) throw new ConfigError(`jitter strength must be in [0, 2.5], got ${c.jitterStrength}`);
   const { swav, queue, lars, schedule } = c;
   int('swav.hidden', swav.hidden, 1, 65536);

@@ -1,9 +1,20 @@
 /** The layers RegNet and the SwAV head need, as functions over a ParamSet (NHWC, float32). */
 import * as tf from '@tensorflow/tfjs-core';
-import type { ParamSet } from './params.js';
+import type { Init } from './params.js';
 
-export function conv(ps: ParamSet, name: string, x: tf.Tensor4D, out: number, k: number, stride: number): tf.Tensor4D {
-  const w = ps.get(`${name}.w`, [k, k, x.shape[3], out], 'he') as tf.Variable<tf.Rank.R4>;
+/**
+ * What a layer reads its weights from: a ParamSet, or a view of one whose trainable weights are other tensors
+ * (activation recomputation passes them as explicit inputs of a custom gradient, see recompute.ts).
+ */
+export interface Params {
+  /** The named weight; a non-trainable one (a BatchNorm running statistic) is always the variable itself. */
+  get(name: string, shape: number[], init: Init, trainable?: boolean): tf.Tensor;
+  /** Set while a training forward pass builds: BatchNorm running-stat updates to apply after the step. */
+  pendingUpdates: Array<[tf.Variable, tf.Tensor]> | null;
+}
+
+export function conv(ps: Params, name: string, x: tf.Tensor4D, out: number, k: number, stride: number): tf.Tensor4D {
+  const w = ps.get(`${name}.w`, [k, k, x.shape[3], out], 'he') as tf.Tensor4D;
   return tf.conv2d(x, w, stride, 'same');
 }
 
@@ -11,10 +22,10 @@ export function conv(ps: ParamSet, name: string, x: tf.Tensor4D, out: number, k:
  * A grouped k x k conv (tfjs has no `groups`): the weight is one [k, k, in/groups, out] variable, applied
  * group by group on channel slices and concatenated. Works, with gradients, on every backend.
  */
-export function groupedConv(ps: ParamSet, name: string, x: tf.Tensor4D, out: number, k: number, stride: number, groups: number): tf.Tensor4D {
+export function groupedConv(ps: Params, name: string, x: tf.Tensor4D, out: number, k: number, stride: number, groups: number): tf.Tensor4D {
   const cin = x.shape[3];
   if (cin % groups !== 0 || out % groups !== 0) throw new Error(`${name}: ${cin}->${out} channels not divisible by ${groups} groups`);
-  const w = ps.get(`${name}.w`, [k, k, cin / groups, out], 'he') as tf.Variable<tf.Rank.R4>;
+  const w = ps.get(`${name}.w`, [k, k, cin / groups, out], 'he') as tf.Tensor4D;
   return groupedConvWith(x, w, stride, groups);
 }
 
@@ -29,45 +40,61 @@ export function groupedConvWith(x: tf.Tensor4D, w: tf.Tensor4D, stride: number, 
  * BatchNorm over N, H, W (or N for 2-D inputs). Training normalises with the batch's statistics and queues an
  * update of the running ones (momentum 0.1, as PyTorch); evaluation uses the running statistics.
  */
-export function batchNorm<T extends tf.Tensor>(ps: ParamSet, name: string, x: T, training: boolean, zeroInit = false): T {
+export function batchNorm<T extends tf.Tensor>(ps: Params, name: string, x: T, training: boolean, zeroInit = false): T {
   const c = x.shape[x.rank - 1]!;
   const gamma = ps.get(`${name}.gamma`, [c], zeroInit ? 'zeros' : 'ones');
   const beta = ps.get(`${name}.beta`, [c], 'zeros');
-  const runMean = ps.get(`${name}.mean`, [c], 'zeros', false);
-  const runVar = ps.get(`${name}.var`, [c], 'ones', false);
+  const runMean = ps.get(`${name}.mean`, [c], 'zeros', false) as tf.Variable;
+  const runVar = ps.get(`${name}.var`, [c], 'ones', false) as tf.Variable;
   if (!training) return tf.batchNorm(x, runMean, runVar, beta, gamma, 1e-5) as T;
-  if (ps.pendingUpdates) {
-    const { mean, variance } = moments(x);
+  const pending = ps.pendingUpdates;
+  if (!pending) return batchNormTrain(x, gamma, beta) as T;
+  return batchNormTrainWith((mean, variance) => {
     const n = x.size / c;
     const unbiased = tf.mul(variance, n / Math.max(1, n - 1));
-    ps.pendingUpdates.push([runMean, tf.keep(tf.add(tf.mul(runMean, 0.9), tf.mul(mean, 0.1)))]);
-    ps.pendingUpdates.push([runVar, tf.keep(tf.add(tf.mul(runVar, 0.9), tf.mul(unbiased, 0.1)))]);
-  }
-  return batchNormTrain(x, gamma, beta) as T;
+    pending.push([runMean, tf.keep(tf.add(tf.mul(runMean, 0.9), tf.mul(mean, 0.1)))]);
+    pending.push([runVar, tf.keep(tf.add(tf.mul(runVar, 0.9), tf.mul(unbiased, 0.1)))]);
+  })(x, gamma, beta) as T;
 }
+
+type BatchNormTrain = (x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor) => tf.Tensor;
 
 /**
  * Training-mode BatchNorm with its whole backward pass in closed form (Ioffe & Szegedy): tfjs' own chain
  * (moments -> FusedBatchNorm) tiles the statistics to the input's shape, which wasm's Tile makes the
  * slowest part of a step. dx = gamma / sigma * (dy - mean(dy) - xhat * mean(dy * xhat)).
+ * `onMoments` receives the batch's statistics for the running ones: inside the custom gradient's forward
+ * pass tfjs records nothing, so the statistics cost no tensors saved for the backward pass (computed
+ * outside, their three full-size intermediates stayed alive until the backward pass ended).
  */
-export const batchNormTrain = tf.customGrad(((x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor, save: tf.GradSaveFunc) => {
-  const { mean, variance } = moments(x);
+export function batchNormTrainWith(onMoments?: (mean: tf.Tensor1D, variance: tf.Tensor1D) => void): BatchNormTrain {
+  return tf.customGrad(((x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor, save: tf.GradSaveFunc) => {
+    const { mean, variance } = moments(x);
+    onMoments?.(mean, variance);
+    return batchNormForward(x, gamma, beta, mean, variance, save);
+  }) as never) as unknown as BatchNormTrain;
+}
+
+export const batchNormTrain = batchNormTrainWith();
+
+function batchNormForward(x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor, mean: tf.Tensor, variance: tf.Tensor, save: tf.GradSaveFunc) {
   const rstd = tf.rsqrt(tf.add(variance, 1e-5));
   const xhat = tf.mul(tf.sub(x, mean), rstd);
   save([xhat, rstd, gamma]);
   return {
     value: tf.add(tf.mul(xhat, gamma), beta),
-    gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+    // tfjs runs a custom gradient outside any tidy of its own and frees the backward pass's tensors only when
+    // the whole backward ends: the tidy frees this one's full-size temporaries at once.
+    gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => tf.tidy(() => {
       const [xh, rs, g] = saved as [tf.Tensor, tf.Tensor, tf.Tensor];
       const dyMean = channelMean(dy);
       const dyXhatMean = channelMean(tf.mul(dy, xh));
       const dx = tf.mul(tf.mul(g, rs), tf.sub(tf.sub(dy, dyMean), tf.mul(xh, dyXhatMean)));
       const n = dy.size / dy.shape[dy.rank - 1]!;
       return [dx, tf.mul(dyXhatMean, n), tf.mul(dyMean, n)];
-    },
+    }),
   };
-}) as never) as unknown as (x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor) => tf.Tensor;
+}
 
 /** Per-channel mean over every other axis, as one reduction of a [rows, C] matrix. */
 export function channelMean(x: tf.Tensor): tf.Tensor1D {
@@ -80,8 +107,8 @@ function moments(x: tf.Tensor): { mean: tf.Tensor1D; variance: tf.Tensor1D } {
   return { mean, variance: channelMean(tf.square(tf.sub(x, mean))) };
 }
 
-export function dense(ps: ParamSet, name: string, x: tf.Tensor2D, out: number, bias = true): tf.Tensor2D {
-  const w = ps.get(`${name}.w`, [x.shape[1], out], { normal: Math.sqrt(1 / x.shape[1]) }) as tf.Variable<tf.Rank.R2>;
+export function dense(ps: Params, name: string, x: tf.Tensor2D, out: number, bias = true): tf.Tensor2D {
+  const w = ps.get(`${name}.w`, [x.shape[1], out], { normal: Math.sqrt(1 / x.shape[1]) }) as tf.Tensor2D;
   const y = tf.matMul(x, w) as tf.Tensor2D;
   // PyTorch's nn.Linear bias init (SwAV's head): a zero bias has no norm for LARS to scale by, so its first
   // updates are raw gradients at full rate, which let the bias dominate the embedding (measured: collapse).
@@ -90,7 +117,7 @@ export function dense(ps: ParamSet, name: string, x: tf.Tensor2D, out: number, b
 }
 
 /** Squeeze-and-excitation: channel gates from the global average, through a `squeeze`-wide bottleneck. */
-export function squeezeExcite(ps: ParamSet, name: string, x: tf.Tensor4D, squeeze: number): tf.Tensor4D {
+export function squeezeExcite(ps: Params, name: string, x: tf.Tensor4D, squeeze: number): tf.Tensor4D {
   const c = x.shape[3];
   const pooled = tf.mean(x, [1, 2]) as tf.Tensor2D;
   const gate = tf.sigmoid(dense(ps, `${name}.expand`, tf.relu(dense(ps, `${name}.reduce`, pooled, squeeze)) as tf.Tensor2D, c));

@@ -4,9 +4,11 @@
  * concatenated along the batch, so BatchNorm sees them together), the head once on all features, the swapped
  * loss with optional queue, LARS, then the BatchNorm running statistics and the queue are updated.
  */
+import { totalmem } from 'node:os';
 import * as tf from '@tensorflow/tfjs-core';
 import { cropList, parseCrops } from '../augment/config.js';
 import type { TrainConfig } from './config.js';
+import { planMemory, type MemoryPlan } from './memory.js';
 import { Lars, learningRate } from './optim.js';
 import { ParamSet } from './params.js';
 import { regnetFeatures } from './regnet.js';
@@ -40,8 +42,11 @@ export class SwavModel {
   /** Embeddings pushed into the queue so far (it joins the assignment once full). */
   queueFilled = 0;
   private readonly sizes: number[];
+  /** The memory estimate for this backend, and whether stages recompute their activations. */
+  readonly memory: MemoryPlan;
 
   constructor(readonly config: TrainConfig) {
+    this.memory = planMemory(config, tf.getBackend(), totalmem());
     this.ps = new ParamSet(config.seed);
     this.spec = regnetSpec(config.model);
     this.lars = new Lars(config.lars);
@@ -59,7 +64,7 @@ export class SwavModel {
     crops.forEach((c, i) => bySize.set(c.shape[1], [...(bySize.get(c.shape[1]) ?? []), i]));
     const features: tf.Tensor2D[] = new Array(crops.length);
     for (const idx of bySize.values()) {
-      const f = regnetFeatures(this.ps, this.spec, tf.concat(idx.map((i) => crops[i]!), 0), training);
+      const f = regnetFeatures(this.ps, this.spec, tf.concat(idx.map((i) => crops[i]!), 0), training, this.memory.recompute);
       tf.split(f, idx.length, 0).forEach((part, j) => (features[idx[j]!] = part as tf.Tensor2D));
     }
     const { z, scores } = swavHead(this.ps, this.config.swav, tf.concat(features, 0), training);

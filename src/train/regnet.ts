@@ -5,9 +5,10 @@
  * the exported graph model (`export.ts`), and the two cannot drift apart.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { batchNorm, conv, dense, groupedConv, squeezeExcite } from './layers.js';
+import { batchNorm, conv, dense, groupedConv, squeezeExcite, type Params } from './layers.js';
 import type { ParamSet } from './params.js';
-import type { RegNetSpec } from './regnet-spec.js';
+import { recomputed, type ParamSource } from './recompute.js';
+import type { RegNetSpec, StageSpec } from './regnet-spec.js';
 
 export interface RegNetOps<T> {
   conv(name: string, x: T, out: number, k: number, stride: number, groups: number): T;
@@ -18,14 +19,31 @@ export interface RegNetOps<T> {
   add(a: T, b: T): T;
   pool(x: T): T;
   channels(x: T): number;
+  /**
+   * Runs one stage, `body`, whose weights are the names starting with `prefix` (`s1.`..`s4.`), with the ops
+   * `body` is given. Without it a stage runs inline; training with recomputation wraps it (recompute.ts).
+   */
+  stage?(prefix: string, x: T, body: (ops: RegNetOps<T>, x: T) => T): T;
+  /** Runs one residual block (tfjs: in a tidy, so only what the backward pass saves outlives it). */
+  block?(body: () => T): T;
 }
 
 export function regnetBody<T>(ops: RegNetOps<T>, spec: RegNetSpec, images: T): T {
   let x = ops.relu(ops.bn('stem.bn', ops.conv('stem.conv', images, spec.stemWidth, 3, 2, 1)));
   spec.stages.forEach((stage, s) => {
-    for (let b = 0; b < stage.depth; b++) x = block(ops, `s${s + 1}.b${b + 1}`, x, spec, stage.width, stage.groupWidth, b === 0 ? 2 : 1);
+    const body = (o: RegNetOps<T>, input: T) => stageBody(o, `s${s + 1}`, input, spec, stage);
+    x = ops.stage ? ops.stage(`s${s + 1}.`, x, body) : body(ops, x);
   });
   return ops.pool(x);
+}
+
+function stageBody<T>(ops: RegNetOps<T>, name: string, x: T, spec: RegNetSpec, stage: StageSpec): T {
+  for (let b = 0; b < stage.depth; b++) {
+    const input = x;
+    const run = () => block(ops, `${name}.b${b + 1}`, input, spec, stage.width, stage.groupWidth, b === 0 ? 2 : 1);
+    x = ops.block ? ops.block(run) : run();
+  }
+  return x;
 }
 
 function block<T>(ops: RegNetOps<T>, name: string, x: T, spec: RegNetSpec, width: number, groupWidth: number, stride: number): T {
@@ -39,8 +57,11 @@ function block<T>(ops: RegNetOps<T>, name: string, x: T, spec: RegNetSpec, width
   return ops.relu(ops.add(y, shortcut));
 }
 
-/** The tfjs implementation over a ParamSet (variables are created on first use). */
-export function tfOps(ps: ParamSet, training: boolean): RegNetOps<tf.Tensor4D> {
+/**
+ * The tfjs implementation over a ParamSet (variables are created on first use). With `recompute`, each
+ * stage keeps only its input for the backward pass and recomputes the rest there.
+ */
+export function tfOps(ps: Params, training: boolean, recompute = false): RegNetOps<tf.Tensor4D> {
   return {
     conv: (name, x, out, k, stride, groups) => (groups === 1 ? conv(ps, name, x, out, k, stride) : groupedConv(ps, name, x, out, k, stride, groups)),
     bn: (name, x, zeroInit) => batchNorm(ps, name, x, training, zeroInit),
@@ -49,11 +70,14 @@ export function tfOps(ps: ParamSet, training: boolean): RegNetOps<tf.Tensor4D> {
     add: (a, b) => tf.add(a, b),
     pool: (x) => tf.mean(x, [1, 2]) as unknown as tf.Tensor4D,
     channels: (x) => x.shape[3],
+    block: (body) => tf.tidy(body),
+    ...(recompute && 'vars' in ps ? { stage: (prefix, x, body) => recomputed(ps as ParamSource, prefix, x, (view, input) => body(tfOps(view, training), input)) } : {}),
   };
 }
 
-export function regnetFeatures(ps: ParamSet, spec: RegNetSpec, images: tf.Tensor4D, training: boolean): tf.Tensor2D {
-  return regnetBody(tfOps(ps, training), spec, images) as unknown as tf.Tensor2D;
+/** Backbone features; `recompute` (training only) trades one more forward pass per stage for memory. */
+export function regnetFeatures(ps: ParamSet, spec: RegNetSpec, images: tf.Tensor4D, training: boolean, recompute = false): tf.Tensor2D {
+  return regnetBody(tfOps(ps, training, training && recompute), spec, images) as unknown as tf.Tensor2D;
 }
 
 /** Builds every variable (with a 1000-class head when `classes`) by tracing one tiny forward pass. */

@@ -1,0 +1,299 @@
+/**
+ * The memory a training configuration needs, estimated before the first step from the RegNet spec, the crops
+ * and the batch: the network is walked with the same `regnetBody` that builds it (RegNetOps over shapes), and
+ * each op is charged what tfjs holds for it. What tfjs holds (tfjs-core 4.22, engine.ts and tape.ts):
+ * - each op's saved inputs/outputs (its gradient config's inputsToSave/outputsToSave) until the backward pass
+ *   ends, and a gradient for every tensor on the tape, also until the backward pass ends;
+ * - with recomputation (recompute.ts), the stem, the head and each stage's input on the outer tape, and one
+ *   stage's saved tensors and gradients at a time while that stage's backward pass runs;
+ * - weights, BatchNorm running statistics, LARS momentum and the weights' gradients for the whole step.
+ * The check against tf.profile's peak bytes is test/train/memory.test.ts.
+ */
+import { cropList, parseCrops } from '../augment/config.js';
+import { ConfigError } from '../errors.js';
+import { regnetBody, type RegNetOps } from './regnet.js';
+import { regnetSpec } from './regnet-spec.js';
+import type { SwavConfig } from './swav.js';
+
+export const RECOMPUTE_MODES = ['auto', 'on', 'off'] as const;
+export type RecomputeMode = (typeof RECOMPUTE_MODES)[number];
+
+/** Bytes, each part at the backward pass's end, where a step's memory peaks. */
+export interface MemoryEstimate {
+  /** Trainable weights and BatchNorm running statistics. */
+  params: number;
+  /** LARS momentum (one slot per trainable weight). */
+  optimiser: number;
+  /** The weights' gradients. */
+  gradients: number;
+  /** The step's input crops and the SwAV head's tensors. */
+  inputs: number;
+  /** Tensors held for and by the backward pass, without and with recomputation. */
+  activations: { off: number; on: number };
+  /** The largest temporary of one op's gradient (wasm's im2col patches of a conv's filter gradient). */
+  transient: number;
+  peak: { off: number; on: number };
+}
+
+export interface MemoryPlan {
+  estimate: MemoryEstimate;
+  /** What the backend can hold (bytes), when known. */
+  budget: number | null;
+  recompute: boolean;
+  /** One line for the training log. */
+  line: string;
+}
+
+/** The wasm module's memory grows to at most 65536 pages, less one (emscripten getHeapMax: 4294901760). */
+export const WASM_HEAP_BYTES = 4294901760;
+
+const F32 = 4;
+
+interface Sym {
+  id: number;
+  n: number;
+  h: number;
+  w: number;
+  c: number;
+}
+
+/** Tensors of one tape: the outer one, or one recomputed stage's. */
+interface Segment {
+  /** Op outputs: each gets a gradient in the backward pass. */
+  created: number;
+  /** Tensors the segment's ops save for their gradients (ids, as several ops save one tensor). */
+  saved: Set<number>;
+  /** Tensors saved inside custom gradients (BatchNorm's normalised input), not op outputs. */
+  internal: number;
+  /** The largest temporary of one op's gradient in this segment. */
+  transient: number;
+}
+
+/** RegNetOps over shapes, charging each op what tfjs keeps for it in training mode. */
+class Walk {
+  readonly sizes = new Map<number, number>();
+  readonly outer: Segment = { created: 0, saved: new Set(), internal: 0, transient: 0 };
+  readonly stages: Segment[] = [];
+  /** Gradients of the stages' outputs on the outer tape (without recomputation, the last block's own). */
+  links = 0;
+  trainable = 0;
+  buffers = 0;
+  private seg = this.outer;
+  private ids = 0;
+  private readonly counted = new Set<string>();
+  /** Consumers so far of each tensor that gets a gradient. */
+  private readonly uses = new Map<number, number>();
+
+  make(n: number, h: number, w: number, c: number, opOutput = true): Sym {
+    const t = { id: ++this.ids, n, h, w, c };
+    this.sizes.set(t.id, bytes(t));
+    if (opOutput) {
+      this.seg.created += bytes(t);
+      this.uses.set(t.id, 0);
+    }
+    return t;
+  }
+
+  /**
+   * `t` feeds one more op. tfjs sums a tensor's gradient contributions as `add(sum, dx)`, disposing the old
+   * sum but not `dx`: each consumer after the first leaves one more gradient of its size.
+   */
+  use(...ts: Sym[]): void {
+    for (const t of ts) {
+      const n = this.uses.get(t.id);
+      if (n === undefined) continue;
+      if (n > 0) this.seg.created += bytes(t);
+      this.uses.set(t.id, n + 1);
+    }
+  }
+
+  temporary(b: number): void {
+    this.seg.transient = Math.max(this.seg.transient, b);
+  }
+
+  save(...ts: Sym[]): void {
+    for (const t of ts) this.seg.saved.add(t.id);
+  }
+
+  weights(name: string, trainable: number, buffers = 0): void {
+    if (this.counted.has(name)) return; // one network walked once per crop size: its weights once
+    this.counted.add(name);
+    this.trainable += trainable;
+    this.buffers += buffers;
+  }
+
+  /** What the segments hold together: saved tensors (each once), custom gradients' own, op gradients. */
+  held(segs: Segment[]): number {
+    const ids = new Set(segs.flatMap((s) => [...s.saved]));
+    let sum = 0;
+    for (const id of ids) sum += this.sizes.get(id)!;
+    for (const s of segs) sum += s.internal + s.created;
+    return sum;
+  }
+
+  ops(): RegNetOps<Sym> {
+    return {
+      conv: (name, x, out, k, stride, groups) => {
+        const y = this.make(x.n, Math.ceil(x.h / stride), Math.ceil(x.w / stride), out);
+        this.weights(name, k * k * (x.c / groups) * out);
+        this.use(x);
+        this.save(x);
+        // wasm's filter gradient: im2col patches [n, h', w', cin/groups * k * k] (a 1x1 stride-1 conv is a matMul).
+        if (k > 1 || stride > 1) this.temporary(y.n * y.h * y.w * (x.c / groups) * k * k * F32);
+        if (groups > 1) this.save(this.make(x.n, x.h, x.w, x.c), this.make(y.n, y.h, y.w, y.c)); // split slices, concat inputs
+        return y;
+      },
+      bn: (name, x) => {
+        this.weights(name, 2 * x.c, 2 * x.c);
+        this.use(x);
+        this.seg.internal += bytes(x); // x-hat
+        // Its gradient's temporaries: dy * x-hat, then dy - mean(dy), x-hat * ..., their difference and scaling.
+        this.temporary(5 * bytes(x));
+        return this.make(x.n, x.h, x.w, x.c);
+      },
+      relu: (x) => {
+        this.use(x);
+        this.save(x);
+        return this.make(x.n, x.h, x.w, x.c);
+      },
+      se: (name, x, squeeze) => {
+        this.weights(name, x.c * squeeze + squeeze + squeeze * x.c + x.c);
+        this.use(x, x); // the channel means and the gating
+        this.save(x);
+        return this.make(x.n, x.h, x.w, x.c);
+      },
+      add: (a, b) => {
+        this.use(a, b);
+        this.save(a, b);
+        return this.make(a.n, a.h, a.w, a.c);
+      },
+      pool: (x) => {
+        this.use(x);
+        this.save(x);
+        return this.make(x.n, 1, 1, x.c);
+      },
+      channels: (x) => x.c,
+      stage: (_prefix, x, body) => {
+        // The outer tape keeps the stage's input and a gradient of its output; the rest is the stage's own.
+        this.save(x);
+        const seg: Segment = { created: 0, saved: new Set(), internal: 0, transient: 0 };
+        this.stages.push(seg);
+        this.seg = seg;
+        const y = body(this.ops(), x);
+        this.seg = this.outer;
+        this.outer.created += bytes(y);
+        this.links += bytes(y);
+        return y;
+      },
+    };
+  }
+}
+
+function bytes(t: Omit<Sym, 'id'>): number {
+  return t.n * t.h * t.w * t.c * F32;
+}
+
+/** The parts of a TrainConfig that size a step (config.ts imports this file, so not the type itself). */
+export interface Sizing {
+  model: string;
+  crops: string;
+  batchSize: number;
+  swav: Pick<SwavConfig, 'hidden' | 'dim' | 'prototypes' | 'cropsForAssign'>;
+  queue: { length: number };
+}
+
+/** The estimate for a configuration (any backend: tfjs holds float32 tensors everywhere). */
+export function estimateMemory(config: Sizing): MemoryEstimate {
+  const spec = regnetSpec(config.model);
+  const walk = new Walk();
+  const crops = cropList({ crops: parseCrops(config.crops) });
+  const bySize = new Map<number, number>();
+  for (const c of crops) bySize.set(c.size, (bySize.get(c.size) ?? 0) + 1);
+  let inputs = 0;
+  let features = 0;
+  for (const [size, count] of bySize) {
+    inputs += count * config.batchSize * size * size * 3 * F32; // the crops, alive for the step
+    const images = walk.make(count * config.batchSize, size, size, 3, false); // no gradient: not from a weight
+    walk.save(images);
+    features = regnetBody(walk.ops(), spec, images).c;
+  }
+  const head = headMemory(config, crops.length * config.batchSize, features);
+  walk.weights('head', head.trainable, head.buffers);
+  const segments = [walk.outer, ...walk.stages];
+  const outer = walk.held([walk.outer]) + head.activations;
+  // With recomputation one stage's tensors exist at a time, with that stage's temporaries.
+  const stage = Math.max(0, ...walk.stages.map((s) => walk.held([s])));
+  const stagePeak = Math.max(walk.outer.transient, ...walk.stages.map((s) => walk.held([s]) + s.transient));
+  const activations = { off: walk.held(segments) - walk.links + head.activations, on: outer + stage };
+  const transient = Math.max(...segments.map((s) => s.transient));
+  const params = (walk.trainable + walk.buffers) * F32;
+  const optimiser = walk.trainable * F32;
+  const gradients = walk.trainable * F32;
+  const fixed = params + optimiser + gradients + inputs;
+  return {
+    params, optimiser, gradients, inputs, activations, transient,
+    peak: { off: fixed + activations.off + transient, on: fixed + outer + stagePeak },
+  };
+}
+
+/** The SwAV head on `rows` feature rows: projection MLP, prototype scores, Sinkhorn and the loss. */
+function headMemory(config: Sizing, rows: number, features: number): { trainable: number; buffers: number; activations: number } {
+  const { hidden, dim, prototypes } = config.swav;
+  const assign = config.swav.cropsForAssign.length;
+  const trainable = features * hidden + hidden + 2 * hidden + hidden * dim + dim + dim * prototypes;
+  // Per row: hidden activations (dense, BN out and x-hat, ReLU, and their gradients), scores with their
+  // softmax and gradients; per assignment crop, Sinkhorn over queue + batch.
+  const perRow = 8 * hidden + 6 * dim + 6 * prototypes;
+  const sinkhorn = assign * (config.queue.length + config.batchSize) * prototypes * 4;
+  const queue = assign * config.queue.length * dim;
+  return { trainable, buffers: 2 * hidden, activations: (rows * perRow + sinkhorn + queue) * F32 };
+}
+
+/** What the backend can hold, when known: the wasm heap's limit, or the machine's memory for cpu/native. */
+export function memoryBudget(backend: string, totalMemory: number): number | null {
+  if (backend === 'wasm') return WASM_HEAP_BYTES;
+  if (backend === 'cpu' || backend === 'tensorflow') return totalMemory;
+  return null; // webgpu: no API says how much the device has
+}
+
+/**
+ * Whether to recompute, and the line that says so. `auto` recomputes when the estimate without it exceeds
+ * the budget; a configuration that does not fit even with recomputation is a ConfigError naming the batch
+ * that would.
+ */
+export function planMemory(config: Sizing & { recompute?: RecomputeMode }, backend: string, totalMemory: number): MemoryPlan {
+  const mode = config.recompute ?? 'auto';
+  const estimate = estimateMemory(config);
+  const budget = memoryBudget(backend, totalMemory);
+  const recompute = mode === 'on' || (mode === 'auto' && budget !== null && estimate.peak.off > budget);
+  const peak = recompute ? estimate.peak.on : estimate.peak.off;
+  if (budget !== null && peak > budget) {
+    const fits = largestBatch(config, budget, recompute ? 'on' : 'off');
+    const other = !recompute && estimate.peak.on <= budget ? '; --recompute on would fit it' : '';
+    throw new ConfigError(
+      `batch ${config.batchSize} of model ${config.model} with crops ${config.crops} needs ~${gib(peak)} GiB, more than the ` +
+        `${gib(budget)} GiB ${where(backend)}${recompute ? ' even with activation recomputation' : ''}; ` +
+        (fits > 0 ? `--batch ${fits} fits${other}` : `no batch fits: use smaller crops or model${other}`),
+    );
+  }
+  const without = mode === 'auto' && recompute ? `, ~${gib(estimate.peak.off)} GiB without` : '';
+  const of = budget === null ? '' : ` of ${gib(budget)} GiB ${where(backend)}`;
+  return { estimate, budget, recompute, line: `memory: ~${gib(peak)} GiB peak${of} (recompute: ${recompute ? 'on' : 'off'}${mode === 'auto' ? ', auto' : ''}${without})` };
+}
+
+/** The largest batch (at most the configured one) whose estimate fits the budget; 0 when none does. */
+export function largestBatch(config: Sizing, budget: number, mode: 'on' | 'off'): number {
+  let [lo, hi] = [0, config.batchSize];
+  while (lo < hi) {
+    const mid = Math.ceil((lo + hi) / 2);
+    if (estimateMemory({ ...config, batchSize: mid, queue: { ...config.queue, length: 0 } }).peak[mode] <= budget) lo = mid;
+    else hi = mid - 1;
+  }
+  return lo;
+}
+
+function where(backend: string): string {
+  return backend === 'wasm' ? 'wasm heap' : `${backend} budget`;
+}
+
+const gib = (b: number) => (b / 2 ** 30).toFixed(b < 10 * 2 ** 30 ? 1 : 0);
