@@ -33,9 +33,16 @@ export interface Decl<T, P extends Presence = Presence> {
 export type AnyDecl = Decl<any, Presence>;
 export type OptionSet = Readonly<Record<string, AnyDecl>>;
 
-/** The parsed values of an option set: what a command hands its stage function. */
+type ValueOf<D> = D extends Decl<infer T, Presence> ? T : never;
+
+/**
+ * The parsed values of an option set: what a command hands its stage function. Options with a default (or
+ * required) are always there; the others may be absent.
+ */
 export type OptionValues<S extends OptionSet> = {
-  -readonly [K in keyof S]: S[K] extends Decl<infer T, infer P> ? (P extends 'optional' ? T | undefined : T) : never;
+  -readonly [K in keyof S as S[K] extends Decl<any, 'optional'> ? never : K]: ValueOf<S[K]>;
+} & {
+  -readonly [K in keyof S as S[K] extends Decl<any, 'optional'> ? K : never]?: ValueOf<S[K]>;
 };
 
 interface Common {
@@ -161,9 +168,12 @@ export function omit<S extends OptionSet, K extends keyof S>(set: S, ...keys: K[
   return out as Omit<S, K>;
 }
 
-/** `set` with `keys` made optional (a pipeline key that another stage fills in, e.g. `train.data`). */
+/**
+ * `set` with `keys` optional and without a default (a pipeline key that another stage fills in when absent,
+ * e.g. `train.data` from `ingest.out`).
+ */
 export function optional<S extends OptionSet, K extends keyof S>(set: S, ...keys: K[]): Omit<S, K> & { [P in K]: S[P] extends Decl<infer T, Presence> ? Decl<T, 'optional'> : never } {
   const out: Record<string, AnyDecl> = { ...set };
-  for (const k of keys) out[k as string] = { ...set[k]!, presence: 'optional' };
+  for (const k of keys) out[k as string] = { ...set[k]!, presence: 'optional', default: undefined };
   return out as never;
 }

@@ -9,41 +9,47 @@ import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { SWAV_CROPS } from '../augment/config.js';
 import { renderPreview } from '../augment/preview.js';
 import { embed } from '../eval/embed.js';
 import { knnAccuracy } from '../eval/knn.js';
+import { KNN_OPTIONS } from '../eval/options.js';
 import { knnPicture, type KnnModel } from '../eval/knn-picture.js';
 import { patternJpeg, PATTERNS } from '../fixtures/images.js';
 import { fileIn, putFile } from '../shards/output.js';
 import { openStore } from '../shards/store.js';
-import { startBackend, type BackendName } from '../train/backend.js';
+import { startBackend } from '../train/backend.js';
 import { augmentOf, defaultTrainConfig } from '../train/config.js';
 import { loadBackbone } from '../train/export.js';
+import { plotJob } from '../jobs/outputs.js';
 import { contactSheet } from './contact-sheet.js';
 import { datasetOf, type Pipeline } from './schema.js';
 import { makeDirs } from '../shards/make-dirs.js';
 
-export async function writeReport(p: Pipeline, stage: (argv: string[]) => Promise<void>): Promise<void> {
+/** Runs one stage to its end under the pipeline's signal handling (pipeline/run.ts). */
+export type StageRunner = (name: string, work: () => Promise<unknown>) => Promise<void>;
+
+export async function writeReport(p: Pipeline, stage: StageRunner): Promise<void> {
   const r = p.report!;
   const data = await openStore(datasetOf(p));
   await putFile(fileIn(r.out, 'contact-sheet.png'), await contactSheet(data));
   // The augmentation the run trains with (crops, jitter strength, blur), so the preview shows what it saw.
   const t = p.train;
-  const augment = augmentOf(defaultTrainConfig({ crops: t?.crops ?? SWAV_CROPS, jitterStrength: t?.jitter_strength ?? 1, blurP: t?.blur ?? 0.5 }));
+  const augment = augmentOf(defaultTrainConfig(t ? { crops: t.crops, jitterStrength: t.jitterStrength, blurP: t.blur } : {}));
   const { png } = await renderPreview(data, { seed: t?.seed ?? 0, epoch: 0, record: 0, augment });
   await putFile(fileIn(r.out, 'multicrop-preview.png'), png);
-  if (p.train) await stage(['plot', p.train.out, '--out', fileIn(r.out, 'curves.png')]);
+  const from = p.train?.out;
+  if (from) await stage('plot', () => plotJob(from, { out: fileIn(r.out, 'curves.png') }));
   const folders = r.knn ?? (p.site === 'demo' ? await evalFolders(await evalRoot(r.out), r.eval_images ?? 200) : null);
   if (!folders) return;
-  await startBackend((p.train?.backend ?? 'auto') as BackendName);
+  await startBackend(p.train?.backend ?? 'auto');
   const result: Record<string, unknown> = {};
   const models: KnnModel[] = [];
   for (const [name, dir] of [['trained', p.export!.out], ['random_init', p.export!.baseline]] as const) {
     if (!dir) continue;
     const backbone = await loadBackbone(await openStore(dir));
-    const [train, test] = [await embed(backbone, folders.train), await embed(backbone, folders.test)];
-    const knn = knnAccuracy(train, test, r.knn?.k ?? 20);
+    const how = { size: r.knn?.size, batch: r.knn?.batch };
+    const [train, test] = [await embed(backbone, folders.train, how), await embed(backbone, folders.test, how)];
+    const knn = knnAccuracy(train, test, r.knn?.k ?? KNN_OPTIONS.k.default);
     result[name] = knn;
     models.push({ name: name === 'trained' ? 'trained' : 'random init', top1: knn.top1, train, test });
   }

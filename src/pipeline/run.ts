@@ -1,49 +1,49 @@
 /**
  * `wildstream run <pipeline.yaml>`: runs the file's stages in order (ingest or crawl, train, export, embed,
- * report) through the same code paths as the individual commands. Every stage resumes on its own (committed units,
- * checkpoints), so rerunning an interrupted pipeline continues where it stopped. With `train.follow`,
- * training starts while ingest is still committing units. Ctrl-C (or SIGTERM) ends the pipeline as
- * interrupted (exit 128 + the signal's number), never as a failed stage.
+ * report) by calling the same typed stage functions as the individual commands. Every stage resumes on its own
+ * (committed units, checkpoints), so rerunning an interrupted pipeline continues where it stopped. With
+ * `train.follow`, training starts while ingest is still committing units. Ctrl-C (or SIGTERM) ends the pipeline
+ * as interrupted (exit 128 + the signal's number), never as a failed stage.
  */
-import { mkdtemp, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ExitCodeError, InterruptedError } from '../errors.js';
-import { startDemoSite, type DemoSite } from '../fixtures/site.js';
-import { datasetOf, loadPipeline, type Pipeline } from './schema.js';
-import { writeReport } from './report.js';
+import { ConfigError, ExitCodeError, InterruptedError, oneLine } from '../errors.js';
+import { demoPortOf, startDemoSite, type DemoSite } from '../fixtures/site.js';
+import { crawlJob } from '../jobs/crawl.js';
+import { ingestJob } from '../jobs/ingest.js';
+import { embedJob, exportJob } from '../jobs/outputs.js';
+import { trainJob } from '../jobs/training.js';
 import { makeDirs } from '../shards/make-dirs.js';
+import { writeReport, type StageRunner } from './report.js';
+import { datasetOf, loadPipeline, type Pipeline } from './schema.js';
 
-/**
- * Runs one command line (`['node', 'wildstream', command, ...flags]`) to its exit code: the CLI's `main`, handed in
- * by the CLI so that the pipeline does not import it.
- */
-export type CommandRunner = (argv: readonly string[]) => Promise<number>;
-
-export async function runPipeline(file: string, sets: string[], cli: CommandRunner): Promise<void> {
+export async function runPipeline(file: string, sets: string[]): Promise<void> {
   const p = await loadPipeline(file, sets); // everything is validated before any work starts
-  const stops = new PipelineStop(cli);
-  const stage = (name: string, argv: string[]) => stops.run(name, argv);
-  const site = p.site === 'demo' ? await startDemoSite() : null;
+  const stops = new PipelineStop();
+  const stage: StageRunner = (name, work) => stops.run(name, work);
+  const site = p.site === 'demo' ? await startDemoSite({ port: await previousDemoPort(p) }) : null;
   try {
-    const ingest = p.ingest ? async () => stage('ingest', await ingestArgs(p, site))
-      : p.crawl ? () => stage('crawl', ['crawl', ...p.crawl!.seeds, '--out', p.crawl!.out, ...flags(p.crawl!, ['seeds', 'out'])]) : null;
-    const train = p.train ? () => stage('train', trainArgs(p)) : null;
+    const ingest = p.ingest ? () => stage('ingest', () => ingestStage(p, site))
+      : p.crawl ? () => stage('crawl', () => crawlJob(p.crawl!.seeds, p.crawl!)) : null;
+    const train = p.train ? () => stage('train', () => trainJob({ ...p.train!, data: datasetOf(p) })) : null;
     if (p.train?.follow && ingest && train) {
       // Both run to their end (on a signal, both save their state) before the pipeline reports.
       const failed = (await Promise.allSettled([ingest(), train()])).find((r) => r.status === 'rejected');
       if (failed) throw failed.reason;
     } else for (const run of [ingest, train]) if (run) await run();
     if (p.export) {
+      const { baseline, ...e } = p.export;
       const from = p.train!.out;
-      await stage('export', ['export', from, '--out', p.export.out]);
-      if (p.export.baseline) await stage('export', ['export', from, '--out', p.export.baseline, '--init']);
+      await stage('export', () => exportJob(from, e));
+      if (baseline) await stage('export', () => exportJob(from, { ...e, out: baseline, init: true }));
     }
     if (p.embed) {
-      await stage('embed', ['embed', '--model', p.export!.out, datasetOf(p), '--out', p.embed.out, ...flags(p.embed, ['out']), '--backend', p.train?.backend ?? 'auto']);
+      const e = p.embed;
+      await stage('embed', () => embedJob(datasetOf(p), { ...e, model: e.model ?? p.export!.out, backend: e.backend ?? p.train?.backend ?? 'auto' }));
     }
-    if (p.report) await writeReport(p, (argv) => stage(argv[0]!, argv));
+    if (p.report) await writeReport(p, stage);
   } finally {
     stops.finish();
     await site?.close();
@@ -60,22 +60,26 @@ class PipelineStop {
   private readonly running = new Set<string>();
   private readonly handler = (signal: NodeJS.Signals) => this.onSignal(signal);
 
-  constructor(private readonly cli: CommandRunner) {
+  constructor() {
     process.on('SIGINT', this.handler).on('SIGTERM', this.handler);
   }
 
-  async run(name: string, argv: string[]): Promise<void> {
+  async run(name: string, work: () => Promise<unknown>): Promise<void> {
     if (this.received) throw this.interrupted();
     this.running.add(name);
     try {
-      const code = await this.cli(['node', 'wildstream', ...argv]);
+      await work();
+    } catch (err) {
+      // The stage's own one-line reason first, as its command prints it; then how the pipeline ends.
+      process.stderr.write(`wildstream: ${oneLine(err)}\n`);
       if (this.received) throw this.interrupted();
-      if (code !== 0) throw new StageError(`stage ${name} failed (exit ${code}); fix the cause and rerun: finished work is kept`, code);
+      const code = err instanceof ExitCodeError ? err.exitCode : err instanceof ConfigError ? 2 : 1;
+      throw new StageError(`stage ${name} failed (exit ${code}); fix the cause and rerun: finished work is kept`, code);
     } finally {
       this.running.delete(name);
     }
+    if (this.received) throw this.interrupted();
   }
-
   finish(): void {
     process.off('SIGINT', this.handler).off('SIGTERM', this.handler);
   }
@@ -101,24 +105,28 @@ class StageError extends ExitCodeError {
   override readonly code = 'WS_ERR_STAGE';
 }
 
-/** The ingest command line; with the demo site, its URL list is written next to the dataset first. */
-async function ingestArgs(p: Pipeline, site: DemoSite | null): Promise<string[]> {
-  const i = p.ingest!;
-  const lists = [...(i.lists ?? [])];
-  const extra: string[] = [];
-  if (site) {
-    const list = join(await localBeside(i.out), 'demo-urls.txt');
-    await makeDirs(dirname(list));
-    await writeFile(list, `${site.urls.join('\n')}\n`);
-    lists.push(list);
-    extra.push('--allow-address', '127.0.0.1');
-  }
-  return ['ingest', ...lists, '--out', i.out, ...extra, ...flags(i, ['lists', 'out'])];
+const DEMO_LIST = 'demo-urls.txt';
+
+/**
+ * The port of the demo site when an earlier run wrote this dataset's URL list, so that a rerun serves the same
+ * URLs (the same ingest job, which resumes); 0 (any free port) on a first run or for a remote dataset.
+ */
+async function previousDemoPort(p: Pipeline): Promise<number> {
+  const out = p.ingest?.out;
+  if (!out || (/^[a-z][a-z0-9+.-]*:\/\//i.test(out) && !/^file:/i.test(out))) return 0;
+  const list = await readFile(join(await localBeside(out), DEMO_LIST), 'utf8').catch(() => '');
+  return demoPortOf(list) ?? 0;
 }
 
-function trainArgs(p: Pipeline): string[] {
-  const t = p.train!;
-  return ['train', '--data', datasetOf(p), '--out', t.out, ...flags(t, ['data', 'out'])];
+/** The ingest stage; with the demo site, its URL list is written next to the dataset first. */
+async function ingestStage(p: Pipeline, site: DemoSite | null): Promise<unknown> {
+  const i = p.ingest!;
+  const { lists = [], ...o } = i;
+  if (!site) return ingestJob(lists, o, { command: 'ingest' });
+  const list = join(await localBeside(i.out), DEMO_LIST);
+  await makeDirs(dirname(list));
+  await writeFile(list, `${site.urls.join('\n')}\n`);
+  return ingestJob([...lists, list], { ...o, allowAddress: [...(o.allowAddress ?? []), '127.0.0.1'] }, { command: 'ingest' });
 }
 
 /** The local folder holding a store (the URL list goes beside it), or a temporary one for a remote store. */
@@ -127,14 +135,3 @@ async function localBeside(store: string): Promise<string> {
   if (!/^[a-z][a-z0-9+.-]*:\/\//i.test(store)) return resolve(store, '..');
   return mkdtemp(join(tmpdir(), 'wildstream-demo-'));
 }
-
-/** snake_case settings -> CLI flags: true -> `--flag`, arrays -> repeated values, others -> `--flag value`. */
-function flags(settings: Record<string, unknown>, skip: string[]): string[] {
-  return Object.entries(settings).flatMap(([key, value]) => {
-    if (skip.includes(key) || value === undefined || value === false) return [];
-    const flag = `--${key.replace(/_/g, '-')}`;
-    if (value === true) return [flag];
-    return Array.isArray(value) ? [flag, ...value.map(String)] : [flag, String(value)];
-  });
-}
-

@@ -1,82 +1,54 @@
 /**
- * The pipeline file: stages (ingest, train, export, report) with their settings, validated before any work
- * starts. Unknown keys, wrong types and missing stores are one-line errors naming the key; `--set
- * key.path=value` overrides are applied (value parsed as YAML) before validation.
+ * The pipeline file: stages (ingest or crawl, train, export, embed, report) with their settings, validated
+ * before any work starts. A stage's keys are its command's options in snake_case, declared once with the
+ * command (see STAGE_COMMANDS); `lists`, `seeds`, `site`, `export.baseline` and `report` are the pipeline's own.
+ * Unknown keys (with the nearest known one), wrong types and missing stores are one-line errors naming the key;
+ * `--set key.path=value` overrides are applied (value parsed as YAML) before validation.
  */
 import { readFile } from 'node:fs/promises';
 import { parse } from 'yaml';
 import { z } from 'zod';
+import { CRAWL_OPTIONS } from '../crawl/options.js';
 import { ConfigError } from '../errors.js';
+import { EMBED_OPTIONS, KNN_OPTIONS } from '../eval/options.js';
+import { INGEST_OPTIONS } from '../ingest/options.js';
+import { EXPORT_RUN_OPTIONS } from '../jobs/outputs.js';
+import { TRAIN_RUN_OPTIONS } from '../jobs/training.js';
+import { omit, optional, type OptionSet } from '../options/declare.js';
+import { describeIssue, stageSchema } from '../options/pipeline.js';
+import { STORE_OPTIONS } from '../shards/options.js';
 
-const int = (min = 0) => z.number().int().min(min);
 const store = z.string().min(1, 'a store is required (a path, file:///abs/path or s3://bucket/prefix)');
+const int = (min = 0) => z.number().int().min(min);
 
-const ingest = z.strictObject({
-  lists: z.array(z.string().min(1)).optional(),
-  out: store,
-  unit_size: int(1).optional(),
-  concurrency: int(1).optional(),
-  max_side: int(16).optional(),
-  allow_address: z.array(z.string()).optional(),
-  allow_private_network: z.boolean().optional(),
-});
+/**
+ * Each stage's options, and the command whose flags they are. Positional arguments are the pipeline's to fill:
+ * ingest's lists (`lists`), crawl's seeds (`seeds`), export's checkpoints (train.out), embed's input (the dataset).
+ * Keys a pipeline fills from another stage when absent: train.data (ingest.out or crawl.out), embed.model
+ * (export.out) and embed.backend (train.backend).
+ */
+export const STAGE_COMMANDS = {
+  ingest: { command: 'ingest', options: INGEST_OPTIONS as OptionSet },
+  crawl: { command: 'crawl', options: CRAWL_OPTIONS as OptionSet },
+  train: { command: 'train', options: TRAIN_RUN_OPTIONS as OptionSet },
+  export: { command: 'export', options: EXPORT_RUN_OPTIONS as OptionSet },
+  embed: { command: 'embed', options: EMBED_OPTIONS as OptionSet },
+} as const;
 
-const crawl = z.strictObject({
-  seeds: z.array(z.string().min(1)).min(1),
-  out: store,
-  max_pages: int(1).optional(),
-  max_depth: int().optional(),
-  hosts: z.string().optional(),
-  delay_ms: int().optional(),
-  connections_per_host: int(1).optional(),
-  unit_size: int(1).optional(),
-  max_side: int(16).optional(),
-  allow_address: z.array(z.string()).optional(),
-  allow_private_network: z.boolean().optional(),
-  user_agent_contact: z.string().optional(),
-});
+const storeKeys = Object.keys(STORE_OPTIONS) as Array<keyof typeof STORE_OPTIONS>;
 
-const train = z.strictObject({
-  data: store.optional(),
-  out: store,
-  model: z.string().optional(),
-  batch: int(1).optional(),
-  steps: int(1).optional(),
-  epochs: int(1).optional(),
-  crops: z.string().optional(),
-  backend: z.enum(['auto', 'tensorflow', 'webgpu', 'wasm', 'cpu']).optional(),
-  seed: int().optional(),
-  lr: z.number().min(0).optional(),
-  final_lr: z.number().min(0).optional(),
-  warmup_steps: int().optional(),
-  weight_decay: z.number().min(0).optional(),
-  epsilon: z.number().positive().optional(),
-  temperature: z.number().positive().optional(),
-  prototypes: int(2).optional(),
-  hidden: int(1).optional(),
-  dim: int(1).optional(),
-  freeze_prototypes: int().optional(),
-  jitter_strength: z.number().min(0).max(2.5).optional(),
-  lars_all: z.boolean().optional(),
-  lars_clip: z.boolean().optional(),
-  lars_trust: z.number().positive().optional(),
-  blur: z.number().min(0).max(1).optional(),
-  queue_length: int().optional(),
-  queue_start: int().optional(),
-  checkpoint_every: int(1).optional(),
-  log_every: int(1).optional(),
-  threads: int(1).optional(),
-  follow: z.boolean().optional(),
-});
-
-const exportStage = z.strictObject({ out: store, baseline: store.optional() });
-
-const embedStage = z.strictObject({ out: z.string().min(1), size: int(8).optional(), batch: int(1).optional() });
+const ingest = stageSchema(INGEST_OPTIONS, { lists: z.array(z.string().min(1)).optional() });
+const crawl = stageSchema(CRAWL_OPTIONS, { seeds: z.array(z.string().min(1)).min(1) });
+const train = stageSchema(optional(TRAIN_RUN_OPTIONS, 'data'));
+/** `baseline`: also export the run's initial weights there (the random-init comparison of the report). */
+const exportStage = stageSchema(EXPORT_RUN_OPTIONS, { baseline: store.optional() });
+const embed = stageSchema(optional(EMBED_OPTIONS, 'model', 'backend'));
 
 const report = z.strictObject({
   out: z.string().min(1),
-  /** Labelled folders generated from the fixture's hidden classes (offline demo) or given as paths. */
-  knn: z.strictObject({ train: z.string(), test: z.string(), k: int(1).optional() }).optional(),
+  /** Labelled folders to evaluate k-NN on; with `site: demo` they are generated from the fixture's hidden classes. */
+  knn: stageSchema(omit(KNN_OPTIONS, 'model', 'backend', ...storeKeys)).optional(),
+  /** Labelled images generated for the demo's k-NN (half to vote with, half to classify). */
   eval_images: int(4).optional(),
 });
 
@@ -87,7 +59,7 @@ export const PipelineSchema = z.strictObject({
   crawl: crawl.optional(),
   train: train.optional(),
   export: exportStage.optional(),
-  embed: embedStage.optional(),
+  embed: embed.optional(),
   report: report.optional(),
 });
 
@@ -109,11 +81,7 @@ export function applySet(doc: Record<string, unknown>, assignment: string): void
 export function validatePipeline(doc: unknown, where: string): Pipeline {
   const result = PipelineSchema.safeParse(doc ?? {});
   if (result.success) return result.data;
-  const issue = result.error.issues[0]!;
-  const keys = issue.code === 'unrecognized_keys' ? issue.keys.map((k) => [...issue.path, k].join('.')).join(', ') : issue.path.join('.');
-  const what = issue.code === 'unrecognized_keys' ? `unknown key${issue.keys.length > 1 ? 's' : ''}`
-    : /received undefined/.test(issue.message) ? 'required, missing' : issue.message;
-  throw new ConfigError(`${where}: ${keys || '(top level)'}: ${what}`);
+  throw new ConfigError(`${where}: ${describeIssue(PipelineSchema, result.error)}`);
 }
 
 export async function loadPipeline(file: string, sets: string[] = []): Promise<Pipeline> {

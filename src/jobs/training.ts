@@ -1,0 +1,62 @@
+/**
+ * A training run as `wildstream train` and a pipeline's train stage do it: options in, the config resolved
+ * (settings left out chosen for the data, printed as `auto:`), a progress bar, SIGINT/SIGTERM/SIGHUP finish the
+ * step and checkpoint, and the summary as one JSON line. A stopped run ends in an InterruptedError (exit 128 +
+ * the signal's number) saying what was saved.
+ */
+import { abortable, isAbort } from '../abort.js';
+import { parseCrops } from '../augment/config.js';
+import { AUGMENT_OPTIONS } from '../augment/options.js';
+import { InterruptedError } from '../errors.js';
+import { STORE_OPTIONS, storeOptionsOf } from '../shards/options.js';
+import { openStore } from '../shards/store.js';
+import type { OptionValues } from '../options/declare.js';
+import { TRAIN_OPTIONS } from '../train/options.js';
+import { trainProgress, type TrainProgress } from '../train/progress.js';
+import { resolveTrainConfig } from '../train/resolve.js';
+import { StopSignals } from '../train/signals.js';
+import { trainOnStore, type TrainOnStoreSummary } from './train.js';
+
+/** Everything `train` takes: where, the training settings, the augmentation and the store options. */
+export const TRAIN_RUN_OPTIONS = { ...TRAIN_OPTIONS, ...AUGMENT_OPTIONS, ...STORE_OPTIONS } as const;
+
+export type TrainRunValues = OptionValues<typeof TRAIN_RUN_OPTIONS>;
+
+export async function trainJob(o: TrainRunValues): Promise<TrainOnStoreSummary> {
+  let progress: TrainProgress | undefined;
+  const stop = (signal: NodeJS.Signals) => {
+    const line = `wildstream train: ${signal}: finishing the step and writing a checkpoint (a second signal exits at once)`;
+    if (progress) progress.note(line);
+    else process.stderr.write(`${line}\n`);
+  };
+  const signals = new StopSignals('train', stop);
+  try {
+    // The stores are read before training starts (records for the settings, the checkpoint's settings): a
+    // stalled read there must not outlast a stop either.
+    const startup = async () => {
+      const [data, out] = [await openStore(o.data, storeOptionsOf(o)), await openStore(o.out, storeOptionsOf(o))];
+      const cropCount = parseCrops(o.crops).reduce((n, g) => n + g.count, 0);
+      return { data, out, ...(await resolveTrainConfig(o, { crops: o.crops, cropCount, jitterStrength: o.jitterStrength, blur: o.blur }, data, out)) };
+    };
+    const { data, out, config, auto } = await abortable(startup(), signals.signal).catch((err: unknown) => {
+      if (!isAbort(err, signals.signal)) throw err;
+      throw new InterruptedError(`stopped by ${signals.stoppedBy} before training started; nothing was changed`, signals.exitCode);
+    });
+    progress = trainProgress();
+    if (auto) progress.log(auto);
+    const summary = await trainOnStore({
+      data, out, config, backend: o.backend, resume: o.resume, follow: o.follow,
+      checkpointEvery: o.checkpointEvery, keep: o.keep, logEvery: o.logEvery, threads: o.threads,
+      signal: signals.signal, log: progress.log, onStep: progress.step,
+    }).finally(() => progress?.stop());
+    process.stdout.write(`${JSON.stringify({ event: 'train_done', ...summary })}\n`);
+    if (summary.stopped === 'signal') {
+      const saved = summary.step > summary.startStep ? `${summary.checkpoint} written`
+        : `no step completed, so no checkpoint was written${summary.resumedFrom ? ` (${summary.resumedFrom} is kept)` : ''}`;
+      throw new InterruptedError(`stopped by ${signals.stoppedBy} at step ${summary.step}; ${saved}; rerun to resume`, signals.exitCode);
+    }
+    return summary;
+  } finally {
+    signals.finish();
+  }
+}
