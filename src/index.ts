@@ -54,6 +54,7 @@ export { renderPreview, type PreviewOptions } from './augment/preview.js';
 export { trainOnStore, type TrainOnStoreOptions, type TrainOnStoreSummary } from './jobs/train.js';
 export { train, TrainingDivergedError, type LoopOptions, type TrainOptions, type TrainSummary } from './train/trainer.js';
 export { resolveResume, type ResumeOptions, type ResumePoint } from './train/resume.js';
+export type { Checkpoint, CheckpointHeader, TensorEntry } from './train/checkpoint.js';
 export { defaultTrainConfig, type QueueConfig, type TrainConfig } from './train/config.js';
 export { BACKENDS, startBackend, type BackendInfo, type BackendName } from './train/backend.js';
 export { REGNETS, regnetSpec, type RegNetParams, type RegNetSpec, type StageSpec } from './train/regnet-spec.js';

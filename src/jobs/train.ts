@@ -8,6 +8,7 @@ import { MultiCropLoader } from '../augment/loader.js';
 import type { Store } from '../shards/store.js';
 import { startBackend } from '../train/backend.js';
 import { augmentOf } from '../train/config.js';
+import { SwavModel } from '../train/model.js';
 import { batchWarning, resolveResume, type ResumePoint } from '../train/resume.js';
 import { loopOptions, train, type LoopOptions, type TrainSummary } from '../train/trainer.js';
 
@@ -35,21 +36,24 @@ export interface TrainOnStoreSummary extends TrainSummary {
  */
 export async function trainOnStore(options: TrainOnStoreOptions): Promise<TrainOnStoreSummary> {
   const o = loopOptions(options);
-  const backend = await startBackend(o.backend); // the resume check builds a model: the backend comes first
-  let start: ResumePoint, crowded: string | null;
+  const backend = await startBackend(o.backend);
+  // Built once: the checkpoints are checked against it (a model costs seconds to build), then it trains.
+  const model = new SwavModel(o.config);
+  let start: ResumePoint, loader: MultiCropLoader;
   try {
     // Both read the stores: a stalled read must not outlast a stop.
-    start = await abortable(resolveResume(o), o.signal);
-    crowded = await abortable(batchWarning(o.data, o.config, Boolean(o.follow)), o.signal);
+    start = await abortable(resolveResume(o, model), o.signal);
+    const crowded = await abortable(batchWarning(o.data, o.config, Boolean(o.follow)), o.signal);
+    if (crowded) o.log(crowded);
+    loader = new MultiCropLoader(o.data, {
+      batchSize: o.config.batchSize, seed: o.config.seed, augment: augmentOf(o.config), ...(start.cursor && { cursor: start.cursor }),
+      follow: o.follow, threads: o.threads, signal: o.signal, onWait: o.log, onSkip: o.log,
+    });
   } catch (err) {
+    model.dispose();
     if (!isAbort(err, o.signal)) throw err;
     return { backend, startStep: 0, step: 0, resumedFrom: null, loss: null, stopped: 'signal', checkpoint: null, collapseWarnings: 0, skipped: {} };
   }
-  if (crowded) o.log(crowded);
-  const loader = new MultiCropLoader(o.data, {
-    batchSize: o.config.batchSize, seed: o.config.seed, augment: augmentOf(o.config), ...(start.cursor && { cursor: start.cursor }),
-    follow: o.follow, threads: o.threads, signal: o.signal, onWait: o.log, onSkip: o.log,
-  });
-  const summary = await train({ ...o, backend: backend.name, batches: loader, start }); // closes the loader
+  const summary = await train({ ...o, backend: backend.name, model, batches: loader, start }); // disposes the model, closes the loader
   return { ...summary, skipped: { ...loader.stream.stats.skipped, ...loader.stats.skipped } };
 }

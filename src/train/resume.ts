@@ -45,7 +45,8 @@ export interface ResumePoint {
 /**
  * Phase 1 of a run, before its batch source opens: picks the newest usable checkpoint in `o.out` (or
  * prepares a fresh start) and drops what lies beyond it. A checkpoint must hold the tensors of `model`, a
- * model built from `o.config` (by default one is built for the check and disposed: a backend must be started).
+ * model built from `o.config`: pass the one that will train. Without it one is built for the check and
+ * disposed, which needs a started backend and costs seconds of CPU for the default model.
  */
 export async function resolveResume(o: ResumeOptions, model?: SwavModel): Promise<ResumePoint> {
   const damaged: InvalidCheckpointError[] = [];

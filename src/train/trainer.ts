@@ -68,6 +68,12 @@ export interface TrainOptions extends LoopOptions {
    * @default resolved from `out` (per `resume`); `batches` must then stand at that checkpoint's cursor
    */
   start?: ResumePoint;
+  /**
+   * The model to train, built from `config` on the started backend (trainOnStore builds it first, to check the
+   * checkpoints against it); train disposes it. @default built by train
+   * @internal
+   */
+  model?: SwavModel;
 }
 
 export interface TrainSummary {
@@ -100,30 +106,29 @@ export function loopOptions<O extends LoopOptions>(options: O): ResolvedLoopOpti
 }
 
 export async function train(options: TrainOptions): Promise<TrainSummary> {
+  let model = options.model;
   try {
     const o = loopOptions(options);
     // 1. Backend and model.
     const backend = await startBackend(o.backend);
-    const model = new SwavModel(o.config);
-    try {
-      // 2. Resume.
-      const start = await startAt(o, model);
-      if (!start) return { backend, startStep: 0, step: 0, resumedFrom: null, loss: null, stopped: 'signal', checkpoint: null, collapseWarnings: 0 };
-      o.log(`wildstream train: backend ${backend.name} (${backend.device}), model ${o.config.model} ` +
-        `(${(model.ps.count() / 1e6).toFixed(2)} M params), batch ${o.config.batchSize}, crops ${o.config.crops}, ` +
-        (start.resumedFrom ? `resuming at step ${start.step} from ${start.resumedFrom}` : 'starting at step 0'));
-      // 3 and 4. The step loop, with its log lines and checkpoints.
-      const loop = new Loop(o, model, backend, start);
-      const stopped = start.step >= o.config.steps ? 'done' : await loop.run();
-      // 5. Finish.
-      return {
-        backend, startStep: start.step, step: loop.step, resumedFrom: start.resumedFrom, loss: loop.lastLoss, stopped,
-        checkpoint: loop.lastCheckpoint, collapseWarnings: loop.collapse.warnings,
-      };
-    } finally {
-      model.dispose();
-    }
+    model ??= new SwavModel(o.config);
+    // 2. Resume.
+    const start = await startAt(o, model);
+    if (!start) return { backend, startStep: 0, step: 0, resumedFrom: null, loss: null, stopped: 'signal', checkpoint: null, collapseWarnings: 0 };
+    o.log(`wildstream train: backend ${backend.name} (${backend.device}), model ${o.config.model} ` +
+      `(${(model.ps.count() / 1e6).toFixed(2)} M params), batch ${o.config.batchSize}, crops ${o.config.crops}, ` +
+      (start.resumedFrom ? `resuming at step ${start.step} from ${start.resumedFrom}` : 'starting at step 0'));
+    o.log(model.memory.line);
+    // 3 and 4. The step loop, with its log lines and checkpoints.
+    const loop = new Loop(o, model, backend, start);
+    const stopped = start.step >= o.config.steps ? 'done' : await loop.run();
+    // 5. Finish.
+    return {
+      backend, startStep: start.step, step: loop.step, resumedFrom: start.resumedFrom, loss: loop.lastLoss, stopped,
+      checkpoint: loop.lastCheckpoint, collapseWarnings: loop.collapse.warnings,
+    };
   } finally {
+    model?.dispose();
     await options.batches.close();
   }
 }
