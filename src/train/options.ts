@@ -5,6 +5,7 @@
  */
 import { choice, flag, int, negatable, num, text, type OptionValues } from '../options/declare.js';
 import { BACKENDS } from './backend.js';
+import { RECOMPUTE_MODES } from './memory.js';
 import { DEFAULT_LARS } from './optim.js';
 import { regnetSpec } from './regnet-spec.js';
 import { DEFAULT_SWAV } from './swav.js';
@@ -50,6 +51,7 @@ export const TRAIN_OPTIONS = {
   keep: int({ min: 1, default: 3, description: 'checkpoints kept' }),
   logEvery: int({ min: 1, default: 10, description: 'steps between progress lines' }),
   threads: int({ min: 1, max: 256, description: 'augmentation worker threads', defaultText: 'cores' }),
+  recompute: choice(RECOMPUTE_MODES, { default: 'auto', placeholder: 'mode', description: "activation recomputation per RegNet stage (one more forward pass, a fraction of the memory); auto: on when the memory estimate without it exceeds the backend's (the 4 GiB wasm heap)" }),
   follow: flag({ description: 'keep reading units committed while training runs' }),
   resume: negatable({ description: 'start from scratch: deletes the checkpoints in --out (the only way past damaged ones) and archives its metrics' }),
 } as const;

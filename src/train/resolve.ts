@@ -42,6 +42,7 @@ export async function resolveTrainConfig(o: Omit<TrainValues, 'data' | 'out'>, a
     queue: { length: o.queueLength, startStep: o.queueStart },
     lars: { ...defaultTrainConfig().lars, weightDecay: o.weightDecay, trust: o.larsTrust, excludeBnBias: !o.larsAll, clip: o.larsClip },
     schedule: { baseLr: s.lr, finalLr: s.finalLr, warmupSteps: o.warmupSteps, startWarmupLr: 0 },
+    recompute: o.recompute,
   });
   return { config, auto: s.line };
 }
