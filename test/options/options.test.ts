@@ -1,0 +1,132 @@
+/**
+ * Option declarations: one declaration gives the flag, the pipeline key and the type. The contract tests walk
+ * the real commander program, so a flag added to a command without a pipeline key (or a pipeline key no
+ * command has) fails here.
+ */
+import { Command } from 'commander';
+import { describe, expect, it } from 'vitest';
+import { buildProgram } from '../../src/cli.js';
+import { addOptions, optionValues } from '../../src/options/commander.js';
+import { choice, flag, int, list, negatable, snake, text, words } from '../../src/options/declare.js';
+import { keysAt, nearestKey, stageSchema } from '../../src/options/pipeline.js';
+import { PipelineSchema, STAGE_COMMANDS, validatePipeline } from '../../src/pipeline/schema.js';
+
+/** Commands no pipeline stage runs, each with why; any other command must be a stage of STAGE_COMMANDS. */
+const NOT_STAGES: Record<string, string> = {
+  run: 'runs a pipeline itself',
+  worker: 'a separate process serving ingest.queue',
+  inspect: 'reads a dataset, makes nothing',
+  'augment preview': 'the report stage renders the preview from the train settings',
+  plot: 'the report stage draws the curves of train.out',
+  'eval knn': 'the report stage runs k-NN (report.knn) on the exported backbones',
+};
+
+/** Pipeline keys that are no flag of the stage's command: positional arguments and pipeline structure. */
+const PIPELINE_ONLY: Record<string, string[]> = { ingest: ['lists'], crawl: ['seeds'], export: ['baseline'], train: [], embed: [] };
+
+function leaves(cmd: Command, prefix: string[] = []): Array<{ path: string; cmd: Command }> {
+  return cmd.commands.flatMap((c) => (c.commands.length ? leaves(c, [...prefix, c.name()]) : [{ path: [...prefix, c.name()].join(' '), cmd: c }]));
+}
+
+describe('every CLI option is settable from a pipeline', () => {
+  const program = buildProgram();
+  const commands = leaves(program);
+  const stages = Object.entries(STAGE_COMMANDS);
+
+  it('every command is a pipeline stage or listed as not one', () => {
+    for (const { path } of commands) {
+      const isStage = stages.some(([, s]) => s.command === path);
+      expect(isStage || path in NOT_STAGES, `command "${path}": map it to a pipeline stage in STAGE_COMMANDS, or list it in NOT_STAGES`).toBe(true);
+    }
+  });
+
+  it.each(stages)('stage %s: each flag of its command is a pipeline key, and the other way round', (stage, { command, options }) => {
+    const cmd = commands.find((c) => c.path === command)!.cmd;
+    const flags = cmd.options.map((o) => o.attributeName()).filter((name) => name !== 'help');
+    expect(flags.sort()).toEqual(Object.keys(options).sort()); // the command's flags are exactly its declarations
+    const keys = keysAt(PipelineSchema, [stage]);
+    for (const name of flags) expect(keys, `${command} --${cmd.options.find((o) => o.attributeName() === name)!.long}`).toContain(snake(name));
+    for (const key of keys) expect([...flags.map(snake), ...PIPELINE_ONLY[stage]!], `${stage}.${key}`).toContain(key);
+  });
+
+  it('a pipeline value and the same flag parse to the same typed options', async () => {
+    const flags = ['--unit-size', '7', '--format', 'webp', '--url-col', 'URL', '--allow-address', '127.0.0.1', '10.0.0.0/8', '--append', '--retry-reasons', 'timeout,http_5xx'];
+    let fromCli: unknown;
+    const probe = new Command('ingest').argument('<lists...>').exitOverride();
+    addOptions(probe, STAGE_COMMANDS.ingest.options).action((_lists, _opts, c: Command) => {
+      fromCli = optionValues(STAGE_COMMANDS.ingest.options, c.opts());
+    });
+    await probe.parseAsync(['a.txt', '--out', 'o', ...flags], { from: 'user' });
+    const p = validatePipeline({
+      ingest: { lists: ['a.txt'], out: 'o', unit_size: 7, format: 'webp', url_col: 'URL', allow_address: ['127.0.0.1', '10.0.0.0/8'], append: true, retry_reasons: ['timeout', 'http_5xx'] },
+    }, 'p.yaml');
+    const { lists, ...fromPipeline } = p.ingest!;
+    expect(lists).toEqual(['a.txt']);
+    expect(fromPipeline).toEqual(fromCli);
+    expect(fromCli).toMatchObject({ unitSize: 7, concurrency: 64, append: true, allowPrivateNetwork: false, retryReasons: ['timeout', 'http_5xx'] });
+  });
+});
+
+describe('unknown pipeline keys', () => {
+  it('name the nearest known key', () => {
+    expect(() => validatePipeline({ ingest: { lists: ['a'], out: 'x', unit_sise: 5 } }, 'p.yaml')).toThrow('p.yaml: ingest.unit_sise: unknown key (did you mean unit_size?)');
+    expect(() => validatePipeline({ trian: { out: 'y' } }, 'p.yaml')).toThrow('p.yaml: trian: unknown key (did you mean train?)');
+    expect(() => validatePipeline({ crawl: { seeds: ['http://a/'], out: 'x', maxPages: 3 } }, 'p.yaml')).toThrow(/crawl\.maxPages: unknown key \(did you mean max_pages\?\)/);
+    expect(() => validatePipeline({ report: { out: 'r', knn: { train: 'a', test: 'b', kk: 3 } } }, 'p.yaml')).toThrow(/report\.knn\.kk: unknown key \(did you mean k\?\)/);
+  });
+
+  it('suggest nothing when no key is close enough to be a typo', () => {
+    expect(nearestKey('checkpoint_interval', ['checkpoint_every', 'log_every'])).toBe('checkpoint_every');
+    expect(nearestKey('colour', ['checkpoint_every', 'log_every', 'crops'])).toBeUndefined();
+    expect(() => validatePipeline({ train: { out: 'y', data: 'd', colour: 1 } }, 'p.yaml')).toThrow(/^p\.yaml: train\.colour: unknown key$/);
+  });
+});
+
+describe('declarations', () => {
+  const set = {
+    out: text({ required: true, minLength: 1, description: 'where' }),
+    size: int({ min: 1, max: 10, default: 4, description: 'how big' }),
+    kind: choice(['a', 'b'], { default: 'a', description: 'which' }),
+    tag: text({ description: 'optional tag', check: (s) => s.toLowerCase() }),
+    hosts: words({ description: 'comma-separated' }),
+    allow: list({ description: 'several' }),
+    force: flag({ description: 'force' }),
+    resume: negatable({ description: 'start over' }),
+  } as const;
+
+  const parse = async (args: string[]) => {
+    let got: unknown;
+    const cmd = addOptions(new Command('x').exitOverride().configureOutput({ writeErr: () => {} }), set)
+      .action((_o, c: Command) => (got = optionValues(set, c.opts())));
+    await cmd.parseAsync(args, { from: 'user' });
+    return got;
+  };
+
+  it('give kebab-case flags with defaults, and typed values', async () => {
+    expect(await parse(['--out', 'o'])).toEqual({ out: 'o', size: 4, kind: 'a', tag: undefined, hosts: undefined, allow: undefined, force: false, resume: true });
+    expect(await parse(['--out', 'o', '--size', '9', '--tag', 'AB', '--hosts', 'a, b', '--allow', 'x', 'y', '--force', '--no-resume']))
+      .toEqual({ out: 'o', size: 9, kind: 'a', tag: 'ab', hosts: ['a', 'b'], allow: ['x', 'y'], force: true, resume: false });
+  });
+
+  it('refuse bad flag values as usage errors, naming what was expected', async () => {
+    await expect(parse(['--out', 'o', '--size', '11'])).rejects.toThrow(/expected an integer from 1 to 10, got "11"/);
+    await expect(parse(['--out', 'o', '--size', '2.5'])).rejects.toThrow(/expected an integer/);
+    await expect(parse(['--out', 'o', '--kind', 'c'])).rejects.toThrow(/Allowed choices are a, b/);
+    await expect(parse([])).rejects.toThrow(/required option '--out <value>' not specified/);
+  });
+
+  it('give snake_case pipeline keys checked by the same bounds, defaults filled in', () => {
+    const schema = stageSchema(set);
+    expect(schema.parse({ out: 'o', size: 9, tag: 'AB', hosts: 'a,b', allow: 'x' }))
+      .toEqual({ out: 'o', size: 9, kind: 'a', tag: 'ab', hosts: ['a', 'b'], allow: ['x'], force: false, resume: true });
+    expect(schema.safeParse({ out: 'o', size: 11 }).success).toBe(false);
+    expect(schema.safeParse({ out: 'o', kind: 'c' }).success).toBe(false);
+    expect(schema.safeParse({ size: 3 }).success).toBe(false);
+    expect(keysAt(schema, [])).toEqual(['out', 'size', 'kind', 'tag', 'hosts', 'allow', 'force', 'resume']);
+  });
+
+  it('check a crop spec and a model name where they are given', () => {
+    expect(() => validatePipeline({ train: { out: 'y', data: 'd', crops: '2x224@0.9-0.1' } }, 'p.yaml')).toThrow(/train\.crops: .*crop scale/);
+    expect(() => validatePipeline({ train: { out: 'y', data: 'd', model: 'regnety_9000mf' } }, 'p.yaml')).toThrow(/train\.model: /);
+  });
+});
