@@ -147,8 +147,9 @@ class Walk {
         this.weights(name, 2 * x.c, 2 * x.c);
         this.use(x);
         this.seg.internal += bytes(x); // x-hat
-        // Its gradient's temporaries: dy * x-hat, then dy - mean(dy), x-hat * ..., their difference and scaling.
-        this.temporary(5 * bytes(x));
+        // Its gradient's temporaries (dy * x-hat, dy - mean(dy), x-hat * mean(dy * x-hat), their difference, its
+        // scaling) and, before it, ReLU's dy * step(x): six of x's size, as measured with tf.profile.
+        this.temporary(6 * bytes(x));
         return this.make(x.n, x.h, x.w, x.c);
       },
       relu: (x) => {

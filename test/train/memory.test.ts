@@ -1,0 +1,103 @@
+import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import * as tf from '@tensorflow/tfjs-core';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { ConfigError } from '../../src/errors.js';
+import { startBackend } from '../../src/train/backend.js';
+import { checkTrainConfig, defaultTrainConfig, type TrainConfig } from '../../src/train/config.js';
+import { estimateMemory, largestBatch, planMemory, WASM_HEAP_BYTES } from '../../src/train/memory.js';
+import { SwavModel } from '../../src/train/model.js';
+import { DEFAULT_SWAV } from '../../src/train/swav.js';
+import { prng } from '../../src/rng.js';
+
+beforeAll(async () => {
+  await startBackend('cpu');
+});
+
+const GiB = 2 ** 30;
+const tiny = (over: Partial<TrainConfig>) => defaultTrainConfig({
+  model: 'custom:4,8,8,2,4', batchSize: 2, crops: '2x32,2x16',
+  swav: { ...DEFAULT_SWAV, hidden: 16, dim: 8, prototypes: 10, freezePrototypesSteps: 0 }, ...over,
+});
+
+/** Peak bytes tfjs held during one training step, beyond what was alive before it (weights, momentum, crops). */
+async function measuredStep(config: TrainConfig): Promise<{ measured: number; model: SwavModel }> {
+  const model = new SwavModel(config);
+  const rand = prng(1);
+  const sizes = [32, 32, 16, 16];
+  const xs = sizes.map((s) => tf.tensor4d(Float32Array.from({ length: config.batchSize * s * s * 3 }, () => rand() - 0.5), [config.batchSize, s, s, 3]));
+  model.step(xs, 0); // creates the LARS momentum
+  const before = tf.memory().numBytes;
+  const { peakBytes } = await tf.profile(() => {
+    model.step(xs, 1);
+  });
+  tf.dispose(xs);
+  return { measured: peakBytes - before, model };
+}
+
+describe('memory estimate', () => {
+  it("is within 25 % of tfjs' measured peak of a step, with and without recomputation, and recomputation lowers it", async () => {
+    const peaks: Record<string, number> = {};
+    for (const recompute of ['off', 'on'] as const) {
+      const { measured, model } = await measuredStep(tiny({ recompute }));
+      const e = model.memory.estimate;
+      const estimate = e.peak[recompute] - e.params - e.optimiser - e.inputs;
+      expect(measured / estimate, recompute).toBeGreaterThan(0.8);
+      expect(measured / estimate, recompute).toBeLessThan(1.25);
+      peaks[recompute] = measured;
+      model.dispose();
+    }
+    expect(peaks.on! / peaks.off!).toBeLessThan(0.75);
+  });
+
+  it("counts the model's parameters from the same RegNet walk", () => {
+    const config = tiny({});
+    const model = new SwavModel(config);
+    const e = estimateMemory(config);
+    expect(e.optimiser).toBe(4 * model.ps.count());
+    expect(e.params).toBe(4 * [...model.ps.vars.values()].reduce((n, v) => n + v.size, 0));
+    model.dispose();
+  });
+
+  it('grows with the batch; activations dominate the default model at batch 16', () => {
+    const at = (batchSize: number) => estimateMemory(defaultTrainConfig({ batchSize }));
+    const [a, b] = [at(8), at(16)];
+    expect(b.activations.off / a.activations.off).toBeCloseTo(2, 1);
+    expect(b.peak.on).toBeLessThan(b.peak.off / 2);
+    expect(b.activations.off).toBeGreaterThan(10 * b.params);
+  });
+});
+
+describe('memory plan', () => {
+  it('recomputes the default model and crops at batch 16 on wasm (auto), and not at batch 4', () => {
+    const plan = planMemory(defaultTrainConfig({ batchSize: 16 }), 'wasm', 0);
+    expect(plan.recompute).toBe(true);
+    expect(plan.estimate.peak.on).toBeLessThan(WASM_HEAP_BYTES);
+    expect(plan.line).toMatch(/^memory: ~\d\.\d GiB peak of 4\.0 GiB wasm heap \(recompute: on, auto, ~\d+\.\d GiB without\)$/);
+    expect(planMemory(defaultTrainConfig({ batchSize: 4 }), 'wasm', 0).recompute).toBe(false);
+    expect(planMemory(defaultTrainConfig({ batchSize: 16, recompute: 'on' }), 'cpu', 64 * GiB).line).toMatch(/\(recompute: on\)$/);
+    expect(planMemory(defaultTrainConfig({ batchSize: 16 }), 'webgpu', 0)).toMatchObject({ budget: null, recompute: false });
+  });
+
+  it('refuses, before any step, a batch that cannot fit, naming the largest that does', () => {
+    const config = defaultTrainConfig({ batchSize: 256 });
+    expect(() => planMemory(config, 'wasm', 0)).toThrow(ConfigError);
+    expect(() => planMemory(config, 'wasm', 0)).toThrow(/batch 256 of model regnety_400mf .* needs ~\d+\.?\d* GiB, more than the 4\.0 GiB wasm heap even with activation recomputation; --batch \d+ fits$/);
+    const fits = largestBatch(config, WASM_HEAP_BYTES, 'on');
+    expect(estimateMemory({ ...config, batchSize: fits }).peak.on).toBeLessThanOrEqual(WASM_HEAP_BYTES);
+    expect(estimateMemory({ ...config, batchSize: fits + 1 }).peak.on).toBeGreaterThan(WASM_HEAP_BYTES);
+    expect(planMemory(defaultTrainConfig({ batchSize: 16, recompute: 'off' }), 'cpu', 64 * GiB).recompute).toBe(false); // the machine's memory
+    expect(() => planMemory(defaultTrainConfig({ batchSize: 16, recompute: 'off' }), 'wasm', 0)).toThrow(/--batch \d+ fits; --recompute on would fit it$/);
+  });
+
+  it('takes auto, on or off and nothing else', () => {
+    expect(() => checkTrainConfig({ ...defaultTrainConfig(), recompute: 'always' as never })).toThrow(/recompute must be one of auto, on, off, got "always"/);
+  });
+
+  it("uses the wasm module's own heap limit (emscripten getHeapMax in tfjs-backend-wasm)", () => {
+    const require = createRequire(import.meta.url);
+    const glue = readFileSync(require.resolve('@tensorflow/tfjs-backend-wasm/dist/tf-backend-wasm.node.js'), 'utf8');
+    const limits = new Set([...glue.matchAll(/function getHeapMax\(\) \{ return (\d+); \}/g)].map((m) => Number(m[1])));
+    expect([...limits]).toEqual([WASM_HEAP_BYTES]);
+  });
+});
