@@ -5,7 +5,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError } from '../../src/errors.js';
 import { startBackend } from '../../src/train/backend.js';
 import { checkTrainConfig, defaultTrainConfig, type TrainConfig } from '../../src/train/config.js';
-import { estimateMemory, largestBatch, planMemory, WASM_HEAP_BYTES } from '../../src/train/memory.js';
+import { estimateMemory, largestBatch, planMemory, WASM_HEAP_BYTES, WASM_HEAP_PER_TENSOR_BYTE } from '../../src/train/memory.js';
 import { SwavModel } from '../../src/train/model.js';
 import { DEFAULT_SWAV } from '../../src/train/swav.js';
 import { prng } from '../../src/rng.js';
@@ -72,7 +72,7 @@ describe('memory plan', () => {
   it('recomputes the default model and crops at batch 16 on wasm (auto), and not at batch 4', () => {
     const plan = planMemory(defaultTrainConfig({ batchSize: 16 }), 'wasm', 0);
     expect(plan.recompute).toBe(true);
-    expect(plan.estimate.peak.on).toBeLessThan(WASM_HEAP_BYTES);
+    expect(plan.estimate.peak.on * WASM_HEAP_PER_TENSOR_BYTE).toBeLessThan(WASM_HEAP_BYTES);
     expect(plan.line).toMatch(/^memory: ~\d\.\d GiB peak of 4\.0 GiB wasm heap \(recompute: on, auto, ~\d+\.\d GiB without\)$/);
     expect(planMemory(defaultTrainConfig({ batchSize: 4 }), 'wasm', 0).recompute).toBe(false);
     expect(planMemory(defaultTrainConfig({ batchSize: 16, recompute: 'on' }), 'cpu', 64 * GiB).line).toMatch(/\(recompute: on\)$/);
@@ -83,9 +83,10 @@ describe('memory plan', () => {
     const config = defaultTrainConfig({ batchSize: 256 });
     expect(() => planMemory(config, 'wasm', 0)).toThrow(ConfigError);
     expect(() => planMemory(config, 'wasm', 0)).toThrow(/batch 256 of model regnety_400mf .* needs ~\d+\.?\d* GiB, more than the 4\.0 GiB wasm heap even with activation recomputation; --batch \d+ fits$/);
-    const fits = largestBatch(config, WASM_HEAP_BYTES, 'on');
-    expect(estimateMemory({ ...config, batchSize: fits }).peak.on).toBeLessThanOrEqual(WASM_HEAP_BYTES);
-    expect(estimateMemory({ ...config, batchSize: fits + 1 }).peak.on).toBeGreaterThan(WASM_HEAP_BYTES);
+    const fits = largestBatch(config, WASM_HEAP_BYTES / WASM_HEAP_PER_TENSOR_BYTE, 'on');
+    expect(() => planMemory(config, 'wasm', 0)).toThrow(`--batch ${fits} fits`);
+    expect(planMemory({ ...config, batchSize: fits }, 'wasm', 0).recompute).toBe(true); // fits, recomputed
+    expect(estimateMemory({ ...config, batchSize: fits + 1 }).peak.on * WASM_HEAP_PER_TENSOR_BYTE).toBeGreaterThan(WASM_HEAP_BYTES);
     expect(planMemory(defaultTrainConfig({ batchSize: 16, recompute: 'off' }), 'cpu', 64 * GiB).recompute).toBe(false); // the machine's memory
     expect(() => planMemory(defaultTrainConfig({ batchSize: 16, recompute: 'off' }), 'wasm', 0)).toThrow(/--batch \d+ fits; --recompute on would fit it$/);
   });
