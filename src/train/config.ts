@@ -7,6 +7,7 @@ import { parseCrops, SWAV_CROPS, type AugmentConfig } from '../augment/config.js
 import { ConfigError } from '../errors.js';
 import { RECOMPUTE_MODES, type RecomputeMode } from './memory.js';
 import { DEFAULT_LARS, type LarsConfig, type ScheduleConfig } from './optim.js';
+import { DEFAULT_STEPS, TRAIN_OPTIONS } from './options.js';
 import { regnetSpec } from './regnet-spec.js';
 import { DEFAULT_SWAV, type SwavConfig } from './swav.js';
 
@@ -44,21 +45,22 @@ export interface TrainConfig {
 
 /** SwAV's small-batch recipe scaled to a config: lr 0.6 at batch 256, linear scaling, final lr 0.0006x. */
 export function defaultTrainConfig(overrides: Partial<TrainConfig> = {}): TrainConfig {
-  const batchSize = overrides.batchSize ?? 64;
+  const t = TRAIN_OPTIONS; // the defaults a command or pipeline gets
+  const batchSize = overrides.batchSize ?? t.batch.default!;
   const baseLr = 0.6 * (batchSize / 256);
   return checkTrainConfig({
-    model: 'regnety_400mf',
+    model: t.model.default!,
     batchSize,
-    steps: 10_000,
+    steps: DEFAULT_STEPS,
     crops: SWAV_CROPS,
     jitterStrength: 1,
     blurP: 0.5,
-    seed: 0,
+    seed: t.seed.default!,
     swav: DEFAULT_SWAV,
-    queue: { length: 0, startStep: 0 },
+    queue: { length: t.queueLength.default!, startStep: t.queueStart.default! },
     lars: DEFAULT_LARS,
-    schedule: { baseLr, finalLr: baseLr * 0.001, warmupSteps: 0, startWarmupLr: 0 },
-    recompute: 'auto',
+    schedule: { baseLr, finalLr: baseLr * 0.001, warmupSteps: t.warmupSteps.default!, startWarmupLr: 0 },
+    recompute: t.recompute.default!,
     ...overrides,
   });
 }

@@ -97,7 +97,9 @@ describe('declarations', () => {
   const parse = async (args: string[]) => {
     let got: unknown;
     const cmd = addOptions(new Command('x').exitOverride().configureOutput({ writeErr: () => {} }), set)
-      .action((_o, c: Command) => (got = optionValues(set, c.opts())));
+      .action((_o, c: Command) => {
+        got = optionValues(set, c.opts());
+      });
     await cmd.parseAsync(args, { from: 'user' });
     return got;
   };

@@ -3,7 +3,8 @@ import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import sharp from 'sharp';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { main } from '../../src/cli.js';
 import { openStore } from '../../src/shards/store.js';
 import { V8_FLAGS } from '../../src/v8-flags.js';
 import { BIN, runCli } from '../helpers/cli.js';
@@ -59,20 +60,38 @@ describe('wildstream run', () => {
       ['site: demo\ningest:\n  out: x\nexport:\n  out: m\n', /export: needs a train stage/],
       ['crawl:\n  seeds: [http://a/]\n  out: x\n  max_pages: -1\n', /crawl\.max_pages: /],
     ];
+    // In-process (main returns the exit code): the checks run before any work, so spawning a CLI per case adds only time.
     for (const [i, [yaml, message]] of cases.entries()) {
       const file = join(dir, `bad${i}.yaml`);
       await writeFile(file, yaml);
-      const r = await runCli(['run', file], {}, 60_000, dir);
+      const r = await mainIn(['run', file]);
       expect(r.code, yaml).toBe(2);
       expect(r.stderr, yaml).toMatch(message);
       expect(r.stderr.trim().split('\n')).toHaveLength(1);
     }
-    const bad = await runCli(['run', DEMO, '--set', 'train.steps=lots'], {}, 60_000, join(dir, 'data'));
+    const bad = await mainIn(['run', DEMO, '--set', 'train.steps=lots'], join(dir, 'data'));
     expect(bad.code).toBe(2);
     expect(bad.stderr).toMatch(/train\.steps: .*expected number/i);
     expect((await readdir(join(dir, 'data'))).sort()).toEqual(['checkpoints', 'dataset', 'demo-urls.txt', 'embeddings.arrow', 'model', 'model-init', 'report']);
   }, 120_000);
 });
+
+/** Runs the CLI in this process (in `cwd`), collecting what it writes to stderr. */
+async function mainIn(args: string[], cwd = process.cwd()): Promise<{ code: number; stderr: string }> {
+  let stderr = '';
+  const back = process.cwd();
+  process.chdir(cwd);
+  const spy = vi.spyOn(process.stderr, 'write').mockImplementation((chunk) => {
+    stderr += String(chunk);
+    return true;
+  });
+  try {
+    return { code: await main(['node', 'wildstream', ...args]), stderr };
+  } finally {
+    spy.mockRestore();
+    process.chdir(back);
+  }
+}
 
 /** Runs `wildstream run` and sends SIGINT (as Ctrl-C does) once stdout shows `marker`. */
 function runUntil(args: string[], marker: string, cwd: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
