@@ -42,7 +42,7 @@ export async function trainOnStore(options: TrainOnStoreOptions): Promise<TrainO
   let start: ResumePoint, loader: MultiCropLoader;
   try {
     // Both read the stores: a stalled read must not outlast a stop.
-    start = await abortable(resolveResume(o, model), o.signal);
+    start = await abortable(resolveResume({ ...o, model }), o.signal);
     const crowded = await abortable(batchWarning(o.data, o.config, Boolean(o.follow)), o.signal);
     if (crowded) o.log(crowded);
     loader = new MultiCropLoader(o.data, {

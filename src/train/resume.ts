@@ -29,6 +29,12 @@ export interface ResumeOptions {
   /** Continue from the newest checkpoint that verifies; false deletes the checkpoints there and archives the metrics. */
   resume: boolean;
   log: (line: string) => void;
+  /**
+   * The model that will train (built from `config`): checkpoints must hold its tensors. Without it one is built
+   * for the check and disposed, which needs a started backend and costs seconds of CPU for the default model.
+   * @internal
+   */
+  model?: SwavModel;
 }
 
 /** Where a run starts: what to restore, and where its batch source must be opened. */
@@ -43,14 +49,15 @@ export interface ResumePoint {
 }
 
 /**
- * Phase 1 of a run, before its batch source opens: picks the newest usable checkpoint in `o.out` (or
- * prepares a fresh start) and drops what lies beyond it. A checkpoint must hold the tensors of `model`, a
- * model built from `o.config`: pass the one that will train. Without it one is built for the check and
- * disposed, which needs a started backend and costs seconds of CPU for the default model.
+ * Where a run starts, resolved before its batch source opens: picks the newest checkpoint in `o.out` that
+ * verifies and fits the config (or prepares a fresh start) and drops what lies beyond it. Throws a ConfigError
+ * for a checkpoint of another run's settings, an InvalidCheckpointError when every checkpoint is damaged, a
+ * NewerCheckpointError for a later format.
  */
-export async function resolveResume(o: ResumeOptions, model?: SwavModel): Promise<ResumePoint> {
+export async function resolveResume(o: ResumeOptions): Promise<ResumePoint> {
   const damaged: InvalidCheckpointError[] = [];
-  let shapes: SwavModel | undefined = model;
+  const model = o.model;
+  let shapes = model;
   const fits = (c: Checkpoint) => {
     checkCompatible(c.header.config, o.config, `checkpoint ${c.key}`); // another run's settings: a ConfigError, not damage
     checkTensors(c, modelTensors(shapes ??= new SwavModel(o.config), c));

@@ -140,7 +140,7 @@ export async function train(options: TrainOptions): Promise<TrainSummary> {
 async function startAt(o: ResolvedLoopOptions<TrainOptions>, model: SwavModel): Promise<ResumePoint | null> {
   let start = o.start;
   try {
-    start ??= await abortable(resolveResume(o, model), o.signal); // reads the store: a stalled read must not outlast a stop
+    start ??= await abortable(resolveResume({ ...o, model }), o.signal); // reads the store: a stalled read must not outlast a stop
   } catch (err) {
     if (isAbort(err, o.signal)) return null;
     throw err;

@@ -176,7 +176,7 @@ describe('forged checkpoints: every damage is named, and an older good checkpoin
   async function resume(out: Store, log: string[]) {
     const model = new SwavModel(tiny({ steps: 4 }));
     try {
-      return await resolveResume({ out, config: tiny({ steps: 4 }), resume: true, log: (l) => log.push(l) }, model);
+      return await resolveResume({ out, config: tiny({ steps: 4 }), resume: true, log: (l) => log.push(l), model });
     } finally {
       model.dispose();
     }
