@@ -31,15 +31,26 @@ module.exports = {
   forbidden: [
     {
       name: 'base-imports-no-stage',
-      comment: 'errors, rng, abort, svg-text, v8-flags and options/ are the base every stage may import: they import no stage',
+      comment:
+        'errors, rng, abort, svg-text, v8-flags and options/ are the base every stage may import: they import no stage',
       severity: 'error',
       from: { path: BASE },
       to: { path: '^src/', pathNot: BASE },
     },
     only('shards-imports-base', self('shards'), [self('shards')], 'shards owns the dataset; it imports only the base'),
     only('ingest-imports-shards', self('ingest'), [self('ingest'), layer(['shards'])], 'ingest writes through shards'),
-    only('crawl-imports-ingest-shards', self('crawl'), [self('crawl'), layer(['ingest', 'shards'])], 'crawl is an ingest source'),
-    only('augment-imports-shards', self('augment'), [self('augment'), layer(['shards'])], 'augment reads through shards'),
+    only(
+      'crawl-imports-ingest-shards',
+      self('crawl'),
+      [self('crawl'), layer(['ingest', 'shards'])],
+      'crawl is an ingest source',
+    ),
+    only(
+      'augment-imports-shards',
+      self('augment'),
+      [self('augment'), layer(['shards'])],
+      'augment reads through shards',
+    ),
     only(
       'train-imports-shards-and-augment-types',
       self('train'),
@@ -53,8 +64,18 @@ module.exports = {
       from: { path: self('train') },
       to: { path: layer(['augment']), dependencyTypesNot: ['type-only'] },
     },
-    only('eval-imports-train-augment-shards', self('eval'), [self('eval'), layer(['train', 'augment', 'shards'])], 'eval uses exported models on datasets'),
-    only('fixtures-imports-base', self('fixtures'), [self('fixtures')], 'fixtures generate test images from the base only'),
+    only(
+      'eval-imports-train-augment-shards',
+      self('eval'),
+      [self('eval'), layer(['train', 'augment', 'shards'])],
+      'eval uses exported models on datasets',
+    ),
+    only(
+      'fixtures-imports-base',
+      self('fixtures'),
+      [self('fixtures')],
+      'fixtures generate test images from the base only',
+    ),
     {
       name: 'jobs-imports-no-pipeline-or-cli',
       comment: 'jobs compose stages; pipelines and the CLI call jobs, not the other way round',
