@@ -14,6 +14,7 @@
  */
 import { createHash } from 'node:crypto';
 import sharp, { type Metadata, type OutputInfo, type ResizeOptions } from 'sharp';
+import type { FailureReason } from '../shards/failures.js';
 import { ByteSemaphore, estimateDecodeBytes } from './memory-budget.js';
 import { phash } from './phash.js';
 
@@ -46,7 +47,7 @@ export const DEFAULT_DECODE_MEMORY = 512 * 1024 * 1024;
 
 export type DecodeOutcome =
   | { ok: true; image: Buffer; mime: string; width: number; height: number; sha256: Buffer; phash: bigint }
-  | { ok: false; reason: string };
+  | { ok: false; reason: FailureReason };
 
 /**
  * libvips' operation cache keeps recent operations alive, with their decoders' memory: a progressive JPEG's

@@ -7,6 +7,7 @@
 import { EventEmitter } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Agent, interceptors, type Dispatcher } from 'undici';
+import type { FailureReason } from '../shards/failures.js';
 import type { HostGate } from './host-gate.js';
 import { discard, readBody } from './body.js';
 import { ByteBudget } from './byte-budget.js';
@@ -57,7 +58,7 @@ export type FetchOutcome =
   /** `release`: with `hold`, frees the body's share of the byte budget; call it once the bytes are consumed. */
   | { ok: true; bytes: Buffer; contentType: string | null; url: string; release?: () => void }
   /** `location`: where a 3xx pointed, when redirects are not followed (maxRedirects 0, as the crawler runs). */
-  | { ok: false; reason: string; location?: string };
+  | { ok: false; reason: FailureReason; location?: string };
 
 const RETRY_STATUS = new Set([408, 429, 500, 502, 503, 504]);
 const AI_OPT_OUT = new Set(['noai', 'noimageai', 'noindex', 'noimageindex']);
@@ -159,7 +160,7 @@ export class Fetcher {
       if (statusCode >= 300 && statusCode < 400 && this.o.maxRedirects === 0 && location) {
         return { outcome: { ok: false, reason: 'redirect', location: resolveUrl(location, url) } };
       }
-      const reason = statusCode >= 300 && statusCode < 400 ? 'too_many_redirects' : `http_${statusCode}`;
+      const reason: FailureReason = statusCode >= 300 && statusCode < 400 ? 'too_many_redirects' : `http_${statusCode}`;
       if (!RETRY_STATUS.has(statusCode)) return { outcome: { ok: false, reason } };
       return { outcome: { ok: false, reason }, retry: true, retryAfterMs: retryAfter(header(headers, 'retry-after')) };
     }
@@ -206,7 +207,7 @@ class Deadline extends EventEmitter {
   }
 }
 
-function failure(reason: string): { outcome: FetchOutcome; retry?: true } {
+function failure(reason: FailureReason): { outcome: FetchOutcome; retry?: true } {
   const retryable = reason === 'connection_error' || reason === 'timeout' || reason === 'body_error';
   return retryable ? { outcome: { ok: false, reason }, retry: true } : { outcome: { ok: false, reason } };
 }
@@ -244,7 +245,7 @@ export function optedOut(value: string | null): boolean {
 }
 
 /** `phase`: a socket closed or reset before the response headers is a connection error, after them a body error. */
-function networkReason(err: unknown, deadline: Deadline, phase: 'request' | 'body'): string {
+function networkReason(err: unknown, deadline: Deadline, phase: 'request' | 'body'): FailureReason {
   const e = err as { code?: string; name?: string; cause?: { code?: string } };
   const code = e.code ?? e.cause?.code ?? '';
   if (code === BLOCKED_CODE || e.cause?.code === BLOCKED_CODE) return 'blocked_address';

@@ -1,78 +1,34 @@
 /**
- * An ingest job: URL lists -> units -> (fetch, decode, dedupe) -> one shard + one committed record per unit.
+ * The local ingest executor: runs the units plan.ts plans, in this process. Each unit's rows are fetched,
+ * decoded and deduped here, and written and committed by the shards' UnitWriter (shard, failure file, unit
+ * record last), exactly as a queue worker (queue.ts) does with `ingestUnit`.
  *
- * Resume rests on two facts: unit membership is a pure function of the lists (row index / unit size), and a
+ * Resume rests on two facts: unit membership is a pure function of the source (row index / unit size), and a
  * unit is committed only by its record, written after its shard. So a rerun skips committed units and redoes
  * the rest from scratch, and the dedupe index is rebuilt from committed shards, never kept only in memory.
- * Each failed row is listed in the unit's failure file, put before the record, so `--retry-failed` (retry.ts)
- * can refetch exactly the failed URLs of committed units.
+ * Each failed row is listed in the unit's failure file, so `--retry-failed` (retry.ts) can refetch exactly
+ * the failed URLs of committed units.
  */
 import { availableParallelism } from 'node:os';
 import PQueue from 'p-queue';
-import { ConfigError } from '../errors.js';
-import { commitUnit, listUnits, shardKey, type UnitRecord } from '../shards/dataset.js';
-import { httpStatusOf, writeFailures, type FailureRecord } from '../shards/failures.js';
+import type { UnitRecord } from '../shards/dataset.js';
+import type { FailureReason } from '../shards/failures.js';
 import { openStore, type Store, type StoreOptions } from '../shards/store.js';
-import { openStaging } from '../shards/staging.js';
-import { ShardWriter } from '../shards/writer.js';
-import { decodeImage, type DecodeOptions } from './decode.js';
+import { UnitWriter, type UnitInput } from '../shards/unit-writer.js';
+import { decodeImage } from './decode.js';
 import { DedupeIndex, type Deduper } from './dedupe.js';
-import { Fetcher, type FetcherOptions } from './fetch.js';
-import { inJob, planJob, registerJob } from './plan.js';
-import { interruptedError, summariseRun, type IngestProgress, type IngestSummary } from './summary.js';
-import { checkUrl, extraColumnsOf, listFiles, readUrlLists, type UrlListOptions, type UrlRow } from './url-list.js';
+import { Fetcher } from './fetch.js';
+import { planIngest, summarisePlan } from './plan.js';
+import { abortable, DEFAULT_CONCURRENCY, DEFAULT_DEDUPE_RADIUS, validateIngestOptions, type IngestOptions } from './run-options.js';
+import { interruptedError, type IngestProgress, type IngestSummary } from './summary.js';
+import { checkUrl, type UrlRow } from './url-list.js';
 
-export interface IngestOptions {
-  /** URL list files or directories. */
-  lists: string[];
-  /** Output store URL. */
-  out: string;
-  store?: StoreOptions;
-  list?: UrlListOptions;
-  decode?: DecodeOptions;
-  fetch?: FetcherOptions;
-  /** Downloads in flight. @default 64 */
-  concurrency?: number;
-  /** URLs per unit (one shard each). @default 10000 */
-  unitSize?: number;
-  /** Hamming radius for near duplicates; 0 turns near-dedupe off. @default 8 (measured: re-encodes, resizes and
-   * +8% brightness move a pHash <= 4 bits, a 4% crop <= 10 (p90 8); distinct images differ by >= 18) */
-  dedupeRadius?: number;
-  /** Add a different job to an existing dataset. @default false */
-  append?: boolean;
-  /** Called after each finished image and unit. */
-  onProgress?: (progress: IngestProgress) => void;
-  /** Stops the run: no new row starts, the unit in progress is not committed, and the run rejects with an
-   * InterruptedError (exit code 143 when the abort reason is 'SIGTERM', else 130). */
-  signal?: AbortSignal;
-  /** Whether the summary's warnings may suggest `--retry-failed` (crawl has no such option). @default true */
-  retryHint?: boolean;
-}
-
+export { abortable, validateIngestOptions, type IngestOptions } from './run-options.js';
+export { groupUnits } from './plan.js';
 export type { IngestProgress, IngestSummary } from './summary.js';
 
 /** Decodes run on the libuv threadpool (sharp); more than the cores would only queue there. */
 const DECODE_CONCURRENCY = Math.max(1, availableParallelism());
-
-export function validateIngestOptions(o: IngestOptions): void {
-  const positive = (name: string, v: number | undefined, max = Number.MAX_SAFE_INTEGER) => {
-    if (v !== undefined && (!Number.isSafeInteger(v) || v < 1 || v > max)) {
-      throw new ConfigError(`${name} must be an integer from 1 to ${max}, got ${JSON.stringify(v)}`);
-    }
-  };
-  positive('concurrency', o.concurrency, 4096);
-  positive('unitSize', o.unitSize, 10_000_000);
-  positive('decode.maxSide', o.decode?.maxSide, 16384);
-  positive('decode.minSide', o.decode?.minSide, 16384);
-  positive('decode.quality', o.decode?.quality, 100);
-  positive('decode.memoryBudget', o.decode?.memoryBudget);
-  if (o.dedupeRadius !== undefined && (!Number.isInteger(o.dedupeRadius) || o.dedupeRadius < 0 || o.dedupeRadius > 16)) {
-    throw new ConfigError(`dedupeRadius must be an integer from 0 to 16, got ${o.dedupeRadius}`);
-  }
-  if (o.decode?.format && !['jpeg', 'webp'].includes(o.decode.format)) {
-    throw new ConfigError(`format must be jpeg or webp, got ${JSON.stringify(o.decode.format)}`);
-  }
-}
 
 export interface Context {
   store: Store;
@@ -85,17 +41,6 @@ export interface Context {
   started: number;
   /** Units this context committed, and the commit in flight (an interrupt waits for it before counting). */
   commits: { done: number; pending: Promise<void> | null };
-}
-
-/** Rejects as soon as `signal` aborts, so a signal is answered without waiting for in-flight downloads. */
-export function abortable<T>(work: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
-  if (!signal) return work;
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(signal.reason);
-    if (signal.aborted) onAbort();
-    signal.addEventListener('abort', onAbort, { once: true });
-    work.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
-  });
 }
 
 /** Units a context committed, counted once a commit in flight (whose unit an interrupt did not stop) has ended. */
@@ -122,23 +67,14 @@ export async function runIngest(options: IngestOptions): Promise<IngestSummary> 
   let totalUnits = 0;
   let ctx: Context | undefined;
   try {
-    const unitSize = options.unitSize ?? 10_000;
-    const files = await listFiles(options.lists);
-    const store = await openStore(options.out, options.store);
-    const outputOptions = { decode: options.decode ?? {}, dedupeRadius: options.dedupeRadius ?? 8 };
-    const planned = await abortable(planJob(files, options.list ?? {}, outputOptions, unitSize), signal);
-    const { job, resumed, manifest } = await registerJob(store, planned, options.append ?? false);
-    totalUnits = job.units;
-    const committed = await listUnits(store);
-    const done = new Set(committed.map((u) => u.unit));
-    const member = inJob(manifest, job);
-    const earlier = committed.filter((u) => member(u.unit));
-    committedBefore = earlier.filter((u) => u.unit >= job.firstUnit && u.unit < job.firstUnit + job.units).length;
-    ctx = await abortable(createContext(options, store, fetcher, committed, files, job.units), signal);
+    const plan = await planIngest(options);
+    totalUnits = plan.job.units;
+    committedBefore = plan.skipped;
+    ctx = await abortable(createContext(options, plan.store, fetcher, plan.committed, plan.extraColumns, plan.job.units), signal);
     const run: UnitRecord[] = [];
-    for await (const [unit, rows] of groupUnits(readUrlLists(files, options.list), unitSize, job.firstUnit)) {
+    for await (const { unit, rows, committed } of plan.units()) {
       signal?.throwIfAborted();
-      if (done.has(unit)) {
+      if (committed) {
         ctx.progress.unitsSkipped++;
       } else {
         run.push(await abortable(runUnit(ctx, unit, rows), signal));
@@ -146,7 +82,7 @@ export async function runIngest(options: IngestOptions): Promise<IngestSummary> 
       }
       report(ctx);
     }
-    return summariseRun({ run, earlier, unitsTotal: job.units, skipped: ctx.progress.unitsSkipped, resumed, rows: job.rows, started: ctx.started, retryHint: options.retryHint });
+    return summarisePlan(plan, run, ctx.started, options.retryHint);
   } catch (err) {
     if (signal?.aborted) throw interruptedError(signal.reason, committedBefore + (await unitsCommitted(ctx)), totalUnits);
     throw err;
@@ -157,13 +93,13 @@ export async function runIngest(options: IngestOptions): Promise<IngestSummary> 
 
 /** The state one run shares across its units; the dedupe index starts from every committed unit of the store. */
 export async function createContext(options: IngestOptions, store: Store, fetcher: Fetcher, committed: readonly UnitRecord[],
-  files: readonly string[], unitsTotal: number): Promise<Context> {
+  extraColumns: string[], unitsTotal: number): Promise<Context> {
   return {
     store,
     fetcher,
-    index: await DedupeIndex.fromDataset(store, committed, options.dedupeRadius ?? 8),
+    index: await DedupeIndex.fromDataset(store, committed, options.dedupeRadius ?? DEFAULT_DEDUPE_RADIUS),
     decodeQueue: new PQueue({ concurrency: DECODE_CONCURRENCY }),
-    extraColumns: await extraColumnsOf(files, options.list),
+    extraColumns,
     options,
     progress: newProgress(unitsTotal),
     started: Date.now(),
@@ -204,40 +140,25 @@ export async function ingestUnit(task: UnitTask): Promise<UnitRecord> {
   }
 }
 
-export async function* groupUnits(rows: AsyncIterable<UrlRow>, unitSize: number, firstUnit: number): AsyncIterable<[number, UrlRow[]]> {
-  let current: UrlRow[] = [];
-  let unit = firstUnit;
-  for await (const row of rows) {
-    const rowUnit = firstUnit + Math.floor(row.index / unitSize);
-    if (rowUnit !== unit && current.length > 0) yield [unit, current];
-    if (rowUnit !== unit) current = [];
-    unit = rowUnit;
-    current.push(row);
-  }
-  if (current.length > 0) yield [unit, current];
-}
-
 export function report(ctx: Context): void {
   ctx.progress.elapsedSeconds = (Date.now() - ctx.started) / 1000;
   ctx.options.onProgress?.(ctx.progress);
 }
 
-type RowOutcome = { ok: true; record: Parameters<ShardWriter['add']>[0] } | { ok: false; reason: string; duplicate?: boolean };
+type RowOutcome =
+  | { ok: true; record: UnitInput }
+  | { ok: false; duplicate: 'exact' | 'near' }
+  | { ok: false; duplicate?: undefined; reason: FailureReason };
 
-/** Fetches, decodes and dedupes a unit's rows, then puts its shard, its failure file and (last) its record. */
+/** Fetches, decodes and dedupes a unit's rows into a UnitWriter, then commits the unit. */
 export async function runUnit(ctx: Context, unit: number, rows: UrlRow[]): Promise<UnitRecord> {
-  const startedAt = new Date();
-  const failed: Record<string, number> = {};
-  const failures: FailureRecord[] = [];
   const signal = ctx.options.signal;
-  const duplicates = { exact: 0, near: 0 };
-  const timings = { fetch: 0, decode: 0, write: 0 };
-  const writer = new ShardWriter({ extraColumns: ctx.extraColumns, stagingDir: await openStaging(ctx.store) });
-  const concurrency = ctx.options.concurrency ?? 64;
+  const timings = { fetch: 0, decode: 0 };
+  const writer = await UnitWriter.open(ctx.store, unit, { extraColumns: ctx.extraColumns });
+  const concurrency = ctx.options.concurrency ?? DEFAULT_CONCURRENCY;
   const queue = new PQueue({ concurrency });
-  let writes = Promise.resolve(); // ShardWriter.add must not interleave with itself
   try {
-    for (const row of rows) {
+    for (const [position, row] of rows.entries()) {
       await queue.onSizeLessThan(concurrency); // bounded: at most 2x concurrency rows in memory
       if (signal?.aborted) break;
       void queue.add(async () => {
@@ -245,47 +166,21 @@ export async function runUnit(ctx: Context, unit: number, rows: UrlRow[]): Promi
         ctx.progress.urls++;
         if (outcome.ok) {
           ctx.progress.kept++;
-          writes = writes.then(async () => {
-            const t0 = performance.now();
-            await writer.add(outcome.record);
-            timings.write += (performance.now() - t0) / 1000;
-          });
-          await writes;
+          await writer.add(position, outcome.record);
         } else if (outcome.duplicate) {
           ctx.progress.duplicates++;
-          duplicates[outcome.reason as 'exact' | 'near']++;
+          writer.duplicate(outcome.duplicate);
         } else {
           ctx.progress.failed++;
-          failed[outcome.reason] = (failed[outcome.reason] ?? 0) + 1;
-          failures.push({ row: row.index, url: row.url, reason: outcome.reason, status: httpStatusOf(outcome.reason) });
+          writer.fail(row.index, row.url, outcome.reason);
         }
         report(ctx);
       });
     }
     await queue.onIdle();
-    await writes;
-    signal?.throwIfAborted(); // a unit cut short is never committed
-    const info = await writer.finish(ctx.store, shardKey(unit));
-    const failuresKey = await writeFailures(ctx.store, unit, failures);
-    const record: UnitRecord = {
-      unit,
-      shard: shardKey(unit),
-      records: info.records,
-      bytes: info.bytes,
-      batches: info.batches,
-      inputs: rows.length,
-      failed,
-      ...(failuresKey ? { failures: failuresKey } : {}),
-      duplicates,
-      timings: { ...timings, wall: (Date.now() - startedAt.getTime()) / 1000 },
-      startedAt: startedAt.toISOString(),
-      committedAt: new Date().toISOString(),
-    };
-    signal?.throwIfAborted();
-    ctx.commits.pending = commitUnit(ctx.store, record);
-    await ctx.commits.pending;
-    ctx.commits.done++;
-    return record;
+    // Counted the moment its record is put: an interrupt that waits for `pending` then sees it.
+    const counted = (put: Promise<void>) => (ctx.commits.pending = put.then(() => void ctx.commits.done++));
+    return await writer.commit({ inputs: rows.length, timings, signal, onCommitPoint: counted });
   } finally {
     await writer.abort();
   }
@@ -298,17 +193,16 @@ async function processRow(ctx: Context, row: UrlRow, timings: Record<string, num
   // Held: a body stays in the fetcher's byte budget until decoded, so downloads queued for the decoder count.
   const fetched = await ctx.fetcher.fetch(row.url, undefined, { hold: true });
   timings.fetch! += (performance.now() - t0) / 1000;
-  if (!fetched.ok) return fetched;
+  if (!fetched.ok) return { ok: false, reason: fetched.reason };
   t0 = performance.now();
   const decoded = await ctx.decodeQueue.add(() => decodeImage(fetched.bytes, ctx.options.decode)).finally(fetched.release);
   timings.decode! += (performance.now() - t0) / 1000;
   if (!decoded.ok) return decoded;
   const duplicate = await ctx.index.check(decoded.sha256, decoded.phash, unit);
-  if (duplicate) return { ok: false, reason: duplicate, duplicate: true };
+  if (duplicate) return { ok: false, duplicate };
   return {
     ok: true,
     record: {
-      key: String(row.index).padStart(12, '0'),
       url: row.url,
       sha256: decoded.sha256,
       phash: decoded.phash,

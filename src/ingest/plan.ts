@@ -1,21 +1,24 @@
 /**
- * Planning and the dataset manifest. A job is identified by a fingerprint of its lists' contents and of every
- * option that changes the output; units are consecutive runs of `unitSize` rows, numbered from the job's first
- * unit. Rerunning the same job resumes it; a different job on the same store needs `--append`, which gives
- * it the unit numbers after the last job's. A retry pass (`--retry-failed`, retry.ts) is an entry of its own,
- * numbered after the last entry, that names its job in `retryOf`.
+ * The one ingest planner, for the local executor (job.ts), the BullMQ one (queue.ts) and every source (URL
+ * lists, a crawl's image candidates; source.ts). A job is identified by a fingerprint of its source's parts
+ * and of every option that changes the output; units are consecutive runs of `unitSize` rows, numbered from
+ * the job's first unit. Rerunning the same job resumes it; a different job on the same store needs
+ * `--append`, which gives it the unit numbers after the last job's. A retry pass (`--retry-failed`, retry.ts)
+ * is an entry of its own, numbered after the last entry, that names its job in `retryOf`.
  */
 import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
-import { basename } from 'node:path';
 import { ConfigError } from '../errors.js';
-import { getBytes, type Store } from '../shards/store.js';
-import { MANIFEST_KEY } from '../shards/dataset.js';
-import { readUrlLists, type UrlListOptions } from './url-list.js';
+import { listUnits, MANIFEST_KEY, type UnitRecord } from '../shards/dataset.js';
+import { getBytes, openStore, type Store } from '../shards/store.js';
+import { abortable, DEFAULT_DEDUPE_RADIUS, DEFAULT_UNIT_SIZE, type IngestOptions } from './run-options.js';
+import { listSource, type IngestSource, type SourcePart } from './source.js';
+import { summariseRun, type IngestSummary } from './summary.js';
+import { listFiles, type UrlListOptions, type UrlRow } from './url-list.js';
 
 export interface JobEntry {
   fingerprint: string;
-  lists: Array<{ name: string; bytes: number; sha256: string }>;
+  /** The source's parts (list files, or the list a stage produced), as source.ts describes them. */
+  lists: SourcePart[];
   options: Record<string, unknown>;
   rows: number;
   firstUnit: number;
@@ -42,24 +45,94 @@ export async function planJob(
   outputOptions: Record<string, unknown>,
   unitSize: number,
 ): Promise<Omit<JobEntry, 'firstUnit' | 'createdAt'>> {
-  const lists = [];
-  for (const file of files) {
-    const hash = createHash('sha256');
-    let bytes = 0;
-    for await (const chunk of createReadStream(file)) {
-      hash.update(chunk as Buffer);
-      bytes += (chunk as Buffer).length;
-    }
-    lists.push({ name: basename(file), bytes, sha256: hash.digest('hex') });
-  }
+  return planSource(listSource(files, listOptions), listOptions, outputOptions, unitSize);
+}
+
+/** Identifies a source's job (its parts and the options) and counts its rows. */
+export async function planSource(
+  source: IngestSource,
+  listOptions: UrlListOptions,
+  outputOptions: Record<string, unknown>,
+  unitSize: number,
+): Promise<Omit<JobEntry, 'firstUnit' | 'createdAt'>> {
+  const lists = await source.parts();
   let rows = 0;
-  for await (const _ of readUrlLists(files, listOptions)) rows++;
+  for await (const _ of source.rows()) rows++;
   const options = { ...listOptions, ...outputOptions, unitSize };
   const fingerprint = createHash('sha256')
     .update(JSON.stringify({ lists: lists.map((l) => l.sha256), options }))
     .digest('hex')
     .slice(0, 32);
   return { fingerprint, lists, options, rows, units: Math.ceil(rows / unitSize) };
+}
+
+/** One unit of a planned job: its number, its rows, and whether it is committed already. */
+export interface PlannedUnit {
+  unit: number;
+  rows: UrlRow[];
+  committed: boolean;
+}
+
+/** A job registered in its dataset's manifest, ready for an executor to run its uncommitted units. */
+export interface IngestPlan {
+  store: Store;
+  job: JobEntry;
+  manifest: Manifest;
+  /** Whether the job was in the manifest already (this run resumes it). */
+  resumed: boolean;
+  /** Every unit committed in the store, of any job (the dedupe index starts from them). */
+  committed: UnitRecord[];
+  /** The job's units, and its retry passes', committed before this run. */
+  earlier: UnitRecord[];
+  /** Units of the job's own range committed before this run. */
+  skipped: number;
+  extraColumns: string[];
+  /** The job's units in order, rows read from the source as they are reached. */
+  units(): AsyncIterable<PlannedUnit>;
+}
+
+/** The outputs options that enter the fingerprint (list options and the unit size join them in planSource). */
+export function outputOptionsOf(options: IngestOptions): Record<string, unknown> {
+  return { decode: options.decode ?? {}, dedupeRadius: options.dedupeRadius ?? DEFAULT_DEDUPE_RADIUS };
+}
+
+/** Plans `options`' job and registers it in the dataset at `options.out`; see IngestPlan. */
+export async function planIngest(options: IngestOptions): Promise<IngestPlan> {
+  const unitSize = options.unitSize ?? DEFAULT_UNIT_SIZE;
+  const source = options.source ?? listSource(await listFiles(options.lists), options.list);
+  const store = await openStore(options.out, options.store);
+  const planned = await abortable(planSource(source, options.list ?? {}, outputOptionsOf(options), unitSize), options.signal);
+  const { job, resumed, manifest } = await registerJob(store, planned, options.append ?? false);
+  const committed = await listUnits(store);
+  const member = inJob(manifest, job);
+  const earlier = committed.filter((u) => member(u.unit));
+  const done = new Set(committed.map((u) => u.unit));
+  const skipped = committed.filter((u) => u.unit >= job.firstUnit && u.unit < job.firstUnit + job.units).length;
+  const extraColumns = await abortable(source.extraColumns(), options.signal);
+  const units = async function* (): AsyncIterable<PlannedUnit> {
+    for await (const [unit, rows] of groupUnits(source.rows(), unitSize, job.firstUnit)) yield { unit, rows, committed: done.has(unit) };
+  };
+  return { store, job, manifest, resumed, committed, earlier, skipped, extraColumns, units };
+}
+
+/** The summary of a run of `plan` that committed `run`: the same function for every executor. */
+export function summarisePlan(plan: IngestPlan, run: readonly UnitRecord[], started: number, retryHint?: boolean): IngestSummary {
+  return summariseRun({ run, earlier: plan.earlier, unitsTotal: plan.job.units, skipped: plan.skipped, resumed: plan.resumed,
+    rows: plan.job.rows, started, retryHint });
+}
+
+/** Rows cut into units: a row's unit is `firstUnit + index / unitSize`. */
+export async function* groupUnits(rows: AsyncIterable<UrlRow>, unitSize: number, firstUnit: number): AsyncIterable<[number, UrlRow[]]> {
+  let current: UrlRow[] = [];
+  let unit = firstUnit;
+  for await (const row of rows) {
+    const rowUnit = firstUnit + Math.floor(row.index / unitSize);
+    if (rowUnit !== unit && current.length > 0) yield [unit, current];
+    if (rowUnit !== unit) current = [];
+    unit = rowUnit;
+    current.push(row);
+  }
+  if (current.length > 0) yield [unit, current];
 }
 
 export async function readManifest(store: Store): Promise<Manifest | null> {

@@ -1,11 +1,11 @@
 /**
- * Distributed ingest on BullMQ (Redis). The producer plans units exactly as a local job does and enqueues each
- * uncommitted one with its URL rows (job id = job fingerprint + unit, so enqueueing again is a no-op), then
+ * Distributed ingest on BullMQ (Redis). The producer plans units with the local job's planner (plan.ts) and
+ * enqueues each uncommitted one with its URL rows (job id = job fingerprint + unit, so enqueueing again is a no-op), then
  * waits until every unit is committed. Workers on any machine take units, process them with `ingestUnit`
  * (the local code path) and a Redis-backed dedupe index, and commit them to the shared store. A worker killed
  * mid-unit holds a lock that expires; BullMQ's stalled-job check hands the unit to another worker, and the
  * partial shard is never committed (only a unit record commits). The producer's summary is computed from the
- * unit records by the same function as a local job's; while no worker has taken any unit it says so, with
+ * unit records by the same function as a local job's (`summarisePlan`), failure reasons included; while no worker has taken any unit it says so, with
  * the command that starts one.
  */
 import { createHash } from 'node:crypto';
@@ -14,12 +14,12 @@ import { Queue, Worker, type Job } from 'bullmq';
 import { Redis } from 'ioredis';
 import { ConfigError, StoreUnavailableError } from '../errors.js';
 import { listUnits, unitKey, type UnitRecord } from '../shards/dataset.js';
-import { openStore, type Store } from '../shards/store.js';
+import { openStore } from '../shards/store.js';
 import { RedisDedupe } from './dedupe-redis.js';
-import { abortable, groupUnits, ingestUnit, validateIngestOptions, type IngestOptions, type UnitTask } from './job.js';
-import { inJob, planJob, registerJob } from './plan.js';
-import { interruptedError, plural, summariseRun, type IngestSummary } from './summary.js';
-import { extraColumnsOf, listFiles, readUrlLists } from './url-list.js';
+import { ingestUnit, type UnitTask } from './job.js';
+import { planIngest, summarisePlan, type IngestPlan } from './plan.js';
+import { abortable, DEFAULT_DEDUPE_RADIUS, validateIngestOptions, type IngestOptions } from './run-options.js';
+import { interruptedError, plural, type IngestSummary } from './summary.js';
 
 export const QUEUE_NAME = 'wildstream-ingest';
 
@@ -68,31 +68,24 @@ export async function runQueuedIngest(options: IngestOptions, queueUrl: string, 
   const queue = new Queue<UnitJobData>(QUEUE_NAME, { connection });
   const state = { committed: 0, total: 0 };
   try {
-    const unitSize = options.unitSize ?? 10_000;
-    const files = await listFiles(options.lists);
-    const store = await openStore(options.out, options.store);
-    const planned = await abortable(planJob(files, options.list ?? {}, { decode: options.decode ?? {}, dedupeRadius: options.dedupeRadius ?? 8 }, unitSize), signal);
-    const { job, resumed, manifest } = await registerJob(store, planned, options.append ?? false);
-    const member = inJob(manifest, job);
-    const earlier = (await listUnits(store)).filter((u) => member(u.unit));
-    const done = new Set(earlier.map((u) => u.unit));
-    const extraColumns = await extraColumnsOf(files, options.list);
+    const plan = await planIngest(options);
     const jobIds: string[] = [];
-    state.total = job.units;
-    for await (const [unit, rows] of groupUnits(readUrlLists(files, options.list), unitSize, job.firstUnit)) {
+    state.total = plan.job.units;
+    for await (const { unit, rows, committed } of plan.units()) {
       signal?.throwIfAborted();
-      if (done.has(unit)) continue;
-      const id = `${planned.fingerprint.slice(0, 16)}-${unit}`;
+      if (committed) continue;
+      const id = `${plan.job.fingerprint.slice(0, 16)}-${unit}`;
       jobIds.push(id);
       const existing = await queue.getJob(id);
       if (existing && (await existing.isFailed())) await existing.retry();
       else if (!existing) {
         const { fetch, decode, concurrency } = options;
-        await queue.add('unit', { out: store.url, store: options.store, unit, rows, extraColumns, options: { fetch, decode, concurrency }, dedupeRadius: options.dedupeRadius ?? 8 },
-          { jobId: id, attempts: 5, backoff: { type: 'exponential', delay: 1000 } });
+        const data: UnitJobData = { out: plan.store.url, store: options.store, unit, rows, extraColumns: plan.extraColumns,
+          options: { fetch, decode, concurrency }, dedupeRadius: options.dedupeRadius ?? DEFAULT_DEDUPE_RADIUS };
+        await queue.add('unit', data, { jobId: id, attempts: 5, backoff: { type: 'exponential', delay: 1000 } });
       }
     }
-    const wait: Wait = { queue, store, job, earlier, jobIds, resumed, queueUrl, options, notices: q, state };
+    const wait: Wait = { queue, plan, jobIds, queueUrl, options, notices: q, state };
     return await abortable(waitForUnits(wait), signal);
   } catch (err) {
     if (signal?.aborted) {
@@ -108,12 +101,8 @@ export async function runQueuedIngest(options: IngestOptions, queueUrl: string, 
 
 interface Wait {
   queue: Queue<UnitJobData>;
-  store: Store;
-  job: { firstUnit: number; units: number; rows: number };
-  /** The job's units committed before this run. */
-  earlier: UnitRecord[];
+  plan: IngestPlan;
   jobIds: string[];
-  resumed: boolean;
   queueUrl: string;
   options: IngestOptions;
   notices: QueuedIngestOptions;
@@ -122,18 +111,18 @@ interface Wait {
 
 async function waitForUnits(w: Wait): Promise<IngestSummary> {
   const started = Date.now();
-  const before = new Set(w.earlier.map((u) => u.unit));
+  const { job, store, earlier } = w.plan;
+  const before = new Set(earlier.map((u) => u.unit));
   const noticeMs = w.notices.noWorkerNoticeMs ?? 20_000;
   let nextNotice = started + noticeMs;
   let taken = w.jobIds.length === 0;
   for (;;) {
-    const units = (await listUnits(w.store)).filter((u) => u.unit >= w.job.firstUnit && u.unit < w.job.firstUnit + w.job.units);
+    const units = (await listUnits(store)).filter((u) => u.unit >= job.firstUnit && u.unit < job.firstUnit + job.units);
     const run = units.filter((u) => !before.has(u.unit));
     w.state.committed = units.length;
-    const summary = summariseRun({ run, earlier: w.earlier, unitsTotal: w.job.units, skipped: units.length - run.length, resumed: w.resumed,
-      rows: w.job.rows, started, retryHint: w.options.retryHint });
+    const summary = summarisePlan(w.plan, run, started, w.options.retryHint);
     w.options.onProgress?.(summary);
-    if (units.length >= w.job.units) return summary;
+    if (units.length >= job.units) return summary;
     for (const id of w.jobIds) {
       const job = await w.queue.getJob(id);
       if (job?.processedOn) taken = true;
@@ -143,7 +132,7 @@ async function waitForUnits(w: Wait): Promise<IngestSummary> {
     }
     if (!taken && run.length === 0 && Date.now() >= nextNotice) {
       const waited = Math.round((Date.now() - started) / 1000);
-      w.notices.onNotice?.(`no worker has taken a unit in ${waited} s; ${plural(w.jobIds.length, 'unit')} wait${w.jobIds.length === 1 ? 's' : ''} in the queue: start workers with \`wildstream worker --queue ${redactUrl(w.queueUrl)}\` (on any machine that reaches Redis and ${w.store.url})`);
+      w.notices.onNotice?.(`no worker has taken a unit in ${waited} s; ${plural(w.jobIds.length, 'unit')} wait${w.jobIds.length === 1 ? 's' : ''} in the queue: start workers with \`wildstream worker --queue ${redactUrl(w.queueUrl)}\` (on any machine that reaches Redis and ${store.url})`);
       nextNotice = Date.now() + Math.max(noticeMs, 60_000);
     }
     await sleep(500);

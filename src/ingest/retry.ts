@@ -24,7 +24,7 @@ import { Fetcher } from './fetch.js';
 import { abortable, closeFetcher, createContext, report, runUnit, unitsCommitted, validateIngestOptions, type Context, type IngestOptions } from './job.js';
 import { addEntry, inJob, nextUnit, planJob, readManifest, retryPasses, type JobEntry } from './plan.js';
 import { interruptedError, plural, summariseRun, urlCount, type IngestSummary, type IngestWarning } from './summary.js';
-import { listFiles, readUrlLists, type UrlRow } from './url-list.js';
+import { extraColumnsOf, listFiles, readUrlLists, type UrlRow } from './url-list.js';
 
 export interface RetryOptions extends IngestOptions {
   /** Failure reasons to refetch; `http_5xx` stands for every 5xx status. @default RETRYABLE, plus blocked_address
@@ -109,7 +109,7 @@ async function retryJob(options: RetryOptions, fetcher: Fetcher, state: RetrySta
   const pass = resumed ?? (await registerPass(store, manifest, job, passes.length + 1, reasons, chosen.length, unitSize));
   state.total = pass.units;
   state.committedBefore = unitsOf(pass).filter((u) => byUnit.has(u)).length;
-  const ctx = await abortable(createContext(options, store, fetcher, committed, files, pass.units), signal);
+  const ctx = await abortable(createContext(options, store, fetcher, committed, await extraColumnsOf(files, options.list), pass.units), signal);
   state.ctx = ctx;
   ctx.progress.unitsSkipped = state.committedBefore;
   const run: UnitRecord[] = [];

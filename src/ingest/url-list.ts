@@ -12,6 +12,7 @@
 import { readdir, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { ConfigError } from '../errors.js';
+import type { FailureReason } from '../shards/failures.js';
 import { CORE_COLUMNS } from '../shards/schema.js';
 import { formatOf, readList, type ListItem } from './list-formats.js';
 import { cellText, clip } from './list-text.js';
@@ -28,7 +29,7 @@ export interface UrlRow {
   /** Other columns of the list, kept as shard columns. */
   extra: Record<string, string | null>;
   /** Why this row cannot be ingested (`bad_row`, `url_missing`, `url_invalid`...); absent when it can. */
-  bad?: string;
+  bad?: FailureReason;
   /** Set when a caption or other column was cut to `MAX_FIELD_LENGTH` / `MAX_ROW_TEXT`. */
   truncated?: true;
 }
@@ -44,7 +45,7 @@ export interface UrlListOptions {
 export interface ListStats {
   rows: number;
   /** Rows that cannot be ingested, by reason. */
-  bad: Record<string, number>;
+  bad: Partial<Record<FailureReason, number>>;
   /** Rows kept with a caption or other column cut to `MAX_FIELD_LENGTH` / `MAX_ROW_TEXT`. */
   truncated: number;
 }
@@ -83,7 +84,7 @@ export async function listFiles(paths: readonly string[]): Promise<string[]> {
 }
 
 /** Why a URL cannot be fetched, or null if it is a plausible http(s) URL. */
-export function checkUrl(url: string): string | null {
+export function checkUrl(url: string): FailureReason | null {
   if (url.length > MAX_URL_LENGTH) return 'url_too_long';
   // U+FFFD stands for bytes the list did not hold as text; the URL they were part of is lost.
   if (url.includes('\uFFFD') || !url.isWellFormed()) return 'url_encoding';
@@ -117,6 +118,16 @@ export async function* readUrlLists(files: readonly string[], options: UrlListOp
       index = row.index + 1;
     }
   }
+}
+
+/**
+ * Rows from objects another stage made (a crawl's image candidates: url, caption, source_page), read exactly
+ * as the same objects in a JSONL list would be: same columns, URL checks and text caps.
+ */
+export function* objectRows(objects: Iterable<Record<string, unknown>>, options: UrlListOptions = {}): Iterable<UrlRow> {
+  const columns: Columns = { url: options.urlCol ?? 'url', caption: options.captionCol ?? 'caption' };
+  let index = 0;
+  for (const cells of objects) yield toRow(index++, { kind: 'row', cells }, columns);
 }
 
 function count(stats: ListStats, row: UrlRow): void {

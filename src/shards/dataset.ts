@@ -6,15 +6,16 @@
  *   <root>/failures/NNNNNN.jsonl each failed URL of the unit (row, url, reason, HTTP status; failures.ts)
  *   <root>/units/NNNNNN.json     the unit's committed record, written last
  *
- * A unit exists only when its record does: the record is put (atomically) after its shard, so readers and
- * resumed jobs trust `units/` alone and ignore orphan shards from interrupted runs.
+ * A unit exists only when its record does: UnitWriter (unit-writer.ts) puts the shard, then the failure file,
+ * then (atomically) the record, so readers and resumed jobs trust `units/` alone and ignore orphan shards and
+ * failure files from interrupted runs. Every name here comes from keys.ts (record keys: `recordKey`).
  */
 import { InvalidShardError, NotFoundError } from '../errors.js';
+import { addCounts, type FailureCounts } from './failures.js';
+import { MANIFEST_KEY, UNITS_DIR, unitKey } from './keys.js';
 import { getBytes, type Store } from './store.js';
 
-export const SHARDS_DIR = 'shards';
-export const UNITS_DIR = 'units';
-export const MANIFEST_KEY = 'dataset.json';
+export { FAILURES_DIR, MANIFEST_KEY, RECORD_KEY, SHARDS_DIR, UNITS_DIR, failuresKey, recordKey, shardKey, unitKey, unitName } from './keys.js';
 
 /** Counts of records dropped as duplicates. */
 export interface DuplicateCounts {
@@ -35,7 +36,7 @@ export interface UnitRecord {
   /** Inputs the unit was given (URLs, pages). */
   inputs: number;
   /** Failures by reason, e.g. `{"http_404": 3, "decode_error": 1}`. */
-  failed: Record<string, number>;
+  failed: FailureCounts;
   /** Key of the unit's failure file (one line per failed URL, see failures.ts); absent when nothing failed. */
   failures?: string;
   duplicates: DuplicateCounts;
@@ -45,19 +46,8 @@ export interface UnitRecord {
   committedAt: string;
 }
 
-export function unitName(unit: number): string {
-  return String(unit).padStart(6, '0');
-}
-
-export function shardKey(unit: number): string {
-  return `${SHARDS_DIR}/${unitName(unit)}.arrow`;
-}
-
-export function unitKey(unit: number): string {
-  return `${UNITS_DIR}/${unitName(unit)}.json`;
-}
-
-/** Commits a unit: its shard must already be in the store. */
+/** Puts a unit's record, the unit's commit point: its shard and failure file must already be in the store
+ * (UnitWriter.commit keeps that order). */
 export async function commitUnit(store: Store, record: UnitRecord): Promise<void> {
   await store.put(unitKey(record.unit), Buffer.from(JSON.stringify(record, null, 1)));
 }
@@ -97,7 +87,7 @@ export interface DatasetSummary {
   shards: number;
   records: number;
   bytes: number;
-  failed: Record<string, number>;
+  failed: FailureCounts;
   duplicates: DuplicateCounts;
 }
 
@@ -107,7 +97,7 @@ export function summarise(units: readonly UnitRecord[]): DatasetSummary {
     summary.shards += 1;
     summary.records += unit.records;
     summary.bytes += unit.bytes;
-    for (const [reason, n] of Object.entries(unit.failed)) summary.failed[reason] = (summary.failed[reason] ?? 0) + n;
+    addCounts(summary.failed, unit.failed);
     summary.duplicates.exact += unit.duplicates.exact;
     summary.duplicates.near += unit.duplicates.near;
   }

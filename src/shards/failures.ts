@@ -9,10 +9,10 @@
  * committed record (an interrupted run) is ignored and rewritten, as orphan shards are.
  */
 import { InvalidShardError } from '../errors.js';
-import { unitName } from './dataset.js';
+import { failuresKey } from './keys.js';
 import { getBytes, type Store } from './store.js';
 
-export const FAILURES_DIR = 'failures';
+export { FAILURES_DIR, failuresKey } from './keys.js';
 
 /** The named reasons a row fails for; with `http_NNN` (the response status) they make `FailureReason`. */
 export const NAMED_REASONS = [
@@ -29,13 +29,26 @@ export const NAMED_REASONS = [
 
 export type FailureReason = (typeof NAMED_REASONS)[number] | `http_${number}`;
 
+/**
+ * Failures by `FailureReason`, as a unit record and a summary count them. Writers count only typed reasons
+ * (UnitWriter.fail); the keys stay plain strings when read, so a dataset from a newer version (with reasons
+ * this one does not name) still reads.
+ */
+export type FailureCounts = Record<string, number>;
+
+/** Adds `more`'s counts into `into`. */
+export function addCounts(into: FailureCounts, more: Readonly<FailureCounts>): FailureCounts {
+  for (const [reason, n] of Object.entries(more)) into[reason] = (into[reason] ?? 0) + n;
+  return into;
+}
+
 export function isFailureReason(value: string): value is FailureReason {
   return /^http_\d{3}$/.test(value) || (NAMED_REASONS as readonly string[]).includes(value);
 }
 
 /** One failed row of a unit. */
 export interface FailureRecord {
-  /** The row's index in the job's concatenated URL lists (the same index its record key is made from). */
+  /** The row's index in the job's concatenated URL lists (a retry pass finds the row again by it). */
   row: number;
   url: string;
   /** A `FailureReason`; reasons added by newer versions are kept as the strings they are. */
@@ -48,10 +61,6 @@ export interface FailureRecord {
 export function httpStatusOf(reason: string): number | null {
   const m = /^http_(\d{3})$/.exec(reason);
   return m ? Number(m[1]) : null;
-}
-
-export function failuresKey(unit: number): string {
-  return `${FAILURES_DIR}/${unitName(unit)}.jsonl`;
 }
 
 /** Puts a unit's failure file (before its record commits the unit) and returns its key; null when none failed. */

@@ -19,7 +19,8 @@ import {
 import { ConfigError, InvalidShardError } from '../errors.js';
 
 export interface ImageRecord {
-  /** Unique within the dataset; stable across reruns of the same job (e.g. `000012-00345`). */
+  /** Unique within the dataset; stable across reruns of the same job: `recordKey(unit, position)` (keys.ts),
+   * e.g. `000012-00345` for input 345 of unit 12. */
   key: string;
   url: string;
   /** 32-byte SHA-256 used for exact-duplicate detection. */

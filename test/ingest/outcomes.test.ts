@@ -13,6 +13,7 @@ import { progressReporter } from '../../src/ingest/progress.js';
 import { matchesReason } from '../../src/ingest/retry.js';
 import { listUnits } from '../../src/shards/dataset.js';
 import { httpStatusOf, readFailures } from '../../src/shards/failures.js';
+import { recordKey } from '../../src/shards/keys.js';
 import { openStore } from '../../src/shards/store.js';
 import { BIN, runCli } from '../helpers/cli.js';
 import { startFixture, type Fixture } from '../helpers/fixture-server.js';
@@ -126,7 +127,9 @@ describe('failure records and --retry-failed', () => {
     expect(retry.code, retry.stderr).toBe(0);
     expect(lastJson(retry.stdout)).toMatchObject({ unitsTotal: 1, unitsDone: 1, urls: 2, kept: 2, keptInJob: 3, failedByReason: {} });
     expect((await listUnits(store)).map((u) => u.unit)).toEqual([0, 1, 2, 3]); // the pass's unit follows the job's
-    expect(await keysOf(out)).toEqual(['000000000000', '000000000001', '000000000004']);
+    // Row 0 kept by the job (unit 0); rows 1 and 4 recovered by the pass, inputs 0 and 1 of its unit 3.
+    expect(await keysOf(out)).toEqual([recordKey(0, 0), recordKey(3, 0), recordKey(3, 1)]);
+    expect(await keysOf(out)).toEqual(['000000-00000', '000003-00000', '000003-00001']); // the documented form
     expect(requests('/status/404')).toBe(1); // a 404 is final by default
 
     const fetched = fixture.log.length;
@@ -168,7 +171,7 @@ describe('failure records and --retry-failed', () => {
     expect(lastJson(rerun.stdout)).toMatchObject({ resumed: true, keptInJob: 6 });
     for (let i = 0; i < 6; i++) expect(requests(`/once-slow/${900 + i}.jpg`), `row ${i}`).toBeLessThanOrEqual(3);
     const keys = await keysOf(out);
-    expect(keys).toEqual(Array.from({ length: 6 }, (_, i) => String(i).padStart(12, '0')));
+    expect(keys).toEqual(Array.from({ length: 6 }, (_, i) => recordKey(6 + i, 0))); // the pass's units 6-11, one row each
     const manifest = JSON.parse(await readFile(join(out, 'dataset.json'), 'utf8'));
     expect(manifest.jobs.map((j: { pass?: number }) => j.pass ?? 0)).toEqual([0, 1]);
   }, 90_000);
