@@ -67,9 +67,9 @@ describe('activation recomputation per stage', () => {
     const [plain, recomputed] = [new SwavModel(config('off')), new SwavModel(config('on'))];
     recomputed.step(xs, 0); // warm-up: LARS momentum slots exist from here on
     const tensors = tf.memory().numTensors;
-    for (let s = 1; s < 3; s++) recomputed.step(xs, s);
+    recomputed.step(xs, 1);
     expect(tf.memory().numTensors).toBe(tensors);
-    for (let s = 0; s < 3; s++) plain.step(xs, s);
+    for (let s = 0; s < 2; s++) plain.step(xs, s);
     for (const [name, v] of plain.ps.vars) {
       const [x, y] = [v.dataSync(), recomputed.ps.vars.get(name)!.dataSync()];
       const scale = Math.max(1e-6, ...Array.from(x, Math.abs));
