@@ -1,0 +1,162 @@
+/**
+ * Opens a WebGPU device through Dawn for Node (the optional `webgpu` package) with the features the training
+ * engine can use, and describes what it got.
+ *
+ * Dawn keeps `shader-f16` off on NVIDIA's Vulkan drivers older than 615.71 unless `vulkan_enable_f16_on_nvidia`
+ * is set, and exposes `chromium-experimental-subgroup-matrix` (cooperative matrices: tensor cores) only with
+ * `allow_unsafe_apis`; both toggles are asked for by default. Features the adapter lacks are left out, never
+ * an error: the engine picks its kernels from `GpuDeviceInfo.features`.
+ */
+/// <reference types="@webgpu/types" />
+import { WebGpuUnavailableError } from './errors.js';
+
+/** Features the engine uses when the adapter offers them. */
+export const ENGINE_FEATURES = ['shader-f16', 'subgroups', 'chromium-experimental-subgroup-matrix'] as const;
+export type EngineFeature = (typeof ENGINE_FEATURES)[number];
+
+/** Dawn instance toggles: f16 on older NVIDIA Vulkan drivers, and the experimental (unsafe) subgroup matrices. */
+export const DAWN_TOGGLES = ['enable-dawn-features=vulkan_enable_f16_on_nvidia,allow_unsafe_apis'] as const;
+
+/** Limits raised to the adapter's maximum: large activations and 128-wide tiles need more than the defaults. */
+const RAISED_LIMITS = [
+  'maxStorageBufferBindingSize',
+  'maxBufferSize',
+  'maxComputeWorkgroupStorageSize',
+  'maxComputeInvocationsPerWorkgroup',
+  'maxComputeWorkgroupSizeX',
+  'maxComputeWorkgroupSizeY',
+  'maxStorageBuffersPerShaderStage',
+] as const;
+export type RaisedLimit = (typeof RAISED_LIMITS)[number];
+
+export interface OpenDeviceOptions {
+  /** Features to ask for; each is requested only where the adapter offers it. @default ENGINE_FEATURES */
+  features?: readonly EngineFeature[];
+  /** Dawn instance toggles passed to `create()`. @default DAWN_TOGGLES */
+  toggles?: readonly string[];
+  /** Adapter preference (a machine with an integrated and a discrete GPU). @default 'high-performance' */
+  powerPreference?: GPUPowerPreference;
+}
+
+/** What the device offers, in a form `train` can print and kernels can choose by. */
+export interface GpuDeviceInfo {
+  vendor: string;
+  architecture: string;
+  device: string;
+  description: string;
+  /** A software adapter (Mesa lavapipe, SwiftShader): correct but slow. */
+  isFallback: boolean;
+  /** Whether each engine feature was granted on the device (not merely offered). */
+  features: Record<EngineFeature, boolean>;
+  /** Subgroup sizes the adapter reports (0 when unknown). */
+  subgroupSizes: { min: number; max: number };
+  /** Cooperative-matrix shapes, as Dawn reports them in `adapter.info.subgroupMatrixConfigs`. */
+  subgroupMatrixConfigs: readonly SubgroupMatrixConfig[];
+  limits: Record<RaisedLimit, number>;
+}
+
+export interface SubgroupMatrixConfig {
+  componentType: string;
+  resultComponentType: string;
+  M: number;
+  N: number;
+  K: number;
+}
+
+export interface GpuContext {
+  /**
+   * Dawn's instance. It must stay referenced while the device is used: Dawn polls its work (mapAsync,
+   * pipeline compiles) only while the instance lives, and a process holding none exits mid-await.
+   */
+  gpu: GPU | null;
+  device: GPUDevice;
+  info: GpuDeviceInfo;
+  /** Releases the device; buffers and pipelines made on it become unusable. */
+  destroy(): void;
+}
+
+interface DawnModule {
+  create(options: string[]): GPU;
+}
+
+/** Loads Dawn; a missing optional package is a typed error that says how to install it. */
+export async function loadDawn(): Promise<DawnModule> {
+  let mod: Partial<DawnModule> | null;
+  try {
+    mod = (await import('webgpu' as string)) as Partial<DawnModule>;
+  } catch (err) {
+    throw new WebGpuUnavailableError('not-installed', `the optional \`webgpu\` package (Dawn for Node) could not be loaded: ${firstLine(err)}; install it with npm i -E webgpu@0.6.2`, { cause: err });
+  }
+  if (typeof mod?.create !== 'function') throw new WebGpuUnavailableError('not-installed', 'the `webgpu` package loaded but has no create(): expected webgpu@0.6.2');
+  return mod as DawnModule;
+}
+
+/** Opens the adapter and a device with every engine feature the adapter offers. */
+export async function openDevice(options: OpenDeviceOptions = {}): Promise<GpuContext> {
+  const dawn = await loadDawn();
+  const gpu = dawn.create([...(options.toggles ?? DAWN_TOGGLES)]);
+  // Dawn answers null, or throws "no suitable backends found", when no driver offers an adapter.
+  const adapter = await gpu.requestAdapter({ powerPreference: options.powerPreference ?? 'high-performance' }).catch((err: unknown) => {
+    throw noAdapter(firstLine(err), err);
+  });
+  if (!adapter) throw noAdapter('no Vulkan driver answered');
+  const wanted = (options.features ?? ENGINE_FEATURES).filter((f) => adapter.features.has(f));
+  const requiredLimits: Record<string, number> = {};
+  for (const name of RAISED_LIMITS) requiredLimits[name] = adapter.limits[name];
+  let device: GPUDevice;
+  try {
+    device = await adapter.requestDevice({ requiredFeatures: wanted as GPUFeatureName[], requiredLimits });
+  } catch (err) {
+    throw new WebGpuUnavailableError('no-device', `WebGPU adapter ${adapter.info.description || adapter.info.device} refused a device with ${wanted.join(', ') || 'no extra features'}: ${firstLine(err)}`, { cause: err });
+  }
+  const ctx: GpuContext = {
+    gpu,
+    device,
+    info: describeAdapter(adapter, device),
+    destroy: () => {
+      device.destroy();
+      ctx.gpu = null; // lets the process exit
+    },
+  };
+  return ctx;
+}
+
+function describeAdapter(adapter: GPUAdapter, device: GPUDevice): GpuDeviceInfo {
+  const info = adapter.info as GPUAdapterInfo & { subgroupMatrixConfigs?: readonly SubgroupMatrixConfig[]; isFallbackAdapter?: boolean };
+  const features = Object.fromEntries(ENGINE_FEATURES.map((f) => [f, device.features.has(f)])) as Record<EngineFeature, boolean>;
+  const limits = Object.fromEntries(RAISED_LIMITS.map((l) => [l, device.limits[l]])) as Record<RaisedLimit, number>;
+  return {
+    vendor: info.vendor,
+    architecture: info.architecture,
+    device: info.device,
+    description: info.description,
+    isFallback: info.isFallbackAdapter ?? false,
+    features,
+    subgroupSizes: { min: info.subgroupMinSize ?? 0, max: info.subgroupMaxSize ?? 0 },
+    subgroupMatrixConfigs: [...(info.subgroupMatrixConfigs ?? [])].map((c) => ({ ...c })),
+    limits,
+  };
+}
+
+/** One line for the training log: adapter, granted features, subgroup sizes, largest binding. */
+export function describeDevice(info: GpuDeviceInfo): string {
+  const name = [info.vendor, info.device || info.description].filter(Boolean).join(' ') || 'unknown adapter';
+  const granted = ENGINE_FEATURES.filter((f) => info.features[f]);
+  const missing = ENGINE_FEATURES.filter((f) => !info.features[f]);
+  const parts = [
+    `${name}${info.isFallback ? ' (software)' : ''}`,
+    `features ${granted.join(', ') || 'none'}${missing.length ? ` (not offered: ${missing.join(', ')})` : ''}`,
+    info.features.subgroups ? `subgroup ${info.subgroupSizes.min}-${info.subgroupSizes.max}` : '',
+    info.subgroupMatrixConfigs.length ? `subgroup matrices ${info.subgroupMatrixConfigs.map((c) => `${c.componentType}->${c.resultComponentType} ${c.M}x${c.N}x${c.K}`).join(', ')}` : '',
+    `max binding ${Math.round(info.limits.maxStorageBufferBindingSize / 2 ** 20)} MiB`,
+  ];
+  return parts.filter(Boolean).join('; ');
+}
+
+function noAdapter(why: string, cause?: unknown): WebGpuUnavailableError {
+  return new WebGpuUnavailableError('no-adapter', `WebGPU (Dawn) found no adapter (${why}); on a machine without a GPU run scripts/install-lavapipe.sh (Mesa lavapipe from bookworm-backports)`, { cause });
+}
+
+function firstLine(err: unknown): string {
+  return (err instanceof Error ? err.message : String(err)).split('\n')[0]!.trim();
+}

@@ -1,0 +1,178 @@
+/**
+ * Runs generated WGSL kernels: pipelines compiled once per kernel key, tensors drawn from a pool of buffers
+ * by size, and recordings (pipelines + bind groups made once) that encode all their dispatches into one
+ * command buffer per `submit()`. Nothing here reads back unless asked (`read`).
+ */
+/// <reference types="@webgpu/types" />
+import type { GpuContext } from './device.js';
+import { WebGpuKernelError } from './errors.js';
+import { fromHalf, toHalf } from './half.js';
+
+export type Dtype = 'f32' | 'f16';
+export const DTYPE_BYTES: Record<Dtype, number> = { f32: 4, f16: 2 };
+
+/** A WGSL compute shader specialised to one shape; `key` names it uniquely (the pipeline cache key). */
+export interface Kernel {
+  key: string;
+  code: string;
+  /** Workgroups to dispatch, x / y / z (each at most 65535). */
+  workgroups: readonly [number, number, number];
+}
+
+export interface GpuTensor {
+  readonly buffer: GPUBuffer;
+  readonly shape: readonly number[];
+  readonly dtype: Dtype;
+  /** Element count. */
+  readonly size: number;
+}
+
+/** One dispatch: the kernel and its storage buffers, bound in order to `@group(0) @binding(0..)`. */
+export interface Dispatch {
+  kernel: Kernel;
+  buffers: readonly GpuTensor[];
+}
+
+// Flag values fixed by the WebGPU specification (the GPUBufferUsage / GPUMapMode globals exist only after
+// Dawn's globals are installed on globalThis, which this engine does not need).
+const USAGE = { storage: 0x0080 | 0x0004 | 0x0008, read: 0x0001 | 0x0008 }; // STORAGE|COPY_SRC|COPY_DST, MAP_READ|COPY_DST
+const MAP_READ = 0x0001;
+
+export class GpuRunner {
+  readonly device: GPUDevice;
+  private readonly pipelines = new Map<string, Promise<GPUComputePipeline>>();
+  private readonly free = new Map<number, GPUBuffer[]>();
+  /** Pipelines compiled so far (cache misses), for tests and logs. */
+  compiled = 0;
+
+  constructor(readonly ctx: GpuContext) {
+    this.device = ctx.device;
+  }
+
+  /** The compiled pipeline for a kernel, compiled on first use; a refused shader is a WebGpuKernelError. */
+  pipeline(kernel: Kernel): Promise<GPUComputePipeline> {
+    let p = this.pipelines.get(kernel.key);
+    if (!p) {
+      p = this.compile(kernel);
+      this.pipelines.set(kernel.key, p);
+      p.catch(() => this.pipelines.delete(kernel.key));
+    }
+    return p;
+  }
+
+  private async compile(kernel: Kernel): Promise<GPUComputePipeline> {
+    this.compiled++;
+    const module = this.device.createShaderModule({ code: kernel.code, label: kernel.key });
+    const info = await module.getCompilationInfo();
+    const errors = info.messages.filter((m) => m.type === 'error');
+    if (errors.length) throw new WebGpuKernelError(`kernel ${kernel.key} does not compile: ${errors.map((m) => `${m.lineNum}:${m.linePos} ${m.message}`).join('; ')}`);
+    try {
+      return await this.device.createComputePipelineAsync({ layout: 'auto', compute: { module, entryPoint: 'main' }, label: kernel.key });
+    } catch (err) {
+      throw new WebGpuKernelError(`kernel ${kernel.key} was refused as a pipeline: ${(err as Error).message.split('\n')[0]}`, { cause: err });
+    }
+  }
+
+  /** A tensor backed by a pooled buffer (contents undefined until written); `release` returns it to the pool. */
+  tensor(shape: readonly number[], dtype: Dtype = 'f32'): GpuTensor {
+    const size = shape.reduce((a, b) => a * b, 1);
+    const bytes = Math.max(4, Math.ceil((size * DTYPE_BYTES[dtype]) / 4) * 4);
+    const buffer = this.free.get(bytes)?.pop() ?? this.device.createBuffer({ size: bytes, usage: USAGE.storage });
+    return { buffer, shape: [...shape], dtype, size };
+  }
+
+  release(...tensors: GpuTensor[]): void {
+    for (const t of tensors) {
+      const list = this.free.get(t.buffer.size) ?? [];
+      list.push(t.buffer);
+      this.free.set(t.buffer.size, list);
+    }
+  }
+
+  /** Copies values in, converting to binary16 for an f16 tensor. */
+  write(t: GpuTensor, values: ArrayLike<number>): void {
+    if (values.length !== t.size) throw new RangeError(`write: ${values.length} values for a tensor of ${t.size}`);
+    const data = t.dtype === 'f16' ? toHalf(values) : Float32Array.from(values);
+    // writeBuffer needs a multiple of 4 bytes: an odd-length f16 tensor gets one padding element.
+    const padded = data.byteLength % 4 ? copyPadded(data) : data;
+    this.device.queue.writeBuffer(t.buffer, 0, padded.buffer, padded.byteOffset, padded.byteLength);
+  }
+
+  /** Reads a tensor back as f32 (waits for the queue: never inside a training step). */
+  async read(t: GpuTensor): Promise<Float32Array> {
+    const bytes = t.buffer.size;
+    const staging = this.device.createBuffer({ size: bytes, usage: USAGE.read });
+    const enc = this.device.createCommandEncoder();
+    enc.copyBufferToBuffer(t.buffer, 0, staging, 0, bytes);
+    this.device.queue.submit([enc.finish()]);
+    await staging.mapAsync(MAP_READ);
+    const raw = staging.getMappedRange().slice(0);
+    staging.destroy();
+    return t.dtype === 'f16' ? fromHalf(new Uint16Array(raw, 0, t.size)) : new Float32Array(raw, 0, t.size);
+  }
+
+  /** Compiles every kernel and makes every bind group once; the recording then submits without allocating. */
+  async record(dispatches: readonly Dispatch[]): Promise<Recording> {
+    const pipelines = await Promise.all(dispatches.map((d) => this.pipeline(d.kernel)));
+    this.device.pushErrorScope('validation');
+    const steps = dispatches.map((d, i) => {
+      const pipeline = pipelines[i]!;
+      const bindGroup = this.device.createBindGroup({
+        layout: pipeline.getBindGroupLayout(0),
+        entries: d.buffers.map((t, binding) => ({ binding, resource: { buffer: t.buffer } })),
+      });
+      for (const n of d.kernel.workgroups) if (n < 1 || n > 65535) throw new WebGpuKernelError(`kernel ${d.kernel.key} dispatches ${d.kernel.workgroups.join('x')} workgroups (each must be 1..65535)`);
+      return { pipeline, bindGroup, workgroups: d.kernel.workgroups };
+    });
+    const error = await this.device.popErrorScope();
+    if (error) throw new WebGpuKernelError(`binding buffers for ${dispatches.map((d) => d.kernel.key).join(', ')}: ${error.message.split('\n')[0]}`);
+    return new Recording(this.device, steps);
+  }
+
+  /** Waits until every submitted command buffer has finished. */
+  async sync(): Promise<void> {
+    await this.device.queue.onSubmittedWorkDone();
+  }
+
+  /** Drops the pooled buffers (live tensors stay valid). */
+  trim(): void {
+    for (const list of this.free.values()) for (const b of list) b.destroy();
+    this.free.clear();
+  }
+}
+
+interface Step {
+  pipeline: GPUComputePipeline;
+  bindGroup: GPUBindGroup;
+  workgroups: readonly [number, number, number];
+}
+
+/** Dispatches recorded once; each `submit()` encodes them into one compute pass and submits one command buffer. */
+export class Recording {
+  constructor(
+    private readonly device: GPUDevice,
+    private readonly steps: readonly Step[],
+  ) {}
+
+  get length(): number {
+    return this.steps.length;
+  }
+
+  submit(): void {
+    const enc = this.device.createCommandEncoder();
+    const pass = enc.beginComputePass();
+    for (const s of this.steps) {
+      pass.setPipeline(s.pipeline);
+      pass.setBindGroup(0, s.bindGroup);
+      pass.dispatchWorkgroups(s.workgroups[0], s.workgroups[1], s.workgroups[2]);
+    }
+    pass.end();
+    this.device.queue.submit([enc.finish()]);
+  }
+}
+
+function copyPadded(data: Uint16Array | Float32Array): Uint8Array {
+  const out = new Uint8Array(Math.ceil(data.byteLength / 4) * 4);
+  out.set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+  return out;
+}
