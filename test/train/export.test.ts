@@ -2,15 +2,18 @@ import { cp, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/pr
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
+import type { GraphModel } from '@tensorflow/tfjs-converter';
 import { tableFromIPC } from 'apache-arrow';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { embed, type Embeddings } from '../../src/eval/embed.js';
+import { knnAccuracy } from '../../src/eval/knn.js';
 import { patternJpeg } from '../../src/fixtures/images.js';
 import { openStore } from '../../src/shards/store.js';
 import { startBackend } from '../../src/train/backend.js';
 import { latestCheckpoint, restoreModel } from '../../src/train/checkpoint.js';
 import { defaultTrainConfig } from '../../src/train/config.js';
-import { loadBackbone } from '../../src/train/export.js';
+import { loadBackbone, type Backbone, type BackboneMetadata } from '../../src/train/export.js';
 import { SwavModel } from '../../src/train/model.js';
 import { DEFAULT_SWAV } from '../../src/train/swav.js';
 import { trainOnStore as train } from '../../src/jobs/train.js';
@@ -45,6 +48,38 @@ beforeAll(async () => {
 afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
+
+/** The latest checkpoint's backbone run in this process (not exported), with the export's input metadata. */
+async function checkpointBackbone(metadata: BackboneMetadata): Promise<Backbone & { dispose(): void }> {
+  const ckpt = (await latestCheckpoint(await openStore(path('ck')), () => {}))!;
+  const model = new SwavModel(ckpt.header.config);
+  restoreModel(model, ckpt);
+  return { model: null as unknown as GraphModel, metadata, embed: (x) => model.features(x), dispose: () => model.dispose() };
+}
+
+/** A copy of the export whose float32 weights `alter` changes in place, tensor by tensor (shapes kept). */
+async function alteredExport(name: string, alter: (weights: Float32Array) => void): Promise<string> {
+  await cp(path('model'), path(name), { recursive: true });
+  const { weightsManifest } = JSON.parse(await readFile(path(name, 'model.json'), 'utf8'));
+  const bytes = new Uint8Array(await readFile(path(name, 'weights.bin')));
+  let offset = 0;
+  for (const { dtype, shape } of weightsManifest[0].weights as Array<{ dtype: string; shape: number[] }>) {
+    const n = shape.reduce((a, b) => a * b, 1);
+    if (dtype === 'float32') alter(new Float32Array(bytes.buffer, offset, n));
+    else expect(dtype).toBe('int32'); // also 4 bytes a value: the graph's axes, left as they are
+    offset += n * 4;
+  }
+  expect(offset).toBe(bytes.length);
+  await writeFile(path(name, 'weights.bin'), bytes);
+  return path(name);
+}
+
+/** Largest difference between the features two backbones give for the same images (same keys, same order); NaN counts as infinite. */
+function featureGap(a: Embeddings, b: Embeddings): number {
+  expect(a.keys).toEqual(b.keys);
+  const gap = Math.max(...a.features.flatMap((f, i) => Array.from(f, (v, j) => Math.abs(v - b.features[i]![j]!))));
+  return Number.isNaN(gap) ? Infinity : gap;
+}
 
 describe('export, embed, eval knn, plot', () => {
   it('exports a graph model that tfjs loads and that computes the checkpoint backbone exactly', async () => {
@@ -86,8 +121,20 @@ describe('export, embed, eval knn, plot', () => {
     expect(r.code, r.stderr).toBe(0);
     const knn = JSON.parse(r.stdout);
     expect(knn).toMatchObject({ event: 'knn', k: 5, train: 16, test: 8, failed: 1 });
-    expect(knn.top1).toBeGreaterThanOrEqual(0);
-    expect(knn.top1).toBeLessThanOrEqual(1);
+    // The exported model must give the k-NN the checkpoint's own backbone gives on the same images.
+    const exported = await loadBackbone(await openStore(path('model')));
+    const reference = await checkpointBackbone(exported.metadata);
+    const ours = { train: await embed(reference, path('eval', 'train')), test: await embed(reference, path('eval', 'test')) };
+    expect(knn.top1).toBe(knnAccuracy(ours.train, ours.test, 5).top1);
+    for (const split of ['train', 'test'] as const) {
+      expect(featureGap(await embed(exported, path('eval', split)), ours[split]), split).toBeLessThan(1e-3);
+    }
+    // And the comparison tells a wrong export: the same weights permuted, or zeroed, are far off.
+    for (const [name, wrong] of [['permuted', (w: Float32Array) => w.reverse()], ['zeroed', (w: Float32Array) => w.fill(0)]] as const) {
+      const broken = await loadBackbone(await openStore(await alteredExport(name, wrong)));
+      expect(featureGap(await embed(broken, path('eval', 'train')), ours.train), name).toBeGreaterThan(1e-2);
+    }
+    reference.dispose();
 
     const plot = await runCli(['plot', path('ck'), '--out', path('curves.png')]);
     expect(plot.code, plot.stderr).toBe(0);
