@@ -1,21 +1,19 @@
 /**
  * A crawl as `wildstream crawl` and a pipeline's crawl stage do it: crawl the sites politely, then ingest the
  * images found exactly as `ingest` does (fetch, decode, dedupe, units). Both halves resume: the crawl from its
- * committed units, the ingest from its committed units (the image list is rebuilt identically).
+ * committed units, the ingest from its committed units (the image candidates, its source, are rebuilt identically).
  */
-import { readFile, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { readFile } from 'node:fs/promises';
 import { crawl } from '../crawl/crawler.js';
 import type { CrawlValues } from '../crawl/options.js';
 import { crawlFoundNothing } from '../crawl/outcome.js';
 import { RobotsCache, ROBOTS_MAX_BYTES } from '../crawl/robots.js';
+import { crawlSource } from '../crawl/source.js';
 import { ConfigError } from '../errors.js';
 import { Fetcher } from '../ingest/fetch.js';
 import { HostGate } from '../ingest/host-gate.js';
 import { fetchOptionsOf } from '../ingest/options.js';
 import type { IngestSummary } from '../ingest/summary.js';
-import { makeDirs } from '../shards/make-dirs.js';
 import { storeOptionsOf } from '../shards/options.js';
 import { openStore } from '../shards/store.js';
 import { ingestJob } from './ingest.js';
@@ -35,9 +33,9 @@ export async function crawlJob(seedArgs: string[], o: CrawlValues): Promise<Inge
   ).finally(() => Promise.all([fetcher.close(), robotsFetcher.close()]));
   const { pages, fetched, skipped, resumed } = result;
   process.stdout.write(`${JSON.stringify({ event: 'crawl_done', pages, fetched, images: result.images.length, skipped, resumed })}\n`);
-  const list = await writeImageList(o.out, result.images);
-  return ingestJob([list], { ...o, connectionsPerOrigin: o.connectionsPerHost },
-    { command: 'crawl', emptyList: crawlFoundNothing(result), extra: { fetch: { ...fetchOptions, maxBytes: o.maxBytes } } });
+  // The candidates are the ingest job's source (crawl/source.ts): planned and committed as a list's rows are.
+  return ingestJob([], { ...o, connectionsPerOrigin: o.connectionsPerHost },
+    { command: 'crawl', emptyList: crawlFoundNothing(result), extra: { fetch: { ...fetchOptions, maxBytes: o.maxBytes }, source: crawlSource(result.images) } });
 }
 
 async function readSeeds(args: string[]): Promise<string[]> {
@@ -53,13 +51,4 @@ async function readSeeds(args: string[]): Promise<string[]> {
   }
   if (seeds.length === 0) throw new ConfigError('no seed URLs');
   return seeds;
-}
-
-/** The found images as a JSONL URL list (url, caption, source_page), next to a local dataset or in tmp. */
-async function writeImageList(out: string, images: Array<{ url: string; caption: string | null; source_page: string }>): Promise<string> {
-  const dir = /^[a-z][a-z0-9+.-]*:\/\//i.test(out) && !out.startsWith('file://') ? join(tmpdir(), 'wildstream-crawl') : join(out.replace(/^file:\/\//, ''), 'crawl');
-  await makeDirs(dir);
-  const file = join(dir, 'images.jsonl');
-  await writeFile(file, images.map((i) => JSON.stringify(i)).join('\n') + (images.length ? '\n' : ''));
-  return file;
 }

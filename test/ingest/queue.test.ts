@@ -9,6 +9,8 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { patternJpeg } from '../../src/fixtures/images.js';
 import { RedisDedupe } from '../../src/ingest/dedupe-redis.js';
+import { runIngest, type IngestOptions } from '../../src/ingest/job.js';
+import { runQueuedIngest, runWorker } from '../../src/ingest/queue.js';
 import { listUnits } from '../../src/shards/dataset.js';
 import { ShardReader } from '../../src/shards/reader.js';
 import { openStore } from '../../src/shards/store.js';
@@ -147,6 +149,25 @@ describe('distributed ingest on BullMQ', () => {
     expect(q).toEqual(l);
     expect(q).toMatchObject({ unitsDone: 2, kept: 2, failedByReason: { http_404: 1 }, keptInJob: 2, warnings: [] });
   }, 180_000);
+
+  it('the same list through the local and the queued executor gives equal summaries, every failure reason included', async () => {
+    const list = join(dir, 'executors.txt');
+    // Kept, 404, a refused scheme, an exact copy of the first (36 serves image 1), kept: reasons and duplicates in every unit.
+    await writeFile(list, [`${base}/1.jpg`, `${base}/missing`, 'ftp://example.test/a.jpg', `${base}/36.jpg`, `${base}/3.jpg`].join('\n'));
+    const options = (out: string): IngestOptions => ({ lists: [list], out: join(dir, out), unitSize: 2, fetch: { allowAddresses: ['127.0.0.1'] } });
+    const local = await runIngest(options('exec-local'));
+    const controller = new AbortController();
+    const worker = runWorker(REDIS, { signal: controller.signal });
+    try {
+      const queued = await runQueuedIngest(options('exec-queued'), REDIS, { noWorkerNoticeMs: 600_000 });
+      expect({ ...queued, elapsedSeconds: 0 }).toEqual({ ...local, elapsedSeconds: 0 });
+    } finally {
+      controller.abort();
+      await worker;
+    }
+    expect(local).toMatchObject({ unitsTotal: 3, unitsDone: 3, urls: 5, kept: 2, duplicates: 1, failed: 2,
+      failedByReason: { http_404: 1, url_scheme: 1 }, keptInJob: 2 });
+  }, 120_000);
 
   it('fails clearly on a malformed or unreachable Redis', async () => {
     const list = join(dir, 'urls.txt');
