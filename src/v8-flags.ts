@@ -5,7 +5,7 @@
  *
  * --initial-old-space-size=128: ingest keeps a small JS heap (~17 MB) while it allocates ~1 MB of Buffers an
  * image, and V8 then restarts incremental marking whenever the old generation's slack falls under the young
- * generation's size: 7.6 full mark-compacts per 100 images in ingest against 0.6 with this flag (2.4 and
- * 0.2 in the image work alone), ~27-30 instead of ~30-35 CPU ms an image (bench/RESULTS.md, session 9).
+ * generation's size, so ingest runs many full mark-compacts on a heap that hardly grows. This flag gives the
+ * old generation room from the start (ingest CPU per image: bench/RESULTS.md, "Ingest").
  */
 export const V8_FLAGS = ['--initial-old-space-size=128'] as const;

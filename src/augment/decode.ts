@@ -1,10 +1,10 @@
 /**
  * Decodes a stored image to 8-bit RGB for the augment workers, once per sample per epoch: the largest
  * single cost of a sample. Plain JPEGs (1 or 3 components, complete) go straight to libjpeg-turbo through
- * @julusian/jpeg-turbo (~0.9 ms CPU for a 512 x 384 photo here into a reused buffer, against ~1.9 ms for
- * @napi-rs/image and ~4.8 ms for sharp, which adds ~1 ms of pipeline set-up per call). That binding decodes
- * with libjpeg's fast integer IDCT, as TensorFlow's decode_jpeg does by default: at quality 90 the decoded
- * pixels sit 2.5 levels (rms) from the encoded ones against 2.2 for the accurate IDCT (bench/RESULTS.md).
+ * @julusian/jpeg-turbo into a reused buffer (sharp adds pipeline set-up to every call; decode time per sample:
+ * `npx tsx bench/augment.ts`). That binding decodes with libjpeg's fast integer IDCT, as TensorFlow's
+ * decode_jpeg does by default: it adds a fraction of a level (rms) to the decoding error, far below the
+ * colour jitter that follows.
  * Everything else (CMYK JPEGs, which need sharp's colour management, truncated or corrupt files, PNG, WebP,
  * ...) goes through sharp with failOn: 'error'.
  */

@@ -41,8 +41,8 @@ export class AugmentPool {
   }
 
   /**
-   * Multi-crops encoded images, one task for all of them: a task costs ~0.1 ms of messaging on each side
-   * (a scratch measurement with empty tasks: 105-133 us CPU a sample one per task, 42-57 us four per task).
+   * Multi-crops encoded images, one task for all of them: a task costs about 0.1 ms of messaging on each side,
+   * so samples share tasks.
    * Resolves when all are written, to one result (done or a failure reason) per sample.
    */
   async augment(samples: ReadonlyArray<{ image: Uint8Array; at: DrawSeed; into: SampleSlot }>): Promise<AugmentResult[]> {

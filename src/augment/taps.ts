@@ -14,8 +14,8 @@ export interface Box {
 /**
  * Resampling taps for one axis: output `o` reads `taps` inputs from `first[o]` with `weights[o*taps..]`.
  * Every output reads the same number of inputs (the widest non-zero window, shorter ones padded with zero
- * weights): the kernels' loops then run a fixed count, where a count changing from one pixel to the next
- * cost a mispredicted branch per pixel.
+ * weights): the kernels' loops then run a fixed count (a count that changes from one pixel to the next
+ * costs a mispredicted branch per pixel).
  */
 export interface AxisTaps {
   first: Int32Array;

@@ -16,8 +16,8 @@ const COS = (() => {
 /**
  * Area-averaged 32x32 luma of an interleaved 8-bit image with `channels` channels (RGB first). Luma is
  * linear, so each cell sums R, G and B as integers (exact in float64) and takes 0.299/0.587/0.114 of the
- * sums once: three additions per pixel, in registers along each cell's run of a row. It was ~3 ms of JS
- * per 512 px image when every pixel updated its cell's float sum and count in memory.
+ * sums once: three additions per pixel, in registers along each cell's run of a row. Updating a float sum
+ * and count in memory for every pixel costs several times as much.
  */
 export function grey32(pixels: Uint8Array, width: number, height: number, channels: number): Float64Array {
   const xs = cellEdges(width), ys = cellEdges(height);

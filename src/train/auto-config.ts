@@ -17,7 +17,7 @@
  * - Learning rate: SwAV's 0.6 x batch/256 (0.075 at batch 32, which collapsed here); with LARS on every
  *   parameter (SwAV's LARC) at least 0.5, the rate that learned at batch 32 in both implementations. A run
  *   of at most 2000 steps keeps it constant: the features arrive in a jump late in a short run, which a
- *   cosine decay reaches with too small a rate (900 steps: k-NN 0.64 constant vs 0.46 cosine).
+ *   cosine decay reaches with too small a rate (bench/RESULTS.md, "Learning").
  *
  * The functions are pure: the same dataset size and run give the same choice, and a resumed run takes the
  * values of its checkpoint instead (`fromCheckpoint`), so more committed units never change a run midway.

@@ -1,13 +1,13 @@
 /**
- * The wasm backend has no Conv2DBackpropFilter kernel, so tfjs cannot train a conv net on it out of the box
- * (FINDINGS). This replaces Conv2D's gradient with one built from kernels wasm has:
+ * The wasm backend has no Conv2DBackpropFilter kernel (tfjs-backend-wasm 4.22), so tfjs cannot train a conv
+ * net on it out of the box. This replaces Conv2D's gradient with one built from kernels wasm has:
  *   input grad:  conv2dTranspose (Conv2DBackpropInput);
  *   filter grad: im2col as a depthwise conv with one-hot kh x kw filters (one output channel per tap, far
  *                faster on wasm than slicing), then a single matMul with the output gradient.
  * wasm's matMul packs its right operand on every call and is several times slower with a transpose flag than
- * after an explicit transpose (bench/scratch measurements: 31 ms vs 3 ms for 36864x32 by 32x16), hence the
+ * after an explicit transpose (about 10x for a 36864x32 by 32x16 product), hence the
  * explicit transposes and the choice of the narrower matrix as the right operand.
- * The result equals tfjs' own gradient (checked against the cpu backend in test/train/conv.test.ts).
+ * The result equals tfjs' own gradient (checked against the cpu backend in test/train/model.test.ts).
  */
 import * as tf from '@tensorflow/tfjs-core';
 

@@ -2,7 +2,7 @@
  * AssemblyScript source of the augment workers' pixel kernels (WASM SIMD), built into crop.wasm by
  * `npm run build:wasm`. The JS side (../kernels.ts) owns the memory layout: every pointer here is a byte
  * offset into this module's memory, every table (taps, weights, jitter ops) is written there by JS first.
- * Plain JS loops run ~2.2 ns per float multiply-add on our machines; the same loop in f32x4 0.27 ns.
+ * SIMD (f32x4 / i16x8) is why this is wasm: plain JS loops run one float multiply-add at a time.
  *
  * Crops are interleaved RGB f32; a pixel is loaded as one f32x4 (r, g, b, next r) whose 4th lane is
  * ignored, so every buffer that is read this way ends with 16 bytes of padding.
@@ -28,9 +28,8 @@
  * `stride` bytes apart, starting at `src`) times its weight, times `scale`. Weights are 16-bit integers, two
  * taps to an i32 of `pairs` (ceil(taps / 2) per output row; an odd count's last pair has a zero second
  * weight): the bytes of two rows are interleaved and summed with one i32x4.dot_i16x8_s per four columns,
- * exact integer sums of 8 x 16 bit products. Widening every tap's bytes to f32 took ~2.5 times the
- * instructions and this pass 1.33-1.39 times the row pass's time, against 0.95-1.17 now (scratch A/B,
- * alternating runs). Sixteen columns at a time are summed over all taps in registers, then converted once.
+ * exact integer sums of 8 x 16 bit products. Widening every tap's bytes to f32 instead costs ~2.5 times the
+ * instructions. Sixteen columns at a time are summed over all taps in registers, then converted once.
  */
 export function columnPass(src: usize, stride: i32, rowLen: i32, out: usize, size: i32, first: usize, pairs: usize, taps: i32, scale: f32): void {
   const n = (taps + 1) >> 1, full = taps >> 1, sv = f32x4.splat(scale), step = <usize>stride << 1;
@@ -192,7 +191,7 @@ export function rowPass(cols: usize, width: i32, size: i32, first: usize, weight
 /**
  * Jitter ops `codes[0..nops)` (0 brightness, 1 contrast with `mean`, 2 saturation, 3 hue) with `factors`,
  * in order, over `pixels` pixels in place. Eight pixels a step, as two independent groups of four (A at
- * p, B at p + 48): the hue chain is long (a division, a floor, three selects) and one group at a time was
+ * p, B at p + 48): the hue chain is long (a division, a floor, three selects), so one group at a time is
  * bound by its latency. A last partial step runs on the padding after the crop. With `finish` it then
  * applies greyscale (when `grey`) and (x - m) * s per channel; without, it returns the grey sum of the
  * result (contrast's mean).
