@@ -7,7 +7,7 @@
 import { availableParallelism } from 'node:os';
 import { Piscina } from 'piscina';
 import 'sharp'; // load libvips in the main thread before any worker does (sharp's worker-thread rule)
-import { ConfigError } from '../errors.js';
+import { ConfigError, WildstreamError } from '../errors.js';
 import type { AugmentConfig } from './config.js';
 import type { DrawSeed } from './multicrop.js';
 import type { AugmentResult, AugmentTask, SampleSlot } from './worker.js';
@@ -17,9 +17,15 @@ export interface PoolOptions {
   threads?: number;
 }
 
+/** A task reached a pool after `close()`. */
+export class PoolClosedError extends WildstreamError {
+  override readonly code = 'WS_ERR_POOL_CLOSED';
+}
+
 export class AugmentPool {
   private readonly piscina: Piscina;
   private readonly inflight = new Set<Promise<unknown>>();
+  private closed = false;
 
   constructor(config: AugmentConfig, options: PoolOptions = {}) {
     const threads = options.threads ?? availableParallelism();
@@ -46,6 +52,8 @@ export class AugmentPool {
    * Resolves when all are written, to one result (done or a failure reason) per sample.
    */
   async augment(samples: ReadonlyArray<{ image: Uint8Array; at: DrawSeed; into: SampleSlot }>): Promise<AugmentResult[]> {
+    // piscina stays usable after destroy() and would start a thread that nothing stops.
+    if (this.closed) throw new PoolClosedError('the augment pool is closed; open a new one');
     // Images in shared memory go as views; others as copies that own exactly their bytes, transferred.
     const images = samples.map(({ image }) => (image.buffer instanceof SharedArrayBuffer ? image : image.slice()));
     const tasks: AugmentTask[] = samples.map(({ at, into }, i) => ({ image: images[i]!, at, into }));
@@ -61,6 +69,7 @@ export class AugmentPool {
    * the worker's late reply an "Unexpected message from Worker" error event, which crashes the process.
    */
   async close(): Promise<void> {
+    this.closed = true;
     while (this.inflight.size > 0) await Promise.all(this.inflight);
     await this.piscina.destroy();
   }

@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { augmentConfig, cropList } from '../../src/augment/config.js';
 import { decodeRgb } from '../../src/augment/decode.js';
 import { multiCrop, type DrawSeed } from '../../src/augment/multicrop.js';
-import { AugmentPool } from '../../src/augment/pool.js';
+import { AugmentPool, PoolClosedError } from '../../src/augment/pool.js';
 import type { SampleSlot } from '../../src/augment/worker.js';
 import { ConfigError } from '../../src/errors.js';
 import { photoJpeg } from '../../src/fixtures/images.js';
@@ -141,5 +141,13 @@ describe('AugmentPool.close', () => {
     await within(own.close(), 10_000);
     const idle = new AugmentPool(config, { threads: 1 });
     await within(idle.close(), 10_000);
+  });
+
+  it('refuses tasks once closed and starts no thread for them', async () => {
+    const own = new AugmentPool(config, { threads: 1 });
+    await within(own.close(), 10_000);
+    const late = own.augment([{ image: images[0]!, at: { seed: 0, epoch: 0, record: 0 }, into: { crops: slab(1), slot: 0 } }]);
+    await expect(late).rejects.toBeInstanceOf(PoolClosedError);
+    expect(own.threads).toBe(0);
   });
 });
