@@ -10,6 +10,9 @@ export interface CommandSpec<S extends OptionSet> {
   args?: Array<[string, string]>;
   options: S;
   /** Runs the command with its positional arguments and typed options. */
+  // commander hands positional arguments as declared in `args` (a string, a variadic string[], or undefined when
+  // optional); each command's run states which.
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
   run: (args: any[], options: OptionValues<S>) => Promise<unknown>;
 }
 

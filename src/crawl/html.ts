@@ -125,7 +125,10 @@ export function extractPage(html: string, pageUrl: string, limits: PageLimits = 
         if ('url' in r) base = r.url;
       } else if (name === 'a' && a.href) {
         const r = resolve(a.href);
-        if ('url' in r && !links.has(r.url)) links.size < maxLinks ? links.add(r.url) : (out.truncated = true);
+        if ('url' in r && !links.has(r.url)) {
+          if (links.size < maxLinks) links.add(r.url);
+          else out.truncated = true;
+        }
       } else if (name === 'img') onImg(a);
       else if (name === 'source' && pictures.length > 0) {
         const image = addImage(pickImage({ ...a, src: undefined }, resolve), null);

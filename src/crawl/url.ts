@@ -47,7 +47,6 @@ export function normaliseUrl(raw: string, base: string, encoding = 'UTF-8'): str
  * newlines; for http(s) the first `?` before any `#` starts the query.
  */
 function inputQuery(raw: string): string | null {
-  // eslint-disable-next-line no-control-regex
   const input = raw.replace(/^[\x00-\x20]+|[\x00-\x20]+$/g, '').replace(/[\t\n\r]/g, '');
   const hash = input.indexOf('#');
   const beforeHash = hash < 0 ? input : input.slice(0, hash);

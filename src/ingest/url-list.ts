@@ -198,7 +198,6 @@ function toRow(index: number, item: Exclude<ListItem, { kind: 'header' }>, colum
  * under the wrong reason).
  */
 export function urlInput(text: string): string {
-  // eslint-disable-next-line no-control-regex
   return text.replace(/^[\u0000-\u0020]+|[\u0000-\u0020]+$/g, '').replace(/[\t\n\r]/g, '');
 }
 

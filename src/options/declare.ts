@@ -30,6 +30,8 @@ export interface Decl<T, P extends Presence = Presence> {
   readonly choices?: readonly string[];
 }
 
+// Decl is invariant in its value type (it both parses to and describes T), so only `any` matches every declaration.
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
 export type AnyDecl = Decl<any, Presence>;
 export type OptionSet = Readonly<Record<string, AnyDecl>>;
 
@@ -39,11 +41,13 @@ type ValueOf<D> = D extends Decl<infer T, Presence> ? T : never;
  * The parsed values of an option set: what a command hands its stage function. Options with a default (or
  * required) are always there; the others may be absent.
  */
+/* eslint-disable @typescript-eslint/no-explicit-any -- matching optional declarations of any value type */
 export type OptionValues<S extends OptionSet> = {
   -readonly [K in keyof S as S[K] extends Decl<any, 'optional'> ? never : K]: ValueOf<S[K]>;
 } & {
   -readonly [K in keyof S as S[K] extends Decl<any, 'optional'> ? K : never]?: ValueOf<S[K]>;
 };
+/* eslint-enable @typescript-eslint/no-explicit-any */
 
 interface Common {
   description: string;

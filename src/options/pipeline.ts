@@ -11,6 +11,8 @@ import { camel, snake, type OptionSet, type OptionValues } from './declare.js';
  * absent), plus `extra` keys that only a pipeline has (e.g. `lists`, `seeds`). Unknown keys are refused. It
  * parses to the camelCase values a stage function takes.
  */
+// `{}` is zod's own empty shape: no extra keys.
+// eslint-disable-next-line @typescript-eslint/no-empty-object-type
 export function stageSchema<S extends OptionSet, E extends z.ZodRawShape = {}>(set: S, extra?: E):
   z.ZodType<OptionValues<S> & z.infer<z.ZodObject<E>>> {
   const shape: Record<string, z.ZodType> = {};

@@ -15,7 +15,6 @@ import * as tf from '@tensorflow/tfjs-core';
 import type { StreamCursor } from '../augment/stream.js';
 import { ConfigError, WildstreamError } from '../errors.js';
 import type { Store } from '../shards/store.js';
-import type { TrainConfig } from './config.js';
 import type { SwavModel } from './model.js';
 import type { ParamSet } from './params.js';
 import {
