@@ -3,7 +3,7 @@
  * given), colour-jitter strength and blur probability; and `augment preview`'s own.
  */
 import { int, num, text, type OptionValues } from '../options/declare.js';
-import { parseCrops, SWAV_CROPS } from './config.js';
+import { parseCrops, SWAV_BLUR_P, SWAV_CROPS, SWAV_JITTER_STRENGTH } from '../crops.js';
 
 /** A crop spec is checked where it enters (flag or pipeline key): a bad one is a usage error naming the group. */
 const checkCrops = (spec: string): string => {
@@ -15,8 +15,8 @@ export const CROPS_OPTION = text({ default: SWAV_CROPS, placeholder: 'spec', des
 
 export const AUGMENT_OPTIONS = {
   crops: CROPS_OPTION,
-  jitterStrength: num({ min: 0, max: 2.5, default: 1, placeholder: 's', description: 'colour distortion strength (1: SwAV; 0.5 suits tiny models)' }),
-  blur: num({ min: 0, max: 1, default: 0.5, placeholder: 'p', description: 'Gaussian blur probability (SwAV 0.5; 0 for crops of about 32 px)' }),
+  jitterStrength: num({ min: 0, max: 2.5, default: SWAV_JITTER_STRENGTH, placeholder: 's', description: 'colour distortion strength (1: SwAV; 0.5 suits tiny models)' }),
+  blur: num({ min: 0, max: 1, default: SWAV_BLUR_P, placeholder: 'p', description: 'Gaussian blur probability (SwAV 0.5; 0 for crops of about 32 px)' }),
 } as const;
 
 export type AugmentValues = OptionValues<typeof AUGMENT_OPTIONS>;

@@ -3,7 +3,9 @@
  * on resume. Fields that change what a checkpoint means (model, head, crops, seed, batch) must match; the
  * horizon, schedule and intervals may change between runs (extending a run is common).
  */
-import { parseCrops, SWAV_CROPS, type AugmentConfig } from '../augment/config.js';
+import type { AugmentConfig } from '../augment/config.js';
+import { colourJitter, cropCount, cropGroups, SWAV_BLUR_P, SWAV_CROPS, SWAV_JITTER_STRENGTH } from '../crops.js';
+import { defined } from '../defaults.js';
 import { ConfigError } from '../errors.js';
 import { RECOMPUTE_MODES, type RecomputeMode } from './memory.js';
 import { DEFAULT_LARS, type LarsConfig, type ScheduleConfig } from './optim.js';
@@ -53,22 +55,21 @@ export function defaultTrainConfig(overrides: Partial<TrainConfig> = {}): TrainC
     batchSize,
     steps: DEFAULT_STEPS,
     crops: SWAV_CROPS,
-    jitterStrength: 1,
-    blurP: 0.5,
+    jitterStrength: SWAV_JITTER_STRENGTH,
+    blurP: SWAV_BLUR_P,
     seed: t.seed.default!,
     swav: DEFAULT_SWAV,
     queue: { length: t.queueLength.default!, startStep: t.queueStart.default! },
     lars: DEFAULT_LARS,
     schedule: { baseLr, finalLr: baseLr * 0.001, warmupSteps: t.warmupSteps.default!, startWarmupLr: 0 },
     recompute: t.recompute.default!,
-    ...overrides,
+    ...defined(overrides),
   });
 }
 
 /** The augmentation a config asks for. */
 export function augmentOf(c: TrainConfig): Partial<AugmentConfig> {
-  const s = c.jitterStrength;
-  return { crops: parseCrops(c.crops), brightness: 0.8 * s, contrast: 0.8 * s, saturation: 0.8 * s, hue: Math.min(0.5, 0.2 * s), blurP: c.blurP };
+  return { crops: cropGroups(c.crops), ...colourJitter(c.jitterStrength), blurP: c.blurP };
 }
 
 export function checkTrainConfig(c: TrainConfig): TrainConfig {
@@ -82,7 +83,7 @@ export function checkTrainConfig(c: TrainConfig): TrainConfig {
   int('batch size', c.batchSize, 1, 65536);
   int('steps', c.steps, 1);
   int('seed', c.seed, 0, 2 ** 32 - 1);
-  const crops = parseCrops(c.crops).reduce((n, g) => n + g.count, 0);
+  const crops = cropCount(c.crops);
   if (crops < 2) throw new ConfigError('SwAV needs at least two crops per image');
   if (!(c.blurP >= 0 && c.blurP <= 1)) throw new ConfigError(`blur probability must be in [0, 1], got ${c.blurP}`);
   if (c.recompute !== undefined && !RECOMPUTE_MODES.includes(c.recompute)) throw new ConfigError(`recompute must be one of ${RECOMPUTE_MODES.join(', ')}, got ${JSON.stringify(c.recompute)}`);

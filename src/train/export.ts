@@ -5,7 +5,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { loadGraphModel, type GraphModel } from '@tensorflow/tfjs-converter';
-import { DEFAULT_AUGMENT } from '../augment/config.js';
+import { IMAGENET_MEAN, IMAGENET_STD } from '../crops.js';
 import { ConfigError } from '../errors.js';
 import { getBytes, type Store } from '../shards/store.js';
 import { GraphBuilder } from './graph.js';
@@ -70,7 +70,7 @@ function graphOps(g: GraphBuilder, ps: ParamSet): RegNetOps<Node> {
 export async function exportBackbone(out: Store, ps: ParamSet, spec: RegNetSpec, meta: Omit<BackboneMetadata, 'featureDim' | 'mean' | 'std'>): Promise<BackboneMetadata> {
   const g = new GraphBuilder();
   const features = regnetBody(graphOps(g, ps), spec, { name: g.placeholder('images', [-1, -1, -1, 3]), channels: 3 });
-  const metadata: BackboneMetadata = { ...meta, featureDim: features.channels, mean: DEFAULT_AUGMENT.mean, std: DEFAULT_AUGMENT.std };
+  const metadata: BackboneMetadata = { ...meta, featureDim: features.channels, mean: IMAGENET_MEAN, std: IMAGENET_STD };
   const { modelJson, weights } = g.serialise('weights.bin', metadata as unknown as Record<string, unknown>);
   await out.put('weights.bin', weights);
   await out.put('model.json', Buffer.from(JSON.stringify(modelJson)));

@@ -9,7 +9,7 @@
  * - weights, BatchNorm running statistics, LARS momentum and the weights' gradients for the whole step.
  * The check against tf.profile's peak bytes is test/train/memory.test.ts.
  */
-import { cropList, parseCrops } from '../augment/config.js';
+import { cropSizes } from '../crops.js';
 import { ConfigError } from '../errors.js';
 import { regnetBody, type RegNetOps } from './regnet.js';
 import { regnetSpec } from './regnet-spec.js';
@@ -214,9 +214,9 @@ export interface Sizing {
 export function estimateMemory(config: Sizing): MemoryEstimate {
   const spec = regnetSpec(config.model);
   const walk = new Walk();
-  const crops = cropList({ crops: parseCrops(config.crops) });
+  const sizes = cropSizes(config.crops);
   const bySize = new Map<number, number>();
-  for (const c of crops) bySize.set(c.size, (bySize.get(c.size) ?? 0) + 1);
+  for (const size of sizes) bySize.set(size, (bySize.get(size) ?? 0) + 1);
   let inputs = 0;
   let features = 0;
   for (const [size, count] of bySize) {
@@ -225,7 +225,7 @@ export function estimateMemory(config: Sizing): MemoryEstimate {
     walk.save(images);
     features = regnetBody(walk.ops(), spec, images).c;
   }
-  const head = headMemory(config, crops.length * config.batchSize, features);
+  const head = headMemory(config, sizes.length * config.batchSize, features);
   walk.weights('head', head.trainable, head.buffers);
   const segments = [walk.outer, ...walk.stages];
   const outer = walk.held([walk.outer]) + head.activations;

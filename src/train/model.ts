@@ -6,7 +6,7 @@
  */
 import { totalmem } from 'node:os';
 import * as tf from '@tensorflow/tfjs-core';
-import { cropList, parseCrops } from '../augment/config.js';
+import { cropSizes } from '../crops.js';
 import type { TrainConfig } from './config.js';
 import { planMemory, type MemoryPlan } from './memory.js';
 import { Lars, learningRate } from './optim.js';
@@ -50,7 +50,7 @@ export class SwavModel {
     this.ps = new ParamSet(config.seed);
     this.spec = regnetSpec(config.model);
     this.lars = new Lars(config.lars);
-    this.sizes = cropList({ crops: parseCrops(config.crops) }).map((c) => c.size);
+    this.sizes = cropSizes(config.crops);
     // Create every variable (and the queue) with one tiny forward pass: variableGrads needs them to exist.
     tf.tidy(() => this.forward(this.sizes.map((s) => tf.zeros([2, s, s, 3])), false));
     if (config.queue.length > 0) {
