@@ -15,6 +15,7 @@ import { ShardReader } from '../shards/reader.js';
 import type { ImageRecord } from '../shards/schema.js';
 import type { Store } from '../shards/store.js';
 import { abortable } from '../abort.js';
+import { defined } from '../defaults.js';
 import { epochShards, inRanges, shuffleGroup, toRanges, windowGroups, type BatchRef } from './order.js';
 
 export interface StreamCursor {
@@ -100,7 +101,7 @@ export class DatasetStream {
   ) {
     this.o = {
       seed: 0, rank: 0, worldSize: 1, windowShards: 4, groupBatches: 8, prefetchBytes: 256 * 2 ** 20,
-      follow: false, pollMs: 5000, cursor: START, sharedMemory: false, ...options,
+      follow: false, pollMs: 5000, cursor: START, sharedMemory: false, ...defined(options),
     };
     validateStreamOptions(this.o);
   }

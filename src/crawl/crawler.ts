@@ -5,6 +5,7 @@
  * the hosts and robots). Images found are kept with their caption and page; images whose robots.txt
  * disallows them are dropped without ever being requested. Progress is committed in units (state.ts).
  */
+import { defined } from '../defaults.js';
 import { ConfigError } from '../errors.js';
 import type { Fetcher } from '../ingest/fetch.js';
 import type { Store } from '../shards/store.js';
@@ -49,7 +50,7 @@ export interface Deps {
 }
 
 export async function crawl(deps: Deps, options: CrawlOptions): Promise<CrawlResult> {
-  const o = { maxPages: 1000, maxDepth: 3, concurrency: 16, pagesPerUnit: 100, ...options };
+  const o = { maxPages: 1000, maxDepth: 3, concurrency: 16, pagesPerUnit: 100, ...defined(options) };
   const seeds = o.seeds.map((s) => normaliseUrl(s, s)).filter((s): s is string => s !== null);
   if (seeds.length === 0) throw new ConfigError(`no valid http(s) seed URL among ${o.seeds.length} given`);
   const hosts = new Set(o.hosts ?? seeds.map((s) => new URL(s).host));

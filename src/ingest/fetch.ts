@@ -7,6 +7,7 @@
 import { EventEmitter } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Agent, interceptors, type Dispatcher } from 'undici';
+import { defined } from '../defaults.js';
 import type { FailureReason } from '../shards/failures.js';
 import type { HostGate } from './host-gate.js';
 import { discard, readBody } from './body.js';
@@ -87,7 +88,7 @@ export class Fetcher {
       gate: null,
       truncate: false,
       byteBudget: 256 * 1024 * 1024,
-      ...options,
+      ...defined(options),
     };
     const perDownload = this.o.maxBytes + DECODER_ALLOWANCE;
     if (options.byteBudget === undefined) this.o.byteBudget = Math.max(this.o.byteBudget, perDownload);

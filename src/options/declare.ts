@@ -8,6 +8,7 @@
  * pipeline value (YAML already typed it), `fromText` turns a flag's text into a value and checks it.
  */
 import { z } from 'zod';
+import { defined } from '../defaults.js';
 
 /** Whether a parsed value is always there: given a default, required, or possibly undefined. */
 export type Presence = 'default' | 'required' | 'optional';
@@ -77,7 +78,7 @@ export function int<const O extends Common & { min: number; max?: number; defaul
     }
     return n;
   };
-  return decl({ placeholder: 'n', ...o }, 'value', z.number().int().min(o.min).max(max), fromText);
+  return decl({ placeholder: 'n', ...defined(o) }, 'value', z.number().int().min(o.min).max(max), fromText);
 }
 
 /** A finite number in [min, max]. */
@@ -88,7 +89,7 @@ export function num<const O extends Common & { min: number; max?: number; defaul
     if (text.trim() === '' || !Number.isFinite(n) || n < o.min || n > max) throw new Error(`expected a number from ${o.min} to ${max}, got "${text}"`);
     return n;
   };
-  return decl({ placeholder: 'x', ...o }, 'value', z.number().min(o.min).max(max), fromText);
+  return decl({ placeholder: 'x', ...defined(o) }, 'value', z.number().min(o.min).max(max), fromText);
 }
 
 /**

@@ -7,6 +7,8 @@
  * that learns passes through that band on its way down (the demo: 3.45, 3.40 at steps 75 and 100, ln 32 =
  * 3.47), which is why a window still falling by more than 0.5 % of ln K is not a plateau.
  */
+import { defined } from '../defaults.js';
+
 export interface CollapseOptions {
   prototypes: number;
   /** Largest |loss / ln K - 1| that counts as at ln K. @default 0.02 */
@@ -31,7 +33,7 @@ export class CollapseWatch {
   private warned = false;
 
   constructor(options: CollapseOptions) {
-    this.o = { tolerance: 0.02, intervals: 3, minFall: 0.005, ...options };
+    this.o = { tolerance: 0.02, intervals: 3, minFall: 0.005, ...defined(options) };
   }
 
   /** The interval ending at `step` had mean loss `loss`; `frozen` when the prototypes were frozen. */

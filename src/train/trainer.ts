@@ -27,6 +27,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { abortable, isAbort } from '../abort.js';
 import type { BatchSource, MultiCropBatch } from '../augment/loader.js';
 import type { StreamCursor } from '../augment/stream.js';
+import { defined } from '../defaults.js';
 import { ConfigError, StoreUnavailableError, WildstreamError } from '../errors.js';
 import type { Store } from '../shards/store.js';
 import { startBackend, type BackendInfo, type BackendName } from './backend.js';
@@ -98,7 +99,7 @@ export type ResolvedLoopOptions<O extends LoopOptions = LoopOptions> = O & Requi
 
 /** The options with their defaults, checked: a ConfigError names the first bad one (before anything is changed). */
 export function loopOptions<O extends LoopOptions>(options: O): ResolvedLoopOptions<O> {
-  const o = { backend: 'auto' as const, resume: true, checkpointEvery: 500, keep: 3, logEvery: 10, log: () => {}, ...options };
+  const o = { backend: 'auto' as const, resume: true, checkpointEvery: 500, keep: 3, logEvery: 10, log: () => {}, ...defined(options) };
   for (const [name, v] of [['checkpointEvery', o.checkpointEvery], ['keep', o.keep], ['logEvery', o.logEvery]] as const) {
     if (!Number.isSafeInteger(v) || v < 1) throw new ConfigError(`${name} must be a positive integer, got ${v}`);
   }
