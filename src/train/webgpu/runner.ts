@@ -25,6 +25,8 @@ export interface GpuTensor {
   readonly dtype: Dtype;
   /** Element count. */
   readonly size: number;
+  /** Byte offset of a view into a larger tensor's buffer (`GpuRunner.view`); absent for a tensor of its own. */
+  readonly offset?: number;
 }
 
 /** One dispatch: the kernel and its storage buffers, bound in order to `@group(0) @binding(0..)`. */
@@ -81,8 +83,23 @@ export class GpuRunner {
     return { buffer, shape: [...shape], dtype, size };
   }
 
+  /**
+   * Elements [offset, offset + size) of `parent` as a tensor of `shape` (a weight inside a flat parameter buffer).
+   * WebGPU binds a buffer range only at a multiple of minStorageBufferOffsetAlignment bytes.
+   */
+  view(parent: GpuTensor, offset: number, shape: readonly number[]): GpuTensor {
+    const size = shape.reduce((a, b) => a * b, 1);
+    const byteOffset = (parent.offset ?? 0) + offset * DTYPE_BYTES[parent.dtype];
+    const align = this.device.limits.minStorageBufferOffsetAlignment;
+    if (offset < 0 || offset + size > parent.size) throw new RangeError(`view: elements ${offset}..${offset + size} outside a tensor of ${parent.size}`);
+    if (byteOffset % align) throw new RangeError(`view: byte offset ${byteOffset} is not a multiple of ${align}`);
+    return { buffer: parent.buffer, shape: [...shape], dtype: parent.dtype, size, offset: byteOffset };
+  }
+
+  /** Returns tensors' buffers to the pool; views are skipped (their buffer belongs to the parent). */
   release(...tensors: GpuTensor[]): void {
     for (const t of tensors) {
+      if (t.offset !== undefined) continue;
       const list = this.free.get(t.buffer.size) ?? [];
       list.push(t.buffer);
       this.free.set(t.buffer.size, list);
@@ -95,15 +112,21 @@ export class GpuRunner {
     const data = t.dtype === 'f16' ? toHalf(values) : Float32Array.from(values);
     // writeBuffer needs a multiple of 4 bytes: an odd-length f16 tensor gets one padding element.
     const padded = data.byteLength % 4 ? copyPadded(data) : data;
-    this.device.queue.writeBuffer(t.buffer, 0, padded.buffer, padded.byteOffset, padded.byteLength);
+    this.device.queue.writeBuffer(t.buffer, t.offset ?? 0, padded.buffer, padded.byteOffset, padded.byteLength);
+  }
+
+  /** Copies bytes in unconverted (a u32 table bound as `array<u32>`); their length must fit the tensor. */
+  writeBytes(t: GpuTensor, data: ArrayBufferView): void {
+    if (data.byteLength > byteLength(t) || data.byteLength % 4) throw new RangeError(`writeBytes: ${data.byteLength} bytes for a tensor of ${byteLength(t)}`);
+    this.device.queue.writeBuffer(t.buffer, t.offset ?? 0, data.buffer, data.byteOffset, data.byteLength);
   }
 
   /** Reads a tensor back as f32 (waits for the queue: never inside a training step). */
   async read(t: GpuTensor): Promise<Float32Array> {
-    const bytes = t.buffer.size;
+    const bytes = t.offset === undefined ? t.buffer.size : byteLength(t);
     const staging = this.device.createBuffer({ size: bytes, usage: USAGE.read });
     const enc = this.device.createCommandEncoder();
-    enc.copyBufferToBuffer(t.buffer, 0, staging, 0, bytes);
+    enc.copyBufferToBuffer(t.buffer, t.offset ?? 0, staging, 0, bytes);
     this.device.queue.submit([enc.finish()]);
     await staging.mapAsync(MAP_READ);
     const raw = staging.getMappedRange().slice(0);
@@ -119,7 +142,7 @@ export class GpuRunner {
       const pipeline = pipelines[i]!;
       const bindGroup = this.device.createBindGroup({
         layout: pipeline.getBindGroupLayout(0),
-        entries: d.buffers.map((t, binding) => ({ binding, resource: { buffer: t.buffer } })),
+        entries: d.buffers.map((t, binding) => ({ binding, resource: t.offset === undefined ? { buffer: t.buffer } : { buffer: t.buffer, offset: t.offset, size: byteLength(t) } })),
       });
       for (const n of d.kernel.workgroups) if (n < 1 || n > 65535) throw new WebGpuKernelError(`kernel ${d.kernel.key} dispatches ${d.kernel.workgroups.join('x')} workgroups (each must be 1..65535)`);
       return { pipeline, bindGroup, workgroups: d.kernel.workgroups };
@@ -169,6 +192,11 @@ export class Recording {
     pass.end();
     this.device.queue.submit([enc.finish()]);
   }
+}
+
+/** A tensor's bytes rounded up to whole 4-byte words (what a binding or copy of it spans). */
+function byteLength(t: GpuTensor): number {
+  return Math.max(4, Math.ceil((t.size * DTYPE_BYTES[t.dtype]) / 4) * 4);
 }
 
 function copyPadded(data: Uint16Array | Float32Array): Uint8Array {
