@@ -38,7 +38,7 @@ export async function trainOnStore(options: TrainOnStoreOptions): Promise<TrainO
   const o = loopOptions(options);
   const backend = await startBackend(o.backend);
   // Built once: the checkpoints are checked against it (a model costs seconds to build), then it trains.
-  const model = new SwavModel(o.config);
+  const model = new SwavModel(o.config, { threads: o.trainThreads });
   let start: ResumePoint, loader: MultiCropLoader;
   try {
     // Both read the stores: a stalled read must not outlast a stop.
@@ -52,7 +52,7 @@ export async function trainOnStore(options: TrainOnStoreOptions): Promise<TrainO
   } catch (err) {
     model.dispose();
     if (!isAbort(err, o.signal)) throw err;
-    return { backend, startStep: 0, step: 0, resumedFrom: null, loss: null, stopped: 'signal', checkpoint: null, collapseWarnings: 0, skipped: {} };
+    return { backend, trainThreads: o.trainThreads, startStep: 0, step: 0, resumedFrom: null, loss: null, stopped: 'signal', checkpoint: null, collapseWarnings: 0, skipped: {} };
   }
   const summary = await train({ ...o, backend: backend.name, model, batches: loader, start }); // disposes the model, closes the loader
   return { ...summary, skipped: { ...loader.stream.stats.skipped, ...loader.stats.skipped } };

@@ -46,7 +46,7 @@ export async function trainJob(o: TrainRunValues): Promise<TrainOnStoreSummary> 
     if (auto) progress.log(auto);
     const summary = await trainOnStore({
       data, out, config, backend: o.backend, resume: o.resume, follow: o.follow,
-      checkpointEvery: o.checkpointEvery, keep: o.keep, logEvery: o.logEvery, threads: o.threads,
+      checkpointEvery: o.checkpointEvery, keep: o.keep, logEvery: o.logEvery, threads: o.threads, trainThreads: o.trainThreads,
       signal: signals.signal, log: progress.log, onStep: progress.step,
     }).finally(() => progress?.stop());
     process.stdout.write(`${JSON.stringify({ event: 'train_done', ...summary })}\n`);

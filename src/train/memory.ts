@@ -208,24 +208,31 @@ export interface Sizing {
   batchSize: number;
   swav: Pick<SwavConfig, 'hidden' | 'dim' | 'prototypes' | 'cropsForAssign'>;
   queue: { length: number };
+  /**
+   * Data-parallel training threads, each with its own backend (its own wasm heap) and a share of every batch:
+   * the estimate is one thread's, with the activations and inputs of ceil(batch / threads) images (Sinkhorn
+   * and the queue still span the whole batch). @default 1
+   */
+  threads?: number;
 }
 
 /** The estimate for a configuration (any backend: tfjs holds float32 tensors everywhere). */
 export function estimateMemory(config: Sizing): MemoryEstimate {
   const spec = regnetSpec(config.model);
   const walk = new Walk();
+  const rows = Math.ceil(config.batchSize / Math.max(1, config.threads ?? 1)); // this thread's share
   const sizes = cropSizes(config.crops);
   const bySize = new Map<number, number>();
   for (const size of sizes) bySize.set(size, (bySize.get(size) ?? 0) + 1);
   let inputs = 0;
   let features = 0;
   for (const [size, count] of bySize) {
-    inputs += count * config.batchSize * size * size * 3 * F32; // the crops, alive for the step
-    const images = walk.make(count * config.batchSize, size, size, 3, false); // no gradient: not from a weight
+    inputs += count * rows * size * size * 3 * F32; // the crops, alive for the step
+    const images = walk.make(count * rows, size, size, 3, false); // no gradient: not from a weight
     walk.save(images);
     features = regnetBody(walk.ops(), spec, images).c;
   }
-  const head = headMemory(config, sizes.length * config.batchSize, features);
+  const head = headMemory(config, sizes.length * rows, features);
   walk.weights('head', head.trainable, head.buffers);
   const segments = [walk.outer, ...walk.stages];
   const outer = walk.held([walk.outer]) + head.activations;
@@ -272,7 +279,9 @@ export function memoryBudget(backend: string, totalMemory: number): number | nul
 export function planMemory(config: Sizing & { recompute?: RecomputeMode }, backend: string, totalMemory: number): MemoryPlan {
   const mode = config.recompute ?? 'auto';
   const estimate = estimateMemory(config);
-  const budget = memoryBudget(backend, totalMemory);
+  const threads = Math.max(1, config.threads ?? 1);
+  // Wasm threads each have their own heap; cpu threads share the machine's memory.
+  const budget = memoryBudget(backend, backend === 'wasm' ? totalMemory : totalMemory / threads);
   const scale = backend === 'wasm' ? WASM_HEAP_PER_TENSOR_BYTE : 1;
   const [on, off] = [estimate.peak.on * scale, estimate.peak.off * scale];
   const recompute = mode === 'on' || (mode === 'auto' && budget !== null && off > budget);
@@ -288,7 +297,8 @@ export function planMemory(config: Sizing & { recompute?: RecomputeMode }, backe
   }
   const without = mode === 'auto' && recompute ? `, ~${gib(off)} GiB without` : '';
   const of = budget === null ? '' : ` of ${gib(budget)} GiB ${where(backend)}`;
-  return { estimate, budget, recompute, line: `memory: ~${gib(peak)} GiB peak${of} (recompute: ${recompute ? 'on' : 'off'}${mode === 'auto' ? ', auto' : ''}${without})` };
+  const each = threads > 1 ? ` per training thread (${threads} threads)` : '';
+  return { estimate, budget, recompute, line: `memory: ~${gib(peak)} GiB peak${each}${of} (recompute: ${recompute ? 'on' : 'off'}${mode === 'auto' ? ', auto' : ''}${without})` };
 }
 
 /** The largest batch (at most the configured one) whose estimate fits `budget` bytes of tensors; 0 when none does. */

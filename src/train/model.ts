@@ -45,8 +45,9 @@ export class SwavModel {
   /** The memory estimate for this backend, and whether stages recompute their activations. */
   readonly memory: MemoryPlan;
 
-  constructor(readonly config: TrainConfig) {
-    this.memory = planMemory(config, tf.getBackend(), totalmem());
+  /** `threads`: data-parallel training threads sharing each batch; the memory plan is one thread's share. */
+  constructor(readonly config: TrainConfig, options: { threads?: number } = {}) {
+    this.memory = planMemory({ ...config, threads: options.threads }, tf.getBackend(), totalmem());
     this.ps = new ParamSet(config.seed);
     this.spec = regnetSpec(config.model);
     this.lars = new Lars(config.lars);

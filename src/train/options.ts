@@ -51,6 +51,12 @@ export const TRAIN_OPTIONS = {
   keep: int({ min: 1, default: 3, description: 'checkpoints kept' }),
   logEvery: int({ min: 1, default: 10, description: 'steps between progress lines' }),
   threads: int({ min: 1, max: 256, description: 'augmentation worker threads', defaultText: 'cores' }),
+  trainThreads: int({
+    min: 1, max: 256, default: 1,
+    description: 'data-parallel training threads (wasm or cpu backend), each with its own backend and a share of every batch (at most --batch); ' +
+      'the same weights as one thread with that split. 1 by default: the augmentation threads decode and crop on the same cores, ' +
+      'so on a small machine more training threads compete with them',
+  }),
   recompute: choice(RECOMPUTE_MODES, { default: 'auto', placeholder: 'mode', description: "activation recomputation per RegNet stage (one more forward pass, a fraction of the memory); auto: on when the memory estimate without it exceeds the backend's (the 4 GiB wasm heap)" }),
   follow: flag({ description: 'keep reading units committed while training runs' }),
   resume: negatable({ description: 'start from scratch: deletes the checkpoints in --out (the only way past damaged ones) and archives its metrics' }),

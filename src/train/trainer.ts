@@ -36,6 +36,7 @@ import { CollapseWatch } from './collapse.js';
 import type { TrainConfig } from './config.js';
 import { formatLine, writeMetricsPart, type MetricLine } from './metrics.js';
 import { SwavModel } from './model.js';
+import { ParallelStepper } from './parallel/stepper.js';
 import { divergenceAdvice, resolveResume, type LastGood, type ResumePoint } from './resume.js';
 
 /** The settings of a training loop, whatever feeds it batches. */
@@ -57,6 +58,12 @@ export interface LoopOptions {
   signal?: AbortSignal;
   /** Told each progress, warning and checkpoint line. @default nothing */
   log?: (line: string) => void;
+  /**
+   * Data-parallel training threads (wasm or cpu backend), each with its own backend and a share of every
+   * batch; the same weights as one thread with that split (src/train/parallel/). At most the batch size.
+   * @default 1
+   */
+  trainThreads?: number;
   /** Called after every step (a progress bar on a terminal). */
   onStep?: (step: number, steps: number, loss: number, lr: number) => void;
 }
@@ -82,6 +89,8 @@ export interface TrainSummary {
   startStep: number;
   step: number;
   resumedFrom: string | null;
+  /** Data-parallel training threads used. */
+  trainThreads: number;
   /** Mean loss of the last interval. */
   loss: number | null;
   stopped: 'done' | 'signal';
@@ -94,41 +103,53 @@ export class TrainingDivergedError extends WildstreamError {
   override readonly code = 'WS_ERR_DIVERGED';
 }
 
-type Defaults = 'backend' | 'resume' | 'checkpointEvery' | 'keep' | 'logEvery' | 'log';
+type Defaults = 'backend' | 'resume' | 'checkpointEvery' | 'keep' | 'logEvery' | 'trainThreads' | 'log';
 export type ResolvedLoopOptions<O extends LoopOptions = LoopOptions> = O & Required<Pick<LoopOptions, Defaults>>;
 
 /** The options with their defaults, checked: a ConfigError names the first bad one (before anything is changed). */
 export function loopOptions<O extends LoopOptions>(options: O): ResolvedLoopOptions<O> {
-  const o = { backend: 'auto' as const, resume: true, checkpointEvery: 500, keep: 3, logEvery: 10, log: () => {}, ...defined(options) };
-  for (const [name, v] of [['checkpointEvery', o.checkpointEvery], ['keep', o.keep], ['logEvery', o.logEvery]] as const) {
+  const o = { backend: 'auto' as const, resume: true, checkpointEvery: 500, keep: 3, logEvery: 10, trainThreads: 1, log: () => {}, ...defined(options) };
+  for (const [name, v] of [['checkpointEvery', o.checkpointEvery], ['keep', o.keep], ['logEvery', o.logEvery], ['trainThreads', o.trainThreads]] as const) {
     if (!Number.isSafeInteger(v) || v < 1) throw new ConfigError(`${name} must be a positive integer, got ${v}`);
+  }
+  if (o.trainThreads > Math.min(256, o.config.batchSize)) {
+    throw new ConfigError(`trainThreads must be at most the batch size (${o.config.batchSize}) and 256, got ${o.trainThreads}: each thread needs rows of its own`);
   }
   return o;
 }
 
 export async function train(options: TrainOptions): Promise<TrainSummary> {
   let model = options.model;
+  let stepper: ParallelStepper | null = null;
   try {
     const o = loopOptions(options);
+    const trainThreads = o.trainThreads;
     // 1. Backend and model.
     const backend = await startBackend(o.backend);
-    model ??= new SwavModel(o.config);
-    // 2. Resume.
+    if (trainThreads > 1 && backend.name !== 'wasm' && backend.name !== 'cpu') {
+      throw new ConfigError(`trainThreads ${trainThreads} needs the wasm or cpu backend, this run has ${backend.name} (which uses every core by itself): use trainThreads 1`);
+    }
+    model ??= new SwavModel(o.config, { threads: trainThreads });
+    // 2. Resume; the threads start from the restored state.
     const start = await startAt(o, model);
-    if (!start) return { backend, startStep: 0, step: 0, resumedFrom: null, loss: null, stopped: 'signal', checkpoint: null, collapseWarnings: 0 };
-    o.log(`wildstream train: backend ${backend.name} (${backend.device}), model ${o.config.model} ` +
+    if (!start) return { backend, trainThreads, startStep: 0, step: 0, resumedFrom: null, loss: null, stopped: 'signal', checkpoint: null, collapseWarnings: 0 };
+    if (trainThreads > 1 && start.step < o.config.steps) {
+      stepper = await ParallelStepper.start(model, { threads: trainThreads, backend: backend.name as 'wasm' | 'cpu' });
+    }
+    o.log(`wildstream train: backend ${backend.name} (${backend.device}), ${trainThreads} training thread${trainThreads > 1 ? 's' : ''}, model ${o.config.model} ` +
       `(${(model.ps.count() / 1e6).toFixed(2)} M params), batch ${o.config.batchSize}, crops ${o.config.crops}, ` +
       (start.resumedFrom ? `resuming at step ${start.step} from ${start.resumedFrom}` : 'starting at step 0'));
     o.log(model.memory.line);
     // 3 and 4. The step loop, with its log lines and checkpoints.
-    const loop = new Loop(o, model, backend, start);
+    const loop = new Loop(o, model, backend, start, stepper);
     const stopped = start.step >= o.config.steps ? 'done' : await loop.run();
     // 5. Finish.
     return {
-      backend, startStep: start.step, step: loop.step, resumedFrom: start.resumedFrom, loss: loop.lastLoss, stopped,
+      backend, trainThreads, startStep: start.step, step: loop.step, resumedFrom: start.resumedFrom, loss: loop.lastLoss, stopped,
       checkpoint: loop.lastCheckpoint, collapseWarnings: loop.collapse.warnings,
     };
   } finally {
+    await stepper?.close(); // ends the threads, also one stuck in a step that failed elsewhere
     model?.dispose();
     await options.batches.close();
   }
@@ -178,6 +199,8 @@ class Loop {
     private readonly model: SwavModel,
     private readonly backend: BackendInfo,
     start: ResumePoint,
+    /** Steps the threads when training is data-parallel; `model` then holds their state after each sync. */
+    private readonly stepper: ParallelStepper | null = null,
   ) {
     this.step = start.step;
     this.lastGood = { step: start.step, key: start.resumedFrom, writtenByThisRun: false };
@@ -205,7 +228,7 @@ class Loop {
         }
         if (next.done) break;
         this.interval.waitMs += performance.now() - t0;
-        this.trainOn(next.value);
+        await this.trainOn(next.value);
         next.value.release(); // the step has read the crops (its tensors are disposed): the source may reuse them
         if (this.step % logEvery === 0 || this.step === config.steps) this.report();
         if (this.step % checkpointEvery === 0 || this.step === config.steps) saved = await this.save();
@@ -237,9 +260,9 @@ class Loop {
     return new StoreUnavailableError(`${err.message}; training stopped at step ${this.step}, ${kept}; rerun the same command to resume once the store answers`, { cause: err });
   }
 
-  private trainOn(batch: MultiCropBatch): void {
+  private async trainOn(batch: MultiCropBatch): Promise<void> {
     try {
-      this.stepOn(batch);
+      await this.stepOn(batch);
     } catch (err) {
       // An exhausted wasm heap (4 GiB) aborts the module with a bare "Aborted()": say what it means.
       if (this.backend.name === 'wasm' && err instanceof Error && err.name === 'RuntimeError' && /Aborted/.test(err.message)) {
@@ -249,16 +272,9 @@ class Loop {
     }
   }
 
-  private stepOn(batch: MultiCropBatch): void {
+  private async stepOn(batch: MultiCropBatch): Promise<void> {
     const n = batch.keys.length;
-    const crops = batch.crops.map((c) => tf.tensor4d(c.data, [n, c.size, c.size, 3]));
-    let result: { loss: number; lr: number };
-    try {
-      result = this.model.step(crops, this.step);
-    } finally {
-      tf.dispose(crops);
-    }
-    const { loss, lr } = result;
+    const { loss, lr } = this.stepper ? await this.stepper.step(batch.crops, this.step) : this.stepSingle(batch, n);
     this.lr = lr;
     if (!Number.isFinite(loss)) {
       throw new TrainingDivergedError(`loss became ${loss} at step ${this.step + 1} (lr ${lr.toPrecision(3)}); ${divergenceAdvice(this.o.config, this.lastGood)}`);
@@ -267,6 +283,15 @@ class Loop {
     this.o.onStep?.(this.step, this.o.config.steps, loss, lr);
     this.epoch = batch.epoch;
     Object.assign(this.interval, { loss: this.interval.loss + loss, steps: this.interval.steps + 1, images: this.interval.images + n });
+  }
+
+  private stepSingle(batch: MultiCropBatch, n: number): { loss: number; lr: number } {
+    const crops = batch.crops.map((c) => tf.tensor4d(c.data, [n, c.size, c.size, 3]));
+    try {
+      return this.model.step(crops, this.step);
+    } finally {
+      tf.dispose(crops);
+    }
   }
 
   /** Phase 4: the progress line, a collapse warning when the loss sits at ln K, a metrics line for the next save. */
@@ -291,6 +316,7 @@ class Loop {
   /** Phase 4: a checkpoint at the batches' cursor (the one after the last batch trained on), then its metrics. */
   private async save(): Promise<number> {
     this.report();
+    await this.stepper?.sync(); // the threads hold the trained state; the model takes it before it is saved
     this.lastCheckpoint = await saveCheckpoint(this.o.out, this.model, this.step, this.o.batches.cursor()).catch((err) => {
       if (!(err instanceof NonFiniteStateError)) throw err;
       throw new TrainingDivergedError(`training diverged: ${err.message}; ${divergenceAdvice(this.o.config, this.lastGood)}`);

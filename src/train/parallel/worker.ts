@@ -142,7 +142,7 @@ async function main(): Promise<void> {
   let model: SwavModel, sharing: WorkerSharing;
   try {
     await startBackend(init.backend);
-    model = new SwavModel(init.config);
+    model = new SwavModel(init.config, { threads: init.workers });
     sharing = new WorkerSharing(init, model);
   } catch (err) {
     fail(err);
