@@ -15,18 +15,19 @@ describe('explicit undefined options take the defaults', () => {
 
   it('loopOptions', () => {
     const required = { out: {}, config: defaultTrainConfig(), batches: {} } as unknown as LoopOptions;
-    const unset: LoopOptions = {
-      ...required,
-      backend: undefined,
-      resume: undefined,
-      checkpointEvery: undefined,
-      keep: undefined,
-      logEvery: undefined,
-      signal: undefined,
-      log: undefined,
-      trainThreads: undefined,
-      onStep: undefined,
-    };
+    // Every optional key, present and undefined.
+    const optional = [
+      'backend',
+      'resume',
+      'checkpointEvery',
+      'keep',
+      'logEvery',
+      'signal',
+      'log',
+      'trainThreads',
+      'onStep',
+    ];
+    const unset = { ...required, ...Object.fromEntries(optional.map((k) => [k, undefined])) } as LoopOptions;
     const { log, ...got } = loopOptions(unset);
     const { log: defaultLog, ...want } = loopOptions(required);
     expect(got).toEqual(want);
