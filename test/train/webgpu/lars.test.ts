@@ -26,6 +26,8 @@ const PARAMS = [
   { name: 'head.b', shape: [9] },
   { name: 'zeros.w', shape: [5, 3] },
   { name: 'nograd.w', shape: [131] },
+  // More elements than the norms kernel has threads: each thread sums several.
+  { name: 's1.b1.a.w', shape: [1, 1, 20, 35] },
 ];
 const LRS = [0.5, 0.05];
 
@@ -92,7 +94,7 @@ async function runCase(config: LarsConfig, halfCopy: boolean, seed: number) {
 }
 
 /**
- * f32: norms are sums of <= 216 squares in another order than tfjs's, and each element's update is a few
+ * f32: norms are sums of <= 700 squares in another order than tfjs's, and each element's update is a few
  * operations, so momentum buffers agree to ~1e-7 of their size; the weights moved by lr * v are compared by
  * their change, which an f32 weight holds only to half an ulp of the weight (6e-8 for |w| < 1). Measured: momentum
  * <= 1e-7, weight change <= 1.2e-6 of its largest value; a wrong ratio, decay, clip or momentum is >= 1e-2.

@@ -7,6 +7,7 @@ import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { squeezeExcite, type Params } from '../../../src/train/layers.js';
 import { roundToHalf } from '../../../src/train/webgpu/half.js';
+import { paramLayout } from '../../../src/train/webgpu/kernels/lars.js';
 import { seBackward, seForward, type SeShape } from '../../../src/train/webgpu/kernels/se.js';
 import type { Dtype, GpuRunner, GpuTensor } from '../../../src/train/webgpu/runner.js';
 import { openTestRunner, randomValues, scaledError, upload } from './gpu.js';
@@ -48,7 +49,14 @@ async function runCase(shape: [number, number, number, number], squeeze: number,
   const tensors: GpuTensor[] = [];
   const keep = (t: GpuTensor) => (tensors.push(t), t);
   const make = (sh: number[], dtype: Dtype = 'f32') => keep(runner.tensor(sh, dtype));
-  const [w1, b1, w2, b2] = weights.map((v) => keep(upload(runner, [v.length], 'f32', v)));
+  // The weights are views into one flat parameter buffer, as the engine keeps them (kernels/lars.ts).
+  const layout = paramLayout(NAMES.map((name, i) => ({ name, shape: [weights[i]!.length] })));
+  const flat = keep(runner.tensor([layout.total]));
+  const [w1, b1, w2, b2] = layout.params.map((p, i) => {
+    const view = runner.view(flat, p.offset, p.shape);
+    runner.write(view, weights[i]!);
+    return view;
+  });
   const xt = keep(upload(runner, shape, act, x));
   const dyt = keep(upload(runner, shape, act, dy));
   const saved = { pooled: make([n, c]), hidden: make([n, squeeze]), gate: make([n, c]) };
