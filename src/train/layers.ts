@@ -1,6 +1,7 @@
 /** The layers RegNet and the SwAV head need, as functions over a ParamSet (NHWC, float32). */
 import * as tf from '@tensorflow/tfjs-core';
 import type { Init } from './params.js';
+import { groupedConvDepthwise } from './grouped-conv.js';
 
 /**
  * What a layer reads its weights from: a ParamSet, or a view of one whose trainable weights are other tensors
@@ -29,8 +30,14 @@ export function groupedConv(ps: Params, name: string, x: tf.Tensor4D, out: numbe
   return groupedConvWith(x, w, stride, groups);
 }
 
+/** The widest group (input channels) run as depthwise + matMul rather than split per group. */
+const DEPTHWISE_MAX_GROUP_WIDTH = 16;
+
 export function groupedConvWith(x: tf.Tensor4D, w: tf.Tensor4D, stride: number, groups: number): tf.Tensor4D {
   if (groups === 1) return tf.conv2d(x, w, stride, 'same');
+  // Narrow groups (RegNet's 8 to 16 channels): one depthwise conv + matMul, far faster than a strided copy and
+  // a tiny conv per group; its extra (in per group) multiply-adds per product outweigh that for wide groups.
+  if (w.shape[2] <= DEPTHWISE_MAX_GROUP_WIDTH) return groupedConvDepthwise(x, w, stride, groups);
   const xs = tf.split(x, groups, 3);
   const ws = tf.split(w, groups, 3);
   return tf.concat(xs.map((xg, g) => tf.conv2d(xg as tf.Tensor4D, ws[g] as tf.Tensor4D, stride, 'same')), 3);
@@ -96,10 +103,15 @@ function batchNormForward(x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor, mean:
   };
 }
 
-/** Per-channel mean over every other axis, as one reduction of a [rows, C] matrix. */
+/**
+ * Per-channel mean over every other axis, as a [1, rows] x [rows, C] matMul: reducing a non-innermost axis
+ * transposes first on wasm, 30-60x slower than the matMul (bench/profile-step.ts: BatchNorm's means were a
+ * fifth of a step).
+ */
 export function channelMean(x: tf.Tensor): tf.Tensor1D {
   const c = x.shape[x.rank - 1]!;
-  return tf.mean(tf.reshape(x, [x.size / c, c]), 0);
+  const rows = x.size / c;
+  return tf.reshape(tf.matMul(tf.fill([1, rows], 1 / rows), tf.reshape(x, [rows, c])), [c]);
 }
 
 function moments(x: tf.Tensor): { mean: tf.Tensor1D; variance: tf.Tensor1D } {
