@@ -3,7 +3,7 @@ import { defined } from '../src/defaults.js';
 
 describe('defined', () => {
   it('drops undefined-valued keys, keeps every other value (null, 0, false, empty string) and copies', () => {
-    const options = { a: undefined, b: null, c: 0, d: false, e: '', f: [1] };
+    const options: Record<string, unknown> = { a: undefined, b: null, c: 0, d: false, e: '', f: [1] };
     const out = defined(options);
     expect(out).toEqual({ b: null, c: 0, d: false, e: '', f: [1] });
     expect(Object.keys(out)).not.toContain('a');
