@@ -290,7 +290,8 @@ export function planMemory(config: Sizing & { recompute?: RecomputeMode }, backe
     const fits = largestBatch(config, budget / scale, recompute ? 'on' : 'off');
     const other = !recompute && on <= budget ? '; --recompute on would fit it' : '';
     throw new ConfigError(
-      `batch ${config.batchSize} of model ${config.model} with crops ${config.crops} needs ~${gib(peak)} GiB, more than the ` +
+      `batch ${config.batchSize}${threads > 1 ? ` split over ${threads} training threads` : ''} of model ${config.model} with crops ${config.crops} ` +
+        `needs ~${gib(peak)} GiB${threads > 1 ? ' per thread' : ''}, more than the ` +
         `${gib(budget)} GiB ${where(backend)}${recompute ? ' even with activation recomputation' : ''}; ` +
         (fits > 0 ? `--batch ${fits} fits${other}` : `no batch fits: use smaller crops or model${other}`),
     );
