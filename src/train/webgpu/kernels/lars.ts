@@ -6,8 +6,9 @@
  * All parameters live in flat buffers (master weights, gradients, momentum: f32; the copy: f16), each one at an
  * offset that is a multiple of `align` elements so that kernels can bind it as a view (GpuRunner.view).
  * A u32 table [P, 4] (offset, size, mode, 0) says where each parameter is and how it is updated; a thread finds
- * its parameter by binary search in it. `hyper` ([2] f32: learning rate, gradient multiplier) is written before
- * each step's submission, so the recording never changes; the multiplier undoes a loss scale (1 without one).
+ * its parameter by binary search in it. `hyper` ([3] f32, LARS_HYPER) holds what changes from step to step, so
+ * the recording never does: the learning rate (written before each submission), the gradient multiplier that
+ * undoes a loss scale and a skip flag (1 and 0 without loss scaling; loss-scale.ts writes them on the GPU).
  */
 import { excludedFromLars, type LarsConfig } from '../../optim.js';
 import type { Dispatch, GpuTensor, Kernel } from '../runner.js';
@@ -24,6 +25,9 @@ export const LARS_MODE = {
   /** Plain momentum SGD on g: BatchNorm parameters and biases when excludeBnBias is true. */
   plain: 2,
 } as const;
+
+/** The `hyper` tensor's layout. */
+export const LARS_HYPER = { LR: 0, GRAD_MULTIPLIER: 1, SKIP: 2, SIZE: 3 } as const;
 
 export function larsMode(name: string, config: LarsConfig): number {
   if (!excludedFromLars(name)) return LARS_MODE.scaled;
@@ -129,15 +133,15 @@ ${elementwiseEntry(layout.total)}
     let mid = (lo + hi) / 2u;
     if (table[mid * 4u] <= i) { lo = mid; } else { hi = mid; }
   }
-  if (i >= table[lo * 4u] + table[lo * 4u + 1u]) { return; }
+  if (i >= table[lo * 4u] + table[lo * 4u + 1u] || hyper[${LARS_HYPER.SKIP}] != 0.0) { return; }
   let mode = table[lo * 4u + 2u];
-  let lr = hyper[0];
-  let grad = g[i] * hyper[1];
+  let lr = hyper[${LARS_HYPER.LR}];
+  let grad = g[i] * hyper[${LARS_HYPER.GRAD_MULTIPLIER}];
   var update = grad;
   if (mode != ${LARS_MODE.plain}u) {
     let decay = select(WEIGHT_DECAY, 0.0, mode == ${LARS_MODE.scaledNoDecay}u);
     let wNorm = sqrt(norms[lo * 2u]);
-    let gNorm = sqrt(norms[lo * 2u + 1u]) * abs(hyper[1]);
+    let gNorm = sqrt(norms[lo * 2u + 1u]) * abs(hyper[${LARS_HYPER.GRAD_MULTIPLIER}]);
     let ratio = select(1.0, wNorm * TRUST / (gNorm + wNorm * decay), wNorm > 0.0 && gNorm > 0.0);
     ${config.clip ? 'let scale = select(ratio, min(ratio / lr, 1.0), lr > 0.0);' : 'let scale = ratio;'}
     update = (grad + w[i] * decay) * scale;
@@ -168,16 +172,18 @@ export interface LarsTensors {
   table: GpuTensor;
   /** [P, 2] f32 scratch. */
   norms: GpuTensor;
-  /** [2] f32: learning rate, gradient multiplier; written before each submission. */
+  /** [3] f32, LARS_HYPER: the learning rate is written before each submission. */
   hyper: GpuTensor;
   /** The f16 weight copy, written with the masters when present. */
   w16?: GpuTensor;
 }
 
-export function larsStep(layout: ParamLayout, config: LarsConfig, t: LarsTensors): Dispatch[] {
+/** Norms, then `between` (the loss-scale check, which needs the norms), then the update. */
+export function larsStep(layout: ParamLayout, config: LarsConfig, t: LarsTensors, between: Dispatch[] = []): Dispatch[] {
   const update = larsUpdateKernel(layout, config, t.w16 !== undefined);
   return [
     { kernel: larsNormsKernel(layout.params.length), buffers: [t.w, t.g, t.table, t.norms] },
+    ...between,
     { kernel: update, buffers: [t.w, t.g, t.v, t.table, t.norms, t.hyper, ...(t.w16 ? [t.w16] : [])] },
   ];
 }
