@@ -10,7 +10,7 @@
  *   dx: the same grouped conv of dy (zero-upsampled for stride > 1) with the filter flipped and each group's
  *       in/out channels swapped;
  *   dw: im2col of x (a depthwise conv with one-hot filters, one output channel per tap) times dy, one
- *       matMul per group.
+ *       batched matMul over groups.
  * Padding is TF's 'same'; dilation 1. Checked against the split formulation in test/train/grouped-conv.test.ts.
  */
 import * as tf from '@tensorflow/tfjs-core';
@@ -65,7 +65,7 @@ function groupedInputGrad(dy: tf.Tensor4D, w: tf.Tensor4D, xShape: number[], str
   });
 }
 
-/** dL/dw: per group, im2col(x)^T dy. */
+/** dL/dw: per group, im2col(x)^T dy, batched over groups. */
 function groupedFilterGrad(x: tf.Tensor4D, dy: tf.Tensor4D, wShape: number[], stride: number, groups: number): tf.Tensor4D {
   return tf.tidy(() => {
     const [k, , gi, cout] = wShape as [number, number, number, number];
@@ -73,10 +73,11 @@ function groupedFilterGrad(x: tf.Tensor4D, dy: tf.Tensor4D, wShape: number[], st
     const oneHot = tf.tensor4d(Float32Array.from({ length: taps * cin * taps }, (_, i) => (i % taps === Math.floor(i / (taps * cin)) ? 1 : 0)), [k, k, cin, taps]);
     const patches = tf.depthwiseConv2d(x, oneHot, stride, 'same'); // [n, h', w', cin * taps], index (G * gi + j) * taps + t
     const rows = patches.size / (cin * taps);
-    // One 2-D matMul per group on contiguous slices: wasm runs a batched matMul as naive loops (~1 GFLOP/s).
-    const pt = tf.split(tf.transpose(tf.reshape(patches, [rows, cin * taps])), groups, 0); // each [gi * taps, rows]
-    const dyG = tf.split(tf.transpose(tf.reshape(dy, [rows, groups, go]), [1, 0, 2]), groups, 0); // each [1, rows, go]
-    const r = tf.stack(pt.map((p, g) => tf.matMul(p as tf.Tensor2D, tf.reshape(dyG[g]!, [rows, go])))); // [groups, gi * taps, go]
+    // A batched matMul over groups: wasm copies a tensor's whole buffer for every slice it cuts (Slice reads
+    // the input through readSync), so per-group 2-D matMuls on split operands cost far more.
+    const pt = tf.reshape(tf.transpose(tf.reshape(patches, [rows, cin * taps])), [groups, gi * taps, rows]);
+    const dyG = tf.transpose(tf.reshape(dy, [rows, groups, go]), [1, 0, 2]);
+    const r = tf.matMul(pt, dyG); // [groups, gi * taps, go]
     return tf.reshape(tf.transpose(tf.reshape(r, [groups, gi, taps, go]), [2, 1, 0, 3]), [k, k, gi, cout]);
   });
 }
