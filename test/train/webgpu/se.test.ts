@@ -44,16 +44,19 @@ async function runCase(shape: [number, number, number, number], squeeze: number,
   let dy = randomValues(total, seed + 1);
   if (act === 'f16') [x, dy] = [roundToHalf(x), roundToHalf(dy)];
   // Weights large enough that the gate's sigmoid is away from 0.5 and some hidden units are cut by the ReLU.
-  const weights = [c * squeeze, squeeze, squeeze * c, c].map((size, i) => randomValues(size, seed + 2 + i).map((v) => v * 1.5));
+  let weights: Float32Array[] = [c * squeeze, squeeze, squeeze * c, c].map((size, i) => randomValues(size, seed + 2 + i).map((v) => v * 1.5));
+  // With f16 activations the matrices are read from the f16 weight copy (biases from the f32 masters).
+  if (act === 'f16') weights = weights.map((w, i) => (i % 2 === 0 ? roundToHalf(w) : w));
   const want = reference(shape, squeeze, x, dy, weights);
   const tensors: GpuTensor[] = [];
   const keep = (t: GpuTensor) => (tensors.push(t), t);
   const make = (sh: number[], dtype: Dtype = 'f32') => keep(runner.tensor(sh, dtype));
-  // The weights are views into one flat parameter buffer, as the engine keeps them (kernels/lars.ts).
+  // The weights are views into flat parameter buffers, as the engine keeps them (kernels/lars.ts).
   const layout = paramLayout(NAMES.map((name, i) => ({ name, shape: [weights[i]!.length] })));
-  const flat = keep(runner.tensor([layout.total]));
+  const masters = keep(runner.tensor([layout.total]));
+  const copies = keep(runner.tensor([layout.total], act));
   const [w1, b1, w2, b2] = layout.params.map((p, i) => {
-    const view = runner.view(flat, p.offset, p.shape);
+    const view = runner.view(i % 2 === 0 ? copies : masters, p.offset, p.shape);
     runner.write(view, weights[i]!);
     return view;
   });
@@ -88,8 +91,8 @@ describe('squeeze-excite forward and backward match tfjs cpu', () => {
     OUTPUTS.forEach((name, i) => expect(e[i], name).toBeLessThan(F32_TOL));
   });
 
-  // f16 activations: the reference sees the same f16 x and dy; y and dx are rounded to f16 (2^-11 of
-  // themselves), the gate and every weight gradient stay f32.
+  // f16 activations and weight copies: the reference sees the same f16 x, dy and matrices; y and dx are rounded
+  // to f16 (2^-11 of themselves), the gate and every weight gradient stay f32.
   it('f16 storage: batch 2, odd size', async () => {
     if (!runner.ctx.info.features['shader-f16']) return; // lavapipe offers it: see conv2d.test.ts
     const e = await runCase([2, 5, 7, 19], 5, 'f16', 37);
