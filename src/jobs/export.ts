@@ -2,7 +2,7 @@
  * Exporting a trained backbone, what `wildstream export CKPT --out DIR` runs: read a checkpoint of a training
  * run, rebuild the RegNet from its config, and write it as a TensorFlow.js graph model.
  */
-import { parseCrops } from '../augment/config.js';
+import { cropSizes } from '../crops.js';
 import { ConfigError } from '../errors.js';
 import type { Store } from '../shards/store.js';
 import { startBackend, type BackendName } from '../train/backend.js';
@@ -44,7 +44,7 @@ export async function exportCheckpoint(o: ExportOptions): Promise<BackboneMetada
     const spec = regnetSpec(config.model);
     buildRegnet(ps, spec);
     if (!o.init) restoreParams(ps, ckpt);
-    const inputSize = Math.max(...parseCrops(config.crops).map((g) => g.size));
+    const inputSize = Math.max(...cropSizes(config.crops));
     return await exportBackbone(o.out, ps, spec, { model: config.model, step: o.init ? 0 : ckpt.header.step, inputSize });
   } finally {
     ps.dispose();

@@ -5,7 +5,7 @@
  * the signal's number) saying what was saved.
  */
 import { abortable, isAbort } from '../abort.js';
-import { parseCrops } from '../augment/config.js';
+import { cropCount } from '../crops.js';
 import { AUGMENT_OPTIONS } from '../augment/options.js';
 import { InterruptedError } from '../errors.js';
 import { STORE_OPTIONS, storeOptionsOf } from '../shards/options.js';
@@ -35,8 +35,7 @@ export async function trainJob(o: TrainRunValues): Promise<TrainOnStoreSummary> 
     // stalled read there must not outlast a stop either.
     const startup = async () => {
       const [data, out] = [await openStore(o.data, storeOptionsOf(o)), await openStore(o.out, storeOptionsOf(o))];
-      const cropCount = parseCrops(o.crops).reduce((n, g) => n + g.count, 0);
-      return { data, out, ...(await resolveTrainConfig(o, { crops: o.crops, cropCount, jitterStrength: o.jitterStrength, blur: o.blur }, data, out)) };
+      return { data, out, ...(await resolveTrainConfig(o, { crops: o.crops, cropCount: cropCount(o.crops), jitterStrength: o.jitterStrength, blur: o.blur }, data, out)) };
     };
     const { data, out, config, auto } = await abortable(startup(), signals.signal).catch((err: unknown) => {
       if (!isAbort(err, signals.signal)) throw err;
