@@ -104,14 +104,20 @@ function batchNormForward(x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor, mean:
 }
 
 /**
- * Per-channel mean over every other axis, as a [1, rows] x [rows, C] matMul: reducing a non-innermost axis
- * transposes first on wasm, 30-60x slower than the matMul (bench/profile-step.ts: BatchNorm's means were a
- * fifth of a step).
+ * Per-channel mean over every other axis. wasm reduces a non-innermost axis by transposing first
+ * (bench/profile-step.ts: BatchNorm's means were a fifth of a step); a global average pool over H x W
+ * (XNNPACK) is ~20x faster, leaving an [N, C] mean for a small matMul, which reduces without a transpose.
  */
 export function channelMean(x: tf.Tensor): tf.Tensor1D {
   const c = x.shape[x.rank - 1]!;
-  const rows = x.size / c;
-  return tf.reshape(tf.matMul(tf.fill([1, rows], 1 / rows), tf.reshape(x, [rows, c])), [c]);
+  let rows = x as tf.Tensor2D;
+  if (x.rank === 4) {
+    const [n, h, w] = x.shape as [number, number, number];
+    rows = tf.reshape(tf.avgPool(x as tf.Tensor4D, [h, w], [h, w], 'valid'), [n, c]);
+  } else if (x.rank !== 2) {
+    rows = tf.reshape(x, [x.size / c, c]);
+  }
+  return tf.reshape(tf.matMul(tf.fill([1, rows.shape[0]], 1 / rows.shape[0]), rows), [c]);
 }
 
 function moments(x: tf.Tensor): { mean: tf.Tensor1D; variance: tf.Tensor1D } {
