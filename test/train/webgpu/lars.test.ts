@@ -147,6 +147,20 @@ describe('LARS update matches optim.ts on tfjs cpu', () => {
     expectClose((await runCase({ momentum: 0.8, weightDecay: 0.05, trust: 0.1, excludeBnBias: false, clip: true }, 43, { halfCopy })).errors);
   });
 
+  it('parameter layout: every parameter at a bindable offset; a misplaced or oversized view is refused', () => {
+    const layout = paramLayout(PARAMS);
+    const flatW = runner.tensor([layout.total]);
+    const flatHalf = runner.tensor([layout.total], 'f16');
+    const align = runner.device.limits.minStorageBufferOffsetAlignment;
+    for (const p of layout.params) {
+      expect((p.offset * 4) % align).toBe(0);
+      expect(runner.view(flatHalf, p.offset, p.shape).offset! % align).toBe(0);
+    }
+    expect(() => runner.view(flatW, 1, [4])).toThrow(/multiple of/);
+    expect(() => runner.view(flatW, layout.total - 64, [65])).toThrow(/outside/);
+    runner.release(flatW, flatHalf);
+  });
+
   it('dynamic loss scaling: an overflowing step is skipped and halves the scale, clean runs double it', async () => {
     const steps: Step[] = [{ lr: 0.5 }, { lr: 0.4, overflow: true }, { lr: 0.3 }, { lr: 0.2 }, { lr: 0.1 }];
     const r = await runCase({ momentum: 0.9, weightDecay: 0.05, trust: 0.1, excludeBnBias: true }, 47, { steps, lossScale: { initial: 1024, options: { growthInterval: 2 } } });
