@@ -36,6 +36,8 @@ interface Row {
 }
 
 const rows = new Map<string, Row>();
+/** With --by-shape: the same, per kernel and input shapes. */
+const shapeRows = new Map<string, Row>();
 let recording = false;
 /** Time spent in the kernels that the running kernel called, per nesting level, to make each exclusive. */
 const childTime: Array<{ cpu: number; wall: number }> = [];
@@ -45,8 +47,7 @@ const cpuNow = () => {
   return (u.user + u.system) / 1000;
 };
 
-function keyOf(name: string, inputs: tf.NamedTensorInfoMap): string {
-  if (!values['by-shape']) return name;
+function shapeKey(name: string, inputs: tf.NamedTensorInfoMap): string {
   const shapes = Object.values(inputs).map((t) => (t ? `[${t.shape.join(',')}]` : '-'));
   return `${name} ${shapes.length > 3 ? `${shapes[0]} x${shapes.length}` : shapes.join(' ')}`;
 }
@@ -67,16 +68,20 @@ function instrument(backend: string): void {
         const children = childTime.pop()!;
         const parent = childTime[childTime.length - 1];
         if (parent) [parent.cpu, parent.wall] = [parent.cpu + cpu, parent.wall + wall];
-        const key = keyOf(config.kernelName, args.inputs);
-        const row = rows.get(key) ?? { count: 0, cpu: 0, wall: 0 };
-        rows.set(key, { count: row.count + 1, cpu: row.cpu + cpu - children.cpu, wall: row.wall + wall - children.wall });
+        book(rows, config.kernelName, cpu - children.cpu, wall - children.wall);
+        if (values['by-shape']) book(shapeRows, shapeKey(config.kernelName, args.inputs), cpu - children.cpu, wall - children.wall);
         return out;
       },
     });
   }
 }
 
-function print(total: { cpu: number; wall: number }, steps: number): void {
+function book(table: Map<string, Row>, key: string, cpu: number, wall: number): void {
+  const row = table.get(key) ?? { count: 0, cpu: 0, wall: 0 };
+  table.set(key, { count: row.count + 1, cpu: row.cpu + cpu, wall: row.wall + wall });
+}
+
+function print(rows: Map<string, Row>, total: { cpu: number; wall: number }, steps: number): void {
   const sorted = [...rows].sort((a, b) => b[1].cpu - a[1].cpu);
   const inKernels = sorted.reduce((s, [, r]) => s + r.cpu, 0);
   const width = Math.max(24, ...sorted.slice(0, Number(values.top)).map(([k]) => k.length));
@@ -105,6 +110,7 @@ const elapsed = clock();
 for (let s = 1; s <= steps; s++) model.step(batch, s);
 const total = elapsed();
 recording = false;
-print(total, steps);
+print(rows, total, steps);
+if (values['by-shape']) print(shapeRows, total, steps);
 tf.dispose(batch);
 model.dispose();

@@ -41,7 +41,33 @@ function overRows(a: tf.Tensor2D, b: tf.Tensor2D): tf.Tensor2D {
   return (a.shape[1] < b.shape[1] ? tf.transpose(tf.matMul(tf.transpose(b), a)) : tf.matMul(tf.transpose(a), b)) as tf.Tensor2D;
 }
 
+/** x with its last two axes swapped, when `t`. */
+function lastTwoSwapped(x: tf.Tensor, t: boolean): tf.Tensor {
+  if (!t) return x;
+  const perm = x.shape.map((_, i) => i);
+  [perm[x.rank - 2], perm[x.rank - 1]] = [perm[x.rank - 1]!, perm[x.rank - 2]!];
+  return tf.transpose(x, perm);
+}
+
+/** matMul(a, b, ta, tb) with the transposes done explicitly (see the header: wasm's flags are slow). */
+function matMulExplicit(a: tf.Tensor, b: tf.Tensor, ta: boolean, tb: boolean): tf.Tensor {
+  return tf.matMul(lastTwoSwapped(a, ta), lastTwoSwapped(b, tb));
+}
+
 export function registerWasmGradients(): void {
+  // tfjs' own BatchMatMul gradient (the same products) passes transpose flags: the head's weight gradients
+  // were several times slower with them (bench/profile-step.ts).
+  tf.registerGradient({
+    kernelName: tf.BatchMatMul,
+    inputsToSave: ['a', 'b'],
+    gradFunc: (dy, saved, attrs) => {
+      const [a, b] = saved as [tf.Tensor, tf.Tensor];
+      const { transposeA: ta, transposeB: tb } = attrs as unknown as { transposeA: boolean; transposeB: boolean };
+      const g = dy as tf.Tensor;
+      if (!ta) return { a: () => matMulExplicit(g, b, false, !tb), b: () => (tb ? matMulExplicit(g, a, true, false) : matMulExplicit(a, g, true, false)) };
+      return { a: () => (tb ? matMulExplicit(b, g, true, true) : matMulExplicit(b, g, false, true)), b: () => (tb ? matMulExplicit(g, a, true, true) : matMulExplicit(a, g, false, false)) };
+    },
+  });
   tf.registerGradient({
     kernelName: tf.Conv2D,
     inputsToSave: ['x', 'filter'],
