@@ -86,17 +86,17 @@ export const batchNormTrain = batchNormTrainWith();
 
 function batchNormForward(x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor, mean: tf.Tensor, variance: tf.Tensor, save: tf.GradSaveFunc) {
   const rstd = tf.rsqrt(tf.add(variance, 1e-5));
-  const xhat = tf.mul(tf.sub(x, mean), rstd);
+  const xhat = affine(x, rstd, tf.neg(tf.mul(mean, rstd)));
   save([xhat, rstd, gamma]);
   return {
-    value: tf.add(tf.mul(xhat, gamma), beta),
+    value: affine(xhat, gamma, beta),
     // tfjs runs a custom gradient outside any tidy of its own and frees the backward pass's tensors only when
     // the whole backward ends: the tidy frees this one's full-size temporaries at once.
     gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => tf.tidy(() => {
       const [xh, rs, g] = saved as [tf.Tensor, tf.Tensor, tf.Tensor];
       const dyMean = channelMean(dy);
       const dyXhatMean = channelMean(tf.mul(dy, xh));
-      const dx = tf.mul(tf.mul(g, rs), tf.sub(tf.sub(dy, dyMean), tf.mul(xh, dyXhatMean)));
+      const dx = affine(tf.add(dy, affine(xh, tf.neg(dyXhatMean), tf.neg(dyMean))), tf.mul(g, rs));
       const n = dy.size / dy.shape[dy.rank - 1]!;
       return [dx, tf.mul(dyXhatMean, n), tf.mul(dyMean, n)];
     }),
@@ -122,7 +122,18 @@ export function channelMean(x: tf.Tensor): tf.Tensor1D {
 
 function moments(x: tf.Tensor): { mean: tf.Tensor1D; variance: tf.Tensor1D } {
   const mean = channelMean(x);
-  return { mean, variance: channelMean(tf.square(tf.sub(x, mean))) };
+  return { mean, variance: channelMean(tf.square(affine(x, tf.onesLike(mean), tf.neg(mean)))) };
+}
+
+/**
+ * x * scale + shift per channel (last axis). On NHWC tensors a 1x1 depthwise conv with bias does it in one
+ * pass; wasm's broadcasting Mul and Add are each slower than that kernel.
+ */
+function affine(x: tf.Tensor, scale: tf.Tensor, shift?: tf.Tensor): tf.Tensor {
+  const c = x.shape[x.rank - 1]!;
+  if (x.rank !== 4) return shift ? tf.add(tf.mul(x, scale), shift) : tf.mul(x, scale);
+  const filter = tf.reshape(scale, [1, 1, c, 1]) as tf.Tensor4D;
+  return tf.fused.depthwiseConv2d({ x: x as tf.Tensor4D, filter, strides: 1, pad: 'valid', ...(shift ? { bias: shift } : {}) });
 }
 
 export function dense(ps: Params, name: string, x: tf.Tensor2D, out: number, bias = true): tf.Tensor2D {
