@@ -20,13 +20,15 @@ export { CachedStore } from './shards/store-cache.js';
 export { inspectDataset, listUnits, type DatasetSummary, type DuplicateCounts, type UnitRecord } from './shards/dataset.js';
 export { ShardReader, type ShardReaderOptions } from './shards/reader.js';
 export type { ImageRecord } from './shards/schema.js';
-export { NAMED_REASONS, readFailures, type FailureReason, type FailureRecord } from './shards/failures.js';
+export { NAMED_REASONS, readFailures, type FailureCounts, type FailureReason, type FailureRecord } from './shards/failures.js';
+export { UnitWriter, type CommitOptions, type UnitInput, type UnitWriterOptions } from './shards/unit-writer.js';
 
 // Ingest: URL lists -> a dataset, locally or through a Redis queue.
 export { runIngest, type IngestOptions, type IngestProgress, type IngestSummary } from './ingest/job.js';
 export type { IngestWarning, IngestWarningCode } from './ingest/summary.js';
 export { runQueuedIngest, runWorker, type QueuedIngestOptions, type WorkerOptions } from './ingest/queue.js';
 export type { UrlListOptions } from './ingest/url-list.js';
+export { listSource, type IngestSource, type SourcePart } from './ingest/source.js';
 export type { DecodeOptions } from './ingest/decode.js';
 export { Fetcher, type FetcherOptions, type FetchOutcome } from './ingest/fetch.js';
 
@@ -56,6 +58,8 @@ export { train, TrainingDivergedError, type LoopOptions, type TrainOptions, type
 export { resolveResume, type ResumeOptions, type ResumePoint } from './train/resume.js';
 export type { Checkpoint, CheckpointHeader, TensorEntry } from './train/checkpoint.js';
 export { defaultTrainConfig, type QueueConfig, type TrainConfig } from './train/config.js';
+// The settings `wildstream train` chooses from the dataset and run length when the user leaves them out.
+export { autoConfig, type AutoConfig, type RunShape, type SwavSettings } from './train/auto-config.js';
 export { BACKENDS, startBackend, type BackendInfo, type BackendName } from './train/backend.js';
 export { REGNETS, regnetSpec, type RegNetParams, type RegNetSpec, type StageSpec } from './train/regnet-spec.js';
 export type { LarsConfig, ScheduleConfig } from './train/optim.js';
