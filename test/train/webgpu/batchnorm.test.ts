@@ -34,8 +34,8 @@ function exactBatchNorm(x: Float32Array, c: number, gamma: Float32Array, beta: F
   const n = x.length / c;
   const mean = new Float64Array(c);
   const sq = new Float64Array(c);
-  x.forEach((v, i) => (mean[i % c] += v / n));
-  x.forEach((v, i) => (sq[i % c] += (v - mean[i % c]!) ** 2 / n));
+  x.forEach((v, i) => (mean[i % c]! += v / n));
+  x.forEach((v, i) => (sq[i % c]! += (v - mean[i % c]!) ** 2 / n));
   return Float32Array.from(x, (v, i) => Math.max(0, ((v - mean[i % c]!) / Math.sqrt(sq[i % c]! + 1e-5)) * gamma[i % c]! + beta[i % c]!));
 }
 
