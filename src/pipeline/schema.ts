@@ -95,6 +95,10 @@ export async function loadPipeline(file: string, sets: string[] = []): Promise<P
   const tree = (doc ?? {}) as Record<string, unknown>;
   for (const s of sets) applySet(tree, s);
   const pipeline = validatePipeline(tree, file);
+  if (!pipeline.ingest && !pipeline.crawl && !pipeline.train && !pipeline.export && !pipeline.embed && !pipeline.report) {
+    throw new ConfigError(`${file}: no stage to run (ingest, crawl, train, export, embed, report)`);
+  }
+  if (pipeline.train?.steps !== undefined && pipeline.train.epochs !== undefined) throw new ConfigError(`${file}: train.epochs: set steps or epochs, not both`);
   if (pipeline.ingest && pipeline.crawl) throw new ConfigError(`${file}: crawl: use either ingest or crawl in one pipeline`);
   if (pipeline.train && !pipeline.train.data && !pipeline.ingest && !pipeline.crawl) throw new ConfigError(`${file}: train.data: a store is required when there is no ingest or crawl stage`);
   if (pipeline.ingest && !pipeline.site && !pipeline.ingest.lists?.length) throw new ConfigError(`${file}: ingest.lists: at least one URL list is required (or site: demo)`);

@@ -27,6 +27,7 @@ export interface ResolvedConfig {
 
 /** Reads the dataset's committed records (and on a resume the checkpoint's settings) to complete the config. */
 export async function resolveTrainConfig(o: Omit<TrainValues, 'data' | 'out'>, aug: RunAugment, data: Store, out: Store): Promise<ResolvedConfig> {
+  if (o.steps !== undefined && o.epochs !== undefined) throw new ConfigError('set --steps or --epochs, not both');
   const records = (await listUnits(data)).reduce((n, u) => n + u.records, 0);
   const steps = o.steps ?? (o.epochs ? stepsFor(data, records, o.epochs, o.batch) : DEFAULT_STEPS);
   const user: SwavSettings = { prototypes: o.prototypes, epsilon: o.epsilon, freezePrototypes: o.freezePrototypes, lr: o.lr, finalLr: o.finalLr };

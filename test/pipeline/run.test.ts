@@ -59,6 +59,9 @@ describe('wildstream run', () => {
       ['crawl:\n  seeds: []\n  out: x\n', /crawl\.seeds: /],
       ['site: demo\ningest:\n  out: x\nexport:\n  out: m\n', /export: needs a train stage/],
       ['crawl:\n  seeds: [http://a/]\n  out: x\n  max_pages: -1\n', /crawl\.max_pages: /],
+      ['', /no stage to run/],
+      ['site: demo\n', /no stage to run/],
+      ['train:\n  data: d\n  out: y\n  steps: 5\n  epochs: 1\n', /train\.epochs: set steps or epochs, not both/],
     ];
     // In-process (main returns the exit code): the checks run before any work, so spawning a CLI per case adds only time.
     for (const [i, [yaml, message]] of cases.entries()) {
