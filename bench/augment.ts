@@ -32,20 +32,30 @@ import { openStore } from '../src/shards/store.js';
 import { writeDataset } from '../test/helpers/dataset.js';
 import { clock, timed, type Elapsed } from './timed.js';
 
-const { values } = parseArgs({ options: { images: { type: 'string', default: '400' }, batch: { type: 'string', default: '32' }, epochs: { type: 'string', default: '6' } } });
+const { values } = parseArgs({
+  options: {
+    images: { type: 'string', default: '400' },
+    batch: { type: 'string', default: '32' },
+    epochs: { type: 'string', default: '6' },
+  },
+});
 const epochs = Number(values.epochs);
 const count = Number(values.images);
 const dir = await mkdtemp(join(tmpdir(), 'ws-bench-augment-'));
 
-const rate = (n: number, t: { cpu: number; wall: number }) => `${(n / t.cpu).toFixed(1)} samples/s per core (${(n / t.wall).toFixed(1)} wall)`;
+const rate = (n: number, t: { cpu: number; wall: number }) =>
+  `${(n / t.cpu).toFixed(1)} samples/s per core (${(n / t.wall).toFixed(1)} wall)`;
 
 try {
   // Images as ingest stores them: photo-like JPEGs, longest side 512 (q90).
   const rand = prng(1);
-  const images = await Promise.all(Array.from({ length: count }, (_, i) =>
-    photoJpeg(i, { width: 512, height: 256 + Math.floor(rand() * 256) })));
+  const images = await Promise.all(
+    Array.from({ length: count }, (_, i) => photoJpeg(i, { width: 512, height: 256 + Math.floor(rand() * 256) })),
+  );
   const mb = images.reduce((n, b) => n + b.length, 0) / 1e6;
-  console.log(`augment bench: ${count} JPEGs, 512 x 256-512 (${mb.toFixed(1)} MB); crops 2x224 + 6x96; ${availableParallelism()} cores, ${cpus()[0]?.model}`);
+  console.log(
+    `augment bench: ${count} JPEGs, 512 x 256-512 (${mb.toFixed(1)} MB); crops 2x224 + 6x96; ${availableParallelism()} cores, ${cpus()[0]?.model}`,
+  );
   const config = augmentConfig();
 
   // Wall time of each part too (one thread, so close to its CPU time): where a sample's time goes. Crops are
@@ -66,18 +76,29 @@ try {
         part.crops += performance.now() - t1;
       }
     });
-    return { t, perSample: `decode ${(part.decode / count).toFixed(2)} ms, crops ${(part.crops / count).toFixed(2)} ms` };
+    return {
+      t,
+      perSample: `decode ${(part.decode / count).toFixed(2)} ms, crops ${(part.crops / count).toFixed(2)} ms`,
+    };
   };
-  const cold = await onePass(0), one = await onePass(1);
+  const cold = await onePass(0),
+    one = await onePass(1);
   console.log(`one worker (this thread), cold: ${rate(count, cold.t)}; per sample: ${cold.perSample}`);
   console.log(`one worker (this thread), warm: ${rate(count, one.t)}; per sample: ${one.perSample}`);
 
   const store = await openStore(join(dir, 'ds'));
-  await writeDataset(store, { units: 4, perUnit: Math.ceil(count / 4), batchRows: 64, image: (i) => images[i % count]! });
+  await writeDataset(store, {
+    units: 4,
+    perUnit: Math.ceil(count / 4),
+    batchRows: 64,
+    image: (i) => images[i % count]!,
+  });
   const total = 4 * Math.ceil(count / 4) * epochs;
   // Steady state starts at the first batch: thread start-up (each thread loads tsx, the decoders and the kernels)
   // is a one-off cost, reported separately as the time to the first batch.
-  let samples = 0, first = 0, firstEpoch = 0;
+  let samples = 0,
+    first = 0,
+    firstEpoch = 0;
   let steady: (() => Elapsed) | null = null;
   const later: { clock?: () => Elapsed } = {};
   const pool = await timed(async () => {
@@ -90,7 +111,9 @@ try {
   });
   if (samples !== total) throw new Error(`pool produced ${samples} of ${total} samples`);
   const run = steady!();
-  console.log(`pool (${availableParallelism()} threads, batches of ${values.batch}, ${epochs} epochs), after the first batch: ${rate(samples - first, run)}`);
+  console.log(
+    `pool (${availableParallelism()} threads, batches of ${values.batch}, ${epochs} epochs), after the first batch: ${rate(samples - first, run)}`,
+  );
   if (later.clock) console.log(`pool after the first epoch (warm): ${rate(samples - firstEpoch, later.clock())}`);
   console.log(`pool, whole run: ${rate(samples, pool)}; first batch after ${(pool.wall - run.wall).toFixed(2)} s`);
 
@@ -99,13 +122,19 @@ try {
   await Promise.all(images.map((b, i) => writeFile(join(jpegDir, `${i}.jpg`), b)));
   // Debian's python3-torchvision lives under the system interpreter, which a pyenv `python3` may shadow.
   const python = process.env.PYTHON ?? (existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3');
-  const py = spawnSync(python, [new URL('./torchvision_swav.py', import.meta.url).pathname, jpegDir], { encoding: 'utf8' });
+  const py = spawnSync(python, [new URL('./torchvision_swav.py', import.meta.url).pathname, jpegDir], {
+    encoding: 'utf8',
+  });
   if (py.status !== 0) {
-    console.log(`torchvision: not run (${(py.stderr || py.error?.message || '').trim().split('\n').pop()}); apt-get install python3-torchvision`);
+    console.log(
+      `torchvision: not run (${(py.stderr || py.error?.message || '').trim().split('\n').pop()}); apt-get install python3-torchvision`,
+    );
   } else {
     const tv = JSON.parse(py.stdout.trim().split('\n').pop()!) as { samples: number; cpu: number; wall: number };
     console.log(`torchvision + PIL, SwAV transform, one process: ${rate(tv.samples, tv)}`);
-    console.log(`one worker (warm) / torchvision per core: ${((count / one.t.cpu) / (tv.samples / tv.cpu)).toFixed(2)}x   (goal >= 2x)`);
+    console.log(
+      `one worker (warm) / torchvision per core: ${(count / one.t.cpu / (tv.samples / tv.cpu)).toFixed(2)}x   (goal >= 2x)`,
+    );
   }
 } finally {
   await rm(dir, { recursive: true, force: true });

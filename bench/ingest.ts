@@ -24,21 +24,36 @@ import { V8_FLAGS } from '../src/v8-flags.js';
 import { timed } from './timed.js';
 
 if (!V8_FLAGS.every((flag) => process.execArgv.includes(flag))) {
-  const child = spawnSync(process.execPath, [...V8_FLAGS, ...process.execArgv, ...process.argv.slice(1)], { stdio: 'inherit' });
+  const child = spawnSync(process.execPath, [...V8_FLAGS, ...process.execArgv, ...process.argv.slice(1)], {
+    stdio: 'inherit',
+  });
   process.exit(child.status ?? 1);
 }
 
-const { values } = parseArgs({ options: { images: { type: 'string', default: '100' }, concurrency: { type: 'string', default: '32' }, rounds: { type: 'string', default: '5' }, serial: { type: 'boolean', default: false } } });
+const { values } = parseArgs({
+  options: {
+    images: { type: 'string', default: '100' },
+    concurrency: { type: 'string', default: '32' },
+    rounds: { type: 'string', default: '5' },
+    serial: { type: 'boolean', default: false },
+  },
+});
 const count = Number(values.images);
 const rounds = Number(values.rounds);
 // Same parallelism as ingest's decode queue: on 2 vCPUs that share a physical core, two decodes at once cost
 // more CPU-seconds each than one at a time, so a one-at-a-time baseline would charge that to the pipeline.
 const parallel = values.serial ? 1 : availableParallelism();
 
-const server = spawn(process.execPath, ['--import', 'tsx', new URL('./serve-images.ts', import.meta.url).pathname, String(count)], {
-  stdio: ['ignore', 'pipe', 'inherit'],
-});
-const { port, bytes } = JSON.parse(await new Promise<string>((resolve) => createInterface({ input: server.stdout! }).once('line', resolve)));
+const server = spawn(
+  process.execPath,
+  ['--import', 'tsx', new URL('./serve-images.ts', import.meta.url).pathname, String(count)],
+  {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  },
+);
+const { port, bytes } = JSON.parse(
+  await new Promise<string>((resolve) => createInterface({ input: server.stdout! }).once('line', resolve)),
+);
 const base = `http://127.0.0.1:${port}`;
 const dir = await mkdtemp(join(tmpdir(), 'ws-bench-ingest-'));
 
@@ -63,10 +78,16 @@ async function downloads(urls: string[], concurrency: number): Promise<void> {
 }
 
 try {
-  console.log(`ingest bench: ${count} JPEGs of 0.3-3 MP (${(bytes / 1e6).toFixed(0)} MB) on loopback; ${cpus().length} cores, ${cpus()[0]?.model}; node ${V8_FLAGS.join(' ')}`);
+  console.log(
+    `ingest bench: ${count} JPEGs of 0.3-3 MP (${(bytes / 1e6).toFixed(0)} MB) on loopback; ${cpus().length} cores, ${cpus()[0]?.model}; node ${V8_FLAGS.join(' ')}`,
+  );
   // sharp alone: fetch all bytes first (not timed), then the image work with `parallel` in flight. The two runs
   // alternate for several rounds and the median ratio is printed: on 2 vCPUs a single pair moves by +-10 %.
-  const originals = await Promise.all(Array.from({ length: count }, async (_, i) => Buffer.from(await (await fetch(`${base}/img/${i}.jpg`)).arrayBuffer())));
+  const originals = await Promise.all(
+    Array.from({ length: count }, async (_, i) =>
+      Buffer.from(await (await fetch(`${base}/img/${i}.jpg`)).arrayBuffer()),
+    ),
+  );
   const list = join(dir, 'list.txt');
   await writeFile(list, Array.from({ length: count }, (_, i) => `${base}/img/${i}.jpg`).join('\n'));
   const ratios: number[] = [];
@@ -81,15 +102,18 @@ try {
         concurrency: Number(values.concurrency),
         unitSize: 10_000,
       });
-      if (summary.kept !== count) throw new Error(`kept ${summary.kept} of ${count}: ${JSON.stringify(summary.failedByReason)}`);
+      if (summary.kept !== count)
+        throw new Error(`kept ${summary.kept} of ${count}: ${JSON.stringify(summary.failedByReason)}`);
     });
     const download = await timed(() => downloads(urls, Number(values.concurrency)));
     ratios.push(alone.cpu / ingest.cpu);
     const ms = (t: { cpu: number }) => ((1000 * t.cpu) / count).toFixed(1);
-    console.log(`round ${round + 1}: CPU ms per image: image work ${ms(alone)}, downloads alone ${ms(download)}, ingest ${ms(ingest)}`);
+    console.log(
+      `round ${round + 1}: CPU ms per image: image work ${ms(alone)}, downloads alone ${ms(download)}, ingest ${ms(ingest)}`,
+    );
     console.log(
       `round ${round + 1}: sharp alone x${parallel} ${(count / alone.cpu).toFixed(1)} img/s per core (${(count / alone.wall).toFixed(1)} wall); ` +
-        `ingest ${(count / ingest.cpu).toFixed(1)} img/s per core (${(count / ingest.wall).toFixed(1)} wall); ratio ${(100 * alone.cpu / ingest.cpu).toFixed(0)} %`,
+        `ingest ${(count / ingest.cpu).toFixed(1)} img/s per core (${(count / ingest.wall).toFixed(1)} wall); ratio ${((100 * alone.cpu) / ingest.cpu).toFixed(0)} %`,
     );
   }
   const median = ratios.sort((a, b) => a - b)[Math.floor(ratios.length / 2)]!;

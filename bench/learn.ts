@@ -23,11 +23,18 @@ const { values: o } = parseArgs({
 });
 const t0 = performance.now();
 const r = await learningRun({
-  steps: Number(o.steps), model: o.model!, batch: Number(o.batch), crops: o.crops!, images: Number(o.images),
-  prototypes: Number(o.prototypes), extra: o.extra!.split(' ').filter(Boolean),
+  steps: Number(o.steps),
+  model: o.model!,
+  batch: Number(o.batch),
+  crops: o.crops!,
+  images: Number(o.images),
+  prototypes: Number(o.prototypes),
+  extra: o.extra!.split(' ').filter(Boolean),
   ...(o['eval-size'] ? { evalSize: Number(o['eval-size']) } : {}),
 });
 console.log(r.lines.join('\n'));
-console.log(`final loss ${r.finalLoss.toFixed(4)} (mean of the last 3 intervals) vs ln(K) = ${r.lnK.toFixed(4)}; ` +
-  `k-NN top-1 (4 classes, 400 train / 400 test): trained ${r.knnTrained.toFixed(3)}, random init ${r.knnInit.toFixed(3)}; ` +
-  `${((performance.now() - t0) / 1000).toFixed(0)} s`);
+console.log(
+  `final loss ${r.finalLoss.toFixed(4)} (mean of the last 3 intervals) vs ln(K) = ${r.lnK.toFixed(4)}; ` +
+    `k-NN top-1 (4 classes, 400 train / 400 test): trained ${r.knnTrained.toFixed(3)}, random init ${r.knnInit.toFixed(3)}; ` +
+    `${((performance.now() - t0) / 1000).toFixed(0)} s`,
+);

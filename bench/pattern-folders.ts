@@ -8,4 +8,12 @@
 import { writePatternFolders } from '../test/helpers/learning.js';
 
 const side = Number(process.argv[3] ?? 64);
-await writePatternFolders(process.argv[2] ?? '/tmp/pat', [['data', 0, 512], ['train', 100_000, 400], ['test', 200_000, 400]], side);
+await writePatternFolders(
+  process.argv[2] ?? '/tmp/pat',
+  [
+    ['data', 0, 512],
+    ['train', 100_000, 400],
+    ['test', 200_000, 400],
+  ],
+  side,
+);

@@ -69,7 +69,8 @@ function instrument(backend: string): void {
         const parent = childTime[childTime.length - 1];
         if (parent) [parent.cpu, parent.wall] = [parent.cpu + cpu, parent.wall + wall];
         book(rows, config.kernelName, cpu - children.cpu, wall - children.wall);
-        if (values['by-shape']) book(shapeRows, shapeKey(config.kernelName, args.inputs), cpu - children.cpu, wall - children.wall);
+        if (values['by-shape'])
+          book(shapeRows, shapeKey(config.kernelName, args.inputs), cpu - children.cpu, wall - children.wall);
         return out;
       },
     });
@@ -85,26 +86,40 @@ function print(rows: Map<string, Row>, total: { cpu: number; wall: number }, ste
   const sorted = [...rows].sort((a, b) => b[1].cpu - a[1].cpu);
   const inKernels = sorted.reduce((s, [, r]) => s + r.cpu, 0);
   const width = Math.max(24, ...sorted.slice(0, Number(values.top)).map(([k]) => k.length));
-  console.log(`${'kernel'.padEnd(width)} ${'calls'.padStart(7)} ${'CPU ms'.padStart(10)} ${'share'.padStart(6)} ${'wall ms'.padStart(10)}   (per step)`);
+  console.log(
+    `${'kernel'.padEnd(width)} ${'calls'.padStart(7)} ${'CPU ms'.padStart(10)} ${'share'.padStart(6)} ${'wall ms'.padStart(10)}   (per step)`,
+  );
   for (const [key, r] of sorted.slice(0, Number(values.top))) {
-    console.log(`${key.padEnd(width)} ${(r.count / steps).toFixed(0).padStart(7)} ${(r.cpu / steps).toFixed(0).padStart(10)} ` +
-      `${((100 * r.cpu) / inKernels).toFixed(1).padStart(5)}% ${(r.wall / steps).toFixed(0).padStart(10)}`);
+    console.log(
+      `${key.padEnd(width)} ${(r.count / steps).toFixed(0).padStart(7)} ${(r.cpu / steps).toFixed(0).padStart(10)} ` +
+        `${((100 * r.cpu) / inKernels).toFixed(1).padStart(5)}% ${(r.wall / steps).toFixed(0).padStart(10)}`,
+    );
   }
-  console.log(`${'all kernels'.padEnd(width)} ${(sorted.reduce((s, [, r]) => s + r.count, 0) / steps).toFixed(0).padStart(7)} ` +
-    `${(inKernels / steps).toFixed(0).padStart(10)}        ${(sorted.reduce((s, [, r]) => s + r.wall, 0) / steps).toFixed(0).padStart(10)}`);
-  console.log(`step total: ${((total.cpu * 1000) / steps).toFixed(0)} CPU ms, ${((total.wall * 1000) / steps).toFixed(0)} wall ms per step ` +
-    `(${((steps * Number(values.batch)) / total.cpu).toFixed(2)} images per CPU-second; ${(total.wall / total.cpu).toFixed(1)} wall/CPU: machine load)`);
+  console.log(
+    `${'all kernels'.padEnd(width)} ${(sorted.reduce((s, [, r]) => s + r.count, 0) / steps).toFixed(0).padStart(7)} ` +
+      `${(inKernels / steps).toFixed(0).padStart(10)}        ${(sorted.reduce((s, [, r]) => s + r.wall, 0) / steps).toFixed(0).padStart(10)}`,
+  );
+  console.log(
+    `step total: ${((total.cpu * 1000) / steps).toFixed(0)} CPU ms, ${((total.wall * 1000) / steps).toFixed(0)} wall ms per step ` +
+      `(${((steps * Number(values.batch)) / total.cpu).toFixed(2)} images per CPU-second; ${(total.wall / total.cpu).toFixed(1)} wall/CPU: machine load)`,
+  );
 }
 
 const steps = Number(values.steps);
 const crops = parseCrops(values.crops);
 await startBackend(values.backend as BackendName);
 instrument(tf.getBackend());
-const model = new SwavModel(defaultTrainConfig({ model: values.model!, batchSize: Number(values.batch), crops: values.crops! }));
-const batch = crops.flatMap((g) => Array.from({ length: g.count }, () => tf.randomNormal([Number(values.batch), g.size, g.size, 3]) as tf.Tensor4D));
+const model = new SwavModel(
+  defaultTrainConfig({ model: values.model!, batchSize: Number(values.batch), crops: values.crops! }),
+);
+const batch = crops.flatMap((g) =>
+  Array.from({ length: g.count }, () => tf.randomNormal([Number(values.batch), g.size, g.size, 3]) as tf.Tensor4D),
+);
 model.step(batch, 0); // warm-up: buffers allocate, wasm grows its heap
-console.log(`profile: ${values.model} on ${tf.getBackend()}, batch ${values.batch}, crops ${values.crops}, ${steps} step(s); ` +
-  `recompute ${model.memory.recompute}; load average ${(await import('node:os')).loadavg()[0]!.toFixed(1)}`);
+console.log(
+  `profile: ${values.model} on ${tf.getBackend()}, batch ${values.batch}, crops ${values.crops}, ${steps} step(s); ` +
+    `recompute ${model.memory.recompute}; load average ${(await import('node:os')).loadavg()[0]!.toFixed(1)}`,
+);
 recording = true;
 const elapsed = clock();
 for (let s = 1; s <= steps; s++) model.step(batch, s);

@@ -52,7 +52,13 @@ async function run(args: string[]): Promise<number | null> {
 }
 
 /** Starts `args` `kills` times, SIGKILLing each after a random delay in [minMs, maxMs]; returns kills that landed. */
-async function killRepeatedly(args: string[], kills: number, rand: () => number, minMs: number, maxMs: number): Promise<number> {
+async function killRepeatedly(
+  args: string[],
+  kills: number,
+  rand: () => number,
+  minMs: number,
+  maxMs: number,
+): Promise<number> {
   let landed = 0;
   for (let k = 0; k < kills; k++) {
     const child = start(args);
@@ -68,7 +74,8 @@ async function killRepeatedly(args: string[], kills: number, rand: () => number,
 /** sha256 of every kept image, keys, and unit-record consistency of a local dataset. */
 async function contents(out: string): Promise<{ shas: string[]; keys: string[]; badUnits: number }> {
   const store = await openStore(out);
-  const shas: string[] = [], keys: string[] = [];
+  const shas: string[] = [],
+    keys: string[] = [];
   let badUnits = 0;
   const units = await listUnits(store);
   if (new Set(units.map((u) => u.unit)).size !== units.length) badUnits++;
@@ -85,11 +92,17 @@ async function contents(out: string): Promise<{ shas: string[]; keys: string[]; 
 }
 
 /** Missing plus extra images, duplicate keys and inconsistent units of `got` against `want`. */
-function compareDatasets(want: Awaited<ReturnType<typeof contents>>, got: Awaited<ReturnType<typeof contents>>): { lost: number; detail: string } {
+function compareDatasets(
+  want: Awaited<ReturnType<typeof contents>>,
+  got: Awaited<ReturnType<typeof contents>>,
+): { lost: number; detail: string } {
   const missing = want.shas.filter((s) => !got.shas.includes(s)).length;
   const extra = got.shas.length - (want.shas.length - missing);
   const dupKeys = got.keys.length - new Set(got.keys).size;
-  return { lost: missing + extra + dupKeys + got.badUnits, detail: `${got.shas.length}/${want.shas.length} images, ${missing} missing, ${extra} extra, ${dupKeys} duplicate keys, ${got.badUnits} bad units` };
+  return {
+    lost: missing + extra + dupKeys + got.badUnits,
+    detail: `${got.shas.length}/${want.shas.length} images, ${missing} missing, ${extra} extra, ${dupKeys} duplicate keys, ${got.badUnits} bad units`,
+  };
 }
 
 /** A fixture image server, slow enough (60 ms an image) that kills land mid-unit. */
@@ -102,17 +115,37 @@ export async function slowImageServer(count: number): Promise<{ base: string; cl
     res.writeHead(200, { 'content-type': 'image/jpeg' }).end(images[Number(m[1]) % count]);
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return { base: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, close: () => { server.closeAllConnections(); server.close(); } };
+  return {
+    base: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    close: () => {
+      server.closeAllConnections();
+      server.close();
+    },
+  };
 }
 
 export async function killIngest(work: string, base: string, kills: number, seed: number): Promise<KillRow> {
   const list = join(work, 'ingest-urls.txt');
   await writeFile(list, Array.from({ length: 80 }, (_, i) => `${base}/${i}.jpg`).join('\n'));
-  const args = (out: string) => ['ingest', list, '--out', out, '--unit-size', '5', '--concurrency', '4', '--allow-address', '127.0.0.1'];
+  const args = (out: string) => [
+    'ingest',
+    list,
+    '--out',
+    out,
+    '--unit-size',
+    '5',
+    '--concurrency',
+    '4',
+    '--allow-address',
+    '127.0.0.1',
+  ];
   let failedRuns = Number((await run(args(join(work, 'ingest-straight')))) !== 0);
   const landed = await killRepeatedly(args(join(work, 'ingest-killed')), kills, prng(seed), 200, 1500);
   failedRuns += Number((await run(args(join(work, 'ingest-killed')))) !== 0);
-  const cmp = compareDatasets(await contents(join(work, 'ingest-straight')), await contents(join(work, 'ingest-killed')));
+  const cmp = compareDatasets(
+    await contents(join(work, 'ingest-straight')),
+    await contents(join(work, 'ingest-killed')),
+  );
   return { command: 'ingest', kills, landed, failedRuns, ...cmp };
 }
 
@@ -152,8 +185,28 @@ export async function killWorkers(work: string, base: string, kills: number, see
   return { command: 'worker', kills, landed, failedRuns, ...cmp };
 }
 
-const TINY = ['--model', 'custom:3,16,8,2,16', '--batch', '8', '--crops', '2x32@0.3-1,2x16@0.1-0.3', '--prototypes', '16',
-  '--hidden', '32', '--dim', '16', '--freeze-prototypes', '2', '--backend', 'wasm', '--threads', '1', '--log-every', '2'];
+const TINY = [
+  '--model',
+  'custom:3,16,8,2,16',
+  '--batch',
+  '8',
+  '--crops',
+  '2x32@0.3-1,2x16@0.1-0.3',
+  '--prototypes',
+  '16',
+  '--hidden',
+  '32',
+  '--dim',
+  '16',
+  '--freeze-prototypes',
+  '2',
+  '--backend',
+  'wasm',
+  '--threads',
+  '1',
+  '--log-every',
+  '2',
+];
 
 async function weights(out: string): Promise<Map<string, Float32Array>> {
   const store = await openStore(out);
@@ -164,7 +217,18 @@ async function weights(out: string): Promise<Map<string, Float32Array>> {
 export async function killTrain(work: string, kills: number, seed: number, steps: number): Promise<KillRow> {
   const data = join(work, 'train-data');
   await writePhotoDataset(await openStore(data), { units: 3, perUnit: 16 });
-  const args = (out: string) => ['train', '--data', data, '--out', out, ...TINY, '--steps', String(steps), '--checkpoint-every', '2'];
+  const args = (out: string) => [
+    'train',
+    '--data',
+    data,
+    '--out',
+    out,
+    ...TINY,
+    '--steps',
+    String(steps),
+    '--checkpoint-every',
+    '2',
+  ];
   let failedRuns = Number((await run(args(join(work, 'train-straight')))) !== 0);
   const landed = await killRepeatedly(args(join(work, 'train-killed')), kills, prng(seed), 1500, 5000);
   failedRuns += Number((await run(args(join(work, 'train-killed')))) !== 0);
@@ -174,5 +238,12 @@ export async function killTrain(work: string, kills: number, seed: number, steps
     const w = b.get(k);
     for (let i = 0; i < v.length; i++) max = Math.max(max, w ? Math.abs(v[i]! - w[i]!) : Infinity);
   }
-  return { command: 'train', kills, landed, failedRuns, lost: max === 0 ? 0 : 1, detail: `max weight difference ${max}` };
+  return {
+    command: 'train',
+    kills,
+    landed,
+    failedRuns,
+    lost: max === 0 ? 0 : 1,
+    detail: `max weight difference ${max}`,
+  };
 }

@@ -25,25 +25,54 @@ import { killIngest, killTrain, killWorkers, slowImageServer } from './reliabili
 
 const { values } = parseArgs({
   options: {
-    kills: { type: 'string', default: '10' }, runs: { type: 'string', default: '3' }, rate: { type: 'string', default: '0.15' },
-    'train-steps': { type: 'string', default: '12' }, seed: { type: 'string', default: '1' }, only: { type: 'string', default: 'kills,faults,signals' },
+    kills: { type: 'string', default: '10' },
+    runs: { type: 'string', default: '3' },
+    rate: { type: 'string', default: '0.15' },
+    'train-steps': { type: 'string', default: '12' },
+    seed: { type: 'string', default: '1' },
+    only: { type: 'string', default: 'kills,faults,signals' },
   },
 });
 const only = new Set(values.only!.split(','));
 const seed = Number(values.seed);
 const BIN = new URL('../bin/wildstream.js', import.meta.url).pathname;
-const TINY = ['--model', 'custom:3,16,8,2,16', '--batch', '8', '--crops', '2x32@0.3-1', '--prototypes', '16', '--hidden', '32', '--dim', '16', '--backend', 'wasm', '--threads', '1'];
+const TINY = [
+  '--model',
+  'custom:3,16,8,2,16',
+  '--batch',
+  '8',
+  '--crops',
+  '2x32@0.3-1',
+  '--prototypes',
+  '16',
+  '--hidden',
+  '32',
+  '--dim',
+  '16',
+  '--backend',
+  'wasm',
+  '--threads',
+  '1',
+];
 
 function table(rows: object[]): void {
   if (!rows.length) return;
   const cols = Object.keys(rows[0]!);
   process.stdout.write(`| ${cols.join(' | ')} |\n|${cols.map(() => '---').join('|')}|\n`);
-  for (const r of rows) process.stdout.write(`| ${cols.map((c) => String((r as Record<string, unknown>)[c])).join(' | ')} |\n`);
+  for (const r of rows)
+    process.stdout.write(`| ${cols.map((c) => String((r as Record<string, unknown>)[c])).join(' | ')} |\n`);
 }
 
 /** Starts `train` with `args`, sends SIGTERM after `afterMs`, and returns seconds from the signal to exit. */
-async function termAfter(args: string[], afterMs: number, env: Record<string, string> = {}): Promise<{ seconds: number; code: number | null }> {
-  const child = spawn(process.execPath, [...V8_FLAGS, BIN, ...args], { env: { ...process.env, ...env }, stdio: 'ignore' });
+async function termAfter(
+  args: string[],
+  afterMs: number,
+  env: Record<string, string> = {},
+): Promise<{ seconds: number; code: number | null }> {
+  const child = spawn(process.execPath, [...V8_FLAGS, BIN, ...args], {
+    env: { ...process.env, ...env },
+    stdio: 'ignore',
+  });
   const exited = new Promise<number | null>((resolve) => child.once('close', (code) => resolve(code)));
   await sleep(afterMs);
   const t0 = performance.now();
@@ -65,10 +94,48 @@ async function signalRows(s3: S3Fixture, work: string): Promise<object[]> {
     rows.push({ state: name, exitCode: code, secondsToExit: seconds.toFixed(2), ok: seconds < 5 });
   };
   try {
-    await state('mid-training', ['train', '--data', data, '--out', join(work, 'sig-run'), ...TINY, '--steps', '1000'], 6000);
-    await state('empty dataset', ['train', '--data', empty, '--out', join(work, 'sig-run-empty'), ...TINY, '--steps', '10'], 1500);
-    await state('stalled GET', ['train', '--data', 's3://rel/clean', '--out', join(work, 'sig-run-stall'), ...TINY, '--steps', '10', '--s3-endpoint', stall.endpoint], 3000, s3.env);
-    await state('blocked read (follow, no data yet)', ['train', '--data', join(work, 'sig-nothing'), '--out', join(work, 'sig-run-follow'), ...TINY, '--steps', '10', '--follow'], 3000);
+    await state(
+      'mid-training',
+      ['train', '--data', data, '--out', join(work, 'sig-run'), ...TINY, '--steps', '1000'],
+      6000,
+    );
+    await state(
+      'empty dataset',
+      ['train', '--data', empty, '--out', join(work, 'sig-run-empty'), ...TINY, '--steps', '10'],
+      1500,
+    );
+    await state(
+      'stalled GET',
+      [
+        'train',
+        '--data',
+        's3://rel/clean',
+        '--out',
+        join(work, 'sig-run-stall'),
+        ...TINY,
+        '--steps',
+        '10',
+        '--s3-endpoint',
+        stall.endpoint,
+      ],
+      3000,
+      s3.env,
+    );
+    await state(
+      'blocked read (follow, no data yet)',
+      [
+        'train',
+        '--data',
+        join(work, 'sig-nothing'),
+        '--out',
+        join(work, 'sig-run-follow'),
+        ...TINY,
+        '--steps',
+        '10',
+        '--follow',
+      ],
+      3000,
+    );
   } finally {
     await stall.stop();
   }
@@ -83,23 +150,46 @@ const summary: Record<string, number> = {};
 try {
   if (only.has('kills')) {
     const kills = Number(values.kills);
-    const rows = [await killIngest(work, images.base, kills, seed), await killWorkers(work, images.base, kills, seed + 1), await killTrain(work, kills, seed + 2, Number(values['train-steps']) * 2)];
+    const rows = [
+      await killIngest(work, images.base, kills, seed),
+      await killWorkers(work, images.base, kills, seed + 1),
+      await killTrain(work, kills, seed + 2, Number(values['train-steps']) * 2),
+    ];
     table(rows);
-    Object.assign(summary, { kills: rows.reduce((a, r) => a + r.kills, 0), killsLanded: rows.reduce((a, r) => a + r.landed, 0), killRunsFailed: rows.reduce((a, r) => a + r.failedRuns, 0), killDataLost: rows.reduce((a, r) => a + r.lost, 0) });
+    Object.assign(summary, {
+      kills: rows.reduce((a, r) => a + r.kills, 0),
+      killsLanded: rows.reduce((a, r) => a + r.landed, 0),
+      killRunsFailed: rows.reduce((a, r) => a + r.failedRuns, 0),
+      killDataLost: rows.reduce((a, r) => a + r.lost, 0),
+    });
   }
   if (only.has('faults') || only.has('signals')) {
     const list = join(work, 'fault-urls.txt');
     await writeFile(list, Array.from({ length: 40 }, (_, i) => `${images.base}/${i}.jpg`).join('\n'));
-    const rows = await faultRows(s3, work, list, only.has('faults') ? Number(values.runs) : 0, Number(values.rate), Number(values['train-steps']));
+    const rows = await faultRows(
+      s3,
+      work,
+      list,
+      only.has('faults') ? Number(values.runs) : 0,
+      Number(values.rate),
+      Number(values['train-steps']),
+    );
     if (only.has('faults')) {
       table(rows);
-      Object.assign(summary, { faultRuns: rows.reduce((a, r) => a + r.runs, 0), faultsInjected: rows.reduce((a, r) => a + r.faults, 0), faultRunsFailed: rows.reduce((a, r) => a + r.failedRuns, 0), faultDataLost: rows.reduce((a, r) => a + r.lost, 0) });
+      Object.assign(summary, {
+        faultRuns: rows.reduce((a, r) => a + r.runs, 0),
+        faultsInjected: rows.reduce((a, r) => a + r.faults, 0),
+        faultRunsFailed: rows.reduce((a, r) => a + r.failedRuns, 0),
+        faultDataLost: rows.reduce((a, r) => a + r.lost, 0),
+      });
     }
   }
   if (only.has('signals')) {
     const rows = await signalRows(s3, work);
     table(rows);
-    summary.slowestExitAfterSigterm = Math.max(...rows.map((r) => Number((r as { secondsToExit: string }).secondsToExit)));
+    summary.slowestExitAfterSigterm = Math.max(
+      ...rows.map((r) => Number((r as { secondsToExit: string }).secondsToExit)),
+    );
   }
   process.stdout.write(`${JSON.stringify({ date: new Date().toISOString(), ...summary })}\n`);
 } finally {

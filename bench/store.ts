@@ -16,7 +16,9 @@ import { ShardWriter } from '../src/shards/writer.js';
 import { startS3 } from '../test/helpers/s3-server.js';
 import { makeRecord } from '../test/helpers/records.js';
 
-const { values } = parseArgs({ options: { mb: { type: 'string', default: '64' }, repeats: { type: 'string', default: '7' } } });
+const { values } = parseArgs({
+  options: { mb: { type: 'string', default: '64' }, repeats: { type: 'string', default: '7' } },
+});
 const totalMb = Number(values.mb);
 const repeats = Number(values.repeats);
 const RECORD_BYTES = 64 * 1024;
@@ -83,7 +85,9 @@ const dir = await mkdtemp(join(tmpdir(), 'ws-bench-store-'));
 const s3 = await startS3(['bench']);
 Object.assign(process.env, s3.env);
 try {
-  console.log(`store bench: ${totalMb} MB shard of ${RECORD_BYTES / 1024} KiB records, median of ${repeats}, prefetch ${PREFETCH} batches; ${cpus().length} cores, ${cpus()[0]?.model}`);
+  console.log(
+    `store bench: ${totalMb} MB shard of ${RECORD_BYTES / 1024} KiB records, median of ${repeats}, prefetch ${PREFETCH} batches; ${cpus().length} cores, ${cpus()[0]?.model}`,
+  );
   await benchStore('local', await openStore(join(dir, 'local')));
   await benchStore('s3rver', await openStore('s3://bench/ds', { s3Endpoint: s3.endpoint }));
 } finally {

@@ -26,17 +26,28 @@ import { writePatternShards } from '../test/helpers/learning.js';
 
 const { values: o } = parseArgs({
   options: {
-    data: { type: 'string' }, steps: { type: 'string', default: '150' }, every: { type: 'string', default: '30' },
-    model: { type: 'string', default: 'custom:4,16,8,2,16' }, batch: { type: 'string', default: '32' },
-    lr: { type: 'string', default: '1' }, prototypes: { type: 'string', default: '32' }, dim: { type: 'string', default: '32' },
-    hidden: { type: 'string', default: '64' }, freeze: { type: 'string', default: '40' }, epsilon: { type: 'string', default: '0.05' },
-    crops: { type: 'string', default: '2x32@0.3-1,2x16@0.1-0.3' }, jitter: { type: 'string', default: '0.5' },
-    blur: { type: 'string', default: '0' }, grey: { type: 'string', default: '0.2' },
+    data: { type: 'string' },
+    steps: { type: 'string', default: '150' },
+    every: { type: 'string', default: '30' },
+    model: { type: 'string', default: 'custom:4,16,8,2,16' },
+    batch: { type: 'string', default: '32' },
+    lr: { type: 'string', default: '1' },
+    prototypes: { type: 'string', default: '32' },
+    dim: { type: 'string', default: '32' },
+    hidden: { type: 'string', default: '64' },
+    freeze: { type: 'string', default: '40' },
+    epsilon: { type: 'string', default: '0.05' },
+    crops: { type: 'string', default: '2x32@0.3-1,2x16@0.1-0.3' },
+    jitter: { type: 'string', default: '0.5' },
+    blur: { type: 'string', default: '0' },
+    grey: { type: 'string', default: '0.2' },
     'zero-bias': { type: 'boolean', default: false },
   },
 });
 const num = (k: keyof typeof o) => Number(o[k]);
-const B = num('batch'), K = num('prototypes'), eps = num('epsilon');
+const B = num('batch'),
+  K = num('prototypes'),
+  eps = num('epsilon');
 await startBackend('wasm');
 const dir = await mkdtemp(join(tmpdir(), 'ws-swav-diag-'));
 try {
@@ -46,8 +57,18 @@ try {
     await writePatternShards(data, 512);
   }
   const config = defaultTrainConfig({
-    model: o.model!, batchSize: B, crops: o.crops!, steps: num('steps'),
-    swav: { ...DEFAULT_SWAV, prototypes: K, hidden: num('hidden'), dim: num('dim'), freezePrototypesSteps: num('freeze'), epsilon: eps },
+    model: o.model!,
+    batchSize: B,
+    crops: o.crops!,
+    steps: num('steps'),
+    swav: {
+      ...DEFAULT_SWAV,
+      prototypes: K,
+      hidden: num('hidden'),
+      dim: num('dim'),
+      freezePrototypesSteps: num('freeze'),
+      epsilon: eps,
+    },
     lars: { ...DEFAULT_LARS, excludeBnBias: false },
     schedule: { baseLr: num('lr'), finalLr: num('lr') / 1000, warmupSteps: 10, startWarmupLr: 0 },
   });
@@ -56,8 +77,17 @@ try {
   if (o['zero-bias']) for (const [name, v] of model.ps.vars) if (name.endsWith('.b')) v.assign(tf.zerosLike(v));
   const s = num('jitter');
   const loader = new MultiCropLoader(await openStore(data), {
-    batchSize: B, threads: 2,
-    augment: { crops: parseCrops(o.crops!), brightness: 0.8 * s, contrast: 0.8 * s, saturation: 0.8 * s, hue: 0.2 * s, blurP: num('blur'), greyP: num('grey') },
+    batchSize: B,
+    threads: 2,
+    augment: {
+      crops: parseCrops(o.crops!),
+      brightness: 0.8 * s,
+      contrast: 0.8 * s,
+      saturation: 0.8 * s,
+      hue: 0.2 * s,
+      blurP: num('blur'),
+      greyP: num('grey'),
+    },
   });
   let step = 0;
   for await (const batch of loader) {
@@ -83,9 +113,12 @@ function diagnose(model: SwavModel, crops: tf.Tensor4D[], epsilon: number): stri
     const pmax = value(tf.mean(tf.max(tf.softmax(tf.div(scores[1]!, 0.1)), 1)));
     const agree = value(tf.mean(tf.cast(tf.equal(tf.argMax(q, 1), tf.argMax(scores[1]!, 1)), 'float32')));
     const shifted = tf.concat([tf.slice(z[1]!, [1, 0], [-1, -1]), tf.slice(z[1]!, [0, 0], [1, -1])], 0);
-    const matched = value(tf.mean(tf.sum(tf.mul(z[0]!, z[1]!), 1))), other = value(tf.mean(tf.sum(tf.mul(z[0]!, shifted), 1)));
+    const matched = value(tf.mean(tf.sum(tf.mul(z[0]!, z[1]!), 1))),
+      other = value(tf.mean(tf.sum(tf.mul(z[0]!, shifted), 1)));
     const bias = value(tf.norm(model.ps.vars.get('swav.proj2.b')!));
-    return `zstd ${zstd.toFixed(3)}  qmax ${qmax.toFixed(3)}  pmax ${pmax.toFixed(3)}  agree ${agree.toFixed(2)}  ` +
-      `cos matched ${matched.toFixed(3)} unrelated ${other.toFixed(3)}  |proj2.b| ${bias.toFixed(2)}`;
+    return (
+      `zstd ${zstd.toFixed(3)}  qmax ${qmax.toFixed(3)}  pmax ${pmax.toFixed(3)}  agree ${agree.toFixed(2)}  ` +
+      `cos matched ${matched.toFixed(3)} unrelated ${other.toFixed(3)}  |proj2.b| ${bias.toFixed(2)}`
+    );
   });
 }

@@ -28,22 +28,41 @@ const { values } = parseArgs({
     threads: { type: 'string', default: String(availableParallelism()) },
   },
 });
-const [batch, steps, rounds, threads] = [values.batch, values.steps, values.rounds, values.threads].map(Number) as [number, number, number, number];
+const [batch, steps, rounds, threads] = [values.batch, values.steps, values.rounds, values.threads].map(Number) as [
+  number,
+  number,
+  number,
+  number,
+];
 await startBackend('wasm');
 const config = defaultTrainConfig({
-  model: values.model!, batchSize: batch, crops: values.crops!, steps: 1000,
+  model: values.model!,
+  batchSize: batch,
+  crops: values.crops!,
+  steps: 1000,
   swav: { ...DEFAULT_SWAV, prototypes: 256, freezePrototypesSteps: 0 },
 });
-const tensors = parseCrops(values.crops!).flatMap((g) => Array.from({ length: g.count }, () => tf.randomNormal([batch, g.size, g.size, 3]) as tf.Tensor4D));
-console.log(`parallel train bench: ${values.model}, batch ${batch}, crops ${values.crops}, ${steps} steps x ${rounds} rounds; ` +
-  `${availableParallelism()} cores, load average ${loadavg()[0]!.toFixed(1)} at the start`);
+const tensors = parseCrops(values.crops!).flatMap((g) =>
+  Array.from({ length: g.count }, () => tf.randomNormal([batch, g.size, g.size, 3]) as tf.Tensor4D),
+);
+console.log(
+  `parallel train bench: ${values.model}, batch ${batch}, crops ${values.crops}, ${steps} steps x ${rounds} rounds; ` +
+    `${availableParallelism()} cores, load average ${loadavg()[0]!.toFixed(1)} at the start`,
+);
 
 const single = new SwavModel(config);
 const steppers = new Map<number, ParallelStepper>();
-for (const n of [1, threads]) steppers.set(n, await ParallelStepper.start(new SwavModel(config), { threads: n, backend: 'wasm' }));
+for (const n of [1, threads])
+  steppers.set(n, await ParallelStepper.start(new SwavModel(config), { threads: n, backend: 'wasm' }));
 const runs: Array<[string, (s: number) => Promise<unknown>]> = [
   ['main thread', async (s) => single.step(tensors, s)],
-  ...[...steppers].map(([n, st]) => [`${n} worker${n > 1 ? 's' : ''}`, (s: number) => st.step(tensors, s)] as [string, (s: number) => Promise<unknown>]),
+  ...[...steppers].map(
+    ([n, st]) =>
+      [`${n} worker${n > 1 ? 's' : ''}`, (s: number) => st.step(tensors, s)] as [
+        string,
+        (s: number) => Promise<unknown>,
+      ],
+  ),
 ];
 const results = new Map<string, Elapsed[]>(runs.map(([name]) => [name, []]));
 let step = 0;
@@ -61,7 +80,9 @@ const median = (xs: number[]) => xs.sort((a, b) => a - b)[Math.floor(xs.length /
 for (const [name, ts] of results) {
   const ips = median(ts.map((t) => (steps * batch) / t.wall));
   const perCpu = median(ts.map((t) => (steps * batch) / t.cpu));
-  console.log(`${name.padEnd(12)} ${ips.toFixed(2).padStart(7)} images/s  ${perCpu.toFixed(2).padStart(6)} per CPU-second`);
+  console.log(
+    `${name.padEnd(12)} ${ips.toFixed(2).padStart(7)} images/s  ${perCpu.toFixed(2).padStart(6)} per CPU-second`,
+  );
 }
 console.log(`load average ${loadavg()[0]!.toFixed(1)} at the end`);
 for (const st of steppers.values()) {

@@ -30,15 +30,20 @@ const { values } = parseArgs({
 });
 const [batch, steps] = [Number(values.batch), Number(values.steps)];
 const crops = parseCrops(values.crops);
-console.log(`train bench: batch ${batch}, crops ${values.crops}, ${steps} timed steps; ${availableParallelism()} cores, ${cpus()[0]?.model}`);
+console.log(
+  `train bench: batch ${batch}, crops ${values.crops}, ${steps} timed steps; ${availableParallelism()} cores, ${cpus()[0]?.model}`,
+);
 
 /** Backbone FLOPs of one training image (all its crops), forward + backward. */
-const flopsPerImage = (model: string) => 6 * crops.reduce((n, g) => n + g.count * regnetMacs(regnetSpec(model), g.size), 0);
+const flopsPerImage = (model: string) =>
+  6 * crops.reduce((n, g) => n + g.count * regnetMacs(regnetSpec(model), g.size), 0);
 
 function report(who: string, model: string, t: { images: number; cpu: number; wall: number }): number {
   const ips = t.images / t.wall;
-  console.log(`${who.padEnd(10)} ${model.padEnd(14)} ${ips.toFixed(2).padStart(8)} images/s  ${(t.images / t.cpu).toFixed(2).padStart(7)} per core  ` +
-    `${((ips * flopsPerImage(model)) / 1e9).toFixed(1).padStart(7)} GFLOP/s`);
+  console.log(
+    `${who.padEnd(10)} ${model.padEnd(14)} ${ips.toFixed(2).padStart(8)} images/s  ${(t.images / t.cpu).toFixed(2).padStart(7)} per core  ` +
+      `${((ips * flopsPerImage(model)) / 1e9).toFixed(1).padStart(7)} GFLOP/s`,
+  );
   return ips;
 }
 
@@ -50,7 +55,9 @@ async function tfjsRun(backend: string, model: string): Promise<number | null> {
     return null;
   }
   const m = new SwavModel(defaultTrainConfig({ model, batchSize: batch, crops: values.crops }));
-  const tensors = crops.flatMap((g) => Array.from({ length: g.count }, () => tf.randomNormal([batch, g.size, g.size, 3]) as tf.Tensor4D));
+  const tensors = crops.flatMap((g) =>
+    Array.from({ length: g.count }, () => tf.randomNormal([batch, g.size, g.size, 3]) as tf.Tensor4D),
+  );
   m.step(tensors, 0); // warm-up: kernels compile, buffers allocate
   const t = await timed(async () => {
     for (let s = 1; s <= steps; s++) m.step(tensors, s);
@@ -61,7 +68,11 @@ async function tfjsRun(backend: string, model: string): Promise<number | null> {
 }
 
 function torchRun(model: string): number | null {
-  const py = spawnSync('/usr/bin/python3', ['bench/torch_swav_train.py', model, String(batch), String(steps), values.threads!, values.crops!], { encoding: 'utf8' });
+  const py = spawnSync(
+    '/usr/bin/python3',
+    ['bench/torch_swav_train.py', model, String(batch), String(steps), values.threads!, values.crops!],
+    { encoding: 'utf8' },
+  );
   if (py.status !== 0) {
     console.log(`pytorch    unavailable (${(py.stderr || py.error?.message || '').trim().split('\n').pop()})`);
     return null;

@@ -41,14 +41,20 @@ const resumed = await batchAt(new MultiCropLoader(store, { ...options, cursor })
 
 // 3. The check: the batch an uninterrupted loader gives after `stopAfter` batches is the same one.
 const expected = await batchAt(new MultiCropLoader(store, options), stopAfter);
-const same = resumed.keys.join() === expected.keys.join()
-  && resumed.crops.every((data, i) => data.length === expected.crops[i]!.length && data.every((v, j) => v === expected.crops[i]![j]));
+const same =
+  resumed.keys.join() === expected.keys.join() &&
+  resumed.crops.every(
+    (data, i) => data.length === expected.crops[i]!.length && data.every((v, j) => v === expected.crops[i]![j]),
+  );
 
 console.log(JSON.stringify({ stoppedAfter: taken, cursor, next: resumed.keys, shapes: resumed.shapes, same }));
 if (!same) process.exitCode = 1;
 
 /** The keys and a copy of the crops of the loader's batch number `index` (0-based); the loader stops after it. */
-async function batchAt(loader: MultiCropLoader, index: number): Promise<{ keys: string[]; crops: Float32Array[]; shapes: number[][] }> {
+async function batchAt(
+  loader: MultiCropLoader,
+  index: number,
+): Promise<{ keys: string[]; crops: Float32Array[]; shapes: number[][] }> {
   let i = 0;
   for await (const batch of loader) {
     if (i++ < index) {

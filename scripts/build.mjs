@@ -22,4 +22,6 @@ for (const entry of readdirSync(src, { recursive: true, withFileTypes: true })) 
   cpSync(from, join(dist, relative(src, from)));
   copied++;
 }
-process.stdout.write(`built ${relative(process.cwd(), dist) || '.'}: JavaScript, declarations and ${copied} run-time assets\n`);
+process.stdout.write(
+  `built ${relative(process.cwd(), dist) || '.'}: JavaScript, declarations and ${copied} run-time assets\n`,
+);

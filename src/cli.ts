@@ -28,8 +28,20 @@ export function buildProgram(): Command {
     .version('0.1.0')
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride();
-  for (const cmd of [runCommand(), ingestCommand(), crawlCommand(), workerCommand(), inspectCommand(), augmentCommand(),
-    trainCommand(), exportCommand(), plotCommand(), embedCommand(), evalCommand()]) program.addCommand(cmd);
+  for (const cmd of [
+    runCommand(),
+    ingestCommand(),
+    crawlCommand(),
+    workerCommand(),
+    inspectCommand(),
+    augmentCommand(),
+    trainCommand(),
+    exportCommand(),
+    plotCommand(),
+    embedCommand(),
+    evalCommand(),
+  ])
+    program.addCommand(cmd);
   const exitOverride = (cmd: Command): void => {
     cmd.exitOverride();
     cmd.commands.forEach(exitOverride);

@@ -58,7 +58,10 @@ export class NoDataError extends WildstreamError {
 
 /** An error that carries the exit code the CLI should end with. */
 export class ExitCodeError extends WildstreamError {
-  constructor(message: string, readonly exitCode: number) {
+  constructor(
+    message: string,
+    readonly exitCode: number,
+  ) {
     super(message);
   }
 }

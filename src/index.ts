@@ -8,19 +8,47 @@
 
 // Errors: every broken run is one of these, with a stable `code`.
 export {
-  AccessDeniedError, BucketNotFoundError, ConfigError, ExitCodeError, InterruptedError, InvalidShardError,
-  NoDataError, NotFoundError, StoreUnavailableError, UnsupportedStoreError, WildstreamError,
+  AccessDeniedError,
+  BucketNotFoundError,
+  ConfigError,
+  ExitCodeError,
+  InterruptedError,
+  InvalidShardError,
+  NoDataError,
+  NotFoundError,
+  StoreUnavailableError,
+  UnsupportedStoreError,
+  WildstreamError,
 } from './errors.js';
 
 // Stores: `file:` and `s3:` behind one interface, chosen by URL scheme.
-export { openStore, type ObjectInfo, type PutBody, type RangeOptions, type Store, type StoreOptions } from './shards/store.js';
+export {
+  openStore,
+  type ObjectInfo,
+  type PutBody,
+  type RangeOptions,
+  type Store,
+  type StoreOptions,
+} from './shards/store.js';
 export { CachedStore } from './shards/store-cache.js';
 
 // The dataset: committed units, their shards and records.
-export { inspectDataset, listUnits, type DatasetSummary, type DuplicateCounts, type UnitRecord } from './shards/dataset.js';
+export {
+  inspectDataset,
+  listUnits,
+  type DatasetSummary,
+  type DuplicateCounts,
+  type UnitRecord,
+} from './shards/dataset.js';
 export { ShardReader, type ShardReaderOptions } from './shards/reader.js';
 export type { ImageRecord } from './shards/schema.js';
-export { NAMED_REASONS, readFailures, type FailureCounts, type FailureReason, type FailureRecord } from './shards/failures.js';
+export {
+  NAMED_REASONS,
+  readFailures,
+  type FailureCounts,
+  type FailureReason,
+  type FailureRecord,
+} from './shards/failures.js';
 export { UnitWriter, type CommitOptions, type UnitInput, type UnitWriterOptions } from './shards/unit-writer.js';
 
 // Ingest: URL lists -> a dataset, locally or through a Redis queue.
@@ -41,20 +69,43 @@ export { RobotsCache } from './crawl/robots.js';
 
 // The multi-crop stream: a dataset -> shuffled records -> batches of crops, resumable from a cursor.
 export {
-  MultiCropLoader, type BatchSource, type CropTensor, type LoaderOptions, type LoaderStats, type MultiCropBatch,
+  MultiCropLoader,
+  type BatchSource,
+  type CropTensor,
+  type LoaderOptions,
+  type LoaderStats,
+  type MultiCropBatch,
 } from './augment/loader.js';
 export {
-  DatasetStream, START, type StreamCursor, type StreamItem, type StreamOptions, type StreamStats,
+  DatasetStream,
+  START,
+  type StreamCursor,
+  type StreamItem,
+  type StreamOptions,
+  type StreamStats,
 } from './augment/stream.js';
 export {
-  augmentConfig, cropGroups, DEFAULT_AUGMENT, parseCrops, SWAV_CROPS,
-  type AugmentConfig, type AugmentOptions, type CropGroup, type CropSpec,
+  augmentConfig,
+  cropGroups,
+  DEFAULT_AUGMENT,
+  parseCrops,
+  SWAV_CROPS,
+  type AugmentConfig,
+  type AugmentOptions,
+  type CropGroup,
+  type CropSpec,
 } from './augment/config.js';
 export { renderPreview, type PreviewOptions } from './augment/preview.js';
 
 // Train: the SwAV loop over any BatchSource, with checkpoints that resume; trainOnStore feeds it a dataset.
 export { trainOnStore, type TrainOnStoreOptions, type TrainOnStoreSummary } from './jobs/train.js';
-export { train, TrainingDivergedError, type LoopOptions, type TrainOptions, type TrainSummary } from './train/trainer.js';
+export {
+  train,
+  TrainingDivergedError,
+  type LoopOptions,
+  type TrainOptions,
+  type TrainSummary,
+} from './train/trainer.js';
 export { resolveResume, type ResumeOptions, type ResumePoint } from './train/resume.js';
 export type { Checkpoint, CheckpointHeader, TensorEntry } from './train/checkpoint.js';
 export { defaultTrainConfig, type QueueConfig, type TrainConfig } from './train/config.js';
@@ -69,7 +120,13 @@ export { readMetrics, type MetricLine } from './train/metrics.js';
 // Export, embed and evaluate: a trained backbone as a tfjs graph model, its features, k-NN accuracy.
 export { exportCheckpoint, type ExportOptions } from './jobs/export.js';
 export {
-  embedImages, evalKnn, type BackboneOptions, type EmbedImagesOptions, type EmbedImagesResult, type KnnEvalOptions, type KnnEvalResult,
+  embedImages,
+  evalKnn,
+  type BackboneOptions,
+  type EmbedImagesOptions,
+  type EmbedImagesResult,
+  type KnnEvalOptions,
+  type KnnEvalResult,
 } from './jobs/eval.js';
 export { loadBackbone, type Backbone, type BackboneMetadata } from './train/export.js';
 export { embed, writeEmbeddings, type EmbedOptions, type Embeddings } from './eval/embed.js';

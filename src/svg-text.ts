@@ -110,11 +110,14 @@ export const CELL = { width: 6, ascent: 7, height: 9 } as const;
 
 /** Runs of lit pixels per glyph, as [row, first column, length]. */
 const RUNS = new Map<string, Array<[number, number, number]>>(
-  Object.entries(GLYPHS).map(([ch, rows]) => [ch, rows.split(' ').flatMap((row, y) => {
-    const runs: Array<[number, number, number]> = [];
-    for (const m of row.matchAll(/#+/g)) runs.push([y, m.index, m[0].length]);
-    return runs;
-  })]),
+  Object.entries(GLYPHS).map(([ch, rows]) => [
+    ch,
+    rows.split(' ').flatMap((row, y) => {
+      const runs: Array<[number, number, number]> = [];
+      for (const m of row.matchAll(/#+/g)) runs.push([y, m.index, m[0].length]);
+      return runs;
+    }),
+  ]),
 );
 
 export interface TextStyle {
@@ -139,8 +142,10 @@ export function textWidth(text: string, size = 2): number {
  */
 export function svgText(text: string, x: number, y: number, style: TextStyle = {}): string {
   const size = style.size ?? 2;
-  const shift = style.anchor === 'middle' ? textWidth(text, size) / 2 : style.anchor === 'end' ? textWidth(text, size) : 0;
-  const left = Math.round(x - shift), top = Math.round(y) - CELL.ascent * size;
+  const shift =
+    style.anchor === 'middle' ? textWidth(text, size) / 2 : style.anchor === 'end' ? textWidth(text, size) : 0;
+  const left = Math.round(x - shift),
+    top = Math.round(y) - CELL.ascent * size;
   const d: string[] = [];
   [...text].forEach((ch, i) => {
     for (const [row, col, len] of RUNS.get(ch) ?? RUNS.get('?')!) {

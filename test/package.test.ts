@@ -39,13 +39,21 @@ describe('the npm package', () => {
   beforeAll(async () => {
     tmp = await mkdtemp(join(tmpdir(), 'ws-package-'));
     await run('npm', ['pack', '--silent', '--pack-destination', tmp], { cwd: ROOT, maxBuffer: 16 << 20 });
-    const tarball = join(tmp, (await readdir(tmp)).find((f) => f.endsWith('.tgz'))!);
-    packed = (await run('tar', ['-tzf', tarball], { maxBuffer: 16 << 20 })).stdout.split('\n').filter(Boolean).map((f) => f.replace(/^package\//, ''));
+    const tarball = join(
+      tmp,
+      (await readdir(tmp)).find((f) => f.endsWith('.tgz'))!,
+    );
+    packed = (await run('tar', ['-tzf', tarball], { maxBuffer: 16 << 20 })).stdout
+      .split('\n')
+      .filter(Boolean)
+      .map((f) => f.replace(/^package\//, ''));
     project = join(tmp, 'consumer');
     const installed = join(project, 'node_modules', 'wildstream');
     await mkdir(installed, { recursive: true });
     await run('tar', ['-xzf', tarball, '--strip-components=1', '-C', installed]);
-    const { dependencies } = JSON.parse(await readFile(join(installed, 'package.json'), 'utf8')) as { dependencies: Record<string, string> };
+    const { dependencies } = JSON.parse(await readFile(join(installed, 'package.json'), 'utf8')) as {
+      dependencies: Record<string, string>;
+    };
     for (const name of Object.keys(dependencies)) {
       await mkdir(dirname(join(project, 'node_modules', name)), { recursive: true });
       await symlink(join(ROOT, 'node_modules', name), join(project, 'node_modules', name), 'dir');
@@ -58,7 +66,15 @@ describe('the npm package', () => {
   });
 
   it('holds the built entry, its declarations, the run-time assets and the CLI, and no tests', () => {
-    for (const file of ['dist/index.js', 'dist/index.d.ts', 'dist/augment/worker.js', 'dist/augment/worker-entry.mjs', 'dist/augment/wasm/crop.wasm', 'bin/wildstream.js', 'src/cli.ts']) {
+    for (const file of [
+      'dist/index.js',
+      'dist/index.d.ts',
+      'dist/augment/worker.js',
+      'dist/augment/worker-entry.mjs',
+      'dist/augment/wasm/crop.wasm',
+      'bin/wildstream.js',
+      'src/cli.ts',
+    ]) {
       expect(packed).toContain(file);
     }
     expect(packed.filter((f) => /^(test|bench|examples)\//.test(f))).toEqual([]);
@@ -73,13 +89,21 @@ describe('the npm package', () => {
     const { stdout } = await run(process.execPath, ['--input-type=module', '-e', script], { cwd: project });
     const out = JSON.parse(stdout);
     expect(out.at).toBe(`file://${join(project, 'node_modules/wildstream/dist/index.js')}`);
-    expect(out).toMatchObject({ loader: 'function', store: 'function', train: 'function', config: 'ConfigError', internal: 'ERR_PACKAGE_PATH_NOT_EXPORTED' });
+    expect(out).toMatchObject({
+      loader: 'function',
+      store: 'function',
+      train: 'function',
+      config: 'ConfigError',
+      internal: 'ERR_PACKAGE_PATH_NOT_EXPORTED',
+    });
   }, 120_000);
 
   it("type-checks the README's example against its declarations; compiled, it streams, stops and resumes on the next batch", async () => {
     await cp(join(ROOT, 'examples/stream-multicrop.ts'), join(project, 'src/stream-multicrop.ts'));
     // Each line below is an error only if the declarations carry real types (an unresolved one is `any`).
-    await writeFile(join(project, 'src/types.ts'), `
+    await writeFile(
+      join(project, 'src/types.ts'),
+      `
       import { MultiCropLoader, openStore, type MultiCropBatch, type StreamCursor } from 'wildstream';
       const store = await openStore('./data');
       // @ts-expect-error batchSize is a number
@@ -89,28 +113,52 @@ describe('the npm package', () => {
       // @ts-expect-error a cursor has no step
       export const cursor: StreamCursor = { epoch: 0, group: 0, offset: 0, position: 0, units: null, step: 1 };
       export const sizes = (b: MultiCropBatch): number[] => b.crops.map((c) => c.size);
-    `);
-    await writeFile(join(project, 'tsconfig.json'), JSON.stringify({
-      compilerOptions: {
-        target: 'ES2022', module: 'NodeNext', moduleResolution: 'NodeNext', strict: true, outDir: 'out', rootDir: 'src',
-        typeRoots: [join(ROOT, 'node_modules/@types')], types: ['node'], skipLibCheck: true,
-      },
-      include: ['src'],
-    }));
+    `,
+    );
+    await writeFile(
+      join(project, 'tsconfig.json'),
+      JSON.stringify({
+        compilerOptions: {
+          target: 'ES2022',
+          module: 'NodeNext',
+          moduleResolution: 'NodeNext',
+          strict: true,
+          outDir: 'out',
+          rootDir: 'src',
+          typeRoots: [join(ROOT, 'node_modules/@types')],
+          types: ['node'],
+          skipLibCheck: true,
+        },
+        include: ['src'],
+      }),
+    );
     const tsc = await run(process.execPath, [TSC, '-p', project], { cwd: project }).catch((e: { stdout: string }) => e);
     expect(tsc.stdout).toBe('');
 
     const data = join(tmp, 'data');
     await writePhotoDataset(await openStore(data), { units: 2, perUnit: 8 });
-    const { stdout } = await run(process.execPath, [join(project, 'out/stream-multicrop.js'), data, '2'], { cwd: project });
+    const { stdout } = await run(process.execPath, [join(project, 'out/stream-multicrop.js'), data, '2'], {
+      cwd: project,
+    });
     const out = JSON.parse(stdout);
     expect(out).toMatchObject({ stoppedAfter: 2, cursor: { epoch: 0, position: 8 }, same: true });
     expect(out.next).toHaveLength(4);
-    expect(out.shapes).toEqual([[4, 64, 64, 3], [4, 64, 64, 3], [4, 32, 32, 3], [4, 32, 32, 3], [4, 32, 32, 3], [4, 32, 32, 3]]);
+    expect(out.shapes).toEqual([
+      [4, 64, 64, 3],
+      [4, 64, 64, 3],
+      [4, 32, 32, 3],
+      [4, 32, 32, 3],
+      [4, 32, 32, 3],
+      [4, 32, 32, 3],
+    ]);
   }, 240_000);
 
   it("runs the installed package's CLI", async () => {
-    const { stdout } = await run(process.execPath, [join(project, 'node_modules/wildstream/bin/wildstream.js'), '--version'], { cwd: project });
+    const { stdout } = await run(
+      process.execPath,
+      [join(project, 'node_modules/wildstream/bin/wildstream.js'), '--version'],
+      { cwd: project },
+    );
     expect(stdout.trim()).toBe(JSON.parse(await readFile(join(ROOT, 'package.json'), 'utf8')).version);
   }, 120_000);
 });

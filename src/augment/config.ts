@@ -6,11 +6,28 @@
 import { defined } from '../defaults.js';
 import { ConfigError } from '../errors.js';
 import {
-  colourJitter, cropGroups, IMAGENET_MEAN, IMAGENET_STD, parseCrops, SWAV_BLUR_P, SWAV_CROPS, SWAV_JITTER_STRENGTH,
-  type CropGroup, type CropSpec,
+  colourJitter,
+  cropGroups,
+  IMAGENET_MEAN,
+  IMAGENET_STD,
+  parseCrops,
+  SWAV_BLUR_P,
+  SWAV_CROPS,
+  SWAV_JITTER_STRENGTH,
+  type CropGroup,
+  type CropSpec,
 } from '../crops.js';
 
-export { cropCount, cropGroups, cropList, cropSizes, parseCrops, SWAV_CROPS, type CropGroup, type CropSpec } from '../crops.js';
+export {
+  cropCount,
+  cropGroups,
+  cropList,
+  cropSizes,
+  parseCrops,
+  SWAV_CROPS,
+  type CropGroup,
+  type CropSpec,
+} from '../crops.js';
 
 export interface AugmentConfig {
   crops: CropGroup[];
@@ -50,9 +67,14 @@ export interface AugmentOptions extends Partial<Omit<AugmentConfig, 'crops'>> {
 
 /** Merges user overrides onto the defaults and checks every probability and range; crops may be a spec string. */
 export function augmentConfig(overrides: AugmentOptions = {}): AugmentConfig {
-  const c: AugmentConfig = { ...DEFAULT_AUGMENT, ...defined(overrides), crops: cropGroups(overrides.crops === undefined ? DEFAULT_AUGMENT.crops : overrides.crops) };
+  const c: AugmentConfig = {
+    ...DEFAULT_AUGMENT,
+    ...defined(overrides),
+    crops: cropGroups(overrides.crops === undefined ? DEFAULT_AUGMENT.crops : overrides.crops),
+  };
   for (const name of ['flipP', 'jitterP', 'greyP', 'blurP'] as const) {
-    if (!(c[name] >= 0 && c[name] <= 1)) throw new ConfigError(`${name} must be a probability in [0, 1], got ${c[name]}`);
+    if (!(c[name] >= 0 && c[name] <= 1))
+      throw new ConfigError(`${name} must be a probability in [0, 1], got ${c[name]}`);
   }
   for (const name of ['brightness', 'contrast', 'saturation'] as const) {
     if (!(c[name] >= 0)) throw new ConfigError(`${name} must be >= 0, got ${c[name]}`);

@@ -11,7 +11,8 @@
 import turbo from '@julusian/jpeg-turbo';
 import sharp from 'sharp';
 
-export type Decoded = { rgb: Uint8Array; width: number; height: number } | { error: 'decode_error' | 'too_many_pixels' };
+export type Decoded =
+  { rgb: Uint8Array; width: number; height: number } | { error: 'decode_error' | 'too_many_pixels' };
 
 /** Decoded images above this are refused: shards hold resized images, anything this large is hostile. */
 export const MAX_PIXELS = 64e6;
@@ -100,7 +101,8 @@ export function plainJpeg(b: Uint8Array): JpegFrame | null {
   while (at + 4 <= n) {
     if (b[at] !== 0xff) return null;
     const marker = b[at + 1]!;
-    if (marker === 0xff) { // fill byte before a marker
+    if (marker === 0xff) {
+      // fill byte before a marker
       at++;
       continue;
     }

@@ -27,14 +27,42 @@ interface WasmMemory {
   readonly buffer: ArrayBuffer;
   grow(pages: number): number;
 }
-const WASM = (globalThis as unknown as { WebAssembly: { Module: new (bytes: Uint8Array) => object; Instance: new (module: object) => { exports: unknown } } }).WebAssembly;
+const WASM = (
+  globalThis as unknown as {
+    WebAssembly: { Module: new (bytes: Uint8Array) => object; Instance: new (module: object) => { exports: unknown } };
+  }
+).WebAssembly;
 
 interface CropWasm {
   memory: WasmMemory;
-  columnPass(src: number, stride: number, rowLen: number, out: number, size: number, first: number, pairs: number, taps: number, scale: number): void;
+  columnPass(
+    src: number,
+    stride: number,
+    rowLen: number,
+    out: number,
+    size: number,
+    first: number,
+    pairs: number,
+    taps: number,
+    scale: number,
+  ): void;
   rowPass(cols: number, width: number, size: number, first: number, weights: number, taps: number, out: number): void;
-  colour(px: number, pixels: number, codes: number, factors: number, nops: number, mean: number, finish: number, grey: number,
-    m0: number, m1: number, m2: number, s0: number, s1: number, s2: number): number;
+  colour(
+    px: number,
+    pixels: number,
+    codes: number,
+    factors: number,
+    nops: number,
+    mean: number,
+    finish: number,
+    grey: number,
+    m0: number,
+    m1: number,
+    m2: number,
+    s0: number,
+    s1: number,
+    s2: number,
+  ): number;
   blur(px: number, tmp: number, line: number, size: number, kernel: number, taps: number): void;
 }
 
@@ -96,7 +124,13 @@ export function imageMemory(bytes: number): Uint8Array {
  * Crops an 8-bit RGB image (`width` pixels a row) once per draw: normalised size x size x 3 floats each,
  * written into `outputs[i]` when given (e.g. views of a shared batch buffer), else into new arrays.
  */
-export function cropImage(rgb: Uint8Array, width: number, draws: readonly CropDraw[], config: AugmentConfig, outputs?: Float32Array[]): Float32Array[] {
+export function cropImage(
+  rgb: Uint8Array,
+  width: number,
+  draws: readonly CropDraw[],
+  config: AugmentConfig,
+  outputs?: Float32Array[],
+): Float32Array[] {
   const k = kernels();
   // Pixels decoded into imageMemory are already where the kernels read them (growing keeps them there).
   const inPlace = rgb.buffer === k.memory.buffer && rgb.byteOffset === IMAGE;
@@ -108,7 +142,8 @@ export function cropImage(rgb: Uint8Array, width: number, draws: readonly CropDr
     const out = cropOne(k, image, width, arena.end, draw, config);
     const into = outputs?.[i];
     if (!into) return out.slice();
-    if (into.length !== out.length) throw new RangeError(`crop ${i} needs ${out.length} floats, its output has ${into.length}`);
+    if (into.length !== out.length)
+      throw new RangeError(`crop ${i} needs ${out.length} floats, its output has ${into.length}`);
     into.set(out);
     return into;
   });
@@ -120,23 +155,48 @@ export function cropImage(rgb: Uint8Array, width: number, draws: readonly CropDr
  * this way the colour steps and normalisation share one pass. Returns a view of the crop in the module's
  * memory, valid until the next call.
  */
-function cropOne(k: CropWasm, image: number, width: number, scratch: number, draw: CropDraw, config: AugmentConfig): Float32Array {
+function cropOne(
+  k: CropWasm,
+  image: number,
+  width: number,
+  scratch: number,
+  draw: CropDraw,
+  config: AugmentConfig,
+): Float32Array {
   const { box, size } = draw;
   // The column pass takes source rows; the row pass byte offsets of RGB f32 pixels, mirrored for a flip.
   // Both count from the box's corner, where the column pass starts reading.
-  const ys = cachedTaps(box.h, size, ROWS), xs = cachedTaps(box.w, size, draw.flip ? MIRRORED : PIXELS);
+  const ys = cachedTaps(box.h, size, ROWS),
+    xs = cachedTaps(box.w, size, draw.flip ? MIRRORED : PIXELS);
   const kernel = draw.blur === null ? null : gaussianKernel(draw.blur);
   const arena = new Arena(scratch);
   const pairs = pairedWeights(ys);
-  const yt = { first: arena.alloc(ys.first.byteLength), weights: arena.alloc(pairs.byteLength) }, xt = allocTaps(arena, xs);
-  const cols = arena.alloc(size * box.w * 12), out = arena.alloc(size * size * 12);
-  const ops = arena.alloc(32), factors = arena.alloc(32);
-  const blur = kernel && { tmp: arena.alloc(size * size * 12), line: arena.alloc((size + kernel.length - 1) * 12), kernel: arena.alloc(kernel.length * 4) };
+  const yt = { first: arena.alloc(ys.first.byteLength), weights: arena.alloc(pairs.byteLength) },
+    xt = allocTaps(arena, xs);
+  const cols = arena.alloc(size * box.w * 12),
+    out = arena.alloc(size * size * 12);
+  const ops = arena.alloc(32),
+    factors = arena.alloc(32);
+  const blur = kernel && {
+    tmp: arena.alloc(size * size * 12),
+    line: arena.alloc((size + kernel.length - 1) * 12),
+    kernel: arena.alloc(kernel.length * 4),
+  };
   arena.commit(k.memory);
   new Int32Array(k.memory.buffer, yt.first, ys.first.length).set(ys.first);
   new Int16Array(k.memory.buffer, yt.weights, pairs.length).set(pairs);
   writeTaps(k.memory, xt, xs);
-  k.columnPass(image + (box.y * width + box.x) * 3, width * 3, box.w * 3, cols, size, yt.first, yt.weights, ys.taps, ROW_SCALE);
+  k.columnPass(
+    image + (box.y * width + box.x) * 3,
+    width * 3,
+    box.w * 3,
+    cols,
+    size,
+    yt.first,
+    yt.weights,
+    ys.taps,
+    ROW_SCALE,
+  );
   k.rowPass(cols, box.w, size, xt.first, xt.weights, xs.taps, out);
   colour(k, out, size * size, { ops, factors }, draw, config);
   if (blur && kernel) {
@@ -164,14 +224,37 @@ function writeTaps(memory: WasmMemory, at: TapsAt, t: AxisTaps): void {
  * Jitter in its drawn order, then greyscale and normalisation, fused per pixel. Contrast blends with the
  * mean grey of the crop as it stands at contrast's turn, so the ops before it run first and sum that grey.
  */
-function colour(k: CropWasm, px: number, pixels: number, at: { ops: number; factors: number }, draw: CropDraw, config: AugmentConfig): void {
+function colour(
+  k: CropWasm,
+  px: number,
+  pixels: number,
+  at: { ops: number; factors: number },
+  draw: CropDraw,
+  config: AugmentConfig,
+): void {
   const jitter = draw.jitter ?? [];
   const split = jitter.findIndex((j) => j.op === 'contrast');
   const pass = (ops: typeof jitter, mean: number, finish: boolean): number => {
     new Int32Array(k.memory.buffer, at.ops, ops.length).set(ops.map((j) => CODE[j.op]));
     new Float32Array(k.memory.buffer, at.factors, ops.length).set(ops.map((j) => j.factor));
-    const [m0, m1, m2] = config.mean, [s0, s1, s2] = config.std;
-    return k.colour(px, pixels, at.ops, at.factors, ops.length, mean, finish ? 1 : 0, draw.grey ? 1 : 0, m0, m1, m2, 1 / s0, 1 / s1, 1 / s2);
+    const [m0, m1, m2] = config.mean,
+      [s0, s1, s2] = config.std;
+    return k.colour(
+      px,
+      pixels,
+      at.ops,
+      at.factors,
+      ops.length,
+      mean,
+      finish ? 1 : 0,
+      draw.grey ? 1 : 0,
+      m0,
+      m1,
+      m2,
+      1 / s0,
+      1 / s1,
+      1 / s2,
+    );
   };
   if (split < 0) return void pass(jitter, 0, true);
   const sum = pass(jitter.slice(0, split), 0, false);

@@ -86,7 +86,10 @@ export class MultiCropLoader implements BatchSource {
   /** The cursor of the last batch yielded, or the one the loader was opened at. */
   private position: StreamCursor;
 
-  constructor(store: Store, private readonly options: LoaderOptions) {
+  constructor(
+    store: Store,
+    private readonly options: LoaderOptions,
+  ) {
     if (!Number.isSafeInteger(options.batchSize) || options.batchSize < 1 || options.batchSize > 65536) {
       throw new ConfigError(`batch size must be an integer from 1 to 65536, got ${options.batchSize}`);
     }
@@ -128,7 +131,8 @@ export class MultiCropLoader implements BatchSource {
       }
     };
     let batch: BatchBuilder | null = null;
-    let cursor: StreamCursor | null = null, epoch = 0;
+    let cursor: StreamCursor | null = null,
+      epoch = 0;
     const progress = new EpochProgress();
     try {
       for (await top(); queue.length > 0; await top()) {
@@ -171,9 +175,13 @@ export class MultiCropLoader implements BatchSource {
 
   /** One pool task for `samples`; each gets its own result promise in `queue`, taken in order below. */
   private dispatch(samples: Placed[], queue: Dispatched[]): void {
-    const run = this.pool.augment(samples.map(({ item, slab, slot }) => ({
-      image: item.record.image, at: { seed: this.seed, epoch: item.epoch, record: item.position }, into: { crops: slab.shared, slot },
-    })));
+    const run = this.pool.augment(
+      samples.map(({ item, slab, slot }) => ({
+        image: item.record.image,
+        at: { seed: this.seed, epoch: item.epoch, record: item.position },
+        into: { crops: slab.shared, slot },
+      })),
+    );
     samples.forEach((sample, i) => {
       const result = run.then((results) => results[i]!);
       result.catch(() => {}); // surfaced in order by the consumer
@@ -227,7 +235,13 @@ class EpochProgress {
   take(item: StreamItem): { units: Array<[number, number]>; failures: Record<string, number> } | null {
     if (item.epoch === this.epoch) return null;
     const stuck = this.end();
-    [this.epoch, this.units, this.fromStart, this.samples, this.failures] = [item.epoch, item.cursor.units ?? [], item.position === 0, 0, {}];
+    [this.epoch, this.units, this.fromStart, this.samples, this.failures] = [
+      item.epoch,
+      item.cursor.units ?? [],
+      item.position === 0,
+      0,
+      {},
+    ];
     return stuck;
   }
 
@@ -257,7 +271,10 @@ class Slab {
   readonly lengths: number[];
   dispatched = 0;
 
-  constructor(readonly sizes: number[], capacity: number) {
+  constructor(
+    readonly sizes: number[],
+    capacity: number,
+  ) {
     this.lengths = sizes.map((size) => size * size * 3);
     this.shared = this.lengths.map((n) => new SharedArrayBuffer(capacity * n * 4));
     this.crops = this.shared.map((buffer) => new Float32Array(buffer));
@@ -289,15 +306,19 @@ class BatchBuilder {
   add(key: string, from: Slab, slot: number): void {
     const at = this.keys.length;
     if (from !== this.slab || slot !== at) {
-      from.lengths.forEach((n, c) => this.slab.crops[c]!.set(from.crops[c]!.subarray(slot * n, (slot + 1) * n), at * n));
+      from.lengths.forEach((n, c) =>
+        this.slab.crops[c]!.set(from.crops[c]!.subarray(slot * n, (slot + 1) * n), at * n),
+      );
     }
     this.keys.push(key);
   }
 
   finish(cursor: StreamCursor, epoch: number, spare: Slab[]): MultiCropBatch {
-    const n = this.keys.length, slab = this.slab;
+    const n = this.keys.length,
+      slab = this.slab;
     const crops = slab.sizes.map((size, c) => {
-      const data = slab.crops[c]!, used = n * slab.lengths[c]!;
+      const data = slab.crops[c]!,
+        used = n * slab.lengths[c]!;
       return { size, data: used === data.length ? data : data.slice(0, used) };
     });
     let released = false;

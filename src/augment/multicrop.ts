@@ -18,7 +18,13 @@ export interface DrawSeed {
 }
 
 /** torchvision's RandomResizedCrop.get_params: 10 tries at (scale, log-uniform ratio), then a centre crop. */
-export function sampleBox(rand: () => number, width: number, height: number, scale: readonly [number, number], ratio: readonly [number, number]): Box {
+export function sampleBox(
+  rand: () => number,
+  width: number,
+  height: number,
+  scale: readonly [number, number],
+  ratio: readonly [number, number],
+): Box {
   const area = width * height;
   const logRatio = [Math.log(ratio[0]), Math.log(ratio[1])] as const;
   for (let attempt = 0; attempt < 10; attempt++) {
@@ -33,7 +39,8 @@ export function sampleBox(rand: () => number, width: number, height: number, sca
     }
   }
   const inRatio = width / height;
-  let w = width, h = height;
+  let w = width,
+    h = height;
   if (inRatio < ratio[0]) h = Math.round(w / ratio[0]);
   else if (inRatio > ratio[1]) w = Math.round(h * ratio[1]);
   return { x: Math.floor((width - w) / 2), y: Math.floor((height - h) / 2), w, h };
@@ -68,6 +75,19 @@ export function applyCrop(rgb: Uint8Array, width: number, draw: CropDraw, config
 }
 
 /** All crops of one image, in `cropList` order (written into `outputs` when given). */
-export function multiCrop(rgb: Uint8Array, width: number, height: number, config: AugmentConfig, at: DrawSeed, outputs?: Float32Array[]): Float32Array[] {
-  return cropImage(rgb, width, cropList(config).map((_, crop) => drawCrop(config, at, crop, width, height)), config, outputs);
+export function multiCrop(
+  rgb: Uint8Array,
+  width: number,
+  height: number,
+  config: AugmentConfig,
+  at: DrawSeed,
+  outputs?: Float32Array[],
+): Float32Array[] {
+  return cropImage(
+    rgb,
+    width,
+    cropList(config).map((_, crop) => drawCrop(config, at, crop, width, height)),
+    config,
+    outputs,
+  );
 }

@@ -17,8 +17,17 @@ const SHARD_SALT = 1;
 const WINDOW_SALT = 2;
 const GROUP_SALT = 3;
 
-export function epochShards(units: readonly UnitRecord[], seed: number, epoch: number, rank: number, worldSize: number): UnitRecord[] {
-  const order = shuffle([...units].sort((a, b) => a.unit - b.unit), prng(seedOf(seed, epoch, SHARD_SALT)));
+export function epochShards(
+  units: readonly UnitRecord[],
+  seed: number,
+  epoch: number,
+  rank: number,
+  worldSize: number,
+): UnitRecord[] {
+  const order = shuffle(
+    [...units].sort((a, b) => a.unit - b.unit),
+    prng(seedOf(seed, epoch, SHARD_SALT)),
+  );
   return order.filter((_, i) => i % worldSize === rank);
 }
 
@@ -29,8 +38,16 @@ export interface BatchRef {
 }
 
 /** Permutes a window's batches and cuts them into groups. `batchCounts[i]` = batches in shard i. */
-export function windowGroups(batchCounts: readonly number[], groupBatches: number, seed: number, epoch: number, window: number): BatchRef[][] {
-  const refs: BatchRef[] = batchCounts.flatMap((n, shard) => Array.from({ length: n }, (_, batch) => ({ shard, batch })));
+export function windowGroups(
+  batchCounts: readonly number[],
+  groupBatches: number,
+  seed: number,
+  epoch: number,
+  window: number,
+): BatchRef[][] {
+  const refs: BatchRef[] = batchCounts.flatMap((n, shard) =>
+    Array.from({ length: n }, (_, batch) => ({ shard, batch })),
+  );
   shuffle(refs, prng(seedOf(seed, epoch, WINDOW_SALT, window)));
   const groups: BatchRef[][] = [];
   for (let i = 0; i < refs.length; i += groupBatches) groups.push(refs.slice(i, i + groupBatches));

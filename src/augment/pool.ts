@@ -51,15 +51,24 @@ export class AugmentPool {
    * so samples share tasks.
    * Resolves when all are written, to one result (done or a failure reason) per sample.
    */
-  async augment(samples: ReadonlyArray<{ image: Uint8Array; at: DrawSeed; into: SampleSlot }>): Promise<AugmentResult[]> {
+  async augment(
+    samples: ReadonlyArray<{ image: Uint8Array; at: DrawSeed; into: SampleSlot }>,
+  ): Promise<AugmentResult[]> {
     // piscina stays usable after destroy() and would start a thread that nothing stops.
     if (this.closed) throw new PoolClosedError('the augment pool is closed; open a new one');
     // Images in shared memory go as views; others as copies that own exactly their bytes, transferred.
     const images = samples.map(({ image }) => (image.buffer instanceof SharedArrayBuffer ? image : image.slice()));
     const tasks: AugmentTask[] = samples.map(({ at, into }, i) => ({ image: images[i]!, at, into }));
-    const transferList = images.flatMap(({ buffer }) => (buffer instanceof SharedArrayBuffer ? [] : [buffer as ArrayBuffer]));
+    const transferList = images.flatMap(({ buffer }) =>
+      buffer instanceof SharedArrayBuffer ? [] : [buffer as ArrayBuffer],
+    );
     const run = this.piscina.run(tasks, { transferList }) as Promise<AugmentResult[]>;
-    const settled = run.then(() => {}, () => {}).finally(() => this.inflight.delete(settled));
+    const settled = run
+      .then(
+        () => {},
+        () => {},
+      )
+      .finally(() => this.inflight.delete(settled));
     this.inflight.add(settled);
     return run;
   }

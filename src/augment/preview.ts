@@ -23,7 +23,10 @@ export interface PreviewOptions {
 
 /** Smallest preview width: readable at a glance on any screen. */
 export const PREVIEW_MIN_WIDTH = 800;
-const GAP = 16, TITLE = 48, LINE = 24, MIN_TILE = 124;
+const GAP = 16,
+  TITLE = 48,
+  LINE = 24,
+  MIN_TILE = 124;
 const COLOURS = ['#e6194b', '#3cb44b', '#4363d8', '#f58231', '#911eb4', '#42d4f4', '#f032e6', '#9a6324'];
 
 /** Renders the preview PNG; resolves to its bytes and the key of the record shown. */
@@ -31,7 +34,11 @@ export async function renderPreview(store: Store, options: PreviewOptions = {}):
   const config = augmentConfig(options.augment);
   const epoch = options.epoch ?? 0;
   const wanted = options.record ?? 0;
-  const stream = new DatasetStream(store, { seed: options.seed ?? 0, epochs: epoch + 1, cursor: { epoch, group: 0, offset: 0, position: 0, units: null } });
+  const stream = new DatasetStream(store, {
+    seed: options.seed ?? 0,
+    epochs: epoch + 1,
+    cursor: { epoch, group: 0, offset: 0, position: 0, units: null },
+  });
   for await (const item of stream) {
     if (item.position < wanted) continue;
     const decoded = await decodeRgb(item.record.image);
@@ -39,7 +46,12 @@ export async function renderPreview(store: Store, options: PreviewOptions = {}):
     const at = { seed: options.seed ?? 0, epoch, record: item.position };
     const draws = cropList(config).map((_, i) => drawCrop(config, at, i, decoded.width, decoded.height));
     const crops = cropImage(decoded.rgb, decoded.width, draws, config);
-    const png = await layout({ bytes: item.record.image, width: decoded.width, height: decoded.height, key: item.record.key }, draws, crops, config);
+    const png = await layout(
+      { bytes: item.record.image, width: decoded.width, height: decoded.height, key: item.record.key },
+      draws,
+      crops,
+      config,
+    );
     return { png, key: item.record.key };
   }
   throw new RangeError(`the dataset has fewer than ${wanted + 1} records`);
@@ -59,7 +71,12 @@ function tileSides(draws: CropDraw[], base: number): number[] {
 }
 
 /** The original (with each crop's box) and each crop enlarged and labelled, left to right, under a title. */
-async function layout(original: Original, draws: CropDraw[], crops: Float32Array[], config: AugmentConfig): Promise<Buffer> {
+async function layout(
+  original: Original,
+  draws: CropDraw[],
+  crops: Float32Array[],
+  config: AugmentConfig,
+): Promise<Buffer> {
   let base = 200;
   const headHeight = 260;
   const headWidth = Math.round((headHeight * original.width) / original.height);
@@ -71,29 +88,58 @@ async function layout(original: Original, draws: CropDraw[], crops: Float32Array
   const height = TITLE + Math.max(headHeight, ...sides.map((s, i) => s + 12 + LINE * labels[i]!.length)) + GAP;
   const head = await sharp(original.bytes).resize(headWidth, headHeight, { fit: 'fill' }).png().toBuffer();
   const tiles: OverlayOptions[] = [{ input: head, left: GAP, top: TITLE }];
-  const svg: string[] = [svgText(`What the trainer sees: ${draws.length} crops of record ${original.key} (${original.width}x${original.height} px)`, GAP, 30, { size: 2 })];
+  const svg: string[] = [
+    svgText(
+      `What the trainer sees: ${draws.length} crops of record ${original.key} (${original.width}x${original.height} px)`,
+      GAP,
+      30,
+      { size: 2 },
+    ),
+  ];
   const [fx, fy] = [headWidth / original.width, headHeight / original.height];
   let left = GAP * 2 + headWidth;
   for (const [i, draw] of draws.entries()) {
-    const colour = COLOURS[i % COLOURS.length]!, side = sides[i]!;
+    const colour = COLOURS[i % COLOURS.length]!,
+      side = sides[i]!;
     const { x, y, w, h } = draw.box;
-    svg.push(`<rect x="${GAP + x * fx}" y="${TITLE + y * fy}" width="${w * fx}" height="${h * fy}" fill="none" stroke="${colour}" stroke-width="3"/>`,
-      svgText(String(i + 1), GAP + x * fx + 4, TITLE + y * fy + 18, { fill: colour }));
-    const pixels = await sharp(denormalise(crops[i]!, config), { raw: { width: draw.size, height: draw.size, channels: 3 } })
-      .resize(side, side, { kernel: side >= draw.size ? 'nearest' : 'lanczos3' }).png().toBuffer();
+    svg.push(
+      `<rect x="${GAP + x * fx}" y="${TITLE + y * fy}" width="${w * fx}" height="${h * fy}" fill="none" stroke="${colour}" stroke-width="3"/>`,
+      svgText(String(i + 1), GAP + x * fx + 4, TITLE + y * fy + 18, { fill: colour }),
+    );
+    const pixels = await sharp(denormalise(crops[i]!, config), {
+      raw: { width: draw.size, height: draw.size, channels: 3 },
+    })
+      .resize(side, side, { kernel: side >= draw.size ? 'nearest' : 'lanczos3' })
+      .png()
+      .toBuffer();
     tiles.push({ input: pixels, left, top: TITLE });
-    svg.push(`<rect x="${left - 2}" y="${TITLE - 2}" width="${side + 4}" height="${side + 4}" fill="none" stroke="${colour}" stroke-width="4"/>`);
-    labels[i]!.forEach((text, j) => svg.push(svgText(text, left, TITLE + side + LINE + j * LINE, { size: 2, fill: j === 0 ? colour : '#222' })));
+    svg.push(
+      `<rect x="${left - 2}" y="${TITLE - 2}" width="${side + 4}" height="${side + 4}" fill="none" stroke="${colour}" stroke-width="4"/>`,
+    );
+    labels[i]!.forEach((text, j) =>
+      svg.push(svgText(text, left, TITLE + side + LINE + j * LINE, { size: 2, fill: j === 0 ? colour : '#222' })),
+    );
     left += side + GAP;
   }
-  tiles.push({ input: Buffer.from(`<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}">${svg.join('')}</svg>`), left: 0, top: 0 });
-  return sharp({ create: { width, height, channels: 3, background: '#ffffff' } }).composite(tiles).png().toBuffer();
+  tiles.push({
+    input: Buffer.from(
+      `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}">${svg.join('')}</svg>`,
+    ),
+    left: 0,
+    top: 0,
+  });
+  return sharp({ create: { width, height, channels: 3, background: '#ffffff' } })
+    .composite(tiles)
+    .png()
+    .toBuffer();
 }
 
 /** A tile's label, wrapped to its width: crop number and size, the share of the image it covers, distortions. */
 function labelLines(d: CropDraw, i: number, original: Original, side: number): string[] {
   const scale = (d.box.w * d.box.h) / (original.width * original.height);
-  const drawn = [d.flip && 'flip', d.jitter && 'jitter', d.grey && 'grey', d.blur !== null && 'blur'].filter((x): x is string => Boolean(x));
+  const drawn = [d.flip && 'flip', d.jitter && 'jitter', d.grey && 'grey', d.blur !== null && 'blur'].filter(
+    (x): x is string => Boolean(x),
+  );
   const fit = Math.floor((side + 1) / (CELL.width * 2));
   const lines = [`${i + 1}: ${d.size} px`, `scale ${scale.toFixed(2)}`];
   let line = '';

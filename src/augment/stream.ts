@@ -88,7 +88,8 @@ export const START: StreamCursor = { epoch: 0, group: 0, offset: 0, position: 0,
 
 export class DatasetStream {
   readonly stats: StreamStats = { records: 0, skipped: {}, examples: {}, waitMs: 0 };
-  private readonly o: Required<Omit<StreamOptions, 'epochs' | 'signal' | 'onWait' | 'onSkip'>> & Pick<StreamOptions, 'epochs' | 'signal' | 'onWait' | 'onSkip'>;
+  private readonly o: Required<Omit<StreamOptions, 'epochs' | 'signal' | 'onWait' | 'onSkip'>> &
+    Pick<StreamOptions, 'epochs' | 'signal' | 'onWait' | 'onSkip'>;
   /** The units of the epoch being read. */
   private units: UnitRecord[] = [];
   /** Units (as id ranges) that gave nothing, and why: a following stream waits until the committed set differs. */
@@ -100,8 +101,17 @@ export class DatasetStream {
     options: StreamOptions = {},
   ) {
     this.o = {
-      seed: 0, rank: 0, worldSize: 1, windowShards: 4, groupBatches: 8, prefetchBytes: 256 * 2 ** 20,
-      follow: false, pollMs: 5000, cursor: START, sharedMemory: false, ...defined(options),
+      seed: 0,
+      rank: 0,
+      worldSize: 1,
+      windowShards: 4,
+      groupBatches: 8,
+      prefetchBytes: 256 * 2 ** 20,
+      follow: false,
+      pollMs: 5000,
+      cursor: START,
+      sharedMemory: false,
+      ...defined(options),
     };
     validateStreamOptions(this.o);
   }
@@ -117,7 +127,8 @@ export class DatasetStream {
       yield* this.epoch(units, cursor);
       if (fromStart && this.stats.records === records) {
         const why = `no record could be read: ${this.describe()}${unreadable(this.stats, skipped)}`;
-        if (!this.o.follow) throw new NoDataError(`${why}${this.o.worldSize > 1 ? ` (rank ${this.o.rank} of ${this.o.worldSize})` : ''}`);
+        if (!this.o.follow)
+          throw new NoDataError(`${why}${this.o.worldSize > 1 ? ` (rank ${this.o.rank} of ${this.o.worldSize})` : ''}`);
         this.requireNewUnits(cursor.units!, why);
       }
       cursor = { ...START, epoch: cursor.epoch + 1 };
@@ -148,7 +159,9 @@ export class DatasetStream {
       const all = await abortable(listUnits(this.store), this.o.signal);
       const units = cursor.units ? all.filter((u) => inRanges(cursor.units!, u.unit)) : all;
       if (cursor.units && units.length !== cursor.units.reduce((n, [lo, hi]) => n + hi - lo + 1, 0)) {
-        throw new NotFoundError(`the cursor's epoch ${cursor.epoch} names units that are no longer committed in ${this.store.url}`);
+        throw new NotFoundError(
+          `the cursor's epoch ${cursor.epoch} names units that are no longer committed in ${this.store.url}`,
+        );
       }
       const stale = this.stale;
       const same = stale !== null && !cursor.units && sameRanges(toRanges(units.map((u) => u.unit)), stale.units);
@@ -196,7 +209,13 @@ export class DatasetStream {
       const skip = plan.index === start.group ? start.offset : 0;
       for (let i = skip; i < rows.length; i++) {
         this.stats.records++;
-        const cursor: StreamCursor = { epoch, group: plan.index, offset: i + 1, position: position + 1, units: start.units };
+        const cursor: StreamCursor = {
+          epoch,
+          group: plan.index,
+          offset: i + 1,
+          position: position + 1,
+          units: start.units,
+        };
         yield { record: rows[i]!, epoch, position, cursor };
         position++;
       }
@@ -210,7 +229,13 @@ export class DatasetStream {
     for (let w = 0; w * this.o.windowShards < shards.length; w++) {
       const window = shards.slice(w * this.o.windowShards, (w + 1) * this.o.windowShards);
       const readers = await Promise.all(window.map((u) => this.openShard(u)));
-      const groups = windowGroups(readers.map((r) => r?.numBatches ?? 0), this.o.groupBatches, this.o.seed, epoch, w);
+      const groups = windowGroups(
+        readers.map((r) => r?.numBatches ?? 0),
+        this.o.groupBatches,
+        this.o.seed,
+        epoch,
+        w,
+      );
       for (const group of groups) {
         if (index >= fromGroup) yield this.plan(index, group, readers);
         index++;
@@ -254,13 +279,17 @@ export class DatasetStream {
     this.stats.skipped[reason] = (this.stats.skipped[reason] ?? 0) + 1;
     if (this.stats.examples[reason] !== undefined) return;
     this.stats.examples[reason] = err.message;
-    this.o.onSkip?.(`warning: skipping unreadable data (${reason}): ${err.message}; the run goes on without it, counted in "skipped"`);
+    this.o.onSkip?.(
+      `warning: skipping unreadable data (${reason}): ${err.message}; the run goes on without it, counted in "skipped"`,
+    );
   }
 }
 
 /** `{a: 2, b: 1}` as "a 2, b 1". */
 export function histogram(counts: Record<string, number>): string {
-  return Object.entries(counts).map(([k, v]) => `${k} ${v}`).join(', ');
+  return Object.entries(counts)
+    .map(([k, v]) => `${k} ${v}`)
+    .join(', ');
 }
 
 function plural(n: number, what: string): string {
@@ -269,7 +298,9 @@ function plural(n: number, what: string): string {
 
 /** The skips since `before`, each with its first error, as "; unreadable: bad_shard 1 (why)". */
 function unreadable(stats: StreamStats, before: Record<string, number>): string {
-  const now = Object.entries(stats.skipped).map(([k, v]) => [k, v - (before[k] ?? 0)] as const).filter(([, v]) => v > 0);
+  const now = Object.entries(stats.skipped)
+    .map(([k, v]) => [k, v - (before[k] ?? 0)] as const)
+    .filter(([, v]) => v > 0);
   if (now.length === 0) return '';
   return `; unreadable: ${now.map(([k, v]) => `${k} ${v} (${stats.examples[k]})`).join(', ')}`;
 }
@@ -294,9 +325,20 @@ export function validateStreamOptions(o: StreamOptions): void {
   int('epochs', 0);
   int('pollMs', 1, 3_600_000);
   const c = o.cursor;
-  if (c && !(Number.isSafeInteger(c.epoch) && c.epoch >= 0 && Number.isSafeInteger(c.group) && c.group >= 0 &&
-    Number.isSafeInteger(c.offset) && c.offset >= 0 && Number.isSafeInteger(c.position) && c.position >= 0 &&
-    (c.units === null || Array.isArray(c.units)))) {
+  if (
+    c &&
+    !(
+      Number.isSafeInteger(c.epoch) &&
+      c.epoch >= 0 &&
+      Number.isSafeInteger(c.group) &&
+      c.group >= 0 &&
+      Number.isSafeInteger(c.offset) &&
+      c.offset >= 0 &&
+      Number.isSafeInteger(c.position) &&
+      c.position >= 0 &&
+      (c.units === null || Array.isArray(c.units))
+    )
+  ) {
     throw new ConfigError(`malformed stream cursor ${JSON.stringify(c)}`);
   }
 }

@@ -35,7 +35,12 @@ let scratch = { raw: new Float64Array(0), lo: new Int32Array(0), hi: new Int32Ar
 function scratchFor(out: number, span: number): typeof scratch {
   if (scratch.raw.length < out * span || scratch.lo.length < out) {
     const n = Math.max(out, scratch.lo.length);
-    scratch = { raw: new Float64Array(Math.max(out * span, scratch.raw.length)), lo: new Int32Array(n), hi: new Int32Array(n), skip: new Int32Array(n) };
+    scratch = {
+      raw: new Float64Array(Math.max(out * span, scratch.raw.length)),
+      lo: new Int32Array(n),
+      hi: new Int32Array(n),
+      skip: new Int32Array(n),
+    };
   }
   return scratch;
 }
@@ -49,8 +54,10 @@ export function axisTaps(start: number, length: number, out: number, options: Ta
   const { raw, lo, hi, skip } = scratchFor(out, span);
   let taps = 1;
   for (let o = 0; o < out; o++) {
-    const center = (o + 0.5) * scale, base = o * span;
-    let a = Math.max(0, Math.floor(center - support + 0.5)), b = Math.min(length, Math.floor(center + support + 0.5));
+    const center = (o + 0.5) * scale,
+      base = o * span;
+    let a = Math.max(0, Math.floor(center - support + 0.5)),
+      b = Math.min(length, Math.floor(center + support + 0.5));
     for (let k = a; k < b; k++) raw[base + k - a] = Math.max(0, 1 - Math.abs((k - center + 0.5) / support));
     let s = 0;
     for (; b - a > 1 && raw[base + s] === 0; s++) a++;
@@ -60,10 +67,13 @@ export function axisTaps(start: number, length: number, out: number, options: Ta
     skip[o] = s;
     taps = Math.max(taps, b - a);
   }
-  const first = new Int32Array(out), weights = new Float32Array(out * taps);
+  const first = new Int32Array(out),
+    weights = new Float32Array(out * taps);
   for (let o = 0; o < out; o++) {
     const from = Math.min(lo[o]!, length - taps); // keeps the window inside the axis; taps <= length
-    const at = flip ? out - 1 - o : o, w0 = o * span + skip[o]!, n = hi[o]! - lo[o]!;
+    const at = flip ? out - 1 - o : o,
+      w0 = o * span + skip[o]!,
+      n = hi[o]! - lo[o]!;
     let total = 0;
     for (let k = 0; k < n; k++) total += raw[w0 + k]!;
     for (let k = 0; k < n; k++) weights[at * taps + lo[o]! - from + k] = raw[w0 + k]! / (total || 1);
@@ -110,10 +120,12 @@ export const FIXED_ONE = 16384;
 export function pairedWeights(t: AxisTaps): Int16Array {
   let pairs = paired.get(t);
   if (pairs) return pairs;
-  const n = (t.taps + 1) >> 1, out = t.first.length;
+  const n = (t.taps + 1) >> 1,
+    out = t.first.length;
   pairs = new Int16Array(out * n * 2);
   for (let o = 0; o < out; o++) {
-    let total = 0, largest = 0;
+    let total = 0,
+      largest = 0;
     for (let k = 0; k < t.taps; k++) {
       const w = (pairs[o * n * 2 + k] = Math.round(t.weights[o * t.taps + k]! * FIXED_ONE));
       total += w;

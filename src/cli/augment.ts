@@ -18,7 +18,12 @@ export function augmentCommand(): Command {
     options: PREVIEW_RUN_OPTIONS,
     run: async ([url], o) => {
       const store = await openStore(url, storeOptionsOf(o));
-      const { png, key } = await renderPreview(store, { seed: o.seed, epoch: o.epoch, record: o.record, augment: { crops: parseCrops(o.crops) } });
+      const { png, key } = await renderPreview(store, {
+        seed: o.seed,
+        epoch: o.epoch,
+        record: o.record,
+        augment: { crops: parseCrops(o.crops) },
+      });
       await putFile(o.out, png, storeOptionsOf(o));
       process.stdout.write(`${JSON.stringify({ event: 'preview', key, out: o.out })}\n`);
     },

@@ -10,13 +10,31 @@ import type { Resolved } from './url.js';
 
 /** Lazy-load attributes holding one URL, as the common lazy-load libraries and CMSs write them. */
 export const LAZY_SRC_ATTRIBUTES = [
-  'data-src', 'data-lazy-src', 'data-lazy', 'data-lazyload', 'data-original', 'data-original-src', 'data-echo',
-  'data-url', 'data-hi-res-src', 'data-full-src', 'data-orig-file', 'data-actualsrc', 'data-defer-src',
-  'data-ks-lazyload', 'data-pagespeed-lazy-src', 'data-pagespeed-high-res-src',
+  'data-src',
+  'data-lazy-src',
+  'data-lazy',
+  'data-lazyload',
+  'data-original',
+  'data-original-src',
+  'data-echo',
+  'data-url',
+  'data-hi-res-src',
+  'data-full-src',
+  'data-orig-file',
+  'data-actualsrc',
+  'data-defer-src',
+  'data-ks-lazyload',
+  'data-pagespeed-lazy-src',
+  'data-pagespeed-high-res-src',
 ] as const;
 
 /** Lazy-load attributes holding a srcset. */
-export const LAZY_SRCSET_ATTRIBUTES = ['data-srcset', 'data-lazy-srcset', 'data-original-set', 'data-pagespeed-lazy-srcset'] as const;
+export const LAZY_SRCSET_ATTRIBUTES = [
+  'data-srcset',
+  'data-lazy-srcset',
+  'data-original-set',
+  'data-pagespeed-lazy-srcset',
+] as const;
 
 export interface Picked {
   /** The URL to fetch, or null if the element offers none. */
@@ -38,7 +56,12 @@ interface Layer {
 }
 
 /** Resolved `src` and `srcset` values of one layer; unfetchable ones and invalid srcset candidates counted. */
-function layer(srcsets: Array<string | undefined>, srcs: Array<string | undefined>, resolve: (raw: string) => Resolved, skipped: string[]): Layer {
+function layer(
+  srcsets: Array<string | undefined>,
+  srcs: Array<string | undefined>,
+  resolve: (raw: string) => Resolved,
+  skipped: string[],
+): Layer {
   const out: Layer = { candidates: [], present: false };
   const take = (c: SrcsetCandidate) => {
     const r = resolve(c.url);
@@ -62,7 +85,12 @@ function layer(srcsets: Array<string | undefined>, srcs: Array<string | undefine
 
 export function pickImage(attrs: Record<string, string | undefined>, resolve: (raw: string) => Resolved): Picked {
   const skipped: string[] = [];
-  const lazy = layer(LAZY_SRCSET_ATTRIBUTES.map((n) => attrs[n]), LAZY_SRC_ATTRIBUTES.map((n) => attrs[n]), resolve, skipped);
+  const lazy = layer(
+    LAZY_SRCSET_ATTRIBUTES.map((n) => attrs[n]),
+    LAZY_SRC_ATTRIBUTES.map((n) => attrs[n]),
+    resolve,
+    skipped,
+  );
   const eager = layer([attrs.srcset], [attrs.src], resolve, skipped);
   const lazyBest = largestCandidate(lazy.candidates);
   const url = (lazyBest ?? largestCandidate(eager.candidates))?.url ?? null;

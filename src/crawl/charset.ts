@@ -26,7 +26,8 @@ export interface DecodedPage {
  * valid MIME type counts, and a charset carries over from an earlier value of the same essence.
  */
 export function contentTypeCharset(header: string | null | undefined): string | null {
-  let essence: string | null = null, charset: string | null = null;
+  let essence: string | null = null,
+    charset: string | null = null;
   for (const value of (header ?? '').split(',')) {
     let mime: MIMEType;
     try {

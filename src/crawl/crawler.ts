@@ -12,7 +12,14 @@ import type { Store } from '../shards/store.js';
 import { normaliseUrl, readPage, type PageLimits } from './html.js';
 import type { HostGate } from '../ingest/host-gate.js';
 import type { RobotsCache } from './robots.js';
-import { commitCrawlUnit, loadCrawl, markCrawlDone, type CrawlState, type FoundImage, type FrontierEntry } from './state.js';
+import {
+  commitCrawlUnit,
+  loadCrawl,
+  markCrawlDone,
+  type CrawlState,
+  type FoundImage,
+  type FrontierEntry,
+} from './state.js';
 
 export interface CrawlOptions {
   seeds: string[];
@@ -54,7 +61,12 @@ export async function crawl(deps: Deps, options: CrawlOptions): Promise<CrawlRes
   const seeds = o.seeds.map((s) => normaliseUrl(s, s)).filter((s): s is string => s !== null);
   if (seeds.length === 0) throw new ConfigError(`no valid http(s) seed URL among ${o.seeds.length} given`);
   const hosts = new Set(o.hosts ?? seeds.map((s) => new URL(s).host));
-  const state = await loadCrawl(deps.store, { seeds, maxPages: o.maxPages, maxDepth: o.maxDepth, hosts: [...hosts].sort() });
+  const state = await loadCrawl(deps.store, {
+    seeds,
+    maxPages: o.maxPages,
+    maxDepth: o.maxDepth,
+    hosts: [...hosts].sort(),
+  });
   const resumed = state.units > 0;
   const run = new CrawlRun(deps, o, hosts, state);
   if (!state.done) await run.go(state.frontier ?? seeds.map((url) => ({ url, depth: 0 })));
@@ -87,8 +99,12 @@ class CrawlRun {
     this.admitted = this.state.visited.size;
     for (const f of frontier) this.enqueue(f);
     const running = new Set<Promise<void>>();
-    while ((this.queue.length > 0 || running.size > 0)) {
-      while (this.queue.length > 0 && running.size < this.o.concurrency && this.state.visited.size + this.inflight.size < this.o.maxPages) {
+    while (this.queue.length > 0 || running.size > 0) {
+      while (
+        this.queue.length > 0 &&
+        running.size < this.o.concurrency &&
+        this.state.visited.size + this.inflight.size < this.o.maxPages
+      ) {
         const entry = this.queue.shift()!;
         this.inflight.set(entry.url, entry);
         const task: Promise<void> = this.visit(entry).finally(() => running.delete(task));
@@ -99,7 +115,11 @@ class CrawlRun {
       if (this.unitPages.length >= this.o.pagesPerUnit) await this.commit();
     }
     await this.commit();
-    await markCrawlDone(this.d.store, { pages: this.state.visited.size, images: this.state.images.size, skipped: this.skipped });
+    await markCrawlDone(this.d.store, {
+      pages: this.state.visited.size,
+      images: this.state.images.size,
+      skipped: this.skipped,
+    });
     this.state.done = true;
   }
 
@@ -136,7 +156,8 @@ class CrawlRun {
     if (refused) return refused;
     const got = await this.d.fetcher.fetch(entry.url, 'text/html,application/xhtml+xml');
     if (!got.ok) {
-      if (got.reason === 'redirect' && got.location) this.enqueue({ url: normaliseUrl(got.location, entry.url) ?? got.location, depth: entry.depth });
+      if (got.reason === 'redirect' && got.location)
+        this.enqueue({ url: normaliseUrl(got.location, entry.url) ?? got.location, depth: entry.depth });
       return got.reason;
     }
     if (!/html/i.test(got.contentType ?? '')) return 'not_html';
@@ -174,11 +195,20 @@ class CrawlRun {
     if (this.unitPages.length === 0 && this.state.units > 0) return;
     const frontier = [...this.inflight.values(), ...this.queue];
     // Taken before the write: pages finishing while it is under way belong to the next unit, not to none.
-    const pages = this.unitPages, images = this.unitImages, skipped = this.unitSkipped;
+    const pages = this.unitPages,
+      images = this.unitImages,
+      skipped = this.unitSkipped;
     this.unitPages = [];
     this.unitImages = [];
     this.unitSkipped = {};
-    await commitCrawlUnit(this.d.store, { unit: this.state.units, pages, images, frontier, skipped, committedAt: new Date().toISOString() });
+    await commitCrawlUnit(this.d.store, {
+      unit: this.state.units,
+      pages,
+      images,
+      frontier,
+      skipped,
+      committedAt: new Date().toISOString(),
+    });
     this.state.units++;
   }
 }

@@ -52,24 +52,40 @@ const OG_IMAGE = new Set(['og:image', 'og:image:url']);
 const TWITTER_IMAGE = new Set(['twitter:image', 'twitter:image:src']);
 
 /** A page's bytes as fetched: decoded by its BOM, Content-Type charset or meta charset, then extracted. */
-export function readPage(bytes: Uint8Array, contentType: string | null, pageUrl: string, limits: PageLimits = {}): PageContent {
+export function readPage(
+  bytes: Uint8Array,
+  contentType: string | null,
+  pageUrl: string,
+  limits: PageLimits = {},
+): PageContent {
   const { text, encoding } = decodePage(bytes, contentType);
   return extractPage(text, pageUrl, limits, encoding);
 }
 
 /** @param encoding the document's encoding, which URL queries are percent-encoded in. @default 'UTF-8' */
 export function extractPage(html: string, pageUrl: string, limits: PageLimits = {}, encoding = 'UTF-8'): PageContent {
-  const maxLinks = limits.maxLinks ?? 1000, maxImages = limits.maxImages ?? 1000;
-  let base = pageUrl, baseSet = false;
+  const maxLinks = limits.maxLinks ?? 1000,
+    maxImages = limits.maxImages ?? 1000;
+  let base = pageUrl,
+    baseSet = false;
   const resolve = (raw: string) => resolveUrl(raw, base, encoding);
   const links = new Set<string>();
   const images = new Map<string, PageImage>();
-  const out: PageContent = { links: [], images: [], optedOut: false, noFollow: false, truncated: false, skipped: {}, encoding };
+  const out: PageContent = {
+    links: [],
+    images: [],
+    optedOut: false,
+    noFollow: false,
+    truncated: false,
+    skipped: {},
+    encoding,
+  };
   const skip = (reason: string) => void (out.skipped[reason] = (out.skipped[reason] ?? 0) + 1);
   const figures: Array<{ pending: PageImage[]; caption: string }> = [];
   const pictures: Array<{ sources: PageImage[] }> = [];
   let inCaption = false;
-  let lastOg: PageImage | null = null, lastTwitter: PageImage | null = null;
+  let lastOg: PageImage | null = null,
+    lastTwitter: PageImage | null = null;
 
   /** The image for a picked URL (the one already taken if it repeats), or null. */
   const addImage = (picked: { url: string | null; skipped: string[] }, caption: string | null): PageImage | null => {
@@ -117,39 +133,42 @@ export function extractPage(html: string, pageUrl: string, limits: PageLimits = 
     picture.sources = [];
   };
 
-  const parser = new Parser({
-    onopentag(name, a) {
-      if (name === 'base' && a.href !== undefined && !baseSet) {
-        baseSet = true; // only the first base element with an href counts
-        const r = resolveUrl(a.href, pageUrl, encoding);
-        if ('url' in r) base = r.url;
-      } else if (name === 'a' && a.href) {
-        const r = resolve(a.href);
-        if ('url' in r && !links.has(r.url)) {
-          if (links.size < maxLinks) links.add(r.url);
-          else out.truncated = true;
+  const parser = new Parser(
+    {
+      onopentag(name, a) {
+        if (name === 'base' && a.href !== undefined && !baseSet) {
+          baseSet = true; // only the first base element with an href counts
+          const r = resolveUrl(a.href, pageUrl, encoding);
+          if ('url' in r) base = r.url;
+        } else if (name === 'a' && a.href) {
+          const r = resolve(a.href);
+          if ('url' in r && !links.has(r.url)) {
+            if (links.size < maxLinks) links.add(r.url);
+            else out.truncated = true;
+          }
+        } else if (name === 'img') onImg(a);
+        else if (name === 'source' && pictures.length > 0) {
+          const image = addImage(pickImage({ ...a, src: undefined }, resolve), null);
+          if (image && !image.caption) pictures[pictures.length - 1]!.sources.push(image);
+        } else if (name === 'picture') pictures.push({ sources: [] });
+        else if (name === 'meta') onMeta(a);
+        else if (name === 'figure') figures.push({ pending: [], caption: '' });
+        else if (name === 'figcaption') inCaption = true;
+      },
+      ontext(text) {
+        if (inCaption && figures.length > 0) figures[figures.length - 1]!.caption += text;
+      },
+      onclosetag(name) {
+        if (name === 'figcaption') inCaption = false;
+        else if (name === 'picture') pictures.pop();
+        else if (name === 'figure') {
+          const fig = figures.pop()!;
+          for (const image of fig.pending) setCaption(image, fig.caption);
         }
-      } else if (name === 'img') onImg(a);
-      else if (name === 'source' && pictures.length > 0) {
-        const image = addImage(pickImage({ ...a, src: undefined }, resolve), null);
-        if (image && !image.caption) pictures[pictures.length - 1]!.sources.push(image);
-      } else if (name === 'picture') pictures.push({ sources: [] });
-      else if (name === 'meta') onMeta(a);
-      else if (name === 'figure') figures.push({ pending: [], caption: '' });
-      else if (name === 'figcaption') inCaption = true;
+      },
     },
-    ontext(text) {
-      if (inCaption && figures.length > 0) figures[figures.length - 1]!.caption += text;
-    },
-    onclosetag(name) {
-      if (name === 'figcaption') inCaption = false;
-      else if (name === 'picture') pictures.pop();
-      else if (name === 'figure') {
-        const fig = figures.pop()!;
-        for (const image of fig.pending) setCaption(image, fig.caption);
-      }
-    },
-  }, { decodeEntities: true });
+    { decodeEntities: true },
+  );
   parser.end(html);
   out.links = [...links];
   out.images = [...images.values()];

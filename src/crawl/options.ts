@@ -7,13 +7,22 @@ export const CRAWL_OPTIONS = {
   ...FETCH_DECODE_OPTIONS,
   maxPages: int({ min: 1, max: 100_000_000, default: 1000, description: 'pages to fetch at most' }),
   maxDepth: int({ min: 0, max: 1000, default: 3, description: 'link hops from a seed' }),
-  hosts: words({ placeholder: 'list', description: "comma-separated hosts (host[:port]) whose pages are followed", defaultText: "the seeds' hosts" }),
+  hosts: words({
+    placeholder: 'list',
+    description: 'comma-separated hosts (host[:port]) whose pages are followed',
+    defaultText: "the seeds' hosts",
+  }),
   sameSite: flag({ description: "follow pages on the seeds' hosts only (the default)" }),
   delayMs: int({ min: 0, max: 3_600_000, default: 1000, description: 'minimum time between requests to one host' }),
   connectionsPerHost: int({ min: 1, max: 64, default: 2, description: 'requests in flight to one host' }),
   maxPageBytes: int({ min: 1024, default: 5 * 1024 * 1024, description: 'largest HTML page read' }),
   maxLinks: int({ min: 1, max: 1_000_000, default: 1000, description: 'links and images taken from one page' }),
-  pagesPerUnit: int({ min: 1, max: 1_000_000, default: 100, description: 'pages per committed crawl unit (the resume granularity)' }),
+  pagesPerUnit: int({
+    min: 1,
+    max: 1_000_000,
+    default: 100,
+    description: 'pages per committed crawl unit (the resume granularity)',
+  }),
 } as const;
 
 export type CrawlValues = OptionValues<typeof CRAWL_OPTIONS>;

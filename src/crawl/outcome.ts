@@ -31,9 +31,15 @@ const CRAWL_HINTS: Record<string, string> = {
 const FETCH_REASON = /^(http_\d{3}|blocked_address|dns_error|connection_error|timeout|body_error)$/;
 
 /** The `empty_list` warning of a crawl's ingest: why the crawl handed it no image. */
-export function crawlFoundNothing(result: Pick<CrawlResult, 'pages' | 'fetched' | 'images' | 'skipped'>): IngestWarning {
-  const imageSkips = Object.entries(result.skipped).filter(([k]) => k.startsWith('image_')).reduce((n, [, v]) => n + v, 0);
-  const top = Object.entries(result.skipped).sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1)).slice(0, TOP);
+export function crawlFoundNothing(
+  result: Pick<CrawlResult, 'pages' | 'fetched' | 'images' | 'skipped'>,
+): IngestWarning {
+  const imageSkips = Object.entries(result.skipped)
+    .filter(([k]) => k.startsWith('image_'))
+    .reduce((n, [, v]) => n + v, 0);
+  const top = Object.entries(result.skipped)
+    .sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1))
+    .slice(0, TOP);
   const why = top.map(([reason, n]) => {
     const hint = crawlHint(reason);
     return `${reason} ${n}${hint ? ` (${hint})` : ''}`;

@@ -42,7 +42,10 @@ interface Rules {
 export class RobotsCache {
   private readonly cache = new Map<string, Promise<Rules>>();
 
-  constructor(private readonly fetcher: Fetcher, private readonly agent: string) {}
+  constructor(
+    private readonly fetcher: Fetcher,
+    private readonly agent: string,
+  ) {}
 
   async allowed(url: string): Promise<boolean> {
     return (await this.refusal(url)) === null;
@@ -80,6 +83,9 @@ export class RobotsCache {
     }
     const text = got.bytes.subarray(0, ROBOTS_MAX_BYTES).toString('utf8'); // the fetcher truncates there too
     const parsed = robotsParser(robotsUrl, text);
-    return { refusal: (u) => (parsed.isAllowed(u, this.agent) !== false ? null : ROBOTS_DISALLOWED), delay: parsed.getCrawlDelay(this.agent) };
+    return {
+      refusal: (u) => (parsed.isAllowed(u, this.agent) !== false ? null : ROBOTS_DISALLOWED),
+      delay: parsed.getCrawlDelay(this.agent),
+    };
   }
 }

@@ -58,7 +58,7 @@ function tokenizeDescriptors(input: string, pos: number): [string[], number] {
   let start = pos;
   let state: 'in' | 'parens' | 'after' = 'in';
   const flush = (end: number) => void (end > start && descriptors.push(input.slice(start, end)));
-  for (;; pos++) {
+  for (; ; pos++) {
     const c = input[pos];
     if (state === 'in') {
       if (isSpace(c)) {
@@ -87,7 +87,8 @@ function tokenizeDescriptors(input: string, pos: number): [string[], number] {
 function parseDescriptors(url: string, descriptors: string[]): SrcsetCandidate | null {
   const c: SrcsetCandidate = { url };
   for (const d of descriptors) {
-    const value = d.slice(0, -1), kind = d.at(-1);
+    const value = d.slice(0, -1),
+      kind = d.at(-1);
     if (kind === 'w' && NON_NEGATIVE_INTEGER.test(value)) {
       if (c.width !== undefined || c.density !== undefined) return null;
       c.width = Number(value);

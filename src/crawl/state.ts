@@ -39,22 +39,33 @@ export interface CrawlState {
 }
 
 const unitKey = (n: number) => `crawl/units/${String(n).padStart(6, '0')}.json`;
-const json = async <T>(store: Store, key: string): Promise<T> => JSON.parse(Buffer.from(await getBytes(store, key)).toString('utf8')) as T;
+const json = async <T>(store: Store, key: string): Promise<T> =>
+  JSON.parse(Buffer.from(await getBytes(store, key)).toString('utf8')) as T;
 
 export async function loadCrawl(store: Store, config: object): Promise<CrawlState> {
   const saved = (await store.head('crawl/config.json')) ? await json<object>(store, 'crawl/config.json') : null;
   if (saved && JSON.stringify(saved) !== JSON.stringify(config)) {
-    throw new ConfigError(`${store.url} holds a crawl with other seeds or options (${JSON.stringify(saved)}); use another --out`);
+    throw new ConfigError(
+      `${store.url} holds a crawl with other seeds or options (${JSON.stringify(saved)}); use another --out`,
+    );
   }
   if (!saved) await store.put('crawl/config.json', Buffer.from(JSON.stringify(config)));
-  const state: CrawlState = { units: 0, visited: new Map(), images: new Map(), frontier: null, skipped: {}, done: false };
+  const state: CrawlState = {
+    units: 0,
+    visited: new Map(),
+    images: new Map(),
+    frontier: null,
+    skipped: {},
+    done: false,
+  };
   const keys: string[] = [];
   for await (const o of store.list('crawl/units/')) if (/^crawl\/units\/\d{6}\.json$/.test(o.key)) keys.push(o.key);
   for (const key of keys.sort()) {
     const unit = await json<CrawlUnit>(store, key);
     for (const p of unit.pages) state.visited.set(p.url, p.status);
     for (const i of unit.images) if (!state.images.has(i.url)) state.images.set(i.url, i);
-    for (const [reason, n] of Object.entries(unit.skipped ?? {})) state.skipped[reason] = (state.skipped[reason] ?? 0) + n;
+    for (const [reason, n] of Object.entries(unit.skipped ?? {}))
+      state.skipped[reason] = (state.skipped[reason] ?? 0) + n;
     state.frontier = unit.frontier;
     state.units++;
   }

@@ -32,14 +32,23 @@ export async function listImages(root: string): Promise<LabelledFile[]> {
 }
 
 /** Normalised NHWC float32 pixels of a centre crop, or null when the bytes do not decode. */
-export async function evalPixels(bytes: Uint8Array, size: number, mean: number[], std: number[]): Promise<Float32Array | null> {
+export async function evalPixels(
+  bytes: Uint8Array,
+  size: number,
+  mean: number[],
+  std: number[],
+): Promise<Float32Array | null> {
   const r = Math.round(size / 0.875);
   const off = Math.floor((r - size) / 2);
   try {
     const raw = await sharp(bytes, { failOn: 'error', limitInputPixels: 100_000_000 })
-      .rotate().removeAlpha().toColourspace('srgb')
-      .resize(r, r, { fit: 'cover' }).extract({ left: off, top: off, width: size, height: size })
-      .raw().toBuffer();
+      .rotate()
+      .removeAlpha()
+      .toColourspace('srgb')
+      .resize(r, r, { fit: 'cover' })
+      .extract({ left: off, top: off, width: size, height: size })
+      .raw()
+      .toBuffer();
     const out = new Float32Array(size * size * 3);
     for (let i = 0; i < out.length; i++) out[i] = (raw[i]! / 255 - mean[i % 3]!) / std[i % 3]!;
     return out;

@@ -51,7 +51,11 @@ export interface KnnPictureOptions {
   perLabel?: number;
 }
 
-const T = 80, GAP = 8, SECTION = 28, TOP = 112, ROW = T + 2 * GAP;
+const T = 80,
+  GAP = 8,
+  SECTION = 28,
+  TOP = 112,
+  ROW = T + 2 * GAP;
 
 /** The PNG: one row per query; per model, its k nearest training images with green (same label) or red borders. */
 export async function knnPicture(models: KnnModel[], o: KnnPictureOptions): Promise<Buffer> {
@@ -63,10 +67,17 @@ export async function knnPicture(models: KnnModel[], o: KnnPictureOptions): Prom
   const height = TOP + queries.length * ROW + GAP;
   const tiles: OverlayOptions[] = [];
   const svg: string[] = [
-    svgText(`Nearest neighbours (cosine similarity of backbone features) of ${queries.length} held-out images`, GAP, 26),
-    svgText('green border: same hidden class as the query (labels are used only here); red: another class', GAP, 50, { fill: '#444' }),
+    svgText(
+      `Nearest neighbours (cosine similarity of backbone features) of ${queries.length} held-out images`,
+      GAP,
+      26,
+    ),
+    svgText('green border: same hidden class as the query (labels are used only here); red: another class', GAP, 50, {
+      fill: '#444',
+    }),
   ];
-  const thumb = async (dir: string, key: string) => sharp(join(dir, key)).resize(T, T, { fit: 'cover' }).png().toBuffer();
+  const thumb = async (dir: string, key: string) =>
+    sharp(join(dir, key)).resize(T, T, { fit: 'cover' }).png().toBuffer();
   const same = models.map(() => 0);
   for (const [r, q] of queries.entries()) {
     const y = TOP + r * ROW + GAP;
@@ -82,15 +93,28 @@ export async function knnPicture(models: KnnModel[], o: KnnPictureOptions): Prom
         const match = model.train.labels[n.index] === label;
         same[m]! += match ? 1 : 0;
         tiles.push({ input: await thumb(o.trainDir, model.train.keys[n.index]!), left: x, top: y });
-        svg.push(`<rect x="${x - 2}" y="${y - 2}" width="${T + 4}" height="${T + 4}" fill="none" stroke="${match ? '#27ae60' : '#c0392b'}" stroke-width="4"/>`);
+        svg.push(
+          `<rect x="${x - 2}" y="${y - 2}" width="${T + 4}" height="${T + 4}" fill="none" stroke="${match ? '#27ae60' : '#c0392b'}" stroke-width="4"/>`,
+        );
       }
     }
   }
   for (const [m, model] of models.entries()) {
     const x = GAP * 2 + 150 + T + SECTION + m * (SECTION + blockWidth);
-    svg.push(svgText(`${model.name}: k-NN top-1 ${model.top1.toFixed(3)}`, x, TOP - 34),
-      svgText(`${same[m]} of ${queries.length * k} neighbours share the class`, x, TOP - 10, { fill: '#444' }));
+    svg.push(
+      svgText(`${model.name}: k-NN top-1 ${model.top1.toFixed(3)}`, x, TOP - 34),
+      svgText(`${same[m]} of ${queries.length * k} neighbours share the class`, x, TOP - 10, { fill: '#444' }),
+    );
   }
-  tiles.push({ input: Buffer.from(`<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}">${svg.join('')}</svg>`), left: 0, top: 0 });
-  return sharp({ create: { width, height, channels: 3, background: '#ffffff' } }).composite(tiles).png().toBuffer();
+  tiles.push({
+    input: Buffer.from(
+      `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}">${svg.join('')}</svg>`,
+    ),
+    left: 0,
+    top: 0,
+  });
+  return sharp({ create: { width, height, channels: 3, background: '#ffffff' } })
+    .composite(tiles)
+    .png()
+    .toBuffer();
 }

@@ -6,7 +6,12 @@ import { BACKEND_OPTION } from '../train/options.js';
 /** The backbone and how it runs, shared by `embed` and `eval knn`. */
 export const BACKBONE_OPTIONS = {
   ...STORE_OPTIONS,
-  model: text({ required: true, minLength: 1, placeholder: 'dir', description: 'exported backbone (from `wildstream export`)' }),
+  model: text({
+    required: true,
+    minLength: 1,
+    placeholder: 'dir',
+    description: 'exported backbone (from `wildstream export`)',
+  }),
   size: int({ min: 8, max: 4096, description: 'input side', defaultText: 'the training crop size' }),
   batch: int({ min: 1, max: 4096, default: 32, description: 'images per forward pass' }),
   backend: BACKEND_OPTION,
@@ -15,13 +20,23 @@ export const BACKBONE_OPTIONS = {
 /** `embed`'s options (its input, a dataset store or a folder of images, is positional). */
 export const EMBED_OPTIONS = {
   ...BACKBONE_OPTIONS,
-  out: text({ required: true, minLength: 1, placeholder: 'file', description: 'Arrow IPC file to write (key, embedding): a path, file:///abs/path or s3://bucket/key' }),
+  out: text({
+    required: true,
+    minLength: 1,
+    placeholder: 'file',
+    description: 'Arrow IPC file to write (key, embedding): a path, file:///abs/path or s3://bucket/key',
+  }),
 } as const;
 
 /** `eval knn`'s options. */
 export const KNN_OPTIONS = {
   ...BACKBONE_OPTIONS,
-  train: text({ required: true, minLength: 1, placeholder: 'dir', description: 'folder of class folders to vote with' }),
+  train: text({
+    required: true,
+    minLength: 1,
+    placeholder: 'dir',
+    description: 'folder of class folders to vote with',
+  }),
   test: text({ required: true, minLength: 1, placeholder: 'dir', description: 'folder of class folders to classify' }),
   k: int({ min: 1, max: 10000, default: 20, description: 'neighbours' }),
 } as const;

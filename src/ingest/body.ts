@@ -28,14 +28,21 @@ export interface ReadBodyOptions {
 }
 
 /** `too_large` and the content_encoding reasons are sample failures; network errors reject instead. */
-export type BodyResult = { ok: true; bytes: Buffer; release?: () => void } | { ok: false; reason: 'too_large' | 'content_encoding_unsupported' | 'content_encoding_error' };
+export type BodyResult =
+  | { ok: true; bytes: Buffer; release?: () => void }
+  | { ok: false; reason: 'too_large' | 'content_encoding_unsupported' | 'content_encoding_error' };
 
 /** One growing buffer whose capacity is reserved from the budget before it is allocated. */
 class BodyBuffer {
   private buf = Buffer.alloc(0);
   size = 0;
 
-  constructor(private readonly max: number, private readonly budget: ByteBudget, private readonly holder: Holder, private readonly hint: number) {}
+  constructor(
+    private readonly max: number,
+    private readonly budget: ByteBudget,
+    private readonly holder: Holder,
+    private readonly hint: number,
+  ) {}
 
   /** 'ok' when stored, 'full' when the cap is reached (the part that fits is stored), or a wait for budget after which to call again. */
   append(chunk: Buffer): 'ok' | 'full' | Promise<boolean> {
@@ -86,7 +93,10 @@ export async function readBody(body: Readable, o: ReadBodyOptions): Promise<Body
   try {
     const hint = codings.length === 0 && o.declaredLength <= o.max ? o.declaredLength : 0;
     const sink = new BodyBuffer(o.max, o.budget, holder, Number.isFinite(hint) ? hint : 0);
-    const end = codings.length === 0 ? await readPlain(body, sink) : await readEncoded(body, sink, codings, o.max, (bytes) => o.budget.grow(holder, bytes));
+    const end =
+      codings.length === 0
+        ? await readPlain(body, sink)
+        : await readEncoded(body, sink, codings, o.max, (bytes) => o.budget.grow(holder, bytes));
     if (end === 'ok' || (end === 'full' && o.truncate)) {
       const bytes = sink.bytes();
       return o.hold ? { ok: true, bytes, release: o.budget.settle(holder, bytes.length) } : { ok: true, bytes };
@@ -109,9 +119,16 @@ function readPlain(body: Readable, sink: BodyBuffer): Promise<End> {
     let settled = false;
     const finish = (end: End) => {
       settled = true;
-      body.off('data', onData).off('end', onEnd).off('error', onError).on('error', () => {}); // errors after this are moot
+      body
+        .off('data', onData)
+        .off('end', onEnd)
+        .off('error', onError)
+        .on('error', () => {}); // errors after this are moot
       if (end === 'ok') return resolve(end);
-      discard(body).then(() => resolve(end), () => resolve(end));
+      discard(body).then(
+        () => resolve(end),
+        () => resolve(end),
+      );
     };
     const onData = (chunk: Buffer) => {
       const r = sink.append(chunk);
@@ -180,11 +197,18 @@ function readEncoded(body: Readable, sink: BodyBuffer, codings: Coding[], max: n
 class StageReserve extends Transform {
   private reserved = false;
 
-  constructor(private readonly coding: Coding, private readonly reserve: Reserve) {
+  constructor(
+    private readonly coding: Coding,
+    private readonly reserve: Reserve,
+  ) {
     super();
   }
 
-  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null, data?: Buffer) => void): void {
+  override _transform(
+    chunk: Buffer,
+    _encoding: BufferEncoding,
+    callback: (error?: Error | null, data?: Buffer) => void,
+  ): void {
     if (this.reserved || chunk.length === 0) return callback(null, chunk);
     this.reserved = true;
     const granted = this.reserve(stageBytes(this.coding, chunk[0]!));
@@ -198,15 +222,22 @@ class Coalescer extends Transform {
   private buf: Buffer;
   private filled = 0;
 
-  constructor(private readonly size: number, private readonly admit: (bytes: number) => boolean) {
+  constructor(
+    private readonly size: number,
+    private readonly admit: (bytes: number) => boolean,
+  ) {
     super();
     this.buf = Buffer.allocUnsafe(size);
   }
 
-  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null, data?: Buffer) => void): void {
+  override _transform(
+    chunk: Buffer,
+    _encoding: BufferEncoding,
+    callback: (error?: Error | null, data?: Buffer) => void,
+  ): void {
     if (!this.admit(chunk.length)) return callback(RAW_TOO_LARGE);
     if (this.filled === 0 && chunk.length >= this.size) return callback(null, chunk);
-    for (let at = 0; at < chunk.length; ) {
+    for (let at = 0; at < chunk.length;) {
       const n = chunk.copy(this.buf, this.filled, at);
       at += n;
       this.filled += n;

@@ -28,9 +28,14 @@ export class ByteBudget {
   /** Most bytes ever held at once. */
   peak = 0;
 
-  constructor(readonly total: number, readonly perHolder: number) {
+  constructor(
+    readonly total: number,
+    readonly perHolder: number,
+  ) {
     if (!(total >= perHolder)) {
-      throw new ConfigError(`byteBudget ${total} is smaller than one download's largest need ${perHolder} (maxBytes + decoder memory): raise byteBudget or lower maxBytes`);
+      throw new ConfigError(
+        `byteBudget ${total} is smaller than one download's largest need ${perHolder} (maxBytes + decoder memory): raise byteBudget or lower maxBytes`,
+      );
     }
   }
 

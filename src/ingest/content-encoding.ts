@@ -29,7 +29,10 @@ const CODINGS: Record<string, Coding> = { gzip: 'gzip', 'x-gzip': 'gzip', deflat
  */
 export function decodingOrder(header: string | null): Coding[] | null {
   if (!header) return [];
-  const listed = header.split(',').map((t) => t.trim().toLowerCase()).filter((t) => t !== '' && t !== 'identity');
+  const listed = header
+    .split(',')
+    .map((t) => t.trim().toLowerCase())
+    .filter((t) => t !== '' && t !== 'identity');
   if (listed.length > MAX_CODINGS) return null;
   const codings = listed.map((t) => CODINGS[t]);
   if (codings.some((c) => c === undefined) || codings.filter((c) => c === 'br').length > 1) return null;

@@ -70,7 +70,8 @@ export async function decodeImage(bytes: Uint8Array, options: DecodeOptions = {}
   const format = meta.format ?? 'unknown';
   if (format === 'svg' && !options.allowSvg) return { ok: false, reason: 'svg_refused' };
   if (format !== 'svg' && !ACCEPTED.has(format)) return { ok: false, reason: 'unsupported_format' };
-  if ((meta.width ?? 0) * (meta.pageHeight ?? meta.height ?? 0) > limitInputPixels) return { ok: false, reason: 'too_many_pixels' };
+  if ((meta.width ?? 0) * (meta.pageHeight ?? meta.height ?? 0) > limitInputPixels)
+    return { ok: false, reason: 'too_many_pixels' };
   const shortSide = Math.min(meta.autoOrient?.width ?? meta.width ?? 0, meta.autoOrient?.height ?? meta.height ?? 0);
   const longSide = Math.max(meta.autoOrient?.width ?? meta.width ?? 0, meta.autoOrient?.height ?? meta.height ?? 0);
   if (shortSide < (options.minImageSize ?? 64)) return { ok: false, reason: 'too_small' };
@@ -78,8 +79,15 @@ export async function decodeImage(bytes: Uint8Array, options: DecodeOptions = {}
 
   const admission = decodeAdmission(options.memoryBudget);
   const scale = scaleOf(options, shortSide, longSide);
-  const header = { format, width: meta.width ?? 0, height: meta.pageHeight ?? meta.height ?? 0, channels: meta.channels ?? 4,
-    depth: meta.depth, isProgressive: meta.isProgressive, chromaSubsampling: meta.chromaSubsampling };
+  const header = {
+    format,
+    width: meta.width ?? 0,
+    height: meta.pageHeight ?? meta.height ?? 0,
+    channels: meta.channels ?? 4,
+    depth: meta.depth,
+    isProgressive: meta.isProgressive,
+    chromaSubsampling: meta.chromaSubsampling,
+  };
   const cost = estimateDecodeBytes(header, 1 / scale, Math.ceil(shortSide * scale) * Math.ceil(longSide * scale));
   if (cost > admission.capacity) return { ok: false, reason: 'too_many_pixels' };
   return admission.use(cost, () => decodeAdmitted(bytes, options, limitInputPixels));
@@ -97,7 +105,11 @@ export function decodeAdmission(budget = DEFAULT_DECODE_MEMORY): ByteSemaphore {
   return semaphore;
 }
 
-async function decodeAdmitted(bytes: Uint8Array, options: DecodeOptions, limitInputPixels: number): Promise<DecodeOutcome> {
+async function decodeAdmitted(
+  bytes: Uint8Array,
+  options: DecodeOptions,
+  limitInputPixels: number,
+): Promise<DecodeOutcome> {
   let raw: { data: Buffer; info: OutputInfo };
   try {
     raw = await sharp(bytes, { limitInputPixels, failOn: 'error', pages: 1, sequentialRead: true })
@@ -116,10 +128,19 @@ async function decodeAdmitted(bytes: Uint8Array, options: DecodeOptions, limitIn
   const hash = phash(raw.data, width, height, channels);
   const encoder = sharp(raw.data, { raw: { width, height, channels } });
   const quality = options.quality ?? 90;
-  const image = options.format === 'webp'
-    ? await encoder.webp({ quality }).toBuffer()
-    : await encoder.jpeg({ quality, mozjpeg: false }).toBuffer();
-  return { ok: true, image, mime: options.format === 'webp' ? 'image/webp' : 'image/jpeg', width, height, sha256, phash: hash };
+  const image =
+    options.format === 'webp'
+      ? await encoder.webp({ quality }).toBuffer()
+      : await encoder.jpeg({ quality, mozjpeg: false }).toBuffer();
+  return {
+    ok: true,
+    image,
+    mime: options.format === 'webp' ? 'image/webp' : 'image/jpeg',
+    width,
+    height,
+    sha256,
+    phash: hash,
+  };
 }
 
 /** Output side / input side of the resize `resizeOf` asks for (never above 1: no upscaling). */

@@ -43,17 +43,37 @@ export class RedisDedupe implements Deduper {
   private readonly attempt = randomUUID().slice(0, 8);
 
   /** `prefix` names the dataset (one index per output store). */
-  constructor(private readonly redis: Redis, private readonly prefix: string, private readonly radius: number) {
+  constructor(
+    private readonly redis: Redis,
+    private readonly prefix: string,
+    private readonly radius: number,
+  ) {
     this.probes = radius > 0 ? flipMasks(Math.floor(radius / BANDS)) : [];
   }
 
   async check(sha256: Uint8Array, phash: bigint, unit: number): Promise<DuplicateKind | null> {
     const p = this.prefix;
     const own = Array.from({ length: BANDS }, (_, b) => `${p}:band:${b}:${bandOf(phash, b)}`);
-    const probe = this.radius > 0 ? Array.from({ length: BANDS }, (_, b) => this.probes.map((m) => `${p}:band:${b}:${bandOf(phash, b) ^ m}`)).flat() : [];
-    const hi = Number(phash >> 32n), lo = Number(phash & 0xffffffffn);
-    const result = await this.redis.eval(SCRIPT, 0, `${unit}:${this.attempt}`, `${p}:sha:${Buffer.from(sha256).toString('hex')}`,
-      this.radius, hi, lo, own.length, ...own, ...probe);
+    const probe =
+      this.radius > 0
+        ? Array.from({ length: BANDS }, (_, b) =>
+            this.probes.map((m) => `${p}:band:${b}:${bandOf(phash, b) ^ m}`),
+          ).flat()
+        : [];
+    const hi = Number(phash >> 32n),
+      lo = Number(phash & 0xffffffffn);
+    const result = await this.redis.eval(
+      SCRIPT,
+      0,
+      `${unit}:${this.attempt}`,
+      `${p}:sha:${Buffer.from(sha256).toString('hex')}`,
+      this.radius,
+      hi,
+      lo,
+      own.length,
+      ...own,
+      ...probe,
+    );
     return result === 'exact' || result === 'near' ? result : null;
   }
 }

@@ -50,7 +50,8 @@ export class DedupeIndex implements Deduper {
     for (let b = 0; b < BANDS; b++) {
       const band = bandOf(phash, b);
       for (const mask of this.probes) {
-        for (const other of this.tables[b]!.get(band ^ mask) ?? []) if (hamming(phash, other) <= this.radius) return true;
+        for (const other of this.tables[b]!.get(band ^ mask) ?? [])
+          if (hamming(phash, other) <= this.radius) return true;
       }
     }
     return false;

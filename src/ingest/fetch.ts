@@ -112,7 +112,9 @@ export class Fetcher {
     if (!/^https?:\/\//i.test(url)) return { ok: false, reason: 'url_scheme' };
     for (let attempt = 0; ; attempt++) {
       const gate = this.o.gate;
-      const result = gate ? await gate.run(new URL(url).host, () => this.attempt(url, accept, hold)) : await this.attempt(url, accept, hold);
+      const result = gate
+        ? await gate.run(new URL(url).host, () => this.attempt(url, accept, hold))
+        : await this.attempt(url, accept, hold);
       const delay = 'retryAfterMs' in result ? result.retryAfterMs : undefined;
       if (!('retry' in result) || attempt >= this.o.retries) return result.outcome;
       const backoff = Math.random() * this.o.retryBaseMs * 2 ** attempt;
@@ -130,7 +132,11 @@ export class Fetcher {
     await this.agent.close();
   }
 
-  private async attempt(url: string, accept: string, hold: boolean): Promise<{ outcome: FetchOutcome; retry?: true; retryAfterMs?: number }> {
+  private async attempt(
+    url: string,
+    accept: string,
+    hold: boolean,
+  ): Promise<{ outcome: FetchOutcome; retry?: true; retryAfterMs?: number }> {
     // A deadline cleared when the attempt ends: a stray abort after completion would error a finished body.
     const deadline = new Deadline(this.o.totalTimeoutMs);
     try {
@@ -140,7 +146,12 @@ export class Fetcher {
     }
   }
 
-  private async request(url: string, accept: string, deadline: Deadline, hold: boolean): Promise<{ outcome: FetchOutcome; retry?: true; retryAfterMs?: number }> {
+  private async request(
+    url: string,
+    accept: string,
+    deadline: Deadline,
+    hold: boolean,
+  ): Promise<{ outcome: FetchOutcome; retry?: true; retryAfterMs?: number }> {
     let response: Dispatcher.ResponseData;
     try {
       const target = new URL(url);
@@ -177,12 +188,27 @@ export class Fetcher {
     }
     let read: Awaited<ReturnType<typeof readBody>>;
     try {
-      read = await readBody(body, { max: this.o.maxBytes, truncate: this.o.truncate, contentEncoding, declaredLength: declared, budget: this.budget, hold });
+      read = await readBody(body, {
+        max: this.o.maxBytes,
+        truncate: this.o.truncate,
+        contentEncoding,
+        declaredLength: declared,
+        budget: this.budget,
+        hold,
+      });
     } catch (err) {
       return failure(networkReason(err, deadline, 'body'));
     }
     if (!read.ok) return { outcome: { ok: false, reason: read.reason } };
-    return { outcome: { ok: true, bytes: read.bytes, contentType: header(headers, 'content-type'), url, release: read.release } };
+    return {
+      outcome: {
+        ok: true,
+        bytes: read.bytes,
+        contentType: header(headers, 'content-type'),
+        url,
+        release: read.release,
+      },
+    };
   }
 }
 
@@ -252,7 +278,8 @@ function networkReason(err: unknown, deadline: Deadline, phase: 'request' | 'bod
   if (code === BLOCKED_CODE || e.cause?.code === BLOCKED_CODE) return 'blocked_address';
   if (deadline.expired || e.name === 'TimeoutError' || /TIMEOUT/.test(code)) return 'timeout';
   if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') return 'dns_error';
-  if (code === 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH' || code === 'UND_ERR_SOCKET' || code === 'ECONNRESET') return phase === 'body' ? 'body_error' : 'connection_error';
+  if (code === 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH' || code === 'UND_ERR_SOCKET' || code === 'ECONNRESET')
+    return phase === 'body' ? 'body_error' : 'connection_error';
   if (/redirect/i.test((err as Error).message ?? '')) return 'too_many_redirects';
   if (code === 'UND_ERR_INVALID_ARG' || code === 'ERR_INVALID_URL') return 'url_invalid';
   return 'connection_error';

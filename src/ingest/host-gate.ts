@@ -15,7 +15,10 @@ export class HostGate {
   private readonly hosts = new Map<string, HostState>();
   private readonly delays = new Map<string, number>();
 
-  constructor(private readonly connections: number, private readonly delayMs: number) {}
+  constructor(
+    private readonly connections: number,
+    private readonly delayMs: number,
+  ) {}
 
   /** A longer spacing for one host (its robots.txt Crawl-delay). */
   setDelay(host: string, ms: number): void {

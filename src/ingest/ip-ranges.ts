@@ -75,7 +75,8 @@ export function embeddedIPv4(ip: ipaddr.IPv6): { form: string; addresses: ipaddr
   if (ip.match(NAT64)) return { form: 'nat64', addresses: [last] };
   if (ip.match(SIX_TO_FOUR)) return { form: '6to4', addresses: [ipv4(p[1]!, p[2]!)] };
   // Teredo: server IPv4 in bits 32-63, client IPv4 in the last 32 bits inverted.
-  if (ip.match(TEREDO)) return { form: 'teredo', addresses: [ipv4(p[2]!, p[3]!), ipv4(p[6]! ^ 0xffff, p[7]! ^ 0xffff)] };
+  if (ip.match(TEREDO))
+    return { form: 'teredo', addresses: [ipv4(p[2]!, p[3]!), ipv4(p[6]! ^ 0xffff, p[7]! ^ 0xffff)] };
   // ISATAP interface identifier (RFC 5214): ::0:5efe:a.b.c.d or ::200:5efe:a.b.c.d (u bit set), any prefix.
   if ((p[4] === 0 || p[4] === 0x200) && p[5] === 0x5efe) return { form: 'isatap', addresses: [last] };
   return null;

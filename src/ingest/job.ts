@@ -19,7 +19,13 @@ import { decodeImage } from './decode.js';
 import { DedupeIndex, type Deduper } from './dedupe.js';
 import { Fetcher } from './fetch.js';
 import { planIngest, summarisePlan } from './plan.js';
-import { abortable, DEFAULT_CONCURRENCY, DEFAULT_DEDUPE_RADIUS, validateIngestOptions, type IngestOptions } from './run-options.js';
+import {
+  abortable,
+  DEFAULT_CONCURRENCY,
+  DEFAULT_DEDUPE_RADIUS,
+  validateIngestOptions,
+  type IngestOptions,
+} from './run-options.js';
 import { interruptedError, type IngestProgress, type IngestSummary } from './summary.js';
 import { checkUrl, type UrlRow } from './url-list.js';
 
@@ -70,7 +76,10 @@ export async function runIngest(options: IngestOptions): Promise<IngestSummary> 
     const plan = await planIngest(options);
     totalUnits = plan.job.units;
     committedBefore = plan.skipped;
-    ctx = await abortable(createContext(options, plan.store, fetcher, plan.committed, plan.extraColumns, plan.job.units), signal);
+    ctx = await abortable(
+      createContext(options, plan.store, fetcher, plan.committed, plan.extraColumns, plan.job.units),
+      signal,
+    );
     const run: UnitRecord[] = [];
     for await (const { unit, rows, committed } of plan.units()) {
       signal?.throwIfAborted();
@@ -84,7 +93,8 @@ export async function runIngest(options: IngestOptions): Promise<IngestSummary> 
     }
     return summarisePlan(plan, run, ctx.started, options.retryHint);
   } catch (err) {
-    if (signal?.aborted) throw interruptedError(signal.reason, committedBefore + (await unitsCommitted(ctx)), totalUnits);
+    if (signal?.aborted)
+      throw interruptedError(signal.reason, committedBefore + (await unitsCommitted(ctx)), totalUnits);
     throw err;
   } finally {
     await closeFetcher(fetcher, signal);
@@ -92,8 +102,14 @@ export async function runIngest(options: IngestOptions): Promise<IngestSummary> 
 }
 
 /** The state one run shares across its units; the dedupe index starts from every committed unit of the store. */
-export async function createContext(options: IngestOptions, store: Store, fetcher: Fetcher, committed: readonly UnitRecord[],
-  extraColumns: string[], unitsTotal: number): Promise<Context> {
+export async function createContext(
+  options: IngestOptions,
+  store: Store,
+  fetcher: Fetcher,
+  committed: readonly UnitRecord[],
+  extraColumns: string[],
+  unitsTotal: number,
+): Promise<Context> {
   return {
     store,
     fetcher,
@@ -162,7 +178,10 @@ export async function runUnit(ctx: Context, unit: number, rows: UrlRow[]): Promi
       await queue.onSizeLessThan(concurrency); // bounded: at most 2x concurrency rows in memory
       if (signal?.aborted) break;
       void queue.add(async () => {
-        const outcome = await processRow(ctx, row, timings, unit).catch((): RowOutcome => ({ ok: false, reason: 'internal_error' }));
+        const outcome = await processRow(ctx, row, timings, unit).catch((): RowOutcome => ({
+          ok: false,
+          reason: 'internal_error',
+        }));
         ctx.progress.urls++;
         if (outcome.ok) {
           ctx.progress.kept++;
@@ -186,7 +205,12 @@ export async function runUnit(ctx: Context, unit: number, rows: UrlRow[]): Promi
   }
 }
 
-async function processRow(ctx: Context, row: UrlRow, timings: Record<string, number>, unit: number): Promise<RowOutcome> {
+async function processRow(
+  ctx: Context,
+  row: UrlRow,
+  timings: Record<string, number>,
+  unit: number,
+): Promise<RowOutcome> {
   const bad = row.bad ?? checkUrl(row.url);
   if (bad) return { ok: false, reason: bad };
   let t0 = performance.now();
@@ -195,7 +219,9 @@ async function processRow(ctx: Context, row: UrlRow, timings: Record<string, num
   timings.fetch! += (performance.now() - t0) / 1000;
   if (!fetched.ok) return { ok: false, reason: fetched.reason };
   t0 = performance.now();
-  const decoded = await ctx.decodeQueue.add(() => decodeImage(fetched.bytes, ctx.options.decode)).finally(fetched.release);
+  const decoded = await ctx.decodeQueue
+    .add(() => decodeImage(fetched.bytes, ctx.options.decode))
+    .finally(fetched.release);
   timings.decode! += (performance.now() - t0) / 1000;
   if (!decoded.ok) return decoded;
   const duplicate = await ctx.index.check(decoded.sha256, decoded.phash, unit);

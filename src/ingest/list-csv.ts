@@ -46,7 +46,10 @@ export async function* csvRecords(lines: AsyncIterable<Line>, delimiter = ','): 
         if (line === undefined) break;
         held.push(line);
         length += typeof line === 'string' ? line.length : Infinity;
-        state = held.length < MAX_RECORD_LINES && length <= MAX_LINE_LENGTH ? parser.feed(line as string, false) : 'malformed';
+        state =
+          held.length < MAX_RECORD_LINES && length <= MAX_LINE_LENGTH
+            ? parser.feed(line as string, false)
+            : 'malformed';
       }
       if (state === 'done') {
         yield parser.fields;

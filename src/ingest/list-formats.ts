@@ -71,7 +71,8 @@ async function* readTable(file: string, records: AsyncIterable<string[] | LineFa
   for await (const record of records) {
     if (!columns) {
       if (!Array.isArray(record)) throw new ConfigError(`cannot read the header of URL list ${file} (${record.fault})`);
-      if (record.length > MAX_COLUMNS) throw new ConfigError(`URL list ${file} has ${record.length} columns; at most ${MAX_COLUMNS}`);
+      if (record.length > MAX_COLUMNS)
+        throw new ConfigError(`URL list ${file} has ${record.length} columns; at most ${MAX_COLUMNS}`);
       columns = record;
       yield { kind: 'header', columns };
     } else if (!Array.isArray(record)) {
@@ -98,7 +99,8 @@ async function* readJsonl(file: string): AsyncIterable<ListItem> {
     } catch {
       // not JSON: a bad row below
     }
-    if (value && typeof value === 'object' && !Array.isArray(value)) yield { kind: 'row', cells: value as Record<string, unknown> };
+    if (value && typeof value === 'object' && !Array.isArray(value))
+      yield { kind: 'row', cells: value as Record<string, unknown> };
     else yield { kind: 'fault', fault: 'bad_row' };
   }
 }
@@ -113,7 +115,8 @@ async function* readParquet(file: string): AsyncIterable<ListItem> {
     throw new ConfigError(`cannot read parquet URL list ${file}: ${(err as Error).message}`, { cause: err });
   }
   const columns = parquetSchema(metadata).children.map((c) => c.element.name);
-  if (columns.length > MAX_COLUMNS) throw new ConfigError(`URL list ${file} has ${columns.length} columns; at most ${MAX_COLUMNS}`);
+  if (columns.length > MAX_COLUMNS)
+    throw new ConfigError(`URL list ${file} has ${columns.length} columns; at most ${MAX_COLUMNS}`);
   yield { kind: 'header', columns };
   let rowStart = 0;
   for (const group of metadata.row_groups) {

@@ -107,7 +107,8 @@ class LineSplitter {
   #append(text: string): void {
     if (this.#tooLong || text === '') return;
     this.#length += text.length;
-    if (this.#length > MAX_LINE_LENGTH + 1) { // +1: the CR of a CRLF
+    if (this.#length > MAX_LINE_LENGTH + 1) {
+      // +1: the CR of a CRLF
       this.#tooLong = true;
       this.#parts = [];
     } else {

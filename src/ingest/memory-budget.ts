@@ -36,7 +36,18 @@ const WHOLE_MARGIN = 1.25;
 /** What any decode holds besides its pixels: libvips' thread buffers, sharp's baton (measured: ~5 MB). */
 const OVERHEAD = 8 * 1024 * 1024;
 
-const SAMPLE_BYTES: Record<string, number> = { uchar: 1, char: 1, ushort: 2, short: 2, uint: 4, int: 4, float: 4, complex: 8, double: 8, dpcomplex: 16 };
+const SAMPLE_BYTES: Record<string, number> = {
+  uchar: 1,
+  char: 1,
+  ushort: 2,
+  short: 2,
+  uint: 4,
+  int: 4,
+  float: 4,
+  complex: 8,
+  double: 8,
+  dpcomplex: 16,
+};
 
 /**
  * Peak bytes libvips holds while decoding `header` and resizing it by `shrink` (input side / output side,
@@ -106,7 +117,8 @@ export class ByteSemaphore {
   readonly #waiting: Array<{ bytes: number; grant: () => void }> = [];
 
   constructor(capacity: number) {
-    if (!Number.isSafeInteger(capacity) || capacity <= 0) throw new RangeError(`capacity must be a positive integer, got ${capacity}`);
+    if (!Number.isSafeInteger(capacity) || capacity <= 0)
+      throw new RangeError(`capacity must be a positive integer, got ${capacity}`);
     this.capacity = capacity;
   }
 
@@ -121,7 +133,8 @@ export class ByteSemaphore {
   /** Waits until `bytes` fit, takes them and returns their release (calling it twice releases once). */
   async acquire(bytes: number): Promise<() => void> {
     const n = Math.ceil(bytes);
-    if (!(n >= 0) || n > this.capacity) throw new RangeError(`cannot admit ${bytes} bytes into a budget of ${this.capacity}`);
+    if (!(n >= 0) || n > this.capacity)
+      throw new RangeError(`cannot admit ${bytes} bytes into a budget of ${this.capacity}`);
     if (this.#waiting.length > 0 || this.#inUse + n > this.capacity) {
       await new Promise<void>((grant) => this.#waiting.push({ bytes: n, grant }));
     } else {

@@ -33,7 +33,9 @@ export function blockedRange(address: string, allow: AllowList = []): string | n
   } catch {
     return 'invalid';
   }
-  return nonPublicRange(ip, (candidate) => allow.some(([net, bits]) => net.kind() === candidate.kind() && candidate.match(net, bits)));
+  return nonPublicRange(ip, (candidate) =>
+    allow.some(([net, bits]) => net.kind() === candidate.kind() && candidate.match(net, bits)),
+  );
 }
 
 /**
@@ -55,21 +57,32 @@ function blockedError(host: string, address: string, range: string): NodeJS.Errn
 }
 
 /** A dns.lookup that drops non-public addresses, failing when none is left. */
-export const guardedLookup = (allow: AllowList, resolve: typeof dnsLookup = dnsLookup) => ((hostname: string, options: LookupAllOptions, callback: (err: NodeJS.ErrnoException | null, address: string | LookupAddress[], family?: number) => void) => {
-  resolve(hostname, { ...options, all: true }, (err, addresses) => {
-    if (err) return callback(err, []);
-    const allowed = addresses.filter((a) => blockedRange(a.address, allow) === null);
-    if (allowed.length === 0) {
-      const first = addresses[0];
-      return callback(blockedError(hostname, first?.address ?? '?', first ? blockedRange(first.address, allow)! : 'none'), []);
-    }
-    if (options.all) return callback(null, allowed);
-    return callback(null, allowed[0]!.address, allowed[0]!.family);
-  });
-}) as unknown as LookupFunction;
+export const guardedLookup = (allow: AllowList, resolve: typeof dnsLookup = dnsLookup) =>
+  ((
+    hostname: string,
+    options: LookupAllOptions,
+    callback: (err: NodeJS.ErrnoException | null, address: string | LookupAddress[], family?: number) => void,
+  ) => {
+    resolve(hostname, { ...options, all: true }, (err, addresses) => {
+      if (err) return callback(err, []);
+      const allowed = addresses.filter((a) => blockedRange(a.address, allow) === null);
+      if (allowed.length === 0) {
+        const first = addresses[0];
+        return callback(
+          blockedError(hostname, first?.address ?? '?', first ? blockedRange(first.address, allow)! : 'none'),
+          [],
+        );
+      }
+      if (options.all) return callback(null, allowed);
+      return callback(null, allowed[0]!.address, allowed[0]!.family);
+    });
+  }) as unknown as LookupFunction;
 
 /** An undici connector that refuses non-public addresses, IP literals included (they skip DNS). */
-export function guardedConnector(options: buildConnector.BuildOptions, allow: AllowList = []): buildConnector.connector {
+export function guardedConnector(
+  options: buildConnector.BuildOptions,
+  allow: AllowList = [],
+): buildConnector.connector {
   const connect = buildConnector({ ...options, lookup: guardedLookup(allow) } as buildConnector.BuildOptions);
   return (opts, callback) => {
     const host = opts.hostname.replace(/^\[|\]$/g, '');

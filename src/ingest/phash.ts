@@ -9,7 +9,8 @@ const K = 8;
 /** cos((2x+1) u pi / 2N) for u < K, x < N: the only DCT terms the low 8x8 needs. */
 const COS = (() => {
   const table = new Float64Array(K * N);
-  for (let u = 0; u < K; u++) for (let x = 0; x < N; x++) table[u * N + x] = Math.cos(((2 * x + 1) * u * Math.PI) / (2 * N));
+  for (let u = 0; u < K; u++)
+    for (let x = 0; x < N; x++) table[u * N + x] = Math.cos(((2 * x + 1) * u * Math.PI) / (2 * N));
   return table;
 })();
 
@@ -20,13 +21,16 @@ const COS = (() => {
  * and count in memory for every pixel costs several times as much.
  */
 export function grey32(pixels: Uint8Array, width: number, height: number, channels: number): Float64Array {
-  const xs = cellEdges(width), ys = cellEdges(height);
+  const xs = cellEdges(width),
+    ys = cellEdges(height);
   const sums = new Float64Array(N * N * 3);
   for (let y = 0; y < height; y++) {
     const cy = cellOf(y, height);
     const row = y * width * channels;
     for (let cx = 0; cx < N; cx++) {
-      let r = 0, g = 0, b = 0;
+      let r = 0,
+        g = 0,
+        b = 0;
       const end = row + xs[cx + 1]! * channels;
       for (let p = row + xs[cx]! * channels; p < end; p += channels) {
         r += pixels[p]!;
@@ -44,7 +48,8 @@ export function grey32(pixels: Uint8Array, width: number, height: number, channe
     for (let cx = 0; cx < N; cx++) {
       const count = (ys[cy + 1]! - ys[cy]!) * (xs[cx + 1]! - xs[cx]!);
       const cell = (cy * N + cx) * 3;
-      out[cy * N + cx] = count > 0 ? (0.299 * sums[cell]! + 0.587 * sums[cell + 1]! + 0.114 * sums[cell + 2]!) / count : 0;
+      out[cy * N + cx] =
+        count > 0 ? (0.299 * sums[cell]! + 0.587 * sums[cell + 1]! + 0.114 * sums[cell + 2]!) / count : 0;
     }
   }
   return out;
@@ -80,7 +85,7 @@ export function phash32(grey: Float64Array): bigint {
       coeffs[v * K + u] = sum;
     }
   }
-  const median = [...coeffs].sort((a, b) => a - b)[K * K / 2 - 1]!;
+  const median = [...coeffs].sort((a, b) => a - b)[(K * K) / 2 - 1]!;
   let hash = 0n;
   for (let i = 0; i < K * K; i++) if (coeffs[i]! > median) hash |= 1n << BigInt(i);
   return hash;

@@ -101,7 +101,10 @@ export async function planIngest(options: IngestOptions): Promise<IngestPlan> {
   const unitSize = options.unitSize ?? DEFAULT_UNIT_SIZE;
   const source = options.source ?? listSource(await listFiles(options.lists), options.list);
   const store = await openStore(options.out, options.store);
-  const planned = await abortable(planSource(source, options.list ?? {}, outputOptionsOf(options), unitSize), options.signal);
+  const planned = await abortable(
+    planSource(source, options.list ?? {}, outputOptionsOf(options), unitSize),
+    options.signal,
+  );
   const { job, resumed, manifest } = await registerJob(store, planned, options.append ?? false);
   const committed = await listUnits(store);
   const member = inJob(manifest, job);
@@ -110,19 +113,37 @@ export async function planIngest(options: IngestOptions): Promise<IngestPlan> {
   const skipped = committed.filter((u) => u.unit >= job.firstUnit && u.unit < job.firstUnit + job.units).length;
   const extraColumns = await abortable(source.extraColumns(), options.signal);
   const units = async function* (): AsyncIterable<PlannedUnit> {
-    for await (const [unit, rows] of groupUnits(source.rows(), unitSize, job.firstUnit)) yield { unit, rows, committed: done.has(unit) };
+    for await (const [unit, rows] of groupUnits(source.rows(), unitSize, job.firstUnit))
+      yield { unit, rows, committed: done.has(unit) };
   };
   return { store, job, manifest, resumed, committed, earlier, skipped, extraColumns, units };
 }
 
 /** The summary of a run of `plan` that committed `run`: the same function for every executor. */
-export function summarisePlan(plan: IngestPlan, run: readonly UnitRecord[], started: number, retryHint?: boolean): IngestSummary {
-  return summariseRun({ run, earlier: plan.earlier, unitsTotal: plan.job.units, skipped: plan.skipped, resumed: plan.resumed,
-    rows: plan.job.rows, started, retryHint });
+export function summarisePlan(
+  plan: IngestPlan,
+  run: readonly UnitRecord[],
+  started: number,
+  retryHint?: boolean,
+): IngestSummary {
+  return summariseRun({
+    run,
+    earlier: plan.earlier,
+    unitsTotal: plan.job.units,
+    skipped: plan.skipped,
+    resumed: plan.resumed,
+    rows: plan.job.rows,
+    started,
+    retryHint,
+  });
 }
 
 /** Rows cut into units: a row's unit is `firstUnit + index / unitSize`. */
-export async function* groupUnits(rows: AsyncIterable<UrlRow>, unitSize: number, firstUnit: number): AsyncIterable<[number, UrlRow[]]> {
+export async function* groupUnits(
+  rows: AsyncIterable<UrlRow>,
+  unitSize: number,
+  firstUnit: number,
+): AsyncIterable<[number, UrlRow[]]> {
   let current: UrlRow[] = [];
   let unit = firstUnit;
   for await (const row of rows) {

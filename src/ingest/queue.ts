@@ -34,10 +34,19 @@ export async function connectRedis(url: string): Promise<Redis> {
   } catch {
     throw new ConfigError(`--queue must be a redis:// or rediss:// URL, got "${url}"`);
   }
-  if (!['redis:', 'rediss:'].includes(parsed.protocol) || !parsed.hostname || (parsed.pathname.length > 1 && !/^\/\d+$/.test(parsed.pathname))) {
+  if (
+    !['redis:', 'rediss:'].includes(parsed.protocol) ||
+    !parsed.hostname ||
+    (parsed.pathname.length > 1 && !/^\/\d+$/.test(parsed.pathname))
+  ) {
     throw new ConfigError(`--queue must look like redis://host:6379/0, got "${url}"`);
   }
-  const probe = new Redis(url, { lazyConnect: true, connectTimeout: 5000, maxRetriesPerRequest: 0, retryStrategy: () => null });
+  const probe = new Redis(url, {
+    lazyConnect: true,
+    connectTimeout: 5000,
+    maxRetriesPerRequest: 0,
+    retryStrategy: () => null,
+  });
   probe.on('error', () => {}); // reported below
   try {
     await probe.connect();
@@ -61,7 +70,11 @@ export interface QueuedIngestOptions {
 }
 
 /** Enqueues the uncommitted units of a job and waits until all are committed (or one fails for good). */
-export async function runQueuedIngest(options: IngestOptions, queueUrl: string, q: QueuedIngestOptions = {}): Promise<IngestSummary> {
+export async function runQueuedIngest(
+  options: IngestOptions,
+  queueUrl: string,
+  q: QueuedIngestOptions = {},
+): Promise<IngestSummary> {
   validateIngestOptions(options);
   const { signal } = options;
   const connection = await connectRedis(queueUrl);
@@ -80,8 +93,15 @@ export async function runQueuedIngest(options: IngestOptions, queueUrl: string, 
       if (existing && (await existing.isFailed())) await existing.retry();
       else if (!existing) {
         const { fetch, decode, concurrency } = options;
-        const data: UnitJobData = { out: plan.store.url, store: options.store, unit, rows, extraColumns: plan.extraColumns,
-          options: { fetch, decode, concurrency }, dedupeRadius: options.dedupeRadius ?? DEFAULT_DEDUPE_RADIUS };
+        const data: UnitJobData = {
+          out: plan.store.url,
+          store: options.store,
+          unit,
+          rows,
+          extraColumns: plan.extraColumns,
+          options: { fetch, decode, concurrency },
+          dedupeRadius: options.dedupeRadius ?? DEFAULT_DEDUPE_RADIUS,
+        };
         await queue.add('unit', data, { jobId: id, attempts: 5, backoff: { type: 'exponential', delay: 1000 } });
       }
     }
@@ -89,8 +109,12 @@ export async function runQueuedIngest(options: IngestOptions, queueUrl: string, 
     return await abortable(waitForUnits(wait), signal);
   } catch (err) {
     if (signal?.aborted) {
-      throw interruptedError(signal.reason, state.committed, state.total,
-        'the queued units stay queued and workers go on with them; rerun the same command to wait for them again');
+      throw interruptedError(
+        signal.reason,
+        state.committed,
+        state.total,
+        'the queued units stay queued and workers go on with them; rerun the same command to wait for them again',
+      );
     }
     throw err;
   } finally {
@@ -127,12 +151,16 @@ async function waitForUnits(w: Wait): Promise<IngestSummary> {
       const job = await w.queue.getJob(id);
       if (job?.processedOn) taken = true;
       if (job && (await job.isFailed()) && job.attemptsMade >= (job.opts.attempts ?? 1)) {
-        throw new StoreUnavailableError(`unit ${job.data.unit} failed ${job.attemptsMade} times: ${job.failedReason}; rerun to retry it`);
+        throw new StoreUnavailableError(
+          `unit ${job.data.unit} failed ${job.attemptsMade} times: ${job.failedReason}; rerun to retry it`,
+        );
       }
     }
     if (!taken && run.length === 0 && Date.now() >= nextNotice) {
       const waited = Math.round((Date.now() - started) / 1000);
-      w.notices.onNotice?.(`no worker has taken a unit in ${waited} s; ${plural(w.jobIds.length, 'unit')} wait${w.jobIds.length === 1 ? 's' : ''} in the queue: start workers with \`wildstream worker --queue ${redactUrl(w.queueUrl)}\` (on any machine that reaches Redis and ${store.url})`);
+      w.notices.onNotice?.(
+        `no worker has taken a unit in ${waited} s; ${plural(w.jobIds.length, 'unit')} wait${w.jobIds.length === 1 ? 's' : ''} in the queue: start workers with \`wildstream worker --queue ${redactUrl(w.queueUrl)}\` (on any machine that reaches Redis and ${store.url})`,
+      );
       nextNotice = Date.now() + Math.max(noticeMs, 60_000);
     }
     await sleep(500);
@@ -163,7 +191,11 @@ export async function runWorker(queueUrl: string, o: WorkerOptions = {}): Promis
   const connection = await connectRedis(queueUrl);
   const lockMs = o.lockMs ?? 30_000;
   const worker = new Worker<UnitJobData>(QUEUE_NAME, (job) => processUnit(job, connection, o), {
-    connection, concurrency: o.concurrency ?? 1, lockDuration: lockMs, stalledInterval: Math.max(500, lockMs / 2), maxStalledCount: 5,
+    connection,
+    concurrency: o.concurrency ?? 1,
+    lockDuration: lockMs,
+    stalledInterval: Math.max(500, lockMs / 2),
+    maxStalledCount: 5,
   });
   worker.on('failed', (job, err) => o.onEvent?.({ event: 'unit_failed', unit: job?.data.unit, error: err.message }));
   worker.on('error', (err) => o.onEvent?.({ event: 'worker_error', error: err.message }));
@@ -180,13 +212,22 @@ export async function runWorker(queueUrl: string, o: WorkerOptions = {}): Promis
   }
 }
 
-async function processUnit(job: Job<UnitJobData>, redis: Redis, o: WorkerOptions): Promise<UnitRecord | { skipped: true }> {
+async function processUnit(
+  job: Job<UnitJobData>,
+  redis: Redis,
+  o: WorkerOptions,
+): Promise<UnitRecord | { skipped: true }> {
   const d = job.data;
   const store = await openStore(d.out, d.store);
   if (await store.head(unitKey(d.unit))) return { skipped: true }; // committed by an earlier attempt
   o.onEvent?.({ event: 'unit_start', unit: d.unit, attempt: job.attemptsMade + 1 });
   const record = await ingestUnit({
-    out: d.out, store: d.store, unit: d.unit, rows: d.rows, extraColumns: d.extraColumns, options: d.options,
+    out: d.out,
+    store: d.store,
+    unit: d.unit,
+    rows: d.rows,
+    extraColumns: d.extraColumns,
+    options: d.options,
     dedupe: new RedisDedupe(redis, `wildstream:dedupe:${datasetId(d.out)}`, d.dedupeRadius),
   });
   o.onEvent?.({ event: 'unit_done', unit: d.unit, records: record.records });

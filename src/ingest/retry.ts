@@ -21,7 +21,17 @@ import { listUnits, type UnitRecord } from '../shards/dataset.js';
 import { isFailureReason, NAMED_REASONS, readFailures, type FailureRecord } from '../shards/failures.js';
 import { openStore, type Store } from '../shards/store.js';
 import { Fetcher } from './fetch.js';
-import { abortable, closeFetcher, createContext, report, runUnit, unitsCommitted, validateIngestOptions, type Context, type IngestOptions } from './job.js';
+import {
+  abortable,
+  closeFetcher,
+  createContext,
+  report,
+  runUnit,
+  unitsCommitted,
+  validateIngestOptions,
+  type Context,
+  type IngestOptions,
+} from './job.js';
 import { addEntry, inJob, nextUnit, planJob, readManifest, retryPasses, type JobEntry } from './plan.js';
 import { interruptedError, plural, summariseRun, urlCount, type IngestSummary, type IngestWarning } from './summary.js';
 import { extraColumnsOf, listFiles, readUrlLists, type UrlRow } from './url-list.js';
@@ -33,23 +43,37 @@ export interface RetryOptions extends IngestOptions {
 }
 
 /** Reasons a later attempt can pass without any change of options. */
-export const RETRYABLE = ['timeout', 'connection_error', 'dns_error', 'body_error', 'internal_error', 'http_408', 'http_429', 'http_5xx'];
+export const RETRYABLE = [
+  'timeout',
+  'connection_error',
+  'dns_error',
+  'body_error',
+  'internal_error',
+  'http_408',
+  'http_429',
+  'http_5xx',
+];
 
 export function defaultRetryReasons(options: IngestOptions): string[] {
-  const privateAllowed = Boolean(options.fetch?.allowPrivateNetwork) || (options.fetch?.allowAddresses?.length ?? 0) > 0;
+  const privateAllowed =
+    Boolean(options.fetch?.allowPrivateNetwork) || (options.fetch?.allowAddresses?.length ?? 0) > 0;
   return privateAllowed ? [...RETRYABLE, 'blocked_address'] : RETRYABLE;
 }
 
 /** Whether `reason` is one of `specs` (`http_5xx` matching any 5xx). */
 export function matchesReason(reason: string, specs: readonly string[]): boolean {
-  return specs.some((s) => s === reason || (/^http_\dxx$/.test(s) && /^http_\d{3}$/.test(reason) && reason[5] === s[5]));
+  return specs.some(
+    (s) => s === reason || (/^http_\dxx$/.test(s) && /^http_\d{3}$/.test(reason) && reason[5] === s[5]),
+  );
 }
 
 export async function runRetry(options: RetryOptions): Promise<IngestSummary> {
   validateIngestOptions(options);
   for (const r of options.retryReasons ?? []) {
     if (!isFailureReason(r) && !/^http_\dxx$/.test(r)) {
-      throw new ConfigError(`--retry-reasons: "${r}" is not a failure reason (${NAMED_REASONS.join(', ')}, http_NNN, http_4xx, http_5xx)`);
+      throw new ConfigError(
+        `--retry-reasons: "${r}" is not a failure reason (${NAMED_REASONS.join(', ')}, http_NNN, http_4xx, http_5xx)`,
+      );
     }
   }
   const { signal } = options;
@@ -58,7 +82,8 @@ export async function runRetry(options: RetryOptions): Promise<IngestSummary> {
   try {
     return await retryJob(options, fetcher, state);
   } catch (err) {
-    if (signal?.aborted) throw interruptedError(signal.reason, state.committedBefore + (await unitsCommitted(state.ctx)), state.total);
+    if (signal?.aborted)
+      throw interruptedError(signal.reason, state.committedBefore + (await unitsCommitted(state.ctx)), state.total);
     throw err;
   } finally {
     await closeFetcher(fetcher, signal);
@@ -82,34 +107,58 @@ async function retryJob(options: RetryOptions, fetcher: Fetcher, state: RetrySta
   const manifest = await readManifest(store);
   const job = manifest?.jobs.find((j) => j.fingerprint === planned.fingerprint && !j.retryOf);
   if (!manifest || !job) {
-    throw new ConfigError(`${store.url} holds no job made from these lists and options: run the ingest without --retry-failed first`);
+    throw new ConfigError(
+      `${store.url} holds no job made from these lists and options: run the ingest without --retry-failed first`,
+    );
   }
   const committed = await listUnits(store);
   const byUnit = new Map(committed.map((u) => [u.unit, u]));
   const missing = unitsOf(job).filter((u) => !byUnit.has(u)).length;
   if (missing > 0) {
-    throw new ConfigError(`the job is not finished (${missing} of ${plural(job.units, 'unit')} uncommitted): rerun it without --retry-failed first`);
+    throw new ConfigError(
+      `the job is not finished (${missing} of ${plural(job.units, 'unit')} uncommitted): rerun it without --retry-failed first`,
+    );
   }
   const passes = retryPasses(manifest, job);
   const resumed = passes.find((p) => unitsOf(p).some((u) => !byUnit.has(u)));
   const reasons = resumed?.retryReasons ?? options.retryReasons ?? defaultRetryReasons(options);
-  const { chosen, left } = await candidates(store, byUnit, job, passes.filter((p) => !resumed || p.pass! < resumed.pass!), reasons);
+  const { chosen, left } = await candidates(
+    store,
+    byUnit,
+    job,
+    passes.filter((p) => !resumed || p.pass! < resumed.pass!),
+    reasons,
+  );
   const member = inJob(manifest, job);
   const earlier = committed.filter((u) => member(u.unit));
   const summary = (run: UnitRecord[], pass: JobEntry | null, started: number) =>
-    summariseRun({ run, earlier, unitsTotal: pass?.units ?? 0, skipped: pass ? unitsOf(pass).filter((u) => byUnit.has(u)).length : 0,
-      resumed: Boolean(resumed), rows: job.rows, started, retryHint: false });
+    summariseRun({
+      run,
+      earlier,
+      unitsTotal: pass?.units ?? 0,
+      skipped: pass ? unitsOf(pass).filter((u) => byUnit.has(u)).length : 0,
+      resumed: Boolean(resumed),
+      rows: job.rows,
+      started,
+      retryHint: false,
+    });
   if (resumed && chosen.length !== resumed.rows) {
-    throw new InvalidShardError(`${store.url}: retry pass ${resumed.pass} planned ${resumed.rows} rows but its inputs now give ${chosen.length}`);
+    throw new InvalidShardError(
+      `${store.url}: retry pass ${resumed.pass} planned ${resumed.rows} rows but its inputs now give ${chosen.length}`,
+    );
   }
   if (chosen.length === 0) {
     const s = summary([], null, Date.now());
     return { ...s, warnings: [nothingToRetry(left, reasons), ...s.warnings] };
   }
-  const pass = resumed ?? (await registerPass(store, manifest, job, passes.length + 1, reasons, chosen.length, unitSize));
+  const pass =
+    resumed ?? (await registerPass(store, manifest, job, passes.length + 1, reasons, chosen.length, unitSize));
   state.total = pass.units;
   state.committedBefore = unitsOf(pass).filter((u) => byUnit.has(u)).length;
-  const ctx = await abortable(createContext(options, store, fetcher, committed, await extraColumnsOf(files, options.list), pass.units), signal);
+  const ctx = await abortable(
+    createContext(options, store, fetcher, committed, await extraColumnsOf(files, options.list), pass.units),
+    signal,
+  );
   state.ctx = ctx;
   ctx.progress.unitsSkipped = state.committedBefore;
   const run: UnitRecord[] = [];
@@ -129,12 +178,26 @@ function unitsOf(entry: JobEntry): number[] {
   return Array.from({ length: entry.units }, (_, i) => entry.firstUnit + i);
 }
 
-async function registerPass(store: Store, manifest: NonNullable<Awaited<ReturnType<typeof readManifest>>>, job: JobEntry, pass: number,
-  reasons: string[], rows: number, unitSize: number): Promise<JobEntry> {
+async function registerPass(
+  store: Store,
+  manifest: NonNullable<Awaited<ReturnType<typeof readManifest>>>,
+  job: JobEntry,
+  pass: number,
+  reasons: string[],
+  rows: number,
+  unitSize: number,
+): Promise<JobEntry> {
   const entry: JobEntry = {
-    fingerprint: `${job.fingerprint}-retry${pass}`, lists: job.lists, options: { ...job.options, unitSize }, rows,
-    firstUnit: nextUnit(manifest), units: Math.ceil(rows / unitSize), createdAt: new Date().toISOString(),
-    retryOf: job.fingerprint, pass, retryReasons: reasons,
+    fingerprint: `${job.fingerprint}-retry${pass}`,
+    lists: job.lists,
+    options: { ...job.options, unitSize },
+    rows,
+    firstUnit: nextUnit(manifest),
+    units: Math.ceil(rows / unitSize),
+    createdAt: new Date().toISOString(),
+    retryOf: job.fingerprint,
+    pass,
+    retryReasons: reasons,
   };
   await addEntry(store, manifest, entry);
   return entry;
@@ -144,7 +207,13 @@ async function registerPass(store: Store, manifest: NonNullable<Awaited<ReturnTy
  * The latest failure of every row of the job after the given (finished) passes, split into those a pass with
  * `reasons` takes and the rest.
  */
-async function candidates(store: Store, byUnit: Map<number, UnitRecord>, job: JobEntry, passes: JobEntry[], reasons: string[]) {
+async function candidates(
+  store: Store,
+  byUnit: Map<number, UnitRecord>,
+  job: JobEntry,
+  passes: JobEntry[],
+  reasons: string[],
+) {
   const latest = new Map<number, FailureRecord>();
   await addFailures(store, byUnit, job, latest);
   for (const pass of passes) {
@@ -152,10 +221,18 @@ async function candidates(store: Store, byUnit: Map<number, UnitRecord>, job: Jo
     await addFailures(store, byUnit, pass, latest);
   }
   const all = [...latest.values()].sort((a, b) => a.row - b.row);
-  return { chosen: all.filter((f) => matchesReason(f.reason, reasons)), left: all.filter((f) => !matchesReason(f.reason, reasons)) };
+  return {
+    chosen: all.filter((f) => matchesReason(f.reason, reasons)),
+    left: all.filter((f) => !matchesReason(f.reason, reasons)),
+  };
 }
 
-async function addFailures(store: Store, byUnit: Map<number, UnitRecord>, entry: JobEntry, latest: Map<number, FailureRecord>): Promise<void> {
+async function addFailures(
+  store: Store,
+  byUnit: Map<number, UnitRecord>,
+  entry: JobEntry,
+  latest: Map<number, FailureRecord>,
+): Promise<void> {
   for (const unit of unitsOf(entry)) {
     const key = byUnit.get(unit)?.failures;
     if (key) for (const f of await readFailures(store, key)) latest.set(f.row, f);
@@ -177,10 +254,15 @@ async function* chunks(rows: AsyncIterable<UrlRow>, wanted: Set<number>, size: n
 }
 
 function nothingToRetry(left: FailureRecord[], reasons: string[]): IngestWarning {
-  if (left.length === 0) return { code: 'nothing_to_retry', message: 'nothing to retry: no URL of the job is failed now' };
+  if (left.length === 0)
+    return { code: 'nothing_to_retry', message: 'nothing to retry: no URL of the job is failed now' };
   const counts = new Map<string, number>();
   for (const f of left) counts.set(f.reason, (counts.get(f.reason) ?? 0) + 1);
-  const top = [...counts].sort((a, b) => b[1] - a[1]).slice(0, 3).map(([r, n]) => `${r} x${n}`).join(', ');
+  const top = [...counts]
+    .sort((a, b) => b[1] - a[1])
+    .slice(0, 3)
+    .map(([r, n]) => `${r} x${n}`)
+    .join(', ');
   return {
     code: 'nothing_to_retry',
     reason: [...counts].sort((a, b) => b[1] - a[1])[0]![0],

@@ -58,7 +58,10 @@ export function validateIngestOptions(o: IngestOptions): void {
   positive('decode.minSide', o.decode?.minSide, 16384);
   positive('decode.quality', o.decode?.quality, 100);
   positive('decode.memoryBudget', o.decode?.memoryBudget);
-  if (o.dedupeRadius !== undefined && (!Number.isInteger(o.dedupeRadius) || o.dedupeRadius < 0 || o.dedupeRadius > 16)) {
+  if (
+    o.dedupeRadius !== undefined &&
+    (!Number.isInteger(o.dedupeRadius) || o.dedupeRadius < 0 || o.dedupeRadius > 16)
+  ) {
     throw new ConfigError(`dedupeRadius must be an integer from 0 to 16, got ${o.dedupeRadius}`);
   }
   if (o.decode?.format && !['jpeg', 'webp'].includes(o.decode.format)) {

@@ -59,7 +59,11 @@ export function summariseRun(input: SummaryInput): IngestSummary {
   const warnings: IngestWarning[] = [];
   const jobFailed = failuresByReason(job);
   if (input.rows === 0) {
-    warnings.push({ code: 'empty_list', message: 'the URL lists hold no rows, so nothing was ingested: check the files (and --url-col for CSV, TSV, JSONL and Parquet)' });
+    warnings.push({
+      code: 'empty_list',
+      message:
+        'the URL lists hold no rows, so nothing was ingested: check the files (and --url-col for CSV, TSV, JSONL and Parquet)',
+    });
   } else if (keptInJob === 0 && Object.keys(jobFailed).length > 0) {
     warnings.push(keptNothing(jobFailed, input.retryHint ?? true));
   }
@@ -67,7 +71,12 @@ export function summariseRun(input: SummaryInput): IngestSummary {
 }
 
 /** Progress from committed unit records (the queued executor's view; the local one counts the same per row). */
-export function progressOf(run: readonly UnitRecord[], skipped: number, unitsTotal: number, started: number): IngestProgress {
+export function progressOf(
+  run: readonly UnitRecord[],
+  skipped: number,
+  unitsTotal: number,
+  started: number,
+): IngestProgress {
   const sum = (f: (u: UnitRecord) => number) => run.reduce((n, u) => n + f(u), 0);
   return {
     unitsTotal,
@@ -91,7 +100,8 @@ function keptNothing(failed: Record<string, number>, retryHint: boolean): Ingest
   const [reason, count] = Object.entries(failed).sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1))[0]!;
   const total = Object.values(failed).reduce((a, b) => a + b, 0);
   const fix = hintFor(reason);
-  const retry = retryHint && fix.retry ? '; then rerun with that change and --retry-failed to refetch the failed URLs' : '';
+  const retry =
+    retryHint && fix.retry ? '; then rerun with that change and --retry-failed to refetch the failed URLs' : '';
   return {
     code: 'kept_nothing',
     reason,
@@ -111,13 +121,21 @@ export function plural(n: number, noun: string): string {
 /** What a reason most likely means and whether fixing it and retrying can help. */
 export function hintFor(reason: string): { text: string; retry: boolean } {
   const status = /^http_(\d{3})$/.exec(reason)?.[1];
-  if (status === '429') return { text: 'the servers rate-limit this client: lower --concurrency and --connections-per-origin', retry: true };
+  if (status === '429')
+    return {
+      text: 'the servers rate-limit this client: lower --concurrency and --connections-per-origin',
+      retry: true,
+    };
   if (status === '401' || status === '403') return { text: 'the servers refuse access to these URLs', retry: false };
-  if (status?.startsWith('5') || status === '408') return { text: 'the servers fail or time out: try again later', retry: true };
+  if (status?.startsWith('5') || status === '408')
+    return { text: 'the servers fail or time out: try again later', retry: true };
   if (status) return { text: `the servers answer HTTP ${status}: check that the URLs are current`, retry: false };
   const table: Record<string, { text: string; retry: boolean }> = {
-    blocked_address: { text: 'the URLs point at loopback, private or link-local addresses, refused by default: pass --allow-private-network (or --allow-address CIDR) if they are meant', retry: true },
-    dns_error: { text: 'the host names do not resolve: check the URLs and this machine\'s DNS', retry: true },
+    blocked_address: {
+      text: 'the URLs point at loopback, private or link-local addresses, refused by default: pass --allow-private-network (or --allow-address CIDR) if they are meant',
+      retry: true,
+    },
+    dns_error: { text: "the host names do not resolve: check the URLs and this machine's DNS", retry: true },
     connection_error: { text: 'the servers cannot be reached: check the URLs and the network', retry: true },
     timeout: { text: 'the servers answer too slowly: raise --timeout or lower --concurrency', retry: true },
     body_error: { text: 'connections broke mid-download: check the network', retry: true },
@@ -127,14 +145,28 @@ export function hintFor(reason: string): { text: string; retry: boolean } {
     bad_row: { text: 'the rows cannot be parsed: check the list format', retry: false },
     too_small: { text: 'the images are smaller than --min-image-size', retry: false },
     aspect_ratio: { text: 'the images are longer than --max-aspect-ratio allows', retry: false },
-    too_large: { text: 'the downloads exceed --max-bytes: raise it, then rerun with --retry-failed --retry-reasons too_large', retry: false },
-    not_an_image: { text: 'the URLs serve something other than images (web pages?): check the URLs, or crawl the pages', retry: false },
+    too_large: {
+      text: 'the downloads exceed --max-bytes: raise it, then rerun with --retry-failed --retry-reasons too_large',
+      retry: false,
+    },
+    not_an_image: {
+      text: 'the URLs serve something other than images (web pages?): check the URLs, or crawl the pages',
+      retry: false,
+    },
   };
   return table[reason] ?? { text: 'see failures/*.jsonl in the dataset for each URL', retry: false };
 }
 
 /** The error a run stopped by a signal ends with: how far it got and that a rerun resumes. */
-export function interruptedError(signal: unknown, committed: number, total: number, resume = 'rerun the same command to resume'): InterruptedError {
+export function interruptedError(
+  signal: unknown,
+  committed: number,
+  total: number,
+  resume = 'rerun the same command to resume',
+): InterruptedError {
   const name = signal === 'SIGTERM' ? 'SIGTERM' : 'SIGINT';
-  return new InterruptedError(`stopped by ${name}: ${committed} of ${plural(total, 'unit')} committed; ${resume}`, name === 'SIGTERM' ? 143 : 130);
+  return new InterruptedError(
+    `stopped by ${name}: ${committed} of ${plural(total, 'unit')} committed; ${resume}`,
+    name === 'SIGTERM' ? 143 : 130,
+  );
 }

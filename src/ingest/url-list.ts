@@ -75,7 +75,9 @@ export async function listFiles(paths: readonly string[]): Promise<string[]> {
       if (names.length === 0) throw new ConfigError(`no URL lists (${LIST_EXTENSIONS.join(', ')}[.gz]) in ${path}`);
       files.push(...names.map((n) => resolve(join(path, n))));
     } else if (formatOf(path) === null) {
-      throw new ConfigError(`unknown URL list type: ${path}; expected ${LIST_EXTENSIONS.join(', ')} or .gz of the text ones`);
+      throw new ConfigError(
+        `unknown URL list type: ${path}; expected ${LIST_EXTENSIONS.join(', ')} or .gz of the text ones`,
+      );
     } else {
       files.push(resolve(path));
     }
@@ -109,7 +111,11 @@ export async function extraColumnsOf(files: readonly string[], options: UrlListO
 }
 
 /** Every row of every list, with a global index; `stats`, when given, is filled in as rows are read. */
-export async function* readUrlLists(files: readonly string[], options: UrlListOptions = {}, stats?: ListStats): AsyncIterable<UrlRow> {
+export async function* readUrlLists(
+  files: readonly string[],
+  options: UrlListOptions = {},
+  stats?: ListStats,
+): AsyncIterable<UrlRow> {
   let index = 0;
   for (const file of files) {
     for await (const row of readOne(file, options, index, false)) {
@@ -124,7 +130,10 @@ export async function* readUrlLists(files: readonly string[], options: UrlListOp
  * Rows from objects another stage made (a crawl's image candidates: url, caption, source_page), read exactly
  * as the same objects in a JSONL list would be: same columns, URL checks and text caps.
  */
-export function* objectRows(objects: Iterable<Record<string, unknown>>, options: UrlListOptions = {}): Iterable<UrlRow> {
+export function* objectRows(
+  objects: Iterable<Record<string, unknown>>,
+  options: UrlListOptions = {},
+): Iterable<UrlRow> {
   const columns: Columns = { url: options.urlCol ?? 'url', caption: options.captionCol ?? 'caption' };
   let index = 0;
   for (const cells of objects) yield toRow(index++, { kind: 'row', cells }, columns);
@@ -136,18 +145,26 @@ function count(stats: ListStats, row: UrlRow): void {
   if (row.truncated) stats.truncated++;
 }
 
-async function* readOne(file: string, options: UrlListOptions, first: number, headerOnly: boolean): AsyncIterable<UrlRow> {
+async function* readOne(
+  file: string,
+  options: UrlListOptions,
+  first: number,
+  headerOnly: boolean,
+): AsyncIterable<UrlRow> {
   const format = formatOf(file)!;
-  const columns: Columns = format === 'txt'
-    ? { url: 'url', caption: null }
-    : { url: options.urlCol ?? 'url', caption: options.captionCol ?? 'caption' };
+  const columns: Columns =
+    format === 'txt'
+      ? { url: 'url', caption: null }
+      : { url: options.urlCol ?? 'url', caption: options.captionCol ?? 'caption' };
   let index = first;
   let objects = 0;
   let withUrl = 0;
   for await (const item of readList(file, format)) {
     if (item.kind === 'header') {
       if (!item.columns.includes(columns.url)) {
-        throw new ConfigError(`column "${columns.url}" not found in ${file}; columns: ${item.columns.join(', ') || 'none'}`);
+        throw new ConfigError(
+          `column "${columns.url}" not found in ${file}; columns: ${item.columns.join(', ') || 'none'}`,
+        );
       }
       if (headerOnly) {
         yield toRow(0, { kind: 'row', cells: Object.fromEntries(item.columns.map((c) => [c, null])) }, columns);
@@ -183,7 +200,8 @@ function toRow(index: number, item: Exclude<ListItem, { kind: 'header' }>, colum
   const sourcePage = budget.take(cells.source_page);
   const extra: Record<string, string | null> = {};
   for (const [key, value] of Object.entries(cells)) {
-    if (key !== columns.url && key !== columns.caption && key !== 'source_page') extra[columnName(key)] = budget.take(value, true);
+    if (key !== columns.url && key !== columns.caption && key !== 'source_page')
+      extra[columnName(key)] = budget.take(value, true);
   }
   const bad = url.trim() === '' ? 'url_missing' : checkUrl(url);
   const row: UrlRow = { index, url, caption: caption || null, sourcePage: sourcePage || null, extra };
@@ -219,6 +237,10 @@ class TextBudget {
 
 /** A list column name made safe as a shard column (core names get an `extra_` prefix). */
 export function columnName(name: string): string {
-  const safe = name.replace(/[^A-Za-z0-9_.-]/g, '_').replace(/^([^A-Za-z_])/, '_$1').slice(0, 64) || '_';
+  const safe =
+    name
+      .replace(/[^A-Za-z0-9_.-]/g, '_')
+      .replace(/^([^A-Za-z_])/, '_$1')
+      .slice(0, 64) || '_';
   return CORE_COLUMNS.includes(safe) ? `extra_${safe}`.slice(0, 64) : safe;
 }

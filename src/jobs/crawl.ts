@@ -29,13 +29,29 @@ export async function crawlJob(seedArgs: string[], o: CrawlValues): Promise<Inge
   const robotsFetcher = new Fetcher({ ...fetchOptions, maxRedirects: 5, maxBytes: ROBOTS_MAX_BYTES, truncate: true });
   const result = await crawl(
     { store, fetcher, robots: new RobotsCache(robotsFetcher, 'wildstream'), gate },
-    { seeds, maxPages: o.maxPages, maxDepth: o.maxDepth, hosts: o.hosts, limits: { maxLinks: o.maxLinks, maxImages: o.maxLinks }, pagesPerUnit: o.pagesPerUnit },
+    {
+      seeds,
+      maxPages: o.maxPages,
+      maxDepth: o.maxDepth,
+      hosts: o.hosts,
+      limits: { maxLinks: o.maxLinks, maxImages: o.maxLinks },
+      pagesPerUnit: o.pagesPerUnit,
+    },
   ).finally(() => Promise.all([fetcher.close(), robotsFetcher.close()]));
   const { pages, fetched, skipped, resumed } = result;
-  process.stdout.write(`${JSON.stringify({ event: 'crawl_done', pages, fetched, images: result.images.length, skipped, resumed })}\n`);
+  process.stdout.write(
+    `${JSON.stringify({ event: 'crawl_done', pages, fetched, images: result.images.length, skipped, resumed })}\n`,
+  );
   // The candidates are the ingest job's source (crawl/source.ts): planned and committed as a list's rows are.
-  return ingestJob([], { ...o, connectionsPerOrigin: o.connectionsPerHost },
-    { command: 'crawl', emptyList: crawlFoundNothing(result), extra: { fetch: { ...fetchOptions, maxBytes: o.maxBytes }, source: crawlSource(result.images) } });
+  return ingestJob(
+    [],
+    { ...o, connectionsPerOrigin: o.connectionsPerHost },
+    {
+      command: 'crawl',
+      emptyList: crawlFoundNothing(result),
+      extra: { fetch: { ...fetchOptions, maxBytes: o.maxBytes }, source: crawlSource(result.images) },
+    },
+  );
 }
 
 async function readSeeds(args: string[]): Promise<string[]> {
@@ -46,7 +62,12 @@ async function readSeeds(args: string[]): Promise<string[]> {
       const text = await readFile(arg, 'utf8').catch(() => {
         throw new ConfigError(`seed "${arg}" is neither an http(s) URL nor a readable file`);
       });
-      seeds.push(...text.split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#')));
+      seeds.push(
+        ...text
+          .split('\n')
+          .map((l) => l.trim())
+          .filter((l) => l && !l.startsWith('#')),
+      );
     }
   }
   if (seeds.length === 0) throw new ConfigError('no seed URLs');

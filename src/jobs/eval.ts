@@ -79,9 +79,20 @@ export async function evalKnn(o: KnnEvalOptions): Promise<KnnEvalResult> {
   const backbone = await loadBackbone(o.model);
   const options = { size: o.size, batch: o.batch, store: o.store };
   const [train, test] = [await embed(backbone, o.train, options), await embed(backbone, o.test, options)];
-  for (const [name, split] of [['train', train], ['test', test]] as const) {
-    if (split.keys.length === 0) throw new NoDataError(`k-NN needs images in the ${name} folder ${o[name]}: it has none that decode (${split.failed} failed)`);
+  for (const [name, split] of [
+    ['train', train],
+    ['test', test],
+  ] as const) {
+    if (split.keys.length === 0)
+      throw new NoDataError(
+        `k-NN needs images in the ${name} folder ${o[name]}: it has none that decode (${split.failed} failed)`,
+      );
   }
   const result = knnAccuracy(train, test, o.k ?? 20, o.temperature ?? 0.07);
-  return { ...result, model: backbone.metadata.model, step: backbone.metadata.step, failed: train.failed + test.failed };
+  return {
+    ...result,
+    model: backbone.metadata.model,
+    step: backbone.metadata.step,
+    failed: train.failed + test.failed,
+  };
 }

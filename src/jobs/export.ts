@@ -6,7 +6,15 @@ import { cropSizes } from '../crops.js';
 import { ConfigError } from '../errors.js';
 import type { Store } from '../shards/store.js';
 import { startBackend, type BackendName } from '../train/backend.js';
-import { checkpointAt, checkTensors, latestCheckpoint, paramTensors, restoreParams, type Checkpoint, type InvalidCheckpointError } from '../train/checkpoint.js';
+import {
+  checkpointAt,
+  checkTensors,
+  latestCheckpoint,
+  paramTensors,
+  restoreParams,
+  type Checkpoint,
+  type InvalidCheckpointError,
+} from '../train/checkpoint.js';
 import { everyDamaged } from '../train/checkpoint-format.js';
 import { exportBackbone, type BackboneMetadata } from '../train/export.js';
 import { ParamSet } from '../train/params.js';
@@ -37,7 +45,10 @@ export interface ExportOptions {
  */
 export async function exportCheckpoint(o: ExportOptions): Promise<BackboneMetadata> {
   await startBackend(o.backend ?? 'cpu');
-  const ckpt = o.step === undefined ? await newestWhole(o.checkpoints, o.log ?? (() => {})) : await checkpointAt(o.checkpoints, o.step);
+  const ckpt =
+    o.step === undefined
+      ? await newestWhole(o.checkpoints, o.log ?? (() => {}))
+      : await checkpointAt(o.checkpoints, o.step);
   const { config } = ckpt.header;
   const ps = new ParamSet(config.seed);
   try {
@@ -45,7 +56,11 @@ export async function exportCheckpoint(o: ExportOptions): Promise<BackboneMetada
     buildRegnet(ps, spec);
     if (!o.init) restoreParams(ps, ckpt);
     const inputSize = Math.max(...cropSizes(config.crops));
-    return await exportBackbone(o.out, ps, spec, { model: config.model, step: o.init ? 0 : ckpt.header.step, inputSize });
+    return await exportBackbone(o.out, ps, spec, {
+      model: config.model,
+      step: o.init ? 0 : ckpt.header.step,
+      inputSize,
+    });
   } finally {
     ps.dispose();
   }
@@ -54,18 +69,22 @@ export async function exportCheckpoint(o: ExportOptions): Promise<BackboneMetada
 /** The newest checkpoint that verifies and holds a whole backbone of its own config. */
 async function newestWhole(store: Store, log: (line: string) => void): Promise<Checkpoint> {
   const damaged: InvalidCheckpointError[] = [];
-  const ckpt = await latestCheckpoint(store, (err) => {
-    damaged.push(err);
-    log(`warning: ${err.message}`);
-  }, (c) => {
-    const ps = new ParamSet(c.header.config.seed);
-    try {
-      buildRegnet(ps, regnetSpec(c.header.config.model));
-      checkTensors(c, paramTensors(ps));
-    } finally {
-      ps.dispose();
-    }
-  });
+  const ckpt = await latestCheckpoint(
+    store,
+    (err) => {
+      damaged.push(err);
+      log(`warning: ${err.message}`);
+    },
+    (c) => {
+      const ps = new ParamSet(c.header.config.seed);
+      try {
+        buildRegnet(ps, regnetSpec(c.header.config.model));
+        checkTensors(c, paramTensors(ps));
+      } finally {
+        ps.dispose();
+      }
+    },
+  );
   if (ckpt) return ckpt;
   if (damaged.length > 0) throw everyDamaged(store, damaged, 'Nothing to export: restore a good copy of one');
   throw new ConfigError(`no checkpoint in ${store.url}`);

@@ -28,7 +28,11 @@ export interface IngestRun {
 }
 
 /** Ingests `lists` into `o.out` and prints the summary; resolves to it. */
-export async function ingestJob(lists: string[], o: FetchDecodeValues & Partial<IngestValues> & { out: string }, how: IngestRun = {}): Promise<IngestSummary> {
+export async function ingestJob(
+  lists: string[],
+  o: FetchDecodeValues & Partial<IngestValues> & { out: string },
+  how: IngestRun = {},
+): Promise<IngestSummary> {
   const command = how.command ?? 'ingest';
   if (o.queue && o.retryFailed) throw new ConfigError('--retry-failed runs here, not on a queue: drop --queue');
   if (o.retryReasons && !o.retryFailed) throw new ConfigError('--retry-reasons needs --retry-failed');
@@ -41,18 +45,28 @@ export async function ingestJob(lists: string[], o: FetchDecodeValues & Partial<
     retryHint: command === 'ingest',
     ...how.extra,
   };
-  const notices = { noWorkerNoticeMs: (o.workerNotice ?? 20) * 1000, onNotice: (m: string) => reporter.note(`wildstream: ${m}`) };
-  const run = o.queue ? runQueuedIngest(options, o.queue, notices)
-    : o.retryFailed ? runRetry({ ...options, retryReasons: o.retryReasons })
+  const notices = {
+    noWorkerNoticeMs: (o.workerNotice ?? 20) * 1000,
+    onNotice: (m: string) => reporter.note(`wildstream: ${m}`),
+  };
+  const run = o.queue
+    ? runQueuedIngest(options, o.queue, notices)
+    : o.retryFailed
+      ? runRetry({ ...options, retryReasons: o.retryReasons })
       : runIngest(options);
   const ran = await run.finally(() => {
     reporter.stop();
     interrupt.dispose();
   });
   const emptyList = how.emptyList;
-  const summary = emptyList ? { ...ran, warnings: ran.warnings.map((w) => (w.code === 'empty_list' ? emptyList : w)) } : ran;
+  const summary = emptyList
+    ? { ...ran, warnings: ran.warnings.map((w) => (w.code === 'empty_list' ? emptyList : w)) }
+    : ran;
   process.stdout.write(`${JSON.stringify({ event: 'ingest_done', ...summary })}\n`);
-  const fatal = command === 'ingest' ? summary.warnings.find((w) => w.code === 'kept_nothing' || w.code === 'empty_list') : undefined;
+  const fatal =
+    command === 'ingest'
+      ? summary.warnings.find((w) => w.code === 'kept_nothing' || w.code === 'empty_list')
+      : undefined;
   for (const w of summary.warnings) if (w !== fatal) process.stderr.write(`wildstream: warning: ${w.message}\n`);
   if (fatal) throw new ExitCodeError(fatal.message, KEPT_NOTHING_EXIT);
   return summary;
@@ -73,7 +87,8 @@ function stopOnSignals(reporter: ProgressReporter): { signal: AbortSignal; dispo
     controller.abort(name);
     // Unless another stage (a pipeline's trainer) still handles signals and must finish saving first.
     setTimeout(() => {
-      if (process.listenerCount('SIGINT') + process.listenerCount('SIGTERM') === 0) process.exit(process.exitCode ?? code);
+      if (process.listenerCount('SIGINT') + process.listenerCount('SIGTERM') === 0)
+        process.exit(process.exitCode ?? code);
     }, 5000).unref();
   };
   process.on('SIGINT', onSignal).on('SIGTERM', onSignal);

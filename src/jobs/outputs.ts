@@ -23,7 +23,10 @@ export const PLOT_RUN_OPTIONS = { ...PLOT_OPTIONS, ...STORE_OPTIONS } as const;
 /** Writes the backbone of a checkpoint in `checkpoints` (a run's out) as a tfjs graph model in `o.out`. */
 export async function exportJob(checkpoints: string, o: OptionValues<typeof EXPORT_RUN_OPTIONS>): Promise<void> {
   const meta = await exportCheckpoint({
-    checkpoints: await openStore(checkpoints, storeOptionsOf(o)), out: await openStore(o.out, storeOptionsOf(o)), step: o.step, init: o.init,
+    checkpoints: await openStore(checkpoints, storeOptionsOf(o)),
+    out: await openStore(o.out, storeOptionsOf(o)),
+    step: o.step,
+    init: o.init,
     log: (line) => process.stderr.write(`${line}\n`),
   });
   process.stdout.write(`${JSON.stringify({ event: 'export', out: o.out, ...meta })}\n`);
@@ -33,7 +36,11 @@ export async function exportJob(checkpoints: string, o: OptionValues<typeof EXPO
 export async function plotJob(checkpoints: string, o: OptionValues<typeof PLOT_RUN_OPTIONS>): Promise<void> {
   const store = await openStore(checkpoints, storeOptionsOf(o));
   const [lines, saved] = [await readMetrics(store), await checkpointSettings(store)];
-  await putFile(o.out, await plotCurves(lines, { prototypes: saved?.prototypes, freezeSteps: saved?.freezePrototypes }), storeOptionsOf(o));
+  await putFile(
+    o.out,
+    await plotCurves(lines, { prototypes: saved?.prototypes, freezeSteps: saved?.freezePrototypes }),
+    storeOptionsOf(o),
+  );
   process.stdout.write(`${JSON.stringify({ event: 'plot', out: o.out, points: lines.length })}\n`);
 }
 
@@ -47,7 +54,9 @@ export async function embedJob(input: string, o: EmbedValues): Promise<void> {
   const backbone = await backboneOf(o);
   const result = await embed(backbone, input, { size: o.size, batch: o.batch, store: storeOptionsOf(o) });
   await writeEmbeddings(o.out, result, storeOptionsOf(o));
-  process.stdout.write(`${JSON.stringify({ event: 'embed', out: o.out, images: result.keys.length, failed: result.failed, dim: backbone.metadata.featureDim })}\n`);
+  process.stdout.write(
+    `${JSON.stringify({ event: 'embed', out: o.out, images: result.keys.length, failed: result.failed, dim: backbone.metadata.featureDim })}\n`,
+  );
 }
 
 /** k-NN top-1 of the backbone on labelled folders `o.train` and `o.test`. */
@@ -56,6 +65,8 @@ export async function knnJob(o: KnnValues): Promise<KnnResult> {
   const how = { size: o.size, batch: o.batch, store: storeOptionsOf(o) };
   const [train, test] = [await embed(backbone, o.train, how), await embed(backbone, o.test, how)];
   const result = knnAccuracy(train, test, o.k);
-  process.stdout.write(`${JSON.stringify({ event: 'knn', model: backbone.metadata.model, step: backbone.metadata.step, ...result, failed: train.failed + test.failed })}\n`);
+  process.stdout.write(
+    `${JSON.stringify({ event: 'knn', model: backbone.metadata.model, step: backbone.metadata.step, ...result, failed: train.failed + test.failed })}\n`,
+  );
   return result;
 }

@@ -46,13 +46,31 @@ export async function trainOnStore(options: TrainOnStoreOptions): Promise<TrainO
     const crowded = await abortable(batchWarning(o.data, o.config, Boolean(o.follow)), o.signal);
     if (crowded) o.log(crowded);
     loader = new MultiCropLoader(o.data, {
-      batchSize: o.config.batchSize, seed: o.config.seed, augment: augmentOf(o.config), ...(start.cursor && { cursor: start.cursor }),
-      follow: o.follow, threads: o.threads, signal: o.signal, onWait: o.log, onSkip: o.log,
+      batchSize: o.config.batchSize,
+      seed: o.config.seed,
+      augment: augmentOf(o.config),
+      ...(start.cursor && { cursor: start.cursor }),
+      follow: o.follow,
+      threads: o.threads,
+      signal: o.signal,
+      onWait: o.log,
+      onSkip: o.log,
     });
   } catch (err) {
     model.dispose();
     if (!isAbort(err, o.signal)) throw err;
-    return { backend, trainThreads: o.trainThreads, startStep: 0, step: 0, resumedFrom: null, loss: null, stopped: 'signal', checkpoint: null, collapseWarnings: 0, skipped: {} };
+    return {
+      backend,
+      trainThreads: o.trainThreads,
+      startStep: 0,
+      step: 0,
+      resumedFrom: null,
+      loss: null,
+      stopped: 'signal',
+      checkpoint: null,
+      collapseWarnings: 0,
+      skipped: {},
+    };
   }
   const summary = await train({ ...o, backend: backend.name, model, batches: loader, start }); // disposes the model, closes the loader
   return { ...summary, skipped: { ...loader.stream.stats.skipped, ...loader.stats.skipped } };

@@ -35,24 +35,52 @@ export async function trainJob(o: TrainRunValues): Promise<TrainOnStoreSummary> 
     // stalled read there must not outlast a stop either.
     const startup = async () => {
       const [data, out] = [await openStore(o.data, storeOptionsOf(o)), await openStore(o.out, storeOptionsOf(o))];
-      return { data, out, ...(await resolveTrainConfig(o, { crops: o.crops, cropCount: cropCount(o.crops), jitterStrength: o.jitterStrength, blur: o.blur }, data, out)) };
+      return {
+        data,
+        out,
+        ...(await resolveTrainConfig(
+          o,
+          { crops: o.crops, cropCount: cropCount(o.crops), jitterStrength: o.jitterStrength, blur: o.blur },
+          data,
+          out,
+        )),
+      };
     };
     const { data, out, config, auto } = await abortable(startup(), signals.signal).catch((err: unknown) => {
       if (!isAbort(err, signals.signal)) throw err;
-      throw new InterruptedError(`stopped by ${signals.stoppedBy} before training started; nothing was changed`, signals.exitCode);
+      throw new InterruptedError(
+        `stopped by ${signals.stoppedBy} before training started; nothing was changed`,
+        signals.exitCode,
+      );
     });
     progress = trainProgress();
     if (auto) progress.log(auto);
     const summary = await trainOnStore({
-      data, out, config, backend: o.backend, resume: o.resume, follow: o.follow,
-      checkpointEvery: o.checkpointEvery, keep: o.keep, logEvery: o.logEvery, threads: o.threads, trainThreads: o.trainThreads,
-      signal: signals.signal, log: progress.log, onStep: progress.step,
+      data,
+      out,
+      config,
+      backend: o.backend,
+      resume: o.resume,
+      follow: o.follow,
+      checkpointEvery: o.checkpointEvery,
+      keep: o.keep,
+      logEvery: o.logEvery,
+      threads: o.threads,
+      trainThreads: o.trainThreads,
+      signal: signals.signal,
+      log: progress.log,
+      onStep: progress.step,
     }).finally(() => progress?.stop());
     process.stdout.write(`${JSON.stringify({ event: 'train_done', ...summary })}\n`);
     if (summary.stopped === 'signal') {
-      const saved = summary.step > summary.startStep ? `${summary.checkpoint} written`
-        : `no step completed, so no checkpoint was written${summary.resumedFrom ? ` (${summary.resumedFrom} is kept)` : ''}`;
-      throw new InterruptedError(`stopped by ${signals.stoppedBy} at step ${summary.step}; ${saved}; rerun to resume`, signals.exitCode);
+      const saved =
+        summary.step > summary.startStep
+          ? `${summary.checkpoint} written`
+          : `no step completed, so no checkpoint was written${summary.resumedFrom ? ` (${summary.resumedFrom} is kept)` : ''}`;
+      throw new InterruptedError(
+        `stopped by ${signals.stoppedBy} at step ${summary.step}; ${saved}; rerun to resume`,
+        signals.exitCode,
+      );
     }
     return summary;
   } finally {

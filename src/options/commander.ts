@@ -8,8 +8,14 @@ import { kebab, type AnyDecl, type OptionSet, type OptionValues } from './declar
 /** The commander Option of one declaration. */
 export function toOption(key: string, d: AnyDecl): Option {
   const name = kebab(key);
-  const flags = d.kind === 'flag' ? `--${name}` : d.kind === 'negatable' ? `--no-${name}`
-    : d.kind === 'list' ? `--${name} <${d.placeholder}...>` : `--${name} <${d.placeholder}>`;
+  const flags =
+    d.kind === 'flag'
+      ? `--${name}`
+      : d.kind === 'negatable'
+        ? `--no-${name}`
+        : d.kind === 'list'
+          ? `--${name} <${d.placeholder}...>`
+          : `--${name} <${d.placeholder}>`;
   const option = new Option(flags, d.description);
   if (d.choices) option.choices(d.choices);
   else if (d.kind === 'value' || d.kind === 'list') {

@@ -57,19 +57,37 @@ interface Common {
   required?: true;
 }
 
-type PresenceOf<O> = O extends { required: true } ? 'required' : O extends { default: unknown } ? 'default' : 'optional';
+type PresenceOf<O> = O extends { required: true }
+  ? 'required'
+  : O extends { default: unknown }
+    ? 'default'
+    : 'optional';
 
-function decl<T, P extends Presence>(o: Common & { default?: T }, kind: Decl<T, P>['kind'], schema: z.ZodType<T>,
-  fromText: (text: string) => T, extra: Partial<Decl<T, P>> = {}): Decl<T, P> {
+function decl<T, P extends Presence>(
+  o: Common & { default?: T },
+  kind: Decl<T, P>['kind'],
+  schema: z.ZodType<T>,
+  fromText: (text: string) => T,
+  extra: Partial<Decl<T, P>> = {},
+): Decl<T, P> {
   const presence = (o.required ? 'required' : o.default !== undefined ? 'default' : 'optional') as P;
   return {
-    kind, presence, description: o.description, placeholder: o.placeholder ?? 'value', schema, fromText,
-    default: o.default, defaultText: o.defaultText, ...extra,
+    kind,
+    presence,
+    description: o.description,
+    placeholder: o.placeholder ?? 'value',
+    schema,
+    fromText,
+    default: o.default,
+    defaultText: o.defaultText,
+    ...extra,
   };
 }
 
 /** An integer in [min, max]. */
-export function int<const O extends Common & { min: number; max?: number; default?: number }>(o: O): Decl<number, PresenceOf<O>> {
+export function int<const O extends Common & { min: number; max?: number; default?: number }>(
+  o: O,
+): Decl<number, PresenceOf<O>> {
   const max = o.max ?? Number.MAX_SAFE_INTEGER;
   const fromText = (text: string): number => {
     const n = Number(text);
@@ -82,11 +100,14 @@ export function int<const O extends Common & { min: number; max?: number; defaul
 }
 
 /** A finite number in [min, max]. */
-export function num<const O extends Common & { min: number; max?: number; default?: number }>(o: O): Decl<number, PresenceOf<O>> {
+export function num<const O extends Common & { min: number; max?: number; default?: number }>(
+  o: O,
+): Decl<number, PresenceOf<O>> {
   const max = o.max ?? Number.MAX_VALUE;
   const fromText = (text: string): number => {
     const n = Number(text);
-    if (text.trim() === '' || !Number.isFinite(n) || n < o.min || n > max) throw new Error(`expected a number from ${o.min} to ${max}, got "${text}"`);
+    if (text.trim() === '' || !Number.isFinite(n) || n < o.min || n > max)
+      throw new Error(`expected a number from ${o.min} to ${max}, got "${text}"`);
     return n;
   };
   return decl({ placeholder: 'x', ...defined(o) }, 'value', z.number().min(o.min).max(max), fromText);
@@ -96,27 +117,34 @@ export function num<const O extends Common & { min: number; max?: number; defaul
  * A string; `check` (if any) validates or normalises it at the edge and throws an Error saying why it is
  * wrong (a crop spec, a URL). The parsed value is what `check` returns.
  */
-export function text<const O extends Common & { default?: string; minLength?: number; check?: (s: string) => string }>(o: O): Decl<string, PresenceOf<O>> {
+export function text<const O extends Common & { default?: string; minLength?: number; check?: (s: string) => string }>(
+  o: O,
+): Decl<string, PresenceOf<O>> {
   const check = o.check ?? ((s: string) => s);
   const min = o.minLength ?? 0;
   const fromText = (s: string): string => {
     if (s.length < min) throw new Error(`expected at least ${min} character${min === 1 ? '' : 's'}`);
     return check(s);
   };
-  const schema = z.string().min(min).transform((s, ctx) => {
-    try {
-      return check(s);
-    } catch (err) {
-      ctx.addIssue({ code: 'custom', message: (err as Error).message });
-      return z.NEVER;
-    }
-  }) as unknown as z.ZodType<string>;
+  const schema = z
+    .string()
+    .min(min)
+    .transform((s, ctx) => {
+      try {
+        return check(s);
+      } catch (err) {
+        ctx.addIssue({ code: 'custom', message: (err as Error).message });
+        return z.NEVER;
+      }
+    }) as unknown as z.ZodType<string>;
   return decl(o, 'value', schema, fromText);
 }
 
 /** One of a fixed set of words. */
-export function choice<const C extends readonly [string, ...string[]], const O extends Common & { default?: C[number] }>(
-  choices: C, o: O): Decl<C[number], PresenceOf<O>> {
+export function choice<
+  const C extends readonly [string, ...string[]],
+  const O extends Common & { default?: C[number] },
+>(choices: C, o: O): Decl<C[number], PresenceOf<O>> {
   const fromText = (s: string): C[number] => {
     if (!choices.includes(s)) throw new Error(`expected one of ${choices.join(', ')}, got "${s}"`);
     return s;
@@ -141,14 +169,22 @@ export function negatable(o: { description: string }): Decl<boolean, 'default'> 
 
 /** Several strings: `--allow-address a b` on the command line, a YAML list (or one string) in a pipeline. */
 export function list<const O extends Common & { default?: string[] }>(o: O): Decl<string[], PresenceOf<O>> {
-  const schema = z.union([z.string(), z.array(z.string())]).transform((v) => (typeof v === 'string' ? [v] : v)) as unknown as z.ZodType<string[]>;
+  const schema = z
+    .union([z.string(), z.array(z.string())])
+    .transform((v) => (typeof v === 'string' ? [v] : v)) as unknown as z.ZodType<string[]>;
   return decl(o, 'list', schema, (s) => [s]);
 }
 
 /** Several words given as one comma-separated string (`--hosts a,b`), or as a YAML list in a pipeline. */
 export function words<const O extends Common>(o: O): Decl<string[], PresenceOf<O>> {
-  const split = (s: string) => s.split(',').map((w) => w.trim()).filter(Boolean);
-  const schema = z.union([z.string(), z.array(z.string())]).transform((v) => (typeof v === 'string' ? split(v) : v.flatMap(split))) as unknown as z.ZodType<string[]>;
+  const split = (s: string) =>
+    s
+      .split(',')
+      .map((w) => w.trim())
+      .filter(Boolean);
+  const schema = z
+    .union([z.string(), z.array(z.string())])
+    .transform((v) => (typeof v === 'string' ? split(v) : v.flatMap(split))) as unknown as z.ZodType<string[]>;
   return decl(o, 'value', schema, split);
 }
 
@@ -177,7 +213,10 @@ export function omit<S extends OptionSet, K extends keyof S>(set: S, ...keys: K[
  * `set` with `keys` optional and without a default (a pipeline key that another stage fills in when absent,
  * e.g. `train.data` from `ingest.out`).
  */
-export function optional<S extends OptionSet, K extends keyof S>(set: S, ...keys: K[]): Omit<S, K> & { [P in K]: S[P] extends Decl<infer T, Presence> ? Decl<T, 'optional'> : never } {
+export function optional<S extends OptionSet, K extends keyof S>(
+  set: S,
+  ...keys: K[]
+): Omit<S, K> & { [P in K]: S[P] extends Decl<infer T, Presence> ? Decl<T, 'optional'> : never } {
   const out: Record<string, AnyDecl> = { ...set };
   for (const k of keys) out[k as string] = { ...set[k]!, presence: 'optional', default: undefined };
   return out as never;

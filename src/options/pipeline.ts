@@ -13,14 +13,23 @@ import { camel, snake, type OptionSet, type OptionValues } from './declare.js';
  */
 // `{}` is zod's own empty shape: no extra keys.
 // eslint-disable-next-line @typescript-eslint/no-empty-object-type
-export function stageSchema<S extends OptionSet, E extends z.ZodRawShape = {}>(set: S, extra?: E):
-  z.ZodType<OptionValues<S> & z.infer<z.ZodObject<E>>> {
+export function stageSchema<S extends OptionSet, E extends z.ZodRawShape = {}>(
+  set: S,
+  extra?: E,
+): z.ZodType<OptionValues<S> & z.infer<z.ZodObject<E>>> {
   const shape: Record<string, z.ZodType> = {};
   for (const [key, d] of Object.entries(set)) {
-    shape[snake(key)] = d.presence === 'required' ? d.schema : d.default !== undefined ? d.schema.optional().transform((v) => v ?? d.default) : d.schema.optional();
+    shape[snake(key)] =
+      d.presence === 'required'
+        ? d.schema
+        : d.default !== undefined
+          ? d.schema.optional().transform((v) => v ?? d.default)
+          : d.schema.optional();
   }
   Object.assign(shape, extra ?? {});
-  return z.strictObject(shape).transform((v) => Object.fromEntries(Object.entries(v).map(([k, x]) => [camel(k), x]))) as never;
+  return z
+    .strictObject(shape)
+    .transform((v) => Object.fromEntries(Object.entries(v).map(([k, x]) => [camel(k), x]))) as never;
 }
 
 /** The key most like `key` among `known`, when it is close enough to be a typo. */
@@ -56,10 +65,12 @@ export function describeIssue(schema: z.ZodType, error: z.ZodError): string {
   const issue = error.issues[0]!;
   if (issue.code === 'unrecognized_keys') {
     const known = keysAt(schema, issue.path);
-    return issue.keys.map((k) => {
-      const near = nearestKey(k, known);
-      return `${[...issue.path, k].join('.')}: unknown key${near ? ` (did you mean ${near}?)` : ''}`;
-    }).join('; ');
+    return issue.keys
+      .map((k) => {
+        const near = nearestKey(k, known);
+        return `${[...issue.path, k].join('.')}: unknown key${near ? ` (did you mean ${near}?)` : ''}`;
+      })
+      .join('; ');
   }
   const what = /received undefined/.test(issue.message) ? 'required, missing' : issue.message;
   return `${issue.path.join('.') || '(top level)'}: ${what}`;

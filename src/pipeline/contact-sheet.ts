@@ -25,7 +25,10 @@ export function sheetHeader(units: UnitRecord[], shown: number): string[] {
   const kept = sum((u) => u.records);
   const failed = new Map<string, number>();
   for (const u of units) for (const [why, n] of Object.entries(u.failed)) failed.set(why, (failed.get(why) ?? 0) + n);
-  const reasons = [...failed].sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1)).map(([why, n]) => `${why} ${n}`).join(', ');
+  const reasons = [...failed]
+    .sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1))
+    .map(([why, n]) => `${why} ${n}`)
+    .join(', ');
   const failures = sum((u) => Object.values(u.failed).reduce((a, b) => a + b, 0));
   return [
     `Contact sheet: the first ${shown} of ${kept} images kept in ${units.length} unit${units.length === 1 ? '' : 's'}`,
@@ -45,7 +48,8 @@ export function captionOf(r: Pick<ImageRecord, 'caption' | 'url'>): string {
 }
 
 /** Text cut to `chars` characters, with '..' when cut. */
-const fit = (text: string, chars: number) => ([...text].length <= chars ? text : `${[...text].slice(0, chars - 2).join('')}..`);
+const fit = (text: string, chars: number) =>
+  [...text].length <= chars ? text : `${[...text].slice(0, chars - 2).join('')}..`;
 
 export async function contactSheet(data: Store, o: ContactSheetOptions = {}): Promise<Buffer> {
   const [count, cols, side] = [o.count ?? 48, o.cols ?? 8, o.side ?? 128];
@@ -63,13 +67,27 @@ export async function contactSheet(data: Store, o: ContactSheetOptions = {}): Pr
   const rows = Math.max(1, Math.ceil(records.length / cols));
   const [width, height] = [cols * cellW + 12, top + rows * cellH];
   const chars = Math.floor((side + 1) / (CELL.width * 2));
-  const svg = sheetHeader(units, records.length).map((line, i) => svgText(line, 12, 28 + i * 28, { fill: i ? '#444' : '#000' }));
+  const svg = sheetHeader(units, records.length).map((line, i) =>
+    svgText(line, 12, 28 + i * 28, { fill: i ? '#444' : '#000' }),
+  );
   const tiles: OverlayOptions[] = [];
   for (const [i, r] of records.entries()) {
     const [x, y] = [12 + (i % cols) * cellW, top + Math.floor(i / cols) * cellH];
     tiles.push({ input: await sharp(r.image).resize(side, side, { fit: 'cover' }).png().toBuffer(), left: x, top: y });
-    svg.push(svgText(fit(captionOf(r), chars), x, y + side + 20), svgText(`${r.width}x${r.height}`, x, y + side + 42, { fill: '#666' }));
+    svg.push(
+      svgText(fit(captionOf(r), chars), x, y + side + 20),
+      svgText(`${r.width}x${r.height}`, x, y + side + 42, { fill: '#666' }),
+    );
   }
-  tiles.push({ input: Buffer.from(`<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}">${svg.join('')}</svg>`), left: 0, top: 0 });
-  return sharp({ create: { width, height, channels: 3, background: '#ffffff' } }).composite(tiles).png().toBuffer();
+  tiles.push({
+    input: Buffer.from(
+      `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}">${svg.join('')}</svg>`,
+    ),
+    left: 0,
+    top: 0,
+  });
+  return sharp({ create: { width, height, channels: 3, background: '#ffffff' } })
+    .composite(tiles)
+    .png()
+    .toBuffer();
 }

@@ -34,7 +34,9 @@ export async function writeReport(p: Pipeline, stage: StageRunner): Promise<void
   await putFile(fileIn(r.out, 'contact-sheet.png'), await contactSheet(data));
   // The augmentation the run trains with (crops, jitter strength, blur), so the preview shows what it saw.
   const t = p.train;
-  const augment = augmentOf(defaultTrainConfig(t ? { crops: t.crops, jitterStrength: t.jitterStrength, blurP: t.blur } : {}));
+  const augment = augmentOf(
+    defaultTrainConfig(t ? { crops: t.crops, jitterStrength: t.jitterStrength, blurP: t.blur } : {}),
+  );
   const { png } = await renderPreview(data, { seed: t?.seed ?? 0, epoch: 0, record: 0, augment });
   await putFile(fileIn(r.out, 'multicrop-preview.png'), png);
   const from = p.train?.out;
@@ -44,7 +46,10 @@ export async function writeReport(p: Pipeline, stage: StageRunner): Promise<void
   await startBackend(p.train?.backend ?? 'auto');
   const result: Record<string, unknown> = {};
   const models: KnnModel[] = [];
-  for (const [name, dir] of [['trained', p.export!.out], ['random_init', p.export!.baseline]] as const) {
+  for (const [name, dir] of [
+    ['trained', p.export!.out],
+    ['random_init', p.export!.baseline],
+  ] as const) {
     if (!dir) continue;
     const backbone = await loadBackbone(await openStore(dir));
     const how = { size: r.knn?.size, batch: r.knn?.batch };
@@ -54,9 +59,14 @@ export async function writeReport(p: Pipeline, stage: StageRunner): Promise<void
     models.push({ name: name === 'trained' ? 'trained' : 'random init', top1: knn.top1, train, test });
   }
   await putFile(fileIn(r.out, 'knn.json'), Buffer.from(`${JSON.stringify(result, null, 2)}\n`));
-  await putFile(fileIn(r.out, 'knn-neighbours.png'), await knnPicture(models, { trainDir: folders.train, testDir: folders.test }));
+  await putFile(
+    fileIn(r.out, 'knn-neighbours.png'),
+    await knnPicture(models, { trainDir: folders.train, testDir: folders.test }),
+  );
   const top1 = (k: string) => ((result[k] as { top1: number } | undefined)?.top1 ?? NaN).toFixed(3);
-  process.stdout.write(`k-NN top-1: trained ${top1('trained')}, random init ${top1('random_init')} (report in ${r.out})\n`);
+  process.stdout.write(
+    `k-NN top-1: trained ${top1('trained')}, random init ${top1('random_init')} (report in ${r.out})\n`,
+  );
 }
 
 /** Where the generated evaluation images go: beside the report when it is local, else a temporary folder. */
@@ -68,7 +78,10 @@ async function evalRoot(out: string): Promise<string> {
 
 /** Labelled folders of fixture images (seeds the demo site never serves), half for training k-NN, half for testing. */
 async function evalFolders(root: string, count: number): Promise<{ train: string; test: string }> {
-  for (const [split, first] of [['train', 1_000_000], ['test', 2_000_000]] as const) {
+  for (const [split, first] of [
+    ['train', 1_000_000],
+    ['test', 2_000_000],
+  ] as const) {
     for (let i = first; i < first + count / 2; i++) {
       const dir = join(root, split, PATTERNS[i % PATTERNS.length]!);
       await makeDirs(dir);

@@ -25,8 +25,11 @@ export async function runPipeline(file: string, sets: string[]): Promise<void> {
   const stage: StageRunner = (name, work) => stops.run(name, work);
   const site = p.site === 'demo' ? await startDemoSite({ port: await previousDemoPort(p) }) : null;
   try {
-    const ingest = p.ingest ? () => stage('ingest', () => ingestStage(p, site))
-      : p.crawl ? () => stage('crawl', () => crawlJob(p.crawl!.seeds, p.crawl!)) : null;
+    const ingest = p.ingest
+      ? () => stage('ingest', () => ingestStage(p, site))
+      : p.crawl
+        ? () => stage('crawl', () => crawlJob(p.crawl!.seeds, p.crawl!))
+        : null;
     const train = p.train ? () => stage('train', () => trainJob({ ...p.train!, data: datasetOf(p) })) : null;
     if (p.train?.follow && ingest && train) {
       // Both run to their end (on a signal, both save their state) before the pipeline reports.
@@ -41,7 +44,13 @@ export async function runPipeline(file: string, sets: string[]): Promise<void> {
     }
     if (p.embed) {
       const e = p.embed;
-      await stage('embed', () => embedJob(datasetOf(p), { ...e, model: e.model ?? p.export!.out, backend: e.backend ?? p.train?.backend ?? 'auto' }));
+      await stage('embed', () =>
+        embedJob(datasetOf(p), {
+          ...e,
+          model: e.model ?? p.export!.out,
+          backend: e.backend ?? p.train?.backend ?? 'auto',
+        }),
+      );
     }
     if (p.report) await writeReport(p, stage);
   } finally {
@@ -86,8 +95,11 @@ class PipelineStop {
 
   private interrupted(): InterruptedError {
     const during = this.running.size > 0 ? ` during stage ${[...this.running].join(' and ')}` : '';
-    return new InterruptedError(`pipeline interrupted by ${this.received}${during}; rerun the same \`wildstream run\` to resume: ` +
-      'committed units, checkpoints and finished outputs are kept', 128 + (this.received === 'SIGINT' ? 2 : 15));
+    return new InterruptedError(
+      `pipeline interrupted by ${this.received}${during}; rerun the same \`wildstream run\` to resume: ` +
+        'committed units, checkpoints and finished outputs are kept',
+      128 + (this.received === 'SIGINT' ? 2 : 15),
+    );
   }
 
   private onSignal(signal: NodeJS.Signals): void {
@@ -126,7 +138,11 @@ async function ingestStage(p: Pipeline, site: DemoSite | null): Promise<unknown>
   const list = join(await localBeside(i.out), DEMO_LIST);
   await makeDirs(dirname(list));
   await writeFile(list, `${site.urls.join('\n')}\n`);
-  return ingestJob([...lists, list], { ...o, allowAddress: [...(o.allowAddress ?? []), '127.0.0.1'] }, { command: 'ingest' });
+  return ingestJob(
+    [...lists, list],
+    { ...o, allowAddress: [...(o.allowAddress ?? []), '127.0.0.1'] },
+    { command: 'ingest' },
+  );
 }
 
 /** The local folder holding a store (the URL list goes beside it), or a temporary one for a remote store. */

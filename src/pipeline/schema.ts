@@ -91,17 +91,29 @@ export async function loadPipeline(file: string, sets: string[] = []): Promise<P
   } catch (err) {
     throw new ConfigError(`${file}: ${(err as Error).message.split('\n')[0]}`);
   }
-  if (doc !== null && (typeof doc !== 'object' || Array.isArray(doc))) throw new ConfigError(`${file}: expected a mapping of stages`);
+  if (doc !== null && (typeof doc !== 'object' || Array.isArray(doc)))
+    throw new ConfigError(`${file}: expected a mapping of stages`);
   const tree = (doc ?? {}) as Record<string, unknown>;
   for (const s of sets) applySet(tree, s);
   const pipeline = validatePipeline(tree, file);
-  if (!pipeline.ingest && !pipeline.crawl && !pipeline.train && !pipeline.export && !pipeline.embed && !pipeline.report) {
+  if (
+    !pipeline.ingest &&
+    !pipeline.crawl &&
+    !pipeline.train &&
+    !pipeline.export &&
+    !pipeline.embed &&
+    !pipeline.report
+  ) {
     throw new ConfigError(`${file}: no stage to run (ingest, crawl, train, export, embed, report)`);
   }
-  if (pipeline.train?.steps !== undefined && pipeline.train.epochs !== undefined) throw new ConfigError(`${file}: train.epochs: set steps or epochs, not both`);
-  if (pipeline.ingest && pipeline.crawl) throw new ConfigError(`${file}: crawl: use either ingest or crawl in one pipeline`);
-  if (pipeline.train && !pipeline.train.data && !pipeline.ingest && !pipeline.crawl) throw new ConfigError(`${file}: train.data: a store is required when there is no ingest or crawl stage`);
-  if (pipeline.ingest && !pipeline.site && !pipeline.ingest.lists?.length) throw new ConfigError(`${file}: ingest.lists: at least one URL list is required (or site: demo)`);
+  if (pipeline.train?.steps !== undefined && pipeline.train.epochs !== undefined)
+    throw new ConfigError(`${file}: train.epochs: set steps or epochs, not both`);
+  if (pipeline.ingest && pipeline.crawl)
+    throw new ConfigError(`${file}: crawl: use either ingest or crawl in one pipeline`);
+  if (pipeline.train && !pipeline.train.data && !pipeline.ingest && !pipeline.crawl)
+    throw new ConfigError(`${file}: train.data: a store is required when there is no ingest or crawl stage`);
+  if (pipeline.ingest && !pipeline.site && !pipeline.ingest.lists?.length)
+    throw new ConfigError(`${file}: ingest.lists: at least one URL list is required (or site: demo)`);
   if (pipeline.report && !pipeline.export) throw new ConfigError(`${file}: report: needs an export stage`);
   if (pipeline.embed && !pipeline.export) throw new ConfigError(`${file}: embed: needs an export stage`);
   if (pipeline.export && !pipeline.train) throw new ConfigError(`${file}: export: needs a train stage`);

@@ -15,7 +15,18 @@ import { addCounts, type FailureCounts } from './failures.js';
 import { MANIFEST_KEY, UNITS_DIR, unitKey } from './keys.js';
 import { getBytes, type Store } from './store.js';
 
-export { FAILURES_DIR, MANIFEST_KEY, RECORD_KEY, SHARDS_DIR, UNITS_DIR, failuresKey, recordKey, shardKey, unitKey, unitName } from './keys.js';
+export {
+  FAILURES_DIR,
+  MANIFEST_KEY,
+  RECORD_KEY,
+  SHARDS_DIR,
+  UNITS_DIR,
+  failuresKey,
+  recordKey,
+  shardKey,
+  unitKey,
+  unitName,
+} from './keys.js';
 
 /** Counts of records dropped as duplicates. */
 export interface DuplicateCounts {

@@ -17,12 +17,34 @@ export { FAILURES_DIR, failuresKey } from './keys.js';
 /** The named reasons a row fails for; with `http_NNN` (the response status) they make `FailureReason`. */
 export const NAMED_REASONS = [
   // the list row and its URL (url-list.ts and the list readers, fetch.ts)
-  'bad_row', 'row_too_long', 'list_corrupt', 'url_missing', 'url_scheme', 'url_invalid', 'url_too_long', 'url_encoding',
+  'bad_row',
+  'row_too_long',
+  'list_corrupt',
+  'url_missing',
+  'url_scheme',
+  'url_invalid',
+  'url_too_long',
+  'url_encoding',
   // fetching (fetch.ts, body.ts)
-  'blocked_address', 'connection_error', 'dns_error', 'timeout', 'body_error', 'too_many_redirects', 'redirect',
-  'too_large', 'robots_tag', 'content_encoding_unsupported', 'content_encoding_error',
+  'blocked_address',
+  'connection_error',
+  'dns_error',
+  'timeout',
+  'body_error',
+  'too_many_redirects',
+  'redirect',
+  'too_large',
+  'robots_tag',
+  'content_encoding_unsupported',
+  'content_encoding_error',
   // decoding (decode.ts)
-  'not_an_image', 'svg_refused', 'unsupported_format', 'too_many_pixels', 'too_small', 'aspect_ratio', 'decode_error',
+  'not_an_image',
+  'svg_refused',
+  'unsupported_format',
+  'too_many_pixels',
+  'too_small',
+  'aspect_ratio',
+  'decode_error',
   // a bug or an unexpected library error while processing one row
   'internal_error',
 ] as const;
@@ -64,7 +86,11 @@ export function httpStatusOf(reason: string): number | null {
 }
 
 /** Puts a unit's failure file (before its record commits the unit) and returns its key; null when none failed. */
-export async function writeFailures(store: Store, unit: number, failures: readonly FailureRecord[]): Promise<string | null> {
+export async function writeFailures(
+  store: Store,
+  unit: number,
+  failures: readonly FailureRecord[],
+): Promise<string | null> {
   if (failures.length === 0) return null;
   const sorted = [...failures].sort((a, b) => a.row - b.row);
   const key = failuresKey(unit);

@@ -42,8 +42,13 @@ async function kindOf(path: string, target: string): Promise<'dir' | 'file' | 'n
 }
 
 function failed(err: NodeJS.ErrnoException, path: string, target: string): Error {
-  if (err.code === 'EROFS') return new AccessDeniedError(`cannot write to ${path}: read-only file system`, { cause: err });
-  if (err.code === 'EACCES' || err.code === 'EPERM') return new AccessDeniedError(`cannot create ${path}: permission denied`, { cause: err });
-  if (err.code === 'EEXIST' || err.code === 'ENOTDIR') return new ConfigError(`cannot create ${target}: ${path} is a file, not a directory`, { cause: err });
-  return new StoreUnavailableError(`cannot create ${path}: the file system refuses (${err.code ?? err.message})`, { cause: err });
+  if (err.code === 'EROFS')
+    return new AccessDeniedError(`cannot write to ${path}: read-only file system`, { cause: err });
+  if (err.code === 'EACCES' || err.code === 'EPERM')
+    return new AccessDeniedError(`cannot create ${path}: permission denied`, { cause: err });
+  if (err.code === 'EEXIST' || err.code === 'ENOTDIR')
+    return new ConfigError(`cannot create ${target}: ${path} is a file, not a directory`, { cause: err });
+  return new StoreUnavailableError(`cannot create ${path}: the file system refuses (${err.code ?? err.message})`, {
+    cause: err,
+  });
 }

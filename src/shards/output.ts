@@ -21,9 +21,11 @@ export async function openFile(location: string, options: StoreOptions = {}): Pr
   const rest = location.slice(scheme.length);
   const slash = rest.lastIndexOf('/');
   const name = rest.slice(slash + 1);
-  if (name === '' || name === '.' || name === '..') throw new ConfigError(`${location} names a folder; expected a file (such as out/embeddings.arrow)`);
+  if (name === '' || name === '.' || name === '..')
+    throw new ConfigError(`${location} names a folder; expected a file (such as out/embeddings.arrow)`);
   const folder = slash < 0 ? '.' : rest.slice(0, slash) || '/';
-  if (scheme && slash < 0) throw new ConfigError(`${location} names no file inside the bucket; expected ${scheme}bucket/name`);
+  if (scheme && slash < 0)
+    throw new ConfigError(`${location} names no file inside the bucket; expected ${scheme}bucket/name`);
   const store = await openStore(scheme ? `${scheme}${folder}` : folder, options);
   return { store, key: name, url: `${store.url}/${name}` };
 }

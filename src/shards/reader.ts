@@ -19,7 +19,10 @@ const EOS_BYTES = 8;
 const MIN_FILE_BYTES = 8 + 4 + 6;
 
 type ArrowFileReader = Awaited<ReturnType<typeof RecordBatchReader.from>> & {
-  footer: { numRecordBatches: number; getRecordBatch(i: number): { offset: number; metaDataLength: number; bodyLength: number } | null };
+  footer: {
+    numRecordBatches: number;
+    getRecordBatch(i: number): { offset: number; metaDataLength: number; bodyLength: number } | null;
+  };
 };
 
 export interface ShardReaderOptions {
@@ -56,7 +59,9 @@ export class ShardReader {
       await file.prefetch(tailStart, size - 1);
     } catch (err) {
       if (!(err instanceof NotFoundError)) throw err;
-      throw new InvalidShardError(`${where}: missing or shorter than the ${size} bytes expected (truncated?)`, { cause: err });
+      throw new InvalidShardError(`${where}: missing or shorter than the ${size} bytes expected (truncated?)`, {
+        cause: err,
+      });
     }
     if (!file.peek(size - MAGIC.length, MAGIC.length)?.equals(MAGIC)) {
       throw new InvalidShardError(`${where}: not an Arrow IPC file (no trailing ARROW1 magic; truncated?)`);
@@ -158,7 +163,9 @@ export class ShardReader {
 
 function asShardError(err: unknown, where: string): Error {
   if (err instanceof WildstreamError) return err;
-  return new InvalidShardError(`${where}: corrupt Arrow data: ${(err as Error).message?.split('\n')[0]}`, { cause: err });
+  return new InvalidShardError(`${where}: corrupt Arrow data: ${(err as Error).message?.split('\n')[0]}`, {
+    cause: err,
+  });
 }
 
 /**

@@ -78,12 +78,32 @@ export class TransientError extends Error {
 
 const RETRY_STATUS = new Set([408, 429, 500, 502, 503, 504]);
 const RETRY_NAMES = new Set([
-  'SlowDown', 'Throttling', 'ThrottlingException', 'TooManyRequestsException', 'RequestThrottled', 'RequestTimeout',
-  'RequestTimeoutException', 'InternalError', 'ServiceUnavailable', 'TimeoutError',
+  'SlowDown',
+  'Throttling',
+  'ThrottlingException',
+  'TooManyRequestsException',
+  'RequestThrottled',
+  'RequestTimeout',
+  'RequestTimeoutException',
+  'InternalError',
+  'ServiceUnavailable',
+  'TimeoutError',
 ]);
 const RETRY_CODES = new Set([
-  'ECONNRESET', 'ECONNREFUSED', 'ECONNABORTED', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ENETDOWN',
-  'EAI_AGAIN', 'ENOTFOUND', 'ERR_STREAM_PREMATURE_CLOSE', 'UND_ERR_SOCKET', 'UND_ERR_CLOSED', 'ERR_HTTP_ABORTED',
+  'ECONNRESET',
+  'ECONNREFUSED',
+  'ECONNABORTED',
+  'EPIPE',
+  'ETIMEDOUT',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ENETDOWN',
+  'EAI_AGAIN',
+  'ENOTFOUND',
+  'ERR_STREAM_PREMATURE_CLOSE',
+  'UND_ERR_SOCKET',
+  'UND_ERR_CLOSED',
+  'ERR_HTTP_ABORTED',
 ]);
 
 interface ErrorShape {
@@ -141,7 +161,8 @@ export async function withRetry<T>(
   for (let number = 1; ; number++) {
     const controller = new AbortController();
     const timer = setTimeout(
-      () => controller.abort(new TransientError(`attempt took over ${policy.attemptTimeoutMs} ms`, 'WS_ATTEMPT_TIMEOUT')),
+      () =>
+        controller.abort(new TransientError(`attempt took over ${policy.attemptTimeoutMs} ms`, 'WS_ATTEMPT_TIMEOUT')),
       policy.attemptTimeoutMs,
     );
     let failure: unknown;
@@ -169,7 +190,11 @@ export function gaveUp(where: string, attempts: number, cause: unknown): StoreUn
  * the next chunk takes over `idleMs` or `signal` aborts. The clock runs only while a chunk is awaited, so a slow
  * consumer is never mistaken for a stalled server.
  */
-export async function* idleGuard(body: Readable | AsyncIterable<Uint8Array>, idleMs: number, signal?: AbortSignal): AsyncGenerator<Uint8Array> {
+export async function* idleGuard(
+  body: Readable | AsyncIterable<Uint8Array>,
+  idleMs: number,
+  signal?: AbortSignal,
+): AsyncGenerator<Uint8Array> {
   const iterator = body[Symbol.asyncIterator]() as AsyncIterator<Uint8Array>;
   const destroy = (err?: Error) => (body as Readable).destroy?.(err);
   let finished = false;
@@ -178,7 +203,10 @@ export async function* idleGuard(body: Readable | AsyncIterable<Uint8Array>, idl
       let timer: NodeJS.Timeout | undefined;
       let onAbort: (() => void) | undefined;
       const stop = new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new TransientError(`no bytes received for ${idleMs} ms`, 'WS_IDLE_TIMEOUT')), idleMs);
+        timer = setTimeout(
+          () => reject(new TransientError(`no bytes received for ${idleMs} ms`, 'WS_IDLE_TIMEOUT')),
+          idleMs,
+        );
         if (signal?.aborted) reject(signal.reason);
         onAbort = () => reject(signal!.reason);
         signal?.addEventListener('abort', onAbort, { once: true });
@@ -208,7 +236,12 @@ export async function* idleGuard(body: Readable | AsyncIterable<Uint8Array>, idl
  * Reads a whole response body under the idle timeout and checks its length against the `expected` one the
  * headers promised (Content-Length): a body cut short is a TransientError, so the request is retried.
  */
-export async function readBody(body: Readable | AsyncIterable<Uint8Array>, expected: number | undefined, idleMs: number, signal?: AbortSignal): Promise<Buffer> {
+export async function readBody(
+  body: Readable | AsyncIterable<Uint8Array>,
+  expected: number | undefined,
+  idleMs: number,
+  signal?: AbortSignal,
+): Promise<Buffer> {
   const chunks: Uint8Array[] = [];
   let received = 0;
   for await (const chunk of idleGuard(body, idleMs, signal)) {

@@ -77,9 +77,7 @@ export function checkExtraColumn(name: string): void {
 export function toRecordBatch(schema: Schema, rows: readonly ImageRecord[]): RecordBatch {
   const children = schema.fields.map((field, i) => {
     const core = CORE[i];
-    const values = core
-      ? rows.map((row) => row[core[3]] ?? null)
-      : rows.map((row) => row.extra?.[field.name] ?? null);
+    const values = core ? rows.map((row) => row[core[3]] ?? null) : rows.map((row) => row.extra?.[field.name] ?? null);
     return vectorFromArray(values as never[], field.type).data[0]!;
   });
   return new RecordBatch(

@@ -33,7 +33,9 @@ export class CachedStore implements Store {
   }
 
   async getRange(key: string, start: number, end: number, options?: RangeOptions): Promise<Uint8Array> {
-    return (await this.local(key)) ? this.cache.getRange(key, start, end, options) : this.remote.getRange(key, start, end, options);
+    return (await this.local(key))
+      ? this.cache.getRange(key, start, end, options)
+      : this.remote.getRange(key, start, end, options);
   }
 
   async head(key: string): Promise<ObjectInfo | null> {

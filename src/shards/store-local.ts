@@ -9,7 +9,15 @@ import { dirname, join, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Readable } from 'node:stream';
 import { AccessDeniedError, ConfigError, NotFoundError, StoreUnavailableError, WildstreamError } from '../errors.js';
-import { checkKey, checkRange, type ObjectInfo, type PutBody, type RangeOptions, type Store, type StoreOptions } from './store-contract.js';
+import {
+  checkKey,
+  checkRange,
+  type ObjectInfo,
+  type PutBody,
+  type RangeOptions,
+  type Store,
+  type StoreOptions,
+} from './store-contract.js';
 import { makeDirs } from './make-dirs.js';
 
 /** Temp files carry this marker; `list` skips them and a later `put` of the same key overwrites. */
@@ -125,7 +133,8 @@ async function walk(root: string, dirKey: string): Promise<string[]> {
   try {
     entries = await readdir(dirKey ? join(root, dirKey) : root, { withFileTypes: true });
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT' || (err as NodeJS.ErrnoException).code === 'ENOTDIR') return out;
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT' || (err as NodeJS.ErrnoException).code === 'ENOTDIR')
+      return out;
     throw mapFsError(err, dirKey);
   }
   for (const entry of entries) {
@@ -163,12 +172,20 @@ function mapFsError(err: unknown, key: string, path?: string): Error {
   const why = (err as Error).message;
   if (code === 'ENOSPC' || code === 'EDQUOT') {
     const what = code === 'ENOSPC' ? 'disk full' : 'disk quota exceeded';
-    return new StoreUnavailableError(`${what}: cannot write ${path ?? key}; committed data is intact, free space and rerun`, { cause: err });
+    return new StoreUnavailableError(
+      `${what}: cannot write ${path ?? key}; committed data is intact, free space and rerun`,
+      { cause: err },
+    );
   }
-  if (code === 'ENOENT' || code === 'EISDIR' || code === 'ENOTDIR') return new NotFoundError(`no such object: ${key}`, { cause: err });
+  if (code === 'ENOENT' || code === 'EISDIR' || code === 'ENOTDIR')
+    return new NotFoundError(`no such object: ${key}`, { cause: err });
   if (code === 'EROFS') {
-    return new AccessDeniedError(`cannot write to ${(err as NodeJS.ErrnoException).path ?? path ?? key}: read-only file system`, { cause: err });
+    return new AccessDeniedError(
+      `cannot write to ${(err as NodeJS.ErrnoException).path ?? path ?? key}: read-only file system`,
+      { cause: err },
+    );
   }
-  if (code === 'EACCES' || code === 'EPERM' || code === 'EROFS') return new AccessDeniedError(`access denied to ${key}: ${why}`, { cause: err });
+  if (code === 'EACCES' || code === 'EPERM' || code === 'EROFS')
+    return new AccessDeniedError(`access denied to ${key}: ${why}`, { cause: err });
   return new StoreUnavailableError(`local store failed on ${key}: ${why}`, { cause: err });
 }

@@ -27,8 +27,29 @@ import {
   StoreUnavailableError,
   WildstreamError,
 } from '../errors.js';
-import { backoffMs, gaveUp, idleGuard, isRetryable, readBody, retryPolicy, sleep, TransientError, withRetry, type Attempt, type RetryPolicy } from './retry.js';
-import { checkKey, checkRange, joinKey, type ObjectInfo, type PutBody, type RangeOptions, type Store, type StoreOptions } from './store-contract.js';
+import {
+  backoffMs,
+  gaveUp,
+  idleGuard,
+  isRetryable,
+  readBody,
+  retryPolicy,
+  sleep,
+  TransientError,
+  withRetry,
+  type Attempt,
+  type RetryPolicy,
+} from './retry.js';
+import {
+  checkKey,
+  checkRange,
+  joinKey,
+  type ObjectInfo,
+  type PutBody,
+  type RangeOptions,
+  type Store,
+  type StoreOptions,
+} from './store-contract.js';
 
 /** Bodies above this go through multipart upload, in parts of this size (S3's minimum part is 5 MiB). */
 const PART_SIZE = 8 * 1024 * 1024;
@@ -103,7 +124,9 @@ export class S3Store implements Store {
       whole.update(Body);
       size += Body.byteLength;
       const sending = this.retry(key, async ({ signal }) => {
-        const out = await this.client.send(new UploadPartCommand({ Bucket, Key, UploadId, PartNumber, Body }), { abortSignal: signal });
+        const out = await this.client.send(new UploadPartCommand({ Bucket, Key, UploadId, PartNumber, Body }), {
+          abortSignal: signal,
+        });
         etags[PartNumber - 1] = out.ETag!;
       });
       const tracked: Promise<void> = sending.finally(() => inflight.delete(tracked));
@@ -121,10 +144,14 @@ export class S3Store implements Store {
       const Parts = etags.map((ETag, i) => ({ ETag, PartNumber: i + 1 }));
       await this.retry(key, async ({ signal, number: attempt }) => {
         try {
-          await this.client.send(new CompleteMultipartUploadCommand({ Bucket, Key, UploadId, MultipartUpload: { Parts } }), { abortSignal: signal });
+          await this.client.send(
+            new CompleteMultipartUploadCommand({ Bucket, Key, UploadId, MultipartUpload: { Parts } }),
+            { abortSignal: signal },
+          );
         } catch (err) {
           // A retried Complete whose first try landed finds the upload gone (NoSuchUpload on AWS, 500 on s3rver).
-          if (attempt > 1 && (await this.landed(key, size, [multipartEtag(etags), `"${whole.copy().digest('hex')}"`]))) return;
+          if (attempt > 1 && (await this.landed(key, size, [multipartEtag(etags), `"${whole.copy().digest('hex')}"`])))
+            return;
           throw err;
         }
       });
@@ -213,7 +240,9 @@ export class S3Store implements Store {
     });
     if (bytes.byteLength !== end - start + 1) {
       // The whole body arrived (its length was checked), so the object is shorter than the range.
-      throw new NotFoundError(`range ${start}-${end} is beyond the end of ${this.where(key)} (${start + bytes.byteLength} bytes)`);
+      throw new NotFoundError(
+        `range ${start}-${end} is beyond the end of ${this.where(key)} (${start + bytes.byteLength} bytes)`,
+      );
     }
     if (!options.shared) return bytes;
     const shared = new Uint8Array(new SharedArrayBuffer(bytes.byteLength));
@@ -224,7 +253,9 @@ export class S3Store implements Store {
   async head(key: string): Promise<ObjectInfo | null> {
     try {
       const out = await this.retry(key, ({ signal }) =>
-        this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: this.fullKey(key) }), { abortSignal: signal }),
+        this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: this.fullKey(key) }), {
+          abortSignal: signal,
+        }),
       );
       return { key, size: out.ContentLength ?? 0, etag: out.ETag ?? '' };
     } catch (err) {
@@ -240,7 +271,12 @@ export class S3Store implements Store {
     do {
       const page = await this.retry(prefix || '/', ({ signal }) =>
         this.client.send(
-          new ListObjectsV2Command({ Bucket: this.bucket, Prefix: full, ContinuationToken: token, MaxKeys: this.pageSize }),
+          new ListObjectsV2Command({
+            Bucket: this.bucket,
+            Prefix: full,
+            ContinuationToken: token,
+            MaxKeys: this.pageSize,
+          }),
           { abortSignal: signal },
         ),
       );
@@ -253,7 +289,9 @@ export class S3Store implements Store {
 
   async delete(key: string): Promise<void> {
     await this.retry(key, ({ signal }) =>
-      this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: this.fullKey(key) }), { abortSignal: signal }),
+      this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: this.fullKey(key) }), {
+        abortSignal: signal,
+      }),
     );
   }
 }
@@ -333,14 +371,21 @@ export function mapS3Error(err: unknown, where: string): Error {
   if (name === 'NoSuchKey' || name === 'NotFound' || status === 404) {
     return new NotFoundError(`no such object: ${where}`, { cause: err });
   }
-  if (name === 'InvalidRange' || status === 416) return new NotFoundError(`range beyond the end of ${where}`, { cause: err });
+  if (name === 'InvalidRange' || status === 416)
+    return new NotFoundError(`range beyond the end of ${where}`, { cause: err });
   if (name === 'CredentialsProviderError') {
-    return new AccessDeniedError(`no S3 credentials found for ${where}: set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE`, { cause: err });
+    return new AccessDeniedError(
+      `no S3 credentials found for ${where}: set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE`,
+      { cause: err },
+    );
   }
   if (['AccessDenied', 'InvalidAccessKeyId', 'SignatureDoesNotMatch', 'Forbidden'].includes(name) || status === 403) {
     return new AccessDeniedError(`access denied to ${where}: ${detail}`, { cause: err });
   }
-  return new StoreUnavailableError(`S3 request for ${where} failed: ${e.code ?? name ?? ''} ${detail}`.replace(/\s+/g, ' '), {
-    cause: err,
-  });
+  return new StoreUnavailableError(
+    `S3 request for ${where} failed: ${e.code ?? name ?? ''} ${detail}`.replace(/\s+/g, ' '),
+    {
+      cause: err,
+    },
+  );
 }

@@ -87,7 +87,8 @@ export function autoFreeze(s: RunShape): Choice<number> {
 
 export function autoLr(s: RunShape): Choice<number> {
   const linear = 0.6 * (s.batchSize / 256);
-  if (s.larsAll && linear < 0.5) return { value: 0.5, why: `LARS on every parameter; SwAV's 0.6 x batch/256 = ${fmt(linear)} collapses small runs` };
+  if (s.larsAll && linear < 0.5)
+    return { value: 0.5, why: `LARS on every parameter; SwAV's 0.6 x batch/256 = ${fmt(linear)} collapses small runs` };
   return { value: linear, why: `SwAV's 0.6 x batch/256` };
 }
 
@@ -115,26 +116,58 @@ export function autoConfig(user: SwavSettings, shape: RunShape): AutoConfig {
     parts.push(`${say(c.value)} (${c.why})`);
     return c.value;
   };
-  const prototypes = pick(user.prototypes, () => autoPrototypes(shape), (v) => `${v} prototypes`);
-  const epsilon = pick(user.epsilon, () => autoEpsilon(shape), (v) => `epsilon ${v}`);
-  const freezePrototypes = pick(user.freezePrototypes, () => autoFreeze(shape), (v) => `prototypes frozen ${v} steps`);
-  const lr = pick(user.lr, () => autoLr(shape), (v) => `lr ${fmt(v)}`);
-  const finalLr = pick(user.finalLr, () => autoFinalLr(shape, lr), (v) => `final lr ${fmt(v)}`);
-  const line = parts.length === 0 ? null
-    : `auto: ${parts.join(', ')}; set --prototypes, --epsilon, --freeze-prototypes, --lr or --final-lr to choose otherwise`;
+  const prototypes = pick(
+    user.prototypes,
+    () => autoPrototypes(shape),
+    (v) => `${v} prototypes`,
+  );
+  const epsilon = pick(
+    user.epsilon,
+    () => autoEpsilon(shape),
+    (v) => `epsilon ${v}`,
+  );
+  const freezePrototypes = pick(
+    user.freezePrototypes,
+    () => autoFreeze(shape),
+    (v) => `prototypes frozen ${v} steps`,
+  );
+  const lr = pick(
+    user.lr,
+    () => autoLr(shape),
+    (v) => `lr ${fmt(v)}`,
+  );
+  const finalLr = pick(
+    user.finalLr,
+    () => autoFinalLr(shape, lr),
+    (v) => `final lr ${fmt(v)}`,
+  );
+  const line =
+    parts.length === 0
+      ? null
+      : `auto: ${parts.join(', ')}; set --prototypes, --epsilon, --freeze-prototypes, --lr or --final-lr to choose otherwise`;
   return { prototypes, epsilon, freezePrototypes, lr, finalLr, line };
 }
 
 /** What a resumed run keeps: the checkpoint's values for the settings the user left out. */
-export function fromCheckpoint(user: SwavSettings, saved: { prototypes: number; epsilon: number; freezePrototypes: number; lr: number; finalLr: number }): AutoConfig {
+export function fromCheckpoint(
+  user: SwavSettings,
+  saved: { prototypes: number; epsilon: number; freezePrototypes: number; lr: number; finalLr: number },
+): AutoConfig {
   const kept = (Object.keys(saved) as Array<keyof typeof saved>).filter((k) => user[k] === undefined);
   const merged = { ...saved, ...Object.fromEntries(Object.entries(user).filter(([, v]) => v !== undefined)) };
-  const line = kept.length === 0 ? null : `auto: resuming with the checkpoint's ${kept.map((k) => `${NAMES[k]} ${fmt(saved[k])}`).join(', ')}`;
+  const line =
+    kept.length === 0
+      ? null
+      : `auto: resuming with the checkpoint's ${kept.map((k) => `${NAMES[k]} ${fmt(saved[k])}`).join(', ')}`;
   return { ...merged, line };
 }
 
 const NAMES: Record<keyof SwavSettings, string> = {
-  prototypes: 'prototypes', epsilon: 'epsilon', freezePrototypes: 'freeze', lr: 'lr', finalLr: 'final lr',
+  prototypes: 'prototypes',
+  epsilon: 'epsilon',
+  freezePrototypes: 'freeze',
+  lr: 'lr',
+  finalLr: 'final lr',
 };
 
 const fmt = (x: number) => Number(x.toPrecision(3)).toString();
@@ -150,7 +183,13 @@ export async function checkpointSettings(out: Store): Promise<SavedSettings | nu
   for (const { key } of await listCheckpoints(out)) {
     try {
       const { swav, schedule } = (await readCheckpointHeader(out, key)).config;
-      return { prototypes: swav.prototypes, epsilon: swav.epsilon, freezePrototypes: swav.freezePrototypesSteps, lr: schedule.baseLr, finalLr: schedule.finalLr };
+      return {
+        prototypes: swav.prototypes,
+        epsilon: swav.epsilon,
+        freezePrototypes: swav.freezePrototypesSteps,
+        lr: schedule.baseLr,
+        finalLr: schedule.finalLr,
+      };
     } catch (err) {
       if (!(err instanceof InvalidCheckpointError)) throw err;
       // damaged: the resume names it and falls back to an older checkpoint, as this does

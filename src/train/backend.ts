@@ -37,14 +37,26 @@ const LOADERS: Record<Exclude<BackendName, 'auto'>, () => Promise<string>> = {
         if ((err as NodeJS.ErrnoException).code !== 'ERR_MODULE_NOT_FOUND') throw err;
       }
     }
-    throw new Error('neither @tensorflow/tfjs-node-gpu nor @tensorflow/tfjs-node is installed (npm i @tensorflow/tfjs-node-gpu@4.22.0)');
+    throw new Error(
+      'neither @tensorflow/tfjs-node-gpu nor @tensorflow/tfjs-node is installed (npm i @tensorflow/tfjs-node-gpu@4.22.0)',
+    );
   },
   webgpu: async () => {
-    const dawn = (await import('webgpu' as string).catch(() => null)) as { create?: (o: string[]) => unknown; globals?: object } | null;
-    if (!dawn?.create) throw new Error('the `webgpu` package (Dawn for Node) is not installed (npm i webgpu@0.6.2 @tensorflow/tfjs-backend-webgpu@4.22.0)');
+    const dawn = (await import('webgpu' as string).catch(() => null)) as {
+      create?: (o: string[]) => unknown;
+      globals?: object;
+    } | null;
+    if (!dawn?.create)
+      throw new Error(
+        'the `webgpu` package (Dawn for Node) is not installed (npm i webgpu@0.6.2 @tensorflow/tfjs-backend-webgpu@4.22.0)',
+      );
     Object.assign(globalThis, dawn.globals ?? {});
     (globalThis as { navigator?: unknown }).navigator ??= { gpu: dawn.create([]) };
-    const gpu = (globalThis as unknown as { navigator: { gpu: { requestAdapter(): Promise<{ info?: { vendor?: string; device?: string } } | null> } } }).navigator.gpu;
+    const gpu = (
+      globalThis as unknown as {
+        navigator: { gpu: { requestAdapter(): Promise<{ info?: { vendor?: string; device?: string } } | null> } };
+      }
+    ).navigator.gpu;
     const adapter = await gpu.requestAdapter();
     if (!adapter) throw new Error('WebGPU found no adapter');
     await import('@tensorflow/tfjs-backend-webgpu' as string);

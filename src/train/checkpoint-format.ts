@@ -60,17 +60,39 @@ export interface CheckpointHeader {
 const int = z.number().int().min(0);
 const num = z.number();
 const cursor = z.object({
-  epoch: int, group: int, offset: int, position: int, units: z.array(z.tuple([int, int])).nullable(),
+  epoch: int,
+  group: int,
+  offset: int,
+  position: int,
+  units: z.array(z.tuple([int, int])).nullable(),
 });
 /** The fields code reads; checkTrainConfig then checks their values. */
 const config = z.looseObject({
-  model: z.string(), batchSize: num, steps: num, crops: z.string(), jitterStrength: num, blurP: num, seed: num,
+  model: z.string(),
+  batchSize: num,
+  steps: num,
+  crops: z.string(),
+  jitterStrength: num,
+  blurP: num,
+  seed: num,
   swav: z.looseObject({
-    hidden: num, dim: num, prototypes: num, temperature: num, epsilon: num, sinkhornIters: num,
-    cropsForAssign: z.array(num), freezePrototypesSteps: num,
+    hidden: num,
+    dim: num,
+    prototypes: num,
+    temperature: num,
+    epsilon: num,
+    sinkhornIters: num,
+    cropsForAssign: z.array(num),
+    freezePrototypesSteps: num,
   }),
   queue: z.looseObject({ length: num, startStep: num }),
-  lars: z.looseObject({ momentum: num, weightDecay: num, trust: num, excludeBnBias: z.boolean(), clip: z.boolean().optional() }),
+  lars: z.looseObject({
+    momentum: num,
+    weightDecay: num,
+    trust: num,
+    excludeBnBias: z.boolean(),
+    clip: z.boolean().optional(),
+  }),
   schedule: z.looseObject({ baseLr: num, finalLr: num, warmupSteps: num, startWarmupLr: num }),
 });
 const header = z.looseObject({
@@ -80,17 +102,23 @@ const header = z.looseObject({
   cursor,
   queueFilled: int,
   createdAt: z.string(),
-  tensors: z.array(z.object({ name: z.string(), group: z.enum(['param', 'slot', 'queue']), shape: z.array(int), offset: num })),
+  tensors: z.array(
+    z.object({ name: z.string(), group: z.enum(['param', 'slot', 'queue']), shape: z.array(int), offset: num }),
+  ),
 });
 
 /** Damage found in a checkpoint's bytes: `newer` when the bytes are of a later format rather than broken. */
 export class Damage extends Error {
-  constructor(readonly why: string, readonly newer = false) {
+  constructor(
+    readonly why: string,
+    readonly newer = false,
+  ) {
     super(why);
   }
 }
 
-const newer = (format: number) => new Damage(`written by a newer wildstream (format ${format}, this reads ${FORMAT_VERSION})`, true);
+const newer = (format: number) =>
+  new Damage(`written by a newer wildstream (format ${format}, this reads ${FORMAT_VERSION})`, true);
 
 /**
  * The header's length from a checkpoint's first 12 bytes, checked against the object's size; throws Damage
@@ -98,7 +126,8 @@ const newer = (format: number) => new Damage(`written by a newer wildstream (for
  */
 export function headerLength(preamble: Uint8Array, size: number): number {
   const bytes = Buffer.from(preamble.buffer, preamble.byteOffset, preamble.byteLength);
-  if (size < PREAMBLE + TRAILER || bytes.length < PREAMBLE) throw new Damage(`too short for a checkpoint (${size} bytes)`);
+  if (size < PREAMBLE + TRAILER || bytes.length < PREAMBLE)
+    throw new Damage(`too short for a checkpoint (${size} bytes)`);
   const format = /^WSCKPT(\d\d)$/.exec(bytes.subarray(0, 8).toString('latin1'));
   if (!format) throw new Damage('not a wildstream checkpoint');
   if (Number(format[1]) > FORMAT_VERSION) throw newer(Number(format[1]));
@@ -124,7 +153,9 @@ export function parseHeader(json: Uint8Array): CheckpointHeader {
   const parsed = header.safeParse(value);
   if (!parsed.success) {
     const issue = parsed.error.issues[0]!;
-    throw new Damage(`header of another shape (${issue.path.length ? issue.path.join('.') : 'the header'}: ${issue.message})`);
+    throw new Damage(
+      `header of another shape (${issue.path.length ? issue.path.join('.') : 'the header'}: ${issue.message})`,
+    );
   }
   try {
     checkTrainConfig(parsed.data.config as TrainConfig);
@@ -145,10 +176,14 @@ export function checkLayout(h: CheckpointHeader, payloadLength: number): void {
     const id = `${t.group}:${t.name}`;
     if (seen.has(id)) throw new Damage(`tensor table damaged: ${id} appears twice`);
     seen.add(id);
-    if (t.offset !== end) throw new Damage(`tensor table damaged: ${id} starts at byte ${t.offset} of the payload, the previous tensor ends at ${end}`);
+    if (t.offset !== end)
+      throw new Damage(
+        `tensor table damaged: ${id} starts at byte ${t.offset} of the payload, the previous tensor ends at ${end}`,
+      );
     end += t.shape.reduce((a, b) => a * b, 1) * 4;
   }
-  if (end !== payloadLength) throw new Damage(`tensor table damaged: it covers ${end} bytes, the payload holds ${payloadLength}`);
+  if (end !== payloadLength)
+    throw new Damage(`tensor table damaged: it covers ${end} bytes, the payload holds ${payloadLength}`);
 }
 
 /** A checkpoint's damage as the error every reader throws. */

@@ -18,16 +18,35 @@ import type { Store } from '../shards/store.js';
 import type { SwavModel } from './model.js';
 import type { ParamSet } from './params.js';
 import {
-  checkLayout, Damage, damaged, FORMAT_VERSION, headerLength, InvalidCheckpointError, MAGIC, parseHeader, PREAMBLE, TRAILER,
-  type CheckpointHeader, type TensorEntry,
+  checkLayout,
+  Damage,
+  damaged,
+  FORMAT_VERSION,
+  headerLength,
+  InvalidCheckpointError,
+  MAGIC,
+  parseHeader,
+  PREAMBLE,
+  TRAILER,
+  type CheckpointHeader,
+  type TensorEntry,
 } from './checkpoint-format.js';
 
-export { InvalidCheckpointError, NewerCheckpointError, readCheckpointHeader, type CheckpointHeader, type TensorEntry } from './checkpoint-format.js';
+export {
+  InvalidCheckpointError,
+  NewerCheckpointError,
+  readCheckpointHeader,
+  type CheckpointHeader,
+  type TensorEntry,
+} from './checkpoint-format.js';
 
 /** The model's state holds NaN or an infinity: it must not become a checkpoint. */
 export class NonFiniteStateError extends WildstreamError {
   override readonly code = 'WS_ERR_NON_FINITE_STATE';
-  constructor(message: string, readonly tensors: string[]) {
+  constructor(
+    message: string,
+    readonly tensors: string[],
+  ) {
     super(message);
   }
 }
@@ -94,10 +113,18 @@ export function someOf(names: string[], shown = 3): string {
  * Writes the model's state at `step` with the stream cursor that follows it. Non-finite state is refused
  * with a NonFiniteStateError before anything is written.
  */
-export async function saveCheckpoint(store: Store, model: SwavModel, step: number, cursor: StreamCursor): Promise<string> {
+export async function saveCheckpoint(
+  store: Store,
+  model: SwavModel,
+  step: number,
+  cursor: StreamCursor,
+): Promise<string> {
   const bad = unsafeTensors(model);
   if (bad.length > 0) {
-    throw new NonFiniteStateError(`the state at step ${step} is not finite (NaN, infinity or beyond 2^64 in ${someOf(bad)}); no checkpoint was written`, bad);
+    throw new NonFiniteStateError(
+      `the state at step ${step} is not finite (NaN, infinity or beyond 2^64 in ${someOf(bad)}); no checkpoint was written`,
+      bad,
+    );
   }
   const list = entries(model);
   let offset = 0;
@@ -107,7 +134,13 @@ export async function saveCheckpoint(store: Store, model: SwavModel, step: numbe
     return e;
   });
   const header: CheckpointHeader = {
-    version: FORMAT_VERSION, step, config: model.config, cursor, queueFilled: model.queueFilled, createdAt: new Date().toISOString(), tensors,
+    version: FORMAT_VERSION,
+    step,
+    config: model.config,
+    cursor,
+    queueFilled: model.queueFilled,
+    createdAt: new Date().toISOString(),
+    tensors,
   };
   const json = Buffer.from(JSON.stringify(header));
   const length = Buffer.alloc(4);
@@ -137,8 +170,11 @@ export async function loadCheckpoint(store: Store, key: string): Promise<Checkpo
   try {
     const headerEnd = PREAMBLE + headerLength(bytes.subarray(0, PREAMBLE), bytes.length);
     const header = parseHeader(bytes.subarray(PREAMBLE, headerEnd));
-    const digest = createHash('sha256').update(bytes.subarray(PREAMBLE, bytes.length - TRAILER)).digest();
-    if (!digest.equals(bytes.subarray(bytes.length - TRAILER))) throw new Damage('checksum mismatch (truncated or damaged)');
+    const digest = createHash('sha256')
+      .update(bytes.subarray(PREAMBLE, bytes.length - TRAILER))
+      .digest();
+    if (!digest.equals(bytes.subarray(bytes.length - TRAILER)))
+      throw new Damage('checksum mismatch (truncated or damaged)');
     const payload = bytes.subarray(headerEnd, bytes.length - TRAILER);
     checkLayout(header, payload.length);
     const values = new Map<string, Float32Array>();
@@ -146,7 +182,10 @@ export async function loadCheckpoint(store: Store, key: string): Promise<Checkpo
     for (const t of header.tensors) {
       const end = t.offset + t.shape.reduce((a, b) => a * b, 1) * 4;
       const value = new Float32Array(payload.buffer.slice(payload.byteOffset + t.offset, payload.byteOffset + end));
-      if (!value.every((v) => Math.abs(v) < STATE_LIMIT)) throw new Damage(`tensor ${t.group}:${t.name} holds NaN, infinity or values beyond 2^64 (saved by a diverged run)`);
+      if (!value.every((v) => Math.abs(v) < STATE_LIMIT))
+        throw new Damage(
+          `tensor ${t.group}:${t.name} holds NaN, infinity or values beyond 2^64 (saved by a diverged run)`,
+        );
       values.set(`${t.group}:${t.name}`, value);
     }
     return { key, header, values, shapes };
@@ -166,7 +205,11 @@ async function readAll(store: Store, key: string): Promise<Buffer> {
  * may check a loaded one further (that it holds the tensors a model needs): its InvalidCheckpointError is
  * damage like any other, any other error ends the search.
  */
-export async function latestCheckpoint(store: Store, onSkip: (err: InvalidCheckpointError) => void, fits?: (ckpt: Checkpoint) => void): Promise<Checkpoint | null> {
+export async function latestCheckpoint(
+  store: Store,
+  onSkip: (err: InvalidCheckpointError) => void,
+  fits?: (ckpt: Checkpoint) => void,
+): Promise<Checkpoint | null> {
   for (const { key } of await listCheckpoints(store)) {
     try {
       const ckpt = await loadCheckpoint(store, key);
@@ -186,27 +229,38 @@ export async function checkpointAt(store: Store, step: number): Promise<Checkpoi
   const found = all.find((c) => c.step === step);
   if (found) return loadCheckpoint(store, found.key);
   const steps = all.map((c) => c.step).reverse();
-  throw new ConfigError(`no checkpoint of step ${step} in ${store.url}; ` + (steps.length ? `it has step${steps.length > 1 ? 's' : ''} ${steps.join(', ')}` : 'it has none'));
+  throw new ConfigError(
+    `no checkpoint of step ${step} in ${store.url}; ` +
+      (steps.length ? `it has step${steps.length > 1 ? 's' : ''} ${steps.join(', ')}` : 'it has none'),
+  );
 }
 
 /** The tensors (id and shape) a model reads from a checkpoint: its parameters, the slots it holds, the queue. */
 export function modelTensors(model: SwavModel, ckpt: Checkpoint): Array<[string, number[]]> {
-  const slots = ckpt.header.tensors.filter((e) => e.group === 'slot').map((t) => {
-    const w = model.ps.vars.get(t.name);
-    if (!w) throw tensorDamage(ckpt, `a momentum slot for unknown variable ${t.name}`);
-    return [`slot:${t.name}`, w.shape] as [string, number[]];
-  });
-  return [...paramTensors(model.ps), ...slots, ...model.queue.map((q, i) => [`queue:${i}`, q.shape] as [string, number[]])];
+  const slots = ckpt.header.tensors
+    .filter((e) => e.group === 'slot')
+    .map((t) => {
+      const w = model.ps.vars.get(t.name);
+      if (!w) throw tensorDamage(ckpt, `a momentum slot for unknown variable ${t.name}`);
+      return [`slot:${t.name}`, w.shape] as [string, number[]];
+    });
+  return [
+    ...paramTensors(model.ps),
+    ...slots,
+    ...model.queue.map((q, i) => [`queue:${i}`, q.shape] as [string, number[]]),
+  ];
 }
 
-export const paramTensors = (ps: ParamSet): Array<[string, number[]]> => [...ps.vars].map(([name, v]) => [`param:${name}`, v.shape]);
+export const paramTensors = (ps: ParamSet): Array<[string, number[]]> =>
+  [...ps.vars].map(([name, v]) => [`param:${name}`, v.shape]);
 
 /** Throws damage naming the first tensor a checkpoint lacks, or holds with another shape than `wanted`. */
 export function checkTensors(ckpt: Checkpoint, wanted: Array<[string, number[]]>): void {
   for (const [id, shape] of wanted) {
     const has = ckpt.shapes.get(id);
     if (!has || !ckpt.values.has(id)) throw tensorDamage(ckpt, `tensor ${id} of shape [${shape}] is missing`);
-    if (JSON.stringify(has) !== JSON.stringify(shape)) throw tensorDamage(ckpt, `tensor ${id} has shape [${has}] where the model has [${shape}]`);
+    if (JSON.stringify(has) !== JSON.stringify(shape))
+      throw tensorDamage(ckpt, `tensor ${id} has shape [${has}] where the model has [${shape}]`);
   }
 }
 

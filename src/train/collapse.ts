@@ -51,8 +51,10 @@ export class CollapseWatch {
     this.warned = true;
     this.warnings++;
     const losses = this.window.map((w) => w.loss.toFixed(4)).join(', ');
-    return `warning: collapse? the loss has stayed within ${Math.round(tolerance * 100)} % of ln ${prototypes} = ${lnK.toFixed(4)} ` +
+    return (
+      `warning: collapse? the loss has stayed within ${Math.round(tolerance * 100)} % of ln ${prototypes} = ${lnK.toFixed(4)} ` +
       `for ${intervals} log intervals (${losses} up to step ${step}${frozen ? ', prototypes still frozen' : ''}): ` +
-      'the predictions are (nearly) uniform over the prototypes; see README "When the loss sits at ln K"';
+      'the predictions are (nearly) uniform over the prototypes; see README "When the loss sits at ln K"'
+    );
   }
 }

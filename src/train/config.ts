@@ -74,10 +74,12 @@ export function augmentOf(c: TrainConfig): Partial<AugmentConfig> {
 
 export function checkTrainConfig(c: TrainConfig): TrainConfig {
   const int = (name: string, v: number, min: number, max = Number.MAX_SAFE_INTEGER) => {
-    if (!Number.isSafeInteger(v) || v < min || v > max) throw new ConfigError(`${name} must be an integer from ${min} to ${max}, got ${v}`);
+    if (!Number.isSafeInteger(v) || v < min || v > max)
+      throw new ConfigError(`${name} must be an integer from ${min} to ${max}, got ${v}`);
   };
   const pos = (name: string, v: number, min = 0) => {
-    if (!(typeof v === 'number' && Number.isFinite(v) && v >= min)) throw new ConfigError(`${name} must be a number >= ${min}, got ${v}`);
+    if (!(typeof v === 'number' && Number.isFinite(v) && v >= min))
+      throw new ConfigError(`${name} must be a number >= ${min}, got ${v}`);
   };
   regnetSpec(c.model); // throws on an unknown model
   int('batch size', c.batchSize, 1, 65536);
@@ -86,8 +88,10 @@ export function checkTrainConfig(c: TrainConfig): TrainConfig {
   const crops = cropCount(c.crops);
   if (crops < 2) throw new ConfigError('SwAV needs at least two crops per image');
   if (!(c.blurP >= 0 && c.blurP <= 1)) throw new ConfigError(`blur probability must be in [0, 1], got ${c.blurP}`);
-  if (c.recompute !== undefined && !RECOMPUTE_MODES.includes(c.recompute)) throw new ConfigError(`recompute must be one of ${RECOMPUTE_MODES.join(', ')}, got ${JSON.stringify(c.recompute)}`);
-  if (!(c.jitterStrength >= 0 && c.jitterStrength <= 2.5)) throw new ConfigError(`jitter strength must be in [0, 2.5], got ${c.jitterStrength}`);
+  if (c.recompute !== undefined && !RECOMPUTE_MODES.includes(c.recompute))
+    throw new ConfigError(`recompute must be one of ${RECOMPUTE_MODES.join(', ')}, got ${JSON.stringify(c.recompute)}`);
+  if (!(c.jitterStrength >= 0 && c.jitterStrength <= 2.5))
+    throw new ConfigError(`jitter strength must be in [0, 2.5], got ${c.jitterStrength}`);
   const { swav, queue, lars, schedule } = c;
   int('swav.hidden', swav.hidden, 1, 65536);
   int('swav.dim', swav.dim, 1, 65536);
@@ -96,11 +100,17 @@ export function checkTrainConfig(c: TrainConfig): TrainConfig {
   pos('swav.epsilon', swav.epsilon, 1e-6);
   int('swav.sinkhornIters', swav.sinkhornIters, 1, 100);
   int('swav.freezePrototypesSteps', swav.freezePrototypesSteps, 0);
-  if (swav.cropsForAssign.length === 0 || swav.cropsForAssign.some((i) => !Number.isInteger(i) || i < 0 || i >= crops)) {
-    throw new ConfigError(`swav.cropsForAssign must name crops 0..${crops - 1}, got ${JSON.stringify(swav.cropsForAssign)}`);
+  if (
+    swav.cropsForAssign.length === 0 ||
+    swav.cropsForAssign.some((i) => !Number.isInteger(i) || i < 0 || i >= crops)
+  ) {
+    throw new ConfigError(
+      `swav.cropsForAssign must name crops 0..${crops - 1}, got ${JSON.stringify(swav.cropsForAssign)}`,
+    );
   }
   int('queue.length', queue.length, 0, 1_000_000);
-  if (queue.length > 0 && queue.length % c.batchSize !== 0) throw new ConfigError(`queue.length (${queue.length}) must be a multiple of the batch size (${c.batchSize})`);
+  if (queue.length > 0 && queue.length % c.batchSize !== 0)
+    throw new ConfigError(`queue.length (${queue.length}) must be a multiple of the batch size (${c.batchSize})`);
   int('queue.startStep', queue.startStep, 0);
   pos('lars.momentum', lars.momentum);
   pos('lars.weightDecay', lars.weightDecay);
@@ -114,16 +124,26 @@ export function checkTrainConfig(c: TrainConfig): TrainConfig {
 
 /** The fields a resumed run must share with its checkpoint. */
 function identity(c: TrainConfig): Record<string, unknown> {
-  return { model: c.model, batchSize: c.batchSize, crops: c.crops, seed: c.seed, swav: c.swav, 'queue.length': c.queue.length };
+  return {
+    model: c.model,
+    batchSize: c.batchSize,
+    crops: c.crops,
+    seed: c.seed,
+    swav: c.swav,
+    'queue.length': c.queue.length,
+  };
 }
 
 /** Throws, naming the first differing field, when `wanted` cannot continue from a checkpoint of `saved`. */
 export function checkCompatible(saved: TrainConfig, wanted: TrainConfig, where: string): void {
-  const a = identity(saved), b = identity(wanted);
+  const a = identity(saved),
+    b = identity(wanted);
   for (const key of Object.keys(a)) {
     const [x, y] = [JSON.stringify(a[key]), JSON.stringify(b[key])];
     if (x !== y) {
-      throw new ConfigError(`${where} was trained with ${key}=${x}, this run asks for ${y}; use the same settings, --no-resume, or another --out`);
+      throw new ConfigError(
+        `${where} was trained with ${key}=${x}, this run asks for ${y}; use the same settings, --no-resume, or another --out`,
+      );
     }
   }
 }

@@ -46,15 +46,33 @@ function graphOps(g: GraphBuilder, ps: ParamSet): RegNetOps<Node> {
       return { name: g.concat(name, ys), channels: out };
     },
     bn: (name, x) => ({
-      name: g.batchNorm(name, x.name, weight(`${name}.gamma`), weight(`${name}.beta`), weight(`${name}.mean`), weight(`${name}.var`), 1e-5),
+      name: g.batchNorm(
+        name,
+        x.name,
+        weight(`${name}.gamma`),
+        weight(`${name}.beta`),
+        weight(`${name}.mean`),
+        weight(`${name}.var`),
+        1e-5,
+      ),
       channels: x.channels,
     }),
     relu: (x) => ({ name: g.unary('Relu', `${x.name}/relu`, x.name), channels: x.channels }),
     se(name, x, squeeze) {
       const pooled = g.mean(`${name}/pool`, x.name, [1, 2], true);
       const fc = (part: string, input: string, cin: number, cout: number) => {
-        const w = g.constant(`${name}.${part}.w`, value(`${name}.${part}.w`).dataSync() as Float32Array, [1, 1, cin, cout]);
-        return g.binary('AddV2', `${name}/${part}`, g.conv2d(`${name}/${part}/conv`, input, w, 1), weight(`${name}.${part}.b`));
+        const w = g.constant(`${name}.${part}.w`, value(`${name}.${part}.w`).dataSync() as Float32Array, [
+          1,
+          1,
+          cin,
+          cout,
+        ]);
+        return g.binary(
+          'AddV2',
+          `${name}/${part}`,
+          g.conv2d(`${name}/${part}/conv`, input, w, 1),
+          weight(`${name}.${part}.b`),
+        );
       };
       const hidden = g.unary('Relu', `${name}/reduce/relu`, fc('reduce', pooled, x.channels, squeeze));
       const gate = g.unary('Sigmoid', `${name}/gate`, fc('expand', hidden, squeeze, x.channels));
@@ -67,7 +85,12 @@ function graphOps(g: GraphBuilder, ps: ParamSet): RegNetOps<Node> {
 }
 
 /** Writes model.json and weights.bin of the backbone held in `ps` to `out`. */
-export async function exportBackbone(out: Store, ps: ParamSet, spec: RegNetSpec, meta: Omit<BackboneMetadata, 'featureDim' | 'mean' | 'std'>): Promise<BackboneMetadata> {
+export async function exportBackbone(
+  out: Store,
+  ps: ParamSet,
+  spec: RegNetSpec,
+  meta: Omit<BackboneMetadata, 'featureDim' | 'mean' | 'std'>,
+): Promise<BackboneMetadata> {
   const g = new GraphBuilder();
   const features = regnetBody(graphOps(g, ps), spec, { name: g.placeholder('images', [-1, -1, -1, 3]), channels: 3 });
   const metadata: BackboneMetadata = { ...meta, featureDim: features.channels, mean: IMAGENET_MEAN, std: IMAGENET_STD };
@@ -92,9 +115,14 @@ export async function loadBackbone(store: Store): Promise<Backbone> {
   }
   const bytes = await getBytes(store, json.weightsManifest[0].paths[0]);
   const weightData = bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer;
-  const model = await loadGraphModel(tf.io.fromMemory({
-    modelTopology: json.modelTopology, weightSpecs: json.weightsManifest[0].weights, weightData, format: json.format,
-  }));
+  const model = await loadGraphModel(
+    tf.io.fromMemory({
+      modelTopology: json.modelTopology,
+      weightSpecs: json.weightsManifest[0].weights,
+      weightData,
+      format: json.format,
+    }),
+  );
   return {
     model,
     metadata: json.userDefinedMetadata as BackboneMetadata,

@@ -36,7 +36,11 @@ export class GraphBuilder {
   }
 
   placeholder(name: string, shape: number[]): string {
-    return this.add({ name, op: 'Placeholder', attr: { dtype: FLOAT, shape: { shape: { dim: shape.map((size) => ({ size: String(size) })) } } } });
+    return this.add({
+      name,
+      op: 'Placeholder',
+      attr: { dtype: FLOAT, shape: { shape: { dim: shape.map((size) => ({ size: String(size) })) } } },
+    });
   }
 
   /** A constant whose value travels in the weights file. */
@@ -44,7 +48,14 @@ export class GraphBuilder {
     const dtype = data instanceof Int32Array ? 'int32' : 'float32';
     this.weights.push({ name, shape, dtype, data });
     const dt = dtype === 'int32' ? 'DT_INT32' : 'DT_FLOAT';
-    return this.add({ name, op: 'Const', attr: { value: { tensor: { dtype: dt, tensorShape: { dim: shape.map((size) => ({ size: String(size) })) } } }, dtype: { type: dt } } });
+    return this.add({
+      name,
+      op: 'Const',
+      attr: {
+        value: { tensor: { dtype: dt, tensorShape: { dim: shape.map((size) => ({ size: String(size) })) } } },
+        dtype: { type: dt },
+      },
+    });
   }
 
   fromTensor(name: string, t: tf.Tensor): string {
@@ -53,13 +64,34 @@ export class GraphBuilder {
 
   conv2d(name: string, x: string, filter: string, stride: number): string {
     return this.add({
-      name, op: 'Conv2D', input: [x, filter],
-      attr: { T: FLOAT, strides: ints([1, stride, stride, 1]), padding: { s: b64('SAME') }, data_format: { s: b64('NHWC') }, dilations: ints([1, 1, 1, 1]) },
+      name,
+      op: 'Conv2D',
+      input: [x, filter],
+      attr: {
+        T: FLOAT,
+        strides: ints([1, stride, stride, 1]),
+        padding: { s: b64('SAME') },
+        data_format: { s: b64('NHWC') },
+        dilations: ints([1, 1, 1, 1]),
+      },
     });
   }
 
-  batchNorm(name: string, x: string, scale: string, offset: string, mean: string, variance: string, epsilon: number): string {
-    return this.add({ name, op: 'FusedBatchNormV3', input: [x, scale, offset, mean, variance], attr: { T: FLOAT, epsilon: { f: epsilon }, data_format: { s: b64('NHWC') } } });
+  batchNorm(
+    name: string,
+    x: string,
+    scale: string,
+    offset: string,
+    mean: string,
+    variance: string,
+    epsilon: number,
+  ): string {
+    return this.add({
+      name,
+      op: 'FusedBatchNormV3',
+      input: [x, scale, offset, mean, variance],
+      attr: { T: FLOAT, epsilon: { f: epsilon }, data_format: { s: b64('NHWC') } },
+    });
   }
 
   unary(op: 'Relu' | 'Sigmoid' | 'Identity', name: string, x: string): string {
@@ -67,12 +99,22 @@ export class GraphBuilder {
   }
 
   binary(op: 'AddV2' | 'Mul' | 'MatMul', name: string, a: string, b: string): string {
-    return this.add({ name, op, input: [a, b], attr: op === 'MatMul' ? { T: FLOAT, transpose_a: { b: false }, transpose_b: { b: false } } : { T: FLOAT } });
+    return this.add({
+      name,
+      op,
+      input: [a, b],
+      attr: op === 'MatMul' ? { T: FLOAT, transpose_a: { b: false }, transpose_b: { b: false } } : { T: FLOAT },
+    });
   }
 
   mean(name: string, x: string, axes: number[], keepDims: boolean): string {
     const axis = this.constant(`${name}/axes`, Int32Array.from(axes), [axes.length]);
-    return this.add({ name, op: 'Mean', input: [x, axis], attr: { T: FLOAT, keep_dims: { b: keepDims }, Tidx: { type: 'DT_INT32' } } });
+    return this.add({
+      name,
+      op: 'Mean',
+      input: [x, axis],
+      attr: { T: FLOAT, keep_dims: { b: keepDims }, Tidx: { type: 'DT_INT32' } },
+    });
   }
 
   /** Splits the last axis of an NHWC tensor; returns the outputs' names. */
@@ -84,17 +126,28 @@ export class GraphBuilder {
 
   concat(name: string, xs: string[]): string {
     const axis = this.constant(`${name}/axis`, Int32Array.from([3]), []);
-    return this.add({ name, op: 'ConcatV2', input: [...xs, axis], attr: { T: FLOAT, N: { i: String(xs.length) }, Tidx: { type: 'DT_INT32' } } });
+    return this.add({
+      name,
+      op: 'ConcatV2',
+      input: [...xs, axis],
+      attr: { T: FLOAT, N: { i: String(xs.length) }, Tidx: { type: 'DT_INT32' } },
+    });
   }
 
   /** model.json (topology + weights manifest) and the weights file's bytes. */
   serialise(weightsFile: string, metadata: Record<string, unknown>): { modelJson: object; weights: Buffer } {
-    const weights = Buffer.concat(this.weights.map((w) => Buffer.from(w.data.buffer, w.data.byteOffset, w.data.byteLength)));
+    const weights = Buffer.concat(
+      this.weights.map((w) => Buffer.from(w.data.buffer, w.data.byteOffset, w.data.byteLength)),
+    );
     return {
       modelJson: {
-        format: 'graph-model', generatedBy: 'wildstream', convertedBy: 'wildstream',
+        format: 'graph-model',
+        generatedBy: 'wildstream',
+        convertedBy: 'wildstream',
         modelTopology: { node: this.nodes, library: {}, versions: { producer: 1 } },
-        weightsManifest: [{ paths: [weightsFile], weights: this.weights.map(({ name, shape, dtype }) => ({ name, shape, dtype })) }],
+        weightsManifest: [
+          { paths: [weightsFile], weights: this.weights.map(({ name, shape, dtype }) => ({ name, shape, dtype })) },
+        ],
         userDefinedMetadata: metadata,
       },
       weights,

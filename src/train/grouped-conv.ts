@@ -23,15 +23,29 @@ function samePad(size: number, k: number, stride: number): { out: number; before
 
 /** The 0/1 matrix summing a [.., gi * go] row over gi: S[j * go + m, m] = 1. */
 function sumOverInputs(gi: number, go: number): tf.Tensor2D {
-  return tf.tensor2d(Float32Array.from({ length: gi * go * go }, (_, i) => (Math.floor(i / go) % go === i % go ? 1 : 0)), [gi * go, go]);
+  return tf.tensor2d(
+    Float32Array.from({ length: gi * go * go }, (_, i) => (Math.floor(i / go) % go === i % go ? 1 : 0)),
+    [gi * go, go],
+  );
 }
 
 /** Forward grouped conv, w [k, k, gi, cout]; `pad` as depthwiseConv2d takes it. */
-function groupedForward(x: tf.Tensor4D, w: tf.Tensor4D, stride: number, pad: 'same' | 'valid', groups: number): tf.Tensor4D {
+function groupedForward(
+  x: tf.Tensor4D,
+  w: tf.Tensor4D,
+  stride: number,
+  pad: 'same' | 'valid',
+  groups: number,
+): tf.Tensor4D {
   return tf.tidy(() => {
     const [k, , gi, cout] = w.shape;
     const go = cout / groups;
-    const f = tf.reshape(tf.transpose(tf.reshape(w, [k, k, gi, groups, go]), [0, 1, 3, 2, 4]), [k, k, gi * groups, go]) as tf.Tensor4D;
+    const f = tf.reshape(tf.transpose(tf.reshape(w, [k, k, gi, groups, go]), [0, 1, 3, 2, 4]), [
+      k,
+      k,
+      gi * groups,
+      go,
+    ]) as tf.Tensor4D;
     const d = tf.depthwiseConv2d(x, f, stride, pad); // [n, h', w', cin * go], index (G * gi + j) * go + m
     const [n, h, wd] = d.shape;
     const y = tf.matMul(tf.reshape(d, [n * h * wd * groups, gi * go]), sumOverInputs(gi, go));
@@ -40,37 +54,72 @@ function groupedForward(x: tf.Tensor4D, w: tf.Tensor4D, stride: number, pad: 'sa
 }
 
 /** dL/dx: the transposed grouped conv, as a grouped conv of dy with the flipped, in/out-swapped filter. */
-function groupedInputGrad(dy: tf.Tensor4D, w: tf.Tensor4D, xShape: number[], stride: number, groups: number): tf.Tensor4D {
+function groupedInputGrad(
+  dy: tf.Tensor4D,
+  w: tf.Tensor4D,
+  xShape: number[],
+  stride: number,
+  groups: number,
+): tf.Tensor4D {
   return tf.tidy(() => {
     const [k, , gi, cout] = w.shape;
     const go = cout / groups;
     const flipped = tf.reverse(w, [0, 1]);
-    const wt = tf.reshape(tf.transpose(tf.reshape(flipped, [k, k, gi, groups, go]), [0, 1, 4, 3, 2]), [k, k, go, gi * groups]) as tf.Tensor4D;
+    const wt = tf.reshape(tf.transpose(tf.reshape(flipped, [k, k, gi, groups, go]), [0, 1, 4, 3, 2]), [
+      k,
+      k,
+      go,
+      gi * groups,
+    ]) as tf.Tensor4D;
     if (stride === 1 && k % 2 === 1) return groupedForward(dy, wt, 1, 'same', groups);
     // dx[p] = sum_t u[p + before - (k - 1) + t] * flipped[t], u = dy with stride - 1 zeros after each element.
     const [n, oh, ow, c] = dy.shape;
     let u: tf.Tensor4D = dy;
     if (stride > 1) {
-      const spread = tf.pad(tf.reshape(dy, [n, oh, 1, ow, 1, c]), [[0, 0], [0, 0], [0, stride - 1], [0, 0], [0, stride - 1], [0, 0]]);
+      const spread = tf.pad(tf.reshape(dy, [n, oh, 1, ow, 1, c]), [
+        [0, 0],
+        [0, 0],
+        [0, stride - 1],
+        [0, 0],
+        [0, stride - 1],
+        [0, 0],
+      ]);
       u = tf.reshape(spread, [n, oh * stride, ow * stride, c]);
     }
     const along = (size: number, length: number): [number, number, number] => {
       const { before } = samePad(size, k, stride);
       return [k - 1 - before, size + before - length, length]; // pad before, pad (or crop when < 0) after
     };
-    const [ht, hb, hl] = along(xShape[1]!, oh * stride), [wl, wr, wlen] = along(xShape[2]!, ow * stride);
+    const [ht, hb, hl] = along(xShape[1]!, oh * stride),
+      [wl, wr, wlen] = along(xShape[2]!, ow * stride);
     if (hb < 0 || wr < 0) u = tf.slice(u, [0, 0, 0, 0], [n, hl + Math.min(hb, 0), wlen + Math.min(wr, 0), c]);
-    u = tf.pad(u, [[0, 0], [ht, Math.max(hb, 0)], [wl, Math.max(wr, 0)], [0, 0]]);
+    u = tf.pad(u, [
+      [0, 0],
+      [ht, Math.max(hb, 0)],
+      [wl, Math.max(wr, 0)],
+      [0, 0],
+    ]);
     return groupedForward(u, wt, 1, 'valid', groups);
   });
 }
 
 /** dL/dw: per group, im2col(x)^T dy, batched over groups. */
-function groupedFilterGrad(x: tf.Tensor4D, dy: tf.Tensor4D, wShape: number[], stride: number, groups: number): tf.Tensor4D {
+function groupedFilterGrad(
+  x: tf.Tensor4D,
+  dy: tf.Tensor4D,
+  wShape: number[],
+  stride: number,
+  groups: number,
+): tf.Tensor4D {
   return tf.tidy(() => {
     const [k, , gi, cout] = wShape as [number, number, number, number];
-    const go = cout / groups, taps = k * k, cin = x.shape[3];
-    const oneHot = tf.tensor4d(Float32Array.from({ length: taps * cin * taps }, (_, i) => (i % taps === Math.floor(i / (taps * cin)) ? 1 : 0)), [k, k, cin, taps]);
+    const go = cout / groups,
+      taps = k * k,
+      cin = x.shape[3];
+    const oneHot = tf.tensor4d(
+      Float32Array.from({ length: taps * cin * taps }, (_, i) => (i % taps === Math.floor(i / (taps * cin)) ? 1 : 0)),
+      [k, k, cin, taps],
+    );
     const patches = tf.depthwiseConv2d(x, oneHot, stride, 'same'); // [n, h', w', cin * taps], index (G * gi + j) * taps + t
     const rows = patches.size / (cin * taps);
     // A batched matMul over groups: wasm copies a tensor's whole buffer for every slice it cuts (Slice reads
@@ -93,7 +142,10 @@ export function groupedConvDepthwise(x: tf.Tensor4D, w: tf.Tensor4D, stride: num
       value: groupedForward(xi, wi, stride, 'same', groups),
       gradFunc: (dy: tf.Tensor4D, saved: tf.Tensor[]) => {
         const [xs, ws] = saved as [tf.Tensor4D, tf.Tensor4D];
-        return [groupedInputGrad(dy, ws, xs.shape, stride, groups), groupedFilterGrad(xs, dy, ws.shape, stride, groups)];
+        return [
+          groupedInputGrad(dy, ws, xs.shape, stride, groups),
+          groupedFilterGrad(xs, dy, ws.shape, stride, groups),
+        ];
       },
     };
   }) as never) as unknown as (x: tf.Tensor4D, w: tf.Tensor4D) => tf.Tensor4D;

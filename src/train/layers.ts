@@ -23,9 +23,18 @@ export function conv(ps: Params, name: string, x: tf.Tensor4D, out: number, k: n
  * A grouped k x k conv (tfjs has no `groups`): the weight is one [k, k, in/groups, out] variable, applied
  * group by group on channel slices and concatenated. Works, with gradients, on every backend.
  */
-export function groupedConv(ps: Params, name: string, x: tf.Tensor4D, out: number, k: number, stride: number, groups: number): tf.Tensor4D {
+export function groupedConv(
+  ps: Params,
+  name: string,
+  x: tf.Tensor4D,
+  out: number,
+  k: number,
+  stride: number,
+  groups: number,
+): tf.Tensor4D {
   const cin = x.shape[3];
-  if (cin % groups !== 0 || out % groups !== 0) throw new Error(`${name}: ${cin}->${out} channels not divisible by ${groups} groups`);
+  if (cin % groups !== 0 || out % groups !== 0)
+    throw new Error(`${name}: ${cin}->${out} channels not divisible by ${groups} groups`);
   const w = ps.get(`${name}.w`, [k, k, cin / groups, out], 'he') as tf.Tensor4D;
   return groupedConvWith(x, w, stride, groups);
 }
@@ -40,7 +49,10 @@ export function groupedConvWith(x: tf.Tensor4D, w: tf.Tensor4D, stride: number, 
   if (w.shape[2] <= DEPTHWISE_MAX_GROUP_WIDTH) return groupedConvDepthwise(x, w, stride, groups);
   const xs = tf.split(x, groups, 3);
   const ws = tf.split(w, groups, 3);
-  return tf.concat(xs.map((xg, g) => tf.conv2d(xg as tf.Tensor4D, ws[g] as tf.Tensor4D, stride, 'same')), 3);
+  return tf.concat(
+    xs.map((xg, g) => tf.conv2d(xg as tf.Tensor4D, ws[g] as tf.Tensor4D, stride, 'same')),
+    3,
+  );
 }
 
 /**
@@ -84,7 +96,14 @@ export function batchNormTrainWith(onMoments?: (mean: tf.Tensor1D, variance: tf.
 
 export const batchNormTrain = batchNormTrainWith();
 
-function batchNormForward(x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor, mean: tf.Tensor, variance: tf.Tensor, save: tf.GradSaveFunc) {
+function batchNormForward(
+  x: tf.Tensor,
+  gamma: tf.Tensor,
+  beta: tf.Tensor,
+  mean: tf.Tensor,
+  variance: tf.Tensor,
+  save: tf.GradSaveFunc,
+) {
   const rstd = tf.rsqrt(tf.add(variance, 1e-5));
   const xhat = affine(x, rstd, tf.neg(tf.mul(mean, rstd)));
   save([xhat, rstd, gamma]);
@@ -92,14 +111,15 @@ function batchNormForward(x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor, mean:
     value: affine(xhat, gamma, beta),
     // tfjs runs a custom gradient outside any tidy of its own and frees the backward pass's tensors only when
     // the whole backward ends: the tidy frees this one's full-size temporaries at once.
-    gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => tf.tidy(() => {
-      const [xh, rs, g] = saved as [tf.Tensor, tf.Tensor, tf.Tensor];
-      const dyMean = channelMean(dy);
-      const dyXhatMean = channelMean(tf.mul(dy, xh));
-      const dx = affine(tf.add(dy, affine(xh, tf.neg(dyXhatMean), tf.neg(dyMean))), tf.mul(g, rs));
-      const n = dy.size / dy.shape[dy.rank - 1]!;
-      return [dx, tf.mul(dyXhatMean, n), tf.mul(dyMean, n)];
-    }),
+    gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) =>
+      tf.tidy(() => {
+        const [xh, rs, g] = saved as [tf.Tensor, tf.Tensor, tf.Tensor];
+        const dyMean = channelMean(dy);
+        const dyXhatMean = channelMean(tf.mul(dy, xh));
+        const dx = affine(tf.add(dy, affine(xh, tf.neg(dyXhatMean), tf.neg(dyMean))), tf.mul(g, rs));
+        const n = dy.size / dy.shape[dy.rank - 1]!;
+        return [dx, tf.mul(dyXhatMean, n), tf.mul(dyMean, n)];
+      }),
   };
 }
 
@@ -133,7 +153,13 @@ function affine(x: tf.Tensor, scale: tf.Tensor, shift?: tf.Tensor): tf.Tensor {
   const c = x.shape[x.rank - 1]!;
   if (x.rank !== 4) return shift ? tf.add(tf.mul(x, scale), shift) : tf.mul(x, scale);
   const filter = tf.reshape(scale, [1, 1, c, 1]) as tf.Tensor4D;
-  return tf.fused.depthwiseConv2d({ x: x as tf.Tensor4D, filter, strides: 1, pad: 'valid', ...(shift ? { bias: shift } : {}) });
+  return tf.fused.depthwiseConv2d({
+    x: x as tf.Tensor4D,
+    filter,
+    strides: 1,
+    pad: 'valid',
+    ...(shift ? { bias: shift } : {}),
+  });
 }
 
 export function dense(ps: Params, name: string, x: tf.Tensor2D, out: number, bias = true): tf.Tensor2D {
@@ -149,7 +175,9 @@ export function dense(ps: Params, name: string, x: tf.Tensor2D, out: number, bia
 export function squeezeExcite(ps: Params, name: string, x: tf.Tensor4D, squeeze: number): tf.Tensor4D {
   const c = x.shape[3];
   const pooled = tf.mean(x, [1, 2]) as tf.Tensor2D;
-  const gate = tf.sigmoid(dense(ps, `${name}.expand`, tf.relu(dense(ps, `${name}.reduce`, pooled, squeeze)) as tf.Tensor2D, c));
+  const gate = tf.sigmoid(
+    dense(ps, `${name}.expand`, tf.relu(dense(ps, `${name}.reduce`, pooled, squeeze)) as tf.Tensor2D, c),
+  );
   return tf.mul(x, tf.reshape(gate, [-1, 1, 1, c]));
 }
 

@@ -246,13 +246,22 @@ export function estimateMemory(config: Sizing): MemoryEstimate {
   const gradients = walk.trainable * F32;
   const fixed = params + optimiser + gradients + inputs;
   return {
-    params, optimiser, gradients, inputs, activations, transient,
+    params,
+    optimiser,
+    gradients,
+    inputs,
+    activations,
+    transient,
     peak: { off: fixed + activations.off + transient, on: fixed + outer + stagePeak },
   };
 }
 
 /** The SwAV head on `rows` feature rows: projection MLP, prototype scores, Sinkhorn and the loss. */
-function headMemory(config: Sizing, rows: number, features: number): { trainable: number; buffers: number; activations: number } {
+function headMemory(
+  config: Sizing,
+  rows: number,
+  features: number,
+): { trainable: number; buffers: number; activations: number } {
   const { hidden, dim, prototypes } = config.swav;
   const assign = config.swav.cropsForAssign.length;
   const trainable = features * hidden + hidden + 2 * hidden + hidden * dim + dim + dim * prototypes;
@@ -276,7 +285,11 @@ export function memoryBudget(backend: string, totalMemory: number): number | nul
  * the budget; a configuration that does not fit even with recomputation is a ConfigError naming the batch
  * that would.
  */
-export function planMemory(config: Sizing & { recompute?: RecomputeMode }, backend: string, totalMemory: number): MemoryPlan {
+export function planMemory(
+  config: Sizing & { recompute?: RecomputeMode },
+  backend: string,
+  totalMemory: number,
+): MemoryPlan {
   const mode = config.recompute ?? 'auto';
   const estimate = estimateMemory(config);
   const threads = Math.max(1, config.threads ?? 1);
@@ -299,7 +312,12 @@ export function planMemory(config: Sizing & { recompute?: RecomputeMode }, backe
   const without = mode === 'auto' && recompute ? `, ~${gib(off)} GiB without` : '';
   const of = budget === null ? '' : ` of ${gib(budget)} GiB ${where(backend)}`;
   const each = threads > 1 ? ` per training thread (${threads} threads)` : '';
-  return { estimate, budget, recompute, line: `memory: ~${gib(peak)} GiB peak${each}${of} (recompute: ${recompute ? 'on' : 'off'}${mode === 'auto' ? ', auto' : ''}${without})` };
+  return {
+    estimate,
+    budget,
+    recompute,
+    line: `memory: ~${gib(peak)} GiB peak${each}${of} (recompute: ${recompute ? 'on' : 'off'}${mode === 'auto' ? ', auto' : ''}${without})`,
+  };
 }
 
 /** The largest batch (at most the configured one) whose estimate fits `budget` bytes of tensors; 0 when none does. */
@@ -307,7 +325,8 @@ export function largestBatch(config: Sizing, budget: number, mode: 'on' | 'off')
   let [lo, hi] = [0, config.batchSize];
   while (lo < hi) {
     const mid = Math.ceil((lo + hi) / 2);
-    if (estimateMemory({ ...config, batchSize: mid, queue: { ...config.queue, length: 0 } }).peak[mode] <= budget) lo = mid;
+    if (estimateMemory({ ...config, batchSize: mid, queue: { ...config.queue, length: 0 } }).peak[mode] <= budget)
+      lo = mid;
     else hi = mid - 1;
   }
   return lo;

@@ -35,7 +35,8 @@ async function listParts(store: Store): Promise<Array<{ key: string; step: numbe
 }
 
 export async function writeMetricsPart(store: Store, step: number, lines: MetricLine[]): Promise<void> {
-  if (lines.length > 0) await store.put(partKey(step), Buffer.from(lines.map((l) => `${JSON.stringify(l)}\n`).join('')));
+  if (lines.length > 0)
+    await store.put(partKey(step), Buffer.from(lines.map((l) => `${JSON.stringify(l)}\n`).join('')));
 }
 
 /** Every metric line of the run, in step order. */
@@ -61,13 +62,16 @@ export async function archiveMetrics(store: Store, tag: string): Promise<string 
   const parts = await listParts(store);
   if (parts.length === 0) return null;
   const prefix = `${PREFIX}archive/${tag}/`;
-  for (const part of parts) await store.put(`${prefix}${part.key.slice(PREFIX.length)}`, await getBytes(store, part.key));
+  for (const part of parts)
+    await store.put(`${prefix}${part.key.slice(PREFIX.length)}`, await getBytes(store, part.key));
   for (const part of parts) await store.delete(part.key);
   return prefix;
 }
 
 /** The interval's console line. */
 export function formatLine(m: MetricLine, steps: number): string {
-  return `step ${m.step}/${steps}  epoch ${m.epoch}  loss ${m.loss.toFixed(4)}  lr ${m.lr.toPrecision(3)}  ` +
-    `${m.imagesPerSec.toFixed(1)} img/s  data-wait ${m.dataWaitPct.toFixed(0)}%  ${m.backend}`;
+  return (
+    `step ${m.step}/${steps}  epoch ${m.epoch}  loss ${m.loss.toFixed(4)}  lr ${m.lr.toPrecision(3)}  ` +
+    `${m.imagesPerSec.toFixed(1)} img/s  data-wait ${m.dataWaitPct.toFixed(0)}%  ${m.backend}`
+  );
 }

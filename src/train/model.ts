@@ -46,14 +46,22 @@ export class SwavModel {
   readonly memory: MemoryPlan;
 
   /** `threads`: data-parallel training threads sharing each batch; the memory plan is one thread's share. */
-  constructor(readonly config: TrainConfig, options: { threads?: number } = {}) {
+  constructor(
+    readonly config: TrainConfig,
+    options: { threads?: number } = {},
+  ) {
     this.memory = planMemory({ ...config, threads: options.threads }, tf.getBackend(), totalmem());
     this.ps = new ParamSet(config.seed);
     this.spec = regnetSpec(config.model);
     this.lars = new Lars(config.lars);
     this.sizes = cropSizes(config.crops);
     // Create every variable (and the queue) with one tiny forward pass: variableGrads needs them to exist.
-    tf.tidy(() => this.forward(this.sizes.map((s) => tf.zeros([2, s, s, 3])), false));
+    tf.tidy(() =>
+      this.forward(
+        this.sizes.map((s) => tf.zeros([2, s, s, 3])),
+        false,
+      ),
+    );
     if (config.queue.length > 0) {
       this.queue = config.swav.cropsForAssign.map(() => tf.keep(tf.zeros([config.queue.length, config.swav.dim])));
     }
@@ -65,7 +73,16 @@ export class SwavModel {
     crops.forEach((c, i) => bySize.set(c.shape[1], [...(bySize.get(c.shape[1]) ?? []), i]));
     const features: tf.Tensor2D[] = new Array(crops.length);
     for (const idx of bySize.values()) {
-      const f = regnetFeatures(this.ps, this.spec, tf.concat(idx.map((i) => crops[i]!), 0), training, this.memory.recompute);
+      const f = regnetFeatures(
+        this.ps,
+        this.spec,
+        tf.concat(
+          idx.map((i) => crops[i]!),
+          0,
+        ),
+        training,
+        this.memory.recompute,
+      );
       tf.split(f, idx.length, 0).forEach((part, j) => (features[idx[j]!] = part as tf.Tensor2D));
     }
     const { z, scores } = swavHead(this.ps, this.config.swav, tf.concat(features, 0), training);
@@ -115,7 +132,9 @@ export class SwavModel {
   private pushQueue(embeddings: tf.Tensor2D[]): void {
     if (this.queue.length === 0) return;
     this.queue = this.queue.map((q, i) => {
-      const next = tf.tidy(() => tf.concat([embeddings[i]!, tf.slice(q, [0, 0], [q.shape[0] - embeddings[i]!.shape[0], -1])], 0));
+      const next = tf.tidy(() =>
+        tf.concat([embeddings[i]!, tf.slice(q, [0, 0], [q.shape[0] - embeddings[i]!.shape[0], -1])], 0),
+      );
       q.dispose();
       return next as tf.Tensor2D;
     });

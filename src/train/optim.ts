@@ -57,7 +57,8 @@ export class Lars {
         const plain = excludedFromLars(name);
         const weightDecay = plain ? 0 : this.config.weightDecay;
         if (!(plain && excludeBnBias)) {
-          const wNorm = tf.norm(w), gNorm = tf.norm(g);
+          const wNorm = tf.norm(w),
+            gNorm = tf.norm(g);
           const ratio = tf.where(
             tf.logicalAnd(tf.greater(wNorm, 0), tf.greater(gNorm, 0)),
             tf.div(tf.mul(wNorm, trust), tf.add(gNorm, tf.mul(wNorm, weightDecay))),

@@ -22,7 +22,11 @@ export class ParamSet {
   get(name: string, shape: number[], init: Init, trainable = true): tf.Variable {
     let v = this.vars.get(name);
     if (!v) {
-      v = tf.variable(tf.tensor(initValues(shape, init, seedOf(this.seed, hashName(name))), shape), trainable, this.prefix + name);
+      v = tf.variable(
+        tf.tensor(initValues(shape, init, seedOf(this.seed, hashName(name))), shape),
+        trainable,
+        this.prefix + name,
+      );
       this.vars.set(name, v);
     }
     return v;
@@ -31,7 +35,8 @@ export class ParamSet {
   /** Gradients from tf.variableGrads, keyed by this set's names. */
   byName<T>(grads: Record<string, T>): Record<string, T> {
     const out: Record<string, T> = {};
-    for (const [key, g] of Object.entries(grads)) out[key.startsWith(this.prefix) ? key.slice(this.prefix.length) : key] = g;
+    for (const [key, g] of Object.entries(grads))
+      out[key.startsWith(this.prefix) ? key.slice(this.prefix.length) : key] = g;
     return out;
   }
 
@@ -63,12 +68,15 @@ function initValues(shape: number[], init: Init, seed: number): Float32Array {
   if (init === 'zeros') return new Float32Array(size);
   if (init === 'ones') return new Float32Array(size).fill(1);
   const rand = prng(seed);
-  if (typeof init === 'object' && 'uniform' in init) return Float32Array.from({ length: size }, () => (2 * rand() - 1) * init.uniform);
+  if (typeof init === 'object' && 'uniform' in init)
+    return Float32Array.from({ length: size }, () => (2 * rand() - 1) * init.uniform);
   // He (fan-out, as torchvision's RegNet) for conv weights [kh, kw, in, out]; an explicit std otherwise.
-  const std = init === 'he' ? Math.sqrt(2 / ((shape[0] ?? 1) * (shape[1] ?? 1) * (shape[shape.length - 1] ?? 1))) : init.normal;
+  const std =
+    init === 'he' ? Math.sqrt(2 / ((shape[0] ?? 1) * (shape[1] ?? 1) * (shape[shape.length - 1] ?? 1))) : init.normal;
   const out = new Float32Array(size);
   for (let i = 0; i < size; i += 2) {
-    const r = Math.sqrt(-2 * Math.log(1 - rand())), t = 2 * Math.PI * rand(); // Box-Muller
+    const r = Math.sqrt(-2 * Math.log(1 - rand())),
+      t = 2 * Math.PI * rand(); // Box-Muller
     out[i] = r * Math.cos(t) * std;
     if (i + 1 < size) out[i + 1] = r * Math.sin(t) * std;
   }

@@ -31,10 +31,16 @@ const INTERVAL = /^step \d+\/\d+ /;
 export function trainProgress(streams: ProgressStreams = { out: process.stdout, err: process.stderr }): TrainProgress {
   const { out, err } = streams;
   const print = (stream: Writable, line: string) => stream.write(`${line}\n`);
-  if (!err.isTTY) return { log: (line) => print(out, line), step: () => {}, note: (line) => print(err, line), stop: () => {} };
-  const bar = new cliProgress.SingleBar({
-    stream: err, hideCursor: true, format: 'train [{bar}] {value}/{total} steps | loss {loss} | lr {lr} | eta {eta_formatted}',
-  }, cliProgress.Presets.shades_classic);
+  if (!err.isTTY)
+    return { log: (line) => print(out, line), step: () => {}, note: (line) => print(err, line), stop: () => {} };
+  const bar = new cliProgress.SingleBar(
+    {
+      stream: err,
+      hideCursor: true,
+      format: 'train [{bar}] {value}/{total} steps | loss {loss} | lr {lr} | eta {eta_formatted}',
+    },
+    cliProgress.Presets.shades_classic,
+  );
   let active = false;
   /**
    * Clears the bar's line so `line` starts at column 0; the bar redraws on its next update, on the line

@@ -49,7 +49,12 @@ function backward(ps: ParamSource, names: string[], saved: tf.Tensor[], dy: tf.T
   // recomputed activations and their gradients as soon as this segment is done.
   return tf.tidy(() => {
     const [input, ...ws] = saved as [tf.Tensor4D, ...tf.Tensor[]];
-    const { grads } = withOwnTape(() => tf.grads((...xs: tf.Tensor[]) => body(view(ps, names, xs.slice(1), false), xs[0] as tf.Tensor4D))([input, ...ws], dy));
+    const { grads } = withOwnTape(() =>
+      tf.grads((...xs: tf.Tensor[]) => body(view(ps, names, xs.slice(1), false), xs[0] as tf.Tensor4D))(
+        [input, ...ws],
+        dy,
+      ),
+    );
     return grads.map((g, i) => g ?? tf.zerosLike(saved[i]!));
   });
 }

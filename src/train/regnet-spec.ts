@@ -30,8 +30,22 @@ export interface RegNetSpec {
   bottleneck: number;
 }
 
-const y = (depth: number, w0: number, wa: number, wm: number, groupWidth: number): RegNetParams => ({ depth, w0, wa, wm, groupWidth, se: 0.25 });
-const x = (depth: number, w0: number, wa: number, wm: number, groupWidth: number): RegNetParams => ({ depth, w0, wa, wm, groupWidth, se: 0 });
+const y = (depth: number, w0: number, wa: number, wm: number, groupWidth: number): RegNetParams => ({
+  depth,
+  w0,
+  wa,
+  wm,
+  groupWidth,
+  se: 0.25,
+});
+const x = (depth: number, w0: number, wa: number, wm: number, groupWidth: number): RegNetParams => ({
+  depth,
+  w0,
+  wa,
+  wm,
+  groupWidth,
+  se: 0,
+});
 
 export const REGNETS: Readonly<Record<string, RegNetParams>> = {
   regnetx_200mf: x(13, 24, 36.44, 2.49, 8),
@@ -96,7 +110,9 @@ function parseCustom(name: string): RegNetParams {
   const m = /^custom:([\d.,]+)$/.exec(name);
   const nums = m ? m[1]!.split(',').map(Number) : [];
   if (nums.length < 5 || nums.length > 6 || nums.some((n) => !Number.isFinite(n))) {
-    throw new ConfigError(`unknown model "${name}"; one of ${Object.keys(REGNETS).join(', ')} or custom:depth,w0,wa,wm,groupWidth[,se]`);
+    throw new ConfigError(
+      `unknown model "${name}"; one of ${Object.keys(REGNETS).join(', ')} or custom:depth,w0,wa,wm,groupWidth[,se]`,
+    );
   }
   const [depth, w0, wa, wm, groupWidth, se = 0.25] = nums as [number, number, number, number, number, number?];
   return { depth, w0, wa, wm, groupWidth, se };
@@ -108,7 +124,8 @@ export function countParams(spec: RegNetSpec, classes = 0): number {
   let wIn = spec.stemWidth;
   for (const stage of spec.stages) {
     for (let b = 0; b < stage.depth; b++) {
-      const w = stage.width, wb = Math.trunc(w * spec.bottleneck);
+      const w = stage.width,
+        wb = Math.trunc(w * spec.bottleneck);
       const groups = wb / stage.groupWidth;
       n += wIn * wb + 2 * wb; // 1x1 + BN
       n += 9 * (wb / groups) * wb + 2 * wb; // grouped 3x3 + BN
@@ -135,7 +152,9 @@ export function regnetMacs(spec: RegNetSpec, size: number, classes = 0): number 
   let wIn = spec.stemWidth;
   for (const stage of spec.stages) {
     for (let b = 0; b < stage.depth; b++) {
-      const w = stage.width, wb = Math.trunc(w * spec.bottleneck), stride = b === 0 ? 2 : 1;
+      const w = stage.width,
+        wb = Math.trunc(w * spec.bottleneck),
+        stride = b === 0 ? 2 : 1;
       const sideIn = side;
       side = Math.ceil(side / stride);
       macs += wIn * wb * sideIn * sideIn; // 1x1 a (at the input resolution)

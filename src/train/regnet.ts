@@ -46,14 +46,23 @@ function stageBody<T>(ops: RegNetOps<T>, name: string, x: T, spec: RegNetSpec, s
   return x;
 }
 
-function block<T>(ops: RegNetOps<T>, name: string, x: T, spec: RegNetSpec, width: number, groupWidth: number, stride: number): T {
+function block<T>(
+  ops: RegNetOps<T>,
+  name: string,
+  x: T,
+  spec: RegNetSpec,
+  width: number,
+  groupWidth: number,
+  stride: number,
+): T {
   const wIn = ops.channels(x);
   const wb = Math.trunc(width * spec.bottleneck);
   let y = ops.relu(ops.bn(`${name}.a.bn`, ops.conv(`${name}.a`, x, wb, 1, 1, 1)));
   y = ops.relu(ops.bn(`${name}.b.bn`, ops.conv(`${name}.b`, y, wb, 3, stride, wb / groupWidth)));
   if (spec.se > 0) y = ops.se(`${name}.se`, y, Math.round(spec.se * wIn));
   y = ops.bn(`${name}.c.bn`, ops.conv(`${name}.c`, y, width, 1, 1, 1), true);
-  const shortcut = wIn !== width || stride !== 1 ? ops.bn(`${name}.proj.bn`, ops.conv(`${name}.proj`, x, width, 1, stride, 1)) : x;
+  const shortcut =
+    wIn !== width || stride !== 1 ? ops.bn(`${name}.proj.bn`, ops.conv(`${name}.proj`, x, width, 1, stride, 1)) : x;
   return ops.relu(ops.add(y, shortcut));
 }
 
@@ -63,7 +72,8 @@ function block<T>(ops: RegNetOps<T>, name: string, x: T, spec: RegNetSpec, width
  */
 export function tfOps(ps: Params, training: boolean, recompute = false): RegNetOps<tf.Tensor4D> {
   return {
-    conv: (name, x, out, k, stride, groups) => (groups === 1 ? conv(ps, name, x, out, k, stride) : groupedConv(ps, name, x, out, k, stride, groups)),
+    conv: (name, x, out, k, stride, groups) =>
+      groups === 1 ? conv(ps, name, x, out, k, stride) : groupedConv(ps, name, x, out, k, stride, groups),
     bn: (name, x, zeroInit) => batchNorm(ps, name, x, training, zeroInit),
     relu: (x) => tf.relu(x),
     se: (name, x, squeeze) => squeezeExcite(ps, name, x, squeeze),
@@ -71,12 +81,23 @@ export function tfOps(ps: Params, training: boolean, recompute = false): RegNetO
     pool: (x) => tf.mean(x, [1, 2]) as unknown as tf.Tensor4D,
     channels: (x) => x.shape[3],
     block: (body) => tf.tidy(body),
-    ...(recompute && 'vars' in ps ? { stage: (prefix, x, body) => recomputed(ps as ParamSource, prefix, x, (view, input) => body(tfOps(view, training), input)) } : {}),
+    ...(recompute && 'vars' in ps
+      ? {
+          stage: (prefix, x, body) =>
+            recomputed(ps as ParamSource, prefix, x, (view, input) => body(tfOps(view, training), input)),
+        }
+      : {}),
   };
 }
 
 /** Backbone features; `recompute` (training only) trades one more forward pass per stage for memory. */
-export function regnetFeatures(ps: ParamSet, spec: RegNetSpec, images: tf.Tensor4D, training: boolean, recompute = false): tf.Tensor2D {
+export function regnetFeatures(
+  ps: ParamSet,
+  spec: RegNetSpec,
+  images: tf.Tensor4D,
+  training: boolean,
+  recompute = false,
+): tf.Tensor2D {
   return regnetBody(tfOps(ps, training, training && recompute), spec, images) as unknown as tf.Tensor2D;
 }
 

@@ -26,22 +26,52 @@ export interface ResolvedConfig {
 }
 
 /** Reads the dataset's committed records (and on a resume the checkpoint's settings) to complete the config. */
-export async function resolveTrainConfig(o: Omit<TrainValues, 'data' | 'out'>, aug: RunAugment, data: Store, out: Store): Promise<ResolvedConfig> {
+export async function resolveTrainConfig(
+  o: Omit<TrainValues, 'data' | 'out'>,
+  aug: RunAugment,
+  data: Store,
+  out: Store,
+): Promise<ResolvedConfig> {
   if (o.steps !== undefined && o.epochs !== undefined) throw new ConfigError('set --steps or --epochs, not both');
   const records = (await listUnits(data)).reduce((n, u) => n + u.records, 0);
   const steps = o.steps ?? (o.epochs ? stepsFor(data, records, o.epochs, o.batch) : DEFAULT_STEPS);
-  const user: SwavSettings = { prototypes: o.prototypes, epsilon: o.epsilon, freezePrototypes: o.freezePrototypes, lr: o.lr, finalLr: o.finalLr };
+  const user: SwavSettings = {
+    prototypes: o.prototypes,
+    epsilon: o.epsilon,
+    freezePrototypes: o.freezePrototypes,
+    lr: o.lr,
+    finalLr: o.finalLr,
+  };
   const saved = o.resume ? await checkpointSettings(out) : null;
-  const s = saved ? fromCheckpoint(user, saved)
+  const s = saved
+    ? fromCheckpoint(user, saved)
     : autoConfig(user, { records, steps, batchSize: o.batch, queueLength: o.queueLength, larsAll: o.larsAll });
   const config = defaultTrainConfig({
-    model: o.model, batchSize: o.batch, crops: aug.crops, jitterStrength: aug.jitterStrength, blurP: aug.blur, seed: o.seed, steps,
+    model: o.model,
+    batchSize: o.batch,
+    crops: aug.crops,
+    jitterStrength: aug.jitterStrength,
+    blurP: aug.blur,
+    seed: o.seed,
+    steps,
     swav: {
-      ...DEFAULT_SWAV, prototypes: s.prototypes, hidden: o.hidden, dim: o.dim, epsilon: s.epsilon,
-      temperature: o.temperature, freezePrototypesSteps: s.freezePrototypes, cropsForAssign: aug.cropCount >= 2 ? [0, 1] : [0],
+      ...DEFAULT_SWAV,
+      prototypes: s.prototypes,
+      hidden: o.hidden,
+      dim: o.dim,
+      epsilon: s.epsilon,
+      temperature: o.temperature,
+      freezePrototypesSteps: s.freezePrototypes,
+      cropsForAssign: aug.cropCount >= 2 ? [0, 1] : [0],
     },
     queue: { length: o.queueLength, startStep: o.queueStart },
-    lars: { ...defaultTrainConfig().lars, weightDecay: o.weightDecay, trust: o.larsTrust, excludeBnBias: !o.larsAll, clip: o.larsClip },
+    lars: {
+      ...defaultTrainConfig().lars,
+      weightDecay: o.weightDecay,
+      trust: o.larsTrust,
+      excludeBnBias: !o.larsAll,
+      clip: o.larsClip,
+    },
     schedule: { baseLr: s.lr, finalLr: s.finalLr, warmupSteps: o.warmupSteps, startWarmupLr: 0 },
     recompute: o.recompute,
   });
@@ -49,6 +79,7 @@ export async function resolveTrainConfig(o: Omit<TrainValues, 'data' | 'out'>, a
 }
 
 function stepsFor(data: Store, records: number, epochs: number, batch: number): number {
-  if (records === 0) throw new ConfigError(`--epochs needs committed records in ${data.url}; it has none (use --steps with --follow)`);
+  if (records === 0)
+    throw new ConfigError(`--epochs needs committed records in ${data.url}; it has none (use --steps with --follow)`);
   return Math.max(1, Math.ceil((records * epochs) / batch));
 }

@@ -14,7 +14,13 @@ import type { StreamCursor } from '../augment/stream.js';
 import { listUnits } from '../shards/dataset.js';
 import type { Store } from '../shards/store.js';
 import {
-  checkTensors, InvalidCheckpointError, latestCheckpoint, listCheckpoints, modelTensors, NewerCheckpointError, type Checkpoint,
+  checkTensors,
+  InvalidCheckpointError,
+  latestCheckpoint,
+  listCheckpoints,
+  modelTensors,
+  NewerCheckpointError,
+  type Checkpoint,
 } from './checkpoint.js';
 import { everyDamaged } from './checkpoint-format.js';
 import { checkCompatible, defaultTrainConfig, type TrainConfig } from './config.js';
@@ -60,28 +66,43 @@ export async function resolveResume(o: ResumeOptions): Promise<ResumePoint> {
   let shapes = model;
   const fits = (c: Checkpoint) => {
     checkCompatible(c.header.config, o.config, `checkpoint ${c.key}`); // another run's settings: a ConfigError, not damage
-    checkTensors(c, modelTensors(shapes ??= new SwavModel(o.config), c));
+    checkTensors(c, modelTensors((shapes ??= new SwavModel(o.config)), c));
   };
   let ckpt: Checkpoint | null;
   try {
-    ckpt = o.resume ? await latestCheckpoint(o.out, (err) => {
-      damaged.push(err);
-      o.log(`warning: ${err.message}; trying the previous checkpoint`);
-    }, fits) : null;
+    ckpt = o.resume
+      ? await latestCheckpoint(
+          o.out,
+          (err) => {
+            damaged.push(err);
+            o.log(`warning: ${err.message}; trying the previous checkpoint`);
+          },
+          fits,
+        )
+      : null;
   } finally {
     if (shapes !== model) shapes?.dispose();
   }
   refuseDamaged(o, damaged, ckpt);
   const step = ckpt?.header.step ?? 0;
   if (ckpt) {
-    if (damaged.length > 0) o.log(`resuming from ${ckpt.key}, the newest checkpoint that verifies; removing the damaged ${damaged.map((e) => e.key).join(', ')}`);
+    if (damaged.length > 0)
+      o.log(
+        `resuming from ${ckpt.key}, the newest checkpoint that verifies; removing the damaged ${damaged.map((e) => e.key).join(', ')}`,
+      );
     const change = scheduleChange(ckpt.header.config, o.config, step);
     if (change) o.log(change);
-    if (step >= o.config.steps) o.log(`${ckpt.key} is at step ${step}, already at or past --steps ${o.config.steps}: nothing to train (raise --steps to go on)`);
+    if (step >= o.config.steps)
+      o.log(
+        `${ckpt.key} is at step ${step}, already at or past --steps ${o.config.steps}: nothing to train (raise --steps to go on)`,
+      );
   }
   const superseded = (await listCheckpoints(o.out)).filter((c) => c.step > step || !ckpt);
   for (const c of superseded) await o.out.delete(c.key);
-  if (!o.resume && superseded.length > 0) o.log(`--no-resume: deleted ${superseded.length} checkpoint(s) of the earlier run (steps ${superseded.map((c) => c.step).join(', ')})`);
+  if (!o.resume && superseded.length > 0)
+    o.log(
+      `--no-resume: deleted ${superseded.length} checkpoint(s) of the earlier run (steps ${superseded.map((c) => c.step).join(', ')})`,
+    );
   if (ckpt) {
     await dropMetricsAfter(o.out, step); // this run's own parts beyond the restored step: rewritten as it passes them
   } else {
@@ -96,11 +117,18 @@ function refuseDamaged(o: ResumeOptions, damaged: InvalidCheckpointError[], ckpt
   const newer = damaged.filter((e) => e instanceof NewerCheckpointError);
   if (newer.length > 0) {
     // Resuming from an older one would delete the newer-format checkpoints (or overwrite them on reaching their step).
-    throw new NewerCheckpointError(`${newer.map((e) => e.message).join('; ')}. Nothing was changed: resume with that wildstream, ` +
-      'or rerun with --no-resume to start over (this deletes every checkpoint there; the metrics are archived)', { key: newer[0]!.key, damage: newer[0]!.damage });
+    throw new NewerCheckpointError(
+      `${newer.map((e) => e.message).join('; ')}. Nothing was changed: resume with that wildstream, ` +
+        'or rerun with --no-resume to start over (this deletes every checkpoint there; the metrics are archived)',
+      { key: newer[0]!.key, damage: newer[0]!.damage },
+    );
   }
   if (o.resume && !ckpt && damaged.length > 0) {
-    throw everyDamaged(o.out, damaged, 'Nothing was changed: restore a good copy, or rerun with --no-resume to start over (this deletes them; the metrics are archived)');
+    throw everyDamaged(
+      o.out,
+      damaged,
+      'Nothing was changed: restore a good copy, or rerun with --no-resume to start over (this deletes them; the metrics are archived)',
+    );
   }
 }
 
@@ -110,16 +138,26 @@ const fmt = (x: number) => Number(x.toPrecision(3)).toString();
 export function scheduleChange(saved: TrainConfig, wanted: TrainConfig, step: number): string | null {
   const changes: string[] = [];
   if (saved.steps !== wanted.steps) changes.push(`--steps ${wanted.steps} (was ${saved.steps})`);
-  const fields = [['--lr', 'baseLr'], ['--final-lr', 'finalLr'], ['--warmup-steps', 'warmupSteps']] as const;
+  const fields = [
+    ['--lr', 'baseLr'],
+    ['--final-lr', 'finalLr'],
+    ['--warmup-steps', 'warmupSteps'],
+  ] as const;
   for (const [flag, key] of fields) {
-    if (saved.schedule[key] !== wanted.schedule[key]) changes.push(`${flag} ${fmt(wanted.schedule[key])} (was ${fmt(saved.schedule[key])})`);
+    if (saved.schedule[key] !== wanted.schedule[key])
+      changes.push(`${flag} ${fmt(wanted.schedule[key])} (was ${fmt(saved.schedule[key])})`);
   }
   if (changes.length === 0) return null;
   const lr = (c: TrainConfig) => learningRate(step, { ...c.schedule, totalSteps: c.steps });
   const [before, after] = [lr(saved), lr(wanted)];
-  const shape = saved.steps === wanted.steps ? 'the schedule follows the new settings'
-    : `the cosine schedule is ${wanted.steps > saved.steps ? 'stretched' : 'shortened'} to end at step ${wanted.steps} (the rate is a function of step and --steps)`;
-  const jump = before === after ? `lr stays ${fmt(after)}` : `lr ${after > before ? 'jumps' : 'drops'} from ${fmt(before)} to ${fmt(after)}`;
+  const shape =
+    saved.steps === wanted.steps
+      ? 'the schedule follows the new settings'
+      : `the cosine schedule is ${wanted.steps > saved.steps ? 'stretched' : 'shortened'} to end at step ${wanted.steps} (the rate is a function of step and --steps)`;
+  const jump =
+    before === after
+      ? `lr stays ${fmt(after)}`
+      : `lr ${after > before ? 'jumps' : 'drops'} from ${fmt(before)} to ${fmt(after)}`;
   return `resuming at step ${step} with ${changes.join(', ')}: ${shape}; ${jump} at step ${step}`;
 }
 
@@ -131,9 +169,11 @@ export async function batchWarning(data: Store, config: TrainConfig, follow: boo
   const records = (await listUnits(data)).reduce((n, u) => n + u.records, 0);
   if (records === 0 || config.batchSize <= records) return null;
   const [fewest, most] = [Math.floor(config.batchSize / records), Math.ceil(config.batchSize / records)];
-  return `warning: --batch ${config.batchSize} is larger than the ${records} committed record(s) in ${data.url}` +
+  return (
+    `warning: --batch ${config.batchSize} is larger than the ${records} committed record(s) in ${data.url}` +
     `${follow ? ' (so far)' : ''}: each batch holds every image ${fewest === most ? most : `${fewest} or ${most}`} times ` +
-    `(as different crops); use --batch ${records} or less, or more data`;
+    `(as different crops); use --batch ${records} or less, or more data`
+  );
 }
 
 /** The newest checkpoint known to hold finite state, and whether the run that diverged wrote it. */
@@ -154,9 +194,12 @@ export function divergenceAdvice(config: TrainConfig, last: LastGood): string {
   const lower = roundDown(config.schedule.baseLr > recipe ? recipe : config.schedule.baseLr / 10);
   const rate = outlier(config) ?? `--lr ${lower} or lower (this run: base lr ${fmt(config.schedule.baseLr)})`;
   if (!last.key) return `there is no finite checkpoint to resume from; rerun with ${rate}`;
-  if (!last.writtenByThisRun) return `the last finite checkpoint, ${last.key} (step ${last.step}), predates this run and is kept: rerun with ${rate} to resume from it`;
-  return `the last finite checkpoint, ${last.key} (step ${last.step}), is kept, but this run wrote it on its way to diverging: ` +
-    `rerun with --no-resume ${rate} to start over`;
+  if (!last.writtenByThisRun)
+    return `the last finite checkpoint, ${last.key} (step ${last.step}), predates this run and is kept: rerun with ${rate} to resume from it`;
+  return (
+    `the last finite checkpoint, ${last.key} (step ${last.step}), is kept, but this run wrote it on its way to diverging: ` +
+    `rerun with --no-resume ${rate} to start over`
+  );
 }
 
 /**
@@ -166,9 +209,11 @@ export function divergenceAdvice(config: TrainConfig, last: LastGood): string {
  */
 function outlier(config: TrainConfig): string | null {
   const { lars, schedule } = config;
-  if (lars.weightDecay > 1e4 * DEFAULT_LARS.weightDecay) return `--weight-decay ${DEFAULT_LARS.weightDecay} (this run: ${fmt(lars.weightDecay)})`;
+  if (lars.weightDecay > 1e4 * DEFAULT_LARS.weightDecay)
+    return `--weight-decay ${DEFAULT_LARS.weightDecay} (this run: ${fmt(lars.weightDecay)})`;
   if (lars.trust > 1e4 * DEFAULT_LARS.trust) return `--lars-trust ${DEFAULT_LARS.trust} (this run: ${fmt(lars.trust)})`;
-  if (schedule.finalLr > schedule.baseLr) return `--final-lr ${fmt(schedule.baseLr * 0.001)} or at most --lr (this run: final lr ${fmt(schedule.finalLr)} above base lr ${fmt(schedule.baseLr)})`;
+  if (schedule.finalLr > schedule.baseLr)
+    return `--final-lr ${fmt(schedule.baseLr * 0.001)} or at most --lr (this run: final lr ${fmt(schedule.finalLr)} above base lr ${fmt(schedule.baseLr)})`;
   return null;
 }
 

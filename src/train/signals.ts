@@ -21,7 +21,10 @@ export class StopSignals {
   private readonly handler = (signal: NodeJS.Signals) => this.onSignal(signal);
 
   /** `onFirst` says what the command does about the first signal (printed to stderr). */
-  constructor(private readonly command: string, private readonly onFirst: (signal: NodeJS.Signals) => void) {
+  constructor(
+    private readonly command: string,
+    private readonly onFirst: (signal: NodeJS.Signals) => void,
+  ) {
     for (const s of SIGNALS) process.on(s, this.handler);
   }
 
@@ -47,14 +50,18 @@ export class StopSignals {
 
   private onSignal(signal: NodeJS.Signals): void {
     if (this.received) {
-      process.stderr.write(`wildstream ${this.command}: second ${signal}: exiting now; what was already saved is kept\n`);
+      process.stderr.write(
+        `wildstream ${this.command}: second ${signal}: exiting now; what was already saved is kept\n`,
+      );
       process.exit(this.exitCode);
     }
     this.received = signal;
     this.onFirst(signal);
     this.controller.abort();
     setTimeout(() => {
-      process.stderr.write(`wildstream ${this.command}: not stopped within ${STOP_DEADLINE_MS / 1000} s of ${signal} (a stalled store?): exiting now; the last checkpoint written is intact\n`);
+      process.stderr.write(
+        `wildstream ${this.command}: not stopped within ${STOP_DEADLINE_MS / 1000} s of ${signal} (a stalled store?): exiting now; the last checkpoint written is intact\n`,
+      );
       process.exit(this.exitCode);
     }, STOP_DEADLINE_MS).unref();
   }

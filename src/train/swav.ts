@@ -20,17 +20,32 @@ export interface SwavConfig {
 }
 
 export const DEFAULT_SWAV: SwavConfig = {
-  hidden: 2048, dim: 128, prototypes: 3000, temperature: 0.1, epsilon: 0.05, sinkhornIters: 3,
-  cropsForAssign: [0, 1], freezePrototypesSteps: 313,
+  hidden: 2048,
+  dim: 128,
+  prototypes: 3000,
+  temperature: 0.1,
+  epsilon: 0.05,
+  sinkhornIters: 3,
+  cropsForAssign: [0, 1],
+  freezePrototypesSteps: 313,
 };
 
 export const PROTOTYPES = 'swav.prototypes.w';
 
 /** Embeddings (L2-normalised) and prototype scores for a batch of backbone features. */
-export function swavHead(ps: ParamSet, cfg: SwavConfig, features: tf.Tensor2D, training: boolean): { z: tf.Tensor2D; scores: tf.Tensor2D } {
-  const h = tf.relu(batchNorm(ps, 'swav.proj1.bn', dense(ps, 'swav.proj1', features, cfg.hidden), training)) as tf.Tensor2D;
+export function swavHead(
+  ps: ParamSet,
+  cfg: SwavConfig,
+  features: tf.Tensor2D,
+  training: boolean,
+): { z: tf.Tensor2D; scores: tf.Tensor2D } {
+  const h = tf.relu(
+    batchNorm(ps, 'swav.proj1.bn', dense(ps, 'swav.proj1', features, cfg.hidden), training),
+  ) as tf.Tensor2D;
   const z = l2normalise(dense(ps, 'swav.proj2', h, cfg.dim));
-  const prototypes = ps.get(PROTOTYPES, [cfg.dim, cfg.prototypes], { normal: Math.sqrt(1 / cfg.dim) }) as tf.Variable<tf.Rank.R2>;
+  const prototypes = ps.get(PROTOTYPES, [cfg.dim, cfg.prototypes], {
+    normal: Math.sqrt(1 / cfg.dim),
+  }) as tf.Variable<tf.Rank.R2>;
   return { z, scores: tf.matMul(z, prototypes) };
 }
 
@@ -76,7 +91,11 @@ export type AssignCodes = (a: number, scores: tf.Tensor2D, queued: tf.Tensor2D |
 export function localCodes(cfg: Pick<SwavConfig, 'epsilon' | 'sinkhornIters'>): AssignCodes {
   return (_a, scores, queued) => {
     const b = scores.shape[0];
-    const codes = sinkhorn(stopGradient(queued ? tf.concat([queued, scores], 0) : scores), cfg.epsilon, cfg.sinkhornIters);
+    const codes = sinkhorn(
+      stopGradient(queued ? tf.concat([queued, scores], 0) : scores),
+      cfg.epsilon,
+      cfg.sinkhornIters,
+    );
     return queued ? tf.slice(codes, [codes.shape[0] - b, 0], [b, -1]) : codes;
   };
 }

@@ -108,12 +108,28 @@ export type ResolvedLoopOptions<O extends LoopOptions = LoopOptions> = O & Requi
 
 /** The options with their defaults, checked: a ConfigError names the first bad one (before anything is changed). */
 export function loopOptions<O extends LoopOptions>(options: O): ResolvedLoopOptions<O> {
-  const o = { backend: 'auto' as const, resume: true, checkpointEvery: 500, keep: 3, logEvery: 10, trainThreads: 1, log: () => {}, ...defined(options) };
-  for (const [name, v] of [['checkpointEvery', o.checkpointEvery], ['keep', o.keep], ['logEvery', o.logEvery], ['trainThreads', o.trainThreads]] as const) {
+  const o = {
+    backend: 'auto' as const,
+    resume: true,
+    checkpointEvery: 500,
+    keep: 3,
+    logEvery: 10,
+    trainThreads: 1,
+    log: () => {},
+    ...defined(options),
+  };
+  for (const [name, v] of [
+    ['checkpointEvery', o.checkpointEvery],
+    ['keep', o.keep],
+    ['logEvery', o.logEvery],
+    ['trainThreads', o.trainThreads],
+  ] as const) {
     if (!Number.isSafeInteger(v) || v < 1) throw new ConfigError(`${name} must be a positive integer, got ${v}`);
   }
   if (o.trainThreads > Math.min(256, o.config.batchSize)) {
-    throw new ConfigError(`trainThreads must be at most the batch size (${o.config.batchSize}) and 256, got ${o.trainThreads}: each thread needs rows of its own`);
+    throw new ConfigError(
+      `trainThreads must be at most the batch size (${o.config.batchSize}) and 256, got ${o.trainThreads}: each thread needs rows of its own`,
+    );
   }
   return o;
 }
@@ -127,26 +143,48 @@ export async function train(options: TrainOptions): Promise<TrainSummary> {
     // 1. Backend and model.
     const backend = await startBackend(o.backend);
     if (trainThreads > 1 && backend.name !== 'wasm' && backend.name !== 'cpu') {
-      throw new ConfigError(`trainThreads ${trainThreads} needs the wasm or cpu backend, this run has ${backend.name} (which uses every core by itself): use trainThreads 1`);
+      throw new ConfigError(
+        `trainThreads ${trainThreads} needs the wasm or cpu backend, this run has ${backend.name} (which uses every core by itself): use trainThreads 1`,
+      );
     }
     model ??= new SwavModel(o.config, { threads: trainThreads });
     // 2. Resume; the threads start from the restored state.
     const start = await startAt(o, model);
-    if (!start) return { backend, trainThreads, startStep: 0, step: 0, resumedFrom: null, loss: null, stopped: 'signal', checkpoint: null, collapseWarnings: 0 };
+    if (!start)
+      return {
+        backend,
+        trainThreads,
+        startStep: 0,
+        step: 0,
+        resumedFrom: null,
+        loss: null,
+        stopped: 'signal',
+        checkpoint: null,
+        collapseWarnings: 0,
+      };
     if (trainThreads > 1 && start.step < o.config.steps) {
       stepper = await ParallelStepper.start(model, { threads: trainThreads, backend: backend.name as 'wasm' | 'cpu' });
     }
-    o.log(`wildstream train: backend ${backend.name} (${backend.device}), ${trainThreads} training thread${trainThreads > 1 ? 's' : ''}, model ${o.config.model} ` +
-      `(${(model.ps.count() / 1e6).toFixed(2)} M params), batch ${o.config.batchSize}, crops ${o.config.crops}, ` +
-      (start.resumedFrom ? `resuming at step ${start.step} from ${start.resumedFrom}` : 'starting at step 0'));
+    o.log(
+      `wildstream train: backend ${backend.name} (${backend.device}), ${trainThreads} training thread${trainThreads > 1 ? 's' : ''}, model ${o.config.model} ` +
+        `(${(model.ps.count() / 1e6).toFixed(2)} M params), batch ${o.config.batchSize}, crops ${o.config.crops}, ` +
+        (start.resumedFrom ? `resuming at step ${start.step} from ${start.resumedFrom}` : 'starting at step 0'),
+    );
     o.log(model.memory.line);
     // 3 and 4. The step loop, with its log lines and checkpoints.
     const loop = new Loop(o, model, backend, start, stepper);
     const stopped = start.step >= o.config.steps ? 'done' : await loop.run();
     // 5. Finish.
     return {
-      backend, trainThreads, startStep: start.step, step: loop.step, resumedFrom: start.resumedFrom, loss: loop.lastLoss, stopped,
-      checkpoint: loop.lastCheckpoint, collapseWarnings: loop.collapse.warnings,
+      backend,
+      trainThreads,
+      startStep: start.step,
+      step: loop.step,
+      resumedFrom: start.resumedFrom,
+      loss: loop.lastLoss,
+      stopped,
+      checkpoint: loop.lastCheckpoint,
+      collapseWarnings: loop.collapse.warnings,
     };
   } finally {
     await stepper?.close(); // ends the threads, also one stuck in a step that failed elsewhere
@@ -170,14 +208,19 @@ async function startAt(o: ResolvedLoopOptions<TrainOptions>, model: SwavModel): 
   if (start.checkpoint) restoreModel(model, start.checkpoint);
   const at = o.batches.cursor();
   if (start.cursor && !sameCursor(at, start.cursor)) {
-    throw new ConfigError(`the batches stand at ${JSON.stringify(at)}, but the run resumes from ${start.resumedFrom} at ` +
-      `${JSON.stringify(start.cursor)}: open the batch source at the start point's cursor`);
+    throw new ConfigError(
+      `the batches stand at ${JSON.stringify(at)}, but the run resumes from ${start.resumedFrom} at ` +
+        `${JSON.stringify(start.cursor)}: open the batch source at the start point's cursor`,
+    );
   }
   return start;
 }
 
 const sameCursor = (a: StreamCursor, b: StreamCursor): boolean =>
-  a.epoch === b.epoch && a.group === b.group && a.offset === b.offset && a.position === b.position &&
+  a.epoch === b.epoch &&
+  a.group === b.group &&
+  a.offset === b.offset &&
+  a.position === b.position &&
   JSON.stringify(a.units ?? null) === JSON.stringify(b.units ?? null);
 
 class Loop {
@@ -257,7 +300,10 @@ class Loop {
       }
     }
     if (!(err instanceof StoreUnavailableError)) return err;
-    return new StoreUnavailableError(`${err.message}; training stopped at step ${this.step}, ${kept}; rerun the same command to resume once the store answers`, { cause: err });
+    return new StoreUnavailableError(
+      `${err.message}; training stopped at step ${this.step}, ${kept}; rerun the same command to resume once the store answers`,
+      { cause: err },
+    );
   }
 
   private async trainOn(batch: MultiCropBatch): Promise<void> {
@@ -265,8 +311,15 @@ class Loop {
       await this.stepOn(batch);
     } catch (err) {
       // An exhausted wasm heap (4 GiB) aborts the module with a bare "Aborted()": say what it means.
-      if (this.backend.name === 'wasm' && err instanceof Error && err.name === 'RuntimeError' && /Aborted/.test(err.message)) {
-        throw new WildstreamError(`the wasm backend ran out of memory (its heap is at most 4 GiB) at batch ${this.o.config.batchSize} with crops ${this.o.config.crops}; use a smaller --batch or crops (${err.message})`);
+      if (
+        this.backend.name === 'wasm' &&
+        err instanceof Error &&
+        err.name === 'RuntimeError' &&
+        /Aborted/.test(err.message)
+      ) {
+        throw new WildstreamError(
+          `the wasm backend ran out of memory (its heap is at most 4 GiB) at batch ${this.o.config.batchSize} with crops ${this.o.config.crops}; use a smaller --batch or crops (${err.message})`,
+        );
       }
       throw err;
     }
@@ -277,12 +330,18 @@ class Loop {
     const { loss, lr } = this.stepper ? await this.stepper.step(batch.crops, this.step) : this.stepSingle(batch, n);
     this.lr = lr;
     if (!Number.isFinite(loss)) {
-      throw new TrainingDivergedError(`loss became ${loss} at step ${this.step + 1} (lr ${lr.toPrecision(3)}); ${divergenceAdvice(this.o.config, this.lastGood)}`);
+      throw new TrainingDivergedError(
+        `loss became ${loss} at step ${this.step + 1} (lr ${lr.toPrecision(3)}); ${divergenceAdvice(this.o.config, this.lastGood)}`,
+      );
     }
     this.step++;
     this.o.onStep?.(this.step, this.o.config.steps, loss, lr);
     this.epoch = batch.epoch;
-    Object.assign(this.interval, { loss: this.interval.loss + loss, steps: this.interval.steps + 1, images: this.interval.images + n });
+    Object.assign(this.interval, {
+      loss: this.interval.loss + loss,
+      steps: this.interval.steps + 1,
+      images: this.interval.images + n,
+    });
   }
 
   private stepSingle(batch: MultiCropBatch, n: number): { loss: number; lr: number } {
@@ -301,9 +360,15 @@ class Loop {
     const elapsed = performance.now() - t0;
     const { config } = this.o;
     const line: MetricLine = {
-      step: this.step, epoch: this.epoch, loss: loss / steps,
-      lr: this.lr, imagesPerSec: (images * 1000) / elapsed,
-      dataWaitPct: (100 * waitMs) / elapsed, backend: this.backend.name, time: new Date().toISOString(), run: this.started,
+      step: this.step,
+      epoch: this.epoch,
+      loss: loss / steps,
+      lr: this.lr,
+      imagesPerSec: (images * 1000) / elapsed,
+      dataWaitPct: (100 * waitMs) / elapsed,
+      backend: this.backend.name,
+      time: new Date().toISOString(),
+      run: this.started,
     };
     this.lastLoss = line.loss;
     this.o.log(formatLine(line, config.steps));
@@ -317,10 +382,14 @@ class Loop {
   private async save(): Promise<number> {
     this.report();
     await this.stepper?.sync(); // the threads hold the trained state; the model takes it before it is saved
-    this.lastCheckpoint = await saveCheckpoint(this.o.out, this.model, this.step, this.o.batches.cursor()).catch((err) => {
-      if (!(err instanceof NonFiniteStateError)) throw err;
-      throw new TrainingDivergedError(`training diverged: ${err.message}; ${divergenceAdvice(this.o.config, this.lastGood)}`);
-    });
+    this.lastCheckpoint = await saveCheckpoint(this.o.out, this.model, this.step, this.o.batches.cursor()).catch(
+      (err) => {
+        if (!(err instanceof NonFiniteStateError)) throw err;
+        throw new TrainingDivergedError(
+          `training diverged: ${err.message}; ${divergenceAdvice(this.o.config, this.lastGood)}`,
+        );
+      },
+    );
     this.lastGood = { step: this.step, key: this.lastCheckpoint, writtenByThisRun: true };
     await writeMetricsPart(this.o.out, this.step, this.pending);
     this.pending = [];

@@ -18,13 +18,19 @@ interface ConvAttrs {
   dilations: [number, number] | number;
 }
 
-export function conv2dFilterGrad(x: tf.Tensor4D, dy: tf.Tensor4D, filterShape: [number, number, number, number], attrs: Omit<ConvAttrs, 'dataFormat' | 'dilations'>): tf.Tensor4D {
+export function conv2dFilterGrad(
+  x: tf.Tensor4D,
+  dy: tf.Tensor4D,
+  filterShape: [number, number, number, number],
+  attrs: Omit<ConvAttrs, 'dataFormat' | 'dilations'>,
+): tf.Tensor4D {
   const [kh, kw, ci, co] = filterShape;
   const taps = kh * kw;
   return tf.tidy(() => {
     const oneHot = tf.tensor4d(
       Float32Array.from({ length: kh * kw * ci * taps }, (_, i) => {
-        const m = i % taps, tap = Math.floor(i / (taps * ci)); // layout [kh, kw, ci, taps]
+        const m = i % taps,
+          tap = Math.floor(i / (taps * ci)); // layout [kh, kw, ci, taps]
         return m === tap ? 1 : 0;
       }),
       [kh, kw, ci, taps],
@@ -38,7 +44,9 @@ export function conv2dFilterGrad(x: tf.Tensor4D, dy: tf.Tensor4D, filterShape: [
 
 /** a^T b for tall a [rows, m] and b [rows, n], packing whichever of the two is narrower. */
 function overRows(a: tf.Tensor2D, b: tf.Tensor2D): tf.Tensor2D {
-  return (a.shape[1] < b.shape[1] ? tf.transpose(tf.matMul(tf.transpose(b), a)) : tf.matMul(tf.transpose(a), b)) as tf.Tensor2D;
+  return (
+    a.shape[1] < b.shape[1] ? tf.transpose(tf.matMul(tf.transpose(b), a)) : tf.matMul(tf.transpose(a), b)
+  ) as tf.Tensor2D;
 }
 
 /** x with its last two axes swapped, when `t`. */
@@ -64,8 +72,15 @@ export function registerWasmGradients(): void {
       const [a, b] = saved as [tf.Tensor, tf.Tensor];
       const { transposeA: ta, transposeB: tb } = attrs as unknown as { transposeA: boolean; transposeB: boolean };
       const g = dy as tf.Tensor;
-      if (!ta) return { a: () => matMulExplicit(g, b, false, !tb), b: () => (tb ? matMulExplicit(g, a, true, false) : matMulExplicit(a, g, true, false)) };
-      return { a: () => (tb ? matMulExplicit(b, g, true, true) : matMulExplicit(b, g, false, true)), b: () => (tb ? matMulExplicit(g, a, true, true) : matMulExplicit(a, g, false, false)) };
+      if (!ta)
+        return {
+          a: () => matMulExplicit(g, b, false, !tb),
+          b: () => (tb ? matMulExplicit(g, a, true, false) : matMulExplicit(a, g, true, false)),
+        };
+      return {
+        a: () => (tb ? matMulExplicit(b, g, true, true) : matMulExplicit(b, g, false, true)),
+        b: () => (tb ? matMulExplicit(g, a, true, true) : matMulExplicit(a, g, false, false)),
+      };
     },
   });
   tf.registerGradient({
@@ -75,7 +90,8 @@ export function registerWasmGradients(): void {
       const [x, filter] = saved as [tf.Tensor4D, tf.Tensor4D];
       const a = attrs as unknown as ConvAttrs;
       const dil = Array.isArray(a.dilations) ? a.dilations : [a.dilations, a.dilations];
-      if (a.dataFormat !== 'NHWC' || dil.some((d) => d !== 1)) throw new Error('wasm conv gradient: only NHWC, dilation 1');
+      if (a.dataFormat !== 'NHWC' || dil.some((d) => d !== 1))
+        throw new Error('wasm conv gradient: only NHWC, dilation 1');
       const [kh, kw, ci, co] = filter.shape;
       const strides = Array.isArray(a.strides) ? a.strides : [a.strides, a.strides];
       if (kh === 1 && kw === 1 && strides[0] === 1 && strides[1] === 1) {

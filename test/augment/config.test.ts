@@ -24,7 +24,10 @@ afterAll(async () => {
 describe('crop specs at the public boundary', () => {
   it('takes the spec string and the parsed groups alike', () => {
     const spec = '1x32@0.3-1,2x16';
-    const groups = [{ count: 1, size: 32, scale: [0.3, 1] }, { count: 2, size: 16, scale: [0.08, 1] }];
+    const groups = [
+      { count: 1, size: 32, scale: [0.3, 1] },
+      { count: 2, size: 16, scale: [0.08, 1] },
+    ];
     expect(parseCrops(spec)).toEqual(groups);
     expect(cropGroups(spec)).toEqual(groups);
     expect(augmentConfig({ crops: spec }).crops).toEqual(groups);
@@ -32,14 +35,22 @@ describe('crop specs at the public boundary', () => {
   });
 
   it('streams batches from a loader given the spec as a string', async () => {
-    const loader = new MultiCropLoader(store, { batchSize: 2, epochs: 1, threads: 1, augment: { crops: '1x32@0.3-1,2x16@0.05-0.3' } });
+    const loader = new MultiCropLoader(store, {
+      batchSize: 2,
+      epochs: 1,
+      threads: 1,
+      augment: { crops: '1x32@0.3-1,2x16@0.05-0.3' },
+    });
     const sizes: number[][] = [];
     for await (const batch of loader) {
       sizes.push(batch.crops.map((c) => c.size));
       expect(batch.crops[0]!.data).toHaveLength(2 * 32 * 32 * 3);
       batch.release();
     }
-    expect(sizes).toEqual([[32, 16, 16], [32, 16, 16]]);
+    expect(sizes).toEqual([
+      [32, 16, 16],
+      [32, 16, 16],
+    ]);
   });
 
   const invalid: Array<[string, unknown, RegExp]> = [
@@ -48,14 +59,23 @@ describe('crop specs at the public boundary', () => {
     ['an object', { count: 2, size: 96 }, /crops must be a spec string .* got object/],
     ['an empty array', [], /no crop groups/],
     ['a group without scale', [{ count: 2, size: 96 }], /crop group 0 needs scale/],
-    ['a fractional count', [{ count: 1.5, size: 96, scale: [0.1, 1] }], /crop count must be 1-64 in crop group 0, got number 1.5/],
-    ['a size as text', [{ count: 1, size: '96', scale: [0.1, 1] }], /crop size must be 8-1024 in crop group 0, got string 96/],
+    [
+      'a fractional count',
+      [{ count: 1.5, size: 96, scale: [0.1, 1] }],
+      /crop count must be 1-64 in crop group 0, got number 1.5/,
+    ],
+    [
+      'a size as text',
+      [{ count: 1, size: '96', scale: [0.1, 1] }],
+      /crop size must be 8-1024 in crop group 0, got string 96/,
+    ],
     ['scales out of order', [{ count: 1, size: 96, scale: [0.5, 0.1] }], /crop scale must satisfy/],
     ['a bad spec string', '2x', /crop group "2x" is not COUNTxSIZE/],
   ];
   for (const [what, crops, message] of invalid) {
     it(`refuses ${what} with a ConfigError, before any worker starts`, () => {
-      const make = () => new MultiCropLoader(store, { batchSize: 2, threads: 1, augment: { crops: crops as CropSpec } });
+      const make = () =>
+        new MultiCropLoader(store, { batchSize: 2, threads: 1, augment: { crops: crops as CropSpec } });
       expect(make).toThrow(ConfigError);
       expect(make).toThrow(message);
     });

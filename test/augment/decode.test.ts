@@ -6,7 +6,8 @@ import { imageMemory } from '../../src/augment/kernels.js';
 import { multiCrop } from '../../src/augment/multicrop.js';
 import { photoJpeg, prng } from '../../src/fixtures/images.js';
 
-const viaSharp = async (bytes: Uint8Array) => (await sharp(bytes).toColourspace('srgb').removeAlpha().raw().toBuffer({ resolveWithObject: true })).data;
+const viaSharp = async (bytes: Uint8Array) =>
+  (await sharp(bytes).toColourspace('srgb').removeAlpha().raw().toBuffer({ resolveWithObject: true })).data;
 
 function maxDiff(a: Uint8Array, b: Uint8Array): number {
   expect(a.length).toBe(b.length);
@@ -23,7 +24,7 @@ function rms(a: Uint8Array, b: Uint8Array): number {
 }
 
 describe('decodeRgb', () => {
-  it('decodes plain JPEGs (colour, grey, progressive) nearly as closely to the encoded pixels as libjpeg\'s accurate IDCT', async () => {
+  it("decodes plain JPEGs (colour, grey, progressive) nearly as closely to the encoded pixels as libjpeg's accurate IDCT", async () => {
     const photo = await photoJpeg(3, { width: 200, height: 150 });
     const pixels = await sharp(photo).raw().toBuffer();
     const raw = { raw: { width: 200, height: 150, channels: 3 as const } };
@@ -61,10 +62,13 @@ describe('decodeRgb', () => {
     expect(second.rgb.buffer).toBe(first.rgb.buffer); // the same memory, now holding the second image
   });
 
-  it('decodes into the crop kernels\' input memory, and crops from there equal crops of a fresh decode', async () => {
+  it("decodes into the crop kernels' input memory, and crops from there equal crops of a fresh decode", async () => {
     const config = augmentConfig();
     const kernels = new DecodeBuffer(imageMemory);
-    for (const [i, photo] of [await photoJpeg(13, { width: 300, height: 200 }), await photoJpeg(14, { width: 120, height: 260 })].entries()) {
+    for (const [i, photo] of [
+      await photoJpeg(13, { width: 300, height: 200 }),
+      await photoJpeg(14, { width: 120, height: 260 }),
+    ].entries()) {
       const fresh = await decodeRgb(photo);
       const inPlace = decodeJpeg(photo, kernels);
       if (!inPlace || 'error' in inPlace || 'error' in fresh) throw new Error('decode failed');
@@ -122,7 +126,8 @@ describe('decodeRgb', () => {
     const rand = prng(11);
     for (let t = 0; t < 150; t++) {
       const bytes = Uint8Array.from(photo);
-      for (let k = 0; k < 1 + Math.floor(rand() * 8); k++) bytes[2 + Math.floor(rand() * (bytes.length - 4))] = Math.floor(rand() * 256);
+      for (let k = 0; k < 1 + Math.floor(rand() * 8); k++)
+        bytes[2 + Math.floor(rand() * (bytes.length - 4))] = Math.floor(rand() * 256);
       const out = await decodeRgb(bytes, new DecodeBuffer());
       if ('error' in out) {
         expect(out.error).toBe('decode_error');

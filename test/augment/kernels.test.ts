@@ -15,7 +15,10 @@ it('crop.wasm is built from the current kernel source', async () => {
     args[args.indexOf('-o') + 1] = out;
     const { error, stderr } = await asc.main(args);
     expect(error, stderr.toString()).toBeNull();
-    expect(Buffer.compare(await readFile(out), await readFile('src/augment/wasm/crop.wasm')), 'run `npm run build:wasm` and commit crop.wasm').toBe(0);
+    expect(
+      Buffer.compare(await readFile(out), await readFile('src/augment/wasm/crop.wasm')),
+      'run `npm run build:wasm` and commit crop.wasm',
+    ).toBe(0);
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
@@ -24,9 +27,17 @@ it('crop.wasm is built from the current kernel source', async () => {
 /** The column pass's integer weights: each output's sum is exactly one, each weight within one step of its float. */
 it('fixed-point column weights sum to exactly one and stay within a rounding step', () => {
   let outputs = 0;
-  for (const [length, out] of [[512, 224], [500, 96], [37, 96], [96, 96], [1, 9], [333, 17]] as const) {
+  for (const [length, out] of [
+    [512, 224],
+    [500, 96],
+    [37, 96],
+    [96, 96],
+    [1, 9],
+    [333, 17],
+  ] as const) {
     const t = axisTaps(0, length, out);
-    const pairs = pairedWeights(t), n = (t.taps + 1) >> 1;
+    const pairs = pairedWeights(t),
+      n = (t.taps + 1) >> 1;
     expect(pairs.length).toBe(out * n * 2);
     for (let o = 0; o < out; o++) {
       let sum = 0;

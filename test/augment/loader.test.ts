@@ -22,18 +22,28 @@ const CORRUPT = 7;
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'ws-loader-'));
   store = await openStore(join(dir, 'ds'));
-  const images = await Promise.all(Array.from({ length: 36 }, (_, i) => photoJpeg(i, { width: 120 + (i % 5) * 10, height: 90 })));
+  const images = await Promise.all(
+    Array.from({ length: 36 }, (_, i) => photoJpeg(i, { width: 120 + (i % 5) * 10, height: 90 })),
+  );
   images[CORRUPT] = images[CORRUPT]!.subarray(0, 300); // truncated JPEG
   await writeDataset(store, { units: 3, perUnit: 12, batchRows: 4, image: (i) => images[i]! });
 });
 afterAll(() => rm(dir, { recursive: true, force: true }));
 
 const options: LoaderOptions = {
-  batchSize: 5, seed: 3, epochs: 2, threads: 2, windowShards: 2, groupBatches: 2,
+  batchSize: 5,
+  seed: 3,
+  epochs: 2,
+  threads: 2,
+  windowShards: 2,
+  groupBatches: 2,
   augment: { crops: parseCrops('1x32@0.3-1,2x16@0.05-0.3') },
 };
 
-async function batches(over: Partial<LoaderOptions> = {}, limit = Infinity): Promise<{ out: MultiCropBatch[]; loader: MultiCropLoader }> {
+async function batches(
+  over: Partial<LoaderOptions> = {},
+  limit = Infinity,
+): Promise<{ out: MultiCropBatch[]; loader: MultiCropLoader }> {
   const loader = new MultiCropLoader(store, { ...options, ...over });
   const out: MultiCropBatch[] = [];
   for await (const batch of loader) {
@@ -48,7 +58,11 @@ const digest = (b: MultiCropBatch) => ({ keys: b.keys, sums: b.crops.map((c) => 
 describe('MultiCropLoader', () => {
   it('yields normalised NHWC crop batches, skipping a corrupt image with a counted reason', async () => {
     const { out, loader } = await batches();
-    expect(out[0]!.crops.map((c) => [c.size, c.data.length])).toEqual([[32, 5 * 32 * 32 * 3], [16, 5 * 16 * 16 * 3], [16, 5 * 16 * 16 * 3]]);
+    expect(out[0]!.crops.map((c) => [c.size, c.data.length])).toEqual([
+      [32, 5 * 32 * 32 * 3],
+      [16, 5 * 16 * 16 * 3],
+      [16, 5 * 16 * 16 * 3],
+    ]);
     expect(loader.stats.samples).toBe(2 * 35);
     expect(loader.stats.skipped).toEqual({ decode_error: 2 });
     const keys = out.flatMap((b) => b.keys);
@@ -86,11 +100,24 @@ describe('MultiCropLoader', () => {
     const expected: Float32Array[][] = [];
     for await (const { record, epoch, position } of new DatasetStream(store, options)) {
       const decoded = await decodeRgb(record.image);
-      if (!('error' in decoded)) expected.push(multiCrop(decoded.rgb, decoded.width, decoded.height, config, { seed: options.seed!, epoch, record: position }));
+      if (!('error' in decoded))
+        expected.push(
+          multiCrop(decoded.rgb, decoded.width, decoded.height, config, {
+            seed: options.seed!,
+            epoch,
+            record: position,
+          }),
+        );
     }
-    const got = out.flatMap((b) => b.keys.map((_, i) => b.crops.map(({ data }, c) => data.subarray(i * expected[0]![c]!.length, (i + 1) * expected[0]![c]!.length))));
+    const got = out.flatMap((b) =>
+      b.keys.map((_, i) =>
+        b.crops.map(({ data }, c) => data.subarray(i * expected[0]![c]!.length, (i + 1) * expected[0]![c]!.length)),
+      ),
+    );
     expect(got).toHaveLength(expected.length);
-    got.forEach((crops, i) => crops.forEach((crop, c) => expect(crop, `sample ${i} crop ${c}`).toEqual(expected[i]![c])));
+    got.forEach((crops, i) =>
+      crops.forEach((crop, c) => expect(crop, `sample ${i} crop ${c}`).toEqual(expected[i]![c])),
+    );
   });
 
   it('reuses released batch buffers without changing a single sample', async () => {
@@ -103,7 +130,9 @@ describe('MultiCropLoader', () => {
       batch.release(); // a second release is ignored, not a second spare
     }
     expect(copies.map((b) => b.keys)).toEqual(kept.map((b) => b.keys));
-    copies.forEach((b, i) => b.crops.forEach((data, c) => expect(data, `batch ${i} crop ${c}`).toEqual(kept[i]!.crops[c]!.data)));
+    copies.forEach((b, i) =>
+      b.crops.forEach((data, c) => expect(data, `batch ${i} crop ${c}`).toEqual(kept[i]!.crops[c]!.data)),
+    );
     const records = keeping.stats.samples + Object.values(keeping.stats.skipped).reduce((a, b) => a + b, 0);
     expect(keeping.stats.buffers).toBe(Math.ceil(records / options.batchSize)); // unreleased: a slab per batch's worth of records
     expect(loader.stats.buffers).toBeLessThan(keeping.stats.buffers / 2);
@@ -120,7 +149,9 @@ describe('MultiCropLoader: no progress, and stops', () => {
   /** Consumes `loader` to its end, failing the test if that takes longer than `ms`. */
   async function drain(loader: MultiCropLoader, ms: number): Promise<number> {
     let timer: NodeJS.Timeout | undefined;
-    const late = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`still waiting after ${ms} ms`)), ms)));
+    const late = new Promise<never>(
+      (_, reject) => (timer = setTimeout(() => reject(new Error(`still waiting after ${ms} ms`)), ms)),
+    );
     const run = (async () => {
       let n = 0;
       for await (const batch of loader) n += batch.keys.length;
@@ -139,7 +170,9 @@ describe('MultiCropLoader: no progress, and stops', () => {
     const loader = new MultiCropLoader(junk, { ...options, epochs: undefined });
     const run = drain(loader, 20_000);
     await expect(run).rejects.toThrow(NoDataError);
-    await expect(run).rejects.toThrow(/holds 2 committed units with 12 records; a whole epoch of 12 records gave no sample \(decode_error 12\)/);
+    await expect(run).rejects.toThrow(
+      /holds 2 committed units with 12 records; a whole epoch of 12 records gave no sample \(decode_error 12\)/,
+    );
     expect(loader.threads).toBe(0);
   });
 
@@ -156,12 +189,21 @@ describe('MultiCropLoader: no progress, and stops', () => {
     await writeDataset(junk, { units: 1, perUnit: 6 });
     const said: string[] = [];
     const controller = new AbortController();
-    const loader = new MultiCropLoader(junk, { ...options, epochs: undefined, follow: true, pollMs: 20, onWait: (m) => said.push(m), signal: controller.signal });
+    const loader = new MultiCropLoader(junk, {
+      ...options,
+      epochs: undefined,
+      follow: true,
+      pollMs: 20,
+      onWait: (m) => said.push(m),
+      signal: controller.signal,
+    });
     const run = drain(loader, 20_000);
     run.catch(() => {});
     for (let i = 0; i < 400 && said.length === 0; i++) await new Promise((r) => setTimeout(r, 25));
     expect(said).toHaveLength(1);
-    expect(said[0]).toMatch(/^following: no sample could be made: a whole epoch of 6 records gave no sample \(decode_error 6\); waiting for new units/);
+    expect(said[0]).toMatch(
+      /^following: no sample could be made: a whole epoch of 6 records gave no sample \(decode_error 6\); waiting for new units/,
+    );
     const attempts = loader.stats.skipped.decode_error!;
     await new Promise((r) => setTimeout(r, 300));
     expect(loader.stats.skipped.decode_error).toBe(attempts); // waiting, not spinning through the same records
@@ -190,7 +232,17 @@ describe('MultiCropLoader: no progress, and stops', () => {
 describe('wildstream augment preview', () => {
   it('writes a PNG of the original and its crops, and refuses a bad crop spec', async () => {
     const out = join(dir, 'crops.png');
-    const ok = await runCli(['augment', 'preview', join(dir, 'ds'), '--out', out, '--record', '2', '--crops', '2x64@0.14-1,3x32@0.05-0.14']);
+    const ok = await runCli([
+      'augment',
+      'preview',
+      join(dir, 'ds'),
+      '--out',
+      out,
+      '--record',
+      '2',
+      '--crops',
+      '2x64@0.14-1,3x32@0.05-0.14',
+    ]);
     expect(ok.code, ok.stderr).toBe(0);
     expect(JSON.parse(ok.stdout)).toMatchObject({ event: 'preview', out });
     const meta = await sharp(out).metadata();

@@ -15,7 +15,8 @@ describe('crop config', () => {
       { count: 6, size: 96, scale: [0.05, 0.14] },
     ]);
     expect(cropList(config).map((c) => c.size)).toEqual([224, 224, 96, 96, 96, 96, 96, 96]);
-    for (const bad of ['2x224@0.5-0.1', 'x224', '0x96', '2x224@0-1', '2x99999']) expect(() => parseCrops(bad)).toThrow(ConfigError);
+    for (const bad of ['2x224@0.5-0.1', 'x224', '0x96', '2x224@0-1', '2x99999'])
+      expect(() => parseCrops(bad)).toThrow(ConfigError);
     expect(() => augmentConfig({ flipP: 1.5 })).toThrow(/flipP/);
   });
 });
@@ -33,7 +34,10 @@ describe('random draws', () => {
   });
 
   it('crop areas and aspect ratios follow the configured ranges', () => {
-    for (const [crop, [lo, hi]] of [[0, [0.14, 1]], [2, [0.05, 0.14]]] as const) {
+    for (const [crop, [lo, hi]] of [
+      [0, [0.14, 1]],
+      [2, [0.05, 0.14]],
+    ] as const) {
       const boxes = draws(crop).map((d) => d.box);
       const areas = boxes.map((b) => (b.w * b.h) / (400 * 300));
       const logRatios = boxes.map((b) => Math.log(b.w / b.h));
@@ -85,7 +89,8 @@ function reference(rgb: Uint8Array, width: number, draw: CropDraw, c: AugmentCon
   const { box, size } = draw;
   const tri = (x: number) => Math.max(0, 1 - Math.abs(x));
   const weights1d = (len: number) => {
-    const s = len / size, fs = Math.max(s, 1);
+    const s = len / size,
+      fs = Math.max(s, 1);
     return Array.from({ length: size }, (_, o) => {
       const centre = (o + 0.5) * s;
       const w = Array.from({ length: len }, (_, k) => tri((k + 0.5 - centre) / fs));
@@ -93,16 +98,20 @@ function reference(rgb: Uint8Array, width: number, draw: CropDraw, c: AugmentCon
       return w.map((v) => v / total);
     });
   };
-  const wx = weights1d(box.w), wy = weights1d(box.h);
+  const wx = weights1d(box.w),
+    wy = weights1d(box.h);
   let img = new Float64Array(size * size * 3);
-  for (let y = 0; y < size; y++) for (let x = 0; x < size; x++) for (let ch = 0; ch < 3; ch++) {
-    let v = 0;
-    for (let j = 0; j < box.h; j++) {
-      if (wy[y]![j] === 0) continue;
-      for (let i = 0; i < box.w; i++) v += wy[y]![j]! * wx[x]![i]! * rgb[((box.y + j) * width + box.x + i) * 3 + ch]!;
-    }
-    img[(y * size + (draw.flip ? size - 1 - x : x)) * 3 + ch] = v / 255;
-  }
+  for (let y = 0; y < size; y++)
+    for (let x = 0; x < size; x++)
+      for (let ch = 0; ch < 3; ch++) {
+        let v = 0;
+        for (let j = 0; j < box.h; j++) {
+          if (wy[y]![j] === 0) continue;
+          for (let i = 0; i < box.w; i++)
+            v += wy[y]![j]! * wx[x]![i]! * rgb[((box.y + j) * width + box.x + i) * 3 + ch]!;
+        }
+        img[(y * size + (draw.flip ? size - 1 - x : x)) * 3 + ch] = v / 255;
+      }
   const clip = (v: number) => Math.min(1, Math.max(0, v));
   const luma = (p: number) => 0.299 * img[p]! + 0.587 * img[p + 1]! + 0.114 * img[p + 2]!;
   for (const { op, factor } of draw.jitter ?? []) {
@@ -112,35 +121,50 @@ function reference(rgb: Uint8Array, width: number, draw: CropDraw, c: AugmentCon
       for (let p = 0; p < img.length; p += 3) mean += luma(p) / (size * size);
       img = img.map((v) => clip(factor * v + (1 - factor) * mean));
     }
-    if (op === 'saturation') for (let p = 0; p < img.length; p += 3) {
-      const g = luma(p);
-      for (let k = 0; k < 3; k++) img[p + k] = clip(factor * img[p + k]! + (1 - factor) * g);
-    }
-    if (op === 'hue') for (let p = 0; p < img.length; p += 3) {
-      const [r, g, b] = [img[p]!, img[p + 1]!, img[p + 2]!];
-      const v = Math.max(r, g, b), d = v - Math.min(r, g, b);
-      if (d === 0) continue;
-      const s = d / v;
-      let h = v === r ? ((g - b) / d) / 6 : v === g ? (2 + (b - r) / d) / 6 : (4 + (r - g) / d) / 6;
-      h = (((h + factor) % 1) + 1) % 1;
-      const f = (n: number) => { const k = (n + h * 6) % 6; return v - v * s * Math.max(0, Math.min(k, 4 - k, 1)); };
-      [img[p], img[p + 1], img[p + 2]] = [f(5), f(3), f(1)];
-    }
+    if (op === 'saturation')
+      for (let p = 0; p < img.length; p += 3) {
+        const g = luma(p);
+        for (let k = 0; k < 3; k++) img[p + k] = clip(factor * img[p + k]! + (1 - factor) * g);
+      }
+    if (op === 'hue')
+      for (let p = 0; p < img.length; p += 3) {
+        const [r, g, b] = [img[p]!, img[p + 1]!, img[p + 2]!];
+        const v = Math.max(r, g, b),
+          d = v - Math.min(r, g, b);
+        if (d === 0) continue;
+        const s = d / v;
+        let h = v === r ? (g - b) / d / 6 : v === g ? (2 + (b - r) / d) / 6 : (4 + (r - g) / d) / 6;
+        h = (((h + factor) % 1) + 1) % 1;
+        const f = (n: number) => {
+          const k = (n + h * 6) % 6;
+          return v - v * s * Math.max(0, Math.min(k, 4 - k, 1));
+        };
+        [img[p], img[p + 1], img[p + 2]] = [f(5), f(3), f(1)];
+      }
   }
-  if (draw.grey) for (let p = 0; p < img.length; p += 3) { const g = luma(p); img[p] = img[p + 1] = img[p + 2] = g; }
+  if (draw.grey)
+    for (let p = 0; p < img.length; p += 3) {
+      const g = luma(p);
+      img[p] = img[p + 1] = img[p + 2] = g;
+    }
   if (draw.blur !== null) {
-    const sigma = draw.blur, r = Math.max(1, Math.ceil(3 * sigma));
+    const sigma = draw.blur,
+      r = Math.max(1, Math.ceil(3 * sigma));
     const src = img.slice();
     const at = (v: number) => Math.min(size - 1, Math.max(0, v));
     let norm = 0;
-    for (let j = -r; j <= r; j++) for (let i = -r; i <= r; i++) norm += Math.exp(-(i * i + j * j) / (2 * sigma * sigma));
-    for (let y = 0; y < size; y++) for (let x = 0; x < size; x++) for (let ch = 0; ch < 3; ch++) {
-      let v = 0;
-      for (let j = -r; j <= r; j++) for (let i = -r; i <= r; i++) {
-        v += Math.exp(-(i * i + j * j) / (2 * sigma * sigma)) * src[(at(y + j) * size + at(x + i)) * 3 + ch]!;
-      }
-      img[(y * size + x) * 3 + ch] = v / norm;
-    }
+    for (let j = -r; j <= r; j++)
+      for (let i = -r; i <= r; i++) norm += Math.exp(-(i * i + j * j) / (2 * sigma * sigma));
+    for (let y = 0; y < size; y++)
+      for (let x = 0; x < size; x++)
+        for (let ch = 0; ch < 3; ch++) {
+          let v = 0;
+          for (let j = -r; j <= r; j++)
+            for (let i = -r; i <= r; i++) {
+              v += Math.exp(-(i * i + j * j) / (2 * sigma * sigma)) * src[(at(y + j) * size + at(x + i)) * 3 + ch]!;
+            }
+          img[(y * size + x) * 3 + ch] = v / norm;
+        }
   }
   return img.map((v, p) => (v - c.mean[p % 3]!) / c.std[p % 3]!);
 }
@@ -156,8 +180,19 @@ describe('crop pixels', () => {
     for (let record = 0; record < 24; record++) {
       for (const crop of [0, 1]) {
         const draw = drawCrop(small, { seed: 1, epoch: 0, record }, crop, info.width, info.height);
-        if (record < 4) { draw.jitter = [{ op: 'hue', factor: rand() - 0.5 }, { op: 'contrast', factor: 1.5 }]; draw.blur = 1.3; }
-        if (record >= 4 && record < 8) draw.jitter = [{ op: 'saturation', factor: 1.7 }, { op: 'contrast', factor: 0.4 + rand() }, { op: 'brightness', factor: 1.3 }];
+        if (record < 4) {
+          draw.jitter = [
+            { op: 'hue', factor: rand() - 0.5 },
+            { op: 'contrast', factor: 1.5 },
+          ];
+          draw.blur = 1.3;
+        }
+        if (record >= 4 && record < 8)
+          draw.jitter = [
+            { op: 'saturation', factor: 1.7 },
+            { op: 'contrast', factor: 0.4 + rand() },
+            { op: 'brightness', factor: 1.3 },
+          ];
         const ours = applyCrop(data, info.width, draw, small);
         const ref = reference(data, info.width, draw, small);
         let worst = 0;
@@ -173,10 +208,19 @@ describe('crop pixels', () => {
     const jpeg = await photoJpeg(12, { width: 150, height: 110 });
     const { data, info } = await sharp(jpeg).raw().toBuffer({ resolveWithObject: true });
     const config = augmentConfig({ crops: parseCrops('1x40@0.2-1') });
-    const draw = { ...drawCrop(config, { seed: 5, epoch: 0, record: 0 }, 0, info.width, info.height), jitter: null, blur: null };
-    for (const [x, y] of [[0, 0], [150 - 61, 110 - 47], [13, 29]] as const) {
+    const draw = {
+      ...drawCrop(config, { seed: 5, epoch: 0, record: 0 }, 0, info.width, info.height),
+      jitter: null,
+      blur: null,
+    };
+    for (const [x, y] of [
+      [0, 0],
+      [150 - 61, 110 - 47],
+      [13, 29],
+    ] as const) {
       const moved = { ...draw, box: { x, y, w: 61, h: 47 } };
-      const ours = applyCrop(data, info.width, moved, config), ref = reference(data, info.width, moved, config);
+      const ours = applyCrop(data, info.width, moved, config),
+        ref = reference(data, info.width, moved, config);
       let worst = 0;
       for (let i = 0; i < ref.length; i++) worst = Math.max(worst, Math.abs(ours[i]! - ref[i]!));
       expect(worst, `box at ${x}, ${y}`).toBeLessThan(2e-3);
@@ -186,13 +230,27 @@ describe('crop pixels', () => {
   it('match the reference on tiny and thin images (windows wider than the image, every tap count)', async () => {
     const config = augmentConfig({ crops: parseCrops('1x16@0.2-1,1x9@0.05-1') });
     const rand = prng(9);
-    for (const [width, height] of [[1, 1], [1, 9], [7, 1], [2, 3], [3, 40], [37, 2], [9, 9], [90, 11]] as const) {
+    for (const [width, height] of [
+      [1, 1],
+      [1, 9],
+      [7, 1],
+      [2, 3],
+      [3, 40],
+      [37, 2],
+      [9, 9],
+      [90, 11],
+    ] as const) {
       const rgb = Uint8Array.from({ length: width * height * 3 }, () => Math.floor(rand() * 256));
       for (let record = 0; record < 6; record++) {
         for (const crop of [0, 1]) {
           const draw = drawCrop(config, { seed: 2, epoch: 0, record }, crop, width, height);
-          if (record % 2) draw.jitter = [{ op: 'hue', factor: 0.3 }, { op: 'contrast', factor: 1.4 }];
-          const ours = applyCrop(rgb, width, draw, config), ref = reference(rgb, width, draw, config);
+          if (record % 2)
+            draw.jitter = [
+              { op: 'hue', factor: 0.3 },
+              { op: 'contrast', factor: 1.4 },
+            ];
+          const ours = applyCrop(rgb, width, draw, config),
+            ref = reference(rgb, width, draw, config);
           let worst = 0;
           for (let i = 0; i < ref.length; i++) worst = Math.max(worst, Math.abs(ours[i]! - ref[i]!));
           expect(worst, `${width}x${height} ${JSON.stringify(draw)}`).toBeLessThan(2e-3);

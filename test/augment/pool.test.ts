@@ -146,7 +146,9 @@ describe('AugmentPool.close', () => {
   it('refuses tasks once closed and starts no thread for them', async () => {
     const own = new AugmentPool(config, { threads: 1 });
     await within(own.close(), 10_000);
-    const late = own.augment([{ image: images[0]!, at: { seed: 0, epoch: 0, record: 0 }, into: { crops: slab(1), slot: 0 } }]);
+    const late = own.augment([
+      { image: images[0]!, at: { seed: 0, epoch: 0, record: 0 }, into: { crops: slab(1), slot: 0 } },
+    ]);
     await expect(late).rejects.toBeInstanceOf(PoolClosedError);
     expect(own.threads).toBe(0);
   });

@@ -42,7 +42,13 @@ describe('DatasetStream', () => {
     expect(keysOf(await take({ ...base, epochs: 1 }))).toEqual(keysOf(a));
     expect(keysOf(a)).not.toEqual([...allKeys]);
     // The first 14 records (one group of two batches) already come from more than one shard.
-    expect(new Set(keysOf(a).slice(0, 14).map((k) => k.slice(0, 6))).size).toBeGreaterThan(1);
+    expect(
+      new Set(
+        keysOf(a)
+          .slice(0, 14)
+          .map((k) => k.slice(0, 6)),
+      ).size,
+    ).toBeGreaterThan(1);
     expect(a.map((i) => i.position)).toEqual(a.map((_, i) => i));
   });
 
@@ -112,7 +118,9 @@ describe('DatasetStream', () => {
 
   it('reads through a local shard cache', async () => {
     const cached = new CachedStore(store, join(dir, 'cache'));
-    expect(keysOf(await take({ ...base, epochs: 1 }, Infinity, cached))).toEqual(keysOf(await take({ ...base, epochs: 1 })));
+    expect(keysOf(await take({ ...base, epochs: 1 }, Infinity, cached))).toEqual(
+      keysOf(await take({ ...base, epochs: 1 })),
+    );
     const local = await openStore(join(dir, 'cache'));
     const cachedKeys: string[] = [];
     for await (const info of local.list('shards/')) cachedKeys.push(info.key);
@@ -130,14 +138,17 @@ describe('DatasetStream', () => {
 async function emptyUnits(at: string, units: number, firstUnit = 0): Promise<Store> {
   const empty = await openStore(join(dir, at));
   await writeDataset(empty, { units, perUnit: 0, firstUnit });
-  for (const unit of await listUnits(empty)) if (unit.unit >= firstUnit) await commitUnit(empty, { ...unit, inputs: 5, failed: { http_404: 4, timeout: 1 } });
+  for (const unit of await listUnits(empty))
+    if (unit.unit >= firstUnit) await commitUnit(empty, { ...unit, inputs: 5, failed: { http_404: 4, timeout: 1 } });
   return empty;
 }
 
 /** Rejects within `ms` or fails the test (a stream that never ends would otherwise hang it). */
 async function settlesWithin<T>(ms: number, promise: Promise<T>): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`still waiting after ${ms} ms`)), ms)));
+  const late = new Promise<never>(
+    (_, reject) => (timer = setTimeout(() => reject(new Error(`still waiting after ${ms} ms`)), ms)),
+  );
   try {
     return await Promise.race([promise, late]);
   } finally {
@@ -150,20 +161,26 @@ describe('DatasetStream: a dataset that gives nothing', () => {
     const empty = await emptyUnits('zero', 2);
     const zero = settlesWithin(5000, take({}, 1, empty));
     await expect(zero).rejects.toThrow(NoDataError);
-    await expect(zero).rejects.toThrow(/holds 2 committed units with 0 records; its inputs failed: http_404 8, timeout 2$/);
+    await expect(zero).rejects.toThrow(
+      /holds 2 committed units with 0 records; its inputs failed: http_404 8, timeout 2$/,
+    );
 
     const cut = await openStore(join(dir, 'truncated'));
     await writeDataset(cut, { units: 1, perUnit: 20 });
     await truncate(join(dir, 'truncated', 'shards', '000000.arrow'), 3000);
-    await expect(settlesWithin(5000, take({}, 1, cut)))
-      .rejects.toThrow(/holds 1 committed unit with 20 records; unreadable: bad_shard 1 \(.*000000\.arrow: .*truncated\?\)/);
+    await expect(settlesWithin(5000, take({}, 1, cut))).rejects.toThrow(
+      /holds 1 committed unit with 20 records; unreadable: bad_shard 1 \(.*000000\.arrow: .*truncated\?\)/,
+    );
 
     // Footers read, but every record batch is unreadable: each is skipped, and the epoch yields nothing.
     const size = new Map((await listUnits(store)).map((u) => [u.shard, u.bytes]));
     const batchRead = (args: unknown[]) => args[2] !== size.get(args[0] as string)! - 1; // a footer read ends the file
-    const broken = faultyStore(store, (method, args) => (method === 'getRange' && batchRead(args) ? new InvalidShardError('garbled batch') : undefined));
-    await expect(settlesWithin(5000, take({}, 1, broken)))
-      .rejects.toThrow(/holds 6 committed units with 150 records; unreadable: bad_batch 24 \(garbled batch\)$/);
+    const broken = faultyStore(store, (method, args) =>
+      method === 'getRange' && batchRead(args) ? new InvalidShardError('garbled batch') : undefined,
+    );
+    await expect(settlesWithin(5000, take({}, 1, broken))).rejects.toThrow(
+      /holds 6 committed units with 150 records; unreadable: bad_batch 24 \(garbled batch\)$/,
+    );
   });
 
   it('following, waits for new units (saying so once), then reads them', async () => {
@@ -172,18 +189,25 @@ describe('DatasetStream: a dataset that gives nothing', () => {
     const waiting = settlesWithin(10_000, take({ follow: true, pollMs: 20, onWait: (m) => said.push(m) }, 3, empty));
     await new Promise((r) => setTimeout(r, 200));
     expect(said).toHaveLength(1);
-    expect(said[0]).toMatch(/^following: no record could be read: .* holds 1 committed unit with 0 records; .*waiting for new units/);
+    expect(said[0]).toMatch(
+      /^following: no record could be read: .* holds 1 committed unit with 0 records; .*waiting for new units/,
+    );
     await writeDataset(empty, { units: 1, perUnit: 5, firstUnit: 1 });
     expect(await waiting).toHaveLength(3);
   });
 
   it('ends on the signal while a read stalls, and while following an empty dataset', async () => {
     const stalled = faultyStore(store, (method) => (method === 'getRange' ? 'stall' : undefined));
-    for (const [options, on] of [[{}, stalled], [{ follow: true, pollMs: 3_600_000 }, await openStore(join(dir, 'never'))]] as const) {
+    for (const [options, on] of [
+      [{}, stalled],
+      [{ follow: true, pollMs: 3_600_000 }, await openStore(join(dir, 'never'))],
+    ] as const) {
       const controller = new AbortController();
       const t0 = performance.now();
       setTimeout(() => controller.abort(), 100);
-      await expect(settlesWithin(3000, take({ ...options, signal: controller.signal }, 1, on))).rejects.toThrow(/aborted/);
+      await expect(settlesWithin(3000, take({ ...options, signal: controller.signal }, 1, on))).rejects.toThrow(
+        /aborted/,
+      );
       expect(performance.now() - t0).toBeLessThan(2000);
     }
   });

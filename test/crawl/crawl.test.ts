@@ -15,11 +15,15 @@ import { listUnits } from '../../src/shards/dataset.js';
 import { openStore } from '../../src/shards/store.js';
 import { BIN, runCli } from '../helpers/cli.js';
 
-interface Hit { path: string; at: number }
+interface Hit {
+  path: string;
+  at: number;
+}
 let dir: string;
 let site: Server, external: Server;
 let base: string, ext: string;
-const hits: Hit[] = [], externalHits: Hit[] = [];
+const hits: Hit[] = [],
+  externalHits: Hit[] = [];
 const jpegs = new Map<string, Buffer>();
 
 function pages(extBase: string): Record<string, string> {
@@ -44,7 +48,9 @@ async function listen(server: Server): Promise<string> {
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'ws-crawl-'));
   // Made before serving: generating them in the handler would block the server's loop and skew its timestamps.
-  const paths = ['og', '1', '2s', '2', '3', '3@2x', '4', '5', '6'].map((n) => `/img/${n}.jpg`).concat('/sub/rel.jpg', '/private/secret.jpg');
+  const paths = ['og', '1', '2s', '2', '3', '3@2x', '4', '5', '6']
+    .map((n) => `/img/${n}.jpg`)
+    .concat('/sub/rel.jpg', '/private/secret.jpg');
   for (const [i, path] of paths.entries()) jpegs.set(path, await patternJpeg(i, { width: 96, height: 80 }));
   external = createServer((req, res) => {
     externalHits.push({ path: req.url!, at: Date.now() });
@@ -54,7 +60,8 @@ beforeAll(async () => {
   site = createServer(async (req, res) => {
     const path = req.url!;
     hits.push({ path, at: Date.now() });
-    if (path === '/robots.txt') return void res.writeHead(200, { 'content-type': 'text/plain' }).end('User-agent: *\nDisallow: /private/\n');
+    if (path === '/robots.txt')
+      return void res.writeHead(200, { 'content-type': 'text/plain' }).end('User-agent: *\nDisallow: /private/\n');
     if (path === '/old') return void res.writeHead(301, { location: '/new' }).end();
     const html = pages(ext)[path];
     if (html) return void res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' }).end(html);
@@ -74,7 +81,15 @@ afterAll(async () => {
 describe('crawl', () => {
   it('extracts img, srcset, picture, og:image, base href, captions and robots meta from HTML', () => {
     const page = extractPage(pages('http://elsewhere')['/']!, 'http://h/');
-    expect(page.images.map((i) => i.url)).toEqual(['http://h/img/og.jpg', 'http://h/img/1.jpg', 'http://h/img/2.jpg', 'http://h/img/3@2x.jpg', 'http://h/img/3.jpg', 'http://h/private/secret.jpg', 'http://h/img/4.jpg']);
+    expect(page.images.map((i) => i.url)).toEqual([
+      'http://h/img/og.jpg',
+      'http://h/img/1.jpg',
+      'http://h/img/2.jpg',
+      'http://h/img/3@2x.jpg',
+      'http://h/img/3.jpg',
+      'http://h/private/secret.jpg',
+      'http://h/img/4.jpg',
+    ]);
     expect(page.images.find((i) => i.url.endsWith('/1.jpg'))!.caption).toBe('one');
     expect(page.images.find((i) => i.url.endsWith('/4.jpg'))!.caption).toBe('four');
     expect(page.links).toContain('http://h/b');
@@ -83,23 +98,48 @@ describe('crawl', () => {
     expect(extractPage(pages('x')['/b']!, 'http://h/b').optedOut).toBe(true);
     expect(largestCandidate(parseSrcset('a.jpg 1x, b.jpg 3x, c.jpg 2x').candidates)?.url).toBe('b.jpg');
     const many = `<a href="/1">x</a>`.repeat(100_000); // a page with 100k links: bounded work and output
-    const bounded = extractPage(many.replace(/\/1/g, () => `/${Math.random()}`), 'http://h/', { maxLinks: 100 });
+    const bounded = extractPage(
+      many.replace(/\/1/g, () => `/${Math.random()}`),
+      'http://h/',
+      { maxLinks: 100 },
+    );
     expect(bounded.links).toHaveLength(100);
     expect(bounded.truncated).toBe(true);
   });
 
   it('crawls politely, never requests what robots.txt disallows or other hosts, and ingests what it found; a rerun redoes nothing', async () => {
     const out = join(dir, 'ds');
-    const args = ['crawl', `${base}/`, '--out', out, '--allow-address', '127.0.0.1', '--delay-ms', '250', '--unit-size', '100'];
+    const args = [
+      'crawl',
+      `${base}/`,
+      '--out',
+      out,
+      '--allow-address',
+      '127.0.0.1',
+      '--delay-ms',
+      '250',
+      '--unit-size',
+      '100',
+    ];
     const r = await runCli(args);
     expect(r.code, r.stderr).toBe(0);
     const done = JSON.parse(r.stdout.split('\n').find((l) => l.includes('crawl_done'))!);
     expect(done).toMatchObject({ pages: 6, images: 8, resumed: false }); // the 6th, /private/page, is visited but never fetched
-    expect(done.skipped).toMatchObject({ robots_disallowed: 1, image_robots_disallowed: 1, robots_meta: 1, redirect: 1, external_link: 1 });
+    expect(done.skipped).toMatchObject({
+      robots_disallowed: 1,
+      image_robots_disallowed: 1,
+      robots_meta: 1,
+      redirect: 1,
+      external_link: 1,
+    });
     expect(hits.filter((h) => h.path.startsWith('/private/'))).toEqual([]);
     expect(hits.filter((h) => h.path === '/img/5.jpg')).toEqual([]);
     expect(externalHits).toEqual([]);
-    for (const page of ['/', '/a', '/b', '/old', '/new', '/robots.txt']) expect(hits.filter((h) => h.path === page), page).toHaveLength(1);
+    for (const page of ['/', '/a', '/b', '/old', '/new', '/robots.txt'])
+      expect(
+        hits.filter((h) => h.path === page),
+        page,
+      ).toHaveLength(1);
     const starts = hits.map((h) => h.at).sort((a, b) => a - b);
     const gaps = starts.slice(1).map((t, i) => t - starts[i]!);
     // The gate spaces request starts by 250 ms in the client; connection setup and scheduling on a loaded
@@ -112,7 +152,16 @@ describe('crawl', () => {
     const [unit] = await listUnits(store);
     const records = [];
     for await (const rec of (await ShardReader.open(store, unit!.shard)).records()) records.push(rec);
-    expect(records.map((x) => new URL(x.url).pathname).sort()).toEqual(['/img/1.jpg', '/img/2.jpg', '/img/3.jpg', '/img/3@2x.jpg', '/img/4.jpg', '/img/6.jpg', '/img/og.jpg', '/sub/rel.jpg']);
+    expect(records.map((x) => new URL(x.url).pathname).sort()).toEqual([
+      '/img/1.jpg',
+      '/img/2.jpg',
+      '/img/3.jpg',
+      '/img/3@2x.jpg',
+      '/img/4.jpg',
+      '/img/6.jpg',
+      '/img/og.jpg',
+      '/sub/rel.jpg',
+    ]);
     expect(records.find((x) => x.url.endsWith('/1.jpg'))).toMatchObject({ caption: 'one', sourcePage: `${base}/` });
 
     const before = hits.length;
@@ -133,16 +182,25 @@ describe('crawl', () => {
         if (mode === 'timeout') return; // never answers
         if (mode === 'huge') {
           // 2 MB: a rule at the top, then comments, then "Disallow: /" past the 500 KiB that are parsed
-          return void res.writeHead(200, { 'content-type': 'text/plain' }).end(`User-agent: *\nDisallow: /big\n${'# filler line\n'.repeat(150_000)}Disallow: /\n`);
+          return void res
+            .writeHead(200, { 'content-type': 'text/plain' })
+            .end(`User-agent: *\nDisallow: /big\n${'# filler line\n'.repeat(150_000)}Disallow: /\n`);
         }
-        return void res.writeHead(200, { 'content-type': 'text/plain' }).end(Buffer.from(Array.from({ length: 4096 }, (_, i) => (i * 37) % 256)));
+        return void res
+          .writeHead(200, { 'content-type': 'text/plain' })
+          .end(Buffer.from(Array.from({ length: 4096 }, (_, i) => (i * 37) % 256)));
       }
-      if (req.url === '/') return void res.writeHead(200, { 'content-type': 'text/html' }).end('<a href="/big">big</a><img src="/i.jpg">');
+      if (req.url === '/')
+        return void res.writeHead(200, { 'content-type': 'text/html' }).end('<a href="/big">big</a><img src="/i.jpg">');
       if (req.url === '/big') {
         res.writeHead(200, { 'content-type': 'text/html' });
         const chunk = Buffer.alloc(1 << 20, 'a');
         let sent = 0;
-        const pump = () => { while (sent < 50 && res.write(chunk)) sent++; if (sent < 50) res.once('drain', pump); else res.end(); };
+        const pump = () => {
+          while (sent < 50 && res.write(chunk)) sent++;
+          if (sent < 50) res.once('drain', pump);
+          else res.end();
+        };
         return void pump();
       }
       res.writeHead(404).end();
@@ -151,8 +209,22 @@ describe('crawl', () => {
     try {
       for (const m of ['503', 'timeout', 'binary', 'huge']) {
         mode = m;
-        const r = await runCli(['crawl', `${url}/`, '--out', join(dir, `hostile-${m}`), '--allow-address', '127.0.0.1', '--delay-ms', '0',
-          '--timeout', '1', '--retries', '0', '--max-page-bytes', '1048576']);
+        const r = await runCli([
+          'crawl',
+          `${url}/`,
+          '--out',
+          join(dir, `hostile-${m}`),
+          '--allow-address',
+          '127.0.0.1',
+          '--delay-ms',
+          '0',
+          '--timeout',
+          '1',
+          '--retries',
+          '0',
+          '--max-page-bytes',
+          '1048576',
+        ]);
         expect(r.code, r.stderr).toBe(0);
         const done = JSON.parse(r.stdout.split('\n').find((l) => l.includes('crawl_done'))!);
         if (m === 'huge') {
@@ -163,7 +235,10 @@ describe('crawl', () => {
           expect(done.skipped).toMatchObject({ too_large: 1 }); // the 50 MB page stopped at the 1 MiB cap
         } else {
           expect(done, m).toMatchObject({ pages: 1, images: 0, skipped: { robots_disallowed: 1 } });
-          expect(seen.filter((s) => s.startsWith(`${m} `) && !s.endsWith('/robots.txt')), m).toEqual([]);
+          expect(
+            seen.filter((s) => s.startsWith(`${m} `) && !s.endsWith('/robots.txt')),
+            m,
+          ).toEqual([]);
         }
       }
     } finally {
@@ -174,19 +249,37 @@ describe('crawl', () => {
 
   it('a crawl that finds nothing says why in crawl terms: an image on a refused loopback host is blocked_address, with the fix', async () => {
     const local = createServer((req, res) => {
-      if (req.url === '/page.html') return void res.writeHead(200, { 'content-type': 'text/html' }).end('<head><base href="http://127.0.0.2/"></head><body><img src="fx/img22.png">');
+      if (req.url === '/page.html')
+        return void res
+          .writeHead(200, { 'content-type': 'text/html' })
+          .end('<head><base href="http://127.0.0.2/"></head><body><img src="fx/img22.png">');
       res.writeHead(404).end();
     });
     const url = await listen(local);
     try {
-      const r = await runCli(['crawl', `${url}/page.html`, '--out', join(dir, 'refused'), '--allow-address', '127.0.0.1', '--max-depth', '0', '--delay-ms', '0']);
+      const r = await runCli([
+        'crawl',
+        `${url}/page.html`,
+        '--out',
+        join(dir, 'refused'),
+        '--allow-address',
+        '127.0.0.1',
+        '--max-depth',
+        '0',
+        '--delay-ms',
+        '0',
+      ]);
       expect(r.code, r.stderr).toBe(0);
       const done = JSON.parse(r.stdout.split('\n').find((l) => l.includes('crawl_done'))!);
       expect(done).toMatchObject({ pages: 1, fetched: 1, images: 0, skipped: { image_blocked_address: 1 } });
       expect(r.stderr).not.toMatch(/URL lists|--url-col/);
-      expect(r.stderr).toMatch(/^wildstream: warning: the crawl found no image to ingest: 1 of 1 page fetched, 1 image found, 1 skipped; top reasons: image_blocked_address 1 \(.*pass --allow-private-network \(or --allow-address CIDR\)/m);
+      expect(r.stderr).toMatch(
+        /^wildstream: warning: the crawl found no image to ingest: 1 of 1 page fetched, 1 image found, 1 skipped; top reasons: image_blocked_address 1 \(.*pass --allow-private-network \(or --allow-address CIDR\)/m,
+      );
       const summary = JSON.parse(r.stdout.split('\n').find((l) => l.includes('ingest_done'))!);
-      expect(summary.warnings).toEqual([expect.objectContaining({ code: 'empty_list', reason: 'image_blocked_address' })]);
+      expect(summary.warnings).toEqual([
+        expect.objectContaining({ code: 'empty_list', reason: 'image_blocked_address' }),
+      ]);
     } finally {
       local.close();
     }
@@ -199,13 +292,35 @@ describe('crawl', () => {
       if (req.url === '/robots.txt') return void res.writeHead(404).end();
       if (!m) return void res.writeHead(404).end();
       const n = Number(m[1]);
-      setTimeout(() => res.writeHead(200, { 'content-type': 'text/html' }).end(`<a href="/p${n + 1}">next</a><img src="/i${n}.jpg" alt="${n}">`), 30);
+      setTimeout(
+        () =>
+          res
+            .writeHead(200, { 'content-type': 'text/html' })
+            .end(`<a href="/p${n + 1}">next</a><img src="/i${n}.jpg" alt="${n}">`),
+        30,
+      );
     });
     const chainHits: string[] = [];
     const url = await listen(chain);
     const out = join(dir, 'chain');
-    const args = ['crawl', `${url}/p0`, '--out', out, '--allow-address', '127.0.0.1', '--delay-ms', '20', '--max-pages', '30',
-      '--max-depth', '100', '--pages-per-unit', '5', '--retries', '0'];
+    const args = [
+      'crawl',
+      `${url}/p0`,
+      '--out',
+      out,
+      '--allow-address',
+      '127.0.0.1',
+      '--delay-ms',
+      '20',
+      '--max-pages',
+      '30',
+      '--max-depth',
+      '100',
+      '--pages-per-unit',
+      '5',
+      '--retries',
+      '0',
+    ];
     try {
       const child = spawn(process.execPath, [BIN, ...args], { stdio: 'ignore' });
       const unit2 = join(out, 'crawl', 'units', '000002.json');

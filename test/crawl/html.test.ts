@@ -22,7 +22,9 @@ describe('images a page offers', () => {
   it('fetches the largest srcset candidate, also when no space follows the comma', () => {
     expect(urls('<img src="a.jpg" srcset="a.jpg 1x,b.jpg 4x">')).toEqual(['http://h/p/b.jpg']);
     expect(urls('<img srcset="/s.jpg 320w,/l.jpg 1280w,/m.jpg 640w">')).toEqual(['http://h/l.jpg']);
-    expect(urls('<img srcset="https://cdn.test/w_200,c_fill/x.jpg 200w, https://cdn.test/w_900,c_fill/x.jpg 900w">')).toEqual(['https://cdn.test/w_900,c_fill/x.jpg']);
+    expect(
+      urls('<img srcset="https://cdn.test/w_200,c_fill/x.jpg 200w, https://cdn.test/w_900,c_fill/x.jpg 900w">'),
+    ).toEqual(['https://cdn.test/w_900,c_fill/x.jpg']);
   });
 
   it('never lets a data: or other unfetchable candidate win over a real one, and counts it', () => {
@@ -45,19 +47,28 @@ describe('images a page offers', () => {
     }
     for (const attr of LAZY_SRCSET_ATTRIBUTES) {
       const p = page(`<img src="${GIF}" ${attr}="/s.jpg 300w,/l.jpg 900w">`);
-      expect(p.images.map((i) => i.url), attr).toEqual(['http://h/l.jpg']);
+      expect(
+        p.images.map((i) => i.url),
+        attr,
+      ).toEqual(['http://h/l.jpg']);
       expect(p.skipped, attr).toEqual({ data_uri: 1 });
     }
     // lazysizes: data-srcset beats data-src when it is larger; the lazy layer beats the eager srcset
-    expect(urls('<img data-src="/m.jpg" data-srcset="/m.jpg 600w, /xl.jpg 2000w" srcset="/t.jpg 100w">')).toEqual(['http://h/xl.jpg']);
+    expect(urls('<img data-src="/m.jpg" data-srcset="/m.jpg 600w, /xl.jpg 2000w" srcset="/t.jpg 100w">')).toEqual([
+      'http://h/xl.jpg',
+    ]);
     // a lazy layer with nothing fetchable leaves the eager one in charge
     expect(urls(`<img data-src="${GIF}" src="/real.jpg">`)).toEqual(['http://h/real.jpg']);
   });
 
   it('finds <noscript> fallbacks and counts an image repeated on the page once', () => {
-    const p = page(`<img class="lazyload" src="${GIF}" data-src="/a.jpg" alt="A"><noscript><img src="/a.jpg" alt="A"></noscript>
+    const p =
+      page(`<img class="lazyload" src="${GIF}" data-src="/a.jpg" alt="A"><noscript><img src="/a.jpg" alt="A"></noscript>
       <noscript><img src="/only-here.jpg" alt="fallback"></noscript>`);
-    expect(p.images).toEqual([{ url: 'http://h/a.jpg', caption: 'A' }, { url: 'http://h/only-here.jpg', caption: 'fallback' }]);
+    expect(p.images).toEqual([
+      { url: 'http://h/a.jpg', caption: 'A' },
+      { url: 'http://h/only-here.jpg', caption: 'fallback' },
+    ]);
     expect(p.skipped).toEqual({ data_uri: 1, duplicate_on_page: 1 });
     expect(page('<noscript>&lt;img src="/escaped.jpg"&gt;</noscript>').images).toEqual([]); // text, not markup
   });
@@ -100,7 +111,9 @@ describe('images a page offers', () => {
   it('resolves against the first <base href> and bounds the images taken', () => {
     expect(urls('<base href="/assets/"><base href="/other/"><img src="x.jpg">')).toEqual(['http://h/assets/x.jpg']);
     expect(urls('<base href="http://[bad"><img src="x.jpg">')).toEqual(['http://h/p/x.jpg']);
-    const many = extractPage(Array.from({ length: 50 }, (_, i) => `<img src="/${i}.jpg">`).join(''), PAGE, { maxImages: 10 });
+    const many = extractPage(Array.from({ length: 50 }, (_, i) => `<img src="/${i}.jpg">`).join(''), PAGE, {
+      maxImages: 10,
+    });
     expect(many.images).toHaveLength(10);
     expect(many.truncated).toBe(true);
   });
@@ -120,13 +133,28 @@ describe('image counts in a crawl', () => {
     const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
     const dir = await mkdtemp(join(tmpdir(), 'ws-crawl-counts-'));
     const fetcher = new Fetcher({ allowAddresses: ['127.0.0.1'], retries: 0, maxRedirects: 0 });
-    const deps = async () => ({ store: await openStore(dir), fetcher, robots: new RobotsCache(fetcher, 'test'), gate: new HostGate(2, 0) });
+    const deps = async () => ({
+      store: await openStore(dir),
+      fetcher,
+      robots: new RobotsCache(fetcher, 'test'),
+      gate: new HostGate(2, 0),
+    });
     try {
       const result = await crawl(await deps(), { seeds: [`${base}/`], pagesPerUnit: 1, concurrency: 1 });
       expect(result.images.map((i) => new URL(i.url).pathname)).toEqual(['/a.jpg', '/b.jpg', '/d.jpg']);
-      const expected = { image_data_uri: 1, image_duplicate_on_page: 1, image_unsupported_scheme: 1, image_found_before: 1, image_no_url: 1 };
+      const expected = {
+        image_data_uri: 1,
+        image_duplicate_on_page: 1,
+        image_unsupported_scheme: 1,
+        image_found_before: 1,
+        image_no_url: 1,
+      };
       expect(result.skipped).toEqual(expected);
-      const units = await Promise.all(['000000', '000001'].map(async (n) => JSON.parse(await readFile(join(dir, 'crawl', 'units', `${n}.json`), 'utf8'))));
+      const units = await Promise.all(
+        ['000000', '000001'].map(async (n) =>
+          JSON.parse(await readFile(join(dir, 'crawl', 'units', `${n}.json`), 'utf8')),
+        ),
+      );
       expect(units.map((u) => u.skipped)).toEqual([
         { image_data_uri: 1, image_duplicate_on_page: 1, image_unsupported_scheme: 1 },
         { image_found_before: 1, image_no_url: 1 },
@@ -147,8 +175,14 @@ describe('what robots.txt cannot tell', () => {
     const robotsSeen: string[] = [];
     const server = createServer((req, res) => {
       if (req.url === '/robots.txt') robotsSeen.push(req.url);
-      if (req.url === '/page.html') return void res.writeHead(200, { 'content-type': 'text/html' }).end('<head><base href="http://127.0.0.2/"></head><body><img src="fx/img22.png">');
-      if (req.url === '/other.html') return void res.writeHead(200, { 'content-type': 'text/html' }).end('<a href="http://127.0.0.2/p.html">p</a><img src="/x.png">');
+      if (req.url === '/page.html')
+        return void res
+          .writeHead(200, { 'content-type': 'text/html' })
+          .end('<head><base href="http://127.0.0.2/"></head><body><img src="fx/img22.png">');
+      if (req.url === '/other.html')
+        return void res
+          .writeHead(200, { 'content-type': 'text/html' })
+          .end('<a href="http://127.0.0.2/p.html">p</a><img src="/x.png">');
       res.writeHead(404).end();
     });
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -159,14 +193,21 @@ describe('what robots.txt cannot tell', () => {
     try {
       expect(await robots.refusal('http://127.0.0.2/fx/img22.png')).toBe('blocked_address');
       expect(await robots.refusal(`${base}/x.png`)).toBeNull(); // robots.txt 404: allow all
-      const result = await crawl({ store: await openStore(join(dir, 'a')), fetcher, robots, gate: new HostGate(2, 0) }, { seeds: [`${base}/page.html`], maxDepth: 0 });
+      const result = await crawl(
+        { store: await openStore(join(dir, 'a')), fetcher, robots, gate: new HostGate(2, 0) },
+        { seeds: [`${base}/page.html`], maxDepth: 0 },
+      );
       expect(result).toMatchObject({ pages: 1, fetched: 1, images: [], skipped: { image_blocked_address: 1 } });
       const warning = crawlFoundNothing(result);
       expect(warning.reason).toBe('image_blocked_address');
-      expect(warning.message).toMatch(/^the crawl found no image to ingest: 1 of 1 page fetched, 1 image found, 1 skipped; top reasons: image_blocked_address 1 \(.*--allow-private-network/);
+      expect(warning.message).toMatch(
+        /^the crawl found no image to ingest: 1 of 1 page fetched, 1 image found, 1 skipped; top reasons: image_blocked_address 1 \(.*--allow-private-network/,
+      );
       // A page on the refused host, reached through --hosts, is blocked_address too, not robots_disallowed.
-      const pages = await crawl({ store: await openStore(join(dir, 'b')), fetcher, robots, gate: new HostGate(2, 0) },
-        { seeds: [`${base}/other.html`], hosts: [new URL(base).host, '127.0.0.2'], maxDepth: 1 });
+      const pages = await crawl(
+        { store: await openStore(join(dir, 'b')), fetcher, robots, gate: new HostGate(2, 0) },
+        { seeds: [`${base}/other.html`], hosts: [new URL(base).host, '127.0.0.2'], maxDepth: 1 },
+      );
       expect(pages).toMatchObject({ pages: 2, fetched: 1, skipped: { blocked_address: 1 } });
       expect(robotsSeen).toEqual(['/robots.txt']);
     } finally {

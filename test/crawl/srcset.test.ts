@@ -6,8 +6,15 @@ const largest = (s: string) => largestCandidate(parseSrcset(s).candidates)?.url 
 
 describe('parseSrcset (WHATWG "parse a srcset attribute")', () => {
   it('splits after a URL at a comma with or without a space', () => {
-    expect(parseSrcset('a.jpg 1x,b.jpg 4x').candidates).toEqual([{ url: 'a.jpg', density: 1 }, { url: 'b.jpg', density: 4 }]);
-    expect(parseSrcset('a.jpg 100w,b.jpg 400w , c.jpg').candidates).toEqual([{ url: 'a.jpg', width: 100 }, { url: 'b.jpg', width: 400 }, { url: 'c.jpg' }]);
+    expect(parseSrcset('a.jpg 1x,b.jpg 4x').candidates).toEqual([
+      { url: 'a.jpg', density: 1 },
+      { url: 'b.jpg', density: 4 },
+    ]);
+    expect(parseSrcset('a.jpg 100w,b.jpg 400w , c.jpg').candidates).toEqual([
+      { url: 'a.jpg', width: 100 },
+      { url: 'b.jpg', width: 400 },
+      { url: 'c.jpg' },
+    ]);
     expect(urls('a.jpg,b.jpg')).toEqual(['a.jpg,b.jpg']); // no whitespace: one URL with a comma, as browsers read it
     expect(urls('a.jpg, b.jpg')).toEqual(['a.jpg', 'b.jpg']); // a URL ending in commas loses them
     expect(urls(' \t\n,, a.jpg,,, b.jpg 2x ,')).toEqual(['a.jpg', 'b.jpg']);
@@ -16,15 +23,41 @@ describe('parseSrcset (WHATWG "parse a srcset attribute")', () => {
   });
 
   it('keeps commas inside URLs (data: URLs, CDN transforms)', () => {
-    const cdn = 'https://cdn.example/image/upload/w_200,c_fill/x.jpg 200w, https://cdn.example/image/upload/w_800,c_fill/x.jpg 800w';
-    expect(urls(cdn)).toEqual(['https://cdn.example/image/upload/w_200,c_fill/x.jpg', 'https://cdn.example/image/upload/w_800,c_fill/x.jpg']);
-    expect(urls('data:image/gif;base64,R0lGODlh,AQAB 1x, real.jpg 2x')).toEqual(['data:image/gif;base64,R0lGODlh,AQAB', 'real.jpg']);
+    const cdn =
+      'https://cdn.example/image/upload/w_200,c_fill/x.jpg 200w, https://cdn.example/image/upload/w_800,c_fill/x.jpg 800w';
+    expect(urls(cdn)).toEqual([
+      'https://cdn.example/image/upload/w_200,c_fill/x.jpg',
+      'https://cdn.example/image/upload/w_800,c_fill/x.jpg',
+    ]);
+    expect(urls('data:image/gif;base64,R0lGODlh,AQAB 1x, real.jpg 2x')).toEqual([
+      'data:image/gif;base64,R0lGODlh,AQAB',
+      'real.jpg',
+    ]);
   });
 
   it('reads w, x and h descriptors and drops only the candidates the standard calls errors', () => {
     expect(parseSrcset('a.jpg 100w 80h').candidates).toEqual([{ url: 'a.jpg', width: 100, height: 80 }]);
-    expect(parseSrcset('a.jpg 1.5x, b.jpg .5x, c.jpg 1e1x, d.jpg 0x').candidates.map((c) => c.density)).toEqual([1.5, 0.5, 10, 0]);
-    const bad = ['100w 2x', '2x 100w', '0w', '-1w', '1.5w', '-1x', '1.x', '+1x', '2q', '10h', '0h', '1x 1x', '100w 100w', '1x 10h', '(1x)', 'x'];
+    expect(parseSrcset('a.jpg 1.5x, b.jpg .5x, c.jpg 1e1x, d.jpg 0x').candidates.map((c) => c.density)).toEqual([
+      1.5, 0.5, 10, 0,
+    ]);
+    const bad = [
+      '100w 2x',
+      '2x 100w',
+      '0w',
+      '-1w',
+      '1.5w',
+      '-1x',
+      '1.x',
+      '+1x',
+      '2q',
+      '10h',
+      '0h',
+      '1x 1x',
+      '100w 100w',
+      '1x 10h',
+      '(1x)',
+      'x',
+    ];
     for (const d of bad) {
       const parsed = parseSrcset(`bad.jpg ${d}, good.jpg 2x`);
       expect(parsed, d).toEqual({ candidates: [{ url: 'good.jpg', density: 2 }], invalid: 1 });
@@ -32,7 +65,10 @@ describe('parseSrcset (WHATWG "parse a srcset attribute")', () => {
   });
 
   it('keeps a comma inside parentheses within the candidate, as the descriptor tokenizer does', () => {
-    expect(parseSrcset('a.jpg (x, y) 2x, b.jpg 3x')).toEqual({ candidates: [{ url: 'b.jpg', density: 3 }], invalid: 1 });
+    expect(parseSrcset('a.jpg (x, y) 2x, b.jpg 3x')).toEqual({
+      candidates: [{ url: 'b.jpg', density: 3 }],
+      invalid: 1,
+    });
     expect(parseSrcset('a.jpg 2x (unclosed, b.jpg 3x')).toEqual({ candidates: [], invalid: 1 });
   });
 
@@ -47,7 +83,10 @@ describe('parseSrcset (WHATWG "parse a srcset attribute")', () => {
   });
 
   it('parses a hostile 0.6 MB srcset in linear time', () => {
-    const huge = Array.from({ length: 20_000 }, (_, i) => `i${i}.jpg ${i + 1}w`).join(',') + ', last.jpg 9x (' + '('.repeat(300_000);
+    const huge =
+      Array.from({ length: 20_000 }, (_, i) => `i${i}.jpg ${i + 1}w`).join(',') +
+      ', last.jpg 9x (' +
+      '('.repeat(300_000);
     const cpu0 = process.cpuUsage(); // CPU time, not wall time: other processes on a loaded machine do not count
     const parsed = parseSrcset(huge);
     const { user, system } = process.cpuUsage(cpu0);

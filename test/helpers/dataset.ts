@@ -31,18 +31,32 @@ export async function writeDataset(store: Store, spec: DatasetSpec): Promise<str
     const info = await writer.finish(store, shardKey(u));
     const now = new Date().toISOString();
     await commitUnit(store, {
-      unit: u, shard: shardKey(u), records: info.records, bytes: info.bytes, batches: info.batches, inputs: spec.perUnit,
-      failed: {}, duplicates: { exact: 0, near: 0 }, timings: {}, startedAt: now, committedAt: now,
+      unit: u,
+      shard: shardKey(u),
+      records: info.records,
+      bytes: info.bytes,
+      batches: info.batches,
+      inputs: spec.perUnit,
+      failed: {},
+      duplicates: { exact: 0, near: 0 },
+      timings: {},
+      startedAt: now,
+      committedAt: now,
     });
   }
   return keys;
 }
 
 /** A committed dataset of procedural photo-like JPEGs whose hidden class is `i % 4` (photoJpeg's default). */
-export async function writePhotoDataset(store: Store, spec: { units: number; perUnit: number; width?: number; height?: number }): Promise<string[]> {
+export async function writePhotoDataset(
+  store: Store,
+  spec: { units: number; perUnit: number; width?: number; height?: number },
+): Promise<string[]> {
   const { photoJpeg } = await import('../../src/fixtures/images.js');
   const n = spec.units * spec.perUnit;
-  const images = await Promise.all(Array.from({ length: n }, (_, i) => photoJpeg(i, { width: spec.width ?? 64, height: spec.height ?? 56 })));
+  const images = await Promise.all(
+    Array.from({ length: n }, (_, i) => photoJpeg(i, { width: spec.width ?? 64, height: spec.height ?? 56 })),
+  );
   return writeDataset(store, { units: spec.units, perUnit: spec.perUnit, batchRows: 8, image: (i) => images[i]! });
 }
 

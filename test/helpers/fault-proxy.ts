@@ -17,7 +17,8 @@ import http from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { prng } from '../../src/rng.js';
 
-export type FaultKind = 'error500' | 'slowdown503' | 'reset' | 'truncate' | 'stall' | 'stall-headers' | 'stall-body' | 'latency';
+export type FaultKind =
+  'error500' | 'slowdown503' | 'reset' | 'truncate' | 'stall' | 'stall-headers' | 'stall-body' | 'latency';
 export const FAULT_KINDS: readonly FaultKind[] = ['error500', 'slowdown503', 'reset', 'truncate', 'stall', 'latency'];
 
 export interface ProxiedRequest {
@@ -47,7 +48,11 @@ export interface FaultProxyOptions {
 export interface FaultProxy {
   endpoint: string;
   /** Requests seen (each with the fault it got), and faults injected by kind. */
-  readonly stats: { requests: number; injected: Partial<Record<FaultKind, number>>; seen: Array<ProxiedRequest & { fault: FaultKind | null }> };
+  readonly stats: {
+    requests: number;
+    injected: Partial<Record<FaultKind, number>>;
+    seen: Array<ProxiedRequest & { fault: FaultKind | null }>;
+  };
   /** The next `count` requests that `match` accepts get `kind`, whatever the rate. */
   inject(kind: FaultKind, count?: number, match?: (req: ProxiedRequest) => boolean): void;
   setRate(rate: number): void;
@@ -88,7 +93,12 @@ export async function startFaultProxy(options: FaultProxyOptions): Promise<Fault
   };
 
   const server = http.createServer(async (req, res) => {
-    const info: ProxiedRequest = { index: stats.requests++, method: req.method!, path: req.url!, range: req.headers.range };
+    const info: ProxiedRequest = {
+      index: stats.requests++,
+      method: req.method!,
+      path: req.url!,
+      range: req.headers.range,
+    };
     let kind = choose(info);
     if (kind === 'stall') kind = rand() < 0.5 ? 'stall-headers' : 'stall-body';
     if (kind) stats.injected[kind] = (stats.injected[kind] ?? 0) + 1;
@@ -97,7 +107,10 @@ export async function startFaultProxy(options: FaultProxyOptions): Promise<Fault
     try {
       if (kind === 'error500' || kind === 'slowdown503') {
         await drain(req);
-        const [status, code, text] = kind === 'error500' ? [500, 'InternalError', 'We encountered an internal error. Please try again.'] : [503, 'SlowDown', 'Please reduce your request rate.'];
+        const [status, code, text] =
+          kind === 'error500'
+            ? [500, 'InternalError', 'We encountered an internal error. Please try again.']
+            : [503, 'SlowDown', 'Please reduce your request rate.'];
         const xml = `<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>${code}</Code><Message>${text}</Message><RequestId>fault-${info.index}</RequestId></Error>`;
         res.writeHead(status, { 'Content-Type': 'application/xml', 'Content-Length': Buffer.byteLength(xml) }).end(xml);
         return;
@@ -168,11 +181,25 @@ function drain(req: http.IncomingMessage): Promise<void> {
 function forward(target: URL, req: http.IncomingMessage): Promise<Upstream> {
   return new Promise((resolve, reject) => {
     const out = http.request(
-      { host: target.hostname, port: target.port, method: req.method, path: req.url, headers: req.headers, agent: false },
+      {
+        host: target.hostname,
+        port: target.port,
+        method: req.method,
+        path: req.url,
+        headers: req.headers,
+        agent: false,
+      },
       (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => resolve({ status: res.statusCode!, message: res.statusMessage ?? '', headers: res.rawHeaders, body: Buffer.concat(chunks) }));
+        res.on('end', () =>
+          resolve({
+            status: res.statusCode!,
+            message: res.statusMessage ?? '',
+            headers: res.rawHeaders,
+            body: Buffer.concat(chunks),
+          }),
+        );
         res.on('error', reject);
       },
     );

@@ -17,12 +17,14 @@ export function faultyStore(inner: Store, fault: Fault): Store & { calls: Record
     calls[method] = nth + 1;
     return fault(method, args, nth);
   };
-  const wrap = <A extends unknown[], R>(method: Method, call: (...args: A) => Promise<R>) => async (...args: A): Promise<R> => {
-    const fate = decide(method, args);
-    if (fate === 'stall') return new Promise<R>(() => {});
-    if (fate) throw fate;
-    return call(...args);
-  };
+  const wrap =
+    <A extends unknown[], R>(method: Method, call: (...args: A) => Promise<R>) =>
+    async (...args: A): Promise<R> => {
+      const fate = decide(method, args);
+      if (fate === 'stall') return new Promise<R>(() => {});
+      if (fate) throw fate;
+      return call(...args);
+    };
   return {
     url: inner.url,
     calls,

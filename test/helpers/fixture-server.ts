@@ -28,9 +28,16 @@ export async function fixtureImages() {
     png16: await rawImage().toColourspace('rgb16').png().toBuffer(),
     grey: await rawImage().greyscale().png().toBuffer(),
     alpha: await rawImage().ensureAlpha(0.5).png().toBuffer(),
-    rotated: await sharp(await photoJpeg(3, { width: 300, height: 200 })).withMetadata({ orientation: 6 }).jpeg().toBuffer(),
-    animated: await sharp([await photoJpeg(4, SIZE), await photoJpeg(5, SIZE)], { join: { animated: true } }).gif().toBuffer(),
-    svg: Buffer.from('<svg xmlns="http://www.w3.org/2000/svg" width="300" height="300"><rect width="300" height="300" fill="red"/></svg>'),
+    rotated: await sharp(await photoJpeg(3, { width: 300, height: 200 }))
+      .withMetadata({ orientation: 6 })
+      .jpeg()
+      .toBuffer(),
+    animated: await sharp([await photoJpeg(4, SIZE), await photoJpeg(5, SIZE)], { join: { animated: true } })
+      .gif()
+      .toBuffer(),
+    svg: Buffer.from(
+      '<svg xmlns="http://www.w3.org/2000/svg" width="300" height="300"><rect width="300" height="300" fill="red"/></svg>',
+    ),
     bomb: pngBomb(60_000, 60_000),
   };
 }
@@ -51,7 +58,12 @@ function pngBomb(width: number, height: number): Buffer {
   ihdr.set([8, 2, 0, 0, 0], 8);
   const row = Buffer.alloc(1 + width * 3);
   const idat = deflateSync(Buffer.concat(Array.from({ length: 64 }, () => row)));
-  return Buffer.concat([Buffer.from([137, 80, 78, 71, 13, 10, 26, 10]), chunk('IHDR', ihdr), chunk('IDAT', idat), chunk('IEND', Buffer.alloc(0))]);
+  return Buffer.concat([
+    Buffer.from([137, 80, 78, 71, 13, 10, 26, 10]),
+    chunk('IHDR', ihdr),
+    chunk('IDAT', idat),
+    chunk('IEND', Buffer.alloc(0)),
+  ]);
 }
 
 export async function startFixture(extra: Array<[RegExp, Route]> = []): Promise<Fixture> {
@@ -75,43 +87,66 @@ export async function startFixture(extra: Array<[RegExp, Route]> = []): Promise<
     [/^\/image\.svg$/, (_q, res) => send(res, img.svg, 'image/svg+xml')],
     [/^\/bomb\.png$/, (_q, res) => send(res, img.bomb, 'image/png')],
     [/^\/truncated\.jpg$/, (_q, res) => send(res, img.photo.subarray(0, Math.floor(img.photo.length / 2)))],
-    [/^\/html-as-jpeg\.jpg$/, (_q, res) => send(res, Buffer.from('<!doctype html><html><body>not an image</body></html>'))],
+    [
+      /^\/html-as-jpeg\.jpg$/,
+      (_q, res) => send(res, Buffer.from('<!doctype html><html><body>not an image</body></html>')),
+    ],
     [/^\/misnamed\.txt$/, (_q, res) => send(res, img.photo, 'text/plain')],
     [/^\/noai\.jpg$/, (_q, res) => send(res, img.photo, 'image/jpeg', { 'x-robots-tag': 'noai, noimageai' })],
     [/^\/status\/(\d+)$/, (_q, res, m) => void res.writeHead(Number(m[1])).end()],
-    [/^\/flaky\/(\d+)\/(\w+)$/, (req, res, m) => {
-      // Fails with status m[1] (with Retry-After: 0) on the first request per key, then serves the photo.
-      const n = (counts.get(req.url!) ?? 0) + 1;
-      counts.set(req.url!, n);
-      if (n === 1) return void res.writeHead(Number(m[1]), { 'retry-after': '0' }).end();
-      send(res, img.photo);
-    }],
-    [/^\/redirect\/(\d+)$/, (_q, res, m) => {
-      const n = Number(m[1]);
-      res.writeHead(302, { location: n > 1 ? `/redirect/${n - 1}` : '/photo.jpg' }).end();
-    }],
+    [
+      /^\/flaky\/(\d+)\/(\w+)$/,
+      (req, res, m) => {
+        // Fails with status m[1] (with Retry-After: 0) on the first request per key, then serves the photo.
+        const n = (counts.get(req.url!) ?? 0) + 1;
+        counts.set(req.url!, n);
+        if (n === 1) return void res.writeHead(Number(m[1]), { 'retry-after': '0' }).end();
+        send(res, img.photo);
+      },
+    ],
+    [
+      /^\/redirect\/(\d+)$/,
+      (_q, res, m) => {
+        const n = Number(m[1]);
+        res.writeHead(302, { location: n > 1 ? `/redirect/${n - 1}` : '/photo.jpg' }).end();
+      },
+    ],
     [/^\/loop$/, (_q, res) => void res.writeHead(302, { location: '/loop' }).end()],
-    [/^\/to-metadata$/, (_q, res) => void res.writeHead(302, { location: 'http://169.254.169.254/latest/meta-data' }).end()],
+    [
+      /^\/to-metadata$/,
+      (_q, res) => void res.writeHead(302, { location: 'http://169.254.169.254/latest/meta-data' }).end(),
+    ],
     [/^\/to-ftp$/, (_q, res) => void res.writeHead(302, { location: 'ftp://127.0.0.1/x.jpg' }).end()],
-    [/^\/slow-body$/, (_q, res) => {
-      res.writeHead(200, { 'content-type': 'image/jpeg', 'content-length': img.photo.length });
-      res.write(img.photo.subarray(0, 100));
-      const t = setInterval(() => res.write(Buffer.alloc(1)), 3000);
-      timers.add(t);
-      res.on('close', () => clearInterval(t));
-    }],
-    [/^\/endless$/, (_q, res) => {
-      res.writeHead(200, { 'content-type': 'image/jpeg' });
-      const chunk = Buffer.alloc(64 * 1024, 7);
-      const pump = () => { while (res.write(chunk)); };
-      res.on('drain', pump);
-      pump();
-    }],
-    [/^\/wrong-length$/, (_q, res) => {
-      // Declares more than it sends, then drops the connection.
-      res.writeHead(200, { 'content-type': 'image/jpeg', 'content-length': img.photo.length + 5000 });
-      res.write(img.photo, () => res.destroy());
-    }],
+    [
+      /^\/slow-body$/,
+      (_q, res) => {
+        res.writeHead(200, { 'content-type': 'image/jpeg', 'content-length': img.photo.length });
+        res.write(img.photo.subarray(0, 100));
+        const t = setInterval(() => res.write(Buffer.alloc(1)), 3000);
+        timers.add(t);
+        res.on('close', () => clearInterval(t));
+      },
+    ],
+    [
+      /^\/endless$/,
+      (_q, res) => {
+        res.writeHead(200, { 'content-type': 'image/jpeg' });
+        const chunk = Buffer.alloc(64 * 1024, 7);
+        const pump = () => {
+          while (res.write(chunk));
+        };
+        res.on('drain', pump);
+        pump();
+      },
+    ],
+    [
+      /^\/wrong-length$/,
+      (_q, res) => {
+        // Declares more than it sends, then drops the connection.
+        res.writeHead(200, { 'content-type': 'image/jpeg', 'content-length': img.photo.length + 5000 });
+        res.write(img.photo, () => res.destroy());
+      },
+    ],
     [/^\/hang$/, () => {}],
   ];
   const log: string[] = [];

@@ -12,10 +12,17 @@ export interface Parts {
   payload: Buffer;
 }
 
-export async function forgeCheckpoint(file: string, edit: (p: Parts) => Partial<Parts> & { json?: string }): Promise<void> {
+export async function forgeCheckpoint(
+  file: string,
+  edit: (p: Parts) => Partial<Parts> & { json?: string },
+): Promise<void> {
   const bytes = await readFile(file);
   const end = 12 + bytes.readUInt32LE(8);
-  const parts: Parts = { magic: bytes.subarray(0, 8), header: JSON.parse(bytes.subarray(12, end).toString()), payload: bytes.subarray(end, bytes.length - 32) };
+  const parts: Parts = {
+    magic: bytes.subarray(0, 8),
+    header: JSON.parse(bytes.subarray(12, end).toString()),
+    payload: bytes.subarray(end, bytes.length - 32),
+  };
   const next = { ...parts, ...edit(parts) };
   const json = Buffer.from(next.json ?? JSON.stringify(next.header));
   const length = Buffer.alloc(4);

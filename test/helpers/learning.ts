@@ -32,8 +32,27 @@ export interface LearningOptions {
  * appear in a jump (loss 3.24 -> 2.92 over steps 600-900 here), which a cosine decay reaches too late.
  */
 export const LEARNING_DEFAULTS: LearningOptions = {
-  steps: 900, model: 'custom:4,16,8,2,16', batch: 32, crops: '2x32@0.3-1,2x16@0.1-0.3', images: 512, prototypes: 32,
-  extra: ['--lr', '0.5', '--final-lr', '0.5', '--warmup-steps', '10', '--lars-all', '--jitter-strength', '0.5', '--blur', '0', '--epsilon', '0.02'],
+  steps: 900,
+  model: 'custom:4,16,8,2,16',
+  batch: 32,
+  crops: '2x32@0.3-1,2x16@0.1-0.3',
+  images: 512,
+  prototypes: 32,
+  extra: [
+    '--lr',
+    '0.5',
+    '--final-lr',
+    '0.5',
+    '--warmup-steps',
+    '10',
+    '--lars-all',
+    '--jitter-strength',
+    '0.5',
+    '--blur',
+    '0',
+    '--epsilon',
+    '0.02',
+  ],
 };
 
 export interface LearningResult {
@@ -51,25 +70,72 @@ export async function learningRun(over: Partial<LearningOptions> = {}): Promise<
   const dir = await mkdtemp(join(tmpdir(), 'ws-learn-'));
   const cli = async (args: string[]) => {
     const r = await runCli(args, {}, 60 * 60_000);
-    if (r.code !== 0) throw new Error(`wildstream ${args.slice(0, 2).join(' ')} exited ${r.code}: ${r.stderr.slice(-2000)}`);
+    if (r.code !== 0)
+      throw new Error(`wildstream ${args.slice(0, 2).join(' ')} exited ${r.code}: ${r.stderr.slice(-2000)}`);
     return r.stdout;
   };
   try {
     await writeImages(dir, o.images);
-    const log = await cli(['train', '--data', join(dir, 'data'), '--out', join(dir, 'ck'), '--model', o.model, '--batch', String(o.batch),
-      '--crops', o.crops, '--steps', String(o.steps), '--prototypes', String(o.prototypes), '--hidden', '64', '--dim', '32',
-      '--backend', 'wasm', '--freeze-prototypes', '20', '--log-every', '25', '--checkpoint-every', '100000', ...o.extra]);
+    const log = await cli([
+      'train',
+      '--data',
+      join(dir, 'data'),
+      '--out',
+      join(dir, 'ck'),
+      '--model',
+      o.model,
+      '--batch',
+      String(o.batch),
+      '--crops',
+      o.crops,
+      '--steps',
+      String(o.steps),
+      '--prototypes',
+      String(o.prototypes),
+      '--hidden',
+      '64',
+      '--dim',
+      '32',
+      '--backend',
+      'wasm',
+      '--freeze-prototypes',
+      '20',
+      '--log-every',
+      '25',
+      '--checkpoint-every',
+      '100000',
+      ...o.extra,
+    ]);
     const lines = log.split('\n').filter((l) => l.startsWith('step '));
     const losses = lines.map((l) => Number(/loss ([\d.]+)/.exec(l)?.[1]));
     const knn: Record<string, number> = {};
     for (const which of ['trained', 'init']) {
       await cli(['export', join(dir, 'ck'), '--out', join(dir, which), ...(which === 'init' ? ['--init'] : [])]);
-      const r = JSON.parse(await cli(['eval', 'knn', '--model', join(dir, which), '--train', join(dir, 'train'), '--test', join(dir, 'test'), '--backend', 'wasm',
-        ...(o.evalSize ? ['--size', String(o.evalSize)] : [])]));
+      const r = JSON.parse(
+        await cli([
+          'eval',
+          'knn',
+          '--model',
+          join(dir, which),
+          '--train',
+          join(dir, 'train'),
+          '--test',
+          join(dir, 'test'),
+          '--backend',
+          'wasm',
+          ...(o.evalSize ? ['--size', String(o.evalSize)] : []),
+        ]),
+      );
       knn[which] = r.top1;
     }
     const tail = losses.slice(-3);
-    return { lines, finalLoss: tail.reduce((a, b) => a + b, 0) / tail.length, lnK: Math.log(o.prototypes), knnTrained: knn.trained!, knnInit: knn.init! };
+    return {
+      lines,
+      finalLoss: tail.reduce((a, b) => a + b, 0) / tail.length,
+      lnK: Math.log(o.prototypes),
+      knnTrained: knn.trained!,
+      knnInit: knn.init!,
+    };
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
@@ -78,7 +144,10 @@ export async function learningRun(over: Partial<LearningOptions> = {}): Promise<
 /** Shards of `n` training images, and class folders of 400 + 400 other images for k-NN. */
 async function writeImages(dir: string, n: number): Promise<void> {
   await writePatternShards(join(dir, 'data'), n);
-  await writePatternFolders(dir, [['train', 100_000, 400], ['test', 200_000, 400]]);
+  await writePatternFolders(dir, [
+    ['train', 100_000, 400],
+    ['test', 200_000, 400],
+  ]);
 }
 
 /** The first `n` pattern images (64x64) as a shard dataset of 4 units at `path`. */
@@ -88,7 +157,11 @@ export async function writePatternShards(path: string, n: number): Promise<void>
 }
 
 /** Pattern images as class folders `dir/split/c<class>/<seed>.jpg`, one [split, first seed, count] each. */
-export async function writePatternFolders(dir: string, splits: ReadonlyArray<readonly [string, number, number]>, side = 64): Promise<void> {
+export async function writePatternFolders(
+  dir: string,
+  splits: ReadonlyArray<readonly [string, number, number]>,
+  side = 64,
+): Promise<void> {
   for (const [split, first, count] of splits) {
     for (let i = first; i < first + count; i++) {
       await mkdir(join(dir, split, `c${i % 4}`), { recursive: true });

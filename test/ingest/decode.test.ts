@@ -20,7 +20,15 @@ function chunk(type: string, data: Buffer): Buffer {
 
 /** Bytes of an Adam7-interlaced image's filtered scanlines: seven passes, each row a filter byte + pixels. */
 function adam7Bytes(width: number, height: number, bytesPerPixel: number): number {
-  const passes = [[0, 0, 8, 8], [4, 0, 8, 8], [0, 4, 4, 8], [2, 0, 4, 4], [0, 2, 2, 4], [1, 0, 2, 2], [0, 1, 1, 2]];
+  const passes = [
+    [0, 0, 8, 8],
+    [4, 0, 8, 8],
+    [0, 4, 4, 8],
+    [2, 0, 4, 4],
+    [0, 2, 2, 4],
+    [1, 0, 2, 2],
+    [0, 1, 1, 2],
+  ];
   let total = 0;
   for (const [x0, y0, dx, dy] of passes as Array<[number, number, number, number]>) {
     const w = Math.ceil((width - x0) / dx);
@@ -66,14 +74,16 @@ describe('ByteSemaphore', () => {
     const rand = prng(7);
     let over = 0;
     let done = 0;
-    await Promise.all(Array.from({ length: 200 }, async () => {
-      const bytes = 1 + Math.floor(rand() * 100);
-      await semaphore.use(bytes, async () => {
-        if (semaphore.inUse > semaphore.capacity) over++;
-        await sleep(Math.floor(rand() * 3));
-        done++;
-      });
-    }));
+    await Promise.all(
+      Array.from({ length: 200 }, async () => {
+        const bytes = 1 + Math.floor(rand() * 100);
+        await semaphore.use(bytes, async () => {
+          if (semaphore.inUse > semaphore.capacity) over++;
+          await sleep(Math.floor(rand() * 3));
+          done++;
+        });
+      }),
+    );
     expect(over).toBe(0);
     expect(done).toBe(200);
     expect(semaphore.peak).toBeLessThanOrEqual(100);
@@ -85,8 +95,14 @@ describe('ByteSemaphore', () => {
     const semaphore = new ByteSemaphore(10);
     const order: string[] = [];
     const first = await semaphore.acquire(6);
-    const big = semaphore.acquire(10).then((release) => { order.push('big'); release(); });
-    const small = semaphore.acquire(1).then((release) => { order.push('small'); release(); });
+    const big = semaphore.acquire(10).then((release) => {
+      order.push('big');
+      release();
+    });
+    const small = semaphore.acquire(1).then((release) => {
+      order.push('small');
+      release();
+    });
     await sleep(5);
     expect(order).toEqual([]); // 1 byte would fit, but it queued behind the big request
     first();
@@ -106,14 +122,26 @@ describe('estimateDecodeBytes', () => {
   const header = { width: 10000, height: 10000, channels: 3 };
   it('charges a whole-image decode for interlaced PNG and a coefficient buffer for progressive JPEG', () => {
     const plain = estimateDecodeBytes({ ...header, format: 'png', depth: 'ushort' }, 19.5, 512 * 512);
-    const interlaced = estimateDecodeBytes({ ...header, format: 'png', depth: 'ushort', isProgressive: true }, 19.5, 512 * 512);
+    const interlaced = estimateDecodeBytes(
+      { ...header, format: 'png', depth: 'ushort', isProgressive: true },
+      19.5,
+      512 * 512,
+    );
     expect(interlaced).toBeGreaterThanOrEqual(10000 * 10000 * 3 * 2); // the whole 16-bit image
     expect(plain).toBeLessThan(interlaced / 3);
     const baseline = estimateDecodeBytes({ ...header, format: 'jpeg', chromaSubsampling: '4:2:0' }, 19.5, 512 * 512);
-    const progressive = estimateDecodeBytes({ ...header, format: 'jpeg', chromaSubsampling: '4:2:0', isProgressive: true }, 19.5, 512 * 512);
+    const progressive = estimateDecodeBytes(
+      { ...header, format: 'jpeg', chromaSubsampling: '4:2:0', isProgressive: true },
+      19.5,
+      512 * 512,
+    );
     expect(baseline).toBeLessThan(32 * MiB); // decoded at 1/8 scale, streamed
     expect(progressive).toBeGreaterThanOrEqual(10000 * 10000 * 2 * 1.5); // Y + two quarter-size chroma planes
-    const cmyk = estimateDecodeBytes({ ...header, channels: 4, format: 'jpeg', chromaSubsampling: '4:4:4:4', isProgressive: true }, 1, 1e8);
+    const cmyk = estimateDecodeBytes(
+      { ...header, channels: 4, format: 'jpeg', chromaSubsampling: '4:4:4:4', isProgressive: true },
+      1,
+      1e8,
+    );
     expect(cmyk).toBeGreaterThanOrEqual(10000 * 10000 * 2 * 4);
   });
 
@@ -138,7 +166,9 @@ describe('decodeImage within a memory budget', () => {
   it('still decodes a normal image, interlaced or not, and holds nothing afterwards', async () => {
     const pixels = Buffer.alloc(300 * 200 * 3, 90);
     for (const progressive of [false, true]) {
-      const png = await sharp(pixels, { raw: { width: 300, height: 200, channels: 3 } }).png({ progressive }).toBuffer();
+      const png = await sharp(pixels, { raw: { width: 300, height: 200, channels: 3 } })
+        .png({ progressive })
+        .toBuffer();
       const outcome = await decodeImage(png, { memoryBudget: 64 * MiB });
       expect(outcome).toMatchObject({ ok: true, width: 300, height: 200 });
     }
@@ -154,8 +184,14 @@ describe('decodeImage within a memory budget', () => {
     const rand = prng(3);
     const pixels = Buffer.alloc(side * side * 3, 128);
     for (let i = 0; i < 4000; i++) pixels[Math.floor(rand() * pixels.length)] = 0;
-    const png = await sharp(pixels, { raw: { width: side, height: side, channels: 3 } }).png({ progressive: true }).toBuffer();
-    const cost = estimateDecodeBytes({ format: 'png', width: side, height: side, channels: 3, isProgressive: true }, side / 512, 512 * 512);
+    const png = await sharp(pixels, { raw: { width: side, height: side, channels: 3 } })
+      .png({ progressive: true })
+      .toBuffer();
+    const cost = estimateDecodeBytes(
+      { format: 'png', width: side, height: side, channels: 3, isProgressive: true },
+      side / 512,
+      512 * 512,
+    );
     const budget = Math.floor(1.5 * cost); // one decode at a time
     const outcomes = await Promise.all(Array.from({ length: 8 }, () => decodeImage(png, { memoryBudget: budget })));
     expect(outcomes.every((o) => o.ok)).toBe(true);
@@ -165,7 +201,9 @@ describe('decodeImage within a memory budget', () => {
   }, 60_000);
 
   it('refuses when one image alone is over a small budget', async () => {
-    const png = await sharp(Buffer.alloc(400 * 400 * 3), { raw: { width: 400, height: 400, channels: 3 } }).png().toBuffer();
+    const png = await sharp(Buffer.alloc(400 * 400 * 3), { raw: { width: 400, height: 400, channels: 3 } })
+      .png()
+      .toBuffer();
     expect(await decodeImage(png, { memoryBudget: 1 * MiB })).toEqual({ ok: false, reason: 'too_many_pixels' });
   });
 });

@@ -17,10 +17,13 @@ let fixture: Fixture;
 let dir: string;
 beforeAll(async () => {
   fixture = await startFixture([
-    [/^\/near\/(\d+)\/(\w+)$/, async (_q, res, m) => {
-      const { body, type } = await variant(Number(m[1]), m[2] as Variant);
-      res.writeHead(200, { 'content-type': type }).end(body);
-    }],
+    [
+      /^\/near\/(\d+)\/(\w+)$/,
+      async (_q, res, m) => {
+        const { body, type } = await variant(Number(m[1]), m[2] as Variant);
+        res.writeHead(200, { 'content-type': type }).end(body);
+      },
+    ],
   ]);
   dir = await mkdtemp(join(tmpdir(), 'ws-dedupe-'));
 });
@@ -51,13 +54,16 @@ describe('dedupe', () => {
     const store = await openStore(out);
     const kept = new Set<string>();
     for (const unit of await listUnits(store)) {
-      for await (const r of (await ShardReader.open(store, unit.shard)).records()) kept.add(new URL(r.url).pathname + new URL(r.url).search);
+      for await (const r of (await ShardReader.open(store, unit.shard)).records())
+        kept.add(new URL(r.url).pathname + new URL(r.url).search);
     }
     const droppedCopies = copies - [...kept].filter((u) => u.includes('near') || u.includes('copy')).length;
     const droppedDistinct = distinct.filter((n) => !kept.has(`/img/${n}.jpg`)).length;
     const recall = droppedCopies / copies;
     const precision = droppedCopies / (droppedCopies + droppedDistinct);
-    console.log(`dedupe: ${copies} copies, ${droppedCopies} dropped (recall ${recall.toFixed(3)}); ${droppedDistinct} of ${distinct.length} distinct dropped (precision ${precision.toFixed(3)})`);
+    console.log(
+      `dedupe: ${copies} copies, ${droppedCopies} dropped (recall ${recall.toFixed(3)}); ${droppedDistinct} of ${distinct.length} distinct dropped (precision ${precision.toFixed(3)})`,
+    );
     expect(summary.duplicates).toBe(droppedCopies + droppedDistinct);
     expect(droppedDistinct).toBe(0);
     expect(recall).toBeGreaterThanOrEqual(0.95); // default radius 8: some 4% crops (up to 10 bits) survive
@@ -72,7 +78,10 @@ describe('dedupe', () => {
     for (const [i, h] of hashes.entries()) {
       // Every third hash is a perturbed copy of an earlier one, within 0..8 bits.
       const flips = i % 9;
-      const q = i % 3 === 0 && i > 0 ? [...Array(flips)].reduce((acc: bigint, _, k) => acc ^ (1n << BigInt((k * 7 + i) % 64)), hashes[i - 1]!) : h;
+      const q =
+        i % 3 === 0 && i > 0
+          ? [...Array(flips)].reduce((acc: bigint, _, k) => acc ^ (1n << BigInt((k * 7 + i) % 64)), hashes[i - 1]!)
+          : h;
       const linear = kept.some((k) => hamming(k, q) <= 6);
       const sha = Buffer.alloc(32);
       sha.writeBigUInt64LE(q);
@@ -87,17 +96,27 @@ describe('dedupe', () => {
 describe('pHash grey image', () => {
   it('is the area-averaged luma of 32 x 32 cells, whatever the size (also below 32 px) and channel count', () => {
     const rand = prng(12);
-    for (const [width, height, channels] of [[512, 384, 3], [37, 33, 3], [20, 45, 4], [31, 1, 3], [600, 7, 4]] as const) {
+    for (const [width, height, channels] of [
+      [512, 384, 3],
+      [37, 33, 3],
+      [20, 45, 4],
+      [31, 1, 3],
+      [600, 7, 4],
+    ] as const) {
       const pixels = Uint8Array.from({ length: width * height * channels }, () => Math.floor(rand() * 256));
       // the definition, pixel by pixel: cell = floor(i * 32 / length) on each axis
-      const sum = new Float64Array(1024), count = new Float64Array(1024);
-      for (let y = 0; y < height; y++) for (let x = 0; x < width; x++) {
-        const cell = Math.floor((y * 32) / height) * 32 + Math.floor((x * 32) / width), p = (y * width + x) * channels;
-        sum[cell]! += 0.299 * pixels[p]! + 0.587 * pixels[p + 1]! + 0.114 * pixels[p + 2]!;
-        count[cell]! += 1;
-      }
+      const sum = new Float64Array(1024),
+        count = new Float64Array(1024);
+      for (let y = 0; y < height; y++)
+        for (let x = 0; x < width; x++) {
+          const cell = Math.floor((y * 32) / height) * 32 + Math.floor((x * 32) / width),
+            p = (y * width + x) * channels;
+          sum[cell]! += 0.299 * pixels[p]! + 0.587 * pixels[p + 1]! + 0.114 * pixels[p + 2]!;
+          count[cell]! += 1;
+        }
       const ours = grey32(pixels, width, height, channels);
-      for (let c = 0; c < 1024; c++) expect(ours[c]!, `${width}x${height} cell ${c}`).toBeCloseTo(count[c] ? sum[c]! / count[c]! : 0, 9);
+      for (let c = 0; c < 1024; c++)
+        expect(ours[c]!, `${width}x${height} cell ${c}`).toBeCloseTo(count[c] ? sum[c]! / count[c]! : 0, 9);
     }
   });
 });

@@ -82,7 +82,10 @@ describe('fetch and decode statuses', () => {
     const strict = new Fetcher({ retries: 0 });
     const before = fixture.log.length;
     expect(await strict.fetch(`${fixture.base}/photo.jpg`)).toEqual({ ok: false, reason: 'blocked_address' });
-    expect(await strict.fetch(`http://localhost:${new URL(fixture.base).port}/photo.jpg`)).toEqual({ ok: false, reason: 'blocked_address' });
+    expect(await strict.fetch(`http://localhost:${new URL(fixture.base).port}/photo.jpg`)).toEqual({
+      ok: false,
+      reason: 'blocked_address',
+    });
     expect(fixture.log.length).toBe(before);
     await strict.close();
   });
@@ -95,7 +98,13 @@ describe('decoded images are normalised', () => {
       const decoded = await decodeImage((fetched as { bytes: Buffer }).bytes);
       if (!decoded.ok) throw new Error(`${path}: ${decoded.reason}`);
       const meta = await sharp(decoded.image).metadata();
-      expect([meta.format, meta.channels, meta.depth, meta.space, meta.pages ?? 1], path).toEqual(['jpeg', 3, 'uchar', 'srgb', 1]);
+      expect([meta.format, meta.channels, meta.depth, meta.space, meta.pages ?? 1], path).toEqual([
+        'jpeg',
+        3,
+        'uchar',
+        'srgb',
+        1,
+      ]);
       if (path === '/rotated.jpg') expect([decoded.width, decoded.height]).toEqual([200, 300]);
     }
   });
@@ -113,9 +122,13 @@ describe('decoded images are normalised', () => {
   });
 
   it('drops too-small and too-elongated images', async () => {
-    const small = await sharp({ create: { width: 40, height: 40, channels: 3, background: '#808080' } }).png().toBuffer();
+    const small = await sharp({ create: { width: 40, height: 40, channels: 3, background: '#808080' } })
+      .png()
+      .toBuffer();
     expect(await decodeImage(small)).toEqual({ ok: false, reason: 'too_small' });
-    const strip = await sharp({ create: { width: 1000, height: 100, channels: 3, background: '#808080' } }).png().toBuffer();
+    const strip = await sharp({ create: { width: 1000, height: 100, channels: 3, background: '#808080' } })
+      .png()
+      .toBuffer();
     expect(await decodeImage(strip)).toEqual({ ok: false, reason: 'aspect_ratio' });
   });
 });
@@ -124,7 +137,23 @@ describe('guards and header parsing', () => {
   it('classifies addresses', () => {
     expect(blockedRange('8.8.8.8')).toBeNull();
     expect(blockedRange('2001:4860:4860::8888')).toBeNull();
-    for (const ip of ['127.0.0.1', '10.1.2.3', '172.16.0.1', '192.168.1.1', '169.254.169.254', '100.64.0.1', '224.0.0.1', '0.0.0.0', '::1', 'fe80::1', 'fc00::1', '::ffff:127.0.0.1', '::ffff:169.254.169.254', '240.0.0.1', '255.255.255.255']) {
+    for (const ip of [
+      '127.0.0.1',
+      '10.1.2.3',
+      '172.16.0.1',
+      '192.168.1.1',
+      '169.254.169.254',
+      '100.64.0.1',
+      '224.0.0.1',
+      '0.0.0.0',
+      '::1',
+      'fe80::1',
+      'fc00::1',
+      '::ffff:127.0.0.1',
+      '::ffff:169.254.169.254',
+      '240.0.0.1',
+      '255.255.255.255',
+    ]) {
       expect(blockedRange(ip), ip).not.toBeNull();
     }
     expect(blockedRange('10.1.2.3', parseAllowList(['10.1.0.0/16']))).toBeNull();

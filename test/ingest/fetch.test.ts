@@ -10,7 +10,9 @@ import { ConfigError } from '../../src/errors.js';
 import { fixtureImages, startFixture, type Fixture } from '../helpers/fixture-server.js';
 
 const MiB = 1024 * 1024;
-const PAGE = Buffer.from(`<!doctype html><html><body>${'<p><img src="/photo.jpg" alt="a photo"></p>\n'.repeat(200)}</body></html>`);
+const PAGE = Buffer.from(
+  `<!doctype html><html><body>${'<p><img src="/photo.jpg" alt="a photo"></p>\n'.repeat(200)}</body></html>`,
+);
 
 /** Each coding as a server applies it; a header lists them in the order applied. */
 const ENCODE: Record<string, (b: Buffer) => Buffer> = {
@@ -35,7 +37,9 @@ function drip(res: ServerResponse, payload: Buffer): void {
     framed.write('\r\n', i * 6 + 4, 'latin1');
   }
   const socket = res.socket!;
-  socket.write('HTTP/1.1 200 OK\r\ncontent-type: image/jpeg\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n');
+  socket.write(
+    'HTTP/1.1 200 OK\r\ncontent-type: image/jpeg\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n',
+  );
   socket.write(framed);
   socket.end('0\r\n\r\n');
 }
@@ -76,45 +80,81 @@ beforeAll(async () => {
   photo = (await fixtureImages()).photo;
   const bodies: Record<string, () => Buffer> = { 'photo.jpg': () => photo, 'page.html': () => PAGE };
   fixture = await startFixture([
-    [/^\/enc\/([^/]+)\/(photo\.jpg|page\.html)$/, (req, res, m) => {
-      acceptEncodings.push(String(req.headers['accept-encoding']));
-      const codings = m[1]!.split('+');
-      const header = codings.map((c) => (c === 'deflate-raw' ? 'deflate' : c)).join(', ');
-      const body = encode(bodies[m[2]!]!(), codings);
-      res.writeHead(200, { 'content-type': m[2]!.endsWith('.html') ? 'text/html' : 'image/jpeg', 'content-encoding': header, 'content-length': body.length });
-      res.end(body);
-    }],
-    [/^\/raw-enc\/([^/]+)\/(\w+)$/, (_q, res, m) => {
-      // A body that does not match its Content-Encoding: m[2] says how it is broken.
-      const gz = gzipSync(photo);
-      const body = { garbage: Buffer.from('this is not compressed data at all, not even close'), truncated: gz.subarray(0, gz.length >> 1), badcrc: Buffer.concat([gz.subarray(0, -8), Buffer.alloc(8, 0xff)]), empty: Buffer.alloc(0), photo }[m[2]!]!;
-      res.writeHead(200, { 'content-type': 'image/jpeg', 'content-encoding': decodeURIComponent(m[1]!), 'content-length': body.length });
-      res.end(body);
-    }],
+    [
+      /^\/enc\/([^/]+)\/(photo\.jpg|page\.html)$/,
+      (req, res, m) => {
+        acceptEncodings.push(String(req.headers['accept-encoding']));
+        const codings = m[1]!.split('+');
+        const header = codings.map((c) => (c === 'deflate-raw' ? 'deflate' : c)).join(', ');
+        const body = encode(bodies[m[2]!]!(), codings);
+        res.writeHead(200, {
+          'content-type': m[2]!.endsWith('.html') ? 'text/html' : 'image/jpeg',
+          'content-encoding': header,
+          'content-length': body.length,
+        });
+        res.end(body);
+      },
+    ],
+    [
+      /^\/raw-enc\/([^/]+)\/(\w+)$/,
+      (_q, res, m) => {
+        // A body that does not match its Content-Encoding: m[2] says how it is broken.
+        const gz = gzipSync(photo);
+        const body = {
+          garbage: Buffer.from('this is not compressed data at all, not even close'),
+          truncated: gz.subarray(0, gz.length >> 1),
+          badcrc: Buffer.concat([gz.subarray(0, -8), Buffer.alloc(8, 0xff)]),
+          empty: Buffer.alloc(0),
+          photo,
+        }[m[2]!]!;
+        res.writeHead(200, {
+          'content-type': 'image/jpeg',
+          'content-encoding': decodeURIComponent(m[1]!),
+          'content-length': body.length,
+        });
+        res.end(body);
+      },
+    ],
     [/^\/gzip-bomb\/(\d+)$/, (_q, res, m) => gzipBomb(res, Number(m[1]) * MiB)],
-    [/^\/br-bomb$/, (_q, res) => {
-      const body = brotliCompressSync(Buffer.alloc(24 * MiB), { params: { [constants.BROTLI_PARAM_QUALITY]: 1 } });
-      res.writeHead(200, { 'content-type': 'image/png', 'content-encoding': 'br', 'content-length': body.length }).end(body);
-    }],
-    [/^\/br-window\/(\d+)$/, (_q, res, m) => {
-      const body = brotliCompressSync(PAGE, { params: { [constants.BROTLI_PARAM_LGWIN]: Number(m[1]), [constants.BROTLI_PARAM_QUALITY]: 4 } });
-      res.writeHead(200, { 'content-type': 'text/html', 'content-encoding': 'br' });
-      res.write(body.subarray(0, 10)); // the window is known from the first byte, the body comes a little later
-      setTimeout(() => res.end(body.subarray(10)), 20);
-    }],
+    [
+      /^\/br-bomb$/,
+      (_q, res) => {
+        const body = brotliCompressSync(Buffer.alloc(24 * MiB), { params: { [constants.BROTLI_PARAM_QUALITY]: 1 } });
+        res
+          .writeHead(200, { 'content-type': 'image/png', 'content-encoding': 'br', 'content-length': body.length })
+          .end(body);
+      },
+    ],
+    [
+      /^\/br-window\/(\d+)$/,
+      (_q, res, m) => {
+        const body = brotliCompressSync(PAGE, {
+          params: { [constants.BROTLI_PARAM_LGWIN]: Number(m[1]), [constants.BROTLI_PARAM_QUALITY]: 4 },
+        });
+        res.writeHead(200, { 'content-type': 'text/html', 'content-encoding': 'br' });
+        res.write(body.subarray(0, 10)); // the window is known from the first byte, the body comes a little later
+        setTimeout(() => res.end(body.subarray(10)), 20);
+      },
+    ],
     [/^\/drip\/(\d+)$/, (_q, res, m) => drip(res, payloadOf(Number(m[1])))],
-    [/^\/sized\/(\d+)\/(known|chunked)$/, (_q, res, m) => {
-      const body = payloadOf(Number(m[1]));
-      res.writeHead(200, { 'content-type': 'image/jpeg', ...(m[2] === 'known' ? { 'content-length': body.length } : {}) });
-      // Written in pieces over a few ticks, so concurrent downloads overlap.
-      let at = 0;
-      const step = () => {
-        if (at >= body.length) return void res.end();
-        res.write(body.subarray(at, (at += 64 * 1024)));
-        setTimeout(step, 1);
-      };
-      step();
-    }],
+    [
+      /^\/sized\/(\d+)\/(known|chunked)$/,
+      (_q, res, m) => {
+        const body = payloadOf(Number(m[1]));
+        res.writeHead(200, {
+          'content-type': 'image/jpeg',
+          ...(m[2] === 'known' ? { 'content-length': body.length } : {}),
+        });
+        // Written in pieces over a few ticks, so concurrent downloads overlap.
+        let at = 0;
+        const step = () => {
+          if (at >= body.length) return void res.end();
+          res.write(body.subarray(at, (at += 64 * 1024)));
+          setTimeout(step, 1);
+        };
+        step();
+      },
+    ],
   ]);
   fetcher = new Fetcher({ allowAddresses: ['127.0.0.1'], retries: 0, maxBytes: 4 * MiB, totalTimeoutMs: 20_000 });
 });
@@ -124,8 +164,26 @@ afterAll(async () => {
 });
 
 describe('Content-Encoding', () => {
-  const codings = ['gzip', 'x-gzip', 'deflate', 'deflate-raw', 'br', 'identity', 'gzip+br', 'br+gzip', 'deflate+gzip', 'deflate-raw+br', 'gzip+gzip', 'identity+gzip'];
-  it.each(codings.flatMap((c) => [[c, 'photo.jpg'], [c, 'page.html']]))('%s %s decodes byte-exact', async (coding, name) => {
+  const codings = [
+    'gzip',
+    'x-gzip',
+    'deflate',
+    'deflate-raw',
+    'br',
+    'identity',
+    'gzip+br',
+    'br+gzip',
+    'deflate+gzip',
+    'deflate-raw+br',
+    'gzip+gzip',
+    'identity+gzip',
+  ];
+  it.each(
+    codings.flatMap((c) => [
+      [c, 'photo.jpg'],
+      [c, 'page.html'],
+    ]),
+  )('%s %s decodes byte-exact', async (coding, name) => {
     const got = await fetcher.fetch(`${fixture.base}/enc/${coding}/${name}`);
     if (!got.ok) throw new Error(got.reason);
     expect(got.bytes.equals(name === 'page.html' ? PAGE : photo)).toBe(true);
@@ -186,7 +244,9 @@ describe('Content-Encoding', () => {
 
   it('reads the brotli window from the stream header', () => {
     for (const lgwin of [10, 16, 17, 18, 22, 24]) {
-      const c = brotliCompressSync(PAGE, { params: { [constants.BROTLI_PARAM_LGWIN]: lgwin, [constants.BROTLI_PARAM_SIZE_HINT]: 0 } });
+      const c = brotliCompressSync(PAGE, {
+        params: { [constants.BROTLI_PARAM_LGWIN]: lgwin, [constants.BROTLI_PARAM_SIZE_HINT]: 0 },
+      });
       expect(brotliWindow(c[0]!), String(lgwin)).toBe(2 ** lgwin);
     }
     expect(decodingOrder('br, br')).toBeNull(); // two brotli layers would claim two windows
@@ -225,7 +285,10 @@ describe('memory', () => {
     const budget = 2 * MiB + DECODER_ALLOWANCE; // room for about two bodies besides the oldest's decoder reserve
     const tight = new Fetcher({ allowAddresses: ['127.0.0.1'], retries: 0, maxBytes: MiB, byteBudget: budget });
     const size = 700_000;
-    const urls = Array.from({ length: 12 }, (_, i) => `${fixture.base}/sized/${size}/${i % 2 ? 'known' : 'chunked'}?${i}`);
+    const urls = Array.from(
+      { length: 12 },
+      (_, i) => `${fixture.base}/sized/${size}/${i % 2 ? 'known' : 'chunked'}?${i}`,
+    );
     const got = await Promise.all(urls.map((u) => tight.fetch(u)));
     const want = payloadOf(size);
     for (const g of got) expect(g.ok && g.bytes.equals(want)).toBe(true);
@@ -243,7 +306,9 @@ describe('memory', () => {
     const first = await tight.fetch(`${fixture.base}/sized/${size}/known?held`, undefined, { hold: true });
     expect(first.ok && first.release).toBeTruthy();
     // The second fits beside the first; the third waits for a release.
-    const rest = [1, 2].map((i) => tight.fetch(`${fixture.base}/sized/${size}/known?held${i}`, undefined, { hold: true }));
+    const rest = [1, 2].map((i) =>
+      tight.fetch(`${fixture.base}/sized/${size}/known?held${i}`, undefined, { hold: true }),
+    );
     let settled = 0;
     for (const r of rest) void r.then(() => settled++);
     for (let waited = 0; settled < 1 && waited < 20_000; waited += 50) await new Promise((r) => setTimeout(r, 50));

@@ -26,13 +26,18 @@ const hits = new Map<string, number>();
 beforeAll(async () => {
   fixture = await startFixture([
     // Fails with 503 on the first request for each n, then serves image n (slowly for /once-slow).
-    [/^\/once(-slow)?\/(\d+)\.jpg$/, async (req, res, m) => {
-      const n = (hits.get(req.url!) ?? 0) + 1;
-      hits.set(req.url!, n);
-      if (n === 1) return void res.writeHead(503).end();
-      if (m[1]) await sleep(300);
-      res.writeHead(200, { 'content-type': 'image/jpeg' }).end(await photoJpeg(Number(m[2]), { width: 160, height: 120 }));
-    }],
+    [
+      /^\/once(-slow)?\/(\d+)\.jpg$/,
+      async (req, res, m) => {
+        const n = (hits.get(req.url!) ?? 0) + 1;
+        hits.set(req.url!, n);
+        if (n === 1) return void res.writeHead(503).end();
+        if (m[1]) await sleep(300);
+        res
+          .writeHead(200, { 'content-type': 'image/jpeg' })
+          .end(await photoJpeg(Number(m[2]), { width: 160, height: 120 }));
+      },
+    ],
   ]);
   dir = await mkdtemp(join(tmpdir(), 'ws-outcomes-'));
 });
@@ -45,7 +50,10 @@ afterAll(async () => {
 async function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   const text = { stdout: '', stderr: '' };
   const spies = (['stdout', 'stderr'] as const).map((name) =>
-    vi.spyOn(process[name], 'write').mockImplementation((chunk: string | Uint8Array) => ((text[name] += String(chunk)), true)));
+    vi
+      .spyOn(process[name], 'write')
+      .mockImplementation((chunk: string | Uint8Array) => ((text[name] += String(chunk)), true)),
+  );
   try {
     const code = await main(['node', 'wildstream', ...args]);
     return { code, ...text };
@@ -66,10 +74,19 @@ describe('a job that keeps nothing', () => {
     const out = join(dir, 'private');
     const r = await runCli(['ingest', list, '--out', out]);
     expect(r.code, r.stderr).toBe(3);
-    const warning = r.stderr.trim().split('\n').filter((l) => l.startsWith('wildstream:'));
+    const warning = r.stderr
+      .trim()
+      .split('\n')
+      .filter((l) => l.startsWith('wildstream:'));
     expect(warning).toHaveLength(1);
-    expect(warning[0]).toMatch(/kept no image: 3 URLs failed, most with blocked_address \(3 of 3\).*--allow-private-network.*--retry-failed/);
-    expect(lastJson(r.stdout)).toMatchObject({ kept: 0, keptInJob: 0, warnings: [{ code: 'kept_nothing', reason: 'blocked_address' }] });
+    expect(warning[0]).toMatch(
+      /kept no image: 3 URLs failed, most with blocked_address \(3 of 3\).*--allow-private-network.*--retry-failed/,
+    );
+    expect(lastJson(r.stdout)).toMatchObject({
+      kept: 0,
+      keptInJob: 0,
+      warnings: [{ code: 'kept_nothing', reason: 'blocked_address' }],
+    });
 
     // A plain rerun skips the committed units and still says why nothing is kept.
     const again = await cli(['ingest', list, '--out', out, '--allow-address', '127.0.0.1']);
@@ -101,8 +118,19 @@ describe('failure records and --retry-failed', () => {
     `${fixture.base}/once/803.jpg`,
     `${fixture.base}/img/801.jpg`, // the same image as row 0: a duplicate, never a failure
   ];
-  const args = (list: string, out: string, ...more: string[]) =>
-    ['ingest', list, '--out', out, '--unit-size', '2', '--retries', '0', '--allow-address', '127.0.0.1', ...more];
+  const args = (list: string, out: string, ...more: string[]) => [
+    'ingest',
+    list,
+    '--out',
+    out,
+    '--unit-size',
+    '2',
+    '--retries',
+    '0',
+    '--allow-address',
+    '127.0.0.1',
+    ...more,
+  ];
 
   it('lists each failed URL with reason, status and row, and a retry keeps each recovered image once', async () => {
     const list = join(dir, 'flaky.txt');
@@ -110,11 +138,19 @@ describe('failure records and --retry-failed', () => {
     const out = join(dir, 'flaky');
     const first = await cli(args(list, out));
     expect(first.code, first.stderr).toBe(0);
-    expect(lastJson(first.stdout)).toMatchObject({ kept: 1, failedByReason: { http_503: 2, http_404: 1, url_scheme: 1 }, warnings: [] });
+    expect(lastJson(first.stdout)).toMatchObject({
+      kept: 1,
+      failedByReason: { http_503: 2, http_404: 1, url_scheme: 1 },
+      warnings: [],
+    });
 
     const store = await openStore(out);
     const units = await listUnits(store);
-    expect(units.map((u) => u.failures ?? null)).toEqual(['failures/000000.jsonl', 'failures/000001.jsonl', 'failures/000002.jsonl']);
+    expect(units.map((u) => u.failures ?? null)).toEqual([
+      'failures/000000.jsonl',
+      'failures/000001.jsonl',
+      'failures/000002.jsonl',
+    ]);
     const failures = (await Promise.all(units.map((u) => readFailures(store, u.failures!)))).flat();
     expect(failures).toEqual([
       { row: 1, url: `${fixture.base}/once/802.jpg`, reason: 'http_503', status: 503 },
@@ -125,7 +161,14 @@ describe('failure records and --retry-failed', () => {
 
     const retry = await cli(args(list, out, '--retry-failed'));
     expect(retry.code, retry.stderr).toBe(0);
-    expect(lastJson(retry.stdout)).toMatchObject({ unitsTotal: 1, unitsDone: 1, urls: 2, kept: 2, keptInJob: 3, failedByReason: {} });
+    expect(lastJson(retry.stdout)).toMatchObject({
+      unitsTotal: 1,
+      unitsDone: 1,
+      urls: 2,
+      kept: 2,
+      keptInJob: 3,
+      failedByReason: {},
+    });
     expect((await listUnits(store)).map((u) => u.unit)).toEqual([0, 1, 2, 3]); // the pass's unit follows the job's
     // Row 0 kept by the job (unit 0); rows 1 and 4 recovered by the pass, inputs 0 and 1 of its unit 3.
     expect(await keysOf(out)).toEqual([recordKey(0, 0), recordKey(3, 0), recordKey(3, 1)]);
@@ -135,7 +178,9 @@ describe('failure records and --retry-failed', () => {
     const fetched = fixture.log.length;
     const again = await cli(args(list, out, '--retry-failed'));
     expect(again.code, again.stderr).toBe(0);
-    expect(again.stderr).toMatch(/warning: nothing to retry: 2 URLs failed for reasons not retried \((http_404 x1, url_scheme x1|url_scheme x1, http_404 x1)\)/);
+    expect(again.stderr).toMatch(
+      /warning: nothing to retry: 2 URLs failed for reasons not retried \((http_404 x1, url_scheme x1|url_scheme x1, http_404 x1)\)/,
+    );
     expect(fixture.log.length).toBe(fetched);
     expect((await listUnits(store)).map((u) => u.unit)).toEqual([0, 1, 2, 3]);
 
@@ -145,7 +190,9 @@ describe('failure records and --retry-failed', () => {
     expect(requests('/status/404')).toBe(2);
     const last = (await listUnits(store)).at(-1)!;
     expect(last.unit).toBe(4);
-    expect(await readFailures(store, last.failures!)).toEqual([{ row: 2, url: `${fixture.base}/status/404`, reason: 'http_404', status: 404 }]);
+    expect(await readFailures(store, last.failures!)).toEqual([
+      { row: 2, url: `${fixture.base}/status/404`, reason: 'http_404', status: 404 },
+    ]);
     expect(await keysOf(out)).toHaveLength(3);
   }, 90_000);
 
@@ -153,7 +200,20 @@ describe('failure records and --retry-failed', () => {
     const list = join(dir, 'slow.txt');
     await writeFile(list, Array.from({ length: 6 }, (_, i) => `${fixture.base}/once-slow/${900 + i}.jpg`).join('\n'));
     const out = join(dir, 'slow');
-    const slowArgs = ['ingest', list, '--out', out, '--unit-size', '1', '--concurrency', '1', '--retries', '0', '--allow-address', '127.0.0.1'];
+    const slowArgs = [
+      'ingest',
+      list,
+      '--out',
+      out,
+      '--unit-size',
+      '1',
+      '--concurrency',
+      '1',
+      '--retries',
+      '0',
+      '--allow-address',
+      '127.0.0.1',
+    ];
     expect((await cli(slowArgs)).code).toBe(3); // every URL failed once: nothing kept yet
 
     const child = spawn(process.execPath, [BIN, ...slowArgs, '--retry-failed'], { stdio: 'ignore' });
@@ -177,7 +237,12 @@ describe('failure records and --retry-failed', () => {
   }, 90_000);
 
   it('derives HTTP statuses and matches reason patterns', () => {
-    expect([httpStatusOf('http_404'), httpStatusOf('http_503'), httpStatusOf('timeout'), httpStatusOf('http_12')]).toEqual([404, 503, null, null]);
+    expect([
+      httpStatusOf('http_404'),
+      httpStatusOf('http_503'),
+      httpStatusOf('timeout'),
+      httpStatusOf('http_12'),
+    ]).toEqual([404, 503, null, null]);
     expect(matchesReason('http_502', ['http_5xx'])).toBe(true);
     expect(matchesReason('http_404', ['http_5xx'])).toBe(false);
     expect(matchesReason('timeout', ['http_5xx', 'timeout'])).toBe(true);
@@ -197,9 +262,26 @@ describe('failure records and --retry-failed', () => {
 describe('progress on a terminal', () => {
   it('notes and the lines after stop never land on the bar line', () => {
     let text = '';
-    const stream = Object.assign(new Writable({ write: (chunk, _enc, done) => { text += String(chunk); done(); } }), { isTTY: true, columns: 120 });
+    const stream = Object.assign(
+      new Writable({
+        write: (chunk, _enc, done) => {
+          text += String(chunk);
+          done();
+        },
+      }),
+      { isTTY: true, columns: 120 },
+    );
     const reporter = progressReporter(stream as unknown as NodeJS.WriteStream);
-    const progress = { unitsTotal: 4, unitsDone: 1, unitsSkipped: 0, urls: 10, kept: 7, failed: 3, duplicates: 0, elapsedSeconds: 1 };
+    const progress = {
+      unitsTotal: 4,
+      unitsDone: 1,
+      unitsSkipped: 0,
+      urls: 10,
+      kept: 7,
+      failed: 3,
+      duplicates: 0,
+      elapsedSeconds: 1,
+    };
     reporter.update(progress);
     const before = text.length;
     reporter.note('wildstream: no worker has taken a unit');

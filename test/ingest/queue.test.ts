@@ -47,7 +47,9 @@ afterAll(async () => {
 });
 
 function startWorker(): { child: ChildProcess; events: Array<Record<string, unknown>> } {
-  const child = spawn(process.execPath, [BIN, 'worker', '--queue', REDIS, '--lock-ms', '2000'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [BIN, 'worker', '--queue', REDIS, '--lock-ms', '2000'], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   const events: Array<Record<string, unknown>> = [];
   let buf = '';
   child.stdout!.on('data', (d) => {
@@ -70,7 +72,8 @@ async function until(cond: () => boolean, ms = 30_000): Promise<void> {
 
 async function shas(out: string): Promise<{ shas: string[]; keys: string[] }> {
   const store = await openStore(out);
-  const shas: string[] = [], keys: string[] = [];
+  const shas: string[] = [],
+    keys: string[] = [];
   for (const u of await listUnits(store)) {
     for await (const r of (await ShardReader.open(store, u.shard, { size: u.bytes })).records()) {
       shas.push(Buffer.from(r.sha256).toString('hex'));
@@ -93,7 +96,11 @@ describe('distributed ingest on BullMQ', () => {
       workers[0]!.child.kill('SIGKILL');
       const r = await producer;
       expect(r.code, r.stderr).toBe(0);
-      expect(JSON.parse(r.stdout.trim().split('\n').pop()!)).toMatchObject({ event: 'ingest_done', unitsTotal: 8, unitsDone: 8 });
+      expect(JSON.parse(r.stdout.trim().split('\n').pop()!)).toMatchObject({
+        event: 'ingest_done',
+        unitsTotal: 8,
+        unitsDone: 8,
+      });
       // The killed worker's unit was finished by another worker, after its lock expired.
       const others = workers.slice(1).flatMap((w) => w.events);
       expect(others.some((e) => e.event === 'unit_done' && e.unit === killedUnit)).toBe(true);
@@ -112,7 +119,9 @@ describe('distributed ingest on BullMQ', () => {
 
   it('the shared index: exact and near duplicates across units, and a retried unit keeps its own images', async () => {
     const sha = (n: number) => new Uint8Array(32).fill(n);
-    const a = new RedisDedupe(redis, 'test:idx', 8), b = new RedisDedupe(redis, 'test:idx', 8), retry = new RedisDedupe(redis, 'test:idx', 8);
+    const a = new RedisDedupe(redis, 'test:idx', 8),
+      b = new RedisDedupe(redis, 'test:idx', 8),
+      retry = new RedisDedupe(redis, 'test:idx', 8);
     expect(await a.check(sha(1), 0x0123456789abcdefn, 1)).toBeNull();
     expect(await a.check(sha(1), 0x0123456789abcdefn, 1)).toBe('exact'); // the same image twice in one unit
     expect(await b.check(sha(1), 0x0123456789abcdefn, 2)).toBe('exact');
@@ -126,8 +135,11 @@ describe('distributed ingest on BullMQ', () => {
     const list = join(dir, 'mixed.txt');
     await writeFile(list, [`${base}/1.jpg`, `${base}/missing`, `${base}/2.jpg`].join('\n'));
     const common = [list, '--allow-address', '127.0.0.1', '--unit-size', '2'];
-    const producer = spawn(process.execPath, [BIN, 'ingest', ...common, '--out', join(dir, 'no-worker'), '--queue', REDIS, '--worker-notice', '1'],
-      { stdio: ['ignore', 'pipe', 'pipe'] });
+    const producer = spawn(
+      process.execPath,
+      [BIN, 'ingest', ...common, '--out', join(dir, 'no-worker'), '--queue', REDIS, '--worker-notice', '1'],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
     let stdout = '';
     let stderr = '';
     producer.stdout!.on('data', (d) => (stdout += d));
@@ -136,7 +148,9 @@ describe('distributed ingest on BullMQ', () => {
     let worker: ReturnType<typeof startWorker> | undefined;
     try {
       await until(() => /no worker has taken a unit/.test(stderr), 90_000);
-      expect(stderr).toMatch(/^wildstream: no worker has taken a unit in \d+ s; 2 units wait in the queue: start workers with `wildstream worker --queue redis:\/\/127\.0\.0\.1:6379\/15`/m);
+      expect(stderr).toMatch(
+        /^wildstream: no worker has taken a unit in \d+ s; 2 units wait in the queue: start workers with `wildstream worker --queue redis:\/\/127\.0\.0\.1:6379\/15`/m,
+      );
       worker = startWorker();
       expect(await exited, stderr).toBe(0);
     } finally {
@@ -145,7 +159,10 @@ describe('distributed ingest on BullMQ', () => {
     }
     const local = await runCli(['ingest', ...common, '--out', join(dir, 'no-worker-local')]);
     expect(local.code, local.stderr).toBe(0);
-    const [q, l] = [stdout, local.stdout].map((out) => ({ ...JSON.parse(out.trim().split('\n').at(-1)!), elapsedSeconds: 0 }));
+    const [q, l] = [stdout, local.stdout].map((out) => ({
+      ...JSON.parse(out.trim().split('\n').at(-1)!),
+      elapsedSeconds: 0,
+    }));
     expect(q).toEqual(l);
     expect(q).toMatchObject({ unitsDone: 2, kept: 2, failedByReason: { http_404: 1 }, keptInJob: 2, warnings: [] });
   }, 180_000);
@@ -153,8 +170,16 @@ describe('distributed ingest on BullMQ', () => {
   it('the same list through the local and the queued executor gives equal summaries, every failure reason included', async () => {
     const list = join(dir, 'executors.txt');
     // Kept, 404, a refused scheme, an exact copy of the first (36 serves image 1), kept: reasons and duplicates in every unit.
-    await writeFile(list, [`${base}/1.jpg`, `${base}/missing`, 'ftp://example.test/a.jpg', `${base}/36.jpg`, `${base}/3.jpg`].join('\n'));
-    const options = (out: string): IngestOptions => ({ lists: [list], out: join(dir, out), unitSize: 2, fetch: { allowAddresses: ['127.0.0.1'] } });
+    await writeFile(
+      list,
+      [`${base}/1.jpg`, `${base}/missing`, 'ftp://example.test/a.jpg', `${base}/36.jpg`, `${base}/3.jpg`].join('\n'),
+    );
+    const options = (out: string): IngestOptions => ({
+      lists: [list],
+      out: join(dir, out),
+      unitSize: 2,
+      fetch: { allowAddresses: ['127.0.0.1'] },
+    });
     const local = await runIngest(options('exec-local'));
     const controller = new AbortController();
     const worker = runWorker(REDIS, { signal: controller.signal });
@@ -165,8 +190,16 @@ describe('distributed ingest on BullMQ', () => {
       controller.abort();
       await worker;
     }
-    expect(local).toMatchObject({ unitsTotal: 3, unitsDone: 3, urls: 5, kept: 2, duplicates: 1, failed: 2,
-      failedByReason: { http_404: 1, url_scheme: 1 }, keptInJob: 2 });
+    expect(local).toMatchObject({
+      unitsTotal: 3,
+      unitsDone: 3,
+      urls: 5,
+      kept: 2,
+      duplicates: 1,
+      failed: 2,
+      failedByReason: { http_404: 1, url_scheme: 1 },
+      keptInJob: 2,
+    });
   }, 120_000);
 
   it('fails clearly on a malformed or unreachable Redis', async () => {

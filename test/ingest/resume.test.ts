@@ -18,14 +18,24 @@ let dir: string;
 let list: string;
 beforeAll(async () => {
   fixture = await startFixture([
-    [/^\/slow\/(\d+)\.jpg$/, async (_q, res, m) => {
-      await sleep(40);
-      res.writeHead(200, { 'content-type': 'image/jpeg' }).end(await photoJpeg(Number(m[1]), { width: 200, height: 150 }));
-    }],
-    [/^\/slower\/(\d+)\.jpg$/, async (_q, res, m) => {
-      await sleep(300);
-      res.writeHead(200, { 'content-type': 'image/jpeg' }).end(await photoJpeg(Number(m[1]), { width: 200, height: 150 }));
-    }],
+    [
+      /^\/slow\/(\d+)\.jpg$/,
+      async (_q, res, m) => {
+        await sleep(40);
+        res
+          .writeHead(200, { 'content-type': 'image/jpeg' })
+          .end(await photoJpeg(Number(m[1]), { width: 200, height: 150 }));
+      },
+    ],
+    [
+      /^\/slower\/(\d+)\.jpg$/,
+      async (_q, res, m) => {
+        await sleep(300);
+        res
+          .writeHead(200, { 'content-type': 'image/jpeg' })
+          .end(await photoJpeg(Number(m[1]), { width: 200, height: 150 }));
+      },
+    ],
   ]);
   dir = await mkdtemp(join(tmpdir(), 'ws-resume-'));
   const urls = [
@@ -43,7 +53,18 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-const args = (out: string) => ['ingest', list, '--out', out, '--unit-size', '4', '--concurrency', '2', '--allow-address', '127.0.0.1'];
+const args = (out: string) => [
+  'ingest',
+  list,
+  '--out',
+  out,
+  '--unit-size',
+  '4',
+  '--concurrency',
+  '2',
+  '--allow-address',
+  '127.0.0.1',
+];
 
 const keysOf = datasetKeys;
 
@@ -71,7 +92,12 @@ describe('resume after SIGKILL', () => {
     expect(expected).toHaveLength(30);
 
     const resumed = join(dir, 'resumed');
-    for (const [units, extra] of [[0, 600], [2, 30], [5, 90]] as const) await killMidway(resumed, units, extra);
+    for (const [units, extra] of [
+      [0, 600],
+      [2, 30],
+      [5, 90],
+    ] as const)
+      await killMidway(resumed, units, extra);
     const partial = await listUnits(await openStore(resumed));
     expect(partial.length).toBeLessThan(9); // the kills did land before the end
     const final = await runCli(args(resumed));
@@ -84,29 +110,54 @@ describe('resume after SIGKILL', () => {
     const a = await inspectDataset(await openStore(straight));
     const b = await inspectDataset(await openStore(resumed));
     expect({ ...b, bytes: 0 }).toEqual({ ...a, bytes: 0 });
-    expect(b).toMatchObject({ shards: 9, records: 30, duplicates: { exact: 1, near: 0 }, failed: { http_404: 1, decode_error: 1, url_scheme: 1 } });
+    expect(b).toMatchObject({
+      shards: 9,
+      records: 30,
+      duplicates: { exact: 1, near: 0 },
+      failed: { http_404: 1, decode_error: 1, url_scheme: 1 },
+    });
   });
 
   it('SIGINT and SIGTERM say how many units are committed and exit 130/143; a rerun resumes', async () => {
     const slow = join(dir, 'slower.txt');
     await writeFile(slow, Array.from({ length: 12 }, (_, i) => `${fixture.base}/slower/${i + 600}.jpg`).join('\n'));
-    for (const [signal, code] of [['SIGINT', 130], ['SIGTERM', 143]] as const) {
+    for (const [signal, code] of [
+      ['SIGINT', 130],
+      ['SIGTERM', 143],
+    ] as const) {
       const out = join(dir, `signal-${signal}`);
-      const child = spawn(process.execPath, [BIN, 'ingest', slow, '--out', out, '--unit-size', '2', '--concurrency', '1', '--allow-address', '127.0.0.1'],
-        { stdio: ['ignore', 'ignore', 'pipe'] });
+      const child = spawn(
+        process.execPath,
+        [BIN, 'ingest', slow, '--out', out, '--unit-size', '2', '--concurrency', '1', '--allow-address', '127.0.0.1'],
+        { stdio: ['ignore', 'ignore', 'pipe'] },
+      );
       let stderr = '';
       child.stderr!.on('data', (d) => (stderr += d));
       const exited = new Promise<number | null>((resolve) => child.once('close', resolve));
-      const committed = async () => (await readdir(join(out, 'units')).catch(() => [])).filter((f) => /^\d{6}\.json$/.test(f)).length;
+      const committed = async () =>
+        (await readdir(join(out, 'units')).catch(() => [])).filter((f) => /^\d{6}\.json$/.test(f)).length;
       while ((await committed()) < 1) await sleep(20);
       child.kill(signal);
       expect(await exited, stderr).toBe(code);
       const last = stderr.trim().split('\n').at(-1)!;
-      expect(last).toMatch(new RegExp(`^wildstream: stopped by ${signal}: [1-5] of 6 units committed; rerun the same command to resume$`));
+      expect(last).toMatch(
+        new RegExp(`^wildstream: stopped by ${signal}: [1-5] of 6 units committed; rerun the same command to resume$`),
+      );
       expect(Number(/: (\d) of 6/.exec(last)![1])).toBe(await committed());
     }
     const out = join(dir, 'signal-SIGINT');
-    const rerun = await runCli(['ingest', slow, '--out', out, '--unit-size', '2', '--concurrency', '1', '--allow-address', '127.0.0.1']);
+    const rerun = await runCli([
+      'ingest',
+      slow,
+      '--out',
+      out,
+      '--unit-size',
+      '2',
+      '--concurrency',
+      '1',
+      '--allow-address',
+      '127.0.0.1',
+    ]);
     expect(rerun.code, rerun.stderr).toBe(0);
     expect(JSON.parse(rerun.stdout.trim().split('\n').at(-1)!)).toMatchObject({ resumed: true, keptInJob: 12 });
     const keys = await keysOf(out);
@@ -129,7 +180,12 @@ describe('resume after SIGKILL', () => {
   });
 
   it('rejects bad options with exit 2 before any work', async () => {
-    for (const bad of [['--concurrency', '0'], ['--unit-size', 'x'], ['--format', 'gif'], ['--allow-address', 'nonsense']]) {
+    for (const bad of [
+      ['--concurrency', '0'],
+      ['--unit-size', 'x'],
+      ['--format', 'gif'],
+      ['--allow-address', 'nonsense'],
+    ]) {
       const result = await runCli(['ingest', list, '--out', join(dir, 'bad'), ...bad]);
       expect(result.code, bad.join(' ')).toBe(2);
       expect(result.stderr.trim().split('\n')[0]).toMatch(/error|wildstream:/);

@@ -8,8 +8,16 @@ import { ConfigError } from '../../src/errors.js';
 import { groupUnits } from '../../src/ingest/job.js';
 import { MAX_RECORD_LINES } from '../../src/ingest/list-csv.js';
 import {
-  checkUrl, columnName, extraColumnsOf, listFiles, MAX_FIELD_LENGTH, MAX_LINE_LENGTH, MAX_ROW_TEXT, readUrlLists,
-  type ListStats, type UrlListOptions,
+  checkUrl,
+  columnName,
+  extraColumnsOf,
+  listFiles,
+  MAX_FIELD_LENGTH,
+  MAX_LINE_LENGTH,
+  MAX_ROW_TEXT,
+  readUrlLists,
+  type ListStats,
+  type UrlListOptions,
 } from '../../src/ingest/url-list.js';
 
 let dir: string;
@@ -40,16 +48,29 @@ describe('URL lists', () => {
     await writeFile(join(dir, 'l2.txt.gz'), gzipSync(text));
     const got = await rows([join(dir, 'l.txt'), join(dir, 'l2.txt.gz')]);
     expect(got.map((r) => [r.index, r.url])).toEqual([
-      [0, 'http://a.test/1.jpg'], [1, 'https://a.test/2.jpg'], [2, 'javascript:alert(1)'],
-      [3, 'http://a.test/1.jpg'], [4, 'https://a.test/2.jpg'], [5, 'javascript:alert(1)'],
+      [0, 'http://a.test/1.jpg'],
+      [1, 'https://a.test/2.jpg'],
+      [2, 'javascript:alert(1)'],
+      [3, 'http://a.test/1.jpg'],
+      [4, 'https://a.test/2.jpg'],
+      [5, 'javascript:alert(1)'],
     ]);
   });
 
   it('reads csv and tsv with quoted fields, choosing columns by name and keeping the rest', async () => {
-    await writeFile(join(dir, 'l.csv'), 'URL,TEXT,license\n"http://a.test/x.jpg","a ""quoted"", caption",cc-by\nhttp://a.test/y.jpg,,\n');
+    await writeFile(
+      join(dir, 'l.csv'),
+      'URL,TEXT,license\n"http://a.test/x.jpg","a ""quoted"", caption",cc-by\nhttp://a.test/y.jpg,,\n',
+    );
     const got = await rows([join(dir, 'l.csv')], { urlCol: 'URL', captionCol: 'TEXT' });
     expect(got).toEqual([
-      { index: 0, url: 'http://a.test/x.jpg', caption: 'a "quoted", caption', sourcePage: null, extra: { license: 'cc-by' } },
+      {
+        index: 0,
+        url: 'http://a.test/x.jpg',
+        caption: 'a "quoted", caption',
+        sourcePage: null,
+        extra: { license: 'cc-by' },
+      },
       { index: 1, url: 'http://a.test/y.jpg', caption: null, sourcePage: null, extra: { license: '' } },
     ]);
     await writeFile(join(dir, 'l.tsv'), 'url\tcaption\nhttp://a.test/t.jpg\thello\n');
@@ -57,11 +78,17 @@ describe('URL lists', () => {
     await expect(rows([join(dir, 'l.csv')])).rejects.toThrow(/column "url" not found .*URL, TEXT, license/);
     // A source_page column (crawls write one) fills the shard's own column, not an extra one.
     await writeFile(join(dir, 'p.csv'), 'url,source_page,site\nhttp://a.test/s.jpg,http://a.test/page,a\n');
-    expect((await rows([join(dir, 'p.csv')]))[0]).toMatchObject({ sourcePage: 'http://a.test/page', extra: { site: 'a' } });
+    expect((await rows([join(dir, 'p.csv')]))[0]).toMatchObject({
+      sourcePage: 'http://a.test/page',
+      extra: { site: 'a' },
+    });
   });
 
   it('reads jsonl, counting junk lines as rows', async () => {
-    await writeFile(join(dir, 'l.jsonl'), '{"url":"http://a.test/j.jpg","caption":"c","width":640}\nnot json\n[1,2]\n{"url":"http://a.test/k.jpg"}\n');
+    await writeFile(
+      join(dir, 'l.jsonl'),
+      '{"url":"http://a.test/j.jpg","caption":"c","width":640}\nnot json\n[1,2]\n{"url":"http://a.test/k.jpg"}\n',
+    );
     const got = await rows([join(dir, 'l.jsonl')]);
     expect(got.map((r) => [r.url, r.caption, r.extra])).toEqual([
       ['http://a.test/j.jpg', 'c', { extra_width: '640' }],
@@ -127,22 +154,64 @@ interface TextCase {
 }
 
 const TEXT_CASES: TextCase[] = [
-  { name: 'plain text', rows: [{ url: ['http://h.test/a.jpg'], caption: ['hello, world'] }], expect: [{ url: 'http://h.test/a.jpg', caption: 'hello, world' }] },
+  {
+    name: 'plain text',
+    rows: [{ url: ['http://h.test/a.jpg'], caption: ['hello, world'] }],
+    expect: [{ url: 'http://h.test/a.jpg', caption: 'hello, world' }],
+  },
   ...(['utf-8', 'utf-16le', 'utf-16be'] as const).map((bom) => ({
     name: `${bom} byte order mark`,
     rows: [{ url: ['http://h.test/é.jpg'], caption: ['café ☕'] }],
     framing: { bom },
     expect: [{ url: 'http://h.test/é.jpg', caption: 'café ☕' }],
   })),
-  { name: 'CRLF line ends', rows: [{ url: ['http://h.test/a.jpg'], caption: ['c'] }], framing: { eol: '\r\n' }, expect: [{ url: 'http://h.test/a.jpg', caption: 'c' }] },
-  { name: 'non-ASCII kept exactly', rows: [{ url: ['http://h.test/ñ/🙂.jpg'], caption: ['naïve 🙂 日本'] }], expect: [{ url: 'http://h.test/ñ/🙂.jpg', caption: 'naïve 🙂 日本' }] },
-  { name: 'invalid UTF-8 in a caption', rows: [{ url: ['http://h.test/a.jpg'], caption: ['caf', new Uint8Array([0xff]), 'e'] }], expect: [{ url: 'http://h.test/a.jpg', caption: 'caf\uFFFDe' }] },
-  { name: 'invalid UTF-8 in a URL', rows: [{ url: ['http://h.test/', new Uint8Array([0xc3]), '.jpg'], caption: ['c'] }], expect: [{ url: 'http://h.test/\uFFFD.jpg', caption: 'c', bad: 'url_encoding' }] },
-  { name: 'lone surrogate in a caption', rows: [{ url: ['http://h.test/a.jpg'], caption: ['a', { lone: 0xd800 }, 'b'] }], expect: [{ url: 'http://h.test/a.jpg', caption: 'a\uFFFDb' }] },
-  { name: 'lone surrogate in a URL', rows: [{ url: ['http://h.test/', { lone: 0xdc00 }], caption: ['c'] }], expect: [{ url: 'http://h.test/\uFFFD', caption: 'c', bad: 'url_encoding' }] },
-  { name: 'caption opening with a quote', rows: [{ url: ['http://h.test/a.jpg'], caption: ['"quoted" start'] }], expect: [{ url: 'http://h.test/a.jpg', caption: '"quoted" start' }] },
-  { name: 'spaces and controls around a URL (the URL standard strips them)', rows: [{ url: ['  http://h.test/sp.jpg \u0001 '], caption: ['c'] }], expect: [{ url: 'http://h.test/sp.jpg', caption: 'c' }] },
-  { name: 'empty URL', rows: [{ url: [''], caption: ['c'] }], notTxt: true, expect: [{ url: '', caption: 'c', bad: 'url_missing' }] },
+  {
+    name: 'CRLF line ends',
+    rows: [{ url: ['http://h.test/a.jpg'], caption: ['c'] }],
+    framing: { eol: '\r\n' },
+    expect: [{ url: 'http://h.test/a.jpg', caption: 'c' }],
+  },
+  {
+    name: 'non-ASCII kept exactly',
+    rows: [{ url: ['http://h.test/ñ/🙂.jpg'], caption: ['naïve 🙂 日本'] }],
+    expect: [{ url: 'http://h.test/ñ/🙂.jpg', caption: 'naïve 🙂 日本' }],
+  },
+  {
+    name: 'invalid UTF-8 in a caption',
+    rows: [{ url: ['http://h.test/a.jpg'], caption: ['caf', new Uint8Array([0xff]), 'e'] }],
+    expect: [{ url: 'http://h.test/a.jpg', caption: 'caf\uFFFDe' }],
+  },
+  {
+    name: 'invalid UTF-8 in a URL',
+    rows: [{ url: ['http://h.test/', new Uint8Array([0xc3]), '.jpg'], caption: ['c'] }],
+    expect: [{ url: 'http://h.test/\uFFFD.jpg', caption: 'c', bad: 'url_encoding' }],
+  },
+  {
+    name: 'lone surrogate in a caption',
+    rows: [{ url: ['http://h.test/a.jpg'], caption: ['a', { lone: 0xd800 }, 'b'] }],
+    expect: [{ url: 'http://h.test/a.jpg', caption: 'a\uFFFDb' }],
+  },
+  {
+    name: 'lone surrogate in a URL',
+    rows: [{ url: ['http://h.test/', { lone: 0xdc00 }], caption: ['c'] }],
+    expect: [{ url: 'http://h.test/\uFFFD', caption: 'c', bad: 'url_encoding' }],
+  },
+  {
+    name: 'caption opening with a quote',
+    rows: [{ url: ['http://h.test/a.jpg'], caption: ['"quoted" start'] }],
+    expect: [{ url: 'http://h.test/a.jpg', caption: '"quoted" start' }],
+  },
+  {
+    name: 'spaces and controls around a URL (the URL standard strips them)',
+    rows: [{ url: ['  http://h.test/sp.jpg \u0001 '], caption: ['c'] }],
+    expect: [{ url: 'http://h.test/sp.jpg', caption: 'c' }],
+  },
+  {
+    name: 'empty URL',
+    rows: [{ url: [''], caption: ['c'] }],
+    notTxt: true,
+    expect: [{ url: '', caption: 'c', bad: 'url_missing' }],
+  },
 ];
 /** Every case ends with this row, which must come through whatever came before it. */
 const LAST = { url: ['http://h.test/last.jpg'], caption: ['last'] };
@@ -150,7 +219,12 @@ const LAST_ROW = { url: 'http://h.test/last.jpg', caption: 'last' };
 
 const FORMATS = ['txt', 'csv', 'tsv', 'jsonl', 'parquet'] as const;
 
-function pieceBytes(piece: Piece, escape: (s: string) => string, encode: (s: string) => Buffer, jsonl: boolean): Buffer {
+function pieceBytes(
+  piece: Piece,
+  escape: (s: string) => string,
+  encode: (s: string) => Buffer,
+  jsonl: boolean,
+): Buffer {
   if (typeof piece === 'string') return encode(escape(piece));
   if (piece instanceof Uint8Array) return Buffer.from(piece);
   if (jsonl) return encode(`\\u${piece.lone.toString(16)}`);
@@ -167,20 +241,28 @@ function encoder(bom: string | undefined): (s: string) => Buffer {
 async function textFile(c: TextCase, format: (typeof FORMATS)[number]): Promise<Uint8Array> {
   const rows = [...c.rows, LAST];
   if (format === 'parquet') {
-    const cell = (pieces: Piece[]) => (pieces.every((p) => typeof p === 'string') ? pieces.join('') : Buffer.concat(pieces.map((p) => pieceBytes(p, (s) => s, encoder(undefined), false))));
+    const cell = (pieces: Piece[]) =>
+      pieces.every((p) => typeof p === 'string')
+        ? pieces.join('')
+        : Buffer.concat(pieces.map((p) => pieceBytes(p, (s) => s, encoder(undefined), false)));
     const { parquetWriteBuffer } = await import('hyparquet-writer');
-    return new Uint8Array(parquetWriteBuffer({
-      columnData: [
-        { name: 'url', data: rows.map((r) => cell(r.url)), type: 'STRING' },
-        { name: 'caption', data: rows.map((r) => cell(r.caption)), type: 'STRING' },
-      ],
-    }));
+    return new Uint8Array(
+      parquetWriteBuffer({
+        columnData: [
+          { name: 'url', data: rows.map((r) => cell(r.url)), type: 'STRING' },
+          { name: 'caption', data: rows.map((r) => cell(r.caption)), type: 'STRING' },
+        ],
+      }),
+    );
   }
   const encode = encoder(c.framing?.bom);
   const eol = encode(c.framing?.eol ?? '\n');
-  const field = (pieces: Piece[], escape: (s: string) => string) => Buffer.concat(pieces.map((p) => pieceBytes(p, escape, encode, format === 'jsonl')));
-  const quoted = (pieces: Piece[]) => Buffer.concat([encode('"'), field(pieces, (s) => s.replaceAll('"', '""')), encode('"')]);
-  const jsonString = (pieces: Piece[]) => Buffer.concat([encode('"'), field(pieces, (s) => JSON.stringify(s).slice(1, -1)), encode('"')]);
+  const field = (pieces: Piece[], escape: (s: string) => string) =>
+    Buffer.concat(pieces.map((p) => pieceBytes(p, escape, encode, format === 'jsonl')));
+  const quoted = (pieces: Piece[]) =>
+    Buffer.concat([encode('"'), field(pieces, (s) => s.replaceAll('"', '""')), encode('"')]);
+  const jsonString = (pieces: Piece[]) =>
+    Buffer.concat([encode('"'), field(pieces, (s) => JSON.stringify(s).slice(1, -1)), encode('"')]);
   const lines: Buffer[] = [];
   if (format === 'csv') lines.push(encode('url,caption'));
   if (format === 'tsv') lines.push(encode('url\tcaption'));
@@ -188,7 +270,16 @@ async function textFile(c: TextCase, format: (typeof FORMATS)[number]): Promise<
     if (format === 'txt') lines.push(field(r.url, (s) => s));
     if (format === 'csv') lines.push(Buffer.concat([quoted(r.url), encode(','), quoted(r.caption)]));
     if (format === 'tsv') lines.push(Buffer.concat([field(r.url, (s) => s), encode('\t'), field(r.caption, (s) => s)]));
-    if (format === 'jsonl') lines.push(Buffer.concat([encode('{"url":'), jsonString(r.url), encode(',"caption":'), jsonString(r.caption), encode('}')]));
+    if (format === 'jsonl')
+      lines.push(
+        Buffer.concat([
+          encode('{"url":'),
+          jsonString(r.url),
+          encode(',"caption":'),
+          jsonString(r.caption),
+          encode('}'),
+        ]),
+      );
   }
   const bom = c.framing?.bom ? encode('\uFEFF') : Buffer.alloc(0);
   return Buffer.concat([bom, ...lines.flatMap((l) => [l, eol])]);
@@ -206,7 +297,13 @@ describe('one text rule in every list format', () => {
           const name = `${c.name.replace(/\W+/g, '-')}.${format}${gz ? '.gz' : ''}`;
           const got = await rows([await file(name, gz ? gzipSync(bytes) : bytes)]);
           const want = [...c.expect, LAST_ROW].map((e) => ({ ...e, caption: format === 'txt' ? null : e.caption }));
-          expect(got.map((r) => ({ url: oneReplacement(r.url), caption: oneReplacement(r.caption), ...(r.bad ? { bad: r.bad } : {}) }))).toEqual(want);
+          expect(
+            got.map((r) => ({
+              url: oneReplacement(r.url),
+              caption: oneReplacement(r.caption),
+              ...(r.bad ? { bad: r.bad } : {}),
+            })),
+          ).toEqual(want);
           expect(got.map((r) => r.index)).toEqual(want.map((_, i) => i));
         });
       }
@@ -219,11 +316,17 @@ describe('a bad row never fails the list', () => {
 
   it('keeps a CSV row with a 1.2 MB caption, cut to MAX_FIELD_LENGTH, and every row after it', async () => {
     const huge = 'w'.repeat(1_200_000);
-    const path = await file('huge.csv', `url,caption,license\n${good(0)},a\n${good(1)},"${huge}",cc\n${good(2)},${huge}\n${good(3)},d\n`);
+    const path = await file(
+      'huge.csv',
+      `url,caption,license\n${good(0)},a\n${good(1)},"${huge}",cc\n${good(2)},${huge}\n${good(3)},d\n`,
+    );
     const stats: ListStats = { rows: 0, bad: {}, truncated: 0 };
     const got = await rows([path], {}, stats);
     expect(got.map((r) => [r.index, r.url, r.bad ?? null, r.caption?.length])).toEqual([
-      [0, good(0), null, 1], [1, good(1), null, MAX_FIELD_LENGTH], [2, good(2), null, MAX_FIELD_LENGTH], [3, good(3), null, 1],
+      [0, good(0), null, 1],
+      [1, good(1), null, MAX_FIELD_LENGTH],
+      [2, good(2), null, MAX_FIELD_LENGTH],
+      [3, good(3), null, 1],
     ]);
     expect(got[1]).toMatchObject({ truncated: true, extra: { license: 'cc' } });
     expect(stats).toEqual({ rows: 4, bad: {}, truncated: 2 });
@@ -233,7 +336,10 @@ describe('a bad row never fails the list', () => {
     const text = `url,caption\n${good(0)},"unclosed\n${good(1)},fine\n${good(2)},"quoted, with comma"\n${good(3)},"open at the end\n`;
     const got = await rows([await file('unclosed.csv', text)]);
     expect(got.map((r) => [r.index, r.url, r.caption, r.bad ?? null])).toEqual([
-      [0, '', null, 'bad_row'], [1, good(1), 'fine', null], [2, good(2), 'quoted, with comma', null], [3, '', null, 'bad_row'],
+      [0, '', null, 'bad_row'],
+      [1, good(1), 'fine', null],
+      [2, good(2), 'quoted, with comma', null],
+      [3, '', null, 'bad_row'],
     ]);
   });
 
@@ -253,29 +359,50 @@ describe('a bad row never fails the list', () => {
     const within = Array.from({ length: MAX_RECORD_LINES }, (_, i) => `line ${i}`).join('\n');
     const beyond = Array.from({ length: MAX_RECORD_LINES }, (_, i) => good(100 + i)).join('\n');
     // Without the bound, the quote on the last line would close one record of 66 lines.
-    const got = await rows([await file('lines.csv', `url,caption\n${good(0)},"${within}"\n${good(1)},"${beyond}\n${good(2)},x"\n`)]);
+    const got = await rows([
+      await file('lines.csv', `url,caption\n${good(0)},"${within}"\n${good(1)},"${beyond}\n${good(2)},x"\n`),
+    ]);
     expect(got[0]).toMatchObject({ index: 0, url: good(0), caption: within });
     expect(got[1]).toMatchObject({ index: 1, url: '', bad: 'bad_row' });
     // The lines after the opening one come back as rows of their own.
-    expect(got.slice(2).map((r) => r.url)).toEqual([...Array.from({ length: MAX_RECORD_LINES - 1 }, (_, i) => good(101 + i)), good(2)]);
+    expect(got.slice(2).map((r) => r.url)).toEqual([
+      ...Array.from({ length: MAX_RECORD_LINES - 1 }, (_, i) => good(101 + i)),
+      good(2),
+    ]);
     expect(got.at(-1)!.caption).toBe('x"');
     expect(got.map((r) => r.index)).toEqual(got.map((_, i) => i));
   });
 
   it('never lets a TSV quote swallow rows: TSV has no quoting', async () => {
-    const got = await rows([await file('quote.tsv', `url\tcaption\n${good(0)}\t"opens\n${good(1)}\tb "c"\n"${good(2)}"\tquoted url\n`)]);
+    const got = await rows([
+      await file('quote.tsv', `url\tcaption\n${good(0)}\t"opens\n${good(1)}\tb "c"\n"${good(2)}"\tquoted url\n`),
+    ]);
     expect(got.map((r) => [r.url, r.caption, r.bad ?? null])).toEqual([
-      [good(0), '"opens', null], [good(1), 'b "c"', null], [`"${good(2)}"`, 'quoted url', 'url_invalid'],
+      [good(0), '"opens', null],
+      [good(1), 'b "c"', null],
+      [`"${good(2)}"`, 'quoted url', 'url_invalid'],
     ]);
   });
 
   for (const format of ['txt', 'csv', 'tsv', 'jsonl'] as const) {
     it(`takes a ${format} line over MAX_LINE_LENGTH as one row_too_long row, and reads on`, async () => {
-      const line = (url: string) => (format === 'jsonl' ? JSON.stringify({ url, caption: 'c' }) : format === 'txt' ? url : `${url}${format === 'csv' ? ',' : '\t'}c`);
+      const line = (url: string) =>
+        format === 'jsonl'
+          ? JSON.stringify({ url, caption: 'c' })
+          : format === 'txt'
+            ? url
+            : `${url}${format === 'csv' ? ',' : '\t'}c`;
       const header = format === 'csv' ? 'url,caption\n' : format === 'tsv' ? 'url\tcaption\n' : '';
       const long = line(`http://h.test/${'x'.repeat(MAX_LINE_LENGTH)}`);
-      const got = await rows([await file(`long.${format}.gz`, gzipSync(`${header}${line(good(0))}\n${long}\n${line(good(1))}\n${long}`))]);
-      expect(got.map((r) => [r.index, r.url, r.bad ?? null])).toEqual([[0, good(0), null], [1, '', 'row_too_long'], [2, good(1), null], [3, '', 'row_too_long']]);
+      const got = await rows([
+        await file(`long.${format}.gz`, gzipSync(`${header}${line(good(0))}\n${long}\n${line(good(1))}\n${long}`)),
+      ]);
+      expect(got.map((r) => [r.index, r.url, r.bad ?? null])).toEqual([
+        [0, good(0), null],
+        [1, '', 'row_too_long'],
+        [2, good(1), null],
+        [3, '', 'row_too_long'],
+      ]);
     });
   }
 
@@ -290,28 +417,58 @@ describe('a bad row never fails the list', () => {
   });
 
   it('counts jsonl rows without the URL key, and refuses a URL column no object has', async () => {
-    const got = await rows([await file('keys.jsonl', `{"caption":"no url"}\n{"url":"${good(1)}"}\n{"url":null}\n{"url":42}\n"str"\n{"url":"http://h.test/\\ud800"}\n`)]);
-    expect(got.map((r) => [r.index, r.bad ?? null])).toEqual([[0, 'url_missing'], [1, null], [2, 'url_missing'], [3, 'url_invalid'], [4, 'bad_row'], [5, 'url_encoding']]);
-    await expect(rows([await file('nokey.jsonl', '{"link":"http://h.test/a"}\nnot json\n')])).rejects.toThrow(/column "url" not found in any object/);
+    const got = await rows([
+      await file(
+        'keys.jsonl',
+        `{"caption":"no url"}\n{"url":"${good(1)}"}\n{"url":null}\n{"url":42}\n"str"\n{"url":"http://h.test/\\ud800"}\n`,
+      ),
+    ]);
+    expect(got.map((r) => [r.index, r.bad ?? null])).toEqual([
+      [0, 'url_missing'],
+      [1, null],
+      [2, 'url_missing'],
+      [3, 'url_invalid'],
+      [4, 'bad_row'],
+      [5, 'url_encoding'],
+    ]);
+    await expect(rows([await file('nokey.jsonl', '{"link":"http://h.test/a"}\nnot json\n')])).rejects.toThrow(
+      /column "url" not found in any object/,
+    );
   });
 
   it('counts each row of a parquet row group that cannot be decoded, and reads the other groups', async () => {
     const { parquetWriteBuffer } = await import('hyparquet-writer');
     const { parquetMetadata } = await import('hyparquet');
-    const bytes = new Uint8Array(parquetWriteBuffer({ rowGroupSize: 3, columnData: [{ name: 'url', data: [0, 1, 2, 3, 4, 5].map(good), type: 'STRING' }] }));
+    const bytes = new Uint8Array(
+      parquetWriteBuffer({
+        rowGroupSize: 3,
+        columnData: [{ name: 'url', data: [0, 1, 2, 3, 4, 5].map(good), type: 'STRING' }],
+      }),
+    );
     const page = Number(parquetMetadata(bytes.buffer).row_groups[0]!.columns[0]!.meta_data!.data_page_offset);
     bytes.fill(0xff, page, page + 12); // the first group's page header
     const got = await rows([await file('broken.parquet', bytes)]);
-    expect(got.map((r) => [r.index, r.bad ?? r.url])).toEqual([[0, 'bad_row'], [1, 'bad_row'], [2, 'bad_row'], [3, good(3)], [4, good(4)], [5, good(5)]]);
+    expect(got.map((r) => [r.index, r.bad ?? r.url])).toEqual([
+      [0, 'bad_row'],
+      [1, 'bad_row'],
+      [2, 'bad_row'],
+      [3, good(3)],
+      [4, good(4)],
+      [5, good(5)],
+    ]);
   });
 
   it('bounds the text kept per row: MAX_FIELD_LENGTH per cell, MAX_ROW_TEXT per row, later columns cut first', async () => {
     const cells = Array.from({ length: 8 }, (_, i) => `c${i}`);
     const big = 'y'.repeat(MAX_FIELD_LENGTH + 5);
-    const got = await rows([await file('wide.csv', `url,${cells.join(',')}\n${good(0)},${cells.map(() => big).join(',')}\n`)]);
+    const got = await rows([
+      await file('wide.csv', `url,${cells.join(',')}\n${good(0)},${cells.map(() => big).join(',')}\n`),
+    ]);
     const lengths = cells.map((c) => got[0]!.extra[c]!.length);
     expect(lengths.reduce((a, b) => a + b)).toBe(MAX_ROW_TEXT);
-    expect(lengths).toEqual(cells.map((_, i) => Math.max(0, Math.min(MAX_FIELD_LENGTH, MAX_ROW_TEXT - i * MAX_FIELD_LENGTH))));
+    expect(lengths).toEqual(
+      cells.map((_, i) => Math.max(0, Math.min(MAX_FIELD_LENGTH, MAX_ROW_TEXT - i * MAX_FIELD_LENGTH))),
+    );
   });
 
   it('keeps a cut surrogate pair whole: no lone half at the cut', async () => {
@@ -321,11 +478,21 @@ describe('a bad row never fails the list', () => {
   });
 
   it('gives every row, bad or good, its own stable index, so units are the same on every read', async () => {
-    const lines = ['url,caption', `${good(0)},a`, `${good(1)},"open`, `${good(2)},"b"c`, `javascript:x,d`, `${good(3)},e`, `,f`, `${good(4)},g`];
+    const lines = [
+      'url,caption',
+      `${good(0)},a`,
+      `${good(1)},"open`,
+      `${good(2)},"b"c`,
+      `javascript:x,d`,
+      `${good(3)},e`,
+      `,f`,
+      `${good(4)},g`,
+    ];
     const path = await file('stable.csv', `${lines.join('\n')}\n`);
     const units = async () => {
       const out: Array<[number, string[]]> = [];
-      for await (const [unit, members] of groupUnits(readUrlLists([path]), 3, 0)) out.push([unit, members.map((r) => r.bad ?? r.url)]);
+      for await (const [unit, members] of groupUnits(readUrlLists([path]), 3, 0))
+        out.push([unit, members.map((r) => r.bad ?? r.url)]);
       return out;
     };
     const first = await units();
@@ -338,7 +505,12 @@ describe('a bad row never fails the list', () => {
   });
 
   it('reports an empty list as zero rows: no rows, a header alone, blank lines alone', async () => {
-    for (const [name, text] of [['empty.txt', ''], ['header.csv', 'url,caption\n'], ['blank.jsonl', '\n\n \n'], ['bom.tsv', '\uFEFFurl\tcaption\r\n']]) {
+    for (const [name, text] of [
+      ['empty.txt', ''],
+      ['header.csv', 'url,caption\n'],
+      ['blank.jsonl', '\n\n \n'],
+      ['bom.tsv', '\uFEFFurl\tcaption\r\n'],
+    ]) {
       const stats: ListStats = { rows: 0, bad: {}, truncated: 0 };
       expect(await rows([await file(name!, text!)], {}, stats)).toEqual([]);
       expect(stats.rows).toBe(0);
@@ -352,7 +524,11 @@ describe('a bad row never fails the list', () => {
   });
 
   it('refuses what spoils a whole list: an unreadable header, too many columns', async () => {
-    await expect(rows([await file('badhead.csv', 'url,"cap\n')])).rejects.toThrow(/cannot read the header of URL list .*badhead\.csv \(bad_row\)/);
-    await expect(rows([await file('manycols.tsv', `url\t${Array.from({ length: 1100 }, (_, i) => `c${i}`).join('\t')}\n`)])).rejects.toThrow(/1101 columns; at most 1024/);
+    await expect(rows([await file('badhead.csv', 'url,"cap\n')])).rejects.toThrow(
+      /cannot read the header of URL list .*badhead\.csv \(bad_row\)/,
+    );
+    await expect(
+      rows([await file('manycols.tsv', `url\t${Array.from({ length: 1100 }, (_, i) => `c${i}`).join('\t')}\n`)]),
+    ).rejects.toThrow(/1101 columns; at most 1024/);
   });
 });

@@ -22,7 +22,10 @@ let dir: string;
 let data: Store;
 
 const config = defaultTrainConfig({
-  model: 'custom:2,8,8,2,8', batchSize: 4, crops: '2x16@0.3-1', steps: 6,
+  model: 'custom:2,8,8,2,8',
+  batchSize: 4,
+  crops: '2x16@0.3-1',
+  steps: 6,
   swav: { ...DEFAULT_SWAV, prototypes: 8, hidden: 16, dim: 8, freezePrototypesSteps: 1, cropsForAssign: [0, 1] },
 });
 const options = { config, backend: 'wasm' as const, threads: 1, checkpointEvery: 100, logEvery: 2 };
@@ -56,13 +59,20 @@ function maxDiff(a: ModelState, b: ModelState): number {
   type Named = Array<[string, Float32Array]>;
   const queue = (s: ModelState): Named => s.queue.map((d, i) => [`queue ${i}`, d]);
   let worst = 0;
-  for (const [xs, ys] of [[a.vars, b.vars], [a.slots, b.slots], [queue(a), queue(b)]] as Array<[Named, Named]>) {
+  for (const [xs, ys] of [
+    [a.vars, b.vars],
+    [a.slots, b.slots],
+    [queue(a), queue(b)],
+  ] as Array<[Named, Named]>) {
     expect(ys.map(([n]) => n)).toEqual(xs.map(([n]) => n));
-    let diff = 0, scale = 0;
-    xs.forEach(([, x], t) => x.forEach((v, i) => {
-      diff = Math.max(diff, Math.abs(v - ys[t]![1][i]!));
-      scale = Math.max(scale, Math.abs(v));
-    }));
+    let diff = 0,
+      scale = 0;
+    xs.forEach(([, x], t) =>
+      x.forEach((v, i) => {
+        diff = Math.max(diff, Math.abs(v - ys[t]![1][i]!));
+        scale = Math.max(scale, Math.abs(v));
+      }),
+    );
     worst = Math.max(worst, diff === 0 ? 0 : diff / scale);
   }
   return worst;
@@ -71,7 +81,12 @@ function maxDiff(a: ModelState, b: ModelState): number {
 /** One thread: the loader trainOnStore opens, each batch stepped with the 2-thread split as ghost batches. */
 async function reference(): Promise<ModelState> {
   const model = new SwavModel(config);
-  const loader = new MultiCropLoader(data, { batchSize: config.batchSize, seed: config.seed, augment: augmentOf(config), threads: 1 });
+  const loader = new MultiCropLoader(data, {
+    batchSize: config.batchSize,
+    seed: config.seed,
+    augment: augmentOf(config),
+    threads: 1,
+  });
   try {
     let step = 0;
     for await (const batch of loader) {
@@ -115,18 +130,40 @@ describe('trainOnStore with 2 training threads', () => {
   it('stopped at step 3 and resumed on 2 threads: the uninterrupted weights', async () => {
     const out = await openStore(join(dir, 'pieces'));
     const stop = new AbortController();
-    const first = await trainOnStore({ ...options, data, out, trainThreads: 2, signal: stop.signal, onStep: (n) => n === 3 && stop.abort() });
+    const first = await trainOnStore({
+      ...options,
+      data,
+      out,
+      trainThreads: 2,
+      signal: stop.signal,
+      onStep: (n) => n === 3 && stop.abort(),
+    });
     expect(first).toMatchObject({ stopped: 'signal', step: 3, checkpoint: 'checkpoints/step-000000003.ckpt' });
     const rest = await trainOnStore({ ...options, data, out, trainThreads: 2 });
-    expect(rest).toMatchObject({ stopped: 'done', startStep: 3, step: 6, resumedFrom: 'checkpoints/step-000000003.ckpt' });
+    expect(rest).toMatchObject({
+      stopped: 'done',
+      startStep: 3,
+      step: 6,
+      resumedFrom: 'checkpoints/step-000000003.ckpt',
+    });
     expect(maxDiff(await saved(straight), await saved(out))).toBeLessThan(TOLERANCE);
   }, 180_000);
 
   it('a 2-thread checkpoint resumes on 1 thread and a 1-thread one on 2 threads', async () => {
-    for (const [before, after] of [[2, 1], [1, 2]]) {
+    for (const [before, after] of [
+      [2, 1],
+      [1, 2],
+    ]) {
       const out = await openStore(join(dir, `switch-${before}-${after}`));
       const stop = new AbortController();
-      const first = await trainOnStore({ ...options, data, out, trainThreads: before, signal: stop.signal, onStep: (n) => n === 3 && stop.abort() });
+      const first = await trainOnStore({
+        ...options,
+        data,
+        out,
+        trainThreads: before,
+        signal: stop.signal,
+        onStep: (n) => n === 3 && stop.abort(),
+      });
       expect(first).toMatchObject({ stopped: 'signal', step: 3 });
       const lines: string[] = [];
       const rest = await trainOnStore({ ...options, data, out, trainThreads: after, log: (l) => lines.push(l) });
@@ -137,7 +174,9 @@ describe('trainOnStore with 2 training threads', () => {
 
   it('more training threads than images per batch is refused before the checkpoint store is touched', async () => {
     const out = await openStore(join(dir, 'refused'));
-    await expect(trainOnStore({ ...options, data, out, trainThreads: 5 })).rejects.toThrow(/trainThreads must be at most the batch size \(4\)/);
+    await expect(trainOnStore({ ...options, data, out, trainThreads: 5 })).rejects.toThrow(
+      /trainThreads must be at most the batch size \(4\)/,
+    );
     expect(await listCheckpoints(out)).toEqual([]);
   });
 });

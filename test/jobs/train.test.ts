@@ -16,7 +16,10 @@ let dir: string;
 let data: Store;
 
 const config = defaultTrainConfig({
-  model: 'custom:2,8,8,2,8', batchSize: 4, crops: '2x16@0.3-1', steps: 6,
+  model: 'custom:2,8,8,2,8',
+  batchSize: 4,
+  crops: '2x16@0.3-1',
+  steps: 6,
   swav: { ...DEFAULT_SWAV, prototypes: 8, hidden: 16, dim: 8, freezePrototypesSteps: 1, cropsForAssign: [0, 1] },
 });
 
@@ -46,7 +49,12 @@ describe('trainOnStore', () => {
     expect(first).toMatchObject({ stopped: 'signal', step: 3, checkpoint: 'checkpoints/step-000000003.ckpt' });
     const lines: string[] = [];
     const rest = await trainOnStore({ ...options, out, log: (l) => lines.push(l) });
-    expect(rest).toMatchObject({ stopped: 'done', startStep: 3, step: 6, resumedFrom: 'checkpoints/step-000000003.ckpt' });
+    expect(rest).toMatchObject({
+      stopped: 'done',
+      startStep: 3,
+      step: 6,
+      resumedFrom: 'checkpoints/step-000000003.ckpt',
+    });
     expect(lines.join('\n')).toMatch(/resuming at step 3 from checkpoints\/step-000000003\.ckpt/);
 
     const [a, b] = [await weights(straight), await weights(out)];
@@ -66,7 +74,9 @@ describe('trainOnStore', () => {
   it('bad loop options are refused before the checkpoint store is touched', async () => {
     const out = await openStore(join(dir, 'straight'));
     const before = await listCheckpoints(out);
-    await expect(trainOnStore({ data, out, config, backend: 'wasm', resume: false, keep: 0 })).rejects.toThrow(/keep must be a positive integer, got 0/);
+    await expect(trainOnStore({ data, out, config, backend: 'wasm', resume: false, keep: 0 })).rejects.toThrow(
+      /keep must be a positive integer, got 0/,
+    );
     expect(await listCheckpoints(out)).toEqual(before);
   });
 });

@@ -22,10 +22,18 @@ const NOT_STAGES: Record<string, string> = {
 };
 
 /** Pipeline keys that are no flag of the stage's command: positional arguments and pipeline structure. */
-const PIPELINE_ONLY: Record<string, string[]> = { ingest: ['lists'], crawl: ['seeds'], export: ['baseline'], train: [], embed: [] };
+const PIPELINE_ONLY: Record<string, string[]> = {
+  ingest: ['lists'],
+  crawl: ['seeds'],
+  export: ['baseline'],
+  train: [],
+  embed: [],
+};
 
 function leaves(cmd: Command, prefix: string[] = []): Array<{ path: string; cmd: Command }> {
-  return cmd.commands.flatMap((c) => (c.commands.length ? leaves(c, [...prefix, c.name()]) : [{ path: [...prefix, c.name()].join(' '), cmd: c }]));
+  return cmd.commands.flatMap((c) =>
+    c.commands.length ? leaves(c, [...prefix, c.name()]) : [{ path: [...prefix, c.name()].join(' '), cmd: c }],
+  );
 }
 
 describe('every CLI option is settable from a pipeline', () => {
@@ -36,49 +44,99 @@ describe('every CLI option is settable from a pipeline', () => {
   it('every command is a pipeline stage or listed as not one', () => {
     for (const { path } of commands) {
       const isStage = stages.some(([, s]) => s.command === path);
-      expect(isStage || path in NOT_STAGES, `command "${path}": map it to a pipeline stage in STAGE_COMMANDS, or list it in NOT_STAGES`).toBe(true);
+      expect(
+        isStage || path in NOT_STAGES,
+        `command "${path}": map it to a pipeline stage in STAGE_COMMANDS, or list it in NOT_STAGES`,
+      ).toBe(true);
     }
   });
 
-  it.each(stages)('stage %s: each flag of its command is a pipeline key, and the other way round', (stage, { command, options }) => {
-    const cmd = commands.find((c) => c.path === command)!.cmd;
-    const flags = cmd.options.map((o) => o.attributeName()).filter((name) => name !== 'help');
-    expect(flags.sort()).toEqual(Object.keys(options).sort()); // the command's flags are exactly its declarations
-    const keys = keysAt(PipelineSchema, [stage]);
-    for (const name of flags) expect(keys, `${command} --${cmd.options.find((o) => o.attributeName() === name)!.long}`).toContain(snake(name));
-    for (const key of keys) expect([...flags.map(snake), ...PIPELINE_ONLY[stage]!], `${stage}.${key}`).toContain(key);
-  });
+  it.each(stages)(
+    'stage %s: each flag of its command is a pipeline key, and the other way round',
+    (stage, { command, options }) => {
+      const cmd = commands.find((c) => c.path === command)!.cmd;
+      const flags = cmd.options.map((o) => o.attributeName()).filter((name) => name !== 'help');
+      expect(flags.sort()).toEqual(Object.keys(options).sort()); // the command's flags are exactly its declarations
+      const keys = keysAt(PipelineSchema, [stage]);
+      for (const name of flags)
+        expect(keys, `${command} --${cmd.options.find((o) => o.attributeName() === name)!.long}`).toContain(
+          snake(name),
+        );
+      for (const key of keys) expect([...flags.map(snake), ...PIPELINE_ONLY[stage]!], `${stage}.${key}`).toContain(key);
+    },
+  );
 
   it('a pipeline value and the same flag parse to the same typed options', async () => {
-    const flags = ['--unit-size', '7', '--format', 'webp', '--url-col', 'URL', '--allow-address', '127.0.0.1', '10.0.0.0/8', '--append', '--retry-reasons', 'timeout,http_5xx'];
+    const flags = [
+      '--unit-size',
+      '7',
+      '--format',
+      'webp',
+      '--url-col',
+      'URL',
+      '--allow-address',
+      '127.0.0.1',
+      '10.0.0.0/8',
+      '--append',
+      '--retry-reasons',
+      'timeout,http_5xx',
+    ];
     let fromCli: unknown;
     const probe = new Command('ingest').argument('<lists...>').exitOverride();
     addOptions(probe, STAGE_COMMANDS.ingest.options).action((_lists, _opts, c: Command) => {
       fromCli = optionValues(STAGE_COMMANDS.ingest.options, c.opts());
     });
     await probe.parseAsync(['a.txt', '--out', 'o', ...flags], { from: 'user' });
-    const p = validatePipeline({
-      ingest: { lists: ['a.txt'], out: 'o', unit_size: 7, format: 'webp', url_col: 'URL', allow_address: ['127.0.0.1', '10.0.0.0/8'], append: true, retry_reasons: ['timeout', 'http_5xx'] },
-    }, 'p.yaml');
+    const p = validatePipeline(
+      {
+        ingest: {
+          lists: ['a.txt'],
+          out: 'o',
+          unit_size: 7,
+          format: 'webp',
+          url_col: 'URL',
+          allow_address: ['127.0.0.1', '10.0.0.0/8'],
+          append: true,
+          retry_reasons: ['timeout', 'http_5xx'],
+        },
+      },
+      'p.yaml',
+    );
     const { lists, ...fromPipeline } = p.ingest!;
     expect(lists).toEqual(['a.txt']);
     expect(fromPipeline).toEqual(fromCli);
-    expect(fromCli).toMatchObject({ unitSize: 7, concurrency: 64, append: true, allowPrivateNetwork: false, retryReasons: ['timeout', 'http_5xx'] });
+    expect(fromCli).toMatchObject({
+      unitSize: 7,
+      concurrency: 64,
+      append: true,
+      allowPrivateNetwork: false,
+      retryReasons: ['timeout', 'http_5xx'],
+    });
   });
 });
 
 describe('unknown pipeline keys', () => {
   it('name the nearest known key', () => {
-    expect(() => validatePipeline({ ingest: { lists: ['a'], out: 'x', unit_sise: 5 } }, 'p.yaml')).toThrow('p.yaml: ingest.unit_sise: unknown key (did you mean unit_size?)');
-    expect(() => validatePipeline({ trian: { out: 'y' } }, 'p.yaml')).toThrow('p.yaml: trian: unknown key (did you mean train?)');
-    expect(() => validatePipeline({ crawl: { seeds: ['http://a/'], out: 'x', maxPages: 3 } }, 'p.yaml')).toThrow(/crawl\.maxPages: unknown key \(did you mean max_pages\?\)/);
-    expect(() => validatePipeline({ report: { out: 'r', knn: { train: 'a', test: 'b', kk: 3 } } }, 'p.yaml')).toThrow(/report\.knn\.kk: unknown key \(did you mean k\?\)/);
+    expect(() => validatePipeline({ ingest: { lists: ['a'], out: 'x', unit_sise: 5 } }, 'p.yaml')).toThrow(
+      'p.yaml: ingest.unit_sise: unknown key (did you mean unit_size?)',
+    );
+    expect(() => validatePipeline({ trian: { out: 'y' } }, 'p.yaml')).toThrow(
+      'p.yaml: trian: unknown key (did you mean train?)',
+    );
+    expect(() => validatePipeline({ crawl: { seeds: ['http://a/'], out: 'x', maxPages: 3 } }, 'p.yaml')).toThrow(
+      /crawl\.maxPages: unknown key \(did you mean max_pages\?\)/,
+    );
+    expect(() => validatePipeline({ report: { out: 'r', knn: { train: 'a', test: 'b', kk: 3 } } }, 'p.yaml')).toThrow(
+      /report\.knn\.kk: unknown key \(did you mean k\?\)/,
+    );
   });
 
   it('suggest nothing when no key is close enough to be a typo', () => {
     expect(nearestKey('checkpoint_interval', ['checkpoint_every', 'log_every'])).toBe('checkpoint_every');
     expect(nearestKey('colour', ['checkpoint_every', 'log_every', 'crops'])).toBeUndefined();
-    expect(() => validatePipeline({ train: { out: 'y', data: 'd', colour: 1 } }, 'p.yaml')).toThrow(/^p\.yaml: train\.colour: unknown key$/);
+    expect(() => validatePipeline({ train: { out: 'y', data: 'd', colour: 1 } }, 'p.yaml')).toThrow(
+      /^p\.yaml: train\.colour: unknown key$/,
+    );
   });
 });
 
@@ -96,18 +154,52 @@ describe('declarations', () => {
 
   const parse = async (args: string[]) => {
     let got: unknown;
-    const cmd = addOptions(new Command('x').exitOverride().configureOutput({ writeErr: () => {} }), set)
-      .action((_o, c: Command) => {
+    const cmd = addOptions(new Command('x').exitOverride().configureOutput({ writeErr: () => {} }), set).action(
+      (_o, c: Command) => {
         got = optionValues(set, c.opts());
-      });
+      },
+    );
     await cmd.parseAsync(args, { from: 'user' });
     return got;
   };
 
   it('give kebab-case flags with defaults, and typed values', async () => {
-    expect(await parse(['--out', 'o'])).toEqual({ out: 'o', size: 4, kind: 'a', tag: undefined, hosts: undefined, allow: undefined, force: false, resume: true });
-    expect(await parse(['--out', 'o', '--size', '9', '--tag', 'AB', '--hosts', 'a, b', '--allow', 'x', 'y', '--force', '--no-resume']))
-      .toEqual({ out: 'o', size: 9, kind: 'a', tag: 'ab', hosts: ['a', 'b'], allow: ['x', 'y'], force: true, resume: false });
+    expect(await parse(['--out', 'o'])).toEqual({
+      out: 'o',
+      size: 4,
+      kind: 'a',
+      tag: undefined,
+      hosts: undefined,
+      allow: undefined,
+      force: false,
+      resume: true,
+    });
+    expect(
+      await parse([
+        '--out',
+        'o',
+        '--size',
+        '9',
+        '--tag',
+        'AB',
+        '--hosts',
+        'a, b',
+        '--allow',
+        'x',
+        'y',
+        '--force',
+        '--no-resume',
+      ]),
+    ).toEqual({
+      out: 'o',
+      size: 9,
+      kind: 'a',
+      tag: 'ab',
+      hosts: ['a', 'b'],
+      allow: ['x', 'y'],
+      force: true,
+      resume: false,
+    });
   });
 
   it('refuse bad flag values as usage errors, naming what was expected', async () => {
@@ -119,8 +211,16 @@ describe('declarations', () => {
 
   it('give snake_case pipeline keys checked by the same bounds, defaults filled in', () => {
     const schema = stageSchema(set);
-    expect(schema.parse({ out: 'o', size: 9, tag: 'AB', hosts: 'a,b', allow: 'x' }))
-      .toEqual({ out: 'o', size: 9, kind: 'a', tag: 'ab', hosts: ['a', 'b'], allow: ['x'], force: false, resume: true });
+    expect(schema.parse({ out: 'o', size: 9, tag: 'AB', hosts: 'a,b', allow: 'x' })).toEqual({
+      out: 'o',
+      size: 9,
+      kind: 'a',
+      tag: 'ab',
+      hosts: ['a', 'b'],
+      allow: ['x'],
+      force: false,
+      resume: true,
+    });
     expect(schema.safeParse({ out: 'o', size: 11 }).success).toBe(false);
     expect(schema.safeParse({ out: 'o', kind: 'c' }).success).toBe(false);
     expect(schema.safeParse({ size: 3 }).success).toBe(false);
@@ -128,7 +228,11 @@ describe('declarations', () => {
   });
 
   it('check a crop spec and a model name where they are given', () => {
-    expect(() => validatePipeline({ train: { out: 'y', data: 'd', crops: '2x224@0.9-0.1' } }, 'p.yaml')).toThrow(/train\.crops: .*crop scale/);
-    expect(() => validatePipeline({ train: { out: 'y', data: 'd', model: 'regnety_9000mf' } }, 'p.yaml')).toThrow(/train\.model: /);
+    expect(() => validatePipeline({ train: { out: 'y', data: 'd', crops: '2x224@0.9-0.1' } }, 'p.yaml')).toThrow(
+      /train\.crops: .*crop scale/,
+    );
+    expect(() => validatePipeline({ train: { out: 'y', data: 'd', model: 'regnety_9000mf' } }, 'p.yaml')).toThrow(
+      /train\.model: /,
+    );
   });
 });

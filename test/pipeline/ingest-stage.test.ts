@@ -27,35 +27,63 @@ describe('pipeline ingest stage', () => {
   it('ingests a URL/TEXT parquet with url_col and caption_col, in webp at max_side', async () => {
     const { parquetWriteBuffer } = await import('hyparquet-writer');
     const urls = [1, 2, 3].map((i) => `${fixture.base}/img/${i}.jpg`);
-    await writeFile(join(dir, 'laion.parquet'), Buffer.from(parquetWriteBuffer({
-      columnData: [
-        { name: 'URL', data: urls, type: 'STRING' },
-        { name: 'TEXT', data: ['one', 'two', 'three'], type: 'STRING' },
-      ],
-    })));
+    await writeFile(
+      join(dir, 'laion.parquet'),
+      Buffer.from(
+        parquetWriteBuffer({
+          columnData: [
+            { name: 'URL', data: urls, type: 'STRING' },
+            { name: 'TEXT', data: ['one', 'two', 'three'], type: 'STRING' },
+          ],
+        }),
+      ),
+    );
     const out = join(dir, 'ds');
-    await writeFile(join(dir, 'p.yaml'), [
-      'ingest:', `  lists: [${join(dir, 'laion.parquet')}]`, `  out: ${out}`, '  url_col: URL', '  caption_col: TEXT',
-      '  format: webp', '  max_side: 64', '  unit_size: 2', '  dedupe_radius: 0', '  allow_address: 127.0.0.1', '',
-    ].join('\n'));
+    await writeFile(
+      join(dir, 'p.yaml'),
+      [
+        'ingest:',
+        `  lists: [${join(dir, 'laion.parquet')}]`,
+        `  out: ${out}`,
+        '  url_col: URL',
+        '  caption_col: TEXT',
+        '  format: webp',
+        '  max_side: 64',
+        '  unit_size: 2',
+        '  dedupe_radius: 0',
+        '  allow_address: 127.0.0.1',
+        '',
+      ].join('\n'),
+    );
     await runPipeline(join(dir, 'p.yaml'), []);
     const store = await openStore(out);
     const units = await listUnits(store);
     expect(units.map((u) => u.records)).toEqual([2, 1]);
     const records = [];
-    for (const u of units) for await (const r of (await ShardReader.open(store, u.shard, { size: u.bytes })).records()) records.push(r);
+    for (const u of units)
+      for await (const r of (await ShardReader.open(store, u.shard, { size: u.bytes })).records()) records.push(r);
     expect(records.map((r) => [r.url, r.caption])).toEqual(urls.map((u, i) => [u, ['one', 'two', 'three'][i]]));
     expect(records.every((r) => r.mime === 'image/webp' && Math.max(r.width, r.height) === 64)).toBe(true);
   }, 60_000);
 
   it('without caption_col reads no caption from a TEXT column (the option reaches the stage)', async () => {
-    await writeFile(join(dir, 'q.yaml'), ['ingest:', `  lists: [${join(dir, 'laion.parquet')}]`, `  out: ${join(dir, 'ds2')}`,
-      '  url_col: URL', '  allow_address: [127.0.0.1]', ''].join('\n'));
+    await writeFile(
+      join(dir, 'q.yaml'),
+      [
+        'ingest:',
+        `  lists: [${join(dir, 'laion.parquet')}]`,
+        `  out: ${join(dir, 'ds2')}`,
+        '  url_col: URL',
+        '  allow_address: [127.0.0.1]',
+        '',
+      ].join('\n'),
+    );
     await runPipeline(join(dir, 'q.yaml'), []);
     const store = await openStore(join(dir, 'ds2'));
     const [unit] = await listUnits(store);
     const captions = [];
-    for await (const r of (await ShardReader.open(store, unit!.shard, { size: unit!.bytes })).records()) captions.push(r.caption);
+    for await (const r of (await ShardReader.open(store, unit!.shard, { size: unit!.bytes })).records())
+      captions.push(r.caption);
     expect(captions).toEqual([null, null, null]);
   }, 60_000);
 });

@@ -32,8 +32,14 @@ afterAll(async () => {
 
 /** Dark pixels of a greyscale rendering of `svg` (w x h). */
 async function dark(svg: string, w: number, h: number): Promise<number> {
-  const raw = await sharp(Buffer.from(`<svg xmlns="http://www.w3.org/2000/svg" width="${w}" height="${h}"><rect width="100%" height="100%" fill="white"/>${svg}</svg>`))
-    .greyscale().raw().toBuffer();
+  const raw = await sharp(
+    Buffer.from(
+      `<svg xmlns="http://www.w3.org/2000/svg" width="${w}" height="${h}"><rect width="100%" height="100%" fill="white"/>${svg}</svg>`,
+    ),
+  )
+    .greyscale()
+    .raw()
+    .toBuffer();
   return raw.filter((v) => v < 128).length;
 }
 
@@ -50,7 +56,15 @@ describe('labels', () => {
 
 describe('curves', () => {
   const line = (step: number, loss: number, minute: number, run?: string): MetricLine => ({
-    step, epoch: 0, loss, lr: 0.5, imagesPerSec: 10, dataWaitPct: 1, backend: 'wasm', time: new Date(Date.UTC(2026, 0, 1, 0, minute)).toISOString(), run,
+    step,
+    epoch: 0,
+    loss,
+    lr: 0.5,
+    imagesPerSec: 10,
+    dataWaitPct: 1,
+    backend: 'wasm',
+    time: new Date(Date.UTC(2026, 0, 1, 0, minute)).toISOString(),
+    run,
   });
 
   it('ticks are round numbers covering the range', () => {
@@ -68,7 +82,10 @@ describe('curves', () => {
   });
 
   it('draws both panels wide enough to read', async () => {
-    const png = await plotCurves([line(25, 4.2, 1, 'a'), line(50, 3.6, 2, 'a'), line(75, 3.4, 30, 'b')], { prototypes: 32, freezeSteps: 20 });
+    const png = await plotCurves([line(25, 4.2, 1, 'a'), line(50, 3.6, 2, 'a'), line(75, 3.4, 30, 'b')], {
+      prototypes: 32,
+      freezeSteps: 20,
+    });
     expect(await sharp(png).metadata()).toMatchObject({ format: 'png', width: 1000, height: 680 });
   });
 });
@@ -86,8 +103,18 @@ describe('multi-crop preview', () => {
 
 describe('contact sheet', () => {
   const unit = (over: Partial<UnitRecord>): UnitRecord => ({
-    unit: 0, shard: 's', records: 40, bytes: 1, batches: 1, inputs: 50, failed: { http_404: 2, decode_error: 1 },
-    duplicates: { exact: 4, near: 3 }, timings: {}, startedAt: '', committedAt: '', ...over,
+    unit: 0,
+    shard: 's',
+    records: 40,
+    bytes: 1,
+    batches: 1,
+    inputs: 50,
+    failed: { http_404: 2, decode_error: 1 },
+    duplicates: { exact: 4, near: 3 },
+    timings: {},
+    startedAt: '',
+    committedAt: '',
+    ...over,
   });
 
   it('counts what ingest kept and dropped, reasons most frequent first', () => {
@@ -109,7 +136,12 @@ describe('contact sheet', () => {
 
 describe('k-NN picture', () => {
   it('nearest neighbours by cosine, best first; queries spread over the labels', () => {
-    const pool = [[1, 0], [0, 1], [0.9, 0.1], [-1, 0]].map((r) => Float32Array.from(r));
+    const pool = [
+      [1, 0],
+      [0, 1],
+      [0.9, 0.1],
+      [-1, 0],
+    ].map((r) => Float32Array.from(r));
     expect(nearest(pool, Float32Array.from([2, 0]), 3).map((n) => n.index)).toEqual([0, 2, 1]);
     expect(nearest(pool, Float32Array.from([1, 0]), 1)[0]!.similarity).toBeCloseTo(1, 6);
     expect(pickQueries(['b', 'a', 'b', 'a', 'a', 'c'], 2)).toEqual([1, 3, 0, 2, 5]);
@@ -121,15 +153,27 @@ describe('k-NN picture', () => {
       for (const [i, label] of ['red', 'red', 'blue', 'blue'].entries()) {
         await mkdir(join(dir, split, label), { recursive: true });
         const key = `${label}/${i}.png`;
-        await sharp({ create: { width: 16, height: 16, channels: 3, background: label } }).png().toFile(join(dir, split, key));
+        await sharp({ create: { width: 16, height: 16, channels: 3, background: label } })
+          .png()
+          .toFile(join(dir, split, key));
         keys.push(key);
       }
       const labels = keys.map((k) => k.split('/')[0]!);
-      return { keys, labels, features: labels.map((l, i) => Float32Array.from(l === 'red' ? [1, i * 0.01] : [i * 0.01, 1])), failed: 0 };
+      return {
+        keys,
+        labels,
+        features: labels.map((l, i) => Float32Array.from(l === 'red' ? [1, i * 0.01] : [i * 0.01, 1])),
+        failed: 0,
+      };
     };
     const [train, test] = [await folder('train'), await folder('test')];
-    const png = await knnPicture([{ name: 'trained', top1: 1, train, test }, { name: 'random init', top1: 0.5, train, test }],
-      { trainDir: join(dir, 'train'), testDir: join(dir, 'test'), k: 3 });
+    const png = await knnPicture(
+      [
+        { name: 'trained', top1: 1, train, test },
+        { name: 'random init', top1: 0.5, train, test },
+      ],
+      { trainDir: join(dir, 'train'), testDir: join(dir, 'test'), k: 3 },
+    );
     const meta = await sharp(png).metadata();
     expect(meta.height).toBe(112 + 4 * 96 + 8);
     expect(meta.width).toBe(16 + 150 + 80 + 2 * (28 + 3 * 88) + 8);

@@ -23,8 +23,20 @@ afterAll(async () => {
 
 describe('wildstream run', () => {
   it('runs the demo pipeline end to end (shortened), and a rerun continues instead of redoing', async () => {
-    const short = ['--set', 'train.steps=4', '--set', 'train.batch=8', '--set', 'train.checkpoint_every=2', '--set', 'train.log_every=2',
-      '--set', 'train.threads=1', '--set', 'report.eval_images=16'];
+    const short = [
+      '--set',
+      'train.steps=4',
+      '--set',
+      'train.batch=8',
+      '--set',
+      'train.checkpoint_every=2',
+      '--set',
+      'train.log_every=2',
+      '--set',
+      'train.threads=1',
+      '--set',
+      'report.eval_images=16',
+    ];
     // follow: training starts while ingest is still committing units (both stages run at once)
     const r = await runCli(['run', DEMO, ...short, '--set', 'train.follow=true'], {}, 300_000, dir);
     expect(r.code, r.stderr).toBe(0);
@@ -75,7 +87,15 @@ describe('wildstream run', () => {
     const bad = await mainIn(['run', DEMO, '--set', 'train.steps=lots'], join(dir, 'data'));
     expect(bad.code).toBe(2);
     expect(bad.stderr).toMatch(/train\.steps: .*expected number/i);
-    expect((await readdir(join(dir, 'data'))).sort()).toEqual(['checkpoints', 'dataset', 'demo-urls.txt', 'embeddings.arrow', 'model', 'model-init', 'report']);
+    expect((await readdir(join(dir, 'data'))).sort()).toEqual([
+      'checkpoints',
+      'dataset',
+      'demo-urls.txt',
+      'embeddings.arrow',
+      'model',
+      'model-init',
+      'report',
+    ]);
   }, 120_000);
 });
 
@@ -97,7 +117,11 @@ async function mainIn(args: string[], cwd = process.cwd()): Promise<{ code: numb
 }
 
 /** Runs `wildstream run` and sends SIGINT (as Ctrl-C does) once stdout shows `marker`. */
-function runUntil(args: string[], marker: string, cwd: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
+function runUntil(
+  args: string[],
+  marker: string,
+  cwd: string,
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [...V8_FLAGS, BIN, ...args], { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
     let [stdout, stderr, sent] = ['', '', false];
@@ -119,14 +143,32 @@ describe('wildstream run: Ctrl-C', () => {
     const root = await mkdtemp(join(tmpdir(), 'ws-pipeline-int-'));
     try {
       await writePhotoDataset(await openStore(join(root, 'ds')), { units: 1, perUnit: 8 });
-      await writeFile(join(root, 'p.yaml'), [
-        'train:', '  data: ds', '  out: ck', '  model: custom:2,8,8,2,8', '  backend: wasm', '  batch: 8', '  steps: 400',
-        '  crops: 2x16@0.3-1', '  prototypes: 8', '  hidden: 16', '  dim: 8', '  freeze_prototypes: 1',
-        '  checkpoint_every: 2', '  log_every: 1', '  threads: 1', '',
-      ].join('\n'));
+      await writeFile(
+        join(root, 'p.yaml'),
+        [
+          'train:',
+          '  data: ds',
+          '  out: ck',
+          '  model: custom:2,8,8,2,8',
+          '  backend: wasm',
+          '  batch: 8',
+          '  steps: 400',
+          '  crops: 2x16@0.3-1',
+          '  prototypes: 8',
+          '  hidden: 16',
+          '  dim: 8',
+          '  freeze_prototypes: 1',
+          '  checkpoint_every: 2',
+          '  log_every: 1',
+          '  threads: 1',
+          '',
+        ].join('\n'),
+      );
       const r = await runUntil(['run', 'p.yaml'], 'checkpoint checkpoints/', root);
       expect(r.code, r.stderr).toBe(130);
-      expect(r.stderr).toMatch(/pipeline interrupted by SIGINT during stage train; rerun the same `wildstream run` to resume/);
+      expect(r.stderr).toMatch(
+        /pipeline interrupted by SIGINT during stage train; rerun the same `wildstream run` to resume/,
+      );
       expect(r.stderr).not.toMatch(/failed/);
       const at = Number(/"step":(\d+)/.exec(r.stdout.split('\n').find((l) => l.includes('"train_done"'))!)![1]);
       const again = await runCli(['run', 'p.yaml', '--set', `train.steps=${at + 1}`], {}, 120_000, root);

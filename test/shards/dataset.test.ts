@@ -4,7 +4,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { InvalidShardError, NotFoundError } from '../../src/errors.js';
-import { commitUnit, inspectDataset, listUnits, MANIFEST_KEY, shardKey, unitKey, type UnitRecord } from '../../src/shards/dataset.js';
+import {
+  commitUnit,
+  inspectDataset,
+  listUnits,
+  MANIFEST_KEY,
+  shardKey,
+  unitKey,
+  type UnitRecord,
+} from '../../src/shards/dataset.js';
 import { openStore } from '../../src/shards/store.js';
 import { ShardWriter } from '../../src/shards/writer.js';
 import { runCli } from '../helpers/cli.js';
@@ -47,7 +55,10 @@ describe('dataset layout', () => {
       const writer = new ShardWriter();
       for (let i = 0; i < 10; i++) await writer.add(makeRecord(i));
       const info = await writer.finish(store, shardKey(n));
-      await commitUnit(store, unit(n, { bytes: info.bytes, failed: n ? { http_404: 1 } : { http_404: 2, decode_error: 1 } }));
+      await commitUnit(
+        store,
+        unit(n, { bytes: info.bytes, failed: n ? { http_404: 1 } : { http_404: 2, decode_error: 1 } }),
+      );
     }
     // An interrupted unit: its shard is there, its record is not.
     await new ShardWriter().finish(store, shardKey(2));
@@ -104,13 +115,18 @@ describe('wildstream inspect', () => {
     const missing = await runCli(['inspect', join(dir, 'nothing-here')]);
     expect(missing.code).toBe(1);
     expect(missing.stderr).toMatch(/^wildstream: no wildstream dataset at file:\/\/.*\n$/);
-    const unreachable = await runCli(['inspect', 's3://bucket/x', '--s3-endpoint', 'http://127.0.0.1:9', '--store-attempts', '2'], {
-      AWS_ACCESS_KEY_ID: 'x',
-      AWS_SECRET_ACCESS_KEY: 'y',
-    });
+    const unreachable = await runCli(
+      ['inspect', 's3://bucket/x', '--s3-endpoint', 'http://127.0.0.1:9', '--store-attempts', '2'],
+      {
+        AWS_ACCESS_KEY_ID: 'x',
+        AWS_SECRET_ACCESS_KEY: 'y',
+      },
+    );
     expect(unreachable.code).toBe(1);
     expect(unreachable.stderr.trim().split('\n')).toHaveLength(1);
-    expect(unreachable.stderr).toMatch(/^wildstream: s3:\/\/bucket\/x\/units\/ failed after 2 attempts: connect ECONNREFUSED 127\.0\.0\.1:9\n$/);
+    expect(unreachable.stderr).toMatch(
+      /^wildstream: s3:\/\/bucket\/x\/units\/ failed after 2 attempts: connect ECONNREFUSED 127\.0\.0\.1:9\n$/,
+    );
   });
 
   it('has --help for every command', async () => {

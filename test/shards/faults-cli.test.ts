@@ -36,10 +36,15 @@ afterAll(async () => {
 
 /** Runs the CLI against the clean server or through the faulty proxy (with a 1 s idle timeout). */
 async function cli(faulty: boolean, args: string[]): Promise<CliResult> {
-  const store = faulty ? ['--s3-endpoint', proxy.endpoint, '--store-idle-timeout', '1'] : ['--s3-endpoint', s3.endpoint];
+  const store = faulty
+    ? ['--s3-endpoint', proxy.endpoint, '--store-idle-timeout', '1']
+    : ['--s3-endpoint', s3.endpoint];
   const started = Date.now();
   const result = await runCli([...args, ...store], s3.env, 120_000);
-  if (process.env.WS_FAULTS_VERBOSE) process.stdout.write(`${args[0]} ${faulty ? 'faulty' : 'clean'}: ${Date.now() - started} ms, ${proxy.stats.requests} requests so far\n`);
+  if (process.env.WS_FAULTS_VERBOSE)
+    process.stdout.write(
+      `${args[0]} ${faulty ? 'faulty' : 'clean'}: ${Date.now() - started} ms, ${proxy.stats.requests} requests so far\n`,
+    );
   expect(result.code, `${args[0]} ${faulty ? 'with faults' : 'clean'}: ${result.stderr}`).toBe(0);
   return result;
 }
@@ -63,13 +68,45 @@ async function finalWeights(url: string): Promise<{ step: number; values: Map<st
   return { step: ckpt.header.step, values: ckpt.values };
 }
 
-const TINY = ['--model', 'custom:3,16,8,2,16', '--batch', '8', '--crops', '2x32@0.3-1,2x16@0.1-0.3', '--prototypes', '16',
-  '--hidden', '32', '--dim', '16', '--freeze-prototypes', '1', '--backend', 'wasm', '--threads', '1', '--steps', '4',
-  '--checkpoint-every', '2'];
+const TINY = [
+  '--model',
+  'custom:3,16,8,2,16',
+  '--batch',
+  '8',
+  '--crops',
+  '2x32@0.3-1,2x16@0.1-0.3',
+  '--prototypes',
+  '16',
+  '--hidden',
+  '32',
+  '--dim',
+  '16',
+  '--freeze-prototypes',
+  '1',
+  '--backend',
+  'wasm',
+  '--threads',
+  '1',
+  '--steps',
+  '4',
+  '--checkpoint-every',
+  '2',
+];
 
 describe('the CLI through a store that fails 15 % of its requests', () => {
   it('ingest, rerun and inspect: the dataset of a fault-free run, nothing lost or duplicated', async () => {
-    const ingest = (out: string) => ['ingest', list, '--out', out, '--unit-size', '5', '--concurrency', '4', '--allow-address', '127.0.0.1'];
+    const ingest = (out: string) => [
+      'ingest',
+      list,
+      '--out',
+      out,
+      '--unit-size',
+      '5',
+      '--concurrency',
+      '4',
+      '--allow-address',
+      '127.0.0.1',
+    ];
     await cli(false, ingest('s3://wsb/clean'));
     const before = proxy.stats.requests;
     await cli(true, ingest('s3://wsb/faulty'));
@@ -101,7 +138,16 @@ describe('the CLI through a store that fails 15 % of its requests', () => {
     await cli(true, ['export', 's3://wsb/run-faulty', '--out', 's3://wsb/model-faulty']);
     const embed = async (faulty: boolean, name: string) => {
       const out = join(dir, `${name}.arrow`);
-      await cli(faulty, ['embed', 's3://wsb/clean', '--model', `s3://wsb/model-${name}`, '--out', out, '--backend', 'wasm']);
+      await cli(faulty, [
+        'embed',
+        's3://wsb/clean',
+        '--model',
+        `s3://wsb/model-${name}`,
+        '--out',
+        out,
+        '--backend',
+        'wasm',
+      ]);
       return readFile(out);
     };
     const [a, b] = [await embed(false, 'clean'), await embed(true, 'faulty')];
@@ -113,6 +159,8 @@ describe('the CLI through a store that fails 15 % of its requests', () => {
     expect(met).toEqual(new Set(FAULT_KINDS));
     const injected = Object.values(proxy.stats.injected).reduce((x, y) => x + y, 0);
     expect(injected / proxy.stats.requests).toBeGreaterThan(0.08);
-    process.stdout.write(`faults-cli: ${proxy.stats.requests} requests through the proxy, ${injected} faults ${JSON.stringify(proxy.stats.injected)}\n`);
+    process.stdout.write(
+      `faults-cli: ${proxy.stats.requests} requests through the proxy, ${injected} faults ${JSON.stringify(proxy.stats.injected)}\n`,
+    );
   });
 });

@@ -32,16 +32,22 @@ describe('makeDirs', () => {
     }
   });
 
-  it.runIf(existsSync('/proc/self'))('ends with an error where the file system refuses (Node\'s recursive mkdir spins forever under /proc)', async () => {
-    const t0 = Date.now();
-    const err = await makeDirs('/proc/ws-make-dirs/x').catch((e: unknown) => e);
-    expect(err).toBeInstanceOf(StoreUnavailableError);
-    expect((err as Error).message).toMatch(/^cannot create \/proc\/ws-make-dirs: the file system refuses/);
-    expect(Date.now() - t0).toBeLessThan(2000);
-  });
+  it.runIf(existsSync('/proc/self'))(
+    "ends with an error where the file system refuses (Node's recursive mkdir spins forever under /proc)",
+    async () => {
+      const t0 = Date.now();
+      const err = await makeDirs('/proc/ws-make-dirs/x').catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(StoreUnavailableError);
+      expect((err as Error).message).toMatch(/^cannot create \/proc\/ws-make-dirs: the file system refuses/);
+      expect(Date.now() - t0).toBeLessThan(2000);
+    },
+  );
 
-  it.runIf(process.getuid?.() === 0 && existsSync('/sys/kernel'))('says permission denied where mkdir is not permitted', async () => {
-    const err = await makeDirs('/sys/ws-make-dirs').catch((e: unknown) => e);
-    expect(err).toBeInstanceOf(AccessDeniedError);
-  });
+  it.runIf(process.getuid?.() === 0 && existsSync('/sys/kernel'))(
+    'says permission denied where mkdir is not permitted',
+    async () => {
+      const err = await makeDirs('/sys/ws-make-dirs').catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(AccessDeniedError);
+    },
+  );
 });

@@ -15,11 +15,15 @@ afterAll(async () => {
 
 describe('one-file outputs', () => {
   it('splits a path or URL into the store of its folder and the file name', async () => {
-    expect(await openFile('s3://bucket/run/emb.arrow')).toMatchObject({ key: 'emb.arrow', url: 's3://bucket/run/emb.arrow' });
+    expect(await openFile('s3://bucket/run/emb.arrow')).toMatchObject({
+      key: 'emb.arrow',
+      url: 's3://bucket/run/emb.arrow',
+    });
     expect(await openFile('s3://bucket/emb.arrow')).toMatchObject({ key: 'emb.arrow', url: 's3://bucket/emb.arrow' });
     expect((await openFile('emb.arrow')).url).toBe(`file://${join(process.cwd(), 'emb.arrow')}`);
     expect((await openFile(`${pathToFileURL(dir).href}/a/b.png`)).url).toBe(`file://${dir}/a/b.png`);
-    for (const bad of ['s3://bucket', 's3://bucket/', 'out/', 'out/..']) await expect(openFile(bad), bad).rejects.toThrow(/expected/);
+    for (const bad of ['s3://bucket', 's3://bucket/', 'out/', 'out/..'])
+      await expect(openFile(bad), bad).rejects.toThrow(/expected/);
   });
 
   it('writes through the store, creating folders, and joins folder URLs', async () => {

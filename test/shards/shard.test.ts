@@ -59,7 +59,10 @@ describe.each(kinds)('shards on the %s store', (_name, open) => {
     const reader = await ShardReader.open(store, 'shards/extra.arrow');
     expect(reader.extraColumns).toEqual(['license', 'lang']);
     const rows = await reader.readRecords(0);
-    expect(rows.map((r) => r.extra)).toEqual([{ license: 'cc-by', lang: null }, { license: 'cc0', lang: null }]);
+    expect(rows.map((r) => r.extra)).toEqual([
+      { license: 'cc-by', lang: null },
+      { license: 'cc0', lang: null },
+    ]);
   });
 
   it('writes a valid empty shard', async () => {
@@ -79,7 +82,11 @@ describe.each(kinds)('shards on the %s store', (_name, open) => {
       'cut-tail': whole.subarray(0, whole.length - 3),
       text: Buffer.from('this is not an arrow file at all, just some text'),
       tiny: Buffer.from('AR'),
-      'bad-footer-length': Buffer.concat([whole.subarray(0, whole.length - 10), Buffer.from([0xff, 0xff, 0xff, 0x7f]), Buffer.from('ARROW1')]),
+      'bad-footer-length': Buffer.concat([
+        whole.subarray(0, whole.length - 10),
+        Buffer.from([0xff, 0xff, 0xff, 0x7f]),
+        Buffer.from('ARROW1'),
+      ]),
     };
     for (const [name, bytes] of Object.entries(bad)) {
       await store.put(`shards/${name}.arrow`, bytes);

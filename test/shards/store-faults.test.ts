@@ -13,7 +13,8 @@ let s3: S3Fixture;
 let proxy: FaultProxy;
 /** Small timeouts and backoffs so a stall costs a fraction of a second. */
 const FAST: StoreOptions = { requestTimeoutMs: 400, retryBaseDelayMs: 5, retryMaxDelayMs: 50, listPageSize: 2 };
-const open = (options: StoreOptions = {}) => openStore('s3://faults/p', { s3Endpoint: proxy.endpoint, ...FAST, ...options });
+const open = (options: StoreOptions = {}) =>
+  openStore('s3://faults/p', { s3Endpoint: proxy.endpoint, ...FAST, ...options });
 
 beforeAll(async () => {
   s3 = await startS3(['faults']);
@@ -39,23 +40,40 @@ describe('each fault kind is retried, on each kind of request', () => {
 
   const kinds: FaultKind[] = ['error500', 'slowdown503', 'reset', 'truncate', 'stall-headers', 'stall-body', 'latency'];
   const operations: Array<[string, (r: ProxiedRequest) => boolean, (s: Store) => Promise<void>]> = [
-    ['ranged GET', isGet, async (s) => expect(Buffer.from(await s.getRange('obj.bin', 1000, 200_999)).equals(BIG.subarray(1000, 201_000))).toBe(true)],
+    [
+      'ranged GET',
+      isGet,
+      async (s) =>
+        expect(Buffer.from(await s.getRange('obj.bin', 1000, 200_999)).equals(BIG.subarray(1000, 201_000))).toBe(true),
+    ],
     ['whole GET', isGet, async (s) => expect(Buffer.from(await getBytes(s, 'obj.bin')).equals(BIG)).toBe(true)],
     ['HEAD', (r) => r.method === 'HEAD', async (s) => expect((await s.head('obj.bin'))?.size).toBe(BIG.length)],
-    ['LIST page', (r) => r.path.includes('list-type'), async (s) => {
-      const keys: string[] = [];
-      for await (const o of s.list('l/')) keys.push(o.key);
-      expect(keys).toEqual(['l/a', 'l/b', 'l/c']);
-    }],
-    ['PUT', (r) => r.method === 'PUT', async (s) => {
-      await s.put('put.bin', BIG);
-      expect(Buffer.from(await getBytes(s, 'put.bin')).equals(BIG)).toBe(true);
-    }],
-    ['DELETE', (r) => r.method === 'DELETE', async (s) => {
-      await s.put('del.bin', Buffer.from('x'));
-      await s.delete('del.bin');
-      expect(await s.head('del.bin')).toBeNull();
-    }],
+    [
+      'LIST page',
+      (r) => r.path.includes('list-type'),
+      async (s) => {
+        const keys: string[] = [];
+        for await (const o of s.list('l/')) keys.push(o.key);
+        expect(keys).toEqual(['l/a', 'l/b', 'l/c']);
+      },
+    ],
+    [
+      'PUT',
+      (r) => r.method === 'PUT',
+      async (s) => {
+        await s.put('put.bin', BIG);
+        expect(Buffer.from(await getBytes(s, 'put.bin')).equals(BIG)).toBe(true);
+      },
+    ],
+    [
+      'DELETE',
+      (r) => r.method === 'DELETE',
+      async (s) => {
+        await s.put('del.bin', Buffer.from('x'));
+        await s.delete('del.bin');
+        expect(await s.head('del.bin')).toBeNull();
+      },
+    ],
   ];
 
   for (const kind of kinds) {
@@ -117,7 +135,9 @@ describe('timeouts and giving up', () => {
     const started = Date.now();
     const err = (await getBytes(store, 'gone.bin').catch((e: unknown) => e)) as Error;
     expect(err).toBeInstanceOf(StoreUnavailableError);
-    expect(err.message).toMatch(/s3:\/\/faults\/p\/gone\.bin failed after 3 attempts: HTTP 503 .*reduce your request rate/);
+    expect(err.message).toMatch(
+      /s3:\/\/faults\/p\/gone\.bin failed after 3 attempts: HTTP 503 .*reduce your request rate/,
+    );
     expect(Date.now() - started).toBeLessThan(10_000); // no backoff beyond retryMaxDelayMs (50 ms) between them
     expect(proxy.stats.seen.filter(isGet)).toHaveLength(3);
   });
@@ -141,15 +161,35 @@ describe('timeouts and giving up', () => {
 
 describe('the retry policy', () => {
   it('retries faults and never answers', () => {
-    const sdk = (name: string, status?: number) => Object.assign(new Error(name), { name, $metadata: { httpStatusCode: status } });
+    const sdk = (name: string, status?: number) =>
+      Object.assign(new Error(name), { name, $metadata: { httpStatusCode: status } });
     const net = (code: string) => Object.assign(new Error(code), { code });
-    for (const err of [sdk('SlowDown', 503), sdk('InternalError', 500), sdk('Unknown', 502), sdk('TooManyRequests', 429),
-      sdk('TimeoutError'), net('ECONNRESET'), net('EPIPE'), net('ETIMEDOUT'), net('ECONNREFUSED'),
-      new TransientError('short', 'WS_SHORT_BODY'), new Error('wrapped', { cause: net('ECONNRESET') })]) {
+    for (const err of [
+      sdk('SlowDown', 503),
+      sdk('InternalError', 500),
+      sdk('Unknown', 502),
+      sdk('TooManyRequests', 429),
+      sdk('TimeoutError'),
+      net('ECONNRESET'),
+      net('EPIPE'),
+      net('ETIMEDOUT'),
+      net('ECONNREFUSED'),
+      new TransientError('short', 'WS_SHORT_BODY'),
+      new Error('wrapped', { cause: net('ECONNRESET') }),
+    ]) {
       expect(isRetryable(err), err.message).toBe(true);
     }
-    for (const err of [sdk('NoSuchKey', 404), sdk('AccessDenied', 403), sdk('InvalidRange', 416), sdk('BadRequest', 400),
-      new ConfigError('bad'), new NotFoundError('gone'), new Error('plain'), null, 'text']) {
+    for (const err of [
+      sdk('NoSuchKey', 404),
+      sdk('AccessDenied', 403),
+      sdk('InvalidRange', 416),
+      sdk('BadRequest', 400),
+      new ConfigError('bad'),
+      new NotFoundError('gone'),
+      new Error('plain'),
+      null,
+      'text',
+    ]) {
       expect(isRetryable(err), String(err)).toBe(false);
     }
   });

@@ -17,7 +17,11 @@ vi.mock('node:fs/promises', async (importOriginal) => {
   // Worded as libuv words them, so the store cannot tell these from the real thing.
   const TEXT = { ENOSPC: 'no space left on device', EROFS: 'read-only file system' };
   const fail = (syscall: string, path: string) =>
-    Object.assign(new Error(`${injected.errno}: ${TEXT[injected.errno!]}, ${syscall} '${path}'`), { code: injected.errno!, syscall, path });
+    Object.assign(new Error(`${injected.errno}: ${TEXT[injected.errno!]}, ${syscall} '${path}'`), {
+      code: injected.errno!,
+      syscall,
+      path,
+    });
   const open = (async (path: string, flags?: string, mode?: number) => {
     if (injected.errno === 'EROFS' && flags === 'w') throw fail('open', path);
     const handle = await real.open(path, flags, mode);

@@ -34,9 +34,17 @@ afterAll(async () => {
 const kinds: Array<[string, () => Promise<Store>]> = [
   ['local', () => openStore(join(dir, 'root'))],
   ['s3', () => openStore('s3://conformance/some/prefix', { s3Endpoint: s3.endpoint, listPageSize: 3 })],
-  ['s3 with 20 % faults', () => openStore('s3://conformance/faulty', {
-    s3Endpoint: proxy.endpoint, listPageSize: 3, requestTimeoutMs: 2000, retryBaseDelayMs: 5, retryMaxDelayMs: 100,
-  })],
+  [
+    's3 with 20 % faults',
+    () =>
+      openStore('s3://conformance/faulty', {
+        s3Endpoint: proxy.endpoint,
+        listPageSize: 3,
+        requestTimeoutMs: 2000,
+        retryBaseDelayMs: 5,
+        retryMaxDelayMs: 100,
+      }),
+  ],
 ];
 
 describe.each(kinds)('%s store', (_name, open) => {

@@ -35,15 +35,29 @@ describe('UnitWriter', () => {
     writer.fail(40, 'http://example.test/x.jpg', 'http_404');
     writer.duplicate('near');
     const record = await writer.commit({ inputs: 5, timings: { fetch: 1 } });
-    expect(puts.filter((k) => !k.startsWith('.staging'))).toEqual(['shards/000012.arrow', 'failures/000012.jsonl', 'units/000012.json']);
-    expect(record).toMatchObject({ unit: 12, records: 1, inputs: 5, failed: { http_404: 1 }, failures: 'failures/000012.jsonl', duplicates: { exact: 0, near: 1 } });
+    expect(puts.filter((k) => !k.startsWith('.staging'))).toEqual([
+      'shards/000012.arrow',
+      'failures/000012.jsonl',
+      'units/000012.json',
+    ]);
+    expect(record).toMatchObject({
+      unit: 12,
+      records: 1,
+      inputs: 5,
+      failed: { http_404: 1 },
+      failures: 'failures/000012.jsonl',
+      duplicates: { exact: 0, near: 1 },
+    });
     expect(await listUnits(store)).toEqual([record]);
     const keys: string[] = [];
-    for await (const r of (await ShardReader.open(store, record.shard, { size: record.bytes })).records()) keys.push(r.key);
+    for await (const r of (await ShardReader.open(store, record.shard, { size: record.bytes })).records())
+      keys.push(r.key);
     expect(keys).toEqual([recordKey(12, 3)]);
     expect(keys[0]).toBe('000012-00003'); // the form schema.ts documents
     expect(keys[0]).toMatch(RECORD_KEY);
-    expect(await readFailures(store, record.failures!)).toEqual([{ row: 40, url: 'http://example.test/x.jpg', reason: 'http_404', status: 404 }]);
+    expect(await readFailures(store, record.failures!)).toEqual([
+      { row: 40, url: 'http://example.test/x.jpg', reason: 'http_404', status: 404 },
+    ]);
   });
 
   it('a stopped run commits nothing: no unit record, so readers and reruns never see the unit', async () => {

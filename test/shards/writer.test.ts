@@ -65,7 +65,9 @@ describe('ShardWriter staging', () => {
     await leftover('other-host-456', 48 * 3600_000); // untouched for two days
     const mine = await openStaging(store);
     expect(mine).toBe(join(root, `${host}-${process.pid}`));
-    expect((await readdir(root)).sort()).toEqual([`${host}-${process.pid}`, `${host}-${process.ppid}`, 'other-host-123'].sort());
+    expect((await readdir(root)).sort()).toEqual(
+      [`${host}-${process.pid}`, `${host}-${process.ppid}`, 'other-host-123'].sort(),
+    );
   });
 });
 
@@ -117,6 +119,8 @@ describe('a read-only destination', () => {
     await writeFile(list, `${fixture.base}/img/1.jpg\n`);
     const run = runIngest({ lists: [list], out: join(ro, 'ds'), fetch: { allowPrivateNetwork: true } });
     await expect(run).rejects.toThrow(mounted ? `cannot write to ${join(ro, 'ds')}: read-only file system` : /denied/);
-    await expect(runIngest({ lists: [list], out: join(ro, 'ds'), fetch: { allowPrivateNetwork: true } })).rejects.not.toThrow(/no such object/);
+    await expect(
+      runIngest({ lists: [list], out: join(ro, 'ds'), fetch: { allowPrivateNetwork: true } }),
+    ).rejects.not.toThrow(/no such object/);
   });
 });

@@ -8,7 +8,16 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openStore, type Store } from '../../src/shards/store.js';
-import { autoConfig, autoEpsilon, autoFinalLr, autoFreeze, autoLr, autoPrototypes, checkpointSettings, fromCheckpoint } from '../../src/train/auto-config.js';
+import {
+  autoConfig,
+  autoEpsilon,
+  autoFinalLr,
+  autoFreeze,
+  autoLr,
+  autoPrototypes,
+  checkpointSettings,
+  fromCheckpoint,
+} from '../../src/train/auto-config.js';
 import { startBackend } from '../../src/train/backend.js';
 import { atLnK, CollapseWatch } from '../../src/train/collapse.js';
 import { defaultTrainConfig } from '../../src/train/config.js';
@@ -20,7 +29,7 @@ import { photoJpeg } from '../../src/fixtures/images.js';
 import { writeDataset, writePhotoDataset } from '../helpers/dataset.js';
 
 describe('auto-config: rules', () => {
-  it('SwAV\'s own shapes give SwAV\'s values', () => {
+  it("SwAV's own shapes give SwAV's values", () => {
     // ImageNet at batch 4096 for 100 epochs: 3000 prototypes, epsilon 0.05, one epoch (313 steps) frozen.
     const imagenet = { records: 1_281_167, steps: 31_300, batchSize: 4096 };
     expect(autoPrototypes(imagenet).value).toBe(3000);
@@ -30,10 +39,12 @@ describe('auto-config: rules', () => {
     expect(autoFinalLr(imagenet, 9.6).value).toBeCloseTo(0.0096, 9);
     // Batch 256 with a 3840 queue: epsilon 0.03, and the queue lets Sinkhorn feed 3000 prototypes.
     const small = { records: 1_281_167, steps: 500_000, batchSize: 256, queueLength: 3840 };
-    expect([autoPrototypes(small).value, autoEpsilon(small).value, autoFreeze(small).value]).toEqual([3000, 0.03, 5005]);
+    expect([autoPrototypes(small).value, autoEpsilon(small).value, autoFreeze(small).value]).toEqual([
+      3000, 0.03, 5005,
+    ]);
   });
 
-  it('the learning test\'s shape gives the settings that learned there', () => {
+  it("the learning test's shape gives the settings that learned there", () => {
     const learning = { records: 512, steps: 900, batchSize: 32, larsAll: true };
     expect(autoPrototypes(learning).value).toBe(32);
     expect(autoEpsilon(learning).value).toBe(0.02);
@@ -42,17 +53,22 @@ describe('auto-config: rules', () => {
     expect(autoFinalLr(learning, 0.5).value).toBe(0.5);
   });
 
-  it('a few thousand images at batch 32 and 300 steps (the run that collapsed with SwAV\'s defaults)', () => {
+  it("a few thousand images at batch 32 and 300 steps (the run that collapsed with SwAV's defaults)", () => {
     const c = autoConfig({}, { records: 3000, steps: 300, batchSize: 32 });
     expect(c).toMatchObject({ prototypes: 32, epsilon: 0.02, freezePrototypes: 30, finalLr: c.lr });
     expect(c.lr).toBeCloseTo(0.075, 9);
-    expect(c.line).toMatch(/^auto: 32 prototypes \(as many as the 32 samples Sinkhorn splits among them per step\), epsilon 0.02 .*prototypes frozen 30 steps \(10 % of 300 steps\), lr 0.075 .*final lr 0.075 \(constant over a run of 300 steps\)/);
+    expect(c.line).toMatch(
+      /^auto: 32 prototypes \(as many as the 32 samples Sinkhorn splits among them per step\), epsilon 0.02 .*prototypes frozen 30 steps \(10 % of 300 steps\), lr 0.075 .*final lr 0.075 \(constant over a run of 300 steps\)/,
+    );
   });
 
   it('as many prototypes as Sinkhorn has samples, at most 3000 and at most one per image', () => {
     expect(autoPrototypes({ records: 3000, steps: 100, batchSize: 512 }).value).toBe(512);
     expect(autoPrototypes({ records: 3000, steps: 100, batchSize: 512, queueLength: 1024 }).value).toBe(1536);
-    expect(autoPrototypes({ records: 40, steps: 100, batchSize: 512 })).toEqual({ value: 40, why: 'one per image of 40' });
+    expect(autoPrototypes({ records: 40, steps: 100, batchSize: 512 })).toEqual({
+      value: 40,
+      why: 'one per image of 40',
+    });
     expect(autoPrototypes({ records: 1e8, steps: 100, batchSize: 65536 }).value).toBe(3000);
     // Nothing committed yet (following): the batch decides, and the freeze is sized for the images the run sees.
     expect(autoPrototypes({ records: null, steps: 100, batchSize: 64 }).value).toBe(64);
@@ -64,18 +80,20 @@ describe('auto-config: rules', () => {
     expect(autoConfig(user, { records: 100, steps: 10, batchSize: 8 })).toEqual({ ...user, line: null });
     const some = autoConfig({ prototypes: 100, lr: 2 }, { records: 100, steps: 10, batchSize: 8 });
     expect(some).toMatchObject({ prototypes: 100, lr: 2, finalLr: 2 });
-    expect(some.line).toMatch(/^auto: epsilon 0.02 \([^)]*\), prototypes frozen 1 steps \([^)]*\), final lr 2 \(constant/);
+    expect(some.line).toMatch(
+      /^auto: epsilon 0.02 \([^)]*\), prototypes frozen 1 steps \([^)]*\), final lr 2 \(constant/,
+    );
   });
 
   it('a long run decays the rate as SwAV does', () => {
     expect(autoFinalLr({ records: 1000, steps: 2001, batchSize: 32 }, 0.5).value).toBeCloseTo(0.0005, 12);
   });
 
-  it('a resume keeps the checkpoint\'s values for what the user left out', () => {
+  it("a resume keeps the checkpoint's values for what the user left out", () => {
     const saved = { prototypes: 32, epsilon: 0.02, freezePrototypes: 16, lr: 0.5, finalLr: 0.5 };
     const r = fromCheckpoint({ lr: 0.25 }, saved);
     expect(r).toMatchObject({ ...saved, lr: 0.25 });
-    expect(r.line).toBe('auto: resuming with the checkpoint\'s prototypes 32, epsilon 0.02, freeze 16, final lr 0.5');
+    expect(r.line).toBe("auto: resuming with the checkpoint's prototypes 32, epsilon 0.02, freeze 16, final lr 0.5");
   });
 });
 
@@ -84,7 +102,13 @@ describe('collapse watch', () => {
     const lnK = Math.log(32);
     const w = new CollapseWatch({ prototypes: 32 });
     // The demo's losses on the way down (3.4507, 3.4011 are within 2 % of ln 32 = 3.4657): no warning.
-    expect([4.2169, 3.6546, 3.4507, 3.4011, 3.365].map((l, i) => w.observe(25 * (i + 1), l))).toEqual([null, null, null, null, null]);
+    expect([4.2169, 3.6546, 3.4507, 3.4011, 3.365].map((l, i) => w.observe(25 * (i + 1), l))).toEqual([
+      null,
+      null,
+      null,
+      null,
+      null,
+    ]);
     // A flat stay: the third interval warns, the fourth does not repeat it.
     const flat = [lnK + 0.001, lnK, lnK + 0.0005, lnK].map((l, i) => w.observe(200 + i, l));
     expect(flat.map((x) => x !== null)).toEqual([false, false, true, false]);
@@ -120,12 +144,24 @@ describe('collapse warning in a run', () => {
   const run = async (name: string, swav: Partial<typeof DEFAULT_SWAV>, lr: number) => {
     const lines: string[] = [];
     const config = defaultTrainConfig({
-      model: 'custom:3,16,8,2,16', batchSize: 8, crops: '2x24@0.3-1,2x16@0.1-0.3', steps: 8,
+      model: 'custom:3,16,8,2,16',
+      batchSize: 8,
+      crops: '2x24@0.3-1,2x16@0.1-0.3',
+      steps: 8,
       swav: { ...DEFAULT_SWAV, prototypes: 16, hidden: 32, dim: 16, ...swav },
       schedule: { baseLr: lr, finalLr: lr, warmupSteps: 0, startWarmupLr: 0 },
     });
     const out = await openStore(join(dir, name));
-    const summary = await train({ data, out, config, backend: 'wasm', threads: 1, logEvery: 2, checkpointEvery: 100, log: (l) => lines.push(l) });
+    const summary = await train({
+      data,
+      out,
+      config,
+      backend: 'wasm',
+      threads: 1,
+      logEvery: 2,
+      checkpointEvery: 100,
+      log: (l) => lines.push(l),
+    });
     return { lines, summary, metrics: await readMetrics(out) };
   };
 
@@ -142,25 +178,59 @@ describe('collapse warning in a run', () => {
 
   it('a normal run does not warn', async () => {
     const r = await run('normal', { freezePrototypesSteps: 2, epsilon: 0.02 }, 0.5);
-    expect(r.lines.filter((l) => l.startsWith('warning')), r.lines.join('\n')).toEqual([]);
+    expect(
+      r.lines.filter((l) => l.startsWith('warning')),
+      r.lines.join('\n'),
+    ).toEqual([]);
     expect(r.summary.collapseWarnings).toBe(0);
   }, 120_000);
 
   it('the CLI prints what it chose, stores it, and a resume on more data keeps it', async () => {
     const [cliData, out] = [join(dir, 'cli-data'), join(dir, 'cli')];
     await writePhotoDataset(await openStore(cliData), { units: 2, perUnit: 16, width: 48, height: 40 });
-    const args = ['train', '--data', cliData, '--out', out, '--model', 'custom:3,16,8,2,16', '--batch', '8',
-      '--crops', '2x24@0.3-1,2x16@0.1-0.3', '--hidden', '32', '--dim', '16', '--backend', 'wasm', '--threads', '1', '--log-every', '2'];
+    const args = [
+      'train',
+      '--data',
+      cliData,
+      '--out',
+      out,
+      '--model',
+      'custom:3,16,8,2,16',
+      '--batch',
+      '8',
+      '--crops',
+      '2x24@0.3-1,2x16@0.1-0.3',
+      '--hidden',
+      '32',
+      '--dim',
+      '16',
+      '--backend',
+      'wasm',
+      '--threads',
+      '1',
+      '--log-every',
+      '2',
+    ];
     const first = await runCli([...args, '--steps', '4', '--epsilon', '0.03']);
     expect(first.code, first.stderr).toBe(0);
-    expect(first.stdout).toMatch(/^auto: 8 prototypes \(as many as the 8 samples .*\), prototypes frozen 0 steps \(10 % of 4 steps\), lr 0\.018[78] .*final lr 0\.018[78] /m);
+    expect(first.stdout).toMatch(
+      /^auto: 8 prototypes \(as many as the 8 samples .*\), prototypes frozen 0 steps \(10 % of 4 steps\), lr 0\.018[78] .*final lr 0\.018[78] /m,
+    );
     expect(first.stdout).not.toMatch(/auto: .*epsilon 0/);
-    expect(await checkpointSettings(await openStore(out))).toEqual({ prototypes: 8, epsilon: 0.03, freezePrototypes: 0, lr: 0.01875, finalLr: 0.01875 });
+    expect(await checkpointSettings(await openStore(out))).toEqual({
+      prototypes: 8,
+      epsilon: 0.03,
+      freezePrototypes: 0,
+      lr: 0.01875,
+      finalLr: 0.01875,
+    });
     // 32 more records would choose other values; the resumed run keeps the checkpoint's.
     const more = await Promise.all(Array.from({ length: 32 }, (_, i) => photoJpeg(100 + i, { width: 48, height: 40 })));
     await writeDataset(await openStore(cliData), { units: 2, perUnit: 16, firstUnit: 2, image: (i) => more[i - 32]! });
     const second = await runCli([...args, '--steps', '6', '--epsilon', '0.03']);
     expect(second.code, second.stderr).toBe(0);
-    expect(second.stdout).toMatch(/^auto: resuming with the checkpoint's prototypes 8, freeze 0, lr 0\.018[78], final lr 0\.018[78]$/m);
+    expect(second.stdout).toMatch(
+      /^auto: resuming with the checkpoint's prototypes 8, freeze 0, lr 0\.018[78], final lr 0\.018[78]$/m,
+    );
   }, 240_000);
 });

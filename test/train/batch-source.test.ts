@@ -17,10 +17,14 @@ import { train } from '../../src/train/trainer.js';
 
 let dir: string;
 
-const config = (steps: number): TrainConfig => defaultTrainConfig({
-  model: 'custom:2,8,8,2,8', batchSize: 4, crops: '2x16@0.3-1', steps,
-  swav: { ...DEFAULT_SWAV, prototypes: 8, hidden: 16, dim: 8, freezePrototypesSteps: 1, cropsForAssign: [0, 1] },
-});
+const config = (steps: number): TrainConfig =>
+  defaultTrainConfig({
+    model: 'custom:2,8,8,2,8',
+    batchSize: 4,
+    crops: '2x16@0.3-1',
+    steps,
+    swav: { ...DEFAULT_SWAV, prototypes: 8, hidden: 16, dim: 8, freezePrototypesSteps: 1, cropsForAssign: [0, 1] },
+  });
 
 const at = (position: number): StreamCursor => ({ epoch: 0, group: 0, offset: position, position, units: null });
 
@@ -32,7 +36,10 @@ function crops(n: number): MultiCropBatch['crops'] {
 }
 
 /** A hand-made source from batch `from` on; `stallAfter` batches in, next() never settles. */
-function handMade(from = 0, stallAfter = Infinity): BatchSource & { released: number; closed: boolean; stalled: Promise<void> } {
+function handMade(
+  from = 0,
+  stallAfter = Infinity,
+): BatchSource & { released: number; closed: boolean; stalled: Promise<void> } {
   let position = from;
   let onStall = () => {};
   const source = {
@@ -48,7 +55,13 @@ function handMade(from = 0, stallAfter = Infinity): BatchSource & { released: nu
           await new Promise(() => {}); // a read that never answers
         }
         position = n + 1;
-        yield { keys: ['a', 'b', 'c', 'd'].map((k) => `${n}-${k}`), crops: crops(n), epoch: 0, cursor: at(n + 1), release: () => void source.released++ };
+        yield {
+          keys: ['a', 'b', 'c', 'd'].map((k) => `${n}-${k}`),
+          crops: crops(n),
+          epoch: 0,
+          cursor: at(n + 1),
+          release: () => void source.released++,
+        };
       }
     },
   };
@@ -77,15 +90,33 @@ describe('train on a hand-made BatchSource', () => {
   it('trains, checkpoints at the source cursor, closes the source; resuming at the cursor equals a straight run', async () => {
     const straight = await openStore(join(dir, 'straight'));
     const source = handMade();
-    const done = await train({ batches: source, out: straight, config: config(4), backend: 'wasm', checkpointEvery: 2 });
-    expect(done).toMatchObject({ step: 4, startStep: 0, stopped: 'done', checkpoint: 'checkpoints/step-000000004.ckpt' });
+    const done = await train({
+      batches: source,
+      out: straight,
+      config: config(4),
+      backend: 'wasm',
+      checkpointEvery: 2,
+    });
+    expect(done).toMatchObject({
+      step: 4,
+      startStep: 0,
+      stopped: 'done',
+      checkpoint: 'checkpoints/step-000000004.ckpt',
+    });
     expect(Number.isFinite(done.loss)).toBe(true);
     expect([source.released, source.closed]).toEqual([4, true]);
     expect((await loadCheckpoint(straight, done.checkpoint!)).header.cursor).toEqual(at(4));
 
     const pieces = await openStore(join(dir, 'pieces'));
     const stop = new AbortController();
-    const first = await train({ batches: handMade(), out: pieces, config: config(4), backend: 'wasm', signal: stop.signal, onStep: (n) => n === 2 && stop.abort() });
+    const first = await train({
+      batches: handMade(),
+      out: pieces,
+      config: config(4),
+      backend: 'wasm',
+      signal: stop.signal,
+      onStep: (n) => n === 2 && stop.abort(),
+    });
     expect(first).toMatchObject({ stopped: 'signal', step: 2 });
     const start = await resolveResume({ out: pieces, config: config(4), resume: true, log: () => {} });
     expect(start).toMatchObject({ step: 2, cursor: at(2), resumedFrom: 'checkpoints/step-000000002.ckpt' });
@@ -99,8 +130,9 @@ describe('train on a hand-made BatchSource', () => {
     await train({ batches: handMade(), out, config: config(2), backend: 'wasm' });
     const source = handMade(0);
     await expect(train({ batches: source, out, config: config(4), backend: 'wasm' })).rejects.toThrow(ConfigError);
-    await expect(train({ batches: handMade(0), out, config: config(4), backend: 'wasm' }))
-      .rejects.toThrow(/the batches stand at .*"position":0.* resumes from checkpoints\/step-000000002\.ckpt at .*"position":2/);
+    await expect(train({ batches: handMade(0), out, config: config(4), backend: 'wasm' })).rejects.toThrow(
+      /the batches stand at .*"position":0.* resumes from checkpoints\/step-000000002\.ckpt at .*"position":2/,
+    );
     expect(source.closed).toBe(true);
     expect((await listCheckpoints(out)).map((c) => c.step)).toEqual([2]);
   }, 60_000);
@@ -110,7 +142,14 @@ describe('train on a hand-made BatchSource', () => {
     const source = handMade(0, 2);
     const stop = new AbortController();
     void source.stalled.then(() => setTimeout(() => stop.abort(), 50));
-    const summary = await train({ batches: source, out, config: config(10), backend: 'wasm', signal: stop.signal, checkpointEvery: 100 });
+    const summary = await train({
+      batches: source,
+      out,
+      config: config(10),
+      backend: 'wasm',
+      signal: stop.signal,
+      checkpointEvery: 100,
+    });
     expect(summary).toMatchObject({ stopped: 'signal', step: 2, checkpoint: 'checkpoints/step-000000002.ckpt' });
     expect(source.closed).toBe(true);
   }, 30_000);

@@ -7,7 +7,13 @@ import { openStore, type Store } from '../../src/shards/store.js';
 import { startBackend } from '../../src/train/backend.js';
 import { NotFoundError } from '../../src/errors.js';
 import { checkpointSettings } from '../../src/train/auto-config.js';
-import { checkpointAt, InvalidCheckpointError, listCheckpoints, loadCheckpoint, NewerCheckpointError } from '../../src/train/checkpoint.js';
+import {
+  checkpointAt,
+  InvalidCheckpointError,
+  listCheckpoints,
+  loadCheckpoint,
+  NewerCheckpointError,
+} from '../../src/train/checkpoint.js';
 import { defaultTrainConfig, type TrainConfig } from '../../src/train/config.js';
 import { readMetrics } from '../../src/train/metrics.js';
 import { learningRate } from '../../src/train/optim.js';
@@ -24,8 +30,12 @@ let data: Store;
 
 function tiny(over: Partial<TrainConfig> = {}, lr?: number): TrainConfig {
   const base = defaultTrainConfig({
-    model: 'custom:2,8,8,2,8', batchSize: 8, crops: '2x16@0.3-1', steps: 4,
-    swav: { ...DEFAULT_SWAV, prototypes: 8, hidden: 16, dim: 8, freezePrototypesSteps: 1, cropsForAssign: [0, 1] }, ...over,
+    model: 'custom:2,8,8,2,8',
+    batchSize: 8,
+    crops: '2x16@0.3-1',
+    steps: 4,
+    swav: { ...DEFAULT_SWAV, prototypes: 8, hidden: 16, dim: 8, freezePrototypesSteps: 1, cropsForAssign: [0, 1] },
+    ...over,
   });
   // a constant rate: a huge one takes BatchNorm variances past float32's range within a few steps
   return lr === undefined ? base : { ...base, schedule: { ...base.schedule, baseLr: lr, finalLr: lr } };
@@ -33,8 +43,16 @@ function tiny(over: Partial<TrainConfig> = {}, lr?: number): TrainConfig {
 
 const run = (out: Store, config: TrainConfig, over: { resume?: boolean; log?: string[]; every?: number } = {}) =>
   train({
-    data, out, config, backend: 'wasm', threads: 1, logEvery: 1, checkpointEvery: over.every ?? 2, keep: 5,
-    resume: over.resume ?? true, log: (l) => over.log?.push(l),
+    data,
+    out,
+    config,
+    backend: 'wasm',
+    threads: 1,
+    logEvery: 1,
+    checkpointEvery: over.every ?? 2,
+    keep: 5,
+    resume: over.resume ?? true,
+    log: (l) => over.log?.push(l),
   });
 
 /** Every checkpoint in the store verifies (finite state included): what a diverged run must leave. */
@@ -66,8 +84,12 @@ describe('checkpoints hold finite state only', () => {
     const out = await openStore(join(dir, 'huge'));
     const err = (await run(out, tiny({ steps: 4 }, 1e6), { every: 100 }).catch((e: unknown) => e)) as Error;
     expect(err).toBeInstanceOf(TrainingDivergedError);
-    expect(err.message).toMatch(/^training diverged: the state at step 4 is not finite \(NaN, infinity or beyond 2\^64 in param:\S+bn\.var/);
-    expect(err.message).toMatch(/no checkpoint was written; there is no finite checkpoint to resume from; rerun with --lr 0\.018 or lower \(this run: base lr 1000000\)$/);
+    expect(err.message).toMatch(
+      /^training diverged: the state at step 4 is not finite \(NaN, infinity or beyond 2\^64 in param:\S+bn\.var/,
+    );
+    expect(err.message).toMatch(
+      /no checkpoint was written; there is no finite checkpoint to resume from; rerun with --lr 0\.018 or lower \(this run: base lr 1000000\)$/,
+    );
     expect(await listCheckpoints(out)).toEqual([]);
     expect(await follow(out, err.message, 8)).toMatchObject({ startStep: 0, step: 8 });
   }, 60_000);
@@ -78,18 +100,28 @@ describe('checkpoints hold finite state only', () => {
     const before = await readFile(join(dir, 'later', 'checkpoints', 'step-000000002.ckpt'));
     const err = (await run(out, tiny({ steps: 5 }, 1e6), { every: 100 }).catch((e: unknown) => e)) as Error;
     expect(err).toBeInstanceOf(TrainingDivergedError);
-    expect(err.message).toMatch(/^training diverged: the state at step 5 is not finite .* the last finite checkpoint, checkpoints\/step-000000002\.ckpt \(step 2\), predates this run and is kept: rerun with --lr 0\.018 or lower/);
+    expect(err.message).toMatch(
+      /^training diverged: the state at step 5 is not finite .* the last finite checkpoint, checkpoints\/step-000000002\.ckpt \(step 2\), predates this run and is kept: rerun with --lr 0\.018 or lower/,
+    );
     expect(await allVerify(out)).toEqual([2]);
     expect(await readFile(join(dir, 'later', 'checkpoints', 'step-000000002.ckpt'))).toEqual(before);
-    expect(await follow(out, err.message, 6)).toMatchObject({ resumedFrom: 'checkpoints/step-000000002.ckpt', step: 6 });
+    expect(await follow(out, err.message, 6)).toMatchObject({
+      resumedFrom: 'checkpoints/step-000000002.ckpt',
+      step: 6,
+    });
   }, 90_000);
 
   it('checkpoints written on the way to diverging verify, and the advice starts over', async () => {
     const out = await openStore(join(dir, 'during'));
     const err = (await run(out, tiny({ steps: 10 }, 1e6), { every: 1 }).catch((e: unknown) => e)) as Error;
     expect(err).toBeInstanceOf(TrainingDivergedError);
-    const last = /the last finite checkpoint, checkpoints\/step-0*(\d+)\.ckpt \(step (\d+)\), is kept, but this run wrote it/.exec(err.message)!;
-    expect(err.message).toMatch(/^training diverged: the state at step \d+ is not finite .* rerun with --no-resume --lr 0\.018 or lower/);
+    const last =
+      /the last finite checkpoint, checkpoints\/step-0*(\d+)\.ckpt \(step (\d+)\), is kept, but this run wrote it/.exec(
+        err.message,
+      )!;
+    expect(err.message).toMatch(
+      /^training diverged: the state at step \d+ is not finite .* rerun with --no-resume --lr 0\.018 or lower/,
+    );
     const steps = await allVerify(out); // every checkpoint left verifies, the value-range check included
     expect(steps[0]).toBe(Number(last[2]));
     expect(await follow(out, err.message, 4)).toMatchObject({ startStep: 0, step: 4 });
@@ -102,9 +134,14 @@ describe('checkpoints hold finite state only', () => {
     const bytes = await readFile(file);
     const payload = 12 + bytes.readUInt32LE(8);
     bytes.writeFloatLE(Number.NaN, payload + 8);
-    createHash('sha256').update(bytes.subarray(12, bytes.length - 32)).digest().copy(bytes, bytes.length - 32);
+    createHash('sha256')
+      .update(bytes.subarray(12, bytes.length - 32))
+      .digest()
+      .copy(bytes, bytes.length - 32);
     await writeFile(file, bytes);
-    await expect(loadCheckpoint(out, 'checkpoints/step-000000002.ckpt')).rejects.toThrow(/tensor param:\S+ holds NaN, infinity or values beyond 2\^64/);
+    await expect(loadCheckpoint(out, 'checkpoints/step-000000002.ckpt')).rejects.toThrow(
+      /tensor param:\S+ holds NaN, infinity or values beyond 2\^64/,
+    );
   }, 60_000);
 });
 
@@ -124,7 +161,9 @@ describe('damaged checkpoints', () => {
 
     const err = (await run(out, tiny({ steps: 4 })).catch((e: unknown) => e)) as Error;
     expect(err).toBeInstanceOf(InvalidCheckpointError);
-    expect(err.message).toMatch(/every checkpoint in file:\/\/\S+ is damaged: checkpoints\/step-000000004\.ckpt \(checksum mismatch \(truncated or damaged\)\); checkpoints\/step-000000002\.ckpt \(not a wildstream checkpoint\)/);
+    expect(err.message).toMatch(
+      /every checkpoint in file:\/\/\S+ is damaged: checkpoints\/step-000000004\.ckpt \(checksum mismatch \(truncated or damaged\)\); checkpoints\/step-000000002\.ckpt \(not a wildstream checkpoint\)/,
+    );
     expect(err.message).toMatch(/--no-resume/);
     expect(await readFile(ck(2))).toEqual(two);
     expect((await readFile(ck(4))).length).toBe(four.length - 1000);
@@ -148,7 +187,9 @@ describe('damaged checkpoints', () => {
     const log: string[] = [];
     const summary = await run(out, tiny({ steps: 4 }), { log });
     expect(summary).toMatchObject({ resumedFrom: 'checkpoints/step-000000002.ckpt', step: 4 });
-    expect(log.join('\n')).toMatch(/resuming from checkpoints\/step-000000002\.ckpt, the newest checkpoint that verifies; removing the damaged checkpoints\/step-000000004\.ckpt/);
+    expect(log.join('\n')).toMatch(
+      /resuming from checkpoints\/step-000000002\.ckpt, the newest checkpoint that verifies; removing the damaged checkpoints\/step-000000004\.ckpt/,
+    );
     expect(await allVerify(out)).toEqual([4, 2]);
   }, 60_000);
 
@@ -185,33 +226,58 @@ describe('forged checkpoints: every damage is named, and an older good checkpoin
 
   const cases: Array<[string, (p: Parts) => Partial<Parts> & { json?: string }, RegExp]> = [
     ['a header of null', () => ({ json: 'null' }), /header of another shape \(the header: .*expected object/],
-    ['a header without tensors', ({ header }) => ({ header: { ...header, tensors: undefined } }), /header of another shape \(tensors: /],
+    [
+      'a header without tensors',
+      ({ header }) => ({ header: { ...header, tensors: undefined } }),
+      /header of another shape \(tensors: /,
+    ],
     ['config: null', ({ header }) => ({ header: { ...header, config: null } }), /header of another shape \(config: /],
-    ['a config of invalid values', ({ header }) => ({ header: { ...header, config: { ...header.config, model: 'no-such-net' } } }), /header holds an invalid config/],
-    ['a tensor missing', ({ header, payload }) => {
-      const gone = first(header).shape.reduce((a: number, b: number) => a * b, 1) * 4;
-      const tensors = header.tensors.slice(1).map((t: any) => ({ ...t, offset: t.offset - gone }));
-      return { header: { ...header, tensors }, payload: payload.subarray(gone) };
-    }, /tensor param:\S+ of shape \[[\d,]+\] is missing/],
-    ['a tensor of another shape', ({ header }) => {
-      header.tensors[0] = { ...first(header), shape: [1, ...first(header).shape] };
-      return { header };
-    }, /tensor param:\S+ has shape \[1,[\d,]+\] where the model has \[/],
-    ['a negative tensor offset', ({ header }) => {
-      header.tensors[1].offset = -8;
-      return { header };
-    }, /tensor table damaged: \S+ starts at byte -8 of the payload/],
+    [
+      'a config of invalid values',
+      ({ header }) => ({ header: { ...header, config: { ...header.config, model: 'no-such-net' } } }),
+      /header holds an invalid config/,
+    ],
+    [
+      'a tensor missing',
+      ({ header, payload }) => {
+        const gone = first(header).shape.reduce((a: number, b: number) => a * b, 1) * 4;
+        const tensors = header.tensors.slice(1).map((t: any) => ({ ...t, offset: t.offset - gone }));
+        return { header: { ...header, tensors }, payload: payload.subarray(gone) };
+      },
+      /tensor param:\S+ of shape \[[\d,]+\] is missing/,
+    ],
+    [
+      'a tensor of another shape',
+      ({ header }) => {
+        header.tensors[0] = { ...first(header), shape: [1, ...first(header).shape] };
+        return { header };
+      },
+      /tensor param:\S+ has shape \[1,[\d,]+\] where the model has \[/,
+    ],
+    [
+      'a negative tensor offset',
+      ({ header }) => {
+        header.tensors[1].offset = -8;
+        return { header };
+      },
+      /tensor table damaged: \S+ starts at byte -8 of the payload/,
+    ],
   ];
   for (const [what, edit, damage] of cases) {
     it(`${what}: named, and the resume falls back to step 2`, async () => {
       const { root, out } = await copy(`forge-${what.replace(/\W+/g, '-')}`);
       await forgeCheckpoint(ck(root, 4), edit);
-      const err = (await loadCheckpoint(out, 'checkpoints/step-000000004.ckpt').then(() => null, (e: unknown) => e)) as Error | null;
+      const err = (await loadCheckpoint(out, 'checkpoints/step-000000004.ckpt').then(
+        () => null,
+        (e: unknown) => e,
+      )) as Error | null;
       if (err) expect(err.message).not.toMatch(/NaN/); // layout damage is not a diverged run
       expect(await checkpointSettings(out)).toMatchObject({ prototypes: 8 });
       const log: string[] = [];
       expect(await resume(out, log)).toMatchObject({ step: 2, resumedFrom: 'checkpoints/step-000000002.ckpt' });
-      expect(log.join('\n')).toMatch(new RegExp(`checkpoints/step-000000004\\.ckpt (in \\S+ )?is unusable: ${damage.source}`));
+      expect(log.join('\n')).toMatch(
+        new RegExp(`checkpoints/step-000000004\\.ckpt (in \\S+ )?is unusable: ${damage.source}`),
+      );
     }, 30_000);
   }
 
@@ -226,7 +292,9 @@ describe('forged checkpoints: every damage is named, and an older good checkpoin
     const log: string[] = [];
     expect(await resume(out, log)).toMatchObject({ step: 2 });
     expect(log.join('\n')).toMatch(/step-000000006\.ckpt in \S+ is unusable: not a wildstream checkpoint/);
-    expect(log.join('\n')).toMatch(/step-000000004\.ckpt in \S+ is unusable: header length 4294967280 does not fit in the \d+ bytes there are/);
+    expect(log.join('\n')).toMatch(
+      /step-000000004\.ckpt in \S+ is unusable: header length 4294967280 does not fit in the \d+ bytes there are/,
+    );
     // the store itself refuses a range past the object's end before allocating or reading it
     await expect(out.getRange('checkpoints/step-000000002.ckpt', 12, 12 + 0xfffffff0)).rejects.toThrow(NotFoundError);
   }, 30_000);
@@ -241,7 +309,9 @@ describe('forged checkpoints: every damage is named, and an older good checkpoin
       const before = await readFile(ck(root, 4));
       const err = (await resume(out, []).catch((e: unknown) => e)) as Error;
       expect(err).toBeInstanceOf(NewerCheckpointError);
-      expect(err.message).toMatch(/checkpoints\/step-000000004\.ckpt in \S+ is unusable: written by a newer wildstream \(format 2, this reads 1\)\. Nothing was changed: .*--no-resume/);
+      expect(err.message).toMatch(
+        /checkpoints\/step-000000004\.ckpt in \S+ is unusable: written by a newer wildstream \(format 2, this reads 1\)\. Nothing was changed: .*--no-resume/,
+      );
       const again = (await run(out, tiny({ steps: 6 })).catch((e: unknown) => e)) as Error; // a plain rerun
       expect(again).toBeInstanceOf(NewerCheckpointError);
       expect(await readFile(ck(root, 4))).toEqual(before);
@@ -258,9 +328,13 @@ describe('a run says what happens', () => {
     // the end-of-run checkpoint is at step 3; resume there with a longer horizon
     await run(out, tiny({ steps: 5 }), { log });
     const c = tiny();
-    const [was, now] = [3, 5].map((total) => Number(learningRate(3, { ...c.schedule, totalSteps: total }).toPrecision(3))) as [number, number];
+    const [was, now] = [3, 5].map((total) =>
+      Number(learningRate(3, { ...c.schedule, totalSteps: total }).toPrecision(3)),
+    ) as [number, number];
     expect(now).toBeGreaterThan(was);
-    expect(log.join('\n')).toContain(`resuming at step 3 with --steps 5 (was 3): the cosine schedule is stretched to end at step 5 (the rate is a function of step and --steps); lr jumps from ${was} to ${now} at step 3`);
+    expect(log.join('\n')).toContain(
+      `resuming at step 3 with --steps 5 (was 3): the cosine schedule is stretched to end at step 5 (the rate is a function of step and --steps); lr jumps from ${was} to ${now} at step 3`,
+    );
 
     const past: string[] = [];
     const s = await run(out, tiny({ steps: 4 }), { log: past });
@@ -272,17 +346,35 @@ describe('a run says what happens', () => {
     const a = tiny({ steps: 100 });
     expect(scheduleChange(a, a, 50)).toBeNull();
     const b = { ...a, steps: 50, schedule: { ...a.schedule, baseLr: a.schedule.baseLr / 2 } };
-    expect(scheduleChange(a, b, 40)).toMatch(/--steps 50 \(was 100\), --lr 0\.00937 \(was 0\.0187\): the cosine schedule is shortened .* lr drops from/);
+    expect(scheduleChange(a, b, 40)).toMatch(
+      /--steps 50 \(was 100\), --lr 0\.00937 \(was 0\.0187\): the cosine schedule is shortened .* lr drops from/,
+    );
   });
 
   it('a batch larger than the dataset is a warning with the numbers', async () => {
     const small = await openStore(join(dir, 'small'));
     await writePhotoDataset(small, { units: 1, perUnit: 3 });
     const log: string[] = [];
-    await train({ data: small, out: await openStore(join(dir, 'small-out')), config: tiny({ steps: 1 }), backend: 'wasm', threads: 1, log: (l) => log.push(l) });
-    expect(log.join('\n')).toMatch(/warning: --batch 8 is larger than the 3 committed record\(s\) in file:\/\/\S+: each batch holds every image 2 or 3 times \(as different crops\); use --batch 3 or less/);
+    await train({
+      data: small,
+      out: await openStore(join(dir, 'small-out')),
+      config: tiny({ steps: 1 }),
+      backend: 'wasm',
+      threads: 1,
+      log: (l) => log.push(l),
+    });
+    expect(log.join('\n')).toMatch(
+      /warning: --batch 8 is larger than the 3 committed record\(s\) in file:\/\/\S+: each batch holds every image 2 or 3 times \(as different crops\); use --batch 3 or less/,
+    );
     const quiet: string[] = [];
-    await train({ data, out: await openStore(join(dir, 'big-out')), config: tiny({ steps: 1 }), backend: 'wasm', threads: 1, log: (l) => quiet.push(l) });
+    await train({
+      data,
+      out: await openStore(join(dir, 'big-out')),
+      config: tiny({ steps: 1 }),
+      backend: 'wasm',
+      threads: 1,
+      log: (l) => quiet.push(l),
+    });
     expect(quiet.join('\n')).not.toMatch(/larger than/);
   }, 60_000);
 });

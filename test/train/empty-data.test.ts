@@ -19,12 +19,33 @@ import { faultyStore } from '../helpers/faulty-store.js';
 
 let dir: string;
 
-const TINY = ['--model', 'custom:3,16,8,2,16', '--batch', '8', '--crops', '2x32@0.3-1', '--prototypes', '16',
-  '--hidden', '32', '--dim', '16', '--backend', 'wasm', '--threads', '1', '--steps', '4'];
+const TINY = [
+  '--model',
+  'custom:3,16,8,2,16',
+  '--batch',
+  '8',
+  '--crops',
+  '2x32@0.3-1',
+  '--prototypes',
+  '16',
+  '--hidden',
+  '32',
+  '--dim',
+  '16',
+  '--backend',
+  'wasm',
+  '--threads',
+  '1',
+  '--steps',
+  '4',
+];
 
 function tinyConfig(steps: number): TrainConfig {
   return defaultTrainConfig({
-    model: 'custom:3,16,8,2,16', batchSize: 8, crops: '2x32@0.3-1,2x16@0.1-0.3', steps,
+    model: 'custom:3,16,8,2,16',
+    batchSize: 8,
+    crops: '2x32@0.3-1,2x16@0.1-0.3',
+    steps,
     swav: { ...DEFAULT_SWAV, prototypes: 16, hidden: 32, dim: 16, freezePrototypesSteps: 2 },
   });
 }
@@ -46,12 +67,25 @@ describe('train: a dataset with nothing to train on', () => {
     await writeDataset(await openStore(join(dir, 'junk')), { units: 2, perUnit: 10 }); // bytes that are no image
 
     const cases = [
-      ['zero', /no record could be read: file:\/\/.*zero holds 1 committed unit with 0 records; its inputs failed: http_404 2, dns_error 1$/m],
-      ['truncated', /no record could be read: file:\/\/.*truncated holds 1 committed unit with 20 records; unreadable: bad_shard 1 \(.*shorter than the \d+ bytes expected \(truncated\?\)\)$/m],
-      ['junk', /no sample could be made: file:\/\/.*junk holds 2 committed units with 20 records; a whole epoch of 20 records gave no sample \(decode_error 20\)$/m],
+      [
+        'zero',
+        /no record could be read: file:\/\/.*zero holds 1 committed unit with 0 records; its inputs failed: http_404 2, dns_error 1$/m,
+      ],
+      [
+        'truncated',
+        /no record could be read: file:\/\/.*truncated holds 1 committed unit with 20 records; unreadable: bad_shard 1 \(.*shorter than the \d+ bytes expected \(truncated\?\)\)$/m,
+      ],
+      [
+        'junk',
+        /no sample could be made: file:\/\/.*junk holds 2 committed units with 20 records; a whole epoch of 20 records gave no sample \(decode_error 20\)$/m,
+      ],
     ] as const;
     // A hang is killed at 90 s (and fails); the runs start together, so each takes the CLI's start-up plus moments.
-    const runs = await Promise.all(cases.map(([name]) => runCli(['train', '--data', join(dir, name), '--out', join(dir, `${name}-out`), ...TINY], {}, 90_000)));
+    const runs = await Promise.all(
+      cases.map(([name]) =>
+        runCli(['train', '--data', join(dir, name), '--out', join(dir, `${name}-out`), ...TINY], {}, 90_000),
+      ),
+    );
     runs.forEach((r, i) => {
       expect(r.code, `${cases[i]![0]}: ${r.stderr}`).toBe(1);
       expect(r.stderr).toMatch(cases[i]![1]);
@@ -64,24 +98,47 @@ describe('train: a storage outage that outlasts the retries', () => {
     const data = await openStore(join(dir, 'photos'));
     await writePhotoDataset(data, { units: 3, perUnit: 16 });
     const straight = await openStore(join(dir, 'straight'));
-    await trainOnStore({ data, out: straight, config: tinyConfig(8), backend: 'wasm', threads: 1, checkpointEvery: 100 });
+    await trainOnStore({
+      data,
+      out: straight,
+      config: tinyConfig(8),
+      backend: 'wasm',
+      threads: 1,
+      checkpointEvery: 100,
+    });
 
     // Epoch 0's reads (3 shard footers, 6 record batches) are answered; later reads fail as a store's do
     // once its retries are spent.
     const down = new StoreUnavailableError(`${data.url}: connection refused (4 attempts)`);
     const outage = faultyStore(data, (method, _args, nth) => (method === 'getRange' && nth >= 9 ? down : undefined));
     const out = await openStore(join(dir, 'outage'));
-    const failed = trainOnStore({ data: outage, out, config: tinyConfig(8), backend: 'wasm', threads: 1, checkpointEvery: 100 });
+    const failed = trainOnStore({
+      data: outage,
+      out,
+      config: tinyConfig(8),
+      backend: 'wasm',
+      threads: 1,
+      checkpointEvery: 100,
+    });
     await expect(failed).rejects.toThrow(StoreUnavailableError);
     const err = await failed.catch((e: Error) => e);
     const saved = await listCheckpoints(out);
     expect(saved).toHaveLength(1);
     expect(saved[0]!.step).toBeGreaterThan(0);
     expect(saved[0]!.step).toBeLessThan(6); // epoch 0 is 6 batches; the loader reads ahead into epoch 1
-    expect((err as Error).message).toBe(`${down.message}; training stopped at step ${saved[0]!.step}, ${saved[0]!.key} written; ` +
-      'rerun the same command to resume once the store answers');
+    expect((err as Error).message).toBe(
+      `${down.message}; training stopped at step ${saved[0]!.step}, ${saved[0]!.key} written; ` +
+        'rerun the same command to resume once the store answers',
+    );
 
-    const resumed = await trainOnStore({ data, out, config: tinyConfig(8), backend: 'wasm', threads: 1, checkpointEvery: 100 });
+    const resumed = await trainOnStore({
+      data,
+      out,
+      config: tinyConfig(8),
+      backend: 'wasm',
+      threads: 1,
+      checkpointEvery: 100,
+    });
     expect(resumed.resumedFrom).toBe(saved[0]!.key);
     expect(maxDiff(await finalValues(straight), await finalValues(out))).toBeLessThan(1e-5);
   }, 120_000);

@@ -30,7 +30,10 @@ beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'ws-export-'));
   const data = await openStore(path('data'));
   await writePhotoDataset(data, { units: 2, perUnit: 8 });
-  for (const [split, first, n] of [['train', 0, 16], ['test', 100, 8]] as const) {
+  for (const [split, first, n] of [
+    ['train', 0, 16],
+    ['test', 100, 8],
+  ] as const) {
     for (let i = first; i < first + n; i++) {
       await mkdir(path('eval', split, `c${i % 4}`), { recursive: true });
       await writeFile(path('eval', split, `c${i % 4}`, `${i}.jpg`), await patternJpeg(i, { width: 48, height: 48 }));
@@ -39,7 +42,10 @@ beforeAll(async () => {
   await writeFile(path('eval', 'test', 'c0', 'broken.jpg'), Buffer.from('not a jpeg at all'));
   await startBackend('wasm');
   const config = defaultTrainConfig({
-    model: 'custom:3,16,8,2,16', batchSize: 8, crops: '2x32@0.3-1,2x16@0.1-0.3', steps: 3,
+    model: 'custom:3,16,8,2,16',
+    batchSize: 8,
+    crops: '2x32@0.3-1,2x16@0.1-0.3',
+    steps: 3,
     swav: { ...DEFAULT_SWAV, prototypes: 16, hidden: 32, dim: 16, freezePrototypesSteps: 1 },
   });
   await train({ data, out: await openStore(path('ck')), config, backend: 'wasm', threads: 1, logEvery: 1 });
@@ -54,7 +60,12 @@ async function checkpointBackbone(metadata: BackboneMetadata): Promise<Backbone 
   const ckpt = (await latestCheckpoint(await openStore(path('ck')), () => {}))!;
   const model = new SwavModel(ckpt.header.config);
   restoreModel(model, ckpt);
-  return { model: null as unknown as GraphModel, metadata, embed: (x) => model.features(x), dispose: () => model.dispose() };
+  return {
+    model: null as unknown as GraphModel,
+    metadata,
+    embed: (x) => model.features(x),
+    dispose: () => model.dispose(),
+  };
 }
 
 /** A copy of the export whose float32 weights `alter` changes in place, tensor by tensor (shapes kept). */
@@ -93,7 +104,10 @@ describe('export, embed, eval knn, plot', () => {
     const ckpt = (await latestCheckpoint(await openStore(path('ck')), () => {}))!;
     const model = new SwavModel(ckpt.header.config);
     restoreModel(model, ckpt);
-    const [trained, random] = [await loadBackbone(await openStore(path('model'))), await loadBackbone(await openStore(path('model0')))];
+    const [trained, random] = [
+      await loadBackbone(await openStore(path('model'))),
+      await loadBackbone(await openStore(path('model0'))),
+    ];
     const x = tf.randomNormal([3, 32, 32, 3], 0, 1, 'float32', 5) as tf.Tensor4D;
     const [ours, graph, untrained] = [model.features(x), trained.embed(x), random.embed(x)];
     expect(graph.shape).toEqual([3, 32]);
@@ -103,7 +117,16 @@ describe('export, embed, eval knn, plot', () => {
   }, 60_000);
 
   it('embeds a dataset and a folder into an Arrow file any Arrow reader opens; bad images are counted', async () => {
-    const r = await runCli(['embed', '--model', path('model'), path('data'), '--out', path('data.arrow'), '--backend', 'wasm']);
+    const r = await runCli([
+      'embed',
+      '--model',
+      path('model'),
+      path('data'),
+      '--out',
+      path('data.arrow'),
+      '--backend',
+      'wasm',
+    ]);
     expect(r.code, r.stderr).toBe(0);
     expect(JSON.parse(r.stdout)).toMatchObject({ images: 16, failed: 0, dim: 32 });
     const table = tableFromIPC(await readFile(path('data.arrow')));
@@ -111,26 +134,58 @@ describe('export, embed, eval knn, plot', () => {
     expect(table.getChild('key')!.get(0)).toMatch(/^\d{6}-\d{5}$/);
     expect(table.getChild('embedding')!.get(0).length).toBe(32);
 
-    const folder = await runCli(['embed', '--model', path('model'), path('eval', 'test'), '--out', path('test.arrow'), '--backend', 'wasm']);
+    const folder = await runCli([
+      'embed',
+      '--model',
+      path('model'),
+      path('eval', 'test'),
+      '--out',
+      path('test.arrow'),
+      '--backend',
+      'wasm',
+    ]);
     expect(JSON.parse(folder.stdout)).toMatchObject({ images: 8, failed: 1 });
-    expect(tableFromIPC(await readFile(path('test.arrow'))).getChild('key')!.toArray()).toContain('c0/100.jpg');
+    expect(
+      tableFromIPC(await readFile(path('test.arrow')))
+        .getChild('key')!
+        .toArray(),
+    ).toContain('c0/100.jpg');
   }, 60_000);
 
   it('reports k-NN top-1 on labelled folders, and plots the run', async () => {
-    const r = await runCli(['eval', 'knn', '--model', path('model'), '--train', path('eval', 'train'), '--test', path('eval', 'test'), '--k', '5', '--backend', 'wasm']);
+    const r = await runCli([
+      'eval',
+      'knn',
+      '--model',
+      path('model'),
+      '--train',
+      path('eval', 'train'),
+      '--test',
+      path('eval', 'test'),
+      '--k',
+      '5',
+      '--backend',
+      'wasm',
+    ]);
     expect(r.code, r.stderr).toBe(0);
     const knn = JSON.parse(r.stdout);
     expect(knn).toMatchObject({ event: 'knn', k: 5, train: 16, test: 8, failed: 1 });
     // The exported model must give the k-NN the checkpoint's own backbone gives on the same images.
     const exported = await loadBackbone(await openStore(path('model')));
     const reference = await checkpointBackbone(exported.metadata);
-    const ours = { train: await embed(reference, path('eval', 'train')), test: await embed(reference, path('eval', 'test')) };
+    const ours = {
+      train: await embed(reference, path('eval', 'train')),
+      test: await embed(reference, path('eval', 'test')),
+    };
     expect(knn.top1).toBe(knnAccuracy(ours.train, ours.test, 5).top1);
     for (const split of ['train', 'test'] as const) {
       expect(featureGap(await embed(exported, path('eval', split)), ours[split]), split).toBeLessThan(1e-3);
     }
     // And the comparison tells a wrong export: the same weights permuted, or zeroed, are far off.
-    for (const [name, wrong] of [['permuted', (w: Float32Array) => w.reverse()], ['zeroed', (w: Float32Array) => w.fill(0)]] as const) {
+    for (const [name, wrong] of [
+      ['permuted', (w: Float32Array) => w.reverse()],
+      ['zeroed', (w: Float32Array) => w.fill(0)],
+    ] as const) {
       const broken = await loadBackbone(await openStore(await alteredExport(name, wrong)));
       expect(featureGap(await embed(broken, path('eval', 'train')), ours.train), name).toBeGreaterThan(1e-2);
     }
@@ -139,7 +194,11 @@ describe('export, embed, eval knn, plot', () => {
     const plot = await runCli(['plot', path('ck'), '--out', path('curves.png')]);
     expect(plot.code, plot.stderr).toBe(0);
     expect(JSON.parse(plot.stdout)).toMatchObject({ points: 3 });
-    expect(await sharp(await readFile(path('curves.png'))).metadata()).toMatchObject({ format: 'png', width: 1000, height: 680 });
+    expect(await sharp(await readFile(path('curves.png'))).metadata()).toMatchObject({
+      format: 'png',
+      width: 1000,
+      height: 680,
+    });
   }, 60_000);
 
   it('writes every output to S3 too: export, embed, plot and an augment preview', async () => {
@@ -148,7 +207,16 @@ describe('export, embed, eval knn, plot', () => {
       const cli = (args: string[]) => runCli([...args, '--s3-endpoint', s3.endpoint], s3.env);
       const exported = await cli(['export', path('ck'), '--out', 's3://outputs/run/model']);
       expect(exported.code, exported.stderr).toBe(0);
-      const embedded = await cli(['embed', '--model', 's3://outputs/run/model', path('data'), '--out', 's3://outputs/run/emb.arrow', '--backend', 'wasm']);
+      const embedded = await cli([
+        'embed',
+        '--model',
+        's3://outputs/run/model',
+        path('data'),
+        '--out',
+        's3://outputs/run/emb.arrow',
+        '--backend',
+        'wasm',
+      ]);
       expect(embedded.code, embedded.stderr).toBe(0);
       expect(JSON.parse(embedded.stdout)).toMatchObject({ images: 16, dim: 32 });
       const plotted = await cli(['plot', path('ck'), '--out', 's3://outputs/run/curves.png']);
@@ -161,11 +229,22 @@ describe('export, embed, eval knn, plot', () => {
       const table = tableFromIPC(await getBytes(bucket, 'run/emb.arrow'));
       expect(table.numRows).toBe(16);
       expect(table.getChild('embedding')!.get(0).length).toBe(32);
-      expect(JSON.parse(Buffer.from(await getBytes(bucket, 'run/model/model.json')).toString()).format).toBe('graph-model');
+      expect(JSON.parse(Buffer.from(await getBytes(bucket, 'run/model/model.json')).toString()).format).toBe(
+        'graph-model',
+      );
       for (const png of ['run/curves.png', 'preview.png']) {
         expect((await sharp(Buffer.from(await getBytes(bucket, png))).metadata()).format, png).toBe('png');
       }
-      const noKey = await cli(['embed', '--model', 's3://outputs/run/model', path('data'), '--out', 's3://outputs', '--backend', 'wasm']);
+      const noKey = await cli([
+        'embed',
+        '--model',
+        's3://outputs/run/model',
+        path('data'),
+        '--out',
+        's3://outputs',
+        '--backend',
+        'wasm',
+      ]);
       expect(noKey.code).toBe(2);
       expect(noKey.stderr).toMatch(/s3:\/\/outputs names no file inside the bucket/);
     } finally {
@@ -183,10 +262,17 @@ describe('export, embed, eval knn, plot', () => {
     const ck = (step: number) => path('forged', 'checkpoints', `step-00000000${step}.ckpt`);
     await cp(path('ck'), path('forged'), { recursive: true });
     await cp(ck(3), ck(5));
-    await forgeCheckpoint(ck(5), ({ header }) => ({ header: { ...header, tensors: header.tensors.map((t: any, i: number) => (i === 0 ? { ...t, shape: [1, ...t.shape] } : t)) } }));
+    await forgeCheckpoint(ck(5), ({ header }) => ({
+      header: {
+        ...header,
+        tensors: header.tensors.map((t: any, i: number) => (i === 0 ? { ...t, shape: [1, ...t.shape] } : t)),
+      },
+    }));
     const skipped = await runCli(['export', path('forged'), '--out', path('forged-model')]);
     expect(skipped.code, skipped.stderr).toBe(0);
-    expect(skipped.stderr).toMatch(/warning: checkpoint checkpoints\/step-000000005\.ckpt is unusable: tensor param:\S+ has shape \[1,[\d,]+\] where the model has/);
+    expect(skipped.stderr).toMatch(
+      /warning: checkpoint checkpoints\/step-000000005\.ckpt is unusable: tensor param:\S+ has shape \[1,[\d,]+\] where the model has/,
+    );
     expect(JSON.parse(skipped.stdout)).toMatchObject({ event: 'export', step: 3 });
 
     const shard = (await readdir(path('data'), { recursive: true })).find((f) => f.endsWith('.arrow'))!;
@@ -194,14 +280,25 @@ describe('export, embed, eval knn, plot', () => {
     await forgeCheckpoint(ck(3), ({ header }) => ({ header: { ...header, config: null } }));
     const none = await runCli(['export', path('forged'), '--out', path('forged-model')]);
     expect(none.code, none.stderr).toBe(1);
-    expect(none.stderr).toMatch(/every checkpoint in file:\/\/\S+ is damaged: checkpoints\/step-000000005\.ckpt \(not a wildstream checkpoint\); checkpoints\/step-000000003\.ckpt \(header of another shape \(config: [^)]*\)\)\. Nothing to export/);
+    expect(none.stderr).toMatch(
+      /every checkpoint in file:\/\/\S+ is damaged: checkpoints\/step-000000005\.ckpt \(not a wildstream checkpoint\); checkpoints\/step-000000003\.ckpt \(header of another shape \(config: [^)]*\)\)\. Nothing to export/,
+    );
   }, 60_000);
 
   it('fails clearly on a store without checkpoints or a folder without a model', async () => {
     const none = await runCli(['export', path('nothing'), '--out', path('x')]);
     expect(none.code).toBe(2);
     expect(none.stderr).toMatch(/no checkpoint in/);
-    const noModel = await runCli(['eval', 'knn', '--model', path('eval'), '--train', path('eval', 'train'), '--test', path('eval', 'test')]);
+    const noModel = await runCli([
+      'eval',
+      'knn',
+      '--model',
+      path('eval'),
+      '--train',
+      path('eval', 'train'),
+      '--test',
+      path('eval', 'test'),
+    ]);
     expect(noModel.code).toBe(1);
     expect(noModel.stderr).toMatch(/model\.json/);
     await writeFile(path('eval', 'model.json'), '{"format":"layers-model"}');

@@ -8,11 +8,17 @@ import { describe, expect, it } from 'vitest';
 import { learningRun } from '../helpers/learning.js';
 
 describe('train: learning', () => {
-  it('SwAV features beat random initialisation at k-NN and the loss leaves ln K', async () => {
-    const r = await learningRun();
-    console.log(`learning: final loss ${r.finalLoss.toFixed(4)} vs ln K ${r.lnK.toFixed(4)}; ` +
-      `k-NN top-1 trained ${r.knnTrained.toFixed(3)}, random init ${r.knnInit.toFixed(3)} (4 classes, 400 test images)`);
-    expect(r.finalLoss).toBeLessThan(0.95 * r.lnK);
-    expect(r.knnTrained).toBeGreaterThan(r.knnInit + 0.1);
-  }, 20 * 60_000);
+  it(
+    'SwAV features beat random initialisation at k-NN and the loss leaves ln K',
+    async () => {
+      const r = await learningRun();
+      console.log(
+        `learning: final loss ${r.finalLoss.toFixed(4)} vs ln K ${r.lnK.toFixed(4)}; ` +
+          `k-NN top-1 trained ${r.knnTrained.toFixed(3)}, random init ${r.knnInit.toFixed(3)} (4 classes, 400 test images)`,
+      );
+      expect(r.finalLoss).toBeLessThan(0.95 * r.lnK);
+      expect(r.knnTrained).toBeGreaterThan(r.knnInit + 0.1);
+    },
+    20 * 60_000,
+  );
 });

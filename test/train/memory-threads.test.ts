@@ -18,9 +18,17 @@ describe('memory per training thread', () => {
   });
 
   it('fits a batch split over threads that does not fit whole, and says the figure is per thread', () => {
-    const big = { ...config, model: 'regnety_400mf', crops: '2x224@0.14-1,6x96@0.05-0.14', batchSize: 16, recompute: 'off' as const };
+    const big = {
+      ...config,
+      model: 'regnety_400mf',
+      crops: '2x224@0.14-1,6x96@0.05-0.14',
+      batchSize: 16,
+      recompute: 'off' as const,
+    };
     expect(() => planMemory(big, 'wasm', 8 * 2 ** 30)).toThrow(/needs ~.* GiB, more than the 4\.0 GiB wasm heap/);
-    expect(() => planMemory({ ...big, batchSize: 64, threads: 4 }, 'wasm', 8 * 2 ** 30)).toThrow(/batch 64 split over 4 training threads .* needs ~.* GiB per thread/);
+    expect(() => planMemory({ ...big, batchSize: 64, threads: 4 }, 'wasm', 8 * 2 ** 30)).toThrow(
+      /batch 64 split over 4 training threads .* needs ~.* GiB per thread/,
+    );
     const plan = planMemory({ ...big, threads: 4 }, 'wasm', 8 * 2 ** 30);
     expect(plan.budget).toBe(WASM_HEAP_BYTES); // each thread has a heap of its own
     expect(plan.line).toMatch(/per training thread \(4 threads\)/);

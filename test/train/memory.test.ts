@@ -5,7 +5,13 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError } from '../../src/errors.js';
 import { startBackend } from '../../src/train/backend.js';
 import { checkTrainConfig, defaultTrainConfig, type TrainConfig } from '../../src/train/config.js';
-import { estimateMemory, largestBatch, planMemory, WASM_HEAP_BYTES, WASM_HEAP_PER_TENSOR_BYTE } from '../../src/train/memory.js';
+import {
+  estimateMemory,
+  largestBatch,
+  planMemory,
+  WASM_HEAP_BYTES,
+  WASM_HEAP_PER_TENSOR_BYTE,
+} from '../../src/train/memory.js';
 import { SwavModel } from '../../src/train/model.js';
 import { DEFAULT_SWAV } from '../../src/train/swav.js';
 import { prng } from '../../src/rng.js';
@@ -15,17 +21,26 @@ beforeAll(async () => {
 });
 
 const GiB = 2 ** 30;
-const tiny = (over: Partial<TrainConfig>) => defaultTrainConfig({
-  model: 'custom:4,8,8,2,4', batchSize: 2, crops: '2x32,2x16',
-  swav: { ...DEFAULT_SWAV, hidden: 16, dim: 8, prototypes: 10, freezePrototypesSteps: 0 }, ...over,
-});
+const tiny = (over: Partial<TrainConfig>) =>
+  defaultTrainConfig({
+    model: 'custom:4,8,8,2,4',
+    batchSize: 2,
+    crops: '2x32,2x16',
+    swav: { ...DEFAULT_SWAV, hidden: 16, dim: 8, prototypes: 10, freezePrototypesSteps: 0 },
+    ...over,
+  });
 
 /** Peak bytes tfjs held during one training step, beyond what was alive before it (weights, momentum, crops). */
 async function measuredStep(config: TrainConfig): Promise<{ measured: number; model: SwavModel }> {
   const model = new SwavModel(config);
   const rand = prng(1);
   const sizes = [32, 32, 16, 16];
-  const xs = sizes.map((s) => tf.tensor4d(Float32Array.from({ length: config.batchSize * s * s * 3 }, () => rand() - 0.5), [config.batchSize, s, s, 3]));
+  const xs = sizes.map((s) =>
+    tf.tensor4d(
+      Float32Array.from({ length: config.batchSize * s * s * 3 }, () => rand() - 0.5),
+      [config.batchSize, s, s, 3],
+    ),
+  );
   model.step(xs, 0); // creates the LARS momentum
   const before = tf.memory().numBytes;
   const { peakBytes } = await tf.profile(() => {
@@ -73,26 +88,41 @@ describe('memory plan', () => {
     const plan = planMemory(defaultTrainConfig({ batchSize: 16 }), 'wasm', 0);
     expect(plan.recompute).toBe(true);
     expect(plan.estimate.peak.on * WASM_HEAP_PER_TENSOR_BYTE).toBeLessThan(WASM_HEAP_BYTES);
-    expect(plan.line).toMatch(/^memory: ~\d\.\d GiB peak of 4\.0 GiB wasm heap \(recompute: on, auto, ~\d+\.\d GiB without\)$/);
+    expect(plan.line).toMatch(
+      /^memory: ~\d\.\d GiB peak of 4\.0 GiB wasm heap \(recompute: on, auto, ~\d+\.\d GiB without\)$/,
+    );
     expect(planMemory(defaultTrainConfig({ batchSize: 4 }), 'wasm', 0).recompute).toBe(false);
-    expect(planMemory(defaultTrainConfig({ batchSize: 16, recompute: 'on' }), 'cpu', 64 * GiB).line).toMatch(/\(recompute: on\)$/);
-    expect(planMemory(defaultTrainConfig({ batchSize: 16 }), 'webgpu', 0)).toMatchObject({ budget: null, recompute: false });
+    expect(planMemory(defaultTrainConfig({ batchSize: 16, recompute: 'on' }), 'cpu', 64 * GiB).line).toMatch(
+      /\(recompute: on\)$/,
+    );
+    expect(planMemory(defaultTrainConfig({ batchSize: 16 }), 'webgpu', 0)).toMatchObject({
+      budget: null,
+      recompute: false,
+    });
   });
 
   it('refuses, before any step, a batch that cannot fit, naming the largest that does', () => {
     const config = defaultTrainConfig({ batchSize: 256 });
     expect(() => planMemory(config, 'wasm', 0)).toThrow(ConfigError);
-    expect(() => planMemory(config, 'wasm', 0)).toThrow(/batch 256 of model regnety_400mf .* needs ~\d+\.?\d* GiB, more than the 4\.0 GiB wasm heap even with activation recomputation; --batch \d+ fits$/);
+    expect(() => planMemory(config, 'wasm', 0)).toThrow(
+      /batch 256 of model regnety_400mf .* needs ~\d+\.?\d* GiB, more than the 4\.0 GiB wasm heap even with activation recomputation; --batch \d+ fits$/,
+    );
     const fits = largestBatch(config, WASM_HEAP_BYTES / WASM_HEAP_PER_TENSOR_BYTE, 'on');
     expect(() => planMemory(config, 'wasm', 0)).toThrow(`--batch ${fits} fits`);
     expect(planMemory({ ...config, batchSize: fits }, 'wasm', 0).recompute).toBe(true); // fits, recomputed
-    expect(estimateMemory({ ...config, batchSize: fits + 1 }).peak.on * WASM_HEAP_PER_TENSOR_BYTE).toBeGreaterThan(WASM_HEAP_BYTES);
+    expect(estimateMemory({ ...config, batchSize: fits + 1 }).peak.on * WASM_HEAP_PER_TENSOR_BYTE).toBeGreaterThan(
+      WASM_HEAP_BYTES,
+    );
     expect(planMemory(defaultTrainConfig({ batchSize: 16, recompute: 'off' }), 'cpu', 64 * GiB).recompute).toBe(false); // the machine's memory
-    expect(() => planMemory(defaultTrainConfig({ batchSize: 16, recompute: 'off' }), 'wasm', 0)).toThrow(/--batch \d+ fits; --recompute on would fit it$/);
+    expect(() => planMemory(defaultTrainConfig({ batchSize: 16, recompute: 'off' }), 'wasm', 0)).toThrow(
+      /--batch \d+ fits; --recompute on would fit it$/,
+    );
   });
 
   it('takes auto, on or off and nothing else', () => {
-    expect(() => checkTrainConfig({ ...defaultTrainConfig(), recompute: 'always' as never })).toThrow(/recompute must be one of auto, on, off, got "always"/);
+    expect(() => checkTrainConfig({ ...defaultTrainConfig(), recompute: 'always' as never })).toThrow(
+      /recompute must be one of auto, on, off, got "always"/,
+    );
   });
 
   it("uses the wasm module's own heap limit (emscripten getHeapMax in tfjs-backend-wasm)", () => {

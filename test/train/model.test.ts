@@ -14,7 +14,11 @@ import { conv2dFilterGrad } from '../../src/train/wasm-grads.js';
 import { prng } from '../../src/rng.js';
 
 const rand = prng(42);
-const randn = (shape: number[]) => tf.tensor(Float32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, () => rand() * 2 - 1), shape);
+const randn = (shape: number[]) =>
+  tf.tensor(
+    Float32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, () => rand() * 2 - 1),
+    shape,
+  );
 
 beforeAll(async () => {
   await startBackend('cpu');
@@ -23,10 +27,30 @@ beforeAll(async () => {
 describe('RegNet spec', () => {
   it('generates the paper/torchvision stage widths and depths', () => {
     const stages = (name: string) => regnetSpec(name).stages.map((s) => [s.width, s.depth, s.groupWidth]);
-    expect(stages('regnety_400mf')).toEqual([[48, 1, 8], [104, 3, 8], [208, 6, 8], [440, 6, 8]]);
-    expect(stages('regnety_16gf')).toEqual([[224, 2, 112], [448, 4, 112], [1232, 11, 112], [3024, 1, 112]]);
-    expect(stages('regnetx_400mf')).toEqual([[32, 1, 16], [64, 2, 16], [160, 7, 16], [400, 12, 16]]);
-    expect(stages('regnety_200mf')).toEqual([[24, 1, 8], [56, 1, 8], [152, 4, 8], [368, 7, 8]]);
+    expect(stages('regnety_400mf')).toEqual([
+      [48, 1, 8],
+      [104, 3, 8],
+      [208, 6, 8],
+      [440, 6, 8],
+    ]);
+    expect(stages('regnety_16gf')).toEqual([
+      [224, 2, 112],
+      [448, 4, 112],
+      [1232, 11, 112],
+      [3024, 1, 112],
+    ]);
+    expect(stages('regnetx_400mf')).toEqual([
+      [32, 1, 16],
+      [64, 2, 16],
+      [160, 7, 16],
+      [400, 12, 16],
+    ]);
+    expect(stages('regnety_200mf')).toEqual([
+      [24, 1, 8],
+      [56, 1, 8],
+      [152, 4, 8],
+      [368, 7, 8],
+    ]);
   });
 
   it('counts parameters as torchvision does (ImageNet head)', () => {
@@ -55,36 +79,56 @@ describe('RegNet spec', () => {
 /** Naive grouped convolution, stride 1, 'same' padding, in float64 loops. */
 function naiveGroupedConv(x: number[][][][], w: number[][][][], groups: number): number[][][][] {
   const [n, h, wd, cin] = [x.length, x[0]!.length, x[0]![0]!.length, x[0]![0]![0]!.length];
-  const k = w.length, cout = w[0]![0]![0]!.length, gin = cin / groups, gout = cout / groups, pad = (k - 1) / 2;
-  return Array.from({ length: n }, (_, b) => Array.from({ length: h }, (_, i) => Array.from({ length: wd }, (_, j) => Array.from({ length: cout }, (_, o) => {
-    const g = Math.floor(o / gout);
-    let s = 0;
-    for (let di = 0; di < k; di++) for (let dj = 0; dj < k; dj++) for (let c = 0; c < gin; c++) {
-      const y = i + di - pad, xx = j + dj - pad;
-      if (y >= 0 && y < h && xx >= 0 && xx < wd) s += x[b]![y]![xx]![g * gin + c]! * w[di]![dj]![c]![o]!;
-    }
-    return s;
-  }))));
+  const k = w.length,
+    cout = w[0]![0]![0]!.length,
+    gin = cin / groups,
+    gout = cout / groups,
+    pad = (k - 1) / 2;
+  return Array.from({ length: n }, (_, b) =>
+    Array.from({ length: h }, (_, i) =>
+      Array.from({ length: wd }, (_, j) =>
+        Array.from({ length: cout }, (_, o) => {
+          const g = Math.floor(o / gout);
+          let s = 0;
+          for (let di = 0; di < k; di++)
+            for (let dj = 0; dj < k; dj++)
+              for (let c = 0; c < gin; c++) {
+                const y = i + di - pad,
+                  xx = j + dj - pad;
+                if (y >= 0 && y < h && xx >= 0 && xx < wd) s += x[b]![y]![xx]![g * gin + c]! * w[di]![dj]![c]![o]!;
+              }
+          return s;
+        }),
+      ),
+    ),
+  );
 }
 
 describe('grouped conv', () => {
   for (const backend of ['cpu', 'wasm'] as const) {
     it(`equals a naive reference and its gradients match finite differences (${backend})`, async () => {
       await startBackend(backend);
-      const x = randn([1, 5, 5, 4]), w = randn([3, 3, 2, 6]);
+      const x = randn([1, 5, 5, 4]),
+        w = randn([3, 3, 2, 6]);
       const ours = groupedConvWith(x as tf.Tensor4D, w as tf.Tensor4D, 1, 2).arraySync();
       const ref = naiveGroupedConv(x.arraySync() as number[][][][], w.arraySync() as number[][][][], 2);
       expect(Math.max(...ours.flat(3).map((v, i) => Math.abs(v - ref.flat(3)[i]!)))).toBeLessThan(1e-4);
       // d/dw of sum(conv * r) by autodiff vs central differences on a few weights
       const r = randn([1, 5, 5, 6]);
-      const f = (wt: tf.Tensor) => tf.sum(tf.mul(groupedConvWith(x as tf.Tensor4D, wt as tf.Tensor4D, 1, 2), r)) as tf.Scalar;
-      const grads = tf.grads((xx: tf.Tensor, wt: tf.Tensor) => tf.sum(groupedConvWith(xx as tf.Tensor4D, wt as tf.Tensor4D, 2, 2)) as tf.Scalar);
+      const f = (wt: tf.Tensor) =>
+        tf.sum(tf.mul(groupedConvWith(x as tf.Tensor4D, wt as tf.Tensor4D, 1, 2), r)) as tf.Scalar;
+      const grads = tf.grads(
+        (xx: tf.Tensor, wt: tf.Tensor) =>
+          tf.sum(groupedConvWith(xx as tf.Tensor4D, wt as tf.Tensor4D, 2, 2)) as tf.Scalar,
+      );
       const gw = tf.grad(f)(w).dataSync();
       const wv = w.dataSync().slice();
       for (const idx of [0, 17, 50, 107]) {
         const e = 1e-2;
-        const plus = wv.slice(); plus[idx]! += e;
-        const minus = wv.slice(); minus[idx]! -= e;
+        const plus = wv.slice();
+        plus[idx]! += e;
+        const minus = wv.slice();
+        minus[idx]! -= e;
         const fd = (f(tf.tensor(plus, w.shape)).dataSync()[0]! - f(tf.tensor(minus, w.shape)).dataSync()[0]!) / (2 * e);
         expect(Math.abs(gw[idx]! - fd), `weight ${idx}`).toBeLessThan(2e-2 * Math.max(1, Math.abs(fd)));
       }
@@ -97,12 +141,22 @@ describe('grouped conv', () => {
   }
 
   it('the im2col filter gradient used on wasm equals tfjs autodiff', () => {
-    for (const [stride, k] of [[1, 3], [2, 3], [2, 1]] as const) {
-      const x = randn([2, 6, 6, 3]), w = randn([k, k, 3, 4]);
+    for (const [stride, k] of [
+      [1, 3],
+      [2, 3],
+      [2, 1],
+    ] as const) {
+      const x = randn([2, 6, 6, 3]),
+        w = randn([k, k, 3, 4]);
       const y = tf.conv2d(x as tf.Tensor4D, w as tf.Tensor4D, stride, 'same');
       const dy = randn(y.shape);
-      const auto = tf.grad((wt: tf.Tensor) => tf.sum(tf.mul(tf.conv2d(x as tf.Tensor4D, wt as tf.Tensor4D, stride, 'same'), dy)))(w);
-      const ours = conv2dFilterGrad(x as tf.Tensor4D, dy as tf.Tensor4D, [k, k, 3, 4], { strides: stride, pad: 'same' });
+      const auto = tf.grad((wt: tf.Tensor) =>
+        tf.sum(tf.mul(tf.conv2d(x as tf.Tensor4D, wt as tf.Tensor4D, stride, 'same'), dy)),
+      )(w);
+      const ours = conv2dFilterGrad(x as tf.Tensor4D, dy as tf.Tensor4D, [k, k, 3, 4], {
+        strides: stride,
+        pad: 'same',
+      });
       expect(tf.max(tf.abs(tf.sub(auto, ours))).dataSync()[0]).toBeLessThan(1e-4);
     }
   });
@@ -115,7 +169,8 @@ describe('SwAV', () => {
     for (const r of rows) expect(r).toBeCloseTo(1, 4); // the last step normalises rows: exact
     // Columns converge to B/K as iterations go on (3, SwAV's default, leaves them approximate).
     const scores = tf.mul(randn([8, 4]), 0.2) as tf.Tensor2D;
-    const spread = (iters: number) => Math.max(...(tf.sum(sinkhorn(scores, 0.05, iters), 0).arraySync() as number[]).map((c) => Math.abs(c - 2)));
+    const spread = (iters: number) =>
+      Math.max(...(tf.sum(sinkhorn(scores, 0.05, iters), 0).arraySync() as number[]).map((c) => Math.abs(c - 2)));
     expect(spread(3)).toBeLessThan(spread(0));
     expect(spread(200)).toBeLessThan(1e-3);
   });
@@ -123,7 +178,12 @@ describe('SwAV', () => {
   it('Sinkhorn stays finite at a small epsilon when a prototype is far from every sample', () => {
     // Prototype 1 scores -0.9 against every sample while others reach 0.95: with a global shift its column
     // underflows to zero at epsilon 0.01 and the codes turn to NaN.
-    const scores = tf.tensor2d([[0.95, -0.9, 0.1], [0.2, -0.9, 0.9], [0.5, -0.9, 0.3], [0.1, -0.9, -0.2]]);
+    const scores = tf.tensor2d([
+      [0.95, -0.9, 0.1],
+      [0.2, -0.9, 0.9],
+      [0.5, -0.9, 0.3],
+      [0.1, -0.9, -0.2],
+    ]);
     const q = sinkhorn(scores, 0.01, 3).arraySync() as number[][];
     expect(q.flat().every(Number.isFinite)).toBe(true);
     for (const row of q) expect(row.reduce((a, b) => a + b)).toBeCloseTo(1, 4);
@@ -131,14 +191,24 @@ describe('SwAV', () => {
 
   it('uniform predictions give a loss of ln K whatever the codes, which the collapse warning recognises', () => {
     // Crop 0 (random scores) assigns sharp codes; crop 1 predicts them with equal scores for every prototype.
-    const loss = swavLoss([randn([6, 32]), tf.zeros([6, 32])] as tf.Tensor2D[], { ...DEFAULT_SWAV, cropsForAssign: [0] });
+    const loss = swavLoss([randn([6, 32]), tf.zeros([6, 32])] as tf.Tensor2D[], {
+      ...DEFAULT_SWAV,
+      cropsForAssign: [0],
+    });
     expect(loss.dataSync()[0]).toBeCloseTo(Math.log(32), 5);
     // Final losses of collapsed runs (bench/RESULTS.md) and of a run that left the plateau.
     expect([atLnK(3.466, 32), atLnK(2.072, 8), atLnK(4.04, 32), atLnK(2.6, 32)]).toEqual([true, true, false, false]);
   });
 
   it('the swapped-prediction loss equals a hand computation', () => {
-    const s0 = [[0.2, -0.1], [0.05, 0.3]], s1 = [[0.1, 0.4], [-0.2, 0.0]];
+    const s0 = [
+        [0.2, -0.1],
+        [0.05, 0.3],
+      ],
+      s1 = [
+        [0.1, 0.4],
+        [-0.2, 0.0],
+      ];
     const cfg = { temperature: 0.1, epsilon: 0.5, sinkhornIters: 1, cropsForAssign: [0, 1] };
     const loss = swavLoss([tf.tensor2d(s0), tf.tensor2d(s1)], cfg).dataSync()[0]!;
     const codes = (s: number[][]) => {
@@ -150,10 +220,12 @@ describe('SwAV', () => {
       q = q.map((r) => r.map((v) => v / (r[0]! + r[1]!) / 2));
       return q.map((r) => r.map((v) => v * 2));
     };
-    const ce = (q: number[][], s: number[][]) => -q.reduce((acc, qr, b) => {
-      const z = s[b]!.map((v) => v / cfg.temperature), lse = Math.log(Math.exp(z[0]!) + Math.exp(z[1]!));
-      return acc + qr[0]! * (z[0]! - lse) + qr[1]! * (z[1]! - lse);
-    }, 0) / 2;
+    const ce = (q: number[][], s: number[][]) =>
+      -q.reduce((acc, qr, b) => {
+        const z = s[b]!.map((v) => v / cfg.temperature),
+          lse = Math.log(Math.exp(z[0]!) + Math.exp(z[1]!));
+        return acc + qr[0]! * (z[0]! - lse) + qr[1]! * (z[1]! - lse);
+      }, 0) / 2;
     const expected = (ce(codes(s0), s1) + ce(codes(s1), s0)) / 2;
     expect(loss).toBeCloseTo(expected, 5);
   });
@@ -164,7 +236,14 @@ describe('LARS and schedules', () => {
     const w = tf.variable(tf.tensor1d([3, 4]), true, 'l.w');
     const b = tf.variable(tf.tensor1d([1, 1]), true, 'l.b');
     const lars = new Lars({ ...DEFAULT_LARS, weightDecay: 0.1 });
-    lars.apply(new Map([['l.w', w], ['l.b', b]]), { 'l.w': tf.tensor1d([0.6, 0.8]), 'l.b': tf.tensor1d([0.5, -0.5]) }, 2);
+    lars.apply(
+      new Map([
+        ['l.w', w],
+        ['l.b', b],
+      ]),
+      { 'l.w': tf.tensor1d([0.6, 0.8]), 'l.b': tf.tensor1d([0.5, -0.5]) },
+      2,
+    );
     // |w| = 5, |g| = 1: ratio = 0.001 * 5 / (1 + 0.5) ; update = (g + 0.1 w) * ratio ; w -= 2 * update
     const ratio = 0.005 / 1.5;
     expect(w.dataSync()[0]).toBeCloseTo(3 - 2 * 0.9 * ratio, 6);
@@ -182,7 +261,11 @@ describe('LARS and schedules', () => {
     expect(w.dataSync()[0]).toBeCloseTo(3 - 0.001 * 0.9, 7);
     expect(w.dataSync()[1]).toBeCloseTo(4 - 0.001 * 1.2, 7);
     const v = tf.variable(tf.tensor1d([3, 4]), true, 'c2.w');
-    new Lars({ ...DEFAULT_LARS, weightDecay: 0.1, clip: true }).apply(new Map([['c2.w', v]]), { 'c2.w': tf.tensor1d([0.6, 0.8]) }, 2);
+    new Lars({ ...DEFAULT_LARS, weightDecay: 0.1, clip: true }).apply(
+      new Map([['c2.w', v]]),
+      { 'c2.w': tf.tensor1d([0.6, 0.8]) },
+      2,
+    );
     expect(v.dataSync()[0]).toBeCloseTo(3 - 0.9 * (0.005 / 1.5), 6); // below lr: the trust ratio, as without clip
   });
 
@@ -198,12 +281,18 @@ describe('LARS and schedules', () => {
 
 describe('training step', () => {
   it('BatchNorm in closed form has the gradients of the naive formula', () => {
-    const x = randn([4, 3, 3, 5]), gamma = randn([5]), beta = randn([5]), r = randn([4, 3, 3, 5]);
+    const x = randn([4, 3, 3, 5]),
+      gamma = randn([5]),
+      beta = randn([5]),
+      r = randn([4, 3, 3, 5]);
     const naive = (xx: tf.Tensor, g: tf.Tensor, b: tf.Tensor) => {
       const { mean, variance } = tf.moments(xx, [0, 1, 2]);
-      return tf.sum(tf.mul(tf.add(tf.mul(tf.div(tf.sub(xx, mean), tf.sqrt(tf.add(variance, 1e-5))), g), b), r)) as tf.Scalar;
+      return tf.sum(
+        tf.mul(tf.add(tf.mul(tf.div(tf.sub(xx, mean), tf.sqrt(tf.add(variance, 1e-5))), g), b), r),
+      ) as tf.Scalar;
     };
-    const fused = (xx: tf.Tensor, g: tf.Tensor, b: tf.Tensor) => tf.sum(tf.mul(batchNormTrain(xx, g, b), r)) as tf.Scalar;
+    const fused = (xx: tf.Tensor, g: tf.Tensor, b: tf.Tensor) =>
+      tf.sum(tf.mul(batchNormTrain(xx, g, b), r)) as tf.Scalar;
     expect(Math.abs(naive(x, gamma, beta).dataSync()[0]! - fused(x, gamma, beta).dataSync()[0]!)).toBeLessThan(1e-4);
     const [a, b] = [tf.grads(naive)([x, gamma, beta]), tf.grads(fused)([x, gamma, beta])];
     a.forEach((ga, i) => expect(tf.max(tf.abs(tf.sub(ga, b[i]!))).dataSync()[0], `input ${i}`).toBeLessThan(1e-4));
@@ -212,8 +301,18 @@ describe('training step', () => {
   it("the head's biases start as PyTorch's nn.Linear does: uniform in +-1/sqrt(fan_in), not zero", () => {
     // A zero bias has no norm for LARS to scale by, so its first updates are raw gradients at the full rate;
     // in bench/scratch runs that let the projection bias dominate every embedding (collapse).
-    const model = new SwavModel(defaultTrainConfig({ model: 'custom:4,8,8,2,4', batchSize: 4, crops: '2x16,2x8', swav: { ...DEFAULT_SWAV, hidden: 16, dim: 8, prototypes: 10 } }));
-    for (const [name, fanIn] of [['swav.proj1.b', model.spec.stages.at(-1)!.width], ['swav.proj2.b', 16]] as const) {
+    const model = new SwavModel(
+      defaultTrainConfig({
+        model: 'custom:4,8,8,2,4',
+        batchSize: 4,
+        crops: '2x16,2x8',
+        swav: { ...DEFAULT_SWAV, hidden: 16, dim: 8, prototypes: 10 },
+      }),
+    );
+    for (const [name, fanIn] of [
+      ['swav.proj1.b', model.spec.stages.at(-1)!.width],
+      ['swav.proj2.b', 16],
+    ] as const) {
       const b = Array.from(model.ps.vars.get(name)!.dataSync());
       expect(Math.max(...b.map(Math.abs)), name).toBeLessThanOrEqual(1 / Math.sqrt(fanIn));
       expect(b.filter((v) => v !== 0).length, name).toBe(b.length);
@@ -224,15 +323,25 @@ describe('training step', () => {
 
   it('a whole SwAV step has the same gradients on wasm (custom conv and BN gradients) as on cpu', async () => {
     const config = defaultTrainConfig({
-      model: 'custom:4,8,8,2,4', batchSize: 4, crops: '2x16,2x8',
+      model: 'custom:4,8,8,2,4',
+      batchSize: 4,
+      crops: '2x16,2x8',
       swav: { ...DEFAULT_SWAV, hidden: 16, dim: 8, prototypes: 10 },
     });
     const grads = async (backend: 'cpu' | 'wasm') => {
       await startBackend(backend);
       const model = new SwavModel(config);
       const rand = prng(7);
-      const crops = [16, 16, 8, 8].map((s) => tf.tensor4d(Float32Array.from({ length: 4 * s * s * 3 }, () => rand() * 2 - 1), [4, s, s, 3]));
-      const { grads: g } = tf.variableGrads(() => swavLoss(model.forward(crops, true).scores, config.swav), [...model.ps.trainable().values()]);
+      const crops = [16, 16, 8, 8].map((s) =>
+        tf.tensor4d(
+          Float32Array.from({ length: 4 * s * s * 3 }, () => rand() * 2 - 1),
+          [4, s, s, 3],
+        ),
+      );
+      const { grads: g } = tf.variableGrads(
+        () => swavLoss(model.forward(crops, true).scores, config.swav),
+        [...model.ps.trainable().values()],
+      );
       const out = Object.fromEntries(Object.entries(model.ps.byName(g)).map(([k, v]) => [k, Array.from(v.dataSync())]));
       model.dispose();
       return out;

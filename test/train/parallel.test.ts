@@ -12,15 +12,25 @@ import { DEFAULT_SWAV } from '../../src/train/swav.js';
 /** Tiny RegNet + head; prototypes train from step 1, so every parameter moves within the steps below. */
 function tinyConfig(over: Partial<TrainConfig> = {}): TrainConfig {
   return defaultTrainConfig({
-    model: 'custom:2,8,8,2,8', batchSize: 8, crops: '2x16@0.3-1,2x8@0.1-0.3', steps: 10, seed: 3,
-    swav: { ...DEFAULT_SWAV, prototypes: 16, hidden: 16, dim: 8, freezePrototypesSteps: 1 }, ...over,
+    model: 'custom:2,8,8,2,8',
+    batchSize: 8,
+    crops: '2x16@0.3-1,2x8@0.1-0.3',
+    steps: 10,
+    seed: 3,
+    swav: { ...DEFAULT_SWAV, prototypes: 16, hidden: 16, dim: 8, freezePrototypesSteps: 1 },
+    ...over,
   });
 }
 
 /** Deterministic crops for step `s` (rows images, the config's four crops). */
 function batch(s: number, rows: number): tf.Tensor4D[] {
   const rand = prng(100 + s);
-  return [16, 16, 8, 8].map((size) => tf.tensor4d(Float32Array.from({ length: rows * size * size * 3 }, () => 2 * rand() - 1), [rows, size, size, 3]));
+  return [16, 16, 8, 8].map((size) =>
+    tf.tensor4d(
+      Float32Array.from({ length: rows * size * size * 3 }, () => 2 * rand() - 1),
+      [rows, size, size, 3],
+    ),
+  );
 }
 
 /**
@@ -31,15 +41,22 @@ function batch(s: number, rows: number): tf.Tensor4D[] {
 function maxDiff(a: ModelState, b: ModelState): number {
   type Named = Array<[string, Float32Array]>;
   const queue = (s: ModelState): Named => s.queue.map((d, i) => [`queue ${i}`, d]);
-  const kinds: Array<[Named, Named]> = [[a.vars, b.vars], [a.slots, b.slots], [queue(a), queue(b)]];
+  const kinds: Array<[Named, Named]> = [
+    [a.vars, b.vars],
+    [a.slots, b.slots],
+    [queue(a), queue(b)],
+  ];
   let worst = 0;
   for (const [xs, ys] of kinds) {
     expect(ys.map(([n]) => n)).toEqual(xs.map(([n]) => n));
-    let diff = 0, scale = 0;
-    xs.forEach(([, x], t) => x.forEach((v, i) => {
-      diff = Math.max(diff, Math.abs(v - ys[t]![1][i]!));
-      scale = Math.max(scale, Math.abs(v));
-    }));
+    let diff = 0,
+      scale = 0;
+    xs.forEach(([, x], t) =>
+      x.forEach((v, i) => {
+        diff = Math.max(diff, Math.abs(v - ys[t]![1][i]!));
+        scale = Math.max(scale, Math.abs(v));
+      }),
+    );
     worst = Math.max(worst, diff === 0 ? 0 : diff / scale);
   }
   return worst;
@@ -107,9 +124,15 @@ describe('data-parallel training: faults', () => {
   afterAll(() => model.dispose());
 
   it('refuses settings it cannot split, naming them', async () => {
-    await expect(ParallelStepper.start(model, { threads: 3 })).rejects.toThrow(/train threads \(3\) cannot exceed the batch size \(2\)/);
-    await expect(ParallelStepper.start(model, { threads: 0 })).rejects.toThrow(/train threads must be an integer from 1 to 256, got 0/);
-    await expect(ParallelStepper.start(model, { threads: 2, backend: 'webgpu' as 'wasm' })).rejects.toThrow(/wasm or cpu backend, got "webgpu"/);
+    await expect(ParallelStepper.start(model, { threads: 3 })).rejects.toThrow(
+      /train threads \(3\) cannot exceed the batch size \(2\)/,
+    );
+    await expect(ParallelStepper.start(model, { threads: 0 })).rejects.toThrow(
+      /train threads must be an integer from 1 to 256, got 0/,
+    );
+    await expect(ParallelStepper.start(model, { threads: 2, backend: 'webgpu' as 'wasm' })).rejects.toThrow(
+      /wasm or cpu backend, got "webgpu"/,
+    );
   });
 
   it('a thread that dies fails the step with its reason instead of leaving the others waiting', async () => {
@@ -119,7 +142,9 @@ describe('data-parallel training: faults', () => {
       const stepping = stepper.step(crops, 0);
       // Thread 1 dies within the step: thread 0 then waits for it at a barrier until the stepper aborts it
       // (the step settles only once both threads have answered).
-      await (stepper as unknown as { channels: Array<{ worker: { terminate(): Promise<number> } }> }).channels[1]!.worker.terminate();
+      await (
+        stepper as unknown as { channels: Array<{ worker: { terminate(): Promise<number> } }> }
+      ).channels[1]!.worker.terminate();
       await expect(stepping).rejects.toThrow(/training thread 1 exited/);
       await expect(stepper.step(crops, 1)).rejects.toThrow(/training thread 1 exited/);
       tf.dispose(crops);

@@ -25,8 +25,10 @@ class Screen {
       else if (t === '\x1b7') this.saved = { row: this.row, col: this.col };
       else if (t === '\x1b8') ({ row: this.row, col: this.col } = this.saved);
       else if (/^\x1b\[\d+G$/.test(t)) this.col = Number(t.slice(2, -1)) - 1;
-      else if (/^\x1b\[[02]?K$/.test(t)) this.lines[this.row] = t === '\x1b[2K' ? '' : (this.lines[this.row] ?? '').slice(0, this.col);
-      else if (t.startsWith('\x1b')) continue; // cursor visibility and the like
+      else if (/^\x1b\[[02]?K$/.test(t))
+        this.lines[this.row] = t === '\x1b[2K' ? '' : (this.lines[this.row] ?? '').slice(0, this.col);
+      else if (t.startsWith('\x1b'))
+        continue; // cursor visibility and the like
       else this.put(t);
     }
   }
@@ -65,7 +67,8 @@ describe('training progress on a terminal', () => {
   });
 
   it('without a terminal: every line, and notes on stderr', () => {
-    const out: string[] = [], err: string[] = [];
+    const out: string[] = [],
+      err: string[] = [];
     const sink = (to: string[]) => new Writable({ write: (c, _e, done) => (to.push(String(c)), done()) });
     const p = trainProgress({ out: sink(out), err: sink(err) });
     p.step(1, 2, 1, 0.1);

@@ -10,24 +10,38 @@ beforeAll(async () => {
   await startBackend('cpu');
 });
 
-const config = (recompute: TrainConfig['recompute']) => defaultTrainConfig({
-  model: 'custom:4,8,8,2,4', batchSize: 4, crops: '2x16,2x8', recompute,
-  swav: { ...DEFAULT_SWAV, hidden: 16, dim: 8, prototypes: 10, freezePrototypesSteps: 0 },
-});
+const config = (recompute: TrainConfig['recompute']) =>
+  defaultTrainConfig({
+    model: 'custom:4,8,8,2,4',
+    batchSize: 4,
+    crops: '2x16,2x8',
+    recompute,
+    swav: { ...DEFAULT_SWAV, hidden: 16, dim: 8, prototypes: 10, freezePrototypesSteps: 0 },
+  });
 
 function crops(): tf.Tensor4D[] {
   const rand = prng(7);
-  return [16, 16, 8, 8].map((s) => tf.tensor4d(Float32Array.from({ length: 4 * s * s * 3 }, () => rand() * 2 - 1), [4, s, s, 3]));
+  return [16, 16, 8, 8].map((s) =>
+    tf.tensor4d(
+      Float32Array.from({ length: 4 * s * s * 3 }, () => rand() * 2 - 1),
+      [4, s, s, 3],
+    ),
+  );
 }
 
 /** Loss, gradients by name and the queued BatchNorm updates of one training forward/backward pass. */
 function gradients(model: SwavModel, xs: tf.Tensor4D[]) {
   model.ps.pendingUpdates = [];
-  const { value, grads } = tf.variableGrads(() => swavLoss(model.forward(xs, true).scores, model.config.swav), [...model.ps.trainable().values()]);
+  const { value, grads } = tf.variableGrads(
+    () => swavLoss(model.forward(xs, true).scores, model.config.swav),
+    [...model.ps.trainable().values()],
+  );
   const updates = model.ps.pendingUpdates.map(([v, t]) => [v.name, t.arraySync()] as const);
   tf.dispose(model.ps.pendingUpdates.map(([, t]) => t));
   model.ps.pendingUpdates = null;
-  const byName = Object.fromEntries(Object.entries(model.ps.byName(grads)).map(([k, g]) => [k, g.dataSync() as Float32Array]));
+  const byName = Object.fromEntries(
+    Object.entries(model.ps.byName(grads)).map(([k, g]) => [k, g.dataSync() as Float32Array]),
+  );
   const loss = value.dataSync()[0]!;
   tf.dispose([value, ...Object.values(grads)]);
   return { loss, grads: byName, updates };

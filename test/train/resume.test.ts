@@ -9,7 +9,10 @@ const none = { step: 0, key: null, writtenByThisRun: false };
 
 describe('divergenceAdvice', () => {
   it('asks for a lower rate when the rate is the outlier', () => {
-    const config = defaultTrainConfig({ batchSize: 32, schedule: { baseLr: 1e6, finalLr: 1e3, warmupSteps: 0, startWarmupLr: 0 } });
+    const config = defaultTrainConfig({
+      batchSize: 32,
+      schedule: { baseLr: 1e6, finalLr: 1e3, warmupSteps: 0, startWarmupLr: 0 },
+    });
     expect(divergenceAdvice(config, none)).toMatch(/rerun with --lr 0\.075 or lower \(this run: base lr 1000000\)$/);
   });
 
@@ -18,8 +21,12 @@ describe('divergenceAdvice', () => {
     const cases = [
       [{ lars: { ...DEFAULT_LARS, weightDecay: 1e30 } }, /rerun with --weight-decay 0\.000001 \(this run: 1e\+30\)$/],
       [{ lars: { ...DEFAULT_LARS, trust: 1e30 } }, /rerun with --lars-trust 0\.001 \(this run: 1e\+30\)$/],
-      [{ schedule: { ...base.schedule, finalLr: 1e30 } }, /rerun with --final-lr .* or at most --lr \(this run: final lr 1e\+30 above base lr/],
+      [
+        { schedule: { ...base.schedule, finalLr: 1e30 } },
+        /rerun with --final-lr .* or at most --lr \(this run: final lr 1e\+30 above base lr/,
+      ],
     ] as const;
-    for (const [over, want] of cases) expect(divergenceAdvice(defaultTrainConfig({ batchSize: 32, ...over }), none)).toMatch(want);
+    for (const [over, want] of cases)
+      expect(divergenceAdvice(defaultTrainConfig({ batchSize: 32, ...over }), none)).toMatch(want);
   });
 });

@@ -15,9 +15,32 @@ import { writePhotoDataset } from '../helpers/dataset.js';
 import { startFaultProxy, type FaultProxy } from '../helpers/fault-proxy.js';
 import { startS3, type S3Fixture } from '../helpers/s3-server.js';
 
-const TINY = ['--model', 'custom:3,16,8,2,16', '--batch', '8', '--crops', '2x32@0.3-1,2x16@0.1-0.3', '--prototypes', '16',
-  '--hidden', '32', '--dim', '16', '--freeze-prototypes', '2', '--backend', 'wasm', '--threads', '1', '--log-every', '1',
-  '--steps', '100', '--checkpoint-every', '100'];
+const TINY = [
+  '--model',
+  'custom:3,16,8,2,16',
+  '--batch',
+  '8',
+  '--crops',
+  '2x32@0.3-1,2x16@0.1-0.3',
+  '--prototypes',
+  '16',
+  '--hidden',
+  '32',
+  '--dim',
+  '16',
+  '--freeze-prototypes',
+  '2',
+  '--backend',
+  'wasm',
+  '--threads',
+  '1',
+  '--log-every',
+  '1',
+  '--steps',
+  '100',
+  '--checkpoint-every',
+  '100',
+];
 
 let dir: string;
 let s3: S3Fixture;
@@ -45,9 +68,16 @@ interface Stopped {
 }
 
 /** Runs `train`, sends SIGTERM once `ready()` holds (checked as output arrives and every 100 ms), and times the exit. */
-function trainThenStop(args: string[], ready: (out: { stdout: string; stderr: string }) => boolean, env: Record<string, string> = {}): Promise<Stopped> {
+function trainThenStop(
+  args: string[],
+  ready: (out: { stdout: string; stderr: string }) => boolean,
+  env: Record<string, string> = {},
+): Promise<Stopped> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [...V8_FLAGS, BIN, 'train', ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [...V8_FLAGS, BIN, 'train', ...args], {
+      env: { ...process.env, ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     const out = { stdout: '', stderr: '' };
     let sentAt = 0;
     const check = () => {
@@ -71,7 +101,9 @@ function trainThenStop(args: string[], ready: (out: { stdout: string; stderr: st
 describe('train: SIGTERM in every wait', () => {
   it('while following a dataset with no units yet', async () => {
     const out = join(dir, 'follow-out');
-    const r = await trainThenStop(['--data', join(dir, 'nothing'), '--out', out, '--follow', ...TINY], ({ stdout }) => /waiting for new units/.test(stdout));
+    const r = await trainThenStop(['--data', join(dir, 'nothing'), '--out', out, '--follow', ...TINY], ({ stdout }) =>
+      /waiting for new units/.test(stdout),
+    );
     expect(r.stdout).toMatch(/following: no committed units in file:\/\/.*nothing yet; waiting for new units/);
     expect(r.code, r.stderr).toBe(143);
     expect(r.exitMs).toBeLessThan(5000);
@@ -82,13 +114,20 @@ describe('train: SIGTERM in every wait', () => {
   it('while the loader is blocked on a shard read that never answers, saving the steps done', async () => {
     // Epoch 0's reads (3 footers, 6 batches) are answered; every later ranged shard GET is accepted and never answered.
     let shardReads = 0;
-    proxy.inject('stall-headers', 1_000_000, (req) => req.method === 'GET' && req.range !== undefined && req.path.includes('/shards/') && ++shardReads > 9);
+    proxy.inject(
+      'stall-headers',
+      1_000_000,
+      (req) => req.method === 'GET' && req.range !== undefined && req.path.includes('/shards/') && ++shardReads > 9,
+    );
     const out = join(dir, 'stalled-out');
     const stalled = () => (proxy.stats.injected['stall-headers'] ?? 0) > 0;
     let since = 0;
-    const r = await trainThenStop(['--data', 's3://sig/ds', '--out', out, '--s3-endpoint', proxy.endpoint, ...TINY],
+    const r = await trainThenStop(
+      ['--data', 's3://sig/ds', '--out', out, '--s3-endpoint', proxy.endpoint, ...TINY],
       // Half a second after the first stall, the loader has used up what it read and waits on the stalled GET.
-      () => stalled() && (since ||= performance.now()) < performance.now() - 500, s3.env);
+      () => stalled() && (since ||= performance.now()) < performance.now() - 500,
+      s3.env,
+    );
     proxy.clear();
     expect(r.code, r.stderr).toBe(143);
     expect(r.exitMs).toBeLessThan(5000);
@@ -103,8 +142,11 @@ describe('train: SIGTERM in every wait', () => {
     const before = proxy.stats.injected['stall-headers'] ?? 0; // earlier tests' stalls stay counted
     proxy.inject('stall-headers', 1_000_000);
     const out = join(dir, 'startup-out');
-    const r = await trainThenStop(['--data', 's3://sig/ds', '--out', out, '--s3-endpoint', proxy.endpoint, ...TINY],
-      () => (proxy.stats.injected['stall-headers'] ?? 0) > before, s3.env);
+    const r = await trainThenStop(
+      ['--data', 's3://sig/ds', '--out', out, '--s3-endpoint', proxy.endpoint, ...TINY],
+      () => (proxy.stats.injected['stall-headers'] ?? 0) > before,
+      s3.env,
+    );
     proxy.clear();
     expect(r.code, r.stderr).toBe(143);
     expect(r.exitMs).toBeLessThan(5000);

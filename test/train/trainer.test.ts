@@ -17,13 +17,37 @@ import { writePhotoDataset } from '../helpers/dataset.js';
 
 let dir: string;
 let data: Store;
-const TINY = ['--model', 'custom:3,16,8,2,16', '--batch', '8', '--crops', '2x32@0.3-1,2x16@0.1-0.3', '--prototypes', '16',
-  '--hidden', '32', '--dim', '16', '--freeze-prototypes', '2', '--backend', 'wasm', '--threads', '1', '--log-every', '2'];
+const TINY = [
+  '--model',
+  'custom:3,16,8,2,16',
+  '--batch',
+  '8',
+  '--crops',
+  '2x32@0.3-1,2x16@0.1-0.3',
+  '--prototypes',
+  '16',
+  '--hidden',
+  '32',
+  '--dim',
+  '16',
+  '--freeze-prototypes',
+  '2',
+  '--backend',
+  'wasm',
+  '--threads',
+  '1',
+  '--log-every',
+  '2',
+];
 
 function tinyConfig(over: Partial<TrainConfig> = {}): TrainConfig {
   return defaultTrainConfig({
-    model: 'custom:3,16,8,2,16', batchSize: 8, crops: '2x32@0.3-1,2x16@0.1-0.3', steps: 6,
-    swav: { ...DEFAULT_SWAV, prototypes: 16, hidden: 32, dim: 16, freezePrototypesSteps: 2 }, ...over,
+    model: 'custom:3,16,8,2,16',
+    batchSize: 8,
+    crops: '2x32@0.3-1,2x16@0.1-0.3',
+    steps: 6,
+    swav: { ...DEFAULT_SWAV, prototypes: 16, hidden: 32, dim: 16, freezePrototypesSteps: 2 },
+    ...over,
   });
 }
 
@@ -54,7 +78,10 @@ function maxDiff(a: Map<string, Float32Array>, b: Map<string, Float32Array>): nu
 }
 
 /** Starts a training process and sends `signal` when its first checkpoint line appears. */
-function trainUntilFirstCheckpoint(args: string[], signal: NodeJS.Signals): Promise<{ code: number | null; stdout: string }> {
+function trainUntilFirstCheckpoint(
+  args: string[],
+  signal: NodeJS.Signals,
+): Promise<{ code: number | null; stdout: string }> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [BIN, 'train', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
@@ -78,7 +105,9 @@ describe('train: checkpoint and resume', () => {
     const full = await runCli(['train', '--data', join(dir, 'data'), '--out', straight, ...TINY, ...steps]);
     expect(full.code, full.stderr).toBe(0);
     expect(full.stdout).toMatch(/backend wasm/);
-    expect(full.stdout).toMatch(/step 12\/12 +epoch \d+ +loss [\d.]+ +lr [\d.e-]+ +[\d.]+ img\/s +data-wait \d+% +wasm/);
+    expect(full.stdout).toMatch(
+      /step 12\/12 +epoch \d+ +loss [\d.]+ +lr [\d.e-]+ +[\d.]+ img\/s +data-wait \d+% +wasm/,
+    );
 
     for (const signal of ['SIGKILL', 'SIGTERM'] as const) {
       const out = join(dir, `killed-${signal}`);
@@ -97,7 +126,16 @@ describe('train: checkpoint and resume', () => {
 
   it('falls back past a damaged checkpoint, keeps the last K, and writes metrics once per step', async () => {
     const out = await openStore(join(dir, 'fallback'));
-    await trainOnStore({ data, out, config: tinyConfig({ steps: 6 }), backend: 'wasm', checkpointEvery: 2, keep: 2, logEvery: 1, threads: 1 });
+    await trainOnStore({
+      data,
+      out,
+      config: tinyConfig({ steps: 6 }),
+      backend: 'wasm',
+      checkpointEvery: 2,
+      keep: 2,
+      logEvery: 1,
+      threads: 1,
+    });
     expect((await listCheckpoints(out)).map((c) => c.step)).toEqual([6, 4]);
     const file = join(dir, 'fallback', 'checkpoints', 'step-000000006.ckpt');
     const bytes = await readFile(file);
@@ -105,7 +143,14 @@ describe('train: checkpoint and resume', () => {
     await writeFile(file, bytes);
     const lines: string[] = [];
     const summary = await trainOnStore({
-      data, out, config: tinyConfig({ steps: 8 }), backend: 'wasm', checkpointEvery: 2, keep: 2, logEvery: 1, threads: 1,
+      data,
+      out,
+      config: tinyConfig({ steps: 8 }),
+      backend: 'wasm',
+      checkpointEvery: 2,
+      keep: 2,
+      logEvery: 1,
+      threads: 1,
       log: (l) => lines.push(l),
     });
     expect(lines.join('\n')).toMatch(/step-000000006\.ckpt .*unusable: checksum mismatch/);
@@ -114,15 +159,35 @@ describe('train: checkpoint and resume', () => {
     expect((await listCheckpoints(out)).map((c) => c.step)).toEqual([8, 6]);
     const metrics = await readMetrics(out);
     expect(metrics.map((m) => m.step)).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
-    expect(metrics.every((m) => Number.isFinite(m.loss) && m.lr >= 0 && m.imagesPerSec > 0 && m.backend === 'wasm')).toBe(true);
+    expect(
+      metrics.every((m) => Number.isFinite(m.loss) && m.lr >= 0 && m.imagesPerSec > 0 && m.backend === 'wasm'),
+    ).toBe(true);
   }, 120_000);
 
   it('refuses to resume with an incompatible config, naming the field', async () => {
     const out = await openStore(join(dir, 'compat'));
     await trainOnStore({ data, out, config: tinyConfig({ steps: 2 }), backend: 'wasm', threads: 1 });
-    await expect(trainOnStore({ data, out, config: tinyConfig({ steps: 4, model: 'custom:3,16,8,2,8' }), backend: 'wasm', threads: 1 }))
-      .rejects.toThrow(/trained with model="custom:3,16,8,2,16", this run asks for "custom:3,16,8,2,8"/);
-    const r = await runCli(['train', '--data', join(dir, 'data'), '--out', join(dir, 'compat'), ...TINY, '--steps', '4', '--seed', '9']);
+    await expect(
+      trainOnStore({
+        data,
+        out,
+        config: tinyConfig({ steps: 4, model: 'custom:3,16,8,2,8' }),
+        backend: 'wasm',
+        threads: 1,
+      }),
+    ).rejects.toThrow(/trained with model="custom:3,16,8,2,16", this run asks for "custom:3,16,8,2,8"/);
+    const r = await runCli([
+      'train',
+      '--data',
+      join(dir, 'data'),
+      '--out',
+      join(dir, 'compat'),
+      ...TINY,
+      '--steps',
+      '4',
+      '--seed',
+      '9',
+    ]);
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/seed=0, this run asks for 9/);
   }, 120_000);

@@ -6,11 +6,18 @@ describe('wasm matMul gradient (explicit transposes)', () => {
   it('equals the closed form for every combination of transpose flags', async () => {
     await startBackend('wasm');
     const [m, k, n] = [3, 4, 5];
-    for (const [ta, tb] of [[false, false], [false, true], [true, false], [true, true]] as const) {
+    for (const [ta, tb] of [
+      [false, false],
+      [false, true],
+      [true, false],
+      [true, true],
+    ] as const) {
       const a = tf.randomNormal(ta ? [k, m] : [m, k], 0, 1, 'float32', 1) as tf.Tensor2D;
       const b = tf.randomNormal(tb ? [n, k] : [k, n], 0, 1, 'float32', 2) as tf.Tensor2D;
       const r = tf.randomNormal([m, n], 0, 1, 'float32', 3) as tf.Tensor2D;
-      const [da, db] = tf.grads((x: tf.Tensor, y: tf.Tensor) => tf.sum(tf.mul(tf.matMul(x as tf.Tensor2D, y as tf.Tensor2D, ta, tb), r)))([a, b]);
+      const [da, db] = tf.grads((x: tf.Tensor, y: tf.Tensor) =>
+        tf.sum(tf.mul(tf.matMul(x as tf.Tensor2D, y as tf.Tensor2D, ta, tb), r)),
+      )([a, b]);
       // y = A'B' with A' = op(a), B' = op(b): dA' = r B'^T, dB' = A'^T r, transposed back where op transposed.
       const [ap, bp] = [ta ? tf.transpose(a) : a, tb ? tf.transpose(b) : b];
       const [dap, dbp] = [tf.matMul(r, tf.transpose(bp)), tf.matMul(tf.transpose(ap), r)];

@@ -6,7 +6,9 @@
 import { WildstreamError } from '../../errors.js';
 
 /** Control words (Int32): barrier arrivals, barrier generation, abort flag. */
-const COUNT = 0, GENERATION = 1, ABORTED = 2;
+const COUNT = 0,
+  GENERATION = 1,
+  ABORTED = 2;
 
 /** A worker's wait gives way this often to look at the abort flag (a notify may race with the wait). */
 const ABORT_POLL_MS = 500;
@@ -52,7 +54,10 @@ export function allocateShared(s: SharedShape): SharedBuffers {
 export class Barrier {
   private readonly ctl: Int32Array;
 
-  constructor(control: SharedArrayBuffer, private readonly parties: number) {
+  constructor(
+    control: SharedArrayBuffer,
+    private readonly parties: number,
+  ) {
     this.ctl = new Int32Array(control);
   }
 
@@ -73,7 +78,8 @@ export class Barrier {
   }
 
   private check(): void {
-    if (Atomics.load(this.ctl, ABORTED) !== 0) throw new ParallelAbortedError('another training thread failed; this one stopped with it');
+    if (Atomics.load(this.ctl, ABORTED) !== 0)
+      throw new ParallelAbortedError('another training thread failed; this one stopped with it');
   }
 }
 
@@ -91,8 +97,10 @@ export function abortShared(control: SharedArrayBuffer): void {
 export function sumShare(buffers: SharedBuffers, rank: number, workers: number): void {
   const sum = new Float32Array(buffers.sum);
   const slots = new Float32Array(buffers.slots);
-  const n = sum.length, per = Math.ceil(n / workers);
-  const lo = Math.min(n, rank * per), hi = Math.min(n, lo + per);
+  const n = sum.length,
+    per = Math.ceil(n / workers);
+  const lo = Math.min(n, rank * per),
+    hi = Math.min(n, lo + per);
   for (let j = lo; j < hi; j++) {
     let s = 0;
     for (let w = 0; w < workers; w++) s += slots[w * n + j]!;

@@ -53,10 +53,16 @@ interface Outputs {
  * running-statistic updates become each variable's last update per slice, averaged over slices weighted by
  * rows (what the workers' `reduce` computes).
  */
-export function forwardInParts(forward: (crops: tf.Tensor4D[]) => Outputs, ps: ParamSet, crops: tf.Tensor4D[], sizes?: number[]): Outputs {
+export function forwardInParts(
+  forward: (crops: tf.Tensor4D[]) => Outputs,
+  ps: ParamSet,
+  crops: tf.Tensor4D[],
+  sizes?: number[],
+): Outputs {
   if (!sizes || sizes.length <= 1) return forward(crops);
   const n = sizes.reduce((a, b) => a + b, 0);
-  if (n !== crops[0]!.shape[0] || sizes.some((s) => !(s >= 1))) throw new Error(`micro-batches ${sizes.join('+')} do not split a batch of ${crops[0]!.shape[0]}`);
+  if (n !== crops[0]!.shape[0] || sizes.some((s) => !(s >= 1)))
+    throw new Error(`micro-batches ${sizes.join('+')} do not split a batch of ${crops[0]!.shape[0]}`);
   const slices = crops.map((c) => tf.split(c, sizes, 0) as tf.Tensor4D[]);
   const parts: Outputs[] = [];
   const updates: Array<Map<tf.Variable, tf.Tensor>> = [];
@@ -66,15 +72,31 @@ export function forwardInParts(forward: (crops: tf.Tensor4D[]) => Outputs, ps: P
     parts.push(forward(slices.map((s) => s[p]!)));
     if (collecting) updates.push(lastUpdates(ps.pendingUpdates!));
   }
-  if (collecting) ps.pendingUpdates = averageUpdates(updates, sizes.map((s) => s / n));
-  const join = (key: keyof Outputs) => crops.map((_, i) => tf.concat(parts.map((o) => o[key][i]!), 0) as tf.Tensor2D);
+  if (collecting)
+    ps.pendingUpdates = averageUpdates(
+      updates,
+      sizes.map((s) => s / n),
+    );
+  const join = (key: keyof Outputs) =>
+    crops.map(
+      (_, i) =>
+        tf.concat(
+          parts.map((o) => o[key][i]!),
+          0,
+        ) as tf.Tensor2D,
+    );
   return { z: join('z'), scores: join('scores') };
 }
 
-function averageUpdates(updates: Array<Map<tf.Variable, tf.Tensor>>, weights: number[]): Array<[tf.Variable, tf.Tensor]> {
+function averageUpdates(
+  updates: Array<Map<tf.Variable, tf.Tensor>>,
+  weights: number[],
+): Array<[tf.Variable, tf.Tensor]> {
   const out: Array<[tf.Variable, tf.Tensor]> = [];
   for (const v of updates[0]!.keys()) {
-    const mean = tf.tidy(() => updates.reduce<tf.Tensor>((acc, u, p) => tf.add(acc, tf.mul(u.get(v)!, weights[p]!)), tf.zerosLike(v)));
+    const mean = tf.tidy(() =>
+      updates.reduce<tf.Tensor>((acc, u, p) => tf.add(acc, tf.mul(u.get(v)!, weights[p]!)), tf.zerosLike(v)),
+    );
     out.push([v, tf.keep(mean)]);
   }
   for (const u of updates) tf.dispose([...u.values()]);

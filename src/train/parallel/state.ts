@@ -29,10 +29,12 @@ export function exportState(model: SwavModel): ModelState {
 /** Writes `state` into a model of the same configuration; a missing or misshapen tensor is an error. */
 export function importState(model: SwavModel, state: ModelState): void {
   const tensor = (name: string, data: Float32Array, like: tf.Tensor) => {
-    if (data.length !== like.size) throw new Error(`parallel training: ${name} has ${data.length} values, the model ${like.size}`);
+    if (data.length !== like.size)
+      throw new Error(`parallel training: ${name} has ${data.length} values, the model ${like.size}`);
     return tf.tensor(data, like.shape);
   };
-  if (state.vars.length !== model.ps.vars.size) throw new Error(`parallel training: ${state.vars.length} variables sent, the model has ${model.ps.vars.size}`);
+  if (state.vars.length !== model.ps.vars.size)
+    throw new Error(`parallel training: ${state.vars.length} variables sent, the model has ${model.ps.vars.size}`);
   for (const [name, data] of state.vars) {
     const v = model.ps.vars.get(name);
     if (!v) throw new Error(`parallel training: the model has no variable ${name}`);
@@ -47,7 +49,8 @@ export function importState(model: SwavModel, state: ModelState): void {
     model.lars.slots.set(name, tf.variable(initial, false, `${w.name}.momentum`));
     initial.dispose(); // the variable holds its own reference to the data
   }
-  if (state.queue.length !== model.queue.length) throw new Error(`parallel training: ${state.queue.length} queues sent, the model has ${model.queue.length}`);
+  if (state.queue.length !== model.queue.length)
+    throw new Error(`parallel training: ${state.queue.length} queues sent, the model has ${model.queue.length}`);
   model.queue = model.queue.map((q, i) => {
     const next = tensor(`queue ${i}`, state.queue[i]!, q) as tf.Tensor2D;
     q.dispose();

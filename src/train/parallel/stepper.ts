@@ -41,7 +41,11 @@ class Channel {
   /** Resolves with the worker's first message, once its backend and model are up. */
   readonly ready: Promise<Ok<'ready'>>;
 
-  constructor(readonly worker: Worker, readonly rank: number, private readonly onFailure: (err: Error) => void) {
+  constructor(
+    readonly worker: Worker,
+    readonly rank: number,
+    private readonly onFailure: (err: Error) => void,
+  ) {
     this.ready = this.next() as Promise<Ok<'ready'>>;
     worker.on('message', (reply: WorkerReply) => {
       const pending = this.pending;
@@ -91,13 +95,24 @@ export class ParallelStepper {
   static async start(model: SwavModel, options: ParallelOptions): Promise<ParallelStepper> {
     const { threads, backend = 'wasm' } = options;
     const { config } = model;
-    if (!Number.isSafeInteger(threads) || threads < 1 || threads > 256) throw new ConfigError(`train threads must be an integer from 1 to 256, got ${threads}`);
-    if (threads > config.batchSize) throw new ConfigError(`train threads (${threads}) cannot exceed the batch size (${config.batchSize}): each thread needs rows of its own`);
-    if (backend !== 'wasm' && backend !== 'cpu') throw new ConfigError(`parallel training runs on the wasm or cpu backend, got "${backend}" (other backends use every core by themselves)`);
+    if (!Number.isSafeInteger(threads) || threads < 1 || threads > 256)
+      throw new ConfigError(`train threads must be an integer from 1 to 256, got ${threads}`);
+    if (threads > config.batchSize)
+      throw new ConfigError(
+        `train threads (${threads}) cannot exceed the batch size (${config.batchSize}): each thread needs rows of its own`,
+      );
+    if (backend !== 'wasm' && backend !== 'cpu')
+      throw new ConfigError(
+        `parallel training runs on the wasm or cpu backend, got "${backend}" (other backends use every core by themselves)`,
+      );
     const params = [...model.ps.vars.values()].reduce((n, v) => n + v.size, 0);
     const buffers = allocateShared({
-      workers: threads, assignCrops: config.swav.cropsForAssign.length, maxRows: config.batchSize,
-      prototypes: config.swav.prototypes, dim: config.swav.dim, params,
+      workers: threads,
+      assignCrops: config.swav.cropsForAssign.length,
+      maxRows: config.batchSize,
+      prototypes: config.swav.prototypes,
+      dim: config.swav.dim,
+      params,
     });
     const channels: Channel[] = [];
     const stepper = new ParallelStepper(model, channels, buffers);
@@ -108,7 +123,10 @@ export class ParallelStepper {
     }
     try {
       for (const ready of await stepper.all(channels.map((c) => c.ready))) {
-        if (ready.params !== params) throw new ParallelTrainingError(`a training thread built a model of ${ready.params} floats, this one has ${params}`);
+        if (ready.params !== params)
+          throw new ParallelTrainingError(
+            `a training thread built a model of ${ready.params} floats, this one has ${params}`,
+          );
       }
       const state = exportState(model);
       await stepper.all(channels.map((c) => c.request({ type: 'load', state })));
@@ -128,9 +146,12 @@ export class ParallelStepper {
     const arrays = crops.map((c) => ('dataSync' in c ? { size: c.shape[1], data: c.dataSync() as Float32Array } : c));
     const per = arrays.map(({ size }) => size * size * 3);
     const rows = arrays[0]!.data.length / per[0]!;
-    if (!Number.isInteger(rows) || arrays.some((a, i) => a.data.length !== rows * per[i]!)) throw new ParallelTrainingError('the crops of a batch hold different numbers of images');
+    if (!Number.isInteger(rows) || arrays.some((a, i) => a.data.length !== rows * per[i]!))
+      throw new ParallelTrainingError('the crops of a batch hold different numbers of images');
     if (rows < this.threads || rows > this.model.config.batchSize) {
-      throw new ParallelTrainingError(`a batch of ${rows} images cannot be split over ${this.threads} training threads (batch size ${this.model.config.batchSize})`);
+      throw new ParallelTrainingError(
+        `a batch of ${rows} images cannot be split over ${this.threads} training threads (batch size ${this.model.config.batchSize})`,
+      );
     }
     const sizes = splitSizes(rows, this.threads);
     let start = 0;
@@ -141,9 +162,20 @@ export class ParallelStepper {
         const view = data.subarray(start * per[i]!, (start + n) * per[i]!);
         return view.buffer instanceof SharedArrayBuffer ? view : view.slice();
       });
-      const req: WorkerRequest = { type: 'step', step, start, rows: n, total: rows, crops: parts, sizes: arrays.map((a) => a.size) };
+      const req: WorkerRequest = {
+        type: 'step',
+        step,
+        start,
+        rows: n,
+        total: rows,
+        crops: parts,
+        sizes: arrays.map((a) => a.size),
+      };
       start += n;
-      return channel.request<Ok<'stepped'>>(req, parts.flatMap((p) => (p.buffer instanceof SharedArrayBuffer ? [] : [p.buffer as ArrayBuffer])));
+      return channel.request<Ok<'stepped'>>(
+        req,
+        parts.flatMap((p) => (p.buffer instanceof SharedArrayBuffer ? [] : [p.buffer as ArrayBuffer])),
+      );
     });
     const results = await this.all(replies);
     return { loss: results.reduce((sum, r) => sum + r.loss, 0), lr: results[0]!.lr };
@@ -171,7 +203,10 @@ export class ParallelStepper {
 
   private failed(err: Error): void {
     if (this.closing || this.failure) return;
-    this.failure = err instanceof WildstreamError || err.name === 'RuntimeError' ? err : new ParallelTrainingError(`a training thread failed: ${err.message}`, { cause: err });
+    this.failure =
+      err instanceof WildstreamError || err.name === 'RuntimeError'
+        ? err
+        : new ParallelTrainingError(`a training thread failed: ${err.message}`, { cause: err });
     abortShared(this.buffers.control);
   }
 

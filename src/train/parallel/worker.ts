@@ -56,7 +56,10 @@ class WorkerSharing implements StepSharing {
   rows = 0;
   total = 0;
 
-  constructor(private readonly init: WorkerInit, private readonly model: SwavModel) {
+  constructor(
+    private readonly init: WorkerInit,
+    private readonly model: SwavModel,
+  ) {
     this.barrier = new Barrier(init.buffers.control, init.workers);
     this.maxRows = init.config.batchSize;
     this.layout = layoutOf(model.ps);
@@ -156,7 +159,10 @@ async function main(): Promise<void> {
       } else if (req.type === 'state') {
         const state = exportState(model);
         const arrays = [...state.vars, ...state.slots].map(([, d]) => d).concat(state.queue);
-        reply({ ok: true, type: 'state', state }, arrays.map((d) => d.buffer as ArrayBuffer));
+        reply(
+          { ok: true, type: 'state', state },
+          arrays.map((d) => d.buffer as ArrayBuffer),
+        );
       } else {
         reply({ ok: true, type: 'stepped', ...step(model, sharing, req) });
       }
@@ -167,7 +173,11 @@ async function main(): Promise<void> {
   reply({ ok: true, type: 'ready', params: sharing.params });
 }
 
-function step(model: SwavModel, sharing: WorkerSharing, req: Extract<WorkerRequest, { type: 'step' }>): { loss: number; lr: number } {
+function step(
+  model: SwavModel,
+  sharing: WorkerSharing,
+  req: Extract<WorkerRequest, { type: 'step' }>,
+): { loss: number; lr: number } {
   Object.assign(sharing, { start: req.start, rows: req.rows, total: req.total });
   const crops = req.crops.map((data, i) => tf.tensor4d(data, [req.rows, req.sizes[i]!, req.sizes[i]!, 3]));
   try {

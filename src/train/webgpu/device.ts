@@ -85,9 +85,17 @@ export async function loadDawn(): Promise<DawnModule> {
   try {
     mod = (await import('webgpu' as string)) as Partial<DawnModule>;
   } catch (err) {
-    throw new WebGpuUnavailableError('not-installed', `the optional \`webgpu\` package (Dawn for Node) could not be loaded: ${firstLine(err)}; install it with npm i -E webgpu@0.6.2`, { cause: err });
+    throw new WebGpuUnavailableError(
+      'not-installed',
+      `the optional \`webgpu\` package (Dawn for Node) could not be loaded: ${firstLine(err)}; install it with npm i -E webgpu@0.6.2`,
+      { cause: err },
+    );
   }
-  if (typeof mod?.create !== 'function') throw new WebGpuUnavailableError('not-installed', 'the `webgpu` package loaded but has no create(): expected webgpu@0.6.2');
+  if (typeof mod?.create !== 'function')
+    throw new WebGpuUnavailableError(
+      'not-installed',
+      'the `webgpu` package loaded but has no create(): expected webgpu@0.6.2',
+    );
   return mod as DawnModule;
 }
 
@@ -96,9 +104,11 @@ export async function openDevice(options: OpenDeviceOptions = {}): Promise<GpuCo
   const dawn = await loadDawn();
   const gpu = dawn.create([...(options.toggles ?? DAWN_TOGGLES)]);
   // Dawn answers null, or throws "no suitable backends found", when no driver offers an adapter.
-  const adapter = await gpu.requestAdapter({ powerPreference: options.powerPreference ?? 'high-performance' }).catch((err: unknown) => {
-    throw noAdapter(firstLine(err), err);
-  });
+  const adapter = await gpu
+    .requestAdapter({ powerPreference: options.powerPreference ?? 'high-performance' })
+    .catch((err: unknown) => {
+      throw noAdapter(firstLine(err), err);
+    });
   if (!adapter) throw noAdapter('no Vulkan driver answered');
   const wanted = (options.features ?? ENGINE_FEATURES).filter((f) => adapter.features.has(f));
   const requiredLimits: Record<string, number> = {};
@@ -107,7 +117,11 @@ export async function openDevice(options: OpenDeviceOptions = {}): Promise<GpuCo
   try {
     device = await adapter.requestDevice({ requiredFeatures: wanted as GPUFeatureName[], requiredLimits });
   } catch (err) {
-    throw new WebGpuUnavailableError('no-device', `WebGPU adapter ${adapter.info.description || adapter.info.device} refused a device with ${wanted.join(', ') || 'no extra features'}: ${firstLine(err)}`, { cause: err });
+    throw new WebGpuUnavailableError(
+      'no-device',
+      `WebGPU adapter ${adapter.info.description || adapter.info.device} refused a device with ${wanted.join(', ') || 'no extra features'}: ${firstLine(err)}`,
+      { cause: err },
+    );
   }
   const ctx: GpuContext = {
     gpu,
@@ -122,8 +136,14 @@ export async function openDevice(options: OpenDeviceOptions = {}): Promise<GpuCo
 }
 
 function describeAdapter(adapter: GPUAdapter, device: GPUDevice): GpuDeviceInfo {
-  const info = adapter.info as GPUAdapterInfo & { subgroupMatrixConfigs?: readonly SubgroupMatrixConfig[]; isFallbackAdapter?: boolean };
-  const features = Object.fromEntries(ENGINE_FEATURES.map((f) => [f, device.features.has(f)])) as Record<EngineFeature, boolean>;
+  const info = adapter.info as GPUAdapterInfo & {
+    subgroupMatrixConfigs?: readonly SubgroupMatrixConfig[];
+    isFallbackAdapter?: boolean;
+  };
+  const features = Object.fromEntries(ENGINE_FEATURES.map((f) => [f, device.features.has(f)])) as Record<
+    EngineFeature,
+    boolean
+  >;
   const limits = Object.fromEntries(RAISED_LIMITS.map((l) => [l, device.limits[l]])) as Record<RaisedLimit, number>;
   return {
     vendor: info.vendor,
@@ -147,14 +167,20 @@ export function describeDevice(info: GpuDeviceInfo): string {
     `${name}${info.isFallback ? ' (software)' : ''}`,
     `features ${granted.join(', ') || 'none'}${missing.length ? ` (not offered: ${missing.join(', ')})` : ''}`,
     info.features.subgroups ? `subgroup ${info.subgroupSizes.min}-${info.subgroupSizes.max}` : '',
-    info.subgroupMatrixConfigs.length ? `subgroup matrices ${info.subgroupMatrixConfigs.map((c) => `${c.componentType}->${c.resultComponentType} ${c.M}x${c.N}x${c.K}`).join(', ')}` : '',
+    info.subgroupMatrixConfigs.length
+      ? `subgroup matrices ${info.subgroupMatrixConfigs.map((c) => `${c.componentType}->${c.resultComponentType} ${c.M}x${c.N}x${c.K}`).join(', ')}`
+      : '',
     `max binding ${Math.round(info.limits.maxStorageBufferBindingSize / 2 ** 20)} MiB`,
   ];
   return parts.filter(Boolean).join('; ');
 }
 
 function noAdapter(why: string, cause?: unknown): WebGpuUnavailableError {
-  return new WebGpuUnavailableError('no-adapter', `WebGPU (Dawn) found no adapter (${why}); on a machine without a GPU run scripts/install-lavapipe.sh (Mesa lavapipe from bookworm-backports)`, { cause });
+  return new WebGpuUnavailableError(
+    'no-adapter',
+    `WebGPU (Dawn) found no adapter (${why}); on a machine without a GPU run scripts/install-lavapipe.sh (Mesa lavapipe from bookworm-backports)`,
+    { cause },
+  );
 }
 
 function firstLine(err: unknown): string {

@@ -67,11 +67,21 @@ export class GpuRunner {
     const module = this.device.createShaderModule({ code: kernel.code, label: kernel.key });
     const info = await module.getCompilationInfo();
     const errors = info.messages.filter((m) => m.type === 'error');
-    if (errors.length) throw new WebGpuKernelError(`kernel ${kernel.key} does not compile: ${errors.map((m) => `${m.lineNum}:${m.linePos} ${m.message}`).join('; ')}`);
+    if (errors.length)
+      throw new WebGpuKernelError(
+        `kernel ${kernel.key} does not compile: ${errors.map((m) => `${m.lineNum}:${m.linePos} ${m.message}`).join('; ')}`,
+      );
     try {
-      return await this.device.createComputePipelineAsync({ layout: 'auto', compute: { module, entryPoint: 'main' }, label: kernel.key });
+      return await this.device.createComputePipelineAsync({
+        layout: 'auto',
+        compute: { module, entryPoint: 'main' },
+        label: kernel.key,
+      });
     } catch (err) {
-      throw new WebGpuKernelError(`kernel ${kernel.key} was refused as a pipeline: ${(err as Error).message.split('\n')[0]}`, { cause: err });
+      throw new WebGpuKernelError(
+        `kernel ${kernel.key} was refused as a pipeline: ${(err as Error).message.split('\n')[0]}`,
+        { cause: err },
+      );
     }
   }
 
@@ -91,7 +101,8 @@ export class GpuRunner {
     const size = shape.reduce((a, b) => a * b, 1);
     const byteOffset = (parent.offset ?? 0) + offset * DTYPE_BYTES[parent.dtype];
     const align = this.device.limits.minStorageBufferOffsetAlignment;
-    if (offset < 0 || offset + size > parent.size) throw new RangeError(`view: elements ${offset}..${offset + size} outside a tensor of ${parent.size}`);
+    if (offset < 0 || offset + size > parent.size)
+      throw new RangeError(`view: elements ${offset}..${offset + size} outside a tensor of ${parent.size}`);
     if (byteOffset % align) throw new RangeError(`view: byte offset ${byteOffset} is not a multiple of ${align}`);
     return { buffer: parent.buffer, shape: [...shape], dtype: parent.dtype, size, offset: byteOffset };
   }
@@ -117,7 +128,8 @@ export class GpuRunner {
 
   /** Copies bytes in unconverted (a u32 table bound as `array<u32>`); their length must fit the tensor. */
   writeBytes(t: GpuTensor, data: ArrayBufferView): void {
-    if (data.byteLength > byteLength(t) || data.byteLength % 4) throw new RangeError(`writeBytes: ${data.byteLength} bytes for a tensor of ${byteLength(t)}`);
+    if (data.byteLength > byteLength(t) || data.byteLength % 4)
+      throw new RangeError(`writeBytes: ${data.byteLength} bytes for a tensor of ${byteLength(t)}`);
     this.device.queue.writeBuffer(t.buffer, t.offset ?? 0, data.buffer, data.byteOffset, data.byteLength);
   }
 
@@ -142,13 +154,24 @@ export class GpuRunner {
       const pipeline = pipelines[i]!;
       const bindGroup = this.device.createBindGroup({
         layout: pipeline.getBindGroupLayout(0),
-        entries: d.buffers.map((t, binding) => ({ binding, resource: t.offset === undefined ? { buffer: t.buffer } : { buffer: t.buffer, offset: t.offset, size: byteLength(t) } })),
+        entries: d.buffers.map((t, binding) => ({
+          binding,
+          resource:
+            t.offset === undefined ? { buffer: t.buffer } : { buffer: t.buffer, offset: t.offset, size: byteLength(t) },
+        })),
       });
-      for (const n of d.kernel.workgroups) if (n < 1 || n > 65535) throw new WebGpuKernelError(`kernel ${d.kernel.key} dispatches ${d.kernel.workgroups.join('x')} workgroups (each must be 1..65535)`);
+      for (const n of d.kernel.workgroups)
+        if (n < 1 || n > 65535)
+          throw new WebGpuKernelError(
+            `kernel ${d.kernel.key} dispatches ${d.kernel.workgroups.join('x')} workgroups (each must be 1..65535)`,
+          );
       return { pipeline, bindGroup, workgroups: d.kernel.workgroups };
     });
     const error = await this.device.popErrorScope();
-    if (error) throw new WebGpuKernelError(`binding buffers for ${dispatches.map((d) => d.kernel.key).join(', ')}: ${error.message.split('\n')[0]}`);
+    if (error)
+      throw new WebGpuKernelError(
+        `binding buffers for ${dispatches.map((d) => d.kernel.key).join(', ')}: ${error.message.split('\n')[0]}`,
+      );
     return new Recording(this.device, steps);
   }
 

@@ -62,12 +62,16 @@ async function runCase(c: Case, act: Dtype, seed: number) {
   (await runner.record(batchNormBackward(s, t, scratchOf, { relu: c.relu, parallelism: c.parallelism }))).submit();
   const [dx, dgamma, dbeta] = await Promise.all([runner.read(t.dx), runner.read(t.dgamma), runner.read(t.dbeta)]);
   runner.release(...Object.values(t), ...scratch);
-  return { dx: scaledError(dx, want.dx), dgamma: scaledError(dgamma, want.dgamma), dbeta: scaledError(dbeta, want.dbeta) };
+  return {
+    dx: scaledError(dx, want.dx),
+    dgamma: scaledError(dgamma, want.dgamma),
+    dbeta: scaledError(dbeta, want.dbeta),
+  };
 }
 
 const CASES: [string, Case][] = [
   ['RegNet-like, 56 channels, rows in many chunks, ReLU', { shape: [4, 12, 12, 56], relu: true, parallelism: 4096 }],
-  ['batch 1, odd size, 13 channels, no ReLU (the block\'s last BN)', { shape: [1, 7, 5, 13], relu: false }],
+  ["batch 1, odd size, 13 channels, no ReLU (the block's last BN)", { shape: [1, 7, 5, 13], relu: false }],
 ];
 
 /**

@@ -36,7 +36,9 @@ function exactBatchNorm(x: Float32Array, c: number, gamma: Float32Array, beta: F
   const sq = new Float64Array(c);
   x.forEach((v, i) => (mean[i % c]! += v / n));
   x.forEach((v, i) => (sq[i % c]! += (v - mean[i % c]!) ** 2 / n));
-  return Float32Array.from(x, (v, i) => Math.max(0, ((v - mean[i % c]!) / Math.sqrt(sq[i % c]! + 1e-5)) * gamma[i % c]! + beta[i % c]!));
+  return Float32Array.from(x, (v, i) =>
+    Math.max(0, ((v - mean[i % c]!) / Math.sqrt(sq[i % c]! + 1e-5)) * gamma[i % c]! + beta[i % c]!),
+  );
 }
 
 /** Half the spacing of f32 values at |v|. */
@@ -52,7 +54,10 @@ function reference(x: Float32Array, shape: number[], gamma: Float32Array, beta: 
     const { mean, variance } = tf.moments(tf.reshape(xt, [-1, c]), 0);
     const n = x.length / c;
     const rm = tf.add(tf.mul(tf.tensor1d(running.subarray(0, c)), 0.9), tf.mul(mean, 0.1));
-    const rv = tf.add(tf.mul(tf.tensor1d(running.subarray(c)), 0.9), tf.mul(tf.mul(variance, n / Math.max(1, n - 1)), 0.1));
+    const rv = tf.add(
+      tf.mul(tf.tensor1d(running.subarray(c)), 0.9),
+      tf.mul(tf.mul(variance, n / Math.max(1, n - 1)), 0.1),
+    );
     return { y, model, mean: mean.dataSync(), variance: variance.dataSync(), running: tf.concat([rm, rv]).dataSync() };
   });
 }
@@ -75,7 +80,9 @@ async function runBatchNorm(c: Case, act: Dtype, seed: number) {
     running: upload(runner, [2, ch], 'f32', running),
     y: runner.tensor(c.shape, act),
   };
-  const dispatches = batchNormForward(s, t, (shape) => (scratch.push(runner.tensor(shape)), scratch.at(-1)!), { parallelism: c.parallelism });
+  const dispatches = batchNormForward(s, t, (shape) => (scratch.push(runner.tensor(shape)), scratch.at(-1)!), {
+    parallelism: c.parallelism,
+  });
   (await runner.record(dispatches)).submit();
   const [y, stats, run] = await Promise.all([runner.read(t.y), runner.read(t.stats), runner.read(t.running)]);
   runner.release(...Object.values(t), ...scratch);
@@ -86,8 +93,14 @@ async function runBatchNorm(c: Case, act: Dtype, seed: number) {
     // An f32 mean is off by up to half an ulp of itself; in units of the smallest spread, that much of y is unavoidable.
     meanRounding: halfUlp(Math.max(...want.mean.map(Math.abs))) / Math.sqrt(Math.min(...want.variance)),
     // Relative to the spread, the scale a mean error shifts the normalised output by (means may be near 0).
-    mean: scaledError(stats.subarray(BN_STATS.MEAN * ch, (BN_STATS.MEAN + 1) * ch), want.mean) * Math.max(...want.mean.map(Math.abs)) / Math.sqrt(Math.max(...want.variance)),
-    variance: scaledError(invStd.map((v) => 1 / (v * v) - 1e-5), want.variance),
+    mean:
+      (scaledError(stats.subarray(BN_STATS.MEAN * ch, (BN_STATS.MEAN + 1) * ch), want.mean) *
+        Math.max(...want.mean.map(Math.abs))) /
+      Math.sqrt(Math.max(...want.variance)),
+    variance: scaledError(
+      invStd.map((v) => 1 / (v * v) - 1e-5),
+      want.variance,
+    ),
     running: scaledError(run, want.running),
   };
 }

@@ -3,7 +3,15 @@
  * tfjs's cpu backend, and returns each output's error relative to its scale. Shared by the f32 and f16 tests.
  */
 import * as tf from '@tensorflow/tfjs';
-import { conv2dFilterGrad, conv2dForwardKernel, conv2dInputGradKernel, convShape, type ConvPrecision, type ConvShape, type ConvShapeOptions } from '../../../src/train/webgpu/kernels/conv2d.js';
+import {
+  conv2dFilterGrad,
+  conv2dForwardKernel,
+  conv2dInputGradKernel,
+  convShape,
+  type ConvPrecision,
+  type ConvShape,
+  type ConvShapeOptions,
+} from '../../../src/train/webgpu/kernels/conv2d.js';
 import { groupedConvWith } from '../../../src/train/layers.js';
 import { roundToHalf } from '../../../src/train/webgpu/half.js';
 import type { GpuRunner, GpuTensor } from '../../../src/train/webgpu/runner.js';
@@ -23,7 +31,9 @@ function reference(s: ConvShape, x: Float32Array, w: Float32Array, dy: Float32Ar
     const dyt = tf.tensor4d(dy, [s.batch, s.outH, s.outW, s.outC]);
     const f = (a: tf.Tensor4D, b: tf.Tensor4D) => groupedConvWith(a, b, s.strideH, s.groups);
     const y = f(xt, wt);
-    const [dx, dw] = tf.grads((a: tf.Tensor, b: tf.Tensor) => tf.sum(tf.mul(f(a as tf.Tensor4D, b as tf.Tensor4D), dyt)))([xt, wt]);
+    const [dx, dw] = tf.grads((a: tf.Tensor, b: tf.Tensor) =>
+      tf.sum(tf.mul(f(a as tf.Tensor4D, b as tf.Tensor4D), dyt)),
+    )([xt, wt]);
     return { y: y.dataSync() as Float32Array, dx: dx!.dataSync() as Float32Array, dw: dw!.dataSync() as Float32Array };
   });
 }
@@ -68,11 +78,23 @@ export async function runConv(runner: GpuRunner, o: ConvShapeOptions, p: ConvPre
 export const CASES: [string, ConvShapeOptions][] = [
   ['1x1 stride 1', { batch: 2, inH: 5, inW: 5, inC: 24, outC: 40, kernel: 1, stride: 1 }],
   ['1x1 stride 2 (projection), odd size', { batch: 2, inH: 9, inW: 7, inC: 16, outC: 24, kernel: 1, stride: 2 }],
-  ['3x3 stride 2, even size (tfjs pads bottom-right)', { batch: 2, inH: 8, inW: 8, inC: 12, outC: 16, kernel: 3, stride: 2 }],
+  [
+    '3x3 stride 2, even size (tfjs pads bottom-right)',
+    { batch: 2, inH: 8, inW: 8, inC: 12, outC: 16, kernel: 3, stride: 2 },
+  ],
   ['stem: 3 channels, 3x3 stride 2, batch 1', { batch: 1, inH: 11, inW: 13, inC: 3, outC: 32, kernel: 3, stride: 2 }],
-  ['grouped 3x3 stride 1, group width 8', { batch: 2, inH: 7, inW: 7, inC: 48, outC: 48, kernel: 3, stride: 1, groups: 6 }],
-  ['grouped 3x3 stride 2, group width 8, odd size', { batch: 3, inH: 9, inW: 9, inC: 24, outC: 24, kernel: 3, stride: 2, groups: 3 }],
-  ['grouped, group width 3, odd channels', { batch: 1, inH: 5, inW: 6, inC: 15, outC: 15, kernel: 3, stride: 1, groups: 5 }],
+  [
+    'grouped 3x3 stride 1, group width 8',
+    { batch: 2, inH: 7, inW: 7, inC: 48, outC: 48, kernel: 3, stride: 1, groups: 6 },
+  ],
+  [
+    'grouped 3x3 stride 2, group width 8, odd size',
+    { batch: 3, inH: 9, inW: 9, inC: 24, outC: 24, kernel: 3, stride: 2, groups: 3 },
+  ],
+  [
+    'grouped, group width 3, odd channels',
+    { batch: 1, inH: 5, inW: 6, inC: 15, outC: 15, kernel: 3, stride: 1, groups: 5 },
+  ],
 ];
 
 /**

@@ -46,7 +46,12 @@ describe('device', () => {
 describe('runner', () => {
   it('runs a chain of kernels recorded once as one submission, and again on new inputs', async () => {
     const n = 1000;
-    const x = upload(runner, [n], 'f32', Float32Array.from({ length: n }, (_, i) => i));
+    const x = upload(
+      runner,
+      [n],
+      'f32',
+      Float32Array.from({ length: n }, (_, i) => i),
+    );
     const [a, b] = [runner.tensor([n]), runner.tensor([n])];
     const rec = await runner.record([
       { kernel: affineKernel(n), buffers: [x, a] },
@@ -76,7 +81,18 @@ describe('runner', () => {
   it('f16 tensors round-trip through the GPU with round-to-nearest-even', async () => {
     const values = [0, -0.5, 1 / 3, 65504, 70000, 2 ** -24, 2 ** -26, -1e-8, 1 + 2 ** -11, 1 + 3 * 2 ** -11];
     const t = upload(runner, [values.length], 'f16', values);
-    expect(Array.from(await runner.read(t))).toEqual([0, -0.5, 0.333251953125, 65504, Infinity, 2 ** -24, 0, -0, 1, 1 + 2 ** -9]);
+    expect(Array.from(await runner.read(t))).toEqual([
+      0,
+      -0.5,
+      0.333251953125,
+      65504,
+      Infinity,
+      2 ** -24,
+      0,
+      -0,
+      1,
+      1 + 2 ** -9,
+    ]);
     runner.release(t);
   });
 });

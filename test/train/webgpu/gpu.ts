@@ -13,7 +13,10 @@ export async function openTestRunner(): Promise<GpuRunner> {
   try {
     ctx = await openDevice();
   } catch (err) {
-    throw new Error(`no WebGPU device for the kernel tests (${(err as Error).message}); run scripts/install-lavapipe.sh to install Mesa lavapipe`, { cause: err });
+    throw new Error(
+      `no WebGPU device for the kernel tests (${(err as Error).message}); run scripts/install-lavapipe.sh to install Mesa lavapipe`,
+      { cause: err },
+    );
   }
   await tf.setBackend('cpu');
   return new GpuRunner(ctx);

@@ -10,7 +10,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Lars, type LarsConfig } from '../../../src/train/optim.js';
 import { roundToHalf } from '../../../src/train/webgpu/half.js';
 import { LARS_HYPER, larsStep, larsTable, paramLayout } from '../../../src/train/webgpu/kernels/lars.js';
-import { initialLossScaleState, LOSS_SCALE, lossScaleCheck, type LossScaleOptions } from '../../../src/train/webgpu/kernels/loss-scale.js';
+import {
+  initialLossScaleState,
+  LOSS_SCALE,
+  lossScaleCheck,
+  type LossScaleOptions,
+} from '../../../src/train/webgpu/kernels/loss-scale.js';
 import type { GpuRunner } from '../../../src/train/webgpu/runner.js';
 import { openTestRunner, randomValues, scaledError, upload } from './gpu.js';
 
@@ -45,7 +50,12 @@ interface State {
 
 /** optim.ts' Lars over tfjs variables: one apply per step that does not overflow, with the gradients `grads[k]`. */
 function reference(config: LarsConfig, steps: Step[], w0: Float32Array[], grads: Float32Array[][]): State {
-  const vars = new Map(PARAMS.map((p, i) => [p.name, tf.variable(tf.tensor(w0[i]!, p.shape), true, `lars-test.${p.name}.${Math.random()}`)]));
+  const vars = new Map(
+    PARAMS.map((p, i) => [
+      p.name,
+      tf.variable(tf.tensor(w0[i]!, p.shape), true, `lars-test.${p.name}.${Math.random()}`),
+    ]),
+  );
   const lars = new Lars(config);
   steps.forEach((step, k) => {
     if (step.overflow) return;
@@ -53,7 +63,10 @@ function reference(config: LarsConfig, steps: Step[], w0: Float32Array[], grads:
     lars.apply(vars, g, step.lr);
     tf.dispose(Object.values(g));
   });
-  const state = { w: [...vars.values()].map((v) => v.dataSync() as Float32Array), v: PARAMS.map((p) => lars.slots.get(p.name)!.dataSync() as Float32Array) };
+  const state = {
+    w: [...vars.values()].map((v) => v.dataSync() as Float32Array),
+    v: PARAMS.map((p) => lars.slots.get(p.name)!.dataSync() as Float32Array),
+  };
   tf.dispose([...vars.values(), ...lars.slots.values()]);
   return state;
 }
@@ -75,8 +88,14 @@ async function runCase(config: LarsConfig, seed: number, o: RunOptions = {}) {
   const steps = o.steps ?? STEPS;
   const layout = paramLayout(PARAMS);
   const offsets = layout.params.map((p) => p.offset);
-  const w0 = layout.params.map((p, i) => (p.name === 'zeros.w' ? new Float32Array(p.size) : randomValues(p.size, seed + i)));
-  const grads = steps.map((_, k) => layout.params.map((p, i) => (p.name === 'nograd.w' ? new Float32Array(p.size) : randomValues(p.size, seed + 100 * (k + 1) + i))));
+  const w0 = layout.params.map((p, i) =>
+    p.name === 'zeros.w' ? new Float32Array(p.size) : randomValues(p.size, seed + i),
+  );
+  const grads = steps.map((_, k) =>
+    layout.params.map((p, i) =>
+      p.name === 'nograd.w' ? new Float32Array(p.size) : randomValues(p.size, seed + 100 * (k + 1) + i),
+    ),
+  );
   const want = reference(config, steps, w0, grads);
   const t = {
     w: upload(runner, [layout.total], 'f32', flat(layout.total, offsets, w0)),
@@ -96,15 +115,23 @@ async function runCase(config: LarsConfig, seed: number, o: RunOptions = {}) {
     // What the backward pass would produce: gradients times the scale in force (GPU state, or the fixed 8).
     const scale = o.lossScale ? (await runner.read(t.state))[LOSS_SCALE.SCALE]! : 8;
     scales.push(scale);
-    const g = flat(layout.total, offsets, grads[k]!.map((v) => v.map((x) => x * scale)));
+    const g = flat(
+      layout.total,
+      offsets,
+      grads[k]!.map((v) => v.map((x) => x * scale)),
+    );
     if (step.overflow) [g[offsets[0]! + 3], g[offsets[3]!]] = [Infinity, NaN];
     runner.write(t.g, g);
     runner.write(runner.view(t.hyper, LARS_HYPER.LR, [1]), [step.lr]);
     rec.submit();
   }
-  const views = layout.params.map((p) => [runner.view(t.w, p.offset, p.shape), runner.view(t.v, p.offset, p.shape)] as const);
+  const views = layout.params.map(
+    (p) => [runner.view(t.w, p.offset, p.shape), runner.view(t.v, p.offset, p.shape)] as const,
+  );
   const got = await Promise.all(views.map(async ([w, v]) => ({ w: await runner.read(w), v: await runner.read(v) })));
-  const w16 = t.w16 ? await Promise.all(layout.params.map((p) => runner.read(runner.view(t.w16!, p.offset, p.shape)))) : [];
+  const w16 = t.w16
+    ? await Promise.all(layout.params.map((p) => runner.read(runner.view(t.w16!, p.offset, p.shape))))
+    : [];
   const state = await runner.read(t.state);
   runner.release(...Object.values(t));
   const errors = layout.params.map((p, i) => {
@@ -113,7 +140,10 @@ async function runCase(config: LarsConfig, seed: number, o: RunOptions = {}) {
       name: p.name,
       v: scaledError(got[i]!.v, want.v[i]!),
       // Relative to how far the weights moved: tiny LARS steps on weights of size 1 would hide any error.
-      w: scaledError(got[i]!.w.map((x, j) => x - w0[i]![j]!), want.w[i]!.map((x, j) => x - w0[i]![j]!)),
+      w: scaledError(
+        got[i]!.w.map((x, j) => x - w0[i]![j]!),
+        want.w[i]!.map((x, j) => x - w0[i]![j]!),
+      ),
       half: w16.length ? Math.max(...w16[i]!.map((x, j) => Math.abs(x - half[j]!))) : 0,
     };
   });
@@ -144,7 +174,13 @@ describe('LARS update matches optim.ts on tfjs cpu', () => {
 
   it('every parameter scaled, LARC clipping binding at the second step, f16 weight copy', async () => {
     const halfCopy = runner.ctx.info.features['shader-f16'] === true; // lavapipe offers it: see conv2d.test.ts
-    expectClose((await runCase({ momentum: 0.8, weightDecay: 0.05, trust: 0.1, excludeBnBias: false, clip: true }, 43, { halfCopy })).errors);
+    expectClose(
+      (
+        await runCase({ momentum: 0.8, weightDecay: 0.05, trust: 0.1, excludeBnBias: false, clip: true }, 43, {
+          halfCopy,
+        })
+      ).errors,
+    );
   });
 
   it('parameter layout: every parameter at a bindable offset; a misplaced or oversized view is refused', () => {
@@ -163,7 +199,10 @@ describe('LARS update matches optim.ts on tfjs cpu', () => {
 
   it('dynamic loss scaling: an overflowing step is skipped and halves the scale, clean runs double it', async () => {
     const steps: Step[] = [{ lr: 0.5 }, { lr: 0.4, overflow: true }, { lr: 0.3 }, { lr: 0.2 }, { lr: 0.1 }];
-    const r = await runCase({ momentum: 0.9, weightDecay: 0.05, trust: 0.1, excludeBnBias: true }, 47, { steps, lossScale: { initial: 1024, options: { growthInterval: 2 } } });
+    const r = await runCase({ momentum: 0.9, weightDecay: 0.05, trust: 0.1, excludeBnBias: true }, 47, {
+      steps,
+      lossScale: { initial: 1024, options: { growthInterval: 2 } },
+    });
     // Step 1 clean (run 1), step 2 overflows (halved, run 0), steps 3 and 4 clean (doubled after 4), step 5 clean.
     expect(r.scales).toEqual([1024, 1024, 512, 512, 1024]);
     expect([...r.state]).toEqual([1024, 1, 1, 1]);

@@ -26,7 +26,13 @@ function reference(shape: Shape, a: Float32Array, b: Float32Array, dy: Float32Ar
     const pool = (x: tf.Tensor) => tf.mean(x, [1, 2]);
     const dPoolT = tf.tensor2d(dPool, [shape[0], shape[3]]);
     const dx = tf.grad((x: tf.Tensor) => tf.sum(tf.mul(pool(x), dPoolT)))(at!);
-    return { y: join(at!, bt!).dataSync(), da: da!.dataSync(), db: db!.dataSync(), pooled: pool(at!).dataSync(), dPoolX: dx.dataSync() };
+    return {
+      y: join(at!, bt!).dataSync(),
+      da: da!.dataSync(),
+      db: db!.dataSync(),
+      pooled: pool(at!).dataSync(),
+      dPoolX: dx.dataSync(),
+    };
   });
 }
 
@@ -34,7 +40,8 @@ async function runCase(shape: Shape, act: Dtype, seed: number) {
   const [n, h, w, c] = shape;
   const s: SpatialShape = { batch: n, hw: h * w, channels: c };
   const total = n * h * w * c;
-  const input = (k: number) => (act === 'f16' ? roundToHalf(randomValues(total, seed + k)) : randomValues(total, seed + k));
+  const input = (k: number) =>
+    act === 'f16' ? roundToHalf(randomValues(total, seed + k)) : randomValues(total, seed + k);
   const [a, b, dy] = [input(0), input(1), input(2)];
   const dPool = randomValues(n * c, seed + 3);
   const want = reference(shape, a, b, dy, dPool);

@@ -21,7 +21,13 @@ afterAll(() => runner?.ctx.destroy());
 const NAMES = ['se.reduce.w', 'se.reduce.b', 'se.expand.w', 'se.expand.b'] as const;
 
 /** tfjs: y and the gradients, with squeezeExcite reading its weights from `weights` by name. */
-function reference(shape: [number, number, number, number], squeeze: number, x: Float32Array, dy: Float32Array, weights: Float32Array[]) {
+function reference(
+  shape: [number, number, number, number],
+  squeeze: number,
+  x: Float32Array,
+  dy: Float32Array,
+  weights: Float32Array[],
+) {
   return tf.tidy(() => {
     const [, , , c] = shape;
     const shapes = [[c, squeeze], [squeeze], [squeeze, c], [c]];
@@ -44,7 +50,9 @@ async function runCase(shape: [number, number, number, number], squeeze: number,
   let dy = randomValues(total, seed + 1);
   if (act === 'f16') [x, dy] = [roundToHalf(x), roundToHalf(dy)];
   // Weights large enough that the gate's sigmoid is away from 0.5 and some hidden units are cut by the ReLU.
-  let weights: Float32Array[] = [c * squeeze, squeeze, squeeze * c, c].map((size, i) => randomValues(size, seed + 2 + i).map((v) => v * 1.5));
+  let weights: Float32Array[] = [c * squeeze, squeeze, squeeze * c, c].map((size, i) =>
+    randomValues(size, seed + 2 + i).map((v) => v * 1.5),
+  );
   // With f16 activations the matrices are read from the f16 weight copy (biases from the f32 masters).
   if (act === 'f16') weights = weights.map((w, i) => (i % 2 === 0 ? roundToHalf(w) : w));
   const want = reference(shape, squeeze, x, dy, weights);
@@ -64,7 +72,13 @@ async function runCase(shape: [number, number, number, number], squeeze: number,
   const dyt = keep(upload(runner, shape, act, dy));
   const saved = { pooled: make([n, c]), hidden: make([n, squeeze]), gate: make([n, c]) };
   const y = make(shape, act);
-  const g = { dx: make(shape, act), dw1: make([c, squeeze]), db1: make([squeeze]), dw2: make([squeeze, c]), db2: make([c]) };
+  const g = {
+    dx: make(shape, act),
+    dw1: make([c, squeeze]),
+    db1: make([squeeze]),
+    dw2: make([squeeze, c]),
+    db2: make([c]),
+  };
   const ws = { w1: w1!, b1: b1!, w2: w2!, b2: b2! };
   const rec = await runner.record([...seForward(s, xt, ws, saved, y), ...seBackward(s, xt, dyt, ws, saved, g, make)]);
   rec.submit();
@@ -96,6 +110,8 @@ describe('squeeze-excite forward and backward match tfjs cpu', () => {
   it('f16 storage: batch 2, odd size', async () => {
     if (!runner.ctx.info.features['shader-f16']) return; // lavapipe offers it: see conv2d.test.ts
     const e = await runCase([2, 5, 7, 19], 5, 'f16', 37);
-    OUTPUTS.forEach((name, i) => expect(e[i], name).toBeLessThan((name === 'y' || name === 'dx' ? 2 ** -11 : 0) + F32_TOL));
+    OUTPUTS.forEach((name, i) =>
+      expect(e[i], name).toBeLessThan((name === 'y' || name === 'dx' ? 2 ** -11 : 0) + F32_TOL),
+    );
   });
 });

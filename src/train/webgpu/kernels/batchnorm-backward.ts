@@ -42,8 +42,12 @@ function gradAt(relu: boolean): string {
   return `fn gradAt(idx: u32, c: u32) -> vec2f {
   let centred = f32(x[idx]) - stats[${BN_STATS.MEAN}u * C + c];
   let g = f32(dy[idx]);
-  ${relu ? `let z = fma(centred, stats[${BN_STATS.SCALE}u * C + c], stats[${BN_STATS.BETA}u * C + c]);
-  let dz = select(0.0, g, z > 0.0);` : 'let dz = g;'}
+  ${
+    relu
+      ? `let z = fma(centred, stats[${BN_STATS.SCALE}u * C + c], stats[${BN_STATS.BETA}u * C + c]);
+  let dz = select(0.0, g, z > 0.0);`
+      : 'let dz = g;'
+  }
   return vec2f(dz, centred * stats[${BN_STATS.INV_STD}u * C + c]);
 }`;
 }
@@ -59,7 +63,11 @@ function key(s: BatchNormShape, act: Dtype, relu: boolean): string {
 }
 
 /** Partial sums: bindings x, dy, stats, partial ([chunks, C, 2] f32: sum dz, sum dz * xhat). */
-export function batchNormGradSumsKernel(s: BatchNormShape, act: Dtype, o: BatchNormBackwardOptions = {}): Kernel & { chunks: number } {
+export function batchNormGradSumsKernel(
+  s: BatchNormShape,
+  act: Dtype,
+  o: BatchNormBackwardOptions = {},
+): Kernel & { chunks: number } {
   const relu = o.relu ?? true;
   const L = sumsLayout(s, o.parallelism ?? 512);
   const code = /* wgsl */ `${enableF16(act)}
@@ -99,7 +107,12 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
   }
 }
 `;
-  return { key: `bn-grad-sums:${key(s, act, relu)}:${L.chunks}`, code, workgroups: [Math.ceil(s.channels / L.CT), L.chunks, 1], chunks: L.chunks };
+  return {
+    key: `bn-grad-sums:${key(s, act, relu)}:${L.chunks}`,
+    code,
+    workgroups: [Math.ceil(s.channels / L.CT), L.chunks, 1],
+    chunks: L.chunks,
+  };
 }
 
 /** dgamma and dbeta: bindings partial, dgamma ([C] f32), dbeta ([C] f32). */
@@ -160,7 +173,12 @@ export interface BatchNormGradTensors {
 }
 
 /** The three dispatches of BatchNorm (+ ReLU) backward; `scratch` provides the partial sums (f32). */
-export function batchNormBackward(s: BatchNormShape, t: BatchNormGradTensors, scratch: (shape: number[]) => GpuTensor, o: BatchNormBackwardOptions = {}): Dispatch[] {
+export function batchNormBackward(
+  s: BatchNormShape,
+  t: BatchNormGradTensors,
+  scratch: (shape: number[]) => GpuTensor,
+  o: BatchNormBackwardOptions = {},
+): Dispatch[] {
   const act = t.x.dtype;
   const relu = o.relu ?? true;
   const sums = batchNormGradSumsKernel(s, act, o);

@@ -96,11 +96,21 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
   }
 }
 `;
-  return { key: `bn-stats:${key(s, act)}:${L.chunks}`, code, workgroups: [Math.ceil(s.channels / L.CT), L.chunks, 1], chunks: L.chunks };
+  return {
+    key: `bn-stats:${key(s, act)}:${L.chunks}`,
+    code,
+    workgroups: [Math.ceil(s.channels / L.CT), L.chunks, 1],
+    chunks: L.chunks,
+  };
 }
 
 /** Statistics and running update: bindings x, partial, gamma, beta, stats ([4, C]), running ([2, C]). */
-export function batchNormFinalizeKernel(s: BatchNormShape, act: Dtype, chunks: number, o: BatchNormOptions = {}): Kernel {
+export function batchNormFinalizeKernel(
+  s: BatchNormShape,
+  act: Dtype,
+  chunks: number,
+  o: BatchNormOptions = {},
+): Kernel {
   const eps = o.epsilon ?? 1e-5;
   const momentum = o.momentum ?? 0.1;
   const n = s.rows;
@@ -135,7 +145,11 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
   running[C + c] = mix(running[C + c], variance * ${n / Math.max(1, n - 1)}, ${momentum});
 }
 `;
-  return { key: `bn-finalize:${key(s, act)}:${chunks}:${eps}:${momentum}`, code, workgroups: [Math.ceil(s.channels / 64), 1, 1] };
+  return {
+    key: `bn-finalize:${key(s, act)}:${chunks}:${eps}:${momentum}`,
+    code,
+    workgroups: [Math.ceil(s.channels / 64), 1, 1],
+  };
 }
 
 /** y = relu?((x - mean) * scale + beta): bindings x, stats, y. */
@@ -156,7 +170,11 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
   y[i] = ${act}(${relu ? 'max(v, 0.0)' : 'v'});
 }
 `;
-  return { key: `bn-apply:${key(s, act)}:${relu ? 'relu' : 'id'}`, code, workgroups: [Math.min(groups, MAX_DIM), Math.ceil(groups / MAX_DIM), 1] };
+  return {
+    key: `bn-apply:${key(s, act)}:${relu ? 'relu' : 'id'}`,
+    code,
+    workgroups: [Math.min(groups, MAX_DIM), Math.ceil(groups / MAX_DIM), 1],
+  };
 }
 
 export interface BatchNormTensors {
@@ -171,13 +189,21 @@ export interface BatchNormTensors {
 }
 
 /** The three dispatches of a training-mode BatchNorm (+ ReLU); `scratch` provides the partial sums (f32). */
-export function batchNormForward(s: BatchNormShape, t: BatchNormTensors, scratch: (shape: number[]) => GpuTensor, o: BatchNormOptions = {}): Dispatch[] {
+export function batchNormForward(
+  s: BatchNormShape,
+  t: BatchNormTensors,
+  scratch: (shape: number[]) => GpuTensor,
+  o: BatchNormOptions = {},
+): Dispatch[] {
   const act = t.x.dtype;
   const stats = batchNormStatsKernel(s, act, o.parallelism);
   const partial = scratch([stats.chunks, s.channels, 2]);
   return [
     { kernel: stats, buffers: [t.x, partial] },
-    { kernel: batchNormFinalizeKernel(s, act, stats.chunks, o), buffers: [t.x, partial, t.gamma, t.beta, t.stats, t.running] },
+    {
+      kernel: batchNormFinalizeKernel(s, act, stats.chunks, o),
+      buffers: [t.x, partial, t.gamma, t.beta, t.stats, t.running],
+    },
     { kernel: batchNormApplyKernel(s, act, o.relu ?? true), buffers: [t.x, t.stats, t.y] },
   ];
 }

@@ -49,16 +49,31 @@ export interface ConvPrecision {
 
 export function convShape(o: ConvShapeOptions): ConvShape {
   const groups = o.groups ?? 1;
-  if (o.inC % groups || o.outC % groups) throw new RangeError(`conv: ${o.inC} -> ${o.outC} channels do not divide into ${groups} groups`);
+  if (o.inC % groups || o.outC % groups)
+    throw new RangeError(`conv: ${o.inC} -> ${o.outC} channels do not divide into ${groups} groups`);
   const same = (o.padding ?? 'same') === 'same';
   const out = (n: number) => (same ? Math.ceil(n / o.stride) : Math.ceil((n - o.kernel + 1) / o.stride));
-  const pad = (n: number, outN: number) => (same ? Math.floor(Math.max((outN - 1) * o.stride + o.kernel - n, 0) / 2) : 0);
+  const pad = (n: number, outN: number) =>
+    same ? Math.floor(Math.max((outN - 1) * o.stride + o.kernel - n, 0) / 2) : 0;
   const outH = out(o.inH);
   const outW = out(o.inW);
-  if (outH < 1 || outW < 1) throw new RangeError(`conv: a ${o.inH}x${o.inW} input is smaller than the ${o.kernel}x${o.kernel} kernel`);
+  if (outH < 1 || outW < 1)
+    throw new RangeError(`conv: a ${o.inH}x${o.inW} input is smaller than the ${o.kernel}x${o.kernel} kernel`);
   return {
-    batch: o.batch, inH: o.inH, inW: o.inW, inC: o.inC, outC: o.outC, kH: o.kernel, kW: o.kernel,
-    strideH: o.stride, strideW: o.stride, groups, padTop: pad(o.inH, outH), padLeft: pad(o.inW, outW), outH, outW,
+    batch: o.batch,
+    inH: o.inH,
+    inW: o.inW,
+    inC: o.inC,
+    outC: o.outC,
+    kH: o.kernel,
+    kW: o.kernel,
+    strideH: o.stride,
+    strideW: o.stride,
+    groups,
+    padTop: pad(o.inH, outH),
+    padLeft: pad(o.inW, outW),
+    outH,
+    outW,
   };
 }
 
@@ -105,8 +120,13 @@ fn store(m: u32, n: u32, g: u32, s: u32, v: f32) { y[m * COUT + g * OG + n] = ${
 `;
   return gemmKernel({
     key: `conv2d-fwd:${shapeKey(s)}:${p.act}/${p.weight}`,
-    M: s.batch * s.outH * s.outW, N: s.outC / s.groups, K: s.kH * s.kW * (s.inC / s.groups), groups: s.groups,
-    aContiguous: 'k', bContiguous: 'mn', prelude,
+    M: s.batch * s.outH * s.outW,
+    N: s.outC / s.groups,
+    K: s.kH * s.kW * (s.inC / s.groups),
+    groups: s.groups,
+    aContiguous: 'k',
+    bContiguous: 'mn',
+    prelude,
   });
 }
 
@@ -134,8 +154,13 @@ fn store(m: u32, n: u32, g: u32, s: u32, v: f32) { dx[m * C + g * CG + n] = ${p.
 `;
   return gemmKernel({
     key: `conv2d-dx:${shapeKey(s)}:${p.act}/${p.weight}`,
-    M: s.batch * s.inH * s.inW, N: s.inC / s.groups, K: s.kH * s.kW * (s.outC / s.groups), groups: s.groups,
-    aContiguous: 'k', bContiguous: 'k', prelude,
+    M: s.batch * s.inH * s.inW,
+    N: s.inC / s.groups,
+    K: s.kH * s.kW * (s.outC / s.groups),
+    groups: s.groups,
+    aContiguous: 'k',
+    bContiguous: 'k',
+    prelude,
   });
 }
 
@@ -145,7 +170,12 @@ fn store(m: u32, n: u32, g: u32, s: u32, v: f32) { dx[m * C + g * CG + n] = ${p.
  * workgroups, each slice at least 8 K tiles deep.
  */
 export function filterGradSplit(s: ConvShape, parallelism = 512): number {
-  const gemm = { M: s.kH * s.kW * (s.inC / s.groups), N: s.outC / s.groups, K: s.batch * s.outH * s.outW, groups: s.groups };
+  const gemm = {
+    M: s.kH * s.kW * (s.inC / s.groups),
+    N: s.outC / s.groups,
+    K: s.batch * s.outH * s.outW,
+    groups: s.groups,
+  };
   const { tileCount, tiles } = gemmLayout(gemm);
   const wanted = Math.ceil(parallelism / (tileCount * s.groups));
   return Math.max(1, Math.min(wanted, Math.floor(gemm.K / (tiles.TK * 8))));
@@ -168,13 +198,27 @@ fn store(m: u32, n: u32, g: u32, s: u32, v: f32) { out[s * ${size}u + m * COUT +
 `;
   return gemmKernel({
     key: `conv2d-dw:${shapeKey(s)}:${p.act}:k${splitK}`,
-    M: s.kH * s.kW * (s.inC / s.groups), N: s.outC / s.groups, K: s.batch * s.outH * s.outW, groups: s.groups,
-    splitK, aContiguous: 'mn', bContiguous: 'mn', prelude,
+    M: s.kH * s.kW * (s.inC / s.groups),
+    N: s.outC / s.groups,
+    K: s.batch * s.outH * s.outW,
+    groups: s.groups,
+    splitK,
+    aContiguous: 'mn',
+    bContiguous: 'mn',
+    prelude,
   });
 }
 
 /** Dispatches for the filter gradient; `scratch` provides the split-K partial buffer (f32) when one is needed. */
-export function conv2dFilterGrad(s: ConvShape, p: ConvPrecision, x: GpuTensor, dy: GpuTensor, dw: GpuTensor, scratch: (shape: number[]) => GpuTensor, splitK = filterGradSplit(s)): Dispatch[] {
+export function conv2dFilterGrad(
+  s: ConvShape,
+  p: ConvPrecision,
+  x: GpuTensor,
+  dy: GpuTensor,
+  dw: GpuTensor,
+  scratch: (shape: number[]) => GpuTensor,
+  splitK = filterGradSplit(s),
+): Dispatch[] {
   const kernel = conv2dFilterGradKernel(s, p, splitK);
   const slices = kernel.workgroups[2] / s.groups; // gemmLayout may merge slices that would be empty
   if (slices === 1) return [{ kernel, buffers: [x, dy, dw] }];

@@ -63,8 +63,15 @@ export function gemmLayout(spec: Pick<GemmSpec, 'M' | 'N' | 'K' | 'groups' | 'sp
   const kChunk = Math.ceil(spec.K / (spec.splitK ?? 1) / tiles.TK) * tiles.TK;
   const splitK = Math.ceil(spec.K / kChunk);
   const z = (spec.groups ?? 1) * splitK;
-  if (z > MAX_DIM) throw new RangeError(`gemm: ${spec.groups} groups x ${splitK} K slices exceed ${MAX_DIM} workgroups`);
-  return { tiles, tileCount, kChunk, splitK, workgroups: [Math.min(tileCount, MAX_DIM), Math.ceil(tileCount / MAX_DIM), z] };
+  if (z > MAX_DIM)
+    throw new RangeError(`gemm: ${spec.groups} groups x ${splitK} K slices exceed ${MAX_DIM} workgroups`);
+  return {
+    tiles,
+    tileCount,
+    kChunk,
+    splitK,
+    workgroups: [Math.min(tileCount, MAX_DIM), Math.ceil(tileCount / MAX_DIM), z],
+  };
 }
 
 export function gemmKernel(spec: GemmSpec): Kernel {
@@ -73,8 +80,10 @@ export function gemmKernel(spec: GemmSpec): Kernel {
   const WX = TN / RN;
   const WY = TM / RM;
   const mTiles = Math.ceil(spec.M / TM);
-  const loadAIndex = spec.aContiguous === 'k' ? 'let mm = i / TK; let kk = i % TK;' : 'let kk = i / TM; let mm = i % TM;';
-  const loadBIndex = spec.bContiguous === 'mn' ? 'let kk = i / TN; let nn = i % TN;' : 'let nn = i / TK; let kk = i % TK;';
+  const loadAIndex =
+    spec.aContiguous === 'k' ? 'let mm = i / TK; let kk = i % TK;' : 'let kk = i / TM; let mm = i % TM;';
+  const loadBIndex =
+    spec.bContiguous === 'mn' ? 'let kk = i / TN; let nn = i % TN;' : 'let nn = i / TK; let kk = i % TK;';
   const code = /* wgsl */ `${spec.prelude}
 const M = ${spec.M}u; const N = ${spec.N}u; const K = ${spec.K}u; const G = ${spec.groups ?? 1}u;
 const TM = ${TM}u; const TN = ${TN}u; const TK = ${TK}u; const RM = ${RM}u; const RN = ${RN}u;
@@ -151,7 +160,11 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
   out[i] = sum;
 }
 `;
-  return { key: `splitk-reduce:${size}x${splits}`, code, workgroups: [Math.min(groups, MAX_DIM), Math.ceil(groups / MAX_DIM), 1] };
+  return {
+    key: `splitk-reduce:${size}x${splits}`,
+    code,
+    workgroups: [Math.min(groups, MAX_DIM), Math.ceil(groups / MAX_DIM), 1],
+  };
 }
 
 function nextPow2(n: number): number {

@@ -154,7 +154,11 @@ ${elementwiseEntry(layout.total)}
 }
 `;
   const cfg = `${config.momentum}:${config.weightDecay}:${config.trust}:${config.clip ? 'clip' : 'noclip'}`;
-  return { key: `lars-update:${P}x${layout.total}:${cfg}:${halfCopy ? 'f16copy' : 'f32'}`, code, workgroups: elementwiseGroups(layout.total) };
+  return {
+    key: `lars-update:${P}x${layout.total}:${cfg}:${halfCopy ? 'f16copy' : 'f32'}`,
+    code,
+    workgroups: elementwiseGroups(layout.total),
+  };
 }
 
 /** A number as a WGSL f32 literal (always with a decimal point or exponent). */
@@ -179,7 +183,12 @@ export interface LarsTensors {
 }
 
 /** Norms, then `between` (the loss-scale check, which needs the norms), then the update. */
-export function larsStep(layout: ParamLayout, config: LarsConfig, t: LarsTensors, between: Dispatch[] = []): Dispatch[] {
+export function larsStep(
+  layout: ParamLayout,
+  config: LarsConfig,
+  t: LarsTensors,
+  between: Dispatch[] = [],
+): Dispatch[] {
   const update = larsUpdateKernel(layout, config, t.w16 !== undefined);
   return [
     { kernel: larsNormsKernel(layout.params.length), buffers: [t.w, t.g, t.table, t.norms] },

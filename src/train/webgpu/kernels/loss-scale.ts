@@ -71,6 +71,12 @@ fn main(@builtin(local_invocation_id) lid: vec3u) {
 }
 
 /** The dispatch to pass as larsStep's `between`. */
-export function lossScaleCheck(paramCount: number, norms: GpuTensor, state: GpuTensor, hyper: GpuTensor, o: LossScaleOptions = {}): Dispatch[] {
+export function lossScaleCheck(
+  paramCount: number,
+  norms: GpuTensor,
+  state: GpuTensor,
+  hyper: GpuTensor,
+  o: LossScaleOptions = {},
+): Dispatch[] {
   return [{ kernel: lossScaleKernel(paramCount, o), buffers: [norms, state, hyper] }];
 }

@@ -28,7 +28,10 @@ export interface SeShape extends SpatialShape {
 function gateChecks(s: SeShape): void {
   if (s.squeeze < 1) throw new RangeError(`SE: a squeeze width of ${s.squeeze}`);
   if (s.batch > MAX_DIM) throw new RangeError(`SE: batch ${s.batch} exceeds ${MAX_DIM} workgroups`);
-  if (s.channels + s.squeeze > WORKGROUP_WORDS) throw new RangeError(`SE: ${s.channels} + ${s.squeeze} channels exceed the ${WORKGROUP_WORDS}-word workgroup memory`);
+  if (s.channels + s.squeeze > WORKGROUP_WORDS)
+    throw new RangeError(
+      `SE: ${s.channels} + ${s.squeeze} channels exceed the ${WORKGROUP_WORDS}-word workgroup memory`,
+    );
 }
 
 function key(s: SeShape, ...rest: string[]): string {
@@ -204,7 +207,15 @@ export interface SeGrads {
 }
 
 /** SE backward; `scratch` provides three f32 temporaries ([B, C], [B, S], [B, C]). */
-export function seBackward(s: SeShape, x: GpuTensor, dy: GpuTensor, w: SeWeights, saved: SeSaved, g: SeGrads, scratch: (shape: number[]) => GpuTensor): Dispatch[] {
+export function seBackward(
+  s: SeShape,
+  x: GpuTensor,
+  dy: GpuTensor,
+  w: SeWeights,
+  saved: SeSaved,
+  g: SeGrads,
+  scratch: (shape: number[]) => GpuTensor,
+): Dispatch[] {
   const dgate = scratch([s.batch, s.channels]);
   const da1 = scratch([s.batch, s.squeeze]);
   const dpooled = scratch([s.batch, s.channels]);
