@@ -71,9 +71,17 @@ export function batchNorm<T extends tf.Tensor>(ps: Params, name: string, x: T, t
   return batchNormTrainWith((mean, variance) => {
     const n = x.size / c;
     const unbiased = tf.mul(variance, n / Math.max(1, n - 1));
-    pending.push([runMean, tf.keep(tf.add(tf.mul(runMean, 0.9), tf.mul(mean, 0.1)))]);
-    pending.push([runVar, tf.keep(tf.add(tf.mul(runVar, 0.9), tf.mul(unbiased, 0.1)))]);
+    // A step runs the backbone once per crop resolution: each update follows the one queued before it in this
+    // step, as PyTorch applies them in turn (else only the last resolution's statistics would count).
+    pending.push([runMean, tf.keep(tf.add(tf.mul(latest(pending, runMean), 0.9), tf.mul(mean, 0.1)))]);
+    pending.push([runVar, tf.keep(tf.add(tf.mul(latest(pending, runVar), 0.9), tf.mul(unbiased, 0.1)))]);
   })(x, gamma, beta) as T;
+}
+
+/** The value `v` will hold once the updates queued so far in this step are applied. */
+function latest(pending: ReadonlyArray<[tf.Variable, tf.Tensor]>, v: tf.Variable): tf.Tensor {
+  for (let i = pending.length - 1; i >= 0; i--) if (pending[i]![0] === v) return pending[i]![1];
+  return v;
 }
 
 type BatchNormTrain = (x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor) => tf.Tensor;
