@@ -6,6 +6,9 @@
  *
  *   npx tsx bench/train.ts [--models regnety_200mf,regnety_400mf] [--batch 8] [--steps 3]
  *                          [--crops 2x224,6x96] [--backends wasm,webgpu,tensorflow] [--threads 2]
+ *
+ * `--threads` is PyTorch's intra-op thread count and the data-parallel wasm row's worker count (wasm runs one
+ * thread in Node, so `train --train-threads N` is how it uses N cores): the `wasm/Nt` row is the fair match.
  */
 import { spawnSync } from 'node:child_process';
 import { availableParallelism, cpus } from 'node:os';
@@ -15,6 +18,7 @@ import { parseCrops } from '../src/augment/config.js';
 import { startBackend, type BackendName } from '../src/train/backend.js';
 import { defaultTrainConfig } from '../src/train/config.js';
 import { SwavModel } from '../src/train/model.js';
+import { ParallelStepper } from '../src/train/parallel/stepper.js';
 import { regnetMacs, regnetSpec } from '../src/train/regnet-spec.js';
 import { timed } from './timed.js';
 
@@ -47,12 +51,13 @@ function report(who: string, model: string, t: { images: number; cpu: number; wa
   return ips;
 }
 
-async function tfjsRun(backend: string, model: string): Promise<number | null> {
+/** Images/s of each row (`backend`, and `wasm/Nt` where it runs), by row name. */
+async function tfjsRun(backend: string, model: string): Promise<Map<string, number>> {
   try {
     await startBackend(backend as BackendName);
   } catch (err) {
     console.log(`${backend.padEnd(10)} unavailable: ${(err as Error).message.slice(0, 160)}`);
-    return null;
+    return new Map();
   }
   const m = new SwavModel(defaultTrainConfig({ model, batchSize: batch, crops: values.crops }));
   const tensors = crops.flatMap((g) =>
@@ -62,9 +67,26 @@ async function tfjsRun(backend: string, model: string): Promise<number | null> {
   const t = await timed(async () => {
     for (let s = 1; s <= steps; s++) m.step(tensors, s);
   });
+  const rows = new Map([[backend, report(backend, model, { images: steps * batch, ...t })]]);
+  const threads = Number(values.threads);
+  if (backend === 'wasm' && threads > 1) rows.set(`wasm/${threads}t`, await parallelRun(m, tensors, threads, model));
   tf.dispose(tensors);
   m.dispose();
-  return report(backend, model, { images: steps * batch, ...t });
+  return rows;
+}
+
+/** The same steps through `ParallelStepper` (what `train --train-threads N` runs): N wasm worker threads. */
+async function parallelRun(m: SwavModel, tensors: tf.Tensor4D[], threads: number, model: string): Promise<number> {
+  const stepper = await ParallelStepper.start(m, { threads, backend: 'wasm' });
+  try {
+    await stepper.step(tensors, steps + 1); // warm-up in every worker
+    const t = await timed(async () => {
+      for (let s = steps + 2; s <= 2 * steps + 1; s++) await stepper.step(tensors, s);
+    });
+    return report(`wasm/${threads}t`, model, { images: steps * batch, ...t });
+  } finally {
+    await stepper.close();
+  }
 }
 
 function torchRun(model: string): number | null {
@@ -83,7 +105,7 @@ function torchRun(model: string): number | null {
 for (const model of values.models!.split(',')) {
   const torch = torchRun(model);
   for (const backend of values.backends!.split(',')) {
-    const ips = await tfjsRun(backend, model);
-    if (ips && torch) console.log(`${backend.padEnd(10)} ${model.padEnd(14)} ${(ips / torch).toFixed(3)}x PyTorch`);
+    for (const [who, ips] of await tfjsRun(backend, model))
+      if (torch) console.log(`${who.padEnd(10)} ${model.padEnd(14)} ${(ips / torch).toFixed(3)}x PyTorch`);
   }
 }
