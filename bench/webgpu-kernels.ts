@@ -1,0 +1,150 @@
+/**
+ * WebGPU kernel benchmark: opens the device as `train` does (src/train/webgpu/device.ts: f16, subgroups and
+ * subgroup matrices where offered), prints what it got, then times the engine's kernels on RegNet shapes
+ * (bench/webgpu-kernel-cases.ts) and prints ms per run and achieved TFLOP/s (GB/s of compulsory traffic too,
+ * the rate that bounds BatchNorm and the grouped convolutions).
+ *
+ * How a kernel is timed: its dispatches are recorded once (GpuRunner.record) `--per-submit` times into one
+ * command buffer, as the engine records a step; after a warm-up submission the recording is submitted N times
+ * between two `onSubmittedWorkDone` waits, N chosen so the timed span lasts about `--target-ms`. The figure is
+ * wall time over N x per-submit runs, so it includes the GPU's gaps between dispatches but not compilation.
+ *
+ *   npx tsx bench/webgpu-kernels.ts [--models regnety_200mf,regnety_400mf] [--batch 64,256] [--size 224]
+ *        [--precisions f32,f16] [--only conv] [--target-ms 250] [--iters N] [--per-submit 8]
+ *        [--gemm 4096] [--json out.jsonl] [--quick]
+ *
+ * `--quick` (lavapipe, CI machines): one model at batch 2 and 32 px, GEMM 128, a few runs: it checks that every
+ * kernel compiles and runs, in seconds; its figures say nothing about a GPU. f16 rows run only where the device
+ * granted `shader-f16`.
+ */
+import { appendFileSync, writeFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { describeDevice, openDevice } from '../src/train/webgpu/device.js';
+import { GpuRunner, type Dtype, type Recording } from '../src/train/webgpu/runner.js';
+import { kernelCases, type KernelCase } from './webgpu-kernel-cases.js';
+
+const { values } = parseArgs({
+  options: {
+    models: { type: 'string' },
+    batch: { type: 'string' },
+    size: { type: 'string' },
+    precisions: { type: 'string', default: 'f32,f16' },
+    only: { type: 'string' },
+    'target-ms': { type: 'string' },
+    iters: { type: 'string' },
+    'per-submit': { type: 'string' },
+    gemm: { type: 'string' },
+    crops: { type: 'string', default: '8' },
+    json: { type: 'string' },
+    quick: { type: 'boolean', default: false },
+  },
+});
+
+const quick = values.quick!;
+const opts = {
+  models: (values.models ?? (quick ? 'regnety_200mf' : 'regnety_200mf,regnety_400mf')).split(','),
+  batches: (values.batch ?? (quick ? '2' : '64,256')).split(',').map(Number),
+  size: Number(values.size ?? (quick ? 32 : 224)),
+  precisions: values.precisions!.split(',') as Dtype[],
+  only: values.only?.split(','),
+  targetMs: Number(values['target-ms'] ?? (quick ? 5 : 250)),
+  iters: values.iters ? Number(values.iters) : undefined,
+  perSubmit: Number(values['per-submit'] ?? (quick ? 1 : 8)),
+  gemmSide: Number(values.gemm ?? (quick ? 128 : 4096)),
+  crops: Number(values.crops),
+};
+
+interface Timing {
+  /** Milliseconds per run of the kernel's dispatches. */
+  ms: number;
+  /** Runs timed (submissions x per-submit). */
+  runs: number;
+}
+
+/** Wall time per run: N submissions between two queue drains, N from one calibration submission. */
+async function time(runner: GpuRunner, rec: Recording, perSubmit: number): Promise<Timing> {
+  rec.submit(); // warm-up: first use of the pipelines and bind groups
+  await runner.sync();
+  let t0 = performance.now();
+  rec.submit();
+  await runner.sync();
+  const one = performance.now() - t0;
+  const n = opts.iters ?? Math.max(2, Math.min(2000, Math.ceil(opts.targetMs / Math.max(one, 1e-3))));
+  t0 = performance.now();
+  for (let i = 0; i < n; i++) rec.submit();
+  await runner.sync();
+  return { ms: (performance.now() - t0) / (n * perSubmit), runs: n * perSubmit };
+}
+
+function selected(c: KernelCase): boolean {
+  return !opts.only || opts.only.some((s) => c.name.includes(s) || c.family === s);
+}
+
+const fmt = (v: number, digits: number, width: number) => v.toFixed(digits).padStart(width);
+
+async function runCase(runner: GpuRunner, c: KernelCase, row: Record<string, unknown>): Promise<void> {
+  const head = `${c.name.padEnd(44)} ${String(row.model).padEnd(14)} ${String(row.batch).padStart(4)} ${row.dtype}`;
+  const { dispatches, tensors } = await c.build(runner);
+  try {
+    const rec = await runner.record(Array.from({ length: opts.perSubmit }, () => dispatches).flat());
+    const t = await time(runner, rec, opts.perSubmit);
+    const tflops = c.flops / (t.ms * 1e9);
+    const gbps = c.bytes / (t.ms * 1e6);
+    console.log(
+      `${head} ${fmt(t.ms, 3, 9)} ms ${c.flops ? fmt(tflops, 3, 8) : '       -'} TFLOP/s ${fmt(gbps, 1, 8)} GB/s  (${t.runs} runs)`,
+    );
+    if (values.json)
+      appendFileSync(
+        values.json,
+        `${JSON.stringify({ ...row, kernel: c.name, ...t, tflops, gbps, flops: c.flops, bytes: c.bytes })}\n`,
+      );
+  } finally {
+    runner.release(...tensors);
+    runner.trim();
+  }
+}
+
+async function main(): Promise<void> {
+  const ctx = await openDevice();
+  console.log(`device: ${describeDevice(ctx.info)}`);
+  console.log(`device info: ${JSON.stringify(ctx.info)}`);
+  if (values.json) writeFileSync(values.json, `${JSON.stringify({ device: ctx.info })}\n`);
+  const runner = new GpuRunner(ctx);
+  const precisions = opts.precisions.filter((p) => {
+    if (p === 'f16' && !ctx.info.features['shader-f16']) {
+      console.log('f16: shader-f16 was not granted on this device; f16 rows skipped');
+      return false;
+    }
+    return true;
+  });
+  console.log(
+    `kernel bench: size ${opts.size}, ${opts.perSubmit} runs per submission, ~${opts.targetMs} ms per timing; ms per run`,
+  );
+  let failed = 0;
+  for (const model of opts.models)
+    for (const batch of opts.batches)
+      for (const dtype of precisions)
+        for (const c of kernelCases({
+          model,
+          batch,
+          size: opts.size,
+          dtype,
+          gemmSide: opts.gemmSide,
+          crops: opts.crops,
+        }))
+          if (selected(c))
+            // One refused or failing kernel is reported and the others still run.
+            await runCase(runner, c, { model, batch, size: opts.size, dtype }).catch((err: unknown) => {
+              failed++;
+              console.log(
+                `${c.name.padEnd(44)} ${model.padEnd(14)} ${batch} ${dtype} FAILED: ${(err as Error).message.split('\n')[0]}`,
+              );
+            });
+  ctx.destroy();
+  if (failed) {
+    console.log(`${failed} kernel(s) failed`);
+    process.exitCode = 1;
+  }
+}
+
+await main();
