@@ -1,15 +1,32 @@
 """PyTorch reference for bench/train.ts: torchvision's RegNet with the SwAV head (2048-128, 3000 prototypes)
 trained on random multi-crop batches (same crops and batch as the tfjs run), SGD steps, channels_last, on
-the CPU threads given. Prints one JSON line: images, CPU and wall seconds."""
-import json, sys, time
+the CPU threads given, or on a CUDA GPU (`--device cuda --dtype bf16`: autocast to bfloat16, Sinkhorn in f32,
+cuDNN autotuned during the warm-up steps, the timed steps between two torch.cuda.synchronize()). Prints one JSON
+line: images, CPU and wall seconds (and on CUDA the device and its peak memory).
+
+    python3 bench/torch_swav_train.py MODEL BATCH STEPS THREADS CROPS [--device cpu|cuda] [--dtype f32|bf16] [--warmup N]
+"""
+import argparse, json, sys, time
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 import torchvision
 
-model_name, batch, steps, threads = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
-crops = [(int(c), int(s)) for c, s in (g.split("x") for g in sys.argv[5].split(","))]
+ap = argparse.ArgumentParser()
+ap.add_argument("model"); ap.add_argument("batch", type=int); ap.add_argument("steps", type=int)
+ap.add_argument("threads", type=int); ap.add_argument("crops")
+ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+ap.add_argument("--dtype", choices=["f32", "bf16"], default="f32")
+ap.add_argument("--warmup", type=int, help="untimed steps first (default 1 on the CPU, 5 on CUDA)")
+args = ap.parse_args()
+model_name, batch, steps, threads = args.model, args.batch, args.steps, args.threads
+crops = [(int(c), int(s)) for c, s in (g.split("x") for g in args.crops.split(","))]
+if args.device == "cuda" and not torch.cuda.is_available():
+    sys.exit("no CUDA: torch %s sees no GPU" % torch.__version__)
+device = torch.device(args.device)
+cuda = device.type == "cuda"
+torch.backends.cudnn.benchmark = cuda
 torch.set_num_threads(threads)
 torch.manual_seed(0)
 
@@ -24,13 +41,13 @@ width = backbone.fc.in_features
 backbone.fc = nn.Identity()
 head = nn.Sequential(nn.Linear(width, 2048), nn.BatchNorm1d(2048), nn.ReLU(inplace=True), nn.Linear(2048, 128))
 prototypes = nn.Linear(128, 3000, bias=False)
-modules = nn.ModuleList([backbone, head, prototypes]).to(memory_format=torch.channels_last)
+modules = nn.ModuleList([backbone, head, prototypes]).to(device=device, memory_format=torch.channels_last)
 opt = torch.optim.SGD(modules.parameters(), lr=0.01, momentum=0.9)
 
 
 @torch.no_grad()
 def sinkhorn(out, eps=0.05, iters=3):
-    q = torch.exp(out / eps).t()
+    q = torch.exp(out.float() / eps).t()
     q /= q.sum()
     k, b = q.shape
     for _ in range(iters):
@@ -39,10 +56,10 @@ def sinkhorn(out, eps=0.05, iters=3):
     return (q * b).t()
 
 
-def step():
+def forward():
     feats = []
     for count, size in crops:
-        x = torch.randn(count * batch, 3, size, size).contiguous(memory_format=torch.channels_last)
+        x = torch.randn(count * batch, 3, size, size, device=device).contiguous(memory_format=torch.channels_last)
         feats.append(backbone(x))
     z = F.normalize(head(torch.cat(feats)), dim=1)
     scores = prototypes(z)
@@ -53,13 +70,28 @@ def step():
         for v in range(n):
             if v != i:
                 loss = loss - torch.mean(torch.sum(q * F.log_softmax(scores[batch * v: batch * (v + 1)] / 0.1, dim=1), dim=1))
+    return loss
+
+
+def step():
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.dtype == "bf16"):
+        loss = forward()
     opt.zero_grad()
     loss.backward()
     opt.step()
 
 
-step()  # warm-up
+for _ in range(args.warmup if args.warmup is not None else 5 if cuda else 1):
+    step()
+if cuda:
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
 t0, c0 = time.perf_counter(), time.process_time()
 for _ in range(steps):
     step()
-print(json.dumps({"images": steps * batch, "cpu": time.process_time() - c0, "wall": time.perf_counter() - t0}))
+if cuda:
+    torch.cuda.synchronize()
+result = {"images": steps * batch, "cpu": time.process_time() - c0, "wall": time.perf_counter() - t0}
+if cuda:
+    result.update(device=torch.cuda.get_device_name(), dtype=args.dtype, peak_gib=torch.cuda.max_memory_allocated() / 2**30)
+print(json.dumps(result))

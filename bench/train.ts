@@ -6,9 +6,12 @@
  *
  *   npx tsx bench/train.ts [--models regnety_200mf,regnety_400mf] [--batch 8] [--steps 3]
  *                          [--crops 2x224,6x96] [--backends wasm,webgpu,tensorflow] [--threads 2]
+ *                          [--precisions f32,mixed] [--torch cpu|cuda|none] [--python /usr/bin/python3]
  *
  * `--threads` is PyTorch's intra-op thread count and the data-parallel wasm row's worker count (wasm runs one
  * thread in Node, so `train --train-threads N` is how it uses N cores): the `wasm/Nt` row is the fair match.
+ * `webgpu` rows run the WebGPU engine (bench/webgpu-engine.ts) once per `--precisions` entry; `tfjs-webgpu` is
+ * tfjs's own WebGPU backend. `--torch cuda` runs PyTorch bf16 on the GPU (scripts/gpu/h200.sh) instead of the CPU.
  */
 import { spawnSync } from 'node:child_process';
 import { availableParallelism, cpus } from 'node:os';
@@ -20,7 +23,9 @@ import { defaultTrainConfig } from '../src/train/config.js';
 import { SwavModel } from '../src/train/model.js';
 import { ParallelStepper } from '../src/train/parallel/stepper.js';
 import { regnetMacs, regnetSpec } from '../src/train/regnet-spec.js';
+import { prng } from '../src/rng.js';
 import { timed } from './timed.js';
+import { ENGINE_MISSING, loadEngine, type EnginePrecision } from './webgpu-engine.js';
 
 const { values } = parseArgs({
   options: {
@@ -30,6 +35,9 @@ const { values } = parseArgs({
     crops: { type: 'string', default: '2x224,6x96' },
     backends: { type: 'string', default: 'wasm,webgpu,tensorflow' },
     threads: { type: 'string', default: String(availableParallelism()) },
+    precisions: { type: 'string', default: 'f32,mixed' },
+    torch: { type: 'string', default: 'cpu' },
+    python: { type: 'string', default: '/usr/bin/python3' },
   },
 });
 const [batch, steps] = [Number(values.batch), Number(values.steps)];
@@ -89,23 +97,85 @@ async function parallelRun(m: SwavModel, tensors: tf.Tensor4D[], threads: number
   }
 }
 
+/** The WebGPU engine's rows, one per precision; none (and a line saying why) while the engine is missing. */
+async function engineRun(model: string): Promise<Map<string, number>> {
+  const rows = new Map<string, number>();
+  const open = await loadEngine();
+  if (!open) {
+    console.log(`webgpu     no figure: ${ENGINE_MISSING}`);
+    return rows;
+  }
+  const rand = prng(1);
+  const data = crops.flatMap((g) =>
+    Array.from({ length: g.count }, () => {
+      const d = new Float32Array(batch * g.size * g.size * 3);
+      for (let i = 0; i < d.length; i++) d[i] = rand() * 2 - 1;
+      return { size: g.size, data: d };
+    }),
+  );
+  for (const precision of values.precisions!.split(',') as EnginePrecision[]) {
+    const stepper = await open({ model, batch, crops: values.crops!, precision }).catch((err: unknown) => {
+      console.log(`webgpu/${precision} unavailable: ${(err as Error).message.split('\n')[0]}`);
+      return null;
+    });
+    if (!stepper) continue;
+    try {
+      await stepper.step(data, 0); // warm-up: pipelines compile, buffers allocate
+      await stepper.sync();
+      const t = await timed(async () => {
+        for (let s = 1; s <= steps; s++) await stepper.step(data, s);
+        await stepper.sync();
+      });
+      const who = `webgpu/${stepper.precision}`;
+      rows.set(who, report(who, model, { images: steps * batch, ...t }));
+      const peak = stepper.peakBytes?.();
+      console.log(
+        `${who.padEnd(10)} loss ${(await stepper.loss()).toFixed(4)}${peak ? `, peak GPU ${(peak / 2 ** 30).toFixed(2)} GiB` : ''}`,
+      );
+    } finally {
+      stepper.close();
+    }
+  }
+  return rows;
+}
+
 function torchRun(model: string): number | null {
+  if (values.torch === 'none') return null;
+  const cuda = values.torch === 'cuda';
   const py = spawnSync(
-    '/usr/bin/python3',
-    ['bench/torch_swav_train.py', model, String(batch), String(steps), values.threads!, values.crops!],
+    values.python!,
+    [
+      'bench/torch_swav_train.py',
+      model,
+      String(batch),
+      String(steps),
+      values.threads!,
+      values.crops!,
+      ...(cuda ? ['--device', 'cuda', '--dtype', 'bf16'] : []),
+    ],
     { encoding: 'utf8' },
   );
   if (py.status !== 0) {
     console.log(`pytorch    unavailable (${(py.stderr || py.error?.message || '').trim().split('\n').pop()})`);
     return null;
   }
-  return report(`pytorch/${values.threads}t`, model, JSON.parse(py.stdout));
+  const result = JSON.parse(py.stdout) as {
+    images: number;
+    cpu: number;
+    wall: number;
+    device?: string;
+    peak_gib?: number;
+  };
+  const ips = report(cuda ? 'pytorch/cuda-bf16' : `pytorch/${values.threads}t`, model, result);
+  if (result.device) console.log(`pytorch    on ${result.device}, peak ${result.peak_gib?.toFixed(2)} GiB`);
+  return ips;
 }
 
 for (const model of values.models!.split(',')) {
   const torch = torchRun(model);
   for (const backend of values.backends!.split(',')) {
-    for (const [who, ips] of await tfjsRun(backend, model))
+    const rows = backend === 'webgpu' ? await engineRun(model) : await tfjsRun(backend.replace(/^tfjs-/, ''), model);
+    for (const [who, ips] of rows)
       if (torch) console.log(`${who.padEnd(10)} ${model.padEnd(14)} ${(ips / torch).toFixed(3)}x PyTorch`);
   }
 }
