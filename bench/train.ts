@@ -120,20 +120,18 @@ async function engineRun(model: string): Promise<Map<string, number>> {
     });
     if (!stepper) continue;
     try {
-      await stepper.step(data, 0); // warm-up: pipelines compile, buffers allocate
-      await stepper.sync();
+      console.log(`webgpu     ${stepper.description}`);
+      await stepper.step(data, 0, { readLoss: true }); // warm-up: pipelines compile, buffers allocate
+      let loss = NaN;
       const t = await timed(async () => {
-        for (let s = 1; s <= steps; s++) await stepper.step(data, s);
-        await stepper.sync();
+        // The last step reads the loss back, which waits for every step submitted before it.
+        for (let s = 1; s <= steps; s++) loss = (await stepper.step(data, s, { readLoss: s === steps })).loss;
       });
       const who = `webgpu/${stepper.precision}`;
       rows.set(who, report(who, model, { images: steps * batch, ...t }));
-      const peak = stepper.peakBytes?.();
-      console.log(
-        `${who.padEnd(10)} loss ${(await stepper.loss()).toFixed(4)}${peak ? `, peak GPU ${(peak / 2 ** 30).toFixed(2)} GiB` : ''}`,
-      );
+      console.log(`${who.padEnd(10)} mean loss of the timed steps ${loss.toFixed(4)}`);
     } finally {
-      stepper.close();
+      await stepper.close();
     }
   }
   return rows;

@@ -1,15 +1,22 @@
 /**
- * Where bench/train.ts's `webgpu` rows get the WebGPU training engine (src/train/webgpu/engine/). Until the
- * engine exists `loadEngine()` answers null and the rows say so: no figure is made without it.
+ * Where bench/train.ts's `webgpu` rows get the WebGPU training engine. Until it exists `loadEngine()` answers
+ * null and the rows say so: no figure is made without it.
  *
- * To plug the engine in, make `loadEngine()` return its factory through a STATIC import (esbuild then bundles
- * the engine into .gpurun/train.mjs for the GPU machine; a computed import path would be left out of the bundle):
+ * `EngineStepper` is the part of src/train/webgpu/stepper.ts' `WebGpuStepper` the bench uses (that class
+ * satisfies it as it stands). To plug the engine in, make `loadEngine()` return a factory through STATIC imports
+ * (esbuild then bundles the engine into .gpurun/train.mjs; a computed import path would be left out), e.g.
  *
- *   import { openEngineStepper } from '../src/train/webgpu/engine/index.js';
- *   export async function loadEngine(): Promise<OpenEngineStepper | null> { return openEngineStepper; }
+ *   import { WebGpuStepper } from '../src/train/webgpu/stepper.js';
+ *   import { gradientProgram } from '../src/train/webgpu/engine/index.js'; // the GradientProgramFactory
+ *   import { defaultTrainConfig } from '../src/train/config.js';
+ *   import { SwavModel } from '../src/train/model.js';
+ *   export async function loadEngine(): Promise<OpenEngineStepper | null> {
+ *     return (o) => WebGpuStepper.start(
+ *       new SwavModel(defaultTrainConfig({ model: o.model, batchSize: o.batch, crops: o.crops })),
+ *       { program: gradientProgram, precision: o.precision });
+ *   }
  */
 import type { CropTensor } from '../src/augment/loader.js';
-import type { GpuDeviceInfo } from '../src/train/webgpu/device.js';
 
 export type EnginePrecision = 'f32' | 'mixed';
 
@@ -24,25 +31,20 @@ export interface EngineStepperOptions {
   precision: EnginePrecision;
 }
 
-/** One SwAV training step at a time on the GPU, as `train --backend webgpu` will run it. */
+/** One SwAV training step at a time on the GPU, as `train --backend webgpu` runs it. */
 export interface EngineStepper {
-  /** The device the engine opened (src/train/webgpu/device.ts), printed with the row. */
-  readonly device: GpuDeviceInfo;
-  /** The precision it runs: `mixed` may fall back to `f32` where the device grants no `shader-f16`. */
+  /** The line `train` prints: the device, what it offers, and the precision used. */
+  readonly description: string;
+  /** The precision it runs: `mixed` falls back to `f32` where the device grants no `shader-f16`. */
   readonly precision: EnginePrecision;
   /**
-   * Uploads the batch (one Float32 NHWC tensor per crop, in `crops` order) and submits one whole step: forward,
-   * loss, backward and the optimiser update, with no read-back. Resolves once submitted, not once finished.
+   * Uploads the batch (one Float32 NHWC array per crop, in `crops` order) and submits one whole step (forward,
+   * loss, backward, optimiser update) as one submission. With `readLoss` it then waits for every submitted step
+   * and answers their mean loss; without, it answers once the step is submitted (`loss` NaN).
    */
-  step(crops: CropTensor[], step: number): Promise<void>;
-  /** Resolves when every submitted step has finished on the GPU. */
-  sync(): Promise<void>;
-  /** The last finished step's loss (reads back: called outside the timed steps). */
-  loss(): Promise<number>;
-  /** The most GPU memory the engine held at once, in bytes, where it counts it. */
-  peakBytes?(): number;
-  /** Frees the engine's buffers and its device. */
-  close(): void;
+  step(crops: CropTensor[], step: number, options: { readLoss: boolean }): Promise<{ loss: number }>;
+  /** Frees the engine's buffers and the device it opened. */
+  close(): Promise<void>;
 }
 
 export type OpenEngineStepper = (options: EngineStepperOptions) => Promise<EngineStepper>;
