@@ -1,0 +1,352 @@
+/**
+ * Training steps on a WebGPU device, plugged in where the trainer calls `model.step(crops, step)`, as the
+ * data-parallel ParallelStepper is: `await stepper.step(crops, step)`, `await stepper.sync()` before the model
+ * is checkpointed or evaluated, `await stepper.close()` at the end. The SwavModel (tfjs, on the cpu backend)
+ * keeps owning the state and its checkpoint format; `start` copies weights, LARS momentum and BatchNorm
+ * running statistics into flat GPU buffers (state.ts), `sync` copies them back.
+ *
+ * A step is recorded once and submitted as one command buffer, with no read-back inside it:
+ *   the GradientProgram   forward and backward of RegNet + SwAV: gradients of loss * scale, the loss, the
+ *                         running statistics (engine/, kernels/head.ts, sinkhorn.ts, swav-loss.ts)
+ *   LARS norms            kernels/lars.ts
+ *   loss-scale check      mixed precision only (kernels/loss-scale.ts): an inf/NaN gradient skips the update
+ *                         and halves the scale, a clean run doubles it
+ *   LARS update           f32 masters and momentum, and the f16 weight copy in mixed precision
+ *   loss sum              the loss added to a sum the trainer reads when it logs (kernels/loss-sum.ts)
+ * Between submissions only queue writes happen: the crops, the learning rate of the step (optim.ts' schedule)
+ * into LARS' `hyper` buffer, and, when the prototypes freeze or thaw, the LARS table (a frozen parameter has
+ * size 0 there, so neither the update nor its momentum touch it, as SwavModel.step drops its gradient).
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import type { CropTensor } from '../../augment/loader.js';
+import { cropSizes } from '../../crops.js';
+import { ConfigError, WildstreamError } from '../../errors.js';
+import type { TrainConfig } from '../config.js';
+import type { StepResult, SwavModel } from '../model.js';
+import { learningRate } from '../optim.js';
+import { PROTOTYPES } from '../swav.js';
+import { describeDevice, openDevice, type GpuContext } from './device.js';
+import { LARS_HYPER, larsStep, larsTable, type ParamLayout } from './kernels/lars.js';
+import { initialLossScaleState, LOSS_SCALE, lossScaleCheck, type LossScaleOptions } from './kernels/loss-scale.js';
+import { lossSum } from './kernels/loss-sum.js';
+import { describePrecision, resolvePrecision, type Precision } from './precision.js';
+import { GpuRunner, type Dispatch, type GpuTensor, type Recording } from './runner.js';
+import {
+  allocateState,
+  downloadState,
+  importDownloaded,
+  releaseState,
+  uploadState,
+  type GpuModelState,
+} from './state.js';
+
+/** What a gradient program is built for: shapes are fixed, so its dispatches are recorded once. */
+export interface GradientProgramSpec {
+  config: TrainConfig;
+  /** Images per step (every crop has this many). */
+  rows: number;
+  /** Each crop's side, in the config's crop order. */
+  cropSizes: readonly number[];
+  precision: Precision;
+  /** Where each parameter (and its gradient) and each running statistic sits in the flat buffers. */
+  layout: { params: ParamLayout; stats: ParamLayout };
+}
+
+/** The buffers a step's dispatches work on. */
+export interface StepBuffers {
+  /** Flat f32 master weights (layout.params). */
+  weights: GpuTensor;
+  /** Their f16 copy (mixed precision only). */
+  weights16?: GpuTensor;
+  /** Flat f32 gradients (layout.params). */
+  grads: GpuTensor;
+  /** BatchNorm running statistics, f32 (layout.stats). */
+  running: GpuTensor;
+  /** One per crop, f32 NHWC [rows, size, size, 3], written before each submission. */
+  crops: readonly GpuTensor[];
+  /** Loss-scale state (LOSS_SCALE); the scale at LOSS_SCALE.SCALE is 1 in f32 precision. */
+  lossScale: GpuTensor;
+  /** [1] f32: the step's loss, unscaled. */
+  loss: GpuTensor;
+}
+
+/**
+ * A step's forward and backward pass. Its dispatches, run in order inside the step's one submission, must
+ *   - normalise the prototype columns in `weights` (and `weights16`) first, as SwavModel.step does;
+ *   - overwrite every element of every parameter's gradient in `grads` with d(loss * scale)/dw, scale being
+ *     lossScale[LOSS_SCALE.SCALE] (any stale element would be applied by the update);
+ *   - update `running` as the tfjs forward does (each crop resolution's statistics in turn);
+ *   - write the unscaled loss to `loss`.
+ * It reads nothing back and submits nothing itself.
+ */
+export interface GradientProgram {
+  dispatches(io: StepBuffers): Dispatch[];
+  /** Frees the program's own buffers (activations, scratch). */
+  release(): void;
+}
+
+export type GradientProgramFactory = (
+  runner: GpuRunner,
+  spec: GradientProgramSpec,
+) => GradientProgram | Promise<GradientProgram>;
+
+export interface WebGpuStepperOptions {
+  /** Builds the step's forward and backward pass for the model's shapes. */
+  program: GradientProgramFactory;
+  /** @default mixed where the device offers shader-f16, else f32 */
+  precision?: Precision;
+  /** A device to run on, which stays the caller's to destroy. @default one opened by start and destroyed by close */
+  device?: GpuContext;
+  /** Mixed precision: the first loss scale, and how it grows and shrinks. @default 2^16, loss-scale.ts' defaults */
+  lossScale?: LossScaleOptions & { initial?: number };
+}
+
+export interface StepOptions {
+  /**
+   * Read the loss back after this step (a wait for the device). Without it the step's loss stays on the GPU
+   * and joins the mean the next reading step returns. @default true
+   */
+  readLoss?: boolean;
+}
+
+export interface LossScaleCounters {
+  scale: number;
+  /** Steps skipped for an inf/NaN gradient, and times the scale grew, since the stepper started. */
+  skipped: number;
+  grown: number;
+}
+
+export interface WebGpuStepResult extends StepResult {
+  /**
+   * Steps `loss` is the mean of: those since the previous reading step, this one included; 0 when the loss was
+   * not read (`loss` is then NaN).
+   */
+  lossSteps: number;
+  /** Mixed precision, on a reading step: the loss scale and its counters. */
+  lossScale?: LossScaleCounters;
+}
+
+export class WebGpuTrainingError extends WildstreamError {
+  override readonly code = 'WS_ERR_WEBGPU_TRAINING';
+}
+
+/** The stepper's own small buffers: the LARS table and scratch, the loss and its sum, the loss-scale state. */
+interface TailBuffers {
+  table: GpuTensor;
+  norms: GpuTensor;
+  hyper: GpuTensor;
+  lossScale: GpuTensor;
+  loss: GpuTensor;
+  lossSum: GpuTensor;
+}
+
+export class WebGpuStepper {
+  private closed = false;
+  /** Whether the LARS table on the GPU is the one with the prototypes frozen (null before the first step). */
+  private frozen: boolean | null = null;
+  /** Steps whose loss was summed on the GPU and not yet read. */
+  private unread = 0;
+  /** Parameters that have (or had, in the model) a momentum slot: what sync writes back. */
+  private readonly withSlot: Set<string>;
+  /** Per crop: an ordinary buffer that crops in shared memory are copied through (see writeCrops). */
+  private readonly staging: Float32Array[] = [];
+
+  private constructor(
+    readonly model: SwavModel,
+    readonly runner: GpuRunner,
+    readonly precision: Precision,
+    /** The line `train` prints: the device, what it offers, and the precision used. */
+    readonly description: string,
+    private readonly ownsDevice: boolean,
+    private readonly state: GpuModelState,
+    private readonly tail: TailBuffers,
+    private readonly crops: GpuTensor[],
+    private readonly program: GradientProgram,
+    private readonly recording: Recording,
+    private readonly tables: { open: Uint32Array; frozen: Uint32Array },
+  ) {
+    this.withSlot = new Set(model.lars.slots.keys());
+  }
+
+  /** Copies `model`'s state to the device and records the step; `model` itself changes only in sync(). */
+  static async start(model: SwavModel, options: WebGpuStepperOptions): Promise<WebGpuStepper> {
+    const { config } = model;
+    if (config.queue.length > 0)
+      throw new ConfigError(
+        `the WebGPU engine has no SwAV queue (queue length ${config.queue.length}): train with queue length 0, or on the wasm backend`,
+      );
+    const ctx = options.device ?? (await openDevice());
+    const runner = new GpuRunner(ctx);
+    let program: GradientProgram | null = null;
+    try {
+      const precision = resolvePrecision(options.precision, ctx.info);
+      const state = allocateState(runner, model, precision === 'mixed');
+      uploadState(runner, model, state);
+      const tail = tailBuffers(runner, state.params.params.length, precision, options.lossScale?.initial);
+      const sizes = cropSizes(config.crops);
+      const crops = sizes.map((s) => runner.tensor([config.batchSize, s, s, 3]));
+      const layout = { params: state.params, stats: state.stats };
+      program = await options.program(runner, { config, rows: config.batchSize, cropSizes: sizes, precision, layout });
+      const io: StepBuffers = {
+        weights: state.w,
+        ...(state.w16 ? { weights16: state.w16 } : {}),
+        grads: state.g,
+        running: state.running,
+        crops,
+        lossScale: tail.lossScale,
+        loss: tail.loss,
+      };
+      const check =
+        precision === 'mixed'
+          ? lossScaleCheck(state.params.params.length, tail.norms, tail.lossScale, tail.hyper, options.lossScale)
+          : [];
+      const lars = { w: state.w, g: state.g, v: state.v, table: tail.table, norms: tail.norms, hyper: tail.hyper };
+      const recording = await runner.record([
+        ...program.dispatches(io),
+        ...larsStep(state.params, config.lars, { ...lars, ...(state.w16 ? { w16: state.w16 } : {}) }, check),
+        ...lossSum(tail.loss, tail.lossSum),
+      ]);
+      const line = `WebGPU ${describeDevice(ctx.info)}; ${describePrecision(precision, options.precision, ctx.info)}`;
+      return new WebGpuStepper(
+        model,
+        runner,
+        precision,
+        line,
+        !options.device,
+        state,
+        tail,
+        crops,
+        program,
+        recording,
+        larsTables(state.params, config),
+      );
+    } catch (err) {
+      program?.release();
+      if (!options.device) ctx.destroy();
+      throw err;
+    }
+  }
+
+  /**
+   * One step on a batch (NHWC, one per crop: tensors or the loader's crop arrays) of exactly the config's
+   * batch size (the step is recorded for that shape). The loss is read back only when `readLoss` asks.
+   */
+  async step(
+    crops: ReadonlyArray<tf.Tensor4D | CropTensor>,
+    step: number,
+    options: StepOptions = {},
+  ): Promise<WebGpuStepResult> {
+    if (this.closed) throw new WebGpuTrainingError('the WebGPU stepper is closed');
+    const { config } = this.model;
+    this.writeCrops(crops);
+    const lr = learningRate(step, { ...config.schedule, totalSteps: config.steps });
+    const frozen = step < config.swav.freezePrototypesSteps;
+    if (frozen !== this.frozen) {
+      this.runner.writeBytes(this.tail.table, frozen ? this.tables.frozen : this.tables.open);
+      this.frozen = frozen;
+    }
+    this.runner.writeBytes(this.runner.view(this.tail.hyper, LARS_HYPER.LR, [1]), Float32Array.of(lr));
+    this.recording.submit();
+    for (const p of this.state.params.params) if (!(frozen && p.name === PROTOTYPES)) this.withSlot.add(p.name);
+    this.unread++;
+    if (options.readLoss === false) return { loss: NaN, lr, lossSteps: 0 };
+    return { ...(await this.readLoss()), lr };
+  }
+
+  /** The mean loss of the steps since the last read (resetting the sum), and the loss-scale counters. */
+  private async readLoss(): Promise<Omit<WebGpuStepResult, 'lr'>> {
+    const steps = this.unread;
+    const [sum, scale] = await Promise.all([
+      this.runner.read(this.tail.lossSum),
+      this.precision === 'mixed' ? this.runner.read(this.tail.lossScale) : null,
+    ]);
+    this.runner.writeBytes(this.tail.lossSum, new Float32Array(1));
+    this.unread = 0;
+    return {
+      loss: steps ? sum[0]! / steps : NaN,
+      lossSteps: steps,
+      ...(scale && {
+        lossScale: {
+          scale: scale[LOSS_SCALE.SCALE]!,
+          skipped: scale[LOSS_SCALE.SKIPPED]!,
+          grown: scale[LOSS_SCALE.GROWN]!,
+        },
+      }),
+    };
+  }
+
+  /** The loss-scale state now (mixed precision; f32 runs report scale 1 and nothing skipped). */
+  async lossScale(): Promise<LossScaleCounters> {
+    const s = await this.runner.read(this.tail.lossScale);
+    return { scale: s[LOSS_SCALE.SCALE]!, skipped: s[LOSS_SCALE.SKIPPED]!, grown: s[LOSS_SCALE.GROWN]! };
+  }
+
+  /** Copies the device's weights, momentum and running statistics into `model`: before a checkpoint or evaluation. */
+  async sync(): Promise<void> {
+    if (this.closed) throw new WebGpuTrainingError('the WebGPU stepper is closed');
+    importDownloaded(this.model, await downloadState(this.runner, this.state), this.withSlot);
+  }
+
+  /** Frees the device's buffers (and the device, when start opened it). Safe to call twice. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.program.release();
+    releaseState(this.runner, this.state);
+    this.runner.release(...Object.values(this.tail), ...this.crops);
+    if (this.ownsDevice) this.runner.ctx.destroy();
+    else this.runner.trim();
+  }
+
+  /** The state buffers (tests read them to compare with the tfjs step). @internal */
+  get buffers(): Readonly<GpuModelState> {
+    return this.state;
+  }
+
+  private writeCrops(crops: ReadonlyArray<tf.Tensor4D | CropTensor>): void {
+    const { batchSize } = this.model.config;
+    if (crops.length !== this.crops.length)
+      throw new WebGpuTrainingError(`a batch of ${crops.length} crops; the run has ${this.crops.length}`);
+    crops.forEach((c, i) => {
+      const { size, data } = 'dataSync' in c ? { size: c.shape[1], data: c.dataSync() as Float32Array } : c;
+      const want = this.crops[i]!;
+      if (size !== want.shape[1] || data.length !== want.size)
+        throw new WebGpuTrainingError(
+          `crop ${i} holds ${data.length / (size * size * 3)} images of ${size}x${size}; the WebGPU step is recorded for ${batchSize} of ${want.shape[1]}x${want.shape[1]}`,
+        );
+      // Dawn for Node crashes the process (SIGSEGV, webgpu 0.6.2) on a write from a view of a SharedArrayBuffer,
+      // where the loader's full batches live, and refuses the SharedArrayBuffer itself: those go through a copy.
+      if (data.buffer instanceof SharedArrayBuffer) {
+        const staging = (this.staging[i] ??= new Float32Array(want.size));
+        staging.set(data);
+        this.runner.writeBytes(want, staging);
+      } else this.runner.writeBytes(want, data);
+    });
+  }
+}
+
+function tailBuffers(runner: GpuRunner, paramCount: number, precision: Precision, initial?: number): TailBuffers {
+  const t: TailBuffers = {
+    table: runner.tensor([paramCount, 4]),
+    norms: runner.tensor([paramCount, 2]),
+    hyper: runner.tensor([LARS_HYPER.SIZE]),
+    lossScale: runner.tensor([LOSS_SCALE.SIZE]),
+    loss: runner.tensor([1]),
+    lossSum: runner.tensor([1]),
+  };
+  // f32: no loss scaling. The gradient multiplier and skip flag stay 1 and 0; mixed: the check writes them.
+  runner.writeBytes(t.hyper, Float32Array.of(0, 1, 0));
+  runner.writeBytes(t.lossScale, initialLossScaleState(precision === 'mixed' ? (initial ?? 2 ** 16) : 1));
+  runner.writeBytes(t.loss, new Float32Array(1));
+  runner.writeBytes(t.lossSum, new Float32Array(1));
+  return t;
+}
+
+/** LARS tables with every parameter, and with the prototypes frozen (size 0: no update, no momentum). */
+function larsTables(layout: ParamLayout, config: TrainConfig): { open: Uint32Array; frozen: Uint32Array } {
+  const open = larsTable(layout, config.lars);
+  const frozen = open.slice();
+  const p = layout.params.findIndex((s) => s.name === PROTOTYPES);
+  if (p >= 0) frozen[p * 4 + 1] = 0;
+  return { open, frozen };
+}

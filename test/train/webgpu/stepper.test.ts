@@ -1,0 +1,325 @@
+/**
+ * The WebGPU stepper's own parts, with a test double (fixed-gradients.ts) in place of the forward and backward
+ * pass: the LARS step on the GPU against optim.ts' Lars on tfjs cpu over several steps across the end of the
+ * frozen-prototypes phase (f32 and mixed precision), dynamic loss scaling skipping an injected overflow, the
+ * loss read only when asked, the f16 weight copy, and the state's round trip GPU -> model -> checkpoint ->
+ * a fresh model on wasm.
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as tf from '@tensorflow/tfjs-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { START } from '../../../src/augment/stream.js';
+import { ConfigError } from '../../../src/errors.js';
+import { openStore } from '../../../src/shards/store.js';
+import { startBackend } from '../../../src/train/backend.js';
+import { loadCheckpoint, restoreModel, saveCheckpoint } from '../../../src/train/checkpoint.js';
+import { defaultTrainConfig, type TrainConfig } from '../../../src/train/config.js';
+import { SwavModel } from '../../../src/train/model.js';
+import { learningRate } from '../../../src/train/optim.js';
+import { exportState, type ModelState } from '../../../src/train/parallel/state.js';
+import { DEFAULT_SWAV, PROTOTYPES } from '../../../src/train/swav.js';
+import type { GpuDeviceInfo } from '../../../src/train/webgpu/device.js';
+import { roundToHalf } from '../../../src/train/webgpu/half.js';
+import type { ParamLayout } from '../../../src/train/webgpu/kernels/lars.js';
+import { resolvePrecision, type Precision } from '../../../src/train/webgpu/precision.js';
+import type { GpuRunner } from '../../../src/train/webgpu/runner.js';
+import { WebGpuStepper, WebGpuTrainingError } from '../../../src/train/webgpu/stepper.js';
+import { FixedGradients } from './fixed-gradients.js';
+import { openTestRunner, randomValues, scaledError } from './gpu.js';
+
+let runner: GpuRunner;
+let dir: string;
+beforeAll(async () => {
+  runner = await openTestRunner(); // tfjs on the cpu backend, as the trainer keeps the model when training on a GPU
+  dir = await mkdtemp(join(tmpdir(), 'ws-webgpu-stepper-'));
+});
+afterAll(async () => {
+  runner?.ctx.destroy();
+  await rm(dir, { recursive: true, force: true });
+});
+
+const FREEZE = 2;
+/**
+ * Weight changes and momentum against tfjs cpu, relative to their largest value: the norms are sums in another
+ * order and each element's update a few f32 operations. Measured on lavapipe: weight change <= 6.7e-7, momentum
+ * <= 1.8e-7 (f32 and mixed alike: the loss scale is a power of two); a wrong rate, ratio, decay or frozen
+ * parameter is >= 1e-2.
+ */
+const TOL = 1e-5;
+
+/** A tiny RegNet + head; a schedule and LARS settings under which every step moves the weights visibly. */
+function tinyConfig(over: Partial<TrainConfig> = {}): TrainConfig {
+  return defaultTrainConfig({
+    model: 'custom:2,8,8,2,8',
+    batchSize: 2,
+    crops: '2x16@0.3-1,1x8@0.1-0.3',
+    steps: 20,
+    seed: 5,
+    swav: { ...DEFAULT_SWAV, prototypes: 16, hidden: 16, dim: 8, freezePrototypesSteps: FREEZE },
+    lars: { momentum: 0.9, weightDecay: 0.05, trust: 0.1, excludeBnBias: true },
+    schedule: { baseLr: 0.5, finalLr: 0.05, warmupSteps: 1, startWarmupLr: 0.2 },
+    ...over,
+  });
+}
+
+/** Random crops of the config's shapes (the double ignores their values; the upload path does not). */
+function crops(config: TrainConfig, seed: number): Array<{ size: number; data: Float32Array }> {
+  return [16, 16, 8].map((size, i) => {
+    // The loader hands crops in SharedArrayBuffers: the upload must take them.
+    const data = new Float32Array(new SharedArrayBuffer(config.batchSize * size * size * 12));
+    data.set(randomValues(data.length, seed * 10 + i));
+    return { size, data };
+  });
+}
+
+interface Started {
+  stepper: WebGpuStepper;
+  program: FixedGradients;
+}
+
+async function start(model: SwavModel, precision: Precision, lossScale?: object): Promise<Started> {
+  let program: FixedGradients | null = null;
+  const stepper = await WebGpuStepper.start(model, {
+    device: runner.ctx,
+    precision,
+    ...(lossScale && { lossScale }),
+    program: (r, spec) => (program = new FixedGradients(r, spec)),
+  });
+  return { stepper, program: program! };
+}
+
+/** Seeded gradients of every trainable parameter for step k, by name and flat in the GPU layout. */
+function gradients(layout: ParamLayout, k: number): { byName: Map<string, Float32Array>; flat: Float32Array } {
+  const byName = new Map<string, Float32Array>();
+  const flat = new Float32Array(layout.total);
+  layout.params.forEach((p, i) => {
+    const g = randomValues(p.size, 1000 * (k + 1) + i);
+    byName.set(p.name, g);
+    flat.set(g, p.offset);
+  });
+  return { byName, flat };
+}
+
+/** optim.ts' update for step k, as SwavModel.step applies it (no prototype gradient while frozen). */
+function referenceStep(model: SwavModel, grads: Map<string, Float32Array>, k: number): void {
+  const { config } = model;
+  const lr = learningRate(k, { ...config.schedule, totalSteps: config.steps });
+  const vars = model.ps.trainable();
+  const g: Record<string, tf.Tensor> = {};
+  for (const [name, v] of vars)
+    if (!(k < FREEZE && name === PROTOTYPES)) g[name] = tf.tensor(grads.get(name)!, v.shape);
+  model.lars.apply(vars, g, lr);
+  tf.dispose(Object.values(g));
+}
+
+const byName = (entries: Array<[string, Float32Array]>) => new Map(entries);
+
+/** Bitwise equality of two states (weights, running statistics, momentum slots). */
+function expectSameState(got: ModelState, want: ModelState): void {
+  expect(got.vars.map(([n]) => n).sort()).toEqual(want.vars.map(([n]) => n).sort());
+  expect(got.slots.map(([n]) => n).sort()).toEqual(want.slots.map(([n]) => n).sort());
+  const g = byName([...got.vars, ...got.slots.map(([n, d]) => [`slot:${n}`, d] as [string, Float32Array])]);
+  for (const [name, data] of [...want.vars, ...want.slots.map(([n, d]) => [`slot:${n}`, d] as [string, Float32Array])])
+    expect(Buffer.from(g.get(name)!.buffer).equals(Buffer.from(data.buffer)), name).toBe(true);
+}
+
+describe('WebGpuStepper: the step tail against optim.ts on tfjs cpu', () => {
+  it.each(['f32', 'mixed'] as const)(
+    '%s: LARS steps across the end of the frozen-prototypes phase match Lars.apply; the f16 copy follows the masters',
+    async (precision) => {
+      const config = tinyConfig();
+      const gpuModel = new SwavModel(config);
+      const reference = new SwavModel(config); // same seed: same initial weights
+      const { stepper, program } = await start(gpuModel, precision);
+      try {
+        const layout = stepper.buffers.params;
+        const w0 = byName(exportState(reference).vars);
+        const halfFollows = async () => {
+          const [w, w16] = await Promise.all([runner.read(stepper.buffers.w), runner.read(stepper.buffers.w16!)]);
+          expect(Buffer.from(w16.buffer).equals(Buffer.from(roundToHalf(w).buffer))).toBe(true);
+        };
+        if (precision === 'mixed') await halfFollows(); // uploaded with the masters
+        const STEPS = 4;
+        for (let k = 0; k < STEPS; k++) {
+          const g = gradients(layout, k);
+          program.set(g.flat, 0.5);
+          await stepper.step(crops(config, k), k, { readLoss: k === STEPS - 1 });
+          referenceStep(reference, g.byName, k);
+          if (k === FREEZE - 1) {
+            // Still frozen: the prototypes have not moved, and their momentum is zero, on the GPU as in tfjs.
+            await stepper.sync();
+            const after = byName(exportState(gpuModel).vars);
+            expect(Buffer.from(after.get(PROTOTYPES)!.buffer).equals(Buffer.from(w0.get(PROTOTYPES)!.buffer))).toBe(
+              true,
+            );
+            expect(gpuModel.lars.slots.has(PROTOTYPES)).toBe(false);
+            expect(reference.lars.slots.has(PROTOTYPES)).toBe(false);
+          }
+        }
+        await stepper.sync();
+        const got = exportState(gpuModel);
+        const want = exportState(reference);
+        const gotVars = byName(got.vars);
+        const gotSlots = byName(got.slots);
+        expect([...gotSlots.keys()].sort()).toEqual(want.slots.map(([n]) => n).sort());
+        for (const [name, w] of want.vars) {
+          const before = w0.get(name)!;
+          // Relative to how far the weights moved (as lars.test.ts): small LARS steps on weights of size 1 would
+          // hide any error in the update.
+          const e = scaledError(
+            gotVars.get(name)!.map((x, i) => x - before[i]!),
+            w.map((x, i) => x - before[i]!),
+          );
+          expect(e, `${name} weight change`).toBeLessThan(TOL);
+        }
+        for (const [name, v] of want.slots) {
+          const e = scaledError(gotSlots.get(name)!, v);
+          expect(e, `${name} momentum`).toBeLessThan(TOL);
+        }
+        if (precision === 'mixed')
+          await halfFollows(); // written with the masters by every update
+        else expect(stepper.buffers.w16).toBeUndefined();
+      } finally {
+        await stepper.close();
+        gpuModel.dispose();
+        reference.dispose();
+      }
+    },
+  );
+
+  it('mixed: an inf gradient skips its step and halves the scale; a clean run doubles it; the loss is read when asked', async () => {
+    const config = tinyConfig({ swav: { ...tinyConfig().swav, freezePrototypesSteps: 0 } });
+    const model = new SwavModel(config);
+    const { stepper, program } = await start(model, 'mixed', { initial: 1024, growthInterval: 2 });
+    try {
+      const layout = stepper.buffers.params;
+      const read = async () => [await runner.read(stepper.buffers.w), await runner.read(stepper.buffers.v)];
+      const g0 = gradients(layout, 0);
+      program.set(g0.flat, 1);
+      const first = await stepper.step(crops(config, 0), 0, { readLoss: false });
+      expect(first.lossSteps).toBe(0);
+      expect(first.loss).toBeNaN();
+      const before = await read();
+      // An overflow in one parameter's gradient: the whole update is skipped.
+      const bad = gradients(layout, 1).flat;
+      bad[layout.params[3]!.offset + 1] = Infinity;
+      program.set(bad, 2);
+      const second = await stepper.step(crops(config, 1), 1);
+      const after = await read();
+      expect(Buffer.from(after[0]!.buffer).equals(Buffer.from(before[0]!.buffer)), 'weights unchanged').toBe(true);
+      expect(Buffer.from(after[1]!.buffer).equals(Buffer.from(before[1]!.buffer)), 'momentum unchanged').toBe(true);
+      // The mean loss of both steps (1 and 2) since the last read, with the counters.
+      expect(second).toMatchObject({ loss: 1.5, lossSteps: 2, lossScale: { scale: 512, skipped: 1, grown: 0 } });
+      // Two clean steps double the scale; the weights move again.
+      program.set(gradients(layout, 2).flat, 4);
+      await stepper.step(crops(config, 2), 2, { readLoss: false });
+      const fourth = await stepper.step(crops(config, 3), 3);
+      expect(fourth).toMatchObject({ loss: 4, lossSteps: 2, lossScale: { scale: 1024, skipped: 1, grown: 1 } });
+      expect(Buffer.from((await runner.read(stepper.buffers.w)).buffer).equals(Buffer.from(after[0]!.buffer))).toBe(
+        false,
+      );
+      expect(await stepper.lossScale()).toEqual({ scale: 1024, skipped: 1, grown: 1 });
+    } finally {
+      await stepper.close();
+      model.dispose();
+    }
+  });
+});
+
+describe('WebGpuStepper: state round trip', () => {
+  it('start then sync gives the model back bit for bit (weights, running statistics, momentum slots)', async () => {
+    const model = new SwavModel(tinyConfig());
+    // Non-trivial state: running statistics away from 0/1, momentum for some parameters only.
+    for (const [name, v] of model.ps.vars)
+      if (!v.trainable) v.assign(tf.tensor(randomValues(v.size, name.length), v.shape));
+    const names = [...model.ps.trainable().keys()].slice(0, 3);
+    for (const name of names) {
+      const w = model.ps.vars.get(name)!;
+      model.lars.slots.set(name, tf.variable(tf.tensor(randomValues(w.size, 7), w.shape), false));
+    }
+    const before = exportState(model);
+    const { stepper } = await start(model, 'f32');
+    try {
+      await stepper.sync();
+      expectSameState(exportState(model), before);
+    } finally {
+      await stepper.close();
+      model.dispose();
+    }
+  });
+
+  it('sync -> checkpoint -> a fresh model on wasm holds the GPU state exactly', async () => {
+    const config = tinyConfig();
+    const model = new SwavModel(config);
+    const { stepper, program } = await start(model, 'mixed');
+    let fresh: SwavModel | null = null;
+    try {
+      const layout = stepper.buffers.params;
+      // Running statistics as a forward pass would leave them (written by the double on the GPU).
+      program.setRunning(randomValues(stepper.buffers.stats.total, 99).map((x) => x + 2));
+      for (let k = 0; k < FREEZE + 1; k++) {
+        program.set(gradients(layout, k).flat, 1);
+        await stepper.step(crops(config, k), k, { readLoss: false });
+      }
+      await stepper.sync();
+      const gpu = exportState(model);
+      const [w, running] = await Promise.all([runner.read(stepper.buffers.w), runner.read(stepper.buffers.running)]);
+      for (const p of layout.params)
+        expect(byName(gpu.vars).get(p.name)).toEqual(w.subarray(p.offset, p.offset + p.size));
+      for (const p of stepper.buffers.stats.params)
+        expect(byName(gpu.vars).get(p.name)).toEqual(running.subarray(p.offset, p.offset + p.size));
+      expect(gpu.slots.length).toBe(layout.params.length); // every parameter has been updated once
+      const out = await openStore(join(dir, 'roundtrip'));
+      const key = await saveCheckpoint(out, model, FREEZE + 1, START);
+      await startBackend('wasm');
+      try {
+        fresh = new SwavModel(config);
+        restoreModel(fresh, await loadCheckpoint(out, key));
+        expect(tf.getBackend()).toBe('wasm');
+        expectSameState(exportState(fresh), gpu);
+      } finally {
+        fresh?.dispose();
+        fresh = null;
+        await tf.setBackend('cpu');
+      }
+    } finally {
+      await stepper.close();
+      model.dispose();
+    }
+  });
+});
+
+describe('WebGpuStepper: refused inputs', () => {
+  const info = (f16: boolean) =>
+    ({ description: 'test adapter', features: { 'shader-f16': f16 } }) as unknown as GpuDeviceInfo;
+
+  it('precision: mixed by default where shader-f16 is offered, f32 otherwise; mixed without f16 is refused', () => {
+    expect(resolvePrecision(undefined, info(true))).toBe('mixed');
+    expect(resolvePrecision(undefined, info(false))).toBe('f32');
+    expect(resolvePrecision('f32', info(true))).toBe('f32');
+    expect(() => resolvePrecision('mixed', info(false))).toThrow(ConfigError);
+    expect(() => resolvePrecision('mixed', info(false))).toThrow(/shader-f16.*--precision f32/);
+    expect(() => resolvePrecision('bf16' as Precision, info(true))).toThrow(/one of f32, mixed/);
+  });
+
+  it('a SwAV queue, and a batch of another shape than the recorded one', async () => {
+    const queued = new SwavModel(tinyConfig({ queue: { length: 4, startStep: 0 } }));
+    await expect(start(queued, 'f32')).rejects.toThrow(/no SwAV queue/);
+    queued.dispose();
+    const config = tinyConfig();
+    const model = new SwavModel(config);
+    const { stepper } = await start(model, 'f32');
+    try {
+      const short = crops(config, 0).map((c) => ({ size: c.size, data: c.data.subarray(0, c.data.length / 2) }));
+      await expect(stepper.step(short, 0)).rejects.toThrow(WebGpuTrainingError);
+      await expect(stepper.step(crops(config, 0).slice(1), 0)).rejects.toThrow(/2 crops; the run has 3/);
+    } finally {
+      await stepper.close();
+      await stepper.close();
+      model.dispose();
+    }
+    await expect(stepper.step(crops(config, 0), 0)).rejects.toThrow(/closed/);
+  });
+});
