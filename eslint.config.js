@@ -7,7 +7,18 @@ import tseslint from 'typescript-eslint';
 
 export default defineConfig(
   {
-    ignores: ['dist/', 'docs/api/', 'coverage/', 'node_modules/', 'bench/out/', 'bench/scratch/', 'src/augment/wasm/'],
+    ignores: [
+      'dist/',
+      'docs/api/',
+      'coverage/',
+      'node_modules/',
+      'bench/out/',
+      'bench/scratch/',
+      'src/augment/wasm/',
+      // The GPU machine's carried runtime and bundles (scripts/gpu/), git-ignored build outputs.
+      '.gpurun/',
+      '.gpucarry/',
+    ],
   },
   js.configs.recommended,
   tseslint.configs.recommended,

@@ -45,7 +45,7 @@ export interface CaseOptions {
   size: number;
   /** Storage type of activations and weight copies; sums are f32 either way. */
   dtype: Dtype;
-  /** Side of the square GEMM. */
+  /** Side of the square GEMM; 0 leaves it out (it does not depend on the model or batch: timed once). */
   gemmSide: number;
   /** Crops per image in a SwAV step (rows of the projection GEMM per image). */
   crops: number;
@@ -247,7 +247,7 @@ export function kernelCases(o: CaseOptions): KernelCase[] {
   ];
   const last = spec.stages[spec.stages.length - 1]!.width;
   return [
-    gemmCase('square', o.gemmSide, o.gemmSide, o.gemmSide, dtype),
+    ...(o.gemmSide ? [gemmCase('square', o.gemmSide, o.gemmSide, o.gemmSide, dtype)] : []),
     gemmCase('projection', batch * o.crops, 2048, last, dtype),
     ...convs.flatMap(([label, s]) => (['fwd', 'dx', 'dw'] as const).map((pass) => convCase(label, s, pass, dtype))),
     batchNormCase('stage', batch, side1, s1.width, dtype),

@@ -9,9 +9,12 @@
  * between two `onSubmittedWorkDone` waits, N chosen so the timed span lasts about `--target-ms`. The figure is
  * wall time over N x per-submit runs, so it includes the GPU's gaps between dispatches but not compilation.
  *
- *   npx tsx bench/webgpu-kernels.ts [--models regnety_200mf,regnety_400mf] [--batch 64,256] [--size 224]
+ *   npx tsx bench/webgpu-kernels.ts [--models regnety_200mf,regnety_400mf] [--batch 256,64] [--size 224]
  *        [--precisions f32,f16] [--only conv] [--target-ms 250] [--iters N] [--per-submit 8]
- *        [--gemm 4096] [--json out.jsonl] [--quick]
+ *        [--gemm 4096] [--json out.jsonl] [--budget-s S] [--quick]
+ *
+ * `--budget-s`: start no kernel after S seconds (the rest is listed as not run), so that a lent GPU's short
+ * run always reaches the next part. The square GEMM is timed once per precision, with the first model and batch.
  *
  * `--quick` (lavapipe, CI machines): one model at batch 2 and 32 px, GEMM 128, a few runs: it checks that every
  * kernel compiles and runs, in seconds; its figures say nothing about a GPU. f16 rows run only where the device
@@ -36,6 +39,7 @@ const { values } = parseArgs({
     gemm: { type: 'string' },
     crops: { type: 'string', default: '8' },
     json: { type: 'string' },
+    'budget-s': { type: 'string' },
     quick: { type: 'boolean', default: false },
   },
 });
@@ -43,7 +47,7 @@ const { values } = parseArgs({
 const quick = values.quick!;
 const opts = {
   models: (values.models ?? (quick ? 'regnety_200mf' : 'regnety_200mf,regnety_400mf')).split(','),
-  batches: (values.batch ?? (quick ? '2' : '64,256')).split(',').map(Number),
+  batches: (values.batch ?? (quick ? '2' : '256,64')).split(',').map(Number),
   size: Number(values.size ?? (quick ? 32 : 224)),
   precisions: values.precisions!.split(',') as Dtype[],
   only: values.only?.split(','),
@@ -52,6 +56,7 @@ const opts = {
   perSubmit: Number(values['per-submit'] ?? (quick ? 1 : 8)),
   gemmSide: Number(values.gemm ?? (quick ? 128 : 4096)),
   crops: Number(values.crops),
+  budgetMs: values['budget-s'] ? Number(values['budget-s']) * 1000 : Infinity,
 };
 
 interface Timing {
@@ -80,6 +85,7 @@ function selected(c: KernelCase): boolean {
   return !opts.only || opts.only.some((s) => c.name.includes(s) || c.family === s);
 }
 
+const firstLine = (err: unknown) => (err instanceof Error ? err.message : String(err)).split('\n')[0];
 const fmt = (v: number, digits: number, width: number) => v.toFixed(digits).padStart(width);
 
 async function runCase(runner: GpuRunner, c: KernelCase, row: Record<string, unknown>): Promise<void> {
@@ -120,26 +126,27 @@ async function main(): Promise<void> {
   console.log(
     `kernel bench: size ${opts.size}, ${opts.perSubmit} runs per submission, ~${opts.targetMs} ms per timing; ms per run`,
   );
-  let failed = 0;
-  for (const model of opts.models)
-    for (const batch of opts.batches)
-      for (const dtype of precisions)
-        for (const c of kernelCases({
-          model,
-          batch,
-          size: opts.size,
-          dtype,
-          gemmSide: opts.gemmSide,
-          crops: opts.crops,
-        }))
-          if (selected(c))
-            // One refused or failing kernel is reported and the others still run.
-            await runCase(runner, c, { model, batch, size: opts.size, dtype }).catch((err: unknown) => {
-              failed++;
-              console.log(
-                `${c.name.padEnd(44)} ${model.padEnd(14)} ${batch} ${dtype} FAILED: ${(err as Error).message.split('\n')[0]}`,
-              );
-            });
+  let [failed, skipped] = [0, 0];
+  const started = performance.now();
+  // Batch outermost, precision innermost: a budget cut short leaves whole batches out, never one precision.
+  for (const [bi, batch] of opts.batches.entries())
+    for (const [mi, model] of opts.models.entries())
+      for (const dtype of precisions) {
+        const gemmSide = bi === 0 && mi === 0 ? opts.gemmSide : 0;
+        for (const c of kernelCases({ model, batch, size: opts.size, dtype, gemmSide, crops: opts.crops })) {
+          if (!selected(c)) continue;
+          if (performance.now() - started > opts.budgetMs) {
+            skipped++;
+            continue;
+          }
+          // One refused or failing kernel is reported and the others still run.
+          await runCase(runner, c, { model, batch, size: opts.size, dtype }).catch((err: unknown) => {
+            failed++;
+            console.log(`${c.name.padEnd(44)} ${model.padEnd(14)} ${batch} ${dtype} FAILED: ${firstLine(err)}`);
+          });
+        }
+      }
+  if (skipped) console.log(`budget of ${opts.budgetMs / 1000} s spent: ${skipped} kernel timings not run`);
   ctx.destroy();
   if (failed) {
     console.log(`${failed} kernel(s) failed`);
