@@ -22,7 +22,8 @@
  */
 import { appendFileSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { describeDevice, openDevice } from '../src/train/webgpu/device.js';
+import { describeDevice, ENGINE_FEATURES, openDevice, type GpuContext } from '../src/train/webgpu/device.js';
+import { WebGpuUnavailableError } from '../src/train/webgpu/errors.js';
 import { GpuRunner, type Dtype, type Recording } from '../src/train/webgpu/runner.js';
 import { kernelCases, type KernelCase } from './webgpu-kernel-cases.js';
 
@@ -110,8 +111,23 @@ async function runCase(runner: GpuRunner, c: KernelCase, row: Record<string, unk
   }
 }
 
+/**
+ * The device with every engine feature the adapter offers; if the driver refuses that device, again with one
+ * feature fewer at a time (subgroup matrices first), so that a one-shot run on a lent GPU still times something.
+ */
+async function open(): Promise<GpuContext> {
+  for (let n = ENGINE_FEATURES.length; ; n--) {
+    try {
+      return await openDevice({ features: ENGINE_FEATURES.slice(0, n) });
+    } catch (err) {
+      if (!(err instanceof WebGpuUnavailableError && err.reason === 'no-device') || n === 0) throw err;
+      console.log(`device refused with ${ENGINE_FEATURES.slice(0, n).join(', ')}: ${firstLine(err)}`);
+    }
+  }
+}
+
 async function main(): Promise<void> {
-  const ctx = await openDevice();
+  const ctx = await open();
   console.log(`device: ${describeDevice(ctx.info)}`);
   console.log(`device info: ${JSON.stringify(ctx.info)}`);
   if (values.json) writeFileSync(values.json, `${JSON.stringify({ device: ctx.info })}\n`);

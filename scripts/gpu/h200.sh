@@ -6,29 +6,30 @@
 #   bash ../shared/gpu/pack.sh        # .gpucarry/: Node (xz), the Vulkan/GL loader .debs, prologue.sh (~27 MiB)
 #   node scripts/gpu/bundle.mjs       # .gpurun/: the two benches bundled, Dawn's loader + dawn.node.xz (~10 MiB)
 # Then one call of the device tool's `run`:
-#   command: "bash scripts/gpu/h200.sh"   carry: [".gpucarry", ".gpurun"]   timeout_s: 560
+#   command: "bash scripts/gpu/h200.sh"   carry: [".gpucarry", ".gpurun"]   timeout_s: 480
 # The working tree travels too (~2 MiB tracked); all of it together must stay under the 64 MiB carry limit.
 #
 # What it runs, each part under its own `timeout` (a failing or hanging part is logged and the next one runs;
-# all parts together stop by H200_BUDGET seconds, default 500, leaving the call's 560 s a margin):
+# all parts together stop by H200_BUDGET seconds, default 420, leaving the call's 480 s a margin):
 #   env.log              nvidia-smi -L and the driver, Node, the Vulkan driver files
 #   kernels.log/.jsonl   bench/webgpu-kernels.ts: the adapter (f16, subgroups, subgroup matrix configs), then
 #                        GEMM / conv fwd, dx, dw / BatchNorm at RegNetY-200MF/400MF shapes, batch 64 and 256,
-#                        f32 and f16, in TFLOP/s and GB/s; no kernel starts after 170 s        (limit 200 s)
+#                        f32 and f16, in TFLOP/s and GB/s; no kernel starts after 120 s        (limit 150 s)
 #   train-200mf.log      bench/train.ts --backends webgpu --torch cuda: the engine's f32 and mixed rows (once the
 #                        engine is plugged into bench/webgpu-engine.ts) and PyTorch bf16 on CUDA, RegNetY-200MF,
-#                        crops 2x224 (SwAV's minimum of two views, one resolution: the "single-crop" case)  (150 s)
-#   train-400mf.log      the same for RegNetY-400MF, SwAV multi-crop 2x224 + 6x96                        (170 s)
+#                        crops 2x224 (SwAV's minimum of two views, one resolution: the "single-crop" case)  (110 s)
+#   train-400mf.log      the same for RegNetY-400MF, SwAV multi-crop 2x224 + 6x96                        (130 s)
 #   torch.log            only if a train bench printed no PyTorch row (Node failed early): PyTorch alone
 #   summary.log          each part's exit status and seconds
-# Expected on the H200 (not yet run there): prologue ~5 s, kernels ~60-120 s (about 120 timings of ~0.3 s plus
+# Expected on the H200 (not yet run there): prologue ~5 s, kernels ~50-100 s (about 115 timings of ~0.15 s plus
 # compiles), each train bench ~30-60 s (PyTorch import, 5 warm-up steps with cuDNN autotuning, 10 timed steps):
-# about 3-5 minutes of command time, ~6-8 minutes of device time with the machine's start and the transfers.
+# about 3-4 minutes of command time (7 at most), ~5-6 minutes of device time with the machine's start and the
+# ~36 MiB transfer, which leaves room in a task's 15 minutes for one rerun.
 #
 # Options: --quick  tiny sizes (lavapipe / a CPU-only check that every part runs; its figures mean nothing)
 #          --local  no prologue (this machine has Node and a Vulkan loader); Node still comes from .gpucarry
 # Environment: OUT (default /tmp/wildstream-h200), PYTHON (default python3), BATCH (default 256),
-#              STEPS (default 10), H200_BUDGET (default 500)
+#              STEPS (default 10), H200_BUDGET (default 420)
 set -u
 quick=0
 local=0
@@ -45,7 +46,7 @@ BATCH=${BATCH:-256}
 STEPS=${STEPS:-10}
 mkdir -p "$OUT"
 t_start=$(date +%s)
-deadline=$((t_start + ${H200_BUDGET:-500}))
+deadline=$((t_start + ${H200_BUDGET:-420}))
 : >"$OUT/summary.log"
 
 # part NAME LIMIT CMD...: runs CMD with its output in $OUT/NAME.log, under min(LIMIT, time left) seconds.
@@ -113,14 +114,14 @@ if [ "$quick" = 1 ]; then
   train200=(--batch 2 --steps 1 --crops 2x32)
   train400=(--batch 2 --steps 1 --crops 2x32,2x16)
 else
-  kargs=(--budget-s 170) # starts no kernel after 170 s: the part ends well inside its 200 s
+  kargs=(--budget-s 120 --target-ms 150) # no kernel starts after 120 s: the part ends well inside its 150 s
   train200=(--batch "$BATCH" --steps "$STEPS" --crops 2x224)
   train400=(--batch "$BATCH" --steps "$STEPS" --crops 2x224,6x96)
 fi
-part kernels 200 node .gpurun/webgpu-kernels.mjs "${kargs[@]}" --json "$OUT/kernels.jsonl"
+part kernels 150 node .gpurun/webgpu-kernels.mjs "${kargs[@]}" --json "$OUT/kernels.jsonl"
 common=(--backends webgpu --torch cuda --python "$PYTHON")
-part train-200mf 150 node .gpurun/train.mjs --models regnety_200mf "${train200[@]}" "${common[@]}"
-part train-400mf 170 node .gpurun/train.mjs --models regnety_400mf "${train400[@]}" "${common[@]}"
+part train-200mf 110 node .gpurun/train.mjs --models regnety_200mf "${train200[@]}" "${common[@]}"
+part train-400mf 130 node .gpurun/train.mjs --models regnety_400mf "${train400[@]}" "${common[@]}"
 
 # PyTorch alone, for a model whose train bench printed no PyTorch row (Node or the bundle failed before it).
 torch_alone() {
@@ -133,7 +134,7 @@ missing=()
 grep -qs 'pytorch' "$OUT/train-200mf.log" || missing+=("regnety_200mf ${train200[5]} ${train200[1]} ${train200[3]}")
 grep -qs 'pytorch' "$OUT/train-400mf.log" || missing+=("regnety_400mf ${train400[5]} ${train400[1]} ${train400[3]}")
 if [ ${#missing[@]} -gt 0 ]; then
-  part torch 120 bash -c "$(declare -f torch_alone); PYTHON='$PYTHON'; for m in $(printf "'%s' " "${missing[@]}"); do torch_alone \$m; done"
+  part torch 90 bash -c "$(declare -f torch_alone); PYTHON='$PYTHON'; for m in $(printf "'%s' " "${missing[@]}"); do torch_alone \$m; done"
 fi
 
 echo "total: $(($(date +%s) - t_start))s" | tee -a "$OUT/summary.log"
