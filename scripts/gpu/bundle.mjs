@@ -7,6 +7,7 @@
  *   .gpurun/dawn.node.xz                            that binary for linux-x64, xz-compressed (21 MB -> ~5 MB);
  *                                                   h200.sh unpacks it into node_modules/webgpu/dist/linux-x64/
  *   .gpurun/torch_swav_train.py                     the PyTorch side (bench/train.ts runs it from bench/)
+ *   .gpurun/BUILD                                   the commit bundled (git describe --dirty) and when
  * External too, never bundled: the optional tfjs backends that load only when asked for (tfjs-node, tfjs-node-gpu,
  * tfjs-backend-webgpu: not installed here). sharp and the augment pool are not imported by these benches.
  *
@@ -61,3 +62,6 @@ if (!existsSync(packed) || statSync(packed).mtimeMs < statSync(dawn).mtimeMs)
 console.log(`${packed}: ${(statSync(packed).size / 2 ** 20).toFixed(1)} MiB`);
 
 copyFileSync('bench/torch_swav_train.py', join(OUT, 'torch_swav_train.py'));
+// What was bundled, printed by h200.sh beside the figures: the commit, and whether the tree had changes.
+const commit = execFileSync('git', ['describe', '--always', '--dirty'], { encoding: 'utf8' }).trim();
+writeFileSync(join(OUT, 'BUILD'), `${commit} bundled ${new Date().toISOString()}\n`);

@@ -40,6 +40,12 @@ for a in "$@"; do
     *) echo "h200.sh: unknown option $a (--quick, --local)" >&2; exit 2 ;;
   esac
 done
+# Without the carried folders nothing can run: say so at once rather than spend device time.
+for f in .gpurun/train.mjs .gpurun/webgpu-kernels.mjs .gpurun/dawn.node.xz; do
+  [ -f "$f" ] || { echo "h200.sh: $f missing: run node scripts/gpu/bundle.mjs here and carry .gpurun" >&2; exit 2; }
+done
+[ "$local" = 1 ] || [ -f .gpucarry/prologue.sh ] ||
+  { echo 'h200.sh: .gpucarry/prologue.sh missing: run bash ../shared/gpu/pack.sh here and carry .gpucarry' >&2; exit 2; }
 OUT=${OUT:-/tmp/wildstream-h200}
 PYTHON=${PYTHON:-python3}
 BATCH=${BATCH:-256}
@@ -100,6 +106,7 @@ env_report() {
   else
     echo 'nvidia-smi: not found (no NVIDIA GPU here)'
   fi
+  echo "bundle: $(cat .gpurun/BUILD 2>/dev/null || echo 'no BUILD stamp')"
   echo "node $(node --version 2>&1)"
   echo "python: $($PYTHON -c 'import sys, torch; print(sys.executable, torch.__version__, "cuda", torch.cuda.is_available())' 2>&1 | tail -1)"
   echo "VK_DRIVER_FILES=${VK_DRIVER_FILES:-}"
