@@ -19,6 +19,7 @@ import { decodeImage } from './decode.js';
 import { DedupeIndex, type Deduper } from './dedupe.js';
 import { Fetcher } from './fetch.js';
 import { planIngest, summarisePlan } from './plan.js';
+import { Reorder } from './reorder.js';
 import {
   abortable,
   DEFAULT_CONCURRENCY,
@@ -166,37 +167,55 @@ type RowOutcome =
   | { ok: false; duplicate: 'exact' | 'near' }
   | { ok: false; duplicate?: undefined; reason: FailureReason };
 
-/** Fetches, decodes and dedupes a unit's rows into a UnitWriter, then commits the unit. */
+/** A fetched and decoded row before dedupe: dedupe is part of settling, in position order. */
+type Fetched = Exclude<RowOutcome, { duplicate: 'exact' | 'near' }>;
+
+/**
+ * Finished-but-unsettled rows held per download slot, waiting for an earlier row to settle. A slow row stops new
+ * fetches only once this many times `concurrency` later rows have finished, so fetching goes on for several
+ * rounds past it; and memory stays bounded: the feeder adds a row only while fewer than HELD_PER_SLOT x
+ * concurrency are held and the queue has under 2x concurrency, so rows started but unsettled stay under
+ * (HELD_PER_SLOT + 2) x concurrency. A held row is a decoded record (the re-encoded image, tens of KB at the
+ * default maxSide 512; its download's bytes are already released), about 20 MB at the default concurrency 64.
+ */
+export const HELD_PER_SLOT = 4;
+
+/**
+ * Fetches and decodes a unit's rows concurrently, then dedupes and writes them in row order, then commits.
+ *
+ * Deterministic: a unit's records are written in position order and, of duplicates within the unit, the first
+ * in list order is kept, whatever order the downloads finish in (given the same responses and the same dedupe
+ * index before the unit). The local executor (runIngest, retry passes) runs units one at a time with one
+ * index, so a whole job is deterministic, resumed or not. Queue workers share a Redis index: units that run at
+ * the same time (several workers, or a worker's concurrency above 1) race for images they have in common, so
+ * which of them keeps one depends on timing; each unit's own order still holds.
+ */
 export async function runUnit(ctx: Context, unit: number, rows: UrlRow[]): Promise<UnitRecord> {
   const signal = ctx.options.signal;
   const timings = { fetch: 0, decode: 0 };
   const writer = await UnitWriter.open(ctx.store, unit, { extraColumns: ctx.extraColumns });
   const concurrency = ctx.options.concurrency ?? DEFAULT_CONCURRENCY;
   const queue = new PQueue({ concurrency });
+  const order = new Reorder<Fetched>((position, fetched) =>
+    settleRow(ctx, writer, unit, rows[position]!, position, fetched),
+  );
   try {
+    let started = 0;
     for (const [position, row] of rows.entries()) {
-      await queue.onSizeLessThan(concurrency); // bounded: at most 2x concurrency rows in memory
-      if (signal?.aborted) break;
+      await queue.onSizeLessThan(concurrency); // bounded: at most 2x concurrency rows in flight
+      await order.room(HELD_PER_SLOT * concurrency);
+      if (signal?.aborted || order.failed) break;
+      started++;
       void queue.add(async () => {
-        const outcome = await processRow(ctx, row, timings, unit).catch((): RowOutcome => ({
+        const fetched = await processRow(ctx, row, timings).catch((): Fetched => ({
           ok: false,
           reason: 'internal_error',
         }));
-        ctx.progress.urls++;
-        if (outcome.ok) {
-          ctx.progress.kept++;
-          await writer.add(position, outcome.record);
-        } else if (outcome.duplicate) {
-          ctx.progress.duplicates++;
-          writer.duplicate(outcome.duplicate);
-        } else {
-          ctx.progress.failed++;
-          writer.fail(row.index, row.url, outcome.reason);
-        }
-        report(ctx);
+        order.put(position, fetched); // settled later, in order: this slot is free for the next download now
       });
     }
     await queue.onIdle();
+    await order.drained(started);
     // Counted the moment its record is put: an interrupt that waits for `pending` then sees it.
     const counted = (put: Promise<void>) => (ctx.commits.pending = put.then(() => void ctx.commits.done++));
     return await writer.commit({ inputs: rows.length, timings, signal, onCommitPoint: counted });
@@ -205,12 +224,41 @@ export async function runUnit(ctx: Context, unit: number, rows: UrlRow[]): Promi
   }
 }
 
-async function processRow(
+/** Settles one row, in position order: dedupe (the first seen is kept), then write it, count it or list it. */
+async function settleRow(
   ctx: Context,
-  row: UrlRow,
-  timings: Record<string, number>,
+  writer: UnitWriter,
   unit: number,
-): Promise<RowOutcome> {
+  row: UrlRow,
+  position: number,
+  fetched: Fetched,
+): Promise<void> {
+  const outcome = fetched.ok ? await dedupe(ctx, unit, fetched.record) : fetched;
+  ctx.progress.urls++;
+  if (outcome.ok) {
+    ctx.progress.kept++;
+    await writer.add(position, outcome.record);
+  } else if (outcome.duplicate) {
+    ctx.progress.duplicates++;
+    writer.duplicate(outcome.duplicate);
+  } else {
+    ctx.progress.failed++;
+    writer.fail(row.index, row.url, outcome.reason);
+  }
+  report(ctx);
+}
+
+/** The index's verdict on a decoded record; an index that throws (Redis gone) fails this row only. */
+async function dedupe(ctx: Context, unit: number, record: UnitInput): Promise<RowOutcome> {
+  try {
+    const duplicate = await ctx.index.check(record.sha256, record.phash, unit);
+    return duplicate ? { ok: false, duplicate } : { ok: true, record };
+  } catch {
+    return { ok: false, reason: 'internal_error' };
+  }
+}
+
+async function processRow(ctx: Context, row: UrlRow, timings: Record<string, number>): Promise<Fetched> {
   const bad = row.bad ?? checkUrl(row.url);
   if (bad) return { ok: false, reason: bad };
   let t0 = performance.now();
@@ -224,8 +272,6 @@ async function processRow(
     .finally(fetched.release);
   timings.decode! += (performance.now() - t0) / 1000;
   if (!decoded.ok) return decoded;
-  const duplicate = await ctx.index.check(decoded.sha256, decoded.phash, unit);
-  if (duplicate) return { ok: false, duplicate };
   return {
     ok: true,
     record: {
