@@ -67,6 +67,7 @@ export async function trainJob(o: TrainRunValues): Promise<TrainOnStoreSummary> 
       logEvery: o.logEvery,
       threads: o.threads,
       trainThreads: o.trainThreads,
+      precision: o.precision,
       signal: signals.signal,
       log: progress.log,
       onStep: progress.step,

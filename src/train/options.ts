@@ -6,6 +6,7 @@
 import { choice, flag, int, negatable, num, text, type OptionValues } from '../options/declare.js';
 import { BACKENDS } from './backend.js';
 import { RECOMPUTE_MODES } from './memory.js';
+import { PRECISIONS } from './webgpu/precision.js';
 import { DEFAULT_LARS } from './optim.js';
 import { regnetSpec } from './regnet-spec.js';
 import { DEFAULT_SWAV } from './swav.js';
@@ -95,6 +96,12 @@ export const TRAIN_OPTIONS = {
     placeholder: 'mode',
     description:
       "activation recomputation per RegNet stage (one more forward pass, a fraction of the memory); auto: on when the memory estimate without it exceeds the backend's (the 4 GiB wasm heap)",
+  }),
+  precision: choice(PRECISIONS, {
+    placeholder: 'mode',
+    description:
+      'WebGPU engine precision (--backend webgpu): f32, or mixed (f16 weight copies and activations, f32 master weights, optimiser state and BatchNorm statistics, dynamic loss scaling)',
+    defaultText: 'mixed where the device offers shader-f16, else f32',
   }),
   follow: flag({ description: 'keep reading units committed while training runs' }),
   resume: negatable({

@@ -37,6 +37,7 @@ import type { TrainConfig } from './config.js';
 import { formatLine, writeMetricsPart, type MetricLine } from './metrics.js';
 import { SwavModel } from './model.js';
 import { ParallelStepper } from './parallel/stepper.js';
+import { PRECISIONS, type Precision } from './webgpu/precision.js';
 import { divergenceAdvice, resolveResume, type LastGood, type ResumePoint } from './resume.js';
 
 /** The settings of a training loop, whatever feeds it batches. */
@@ -66,6 +67,11 @@ export interface LoopOptions {
   trainThreads?: number;
   /** Called after every step (a progress bar on a terminal). */
   onStep?: (step: number, steps: number, loss: number, lr: number) => void;
+  /**
+   * Numeric precision of the WebGPU engine (src/train/webgpu/precision.ts); only a webgpu run takes it.
+   * @default mixed where the device offers shader-f16, else f32
+   */
+  precision?: Precision;
 }
 
 export interface TrainOptions extends LoopOptions {
@@ -126,6 +132,11 @@ export function loopOptions<O extends LoopOptions>(options: O): ResolvedLoopOpti
   ] as const) {
     if (!Number.isSafeInteger(v) || v < 1) throw new ConfigError(`${name} must be a positive integer, got ${v}`);
   }
+  if (o.precision !== undefined && !PRECISIONS.includes(o.precision))
+    throw new ConfigError(`precision must be one of ${PRECISIONS.join(', ')}, got ${JSON.stringify(o.precision)}`);
+  const backend = o.backend as BackendName; // the spread above types it as the default literal
+  if (o.precision !== undefined && backend !== 'webgpu' && backend !== 'auto')
+    throw new ConfigError(`precision ${o.precision} applies to the webgpu backend, this run asks for ${backend}`);
   if (o.trainThreads > Math.min(256, o.config.batchSize)) {
     throw new ConfigError(
       `trainThreads must be at most the batch size (${o.config.batchSize}) and 256, got ${o.trainThreads}: each thread needs rows of its own`,
@@ -147,6 +158,13 @@ export async function train(options: TrainOptions): Promise<TrainSummary> {
         `trainThreads ${trainThreads} needs the wasm or cpu backend, this run has ${backend.name} (which uses every core by itself): use trainThreads 1`,
       );
     }
+    // tfjs's webgpu backend trains in f32; mixed precision is the WebGPU engine's (webgpu/stepper.ts), not run here yet.
+    if (o.precision !== undefined && (backend.name !== 'webgpu' || o.precision === 'mixed'))
+      throw new ConfigError(
+        backend.name !== 'webgpu'
+          ? `precision ${o.precision} applies to the webgpu backend, this run has ${backend.name}`
+          : `precision mixed needs the WebGPU training engine, which train does not run yet (the webgpu backend trains in f32)`,
+      );
     model ??= new SwavModel(o.config, { threads: trainThreads });
     // 2. Resume; the threads start from the restored state.
     const start = await startAt(o, model);

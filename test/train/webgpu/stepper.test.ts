@@ -19,6 +19,7 @@ import { defaultTrainConfig, type TrainConfig } from '../../../src/train/config.
 import { SwavModel } from '../../../src/train/model.js';
 import { learningRate } from '../../../src/train/optim.js';
 import { exportState, type ModelState } from '../../../src/train/parallel/state.js';
+import { loopOptions } from '../../../src/train/trainer.js';
 import { DEFAULT_SWAV, PROTOTYPES } from '../../../src/train/swav.js';
 import type { GpuDeviceInfo } from '../../../src/train/webgpu/device.js';
 import { roundToHalf } from '../../../src/train/webgpu/half.js';
@@ -302,6 +303,14 @@ describe('WebGpuStepper: refused inputs', () => {
     expect(() => resolvePrecision('mixed', info(false))).toThrow(ConfigError);
     expect(() => resolvePrecision('mixed', info(false))).toThrow(/shader-f16.*--precision f32/);
     expect(() => resolvePrecision('bf16' as Precision, info(true))).toThrow(/one of f32, mixed/);
+  });
+
+  it('--precision: refused on a backend other than webgpu, and an unknown value', async () => {
+    const out = await openStore(join(dir, 'options'));
+    const o = { out, config: tinyConfig() };
+    expect(() => loopOptions({ ...o, backend: 'wasm', precision: 'f32' })).toThrow(/applies to the webgpu backend/);
+    expect(() => loopOptions({ ...o, precision: 'f16' as Precision })).toThrow(/one of f32, mixed/);
+    expect(loopOptions({ ...o, backend: 'webgpu', precision: 'mixed' }).precision).toBe('mixed');
   });
 
   it('a SwAV queue, and a batch of another shape than the recorded one', async () => {
