@@ -1,0 +1,204 @@
+/**
+ * The SwAV head forward and backward against tfjs cpu running swav.ts' own swavHead (dense, BatchNorm + ReLU,
+ * dense, l2normalise, prototypes): z, scores, the running statistics' update, and the gradients of
+ * sum(scores * dscores) with respect to the features and all eight weights; and normalisePrototypes.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { ParamSet } from '../../../src/train/params.js';
+import { DEFAULT_SWAV, normalisePrototypes, PROTOTYPES, swavHead } from '../../../src/train/swav.js';
+import { roundToHalf } from '../../../src/train/webgpu/half.js';
+import {
+  createSwavHeadState,
+  normalisePrototypesKernel,
+  swavHeadBackward,
+  swavHeadForward,
+  type SwavHeadShape,
+  weightGradSplit,
+} from '../../../src/train/webgpu/kernels/head.js';
+import type { Dtype, GpuRunner, GpuTensor } from '../../../src/train/webgpu/runner.js';
+import { openTestRunner, randomValues, scaledError, upload } from './gpu.js';
+
+let runner: GpuRunner;
+beforeAll(async () => {
+  runner = await openTestRunner();
+});
+afterAll(() => runner?.ctx.destroy());
+
+/** The trainable weights in the order of the gradients compared, with the names swavHead reads. */
+const NAMES = [
+  'swav.proj1.w',
+  'swav.proj1.b',
+  'swav.proj1.bn.gamma',
+  'swav.proj1.bn.beta',
+  'swav.proj2.w',
+  'swav.proj2.b',
+  PROTOTYPES,
+] as const;
+const MATRICES = new Set<string>(['swav.proj1.w', 'swav.proj2.w', PROTOTYPES]);
+
+function weightShapes(s: SwavHeadShape): number[][] {
+  return [
+    [s.features, s.hidden],
+    [s.hidden],
+    [s.hidden],
+    [s.hidden],
+    [s.hidden, s.dim],
+    [s.dim],
+    [s.dim, s.prototypes],
+  ];
+}
+
+interface Data {
+  features: Float32Array;
+  weights: Float32Array[];
+  running: Float32Array;
+  dscores: Float32Array;
+}
+
+/** tfjs: z, scores and the running statistics (one forward), and the gradients (another, as a train step). */
+function reference(s: SwavHeadShape, d: Data) {
+  return tf.tidy(() => {
+    const cfg = { ...DEFAULT_SWAV, hidden: s.hidden, dim: s.dim, prototypes: s.prototypes };
+    const shapes = weightShapes(s);
+    const ws = d.weights.map((w, i) => tf.tensor(w, shapes[i]));
+    const runMean = tf.tensor1d(d.running.subarray(0, s.hidden));
+    const runVar = tf.tensor1d(d.running.subarray(s.hidden));
+    const params = (wts: tf.Tensor[], pending: ParamSet['pendingUpdates']) =>
+      ({
+        get: (name: string) =>
+          name.endsWith('.bn.mean') ? runMean : name.endsWith('.bn.var') ? runVar : wts[NAMES.indexOf(name as never)],
+        pendingUpdates: pending,
+      }) as unknown as ParamSet;
+    const features = tf.tensor2d(d.features, [s.batch, s.features]);
+    const pending: NonNullable<ParamSet['pendingUpdates']> = [];
+    const out = swavHead(params(ws, pending), cfg, features, true);
+    const running = tf.concat(pending.map(([, v]) => v));
+    const dscores = tf.tensor2d(d.dscores, [s.batch, s.prototypes]);
+    const grads = tf.grads((f: tf.Tensor, ...w: tf.Tensor[]) =>
+      tf.sum(tf.mul(swavHead(params(w, null), cfg, f as tf.Tensor2D, true).scores, dscores)),
+    )([features, ...ws]);
+    return {
+      z: out.z.dataSync(),
+      scores: out.scores.dataSync(),
+      running: running.dataSync(),
+      grads: grads.map((g) => g.dataSync()),
+    };
+  });
+}
+
+function makeData(s: SwavHeadShape, act: Dtype, seed: number): Data {
+  const round = (v: Float32Array) => (act === 'f16' ? roundToHalf(v) : v);
+  const features = round(randomValues(s.batch * s.features, seed).map((v) => v * 2 + 0.5));
+  const weights = weightShapes(s).map((shape, i) => {
+    const w = randomValues(
+      shape.reduce((a, b) => a * b, 1),
+      seed + 1 + i,
+    );
+    // gamma around 1, the rest around 0; f16 weight copies are what the kernels read for the matrices.
+    const v = NAMES[i] === 'swav.proj1.bn.gamma' ? w.map((x) => x * 0.5 + 1) : w;
+    return MATRICES.has(NAMES[i]!) ? round(v) : v;
+  });
+  const running = randomValues(2 * s.hidden, seed + 9).map((v, i) => (i < s.hidden ? v : v * 0.5 + 1));
+  return { features, weights, running, dscores: randomValues(s.batch * s.prototypes, seed + 10) };
+}
+
+async function runCase(s: SwavHeadShape, act: Dtype, seed: number) {
+  const d = makeData(s, act, seed);
+  const tensors: GpuTensor[] = [];
+  const keep = (t: GpuTensor) => (tensors.push(t), t);
+  const shapes = weightShapes(s);
+  const [w1, b1, gamma, beta, w2, b2, prototypes] = d.weights.map((w, i) =>
+    keep(upload(runner, shapes[i]!, MATRICES.has(NAMES[i]!) ? act : 'f32', w)),
+  );
+  const w = { w1: w1!, b1: b1!, gamma: gamma!, beta: beta!, w2: w2!, b2: b2!, prototypes: prototypes! };
+  const running = keep(upload(runner, [2, s.hidden], 'f32', d.running));
+  const features = keep(upload(runner, [s.batch, s.features], act, d.features));
+  const dscores = keep(upload(runner, [s.batch, s.prototypes], 'f32', d.dscores));
+  const dfeatures = keep(runner.tensor([s.batch, s.features], act));
+  const g = {
+    dw1: keep(runner.tensor(shapes[0]!)),
+    db1: keep(runner.tensor(shapes[1]!)),
+    dgamma: keep(runner.tensor(shapes[2]!)),
+    dbeta: keep(runner.tensor(shapes[3]!)),
+    dw2: keep(runner.tensor(shapes[4]!)),
+    db2: keep(runner.tensor(shapes[5]!)),
+    dprototypes: keep(runner.tensor(shapes[6]!)),
+  };
+  const st = createSwavHeadState(runner, s);
+  const rec = await runner.record([
+    ...swavHeadForward(s, features, { ...w, running }, st),
+    ...swavHeadBackward(s, features, { ...w, running }, st, dscores, g, dfeatures),
+  ]);
+  rec.submit();
+  const outputs = [st.z, st.scores, running, dfeatures, g.dw1, g.db1, g.dgamma, g.dbeta, g.dw2, g.db2, g.dprototypes];
+  const got = await Promise.all(outputs.map((t) => runner.read(t)));
+  runner.release(...tensors, ...Object.values(st));
+  const want = reference(s, d);
+  const wantAll = [want.z, want.scores, want.running, ...want.grads];
+  const errors = Object.fromEntries(OUTPUTS.map((name, i) => [name, scaledError(got[i]!, wantAll[i]!)]));
+  // b1 feeds BatchNorm, which subtracts its mean: its gradient is exactly 0 and both sides hold rounding noise
+  // of sums like dbeta's, so it is measured in units of dbeta's largest value.
+  const [db1, dbeta] = [OUTPUTS.indexOf('db1'), OUTPUTS.indexOf('dbeta')];
+  errors.db1 = maxAbsDiff(got[db1]!, wantAll[db1]!) / maxAbs(wantAll[dbeta]!);
+  return errors;
+}
+
+function maxAbs(v: ArrayLike<number>): number {
+  return Array.from(v).reduce((m, x) => Math.max(m, Math.abs(x)), 0);
+}
+
+function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  return Array.from(a).reduce((m, x, i) => Math.max(m, Math.abs(x - b[i]!)), 0);
+}
+
+const OUTPUTS = ['z', 'scores', 'running', 'dfeatures', 'dW1', 'db1', 'dgamma', 'dbeta', 'dW2', 'db2', 'dP'];
+
+/**
+ * f32: products over <= 72 terms and BatchNorm sums over <= 260 rows in another order than tfjs's, the
+ * backward chaining four of them; measured <= ~1e-6 of each output's largest value. 1e-5 fails for a wrong
+ * transpose, a missing bias, ReLU mask or normalisation term (>= 1e-2).
+ */
+const F32_TOL = 1e-5;
+
+describe('SwAV head forward and backward match swav.ts on tfjs cpu', () => {
+  it.each<[string, SwavHeadShape]>([
+    [
+      'batch 7, odd widths (19 -> 24 -> 11, 37 prototypes)',
+      { batch: 7, features: 19, hidden: 24, dim: 11, prototypes: 37 },
+    ],
+    ['batch 1 (BatchNorm of one row)', { batch: 1, features: 5, hidden: 9, dim: 3, prototypes: 13 }],
+  ])('f32: %s', async (_, s) => {
+    const e = await runCase(s, 'f32', 61);
+    for (const name of OUTPUTS) expect(e[name], name).toBeLessThan(F32_TOL);
+  });
+
+  // f16 features, weight copies (W1, W2, P) and dfeatures: the reference sees the same rounded values; every
+  // internal tensor stays f32, so only dfeatures adds its own rounding (2^-11 of itself). Batch 260 makes the
+  // weight gradients (K = batch) split-K with a reduce pass.
+  it('f16 storage: batch 260 (split-K weight gradients), 40 -> 72 -> 16, 50 prototypes', async () => {
+    if (!runner.ctx.info.features['shader-f16']) return; // lavapipe offers it: see conv2d.test.ts
+    const s = { batch: 260, features: 40, hidden: 72, dim: 16, prototypes: 50 };
+    expect(weightGradSplit(s.features, s.hidden, s.batch)).toBeGreaterThan(1);
+    const e = await runCase(s, 'f16', 67);
+    for (const name of OUTPUTS) expect(e[name], name).toBeLessThan((name === 'dfeatures' ? 2 ** -11 : 0) + F32_TOL);
+  });
+});
+
+describe('normalisePrototypes matches swav.ts', () => {
+  it('unit columns in place, and the f16 copy rewritten', async () => {
+    const [dim, k] = [11, 37];
+    const values = randomValues(dim * k, 71).map((v, i) => (i % k === 5 ? 0 : v * 3)); // column 5: zero norm
+    const variable = tf.variable(tf.tensor2d(values, [dim, k]));
+    normalisePrototypes({ vars: new Map([[PROTOTYPES, variable]]) } as unknown as ParamSet);
+    const want = variable.dataSync();
+    variable.dispose();
+    const p = upload(runner, [dim, k], 'f32', values);
+    const copy = runner.tensor([dim, k], 'f16');
+    (await runner.record([{ kernel: normalisePrototypesKernel(dim, k, 'f16'), buffers: [p, copy] }])).submit();
+    const [got, gotCopy] = await Promise.all([runner.read(p), runner.read(copy)]);
+    runner.release(p, copy);
+    expect(scaledError(got, want)).toBeLessThan(1e-6);
+    expect(scaledError(gotCopy, roundToHalf(want))).toBeLessThan(1e-6);
+  });
+});
