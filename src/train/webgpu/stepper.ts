@@ -142,6 +142,7 @@ interface TailBuffers {
 
 export class WebGpuStepper {
   private closed = false;
+  private failure: Error | null = null;
   /** Whether the LARS table on the GPU is the one with the prototypes frozen (null before the first step). */
   private frozen: boolean | null = null;
   /** Steps whose loss was summed on the GPU and not yet read. */
@@ -166,6 +167,11 @@ export class WebGpuStepper {
     private readonly tables: { open: Uint32Array; frozen: Uint32Array },
   ) {
     this.withSlot = new Set(model.lars.slots.keys());
+    // A lost device (driver reset, out of memory, destroyed elsewhere) fails every later call with its reason.
+    void runner.device.lost.then((info) => {
+      if (!this.closed)
+        this.failure = new WebGpuTrainingError(`the WebGPU device was lost (${info.reason}): ${info.message}`);
+    });
   }
 
   /** Copies `model`'s state to the device and records the step; `model` itself changes only in sync(). */
@@ -236,7 +242,7 @@ export class WebGpuStepper {
     step: number,
     options: StepOptions = {},
   ): Promise<WebGpuStepResult> {
-    if (this.closed) throw new WebGpuTrainingError('the WebGPU stepper is closed');
+    this.check();
     const { config } = this.model;
     this.writeCrops(crops);
     const lr = learningRate(step, { ...config.schedule, totalSteps: config.steps });
@@ -283,7 +289,7 @@ export class WebGpuStepper {
 
   /** Copies the device's weights, momentum and running statistics into `model`: before a checkpoint or evaluation. */
   async sync(): Promise<void> {
-    if (this.closed) throw new WebGpuTrainingError('the WebGPU stepper is closed');
+    this.check();
     importDownloaded(this.model, await downloadState(this.runner, this.state), this.withSlot);
   }
 
@@ -296,6 +302,11 @@ export class WebGpuStepper {
     this.runner.release(...Object.values(this.tail), ...this.crops);
     if (this.ownsDevice) this.runner.ctx.destroy();
     else this.runner.trim();
+  }
+
+  private check(): void {
+    if (this.closed) throw new WebGpuTrainingError('the WebGPU stepper is closed');
+    if (this.failure) throw this.failure;
   }
 
   /** The state buffers (tests read them to compare with the tfjs step). @internal */

@@ -21,7 +21,7 @@ import { learningRate } from '../../../src/train/optim.js';
 import { exportState, type ModelState } from '../../../src/train/parallel/state.js';
 import { loopOptions } from '../../../src/train/trainer.js';
 import { DEFAULT_SWAV, PROTOTYPES } from '../../../src/train/swav.js';
-import type { GpuDeviceInfo } from '../../../src/train/webgpu/device.js';
+import { openDevice, type GpuDeviceInfo } from '../../../src/train/webgpu/device.js';
 import { roundToHalf } from '../../../src/train/webgpu/half.js';
 import type { ParamLayout } from '../../../src/train/webgpu/kernels/lars.js';
 import { resolvePrecision, type Precision } from '../../../src/train/webgpu/precision.js';
@@ -330,5 +330,25 @@ describe('WebGpuStepper: refused inputs', () => {
       model.dispose();
     }
     await expect(stepper.step(crops(config, 0), 0)).rejects.toThrow(/closed/);
+  });
+
+  it('a lost device fails the next step and sync with its reason', async () => {
+    const ctx = await openDevice();
+    const model = new SwavModel(tinyConfig());
+    const stepper = await WebGpuStepper.start(model, {
+      device: ctx,
+      precision: 'f32',
+      program: (r, spec) => new FixedGradients(r, spec),
+    });
+    try {
+      ctx.destroy();
+      await ctx.device.lost;
+      await new Promise((resolve) => setImmediate(resolve));
+      await expect(stepper.step(crops(model.config, 0), 0)).rejects.toThrow(/device was lost \(destroyed\)/);
+      await expect(stepper.sync()).rejects.toThrow(WebGpuTrainingError);
+    } finally {
+      await stepper.close();
+      model.dispose();
+    }
   });
 });
