@@ -116,7 +116,7 @@ async function runCase(runner: GpuRunner, c: KernelCase, row: Record<string, unk
  * feature fewer at a time (subgroup matrices first), so that a one-shot run on a lent GPU still times something.
  */
 async function open(): Promise<GpuContext> {
-  for (let n = ENGINE_FEATURES.length; ; n--) {
+  for (let n: number = ENGINE_FEATURES.length; ; n--) {
     try {
       return await openDevice({ features: ENGINE_FEATURES.slice(0, n) });
     } catch (err) {
