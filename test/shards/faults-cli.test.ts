@@ -115,7 +115,7 @@ describe('the CLI through a store that fails 15 % of its requests', () => {
     const [clean, faulty] = [await keysOf('s3://wsb/clean'), await keysOf('s3://wsb/faulty')];
     expect(clean).toHaveLength(20);
     expect(new Set(faulty).size).toBe(faulty.length);
-    // Rows within a unit are in download-completion order, which no run fixes; the set of keys is the contract.
+    // The faulty store's retries and the resumed run write exactly the clean run's keys.
     expect(faulty.sort()).toEqual(clean.sort());
 
     const summary = async (faulty: boolean, url: string) => {
