@@ -81,6 +81,8 @@ export interface StepBuffers {
  */
 export interface GradientProgram {
   dispatches(io: StepBuffers): Dispatch[];
+  /** Bytes of GPU memory the program holds (activations, scratch), for the memory line. @default unknown */
+  readonly bytes?: number;
   /** Frees the program's own buffers (activations, scratch). */
   release(): void;
 }
@@ -307,6 +309,25 @@ export class WebGpuStepper {
   private check(): void {
     if (this.closed) throw new WebGpuTrainingError('the WebGPU stepper is closed');
     if (this.failure) throw this.failure;
+  }
+
+  /** GPU memory held, by part (bytes of the buffers; WebGPU reports no peak of its own). */
+  memory(): { state: number; crops: number; program: number | null } {
+    const bytes = (ts: GpuTensor[]) => ts.reduce((n, t) => n + t.buffer.size, 0);
+    const { w, v, g, w16, running } = this.state;
+    return {
+      state: bytes([w, v, g, running, ...(w16 ? [w16] : []), ...Object.values(this.tail)]),
+      crops: bytes(this.crops),
+      program: this.program.bytes ?? null,
+    };
+  }
+
+  /** One line for the training log: the GPU memory the step holds. */
+  memoryLine(): string {
+    const m = this.memory();
+    const mib = (n: number) => `${(n / 2 ** 20).toFixed(1)} MiB`;
+    const total = m.state + m.crops + (m.program ?? 0);
+    return `GPU memory: ${mib(total)}${m.program === null ? ' and the gradient program' : ''} (state ${mib(m.state)}, crops ${mib(m.crops)}${m.program === null ? '' : `, program ${mib(m.program)}`})`;
   }
 
   /** The state buffers (tests read them to compare with the tfjs step). @internal */

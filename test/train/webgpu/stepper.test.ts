@@ -199,7 +199,18 @@ describe('WebGpuStepper: the step tail against optim.ts on tfjs cpu', () => {
       const read = async () => [await runner.read(stepper.buffers.w), await runner.read(stepper.buffers.v)];
       const g0 = gradients(layout, 0);
       program.set(g0.flat, 1);
-      const first = await stepper.step(crops(config, 0), 0, { readLoss: false });
+      // One submission per step, and no read-back inside it.
+      const queue = runner.device.queue;
+      const submit = queue.submit.bind(queue);
+      let submissions = 0;
+      queue.submit = (buffers) => (submissions++, submit(buffers));
+      let first;
+      try {
+        first = await stepper.step(crops(config, 0), 0, { readLoss: false });
+      } finally {
+        queue.submit = submit;
+      }
+      expect(submissions).toBe(1);
       expect(first.lossSteps).toBe(0);
       expect(first.loss).toBeNaN();
       const before = await read();
@@ -243,6 +254,11 @@ describe('WebGpuStepper: state round trip', () => {
     const before = exportState(model);
     const { stepper } = await start(model, 'f32');
     try {
+      const params = stepper.buffers.params.total * 4;
+      // Weights, momentum, gradients, statistics and the tail's small buffers; no f16 copy in f32.
+      expect(stepper.memory().state).toBeGreaterThan(3 * params);
+      expect(stepper.memory().state).toBeLessThan(4 * params);
+      expect(stepper.memoryLine()).toMatch(/^GPU memory: [\d.]+ MiB and the gradient program \(state/);
       await stepper.sync();
       expectSameState(exportState(model), before);
     } finally {
