@@ -3,7 +3,7 @@
  * null and the rows say so: no figure is made without it.
  *
  * `EngineStepper` is the part of src/train/webgpu/stepper.ts' `WebGpuStepper` the bench uses (that class
- * satisfies it as it stands). To plug the engine in, make `loadEngine()` return a factory through STATIC imports
+ * satisfies it: checked by tsc below). To plug the engine in, make `loadEngine()` return a factory through STATIC imports
  * (esbuild then bundles the engine into .gpurun/train.mjs; a computed import path would be left out), e.g.
  *
  *   import { WebGpuStepper } from '../src/train/webgpu/stepper.js';
@@ -17,6 +17,7 @@
  *   }
  */
 import type { CropTensor } from '../src/augment/loader.js';
+import type { WebGpuStepper } from '../src/train/webgpu/stepper.js';
 
 export type EnginePrecision = 'f32' | 'mixed';
 
@@ -46,6 +47,9 @@ export interface EngineStepper {
   /** Frees the engine's buffers and the device it opened. */
   close(): Promise<void>;
 }
+
+// The engine's stepper must keep fitting what this bench uses (tsc fails here otherwise).
+const _stepperFits: WebGpuStepper extends EngineStepper ? true : never = true;
 
 export type OpenEngineStepper = (options: EngineStepperOptions) => Promise<EngineStepper>;
 
