@@ -3,8 +3,8 @@
  * null and the rows say so: no figure is made without it.
  *
  * `EngineStepper` is the part of src/train/webgpu/stepper.ts' `WebGpuStepper` the bench uses (that class
- * satisfies it: checked by tsc below). To plug the engine in, make `loadEngine()` return a factory through STATIC imports
- * (esbuild then bundles the engine into .gpurun/train.mjs; a computed import path would be left out), e.g.
+ * satisfies it: tsc checks below). To plug the engine in, make `loadEngine()` return a factory through STATIC
+ * imports (esbuild then bundles the engine into .gpurun/train.mjs; a computed import path would be left out), e.g.
  *
  *   import { WebGpuStepper } from '../src/train/webgpu/stepper.js';
  *   import { gradientProgram } from '../src/train/webgpu/engine/index.js'; // the GradientProgramFactory
