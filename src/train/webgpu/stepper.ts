@@ -261,8 +261,12 @@ export class WebGpuStepper {
     return { ...(await this.readLoss()), lr };
   }
 
-  /** The mean loss of the steps since the last read (resetting the sum), and the loss-scale counters. */
-  private async readLoss(): Promise<Omit<WebGpuStepResult, 'lr'>> {
+  /**
+   * The mean loss of the steps since the last read (resetting the sum), and the loss-scale counters: what a
+   * reading step returns, for a trainer that logs or saves after steps that did not read.
+   */
+  async readLoss(): Promise<Omit<WebGpuStepResult, 'lr'>> {
+    this.check();
     const steps = this.unread;
     const [sum, scale] = await Promise.all([
       this.runner.read(this.tail.lossSum),

@@ -233,6 +233,10 @@ describe('WebGpuStepper: the step tail against optim.ts on tfjs cpu', () => {
         false,
       );
       expect(await stepper.lossScale()).toEqual({ scale: 1024, skipped: 1, grown: 1 });
+      // Nothing unread: a flush says so; one more unread step is what the next flush returns.
+      expect(await stepper.readLoss()).toMatchObject({ loss: NaN, lossSteps: 0 });
+      await stepper.step(crops(config, 4), 4, { readLoss: false });
+      expect(await stepper.readLoss()).toMatchObject({ loss: 4, lossSteps: 1 });
     } finally {
       await stepper.close();
       model.dispose();
