@@ -6,7 +6,14 @@
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ParamSet } from '../../../src/train/params.js';
-import { DEFAULT_SWAV, normalisePrototypes, PROTOTYPES, swavHead } from '../../../src/train/swav.js';
+import {
+  DEFAULT_SWAV,
+  normalisePrototypes,
+  PROTOTYPES,
+  swavHead,
+  swavLoss,
+  type SwavConfig,
+} from '../../../src/train/swav.js';
 import { roundToHalf } from '../../../src/train/webgpu/half.js';
 import {
   createSwavHeadState,
@@ -16,6 +23,8 @@ import {
   type SwavHeadShape,
   weightGradSplit,
 } from '../../../src/train/webgpu/kernels/head.js';
+import { createSinkhornScratch, sinkhornCodes } from '../../../src/train/webgpu/kernels/sinkhorn.js';
+import { createSwavLossState, swavLossBackward, swavLossForward } from '../../../src/train/webgpu/kernels/swav-loss.js';
 import type { Dtype, GpuRunner, GpuTensor } from '../../../src/train/webgpu/runner.js';
 import { openTestRunner, randomValues, scaledError, upload } from './gpu.js';
 
@@ -56,32 +65,43 @@ interface Data {
   dscores: Float32Array;
 }
 
+/** What swavHead reads: the weights by name, the running statistics as given, `pending` for their update. */
+function headParams(ws: tf.Tensor[], running: tf.Tensor[], pending: ParamSet['pendingUpdates']): ParamSet {
+  const get = (name: string) =>
+    name.endsWith('.bn.mean') ? running[0] : name.endsWith('.bn.var') ? running[1] : ws[NAMES.indexOf(name as never)];
+  return { get, pendingUpdates: pending } as unknown as ParamSet;
+}
+
+function headConfig(s: SwavHeadShape) {
+  return { ...DEFAULT_SWAV, hidden: s.hidden, dim: s.dim, prototypes: s.prototypes };
+}
+
+/** The data as tfjs tensors (call inside a tidy). */
+function tensorsOf(s: SwavHeadShape, d: Data) {
+  const shapes = weightShapes(s);
+  return {
+    ws: d.weights.map((w, i) => tf.tensor(w, shapes[i])),
+    running: [tf.tensor1d(d.running.subarray(0, s.hidden)), tf.tensor1d(d.running.subarray(s.hidden))],
+    features: tf.tensor2d(d.features, [s.batch, s.features]),
+  };
+}
+
 /** tfjs: z, scores and the running statistics (one forward), and the gradients (another, as a train step). */
 function reference(s: SwavHeadShape, d: Data) {
   return tf.tidy(() => {
-    const cfg = { ...DEFAULT_SWAV, hidden: s.hidden, dim: s.dim, prototypes: s.prototypes };
-    const shapes = weightShapes(s);
-    const ws = d.weights.map((w, i) => tf.tensor(w, shapes[i]));
-    const runMean = tf.tensor1d(d.running.subarray(0, s.hidden));
-    const runVar = tf.tensor1d(d.running.subarray(s.hidden));
-    const params = (wts: tf.Tensor[], pending: ParamSet['pendingUpdates']) =>
-      ({
-        get: (name: string) =>
-          name.endsWith('.bn.mean') ? runMean : name.endsWith('.bn.var') ? runVar : wts[NAMES.indexOf(name as never)],
-        pendingUpdates: pending,
-      }) as unknown as ParamSet;
-    const features = tf.tensor2d(d.features, [s.batch, s.features]);
+    const cfg = headConfig(s);
+    const { ws, running, features } = tensorsOf(s, d);
     const pending: NonNullable<ParamSet['pendingUpdates']> = [];
-    const out = swavHead(params(ws, pending), cfg, features, true);
-    const running = tf.concat(pending.map(([, v]) => v));
+    const out = swavHead(headParams(ws, running, pending), cfg, features, true);
+    const updated = tf.concat(pending.map(([, v]) => v));
     const dscores = tf.tensor2d(d.dscores, [s.batch, s.prototypes]);
     const grads = tf.grads((f: tf.Tensor, ...w: tf.Tensor[]) =>
-      tf.sum(tf.mul(swavHead(params(w, null), cfg, f as tf.Tensor2D, true).scores, dscores)),
+      tf.sum(tf.mul(swavHead(headParams(w, running, null), cfg, f as tf.Tensor2D, true).scores, dscores)),
     )([features, ...ws]);
     return {
       z: out.z.dataSync(),
       scores: out.scores.dataSync(),
-      running: running.dataSync(),
+      running: updated.dataSync(),
       grads: grads.map((g) => g.dataSync()),
     };
   });
@@ -103,18 +123,17 @@ function makeData(s: SwavHeadShape, act: Dtype, seed: number): Data {
   return { features, weights, running, dscores: randomValues(s.batch * s.prototypes, seed + 10) };
 }
 
-async function runCase(s: SwavHeadShape, act: Dtype, seed: number) {
-  const d = makeData(s, act, seed);
+/** The head's weights, features, gradients and state on the GPU; `tensors` lists what to release. */
+function uploadHead(s: SwavHeadShape, act: Dtype, d: Data) {
   const tensors: GpuTensor[] = [];
   const keep = (t: GpuTensor) => (tensors.push(t), t);
   const shapes = weightShapes(s);
   const [w1, b1, gamma, beta, w2, b2, prototypes] = d.weights.map((w, i) =>
     keep(upload(runner, shapes[i]!, MATRICES.has(NAMES[i]!) ? act : 'f32', w)),
   );
-  const w = { w1: w1!, b1: b1!, gamma: gamma!, beta: beta!, w2: w2!, b2: b2!, prototypes: prototypes! };
   const running = keep(upload(runner, [2, s.hidden], 'f32', d.running));
+  const w = { w1: w1!, b1: b1!, gamma: gamma!, beta: beta!, running, w2: w2!, b2: b2!, prototypes: prototypes! };
   const features = keep(upload(runner, [s.batch, s.features], act, d.features));
-  const dscores = keep(upload(runner, [s.batch, s.prototypes], 'f32', d.dscores));
   const dfeatures = keep(runner.tensor([s.batch, s.features], act));
   const g = {
     dw1: keep(runner.tensor(shapes[0]!)),
@@ -126,14 +145,24 @@ async function runCase(s: SwavHeadShape, act: Dtype, seed: number) {
     dprototypes: keep(runner.tensor(shapes[6]!)),
   };
   const st = createSwavHeadState(runner, s);
+  tensors.push(...Object.values(st));
+  /** dfeatures then the weight gradients, in NAMES order. */
+  const grads = [dfeatures, g.dw1, g.db1, g.dgamma, g.dbeta, g.dw2, g.db2, g.dprototypes];
+  return { w, features, dfeatures, g, st, tensors, grads };
+}
+
+async function runCase(s: SwavHeadShape, act: Dtype, seed: number) {
+  const d = makeData(s, act, seed);
+  const { w, features, dfeatures, g, st, tensors, grads } = uploadHead(s, act, d);
+  const dscores = upload(runner, [s.batch, s.prototypes], 'f32', d.dscores);
+  tensors.push(dscores);
   const rec = await runner.record([
-    ...swavHeadForward(s, features, { ...w, running }, st),
-    ...swavHeadBackward(s, features, { ...w, running }, st, dscores, g, dfeatures),
+    ...swavHeadForward(s, features, w, st),
+    ...swavHeadBackward(s, features, w, st, dscores, g, dfeatures),
   ]);
   rec.submit();
-  const outputs = [st.z, st.scores, running, dfeatures, g.dw1, g.db1, g.dgamma, g.dbeta, g.dw2, g.db2, g.dprototypes];
-  const got = await Promise.all(outputs.map((t) => runner.read(t)));
-  runner.release(...tensors, ...Object.values(st));
+  const got = await Promise.all([st.z, st.scores, w.running, ...grads].map((t) => runner.read(t)));
+  runner.release(...tensors);
   const want = reference(s, d);
   const wantAll = [want.z, want.scores, want.running, ...want.grads];
   const errors = Object.fromEntries(OUTPUTS.map((name, i) => [name, scaledError(got[i]!, wantAll[i]!)]));
@@ -152,6 +181,9 @@ function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   return Array.from(a).reduce((m, x, i) => Math.max(m, Math.abs(x - b[i]!)), 0);
 }
 
+/** Odd sizes; also 3 crops of 3 for the chained test, which then reuses the head's compiled pipelines. */
+const CHAIN_SHAPE: SwavHeadShape = { batch: 9, features: 19, hidden: 24, dim: 11, prototypes: 37 };
+
 const OUTPUTS = ['z', 'scores', 'running', 'dfeatures', 'dW1', 'db1', 'dgamma', 'dbeta', 'dW2', 'db2', 'dP'];
 
 /**
@@ -163,10 +195,7 @@ const F32_TOL = 1e-5;
 
 describe('SwAV head forward and backward match swav.ts on tfjs cpu', () => {
   it.each<[string, SwavHeadShape]>([
-    [
-      'batch 7, odd widths (19 -> 24 -> 11, 37 prototypes)',
-      { batch: 7, features: 19, hidden: 24, dim: 11, prototypes: 37 },
-    ],
+    ['batch 9, odd widths (19 -> 24 -> 11, 37 prototypes)', CHAIN_SHAPE],
     ['batch 1 (BatchNorm of one row)', { batch: 1, features: 5, hidden: 9, dim: 3, prototypes: 13 }],
   ])('f32: %s', async (_, s) => {
     const e = await runCase(s, 'f32', 61);
@@ -182,6 +211,55 @@ describe('SwAV head forward and backward match swav.ts on tfjs cpu', () => {
     expect(weightGradSplit(s.features, s.hidden, s.batch)).toBeGreaterThan(1);
     const e = await runCase(s, 'f16', 67);
     for (const name of OUTPUTS) expect(e[name], name).toBeLessThan((name === 'dfeatures' ? 2 ** -11 : 0) + F32_TOL);
+  });
+});
+
+/** Head, codes, loss and both backward passes in one recording; tfjs differentiates swavLoss(swavHead(.)). */
+async function runChain(s: SwavHeadShape, crops: number, cfg: LossConfig, seed: number) {
+  const d = makeData(s, 'f32', seed);
+  const { w, features, st, g, dfeatures, tensors, grads } = uploadHead(s, 'f32', d);
+  const ls = { batch: s.batch / crops, prototypes: s.prototypes, crops };
+  const sk = { epsilon: cfg.epsilon, iterations: cfg.sinkhornIters, cropsForAssign: cfg.cropsForAssign };
+  const o = { temperature: cfg.temperature, cropsForAssign: cfg.cropsForAssign };
+  const scratch = createSinkhornScratch(runner, ls, cfg.cropsForAssign.length);
+  const lossState = createSwavLossState(runner, ls, o);
+  const codes = runner.tensor([cfg.cropsForAssign.length, ls.batch, s.prototypes]);
+  const loss = runner.tensor([1]);
+  const dscores = runner.tensor([s.batch, s.prototypes]);
+  tensors.push(...Object.values(scratch), ...Object.values(lossState), codes, loss, dscores);
+  const rec = await runner.record([
+    ...swavHeadForward(s, features, w, st),
+    ...sinkhornCodes(ls, sk, st.scores, codes, scratch),
+    ...swavLossForward(ls, o, st.scores, codes, lossState, loss),
+    ...swavLossBackward(ls, o, st.scores, codes, lossState, dscores),
+    ...swavHeadBackward(s, features, w, st, dscores, g, dfeatures),
+  ]);
+  rec.submit();
+  const got = await Promise.all([loss, ...grads].map((t) => runner.read(t)));
+  runner.release(...tensors);
+  const want = tf.tidy(() => {
+    const { ws, running, features: f } = tensorsOf(s, d);
+    const lossOf = (x: tf.Tensor, ...wts: tf.Tensor[]) => {
+      const { scores } = swavHead(headParams(wts, running, null), headConfig(s), x as tf.Tensor2D, true);
+      return swavLoss(tf.split(scores, crops, 0) as tf.Tensor2D[], cfg);
+    };
+    const { value, grads: wantGrads } = tf.valueAndGrads(lossOf)([f, ...ws]);
+    return [value.dataSync(), ...wantGrads.map((t) => t.dataSync())];
+  });
+  return Object.fromEntries(['loss', ...OUTPUTS.slice(3)].map((name, i) => [name, scaledError(got[i]!, want[i]!)]));
+}
+
+type LossConfig = Pick<SwavConfig, 'temperature' | 'epsilon' | 'sinkhornIters' | 'cropsForAssign'>;
+
+describe('head + Sinkhorn + swapped loss as one recording match tfjs differentiating swavLoss(swavHead(.))', () => {
+  /**
+   * The same f32 bound as each part: the chain adds the loss gradient's ~1e-6 (swav-loss.test.ts) to the
+   * head's backward, which only sums it further. db1 is exactly zero (see runCase) and left out here.
+   */
+  it('3 crops of batch 3, assign [0, 1], odd widths', async () => {
+    const cfg: LossConfig = { temperature: 0.1, epsilon: 0.05, sinkhornIters: 3, cropsForAssign: [0, 1] };
+    const e = await runChain(CHAIN_SHAPE, 3, cfg, 73);
+    for (const [name, err] of Object.entries(e)) if (name !== 'db1') expect(err, name).toBeLessThan(F32_TOL);
   });
 });
 
