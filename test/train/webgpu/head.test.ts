@@ -6,14 +6,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ParamSet } from '../../../src/train/params.js';
-import {
-  DEFAULT_SWAV,
-  normalisePrototypes,
-  PROTOTYPES,
-  swavHead,
-  swavLoss,
-  type SwavConfig,
-} from '../../../src/train/swav.js';
+import { DEFAULT_SWAV, normalisePrototypes, PROTOTYPES, swavHead, swavLoss } from '../../../src/train/swav.js';
 import { roundToHalf } from '../../../src/train/webgpu/half.js';
 import {
   createSwavHeadState,
@@ -23,8 +16,13 @@ import {
   type SwavHeadShape,
   weightGradSplit,
 } from '../../../src/train/webgpu/kernels/head.js';
-import { createSinkhornScratch, sinkhornCodes } from '../../../src/train/webgpu/kernels/sinkhorn.js';
-import { createSwavLossState, swavLossBackward, swavLossForward } from '../../../src/train/webgpu/kernels/swav-loss.js';
+import {
+  createSwavTensors,
+  swavBackward,
+  swavForward,
+  swavTensorList,
+  type SwavStepConfig,
+} from '../../../src/train/webgpu/kernels/swav.js';
 import type { Dtype, GpuRunner, GpuTensor } from '../../../src/train/webgpu/runner.js';
 import { openTestRunner, randomValues, scaledError, upload } from './gpu.js';
 
@@ -214,28 +212,19 @@ describe('SwAV head forward and backward match swav.ts on tfjs cpu', () => {
   });
 });
 
-/** Head, codes, loss and both backward passes in one recording; tfjs differentiates swavLoss(swavHead(.)). */
-async function runChain(s: SwavHeadShape, crops: number, cfg: LossConfig, seed: number) {
+/** swav.ts' forward and backward in one recording; tfjs differentiates swavLoss(swavHead(.)). */
+async function runChain(s: SwavHeadShape, crops: number, cfg: SwavStepConfig, seed: number) {
   const d = makeData(s, 'f32', seed);
-  const { w, features, st, g, dfeatures, tensors, grads } = uploadHead(s, 'f32', d);
-  const ls = { batch: s.batch / crops, prototypes: s.prototypes, crops };
-  const sk = { epsilon: cfg.epsilon, iterations: cfg.sinkhornIters, cropsForAssign: cfg.cropsForAssign };
-  const o = { temperature: cfg.temperature, cropsForAssign: cfg.cropsForAssign };
-  const scratch = createSinkhornScratch(runner, ls, cfg.cropsForAssign.length);
-  const lossState = createSwavLossState(runner, ls, o);
-  const codes = runner.tensor([cfg.cropsForAssign.length, ls.batch, s.prototypes]);
-  const loss = runner.tensor([1]);
-  const dscores = runner.tensor([s.batch, s.prototypes]);
-  tensors.push(...Object.values(scratch), ...Object.values(lossState), codes, loss, dscores);
+  const { w, features, g, dfeatures, tensors, grads } = uploadHead(s, 'f32', d);
+  const shape = { ...s, crops, batch: s.batch / crops };
+  const t = createSwavTensors(runner, shape, cfg);
+  tensors.push(...swavTensorList(t));
   const rec = await runner.record([
-    ...swavHeadForward(s, features, w, st),
-    ...sinkhornCodes(ls, sk, st.scores, codes, scratch),
-    ...swavLossForward(ls, o, st.scores, codes, lossState, loss),
-    ...swavLossBackward(ls, o, st.scores, codes, lossState, dscores),
-    ...swavHeadBackward(s, features, w, st, dscores, g, dfeatures),
+    ...swavForward(shape, cfg, features, w, t),
+    ...swavBackward(shape, cfg, features, w, t, g, dfeatures),
   ]);
   rec.submit();
-  const got = await Promise.all([loss, ...grads].map((t) => runner.read(t)));
+  const got = await Promise.all([t.loss, ...grads].map((x) => runner.read(x)));
   runner.release(...tensors);
   const want = tf.tidy(() => {
     const { ws, running, features: f } = tensorsOf(s, d);
@@ -249,15 +238,13 @@ async function runChain(s: SwavHeadShape, crops: number, cfg: LossConfig, seed: 
   return Object.fromEntries(['loss', ...OUTPUTS.slice(3)].map((name, i) => [name, scaledError(got[i]!, want[i]!)]));
 }
 
-type LossConfig = Pick<SwavConfig, 'temperature' | 'epsilon' | 'sinkhornIters' | 'cropsForAssign'>;
-
-describe('head + Sinkhorn + swapped loss as one recording match tfjs differentiating swavLoss(swavHead(.))', () => {
+describe('swavForward + swavBackward (head, Sinkhorn, swapped loss) match tfjs differentiating swavLoss(swavHead(.))', () => {
   /**
    * The same f32 bound as each part: the chain adds the loss gradient's ~1e-6 (swav-loss.test.ts) to the
    * head's backward, which only sums it further. db1 is exactly zero (see runCase) and left out here.
    */
   it('3 crops of batch 3, assign [0, 1], odd widths', async () => {
-    const cfg: LossConfig = { temperature: 0.1, epsilon: 0.05, sinkhornIters: 3, cropsForAssign: [0, 1] };
+    const cfg: SwavStepConfig = { temperature: 0.1, epsilon: 0.05, sinkhornIters: 3, cropsForAssign: [0, 1] };
     const e = await runChain(CHAIN_SHAPE, 3, cfg, 73);
     for (const [name, err] of Object.entries(e)) if (name !== 'db1') expect(err, name).toBeLessThan(F32_TOL);
   });
