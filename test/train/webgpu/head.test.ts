@@ -14,7 +14,7 @@ import {
   swavHeadBackward,
   swavHeadForward,
   type SwavHeadShape,
-  weightGradSplit,
+  productSplit,
 } from '../../../src/train/webgpu/kernels/head.js';
 import {
   createSwavTensors,
@@ -201,12 +201,18 @@ describe('SwAV head forward and backward match swav.ts on tfjs cpu', () => {
   });
 
   // f16 features, weight copies (W1, W2, P) and dfeatures: the reference sees the same rounded values; every
-  // internal tensor stays f32, so only dfeatures adds its own rounding (2^-11 of itself). Batch 260 makes the
-  // weight gradients (K = batch) split-K with a reduce pass.
-  it('f16 storage: batch 260 (split-K weight gradients), 40 -> 72 -> 16, 50 prototypes', async () => {
+  // internal tensor stays f32, so only dfeatures adds its own rounding (2^-11 of itself). Batch 260 and width
+  // 300 split K in the weight gradients (K = batch), in h W2 + b2 (the bias added by the summing pass) and in
+  // dfeatures (stored as f16 by that pass).
+  it('f16 storage: batch 260, 40 -> 300 -> 16, 50 prototypes (split-K products)', async () => {
     if (!runner.ctx.info.features['shader-f16']) return; // lavapipe offers it: see conv2d.test.ts
-    const s = { batch: 260, features: 40, hidden: 72, dim: 16, prototypes: 50 };
-    expect(weightGradSplit(s.features, s.hidden, s.batch)).toBeGreaterThan(1);
+    const s = { batch: 260, features: 40, hidden: 300, dim: 16, prototypes: 50 };
+    for (const [m, n, k] of [
+      [s.features, s.hidden, s.batch],
+      [s.batch, s.dim, s.hidden],
+      [s.batch, s.features, s.hidden],
+    ])
+      expect(productSplit(m!, n!, k!)).toBeGreaterThan(1);
     const e = await runCase(s, 'f16', 67);
     for (const name of OUTPUTS) expect(e[name], name).toBeLessThan((name === 'dfeatures' ? 2 ** -11 : 0) + F32_TOL);
   });

@@ -6,15 +6,15 @@
  *   p      = h W2 + b2                           W2 [H, D] `swav.proj2.w`, b2 [D] `swav.proj2.b`
  *   z      = p / max(|p|, 1e-12)                 per row (l2normalise)
  *   scores = z P                                 P [D, K] `swav.prototypes.w`
- * Matrices come from gemm.ts (the products and their gradients, split-K where the batch is the long axis) and
- * BatchNorm from batchnorm.ts / batchnorm-backward.ts ([B, H] is NHWC with H = W = 1). Everything between the
- * products is f32; `features`, `dfeatures` and the weight matrices may be f16 (weight copies), vectors are f32.
+ * Matrices come from gemm.ts (the products and their gradients, split along K where M x N alone gives a large
+ * GPU too few workgroups: productSplit) and BatchNorm from batchnorm.ts / batchnorm-backward.ts ([B, H] is NHWC
+ * with H = W = 1). Everything between the products is f32; `features`, `dfeatures` and the weight matrices may be f16 (weight copies), vectors are f32.
  */
 import type { Dispatch, Dtype, GpuRunner, GpuTensor, Kernel } from '../runner.js';
 import { batchNormForward, batchNormStatsKernel, BN_STATS, type BatchNormShape } from './batchnorm.js';
 import { batchNormBackward, batchNormGradSumsKernel } from './batchnorm-backward.js';
 import { elementwiseEntry, elementwiseGroups, enableF16 } from './elementwise.js';
-import { gemmKernel, gemmLayout, splitKReduceKernel } from './gemm.js';
+import { gemmKernel, gemmLayout } from './gemm.js';
 
 export interface SwavHeadShape {
   /** Rows: every crop's samples (crops * batch). */
@@ -131,39 +131,85 @@ fn store(m: u32, n: u32, g: u32, s: u32, v: f32) { out[s * M * N + m * N + n] = 
 }
 
 /**
- * K slices for a weight gradient A^T D whose K is the batch: aims at `parallelism` workgroups, each slice at
- * least 8 K tiles deep (as conv2d's filterGradSplit).
+ * K slices for a product: aims at `parallelism` workgroups, each slice at least 8 K tiles deep (as conv2d's
+ * filterGradSplit). The weight gradients (K = batch) and the products whose M x N is small next to K (z P^T,
+ * h W2, da1 W1^T) would otherwise leave most of a large GPU idle. Returns what gemmLayout keeps (it merges
+ * slices that would be empty).
  */
-export function weightGradSplit(M: number, N: number, K: number, parallelism = 512): number {
+export function productSplit(M: number, N: number, K: number, parallelism = 512): number {
   const { tileCount, tiles } = gemmLayout({ M, N, K });
-  return Math.max(1, Math.min(Math.ceil(parallelism / tileCount), Math.floor(K / (tiles.TK * 8))));
+  const wanted = Math.max(1, Math.min(Math.ceil(parallelism / tileCount), Math.floor(K / (tiles.TK * 8))));
+  return gemmLayout({ M, N, K, splitK: wanted }).splitK;
 }
 
-/** dW (f32, [M, N]) = A^T D with A stored [K, M] and D [K, N]; through `partial` when split. */
-function weightGrad(M: number, N: number, K: number, a: GpuTensor, d: GpuTensor, dw: GpuTensor, partial: GpuTensor) {
-  const kernel = matmulKernel({
-    M,
-    N,
-    K,
-    aT: true,
-    bT: false,
-    a: a.dtype,
-    b: d.dtype,
-    out: 'f32',
-    splitK: split(M, N, K),
-  });
-  const slices = kernel.workgroups[2]; // gemmLayout may merge slices that would be empty
-  if (slices === 1) return [{ kernel, buffers: [a, d, dw] }];
-  if (partial.size < slices * M * N)
-    throw new RangeError(`head: split-K scratch of ${partial.size} < ${slices * M * N}`);
+/**
+ * out[i] = sum_s partial[s, i] (+ bias[i % N]), stored as `out`: the second half of a split product.
+ * Bindings partial ([slices, M, N] f32), [bias ([N] f32)], out.
+ */
+export function splitKSumKernel(M: number, N: number, slices: number, out: Dtype, bias: boolean): Kernel {
+  const size = M * N;
+  const code = /* wgsl */ `${enableF16(out)}
+@group(0) @binding(0) var<storage, read> partial: array<f32>;
+${bias ? '@group(0) @binding(1) var<storage, read> bias: array<f32>;' : ''}
+@group(0) @binding(${bias ? 2 : 1}) var<storage, read_write> out: array<${out}>;
+${elementwiseEntry(size)}
+  var sum = ${bias ? `bias[i % ${N}u]` : '0.0'};
+  for (var s = 0u; s < ${slices}u; s++) { sum += partial[s * ${size}u + i]; }
+  out[i] = ${out}(sum);
+}
+`;
+  return {
+    key: `splitk-sum:${M}x${N}x${slices}:${out}:${bias ? 'bias' : ''}`,
+    code,
+    workgroups: elementwiseGroups(size),
+  };
+}
+
+/** Which operand is read transposed, and the sizes, of one product of the head. */
+interface Product {
+  M: number;
+  N: number;
+  K: number;
+  aT: boolean;
+  bT: boolean;
+}
+
+/** out = A B (+ bias) through gemm, split along K when productSplit says so (then summed into out by a pass). */
+function product(p: Product, a: GpuTensor, b: GpuTensor, out: GpuTensor, partial: GpuTensor, bias?: GpuTensor) {
+  const slices = productSplit(p.M, p.N, p.K);
+  const spec = { ...p, a: a.dtype, b: b.dtype };
+  if (slices === 1)
+    return [
+      {
+        kernel: matmulKernel({ ...spec, out: out.dtype, bias: !!bias }),
+        buffers: bias ? [a, b, bias, out] : [a, b, out],
+      },
+    ];
+  if (partial.size < slices * p.M * p.N)
+    throw new RangeError(`head: split-K scratch of ${partial.size} < ${slices * p.M * p.N}`);
   return [
-    { kernel, buffers: [a, d, partial] },
-    { kernel: splitKReduceKernel(M * N, slices), buffers: [partial, dw] },
+    { kernel: matmulKernel({ ...spec, out: 'f32', splitK: slices }), buffers: [a, b, partial] },
+    {
+      kernel: splitKSumKernel(p.M, p.N, slices, out.dtype, !!bias),
+      buffers: bias ? [partial, bias, out] : [partial, out],
+    },
   ];
 }
 
-function split(M: number, N: number, K: number): number {
-  return weightGradSplit(M, N, K);
+/** Every product of the head's forward and backward, as [M, N, K] (what sizes the split-K scratch). */
+function productSizes(s: SwavHeadShape): [number, number, number][] {
+  const { batch: B, features: F, hidden: H, dim: D, prototypes: K } = s;
+  return [
+    [B, H, F],
+    [B, D, H],
+    [B, K, D],
+    [B, D, K],
+    [D, K, B],
+    [H, D, B],
+    [B, H, D],
+    [F, H, B],
+    [B, F, H],
+  ];
 }
 
 /** out[c] = sum_r x[r, c] (a bias gradient): bindings x ([R, C] f32), out ([C] f32). */
@@ -257,11 +303,7 @@ function bnShape(s: SwavHeadShape): BatchNormShape {
 export function createSwavHeadState(runner: GpuRunner, s: SwavHeadShape): SwavHeadState {
   const bn = bnShape(s);
   const f32 = (shape: number[]) => runner.tensor(shape, 'f32');
-  const splits = [
-    [s.features, s.hidden],
-    [s.hidden, s.dim],
-    [s.dim, s.prototypes],
-  ].map(([m, n]) => split(m!, n!, s.batch) * m! * n!);
+  const splits = productSizes(s).map(([m, n, k]) => (productSplit(m, n, k) > 1 ? productSplit(m, n, k) * m * n : 0));
   return {
     a1: f32([s.batch, s.hidden]),
     stats: f32([BN_STATS.ROWS, s.hidden]),
@@ -305,54 +347,18 @@ export function swavHeadForward(
   checkShape('features', features, s.batch * s.features);
   checkShape('prototypes', w.prototypes, s.dim * s.prototypes);
   const p = st.dp; // p is only needed until z is written; the backward overwrites dp later
+  const { batch: B, features: F, hidden: H, dim: D, prototypes: K } = s;
+  const part = st.splitPartial;
   return [
-    {
-      kernel: matmulKernel({
-        M: s.batch,
-        N: s.hidden,
-        K: s.features,
-        aT: false,
-        bT: false,
-        a: features.dtype,
-        b: w.w1.dtype,
-        out: 'f32',
-        bias: true,
-      }),
-      buffers: [features, w.w1, w.b1, st.a1],
-    },
+    ...product({ M: B, N: H, K: F, aT: false, bT: false }, features, w.w1, st.a1, part, w.b1),
     ...batchNormForward(
       bnShape(s),
       { x: st.a1, gamma: w.gamma, beta: w.beta, stats: st.stats, running: w.running, y: st.h },
       fixed(st.bnPartial),
     ),
-    {
-      kernel: matmulKernel({
-        M: s.batch,
-        N: s.dim,
-        K: s.hidden,
-        aT: false,
-        bT: false,
-        a: 'f32',
-        b: w.w2.dtype,
-        out: 'f32',
-        bias: true,
-      }),
-      buffers: [st.h, w.w2, w.b2, p],
-    },
-    { kernel: l2NormaliseKernel(s.batch, s.dim), buffers: [p, st.z, st.norm] },
-    {
-      kernel: matmulKernel({
-        M: s.batch,
-        N: s.prototypes,
-        K: s.dim,
-        aT: false,
-        bT: false,
-        a: 'f32',
-        b: w.prototypes.dtype,
-        out: 'f32',
-      }),
-      buffers: [st.z, w.prototypes, st.scores],
-    },
+    ...product({ M: B, N: D, K: H, aT: false, bT: false }, st.h, w.w2, p, part, w.b2),
+    { kernel: l2NormaliseKernel(B, D), buffers: [p, st.z, st.norm] },
+    ...product({ M: B, N: K, K: D, aT: false, bT: false }, st.z, w.prototypes, st.scores, part),
   ];
 }
 
@@ -371,33 +377,25 @@ export function swavHeadBackward(
 ): Dispatch[] {
   checkShape('dscores', dscores, s.batch * s.prototypes);
   const { batch: B, features: F, hidden: H, dim: D, prototypes: K } = s;
+  const part = st.splitPartial;
   const out: Dispatch[] = [
-    {
-      kernel: matmulKernel({ M: B, N: D, K, aT: false, bT: true, a: dscores.dtype, b: w.prototypes.dtype, out: 'f32' }),
-      buffers: [dscores, w.prototypes, st.dz],
-    },
-    ...weightGrad(D, K, B, st.z, dscores, g.dprototypes, st.splitPartial),
+    ...product({ M: B, N: D, K, aT: false, bT: true }, dscores, w.prototypes, st.dz, part),
+    ...product({ M: D, N: K, K: B, aT: true, bT: false }, st.z, dscores, g.dprototypes, part),
     { kernel: l2NormaliseGradKernel(B, D), buffers: [st.z, st.norm, st.dz, st.dp] },
-    ...weightGrad(H, D, B, st.h, st.dp, g.dw2, st.splitPartial),
+    ...product({ M: H, N: D, K: B, aT: true, bT: false }, st.h, st.dp, g.dw2, part),
     { kernel: columnSumKernel(B, D), buffers: [st.dp, g.db2] },
-    {
-      kernel: matmulKernel({ M: B, N: H, K: D, aT: false, bT: true, a: 'f32', b: w.w2.dtype, out: 'f32' }),
-      buffers: [st.dp, w.w2, st.dh],
-    },
+    ...product({ M: B, N: H, K: D, aT: false, bT: true }, st.dp, w.w2, st.dh, part),
     ...batchNormBackward(
       bnShape(s),
       { x: st.a1, stats: st.stats, dy: st.dh, dx: st.da1, dgamma: g.dgamma, dbeta: g.dbeta },
       fixed(st.bnGradPartial),
     ),
-    ...weightGrad(F, H, B, features, st.da1, g.dw1, st.splitPartial),
+    ...product({ M: F, N: H, K: B, aT: true, bT: false }, features, st.da1, g.dw1, part),
     { kernel: columnSumKernel(B, H), buffers: [st.da1, g.db1] },
   ];
   if (dfeatures) {
     checkShape('dfeatures', dfeatures, B * F);
-    out.push({
-      kernel: matmulKernel({ M: B, N: F, K: H, aT: false, bT: true, a: 'f32', b: w.w1.dtype, out: dfeatures.dtype }),
-      buffers: [st.da1, w.w1, dfeatures],
-    });
+    out.push(...product({ M: B, N: F, K: H, aT: false, bT: true }, st.da1, w.w1, dfeatures, part));
   }
   return out;
 }
