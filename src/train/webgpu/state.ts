@@ -96,6 +96,10 @@ export function importDownloaded(
   importState(model, state);
 }
 
+export function stateTensors(s: GpuModelState): GpuTensor[] {
+  return [s.w, s.v, s.g, s.running, ...(s.w16 ? [s.w16] : [])];
+}
+
 export function releaseState(runner: GpuRunner, s: GpuModelState): void {
-  runner.release(s.w, s.v, s.g, s.running, ...(s.w16 ? [s.w16] : []));
+  runner.release(...stateTensors(s));
 }

@@ -36,6 +36,7 @@ import {
   downloadState,
   importDownloaded,
   releaseState,
+  stateTensors,
   uploadState,
   type GpuModelState,
 } from './state.js';
@@ -142,6 +143,16 @@ interface TailBuffers {
   lossSum: GpuTensor;
 }
 
+/** What start makes for a stepper. */
+interface StepperParts {
+  state: GpuModelState;
+  tail: TailBuffers;
+  crops: GpuTensor[];
+  program: GradientProgram;
+  recording: Recording;
+  tables: { open: Uint32Array; frozen: Uint32Array };
+}
+
 export class WebGpuStepper {
   private closed = false;
   private failure: Error | null = null;
@@ -154,6 +165,13 @@ export class WebGpuStepper {
   /** Per crop: an ordinary buffer that crops in shared memory are copied through (see writeCrops). */
   private readonly staging: Float32Array[] = [];
 
+  private readonly state: GpuModelState;
+  private readonly tail: TailBuffers;
+  private readonly crops: GpuTensor[];
+  private readonly program: GradientProgram;
+  private readonly recording: Recording;
+  private readonly tables: { open: Uint32Array; frozen: Uint32Array };
+
   private constructor(
     readonly model: SwavModel,
     readonly runner: GpuRunner,
@@ -161,13 +179,14 @@ export class WebGpuStepper {
     /** The line `train` prints: the device, what it offers, and the precision used. */
     readonly description: string,
     private readonly ownsDevice: boolean,
-    private readonly state: GpuModelState,
-    private readonly tail: TailBuffers,
-    private readonly crops: GpuTensor[],
-    private readonly program: GradientProgram,
-    private readonly recording: Recording,
-    private readonly tables: { open: Uint32Array; frozen: Uint32Array },
+    parts: StepperParts,
   ) {
+    this.state = parts.state;
+    this.tail = parts.tail;
+    this.crops = parts.crops;
+    this.program = parts.program;
+    this.recording = parts.recording;
+    this.tables = parts.tables;
     this.withSlot = new Set(model.lars.slots.keys());
     // A lost device (driver reset, out of memory, destroyed elsewhere) fails every later call with its reason.
     void runner.device.lost.then((info) => {
@@ -185,52 +204,30 @@ export class WebGpuStepper {
       );
     const ctx = options.device ?? (await openDevice());
     const runner = new GpuRunner(ctx);
-    let program: GradientProgram | null = null;
+    const made: { state?: GpuModelState; tail?: TailBuffers; crops?: GpuTensor[]; program?: GradientProgram } = {};
     try {
       const precision = resolvePrecision(options.precision, ctx.info);
-      const state = allocateState(runner, model, precision === 'mixed');
+      const state = (made.state = allocateState(runner, model, precision === 'mixed'));
       uploadState(runner, model, state);
-      const tail = tailBuffers(runner, state.params.params.length, precision, options.lossScale?.initial);
+      const tail = (made.tail = tailBuffers(runner, state.params.params.length, precision, options.lossScale?.initial));
       const sizes = cropSizes(config.crops);
-      const crops = sizes.map((s) => runner.tensor([config.batchSize, s, s, 3]));
+      const crops = (made.crops = sizes.map((s) => runner.tensor([config.batchSize, s, s, 3])));
       const layout = { params: state.params, stats: state.stats };
-      program = await options.program(runner, { config, rows: config.batchSize, cropSizes: sizes, precision, layout });
-      const io: StepBuffers = {
-        weights: state.w,
-        ...(state.w16 ? { weights16: state.w16 } : {}),
-        grads: state.g,
-        running: state.running,
-        crops,
-        lossScale: tail.lossScale,
-        loss: tail.loss,
-      };
-      const check =
-        precision === 'mixed'
-          ? lossScaleCheck(state.params.params.length, tail.norms, tail.lossScale, tail.hyper, options.lossScale)
-          : [];
-      const lars = { w: state.w, g: state.g, v: state.v, table: tail.table, norms: tail.norms, hyper: tail.hyper };
-      const recording = await runner.record([
-        ...program.dispatches(io),
-        ...larsStep(state.params, config.lars, { ...lars, ...(state.w16 ? { w16: state.w16 } : {}) }, check),
-        ...lossSum(tail.loss, tail.lossSum),
-      ]);
+      const spec = { config, rows: config.batchSize, cropSizes: sizes, precision, layout };
+      const program = (made.program = await options.program(runner, spec));
+      const recording = await runner.record(stepDispatches(spec, state, tail, crops, program, options.lossScale));
       const line = `WebGPU ${describeDevice(ctx.info)}; ${describePrecision(precision, options.precision, ctx.info)}`;
-      return new WebGpuStepper(
-        model,
-        runner,
-        precision,
-        line,
-        !options.device,
-        state,
-        tail,
-        crops,
-        program,
-        recording,
-        larsTables(state.params, config),
-      );
+      const parts = { state, tail, crops, program, recording, tables: larsTables(state.params, config) };
+      return new WebGpuStepper(model, runner, precision, line, !options.device, parts);
     } catch (err) {
-      program?.release();
+      made.program?.release();
       if (!options.device) ctx.destroy();
+      else {
+        // A shared device lives on: free what was made for it.
+        const { state, tail, crops } = made;
+        const tensors = [...(state ? stateTensors(state) : []), ...Object.values(tail ?? {}), ...(crops ?? [])];
+        for (const t of tensors) t.buffer.destroy();
+      }
       throw err;
     }
   }
@@ -318,9 +315,8 @@ export class WebGpuStepper {
   /** GPU memory held, by part (bytes of the buffers; WebGPU reports no peak of its own). */
   memory(): { state: number; crops: number; program: number | null } {
     const bytes = (ts: GpuTensor[]) => ts.reduce((n, t) => n + t.buffer.size, 0);
-    const { w, v, g, w16, running } = this.state;
     return {
-      state: bytes([w, v, g, running, ...(w16 ? [w16] : []), ...Object.values(this.tail)]),
+      state: bytes([...stateTensors(this.state), ...Object.values(this.tail)]),
       crops: bytes(this.crops),
       program: this.program.bytes ?? null,
     };
@@ -359,6 +355,35 @@ export class WebGpuStepper {
       } else this.runner.writeBytes(want, data);
     });
   }
+}
+
+/** The step as recorded: the program's passes, the LARS norms, the loss-scale check (mixed), the update, the loss sum. */
+function stepDispatches(
+  spec: GradientProgramSpec,
+  state: GpuModelState,
+  tail: TailBuffers,
+  crops: GpuTensor[],
+  program: GradientProgram,
+  lossScale?: LossScaleOptions,
+): Dispatch[] {
+  const { w, w16, g, v, running } = state;
+  const io: StepBuffers = {
+    weights: w,
+    ...(w16 ? { weights16: w16 } : {}),
+    grads: g,
+    running,
+    crops,
+    lossScale: tail.lossScale,
+    loss: tail.loss,
+  };
+  const P = state.params.params.length;
+  const check = spec.precision === 'mixed' ? lossScaleCheck(P, tail.norms, tail.lossScale, tail.hyper, lossScale) : [];
+  const lars = { w, g, v, table: tail.table, norms: tail.norms, hyper: tail.hyper, ...(w16 ? { w16 } : {}) };
+  return [
+    ...program.dispatches(io),
+    ...larsStep(state.params, spec.config.lars, lars, check),
+    ...lossSum(tail.loss, tail.lossSum),
+  ];
 }
 
 function tailBuffers(runner: GpuRunner, paramCount: number, precision: Precision, initial?: number): TailBuffers {

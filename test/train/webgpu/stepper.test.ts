@@ -339,7 +339,15 @@ describe('WebGpuStepper: refused inputs', () => {
     queued.dispose();
     const config = tinyConfig();
     const model = new SwavModel(config);
-    const { stepper } = await start(model, 'f32');
+    const failing = WebGpuStepper.start(model, {
+      device: runner.ctx,
+      program: () => {
+        throw new Error('no program for this shape');
+      },
+    });
+    await expect(failing).rejects.toThrow('no program for this shape');
+    const { stepper } = await start(model, 'f32'); // the shared device still works
+    expect(stepper.description).toMatch(/^WebGPU .*; precision f32 \(as asked\)/);
     try {
       const short = crops(config, 0).map((c) => ({ size: c.size, data: c.data.subarray(0, c.data.length / 2) }));
       await expect(stepper.step(short, 0)).rejects.toThrow(WebGpuTrainingError);
