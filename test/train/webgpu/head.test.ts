@@ -160,6 +160,12 @@ async function runCase(s: SwavHeadShape, act: Dtype, seed: number) {
   ]);
   rec.submit();
   const got = await Promise.all([st.z, st.scores, w.running, ...grads].map((t) => runner.read(t)));
+  // Without dprototypes (frozen prototypes) the backward is the same less that product.
+  const frozen = swavHeadBackward(s, features, w, st, dscores, { ...g, dprototypes: undefined }, dfeatures);
+  const full = swavHeadBackward(s, features, w, st, dscores, g, dfeatures);
+  expect(frozen.length).toBeLessThan(full.length);
+  expect(full.filter((d) => d.buffers.includes(g.dprototypes)).length).toBeGreaterThan(0);
+  expect(frozen.filter((d) => d.buffers.includes(g.dprototypes)).length).toBe(0);
   runner.release(...tensors);
   const want = reference(s, d);
   const wantAll = [want.z, want.scores, want.running, ...want.grads];

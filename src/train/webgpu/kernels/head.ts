@@ -56,7 +56,11 @@ export interface SwavHeadGrads {
   dbeta: GpuTensor;
   dw2: GpuTensor;
   db2: GpuTensor;
-  dprototypes: GpuTensor;
+  /**
+   * [D, K]; leave it out to skip the product, as model.ts drops the prototypes' gradient during
+   * SwavConfig.freezePrototypesSteps (a recording for frozen steps and one for the rest).
+   */
+  dprototypes?: GpuTensor;
 }
 
 /**
@@ -380,7 +384,7 @@ export function swavHeadBackward(
   const part = st.splitPartial;
   const out: Dispatch[] = [
     ...product({ M: B, N: D, K, aT: false, bT: true }, dscores, w.prototypes, st.dz, part),
-    ...product({ M: D, N: K, K: B, aT: true, bT: false }, st.z, dscores, g.dprototypes, part),
+    ...(g.dprototypes ? product({ M: D, N: K, K: B, aT: true, bT: false }, st.z, dscores, g.dprototypes, part) : []),
     { kernel: l2NormaliseGradKernel(B, D), buffers: [st.z, st.norm, st.dz, st.dp] },
     ...product({ M: H, N: D, K: B, aT: true, bT: false }, st.h, st.dp, g.dw2, part),
     { kernel: columnSumKernel(B, D), buffers: [st.dp, g.db2] },
