@@ -1,0 +1,146 @@
+/**
+ * The WebGPU backbone (engine/backbone.ts, built from regnet.ts' own regnetBody) against the tfjs model on the
+ * cpu backend, in training mode: pooled features, every parameter gradient of loss = sum_r sum(features_r * R_r)
+ * over one or two crop resolutions sharing the weights, and the running statistics after the step.
+ * The model is a tiny RegNetY with SE, two stride-2 stages, grouped 3x3 convs (2 and 4 groups), projection
+ * shortcuts and an identity shortcut.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ParamSet } from '../../../src/train/params.js';
+import { regnetFeatures } from '../../../src/train/regnet.js';
+import { regnetSpec } from '../../../src/train/regnet-spec.js';
+import {
+  allocateBackboneWeights,
+  backboneParams,
+  buildBackbone,
+  packByName,
+  unpackByName,
+} from '../../../src/train/webgpu/engine/backbone.js';
+import type { GpuRunner } from '../../../src/train/webgpu/runner.js';
+import { openTestRunner, randomValues, scaledError } from './gpu.js';
+
+let runner: GpuRunner;
+beforeAll(async () => {
+  runner = await openTestRunner();
+});
+afterAll(() => runner?.ctx.destroy());
+
+/** Stages [16 x 1, 32 x 2], group width 8, SE 0.25. */
+const SPEC = regnetSpec('custom:3,16,8,2,8');
+
+/** A ParamSet with every variable built and the BatchNorm affine parameters random (a zero gamma hides a branch). */
+function makeParams(seed: number): ParamSet {
+  const ps = new ParamSet(seed);
+  tf.tidy(() => regnetFeatures(ps, SPEC, tf.zeros([1, 32, 32, 3]), true));
+  let k = 0;
+  for (const [name, v] of ps.vars) {
+    const r = randomValues(v.size, seed + 100 + k++);
+    if (name.endsWith('.gamma')) v.assign(tf.tensor(r.map((x) => 1 + 0.5 * x)));
+    else if (name.endsWith('.beta')) v.assign(tf.tensor(r.map((x) => 0.2 * x)));
+    else if (name.endsWith('.mean')) v.assign(tf.tensor(r.map((x) => 0.1 * x)));
+    else if (name.endsWith('.var')) v.assign(tf.tensor(r.map((x) => 1 + 0.5 * x)));
+  }
+  return ps;
+}
+
+interface Crop {
+  size: number;
+  images: Float32Array;
+  r: Float32Array;
+}
+
+/** tfjs cpu: features per crop, gradients by name, running statistics after the step's queued updates. */
+function reference(ps: ParamSet, batch: number, crops: Crop[]) {
+  const trainable = [...ps.trainable().values()];
+  const inputs = crops.map((c) => tf.tensor4d(c.images, [batch, c.size, c.size, 3]));
+  const features = crops.map((_, i) => tf.tidy(() => regnetFeatures(ps, SPEC, inputs[i]!, true).dataSync()));
+  ps.pendingUpdates = [];
+  const { grads } = tf.variableGrads(() => {
+    let loss = tf.scalar(0);
+    crops.forEach((c, i) => {
+      const f = regnetFeatures(ps, SPEC, inputs[i]!, true);
+      loss = tf.add(loss, tf.sum(tf.mul(f, tf.tensor(c.r, f.shape))));
+    });
+    return loss;
+  }, trainable);
+  const running = new Map<string, Float32Array>();
+  for (const [v, value] of ps.pendingUpdates)
+    running.set(v.name.slice(ps.prefix.length), value.dataSync() as Float32Array);
+  ps.pendingUpdates = null;
+  const byName = new Map(Object.entries(ps.byName(grads)).map(([n, g]) => [n, g.dataSync() as Float32Array]));
+  tf.dispose([...inputs, ...Object.values(grads)]);
+  return { features, grads: byName, running };
+}
+
+async function runCase(batch: number, sizes: number[], seed: number) {
+  const ps = makeParams(seed);
+  const channels = SPEC.stages.at(-1)!.width;
+  const crops = sizes.map((size, i) => ({
+    size,
+    images: randomValues(batch * size * size * 3, seed + 10 * i),
+    r: randomValues(batch * channels, seed + 10 * i + 1),
+  }));
+  const values = (name: string) => ps.vars.get(name)!.dataSync() as Float32Array;
+  const w = allocateBackboneWeights(runner, SPEC, 'f32');
+  runner.writeBytes(w.weights, packByName(w.params, values));
+  runner.writeBytes(w.running, packByName(w.stats, values));
+  const instances = crops.map((c, i) =>
+    buildBackbone(
+      runner,
+      SPEC,
+      { batch, size: c.size, precision: 'f32', gradients: i ? 'accumulate' : 'overwrite' },
+      w,
+    ),
+  );
+  instances.forEach((b, i) => (runner.write(b.input, crops[i]!.images), runner.write(b.featuresGrad, crops[i]!.r)));
+  // One submission: every forward in crop order (the running statistics' updates in turn), then the backwards.
+  const rec = await runner.record([...instances.flatMap((b) => b.forward), ...instances.flatMap((b) => b.backward)]);
+  rec.submit();
+  const features = await Promise.all(instances.map((b) => runner.read(b.features)));
+  const grads = unpackByName(w.params, await runner.read(w.grads));
+  const running = unpackByName(w.stats, await runner.read(w.running));
+  instances.forEach((b) => b.release());
+  runner.release(w.weights, w.grads, w.running);
+  const want = reference(ps, batch, crops);
+  ps.dispose();
+  return {
+    features: features.map((f, i) => scaledError(f, want.features[i]!)),
+    grads: [...want.grads].map(([name, g]) => [name, scaledError(grads.get(name)!, g)] as const),
+    running: [...want.running].map(([name, v]) => [name, scaledError(running.get(name)!, v)] as const),
+  };
+}
+
+/**
+ * f32: the engine sums in another order than tfjs (tiles, split-K, tree reductions) through 12 layers and their
+ * backward. Measured (lavapipe, 2026-12-01): features and running statistics <= 8e-7, gradients <= 2e-6 at batch
+ * 3 and <= 1e-5 at batch 1 (its last BatchNorm normalises over 4 values, which amplifies rounding). 1e-4, the
+ * issue's bound, still fails for a dropped gradient contribution or an overwritten accumulation (measured 0.2 to 4).
+ */
+const F32_TOL = 1e-4;
+
+describe('WebGPU RegNetY backbone matches the tfjs model on cpu (training mode)', () => {
+  it('has the ParamSet names, shapes and order', () => {
+    const ps = makeParams(1);
+    const { params, stats } = backboneParams(SPEC);
+    const vars = [...ps.vars];
+    expect(params).toEqual(vars.filter(([, v]) => v.trainable).map(([name, v]) => ({ name, shape: v.shape })));
+    expect(stats).toEqual(vars.filter(([, v]) => !v.trainable).map(([name, v]) => ({ name, shape: v.shape })));
+    ps.dispose();
+  });
+
+  it.each<[string, number, number[]]>([
+    ['batch 3, 17x17', 3, [17]],
+    ['batch 1, two resolutions sharing weights (23x23, 15x15)', 1, [23, 15]],
+  ])(
+    'f32: %s',
+    async (_, batch, sizes) => {
+      const e = await runCase(batch, sizes, 41);
+      e.features.forEach((err, i) => expect(err, `features ${sizes[i]}`).toBeLessThan(F32_TOL));
+      expect(e.grads.length).toBe(backboneParams(SPEC).params.length);
+      for (const [name, err] of e.grads) expect(err, name).toBeLessThan(F32_TOL);
+      for (const [name, err] of e.running) expect(err, name).toBeLessThan(F32_TOL);
+    },
+    120_000,
+  );
+});
