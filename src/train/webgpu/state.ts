@@ -5,11 +5,13 @@
  *   w, v, g   trainable parameters, their LARS momentum and gradients (f32), laid out by `params`
  *   w16       the f16 copy of w that mixed-precision kernels read (written with the masters by the LARS update)
  *   stats     BatchNorm running statistics (the non-trainable variables, f32), laid out by `stats`
- * Both layouts come from the model's ParamSet (names, shapes, its order), each parameter at a bindable offset.
+ * Both layouts come from the model's ParamSet (names, shapes, its order), each parameter (each BatchNorm's pair
+ * of statistics) at a bindable offset.
  * f32 values travel unconverted, so upload then download gives the same bits.
  */
 import type { SwavModel } from '../model.js';
 import { importState, type ModelState } from '../parallel/state.js';
+import { pairedStatsLayout } from './engine/backbone.js';
 import { paramLayout, type ParamLayout } from './kernels/lars.js';
 import type { GpuRunner, GpuTensor } from './runner.js';
 
@@ -32,7 +34,8 @@ const shapeOf = ([name, v]: [string, { shape: readonly number[] }]) => ({ name, 
 export function allocateState(runner: GpuRunner, model: SwavModel, halfCopy: boolean): GpuModelState {
   const vars = [...model.ps.vars];
   const params = paramLayout(vars.filter(([, v]) => v.trainable).map(shapeOf));
-  const stats = paramLayout(vars.filter(([, v]) => !v.trainable).map(shapeOf));
+  // Each BatchNorm's `.var` right after its `.mean`: the engine binds both as one [2, C] view.
+  const stats = pairedStatsLayout(vars.filter(([, v]) => !v.trainable).map(shapeOf));
   return {
     params,
     stats,

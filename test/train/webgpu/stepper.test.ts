@@ -292,6 +292,11 @@ describe('WebGpuStepper: state round trip', () => {
       for (const p of stepper.buffers.stats.params)
         expect(byName(gpu.vars).get(p.name)).toEqual(running.subarray(p.offset, p.offset + p.size));
       expect(gpu.slots.length).toBe(layout.params.length); // every parameter has been updated once
+      // The engine binds a BatchNorm's statistics as one [2, C] view: its variance follows its mean.
+      for (const p of stepper.buffers.stats.params.filter((q) => q.name.endsWith('.var'))) {
+        const mean = stepper.buffers.stats.params.find((q) => q.name === `${p.name.slice(0, -4)}.mean`)!;
+        expect(p.offset, p.name).toBe(mean.offset + mean.size);
+      }
       const out = await openStore(join(dir, 'roundtrip'));
       const key = await saveCheckpoint(out, model, FREEZE + 1, START);
       await startBackend('wasm');
