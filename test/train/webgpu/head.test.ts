@@ -185,7 +185,11 @@ function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   return Array.from(a).reduce((m, x, i) => Math.max(m, Math.abs(x - b[i]!)), 0);
 }
 
-/** Odd sizes; also 3 crops of 3 for the chained test, which then reuses the head's compiled pipelines. */
+/**
+ * Odd sizes; also 3 crops of 3 for the chained test, which then reuses the head's compiled pipelines (on
+ * lavapipe each head shape costs ~17 s of CPU to compile cold). A head batch of 1 never occurs (rows are
+ * crops * batch, crops >= 2); batch 1 per crop is tested in sinkhorn.test.ts and swav-loss.test.ts.
+ */
 const CHAIN_SHAPE: SwavHeadShape = { batch: 9, features: 19, hidden: 24, dim: 11, prototypes: 37 };
 
 const OUTPUTS = ['z', 'scores', 'running', 'dfeatures', 'dW1', 'db1', 'dgamma', 'dbeta', 'dW2', 'db2', 'dP'];
@@ -198,13 +202,13 @@ const OUTPUTS = ['z', 'scores', 'running', 'dfeatures', 'dW1', 'db1', 'dgamma', 
 const F32_TOL = 1e-5;
 
 describe('SwAV head forward and backward match swav.ts on tfjs cpu', () => {
-  it.each<[string, SwavHeadShape]>([
-    ['batch 9, odd widths (19 -> 24 -> 11, 37 prototypes)', CHAIN_SHAPE],
-    ['batch 1 (BatchNorm of one row)', { batch: 1, features: 5, hidden: 9, dim: 3, prototypes: 13 }],
-  ])('f32: %s', async (_, s) => {
-    const e = await runCase(s, 'f32', 61);
-    for (const name of OUTPUTS) expect(e[name], name).toBeLessThan(F32_TOL);
-  });
+  it.each<[string, SwavHeadShape]>([['batch 9, odd widths (19 -> 24 -> 11, 37 prototypes)', CHAIN_SHAPE]])(
+    'f32: %s',
+    async (_, s) => {
+      const e = await runCase(s, 'f32', 61);
+      for (const name of OUTPUTS) expect(e[name], name).toBeLessThan(F32_TOL);
+    },
+  );
 
   // f16 features, weight copies (W1, W2, P) and dfeatures: the reference sees the same rounded values; every
   // internal tensor stays f32, so only dfeatures adds its own rounding (2^-11 of itself). Batch 260 and width
