@@ -1,13 +1,13 @@
 /**
  * The swapped-prediction loss and its gradient with respect to every crop's scores against tfjs cpu running
- * swav.ts' own swavLoss (codes from its localCodes: sinkhorn under stopGradient), with the GPU's codes from
- * sinkhorn.ts: loss = tf.grads' value, dscores = its gradient, on odd shapes and 2 to 4 crops.
+ * swav.ts' own swavLoss (codes from its localCodes: sinkhorn under stopGradient), the GPU kernels given the
+ * same codes (sinkhorn.test.ts tests the GPU's codes, head.test.ts the chain): loss = tf.valueAndGrads' value,
+ * dscores = its gradient, on odd shapes and 2 to 4 crops.
  */
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { swavLoss, type SwavConfig } from '../../../src/train/swav.js';
+import { localCodes, swavLoss, type SwavConfig } from '../../../src/train/swav.js';
 import { LOSS_SCALE } from '../../../src/train/webgpu/kernels/loss-scale.js';
-import { createSinkhornScratch, sinkhornCodes } from '../../../src/train/webgpu/kernels/sinkhorn.js';
 import {
   createSwavLossState,
   swavLossBackward,
@@ -33,6 +33,15 @@ function reference(s: SwavLossShape, cfg: Cfg, scores: Float32Array) {
   });
 }
 
+/** The model's codes (localCodes: sinkhorn under stopGradient) of each assignment crop, [A, B, K]. */
+function modelCodes(s: SwavLossShape, cfg: Cfg, scores: Float32Array): Float32Array {
+  return tf.tidy(() => {
+    const parts = tf.split(tf.tensor2d(scores, [s.crops * s.batch, s.prototypes]), s.crops, 0) as tf.Tensor2D[];
+    const codes = localCodes(cfg);
+    return tf.concat(cfg.cropsForAssign.map((crop, a) => codes(a, parts[crop]!, undefined))).dataSync() as Float32Array;
+  });
+}
+
 async function runCase(s: SwavLossShape, cfg: Cfg, seed: number, scale?: number) {
   // Scores are cosines: in [-1, 1] as the head's unit embeddings against unit prototypes make them.
   const scores = randomValues(s.crops * s.batch * s.prototypes, seed);
@@ -40,22 +49,21 @@ async function runCase(s: SwavLossShape, cfg: Cfg, seed: number, scale?: number)
   const tensors: GpuTensor[] = [];
   const keep = (t: GpuTensor) => (tensors.push(t), t);
   const st = createSwavLossState(runner, s, o);
-  const scratch = createSinkhornScratch(runner, s, cfg.cropsForAssign.length);
   const t = keep(upload(runner, [s.crops * s.batch, s.prototypes], 'f32', scores));
-  const codes = keep(runner.tensor([cfg.cropsForAssign.length, s.batch, s.prototypes]));
+  const codes = keep(
+    upload(runner, [cfg.cropsForAssign.length, s.batch, s.prototypes], 'f32', modelCodes(s, cfg, scores)),
+  );
   const loss = keep(runner.tensor([1]));
   const dscores = keep(runner.tensor([s.crops * s.batch, s.prototypes]));
   const state = scale === undefined ? undefined : keep(runner.tensor([LOSS_SCALE.SIZE]));
   if (state) runner.write(state, [scale!, 0, 0, 0]);
-  const sk = { epsilon: cfg.epsilon, iterations: cfg.sinkhornIters, cropsForAssign: cfg.cropsForAssign };
   const rec = await runner.record([
-    ...sinkhornCodes(s, sk, t, codes, scratch),
     ...swavLossForward(s, o, t, codes, st, loss),
     ...swavLossBackward(s, o, t, codes, st, dscores, state),
   ]);
   rec.submit();
   const [gotLoss, gotGrad] = await Promise.all([runner.read(loss), runner.read(dscores)]);
-  runner.release(...tensors, ...Object.values(st), ...Object.values(scratch));
+  runner.release(...tensors, ...Object.values(st));
   const want = reference(s, cfg, scores);
   return {
     loss: Math.abs(gotLoss[0]! - want.loss) / Math.abs(want.loss),
@@ -70,10 +78,10 @@ const CFG: Cfg = { temperature: 0.1, epsilon: 0.05, sinkhornIters: 3, cropsForAs
 
 /**
  * f32: the loss is a mean of B * K products q log p in another order than tfjs's; each gradient element is
- * p * sum(q) - q over <= 2 assignments, scaled; the codes themselves carry ~2e-7 (sinkhorn.test.ts). Measured:
- * loss <= 2e-7, dscores <= 1e-6 of the largest. 1e-5 fails for a wrong weight or a term from the crop's own
- * codes (checked). sum(q) is 1 to ~1e-7 after Sinkhorn's last row step, so it matters only for codes made
- * elsewhere (a data-parallel assignment), which these cases do not exercise.
+ * p * sum(q) - q over <= 2 assignments, scaled (both sides read the same codes). Measured: loss <= 2e-7,
+ * dscores <= 1e-6 of the largest. 1e-5 fails for a wrong weight or a term from the crop's own codes (checked).
+ * sum(q) is 1 to ~1e-7 after Sinkhorn's last row step, so it matters only for codes made elsewhere (a
+ * data-parallel assignment), which these cases do not exercise.
  */
 const F32_TOL = 1e-5;
 
