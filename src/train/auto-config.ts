@@ -15,7 +15,9 @@
  * - Freeze period: SwAV freezes the prototypes for the first epoch (313 steps = 1.28 M images / 4096; 5005 at
  *   batch 256); a short run freezes at most 10 % of its steps, so the prototypes learn for most of it.
  * - Learning rate: SwAV's 0.6 x batch/256 (0.075 at batch 32, which collapsed here); with LARS on every
- *   parameter (SwAV's LARC) at least 0.5, the rate that learned at batch 32 in both implementations. A run
+ *   parameter (SwAV's LARC) and a batch of at most 64, 2: at batch 32 on the pattern images 0.5 learned by
+ *   step 700-900 (both implementations), 2 by step 250-450 (two seeds, two crop sets), 4 stayed at ln K.
+ *   Larger batches keep SwAV's rule, with 0.5 as the floor (nothing larger was measured here). A run
  *   of at most 2000 steps keeps it constant: the features arrive in a jump late in a short run, which a
  *   cosine decay reaches with too small a rate (bench/RESULTS.md, "Learning").
  *
@@ -85,10 +87,16 @@ export function autoFreeze(s: RunShape): Choice<number> {
   return { value: cap, why: `10 % of ${s.steps} steps` };
 }
 
+/** Batches up to this size take SMALL_BATCH_LR with LARS on every parameter (measured at 32). */
+export const SMALL_BATCH = 64;
+const SMALL_BATCH_LR = 2;
+
 export function autoLr(s: RunShape): Choice<number> {
   const linear = 0.6 * (s.batchSize / 256);
-  if (s.larsAll && linear < 0.5)
-    return { value: 0.5, why: `LARS on every parameter; SwAV's 0.6 x batch/256 = ${fmt(linear)} collapses small runs` };
+  const collapses = `SwAV's 0.6 x batch/256 = ${fmt(linear)} collapses small runs`;
+  if (s.larsAll && s.batchSize <= SMALL_BATCH)
+    return { value: SMALL_BATCH_LR, why: `LARS on every parameter at batch ${s.batchSize}; ${collapses}` };
+  if (s.larsAll && linear < 0.5) return { value: 0.5, why: `LARS on every parameter; ${collapses}` };
   return { value: linear, why: `SwAV's 0.6 x batch/256` };
 }
 

@@ -40,7 +40,7 @@ describe('wildstream run', () => {
     // follow: training starts while ingest is still committing units (both stages run at once)
     const r = await runCli(['run', DEMO, ...short, '--set', 'train.follow=true'], {}, 300_000, dir);
     expect(r.code, r.stderr).toBe(0);
-    expect(r.stdout).toMatch(/"event":"ingest_done".*"kept":121,"failed":3,"duplicates":14/);
+    expect(r.stdout).toMatch(/"event":"ingest_done".*"kept":511,"failed":3,"duplicates":16/);
     expect(r.stdout).toMatch(/step 4\/4 +epoch/);
     expect(r.stdout.indexOf('wildstream train: backend')).toBeLessThan(r.stdout.indexOf('"event":"ingest_done"'));
     expect(r.stdout).toMatch(/k-NN top-1: trained \d\.\d{3}, random init \d\.\d{3}/);
@@ -49,15 +49,15 @@ describe('wildstream run', () => {
       expect(meta.format, png).toBe('png');
       expect(meta.width! * meta.height!, png).toBeGreaterThan(2_000);
     }
-    expect(r.stdout).toMatch(/"event":"embed","out":"data\/embeddings\.arrow","images":121/);
+    expect(r.stdout).toMatch(/"event":"embed","out":"data\/embeddings\.arrow","images":511/);
     const knn = JSON.parse(await readFile(join(dir, 'data/report/knn.json'), 'utf8'));
     expect(knn.trained).toMatchObject({ k: 8, train: 8, test: 8 });
     const inspect = await runCli(['inspect', 'data/dataset', '--json'], {}, 60_000, dir);
-    expect(JSON.parse(inspect.stdout)).toMatchObject({ shards: 3, records: 121, duplicates: { exact: 5 } });
+    expect(JSON.parse(inspect.stdout)).toMatchObject({ shards: 11, records: 511, duplicates: { exact: 5, near: 11 } });
 
     const again = await runCli(['run', DEMO, ...short, '--set', 'train.steps=6'], {}, 300_000, dir);
     expect(again.code, again.stderr).toBe(0);
-    expect(again.stdout).toMatch(/"unitsSkipped":3/);
+    expect(again.stdout).toMatch(/"unitsSkipped":11/);
     expect(again.stdout).toMatch(/resuming at step 4 from checkpoints\/step-000000004\.ckpt/);
     expect(again.stdout).toMatch(/step 6\/6/);
   }, 300_000);

@@ -45,12 +45,15 @@ describe('auto-config: rules', () => {
   });
 
   it("the learning test's shape gives the settings that learned there", () => {
-    const learning = { records: 512, steps: 900, batchSize: 32, larsAll: true };
+    const learning = { records: 512, steps: 600, batchSize: 32, larsAll: true };
     expect(autoPrototypes(learning).value).toBe(32);
     expect(autoEpsilon(learning).value).toBe(0.02);
     expect(autoFreeze(learning).value).toBe(16); // one epoch; the test freezes 20
-    expect(autoLr(learning).value).toBe(0.5);
-    expect(autoFinalLr(learning, 0.5).value).toBe(0.5);
+    expect(autoLr(learning).value).toBe(2);
+    expect(autoFinalLr(learning, 2).value).toBe(2);
+    // Above SMALL_BATCH the linear rule again, with 0.5 as the floor.
+    expect(autoLr({ ...learning, batchSize: 128 }).value).toBe(0.5);
+    expect(autoLr({ ...learning, batchSize: 1024 }).value).toBeCloseTo(2.4, 9);
   });
 
   it("a few thousand images at batch 32 and 300 steps (the run that collapsed with SwAV's defaults)", () => {
