@@ -4,6 +4,11 @@
  * statistics, running statistics updated in place); the backward walks the nodes in reverse and writes each
  * parameter's gradient into the view `ParamViews.grad` gives for it. An activation read by two nodes (a block's
  * input, by its branch and its shortcut) gets the sum of both gradients.
+ *
+ * Memory: activations (and what BatchNorm and SE save) live for the whole step. Activation gradients and scratch
+ * (partial sums) are recycled: a buffer whose last reader has been emitted is handed to a later dispatch of the
+ * same size. That is safe because the dispatches of one compute pass run in order, each seeing the writes of
+ * those before it.
  */
 import { batchNormForward, BN_STATS } from '../kernels/batchnorm.js';
 import { batchNormBackward } from '../kernels/batchnorm-backward.js';
@@ -56,7 +61,36 @@ export function emitBackbone(runner: GpuRunner, graph: BackboneGraph, views: Par
     tensors.push(t);
     return t;
   };
-  const scratch = (shape: number[]) => alloc(shape);
+  const free = new Map<string, GpuTensor[]>();
+  const keyOf = (size: number, dtype: Dtype) => `${dtype}:${size}`;
+  /** A recycled buffer of the same size and type, or a new one. */
+  const take = (shape: readonly number[], dtype: Dtype = 'f32'): GpuTensor => {
+    const t = free
+      .get(
+        keyOf(
+          shape.reduce((a, b) => a * b, 1),
+          dtype,
+        ),
+      )
+      ?.pop();
+    return t ? { ...t, shape: [...shape] } : alloc(shape, dtype);
+  };
+  const recycle = (t: GpuTensor) => {
+    const list = free.get(keyOf(t.size, t.dtype)) ?? [];
+    list.push(t);
+    free.set(keyOf(t.size, t.dtype), list);
+  };
+  let inUse: GpuTensor[] = [];
+  /** Partial sums, read only by the dispatches of the layer that asked: recycled once that layer is emitted. */
+  const scratch = (shape: number[]) => {
+    const t = take(shape);
+    inUse.push(t);
+    return t;
+  };
+  const doneWithScratch = () => {
+    inUse.forEach(recycle);
+    inUse = [];
+  };
   const out = new Map<GraphNode, GpuTensor>();
   const saved = new Map<GraphNode, SeSaved>();
   const bnStats = new Map<string, GpuTensor>();
@@ -105,36 +139,53 @@ export function emitBackbone(runner: GpuRunner, graph: BackboneGraph, views: Par
         forward.push({ kernel: channelReduceKernel(spatial(node.x.shape), p.act, 'mean'), buffers: [x!, y] });
         break;
     }
+    doneWithScratch();
   }
 
   // Backward, in reverse execution order: when a node is reached every reader of it has given its gradient.
+  // A gradient tensor is recycled when no node holds it any more (the residual join hands one to both inputs).
   const grads = new Map<GraphNode, GpuTensor>();
+  const holders = new Map<GpuTensor, number>();
+  const hold = (node: GraphNode, t: GpuTensor) => {
+    grads.set(node, t);
+    holders.set(t, (holders.get(t) ?? 0) + 1);
+  };
+  const drop = (t: GpuTensor) => {
+    const n = (holders.get(t) ?? 0) - 1;
+    holders.set(t, n);
+    if (n <= 0 && t !== featuresGrad) recycle(t);
+  };
   const backward: Dispatch[] = [];
-  const give = (node: GraphNode, g: GpuTensor) => {
+  /** Adds `g` to `node`'s gradient; `transient`: nobody else holds g, so it is recycled once summed in. */
+  const give = (node: GraphNode, g: GpuTensor, transient = true) => {
     const before = grads.get(node);
-    if (!before) return void grads.set(node, g);
-    const sum = alloc(node.shape, p.act);
+    if (!before) return hold(node, g);
+    const sum = take(node.shape, p.act);
     backward.push({ kernel: addKernel(sum.size, p.act, false), buffers: [before, g, sum] });
-    grads.set(node, sum);
+    drop(before);
+    if (transient) recycle(g);
+    hold(node, sum);
   };
   const last = graph.nodes[graph.nodes.length - 1]!;
   const featuresGrad = alloc(last.shape);
-  grads.set(last, featuresGrad);
+  hold(last, featuresGrad);
   for (const node of [...graph.nodes].reverse()) {
     const dy = grads.get(node);
     if (!dy || node.kind === 'input') continue;
     if (node.kind === 'add') {
       let dsum = dy;
       if (node.relu) {
-        dsum = alloc(node.shape, p.act);
+        dsum = take(node.shape, p.act);
         backward.push({ kernel: reluGradKernel(dsum.size, p.act), buffers: [out.get(node)!, dy, dsum] });
       }
-      give(node.a, dsum);
-      give(node.b, dsum);
+      give(node.a, dsum, false);
+      give(node.b, dsum, false);
+      drop(dy);
+      if (dsum !== dy && !holders.get(dsum)) recycle(dsum);
       continue;
     }
     const x = out.get(node.x)!;
-    const dx = node.x.kind === 'input' ? null : alloc(node.x.shape, p.act);
+    const dx = node.x.kind === 'input' ? null : take(node.x.shape, p.act);
     switch (node.kind) {
       case 'pool':
         backward.push({ kernel: poolGradKernel(spatial(node.x.shape), p.act), buffers: [dy, dx!] });
@@ -164,6 +215,8 @@ export function emitBackbone(runner: GpuRunner, graph: BackboneGraph, views: Par
         break;
       }
     }
+    doneWithScratch();
+    drop(dy);
     if (dx) give(node.x, dx);
   }
   return {
