@@ -30,7 +30,7 @@ export interface StepBuffers {
   grads: GpuTensor;
   /** BatchNorm running statistics, f32 (layout.stats). */
   running: GpuTensor;
-  /** One per crop, f32 NHWC [rows, size, size, 3], written before each submission. */
+  /** One per crop, f32 NHWC [rows, size, size, 3], written before each submission (empty with `inputs`). */
   crops: readonly GpuTensor[];
   /** Loss-scale state (LOSS_SCALE); the scale at LOSS_SCALE.SCALE is 1 in f32 precision. */
   lossScale: GpuTensor;
@@ -51,6 +51,12 @@ export interface GradientProgram {
   dispatches(io: StepBuffers): Dispatch[];
   /** Bytes of GPU memory the program holds (activations, scratch), for the memory line. @default unknown */
   readonly bytes?: number;
+  /**
+   * Where the stepper writes each crop (f32 NHWC [rows, size, size, 3]; views at any 4-byte offset), when the
+   * program reads its input from buffers of its own; called after `dispatches`. Without it the stepper
+   * allocates `StepBuffers.crops`.
+   */
+  inputs?(): GpuTensor[];
   /** Frees the program's own buffers (activations, scratch). */
   release(): void;
 }

@@ -98,7 +98,10 @@ interface TailBuffers {
 interface StepperParts {
   state: GpuModelState;
   tail: TailBuffers;
+  /** Where each crop is written: the program's inputs, or `ownCrops`. */
   crops: GpuTensor[];
+  /** Crop buffers the stepper allocated (none when the program has inputs of its own). */
+  ownCrops: GpuTensor[];
   program: GradientProgram;
   recording: Recording;
   tables: { open: Uint32Array; frozen: Uint32Array };
@@ -119,6 +122,7 @@ export class WebGpuStepper {
   private readonly state: GpuModelState;
   private readonly tail: TailBuffers;
   private readonly crops: GpuTensor[];
+  private readonly ownCrops: GpuTensor[];
   private readonly program: GradientProgram;
   private readonly recording: Recording;
   private readonly tables: { open: Uint32Array; frozen: Uint32Array };
@@ -135,6 +139,7 @@ export class WebGpuStepper {
     this.state = parts.state;
     this.tail = parts.tail;
     this.crops = parts.crops;
+    this.ownCrops = parts.ownCrops;
     this.program = parts.program;
     this.recording = parts.recording;
     this.tables = parts.tables;
@@ -162,13 +167,15 @@ export class WebGpuStepper {
       uploadState(runner, model, state);
       const tail = (made.tail = tailBuffers(runner, state.params.params.length, precision, options.lossScale?.initial));
       const sizes = cropSizes(config.crops);
-      const crops = (made.crops = sizes.map((s) => runner.tensor([config.batchSize, s, s, 3])));
       const layout = { params: state.params, stats: state.stats };
       const spec = { config, rows: config.batchSize, cropSizes: sizes, precision, layout };
       const program = (made.program = await options.program(runner, spec));
-      const recording = await runner.record(stepDispatches(spec, state, tail, crops, program, options.lossScale));
+      const own = program.inputs ? [] : sizes.map((s) => runner.tensor([config.batchSize, s, s, 3]));
+      made.crops = own;
+      const recording = await runner.record(stepDispatches(spec, state, tail, own, program, options.lossScale));
+      const crops = program.inputs?.() ?? own;
       const line = `WebGPU ${describeDevice(ctx.info)}; ${describePrecision(precision, options.precision, ctx.info)}`;
-      const parts = { state, tail, crops, program, recording, tables: larsTables(state.params, config) };
+      const parts = { state, tail, crops, ownCrops: own, program, recording, tables: larsTables(state.params, config) };
       return new WebGpuStepper(model, runner, precision, line, !options.device, parts);
     } catch (err) {
       made.program?.release();
@@ -253,7 +260,7 @@ export class WebGpuStepper {
     this.closed = true;
     this.program.release();
     releaseState(this.runner, this.state);
-    this.runner.release(...Object.values(this.tail), ...this.crops);
+    this.runner.release(...Object.values(this.tail), ...this.ownCrops);
     if (this.ownsDevice) this.runner.ctx.destroy();
     else this.runner.trim();
   }
@@ -268,7 +275,7 @@ export class WebGpuStepper {
     const bytes = (ts: GpuTensor[]) => ts.reduce((n, t) => n + t.buffer.size, 0);
     return {
       state: bytes([...stateTensors(this.state), ...Object.values(this.tail)]),
-      crops: bytes(this.crops),
+      crops: bytes(this.ownCrops),
       program: this.program.bytes ?? null,
     };
   }
