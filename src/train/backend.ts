@@ -25,8 +25,11 @@ export interface BackendInfo {
 
 const require = createRequire(import.meta.url);
 
-/** Each loader resolves to a device description, or throws why the backend is unavailable. */
-const LOADERS: Record<Exclude<BackendName, 'auto'>, () => Promise<string>> = {
+/**
+ * Each loader resolves to a device description, or throws why the backend is unavailable; `auto` says the
+ * backend was not named (a software WebGPU adapter is then passed over).
+ */
+const LOADERS: Record<Exclude<BackendName, 'auto'>, (auto: boolean) => Promise<string>> = {
   tensorflow: async () => {
     for (const pkg of ['@tensorflow/tfjs-node-gpu', '@tensorflow/tfjs-node']) {
       try {
@@ -41,27 +44,17 @@ const LOADERS: Record<Exclude<BackendName, 'auto'>, () => Promise<string>> = {
       'neither @tensorflow/tfjs-node-gpu nor @tensorflow/tfjs-node is installed (npm i @tensorflow/tfjs-node-gpu@4.22.0)',
     );
   },
-  webgpu: async () => {
-    const dawn = (await import('webgpu' as string).catch(() => null)) as {
-      create?: (o: string[]) => unknown;
-      globals?: object;
-    } | null;
-    if (!dawn?.create)
-      throw new Error(
-        'the `webgpu` package (Dawn for Node) is not installed (npm i webgpu@0.6.2 @tensorflow/tfjs-backend-webgpu@4.22.0)',
-      );
-    Object.assign(globalThis, dawn.globals ?? {});
-    (globalThis as { navigator?: unknown }).navigator ??= { gpu: dawn.create([]) };
-    const gpu = (
-      globalThis as unknown as {
-        navigator: { gpu: { requestAdapter(): Promise<{ info?: { vendor?: string; device?: string } } | null> } };
-      }
-    ).navigator.gpu;
-    const adapter = await gpu.requestAdapter();
-    if (!adapter) throw new Error('WebGPU found no adapter');
-    await import('@tensorflow/tfjs-backend-webgpu' as string);
-    await setBackend('webgpu');
-    return `${adapter.info?.vendor ?? 'gpu'} ${adapter.info?.device ?? ''}`.trim();
+  webgpu: async (auto) => {
+    // The WebGPU engine (webgpu/stepper.ts) trains on the device; tfjs keeps the model (checkpoints, export,
+    // evaluation) on its cpu backend. A software adapter (lavapipe) trains correctly but slowly: named only.
+    const { describeDevice, openDevice } = await import('./webgpu/device.js');
+    const ctx = await openDevice();
+    const line = describeDevice(ctx.info);
+    const fallback = ctx.info.isFallback;
+    ctx.destroy();
+    if (fallback && auto) throw new Error(`the only WebGPU adapter is a software one (${line})`);
+    await LOADERS.cpu(false);
+    return line;
   },
   wasm: async () => {
     const wasm = await import('@tensorflow/tfjs-backend-wasm');
@@ -92,7 +85,7 @@ export async function startBackend(name: BackendName = 'auto'): Promise<BackendI
   const reasons: string[] = [];
   for (const candidate of order) {
     try {
-      return { name: candidate, device: await LOADERS[candidate]() };
+      return { name: candidate, device: await LOADERS[candidate](name === 'auto') };
     } catch (err) {
       reasons.push(`${candidate}: ${(err as Error).message}`);
     }

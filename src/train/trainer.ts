@@ -37,6 +37,8 @@ import type { TrainConfig } from './config.js';
 import { formatLine, writeMetricsPart, type MetricLine } from './metrics.js';
 import { SwavModel } from './model.js';
 import { ParallelStepper } from './parallel/stepper.js';
+import { WebGpuStepper, type GradientProgramFactory, type WebGpuStepResult } from './webgpu/stepper.js';
+import { swavGradientProgram } from './webgpu/swav-program.js';
 import { PRECISIONS, type Precision } from './webgpu/precision.js';
 import { divergenceAdvice, resolveResume, type LastGood, type ResumePoint } from './resume.js';
 
@@ -82,6 +84,11 @@ export interface TrainOptions extends LoopOptions {
    * @default resolved from `out` (per `resume`); `batches` must then stand at that checkpoint's cursor
    */
   start?: ResumePoint;
+  /**
+   * The WebGPU engine's forward and backward pass (a webgpu run). @default swavGradientProgram (webgpu/swav-program.ts)
+   * @internal
+   */
+  gradientProgram?: GradientProgramFactory;
   /**
    * The model to train, built from `config` on the started backend (trainOnStore builds it first, to check the
    * checkpoints against it); train disposes it. @default built by train
@@ -147,7 +154,7 @@ export function loopOptions<O extends LoopOptions>(options: O): ResolvedLoopOpti
 
 export async function train(options: TrainOptions): Promise<TrainSummary> {
   let model = options.model;
-  let stepper: ParallelStepper | null = null;
+  let stepper: ParallelStepper | WebGpuStepper | null = null;
   try {
     const o = loopOptions(options);
     const trainThreads = o.trainThreads;
@@ -158,13 +165,8 @@ export async function train(options: TrainOptions): Promise<TrainSummary> {
         `trainThreads ${trainThreads} needs the wasm or cpu backend, this run has ${backend.name} (which uses every core by itself): use trainThreads 1`,
       );
     }
-    // tfjs's webgpu backend trains in f32; mixed precision is the WebGPU engine's (webgpu/stepper.ts), not run here yet.
-    if (o.precision !== undefined && (backend.name !== 'webgpu' || o.precision === 'mixed'))
-      throw new ConfigError(
-        backend.name !== 'webgpu'
-          ? `precision ${o.precision} applies to the webgpu backend, this run has ${backend.name}`
-          : `precision mixed needs the WebGPU training engine, which train does not run yet (the webgpu backend trains in f32)`,
-      );
+    if (o.precision !== undefined && backend.name !== 'webgpu')
+      throw new ConfigError(`precision ${o.precision} applies to the webgpu backend, this run has ${backend.name}`);
     model ??= new SwavModel(o.config, { threads: trainThreads });
     // 2. Resume; the threads start from the restored state.
     const start = await startAt(o, model);
@@ -182,6 +184,14 @@ export async function train(options: TrainOptions): Promise<TrainSummary> {
       };
     if (trainThreads > 1 && start.step < o.config.steps) {
       stepper = await ParallelStepper.start(model, { threads: trainThreads, backend: backend.name as 'wasm' | 'cpu' });
+    } else if (backend.name === 'webgpu' && start.step < o.config.steps) {
+      // The model stays on tfjs's cpu backend (checkpoints, export); the engine steps on the device.
+      stepper = await WebGpuStepper.start(model, {
+        program: options.gradientProgram ?? swavGradientProgram,
+        ...(o.precision && { precision: o.precision }),
+      });
+      o.log(stepper.description);
+      o.log(stepper.memoryLine());
     }
     o.log(
       `wildstream train: backend ${backend.name} (${backend.device}), ${trainThreads} training thread${trainThreads > 1 ? 's' : ''}, model ${o.config.model} ` +
@@ -249,7 +259,11 @@ class Loop {
   lastGood: LastGood;
   readonly collapse: CollapseWatch;
   private pending: MetricLine[] = [];
-  private interval = { loss: 0, steps: 0, images: 0, waitMs: 0, t0: performance.now() };
+  private interval = { loss: 0, lossSteps: 0, steps: 0, images: 0, waitMs: 0, t0: performance.now() };
+  /** The latest loss read (what the progress bar shows between GPU reads). */
+  private shownLoss = NaN;
+  /** Mixed precision on a GPU: the loss scale and its counters at the latest read. */
+  private lossScale: WebGpuStepResult['lossScale'];
   private epoch = 0;
   private lr = 0;
   /** When this process started training: marks its metric lines, so a plot shows where a resume cut in. */
@@ -261,7 +275,7 @@ class Loop {
     private readonly backend: BackendInfo,
     start: ResumePoint,
     /** Steps the threads when training is data-parallel; `model` then holds their state after each sync. */
-    private readonly stepper: ParallelStepper | null = null,
+    private readonly stepper: ParallelStepper | WebGpuStepper | null = null,
   ) {
     this.step = start.step;
     this.lastGood = { step: start.step, key: start.resumedFrom, writtenByThisRun: false };
@@ -345,21 +359,33 @@ class Loop {
 
   private async stepOn(batch: MultiCropBatch): Promise<void> {
     const n = batch.keys.length;
-    const { loss, lr } = this.stepper ? await this.stepper.step(batch.crops, this.step) : this.stepSingle(batch, n);
-    this.lr = lr;
-    if (!Number.isFinite(loss)) {
+    // A GPU step leaves its loss on the device: it is read (the mean of the unread steps) on log steps only.
+    const readLoss = (this.step + 1) % this.o.logEvery === 0 || this.step + 1 === this.o.config.steps;
+    const result = this.stepper
+      ? await this.stepper.step(batch.crops, this.step, { readLoss })
+      : this.stepSingle(batch, n);
+    this.lr = result.lr;
+    this.absorb(result);
+    this.step++;
+    this.o.onStep?.(this.step, this.o.config.steps, this.shownLoss, result.lr);
+    this.epoch = batch.epoch;
+    Object.assign(this.interval, { steps: this.interval.steps + 1, images: this.interval.images + n });
+  }
+
+  /** Adds a step's loss to the interval: a mean over `lossSteps` steps (1 unless read from a GPU; 0: not read). */
+  private absorb(r: { loss: number; lr?: number } & Partial<Pick<WebGpuStepResult, 'lossSteps' | 'lossScale'>>): void {
+    const steps = r.lossSteps ?? 1;
+    if (steps === 0) return;
+    if (!Number.isFinite(r.loss)) {
+      const at = steps > 1 ? `in steps ${this.step + 2 - steps}..${this.step + 1}` : `at step ${this.step + 1}`;
       throw new TrainingDivergedError(
-        `loss became ${loss} at step ${this.step + 1} (lr ${lr.toPrecision(3)}); ${divergenceAdvice(this.o.config, this.lastGood)}`,
+        `loss became ${r.loss} ${at} (lr ${this.lr.toPrecision(3)}); ${divergenceAdvice(this.o.config, this.lastGood)}`,
       );
     }
-    this.step++;
-    this.o.onStep?.(this.step, this.o.config.steps, loss, lr);
-    this.epoch = batch.epoch;
-    Object.assign(this.interval, {
-      loss: this.interval.loss + loss,
-      steps: this.interval.steps + 1,
-      images: this.interval.images + n,
-    });
+    this.interval.loss += r.loss * steps;
+    this.interval.lossSteps += steps;
+    this.shownLoss = r.loss;
+    if (r.lossScale) this.lossScale = r.lossScale;
   }
 
   private stepSingle(batch: MultiCropBatch, n: number): { loss: number; lr: number } {
@@ -373,14 +399,14 @@ class Loop {
 
   /** Phase 4: the progress line, a collapse warning when the loss sits at ln K, a metrics line for the next save. */
   private report(): void {
-    const { loss, steps, images, waitMs, t0 } = this.interval;
+    const { loss, lossSteps, steps, images, waitMs, t0 } = this.interval;
     if (steps === 0) return;
     const elapsed = performance.now() - t0;
     const { config } = this.o;
     const line: MetricLine = {
       step: this.step,
       epoch: this.epoch,
-      loss: loss / steps,
+      loss: loss / lossSteps, // every step's loss is read by now (save flushes a GPU's unread ones)
       lr: this.lr,
       imagesPerSec: (images * 1000) / elapsed,
       dataWaitPct: (100 * waitMs) / elapsed,
@@ -389,15 +415,20 @@ class Loop {
       run: this.started,
     };
     this.lastLoss = line.loss;
-    this.o.log(formatLine(line, config.steps));
+    const scale = this.lossScale;
+    this.o.log(
+      formatLine(line, config.steps) +
+        (scale ? `  loss scale ${scale.scale} (${scale.skipped} skipped, ${scale.grown} grown)` : ''),
+    );
     const warning = this.collapse.observe(this.step, line.loss, this.step <= config.swav.freezePrototypesSteps);
     if (warning) this.o.log(warning);
     this.pending.push({ ...line, collapseWarnings: this.collapse.warnings });
-    this.interval = { loss: 0, steps: 0, images: 0, waitMs: 0, t0: performance.now() };
+    this.interval = { loss: 0, lossSteps: 0, steps: 0, images: 0, waitMs: 0, t0: performance.now() };
   }
 
   /** Phase 4: a checkpoint at the batches' cursor (the one after the last batch trained on), then its metrics. */
   private async save(): Promise<number> {
+    if (this.stepper instanceof WebGpuStepper) this.absorb(await this.stepper.readLoss()); // steps since the last read
     this.report();
     await this.stepper?.sync(); // the threads hold the trained state; the model takes it before it is saved
     this.lastCheckpoint = await saveCheckpoint(this.o.out, this.model, this.step, this.o.batches.cursor()).catch(
