@@ -1,23 +1,15 @@
 /**
- * Where bench/train.ts's `webgpu` rows get the WebGPU training engine. Until it exists `loadEngine()` answers
- * null and the rows say so: no figure is made without it.
- *
- * `EngineStepper` is the part of src/train/webgpu/stepper.ts' `WebGpuStepper` the bench uses (that class
- * satisfies it: tsc checks below). To plug the engine in, make `loadEngine()` return a factory through STATIC
- * imports (esbuild then bundles the engine into .gpurun/train.mjs; a computed import path would be left out), e.g.
- *
- *   import { WebGpuStepper } from '../src/train/webgpu/stepper.js';
- *   import { gradientProgram } from '../src/train/webgpu/engine/index.js'; // the GradientProgramFactory
- *   import { defaultTrainConfig } from '../src/train/config.js';
- *   import { SwavModel } from '../src/train/model.js';
- *   export async function loadEngine(): Promise<OpenEngineStepper | null> {
- *     return (o) => WebGpuStepper.start(
- *       new SwavModel(defaultTrainConfig({ model: o.model, batchSize: o.batch, crops: o.crops })),
- *       { program: gradientProgram, precision: o.precision });
- *   }
+ * Where bench/train.ts's `webgpu` rows get the WebGPU training engine: `WebGpuStepper` running the SwAV
+ * gradient program (src/train/webgpu/), as `train --backend webgpu` does, on a `SwavModel` whose tfjs side
+ * (weights, optimiser slots, checkpoint format) lives on the tfjs cpu backend. Imports are static so that
+ * esbuild bundles the engine into .gpurun/train.mjs.
  */
 import type { CropTensor } from '../src/augment/loader.js';
-import type { WebGpuStepper } from '../src/train/webgpu/stepper.js';
+import { startBackend } from '../src/train/backend.js';
+import { defaultTrainConfig } from '../src/train/config.js';
+import { SwavModel } from '../src/train/model.js';
+import { WebGpuStepper } from '../src/train/webgpu/stepper.js';
+import { swavGradientProgram } from '../src/train/webgpu/swav-program.js';
 
 export type EnginePrecision = 'f32' | 'mixed';
 
@@ -36,7 +28,7 @@ export interface EngineStepperOptions {
 export interface EngineStepper {
   /** The line `train` prints: the device, what it offers, and the precision used. */
   readonly description: string;
-  /** The precision it runs: `mixed` falls back to `f32` where the device grants no `shader-f16`. */
+  /** The precision it runs (`mixed` where the device grants no `shader-f16` is refused: that row says so). */
   readonly precision: EnginePrecision;
   /**
    * Uploads the batch (one Float32 NHWC array per crop, in `crops` order) and submits one whole step (forward,
@@ -54,9 +46,14 @@ const _stepperFits: WebGpuStepper extends EngineStepper ? true : never = true;
 export type OpenEngineStepper = (options: EngineStepperOptions) => Promise<EngineStepper>;
 
 /** Why the rows are empty while `loadEngine()` answers null. */
-export const ENGINE_MISSING = 'the WebGPU engine (src/train/webgpu/engine/) is not plugged into bench/webgpu-engine.ts';
+export const ENGINE_MISSING = 'the WebGPU engine could not be loaded';
 
-/** The engine's stepper factory, or null while there is no engine. */
+/** The engine's stepper factory (SwAV's defaults for the head: 3000 prototypes, no queue). */
 export async function loadEngine(): Promise<OpenEngineStepper | null> {
-  return null;
+  await startBackend('cpu'); // the tfjs side only holds the weights; the steps run on the GPU
+  return (o) =>
+    WebGpuStepper.start(new SwavModel(defaultTrainConfig({ model: o.model, batchSize: o.batch, crops: o.crops })), {
+      program: swavGradientProgram,
+      precision: o.precision,
+    });
 }
