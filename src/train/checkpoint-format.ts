@@ -10,6 +10,7 @@ import { checkTrainConfig, type TrainConfig } from './config.js';
 import type { StreamCursor } from '../augment/stream.js';
 import { WildstreamError } from '../errors.js';
 import type { Store } from '../shards/store.js';
+import type { LossScaleState } from './webgpu/kernels/loss-scale.js';
 
 export class InvalidCheckpointError extends WildstreamError {
   override readonly code: string = 'WS_ERR_INVALID_CHECKPOINT';
@@ -55,6 +56,11 @@ export interface CheckpointHeader {
   queueFilled: number;
   createdAt: string;
   tensors: TensorEntry[];
+  /**
+   * A mixed-precision WebGPU run's dynamic loss scale at this step, so its resume scales, skips and grows as
+   * an unbroken run. Absent from other runs and from checkpoints written before it; other backends ignore it.
+   */
+  lossScale?: LossScaleState;
 }
 
 const int = z.number().int().min(0);
@@ -105,6 +111,7 @@ const header = z.looseObject({
   tensors: z.array(
     z.object({ name: z.string(), group: z.enum(['param', 'slot', 'queue']), shape: z.array(int), offset: num }),
   ),
+  lossScale: z.object({ scale: z.number().positive(), cleanRun: int }).optional(),
 });
 
 /** Damage found in a checkpoint's bytes: `newer` when the bytes are of a later format rather than broken. */

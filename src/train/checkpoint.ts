@@ -110,14 +110,16 @@ export function someOf(names: string[], shown = 3): string {
 }
 
 /**
- * Writes the model's state at `step` with the stream cursor that follows it. Non-finite state is refused
- * with a NonFiniteStateError before anything is written.
+ * Writes the model's state at `step` with the stream cursor that follows it (and a mixed-precision GPU
+ * stepper's loss scale, which lives outside the model). Non-finite state is refused with a
+ * NonFiniteStateError before anything is written.
  */
 export async function saveCheckpoint(
   store: Store,
   model: SwavModel,
   step: number,
   cursor: StreamCursor,
+  extra: Pick<CheckpointHeader, 'lossScale'> = {},
 ): Promise<string> {
   const bad = unsafeTensors(model);
   if (bad.length > 0) {
@@ -141,6 +143,7 @@ export async function saveCheckpoint(
     queueFilled: model.queueFilled,
     createdAt: new Date().toISOString(),
     tensors,
+    ...(extra.lossScale && { lossScale: extra.lossScale }),
   };
   const json = Buffer.from(JSON.stringify(header));
   const length = Buffer.alloc(4);

@@ -186,19 +186,22 @@ export async function train(options: TrainOptions): Promise<TrainSummary> {
       stepper = await ParallelStepper.start(model, { threads: trainThreads, backend: backend.name as 'wasm' | 'cpu' });
     } else if (backend.name === 'webgpu' && start.step < o.config.steps) {
       // The model stays on tfjs's cpu backend (checkpoints, export); the engine steps on the device.
+      // A mixed run's checkpoint holds its loss scale: the resume continues it (an f32 run ignores it).
+      const scaled = start.checkpoint?.header.lossScale;
       stepper = await WebGpuStepper.start(model, {
         program: options.gradientProgram ?? swavGradientProgram,
         ...(o.precision && { precision: o.precision }),
+        ...(scaled && { lossScale: { initial: scaled.scale, cleanRun: scaled.cleanRun } }),
       });
       o.log(stepper.description);
-      o.log(stepper.memoryLine());
     }
     o.log(
       `wildstream train: backend ${backend.name} (${backend.device}), ${trainThreads} training thread${trainThreads > 1 ? 's' : ''}, model ${o.config.model} ` +
         `(${(model.ps.count() / 1e6).toFixed(2)} M params), batch ${o.config.batchSize}, crops ${o.config.crops}, ` +
         (start.resumedFrom ? `resuming at step ${start.step} from ${start.resumedFrom}` : 'starting at step 0'),
     );
-    o.log(model.memory.line);
+    // A GPU run's steps hold device buffers (its line says how much); the model's plan is for tfjs steps it never runs.
+    o.log(stepper instanceof WebGpuStepper ? stepper.memoryLine() : model.memory.line);
     // 3 and 4. The step loop, with its log lines and checkpoints.
     const loop = new Loop(o, model, backend, start, stepper);
     const stopped = start.step >= o.config.steps ? 'done' : await loop.run();
@@ -431,14 +434,16 @@ class Loop {
     if (this.stepper instanceof WebGpuStepper) this.absorb(await this.stepper.readLoss()); // steps since the last read
     this.report();
     await this.stepper?.sync(); // the threads hold the trained state; the model takes it before it is saved
-    this.lastCheckpoint = await saveCheckpoint(this.o.out, this.model, this.step, this.o.batches.cursor()).catch(
-      (err) => {
-        if (!(err instanceof NonFiniteStateError)) throw err;
-        throw new TrainingDivergedError(
-          `training diverged: ${err.message}; ${divergenceAdvice(this.o.config, this.lastGood)}`,
-        );
-      },
-    );
+    const lossScale = this.stepper instanceof WebGpuStepper ? await this.stepper.lossScaleState() : null;
+    const cursor = this.o.batches.cursor();
+    this.lastCheckpoint = await saveCheckpoint(this.o.out, this.model, this.step, cursor, {
+      ...(lossScale && { lossScale }),
+    }).catch((err) => {
+      if (!(err instanceof NonFiniteStateError)) throw err;
+      throw new TrainingDivergedError(
+        `training diverged: ${err.message}; ${divergenceAdvice(this.o.config, this.lastGood)}`,
+      );
+    });
     this.lastGood = { step: this.step, key: this.lastCheckpoint, writtenByThisRun: true };
     await writeMetricsPart(this.o.out, this.step, this.pending);
     this.pending = [];

@@ -27,7 +27,13 @@ import { learningRate } from '../optim.js';
 import { PROTOTYPES } from '../swav.js';
 import { describeDevice, openDevice, type GpuContext } from './device.js';
 import { LARS_HYPER, larsStep, larsTable, type ParamLayout } from './kernels/lars.js';
-import { initialLossScaleState, LOSS_SCALE, lossScaleCheck, type LossScaleOptions } from './kernels/loss-scale.js';
+import {
+  initialLossScaleState,
+  LOSS_SCALE,
+  lossScaleCheck,
+  type LossScaleOptions,
+  type LossScaleState,
+} from './kernels/loss-scale.js';
 import { lossSum } from './kernels/loss-sum.js';
 import { describePrecision, resolvePrecision, type Precision } from './precision.js';
 import type { GradientProgram, GradientProgramFactory, GradientProgramSpec, StepBuffers } from './program.js';
@@ -51,8 +57,11 @@ export interface WebGpuStepperOptions {
   precision?: Precision;
   /** A device to run on, which stays the caller's to destroy. @default one opened by start and destroyed by close */
   device?: GpuContext;
-  /** Mixed precision: the first loss scale, and how it grows and shrinks. @default 2^16, loss-scale.ts' defaults */
-  lossScale?: LossScaleOptions & { initial?: number };
+  /**
+   * Mixed precision: the first loss scale and the clean steps already counted toward its growth (a resumed
+   * run's, from its checkpoint), and how it grows and shrinks. @default 2^16 and 0, loss-scale.ts' defaults
+   */
+  lossScale?: LossScaleOptions & { initial?: number; cleanRun?: number };
 }
 
 export interface StepOptions {
@@ -165,7 +174,7 @@ export class WebGpuStepper {
       const precision = resolvePrecision(options.precision, ctx.info);
       const state = (made.state = allocateState(runner, model, precision === 'mixed'));
       uploadState(runner, model, state);
-      const tail = (made.tail = tailBuffers(runner, state.params.params.length, precision, options.lossScale?.initial));
+      const tail = (made.tail = tailBuffers(runner, state.params.params.length, precision, options.lossScale));
       const sizes = cropSizes(config.crops);
       const layout = { params: state.params, stats: state.stats };
       const spec = { config, rows: config.batchSize, cropSizes: sizes, precision, layout };
@@ -246,6 +255,13 @@ export class WebGpuStepper {
   async lossScale(): Promise<LossScaleCounters> {
     const s = await this.runner.read(this.tail.lossScale);
     return { scale: s[LOSS_SCALE.SCALE]!, skipped: s[LOSS_SCALE.SKIPPED]!, grown: s[LOSS_SCALE.GROWN]! };
+  }
+
+  /** Mixed precision: the scale and clean run a checkpoint keeps (null in f32, which has no loss scaling). */
+  async lossScaleState(): Promise<LossScaleState | null> {
+    if (this.precision !== 'mixed') return null;
+    const s = await this.runner.read(this.tail.lossScale);
+    return { scale: s[LOSS_SCALE.SCALE]!, cleanRun: s[LOSS_SCALE.CLEAN_RUN]! };
   }
 
   /** Copies the device's weights, momentum and running statistics into `model`: before a checkpoint or evaluation. */
@@ -344,7 +360,12 @@ function stepDispatches(
   ];
 }
 
-function tailBuffers(runner: GpuRunner, paramCount: number, precision: Precision, initial?: number): TailBuffers {
+function tailBuffers(
+  runner: GpuRunner,
+  paramCount: number,
+  precision: Precision,
+  start: { initial?: number; cleanRun?: number } = {},
+): TailBuffers {
   const t: TailBuffers = {
     table: runner.tensor([paramCount, 4]),
     norms: runner.tensor([paramCount, 2]),
@@ -355,7 +376,8 @@ function tailBuffers(runner: GpuRunner, paramCount: number, precision: Precision
   };
   // f32: no loss scaling. The gradient multiplier and skip flag stay 1 and 0; mixed: the check writes them.
   runner.writeBytes(t.hyper, Float32Array.of(0, 1, 0));
-  runner.writeBytes(t.lossScale, initialLossScaleState(precision === 'mixed' ? (initial ?? 2 ** 16) : 1));
+  const scale = precision === 'mixed' ? initialLossScaleState(start.initial, start.cleanRun) : initialLossScaleState(1);
+  runner.writeBytes(t.lossScale, scale);
   runner.writeBytes(t.loss, new Float32Array(1));
   runner.writeBytes(t.lossSum, new Float32Array(1));
   return t;

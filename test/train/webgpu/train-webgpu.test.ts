@@ -119,6 +119,9 @@ describe('train --backend webgpu', () => {
     expect(s.loss).toBeCloseTo(0.75, 6);
     expect(log.some((l) => /^WebGPU .*precision mixed/.test(l))).toBe(true);
     expect(log.some((l) => /loss scale 65536 \(0 skipped, 0 grown\)/.test(l))).toBe(true);
+    // The memory line is the GPU's (the stepper's buffers), not the tfjs cpu plan of a step that never runs there.
+    expect(log.filter((l) => /^GPU memory: [\d.]+ MiB.* \(state [\d.]+ MiB, crops [\d.]+ MiB/.test(l)).length).toBe(1);
+    expect(log.filter((l) => /^memory: /.test(l))).toEqual([]);
     const pieces = await openStore(join(dir, 'pieces'));
     expect((await run(pieces, 5, 'webgpu', [], 3)).step).toBe(3); // the batches end at 3
     await run(pieces, 5, 'webgpu');

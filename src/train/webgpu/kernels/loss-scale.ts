@@ -22,10 +22,18 @@ export interface LossScaleOptions {
   minScale?: number;
 }
 
-/** The starting state: GradScaler's initial scale of 2^16, no steps counted. */
-export function initialLossScaleState(scale = 2 ** 16): Float32Array {
+/** What a checkpoint keeps of the loss-scale state, so a resumed run scales and grows as an unbroken one. */
+export interface LossScaleState {
+  scale: number;
+  /** Clean steps in a row counted toward the next growth. */
+  cleanRun: number;
+}
+
+/** The starting state: GradScaler's initial scale of 2^16 and no clean run, or a checkpoint's; no steps counted. */
+export function initialLossScaleState(scale = 2 ** 16, cleanRun = 0): Float32Array {
   const state = new Float32Array(LOSS_SCALE.SIZE);
   state[LOSS_SCALE.SCALE] = scale;
+  state[LOSS_SCALE.CLEAN_RUN] = cleanRun;
   return state;
 }
 
