@@ -126,7 +126,8 @@ function panel(p: Panel, lines: MetricLine[], top: number, o: PlotOptions, cuts:
     if (pts.length === 1)
       out.push(`<circle cx="${pts[0]!.split(',')[0]}" cy="${pts[0]!.split(',')[1]}" r="3" fill="${p.colour}"/>`);
   });
-  for (const c of cuts) {
+  // Each break's label one line above the previous one's, so breaks a few steps apart stay readable.
+  cuts.forEach((c, k) => {
     const [a, b] = [c - 1, c];
     out.push(
       `<line x1="${sx(steps[a]!)}" y1="${sy(p.values[a]!)}" x2="${sx(steps[b]!)}" y2="${sy(p.values[b]!)}" stroke="#888" stroke-width="2" stroke-dasharray="2 4"/>`,
@@ -134,8 +135,8 @@ function panel(p: Panel, lines: MetricLine[], top: number, o: PlotOptions, cuts:
     out.push(
       `<line x1="${sx(steps[a]!)}" x2="${sx(steps[a]!)}" y1="${ptop}" y2="${bottom}" stroke="#888" stroke-dasharray="6 4"/>`,
     );
-    out.push(svgText('interrupted, resumed', sx(steps[a]!) + 6, bottom - 10, { fill: '#555' }));
-  }
+    out.push(svgText('interrupted, resumed', sx(steps[a]!) + 6, bottom - 10 - 16 * (k % 4), { fill: '#555' }));
+  });
   if (p.marks) {
     lines.forEach((m, i) => {
       if ((m.collapseWarnings ?? 0) > (lines[i - 1]?.collapseWarnings ?? 0)) {
