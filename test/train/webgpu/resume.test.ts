@@ -172,7 +172,7 @@ describe('train --backend webgpu after SIGKILL', () => {
     '%s: killed after a checkpoint and rerun, it ends at the weights of an uninterrupted run',
     async (precision) => {
       const args = (out: string) => ['--data', data, '--out', join(dir, out), ...TINY, '--precision', precision];
-      const straight = await runCli(['train', ...args(`straight-${precision}`)], {}, 240_000);
+      const straight = await runCli(['train', ...args(`straight-${precision}`)], {}, 600_000);
       expect(straight.code, straight.stderr).toBe(0);
       expect(straight.stdout).toMatch(new RegExp(`^WebGPU .*precision ${precision}`, 'm'));
 
@@ -181,13 +181,13 @@ describe('train --backend webgpu after SIGKILL', () => {
       const out = await openStore(join(dir, `killed-${precision}`));
       const left = (await listCheckpoints(out))[0]!;
       expect(left.step).toBeLessThan(6);
-      const resumed = await runCli(['train', ...args(`killed-${precision}`)], {}, 240_000);
+      const resumed = await runCli(['train', ...args(`killed-${precision}`)], {}, 600_000);
       expect(resumed.code, resumed.stderr).toBe(0);
       expect(resumed.stdout).toMatch(new RegExp(`resuming at step ${left.step}`));
       const [a, b] = [await latest(await openStore(join(dir, `straight-${precision}`))), await latest(out)];
       expect(b.header.step).toBe(6);
       sameWeights(a, b);
     },
-    600_000,
+    1_500_000,
   );
 });
