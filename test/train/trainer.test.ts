@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -12,33 +11,12 @@ import { readMetrics } from '../../src/train/metrics.js';
 import { SwavModel } from '../../src/train/model.js';
 import { DEFAULT_SWAV } from '../../src/train/swav.js';
 import { trainOnStore } from '../../src/jobs/train.js';
-import { BIN, runCli } from '../helpers/cli.js';
+import { runCli, spawnCli, tinyTrainArgs } from '../helpers/cli.js';
 import { writePhotoDataset } from '../helpers/dataset.js';
 
 let dir: string;
 let data: Store;
-const TINY = [
-  '--model',
-  'custom:3,16,8,2,16',
-  '--batch',
-  '8',
-  '--crops',
-  '2x32@0.3-1,2x16@0.1-0.3',
-  '--prototypes',
-  '16',
-  '--hidden',
-  '32',
-  '--dim',
-  '16',
-  '--freeze-prototypes',
-  '2',
-  '--backend',
-  'wasm',
-  '--threads',
-  '1',
-  '--log-every',
-  '2',
-];
+const TINY = tinyTrainArgs({ freezePrototypes: 2 }, '--log-every', '2');
 
 function tinyConfig(over: Partial<TrainConfig> = {}): TrainConfig {
   return defaultTrainConfig({
@@ -77,26 +55,12 @@ function maxDiff(a: Map<string, Float32Array>, b: Map<string, Float32Array>): nu
   return max;
 }
 
-/** Starts a training process and sends `signal` when its first checkpoint line appears. */
-function trainUntilFirstCheckpoint(
-  args: string[],
-  signal: NodeJS.Signals,
-): Promise<{ code: number | null; stdout: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, 'train', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let sent = false;
-    child.stdout.on('data', (d) => {
-      stdout += d;
-      if (!sent && stdout.includes('checkpoint checkpoints/')) {
-        sent = true;
-        child.kill(signal);
-      }
-    });
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout }));
+/** Runs `train` and sends `signal` when its first checkpoint line appears. */
+const trainUntilFirstCheckpoint = (args: string[], signal: NodeJS.Signals) =>
+  spawnCli(['train', ...args], {
+    stopWhen: ({ stdout }) => stdout.includes('checkpoint checkpoints/'),
+    stopSignal: signal,
   });
-}
 
 describe('train: checkpoint and resume', () => {
   it('N steps straight equal N/2, SIGKILL, resume to N (and a SIGTERM stop checkpoints and resumes too)', async () => {
