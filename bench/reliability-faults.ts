@@ -3,7 +3,6 @@
  * behind test/helpers/fault-proxy.ts (500, 503 SlowDown, resets mid-body, truncated bodies, stalls, latency
  * on a seeded fraction of requests), each compared with the same command run fault-free.
  */
-import { spawn } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
@@ -11,11 +10,9 @@ import { listUnits } from '../src/shards/dataset.js';
 import { ShardReader } from '../src/shards/reader.js';
 import { openStore } from '../src/shards/store.js';
 import { listCheckpoints, loadCheckpoint } from '../src/train/checkpoint.js';
-import { V8_FLAGS } from '../src/v8-flags.js';
+import { runCli, startCli, tinyTrainArgs, type CliResult } from '../test/helpers/cli.js';
 import { startFaultProxy, type FaultProxy } from '../test/helpers/fault-proxy.js';
 import type { S3Fixture } from '../test/helpers/s3-server.js';
-
-const BIN = new URL('../bin/wildstream.js', import.meta.url).pathname;
 
 export interface FaultRow {
   command: string;
@@ -34,26 +31,12 @@ interface Ctx {
   list: string;
 }
 
-function cli(
-  ctx: Ctx,
-  faulty: boolean,
-  args: string[],
-  extraEnv: Record<string, string> = {},
-): Promise<{ code: number | null; stdout: string; stderr: string }> {
+/** Runs the CLI to its exit against s3rver, behind the fault proxy when `faulty`. */
+function cli(ctx: Ctx, faulty: boolean, args: string[], extraEnv: Record<string, string> = {}): Promise<CliResult> {
   const store = faulty
     ? ['--s3-endpoint', ctx.proxy.endpoint, '--store-idle-timeout', '2']
     : ['--s3-endpoint', ctx.s3.endpoint];
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [...V8_FLAGS, BIN, ...args, ...store], {
-      env: { ...process.env, ...ctx.s3.env, ...extraEnv },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '',
-      stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr = (stderr + d).slice(-4000)));
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
+  return runCli([...args, ...store], { ...ctx.s3.env, ...extraEnv }, 2 ** 31 - 1);
 }
 
 const direct = (ctx: Ctx, url: string) => openStore(url, { s3Endpoint: ctx.s3.endpoint });
@@ -114,28 +97,7 @@ const INGEST = (ctx: Ctx, out: string) => [
   '--allow-address',
   '127.0.0.1',
 ];
-const TINY = [
-  '--model',
-  'custom:3,16,8,2,16',
-  '--batch',
-  '8',
-  '--crops',
-  '2x32@0.3-1,2x16@0.1-0.3',
-  '--prototypes',
-  '16',
-  '--hidden',
-  '32',
-  '--dim',
-  '16',
-  '--freeze-prototypes',
-  '1',
-  '--backend',
-  'wasm',
-  '--threads',
-  '1',
-  '--checkpoint-every',
-  '2',
-];
+const TINY = tinyTrainArgs({ freezePrototypes: 1 }, '--checkpoint-every', '2');
 
 export async function faultRows(
   s3: S3Fixture,
@@ -241,10 +203,7 @@ async function workerRound(
   redis.disconnect();
   const out = `s3://rel/queued-${round}`;
   const workers = [0, 1].map(() =>
-    spawn(process.execPath, [...V8_FLAGS, BIN, 'worker', '--queue', queue, '--lock-ms', '3000'], {
-      env: { ...process.env, ...ctx.s3.env },
-      stdio: 'ignore',
-    }),
+    startCli(['worker', '--queue', queue, '--lock-ms', '3000'], { env: ctx.s3.env, output: 'ignore' }),
   );
   const exits = workers.map((w) => new Promise<number | null>((resolve) => w.once('close', (code) => resolve(code))));
   const producer = await cli(ctx, true, [...INGEST(ctx, out), '--queue', queue]);

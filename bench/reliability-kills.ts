@@ -5,7 +5,7 @@
  * Invariants: every unit committed once (one record per unit, its shard's rows equal its record), no
  * duplicate keys, the same kept images (sha256 set) as the uninterrupted run; training weights identical.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { writeFile } from 'node:fs/promises';
@@ -18,10 +18,8 @@ import { listUnits } from '../src/shards/dataset.js';
 import { ShardReader } from '../src/shards/reader.js';
 import { openStore } from '../src/shards/store.js';
 import { listCheckpoints, loadCheckpoint } from '../src/train/checkpoint.js';
-import { V8_FLAGS } from '../src/v8-flags.js';
+import { spawnCli, startCli, tinyTrainArgs } from '../test/helpers/cli.js';
 import { writePhotoDataset } from '../test/helpers/dataset.js';
-
-const BIN = new URL('../bin/wildstream.js', import.meta.url).pathname;
 
 export interface KillRow {
   command: string;
@@ -35,21 +33,15 @@ export interface KillRow {
   detail: string;
 }
 
-function start(args: string[]): ChildProcess {
-  return spawn(process.execPath, [...V8_FLAGS, BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-}
+const start = (args: string[]): ChildProcess => startCli(args, { output: 'ignore' });
 
 function finish(child: ChildProcess): Promise<number | null> {
   if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(child.exitCode);
   return new Promise((resolve) => child.once('close', (code) => resolve(code)));
 }
 
-async function run(args: string[]): Promise<number | null> {
-  const child = start(args);
-  child.stdout!.resume();
-  child.stderr!.resume();
-  return finish(child);
-}
+/** Runs `args` to its exit (a slow machine's run is never cut short); its exit code. */
+const run = async (args: string[]): Promise<number | null> => (await spawnCli(args, { timeoutMs: 2 ** 31 - 1 })).code;
 
 /** Starts `args` `kills` times, SIGKILLing each after a random delay in [minMs, maxMs]; returns kills that landed. */
 async function killRepeatedly(
@@ -62,8 +54,6 @@ async function killRepeatedly(
   let landed = 0;
   for (let k = 0; k < kills; k++) {
     const child = start(args);
-    child.stdout!.resume();
-    child.stderr!.resume();
     await sleep(minMs + rand() * (maxMs - minMs));
     if (child.exitCode === null && child.kill('SIGKILL')) landed++;
     await finish(child);
@@ -160,14 +150,7 @@ export async function killWorkers(work: string, base: string, kills: number, see
   const common = [list, '--unit-size', '5', '--concurrency', '4', '--allow-address', '127.0.0.1'];
   let failedRuns = Number((await run(['ingest', ...common, '--out', join(work, 'worker-local')])) !== 0);
   const producer = start(['ingest', ...common, '--out', join(work, 'worker-queued'), '--queue', queue]);
-  producer.stdout!.resume();
-  producer.stderr!.resume();
-  const worker = () => {
-    const w = start(['worker', '--queue', queue, '--lock-ms', '2000']);
-    w.stdout!.resume();
-    w.stderr!.resume();
-    return w;
-  };
+  const worker = () => start(['worker', '--queue', queue, '--lock-ms', '2000']);
   const workers = [worker(), worker()];
   const rand = prng(seed);
   let landed = 0;
@@ -185,28 +168,7 @@ export async function killWorkers(work: string, base: string, kills: number, see
   return { command: 'worker', kills, landed, failedRuns, ...cmp };
 }
 
-const TINY = [
-  '--model',
-  'custom:3,16,8,2,16',
-  '--batch',
-  '8',
-  '--crops',
-  '2x32@0.3-1,2x16@0.1-0.3',
-  '--prototypes',
-  '16',
-  '--hidden',
-  '32',
-  '--dim',
-  '16',
-  '--freeze-prototypes',
-  '2',
-  '--backend',
-  'wasm',
-  '--threads',
-  '1',
-  '--log-every',
-  '2',
-];
+const TINY = tinyTrainArgs({ freezePrototypes: 2 }, '--log-every', '2');
 
 async function weights(out: string): Promise<Map<string, Float32Array>> {
   const store = await openStore(out);

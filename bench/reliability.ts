@@ -9,14 +9,12 @@
  * summary line: kills survived, faults injected, runs failed (goal 0), data lost (goal 0), slowest exit
  * after SIGTERM (goal under 5 s).
  */
-import { spawn } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import { openStore } from '../src/shards/store.js';
-import { V8_FLAGS } from '../src/v8-flags.js';
+import { spawnCli, tinyTrainArgs } from '../test/helpers/cli.js';
 import { writeDataset, writePhotoDataset } from '../test/helpers/dataset.js';
 import { startFaultProxy } from '../test/helpers/fault-proxy.js';
 import { startS3, type S3Fixture } from '../test/helpers/s3-server.js';
@@ -35,25 +33,7 @@ const { values } = parseArgs({
 });
 const only = new Set(values.only!.split(','));
 const seed = Number(values.seed);
-const BIN = new URL('../bin/wildstream.js', import.meta.url).pathname;
-const TINY = [
-  '--model',
-  'custom:3,16,8,2,16',
-  '--batch',
-  '8',
-  '--crops',
-  '2x32@0.3-1',
-  '--prototypes',
-  '16',
-  '--hidden',
-  '32',
-  '--dim',
-  '16',
-  '--backend',
-  'wasm',
-  '--threads',
-  '1',
-];
+const TINY = tinyTrainArgs({ crops: '2x32@0.3-1' });
 
 function table(rows: object[]): void {
   if (!rows.length) return;
@@ -63,23 +43,22 @@ function table(rows: object[]): void {
     process.stdout.write(`| ${cols.map((c) => String((r as Record<string, unknown>)[c])).join(' | ')} |\n`);
 }
 
-/** Starts `train` with `args`, sends SIGTERM after `afterMs`, and returns seconds from the signal to exit. */
+/**
+ * Runs the CLI with `args`, sends SIGTERM after `afterMs`, and returns seconds from the signal to exit
+ * (Infinity when it was still running 30 s later and had to be killed).
+ */
 async function termAfter(
   args: string[],
   afterMs: number,
   env: Record<string, string> = {},
 ): Promise<{ seconds: number; code: number | null }> {
-  const child = spawn(process.execPath, [...V8_FLAGS, BIN, ...args], {
-    env: { ...process.env, ...env },
-    stdio: 'ignore',
-  });
-  const exited = new Promise<number | null>((resolve) => child.once('close', (code) => resolve(code)));
-  await sleep(afterMs);
   const t0 = performance.now();
-  child.kill('SIGTERM');
-  const code = await Promise.race([exited, sleep(30_000).then(() => 'hung' as const)]);
-  if (code === 'hung') child.kill('SIGKILL');
-  return { seconds: code === 'hung' ? Infinity : (performance.now() - t0) / 1000, code: code === 'hung' ? null : code };
+  const r = await spawnCli(args, {
+    env,
+    stopWhen: () => performance.now() - t0 >= afterMs,
+    timeoutMs: afterMs + 30_000,
+  });
+  return r.signal === 'SIGKILL' ? { seconds: Infinity, code: null } : { seconds: r.exitMs / 1000, code: r.code };
 }
 
 async function signalRows(s3: S3Fixture, work: string): Promise<object[]> {

@@ -36,11 +36,18 @@ export interface StoppedCliResult extends CliResult {
   exitMs: number;
 }
 
-/** Starts the CLI with `args` (and the V8 flags bin/ runs with), its stdout and stderr piped. */
-export function startCli(args: string[], o: Pick<CliOptions, 'env' | 'cwd'> = {}): ChildProcess {
+/**
+ * Starts the CLI with `args` (and the V8 flags bin/ runs with). Its stdout and stderr are piped (the caller
+ * must read them), or with `output: 'ignore'` discarded.
+ */
+export function startCli(
+  args: string[],
+  o: Pick<CliOptions, 'env' | 'cwd'> & { output?: 'pipe' | 'ignore' } = {},
+): ChildProcess {
+  const output = o.output ?? 'pipe';
   return spawn(process.execPath, [...V8_FLAGS, BIN, ...args], {
     env: { ...process.env, ...o.env },
-    stdio: ['ignore', 'pipe', 'pipe'],
+    stdio: ['ignore', output, output],
     cwd: o.cwd,
   });
 }

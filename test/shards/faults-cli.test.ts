@@ -9,7 +9,7 @@ import { listUnits } from '../../src/shards/dataset.js';
 import { ShardReader } from '../../src/shards/reader.js';
 import { openStore } from '../../src/shards/store.js';
 import { listCheckpoints, loadCheckpoint } from '../../src/train/checkpoint.js';
-import { runCli, type CliResult } from '../helpers/cli.js';
+import { runCli, tinyTrainArgs, type CliResult } from '../helpers/cli.js';
 import { FAULT_KINDS, startFaultProxy, type FaultProxy } from '../helpers/fault-proxy.js';
 import { startFixture, type Fixture } from '../helpers/fixture-server.js';
 import { startS3, type S3Fixture } from '../helpers/s3-server.js';
@@ -68,30 +68,7 @@ async function finalWeights(url: string): Promise<{ step: number; values: Map<st
   return { step: ckpt.header.step, values: ckpt.values };
 }
 
-const TINY = [
-  '--model',
-  'custom:3,16,8,2,16',
-  '--batch',
-  '8',
-  '--crops',
-  '2x32@0.3-1,2x16@0.1-0.3',
-  '--prototypes',
-  '16',
-  '--hidden',
-  '32',
-  '--dim',
-  '16',
-  '--freeze-prototypes',
-  '1',
-  '--backend',
-  'wasm',
-  '--threads',
-  '1',
-  '--steps',
-  '4',
-  '--checkpoint-every',
-  '2',
-];
+const TINY = tinyTrainArgs({ freezePrototypes: 1 }, '--steps', '4', '--checkpoint-every', '2');
 
 describe('the CLI through a store that fails 15 % of its requests', () => {
   it('ingest, rerun and inspect: the dataset of a fault-free run, nothing lost or duplicated', async () => {

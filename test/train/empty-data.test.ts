@@ -13,32 +13,13 @@ import { listCheckpoints, loadCheckpoint } from '../../src/train/checkpoint.js';
 import { defaultTrainConfig, type TrainConfig } from '../../src/train/config.js';
 import { DEFAULT_SWAV } from '../../src/train/swav.js';
 import { trainOnStore } from '../../src/jobs/train.js';
-import { runCli } from '../helpers/cli.js';
+import { runCli, tinyTrainArgs } from '../helpers/cli.js';
 import { writeDataset, writePhotoDataset } from '../helpers/dataset.js';
 import { faultyStore } from '../helpers/faulty-store.js';
 
 let dir: string;
 
-const TINY = [
-  '--model',
-  'custom:3,16,8,2,16',
-  '--batch',
-  '8',
-  '--crops',
-  '2x32@0.3-1',
-  '--prototypes',
-  '16',
-  '--hidden',
-  '32',
-  '--dim',
-  '16',
-  '--backend',
-  'wasm',
-  '--threads',
-  '1',
-  '--steps',
-  '4',
-];
+const TINY = tinyTrainArgs({ crops: '2x32@0.3-1' }, '--steps', '4');
 
 function tinyConfig(steps: number): TrainConfig {
   return defaultTrainConfig({

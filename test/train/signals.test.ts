@@ -2,45 +2,21 @@
 // follows, or a shard read that an S3 proxy accepted and never answers. A step completed since the last
 // checkpoint is saved; with none, nothing is written. (A stop between steps, and the resume that follows to
 // the same weights, is trainer.test.ts's SIGTERM case.)
-import { spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openStore } from '../../src/shards/store.js';
-import { V8_FLAGS } from '../../src/v8-flags.js';
 import { listCheckpoints } from '../../src/train/checkpoint.js';
-import { BIN } from '../helpers/cli.js';
+import { spawnCli, tinyTrainArgs } from '../helpers/cli.js';
 import { writePhotoDataset } from '../helpers/dataset.js';
 import { startFaultProxy, type FaultProxy } from '../helpers/fault-proxy.js';
 import { startS3, type S3Fixture } from '../helpers/s3-server.js';
 
-const TINY = [
-  '--model',
-  'custom:3,16,8,2,16',
-  '--batch',
-  '8',
-  '--crops',
-  '2x32@0.3-1,2x16@0.1-0.3',
-  '--prototypes',
-  '16',
-  '--hidden',
-  '32',
-  '--dim',
-  '16',
-  '--freeze-prototypes',
-  '2',
-  '--backend',
-  'wasm',
-  '--threads',
-  '1',
-  '--log-every',
-  '1',
-  '--steps',
-  '100',
-  '--checkpoint-every',
-  '100',
-];
+const TINY = tinyTrainArgs(
+  { freezePrototypes: 2 },
+  ...['--log-every', '1', '--steps', '100', '--checkpoint-every', '100'],
+);
 
 let dir: string;
 let s3: S3Fixture;
@@ -59,44 +35,12 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-interface Stopped {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-  /** Milliseconds from the signal to the process's exit. */
-  exitMs: number;
-}
-
-/** Runs `train`, sends SIGTERM once `ready()` holds (checked as output arrives and every 100 ms), and times the exit. */
-function trainThenStop(
+/** Runs `train`, sends SIGTERM once `ready()` holds, and times the exit (`exitMs`). */
+const trainThenStop = (
   args: string[],
   ready: (out: { stdout: string; stderr: string }) => boolean,
   env: Record<string, string> = {},
-): Promise<Stopped> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [...V8_FLAGS, BIN, 'train', ...args], {
-      env: { ...process.env, ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    const out = { stdout: '', stderr: '' };
-    let sentAt = 0;
-    const check = () => {
-      if (sentAt || !ready(out)) return;
-      sentAt = performance.now();
-      child.kill('SIGTERM');
-    };
-    child.stdout.on('data', (d) => ((out.stdout += d), check()));
-    child.stderr.on('data', (d) => ((out.stderr += d), check()));
-    const poll = setInterval(check, 100);
-    const kill = setTimeout(() => child.kill('SIGKILL'), 150_000);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearInterval(poll);
-      clearTimeout(kill);
-      resolve({ code, ...out, exitMs: sentAt ? performance.now() - sentAt : NaN });
-    });
-  });
-}
+) => spawnCli(['train', ...args], { env, stopWhen: ready, timeoutMs: 150_000 });
 
 describe('train: SIGTERM in every wait', () => {
   it('while following a dataset with no units yet', async () => {
