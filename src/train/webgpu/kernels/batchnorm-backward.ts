@@ -9,32 +9,14 @@
  * This is the closed form of layers.ts' batchNormTrain gradient (Ioffe & Szegedy).
  */
 import type { Dispatch, Dtype, GpuTensor, Kernel } from '../runner.js';
-import { BN_STATS, type BatchNormShape } from './batchnorm.js';
+import { BN_STATS, channelSumsLayout, channelSumsMain, chunkTotalsEntry, type BatchNormShape } from './batchnorm.js';
 import { elementwiseEntry, elementwiseGroups, enableF16 } from './elementwise.js';
-
-const MAX_DIM = 65535;
 
 export interface BatchNormBackwardOptions {
   /** The forward applied max(0, .) after the affine transform. @default true */
   relu?: boolean;
   /** Workgroups the sums pass aims at (it splits the rows into chunks to get them). @default 512 */
   parallelism?: number;
-}
-
-interface SumsLayout {
-  CT: number;
-  RT: number;
-  chunks: number;
-  rowsPerChunk: number;
-}
-
-function sumsLayout(s: BatchNormShape, parallelism: number): SumsLayout {
-  const CT = Math.min(32, Math.max(4, 2 ** Math.ceil(Math.log2(s.channels))));
-  const RT = 256 / CT;
-  const tiles = Math.ceil(s.channels / CT);
-  // Each chunk gives every thread at least 4 rows, so chunking never costs more than it saves.
-  const chunks = Math.max(1, Math.min(MAX_DIM, Math.ceil(parallelism / tiles), Math.floor(s.rows / (RT * 4))));
-  return { CT, RT, chunks, rowsPerChunk: Math.ceil(s.rows / chunks) };
 }
 
 /** WGSL: dz and xhat of element (r, c) from x, dy and the stats; the pre-ReLU value is the forward's fma. */
@@ -69,43 +51,16 @@ export function batchNormGradSumsKernel(
   o: BatchNormBackwardOptions = {},
 ): Kernel & { chunks: number } {
   const relu = o.relu ?? true;
-  const L = sumsLayout(s, o.parallelism ?? 512);
+  const L = channelSumsLayout(s, o.parallelism ?? 512);
   const code = /* wgsl */ `${enableF16(act)}
 ${bindingsXDyStats(act)}
 @group(0) @binding(3) var<storage, read_write> partial: array<f32>;
-const R = ${s.rows}u; const C = ${s.channels}u; const CT = ${L.CT}u; const RT = ${L.RT}u; const CHUNK = ${L.rowsPerChunk}u;
-var<workgroup> s1: array<f32, 256>;
-var<workgroup> s2: array<f32, 256>;
-${gradAt(relu)}
-@compute @workgroup_size(${L.CT}, ${L.RT}, 1)
-fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u) {
-  let c = wid.x * CT + lid.x;
-  let r0 = wid.y * CHUNK;
-  let r1 = min(R, r0 + CHUNK);
-  var a = 0.0;
-  var b = 0.0;
-  if (c < C) {
-    for (var r = r0 + lid.y; r < r1; r += RT) {
-      let g = gradAt(r * C + c, c);
+${channelSumsMain(s, L, {
+  helpers: gradAt(relu),
+  row: `let g = gradAt(r * C + c, c);
       a += g.x;
-      b = fma(g.x, g.y, b);
-    }
-  }
-  let i = lid.y * CT + lid.x;
-  s1[i] = a;
-  s2[i] = b;
-  for (var step = RT / 2u; step > 0u; step /= 2u) {
-    workgroupBarrier();
-    if (lid.y < step) {
-      s1[i] += s1[i + step * CT];
-      s2[i] += s2[i + step * CT];
-    }
-  }
-  if (lid.y == 0u && c < C) {
-    partial[(wid.y * C + c) * 2u] = s1[i];
-    partial[(wid.y * C + c) * 2u + 1u] = s2[i];
-  }
-}
+      b = fma(g.x, g.y, b);`,
+})}
 `;
   return {
     key: `bn-grad-sums:${key(s, act, relu)}:${L.chunks}`,
@@ -122,16 +77,7 @@ export function batchNormGradFinalizeKernel(channels: number, chunks: number): K
 @group(0) @binding(1) var<storage, read_write> dgamma: array<f32>;
 @group(0) @binding(2) var<storage, read_write> dbeta: array<f32>;
 const C = ${channels}u;
-@compute @workgroup_size(64)
-fn main(@builtin(global_invocation_id) gid: vec3u) {
-  let c = gid.x;
-  if (c >= C) { return; }
-  var a = 0.0;
-  var b = 0.0;
-  for (var k = 0u; k < ${chunks}u; k++) {
-    a += partial[(k * C + c) * 2u];
-    b += partial[(k * C + c) * 2u + 1u];
-  }
+${chunkTotalsEntry(chunks)}
   dbeta[c] = a;
   dgamma[c] = b;
 }

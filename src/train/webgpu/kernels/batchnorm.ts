@@ -10,6 +10,7 @@
  * For the same reason `apply` centres before scaling: x * scale + (beta - mean * scale) cancels in f32.
  */
 import type { Dispatch, Dtype, GpuTensor, Kernel } from '../runner.js';
+import { elementwiseEntry, elementwiseGroups, enableF16 } from './elementwise.js';
 
 export interface BatchNormShape {
   /** batch * height * width. */
@@ -36,14 +37,20 @@ export const BN_STATS = { MEAN: 0, INV_STD: 1, SCALE: 2, BETA: 3, ROWS: 4 } as c
 
 const MAX_DIM = 65535;
 
-interface StatsLayout {
+/**
+ * How a per-channel sums pass over [rows, C] splits the work (the forward's statistics, the backward's gradient
+ * sums): workgroups of CT channels x RT rows, the rows cut into `chunks` of `rowsPerChunk`, one workgroup per
+ * (channel tile, chunk), each writing its two sums per channel to `partial` ([chunks, C, 2] f32).
+ */
+export interface ChannelSumsLayout {
   CT: number;
   RT: number;
   chunks: number;
   rowsPerChunk: number;
 }
 
-function statsLayout(s: BatchNormShape, parallelism: number): StatsLayout {
+/** The layout that gives about `parallelism` workgroups. */
+export function channelSumsLayout(s: BatchNormShape, parallelism: number): ChannelSumsLayout {
   const CT = Math.min(32, Math.max(4, 2 ** Math.ceil(Math.log2(s.channels))));
   const RT = 256 / CT;
   const tiles = Math.ceil(s.channels / CT);
@@ -52,20 +59,21 @@ function statsLayout(s: BatchNormShape, parallelism: number): StatsLayout {
   return { CT, RT, chunks, rowsPerChunk: Math.ceil(s.rows / chunks) };
 }
 
-function key(s: BatchNormShape, act: Dtype): string {
-  return `${s.rows}x${s.channels}:${act}`;
-}
-
-/** Partial sums: bindings x, partial ([chunks, C, 2] f32). */
-export function batchNormStatsKernel(s: BatchNormShape, act: Dtype, parallelism = 512): Kernel & { chunks: number } {
-  const L = statsLayout(s, parallelism);
-  const code = /* wgsl */ `${act === 'f16' ? 'enable f16;' : ''}
-@group(0) @binding(0) var<storage, read> x: array<${act}>;
-@group(0) @binding(1) var<storage, read_write> partial: array<f32>;
-const R = ${s.rows}u; const C = ${s.channels}u; const CT = ${L.CT}u; const RT = ${L.RT}u; const CHUNK = ${L.rowsPerChunk}u;
+/**
+ * WGSL: the constants, workgroup storage and entry point of a sums pass laid out by `L`. Each thread sums `a`
+ * and `b` over its rows of channel `c`: `setup` runs once before its rows (when c < C), `row` once per row `r`
+ * and adds to `a` and `b`; `helpers` are functions they call. The threads of a channel are then reduced in the
+ * workgroup and the chunk's sums written to `partial`, which the module binds.
+ */
+export function channelSumsMain(
+  s: BatchNormShape,
+  L: ChannelSumsLayout,
+  body: { helpers?: string; setup?: string; row: string },
+): string {
+  return `const R = ${s.rows}u; const C = ${s.channels}u; const CT = ${L.CT}u; const RT = ${L.RT}u; const CHUNK = ${L.rowsPerChunk}u;
 var<workgroup> s1: array<f32, 256>;
 var<workgroup> s2: array<f32, 256>;
-@compute @workgroup_size(${L.CT}, ${L.RT}, 1)
+${body.helpers ? `${body.helpers}\n` : ''}@compute @workgroup_size(${L.CT}, ${L.RT}, 1)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u) {
   let c = wid.x * CT + lid.x;
   let r0 = wid.y * CHUNK;
@@ -73,11 +81,8 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
   var a = 0.0;
   var b = 0.0;
   if (c < C) {
-    let shift = f32(x[c]);
-    for (var r = r0 + lid.y; r < r1; r += RT) {
-      let d = f32(x[r * C + c]) - shift;
-      a += d;
-      b = fma(d, d, b);
+${body.setup ? `    ${body.setup}\n` : ''}    for (var r = r0 + lid.y; r < r1; r += RT) {
+      ${body.row}
     }
   }
   let i = lid.y * CT + lid.x;
@@ -94,7 +99,43 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
     partial[(wid.y * C + c) * 2u] = s1[i];
     partial[(wid.y * C + c) * 2u + 1u] = s2[i];
   }
+}`;
 }
+
+/**
+ * WGSL: the entry point of a per-channel pass after a sums pass (one thread per channel `c` < C, which the
+ * module declares), with `a` and `b` the totals of the two sums over `chunks` chunks of `partial`. The caller
+ * appends the body and the closing brace.
+ */
+export function chunkTotalsEntry(chunks: number): string {
+  return `@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) gid: vec3u) {
+  let c = gid.x;
+  if (c >= C) { return; }
+  var a = 0.0;
+  var b = 0.0;
+  for (var k = 0u; k < ${chunks}u; k++) {
+    a += partial[(k * C + c) * 2u];
+    b += partial[(k * C + c) * 2u + 1u];
+  }`;
+}
+
+function key(s: BatchNormShape, act: Dtype): string {
+  return `${s.rows}x${s.channels}:${act}`;
+}
+
+/** Partial sums: bindings x, partial ([chunks, C, 2] f32). */
+export function batchNormStatsKernel(s: BatchNormShape, act: Dtype, parallelism = 512): Kernel & { chunks: number } {
+  const L = channelSumsLayout(s, parallelism);
+  const code = /* wgsl */ `${enableF16(act)}
+@group(0) @binding(0) var<storage, read> x: array<${act}>;
+@group(0) @binding(1) var<storage, read_write> partial: array<f32>;
+${channelSumsMain(s, L, {
+  setup: 'let shift = f32(x[c]);',
+  row: `let d = f32(x[r * C + c]) - shift;
+      a += d;
+      b = fma(d, d, b);`,
+})}
 `;
   return {
     key: `bn-stats:${key(s, act)}:${L.chunks}`,
@@ -114,7 +155,7 @@ export function batchNormFinalizeKernel(
   const eps = o.epsilon ?? 1e-5;
   const momentum = o.momentum ?? 0.1;
   const n = s.rows;
-  const code = /* wgsl */ `${act === 'f16' ? 'enable f16;' : ''}
+  const code = /* wgsl */ `${enableF16(act)}
 @group(0) @binding(0) var<storage, read> x: array<${act}>;
 @group(0) @binding(1) var<storage, read> partial: array<f32>;
 @group(0) @binding(2) var<storage, read> gamma: array<f32>;
@@ -122,16 +163,7 @@ export function batchNormFinalizeKernel(
 @group(0) @binding(4) var<storage, read_write> stats: array<f32>;
 @group(0) @binding(5) var<storage, read_write> running: array<f32>;
 const C = ${s.channels}u;
-@compute @workgroup_size(64)
-fn main(@builtin(global_invocation_id) gid: vec3u) {
-  let c = gid.x;
-  if (c >= C) { return; }
-  var a = 0.0;
-  var b = 0.0;
-  for (var k = 0u; k < ${chunks}u; k++) {
-    a += partial[(k * C + c) * 2u];
-    b += partial[(k * C + c) * 2u + 1u];
-  }
+${chunkTotalsEntry(chunks)}
   let d = a / ${n}.0;
   let variance = max(0.0, b / ${n}.0 - d * d);
   let mean = f32(x[c]) + d;
@@ -155,16 +187,12 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
 /** y = relu?((x - mean) * scale + beta): bindings x, stats, y. */
 export function batchNormApplyKernel(s: BatchNormShape, act: Dtype, relu = true): Kernel {
   const total = s.rows * s.channels;
-  const groups = Math.ceil(total / 256);
-  const code = /* wgsl */ `${act === 'f16' ? 'enable f16;' : ''}
+  const code = /* wgsl */ `${enableF16(act)}
 @group(0) @binding(0) var<storage, read> x: array<${act}>;
 @group(0) @binding(1) var<storage, read> stats: array<f32>;
 @group(0) @binding(2) var<storage, read_write> y: array<${act}>;
 const C = ${s.channels}u;
-@compute @workgroup_size(256)
-fn main(@builtin(global_invocation_id) gid: vec3u) {
-  let i = gid.x + gid.y * ${MAX_DIM * 256}u;
-  if (i >= ${total}u) { return; }
+${elementwiseEntry(total)}
   let c = i % C;
   let v = fma(f32(x[i]) - stats[${BN_STATS.MEAN}u * C + c], stats[${BN_STATS.SCALE}u * C + c], stats[${BN_STATS.BETA}u * C + c]);
   y[i] = ${act}(${relu ? 'max(v, 0.0)' : 'v'});
@@ -173,7 +201,7 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
   return {
     key: `bn-apply:${key(s, act)}:${relu ? 'relu' : 'id'}`,
     code,
-    workgroups: [Math.min(groups, MAX_DIM), Math.ceil(groups / MAX_DIM), 1],
+    workgroups: elementwiseGroups(total),
   };
 }
 
