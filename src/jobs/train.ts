@@ -9,10 +9,10 @@ import type { Store } from '../shards/store.js';
 import { startBackend } from '../train/backend.js';
 import { augmentOf } from '../train/config.js';
 import { SwavModel } from '../train/model.js';
-import { batchWarning, resolveResume, type ResumePoint } from '../train/resume.js';
+import { batchWarning, resolveResume, type ResumeOptions, type ResumePoint } from '../train/resume.js';
 import { loopOptions, train, type LoopOptions, type TrainSummary } from '../train/trainer.js';
 
-export interface TrainOnStoreOptions extends LoopOptions {
+export interface TrainOnStoreOptions extends LoopOptions, Pick<ResumeOptions, 'names'> {
   /** The dataset: committed units of Arrow shards, as ingest writes them. */
   data: Store;
   /** Train while ingest commits units: an epoch takes the units committed when it starts. @default false */
@@ -43,7 +43,7 @@ export async function trainOnStore(options: TrainOnStoreOptions): Promise<TrainO
   try {
     // Both read the stores: a stalled read must not outlast a stop.
     start = await abortable(resolveResume({ ...o, model }), o.signal);
-    const crowded = await abortable(batchWarning(o.data, o.config, Boolean(o.follow)), o.signal);
+    const crowded = await abortable(batchWarning(o.data, o.config, Boolean(o.follow), o.names), o.signal);
     if (crowded) o.log(crowded);
     loader = new MultiCropLoader(o.data, {
       batchSize: o.config.batchSize,

@@ -10,7 +10,7 @@ import { AUGMENT_OPTIONS } from '../augment/options.js';
 import { InterruptedError } from '../errors.js';
 import { STORE_OPTIONS, storeOptionsOf } from '../shards/options.js';
 import { openStore } from '../shards/store.js';
-import type { OptionValues } from '../options/declare.js';
+import type { OptionNames, OptionValues } from '../options/declare.js';
 import { TRAIN_OPTIONS } from '../train/options.js';
 import { trainProgress, type TrainProgress } from '../train/progress.js';
 import { resolveTrainConfig } from '../train/resolve.js';
@@ -22,7 +22,8 @@ export const TRAIN_RUN_OPTIONS = { ...TRAIN_OPTIONS, ...AUGMENT_OPTIONS, ...STOR
 
 export type TrainRunValues = OptionValues<typeof TRAIN_RUN_OPTIONS>;
 
-export async function trainJob(o: TrainRunValues): Promise<TrainOnStoreSummary> {
+/** Runs `o`; `how.names` is how its lines name the options (a pipeline's train keys; the flags by default). */
+export async function trainJob(o: TrainRunValues, how: { names?: OptionNames } = {}): Promise<TrainOnStoreSummary> {
   let progress: TrainProgress | undefined;
   const stop = (signal: NodeJS.Signals) => {
     const line = `wildstream train: ${signal}: finishing the step and writing a checkpoint (a second signal exits at once)`;
@@ -68,6 +69,7 @@ export async function trainJob(o: TrainRunValues): Promise<TrainOnStoreSummary> 
       threads: o.threads,
       trainThreads: o.trainThreads,
       precision: o.precision,
+      names: how.names,
       signal: signals.signal,
       log: progress.log,
       onStep: progress.step,

@@ -1,9 +1,29 @@
 /**
  * Command-line flags from option declarations: `unitSize: int({ min: 1, ... })` becomes `--unit-size <n>` with its
- * help line and default, checked as it is parsed. A bad value is commander's usage error (the CLI exits 2).
+ * help line (bounds, choices, default), checked as it is parsed. A bad value is commander's usage error (the CLI
+ * exits 2).
  */
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { Command, Help, InvalidArgumentError, Option } from 'commander';
 import { kebab, type AnyDecl, type OptionSet, type OptionValues } from './declare.js';
+
+/** The declaration behind each Option that toOption made, for its help line. */
+const DECLS = new WeakMap<Option, AnyDecl>();
+
+/**
+ * An option's `--help` line: its description, then in one parenthesis the values it takes (bounds or choices)
+ * and its default (the value, or the text of a default chosen at run time).
+ */
+export function optionHelp(option: Option): string {
+  const d = DECLS.get(option);
+  if (!d) return new Help().optionDescription(option);
+  const extra: string[] = [];
+  if (d.bounds) extra.push(d.bounds);
+  if (option.argChoices) extra.push(`choices: ${option.argChoices.map((c) => JSON.stringify(c)).join(', ')}`);
+  if ((d.kind === 'value' || d.kind === 'list') && d.default !== undefined)
+    extra.push(`default: ${d.defaultText ?? JSON.stringify(d.default)}`);
+  else if (d.defaultText) extra.push(`default: ${d.defaultText}`);
+  return extra.length > 0 ? `${d.description} (${extra.join(', ')})` : d.description;
+}
 
 /** The commander Option of one declaration. */
 export function toOption(key: string, d: AnyDecl): Option {
@@ -30,15 +50,15 @@ export function toOption(key: string, d: AnyDecl): Option {
     });
   }
   if ((d.kind === 'value' || d.kind === 'list') && d.default !== undefined) option.default(d.default, d.defaultText);
-  if (d.default === undefined && d.defaultText) option.description = `${d.description} (default: ${d.defaultText})`;
   if (d.presence === 'required') option.makeOptionMandatory();
+  DECLS.set(option, d);
   return option;
 }
 
-/** Adds every option of `set` to `cmd` (in declaration order). */
+/** Adds every option of `set` to `cmd` (in declaration order), each with its help line (optionHelp). */
 export function addOptions(cmd: Command, set: OptionSet): Command {
   for (const [key, d] of Object.entries(set)) cmd.addOption(toOption(key, d));
-  return cmd;
+  return cmd.configureHelp({ ...cmd.configureHelp(), optionDescription: optionHelp });
 }
 
 /**

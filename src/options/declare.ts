@@ -29,6 +29,8 @@ export interface Decl<T, P extends Presence = Presence> {
   /** How `--help` shows a default that is chosen at run time, e.g. `auto: from the batch size`. */
   readonly defaultText?: string;
   readonly choices?: readonly string[];
+  /** The values a number takes, as `--help` shows them: `integer >= 1`, `number 0 to 1`. */
+  readonly bounds?: string;
 }
 
 // Decl is invariant in its value type (it both parses to and describes T), so only `any` matches every declaration.
@@ -84,19 +86,24 @@ function decl<T, P extends Presence>(
   };
 }
 
+/** `>= 1` without a max, `1 to 64` with one. */
+const range = (min: number, max: number | undefined) => (max === undefined ? `>= ${min}` : `${min} to ${max}`);
+
 /** An integer in [min, max]. */
 export function int<const O extends Common & { min: number; max?: number; default?: number }>(
   o: O,
 ): Decl<number, PresenceOf<O>> {
   const max = o.max ?? Number.MAX_SAFE_INTEGER;
+  const bounds = `integer ${range(o.min, o.max)}`;
   const fromText = (text: string): number => {
     const n = Number(text);
     if (!/^-?\d+$/.test(text.trim()) || !Number.isSafeInteger(n) || n < o.min || n > max) {
-      throw new Error(`expected an integer from ${o.min} to ${max}, got "${text}"`);
+      throw new Error(`expected an ${o.max === undefined ? bounds : `integer from ${o.min} to ${max}`}, got "${text}"`);
     }
     return n;
   };
-  return decl({ placeholder: 'n', ...defined(o) }, 'value', z.number().int().min(o.min).max(max), fromText);
+  const schema = z.number().int().min(o.min).max(max);
+  return decl({ placeholder: 'n', ...defined(o) }, 'value', schema, fromText, { bounds });
 }
 
 /** A finite number in [min, max]. */
@@ -104,13 +111,14 @@ export function num<const O extends Common & { min: number; max?: number; defaul
   o: O,
 ): Decl<number, PresenceOf<O>> {
   const max = o.max ?? Number.MAX_VALUE;
+  const bounds = `number ${range(o.min, o.max)}`;
   const fromText = (text: string): number => {
     const n = Number(text);
     if (text.trim() === '' || !Number.isFinite(n) || n < o.min || n > max)
-      throw new Error(`expected a number from ${o.min} to ${max}, got "${text}"`);
+      throw new Error(`expected a ${o.max === undefined ? bounds : `number from ${o.min} to ${max}`}, got "${text}"`);
     return n;
   };
-  return decl({ placeholder: 'x', ...defined(o) }, 'value', z.number().min(o.min).max(max), fromText);
+  return decl({ placeholder: 'x', ...defined(o) }, 'value', z.number().min(o.min).max(max), fromText, { bounds });
 }
 
 /**
@@ -194,6 +202,31 @@ export const kebab = (key: string): string => key.replace(/[A-Z]/g, (c) => `-${c
 export const snake = (key: string): string => key.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
 /** `unit_size` -> `unitSize`. */
 export const camel = (key: string): string => key.replace(/_([a-z0-9])/g, (_, c: string) => c.toUpperCase());
+
+/**
+ * How a message names an option for the person who set it: by its flag when a command runs (`--steps`,
+ * `--no-resume`), by its key in the stage of a pipeline file when `wildstream run` does (`train.steps`,
+ * `train.resume=false`, as `--set` takes it). Keys are an option set's camelCase keys.
+ */
+export interface OptionNames {
+  /** The option: `--steps`; `train.steps`. */
+  of(key: string): string;
+  /** The option with a value: `--steps 20`, `--no-resume`, `--lars-all`; `train.steps=20`, `train.resume=false`. */
+  set(key: string, value: string | number | boolean): string;
+}
+
+/** A command's flags. */
+export const FLAG_NAMES: OptionNames = {
+  of: (key) => `--${kebab(key)}`,
+  set: (key, value) =>
+    value === true ? `--${kebab(key)}` : value === false ? `--no-${kebab(key)}` : `--${kebab(key)} ${value}`,
+};
+
+/** The keys of pipeline stage `stage` (`train`, `ingest`, ...). */
+export function pipelineNames(stage: string): OptionNames {
+  const of = (key: string) => `${stage}.${snake(key)}`;
+  return { of, set: (key, value) => `${of(key)}=${value}` };
+}
 
 /** The values an option set gives when nothing is set: the defaults, flags off, negatables on. */
 export function defaults<S extends OptionSet>(set: S): Partial<OptionValues<S>> {

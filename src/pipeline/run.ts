@@ -15,6 +15,7 @@ import { crawlJob } from '../jobs/crawl.js';
 import { ingestJob } from '../jobs/ingest.js';
 import { embedJob, exportJob } from '../jobs/outputs.js';
 import { trainJob } from '../jobs/training.js';
+import { pipelineNames } from '../options/declare.js';
 import { makeDirs } from '../shards/make-dirs.js';
 import { writeReport, type StageRunner } from './report.js';
 import { datasetOf, loadPipeline, type Pipeline } from './schema.js';
@@ -30,7 +31,9 @@ export async function runPipeline(file: string, sets: string[]): Promise<void> {
       : p.crawl
         ? () => stage('crawl', () => crawlJob(p.crawl!.seeds, p.crawl!))
         : null;
-    const train = p.train ? () => stage('train', () => trainJob({ ...p.train!, data: datasetOf(p) })) : null;
+    const train = p.train
+      ? () => stage('train', () => trainJob({ ...p.train!, data: datasetOf(p) }, { names: pipelineNames('train') }))
+      : null;
     if (p.train?.follow && ingest && train) {
       // Both run to their end (on a signal, both save their state) before the pipeline reports.
       const failed = (await Promise.allSettled([ingest(), train()])).find((r) => r.status === 'rejected');

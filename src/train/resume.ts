@@ -11,6 +11,7 @@
  *   scheduler's old horizon from the checkpoint, so the cosine ignores the new max_epochs.)
  */
 import type { StreamCursor } from '../augment/stream.js';
+import { FLAG_NAMES, type OptionNames } from '../options/declare.js';
 import { listUnits } from '../shards/dataset.js';
 import type { Store } from '../shards/store.js';
 import {
@@ -35,6 +36,8 @@ export interface ResumeOptions {
   /** Continue from the newest checkpoint that verifies; false deletes the checkpoints there and archives the metrics. */
   resume: boolean;
   log: (line: string) => void;
+  /** How its lines name the options a person can change. @default FLAG_NAMES, the command's flags */
+  names?: OptionNames;
   /**
    * The model that will train (built from `config`): checkpoints must hold its tensors. Without it one is built
    * for the check and disposed, which needs a started backend and costs seconds of CPU for the default model.
@@ -84,24 +87,25 @@ export async function resolveResume(o: ResumeOptions): Promise<ResumePoint> {
     if (shapes !== model) shapes?.dispose();
   }
   refuseDamaged(o, damaged, ckpt);
+  const n = o.names ?? FLAG_NAMES;
   const step = ckpt?.header.step ?? 0;
   if (ckpt) {
     if (damaged.length > 0)
       o.log(
         `resuming from ${ckpt.key}, the newest checkpoint that verifies; removing the damaged ${damaged.map((e) => e.key).join(', ')}`,
       );
-    const change = scheduleChange(ckpt.header.config, o.config, step);
+    const change = scheduleChange(ckpt.header.config, o.config, step, n);
     if (change) o.log(change);
     if (step >= o.config.steps)
       o.log(
-        `${ckpt.key} is at step ${step}, already at or past --steps ${o.config.steps}: nothing to train (raise --steps to go on)`,
+        `${ckpt.key} is at step ${step}, already at or past ${n.of('steps')} ${o.config.steps}: nothing to train (raise ${n.of('steps')} to go on)`,
       );
   }
   const superseded = (await listCheckpoints(o.out)).filter((c) => c.step > step || !ckpt);
   for (const c of superseded) await o.out.delete(c.key);
   if (!o.resume && superseded.length > 0)
     o.log(
-      `--no-resume: deleted ${superseded.length} checkpoint(s) of the earlier run (steps ${superseded.map((c) => c.step).join(', ')})`,
+      `${n.set('resume', false)}: deleted ${superseded.length} checkpoint(s) of the earlier run (steps ${superseded.map((c) => c.step).join(', ')})`,
     );
   if (ckpt) {
     await dropMetricsAfter(o.out, step); // this run's own parts beyond the restored step: rewritten as it passes them
@@ -114,12 +118,13 @@ export async function resolveResume(o: ResumeOptions): Promise<ResumePoint> {
 
 /** Refuses a resume past newer-format checkpoints, or when every checkpoint is damaged: nothing is changed. */
 function refuseDamaged(o: ResumeOptions, damaged: InvalidCheckpointError[], ckpt: Checkpoint | null): void {
+  const noResume = (o.names ?? FLAG_NAMES).set('resume', false);
   const newer = damaged.filter((e) => e instanceof NewerCheckpointError);
   if (newer.length > 0) {
     // Resuming from an older one would delete the newer-format checkpoints (or overwrite them on reaching their step).
     throw new NewerCheckpointError(
       `${newer.map((e) => e.message).join('; ')}. Nothing was changed: resume with that wildstream, ` +
-        'or rerun with --no-resume to start over (this deletes every checkpoint there; the metrics are archived)',
+        `or rerun with ${noResume} to start over (this deletes every checkpoint there; the metrics are archived)`,
       { key: newer[0]!.key, damage: newer[0]!.damage },
     );
   }
@@ -127,25 +132,33 @@ function refuseDamaged(o: ResumeOptions, damaged: InvalidCheckpointError[], ckpt
     throw everyDamaged(
       o.out,
       damaged,
-      'Nothing was changed: restore a good copy, or rerun with --no-resume to start over (this deletes them; the metrics are archived)',
+      `Nothing was changed: restore a good copy, or rerun with ${noResume} to start over (this deletes them; the metrics are archived)`,
     );
   }
 }
 
 const fmt = (x: number) => Number(x.toPrecision(3)).toString();
 
-/** The line that says how a resumed run's learning-rate schedule differs from its checkpoint's, or null. */
-export function scheduleChange(saved: TrainConfig, wanted: TrainConfig, step: number): string | null {
+/**
+ * The line that says how a resumed run's learning-rate schedule differs from its checkpoint's, or null; `names`
+ * names the settings (the command's flags by default).
+ */
+export function scheduleChange(
+  saved: TrainConfig,
+  wanted: TrainConfig,
+  step: number,
+  names: OptionNames = FLAG_NAMES,
+): string | null {
   const changes: string[] = [];
-  if (saved.steps !== wanted.steps) changes.push(`--steps ${wanted.steps} (was ${saved.steps})`);
+  if (saved.steps !== wanted.steps) changes.push(`${names.set('steps', wanted.steps)} (was ${saved.steps})`);
   const fields = [
-    ['--lr', 'baseLr'],
-    ['--final-lr', 'finalLr'],
-    ['--warmup-steps', 'warmupSteps'],
+    ['lr', 'baseLr'],
+    ['finalLr', 'finalLr'],
+    ['warmupSteps', 'warmupSteps'],
   ] as const;
-  for (const [flag, key] of fields) {
+  for (const [option, key] of fields) {
     if (saved.schedule[key] !== wanted.schedule[key])
-      changes.push(`${flag} ${fmt(wanted.schedule[key])} (was ${fmt(saved.schedule[key])})`);
+      changes.push(`${names.set(option, fmt(wanted.schedule[key]))} (was ${fmt(saved.schedule[key])})`);
   }
   if (changes.length === 0) return null;
   const lr = (c: TrainConfig) => learningRate(step, { ...c.schedule, totalSteps: c.steps });
@@ -153,7 +166,7 @@ export function scheduleChange(saved: TrainConfig, wanted: TrainConfig, step: nu
   const shape =
     saved.steps === wanted.steps
       ? 'the schedule follows the new settings'
-      : `the cosine schedule is ${wanted.steps > saved.steps ? 'stretched' : 'shortened'} to end at step ${wanted.steps} (the rate is a function of step and --steps)`;
+      : `the cosine schedule is ${wanted.steps > saved.steps ? 'stretched' : 'shortened'} to end at step ${wanted.steps} (the rate is a function of step and ${names.of('steps')})`;
   const jump =
     before === after
       ? `lr stays ${fmt(after)}`
@@ -165,14 +178,19 @@ export function scheduleChange(saved: TrainConfig, wanted: TrainConfig, step: nu
  * A warning when a batch holds more images than the dataset: the stream then runs into the next epoch within
  * one batch, so every batch repeats images. Null otherwise (also for an empty dataset, which is not this case).
  */
-export async function batchWarning(data: Store, config: TrainConfig, follow: boolean): Promise<string | null> {
+export async function batchWarning(
+  data: Store,
+  config: TrainConfig,
+  follow: boolean,
+  names: OptionNames = FLAG_NAMES,
+): Promise<string | null> {
   const records = (await listUnits(data)).reduce((n, u) => n + u.records, 0);
   if (records === 0 || config.batchSize <= records) return null;
   const [fewest, most] = [Math.floor(config.batchSize / records), Math.ceil(config.batchSize / records)];
   return (
-    `warning: --batch ${config.batchSize} is larger than the ${records} committed record(s) in ${data.url}` +
+    `warning: ${names.of('batch')} ${config.batchSize} is larger than the ${records} committed record(s) in ${data.url}` +
     `${follow ? ' (so far)' : ''}: each batch holds every image ${fewest === most ? most : `${fewest} or ${most}`} times ` +
-    `(as different crops); use --batch ${records} or less, or more data`
+    `(as different crops); use ${names.set('batch', records)} or less, or more data`
   );
 }
 
@@ -187,18 +205,20 @@ export interface LastGood {
  * What to do after a run diverged, with a learning rate to rerun at (the recipe's rate when this one was
  * above it, else a tenth). A checkpoint the diverging run wrote itself may already carry the blow-up (a
  * rate 1e6 takes BatchNorm variances from 1e15 to infinity in two steps; resuming from such a state at a sane
- * rate diverges again), so that case starts over; a checkpoint from before the run is resumed from.
+ * rate diverges again), so that case starts over; a checkpoint from before the run is resumed from. `names`
+ * names the settings (the command's flags by default).
  */
-export function divergenceAdvice(config: TrainConfig, last: LastGood): string {
+export function divergenceAdvice(config: TrainConfig, last: LastGood, names: OptionNames = FLAG_NAMES): string {
   const recipe = defaultTrainConfig({ batchSize: config.batchSize }).schedule.baseLr;
   const lower = roundDown(config.schedule.baseLr > recipe ? recipe : config.schedule.baseLr / 10);
-  const rate = outlier(config) ?? `--lr ${lower} or lower (this run: base lr ${fmt(config.schedule.baseLr)})`;
+  const rate =
+    outlier(config, names) ?? `${names.set('lr', lower)} or lower (this run: base lr ${fmt(config.schedule.baseLr)})`;
   if (!last.key) return `there is no finite checkpoint to resume from; rerun with ${rate}`;
   if (!last.writtenByThisRun)
     return `the last finite checkpoint, ${last.key} (step ${last.step}), predates this run and is kept: rerun with ${rate} to resume from it`;
   return (
     `the last finite checkpoint, ${last.key} (step ${last.step}), is kept, but this run wrote it on its way to diverging: ` +
-    `rerun with --no-resume ${rate} to start over`
+    `rerun with ${names.set('resume', false)} ${rate} to start over`
   );
 }
 
@@ -207,13 +227,14 @@ export function divergenceAdvice(config: TrainConfig, last: LastGood): string {
  * while it stays (weight decay 1e30 diverges at any rate). Bounds: 10^4 x the defaults, a final rate above the
  * base rate.
  */
-function outlier(config: TrainConfig): string | null {
+function outlier(config: TrainConfig, names: OptionNames): string | null {
   const { lars, schedule } = config;
   if (lars.weightDecay > 1e4 * DEFAULT_LARS.weightDecay)
-    return `--weight-decay ${DEFAULT_LARS.weightDecay} (this run: ${fmt(lars.weightDecay)})`;
-  if (lars.trust > 1e4 * DEFAULT_LARS.trust) return `--lars-trust ${DEFAULT_LARS.trust} (this run: ${fmt(lars.trust)})`;
+    return `${names.set('weightDecay', DEFAULT_LARS.weightDecay)} (this run: ${fmt(lars.weightDecay)})`;
+  if (lars.trust > 1e4 * DEFAULT_LARS.trust)
+    return `${names.set('larsTrust', DEFAULT_LARS.trust)} (this run: ${fmt(lars.trust)})`;
   if (schedule.finalLr > schedule.baseLr)
-    return `--final-lr ${fmt(schedule.baseLr * 0.001)} or at most --lr (this run: final lr ${fmt(schedule.finalLr)} above base lr ${fmt(schedule.baseLr)})`;
+    return `${names.set('finalLr', fmt(schedule.baseLr * 0.001))} or at most ${names.of('lr')} (this run: final lr ${fmt(schedule.finalLr)} above base lr ${fmt(schedule.baseLr)})`;
   return null;
 }
 

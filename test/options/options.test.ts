@@ -7,7 +7,20 @@ import { Command } from 'commander';
 import { describe, expect, it } from 'vitest';
 import { buildProgram } from '../../src/cli.js';
 import { addOptions, optionValues } from '../../src/options/commander.js';
-import { choice, flag, int, list, negatable, snake, text, words } from '../../src/options/declare.js';
+import {
+  choice,
+  flag,
+  FLAG_NAMES,
+  int,
+  list,
+  negatable,
+  num,
+  pipelineNames,
+  snake,
+  text,
+  words,
+  type AnyDecl,
+} from '../../src/options/declare.js';
 import { keysAt, nearestKey, stageSchema } from '../../src/options/pipeline.js';
 import { PipelineSchema, STAGE_COMMANDS, validatePipeline } from '../../src/pipeline/schema.js';
 
@@ -205,8 +218,50 @@ describe('declarations', () => {
   it('refuse bad flag values as usage errors, naming what was expected', async () => {
     await expect(parse(['--out', 'o', '--size', '11'])).rejects.toThrow(/expected an integer from 1 to 10, got "11"/);
     await expect(parse(['--out', 'o', '--size', '2.5'])).rejects.toThrow(/expected an integer/);
+    const open = { n: int({ min: 1, default: 1, description: 'n' }) };
+    const cmd = addOptions(new Command('x').exitOverride().configureOutput({ writeErr: () => {} }), open);
+    await expect(cmd.parseAsync(['--n', '0'], { from: 'user' })).rejects.toThrow(/expected an integer >= 1, got "0"/);
     await expect(parse(['--out', 'o', '--kind', 'c'])).rejects.toThrow(/Allowed choices are a, b/);
     await expect(parse([])).rejects.toThrow(/required option '--out <value>' not specified/);
+  });
+
+  it('show their bounds, choices and default in --help, in one parenthesis', () => {
+    const help = (o: Record<string, AnyDecl>) => addOptions(new Command('x'), o).helpInformation().replace(/\s+/g, ' ');
+    expect(help(set)).toContain('--size <n> how big (integer 1 to 10, default: 4)');
+    expect(help(set)).toContain('--kind <value> which (choices: "a", "b", default: "a")');
+    expect(help(set)).toContain('--out <value> where --size');
+    const chosen = { rate: num({ min: 0, description: 'rate', defaultText: 'chosen at run time' }) };
+    expect(help(chosen)).toContain('--rate <x> rate (number >= 0, default: chosen at run time)');
+    const bounded = { rate: num({ min: 0, max: 1, default: 0.5, description: 'rate' }) };
+    expect(help(bounded)).toContain('--rate <x> rate (number 0 to 1, default: 0.5)');
+  });
+
+  it('every bounded option of every command shows its bounds in --help', () => {
+    let checked = 0;
+    for (const { path, cmd } of leaves(buildProgram())) {
+      const text = cmd.helpInformation().replace(/\s+/g, ' ');
+      // Each option's help runs from its flags to the next option's.
+      const starts = [...cmd.options.map((o) => text.indexOf(`${o.flags} `)), text.indexOf(' -h, --help')];
+      cmd.options.forEach((option, i) => {
+        if (!/<[nx]>$/.test(option.flags)) return;
+        expect(text.slice(starts[i], starts[i + 1]), `${path} ${option.flags}`).toMatch(
+          /\((?:integer|number) (?:>= \S+|\S+ to \S+)[,)]/,
+        );
+        checked++;
+      });
+    }
+    expect(checked).toBeGreaterThan(20);
+  });
+
+  it('are named as the person set them: flags for a command, stage keys for a pipeline', () => {
+    expect([FLAG_NAMES.of('logEvery'), FLAG_NAMES.set('steps', 20)]).toEqual(['--log-every', '--steps 20']);
+    expect([FLAG_NAMES.set('resume', false), FLAG_NAMES.set('larsAll', true)]).toEqual(['--no-resume', '--lars-all']);
+    const train = pipelineNames('train');
+    expect([train.of('logEvery'), train.set('steps', 20), train.set('resume', false)]).toEqual([
+      'train.log_every',
+      'train.steps=20',
+      'train.resume=false',
+    ]);
   });
 
   it('give snake_case pipeline keys checked by the same bounds, defaults filled in', () => {

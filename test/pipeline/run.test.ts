@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process';
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -6,8 +5,7 @@ import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { main } from '../../src/cli.js';
 import { openStore } from '../../src/shards/store.js';
-import { V8_FLAGS } from '../../src/v8-flags.js';
-import { BIN, runCli } from '../helpers/cli.js';
+import { runCli, spawnCli } from '../helpers/cli.js';
 import { writePhotoDataset } from '../helpers/dataset.js';
 
 const DEMO = resolve('pipelines/demo.yaml');
@@ -117,26 +115,8 @@ async function mainIn(args: string[], cwd = process.cwd()): Promise<{ code: numb
 }
 
 /** Runs `wildstream run` and sends SIGINT (as Ctrl-C does) once stdout shows `marker`. */
-function runUntil(
-  args: string[],
-  marker: string,
-  cwd: string,
-): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [...V8_FLAGS, BIN, ...args], { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
-    let [stdout, stderr, sent] = ['', '', false];
-    child.stdout.on('data', (d) => {
-      stdout += d;
-      if (!sent && stdout.includes(marker)) {
-        sent = true;
-        child.kill('SIGINT');
-      }
-    });
-    child.stderr.on('data', (d) => (stderr += d));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
+const runUntil = (args: string[], marker: string, cwd: string) =>
+  spawnCli(args, { cwd, stopWhen: ({ stdout }) => stdout.includes(marker), stopSignal: 'SIGINT' });
 
 describe('wildstream run: Ctrl-C', () => {
   it('reports an interrupted stage as interrupted (exit 130), and a rerun resumes', async () => {
@@ -174,6 +154,13 @@ describe('wildstream run: Ctrl-C', () => {
       const again = await runCli(['run', 'p.yaml', '--set', `train.steps=${at + 1}`], {}, 120_000, root);
       expect(again.code, again.stderr).toBe(0);
       expect(again.stdout).toMatch(new RegExp(`resuming at step ${at} from`));
+      // Finished: the advice names the pipeline key, not the flag of `wildstream train`.
+      const done = await runCli(['run', 'p.yaml', '--set', `train.steps=${at + 1}`], {}, 120_000, root);
+      expect(done.code, done.stderr).toBe(0);
+      expect(done.stdout + done.stderr).toMatch(
+        /is at step \d+, already at or past train\.steps \d+: nothing to train \(raise train\.steps to go on\)/,
+      );
+      expect(done.stdout + done.stderr).not.toMatch(/--steps/);
     } finally {
       await rm(root, { recursive: true, force: true });
     }
