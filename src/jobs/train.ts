@@ -38,7 +38,11 @@ export async function trainOnStore(options: TrainOnStoreOptions): Promise<TrainO
   const o = loopOptions(options);
   const backend = await startBackend(o.backend);
   // Built once: the checkpoints are checked against it (a model costs seconds to build), then it trains.
-  const model = new SwavModel(o.config, { threads: o.trainThreads });
+  // On webgpu the model's tfjs side only holds weights: no tfjs memory plan (the WebGPU stepper checks the device's).
+  const model = new SwavModel(o.config, {
+    threads: o.trainThreads,
+    ...(backend.name === 'webgpu' && { backend: 'webgpu' }),
+  });
   let start: ResumePoint, loader: MultiCropLoader;
   try {
     // Both read the stores: a stalled read must not outlast a stop.

@@ -57,8 +57,9 @@ export interface CheckpointHeader {
   createdAt: string;
   tensors: TensorEntry[];
   /**
-   * A mixed-precision WebGPU run's dynamic loss scale at this step, so its resume scales, skips and grows as
-   * an unbroken run. Absent from other runs and from checkpoints written before it; other backends ignore it.
+   * A mixed-precision WebGPU run's dynamic loss scale at this step (scale, clean run, and the skipped and
+   * grown counts, which older checkpoints lack), so its resume scales, skips, grows and counts as an unbroken
+   * run. Absent from other runs and from checkpoints written before it; other backends ignore it.
    */
   lossScale?: LossScaleState;
 }
@@ -111,7 +112,10 @@ const header = z.looseObject({
   tensors: z.array(
     z.object({ name: z.string(), group: z.enum(['param', 'slot', 'queue']), shape: z.array(int), offset: num }),
   ),
-  lossScale: z.object({ scale: z.number().positive(), cleanRun: int }).optional(),
+  // skipped and grown came later: a header without them parses (its counts start at 0).
+  lossScale: z
+    .object({ scale: z.number().positive(), cleanRun: int, skipped: int.optional(), grown: int.optional() })
+    .optional(),
 });
 
 /** Damage found in a checkpoint's bytes: `newer` when the bytes are of a later format rather than broken. */

@@ -304,19 +304,19 @@ export function planMemory(
     const other = !recompute && on <= budget ? '; --recompute on would fit it' : '';
     throw new ConfigError(
       `batch ${config.batchSize}${threads > 1 ? ` split over ${threads} training threads` : ''} of model ${config.model} with crops ${config.crops} ` +
-        `needs ~${gib(peak)} GiB${threads > 1 ? ' per thread' : ''}, more than the ` +
-        `${gib(budget)} GiB ${where(backend)}${recompute ? ' even with activation recomputation' : ''}; ` +
+        `needs ~${formatBytes(peak)}${threads > 1 ? ' per thread' : ''}, more than the ` +
+        `${formatBytes(budget)} ${where(backend)}${recompute ? ' even with activation recomputation' : ''}; ` +
         (fits > 0 ? `--batch ${fits} fits${other}` : `no batch fits: use smaller crops or model${other}`),
     );
   }
-  const without = mode === 'auto' && recompute ? `, ~${gib(off)} GiB without` : '';
-  const of = budget === null ? '' : ` of ${gib(budget)} GiB ${where(backend)}`;
+  const without = mode === 'auto' && recompute ? `, ~${formatBytes(off)} without` : '';
+  const of = budget === null ? '' : ` of ${formatBytes(budget)} ${where(backend)}`;
   const each = threads > 1 ? ` per training thread (${threads} threads)` : '';
   return {
     estimate,
     budget,
     recompute,
-    line: `memory: ~${gib(peak)} GiB peak${each}${of} (recompute: ${recompute ? 'on' : 'off'}${mode === 'auto' ? ', auto' : ''}${without})`,
+    line: `memory: ~${formatBytes(peak)} peak${each}${of} (recompute: ${recompute ? 'on' : 'off'}${mode === 'auto' ? ', auto' : ''}${without})`,
   };
 }
 
@@ -336,4 +336,11 @@ function where(backend: string): string {
   return backend === 'wasm' ? 'wasm heap' : `${backend} budget`;
 }
 
-const gib = (b: number) => (b / 2 ** 30).toFixed(b < 10 * 2 ** 30 ? 1 : 0);
+/**
+ * Bytes for a log line or an error: GiB (one decimal below 10 GiB), or MiB below 0.1 GiB, where a tiny model
+ * would read as "0.0 GiB".
+ */
+export function formatBytes(b: number): string {
+  if (b < 0.1 * 2 ** 30) return `${(b / 2 ** 20).toFixed(1)} MiB`;
+  return `${(b / 2 ** 30).toFixed(b < 10 * 2 ** 30 ? 1 : 0)} GiB`;
+}

@@ -14,6 +14,11 @@ export interface MetricLine {
   imagesPerSec: number;
   /** Share of wall time the step loop waited for augmented batches. */
   dataWaitPct: number;
+  /**
+   * A GPU run: share of wall time the step loop waited for the device (steps in flight at their bound, and
+   * loss reads). High means the GPU is the bottleneck, as it should be; absent on other backends.
+   */
+  gpuWaitPct?: number;
   backend: string;
   time: string;
   /** When the process that logged this line started training: a change marks an interruption (a resume). */
@@ -72,6 +77,8 @@ export async function archiveMetrics(store: Store, tag: string): Promise<string 
 export function formatLine(m: MetricLine, steps: number): string {
   return (
     `step ${m.step}/${steps}  epoch ${m.epoch}  loss ${m.loss.toFixed(4)}  lr ${m.lr.toPrecision(3)}  ` +
-    `${m.imagesPerSec.toFixed(1)} img/s  data-wait ${m.dataWaitPct.toFixed(0)}%  ${m.backend}`
+    `${m.imagesPerSec.toFixed(1)} img/s  data-wait ${m.dataWaitPct.toFixed(0)}%  ` +
+    (m.gpuWaitPct === undefined ? '' : `gpu-wait ${m.gpuWaitPct.toFixed(0)}%  `) +
+    m.backend
   );
 }

@@ -45,12 +45,17 @@ export class SwavModel {
   /** The memory estimate for this backend, and whether stages recompute their activations. */
   readonly memory: MemoryPlan;
 
-  /** `threads`: data-parallel training threads sharing each batch; the memory plan is one thread's share. */
+  /**
+   * `threads`: data-parallel training threads sharing each batch; the memory plan is one thread's share.
+   * `backend`: the backend that runs the steps, when not tfjs's own (`webgpu`: the WebGPU engine steps on the
+   * device and this model only holds the weights on tfjs's cpu backend, so no tfjs plan refuses the batch or
+   * turns recomputation on; the engine checks its own allocation). @default tfjs's current backend
+   */
   constructor(
     readonly config: TrainConfig,
-    options: { threads?: number } = {},
+    options: { threads?: number; backend?: string } = {},
   ) {
-    this.memory = planMemory({ ...config, threads: options.threads }, tf.getBackend(), totalmem());
+    this.memory = planMemory({ ...config, threads: options.threads }, options.backend ?? tf.getBackend(), totalmem());
     this.ps = new ParamSet(config.seed);
     this.spec = regnetSpec(config.model);
     this.lars = new Lars(config.lars);

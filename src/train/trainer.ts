@@ -167,7 +167,11 @@ export async function train(options: TrainOptions): Promise<TrainSummary> {
     }
     if (o.precision !== undefined && backend.name !== 'webgpu')
       throw new ConfigError(`precision ${o.precision} applies to the webgpu backend, this run has ${backend.name}`);
-    model ??= new SwavModel(o.config, { threads: trainThreads });
+    // On webgpu the model's tfjs side only holds the weights: no tfjs memory plan (the stepper checks the device's).
+    model ??= new SwavModel(o.config, {
+      threads: trainThreads,
+      ...(backend.name === 'webgpu' && { backend: 'webgpu' }),
+    });
     // 2. Resume; the threads start from the restored state.
     const start = await startAt(o, model);
     if (!start)
@@ -186,12 +190,20 @@ export async function train(options: TrainOptions): Promise<TrainSummary> {
       stepper = await ParallelStepper.start(model, { threads: trainThreads, backend: backend.name as 'wasm' | 'cpu' });
     } else if (backend.name === 'webgpu' && start.step < o.config.steps) {
       // The model stays on tfjs's cpu backend (checkpoints, export); the engine steps on the device.
-      // A mixed run's checkpoint holds its loss scale: the resume continues it (an f32 run ignores it).
+      // A mixed run's checkpoint holds its loss scale and counters: the resume continues them (an f32 run
+      // ignores them; a checkpoint written before the counters were kept starts them at 0).
       const scaled = start.checkpoint?.header.lossScale;
       stepper = await WebGpuStepper.start(model, {
         program: options.gradientProgram ?? swavGradientProgram,
         ...(o.precision && { precision: o.precision }),
-        ...(scaled && { lossScale: { initial: scaled.scale, cleanRun: scaled.cleanRun } }),
+        ...(scaled && {
+          lossScale: {
+            initial: scaled.scale,
+            cleanRun: scaled.cleanRun,
+            skipped: scaled.skipped ?? 0,
+            grown: scaled.grown ?? 0,
+          },
+        }),
       });
       o.log(stepper.description);
     }
@@ -247,6 +259,22 @@ async function startAt(o: ResolvedLoopOptions<TrainOptions>, model: SwavModel): 
   return start;
 }
 
+/** Where a store is, as a user finds it: a local store's directory, or its URL. */
+export function storeLocation(store: Store): string {
+  return store.url.startsWith('file://') ? store.url.slice('file://'.length) : store.url;
+}
+
+/** An empty log interval, timed from now. */
+const newInterval = () => ({
+  loss: 0,
+  lossSteps: 0,
+  steps: 0,
+  images: 0,
+  waitMs: 0,
+  gpuWaitMs: 0,
+  t0: performance.now(),
+});
+
 const sameCursor = (a: StreamCursor, b: StreamCursor): boolean =>
   a.epoch === b.epoch &&
   a.group === b.group &&
@@ -262,7 +290,7 @@ class Loop {
   lastGood: LastGood;
   readonly collapse: CollapseWatch;
   private pending: MetricLine[] = [];
-  private interval = { loss: 0, lossSteps: 0, steps: 0, images: 0, waitMs: 0, t0: performance.now() };
+  private interval = newInterval();
   /** The latest loss read (what the progress bar shows between GPU reads). */
   private shownLoss = NaN;
   /** Mixed precision on a GPU: the loss scale and its counters at the latest read. */
@@ -368,6 +396,7 @@ class Loop {
       ? await this.stepper.step(batch.crops, this.step, { readLoss })
       : this.stepSingle(batch, n);
     this.lr = result.lr;
+    this.interval.gpuWaitMs += (result as Partial<Pick<WebGpuStepResult, 'gpuWaitMs'>>).gpuWaitMs ?? 0;
     this.absorb(result);
     this.step++;
     this.o.onStep?.(this.step, this.o.config.steps, this.shownLoss, result.lr);
@@ -402,7 +431,7 @@ class Loop {
 
   /** Phase 4: the progress line, a collapse warning when the loss sits at ln K, a metrics line for the next save. */
   private report(): void {
-    const { loss, lossSteps, steps, images, waitMs, t0 } = this.interval;
+    const { loss, lossSteps, steps, images, waitMs, gpuWaitMs, t0 } = this.interval;
     if (steps === 0) return;
     const elapsed = performance.now() - t0;
     const { config } = this.o;
@@ -413,6 +442,7 @@ class Loop {
       lr: this.lr,
       imagesPerSec: (images * 1000) / elapsed,
       dataWaitPct: (100 * waitMs) / elapsed,
+      ...(this.stepper instanceof WebGpuStepper && { gpuWaitPct: (100 * gpuWaitMs) / elapsed }),
       backend: this.backend.name,
       time: new Date().toISOString(),
       run: this.started,
@@ -426,7 +456,7 @@ class Loop {
     const warning = this.collapse.observe(this.step, line.loss, this.step <= config.swav.freezePrototypesSteps);
     if (warning) this.o.log(warning);
     this.pending.push({ ...line, collapseWarnings: this.collapse.warnings });
-    this.interval = { loss: 0, lossSteps: 0, steps: 0, images: 0, waitMs: 0, t0: performance.now() };
+    this.interval = newInterval();
   }
 
   /** Phase 4: a checkpoint at the batches' cursor (the one after the last batch trained on), then its metrics. */
@@ -448,7 +478,7 @@ class Loop {
     await writeMetricsPart(this.o.out, this.step, this.pending);
     this.pending = [];
     await pruneCheckpoints(this.o.out, this.o.keep);
-    this.o.log(`checkpoint ${this.lastCheckpoint}`);
+    this.o.log(`checkpoint ${this.lastCheckpoint} in ${storeLocation(this.o.out)}`);
     return this.step;
   }
 }

@@ -13,7 +13,10 @@ import {
   listCheckpoints,
   loadCheckpoint,
   NewerCheckpointError,
+  saveCheckpoint,
 } from '../../src/train/checkpoint.js';
+import { parseHeader } from '../../src/train/checkpoint-format.js';
+import { START } from '../../src/augment/stream.js';
 import { defaultTrainConfig, type TrainConfig } from '../../src/train/config.js';
 import { readMetrics } from '../../src/train/metrics.js';
 import { learningRate } from '../../src/train/optim.js';
@@ -377,4 +380,29 @@ describe('a run says what happens', () => {
     });
     expect(quiet.join('\n')).not.toMatch(/larger than/);
   }, 60_000);
+});
+
+describe('the loss scale in the header', () => {
+  it('keeps the scale, clean run and the skipped and grown counts; a header without the counts (older) still loads', async () => {
+    const out = await openStore(join(dir, 'loss-scale'));
+    const model = new SwavModel(tiny());
+    try {
+      const lossScale = { scale: 1024, cleanRun: 3, skipped: 2, grown: 1 };
+      const key = await saveCheckpoint(out, model, 1, START, { lossScale });
+      const { header } = await loadCheckpoint(out, key);
+      expect(header.lossScale).toEqual(lossScale);
+      const json = (h: object) => Buffer.from(JSON.stringify(h));
+      // Written before the counts were kept: scale and clean run only.
+      expect(parseHeader(json({ ...header, lossScale: { scale: 1024, cleanRun: 3 } })).lossScale).toEqual({
+        scale: 1024,
+        cleanRun: 3,
+      });
+      const { lossScale: _, ...none } = header;
+      expect(parseHeader(json(none)).lossScale).toBeUndefined();
+      for (const bad of [{ skipped: -1 }, { grown: 0.5 }, { skipped: 'many' }])
+        expect(() => parseHeader(json({ ...header, lossScale: { ...lossScale, ...bad } }))).toThrow(/lossScale/);
+    } finally {
+      model.dispose();
+    }
+  });
 });

@@ -7,6 +7,7 @@ import { startBackend } from '../../src/train/backend.js';
 import { checkTrainConfig, defaultTrainConfig, type TrainConfig } from '../../src/train/config.js';
 import {
   estimateMemory,
+  formatBytes,
   largestBatch,
   planMemory,
   WASM_HEAP_BYTES,
@@ -117,6 +118,28 @@ describe('memory plan', () => {
     expect(() => planMemory(defaultTrainConfig({ batchSize: 16, recompute: 'off' }), 'wasm', 0)).toThrow(
       /--batch \d+ fits; --recompute on would fit it$/,
     );
+  });
+
+  it('a model for the WebGPU engine takes no tfjs plan: its tfjs side holds weights only, the device runs the batch', () => {
+    // A batch no machine's memory holds in tfjs: its crops alone are ~79 GB, its activations many times that.
+    const huge = defaultTrainConfig({ model: 'custom:2,8,8,2,8', batchSize: 65536, crops: '2x224@0.3-1' });
+    expect(() => new SwavModel(huge)).toThrow(ConfigError);
+    const model = new SwavModel(huge, { backend: 'webgpu' });
+    try {
+      expect(model.memory).toMatchObject({ budget: null, recompute: false });
+    } finally {
+      model.dispose();
+    }
+  });
+
+  it('prints a tiny model in MiB, not as ~0.0 GiB', () => {
+    const tiny = defaultTrainConfig({ model: 'custom:2,8,8,2,8', batchSize: 2, crops: '2x16@0.3-1' });
+    const line = planMemory(tiny, 'cpu', 64 * GiB).line;
+    expect(line).toMatch(/^memory: ~\d+\.\d MiB peak of 64 GiB cpu budget/);
+    expect(line).not.toMatch(/~0\.0/);
+    expect(formatBytes(0.1 * GiB - 1)).toBe('102.4 MiB');
+    expect(formatBytes(0.1 * GiB)).toBe('0.1 GiB');
+    expect(formatBytes(12 * GiB)).toBe('12 GiB');
   });
 
   it('takes auto, on or off and nothing else', () => {

@@ -1,5 +1,6 @@
 import { Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
+import { formatLine, type MetricLine } from '../../src/train/metrics.js';
 import { trainProgress } from '../../src/train/progress.js';
 
 /**
@@ -77,5 +78,25 @@ describe('training progress on a terminal', () => {
     p.stop();
     expect(out).toEqual(['step 1/2  epoch 0\n']);
     expect(err).toEqual(['stop\n']);
+  });
+});
+
+describe('the interval line', () => {
+  const line: MetricLine = {
+    step: 20,
+    epoch: 1,
+    loss: 4.25,
+    lr: 0.3,
+    imagesPerSec: 123.45,
+    dataWaitPct: 12.4,
+    backend: 'wasm',
+    time: '2026-01-01T00:00:00.000Z',
+  };
+
+  it('shows the data wait, and on a GPU run the GPU wait beside it', () => {
+    expect(formatLine(line, 100)).toBe('step 20/100  epoch 1  loss 4.2500  lr 0.300  123.5 img/s  data-wait 12%  wasm');
+    expect(formatLine({ ...line, backend: 'webgpu', gpuWaitPct: 80.6 }, 100)).toBe(
+      'step 20/100  epoch 1  loss 4.2500  lr 0.300  123.5 img/s  data-wait 12%  gpu-wait 81%  webgpu',
+    );
   });
 });

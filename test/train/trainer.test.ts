@@ -119,6 +119,8 @@ describe('train: checkpoint and resume', () => {
     });
     expect(lines.join('\n')).toMatch(/step-000000006\.ckpt .*unusable: checksum mismatch/);
     expect(summary.resumedFrom).toBe('checkpoints/step-000000004.ckpt');
+    // The checkpoint line says where the store is, so the file can be found from any working directory.
+    expect(lines).toContain(`checkpoint checkpoints/step-000000008.ckpt in ${join(dir, 'fallback')}`);
     expect(summary.step).toBe(8);
     expect((await listCheckpoints(out)).map((c) => c.step)).toEqual([8, 6]);
     const metrics = await readMetrics(out);
@@ -126,6 +128,7 @@ describe('train: checkpoint and resume', () => {
     expect(
       metrics.every((m) => Number.isFinite(m.loss) && m.lr >= 0 && m.imagesPerSec > 0 && m.backend === 'wasm'),
     ).toBe(true);
+    expect(metrics.some((m) => 'gpuWaitPct' in m)).toBe(false); // a GPU run's measure only
   }, 120_000);
 
   it('refuses to resume with an incompatible config, naming the field', async () => {

@@ -4,6 +4,7 @@
  * command buffer per `submit()`. Nothing here reads back unless asked (`read`).
  */
 /// <reference types="@webgpu/types" />
+import { WildstreamError } from '../../errors.js';
 import type { GpuContext } from './device.js';
 import { WebGpuKernelError } from './errors.js';
 import { fromHalf, toHalf } from './half.js';
@@ -40,12 +41,32 @@ export interface Dispatch {
 const USAGE = { storage: 0x0080 | 0x0004 | 0x0008, read: 0x0001 | 0x0008 }; // STORAGE|COPY_SRC|COPY_DST, MAP_READ|COPY_DST
 const MAP_READ = 0x0001;
 
+/** A buffer the device cannot make: larger than its maxBufferSize. */
+export class GpuAllocationError extends WildstreamError {
+  override readonly code = 'WS_ERR_WEBGPU_ALLOCATION';
+  constructor(
+    message: string,
+    /** Bytes of the buffer asked for. */
+    readonly bytes: number,
+  ) {
+    super(message);
+  }
+}
+
+/** What trackAllocations saw: bytes of new buffers, the largest, and the first error the device reported. */
+export interface AllocationReport {
+  bytes: number;
+  largest: number;
+  error: { kind: 'out-of-memory' | 'validation'; message: string } | null;
+}
+
 export class GpuRunner {
   readonly device: GPUDevice;
   private readonly pipelines = new Map<string, Promise<GPUComputePipeline>>();
   private readonly free = new Map<number, GPUBuffer[]>();
   /** Pipelines compiled so far (cache misses), for tests and logs. */
   compiled = 0;
+  private tracking: (AllocationReport & { checks: Array<Promise<void>> }) | null = null;
 
   constructor(readonly ctx: GpuContext) {
     this.device = ctx.device;
@@ -85,12 +106,50 @@ export class GpuRunner {
     }
   }
 
-  /** A tensor backed by a pooled buffer (contents undefined until written); `release` returns it to the pool. */
+  /**
+   * A tensor backed by a pooled buffer (contents undefined until written); `release` returns it to the pool.
+   * A buffer above the device's maxBufferSize is a GpuAllocationError; while trackAllocations is on, each new
+   * buffer is made inside out-of-memory and validation error scopes.
+   */
   tensor(shape: readonly number[], dtype: Dtype = 'f32'): GpuTensor {
     const size = shape.reduce((a, b) => a * b, 1);
     const bytes = Math.max(4, Math.ceil((size * DTYPE_BYTES[dtype]) / 4) * 4);
-    const buffer = this.free.get(bytes)?.pop() ?? this.device.createBuffer({ size: bytes, usage: USAGE.storage });
+    const buffer = this.free.get(bytes)?.pop() ?? this.createStorage(bytes);
     return { buffer, shape: [...shape], dtype, size };
+  }
+
+  private createStorage(bytes: number): GPUBuffer {
+    const t = this.tracking;
+    if (t) [t.bytes, t.largest] = [t.bytes + bytes, Math.max(t.largest, bytes)];
+    const limit = this.device.limits.maxBufferSize;
+    if (bytes > limit)
+      throw new GpuAllocationError(`a buffer of ${bytes} bytes is above the device's maxBufferSize (${limit})`, bytes);
+    if (!t) return this.device.createBuffer({ size: bytes, usage: USAGE.storage });
+    this.device.pushErrorScope('out-of-memory');
+    this.device.pushErrorScope('validation');
+    const buffer = this.device.createBuffer({ size: bytes, usage: USAGE.storage });
+    const [validation, oom] = [this.device.popErrorScope(), this.device.popErrorScope()];
+    t.checks.push(
+      Promise.all([validation, oom]).then(([v, o]) => {
+        const e = o ?? v;
+        if (e && !t.error) t.error = { kind: o ? 'out-of-memory' : 'validation', message: e.message.split('\n')[0]! };
+      }),
+    );
+    return buffer;
+  }
+
+  /** Starts counting and checking the buffers tensor() makes (until allocationReport). */
+  trackAllocations(): void {
+    this.tracking = { bytes: 0, largest: 0, error: null, checks: [] };
+  }
+
+  /** What was made since trackAllocations, once the device has answered for each buffer; null when not tracking. */
+  async allocationReport(): Promise<AllocationReport | null> {
+    const t = this.tracking;
+    if (!t) return null;
+    this.tracking = null;
+    await Promise.all(t.checks);
+    return { bytes: t.bytes, largest: t.largest, error: t.error };
   }
 
   /**
@@ -149,6 +208,13 @@ export class GpuRunner {
   /** Compiles every kernel and makes every bind group once; the recording then submits without allocating. */
   async record(dispatches: readonly Dispatch[]): Promise<Recording> {
     const pipelines = await Promise.all(dispatches.map((d) => this.pipeline(d.kernel)));
+    // Checked before the error scope opens: a throw inside it would leave the scope on the device's stack.
+    for (const d of dispatches)
+      for (const n of d.kernel.workgroups)
+        if (n < 1 || n > 65535)
+          throw new WebGpuKernelError(
+            `kernel ${d.kernel.key} dispatches ${d.kernel.workgroups.join('x')} workgroups (each must be 1..65535)`,
+          );
     this.device.pushErrorScope('validation');
     const steps = dispatches.map((d, i) => {
       const pipeline = pipelines[i]!;
@@ -160,11 +226,6 @@ export class GpuRunner {
             t.offset === undefined ? { buffer: t.buffer } : { buffer: t.buffer, offset: t.offset, size: byteLength(t) },
         })),
       });
-      for (const n of d.kernel.workgroups)
-        if (n < 1 || n > 65535)
-          throw new WebGpuKernelError(
-            `kernel ${d.kernel.key} dispatches ${d.kernel.workgroups.join('x')} workgroups (each must be 1..65535)`,
-          );
       return { pipeline, bindGroup, workgroups: d.kernel.workgroups };
     });
     const error = await this.device.popErrorScope();

@@ -16,6 +16,15 @@
  * Between submissions only queue writes happen: the crops, the learning rate of the step (optim.ts' schedule)
  * into LARS' `hyper` buffer, and, when the prototypes freeze or thaw, the LARS table (a frozen parameter has
  * size 0 there, so neither the update nor its momentum touch it, as SwavModel.step drops its gradient).
+ *
+ * At most MAX_STEPS_IN_FLIGHT steps are submitted and unfinished: step n first waits for step n - 2 to finish,
+ * then uploads its crops and submits, so the CPU uploads step n + 1 while the device computes step n, and the
+ * queue's staged uploads (a step's crops: ~480 MB at batch 256, crops 2x224 + 6x96) stay bounded however fast
+ * the loader is. The time spent waiting is each step's `gpuWaitMs`.
+ *
+ * Allocation is checked: start() runs inside out-of-memory and validation error scopes, and a buffer the
+ * device cannot make (out of memory, or above maxBufferSize / maxStorageBufferBindingSize) is a
+ * WebGpuMemoryError naming the bytes asked for, the model, the batch and the crops.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { CropTensor } from '../../augment/loader.js';
@@ -25,6 +34,7 @@ import type { TrainConfig } from '../config.js';
 import type { StepResult, SwavModel } from '../model.js';
 import { learningRate } from '../optim.js';
 import { PROTOTYPES } from '../swav.js';
+import { formatBytes } from '../memory.js';
 import { describeDevice, openDevice, type GpuContext } from './device.js';
 import { LARS_HYPER, larsStep, larsTable, type ParamLayout } from './kernels/lars.js';
 import {
@@ -37,7 +47,8 @@ import {
 import { lossSum } from './kernels/loss-sum.js';
 import { describePrecision, resolvePrecision, type Precision } from './precision.js';
 import type { GradientProgram, GradientProgramFactory, GradientProgramSpec, StepBuffers } from './program.js';
-import { GpuRunner, type Dispatch, type GpuTensor, type Recording } from './runner.js';
+import { WebGpuKernelError } from './errors.js';
+import { GpuAllocationError, GpuRunner, type Dispatch, type GpuTensor, type Recording } from './runner.js';
 import {
   allocateState,
   downloadState,
@@ -58,11 +69,26 @@ export interface WebGpuStepperOptions {
   /** A device to run on, which stays the caller's to destroy. @default one opened by start and destroyed by close */
   device?: GpuContext;
   /**
-   * Mixed precision: the first loss scale and the clean steps already counted toward its growth (a resumed
-   * run's, from its checkpoint), and how it grows and shrinks. @default 2^16 and 0, loss-scale.ts' defaults
+   * Mixed precision: the first loss scale, the clean steps already counted toward its growth, and the steps
+   * skipped and growths so far (a resumed run's, from its checkpoint), and how it grows and shrinks.
+   * @default scale 2^16, the counts 0, loss-scale.ts' growth settings
    */
-  lossScale?: LossScaleOptions & { initial?: number; cleanRun?: number };
+  lossScale?: LossScaleOptions & LossScaleStart;
 }
+
+/** Where a loss scale starts (a resumed run: its checkpoint's LossScaleState). */
+export interface LossScaleStart {
+  initial?: number;
+  cleanRun?: number;
+  skipped?: number;
+  grown?: number;
+}
+
+/**
+ * Steps submitted to the device and not yet finished, at most: two is a double buffer (the CPU uploads one
+ * step while the device runs the other); each holds its crops in the queue's staging memory until it ends.
+ */
+export const MAX_STEPS_IN_FLIGHT = 2;
 
 export interface StepOptions {
   /**
@@ -74,7 +100,7 @@ export interface StepOptions {
 
 export interface LossScaleCounters {
   scale: number;
-  /** Steps skipped for an inf/NaN gradient, and times the scale grew, since the stepper started. */
+  /** Steps skipped for an inf/NaN gradient, and times the scale grew, over the run (a resume counts on). */
   skipped: number;
   grown: number;
 }
@@ -87,10 +113,27 @@ export interface WebGpuStepResult extends StepResult {
   lossSteps: number;
   /** Mixed precision, on a reading step: the loss scale and its counters. */
   lossScale?: LossScaleCounters;
+  /**
+   * Milliseconds this call waited for the device: for an earlier step to finish (MAX_STEPS_IN_FLIGHT), and
+   * on a reading step for the loss.
+   */
+  gpuWaitMs: number;
 }
 
 export class WebGpuTrainingError extends WildstreamError {
-  override readonly code = 'WS_ERR_WEBGPU_TRAINING';
+  override readonly code: string = 'WS_ERR_WEBGPU_TRAINING';
+}
+
+/** The device could not make the buffers a run needs (out of memory, or one above the device's limits). */
+export class WebGpuMemoryError extends WebGpuTrainingError {
+  override readonly code = 'WS_ERR_WEBGPU_MEMORY';
+  constructor(
+    message: string,
+    /** Bytes of buffers the stepper asked the device for. */
+    readonly bytes: number,
+  ) {
+    super(message);
+  }
 }
 
 /** The stepper's own small buffers: the LARS table and scratch, the loss and its sum, the loss-scale state. */
@@ -127,6 +170,8 @@ export class WebGpuStepper {
   private readonly withSlot: Set<string>;
   /** Per crop: an ordinary buffer that crops in shared memory are copied through (see writeCrops). */
   private readonly staging: Float32Array[] = [];
+  /** Per unfinished step, oldest first: settles when the device has finished it (or is lost). */
+  private readonly inFlight: Array<Promise<unknown>> = [];
 
   private readonly state: GpuModelState;
   private readonly tail: TailBuffers;
@@ -170,6 +215,15 @@ export class WebGpuStepper {
     const ctx = options.device ?? (await openDevice());
     const runner = new GpuRunner(ctx);
     const made: { state?: GpuModelState; tail?: TailBuffers; crops?: GpuTensor[]; program?: GradientProgram } = {};
+    // Buffers are checked as they are made; the first failure found decides the error start throws. The outer
+    // scope holds what follows from it (writes to, and bindings of, a buffer that was not made), which would
+    // otherwise be printed as uncaptured errors.
+    ctx.device.pushErrorScope('validation');
+    let stray: Promise<GPUError | null> | null = null;
+    const popStray = () => (stray ??= ctx.device.popErrorScope());
+    runner.trackAllocations();
+    let verdict: Promise<WebGpuMemoryError | null> | null = null;
+    const memoryCheck = (err?: unknown) => (verdict ??= memoryFailure(runner, config, err));
     try {
       const precision = resolvePrecision(options.precision, ctx.info);
       const state = (made.state = allocateState(runner, model, precision === 'mixed'));
@@ -182,11 +236,18 @@ export class WebGpuStepper {
       const own = program.inputs ? [] : sizes.map((s) => runner.tensor([config.batchSize, s, s, 3]));
       made.crops = own;
       const recording = await runner.record(stepDispatches(spec, state, tail, own, program, options.lossScale));
+      const failed = await memoryCheck();
+      const error = await popStray();
+      if (failed) throw failed;
+      if (error) throw new WebGpuTrainingError(`setting up the WebGPU step failed: ${error.message.split('\n')[0]}`);
       const crops = program.inputs?.() ?? own;
       const line = `WebGPU ${describeDevice(ctx.info)}; ${describePrecision(precision, options.precision, ctx.info)}`;
       const parts = { state, tail, crops, ownCrops: own, program, recording, tables: larsTables(state.params, config) };
       return new WebGpuStepper(model, runner, precision, line, !options.device, parts);
     } catch (err) {
+      // A buffer the device could not make is invalid, and binding it fails in record(): the checks say why.
+      const failed = await memoryCheck(err).catch(() => null);
+      await popStray().catch(() => null);
       made.program?.release();
       if (!options.device) ctx.destroy();
       else {
@@ -195,7 +256,7 @@ export class WebGpuStepper {
         const tensors = [...(state ? stateTensors(state) : []), ...Object.values(tail ?? {}), ...(crops ?? [])];
         for (const t of tensors) t.buffer.destroy();
       }
-      throw err;
+      throw failed ?? err;
     }
   }
 
@@ -210,6 +271,11 @@ export class WebGpuStepper {
   ): Promise<WebGpuStepResult> {
     this.check();
     const { config } = this.model;
+    const t0 = performance.now();
+    // Step n - MAX_STEPS_IN_FLIGHT must be done before this one's crops join the queue.
+    while (this.inFlight.length >= MAX_STEPS_IN_FLIGHT) await this.inFlight.shift();
+    let gpuWaitMs = performance.now() - t0;
+    this.check(); // the device may have been lost while this waited
     this.writeCrops(crops);
     const lr = learningRate(step, { ...config.schedule, totalSteps: config.steps });
     const frozen = step < config.swav.freezePrototypesSteps;
@@ -219,17 +285,23 @@ export class WebGpuStepper {
     }
     this.runner.writeBytes(this.runner.view(this.tail.hyper, LARS_HYPER.LR, [1]), Float32Array.of(lr));
     this.recording.submit();
+    // Settles when the device finishes the step, or is lost (Dawn may then never answer the first).
+    const { queue, lost } = this.runner.device;
+    this.inFlight.push(Promise.race([queue.onSubmittedWorkDone(), lost]).catch(() => {}));
     for (const p of this.state.params.params) if (!(frozen && p.name === PROTOTYPES)) this.withSlot.add(p.name);
     this.unread++;
-    if (options.readLoss === false) return { loss: NaN, lr, lossSteps: 0 };
-    return { ...(await this.readLoss()), lr };
+    if (options.readLoss === false) return { loss: NaN, lr, lossSteps: 0, gpuWaitMs };
+    const t1 = performance.now();
+    const read = await this.readLoss();
+    gpuWaitMs += performance.now() - t1;
+    return { ...read, lr, gpuWaitMs };
   }
 
   /**
    * The mean loss of the steps since the last read (resetting the sum), and the loss-scale counters: what a
    * reading step returns, for a trainer that logs or saves after steps that did not read.
    */
-  async readLoss(): Promise<Omit<WebGpuStepResult, 'lr'>> {
+  async readLoss(): Promise<Omit<WebGpuStepResult, 'lr' | 'gpuWaitMs'>> {
     this.check();
     const steps = this.unread;
     const [sum, scale] = await Promise.all([
@@ -257,11 +329,16 @@ export class WebGpuStepper {
     return { scale: s[LOSS_SCALE.SCALE]!, skipped: s[LOSS_SCALE.SKIPPED]!, grown: s[LOSS_SCALE.GROWN]! };
   }
 
-  /** Mixed precision: the scale and clean run a checkpoint keeps (null in f32, which has no loss scaling). */
+  /** Mixed precision: the scale, clean run and counters a checkpoint keeps (null in f32: no loss scaling). */
   async lossScaleState(): Promise<LossScaleState | null> {
     if (this.precision !== 'mixed') return null;
     const s = await this.runner.read(this.tail.lossScale);
-    return { scale: s[LOSS_SCALE.SCALE]!, cleanRun: s[LOSS_SCALE.CLEAN_RUN]! };
+    return {
+      scale: s[LOSS_SCALE.SCALE]!,
+      cleanRun: s[LOSS_SCALE.CLEAN_RUN]!,
+      skipped: s[LOSS_SCALE.SKIPPED]!,
+      grown: s[LOSS_SCALE.GROWN]!,
+    };
   }
 
   /** Copies the device's weights, momentum and running statistics into `model`: before a checkpoint or evaluation. */
@@ -364,7 +441,7 @@ function tailBuffers(
   runner: GpuRunner,
   paramCount: number,
   precision: Precision,
-  start: { initial?: number; cleanRun?: number } = {},
+  start: LossScaleStart = {},
 ): TailBuffers {
   const t: TailBuffers = {
     table: runner.tensor([paramCount, 4]),
@@ -376,7 +453,10 @@ function tailBuffers(
   };
   // f32: no loss scaling. The gradient multiplier and skip flag stay 1 and 0; mixed: the check writes them.
   runner.writeBytes(t.hyper, Float32Array.of(0, 1, 0));
-  const scale = precision === 'mixed' ? initialLossScaleState(start.initial, start.cleanRun) : initialLossScaleState(1);
+  const scale =
+    precision === 'mixed'
+      ? initialLossScaleState(start.initial, start.cleanRun, start.skipped, start.grown)
+      : initialLossScaleState(1);
   runner.writeBytes(t.lossScale, scale);
   runner.writeBytes(t.loss, new Float32Array(1));
   runner.writeBytes(t.lossSum, new Float32Array(1));
@@ -390,4 +470,29 @@ function larsTables(layout: ParamLayout, config: TrainConfig): { open: Uint32Arr
   const p = layout.params.findIndex((s) => s.name === PROTOTYPES);
   if (p >= 0) frozen[p * 4 + 1] = 0;
   return { open, frozen };
+}
+
+/**
+ * Whether start failed for memory: a buffer the device refused (out of memory, above maxBufferSize, or one
+ * too large to bind, which record() meets), as a WebGpuMemoryError naming what was asked for; else null.
+ */
+async function memoryFailure(runner: GpuRunner, config: TrainConfig, err?: unknown): Promise<WebGpuMemoryError | null> {
+  const report = await runner.allocationReport();
+  if (!report) return null;
+  const { limits } = runner.device;
+  const perBuffer = `at most ${formatBytes(limits.maxBufferSize)} per buffer, ${formatBytes(limits.maxStorageBufferBindingSize)} per binding`;
+  let why: string;
+  if (report.error?.kind === 'out-of-memory') why = `the device ran out of memory (${report.error.message})`;
+  else if (report.error) why = `the device refused a buffer, ${perBuffer} (${report.error.message})`;
+  else if (err instanceof GpuAllocationError) why = `${err.message}`;
+  else if (err instanceof WebGpuKernelError && report.largest > limits.maxStorageBufferBindingSize)
+    why = `a buffer of ${formatBytes(report.largest)} is too large to bind, ${perBuffer} (${err.message})`;
+  else return null;
+  const recompute = config.recompute === 'on' ? '' : ', or --recompute on';
+  return new WebGpuMemoryError(
+    `the WebGPU engine could not allocate its buffers for model ${config.model}, batch ${config.batchSize}, crops ${config.crops}: ` +
+      `${why}; it had asked for ${formatBytes(report.bytes)} (${report.bytes} bytes, the largest buffer ${formatBytes(report.largest)}); ` +
+      `use a smaller --batch${recompute}`,
+    report.bytes,
+  );
 }

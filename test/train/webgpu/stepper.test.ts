@@ -2,8 +2,8 @@
  * The WebGPU stepper's own parts, with a test double (fixed-gradients.ts) in place of the forward and backward
  * pass: the LARS step on the GPU against optim.ts' Lars on tfjs cpu over several steps across the end of the
  * frozen-prototypes phase (f32 and mixed precision), dynamic loss scaling skipping an injected overflow, the
- * loss read only when asked, the f16 weight copy, and the state's round trip GPU -> model -> checkpoint ->
- * a fresh model on wasm.
+ * loss read only when asked, a resumed loss scale counting on, the f16 weight copy, the bound on steps in
+ * flight, a refused allocation, and the state's round trip GPU -> model -> checkpoint -> a fresh model on wasm.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -26,7 +26,13 @@ import { roundToHalf } from '../../../src/train/webgpu/half.js';
 import type { ParamLayout } from '../../../src/train/webgpu/kernels/lars.js';
 import { resolvePrecision, type Precision } from '../../../src/train/webgpu/precision.js';
 import type { GpuRunner } from '../../../src/train/webgpu/runner.js';
-import { WebGpuStepper, WebGpuTrainingError } from '../../../src/train/webgpu/stepper.js';
+import {
+  MAX_STEPS_IN_FLIGHT,
+  WebGpuMemoryError,
+  WebGpuStepper,
+  WebGpuTrainingError,
+  type WebGpuStepResult,
+} from '../../../src/train/webgpu/stepper.js';
 import { FixedGradients } from './fixed-gradients.js';
 import { openTestRunner, randomValues, scaledError } from './gpu.js';
 
@@ -244,6 +250,71 @@ describe('WebGpuStepper: the step tail against optim.ts on tfjs cpu', () => {
   });
 });
 
+describe('WebGpuStepper: steps in flight and the loss scale of a resume', () => {
+  it('step n waits for step n - 2 to finish before it uploads and submits, and reports the wait', async () => {
+    const config = tinyConfig();
+    const model = new SwavModel(config);
+    const { stepper, program } = await start(model, 'f32');
+    const queue = runner.device.queue;
+    const done = queue.onSubmittedWorkDone.bind(queue);
+    const submit = queue.submit.bind(queue);
+    const write = queue.writeBuffer.bind(queue);
+    // The device's completions are held back until the test lets each through.
+    const held: Array<() => void> = [];
+    let [submissions, writes] = [0, 0];
+    queue.onSubmittedWorkDone = () => {
+      const real = done();
+      return new Promise((resolve) => held.push(() => void real.then(resolve)));
+    };
+    queue.submit = (b) => (submissions++, submit(b));
+    queue.writeBuffer = (...a: Parameters<GPUQueue['writeBuffer']>) => (writes++, write(...a));
+    try {
+      program.set(gradients(stepper.buffers.params, 0).flat, 1);
+      for (let k = 0; k < MAX_STEPS_IN_FLIGHT; k++) {
+        const r = await stepper.step(crops(config, k), k, { readLoss: false });
+        expect(r.gpuWaitMs).toBeGreaterThanOrEqual(0);
+      }
+      expect(submissions).toBe(MAX_STEPS_IN_FLIGHT);
+      let next: WebGpuStepResult | null = null;
+      const pending = stepper.step(crops(config, 2), 2, { readLoss: false }).then((r) => (next = r));
+      const before = { submissions, writes };
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      // Step 0 has not finished: step 2 has neither uploaded its crops nor been submitted.
+      expect(next).toBeNull();
+      expect({ submissions, writes }).toEqual(before);
+      held[0]!();
+      await pending;
+      expect(submissions).toBe(MAX_STEPS_IN_FLIGHT + 1);
+      expect(writes).toBeGreaterThan(before.writes);
+      expect(next!.gpuWaitMs).toBeGreaterThanOrEqual(90);
+    } finally {
+      Object.assign(queue, { onSubmittedWorkDone: done, submit, writeBuffer: write });
+      for (const release of held) release();
+      await stepper.close();
+      model.dispose();
+    }
+  });
+
+  it('mixed: a resumed loss scale continues its clean run, and its skipped and grown counts', async () => {
+    // The shapes and growth interval of the loss-scaling test above: its pipelines, no new compiles.
+    const config = tinyConfig({ swav: { ...tinyConfig().swav, freezePrototypesSteps: 0 } });
+    const model = new SwavModel(config);
+    const resumed = { initial: 512, cleanRun: 1, skipped: 3, grown: 2 };
+    const { stepper, program } = await start(model, 'mixed', { ...resumed, growthInterval: 2 });
+    try {
+      expect(await stepper.lossScaleState()).toEqual({ scale: 512, cleanRun: 1, skipped: 3, grown: 2 });
+      program.set(gradients(stepper.buffers.params, 0).flat, 1);
+      const r = await stepper.step(crops(config, 0), 0);
+      // One clean step completes the run of two: the scale doubles, and the counts go on from the checkpoint's.
+      expect(r.lossScale).toEqual({ scale: 1024, skipped: 3, grown: 3 });
+      expect(await stepper.lossScaleState()).toEqual({ scale: 1024, cleanRun: 0, skipped: 3, grown: 3 });
+    } finally {
+      await stepper.close();
+      model.dispose();
+    }
+  });
+});
+
 describe('WebGpuStepper: state round trip', () => {
   it('start then sync gives the model back bit for bit (weights, running statistics, momentum slots)', async () => {
     const model = new SwavModel(tinyConfig());
@@ -363,6 +434,56 @@ describe('WebGpuStepper: refused inputs', () => {
       model.dispose();
     }
     await expect(stepper.step(crops(config, 0), 0)).rejects.toThrow(/closed/);
+  });
+
+  it('a buffer the device cannot make: a WebGpuMemoryError naming the bytes, model, batch and crops', async () => {
+    const config = tinyConfig();
+    const model = new SwavModel(config);
+    const what = /model custom:2,8,8,2,8, batch 2, crops 2x16@0\.3-1,1x8@0\.1-0\.3: /;
+    const advice = /; use a smaller --batch, or --recompute on$/;
+    try {
+      // Above maxBufferSize: refused before Dawn is asked (a program whose activations outgrow the device).
+      const limit = runner.device.limits.maxBufferSize;
+      const elements = Math.floor(limit / 4) + 1;
+      const tooBig = WebGpuStepper.start(model, {
+        device: runner.ctx,
+        precision: 'f32',
+        program: (r, spec) => {
+          r.tensor([elements]);
+          return new FixedGradients(r, spec);
+        },
+      });
+      const err = (await tooBig.catch((e: unknown) => e)) as WebGpuMemoryError;
+      expect(err).toBeInstanceOf(WebGpuMemoryError);
+      expect(err.message).toMatch(what);
+      expect(err.message).toMatch(new RegExp(`a buffer of ${elements * 4} bytes is above the device's maxBufferSize`));
+      expect(err.message).toMatch(advice);
+      expect(err.bytes).toBeGreaterThan(limit);
+      // One the device refuses itself (an invalid usage injected into the first buffer): the error scopes find it.
+      const device = runner.device;
+      const create = device.createBuffer;
+      let n = 0;
+      device.createBuffer = (d) => create.call(device, n++ === 0 ? { ...d, usage: d.usage | 0x0001 } : d); // + MAP_READ
+      let refused: unknown;
+      try {
+        refused = await WebGpuStepper.start(model, {
+          device: runner.ctx,
+          precision: 'f32',
+          program: (r, spec) => new FixedGradients(r, spec),
+        }).catch((e: unknown) => e);
+      } finally {
+        device.createBuffer = create;
+      }
+      expect(refused).toBeInstanceOf(WebGpuMemoryError);
+      expect((refused as Error).message).toMatch(what);
+      expect((refused as Error).message).toMatch(/the device refused a buffer, at most .* per buffer/);
+      expect((refused as WebGpuMemoryError).bytes).toBeGreaterThan(0);
+      // The shared device still makes a stepper.
+      const { stepper } = await start(model, 'f32');
+      await stepper.close();
+    } finally {
+      model.dispose();
+    }
   });
 
   it('a lost device fails the next step and sync with its reason', async () => {

@@ -27,13 +27,24 @@ export interface LossScaleState {
   scale: number;
   /** Clean steps in a row counted toward the next growth. */
   cleanRun: number;
+  /**
+   * Steps skipped for an inf/NaN gradient, and times the scale grew, over the run so far (a resumed run counts
+   * on from its checkpoint's). Absent from checkpoints written before they were kept: counted from 0 then.
+   */
+  skipped?: number;
+  grown?: number;
 }
 
-/** The starting state: GradScaler's initial scale of 2^16 and no clean run, or a checkpoint's; no steps counted. */
-export function initialLossScaleState(scale = 2 ** 16, cleanRun = 0): Float32Array {
+/**
+ * The starting state ([LOSS_SCALE.SIZE] f32): GradScaler's initial scale of 2^16, no clean run and nothing
+ * counted, or a checkpoint's.
+ */
+export function initialLossScaleState(scale = 2 ** 16, cleanRun = 0, skipped = 0, grown = 0): Float32Array {
   const state = new Float32Array(LOSS_SCALE.SIZE);
   state[LOSS_SCALE.SCALE] = scale;
   state[LOSS_SCALE.CLEAN_RUN] = cleanRun;
+  state[LOSS_SCALE.SKIPPED] = skipped;
+  state[LOSS_SCALE.GROWN] = grown;
   return state;
 }
 

@@ -1,0 +1,102 @@
+/**
+ * train() on the webgpu backend (a test double for the forward and backward pass, fixed-gradients.ts), in two
+ * pieces: the resumed piece counts the loss scale's skipped and grown steps on from the checkpoint, and its
+ * progress lines show the share of time spent waiting for the GPU. Same shapes as resume.test.ts.
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { BatchSource, MultiCropBatch } from '../../../src/augment/loader.js';
+import type { StreamCursor } from '../../../src/augment/stream.js';
+import { openStore, type Store } from '../../../src/shards/store.js';
+import { listCheckpoints, loadCheckpoint } from '../../../src/train/checkpoint.js';
+import { defaultTrainConfig } from '../../../src/train/config.js';
+import { readMetrics } from '../../../src/train/metrics.js';
+import { resolveResume } from '../../../src/train/resume.js';
+import { DEFAULT_SWAV } from '../../../src/train/swav.js';
+import { train } from '../../../src/train/trainer.js';
+import type { GradientProgramFactory } from '../../../src/train/webgpu/stepper.js';
+import { FixedGradients } from './fixed-gradients.js';
+import { randomValues } from './gpu.js';
+
+let dir: string;
+beforeAll(async () => void (dir = await mkdtemp(join(tmpdir(), 'ws-webgpu-counters-'))));
+afterAll(async () => rm(dir, { recursive: true, force: true }));
+
+const config = defaultTrainConfig({
+  model: 'custom:2,8,8,2,8',
+  batchSize: 4,
+  crops: '2x16@0.3-1',
+  steps: 5,
+  swav: { ...DEFAULT_SWAV, prototypes: 8, hidden: 16, dim: 8, freezePrototypesSteps: 1, cropsForAssign: [0, 1] },
+  lars: { momentum: 0.9, weightDecay: 0.05, trust: 0.1, excludeBnBias: true },
+});
+
+const at = (position: number): StreamCursor => ({ epoch: 0, group: 0, offset: position, position, units: null });
+
+function batches(from: number, until: number): BatchSource {
+  let position = from;
+  return {
+    cursor: () => at(position),
+    close: async () => {},
+    async *[Symbol.asyncIterator](): AsyncGenerator<MultiCropBatch> {
+      for (let n = from; n < until; n++) {
+        position = n + 1;
+        const crops = [0, 1].map((c) => ({ size: 16, data: randomValues(4 * 16 * 16 * 3, n * 2 + c) }));
+        yield { keys: ['a', 'b', 'c', 'd'].map((k) => `${n}-${k}`), crops, epoch: 0, cursor: at(n + 1), release() {} };
+      }
+    },
+  };
+}
+
+/** One gradient element of 3.5e14: its squared norm overflows f32 at the first scale (2^16), not at 2^15. */
+const overflowOnce: GradientProgramFactory = (r, spec) => {
+  const p = new FixedGradients(r, spec);
+  const g = randomValues(spec.layout.params.total, 77);
+  g[0] = 3.5e14;
+  p.set(g, 0.75);
+  return p;
+};
+
+async function run(out: Store, until: number, log: string[]) {
+  const start = await resolveResume({ out, config, resume: true, log: () => {} });
+  return train({
+    batches: batches(start.step, until),
+    start,
+    out,
+    config,
+    backend: 'webgpu',
+    precision: 'mixed',
+    logEvery: 1,
+    checkpointEvery: 3,
+    gradientProgram: overflowOnce,
+    log: (l) => log.push(l),
+  });
+}
+
+describe('a resumed WebGPU run', () => {
+  it('counts the loss scale on from its checkpoint, and shows its GPU wait beside the data wait', async () => {
+    const out = await openStore(join(dir, 'pieces'));
+    const first: string[] = [];
+    expect((await run(out, 3, first)).step).toBe(3);
+    const [ckpt] = await listCheckpoints(out);
+    // Step 1 overflowed (skipped, scale halved); steps 2 and 3 were clean.
+    expect((await loadCheckpoint(out, ckpt!.key)).header.lossScale).toEqual({
+      scale: 32768,
+      cleanRun: 2,
+      skipped: 1,
+      grown: 0,
+    });
+    const resumed: string[] = [];
+    expect((await run(out, Infinity, resumed)).step).toBe(5);
+    // Nothing overflowed after the resume: the one skip counted is the first piece's.
+    expect(resumed.some((l) => /^step 5\/5 .*loss scale 32768 \(1 skipped, 0 grown\)/.test(l))).toBe(true);
+    expect(resumed.filter((l) => /^step \d\/5 .* data-wait \d+% {2}gpu-wait \d+% {2}webgpu/.test(l))).toHaveLength(2);
+    const [last] = await listCheckpoints(out);
+    expect((await loadCheckpoint(out, last!.key)).header.lossScale).toMatchObject({ skipped: 1, grown: 0 });
+    const metrics = await readMetrics(out);
+    expect(metrics.map((m) => m.step)).toEqual([1, 2, 3, 4, 5]);
+    expect(metrics.every((m) => m.gpuWaitPct! >= 0 && m.gpuWaitPct! <= 100)).toBe(true);
+  }, 120_000);
+});
