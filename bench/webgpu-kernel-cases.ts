@@ -117,6 +117,7 @@ fn store(m: u32, n: u32, g: u32, s: u32, v: f32) { c[m * N + n] = ${dtype}(v); }
         K,
         aContiguous: 'k',
         bContiguous: 'mn',
+        operands: dtype,
         prelude,
       });
       const a = await filled(runner, [M, K], dtype);

@@ -16,6 +16,11 @@
  * `--budget-s`: start no kernel after S seconds (the rest is listed as not run), so that a lent GPU's short
  * run always reaches the next part. The square GEMM is timed once per precision, with the first model and batch.
  *
+ * GEMM tiles: openDevice self-checks the subgroup-matrix GEMM where the device offers subgroup matrices
+ * (src/train/webgpu/gemm-select.ts). The GEMM and convolution rows are timed on the tiled core, and again on
+ * subgroup matrices (`[sgm ...]` rows) for the shapes the chosen config fits; without a choice the GEMM rows say
+ * why (`not offered` on lavapipe).
+ *
  * `--quick` (lavapipe, CI machines): one model at batch 2 and 32 px, GEMM 128, a few runs: it checks that every
  * kernel compiles and runs, in seconds; its figures say nothing about a GPU. f16 rows run only where the device
  * granted `shader-f16`.
@@ -24,6 +29,8 @@ import { appendFileSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { describeDevice, ENGINE_FEATURES, openDevice, type GpuContext } from '../src/train/webgpu/device.js';
 import { WebGpuUnavailableError } from '../src/train/webgpu/errors.js';
+import { matrixGemmChoice, useMatrixGemm, type MatrixGemmChoice } from '../src/train/webgpu/kernels/gemm.js';
+import { describeMatrixConfig } from '../src/train/webgpu/kernels/matrix-gemm.js';
 import { GpuRunner, type Dtype, type Recording } from '../src/train/webgpu/runner.js';
 import { kernelCases, type KernelCase } from './webgpu-kernel-cases.js';
 
@@ -89,10 +96,19 @@ function selected(c: KernelCase): boolean {
 const firstLine = (err: unknown) => (err instanceof Error ? err.message : String(err)).split('\n')[0];
 const fmt = (v: number, digits: number, width: number) => v.toFixed(digits).padStart(width);
 
-async function runCase(runner: GpuRunner, c: KernelCase, row: Record<string, unknown>): Promise<void> {
-  const head = `${c.name.padEnd(44)} ${String(row.model).padEnd(14)} ${String(row.batch).padStart(4)} ${row.dtype}`;
-  const { dispatches, tensors } = await c.build(runner);
+/** Which GEMM core a row times: the tiled one, or subgroup matrices with the configs chosen at open. */
+type Tiles = { kind: 'tiled' } | { kind: 'matrix'; choice: MatrixGemmChoice; label: string };
+
+async function runCase(runner: GpuRunner, c: KernelCase, row: Record<string, unknown>, tiles: Tiles): Promise<void> {
+  const name = tiles.kind === 'matrix' ? `${c.name} [${tiles.label}]` : c.name;
+  const head = `${name.padEnd(44)} ${String(row.model).padEnd(14)} ${String(row.batch).padStart(4)} ${row.dtype}`;
+  // The kernels read the process's GEMM choice when they are generated, i.e. while the case builds.
+  useMatrixGemm(tiles.kind === 'matrix' ? tiles.choice : {});
+  const built = await c.build(runner).finally(() => useMatrixGemm({}));
+  const { dispatches, tensors } = built;
   try {
+    // A shape the config does not fit (a grouped convolution's few channels) is tiled either way: no second row.
+    if (tiles.kind === 'matrix' && !dispatches.some((d) => d.kernel.key.includes(':sgm-'))) return;
     const rec = await runner.record(Array.from({ length: opts.perSubmit }, () => dispatches).flat());
     const t = await time(runner, rec, opts.perSubmit);
     const tflops = c.flops / (t.ms * 1e9);
@@ -103,7 +119,7 @@ async function runCase(runner: GpuRunner, c: KernelCase, row: Record<string, unk
     if (values.json)
       appendFileSync(
         values.json,
-        `${JSON.stringify({ ...row, kernel: c.name, ...t, tflops, gbps, flops: c.flops, bytes: c.bytes })}\n`,
+        `${JSON.stringify({ ...row, kernel: c.name, tiles: tiles.kind === 'matrix' ? tiles.label : 'tiled', ...t, tflops, gbps, flops: c.flops, bytes: c.bytes })}\n`,
       );
   } finally {
     runner.release(...tensors);
@@ -130,6 +146,18 @@ async function main(): Promise<void> {
   const ctx = await open();
   console.log(`device: ${describeDevice(ctx.info)}`);
   console.log(`device info: ${JSON.stringify(ctx.info)}`);
+  // The tiled rows come first and stay tiled; the subgroup-matrix rows set the choice for their own build.
+  const choice = matrixGemmChoice();
+  useMatrixGemm({});
+  const chosen = Object.values(choice);
+  const matrixTiles: Tiles | null = chosen.length
+    ? {
+        kind: 'matrix',
+        choice,
+        label: chosen.map((c) => describeMatrixConfig(c).replace('subgroup-matrix', 'sgm')).join(', '),
+      }
+    : null;
+  const notOffered = ctx.info.gemm?.summary.replace(/^gemm tiles: /, '') ?? 'no self-check';
   if (values.json) writeFileSync(values.json, `${JSON.stringify({ device: ctx.info })}\n`);
   const runner = new GpuRunner(ctx);
   const precisions = opts.precisions.filter((p) => {
@@ -156,10 +184,21 @@ async function main(): Promise<void> {
             continue;
           }
           // One refused or failing kernel is reported and the others still run.
-          await runCase(runner, c, { model, batch, size: opts.size, dtype }).catch((err: unknown) => {
-            failed++;
-            console.log(`${c.name.padEnd(44)} ${model.padEnd(14)} ${batch} ${dtype} FAILED: ${firstLine(err)}`);
-          });
+          const row = { model, batch, size: opts.size, dtype };
+          const variants: Tiles[] = [{ kind: 'tiled' }];
+          if (matrixTiles && c.family !== 'bn') variants.push(matrixTiles);
+          for (const tiles of variants)
+            await runCase(runner, c, row, tiles).catch((err: unknown) => {
+              failed++;
+              const label = tiles.kind === 'matrix' ? ` [${tiles.label}]` : '';
+              console.log(
+                `${(c.name + label).padEnd(44)} ${model.padEnd(14)} ${batch} ${dtype} FAILED: ${firstLine(err)}`,
+              );
+            });
+          if (!matrixTiles && c.family === 'gemm')
+            console.log(
+              `${`${c.name} [subgroup-matrix]`.padEnd(44)} ${model.padEnd(14)} ${String(batch).padStart(4)} ${dtype} not offered (${notOffered})`,
+            );
         }
       }
   if (skipped) console.log(`budget of ${opts.budgetMs / 1000} s spent: ${skipped} kernel timings not run`);

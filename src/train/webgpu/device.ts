@@ -9,6 +9,9 @@
  */
 /// <reference types="@webgpu/types" />
 import { WebGpuUnavailableError } from './errors.js';
+import { gpuSelfCheck, selectGemmTiles, tiledChoice, type GemmTilesChoice } from './gemm-select.js';
+import { useMatrixGemm } from './kernels/gemm.js';
+import { GpuRunner } from './runner.js';
 
 /** Features the engine uses when the adapter offers them. */
 export const ENGINE_FEATURES = ['shader-f16', 'subgroups', 'chromium-experimental-subgroup-matrix'] as const;
@@ -36,6 +39,12 @@ export interface OpenDeviceOptions {
   toggles?: readonly string[];
   /** Adapter preference (a machine with an integrated and a discrete GPU). @default 'high-performance' */
   powerPreference?: GPUPowerPreference;
+  /**
+   * Chooses the GEMM tiles (gemm-select.ts): where subgroup matrices are granted, compiles and self-checks the
+   * subgroup-matrix GEMM, and makes it the process's default for the GEMMs it fits (`useMatrixGemm`). false
+   * leaves every GEMM tiled. @default true
+   */
+  gemmSelfCheck?: boolean;
 }
 
 /** What the device offers, in a form `train` can print and kernels can choose by. */
@@ -53,6 +62,8 @@ export interface GpuDeviceInfo {
   /** Cooperative-matrix shapes, as Dawn reports them in `adapter.info.subgroupMatrixConfigs`. */
   subgroupMatrixConfigs: readonly SubgroupMatrixConfig[];
   limits: Record<RaisedLimit, number>;
+  /** Which GEMM tiles the engine runs and why (set by openDevice; absent on an info built elsewhere). */
+  gemm?: GemmTilesChoice;
 }
 
 export interface SubgroupMatrixConfig {
@@ -123,15 +134,22 @@ export async function openDevice(options: OpenDeviceOptions = {}): Promise<GpuCo
       { cause: err },
     );
   }
+  let chosen = false;
   const ctx: GpuContext = {
     gpu,
     device,
     info: describeAdapter(adapter, device),
     destroy: () => {
+      if (chosen) useMatrixGemm({}); // this device's choice would not hold on another
       device.destroy();
       ctx.gpu = null; // lets the process exit
     },
   };
+  if (options.gemmSelfCheck ?? true) {
+    ctx.info.gemm = await selectGemmTiles(ctx.info, gpuSelfCheck(new GpuRunner(ctx)));
+    useMatrixGemm(ctx.info.gemm.matrix);
+    chosen = true;
+  } else ctx.info.gemm = tiledChoice('self-check not run');
   return ctx;
 }
 
@@ -158,7 +176,7 @@ function describeAdapter(adapter: GPUAdapter, device: GPUDevice): GpuDeviceInfo 
   };
 }
 
-/** One line for the training log: adapter, granted features, subgroup sizes, largest binding. */
+/** One line for the training log: adapter, granted features, subgroup sizes, largest binding, GEMM tiles and why. */
 export function describeDevice(info: GpuDeviceInfo): string {
   const name = [info.vendor, info.device || info.description].filter(Boolean).join(' ') || 'unknown adapter';
   const granted = ENGINE_FEATURES.filter((f) => info.features[f]);
@@ -171,6 +189,7 @@ export function describeDevice(info: GpuDeviceInfo): string {
       ? `subgroup matrices ${info.subgroupMatrixConfigs.map((c) => `${c.componentType}->${c.resultComponentType} ${c.M}x${c.N}x${c.K}`).join(', ')}`
       : '',
     `max binding ${Math.round(info.limits.maxStorageBufferBindingSize / 2 ** 20)} MiB`,
+    info.gemm?.summary ?? '',
   ];
   return parts.filter(Boolean).join('; ');
 }

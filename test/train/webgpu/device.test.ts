@@ -33,6 +33,10 @@ describe('device', () => {
     expect(line).not.toContain('\n');
     expect(line).toContain(info.features['shader-f16'] ? 'features shader-f16' : 'not offered: shader-f16');
     if (info.isFallback) expect(line).toContain('(software)');
+    // Which GEMM tiles run and why: lavapipe offers no subgroup matrices.
+    expect(line).toContain(info.gemm!.summary);
+    if (!info.features['chromium-experimental-subgroup-matrix'])
+      expect(line).toMatch(/; gemm tiles: tiled: feature not offered$/);
   });
 
   it('no adapter is a typed error that says how to get one', async () => {

@@ -81,6 +81,9 @@ export function convFlops(s: ConvShape): number {
   return 2 * s.batch * s.outH * s.outW * s.outC * s.kH * s.kW * (s.inC / s.groups);
 }
 
+/** What the GEMM's operands are stored as: f16 only when activations and filters both are. */
+const operands = (p: ConvPrecision): Dtype => (p.act === 'f16' && p.weight === 'f16' ? 'f16' : 'f32');
+
 function shapeKey(s: ConvShape): string {
   return `${s.batch}x${s.inH}x${s.inW}x${s.inC}-${s.kH}x${s.kW}s${s.strideH}x${s.strideW}p${s.padTop}x${s.padLeft}g${s.groups}-${s.outC}`;
 }
@@ -126,6 +129,7 @@ fn store(m: u32, n: u32, g: u32, s: u32, v: f32) { y[m * COUT + g * OG + n] = ${
     groups: s.groups,
     aContiguous: 'k',
     bContiguous: 'mn',
+    operands: operands(p),
     prelude,
   });
 }
@@ -160,6 +164,7 @@ fn store(m: u32, n: u32, g: u32, s: u32, v: f32) { dx[m * C + g * CG + n] = ${p.
     groups: s.groups,
     aContiguous: 'k',
     bContiguous: 'k',
+    operands: operands(p),
     prelude,
   });
 }
@@ -205,6 +210,7 @@ fn store(m: u32, n: u32, g: u32, s: u32, v: f32) { out[s * ${size}u + m * COUT +
     splitK,
     aContiguous: 'mn',
     bContiguous: 'mn',
+    operands: p.act,
     prelude,
   });
 }

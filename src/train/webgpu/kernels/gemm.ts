@@ -7,8 +7,12 @@
  * What must stay true: loadA / loadB are called only with m < M, n < N and k inside the workgroup's K slice;
  * out-of-range elements are zeros, so any M, N, K works (odd sizes, batch 1). The barriers sit in loops whose
  * bounds depend only on workgroup_id, which keeps them in uniform control flow.
+ *
+ * `gemmKernel` runs a spec on subgroup matrices instead (matrix-gemm.ts, same contract) where a config was chosen
+ * for its operand type (gemm-select.ts, after a self-check at device open) and the shape fits; else on this core.
  */
-import type { Kernel } from '../runner.js';
+import type { Dtype, Kernel } from '../runner.js';
+import { matrixGemmFits, matrixGemmKernel, type MatrixGemmConfig } from './matrix-gemm.js';
 
 export interface GemmSpec {
   /** Unique name of the generated kernel (the pipeline cache key). */
@@ -25,6 +29,35 @@ export interface GemmSpec {
   bContiguous: 'k' | 'mn';
   /** WGSL before the kernel: `enable` lines, bindings, helpers, and `loadA(m, k, g) -> f32`, `loadB(k, n, g) -> f32`, `store(m, n, g, s, v: f32)`. */
   prelude: string;
+  /**
+   * Storage type of both operands: 'f16' only when `loadA` and `loadB` both read f16 (exact in an f16 subgroup
+   * matrix); anything else is 'f32' and runs on subgroup matrices only with an f32 config. @default 'f32'
+   */
+  operands?: Dtype;
+  /**
+   * Subgroup-matrix config to run on where the shape fits (matrix-gemm.ts `matrixGemmFits`); null keeps the tiled
+   * core. @default the process's choice (`useMatrixGemm`), which `openDevice` sets after its self-check
+   */
+  matrix?: MatrixGemmConfig | null;
+}
+
+/** The subgroup-matrix configs GEMMs run on by default, per operand type; none: every GEMM is tiled. */
+export type MatrixGemmChoice = Partial<Record<Dtype, MatrixGemmConfig>>;
+
+let defaultMatrix: MatrixGemmChoice = {};
+
+/**
+ * Sets the configs `gemmKernel` uses for specs that name none. `openDevice` calls it once its self-check has
+ * chosen (train opens one device per process); the kernels' keys name the config, so pipelines of different
+ * choices never mix in a cache.
+ */
+export function useMatrixGemm(choice: MatrixGemmChoice): void {
+  defaultMatrix = { ...choice };
+}
+
+/** The configs set by `useMatrixGemm`. */
+export function matrixGemmChoice(): MatrixGemmChoice {
+  return { ...defaultMatrix };
 }
 
 export interface GemmTiles {
@@ -74,7 +107,18 @@ export function gemmLayout(spec: Pick<GemmSpec, 'M' | 'N' | 'K' | 'groups' | 'sp
   };
 }
 
+/** The GEMM kernel for a spec: on subgroup matrices where a config is chosen and the shape fits, else tiled. */
 export function gemmKernel(spec: GemmSpec): Kernel {
+  const ops = spec.operands ?? 'f32';
+  // f16 operands are exact in f32, so an f32 config serves them where no f16 one was chosen.
+  const matrix =
+    spec.matrix === undefined ? (defaultMatrix[ops] ?? (ops === 'f16' ? defaultMatrix.f32 : undefined)) : spec.matrix;
+  if (matrix && matrixGemmFits(spec, matrix)) return matrixGemmKernel(spec, matrix);
+  return tiledGemmKernel(spec);
+}
+
+/** The tiled core, whatever the choice of subgroup matrices (the reference the self-check compares against). */
+export function tiledGemmKernel(spec: GemmSpec): Kernel {
   const L = gemmLayout(spec);
   const { TM, TN, TK, RM, RN } = L.tiles;
   const WX = TN / RN;

@@ -130,6 +130,7 @@ fn store(m: u32, n: u32, g: u32, s: u32, v: f32) { out[s * M * N + m * N + n] = 
     splitK,
     aContiguous: s.aT ? 'mn' : 'k',
     bContiguous: s.bT ? 'k' : 'mn',
+    operands: s.a === 'f16' && s.b === 'f16' ? 'f16' : 'f32',
     prelude,
   });
 }
