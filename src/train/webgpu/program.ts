@@ -10,6 +10,7 @@ import type { Dispatch, GpuRunner, GpuTensor } from './runner.js';
 
 /** What a gradient program is built for: shapes are fixed, so its dispatches are recorded once. */
 export interface GradientProgramSpec {
+  /** The run's config; its `recompute` is resolved by `recomputesOnGpu`. */
   config: TrainConfig;
   /** Images per step (every crop has this many). */
   rows: number;
@@ -65,3 +66,16 @@ export type GradientProgramFactory = (
   runner: GpuRunner,
   spec: GradientProgramSpec,
 ) => GradientProgram | Promise<GradientProgram>;
+
+/**
+ * Whether a gradient program recomputes activations (engine/recompute.ts) for `config.recompute`: 'on' yes,
+ * 'off' no, and 'auto' (the default) no. The tfjs backends decide 'auto' from a memory budget they can read
+ * (memory.ts); WebGPU reports no device memory and no peak, only per-buffer limits, so there is nothing to
+ * compare the estimate with. Off is the cheaper side to default to: recomputation costs one more pass over
+ * every activation per step, while a run that does not fit fails at once, at the first step (device lost or
+ * an allocation error), and `--recompute on` then cuts the program's activation bytes (the memory line
+ * shows them) by about half.
+ */
+export function recomputesOnGpu(config: Pick<TrainConfig, 'recompute'>): boolean {
+  return config.recompute === 'on';
+}

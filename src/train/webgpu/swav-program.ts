@@ -8,16 +8,25 @@
  *   SwAV        head, Sinkhorn codes and loss, then the backward of loss * scale (kernels/swav.ts)
  *   scatter     d features back to each backbone, whose backwards write (the first) and add (the others) the
  *               backbone's gradients
- * The stepper writes each crop straight into its backbone's input (`inputs`).
+ * The stepper writes each crop straight into its backbone's input (`inputs`). With recomputation
+ * (`recomputesOnGpu`), the backbones keep only each segment's output and share one set of activation slots:
+ * every backward recomputes its segments before reading them, so a later forward may overwrite them.
  */
 import { regnetSpec } from '../regnet-spec.js';
 import { PROTOTYPES } from '../swav.js';
-import { buildBackbone, type Backbone, type BackboneWeights } from './engine/backbone.js';
+import {
+  activationSlotNeeds,
+  allocateActivationScratch,
+  buildBackbone,
+  type ActivationScratch,
+  type Backbone,
+  type BackboneWeights,
+} from './engine/backbone.js';
 import { elementwiseEntry, elementwiseGroups } from './kernels/elementwise.js';
 import { normalisePrototypesKernel } from './kernels/head.js';
 import type { ParamLayout } from './kernels/lars.js';
 import { createSwavTensors, swavBackward, swavForward, swavTensorList, type SwavShape } from './kernels/swav.js';
-import type { GradientProgram, GradientProgramSpec, StepBuffers } from './program.js';
+import { recomputesOnGpu, type GradientProgram, type GradientProgramSpec, type StepBuffers } from './program.js';
 import type { Dispatch, GpuRunner, GpuTensor, Kernel } from './runner.js';
 
 /** dst[dstOffset + i] = src[srcOffset + i] for i < count (f32). */
@@ -65,11 +74,19 @@ export class SwavGradientProgram implements GradientProgram {
     const w: BackboneWeights = { ...layout, weights: io.weights, grads: io.grads, running: io.running };
     if (io.weights16) w.weights16 = io.weights16;
     const regnet = regnetSpec(config.model);
-    this.backbones = this.groups.map((g, i) =>
+    const shapes = this.groups.map((g) => ({ batch: g.crops.length * B, size: g.size }));
+    const recompute = recomputesOnGpu(config);
+    let scratch: ActivationScratch | undefined;
+    if (recompute) {
+      const needs = shapes.map((o) => activationSlotNeeds(regnet, o));
+      scratch = allocateActivationScratch(this.runner, precision === 'mixed' ? 'f16' : 'f32', needs);
+      this.own.push(...scratch.slots);
+    }
+    this.backbones = shapes.map((o, i) =>
       buildBackbone(
         this.runner,
         regnet,
-        { batch: g.crops.length * B, size: g.size, precision, gradients: i === 0 ? 'overwrite' : 'accumulate' },
+        { ...o, precision, gradients: i === 0 ? 'overwrite' : 'accumulate', recompute, ...(scratch && { scratch }) },
         w,
       ),
     );

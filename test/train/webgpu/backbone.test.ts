@@ -11,6 +11,8 @@ import { ParamSet } from '../../../src/train/params.js';
 import { regnetBody, regnetFeatures, tfOps, type RegNetOps } from '../../../src/train/regnet.js';
 import { regnetSpec } from '../../../src/train/regnet-spec.js';
 import {
+  activationSlotNeeds,
+  allocateActivationScratch,
   allocateBackboneWeights,
   backboneParams,
   buildBackbone,
@@ -102,21 +104,56 @@ function reference(ps: ParamSet, batch: number, crops: Crop[], precision: Precis
   return { features, grads: byName, running };
 }
 
-async function runCase(batch: number, sizes: number[], seed: number, precision: Precision = 'f32') {
-  const ps = makeParams(seed, precision);
+/** Crops of `batch` images at each size, with their features' loss weights R, from a seed. */
+function makeCrops(batch: number, sizes: number[], seed: number): Crop[] {
   const channels = SPEC.stages.at(-1)!.width;
-  const crops = sizes.map((size, i) => ({
+  return sizes.map((size, i) => ({
     size,
     images: roundToHalf(randomValues(batch * size * size * 3, seed + 10 * i)),
     r: randomValues(batch * channels, seed + 10 * i + 1),
   }));
+}
+
+/**
+ * One engine step over `crops` (one instance per crop, sharing weights), weights and running statistics from
+ * `ps`: features per crop, gradients and running statistics by name, each BatchNorm's batch statistics of
+ * the last instance, and the instances' bytes. `recompute: 'shared'` gives every instance one
+ * ActivationScratch (as the SwAV program does), 'own' each its own slots.
+ */
+async function engineStep(
+  ps: ParamSet,
+  batch: number,
+  crops: Crop[],
+  precision: Precision,
+  recompute: 'off' | 'own' | 'shared' = 'off',
+) {
   const values = (name: string) => ps.vars.get(name)!.dataSync() as Float32Array;
   const w = allocateBackboneWeights(runner, SPEC, precision);
   runner.writeBytes(w.weights, packByName(w.params, values));
   if (w.weights16) runner.write(w.weights16, packByName(w.params, values));
   runner.writeBytes(w.running, packByName(w.stats, values));
+  const scratch =
+    recompute === 'shared'
+      ? allocateActivationScratch(
+          runner,
+          precision === 'mixed' ? 'f16' : 'f32',
+          crops.map((c) => activationSlotNeeds(SPEC, { batch, size: c.size })),
+        )
+      : undefined;
   const instances = crops.map((c, i) =>
-    buildBackbone(runner, SPEC, { batch, size: c.size, precision, gradients: i ? 'accumulate' : 'overwrite' }, w),
+    buildBackbone(
+      runner,
+      SPEC,
+      {
+        batch,
+        size: c.size,
+        precision,
+        gradients: i ? 'accumulate' : 'overwrite',
+        recompute: recompute !== 'off',
+        ...(scratch && { scratch }),
+      },
+      w,
+    ),
   );
   instances.forEach((b, i) => (runner.write(b.input, crops[i]!.images), runner.write(b.featuresGrad, crops[i]!.r)));
   // One submission: every forward in crop order (the running statistics' updates in turn), then the backwards.
@@ -125,8 +162,19 @@ async function runCase(batch: number, sizes: number[], seed: number, precision: 
   const features = await Promise.all(instances.map((b) => runner.read(b.features)));
   const grads = unpackByName(w.params, await runner.read(w.grads));
   const running = unpackByName(w.stats, await runner.read(w.running));
+  const bnStats = new Map<string, Float32Array>();
+  for (const [name, t] of instances.at(-1)!.bnStats) bnStats.set(name, await runner.read(t));
+  const bytes =
+    instances.reduce((n, b) => n + b.bytes, 0) + (scratch?.slots ?? []).reduce((n, t) => n + t.buffer.size, 0);
   instances.forEach((b) => b.release());
-  runner.release(w.weights, w.grads, w.running, ...(w.weights16 ? [w.weights16] : []));
+  runner.release(w.weights, w.grads, w.running, ...(w.weights16 ? [w.weights16] : []), ...(scratch?.slots ?? []));
+  return { features, grads, running, bnStats, bytes };
+}
+
+async function runCase(batch: number, sizes: number[], seed: number, precision: Precision = 'f32') {
+  const ps = makeParams(seed, precision);
+  const crops = makeCrops(batch, sizes, seed);
+  const { features, grads, running } = await engineStep(ps, batch, crops, precision);
   const want = reference(ps, batch, crops, precision);
   ps.dispose();
   return {
@@ -134,6 +182,36 @@ async function runCase(batch: number, sizes: number[], seed: number, precision: 
     grads: [...want.grads].map(([name, g]) => [name, scaledError(grads.get(name)!, g)] as const),
     running: [...want.running].map(([name, v]) => [name, scaledError(running.get(name)!, v)] as const),
   };
+}
+
+/** The bits of f32 values (toEqual on floats would take -0 for 0). */
+const bits = (x: Float32Array) => new Uint32Array(x.buffer, x.byteOffset, x.length);
+
+/**
+ * Recomputation against none on the same step: every output bit for bit, for fewer bytes. The recomputed
+ * activations are written by the first forward's own dispatches from the same inputs, and the running
+ * statistics are updated by the first forward only (a second update, or a stale slot read by the backward,
+ * changes them).
+ */
+async function recomputeCase(
+  batch: number,
+  sizes: number[],
+  seed: number,
+  precision: Precision,
+  mode: 'own' | 'shared',
+) {
+  const ps = makeParams(seed, precision);
+  const crops = makeCrops(batch, sizes, seed);
+  const off = await engineStep(ps, batch, crops, precision, 'off');
+  const on = await engineStep(ps, batch, crops, precision, mode);
+  ps.dispose();
+  on.features.forEach((f, i) => expect(bits(f), `features ${sizes[i]}`).toEqual(bits(off.features[i]!)));
+  expect(on.grads.size).toBe(backboneParams(SPEC).params.length);
+  for (const [name, g] of on.grads) expect(bits(g), name).toEqual(bits(off.grads.get(name)!));
+  for (const [name, v] of on.running) expect(bits(v), name).toEqual(bits(off.running.get(name)!));
+  for (const [name, v] of on.bnStats) expect(bits(v), name).toEqual(bits(off.bnStats.get(name)!));
+  expect(on.bytes).toBeLessThan(off.bytes);
+  return { on: on.bytes, off: off.bytes };
 }
 
 /**
@@ -186,4 +264,16 @@ describe('WebGPU RegNetY backbone matches the tfjs model on cpu (training mode)'
     for (const [name, err] of e.grads) expect(err, name).toBeLessThan(MIXED_TOL);
     for (const [name, err] of e.running) expect(err, name).toBeLessThan(MIXED_TOL);
   }, 900_000);
+});
+
+// The shapes above, so no new pipeline is compiled: recomputation replays the forward's own dispatches.
+describe('WebGPU backbone with activation recomputation equals it without, bit for bit', () => {
+  it('f32: batch 1, two resolutions sharing weights and activation slots (23x23, 15x15)', async () => {
+    await recomputeCase(1, [23, 15], 47, 'f32', 'shared');
+  }, 120_000);
+
+  it('mixed: batch 3, 17x17, slots of its own', async () => {
+    if (!runner.ctx.info.features['shader-f16']) return; // lavapipe offers it: see conv2d.test.ts
+    await recomputeCase(3, [17], 49, 'mixed', 'own');
+  }, 120_000);
 });

@@ -126,6 +126,29 @@ async function oneStep(precision: Precision, lossScale?: { initial: number }): P
  */
 const MIXED_TOL = 4 * 56 * 2 ** -11;
 
+/** One engine step alone (no reference): the loss, gradients, running statistics and the program's bytes. */
+async function engineStep(precision: Precision, recompute: 'on' | 'off') {
+  const config = { ...tinyConfig(), recompute };
+  const B = config.batchSize;
+  const crops = [16, 16, 8, 8].map((size, i) => ({ size, data: randomValues(B * size * size * 3, 300 + i) }));
+  const model = new SwavModel(config);
+  for (const [name, v] of model.ps.vars) if (name.endsWith('.c.bn.gamma')) v.assign(tf.fill(v.shape, 0.5));
+  const stepper = await WebGpuStepper.start(model, {
+    device: runner.ctx,
+    precision,
+    program: swavGradientProgram,
+    lossScale: { initial: 2 ** 10 },
+  });
+  try {
+    const { loss } = await stepper.step(crops, 0);
+    const [g, running] = await Promise.all([runner.read(stepper.buffers.g), runner.read(stepper.buffers.running)]);
+    return { loss, g, running, bytes: stepper.memory().program! };
+  } finally {
+    await stepper.close();
+    model.dispose();
+  }
+}
+
 describe('the SwAV gradient program', () => {
   it('f32: loss, every gradient and the running statistics of one step match tfjs cpu', async () => {
     const e = await oneStep('f32');
@@ -147,4 +170,17 @@ describe('the SwAV gradient program', () => {
     expect(e.biasEngine).toBeLessThan(MIXED_TOL);
     for (const [name, err] of e.tensors) expect(err, name).toBeLessThan(MIXED_TOL);
   }, 900_000);
+
+  it('recompute on: the same loss, gradients and running statistics bit for bit as off, in fewer bytes', async () => {
+    // Mixed where the device has f16 (lavapipe does): the program then picks f16 activation slots, shared by
+    // both resolutions' backbones. The backbone tests cover f32 (backbone.test.ts).
+    const precision: Precision = runner.ctx.info.features['shader-f16'] ? 'mixed' : 'f32';
+    const bits = (x: Float32Array) => new Uint32Array(x.buffer, x.byteOffset, x.length);
+    const off = await engineStep(precision, 'off');
+    const on = await engineStep(precision, 'on');
+    expect(Object.is(on.loss, off.loss), `loss ${on.loss} vs ${off.loss}`).toBe(true);
+    expect(bits(on.g), 'gradients').toEqual(bits(off.g));
+    expect(bits(on.running), 'running statistics').toEqual(bits(off.running));
+    expect(on.bytes).toBeLessThan(off.bytes);
+  }, 300_000);
 });

@@ -7,6 +7,10 @@
  * `BackboneWeights`): f32 masters, their f16 copy in mixed precision, f32 gradients, f32 running statistics.
  * Parameter names and shapes are the tfjs ParamSet's, so weights copy both ways by name.
  *
+ * Recomputation (`recompute`, engine/recompute.ts) keeps only each segment's (stem, stage) output and the
+ * inputs for the backward and writes the rest again there, in slots that instances can share: fewer bytes
+ * for one more pass over the activations, with the same gradients, loss and running statistics bit for bit.
+ *
  * Precision: 'f32' keeps everything f32. 'mixed' stores activations and their gradients as f16 and has conv
  * and SE matrix kernels read the f16 weight copy; sums, BatchNorm statistics, SE gates, pooled features and
  * every parameter gradient stay f32.
@@ -17,8 +21,11 @@ import type { ConvPrecision } from '../kernels/conv2d.js';
 import type { Precision } from '../precision.js';
 import type { Dispatch, Dtype, GpuRunner, GpuTensor, Kernel } from '../runner.js';
 import type { RegNetSpec } from '../../regnet-spec.js';
-import { emitBackbone, type ParamViews } from './emit.js';
+import { emitBackbone, type ParamViews, type RecomputeOptions } from './emit.js';
 import { recordBackbone, type ParamShape } from './graph.js';
+import { allocateActivationScratch, recomputePlan, type ActivationScratch } from './recompute.js';
+
+export { allocateActivationScratch, type ActivationScratch } from './recompute.js';
 
 /** The flat buffers every backbone instance reads its weights from and writes its gradients to. */
 export interface BackboneWeights {
@@ -48,6 +55,15 @@ export interface BackboneOptions {
    * @default 'overwrite'
    */
   gradients?: 'overwrite' | 'accumulate';
+  /**
+   * Keep only each segment's output for the backward and recompute the other activations there, in
+   * `scratch`'s slots (shared with other instances: allocate it with `allocateActivationScratch` from every
+   * instance's `activationSlotNeeds`), or in slots of this instance's own without it.
+   * @default false
+   */
+  recompute?: boolean;
+  /** Shared activation slots for `recompute`, of the activation type ('f16' in mixed precision). */
+  scratch?: ActivationScratch;
 }
 
 export interface Backbone {
@@ -63,7 +79,10 @@ export interface Backbone {
   backward: Dispatch[];
   /** Each BatchNorm's statistics of the last forward, by layer name, [4, C] f32 (kernels/batchnorm.ts BN_STATS). */
   bnStats: ReadonlyMap<string, GpuTensor>;
-  /** Bytes of GPU memory this instance holds (activations, gradients, scratch; not the shared weights). */
+  /**
+   * Bytes of GPU memory this instance holds (activations, gradients, scratch; not the shared weights, nor a
+   * shared `scratch`).
+   */
   bytes: number;
   release(): void;
 }
@@ -72,6 +91,11 @@ export interface Backbone {
 export function backboneParams(spec: RegNetSpec): { params: ParamShape[]; stats: ParamShape[] } {
   const { params, stats } = recordBackbone(spec, 1, 32);
   return { params, stats };
+}
+
+/** Elements of each activation slot an instance for `o` needs when it recomputes (ActivationScratch). */
+export function activationSlotNeeds(spec: RegNetSpec, o: Pick<BackboneOptions, 'batch' | 'size'>): number[] {
+  return recomputePlan(recordBackbone(spec, o.batch, o.size)).needs;
 }
 
 /** A stats layout with each BatchNorm's `.mean` and `.var` side by side ([2, C] from mean's aligned offset). */
@@ -121,7 +145,17 @@ export function buildBackbone(runner: GpuRunner, spec: RegNetSpec, o: BackboneOp
   }
   const views = paramViews(runner, w, local ?? w.grads);
   const graph = recordBackbone(spec, o.batch, o.size);
-  const e = emitBackbone(runner, graph, views, p);
+  let recompute: RecomputeOptions | undefined;
+  if (o.recompute) {
+    const plan = recomputePlan(graph);
+    let scratch = o.scratch;
+    if (!scratch) {
+      scratch = allocateActivationScratch(runner, p.act, [plan.needs]);
+      own.push(...scratch.slots);
+    }
+    recompute = { plan, scratch };
+  }
+  const e = emitBackbone(runner, graph, views, p, recompute);
   own.push(...e.tensors);
   let input = e.input;
   const forward = e.forward;

@@ -8,7 +8,8 @@
  * Memory: activations (and what BatchNorm and SE save) live for the whole step. Activation gradients and scratch
  * (partial sums) are recycled: a buffer whose last reader has been emitted is handed to a later dispatch of the
  * same size. That is safe because the dispatches of one compute pass run in order, each seeing the writes of
- * those before it.
+ * those before it. With recomputation (recompute.ts) the activations inside each segment live in shared slots
+ * instead, and each segment's backward starts by writing them again.
  */
 import { batchNormForward, BN_STATS } from '../kernels/batchnorm.js';
 import { batchNormBackward } from '../kernels/batchnorm-backward.js';
@@ -18,6 +19,7 @@ import { channelReduceKernel, poolGradKernel } from '../kernels/pool.js';
 import { seBackward, seForward, type SeSaved, type SeShape, type SeWeights } from '../kernels/se.js';
 import type { Dispatch, Dtype, GpuRunner, GpuTensor } from '../runner.js';
 import type { BackboneGraph, GraphNode } from './graph.js';
+import { slotView, type ActivationScratch, type RecomputePlan } from './recompute.js';
 
 /** Where the kernels find each parameter, by its ParamSet name. */
 export interface ParamViews {
@@ -54,7 +56,21 @@ const spatial = (shape: readonly number[]) => ({
   channels: channels(shape),
 });
 
-export function emitBackbone(runner: GpuRunner, graph: BackboneGraph, views: ParamViews, p: ConvPrecision): Emitted {
+/** Recompute the activations `plan` puts in `scratch`'s slots (of the activation type) in the backward. */
+export interface RecomputeOptions {
+  plan: RecomputePlan;
+  scratch: ActivationScratch;
+}
+
+export function emitBackbone(
+  runner: GpuRunner,
+  graph: BackboneGraph,
+  views: ParamViews,
+  p: ConvPrecision,
+  recompute?: RecomputeOptions,
+): Emitted {
+  if (recompute && recompute.scratch.dtype !== p.act)
+    throw new RangeError(`backbone: ${recompute.scratch.dtype} activation scratch for ${p.act} activations`);
   const tensors: GpuTensor[] = [];
   const alloc = (shape: readonly number[], dtype: Dtype = 'f32') => {
     const t = runner.tensor(shape, dtype);
@@ -103,9 +119,16 @@ export function emitBackbone(runner: GpuRunner, graph: BackboneGraph, views: Par
   const seShape = (node: GraphNode & { kind: 'se' }): SeShape => ({ ...spatial(node.shape), squeeze: node.squeeze });
 
   const forward: Dispatch[] = [];
+  /** Each recomputed node's last forward dispatch: the one that writes its activation. */
+  const writer = new Map<GraphNode, Dispatch>();
   for (const node of graph.nodes) {
-    const y = alloc(node.shape, node.kind === 'pool' ? 'f32' : p.act);
+    const slot = recompute?.plan.slotOf.get(node);
+    const y =
+      slot === undefined
+        ? alloc(node.shape, node.kind === 'pool' ? 'f32' : p.act)
+        : slotView(runner, recompute!.scratch, slot, node.shape);
     out.set(node, y);
+    const first = forward.length;
     const x = node.kind === 'input' || node.kind === 'add' ? null : out.get(node.x)!;
     switch (node.kind) {
       case 'conv':
@@ -140,6 +163,14 @@ export function emitBackbone(runner: GpuRunner, graph: BackboneGraph, views: Par
         break;
     }
     doneWithScratch();
+    if (slot !== undefined) {
+      // batchNormForward ends with apply (x, stats -> y), seForward with scale (x, gate -> y): replayed alone,
+      // the last dispatch rewrites y from x and what the earlier ones kept, and touches nothing else.
+      const last = forward[forward.length - 1]!;
+      if (forward.length === first || last.buffers[last.buffers.length - 1] !== y)
+        throw new Error(`engine: the last forward dispatch of node ${node.id} (${node.kind}) does not write it`);
+      writer.set(node, last);
+    }
   }
 
   // Backward, in reverse execution order: when a node is reached every reader of it has given its gradient.
@@ -169,7 +200,12 @@ export function emitBackbone(runner: GpuRunner, graph: BackboneGraph, views: Par
   const last = graph.nodes[graph.nodes.length - 1]!;
   const featuresGrad = alloc(last.shape);
   hold(last, featuresGrad);
+  let segment = last.segment + 1;
   for (const node of [...graph.nodes].reverse()) {
+    if (node.segment !== segment) {
+      segment = node.segment;
+      for (const n of recompute?.plan.segments.get(segment) ?? []) backward.push(writer.get(n)!);
+    }
     const dy = grads.get(node);
     if (!dy || node.kind === 'input') continue;
     if (node.kind === 'add') {

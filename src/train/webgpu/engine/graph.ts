@@ -14,6 +14,11 @@ import { convShape, type ConvShape } from '../kernels/conv2d.js';
 interface NodeBase {
   /** Position in execution order. */
   id: number;
+  /**
+   * The part of the network the node belongs to: 0 the stem (and the input images), 1..stages.length the
+   * stages, stages.length + 1 the pool. Activation recomputation (recompute.ts) works segment by segment.
+   */
+  segment: number;
   /** NHWC [batch, height, width, channels]; [batch, channels] for the pooled features. */
   shape: readonly number[];
   /** Nodes that read this one's output. */
@@ -51,8 +56,9 @@ export function recordBackbone(spec: RegNetSpec, batch: number, size: number): B
   const nodes: GraphNode[] = [];
   const params: ParamShape[] = [];
   const stats: ParamShape[] = [];
+  let segment = 0;
   const add = (shape: readonly number[], v: Variant): GraphNode => {
-    const node = { id: nodes.length, shape, uses: 0, ...v } as GraphNode;
+    const node = { id: nodes.length, segment, shape, uses: 0, ...v } as GraphNode;
     for (const input of inputsOf(node)) input.uses++;
     nodes.push(node);
     return node;
@@ -91,8 +97,15 @@ export function recordBackbone(spec: RegNetSpec, batch: number, size: number): B
       if (a.shape.join() !== b.shape.join()) throw new Error(`engine: add of ${a.shape} and ${b.shape}`);
       return add(a.shape, { kind: 'add', a, b, relu: false });
     },
-    pool: (x) => add([x.shape[0]!, channels(x)], { kind: 'pool', x }),
+    pool: (x) => {
+      segment++;
+      return add([x.shape[0]!, channels(x)], { kind: 'pool', x });
+    },
     channels,
+    stage: (_prefix, x, body) => {
+      segment++;
+      return body(ops, x);
+    },
   };
   const input = add([batch, size, size, 3], { kind: 'input' });
   regnetBody(ops, spec, input);
