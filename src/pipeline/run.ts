@@ -2,8 +2,10 @@
  * `wildstream run <pipeline.yaml>`: runs the file's stages in order (ingest or crawl, train, export, embed,
  * report) by calling the same typed stage functions as the individual commands. Every stage resumes on its own
  * (committed units, checkpoints), so rerunning an interrupted pipeline continues where it stopped. With
- * `train.follow`, training starts while ingest is still committing units. Ctrl-C (or SIGTERM) ends the pipeline
- * as interrupted (exit 128 + the signal's number), never as a failed stage.
+ * `train.follow`, training starts while ingest is still committing units. A rerun of a finished pipeline skips
+ * export, embed and report while their outputs were made from the same checkpoints, data and settings
+ * (finished.ts). Ctrl-C (or SIGTERM) ends the pipeline as interrupted (exit 128 + the signal's number), never as
+ * a failed stage.
  */
 import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -17,6 +19,8 @@ import { embedJob, exportJob } from '../jobs/outputs.js';
 import { trainJob } from '../jobs/training.js';
 import { pipelineNames } from '../options/declare.js';
 import { makeDirs } from '../shards/make-dirs.js';
+import { storeOptionsOf } from '../shards/options.js';
+import { finishedStages } from './finished.js';
 import { writeReport, type StageRunner } from './report.js';
 import { datasetOf, loadPipeline, type Pipeline } from './schema.js';
 
@@ -39,23 +43,44 @@ export async function runPipeline(file: string, sets: string[]): Promise<void> {
       const failed = (await Promise.allSettled([ingest(), train()])).find((r) => r.status === 'rejected');
       if (failed) throw failed.reason;
     } else for (const run of [ingest, train]) if (run) await run();
+    // Export needs train, embed and report need export: with no export there is nothing to skip.
+    const done = p.export ? await finishedStages(p.train!.out, datasetOf(p), storeOptionsOf(p.train!)) : null;
+    const skipped = (name: string, outs: string[]) =>
+      process.stdout.write(
+        `${name}: skipped, ${outs.join(' and ')} already made from these checkpoints, data and settings ` +
+          `(delete ${outs.length > 1 ? 'them' : 'it'} to redo)\n`,
+      );
     if (p.export) {
       const { baseline, ...e } = p.export;
       const from = p.train!.out;
-      await stage('export', () => exportJob(from, e));
-      if (baseline) await stage('export', () => exportJob(from, { ...e, out: baseline, init: true }));
+      const outs = [e.out, ...(baseline ? [baseline] : [])];
+      const work = async () => {
+        await stage('export', () => exportJob(from, e));
+        if (baseline) await stage('export', () => exportJob(from, { ...e, out: baseline, init: true }));
+      };
+      const folders = outs.map((folder) => ({ folder, options: storeOptionsOf(e) }));
+      if (await done!.run('export', p.export, folders, work)) skipped('export', outs);
     }
     if (p.embed) {
-      const e = p.embed;
-      await stage('embed', () =>
-        embedJob(datasetOf(p), {
-          ...e,
-          model: e.model ?? p.export!.out,
-          backend: e.backend ?? p.train?.backend ?? 'auto',
-        }),
-      );
+      const e = {
+        ...p.embed,
+        model: p.embed.model ?? p.export!.out,
+        backend: p.embed.backend ?? p.train?.backend ?? 'auto',
+      };
+      const model = await done!.snapshot({ folder: e.model, options: storeOptionsOf(e) });
+      const work = () => stage('embed', () => embedJob(datasetOf(p), e));
+      if (await done!.run('embed', { e, model }, [{ file: e.out, options: storeOptionsOf(e) }], work))
+        skipped('embed', [e.out]);
     }
-    if (p.report) await writeReport(p, stage);
+    if (p.report) {
+      const r = p.report;
+      // What the report reads besides the run and the dataset: both exported models and any labelled folders.
+      const reads = [p.export!.out, p.export!.baseline, r.knn?.train, r.knn?.test].filter((f) => f !== undefined);
+      const read = await Promise.all(reads.map((folder) => done!.snapshot({ folder })));
+      const work = () => writeReport(p, stage);
+      const settings = { site: p.site, train: p.train, export: p.export, report: r, read }; // all but embed's
+      if (await done!.run('report', settings, [{ folder: r.out }], work)) skipped('report', [r.out]);
+    }
   } finally {
     stops.finish();
     await site?.close();
