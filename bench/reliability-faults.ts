@@ -10,7 +10,7 @@ import { listUnits } from '../src/shards/dataset.js';
 import { ShardReader } from '../src/shards/reader.js';
 import { openStore } from '../src/shards/store.js';
 import { listCheckpoints, loadCheckpoint } from '../src/train/checkpoint.js';
-import { runCli, startCli, tinyTrainArgs, type CliResult } from '../test/helpers/cli.js';
+import { ingestArgs, runCli, startCli, tinyTrainArgs, type CliResult } from '../test/helpers/cli.js';
 import { startFaultProxy, type FaultProxy } from '../test/helpers/fault-proxy.js';
 import type { S3Fixture } from '../test/helpers/s3-server.js';
 
@@ -85,18 +85,7 @@ async function measure(
   };
 }
 
-const INGEST = (ctx: Ctx, out: string) => [
-  'ingest',
-  ctx.list,
-  '--out',
-  out,
-  '--unit-size',
-  '5',
-  '--concurrency',
-  '4',
-  '--allow-address',
-  '127.0.0.1',
-];
+const INGEST = (ctx: Ctx, out: string) => ingestArgs(ctx.list, out);
 const TINY = tinyTrainArgs({ freezePrototypes: 1 }, '--checkpoint-every', '2');
 
 export async function faultRows(

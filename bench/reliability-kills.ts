@@ -18,7 +18,7 @@ import { listUnits } from '../src/shards/dataset.js';
 import { ShardReader } from '../src/shards/reader.js';
 import { openStore } from '../src/shards/store.js';
 import { listCheckpoints, loadCheckpoint } from '../src/train/checkpoint.js';
-import { spawnCli, startCli, tinyTrainArgs } from '../test/helpers/cli.js';
+import { ingestArgs, spawnCli, startCli, tinyTrainArgs } from '../test/helpers/cli.js';
 import { writePhotoDataset } from '../test/helpers/dataset.js';
 
 export interface KillRow {
@@ -117,18 +117,7 @@ export async function slowImageServer(count: number): Promise<{ base: string; cl
 export async function killIngest(work: string, base: string, kills: number, seed: number): Promise<KillRow> {
   const list = join(work, 'ingest-urls.txt');
   await writeFile(list, Array.from({ length: 80 }, (_, i) => `${base}/${i}.jpg`).join('\n'));
-  const args = (out: string) => [
-    'ingest',
-    list,
-    '--out',
-    out,
-    '--unit-size',
-    '5',
-    '--concurrency',
-    '4',
-    '--allow-address',
-    '127.0.0.1',
-  ];
+  const args = (out: string) => ingestArgs(list, out);
   let failedRuns = Number((await run(args(join(work, 'ingest-straight')))) !== 0);
   const landed = await killRepeatedly(args(join(work, 'ingest-killed')), kills, prng(seed), 200, 1500);
   failedRuns += Number((await run(args(join(work, 'ingest-killed')))) !== 0);

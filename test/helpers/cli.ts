@@ -105,3 +105,12 @@ export function tinyTrainArgs(o: { crops?: string; freezePrototypes?: number } =
     ...extra,
   ];
 }
+
+/**
+ * `wildstream ingest` of URL list `list` into `out` as the CLI reliability tests and bench run it: units of 5
+ * URLs, 4 downloads in flight, the local test server's address allowed.
+ */
+export const ingestArgs = (list: string, out: string): string[] => [
+  ...['ingest', list, '--out', out],
+  ...['--unit-size', '5', '--concurrency', '4', '--allow-address', '127.0.0.1'],
+];

@@ -9,7 +9,7 @@ import { listUnits } from '../../src/shards/dataset.js';
 import { ShardReader } from '../../src/shards/reader.js';
 import { openStore } from '../../src/shards/store.js';
 import { listCheckpoints, loadCheckpoint } from '../../src/train/checkpoint.js';
-import { runCli, tinyTrainArgs, type CliResult } from '../helpers/cli.js';
+import { ingestArgs, runCli, tinyTrainArgs, type CliResult } from '../helpers/cli.js';
 import { FAULT_KINDS, startFaultProxy, type FaultProxy } from '../helpers/fault-proxy.js';
 import { startFixture, type Fixture } from '../helpers/fixture-server.js';
 import { startS3, type S3Fixture } from '../helpers/s3-server.js';
@@ -72,18 +72,7 @@ const TINY = tinyTrainArgs({ freezePrototypes: 1 }, '--steps', '4', '--checkpoin
 
 describe('the CLI through a store that fails 15 % of its requests', () => {
   it('ingest, rerun and inspect: the dataset of a fault-free run, nothing lost or duplicated', async () => {
-    const ingest = (out: string) => [
-      'ingest',
-      list,
-      '--out',
-      out,
-      '--unit-size',
-      '5',
-      '--concurrency',
-      '4',
-      '--allow-address',
-      '127.0.0.1',
-    ];
+    const ingest = (out: string) => ingestArgs(list, out);
     await cli(false, ingest('s3://wsb/clean'));
     const before = proxy.stats.requests;
     await cli(true, ingest('s3://wsb/faulty'));
