@@ -20,7 +20,9 @@
  * At most MAX_STEPS_IN_FLIGHT steps are submitted and unfinished: step n first waits for step n - 2 to finish,
  * then uploads its crops and submits, so the CPU uploads step n + 1 while the device computes step n, and the
  * queue's staged uploads (a step's crops: ~480 MB at batch 256, crops 2x224 + 6x96) stay bounded however fast
- * the loader is. The time spent waiting is each step's `gpuWaitMs`.
+ * the loader is. The time spent waiting is each step's `gpuWaitMs`. (A ring of mapped MAP_WRITE upload buffers,
+ * filled straight from the loader's shared arrays and copied in the step's command buffer, works on lavapipe
+ * but was slower there: bench/webgpu-upload.ts.)
  *
  * Allocation is checked: start() runs inside out-of-memory and validation error scopes, and a buffer the
  * device cannot make (out of memory, or above maxBufferSize / maxStorageBufferBindingSize) is a
@@ -384,6 +386,11 @@ export class WebGpuStepper {
   /** The state buffers (tests read them to compare with the tfjs step). @internal */
   get buffers(): Readonly<GpuModelState> {
     return this.state;
+  }
+
+  /** The crop tensors each step's uploads land in (tests read them). @internal */
+  get inputs(): readonly GpuTensor[] {
+    return this.crops;
   }
 
   private writeCrops(crops: ReadonlyArray<tf.Tensor4D | CropTensor>): void {

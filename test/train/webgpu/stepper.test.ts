@@ -251,7 +251,7 @@ describe('WebGpuStepper: the step tail against optim.ts on tfjs cpu', () => {
 });
 
 describe('WebGpuStepper: steps in flight and the loss scale of a resume', () => {
-  it('step n waits for step n - 2 to finish before it uploads and submits, and reports the wait', async () => {
+  it('step n waits for step n - 2 to finish before it uploads and submits, reports the wait, and its crops arrive', async () => {
     const config = tinyConfig();
     const model = new SwavModel(config);
     const { stepper, program } = await start(model, 'f32');
@@ -279,7 +279,7 @@ describe('WebGpuStepper: steps in flight and the loss scale of a resume', () => 
       const pending = stepper.step(crops(config, 2), 2, { readLoss: false }).then((r) => (next = r));
       const before = { submissions, writes };
       await new Promise((resolve) => setTimeout(resolve, 100));
-      // Step 0 has not finished: step 2 has neither uploaded its crops nor been submitted.
+      // Step 0 has not finished: step 2 has neither written to the queue nor been submitted.
       expect(next).toBeNull();
       expect({ submissions, writes }).toEqual(before);
       held[0]!();
@@ -287,6 +287,19 @@ describe('WebGpuStepper: steps in flight and the loss scale of a resume', () => 
       expect(submissions).toBe(MAX_STEPS_IN_FLIGHT + 1);
       expect(writes).toBeGreaterThan(before.writes);
       expect(next!.gpuWaitMs).toBeGreaterThanOrEqual(90);
+      held.splice(0).forEach((release) => release());
+      // Through the ring's other slot and back to the first: each step's crops land in the crop tensors,
+      // from the loader's shared arrays and from tfjs tensors alike.
+      for (let k = 3; k < 6; k++) {
+        const batch = crops(config, k);
+        const tensors = k === 4 ? batch.map((c) => tf.tensor4d(c.data, [config.batchSize, c.size, c.size, 3])) : null;
+        const p = stepper.step(tensors ?? batch, k, { readLoss: false });
+        held.splice(0).forEach((release) => release());
+        await p;
+        tf.dispose(tensors ?? []);
+        const landed = await Promise.all(stepper.inputs.map((t) => runner.read(t)));
+        landed.forEach((got, i) => expect(got, `step ${k} crop ${i}`).toEqual(batch[i]!.data));
+      }
     } finally {
       Object.assign(queue, { onSubmittedWorkDone: done, submit, writeBuffer: write });
       for (const release of held) release();
