@@ -36,7 +36,6 @@ import type { TrainConfig } from '../config.js';
 import type { StepResult, SwavModel } from '../model.js';
 import { learningRate } from '../optim.js';
 import { PROTOTYPES } from '../swav.js';
-import { formatBytes } from '../memory.js';
 import { describeDevice, openDevice, type GpuContext } from './device.js';
 import { LARS_HYPER, larsStep, larsTable, type ParamLayout } from './kernels/lars.js';
 import {
@@ -487,19 +486,24 @@ async function memoryFailure(runner: GpuRunner, config: TrainConfig, err?: unkno
   const report = await runner.allocationReport();
   if (!report) return null;
   const { limits } = runner.device;
-  const perBuffer = `at most ${formatBytes(limits.maxBufferSize)} per buffer, ${formatBytes(limits.maxStorageBufferBindingSize)} per binding`;
+  const perBuffer = `at most ${sizeText(limits.maxBufferSize)} per buffer, ${sizeText(limits.maxStorageBufferBindingSize)} per binding`;
   let why: string;
   if (report.error?.kind === 'out-of-memory') why = `the device ran out of memory (${report.error.message})`;
   else if (report.error) why = `the device refused a buffer, ${perBuffer} (${report.error.message})`;
   else if (err instanceof GpuAllocationError) why = `${err.message}`;
   else if (err instanceof WebGpuKernelError && report.largest > limits.maxStorageBufferBindingSize)
-    why = `a buffer of ${formatBytes(report.largest)} is too large to bind, ${perBuffer} (${err.message})`;
+    why = `a buffer of ${sizeText(report.largest)} is too large to bind, ${perBuffer} (${err.message})`;
   else return null;
   const recompute = config.recompute === 'on' ? '' : ', or --recompute on';
   return new WebGpuMemoryError(
     `the WebGPU engine could not allocate its buffers for model ${config.model}, batch ${config.batchSize}, crops ${config.crops}: ` +
-      `${why}; it had asked for ${formatBytes(report.bytes)} (${report.bytes} bytes, the largest buffer ${formatBytes(report.largest)}); ` +
+      `${why}; it had asked for ${sizeText(report.bytes)} (${report.bytes} bytes, the largest buffer ${sizeText(report.largest)}); ` +
       `use a smaller --batch${recompute}`,
     report.bytes,
   );
+}
+
+/** Bytes as a limit or a buffer reads best: MiB below 1 GiB (WebGPU's default binding limit is 128 MiB), else GiB. */
+function sizeText(bytes: number): string {
+  return bytes < 2 ** 30 ? `${(bytes / 2 ** 20).toFixed(1)} MiB` : `${(bytes / 2 ** 30).toFixed(2)} GiB`;
 }

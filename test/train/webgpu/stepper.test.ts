@@ -25,7 +25,7 @@ import { openDevice, type GpuDeviceInfo } from '../../../src/train/webgpu/device
 import { roundToHalf } from '../../../src/train/webgpu/half.js';
 import type { ParamLayout } from '../../../src/train/webgpu/kernels/lars.js';
 import { resolvePrecision, type Precision } from '../../../src/train/webgpu/precision.js';
-import type { GpuRunner } from '../../../src/train/webgpu/runner.js';
+import type { GpuRunner, Kernel } from '../../../src/train/webgpu/runner.js';
 import {
   MAX_STEPS_IN_FLIGHT,
   WebGpuMemoryError,
@@ -472,6 +472,31 @@ describe('WebGpuStepper: refused inputs', () => {
       expect(err.message).toMatch(new RegExp(`a buffer of ${elements * 4} bytes is above the device's maxBufferSize`));
       expect(err.message).toMatch(advice);
       expect(err.bytes).toBeGreaterThan(limit);
+      // One the device makes but cannot bind (above maxStorageBufferBindingSize: 128 MiB on lavapipe, where a
+      // batch of 256 crops of 224 px, 147 MiB, is past it): record() meets it.
+      const binding = runner.device.limits.maxStorageBufferBindingSize;
+      const unbound = WebGpuStepper.start(model, {
+        device: runner.ctx,
+        precision: 'f32',
+        program: (r, spec) => {
+          const inner = new FixedGradients(r, spec);
+          const big = r.tensor([Math.floor(binding / 4) + 1]);
+          const touch: Kernel = {
+            key: 'test-touch',
+            code: '@group(0) @binding(0) var<storage, read_write> x: array<f32>;\n@compute @workgroup_size(1) fn main() { x[0] = 0.0; }',
+            workgroups: [1, 1, 1],
+          };
+          return {
+            dispatches: (io) => [...inner.dispatches(io), { kernel: touch, buffers: [big] }],
+            release: () => (inner.release(), r.release(big)),
+          };
+        },
+      });
+      const tooWide = (await unbound.catch((e: unknown) => e)) as WebGpuMemoryError;
+      expect(tooWide).toBeInstanceOf(WebGpuMemoryError);
+      expect(tooWide.message).toMatch(what);
+      expect(tooWide.message).toMatch(/a buffer of [\d.]+ MiB is too large to bind, at most .* per binding/);
+      expect(tooWide.message).toMatch(advice);
       // One the device refuses itself (an invalid usage injected into the first buffer): the error scopes find it.
       const device = runner.device;
       const create = device.createBuffer;
