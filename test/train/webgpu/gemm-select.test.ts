@@ -25,8 +25,8 @@ import {
   type MatrixGemmConfig,
 } from '../../../src/train/webgpu/kernels/matrix-gemm.js';
 import type { GpuRunner, Kernel } from '../../../src/train/webgpu/runner.js';
-import { CASES } from './conv-case.js';
-import { openTestRunner } from './gpu.js';
+import { CASES, F16_TOL, runConv } from './conv-case.js';
+import { openTestRunner, randomValues, scaledError, upload } from './gpu.js';
 
 const F16_16: MatrixGemmConfig = { component: 'f16', M: 16, N: 16, K: 16, subgroupSize: 32 };
 
@@ -291,5 +291,89 @@ describe('self-check on the device (lavapipe: substitute kernels)', () => {
       );
     const again = await selectGemmTiles(info, gpuSelfCheck(runner, substitute(1)));
     expect(again.f16.kind).toBe('matrix');
+  });
+});
+
+/**
+ * The subgroup-matrix kernel's tiling (staging, fragment offsets and strides, bounds, groups, K slices, the
+ * result's way back through workgroup memory) with plain WGSL in place of the matrix builtins: what lavapipe can
+ * run of it. Only the builtins themselves are left to a GPU that has them.
+ */
+describe('subgroup-matrix GEMM, emulated builtins (lavapipe)', () => {
+  let runner: GpuRunner;
+  beforeAll(async () => {
+    runner = await openTestRunner();
+  });
+  afterAll(() => {
+    useMatrixGemm({});
+    runner?.ctx.destroy();
+  });
+  const emulated = (c: MatrixGemmConfig): MatrixGemmConfig => ({
+    ...c,
+    subgroupSize: runner.ctx.info.subgroupSizes.max,
+    emulate: true,
+  });
+
+  it.each<[string, number, number, number]>([
+    ['16x16x16', 16, 16, 16],
+    ['16x8x16 (not square)', 16, 8, 16],
+  ])('%s agrees with the tiled core on the probe (odd sizes, two groups)', async (_, M, N, K) => {
+    const info = fakeInfo({
+      subgroupSizes: runner.ctx.info.subgroupSizes,
+      subgroupMatrixConfigs: [{ componentType: 'f16', resultComponentType: 'f32', M, N, K }],
+    });
+    const choice = await selectGemmTiles(
+      info,
+      gpuSelfCheck(runner, (spec, c) => matrixGemmKernel(spec, { ...c, emulate: true })),
+    );
+    expect(choice.f16).toMatchObject({ kind: 'matrix', config: { M, N, K } });
+    expect(choice.f16.kind === 'matrix' && choice.f16.error).toBeLessThan(1e-6);
+  });
+
+  it('writes every K slice of a split GEMM as the tiled core does', async () => {
+    const [M, N, K, splitK] = [100, 72, 200, 6];
+    const prelude = `enable f16;
+@group(0) @binding(0) var<storage, read> a: array<f16>;
+@group(0) @binding(1) var<storage, read> b: array<f16>;
+@group(0) @binding(2) var<storage, read_write> c: array<f32>;
+fn loadA(m: u32, k: u32, g: u32) -> f32 { return f32(a[m * ${K}u + k]); }
+fn loadB(k: u32, n: u32, g: u32) -> f32 { return f32(b[k * ${N}u + n]); }
+fn store(m: u32, n: u32, g: u32, s: u32, v: f32) { c[(s * ${M}u + m) * ${N}u + n] = v; }
+`;
+    const spec = {
+      key: 'split-probe',
+      M,
+      N,
+      K,
+      splitK,
+      operands: 'f16',
+      aContiguous: 'k',
+      bContiguous: 'mn',
+      prelude,
+    } as const;
+    const slices = gemmLayout(spec).splitK;
+    expect(slices).toBe(5);
+    const a = upload(runner, [M, K], 'f16', randomValues(M * K, 3));
+    const b = upload(runner, [K, N], 'f16', randomValues(K * N, 4));
+    const [want, got] = [runner.tensor([slices, M, N]), runner.tensor([slices, M, N])];
+    const matrix = matrixGemmKernel(spec, emulated(F16_16));
+    expect(matrix.workgroups[2]).toBe(slices);
+    const rec = await runner.record([
+      { kernel: tiledGemmKernel(spec), buffers: [a, b, want] },
+      { kernel: matrix, buffers: [a, b, got] },
+    ]);
+    rec.submit();
+    expect(scaledError(await runner.read(got), await runner.read(want))).toBeLessThan(1e-6);
+    runner.release(a, b, want, got);
+  });
+
+  it.each([CASES[0]!, CASES[2]!])('routed convolution %s (f16) matches tfjs cpu', async (_, o) => {
+    useMatrixGemm({ f16: emulated(F16_16) });
+    const f16 = { act: 'f16', weight: 'f16' } as const;
+    expect(conv2dForwardKernel(convShape(o), f16).key).toContain('-emulated');
+    const e = await runConv(runner, o, f16, 21);
+    expect(e.y).toBeLessThan(F16_TOL);
+    expect(e.dx).toBeLessThan(F16_TOL);
+    expect(e.dw).toBeLessThan(F16_TOL);
   });
 });

@@ -26,6 +26,12 @@ export interface MatrixGemmConfig {
   K: number;
   /** The adapter's largest subgroup size (the workgroup is a multiple of it). */
   subgroupSize: number;
+  /**
+   * Plain WGSL stands in for the matrix types and builtins, with their documented semantics (every invocation
+   * computes its subgroup's whole fragment): slow, and needs only `subgroups`, so that the tiling can be checked
+   * on a device without subgroup matrices (lavapipe). @default false
+   */
+  emulate?: boolean;
 }
 
 /** Subgroups per workgroup, as a grid over the tile: rows x columns. */
@@ -112,26 +118,41 @@ export function matrixGemmKernel(spec: GemmSpec, c: MatrixGemmConfig): Kernel {
     spec.bContiguous === 'mn' ? 'let kk = i / TN; let nn = i % TN;' : 'let nn = i / TK; let kk = i % TK;';
   // An extension may be enabled once; the prelude of an f16 kernel already enables f16.
   const f16 = T === 'f16' && !/enable\s+f16\s*;/.test(spec.prelude) ? 'enable f16;\n' : '';
+  const emulate = c.emulate ?? false;
   // subgroup_id is uniform within a subgroup, which is all the matrix builtins need; a Dawn whose analysis
   // treats it as non-uniform would refuse the `if (owner)` below, so that diagnostic is turned off.
-  const code = /* wgsl */ `enable chromium_experimental_subgroup_matrix;
+  const header = emulate
+    ? `enable subgroups;\n${f16}`
+    : `enable chromium_experimental_subgroup_matrix;
 enable subgroups;
 ${f16}diagnostic(off, chromium_experimental.subgroup_matrix_uniformity);
-${spec.prelude}
+`;
+  const types = emulate
+    ? emulation(c)
+    : `alias Left = subgroup_matrix_left<${T}, ${c.K}, ${c.M}>;
+alias Right = subgroup_matrix_right<${T}, ${c.N}, ${c.K}>;
+alias Acc = subgroup_matrix_result<f32, ${c.N}, ${c.M}>;`;
+  const [loadLeft, loadRight, mma, storeAcc] = emulate
+    ? ['emuLoadLeft(', 'emuLoadRight(', 'emuMultiplyAccumulate', 'emuStore(']
+    : [
+        'subgroupMatrixLoad<Left, row_major>(&As, ',
+        'subgroupMatrixLoad<Right, row_major>(&Bs, ',
+        'subgroupMatrixMultiplyAccumulate',
+        'subgroupMatrixStore<row_major>(&Cs, ',
+      ];
+  const code = /* wgsl */ `${header}${spec.prelude}
 const M = ${spec.M}u; const N = ${spec.N}u; const K = ${spec.K}u; const G = ${spec.groups ?? 1}u;
 const TM = ${TM}u; const TN = ${TN}u; const TK = ${TK}u;
 const CM = ${c.M}u; const CN = ${c.N}u; const CK = ${c.K}u; const FM = ${FM}u; const FN = ${FN}u;
 const SG = ${SG_ROWS * SG_COLS}u; const SG_COLS = ${SG_COLS}u; const THREADS = ${L.threads}u;
 const KCHUNK = ${L.kChunk}u; const MTILES = ${mTiles}u; const TILES = ${L.tileCount}u;
-alias Left = subgroup_matrix_left<${T}, ${c.K}, ${c.M}>;
-alias Right = subgroup_matrix_right<${T}, ${c.N}, ${c.K}>;
-alias Acc = subgroup_matrix_result<f32, ${c.N}, ${c.M}>;
+${types}
 var<workgroup> As: array<${T}, ${TM * TK}>; // [m][k]
 var<workgroup> Bs: array<${T}, ${TK * TN}>; // [k][n]
 var<workgroup> Cs: array<f32, ${TM * TN}>; // [m][n]
 
 @compute @workgroup_size(${L.threads}, 1, 1)
-fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) li: u32, @builtin(subgroup_id) sg: u32) {
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) li: u32, @builtin(subgroup_id) sg: u32${emulate ? ', @builtin(subgroup_invocation_id) lane: u32' : ''}) {${emulate ? '\n  emuLane = lane; emuDepth = select(CK, 0u, wid.z == 0xffffffffu); emuPer = select(EMU_PER, 0u, wid.z == 0xffffffffu);' : ''}
   let tile = wid.x + wid.y * ${MAX_DIM}u;
   if (tile >= TILES) { return; }
   let m0 = (tile % MTILES) * TM;
@@ -166,12 +187,12 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) li: 
     if (owner) {
       for (var kk = 0u; kk < TK; kk += CK) {
         for (var f = 0u; f < FN; f++) {
-          right[f] = subgroupMatrixLoad<Right, row_major>(&Bs, kk * TN + sn + f * CN, TN);
+          right[f] = ${loadRight}kk * TN + sn + f * CN, TN);
         }
         for (var r = 0u; r < FM; r++) {
-          let left = subgroupMatrixLoad<Left, row_major>(&As, (sm + r * CM) * TK + kk, TK);
+          let left = ${loadLeft}(sm + r * CM) * TK + kk, TK);
           for (var f = 0u; f < FN; f++) {
-            acc[r][f] = subgroupMatrixMultiplyAccumulate(left, right[f], acc[r][f]);
+            acc[r][f] = ${mma}(left, right[f], acc[r][f]);
           }
         }
       }
@@ -181,7 +202,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) li: 
   if (owner) {
     for (var r = 0u; r < FM; r++) {
       for (var f = 0u; f < FN; f++) {
-        subgroupMatrixStore<row_major>(&Cs, (sm + r * CM) * TN + sn + f * CN, acc[r][f], TN);
+        ${storeAcc}(sm + r * CM) * TN + sn + f * CN, acc[r][f], TN);
       }
     }
   }
@@ -193,8 +214,45 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) li: 
 }
 `;
   return {
-    key: `${spec.key}:sgm-${T}-${c.M}x${c.N}x${c.K}-sg${c.subgroupSize}`,
+    key: `${spec.key}:sgm-${T}-${c.M}x${c.N}x${c.K}-sg${c.subgroupSize}${emulate ? '-emulated' : ''}`,
     code,
     workgroups: L.workgroups,
   };
+}
+
+/**
+ * The subgroup-matrix types and builtins in plain WGSL, as Dawn documents them (a row-major load or store maps
+ * element [r, c] to offset + r * stride + c of the array). A left or right matrix is where it lies in As or Bs
+ * (nothing writes there between its load and its use: both sit between the same two barriers); a result is
+ * spread over the subgroup, element r * CN + c held by invocation (r * CN + c) % S. Loop bounds are read at run
+ * time (emuDepth) so that LLVM does not unroll them: lavapipe would take minutes to compile.
+ */
+function emulation(c: MatrixGemmConfig): string {
+  const per = (c.M * c.N) / c.subgroupSize;
+  if (!Number.isInteger(per)) throw new RangeError(`matrix gemm: ${c.M}x${c.N} is no multiple of ${c.subgroupSize}`);
+  return /* wgsl */ `alias Left = vec2u;
+alias Right = vec2u;
+alias Acc = array<f32, ${per}>;
+const EMU_S = ${c.subgroupSize}u; const EMU_PER = ${per}u;
+var<private> emuLane: u32;
+var<private> emuDepth: u32;
+var<private> emuPer: u32;
+fn emuLoadLeft(offset: u32, stride: u32) -> Left { return vec2u(offset, stride); }
+fn emuLoadRight(offset: u32, stride: u32) -> Right { return vec2u(offset, stride); }
+fn emuMultiplyAccumulate(a: Left, b: Right, acc: Acc) -> Acc {
+  var v = acc;
+  for (var j = 0u; j < emuPer; j++) {
+    let e = emuLane + j * EMU_S; let r = e / CN; let c = e % CN;
+    var sum = v[j];
+    for (var k = 0u; k < emuDepth; k++) { sum = fma(f32(As[a.x + r * a.y + k]), f32(Bs[b.x + k * b.y + c]), sum); }
+    v[j] = sum;
+  }
+  return v;
+}
+fn emuStore(offset: u32, v: Acc, stride: u32) {
+  for (var j = 0u; j < emuPer; j++) {
+    let e = emuLane + j * EMU_S;
+    Cs[offset + (e / CN) * stride + e % CN] = v[j];
+  }
+}`;
 }
