@@ -3,58 +3,23 @@
  * without it load, a wasm run ignores it), and `wildstream train --backend webgpu` killed with SIGKILL after a
  * checkpoint, rerun, ending at the weights of an uninterrupted run (on lavapipe).
  */
-import { spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { BatchSource, MultiCropBatch } from '../../../src/augment/loader.js';
-import type { StreamCursor } from '../../../src/augment/stream.js';
 import { openStore, type Store } from '../../../src/shards/store.js';
-import { listCheckpoints, loadCheckpoint, type Checkpoint } from '../../../src/train/checkpoint.js';
+import { listCheckpoints } from '../../../src/train/checkpoint.js';
 import { parseHeader } from '../../../src/train/checkpoint-format.js';
-import { defaultTrainConfig, type TrainConfig } from '../../../src/train/config.js';
-import { resolveResume } from '../../../src/train/resume.js';
-import { DEFAULT_SWAV } from '../../../src/train/swav.js';
-import { train } from '../../../src/train/trainer.js';
 import type { GradientProgramFactory } from '../../../src/train/webgpu/stepper.js';
-import { V8_FLAGS } from '../../../src/v8-flags.js';
-import { BIN, runCli } from '../../helpers/cli.js';
+import { runCli, spawnCli } from '../../helpers/cli.js';
 import { writePhotoDataset } from '../../helpers/dataset.js';
 import { FixedGradients } from './fixed-gradients.js';
 import { randomValues } from './gpu.js';
+import { latest, runOn, sameWeights, tinyConfig } from './train-case.js';
 
 let dir: string;
 beforeAll(async () => void (dir = await mkdtemp(join(tmpdir(), 'ws-webgpu-resume-'))));
 afterAll(async () => rm(dir, { recursive: true, force: true }));
-
-const config = (steps: number): TrainConfig =>
-  defaultTrainConfig({
-    model: 'custom:2,8,8,2,8',
-    batchSize: 4,
-    crops: '2x16@0.3-1',
-    steps,
-    swav: { ...DEFAULT_SWAV, prototypes: 8, hidden: 16, dim: 8, freezePrototypesSteps: 1, cropsForAssign: [0, 1] },
-    lars: { momentum: 0.9, weightDecay: 0.05, trust: 0.1, excludeBnBias: true },
-  });
-
-const at = (position: number): StreamCursor => ({ epoch: 0, group: 0, offset: position, position, units: null });
-
-/** Batches `from` .. `until` - 1 of a seeded sequence (the double ignores their values). */
-function batches(from: number, until = Infinity): BatchSource {
-  let position = from;
-  return {
-    cursor: () => at(position),
-    close: async () => {},
-    async *[Symbol.asyncIterator](): AsyncGenerator<MultiCropBatch> {
-      for (let n = from; n < until; n++) {
-        position = n + 1;
-        const crops = [0, 1].map((c) => ({ size: 16, data: randomValues(4 * 16 * 16 * 3, n * 2 + c) }));
-        yield { keys: ['a', 'b', 'c', 'd'].map((k) => `${n}-${k}`), crops, epoch: 0, cursor: at(n + 1), release() {} };
-      }
-    },
-  };
-}
 
 /**
  * A gradient program whose first parameter (a conv weight, LARS-scaled) has one element of 3.5e14: times the
@@ -71,32 +36,14 @@ const overflowOnce: GradientProgramFactory = (r, spec) => {
   return p;
 };
 
-async function run(out: Store, steps: number, backend: 'webgpu' | 'wasm', until = Infinity, log: string[] = []) {
-  const c = config(steps);
-  const start = await resolveResume({ out, config: c, resume: true, log: () => {} });
-  return train({
-    batches: batches(start.step, until),
-    start,
-    out,
-    config: c,
+const run = (out: Store, steps: number, backend: 'webgpu' | 'wasm', until = Infinity, log: string[] = []) =>
+  runOn(out, tinyConfig(steps, { freezePrototypesSteps: 1 }), {
     backend,
+    until,
     logEvery: 1,
-    checkpointEvery: 3,
-    gradientProgram: overflowOnce,
-    log: (l) => log.push(l),
+    program: overflowOnce,
+    log,
   });
-}
-
-async function latest(out: Store): Promise<Checkpoint> {
-  const [newest] = await listCheckpoints(out);
-  return loadCheckpoint(out, newest!.key);
-}
-
-function sameWeights(a: Checkpoint, b: Checkpoint): void {
-  expect([...a.values.keys()].sort()).toEqual([...b.values.keys()].sort());
-  for (const [k, v] of a.values)
-    expect(Buffer.from(v.buffer).equals(Buffer.from(b.values.get(k)!.buffer)), k).toBe(true);
-}
 
 describe('the loss scale in a WebGPU checkpoint', () => {
   it('mixed: a run in pieces skips, scales and ends as one in one go; wasm resumes past the field', async () => {
@@ -104,15 +51,15 @@ describe('the loss scale in a WebGPU checkpoint', () => {
     const log: string[] = [];
     await run(one, 5, 'webgpu', Infinity, log);
     expect(log.some((l) => /^step 1\/5 .*loss scale 32768 \(1 skipped, 0 grown\)/.test(l))).toBe(true);
-    expect((await latest(one)).header.lossScale).toEqual({ scale: 32768, cleanRun: 4 });
+    expect((await latest(one)).header.lossScale).toEqual({ scale: 32768, cleanRun: 4, skipped: 1, grown: 0 });
 
     const pieces = await openStore(join(dir, 'pieces'));
     expect((await run(pieces, 5, 'webgpu', 3)).step).toBe(3);
-    expect((await latest(pieces)).header.lossScale).toEqual({ scale: 32768, cleanRun: 2 });
+    expect((await latest(pieces)).header.lossScale).toEqual({ scale: 32768, cleanRun: 2, skipped: 1, grown: 0 });
     const resumed: string[] = [];
     await run(pieces, 5, 'webgpu', Infinity, resumed);
-    // The counters are this process's: nothing skipped since the resume.
-    expect(resumed.some((l) => /^step 5\/5 .*loss scale 32768 \(0 skipped, 0 grown\)/.test(l))).toBe(true);
+    // The counts go on from the checkpoint: the one skip before the stop, none since.
+    expect(resumed.some((l) => /^step 5\/5 .*loss scale 32768 \(1 skipped, 0 grown\)/.test(l))).toBe(true);
     sameWeights(await latest(one), await latest(pieces));
 
     // A wasm run reads the checkpoint and ignores the field; its own checkpoints have none.
@@ -145,19 +92,13 @@ const TINY = [
   ...['--backend', 'webgpu', '--threads', '1', '--log-every', '1', '--steps', '6', '--checkpoint-every', '2'],
 ];
 
-/** Starts `wildstream train` and kills it with SIGKILL when its first checkpoint line appears. */
-function killAtFirstCheckpoint(args: string[]): Promise<{ signal: NodeJS.Signals | null; stdout: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [...V8_FLAGS, BIN, 'train', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    child.stdout.on('data', (d) => {
-      stdout += d;
-      if (stdout.includes('checkpoint checkpoints/')) child.kill('SIGKILL');
-    });
-    child.on('error', reject);
-    child.on('close', (_, signal) => resolve({ signal, stdout }));
+/** Runs `wildstream train` and kills it with SIGKILL when its first checkpoint line appears. */
+const killAtFirstCheckpoint = (args: string[]) =>
+  spawnCli(['train', ...args], {
+    stopWhen: ({ stdout }) => stdout.includes('checkpoint checkpoints/'),
+    stopSignal: 'SIGKILL',
+    timeoutMs: 600_000,
   });
-}
 
 describe('train --backend webgpu after SIGKILL', () => {
   let data: string;

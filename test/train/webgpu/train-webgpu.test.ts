@@ -5,75 +5,15 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { BatchSource, MultiCropBatch } from '../../../src/augment/loader.js';
-import type { StreamCursor } from '../../../src/augment/stream.js';
 import { openStore, type Store } from '../../../src/shards/store.js';
-import { listCheckpoints, loadCheckpoint } from '../../../src/train/checkpoint.js';
-import { defaultTrainConfig, type TrainConfig } from '../../../src/train/config.js';
-import { resolveResume } from '../../../src/train/resume.js';
-import { DEFAULT_SWAV } from '../../../src/train/swav.js';
-import { train } from '../../../src/train/trainer.js';
 import type { GradientProgramFactory } from '../../../src/train/webgpu/stepper.js';
 import { FixedGradients } from './fixed-gradients.js';
 import { randomValues } from './gpu.js';
+import { latest, runOn, sameWeights, tinyConfig } from './train-case.js';
 
 let dir: string;
 beforeAll(async () => void (dir = await mkdtemp(join(tmpdir(), 'ws-train-webgpu-'))));
 afterAll(async () => rm(dir, { recursive: true, force: true }));
-
-const config = (steps: number): TrainConfig =>
-  defaultTrainConfig({
-    model: 'custom:2,8,8,2,8',
-    batchSize: 4,
-    crops: '2x16@0.3-1',
-    steps,
-    swav: {
-      ...DEFAULT_SWAV,
-      prototypes: 8,
-      hidden: 16,
-      dim: 8,
-      freezePrototypesSteps: 2,
-      cropsForAssign: [0, 1],
-    },
-    lars: { momentum: 0.9, weightDecay: 0.05, trust: 0.1, excludeBnBias: true },
-    schedule: {
-      baseLr: 0.5,
-      finalLr: 0.05,
-      warmupSteps: 1,
-      startWarmupLr: 0.2,
-    },
-  });
-
-const at = (position: number): StreamCursor => ({
-  epoch: 0,
-  group: 0,
-  offset: position,
-  position,
-  units: null,
-});
-
-function handMade(from = 0, until = Infinity): BatchSource {
-  let position = from;
-  return {
-    cursor: () => at(position),
-    close: async () => {},
-    async *[Symbol.asyncIterator](): AsyncGenerator<MultiCropBatch> {
-      for (let n = from; n < until; n++) {
-        position = n + 1;
-        yield {
-          keys: ['a', 'b', 'c', 'd'].map((k) => `${n}-${k}`),
-          crops: [0, 1].map((c) => ({
-            size: 16,
-            data: randomValues(4 * 16 * 16 * 3, n * 2 + c),
-          })),
-          epoch: 0,
-          cursor: at(n + 1),
-          release: () => {},
-        };
-      }
-    },
-  };
-}
 
 const double: GradientProgramFactory = (r, spec) => {
   const p = new FixedGradients(r, spec);
@@ -81,7 +21,13 @@ const double: GradientProgramFactory = (r, spec) => {
   return p;
 };
 
-async function run(
+const config = (steps: number) =>
+  tinyConfig(steps, {
+    freezePrototypesSteps: 2,
+    schedule: { baseLr: 0.5, finalLr: 0.05, warmupSteps: 1, startWarmupLr: 0.2 },
+  });
+
+const run = (
   out: Store,
   steps: number,
   backend: 'webgpu' | 'wasm',
@@ -89,26 +35,7 @@ async function run(
   until = Infinity,
   /** null: the default, the SwAV gradient program. */
   program: GradientProgramFactory | null = double,
-) {
-  const c = config(steps);
-  const start = await resolveResume({ out, config: c, resume: true, log: () => {} });
-  return train({
-    batches: handMade(start.step, until),
-    start,
-    out,
-    config: c,
-    backend,
-    logEvery: 2,
-    checkpointEvery: 3,
-    ...(program && { gradientProgram: program }),
-    log: (l) => log.push(l),
-  });
-}
-
-async function weights(out: Store): Promise<Map<string, Float32Array>> {
-  const [latest] = await listCheckpoints(out);
-  return (await loadCheckpoint(out, latest!.key)).values;
-}
+) => runOn(out, config(steps), { backend, until, logEvery: 2, program, log });
 
 describe('train --backend webgpu', () => {
   it('engine double: device, precision and loss-scale lines; N steps in one go = in pieces; resumes on wasm', async () => {
@@ -125,8 +52,7 @@ describe('train --backend webgpu', () => {
     const pieces = await openStore(join(dir, 'pieces'));
     expect((await run(pieces, 5, 'webgpu', [], 3)).step).toBe(3); // the batches end at 3
     await run(pieces, 5, 'webgpu');
-    const [a, b] = [await weights(one), await weights(pieces)];
-    for (const [k, v] of a) expect(Buffer.from(v.buffer).equals(Buffer.from(b.get(k)!.buffer)), k).toBe(true);
+    sameWeights(await latest(one), await latest(pieces));
     const s2 = await run(one, 7, 'wasm');
     expect(s2.step).toBe(7);
     expect(s2.resumedFrom).toMatch(/step-000000005/);
