@@ -58,7 +58,8 @@ async function termAfter(
     stopWhen: () => performance.now() - t0 >= afterMs,
     timeoutMs: afterMs + 30_000,
   });
-  return r.signal === 'SIGKILL' ? { seconds: Infinity, code: null } : { seconds: r.exitMs / 1000, code: r.code };
+  if (r.signal === 'SIGKILL') return { seconds: Infinity, code: null };
+  return { seconds: Number.isNaN(r.exitMs) ? 0 : r.exitMs / 1000, code: r.code }; // NaN: it ended before the signal
 }
 
 async function signalRows(s3: S3Fixture, work: string): Promise<object[]> {
