@@ -153,7 +153,8 @@ export async function openDevice(options: OpenDeviceOptions = {}): Promise<GpuCo
   return ctx;
 }
 
-function describeAdapter(adapter: GPUAdapter, device: GPUDevice): GpuDeviceInfo {
+/** What the adapter and the device opened on it offer, as plain data (Dawn's objects keep fields as getters). */
+export function describeAdapter(adapter: GPUAdapter, device: GPUDevice): GpuDeviceInfo {
   const info = adapter.info as GPUAdapterInfo & {
     subgroupMatrixConfigs?: readonly SubgroupMatrixConfig[];
     isFallbackAdapter?: boolean;
@@ -171,7 +172,14 @@ function describeAdapter(adapter: GPUAdapter, device: GPUDevice): GpuDeviceInfo 
     isFallback: info.isFallbackAdapter ?? false,
     features,
     subgroupSizes: { min: info.subgroupMinSize ?? 0, max: info.subgroupMaxSize ?? 0 },
-    subgroupMatrixConfigs: [...(info.subgroupMatrixConfigs ?? [])].map((c) => ({ ...c })),
+    // Field by field: Dawn's config objects keep their fields as prototype getters, which a spread would drop.
+    subgroupMatrixConfigs: [...(info.subgroupMatrixConfigs ?? [])].map((c) => ({
+      componentType: c.componentType,
+      resultComponentType: c.resultComponentType,
+      M: c.M,
+      N: c.N,
+      K: c.K,
+    })),
     limits,
   };
 }

@@ -3,7 +3,7 @@
  * buffers reused from the pool, several kernels recorded once and submitted as one command buffer.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { describeDevice, openDevice } from '../../../src/train/webgpu/device.js';
+import { describeAdapter, describeDevice, openDevice } from '../../../src/train/webgpu/device.js';
 import { WebGpuKernelError, WebGpuUnavailableError } from '../../../src/train/webgpu/errors.js';
 import { fromHalfBits, roundToHalf, toHalfBits } from '../../../src/train/webgpu/half.js';
 import type { GpuRunner, Kernel } from '../../../src/train/webgpu/runner.js';
@@ -37,6 +37,32 @@ describe('device', () => {
     expect(line).toContain(info.gemm!.summary);
     if (!info.features['chromium-experimental-subgroup-matrix'])
       expect(line).toMatch(/; gemm tiles: tiled: feature not offered$/);
+  });
+
+  it("copies Dawn's subgroup-matrix configs field by field (their fields are prototype getters)", () => {
+    class Config {
+      get componentType() {
+        return 'f16';
+      }
+      get resultComponentType() {
+        return 'f32';
+      }
+      get M() {
+        return 16;
+      }
+      get N() {
+        return 8;
+      }
+      get K() {
+        return 16;
+      }
+    }
+    const { info } = runner.ctx;
+    const adapter = { info: { vendor: 'nvidia', subgroupMatrixConfigs: [new Config()] } } as unknown as GPUAdapter;
+    const device = { features: new Set<string>(), limits: info.limits } as unknown as GPUDevice;
+    expect(describeAdapter(adapter, device).subgroupMatrixConfigs).toEqual([
+      { componentType: 'f16', resultComponentType: 'f32', M: 16, N: 8, K: 16 },
+    ]);
   });
 
   it('no adapter is a typed error that says how to get one', async () => {
