@@ -12,6 +12,7 @@ import { DEFAULT_SWAV, normalisePrototypes, swavLoss } from '../../../src/train/
 import type { Precision } from '../../../src/train/webgpu/precision.js';
 import type { GpuRunner } from '../../../src/train/webgpu/runner.js';
 import { WebGpuStepper } from '../../../src/train/webgpu/stepper.js';
+import { recomputesOnGpu } from '../../../src/train/webgpu/program.js';
 import { swavGradientProgram } from '../../../src/train/webgpu/swav-program.js';
 import { initialLossScaleState, LOSS_SCALE } from '../../../src/train/webgpu/kernels/loss-scale.js';
 import { allocateState, releaseState, uploadState } from '../../../src/train/webgpu/state.js';
@@ -182,6 +183,11 @@ describe('the SwAV gradient program', () => {
     expect(e.biasEngine).toBeLessThan(MIXED_TOL);
     for (const [name, err] of e.tensors) expect(err, name).toBeLessThan(MIXED_TOL);
   }, 900_000);
+
+  it("recompute: 'on' recomputes; 'off', 'auto' and a config without it (old checkpoints) do not", () => {
+    expect(recomputesOnGpu({ recompute: 'on' })).toBe(true);
+    for (const recompute of ['off', 'auto', undefined] as const) expect(recomputesOnGpu({ recompute })).toBe(false);
+  });
 
   it('recompute on: the same loss, gradients and running statistics bit for bit as off, in fewer bytes', async () => {
     // Mixed where the device has f16 (lavapipe does): the program then picks f16 activation slots, shared by
