@@ -202,6 +202,7 @@ export function gpuSelfCheck(
 
 /** max |got - want| / max |want|; NaN anywhere is Infinity. */
 export function scaledError(got: ArrayLike<number>, want: ArrayLike<number>): number {
+  if (got.length !== want.length) throw new RangeError(`scaledError: length ${got.length} != ${want.length}`);
   let diff = 0;
   let scale = 0;
   for (let i = 0; i < want.length; i++) {

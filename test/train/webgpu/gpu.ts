@@ -36,15 +36,5 @@ export function upload(runner: GpuRunner, shape: number[], dtype: Dtype, values:
   return t;
 }
 
-/** max |got - want| / max |want|: the error relative to the output's scale, so near-zero elements do not dominate. */
-export function scaledError(got: ArrayLike<number>, want: ArrayLike<number>): number {
-  if (got.length !== want.length) throw new Error(`length ${got.length} != ${want.length}`);
-  let diff = 0;
-  let scale = 0;
-  for (let i = 0; i < want.length; i++) {
-    const d = Math.abs(got[i]! - want[i]!);
-    diff = Number.isNaN(d) ? Infinity : Math.max(diff, d);
-    scale = Math.max(scale, Math.abs(want[i]!));
-  }
-  return diff / (scale || 1);
-}
+/** The error relative to the output's scale, so near-zero elements do not dominate (the GEMM self-check's). */
+export { scaledError } from '../../../src/train/webgpu/gemm-select.js';

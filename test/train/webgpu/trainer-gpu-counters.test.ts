@@ -7,48 +7,22 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { BatchSource, MultiCropBatch } from '../../../src/augment/loader.js';
-import type { StreamCursor } from '../../../src/augment/stream.js';
 import { openStore, type Store } from '../../../src/shards/store.js';
 import { listCheckpoints, loadCheckpoint } from '../../../src/train/checkpoint.js';
-import { defaultTrainConfig } from '../../../src/train/config.js';
 import { readMetrics } from '../../../src/train/metrics.js';
 import { resolveResume } from '../../../src/train/resume.js';
-import { DEFAULT_SWAV } from '../../../src/train/swav.js';
 import { train } from '../../../src/train/trainer.js';
 import type { GradientProgramFactory } from '../../../src/train/webgpu/stepper.js';
 import { FixedGradients } from './fixed-gradients.js';
 import { randomValues } from './gpu.js';
+import { handMade, tinyConfig } from './train-case.js';
 
 let dir: string;
 beforeAll(async () => void (dir = await mkdtemp(join(tmpdir(), 'ws-webgpu-counters-'))));
 afterAll(async () => rm(dir, { recursive: true, force: true }));
 
-const config = defaultTrainConfig({
-  model: 'custom:2,8,8,2,8',
-  batchSize: 4,
-  crops: '2x16@0.3-1',
-  steps: 5,
-  swav: { ...DEFAULT_SWAV, prototypes: 8, hidden: 16, dim: 8, freezePrototypesSteps: 1, cropsForAssign: [0, 1] },
-  lars: { momentum: 0.9, weightDecay: 0.05, trust: 0.1, excludeBnBias: true },
-});
-
-const at = (position: number): StreamCursor => ({ epoch: 0, group: 0, offset: position, position, units: null });
-
-function batches(from: number, until: number): BatchSource {
-  let position = from;
-  return {
-    cursor: () => at(position),
-    close: async () => {},
-    async *[Symbol.asyncIterator](): AsyncGenerator<MultiCropBatch> {
-      for (let n = from; n < until; n++) {
-        position = n + 1;
-        const crops = [0, 1].map((c) => ({ size: 16, data: randomValues(4 * 16 * 16 * 3, n * 2 + c) }));
-        yield { keys: ['a', 'b', 'c', 'd'].map((k) => `${n}-${k}`), crops, epoch: 0, cursor: at(n + 1), release() {} };
-      }
-    },
-  };
-}
+// The tiny model and seeded batches of train-case.ts: the shapes resume.test.ts compiles.
+const config = tinyConfig(5, { freezePrototypesSteps: 1 });
 
 /** One gradient element of 3.5e14: its squared norm overflows f32 at the first scale (2^16), not at 2^15. */
 const overflowOnce: GradientProgramFactory = (r, spec) => {
@@ -62,7 +36,7 @@ const overflowOnce: GradientProgramFactory = (r, spec) => {
 async function run(out: Store, until: number, log: string[]) {
   const start = await resolveResume({ out, config, resume: true, log: () => {} });
   return train({
-    batches: batches(start.step, until),
+    batches: handMade(start.step, until),
     start,
     out,
     config,
