@@ -71,10 +71,9 @@ export type GradientProgramFactory = (
  * Whether a gradient program recomputes activations (engine/recompute.ts) for `config.recompute`: 'on' yes,
  * 'off' no, and 'auto' (the default) no. The tfjs backends decide 'auto' from a memory budget they can read
  * (memory.ts); WebGPU reports no device memory and no peak, only per-buffer limits, so there is nothing to
- * compare the estimate with. Off is the cheaper side to default to: recomputation costs one more pass over
- * every activation per step, while a run that does not fit fails at once, at the first step (device lost or
- * an allocation error), and `--recompute on` then cuts the program's activation bytes (the memory line
- * shows them) by about half.
+ * compare the estimate with. Off is the cheaper side to try first: recomputation costs one more pass over
+ * every activation per step. WebGpuStepper.start builds an 'auto' step again with 'on' when the device could
+ * not make its buffers, which cuts the program's activation bytes (the memory line shows them) by about half.
  */
 export function recomputesOnGpu(config: Pick<TrainConfig, 'recompute'>): boolean {
   return config.recompute === 'on';

@@ -47,7 +47,13 @@ import {
 } from './kernels/loss-scale.js';
 import { lossSum } from './kernels/loss-sum.js';
 import { describePrecision, resolvePrecision, type Precision } from './precision.js';
-import type { GradientProgram, GradientProgramFactory, GradientProgramSpec, StepBuffers } from './program.js';
+import {
+  recomputesOnGpu,
+  type GradientProgram,
+  type GradientProgramFactory,
+  type GradientProgramSpec,
+  type StepBuffers,
+} from './program.js';
 import { WebGpuKernelError } from './errors.js';
 import { GpuAllocationError, GpuRunner, type Dispatch, type GpuTensor, type Recording } from './runner.js';
 import {
@@ -171,6 +177,8 @@ export class WebGpuStepper {
   private readonly withSlot: Set<string>;
   /** Per crop: an ordinary buffer that crops in shared memory are copied through (see writeCrops). */
   private readonly staging: Float32Array[] = [];
+  /** How the program treats activations, for the memory line: `recompute on|off[, auto]` and why. */
+  private recomputeLine = '';
   /** Per unfinished step, oldest first: settles when the device has finished it (or is lost). */
   private readonly inFlight: Array<Promise<unknown>> = [];
 
@@ -213,6 +221,24 @@ export class WebGpuStepper {
       throw new ConfigError(
         `the WebGPU engine has no SwAV queue (queue length ${config.queue.length}): train with queue length 0, or on the wasm backend`,
       );
+    try {
+      return await WebGpuStepper.build(model, options, config);
+    } catch (err) {
+      // recompute auto: WebGPU reports no device memory, so the step is first built without recomputation,
+      // and built again with it only when the device could not make the buffers.
+      if (!(err instanceof WebGpuMemoryError) || (config.recompute ?? 'auto') !== 'auto') throw err;
+      const stepper = await WebGpuStepper.build(model, options, { ...config, recompute: 'on' });
+      stepper.recomputeLine = `recompute on (auto: without it the device could not make ${sizeText(err.bytes)} of buffers)`;
+      return stepper;
+    }
+  }
+
+  /** start() for `config` (the model's, or with its recompute setting resolved). */
+  private static async build(
+    model: SwavModel,
+    options: WebGpuStepperOptions,
+    config: TrainConfig,
+  ): Promise<WebGpuStepper> {
     const ctx = options.device ?? (await openDevice());
     const runner = new GpuRunner(ctx);
     const made: { state?: GpuModelState; tail?: TailBuffers; crops?: GpuTensor[]; program?: GradientProgram } = {};
@@ -244,7 +270,10 @@ export class WebGpuStepper {
       const crops = program.inputs?.() ?? own;
       const line = `WebGPU ${describeDevice(ctx.info)}; ${describePrecision(precision, options.precision, ctx.info)}`;
       const parts = { state, tail, crops, ownCrops: own, program, recording, tables: larsTables(state.params, config) };
-      return new WebGpuStepper(model, runner, precision, line, !options.device, parts);
+      const stepper = new WebGpuStepper(model, runner, precision, line, !options.device, parts);
+      const mode = model.config.recompute ?? 'auto';
+      stepper.recomputeLine = `recompute ${recomputesOnGpu(config) ? 'on' : 'off'}${mode === 'auto' ? ', auto' : ''}`;
+      return stepper;
     } catch (err) {
       // A buffer the device could not make is invalid, and binding it fails in record(): the checks say why.
       const failed = await memoryCheck(err).catch(() => null);
@@ -379,7 +408,7 @@ export class WebGpuStepper {
     const m = this.memory();
     const mib = (n: number) => `${(n / 2 ** 20).toFixed(1)} MiB`;
     const total = m.state + m.crops + (m.program ?? 0);
-    return `GPU memory: ${mib(total)}${m.program === null ? ' and the gradient program' : ''} (state ${mib(m.state)}, crops ${mib(m.crops)}${m.program === null ? '' : `, program ${mib(m.program)}`})`;
+    return `GPU memory: ${mib(total)}${m.program === null ? ' and the gradient program' : ''} (state ${mib(m.state)}, crops ${mib(m.crops)}${m.program === null ? '' : `, program ${mib(m.program)}`}; ${this.recomputeLine})`;
   }
 
   /** The state buffers (tests read them to compare with the tfjs step). @internal */

@@ -31,8 +31,10 @@ import {
   WebGpuMemoryError,
   WebGpuStepper,
   WebGpuTrainingError,
+  type GradientProgramFactory,
   type WebGpuStepResult,
 } from '../../../src/train/webgpu/stepper.js';
+import { recomputesOnGpu } from '../../../src/train/webgpu/program.js';
 import { FixedGradients } from './fixed-gradients.js';
 import { openTestRunner, randomValues, scaledError } from './gpu.js';
 
@@ -450,7 +452,7 @@ describe('WebGpuStepper: refused inputs', () => {
   });
 
   it('a buffer the device cannot make: a WebGpuMemoryError naming the bytes, model, batch and crops', async () => {
-    const config = tinyConfig();
+    const config = tinyConfig({ recompute: 'off' }); // auto would build again with recomputation (next test)
     const model = new SwavModel(config);
     const what = /model custom:2,8,8,2,8, batch 2, crops 2x16@0\.3-1,1x8@0\.1-0\.3: /;
     const advice = /; use a smaller --batch, or --recompute on$/;
@@ -519,6 +521,48 @@ describe('WebGpuStepper: refused inputs', () => {
       // The shared device still makes a stepper.
       const { stepper } = await start(model, 'f32');
       await stepper.close();
+    } finally {
+      model.dispose();
+    }
+  });
+
+  it('recompute auto: a step the device cannot make is built again with recomputation, and the memory line says so', async () => {
+    const model = new SwavModel(tinyConfig({ recompute: 'auto' }));
+    const elements = Math.floor(runner.device.limits.maxBufferSize / 4) + 1;
+    const built: boolean[] = [];
+    // A program whose activations outgrow the device unless it recomputes them.
+    const program: GradientProgramFactory = (r, spec) => {
+      built.push(recomputesOnGpu(spec.config));
+      if (!recomputesOnGpu(spec.config)) r.tensor([elements]);
+      return new FixedGradients(r, spec);
+    };
+    try {
+      const stepper = await WebGpuStepper.start(model, { device: runner.ctx, precision: 'f32', program });
+      expect(built).toEqual([false, true]);
+      expect(stepper.memoryLine()).toMatch(
+        /; recompute on \(auto: without it the device could not make [\d.]+ GiB of buffers\)\)$/,
+      );
+      await stepper.step(crops(model.config, 0), 0); // the rebuilt step runs
+      await stepper.close();
+      // Set to off, the failure is the run's; set to on, it is tried once, and the advice no longer names it.
+      built.length = 0;
+      const off = new SwavModel(tinyConfig({ recompute: 'off' }));
+      await expect(WebGpuStepper.start(off, { device: runner.ctx, precision: 'f32', program })).rejects.toThrow(
+        /, or --recompute on$/,
+      );
+      expect(built).toEqual([false]);
+      const alwaysTooBig: GradientProgramFactory = (r, spec) => (r.tensor([elements]), new FixedGradients(r, spec));
+      const auto = WebGpuStepper.start(model, { device: runner.ctx, precision: 'f32', program: alwaysTooBig });
+      await expect(auto).rejects.toThrow(/; use a smaller --batch$/);
+      // Without auto's retry (off, on) the plain line says which.
+      const plain = await WebGpuStepper.start(off, {
+        device: runner.ctx,
+        precision: 'f32',
+        program: (r, spec) => new FixedGradients(r, spec),
+      });
+      expect(plain.memoryLine()).toMatch(/; recompute off\)$/);
+      await plain.close();
+      off.dispose();
     } finally {
       model.dispose();
     }
