@@ -9,28 +9,32 @@
  */
 /// <reference types="@webgpu/types" />
 import { WebGpuUnavailableError } from './errors.js';
-import { gpuSelfCheck, selectGemmTiles, tiledChoice, type GemmTilesChoice } from './gemm-select.js';
+import {
+  ENGINE_FEATURES,
+  RAISED_LIMITS,
+  type EngineFeature,
+  type GpuContext,
+  type GpuDeviceInfo,
+  type RaisedLimit,
+  type SubgroupMatrixConfig,
+} from './device-info.js';
+import { gpuSelfCheck, selectGemmTiles, tiledChoice } from './gemm-select.js';
 import { useMatrixGemm } from './kernels/gemm.js';
 import { GpuRunner } from './runner.js';
 
-/** Features the engine uses when the adapter offers them. */
-export const ENGINE_FEATURES = ['shader-f16', 'subgroups', 'chromium-experimental-subgroup-matrix'] as const;
-export type EngineFeature = (typeof ENGINE_FEATURES)[number];
+export {
+  ENGINE_FEATURES,
+  type EngineFeature,
+  type GemmTilesChoice,
+  type GemmTilesPick,
+  type GpuContext,
+  type GpuDeviceInfo,
+  type RaisedLimit,
+  type SubgroupMatrixConfig,
+} from './device-info.js';
 
 /** Dawn instance toggles: f16 on older NVIDIA Vulkan drivers, and the experimental (unsafe) subgroup matrices. */
 export const DAWN_TOGGLES = ['enable-dawn-features=vulkan_enable_f16_on_nvidia,allow_unsafe_apis'] as const;
-
-/** Limits raised to the adapter's maximum: large activations and 128-wide tiles need more than the defaults. */
-const RAISED_LIMITS = [
-  'maxStorageBufferBindingSize',
-  'maxBufferSize',
-  'maxComputeWorkgroupStorageSize',
-  'maxComputeInvocationsPerWorkgroup',
-  'maxComputeWorkgroupSizeX',
-  'maxComputeWorkgroupSizeY',
-  'maxStorageBuffersPerShaderStage',
-] as const;
-export type RaisedLimit = (typeof RAISED_LIMITS)[number];
 
 export interface OpenDeviceOptions {
   /** Features to ask for; each is requested only where the adapter offers it. @default ENGINE_FEATURES */
@@ -45,45 +49,6 @@ export interface OpenDeviceOptions {
    * leaves every GEMM tiled. @default true
    */
   gemmSelfCheck?: boolean;
-}
-
-/** What the device offers, in a form `train` can print and kernels can choose by. */
-export interface GpuDeviceInfo {
-  vendor: string;
-  architecture: string;
-  device: string;
-  description: string;
-  /** A software adapter (Mesa lavapipe, SwiftShader): correct but slow. */
-  isFallback: boolean;
-  /** Whether each engine feature was granted on the device (not merely offered). */
-  features: Record<EngineFeature, boolean>;
-  /** Subgroup sizes the adapter reports (0 when unknown). */
-  subgroupSizes: { min: number; max: number };
-  /** Cooperative-matrix shapes, as Dawn reports them in `adapter.info.subgroupMatrixConfigs`. */
-  subgroupMatrixConfigs: readonly SubgroupMatrixConfig[];
-  limits: Record<RaisedLimit, number>;
-  /** Which GEMM tiles the engine runs and why (set by openDevice; absent on an info built elsewhere). */
-  gemm?: GemmTilesChoice;
-}
-
-export interface SubgroupMatrixConfig {
-  componentType: string;
-  resultComponentType: string;
-  M: number;
-  N: number;
-  K: number;
-}
-
-export interface GpuContext {
-  /**
-   * Dawn's instance. It must stay referenced while the device is used: Dawn polls its work (mapAsync,
-   * pipeline compiles) only while the instance lives, and a process holding none exits mid-await.
-   */
-  gpu: GPU | null;
-  device: GPUDevice;
-  info: GpuDeviceInfo;
-  /** Releases the device; buffers and pipelines made on it become unusable. */
-  destroy(): void;
 }
 
 interface DawnModule {

@@ -7,7 +7,8 @@
  * SELF_CHECK_TOLERANCE of the output's largest magnitude. A refused shader, a validation or internal error, a
  * probe that does not finish within SELF_CHECK_TIMEOUT_MS, or a mismatch each keep the tiled core.
  */
-import type { GpuDeviceInfo } from './device.js';
+import type { GemmTilesChoice, GemmTilesPick, GpuDeviceInfo } from './device-info.js';
+import type { Dtype, Kernel } from './kernel.js';
 import { tiledGemmKernel, type GemmSpec, type MatrixGemmChoice } from './kernels/gemm.js';
 import {
   describeMatrixConfig,
@@ -16,7 +17,9 @@ import {
   matrixGemmLayout,
   type MatrixGemmConfig,
 } from './kernels/matrix-gemm.js';
-import type { Dtype, GpuRunner, Kernel } from './runner.js';
+import type { GpuRunner } from './runner.js';
+
+export type { GemmTilesChoice, GemmTilesPick } from './device-info.js';
 
 /** Largest |matrix - tiled| accepted, relative to the probe output's largest |value|. */
 export const SELF_CHECK_TOLERANCE = 1e-3;
@@ -24,20 +27,6 @@ export const SELF_CHECK_TIMEOUT_MS = 60_000;
 
 /** The probe GEMM: sizes that are no multiple of any tile, so the bounds checks are exercised too. */
 export const PROBE = { M: 100, N: 72, K: 88, groups: 2 } as const;
-
-/** The outcome for one operand type. */
-export type GemmTilesPick =
-  | { kind: 'matrix'; config: MatrixGemmConfig; /** The self-check's scaled error. */ error: number }
-  | { kind: 'tiled'; reason: string };
-
-export interface GemmTilesChoice {
-  f16: GemmTilesPick;
-  f32: GemmTilesPick;
-  /** What gemmKernel routes to (`useMatrixGemm`). */
-  matrix: MatrixGemmChoice;
-  /** For the device line: `gemm tiles: subgroup-matrix f16 16x16x16 (f32: tiled: no f32 x f32 -> f32 config)`. */
-  summary: string;
-}
 
 /** Runs the subgroup-matrix GEMM for `config` beside the tiled one; returns the scaled error, throws if it cannot. */
 export type SelfCheck = (config: MatrixGemmConfig) => Promise<number>;

@@ -5,20 +5,12 @@
  */
 /// <reference types="@webgpu/types" />
 import { WildstreamError } from '../../errors.js';
-import type { GpuContext } from './device.js';
+import type { GpuContext } from './device-info.js';
 import { WebGpuKernelError } from './errors.js';
 import { fromHalf, toHalf } from './half.js';
+import { DTYPE_BYTES, type Dtype, type Kernel } from './kernel.js';
 
-export type Dtype = 'f32' | 'f16';
-export const DTYPE_BYTES: Record<Dtype, number> = { f32: 4, f16: 2 };
-
-/** A WGSL compute shader specialised to one shape; `key` names it uniquely (the pipeline cache key). */
-export interface Kernel {
-  key: string;
-  code: string;
-  /** Workgroups to dispatch, x / y / z (each at most 65535). */
-  workgroups: readonly [number, number, number];
-}
+export { DTYPE_BYTES, type Dtype, type Kernel } from './kernel.js';
 
 export interface GpuTensor {
   readonly buffer: GPUBuffer;

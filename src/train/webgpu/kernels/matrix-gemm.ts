@@ -15,24 +15,10 @@
  * - Variables holding matrices are declared in uniform control flow (the top of `main`).
  * Zeros stand in for out-of-range elements, as in the tiled core, so any M, N, K works.
  */
-import type { Kernel } from '../runner.js';
-import { gemmLayout, type GemmSpec } from './gemm.js';
+import type { Kernel } from '../kernel.js';
+import { gemmLayout, MAX_DIM, type GemmSpec, type MatrixGemmConfig } from './gemm-spec.js';
 
-/** One subgroup-matrix shape the engine can use: `componentType` x `componentType` -> f32, M x N x K. */
-export interface MatrixGemmConfig {
-  component: 'f16' | 'f32';
-  M: number;
-  N: number;
-  K: number;
-  /** The adapter's largest subgroup size (the workgroup is a multiple of it). */
-  subgroupSize: number;
-  /**
-   * Plain WGSL stands in for the matrix types and builtins, with their documented semantics (every invocation
-   * computes its subgroup's whole fragment): slow, and needs only `subgroups`, so that the tiling can be checked
-   * on a device without subgroup matrices (lavapipe). @default false
-   */
-  emulate?: boolean;
-}
+export type { MatrixGemmConfig } from './gemm-spec.js';
 
 /** Subgroups per workgroup, as a grid over the tile: rows x columns. */
 const SG_ROWS = 2;
@@ -40,7 +26,6 @@ const SG_COLS = 2;
 /** Rows and columns of the workgroup tile, and the depth of one K slice staged in workgroup memory. */
 const TILE = 64;
 const DEPTH = 32;
-const MAX_DIM = 65535;
 
 export interface MatrixGemmLayout {
   TM: number;
