@@ -9,10 +9,10 @@ import type { Store } from '../shards/store.js';
 import { startBackend } from '../train/backend.js';
 import { augmentOf } from '../train/config.js';
 import { SwavModel } from '../train/model.js';
-import { batchWarning, resolveResume, type ResumeOptions, type ResumePoint } from '../train/resume.js';
+import { batchWarning, resolveResume, type ResumePoint } from '../train/resume.js';
 import { loopOptions, train, type LoopOptions, type TrainSummary } from '../train/trainer.js';
 
-export interface TrainOnStoreOptions extends LoopOptions, Pick<ResumeOptions, 'names'> {
+export interface TrainOnStoreOptions extends LoopOptions {
   /** The dataset: committed units of Arrow shards, as ingest writes them. */
   data: Store;
   /** Train while ingest commits units: an epoch takes the units committed when it starts. @default false */

@@ -44,6 +44,7 @@ export async function trainJob(o: TrainRunValues, how: { names?: OptionNames } =
           { crops: o.crops, cropCount: cropCount(o.crops), jitterStrength: o.jitterStrength, blur: o.blur },
           data,
           out,
+          how.names,
         )),
       };
     };

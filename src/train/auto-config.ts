@@ -24,6 +24,7 @@
  * The functions are pure: the same dataset size and run give the same choice, and a resumed run takes the
  * values of its checkpoint instead (`fromCheckpoint`), so more committed units never change a run midway.
  */
+import { FLAG_NAMES, type OptionNames } from '../options/declare.js';
 import type { Store } from '../shards/store.js';
 import { InvalidCheckpointError, listCheckpoints, readCheckpointHeader } from './checkpoint.js';
 
@@ -46,6 +47,11 @@ export interface SwavSettings {
   lr?: number;
   finalLr?: number;
 }
+
+/** The settings in the order the `auto:` line names them. */
+const SETTINGS = ['prototypes', 'epsilon', 'freezePrototypes', 'lr', 'finalLr'] as const satisfies ReadonlyArray<
+  keyof SwavSettings
+>;
 
 export interface Choice<T> {
   value: T;
@@ -116,7 +122,7 @@ export interface AutoConfig {
 }
 
 /** The user's settings, with every absent one chosen for `shape`. Given settings are never changed. */
-export function autoConfig(user: SwavSettings, shape: RunShape): AutoConfig {
+export function autoConfig(user: SwavSettings, shape: RunShape, names: OptionNames = FLAG_NAMES): AutoConfig {
   const parts: string[] = [];
   const pick = <T>(given: T | undefined, choose: () => Choice<T>, say: (v: T) => string): T => {
     if (given !== undefined) return given;
@@ -152,7 +158,9 @@ export function autoConfig(user: SwavSettings, shape: RunShape): AutoConfig {
   const line =
     parts.length === 0
       ? null
-      : `auto: ${parts.join(', ')}; set --prototypes, --epsilon, --freeze-prototypes, --lr or --final-lr to choose otherwise`;
+      : `auto: ${parts.join(', ')}; set ${SETTINGS.slice(0, -1)
+          .map((k) => names.of(k))
+          .join(', ')} or ${names.of('finalLr')} to choose otherwise`;
   return { prototypes, epsilon, freezePrototypes, lr, finalLr, line };
 }
 

@@ -3,6 +3,7 @@
  * left out chosen for the dataset and run (auto-config.ts), or on a resume taken from the checkpoint.
  */
 import { ConfigError } from '../errors.js';
+import { FLAG_NAMES, type OptionNames } from '../options/declare.js';
 import { listUnits } from '../shards/dataset.js';
 import type { Store } from '../shards/store.js';
 import { autoConfig, checkpointSettings, fromCheckpoint, type SwavSettings } from './auto-config.js';
@@ -25,16 +26,21 @@ export interface ResolvedConfig {
   auto: string | null;
 }
 
-/** Reads the dataset's committed records (and on a resume the checkpoint's settings) to complete the config. */
+/**
+ * Reads the dataset's committed records (and on a resume the checkpoint's settings) to complete the config.
+ * `names` names the options in its errors and `auto:` line (the command's flags by default).
+ */
 export async function resolveTrainConfig(
   o: Omit<TrainValues, 'data' | 'out'>,
   aug: RunAugment,
   data: Store,
   out: Store,
+  names: OptionNames = FLAG_NAMES,
 ): Promise<ResolvedConfig> {
-  if (o.steps !== undefined && o.epochs !== undefined) throw new ConfigError('set --steps or --epochs, not both');
+  if (o.steps !== undefined && o.epochs !== undefined)
+    throw new ConfigError(`set ${names.of('steps')} or ${names.of('epochs')}, not both`);
   const records = (await listUnits(data)).reduce((n, u) => n + u.records, 0);
-  const steps = o.steps ?? (o.epochs ? stepsFor(data, records, o.epochs, o.batch) : DEFAULT_STEPS);
+  const steps = o.steps ?? (o.epochs ? stepsFor(data, records, o.epochs, o.batch, names) : DEFAULT_STEPS);
   const user: SwavSettings = {
     prototypes: o.prototypes,
     epsilon: o.epsilon,
@@ -45,7 +51,7 @@ export async function resolveTrainConfig(
   const saved = o.resume ? await checkpointSettings(out) : null;
   const s = saved
     ? fromCheckpoint(user, saved)
-    : autoConfig(user, { records, steps, batchSize: o.batch, queueLength: o.queueLength, larsAll: o.larsAll });
+    : autoConfig(user, { records, steps, batchSize: o.batch, queueLength: o.queueLength, larsAll: o.larsAll }, names);
   const config = defaultTrainConfig({
     model: o.model,
     batchSize: o.batch,
@@ -78,8 +84,10 @@ export async function resolveTrainConfig(
   return { config, auto: s.line };
 }
 
-function stepsFor(data: Store, records: number, epochs: number, batch: number): number {
+function stepsFor(data: Store, records: number, epochs: number, batch: number, names: OptionNames): number {
   if (records === 0)
-    throw new ConfigError(`--epochs needs committed records in ${data.url}; it has none (use --steps with --follow)`);
+    throw new ConfigError(
+      `${names.of('epochs')} needs committed records in ${data.url}; it has none (use ${names.of('steps')} with ${names.of('follow')})`,
+    );
   return Math.max(1, Math.ceil((records * epochs) / batch));
 }

@@ -28,6 +28,7 @@ import { abortable, isAbort } from '../abort.js';
 import type { BatchSource, MultiCropBatch } from '../augment/loader.js';
 import type { StreamCursor } from '../augment/stream.js';
 import { defined } from '../defaults.js';
+import type { OptionNames } from '../options/declare.js';
 import { ConfigError, StoreUnavailableError, WildstreamError } from '../errors.js';
 import type { Store } from '../shards/store.js';
 import { startBackend, type BackendInfo, type BackendName } from './backend.js';
@@ -74,6 +75,8 @@ export interface LoopOptions {
    * @default mixed where the device offers shader-f16, else f32
    */
   precision?: Precision;
+  /** How its lines name the options a person can change (a pipeline's train keys). @default FLAG_NAMES, the flags */
+  names?: OptionNames;
 }
 
 export interface TrainOptions extends LoopOptions {
@@ -411,7 +414,7 @@ class Loop {
     if (!Number.isFinite(r.loss)) {
       const at = steps > 1 ? `in steps ${this.step + 2 - steps}..${this.step + 1}` : `at step ${this.step + 1}`;
       throw new TrainingDivergedError(
-        `loss became ${r.loss} ${at} (lr ${this.lr.toPrecision(3)}); ${divergenceAdvice(this.o.config, this.lastGood)}`,
+        `loss became ${r.loss} ${at} (lr ${this.lr.toPrecision(3)}); ${divergenceAdvice(this.o.config, this.lastGood, this.o.names)}`,
       );
     }
     this.interval.loss += r.loss * steps;
@@ -471,7 +474,7 @@ class Loop {
     }).catch((err) => {
       if (!(err instanceof NonFiniteStateError)) throw err;
       throw new TrainingDivergedError(
-        `training diverged: ${err.message}; ${divergenceAdvice(this.o.config, this.lastGood)}`,
+        `training diverged: ${err.message}; ${divergenceAdvice(this.o.config, this.lastGood, this.o.names)}`,
       );
     });
     this.lastGood = { step: this.step, key: this.lastCheckpoint, writtenByThisRun: true };

@@ -7,6 +7,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { defaults, pipelineNames } from '../../src/options/declare.js';
 import { openStore, type Store } from '../../src/shards/store.js';
 import {
   autoConfig,
@@ -21,6 +22,8 @@ import {
 import { startBackend } from '../../src/train/backend.js';
 import { atLnK, CollapseWatch } from '../../src/train/collapse.js';
 import { defaultTrainConfig } from '../../src/train/config.js';
+import { TRAIN_OPTIONS, type TrainValues } from '../../src/train/options.js';
+import { resolveTrainConfig } from '../../src/train/resolve.js';
 import { readMetrics } from '../../src/train/metrics.js';
 import { DEFAULT_SWAV } from '../../src/train/swav.js';
 import { trainOnStore as train } from '../../src/jobs/train.js';
@@ -86,6 +89,33 @@ describe('auto-config: rules', () => {
     expect(some.line).toMatch(
       /^auto: epsilon 0.02 \([^)]*\), prototypes frozen 1 steps \([^)]*\), final lr 2 \(constant/,
     );
+  });
+
+  it("names a pipeline's stage keys in its line when asked", () => {
+    const shape = { records: 100, steps: 10, batchSize: 8 };
+    expect(autoConfig({}, shape).line).toMatch(
+      /; set --prototypes, --epsilon, --freeze-prototypes, --lr or --final-lr to choose otherwise$/,
+    );
+    expect(autoConfig({}, shape, pipelineNames('train')).line).toMatch(
+      /; set train\.prototypes, train\.epsilon, train\.freeze_prototypes, train\.lr or train\.final_lr to choose otherwise$/,
+    );
+  });
+
+  it('a run by epochs on a dataset without records says which option to use instead, in the names given', async () => {
+    const root = await mkdtemp(join(tmpdir(), 'ws-resolve-'));
+    try {
+      const empty = await openStore(root);
+      const o = { ...defaults(TRAIN_OPTIONS), epochs: 1 } as TrainValues;
+      const aug = { crops: '2x32', cropCount: 2, jitterStrength: 1, blur: 0.5 };
+      await expect(resolveTrainConfig(o, aug, empty, empty)).rejects.toThrow(
+        /^--epochs needs committed records in .*; it has none \(use --steps with --follow\)$/,
+      );
+      await expect(resolveTrainConfig(o, aug, empty, empty, pipelineNames('train'))).rejects.toThrow(
+        /^train\.epochs needs committed records in .*; it has none \(use train\.steps with train\.follow\)$/,
+      );
+    } finally {
+      await rm(root, { recursive: true, force: true });
+    }
   });
 
   it('a long run decays the rate as SwAV does', () => {

@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openStore, type Store } from '../../src/shards/store.js';
 import { startBackend } from '../../src/train/backend.js';
 import { NotFoundError } from '../../src/errors.js';
+import { pipelineNames, type OptionNames } from '../../src/options/declare.js';
 import { checkpointSettings } from '../../src/train/auto-config.js';
 import {
   checkpointAt,
@@ -44,7 +45,11 @@ function tiny(over: Partial<TrainConfig> = {}, lr?: number): TrainConfig {
   return lr === undefined ? base : { ...base, schedule: { ...base.schedule, baseLr: lr, finalLr: lr } };
 }
 
-const run = (out: Store, config: TrainConfig, over: { resume?: boolean; log?: string[]; every?: number } = {}) =>
+const run = (
+  out: Store,
+  config: TrainConfig,
+  over: { resume?: boolean; log?: string[]; every?: number; names?: OptionNames } = {},
+) =>
   train({
     data,
     out,
@@ -56,6 +61,7 @@ const run = (out: Store, config: TrainConfig, over: { resume?: boolean; log?: st
     keep: 5,
     resume: over.resume ?? true,
     log: (l) => over.log?.push(l),
+    names: over.names,
   });
 
 /** Every checkpoint in the store verifies (finite state included): what a diverged run must leave. */
@@ -95,6 +101,14 @@ describe('checkpoints hold finite state only', () => {
     );
     expect(await listCheckpoints(out)).toEqual([]);
     expect(await follow(out, err.message, 8)).toMatchObject({ startStep: 0, step: 8 });
+  }, 60_000);
+
+  it("a pipeline's run names its stage keys in the advice", async () => {
+    const out = await openStore(join(dir, 'huge-pipeline'));
+    const names = pipelineNames('train');
+    const err = (await run(out, tiny({ steps: 4 }, 1e6), { every: 100, names }).catch((e: unknown) => e)) as Error;
+    expect(err).toBeInstanceOf(TrainingDivergedError);
+    expect(err.message).toMatch(/rerun with train\.lr=0\.018 or lower \(this run: base lr 1000000\)$/);
   }, 60_000);
 
   it('a diverging run that resumed keeps the checkpoint it started from, and the advice resumes from it', async () => {
