@@ -15,8 +15,8 @@
 #   kernels.log/.jsonl   bench/webgpu-kernels.ts: the adapter (f16, subgroups, subgroup matrix configs), then
 #                        GEMM / conv fwd, dx, dw / BatchNorm at RegNetY-200MF/400MF shapes, batch 64 and 256,
 #                        f32 and f16, in TFLOP/s and GB/s; no kernel starts after 120 s        (limit 150 s)
-#   train-200mf.log      bench/train.ts --backends webgpu --torch cuda: the engine's f32 and mixed rows (once the
-#                        engine is plugged into bench/webgpu-engine.ts) and PyTorch bf16 on CUDA, RegNetY-200MF,
+#   train-200mf.log      bench/train.ts --backends webgpu --torch cuda: the engine's f32 and mixed rows (WebGpuStepper
+#                        with the SwAV program, bench/webgpu-engine.ts) and PyTorch bf16 on CUDA, RegNetY-200MF,
 #                        crops 2x224 (SwAV's minimum of two views, one resolution: the "single-crop" case)  (110 s)
 #   train-400mf.log      the same for RegNetY-400MF, SwAV multi-crop 2x224 + 6x96                        (130 s)
 #   torch.log            only if a train bench printed no PyTorch row (Node failed early): PyTorch alone
@@ -126,7 +126,8 @@ else
   train400=(--batch "$BATCH" --steps "$STEPS" --crops 2x224,6x96)
 fi
 part kernels 150 node .gpurun/webgpu-kernels.mjs "${kargs[@]}" --json "$OUT/kernels.jsonl"
-common=(--backends webgpu --torch cuda --python "$PYTHON")
+# mixed first: the goals are mixed-precision figures, and a part that runs out of time keeps its first row.
+common=(--backends webgpu --precisions mixed,f32 --torch cuda --python "$PYTHON")
 part train-200mf 110 node .gpurun/train.mjs --models regnety_200mf "${train200[@]}" "${common[@]}"
 part train-400mf 130 node .gpurun/train.mjs --models regnety_400mf "${train400[@]}" "${common[@]}"
 
