@@ -41,6 +41,7 @@ export async function trainOnStore(options: TrainOnStoreOptions): Promise<TrainO
   // On webgpu the model's tfjs side only holds weights: no tfjs memory plan (the WebGPU stepper checks the device's).
   const model = new SwavModel(o.config, {
     threads: o.trainThreads,
+    names: o.names,
     ...(backend.name === 'webgpu' && { backend: 'webgpu' }),
   });
   let start: ResumePoint, loader: MultiCropLoader;

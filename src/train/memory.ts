@@ -11,6 +11,7 @@
  */
 import { cropSizes } from '../crops.js';
 import { ConfigError } from '../errors.js';
+import { FLAG_NAMES, type OptionNames } from '../options/declare.js';
 import { regnetBody, type RegNetOps } from './regnet.js';
 import { regnetSpec } from './regnet-spec.js';
 import type { SwavConfig } from './swav.js';
@@ -289,6 +290,7 @@ export function planMemory(
   config: Sizing & { recompute?: RecomputeMode },
   backend: string,
   totalMemory: number,
+  names: OptionNames = FLAG_NAMES,
 ): MemoryPlan {
   const mode = config.recompute ?? 'auto';
   const estimate = estimateMemory(config);
@@ -301,12 +303,12 @@ export function planMemory(
   const peak = recompute ? on : off;
   if (budget !== null && peak > budget) {
     const fits = largestBatch(config, budget / scale, recompute ? 'on' : 'off');
-    const other = !recompute && on <= budget ? '; --recompute on would fit it' : '';
+    const other = !recompute && on <= budget ? `; ${names.set('recompute', 'on')} would fit it` : '';
     throw new ConfigError(
       `batch ${config.batchSize}${threads > 1 ? ` split over ${threads} training threads` : ''} of model ${config.model} with crops ${config.crops} ` +
         `needs ~${formatBytes(peak)}${threads > 1 ? ' per thread' : ''}, more than the ` +
         `${formatBytes(budget)} ${where(backend)}${recompute ? ' even with activation recomputation' : ''}; ` +
-        (fits > 0 ? `--batch ${fits} fits${other}` : `no batch fits: use smaller crops or model${other}`),
+        (fits > 0 ? `${names.set('batch', fits)} fits${other}` : `no batch fits: use smaller crops or model${other}`),
     );
   }
   const without = mode === 'auto' && recompute ? `, ~${formatBytes(off)} without` : '';

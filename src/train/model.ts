@@ -7,6 +7,7 @@
 import { totalmem } from 'node:os';
 import * as tf from '@tensorflow/tfjs-core';
 import { cropSizes } from '../crops.js';
+import type { OptionNames } from '../options/declare.js';
 import type { TrainConfig } from './config.js';
 import { planMemory, type MemoryPlan } from './memory.js';
 import { Lars, learningRate } from './optim.js';
@@ -49,13 +50,20 @@ export class SwavModel {
    * `threads`: data-parallel training threads sharing each batch; the memory plan is one thread's share.
    * `backend`: the backend that runs the steps, when not tfjs's own (`webgpu`: the WebGPU engine steps on the
    * device and this model only holds the weights on tfjs's cpu backend, so no tfjs plan refuses the batch or
-   * turns recomputation on; the engine checks its own allocation). @default tfjs's current backend
+   * turns recomputation on; the engine checks its own allocation; `none`: a model that only gives the tensors'
+   * shapes, no step runs on it). @default tfjs's current backend
+   * `names`: how a refused plan names the options (a pipeline's train keys). @default the command's flags
    */
   constructor(
     readonly config: TrainConfig,
-    options: { threads?: number; backend?: string } = {},
+    options: { threads?: number; backend?: string; names?: OptionNames } = {},
   ) {
-    this.memory = planMemory({ ...config, threads: options.threads }, options.backend ?? tf.getBackend(), totalmem());
+    this.memory = planMemory(
+      { ...config, threads: options.threads },
+      options.backend ?? tf.getBackend(),
+      totalmem(),
+      options.names,
+    );
     this.ps = new ParamSet(config.seed);
     this.spec = regnetSpec(config.model);
     this.lars = new Lars(config.lars);

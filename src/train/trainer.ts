@@ -28,7 +28,7 @@ import { abortable, isAbort } from '../abort.js';
 import type { BatchSource, MultiCropBatch } from '../augment/loader.js';
 import type { StreamCursor } from '../augment/stream.js';
 import { defined } from '../defaults.js';
-import type { OptionNames } from '../options/declare.js';
+import { FLAG_NAMES, type OptionNames } from '../options/declare.js';
 import { ConfigError, StoreUnavailableError, WildstreamError } from '../errors.js';
 import type { Store } from '../shards/store.js';
 import { startBackend, type BackendInfo, type BackendName } from './backend.js';
@@ -173,6 +173,7 @@ export async function train(options: TrainOptions): Promise<TrainSummary> {
     // On webgpu the model's tfjs side only holds the weights: no tfjs memory plan (the stepper checks the device's).
     model ??= new SwavModel(o.config, {
       threads: trainThreads,
+      names: o.names,
       ...(backend.name === 'webgpu' && { backend: 'webgpu' }),
     });
     // 2. Resume; the threads start from the restored state.
@@ -199,6 +200,7 @@ export async function train(options: TrainOptions): Promise<TrainSummary> {
       stepper = await WebGpuStepper.start(model, {
         program: options.gradientProgram ?? swavGradientProgram,
         ...(o.precision && { precision: o.precision }),
+        names: o.names,
         ...(scaled && {
           lossScale: {
             initial: scaled.scale,
@@ -384,7 +386,7 @@ class Loop {
         /Aborted/.test(err.message)
       ) {
         throw new WildstreamError(
-          `the wasm backend ran out of memory (its heap is at most 4 GiB) at batch ${this.o.config.batchSize} with crops ${this.o.config.crops}; use a smaller --batch or crops (${err.message})`,
+          `the wasm backend ran out of memory (its heap is at most 4 GiB) at batch ${this.o.config.batchSize} with crops ${this.o.config.crops}; use a smaller ${(this.o.names ?? FLAG_NAMES).of('batch')} or crops (${err.message})`,
         );
       }
       throw err;

@@ -144,6 +144,20 @@ describe('checkpoints hold finite state only', () => {
     expect(await follow(out, err.message, 4)).toMatchObject({ startStep: 0, step: 4 });
   }, 90_000);
 
+  it("resolves without a model for a run too large for tfjs' own memory (a webgpu run's): shapes need no plan", async () => {
+    const out = await openStore(join(dir, 'no-plan'));
+    const big = tiny({ batchSize: 32_768, crops: '2x224,6x96' });
+    expect(() => new SwavModel(big)).toThrow(/needs ~.* more than the .* wasm heap/); // what the check must not do
+    const weights = new SwavModel(big, { backend: 'webgpu' });
+    try {
+      await saveCheckpoint(out, weights, 3, START);
+    } finally {
+      weights.dispose();
+    }
+    const start = await resolveResume({ out, config: big, resume: true, log: () => {} });
+    expect(start).toMatchObject({ step: 3, resumedFrom: 'checkpoints/step-000000003.ckpt' });
+  });
+
   it('a checkpoint holding NaN (written before the check existed) reads as damaged', async () => {
     const out = await openStore(join(dir, 'nan'));
     await run(out, tiny({ steps: 2 }));

@@ -3,6 +3,7 @@ import { createRequire } from 'node:module';
 import * as tf from '@tensorflow/tfjs-core';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError } from '../../src/errors.js';
+import { pipelineNames } from '../../src/options/declare.js';
 import { startBackend } from '../../src/train/backend.js';
 import { checkTrainConfig, defaultTrainConfig, type TrainConfig } from '../../src/train/config.js';
 import {
@@ -110,6 +111,12 @@ describe('memory plan', () => {
     );
     const fits = largestBatch(config, WASM_HEAP_BYTES / WASM_HEAP_PER_TENSOR_BYTE, 'on');
     expect(() => planMemory(config, 'wasm', 0)).toThrow(`--batch ${fits} fits`);
+    expect(() => planMemory(config, 'wasm', 0, pipelineNames('train'))).toThrow(
+      new RegExp(`; train\\.batch=${fits} fits$`),
+    );
+    const off = { ...config, batchSize: 16, recompute: 'off' as const }; // fits only when recomputing
+    expect(() => planMemory(off, 'wasm', 0)).toThrow(/; --recompute on would fit it$/);
+    expect(() => planMemory(off, 'wasm', 0, pipelineNames('train'))).toThrow(/; train\.recompute=on would fit it$/);
     expect(planMemory({ ...config, batchSize: fits }, 'wasm', 0).recompute).toBe(true); // fits, recomputed
     expect(estimateMemory({ ...config, batchSize: fits + 1 }).peak.on * WASM_HEAP_PER_TENSOR_BYTE).toBeGreaterThan(
       WASM_HEAP_BYTES,

@@ -6,20 +6,28 @@
  * Mixed needs the device feature `shader-f16`; unset, the precision is mixed where the device offers it.
  */
 import { ConfigError } from '../../errors.js';
+import { FLAG_NAMES, type OptionNames } from '../../options/declare.js';
 import type { GpuDeviceInfo } from './device.js';
 
 export const PRECISIONS = ['f32', 'mixed'] as const;
 export type Precision = (typeof PRECISIONS)[number];
 
-/** The precision a run uses on `info`'s device: the one asked for, or mixed where f16 is offered. */
-export function resolvePrecision(requested: Precision | undefined, info: GpuDeviceInfo): Precision {
+/**
+ * The precision a run uses on `info`'s device: the one asked for, or mixed where f16 is offered. `names` names
+ * the option in the error (the command's flags by default).
+ */
+export function resolvePrecision(
+  requested: Precision | undefined,
+  info: GpuDeviceInfo,
+  names: OptionNames = FLAG_NAMES,
+): Precision {
   const f16 = info.features['shader-f16'];
   if (requested === undefined) return f16 ? 'mixed' : 'f32';
   if (!PRECISIONS.includes(requested))
     throw new ConfigError(`precision must be one of ${PRECISIONS.join(', ')}, got ${JSON.stringify(requested)}`);
   if (requested === 'mixed' && !f16)
     throw new ConfigError(
-      `precision mixed needs the WebGPU feature shader-f16, which ${info.description || info.device || 'this adapter'} does not offer: use --precision f32`,
+      `precision mixed needs the WebGPU feature shader-f16, which ${info.description || info.device || 'this adapter'} does not offer: use ${names.set('precision', 'f32')}`,
     );
   return requested;
 }

@@ -32,6 +32,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import type { CropTensor } from '../../augment/loader.js';
 import { cropSizes } from '../../crops.js';
 import { ConfigError, WildstreamError } from '../../errors.js';
+import { FLAG_NAMES, type OptionNames } from '../../options/declare.js';
 import type { TrainConfig } from '../config.js';
 import type { StepResult, SwavModel } from '../model.js';
 import { learningRate } from '../optim.js';
@@ -81,6 +82,8 @@ export interface WebGpuStepperOptions {
    * @default scale 2^16, the counts 0, loss-scale.ts' growth settings
    */
   lossScale?: LossScaleOptions & LossScaleStart;
+  /** How errors name the options a person can change (a pipeline's train keys). @default the command's flags */
+  names?: OptionNames;
 }
 
 /** Where a loss scale starts (a resumed run: its checkpoint's LossScaleState). */
@@ -250,9 +253,9 @@ export class WebGpuStepper {
     const popStray = () => (stray ??= ctx.device.popErrorScope());
     runner.trackAllocations();
     let verdict: Promise<WebGpuMemoryError | null> | null = null;
-    const memoryCheck = (err?: unknown) => (verdict ??= memoryFailure(runner, config, err));
+    const memoryCheck = (err?: unknown) => (verdict ??= memoryFailure(runner, config, err, options.names));
     try {
-      const precision = resolvePrecision(options.precision, ctx.info);
+      const precision = resolvePrecision(options.precision, ctx.info, options.names);
       const state = (made.state = allocateState(runner, model, precision === 'mixed'));
       uploadState(runner, model, state);
       const tail = (made.tail = tailBuffers(runner, state.params.params.length, precision, options.lossScale));
@@ -511,7 +514,12 @@ function larsTables(layout: ParamLayout, config: TrainConfig): { open: Uint32Arr
  * Whether start failed for memory: a buffer the device refused (out of memory, above maxBufferSize, or one
  * too large to bind, which record() meets), as a WebGpuMemoryError naming what was asked for; else null.
  */
-async function memoryFailure(runner: GpuRunner, config: TrainConfig, err?: unknown): Promise<WebGpuMemoryError | null> {
+async function memoryFailure(
+  runner: GpuRunner,
+  config: TrainConfig,
+  err?: unknown,
+  names: OptionNames = FLAG_NAMES,
+): Promise<WebGpuMemoryError | null> {
   const report = await runner.allocationReport();
   if (!report) return null;
   const { limits } = runner.device;
@@ -523,11 +531,11 @@ async function memoryFailure(runner: GpuRunner, config: TrainConfig, err?: unkno
   else if (err instanceof WebGpuKernelError && report.largest > limits.maxStorageBufferBindingSize)
     why = `a buffer of ${sizeText(report.largest)} is too large to bind, ${perBuffer} (${err.message})`;
   else return null;
-  const recompute = config.recompute === 'on' ? '' : ', or --recompute on';
+  const recompute = config.recompute === 'on' ? '' : `, or ${names.set('recompute', 'on')}`;
   return new WebGpuMemoryError(
     `the WebGPU engine could not allocate its buffers for model ${config.model}, batch ${config.batchSize}, crops ${config.crops}: ` +
       `${why}; it had asked for ${sizeText(report.bytes)} (${report.bytes} bytes, the largest buffer ${sizeText(report.largest)}); ` +
-      `use a smaller --batch${recompute}`,
+      `use a smaller ${names.of('batch')}${recompute}`,
     report.bytes,
   );
 }

@@ -25,6 +25,7 @@ import { openDevice, type GpuDeviceInfo } from '../../../src/train/webgpu/device
 import { roundToHalf } from '../../../src/train/webgpu/half.js';
 import type { ParamLayout } from '../../../src/train/webgpu/kernels/lars.js';
 import { resolvePrecision, type Precision } from '../../../src/train/webgpu/precision.js';
+import { pipelineNames } from '../../../src/options/declare.js';
 import type { GpuRunner, Kernel } from '../../../src/train/webgpu/runner.js';
 import {
   MAX_STEPS_IN_FLIGHT,
@@ -412,7 +413,8 @@ describe('WebGpuStepper: refused inputs', () => {
     expect(resolvePrecision(undefined, info(false))).toBe('f32');
     expect(resolvePrecision('f32', info(true))).toBe('f32');
     expect(() => resolvePrecision('mixed', info(false))).toThrow(ConfigError);
-    expect(() => resolvePrecision('mixed', info(false))).toThrow(/shader-f16.*--precision f32/);
+    expect(() => resolvePrecision('mixed', info(false))).toThrow(/shader-f16.*use --precision f32$/);
+    expect(() => resolvePrecision('mixed', info(false), pipelineNames('train'))).toThrow(/use train\.precision=f32$/);
     expect(() => resolvePrecision('bf16' as Precision, info(true))).toThrow(/one of f32, mixed/);
   });
 
@@ -474,6 +476,17 @@ describe('WebGpuStepper: refused inputs', () => {
       expect(err.message).toMatch(new RegExp(`a buffer of ${elements * 4} bytes is above the device's maxBufferSize`));
       expect(err.message).toMatch(advice);
       expect(err.bytes).toBeGreaterThan(limit);
+      // A pipeline's run names its train keys instead.
+      const named = WebGpuStepper.start(model, {
+        device: runner.ctx,
+        precision: 'f32',
+        names: pipelineNames('train'),
+        program: (r, spec) => {
+          r.tensor([elements]);
+          return new FixedGradients(r, spec);
+        },
+      });
+      await expect(named).rejects.toThrow(/; use a smaller train\.batch, or train\.recompute=on$/);
       // One the device makes but cannot bind (above maxStorageBufferBindingSize: 128 MiB on lavapipe, where a
       // batch of 256 crops of 224 px, 147 MiB, is past it): record() meets it.
       const binding = runner.device.limits.maxStorageBufferBindingSize;
