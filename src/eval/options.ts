@@ -1,7 +1,7 @@
 /** The options of `embed` and `eval knn`: which exported backbone, at what input size, on which backend. */
-import { int, text, type OptionValues } from '../options/declare.js';
+import { choice, int, text, type OptionValues } from '../options/declare.js';
 import { STORE_OPTIONS } from '../shards/options.js';
-import { BACKEND_OPTION } from '../train/options.js';
+import { BACKENDS } from '../train/backend.js';
 
 /** The backbone and how it runs, shared by `embed` and `eval knn`. */
 export const BACKBONE_OPTIONS = {
@@ -14,7 +14,12 @@ export const BACKBONE_OPTIONS = {
   }),
   size: int({ min: 8, max: 4096, description: 'input side', defaultText: 'the training crop size' }),
   batch: int({ min: 1, max: 4096, default: 32, description: 'images per forward pass' }),
-  backend: BACKEND_OPTION,
+  backend: choice(BACKENDS, {
+    default: 'auto',
+    placeholder: 'name',
+    description:
+      'tfjs backend of the forward pass; the WebGPU engine trains only, so webgpu (and auto, without tensorflow) runs it on wasm',
+  }),
 } as const;
 
 /** `embed`'s options (its input, a dataset store or a folder of images, is positional). */

@@ -4,7 +4,7 @@
  */
 import { NoDataError } from '../errors.js';
 import type { Store, StoreOptions } from '../shards/store.js';
-import { startBackend, type BackendName } from '../train/backend.js';
+import { startInferenceBackend, type BackendName } from '../train/backend.js';
 import { loadBackbone, type BackboneMetadata } from '../train/export.js';
 import { embed, writeEmbeddings, type Embeddings } from '../eval/embed.js';
 import { knnAccuracy, type KnnResult } from '../eval/knn.js';
@@ -43,7 +43,7 @@ export interface EmbedImagesResult {
  * a ConfigError when the model store holds no backbone or the folder cannot be read.
  */
 export async function embedImages(o: EmbedImagesOptions): Promise<EmbedImagesResult> {
-  await startBackend(o.backend ?? 'auto');
+  await startInferenceBackend(o.backend ?? 'auto');
   const backbone = await loadBackbone(o.model);
   const embeddings = await embed(backbone, o.input, { size: o.size, batch: o.batch, store: o.store });
   const written = o.out === undefined ? null : await writeEmbeddings(o.out, embeddings, o.store);
@@ -75,7 +75,7 @@ export interface KnnEvalResult extends KnnResult {
  * folder cannot be read or the model store holds no backbone.
  */
 export async function evalKnn(o: KnnEvalOptions): Promise<KnnEvalResult> {
-  await startBackend(o.backend ?? 'auto');
+  await startInferenceBackend(o.backend ?? 'auto');
   const backbone = await loadBackbone(o.model);
   const options = { size: o.size, batch: o.batch, store: o.store };
   const [train, test] = [await embed(backbone, o.train, options), await embed(backbone, o.test, options)];

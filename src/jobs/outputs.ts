@@ -10,7 +10,7 @@ import { putFile } from '../shards/output.js';
 import { openStore } from '../shards/store.js';
 import type { OptionValues } from '../options/declare.js';
 import { checkpointSettings } from '../train/auto-config.js';
-import { startBackend } from '../train/backend.js';
+import { startInferenceBackend } from '../train/backend.js';
 import { loadBackbone } from '../train/export.js';
 import { readMetrics } from '../train/metrics.js';
 import { EXPORT_OPTIONS, PLOT_OPTIONS } from '../train/options.js';
@@ -45,7 +45,7 @@ export async function plotJob(checkpoints: string, o: OptionValues<typeof PLOT_R
 }
 
 async function backboneOf(o: Pick<EmbedValues, 'model' | 'backend'> & Partial<StoreOptionValues>) {
-  await startBackend(o.backend);
+  await startInferenceBackend(o.backend);
   return loadBackbone(await openStore(o.model, storeOptionsOf(o)));
 }
 

@@ -17,7 +17,7 @@ import { knnPicture, type KnnModel } from '../eval/knn-picture.js';
 import { patternJpeg, PATTERNS } from '../fixtures/images.js';
 import { fileIn, putFile } from '../shards/output.js';
 import { openStore } from '../shards/store.js';
-import { startBackend } from '../train/backend.js';
+import { startInferenceBackend } from '../train/backend.js';
 import { augmentOf, defaultTrainConfig } from '../train/config.js';
 import { loadBackbone } from '../train/export.js';
 import { plotJob } from '../jobs/outputs.js';
@@ -43,7 +43,7 @@ export async function writeReport(p: Pipeline, stage: StageRunner): Promise<void
   if (from) await stage('plot', () => plotJob(from, { out: fileIn(r.out, 'curves.png') }));
   const folders = r.knn ?? (p.site === 'demo' ? await evalFolders(await evalRoot(r.out), r.eval_images ?? 200) : null);
   if (!folders) return;
-  await startBackend(p.train?.backend ?? 'auto');
+  await startInferenceBackend(p.train?.backend ?? 'auto');
   const result: Record<string, unknown> = {};
   const models: KnnModel[] = [];
   for (const [name, dir] of [

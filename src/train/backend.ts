@@ -80,8 +80,30 @@ async function setBackend(name: string): Promise<void> {
 
 /** Starts the named backend (or the best available for `auto`); a named one that cannot start is an error. */
 export async function startBackend(name: BackendName = 'auto'): Promise<BackendInfo> {
+  checkName(name);
+  return startFirst(name, name === 'auto' ? ['tensorflow', 'webgpu', 'wasm', 'cpu'] : [name]);
+}
+
+/**
+ * The backend a forward pass outside training runs on (embed, eval knn, the report's k-NN): as `startBackend`,
+ * except that `webgpu` names the WebGPU training engine, which has no inference path, so the forward runs on
+ * wasm (SIMD), several times faster than the plain-JS cpu backend that holds a webgpu run's weights; `auto`
+ * passes over webgpu for the same reason. A pipeline's embed stage inherits train.backend, so webgpu is no error.
+ */
+export async function startInferenceBackend(name: BackendName = 'auto'): Promise<BackendInfo> {
+  checkName(name);
+  if (name === 'webgpu') {
+    const wasm = await startFirst('wasm', ['wasm']);
+    return { ...wasm, device: `${wasm.device} (the WebGPU engine trains only; forward passes run on tfjs)` };
+  }
+  return startFirst(name, name === 'auto' ? ['tensorflow', 'wasm', 'cpu'] : [name]);
+}
+
+function checkName(name: BackendName): void {
   if (!BACKENDS.includes(name)) throw new ConfigError(`backend must be one of ${BACKENDS.join(', ')}, got "${name}"`);
-  const order = name === 'auto' ? (['tensorflow', 'webgpu', 'wasm', 'cpu'] as const) : [name];
+}
+
+async function startFirst(name: BackendName, order: ReadonlyArray<Exclude<BackendName, 'auto'>>): Promise<BackendInfo> {
   const reasons: string[] = [];
   for (const candidate of order) {
     try {
