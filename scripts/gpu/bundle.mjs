@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 /**
  * Bundles the GPU benches for a machine with no node_modules (the lent H200; scripts/gpu/h200.sh runs them):
- *   .gpurun/webgpu-kernels.mjs, .gpurun/train.mjs   bench/webgpu-kernels.ts and bench/train.ts, one ESM file each
+ *   .gpurun/webgpu-kernels.mjs, .gpurun/train.mjs, .gpurun/webgpu-curves.mjs   the three GPU benches, one ESM file each
  *   .gpurun/node_modules/webgpu/{index.js,package.json}  Dawn for Node's loader, left external: it `require`s
  *                                                   dist/<platform>-<arch>/dawn.node beside itself at run time
  *   .gpurun/dawn.node.xz                            that binary for linux-x64, xz-compressed (21 MB -> ~5 MB);
@@ -14,13 +14,17 @@
  *   node scripts/gpu/bundle.mjs        (from the project root; .gpurun/ is git-ignored)
  */
 import { execFileSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { build } from 'esbuild';
 
 const OUT = '.gpurun';
-const ENTRIES = { 'webgpu-kernels': 'bench/webgpu-kernels.ts', train: 'bench/train.ts' };
+const ENTRIES = {
+  'webgpu-kernels': 'bench/webgpu-kernels.ts',
+  train: 'bench/train.ts',
+  'webgpu-curves': 'bench/webgpu-curves.ts',
+};
 const EXTERNAL = ['webgpu', '@tensorflow/tfjs-node', '@tensorflow/tfjs-node-gpu', '@tensorflow/tfjs-backend-webgpu'];
 // CommonJS parts of the bundle (tfjs, seedrandom, ...) call require and read __dirname, which ESM lacks.
 const BANNER = [
@@ -53,6 +57,8 @@ for (const [file, { bytes }] of Object.entries(result.metafile.outputs))
 const require = createRequire(import.meta.url);
 const webgpuDir = dirname(require.resolve('webgpu/package.json'));
 const loaderDir = join(OUT, 'node_modules', 'webgpu');
+// A binary unpacked by an earlier `h200.sh --local` here would travel too (21 MB of the 64 MiB carry): drop it.
+rmSync(join(loaderDir, 'dist'), { recursive: true, force: true });
 mkdirSync(loaderDir, { recursive: true });
 for (const f of ['index.js', 'package.json']) copyFileSync(join(webgpuDir, f), join(loaderDir, f));
 const dawn = join(webgpuDir, 'dist', 'linux-x64', 'dawn.node');

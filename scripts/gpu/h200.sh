@@ -4,7 +4,7 @@
 #
 # Prepare here (2-core machine, no GPU), from the project root:
 #   bash ../shared/gpu/pack.sh        # .gpucarry/: Node (xz), the Vulkan/GL loader .debs, prologue.sh (~27 MiB)
-#   node scripts/gpu/bundle.mjs       # .gpurun/: the two benches bundled, Dawn's loader + dawn.node.xz (~10 MiB)
+#   node scripts/gpu/bundle.mjs       # .gpurun/: the three benches bundled, Dawn's loader + dawn.node.xz (~16 MiB)
 # Then one call of the device tool's `run`:
 #   command: "bash scripts/gpu/h200.sh"   carry: [".gpucarry", ".gpurun"]   timeout_s: 480
 # The working tree travels too (~2 MiB tracked); all of it together must stay under the 64 MiB carry limit.
@@ -19,12 +19,15 @@
 #                        with the SwAV program, bench/webgpu-engine.ts) and PyTorch bf16 on CUDA, RegNetY-200MF,
 #                        crops 2x224 (SwAV's minimum of two views, one resolution: the "single-crop" case)  (110 s)
 #   train-400mf.log      the same for RegNetY-400MF, SwAV multi-crop 2x224 + 6x96                        (130 s)
+#   curves.log/.json     bench/webgpu-curves.ts: mixed against f32 loss curves over 300 steps of the demo's
+#                        tiny model and crops on pattern images (same weights and batches)              (90 s)
 #   torch.log            only if a train bench printed no PyTorch row (Node failed early): PyTorch alone
 #   summary.log          each part's exit status and seconds
 # Expected on the H200 (not yet run there): prologue ~5 s, kernels ~50-100 s (about 115 timings of ~0.15 s plus
-# compiles), each train bench ~30-60 s (PyTorch import, 5 warm-up steps with cuDNN autotuning, 10 timed steps):
+# compiles), each train bench ~30-60 s (PyTorch import, 5 warm-up steps with cuDNN autotuning, 10 timed steps),
+# the curves ~20-60 s (two sets of compiles, 600 small steps, crops drawn by tfjs on the CPU):
 # about 3-4 minutes of command time (7 at most), ~5-6 minutes of device time with the machine's start and the
-# ~36 MiB transfer, which leaves room in a task's 15 minutes for one rerun.
+# ~42 MiB transfer, which leaves room in a task's 15 minutes for one rerun.
 #
 # Options: --quick  tiny sizes (lavapipe / a CPU-only check that every part runs; its figures mean nothing)
 #          --local  no prologue (this machine has Node and a Vulkan loader); Node still comes from .gpucarry
@@ -41,7 +44,7 @@ for a in "$@"; do
   esac
 done
 # Without the carried folders nothing can run: say so at once rather than spend device time.
-for f in .gpurun/train.mjs .gpurun/webgpu-kernels.mjs .gpurun/dawn.node.xz; do
+for f in .gpurun/train.mjs .gpurun/webgpu-kernels.mjs .gpurun/webgpu-curves.mjs .gpurun/dawn.node.xz; do
   [ -f "$f" ] || { echo "h200.sh: $f missing: run node scripts/gpu/bundle.mjs here and carry .gpurun" >&2; exit 2; }
 done
 [ "$local" = 1 ] || [ -f .gpucarry/prologue.sh ] ||
@@ -120,16 +123,19 @@ if [ "$quick" = 1 ]; then
   kargs=(--quick)
   train200=(--batch 2 --steps 1 --crops 2x32)
   train400=(--batch 2 --steps 1 --crops 2x32,2x16)
+  curves=(--steps 4 --log-every 2)
 else
   kargs=(--budget-s 120 --target-ms 150) # no kernel starts after 120 s: the part ends well inside its 150 s
   train200=(--batch "$BATCH" --steps "$STEPS" --crops 2x224)
   train400=(--batch "$BATCH" --steps "$STEPS" --crops 2x224,6x96)
+  curves=(--steps 300 --log-every 25)
 fi
 part kernels 150 node .gpurun/webgpu-kernels.mjs "${kargs[@]}" --json "$OUT/kernels.jsonl"
 # mixed first: the goals are mixed-precision figures, and a part that runs out of time keeps its first row.
 common=(--backends webgpu --precisions mixed,f32 --torch cuda --python "$PYTHON")
 part train-200mf 110 node .gpurun/train.mjs --models regnety_200mf "${train200[@]}" "${common[@]}"
 part train-400mf 130 node .gpurun/train.mjs --models regnety_400mf "${train400[@]}" "${common[@]}"
+part curves 90 node .gpurun/webgpu-curves.mjs "${curves[@]}" --json "$OUT/curves.json"
 
 # PyTorch alone, for a model whose train bench printed no PyTorch row (Node or the bundle failed before it).
 torch_alone() {
