@@ -7,6 +7,7 @@ import type { AugmentConfig } from '../augment/config.js';
 import { colourJitter, cropCount, cropGroups, SWAV_BLUR_P, SWAV_CROPS, SWAV_JITTER_STRENGTH } from '../crops.js';
 import { defined } from '../defaults.js';
 import { ConfigError } from '../errors.js';
+import { FLAG_NAMES, type OptionNames } from '../options/declare.js';
 import { RECOMPUTE_MODES, type RecomputeMode } from './memory.js';
 import { DEFAULT_LARS, type LarsConfig, type ScheduleConfig } from './optim.js';
 import { DEFAULT_STEPS, TRAIN_OPTIONS } from './options.js';
@@ -122,6 +123,15 @@ export function checkTrainConfig(c: TrainConfig): TrainConfig {
   return c;
 }
 
+/** The option that sets each identity field (swav is several: its fields are named as they are). */
+const OPTION_OF: Record<string, string> = {
+  model: 'model',
+  batchSize: 'batch',
+  crops: 'crops',
+  seed: 'seed',
+  'queue.length': 'queueLength',
+};
+
 /** The fields a resumed run must share with its checkpoint. */
 function identity(c: TrainConfig): Record<string, unknown> {
   return {
@@ -135,14 +145,20 @@ function identity(c: TrainConfig): Record<string, unknown> {
 }
 
 /** Throws, naming the first differing field, when `wanted` cannot continue from a checkpoint of `saved`. */
-export function checkCompatible(saved: TrainConfig, wanted: TrainConfig, where: string): void {
+export function checkCompatible(
+  saved: TrainConfig,
+  wanted: TrainConfig,
+  where: string,
+  names: OptionNames = FLAG_NAMES,
+): void {
   const a = identity(saved),
     b = identity(wanted);
   for (const key of Object.keys(a)) {
     const [x, y] = [JSON.stringify(a[key]), JSON.stringify(b[key])];
     if (x !== y) {
+      const option = OPTION_OF[key];
       throw new ConfigError(
-        `${where} was trained with ${key}=${x}, this run asks for ${y}; use the same settings, --no-resume, or another --out`,
+        `${where} was trained with ${option ? names.set(option, x) : `${key}=${x}`}, this run asks for ${y}; use the same settings, ${names.set('resume', false)}, or another ${names.of('out')}`,
       );
     }
   }

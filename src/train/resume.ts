@@ -68,7 +68,7 @@ export async function resolveResume(o: ResumeOptions): Promise<ResumePoint> {
   const model = o.model;
   let shapes = model;
   const fits = (c: Checkpoint) => {
-    checkCompatible(c.header.config, o.config, `checkpoint ${c.key}`); // another run's settings: a ConfigError, not damage
+    checkCompatible(c.header.config, o.config, `checkpoint ${c.key}`, o.names); // another run's settings: a ConfigError, not damage
     checkTensors(c, modelTensors((shapes ??= new SwavModel(o.config, { backend: 'none' })), c)); // shapes only: no memory plan
   };
   let ckpt: Checkpoint | null;

@@ -145,11 +145,14 @@ export function loopOptions<O extends LoopOptions>(options: O): ResolvedLoopOpti
   if (o.precision !== undefined && !PRECISIONS.includes(o.precision))
     throw new ConfigError(`precision must be one of ${PRECISIONS.join(', ')}, got ${JSON.stringify(o.precision)}`);
   const backend = o.backend as BackendName; // the spread above types it as the default literal
+  const names = o.names ?? FLAG_NAMES;
   if (o.precision !== undefined && backend !== 'webgpu' && backend !== 'auto')
-    throw new ConfigError(`precision ${o.precision} applies to the webgpu backend, this run asks for ${backend}`);
+    throw new ConfigError(
+      `${names.set('precision', o.precision)} applies to the webgpu backend, this run asks for ${names.set('backend', backend)}`,
+    );
   if (o.trainThreads > Math.min(256, o.config.batchSize)) {
     throw new ConfigError(
-      `trainThreads must be at most the batch size (${o.config.batchSize}) and 256, got ${o.trainThreads}: each thread needs rows of its own`,
+      `${names.of('trainThreads')} must be at most ${names.of('batch')} (${o.config.batchSize}) and 256, got ${o.trainThreads}: each thread needs rows of its own`,
     );
   }
   return o;
@@ -161,15 +164,18 @@ export async function train(options: TrainOptions): Promise<TrainSummary> {
   try {
     const o = loopOptions(options);
     const trainThreads = o.trainThreads;
+    const names = o.names ?? FLAG_NAMES;
     // 1. Backend and model.
     const backend = await startBackend(o.backend);
     if (trainThreads > 1 && backend.name !== 'wasm' && backend.name !== 'cpu') {
       throw new ConfigError(
-        `trainThreads ${trainThreads} needs the wasm or cpu backend, this run has ${backend.name} (which uses every core by itself): use trainThreads 1`,
+        `${names.set('trainThreads', trainThreads)} needs the wasm or cpu backend, this run has ${backend.name} (which uses every core by itself): use ${names.set('trainThreads', 1)}`,
       );
     }
     if (o.precision !== undefined && backend.name !== 'webgpu')
-      throw new ConfigError(`precision ${o.precision} applies to the webgpu backend, this run has ${backend.name}`);
+      throw new ConfigError(
+        `${names.set('precision', o.precision)} applies to the webgpu backend, this run has ${backend.name}: set ${names.set('backend', 'webgpu')} or leave ${names.of('precision')} out`,
+      );
     // On webgpu the model's tfjs side only holds the weights: no tfjs memory plan (the stepper checks the device's).
     model ??= new SwavModel(o.config, {
       threads: trainThreads,

@@ -175,7 +175,7 @@ describe('trainOnStore with 2 training threads', () => {
   it('more training threads than images per batch is refused before the checkpoint store is touched', async () => {
     const out = await openStore(join(dir, 'refused'));
     await expect(trainOnStore({ ...options, data, out, trainThreads: 5 })).rejects.toThrow(
-      /trainThreads must be at most the batch size \(4\)/,
+      /--train-threads must be at most --batch \(4\) and 256, got 5/,
     );
     expect(await listCheckpoints(out)).toEqual([]);
   });

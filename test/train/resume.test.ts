@@ -1,7 +1,8 @@
 // Advice after a divergence names the setting that caused it: lowering --lr does not help against a weight
 // decay of 1e30.
 import { describe, expect, it } from 'vitest';
-import { defaultTrainConfig } from '../../src/train/config.js';
+import { checkCompatible, defaultTrainConfig } from '../../src/train/config.js';
+import { pipelineNames } from '../../src/options/declare.js';
 import { DEFAULT_LARS } from '../../src/train/optim.js';
 import { divergenceAdvice } from '../../src/train/resume.js';
 
@@ -28,5 +29,17 @@ describe('divergenceAdvice', () => {
     ] as const;
     for (const [over, want] of cases)
       expect(divergenceAdvice(defaultTrainConfig({ batchSize: 32, ...over }), none)).toMatch(want);
+  });
+});
+
+describe('checkCompatible', () => {
+  it("names the option that differs, as the command's flag or the pipeline's key", () => {
+    const [saved, wanted] = [defaultTrainConfig({ batchSize: 4 }), defaultTrainConfig({ batchSize: 8 })];
+    expect(() => checkCompatible(saved, wanted, 'checkpoint c')).toThrow(
+      /^checkpoint c was trained with --batch 4, this run asks for 8; use the same settings, --no-resume, or another --out$/,
+    );
+    expect(() => checkCompatible(saved, wanted, 'checkpoint c', pipelineNames('train'))).toThrow(
+      /^checkpoint c was trained with train\.batch=4, this run asks for 8; use the same settings, train\.resume=false, or another train\.out$/,
+    );
   });
 });

@@ -37,7 +37,7 @@ import type { TrainConfig } from '../config.js';
 import type { StepResult, SwavModel } from '../model.js';
 import { learningRate } from '../optim.js';
 import { PROTOTYPES } from '../swav.js';
-import { describeDevice, openDevice, type GpuContext } from './device.js';
+import { describeDevice, openDevice, type GpuContext, type GpuDeviceInfo } from './device.js';
 import { LARS_HYPER, larsStep, larsTable, type ParamLayout } from './kernels/lars.js';
 import {
   initialLossScaleState,
@@ -141,10 +141,15 @@ export class WebGpuMemoryError extends WebGpuTrainingError {
     message: string,
     /** Bytes of buffers the stepper asked the device for. */
     readonly bytes: number,
+    /** Whether a smaller batch or recomputation could help (not when the weights alone do not fit). */
+    readonly batchDependent = true,
   ) {
     super(message);
   }
 }
+
+/** Crops per step the engine dispatches at most: kernels give each crop a workgroup along one dimension. */
+export const MAX_CROPS_PER_STEP = 65535;
 
 /** The stepper's own small buffers: the LARS table and scratch, the loss and its sum, the loss-scale state. */
 interface TailBuffers {
@@ -224,12 +229,21 @@ export class WebGpuStepper {
       throw new ConfigError(
         `the WebGPU engine has no SwAV queue (queue length ${config.queue.length}): train with queue length 0, or on the wasm backend`,
       );
+    const perImage = cropSizes(config.crops).length;
+    if (config.batchSize * perImage > MAX_CROPS_PER_STEP) {
+      const names = options.names ?? FLAG_NAMES;
+      throw new ConfigError(
+        `the WebGPU engine runs at most ${MAX_CROPS_PER_STEP} crops per step; batch ${config.batchSize} x ${perImage} crops is ${config.batchSize * perImage}: ` +
+          `use ${names.set('batch', Math.floor(MAX_CROPS_PER_STEP / perImage))} or less`,
+      );
+    }
     try {
       return await WebGpuStepper.build(model, options, config);
     } catch (err) {
       // recompute auto: WebGPU reports no device memory, so the step is first built without recomputation,
       // and built again with it only when the device could not make the buffers.
-      if (!(err instanceof WebGpuMemoryError) || (config.recompute ?? 'auto') !== 'auto') throw err;
+      if (!(err instanceof WebGpuMemoryError) || !err.batchDependent || (config.recompute ?? 'auto') !== 'auto')
+        throw err;
       const stepper = await WebGpuStepper.build(model, options, { ...config, recompute: 'on' });
       stepper.recomputeLine = `recompute on (auto: without it the device could not make ${sizeText(err.bytes)} of buffers)`;
       return stepper;
@@ -256,6 +270,7 @@ export class WebGpuStepper {
     const memoryCheck = (err?: unknown) => (verdict ??= memoryFailure(runner, config, err, options.names));
     try {
       const precision = resolvePrecision(options.precision, ctx.info, options.names);
+      refuseOversizedWeights(model, ctx.info.limits);
       const state = (made.state = allocateState(runner, model, precision === 'mixed'));
       uploadState(runner, model, state);
       const tail = (made.tail = tailBuffers(runner, state.params.params.length, precision, options.lossScale));
@@ -525,11 +540,11 @@ async function memoryFailure(
   const { limits } = runner.device;
   const perBuffer = `at most ${sizeText(limits.maxBufferSize)} per buffer, ${sizeText(limits.maxStorageBufferBindingSize)} per binding`;
   let why: string;
-  if (report.error?.kind === 'out-of-memory') why = `the device ran out of memory (${report.error.message})`;
-  else if (report.error) why = `the device refused a buffer, ${perBuffer} (${report.error.message})`;
-  else if (err instanceof GpuAllocationError) why = `${err.message}`;
+  if (report.error?.kind === 'out-of-memory') why = `the device ran out of memory (${brief(report.error.message)})`;
+  else if (report.error) why = `the device refused a buffer, ${perBuffer} (${brief(report.error.message)})`;
+  else if (err instanceof GpuAllocationError) why = brief(err.message);
   else if (err instanceof WebGpuKernelError && report.largest > limits.maxStorageBufferBindingSize)
-    why = `a buffer of ${sizeText(report.largest)} is too large to bind, ${perBuffer} (${err.message})`;
+    why = `a buffer of ${sizeText(report.largest)} is too large to bind, ${perBuffer} (${brief(err.message)})`;
   else return null;
   const recompute = config.recompute === 'on' ? '' : `, or ${names.set('recompute', 'on')}`;
   return new WebGpuMemoryError(
@@ -538,6 +553,30 @@ async function memoryFailure(
       `use a smaller ${names.of('batch')}${recompute}`,
     report.bytes,
   );
+}
+
+/** The first line of a device's message, at most 300 characters: Dawn's can list every kernel of the step. */
+function brief(message: string): string {
+  const line = message.split('\n')[0]!.trim();
+  return line.length > 300 ? `${line.slice(0, 300)}...` : line;
+}
+
+/**
+ * Refuses, before anything is built, a model whose f32 parameters (one buffer, bound whole by the LARS update)
+ * exceed what the device makes or binds: no batch or recomputation changes that, and building the step first
+ * would take minutes for a large model (SEER's RegNetY-256GF: 4.8 GiB).
+ */
+function refuseOversizedWeights(model: SwavModel, limits: GpuDeviceInfo['limits']): void {
+  const params = [...model.ps.vars.values()].filter((v) => v.trainable).reduce((n, v) => n + v.size, 0);
+  const bytes = 4 * params;
+  const limit = Math.min(limits.maxBufferSize, limits.maxStorageBufferBindingSize);
+  if (bytes > limit)
+    throw new WebGpuMemoryError(
+      `model ${model.config.model} has ${(params / 1e6).toFixed(1)} M parameters: their f32 buffer of ${sizeText(bytes)} is above ` +
+        `the device's ${sizeText(limit)} per buffer binding, whatever the batch; train a smaller model, or on the wasm or tensorflow backend`,
+      bytes,
+      false,
+    );
 }
 
 /** Bytes as a limit or a buffer reads best: MiB below 1 GiB (WebGPU's default binding limit is 128 MiB), else GiB. */

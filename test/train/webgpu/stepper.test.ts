@@ -421,7 +421,12 @@ describe('WebGpuStepper: refused inputs', () => {
   it('--precision: refused on a backend other than webgpu, and an unknown value', async () => {
     const out = await openStore(join(dir, 'options'));
     const o = { out, config: tinyConfig() };
-    expect(() => loopOptions({ ...o, backend: 'wasm', precision: 'f32' })).toThrow(/applies to the webgpu backend/);
+    expect(() => loopOptions({ ...o, backend: 'wasm', precision: 'f32' })).toThrow(
+      /^--precision f32 applies to the webgpu backend, this run asks for --backend wasm$/,
+    );
+    expect(() => loopOptions({ ...o, backend: 'wasm', precision: 'f32', names: pipelineNames('train') })).toThrow(
+      /^train\.precision=f32 applies to the webgpu backend, this run asks for train\.backend=wasm$/,
+    );
     expect(() => loopOptions({ ...o, precision: 'f16' as Precision })).toThrow(/one of f32, mixed/);
     expect(loopOptions({ ...o, backend: 'webgpu', precision: 'mixed' }).precision).toBe('mixed');
   });
@@ -534,6 +539,43 @@ describe('WebGpuStepper: refused inputs', () => {
       // The shared device still makes a stepper.
       const { stepper } = await start(model, 'f32');
       await stepper.close();
+    } finally {
+      model.dispose();
+    }
+  });
+
+  it("weights above the device's binding limit: refused before anything is built, with no batch advice", async () => {
+    const config = tinyConfig({ recompute: 'auto' }); // auto must not build it again with recomputation
+    const model = new SwavModel(config, { backend: 'webgpu' });
+    const params = [...model.ps.vars.values()].filter((v) => v.trainable).reduce((n, v) => n + v.size, 0);
+    const limits = { ...runner.ctx.info.limits, maxStorageBufferBindingSize: 4 * params - 4 };
+    const small = { ...runner.ctx, info: { ...runner.ctx.info, limits } };
+    let built = 0;
+    try {
+      const err = (await WebGpuStepper.start(model, {
+        device: small,
+        precision: 'f32',
+        program: (r, spec) => (built++, new FixedGradients(r, spec)),
+      }).catch((e: unknown) => e)) as WebGpuMemoryError;
+      expect(err).toBeInstanceOf(WebGpuMemoryError);
+      expect(err.message).toMatch(
+        /^model custom:2,8,8,2,8 has 0\.\d M parameters: their f32 buffer of [\d.]+ MiB is above the device's [\d.]+ MiB per buffer binding, whatever the batch; train a smaller model/,
+      );
+      expect([err.bytes, err.batchDependent, built]).toEqual([4 * params, false, 0]);
+    } finally {
+      model.dispose();
+    }
+  });
+
+  it('more crops per step than the kernels dispatch: a ConfigError naming the largest batch, before the device', async () => {
+    const model = new SwavModel(tinyConfig({ batchSize: 30_000 }), { backend: 'webgpu' }); // 3 crops each
+    try {
+      const start = (names?: ReturnType<typeof pipelineNames>) =>
+        WebGpuStepper.start(model, { program: (r, spec) => new FixedGradients(r, spec), names });
+      await expect(start()).rejects.toThrow(
+        /^the WebGPU engine runs at most 65535 crops per step; batch 30000 x 3 crops is 90000: use --batch 21845 or less$/,
+      );
+      await expect(start(pipelineNames('train'))).rejects.toThrow(/: use train\.batch=21845 or less$/);
     } finally {
       model.dispose();
     }
