@@ -158,7 +158,9 @@ describe('train: checkpoint and resume', () => {
       '9',
     ]);
     expect(r.code).toBe(2);
-    expect(r.stderr).toMatch(/trained with --seed 0, this run asks for 9; use the same settings, --no-resume, or another --out/);
+    expect(r.stderr).toMatch(
+      /trained with --seed 0, this run asks for 9; use the same settings, --no-resume, or another --out/,
+    );
   }, 120_000);
 });
 
