@@ -3,7 +3,9 @@
  * schedule, trained once per precision (WebGpuStepper with the SwAV program, as `train --backend webgpu`);
  * prints both loss curves (the mean loss of every `--log-every` steps), their largest gap and the mixed run's
  * loss-scale counts. Both runs start from the same weights (the model's seed), so the curves separate only
- * through rounding: f16 activations and weight copies against f32.
+ * through rounding: f16 activations and weight copies against f32. How far apart is "agree"? A third run, f32
+ * on other batches of the same images (another draw of crops and order), gives the spread that data order alone
+ * makes; the mixed run agrees when its gap to f32 is within that spread.
  *
  * The batches are the demo's pattern images (src/fixtures/patterns.ts, 64 x 64) cut into SwAV's crops by
  * tfjs's cropAndResize (random resized crop at each group's scale range, aspect 3/4-4/3, horizontal flip),
@@ -12,7 +14,9 @@
  * which leave ln K within a few hundred steps, so the curves are compared where the loss moves.
  *
  *   npx tsx bench/webgpu-curves.ts [--steps 300] [--log-every 25] [--model custom:4,16,8,2,16] [--batch 32]
- *                                  [--crops 2x32@0.3-1,4x16@0.1-0.3] [--images 512] [--json FILE]
+ *                                  [--crops 2x32@0.3-1,4x16@0.1-0.3] [--images 512] [--draw 0] [--json FILE]
+ *
+ * `--draw D`: the batches both precisions share are draw D, the spread's f32 run takes draw D + 1.
  */
 import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
@@ -37,6 +41,7 @@ const { values } = parseArgs({
     batch: { type: 'string', default: '32' },
     crops: { type: 'string', default: '2x32@0.3-1,4x16@0.1-0.3' },
     images: { type: 'string', default: '512' },
+    draw: { type: 'string', default: '0' },
     json: { type: 'string' },
   },
 });
@@ -69,8 +74,8 @@ function patternImages(): tf.Tensor4D {
 }
 
 /** Step `step`'s crops, the same for both precisions: random resized crops with flips, normalised NHWC. */
-async function batchAt(all: tf.Tensor4D, groups: CropGroup[], step: number): Promise<CropTensor[]> {
-  const rand = prng(seedOf(SEED, step));
+async function batchAt(all: tf.Tensor4D, groups: CropGroup[], step: number, draw: number): Promise<CropTensor[]> {
+  const rand = prng(seedOf(draw, step));
   const picks = Array.from({ length: batch }, () => Math.floor(rand() * images));
   const out: CropTensor[] = [];
   for (const g of groups) {
@@ -97,6 +102,8 @@ async function batchAt(all: tf.Tensor4D, groups: CropGroup[], step: number): Pro
 
 interface Curve {
   precision: Precision;
+  /** Which draw of batches (`--draw`: the one both precisions share). */
+  draw: number;
   /** Mean loss of each interval of logEvery steps, in order. */
   losses: number[];
   skipped: number;
@@ -105,7 +112,7 @@ interface Curve {
   device: string;
 }
 
-async function run(precision: Precision, all: tf.Tensor4D, groups: CropGroup[]): Promise<Curve> {
+async function run(precision: Precision, all: tf.Tensor4D, groups: CropGroup[], draw: number): Promise<Curve> {
   const model = new SwavModel(config(), { backend: 'webgpu' });
   const stepper = await WebGpuStepper.start(model, { program: swavGradientProgram, precision });
   const losses: number[] = [];
@@ -113,36 +120,56 @@ async function run(precision: Precision, all: tf.Tensor4D, groups: CropGroup[]):
   try {
     for (let s = 0; s < steps; s++) {
       const read = (s + 1) % logEvery === 0 || s === steps - 1;
-      const { loss } = await stepper.step(await batchAt(all, groups, s), s, { readLoss: read });
+      const { loss } = await stepper.step(await batchAt(all, groups, s, draw), s, { readLoss: read });
       if (read) {
         losses.push(loss);
-        console.log(`${precision.padEnd(5)} step ${String(s + 1).padStart(5)}  loss ${loss.toFixed(4)}`);
+        console.log(`${precision.padEnd(5)} draw ${draw} step ${String(s + 1).padStart(5)}  loss ${loss.toFixed(4)}`);
       }
     }
     const { skipped, grown } = await stepper.lossScale();
-    return { precision, losses, skipped, grown, seconds: (performance.now() - t0) / 1000, device: stepper.description };
+    const seconds = (performance.now() - t0) / 1000;
+    return { precision, draw, losses, skipped, grown, seconds, device: stepper.description };
   } finally {
     await stepper.close();
     model.dispose();
   }
 }
 
+/** Largest and mean |a - b| / b over the intervals, and where the largest is (the step ending its interval). */
+function gap(a: Curve, b: Curve): { worst: number; mean: number; at: number } {
+  const gaps = b.losses.map((l, i) => Math.abs(a.losses[i]! - l) / l);
+  const worst = Math.max(...gaps);
+  return {
+    worst,
+    mean: gaps.reduce((s, g) => s + g, 0) / gaps.length,
+    at: Math.min((gaps.indexOf(worst) + 1) * logEvery, steps),
+  };
+}
+
+const pct = (x: number) => `${(100 * x).toFixed(2)} %`;
+const row = (name: string, c: Curve, extra = '') =>
+  `  ${name.padEnd(14)} ${c.losses.map((l) => l.toFixed(3)).join(' ')}  (${c.seconds.toFixed(1)} s${extra})`;
+
 await startBackend('cpu'); // the tfjs side holds the weights and draws the crops; the steps run on the GPU
 const groups = parseCrops(values.crops!);
 const all = patternImages();
-const [f32, mixed] = [await run('f32', all, groups), await run('mixed', all, groups)];
+const draw = Number(values.draw);
+const f32 = await run('f32', all, groups, draw);
+const mixed = await run('mixed', all, groups, draw);
+const other = await run('f32', all, groups, draw + 1);
 console.log(f32.device);
 const lnK = Math.log(config().swav.prototypes);
-const gaps = f32.losses.map((l, i) => Math.abs(mixed.losses[i]! - l) / l);
-const worst = Math.max(...gaps);
-const at = (gaps.indexOf(worst) + 1) * logEvery;
+const [m, d] = [gap(mixed, f32), gap(other, f32)];
 console.log(
-  `curves over ${steps} steps (${values.model}, batch ${batch}, crops ${values.crops}; ln K ${lnK.toFixed(4)}):\n` +
-    `  f32    ${f32.losses.map((l) => l.toFixed(3)).join(' ')}  (${f32.seconds.toFixed(1)} s)\n` +
-    `  mixed  ${mixed.losses.map((l) => l.toFixed(3)).join(' ')}  (${mixed.seconds.toFixed(1)} s; ${mixed.skipped} skipped, ${mixed.grown} grown)\n` +
-    `  largest gap ${(100 * worst).toFixed(2)} % of the f32 loss (interval ending at step ${Math.min(at, steps)}); ` +
-    `final f32 ${f32.losses.at(-1)!.toFixed(4)}, mixed ${mixed.losses.at(-1)!.toFixed(4)}`,
+  `curves over ${steps} steps, mean loss of every ${logEvery} (${values.model}, batch ${batch}, crops ${values.crops}; ln K ${lnK.toFixed(4)}):\n` +
+    `${row('f32', f32)}\n${row('mixed', mixed, `; ${mixed.skipped} skipped, ${mixed.grown} grown`)}\n${row(`f32, draw ${draw + 1}`, other)}\n` +
+    `  mixed vs f32: largest gap ${pct(m.worst)} (interval ending at step ${m.at}), mean ${pct(m.mean)}\n` +
+    `  f32 on other batches vs f32 (the spread data order alone makes): largest ${pct(d.worst)} (step ${d.at}), mean ${pct(d.mean)}\n` +
+    `  ${m.worst <= d.worst && m.mean <= d.mean ? 'agree: mixed is within the spread' : 'mixed is outside the spread of data order'}`,
 );
 if (values.json)
-  writeFileSync(values.json, `${JSON.stringify({ steps, logEvery, lnK, f32, mixed, worstGap: worst })}\n`);
+  writeFileSync(
+    values.json,
+    `${JSON.stringify({ steps, logEvery, lnK, f32, mixed, other, mixedGap: m, dataGap: d })}\n`,
+  );
 all.dispose();

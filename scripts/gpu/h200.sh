@@ -19,13 +19,14 @@
 #                        with the SwAV program, bench/webgpu-engine.ts) and PyTorch bf16 on CUDA, RegNetY-200MF,
 #                        crops 2x224 (SwAV's minimum of two views, one resolution: the "single-crop" case)  (110 s)
 #   train-400mf.log      the same for RegNetY-400MF, SwAV multi-crop 2x224 + 6x96                        (130 s)
-#   curves.log/.json     bench/webgpu-curves.ts: mixed against f32 loss curves over 300 steps of the demo's
-#                        tiny model and crops on pattern images (same weights and batches)              (90 s)
+#   curves.log/.json     bench/webgpu-curves.ts: mixed against f32 loss curves over 600 steps of the demo's tiny
+#                        model and crops on pattern images (same weights and batches), and f32 on other
+#                        batches for the spread data order makes                                      (90 s)
 #   torch.log            only if a train bench printed no PyTorch row (Node failed early): PyTorch alone
 #   summary.log          each part's exit status and seconds
 # Expected on the H200 (not yet run there): prologue ~5 s, kernels ~50-100 s (about 115 timings of ~0.15 s plus
 # compiles), each train bench ~30-60 s (PyTorch import, 5 warm-up steps with cuDNN autotuning, 10 timed steps),
-# the curves ~20-60 s (two sets of compiles, 600 small steps, crops drawn by tfjs on the CPU):
+# the curves ~20-60 s (three runs of 600 small steps, crops drawn by tfjs on the CPU):
 # about 3-4 minutes of command time (7 at most), ~5-6 minutes of device time with the machine's start and the
 # ~42 MiB transfer, which leaves room in a task's 15 minutes for one rerun.
 #
@@ -128,7 +129,7 @@ else
   kargs=(--budget-s 120 --target-ms 150) # no kernel starts after 120 s: the part ends well inside its 150 s
   train200=(--batch "$BATCH" --steps "$STEPS" --crops 2x224)
   train400=(--batch "$BATCH" --steps "$STEPS" --crops 2x224,6x96)
-  curves=(--steps 300 --log-every 25)
+  curves=(--steps 600 --log-every 50)
 fi
 part kernels 150 node .gpurun/webgpu-kernels.mjs "${kargs[@]}" --json "$OUT/kernels.jsonl"
 # mixed first: the goals are mixed-precision figures, and a part that runs out of time keeps its first row.
