@@ -10,6 +10,7 @@ import { parse } from 'yaml';
 import { z } from 'zod';
 import { CRAWL_OPTIONS } from '../crawl/options.js';
 import { ConfigError } from '../errors.js';
+import { cropCount } from '../crops.js';
 import { EMBED_OPTIONS, KNN_OPTIONS } from '../eval/options.js';
 import { INGEST_OPTIONS } from '../ingest/options.js';
 import { EXPORT_RUN_OPTIONS } from '../jobs/outputs.js';
@@ -106,8 +107,7 @@ export async function loadPipeline(file: string, sets: string[] = []): Promise<P
   ) {
     throw new ConfigError(`${file}: no stage to run (ingest, crawl, train, export, embed, report)`);
   }
-  if (pipeline.train?.steps !== undefined && pipeline.train.epochs !== undefined)
-    throw new ConfigError(`${file}: train.epochs: set steps or epochs, not both`);
+  if (pipeline.train) checkTrainStage(pipeline.train, file);
   if (pipeline.ingest && pipeline.crawl)
     throw new ConfigError(`${file}: crawl: use either ingest or crawl in one pipeline`);
   if (pipeline.train && !pipeline.train.data && !pipeline.ingest && !pipeline.crawl)
@@ -118,6 +118,21 @@ export async function loadPipeline(file: string, sets: string[] = []): Promise<P
   if (pipeline.embed && !pipeline.export) throw new ConfigError(`${file}: embed: needs an export stage`);
   if (pipeline.export && !pipeline.train) throw new ConfigError(`${file}: export: needs a train stage`);
   return pipeline;
+}
+
+/** What the train stage would refuse only after the stages before it ran: checked before any work. */
+function checkTrainStage(t: NonNullable<Pipeline['train']>, file: string): void {
+  if (t.steps !== undefined && t.epochs !== undefined)
+    throw new ConfigError(`${file}: train.epochs: set steps or epochs, not both`);
+  const backend = t.backend ?? 'auto';
+  if (t.precision !== undefined && backend !== 'webgpu' && backend !== 'auto')
+    throw new ConfigError(`${file}: train.precision: applies to the webgpu backend, and train.backend is ${backend}`);
+  if (backend === 'webgpu' && (t.queueLength ?? 0) > 0)
+    throw new ConfigError(
+      `${file}: train.queue_length: the WebGPU engine has no SwAV queue; set 0, or another train.backend`,
+    );
+  if (t.crops !== undefined && cropCount(t.crops) < 2)
+    throw new ConfigError(`${file}: train.crops: SwAV needs at least two crops per image, got ${t.crops}`);
 }
 
 /** The dataset the later stages read: train.data, else what ingest or crawl writes. */

@@ -72,6 +72,18 @@ describe('wildstream run', () => {
       ['', /no stage to run/],
       ['site: demo\n', /no stage to run/],
       ['train:\n  data: d\n  out: y\n  steps: 5\n  epochs: 1\n', /train\.epochs: set steps or epochs, not both/],
+      [
+        'site: demo\ningest:\n  out: x\ntrain:\n  out: y\n  backend: wasm\n  precision: mixed\n',
+        /train\.precision: applies to the webgpu backend, and train\.backend is wasm/,
+      ],
+      [
+        'site: demo\ningest:\n  out: x\ntrain:\n  out: y\n  backend: webgpu\n  queue_length: 64\n',
+        /train\.queue_length: the WebGPU engine has no SwAV queue/,
+      ],
+      [
+        'site: demo\ningest:\n  out: x\ntrain:\n  out: y\n  crops: 1x32\n',
+        /train\.crops: SwAV needs at least two crops/,
+      ],
     ];
     // In-process (main returns the exit code): the checks run before any work, so spawning a CLI per case adds only time.
     for (const [i, [yaml, message]] of cases.entries()) {
