@@ -62,6 +62,11 @@ export interface CheckpointHeader {
    * run. Absent from other runs and from checkpoints written before it; other backends ignore it.
    */
   lossScale?: LossScaleState;
+  /**
+   * The WebGPU engine's precision in the run that wrote it, which a webgpu resume keeps unless told otherwise.
+   * Absent from other backends' checkpoints and from those written before it.
+   */
+  precision?: 'f32' | 'mixed';
 }
 
 const int = z.number().int().min(0);
@@ -116,6 +121,7 @@ const header = z.looseObject({
   lossScale: z
     .object({ scale: z.number().positive(), cleanRun: int, skipped: int.optional(), grown: int.optional() })
     .optional(),
+  precision: z.enum(['f32', 'mixed']).optional(),
 });
 
 /** Damage found in a checkpoint's bytes: `newer` when the bytes are of a later format rather than broken. */

@@ -119,7 +119,7 @@ export async function saveCheckpoint(
   model: SwavModel,
   step: number,
   cursor: StreamCursor,
-  extra: Pick<CheckpointHeader, 'lossScale'> = {},
+  extra: Pick<CheckpointHeader, 'lossScale' | 'precision'> = {},
 ): Promise<string> {
   const bad = unsafeTensors(model);
   if (bad.length > 0) {
@@ -144,6 +144,7 @@ export async function saveCheckpoint(
     createdAt: new Date().toISOString(),
     tensors,
     ...(extra.lossScale && { lossScale: extra.lossScale }),
+    ...(extra.precision && { precision: extra.precision }),
   };
   const json = Buffer.from(JSON.stringify(header));
   const length = Buffer.alloc(4);

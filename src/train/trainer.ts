@@ -205,7 +205,13 @@ export async function train(options: TrainOptions): Promise<TrainSummary> {
       const scaled = start.checkpoint?.header.lossScale;
       stepper = await WebGpuStepper.start(model, {
         program: options.gradientProgram ?? swavGradientProgram,
-        ...(o.precision && { precision: o.precision }),
+        // Unset, a resume keeps its checkpoint's precision (mixed where f16 is offered for a fresh run).
+        ...(o.precision
+          ? { precision: o.precision }
+          : start.checkpoint?.header.precision && {
+              precision: start.checkpoint.header.precision,
+              precisionFrom: 'checkpoint' as const,
+            }),
         names: o.names,
         ...(scaled && {
           lossScale: {
@@ -479,6 +485,7 @@ class Loop {
     const cursor = this.o.batches.cursor();
     this.lastCheckpoint = await saveCheckpoint(this.o.out, this.model, this.step, cursor, {
       ...(lossScale && { lossScale }),
+      ...(this.stepper instanceof WebGpuStepper && { precision: this.stepper.precision }),
     }).catch((err) => {
       if (!(err instanceof NonFiniteStateError)) throw err;
       throw new TrainingDivergedError(

@@ -33,8 +33,17 @@ export function resolvePrecision(
 }
 
 /** One line for the training log: the precision, whether it was chosen, and what the device offers for it. */
-export function describePrecision(p: Precision, requested: Precision | undefined, info: GpuDeviceInfo): string {
-  const why = requested ? 'as asked' : `chosen: shader-f16 ${info.features['shader-f16'] ? 'offered' : 'not offered'}`;
+export function describePrecision(
+  p: Precision,
+  requested: Precision | undefined,
+  info: GpuDeviceInfo,
+  from: 'asked' | 'checkpoint' = 'asked',
+): string {
+  const why = requested
+    ? from === 'checkpoint'
+      ? 'kept from the checkpoint resumed'
+      : 'as asked'
+    : `chosen: shader-f16 ${info.features['shader-f16'] ? 'offered' : 'not offered'}`;
   const what =
     p === 'mixed'
       ? 'f16 weight copies and activations, f32 accumulation, f32 masters, momentum and BatchNorm statistics, dynamic loss scaling'

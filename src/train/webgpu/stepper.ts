@@ -74,6 +74,8 @@ export interface WebGpuStepperOptions {
   program: GradientProgramFactory;
   /** @default mixed where the device offers shader-f16, else f32 */
   precision?: Precision;
+  /** Where `precision` came from, for the device line: asked for, or kept from the checkpoint resumed. @default 'asked' */
+  precisionFrom?: 'asked' | 'checkpoint';
   /** A device to run on, which stays the caller's to destroy. @default one opened by start and destroyed by close */
   device?: GpuContext;
   /**
@@ -286,7 +288,7 @@ export class WebGpuStepper {
       if (failed) throw failed;
       if (error) throw new WebGpuTrainingError(`setting up the WebGPU step failed: ${error.message.split('\n')[0]}`);
       const crops = program.inputs?.() ?? own;
-      const line = `WebGPU ${describeDevice(ctx.info)}; ${describePrecision(precision, options.precision, ctx.info)}`;
+      const line = `WebGPU ${describeDevice(ctx.info)}; ${describePrecision(precision, options.precision, ctx.info, options.precisionFrom)}`;
       const parts = { state, tail, crops, ownCrops: own, program, recording, tables: larsTables(state.params, config) };
       const stepper = new WebGpuStepper(model, runner, precision, line, !options.device, parts);
       const mode = model.config.recompute ?? 'auto';

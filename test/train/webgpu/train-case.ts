@@ -65,6 +65,8 @@ export interface RunOptions {
   program: GradientProgramFactory | null;
   /** Receives the run's lines. */
   log?: string[];
+  /** The WebGPU engine's precision. @default train's (a resume keeps its checkpoint's; else mixed where offered) */
+  precision?: 'f32' | 'mixed';
 }
 
 /** train() on `out` (resuming from its newest checkpoint) with `config`, checkpointing every 3 steps. */
@@ -79,6 +81,7 @@ export async function runOn(out: Store, config: TrainConfig, o: RunOptions) {
     logEvery: o.logEvery,
     checkpointEvery: 3,
     ...(o.program && { gradientProgram: o.program }),
+    ...(o.precision && { precision: o.precision }),
     log: (l) => o.log?.push(l),
   });
 }

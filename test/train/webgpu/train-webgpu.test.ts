@@ -58,6 +58,25 @@ describe('train --backend webgpu', () => {
     expect(s2.resumedFrom).toMatch(/step-000000005/);
   });
 
+  it('a resume keeps the precision its checkpoint was trained in, unless told otherwise', async () => {
+    const out = await openStore(join(dir, 'precision'));
+    const on = (steps: number, precision?: 'f32' | 'mixed') => {
+      const log: string[] = [];
+      const done = runOn(out, config(steps), { backend: 'webgpu', logEvery: 2, program: double, log, precision });
+      return done.then(async () => ({
+        line: log.find((l) => l.startsWith('WebGPU ')),
+        saved: (await latest(out)).header,
+      }));
+    };
+    expect((await on(3, 'f32')).saved.precision).toBe('f32');
+    const kept = await on(5);
+    expect(kept.line).toMatch(/; precision f32 \(kept from the checkpoint resumed\): f32 throughout/);
+    expect([kept.saved.step, kept.saved.precision]).toEqual([5, 'f32']);
+    const asked = await on(6, 'mixed');
+    expect(asked.line).toMatch(/; precision mixed \(as asked\)/);
+    expect([asked.saved.step, asked.saved.precision]).toEqual([6, 'mixed']);
+  });
+
   it('with the SwAV gradient program: a finite loss that moves, a checkpoint, and a resume on wasm', async () => {
     const out = await openStore(join(dir, 'engine'));
     const log: string[] = [];
