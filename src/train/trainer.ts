@@ -119,7 +119,7 @@ export class TrainingDivergedError extends WildstreamError {
   override readonly code = 'WS_ERR_DIVERGED';
 }
 
-type Defaults = 'backend' | 'resume' | 'checkpointEvery' | 'keep' | 'logEvery' | 'trainThreads' | 'log';
+type Defaults = 'backend' | 'resume' | 'checkpointEvery' | 'keep' | 'logEvery' | 'trainThreads' | 'log' | 'names';
 export type ResolvedLoopOptions<O extends LoopOptions = LoopOptions> = O & Required<Pick<LoopOptions, Defaults>>;
 
 /** The options with their defaults, checked: a ConfigError names the first bad one (before anything is changed). */
@@ -132,6 +132,7 @@ export function loopOptions<O extends LoopOptions>(options: O): ResolvedLoopOpti
     logEvery: 10,
     trainThreads: 1,
     log: () => {},
+    names: FLAG_NAMES,
     ...defined(options),
   };
   for (const [name, v] of [
@@ -145,7 +146,7 @@ export function loopOptions<O extends LoopOptions>(options: O): ResolvedLoopOpti
   if (o.precision !== undefined && !PRECISIONS.includes(o.precision))
     throw new ConfigError(`precision must be one of ${PRECISIONS.join(', ')}, got ${JSON.stringify(o.precision)}`);
   const backend = o.backend as BackendName; // the spread above types it as the default literal
-  const names = o.names ?? FLAG_NAMES;
+  const { names } = o;
   if (o.precision !== undefined && backend !== 'webgpu' && backend !== 'auto')
     throw new ConfigError(
       `${names.set('precision', o.precision)} applies to the webgpu backend, this run asks for ${names.set('backend', backend)}`,
@@ -163,8 +164,7 @@ export async function train(options: TrainOptions): Promise<TrainSummary> {
   let stepper: ParallelStepper | WebGpuStepper | null = null;
   try {
     const o = loopOptions(options);
-    const trainThreads = o.trainThreads;
-    const names = o.names ?? FLAG_NAMES;
+    const { trainThreads, names } = o;
     // 1. Backend and model.
     const backend = await startBackend(o.backend);
     if (trainThreads > 1 && backend.name !== 'wasm' && backend.name !== 'cpu') {
@@ -398,7 +398,7 @@ class Loop {
         /Aborted/.test(err.message)
       ) {
         throw new WildstreamError(
-          `the wasm backend ran out of memory (its heap is at most 4 GiB) at batch ${this.o.config.batchSize} with crops ${this.o.config.crops}; use a smaller ${(this.o.names ?? FLAG_NAMES).of('batch')} or crops (${err.message})`,
+          `the wasm backend ran out of memory (its heap is at most 4 GiB) at batch ${this.o.config.batchSize} with crops ${this.o.config.crops}; use a smaller ${this.o.names.of('batch')} or crops (${err.message})`,
         );
       }
       throw err;

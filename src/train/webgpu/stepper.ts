@@ -30,7 +30,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { CropTensor } from '../../augment/loader.js';
-import { cropSizes } from '../../crops.js';
+import { cropCount, cropSizes } from '../../crops.js';
 import { ConfigError, WildstreamError } from '../../errors.js';
 import { FLAG_NAMES, type OptionNames } from '../../options/declare.js';
 import type { TrainConfig } from '../config.js';
@@ -231,7 +231,7 @@ export class WebGpuStepper {
       throw new ConfigError(
         `the WebGPU engine has no SwAV queue (queue length ${config.queue.length}): train with queue length 0, or on the wasm backend`,
       );
-    const perImage = cropSizes(config.crops).length;
+    const perImage = cropCount(config.crops);
     if (config.batchSize * perImage > MAX_CROPS_PER_STEP) {
       const names = options.names ?? FLAG_NAMES;
       throw new ConfigError(
@@ -569,7 +569,7 @@ function brief(message: string): string {
  * would take minutes for a large model (SEER's RegNetY-256GF: 4.8 GiB).
  */
 function refuseOversizedWeights(model: SwavModel, limits: GpuDeviceInfo['limits']): void {
-  const params = [...model.ps.vars.values()].filter((v) => v.trainable).reduce((n, v) => n + v.size, 0);
+  const params = model.ps.count();
   const bytes = 4 * params;
   const limit = Math.min(limits.maxBufferSize, limits.maxStorageBufferBindingSize);
   if (bytes > limit)
