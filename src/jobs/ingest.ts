@@ -8,6 +8,7 @@
  * polite crawl may rightly find nothing.
  */
 import { ConfigError, ExitCodeError } from '../errors.js';
+import { FLAG_NAMES, type OptionNames } from '../options/declare.js';
 import { runIngest, type IngestOptions, type IngestSummary } from '../ingest/job.js';
 import { ingestOptionsOf, type FetchDecodeValues, type IngestValues } from '../ingest/options.js';
 import { progressReporter, type ProgressReporter } from '../ingest/progress.js';
@@ -25,6 +26,19 @@ export interface IngestRun {
   emptyList?: IngestWarning;
   /** Settings the options do not carry (a crawl's fetcher shares its host gate). */
   extra?: Partial<IngestOptions>;
+  /** How its errors name the options (a pipeline's ingest keys). @default the command's flags */
+  names?: OptionNames;
+}
+
+/** The retry options' combinations an ingest refuses, named as `names` says (a pipeline checks them on load). */
+export function checkRetryOptions(
+  o: Pick<Partial<IngestValues>, 'queue' | 'retryFailed' | 'retryReasons'>,
+  names: OptionNames = FLAG_NAMES,
+): void {
+  if (o.queue && o.retryFailed)
+    throw new ConfigError(`${names.set('retryFailed', true)} runs here, not on a queue: drop ${names.of('queue')}`);
+  if (o.retryReasons && !o.retryFailed)
+    throw new ConfigError(`${names.of('retryReasons')} needs ${names.set('retryFailed', true)}`);
 }
 
 /** Ingests `lists` into `o.out` and prints the summary; resolves to it. */
@@ -34,8 +48,7 @@ export async function ingestJob(
   how: IngestRun = {},
 ): Promise<IngestSummary> {
   const command = how.command ?? 'ingest';
-  if (o.queue && o.retryFailed) throw new ConfigError('--retry-failed runs here, not on a queue: drop --queue');
-  if (o.retryReasons && !o.retryFailed) throw new ConfigError('--retry-reasons needs --retry-failed');
+  checkRetryOptions(o, how.names);
   const reporter = progressReporter();
   const interrupt = stopOnSignals(reporter);
   const options: IngestOptions = {

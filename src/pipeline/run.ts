@@ -162,15 +162,12 @@ async function previousDemoPort(p: Pipeline): Promise<number> {
 async function ingestStage(p: Pipeline, site: DemoSite | null): Promise<unknown> {
   const i = p.ingest!;
   const { lists = [], ...o } = i;
-  if (!site) return ingestJob(lists, o, { command: 'ingest' });
+  const how = { command: 'ingest' as const, names: pipelineNames('ingest') };
+  if (!site) return ingestJob(lists, o, how);
   const list = join(await localBeside(i.out), DEMO_LIST);
   await makeDirs(dirname(list));
   await writeFile(list, `${site.urls.join('\n')}\n`);
-  return ingestJob(
-    [...lists, list],
-    { ...o, allowAddress: [...(o.allowAddress ?? []), '127.0.0.1'] },
-    { command: 'ingest' },
-  );
+  return ingestJob([...lists, list], { ...o, allowAddress: [...(o.allowAddress ?? []), '127.0.0.1'] }, how);
 }
 
 /** The local folder holding a store (the URL list goes beside it), or a temporary one for a remote store. */

@@ -14,8 +14,9 @@ import { cropCount } from '../crops.js';
 import { EMBED_OPTIONS, KNN_OPTIONS } from '../eval/options.js';
 import { INGEST_OPTIONS } from '../ingest/options.js';
 import { EXPORT_RUN_OPTIONS } from '../jobs/outputs.js';
+import { checkRetryOptions } from '../jobs/ingest.js';
 import { TRAIN_RUN_OPTIONS } from '../jobs/training.js';
-import { omit, optional, type OptionSet } from '../options/declare.js';
+import { omit, optional, pipelineNames, type OptionSet } from '../options/declare.js';
 import { describeIssue, stageSchema } from '../options/pipeline.js';
 import { STORE_OPTIONS } from '../shards/options.js';
 
@@ -108,6 +109,13 @@ export async function loadPipeline(file: string, sets: string[] = []): Promise<P
     throw new ConfigError(`${file}: no stage to run (ingest, crawl, train, export, embed, report)`);
   }
   if (pipeline.train) checkTrainStage(pipeline.train, file);
+  if (pipeline.ingest) {
+    try {
+      checkRetryOptions(pipeline.ingest, pipelineNames('ingest'));
+    } catch (err) {
+      throw new ConfigError(`${file}: ${(err as Error).message}`);
+    }
+  }
   if (pipeline.ingest && pipeline.crawl)
     throw new ConfigError(`${file}: crawl: use either ingest or crawl in one pipeline`);
   if (pipeline.train && !pipeline.train.data && !pipeline.ingest && !pipeline.crawl)

@@ -3,6 +3,7 @@
  * the real commander program, so a flag added to a command without a pipeline key (or a pipeline key no
  * command has) fails here.
  */
+import { checkRetryOptions } from '../../src/jobs/ingest.js';
 import { Command } from 'commander';
 import { describe, expect, it } from 'vitest';
 import { buildProgram } from '../../src/cli.js';
@@ -262,6 +263,16 @@ describe('declarations', () => {
       'train.steps=20',
       'train.resume=false',
     ]);
+  });
+
+  it("name ingest's refused retry combinations as the person set them", () => {
+    expect(() => checkRetryOptions({ queue: 'redis://127.0.0.1:6379/15', retryFailed: true })).toThrow(
+      /^--retry-failed runs here, not on a queue: drop --queue$/,
+    );
+    expect(() => checkRetryOptions({ retryReasons: ['http_404'] }, pipelineNames('ingest'))).toThrow(
+      /^ingest\.retry_reasons needs ingest\.retry_failed=true$/,
+    );
+    expect(() => checkRetryOptions({ retryFailed: true, retryReasons: ['http_404'] })).not.toThrow();
   });
 
   it('give snake_case pipeline keys checked by the same bounds, defaults filled in', () => {

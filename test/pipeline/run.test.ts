@@ -84,6 +84,14 @@ describe('wildstream run', () => {
         'site: demo\ningest:\n  out: x\ntrain:\n  out: y\n  crops: 1x32\n',
         /train\.crops: SwAV needs at least two crops/,
       ],
+      [
+        'ingest:\n  lists: [a.txt]\n  out: x\n  queue: redis://127.0.0.1:6379/15\n  retry_failed: true\n',
+        /ingest\.retry_failed=true runs here, not on a queue: drop ingest\.queue/,
+      ],
+      [
+        'ingest:\n  lists: [a.txt]\n  out: x\n  retry_reasons: http_404\n',
+        /ingest\.retry_reasons needs ingest\.retry_failed=true/,
+      ],
     ];
     // In-process (main returns the exit code): the checks run before any work, so spawning a CLI per case adds only time.
     for (const [i, [yaml, message]] of cases.entries()) {
