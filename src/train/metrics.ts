@@ -25,6 +25,11 @@ export interface MetricLine {
   run?: string;
   /** Collapse warnings the logging process has given up to this line (the loss sat at ln K; see collapse.ts). */
   collapseWarnings?: number;
+  /**
+   * Mixed precision on a GPU: the dynamic loss scale at this line, and the steps skipped for an inf/NaN
+   * gradient and the times the scale grew, counted over the run (a resume counts on from its checkpoint).
+   */
+  lossScale?: { scale: number; skipped: number; grown: number };
 }
 
 const PREFIX = 'metrics/';
@@ -79,6 +84,9 @@ export function formatLine(m: MetricLine, steps: number): string {
     `step ${m.step}/${steps}  epoch ${m.epoch}  loss ${m.loss.toFixed(4)}  lr ${m.lr.toPrecision(3)}  ` +
     `${m.imagesPerSec.toFixed(1)} img/s  data-wait ${m.dataWaitPct.toFixed(0)}%  ` +
     (m.gpuWaitPct === undefined ? '' : `gpu-wait ${m.gpuWaitPct.toFixed(0)}%  `) +
-    m.backend
+    m.backend +
+    (m.lossScale
+      ? `  loss scale ${m.lossScale.scale} (${m.lossScale.skipped} skipped, ${m.lossScale.grown} grown)`
+      : '')
   );
 }

@@ -461,15 +461,12 @@ class Loop {
       dataWaitPct: (100 * waitMs) / elapsed,
       ...(this.stepper instanceof WebGpuStepper && { gpuWaitPct: (100 * gpuWaitMs) / elapsed }),
       backend: this.backend.name,
+      ...(this.lossScale && { lossScale: { ...this.lossScale } }),
       time: new Date().toISOString(),
       run: this.started,
     };
     this.lastLoss = line.loss;
-    const scale = this.lossScale;
-    this.o.log(
-      formatLine(line, config.steps) +
-        (scale ? `  loss scale ${scale.scale} (${scale.skipped} skipped, ${scale.grown} grown)` : ''),
-    );
+    this.o.log(formatLine(line, config.steps));
     const warning = this.collapse.observe(this.step, line.loss, this.step <= config.swav.freezePrototypesSteps);
     if (warning) this.o.log(warning);
     this.pending.push({ ...line, collapseWarnings: this.collapse.warnings });

@@ -16,7 +16,8 @@ describe('train: learning', () => {
         `learning: final loss ${r.finalLoss.toFixed(4)} vs ln K ${r.lnK.toFixed(4)}; ` +
           `k-NN top-1 trained ${r.knnTrained.toFixed(3)}, random init ${r.knnInit.toFixed(3)} (4 classes, 400 test images)`,
       );
-      expect(r.finalLoss).toBeLessThan(0.95 * r.lnK);
+      // Before the features appear the loss sits near 0.93 ln K (3.2 for ln 32): below 0.9 it has left it.
+      expect(r.finalLoss).toBeLessThan(0.9 * r.lnK);
       expect(r.knnTrained).toBeGreaterThan(r.knnInit + 0.1);
     },
     20 * 60_000,

@@ -86,6 +86,7 @@ describe('the loss scale in a WebGPU checkpoint', () => {
   });
 });
 
+/** swav-program.test.ts' model and shapes (batch 4 of 2x16 + 2x8 crops), so their pipelines are compiled once. */
 const TINY = [
   ...['--model', 'custom:2,8,8,2,8', '--batch', '4', '--crops', '2x16@0.3-1,2x8@0.1-0.3'],
   ...['--prototypes', '16', '--hidden', '16', '--dim', '8', '--freeze-prototypes', '1'],

@@ -1,7 +1,7 @@
 /**
  * train() on the webgpu backend (a test double for the forward and backward pass, fixed-gradients.ts), in two
  * pieces: the resumed piece counts the loss scale's skipped and grown steps on from the checkpoint, and its
- * progress lines show the share of time spent waiting for the GPU. Same shapes as resume.test.ts.
+ * progress lines and metrics lines show the share of time spent waiting for the GPU and the loss scale. Same shapes as resume.test.ts.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -72,5 +72,9 @@ describe('a resumed WebGPU run', () => {
     const metrics = await readMetrics(out);
     expect(metrics.map((m) => m.step)).toEqual([1, 2, 3, 4, 5]);
     expect(metrics.every((m) => m.gpuWaitPct! >= 0 && m.gpuWaitPct! <= 100)).toBe(true);
+    // The metrics file keeps what the progress line shows of the loss scale, counted on across the resume.
+    expect(metrics.map((m) => m.lossScale)).toEqual(
+      [1, 2, 3, 4, 5].map(() => ({ scale: 32768, skipped: 1, grown: 0 })),
+    );
   }, 120_000);
 });
