@@ -4,6 +4,7 @@
  * Arrow reader opens. Images that do not decode are counted, not fatal.
  */
 import { readFile } from 'node:fs/promises';
+import { totalmem } from 'node:os';
 import * as tf from '@tensorflow/tfjs-core';
 import {
   Field,
@@ -20,7 +21,9 @@ import { listUnits } from '../shards/dataset.js';
 import { ShardReader } from '../shards/reader.js';
 import { putFile } from '../shards/output.js';
 import { openStore, type StoreOptions } from '../shards/store.js';
+import type { OptionNames } from '../options/declare.js';
 import type { Backbone } from '../train/export.js';
+import { checkInference } from '../train/memory.js';
 import { evalPixels, listImages } from './images.js';
 
 export interface Embeddings {
@@ -38,6 +41,8 @@ export interface EmbedOptions {
   batch?: number;
   /** S3 endpoint and the like, for a dataset on S3. */
   store?: StoreOptions;
+  /** How a refusal names the size and batch options (a pipeline's embed keys). @default the command's flags */
+  names?: OptionNames;
 }
 
 interface Item {
@@ -60,9 +65,19 @@ async function* source(location: string, options: StoreOptions = {}): AsyncGener
   }
 }
 
+/**
+ * Features of every image at `location` (a dataset store, or a folder of class folders). Throws a ConfigError,
+ * before any image is read, when one forward pass of `batch` images at `size` cannot fit the backend's memory.
+ */
 export async function embed(backbone: Backbone, location: string, options: EmbedOptions = {}): Promise<Embeddings> {
   const size = options.size ?? backbone.metadata.inputSize;
   const batchSize = options.batch ?? 32;
+  checkInference(
+    { model: backbone.metadata.model, size, batch: batchSize },
+    tf.getBackend(),
+    totalmem(),
+    options.names,
+  );
   const out: Embeddings = { keys: [], features: [], labels: [], failed: 0 };
   let pending: Array<{ item: Item; pixels: Float32Array }> = [];
   const flush = () => {

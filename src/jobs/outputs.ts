@@ -8,7 +8,7 @@ import type { EmbedValues, KnnValues } from '../eval/options.js';
 import { STORE_OPTIONS, storeOptionsOf, type StoreOptionValues } from '../shards/options.js';
 import { putFile } from '../shards/output.js';
 import { openStore } from '../shards/store.js';
-import type { OptionValues } from '../options/declare.js';
+import type { OptionNames, OptionValues } from '../options/declare.js';
 import { checkpointSettings } from '../train/auto-config.js';
 import { startInferenceBackend } from '../train/backend.js';
 import { loadBackbone } from '../train/export.js';
@@ -50,9 +50,9 @@ async function backboneOf(o: Pick<EmbedValues, 'model' | 'backend'> & Partial<St
 }
 
 /** Embeds the images of `input` (a dataset store or a folder of images) into an Arrow IPC file at `o.out`. */
-export async function embedJob(input: string, o: EmbedValues): Promise<void> {
+export async function embedJob(input: string, o: EmbedValues, names?: OptionNames): Promise<void> {
   const backbone = await backboneOf(o);
-  const result = await embed(backbone, input, { size: o.size, batch: o.batch, store: storeOptionsOf(o) });
+  const result = await embed(backbone, input, { size: o.size, batch: o.batch, store: storeOptionsOf(o), names });
   await writeEmbeddings(o.out, result, storeOptionsOf(o));
   process.stdout.write(
     `${JSON.stringify({ event: 'embed', out: o.out, images: result.keys.length, failed: result.failed, dim: backbone.metadata.featureDim })}\n`,

@@ -6,11 +6,20 @@
 import { abortable, isAbort } from '../abort.js';
 import { MultiCropLoader } from '../augment/loader.js';
 import type { Store } from '../shards/store.js';
-import { startBackend } from '../train/backend.js';
+import { startBackend, type BackendInfo } from '../train/backend.js';
 import { augmentOf } from '../train/config.js';
 import { SwavModel } from '../train/model.js';
 import { batchWarning, resolveResume, type ResumePoint } from '../train/resume.js';
-import { loopOptions, train, type LoopOptions, type TrainSummary } from '../train/trainer.js';
+import { lockRun, type RunLock } from '../train/run-lock.js';
+import {
+  loopOptions,
+  stoppedBeforeStart,
+  storeLocation,
+  train,
+  type LoopOptions,
+  type ResolvedLoopOptions,
+  type TrainSummary,
+} from '../train/trainer.js';
 
 export interface TrainOnStoreOptions extends LoopOptions {
   /** The dataset: committed units of Arrow shards, as ingest writes them. */
@@ -28,7 +37,8 @@ export interface TrainOnStoreSummary extends TrainSummary {
 
 /**
  * Trains `config` on the images of `data`, checkpointing to `out`; resumes from the newest checkpoint there
- * that verifies unless `resume` is false. Throws a ConfigError for bad options or a checkpoint of another
+ * that verifies unless `resume` is false. Holds `out`'s run lock meanwhile (run-lock.ts). Throws a
+ * RunLockedError when another run holds it, a ConfigError for bad options or a checkpoint of another
  * run's settings, an InvalidCheckpointError when every checkpoint is damaged, a NoDataError when the dataset
  * gives no sample, a StoreUnavailableError (after checkpointing the steps done) when storage fails, and a
  * TrainingDivergedError when the loss or the state stops being finite. A stop by `signal` returns
@@ -37,6 +47,27 @@ export interface TrainOnStoreSummary extends TrainSummary {
 export async function trainOnStore(options: TrainOnStoreOptions): Promise<TrainOnStoreSummary> {
   const o = loopOptions(options);
   const backend = await startBackend(o.backend);
+  const locking = lockRun(o.out, { log: o.log, location: storeLocation(o.out), names: o.names });
+  let lock: RunLock;
+  try {
+    lock = await abortable(locking, o.signal); // reads the store: a stalled read must not outlast a stop
+  } catch (err) {
+    if (!isAbort(err, o.signal)) throw err;
+    void locking.then((l) => l.release()).catch(() => {}); // taken after the stop: not kept
+    return stopped(backend, o.trainThreads);
+  }
+  const beforeWrite = () => (lock.check(), o.beforeWrite?.());
+  try {
+    return await trainLocked({ ...o, beforeWrite }, backend);
+  } finally {
+    await lock.release().catch(() => {}); // a store outage leaves the lease to go stale
+  }
+}
+
+async function trainLocked(
+  o: ResolvedLoopOptions<TrainOnStoreOptions>,
+  backend: BackendInfo,
+): Promise<TrainOnStoreSummary> {
   // Built once: the checkpoints are checked against it (a model costs seconds to build), then it trains.
   // On webgpu the model's tfjs side only holds weights: no tfjs memory plan (the WebGPU stepper checks the device's).
   const model = new SwavModel(o.config, {
@@ -64,19 +95,14 @@ export async function trainOnStore(options: TrainOnStoreOptions): Promise<TrainO
   } catch (err) {
     model.dispose();
     if (!isAbort(err, o.signal)) throw err;
-    return {
-      backend,
-      trainThreads: o.trainThreads,
-      startStep: 0,
-      step: 0,
-      resumedFrom: null,
-      loss: null,
-      stopped: 'signal',
-      checkpoint: null,
-      collapseWarnings: 0,
-      skipped: {},
-    };
+    return stopped(backend, o.trainThreads);
   }
   const summary = await train({ ...o, backend: backend.name, model, batches: loader, start }); // disposes the model, closes the loader
   return { ...summary, skipped: { ...loader.stream.stats.skipped, ...loader.stats.skipped } };
 }
+
+/** A run stopped before its first step. */
+const stopped = (backend: BackendInfo, trainThreads: number): TrainOnStoreSummary => ({
+  ...stoppedBeforeStart(backend, trainThreads),
+  skipped: {},
+});

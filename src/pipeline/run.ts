@@ -68,7 +68,7 @@ export async function runPipeline(file: string, sets: string[]): Promise<void> {
         backend: p.embed.backend ?? p.train?.backend ?? 'auto',
       };
       const model = await done!.snapshot({ folder: e.model, options: storeOptionsOf(e) });
-      const work = () => stage('embed', () => embedJob(datasetOf(p), e));
+      const work = () => stage('embed', () => embedJob(datasetOf(p), e, pipelineNames('embed')));
       if (await done!.run('embed', { e, model }, [{ file: e.out, options: storeOptionsOf(e) }], work))
         skipped('embed', [e.out]);
     }

@@ -86,6 +86,8 @@ class Walk {
   links = 0;
   trainable = 0;
   buffers = 0;
+  /** The largest op output: what bounds a forward pass that frees each tensor after its last use. */
+  largest = 0;
   private seg = this.outer;
   private ids = 0;
   private readonly counted = new Set<string>();
@@ -95,6 +97,7 @@ class Walk {
   make(n: number, h: number, w: number, c: number, opOutput = true): Sym {
     const t = { id: ++this.ids, n, h, w, c };
     this.sizes.set(t.id, bytes(t));
+    this.largest = Math.max(this.largest, bytes(t));
     if (opOutput) {
       this.seg.created += bytes(t);
       this.uses.set(t.id, 0);
@@ -322,13 +325,55 @@ export function planMemory(
   };
 }
 
+/**
+ * Bytes of one inference forward pass (embed, eval knn) of `model` on `batch` images of `size` px: the
+ * weights, the input twice (the JS array and its tensor) and four of the largest activation. tfjs-converter's
+ * executor frees each tensor after its last use, so at most a few activations live at once: an op's input
+ * and output, a block's shortcut, and a grouped conv's split and concatenated copies. Measured: 1.3x the peak
+ * tf.profile reports for an exported custom:4,16,8,2,8 at 32 px batch 8 and 96 px batch 2 (memory.test.ts).
+ */
+export function inferenceMemory(model: string, size: number, batch: number): number {
+  const walk = new Walk();
+  const images = walk.make(batch, size, size, 3, false);
+  regnetBody(walk.ops(), regnetSpec(model), images);
+  return (walk.trainable + walk.buffers) * F32 + 2 * bytes(images) + 4 * walk.largest;
+}
+
+/**
+ * Refuses, before any image is read, an inference batch that cannot fit the backend (the wasm heap, or the
+ * machine's memory), naming the largest batch that fits. A ConfigError.
+ */
+export function checkInference(
+  o: { model: string; size: number; batch: number },
+  backend: string,
+  totalMemory: number,
+  names: OptionNames = FLAG_NAMES,
+): void {
+  const budget = memoryBudget(backend, totalMemory);
+  const scale = backend === 'wasm' ? WASM_HEAP_PER_TENSOR_BYTE : 1;
+  const need = (batch: number) => inferenceMemory(o.model, o.size, batch) * scale;
+  if (budget === null || need(o.batch) <= budget) return;
+  const lo = largestFitting(o.batch, (batch) => need(batch) <= budget);
+  throw new ConfigError(
+    `${names.set('batch', o.batch)} at ${names.set('size', o.size)} of model ${o.model} needs ~${formatBytes(need(o.batch))}, ` +
+      `more than the ${formatBytes(budget)} ${where(backend)}; ` +
+      (lo > 0 ? `${names.set('batch', lo)} fits` : `no batch fits: use a smaller ${names.of('size')}`),
+  );
+}
+
 /** The largest batch (at most the configured one) whose estimate fits `budget` bytes of tensors; 0 when none does. */
 export function largestBatch(config: Sizing, budget: number, mode: 'on' | 'off'): number {
-  let [lo, hi] = [0, config.batchSize];
+  const peak = (batchSize: number) =>
+    estimateMemory({ ...config, batchSize, queue: { ...config.queue, length: 0 } }).peak[mode];
+  return largestFitting(config.batchSize, (batch) => peak(batch) <= budget);
+}
+
+/** The largest n in 0..max with fits(n), for fits true up to some n and false above (a binary search). */
+function largestFitting(max: number, fits: (n: number) => boolean): number {
+  let [lo, hi] = [0, max];
   while (lo < hi) {
     const mid = Math.ceil((lo + hi) / 2);
-    if (estimateMemory({ ...config, batchSize: mid, queue: { ...config.queue, length: 0 } }).peak[mode] <= budget)
-      lo = mid;
+    if (fits(mid)) lo = mid;
     else hi = mid - 1;
   }
   return lo;

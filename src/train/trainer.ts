@@ -77,6 +77,11 @@ export interface LoopOptions {
   precision?: Precision;
   /** How its lines name the options a person can change (a pipeline's train keys). @default FLAG_NAMES, the flags */
   names?: OptionNames;
+  /**
+   * Called before each checkpoint and its metrics are written; what it throws ends the run with nothing
+   * written (trainOnStore: another run took over its run lock). @default nothing
+   */
+  beforeWrite?: () => void;
 }
 
 export interface TrainOptions extends LoopOptions {
@@ -114,6 +119,19 @@ export interface TrainSummary {
   /** Times the loss sat at ln K (collapse) during this run. */
   collapseWarnings: number;
 }
+
+/** The summary of a run a signal stopped before its first step. */
+export const stoppedBeforeStart = (backend: BackendInfo, trainThreads: number): TrainSummary => ({
+  backend,
+  trainThreads,
+  startStep: 0,
+  step: 0,
+  resumedFrom: null,
+  loss: null,
+  stopped: 'signal',
+  checkpoint: null,
+  collapseWarnings: 0,
+});
 
 export class TrainingDivergedError extends WildstreamError {
   override readonly code = 'WS_ERR_DIVERGED';
@@ -184,18 +202,7 @@ export async function train(options: TrainOptions): Promise<TrainSummary> {
     });
     // 2. Resume; the threads start from the restored state.
     const start = await startAt(o, model);
-    if (!start)
-      return {
-        backend,
-        trainThreads,
-        startStep: 0,
-        step: 0,
-        resumedFrom: null,
-        loss: null,
-        stopped: 'signal',
-        checkpoint: null,
-        collapseWarnings: 0,
-      };
+    if (!start) return stoppedBeforeStart(backend, trainThreads);
     if (trainThreads > 1 && start.step < o.config.steps) {
       stepper = await ParallelStepper.start(model, { threads: trainThreads, backend: backend.name as 'wasm' | 'cpu' });
     } else if (backend.name === 'webgpu' && start.step < o.config.steps) {
@@ -475,6 +482,7 @@ class Loop {
 
   /** Phase 4: a checkpoint at the batches' cursor (the one after the last batch trained on), then its metrics. */
   private async save(): Promise<number> {
+    this.o.beforeWrite?.();
     if (this.stepper instanceof WebGpuStepper) this.absorb(await this.stepper.readLoss()); // steps since the last read
     this.report();
     await this.stepper?.sync(); // the threads hold the trained state; the model takes it before it is saved

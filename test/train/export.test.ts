@@ -1,4 +1,4 @@
-import { cp, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
@@ -150,6 +150,21 @@ describe('export, embed, eval knn, plot', () => {
         .getChild('key')!
         .toArray(),
     ).toContain('c0/100.jpg');
+
+    // A forward pass too large for the wasm heap is refused before any image is read, not killed for memory.
+    const huge = ['--size', '4096', '--batch', '4096', '--backend', 'wasm'];
+    const refused = await runCli([
+      'embed',
+      '--model',
+      path('model'),
+      path('data'),
+      '--out',
+      path('huge.arrow'),
+      ...huge,
+    ]);
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toMatch(/--batch 4096 at --size 4096 of model .* GiB wasm heap; --batch \d+ fits/);
+    expect(await stat(path('huge.arrow')).catch(() => null)).toBeNull();
   }, 60_000);
 
   it('reports k-NN top-1 on labelled folders, and plots the run', async () => {

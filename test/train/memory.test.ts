@@ -1,4 +1,7 @@
 import { readFileSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { createRequire } from 'node:module';
 import * as tf from '@tensorflow/tfjs-core';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -6,15 +9,22 @@ import { ConfigError } from '../../src/errors.js';
 import { pipelineNames } from '../../src/options/declare.js';
 import { startBackend } from '../../src/train/backend.js';
 import { checkTrainConfig, defaultTrainConfig, type TrainConfig } from '../../src/train/config.js';
+import { openStore } from '../../src/shards/store.js';
+import { exportBackbone, loadBackbone } from '../../src/train/export.js';
 import {
+  checkInference,
   estimateMemory,
   formatBytes,
+  inferenceMemory,
   largestBatch,
   planMemory,
   WASM_HEAP_BYTES,
   WASM_HEAP_PER_TENSOR_BYTE,
 } from '../../src/train/memory.js';
 import { SwavModel } from '../../src/train/model.js';
+import { ParamSet } from '../../src/train/params.js';
+import { regnetFeatures } from '../../src/train/regnet.js';
+import { regnetSpec } from '../../src/train/regnet-spec.js';
 import { DEFAULT_SWAV } from '../../src/train/swav.js';
 import { prng } from '../../src/rng.js';
 
@@ -162,3 +172,63 @@ describe('memory plan', () => {
     expect([...limits]).toEqual([WASM_HEAP_BYTES]);
   });
 });
+
+describe('inference memory (embed, eval knn)', () => {
+  it("is at least tfjs' measured peak of an exported backbone's forward pass, and less than twice it", async () => {
+    const model = 'custom:4,16,8,2,8'; // grouped convs, SE and shortcuts: every op the executor runs
+    const ps = new ParamSet(3);
+    tf.tidy(() => regnetFeatures(ps, regnetSpec(model), tf.zeros([1, 32, 32, 3]), true));
+    const dir = await mkdtemp(join(tmpdir(), 'ws-infer-mem-'));
+    try {
+      const out = await openStore(dir);
+      await exportBackbone(out, ps, regnetSpec(model), { model, step: 0, inputSize: 32 });
+      const backbone = await loadBackbone(out);
+      for (const [size, batch] of [
+        [32, 8],
+        [96, 2],
+      ] as const) {
+        const x = new Float32Array(batch * size * size * 3).fill(0.5);
+        const before = tf.memory().numBytes;
+        const { peakBytes } = await tf.profile(() => {
+          tf.tidy(() => backbone.embed(tf.tensor4d(x, [batch, size, size, 3]))).dispose();
+        });
+        // Beyond the weights (batch 0), the estimate counts the input's JS array besides its tensor.
+        const estimate = inferenceMemory(model, size, batch) - inferenceMemory(model, size, 0) - x.byteLength;
+        const measured = peakBytes - before;
+        expect(estimate, `${size} px, batch ${batch}`).toBeGreaterThanOrEqual(measured);
+        expect(estimate, `${size} px, batch ${batch}`).toBeLessThan(2 * measured);
+      }
+      backbone.model.dispose();
+    } finally {
+      ps.dispose();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('refuses, before any image is read, a batch that cannot fit, naming the largest that does', () => {
+    const huge = { model: 'regnety_400mf', size: 4096, batch: 4096 };
+    expect(() => checkInference(huge, 'wasm', 0)).toThrow(ConfigError);
+    expect(() => checkInference(huge, 'wasm', 0)).toThrow(
+      /^--batch 4096 at --size 4096 of model regnety_400mf needs ~\d+ GiB, more than the 4\.0 GiB wasm heap; no batch fits: use a smaller --size$/,
+    );
+    const big = { model: 'regnety_400mf', size: 224, batch: 4096 };
+    expect(() => checkInference(big, 'wasm', 0, pipelineNames('embed'))).toThrow(
+      /^embed\.batch=4096 at embed\.size=224 .* wasm heap; embed\.batch=\d+ fits$/,
+    );
+    const fits = Number(/batch (\d+) fits/.exec(catchMessage(() => checkInference(big, 'wasm', 0)))![1]);
+    expect(inferenceMemory(big.model, 224, fits) * WASM_HEAP_PER_TENSOR_BYTE).toBeLessThanOrEqual(WASM_HEAP_BYTES);
+    expect(inferenceMemory(big.model, 224, fits + 1) * WASM_HEAP_PER_TENSOR_BYTE).toBeGreaterThan(WASM_HEAP_BYTES);
+    expect(() => checkInference({ ...big, batch: fits }, 'wasm', 0)).not.toThrow();
+    expect(() => checkInference(big, 'cpu', 1024 * GiB)).not.toThrow(); // the machine's memory
+    expect(() => checkInference(big, 'cpu', 8 * GiB)).toThrow(/more than the 8\.0 GiB cpu budget/);
+  });
+});
+
+function catchMessage(f: () => void): string {
+  try {
+    f();
+  } catch (err) {
+    return (err as Error).message;
+  }
+  return '';
+}

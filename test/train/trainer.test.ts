@@ -11,6 +11,7 @@ import { readMetrics } from '../../src/train/metrics.js';
 import { SwavModel } from '../../src/train/model.js';
 import { DEFAULT_SWAV } from '../../src/train/swav.js';
 import { trainOnStore } from '../../src/jobs/train.js';
+import { LOCK_KEY } from '../../src/train/run-lock.js';
 import { runCli, spawnCli, tinyTrainArgs } from '../helpers/cli.js';
 import { writePhotoDataset } from '../helpers/dataset.js';
 
@@ -84,6 +85,11 @@ describe('train: checkpoint and resume', () => {
       const resumed = await runCli(['train', ...args]);
       expect(resumed.code, resumed.stderr).toBe(0);
       expect(resumed.stdout).toMatch(new RegExp(`resuming at step ${left[0]!.step}`));
+      // A killed run leaves its lease, taken over at once on this host; a stopped one released it.
+      const takeover = /^took over the lock of .*\(its process is gone\)$/m;
+      if (signal === 'SIGKILL') expect(resumed.stdout).toMatch(takeover);
+      else expect(resumed.stdout).not.toMatch(takeover);
+      expect(await (await openStore(out)).head(LOCK_KEY), 'the lease outlived the run').toBeNull();
       expect(maxDiff(await finalState(straight), await finalState(out)), signal).toBeLessThan(1e-5);
     }
   }, 240_000);

@@ -1,0 +1,202 @@
+/**
+ * One training run per checkpoint store. Two `train` runs on one `--out` would each write `step-N` checkpoints
+ * and metric parts over the other's, and each prune the other's files: the run's history would be lost without
+ * an error. Object stores have no lock or conditional write that every S3-compatible server offers, so the lock
+ * is a lease: the object `train.lock` names the run holding it and when it last renewed the lease.
+ *
+ * - A lease is held while its run renews it (every `renewMs`); one not renewed for `ttlMs` is stale.
+ * - A lease of this host whose process is gone (a SIGKILL, a crash) is stale at once, whatever its age: a
+ *   rerun on the same machine resumes without waiting. A live process of this host keeps its lease, renewed or
+ *   not (a step that blocks the event loop must not lose it).
+ * - Taking a lease is a write, then a read after `settleMs`: of two runs that start together, the one whose
+ *   write came last holds it, and the other refuses. A run that finds at a renewal that another run holds
+ *   its lease (it was stalled past the TTL and another run took over) stops before its next write.
+ *
+ * Best effort by design: a store whose writes take longer than `settleMs` to show could let two runs start;
+ * the first renewal then stops one of them.
+ */
+import { randomUUID } from 'node:crypto';
+import { hostname } from 'node:os';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { z } from 'zod';
+import { NotFoundError, WildstreamError } from '../errors.js';
+import { FLAG_NAMES, type OptionNames } from '../options/declare.js';
+import type { Store } from '../shards/store.js';
+import { getBytes } from '../shards/store.js';
+
+export const LOCK_KEY = 'train.lock';
+
+export interface TrainLease {
+  /** Random id of the run holding the lease. */
+  run: string;
+  host: string;
+  pid: number;
+  /** ISO times: when the run took the lease, and when it last renewed it. */
+  started: string;
+  renewed: string;
+}
+
+const leaseSchema = z.object({
+  run: z.string(),
+  host: z.string(),
+  pid: z.number().int().positive(),
+  started: z.string(),
+  renewed: z.string(),
+});
+
+/** Another run holds the checkpoint store, or took it over from this one. */
+export class RunLockedError extends WildstreamError {
+  override readonly code = 'WS_ERR_RUN_LOCKED';
+}
+
+export interface RunLockOptions {
+  /** A lease not renewed for this long (ms) is stale, unless its process is alive on this host. @default 300000 */
+  ttlMs?: number;
+  /** Milliseconds between renewals. @default 30000 */
+  renewMs?: number;
+  /** Milliseconds between taking the lease and reading it back. @default 200 */
+  settleMs?: number;
+  /** Told when a stale lease is taken over, and when a renewal fails. @default nothing */
+  log?: (line: string) => void;
+  /** Where the store is, for messages. @default store.url */
+  location?: string;
+  /** How messages name the checkpoint store's option (`--out`, `train.out`). @default the command's flags */
+  names?: OptionNames;
+}
+
+/** A held lease: renewed in the background until released. */
+export interface RunLock {
+  readonly lease: TrainLease;
+  /** Throws RunLockedError when a renewal found another run holding the lease (write nothing then). */
+  check(): void;
+  /** Renews now (the timer calls it); a renewal that finds another run's lease marks this lock lost. */
+  renew(): Promise<void>;
+  /** Stops renewing and deletes the lease when it is still this run's. */
+  release(): Promise<void>;
+}
+
+/**
+ * Takes the lease of `store` for this process. Throws RunLockedError naming the run that holds it (host, pid,
+ * last renewal) and how to free it.
+ */
+export async function lockRun(store: Store, options: RunLockOptions = {}): Promise<RunLock> {
+  const o = {
+    ttlMs: 300_000,
+    renewMs: 30_000,
+    settleMs: 200,
+    log: () => {},
+    location: store.url,
+    names: FLAG_NAMES,
+    ...options,
+  };
+  const held = await readLease(store);
+  if (held) {
+    const stale = staleness(held, o.ttlMs);
+    if (!stale) throw lockedError(held, o);
+    o.log(`took over the lock of ${o.location}: ${describe(held)} ${stale}`);
+  }
+  const now = new Date().toISOString();
+  const lease: TrainLease = { run: randomId(), host: hostname(), pid: process.pid, started: now, renewed: now };
+  await writeLease(store, lease);
+  await sleep(o.settleMs);
+  const after = await readLease(store);
+  if (after?.run !== lease.run) throw lockedError(after ?? lease, o, 'as this run started');
+  return new LeaseHolder(store, lease, o);
+}
+
+class LeaseHolder implements RunLock {
+  private lost: TrainLease | null = null;
+  private failedRenewals = 0;
+  private readonly timer: NodeJS.Timeout;
+
+  constructor(
+    private readonly store: Store,
+    readonly lease: TrainLease,
+    private readonly o: Required<RunLockOptions>,
+  ) {
+    this.timer = setInterval(() => void this.renew(), o.renewMs).unref();
+  }
+
+  check(): void {
+    if (this.lost)
+      throw new RunLockedError(
+        `another run took over ${this.o.location} while this one was not renewing its lock (${describe(this.lost)}); this run stopped without writing`,
+      );
+  }
+
+  async renew(): Promise<void> {
+    if (this.lost) return;
+    try {
+      const now = await readLease(this.store);
+      if (now && now.run !== this.lease.run) {
+        this.lost = now;
+        clearInterval(this.timer);
+        return;
+      }
+      this.lease.renewed = new Date().toISOString();
+      await writeLease(this.store, this.lease);
+      this.failedRenewals = 0;
+    } catch (err) {
+      // A store outage: the loop meets it at its next write; the lease lasts ttlMs meanwhile.
+      if (this.failedRenewals++ === 0)
+        this.o.log(`could not renew the lock of ${this.o.location}: ${(err as Error).message}`);
+    }
+  }
+
+  async release(): Promise<void> {
+    clearInterval(this.timer);
+    if (this.lost) return;
+    const now = await readLease(this.store).catch(() => null);
+    if (now?.run === this.lease.run) await this.store.delete(LOCK_KEY);
+  }
+}
+
+/** The lease in `store`, or null; a damaged lease object counts as none (a partial write cannot happen). */
+async function readLease(store: Store): Promise<TrainLease | null> {
+  let bytes: Uint8Array;
+  try {
+    bytes = await getBytes(store, LOCK_KEY);
+  } catch (err) {
+    if (err instanceof NotFoundError) return null;
+    throw err;
+  }
+  try {
+    return leaseSchema.parse(JSON.parse(Buffer.from(bytes).toString('utf8')));
+  } catch {
+    return null;
+  }
+}
+
+const writeLease = (store: Store, lease: TrainLease) => store.put(LOCK_KEY, Buffer.from(`${JSON.stringify(lease)}\n`));
+
+/** Why a lease no longer holds, or null while it does. */
+function staleness(lease: TrainLease, ttlMs: number): string | null {
+  if (lease.host === hostname()) return alive(lease.pid) ? null : '(its process is gone)';
+  const age = Date.now() - Date.parse(lease.renewed);
+  // An unreadable time counts as old: the lease cannot say it is fresh.
+  return Number.isFinite(age) && age < ttlMs ? null : `(not renewed for ${Math.round(age / 1000)} s)`;
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM'; // exists, owned by another user
+  }
+}
+
+const describe = (l: TrainLease) =>
+  `run ${l.run} (pid ${l.pid} on ${l.host}, started ${l.started}, renewed ${l.renewed})`;
+
+function lockedError(held: TrainLease, o: Required<RunLockOptions>, when = ''): RunLockedError {
+  const free =
+    held.host === hostname()
+      ? 'stop that process first'
+      : `it is stale ${Math.round(o.ttlMs / 1000)} s after its last renewal; delete ${LOCK_KEY} there if that run is gone`;
+  return new RunLockedError(
+    `another training run holds ${o.location}${when ? ` ${when}` : ''}: ${describe(held)}; two runs on one checkpoint store would overwrite each other's checkpoints; ${free}, or give another ${o.names.of('out')}`,
+  );
+}
+
+const randomId = () => randomUUID().slice(0, 8);

@@ -1,0 +1,114 @@
+/**
+ * The run lock of a checkpoint store (src/train/run-lock.ts): a second run is refused while the first lives,
+ * a lease whose process is gone (this host) or that went unrenewed past its TTL (another host) is taken over,
+ * a run that finds its lease taken stops before writing, and `wildstream train` refuses a held `--out`.
+ */
+import { spawnSync } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { hostname, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { getBytes, openStore, type Store } from '../../src/shards/store.js';
+import { listCheckpoints } from '../../src/train/checkpoint.js';
+import { LOCK_KEY, lockRun, RunLockedError, type TrainLease } from '../../src/train/run-lock.js';
+import { runCli, tinyTrainArgs } from '../helpers/cli.js';
+import { writePhotoDataset } from '../helpers/dataset.js';
+
+let dir: string;
+beforeAll(async () => void (dir = await mkdtemp(join(tmpdir(), 'ws-run-lock-'))));
+afterAll(async () => rm(dir, { recursive: true, force: true }));
+
+const fresh = async (name: string) => openStore(join(dir, name));
+const put = (store: Store, lease: TrainLease) => store.put(LOCK_KEY, Buffer.from(JSON.stringify(lease)));
+const read = async (store: Store) => JSON.parse(Buffer.from(await getBytes(store, LOCK_KEY)).toString()) as TrainLease;
+const ago = (ms: number) => new Date(Date.now() - ms).toISOString();
+const lease = (o: Partial<TrainLease>): TrainLease => ({
+  run: 'other',
+  host: 'gpu-node-7',
+  pid: 4242,
+  started: ago(60_000),
+  renewed: ago(1_000),
+  ...o,
+});
+/** The pid of a process that has exited. */
+const deadPid = () => spawnSync(process.execPath, ['-e', '']).pid;
+const quick = { settleMs: 10 };
+
+describe('the run lock of a checkpoint store', () => {
+  it('refuses a second run while the first lives, naming it and what to do; released, the store is free', async () => {
+    const out = await fresh('two');
+    const first = await lockRun(out, quick);
+    expect(await read(out)).toMatchObject({ host: hostname(), pid: process.pid, run: first.lease.run });
+    const second = lockRun(out, { ...quick, location: '/runs/a' });
+    await expect(second).rejects.toThrow(RunLockedError);
+    await expect(second).rejects.toThrow(
+      new RegExp(
+        `^another training run holds /runs/a: run ${first.lease.run} \\(pid ${process.pid} on .*stop that process first, or give another --out$`,
+      ),
+    );
+    await first.release();
+    expect(await out.head(LOCK_KEY)).toBeNull();
+    await (await lockRun(out, quick)).release();
+  });
+
+  it('takes over at once the lease of a process of this host that is gone, whatever its age', async () => {
+    const out = await fresh('dead');
+    await put(out, lease({ host: hostname(), pid: deadPid(), renewed: new Date().toISOString() }));
+    const lines: string[] = [];
+    const lock = await lockRun(out, { ...quick, log: (l) => lines.push(l) });
+    expect(lines).toEqual([
+      expect.stringMatching(/^took over the lock of .*: run other \(pid \d+ .*\(its process is gone\)$/),
+    ]);
+    expect((await read(out)).run).toBe(lock.lease.run);
+    await lock.release();
+  });
+
+  it("keeps another host's lease until its TTL has passed without a renewal, then takes it over", async () => {
+    const out = await fresh('remote');
+    await put(out, lease({ renewed: ago(60_000) }));
+    await expect(
+      lockRun(out, { ...quick, ttlMs: 120_000, names: { of: (k) => `train.${k}`, set: String } }),
+    ).rejects.toThrow(
+      /holds .*run other \(pid 4242 on gpu-node-7, .*it is stale 120 s after its last renewal; delete train\.lock there if that run is gone, or give another train\.out$/,
+    );
+    const lines: string[] = [];
+    const lock = await lockRun(out, { ...quick, ttlMs: 30_000, log: (l) => lines.push(l) });
+    expect(lines).toEqual([expect.stringMatching(/\(not renewed for 60 s\)$/)]);
+    await lock.release();
+  });
+
+  it('takes a damaged lease object as none (it cannot name a holder)', async () => {
+    const out = await fresh('damaged');
+    await out.put(LOCK_KEY, Buffer.from('{"run": 7, '));
+    const lock = await lockRun(out, quick);
+    expect((await read(out)).run).toBe(lock.lease.run);
+    await lock.release();
+  });
+
+  it('renews its lease; a run that finds another holding it stops before writing, and leaves that lease', async () => {
+    const out = await fresh('lost');
+    const lock = await lockRun(out, quick);
+    const before = (await read(out)).renewed;
+    await new Promise((r) => setTimeout(r, 5));
+    await lock.renew();
+    expect((await read(out)).renewed > before).toBe(true);
+    lock.check();
+    await put(out, lease({ run: 'thief' }));
+    await lock.renew();
+    expect(() => lock.check()).toThrow(/another run took over .* \(run thief .*\); this run stopped without writing$/);
+    await lock.release();
+    expect((await read(out)).run).toBe('thief');
+  });
+
+  it('wildstream train exits 1 on a held --out, before any checkpoint, and leaves the lease', async () => {
+    const data = join(dir, 'data');
+    await writePhotoDataset(await openStore(data), { units: 1, perUnit: 8 });
+    const out = await fresh('cli');
+    await put(out, lease({ host: hostname(), pid: process.pid, run: 'live' })); // this test process: alive
+    const r = await runCli(['train', '--data', data, '--out', join(dir, 'cli'), ...tinyTrainArgs(), '--steps', '2']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/another training run holds .*cli: run live \(pid \d+ on /);
+    expect(await listCheckpoints(out)).toEqual([]);
+    expect((await read(out)).run).toBe('live');
+  }, 60_000);
+});
