@@ -24,6 +24,7 @@ import { openStore, type StoreOptions } from '../shards/store.js';
 import type { OptionNames } from '../options/declare.js';
 import type { Backbone } from '../train/export.js';
 import { checkInference } from '../train/memory.js';
+import { isRegNetName } from '../train/regnet-spec.js';
 import { evalPixels, listImages } from './images.js';
 
 export interface Embeddings {
@@ -67,17 +68,16 @@ async function* source(location: string, options: StoreOptions = {}): AsyncGener
 
 /**
  * Features of every image at `location` (a dataset store, or a folder of class folders). Throws a ConfigError,
- * before any image is read, when one forward pass of `batch` images at `size` cannot fit the backend's memory.
+ * before any image is read, when one forward pass of `batch` images at `size` of a RegNet backbone cannot fit
+ * the backend's memory.
  */
 export async function embed(backbone: Backbone, location: string, options: EmbedOptions = {}): Promise<Embeddings> {
   const size = options.size ?? backbone.metadata.inputSize;
   const batchSize = options.batch ?? 32;
-  checkInference(
-    { model: backbone.metadata.model, size, batch: batchSize },
-    tf.getBackend(),
-    totalmem(),
-    options.names,
-  );
+  // The estimate walks a RegNet: a backbone of another architecture (a library caller's) goes unchecked.
+  const { model } = backbone.metadata;
+  if (isRegNetName(model))
+    checkInference({ model, size, batch: batchSize }, tf.getBackend(), totalmem(), options.names);
   const out: Embeddings = { keys: [], features: [], labels: [], failed: 0 };
   let pending: Array<{ item: Item; pixels: Float32Array }> = [];
   const flush = () => {

@@ -105,6 +105,16 @@ export function regnetSpec(name: string): RegNetSpec {
   return { name, stemWidth: 32, stages: generateStages(params), se: params.se, bottleneck: 1 };
 }
 
+/** Whether regnetSpec knows `name` (a RegNet of the zoo or a valid custom one). */
+export function isRegNetName(name: string): boolean {
+  try {
+    regnetSpec(name);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** `custom:depth,w0,wa,wm,g[,se]` for tiny test and demo models. */
 function parseCustom(name: string): RegNetParams {
   const m = /^custom:([\d.,]+)$/.exec(name);
