@@ -30,6 +30,11 @@ export interface MetricLine {
    * gradient and the times the scale grew, counted over the run (a resume counts on from its checkpoint).
    */
   lossScale?: { scale: number; skipped: number; grown: number };
+  /**
+   * A GPU run's interval that holds the process's first step: that step's seconds, which the interval's rates
+   * (imagesPerSec, dataWaitPct, gpuWaitPct) leave out (the device's first-use work, such as compiling kernels).
+   */
+  firstStepSeconds?: number;
 }
 
 const PREFIX = 'metrics/';

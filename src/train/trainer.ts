@@ -288,6 +288,14 @@ export function storeLocation(store: Store): string {
   return store.url.startsWith('file://') ? store.url.slice('file://'.length) : store.url;
 }
 
+/** What an interval's rates leave out: a GPU process's first step (its time, images and waits). */
+interface Excluded {
+  ms: number;
+  images: number;
+  waitMs: number;
+  gpuWaitMs: number;
+}
+
 /** An empty log interval, timed from now. */
 const newInterval = () => ({
   loss: 0,
@@ -297,6 +305,7 @@ const newInterval = () => ({
   waitMs: 0,
   gpuWaitMs: 0,
   t0: performance.now(),
+  excluded: null as Excluded | null,
 });
 
 const sameCursor = (a: StreamCursor, b: StreamCursor): boolean =>
@@ -321,6 +330,8 @@ class Loop {
   private lossScale: WebGpuStepResult['lossScale'];
   private epoch = 0;
   private lr = 0;
+  /** This process has stepped: a GPU's first step is timed apart (setFirstStepApart). */
+  private stepped = false;
   /** When this process started training: marks its metric lines, so a plot shows where a resume cut in. */
   private readonly started = new Date().toISOString();
 
@@ -358,7 +369,10 @@ class Loop {
         }
         if (next.done) break;
         this.interval.waitMs += performance.now() - t0;
+        const first = !this.stepped && this.stepper instanceof WebGpuStepper;
         await this.trainOn(next.value);
+        this.stepped = true;
+        if (first) this.setFirstStepApart();
         next.value.release(); // the step has read the crops (its tensors are disposed): the source may reuse them
         if (this.step % logEvery === 0 || this.step === config.steps) this.report();
         if (this.step % checkpointEvery === 0 || this.step === config.steps) saved = await this.save();
@@ -414,8 +428,9 @@ class Loop {
 
   private async stepOn(batch: MultiCropBatch): Promise<void> {
     const n = batch.keys.length;
-    // A GPU step leaves its loss on the device: it is read (the mean of the unread steps) on log steps only.
-    const readLoss = (this.step + 1) % this.o.logEvery === 0 || this.step + 1 === this.o.config.steps;
+    // A GPU step leaves its loss on the device: it is read (the mean of the unread steps) on log steps only,
+    // and after the process's first step, whose time then includes the device's (setFirstStepApart).
+    const readLoss = !this.stepped || (this.step + 1) % this.o.logEvery === 0 || this.step + 1 === this.o.config.steps;
     const result = this.stepper
       ? await this.stepper.step(batch.crops, this.step, { readLoss })
       : this.stepSingle(batch, n);
@@ -453,11 +468,32 @@ class Loop {
     }
   }
 
+  /**
+   * A GPU process's first step waits for the device's first-use work (lavapipe compiles each kernel at its
+   * first dispatch: 40 s for the tiny test model's first step, against 20 ms for the next). It gets a line of
+   * its own, and the interval's rates count from the next step, so img/s and gpu-wait describe training.
+   */
+  private setFirstStepApart(): void {
+    const { images, waitMs, gpuWaitMs, t0 } = this.interval;
+    const ms = performance.now() - t0;
+    this.interval.excluded = { ms, images, waitMs, gpuWaitMs };
+    this.o.log(
+      `first step ${(ms / 1000).toFixed(1)} s, ${((100 * gpuWaitMs) / ms).toFixed(0)}% of it waiting for the device (its first-use work, such as compiling kernels); ` +
+        `rates count from the next step`,
+    );
+  }
+
   /** Phase 4: the progress line, a collapse warning when the loss sits at ln K, a metrics line for the next save. */
   private report(): void {
-    const { loss, lossSteps, steps, images, waitMs, gpuWaitMs, t0 } = this.interval;
+    const { loss, lossSteps, steps, t0 } = this.interval;
     if (steps === 0) return;
-    const elapsed = performance.now() - t0;
+    let { images, waitMs, gpuWaitMs } = this.interval;
+    let elapsed = performance.now() - t0;
+    const apart = steps > 1 ? this.interval.excluded : null; // a first step alone in its interval is all it has
+    if (apart) {
+      [elapsed, images] = [elapsed - apart.ms, images - apart.images];
+      [waitMs, gpuWaitMs] = [waitMs - apart.waitMs, gpuWaitMs - apart.gpuWaitMs];
+    }
     const { config } = this.o;
     const line: MetricLine = {
       step: this.step,
@@ -469,6 +505,7 @@ class Loop {
       ...(this.stepper instanceof WebGpuStepper && { gpuWaitPct: (100 * gpuWaitMs) / elapsed }),
       backend: this.backend.name,
       ...(this.lossScale && { lossScale: { ...this.lossScale } }),
+      ...(apart && { firstStepSeconds: apart.ms / 1000 }),
       time: new Date().toISOString(),
       run: this.started,
     };

@@ -33,7 +33,7 @@ const overflowOnce: GradientProgramFactory = (r, spec) => {
   return p;
 };
 
-async function run(out: Store, until: number, log: string[]) {
+async function run(out: Store, until: number, log: string[], logEvery = 1) {
   const start = await resolveResume({ out, config, resume: true, log: () => {} });
   return train({
     batches: handMade(start.step, until),
@@ -42,7 +42,7 @@ async function run(out: Store, until: number, log: string[]) {
     config,
     backend: 'webgpu',
     precision: 'mixed',
-    logEvery: 1,
+    logEvery,
     checkpointEvery: 3,
     gradientProgram: overflowOnce,
     log: (l) => log.push(l),
@@ -76,5 +76,26 @@ describe('a resumed WebGPU run', () => {
     expect(metrics.map((m) => m.lossScale)).toEqual(
       [1, 2, 3, 4, 5].map(() => ({ scale: 32768, skipped: 1, grown: 0 })),
     );
+  }, 120_000);
+
+  it("times a process's first step apart: its own line, and the interval's rates count from the next step", async () => {
+    const out = await openStore(join(dir, 'first'));
+    const log: string[] = [];
+    expect((await run(out, Infinity, log, 3)).step).toBe(5);
+    const first = log.filter((l) => l.startsWith('first step'));
+    expect(first).toEqual([
+      expect.stringMatching(
+        /^first step \d+\.\d s, \d+% of it waiting for the device .*; rates count from the next step$/,
+      ),
+    ]);
+    expect(log.indexOf(first[0]!)).toBeLessThan(log.findIndex((l) => l.startsWith('step 3/5')));
+    const [m3, m5] = await readMetrics(out);
+    // Steps 1-3: the interval holds the first step, whose seconds it names and its rates leave out.
+    expect(m3).toMatchObject({ step: 3, firstStepSeconds: expect.any(Number) });
+    expect(m3!.firstStepSeconds!).toBeGreaterThan(0);
+    expect(m3!.imagesPerSec).toBeGreaterThan(0);
+    expect(m3!.gpuWaitPct!).toBeGreaterThanOrEqual(0);
+    expect(m5).toMatchObject({ step: 5 });
+    expect(m5!.firstStepSeconds).toBeUndefined();
   }, 120_000);
 });
