@@ -173,8 +173,10 @@ const writeLease = (store: Store, lease: TrainLease) => store.put(LOCK_KEY, Buff
 function staleness(lease: TrainLease, ttlMs: number): string | null {
   if (lease.host === hostname()) return alive(lease.pid) ? null : '(its process is gone)';
   const age = Date.now() - Date.parse(lease.renewed);
-  // An unreadable time counts as old: the lease cannot say it is fresh.
-  return Number.isFinite(age) && age < ttlMs ? null : `(not renewed for ${Math.round(age / 1000)} s)`;
+  // An unreadable time, or one a TTL or more ahead (no clock is that far off), cannot say the lease is fresh.
+  if (!Number.isFinite(age) || age <= -ttlMs)
+    return `(its renewal time ${JSON.stringify(lease.renewed)} is not a real one)`;
+  return age < ttlMs ? null : `(not renewed for ${Math.round(age / 1000)} s)`;
 }
 
 function alive(pid: number): boolean {

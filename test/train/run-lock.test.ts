@@ -75,6 +75,13 @@ describe('the run lock of a checkpoint store', () => {
     const lock = await lockRun(out, { ...quick, ttlMs: 30_000, log: (l) => lines.push(l) });
     expect(lines).toEqual([expect.stringMatching(/\(not renewed for 60 s\)$/)]);
     await lock.release();
+    // A renewal time that is no time, or a TTL or more in the future, cannot hold the store.
+    for (const renewed of ['soon', new Date(Date.now() + 3_600_000).toISOString()]) {
+      await put(out, lease({ renewed }));
+      const took: string[] = [];
+      await (await lockRun(out, { ...quick, log: (l) => took.push(l) })).release();
+      expect(took).toEqual([expect.stringMatching(/\(its renewal time ".*" is not a real one\)$/)]);
+    }
   });
 
   it('takes a damaged lease object as none (it cannot name a holder)', async () => {
