@@ -94,6 +94,8 @@ export async function lockRun(store: Store, options: RunLockOptions = {}): Promi
     const stale = staleness(held, o.ttlMs);
     if (!stale) throw lockedError(held, o);
     o.log(`took over the lock of ${o.location}: ${describe(held)} ${stale}`);
+  } else if (await store.head(LOCK_KEY)) {
+    o.log(`took over the lock of ${o.location}: its ${LOCK_KEY} is damaged (not a lease)`);
   }
   const now = new Date().toISOString();
   const lease: TrainLease = { run: randomId(), host: hostname(), pid: process.pid, started: now, renewed: now };

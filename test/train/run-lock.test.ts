@@ -87,7 +87,9 @@ describe('the run lock of a checkpoint store', () => {
   it('takes a damaged lease object as none (it cannot name a holder)', async () => {
     const out = await fresh('damaged');
     await out.put(LOCK_KEY, Buffer.from('{"run": 7, '));
-    const lock = await lockRun(out, quick);
+    const lines: string[] = [];
+    const lock = await lockRun(out, { ...quick, log: (l) => lines.push(l) });
+    expect(lines).toEqual([expect.stringMatching(/: its train\.lock is damaged \(not a lease\)$/)]);
     expect((await read(out)).run).toBe(lock.lease.run);
     await lock.release();
   });
