@@ -47,6 +47,7 @@ export interface TrainOnStoreSummary extends TrainSummary {
 export async function trainOnStore(options: TrainOnStoreOptions): Promise<TrainOnStoreSummary> {
   const o = loopOptions(options);
   const backend = await startBackend(o.backend);
+  if (o.signal?.aborted) return stopped(backend, o.trainThreads); // nothing started, nothing to take
   const locking = lockRun(o.out, { log: o.log, location: storeLocation(o.out), names: o.names });
   let lock: RunLock;
   try {

@@ -3,7 +3,8 @@
  * place and fsyncs the directory, so a crash leaves either the old object, the new one, or a stray temp
  * file that `list` never shows.
  */
-import { open, readdir, rename, rm, stat } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { open, readdir, rename, rm, stat, type FileHandle } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { dirname, join, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -70,13 +71,28 @@ export class LocalStore implements Store {
   }
 
   async get(key: string): Promise<Readable> {
-    const handle = await wrap(key, () => open(this.path(key), 'r'));
+    const handle = await this.openFile(key);
     return handle.createReadStream({ autoClose: true });
+  }
+
+  /**
+   * Opens a regular file for reading. Non-blocking, so a FIFO (which would block the open until a writer
+   * comes) is seen for what it is; a FIFO, device or directory is no object, as head says.
+   */
+  private async openFile(key: string): Promise<FileHandle> {
+    const handle = await wrap(key, () => open(this.path(key), constants.O_RDONLY | constants.O_NONBLOCK));
+    const info = await handle.stat().catch(async (err: unknown) => {
+      await handle.close();
+      throw mapFsError(err, key);
+    });
+    if (info.isFile()) return handle;
+    await handle.close();
+    throw new NotFoundError(`no such object: ${key} (not a regular file)`);
   }
 
   async getRange(key: string, start: number, end: number, options: RangeOptions = {}): Promise<Uint8Array> {
     checkRange(start, end);
-    const handle = await wrap(key, () => open(this.path(key), 'r'));
+    const handle = await this.openFile(key);
     try {
       const length = end - start + 1;
       // Checked before allocating: a range from a damaged length field may ask for gigabytes.
@@ -105,7 +121,8 @@ export class LocalStore implements Store {
       if (!info.isFile()) return null;
       return { key, size: info.size, etag: `${info.size.toString(16)}-${Math.floor(info.mtimeMs).toString(16)}` };
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+      // ENOTDIR: a part of the path is a file (a store root that is a file holds no object).
+      if (['ENOENT', 'ENOTDIR'].includes((err as NodeJS.ErrnoException).code!)) return null;
       throw mapFsError(err, key);
     }
   }

@@ -31,8 +31,9 @@ export interface MetricLine {
    */
   lossScale?: { scale: number; skipped: number; grown: number };
   /**
-   * A GPU run's interval that holds the process's first step: that step's seconds, which the interval's rates
-   * (imagesPerSec, dataWaitPct, gpuWaitPct) leave out (the device's first-use work, such as compiling kernels).
+   * A GPU run's interval that holds the process's first step: that step's seconds (the device's first-use
+   * work, such as compiling kernels). The interval's rates (imagesPerSec, dataWaitPct, gpuWaitPct) leave it out
+   * when the interval holds further steps.
    */
   firstStepSeconds?: number;
 }

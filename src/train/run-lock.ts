@@ -25,6 +25,7 @@ import type { Store } from '../shards/store.js';
 import { getBytes } from '../shards/store.js';
 
 export const LOCK_KEY = 'train.lock';
+const MAX_LEASE_BYTES = 4096;
 
 export interface TrainLease {
   /** Random id of the run holding the lease. */
@@ -90,12 +91,13 @@ export async function lockRun(store: Store, options: RunLockOptions = {}): Promi
     ...options,
   };
   const held = await readLease(store);
+  let tookOver: string | null = null;
   if (held) {
     const stale = staleness(held, o.ttlMs);
     if (!stale) throw lockedError(held, o);
-    o.log(`took over the lock of ${o.location}: ${describe(held)} ${stale}`);
+    tookOver = `${describe(held)} ${stale}`;
   } else if (await store.head(LOCK_KEY)) {
-    o.log(`took over the lock of ${o.location}: its ${LOCK_KEY} is damaged (not a lease)`);
+    tookOver = `its ${LOCK_KEY} is damaged (not a lease)`;
   }
   const now = new Date().toISOString();
   const lease: TrainLease = { run: randomId(), host: hostname(), pid: process.pid, started: now, renewed: now };
@@ -103,6 +105,7 @@ export async function lockRun(store: Store, options: RunLockOptions = {}): Promi
   await sleep(o.settleMs);
   const after = await readLease(store);
   if (after?.run !== lease.run) throw lockedError(after ?? lease, o, 'as this run started');
+  if (tookOver) o.log(`took over the lock of ${o.location}: ${tookOver}`); // only the run that holds it says so
   return new LeaseHolder(store, lease, o);
 }
 
@@ -157,6 +160,8 @@ class LeaseHolder implements RunLock {
 async function readLease(store: Store): Promise<TrainLease | null> {
   let bytes: Uint8Array;
   try {
+    const info = await store.head(LOCK_KEY);
+    if (!info || info.size > MAX_LEASE_BYTES) return null; // a lease is ~150 bytes: a larger object is none
     bytes = await getBytes(store, LOCK_KEY);
   } catch (err) {
     if (err instanceof NotFoundError) return null;
@@ -177,7 +182,7 @@ function staleness(lease: TrainLease, ttlMs: number): string | null {
   const age = Date.now() - Date.parse(lease.renewed);
   // An unreadable time, or one a TTL or more ahead (no clock is that far off), cannot say the lease is fresh.
   if (!Number.isFinite(age) || age <= -ttlMs)
-    return `(its renewal time ${JSON.stringify(lease.renewed)} is not a real one)`;
+    return `(its renewal time ${JSON.stringify(shown(lease.renewed))} is not a real one)`;
   return age < ttlMs ? null : `(not renewed for ${Math.round(age / 1000)} s)`;
 }
 
@@ -190,8 +195,14 @@ function alive(pid: number): boolean {
   }
 }
 
+/** The lease in a message: its strings are a stranger's (any store can hold any bytes), so shown escaped. */
 const describe = (l: TrainLease) =>
-  `run ${l.run} (pid ${l.pid} on ${l.host}, started ${l.started}, renewed ${l.renewed})`;
+  `run ${shown(l.run)} (pid ${l.pid} on ${shown(l.host)}, started ${shown(l.started)}, renewed ${shown(l.renewed)})`;
+
+const shown = (text: string) => {
+  const cut = text.length > 80 ? `${text.slice(0, 80)}...` : text;
+  return /^[\x20-\x7e]*$/.test(cut) ? cut : JSON.stringify(cut).replace(/[^\x20-\x7e]/g, '?');
+};
 
 function lockedError(held: TrainLease, o: Required<RunLockOptions>, when = ''): RunLockedError {
   const free =

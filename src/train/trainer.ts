@@ -478,8 +478,8 @@ class Loop {
     const ms = performance.now() - t0;
     this.interval.excluded = { ms, images, waitMs, gpuWaitMs };
     this.o.log(
-      `first step ${(ms / 1000).toFixed(1)} s, ${((100 * gpuWaitMs) / ms).toFixed(0)}% of it waiting for the device (its first-use work, such as compiling kernels); ` +
-        `rates count from the next step`,
+      `first step ${(ms / 1000).toFixed(1)} s, ${((100 * gpuWaitMs) / ms).toFixed(0)}% of it waiting for the device (its first-use work, such as compiling kernels)` +
+        (this.o.logEvery > 1 ? '; the rates of its interval count from the next step' : ''),
     );
   }
 
@@ -505,7 +505,7 @@ class Loop {
       ...(this.stepper instanceof WebGpuStepper && { gpuWaitPct: (100 * gpuWaitMs) / elapsed }),
       backend: this.backend.name,
       ...(this.lossScale && { lossScale: { ...this.lossScale } }),
-      ...(apart && { firstStepSeconds: apart.ms / 1000 }),
+      ...(this.interval.excluded && { firstStepSeconds: this.interval.excluded.ms / 1000 }),
       time: new Date().toISOString(),
       run: this.started,
     };

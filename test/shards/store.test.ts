@@ -1,6 +1,7 @@
 // One conformance suite for every store: the local filesystem, a real S3 server (s3rver) on loopback, and the
 // same server behind a proxy that fails a fifth of the requests (store-faults.test.ts tests each fault alone).
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { execFileSync } from 'node:child_process';
+import { mkdir, mkdtemp, readdir, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -183,4 +184,36 @@ describe('store errors', () => {
     expect(await readdir(join(dir, 'failing', 'x'))).toEqual([]);
     expect(await store.head('x/y.bin')).toBeNull();
   });
+
+  it('takes a FIFO, a directory or a device at a key as no object, without blocking on it', async () => {
+    const store = await openStore(join(dir, 'special'));
+    await store.put('keep.bin', Buffer.from('x'));
+    execFileSync('mkfifo', [join(dir, 'special', 'fifo')]); // an open for reading would wait for a writer
+    await mkdir(join(dir, 'special', 'dir'));
+    await symlink('/dev/zero', join(dir, 'special', 'zero')); // endless bytes
+    for (const key of ['fifo', 'dir', 'zero']) {
+      expect(await store.head(key), key).toBeNull();
+      await expect(getBytes(store, key), key).rejects.toThrow(/^no such object: .* \(not a regular file\)$/);
+      await expect(store.getRange(key, 0, 3), key).rejects.toThrow(NotFoundError);
+    }
+    expect([...(await listKeys(store))]).toEqual(['keep.bin']);
+  });
+
+  it('says a store whose location is a file, or under one, cannot be created', async () => {
+    await writeFile(join(dir, 'a-file'), 'hi');
+    for (const root of [join(dir, 'a-file'), join(dir, 'a-file', 'sub')]) {
+      const store = await openStore(root);
+      expect(await store.head('k')).toBeNull();
+      await expect(store.put('k', Buffer.from('x'))).rejects.toThrow(ConfigError);
+      await expect(store.put('k', Buffer.from('x'))).rejects.toThrow(
+        /^cannot create .*: .*a-file is a file, not a directory$/,
+      );
+    }
+  });
 });
+
+async function listKeys(store: Store): Promise<string[]> {
+  const keys: string[] = [];
+  for await (const o of store.list('')) keys.push(o.key);
+  return keys;
+}

@@ -84,7 +84,7 @@ describe('the run lock of a checkpoint store', () => {
     }
   });
 
-  it('takes a damaged lease object as none (it cannot name a holder)', async () => {
+  it('takes a damaged or oversized lease object as none (it cannot name a holder), and escapes what a lease says', async () => {
     const out = await fresh('damaged');
     await out.put(LOCK_KEY, Buffer.from('{"run": 7, '));
     const lines: string[] = [];
@@ -92,6 +92,13 @@ describe('the run lock of a checkpoint store', () => {
     expect(lines).toEqual([expect.stringMatching(/: its train\.lock is damaged \(not a lease\)$/)]);
     expect((await read(out)).run).toBe(lock.lease.run);
     await lock.release();
+    // An object far larger than a lease is not read, and a lease's strings are shown escaped.
+    await out.put(LOCK_KEY, Buffer.alloc(1 << 20, 'a'));
+    await (await lockRun(out, quick)).release();
+    await put(out, lease({ run: '\u001b[2Jevil', host: 'vm\nline2' }));
+    const refused = await lockRun(out, { ...quick, ttlMs: 60_000 }).catch((err: Error) => err.message);
+    expect(refused).toMatch(/run "\\u001b\[2Jevil" \(pid 4242 on "vm\\nline2"/);
+    await out.delete(LOCK_KEY);
   });
 
   it('renews its lease; a run that finds another holding it stops before writing, and leaves that lease', async () => {

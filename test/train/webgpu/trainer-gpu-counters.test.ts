@@ -72,6 +72,9 @@ describe('a resumed WebGPU run', () => {
     const metrics = await readMetrics(out);
     expect(metrics.map((m) => m.step)).toEqual([1, 2, 3, 4, 5]);
     expect(metrics.every((m) => m.gpuWaitPct! >= 0 && m.gpuWaitPct! <= 100)).toBe(true);
+    // Logged every step: each process's first step is its own interval, and names its seconds.
+    expect(metrics.map((m) => m.firstStepSeconds !== undefined)).toEqual([true, false, false, true, false]);
+    expect(resumed.filter((l) => l.startsWith('first step'))).toEqual([expect.not.stringContaining('rates')]);
     // The metrics file keeps what the progress line shows of the loss scale, counted on across the resume.
     expect(metrics.map((m) => m.lossScale)).toEqual(
       [1, 2, 3, 4, 5].map(() => ({ scale: 32768, skipped: 1, grown: 0 })),
@@ -85,7 +88,7 @@ describe('a resumed WebGPU run', () => {
     const first = log.filter((l) => l.startsWith('first step'));
     expect(first).toEqual([
       expect.stringMatching(
-        /^first step \d+\.\d s, \d+% of it waiting for the device .*; rates count from the next step$/,
+        /^first step \d+\.\d s, \d+% of it waiting for the device .*; the rates of its interval count from the next step$/,
       ),
     ]);
     expect(log.indexOf(first[0]!)).toBeLessThan(log.findIndex((l) => l.startsWith('step 3/5')));
