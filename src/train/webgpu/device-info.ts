@@ -51,10 +51,10 @@ export interface SubgroupMatrixConfig {
 
 export interface GpuContext {
   /**
-   * Dawn's instance. It must stay referenced while the device is used: Dawn polls its work (mapAsync,
-   * pipeline compiles) only while the instance lives, and a process holding none exits mid-await.
+   * Dawn's instance, shared by every device the process opens with the same toggles and never dropped (see
+   * `openDevice`): Dawn polls its work (mapAsync, pipeline compiles) only while the instance lives.
    */
-  gpu: GPU | null;
+  readonly gpu: GPU;
   device: GPUDevice;
   info: GpuDeviceInfo;
   /** Releases the device; buffers and pipelines made on it become unusable. */

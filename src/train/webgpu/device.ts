@@ -75,10 +75,25 @@ export async function loadDawn(): Promise<DawnModule> {
   return mod as DawnModule;
 }
 
+/**
+ * Dawn instances by their toggles, one each per process and never dropped: a dropped instance is destroyed by
+ * the garbage collector while Dawn's and the driver's threads still wait on its locks, which aborts the
+ * process a collection or two later ("The futex facility returned an unexpected error code", webgpu 0.6.2 on
+ * lavapipe, after a few devices opened and destroyed in one process). A held instance does not keep the
+ * process alive once its devices are idle.
+ */
+const instances = new Map<string, GPU>();
+
+function instance(dawn: DawnModule, toggles: readonly string[]): GPU {
+  const key = toggles.join('\n');
+  let gpu = instances.get(key);
+  if (!gpu) instances.set(key, (gpu = dawn.create([...toggles])));
+  return gpu;
+}
+
 /** Opens the adapter and a device with every engine feature the adapter offers. */
 export async function openDevice(options: OpenDeviceOptions = {}): Promise<GpuContext> {
-  const dawn = await loadDawn();
-  const gpu = dawn.create([...(options.toggles ?? DAWN_TOGGLES)]);
+  const gpu = instance(await loadDawn(), options.toggles ?? DAWN_TOGGLES);
   // Dawn answers null, or throws "no suitable backends found", when no driver offers an adapter.
   const adapter = await gpu
     .requestAdapter({ powerPreference: options.powerPreference ?? 'high-performance' })
@@ -107,7 +122,6 @@ export async function openDevice(options: OpenDeviceOptions = {}): Promise<GpuCo
     destroy: () => {
       if (chosen) useMatrixGemm({}); // this device's choice would not hold on another
       device.destroy();
-      ctx.gpu = null; // lets the process exit
     },
   };
   if (options.gemmSelfCheck ?? true) {
