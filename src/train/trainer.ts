@@ -177,6 +177,45 @@ export function loopOptions<O extends LoopOptions>(options: O): ResolvedLoopOpti
   return o;
 }
 
+/**
+ * The WebGPU engine for `model`, resumed at `start`; null when the signal stopped it while it started (a large
+ * model compiles hundreds of pipelines). A mixed run's checkpoint holds its loss scale and counters: the resume
+ * continues them (an f32 run ignores them; a checkpoint written before the counters were kept starts them at 0).
+ */
+async function startWebGpu(
+  o: LoopOptions,
+  model: SwavModel,
+  start: ResumePoint,
+  program: GradientProgramFactory | undefined,
+): Promise<WebGpuStepper | null> {
+  const scaled = start.checkpoint?.header.lossScale;
+  try {
+    return await WebGpuStepper.start(model, {
+      program: program ?? swavGradientProgram,
+      ...(o.signal && { signal: o.signal }),
+      // Unset, a resume keeps its checkpoint's precision (mixed where f16 is offered for a fresh run).
+      ...(o.precision
+        ? { precision: o.precision }
+        : start.checkpoint?.header.precision && {
+            precision: start.checkpoint.header.precision,
+            precisionFrom: 'checkpoint' as const,
+          }),
+      names: o.names,
+      ...(scaled && {
+        lossScale: {
+          initial: scaled.scale,
+          cleanRun: scaled.cleanRun,
+          skipped: scaled.skipped ?? 0,
+          grown: scaled.grown ?? 0,
+        },
+      }),
+    });
+  } catch (err) {
+    if (isAbort(err, o.signal)) return null;
+    throw err;
+  }
+}
+
 export async function train(options: TrainOptions): Promise<TrainSummary> {
   let model = options.model;
   let stepper: ParallelStepper | WebGpuStepper | null = null;
@@ -207,28 +246,14 @@ export async function train(options: TrainOptions): Promise<TrainSummary> {
       stepper = await ParallelStepper.start(model, { threads: trainThreads, backend: backend.name as 'wasm' | 'cpu' });
     } else if (backend.name === 'webgpu' && start.step < o.config.steps) {
       // The model stays on tfjs's cpu backend (checkpoints, export); the engine steps on the device.
-      // A mixed run's checkpoint holds its loss scale and counters: the resume continues them (an f32 run
-      // ignores them; a checkpoint written before the counters were kept starts them at 0).
-      const scaled = start.checkpoint?.header.lossScale;
-      stepper = await WebGpuStepper.start(model, {
-        program: options.gradientProgram ?? swavGradientProgram,
-        // Unset, a resume keeps its checkpoint's precision (mixed where f16 is offered for a fresh run).
-        ...(o.precision
-          ? { precision: o.precision }
-          : start.checkpoint?.header.precision && {
-              precision: start.checkpoint.header.precision,
-              precisionFrom: 'checkpoint' as const,
-            }),
-        names: o.names,
-        ...(scaled && {
-          lossScale: {
-            initial: scaled.scale,
-            cleanRun: scaled.cleanRun,
-            skipped: scaled.skipped ?? 0,
-            grown: scaled.grown ?? 0,
-          },
-        }),
-      });
+      stepper = await startWebGpu(o, model, start, options.gradientProgram);
+      if (!stepper)
+        return {
+          ...stoppedBeforeStart(backend, trainThreads),
+          startStep: start.step,
+          step: start.step,
+          resumedFrom: start.resumedFrom,
+        };
       o.log(stepper.description);
     }
     o.log(

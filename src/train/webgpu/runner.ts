@@ -4,6 +4,7 @@
  * command buffer per `submit()`. Nothing here reads back unless asked (`read`).
  */
 /// <reference types="@webgpu/types" />
+import { availableParallelism } from 'node:os';
 import { WildstreamError } from '../../errors.js';
 import type { GpuContext } from './device-info.js';
 import { WebGpuKernelError } from './errors.js';
@@ -32,6 +33,11 @@ export interface Dispatch {
 // Dawn's globals are installed on globalThis, which this engine does not need).
 const USAGE = { storage: 0x0080 | 0x0004 | 0x0008, read: 0x0001 | 0x0008 }; // STORAGE|COPY_SRC|COPY_DST, MAP_READ|COPY_DST
 const MAP_READ = 0x0001;
+/**
+ * Pipelines compiled at once by `record`: enough to keep the driver's compiler threads busy, few enough that a
+ * stop waits for at most this many (a large model has hundreds, 0.3 s each on lavapipe).
+ */
+export const COMPILE_LANES = Math.max(4, availableParallelism());
 
 /** A buffer the device cannot make: larger than its maxBufferSize. */
 export class GpuAllocationError extends WildstreamError {
@@ -198,7 +204,11 @@ export class GpuRunner {
   }
 
   /** Compiles every kernel and makes every bind group once; the recording then submits without allocating. */
-  async record(dispatches: readonly Dispatch[]): Promise<Recording> {
+  async record(dispatches: readonly Dispatch[], signal?: AbortSignal): Promise<Recording> {
+    await this.compileAll(
+      dispatches.map((d) => d.kernel),
+      signal,
+    );
     const pipelines = await Promise.all(dispatches.map((d) => this.pipeline(d.kernel)));
     // Checked before the error scope opens: a throw inside it would leave the scope on the device's stack.
     for (const d of dispatches)
@@ -226,6 +236,24 @@ export class GpuRunner {
         `binding buffers for ${dispatches.map((d) => d.kernel.key).join(', ')}: ${error.message.split('\n')[0]}`,
       );
     return new Recording(this.device, steps);
+  }
+
+  /**
+   * Compiles the kernels not compiled yet, COMPILE_LANES at a time. The first refused kernel ends it with its
+   * error; `signal` ends it with its reason once the compiles under way have settled (none is left running on
+   * the driver's threads, where a process exiting under them crashed).
+   */
+  private async compileAll(kernels: readonly Kernel[], signal?: AbortSignal): Promise<void> {
+    const todo = [...new Map(kernels.map((k) => [k.key, k])).values()].filter((k) => !this.pipelines.has(k.key));
+    let next = 0;
+    let failed: { error: unknown } | null = null;
+    const lane = async () => {
+      while (next < todo.length && !failed && !signal?.aborted)
+        await this.pipeline(todo[next++]!).catch((error: unknown) => void (failed ??= { error }));
+    };
+    await Promise.all(Array.from({ length: Math.min(COMPILE_LANES, todo.length) }, lane));
+    if (failed) throw (failed as { error: unknown }).error;
+    signal?.throwIfAborted();
   }
 
   /** Waits until every submitted command buffer has finished. */

@@ -86,6 +86,11 @@ export interface WebGpuStepperOptions {
   lossScale?: LossScaleOptions & LossScaleStart;
   /** How errors name the options a person can change (a pipeline's train keys). @default the command's flags */
   names?: OptionNames;
+  /**
+   * Stops a start under way: checked between its phases and its pipeline compiles, it then frees what was made
+   * and rejects with the signal's reason (a large model compiles hundreds of pipelines).
+   */
+  signal?: AbortSignal;
 }
 
 /** Where a loss scale starts (a resumed run: its checkpoint's LossScaleState). */
@@ -270,11 +275,14 @@ export class WebGpuStepper {
     runner.trackAllocations();
     let verdict: Promise<WebGpuMemoryError | null> | null = null;
     const memoryCheck = (err?: unknown) => (verdict ??= memoryFailure(runner, config, err, options.names));
+    const { signal } = options;
     try {
+      signal?.throwIfAborted();
       const precision = resolvePrecision(options.precision, ctx.info, options.names);
       refuseOversizedWeights(model, ctx.info.limits);
       const state = (made.state = allocateState(runner, model, precision === 'mixed'));
       uploadState(runner, model, state);
+      signal?.throwIfAborted();
       const tail = (made.tail = tailBuffers(runner, state.params.params.length, precision, options.lossScale));
       const sizes = cropSizes(config.crops);
       const layout = { params: state.params, stats: state.stats };
@@ -282,7 +290,8 @@ export class WebGpuStepper {
       const program = (made.program = await options.program(runner, spec));
       const own = program.inputs ? [] : sizes.map((s) => runner.tensor([config.batchSize, s, s, 3]));
       made.crops = own;
-      const recording = await runner.record(stepDispatches(spec, state, tail, own, program, options.lossScale));
+      const dispatches = stepDispatches(spec, state, tail, own, program, options.lossScale);
+      const recording = await runner.record(dispatches, signal);
       const failed = await memoryCheck();
       const error = await popStray();
       if (failed) throw failed;

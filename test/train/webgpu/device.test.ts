@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { describeAdapter, describeDevice, openDevice } from '../../../src/train/webgpu/device.js';
 import { WebGpuKernelError, WebGpuUnavailableError } from '../../../src/train/webgpu/errors.js';
 import { fromHalfBits, roundToHalf, toHalfBits } from '../../../src/train/webgpu/half.js';
-import type { GpuRunner, Kernel } from '../../../src/train/webgpu/runner.js';
+import { COMPILE_LANES, type GpuRunner, type Kernel } from '../../../src/train/webgpu/runner.js';
 import { openTestRunner, upload } from './gpu.js';
 
 let runner: GpuRunner;
@@ -94,6 +94,25 @@ describe('runner', () => {
     rec.submit();
     expect((await runner.read(b))[999]).toBe(-1);
     runner.release(x, a, b);
+  });
+
+  it('compiles COMPILE_LANES kernels at a time; a stop ends the recording once those settle', async () => {
+    const n = 1000;
+    const kernels = Array.from({ length: COMPILE_LANES + 6 }, (_, i) => affineKernel(n - 1 - i)); // none compiled before
+    const [x, y] = [upload(runner, [n], 'f32', new Float32Array(n).fill(3)), runner.tensor([n])];
+    const dispatches = kernels.map((kernel) => ({ kernel, buffers: [x, y] }));
+    const before = runner.compiled;
+    const controller = new AbortController();
+    const recording = runner.record(dispatches, controller.signal);
+    controller.abort(new Error('stopped'));
+    await expect(recording).rejects.toThrow('stopped');
+    expect(runner.compiled - before).toBe(COMPILE_LANES);
+    // The device is fine, and the next recording compiles only what is left.
+    const rec = await runner.record(dispatches);
+    expect(runner.compiled - before).toBe(kernels.length);
+    rec.submit();
+    expect((await runner.read(y))[0]).toBe(3 * 2 + 1);
+    runner.release(x, y);
   });
 
   it('reuses a released buffer of the same size', () => {

@@ -67,6 +67,8 @@ export interface RunOptions {
   log?: string[];
   /** The WebGPU engine's precision. @default train's (a resume keeps its checkpoint's; else mixed where offered) */
   precision?: 'f32' | 'mixed';
+  /** Stops the run (train's `signal`). */
+  signal?: AbortSignal;
 }
 
 /** train() on `out` (resuming from its newest checkpoint) with `config`, checkpointing every 3 steps. */
@@ -82,6 +84,7 @@ export async function runOn(out: Store, config: TrainConfig, o: RunOptions) {
     checkpointEvery: 3,
     ...(o.program && { gradientProgram: o.program }),
     ...(o.precision && { precision: o.precision }),
+    ...(o.signal && { signal: o.signal }),
     log: (l) => o.log?.push(l),
   });
 }

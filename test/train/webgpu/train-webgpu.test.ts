@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openStore, type Store } from '../../../src/shards/store.js';
+import { listCheckpoints } from '../../../src/train/checkpoint.js';
 import type { GradientProgramFactory } from '../../../src/train/webgpu/stepper.js';
 import { FixedGradients } from './fixed-gradients.js';
 import { randomValues } from './gpu.js';
@@ -75,6 +76,30 @@ describe('train --backend webgpu', () => {
     const asked = await on(6, 'mixed');
     expect(asked.line).toMatch(/; precision mixed \(as asked\)/);
     expect([asked.saved.step, asked.saved.precision]).toEqual([6, 'mixed']);
+  });
+
+  it('a stop while the engine starts ends the run there: no step, no new checkpoint, the device freed', async () => {
+    const out = await openStore(join(dir, 'stopped-at-start'));
+    await run(out, 3, 'webgpu');
+    const controller = new AbortController();
+    // The program is made after the state's upload and before the pipelines compile: a stop arriving then.
+    const stopping: GradientProgramFactory = (r, spec) => {
+      controller.abort();
+      return double(r, spec);
+    };
+    const log: string[] = [];
+    const s = await runOn(out, config(5), {
+      backend: 'webgpu',
+      logEvery: 2,
+      program: stopping,
+      log,
+      signal: controller.signal,
+    });
+    expect([s.stopped, s.startStep, s.step, s.checkpoint]).toEqual(['signal', 3, 3, null]);
+    expect(s.resumedFrom).toMatch(/step-000000003/);
+    expect(log.filter((l) => /^(WebGPU|step) /.test(l))).toEqual([]);
+    expect((await listCheckpoints(out)).map((c) => c.step)).toEqual([3]);
+    expect((await run(out, 5, 'webgpu')).step).toBe(5); // and the next run starts as usual
   });
 
   it('with the SwAV gradient program: a finite loss that moves, a checkpoint, and a resume on wasm', async () => {
