@@ -135,10 +135,6 @@ function checkTrainStage(t: NonNullable<Pipeline['train']>, file: string): void 
   const backend = t.backend ?? 'auto';
   if (t.precision !== undefined && backend !== 'webgpu' && backend !== 'auto')
     throw new ConfigError(`${file}: train.precision: applies to the webgpu backend, and train.backend is ${backend}`);
-  if (backend === 'webgpu' && (t.queueLength ?? 0) > 0)
-    throw new ConfigError(
-      `${file}: train.queue_length: the WebGPU engine has no SwAV queue; set 0, or another train.backend`,
-    );
   if (t.crops !== undefined && cropCount(t.crops) < 2)
     throw new ConfigError(`${file}: train.crops: SwAV needs at least two crops per image, got ${t.crops}`);
 }

@@ -77,10 +77,6 @@ describe('wildstream run', () => {
         /train\.precision: applies to the webgpu backend, and train\.backend is wasm/,
       ],
       [
-        'site: demo\ningest:\n  out: x\ntrain:\n  out: y\n  backend: webgpu\n  queue_length: 64\n',
-        /train\.queue_length: the WebGPU engine has no SwAV queue/,
-      ],
-      [
         'site: demo\ningest:\n  out: x\ntrain:\n  out: y\n  crops: 1x32\n',
         /train\.crops: SwAV needs at least two crops/,
       ],

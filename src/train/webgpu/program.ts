@@ -58,6 +58,12 @@ export interface GradientProgram {
    * allocates `StepBuffers.crops`.
    */
   inputs?(): GpuTensor[];
+  /**
+   * SwAV's queue (config.queue.length > 0), set up by `dispatches`: each assignment crop's entries ([L, D]
+   * f32, newest first, as SwavModel.queue), which every step pushes, and the step's dispatches for the steps
+   * it joins the assignment (the same buffers as `dispatches`' list). Absent: the program has no queue.
+   */
+  queue?(): { entries: readonly GpuTensor[]; dispatches: Dispatch[] };
   /** Frees the program's own buffers (activations, scratch). */
   release(): void;
 }

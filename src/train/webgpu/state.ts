@@ -73,11 +73,16 @@ export function uploadState(runner: GpuRunner, model: SwavModel, s: GpuModelStat
 export async function downloadState(
   runner: GpuRunner,
   s: GpuModelState,
-): Promise<{ vars: Array<[string, Float32Array]>; momentum: Map<string, Float32Array> }> {
-  const [w, v, stats] = await Promise.all([runner.read(s.w), runner.read(s.v), runner.read(s.running)]);
+  queue: readonly GpuTensor[] = [],
+): Promise<{ vars: Array<[string, Float32Array]>; momentum: Map<string, Float32Array>; queue: Float32Array[] }> {
+  const [w, v, stats, ...entries] = await Promise.all([s.w, s.v, s.running, ...queue].map((t) => runner.read(t)));
   const slices = (layout: ParamLayout, data: Float32Array) =>
     layout.params.map((p) => [p.name, data.slice(p.offset, p.offset + p.size)] as [string, Float32Array]);
-  return { vars: [...slices(s.params, w), ...slices(s.stats, stats)], momentum: new Map(slices(s.params, v)) };
+  return {
+    vars: [...slices(s.params, w!), ...slices(s.stats, stats!)],
+    momentum: new Map(slices(s.params, v!)),
+    queue: entries,
+  };
 }
 
 /**
@@ -89,12 +94,13 @@ export function importDownloaded(
   model: SwavModel,
   got: Awaited<ReturnType<typeof downloadState>>,
   withSlot: ReadonlySet<string>,
+  queueFilled: number,
 ): void {
   const state: ModelState = {
     vars: got.vars,
     slots: [...got.momentum].filter(([name]) => withSlot.has(name)),
-    queue: [], // the WebGPU step has no queue (WebGpuStepper.start refuses one)
-    queueFilled: model.queueFilled,
+    queue: got.queue,
+    queueFilled,
   };
   importState(model, state);
 }

@@ -178,6 +178,8 @@ interface StepperParts {
   ownCrops: GpuTensor[];
   program: GradientProgram;
   recording: Recording;
+  /** SwAV's queue: its entries, and the step recorded for when it joins the assignment. */
+  queue: { entries: readonly GpuTensor[]; recording: Recording } | null;
   tables: { open: Uint32Array; frozen: Uint32Array };
 }
 
@@ -188,6 +190,8 @@ export class WebGpuStepper {
   private frozen: boolean | null = null;
   /** Steps whose loss was summed on the GPU and not yet read. */
   private unread = 0;
+  /** Embeddings pushed onto SwAV's queue so far, up to its length (SwavModel.queueFilled). */
+  private queueFilled: number;
   /** Parameters that have (or had, in the model) a momentum slot: what sync writes back. */
   private readonly withSlot: Set<string>;
   /** Per crop: an ordinary buffer that crops in shared memory are copied through (see writeCrops). */
@@ -203,6 +207,7 @@ export class WebGpuStepper {
   private readonly ownCrops: GpuTensor[];
   private readonly program: GradientProgram;
   private readonly recording: Recording;
+  private readonly queue: StepperParts['queue'];
   private readonly tables: { open: Uint32Array; frozen: Uint32Array };
 
   private constructor(
@@ -220,6 +225,8 @@ export class WebGpuStepper {
     this.ownCrops = parts.ownCrops;
     this.program = parts.program;
     this.recording = parts.recording;
+    this.queue = parts.queue;
+    this.queueFilled = model.queueFilled;
     this.tables = parts.tables;
     this.withSlot = new Set(model.lars.slots.keys());
     // A lost device (driver reset, out of memory, destroyed elsewhere) fails every later call with its reason.
@@ -232,10 +239,6 @@ export class WebGpuStepper {
   /** Copies `model`'s state to the device and records the step; `model` itself changes only in sync(). */
   static async start(model: SwavModel, options: WebGpuStepperOptions): Promise<WebGpuStepper> {
     const { config } = model;
-    if (config.queue.length > 0)
-      throw new ConfigError(
-        `the WebGPU engine has no SwAV queue (queue length ${config.queue.length}): train with queue length 0, or on the wasm backend`,
-      );
     const perImage = cropCount(config.crops);
     if (config.batchSize * perImage > MAX_CROPS_PER_STEP) {
       const names = options.names ?? FLAG_NAMES;
@@ -290,15 +293,18 @@ export class WebGpuStepper {
       const program = (made.program = await options.program(runner, spec));
       const own = program.inputs ? [] : sizes.map((s) => runner.tensor([config.batchSize, s, s, 3]));
       made.crops = own;
-      const dispatches = stepDispatches(spec, state, tail, own, program, options.lossScale);
-      const recording = await runner.record(dispatches, signal);
+      const io = stepBuffers(state, tail, own);
+      const step = (list: Dispatch[]) => stepDispatches(spec, state, tail, list, options.lossScale);
+      const recording = await runner.record(step(program.dispatches(io)), signal);
+      const queue = config.queue.length > 0 ? await recordQueue(runner, model, program, step, signal) : null;
       const failed = await memoryCheck();
       const error = await popStray();
       if (failed) throw failed;
       if (error) throw new WebGpuTrainingError(`setting up the WebGPU step failed: ${error.message.split('\n')[0]}`);
       const crops = program.inputs?.() ?? own;
       const line = `WebGPU ${describeDevice(ctx.info)}; ${describePrecision(precision, options.precision, ctx.info, options.precisionFrom)}`;
-      const parts = { state, tail, crops, ownCrops: own, program, recording, tables: larsTables(state.params, config) };
+      const tables = larsTables(state.params, config);
+      const parts = { state, tail, crops, ownCrops: own, program, recording, queue, tables };
       const stepper = new WebGpuStepper(model, runner, precision, line, !options.device, parts);
       const mode = model.config.recompute ?? 'auto';
       stepper.recomputeLine = `recompute ${recomputesOnGpu(config) ? 'on' : 'off'}${mode === 'auto' ? ', auto' : ''}`;
@@ -343,7 +349,7 @@ export class WebGpuStepper {
       this.frozen = frozen;
     }
     this.runner.writeBytes(this.runner.view(this.tail.hyper, LARS_HYPER.LR, [1]), Float32Array.of(lr));
-    this.recording.submit();
+    this.submit(step);
     // Settles when the device finishes the step, or is lost (Dawn may then never answer the first).
     const { queue, lost } = this.runner.device;
     this.inFlight.push(Promise.race([queue.onSubmittedWorkDone(), lost]).catch(() => {}));
@@ -354,6 +360,14 @@ export class WebGpuStepper {
     const read = await this.readLoss();
     gpuWaitMs += performance.now() - t1;
     return { ...read, lr, gpuWaitMs };
+  }
+
+  /** Submits the step: with SwAV's queue in the assignment once it is full and the run past its start step. */
+  private submit(step: number): void {
+    const { length, startStep } = this.model.config.queue;
+    const queued = this.queue && step >= startStep && this.queueFilled >= length;
+    (queued ? this.queue!.recording : this.recording).submit();
+    if (this.queue) this.queueFilled = Math.min(length, this.queueFilled + this.model.config.batchSize);
   }
 
   /**
@@ -403,7 +417,8 @@ export class WebGpuStepper {
   /** Copies the device's weights, momentum and running statistics into `model`: before a checkpoint or evaluation. */
   async sync(): Promise<void> {
     this.check();
-    importDownloaded(this.model, await downloadState(this.runner, this.state), this.withSlot);
+    const got = await downloadState(this.runner, this.state, this.queue?.entries);
+    importDownloaded(this.model, got, this.withSlot, this.queueFilled);
   }
 
   /** Frees the device's buffers (and the device, when start opened it). Safe to call twice. */
@@ -472,17 +487,10 @@ export class WebGpuStepper {
   }
 }
 
-/** The step as recorded: the program's passes, the LARS norms, the loss-scale check (mixed), the update, the loss sum. */
-function stepDispatches(
-  spec: GradientProgramSpec,
-  state: GpuModelState,
-  tail: TailBuffers,
-  crops: GpuTensor[],
-  program: GradientProgram,
-  lossScale?: LossScaleOptions,
-): Dispatch[] {
-  const { w, w16, g, v, running } = state;
-  const io: StepBuffers = {
+/** The buffers the program's dispatches work on. */
+function stepBuffers(state: GpuModelState, tail: TailBuffers, crops: GpuTensor[]): StepBuffers {
+  const { w, w16, g, running } = state;
+  return {
     weights: w,
     ...(w16 ? { weights16: w16 } : {}),
     grads: g,
@@ -491,14 +499,41 @@ function stepDispatches(
     lossScale: tail.lossScale,
     loss: tail.loss,
   };
+}
+
+/** The step as recorded: the program's passes, the LARS norms, the loss-scale check (mixed), the update, the loss sum. */
+function stepDispatches(
+  spec: GradientProgramSpec,
+  state: GpuModelState,
+  tail: TailBuffers,
+  passes: Dispatch[],
+  lossScale?: LossScaleOptions,
+): Dispatch[] {
+  const { w, w16, g, v } = state;
   const P = state.params.params.length;
   const check = spec.precision === 'mixed' ? lossScaleCheck(P, tail.norms, tail.lossScale, tail.hyper, lossScale) : [];
   const lars = { w, g, v, table: tail.table, norms: tail.norms, hyper: tail.hyper, ...(w16 ? { w16 } : {}) };
-  return [
-    ...program.dispatches(io),
-    ...larsStep(state.params, spec.config.lars, lars, check),
-    ...lossSum(tail.loss, tail.lossSum),
-  ];
+  return [...passes, ...larsStep(state.params, spec.config.lars, lars, check), ...lossSum(tail.loss, tail.lossSum)];
+}
+
+/**
+ * SwAV's queue on the device: the model's entries (zeros, or a checkpoint's) uploaded, and the step recorded
+ * for when the queue joins the assignment. A program without a queue cannot run a config with one.
+ */
+async function recordQueue(
+  runner: GpuRunner,
+  model: SwavModel,
+  program: GradientProgram,
+  step: (passes: Dispatch[]) => Dispatch[],
+  signal?: AbortSignal,
+): Promise<{ entries: readonly GpuTensor[]; recording: Recording }> {
+  if (!program.queue)
+    throw new ConfigError(
+      `the gradient program has no SwAV queue (queue length ${model.config.queue.length}): train with queue length 0`,
+    );
+  const { entries, dispatches } = program.queue();
+  entries.forEach((t, a) => runner.writeBytes(t, model.queue[a]!.dataSync() as Float32Array));
+  return { entries, recording: await runner.record(step(dispatches), signal) };
 }
 
 function tailBuffers(

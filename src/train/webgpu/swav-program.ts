@@ -8,6 +8,9 @@
  *   SwAV        head, Sinkhorn codes and loss, then the backward of loss * scale (kernels/swav.ts)
  *   scatter     d features back to each backbone, whose backwards write (the first) and add (the others) the
  *               backbone's gradients
+ *   queue       with config.queue.length > 0, each step pushes the assignment crops' embeddings onto SwAV's
+ *               queue (kernels/swav-queue.ts); a second list, the same but for Sinkhorn over queue + batch,
+ *               is for the steps the queue joins the assignment (`queue()`)
  * The stepper writes each crop straight into its backbone's input (`inputs`). With recomputation
  * (`recomputesOnGpu`), the backbones keep only each segment's output and share one set of activation slots:
  * every backward recomputes its segments before reading them, so a later forward may overwrite them.
@@ -22,24 +25,19 @@ import {
   type Backbone,
   type BackboneWeights,
 } from './engine/backbone.js';
-import { elementwiseEntry, elementwiseGroups } from './kernels/elementwise.js';
+import { copyKernel } from './kernels/elementwise.js';
 import { normalisePrototypesKernel } from './kernels/head.js';
 import type { ParamLayout } from './kernels/lars.js';
 import { createSwavTensors, swavBackward, swavForward, swavTensorList, type SwavShape } from './kernels/swav.js';
+import {
+  createSwavQueue,
+  pushQueue,
+  swavQueueTensors,
+  type SwavQueue,
+  type SwavQueueShape,
+} from './kernels/swav-queue.js';
 import { recomputesOnGpu, type GradientProgram, type GradientProgramSpec, type StepBuffers } from './program.js';
-import type { Dispatch, GpuRunner, GpuTensor, Kernel } from './runner.js';
-
-/** dst[dstOffset + i] = src[srcOffset + i] for i < count (f32). */
-function copyKernel(count: number, srcOffset: number, dstOffset: number): Kernel {
-  const code = /* wgsl */ `
-@group(0) @binding(0) var<storage, read> src: array<f32>;
-@group(0) @binding(1) var<storage, read_write> dst: array<f32>;
-${elementwiseEntry(count)}
-  dst[${dstOffset}u + i] = src[${srcOffset}u + i];
-}
-`;
-  return { key: `copy:${count}:${srcOffset}:${dstOffset}`, code, workgroups: elementwiseGroups(count) };
-}
+import type { Dispatch, GpuRunner, GpuTensor } from './runner.js';
 
 /** Crop indices by size, in crop order: each group runs through one backbone. */
 function groupsBySize(sizes: readonly number[]): Array<{ size: number; crops: number[] }> {
@@ -56,6 +54,7 @@ export function swavGradientProgram(runner: GpuRunner, spec: GradientProgramSpec
 export class SwavGradientProgram implements GradientProgram {
   private backbones: Backbone[] = [];
   private readonly own: GpuTensor[] = [];
+  private queued: { entries: readonly GpuTensor[]; dispatches: Dispatch[] } | null = null;
   private readonly groups: Array<{ size: number; crops: number[] }>;
 
   constructor(
@@ -129,21 +128,39 @@ export class SwavGradientProgram implements GradientProgram {
     // Crop v is rows j*B.. of its group's backbone (j: its place in the group), rows v*B.. of the SwAV part.
     const moves = this.groups.flatMap((g, i) => g.crops.map((v, j) => ({ backbone: this.backbones[i]!, v, j })));
     const rowsF = B * F;
-    return [
+    const queue =
+      config.queue.length > 0
+        ? this.createQueue({ batch: B, length: config.queue.length, dim: D, prototypes: K })
+        : null;
+    const step = (withQueue: boolean): Dispatch[] => [
       normalise,
       ...this.backbones.flatMap((b) => b.forward),
       ...moves.map((m) => ({
         kernel: copyKernel(rowsF, m.j * rowsF, m.v * rowsF),
         buffers: [m.backbone.features, features],
       })),
-      ...swavForward(s, config.swav, features, head, swav),
+      ...swavForward(s, config.swav, features, head, swav, withQueue && queue ? queue : undefined),
       ...swavBackward(s, config.swav, features, head, swav, grads, dfeatures, io.lossScale),
       ...moves.map((m) => ({
         kernel: copyKernel(rowsF, m.v * rowsF, m.j * rowsF),
         buffers: [dfeatures, m.backbone.featuresGrad],
       })),
       ...this.backbones.flatMap((b) => b.backward),
+      ...(queue ? pushQueue(queue.shape, config.swav.cropsForAssign, t.head.z, queue.buffers) : []),
     ];
+    if (queue) this.queued = { entries: queue.buffers.entries, dispatches: step(true) };
+    return step(false);
+  }
+
+  queue(): { entries: readonly GpuTensor[]; dispatches: Dispatch[] } {
+    if (!this.queued) throw new RangeError('SwAV program: no queue (config.queue.length 0, or dispatches() not run)');
+    return this.queued;
+  }
+
+  private createQueue(shape: SwavQueueShape): { shape: SwavQueueShape; buffers: SwavQueue } {
+    const buffers = createSwavQueue(this.runner, shape, this.spec.config.swav.cropsForAssign.length);
+    this.own.push(...swavQueueTensors(buffers));
+    return { shape, buffers };
   }
 
   /** Where the stepper writes crop v: its rows of its backbone's input. */

@@ -431,7 +431,7 @@ describe('WebGpuStepper: refused inputs', () => {
     expect(loopOptions({ ...o, backend: 'webgpu', precision: 'mixed' }).precision).toBe('mixed');
   });
 
-  it('a SwAV queue, and a batch of another shape than the recorded one', async () => {
+  it('a SwAV queue with a gradient program that has none, and a batch of another shape than the recorded one', async () => {
     const queued = new SwavModel(tinyConfig({ queue: { length: 4, startStep: 0 } }));
     await expect(start(queued, 'f32')).rejects.toThrow(/no SwAV queue/);
     queued.dispose();

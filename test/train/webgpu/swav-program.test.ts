@@ -8,7 +8,7 @@ import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { defaultTrainConfig, type TrainConfig } from '../../../src/train/config.js';
 import { SwavModel } from '../../../src/train/model.js';
-import { DEFAULT_SWAV, normalisePrototypes, swavLoss } from '../../../src/train/swav.js';
+import { DEFAULT_SWAV, normalisePrototypes, PROTOTYPES, swavLoss } from '../../../src/train/swav.js';
 import type { Precision } from '../../../src/train/webgpu/precision.js';
 import type { GpuRunner } from '../../../src/train/webgpu/runner.js';
 import { WebGpuStepper } from '../../../src/train/webgpu/stepper.js';
@@ -52,16 +52,30 @@ interface StepErrors {
   skipped: number;
 }
 
-async function oneStep(precision: Precision, lossScale?: { initial: number }): Promise<StepErrors> {
-  const config = tinyConfig();
+/** Unit rows [n, d] from a seed: what a queue of embeddings holds. */
+function unitRows(n: number, d: number, seed: number): tf.Tensor2D {
+  return tf.tidy(() => {
+    const x = tf.tensor2d(randomValues(n * d, seed), [n, d]);
+    return tf.div(x, tf.norm(x, 'euclidean', 1, true));
+  });
+}
+
+/** With `queue` (its length): both models start with the same full queue of random embeddings. */
+async function oneStep(precision: Precision, lossScale?: { initial: number }, queue = 0): Promise<StepErrors> {
+  const config = { ...tinyConfig(), queue: { length: queue, startStep: 0 } };
   const B = config.batchSize;
   const crops = [16, 16, 8, 8].map((size, i) => ({ size, data: randomValues(B * size * size * 3, 300 + i) }));
   const model = new SwavModel(config);
   const reference = new SwavModel(config);
   // Each block's last BatchNorm starts at gamma 0 (zero-init residual), which zeroes every gradient inside the
   // block: a non-zero gamma lets the comparison reach them.
-  for (const m of [model, reference])
+  for (const m of [model, reference]) {
     for (const [name, v] of m.ps.vars) if (name.endsWith('.c.bn.gamma')) v.assign(tf.fill(v.shape, 0.5));
+    if (queue === 0) continue;
+    tf.dispose(m.queue);
+    m.queue = config.swav.cropsForAssign.map((_, a) => unitRows(queue, config.swav.dim, 500 + a));
+    m.queueFilled = queue;
+  }
   const program = swavGradientProgram;
   const stepper = await WebGpuStepper.start(model, {
     device: runner.ctx,
@@ -79,10 +93,14 @@ async function oneStep(precision: Precision, lossScale?: { initial: number }): P
     normalisePrototypes(ps);
     ps.pendingUpdates = [];
     const tensors = crops.map((c) => tf.tensor4d(c.data, [B, c.size, c.size, 3]));
-    const { value, grads } = tf.variableGrads(
-      () => swavLoss(reference.forward(tensors, true).scores, config.swav),
-      [...ps.trainable().values()],
-    );
+    const prototypes = ps.vars.get(PROTOTYPES)! as tf.Tensor2D;
+    const queued = queue ? reference.queue.map((q) => tf.matMul(q, prototypes) as tf.Tensor2D) : undefined;
+    let z: tf.Tensor2D[] = [];
+    const { value, grads } = tf.variableGrads(() => {
+      const out = reference.forward(tensors, true);
+      z = config.swav.cropsForAssign.map((i) => tf.keep(out.z[i]!));
+      return swavLoss(out.scores, config.swav, queued);
+    }, [...ps.trainable().values()]);
     for (const [v, next] of ps.pendingUpdates) v.assign(next);
     const want = ps.byName(grads);
     const wantLoss = value.dataSync()[0]!;
@@ -100,6 +118,19 @@ async function oneStep(precision: Precision, lossScale?: { initial: number }): P
         p.name,
         scaledError(running.subarray(p.offset, p.offset + p.size), ps.vars.get(p.name)!.dataSync()),
       ]);
+    if (queue) {
+      // The queue after the step: each assignment crop's embeddings in front, the oldest B entries gone.
+      await stepper.sync();
+      model.queue.forEach((q, a) => {
+        const want = tf.tidy(() => tf.concat([z[a]!, tf.slice(reference.queue[a]!, [0, 0], [queue - B, -1])]));
+        errors.push([`queue ${a}`, scaledError(q.dataSync(), want.dataSync())]);
+        want.dispose();
+      });
+      expect(model.queueFilled).toBe(queue);
+      // The queue changed the codes: the loss without it is another.
+      const plain = tf.tidy(() => swavLoss(reference.forward(tensors, true).scores, config.swav).dataSync()[0]!);
+      expect(Math.abs(plain - wantLoss) / wantLoss).toBeGreaterThan(1e-3);
+    }
     const peak = (x: ArrayLike<number>) => Math.max(...Array.from(x, Math.abs));
     const w1 = peak(gradOf('swav.proj1.w'));
     const result = {
@@ -109,7 +140,7 @@ async function oneStep(precision: Precision, lossScale?: { initial: number }): P
       biasTfjs: peak(want['swav.proj1.b']!.dataSync()) / w1,
       skipped: (await stepper.lossScale()).skipped,
     };
-    tf.dispose([...tensors, value, ...Object.values(grads)]);
+    tf.dispose([...tensors, value, ...Object.values(grads), ...z, ...(queued ?? [])]);
     return result;
   } finally {
     await stepper.close();
@@ -186,6 +217,13 @@ describe('the SwAV gradient program', () => {
     expect(e.loss).toBeLessThan(MIXED_TOL);
     expect(e.biasEngine).toBeLessThan(MIXED_TOL);
     for (const [name, err] of e.tensors) expect(err, name).toBeLessThan(MIXED_TOL);
+  }, 900_000);
+
+  it('f32, SwAV queue: Sinkhorn over queue + batch, the loss, gradients and the queue pushed match tfjs cpu', async () => {
+    const e = await oneStep('f32', undefined, 8);
+    expect(e.loss).toBeLessThan(1e-5);
+    expect(e.tensors.filter(([name]) => name.startsWith('queue ')).length).toBe(2);
+    for (const [name, err] of e.tensors) expect(err, name).toBeLessThan(1e-4);
   }, 900_000);
 
   it("recompute: 'on' recomputes; 'off', 'auto' and a config without it (old checkpoints) do not", () => {

@@ -102,6 +102,40 @@ describe('train --backend webgpu', () => {
     expect((await run(out, 5, 'webgpu')).step).toBe(5); // and the next run starts as usual
   });
 
+  it("SwAV queue: the losses follow the wasm trainer's as it fills and joins at its start step; pieces = one go", async () => {
+    // Batch 4, queue 8: full after step 1, in the assignment from step 3 (its start step) on.
+    const queued = { ...tinyConfig(6, { freezePrototypesSteps: 1 }), queue: { length: 8, startStep: 3 } };
+    const losses = async (name: string, backend: 'webgpu' | 'wasm', until = Infinity) => {
+      const log: string[] = [];
+      const o = { backend, logEvery: 1, program: null, log, until } as const;
+      await runOn(await openStore(join(dir, name)), queued, backend === 'webgpu' ? { ...o, precision: 'f32' } : o);
+      return log.filter((l) => l.startsWith('step ')).map((l) => Number(/loss ([\d.]+)/.exec(l)![1]));
+    };
+    const wasm = await losses('queue-wasm', 'wasm');
+    const gpu = await losses('queue-one', 'webgpu');
+    expect(gpu.length).toBe(6);
+    gpu.forEach((loss, i) => expect(Math.abs(loss - wasm[i]!) / wasm[i]!, `step ${i + 1}`).toBeLessThan(1e-3));
+    expect(await losses('queue-pieces', 'webgpu', 2)).toHaveLength(2);
+    await losses('queue-pieces', 'webgpu');
+    const [one, pieces] = [
+      await latest(await openStore(join(dir, 'queue-one'))),
+      await latest(await openStore(join(dir, 'queue-pieces'))),
+    ];
+    expect([...one.values.keys()].filter((k) => k.startsWith('queue')).length).toBe(2);
+    sameWeights(one, pieces);
+    // The queue crosses backends with its checkpoint, both ways.
+    const seventh = { ...queued, steps: 7 };
+    for (const [name, backend] of [
+      ['queue-one', 'wasm'],
+      ['queue-wasm', 'webgpu'],
+    ] as const) {
+      const out = await openStore(join(dir, name));
+      const s = await runOn(out, seventh, { backend, logEvery: 1, program: null });
+      expect([s.resumedFrom, s.step]).toEqual([expect.stringMatching(/step-000000006/), 7]);
+      expect((await latest(out)).header.queueFilled).toBe(8);
+    }
+  }, 900_000);
+
   it('with the SwAV gradient program: a finite loss that moves, a checkpoint, and a resume on wasm', async () => {
     const out = await openStore(join(dir, 'engine'));
     const log: string[] = [];

@@ -24,6 +24,18 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
   if (i >= ${total}u) { return; }`;
 }
 
+/** dst[dstOffset + i] = src[srcOffset + i] for i < count (f32): bindings src, dst. */
+export function copyKernel(count: number, srcOffset: number, dstOffset: number): Kernel {
+  const code = /* wgsl */ `
+@group(0) @binding(0) var<storage, read> src: array<f32>;
+@group(0) @binding(1) var<storage, read_write> dst: array<f32>;
+${elementwiseEntry(count)}
+  dst[${dstOffset}u + i] = src[${srcOffset}u + i];
+}
+`;
+  return { key: `copy:${count}:${srcOffset}:${dstOffset}`, code, workgroups: elementwiseGroups(count) };
+}
+
 export function enableF16(...types: Dtype[]): string {
   return types.includes('f16') ? 'enable f16;' : '';
 }

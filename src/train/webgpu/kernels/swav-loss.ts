@@ -9,7 +9,8 @@
  *             row sums of the codes it is compared with (saved)
  *   total     one workgroup sums the row terms into the 1-element loss (a fixed order: deterministic)
  *   backward  one thread per score: the gradient above, times the loss scale when one is bound
- * SwAV's queue (swavLoss's `queued` scores) is not supported: it would join the Sinkhorn assignment only.
+ * SwAV's queue joins the Sinkhorn assignment only (swav-queue.ts), so the loss reads codes made either way;
+ * swavLoss's `queued` scores are refused here.
  */
 import type { Dispatch, GpuTensor, Kernel } from '../runner.js';
 import { elementwiseEntry, elementwiseGroups } from './elementwise.js';
@@ -199,7 +200,7 @@ export function createSwavLossState(
 
 /**
  * Forward: scores ([V * B, K] f32, crop v's rows at v * B) and codes ([A, B, K] f32, sinkhornCodes') -> loss
- * ([1] f32, stays on the GPU), saving lse and qsum in `st`. `queued` scores are refused (not supported).
+ * ([1] f32, stays on the GPU), saving lse and qsum in `st`. `queued` scores are refused (the queue joins the codes only).
  */
 export function swavLossForward(
   s: SwavLossShape,
@@ -210,7 +211,7 @@ export function swavLossForward(
   loss: GpuTensor,
 ): Dispatch[] {
   if (o.queued !== undefined)
-    throw new RangeError('swavLoss: queued scores (SwAV queue) are not supported by the WebGPU loss; use queue 0');
+    throw new RangeError('swavLoss: queued scores go to the codes (swav-queue.ts queuedCodes), not to the WebGPU loss');
   checkArgs(s, o, scores, codes);
   return [
     { kernel: swavLossRowsKernel(s, o), buffers: [scores, codes, st.lse, st.qsum, st.rowLoss] },

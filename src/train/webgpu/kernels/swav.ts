@@ -4,7 +4,7 @@
  *   swavForward   head (head.ts) -> codes of the assignment crops (sinkhorn.ts) -> loss (swav-loss.ts)
  *   swavBackward  d loss / d scores (times the loss scale when bound) -> head backward -> d features
  * Features are [crops * batch, F] in crop order (crop v's rows at v * batch), as model.ts concatenates them.
- * SwAV's queue is not supported (swavLossForward refuses one).
+ * With a queue in use (swav-queue.ts), the codes come from Sinkhorn over the queue's scores and the batch's.
  */
 import type { SwavConfig } from '../../swav.js';
 import type { Dispatch, GpuRunner, GpuTensor } from '../runner.js';
@@ -19,6 +19,7 @@ import {
 } from './head.js';
 import { createSinkhornScratch, sinkhornCodes, type SinkhornScratch, type SinkhornShape } from './sinkhorn.js';
 import { createSwavLossState, swavLossBackward, swavLossForward, type SwavLossState } from './swav-loss.js';
+import { queuedCodes, type SwavQueue, type SwavQueueShape } from './swav-queue.js';
 
 export interface SwavShape {
   crops: number;
@@ -77,19 +78,25 @@ export function swavTensorList(t: SwavTensors): GpuTensor[] {
   ];
 }
 
-/** features ([crops * batch, F], f32 or f16) -> t.loss, saving what swavBackward reads. */
+/**
+ * features ([crops * batch, F], f32 or f16) -> t.loss, saving what swavBackward reads; with `queue`, the codes
+ * are assigned over the queue too (its entries are read, not pushed: pushQueue does that).
+ */
 export function swavForward(
   s: SwavShape,
   cfg: SwavStepConfig,
   features: GpuTensor,
   w: SwavHeadWeights,
   t: SwavTensors,
+  queue?: { shape: SwavQueueShape; buffers: SwavQueue },
 ): Dispatch[] {
   const sk = { epsilon: cfg.epsilon, iterations: cfg.sinkhornIters, cropsForAssign: cfg.cropsForAssign };
   const scores = t.head.scores;
   return [
     ...swavHeadForward(headShape(s), features, w, t.head),
-    ...sinkhornCodes(assignShape(s), sk, scores, t.codes, t.sinkhorn),
+    ...(queue
+      ? queuedCodes(queue.shape, sk, scores, w.prototypes, queue.buffers, t.codes)
+      : sinkhornCodes(assignShape(s), sk, scores, t.codes, t.sinkhorn)),
     ...swavLossForward(assignShape(s), cfg, scores, t.codes, t.lossState, t.loss),
   ];
 }
