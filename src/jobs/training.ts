@@ -77,14 +77,12 @@ export async function trainJob(o: TrainRunValues, how: { names?: OptionNames } =
     }).finally(() => progress?.stop());
     process.stdout.write(`${JSON.stringify({ event: 'train_done', ...summary })}\n`);
     if (summary.stopped === 'signal') {
-      const saved =
+      // Before its first step the run may not have read its checkpoints yet: it names none it did not resume.
+      const where =
         summary.step > summary.startStep
-          ? `${summary.checkpoint} written`
-          : `no step completed, so no checkpoint was written${summary.resumedFrom ? ` (${summary.resumedFrom} is kept)` : ''}`;
-      throw new InterruptedError(
-        `stopped by ${signals.stoppedBy} at step ${summary.step}; ${saved}; rerun to resume`,
-        signals.exitCode,
-      );
+          ? `at step ${summary.step}; ${summary.checkpoint} written`
+          : `before its first step; no checkpoint was written${summary.resumedFrom ? ` (${summary.resumedFrom} is kept)` : ''}`;
+      throw new InterruptedError(`stopped by ${signals.stoppedBy} ${where}; rerun to resume`, signals.exitCode);
     }
     return summary;
   } finally {

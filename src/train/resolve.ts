@@ -39,6 +39,10 @@ export async function resolveTrainConfig(
 ): Promise<ResolvedConfig> {
   if (o.steps !== undefined && o.epochs !== undefined)
     throw new ConfigError(`set ${names.of('steps')} or ${names.of('epochs')}, not both`);
+  if (o.queueLength % o.batch !== 0)
+    throw new ConfigError(
+      `${names.set('queueLength', o.queueLength)} must be a multiple of ${names.of('batch')} (${o.batch}): the queue holds whole batches`,
+    );
   const records = (await listUnits(data)).reduce((n, u) => n + u.records, 0);
   const steps = o.steps ?? (o.epochs ? stepsFor(data, records, o.epochs, o.batch, names) : DEFAULT_STEPS);
   const user: SwavSettings = {

@@ -39,6 +39,12 @@ export interface ResumeOptions {
   /** How its lines name the options a person can change. @default FLAG_NAMES, the command's flags */
   names?: OptionNames;
   /**
+   * A stop: checked before each checkpoint is judged and before anything is deleted or archived, so a stopped
+   * run changes nothing, and what it was judging with (the caller's model, disposed on the way out) never
+   * makes a good checkpoint look damaged. Rejects with the signal's reason.
+   */
+  signal?: AbortSignal;
+  /**
    * The model that will train (built from `config`): checkpoints must hold its tensors. Without it one is built
    * for the check and disposed, which needs a started backend and costs seconds of CPU for the default model.
    * @internal
@@ -68,6 +74,7 @@ export async function resolveResume(o: ResumeOptions): Promise<ResumePoint> {
   const model = o.model;
   let shapes = model;
   const fits = (c: Checkpoint) => {
+    o.signal?.throwIfAborted();
     checkCompatible(c.header.config, o.config, `checkpoint ${c.key}`, o.names); // another run's settings: a ConfigError, not damage
     checkTensors(c, modelTensors((shapes ??= new SwavModel(o.config, { backend: 'none' })), c)); // shapes only: no memory plan
   };
@@ -77,6 +84,7 @@ export async function resolveResume(o: ResumeOptions): Promise<ResumePoint> {
       ? await latestCheckpoint(
           o.out,
           (err) => {
+            o.signal?.throwIfAborted();
             damaged.push(err);
             o.log(`warning: ${err.message}; trying the previous checkpoint`);
           },
@@ -86,6 +94,7 @@ export async function resolveResume(o: ResumeOptions): Promise<ResumePoint> {
   } finally {
     if (shapes !== model) shapes?.dispose();
   }
+  o.signal?.throwIfAborted();
   refuseDamaged(o, damaged, ckpt);
   const n = o.names ?? FLAG_NAMES;
   const step = ckpt?.header.step ?? 0;
@@ -102,11 +111,15 @@ export async function resolveResume(o: ResumeOptions): Promise<ResumePoint> {
       );
   }
   const superseded = (await listCheckpoints(o.out)).filter((c) => c.step > step || !ckpt);
-  for (const c of superseded) await o.out.delete(c.key);
+  for (const c of superseded) {
+    o.signal?.throwIfAborted();
+    await o.out.delete(c.key);
+  }
   if (!o.resume && superseded.length > 0)
     o.log(
       `${n.set('resume', false)}: deleted ${superseded.length} checkpoint(s) of the earlier run (steps ${superseded.map((c) => c.step).join(', ')})`,
     );
+  o.signal?.throwIfAborted();
   if (ckpt) {
     await dropMetricsAfter(o.out, step); // this run's own parts beyond the restored step: rewritten as it passes them
   } else {

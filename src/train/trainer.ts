@@ -259,6 +259,7 @@ export async function train(options: TrainOptions): Promise<TrainSummary> {
     o.log(
       `wildstream train: backend ${backend.name} (${backend.device}), ${trainThreads} training thread${trainThreads > 1 ? 's' : ''}, model ${o.config.model} ` +
         `(${(model.ps.count() / 1e6).toFixed(2)} M params), batch ${o.config.batchSize}, crops ${o.config.crops}, ` +
+        (o.config.queue.length > 0 ? `queue ${o.config.queue.length} from step ${o.config.queue.startStep}, ` : '') +
         (start.resumedFrom ? `resuming at step ${start.step} from ${start.resumedFrom}` : 'starting at step 0'),
     );
     // A GPU run's steps hold device buffers (its line says how much); the model's plan is for tfjs steps it never runs.

@@ -101,7 +101,7 @@ describe('auto-config: rules', () => {
     );
   });
 
-  it('a run by epochs on a dataset without records says which option to use instead, in the names given', async () => {
+  it('a run by epochs on a dataset without records, or a queue of part of a batch, names the option in the names given', async () => {
     const root = await mkdtemp(join(tmpdir(), 'ws-resolve-'));
     try {
       const empty = await openStore(root);
@@ -112,6 +112,14 @@ describe('auto-config: rules', () => {
       );
       await expect(resolveTrainConfig(o, aug, empty, empty, pipelineNames('train'))).rejects.toThrow(
         /^train\.epochs needs committed records in .*; it has none \(use train\.steps with train\.follow\)$/,
+      );
+      // A queue of part of a batch, in the option's own name.
+      const queued = { ...defaults(TRAIN_OPTIONS), batch: 4, queueLength: 6 } as TrainValues;
+      await expect(resolveTrainConfig(queued, aug, empty, empty)).rejects.toThrow(
+        /^--queue-length 6 must be a multiple of --batch \(4\): the queue holds whole batches$/,
+      );
+      await expect(resolveTrainConfig(queued, aug, empty, empty, pipelineNames('train'))).rejects.toThrow(
+        /^train\.queue_length=6 must be a multiple of train\.batch \(4\)/,
       );
     } finally {
       await rm(root, { recursive: true, force: true });

@@ -176,6 +176,45 @@ describe('checkpoints hold finite state only', () => {
   }, 60_000);
 });
 
+describe('a stop while the resume is resolved', () => {
+  it('changes nothing and calls no checkpoint damaged, though the model it judged with is disposed under it', async () => {
+    const out = await openStore(join(dir, 'stopped-resume'));
+    await run(out, tiny({ steps: 4 }));
+    const before = (await listCheckpoints(out)).map((c) => c.key);
+    expect(before.length).toBe(2);
+    const config = tiny({ steps: 6 });
+    const model = new SwavModel(config);
+    const controller = new AbortController();
+    // The stop arrives while the newest checkpoint is read; the caller then disposes its model (trainOnStore).
+    const stopping = new Proxy(out, {
+      get(target, prop, receiver) {
+        const value = Reflect.get(target, prop, receiver) as unknown;
+        if (prop !== 'get' || typeof value !== 'function') return value;
+        return (...args: unknown[]) => {
+          controller.abort(new Error('stopped'));
+          model.dispose();
+          return (value as (...a: unknown[]) => unknown).apply(target, args);
+        };
+      },
+    });
+    const log: string[] = [];
+    for (const resume of [true, false]) {
+      const resolving = resolveResume({
+        out: stopping,
+        config,
+        resume,
+        log: (l) => log.push(l),
+        model,
+        signal: controller.signal,
+      });
+      await expect(resolving).rejects.toThrow('stopped');
+    }
+    expect(log).toEqual([]);
+    expect((await listCheckpoints(out)).map((c) => c.key)).toEqual(before);
+    expect((await readdir(join(dir, 'stopped-resume'))).sort()).toEqual(['checkpoints', 'metrics']);
+  }, 60_000);
+});
+
 describe('damaged checkpoints', () => {
   it('every checkpoint damaged: refused, naming each, nothing changed; --no-resume starts over and archives the metrics', async () => {
     const root = join(dir, 'damaged');

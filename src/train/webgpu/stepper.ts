@@ -47,6 +47,7 @@ import {
   type LossScaleState,
 } from './kernels/loss-scale.js';
 import { lossSum } from './kernels/loss-sum.js';
+import { SINKHORN_MAX_ROWS } from './kernels/sinkhorn.js';
 import { describePrecision, resolvePrecision, type Precision } from './precision.js';
 import {
   recomputesOnGpu,
@@ -247,6 +248,7 @@ export class WebGpuStepper {
           `use ${names.set('batch', Math.floor(MAX_CROPS_PER_STEP / perImage))} or less`,
       );
     }
+    refuseLongQueue(config, options.names);
     try {
       return await WebGpuStepper.build(model, options, config);
     } catch (err) {
@@ -571,6 +573,16 @@ function larsTables(layout: ParamLayout, config: TrainConfig): { open: Uint32Arr
   return { open, frozen };
 }
 
+/** A queue the engine's Sinkhorn cannot take with the batch (a workgroup per row): a ConfigError naming the most. */
+function refuseLongQueue(config: TrainConfig, names: OptionNames = FLAG_NAMES): void {
+  const [length, batch] = [config.queue.length, config.batchSize];
+  if (length === 0 || length + batch <= SINKHORN_MAX_ROWS) return;
+  const most = Math.floor((SINKHORN_MAX_ROWS - batch) / batch) * batch;
+  throw new ConfigError(
+    `the WebGPU engine's Sinkhorn takes at most ${SINKHORN_MAX_ROWS} rows, queue and batch together; ${names.set('queueLength', length)} with batch ${batch} is ${length + batch}: use ${names.set('queueLength', most)} or less`,
+  );
+}
+
 /**
  * Whether start failed for memory: a buffer the device refused (out of memory, above maxBufferSize, or one
  * too large to bind, which record() meets), as a WebGpuMemoryError naming what was asked for; else null.
@@ -593,10 +605,11 @@ async function memoryFailure(
     why = `a buffer of ${sizeText(report.largest)} is too large to bind, ${perBuffer} (${brief(err.message)})`;
   else return null;
   const recompute = config.recompute === 'on' ? '' : `, or ${names.set('recompute', 'on')}`;
+  const queue = config.queue.length > 0 ? `, a shorter ${names.of('queueLength')}` : '';
   return new WebGpuMemoryError(
     `the WebGPU engine could not allocate its buffers for model ${config.model}, batch ${config.batchSize}, crops ${config.crops}: ` +
       `${why}; it had asked for ${sizeText(report.bytes)} (${report.bytes} bytes, the largest buffer ${sizeText(report.largest)}); ` +
-      `use a smaller ${names.of('batch')}${recompute}`,
+      `use a smaller ${names.of('batch')}${queue}${recompute}`,
     report.bytes,
   );
 }

@@ -435,6 +435,12 @@ describe('WebGpuStepper: refused inputs', () => {
     const queued = new SwavModel(tinyConfig({ queue: { length: 4, startStep: 0 } }));
     await expect(start(queued, 'f32')).rejects.toThrow(/no SwAV queue/);
     queued.dispose();
+    // Sinkhorn runs a workgroup per row: queue + batch past 65535 is refused before anything is made.
+    const long = new SwavModel(tinyConfig({ queue: { length: 65534, startStep: 0 } }));
+    await expect(start(long, 'f32')).rejects.toThrow(
+      /^the WebGPU engine's Sinkhorn takes at most 65535 rows, queue and batch together; --queue-length 65534 with batch 2 is 65536: use --queue-length 65532 or less$/,
+    );
+    long.dispose();
     const config = tinyConfig();
     const model = new SwavModel(config);
     const failing = WebGpuStepper.start(model, {

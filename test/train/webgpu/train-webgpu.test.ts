@@ -109,6 +109,7 @@ describe('train --backend webgpu', () => {
       const log: string[] = [];
       const o = { backend, logEvery: 1, program: null, log, until } as const;
       await runOn(await openStore(join(dir, name)), queued, backend === 'webgpu' ? { ...o, precision: 'f32' } : o);
+      expect(log.some((l) => /, crops 2x16@0\.3-1, queue 8 from step 3, /.test(l))).toBe(true);
       return log.filter((l) => l.startsWith('step ')).map((l) => Number(/loss ([\d.]+)/.exec(l)![1]));
     };
     const wasm = await losses('queue-wasm', 'wasm');

@@ -47,6 +47,8 @@ const CT = 32;
 const RT = 8;
 const ROW_THREADS = 256;
 const MAX_DIM = 65535;
+/** Rows one assignment's Sinkhorn takes (a workgroup per row): the batch, plus the queue when it joins. */
+export const SINKHORN_MAX_ROWS = MAX_DIM;
 
 function key(s: SinkhornShape, crops: readonly number[], ...rest: (string | number)[]): string {
   return [`${s.crops}x${s.batch}x${s.prototypes}`, `assign${crops.join(',')}`, ...rest].join(':');
