@@ -7,6 +7,7 @@ import { abortable, isAbort } from '../abort.js';
 import { MultiCropLoader } from '../augment/loader.js';
 import type { Store } from '../shards/store.js';
 import { startBackend, type BackendInfo } from '../train/backend.js';
+import { CHECKPOINT_DIR } from '../train/checkpoint.js';
 import { augmentOf } from '../train/config.js';
 import { SwavModel } from '../train/model.js';
 import { batchWarning, resolveResume, type ResumePoint } from '../train/resume.js';
@@ -59,6 +60,10 @@ export async function trainOnStore(options: TrainOnStoreOptions): Promise<TrainO
   }
   const beforeWrite = () => (lock.check(), o.beforeWrite?.());
   try {
+    // A run killed while writing a checkpoint left its partial file: the lock makes this run its only writer.
+    const swept = await o.out.sweepUnfinished?.(CHECKPOINT_DIR);
+    if (swept?.length)
+      o.log(`removed ${swept.length} unfinished checkpoint write(s) of a killed run: ${swept.join(', ')}`);
     return await trainLocked({ ...o, beforeWrite }, backend);
   } finally {
     await lock.release().catch(() => {}); // a store outage leaves the lease to go stale

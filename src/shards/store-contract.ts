@@ -30,6 +30,12 @@ export interface Store {
   list(prefix: string): AsyncIterable<ObjectInfo>;
   /** Removes the object; removing an absent object is not an error (as on S3). */
   delete(key: string): Promise<void>;
+  /**
+   * Deletes what killed `put`s left directly in the folder `dirKey` (`checkpoints`): a local store's temp
+   * files, which no listing shows and nothing else removes; a remote store has none. Only for a folder no live
+   * writer shares (a run's checkpoints, under its lock). Returns the names removed.
+   */
+  sweepUnfinished?(dirKey: string): Promise<string[]>;
 }
 
 export interface RangeOptions {

@@ -141,6 +141,17 @@ export class LocalStore implements Store {
   async delete(key: string): Promise<void> {
     await wrap(key, () => rm(this.path(key), { force: true }));
   }
+
+  async sweepUnfinished(dirKey: string): Promise<string[]> {
+    const dir = this.path(dirKey);
+    const names = await readdir(dir).catch((err: NodeJS.ErrnoException) => {
+      if (err.code === 'ENOENT' || err.code === 'ENOTDIR') return [];
+      throw mapFsError(err, dirKey);
+    });
+    const unfinished = names.filter((n) => n.includes(TEMP_MARK));
+    for (const name of unfinished) await wrap(`${dirKey}/${name}`, () => rm(join(dir, name), { force: true }));
+    return unfinished;
+  }
 }
 
 /** Every file key below `dirKey`, skipping temp files. A missing directory is an empty listing. */

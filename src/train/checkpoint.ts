@@ -51,7 +51,9 @@ export class NonFiniteStateError extends WildstreamError {
   }
 }
 
-const PREFIX = 'checkpoints/';
+/** The folder of a run's checkpoints in its store. */
+export const CHECKPOINT_DIR = 'checkpoints';
+const PREFIX = `${CHECKPOINT_DIR}/`;
 
 export interface Checkpoint {
   key: string;

@@ -185,6 +185,17 @@ describe('store errors', () => {
     expect(await store.head('x/y.bin')).toBeNull();
   });
 
+  it("sweeps a killed put's temp files from a folder, and nothing else", async () => {
+    const store = await openStore(join(dir, 'killed'));
+    await store.put('checkpoints/step-1.ckpt', Buffer.from('whole'));
+    await store.put('checkpoints/deeper/other.bin', Buffer.from('x'));
+    await writeFile(join(dir, 'killed', 'checkpoints', 'step-2.ckpt.ws-tmp-0123456789ab'), 'part'); // as put names them
+    expect(await store.sweepUnfinished!('checkpoints')).toEqual(['step-2.ckpt.ws-tmp-0123456789ab']);
+    expect((await readdir(join(dir, 'killed', 'checkpoints'))).sort()).toEqual(['deeper', 'step-1.ckpt']);
+    expect(await store.sweepUnfinished!('checkpoints')).toEqual([]);
+    expect(await store.sweepUnfinished!('absent')).toEqual([]);
+  });
+
   it('takes a FIFO, a directory or a device at a key as no object, without blocking on it', async () => {
     const store = await openStore(join(dir, 'special'));
     await store.put('keep.bin', Buffer.from('x'));

@@ -215,6 +215,21 @@ describe('a stop while the resume is resolved', () => {
   }, 60_000);
 });
 
+describe('a checkpoint write a kill cut short', () => {
+  it('leaves a temp file the next run removes, saying so; the checkpoints stay', async () => {
+    const root = join(dir, 'killed-write');
+    const out = await openStore(root);
+    await run(out, tiny({ steps: 2 }));
+    await writeFile(join(root, 'checkpoints', 'step-000000004.ckpt.ws-tmp-0123456789ab'), 'partial');
+    const log: string[] = [];
+    await run(out, tiny({ steps: 4 }), { log });
+    expect(log).toContain(
+      'removed 1 unfinished checkpoint write(s) of a killed run: step-000000004.ckpt.ws-tmp-0123456789ab',
+    );
+    expect((await readdir(join(root, 'checkpoints'))).sort()).toEqual(['step-000000002.ckpt', 'step-000000004.ckpt']);
+  }, 60_000);
+});
+
 describe('damaged checkpoints', () => {
   it('every checkpoint damaged: refused, naming each, nothing changed; --no-resume starts over and archives the metrics', async () => {
     const root = join(dir, 'damaged');
