@@ -60,7 +60,7 @@ export class StopSignals {
     this.controller.abort();
     setTimeout(() => {
       process.stderr.write(
-        `wildstream ${this.command}: not stopped within ${STOP_DEADLINE_MS / 1000} s of ${signal} (a stalled store, or a WebGPU start still compiling its pipelines): exiting now; the last checkpoint written is intact\n`,
+        `wildstream ${this.command}: not stopped within ${STOP_DEADLINE_MS / 1000} s of ${signal} (a stalled store, or the WebGPU engine still compiling its kernels, which a driver may do at their first dispatch): exiting now; the last checkpoint written is intact\n`,
       );
       process.exit(this.exitCode);
     }, STOP_DEADLINE_MS).unref();
