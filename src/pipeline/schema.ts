@@ -135,6 +135,11 @@ function checkTrainStage(t: NonNullable<Pipeline['train']>, file: string): void 
   const backend = t.backend ?? 'auto';
   if (t.precision !== undefined && backend !== 'webgpu' && backend !== 'auto')
     throw new ConfigError(`${file}: train.precision: applies to the webgpu backend, and train.backend is ${backend}`);
+  const batch = t.batch ?? TRAIN_RUN_OPTIONS.batch.default!;
+  if ((t.queueLength ?? 0) % batch !== 0)
+    throw new ConfigError(
+      `${file}: train.queue_length: ${t.queueLength} is not a multiple of train.batch (${batch}): the queue holds whole batches`,
+    );
   if (t.crops !== undefined && cropCount(t.crops) < 2)
     throw new ConfigError(`${file}: train.crops: SwAV needs at least two crops per image, got ${t.crops}`);
 }

@@ -77,6 +77,14 @@ describe('wildstream run', () => {
         /train\.precision: applies to the webgpu backend, and train\.backend is wasm/,
       ],
       [
+        'site: demo\ningest:\n  out: x\ntrain:\n  out: y\n  batch: 4\n  queue_length: 6\n',
+        /train\.queue_length: 6 is not a multiple of train\.batch \(4\): the queue holds whole batches/,
+      ],
+      [
+        'site: demo\ningest:\n  out: x\ntrain:\n  out: y\n  queue_length: 96\n',
+        /train\.queue_length: 96 is not a multiple of train\.batch \(64\)/,
+      ],
+      [
         'site: demo\ningest:\n  out: x\ntrain:\n  out: y\n  crops: 1x32\n',
         /train\.crops: SwAV needs at least two crops/,
       ],
