@@ -1,9 +1,9 @@
 /**
  * One process opening and destroying WebGPU devices one after another, as a test file or a library user does
- * (train, then train again). With a Dawn instance per device, dropped with it, a garbage collection destroyed
- * the instance while Dawn's and lavapipe's threads still waited on its locks: glibc aborted the process ("The
- * futex facility returned an unexpected error code") within 5 to 10 runs collected between (webgpu 0.6.2,
- * 3 of 3 tries), and on CI in resume.test.ts's idle wait for its child processes.
+ * (train, then train again), with garbage collections between. A Dawn instance dropped with its device is
+ * destroyed by such a collection while Dawn's and lavapipe's threads still wait on its locks, and glibc aborts
+ * the process ("The futex facility returned an unexpected error code"; webgpu 0.6.2, within 5 to 10 runs):
+ * openDevice keeps one instance per process.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
