@@ -43,6 +43,10 @@ export async function resolveTrainConfig(
     throw new ConfigError(
       `${names.set('queueLength', o.queueLength)} must be a multiple of ${names.of('batch')} (${o.batch}): the queue holds whole batches`,
     );
+  if (o.queueStart > 0 && o.queueLength === 0)
+    throw new ConfigError(
+      `${names.set('queueStart', o.queueStart)} needs a queue: set ${names.of('queueLength')} too (without one there is nothing to start)`,
+    );
   const records = (await listUnits(data)).reduce((n, u) => n + u.records, 0);
   const steps = o.steps ?? (o.epochs ? stepsFor(data, records, o.epochs, o.batch, names) : DEFAULT_STEPS);
   const user: SwavSettings = {

@@ -85,6 +85,10 @@ describe('wildstream run', () => {
         /train\.queue_length: 96 is not a multiple of train\.batch \(64\)/,
       ],
       [
+        'site: demo\ningest:\n  out: x\ntrain:\n  out: y\n  queue_start: 50\n',
+        /train\.queue_start: 50 needs a queue: set train\.queue_length too/,
+      ],
+      [
         'site: demo\ningest:\n  out: x\ntrain:\n  out: y\n  crops: 1x32\n',
         /train\.crops: SwAV needs at least two crops/,
       ],

@@ -121,6 +121,14 @@ describe('auto-config: rules', () => {
       await expect(resolveTrainConfig(queued, aug, empty, empty, pipelineNames('train'))).rejects.toThrow(
         /^train\.queue_length=6 must be a multiple of train\.batch \(4\)/,
       );
+      // A start step for a queue that is not there would pass without a word.
+      const unqueued = { ...defaults(TRAIN_OPTIONS), queueStart: 100 } as TrainValues;
+      await expect(resolveTrainConfig(unqueued, aug, empty, empty)).rejects.toThrow(
+        /^--queue-start 100 needs a queue: set --queue-length too \(without one there is nothing to start\)$/,
+      );
+      await expect(resolveTrainConfig(unqueued, aug, empty, empty, pipelineNames('train'))).rejects.toThrow(
+        /^train\.queue_start=100 needs a queue: set train\.queue_length too/,
+      );
     } finally {
       await rm(root, { recursive: true, force: true });
     }
