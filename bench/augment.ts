@@ -1,12 +1,13 @@
 /**
- * Augment benchmark: SwAV multi-crop samples/s (one sample = one image -> 2x224 + 6x96 normalised crops)
+ * Augment benchmark: SwAV multi-crop samples/s (one sample = one image -> 2x224 + 6x96 crops: normalised
+ * floats, or with `--dtype uint8` the bytes before normalisation that a GPU trainer uploads)
  *   - one worker: decode (src/augment/decode.ts, as the workers do) + crops in this thread, one image at a time;
  *   - the pool: MultiCropLoader over a local dataset of the same images, all cores;
  *   - torchvision + PIL running SwAV's own transform on the same JPEGs, when python3-torchvision is installed.
  * Per core = samples / CPU-seconds (this process, all threads; the python child's own CPU time for torchvision).
  * Goal (issue 4): >= 200 samples/s per core and >= 2x torchvision per core.
  *
- *   npx tsx bench/augment.ts [--images 400] [--batch 32] [--epochs 6]
+ *   npx tsx bench/augment.ts [--images 400] [--batch 32] [--epochs 6] [--dtype float32|uint8]
  *
  * Both are reported cold and warm, because V8 takes a few thousand samples to settle: multiCrop is called
  * once a sample, so TurboFan optimises it late, and its inlined code deoptimises and recompiles as rare
@@ -26,6 +27,7 @@ import { augmentConfig, cropList } from '../src/augment/config.js';
 import { DecodeBuffer, decodeJpeg, decodeWithSharp } from '../src/augment/decode.js';
 import { imageMemory } from '../src/augment/kernels.js';
 import { MultiCropLoader } from '../src/augment/loader.js';
+import { checkCropDtype } from '../src/augment/pool.js';
 import { multiCrop } from '../src/augment/multicrop.js';
 import { photoJpeg, prng } from '../src/fixtures/images.js';
 import { openStore } from '../src/shards/store.js';
@@ -37,8 +39,10 @@ const { values } = parseArgs({
     images: { type: 'string', default: '400' },
     batch: { type: 'string', default: '32' },
     epochs: { type: 'string', default: '6' },
+    dtype: { type: 'string', default: 'float32' },
   },
 });
+const cropDtype = checkCropDtype(values.dtype);
 const epochs = Number(values.epochs);
 const count = Number(values.images);
 const dir = await mkdtemp(join(tmpdir(), 'ws-bench-augment-'));
@@ -54,7 +58,7 @@ try {
   );
   const mb = images.reduce((n, b) => n + b.length, 0) / 1e6;
   console.log(
-    `augment bench: ${count} JPEGs, 512 x 256-512 (${mb.toFixed(1)} MB); crops 2x224 + 6x96; ${availableParallelism()} cores, ${cpus()[0]?.model}`,
+    `augment bench: ${count} JPEGs, 512 x 256-512 (${mb.toFixed(1)} MB); crops 2x224 + 6x96, ${cropDtype}; ${availableParallelism()} cores, ${cpus()[0]?.model}`,
   );
   const config = augmentConfig();
 
@@ -62,7 +66,9 @@ try {
   // written into the same buffers each time, as a worker writes them into the batch's shared buffers, and
   // images are decoded straight into the kernels' input memory, as a worker decodes them.
   const pixels = new DecodeBuffer(imageMemory);
-  const outputs = cropList(config).map(({ size }) => new Float32Array(size * size * 3));
+  const outputs = cropList(config).map(({ size }) =>
+    cropDtype === 'uint8' ? new Uint8Array(size * size * 3) : new Float32Array(size * size * 3),
+  );
   const onePass = async (epoch: number) => {
     const part = { decode: 0, crops: 0 };
     const t = await timed(async () => {
@@ -102,7 +108,7 @@ try {
   let steady: (() => Elapsed) | null = null;
   const later: { clock?: () => Elapsed } = {};
   const pool = await timed(async () => {
-    for await (const batch of new MultiCropLoader(store, { batchSize: Number(values.batch), epochs })) {
+    for await (const batch of new MultiCropLoader(store, { batchSize: Number(values.batch), epochs, cropDtype })) {
       samples += batch.keys.length;
       batch.release(); // as the trainer does once a step has read the batch
       if (!steady) [steady, first] = [clock(), samples];

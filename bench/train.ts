@@ -10,7 +10,8 @@
  *
  * `--threads` is PyTorch's intra-op thread count and the data-parallel wasm row's worker count (wasm runs one
  * thread in Node, so `train --train-threads N` is how it uses N cores): the `wasm/Nt` row is the fair match.
- * `webgpu` rows run the WebGPU engine (bench/webgpu-engine.ts) once per `--precisions` entry; `tfjs-webgpu` is
+ * `webgpu` rows run the WebGPU engine (bench/webgpu-engine.ts) once per `--precisions` entry, fed as train feeds it
+ * (8-bit crops in shared memory, uploaded and normalised on the device every step); `tfjs-webgpu` is
  * tfjs's own WebGPU backend. `--torch cuda` runs PyTorch bf16 on the GPU (scripts/gpu/h200.sh) instead of the CPU.
  */
 import { spawnSync } from 'node:child_process';
@@ -18,6 +19,8 @@ import { availableParallelism, cpus } from 'node:os';
 import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs-core';
 import { parseCrops } from '../src/augment/config.js';
+import type { ByteCrop } from '../src/crop-tensor.js';
+import { IMAGENET_MEAN, IMAGENET_STD } from '../src/crops.js';
 import { startBackend, type BackendName } from '../src/train/backend.js';
 import { defaultTrainConfig } from '../src/train/config.js';
 import { SwavModel } from '../src/train/model.js';
@@ -105,12 +108,13 @@ async function engineRun(model: string): Promise<Map<string, number>> {
     console.log(`webgpu     no figure: ${ENGINE_MISSING}`);
     return rows;
   }
+  // What train feeds the engine: 8-bit crops in the loader's shared memory, uploaded and normalised each step.
   const rand = prng(1);
   const data = crops.flatMap((g) =>
-    Array.from({ length: g.count }, () => {
-      const d = new Float32Array(batch * g.size * g.size * 3);
-      for (let i = 0; i < d.length; i++) d[i] = rand() * 2 - 1;
-      return { size: g.size, data: d };
+    Array.from({ length: g.count }, (): ByteCrop => {
+      const d = new Uint8Array(new SharedArrayBuffer(batch * g.size * g.size * 3));
+      for (let i = 0; i < d.length; i++) d[i] = Math.floor(rand() * 256);
+      return { size: g.size, dtype: 'uint8', data: d, mean: IMAGENET_MEAN, std: IMAGENET_STD };
     }),
   );
   for (const precision of values.precisions!.split(',') as EnginePrecision[]) {

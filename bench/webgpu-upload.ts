@@ -3,18 +3,23 @@
  * CPU of the machine running it, by route:
  *   copy          the loader's SharedArrayBuffer view copied into an ordinary Float32Array (the CPU copy
  *                 Dawn for Node 0.6.2 needs before queue.writeBuffer, which crashes on a shared view)
- *   writeBuffer   that copy then queue.writeBuffer into the crop buffers, waited to completion
+ *   writeBuffer   that copy then queue.writeBuffer into the crop buffers, waited to completion; and the same
+ *                 for the 8-bit crops the loader makes for webgpu (a quarter of the bytes)
  *   ring          mapAsync(WRITE) staging buffers filled straight from the shared view, unmapped, then
  *                 copyBufferToBuffer into the crop buffers in one command buffer, waited to completion
  * then WebGpuStepper.step itself (the copy + writeBuffer route, at most two steps in flight) with a
- * do-nothing gradient program (the tests' FixedGradients): the time per step, the CPU time inside step()
- * and the time it waited for the device. Measured on lavapipe (2 shared cores) the ring was slower both
- * alone and inside the stepper (~105-120 ms per step against ~55-75 ms), so the stepper writes.
+ * do-nothing gradient program (the tests' FixedGradients), on f32 crops and on 8-bit crops, which a kernel in
+ * the step normalises: the time per step, the CPU time inside step() and the time it waited for the device.
+ * Measured on lavapipe (2 shared cores) the ring was slower both alone and inside the stepper (~105-120 ms
+ * per step against ~55-75 ms), so the stepper writes. On lavapipe the device is those same cores: the 8-bit
+ * step's decode (120 M elements at batch 256) runs there too, and its step time says nothing of a GPU's.
  *
  *   npx tsx bench/webgpu-upload.ts [batch] [repeats]
  */
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
+import type { ByteCrop, CropTensor } from '../src/crop-tensor.js';
+import { IMAGENET_MEAN, IMAGENET_STD } from '../src/crops.js';
 import { defaultTrainConfig } from '../src/train/config.js';
 import { SwavModel } from '../src/train/model.js';
 import { DEFAULT_SWAV } from '../src/train/swav.js';
@@ -39,30 +44,46 @@ const plain = crops.map((c) => new Float32Array(c.length));
 const ring = crops.map((c) => device.createBuffer({ size: c.byteLength, usage: 0x2 | 0x4, mappedAtCreation: true })); // MAP_WRITE|COPY_SRC
 
 const median = (xs: number[]) => xs.sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-async function time(name: string, f: () => Promise<void> | void): Promise<void> {
+async function time(name: string, f: () => Promise<void> | void, mib = bytes / 2 ** 20): Promise<void> {
   const ms: number[] = [];
   for (let r = 0; r < repeats; r++) {
     const t0 = performance.now();
     await f();
     ms.push(performance.now() - t0);
   }
-  console.log(
-    `${name}: ${median(ms).toFixed(1)} ms per step (median of ${repeats}; ${(bytes / 2 ** 20).toFixed(0)} MiB)`,
-  );
+  console.log(`${name}: ${median(ms).toFixed(1)} ms per step (median of ${repeats}; ${mib.toFixed(0)} MiB)`);
 }
 
 await time('copy (shared view -> Float32Array)', () => crops.forEach((c, i) => plain[i]!.set(c)));
-const issue: number[] = [];
-await time('copy + writeBuffer, to completion', async () => {
-  const t0 = performance.now();
-  crops.forEach((c, i) => {
-    plain[i]!.set(c);
-    device.queue.writeBuffer(targets[i]!, 0, plain[i]!.buffer, 0, c.byteLength);
-  });
-  issue.push(performance.now() - t0);
-  await device.queue.onSubmittedWorkDone();
-});
-console.log(`  of which the copy and writeBuffer calls (CPU time in step): ${median(issue).toFixed(1)} ms`);
+await copyAndWrite('copy + writeBuffer, to completion', crops, plain);
+// The same for the 8-bit crops the loader makes for webgpu (their decode on the device is not in this figure).
+const shared8 = crops.map((c) => new Uint8Array(new SharedArrayBuffer(c.length)).fill(7));
+await copyAndWrite(
+  '8-bit: copy + writeBuffer, to completion',
+  shared8,
+  crops.map((c) => new Uint8Array(c.length)),
+);
+
+/** Each shared crop copied into its ordinary array and written to its target, waited to completion. */
+async function copyAndWrite(
+  name: string,
+  from: Array<Float32Array | Uint8Array>,
+  into: Array<Float32Array | Uint8Array>,
+): Promise<void> {
+  const issue: number[] = [];
+  const size = from.reduce((n, c) => n + c.byteLength, 0);
+  const write = async () => {
+    const t0 = performance.now();
+    from.forEach((c, i) => {
+      into[i]!.set(c);
+      device.queue.writeBuffer(targets[i]!, 0, into[i]!.buffer, 0, c.byteLength);
+    });
+    issue.push(performance.now() - t0);
+    await device.queue.onSubmittedWorkDone();
+  };
+  await time(name, write, size / 2 ** 20);
+  console.log(`  of which the copy and writeBuffer calls (CPU time in step): ${median(issue).toFixed(1)} ms`);
+}
 let mapped = true;
 const fill: number[] = [];
 const remap: number[] = [];
@@ -108,20 +129,34 @@ const stepper = await WebGpuStepper.start(model, {
   precision: 'f32',
   program: (r, spec) => new FixedGradients(r, spec),
 });
-const batches = [0, 1].map((b) => crops.map((data, i) => ({ size: sizes[i]!, data: b ? data.slice() : data })));
-const steps = repeats * 3;
-await stepper.step(batches[0]!, 0);
-let [inStep, waited] = [0, 0];
-const t0 = performance.now();
-for (let k = 1; k <= steps; k++) {
-  const s0 = performance.now();
-  const r = await stepper.step(batches[k % 2]!, k, { readLoss: k === steps });
-  [inStep, waited] = [inStep + performance.now() - s0 - r.gpuWaitMs, waited + r.gpuWaitMs];
-}
-const wall = (performance.now() - t0) / steps;
-console.log(
-  `WebGpuStepper.step (copy + writeBuffer, 2 in flight): ${wall.toFixed(1)} ms per step; in step(): ${(inStep / steps).toFixed(1)} ms CPU, ${(waited / steps).toFixed(1)} ms waiting for the device (${steps} steps)`,
+const floats = [0, 1].map((b) => crops.map((data, i) => ({ size: sizes[i]!, data: b ? data.slice() : data })));
+// The 8-bit crops the loader makes for webgpu, in shared memory as it hands them: decoded on the device.
+const byteBatches = [0, 1].map(() =>
+  sizes.map((size): ByteCrop => {
+    const data = new Uint8Array(new SharedArrayBuffer(batch * size * size * 3));
+    for (let i = 0; i < data.length; i += 1024) data[i] = i % 251;
+    return { size, dtype: 'uint8', data, mean: IMAGENET_MEAN, std: IMAGENET_STD };
+  }),
 );
+await stepLoop('f32 crops: copy + writeBuffer', floats);
+await stepLoop('8-bit crops: copy + writeBuffer + decode on the device', byteBatches);
+
+/** Steps over alternating batches, 2 in flight: time per step, CPU time inside step(), time waiting for the device. */
+async function stepLoop(name: string, batches: CropTensor[][]): Promise<void> {
+  const steps = repeats * 3;
+  await stepper.step(batches[0]!, 0);
+  let [inStep, waited] = [0, 0];
+  const t0 = performance.now();
+  for (let k = 1; k <= steps; k++) {
+    const s0 = performance.now();
+    const r = await stepper.step(batches[k % 2]!, k, { readLoss: k === steps });
+    [inStep, waited] = [inStep + performance.now() - s0 - r.gpuWaitMs, waited + r.gpuWaitMs];
+  }
+  const wall = (performance.now() - t0) / steps;
+  console.log(
+    `WebGpuStepper.step, ${name} (2 in flight): ${wall.toFixed(1)} ms per step; in step(): ${(inStep / steps).toFixed(1)} ms CPU, ${(waited / steps).toFixed(1)} ms waiting for the device (${steps} steps)`,
+  );
+}
 await stepper.close();
 model.dispose();
 ctx.destroy();

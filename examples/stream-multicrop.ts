@@ -7,7 +7,14 @@
  * The dataset is any store `wildstream ingest` or `crawl` wrote (a path, file:///abs/path or s3://bucket/prefix).
  * Prints one JSON line; exits 1 if the resumed batch differs.
  */
-import { MultiCropLoader, openStore, type LoaderOptions, type MultiCropBatch, type StreamCursor } from 'wildstream';
+import {
+  cropFloats,
+  MultiCropLoader,
+  openStore,
+  type LoaderOptions,
+  type MultiCropBatch,
+  type StreamCursor,
+} from 'wildstream';
 
 const [location = './data/dataset', stopArg = '2'] = process.argv.slice(2);
 const stopAfter = Number(stopArg);
@@ -22,7 +29,10 @@ const options: LoaderOptions = {
 
 /** Stands in for a training step: reads every crop tensor of the batch (NHWC float32, normalised). */
 function step(batch: MultiCropBatch): number[] {
-  return batch.crops.map(({ data }) => data.reduce((sum, v) => sum + v, 0) / data.length);
+  return batch.crops.map((crop) => {
+    const data = cropFloats(crop); // the floats themselves here; a uint8 loader's bytes would be normalised
+    return data.reduce((sum, v) => sum + v, 0) / data.length;
+  });
 }
 
 // 1. The loop: one step per batch; the cursor after each batch goes wherever you keep your checkpoint.
@@ -62,7 +72,7 @@ async function batchAt(
       continue;
     }
     const shapes = batch.crops.map(({ size }) => [batch.keys.length, size, size, 3]);
-    const copy = { keys: [...batch.keys], crops: batch.crops.map(({ data }) => data.slice()), shapes };
+    const copy = { keys: [...batch.keys], crops: batch.crops.map((crop) => cropFloats(crop).slice()), shapes };
     batch.release();
     return copy;
   }

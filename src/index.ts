@@ -71,11 +71,15 @@ export { RobotsCache } from './crawl/robots.js';
 export {
   MultiCropLoader,
   type BatchSource,
+  type ByteCrop,
+  type CropDtype,
   type CropTensor,
+  type FloatCrop,
   type LoaderOptions,
   type LoaderStats,
   type MultiCropBatch,
 } from './augment/loader.js';
+export { cropFloats } from './crop-tensor.js';
 export {
   DatasetStream,
   START,

@@ -1,8 +1,9 @@
 /**
  * Runs a crop's pixel work in the WASM SIMD kernels (./wasm/crop.ts): resize, colour jitter, greyscale,
- * normalisation, blur. Each thread instantiates the module once; a call copies the decoded image into the
- * module's memory, lays out every crop's tables and buffers after it, and copies each finished crop out:
- * into the caller's array (a worker passes views of the batch's shared buffers) or a new one.
+ * normalisation, blur, and for 8-bit output the conversion to bytes. Each thread instantiates the module once;
+ * a call copies the decoded image into the module's memory, lays out every crop's tables and buffers after
+ * it, and copies each finished crop out: into the caller's array (a worker passes views of the batch's shared
+ * buffers) or a new one.
  */
 import { readFileSync } from 'node:fs';
 import type { AugmentConfig } from './config.js';
@@ -21,6 +22,9 @@ export interface CropDraw {
   /** Blur sigma, or null for no blur. */
   blur: number | null;
 }
+
+/** Per channel (R, G, B) on the 0-1 scale: what the colour pass finishes with, (x - mean) / std. */
+type Normalisation = Pick<AugmentConfig, 'mean' | 'std'>;
 
 /** The WebAssembly API this file uses; lib ES2023 and @types/node 20 do not declare it. */
 interface WasmMemory {
@@ -64,6 +68,7 @@ interface CropWasm {
     s2: number,
   ): number;
   blur(px: number, tmp: number, line: number, size: number, kernel: number, taps: number): void;
+  toBytes(src: number, dst: number, n: number): void;
 }
 
 const wasmModule = new WASM.Module(readFileSync(new URL('./wasm/crop.wasm', import.meta.url)));
@@ -120,17 +125,28 @@ export function imageMemory(bytes: number): Uint8Array {
   return new Uint8Array(k.memory.buffer, IMAGE, bytes);
 }
 
+/** What a crop is written as: normalised floats, or the bytes before normalisation (see ../crop-tensor.ts). */
+export type CropArray = Float32Array | Uint8Array;
+
 /**
- * Crops an 8-bit RGB image (`width` pixels a row) once per draw: normalised size x size x 3 floats each,
- * written into `outputs[i]` when given (e.g. views of a shared batch buffer), else into new arrays.
+ * Crops an 8-bit RGB image (`width` pixels a row) once per draw: size x size x 3 (HWC) each, written into
+ * `outputs[i]` when given (e.g. views of a shared batch buffer), else into new arrays. Float32 outputs (the
+ * default) get normalised floats, (x - mean) / std per channel; Uint8 outputs get the crop before
+ * normalisation as bytes, 0-255, which `cropFloats` (../crop-tensor.ts) turns into the floats within half a
+ * level. The outputs' type picks the kind for every crop (a draw past their end gets a new array of it); an
+ * empty or absent list gives floats. Throws a RangeError for an output of the wrong length, a TypeError for
+ * outputs of both types.
  */
-export function cropImage(
+export function cropImage<T extends CropArray = Float32Array>(
   rgb: Uint8Array,
   width: number,
   draws: readonly CropDraw[],
   config: AugmentConfig,
-  outputs?: Float32Array[],
-): Float32Array[] {
+  outputs?: T[],
+): T[] {
+  const bytes = outputs?.some((o) => o instanceof Uint8Array) ?? false;
+  if (bytes && outputs!.some((o) => !(o instanceof Uint8Array)))
+    throw new TypeError('crop outputs must all be Float32Array or all Uint8Array');
   const k = kernels();
   // Pixels decoded into imageMemory are already where the kernels read them (growing keeps them there).
   const inPlace = rgb.buffer === k.memory.buffer && rgb.byteOffset === IMAGE;
@@ -139,11 +155,14 @@ export function cropImage(
   arena.commit(k.memory);
   if (!inPlace) new Uint8Array(k.memory.buffer, image, rgb.length).set(rgb);
   return draws.map((draw, i) => {
-    const out = cropOne(k, image, width, arena.end, draw, config);
+    const out = cropOne(k, image, width, arena.end, draw, config, bytes);
     const into = outputs?.[i];
-    if (!into) return out.slice();
+    // The outputs' type chose `bytes`, so `out` is of T's kind.
+    if (!into) return out.slice() as T;
     if (into.length !== out.length)
-      throw new RangeError(`crop ${i} needs ${out.length} floats, its output has ${into.length}`);
+      throw new RangeError(
+        `crop ${i} needs ${out.length} ${bytes ? 'bytes' : 'floats'}, its output has ${into.length}`,
+      );
     into.set(out);
     return into;
   });
@@ -152,8 +171,9 @@ export function cropImage(
 /**
  * One crop: resize (columns, then rows), colour and normalisation, blur. Blur runs after normalisation, not
  * before as torchvision orders it: a blur whose weights sum to 1 commutes with a per-channel affine map, and
- * this way the colour steps and normalisation share one pass. Returns a view of the crop in the module's
- * memory, valid until the next call.
+ * this way the colour steps and normalisation share one pass. For `bytes` the normalisation is the identity
+ * (mean 0, 1 / std 1: exact in f32, so the colour pass computes the same values before it) and the blurred
+ * 0-1 floats become bytes. Returns a view of the crop in the module's memory, valid until the next call.
  */
 function cropOne(
   k: CropWasm,
@@ -162,7 +182,8 @@ function cropOne(
   scratch: number,
   draw: CropDraw,
   config: AugmentConfig,
-): Float32Array {
+  bytes: boolean,
+): CropArray {
   const { box, size } = draw;
   // The column pass takes source rows; the row pass byte offsets of RGB f32 pixels, mirrored for a flip.
   // Both count from the box's corner, where the column pass starts reading.
@@ -182,6 +203,7 @@ function cropOne(
     line: arena.alloc((size + kernel.length - 1) * 12),
     kernel: arena.alloc(kernel.length * 4),
   };
+  const u8 = bytes ? arena.alloc(size * size * 3) : 0;
   arena.commit(k.memory);
   new Int32Array(k.memory.buffer, yt.first, ys.first.length).set(ys.first);
   new Int16Array(k.memory.buffer, yt.weights, pairs.length).set(pairs);
@@ -198,13 +220,18 @@ function cropOne(
     ROW_SCALE,
   );
   k.rowPass(cols, box.w, size, xt.first, xt.weights, xs.taps, out);
-  colour(k, out, size * size, { ops, factors }, draw, config);
+  colour(k, out, size * size, { ops, factors }, draw, bytes ? IDENTITY : config);
   if (blur && kernel) {
     new Float32Array(k.memory.buffer, blur.kernel, kernel.length).set(kernel);
     k.blur(out, blur.tmp, blur.line, size, blur.kernel, kernel.length);
   }
-  return new Float32Array(k.memory.buffer, out, size * size * 3);
+  if (!bytes) return new Float32Array(k.memory.buffer, out, size * size * 3);
+  k.toBytes(out, u8, size * size * 3);
+  return new Uint8Array(k.memory.buffer, u8, size * size * 3);
 }
+
+/** The normalisation that leaves the colour pass's 0-1 values as they are: bytes are made before it. */
+const IDENTITY: Normalisation = { mean: [0, 0, 0], std: [1, 1, 1] };
 
 interface TapsAt {
   first: number;
@@ -230,15 +257,15 @@ function colour(
   pixels: number,
   at: { ops: number; factors: number },
   draw: CropDraw,
-  config: AugmentConfig,
+  norm: Normalisation,
 ): void {
   const jitter = draw.jitter ?? [];
   const split = jitter.findIndex((j) => j.op === 'contrast');
   const pass = (ops: typeof jitter, mean: number, finish: boolean): number => {
     new Int32Array(k.memory.buffer, at.ops, ops.length).set(ops.map((j) => CODE[j.op]));
     new Float32Array(k.memory.buffer, at.factors, ops.length).set(ops.map((j) => j.factor));
-    const [m0, m1, m2] = config.mean,
-      [s0, s1, s2] = config.std;
+    const [m0, m1, m2] = norm.mean,
+      [s0, s1, s2] = norm.std;
     return k.colour(
       px,
       pixels,

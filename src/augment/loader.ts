@@ -13,19 +13,20 @@ import { ConfigError, NoDataError } from '../errors.js';
 import type { Store } from '../shards/store.js';
 import { augmentConfig, cropList, type AugmentConfig, type AugmentOptions } from './config.js';
 import { abortable } from '../abort.js';
-import { AugmentPool } from './pool.js';
+import type { ByteCrop, CropDtype, CropTensor } from '../crop-tensor.js';
+import { AugmentPool, checkCropDtype } from './pool.js';
 import { DatasetStream, histogram, START, type StreamCursor, type StreamItem, type StreamOptions } from './stream.js';
 import type { AugmentResult } from './worker.js';
 
-export interface CropTensor {
-  size: number;
-  /** Float32 NHWC: [batch, size, size, 3], normalised; full batches live in a SharedArrayBuffer the workers wrote. */
-  data: Float32Array;
-}
+export type { ByteCrop, CropDtype, CropTensor, FloatCrop } from '../crop-tensor.js';
 
 export interface MultiCropBatch {
   keys: string[];
-  /** One tensor per crop, in the config's crop order (e.g. 2 x 224 then 6 x 96). */
+  /**
+   * One tensor per crop, in the config's crop order (e.g. 2 x 224 then 6 x 96), NHWC [keys.length, size,
+   * size, 3]: FloatCrops of normalised floats, or with `cropDtype: 'uint8'` ByteCrops of the bytes before
+   * normalisation with the config's mean and std (`cropFloats` finishes them).
+   */
   crops: CropTensor[];
   /** Epoch of the batch's last record. */
   epoch: number;
@@ -63,6 +64,11 @@ export interface LoaderOptions extends StreamOptions {
   threads?: number;
   /** Records in the pool at once. @default 12 per thread */
   inflight?: number;
+  /**
+   * The crops' element type: normalised floats, or 8-bit RGB before normalisation (a quarter of the bytes,
+   * for a trainer that normalises on its device); anything else is a ConfigError. @default 'float32'
+   */
+  cropDtype?: CropDtype;
 }
 
 export interface LoaderStats {
@@ -81,6 +87,7 @@ export class MultiCropLoader implements BatchSource {
   readonly stats: LoaderStats = { samples: 0, skipped: {}, waitMs: 0, buffers: 0 };
   private readonly pool: AugmentPool;
   private readonly seed: number;
+  private readonly cropDtype: CropDtype;
   /** Released slabs, ready for reuse: every task that wrote into them has settled (see BatchBuilder). */
   private readonly spare: Slab[] = [];
   /** The cursor of the last batch yielded, or the one the loader was opened at. */
@@ -93,11 +100,12 @@ export class MultiCropLoader implements BatchSource {
     if (!Number.isSafeInteger(options.batchSize) || options.batchSize < 1 || options.batchSize > 65536) {
       throw new ConfigError(`batch size must be an integer from 1 to 65536, got ${options.batchSize}`);
     }
+    this.cropDtype = checkCropDtype(options.cropDtype);
     this.config = augmentConfig(options.augment);
     // Shared record bytes: the pool posts each image to a worker as a view, with no copy or transfer.
     this.stream = new DatasetStream(store, { ...options, sharedMemory: true });
     this.seed = options.seed ?? 0;
-    this.pool = new AugmentPool(this.config, { threads: options.threads });
+    this.pool = new AugmentPool(this.config, { threads: options.threads, cropDtype: this.cropDtype });
     this.position = options.cursor ?? START;
   }
 
@@ -144,7 +152,7 @@ export class MultiCropLoader implements BatchSource {
         [cursor, epoch] = [item.cursor, item.epoch];
         progress.count('error' in out ? out.error : null);
         if ('error' in out) this.stats.skipped[out.error] = (this.stats.skipped[out.error] ?? 0) + 1;
-        else (batch ??= new BatchBuilder(slab)).add(item.record.key, slab, slot);
+        else (batch ??= new BatchBuilder(slab, this.config)).add(item.record.key, slab, slot);
         if (batch?.count === this.options.batchSize) {
           this.stats.samples += batch.count;
           this.position = cursor;
@@ -193,7 +201,7 @@ export class MultiCropLoader implements BatchSource {
     const reused = this.spare.pop();
     if (reused) return reused.reset();
     this.stats.buffers++;
-    return new Slab(sizes, this.options.batchSize);
+    return new Slab(sizes, this.options.batchSize, this.cropDtype);
   }
 
   /** Live worker threads (0 once closed). */
@@ -263,21 +271,29 @@ const CHUNK = 4;
 /** Released slabs kept for reuse at most: a consumer holding many batches before releasing them gets no more. */
 const MAX_SPARE = 4;
 
-/** One batch's worth of shared buffers, one per crop, that workers write samples into at their slot. */
+/**
+ * One batch's worth of shared buffers, one per crop, that workers write samples into at their slot: 4 bytes
+ * a value for float32 crops, 1 for uint8 (the workers' views use the same sizes: see worker.ts).
+ */
 class Slab {
   readonly shared: SharedArrayBuffer[];
-  readonly crops: Float32Array[];
-  /** Floats per sample of each crop. */
+  readonly crops: Float32Array[] | Uint8Array[];
+  /** Values per sample of each crop. */
   readonly lengths: number[];
   dispatched = 0;
 
   constructor(
     readonly sizes: number[],
     capacity: number,
+    dtype: CropDtype,
   ) {
     this.lengths = sizes.map((size) => size * size * 3);
-    this.shared = this.lengths.map((n) => new SharedArrayBuffer(capacity * n * 4));
-    this.crops = this.shared.map((buffer) => new Float32Array(buffer));
+    const bytes = dtype === 'uint8' ? 1 : 4;
+    this.shared = this.lengths.map((n) => new SharedArrayBuffer(capacity * n * bytes));
+    this.crops =
+      dtype === 'uint8'
+        ? this.shared.map((buffer) => new Uint8Array(buffer))
+        : this.shared.map((buffer) => new Float32Array(buffer));
   }
 
   reset(): this {
@@ -297,7 +313,11 @@ class Slab {
 class BatchBuilder {
   readonly keys: string[] = [];
 
-  constructor(private readonly slab: Slab) {}
+  constructor(
+    private readonly slab: Slab,
+    /** What a uint8 batch's crops carry to be finished (the loader's config). */
+    private readonly norm: Pick<ByteCrop, 'mean' | 'std'>,
+  ) {}
 
   get count(): number {
     return this.keys.length;
@@ -316,10 +336,12 @@ class BatchBuilder {
   finish(cursor: StreamCursor, epoch: number, spare: Slab[]): MultiCropBatch {
     const n = this.keys.length,
       slab = this.slab;
-    const crops = slab.sizes.map((size, c) => {
+    const crops = slab.sizes.map((size, c): CropTensor => {
       const data = slab.crops[c]!,
         used = n * slab.lengths[c]!;
-      return { size, data: used === data.length ? data : data.slice(0, used) };
+      const whole = used === data.length ? data : data.slice(0, used);
+      if (whole instanceof Float32Array) return { size, data: whole };
+      return { size, dtype: 'uint8', data: whole, mean: this.norm.mean, std: this.norm.std };
     });
     let released = false;
     const release = () => {

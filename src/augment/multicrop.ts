@@ -5,10 +5,10 @@
  */
 import { prng, randInt, seedOf, shuffle, uniform } from '../rng.js';
 import { cropList, type AugmentConfig } from './config.js';
-import { cropImage, type CropDraw, type JitterOp } from './kernels.js';
+import { cropImage, type CropArray, type CropDraw, type JitterOp } from './kernels.js';
 import type { Box } from './taps.js';
 
-export type { CropDraw, JitterOp } from './kernels.js';
+export type { CropArray, CropDraw, JitterOp } from './kernels.js';
 
 /** Where a record sits in the stream: all its crops' randomness derives from this. */
 export interface DrawSeed {
@@ -74,15 +74,18 @@ export function applyCrop(rgb: Uint8Array, width: number, draw: CropDraw, config
   return cropImage(rgb, width, [draw], config)[0]!;
 }
 
-/** All crops of one image, in `cropList` order (written into `outputs` when given). */
-export function multiCrop(
+/**
+ * All crops of one image, in `cropList` order: normalised floats, or with Uint8Array `outputs` the bytes
+ * before normalisation (see cropImage). Written into `outputs` when given.
+ */
+export function multiCrop<T extends CropArray = Float32Array>(
   rgb: Uint8Array,
   width: number,
   height: number,
   config: AugmentConfig,
   at: DrawSeed,
-  outputs?: Float32Array[],
-): Float32Array[] {
+  outputs?: T[],
+): T[] {
   return cropImage(
     rgb,
     width,

@@ -9,12 +9,30 @@ import { Piscina } from 'piscina';
 import 'sharp'; // load libvips in the main thread before any worker does (sharp's worker-thread rule)
 import { ConfigError, WildstreamError } from '../errors.js';
 import type { AugmentConfig } from './config.js';
+import { CROP_DTYPES, type CropDtype } from '../crop-tensor.js';
 import type { DrawSeed } from './multicrop.js';
-import type { AugmentResult, AugmentTask, SampleSlot } from './worker.js';
+import type { AugmentResult, AugmentTask, AugmentWorkerData, SampleSlot } from './worker.js';
 
 export interface PoolOptions {
   /** Worker threads. @default the number of cores */
   threads?: number;
+  /**
+   * What the workers write into a sample's shared buffers: normalised floats, or the bytes before
+   * normalisation (the buffers then hold 1 byte a value, not 4). @default 'float32'
+   */
+  cropDtype?: CropDtype;
+}
+
+/**
+ * `cropDtype` as given (options come from users' JavaScript too, so checked at run time): undefined is
+ * 'float32'; anything but the two names is a ConfigError.
+ */
+export function checkCropDtype(value: unknown): CropDtype {
+  if (value === undefined) return 'float32';
+  if (CROP_DTYPES.includes(value as CropDtype)) return value as CropDtype;
+  const got =
+    typeof value === 'string' ? `'${value}'` : typeof value === 'object' && value ? 'an object' : String(value);
+  throw new ConfigError(`cropDtype must be ${CROP_DTYPES.map((d) => `'${d}'`).join(' or ')}, got ${got}`);
 }
 
 /** A task reached a pool after `close()`. */
@@ -32,11 +50,12 @@ export class AugmentPool {
     if (!Number.isSafeInteger(threads) || threads < 1 || threads > 256) {
       throw new ConfigError(`augment threads must be 1-256, got ${threads}`);
     }
+    const workerData: AugmentWorkerData = { config, cropDtype: checkCropDtype(options.cropDtype) };
     this.piscina = new Piscina({
       filename: new URL('./worker-entry.mjs', import.meta.url).href,
       minThreads: threads,
       maxThreads: threads,
-      workerData: { config },
+      workerData,
       // Each worker awaits sharp (on the libuv pool) while another task's crops run on its thread.
       concurrentTasksPerWorker: 2,
     });

@@ -6,11 +6,15 @@
  */
 import { workerData } from 'node:worker_threads';
 import { cropList, type AugmentConfig } from './config.js';
+import type { CropDtype } from '../crop-tensor.js';
 import { DecodeBuffer, decodeJpeg, decodeWithSharp } from './decode.js';
 import { imageMemory } from './kernels.js';
 import { multiCrop, type DrawSeed } from './multicrop.js';
 
-/** Where a sample's crops go: one shared buffer per crop (batch x size x size x 3 floats) and the slot. */
+/**
+ * Where a sample's crops go: one shared buffer per crop (batch x size x size x 3 values, of the pool's crop
+ * dtype: Float32 or Uint8) and the slot.
+ */
 export interface SampleSlot {
   crops: SharedArrayBuffer[];
   slot: number;
@@ -24,8 +28,19 @@ export interface AugmentTask {
 
 export type AugmentResult = { ok: true } | { error: string };
 
-const config = (workerData as { config: AugmentConfig }).config;
+/** What the pool gives every worker (see AugmentPool). */
+export interface AugmentWorkerData {
+  config: AugmentConfig;
+  cropDtype: CropDtype;
+}
+
+const { config, cropDtype } = workerData as AugmentWorkerData;
 const lengths = cropList(config).map(({ size }) => size * size * 3);
+/** A sample's crop `c` in the shared buffers: `n` values at its slot (4 bytes a float, 1 a byte). */
+const view =
+  cropDtype === 'uint8'
+    ? (into: SampleSlot, c: number, n: number) => new Uint8Array(into.crops[c]!, into.slot * n, n)
+    : (into: SampleSlot, c: number, n: number) => new Float32Array(into.crops[c]!, into.slot * n * 4, n);
 /** Plain JPEGs are decoded straight into the crop kernels' input memory. */
 const pixels = new DecodeBuffer(imageMemory);
 
@@ -41,7 +56,7 @@ async function augmentOne(task: AugmentTask): Promise<AugmentResult> {
   // may wait on sharp), and the other's fast decode would overwrite `pixels`.
   const decoded = decodeJpeg(task.image, pixels) ?? (await decodeWithSharp(task.image));
   if ('error' in decoded) return decoded;
-  const outputs = lengths.map((n, c) => new Float32Array(task.into.crops[c]!, task.into.slot * n * 4, n));
+  const outputs = lengths.map((n, c) => view(task.into, c, n));
   multiCrop(decoded.rgb, decoded.width, decoded.height, config, task.at, outputs);
   return { ok: true };
 }

@@ -27,6 +27,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { abortable, isAbort } from '../abort.js';
 import type { BatchSource, MultiCropBatch } from '../augment/loader.js';
 import type { StreamCursor } from '../augment/stream.js';
+import { cropFloats } from '../crop-tensor.js';
 import { defined } from '../defaults.js';
 import { FLAG_NAMES, type OptionNames } from '../options/declare.js';
 import { ConfigError, StoreUnavailableError, WildstreamError } from '../errors.js';
@@ -486,7 +487,7 @@ class Loop {
   }
 
   private stepSingle(batch: MultiCropBatch, n: number): { loss: number; lr: number } {
-    const crops = batch.crops.map((c) => tf.tensor4d(c.data, [n, c.size, c.size, 3]));
+    const crops = batch.crops.map((c) => tf.tensor4d(cropFloats(c), [n, c.size, c.size, 3]));
     try {
       return this.model.step(crops, this.step);
     } finally {

@@ -3,17 +3,19 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { augmentConfig, parseCrops } from '../../src/augment/config.js';
-import { MultiCropLoader, type LoaderOptions, type MultiCropBatch } from '../../src/augment/loader.js';
+import { cropFloats } from '../../src/crop-tensor.js';
+import { MultiCropLoader, type ByteCrop, type LoaderOptions, type MultiCropBatch } from '../../src/augment/loader.js';
 import { decodeRgb } from '../../src/augment/decode.js';
 import { multiCrop } from '../../src/augment/multicrop.js';
 import { DatasetStream } from '../../src/augment/stream.js';
-import { NoDataError } from '../../src/errors.js';
+import { ConfigError, NoDataError } from '../../src/errors.js';
 import { photoJpeg } from '../../src/fixtures/images.js';
 import { openStore, type Store } from '../../src/shards/store.js';
 import { writeDataset } from '../helpers/dataset.js';
 import { runCli } from '../helpers/cli.js';
 import { faultyStore } from '../helpers/faulty-store.js';
 import sharp from 'sharp';
+import { expectBytesMatchFloats } from './byte-crops.js';
 
 let dir: string;
 let store: Store;
@@ -53,7 +55,10 @@ async function batches(
   return { out, loader };
 }
 
-const digest = (b: MultiCropBatch) => ({ keys: b.keys, sums: b.crops.map((c) => c.data.reduce((a, v) => a + v, 0)) });
+const digest = (b: MultiCropBatch) => ({
+  keys: b.keys,
+  sums: b.crops.map((c) => cropFloats(c).reduce((a, v) => a + v, 0)),
+});
 
 describe('MultiCropLoader', () => {
   it('yields normalised NHWC crop batches, skipping a corrupt image with a counted reason', async () => {
@@ -67,7 +72,8 @@ describe('MultiCropLoader', () => {
     expect(loader.stats.skipped).toEqual({ decode_error: 2 });
     const keys = out.flatMap((b) => b.keys);
     expect(keys.filter((k) => k === '000000-00007')).toHaveLength(0);
-    const values = out[0]!.crops[0]!.data;
+    expect(out[0]!.crops.every((c) => c.dtype === undefined)).toBe(true); // floats unless asked otherwise
+    const values = cropFloats(out[0]!.crops[0]!);
     const mean = values.reduce((a, v) => a + v, 0) / values.length;
     expect(Math.abs(mean)).toBeLessThan(1.5); // normalised around 0, not raw [0, 255] or [0, 1]
     expect(values.every(Number.isFinite)).toBe(true);
@@ -125,7 +131,7 @@ describe('MultiCropLoader', () => {
     const loader = new MultiCropLoader(store, options);
     const copies: Array<{ keys: string[]; crops: Float32Array[] }> = [];
     for await (const batch of loader) {
-      copies.push({ keys: batch.keys, crops: batch.crops.map((c) => c.data.slice()) });
+      copies.push({ keys: batch.keys, crops: batch.crops.map((c) => cropFloats(c).slice()) });
       batch.release();
       batch.release(); // a second release is ignored, not a second spare
     }
@@ -136,6 +142,51 @@ describe('MultiCropLoader', () => {
     const records = keeping.stats.samples + Object.values(keeping.stats.skipped).reduce((a, b) => a + b, 0);
     expect(keeping.stats.buffers).toBe(Math.ceil(records / options.batchSize)); // unreleased: a slab per batch's worth of records
     expect(loader.stats.buffers).toBeLessThan(keeping.stats.buffers / 2);
+  });
+
+  it("with cropDtype 'uint8' yields the float batches' samples as bytes before normalisation, mean and std attached", async () => {
+    const { out: floats } = await batches();
+    const config = augmentConfig(options.augment);
+    // Released as they are read, so later batches reuse byte slabs; the corrupt record moves samples a slot.
+    const loader = new MultiCropLoader(store, { ...options, cropDtype: 'uint8' });
+    const bytes: Array<{ keys: string[]; crops: ByteCrop[] }> = [];
+    for await (const batch of loader) {
+      const crops = batch.crops.map((c) => {
+        if (c.dtype !== 'uint8') throw new Error(`a ${c.dtype ?? 'float32'} crop from a uint8 loader`);
+        // A full batch is its slab's buffer, a byte a value (not a float's four)
+        expect(c.data.buffer).toBeInstanceOf(SharedArrayBuffer);
+        expect(c.data.buffer.byteLength).toBe(options.batchSize * c.size * c.size * 3);
+        return { ...c, data: c.data.slice() };
+      });
+      bytes.push({ keys: batch.keys, crops });
+      batch.release();
+    }
+    expect(bytes.map((b) => b.keys)).toEqual(floats.map((b) => b.keys));
+    expect(loader.stats.skipped).toEqual({ decode_error: 2 });
+    expect(loader.stats.buffers).toBeLessThan(bytes.length / 2);
+    let near = 0,
+      values = 0;
+    bytes.forEach((b, i) =>
+      b.crops.forEach((crop, c) => {
+        const float = floats[i]!.crops[c]!;
+        expect(crop.size).toBe(float.size);
+        expect([crop.mean, crop.std]).toEqual([config.mean, config.std]);
+        near += expectBytesMatchFloats(cropFloats(float), crop.data, crop, `batch ${i} crop ${c}`);
+        values += crop.data.length;
+      }),
+    );
+    expect(values).toBe(70 * (32 * 32 + 2 * 16 * 16) * 3);
+    expect(near).toBeLessThan(values / 1000);
+  });
+
+  it('refuses a cropDtype other than float32 or uint8, before starting any thread', () => {
+    for (const bad of ['float64', 'UINT8', 'u8', '', 8, null, {}])
+      expect(() => new MultiCropLoader(store, { ...options, cropDtype: bad as never }), String(bad)).toThrow(
+        ConfigError,
+      );
+    expect(() => new MultiCropLoader(store, { ...options, cropDtype: 'float16' as never })).toThrow(
+      "cropDtype must be 'float32' or 'uint8', got 'float16'",
+    );
   });
 
   it('stops its workers when the consumer breaks out early', async () => {

@@ -1,10 +1,12 @@
 import sharp from 'sharp';
 import { describe, expect, it } from 'vitest';
 import { augmentConfig, cropList, parseCrops, type AugmentConfig } from '../../src/augment/config.js';
+import { cropImage } from '../../src/augment/kernels.js';
 import { applyCrop, drawCrop, sampleBox, type CropDraw } from '../../src/augment/multicrop.js';
 import { ConfigError } from '../../src/errors.js';
 import { photoJpeg } from '../../src/fixtures/images.js';
 import { prng } from '../../src/rng.js';
+import { expectBytesMatchFloats } from './byte-crops.js';
 
 const config = augmentConfig();
 
@@ -257,5 +259,81 @@ describe('crop pixels', () => {
         }
       }
     }
+  });
+});
+
+describe('8-bit crops', () => {
+  // 97 x 97 x 3 and 7 x 7 x 3 values are 3 past a multiple of 16: the conversion's scalar tail runs.
+  const bytesConfig = augmentConfig({ crops: parseCrops('1x97@0.2-1,1x8@0.05-0.3,1x32@0.1-1') });
+  const rand = prng(5);
+  const [W, H] = [150, 110];
+  const rgb = Uint8Array.from({ length: W * H * 3 }, () => Math.floor(rand() * 256));
+  const drawsOf = (record: number) => {
+    const draws = [0, 1, 2].map((c) => drawCrop(bytesConfig, { seed: 1, epoch: 0, record }, c, W, H));
+    draws[1]!.size = 7; // under the configs' 8 px minimum, as only the kernels can be asked
+    if (record % 3 === 0) for (const d of draws) d.blur = 1.7;
+    if (record % 4 === 1)
+      draws[0]!.jitter = [
+        { op: 'contrast', factor: 1.8 },
+        { op: 'hue', factor: 0.3 },
+      ];
+    if (record % 5 === 2) draws[2]!.grey = true;
+    return draws;
+  };
+  const bytesFor = (draws: CropDraw[]) => draws.map((d) => new Uint8Array(d.size * d.size * 3));
+
+  it('are the float crops before normalisation, rounded half up, for the same draws', () => {
+    let values = 0,
+      near = 0;
+    for (let record = 0; record < 40; record++) {
+      const draws = drawsOf(record);
+      const floats = cropImage(rgb, W, draws, bytesConfig);
+      const bytes = cropImage(rgb, W, draws, bytesConfig, bytesFor(draws));
+      floats.forEach((f, c) => {
+        near += expectBytesMatchFloats(f, bytes[c]!, bytesConfig, `record ${record} crop ${c}`);
+        values += f.length;
+      });
+    }
+    expect(values).toBe(40 * (97 * 97 + 7 * 7 + 32 * 32) * 3);
+    expect(near).toBeLessThan(values / 1000); // the boundary exemption covers a few values, not the test
+  });
+
+  it('of a box its own size are the pixels, and clamp where jitter passes white', () => {
+    // One tap of weight 1 a pixel: the bytes are the image's (any slip of channel or offset shows), and
+    // brightness 1.5 takes every value from 170 past 255, where the bytes clamp.
+    const image = Uint8Array.from({ length: 12 * 12 * 3 }, (_, i) => (i * 7) % 256);
+    const plain: CropDraw = {
+      size: 11,
+      box: { x: 1, y: 1, w: 11, h: 11 },
+      flip: false,
+      jitter: null,
+      grey: false,
+      blur: null,
+    };
+    const lit: CropDraw = { ...plain, jitter: [{ op: 'brightness', factor: 1.5 }] };
+    const [same, brighter] = cropImage(image, 12, [plain, lit], bytesConfig, bytesFor([plain, lit]));
+    const want = Array.from({ length: 11 * 11 * 3 }, (_, i) => {
+      const [y, x, c] = [Math.floor(i / 33), Math.floor((i % 33) / 3), i % 3];
+      return image[((1 + y) * 12 + 1 + x) * 3 + c]!;
+    });
+    expect(Array.from(same!)).toEqual(want);
+    // Odd values land on a .5 (x * 1.5) that f32 may put either side of: the even ones are exact.
+    const even = (v: number[]) => v.filter((_, i) => want[i]! % 2 === 0);
+    expect(even(Array.from(brighter!))).toEqual(even(want.map((v) => Math.min(255, v * 1.5))));
+    expect(want.filter((v) => v >= 170).length).toBeGreaterThan(50);
+  });
+
+  it('leave the float crops as they were, and refuse mixed or wrong-sized outputs', () => {
+    const draws = drawsOf(3);
+    const before = cropImage(rgb, W, draws, bytesConfig);
+    cropImage(rgb, W, draws, bytesConfig, bytesFor(draws));
+    expect(cropImage(rgb, W, draws, bytesConfig)).toEqual(before);
+    const into = bytesFor(draws);
+    expect(cropImage(rgb, W, draws, bytesConfig, into)[2]).toBe(into[2]); // written in place
+    const mixed = [new Uint8Array(97 * 97 * 3), new Float32Array(7 * 7 * 3)];
+    expect(() => cropImage(rgb, W, draws, bytesConfig, mixed)).toThrow(TypeError);
+    expect(() => cropImage(rgb, W, draws, bytesConfig, [new Uint8Array(5)])).toThrow(
+      /crop 0 needs 28227 bytes, its output has 5/,
+    );
   });
 });

@@ -105,9 +105,12 @@ describe('AugmentPool', () => {
     expect(await within(good, 30_000)).toEqual([{ ok: true }]);
   });
 
-  it('refuses a thread count out of range', () => {
+  it('refuses a thread count out of range, and a crop dtype it does not write', () => {
     expect(() => new AugmentPool(config, { threads: 0 })).toThrow(ConfigError);
     expect(() => new AugmentPool(config, { threads: 1.5 })).toThrow(/augment threads must be 1-256, got 1.5/);
+    expect(() => new AugmentPool(config, { threads: 1, cropDtype: 'int8' as never })).toThrow(
+      "cropDtype must be 'float32' or 'uint8', got 'int8'",
+    );
   });
 });
 

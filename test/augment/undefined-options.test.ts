@@ -62,11 +62,15 @@ describe('explicit undefined options take the defaults', () => {
       epochs: 1,
       threads: 1,
       inflight: undefined,
+      cropDtype: undefined,
       augment: { ...unsetAugment, crops: '2x16@0.3-1' },
     };
     const loader = new MultiCropLoader(store, options);
     const rows: number[] = [];
-    for await (const batch of loader) rows.push(batch.keys.length);
+    for await (const batch of loader) {
+      rows.push(batch.keys.length);
+      expect(batch.crops.every((c) => c.data instanceof Float32Array)).toBe(true);
+    }
     expect(rows.reduce((a, b) => a + b, 0)).toBe(8);
   });
 

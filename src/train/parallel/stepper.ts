@@ -14,7 +14,7 @@
  */
 import { Worker } from 'node:worker_threads';
 import * as tf from '@tensorflow/tfjs-core';
-import type { CropTensor } from '../../augment/loader.js';
+import { cropFloats, type CropTensor } from '../../crop-tensor.js';
 import { ConfigError, WildstreamError } from '../../errors.js';
 import type { SwavModel, StepResult } from '../model.js';
 import { splitSizes } from './sharing.js';
@@ -143,7 +143,11 @@ export class ParallelStepper {
    */
   async step(crops: ReadonlyArray<tf.Tensor4D | CropTensor>, step: number): Promise<StepResult> {
     if (this.failure) throw this.failure;
-    const arrays = crops.map((c) => ('dataSync' in c ? { size: c.shape[1], data: c.dataSync() as Float32Array } : c));
+    const arrays = crops.map((c) =>
+      'dataSync' in c
+        ? { size: c.shape[1], data: c.dataSync() as Float32Array }
+        : { size: c.size, data: cropFloats(c) },
+    );
     const per = arrays.map(({ size }) => size * size * 3);
     const rows = arrays[0]!.data.length / per[0]!;
     if (!Number.isInteger(rows) || arrays.some((a, i) => a.data.length !== rows * per[i]!))

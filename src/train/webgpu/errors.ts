@@ -23,3 +23,8 @@ export class WebGpuUnavailableError extends WildstreamError {
 export class WebGpuKernelError extends WildstreamError {
   override readonly code = 'WS_ERR_WEBGPU_KERNEL';
 }
+
+/** A training step on the device failed: a batch of the wrong shape, a lost device, a closed stepper. */
+export class WebGpuTrainingError extends WildstreamError {
+  override readonly code: string = 'WS_ERR_WEBGPU_TRAINING';
+}

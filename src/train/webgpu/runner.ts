@@ -285,6 +285,12 @@ export class Recording {
     return this.steps.length;
   }
 
+  /** This recording's dispatches, then `next`'s, in one submission (same device; nothing compiled again). */
+  followedBy(next: Recording): Recording {
+    if (next.device !== this.device) throw new RangeError('followedBy: the recordings belong to different devices');
+    return new Recording(this.device, [...this.steps, ...next.steps]);
+  }
+
   submit(): void {
     const enc = this.device.createCommandEncoder();
     const pass = enc.beginComputePass();

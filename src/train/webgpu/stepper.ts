@@ -29,9 +29,10 @@
  * WebGpuMemoryError naming the bytes asked for, the model, the batch and the crops.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import type { CropTensor } from '../../augment/loader.js';
+import type { ByteCrop, CropTensor } from '../../crop-tensor.js';
+import { ByteCropInputs } from './byte-crops.js';
 import { cropCount, cropSizes } from '../../crops.js';
-import { ConfigError, WildstreamError } from '../../errors.js';
+import { ConfigError } from '../../errors.js';
 import { FLAG_NAMES, type OptionNames } from '../../options/declare.js';
 import type { TrainConfig } from '../config.js';
 import type { StepResult, SwavModel } from '../model.js';
@@ -56,7 +57,9 @@ import {
   type GradientProgramSpec,
   type StepBuffers,
 } from './program.js';
-import { WebGpuKernelError } from './errors.js';
+import { WebGpuKernelError, WebGpuTrainingError } from './errors.js';
+
+export { WebGpuTrainingError } from './errors.js';
 import { GpuAllocationError, GpuRunner, type Dispatch, type GpuTensor, type Recording } from './runner.js';
 import {
   allocateState,
@@ -138,10 +141,6 @@ export interface WebGpuStepResult extends StepResult {
   gpuWaitMs: number;
 }
 
-export class WebGpuTrainingError extends WildstreamError {
-  override readonly code: string = 'WS_ERR_WEBGPU_TRAINING';
-}
-
 /** The device could not make the buffers a run needs (out of memory, or one above the device's limits). */
 export class WebGpuMemoryError extends WebGpuTrainingError {
   override readonly code = 'WS_ERR_WEBGPU_MEMORY';
@@ -197,6 +196,8 @@ export class WebGpuStepper {
   private readonly withSlot: Set<string>;
   /** Per crop: an ordinary buffer that crops in shared memory are copied through (see writeCrops). */
   private readonly staging: Float32Array[] = [];
+  /** Where 8-bit crops are staged and the step recorded with their decode in front: made at the first such batch. */
+  private byteInputs: ByteCropInputs | null = null;
   /** How the program treats activations, for the memory line: `recompute on|off[, auto]` and why. */
   private recomputeLine = '';
   /** Per unfinished step, oldest first: settles when the device has finished it (or is lost). */
@@ -343,7 +344,7 @@ export class WebGpuStepper {
     while (this.inFlight.length >= MAX_STEPS_IN_FLIGHT) await this.inFlight.shift();
     let gpuWaitMs = performance.now() - t0;
     this.check(); // the device may have been lost while this waited
-    this.writeCrops(crops);
+    const bytes = await this.writeCrops(crops);
     const lr = learningRate(step, { ...config.schedule, totalSteps: config.steps });
     const frozen = step < config.swav.freezePrototypesSteps;
     if (frozen !== this.frozen) {
@@ -351,7 +352,7 @@ export class WebGpuStepper {
       this.frozen = frozen;
     }
     this.runner.writeBytes(this.runner.view(this.tail.hyper, LARS_HYPER.LR, [1]), Float32Array.of(lr));
-    this.submit(step);
+    this.submit(step, bytes);
     // Settles when the device finishes the step, or is lost (Dawn may then never answer the first).
     const { queue, lost } = this.runner.device;
     this.inFlight.push(Promise.race([queue.onSubmittedWorkDone(), lost]).catch(() => {}));
@@ -364,11 +365,15 @@ export class WebGpuStepper {
     return { ...read, lr, gpuWaitMs };
   }
 
-  /** Submits the step: with SwAV's queue in the assignment once it is full and the run past its start step. */
-  private submit(step: number): void {
+  /**
+   * Submits the step: with SwAV's queue in the assignment once it is full and the run past its start step,
+   * and after the decode of its crops when they came as bytes.
+   */
+  private submit(step: number, bytes: boolean): void {
     const { length, startStep } = this.model.config.queue;
-    const queued = this.queue && step >= startStep && this.queueFilled >= length;
-    (queued ? this.queue!.recording : this.recording).submit();
+    const queued = Boolean(this.queue && step >= startStep && this.queueFilled >= length);
+    if (bytes) this.byteInputs!.recording(queued).submit();
+    else (queued ? this.queue!.recording : this.recording).submit();
     if (this.queue) this.queueFilled = Math.min(length, this.queueFilled + this.model.config.batchSize);
   }
 
@@ -430,6 +435,7 @@ export class WebGpuStepper {
     this.program.release();
     releaseState(this.runner, this.state);
     this.runner.release(...Object.values(this.tail), ...this.ownCrops);
+    this.byteInputs?.release();
     if (this.ownsDevice) this.runner.ctx.destroy();
     else this.runner.trim();
   }
@@ -444,7 +450,7 @@ export class WebGpuStepper {
     const bytes = (ts: GpuTensor[]) => ts.reduce((n, t) => n + t.buffer.size, 0);
     return {
       state: bytes([...stateTensors(this.state), ...Object.values(this.tail)]),
-      crops: bytes(this.ownCrops),
+      crops: bytes(this.ownCrops) + (this.byteInputs?.bytes ?? 0),
       program: this.program.bytes ?? null,
     };
   }
@@ -467,25 +473,46 @@ export class WebGpuStepper {
     return this.crops;
   }
 
-  private writeCrops(crops: ReadonlyArray<tf.Tensor4D | CropTensor>): void {
-    const { batchSize } = this.model.config;
+  /**
+   * Writes a batch's crops where the step reads them: floats straight into its inputs, bytes (all of the
+   * batch's crops or none) into their staging buffers. Returns whether they came as bytes.
+   */
+  private async writeCrops(crops: ReadonlyArray<tf.Tensor4D | CropTensor>): Promise<boolean> {
     if (crops.length !== this.crops.length)
       throw new WebGpuTrainingError(`a batch of ${crops.length} crops; the run has ${this.crops.length}`);
-    crops.forEach((c, i) => {
-      const { size, data } = 'dataSync' in c ? { size: c.shape[1], data: c.dataSync() as Float32Array } : c;
-      const want = this.crops[i]!;
-      if (size !== want.shape[1] || data.length !== want.size)
+    const arrays = crops.map((c) => ('dataSync' in c ? { size: c.shape[1], data: c.dataSync() as Float32Array } : c));
+    arrays.forEach((c, i) => this.checkCrop(i, c.size, c.data.length));
+    const bytes = arrays.filter((c): c is ByteCrop => 'dtype' in c && c.dtype === 'uint8');
+    if (bytes.length > 0) {
+      if (bytes.length !== arrays.length)
         throw new WebGpuTrainingError(
-          `crop ${i} holds ${data.length / (size * size * 3)} images of ${size}x${size}; the WebGPU step is recorded for ${batchSize} of ${want.shape[1]}x${want.shape[1]}`,
+          `a batch of ${bytes.length} 8-bit and ${arrays.length - bytes.length} float crops: a step takes one kind`,
         );
+      const recordings = { plain: this.recording, queued: this.queue?.recording ?? null };
+      this.byteInputs ??= await ByteCropInputs.make(this.runner, this.crops, bytes[0]!, recordings);
+      this.byteInputs.write(bytes);
+      return true;
+    }
+    arrays.forEach(({ data }, i) => {
+      const want = this.crops[i]!;
       // Dawn for Node crashes the process (SIGSEGV, webgpu 0.6.2) on a write from a view of a SharedArrayBuffer,
       // where the loader's full batches live, and refuses the SharedArrayBuffer itself: those go through a copy.
       if (data.buffer instanceof SharedArrayBuffer) {
         const staging = (this.staging[i] ??= new Float32Array(want.size));
-        staging.set(data);
+        staging.set(data as Float32Array);
         this.runner.writeBytes(want, staging);
       } else this.runner.writeBytes(want, data);
     });
+    return false;
+  }
+
+  /** A crop of another size or image count than the step was recorded for is a WebGpuTrainingError. */
+  private checkCrop(i: number, size: number, elements: number): void {
+    const want = this.crops[i]!;
+    if (size !== want.shape[1] || elements !== want.size)
+      throw new WebGpuTrainingError(
+        `crop ${i} holds ${elements / (size * size * 3)} images of ${size}x${size}; the WebGPU step is recorded for ${this.model.config.batchSize} of ${want.shape[1]}x${want.shape[1]}`,
+      );
   }
 }
 

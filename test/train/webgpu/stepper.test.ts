@@ -11,6 +11,8 @@ import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { START } from '../../../src/augment/stream.js';
+import { cropFloats, type ByteCrop } from '../../../src/crop-tensor.js';
+import { cropSizes } from '../../../src/crops.js';
 import { ConfigError } from '../../../src/errors.js';
 import { openStore } from '../../../src/shards/store.js';
 import { startBackend } from '../../../src/train/backend.js';
@@ -76,7 +78,7 @@ function tinyConfig(over: Partial<TrainConfig> = {}): TrainConfig {
 
 /** Random crops of the config's shapes (the double ignores their values; the upload path does not). */
 function crops(config: TrainConfig, seed: number): Array<{ size: number; data: Float32Array }> {
-  return [16, 16, 8].map((size, i) => {
+  return cropSizes(config.crops).map((size, i) => {
     // The loader hands crops in SharedArrayBuffers: the upload must take them.
     const data = new Float32Array(new SharedArrayBuffer(config.batchSize * size * size * 12));
     data.set(randomValues(data.length, seed * 10 + i));
@@ -306,6 +308,60 @@ describe('WebGpuStepper: steps in flight and the loss scale of a resume', () => 
     } finally {
       Object.assign(queue, { onSubmittedWorkDone: done, submit, writeBuffer: write });
       for (const release of held) release();
+      await stepper.close();
+      model.dispose();
+    }
+  });
+
+  it("8-bit crops are decoded on the device into the inputs, in the step's one submission; floats still work after", async () => {
+    // Batch 1 with a 9 px crop: 243 bytes, not whole words (the padded path); the others 768.
+    const config = tinyConfig({ batchSize: 1, crops: '2x16@0.3-1,1x9@0.1-0.3' });
+    const model = new SwavModel(config);
+    const { stepper, program } = await start(model, 'f32');
+    const queue = runner.device.queue;
+    const submit = queue.submit.bind(queue);
+    let submissions = 0;
+    queue.submit = (b) => (submissions++, submit(b));
+    const norm = { mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225] } as const;
+    const bytes = (k: number, shared: boolean): ByteCrop[] =>
+      [16, 16, 9].map((size, i) => {
+        const n = size * size * 3;
+        const data = new Uint8Array(shared ? new SharedArrayBuffer(n) : new ArrayBuffer(n));
+        data.forEach((_, j) => (data[j] = (j * 37 + k * 11 + i * 5) % 256)); // every byte value, 0 and 255 too
+        return { size, dtype: 'uint8', data, ...norm };
+      });
+    try {
+      program.set(gradients(stepper.buffers.params, 0).flat, 1);
+      const floatBytes = stepper.memory().crops;
+      for (const [k, shared] of [
+        [0, true],
+        [1, false],
+      ] as const) {
+        const batch = bytes(k, shared);
+        const before = submissions;
+        await stepper.step(batch, k, { readLoss: false });
+        expect(submissions - before, `step ${k}: one submission`).toBe(1);
+        const landed = await Promise.all(stepper.inputs.map((t) => runner.read(t)));
+        // A driver may fuse the multiply-add the CPU rounds twice: 1 ULP apart (values < 3: 2.4e-7).
+        landed.forEach((got, i) => {
+          const want = cropFloats(batch[i]!);
+          expect(got.length).toBe(want.length);
+          expect(Math.max(...got.map((v, j) => Math.abs(v - want[j]!))), `step ${k} crop ${i}`).toBeLessThan(5e-7);
+        });
+      }
+      expect(stepper.memory().crops).toBeGreaterThan(floatBytes); // the staged bytes are counted
+      const floats = crops(config, 2);
+      await stepper.step(floats, 2, { readLoss: false });
+      const landed = await Promise.all(stepper.inputs.map((t) => runner.read(t)));
+      landed.forEach((got, i) => expect(got, `float crop ${i}`).toEqual(floats[i]!.data));
+      const mixed = [...bytes(3, false).slice(0, 2), floats[2]!];
+      await expect(stepper.step(mixed, 3)).rejects.toThrow(/2 8-bit and 1 float crops/);
+      const other = bytes(3, false).map((c) => ({ ...c, std: [0.5, 0.5, 0.5] as const }));
+      await expect(stepper.step(other, 3)).rejects.toThrow(
+        /normalised with mean .* std 0\.5,0\.5,0\.5; the run's first batch had/,
+      );
+    } finally {
+      queue.submit = submit;
       await stepper.close();
       model.dispose();
     }

@@ -5,6 +5,8 @@
  * pipelines once per shader cache.
  */
 import { expect } from 'vitest';
+import type { CropDtype, CropTensor } from '../../../src/crop-tensor.js';
+import { IMAGENET_MEAN, IMAGENET_STD } from '../../../src/crops.js';
 import type { BatchSource, MultiCropBatch } from '../../../src/augment/loader.js';
 import type { StreamCursor } from '../../../src/augment/stream.js';
 import type { Store } from '../../../src/shards/store.js';
@@ -40,8 +42,11 @@ export const tinyConfig = (
 
 const at = (position: number): StreamCursor => ({ epoch: 0, group: 0, offset: position, position, units: null });
 
-/** Batches `from` .. `until` - 1 of a seeded sequence: batch n is the same whichever run reads it. */
-export function handMade(from: number, until = Infinity): BatchSource {
+/**
+ * Batches `from` .. `until` - 1 of a seeded sequence: batch n is the same whichever run reads it. As bytes
+ * (`uint8`), ByteCrops of ImageNet's normalisation, as the loader makes for a run on webgpu.
+ */
+export function handMade(from: number, until = Infinity, dtype: CropDtype = 'float32'): BatchSource {
   let position = from;
   return {
     cursor: () => at(position),
@@ -49,7 +54,12 @@ export function handMade(from: number, until = Infinity): BatchSource {
     async *[Symbol.asyncIterator](): AsyncGenerator<MultiCropBatch> {
       for (let n = from; n < until; n++) {
         position = n + 1;
-        const crops = [0, 1].map((c) => ({ size: 16, data: randomValues(4 * 16 * 16 * 3, n * 2 + c) }));
+        const crops = [0, 1].map((c): CropTensor => {
+          const values = randomValues(4 * 16 * 16 * 3, n * 2 + c);
+          if (dtype === 'float32') return { size: 16, data: values };
+          const data = Uint8Array.from(values, (v) => Math.floor((v + 1) * 128));
+          return { size: 16, dtype, data, mean: IMAGENET_MEAN, std: IMAGENET_STD };
+        });
         yield { keys: ['a', 'b', 'c', 'd'].map((k) => `${n}-${k}`), crops, epoch: 0, cursor: at(n + 1), release() {} };
       }
     },
@@ -69,13 +79,15 @@ export interface RunOptions {
   precision?: 'f32' | 'mixed';
   /** Stops the run (train's `signal`). */
   signal?: AbortSignal;
+  /** The batches' crops: floats, or bytes the backend normalises. @default 'float32' */
+  cropDtype?: CropDtype;
 }
 
 /** train() on `out` (resuming from its newest checkpoint) with `config`, checkpointing every 3 steps. */
 export async function runOn(out: Store, config: TrainConfig, o: RunOptions) {
   const start = await resolveResume({ out, config, resume: true, log: () => {} });
   return train({
-    batches: handMade(start.step, o.until),
+    batches: handMade(start.step, o.until, o.cropDtype),
     start,
     out,
     config,

@@ -102,12 +102,13 @@ describe('train --backend webgpu', () => {
     expect((await run(out, 5, 'webgpu')).step).toBe(5); // and the next run starts as usual
   });
 
-  it("SwAV queue: the losses follow the wasm trainer's as it fills and joins at its start step; pieces = one go", async () => {
-    // Batch 4, queue 8: full after step 1, in the assignment from step 3 (its start step) on.
+  it("SwAV queue on 8-bit crops: the losses follow the wasm trainer's as it fills and joins at its start step; pieces = one go", async () => {
+    // Batch 4, queue 8: full after step 1, in the assignment from step 3 (its start step) on. The crops come as
+    // bytes (as the loader makes them for webgpu): the GPU decodes them in its step, wasm with cropFloats.
     const queued = { ...tinyConfig(6, { freezePrototypesSteps: 1 }), queue: { length: 8, startStep: 3 } };
     const losses = async (name: string, backend: 'webgpu' | 'wasm', until = Infinity) => {
       const log: string[] = [];
-      const o = { backend, logEvery: 1, program: null, log, until } as const;
+      const o = { backend, logEvery: 1, program: null, log, until, cropDtype: 'uint8' } as const;
       await runOn(await openStore(join(dir, name)), queued, backend === 'webgpu' ? { ...o, precision: 'f32' } : o);
       expect(log.some((l) => /, crops 2x16@0\.3-1, queue 8 from step 3, /.test(l))).toBe(true);
       return log.filter((l) => l.startsWith('step ')).map((l) => Number(/loss ([\d.]+)/.exec(l)![1]));
@@ -131,7 +132,7 @@ describe('train --backend webgpu', () => {
       ['queue-wasm', 'webgpu'],
     ] as const) {
       const out = await openStore(join(dir, name));
-      const s = await runOn(out, seventh, { backend, logEvery: 1, program: null });
+      const s = await runOn(out, seventh, { backend, logEvery: 1, program: null, cropDtype: 'uint8' });
       expect([s.resumedFrom, s.step]).toEqual([expect.stringMatching(/step-000000006/), 7]);
       expect((await latest(out)).header.queueFilled).toBe(8);
     }

@@ -1,0 +1,65 @@
+/**
+ * One crop of a batch, as the loader hands it to train: NHWC [batch, size, size, 3], either normalised floats
+ * or the 8-bit RGB the augmentations produced before normalisation, which carries its mean and std so any
+ * consumer can finish it. Bytes are a quarter of the floats to move: what a GPU trainer uploads each step
+ * (it normalises on the device); the CPU backends turn them into floats with `cropFloats`.
+ *
+ * Bytes are what torchvision's PIL pipeline (SwAV, VISSL) computes too: its colour jitter, greyscale and blur
+ * work on 8-bit images and ToTensor + Normalize come last. The float crops skip that rounding (at most half a
+ * level, 0.5 / 255 / std: 0.0087 for ImageNet's smallest std) and keep resampling overshoot past 0..1.
+ */
+
+/** Element type of a crop's data. */
+export type CropDtype = 'float32' | 'uint8';
+
+export const CROP_DTYPES: readonly CropDtype[] = ['float32', 'uint8'];
+
+/** Normalised floats: (x / 255 - mean) / std per channel. */
+export interface FloatCrop {
+  size: number;
+  dtype?: 'float32';
+  /** Float32 NHWC [batch, size, size, 3]; full batches live in a SharedArrayBuffer the workers wrote. */
+  data: Float32Array;
+}
+
+/** Per channel (R, G, B), on the 0-1 scale: float = (byte / 255 - mean) / std. */
+export interface CropNormalisation {
+  mean: readonly [number, number, number];
+  std: readonly [number, number, number];
+}
+
+/** 8-bit RGB before normalisation, with the normalisation that finishes it. */
+export interface ByteCrop extends CropNormalisation {
+  size: number;
+  dtype: 'uint8';
+  /** Uint8 NHWC [batch, size, size, 3], 0-255; full batches live in a SharedArrayBuffer the workers wrote. */
+  data: Uint8Array;
+}
+
+export type CropTensor = FloatCrop | ByteCrop;
+
+/**
+ * A ByteCrop's normalisation as one multiply-add per element: float = byte * scale[c] + shift[c], with
+ * scale = 1 / (255 std) and shift = -mean / std computed in f64 and rounded to f32 once. For ImageNet's
+ * constants it is within 3.4e-7 of (byte / 255 - mean) / std in f64 over 0-255 (that formula in f32 steps:
+ * 3.7e-7), with one multiply-add where it took two divisions.
+ */
+export function cropAffine(norm: CropNormalisation): { scale: number[]; shift: number[] } {
+  return {
+    scale: norm.std.map((s) => Math.fround(1 / (255 * s))),
+    shift: norm.mean.map((m, c) => Math.fround(-m / norm.std[c]!)),
+  };
+}
+
+/**
+ * A crop's normalised floats: the data itself for a FloatCrop, a new array for a ByteCrop (byte * scale +
+ * shift in f32 steps, cropAffine's constants: what the WebGPU decode kernel computes).
+ */
+export function cropFloats(crop: CropTensor): Float32Array {
+  if (crop.dtype !== 'uint8') return crop.data;
+  const { scale, shift } = cropAffine(crop);
+  const f = Math.fround;
+  const out = new Float32Array(crop.data.length);
+  crop.data.forEach((b, i) => (out[i] = f(f(b * scale[i % 3]!) + shift[i % 3]!)));
+  return out;
+}
