@@ -141,7 +141,9 @@ function checkTrainStage(t: NonNullable<Pipeline['train']>, file: string): void 
       `${file}: train.queue_length: ${t.queueLength} is not a multiple of train.batch (${batch}): the queue holds whole batches`,
     );
   if ((t.queueStart ?? 0) > 0 && !t.queueLength)
-    throw new ConfigError(`${file}: train.queue_start: ${t.queueStart} needs a queue: set train.queue_length too`);
+    throw new ConfigError(
+      `${file}: train.queue_start: ${t.queueStart} needs a queue, and train.queue_length is 0 (no queue): set it, or leave out train.queue_start`,
+    );
   if (t.crops !== undefined && cropCount(t.crops) < 2)
     throw new ConfigError(`${file}: train.crops: SwAV needs at least two crops per image, got ${t.crops}`);
 }

@@ -113,6 +113,8 @@ export function checkTrainConfig(c: TrainConfig): TrainConfig {
   if (queue.length > 0 && queue.length % c.batchSize !== 0)
     throw new ConfigError(`queue.length (${queue.length}) must be a multiple of the batch size (${c.batchSize})`);
   int('queue.startStep', queue.startStep, 0);
+  if (queue.length === 0 && queue.startStep > 0)
+    throw new ConfigError(`queue.startStep (${queue.startStep}) needs a queue, and queue.length is 0 (no queue)`);
   pos('lars.momentum', lars.momentum);
   pos('lars.weightDecay', lars.weightDecay);
   pos('lars.trust', lars.trust, 1e-9);

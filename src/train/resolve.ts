@@ -45,7 +45,7 @@ export async function resolveTrainConfig(
     );
   if (o.queueStart > 0 && o.queueLength === 0)
     throw new ConfigError(
-      `${names.set('queueStart', o.queueStart)} needs a queue: set ${names.of('queueLength')} too (without one there is nothing to start)`,
+      `${names.set('queueStart', o.queueStart)} needs a queue, and ${names.of('queueLength')} is 0 (no queue): set it to a multiple of ${names.of('batch')}, or leave out ${names.of('queueStart')}`,
     );
   const records = (await listUnits(data)).reduce((n, u) => n + u.records, 0);
   const steps = o.steps ?? (o.epochs ? stepsFor(data, records, o.epochs, o.batch, names) : DEFAULT_STEPS);

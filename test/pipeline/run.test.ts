@@ -86,7 +86,7 @@ describe('wildstream run', () => {
       ],
       [
         'site: demo\ningest:\n  out: x\ntrain:\n  out: y\n  queue_start: 50\n',
-        /train\.queue_start: 50 needs a queue: set train\.queue_length too/,
+        /train\.queue_start: 50 needs a queue, and train\.queue_length is 0 \(no queue\): set it, or leave out train\.queue_start/,
       ],
       [
         'site: demo\ningest:\n  out: x\ntrain:\n  out: y\n  crops: 1x32\n',

@@ -124,10 +124,14 @@ describe('auto-config: rules', () => {
       // A start step for a queue that is not there would pass without a word.
       const unqueued = { ...defaults(TRAIN_OPTIONS), queueStart: 100 } as TrainValues;
       await expect(resolveTrainConfig(unqueued, aug, empty, empty)).rejects.toThrow(
-        /^--queue-start 100 needs a queue: set --queue-length too \(without one there is nothing to start\)$/,
+        /^--queue-start 100 needs a queue, and --queue-length is 0 \(no queue\): set it to a multiple of --batch, or leave out --queue-start$/,
       );
       await expect(resolveTrainConfig(unqueued, aug, empty, empty, pipelineNames('train'))).rejects.toThrow(
-        /^train\.queue_start=100 needs a queue: set train\.queue_length too/,
+        /^train\.queue_start=100 needs a queue, and train\.queue_length is 0 \(no queue\)/,
+      );
+      // And where the library builds its config directly.
+      expect(() => defaultTrainConfig({ batchSize: 8, queue: { length: 0, startStep: 5 } })).toThrow(
+        /^queue\.startStep \(5\) needs a queue, and queue\.length is 0 \(no queue\)$/,
       );
     } finally {
       await rm(root, { recursive: true, force: true });
