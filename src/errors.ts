@@ -18,6 +18,14 @@ export class ConfigError extends WildstreamError {
   override readonly code: string = 'WS_ERR_CONFIG';
 }
 
+/**
+ * A batch handed to train is malformed: a crop's data of another type than its `dtype` says, a ByteCrop's
+ * mean or std that is not 3 finite numbers (std positive). A BatchSource's fault, not the run's settings.
+ */
+export class InvalidBatchError extends WildstreamError {
+  override readonly code = 'WS_ERR_INVALID_BATCH';
+}
+
 /** A store URL names a scheme no store implements: a bad value, so also a ConfigError. */
 export class UnsupportedStoreError extends ConfigError {
   override readonly code = 'WS_ERR_UNSUPPORTED_STORE';

@@ -13,6 +13,7 @@ export {
   ConfigError,
   ExitCodeError,
   InterruptedError,
+  InvalidBatchError,
   InvalidShardError,
   NoDataError,
   NotFoundError,
@@ -20,6 +21,8 @@ export {
   UnsupportedStoreError,
   WildstreamError,
 } from './errors.js';
+
+export { WebGpuKernelError, WebGpuTrainingError, WebGpuUnavailableError } from './train/webgpu/errors.js';
 
 // Stores: `file:` and `s3:` behind one interface, chosen by URL scheme.
 export {

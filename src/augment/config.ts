@@ -84,6 +84,10 @@ export function augmentConfig(overrides: AugmentOptions = {}): AugmentConfig {
   if (!(c.blurSigma[0] > 0 && c.blurSigma[0] <= c.blurSigma[1] && c.blurSigma[1] <= 32)) {
     throw new ConfigError(`blurSigma must be 0 < min <= max <= 32`);
   }
-  if (!c.std.every((s) => s > 0)) throw new ConfigError('std must be positive');
+  const three = (v: unknown, positive: boolean) =>
+    Array.isArray(v) && v.length === 3 && v.every((x) => Number.isFinite(x) && (!positive || x > 0));
+  if (!three(c.mean, false)) throw new ConfigError(`mean must be 3 finite numbers (R, G, B), got ${String(c.mean)}`);
+  if (!three(c.std, true))
+    throw new ConfigError(`std must be 3 finite positive numbers (R, G, B), got ${String(c.std)}`);
   return c;
 }

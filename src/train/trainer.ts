@@ -396,6 +396,7 @@ class Loop {
         }
         if (next.done) break;
         this.interval.waitMs += performance.now() - t0;
+        if (this.dropsPartial(next.value)) continue;
         const first = !this.stepped && this.stepper instanceof WebGpuStepper;
         await this.trainOn(next.value);
         this.stepped = true;
@@ -432,6 +433,21 @@ class Loop {
       `${err.message}; training stopped at step ${this.step}, ${kept}; rerun the same command to resume once the store answers`,
       { cause: err },
     );
+  }
+
+  /**
+   * A batch smaller than the batch size (a finite source's last) on webgpu, whose step is recorded for one
+   * shape: skipped with a line, as PyTorch's drop_last (VISSL's setting for SwAV) would. The CPU backends
+   * train on it.
+   */
+  private dropsPartial(batch: MultiCropBatch): boolean {
+    const { batchSize } = this.o.config;
+    if (!(this.stepper instanceof WebGpuStepper) || batch.keys.length >= batchSize) return false;
+    this.o.log(
+      `skipped a batch of ${batch.keys.length} images after step ${this.step}: the WebGPU step is recorded for batches of ${batchSize} (as drop_last)`,
+    );
+    batch.release();
+    return true;
   }
 
   private async trainOn(batch: MultiCropBatch): Promise<void> {
@@ -487,7 +503,7 @@ class Loop {
   }
 
   private stepSingle(batch: MultiCropBatch, n: number): { loss: number; lr: number } {
-    const crops = batch.crops.map((c) => tf.tensor4d(cropFloats(c), [n, c.size, c.size, 3]));
+    const crops = batch.crops.map((c, i) => tf.tensor4d(cropFloats(c, i), [n, c.size, c.size, 3]));
     try {
       return this.model.step(crops, this.step);
     } finally {

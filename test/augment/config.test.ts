@@ -80,4 +80,18 @@ describe('crop specs at the public boundary', () => {
       expect(make).toThrow(message);
     });
   }
+
+  // 8-bit crops carry mean and std to the trainer, which normalises with them: each must be three finite
+  // numbers (std positive), or a GPU kernel fails to compile and the CPU trains on infinities.
+  it.each([
+    ['a 2-channel std', { std: [0.2, 0.2] }, /^std must be 3 finite positive numbers \(R, G, B\), got 0.2,0.2$/],
+    ['an infinite std', { std: [Infinity, 1, 1] }, /^std must be 3 finite positive numbers .* got Infinity,1,1$/],
+    ['a zero std', { std: [1, 0, 1] }, /^std must be 3 finite positive/],
+    ['a NaN mean', { mean: [NaN, 0, 0] }, /^mean must be 3 finite numbers \(R, G, B\), got NaN,0,0$/],
+    ['a 1-channel mean', { mean: [0.5] }, /^mean must be 3 finite numbers/],
+  ])('refuses %s', (_what, augment, message) => {
+    const make = () => new MultiCropLoader(store, { batchSize: 2, threads: 1, augment: augment as object });
+    expect(make).toThrow(ConfigError);
+    expect(make).toThrow(message);
+  });
 });

@@ -143,10 +143,10 @@ export class ParallelStepper {
    */
   async step(crops: ReadonlyArray<tf.Tensor4D | CropTensor>, step: number): Promise<StepResult> {
     if (this.failure) throw this.failure;
-    const arrays = crops.map((c) =>
+    const arrays = crops.map((c, i) =>
       'dataSync' in c
         ? { size: c.shape[1], data: c.dataSync() as Float32Array }
-        : { size: c.size, data: cropFloats(c) },
+        : { size: c.size, data: cropFloats(c, i) },
     );
     const per = arrays.map(({ size }) => size * size * 3);
     const rows = arrays[0]!.data.length / per[0]!;

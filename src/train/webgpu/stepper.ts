@@ -29,7 +29,7 @@
  * WebGpuMemoryError naming the bytes asked for, the model, the batch and the crops.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import type { ByteCrop, CropTensor } from '../../crop-tensor.js';
+import { checkCrop, type ByteCrop, type CropTensor } from '../../crop-tensor.js';
 import { ByteCropInputs } from './byte-crops.js';
 import { cropCount, cropSizes } from '../../crops.js';
 import { ConfigError } from '../../errors.js';
@@ -480,8 +480,12 @@ export class WebGpuStepper {
   private async writeCrops(crops: ReadonlyArray<tf.Tensor4D | CropTensor>): Promise<boolean> {
     if (crops.length !== this.crops.length)
       throw new WebGpuTrainingError(`a batch of ${crops.length} crops; the run has ${this.crops.length}`);
-    const arrays = crops.map((c) => ('dataSync' in c ? { size: c.shape[1], data: c.dataSync() as Float32Array } : c));
-    arrays.forEach((c, i) => this.checkCrop(i, c.size, c.data.length));
+    const arrays = crops.map((c, i) => {
+      if ('dataSync' in c) return { size: c.shape[1], data: c.dataSync() as Float32Array };
+      checkCrop(c, i);
+      return c;
+    });
+    arrays.forEach((c, i) => this.checkShape(i, c.size, c.data.length));
     const bytes = arrays.filter((c): c is ByteCrop => 'dtype' in c && c.dtype === 'uint8');
     if (bytes.length > 0) {
       if (bytes.length !== arrays.length)
@@ -507,12 +511,16 @@ export class WebGpuStepper {
   }
 
   /** A crop of another size or image count than the step was recorded for is a WebGpuTrainingError. */
-  private checkCrop(i: number, size: number, elements: number): void {
+  private checkShape(i: number, size: number, elements: number): void {
     const want = this.crops[i]!;
-    if (size !== want.shape[1] || elements !== want.size)
-      throw new WebGpuTrainingError(
-        `crop ${i} holds ${elements / (size * size * 3)} images of ${size}x${size}; the WebGPU step is recorded for ${this.model.config.batchSize} of ${want.shape[1]}x${want.shape[1]}`,
-      );
+    if (size === want.shape[1] && elements === want.size) return;
+    const images = elements / (size * size * 3);
+    const holds = Number.isInteger(images)
+      ? `${images} images of ${size}x${size}`
+      : `${elements} values, not whole ${size}x${size}x3 images`;
+    throw new WebGpuTrainingError(
+      `crop ${i} holds ${holds}; the WebGPU step is recorded for ${this.model.config.batchSize} of ${want.shape[1]}x${want.shape[1]}`,
+    );
   }
 }
 

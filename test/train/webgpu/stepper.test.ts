@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { START } from '../../../src/augment/stream.js';
-import { cropFloats, type ByteCrop } from '../../../src/crop-tensor.js';
+import { cropFloats, type ByteCrop, type CropTensor } from '../../../src/crop-tensor.js';
 import { cropSizes } from '../../../src/crops.js';
 import { ConfigError } from '../../../src/errors.js';
 import { openStore } from '../../../src/shards/store.js';
@@ -356,6 +356,15 @@ describe('WebGpuStepper: steps in flight and the loss scale of a resume', () => 
       landed.forEach((got, i) => expect(got, `float crop ${i}`).toEqual(floats[i]!.data));
       const mixed = [...bytes(3, false).slice(0, 2), floats[2]!];
       await expect(stepper.step(mixed, 3)).rejects.toThrow(/2 8-bit and 1 float crops/);
+      // Bytes without their dtype would land in the float inputs as garbage: refused, naming the crop.
+      const undeclared = bytes(3, false).map(({ size, data }) => ({ size, data }) as unknown as CropTensor);
+      await expect(stepper.step(undeclared, 3)).rejects.toThrow(
+        /^crop 0 of the batch: a FloatCrop's data must be a Float32Array, got Uint8Array \(8-bit crops need dtype 'uint8', mean and std\)$/,
+      );
+      const ragged = bytes(3, false).map((c) => ({ ...c, data: c.data.subarray(3) }));
+      await expect(stepper.step(ragged, 3)).rejects.toThrow(
+        /^crop 0 holds 765 values, not whole 16x16x3 images; the WebGPU step is recorded for 1 of 16x16$/,
+      );
       const other = bytes(3, false).map((c) => ({ ...c, std: [0.5, 0.5, 0.5] as const }));
       await expect(stepper.step(other, 3)).rejects.toThrow(
         /normalised with mean .* std 0\.5,0\.5,0\.5; the run's first batch had/,

@@ -46,7 +46,13 @@ const at = (position: number): StreamCursor => ({ epoch: 0, group: 0, offset: po
  * Batches `from` .. `until` - 1 of a seeded sequence: batch n is the same whichever run reads it. As bytes
  * (`uint8`), ByteCrops of ImageNet's normalisation, as the loader makes for a run on webgpu.
  */
-export function handMade(from: number, until = Infinity, dtype: CropDtype = 'float32'): BatchSource {
+export function handMade(
+  from: number,
+  until = Infinity,
+  dtype: CropDtype = 'float32',
+  /** The batch before `until` holds 2 images, not 4: a finite source's last. */
+  partialLast = false,
+): BatchSource {
   let position = from;
   return {
     cursor: () => at(position),
@@ -54,13 +60,15 @@ export function handMade(from: number, until = Infinity, dtype: CropDtype = 'flo
     async *[Symbol.asyncIterator](): AsyncGenerator<MultiCropBatch> {
       for (let n = from; n < until; n++) {
         position = n + 1;
+        const images = partialLast && n === until - 1 ? 2 : 4;
         const crops = [0, 1].map((c): CropTensor => {
-          const values = randomValues(4 * 16 * 16 * 3, n * 2 + c);
+          const values = randomValues(images * 16 * 16 * 3, n * 2 + c);
           if (dtype === 'float32') return { size: 16, data: values };
           const data = Uint8Array.from(values, (v) => Math.floor((v + 1) * 128));
           return { size: 16, dtype, data, mean: IMAGENET_MEAN, std: IMAGENET_STD };
         });
-        yield { keys: ['a', 'b', 'c', 'd'].map((k) => `${n}-${k}`), crops, epoch: 0, cursor: at(n + 1), release() {} };
+        const keys = ['a', 'b', 'c', 'd'].slice(0, images).map((k) => `${n}-${k}`);
+        yield { keys, crops, epoch: 0, cursor: at(n + 1), release() {} };
       }
     },
   };
@@ -81,13 +89,15 @@ export interface RunOptions {
   signal?: AbortSignal;
   /** The batches' crops: floats, or bytes the backend normalises. @default 'float32' */
   cropDtype?: CropDtype;
+  /** The last batch (before `until`) holds half the images. */
+  partialLast?: boolean;
 }
 
 /** train() on `out` (resuming from its newest checkpoint) with `config`, checkpointing every 3 steps. */
 export async function runOn(out: Store, config: TrainConfig, o: RunOptions) {
   const start = await resolveResume({ out, config, resume: true, log: () => {} });
   return train({
-    batches: handMade(start.step, o.until, o.cropDtype),
+    batches: handMade(start.step, o.until, o.cropDtype, o.partialLast),
     start,
     out,
     config,

@@ -1,6 +1,7 @@
 // train() on the webgpu backend, with the fixed-gradients double in place of the engine's forward and backward:
 // the device and precision lines, the loss read at log intervals with the loss-scale counters, a run in pieces
-// equal bit for bit to one in one go across the end of the frozen-prototypes phase, and a resume on wasm.
+// equal bit for bit to one in one go across the end of the frozen-prototypes phase, a finite source's last,
+// partial batch skipped, and a resume on wasm.
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -37,6 +38,7 @@ const run = (
   /** null: the default, the SwAV gradient program. */
   program: GradientProgramFactory | null = double,
 ) => runOn(out, config(steps), { backend, until, logEvery: 2, program, log });
+const runDefaults = { backend: 'webgpu', logEvery: 2, program: double } as const;
 
 describe('train --backend webgpu', () => {
   it('engine double: device, precision and loss-scale lines; N steps in one go = in pieces; resumes on wasm', async () => {
@@ -52,6 +54,14 @@ describe('train --backend webgpu', () => {
     expect(log.filter((l) => /^memory: /.test(l))).toEqual([]);
     const pieces = await openStore(join(dir, 'pieces'));
     expect((await run(pieces, 5, 'webgpu', [], 3)).step).toBe(3); // the batches end at 3
+    // A finite source's last, partial batch: skipped with a line (drop_last), not a failure.
+    const partial = await openStore(join(dir, 'partial'));
+    const dropped: string[] = [];
+    const p = await runOn(partial, config(5), { ...runDefaults, log: dropped, until: 3, partialLast: true });
+    expect(p.step).toBe(2);
+    expect(dropped).toContain(
+      'skipped a batch of 2 images after step 2: the WebGPU step is recorded for batches of 4 (as drop_last)',
+    );
     await run(pieces, 5, 'webgpu');
     sameWeights(await latest(one), await latest(pieces));
     const s2 = await run(one, 7, 'wasm');
