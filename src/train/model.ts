@@ -96,7 +96,10 @@ export class SwavModel {
         training,
         this.memory.recompute,
       );
-      tf.split(f, idx.length, 0).forEach((part, j) => (features[idx[j]!] = part as tf.Tensor2D));
+      // tfjs's SplitV gradient fails for a split into one part ("Pass at least one tensor to concat"), which
+      // a resolution with a single crop (crops 1x32,1x16) asked for: such a group's features are used whole.
+      if (idx.length === 1) features[idx[0]!] = f;
+      else tf.split(f, idx.length, 0).forEach((part, j) => (features[idx[j]!] = part as tf.Tensor2D));
     }
     const { z, scores } = swavHead(this.ps, this.config.swav, tf.concat(features, 0), training);
     const n = crops.length;
