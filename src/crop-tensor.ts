@@ -68,10 +68,13 @@ export function checkCrop(crop: CropTensor, index: number): void {
   } else fail(`dtype must be 'float32' or 'uint8', got ${JSON.stringify(dtype)}`);
 }
 
+/** Whether `v` is 3 finite numbers (R, G, B), each positive when asked: what a mean or std must be. */
+export function isChannelTriple(v: unknown, positive: boolean): boolean {
+  return Array.isArray(v) && v.length === 3 && v.every((x) => Number.isFinite(x) && (!positive || x > 0));
+}
+
 function normalisable(norm: CropNormalisation): boolean {
-  const finite = (v: unknown, positive: boolean) =>
-    Array.isArray(v) && v.length === 3 && v.every((x) => Number.isFinite(x) && (!positive || x > 0));
-  return finite(norm.mean, false) && finite(norm.std, true);
+  return isChannelTriple(norm.mean, false) && isChannelTriple(norm.std, true);
 }
 
 /**

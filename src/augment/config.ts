@@ -3,6 +3,7 @@
  * and the values train shares live in the base module crops.ts; re-exported here for augment's callers).
  * Flip p 0.5, jitter applied with p 0.8, greyscale p 0.2, blur sigma 0.1-2 (facebookresearch/swav `main_swav.py`).
  */
+import { isChannelTriple } from '../crop-tensor.js';
 import { defined } from '../defaults.js';
 import { ConfigError } from '../errors.js';
 import {
@@ -84,10 +85,9 @@ export function augmentConfig(overrides: AugmentOptions = {}): AugmentConfig {
   if (!(c.blurSigma[0] > 0 && c.blurSigma[0] <= c.blurSigma[1] && c.blurSigma[1] <= 32)) {
     throw new ConfigError(`blurSigma must be 0 < min <= max <= 32`);
   }
-  const three = (v: unknown, positive: boolean) =>
-    Array.isArray(v) && v.length === 3 && v.every((x) => Number.isFinite(x) && (!positive || x > 0));
-  if (!three(c.mean, false)) throw new ConfigError(`mean must be 3 finite numbers (R, G, B), got ${String(c.mean)}`);
-  if (!three(c.std, true))
+  if (!isChannelTriple(c.mean, false))
+    throw new ConfigError(`mean must be 3 finite numbers (R, G, B), got ${String(c.mean)}`);
+  if (!isChannelTriple(c.std, true))
     throw new ConfigError(`std must be 3 finite positive numbers (R, G, B), got ${String(c.std)}`);
   return c;
 }
