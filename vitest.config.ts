@@ -17,6 +17,7 @@ class LearningFirst extends BaseSequencer {
 export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
+    globalSetup: ['test/global-setup.ts'],
     testTimeout: 60_000,
     hookTimeout: 60_000,
     // One worker more than the cores: many files wait on child processes, servers and timers, and a third

@@ -12,6 +12,7 @@ import { createHash } from 'node:crypto';
 import { readdir, rm, stat } from 'node:fs/promises';
 import { homedir, hostname } from 'node:os';
 import { join } from 'node:path';
+import { processExists } from '../process-exists.js';
 import type { Store } from './store.js';
 import { makeDirs } from './make-dirs.js';
 
@@ -64,13 +65,7 @@ function safe(host: string): string {
 /** True only for a folder of this host whose process no longer exists. */
 function ownerIsGone(name: string): boolean {
   const match = /^(.+)-(\d+)$/.exec(name);
-  if (!match || match[1] !== safe(hostname())) return false;
-  try {
-    process.kill(Number(match[2]), 0);
-    return false;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'ESRCH'; // EPERM: alive, someone else's
-  }
+  return Boolean(match && match[1] === safe(hostname()) && !processExists(Number(match[2])));
 }
 
 /** Latest mtime of a path or anything directly in it (staged files sit one level down). */

@@ -20,6 +20,7 @@ import { hostname } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { z } from 'zod';
 import { NotFoundError, WildstreamError } from '../errors.js';
+import { processExists } from '../process-exists.js';
 import { FLAG_NAMES, type OptionNames } from '../options/declare.js';
 import type { Store } from '../shards/store.js';
 import { getBytes } from '../shards/store.js';
@@ -178,21 +179,12 @@ const writeLease = (store: Store, lease: TrainLease) => store.put(LOCK_KEY, Buff
 
 /** Why a lease no longer holds, or null while it does. */
 function staleness(lease: TrainLease, ttlMs: number): string | null {
-  if (lease.host === hostname()) return alive(lease.pid) ? null : '(its process is gone)';
+  if (lease.host === hostname()) return processExists(lease.pid) ? null : '(its process is gone)';
   const age = Date.now() - Date.parse(lease.renewed);
   // An unreadable time, or one a TTL or more ahead (no clock is that far off), cannot say the lease is fresh.
   if (!Number.isFinite(age) || age <= -ttlMs)
     return `(its renewal time ${JSON.stringify(shown(lease.renewed))} is not a real one)`;
   return age < ttlMs ? null : `(not renewed for ${Math.round(age / 1000)} s)`;
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM'; // exists, owned by another user
-  }
 }
 
 /** The lease in a message: its strings are a stranger's (any store can hold any bytes), so shown escaped. */

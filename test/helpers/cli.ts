@@ -1,5 +1,5 @@
 /**
- * Runs the real CLI (bin/wildstream.js) in a child process, as the tests and the reliability bench do: start it,
+ * Runs the real CLI (see BIN) in a child process, as the tests and the reliability bench do: start it,
  * collect its output and exit, optionally stop it with a signal once its output (or the clock) says so. Also
  * the flags of the tiny model that every CLI training test trains.
  */
@@ -7,7 +7,12 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { V8_FLAGS } from '../../src/v8-flags.js';
 
-export const BIN = fileURLToPath(new URL('../../bin/wildstream.js', import.meta.url));
+/**
+ * The CLI entry: under vitest, the transpiled copy test/global-setup.ts makes (the same code without tsx's cost
+ * per process); elsewhere (the benches) bin/wildstream.js.
+ */
+export const BIN =
+  process.env.WILDSTREAM_TEST_CLI ?? fileURLToPath(new URL('../../bin/wildstream.js', import.meta.url));
 
 export interface CliResult {
   code: number | null;
