@@ -54,6 +54,11 @@ export interface BatchSource extends AsyncIterable<MultiCropBatch> {
   cursor(): StreamCursor;
   /** Stops producing batches and frees what the source holds (threads, reads); safe to call twice. */
   close(): Promise<void>;
+  /**
+   * The element type of every crop it yields, when the source knows it (the loader does): lets a trainer
+   * prepare for 8-bit crops before the first batch. Absent: the trainer finds out from the batches.
+   */
+  readonly cropDtype?: CropDtype;
 }
 
 export interface LoaderOptions extends StreamOptions {
@@ -87,7 +92,7 @@ export class MultiCropLoader implements BatchSource {
   readonly stats: LoaderStats = { samples: 0, skipped: {}, waitMs: 0, buffers: 0 };
   private readonly pool: AugmentPool;
   private readonly seed: number;
-  private readonly cropDtype: CropDtype;
+  readonly cropDtype: CropDtype;
   /** Released slabs, ready for reuse: every task that wrote into them has settled (see BatchBuilder). */
   private readonly spare: Slab[] = [];
   /** The cursor of the last batch yielded, or the one the loader was opened at. */

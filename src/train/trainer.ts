@@ -182,12 +182,14 @@ export function loopOptions<O extends LoopOptions>(options: O): ResolvedLoopOpti
  * The WebGPU engine for `model`, resumed at `start`; null when the signal stopped it while it started (a large
  * model compiles hundreds of pipelines). A mixed run's checkpoint holds its loss scale and counters: the resume
  * continues them (an f32 run ignores them; a checkpoint written before the counters were kept starts them at 0).
+ * A source that says its crops are bytes gets their staging made at start, inside the engine's memory check.
  */
 async function startWebGpu(
   o: LoopOptions,
   model: SwavModel,
   start: ResumePoint,
   program: GradientProgramFactory | undefined,
+  batches: BatchSource,
 ): Promise<WebGpuStepper | null> {
   const scaled = start.checkpoint?.header.lossScale;
   try {
@@ -202,6 +204,7 @@ async function startWebGpu(
             precisionFrom: 'checkpoint' as const,
           }),
       names: o.names,
+      ...(batches.cropDtype && { cropDtype: batches.cropDtype }),
       ...(scaled && {
         lossScale: {
           initial: scaled.scale,
@@ -247,7 +250,7 @@ export async function train(options: TrainOptions): Promise<TrainSummary> {
       stepper = await ParallelStepper.start(model, { threads: trainThreads, backend: backend.name as 'wasm' | 'cpu' });
     } else if (backend.name === 'webgpu' && start.step < o.config.steps) {
       // The model stays on tfjs's cpu backend (checkpoints, export); the engine steps on the device.
-      stepper = await startWebGpu(o, model, start, options.gradientProgram);
+      stepper = await startWebGpu(o, model, start, options.gradientProgram, options.batches);
       if (!stepper)
         return {
           ...stoppedBeforeStart(backend, trainThreads),

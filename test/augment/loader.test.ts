@@ -149,6 +149,7 @@ describe('MultiCropLoader', () => {
     const config = augmentConfig(options.augment);
     // Released as they are read, so later batches reuse byte slabs; the corrupt record moves samples a slot.
     const loader = new MultiCropLoader(store, { ...options, cropDtype: 'uint8' });
+    expect(loader.cropDtype).toBe('uint8'); // what a trainer reads to stage bytes before the first batch
     const bytes: Array<{ keys: string[]; crops: ByteCrop[] }> = [];
     for await (const batch of loader) {
       const crops = batch.crops.map((c) => {

@@ -29,7 +29,7 @@
  * WebGpuMemoryError naming the bytes asked for, the model, the batch and the crops.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { checkCrop, type ByteCrop, type CropTensor } from '../../crop-tensor.js';
+import { checkCrop, type ByteCrop, type CropDtype, type CropTensor } from '../../crop-tensor.js';
 import { ByteCropInputs } from './byte-crops.js';
 import { cropCount, cropSizes } from '../../crops.js';
 import { ConfigError } from '../../errors.js';
@@ -90,6 +90,13 @@ export interface WebGpuStepperOptions {
   lossScale?: LossScaleOptions & LossScaleStart;
   /** How errors name the options a person can change (a pipeline's train keys). @default the command's flags */
   names?: OptionNames;
+  /**
+   * What the batches' crops will be. With 'uint8' the staging buffers for 8-bit crops are made at start, inside
+   * its memory check and counted in memoryLine (a quarter of the f32 crops: 114 MiB at batch 256, 2x224 + 6x96);
+   * otherwise they are made at the first batch of bytes, if one comes. Either kind of batch works either way.
+   * @default 'float32'
+   */
+  cropDtype?: CropDtype;
   /**
    * Stops a start under way: checked between its phases and its pipeline compiles, it then frees what was made
    * and rejects with the signal's reason (a large model compiles hundreds of pipelines).
@@ -181,6 +188,8 @@ interface StepperParts {
   /** SwAV's queue: its entries, and the step recorded for when it joins the assignment. */
   queue: { entries: readonly GpuTensor[]; recording: Recording } | null;
   tables: { open: Uint32Array; frozen: Uint32Array };
+  /** Staging for 8-bit crops, when start was told the batches bring bytes. */
+  byteInputs: ByteCropInputs | undefined;
 }
 
 export class WebGpuStepper {
@@ -196,8 +205,8 @@ export class WebGpuStepper {
   private readonly withSlot: Set<string>;
   /** Per crop: an ordinary buffer that crops in shared memory are copied through (see writeCrops). */
   private readonly staging: Float32Array[] = [];
-  /** Where 8-bit crops are staged and the step recorded with their decode in front: made at the first such batch. */
-  private byteInputs: ByteCropInputs | null = null;
+  /** Where 8-bit crops are staged and the step recorded with their decode in front (see cropDtype). */
+  private byteInputs: ByteCropInputs | null;
   /** How the program treats activations, for the memory line: `recompute on|off[, auto]` and why. */
   private recomputeLine = '';
   /** Per unfinished step, oldest first: settles when the device has finished it (or is lost). */
@@ -230,6 +239,7 @@ export class WebGpuStepper {
     this.queue = parts.queue;
     this.queueFilled = model.queueFilled;
     this.tables = parts.tables;
+    this.byteInputs = parts.byteInputs ?? null;
     this.withSlot = new Set(model.lars.slots.keys());
     // A lost device (driver reset, out of memory, destroyed elsewhere) fails every later call with its reason.
     void runner.device.lost.then((info) => {
@@ -271,7 +281,13 @@ export class WebGpuStepper {
   ): Promise<WebGpuStepper> {
     const ctx = options.device ?? (await openDevice());
     const runner = new GpuRunner(ctx);
-    const made: { state?: GpuModelState; tail?: TailBuffers; crops?: GpuTensor[]; program?: GradientProgram } = {};
+    const made: {
+      state?: GpuModelState;
+      tail?: TailBuffers;
+      crops?: GpuTensor[];
+      program?: GradientProgram;
+      bytes?: ByteCropInputs;
+    } = {};
     // Buffers are checked as they are made; the first failure found decides the error start throws. The outer
     // scope holds what follows from it (writes to, and bindings of, a buffer that was not made), which would
     // otherwise be printed as uncaptured errors.
@@ -300,14 +316,15 @@ export class WebGpuStepper {
       const step = (list: Dispatch[]) => stepDispatches(spec, state, tail, list, options.lossScale);
       const recording = await runner.record(step(program.dispatches(io)), signal);
       const queue = config.queue.length > 0 ? await recordQueue(runner, model, program, step, signal) : null;
+      const crops = program.inputs?.() ?? own;
+      const byteInputs = (made.bytes = options.cropDtype === 'uint8' ? new ByteCropInputs(runner, crops) : undefined);
       const failed = await memoryCheck();
       const error = await popStray();
       if (failed) throw failed;
       if (error) throw new WebGpuTrainingError(`setting up the WebGPU step failed: ${error.message.split('\n')[0]}`);
-      const crops = program.inputs?.() ?? own;
       const line = `WebGPU ${describeDevice(ctx.info)}; ${describePrecision(precision, options.precision, ctx.info, options.precisionFrom)}`;
       const tables = larsTables(state.params, config);
-      const parts = { state, tail, crops, ownCrops: own, program, recording, queue, tables };
+      const parts = { state, tail, crops, ownCrops: own, program, recording, queue, tables, byteInputs };
       const stepper = new WebGpuStepper(model, runner, precision, line, !options.device, parts);
       const mode = model.config.recompute ?? 'auto';
       stepper.recomputeLine = `recompute ${recomputesOnGpu(config) ? 'on' : 'off'}${mode === 'auto' ? ', auto' : ''}`;
@@ -317,6 +334,7 @@ export class WebGpuStepper {
       const failed = await memoryCheck(err).catch(() => null);
       await popStray().catch(() => null);
       made.program?.release();
+      made.bytes?.release();
       if (!options.device) ctx.destroy();
       else {
         // A shared device lives on: free what was made for it.
@@ -493,7 +511,8 @@ export class WebGpuStepper {
           `a batch of ${bytes.length} 8-bit and ${arrays.length - bytes.length} float crops: a step takes one kind`,
         );
       const recordings = { plain: this.recording, queued: this.queue?.recording ?? null };
-      this.byteInputs ??= await ByteCropInputs.make(this.runner, this.crops, bytes[0]!, recordings);
+      this.byteInputs ??= new ByteCropInputs(this.runner, this.crops);
+      await this.byteInputs.prepare(bytes[0]!, recordings);
       this.byteInputs.write(bytes);
       return true;
     }

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { START } from '../../../src/augment/stream.js';
-import { cropFloats, type ByteCrop, type CropTensor } from '../../../src/crop-tensor.js';
+import { cropFloats, type ByteCrop, type CropDtype, type CropTensor } from '../../../src/crop-tensor.js';
 import { cropSizes } from '../../../src/crops.js';
 import { ConfigError } from '../../../src/errors.js';
 import { openStore } from '../../../src/shards/store.js';
@@ -91,12 +91,18 @@ interface Started {
   program: FixedGradients;
 }
 
-async function start(model: SwavModel, precision: Precision, lossScale?: object): Promise<Started> {
+async function start(
+  model: SwavModel,
+  precision: Precision,
+  lossScale?: object,
+  cropDtype?: CropDtype,
+): Promise<Started> {
   let program: FixedGradients | null = null;
   const stepper = await WebGpuStepper.start(model, {
     device: runner.ctx,
     precision,
     ...(lossScale && { lossScale }),
+    ...(cropDtype && { cropDtype }),
     program: (r, spec) => (program = new FixedGradients(r, spec)),
   });
   return { stepper, program: program! };
@@ -313,68 +319,77 @@ describe('WebGpuStepper: steps in flight and the loss scale of a resume', () => 
     }
   });
 
-  it("8-bit crops are decoded on the device into the inputs, in the step's one submission; floats still work after", async () => {
-    // Batch 1 with a 9 px crop: 243 bytes, not whole words (the padded path); the others 768.
-    const config = tinyConfig({ batchSize: 1, crops: '2x16@0.3-1,1x9@0.1-0.3' });
-    const model = new SwavModel(config);
-    const { stepper, program } = await start(model, 'f32');
-    const queue = runner.device.queue;
-    const submit = queue.submit.bind(queue);
-    let submissions = 0;
-    queue.submit = (b) => (submissions++, submit(b));
-    const norm = { mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225] } as const;
-    const bytes = (k: number, shared: boolean): ByteCrop[] =>
-      [16, 16, 9].map((size, i) => {
-        const n = size * size * 3;
-        const data = new Uint8Array(shared ? new SharedArrayBuffer(n) : new ArrayBuffer(n));
-        data.forEach((_, j) => (data[j] = (j * 37 + k * 11 + i * 5) % 256)); // every byte value, 0 and 255 too
-        return { size, dtype: 'uint8', data, ...norm };
-      });
-    try {
-      program.set(gradients(stepper.buffers.params, 0).flat, 1);
-      const floatBytes = stepper.memory().crops;
-      for (const [k, shared] of [
-        [0, true],
-        [1, false],
-      ] as const) {
-        const batch = bytes(k, shared);
-        const before = submissions;
-        await stepper.step(batch, k, { readLoss: false });
-        expect(submissions - before, `step ${k}: one submission`).toBe(1);
-        const landed = await Promise.all(stepper.inputs.map((t) => runner.read(t)));
-        // A driver may fuse the multiply-add the CPU rounds twice: 1 ULP apart (values < 3: 2.4e-7).
-        landed.forEach((got, i) => {
-          const want = cropFloats(batch[i]!);
-          expect(got.length).toBe(want.length);
-          expect(Math.max(...got.map((v, j) => Math.abs(v - want[j]!))), `step ${k} crop ${i}`).toBeLessThan(5e-7);
+  it.each([
+    ['at the first batch of bytes', undefined],
+    ["at start (told cropDtype 'uint8')", 'uint8'],
+  ] as const)(
+    "8-bit crops are decoded on the device into the inputs, in the step's one submission; floats still work after; staging made %s",
+    async (_, told) => {
+      // Batch 1 with a 9 px crop: 243 bytes, not whole words (the padded path); the others 768.
+      const config = tinyConfig({ batchSize: 1, crops: '2x16@0.3-1,1x9@0.1-0.3' });
+      const model = new SwavModel(config);
+      const { stepper, program } = await start(model, 'f32', undefined, told);
+      const queue = runner.device.queue;
+      const submit = queue.submit.bind(queue);
+      let submissions = 0;
+      queue.submit = (b) => (submissions++, submit(b));
+      const norm = { mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225] } as const;
+      const bytes = (k: number, shared: boolean): ByteCrop[] =>
+        [16, 16, 9].map((size, i) => {
+          const n = size * size * 3;
+          const data = new Uint8Array(shared ? new SharedArrayBuffer(n) : new ArrayBuffer(n));
+          data.forEach((_, j) => (data[j] = (j * 37 + k * 11 + i * 5) % 256)); // every byte value, 0 and 255 too
+          return { size, dtype: 'uint8', data, ...norm };
         });
+      try {
+        program.set(gradients(stepper.buffers.params, 0).flat, 1);
+        const atStart = stepper.memory().crops;
+        for (const [k, shared] of [
+          [0, true],
+          [1, false],
+        ] as const) {
+          const batch = bytes(k, shared);
+          const before = submissions;
+          await stepper.step(batch, k, { readLoss: false });
+          expect(submissions - before, `step ${k}: one submission`).toBe(1);
+          const landed = await Promise.all(stepper.inputs.map((t) => runner.read(t)));
+          // A driver may fuse the multiply-add the CPU rounds twice: 1 ULP apart (values < 3: 2.4e-7).
+          landed.forEach((got, i) => {
+            const want = cropFloats(batch[i]!);
+            expect(got.length).toBe(want.length);
+            expect(Math.max(...got.map((v, j) => Math.abs(v - want[j]!))), `step ${k} crop ${i}`).toBeLessThan(5e-7);
+          });
+        }
+        // The staged bytes are counted: from start when it was told, else from the first batch of bytes.
+        const staged = 4 * [16, 16, 9].reduce((n, size) => n + Math.ceil((size * size * 3) / 4), 0);
+        expect(stepper.memory().crops - atStart).toBe(told ? 0 : staged);
+        if (told) expect(atStart).toBeGreaterThanOrEqual(staged);
+        const floats = crops(config, 2);
+        await stepper.step(floats, 2, { readLoss: false });
+        const landed = await Promise.all(stepper.inputs.map((t) => runner.read(t)));
+        landed.forEach((got, i) => expect(got, `float crop ${i}`).toEqual(floats[i]!.data));
+        const mixed = [...bytes(3, false).slice(0, 2), floats[2]!];
+        await expect(stepper.step(mixed, 3)).rejects.toThrow(/2 8-bit and 1 float crops/);
+        // Bytes without their dtype would land in the float inputs as garbage: refused, naming the crop.
+        const undeclared = bytes(3, false).map(({ size, data }) => ({ size, data }) as unknown as CropTensor);
+        await expect(stepper.step(undeclared, 3)).rejects.toThrow(
+          /^crop 0 of the batch: a FloatCrop's data must be a Float32Array, got Uint8Array \(8-bit crops need dtype 'uint8', mean and std\)$/,
+        );
+        const ragged = bytes(3, false).map((c) => ({ ...c, data: c.data.subarray(3) }));
+        await expect(stepper.step(ragged, 3)).rejects.toThrow(
+          /^crop 0 holds 765 values, not whole 16x16x3 images; the WebGPU step is recorded for 1 of 16x16$/,
+        );
+        const other = bytes(3, false).map((c) => ({ ...c, std: [0.5, 0.5, 0.5] as const }));
+        await expect(stepper.step(other, 3)).rejects.toThrow(
+          /normalised with mean .* std 0\.5,0\.5,0\.5; the run's first batch had/,
+        );
+      } finally {
+        queue.submit = submit;
+        await stepper.close();
+        model.dispose();
       }
-      expect(stepper.memory().crops).toBeGreaterThan(floatBytes); // the staged bytes are counted
-      const floats = crops(config, 2);
-      await stepper.step(floats, 2, { readLoss: false });
-      const landed = await Promise.all(stepper.inputs.map((t) => runner.read(t)));
-      landed.forEach((got, i) => expect(got, `float crop ${i}`).toEqual(floats[i]!.data));
-      const mixed = [...bytes(3, false).slice(0, 2), floats[2]!];
-      await expect(stepper.step(mixed, 3)).rejects.toThrow(/2 8-bit and 1 float crops/);
-      // Bytes without their dtype would land in the float inputs as garbage: refused, naming the crop.
-      const undeclared = bytes(3, false).map(({ size, data }) => ({ size, data }) as unknown as CropTensor);
-      await expect(stepper.step(undeclared, 3)).rejects.toThrow(
-        /^crop 0 of the batch: a FloatCrop's data must be a Float32Array, got Uint8Array \(8-bit crops need dtype 'uint8', mean and std\)$/,
-      );
-      const ragged = bytes(3, false).map((c) => ({ ...c, data: c.data.subarray(3) }));
-      await expect(stepper.step(ragged, 3)).rejects.toThrow(
-        /^crop 0 holds 765 values, not whole 16x16x3 images; the WebGPU step is recorded for 1 of 16x16$/,
-      );
-      const other = bytes(3, false).map((c) => ({ ...c, std: [0.5, 0.5, 0.5] as const }));
-      await expect(stepper.step(other, 3)).rejects.toThrow(
-        /normalised with mean .* std 0\.5,0\.5,0\.5; the run's first batch had/,
-      );
-    } finally {
-      queue.submit = submit;
-      await stepper.close();
-      model.dispose();
-    }
-  });
+    },
+  );
 
   it('mixed: a resumed loss scale continues its clean run, and its skipped and grown counts', async () => {
     // The shapes and growth interval of the loss-scaling test above: its pipelines, no new compiles.
