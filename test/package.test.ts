@@ -8,7 +8,7 @@
  * `npm install` of the tarball copies ~420 MB of them, two minutes on a 2-core machine.
  */
 import { execFile } from 'node:child_process';
-import { cp, mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, readdir, readFile, rename, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -153,12 +153,17 @@ describe('the npm package', () => {
     ]);
   }, 240_000);
 
-  it("runs the installed package's CLI", async () => {
-    const { stdout } = await run(
-      process.execPath,
-      [join(project, 'node_modules/wildstream/bin/wildstream.js'), '--version'],
-      { cwd: project },
-    );
-    expect(stdout.trim()).toBe(JSON.parse(await readFile(join(ROOT, 'package.json'), 'utf8')).version);
+  it("runs the installed package's CLI from its built JavaScript (dist/), not the sources through tsx", async () => {
+    const installed = join(project, 'node_modules/wildstream');
+    const version = () => run(process.execPath, [join(installed, 'bin/wildstream.js'), '--version'], { cwd: project });
+    const want = JSON.parse(await readFile(join(ROOT, 'package.json'), 'utf8')).version;
+    expect((await version()).stdout.trim()).toBe(want);
+    // Without the sources' entry it still runs: dist/ is what runs.
+    await rename(join(installed, 'src/cli.ts'), join(installed, 'src/cli.ts.away'));
+    try {
+      expect((await version()).stdout.trim()).toBe(want);
+    } finally {
+      await rename(join(installed, 'src/cli.ts.away'), join(installed, 'src/cli.ts'));
+    }
   }, 120_000);
 });
