@@ -27,7 +27,7 @@ import { augmentConfig, cropList } from '../src/augment/config.js';
 import { DecodeBuffer, decodeJpeg, decodeWithSharp } from '../src/augment/decode.js';
 import { imageMemory } from '../src/augment/kernels.js';
 import { MultiCropLoader } from '../src/augment/loader.js';
-import { checkCropDtype } from '../src/augment/pool.js';
+import { checkCropDtype } from '../src/crop-tensor.js';
 import { multiCrop } from '../src/augment/multicrop.js';
 import { photoJpeg, prng } from '../src/fixtures/images.js';
 import { openStore } from '../src/shards/store.js';

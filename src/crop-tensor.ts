@@ -9,12 +9,24 @@
  * level, 0.5 / 255 / std: 0.0087 for ImageNet's smallest std) and keep resampling overshoot past 0..1.
  */
 
-import { InvalidBatchError } from './errors.js';
+import { ConfigError, InvalidBatchError } from './errors.js';
 
 /** Element type of a crop's data. */
 export type CropDtype = 'float32' | 'uint8';
 
 export const CROP_DTYPES: readonly CropDtype[] = ['float32', 'uint8'];
+
+/**
+ * `cropDtype` as given (options come from users' JavaScript too, so checked at run time): undefined is
+ * 'float32'; anything but the two names is a ConfigError.
+ */
+export function checkCropDtype(value: unknown): CropDtype {
+  if (value === undefined) return 'float32';
+  if (CROP_DTYPES.includes(value as CropDtype)) return value as CropDtype;
+  const got =
+    typeof value === 'string' ? `'${value}'` : typeof value === 'object' && value ? 'an object' : String(value);
+  throw new ConfigError(`cropDtype must be ${CROP_DTYPES.map((d) => `'${d}'`).join(' or ')}, got ${got}`);
+}
 
 /** Normalised floats: (x / 255 - mean) / std per channel. */
 export interface FloatCrop {

@@ -6,12 +6,14 @@
  * TypeScript through its off-thread hooks, about 1 s of CPU each on these 2 cores; the suite spawns the CLI a few
  * hundred times. Plain JavaScript beside its assets (the worker entries then load worker.js directly) is what
  * `npm run build` makes, without the declarations and type check: esbuild here, as tsx itself uses, in under a
- * second. bin/wildstream.js itself stays tested by test/package.test.ts and test/pipeline/v8-flags.test.ts.
+ * second. bin/wildstream.js itself is run by test/bin.test.ts (which entry it picks) and test/package.test.ts
+ * (the packed package's CLI).
  */
 import { build } from 'esbuild';
-import { cpSync, existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { TestProject } from 'vitest/node';
 import { processExists } from '../src/process-exists.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -24,12 +26,12 @@ function removeStale(parent: string): void {
   }
 }
 
-export async function setup(): Promise<() => void> {
-  // Per run, so two runs at once (or a run beside a bench) never share one; under node_modules so the copy
-  // resolves the project's packages as src/ does.
-  const parent = join(root, 'node_modules/.cache/wildstream-test');
-  removeStale(parent);
-  const out = join(parent, String(process.pid));
+/**
+ * Transpiles src/ into `out` (emptied first): JavaScript beside its assets, marked ESM as src/ is by the
+ * project's package.json (which Node does not look past node_modules for), and the CLI entry. Returns its path.
+ */
+async function transpile(out: string): Promise<string> {
+  rmSync(out, { recursive: true, force: true });
   const files = readdirSync(src, { recursive: true, withFileTypes: true }).filter((e) => e.isFile());
   const path = (e: (typeof files)[number]) => join(e.parentPath, e.name);
   await build({
@@ -47,10 +49,21 @@ export async function setup(): Promise<() => void> {
   });
   for (const e of files.filter((e) => !e.name.endsWith('.ts')))
     cpSync(path(e), join(out, 'src', relative(src, path(e))));
+  writeFileSync(join(out, 'package.json'), '{ "type": "module" }\n');
   const cli = join(out, 'cli.mjs');
-  mkdirSync(out, { recursive: true });
   // What bin/wildstream.js does after registering tsx (its V8 flags come from startCli's command line).
   writeFileSync(cli, "const { main } = await import('./src/cli.js');\nprocess.exitCode = await main(process.argv);\n");
-  process.env.WILDSTREAM_TEST_CLI = cli;
+  return cli;
+}
+
+export async function setup(project: TestProject): Promise<() => void> {
+  // Per run, so two runs at once (or a run beside a bench) never share one; under node_modules so the copy
+  // resolves the project's packages as src/ does.
+  const parent = join(root, 'node_modules/.cache/wildstream-test');
+  removeStale(parent);
+  const out = join(parent, String(process.pid));
+  process.env.WILDSTREAM_TEST_CLI = await transpile(out);
+  // Watch mode: a rerun after an edit spawns the edited code.
+  project.onTestsRerun(async () => void (await transpile(out)));
   return () => rmSync(out, { recursive: true, force: true });
 }

@@ -13,8 +13,8 @@ import { ConfigError, NoDataError } from '../errors.js';
 import type { Store } from '../shards/store.js';
 import { augmentConfig, cropList, type AugmentConfig, type AugmentOptions } from './config.js';
 import { abortable } from '../abort.js';
-import type { ByteCrop, CropDtype, CropTensor } from '../crop-tensor.js';
-import { AugmentPool, checkCropDtype } from './pool.js';
+import { checkCropDtype, type ByteCrop, type CropDtype, type CropTensor } from '../crop-tensor.js';
+import { AugmentPool } from './pool.js';
 import { DatasetStream, histogram, START, type StreamCursor, type StreamItem, type StreamOptions } from './stream.js';
 import type { AugmentResult } from './worker.js';
 

@@ -9,7 +9,7 @@ import { Piscina } from 'piscina';
 import 'sharp'; // load libvips in the main thread before any worker does (sharp's worker-thread rule)
 import { ConfigError, WildstreamError } from '../errors.js';
 import type { AugmentConfig } from './config.js';
-import { CROP_DTYPES, type CropDtype } from '../crop-tensor.js';
+import { checkCropDtype, type CropDtype } from '../crop-tensor.js';
 import type { DrawSeed } from './multicrop.js';
 import type { AugmentResult, AugmentTask, AugmentWorkerData, SampleSlot } from './worker.js';
 
@@ -21,18 +21,6 @@ export interface PoolOptions {
    * normalisation (the buffers then hold 1 byte a value, not 4). @default 'float32'
    */
   cropDtype?: CropDtype;
-}
-
-/**
- * `cropDtype` as given (options come from users' JavaScript too, so checked at run time): undefined is
- * 'float32'; anything but the two names is a ConfigError.
- */
-export function checkCropDtype(value: unknown): CropDtype {
-  if (value === undefined) return 'float32';
-  if (CROP_DTYPES.includes(value as CropDtype)) return value as CropDtype;
-  const got =
-    typeof value === 'string' ? `'${value}'` : typeof value === 'object' && value ? 'an object' : String(value);
-  throw new ConfigError(`cropDtype must be ${CROP_DTYPES.map((d) => `'${d}'`).join(' or ')}, got ${got}`);
 }
 
 /** A task reached a pool after `close()`. */

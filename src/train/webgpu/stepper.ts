@@ -29,7 +29,7 @@
  * WebGpuMemoryError naming the bytes asked for, the model, the batch and the crops.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { checkCrop, type ByteCrop, type CropDtype, type CropTensor } from '../../crop-tensor.js';
+import { checkCrop, checkCropDtype, type ByteCrop, type CropDtype, type CropTensor } from '../../crop-tensor.js';
 import { ByteCropInputs } from './byte-crops.js';
 import { cropCount, cropSizes } from '../../crops.js';
 import { ConfigError } from '../../errors.js';
@@ -260,6 +260,7 @@ export class WebGpuStepper {
       );
     }
     refuseLongQueue(config, options.names);
+    checkCropDtype(options.cropDtype);
     try {
       return await WebGpuStepper.build(model, options, config);
     } catch (err) {
@@ -341,6 +342,7 @@ export class WebGpuStepper {
         const { state, tail, crops } = made;
         const tensors = [...(state ? stateTensors(state) : []), ...Object.values(tail ?? {}), ...(crops ?? [])];
         for (const t of tensors) t.buffer.destroy();
+        runner.trim(); // the program's and the byte staging's buffers, released to this runner's pool above
       }
       throw failed ?? err;
     }

@@ -362,8 +362,9 @@ describe('WebGpuStepper: steps in flight and the loss scale of a resume', () => 
         }
         // The staged bytes are counted: from start when it was told, else from the first batch of bytes.
         const staged = 4 * [16, 16, 9].reduce((n, size) => n + Math.ceil((size * size * 3) / 4), 0);
-        expect(stepper.memory().crops - atStart).toBe(told ? 0 : staged);
-        if (told) expect(atStart).toBeGreaterThanOrEqual(staged);
+        const own = 4 * [16, 16, 9].reduce((n, size) => n + size * size * 3, 0); // this program's own f32 inputs
+        expect(atStart).toBe(own + (told ? staged : 0));
+        expect(stepper.memory().crops).toBe(own + staged);
         const floats = crops(config, 2);
         await stepper.step(floats, 2, { readLoss: false });
         const landed = await Promise.all(stepper.inputs.map((t) => runner.read(t)));
@@ -603,21 +604,33 @@ describe('WebGpuStepper: refused inputs', () => {
       expect(tooWide.message).toMatch(what);
       expect(tooWide.message).toMatch(/a buffer of [\d.]+ MiB is too large to bind, at most .* per binding/);
       expect(tooWide.message).toMatch(advice);
-      // One the device refuses itself (an invalid usage injected into the first buffer): the error scopes find it.
+      // One the device refuses itself (an invalid usage injected into the first buffer): the error scopes find it,
+      // after the 8-bit crops' staging is made. The shared device gets every buffer the start made back.
       const device = runner.device;
       const create = device.createBuffer;
-      let n = 0;
-      device.createBuffer = (d) => create.call(device, n++ === 0 ? { ...d, usage: d.usage | 0x0001 } : d); // + MAP_READ
+      const made: Array<{ size: number; destroyed: boolean }> = [];
+      device.createBuffer = (d) => {
+        const buffer = create.call(device, made.length === 0 ? { ...d, usage: d.usage | 0x0001 } : d); // + MAP_READ
+        const entry = { size: d.size, destroyed: false };
+        made.push(entry);
+        const destroy = buffer.destroy.bind(buffer);
+        buffer.destroy = () => ((entry.destroyed = true), destroy());
+        return buffer;
+      };
       let refused: unknown;
       try {
         refused = await WebGpuStepper.start(model, {
           device: runner.ctx,
           precision: 'f32',
+          cropDtype: 'uint8',
           program: (r, spec) => new FixedGradients(r, spec),
         }).catch((e: unknown) => e);
       } finally {
         device.createBuffer = create;
       }
+      const staging = 4 * Math.ceil((config.batchSize * 16 * 16 * 3) / 4); // one 16 px crop's bytes, as words
+      expect(made.some((b) => b.size === staging)).toBe(true);
+      expect(made.filter((b) => !b.destroyed)).toEqual([]);
       expect(refused).toBeInstanceOf(WebGpuMemoryError);
       expect((refused as Error).message).toMatch(what);
       expect((refused as Error).message).toMatch(/the device refused a buffer, at most .* per buffer/);
@@ -625,6 +638,21 @@ describe('WebGpuStepper: refused inputs', () => {
       // The shared device still makes a stepper.
       const { stepper } = await start(model, 'f32');
       await stepper.close();
+    } finally {
+      model.dispose();
+    }
+  });
+
+  it('a cropDtype other than float32 or uint8 (from JavaScript): a ConfigError naming it, before the device', async () => {
+    const model = new SwavModel(tinyConfig());
+    try {
+      const started = WebGpuStepper.start(model, {
+        device: runner.ctx,
+        cropDtype: 'u8' as CropDtype,
+        program: (r, spec) => new FixedGradients(r, spec),
+      });
+      await expect(started).rejects.toThrow(ConfigError);
+      await expect(started).rejects.toThrow(/^cropDtype must be 'float32' or 'uint8', got 'u8'$/);
     } finally {
       model.dispose();
     }

@@ -55,6 +55,7 @@ export function handMade(
 ): BatchSource {
   let position = from;
   return {
+    cropDtype: dtype, // as the loader says what it yields
     cursor: () => at(position),
     close: async () => {},
     async *[Symbol.asyncIterator](): AsyncGenerator<MultiCropBatch> {

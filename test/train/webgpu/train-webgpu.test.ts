@@ -5,10 +5,10 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { openStore, type Store } from '../../../src/shards/store.js';
 import { listCheckpoints } from '../../../src/train/checkpoint.js';
-import type { GradientProgramFactory } from '../../../src/train/webgpu/stepper.js';
+import { WebGpuStepper, type GradientProgramFactory } from '../../../src/train/webgpu/stepper.js';
 import { FixedGradients } from './fixed-gradients.js';
 import { randomValues } from './gpu.js';
 import { latest, runOn, sameWeights, tinyConfig } from './train-case.js';
@@ -124,7 +124,11 @@ describe('train --backend webgpu', () => {
       return log.filter((l) => l.startsWith('step ')).map((l) => Number(/loss ([\d.]+)/.exec(l)![1]));
     };
     const wasm = await losses('queue-wasm', 'wasm');
+    // The source says its crops are bytes: the trainer has the engine stage them at start (its memory check).
+    const start = vi.spyOn(WebGpuStepper, 'start');
     const gpu = await losses('queue-one', 'webgpu');
+    expect(start.mock.calls.map(([, options]) => options.cropDtype)).toEqual(['uint8']);
+    start.mockRestore();
     expect(gpu.length).toBe(6);
     gpu.forEach((loss, i) => expect(Math.abs(loss - wasm[i]!) / wasm[i]!, `step ${i + 1}`).toBeLessThan(1e-3));
     expect(await losses('queue-pieces', 'webgpu', 2)).toHaveLength(2);
