@@ -206,7 +206,7 @@ export class WebGpuStepper {
   /** Per crop: an ordinary buffer that crops in shared memory are copied through (see writeCrops). */
   private readonly staging: Float32Array[] = [];
   /** Where 8-bit crops are staged and the step recorded with their decode in front (see cropDtype). */
-  private byteInputs: ByteCropInputs | null;
+  private byteInputs: ByteCropInputs | undefined;
   /** How the program treats activations, for the memory line: `recompute on|off[, auto]` and why. */
   private recomputeLine = '';
   /** Per unfinished step, oldest first: settles when the device has finished it (or is lost). */
@@ -239,7 +239,7 @@ export class WebGpuStepper {
     this.queue = parts.queue;
     this.queueFilled = model.queueFilled;
     this.tables = parts.tables;
-    this.byteInputs = parts.byteInputs ?? null;
+    this.byteInputs = parts.byteInputs;
     this.withSlot = new Set(model.lars.slots.keys());
     // A lost device (driver reset, out of memory, destroyed elsewhere) fails every later call with its reason.
     void runner.device.lost.then((info) => {
