@@ -3,8 +3,12 @@
  * with pango and whatever fonts fontconfig finds: on a machine without fonts (a slim container) every glyph
  * becomes a box. Rectangles render the same everywhere, so labels read the same in any clone.
  *
+ * `renderSheet` lays tiles and that SVG on a white PNG: the one way the report's pictures are made.
+ *
  * Each glyph is 5 columns by 9 rows (7 above the baseline, 2 for descenders), rows separated by spaces.
  */
+import sharp, { type OverlayOptions } from 'sharp';
+
 const GLYPHS: Record<string, string> = {
   ' ': '..... ..... ..... ..... ..... ..... .....',
   '!': '..#.. ..#.. ..#.. ..#.. ..#.. ..... ..#..',
@@ -154,4 +158,16 @@ export function svgText(text: string, x: number, y: number, style: TextStyle = {
   });
   const turn = style.vertical ? ` transform="rotate(-90 ${Math.round(x)} ${Math.round(y)})"` : '';
   return `<path d="${d.join('')}" fill="${style.fill ?? '#000'}"${turn}/>`;
+}
+
+/**
+ * A white `width` x `height` PNG with `tiles` composited in order and then `svg` (SVG elements, such as
+ * svgText's paths) drawn over them all.
+ */
+export function renderSheet(width: number, height: number, tiles: OverlayOptions[], svg: string[]): Promise<Buffer> {
+  const overlay = `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}">${svg.join('')}</svg>`;
+  return sharp({ create: { width, height, channels: 3, background: '#ffffff' } })
+    .composite([...tiles, { input: Buffer.from(overlay), left: 0, top: 0 }])
+    .png()
+    .toBuffer();
 }

@@ -6,7 +6,7 @@
  */
 import sharp, { type OverlayOptions } from 'sharp';
 import type { Store } from '../shards/store.js';
-import { CELL, svgText } from '../svg-text.js';
+import { CELL, renderSheet, svgText } from '../svg-text.js';
 import { augmentConfig, cropList, type AugmentConfig } from './config.js';
 import { decodeRgb } from './decode.js';
 import { cropImage, type CropDraw } from './kernels.js';
@@ -121,17 +121,7 @@ async function layout(
     );
     left += side + GAP;
   }
-  tiles.push({
-    input: Buffer.from(
-      `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}">${svg.join('')}</svg>`,
-    ),
-    left: 0,
-    top: 0,
-  });
-  return sharp({ create: { width, height, channels: 3, background: '#ffffff' } })
-    .composite(tiles)
-    .png()
-    .toBuffer();
+  return renderSheet(width, height, tiles, svg);
 }
 
 /** A tile's label, wrapped to its width: crop number and size, the share of the image it covers, distortions. */

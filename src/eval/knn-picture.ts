@@ -6,7 +6,7 @@
  */
 import { join } from 'node:path';
 import sharp, { type OverlayOptions } from 'sharp';
-import { svgText } from '../svg-text.js';
+import { renderSheet, svgText } from '../svg-text.js';
 import type { Embeddings } from './embed.js';
 
 export interface Neighbour {
@@ -106,15 +106,5 @@ export async function knnPicture(models: KnnModel[], o: KnnPictureOptions): Prom
       svgText(`${same[m]} of ${queries.length * k} neighbours share the class`, x, TOP - 10, { fill: '#444' }),
     );
   }
-  tiles.push({
-    input: Buffer.from(
-      `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}">${svg.join('')}</svg>`,
-    ),
-    left: 0,
-    top: 0,
-  });
-  return sharp({ create: { width, height, channels: 3, background: '#ffffff' } })
-    .composite(tiles)
-    .png()
-    .toBuffer();
+  return renderSheet(width, height, tiles, svg);
 }

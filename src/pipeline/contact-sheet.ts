@@ -8,7 +8,7 @@ import { listUnits, type UnitRecord } from '../shards/dataset.js';
 import { ShardReader } from '../shards/reader.js';
 import type { ImageRecord } from '../shards/schema.js';
 import type { Store } from '../shards/store.js';
-import { CELL, svgText } from '../svg-text.js';
+import { CELL, renderSheet, svgText } from '../svg-text.js';
 
 export interface ContactSheetOptions {
   /** Thumbnails shown. @default 48 */
@@ -79,15 +79,5 @@ export async function contactSheet(data: Store, o: ContactSheetOptions = {}): Pr
       svgText(`${r.width}x${r.height}`, x, y + side + 42, { fill: '#666' }),
     );
   }
-  tiles.push({
-    input: Buffer.from(
-      `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}">${svg.join('')}</svg>`,
-    ),
-    left: 0,
-    top: 0,
-  });
-  return sharp({ create: { width, height, channels: 3, background: '#ffffff' } })
-    .composite(tiles)
-    .png()
-    .toBuffer();
+  return renderSheet(width, height, tiles, svg);
 }

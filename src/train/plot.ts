@@ -5,8 +5,7 @@
  * collapse warnings, and the places where the run was interrupted and resumed: the curve is broken there,
  * not drawn through time nobody trained.
  */
-import sharp from 'sharp';
-import { svgText } from '../svg-text.js';
+import { renderSheet, svgText } from '../svg-text.js';
 import type { MetricLine } from './metrics.js';
 
 export interface PlotOptions {
@@ -166,10 +165,5 @@ export async function plotCurves(lines: MetricLine[], options: PlotOptions = {})
       : [],
   };
   const lr: Panel = { title: 'learning rate', yTitle: 'lr', values: lines.map((m) => m.lr), colour: '#2471a3' };
-  const svg = `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${2 * H}">
-<rect width="100%" height="100%" fill="white"/>
-${panel(loss, lines, 0, options, cuts)}
-${panel(lr, lines, H, options, cuts)}
-</svg>`;
-  return sharp(Buffer.from(svg)).png().toBuffer();
+  return renderSheet(W, 2 * H, [], [panel(loss, lines, 0, options, cuts), panel(lr, lines, H, options, cuts)]);
 }
