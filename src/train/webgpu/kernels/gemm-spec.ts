@@ -63,6 +63,20 @@ const MAX_THREADS = 256;
 /** The most workgroups along one dispatch dimension. */
 export const MAX_DIM = 65535;
 
+/**
+ * WGSL statements both GEMM kernels open with: the tile this workgroup owns (m0, n0; returning past the last),
+ * its group g and its K slice [kBeg, kEnd). Needs `wid`, and constants TILES, MTILES, TM, TN, G, K, KCHUNK.
+ */
+export const TILE_ORIGIN = `
+  let tile = wid.x + wid.y * ${MAX_DIM}u;
+  if (tile >= TILES) { return; }
+  let m0 = (tile % MTILES) * TM;
+  let n0 = (tile / MTILES) * TN;
+  let g = wid.z % G;
+  let s = wid.z / G;
+  let kBeg = s * KCHUNK;
+  let kEnd = min(K, kBeg + KCHUNK);`;
+
 /** Tile sizes for a problem: N-tiles no wider than the problem (grouped convs have 8-16 channels per group). */
 export function gemmTiles(M: number, N: number): GemmTiles {
   const TN = Math.min(64, Math.max(4, nextPow2(N)));

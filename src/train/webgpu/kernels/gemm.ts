@@ -12,7 +12,7 @@
  * for its operand type (gemm-select.ts, after a self-check at device open) and the shape fits; else on this core.
  */
 import type { Kernel } from '../kernel.js';
-import { gemmLayout, MAX_DIM, type GemmSpec, type MatrixGemmChoice } from './gemm-spec.js';
+import { gemmLayout, MAX_DIM, TILE_ORIGIN, type GemmSpec, type MatrixGemmChoice } from './gemm-spec.js';
 import { matrixGemmFits, matrixGemmKernel } from './matrix-gemm.js';
 
 export {
@@ -70,15 +70,7 @@ var<workgroup> As: array<f32, ${TK * TM}>;
 var<workgroup> Bs: array<f32, ${TK * TN}>;
 
 @compute @workgroup_size(${WX}, ${WY}, 1)
-fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u, @builtin(local_invocation_index) li: u32) {
-  let tile = wid.x + wid.y * ${MAX_DIM}u;
-  if (tile >= TILES) { return; }
-  let m0 = (tile % MTILES) * TM;
-  let n0 = (tile / MTILES) * TN;
-  let g = wid.z % G;
-  let s = wid.z / G;
-  let kBeg = s * KCHUNK;
-  let kEnd = min(K, kBeg + KCHUNK);
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u, @builtin(local_invocation_index) li: u32) {${TILE_ORIGIN}
   var acc: array<f32, ${RM * RN}>;
   for (var k0 = kBeg; k0 < kEnd; k0 += TK) {
     for (var i = li; i < TM * TK; i += THREADS) {

@@ -16,7 +16,7 @@
  * Zeros stand in for out-of-range elements, as in the tiled core, so any M, N, K works.
  */
 import type { Kernel } from '../kernel.js';
-import { gemmLayout, MAX_DIM, type GemmSpec, type MatrixGemmConfig } from './gemm-spec.js';
+import { gemmLayout, MAX_DIM, TILE_ORIGIN, type GemmSpec, type MatrixGemmConfig } from './gemm-spec.js';
 
 export type { MatrixGemmConfig } from './gemm-spec.js';
 
@@ -137,15 +137,7 @@ var<workgroup> Bs: array<${T}, ${TK * TN}>; // [k][n]
 var<workgroup> Cs: array<f32, ${TM * TN}>; // [m][n]
 
 @compute @workgroup_size(${L.threads}, 1, 1)
-fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) li: u32, @builtin(subgroup_id) sg: u32${emulate ? ', @builtin(subgroup_invocation_id) lane: u32' : ''}) {${emulate ? '\n  emuLane = lane; emuDepth = select(CK, 0u, wid.z == 0xffffffffu); emuPer = select(EMU_PER, 0u, wid.z == 0xffffffffu);' : ''}
-  let tile = wid.x + wid.y * ${MAX_DIM}u;
-  if (tile >= TILES) { return; }
-  let m0 = (tile % MTILES) * TM;
-  let n0 = (tile / MTILES) * TN;
-  let g = wid.z % G;
-  let s = wid.z / G;
-  let kBeg = s * KCHUNK;
-  let kEnd = min(K, kBeg + KCHUNK);
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) li: u32, @builtin(subgroup_id) sg: u32${emulate ? ', @builtin(subgroup_invocation_id) lane: u32' : ''}) {${emulate ? '\n  emuLane = lane; emuDepth = select(CK, 0u, wid.z == 0xffffffffu); emuPer = select(EMU_PER, 0u, wid.z == 0xffffffffu);' : ''}${TILE_ORIGIN}
   // The first SG subgroups each own FM x FN fragments; a device running narrower subgroups than its largest
   // has more of them, and those beyond SG only help stage the operands.
   let owner = sg < SG;
