@@ -15,6 +15,7 @@ import type { UnitRecord } from '../shards/dataset.js';
 import type { FailureReason } from '../shards/failures.js';
 import { openStore, type Store, type StoreOptions } from '../shards/store.js';
 import { UnitWriter, type UnitInput } from '../shards/unit-writer.js';
+import { withDatasetLock } from './dataset-lock.js';
 import { decodeImage } from './decode.js';
 import { DedupeIndex, type Deduper } from './dedupe.js';
 import { Fetcher } from './fetch.js';
@@ -74,25 +75,28 @@ export async function runIngest(options: IngestOptions): Promise<IngestSummary> 
   let totalUnits = 0;
   let ctx: Context | undefined;
   try {
-    const plan = await planIngest(options);
-    totalUnits = plan.job.units;
-    committedBefore = plan.skipped;
-    ctx = await abortable(
-      createContext(options, plan.store, fetcher, plan.committed, plan.extraColumns, plan.job.units),
-      signal,
-    );
-    const run: UnitRecord[] = [];
-    for await (const { unit, rows, committed } of plan.units()) {
-      signal?.throwIfAborted();
-      if (committed) {
-        ctx.progress.unitsSkipped++;
-      } else {
-        run.push(await abortable(runUnit(ctx, unit, rows), signal));
-        ctx.progress.unitsDone++;
+    return await withDatasetLock(options, async (lock) => {
+      const plan = await planIngest(options);
+      totalUnits = plan.job.units;
+      committedBefore = plan.skipped;
+      ctx = await abortable(
+        createContext(options, plan.store, fetcher, plan.committed, plan.extraColumns, plan.job.units),
+        signal,
+      );
+      const run: UnitRecord[] = [];
+      for await (const { unit, rows, committed } of plan.units()) {
+        signal?.throwIfAborted();
+        if (committed) {
+          ctx.progress.unitsSkipped++;
+        } else {
+          lock.check(); // a job that lost its lease (stalled past the TTL) writes nothing more
+          run.push(await abortable(runUnit(ctx, unit, rows), signal));
+          ctx.progress.unitsDone++;
+        }
+        report(ctx);
       }
-      report(ctx);
-    }
-    return summarisePlan(plan, run, ctx.started, options.retryHint);
+      return summarisePlan(plan, run, ctx.started, options.retryHint);
+    });
   } catch (err) {
     if (signal?.aborted)
       throw interruptedError(signal.reason, committedBefore + (await unitsCommitted(ctx)), totalUnits);
@@ -134,6 +138,8 @@ export interface UnitTask {
   options: Pick<IngestOptions, 'decode' | 'fetch' | 'concurrency'>;
   dedupe: Deduper;
   onProgress?: (progress: IngestProgress) => void;
+  /** Stops the unit: no new row starts and it is never committed (a queue worker's stop). */
+  signal?: AbortSignal;
 }
 
 /** Processes one unit exactly as a local job does: fetch, decode, dedupe, write its shard, commit it. */
@@ -145,7 +151,7 @@ export async function ingestUnit(task: UnitTask): Promise<UnitRecord> {
     index: task.dedupe,
     decodeQueue: new PQueue({ concurrency: DECODE_CONCURRENCY }),
     extraColumns: task.extraColumns,
-    options: { lists: [], out: task.out, ...task.options, onProgress: task.onProgress },
+    options: { lists: [], out: task.out, ...task.options, onProgress: task.onProgress, signal: task.signal },
     progress: newProgress(1),
     started: Date.now(),
     commits: { done: 0, pending: null },
@@ -153,7 +159,7 @@ export async function ingestUnit(task: UnitTask): Promise<UnitRecord> {
   try {
     return await runUnit(ctx, task.unit, task.rows);
   } finally {
-    await fetcher.close();
+    await closeFetcher(fetcher, task.signal);
   }
 }
 

@@ -20,6 +20,8 @@ import { ConfigError, InvalidShardError } from '../errors.js';
 import { listUnits, type UnitRecord } from '../shards/dataset.js';
 import { isFailureReason, NAMED_REASONS, readFailures, type FailureRecord } from '../shards/failures.js';
 import { openStore, type Store } from '../shards/store.js';
+import type { RunLock } from '../shards/run-lock.js';
+import { withDatasetLock } from './dataset-lock.js';
 import { Fetcher } from './fetch.js';
 import {
   abortable,
@@ -80,7 +82,7 @@ export async function runRetry(options: RetryOptions): Promise<IngestSummary> {
   const fetcher = new Fetcher(options.fetch);
   const state: RetryState = { committedBefore: 0, total: 0 };
   try {
-    return await retryJob(options, fetcher, state);
+    return await withDatasetLock(options, (lock) => retryJob(options, fetcher, state, lock));
   } catch (err) {
     if (signal?.aborted)
       throw interruptedError(signal.reason, state.committedBefore + (await unitsCommitted(state.ctx)), state.total);
@@ -97,7 +99,12 @@ interface RetryState {
   ctx?: Context;
 }
 
-async function retryJob(options: RetryOptions, fetcher: Fetcher, state: RetryState): Promise<IngestSummary> {
+async function retryJob(
+  options: RetryOptions,
+  fetcher: Fetcher,
+  state: RetryState,
+  lock: RunLock,
+): Promise<IngestSummary> {
   const { signal } = options;
   const unitSize = options.unitSize ?? 10_000;
   const files = await listFiles(options.lists);
@@ -167,6 +174,7 @@ async function retryJob(options: RetryOptions, fetcher: Fetcher, state: RetrySta
     const unit = pass.firstUnit + index++;
     signal?.throwIfAborted();
     if (byUnit.has(unit)) continue;
+    lock.check();
     run.push(await abortable(runUnit(ctx, unit, rows), signal));
     ctx.progress.unitsDone++;
     report(ctx);

@@ -11,7 +11,7 @@ import { CHECKPOINT_DIR } from '../train/checkpoint.js';
 import { augmentOf } from '../train/config.js';
 import { SwavModel } from '../train/model.js';
 import { batchWarning, resolveResume, type ResumePoint } from '../train/resume.js';
-import { lockRun, type RunLock } from '../train/run-lock.js';
+import { lockRun, TRAIN_RUN, type RunLock } from '../shards/run-lock.js';
 import {
   loopOptions,
   stoppedBeforeStart,
@@ -49,7 +49,7 @@ export async function trainOnStore(options: TrainOnStoreOptions): Promise<TrainO
   const o = loopOptions(options);
   const backend = await startBackend(o.backend);
   if (o.signal?.aborted) return stopped(backend, o.trainThreads); // nothing started, nothing to take
-  const locking = lockRun(o.out, { log: o.log, location: storeLocation(o.out), names: o.names });
+  const locking = lockRun(o.out, TRAIN_RUN, { log: o.log, location: storeLocation(o.out), names: o.names });
   let lock: RunLock;
   try {
     lock = await abortable(locking, o.signal); // reads the store: a stalled read must not outlast a stop

@@ -11,7 +11,7 @@ import { readMetrics } from '../../src/train/metrics.js';
 import { SwavModel } from '../../src/train/model.js';
 import { DEFAULT_SWAV } from '../../src/train/swav.js';
 import { trainOnStore } from '../../src/jobs/train.js';
-import { LOCK_KEY } from '../../src/train/run-lock.js';
+import { TRAIN_RUN } from '../../src/shards/run-lock.js';
 import { runCli, spawnCli, tinyTrainArgs } from '../helpers/cli.js';
 import { writePhotoDataset } from '../helpers/dataset.js';
 
@@ -89,7 +89,7 @@ describe('train: checkpoint and resume', () => {
       const takeover = /^took over the lock of .*\(its process is gone\)$/m;
       if (signal === 'SIGKILL') expect(resumed.stdout).toMatch(takeover);
       else expect(resumed.stdout).not.toMatch(takeover);
-      expect(await (await openStore(out)).head(LOCK_KEY), 'the lease outlived the run').toBeNull();
+      expect(await (await openStore(out)).head(TRAIN_RUN.key), 'the lease outlived the run').toBeNull();
       expect(maxDiff(await finalState(straight), await finalState(out)), signal).toBeLessThan(1e-5);
     }
   }, 240_000);

@@ -1,8 +1,10 @@
 /**
- * One training run per checkpoint store. Two `train` runs on one `--out` would each write `step-N` checkpoints
- * and metric parts over the other's, and each prune the other's files: the run's history would be lost without
- * an error. Object stores have no lock or conditional write that every S3-compatible server offers, so the lock
- * is a lease: the object `train.lock` names the run holding it and when it last renewed the lease.
+ * One run per store that a run writes: a checkpoint store (`train`) or a dataset (`ingest`, `crawl`). Two
+ * `train` runs on one `--out` would each write `step-N` checkpoints and metric parts over the other's, and each
+ * prune the other's files; two ingest jobs on one dataset would each write a unit's shard, failures and record,
+ * and a record could end up describing the other job's shard. Either way data is lost without an error. Object
+ * stores have no lock or conditional write that every S3-compatible server offers, so the lock is a lease: an
+ * object (`train.lock`, `ingest.lock`) names the run holding it and when it last renewed the lease.
  *
  * - A lease is held while its run renews it (every `renewMs`); one not renewed for `ttlMs` is stale.
  * - A lease of this host whose process is gone (a SIGKILL, a crash) is stale at once, whatever its age: a
@@ -22,13 +24,31 @@ import { z } from 'zod';
 import { NotFoundError, WildstreamError } from '../errors.js';
 import { processExists } from '../process-exists.js';
 import { FLAG_NAMES, type OptionNames } from '../options/declare.js';
-import type { Store } from '../shards/store.js';
-import { getBytes } from '../shards/store.js';
+import type { Store } from './store.js';
+import { getBytes } from './store.js';
 
-export const LOCK_KEY = 'train.lock';
+/** What a lock guards: its object's key, and how a refusal names the holder and the harm it prevents. */
+export interface RunKind {
+  key: string;
+  holder: string;
+  harm: string;
+}
+
+export const TRAIN_RUN: RunKind = {
+  key: 'train.lock',
+  holder: 'training run',
+  harm: "two runs on one checkpoint store would overwrite each other's checkpoints",
+};
+
+export const INGEST_RUN: RunKind = {
+  key: 'ingest.lock',
+  holder: 'ingest job',
+  harm: "two jobs on one dataset would write the same units over each other's",
+};
+
 const MAX_LEASE_BYTES = 4096;
 
-export interface TrainLease {
+export interface RunLease {
   /** Random id of the run holding the lease. */
   run: string;
   host: string;
@@ -46,7 +66,7 @@ const leaseSchema = z.object({
   renewed: z.string(),
 });
 
-/** Another run holds the checkpoint store, or took it over from this one. */
+/** Another run holds the store, or took it over from this one. */
 export class RunLockedError extends WildstreamError {
   override readonly code = 'WS_ERR_RUN_LOCKED';
 }
@@ -62,13 +82,16 @@ export interface RunLockOptions {
   log?: (line: string) => void;
   /** Where the store is, for messages. @default store.url */
   location?: string;
-  /** How messages name the checkpoint store's option (`--out`, `train.out`). @default the command's flags */
+  /** How messages name the store's option (`--out`, `train.out`). @default the command's flags */
   names?: OptionNames;
 }
 
+/** Options with their defaults, and the kind. */
+type Settings = Required<RunLockOptions> & { kind: RunKind };
+
 /** A held lease: renewed in the background until released. */
 export interface RunLock {
-  readonly lease: TrainLease;
+  readonly lease: RunLease;
   /** Throws RunLockedError when a renewal found another run holding the lease (write nothing then). */
   check(): void;
   /** Renews now (the timer calls it); a renewal that finds another run's lease marks this lock lost. */
@@ -78,11 +101,11 @@ export interface RunLock {
 }
 
 /**
- * Takes the lease of `store` for this process. Throws RunLockedError naming the run that holds it (host, pid,
+ * Takes the `kind` lease of `store` for this process. Throws RunLockedError naming the run that holds it (host, pid,
  * last renewal) and how to free it.
  */
-export async function lockRun(store: Store, options: RunLockOptions = {}): Promise<RunLock> {
-  const o = {
+export async function lockRun(store: Store, kind: RunKind, options: RunLockOptions = {}): Promise<RunLock> {
+  const o: Settings = {
     ttlMs: 300_000,
     renewMs: 30_000,
     settleMs: 200,
@@ -90,35 +113,37 @@ export async function lockRun(store: Store, options: RunLockOptions = {}): Promi
     location: store.url,
     names: FLAG_NAMES,
     ...options,
+    kind,
   };
-  const held = await readLease(store);
+  const key = kind.key;
+  const held = await readLease(store, key);
   let tookOver: string | null = null;
   if (held) {
     const stale = staleness(held, o.ttlMs);
     if (!stale) throw lockedError(held, o);
     tookOver = `${describe(held)} ${stale}`;
-  } else if (await store.head(LOCK_KEY)) {
-    tookOver = `its ${LOCK_KEY} is damaged (not a lease)`;
+  } else if (await store.head(key)) {
+    tookOver = `its ${key} is damaged (not a lease)`;
   }
   const now = new Date().toISOString();
-  const lease: TrainLease = { run: randomId(), host: hostname(), pid: process.pid, started: now, renewed: now };
-  await writeLease(store, lease);
+  const lease: RunLease = { run: randomId(), host: hostname(), pid: process.pid, started: now, renewed: now };
+  await writeLease(store, key, lease);
   await sleep(o.settleMs);
-  const after = await readLease(store);
+  const after = await readLease(store, key);
   if (after?.run !== lease.run) throw lockedError(after ?? lease, o, 'as this run started');
   if (tookOver) o.log(`took over the lock of ${o.location}: ${tookOver}`); // only the run that holds it says so
   return new LeaseHolder(store, lease, o);
 }
 
 class LeaseHolder implements RunLock {
-  private lost: TrainLease | null = null;
+  private lost: RunLease | null = null;
   private failedRenewals = 0;
   private readonly timer: NodeJS.Timeout;
 
   constructor(
     private readonly store: Store,
-    readonly lease: TrainLease,
-    private readonly o: Required<RunLockOptions>,
+    readonly lease: RunLease,
+    private readonly o: Settings,
   ) {
     this.timer = setInterval(() => void this.renew(), o.renewMs).unref();
   }
@@ -133,14 +158,14 @@ class LeaseHolder implements RunLock {
   async renew(): Promise<void> {
     if (this.lost) return;
     try {
-      const now = await readLease(this.store);
+      const now = await readLease(this.store, this.o.kind.key);
       if (now && now.run !== this.lease.run) {
         this.lost = now;
         clearInterval(this.timer);
         return;
       }
       this.lease.renewed = new Date().toISOString();
-      await writeLease(this.store, this.lease);
+      await writeLease(this.store, this.o.kind.key, this.lease);
       this.failedRenewals = 0;
     } catch (err) {
       // A store outage: the loop meets it at its next write; the lease lasts ttlMs meanwhile.
@@ -152,18 +177,18 @@ class LeaseHolder implements RunLock {
   async release(): Promise<void> {
     clearInterval(this.timer);
     if (this.lost) return;
-    const now = await readLease(this.store).catch(() => null);
-    if (now?.run === this.lease.run) await this.store.delete(LOCK_KEY);
+    const now = await readLease(this.store, this.o.kind.key).catch(() => null);
+    if (now?.run === this.lease.run) await this.store.delete(this.o.kind.key);
   }
 }
 
-/** The lease in `store`, or null; a damaged lease object counts as none (a partial write cannot happen). */
-async function readLease(store: Store): Promise<TrainLease | null> {
+/** The lease at `key` in `store`, or null; a damaged lease object counts as none (a partial write cannot happen). */
+async function readLease(store: Store, key: string): Promise<RunLease | null> {
   let bytes: Uint8Array;
   try {
-    const info = await store.head(LOCK_KEY);
+    const info = await store.head(key);
     if (!info || info.size > MAX_LEASE_BYTES) return null; // a lease is ~150 bytes: a larger object is none
-    bytes = await getBytes(store, LOCK_KEY);
+    bytes = await getBytes(store, key);
   } catch (err) {
     if (err instanceof NotFoundError) return null;
     throw err;
@@ -175,10 +200,11 @@ async function readLease(store: Store): Promise<TrainLease | null> {
   }
 }
 
-const writeLease = (store: Store, lease: TrainLease) => store.put(LOCK_KEY, Buffer.from(`${JSON.stringify(lease)}\n`));
+const writeLease = (store: Store, key: string, lease: RunLease) =>
+  store.put(key, Buffer.from(`${JSON.stringify(lease)}\n`));
 
 /** Why a lease no longer holds, or null while it does. */
-function staleness(lease: TrainLease, ttlMs: number): string | null {
+function staleness(lease: RunLease, ttlMs: number): string | null {
   if (lease.host === hostname()) return processExists(lease.pid) ? null : '(its process is gone)';
   const age = Date.now() - Date.parse(lease.renewed);
   // An unreadable time, or one a TTL or more ahead (no clock is that far off), cannot say the lease is fresh.
@@ -188,7 +214,7 @@ function staleness(lease: TrainLease, ttlMs: number): string | null {
 }
 
 /** The lease in a message: its strings are a stranger's (any store can hold any bytes), so shown escaped. */
-const describe = (l: TrainLease) =>
+const describe = (l: RunLease) =>
   `run ${shown(l.run)} (pid ${l.pid} on ${shown(l.host)}, started ${shown(l.started)}, renewed ${shown(l.renewed)})`;
 
 const shown = (text: string) => {
@@ -196,13 +222,13 @@ const shown = (text: string) => {
   return /^[\x20-\x7e]*$/.test(cut) ? cut : JSON.stringify(cut).replace(/[^\x20-\x7e]/g, '?');
 };
 
-function lockedError(held: TrainLease, o: Required<RunLockOptions>, when = ''): RunLockedError {
+function lockedError(held: RunLease, o: Settings, when = ''): RunLockedError {
   const free =
     held.host === hostname()
       ? 'stop that process first'
-      : `it is stale ${Math.round(o.ttlMs / 1000)} s after its last renewal; delete ${LOCK_KEY} there if that run is gone`;
+      : `it is stale ${Math.round(o.ttlMs / 1000)} s after its last renewal; delete ${o.kind.key} there if that run is gone`;
   return new RunLockedError(
-    `another training run holds ${o.location}${when ? ` ${when}` : ''}: ${describe(held)}; two runs on one checkpoint store would overwrite each other's checkpoints; ${free}, or give another ${o.names.of('out')}`,
+    `another ${o.kind.holder} holds ${o.location}${when ? ` ${when}` : ''}: ${describe(held)}; ${o.kind.harm}; ${free}, or give another ${o.names.of('out')}`,
   );
 }
 
