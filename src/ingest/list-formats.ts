@@ -73,16 +73,30 @@ async function* readTable(file: string, records: AsyncIterable<string[] | LineFa
       if (!Array.isArray(record)) throw new ConfigError(`cannot read the header of URL list ${file} (${record.fault})`);
       if (record.length > MAX_COLUMNS)
         throw new ConfigError(`URL list ${file} has ${record.length} columns; at most ${MAX_COLUMNS}`);
-      columns = record;
+      columns = uniqueNames(record);
       yield { kind: 'header', columns };
     } else if (!Array.isArray(record)) {
       yield fault(record);
     } else {
-      const cells: Record<string, unknown> = {};
-      columns.forEach((name, i) => (cells[name] = record[i] ?? null));
-      yield { kind: 'row', cells };
+      // fromEntries defines each cell as its own property: a column named __proto__ is a cell, not a prototype.
+      const header = columns;
+      yield { kind: 'row', cells: Object.fromEntries(header.map((name, i) => [name, record[i] ?? null])) };
     }
   }
+}
+
+/**
+ * Header names made unique in order, so that no column's cells overwrite another's: a repeated name gets the
+ * first free suffix (`x, x` -> `x, x_2`), as a repeated CSV header means two columns, not one.
+ */
+export function uniqueNames(names: readonly string[]): string[] {
+  const taken = new Set<string>();
+  return names.map((name) => {
+    let unique = name;
+    for (let n = 2; taken.has(unique); n++) unique = `${name}_${n}`;
+    taken.add(unique);
+    return unique;
+  });
 }
 
 /** One JSON object a line; any other line (bad JSON, an array, a number) is a `bad_row`. */

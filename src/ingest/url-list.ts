@@ -14,7 +14,7 @@ import { join, resolve } from 'node:path';
 import { ConfigError } from '../errors.js';
 import type { FailureReason } from '../shards/failures.js';
 import { CORE_COLUMNS } from '../shards/schema.js';
-import { formatOf, readList, type ListItem } from './list-formats.js';
+import { formatOf, MAX_COLUMNS, readList, type ListItem } from './list-formats.js';
 import { cellText, clip } from './list-text.js';
 
 export { MAX_LINE_LENGTH } from './list-text.js';
@@ -101,11 +101,19 @@ export function checkUrl(url: string): FailureReason | null {
   return null;
 }
 
-/** Extra column names a set of lists will produce, from their headers (first row for jsonl). */
+/**
+ * Extra column names a set of lists will produce: from their headers, and for jsonl from every object (an
+ * optional key first met on the millionth line is a column too), in the order first met. Throws a
+ * ConfigError past MAX_COLUMNS.
+ */
 export async function extraColumnsOf(files: readonly string[], options: UrlListOptions = {}): Promise<string[]> {
   const names = new Set<string>();
   for (const file of files) {
-    for await (const row of readOne(file, options, 0, true)) for (const k of Object.keys(row.extra)) names.add(k);
+    for await (const row of readOne(file, options, 0, formatOf(file) !== 'jsonl')) {
+      for (const k of Object.keys(row.extra)) names.add(k);
+      if (names.size > MAX_COLUMNS)
+        throw new ConfigError(`URL lists ${files.join(', ')} have more than ${MAX_COLUMNS} distinct columns`);
+    }
   }
   return [...names];
 }
@@ -135,8 +143,9 @@ export function* objectRows(
   options: UrlListOptions = {},
 ): Iterable<UrlRow> {
   const columns: Columns = { url: options.urlCol ?? 'url', caption: options.captionCol ?? 'caption' };
+  const names = new ColumnNames();
   let index = 0;
-  for (const cells of objects) yield toRow(index++, { kind: 'row', cells }, columns);
+  for (const cells of objects) yield toRow(index++, { kind: 'row', cells }, columns, names);
 }
 
 function count(stats: ListStats, row: UrlRow): void {
@@ -156,6 +165,7 @@ async function* readOne(
     format === 'txt'
       ? { url: 'url', caption: null }
       : { url: options.urlCol ?? 'url', caption: options.captionCol ?? 'caption' };
+  const names = new ColumnNames();
   let index = first;
   let objects = 0;
   let withUrl = 0;
@@ -167,7 +177,7 @@ async function* readOne(
         );
       }
       if (headerOnly) {
-        yield toRow(0, { kind: 'row', cells: Object.fromEntries(item.columns.map((c) => [c, null])) }, columns);
+        yield toRow(0, { kind: 'row', cells: Object.fromEntries(item.columns.map((c) => [c, null])) }, columns, names);
         return;
       }
       continue;
@@ -176,7 +186,7 @@ async function* readOne(
       objects++;
       if (Object.hasOwn(item.cells, columns.url)) withUrl++;
     }
-    yield toRow(index++, item, columns);
+    yield toRow(index++, item, columns, names);
     if (headerOnly && item.kind === 'row') return;
   }
   // Without a header, a URL column no row has is a wrong --url-col, not junk rows.
@@ -190,19 +200,27 @@ interface Columns {
   caption: string | null;
 }
 
-/** A list item as a row: URL checked, text cut to the caps, other columns as extras. */
-function toRow(index: number, item: Exclude<ListItem, { kind: 'header' }>, columns: Columns): UrlRow {
+/** A list item as a row: URL checked, text cut to the caps, other columns as extras named by `names`. */
+function toRow(
+  index: number,
+  item: Exclude<ListItem, { kind: 'header' }>,
+  columns: Columns,
+  names: ColumnNames,
+): UrlRow {
   if (item.kind === 'fault') return { index, url: '', caption: null, sourcePage: null, extra: {}, bad: item.fault };
   const budget = new TextBudget();
   const cells = item.cells;
-  const url = urlInput(clip(cellText(cells[columns.url]) ?? '', MAX_URL_LENGTH + 1));
-  const caption = columns.caption === null ? null : budget.take(cells[columns.caption]);
-  const sourcePage = budget.take(cells.source_page);
-  const extra: Record<string, string | null> = {};
+  // Own cells only: `--caption-col toString` names a column, never the object's method.
+  const cell = (name: string) => (Object.hasOwn(cells, name) ? cells[name] : undefined);
+  const url = urlInput(clip(cellText(cell(columns.url)) ?? '', MAX_URL_LENGTH + 1));
+  const caption = columns.caption === null ? null : budget.take(cell(columns.caption));
+  const sourcePage = budget.take(cell('source_page'));
+  const extras: Array<[string, string | null]> = [];
   for (const [key, value] of Object.entries(cells)) {
     if (key !== columns.url && key !== columns.caption && key !== 'source_page')
-      extra[columnName(key)] = budget.take(value, true);
+      extras.push([names.of(key), budget.take(value, true)]);
   }
+  const extra = Object.fromEntries(extras); // own properties, a column named __proto__ included
   const bad = url.trim() === '' ? 'url_missing' : checkUrl(url);
   const row: UrlRow = { index, url, caption: caption || null, sourcePage: sourcePage || null, extra };
   if (bad) row.bad = bad;
@@ -232,6 +250,27 @@ class TextBudget {
     if (kept.length < text.length) this.cut = true;
     this.left -= kept.length;
     return kept;
+  }
+}
+
+/**
+ * Shard column names for one list's columns, each distinct: two list columns that make the same safe name
+ * (`a b` and `a_b`; `key`, which becomes `extra_key`, and `extra_key`) get the first free suffix in the order
+ * they are first met (`a_b`, `a_b_2`), which is the file's order in every pass over it.
+ */
+class ColumnNames {
+  private readonly byList = new Map<string, string>();
+  private readonly taken = new Set<string>();
+
+  of(listName: string): string {
+    let name = this.byList.get(listName);
+    if (name !== undefined) return name;
+    const safe = columnName(listName);
+    name = safe;
+    for (let n = 2; this.taken.has(name); n++) name = `${safe.slice(0, 60)}_${n}`;
+    this.byList.set(listName, name);
+    this.taken.add(name);
+    return name;
   }
 }
 

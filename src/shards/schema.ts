@@ -77,7 +77,7 @@ export function checkExtraColumn(name: string): void {
 export function toRecordBatch(schema: Schema, rows: readonly ImageRecord[]): RecordBatch {
   const children = schema.fields.map((field, i) => {
     const core = CORE[i];
-    const values = core ? rows.map((row) => row[core[3]] ?? null) : rows.map((row) => row.extra?.[field.name] ?? null);
+    const values = core ? rows.map((row) => row[core[3]] ?? null) : rows.map((row) => ownCell(row.extra, field.name));
     return vectorFromArray(values as never[], field.type).data[0]!;
   });
   return new RecordBatch(
@@ -85,6 +85,10 @@ export function toRecordBatch(schema: Schema, rows: readonly ImageRecord[]): Rec
     makeData({ type: new Struct(schema.fields), length: rows.length, nullCount: 0, children }),
   );
 }
+
+/** A row's extra column as its own property only: a column named `toString` is no function of the object's. */
+const ownCell = (extra: ImageRecord['extra'], name: string) =>
+  extra && Object.hasOwn(extra, name) ? (extra[name] ?? null) : null;
 
 /** Checks that a shard's schema carries every core column with the right type. */
 export function checkSchema(schema: Schema, where: string): string[] {

@@ -99,6 +99,60 @@ describe('URL lists', () => {
     expect(await extraColumnsOf(await listFiles([join(dir, 'l.jsonl')]))).toEqual(['extra_width']);
   });
 
+  it('makes a column of every jsonl key, also one first met after the first object, in the order met', async () => {
+    const path = await file(
+      'optional.jsonl',
+      [
+        '{"url":"http://a.test/1.jpg","license":"cc"}',
+        '{"url":"http://a.test/2.jpg","author":"bob","license":"x"}',
+        '{"url":"http://a.test/3.jpg","tags":["a","b"],"n":5}',
+      ].join('\n'),
+    );
+    expect(await extraColumnsOf([path])).toEqual(['license', 'author', 'tags', 'n']);
+    expect((await rows([path])).map((r) => r.extra)).toEqual([
+      { license: 'cc' },
+      { author: 'bob', license: 'x' },
+      { tags: '["a","b"]', n: '5' },
+    ]);
+  });
+
+  it('gives columns whose safe names collide, or that repeat, names of their own: no value overwrites another', async () => {
+    const csv = await file('clash.csv', 'url,a b,a_b,x,x,key,extra_key,__proto__\nhttp://a.test/1.jpg,1,2,3,4,5,6,7\n');
+    const jsonl = await file(
+      'clash.jsonl',
+      '{"url":"http://a.test/1.jpg","a b":"1","a_b":"2","key":"5","extra_key":"6"}\n',
+    );
+    // fromEntries: in a literal, `__proto__: '7'` would set the prototype instead of a key.
+    const want = Object.fromEntries([
+      ['a_b', '1'],
+      ['a_b_2', '2'],
+      ['x', '3'],
+      ['x_2', '4'],
+      ['extra_key', '5'],
+      ['extra_key_2', '6'],
+      ['__proto__', '7'],
+    ]);
+    for (const [path, expected] of [
+      [csv, want],
+      [jsonl, { a_b: '1', a_b_2: '2', extra_key: '5', extra_key_2: '6' }],
+    ] as const) {
+      const [row] = await rows([path]);
+      expect(Object.entries(row!.extra)).toEqual(Object.entries(expected));
+      expect(Object.getPrototypeOf(row!.extra)).toBe(Object.prototype); // __proto__ is a column, not a prototype
+      expect(await extraColumnsOf([path])).toEqual(Object.keys(expected));
+    }
+  });
+
+  it('names a column, never an object method: --url-col constructor and --caption-col toString', async () => {
+    const path = await file('methods.csv', 'url,caption\nhttp://a.test/1.jpg,hello\n');
+    const [row] = await rows([path], { captionCol: 'toString' });
+    expect([row!.url, row!.caption]).toEqual(['http://a.test/1.jpg', null]);
+    await expect(rows([path], { urlCol: 'constructor' })).rejects.toThrow(/column "constructor" not found/);
+    const jsonl = await file('methods.jsonl', '{"url":"http://a.test/1.jpg"}\n');
+    await expect(rows([jsonl], { urlCol: 'constructor' })).rejects.toThrow(/column "constructor" not found/);
+    expect((await rows([jsonl], { captionCol: 'valueOf' }))[0]!.caption).toBeNull();
+  });
+
   it('reads parquet', async () => {
     const { parquetWriteBuffer } = await import('hyparquet-writer');
     const buffer = parquetWriteBuffer({
