@@ -5,8 +5,8 @@
  *   ingest (URL lists) / crawl -> shards -> augment (multi-crop stream) -> train -> checkpoints
  *   checkpoints -> export (tfjs graph model) -> embed / eval knn;  checkpoints -> plot;  run: a pipeline file
  *
- * Exit codes: 0 ok, 1 a broken run (one-line reason), 2 bad usage (unknown option, bad value),
- * 3 an ingest that holds no image, 128 + signal number when a run stopped on a signal after saving its state.
+ * Exit codes: 0 ok, 1 a broken run (one-line reason), 2 bad usage (unknown option, bad value), 3 an ingest or
+ * crawl whose job holds no image, 128 + signal number when a run stopped on a signal after saving its state.
  */
 import { Command, CommanderError } from 'commander';
 import { augmentCommand } from './cli/augment.js';

@@ -2,15 +2,18 @@
  * The crawl: breadth-first over HTML pages of the allowed hosts (up to a depth and a page count), never the
  * same normalised URL twice, honouring robots.txt for pages and images, per-host connections and spacing
  * (HostGate) and robots meta tags. Redirects are followed as new frontier entries (each hop checked against
- * the hosts and robots). Images found are kept with their caption and page; images whose robots.txt
- * disallows them are dropped without ever being requested. Progress is committed in units (state.ts).
+ * the hosts and robots), at most MAX_REDIRECTS hops in a row as ingest's fetcher follows them: a longer chain
+ * ends as `too_many_redirects` instead of spending the page budget. Images found are kept with their caption
+ * and page; images whose robots.txt disallows them are dropped without ever being requested. Progress is
+ * committed in units (state.ts).
  */
 import { defined } from '../defaults.js';
 import { ConfigError } from '../errors.js';
-import type { Fetcher } from '../ingest/fetch.js';
+import { MAX_REDIRECTS, type Fetcher } from '../ingest/fetch.js';
 import type { Store } from '../shards/store.js';
 import { normaliseUrl, readPage, type PageLimits } from './html.js';
 import type { HostGate } from '../ingest/host-gate.js';
+import { followsHost } from './hosts.js';
 import type { RobotsCache } from './robots.js';
 import {
   commitCrawlUnit,
@@ -125,7 +128,7 @@ class CrawlRun {
 
   private enqueue(f: FrontierEntry): void {
     if (f.depth > this.o.maxDepth || this.state.visited.has(f.url) || this.queued.has(f.url)) return;
-    if (!this.hosts.has(new URL(f.url).host)) return void this.count('external_link');
+    if (!followsHost(this.hosts, new URL(f.url))) return void this.count('external_link');
     if (this.admitted >= this.o.maxPages) return void this.count('beyond_max_pages');
     this.admitted++;
     this.queued.add(f.url);
@@ -155,11 +158,7 @@ class CrawlRun {
     const refused = await this.refusal(entry.url);
     if (refused) return refused;
     const got = await this.d.fetcher.fetch(entry.url, 'text/html,application/xhtml+xml');
-    if (!got.ok) {
-      if (got.reason === 'redirect' && got.location)
-        this.enqueue({ url: normaliseUrl(got.location, entry.url) ?? got.location, depth: entry.depth });
-      return got.reason;
-    }
+    if (!got.ok) return got.reason === 'redirect' && got.location ? this.follow(entry, got.location) : got.reason;
     if (!/html/i.test(got.contentType ?? '')) return 'not_html';
     const page = readPage(got.bytes, got.contentType, entry.url, this.o.limits);
     if (page.truncated) this.count('page_truncated');
@@ -181,6 +180,18 @@ class CrawlRun {
       this.unitImages.push(found);
     }
     return 'ok';
+  }
+
+  /**
+   * Queues a redirect's target as a page at the same depth, one hop further along its chain; past MAX_REDIRECTS
+   * hops the chain ends here, as ingest's fetcher ends it (the hop count travels with the queued entry, so
+   * concurrent pages and a resumed crawl count each chain on its own).
+   */
+  private follow(entry: FrontierEntry, location: string): string {
+    const redirects = (entry.redirects ?? 0) + 1;
+    if (redirects > MAX_REDIRECTS) return 'too_many_redirects';
+    this.enqueue({ url: normaliseUrl(location, entry.url) ?? location, depth: entry.depth, redirects });
+    return 'redirect';
   }
 
   /** null when robots.txt says yes, else why not (RobotsCache.refusal); its Crawl-delay (if any) becomes the host's spacing. */

@@ -1,7 +1,9 @@
 /**
  * What a crawler takes from one HTML page, with htmlparser2's streaming parser (no DOM, bounded work):
- * links (`<a href>`), images, `<base href>`, and `<meta name="robots">` directives. URLs are resolved as the
- * URL standard does for the page's encoding (url.ts), after decoding the bytes as browsers do (charset.ts).
+ * links (`<a href>`), images, `<base href>`, and the directives of `<meta name="robots">` and
+ * `<meta name="wildstream">` (read as X-Robots-Tag's are: robots-directives.ts; a meta tag naming another
+ * crawler is not for this one). URLs are resolved as the URL standard does for the page's encoding (url.ts),
+ * after decoding the bytes as browsers do (charset.ts).
  *
  * Images: each `<img>` (its largest candidate, lazy-load attributes first: candidates.ts), each `<source>` of
  * a `<picture>`, `og:image` and `twitter:image`, also inside `<noscript>` (htmlparser2 tokenises its content
@@ -11,6 +13,7 @@
  * `<figure>`'s figcaption. Every image candidate not taken is counted by reason in `skipped`.
  */
 import { Parser } from 'htmlparser2';
+import { noFollow, optsOutOfImages, robotsDirectives, ROBOTS_AGENT } from '../ingest/robots-directives.js';
 import { pickImage } from './candidates.js';
 import { decodePage } from './charset.js';
 import { resolveUrl } from './url.js';
@@ -25,9 +28,9 @@ export interface PageImage {
 export interface PageContent {
   links: string[];
   images: PageImage[];
-  /** `noindex`, `noai` or `noimageai` in a robots meta tag: the page is not mined. */
+  /** `noindex`, `none`, `noimageindex`, `noai` or `noimageai` in a robots meta tag: the page is not mined. */
   optedOut: boolean;
-  /** `nofollow` or `none`: its links are not followed. */
+  /** `nofollow` or `none` in a robots meta tag: its links are not followed. */
   noFollow: boolean;
   /** Links or images past the limits, dropped. */
   truncated: boolean;
@@ -47,7 +50,6 @@ export interface PageLimits {
   maxImages?: number;
 }
 
-const OPT_OUT = /\b(noindex|noai|noimageai|none)\b/i;
 const OG_IMAGE = new Set(['og:image', 'og:image:url']);
 const TWITTER_IMAGE = new Set(['twitter:image', 'twitter:image:src']);
 
@@ -116,14 +118,18 @@ export function extractPage(html: string, pageUrl: string, limits: PageLimits = 
     if (image && !image.caption) image.caption = alt?.replace(/\s+/g, ' ').trim() || null;
   };
 
+  const onRobots = (content: string) => {
+    const directives = robotsDirectives([content]);
+    if (optsOutOfImages(directives)) out.optedOut = true;
+    if (noFollow(directives)) out.noFollow = true;
+  };
   const onMeta = (a: Record<string, string>) => {
     const key = (a.property ?? a.name ?? '').toLowerCase();
     if (OG_IMAGE.has(key)) lastOg = fromMeta(a.content);
     else if (TWITTER_IMAGE.has(key)) lastTwitter = fromMeta(a.content);
     else if (key === 'og:image:alt') setCaption(lastOg, a.content);
     else if (key === 'twitter:image:alt') setCaption(lastTwitter, a.content);
-    if (key === 'robots' && OPT_OUT.test(a.content ?? '')) out.optedOut = true;
-    if (key === 'robots' && /\b(nofollow|none)\b/i.test(a.content ?? '')) out.noFollow = true;
+    if (key === 'robots' || key === ROBOTS_AGENT) onRobots(a.content ?? '');
   };
   const onImg = (a: Record<string, string>) => {
     addImage(pickImage(a, resolve), a.alt ?? null);

@@ -1,5 +1,6 @@
 /** The options of `wildstream crawl`: where to crawl and how politely, plus the ingest options it shares. */
 import { FETCH_DECODE_OPTIONS, OUT_DATASET } from '../ingest/options.js';
+import { checkHost } from './hosts.js';
 import { flag, int, words, type OptionValues } from '../options/declare.js';
 
 export const CRAWL_OPTIONS = {
@@ -11,6 +12,7 @@ export const CRAWL_OPTIONS = {
     placeholder: 'list',
     description: 'comma-separated hosts (host[:port]) whose pages are followed',
     defaultText: "the seeds' hosts",
+    check: checkHost,
   }),
   sameSite: flag({ description: "follow pages on the seeds' hosts only (the default)" }),
   delayMs: int({ min: 0, max: 3_600_000, default: 1000, description: 'minimum time between requests to one host' }),

@@ -3,6 +3,7 @@
  * pages visited and fetched, the image candidates skipped, and the top reasons for both, each with its fix
  * where an option of ours decides it (blocked_address: --allow-private-network) or what the site said.
  */
+import { MAX_REDIRECTS } from '../ingest/fetch.js';
 import { hintFor, plural, type IngestWarning } from '../ingest/summary.js';
 import type { CrawlResult } from './crawler.js';
 
@@ -16,10 +17,11 @@ const CRAWL_HINTS: Record<string, string> = {
   page_truncated: 'pages were cut at --max-page-bytes: raise it',
   too_large: 'pages exceed --max-page-bytes: raise it',
   robots_disallowed: "the site's robots.txt disallows them, or could not be read, which RFC 9309 takes as disallow all",
-  robots_meta: 'the pages opt out with a robots meta tag (noai, noimageai, noindex)',
+  robots_meta: 'the pages opt out with a robots meta tag (noindex, none, noimageindex, noai, noimageai)',
   robots_tag: 'the site opts out with X-Robots-Tag',
   not_html: 'the seeds are not HTML pages: ingest image URLs with `wildstream ingest` instead',
   redirect: 'the pages redirect: the targets are followed as new pages when their hosts are allowed (--hosts)',
+  too_many_redirects: `the pages redirect more than ${MAX_REDIRECTS} times in a row: seed the final page instead`,
   url_scheme: 'the URLs are not http(s)',
   url_invalid: 'the URLs cannot be requested',
   data_uri: 'the images are inline data: URIs',

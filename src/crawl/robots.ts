@@ -2,6 +2,9 @@
  * robots.txt per origin (robots-parser), fetched once through the crawler's own fetcher (same SSRF guard and
  * timeouts), as RFC 9309 says: a 4xx means no rules (allow all); a 5xx, 429, timeout or network error means
  * "unreachable" (disallow all); only the first 500 KiB are parsed. Bytes that are not text parse to no rules.
+ * A robots.txt fetched is followed whatever its X-Robots-Tag says (2.3.1.1: rules downloaded successfully MUST
+ * be followed; a `noindex` there only keeps the file itself out of search results). Paths are compared in
+ * RFC 9309 2.2.2's normal form (`robotsPath`), which robots-parser does not apply itself.
  * A fetch this client refuses itself (OWN_REFUSALS) is no answer of the site: its URLs are refused under that
  * reason, so the user learns what to change rather than reading it as the site's rules.
  */
@@ -25,7 +28,7 @@ const robotsParser = createRequire(import.meta.url)('robots-parser') as (url: st
  * - blocked_address: the SSRF guard refused the address (--allow-private-network / --allow-address lift it);
  *   also when robots.txt redirects to a refused address, where allowing it is what lets the rules be read.
  * - url_scheme, url_invalid: the robots URL cannot be requested at all (an origin undici rejects).
- * Everything else the site caused (status, timeouts, network errors, X-Robots-Tag): RFC 9309 as above.
+ * Everything else the site caused (status, timeouts, network errors): RFC 9309 as above.
  */
 export const OWN_REFUSALS: ReadonlySet<string> = new Set(['blocked_address', 'url_scheme', 'url_invalid']);
 
@@ -74,7 +77,7 @@ export class RobotsCache {
 
   private async load(origin: string): Promise<Rules> {
     const robotsUrl = `${origin}/robots.txt`;
-    const got = await this.fetcher.fetch(robotsUrl, 'text/plain');
+    const got = await this.fetcher.fetch(robotsUrl, 'text/plain', { robotsTag: false });
     if (!got.ok) {
       if (OWN_REFUSALS.has(got.reason)) return { refusal: () => got.reason, delay: undefined };
       const status = /^http_(\d+)$/.exec(got.reason)?.[1];
@@ -82,10 +85,44 @@ export class RobotsCache {
       return { refusal: () => (allowAll ? null : ROBOTS_DISALLOWED), delay: undefined };
     }
     const text = got.bytes.subarray(0, ROBOTS_MAX_BYTES).toString('utf8'); // the fetcher truncates there too
-    const parsed = robotsParser(robotsUrl, text);
+    const parsed = robotsParser(robotsUrl, normaliseRules(text));
     return {
-      refusal: (u) => (parsed.isAllowed(u, this.agent) !== false ? null : ROBOTS_DISALLOWED),
+      refusal: (u) => (parsed.isAllowed(normaliseUrlPath(u), this.agent) !== false ? null : ROBOTS_DISALLOWED),
       delay: parsed.getCrawlDelay(this.agent),
     };
   }
+}
+
+/** RFC 3986 2.3's unreserved characters: their percent-encoded and literal forms are the same URI. */
+const UNRESERVED = /^[A-Za-z0-9\-._~]$/;
+
+/**
+ * A path (and query) in the normal form RFC 9309 2.2.2 compares in: a percent-encoded unreserved character is
+ * decoded (its table: `/foo/bar/%62%61%7A` matches `/foo/bar/baz`; `/%7Efoo` is `/~foo`), any other octet
+ * stays encoded, in upper-case hex (`%e3` and `%E3` are one octet). Non-ASCII characters are encoded as UTF-8
+ * by the URL parser (URLs) and by robots-parser (rules). A reserved character stays as written either way, so
+ * a rule's `*` and `$` keep their meaning, and `%2A` or `%24` stays a literal character that is no wildcard.
+ */
+export function robotsPath(path: string): string {
+  return path.replace(/%([0-9A-Fa-f]{2})/g, (_, hex: string) => {
+    const c = String.fromCharCode(parseInt(hex, 16));
+    return UNRESERVED.test(c) ? c : `%${hex.toUpperCase()}`;
+  });
+}
+
+/**
+ * robots.txt with each allow and disallow rule's path in robotsPath's form, the rest as written. A line is
+ * read as robots-parser reads it: a `#` starts a comment, the field name is what precedes the first `:`,
+ * without surrounding whitespace, in any case.
+ */
+export function normaliseRules(text: string): string {
+  return text.replace(/^([ \t]*(?:allow|disallow)[ \t]*:)([^#\r\n]*)/gim, (_, field: string, path: string) => {
+    return field + robotsPath(path);
+  });
+}
+
+/** The URL with its path and query in robotsPath's form, as the rules are. */
+function normaliseUrlPath(url: string): string {
+  const u = new URL(url);
+  return `${u.origin}${robotsPath(u.pathname + u.search)}`;
 }

@@ -1,6 +1,7 @@
 /**
  * A crawl's progress in the dataset store, so a stopped crawl continues: every `pagesPerUnit` pages a unit is
- * committed (`crawl/units/<n>.json`: the pages visited, the images found, and the frontier at that moment);
+ * committed (`crawl/units/<n>.json`: the pages visited, the images found, and the frontier at that moment, each
+ * entry with its depth and redirect hops);
  * `crawl/done.json` marks the end. Loading replays the units: visited = all their pages, images = all their
  * images, frontier = the last unit's frontier less what was visited.
  */
@@ -10,6 +11,9 @@ import { getBytes, type Store } from '../shards/store.js';
 export interface FrontierEntry {
   url: string;
   depth: number;
+  /** Redirect hops that led here from the last page that was not a redirect (absent: none, as in units of older
+   * crawls). Saved with the frontier so that a resumed crawl still ends an endless chain. */
+  redirects?: number;
 }
 
 export interface FoundImage {

@@ -14,6 +14,14 @@ import { discard, readBody } from './body.js';
 import { ByteBudget } from './byte-budget.js';
 import { ACCEPT_ENCODING, DECODER_ALLOWANCE } from './content-encoding.js';
 import { BLOCKED_CODE, guardedConnector, parseAllowList } from './net-guard.js';
+import { optsOutOfImages, robotsDirectives } from './robots-directives.js';
+import { checkUrl } from './url-list.js';
+
+/**
+ * Redirect hops followed before a request fails as `too_many_redirects` (RFC 9309 §2.3.1.2 asks for at least 5
+ * for robots.txt; RFC 9110 §15.4 asks clients to detect endless chains). The crawler counts its hops with it too.
+ */
+export const MAX_REDIRECTS = 5;
 
 export interface FetcherOptions {
   /** Connections per origin. @default 8 */
@@ -35,7 +43,7 @@ export interface FetcherOptions {
    * @default 256 MiB, or maxBytes + DECODER_ALLOWANCE when that is larger
    */
   byteBudget?: number;
-  /** @default 5 */
+  /** @default MAX_REDIRECTS */
   maxRedirects?: number;
   /** Retries after the first attempt on network errors, 408, 429 and 5xx. @default 2 */
   retries?: number;
@@ -62,7 +70,13 @@ export type FetchOutcome =
   | { ok: false; reason: FailureReason; location?: string };
 
 const RETRY_STATUS = new Set([408, 429, 500, 502, 503, 504]);
-const AI_OPT_OUT = new Set(['noai', 'noimageai', 'noindex', 'noimageindex']);
+/**
+ * The statuses a client redirects on when Location is given (RFC 9110 15.4: 301, 302, 303, 307, 308, and
+ * 300 whose Location names the server's preferred choice), as undici's redirect interceptor follows them. Any
+ * other 3xx, and one of these without a Location, is an answer to record by its status (a 304 is "not
+ * modified", no redirect); only a followable one past the hop limit is `too_many_redirects`.
+ */
+const REDIRECT_STATUS = new Set([300, 301, 302, 303, 307, 308]);
 
 export class Fetcher {
   private readonly dispatcher: Dispatcher;
@@ -78,7 +92,7 @@ export class Fetcher {
       bodyTimeoutMs: 15_000,
       totalTimeoutMs: 60_000,
       maxBytes: 32 * 1024 * 1024,
-      maxRedirects: 5,
+      maxRedirects: MAX_REDIRECTS,
       retries: 2,
       retryBaseMs: 500,
       maxRetryDelayMs: 10_000,
@@ -106,15 +120,26 @@ export class Fetcher {
   /**
    * `accept`: the Accept header (images by default; the crawler asks for HTML and robots.txt). `hold`: the body
    * stays counted in the byte budget until the outcome's `release` is called (ingest holds it until decoded, so
-   * bodies queued for the decoder are bounded too).
+   * bodies queued for the decoder are bounded too). `robotsTag`: refuse a response whose X-Robots-Tag opts out
+   * (`robots_tag`); false where the body is read for its own sake and not used (robots.txt: RFC 9309 2.3.1.1
+   * says rules downloaded successfully are followed, and a robots.txt's `noindex` only keeps that file out of
+   * search results).
+   *
+   * The URL is what the URL standard parses it to, as checkUrl decides for a list row (`http:host/p` and
+   * `http:\\host\p` are http://host/p to it, and to browsers): checkUrl's reason when it cannot be fetched.
    */
-  async fetch(url: string, accept = 'image/*', { hold = false }: { hold?: boolean } = {}): Promise<FetchOutcome> {
-    if (!/^https?:\/\//i.test(url)) return { ok: false, reason: 'url_scheme' };
+  async fetch(
+    url: string,
+    accept = 'image/*',
+    { hold = false, robotsTag = true }: { hold?: boolean; robotsTag?: boolean } = {},
+  ): Promise<FetchOutcome> {
+    const bad = checkUrl(url);
+    if (bad) return { ok: false, reason: bad };
+    const target = new URL(url);
     for (let attempt = 0; ; attempt++) {
       const gate = this.o.gate;
-      const result = gate
-        ? await gate.run(new URL(url).host, () => this.attempt(url, accept, hold))
-        : await this.attempt(url, accept, hold);
+      const run = () => this.attempt(target, url, { accept, hold, robotsTag });
+      const result = gate ? await gate.run(target.host, run) : await run();
       const delay = 'retryAfterMs' in result ? result.retryAfterMs : undefined;
       if (!('retry' in result) || attempt >= this.o.retries) return result.outcome;
       const backoff = Math.random() * this.o.retryBaseMs * 2 ** attempt;
@@ -132,29 +157,21 @@ export class Fetcher {
     await this.agent.close();
   }
 
-  private async attempt(
-    url: string,
-    accept: string,
-    hold: boolean,
-  ): Promise<{ outcome: FetchOutcome; retry?: true; retryAfterMs?: number }> {
+  /** `url`: as the caller gave it, which the outcome reports; `target`: what is requested. */
+  private async attempt(target: URL, url: string, how: RequestHow): Promise<Attempt> {
     // A deadline cleared when the attempt ends: a stray abort after completion would error a finished body.
     const deadline = new Deadline(this.o.totalTimeoutMs);
     try {
-      return await this.request(url, accept, deadline, hold);
+      return await this.request(target, url, how, deadline);
     } finally {
       deadline.clear();
     }
   }
 
-  private async request(
-    url: string,
-    accept: string,
-    deadline: Deadline,
-    hold: boolean,
-  ): Promise<{ outcome: FetchOutcome; retry?: true; retryAfterMs?: number }> {
+  private async request(target: URL, url: string, how: RequestHow, deadline: Deadline): Promise<Attempt> {
+    const { accept, hold } = how;
     let response: Dispatcher.ResponseData;
     try {
-      const target = new URL(url);
       response = await this.dispatcher.request({
         origin: target.origin,
         path: `${target.pathname}${target.search}`,
@@ -168,15 +185,9 @@ export class Fetcher {
     const { statusCode, headers, body } = response;
     if (statusCode < 200 || statusCode >= 300) {
       await discard(body); // never leave an unconsumed body holding the connection
-      const location = header(headers, 'location');
-      if (statusCode >= 300 && statusCode < 400 && this.o.maxRedirects === 0 && location) {
-        return { outcome: { ok: false, reason: 'redirect', location: resolveUrl(location, url) } };
-      }
-      const reason: FailureReason = statusCode >= 300 && statusCode < 400 ? 'too_many_redirects' : `http_${statusCode}`;
-      if (!RETRY_STATUS.has(statusCode)) return { outcome: { ok: false, reason } };
-      return { outcome: { ok: false, reason }, retry: true, retryAfterMs: retryAfter(header(headers, 'retry-after')) };
+      return this.notOk(statusCode, headers, target);
     }
-    if (optedOut(header(headers, 'x-robots-tag'))) {
+    if (how.robotsTag && optedOut(headerValues(headers, 'x-robots-tag'))) {
       await discard(body);
       return { outcome: { ok: false, reason: 'robots_tag' } };
     }
@@ -210,7 +221,33 @@ export class Fetcher {
       },
     };
   }
+
+  /**
+   * A response outside 2xx: a redirect not followed (REDIRECT_STATUS with a Location), or a failure named by
+   * its status, retried where a later attempt may pass.
+   */
+  private notOk(statusCode: number, headers: Dispatcher.ResponseData['headers'], target: URL): Attempt {
+    const location = header(headers, 'location');
+    if (REDIRECT_STATUS.has(statusCode) && location) {
+      // The interceptor follows these itself: one reaching here is past the hop limit, or the limit is 0 (the
+      // crawler queues the target as a page of its own, checked against its hosts and robots.txt).
+      if (this.o.maxRedirects > 0) return { outcome: { ok: false, reason: 'too_many_redirects' } };
+      return { outcome: { ok: false, reason: 'redirect', location: resolveUrl(location, target.href) } };
+    }
+    const reason: FailureReason = `http_${statusCode}`;
+    if (!RETRY_STATUS.has(statusCode)) return { outcome: { ok: false, reason } };
+    return { outcome: { ok: false, reason }, retry: true, retryAfterMs: retryAfter(header(headers, 'retry-after')) };
+  }
 }
+
+/** How `fetch` was asked to request a URL. */
+interface RequestHow {
+  accept: string;
+  hold: boolean;
+  robotsTag: boolean;
+}
+
+type Attempt = { outcome: FetchOutcome; retry?: true; retryAfterMs?: number };
 
 /**
  * An attempt's overall deadline, as the EventEmitter signal undici's `request` accepts (documented beside
@@ -234,7 +271,7 @@ class Deadline extends EventEmitter {
   }
 }
 
-function failure(reason: FailureReason): { outcome: FetchOutcome; retry?: true } {
+function failure(reason: FailureReason): Attempt {
   const retryable = reason === 'connection_error' || reason === 'timeout' || reason === 'body_error';
   return retryable ? { outcome: { ok: false, reason }, retry: true } : { outcome: { ok: false, reason } };
 }
@@ -252,6 +289,12 @@ function header(headers: Dispatcher.ResponseData['headers'], name: string): stri
   return Array.isArray(value) ? value.join(', ') : (value ?? null);
 }
 
+/** Each value of a header the response repeats, apart (X-Robots-Tag: a crawler name scopes its own value only). */
+function headerValues(headers: Dispatcher.ResponseData['headers'], name: string): string[] {
+  const value = headers[name];
+  return value === undefined ? [] : Array.isArray(value) ? value : [value];
+}
+
 /** Retry-After as milliseconds: delta-seconds or an HTTP date. */
 export function retryAfter(value: string | null, now = Date.now()): number | undefined {
   if (!value) return undefined;
@@ -260,15 +303,13 @@ export function retryAfter(value: string | null, now = Date.now()): number | und
   return Number.isNaN(date) ? undefined : Math.max(0, date - now);
 }
 
-/** True when X-Robots-Tag opts out of AI use or indexing, generally or for wildstream by name. */
-export function optedOut(value: string | null): boolean {
-  if (!value) return false;
-  return value.split(',').some((part) => {
-    const token = part.trim().toLowerCase();
-    const scoped = /^([a-z0-9_-]+)\s*:\s*(.+)$/.exec(token);
-    if (scoped && !['wildstream', '*'].includes(scoped[1]!)) return false;
-    return (scoped ? scoped[2]! : token).split(/\s+/).some((d) => AI_OPT_OUT.has(d));
-  });
+/**
+ * True when X-Robots-Tag (each header's value, or one value) opts the image out of indexing or AI use, for
+ * every crawler or for wildstream by name: robots-directives.ts reads it as it reads a page's robots meta tag.
+ */
+export function optedOut(values: string | readonly string[] | null): boolean {
+  if (values === null) return false;
+  return optsOutOfImages(robotsDirectives(typeof values === 'string' ? [values] : values));
 }
 
 /** `phase`: a socket closed or reset before the response headers is a connection error, after them a body error. */

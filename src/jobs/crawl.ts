@@ -10,9 +10,10 @@ import { crawlFoundNothing } from '../crawl/outcome.js';
 import { RobotsCache, ROBOTS_MAX_BYTES } from '../crawl/robots.js';
 import { crawlSource } from '../crawl/source.js';
 import { ConfigError } from '../errors.js';
-import { Fetcher } from '../ingest/fetch.js';
+import { Fetcher, MAX_REDIRECTS } from '../ingest/fetch.js';
 import { HostGate } from '../ingest/host-gate.js';
 import { fetchOptionsOf } from '../ingest/options.js';
+import { checkUrl } from '../ingest/url-list.js';
 import type { IngestSummary } from '../ingest/summary.js';
 import { storeOptionsOf } from '../shards/options.js';
 import { openStore } from '../shards/store.js';
@@ -25,8 +26,13 @@ export async function crawlJob(seedArgs: string[], o: CrawlValues): Promise<Inge
   const gate = new HostGate(o.connectionsPerHost, o.delayMs);
   const fetchOptions = { ...fetchOptionsOf(o), connectionsPerOrigin: o.connectionsPerHost, gate };
   const fetcher = new Fetcher({ ...fetchOptions, maxRedirects: 0, maxBytes: o.maxPageBytes });
-  // robots.txt: redirects followed (RFC 9309 allows 5 hops), and only its first 500 KiB read and parsed.
-  const robotsFetcher = new Fetcher({ ...fetchOptions, maxRedirects: 5, maxBytes: ROBOTS_MAX_BYTES, truncate: true });
+  // robots.txt: redirects followed (RFC 9309 asks for 5 hops), and only its first 500 KiB read and parsed.
+  const robotsFetcher = new Fetcher({
+    ...fetchOptions,
+    maxRedirects: MAX_REDIRECTS,
+    maxBytes: ROBOTS_MAX_BYTES,
+    truncate: true,
+  });
   const result = await crawl(
     { store, fetcher, robots: new RobotsCache(robotsFetcher, 'wildstream'), gate },
     {
@@ -57,7 +63,7 @@ export async function crawlJob(seedArgs: string[], o: CrawlValues): Promise<Inge
 async function readSeeds(args: string[]): Promise<string[]> {
   const seeds: string[] = [];
   for (const arg of args) {
-    if (/^https?:\/\//i.test(arg)) seeds.push(arg);
+    if (checkUrl(arg) === null) seeds.push(arg);
     else {
       const text = await readFile(arg, 'utf8').catch(() => {
         throw new ConfigError(`seed "${arg}" is neither an http(s) URL nor a readable file`);
@@ -71,5 +77,14 @@ async function readSeeds(args: string[]): Promise<string[]> {
     }
   }
   if (seeds.length === 0) throw new ConfigError('no seed URLs');
-  return seeds;
+  return seeds.map(parsedSeed);
+}
+
+/**
+ * A seed URL as the URL standard parses it, as ingest's lists and fetcher take a URL (checkUrl): `http:host/p`
+ * and `http:\\host\p` are http://host/p. The crawler resolves each seed against itself, where such a URL would
+ * be a relative path on its own host, so it gets the parsed href. Anything else is left for it to refuse.
+ */
+function parsedSeed(seed: string): string {
+  return checkUrl(seed) === null ? new URL(seed).href : seed;
 }

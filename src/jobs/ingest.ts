@@ -2,10 +2,10 @@
  * An ingest run as `wildstream ingest` and a pipeline's ingest stage do it: parsed options in, a progress bar on a
  * terminal, SIGINT/SIGTERM stop it, the summary as one JSON line on stdout and each warning on stderr.
  *
- * A job that holds no image (an empty list, or every URL failed) ends in an ExitCodeError with status 3 when
- * `command` is `ingest`: its units are committed, so a later run with the fix and `--retry-failed` recovers
- * them, but a script (or `wildstream run`) should stop before it trains on nothing. `crawl` only warns, since a
- * polite crawl may rightly find nothing.
+ * A job that holds no image (an empty list or a crawl that found none, or every URL failed) ends in an
+ * ExitCodeError with status 3, for `ingest` and `crawl` alike (README, "Exit codes"): its units are committed, so
+ * a later run with the fix recovers them, but a script (or `wildstream run`) should stop before it trains on
+ * nothing. A polite crawl may rightly find nothing; the warning that becomes the error says why.
  */
 import { ConfigError, ExitCodeError } from '../errors.js';
 import { FLAG_NAMES, type OptionNames } from '../options/declare.js';
@@ -20,7 +20,7 @@ import type { IngestWarning } from '../ingest/summary.js';
 export const KEPT_NOTHING_EXIT = 3;
 
 export interface IngestRun {
-  /** `ingest` makes a job that holds no image exit 3 and lets warnings suggest --retry-failed. @default 'ingest' */
+  /** `ingest` lets warnings suggest --retry-failed (crawl has no such flag). @default 'ingest' */
   command?: 'ingest' | 'crawl';
   /** Takes the place of the `empty_list` warning (a crawl says why it found nothing: its user gave no list). */
   emptyList?: IngestWarning;
@@ -76,14 +76,14 @@ export async function ingestJob(
     ? { ...ran, warnings: ran.warnings.map((w) => (w.code === 'empty_list' ? emptyList : w)) }
     : ran;
   process.stdout.write(`${JSON.stringify({ event: 'ingest_done', ...summary })}\n`);
-  const fatal =
-    command === 'ingest'
-      ? summary.warnings.find((w) => w.code === 'kept_nothing' || w.code === 'empty_list')
-      : undefined;
+  const fatal = summary.warnings.find(holdsNoImage);
   for (const w of summary.warnings) if (w !== fatal) process.stderr.write(`wildstream: warning: ${w.message}\n`);
   if (fatal) throw new ExitCodeError(fatal.message, KEPT_NOTHING_EXIT);
   return summary;
 }
+
+/** Whether a warning says the job holds no image: nothing was listed (or found), or everything failed. */
+const holdsNoImage = (w: IngestWarning): boolean => w.code === 'kept_nothing' || w.code === 'empty_list';
 
 /**
  * SIGINT/SIGTERM abort the run (it ends with an InterruptedError saying what is committed). Downloads in flight

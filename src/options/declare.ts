@@ -183,16 +183,29 @@ export function list<const O extends Common & { default?: string[] }>(o: O): Dec
   return decl(o, 'list', schema, (s) => [s]);
 }
 
-/** Several words given as one comma-separated string (`--hosts a,b`), or as a YAML list in a pipeline. */
-export function words<const O extends Common>(o: O): Decl<string[], PresenceOf<O>> {
+/**
+ * Several words given as one comma-separated string (`--hosts a,b`), or as a YAML list in a pipeline. `check`
+ * (if any) validates or normalises each word, as text's does, so that a flag and a pipeline key refuse the
+ * same words with the same message.
+ */
+export function words<const O extends Common & { check?: (word: string) => string }>(
+  o: O,
+): Decl<string[], PresenceOf<O>> {
+  const check = o.check ?? ((w: string) => w);
   const split = (s: string) =>
     s
       .split(',')
       .map((w) => w.trim())
-      .filter(Boolean);
-  const schema = z
-    .union([z.string(), z.array(z.string())])
-    .transform((v) => (typeof v === 'string' ? split(v) : v.flatMap(split))) as unknown as z.ZodType<string[]>;
+      .filter(Boolean)
+      .map(check);
+  const schema = z.union([z.string(), z.array(z.string())]).transform((v, ctx) => {
+    try {
+      return typeof v === 'string' ? split(v) : v.flatMap(split);
+    } catch (err) {
+      ctx.addIssue({ code: 'custom', message: (err as Error).message });
+      return z.NEVER;
+    }
+  }) as unknown as z.ZodType<string[]>;
   return decl(o, 'value', schema, split);
 }
 

@@ -225,7 +225,8 @@ describe('crawl', () => {
           '--max-page-bytes',
           '1048576',
         ]);
-        expect(r.code, r.stderr).toBe(0);
+        // The one image, /i.jpg, is a 404 (or never found): each job holds no image, which exits 3.
+        expect(r.code, r.stderr).toBe(3);
         const done = JSON.parse(r.stdout.split('\n').find((l) => l.includes('crawl_done'))!);
         if (m === 'huge') {
           expect(done).toMatchObject({ pages: 2, images: 1, skipped: { robots_disallowed: 1 } });
@@ -247,7 +248,7 @@ describe('crawl', () => {
     }
   }, 120_000);
 
-  it('a crawl that finds nothing says why in crawl terms: an image on a refused loopback host is blocked_address, with the fix', async () => {
+  it('a crawl that finds nothing exits 3 and says why in crawl terms: an image on a refused loopback host is blocked_address, with the fix', async () => {
     const local = createServer((req, res) => {
       if (req.url === '/page.html')
         return void res
@@ -269,12 +270,12 @@ describe('crawl', () => {
         '--delay-ms',
         '0',
       ]);
-      expect(r.code, r.stderr).toBe(0);
+      expect(r.code, r.stderr).toBe(3); // README, "Exit codes": 3 the job holds no image, as ingest exits
       const done = JSON.parse(r.stdout.split('\n').find((l) => l.includes('crawl_done'))!);
       expect(done).toMatchObject({ pages: 1, fetched: 1, images: 0, skipped: { image_blocked_address: 1 } });
       expect(r.stderr).not.toMatch(/URL lists|--url-col/);
-      expect(r.stderr).toMatch(
-        /^wildstream: warning: the crawl found no image to ingest: 1 of 1 page fetched, 1 image found, 1 skipped; top reasons: image_blocked_address 1 \(.*pass --allow-private-network \(or --allow-address CIDR\)/m,
+      expect(r.stderr.trim()).toMatch(
+        /^wildstream: the crawl found no image to ingest: 1 of 1 page fetched, 1 image found, 1 skipped; top reasons: image_blocked_address 1 \(.*pass --allow-private-network \(or --allow-address CIDR\)[^\n]*$/,
       );
       const summary = JSON.parse(r.stdout.split('\n').find((l) => l.includes('ingest_done'))!);
       expect(summary.warnings).toEqual([
@@ -285,9 +286,71 @@ describe('crawl', () => {
     }
   }, 60_000);
 
+  it('a crawl whose images all fail exits 3 as ingest does, its units committed, with no --retry-failed hint (crawl has none)', async () => {
+    const gone = createServer((req, res) => {
+      if (req.url === '/') return void res.writeHead(200, { 'content-type': 'text/html' }).end('<img src="/gone.jpg">');
+      res.writeHead(404).end();
+    });
+    const url = await listen(gone);
+    const out = join(dir, 'all-failed');
+    const args = [
+      'crawl',
+      `${url}/`,
+      '--out',
+      out,
+      '--allow-address',
+      '127.0.0.1',
+      '--delay-ms',
+      '0',
+      '--retries',
+      '0',
+    ];
+    try {
+      const r = await runCli(args);
+      expect(r.code, r.stderr).toBe(3);
+      const summary = JSON.parse(r.stdout.split('\n').find((l) => l.includes('ingest_done'))!);
+      expect(summary.warnings).toEqual([expect.objectContaining({ code: 'kept_nothing', reason: 'http_404' })]);
+      expect(r.stderr).toMatch(/^wildstream: kept no image: 1 URL failed, most with http_404/m);
+      expect(r.stderr).not.toMatch(/--retry-failed/);
+      expect(await listUnits(await openStore(out))).toHaveLength(1);
+      // A rerun resumes the committed job and still holds no image: the same status, nothing fetched again.
+      const again = await runCli(args);
+      expect(again.code, again.stderr).toBe(3);
+      expect(again.stdout).toMatch(/"unitsSkipped":1/);
+    } finally {
+      gone.close();
+    }
+  }, 120_000);
+
+  it('--hosts refuses a URL (exit 2, nothing requested) with the host:port to write, which then follows the seed', async () => {
+    const host = new URL(base).host;
+    const args = (hosts: string, out: string) => [
+      ...['crawl', `${base}/`, '--out', join(dir, out), '--allow-address', '127.0.0.1'],
+      ...['--delay-ms', '0', '--max-depth', '0', '--hosts', hosts],
+    ];
+    const before = hits.length;
+    const refused = await runCli(args(base, 'hosts-url'));
+    expect(refused.code, refused.stderr).toBe(2);
+    expect(refused.stderr).toContain(`got "${base}": write ${host} instead`);
+    expect(hits.length).toBe(before);
+    expect(existsSync(join(dir, 'hosts-url'))).toBe(false);
+
+    const r = await runCli(args(host, 'hosts-ok'));
+    expect(r.code, r.stderr).toBe(0);
+    const done = JSON.parse(r.stdout.split('\n').find((l) => l.includes('crawl_done'))!);
+    expect(done).toMatchObject({ pages: 1, fetched: 1 });
+    expect(done.skipped.external_link).toBeUndefined();
+  }, 120_000);
+
   it('a crawl killed mid-way continues from its last committed unit', async () => {
+    // Each page's image is served (made first, off the server's loop): the job holds images, so the crawl exits 0.
+    const images = await Promise.all(
+      Array.from({ length: 30 }, (_, n) => patternJpeg(100 + n, { width: 96, height: 80 })),
+    );
     const chain = createServer((req, res) => {
       chainHits.push(req.url!);
+      const image = images[Number(/^\/i(\d+)\.jpg$/.exec(req.url!)?.[1] ?? NaN)];
+      if (image) return void res.writeHead(200, { 'content-type': 'image/jpeg' }).end(image);
       const m = /^\/p(\d+)$/.exec(req.url!);
       if (req.url === '/robots.txt') return void res.writeHead(404).end();
       if (!m) return void res.writeHead(404).end();

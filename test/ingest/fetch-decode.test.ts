@@ -11,7 +11,12 @@ let fixture: Fixture;
 let fetcher: Fetcher;
 beforeAll(async () => {
   // A connection dropped after the request, before any response: a connection error, not a body error.
-  fixture = await startFixture([[/^\/reset-before-headers$/, (req) => void req.socket.destroy()]]);
+  fixture = await startFixture([
+    [/^\/reset-before-headers$/, (req) => void req.socket.destroy()],
+    // 3xx that are no redirect to follow (RFC 9110 15.4): no Location, or a status that never redirects
+    [/^\/status-noloc\/(\d+)$/, (_q, res, m) => void res.writeHead(Number(m[1])).end()],
+    [/^\/status-loc\/(\d+)$/, (_q, res, m) => void res.writeHead(Number(m[1]), { location: '/photo.jpg' }).end()],
+  ]);
   fetcher = new Fetcher({
     allowAddresses: ['127.0.0.1'],
     retryBaseMs: 10,
@@ -70,6 +75,46 @@ describe('fetch and decode statuses', () => {
   it('refuses non-http schemes and redirects to them', async () => {
     expect(await status('ftp://127.0.0.1/x.jpg')).toBe('url_scheme');
     expect(await status('/to-ftp')).not.toBe('ok');
+    expect(await status('http://')).toBe('url_invalid');
+  });
+
+  it('fetches what the URL standard parses a URL to, as the list readers check it (checkUrl)', async () => {
+    const port = new URL(fixture.base).port;
+    for (const url of [
+      `http:127.0.0.1:${port}/photo.jpg`,
+      `HTTP:\\127.0.0.1:${port}\\photo.jpg`,
+      `http:/127.0.0.1:${port}/photo.jpg`,
+    ]) {
+      const before = fixture.log.length;
+      expect(await status(url), url).toBe('ok');
+      expect(fixture.log.slice(before), url).toEqual(['/photo.jpg']);
+    }
+  });
+
+  it('records a 3xx that is no redirect to follow by its status, followed or not (the crawler follows none)', async () => {
+    const crawlerLike = new Fetcher({ allowAddresses: ['127.0.0.1'], retries: 0, maxRedirects: 0 });
+    try {
+      for (const f of [fetcher, crawlerLike]) {
+        for (const code of [300, 301, 302, 303, 307, 308, 304, 305, 306, 399]) {
+          const got = await f.fetch(`${fixture.base}/status-noloc/${code}`);
+          expect(got, `${code} without Location`).toEqual({ ok: false, reason: `http_${code}` });
+        }
+        for (const code of [304, 305, 306]) {
+          const got = await f.fetch(`${fixture.base}/status-loc/${code}`);
+          expect(got, `${code} with Location`).toEqual({ ok: false, reason: `http_${code}` });
+        }
+      }
+      for (const code of [300, 301, 302, 303, 307, 308]) {
+        expect(await status(`/status-loc/${code}`), `${code} followed`).toBe('ok');
+        expect(await crawlerLike.fetch(`${fixture.base}/status-loc/${code}`)).toEqual({
+          ok: false,
+          reason: 'redirect',
+          location: `${fixture.base}/photo.jpg`,
+        });
+      }
+    } finally {
+      await crawlerLike.close();
+    }
   });
 
   it('retries 429 and 5xx, then gives the last status', async () => {

@@ -5,8 +5,9 @@
  */
 import { checkRetryOptions } from '../../src/jobs/ingest.js';
 import { Command } from 'commander';
-import { describe, expect, it } from 'vitest';
-import { buildProgram } from '../../src/cli.js';
+import { existsSync } from 'node:fs';
+import { describe, expect, it, vi } from 'vitest';
+import { buildProgram, main } from '../../src/cli.js';
 import { addOptions, optionValues } from '../../src/options/commander.js';
 import {
   choice,
@@ -22,7 +23,7 @@ import {
   words,
   type AnyDecl,
 } from '../../src/options/declare.js';
-import { keysAt, nearestKey, stageSchema } from '../../src/options/pipeline.js';
+import { describeIssue, keysAt, nearestKey, stageSchema } from '../../src/options/pipeline.js';
 import { PipelineSchema, STAGE_COMMANDS, validatePipeline } from '../../src/pipeline/schema.js';
 
 /** Commands no pipeline stage runs, each with why; any other command must be a stage of STAGE_COMMANDS. */
@@ -291,6 +292,46 @@ describe('declarations', () => {
     expect(schema.safeParse({ out: 'o', kind: 'c' }).success).toBe(false);
     expect(schema.safeParse({ size: 3 }).success).toBe(false);
     expect(keysAt(schema, [])).toEqual(['out', 'size', 'kind', 'tag', 'hosts', 'allow', 'force', 'resume']);
+  });
+
+  it('check each word where a words option declares a check, refusing the same word from a flag and a pipeline', async () => {
+    const upper = (w: string) => {
+      if (/\d/.test(w)) throw new Error(`no digits, got "${w}"`);
+      return w.toUpperCase();
+    };
+    const checked = { tags: words({ description: 'tags', check: upper }) };
+    const cmd = () => addOptions(new Command('x').exitOverride().configureOutput({ writeErr: () => {} }), checked);
+    await expect(cmd().parseAsync(['--tags', 'a,b2'], { from: 'user' })).rejects.toThrow(/no digits, got "b2"/);
+    const schema = stageSchema(checked);
+    expect(schema.parse({ tags: ['a', 'b, c'] })).toEqual({ tags: ['A', 'B', 'C'] });
+    const bad = schema.safeParse({ tags: 'a,b2' });
+    expect(bad.success).toBe(false);
+    expect(describeIssue(schema, bad.error!)).toBe('tags: no digits, got "b2"');
+  });
+
+  it("take crawl's --hosts as host[:port] only, from a flag and a pipeline key alike", async () => {
+    const url = 'http://127.0.0.1:29010';
+    const hint =
+      /expected host or host:port \(IPv6 in brackets, as \[::1\]:8080\), got "http:\/\/127\.0\.0\.1:29010": write 127\.0\.0\.1:29010 instead$/;
+    expect(() => validatePipeline({ crawl: { seeds: [`${url}/`], out: 'x', hosts: url } }, 'p.yaml')).toThrow(
+      /^p\.yaml: crawl\.hosts: expected host or host:port/,
+    );
+    expect(() => validatePipeline({ crawl: { seeds: [`${url}/`], out: 'x', hosts: [url] } }, 'p.yaml')).toThrow(hint);
+    const p = validatePipeline({ crawl: { seeds: [`${url}/`], out: 'x', hosts: ['Example.org:8080', '[::1]'] } }, 'p');
+    expect(p.crawl!.hosts).toEqual(['example.org:8080', '[::1]']);
+
+    // The command itself: a usage error (exit 2) before any work, its one line naming the flag and the fix.
+    let stderr = '';
+    const spy = vi.spyOn(process.stderr, 'write').mockImplementation((chunk) => ((stderr += String(chunk)), true));
+    const code = await main(['node', 'wildstream', 'crawl', `${url}/`, '--out', 'never-made', '--hosts', url]).finally(
+      () => spy.mockRestore(),
+    );
+    expect(code).toBe(2);
+    expect(stderr.split('\n')[0]).toMatch(
+      /^error: option '--hosts <list>' argument 'http:\/\/127\.0\.0\.1:29010' is invalid\./,
+    );
+    expect(stderr.split('\n')[0]).toMatch(hint);
+    expect(existsSync('never-made')).toBe(false);
   });
 
   it('check a crop spec and a model name where they are given', () => {
