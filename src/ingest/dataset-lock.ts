@@ -10,10 +10,11 @@ import { openStore } from '../shards/store.js';
 import { abortable, type IngestOptions } from './run-options.js';
 
 /**
- * Runs `job` holding the ingest lease of `options.out`. Throws RunLockedError (before `job` starts) while
+ * Runs `job` holding the ingest lease of `options.out` (or `options.datasetLock`, held by the caller). Throws RunLockedError (before `job` starts) while
  * another live job holds it; a stop by `options.signal` while taking it rejects with the signal's reason.
  */
 export async function withDatasetLock<T>(options: IngestOptions, job: (lock: RunLock) => Promise<T>): Promise<T> {
+  if (options.datasetLock) return job(options.datasetLock);
   const store = await openStore(options.out, options.store);
   const taking = lockRun(store, INGEST_RUN, { location: options.out });
   let lock: RunLock;

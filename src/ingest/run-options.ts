@@ -3,6 +3,7 @@
  * flags and pipeline keys that make them), read by the planner (plan.ts) and by both executors (job.ts, queue.ts).
  */
 import { ConfigError } from '../errors.js';
+import type { RunLock } from '../shards/run-lock.js';
 import type { StoreOptions } from '../shards/store.js';
 import type { DecodeOptions } from './decode.js';
 import type { FetcherOptions } from './fetch.js';
@@ -44,6 +45,11 @@ export interface IngestOptions {
   signal?: AbortSignal;
   /** Whether the summary's warnings may suggest `--retry-failed` (crawl has no such option). @default true */
   retryHint?: boolean;
+  /**
+   * The dataset's ingest lease when the caller already holds it (a crawl holds it across its crawl and its
+   * ingest): used and left to the caller. @default the job takes and releases it (dataset-lock.ts)
+   */
+  datasetLock?: RunLock;
 }
 
 export function validateIngestOptions(o: IngestOptions): void {

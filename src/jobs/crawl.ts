@@ -16,13 +16,25 @@ import { fetchOptionsOf } from '../ingest/options.js';
 import { checkUrl } from '../ingest/url-list.js';
 import type { IngestSummary } from '../ingest/summary.js';
 import { storeOptionsOf } from '../shards/options.js';
-import { openStore } from '../shards/store.js';
+import { INGEST_RUN, lockRun, type RunLock } from '../shards/run-lock.js';
+import { openStore, type Store } from '../shards/store.js';
 import { ingestJob } from './ingest.js';
 
 /** Crawls from `seeds` (page URLs, or files listing them one a line) and ingests what it finds into `o.out`. */
 export async function crawlJob(seedArgs: string[], o: CrawlValues): Promise<IngestSummary> {
   const seeds = await readSeeds(seedArgs);
   const store = await openStore(o.out, storeOptionsOf(o));
+  // One job writes a dataset at a time (ingest/dataset-lock.ts): the crawl's units too, so held across both halves.
+  const lock = await lockRun(store, INGEST_RUN, { location: o.out });
+  try {
+    return await crawlAndIngest(seeds, o, store, lock);
+  } finally {
+    await lock.release().catch(() => {});
+  }
+}
+
+/** The crawl, then the ingest of what it found, holding `lock`. */
+async function crawlAndIngest(seeds: string[], o: CrawlValues, store: Store, lock: RunLock): Promise<IngestSummary> {
   const gate = new HostGate(o.connectionsPerHost, o.delayMs);
   const fetchOptions = { ...fetchOptionsOf(o), connectionsPerOrigin: o.connectionsPerHost, gate };
   const fetcher = new Fetcher({ ...fetchOptions, maxRedirects: 0, maxBytes: o.maxPageBytes });
@@ -55,7 +67,11 @@ export async function crawlJob(seedArgs: string[], o: CrawlValues): Promise<Inge
     {
       command: 'crawl',
       emptyList: crawlFoundNothing(result),
-      extra: { fetch: { ...fetchOptions, maxBytes: o.maxBytes }, source: crawlSource(result.images) },
+      extra: {
+        fetch: { ...fetchOptions, maxBytes: o.maxBytes },
+        source: crawlSource(result.images),
+        datasetLock: lock,
+      },
     },
   );
 }

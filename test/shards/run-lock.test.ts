@@ -168,15 +168,21 @@ describe('the ingest lock of a dataset', () => {
     await expect(runIngest(options(out))).resolves.toMatchObject({ unitsSkipped: 4 });
   }, 60_000);
 
-  it('wildstream ingest, and its --retry-failed pass, exit 1 on a held dataset and commit nothing', async () => {
+  it('wildstream ingest, its --retry-failed pass and crawl exit 1 on a held dataset and commit nothing', async () => {
     const out = await fresh('held');
     await out.put(INGEST_RUN.key, Buffer.from(JSON.stringify(lease({ host: hostname(), pid: process.pid }))));
-    for (const extra of [[], ['--retry-failed']]) {
-      const r = await runCli([...ingestArgs(list, join(dir, 'held')), ...extra]);
+    const crawl = ['crawl', `${fixture.base}/`, '--out', join(dir, 'held'), '--allow-address', '127.0.0.1'];
+    for (const args of [
+      ingestArgs(list, join(dir, 'held')),
+      [...ingestArgs(list, join(dir, 'held')), '--retry-failed'],
+      crawl,
+    ]) {
+      const r = await runCli(args);
       expect(r.code, r.stderr).toBe(1);
       expect(r.stderr).toMatch(/another ingest job holds .*held: run other \(pid \d+ on .*stop that process first/);
     }
     expect(await listUnits(out)).toEqual([]);
     expect(await out.head('dataset.json')).toBeNull();
+    for await (const o of out.list('crawl/')) expect.fail(`the refused crawl wrote ${o.key}`);
   }, 60_000);
 });
