@@ -10,6 +10,7 @@
 import { defined } from '../defaults.js';
 import { ConfigError } from '../errors.js';
 import { MAX_REDIRECTS, type Fetcher } from '../ingest/fetch.js';
+import { noFollow, optsOutOfImages, robotsDirectives } from '../ingest/robots-directives.js';
 import type { Store } from '../shards/store.js';
 import { normaliseUrl, readPage, type PageLimits } from './html.js';
 import type { HostGate } from '../ingest/host-gate.js';
@@ -157,12 +158,17 @@ class CrawlRun {
   private async fetchPage(entry: FrontierEntry): Promise<string> {
     const refused = await this.refusal(entry.url);
     if (refused) return refused;
-    const got = await this.d.fetcher.fetch(entry.url, 'text/html,application/xhtml+xml');
+    // The page's X-Robots-Tag weighs as its meta tags do (Google's spec gives them the same directives):
+    // `noindex` keeps its images out but not its links, `nofollow` its links.
+    const got = await this.d.fetcher.fetch(entry.url, 'text/html,application/xhtml+xml', { robotsTag: false });
     if (!got.ok) return got.reason === 'redirect' && got.location ? this.follow(entry, got.location) : got.reason;
     if (!/html/i.test(got.contentType ?? '')) return 'not_html';
     const page = readPage(got.bytes, got.contentType, entry.url, this.o.limits);
+    const header = robotsDirectives(got.robotsTags ?? []);
     if (page.truncated) this.count('page_truncated');
-    if (!page.noFollow) for (const url of page.links) this.enqueue({ url, depth: entry.depth + 1 });
+    if (!page.noFollow && !noFollow(header))
+      for (const url of page.links) this.enqueue({ url, depth: entry.depth + 1 });
+    if (optsOutOfImages(header)) return 'robots_tag';
     if (page.optedOut) return 'robots_meta';
     for (const [reason, n] of Object.entries(page.skipped)) this.count(`image_${reason}`, n);
     for (const image of page.images) {

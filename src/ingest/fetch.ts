@@ -65,7 +65,8 @@ export interface FetcherOptions {
 
 export type FetchOutcome =
   /** `release`: with `hold`, frees the body's share of the byte budget; call it once the bytes are consumed. */
-  | { ok: true; bytes: Buffer; contentType: string | null; url: string; release?: () => void }
+  /** `robotsTags`: the response's X-Robots-Tag values, when it had any (the crawler reads a page's with its meta). */
+  | { ok: true; bytes: Buffer; contentType: string | null; url: string; release?: () => void; robotsTags?: string[] }
   /** `location`: where a 3xx pointed, when redirects are not followed (maxRedirects 0, as the crawler runs). */
   | { ok: false; reason: FailureReason; location?: string };
 
@@ -123,7 +124,7 @@ export class Fetcher {
    * bodies queued for the decoder are bounded too). `robotsTag`: refuse a response whose X-Robots-Tag opts out
    * (`robots_tag`); false where the body is read for its own sake and not used (robots.txt: RFC 9309 2.3.1.1
    * says rules downloaded successfully are followed, and a robots.txt's `noindex` only keeps that file out of
-   * search results).
+   * search results) and for pages, whose header directives the crawler weighs with their meta tags.
    *
    * The URL is what the URL standard parses it to, as checkUrl decides for a list row (`http:host/p` and
    * `http:\\host\p` are http://host/p to it, and to browsers): checkUrl's reason when it cannot be fetched.
@@ -187,7 +188,8 @@ export class Fetcher {
       await discard(body); // never leave an unconsumed body holding the connection
       return this.notOk(statusCode, headers, target);
     }
-    if (how.robotsTag && optedOut(headerValues(headers, 'x-robots-tag'))) {
+    const robotsTags = headerValues(headers, 'x-robots-tag');
+    if (how.robotsTag && optedOut(robotsTags)) {
       await discard(body);
       return { outcome: { ok: false, reason: 'robots_tag' } };
     }
@@ -218,6 +220,7 @@ export class Fetcher {
         contentType: header(headers, 'content-type'),
         url,
         release: read.release,
+        ...(robotsTags.length > 0 && { robotsTags }),
       },
     };
   }

@@ -16,6 +16,8 @@ import { openStore } from '../../src/shards/store.js';
 interface Site {
   robots?: { body: string; headers?: OutgoingHttpHeaders; status?: number };
   pages?: Record<string, string>;
+  /** Headers of pages, by path, beside their content-type. */
+  pageHeaders?: Record<string, OutgoingHttpHeaders>;
   /** Extra routes: status and headers. */
   raw?: Record<string, { status: number; headers?: OutgoingHttpHeaders }>;
 }
@@ -37,7 +39,8 @@ async function serve(site: Site): Promise<string> {
     const raw = site.raw?.[path];
     if (raw) return void res.writeHead(raw.status, raw.headers).end();
     const html = site.pages?.[path];
-    if (html !== undefined) return void res.writeHead(200, { 'content-type': 'text/html' }).end(html);
+    const headers = { 'content-type': 'text/html', ...site.pageHeaders?.[path] };
+    if (html !== undefined) return void res.writeHead(200, headers).end(html);
     res.writeHead(404).end();
   });
   servers.push(server);
@@ -181,6 +184,25 @@ describe('robots meta tags in a crawl (robots-directives.ts)', () => {
     const result = await crawl(await crawlDeps('nii')(), { seeds: [`${base}/nii`] });
     expect(result).toMatchObject({ pages: 2, skipped: { robots_meta: 1 } });
     expect(result.images.map((i) => new URL(i.url).pathname)).toEqual(['/i/2.jpg']);
+  });
+});
+
+describe("a page's X-Robots-Tag in a crawl weighs as its meta tags do", () => {
+  it.each([
+    ['noindex', ['/i/2.jpg'], { robots_tag: 1 }],
+    ['nofollow', ['/i/1.jpg'], {}],
+    ['none', [], { robots_tag: 1 }],
+    ['otherbot: noindex, nofollow', ['/i/1.jpg', '/i/2.jpg'], {}],
+  ] as const)('X-Robots-Tag: %s', async (tag, images, skipped) => {
+    const base = await serve({
+      pages: { '/': '<img src="/i/1.jpg"><a href="/p2">p2</a>', '/p2': '<img src="/i/2.jpg">' },
+      pageHeaders: { '/': { 'x-robots-tag': tag } },
+    });
+    const result = await crawl(await crawlDeps(`xrt-${tag.replace(/\W/g, '')}`)(), { seeds: [`${base}/`] });
+    expect(result.skipped).toEqual(skipped);
+    expect(result.images.map((i) => new URL(i.url).pathname).sort()).toEqual(images);
+    // Its links are followed unless the header says nofollow (or none).
+    expect(hits.get(base)!.includes('/p2')).toBe(!/nofollow|none/.test(tag) || tag.startsWith('otherbot'));
   });
 });
 
