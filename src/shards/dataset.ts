@@ -10,9 +10,9 @@
  * then (atomically) the record, so readers and resumed jobs trust `units/` alone and ignore orphan shards and
  * failure files from interrupted runs. Every name here comes from keys.ts (record keys: `recordKey`).
  */
-import { InvalidShardError, NotFoundError } from '../errors.js';
+import { ConfigError, InvalidShardError, NotFoundError } from '../errors.js';
 import { addCounts, type FailureCounts } from './failures.js';
-import { MANIFEST_KEY, UNITS_DIR, unitKey } from './keys.js';
+import { MANIFEST_KEY, SHARDS_DIR, UNITS_DIR, unitKey } from './keys.js';
 import { getBytes, type Store } from './store.js';
 
 export {
@@ -100,10 +100,19 @@ export interface DatasetSummary {
   bytes: number;
   failed: FailureCounts;
   duplicates: DuplicateCounts;
+  /** What checkDataset found wrong, one line each with its fix; empty for a healthy dataset. */
+  problems: string[];
 }
 
 export function summarise(units: readonly UnitRecord[]): DatasetSummary {
-  const summary: DatasetSummary = { shards: 0, records: 0, bytes: 0, failed: {}, duplicates: { exact: 0, near: 0 } };
+  const summary: DatasetSummary = {
+    shards: 0,
+    records: 0,
+    bytes: 0,
+    failed: {},
+    duplicates: { exact: 0, near: 0 },
+    problems: [],
+  };
   for (const unit of units) {
     summary.shards += 1;
     summary.records += unit.records;
@@ -115,11 +124,80 @@ export function summarise(units: readonly UnitRecord[]): DatasetSummary {
   return summary;
 }
 
-/** Summarises a dataset; a store with neither a manifest nor a unit holds no dataset and is an error. */
+/**
+ * Summarises a dataset and checks it (checkDataset): the problems found are in the summary, not thrown, so the
+ * caller can show the counts with them. Errors: NotFoundError when the store holds no dataset (neither a manifest
+ * nor a unit); InvalidShardError for a malformed unit record (listUnits); the store's errors.
+ */
 export async function inspectDataset(store: Store): Promise<DatasetSummary> {
   const units = await listUnits(store);
-  if (units.length === 0 && !(await store.head(MANIFEST_KEY))) {
+  const manifest = await store.head(MANIFEST_KEY);
+  if (units.length === 0 && !manifest) {
     throw new NotFoundError(`no wildstream dataset at ${store.url} (no ${MANIFEST_KEY} and no committed units)`);
   }
-  return summarise(units);
+  return { ...summarise(units), problems: await checkDataset(store, units, manifest !== null) };
+}
+
+/**
+ * What a reader or a resumed ingest would refuse, found without reading a shard: `dataset.json` parses as a
+ * manifest, and each committed unit's shard exists at the size its record gives (one listing of `shards/`, so
+ * a dataset of a million shards costs about a thousand LIST pages, not a million HEADs; a shard stored elsewhere
+ * is HEADed). Returns one line per problem, saying how to repair it. Errors: the store's.
+ */
+export async function checkDataset(
+  store: Store,
+  units: readonly UnitRecord[],
+  hasManifest: boolean,
+): Promise<string[]> {
+  const problems: string[] = [];
+  if (hasManifest) {
+    const why = manifestProblem(await getBytes(store, MANIFEST_KEY));
+    if (why) {
+      problems.push(`${MANIFEST_KEY} ${why}; restore it from a copy, or ingest again into a new --out`);
+    }
+  }
+  const sizes = await shardSizes(store, units);
+  for (const unit of units) {
+    const size = sizes.get(unit.shard);
+    const found = size === undefined ? 'is missing' : size !== unit.bytes ? `is ${size} bytes` : null;
+    if (!found) continue;
+    problems.push(
+      `${unit.shard} ${found}, ${unitKey(unit.unit)} says ${unit.bytes} bytes; ` +
+        `delete ${unitKey(unit.unit)} and rerun the same command to redo unit ${unit.unit}`,
+    );
+  }
+  return problems;
+}
+
+/** Why `bytes` is not a dataset manifest (the shape ingest's readManifest requires), or null when it is one. */
+export function manifestProblem(bytes: Uint8Array): string | null {
+  let value: unknown;
+  try {
+    value = JSON.parse(Buffer.from(bytes).toString('utf8'));
+  } catch {
+    return 'is not valid JSON';
+  }
+  const manifest = value as { format?: unknown; jobs?: unknown } | null;
+  const ok = manifest !== null && typeof manifest === 'object' && Array.isArray(manifest.jobs);
+  return ok && manifest.format === 'wildstream-dataset' ? null : 'is not a wildstream dataset manifest';
+}
+
+/** HEADs at once for shards outside `shards/`: a few, so a slow store is not flooded. */
+const HEADS_IN_FLIGHT = 16;
+
+/** The size of each unit's shard that exists, by key: one listing of `shards/`, HEADs for any other key. */
+async function shardSizes(store: Store, units: readonly UnitRecord[]): Promise<Map<string, number>> {
+  const sizes = new Map<string, number>();
+  if (units.length === 0) return sizes;
+  for await (const info of store.list(`${SHARDS_DIR}/`)) sizes.set(info.key, info.size);
+  const others = units.map((u) => u.shard).filter((key) => !key.startsWith(`${SHARDS_DIR}/`));
+  for (let i = 0; i < others.length; i += HEADS_IN_FLIGHT) {
+    const batch = others.slice(i, i + HEADS_IN_FLIGHT);
+    // A key the store refuses (`../x`) names no shard it holds: reported as missing.
+    const head = (key: string) =>
+      store.head(key).catch((err: unknown) => (err instanceof ConfigError ? null : Promise.reject(err)));
+    const infos = await Promise.all(batch.map(head));
+    infos.forEach((info, j) => info && sizes.set(batch[j]!, info.size));
+  }
+  return sizes;
 }

@@ -5,12 +5,13 @@
  */
 import { mkdir, stat } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
-import { AccessDeniedError, ConfigError, StoreUnavailableError } from '../errors.js';
+import { ConfigError, StoreUnavailableError } from '../errors.js';
+import { diskWriteError } from './disk-errors.js';
 
 /**
  * Creates `dir` and its missing parents. Errors (one line, naming the path): ConfigError when a path component
- * is a file; AccessDeniedError on a read-only file system or a denied permission; StoreUnavailableError when
- * the file system refuses for another reason.
+ * is a file; AccessDeniedError on a read-only file system or a denied permission, StoreUnavailableError on a
+ * full disk (both from diskWriteError); StoreUnavailableError when the file system refuses for another reason.
  */
 export async function makeDirs(dir: string): Promise<void> {
   const target = resolve(dir);
@@ -42,10 +43,8 @@ async function kindOf(path: string, target: string): Promise<'dir' | 'file' | 'n
 }
 
 function failed(err: NodeJS.ErrnoException, path: string, target: string): Error {
-  if (err.code === 'EROFS')
-    return new AccessDeniedError(`cannot write to ${path}: read-only file system`, { cause: err });
-  if (err.code === 'EACCES' || err.code === 'EPERM')
-    return new AccessDeniedError(`cannot create ${path}: permission denied`, { cause: err });
+  const disk = diskWriteError(err, path, 'create'); // a full, read-only or forbidden disk, worded as every write
+  if (disk) return disk;
   if (err.code === 'EEXIST' || err.code === 'ENOTDIR')
     return new ConfigError(`cannot create ${target}: ${path} is a file, not a directory`, { cause: err });
   return new StoreUnavailableError(`cannot create ${path}: the file system refuses (${err.code ?? err.message})`, {

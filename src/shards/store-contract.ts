@@ -78,17 +78,61 @@ export interface StoreOptions {
   attemptTimeoutMs?: number;
 }
 
-/** Rejects keys that are empty, absolute, or contain `.`/`..`/empty segments or control characters. */
+/**
+ * Why a `/`-separated path may not name an object, or undefined when it may: an empty, `.` or `..` segment, or a
+ * control character. One rule for object keys (checkKey) and S3 URL prefixes (parseS3Url). S3 itself accepts
+ * such keys (AWS, "Naming Amazon S3 objects", object-keys.html: any UTF-8, though some characters "might require
+ * special handling"), but HTTP clients, proxies and servers remove dot segments from request paths (RFC 3986
+ * section 5.2.4; s3rver and fake-s3 do, jubos/fake-s3#251), and collapse or keep `//` as they like, so a request
+ * for such a key may reach another key, or with a leading `..` another bucket (path-style `/bucket/key`).
+ */
+export function pathProblem(path: string): string | undefined {
+  if (/[\u0000-\u001f\u007f]/.test(path)) return 'control characters are not allowed';
+  const bad = path.split('/').find((part) => part === '' || part === '.' || part === '..');
+  if (bad === undefined) return undefined;
+  return bad === '' ? 'segments may not be empty ("//" or a leading "/")' : `segments may not be "." or ".."`;
+}
+
+/**
+ * Rejects keys that are empty, absolute, or contain `.`/`..`/empty segments (pathProblem), backslashes or control
+ * characters. Throws ConfigError naming the key.
+ */
 export function checkKey(key: string): string {
-  const bad =
-    typeof key !== 'string' ||
-    key === '' ||
-    key.startsWith('/') ||
-    key.includes('\\') ||
-    /[\u0000-\u001f]/.test(key) ||
-    key.split('/').some((part) => part === '' || part === '.' || part === '..');
-  if (bad) throw new ConfigError(`invalid object key ${JSON.stringify(key)}`);
+  const problem =
+    typeof key !== 'string' || key === ''
+      ? 'a key is a non-empty string'
+      : key.includes('\\')
+        ? 'backslashes are not allowed'
+        : pathProblem(key);
+  if (problem) throw new ConfigError(`invalid object key ${JSON.stringify(key)}: ${problem}`);
   return key;
+}
+
+/** The bucket and key prefix an `s3://bucket/prefix` URL names; the prefix has no trailing `/`. */
+export interface S3Location {
+  bucket: string;
+  prefix: string;
+}
+
+/**
+ * Parses and validates an S3 store URL: a valid bucket name, and a prefix whose segments obey pathProblem
+ * (trailing slashes are dropped). The one place that decides what an S3 URL may be: openStore calls it before
+ * loading the SDK, and S3Store's constructor calls it again. Throws ConfigError naming the URL and the fix.
+ */
+export function parseS3Url(url: string): S3Location {
+  const match = /^s3:\/\/([^/]*)\/?(.*)$/is.exec(url);
+  if (!match || !/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(match[1]!)) {
+    throw new ConfigError(`invalid S3 URL ${url}: expected s3://bucket/prefix with a valid bucket name`);
+  }
+  const prefix = match[2]!.replace(/\/+$/, '');
+  const problem = prefix ? pathProblem(prefix) : undefined;
+  if (problem) {
+    throw new ConfigError(
+      `invalid S3 URL ${url}: prefix ${problem}, since HTTP clients and servers rewrite such paths; ` +
+        `write the prefix as plain names with one "/" between them, e.g. s3://${match[1]}/datasets/web-v1`,
+    );
+  }
+  return { bucket: match[1]!, prefix };
 }
 
 /** Validates an inclusive byte range. */

@@ -19,6 +19,7 @@ import {
   type Store,
   type StoreOptions,
 } from './store-contract.js';
+import { diskWriteError } from './disk-errors.js';
 import { makeDirs } from './make-dirs.js';
 
 /** Temp files carry this marker; `list` skips them and a later `put` of the same key overwrites. */
@@ -50,24 +51,11 @@ export class LocalStore implements Store {
     return full;
   }
 
+  /** Errors: every disk failure (mkdir, write, fsync, rename) as diskWriteError words it, naming the target. */
   async put(key: string, body: PutBody): Promise<void> {
     const target = this.path(key);
-    const temp = `${target}${TEMP_MARK}${randomBytes(6).toString('hex')}`;
-    await wrap(key, () => makeDirs(dirname(target)), dirname(target));
-    const handle = await wrap(key, () => open(temp, 'w'), target);
-    try {
-      if (body instanceof Uint8Array) await handle.writeFile(body);
-      else for await (const chunk of body as Readable) await handle.write(chunk as Uint8Array);
-      await handle.sync();
-      await handle.close();
-      await rename(temp, target);
-    } catch (err) {
-      // Whatever failed (a full disk mid-write, a rename), the target still holds the last committed object.
-      await handle.close().catch(() => {});
-      await rm(temp, { force: true }).catch(() => {});
-      throw mapFsError(err, key, target);
-    }
-    await syncDir(dirname(target));
+    await wrap(key, () => makeDirs(dirname(target)), target);
+    await wrap(key, () => writeAtomically(target, body), target);
   }
 
   async get(key: string): Promise<Readable> {
@@ -139,7 +127,8 @@ export class LocalStore implements Store {
   }
 
   async delete(key: string): Promise<void> {
-    await wrap(key, () => rm(this.path(key), { force: true }));
+    const path = this.path(key);
+    await wrap(key, () => rm(path, { force: true }), path);
   }
 
   async sweepUnfinished(dirKey: string): Promise<string[]> {
@@ -149,9 +138,32 @@ export class LocalStore implements Store {
       throw mapFsError(err, dirKey);
     });
     const unfinished = names.filter((n) => n.includes(TEMP_MARK));
-    for (const name of unfinished) await wrap(`${dirKey}/${name}`, () => rm(join(dir, name), { force: true }));
+    for (const name of unfinished) {
+      await wrap(`${dirKey}/${name}`, () => rm(join(dir, name), { force: true }), join(dir, name));
+    }
     return unfinished;
   }
+}
+
+/**
+ * Temp file beside `target`, fsync, rename over it, fsync the directory. Whatever fails (a full disk mid-write,
+ * a rename), the target still holds the last committed object and no temp file is left; the raw error is thrown.
+ */
+async function writeAtomically(target: string, body: PutBody): Promise<void> {
+  const temp = `${target}${TEMP_MARK}${randomBytes(6).toString('hex')}`;
+  const handle = await open(temp, 'w');
+  try {
+    if (body instanceof Uint8Array) await handle.writeFile(body);
+    else for await (const chunk of body as Readable) await handle.write(chunk as Uint8Array);
+    await handle.sync();
+    await handle.close();
+    await rename(temp, target);
+  } catch (err) {
+    await handle.close().catch(() => {});
+    await rm(temp, { force: true }).catch(() => {});
+    throw err;
+  }
+  await syncDir(dirname(target));
 }
 
 /** Every file key below `dirKey`, skipping temp files. A missing directory is an empty listing. */
@@ -182,10 +194,7 @@ async function syncDir(dir: string): Promise<void> {
   }
 }
 
-/**
- * `mkdir -p`, with the real reason when it fails: Node's recursive mkdir reports ENOENT whatever stopped it
- * (a read-only file system, a parent without write permission), so ask the nearest existing ancestor.
- */
+/** Runs `fn`, mapping what it throws with mapFsError. */
 async function wrap<T>(key: string, fn: () => Promise<T>, path?: string): Promise<T> {
   try {
     return await fn();
@@ -194,26 +203,20 @@ async function wrap<T>(key: string, fn: () => Promise<T>, path?: string): Promis
   }
 }
 
+/**
+ * The typed error for a failed file system call on `key`. With `path` (the call wrote there), a full, read-only
+ * or forbidden disk is worded by diskWriteError, as every local write is; otherwise ENOENT, EISDIR and ENOTDIR
+ * are NotFoundError, EACCES and EPERM AccessDeniedError, and anything else StoreUnavailableError.
+ */
 function mapFsError(err: unknown, key: string, path?: string): Error {
   if (err instanceof WildstreamError) return err;
+  const disk = path === undefined ? undefined : diskWriteError(err, path);
+  if (disk) return disk;
   const code = (err as NodeJS.ErrnoException).code;
   const why = (err as Error).message;
-  if (code === 'ENOSPC' || code === 'EDQUOT') {
-    const what = code === 'ENOSPC' ? 'disk full' : 'disk quota exceeded';
-    return new StoreUnavailableError(
-      `${what}: cannot write ${path ?? key}; committed data is intact, free space and rerun`,
-      { cause: err },
-    );
-  }
   if (code === 'ENOENT' || code === 'EISDIR' || code === 'ENOTDIR')
     return new NotFoundError(`no such object: ${key}`, { cause: err });
-  if (code === 'EROFS') {
-    return new AccessDeniedError(
-      `cannot write to ${(err as NodeJS.ErrnoException).path ?? path ?? key}: read-only file system`,
-      { cause: err },
-    );
-  }
-  if (code === 'EACCES' || code === 'EPERM' || code === 'EROFS')
+  if (code === 'EACCES' || code === 'EPERM')
     return new AccessDeniedError(`access denied to ${key}: ${why}`, { cause: err });
   return new StoreUnavailableError(`local store failed on ${key}: ${why}`, { cause: err });
 }

@@ -44,6 +44,7 @@ import {
   checkKey,
   checkRange,
   joinKey,
+  parseS3Url,
   type ObjectInfo,
   type PutBody,
   type RangeOptions,
@@ -66,12 +67,7 @@ export class S3Store implements Store {
   private readonly pageSize: number;
 
   constructor(location: string, options: StoreOptions = {}) {
-    const match = /^s3:\/\/([^/]+)\/?(.*)$/i.exec(location);
-    if (!match || !/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(match[1]!)) {
-      throw new ConfigError(`invalid S3 URL ${location}: expected s3://bucket/prefix with a valid bucket name`);
-    }
-    this.bucket = match[1]!;
-    this.prefix = match[2]!.replace(/\/+$/, '');
+    ({ bucket: this.bucket, prefix: this.prefix } = parseS3Url(location));
     this.url = `s3://${this.bucket}${this.prefix ? `/${this.prefix}` : ''}`;
     this.policy = retryPolicy(options);
     this.client = makeClient(options, this.policy);

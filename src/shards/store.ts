@@ -8,7 +8,7 @@
  * fault that outlasts it is a StoreUnavailableError naming the object and the last cause.
  */
 import { ConfigError, UnsupportedStoreError } from '../errors.js';
-import type { Store, StoreOptions } from './store-contract.js';
+import { parseS3Url, type Store, type StoreOptions } from './store-contract.js';
 
 export * from './store-contract.js';
 
@@ -31,6 +31,8 @@ export async function openStore(url: string, options: StoreOptions = {}): Promis
       `unsupported store URL scheme "${scheme}:" in ${url}; use a path, file:///abs/path or s3://bucket/prefix`,
     );
   }
+  // Validated here, at the boundary, before the SDK loads: a bad prefix fails at once, not after writes.
+  if (scheme === 's3') parseS3Url(url);
   return factory(url, options);
 }
 

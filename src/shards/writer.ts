@@ -15,6 +15,7 @@ import { RecordBatchFileWriter, type Schema } from 'apache-arrow';
 import { ConfigError } from '../errors.js';
 import { imageSchema, toRecordBatch, type ImageRecord } from './schema.js';
 import type { Store } from './store.js';
+import { diskWriteError } from './disk-errors.js';
 import { makeDirs } from './make-dirs.js';
 
 export interface ShardWriterOptions {
@@ -69,8 +70,10 @@ export class ShardWriter {
     const file = await this.open(); // an empty shard is still a valid Arrow file with the schema
     try {
       file.writer.finish();
-      await finished(file.out);
-      const { size } = await stat(file.path);
+      const { size } = await staged(file.path, async () => {
+        await finished(file.out);
+        return stat(file.path);
+      });
       await store.put(key, createReadStream(file.path));
       return { records: this.records, bytes: size, batches: this.batches };
     } finally {
@@ -98,7 +101,10 @@ export class ShardWriter {
     this.pendingBytes = 0;
     file.writer.write(batch);
     // Respect the file stream's backpressure so a fast producer cannot buffer a whole shard in memory.
-    if (file.out.writableNeedDrain) await once(file.out, 'drain');
+    await staged(file.path, async () => {
+      if (file.out.errored) throw file.out.errored;
+      if (file.out.writableNeedDrain) await once(file.out, 'drain');
+    });
   }
 
   private async open() {
@@ -106,12 +112,28 @@ export class ShardWriter {
     await makeDirs(this.stagingDir);
     const path = join(this.stagingDir, `shard-${randomBytes(6).toString('hex')}.arrow`);
     const out = createWriteStream(path);
-    await once(out, 'ready'); // an unwritable staging folder fails here, as a rejection, not a stray 'error'
+    // A write error (a full disk) is kept on `out.errored` and thrown by the next flush or finish; without a
+    // listener it would be an uncaught 'error' event, since the Arrow stream's pipe rethrows it.
+    out.on('error', () => {});
+    // An unwritable staging folder fails here, as a rejection, not a stray 'error'.
+    await staged(path, () => once(out, 'ready'));
     const writer = new RecordBatchFileWriter();
     writer.toNodeStream().pipe(out);
     writer.reset(undefined, this.schema);
     this.file = { path, out, writer };
     return this.file;
+  }
+}
+
+/**
+ * Runs a step of writing the staged file; a disk error (full, read-only, forbidden) is thrown as diskWriteError
+ * words it, naming the staged file, as the store's own writes are. Other errors are thrown as they are.
+ */
+async function staged<T>(path: string, step: () => Promise<T>): Promise<T> {
+  try {
+    return await step();
+  } catch (err) {
+    throw diskWriteError(err, path) ?? err;
   }
 }
 

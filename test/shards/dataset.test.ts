@@ -1,5 +1,5 @@
 // The dataset layout: units commit after their shards; inspect counts committed units only.
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -71,6 +71,7 @@ describe('dataset layout', () => {
       bytes: units[0]!.bytes + units[1]!.bytes,
       failed: { http_404: 3, decode_error: 1 },
       duplicates: { exact: 2, near: 0 },
+      problems: [],
     });
   });
 
@@ -90,19 +91,80 @@ describe('dataset layout', () => {
   });
 });
 
+/** A dataset of `units` committed units of 10 records each, with a manifest; returns the shard sizes. */
+async function dataset(name: string, units = 3): Promise<number[]> {
+  const store = await openStore(join(dir, name));
+  await store.put(MANIFEST_KEY, Buffer.from(JSON.stringify({ format: 'wildstream-dataset', jobs: [] })));
+  const sizes: number[] = [];
+  for (let n = 0; n < units; n++) {
+    const writer = new ShardWriter();
+    for (let i = 0; i < 10; i++) await writer.add(makeRecord(i));
+    const info = await writer.finish(store, shardKey(n));
+    await commitUnit(store, unit(n, { bytes: info.bytes }));
+    sizes.push(info.bytes);
+  }
+  return sizes;
+}
+
 describe('wildstream inspect', () => {
   it('prints the summary as JSON', async () => {
-    const store = await openStore(join(dir, 'cli'));
-    await commitUnit(store, unit(0));
+    const [bytes] = await dataset('cli', 1);
     const result = await runCli(['inspect', join(dir, 'cli'), '--json']);
     expect(result.code).toBe(0);
     expect(JSON.parse(result.stdout)).toEqual({
       shards: 1,
       records: 10,
-      bytes: 1000,
+      bytes,
       failed: { http_404: 2, decode_error: 1 },
       duplicates: { exact: 1, near: 0 },
+      problems: [],
     });
+  });
+
+  it('exits 1 on a deleted or truncated shard or a corrupt dataset.json, listing each with its fix', async () => {
+    const sizes = await dataset('damaged');
+    const root = join(dir, 'damaged');
+    await rm(join(root, 'shards', '000001.arrow'));
+    await truncate(join(root, 'shards', '000002.arrow'), 1000);
+    await writeFile(join(root, 'dataset.json'), '[1,2');
+    const result = await runCli(['inspect', root, '--json']);
+    expect(result.code).toBe(1);
+    const expected = [
+      'dataset.json is not valid JSON; restore it from a copy, or ingest again into a new --out',
+      `shards/000001.arrow is missing, units/000001.json says ${sizes[1]} bytes; ` +
+        'delete units/000001.json and rerun the same command to redo unit 1',
+      `shards/000002.arrow is 1000 bytes, units/000002.json says ${sizes[2]} bytes; ` +
+        'delete units/000002.json and rerun the same command to redo unit 2',
+    ];
+    expect(JSON.parse(result.stdout)).toMatchObject({ shards: 3, records: 30, problems: expected });
+    expect(result.stderr).toBe(`wildstream: damaged dataset at ${root}: ${expected[0]} (and 2 more, listed above)\n`);
+
+    const text = await runCli(['inspect', root]);
+    expect(text.code).toBe(1);
+    expect(text.stdout).toContain(`problems    3\n  ${expected.join('\n  ')}\n`);
+
+    await writeFile(join(root, 'dataset.json'), '{"format":"something-else","jobs":[]}');
+    const shape = await inspectDataset(await openStore(root));
+    expect(shape.problems[0]).toBe(
+      'dataset.json is not a wildstream dataset manifest; restore it from a copy, or ingest again into a new --out',
+    );
+  });
+
+  it('checks shards from one listing, never reading one, so a large dataset stays fast', async () => {
+    await dataset('large', 5);
+    const store = await openStore(join(dir, 'large'));
+    const calls: string[] = [];
+    for (const method of ['get', 'getRange', 'head', 'list'] as const) {
+      const real = (store[method] as (...a: unknown[]) => unknown).bind(store);
+      (store as unknown as Record<string, unknown>)[method] = (key: string, ...rest: unknown[]) => {
+        calls.push(`${method} ${key}`);
+        return real(key, ...rest);
+      };
+    }
+    expect((await inspectDataset(store)).problems).toEqual([]);
+    // No shard is read; one listing (the local store's own list stats each file, as an S3 LIST page returns sizes).
+    expect(calls.filter((c) => /^get(Range)? shards\//.test(c))).toEqual([]);
+    expect(calls.filter((c) => c.startsWith('list shards'))).toEqual(['list shards/']);
   });
 
   it('exits 2 with one line on bad usage, 1 on a broken run', async () => {

@@ -158,6 +158,32 @@ describe('store errors', () => {
     await expect(openStore('s3://')).rejects.toBeInstanceOf(ConfigError);
   });
 
+  it('refuses S3 prefixes with empty, "." or ".." segments before any request, as it refuses such keys', async () => {
+    // The HTTP layer resolves these (s3://bkt/../other/ds was written into bucket "other"), so they are refused.
+    for (const [url, why] of [
+      ['s3://conformance/../other/ds', /prefix segments may not be "\." or "\.\."/],
+      ['s3://conformance/./dot', /prefix segments may not be "\." or "\.\."/],
+      ['s3://conformance/a/..', /prefix segments may not be "\." or "\.\."/],
+      ['s3://conformance//dbl', /prefix segments may not be empty/],
+      ['s3://conformance/a//b/', /prefix segments may not be empty/],
+      ['s3://conformance/a\nb', /control characters/],
+    ] as const) {
+      const err = (await openStore(url, { s3Endpoint: s3.endpoint }).catch((e: unknown) => e)) as Error;
+      expect(err, url).toBeInstanceOf(ConfigError);
+      expect(err.message, url).toMatch(why);
+      expect(err.message.startsWith(`invalid S3 URL ${url}: `), url).toBe(true);
+      expect(err.message, url).toContain('write the prefix as plain names');
+    }
+    // Trailing slashes, dots inside names, spaces and unicode are fine.
+    for (const url of ['s3://conformance/a/b/', 's3://conformance/v1.2/..x/sp ace/é', 's3://conformance/']) {
+      await expect(openStore(url, { s3Endpoint: s3.endpoint }), url).resolves.toBeDefined();
+    }
+    const store = await openStore('s3://conformance/keys', { s3Endpoint: s3.endpoint });
+    for (const key of ['a/../b', './a', 'a//b', 'a/', '/a', 'a\\b', 'a\u0007b', '']) {
+      await expect(store.put(key, Buffer.from('x')), key).rejects.toThrow(/^invalid object key .*: /);
+    }
+  });
+
   it('reports a missing bucket', async () => {
     const store = await openStore('s3://no-such-bucket/x', { s3Endpoint: s3.endpoint });
     const listing = async () => {
