@@ -6,9 +6,9 @@
  * `--append`, which gives it the unit numbers after the last job's. A retry pass (`--retry-failed`, retry.ts)
  * is an entry of its own, numbered after the last entry, that names its job in `retryOf`.
  */
-import { createHash } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { ConfigError } from '../errors.js';
-import { listUnits, MANIFEST_KEY, type UnitRecord } from '../shards/dataset.js';
+import { listUnits, manifestProblem, MANIFEST_KEY, type UnitRecord } from '../shards/dataset.js';
 import { getBytes, openStore, type Store } from '../shards/store.js';
 import { abortable, DEFAULT_DEDUPE_RADIUS, DEFAULT_UNIT_SIZE, type IngestOptions } from './run-options.js';
 import { listSource, type IngestSource, type SourcePart } from './source.js';
@@ -35,6 +35,12 @@ export interface JobEntry {
 export interface Manifest {
   format: 'wildstream-dataset';
   version: 1;
+  /**
+   * The dataset's identity: random, written when the dataset is created (or, for a dataset made before ids,
+   * when a job is next registered in it). A dataset deleted and made again at the same location gets another,
+   * so state kept outside the store (a queue's Redis dedupe index and job ids, queue.ts) never outlives it.
+   */
+  id?: string;
   jobs: JobEntry[];
 }
 
@@ -158,19 +164,15 @@ export async function* groupUnits(
 
 export async function readManifest(store: Store): Promise<Manifest | null> {
   if (!(await store.head(MANIFEST_KEY))) return null;
-  const text = Buffer.from(await getBytes(store, MANIFEST_KEY)).toString('utf8');
-  try {
-    const manifest = JSON.parse(text) as Manifest;
-    if (manifest.format !== 'wildstream-dataset' || !Array.isArray(manifest.jobs)) throw new Error('bad shape');
-    return manifest;
-  } catch {
-    throw new ConfigError(`${store.url}/${MANIFEST_KEY} is not a wildstream dataset manifest`);
-  }
+  const bytes = await getBytes(store, MANIFEST_KEY);
+  const why = manifestProblem(bytes); // the check `inspect` makes
+  if (why) throw new ConfigError(`${store.url}/${MANIFEST_KEY} ${why}`);
+  return JSON.parse(Buffer.from(bytes).toString('utf8')) as Manifest;
 }
 
 /**
  * Finds this job in the manifest (resume) or adds it (new dataset, or `append`), and returns its entry.
- * Refuses a different job on an existing dataset without `append`.
+ * Refuses a different job on an existing dataset without `append`. Gives the dataset its `id` if it has none.
  */
 export async function registerJob(
   store: Store,
@@ -178,8 +180,13 @@ export async function registerJob(
   append: boolean,
 ): Promise<{ job: JobEntry; resumed: boolean; manifest: Manifest }> {
   const manifest = (await readManifest(store)) ?? { format: 'wildstream-dataset', version: 1, jobs: [] };
+  const unnamed = !manifest.id;
+  manifest.id ??= randomUUID();
   const existing = manifest.jobs.find((j) => j.fingerprint === planned.fingerprint);
-  if (existing) return { job: existing, resumed: true, manifest };
+  if (existing) {
+    if (unnamed) await store.put(MANIFEST_KEY, Buffer.from(JSON.stringify(manifest, null, 1)));
+    return { job: existing, resumed: true, manifest };
+  }
   if (manifest.jobs.length > 0 && !append) {
     throw new ConfigError(
       `${store.url} already holds a dataset made from other lists or options; rerun the same command to resume it, or pass --append to add to it`,

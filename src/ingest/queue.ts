@@ -1,7 +1,10 @@
 /**
- * Distributed ingest on BullMQ (Redis). The producer plans units with the local job's planner (plan.ts) and
- * enqueues each uncommitted one with its URL rows (job id = job fingerprint + unit, so enqueueing again is a no-op), then
- * waits until every unit is committed. Workers on any machine take units, process them with `ingestUnit`
+ * Distributed ingest on BullMQ (Redis). The producer plans units with the local job's planner (plan.ts), seeds
+ * the dataset's Redis dedupe index from its committed shards (as a local job starts its index from them), and
+ * enqueues each uncommitted unit with its URL rows (job id = dataset id + job fingerprint + unit, so enqueueing
+ * again is a no-op, and another dataset, or this one deleted and made again, never shares a job), then
+ * waits until every unit is committed, enqueueing again any unit whose job vanished from Redis. Redis state is
+ * keyed by the dataset's manifest id and removed once every unit of the dataset is committed. Workers on any machine take units, process them with `ingestUnit`
  * (the local code path) and a Redis-backed dedupe index, and commit them to the shared store. A worker killed
  * mid-unit holds a lock that expires; BullMQ's stalled-job check hands the unit to another worker, and the
  * partial shard is never committed (only a unit record commits). The producer's summary is computed from the
@@ -10,23 +13,41 @@
  */
 import { createHash } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Queue, Worker, type Job } from 'bullmq';
+import { Queue, WaitingError, Worker, type Job } from 'bullmq';
 import { Redis } from 'ioredis';
 import { ConfigError, StoreUnavailableError } from '../errors.js';
 import { listUnits, unitKey, type UnitRecord } from '../shards/dataset.js';
 import { openStore } from '../shards/store.js';
 import { RedisDedupe } from './dedupe-redis.js';
 import { ingestUnit, type UnitTask } from './job.js';
-import { planIngest, summarisePlan, type IngestPlan } from './plan.js';
+import { withDatasetLock } from './dataset-lock.js';
+import { nextUnit, planIngest, summarisePlan, type IngestPlan } from './plan.js';
 import { abortable, DEFAULT_DEDUPE_RADIUS, validateIngestOptions, type IngestOptions } from './run-options.js';
 import { interruptedError, plural, type IngestSummary } from './summary.js';
 
 export const QUEUE_NAME = 'wildstream-ingest';
 
-/** What a queued unit carries: the worker's `UnitTask` less the live objects, plus the dedupe radius. */
-type UnitJobData = Omit<UnitTask, 'dedupe' | 'onProgress'> & { dedupeRadius: number };
+/**
+ * What a queued unit carries: the worker's `UnitTask` less the live objects, plus the dedupe radius and the
+ * Redis prefix of its dataset's index (absent on units queued before datasets had ids).
+ */
+type UnitJobData = Omit<UnitTask, 'dedupe' | 'onProgress' | 'signal'> & { dedupeRadius: number; dedupePrefix?: string };
 
-/** Checks a redis:// URL and that the server answers, in seconds rather than ioredis' endless retries. */
+/** The Redis key prefix of a dataset's dedupe index: by its manifest id, so a dataset made again starts empty. */
+export const dedupePrefix = (datasetId: string): string => `wildstream:dedupe:${datasetId}`;
+
+/**
+ * A unit's queue job id: the dataset's id (another `--out`, or the same one deleted and made again, never
+ * finds this dataset's finished jobs), the job's fingerprint and the unit. BullMQ refuses ":" in custom ids.
+ */
+export const unitJobId = (datasetId: string, fingerprint: string, unit: number): string =>
+  `${datasetId}-${fingerprint.slice(0, 16)}-${unit}`;
+
+/**
+ * Checks a redis:// URL, that the server answers and that it has the URL's DB, in seconds rather than
+ * ioredis' endless retries. Throws ConfigError for a malformed URL or a DB the server lacks (ioredis would
+ * report a failed SELECT as an event and go on in DB 0), StoreUnavailableError when Redis cannot be reached.
+ */
 export async function connectRedis(url: string): Promise<Redis> {
   let parsed: URL;
   try {
@@ -55,11 +76,27 @@ export async function connectRedis(url: string): Promise<Redis> {
     probe.disconnect();
     throw new StoreUnavailableError(`cannot reach Redis at ${parsed.host}: ${(err as Error).message}`);
   }
-  probe.disconnect();
+  try {
+    await checkDb(probe, parsed);
+  } finally {
+    probe.disconnect();
+  }
   return new Redis(url, { maxRetriesPerRequest: null });
 }
 
-const datasetId = (out: string) => createHash('sha256').update(out).digest('hex').slice(0, 16);
+/** Selects the URL's DB on a connected client: a server with fewer DBs refuses it ("DB index is out of range"). */
+async function checkDb(probe: Redis, parsed: URL): Promise<void> {
+  const db = parsed.pathname.length > 1 ? Number(parsed.pathname.slice(1)) : 0;
+  try {
+    await probe.select(db);
+  } catch (err) {
+    throw new ConfigError(`cannot select Redis DB ${db} at ${parsed.host}: ${(err as Error).message}`);
+  }
+}
+
+/** The index prefix of units queued before datasets had ids (keyed by the output URL). */
+const legacyPrefix = (out: string) =>
+  `wildstream:dedupe:${createHash('sha256').update(out).digest('hex').slice(0, 16)}`;
 
 export interface QueuedIngestOptions {
   /** How long to wait for a worker to take the first unit before saying that none has, with the command that
@@ -81,32 +118,7 @@ export async function runQueuedIngest(
   const queue = new Queue<UnitJobData>(QUEUE_NAME, { connection });
   const state = { committed: 0, total: 0 };
   try {
-    const plan = await planIngest(options);
-    const jobIds: string[] = [];
-    state.total = plan.job.units;
-    for await (const { unit, rows, committed } of plan.units()) {
-      signal?.throwIfAborted();
-      if (committed) continue;
-      const id = `${plan.job.fingerprint.slice(0, 16)}-${unit}`;
-      jobIds.push(id);
-      const existing = await queue.getJob(id);
-      if (existing && (await existing.isFailed())) await existing.retry();
-      else if (!existing) {
-        const { fetch, decode, concurrency } = options;
-        const data: UnitJobData = {
-          out: plan.store.url,
-          store: options.store,
-          unit,
-          rows,
-          extraColumns: plan.extraColumns,
-          options: { fetch, decode, concurrency },
-          dedupeRadius: options.dedupeRadius ?? DEFAULT_DEDUPE_RADIUS,
-        };
-        await queue.add('unit', data, { jobId: id, attempts: 5, backoff: { type: 'exponential', delay: 1000 } });
-      }
-    }
-    const wait: Wait = { queue, plan, jobIds, queueUrl, options, notices: q, state };
-    return await abortable(waitForUnits(wait), signal);
+    return await withDatasetLock(options, () => enqueueAndWait(options, queue, connection, queueUrl, q, state));
   } catch (err) {
     if (signal?.aborted) {
       throw interruptedError(
@@ -123,23 +135,93 @@ export async function runQueuedIngest(
   }
 }
 
-interface Wait {
+/** What the producer works on: the plan, its queue, and its dataset's Redis names. */
+interface Producer {
   queue: Queue<UnitJobData>;
   plan: IngestPlan;
-  jobIds: string[];
-  queueUrl: string;
   options: IngestOptions;
+  index: RedisDedupe;
+  prefix: string;
+}
+
+/** Plans the job, seeds the dedupe index, enqueues its uncommitted units (once each) and waits for them. */
+async function enqueueAndWait(
+  options: IngestOptions,
+  queue: Queue<UnitJobData>,
+  connection: Redis,
+  queueUrl: string,
+  q: QueuedIngestOptions,
+  state: { committed: number; total: number },
+): Promise<IngestSummary> {
+  const { signal } = options;
+  const plan = await planIngest(options);
+  state.total = plan.job.units;
+  const prefix = dedupePrefix(plan.manifest.id!); // registerJob gives every dataset an id
+  const radius = options.dedupeRadius ?? DEFAULT_DEDUPE_RADIUS;
+  const p: Producer = { queue, plan, options, prefix, index: new RedisDedupe(connection, prefix, radius) };
+  await abortable(p.index.seed(plan.store, plan.committed), signal);
+  const jobIds = await enqueueUnits(p, new Set(plan.committed.map((u) => u.unit)));
+  const wait: Wait = { ...p, jobIds, queueUrl, notices: q, state };
+  const summary = await abortable(waitForUnits(wait), signal);
+  await cleanUp(wait);
+  return summary;
+}
+
+/**
+ * Enqueues each unit of the job not in `done` (or, given `only`, each of those), and returns every
+ * uncommitted unit's job id. A unit whose job exists is left alone, except a job failed for good (retried)
+ * or one completed while its unit is not committed (its record was removed: enqueued again).
+ */
+async function enqueueUnits(p: Producer, done: Set<number>, only?: Set<number>): Promise<Map<number, string>> {
+  const { plan, options, queue } = p;
+  const ids = new Map<number, string>();
+  for await (const { unit, rows } of plan.units()) {
+    options.signal?.throwIfAborted();
+    if (done.has(unit) || (only && !only.has(unit))) continue;
+    const id = unitJobId(plan.manifest.id!, plan.job.fingerprint, unit);
+    ids.set(unit, id);
+    let existing = await queue.getJob(id);
+    if (existing && (await existing.isCompleted())) {
+      await existing.remove();
+      existing = undefined;
+    }
+    if (existing && (await existing.isFailed())) await existing.retry();
+    else if (!existing) {
+      const { fetch, decode, concurrency } = options;
+      const data: UnitJobData = {
+        out: plan.store.url,
+        store: options.store,
+        unit,
+        rows,
+        extraColumns: plan.extraColumns,
+        options: { fetch, decode, concurrency },
+        dedupeRadius: p.index.radius,
+        dedupePrefix: p.prefix,
+      };
+      await queue.add('unit', data, { jobId: id, attempts: 5, backoff: { type: 'exponential', delay: 1000 } });
+    }
+  }
+  return ids;
+}
+
+interface Wait extends Producer {
+  jobIds: Map<number, string>;
+  queueUrl: string;
   notices: QueuedIngestOptions;
   state: { committed: number; total: number };
 }
 
+/**
+ * Polls the store until every unit of the job is committed, reporting progress; says so while no worker has
+ * taken a unit. Throws StoreUnavailableError when a unit failed for good (checkJobs).
+ */
 async function waitForUnits(w: Wait): Promise<IngestSummary> {
   const started = Date.now();
   const { job, store, earlier } = w.plan;
   const before = new Set(earlier.map((u) => u.unit));
   const noticeMs = w.notices.noWorkerNoticeMs ?? 20_000;
   let nextNotice = started + noticeMs;
-  let taken = w.jobIds.length === 0;
+  let taken = w.jobIds.size === 0;
   for (;;) {
     const units = (await listUnits(store)).filter((u) => u.unit >= job.firstUnit && u.unit < job.firstUnit + job.units);
     const run = units.filter((u) => !before.has(u.unit));
@@ -147,23 +229,66 @@ async function waitForUnits(w: Wait): Promise<IngestSummary> {
     const summary = summarisePlan(w.plan, run, started, w.options.retryHint);
     w.options.onProgress?.(summary);
     if (units.length >= job.units) return summary;
-    for (const id of w.jobIds) {
-      const job = await w.queue.getJob(id);
-      if (job?.processedOn) taken = true;
-      if (job && (await job.isFailed()) && job.attemptsMade >= (job.opts.attempts ?? 1)) {
-        throw new StoreUnavailableError(
-          `unit ${job.data.unit} failed ${job.attemptsMade} times: ${job.failedReason}; rerun to retry it`,
-        );
-      }
-    }
+    const committed = new Set(units.map((u) => u.unit));
+    if (await checkJobs(w, committed)) taken = true;
     if (!taken && run.length === 0 && Date.now() >= nextNotice) {
       const waited = Math.round((Date.now() - started) / 1000);
+      const n = w.jobIds.size;
       w.notices.onNotice?.(
-        `no worker has taken a unit in ${waited} s; ${plural(w.jobIds.length, 'unit')} wait${w.jobIds.length === 1 ? 's' : ''} in the queue: start workers with \`wildstream worker --queue ${redactUrl(w.queueUrl)}\` (on any machine that reaches Redis and ${store.url})`,
+        `no worker has taken a unit in ${waited} s; ${plural(n, 'unit')} wait${n === 1 ? 's' : ''} in the queue: start workers with \`wildstream worker --queue ${redactUrl(w.queueUrl)}\` (on any machine that reaches Redis and ${store.url})`,
       );
       nextNotice = Date.now() + Math.max(noticeMs, 60_000);
     }
     await sleep(500);
+  }
+}
+
+/**
+ * Looks at the job of each uncommitted unit: throws when one failed for good; enqueues again the units whose
+ * jobs are gone (Redis flushed, evicted or restarted without persistence: no worker would ever see them),
+ * after seeding the index again, since its claims went with them. Returns whether a worker took any unit.
+ */
+async function checkJobs(w: Wait, committed: Set<number>): Promise<boolean> {
+  let taken = false;
+  const missing = new Set<number>();
+  for (const [unit, id] of w.jobIds) {
+    if (committed.has(unit)) continue;
+    const job = await w.queue.getJob(id);
+    if (!job) missing.add(unit);
+    if (job?.processedOn) taken = true;
+    if (job && (await job.isFailed()) && job.attemptsMade >= (job.opts.attempts ?? 1)) {
+      throw new StoreUnavailableError(
+        `unit ${job.data.unit} failed ${job.attemptsMade} times: ${job.failedReason}; rerun to retry it`,
+      );
+    }
+  }
+  if (missing.size === 0) return taken;
+  const units = await listUnits(w.plan.store);
+  const done = new Set(units.map((u) => u.unit));
+  if ([...missing].every((u) => done.has(u))) return taken; // committed, then removed: nothing to redo
+  w.notices.onNotice?.(
+    `${plural(missing.size, 'queued unit')} vanished from Redis (flushed, evicted or restarted?); enqueueing ${missing.size === 1 ? 'it' : 'them'} again`,
+  );
+  await w.index.seed(w.plan.store, units);
+  await enqueueUnits(w, done, missing);
+  return taken;
+}
+
+/**
+ * Once the job is done, removes its unit jobs and, when every unit of the dataset is committed (so no worker
+ * can be using it), the dataset's dedupe index: a later job seeds it again from the shards. Best effort.
+ */
+async function cleanUp(w: Wait): Promise<void> {
+  const { job, manifest } = w.plan;
+  try {
+    for (let unit = job.firstUnit; unit < job.firstUnit + job.units; unit++) {
+      const queued = await w.queue.getJob(unitJobId(manifest.id!, job.fingerprint, unit));
+      await queued?.remove().catch(() => {}); // a redelivery still running holds its lock: left in the queue
+    }
+    const units = await listUnits(w.plan.store);
+    if (units.length >= nextUnit(w.plan.manifest)) await w.index.clear();
+  } catch {
+    // left to expire (INDEX_TTL_S); a later run of the job finds its completed jobs and enqueues nothing
   }
 }
 
@@ -186,11 +311,16 @@ export interface WorkerOptions {
   signal?: AbortSignal;
 }
 
-/** Takes units from the queue until `signal` aborts. */
+/**
+ * Takes units from the queue until `signal` aborts. A stop cuts the units in progress short: none of them
+ * commits (UnitWriter refuses a commit after the abort), and each goes back to the queue's wait list at once,
+ * without spending an attempt, so another worker takes it from the start. Throws ConfigError or
+ * StoreUnavailableError (connectRedis) before taking any unit.
+ */
 export async function runWorker(queueUrl: string, o: WorkerOptions = {}): Promise<void> {
   const connection = await connectRedis(queueUrl);
   const lockMs = o.lockMs ?? 30_000;
-  const worker = new Worker<UnitJobData>(QUEUE_NAME, (job) => processUnit(job, connection, o), {
+  const worker = new Worker<UnitJobData>(QUEUE_NAME, (job, token) => processUnit(job, token, connection, o), {
     connection,
     concurrency: o.concurrency ?? 1,
     lockDuration: lockMs,
@@ -199,21 +329,26 @@ export async function runWorker(queueUrl: string, o: WorkerOptions = {}): Promis
   });
   worker.on('failed', (job, err) => o.onEvent?.({ event: 'unit_failed', unit: job?.data.unit, error: err.message }));
   worker.on('error', (err) => o.onEvent?.({ event: 'worker_error', error: err.message }));
-  await worker.waitUntilReady();
-  o.onEvent?.({ event: 'worker_ready', concurrency: o.concurrency ?? 1 });
   try {
+    await worker.waitUntilReady();
+    if (!o.signal?.aborted) o.onEvent?.({ event: 'worker_ready', concurrency: o.concurrency ?? 1 });
     await new Promise<void>((resolve) => {
       if (o.signal?.aborted) resolve();
       o.signal?.addEventListener('abort', () => resolve(), { once: true });
     });
   } finally {
-    await worker.close();
+    await worker.close(); // the units in progress end at once (processUnit): close waits only for their release
     connection.disconnect();
   }
 }
 
+/**
+ * Processes one queued unit. On a stop (`o.signal`) it does not wait for the unit: it moves the job back to
+ * wait (BullMQ's `WaitingError`: no attempt spent, lock released) and lets the unit's downloads end unheard.
+ */
 async function processUnit(
   job: Job<UnitJobData>,
+  token: string | undefined,
   redis: Redis,
   o: WorkerOptions,
 ): Promise<UnitRecord | { skipped: true }> {
@@ -221,15 +356,25 @@ async function processUnit(
   const store = await openStore(d.out, d.store);
   if (await store.head(unitKey(d.unit))) return { skipped: true }; // committed by an earlier attempt
   o.onEvent?.({ event: 'unit_start', unit: d.unit, attempt: job.attemptsMade + 1 });
-  const record = await ingestUnit({
+  const task = ingestUnit({
     out: d.out,
     store: d.store,
     unit: d.unit,
     rows: d.rows,
     extraColumns: d.extraColumns,
     options: d.options,
-    dedupe: new RedisDedupe(redis, `wildstream:dedupe:${datasetId(d.out)}`, d.dedupeRadius),
+    dedupe: new RedisDedupe(redis, d.dedupePrefix ?? legacyPrefix(d.out), d.dedupeRadius),
+    signal: o.signal,
   });
-  o.onEvent?.({ event: 'unit_done', unit: d.unit, records: record.records });
-  return record;
+  try {
+    const record = await abortable(task, o.signal);
+    o.onEvent?.({ event: 'unit_done', unit: d.unit, records: record.records });
+    return record;
+  } catch (err) {
+    if (!o.signal?.aborted) throw err;
+    void task.catch(() => {}); // refused its commit, or failed after the stop: nothing to report
+    await job.moveToWait(token);
+    o.onEvent?.({ event: 'unit_released', unit: d.unit });
+    throw new WaitingError();
+  }
 }

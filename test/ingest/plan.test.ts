@@ -62,6 +62,23 @@ describe('planIngest', () => {
     expect((await readManifest(await openStore(path('a'))))!.jobs).toEqual([plan.job]);
   });
 
+  it('gives a dataset an id when it is created, keeps it, and names a dataset made before ids', async () => {
+    const options = { lists: [path('ten.txt')], out: path('id'), unitSize: 4 };
+    const id = (await planIngest(options)).manifest.id;
+    expect(id).toMatch(/^[0-9a-f-]{36}$/);
+    expect((await readManifest(await openStore(path('id'))))!.id).toBe(id);
+    expect((await planIngest(options)).manifest.id).toBe(id); // a rerun resumes the same dataset
+    expect((await planIngest({ ...options, lists: [path('other.txt')], append: true })).manifest.id).toBe(id);
+    await rm(path('id'), { recursive: true });
+    expect((await planIngest(options)).manifest.id).not.toBe(id); // made again: another dataset
+    const store = await openStore(path('id'));
+    const { id: _, ...unnamed } = (await readManifest(store))!;
+    await store.put(MANIFEST_KEY, Buffer.from(JSON.stringify(unnamed)));
+    const named = (await planIngest(options)).manifest.id;
+    expect(named).toMatch(/^[0-9a-f-]{36}$/);
+    expect((await readManifest(store))!.id).toBe(named);
+  });
+
   it("identifies a job by its lists' contents and options: a rerun resumes it, marking committed units", async () => {
     const options = { lists: [path('ten.txt')], out: path('b'), unitSize: 4 };
     const first = await planIngest(options);

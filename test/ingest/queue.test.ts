@@ -1,16 +1,17 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { patternJpeg } from '../../src/fixtures/images.js';
 import { RedisDedupe } from '../../src/ingest/dedupe-redis.js';
 import { runIngest, type IngestOptions } from '../../src/ingest/job.js';
-import { runQueuedIngest, runWorker } from '../../src/ingest/queue.js';
+import { dedupePrefix, QUEUE_NAME, runQueuedIngest, runWorker, unitJobId } from '../../src/ingest/queue.js';
 import { listUnits } from '../../src/shards/dataset.js';
 import { ShardReader } from '../../src/shards/reader.js';
 import { openStore } from '../../src/shards/store.js';
@@ -29,10 +30,10 @@ beforeAll(async () => {
   await redis.flushdb();
   const images = await Promise.all(Array.from({ length: 35 }, (_, i) => patternJpeg(i, { width: 96, height: 80 })));
   server = createServer(async (req, res) => {
-    const m = /^\/(\d+)\.jpg$/.exec(req.url ?? '');
+    const m = /^\/(slow\/)?(\d+)\.jpg$/.exec(req.url ?? '');
     if (!m) return void res.writeHead(404).end();
-    await sleep(120); // slow enough that a unit is still running when its worker is killed
-    res.writeHead(200, { 'content-type': 'image/jpeg' }).end(images[Number(m[1]) % 35]);
+    await sleep(m[1] ? 20_000 : 120); // slow enough that a unit is still running when its worker is killed
+    res.writeHead(200, { 'content-type': 'image/jpeg' }).end(images[Number(m[2]) % 35]);
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
@@ -213,4 +214,167 @@ describe('distributed ingest on BullMQ', () => {
     const worker = await runCli(['worker', '--queue', 'redis://127.0.0.1:6379/notadb']);
     expect(worker.code).toBe(2);
   }, 60_000);
+});
+
+describe('distributed ingest: Redis state and the dataset', () => {
+  const list = async (name: string, urls: string[]) => {
+    await writeFile(join(dir, name), urls.join('\n'));
+    return join(dir, name);
+  };
+  const opts = (lists: string[], out: string, extra: Partial<IngestOptions> = {}): IngestOptions => ({
+    lists,
+    out: join(dir, out),
+    unitSize: 2,
+    fetch: { allowAddresses: ['127.0.0.1'] },
+    ...extra,
+  });
+  /** Runs `body` with an in-process worker on the test DB, stopped after. */
+  async function withWorker<T>(body: () => Promise<T>): Promise<T> {
+    const controller = new AbortController();
+    const worker = runWorker(REDIS, { signal: controller.signal });
+    try {
+      return await body();
+    } finally {
+      controller.abort('SIGTERM');
+      await worker;
+    }
+  }
+  const quick = { noWorkerNoticeMs: 600_000 };
+
+  it('a queued --append, or a local job resumed with --queue, dedupes against the committed units (as local)', async () => {
+    const a = await list(
+      'seed-a.txt',
+      [0, 1, 2, 3].map((i) => `${base}/${i}.jpg`),
+    );
+    const b = await list(
+      'seed-b.txt',
+      [35, 36, 37, 5].map((i) => `${base}/${i}.jpg`),
+    ); // 35-37: copies of 0-2
+    await runIngest(opts([a], 'seed-local'));
+    await runIngest(opts([a], 'seed-queued'));
+    const local = await runIngest(opts([b], 'seed-local', { append: true }));
+    const queued = await withWorker(() => runQueuedIngest(opts([b], 'seed-queued', { append: true }), REDIS, quick));
+    expect(local).toMatchObject({ kept: 1, duplicates: 3 });
+    expect({ ...queued, elapsedSeconds: 0 }).toEqual({ ...local, elapsedSeconds: 0 });
+    expect((await shas(join(dir, 'seed-queued'))).shas).toEqual((await shas(join(dir, 'seed-local'))).shas);
+    // A local job interrupted after its first unit, resumed with --queue: the rest dedupes against unit 0.
+    const c = await list(
+      'seed-c.txt',
+      [6, 7, 8, 41, 9].map((i) => `${base}/${i}.jpg`),
+    ); // 41 copies 6
+    const stop = new AbortController();
+    await runIngest(
+      opts([c], 'seed-resumed', {
+        signal: stop.signal,
+        onProgress: (p) => void (p.unitsDone >= 1 && stop.abort('SIGINT')),
+      }),
+    ).catch(() => {});
+    await redis.flushdb(); // and Redis lost its data meanwhile
+    const resumed = await withWorker(() => runQueuedIngest(opts([c], 'seed-resumed'), REDIS, quick));
+    expect(resumed).toMatchObject({ keptInJob: 4, duplicates: 1 });
+  }, 120_000);
+
+  it('a dataset deleted and made again at the same --out neither sees the old claims nor waits on its jobs', async () => {
+    const l = await list(
+      'again.txt',
+      [10, 11, 12, 13, 14].map((i) => `${base}/${i}.jpg`),
+    );
+    const first = await withWorker(() => runQueuedIngest(opts([l], 'again'), REDIS, quick));
+    expect(first).toMatchObject({ kept: 5 });
+    const oldId = JSON.parse(await readFile(join(dir, 'again', 'dataset.json'), 'utf8')).id;
+    // Claims an interrupted job would leave behind, by a unit the next dataset's units never are.
+    const stale = new RedisDedupe(redis, dedupePrefix(oldId), 8);
+    for (const sha of (await shas(join(dir, 'again'))).shas) await stale.check(Buffer.from(sha, 'hex'), 1n, 99);
+    await rm(join(dir, 'again'), { recursive: true });
+    // Same list, same options, same --out: every unit runs again rather than waiting on the old jobs...
+    const timeout = () => AbortSignal.timeout(60_000);
+    const again = await withWorker(() => runQueuedIngest(opts([l], 'again', { signal: timeout() }), REDIS, quick));
+    expect(again).toMatchObject({ unitsDone: 3, kept: 5, duplicates: 0 });
+    const newId = JSON.parse(await readFile(join(dir, 'again', 'dataset.json'), 'utf8')).id;
+    expect(newId).toMatch(/^[0-9a-f-]{36}$/);
+    expect(newId).not.toBe(oldId);
+    // ...and another unit size (units numbered otherwise than the old claims) keeps every image too.
+    await rm(join(dir, 'again'), { recursive: true });
+    const resized = await withWorker(() =>
+      runQueuedIngest(opts([l], 'again', { unitSize: 5, signal: timeout() }), REDIS, quick),
+    );
+    expect(resized).toMatchObject({ unitsDone: 1, kept: 5, duplicates: 0 });
+    // The same list for another --out runs too, rather than waiting on the first dataset's finished jobs.
+    const other = await withWorker(() =>
+      runQueuedIngest(opts([l], 'again-other', { unitSize: 5, signal: timeout() }), REDIS, quick),
+    );
+    expect(other).toMatchObject({ unitsDone: 1, kept: 5 });
+    // Once every unit is committed the producer leaves no job and no index of the dataset in Redis.
+    expect(await redis.keys(`wildstream:dedupe:${newId}:*`)).toEqual([]);
+    expect(await redis.keys(`bull:${QUEUE_NAME}:${newId}-*`)).toEqual([]);
+  }, 120_000);
+
+  it('enqueues again the units whose jobs vanished from Redis', async () => {
+    const l = await list(
+      'vanish.txt',
+      [15, 16, 17, 18].map((i) => `${base}/${i}.jpg`),
+    );
+    const notices: string[] = [];
+    const producer = runQueuedIngest(opts([l], 'vanish', { signal: AbortSignal.timeout(90_000) }), REDIS, {
+      noWorkerNoticeMs: 600_000,
+      onNotice: (m) => notices.push(m),
+    });
+    const queue = new Queue(QUEUE_NAME, { connection: redis.duplicate() });
+    try {
+      for (let i = 0; i < 200 && (await queue.getWaitingCount()) < 2; i++) await sleep(100);
+      expect(await queue.getWaitingCount()).toBe(2);
+      await redis.flushdb();
+      const summary = await withWorker(() => producer);
+      expect(summary).toMatchObject({ unitsDone: 2, kept: 4 });
+      expect(notices.join('\n')).toMatch(/2 queued units vanished from Redis .*enqueueing them again/);
+    } finally {
+      await queue.close();
+    }
+  }, 120_000);
+
+  it('refuses a Redis DB the server lacks, in the producer and the worker', async () => {
+    const url = 'redis://127.0.0.1:6379/9999';
+    const p = await runCli(['ingest', join(dir, 'urls.txt'), '--out', join(dir, 'nodb'), '--queue', url]);
+    expect(p.code, p.stderr).toBe(2);
+    expect(p.stderr.trim()).toMatch(
+      /^wildstream: cannot select Redis DB 9999 at 127\.0\.0\.1:6379: ERR .*out of range$/,
+    );
+    const w = await runCli(['worker', '--queue', url]);
+    expect(w.code, w.stderr).toBe(2);
+    expect(w.stdout).not.toMatch(/worker_ready/);
+    expect(w.stderr).toMatch(/cannot select Redis DB 9999/);
+  }, 60_000);
+
+  it('a stopped worker gives its unit back at once, uncommitted, and exits with 128 + the signal', async () => {
+    const l = await list('stop.txt', [`${base}/slow/20.jpg`, `${base}/slow/21.jpg`]);
+    const stopProducer = new AbortController();
+    const producer = runQueuedIngest(opts([l], 'stop', { signal: stopProducer.signal }), REDIS, quick).catch(
+      (err: Error) => err,
+    );
+    const w = startWorker();
+    const exited = new Promise<number | null>((resolve) => w.child.once('exit', (code) => resolve(code)));
+    try {
+      await until(() => w.events.some((e) => e.event === 'unit_start'), 120_000);
+      const t0 = Date.now();
+      w.child.kill('SIGTERM');
+      expect(await exited).toBe(143);
+      expect(Date.now() - t0).toBeLessThan(8000); // a download takes 20 s
+      expect(w.events.map((e) => e.event)).toContain('unit_released');
+      expect(w.events.map((e) => e.event)).not.toContain('unit_done');
+      const manifest = JSON.parse(await readFile(join(dir, 'stop', 'dataset.json'), 'utf8'));
+      const queue = new Queue(QUEUE_NAME, { connection: redis.duplicate() });
+      try {
+        const job = await queue.getJob(unitJobId(manifest.id, manifest.jobs[0].fingerprint, 0));
+        expect(await job!.getState()).toBe('waiting');
+        expect(job!.attemptsMade).toBe(0);
+      } finally {
+        await queue.close();
+      }
+      expect(await listUnits(await openStore(join(dir, 'stop')))).toEqual([]);
+    } finally {
+      w.child.kill('SIGKILL');
+      stopProducer.abort('SIGINT');
+      await producer;
+    }
+  }, 180_000);
 });
