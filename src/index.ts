@@ -73,6 +73,7 @@ export { RobotsCache } from './crawl/robots.js';
 // The multi-crop stream: a dataset -> shuffled records -> batches of crops, resumable from a cursor.
 export {
   MultiCropLoader,
+  LoaderClosedError,
   type BatchSource,
   type ByteCrop,
   type CropDtype,

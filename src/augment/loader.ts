@@ -6,10 +6,15 @@
  * waits for new units instead), so a dataset of undecodable images never spins. Every wait ends on
  * `signal`. Closing the iterator (or `close()`) stops the pool.
  *
+ * A loader is single-pass: one `for await` (or one iterator) per loader. Its loop's end, a `break` or
+ * `close()` stops its worker threads for good, so a second iteration (after a break, after `close()`, or
+ * alongside the first) throws a LoaderClosedError at once rather than waiting on a pool that is gone. To go
+ * on from where a loop stopped, open a new loader with `cursor: loader.cursor()`.
+ *
  * The loader is a `BatchSource`, what train consumes: anything that yields MultiCropBatches and says where
  * it stands (its cursor) trains the same way, a store of images or not.
  */
-import { ConfigError, NoDataError } from '../errors.js';
+import { ConfigError, NoDataError, WildstreamError } from '../errors.js';
 import type { Store } from '../shards/store.js';
 import { augmentConfig, cropList, type AugmentConfig, type AugmentOptions } from './config.js';
 import { abortable } from '../abort.js';
@@ -67,7 +72,7 @@ export interface LoaderOptions extends StreamOptions {
   augment?: AugmentOptions;
   /** Worker threads. @default the number of cores */
   threads?: number;
-  /** Records in the pool at once. @default 12 per thread */
+  /** Records in the pool at once, an integer from 1 to 2^20 (else a ConfigError). @default 12 per thread */
   inflight?: number;
   /**
    * The crops' element type: normalised floats, or 8-bit RGB before normalisation (a quarter of the bytes,
@@ -86,6 +91,19 @@ export interface LoaderStats {
   buffers: number;
 }
 
+/**
+ * A loader iterated a second time, or after `close()`: it is single-pass (see MultiCropLoader). The message
+ * says to open a new loader at `cursor()`.
+ */
+export class LoaderClosedError extends WildstreamError {
+  override readonly code = 'WS_ERR_LOADER_CLOSED';
+}
+
+/**
+ * Multi-cropped batches of a dataset, in stream order. Single-pass: `[Symbol.asyncIterator]()` may be called
+ * once; a second call (after a `break`, alongside the first, or after `close()`) throws a LoaderClosedError.
+ * Throws a ConfigError when `batchSize`, `inflight`, `threads`, `cropDtype` or a stream option is out of range.
+ */
 export class MultiCropLoader implements BatchSource {
   readonly config: AugmentConfig;
   readonly stream: DatasetStream;
@@ -97,6 +115,8 @@ export class MultiCropLoader implements BatchSource {
   private readonly spare: Slab[] = [];
   /** The cursor of the last batch yielded, or the one the loader was opened at. */
   private position: StreamCursor;
+  /** Why the loader cannot be iterated (again), once it has been or was closed; null while fresh. */
+  private spent: 'iterated' | 'closed' | null = null;
 
   constructor(
     store: Store,
@@ -105,6 +125,7 @@ export class MultiCropLoader implements BatchSource {
     if (!Number.isSafeInteger(options.batchSize) || options.batchSize < 1 || options.batchSize > 65536) {
       throw new ConfigError(`batch size must be an integer from 1 to 65536, got ${options.batchSize}`);
     }
+    checkInflight(options.inflight);
     this.cropDtype = checkCropDtype(options.cropDtype);
     this.config = augmentConfig(options.augment);
     // Shared record bytes: the pool posts each image to a worker as a view, with no copy or transfer.
@@ -118,7 +139,22 @@ export class MultiCropLoader implements BatchSource {
     return this.position;
   }
 
-  async *[Symbol.asyncIterator](): AsyncGenerator<MultiCropBatch> {
+  /** The loader's one pass; a second call throws a LoaderClosedError (see the class). */
+  [Symbol.asyncIterator](): AsyncGenerator<MultiCropBatch> {
+    // Checked here, not in the generator, so that the second of two loops started together fails too.
+    if (this.spent) throw this.reuseError(this.spent);
+    this.spent = 'iterated';
+    return this.batches();
+  }
+
+  private reuseError(why: 'iterated' | 'closed'): LoaderClosedError {
+    const what = why === 'closed' ? 'is closed' : 'was already iterated (its loop ended, or broke, or is running)';
+    return new LoaderClosedError(
+      `this MultiCropLoader ${what}: a loader is single-pass; to go on from where it stopped, open a new one with \`cursor: loader.cursor()\``,
+    );
+  }
+
+  private async *batches(): AsyncGenerator<MultiCropBatch> {
     const records = this.stream[Symbol.asyncIterator]();
     const inflight = this.options.inflight ?? this.pool.threads * 3 * CHUNK;
     const chunk = Math.min(CHUNK, inflight);
@@ -214,10 +250,23 @@ export class MultiCropLoader implements BatchSource {
     return this.pool.threads;
   }
 
+  /** Stops the worker threads; the loader cannot be iterated afterwards. Safe to call twice. */
   async close(): Promise<void> {
+    this.spent ??= 'closed';
     await this.pool.close();
   }
 }
+
+/** Records in the pool at once must be a positive integer: 0 would never dispatch a record and spin. */
+function checkInflight(inflight: number | undefined): void {
+  if (inflight === undefined) return;
+  if (!Number.isSafeInteger(inflight) || inflight < 1 || inflight > MAX_INFLIGHT) {
+    throw new ConfigError(`inflight must be an integer from 1 to ${MAX_INFLIGHT}, got ${inflight}`);
+  }
+}
+
+/** The most records in the pool at once: far above any useful value (12 per thread), below overflow. */
+const MAX_INFLIGHT = 1 << 20;
 
 /** A record and the batch slot its crops go to. */
 interface Placed {

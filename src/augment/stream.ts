@@ -276,13 +276,26 @@ export class DatasetStream {
   }
 
   private skip(reason: string, err: Error): void {
-    this.stats.skipped[reason] = (this.stats.skipped[reason] ?? 0) + 1;
-    if (this.stats.examples[reason] !== undefined) return;
-    this.stats.examples[reason] = err.message;
-    this.o.onSkip?.(
-      `warning: skipping unreadable data (${reason}): ${err.message}; the run goes on without it, counted in "skipped"`,
-    );
+    countSkip(this.stats, reason, err, this.o.onSkip);
   }
+}
+
+/**
+ * Counts unreadable data skipped for `reason` (e.g. bad_shard) in `stats`, keeping the first error's message
+ * and telling `onSkip` once per reason: what the stream does, shared with readers of whole datasets (embed).
+ */
+export function countSkip(
+  stats: Pick<StreamStats, 'skipped' | 'examples'>,
+  reason: string,
+  err: Error,
+  onSkip?: (message: string) => void,
+): void {
+  stats.skipped[reason] = (stats.skipped[reason] ?? 0) + 1;
+  if (stats.examples[reason] !== undefined) return;
+  stats.examples[reason] = err.message;
+  onSkip?.(
+    `warning: skipping unreadable data (${reason}): ${err.message}; the run goes on without it, counted in "skipped"`,
+  );
 }
 
 /** `{a: 2, b: 1}` as "a 2, b 1". */

@@ -1,7 +1,8 @@
 /**
  * `wildstream embed`: backbone features for every image of a dataset (committed units, in unit order) or of a
  * local folder, written as an Arrow IPC file (`key` utf8, `embedding` fixed-size list of float32) that any
- * Arrow reader opens. Images that do not decode are counted, not fatal.
+ * Arrow reader opens. Images that do not decode are counted, not fatal; so are unreadable shards (missing,
+ * truncated, corrupt), skipped and counted as train's stream does, so one bad shard does not lose the rest.
  */
 import { readFile } from 'node:fs/promises';
 import { totalmem } from 'node:os';
@@ -17,10 +18,12 @@ import {
   Utf8,
   vectorFromArray,
 } from 'apache-arrow';
-import { listUnits } from '../shards/dataset.js';
+import { countSkip } from '../augment/stream.js';
+import { InvalidShardError } from '../errors.js';
+import { listUnits, type UnitRecord } from '../shards/dataset.js';
 import { ShardReader } from '../shards/reader.js';
 import { putFile } from '../shards/output.js';
-import { openStore, type StoreOptions } from '../shards/store.js';
+import { openStore, type Store, type StoreOptions } from '../shards/store.js';
 import type { OptionNames } from '../options/declare.js';
 import type { Backbone } from '../train/export.js';
 import { checkInference } from '../train/memory.js';
@@ -32,7 +35,12 @@ export interface Embeddings {
   features: Float32Array[];
   /** Labels (class folders) when the source is a folder. */
   labels: string[];
+  /** Images not embedded: undecodable ones, and the records of unreadable shards or batches. */
   failed: number;
+  /** Width of every feature row: the backbone's featureDim, also when there is no row. @default the rows' width */
+  dim?: number;
+  /** Shards (bad_shard) or record batches (bad_batch) that could not be read, as train's stream counts them. */
+  skipped?: Record<string, number>;
 }
 
 export interface EmbedOptions {
@@ -44,6 +52,8 @@ export interface EmbedOptions {
   store?: StoreOptions;
   /** How a refusal names the size and batch options (a pipeline's embed keys). @default the command's flags */
   names?: OptionNames;
+  /** Told the first time each reason (bad_shard, bad_batch) makes embed skip unreadable data. @default nothing */
+  onSkip?: (message: string) => void;
 }
 
 interface Item {
@@ -52,24 +62,60 @@ interface Item {
   bytes: () => Promise<Uint8Array>;
 }
 
+/** What reading a dataset could not: skips by reason (see countSkip) and the records they lost. */
+interface Unreadable {
+  skipped: Record<string, number>;
+  examples: Record<string, string>;
+  lost: number;
+  onSkip?: (message: string) => void;
+}
+
 /** Images of a dataset store (when it has committed units) or else of a local folder. */
-async function* source(location: string, options: StoreOptions = {}): AsyncGenerator<Item> {
+async function* source(location: string, options: StoreOptions, unreadable: Unreadable): AsyncGenerator<Item> {
   const store = await openStore(location, options);
   const units = await listUnits(store);
   if (units.length === 0) {
     for (const f of await listImages(location)) yield { key: f.key, label: f.label, bytes: () => readFile(f.path) };
     return;
   }
-  for (const unit of units) {
-    const reader = await ShardReader.open(store, unit.shard, { size: unit.bytes });
-    for await (const r of reader.records()) yield { key: r.key, label: '', bytes: async () => r.image };
+  for (const unit of units) yield* unitItems(store, unit, unreadable);
+}
+
+/**
+ * A unit's records, batch by batch. A shard that cannot be opened (bad_shard) or a batch that cannot be read
+ * (bad_batch) is skipped and counted, its records added to `lost`; other errors (the store down) throw.
+ */
+async function* unitItems(store: Store, unit: UnitRecord, unreadable: Unreadable): AsyncGenerator<Item> {
+  if (unit.records === 0) return; // ingest commits such a unit when every input failed
+  let read = 0;
+  const reader = await unreadableAs('bad_shard', unreadable, () =>
+    ShardReader.open(store, unit.shard, { size: unit.bytes }),
+  );
+  for (let i = 0; reader && i < reader.numBatches; i++) {
+    for (const r of (await unreadableAs('bad_batch', unreadable, () => reader.readRecords(i))) ?? []) {
+      read++;
+      yield { key: r.key, label: '', bytes: async () => r.image };
+    }
+  }
+  unreadable.lost += Math.max(0, unit.records - read);
+}
+
+/** `read()`, or null when it throws an InvalidShardError, counted under `reason`. */
+async function unreadableAs<T>(reason: string, unreadable: Unreadable, read: () => Promise<T>): Promise<T | null> {
+  try {
+    return await read();
+  } catch (err) {
+    if (!(err instanceof InvalidShardError)) throw err;
+    countSkip(unreadable, reason, err, unreadable.onSkip);
+    return null;
   }
 }
 
 /**
- * Features of every image at `location` (a dataset store, or a folder of class folders). Throws a ConfigError,
- * before any image is read, when one forward pass of `batch` images at `size` of a RegNet backbone cannot fit
- * the backend's memory.
+ * Features of every image at `location` (a dataset store, or a folder of class folders): rows of the
+ * backbone's featureDim (`dim`). Undecodable images and the records of unreadable shards count in `failed`
+ * (the shards in `skipped`, as train counts them). Throws a ConfigError, before any image is read, when one
+ * forward pass of `batch` images at `size` of a RegNet backbone cannot fit the backend's memory.
  */
 export async function embed(backbone: Backbone, location: string, options: EmbedOptions = {}): Promise<Embeddings> {
   const size = options.size ?? backbone.metadata.inputSize;
@@ -78,7 +124,8 @@ export async function embed(backbone: Backbone, location: string, options: Embed
   const { model } = backbone.metadata;
   if (isRegNetName(model))
     checkInference({ model, size, batch: batchSize }, tf.getBackend(), totalmem(), options.names);
-  const out: Embeddings = { keys: [], features: [], labels: [], failed: 0 };
+  const unreadable: Unreadable = { skipped: {}, examples: {}, lost: 0, onSkip: options.onSkip };
+  const out: Embeddings = { keys: [], features: [], labels: [], failed: 0, dim: backbone.metadata.featureDim };
   let pending: Array<{ item: Item; pixels: Float32Array }> = [];
   const flush = () => {
     if (pending.length === 0) return;
@@ -94,19 +141,22 @@ export async function embed(backbone: Backbone, location: string, options: Embed
     });
     pending = [];
   };
-  for await (const item of source(location, options.store)) {
+  for await (const item of source(location, options.store ?? {}, unreadable)) {
     const pixels = await evalPixels(await item.bytes(), size, backbone.metadata.mean, backbone.metadata.std);
     if (!pixels) out.failed++;
     else pending.push({ item, pixels });
     if (pending.length === batchSize) flush();
   }
   flush();
-  return out;
+  return { ...out, failed: out.failed + unreadable.lost, skipped: unreadable.skipped };
 }
 
-/** Writes the embeddings as an Arrow IPC file to `location` (a path or a store URL); returns its full URL. */
+/**
+ * Writes the embeddings as an Arrow IPC file to `location` (a path or a store URL); returns its full URL. The
+ * column is FixedSizeList[dim] even with no row, so files of one backbone share a schema (and concatenate).
+ */
 export async function writeEmbeddings(location: string, e: Embeddings, options: StoreOptions = {}): Promise<string> {
-  const dim = e.features[0]?.length ?? 0;
+  const dim = e.features[0]?.length ?? e.dim ?? 0;
   const flat = new Float32Array(e.features.length * dim);
   e.features.forEach((f, i) => flat.set(f, i * dim));
   const child = makeData({ type: new Float32(), length: flat.length, nullCount: 0, data: flat });

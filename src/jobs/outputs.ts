@@ -52,10 +52,18 @@ async function backboneOf(o: Pick<EmbedValues, 'model' | 'backend'> & Partial<St
 /** Embeds the images of `input` (a dataset store or a folder of images) into an Arrow IPC file at `o.out`. */
 export async function embedJob(input: string, o: EmbedValues, names?: OptionNames): Promise<void> {
   const backbone = await backboneOf(o);
-  const result = await embed(backbone, input, { size: o.size, batch: o.batch, store: storeOptionsOf(o), names });
+  const onSkip = (line: string) => process.stderr.write(`wildstream: ${line}\n`); // line starts "warning: "
+  const result = await embed(backbone, input, {
+    size: o.size,
+    batch: o.batch,
+    store: storeOptionsOf(o),
+    names,
+    onSkip,
+  });
   await writeEmbeddings(o.out, result, storeOptionsOf(o));
+  const { failed, skipped } = result;
   process.stdout.write(
-    `${JSON.stringify({ event: 'embed', out: o.out, images: result.keys.length, failed: result.failed, dim: backbone.metadata.featureDim })}\n`,
+    `${JSON.stringify({ event: 'embed', out: o.out, images: result.keys.length, failed, skipped, dim: backbone.metadata.featureDim })}\n`,
   );
 }
 

@@ -6,7 +6,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { loadGraphModel, type GraphModel } from '@tensorflow/tfjs-converter';
 import { IMAGENET_MEAN, IMAGENET_STD } from '../crops.js';
-import { ConfigError } from '../errors.js';
+import { ConfigError, NotFoundError } from '../errors.js';
 import { getBytes, type Store } from '../shards/store.js';
 import { GraphBuilder } from './graph.js';
 import type { ParamSet } from './params.js';
@@ -107,13 +107,20 @@ export interface Backbone {
   embed(images: tf.Tensor4D): tf.Tensor2D;
 }
 
-/** Loads an exported backbone with tfjs-converter's loadGraphModel. */
+/** What to run to put a backbone in a model folder: the tail of loadBackbone's refusals. */
+const EXPORT_HINT = 'export a trained run into it with `wildstream export <run> --out <dir>`';
+
+/**
+ * Loads an exported backbone with tfjs-converter's loadGraphModel. Throws a ConfigError naming the folder and
+ * the export command when `store` holds no model.json (or its weights file), or a model.json that is not one
+ * of `wildstream export`'s.
+ */
 export async function loadBackbone(store: Store): Promise<Backbone> {
-  const json = JSON.parse(Buffer.from(await getBytes(store, 'model.json')).toString('utf8'));
+  const json = JSON.parse(Buffer.from(await exportedFile(store, 'model.json')).toString('utf8'));
   if (json.format !== 'graph-model' || !json.userDefinedMetadata?.featureDim) {
-    throw new ConfigError(`${store.url} holds no wildstream backbone (model.json from \`wildstream export\`)`);
+    throw new ConfigError(`${store.url} holds no wildstream backbone (its model.json is not one); ${EXPORT_HINT}`);
   }
-  const bytes = await getBytes(store, json.weightsManifest[0].paths[0]);
+  const bytes = await exportedFile(store, json.weightsManifest[0].paths[0]);
   const weightData = bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer;
   const model = await loadGraphModel(
     tf.io.fromMemory({
@@ -128,4 +135,14 @@ export async function loadBackbone(store: Store): Promise<Backbone> {
     metadata: json.userDefinedMetadata as BackboneMetadata,
     embed: (images) => model.execute({ images }, 'features') as tf.Tensor2D,
   };
+}
+
+/** A file of an exported model; a missing one is the user's folder holding no export, so a ConfigError. */
+async function exportedFile(store: Store, key: string): Promise<Uint8Array> {
+  try {
+    return await getBytes(store, key);
+  } catch (err) {
+    if (!(err instanceof NotFoundError)) throw err;
+    throw new ConfigError(`${store.url} holds no exported model (no ${key}); ${EXPORT_HINT}`, { cause: err });
+  }
 }

@@ -4,7 +4,13 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { augmentConfig, parseCrops } from '../../src/augment/config.js';
 import { cropFloats } from '../../src/crop-tensor.js';
-import { MultiCropLoader, type ByteCrop, type LoaderOptions, type MultiCropBatch } from '../../src/augment/loader.js';
+import {
+  LoaderClosedError,
+  MultiCropLoader,
+  type ByteCrop,
+  type LoaderOptions,
+  type MultiCropBatch,
+} from '../../src/augment/loader.js';
 import { decodeRgb } from '../../src/augment/decode.js';
 import { multiCrop } from '../../src/augment/multicrop.js';
 import { DatasetStream } from '../../src/augment/stream.js';
@@ -278,6 +284,57 @@ describe('MultiCropLoader: no progress, and stops', () => {
     await expect(run).rejects.toThrow(/aborted/);
     expect(performance.now() - t0).toBeLessThan(2000);
     expect(loader.threads).toBe(0);
+  });
+});
+
+describe('MultiCropLoader: single-pass', () => {
+  // Each of these hung before: the second loop dispatched to the closed pool and waited forever.
+  const reused = /single-pass; to go on from where it stopped, open a new one with `cursor: loader.cursor\(\)`/;
+
+  it('refuses a second loop after a break, at once, and a new loader at cursor() goes on', async () => {
+    const { out, loader } = await batches({}, 2);
+    await expect(loop(loader)).rejects.toThrow(LoaderClosedError);
+    await expect(loop(loader)).rejects.toThrow(/was already iterated/);
+    await expect(loop(loader)).rejects.toThrow(reused);
+    const next = await batches({ cursor: loader.cursor() }, 1);
+    const whole = await batches({}, 3);
+    expect(digest(next.out[0]!)).toEqual(digest(whole.out[2]!));
+    expect(out).toHaveLength(2);
+  });
+
+  it('refuses a loop after close(), and a second loop alongside the first', async () => {
+    const closed = new MultiCropLoader(store, options);
+    await closed.close();
+    await expect(loop(closed)).rejects.toThrow(/this MultiCropLoader is closed/);
+    const shared = new MultiCropLoader(store, options);
+    const [first, second] = await Promise.allSettled([loop(shared, 2), loop(shared, 2)]);
+    expect(first).toMatchObject({ status: 'fulfilled', value: 2 });
+    expect(second).toMatchObject({ status: 'rejected', reason: expect.any(LoaderClosedError) });
+    expect(shared.threads).toBe(0);
+  });
+
+  /** Batches taken from `loader` (at most `limit`), breaking out early as a user would. */
+  async function loop(loader: MultiCropLoader, limit = 1): Promise<number> {
+    let n = 0;
+    for await (const batch of loader) {
+      batch.release();
+      if (++n >= limit) break;
+    }
+    return n;
+  }
+});
+
+describe('MultiCropLoader: inflight', () => {
+  it.each([0, -1, 2.5, Number.NaN, 2 ** 21])('refuses inflight %s with a ConfigError naming its range', (inflight) => {
+    expect(() => new MultiCropLoader(store, { ...options, inflight })).toThrow(ConfigError);
+    expect(() => new MultiCropLoader(store, { ...options, inflight })).toThrow(
+      /^inflight must be an integer from 1 to 1048576, got /,
+    );
+  });
+
+  it('takes inflight 1 (below a pool task of 4 records)', async () => {
+    const { out } = await batches({ inflight: 1 }, 2);
+    expect(out.map((b) => b.keys.length)).toEqual([5, 5]);
   });
 });
 

@@ -1,4 +1,4 @@
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, readFile, rm, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
@@ -148,5 +148,43 @@ describe('embed', () => {
     ]);
     expect(table.getChild('key')!.toArray()).toEqual(e.keys);
     e.features.forEach((f, i) => expect(Array.from(table.getChild('embedding')!.get(i)!)).toEqual(Array.from(f)));
+  });
+});
+
+describe('embed: empty datasets and unreadable shards', () => {
+  /** A copy of the 2-unit dataset at `name`, with `damage` done to the shard file of unit `unit`. */
+  async function damaged(name: string, damage: (file: string) => Promise<void>, units = [0]): Promise<string> {
+    await cp(path('data'), path(name), { recursive: true });
+    const all = await listUnits(await openStore(path(name)));
+    for (const u of units) await damage(path(name, all[u]!.shard));
+    return path(name);
+  }
+
+  const schemaOf = async (file: string) =>
+    tableFromIPC(await readFile(file)).schema.fields.map((f) => [f.name, String(f.type)]);
+
+  it('skips a missing shard and counts it, its records as failed, as train does', async () => {
+    const said: string[] = [];
+    const e = await embed(channelMeans(), await damaged('missing', (f) => rm(f)), { onSkip: (m) => said.push(m) });
+    expect(e.keys).toHaveLength(3); // the other unit's records
+    expect(e.failed).toBe(3);
+    expect(e.skipped).toEqual({ bad_shard: 1 });
+    expect(said).toHaveLength(1);
+    expect(said[0]).toMatch(/^warning: skipping unreadable data \(bad_shard\): .*missing or shorter/);
+  });
+
+  it('skips a truncated shard too', async () => {
+    const e = await embed(channelMeans(), await damaged('short', (f) => truncate(f, 100)));
+    expect([e.keys.length, e.failed, e.skipped]).toEqual([3, 3, { bad_shard: 1 }]);
+  });
+
+  it('writes a column of the backbone featureDim when there is no row', async () => {
+    const e = await embed(channelMeans(), await damaged('gone', (f) => rm(f), [0, 1]));
+    expect([e.keys.length, e.failed, e.dim, e.skipped]).toEqual([0, 6, 3, { bad_shard: 2 }]);
+    await writeEmbeddings(path('out', 'none.arrow'), e);
+    expect(await schemaOf(path('out', 'none.arrow'))).toEqual([
+      ['key', 'Utf8'],
+      ['embedding', 'FixedSizeList[3]<Float32>'],
+    ]);
   });
 });

@@ -314,8 +314,20 @@ describe('export, embed, eval knn, plot', () => {
       '--test',
       path('eval', 'test'),
     ]);
-    expect(noModel.code).toBe(1);
-    expect(noModel.stderr).toMatch(/model\.json/);
+    // Named the folder and what to run; it said only "no such object: model.json" (exit 1).
+    expect(noModel.code).toBe(2);
+    expect(noModel.stderr).toMatch(
+      /file:\/\/\S*\/eval\/? holds no exported model \(no model\.json\); export a trained run into it with `wildstream export <run> --out <dir>`/,
+    );
+    const noEmbed = await runCli([
+      'embed',
+      path('eval', 'train'),
+      '--model',
+      path('nowhere'),
+      '--out',
+      path('e.arrow'),
+    ]);
+    expect([noEmbed.code, noEmbed.stderr]).toEqual([2, expect.stringMatching(/nowhere holds no exported model/)]);
     await writeFile(path('eval', 'model.json'), '{"format":"layers-model"}');
     await expect(loadBackbone(await openStore(path('eval')))).rejects.toThrow(/holds no wildstream backbone/);
   }, 60_000);
