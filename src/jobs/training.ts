@@ -7,7 +7,7 @@
 import { abortable, isAbort } from '../abort.js';
 import { cropCount } from '../crops.js';
 import { AUGMENT_OPTIONS } from '../augment/options.js';
-import { InterruptedError } from '../errors.js';
+import { InterruptedError, WildstreamError } from '../errors.js';
 import { STORE_OPTIONS, storeOptionsOf } from '../shards/options.js';
 import { openStore } from '../shards/store.js';
 import type { OptionNames, OptionValues } from '../options/declare.js';
@@ -22,8 +22,16 @@ export const TRAIN_RUN_OPTIONS = { ...TRAIN_OPTIONS, ...AUGMENT_OPTIONS, ...STOR
 
 export type TrainRunValues = OptionValues<typeof TRAIN_RUN_OPTIONS>;
 
-/** Runs `o`; `how.names` is how its lines name the options (a pipeline's train keys; the flags by default). */
-export async function trainJob(o: TrainRunValues, how: { names?: OptionNames } = {}): Promise<TrainOnStoreSummary> {
+/**
+ * Runs `o`; `how.names` is how its lines name the options (a pipeline's train keys; the flags by default).
+ * `how.stop` stops the run as a signal does (the step finishes, the steps done are checkpointed), for a
+ * pipeline whose producing stage ended: the run then ends in a StoppedError whose message is `how.stop`'s
+ * reason (an Error's message, or a string) and what was saved.
+ */
+export async function trainJob(
+  o: TrainRunValues,
+  how: { names?: OptionNames; stop?: AbortSignal } = {},
+): Promise<TrainOnStoreSummary> {
   let progress: TrainProgress | undefined;
   const stop = (signal: NodeJS.Signals) => {
     const line = `wildstream train: ${signal}: finishing the step and writing a checkpoint (a second signal exits at once)`;
@@ -31,6 +39,12 @@ export async function trainJob(o: TrainRunValues, how: { names?: OptionNames } =
     else process.stderr.write(`${line}\n`);
   };
   const signals = new StopSignals('train', stop);
+  const signal = how.stop ? AbortSignal.any([signals.signal, how.stop]) : signals.signal;
+  /** Why the run stopped when no process signal stopped it (`how.stop`'s reason). */
+  const stoppedBy = () => {
+    const reason: unknown = how.stop?.reason;
+    return reason instanceof Error ? reason.message : typeof reason === 'string' ? reason : 'the run was stopped';
+  };
   try {
     // The stores are read before training starts (records for the settings, the checkpoint's settings): a
     // stalled read there must not outlast a stop either.
@@ -48,8 +62,9 @@ export async function trainJob(o: TrainRunValues, how: { names?: OptionNames } =
         )),
       };
     };
-    const { data, out, config, auto } = await abortable(startup(), signals.signal).catch((err: unknown) => {
-      if (!isAbort(err, signals.signal)) throw err;
+    const { data, out, config, auto } = await abortable(startup(), signal).catch((err: unknown) => {
+      if (!isAbort(err, signal)) throw err;
+      if (!signals.stoppedBy) throw new StoppedError(`train stopped before training started (${stoppedBy()})`);
       throw new InterruptedError(
         `stopped by ${signals.stoppedBy} before training started; nothing was changed`,
         signals.exitCode,
@@ -71,7 +86,7 @@ export async function trainJob(o: TrainRunValues, how: { names?: OptionNames } =
       trainThreads: o.trainThreads,
       precision: o.precision,
       names: how.names,
-      signal: signals.signal,
+      signal,
       log: progress.log,
       onStep: progress.step,
     }).finally(() => progress?.stop());
@@ -82,10 +97,16 @@ export async function trainJob(o: TrainRunValues, how: { names?: OptionNames } =
         summary.step > summary.startStep
           ? `at step ${summary.step}; ${summary.checkpoint} written`
           : `before its first step; no checkpoint was written${summary.resumedFrom ? ` (${summary.resumedFrom} is kept)` : ''}`;
+      if (!signals.stoppedBy) throw new StoppedError(`train stopped ${where} (${stoppedBy()})`);
       throw new InterruptedError(`stopped by ${signals.stoppedBy} ${where}; rerun to resume`, signals.exitCode);
     }
     return summary;
   } finally {
     signals.finish();
   }
+}
+
+/** A run stopped by `how.stop` (its producing stage ended), not by a process signal; what was saved is kept. */
+export class StoppedError extends WildstreamError {
+  override readonly code = 'WS_ERR_STOPPED';
 }

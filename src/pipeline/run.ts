@@ -36,11 +36,22 @@ export async function runPipeline(file: string, sets: string[]): Promise<void> {
         ? () => stage('crawl', () => crawlJob(p.crawl!.seeds, p.crawl!))
         : null;
     const train = p.train
-      ? () => stage('train', () => trainJob({ ...p.train!, data: datasetOf(p) }, { names: pipelineNames('train') }))
+      ? (stop?: AbortSignal) =>
+          stage('train', () => trainJob({ ...p.train!, data: datasetOf(p) }, { names: pipelineNames('train'), stop }))
       : null;
     if (p.train?.follow && ingest && train) {
-      // Both run to their end (on a signal, both save their state) before the pipeline reports.
-      const failed = (await Promise.allSettled([ingest(), train()])).find((r) => r.status === 'rejected');
+      // Both run to their end (on a signal, both save their state) before the pipeline reports. A producer
+      // that fails stops the following trainer (it checkpoints the steps done), which would otherwise wait
+      // for units that can no longer come; the pipeline then ends with the producer's failure.
+      const producer = new AbortController();
+      const name = p.ingest ? 'ingest' : 'crawl';
+      const producing = ingest().catch((err: unknown) => {
+        producer.abort(`the ${name} stage it follows ended without finishing`);
+        throw err;
+      });
+      const failed = (await Promise.allSettled([producing, train(producer.signal)])).find(
+        (r) => r.status === 'rejected',
+      );
       if (failed) throw failed.reason;
     } else for (const run of [ingest, train]) if (run) await run();
     // Export needs train, embed and report need export: with no export there is nothing to skip.

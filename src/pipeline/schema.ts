@@ -3,7 +3,8 @@
  * before any work starts. A stage's keys are its command's options in snake_case, declared once with the
  * command (see STAGE_COMMANDS); `lists`, `seeds`, `site`, `export.baseline` and `report` are the pipeline's own.
  * Unknown keys (with the nearest known one), wrong types and missing stores are one-line errors naming the key;
- * `--set key.path=value` overrides are applied (value parsed as YAML) before validation.
+ * `--set key.path=value` overrides are applied (value parsed as YAML) before validation. YAML merge keys
+ * (`<<: *anchor`) are read; top-level `x-` keys hold anchors and are ignored.
  */
 import { readFile } from 'node:fs/promises';
 import { parse } from 'yaml';
@@ -67,17 +68,45 @@ export const PipelineSchema = z.strictObject({
 
 export type Pipeline = z.infer<typeof PipelineSchema>;
 
-/** Sets `a.b.c` in a plain object tree to `value` (YAML-parsed, so numbers and booleans keep their type). */
+/**
+ * How pipeline files and `--set` values are parsed: YAML 1.2 with YAML 1.1's merge keys (`<<: *defaults`), so
+ * stages can share settings kept under a top-level `x-` key. The yaml library defines keys such as `__proto__`
+ * as own properties: no key of a file reaches a prototype (they are refused as unknown keys).
+ */
+const YAML_OPTIONS = { merge: true } as const;
+
+/** Path segments that would walk into a prototype instead of the document: never keys of a pipeline. */
+const UNSAFE_KEYS = new Set(['__proto__', 'constructor', 'prototype']);
+
+/** Top-level keys a pipeline ignores, for anchors to merge from (`x-defaults: &d`), as Docker Compose does. */
+const isExtensionKey = (key: string) => key.startsWith('x-');
+
+/**
+ * Sets `a.b.c` in a plain object tree to `value` (YAML-parsed, so numbers and booleans keep their type).
+ * Refuses (ConfigError, exit 2) an assignment without `=`, a path through `__proto__`, `constructor` or
+ * `prototype`, and a value that is not YAML, naming the --set argument.
+ */
 export function applySet(doc: Record<string, unknown>, assignment: string): void {
   const eq = assignment.indexOf('=');
   if (eq <= 0) throw new ConfigError(`--set expects key.path=value, got "${assignment}"`);
-  const path = assignment.slice(0, eq).split('.');
-  let node = doc;
-  for (const key of path.slice(0, -1)) {
-    if (typeof node[key] !== 'object' || node[key] === null) node[key] = {};
-    node = node[key] as Record<string, unknown>;
+  const key = assignment.slice(0, eq);
+  const path = key.split('.');
+  const unsafe = path.find((k) => UNSAFE_KEYS.has(k));
+  if (unsafe !== undefined) throw new ConfigError(`--set ${assignment}: ${unsafe}: unknown key`);
+  let value: unknown;
+  try {
+    value = parse(assignment.slice(eq + 1), YAML_OPTIONS);
+  } catch (err) {
+    const why = (err as Error).message.split('\n')[0]!.replace(/ at line \d+, column \d+:.*$/, '');
+    throw new ConfigError(`--set ${assignment}: not a YAML value (${why})`);
   }
-  node[path[path.length - 1]!] = parse(assignment.slice(eq + 1));
+  let node = doc;
+  for (const k of path.slice(0, -1)) {
+    const next = Object.hasOwn(node, k) ? node[k] : undefined;
+    if (typeof next === 'object' && next !== null && !Array.isArray(next)) node = next as Record<string, unknown>;
+    else node = node[k] = {};
+  }
+  node[path[path.length - 1]!] = value;
 }
 
 export function validatePipeline(doc: unknown, where: string): Pipeline {
@@ -89,7 +118,7 @@ export function validatePipeline(doc: unknown, where: string): Pipeline {
 export async function loadPipeline(file: string, sets: string[] = []): Promise<Pipeline> {
   let doc: unknown;
   try {
-    doc = parse(await readFile(file, 'utf8'));
+    doc = parse(await readFile(file, 'utf8'), YAML_OPTIONS);
   } catch (err) {
     throw new ConfigError(`${file}: ${(err as Error).message.split('\n')[0]}`);
   }
@@ -97,6 +126,7 @@ export async function loadPipeline(file: string, sets: string[] = []): Promise<P
     throw new ConfigError(`${file}: expected a mapping of stages`);
   const tree = (doc ?? {}) as Record<string, unknown>;
   for (const s of sets) applySet(tree, s);
+  for (const key of Object.keys(tree)) if (isExtensionKey(key)) delete tree[key];
   const pipeline = validatePipeline(tree, file);
   if (
     !pipeline.ingest &&

@@ -71,3 +71,44 @@ describe('a pipeline whose dataset holds no image', () => {
     60_000,
   );
 });
+
+describe('a pipeline whose train stage follows an ingest that fails', () => {
+  it('stops the following trainer and ends with the ingest stage exit 3 and a line saying why', async () => {
+    await writeFile(join(dir, 'gone-follow.txt'), `${base}/gone.jpg\n`);
+    const out = join(dir, 'ds-follow'),
+      trained = join(dir, 'run-follow');
+    const file = join(dir, 'follow.yaml');
+    const yaml = [
+      'ingest:',
+      `  lists: [${join(dir, 'gone-follow.txt')}]`,
+      '  retries: 0',
+      `  out: ${out}`,
+      '  allow_address: 127.0.0.1',
+      'train:',
+      `  out: ${trained}`,
+      '  follow: true',
+      '  model: custom:4,16,8,2,16',
+      '  batch: 4',
+      '  steps: 2',
+      '  crops: 2x32,2x16',
+      '  backend: wasm',
+      '  threads: 1',
+    ];
+    await writeFile(file, `${yaml.join('\n')}\n`);
+    const lines: string[] = [];
+    const stderr = vi.spyOn(process.stderr, 'write').mockImplementation((s) => (lines.push(String(s)), true));
+    const stdout = vi.spyOn(process.stdout, 'write').mockImplementation(() => true);
+    const started = Date.now();
+    const err = await runPipeline(file, [])
+      .finally(() => (stderr.mockRestore(), stdout.mockRestore()))
+      .then(
+        () => null,
+        (e: unknown) => e,
+      );
+    expect(err).toBeInstanceOf(ExitCodeError);
+    expect((err as ExitCodeError).exitCode).toBe(3);
+    expect((err as Error).message).toMatch(/^stage ingest failed \(exit 3\)/);
+    expect(lines.join('')).toMatch(/train stopped .*\(the ingest stage it follows ended without finishing\)/);
+    expect(Date.now() - started).toBeLessThan(45_000); // not a trainer polling for units that cannot come
+  }, 60_000);
+});

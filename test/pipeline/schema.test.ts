@@ -1,0 +1,108 @@
+/**
+ * Reading a pipeline file and its `--set` overrides: a value that is not YAML is bad usage naming the --set
+ * argument, no path reaches a prototype, and YAML merge keys are read (anchors under top-level `x-` keys).
+ */
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ConfigError } from '../../src/errors.js';
+import { applySet, loadPipeline } from '../../src/pipeline/schema.js';
+import { runCli } from '../helpers/cli.js';
+
+let dir: string;
+let file: string;
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'ws-pipeline-schema-'));
+  file = join(dir, 'p.yaml');
+  await writeFile(file, 'train:\n  data: ds\n  out: run\n  steps: 2\n');
+});
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+/** The error `loadPipeline` refuses with (null if it accepts). */
+const refusal = (sets: string[], f = file) =>
+  loadPipeline(f, sets).then(
+    () => null,
+    (e: unknown) => e as Error,
+  );
+
+describe('--set', () => {
+  it('refuses a value that is not YAML as bad usage (exit 2), naming the --set argument on one line', async () => {
+    const err = await refusal(['train.steps=[1']);
+    expect(err).toBeInstanceOf(ConfigError);
+    expect(err!.message).toBe('--set train.steps=[1: not a YAML value (Flow sequence must end with a ])');
+    const r = await runCli(['run', file, '--set', 'train.steps=[1'], {}, 60_000, dir);
+    expect(r.code).toBe(2);
+    expect(r.stderr.trim().split('\n')).toEqual([
+      'wildstream: --set train.steps=[1: not a YAML value (Flow sequence must end with a ])',
+    ]);
+  }, 60_000);
+
+  it.each([
+    ['__proto__.polluted=1', '__proto__'],
+    ['train.__proto__.x=1', '__proto__'],
+    ['constructor.prototype.polluted=1', 'constructor'],
+    ['train.constructor.prototype.x=1', 'constructor'],
+    ['train.prototype=1', 'prototype'],
+  ])('refuses %s as an unknown key naming %s, and pollutes no prototype', async (set, key) => {
+    const err = await refusal([set]);
+    expect(err).toBeInstanceOf(ConfigError);
+    expect(err!.message).toBe(`--set ${set}: ${key}: unknown key`);
+    expect(({} as Record<string, unknown>).polluted).toBeUndefined();
+    expect(({} as Record<string, unknown>).x).toBeUndefined();
+    const doc: Record<string, unknown> = {};
+    expect(() => applySet(doc, set)).toThrow(ConfigError);
+    expect(Object.keys(doc)).toEqual([]);
+  });
+
+  it('sets nested keys on own properties only', () => {
+    const doc: Record<string, unknown> = { train: { steps: 2 } };
+    applySet(doc, 'train.lr=0.5');
+    applySet(doc, 'export.out=m');
+    expect(doc).toEqual({ train: { steps: 2, lr: 0.5 }, export: { out: 'm' } });
+  });
+});
+
+describe('pipeline file keys', () => {
+  it('refuses __proto__ and constructor keys of a file as unknown keys, without reaching a prototype', async () => {
+    const f = join(dir, 'proto.yaml');
+    await writeFile(f, 'train:\n  data: ds\n  out: run\n  __proto__: {polluted: 1}\n');
+    expect((await refusal([], f))!.message).toBe(`${f}: train.__proto__: unknown key`);
+    await writeFile(f, 'constructor: {}\ntrain:\n  data: ds\n  out: run\n');
+    expect((await refusal([], f))!.message).toBe(`${f}: constructor: unknown key`);
+    expect(({} as Record<string, unknown>).polluted).toBeUndefined();
+  });
+
+  it('reads YAML merge keys, with anchors under a top-level x- key that is ignored', async () => {
+    const f = join(dir, 'merge.yaml');
+    await writeFile(
+      f,
+      [
+        'x-defaults: &d',
+        '  batch: 4',
+        '  steps: 3',
+        '  threads: 1',
+        'train:',
+        '  <<: *d',
+        '  data: ds',
+        '  out: run',
+        '  steps: 5', // the stage's own key wins over the merged one
+        'embed:',
+        '  <<: [{ batch: 16 }, { backend: wasm }]',
+        '  out: e.arrow',
+        'export:',
+        '  out: m',
+      ].join('\n'),
+    );
+    const p = await loadPipeline(f);
+    expect(p.train).toMatchObject({ batch: 4, steps: 5, threads: 1, data: 'ds', out: 'run' });
+    expect(p.embed).toMatchObject({ batch: 16, backend: 'wasm', out: 'e.arrow' });
+    expect(p).not.toHaveProperty('x-defaults');
+    // a merged key the stage does not take is named as the stage's
+    await writeFile(f, 'x-d: &d\n  batkh: 4\ntrain:\n  <<: *d\n  data: ds\n  out: run\n');
+    expect((await refusal([], f))!.message).toBe(`${f}: train.batkh: unknown key (did you mean batch?)`);
+  });
+});
