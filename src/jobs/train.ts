@@ -7,7 +7,9 @@ import { abortable, isAbort } from '../abort.js';
 import { MultiCropLoader } from '../augment/loader.js';
 import type { Store } from '../shards/store.js';
 import { startBackend, type BackendInfo } from '../train/backend.js';
-import { CHECKPOINT_DIR } from '../train/checkpoint.js';
+import { CHECKPOINT_DIR, type DatasetIdentity } from '../train/checkpoint.js';
+import { readManifest } from '../ingest/plan.js';
+import { refuseOversizedConfig } from '../train/webgpu/stepper.js';
 import { augmentOf } from '../train/config.js';
 import { SwavModel } from '../train/model.js';
 import { batchWarning, resolveResume, type ResumePoint } from '../train/resume.js';
@@ -76,6 +78,9 @@ async function trainLocked(
 ): Promise<TrainOnStoreSummary> {
   // Built once: the checkpoints are checked against it (a model costs seconds to build), then it trains.
   // On webgpu the model's tfjs side only holds weights: no tfjs memory plan (the WebGPU stepper checks the device's).
+  // A model too big for the device's binding is refused before it is built (minutes for a large RegNet).
+  if (backend.name === 'webgpu' && backend.bindingLimit !== undefined)
+    refuseOversizedConfig(o.config, backend.bindingLimit);
   const model = new SwavModel(o.config, {
     threads: o.trainThreads,
     names: o.names,
@@ -84,6 +89,8 @@ async function trainLocked(
   let start: ResumePoint, loader: MultiCropLoader;
   try {
     // Both read the stores: a stalled read must not outlast a stop.
+    const dataset = await abortable(datasetIdentity(o.data), o.signal);
+    o = { ...o, dataset };
     start = await abortable(resolveResume({ ...o, model }), o.signal);
     const crowded = await abortable(batchWarning(o.data, o.config, Boolean(o.follow), o.names), o.signal);
     if (crowded) o.log(crowded);
@@ -107,6 +114,15 @@ async function trainLocked(
   }
   const summary = await train({ ...o, backend: backend.name, model, batches: loader, start }); // disposes the model, closes the loader
   return { ...summary, skipped: { ...loader.stream.stats.skipped, ...loader.stats.skipped } };
+}
+
+/** Which dataset `data` is, for the checkpoints: its location and its dataset.json id when it has one. */
+async function datasetIdentity(data: Store): Promise<DatasetIdentity> {
+  const id = await readManifest(data).then(
+    (m) => m?.id,
+    () => undefined, // a damaged dataset.json: the location alone (the stream says what is wrong with the data)
+  );
+  return { url: data.url, ...(id && { id }) };
 }
 
 /** A run stopped before its first step. */

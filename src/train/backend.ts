@@ -21,7 +21,15 @@ export type BackendName = (typeof BACKENDS)[number];
 export interface BackendInfo {
   name: Exclude<BackendName, 'auto'>;
   device: string;
+  /**
+   * webgpu: the largest buffer the device makes and binds whole (the lesser of maxBufferSize and
+   * maxStorageBufferBindingSize), so a model whose weights cannot fit is refused before it is built.
+   */
+  bindingLimit?: number;
 }
+
+/** The binding limit of the device the webgpu loader opened last. */
+let webgpuBindingLimit: number | undefined;
 
 const require = createRequire(import.meta.url);
 
@@ -51,6 +59,7 @@ const LOADERS: Record<Exclude<BackendName, 'auto'>, (auto: boolean) => Promise<s
     const ctx = await openDevice();
     const line = describeDevice(ctx.info);
     const fallback = ctx.info.isFallback;
+    webgpuBindingLimit = Math.min(ctx.info.limits.maxBufferSize, ctx.info.limits.maxStorageBufferBindingSize);
     ctx.destroy();
     if (fallback && auto) throw new Error(`the only WebGPU adapter is a software one (${line})`);
     await LOADERS.cpu(false);
@@ -107,7 +116,9 @@ async function startFirst(name: BackendName, order: ReadonlyArray<Exclude<Backen
   const reasons: string[] = [];
   for (const candidate of order) {
     try {
-      return { name: candidate, device: await LOADERS[candidate](name === 'auto') };
+      const device = await LOADERS[candidate](name === 'auto');
+      const limit = candidate === 'webgpu' ? webgpuBindingLimit : undefined;
+      return { name: candidate, device, ...(limit !== undefined && { bindingLimit: limit }) };
     } catch (err) {
       reasons.push(`${candidate}: ${(err as Error).message}`);
     }

@@ -67,6 +67,17 @@ export interface CheckpointHeader {
    * Absent from other backends' checkpoints and from those written before it.
    */
   precision?: 'f32' | 'mixed';
+  /**
+   * The dataset the run trained on (its cursor belongs to it): a resume on another one is refused. Absent from
+   * checkpoints written before it and from runs given batches rather than a dataset; those resume as before.
+   */
+  dataset?: DatasetIdentity;
+}
+
+/** Which dataset a run reads: its location, and the `id` of its dataset.json (kept when the dataset is moved). */
+export interface DatasetIdentity {
+  url: string;
+  id?: string;
 }
 
 const int = z.number().int().min(0);
@@ -122,6 +133,7 @@ const header = z.looseObject({
     .object({ scale: z.number().positive(), cleanRun: int, skipped: int.optional(), grown: int.optional() })
     .optional(),
   precision: z.enum(['f32', 'mixed']).optional(),
+  dataset: z.object({ url: z.string(), id: z.string().optional() }).optional(),
 });
 
 /** Damage found in a checkpoint's bytes: `newer` when the bytes are of a later format rather than broken. */

@@ -37,6 +37,7 @@ export {
   NewerCheckpointError,
   readCheckpointHeader,
   type CheckpointHeader,
+  type DatasetIdentity,
   type TensorEntry,
 } from './checkpoint-format.js';
 
@@ -121,7 +122,7 @@ export async function saveCheckpoint(
   model: SwavModel,
   step: number,
   cursor: StreamCursor,
-  extra: Pick<CheckpointHeader, 'lossScale' | 'precision'> = {},
+  extra: Pick<CheckpointHeader, 'lossScale' | 'precision' | 'dataset'> = {},
 ): Promise<string> {
   const bad = unsafeTensors(model);
   if (bad.length > 0) {
@@ -147,6 +148,7 @@ export async function saveCheckpoint(
     tensors,
     ...(extra.lossScale && { lossScale: extra.lossScale }),
     ...(extra.precision && { precision: extra.precision }),
+    ...(extra.dataset && { dataset: extra.dataset }),
   };
   const json = Buffer.from(JSON.stringify(header));
   const length = Buffer.alloc(4);

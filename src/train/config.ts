@@ -11,7 +11,7 @@ import { FLAG_NAMES, type OptionNames } from '../options/declare.js';
 import { RECOMPUTE_MODES, type RecomputeMode } from './memory.js';
 import { DEFAULT_LARS, type LarsConfig, type ScheduleConfig } from './optim.js';
 import { DEFAULT_STEPS, TRAIN_OPTIONS } from './options.js';
-import { regnetSpec } from './regnet-spec.js';
+import { regnetParams, regnetSpec } from './regnet-spec.js';
 import { DEFAULT_SWAV, type SwavConfig } from './swav.js';
 
 export interface QueueConfig {
@@ -134,15 +134,19 @@ const OPTION_OF: Record<string, string> = {
   'queue.length': 'queueLength',
 };
 
-/** The fields a resumed run must share with its checkpoint. */
-function identity(c: TrainConfig): Record<string, unknown> {
+/**
+ * The fields a resumed run must share with its checkpoint, each as [canonical form, as written]: the model and
+ * crops are compared parsed (`custom:4,16,8,2,16` is `custom:4,16,8,2,16,0.25`; `2x32, 4x16` is
+ * `2x32@0.08-1,4x16@0.08-1`), and named as the person wrote them.
+ */
+function identity(c: TrainConfig): Record<string, [unknown, unknown]> {
   return {
-    model: c.model,
-    batchSize: c.batchSize,
-    crops: c.crops,
-    seed: c.seed,
-    swav: c.swav,
-    'queue.length': c.queue.length,
+    model: [regnetParams(c.model), c.model],
+    batchSize: [c.batchSize, c.batchSize],
+    crops: [cropGroups(c.crops), c.crops],
+    seed: [c.seed, c.seed],
+    swav: [c.swav, c.swav],
+    'queue.length': [c.queue.length, c.queue.length],
   };
 }
 
@@ -156,8 +160,8 @@ export function checkCompatible(
   const a = identity(saved),
     b = identity(wanted);
   for (const key of Object.keys(a)) {
-    const [x, y] = [JSON.stringify(a[key]), JSON.stringify(b[key])];
-    if (x !== y) {
+    if (JSON.stringify(a[key]![0]) !== JSON.stringify(b[key]![0])) {
+      const [x, y] = [JSON.stringify(a[key]![1]), JSON.stringify(b[key]![1])];
       const option = OPTION_OF[key];
       throw new ConfigError(
         `${where} was trained with ${option ? names.set(option, x) : `${key}=${x}`}, this run asks for ${y}; use the same settings, ${names.set('resume', false)}, or another ${names.of('out')}`,

@@ -269,12 +269,22 @@ function headMemory(
   const { hidden, dim, prototypes } = config.swav;
   const assign = config.swav.cropsForAssign.length;
   const trainable = features * hidden + hidden + 2 * hidden + hidden * dim + dim + dim * prototypes;
-  // Per row: hidden activations (dense, BN out and x-hat, ReLU, and their gradients), scores with their
-  // softmax and gradients; per assignment crop, Sinkhorn over queue + batch.
-  const perRow = 8 * hidden + 6 * dim + 6 * prototypes;
-  const sinkhorn = assign * (config.queue.length + config.batchSize) * prototypes * 4;
+  const crops = Math.max(1, Math.round(rows / Math.max(1, config.batchSize)));
+  const perCrop = rows / crops; // this thread's rows of one crop
+  // Per row: hidden activations (dense, BN out and x-hat, ReLU, and their gradients). The [rows, K] scores are
+  // what a large --prototypes costs (tf.profile on the cpu backend, K = 20000-40000, measured 230-290 [B, K]
+  // matrices per image for 4-6 crops): each crop's scores, their normalisation and gradients (~9.5 [B, K] per
+  // crop); per assignment crop and other crop, a log-softmax at the temperature with its temporaries and
+  // gradients (~8); per assignment crop, the Sinkhorn iterations over queue + batch (~74).
+  const pairs = assign * (crops - 1);
+  const scores = (9.5 * crops + 8 * pairs) * perCrop * prototypes;
+  const sinkhorn = 74 * assign * (config.queue.length + config.batchSize) * prototypes;
   const queue = assign * config.queue.length * dim;
-  return { trainable, buffers: 2 * hidden, activations: (rows * perRow + sinkhorn + queue) * F32 };
+  return {
+    trainable,
+    buffers: 2 * hidden,
+    activations: (rows * (8 * hidden + 6 * dim) + scores + sinkhorn + queue) * F32,
+  };
 }
 
 /** What the backend can hold, when known: the wasm heap's limit, or the machine's memory for cpu/native. */
@@ -307,6 +317,16 @@ export function planMemory(
   if (budget !== null && peak > budget) {
     const fits = largestBatch(config, budget / scale, recompute ? 'on' : 'off');
     const other = !recompute && on <= budget ? `; ${names.set('recompute', 'on')} would fit it` : '';
+    const head = prototypesFitting(config, budget / scale, recompute ? 'on' : 'off');
+    if (head !== null && other === '') {
+      // The prototypes, not the batch, are what does not fit: the [batch, K] scores and the [dim, K] matrix.
+      throw new ConfigError(
+        `${names.set('prototypes', config.swav.prototypes)} with ${names.set('dim', config.swav.dim)} at batch ${config.batchSize} ` +
+          `needs ~${formatBytes(peak)}${threads > 1 ? ' per thread' : ''}, more than the ${formatBytes(budget)} ${where(backend)}: ` +
+          `the SwAV head's prototype scores, Sinkhorn codes and prototype matrix grow with ${names.of('prototypes')}; ` +
+          (head >= 2 ? `${names.set('prototypes', head)} fits` : `use fewer ${names.of('prototypes')}`),
+      );
+    }
     throw new ConfigError(
       `batch ${config.batchSize}${threads > 1 ? ` split over ${threads} training threads` : ''} of model ${config.model} with crops ${config.crops} ` +
         `needs ~${formatBytes(peak)}${threads > 1 ? ' per thread' : ''}, more than the ` +
@@ -359,6 +379,18 @@ export function checkInference(
       `more than the ${formatBytes(budget)} ${where(backend)}; ` +
       (lo > 0 ? `${names.set('batch', lo)} fits` : `no batch fits: use a smaller ${names.of('size')}`),
   );
+}
+
+/**
+ * When the batch fits with SwAV's usual head (3000 prototypes, or the configured count when smaller) but not
+ * with the configured count: the largest prototype count that fits `budget` bytes of tensors. Null when the
+ * prototypes are not what makes the configuration too big.
+ */
+function prototypesFitting(config: Sizing, budget: number, mode: 'on' | 'off'): number | null {
+  const peak = (prototypes: number) => estimateMemory({ ...config, swav: { ...config.swav, prototypes } }).peak[mode];
+  const usual = Math.min(config.swav.prototypes, 3000);
+  if (usual === config.swav.prototypes || peak(usual) > budget) return null;
+  return largestFitting(config.swav.prototypes, (k) => peak(k) <= budget);
 }
 
 /** The largest batch (at most the configured one) whose estimate fits `budget` bytes of tensors; 0 when none does. */

@@ -101,8 +101,17 @@ function makeDivisible(v: number, divisor: number): number {
 }
 
 export function regnetSpec(name: string): RegNetSpec {
-  const params = REGNETS[name] ?? parseCustom(name);
+  const params = regnetParams(name);
   return { name, stemWidth: 32, stages: generateStages(params), se: params.se, bottleneck: 1 };
+}
+
+/**
+ * The parameters a model name stands for, defaults filled in: two names build the same network exactly when
+ * these are equal (`custom:4,16,8,2,16` and `custom:4,16,8,2,16,0.25`). Throws a ConfigError for an unknown name.
+ */
+export function regnetParams(name: string): RegNetParams {
+  const p = REGNETS[name] ?? parseCustom(name);
+  return { depth: p.depth, w0: p.w0, wa: p.wa, wm: p.wm, groupWidth: p.groupWidth, se: p.se };
 }
 
 /** Whether regnetSpec knows `name` (a RegNet of the zoo or a valid custom one). */

@@ -22,9 +22,11 @@ import {
   modelTensors,
   NewerCheckpointError,
   type Checkpoint,
+  type DatasetIdentity,
 } from './checkpoint.js';
 import { everyDamaged } from './checkpoint-format.js';
 import { checkCompatible, defaultTrainConfig, type TrainConfig } from './config.js';
+import { ConfigError } from '../errors.js';
 import { archiveMetrics, dropMetricsAfter } from './metrics.js';
 import { SwavModel } from './model.js';
 import { DEFAULT_LARS, learningRate } from './optim.js';
@@ -50,6 +52,11 @@ export interface ResumeOptions {
    * @internal
    */
   model?: SwavModel;
+  /**
+   * The dataset this run reads: a checkpoint that records another is refused (its stream cursor belongs to that
+   * dataset). A checkpoint without one (written before datasets were recorded) resumes as before.
+   */
+  dataset?: DatasetIdentity;
 }
 
 /** Where a run starts: what to restore, and where its batch source must be opened. */
@@ -76,6 +83,7 @@ export async function resolveResume(o: ResumeOptions): Promise<ResumePoint> {
   const fits = (c: Checkpoint) => {
     o.signal?.throwIfAborted();
     checkCompatible(c.header.config, o.config, `checkpoint ${c.key}`, o.names); // another run's settings: a ConfigError, not damage
+    checkDataset(c, o.dataset, o.names);
     checkTensors(c, modelTensors((shapes ??= new SwavModel(o.config, { backend: 'none' })), c)); // shapes only: no memory plan
   };
   let ckpt: Checkpoint | null;
@@ -105,6 +113,8 @@ export async function resolveResume(o: ResumeOptions): Promise<ResumePoint> {
       );
     const change = scheduleChange(ckpt.header.config, o.config, step, n);
     if (change) o.log(change);
+    const augment = augmentChange(ckpt.header.config, o.config, step, n);
+    if (augment) o.log(augment);
     if (step >= o.config.steps)
       o.log(
         `${ckpt.key} is at step ${step}, already at or past ${n.of('steps')} ${o.config.steps}: nothing to train (raise ${n.of('steps')} to go on)`,
@@ -127,6 +137,47 @@ export async function resolveResume(o: ResumeOptions): Promise<ResumePoint> {
     if (archive) o.log(`starting at step 0: the earlier run's metrics are kept under ${archive}`);
   }
   return { step, cursor: ckpt?.header.cursor ?? null, resumedFrom: ckpt?.key ?? null, checkpoint: ckpt };
+}
+
+/**
+ * Refuses a checkpoint of another dataset (as VISSL and mosaicml-streaming do: the stream cursor, its epoch,
+ * offset and unit list, belongs to the dataset it was taken on). The same dataset is the same dataset.json
+ * `id` when both have one (a moved or copied dataset keeps it; one made again at the same place gets another),
+ * else the same location. A checkpoint that records no dataset, or a run given no identity, is not checked.
+ */
+export function checkDataset(
+  c: Checkpoint,
+  wanted: DatasetIdentity | undefined,
+  names: OptionNames = FLAG_NAMES,
+): void {
+  const saved = c.header.dataset;
+  if (!saved || !wanted) return;
+  const same = saved.id !== undefined && wanted.id !== undefined ? saved.id === wanted.id : saved.url === wanted.url;
+  if (same) return;
+  const what = (d: DatasetIdentity) => `${d.url}${d.id ? ` (dataset id ${d.id})` : ''}`;
+  throw new ConfigError(
+    `checkpoint ${c.key} was trained on ${names.of('data')} ${what(saved)}, this run asks for ${what(wanted)}; ` +
+      `its data stream's position belongs to that dataset: use the same ${names.of('data')}, ${names.set('resume', false)} to start over, or another ${names.of('out')}`,
+  );
+}
+
+/**
+ * The line that says a resumed run draws its crops with another colour-jitter strength or blur probability
+ * than its checkpoint's (allowed, as the schedule's settings are: augmentation strength is often changed
+ * mid-run), or null.
+ */
+export function augmentChange(
+  saved: TrainConfig,
+  wanted: TrainConfig,
+  step: number,
+  names: OptionNames = FLAG_NAMES,
+): string | null {
+  const changes: string[] = [];
+  if (saved.jitterStrength !== wanted.jitterStrength)
+    changes.push(`${names.set('jitterStrength', fmt(wanted.jitterStrength))} (was ${fmt(saved.jitterStrength)})`);
+  if (saved.blurP !== wanted.blurP) changes.push(`${names.set('blur', fmt(wanted.blurP))} (was ${fmt(saved.blurP)})`);
+  if (changes.length === 0) return null;
+  return `resuming at step ${step} with ${changes.join(', ')}: the crops from step ${step} on are drawn with the new augmentation`;
 }
 
 /** Refuses a resume past newer-format checkpoints, or when every checkpoint is damaged: nothing is changed. */

@@ -33,7 +33,13 @@ import { FLAG_NAMES, type OptionNames } from '../options/declare.js';
 import { ConfigError, StoreUnavailableError, WildstreamError } from '../errors.js';
 import type { Store } from '../shards/store.js';
 import { startBackend, type BackendInfo, type BackendName } from './backend.js';
-import { NonFiniteStateError, pruneCheckpoints, restoreModel, saveCheckpoint } from './checkpoint.js';
+import {
+  NonFiniteStateError,
+  pruneCheckpoints,
+  restoreModel,
+  saveCheckpoint,
+  type DatasetIdentity,
+} from './checkpoint.js';
 import { CollapseWatch } from './collapse.js';
 import type { TrainConfig } from './config.js';
 import { formatLine, writeMetricsPart, type MetricLine } from './metrics.js';
@@ -83,6 +89,11 @@ export interface LoopOptions {
    * written (trainOnStore: another run took over its run lock). @default nothing
    */
   beforeWrite?: () => void;
+  /**
+   * The dataset the batches come from, recorded in each checkpoint: a resume on another dataset is refused
+   * (resume.ts). trainOnStore gives it. @default none recorded
+   */
+  dataset?: DatasetIdentity;
 }
 
 export interface TrainOptions extends LoopOptions {
@@ -574,6 +585,7 @@ class Loop {
     this.lastCheckpoint = await saveCheckpoint(this.o.out, this.model, this.step, cursor, {
       ...(lossScale && { lossScale }),
       ...(this.stepper instanceof WebGpuStepper && { precision: this.stepper.precision }),
+      ...(this.o.dataset && { dataset: this.o.dataset }),
     }).catch((err) => {
       if (!(err instanceof NonFiniteStateError)) throw err;
       throw new TrainingDivergedError(

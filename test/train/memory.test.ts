@@ -232,3 +232,34 @@ function catchMessage(f: () => void): string {
   }
   return '';
 }
+
+describe('memory estimate of the SwAV head', () => {
+  it('counts the [batch, K] scores and Sinkhorn codes of many prototypes, and refuses them naming --prototypes', () => {
+    const at = (prototypes: number, dim = 16) =>
+      defaultTrainConfig({
+        model: 'custom:4,16,8,2,16',
+        batchSize: 4,
+        crops: '2x32,4x16',
+        swav: { ...DEFAULT_SWAV, dim, prototypes },
+      });
+    // Measured with tf.profile (cpu, custom:4,8,8,2,4, hidden 16, dim 16): 1122-1165 x 4K bytes beyond the
+    // weights for one step of batch 4 with 6 crops at K = 20000-40000; the estimate must not fall below it.
+    const head = (k: number) => {
+      const e = estimateMemory({ ...at(k), model: 'custom:4,8,8,2,4', swav: { ...at(k).swav, hidden: 16 } });
+      return (e.peak.off - e.params - e.optimiser - e.inputs) / (4 * k);
+    };
+    expect(head(20000)).toBeGreaterThan(1165);
+    expect(head(20000)).toBeLessThan(1.25 * 1165);
+    for (const dim of [16, 128]) {
+      expect(() => planMemory(at(1_000_000, dim), 'wasm', 0)).toThrow(
+        new RegExp(
+          `^--prototypes 1000000 with --dim ${dim} at batch 4 needs ~.* GiB, more than the 4\\.0 GiB wasm heap: .*; --prototypes \\d+ fits$`,
+        ),
+      );
+      expect(() => planMemory(at(1_000_000, dim), 'wasm', 0, pipelineNames('train'))).toThrow(
+        /train\.prototypes=\d+ fits$/,
+      );
+    }
+    expect(planMemory(at(200_000), 'wasm', 0).recompute).toBe(false); // fits
+  });
+});

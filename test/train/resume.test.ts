@@ -4,7 +4,8 @@ import { describe, expect, it } from 'vitest';
 import { checkCompatible, defaultTrainConfig } from '../../src/train/config.js';
 import { pipelineNames } from '../../src/options/declare.js';
 import { DEFAULT_LARS } from '../../src/train/optim.js';
-import { divergenceAdvice } from '../../src/train/resume.js';
+import type { Checkpoint } from '../../src/train/checkpoint.js';
+import { augmentChange, checkDataset, divergenceAdvice } from '../../src/train/resume.js';
 
 const none = { step: 0, key: null, writtenByThisRun: false };
 
@@ -40,6 +41,69 @@ describe('checkCompatible', () => {
     );
     expect(() => checkCompatible(saved, wanted, 'checkpoint c', pipelineNames('train'))).toThrow(
       /^checkpoint c was trained with train\.batch=4, this run asks for 8; use the same settings, train\.resume=false, or another train\.out$/,
+    );
+  });
+});
+
+describe('checkCompatible compares parsed settings', () => {
+  const at = (o: Parameters<typeof defaultTrainConfig>[0]) => defaultTrainConfig({ batchSize: 4, ...o });
+
+  it('resumes a model or crops written another way (default SE ratio or scale range written out, spaces)', () => {
+    const saved = at({ model: 'custom:4,16,8,2,16', crops: '2x32,4x16' });
+    for (const wanted of [
+      at({ model: 'custom:4,16,8,2,16,0.25', crops: '2x32,4x16' }),
+      at({ model: 'custom:4,16,8,2,16', crops: '2x32, 4x16' }),
+      at({ model: 'custom:4,16,8,2,16', crops: '2x32@0.08-1,4x16@0.08-1' }),
+      at({ model: 'custom:4,16,8,2,16,0.25', crops: ' 2x32@0.08-1.0 , 4x16 ' }),
+    ])
+      expect(() => checkCompatible(saved, wanted, 'checkpoint c')).not.toThrow();
+  });
+
+  it('still refuses a different model or crops, naming the field as it was written', () => {
+    const saved = at({ model: 'custom:4,16,8,2,16', crops: '2x32,4x16' });
+    expect(() => checkCompatible(saved, at({ model: 'custom:4,16,8,2,16,0', crops: '2x32,4x16' }), 'c')).toThrow(
+      /^c was trained with --model "custom:4,16,8,2,16", this run asks for "custom:4,16,8,2,16,0";/,
+    );
+    expect(() =>
+      checkCompatible(saved, at({ model: 'custom:4,16,8,2,16', crops: '2x32,4x16@0.05-0.14' }), 'c'),
+    ).toThrow(/^c was trained with --crops "2x32,4x16", this run asks for "2x32,4x16@0.05-0.14";/);
+    expect(() => checkCompatible(saved, at({ model: 'custom:4,16,8,2,16', crops: '2x32,4x24' }), 'c')).toThrow(
+      /--crops "2x32,4x16", this run asks for "2x32,4x24"/,
+    );
+  });
+});
+
+describe('checkDataset', () => {
+  const ckpt = (dataset?: { url: string; id?: string }) =>
+    ({ key: 'checkpoints/step-1.ckpt', header: { dataset } }) as unknown as Checkpoint;
+
+  it('is the same dataset by its dataset.json id when both have one, else by location', () => {
+    const a = { url: 'file:///d/a', id: 'A' };
+    expect(() => checkDataset(ckpt(a), { url: 'file:///moved/a', id: 'A' })).not.toThrow(); // moved: same id
+    expect(() => checkDataset(ckpt(a), { url: 'file:///d/a', id: 'B' })).toThrow(
+      /^checkpoint checkpoints\/step-1\.ckpt was trained on --data file:\/\/\/d\/a \(dataset id A\), this run asks for file:\/\/\/d\/a \(dataset id B\);/,
+    ); // made again at the same place
+    expect(() => checkDataset(ckpt({ url: 'file:///d/a' }), { url: 'file:///d/a', id: 'B' })).not.toThrow();
+    expect(() => checkDataset(ckpt({ url: 'file:///d/a' }), { url: 'file:///d/b' }, pipelineNames('train'))).toThrow(
+      /trained on train\.data file:\/\/\/d\/a, this run asks for file:\/\/\/d\/b; .*train\.resume=false to start over, or another train\.out$/,
+    );
+  });
+
+  it('does not check a checkpoint written before datasets were recorded, or a run given only batches', () => {
+    expect(() => checkDataset(ckpt(undefined), { url: 'file:///d/b' })).not.toThrow();
+    expect(() => checkDataset(ckpt({ url: 'file:///d/a' }), undefined)).not.toThrow();
+  });
+});
+
+describe('augmentChange', () => {
+  it('states a changed jitter strength or blur in one line, and nothing when they are the same', () => {
+    const saved = defaultTrainConfig({ batchSize: 4 });
+    expect(augmentChange(saved, defaultTrainConfig({ batchSize: 4 }), 30)).toBeNull();
+    expect(augmentChange(saved, defaultTrainConfig({ batchSize: 4, jitterStrength: 0.5, blurP: 0 }), 30)).toBe(
+      'resuming at step 30 with --jitter-strength 0.5 (was 1), --blur 0 (was 0.5): the crops from step 30 on are drawn with the new augmentation',
+    );
+    expect(augmentChange(saved, defaultTrainConfig({ batchSize: 4, blurP: 0 }), 3, pipelineNames('train'))).toMatch(
+      /with train\.blur=0 \(was 0\.5\)/,
     );
   });
 });

@@ -170,6 +170,77 @@ describe('train: checkpoint and resume', () => {
   }, 120_000);
 });
 
+describe('train: settings written another way, and a head too big for the heap', () => {
+  it('resumes a model and crops that are the same written another way', async () => {
+    const out = await openStore(join(dir, 'spelled'));
+    await trainOnStore({ data, out, config: tinyConfig({ steps: 1 }), backend: 'wasm', threads: 1 });
+    const lines: string[] = [];
+    const summary = await trainOnStore({
+      data,
+      out,
+      // the default SE ratio and the spaces written out
+      config: tinyConfig({ steps: 2, model: 'custom:3,16,8,2,16,0.25', crops: '2x32@0.3-1, 2x16@0.1-0.3' }),
+      backend: 'wasm',
+      threads: 1,
+      log: (l) => lines.push(l),
+    });
+    expect([summary.resumedFrom !== null, summary.startStep, summary.step]).toEqual([true, 1, 2]);
+  }, 120_000);
+
+  it('refuses many prototypes before any step, naming --prototypes, and leaves no run lock', async () => {
+    const out = await openStore(join(dir, 'huge-head'));
+    const swav = { ...DEFAULT_SWAV, prototypes: 1_000_000, hidden: 32, dim: 16, freezePrototypesSteps: 0 };
+    const t0 = Date.now();
+    await expect(
+      trainOnStore({ data, out, config: tinyConfig({ steps: 1, swav }), backend: 'wasm', threads: 1 }),
+    ).rejects.toThrow(/^--prototypes 1000000 with --dim 16 at batch 8 needs .*; --prototypes \d+ fits$/);
+    expect(Date.now() - t0).toBeLessThan(20_000); // refused by the plan, not by the heap after building and stepping
+    expect(await out.head(TRAIN_RUN.key)).toBeNull();
+    expect(await listCheckpoints(out)).toEqual([]);
+  }, 120_000);
+});
+
+describe('train: resume on another dataset or augmentation', () => {
+  it('refuses a resume on another --data, naming it, unless told --no-resume; states a changed augmentation', async () => {
+    const out = await openStore(join(dir, 'other-data'));
+    const other = await openStore(join(dir, 'data-other'));
+    await writePhotoDataset(other, { units: 2, perUnit: 8 });
+    await trainOnStore({ data, out, config: tinyConfig({ steps: 1 }), backend: 'wasm', threads: 1 });
+    const [ckpt] = await listCheckpoints(out);
+    expect((await loadCheckpoint(out, ckpt!.key)).header.dataset).toEqual({ url: data.url });
+    await expect(
+      trainOnStore({ data: other, out, config: tinyConfig({ steps: 2 }), backend: 'wasm', threads: 1 }),
+    ).rejects.toThrow(
+      new RegExp(
+        `^checkpoint checkpoints/step-0+1\\.ckpt was trained on --data ${data.url}, this run asks for ${other.url};.*--no-resume to start over, or another --out$`,
+      ),
+    );
+    expect((await listCheckpoints(out)).map((c) => c.step)).toEqual([1]); // refused: nothing changed
+    const lines: string[] = [];
+    const summary = await trainOnStore({
+      data,
+      out,
+      config: tinyConfig({ steps: 2, jitterStrength: 0.5, blurP: 0 }),
+      backend: 'wasm',
+      threads: 1,
+      log: (l) => lines.push(l),
+    });
+    expect(summary.startStep).toBe(1);
+    expect(lines).toContain(
+      'resuming at step 1 with --jitter-strength 0.5 (was 1), --blur 0 (was 0.5): the crops from step 1 on are drawn with the new augmentation',
+    );
+    const fresh = await trainOnStore({
+      data: other,
+      out,
+      config: tinyConfig({ steps: 1 }),
+      backend: 'wasm',
+      threads: 1,
+      resume: false,
+    });
+    expect([fresh.startStep, fresh.step]).toEqual([0, 1]);
+  }, 120_000);
+});
+
 describe('train: one step', () => {
   it('keeps the tensor count flat across steps, with the queue in use', () => {
     const model = new SwavModel(tinyConfig({ queue: { length: 16, startStep: 1 } }));

@@ -35,6 +35,7 @@ import { cropCount, cropSizes } from '../../crops.js';
 import { ConfigError } from '../../errors.js';
 import { FLAG_NAMES, type OptionNames } from '../../options/declare.js';
 import type { TrainConfig } from '../config.js';
+import { estimateMemory } from '../memory.js';
 import type { StepResult, SwavModel } from '../model.js';
 import { learningRate } from '../optim.js';
 import { PROTOTYPES } from '../swav.js';
@@ -682,12 +683,27 @@ function brief(message: string): string {
  * would take minutes for a large model (SEER's RegNetY-256GF: 4.8 GiB).
  */
 function refuseOversizedWeights(model: SwavModel, limits: GpuDeviceInfo['limits']): void {
-  const params = model.ps.count();
+  refuseOversizedModel(
+    model.config.model,
+    model.ps.count(),
+    Math.min(limits.maxBufferSize, limits.maxStorageBufferBindingSize),
+  );
+}
+
+/**
+ * The same refusal from the configuration alone (its trainable parameters, as the memory estimate counts
+ * them, which is what `model.ps.count()` gives), for trainOnStore to make before the tfjs model is built: a
+ * large RegNet takes minutes to build on the cpu backend that holds a webgpu run's weights.
+ */
+export function refuseOversizedConfig(config: TrainConfig, bindingLimit: number): void {
+  refuseOversizedModel(config.model, estimateMemory(config).optimiser / 4, bindingLimit);
+}
+
+function refuseOversizedModel(name: string, params: number, limit: number): void {
   const bytes = 4 * params;
-  const limit = Math.min(limits.maxBufferSize, limits.maxStorageBufferBindingSize);
   if (bytes > limit)
     throw new WebGpuMemoryError(
-      `model ${model.config.model} has ${(params / 1e6).toFixed(1)} M parameters: their f32 buffer of ${sizeText(bytes)} is above ` +
+      `model ${name} has ${(params / 1e6).toFixed(1)} M parameters: their f32 buffer of ${sizeText(bytes)} is above ` +
         `the device's ${sizeText(limit)} per buffer binding, whatever the batch; train a smaller model, or on the wasm or tensorflow backend`,
       bytes,
       false,
