@@ -83,7 +83,7 @@ export async function resolveResume(o: ResumeOptions): Promise<ResumePoint> {
   const fits = (c: Checkpoint) => {
     o.signal?.throwIfAborted();
     checkCompatible(c.header.config, o.config, `checkpoint ${c.key}`, o.names); // another run's settings: a ConfigError, not damage
-    checkDataset(c, o.dataset, o.names);
+    checkSameDataset(c, o.dataset, o.names);
     checkTensors(c, modelTensors((shapes ??= new SwavModel(o.config, { backend: 'none' })), c)); // shapes only: no memory plan
   };
   let ckpt: Checkpoint | null;
@@ -145,7 +145,7 @@ export async function resolveResume(o: ResumeOptions): Promise<ResumePoint> {
  * `id` when both have one (a moved or copied dataset keeps it; one made again at the same place gets another),
  * else the same location. A checkpoint that records no dataset, or a run given no identity, is not checked.
  */
-export function checkDataset(
+export function checkSameDataset(
   c: Checkpoint,
   wanted: DatasetIdentity | undefined,
   names: OptionNames = FLAG_NAMES,
@@ -172,10 +172,10 @@ export function augmentChange(
   step: number,
   names: OptionNames = FLAG_NAMES,
 ): string | null {
-  const changes: string[] = [];
-  if (saved.jitterStrength !== wanted.jitterStrength)
-    changes.push(`${names.set('jitterStrength', fmt(wanted.jitterStrength))} (was ${fmt(saved.jitterStrength)})`);
-  if (saved.blurP !== wanted.blurP) changes.push(`${names.set('blur', fmt(wanted.blurP))} (was ${fmt(saved.blurP)})`);
+  const changes = [
+    changed(names, 'jitterStrength', saved.jitterStrength, wanted.jitterStrength),
+    changed(names, 'blur', saved.blurP, wanted.blurP),
+  ].filter((c) => c !== null);
   if (changes.length === 0) return null;
   return `resuming at step ${step} with ${changes.join(', ')}: the crops from step ${step} on are drawn with the new augmentation`;
 }
@@ -203,6 +203,10 @@ function refuseDamaged(o: ResumeOptions, damaged: InvalidCheckpointError[], ckpt
 
 const fmt = (x: number) => Number(x.toPrecision(3)).toString();
 
+/** `--option new (was old)` for a real-valued setting a resume changes, or null where it does not. */
+const changed = (names: OptionNames, option: string, old: number, now: number): string | null =>
+  old === now ? null : `${names.set(option, fmt(now))} (was ${fmt(old)})`;
+
 /**
  * The line that says how a resumed run's learning-rate schedule differs from its checkpoint's, or null; `names`
  * names the settings (the command's flags by default).
@@ -221,8 +225,8 @@ export function scheduleChange(
     ['warmupSteps', 'warmupSteps'],
   ] as const;
   for (const [option, key] of fields) {
-    if (saved.schedule[key] !== wanted.schedule[key])
-      changes.push(`${names.set(option, fmt(wanted.schedule[key]))} (was ${fmt(saved.schedule[key])})`);
+    const change = changed(names, option, saved.schedule[key], wanted.schedule[key]);
+    if (change) changes.push(change);
   }
   if (changes.length === 0) return null;
   const lr = (c: TrainConfig) => learningRate(step, { ...c.schedule, totalSteps: c.steps });

@@ -5,7 +5,7 @@ import { checkCompatible, defaultTrainConfig } from '../../src/train/config.js';
 import { pipelineNames } from '../../src/options/declare.js';
 import { DEFAULT_LARS } from '../../src/train/optim.js';
 import type { Checkpoint } from '../../src/train/checkpoint.js';
-import { augmentChange, checkDataset, divergenceAdvice } from '../../src/train/resume.js';
+import { augmentChange, checkSameDataset, divergenceAdvice } from '../../src/train/resume.js';
 
 const none = { step: 0, key: null, writtenByThisRun: false };
 
@@ -73,25 +73,27 @@ describe('checkCompatible compares parsed settings', () => {
   });
 });
 
-describe('checkDataset', () => {
+describe('checkSameDataset', () => {
   const ckpt = (dataset?: { url: string; id?: string }) =>
     ({ key: 'checkpoints/step-1.ckpt', header: { dataset } }) as unknown as Checkpoint;
 
   it('is the same dataset by its dataset.json id when both have one, else by location', () => {
     const a = { url: 'file:///d/a', id: 'A' };
-    expect(() => checkDataset(ckpt(a), { url: 'file:///moved/a', id: 'A' })).not.toThrow(); // moved: same id
-    expect(() => checkDataset(ckpt(a), { url: 'file:///d/a', id: 'B' })).toThrow(
+    expect(() => checkSameDataset(ckpt(a), { url: 'file:///moved/a', id: 'A' })).not.toThrow(); // moved: same id
+    expect(() => checkSameDataset(ckpt(a), { url: 'file:///d/a', id: 'B' })).toThrow(
       /^checkpoint checkpoints\/step-1\.ckpt was trained on --data file:\/\/\/d\/a \(dataset id A\), this run asks for file:\/\/\/d\/a \(dataset id B\);/,
     ); // made again at the same place
-    expect(() => checkDataset(ckpt({ url: 'file:///d/a' }), { url: 'file:///d/a', id: 'B' })).not.toThrow();
-    expect(() => checkDataset(ckpt({ url: 'file:///d/a' }), { url: 'file:///d/b' }, pipelineNames('train'))).toThrow(
+    expect(() => checkSameDataset(ckpt({ url: 'file:///d/a' }), { url: 'file:///d/a', id: 'B' })).not.toThrow();
+    expect(() =>
+      checkSameDataset(ckpt({ url: 'file:///d/a' }), { url: 'file:///d/b' }, pipelineNames('train')),
+    ).toThrow(
       /trained on train\.data file:\/\/\/d\/a, this run asks for file:\/\/\/d\/b; .*train\.resume=false to start over, or another train\.out$/,
     );
   });
 
   it('does not check a checkpoint written before datasets were recorded, or a run given only batches', () => {
-    expect(() => checkDataset(ckpt(undefined), { url: 'file:///d/b' })).not.toThrow();
-    expect(() => checkDataset(ckpt({ url: 'file:///d/a' }), undefined)).not.toThrow();
+    expect(() => checkSameDataset(ckpt(undefined), { url: 'file:///d/b' })).not.toThrow();
+    expect(() => checkSameDataset(ckpt({ url: 'file:///d/a' }), undefined)).not.toThrow();
   });
 });
 
