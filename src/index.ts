@@ -36,13 +36,8 @@ export {
 export { CachedStore } from './shards/store-cache.js';
 
 // The dataset: committed units, their shards and records.
-export {
-  inspectDataset,
-  listUnits,
-  type DatasetSummary,
-  type DuplicateCounts,
-  type UnitRecord,
-} from './shards/dataset.js';
+export { listUnits, type DatasetSummary, type DuplicateCounts, type UnitRecord } from './shards/dataset.js';
+export { inspectDataset } from './ingest/outstanding.js';
 export { ShardReader, type ShardReaderOptions } from './shards/reader.js';
 export type { ImageRecord } from './shards/schema.js';
 export {

@@ -4,7 +4,8 @@
  */
 import { flag } from '../options/declare.js';
 import { InvalidShardError } from '../errors.js';
-import { inspectDataset, type DatasetSummary } from '../shards/dataset.js';
+import { inspectDataset } from '../ingest/outstanding.js';
+import type { DatasetSummary } from '../shards/dataset.js';
 import { STORE_OPTIONS, storeOptionsOf } from '../shards/options.js';
 import { openStore } from '../shards/store.js';
 import { defineCommand } from './define.js';

@@ -18,7 +18,7 @@
  */
 import { ConfigError, InvalidShardError } from '../errors.js';
 import { listUnits, type UnitRecord } from '../shards/dataset.js';
-import { isFailureReason, NAMED_REASONS, readFailures, type FailureRecord } from '../shards/failures.js';
+import { isFailureReason, NAMED_REASONS, type FailureRecord } from '../shards/failures.js';
 import { openStore, type Store } from '../shards/store.js';
 import type { RunLock } from '../shards/run-lock.js';
 import { withDatasetLock } from './dataset-lock.js';
@@ -34,6 +34,7 @@ import {
   type Context,
   type IngestOptions,
 } from './job.js';
+import { latestFailures, matchesReason, rowsTaken } from './outstanding.js';
 import { addEntry, inJob, nextUnit, planJob, readManifest, retryPasses, type JobEntry } from './plan.js';
 import { interruptedError, plural, summariseRun, urlCount, type IngestSummary, type IngestWarning } from './summary.js';
 import { extraColumnsOf, listFiles, readUrlLists, type UrlRow } from './url-list.js';
@@ -60,13 +61,6 @@ export function defaultRetryReasons(options: IngestOptions): string[] {
   const privateAllowed =
     Boolean(options.fetch?.allowPrivateNetwork) || (options.fetch?.allowAddresses?.length ?? 0) > 0;
   return privateAllowed ? [...RETRYABLE, 'blocked_address'] : RETRYABLE;
-}
-
-/** Whether `reason` is one of `specs` (`http_5xx` matching any 5xx). */
-export function matchesReason(reason: string, specs: readonly string[]): boolean {
-  return specs.some(
-    (s) => s === reason || (/^http_\dxx$/.test(s) && /^http_\d{3}$/.test(reason) && reason[5] === s[5]),
-  );
 }
 
 export async function runRetry(options: RetryOptions): Promise<IngestSummary> {
@@ -129,13 +123,14 @@ async function retryJob(
   const passes = retryPasses(manifest, job);
   const resumed = passes.find((p) => unitsOf(p).some((u) => !byUnit.has(u)));
   const reasons = resumed?.retryReasons ?? options.retryReasons ?? defaultRetryReasons(options);
-  const { chosen, left } = await candidates(
+  const latest = await latestFailures(
     store,
     byUnit,
     job,
     passes.filter((p) => !resumed || p.pass! < resumed.pass!),
-    reasons,
   );
+  const chosen = rowsTaken(latest, reasons);
+  const left = [...latest.values()].filter((f) => !matchesReason(f.reason, reasons));
   const member = inJob(manifest, job);
   const earlier = committed.filter((u) => member(u.unit));
   const summary = (run: UnitRecord[], pass: JobEntry | null, started: number) =>
@@ -209,42 +204,6 @@ async function registerPass(
   };
   await addEntry(store, manifest, entry);
   return entry;
-}
-
-/**
- * The latest failure of every row of the job after the given (finished) passes, split into those a pass with
- * `reasons` takes and the rest.
- */
-async function candidates(
-  store: Store,
-  byUnit: Map<number, UnitRecord>,
-  job: JobEntry,
-  passes: JobEntry[],
-  reasons: string[],
-) {
-  const latest = new Map<number, FailureRecord>();
-  await addFailures(store, byUnit, job, latest);
-  for (const pass of passes) {
-    for (const f of [...latest.values()]) if (matchesReason(f.reason, pass.retryReasons ?? [])) latest.delete(f.row);
-    await addFailures(store, byUnit, pass, latest);
-  }
-  const all = [...latest.values()].sort((a, b) => a.row - b.row);
-  return {
-    chosen: all.filter((f) => matchesReason(f.reason, reasons)),
-    left: all.filter((f) => !matchesReason(f.reason, reasons)),
-  };
-}
-
-async function addFailures(
-  store: Store,
-  byUnit: Map<number, UnitRecord>,
-  entry: JobEntry,
-  latest: Map<number, FailureRecord>,
-): Promise<void> {
-  for (const unit of unitsOf(entry)) {
-    const key = byUnit.get(unit)?.failures;
-    if (key) for (const f of await readFailures(store, key)) latest.set(f.row, f);
-  }
 }
 
 /** The rows whose index is wanted, in list order, `size` at a time. */

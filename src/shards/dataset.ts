@@ -125,12 +125,12 @@ export function summarise(units: readonly UnitRecord[]): DatasetSummary {
 }
 
 /**
- * Summarises a dataset and checks it (checkDataset): the problems found are in the summary, not thrown, so the
- * caller can show the counts with them. Errors: NotFoundError when the store holds no dataset (neither a manifest
- * nor a unit); InvalidShardError for a malformed unit record (listUnits); the store's errors.
+ * Summarises a dataset's committed `units` (listUnits) and checks it (checkDataset): the problems found are in
+ * the summary, not thrown, so the caller can show the counts with them. `failed` sums the unit records, so a URL
+ * that failed in a job and again in a retry pass counts twice; ingest's inspectDataset counts each failed URL
+ * once. Errors: NotFoundError when the store holds no dataset (neither a manifest nor a unit); the store's errors.
  */
-export async function inspectDataset(store: Store): Promise<DatasetSummary> {
-  const units = await listUnits(store);
+export async function inspectShards(store: Store, units: readonly UnitRecord[]): Promise<DatasetSummary> {
   const manifest = await store.head(MANIFEST_KEY);
   if (units.length === 0 && !manifest) {
     throw new NotFoundError(`no wildstream dataset at ${store.url} (no ${MANIFEST_KEY} and no committed units)`);

@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { main } from '../../src/cli.js';
 import { photoJpeg } from '../../src/fixtures/images.js';
 import { progressReporter } from '../../src/ingest/progress.js';
-import { matchesReason } from '../../src/ingest/retry.js';
+import { inspectDataset, matchesReason } from '../../src/ingest/outstanding.js';
 import { listUnits } from '../../src/shards/dataset.js';
 import { httpStatusOf, readFailures } from '../../src/shards/failures.js';
 import { recordKey } from '../../src/shards/keys.js';
@@ -174,6 +174,9 @@ describe('failure records and --retry-failed', () => {
     expect(await keysOf(out)).toEqual([recordKey(0, 0), recordKey(3, 0), recordKey(3, 1)]);
     expect(await keysOf(out)).toEqual(['000000-00000', '000003-00000', '000003-00001']); // the documented form
     expect(requests('/status/404')).toBe(1); // a 404 is final by default
+    // inspect counts the URLs failed now: the two the pass recovered are no longer failures.
+    const inspected = await cli(['inspect', out, '--json']);
+    expect(lastJson(inspected.stdout).failed).toEqual({ http_404: 1, url_scheme: 1 });
 
     const fetched = fixture.log.length;
     const again = await cli(args(list, out, '--retry-failed'));
@@ -194,6 +197,7 @@ describe('failure records and --retry-failed', () => {
       { row: 2, url: `${fixture.base}/status/404`, reason: 'http_404', status: 404 },
     ]);
     expect(await keysOf(out)).toHaveLength(3);
+    expect((await inspectDataset(store)).failed).toEqual({ http_404: 1, url_scheme: 1 }); // row 2 once, as it is now
   }, 90_000);
 
   it('a retry SIGKILLed mid-pass and rerun refetches no recovered URL and duplicates no key', async () => {
@@ -225,6 +229,8 @@ describe('failure records and --retry-failed', () => {
     const committed = await units();
     expect(committed).toBeGreaterThanOrEqual(7);
     expect(committed).toBeLessThan(12); // killed mid-pass
+    // Mid-pass, each committed unit of the pass settled its row (the slow URLs fail once, then serve).
+    expect((await inspectDataset(await openStore(out))).failed).toEqual({ http_503: 12 - committed });
 
     const rerun = await cli([...slowArgs, '--retry-failed']);
     expect(rerun.code, rerun.stderr).toBe(0);

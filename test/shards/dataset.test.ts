@@ -6,13 +6,13 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { InvalidShardError, NotFoundError } from '../../src/errors.js';
 import {
   commitUnit,
-  inspectDataset,
   listUnits,
   MANIFEST_KEY,
   shardKey,
   unitKey,
   type UnitRecord,
 } from '../../src/shards/dataset.js';
+import { inspectDataset } from '../../src/ingest/outstanding.js';
 import { openStore } from '../../src/shards/store.js';
 import { ShardWriter } from '../../src/shards/writer.js';
 import { runCli } from '../helpers/cli.js';
