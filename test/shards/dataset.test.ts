@@ -4,14 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { InvalidShardError, NotFoundError } from '../../src/errors.js';
-import {
-  commitUnit,
-  listUnits,
-  MANIFEST_KEY,
-  shardKey,
-  unitKey,
-  type UnitRecord,
-} from '../../src/shards/dataset.js';
+import { commitUnit, listUnits, MANIFEST_KEY, shardKey, unitKey, type UnitRecord } from '../../src/shards/dataset.js';
 import { inspectDataset } from '../../src/ingest/outstanding.js';
 import { openStore } from '../../src/shards/store.js';
 import { ShardWriter } from '../../src/shards/writer.js';
