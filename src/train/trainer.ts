@@ -43,6 +43,7 @@ import {
 import { CollapseWatch } from './collapse.js';
 import type { TrainConfig } from './config.js';
 import { formatLine, writeMetricsPart, type MetricLine } from './metrics.js';
+import { formatBytes, WASM_HEAP_BYTES, WASM_HEAP_PER_TENSOR_BYTE } from './memory.js';
 import { SwavModel } from './model.js';
 import { ParallelStepper } from './parallel/stepper.js';
 import { WebGpuStepper, type GradientProgramFactory, type WebGpuStepResult } from './webgpu/stepper.js';
@@ -475,12 +476,30 @@ class Loop {
         err.name === 'RuntimeError' &&
         /Aborted/.test(err.message)
       ) {
-        throw new WildstreamError(
-          `the wasm backend ran out of memory (its heap is at most 4 GiB) at batch ${this.o.config.batchSize} with crops ${this.o.config.crops}; use a smaller ${this.o.names.of('batch')} or crops (${err.message})`,
-        );
+        throw this.outOfMemory(err);
       }
       throw err;
     }
+  }
+
+  /**
+   * The wasm heap ran out although the memory plan fitted (its estimate is a model of tfjs's allocations, and
+   * the heap fragments): say what the plan expected and what lowers the peak, in the order that costs least.
+   */
+  private outOfMemory(err: Error): WildstreamError {
+    const { names, config } = this.o;
+    const plan = this.model.memory;
+    const peak = plan.recompute ? plan.estimate.peak.on : plan.estimate.peak.off;
+    const fixes = [
+      ...(plan.recompute ? [] : [names.set('recompute', 'on')]),
+      ...(config.batchSize > 1 ? [names.set('batch', Math.floor(config.batchSize / 2))] : []),
+      'smaller crops or model',
+    ];
+    return new WildstreamError(
+      `the wasm backend ran out of memory: its heap holds at most ${formatBytes(WASM_HEAP_BYTES)} and the step ` +
+        `(batch ${config.batchSize}, crops ${config.crops}) needed more than the ~${formatBytes(peak * WASM_HEAP_PER_TENSOR_BYTE)} ` +
+        `the memory plan expected; try ${fixes.join(', or ')} (${err.message.replace(/\. Build with.*$/, '')})`,
+    );
   }
 
   private async stepOn(batch: MultiCropBatch): Promise<void> {

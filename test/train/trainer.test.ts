@@ -2,7 +2,7 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { openStore, type Store } from '../../src/shards/store.js';
 import { startBackend } from '../../src/train/backend.js';
 import { listCheckpoints, loadCheckpoint } from '../../src/train/checkpoint.js';
@@ -197,6 +197,26 @@ describe('train: settings written another way, and a head too big for the heap',
     expect(Date.now() - t0).toBeLessThan(20_000); // refused by the plan, not by the heap after building and stepping
     expect(await out.head(TRAIN_RUN.key)).toBeNull();
     expect(await listCheckpoints(out)).toEqual([]);
+  }, 120_000);
+});
+
+describe('train: an exhausted wasm heap', () => {
+  it('says what the memory plan expected and what lowers the peak, not a bare Aborted()', async () => {
+    // The heap's abort is what emscripten throws (tfjs-backend-wasm 4.22: abort() in its module).
+    const step = vi.spyOn(SwavModel.prototype, 'step').mockImplementation(() => {
+      const abort = new Error('Aborted(). Build with -sASSERTIONS for more info.');
+      throw Object.assign(abort, { name: 'RuntimeError' }); // a WebAssembly.RuntimeError, as the module throws it
+    });
+    try {
+      const out = await openStore(join(dir, 'heap'));
+      const run = trainOnStore({ data, out, config: tinyConfig({ steps: 2 }), backend: 'wasm', threads: 1 });
+      await expect(run).rejects.toThrow(
+        /^the wasm backend ran out of memory: its heap holds at most 4\.0 GiB and the step \(batch 8, crops 2x32@0\.3-1,2x16@0\.1-0\.3\) needed more than the ~[\d.]+ [KM]iB the memory plan expected; try --recompute on, or --batch 4, or smaller crops or model \(Aborted\(\)\)$/,
+      );
+      expect(await out.head(TRAIN_RUN.key)).toBeNull();
+    } finally {
+      step.mockRestore();
+    }
   }, 120_000);
 });
 
