@@ -8,8 +8,16 @@
  * The index belongs to one dataset (its manifest id names the prefix, queue.ts), starts from the dataset's
  * committed shards as the local DedupeIndex.fromDataset does (`seed`), and every key it writes expires
  * (`INDEX_TTL_S` after its last write), so an abandoned dataset's claims do not stay in Redis forever.
+ *
+ * An index can vanish mid-job (Redis flushed, restarted without persistence, keys evicted), taking the claims
+ * of the units in flight with it: two units could then both keep an image. So each seeding ends by writing a
+ * new random *epoch*; a worker's unit (`checkEpoch`) reads it before its first claim, every claim checks it in
+ * the same script, and the unit checks it once more just before committing (`beforeCommit`). A unit whose
+ * epoch is gone or changed throws IndexLostError and never commits; the producer, which seeds again when its
+ * queued units vanish, has the unit done again against the new index.
  */
 import { randomUUID } from 'node:crypto';
+import { StoreUnavailableError } from '../errors.js';
 import type { Redis } from 'ioredis';
 import type { UnitRecord } from '../shards/dataset.js';
 import { ShardReader } from '../shards/reader.js';
@@ -22,8 +30,23 @@ export const INDEX_TTL_S = 30 * 24 * 3600;
 /** The owner tag of a committed unit's images in the index ("unit:attempt", as a worker's claims). */
 const SEEDED = 'committed';
 
+/** The unit's dedupe claims were made in an index that is gone or was seeded again: it must not commit. */
+export class IndexLostError extends StoreUnavailableError {
+  constructor(prefix: string) {
+    super(
+      `the dataset's dedupe index in Redis (${prefix}) was lost or seeded again while this unit ran (flushed, evicted or restarted?): the unit is not committed; the producer seeds the index again and has it redone`,
+    );
+    this.name = 'IndexLostError';
+  }
+}
+
 const SCRIPT = `
 local me, shaKey, radius, hi, lo, nOwn, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
+local epoch, epochKey = ARGV[8], ARGV[9]
+if epoch ~= '' then
+  if redis.call('GET', epochKey) ~= epoch then return 'lost' end
+  redis.call('EXPIRE', epochKey, ttl)
+end
 local myUnit = string.match(me, '^([^:]+):')
 local function verdict(owner)
   if not owner then return 'new' end
@@ -33,7 +56,7 @@ local function verdict(owner)
 end
 if verdict(redis.call('GET', shaKey)) == 'dup' then return 'exact' end
 if radius > 0 then
-  for i = 8 + nOwn, #ARGV do
+  for i = 10 + nOwn, #ARGV do
     for _, m in ipairs(redis.call('SMEMBERS', ARGV[i])) do
       local h, l, owner = string.match(m, '^(%d+):(%d+):(.+)$')
       if verdict(owner) == 'dup' then
@@ -47,7 +70,7 @@ if radius > 0 then
   end
 end
 redis.call('SET', shaKey, me, 'EX', ttl)
-for i = 8, 7 + nOwn do
+for i = 10, 9 + nOwn do
   redis.call('SADD', ARGV[i], hi .. ':' .. lo .. ':' .. me)
   redis.call('EXPIRE', ARGV[i], ttl)
 end
@@ -57,18 +80,52 @@ return false
 export class RedisDedupe implements Deduper {
   private readonly probes: number[];
   private readonly attempt = randomUUID().slice(0, 8);
+  /** The epoch this unit's claims are made in, read before the first (checkEpoch only). */
+  private epoch: Promise<string> | null = null;
 
-  /** `prefix` names one dataset's index (queue.ts: by the dataset's manifest id). */
+  /**
+   * `prefix` names one dataset's index (queue.ts: by the dataset's manifest id). `checkEpoch`: one unit's
+   * index, whose claims must all be made in one seeding's epoch (a worker's; the producer seeds without it).
+   */
   constructor(
     private readonly redis: Redis,
     private readonly prefix: string,
     readonly radius: number,
+    private readonly checkEpoch = false,
   ) {
     this.probes = radius > 0 ? flipMasks(Math.floor(radius / BANDS)) : [];
   }
 
-  check(sha256: Uint8Array, phash: bigint, unit: number): Promise<DuplicateKind | null> {
-    return this.claim(`${unit}:${this.attempt}`, sha256, phash);
+  private get epochKey(): string {
+    return `${this.prefix}:epoch`;
+  }
+
+  async check(sha256: Uint8Array, phash: bigint, unit: number): Promise<DuplicateKind | null> {
+    const epoch = this.checkEpoch ? await this.currentEpoch() : '';
+    return this.claim(`${unit}:${this.attempt}`, sha256, phash, epoch);
+  }
+
+  /** Throws IndexLostError when the epoch the unit's claims were made in is gone or changed. */
+  async beforeCommit(): Promise<void> {
+    if (!this.checkEpoch || !this.epoch) return; // no claim made: nothing to lose
+    if ((await this.redis.get(this.epochKey)) !== (await this.epoch)) throw new IndexLostError(this.prefix);
+  }
+
+  private currentEpoch(): Promise<string> {
+    this.epoch ??= this.redis.get(this.epochKey).then((e) => {
+      if (e === null) throw new IndexLostError(this.prefix);
+      return e;
+    });
+    return this.epoch;
+  }
+
+  /**
+   * Starts a new epoch (after seeding): units whose claims were made in an earlier one will not commit.
+   * `keep`: only when the index has none (a producer started again leaves its workers' units running).
+   */
+  async newEpoch(o: { keep?: boolean } = {}): Promise<void> {
+    if (o.keep) await this.redis.set(this.epochKey, randomUUID(), 'EX', INDEX_TTL_S, 'NX');
+    else await this.redis.set(this.epochKey, randomUUID(), 'EX', INDEX_TTL_S);
   }
 
   /**
@@ -85,7 +142,7 @@ export class RedisDedupe implements Deduper {
         const sha = batch.getChild('sha256')!;
         const ph = batch.getChild('phash')!;
         const claims = Array.from({ length: batch.numRows }, (_, i) =>
-          this.claim(`${unit.unit}:${SEEDED}`, sha.get(i), ph.get(i)),
+          this.claim(`${unit.unit}:${SEEDED}`, sha.get(i), ph.get(i), ''),
         );
         await Promise.all(claims);
       }
@@ -102,7 +159,8 @@ export class RedisDedupe implements Deduper {
     } while (cursor !== '0');
   }
 
-  private async claim(me: string, sha256: Uint8Array, phash: bigint): Promise<DuplicateKind | null> {
+  /** Check-and-add in one script; `epoch` '' claims without checking it (seeding). */
+  private async claim(me: string, sha256: Uint8Array, phash: bigint, epoch: string): Promise<DuplicateKind | null> {
     const p = this.prefix;
     const own = Array.from({ length: BANDS }, (_, b) => `${p}:band:${b}:${bandOf(phash, b)}`);
     const probe =
@@ -123,9 +181,12 @@ export class RedisDedupe implements Deduper {
       lo,
       own.length,
       INDEX_TTL_S,
+      epoch,
+      this.epochKey,
       ...own,
       ...probe,
     );
+    if (result === 'lost') throw new IndexLostError(this.prefix);
     return result === 'exact' || result === 'near' ? result : null;
   }
 }

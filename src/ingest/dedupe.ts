@@ -20,6 +20,8 @@ export type DuplicateKind = 'exact' | 'near';
  */
 export interface Deduper {
   check(sha256: Uint8Array, phash: bigint, unit: number): Promise<DuplicateKind | null> | DuplicateKind | null;
+  /** Throws when the unit's claims no longer hold (a shared index lost or seeded again): it must not commit. */
+  beforeCommit?(): Promise<void>;
 }
 
 export class DedupeIndex implements Deduper {

@@ -224,7 +224,8 @@ export async function runUnit(ctx: Context, unit: number, rows: UrlRow[]): Promi
     await order.drained(started);
     // Counted the moment its record is put: an interrupt that waits for `pending` then sees it.
     const counted = (put: Promise<void>) => (ctx.commits.pending = put.then(() => void ctx.commits.done++));
-    return await writer.commit({ inputs: rows.length, timings, signal, onCommitPoint: counted });
+    const beforeCommit = ctx.index.beforeCommit && (() => ctx.index.beforeCommit!());
+    return await writer.commit({ inputs: rows.length, timings, signal, onCommitPoint: counted, beforeCommit });
   } finally {
     await writer.abort();
   }

@@ -31,7 +31,12 @@ export const QUEUE_NAME = 'wildstream-ingest';
  * What a queued unit carries: the worker's `UnitTask` less the live objects, plus the dedupe radius and the
  * Redis prefix of its dataset's index (absent on units queued before datasets had ids).
  */
-type UnitJobData = Omit<UnitTask, 'dedupe' | 'onProgress' | 'signal'> & { dedupeRadius: number; dedupePrefix?: string };
+type UnitJobData = Omit<UnitTask, 'dedupe' | 'onProgress' | 'signal'> & {
+  dedupeRadius: number;
+  dedupePrefix?: string;
+  /** Whether the index has epochs (dedupe-redis.ts) the unit's claims must hold in: set by producers that write them. */
+  dedupeEpoch?: boolean;
+};
 
 /** The Redis key prefix of a dataset's dedupe index: by its manifest id, so a dataset made again starts empty. */
 export const dedupePrefix = (datasetId: string): string => `wildstream:dedupe:${datasetId}`;
@@ -160,6 +165,7 @@ async function enqueueAndWait(
   const radius = options.dedupeRadius ?? DEFAULT_DEDUPE_RADIUS;
   const p: Producer = { queue, plan, options, prefix, index: new RedisDedupe(connection, prefix, radius) };
   await abortable(p.index.seed(plan.store, plan.committed), signal);
+  await p.index.newEpoch({ keep: true }); // a producer started again keeps the epoch its workers' units run in
   const jobIds = await enqueueUnits(p, new Set(plan.committed.map((u) => u.unit)));
   const wait: Wait = { ...p, jobIds, queueUrl, notices: q, state };
   const summary = await abortable(waitForUnits(wait), signal);
@@ -197,6 +203,7 @@ async function enqueueUnits(p: Producer, done: Set<number>, only?: Set<number>):
         options: { fetch, decode, concurrency },
         dedupeRadius: p.index.radius,
         dedupePrefix: p.prefix,
+        dedupeEpoch: true,
       };
       await queue.add('unit', data, { jobId: id, attempts: 5, backoff: { type: 'exponential', delay: 1000 } });
     }
@@ -269,9 +276,24 @@ async function checkJobs(w: Wait, committed: Set<number>): Promise<boolean> {
   w.notices.onNotice?.(
     `${plural(missing.size, 'queued unit')} vanished from Redis (flushed, evicted or restarted?); enqueueing ${missing.size === 1 ? 'it' : 'them'} again`,
   );
-  await w.index.seed(w.plan.store, units);
+  await reseed(w, units);
   await enqueueUnits(w, done, missing);
   return taken;
+}
+
+/**
+ * Seeds the index again after Redis lost state, and starts a new epoch: a unit still running with claims made
+ * before the loss then refuses its commit (dedupe-redis.ts). The units committed while seeding are added after
+ * the epoch changes, so only a commit already past its epoch check when the loss happened can be missed.
+ */
+async function reseed(w: Wait, units: readonly UnitRecord[]): Promise<void> {
+  await w.index.seed(w.plan.store, units);
+  await w.index.newEpoch();
+  const seeded = new Set(units.map((u) => u.unit));
+  await w.index.seed(
+    w.plan.store,
+    (await listUnits(w.plan.store)).filter((u) => !seeded.has(u.unit)),
+  );
 }
 
 /**
@@ -363,7 +385,7 @@ async function processUnit(
     rows: d.rows,
     extraColumns: d.extraColumns,
     options: d.options,
-    dedupe: new RedisDedupe(redis, d.dedupePrefix ?? legacyPrefix(d.out), d.dedupeRadius),
+    dedupe: new RedisDedupe(redis, d.dedupePrefix ?? legacyPrefix(d.out), d.dedupeRadius, d.dedupeEpoch === true),
     signal: o.signal,
   });
   try {

@@ -32,6 +32,8 @@ export interface CommitOptions {
   signal?: AbortSignal;
   /** Receives the put of the unit record once it starts (a stopped run waits for it before counting units). */
   onCommitPoint?: (put: Promise<void>) => void;
+  /** Runs just before the unit record is put; a throw leaves the unit uncommitted (a lost dedupe index). */
+  beforeCommit?: () => Promise<void>;
 }
 
 export class UnitWriter {
@@ -100,6 +102,7 @@ export class UnitWriter {
         committedAt: new Date().toISOString(),
       };
       o.signal?.throwIfAborted();
+      await o.beforeCommit?.();
       const put = commitUnit(this.store, record);
       o.onCommitPoint?.(put);
       await put;

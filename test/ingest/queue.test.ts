@@ -9,7 +9,7 @@ import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { patternJpeg } from '../../src/fixtures/images.js';
-import { RedisDedupe } from '../../src/ingest/dedupe-redis.js';
+import { IndexLostError, RedisDedupe } from '../../src/ingest/dedupe-redis.js';
 import { runIngest, type IngestOptions } from '../../src/ingest/job.js';
 import { dedupePrefix, QUEUE_NAME, runQueuedIngest, runWorker, unitJobId } from '../../src/ingest/queue.js';
 import { listUnits } from '../../src/shards/dataset.js';
@@ -130,6 +130,31 @@ describe('distributed ingest on BullMQ', () => {
     expect(await b.check(sha(3), 0x0123456789abcdefn ^ 0xffffn, 2)).toBeNull(); // 16 bits apart
     expect(await retry.check(sha(1), 0x0123456789abcdefn, 1)).toBeNull(); // unit 1 again, after its worker died
     expect(await b.check(sha(1), 0x0123456789abcdefn, 2)).toBe('exact');
+  });
+
+  it('a unit whose index was lost mid-unit (flushed, then seeded again) refuses its commit: no image kept twice', async () => {
+    const sha = new Uint8Array(32).fill(7),
+      phash = 0x1122334455667788n;
+    const producer = new RedisDedupe(redis, 'test:epoch', 8);
+    const early = new RedisDedupe(redis, 'test:epoch', 8, true);
+    await expect(early.check(sha, phash, 1)).rejects.toBeInstanceOf(IndexLostError); // not seeded yet
+    await producer.newEpoch({ keep: true });
+    const a = new RedisDedupe(redis, 'test:epoch', 8, true);
+    expect(await a.check(sha, phash, 1)).toBeNull(); // unit 1 keeps the image
+    await a.beforeCommit(); // nothing lost yet: it may commit
+    await producer.newEpoch({ keep: true }); // a producer started again keeps the epoch its units run in
+    await a.beforeCommit();
+
+    await redis.flushdb(); // Redis restarted without persistence: unit 1's claim is gone
+    await expect(a.check(new Uint8Array(32).fill(8), 1n, 1)).rejects.toThrow(/lost or seeded again/);
+    await producer.newEpoch(); // the producer seeded the index again (no unit committed) and started an epoch
+    const b = new RedisDedupe(redis, 'test:epoch', 8, true);
+    expect(await b.check(sha, phash, 2)).toBeNull(); // unit 2 keeps the same image: unit 1's claim was lost ...
+    await expect(a.beforeCommit()).rejects.toBeInstanceOf(IndexLostError); // ... so unit 1 must not commit
+    await b.beforeCommit();
+    const noClaims = new RedisDedupe(redis, 'test:epoch', 8, true);
+    await noClaims.beforeCommit(); // a unit that claimed nothing (every URL failed) has nothing to lose
+    await redis.flushdb();
   });
 
   it('says when no worker has taken a unit, and sums up as a local run does (failedByReason included)', async () => {
