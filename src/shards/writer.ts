@@ -21,7 +21,10 @@ import { makeDirs } from './make-dirs.js';
 export interface ShardWriterOptions {
   /** Extra URL-list columns, stored as nullable strings. @default [] */
   extraColumns?: readonly string[];
-  /** A record batch is closed once its images reach this many bytes. @default 8 MiB */
+  /**
+   * Most image bytes in one record batch: a record that would take its batch past this starts the next one,
+   * so only a single image larger than this makes a larger batch (of that image alone). @default 8 MiB
+   */
   maxBatchBytes?: number;
   /** A record batch is closed at this many rows. @default 1024 */
   maxBatchRows?: number;
@@ -59,6 +62,8 @@ export class ShardWriter {
   }
 
   async add(record: ImageRecord): Promise<void> {
+    // A batch is what a reader fetches whole: it stays within the bound, not one image past it.
+    if (this.pending.length > 0 && this.pendingBytes + record.image.byteLength > this.maxBatchBytes) await this.flush();
     this.pending.push(record);
     this.pendingBytes += record.image.byteLength;
     if (this.pendingBytes >= this.maxBatchBytes || this.pending.length >= this.maxBatchRows) await this.flush();

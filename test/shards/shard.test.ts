@@ -50,6 +50,22 @@ describe.each(kinds)('shards on the %s store', (_name, open) => {
     expect(back).toEqual(records.map(plain));
   });
 
+  it('keeps every record batch within maxBatchBytes, but for an image larger than it alone', async () => {
+    const store = await open();
+    const writer = new ShardWriter({ maxBatchBytes: 2500 });
+    const sizes = [1000, 1000, 1000, 3000, 400, 2000, 200];
+    for (const [i, n] of sizes.entries()) await writer.add(makeRecord(i, n));
+    const info = await writer.finish(store, 'shards/000009.arrow');
+    const reader = await ShardReader.open(store, 'shards/000009.arrow');
+    const batches: number[][] = [];
+    for (let b = 0; b < reader.numBatches; b++) {
+      batches.push((await reader.readRecords(b)).map((r) => r.image.byteLength));
+    }
+    // 1000 + 1000 + 1000 would be 3000: the third image opens the next batch; 3000 is alone, over the bound.
+    expect(batches).toEqual([[1000, 1000], [1000], [3000], [400, 2000], [200]]);
+    expect(info.batches).toBe(5);
+  });
+
   it('keeps extra URL-list columns', async () => {
     const store = await open();
     const writer = new ShardWriter({ extraColumns: ['license', 'lang'] });
