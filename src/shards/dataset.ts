@@ -12,7 +12,7 @@
  */
 import { ConfigError, InvalidShardError, NotFoundError } from '../errors.js';
 import { addCounts, type FailureCounts } from './failures.js';
-import { MANIFEST_KEY, SHARDS_DIR, UNITS_DIR, unitKey } from './keys.js';
+import { FAILURES_DIR, MANIFEST_KEY, SHARDS_DIR, UNITS_DIR, unitKey } from './keys.js';
 import { getBytes, type Store } from './store.js';
 
 export {
@@ -139,10 +139,10 @@ export async function inspectShards(store: Store, units: readonly UnitRecord[]):
 }
 
 /**
- * What a reader or a resumed ingest would refuse, found without reading a shard: `dataset.json` parses as a
- * manifest, and each committed unit's shard exists at the size its record gives (one listing of `shards/`, so
- * a dataset of a million shards costs about a thousand LIST pages, not a million HEADs; a shard stored elsewhere
- * is HEADed). Returns one line per problem, saying how to repair it. Errors: the store's.
+ * What a reader, a resumed ingest or a retry pass would refuse, found without reading a shard: `dataset.json`
+ * parses as a manifest, each committed unit's shard exists at the size its record gives, and the failure file
+ * its record names exists (one listing of `shards/` and one of `failures/`; an object stored elsewhere is
+ * HEADed). Returns one line per problem, saying how to repair it. Errors: the store's.
  */
 export async function checkDataset(
   store: Store,
@@ -156,15 +156,27 @@ export async function checkDataset(
       problems.push(`${MANIFEST_KEY} ${why}; restore it from a copy, or ingest again into a new --out`);
     }
   }
-  const sizes = await shardSizes(store, units);
+  const redo = (unit: UnitRecord) =>
+    `delete ${unitKey(unit.unit)} and rerun the same command to redo unit ${unit.unit}`;
+  const sizes = await objectSizes(
+    store,
+    SHARDS_DIR,
+    units.map((u) => u.shard),
+  );
   for (const unit of units) {
     const size = sizes.get(unit.shard);
     const found = size === undefined ? 'is missing' : size !== unit.bytes ? `is ${size} bytes` : null;
-    if (!found) continue;
-    problems.push(
-      `${unit.shard} ${found}, ${unitKey(unit.unit)} says ${unit.bytes} bytes; ` +
-        `delete ${unitKey(unit.unit)} and rerun the same command to redo unit ${unit.unit}`,
-    );
+    if (found) problems.push(`${unit.shard} ${found}, ${unitKey(unit.unit)} says ${unit.bytes} bytes; ${redo(unit)}`);
+  }
+  // A unit's failure file is what --retry-failed refetches from: without it the unit's failed URLs are unknown.
+  const listed = units.filter((u) => u.failures !== undefined);
+  const failures = await objectSizes(
+    store,
+    FAILURES_DIR,
+    listed.map((u) => u.failures!),
+  );
+  for (const unit of listed.filter((u) => !failures.has(u.failures!))) {
+    problems.push(`${unit.failures} is missing, ${unitKey(unit.unit)} lists its failed URLs there; ${redo(unit)}`);
   }
   return problems;
 }
@@ -182,18 +194,21 @@ export function manifestProblem(bytes: Uint8Array): string | null {
   return ok && manifest.format === 'wildstream-dataset' ? null : 'is not a wildstream dataset manifest';
 }
 
-/** HEADs at once for shards outside `shards/`: a few, so a slow store is not flooded. */
+/** HEADs at once for objects outside their folder: a few, so a slow store is not flooded. */
 const HEADS_IN_FLIGHT = 16;
 
-/** The size of each unit's shard that exists, by key: one listing of `shards/`, HEADs for any other key. */
-async function shardSizes(store: Store, units: readonly UnitRecord[]): Promise<Map<string, number>> {
+/**
+ * The size of each of `keys` that exists: one listing of `dir/` (a dataset of a million units costs about a
+ * thousand LIST pages, not a million HEADs), and HEADs for keys outside it.
+ */
+async function objectSizes(store: Store, dir: string, keys: readonly string[]): Promise<Map<string, number>> {
   const sizes = new Map<string, number>();
-  if (units.length === 0) return sizes;
-  for await (const info of store.list(`${SHARDS_DIR}/`)) sizes.set(info.key, info.size);
-  const others = units.map((u) => u.shard).filter((key) => !key.startsWith(`${SHARDS_DIR}/`));
+  if (keys.length === 0) return sizes;
+  for await (const info of store.list(`${dir}/`)) sizes.set(info.key, info.size);
+  const others = keys.filter((key) => !key.startsWith(`${dir}/`));
   for (let i = 0; i < others.length; i += HEADS_IN_FLIGHT) {
     const batch = others.slice(i, i + HEADS_IN_FLIGHT);
-    // A key the store refuses (`../x`) names no shard it holds: reported as missing.
+    // A key the store refuses (`../x`) names no object it holds: reported as missing.
     const head = (key: string) =>
       store.head(key).catch((err: unknown) => (err instanceof ConfigError ? null : Promise.reject(err)));
     const infos = await Promise.all(batch.map(head));

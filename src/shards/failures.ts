@@ -8,7 +8,7 @@
  * which names it in `failures`, so a committed unit's failure file is always complete; a file without a
  * committed record (an interrupted run) is ignored and rewritten, as orphan shards are.
  */
-import { InvalidShardError } from '../errors.js';
+import { InvalidShardError, NotFoundError } from '../errors.js';
 import { failuresKey } from './keys.js';
 import { getBytes, type Store } from './store.js';
 
@@ -98,9 +98,18 @@ export async function writeFailures(
   return key;
 }
 
-/** Reads a committed unit's failure file. A line that is not a failure record is a corrupt dataset. */
+/**
+ * Reads a committed unit's failure file. A line that is not a failure record, or a file its unit record names
+ * that is gone, is a corrupt dataset (InvalidShardError, saying how to repair it).
+ */
 export async function readFailures(store: Store, key: string): Promise<FailureRecord[]> {
-  const text = Buffer.from(await getBytes(store, key)).toString('utf8');
+  const bytes = await getBytes(store, key).catch((err: unknown) => {
+    if (!(err instanceof NotFoundError)) throw err;
+    const unit = /(\d+)\.jsonl$/.exec(key)?.[1];
+    const redo = unit ? `delete units/${unit}.json and rerun the ingest without --retry-failed to redo that unit` : '';
+    throw new InvalidShardError(`${store.url}/${key} is missing: a unit record lists its failed URLs there; ${redo}`);
+  });
+  const text = Buffer.from(bytes).toString('utf8');
   const out: FailureRecord[] = [];
   for (const [i, line] of text.split('\n').entries()) {
     if (line === '') continue;

@@ -4,8 +4,17 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { InvalidShardError, NotFoundError } from '../../src/errors.js';
-import { commitUnit, listUnits, MANIFEST_KEY, shardKey, unitKey, type UnitRecord } from '../../src/shards/dataset.js';
+import {
+  commitUnit,
+  failuresKey,
+  listUnits,
+  MANIFEST_KEY,
+  shardKey,
+  unitKey,
+  type UnitRecord,
+} from '../../src/shards/dataset.js';
 import { inspectDataset } from '../../src/ingest/outstanding.js';
+import { readFailures, writeFailures } from '../../src/shards/failures.js';
 import { openStore } from '../../src/shards/store.js';
 import { ShardWriter } from '../../src/shards/writer.js';
 import { runCli } from '../helpers/cli.js';
@@ -141,6 +150,30 @@ describe('wildstream inspect', () => {
     expect(shape.problems[0]).toBe(
       'dataset.json is not a wildstream dataset manifest; restore it from a copy, or ingest again into a new --out',
     );
+  });
+
+  it('exits 1 when a failure file a unit record names is gone, as --retry-failed would refuse it', async () => {
+    await dataset('lost-failures', 2);
+    const root = join(dir, 'lost-failures');
+    const store = await openStore(root);
+    for (const n of [0, 1]) {
+      const [record] = (await listUnits(store)).filter((u) => u.unit === n);
+      const row = { row: n, url: `http://h.test/${n}.jpg`, reason: 'http_404' as const };
+      await writeFailures(store, n, [{ ...row, status: 404 }]);
+      await commitUnit(store, { ...record!, failures: failuresKey(n) });
+    }
+    expect((await inspectDataset(store)).problems).toEqual([]);
+    await rm(join(root, 'failures', '000001.jsonl'));
+    const result = await runCli(['inspect', root, '--json']);
+    expect(result.code).toBe(1);
+    expect(JSON.parse(result.stdout).problems).toEqual([
+      'failures/000001.jsonl is missing, units/000001.json lists its failed URLs there; ' +
+        'delete units/000001.json and rerun the same command to redo unit 1',
+    ]);
+    await expect(readFailures(store, failuresKey(1))).rejects.toThrow(
+      /failures\/000001\.jsonl is missing: .*delete units\/000001\.json and rerun the ingest without --retry-failed/,
+    );
+    await expect(readFailures(store, failuresKey(1))).rejects.toBeInstanceOf(InvalidShardError);
   });
 
   it('checks shards from one listing, never reading one, so a large dataset stays fast', async () => {
