@@ -205,8 +205,8 @@ async function wrap<T>(key: string, fn: () => Promise<T>, path?: string): Promis
 
 /**
  * The typed error for a failed file system call on `key`. With `path` (the call wrote there), a full, read-only
- * or forbidden disk is worded by diskWriteError, as every local write is; otherwise ENOENT, EISDIR and ENOTDIR
- * are NotFoundError, EACCES and EPERM AccessDeniedError, and anything else StoreUnavailableError.
+ * or forbidden disk is worded by diskWriteError, as every local write is, and a target that is a folder is a
+ * ConfigError; otherwise ENOENT, EISDIR and ENOTDIR are NotFoundError, EACCES and EPERM AccessDeniedError, and anything else StoreUnavailableError.
  */
 function mapFsError(err: unknown, key: string, path?: string): Error {
   if (err instanceof WildstreamError) return err;
@@ -214,6 +214,10 @@ function mapFsError(err: unknown, key: string, path?: string): Error {
   if (disk) return disk;
   const code = (err as NodeJS.ErrnoException).code;
   const why = (err as Error).message;
+  // A write whose target is a folder names no object to be found: the caller named the wrong place (an --out
+  // that is a folder), which a retry cannot mend. A path through a file is makeDirs' to say.
+  if (path !== undefined && code === 'EISDIR')
+    return new ConfigError(`cannot write ${key}: ${path} is a directory`, { cause: err });
   if (code === 'ENOENT' || code === 'EISDIR' || code === 'ENOTDIR')
     return new NotFoundError(`no such object: ${key}`, { cause: err });
   if (code === 'EACCES' || code === 'EPERM')

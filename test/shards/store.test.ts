@@ -211,6 +211,15 @@ describe('store errors', () => {
     expect(await store.head('x/y.bin')).toBeNull();
   });
 
+  it('refuses a put onto a folder as a wrong place (an --out that is a folder), not as a missing object', async () => {
+    const store = await openStore(join(dir, 'places'));
+    await mkdir(join(dir, 'places', 'out.png'), { recursive: true });
+    const onFolder = store.put('out.png', Buffer.from('x'));
+    await expect(onFolder).rejects.toBeInstanceOf(ConfigError);
+    await expect(onFolder).rejects.toThrow(/^cannot write out\.png: .*places\/out\.png is a directory$/);
+    expect(await readdir(join(dir, 'places', 'out.png'))).toEqual([]); // no temp file left in the folder
+  });
+
   it("sweeps a killed put's temp files from a folder, and nothing else", async () => {
     const store = await openStore(join(dir, 'killed'));
     await store.put('checkpoints/step-1.ckpt', Buffer.from('whole'));
