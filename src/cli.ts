@@ -57,7 +57,9 @@ export async function main(argv: readonly string[]): Promise<number> {
     return 0;
   } catch (err) {
     if (err instanceof CommanderError) {
-      return ['commander.helpDisplayed', 'commander.help', 'commander.version'].includes(err.code) ? 0 : 2;
+      // Help asked for (--help, `help`, --version) is a success; help shown for a missing command or
+      // subcommand (commander's exitCode 1) is bad usage, which exits 2 as any other.
+      return err.exitCode === 0 ? 0 : 2;
     }
     process.stderr.write(`wildstream: ${oneLine(err)}\n`);
     if (err instanceof ExitCodeError) return err.exitCode;

@@ -227,6 +227,23 @@ describe('declarations', () => {
     await expect(parse([])).rejects.toThrow(/required option '--out <value>' not specified/);
   });
 
+  it('exit 0 for help asked for, 2 for a missing command or subcommand (help shown on stderr)', async () => {
+    const err = vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
+    const out = vi.spyOn(process.stdout, 'write').mockImplementation(() => true);
+    const cli = (...args: string[]) => main(['node', 'wildstream', ...args]);
+    try {
+      expect(await cli('eval')).toBe(2);
+      expect(await cli('augment')).toBe(2);
+      expect(await cli()).toBe(2);
+      expect(await cli('eval', '--help')).toBe(0);
+      expect(await cli('help', 'eval')).toBe(0);
+      expect(await cli('--version')).toBe(0);
+    } finally {
+      err.mockRestore();
+      out.mockRestore();
+    }
+  });
+
   it('show their bounds, choices and default in --help, in one parenthesis', () => {
     const help = (o: Record<string, AnyDecl>) => addOptions(new Command('x'), o).helpInformation().replace(/\s+/g, ' ');
     expect(help(set)).toContain('--size <n> how big (integer 1 to 10, default: 4)');
