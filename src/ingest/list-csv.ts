@@ -8,16 +8,15 @@
  * - A field that starts with `"` is quoted: `""` is a quote, and delimiters and line ends are data up to the
  *   closing `"`, which must be followed by the delimiter or the end of the line.
  * - A `"` anywhere else is a plain character (`12" screen`), as csv-parse's `relax_quotes` read it.
- * - A quoted field may run over at most `MAX_RECORD_LINES` lines and `MAX_LINE_LENGTH` characters.
+ * - A quoted field runs over as many lines as it spans up to its closing quote, as RFC 4180 (and Python's csv,
+ *   and pandas) read it: lines inside it are never rows, so a caption cannot add URLs to the list. A record
+ *   is at most `MAX_LINE_LENGTH` characters, as a line is.
  * - A record that breaks these rules (a closing quote followed by other text, an unclosed quote at the end of
- *   the file or past those bounds) is one `bad_row`, made of its first line only; the lines after that one
- *   are read again as records of their own. So an unclosed quote costs one row, never the rows after it.
+ *   the file or past that bound) is one `bad_row`, made of its first line only; the lines after that one are
+ *   read again as records of their own. So a quote never closed costs one row, never the rows after it.
  * - Empty lines are no record. Fields are never trimmed; a line end inside a quoted field reads as LF.
  */
 import { MAX_LINE_LENGTH, type Line, type LineFault } from './list-text.js';
-
-/** Most lines one quoted field may span; an open quote past this is taken as unclosed. */
-export const MAX_RECORD_LINES = 64;
 
 type State = 'done' | 'open' | 'malformed';
 
@@ -46,10 +45,7 @@ export async function* csvRecords(lines: AsyncIterable<Line>, delimiter = ','): 
         if (line === undefined) break;
         held.push(line);
         length += typeof line === 'string' ? line.length : Infinity;
-        state =
-          held.length < MAX_RECORD_LINES && length <= MAX_LINE_LENGTH
-            ? parser.feed(line as string, false)
-            : 'malformed';
+        state = length <= MAX_LINE_LENGTH ? parser.feed(line as string, false) : 'malformed';
       }
       if (state === 'done') {
         yield parser.fields;

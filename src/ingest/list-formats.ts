@@ -4,6 +4,7 @@
  * treats byte order marks, line ends and invalid text alike.
  */
 import { asyncBufferFromFile, parquetMetadataAsync, parquetReadObjects, parquetSchema } from 'hyparquet';
+import { compressors } from 'hyparquet-compressors';
 import { ConfigError } from '../errors.js';
 import { csvRecords } from './list-csv.js';
 import { readLines, type LineFault } from './list-text.js';
@@ -101,7 +102,7 @@ export function uniqueNames(names: readonly string[]): string[] {
 
 /** One JSON object a line; any other line (bad JSON, an array, a number) is a `bad_row`. */
 async function* readJsonl(file: string): AsyncIterable<ListItem> {
-  for await (const line of readLines(file)) {
+  for await (const line of readLines(file, 'lf')) {
     if (typeof line !== 'string') {
       yield fault(line);
       continue;
@@ -119,33 +120,62 @@ async function* readJsonl(file: string): AsyncIterable<ListItem> {
   }
 }
 
-/** Row group by row group; a group that cannot be decoded is one `bad_row` per row it holds. */
+/**
+ * The Parquet codecs a list may use: hyparquet's own (UNCOMPRESSED, SNAPPY) and hyparquet-compressors' (GZIP,
+ * BROTLI, ZSTD, LZ4, LZ4_RAW), all pure JS or bundled wasm. LZO has no maintained decoder.
+ */
+export const PARQUET_CODECS: readonly string[] = ['UNCOMPRESSED', 'SNAPPY', ...Object.keys(compressors)];
+
+/**
+ * Row group by row group. Parquet has no per-row read fault: a page holds many rows, and the footer, schema,
+ * codecs and pages belong to the file. So anything that stops a group from decoding (an unknown codec, a
+ * corrupt footer or page, a group with fewer rows than it claims) is a ConfigError naming the file and the
+ * cause, never `bad_row`s: those are final, and the file may be fixed and the job rerun. Planning reads every
+ * row before any unit is committed, so such a file commits nothing. Cell values a row cannot use (a URL that
+ * is not text) are judged by the caller, row by row.
+ */
 async function* readParquet(file: string): AsyncIterable<ListItem> {
-  let buffer, metadata;
+  let buffer, metadata, columns;
   try {
     buffer = await asyncBufferFromFile(file);
     metadata = await parquetMetadataAsync(buffer);
+    columns = parquetSchema(metadata).children.map((c) => c.element.name);
   } catch (err) {
     throw new ConfigError(`cannot read parquet URL list ${file}: ${(err as Error).message}`, { cause: err });
   }
-  const columns = parquetSchema(metadata).children.map((c) => c.element.name);
   if (columns.length > MAX_COLUMNS)
     throw new ConfigError(`URL list ${file} has ${columns.length} columns; at most ${MAX_COLUMNS}`);
+  for (const group of metadata.row_groups) {
+    for (const { meta_data } of group.columns) {
+      if (meta_data && !PARQUET_CODECS.includes(meta_data.codec))
+        throw new ConfigError(
+          `parquet URL list ${file} is compressed with ${meta_data.codec ?? 'an unknown codec'}, which cannot be ` +
+            `read; write it with one of ${PARQUET_CODECS.join(', ')}`,
+        );
+    }
+  }
   yield { kind: 'header', columns };
   let rowStart = 0;
-  for (const group of metadata.row_groups) {
+  for (const [g, group] of metadata.row_groups.entries()) {
     const rowEnd = rowStart + Number(group.num_rows);
     if (!Number.isSafeInteger(rowEnd) || rowEnd < rowStart || rowEnd - rowStart > MAX_GROUP_ROWS) {
       throw new ConfigError(`parquet URL list ${file} is corrupt: a row group claims ${group.num_rows} rows`);
     }
-    let rows: Record<string, unknown>[] | null = null;
+    const where = `row group ${g} (rows ${rowStart} to ${rowEnd - 1}) of parquet URL list ${file}`;
+    let rows: Array<Record<string, unknown>>;
     try {
-      rows = (await parquetReadObjects({ file: buffer, metadata, rowStart, rowEnd })) as Record<string, unknown>[];
-    } catch {
-      // undecodable group: its rows are faults below
+      rows = (await parquetReadObjects({ file: buffer, metadata, rowStart, rowEnd, compressors })) as typeof rows;
+    } catch (err) {
+      if (isSystemError(err)) throw err; // EIO and the like: the disk, not the list
+      throw new ConfigError(`cannot decode ${where}: ${(err as Error).message}`, { cause: err });
     }
-    if (rows?.length === rowEnd - rowStart) for (const cells of rows) yield { kind: 'row', cells };
-    else for (let i = rowStart; i < rowEnd; i++) yield { kind: 'fault', fault: 'bad_row' };
+    if (rows.length !== rowEnd - rowStart) throw new ConfigError(`${where} is corrupt: it holds ${rows.length} rows`);
+    for (const cells of rows) yield { kind: 'row', cells };
     rowStart = rowEnd;
   }
+}
+
+/** An error from the system (a failed read: EIO, ENOENT), not from the bytes of the file. */
+function isSystemError(err: unknown): boolean {
+  return err instanceof Error && typeof (err as NodeJS.ErrnoException).syscall === 'string';
 }

@@ -8,7 +8,9 @@
  *   (`TextDecoder`, not fatal); lone surrogates a format can spell otherwise (JSON's `\ud800`) become U+FFFD
  *   too (`toWellFormed`). So a caption keeps its readable part, and a URL holding U+FFFD is refused by
  *   `checkUrl` (`url_encoding`): fetching it would ask for a different resource than the list meant.
- * - Lines end at LF or CRLF; a lone CR is data.
+ * - Lines end at LF, CRLF or a lone CR (old Mac OS and Excel's "CSV (Macintosh)"), as Python's universal
+ *   newlines and pandas read them, in txt, CSV and TSV lists. A JSONL line ends at LF or CRLF only: JSON Lines
+ *   separates records with LF, and a lone CR is whitespace inside a JSON value.
  * - A line longer than `MAX_LINE_LENGTH` is not kept in memory: it becomes a `row_too_long` fault that still
  *   takes its row index, and reading goes on at the next line.
  * - A gzip stream that breaks after some rows (a truncated download) ends its list with one `list_corrupt`
@@ -42,10 +44,13 @@ export function sniffEncoding(head: Uint8Array): 'utf-8' | 'utf-16le' | 'utf-16b
   return 'utf-8';
 }
 
+/** Which line ends a list format has (the rule above): `universal` adds the lone CR to LF and CRLF. */
+export type LineEnds = 'universal' | 'lf';
+
 /** The lines of a list file (gunzipped when it ends in `.gz`), decoded by the rule above. */
-export async function* readLines(file: string): AsyncIterable<Line> {
+export async function* readLines(file: string, ends: LineEnds = 'universal'): AsyncIterable<Line> {
   const source = openBytes(file);
-  const splitter = new LineSplitter();
+  const splitter = new LineSplitter(ends);
   let decoder: TextDecoder | null = null;
   let head = Buffer.alloc(0);
   try {
@@ -85,17 +90,28 @@ function openBytes(file: string): Readable {
 }
 
 /** Splits decoded text into lines, holding at most `MAX_LINE_LENGTH` of an unfinished one. */
-class LineSplitter {
+export class LineSplitter {
   #parts: string[] = [];
   #length = 0;
   #tooLong = false;
+  /** The last text ended with a CR that ended a line: an LF opening the next text is its CRLF's. */
+  #afterCr = false;
+  readonly #ends: RegExp;
+
+  constructor(ends: LineEnds) {
+    this.#ends = ends === 'universal' ? /\r\n?|\n/g : /\n/g;
+  }
 
   *push(text: string): Iterable<Line> {
-    let start = 0;
-    for (let nl = text.indexOf('\n'); nl !== -1; nl = text.indexOf('\n', start)) {
-      this.#append(text.slice(start, nl));
+    if (text === '') return;
+    let start = this.#afterCr && text[0] === '\n' ? 1 : 0;
+    this.#afterCr = false;
+    this.#ends.lastIndex = start;
+    for (let m = this.#ends.exec(text); m; m = this.#ends.exec(text)) {
+      this.#append(text.slice(start, m.index));
       yield this.#take();
-      start = nl + 1;
+      start = m.index + m[0].length;
+      this.#afterCr = m[0] === '\r' && start === text.length;
     }
     this.#append(text.slice(start));
   }

@@ -68,11 +68,11 @@ export const INGEST_OPTIONS = {
   out: OUT_DATASET,
   ...FETCH_DECODE_OPTIONS,
   urlCol: text({ default: 'url', minLength: 1, placeholder: 'name', description: 'column holding the URL' }),
+  // No declared default: a caption column named on purpose must exist, while the implied "caption" may not.
   captionCol: text({
-    default: 'caption',
     minLength: 1,
     placeholder: 'name',
-    description: 'column holding the caption',
+    description: 'column holding the caption (default: caption, if the list has one)',
   }),
   queue: text({
     placeholder: 'redis-url',
@@ -145,7 +145,7 @@ export function ingestOptionsOf(
     lists,
     out,
     store: storeOptionsOf(o),
-    list: { urlCol: o.urlCol ?? 'url', captionCol: o.captionCol ?? 'caption' },
+    list: { urlCol: o.urlCol ?? 'url', captionCol: o.captionCol },
     decode: {
       maxSide: o.maxSide,
       minSide: o.minSide,

@@ -37,7 +37,7 @@ export interface UrlRow {
 export interface UrlListOptions {
   /** Column holding the URL (csv, tsv, jsonl, parquet). @default "url" */
   urlCol?: string;
-  /** Column holding the caption, if any. @default "caption" */
+  /** Column holding the caption: one named here must exist; unnamed, a "caption" column is read if there is one. */
   captionCol?: string;
 }
 
@@ -169,12 +169,19 @@ async function* readOne(
   let index = first;
   let objects = 0;
   let withUrl = 0;
+  let withCaption = 0;
   for await (const item of readList(file, format)) {
     if (item.kind === 'header') {
-      if (!item.columns.includes(columns.url)) {
-        throw new ConfigError(
-          `column "${columns.url}" not found in ${file}; columns: ${item.columns.join(', ') || 'none'}`,
-        );
+      // A caption column named on purpose must exist too (the default one may not): else every caption is null.
+      for (const [name, role] of [
+        [columns.url, 'URL'],
+        [options.captionCol, 'caption'],
+      ] as const) {
+        if (name !== undefined && !item.columns.includes(name)) {
+          throw new ConfigError(
+            `${role} column "${name}" not found in ${file}; columns: ${item.columns.join(', ') || 'none'}`,
+          );
+        }
       }
       if (headerOnly) {
         yield toRow(0, { kind: 'row', cells: Object.fromEntries(item.columns.map((c) => [c, null])) }, columns, names);
@@ -185,13 +192,17 @@ async function* readOne(
     if (item.kind === 'row') {
       objects++;
       if (Object.hasOwn(item.cells, columns.url)) withUrl++;
+      if (options.captionCol !== undefined && Object.hasOwn(item.cells, options.captionCol)) withCaption++;
     }
     yield toRow(index++, item, columns, names);
     if (headerOnly && item.kind === 'row') return;
   }
   // Without a header, a URL column no row has is a wrong --url-col, not junk rows.
   if (!headerOnly && format === 'jsonl' && objects > 0 && withUrl === 0) {
-    throw new ConfigError(`column "${columns.url}" not found in any object of ${file}`);
+    throw new ConfigError(`URL column "${columns.url}" not found in any object of ${file}`);
+  }
+  if (!headerOnly && format === 'jsonl' && objects > 0 && options.captionCol !== undefined && withCaption === 0) {
+    throw new ConfigError(`caption column "${options.captionCol}" not found in any object of ${file}`);
   }
 }
 

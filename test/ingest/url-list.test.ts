@@ -1,12 +1,11 @@
 // URL lists in every format, junk rows kept as rows (so they are counted), deterministic indices.
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { gzipSync } from 'node:zlib';
+import { brotliCompressSync, gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError } from '../../src/errors.js';
-import { groupUnits } from '../../src/ingest/job.js';
-import { MAX_RECORD_LINES } from '../../src/ingest/list-csv.js';
+import { groupUnits, runIngest } from '../../src/ingest/job.js';
 import {
   checkUrl,
   columnName,
@@ -19,6 +18,8 @@ import {
   type ListStats,
   type UrlListOptions,
 } from '../../src/ingest/url-list.js';
+import { listUnits } from '../../src/shards/dataset.js';
+import { openStore } from '../../src/shards/store.js';
 
 let dir: string;
 beforeAll(async () => {
@@ -145,12 +146,26 @@ describe('URL lists', () => {
 
   it('names a column, never an object method: --url-col constructor and --caption-col toString', async () => {
     const path = await file('methods.csv', 'url,caption\nhttp://a.test/1.jpg,hello\n');
-    const [row] = await rows([path], { captionCol: 'toString' });
-    expect([row!.url, row!.caption]).toEqual(['http://a.test/1.jpg', null]);
-    await expect(rows([path], { urlCol: 'constructor' })).rejects.toThrow(/column "constructor" not found/);
+    await expect(rows([path], { captionCol: 'toString' })).rejects.toThrow(/caption column "toString" not found/);
+    await expect(rows([path], { urlCol: 'constructor' })).rejects.toThrow(/URL column "constructor" not found/);
     const jsonl = await file('methods.jsonl', '{"url":"http://a.test/1.jpg"}\n');
     await expect(rows([jsonl], { urlCol: 'constructor' })).rejects.toThrow(/column "constructor" not found/);
-    expect((await rows([jsonl], { captionCol: 'valueOf' }))[0]!.caption).toBeNull();
+    await expect(rows([jsonl], { captionCol: 'valueOf' })).rejects.toThrow(/caption column "valueOf" not found/);
+  });
+
+  it('refuses a caption column named on purpose that the list lacks (a typo would leave every caption null)', async () => {
+    const csv = await file('cap.csv', 'url,text\nhttp://a.test/1.jpg,hello\n');
+    await expect(rows([csv], { captionCol: 'captoin' })).rejects.toThrow(
+      /^caption column "captoin" not found in .*cap\.csv; columns: url, text$/,
+    );
+    expect((await rows([csv], { captionCol: 'text' }))[0]!.caption).toBe('hello');
+    expect((await rows([csv]))[0]!.caption).toBeNull(); // the default "caption" column may be absent
+    // JSONL has no header: the column must be in some object, not in every one.
+    const jsonl = await file('cap.jsonl', '{"url":"http://a.test/1.jpg"}\n{"url":"http://a.test/2.jpg","alt":"x"}\n');
+    expect((await rows([jsonl], { captionCol: 'alt' })).map((r) => r.caption)).toEqual([null, 'x']);
+    await expect(rows([jsonl], { captionCol: 'text' })).rejects.toThrow(
+      /caption column "text" not found in any object/,
+    );
   });
 
   it('reads parquet', async () => {
@@ -409,21 +424,51 @@ describe('a bad row never fails the list', () => {
     ]);
   });
 
-  it(`reads a quoted CSV field over at most ${MAX_RECORD_LINES} lines, then rereads the lines as rows`, async () => {
-    const within = Array.from({ length: MAX_RECORD_LINES }, (_, i) => `line ${i}`).join('\n');
-    const beyond = Array.from({ length: MAX_RECORD_LINES }, (_, i) => good(100 + i)).join('\n');
-    // Without the bound, the quote on the last line would close one record of 66 lines.
-    const got = await rows([
-      await file('lines.csv', `url,caption\n${good(0)},"${within}"\n${good(1)},"${beyond}\n${good(2)},x"\n`),
+  it('ends txt, CSV and TSV lines at a lone CR too (universal newlines); JSONL only at LF or CRLF', async () => {
+    const urls = async (name: string, text: string) =>
+      (await rows([await file(name, text)])).map((r) => [r.url, r.caption, r.bad ?? null]);
+    expect(await urls('cr.txt', `${good(0)}\r${good(1)}\r\n${good(2)}`)).toEqual(
+      [0, 1, 2].map((i) => [good(i), null, null]),
+    );
+    expect(await urls('cr.csv', `url,caption\r${good(0)},a\r${good(1)},"two\rlines"\r\n${good(2)},c`)).toEqual([
+      [good(0), 'a', null],
+      [good(1), 'two\nlines', null],
+      [good(2), 'c', null],
     ]);
-    expect(got[0]).toMatchObject({ index: 0, url: good(0), caption: within });
-    expect(got[1]).toMatchObject({ index: 1, url: '', bad: 'bad_row' });
-    // The lines after the opening one come back as rows of their own.
-    expect(got.slice(2).map((r) => r.url)).toEqual([
-      ...Array.from({ length: MAX_RECORD_LINES - 1 }, (_, i) => good(101 + i)),
-      good(2),
+    expect(await urls('cr.tsv', `url\tcaption\r${good(0)}\ta\r${good(1)}\tb`)).toEqual([
+      [good(0), 'a', null],
+      [good(1), 'b', null],
     ]);
-    expect(got.at(-1)!.caption).toBe('x"');
+    // In JSON a CR is whitespace: the record is whole, and its line ends at LF.
+    expect(await urls('cr.jsonl', `{"url":"${good(0)}",\r"caption":"c"}\n{"url":"${good(1)}"}`)).toEqual([
+      [good(0), 'c', null],
+      [good(1), null, null],
+    ]);
+    // A CRLF split between two reads (64 KiB apart) is one line end, not a CR and then an empty line.
+    const head = `url,pad,caption\n${good(0)},`;
+    const pad = 'x'.repeat(65535 - head.length - 2); // the quote's ',"' then the CR end the first 64 KiB
+    expect(await urls('split.csv', `${head}${pad},"\r\nrest"\n${good(1)},,d`)).toEqual([
+      [good(0), '\nrest', null],
+      [good(1), 'd', null],
+    ]);
+  });
+
+  it('reads a quoted CSV field over any number of lines as RFC 4180 does: its lines are never rows', async () => {
+    // 70 lines, one of them shaped like a row: Python's csv and pandas read one caption, so must this.
+    const lines = Array.from({ length: 70 }, (_, i) => (i === 35 ? `${good(9)},injected caption` : `line ${i}`));
+    const caption = lines.join('\n');
+    const got = await rows([await file('lines.csv', `url,caption\n${good(0)},"${caption}"\n${good(1)},next\n`)]);
+    expect(got.map((r) => [r.index, r.url, r.caption, r.bad ?? null])).toEqual([
+      [0, good(0), caption, null],
+      [1, good(1), 'next', null],
+    ]);
+  });
+
+  it('costs one CSV row for a quote never closed, however many lines follow it', async () => {
+    const after = Array.from({ length: 100 }, (_, i) => good(100 + i));
+    const got = await rows([await file('open.csv', `url,caption\n${good(0)},"never closed\n${after.join('\n')}\n`)]);
+    expect(got[0]).toMatchObject({ index: 0, url: '', bad: 'bad_row' });
+    expect(got.slice(1).map((r) => r.url)).toEqual(after); // read again as rows of their own
     expect(got.map((r) => r.index)).toEqual(got.map((_, i) => i));
   });
 
@@ -488,28 +533,6 @@ describe('a bad row never fails the list', () => {
     await expect(rows([await file('nokey.jsonl', '{"link":"http://h.test/a"}\nnot json\n')])).rejects.toThrow(
       /column "url" not found in any object/,
     );
-  });
-
-  it('counts each row of a parquet row group that cannot be decoded, and reads the other groups', async () => {
-    const { parquetWriteBuffer } = await import('hyparquet-writer');
-    const { parquetMetadata } = await import('hyparquet');
-    const bytes = new Uint8Array(
-      parquetWriteBuffer({
-        rowGroupSize: 3,
-        columnData: [{ name: 'url', data: [0, 1, 2, 3, 4, 5].map(good), type: 'STRING' }],
-      }),
-    );
-    const page = Number(parquetMetadata(bytes.buffer).row_groups[0]!.columns[0]!.meta_data!.data_page_offset);
-    bytes.fill(0xff, page, page + 12); // the first group's page header
-    const got = await rows([await file('broken.parquet', bytes)]);
-    expect(got.map((r) => [r.index, r.bad ?? r.url])).toEqual([
-      [0, 'bad_row'],
-      [1, 'bad_row'],
-      [2, 'bad_row'],
-      [3, good(3)],
-      [4, good(4)],
-      [5, good(5)],
-    ]);
   });
 
   it('bounds the text kept per row: MAX_FIELD_LENGTH per cell, MAX_ROW_TEXT per row, later columns cut first', async () => {
@@ -584,5 +607,121 @@ describe('a bad row never fails the list', () => {
     await expect(
       rows([await file('manycols.tsv', `url\t${Array.from({ length: 1100 }, (_, i) => `c${i}`).join('\t')}\n`)]),
     ).rejects.toThrow(/1101 columns; at most 1024/);
+  });
+});
+
+/**
+ * Compressors for the codecs Node 20's zlib lacks, as valid streams that store the bytes: a ZSTD frame of raw
+ * blocks (RFC 8878), an LZ4 block of literals only, and Hadoop's LZ4 framing of one (what Parquet's LZ4 means).
+ * Real compressed streams of each codec are the decoders' own tests (hyparquet-compressors).
+ */
+function zstdStored(bytes: Uint8Array): Uint8Array {
+  const out = [0x28, 0xb5, 0x2f, 0xfd, 0xa0, ...u32le(bytes.length)]; // single segment, 4-byte content size
+  for (let at = 0; at === 0 || at < bytes.length; at += 0x20000) {
+    const block = bytes.subarray(at, at + 0x20000);
+    const header = (block.length << 3) | (at + block.length >= bytes.length ? 1 : 0); // raw block, last flag
+    out.push(header & 0xff, (header >> 8) & 0xff, header >> 16, ...block);
+  }
+  return new Uint8Array(out);
+}
+function lz4Literals(bytes: Uint8Array): Uint8Array {
+  const out = [Math.min(bytes.length, 15) << 4];
+  if (bytes.length >= 15) {
+    let rest = bytes.length - 15;
+    for (; rest >= 255; rest -= 255) out.push(255);
+    out.push(rest);
+  }
+  return new Uint8Array([...out, ...bytes]);
+}
+function lz4Hadoop(bytes: Uint8Array): Uint8Array {
+  const block = lz4Literals(bytes);
+  return new Uint8Array([...u32le(bytes.length).reverse(), ...u32le(block.length).reverse(), ...block]);
+}
+function u32le(n: number): number[] {
+  return [n & 0xff, (n >> 8) & 0xff, (n >> 16) & 0xff, n >>> 24];
+}
+
+const COMPRESSORS = {
+  GZIP: (b: Uint8Array) => new Uint8Array(gzipSync(b)),
+  BROTLI: (b: Uint8Array) => new Uint8Array(brotliCompressSync(b)),
+  ZSTD: zstdStored,
+  LZ4: lz4Hadoop,
+  LZ4_RAW: lz4Literals,
+  LZO: (b: Uint8Array) => b, // no decoder reads it: stored bytes under its name
+};
+
+describe('parquet lists', () => {
+  const url = (n: number) => `http://h.test/p${n}.jpg`;
+  const N = 5;
+
+  async function parquet(name: string, codec: keyof typeof COMPRESSORS | 'SNAPPY') {
+    const { parquetWriteBuffer } = await import('hyparquet-writer');
+    const bytes = parquetWriteBuffer({
+      codec,
+      compressors: COMPRESSORS,
+      rowGroupSize: 2, // several groups, each its own pages
+      columnData: [
+        { name: 'url', data: Array.from({ length: N }, (_, i) => url(i)), type: 'STRING' },
+        { name: 'caption', data: Array.from({ length: N }, (_, i) => (i === 1 ? null : `c${i}`)), type: 'STRING' },
+        { name: 'n', data: Array.from({ length: N }, (_, i) => i), type: 'INT32' },
+      ],
+    });
+    return file(name, new Uint8Array(bytes));
+  }
+
+  it.each(['GZIP', 'BROTLI', 'ZSTD', 'LZ4', 'LZ4_RAW'] as const)('reads every row of a %s list', async (codec) => {
+    const got = await rows([await parquet(`${codec}.parquet`, codec)]);
+    expect(got).toEqual(
+      Array.from({ length: N }, (_, i) => ({
+        index: i,
+        url: url(i),
+        caption: i === 1 ? null : `c${i}`,
+        sourcePage: null,
+        extra: { n: String(i) },
+      })),
+    );
+  });
+
+  it('refuses a codec it cannot read (LZO) as one error naming the file and the codec', async () => {
+    const path = await parquet('lzo.parquet', 'LZO');
+    await expect(rows([path])).rejects.toThrow(ConfigError);
+    await expect(rows([path])).rejects.toThrow(/lzo\.parquet is compressed with LZO, which cannot be read/);
+  });
+
+  it('refuses a corrupt or truncated file as one error naming it: no row becomes bad_row, no unit is committed', async () => {
+    const { parquetMetadata } = await import('hyparquet');
+    const good = new Uint8Array(await readFile(await parquet('whole.parquet', 'SNAPPY')));
+    const pageOf = (group: number) => {
+      const meta = parquetMetadata(good.buffer).row_groups[group]!.columns[0]!.meta_data!;
+      return Number(meta.dictionary_page_offset ?? meta.data_page_offset);
+    };
+    // A later group's page header spoilt: the groups before it read well, the file does not.
+    const header = good.slice();
+    header.fill(0xff, pageOf(1), pageOf(1) + 12);
+    // A page whose compressed bytes are cut: the decompressor fails.
+    const { parquetWriteBuffer } = await import('hyparquet-writer');
+    const cut = parquetWriteBuffer({
+      codec: 'GZIP',
+      compressors: { GZIP: (b: Uint8Array) => COMPRESSORS.GZIP(b).subarray(0, 12) },
+      columnData: [{ name: 'url', data: [url(0), url(1)], type: 'STRING' }],
+    });
+    const cases: Array<[string, Uint8Array, RegExp]> = [
+      ['header.parquet', header, /cannot decode row group 1 \(rows 2 to 3\) of parquet URL list .*header\.parquet: /],
+      [
+        'cut.parquet',
+        new Uint8Array(cut),
+        /cannot decode row group 0 \(rows 0 to 1\) of parquet URL list .*cut\.parquet: /,
+      ],
+      ['truncated.parquet', good.subarray(0, good.length - 30), /cannot read parquet URL list .*truncated\.parquet: /],
+    ];
+    for (const [name, bytes, message] of cases) {
+      const path = await file(name, bytes);
+      await expect(rows([path])).rejects.toThrow(message);
+      const out = join(dir, `ds-${name}`);
+      const ingest = runIngest({ lists: [path], out, unitSize: 2 });
+      await expect(ingest).rejects.toThrow(ConfigError);
+      await expect(ingest).rejects.toThrow(message);
+      expect(await listUnits(await openStore(out))).toEqual([]);
+    }
   });
 });
