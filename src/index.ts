@@ -122,6 +122,7 @@ export { readMetrics, type MetricLine } from './train/metrics.js';
 
 // Export, embed and evaluate: a trained backbone as a tfjs graph model, its features, k-NN accuracy.
 export { exportCheckpoint, type ExportOptions } from './jobs/export.js';
+export { InvalidCheckpointError } from './train/checkpoint.js';
 export {
   embedImages,
   evalKnn,
@@ -131,6 +132,6 @@ export {
   type KnnEvalOptions,
   type KnnEvalResult,
 } from './jobs/eval.js';
-export { loadBackbone, type Backbone, type BackboneMetadata } from './train/export.js';
+export { loadBackbone, type Backbone, type BackboneMetadata } from './train/model-folder.js';
 export { embed, writeEmbeddings, type EmbedOptions, type Embeddings } from './eval/embed.js';
 export { knnAccuracy, type KnnResult } from './eval/knn.js';

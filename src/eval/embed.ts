@@ -25,7 +25,7 @@ import { ShardReader } from '../shards/reader.js';
 import { putFile } from '../shards/output.js';
 import { openStore, type Store, type StoreOptions } from '../shards/store.js';
 import type { OptionNames } from '../options/declare.js';
-import type { Backbone } from '../train/export.js';
+import type { Backbone } from '../train/model-folder.js';
 import { checkInference } from '../train/memory.js';
 import { isRegNetName } from '../train/regnet-spec.js';
 import { evalPixels, listImages } from './images.js';

@@ -5,13 +5,13 @@
 import { NoDataError } from '../errors.js';
 import type { Store, StoreOptions } from '../shards/store.js';
 import { startInferenceBackend, type BackendName } from '../train/backend.js';
-import { loadBackbone, type BackboneMetadata } from '../train/export.js';
+import { loadBackbone, type BackboneMetadata } from '../train/model-folder.js';
 import { embed, writeEmbeddings, type Embeddings } from '../eval/embed.js';
 import { knnAccuracy, type KnnResult } from '../eval/knn.js';
 
 /** What every use of a backbone shares. */
 export interface BackboneOptions {
-  /** The exported backbone: a store holding `model.json` and `weights.bin` (from exportCheckpoint). */
+  /** The exported backbone: a store holding `model.json` and the weights file it names (from exportCheckpoint). */
   model: Store;
   /** Square input side in pixels (images are resized to size / 0.875, then centre-cropped). @default the backbone's training size */
   size?: number;

@@ -16,7 +16,8 @@ import {
   type InvalidCheckpointError,
 } from '../train/checkpoint.js';
 import { everyDamaged } from '../train/checkpoint-format.js';
-import { exportBackbone, type BackboneMetadata } from '../train/export.js';
+import { exportBackbone } from '../train/export.js';
+import type { BackboneMetadata } from '../train/model-folder.js';
 import { ParamSet } from '../train/params.js';
 import { buildRegnet } from '../train/regnet.js';
 import { regnetSpec } from '../train/regnet-spec.js';
@@ -24,7 +25,11 @@ import { regnetSpec } from '../train/regnet-spec.js';
 export interface ExportOptions {
   /** The checkpoint store of a training run (its `out`: `checkpoints/step-<step>.ckpt`). */
   checkpoints: Store;
-  /** Where `model.json` and `weights.bin` are written (a store at the model's folder). */
+  /**
+   * Where `model.json` and the weights file it names (`weights-<hash>.bin`) are written (a store at the model's
+   * folder). The folder changes all at once as a reader sees it: model.json is written last, and the weights
+   * files of the export it replaces are removed after it.
+   */
   out: Store;
   /** The checkpoint of this step. @default the newest that verifies and holds a whole backbone */
   step?: number;

@@ -11,7 +11,7 @@ import { openStore } from '../shards/store.js';
 import type { OptionNames, OptionValues } from '../options/declare.js';
 import { checkpointSettings } from '../train/auto-config.js';
 import { startInferenceBackend } from '../train/backend.js';
-import { loadBackbone } from '../train/export.js';
+import { loadBackbone } from '../train/model-folder.js';
 import { readMetrics } from '../train/metrics.js';
 import { EXPORT_OPTIONS, PLOT_OPTIONS } from '../train/options.js';
 import { plotCurves } from '../train/plot.js';

@@ -19,7 +19,7 @@ import { fileIn, putFile } from '../shards/output.js';
 import { openStore } from '../shards/store.js';
 import { startInferenceBackend } from '../train/backend.js';
 import { augmentOf, defaultTrainConfig } from '../train/config.js';
-import { loadBackbone } from '../train/export.js';
+import { loadBackbone } from '../train/model-folder.js';
 import { plotJob } from '../jobs/outputs.js';
 import { contactSheet } from './contact-sheet.js';
 import { datasetOf, type Pipeline } from './schema.js';

@@ -1,31 +1,23 @@
 /**
  * `wildstream export`: a checkpoint's backbone (eval mode: running BatchNorm statistics) as a TensorFlow.js
- * graph model, `model.json` + `weights.bin`, which `tf.loadGraphModel` runs on any backend. Input: NHWC
- * float32 images normalised with the metadata's mean/std; output `features`: [N, width of the last stage].
+ * graph model, `model.json` + the weights file it names (`weights-<hash>.bin`), which `tf.loadGraphModel` runs
+ * on any backend. Input: NHWC float32 images normalised with the metadata's mean/std; output `features`:
+ * [N, width of the last stage].
  */
+import { createHash } from 'node:crypto';
 import * as tf from '@tensorflow/tfjs-core';
-import { loadGraphModel, type GraphModel } from '@tensorflow/tfjs-converter';
 import { IMAGENET_MEAN, IMAGENET_STD } from '../crops.js';
-import { ConfigError, NotFoundError } from '../errors.js';
+import { ConfigError } from '../errors.js';
 import { getBytes, type Store } from '../shards/store.js';
 import { GraphBuilder } from './graph.js';
 import type { ParamSet } from './params.js';
 import { regnetBody, type RegNetOps } from './regnet.js';
 import type { RegNetSpec } from './regnet-spec.js';
+import { MODEL_JSON, parseModelJson, WEIGHTS_FILE, type BackboneMetadata, type ModelJson } from './model-folder.js';
 
 interface Node {
   name: string;
   channels: number;
-}
-
-export interface BackboneMetadata {
-  model: string;
-  step: number;
-  featureDim: number;
-  /** Side of the square input the backbone was trained around (the largest crop). */
-  inputSize: number;
-  mean: number[];
-  std: number[];
 }
 
 function graphOps(g: GraphBuilder, ps: ParamSet): RegNetOps<Node> {
@@ -84,7 +76,14 @@ function graphOps(g: GraphBuilder, ps: ParamSet): RegNetOps<Node> {
   };
 }
 
-/** Writes model.json and weights.bin of the backbone held in `ps` to `out`. */
+/**
+ * Writes the backbone held in `ps` to `out` as a graph model, all at once as a reader sees it: first its weights
+ * under a name of their own (`weights-<hash>.bin`, which model.json's weightsManifest names, so tfjs and
+ * loadBackbone open that file), then model.json, the commit point (a store's put is atomic), then the weights
+ * files no model.json names any more. A failure before model.json is written leaves the folder's previous export
+ * whole, beside an unused weights file that the next export removes. Two exports into one folder at the same
+ * time are not supported: the last model.json wins and the other's clean-up may remove the weights it names.
+ */
 export async function exportBackbone(
   out: Store,
   ps: ParamSet,
@@ -94,55 +93,31 @@ export async function exportBackbone(
   const g = new GraphBuilder();
   const features = regnetBody(graphOps(g, ps), spec, { name: g.placeholder('images', [-1, -1, -1, 3]), channels: 3 });
   const metadata: BackboneMetadata = { ...meta, featureDim: features.channels, mean: IMAGENET_MEAN, std: IMAGENET_STD };
-  const { modelJson, weights } = g.serialise('weights.bin', metadata as unknown as Record<string, unknown>);
-  await out.put('weights.bin', weights);
-  await out.put('model.json', Buffer.from(JSON.stringify(modelJson)));
+  const serialised = g.serialise('weights.bin', metadata as unknown as Record<string, unknown>);
+  const { weights } = serialised;
+  const modelJson = serialised.modelJson as ModelJson;
+  const file = `weights-${createHash('sha256').update(weights).digest('hex').slice(0, 16)}.bin`;
+  modelJson.weightsManifest[0]!.paths = [file];
+  await out.put(file, weights);
+  await out.put(MODEL_JSON, Buffer.from(JSON.stringify(modelJson)));
+  await removeStaleWeights(out, file);
   return metadata;
 }
 
-export interface Backbone {
-  model: GraphModel;
-  metadata: BackboneMetadata;
-  /** Features of normalised NHWC images. */
-  embed(images: tf.Tensor4D): tf.Tensor2D;
-}
-
-/** What to run to put a backbone in a model folder: the tail of loadBackbone's refusals. */
-const EXPORT_HINT = 'export a trained run into it with `wildstream export <run> --out <dir>`';
-
 /**
- * Loads an exported backbone with tfjs-converter's loadGraphModel. Throws a ConfigError naming the folder and
- * the export command when `store` holds no model.json (or its weights file), or a model.json that is not one
- * of `wildstream export`'s.
+ * Deletes the weights files (WEIGHTS_FILE) of `store` other than `keep` and those its model.json names now:
+ * a previous export's, or one a failed export left. Best effort: the export is already whole, an unused file
+ * harms no reader, and the next export tries again; so a failure here is not the export's.
  */
-export async function loadBackbone(store: Store): Promise<Backbone> {
-  const json = JSON.parse(Buffer.from(await exportedFile(store, 'model.json')).toString('utf8'));
-  if (json.format !== 'graph-model' || !json.userDefinedMetadata?.featureDim) {
-    throw new ConfigError(`${store.url} holds no wildstream backbone (its model.json is not one); ${EXPORT_HINT}`);
-  }
-  const bytes = await exportedFile(store, json.weightsManifest[0].paths[0]);
-  const weightData = bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer;
-  const model = await loadGraphModel(
-    tf.io.fromMemory({
-      modelTopology: json.modelTopology,
-      weightSpecs: json.weightsManifest[0].weights,
-      weightData,
-      format: json.format,
-    }),
-  );
-  return {
-    model,
-    metadata: json.userDefinedMetadata as BackboneMetadata,
-    embed: (images) => model.execute({ images }, 'features') as tf.Tensor2D,
-  };
-}
-
-/** A file of an exported model; a missing one is the user's folder holding no export, so a ConfigError. */
-async function exportedFile(store: Store, key: string): Promise<Uint8Array> {
+async function removeStaleWeights(store: Store, keep: string): Promise<void> {
   try {
-    return await getBytes(store, key);
-  } catch (err) {
-    if (!(err instanceof NotFoundError)) throw err;
-    throw new ConfigError(`${store.url} holds no exported model (no ${key}); ${EXPORT_HINT}`, { cause: err });
+    const named = new Set([keep]);
+    const json = parseModelJson(store, await getBytes(store, MODEL_JSON));
+    for (const group of json.weightsManifest) for (const path of group.paths) named.add(path);
+    const stale: string[] = [];
+    for await (const { key } of store.list('weights')) if (WEIGHTS_FILE.test(key) && !named.has(key)) stale.push(key);
+    for (const key of stale) await store.delete(key);
+  } catch {
+    // Left for the next export (see above).
   }
 }

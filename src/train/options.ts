@@ -118,7 +118,7 @@ export const EXPORT_OPTIONS = {
     required: true,
     minLength: 1,
     placeholder: 'dir',
-    description: 'where to write model.json and weights.bin (a path or store URL)',
+    description: 'where to write model.json and its weights-<hash>.bin (a path or store URL)',
   }),
   step: int({ min: 0, description: 'which checkpoint', defaultText: 'the newest that verifies' }),
   init: flag({ description: "export the run's initial weights instead (a random-init baseline for evaluation)" }),

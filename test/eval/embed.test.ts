@@ -13,7 +13,7 @@ import { ShardReader } from '../../src/shards/reader.js';
 import { listUnits } from '../../src/shards/dataset.js';
 import { openStore } from '../../src/shards/store.js';
 import { startBackend } from '../../src/train/backend.js';
-import type { Backbone, BackboneMetadata } from '../../src/train/export.js';
+import type { Backbone, BackboneMetadata } from '../../src/train/model-folder.js';
 import { writePhotoDataset } from '../helpers/dataset.js';
 
 let dir: string;

@@ -15,7 +15,7 @@ import { openStore, type Store } from '../../src/shards/store.js';
 import { startBackend } from '../../src/train/backend.js';
 import { saveCheckpoint } from '../../src/train/checkpoint.js';
 import { defaultTrainConfig } from '../../src/train/config.js';
-import { loadBackbone } from '../../src/train/export.js';
+import { loadBackbone } from '../../src/train/model-folder.js';
 import { SwavModel } from '../../src/train/model.js';
 import { DEFAULT_SWAV } from '../../src/train/swav.js';
 

@@ -13,7 +13,7 @@ import { openStore } from '../../src/shards/store.js';
 import { startBackend } from '../../src/train/backend.js';
 import { latestCheckpoint, restoreModel } from '../../src/train/checkpoint.js';
 import { defaultTrainConfig } from '../../src/train/config.js';
-import { loadBackbone, type Backbone, type BackboneMetadata } from '../../src/train/export.js';
+import { loadBackbone, type Backbone, type BackboneMetadata } from '../../src/train/model-folder.js';
 import { SwavModel } from '../../src/train/model.js';
 import { DEFAULT_SWAV } from '../../src/train/swav.js';
 import { trainOnStore as train } from '../../src/jobs/train.js';
@@ -72,7 +72,8 @@ async function checkpointBackbone(metadata: BackboneMetadata): Promise<Backbone 
 async function alteredExport(name: string, alter: (weights: Float32Array) => void): Promise<string> {
   await cp(path('model'), path(name), { recursive: true });
   const { weightsManifest } = JSON.parse(await readFile(path(name, 'model.json'), 'utf8'));
-  const bytes = new Uint8Array(await readFile(path(name, 'weights.bin')));
+  const file: string = weightsManifest[0].paths[0]; // weights-<hash>.bin
+  const bytes = new Uint8Array(await readFile(path(name, file)));
   let offset = 0;
   for (const { dtype, shape } of weightsManifest[0].weights as Array<{ dtype: string; shape: number[] }>) {
     const n = shape.reduce((a, b) => a * b, 1);
@@ -81,7 +82,7 @@ async function alteredExport(name: string, alter: (weights: Float32Array) => voi
     offset += n * 4;
   }
   expect(offset).toBe(bytes.length);
-  await writeFile(path(name, 'weights.bin'), bytes);
+  await writeFile(path(name, file), bytes);
   return path(name);
 }
 

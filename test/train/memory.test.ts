@@ -10,7 +10,8 @@ import { pipelineNames } from '../../src/options/declare.js';
 import { startBackend } from '../../src/train/backend.js';
 import { checkTrainConfig, defaultTrainConfig, type TrainConfig } from '../../src/train/config.js';
 import { openStore } from '../../src/shards/store.js';
-import { exportBackbone, loadBackbone } from '../../src/train/export.js';
+import { exportBackbone } from '../../src/train/export.js';
+import { loadBackbone } from '../../src/train/model-folder.js';
 import {
   checkInference,
   estimateMemory,
