@@ -1,21 +1,24 @@
 /**
- * Decodes a stored image to 8-bit RGB for the augment workers, once per sample per epoch: the largest
- * single cost of a sample. Plain JPEGs (1 or 3 components, complete) go straight to libjpeg-turbo through
+ * Decodes a stored image to 8-bit RGB for the augment workers and `augment preview`, once per sample per
+ * epoch: the largest single cost of a sample. The rule is the one every stage reads an image by
+ * (../shards/image-rule.ts: the formats ingest keeps, SVG refused before any decoder runs, the pixel limit,
+ * `failOn: 'error'`, EXIF orientation applied, sRGB with alpha flattened on white), so a record gives the
+ * same pixels, or the same refusal, here as in ingest, embed and eval.
+ *
+ * Plain JPEGs (1 or 3 components, complete, upright, no ICC profile) go straight to libjpeg-turbo through
  * @julusian/jpeg-turbo into a reused buffer (sharp adds pipeline set-up to every call; decode time per sample:
  * `npx tsx bench/augment.ts`). That binding decodes with libjpeg's fast integer IDCT, as TensorFlow's
  * decode_jpeg does by default: it adds a fraction of a level (rms) to the decoding error, far below the
- * colour jitter that follows.
- * Everything else (CMYK JPEGs, which need sharp's colour management, truncated or corrupt files, PNG, WebP,
- * ...) goes through sharp with failOn: 'error'.
+ * colour jitter that follows. Everything else (CMYK JPEGs, an EXIF orientation to apply or an ICC profile to
+ * convert, truncated or corrupt files, PNG, WebP, ...) goes through sharp under the rule.
  */
 import turbo from '@julusian/jpeg-turbo';
-import sharp from 'sharp';
+import { decodeImageRgb, MAX_IMAGE_PIXELS, type ImageRefusal } from '../shards/image-rule.js';
 
-export type Decoded =
-  { rgb: Uint8Array; width: number; height: number } | { error: 'decode_error' | 'too_many_pixels' };
+export type Decoded = { rgb: Uint8Array; width: number; height: number } | { error: ImageRefusal };
 
-/** Decoded images above this are refused: shards hold resized images, anything this large is hostile. */
-export const MAX_PIXELS = 64e6;
+/** Decoded images above this are refused (the rule's limit, ../shards/image-rule.ts). */
+export const MAX_PIXELS = MAX_IMAGE_PIXELS;
 
 /** Output buffers up to this size (4 MP of RGB) are kept for the next decode; larger ones are not held. */
 const REUSE_BYTES = 12 * 1024 * 1024;
@@ -68,19 +71,9 @@ export function decodeJpeg(bytes: Uint8Array, into?: DecodeBuffer): Decoded | nu
   }
 }
 
-/** Any format sharp reads, with its colour management (CMYK, ICC profiles, alpha flattened on white). */
-export async function decodeWithSharp(bytes: Uint8Array): Promise<Decoded> {
-  try {
-    const { data, info } = await sharp(bytes, { failOn: 'error', limitInputPixels: MAX_PIXELS, pages: 1 })
-      .toColourspace('srgb')
-      .flatten({ background: '#ffffff' })
-      .removeAlpha()
-      .raw({ depth: 'uchar' })
-      .toBuffer({ resolveWithObject: true });
-    return { rgb: new Uint8Array(data.buffer, data.byteOffset, data.length), width: info.width, height: info.height };
-  } catch (err) {
-    return { error: /pixel limit/i.test((err as Error).message) ? 'too_many_pixels' : 'decode_error' };
-  }
+/** Any format the rule keeps, through sharp (see ../shards/image-rule.ts): SVG is refused before decoding. */
+export function decodeWithSharp(bytes: Uint8Array): Promise<Decoded> {
+  return decodeImageRgb(bytes, MAX_PIXELS);
 }
 
 /** What the first frame header of a plain JPEG declares. */
@@ -90,9 +83,10 @@ export interface JpegFrame {
 }
 
 /**
- * The frame of a JPEG that ends with its EOI marker (a truncated file would be filled in silently) and whose
- * first frame header declares 1 (grey) or 3 (YCbCr) components and a non-zero size; null for anything else.
- * Walks the marker segments up to that header; every read is bounds-checked.
+ * The frame of a JPEG that ends with its EOI marker (a truncated file would be filled in silently), whose first
+ * frame header declares 1 (grey) or 3 (YCbCr) components and a non-zero size, and that needs nothing of sharp
+ * before it: no EXIF orientation other than upright (ingest applies it), no ICC profile (sharp converts it to
+ * sRGB); null for anything else. Walks the marker segments up to that header; every read is bounds-checked.
  */
 export function plainJpeg(b: Uint8Array): JpegFrame | null {
   const n = b.length;
@@ -109,9 +103,41 @@ export function plainJpeg(b: Uint8Array): JpegFrame | null {
     const length = (b[at + 2]! << 8) | b[at + 3]!;
     if (isFrameHeader(marker)) return frameOf(b, at);
     if (marker === 0xda || length < 2) return null; // scan data before any frame header
+    const body = b.subarray(at + 4, Math.min(n, at + 2 + length));
+    if (marker === 0xe1 && startsWith(body, EXIF) && exifOrientation(body.subarray(EXIF.length)) !== 1) return null;
+    if (marker === 0xe2 && startsWith(body, ICC)) return null;
     at += 2 + length;
   }
   return null;
+}
+
+const EXIF = [0x45, 0x78, 0x69, 0x66, 0, 0]; // "Exif\0\0"
+const ICC = [...'ICC_PROFILE'].map((c) => c.charCodeAt(0)).concat(0);
+
+function startsWith(b: Uint8Array, prefix: number[]): boolean {
+  return b.length >= prefix.length && prefix.every((v, i) => b[i] === v);
+}
+
+/**
+ * The Orientation tag (0x0112) of IFD0 of an EXIF block (a TIFF structure): 1 (upright) when it has none,
+ * null when the block cannot be read (sharp then decides, as it would for any other odd file).
+ */
+export function exifOrientation(t: Uint8Array): number | null {
+  if (t.length < 8) return null;
+  const little = t[0] === 0x49 && t[1] === 0x49;
+  if (!little && !(t[0] === 0x4d && t[1] === 0x4d)) return null;
+  const u16 = (at: number) => (little ? t[at]! | (t[at + 1]! << 8) : (t[at]! << 8) | t[at + 1]!);
+  const u32 = (at: number) => (little ? u16(at) + u16(at + 2) * 65536 : u16(at) * 65536 + u16(at + 2));
+  if (u16(2) !== 42) return null;
+  const ifd = u32(4);
+  if (ifd + 2 > t.length) return null;
+  const count = u16(ifd);
+  for (let i = 0; i < count; i++) {
+    const entry = ifd + 2 + i * 12;
+    if (entry + 12 > t.length) return null;
+    if (u16(entry) === 0x0112) return u16(entry + 2) === 3 ? u16(entry + 8) : null; // SHORT, value in place
+  }
+  return 1;
 }
 
 /** FF Cx, length (2), precision (1), height (2), width (2), components (1). */

@@ -15,6 +15,7 @@
 import { createHash } from 'node:crypto';
 import sharp, { type Metadata, type OutputInfo, type ResizeOptions } from 'sharp';
 import type { FailureReason } from '../shards/failures.js';
+import { IMAGE_FORMATS, imageRefusalOf, MAX_IMAGE_PIXELS, openImage, sniffImage } from '../shards/image-rule.js';
 import { ByteSemaphore, estimateDecodeBytes } from './memory-budget.js';
 import { phash } from './phash.js';
 
@@ -31,10 +32,8 @@ export interface DecodeOptions {
   minImageSize?: number;
   /** Images with long/short side above this are dropped. @default 4 */
   maxAspectRatio?: number;
-  /** Larger inputs (width x height) are rejected before decoding. @default 100e6 */
+  /** Larger inputs (width x height) are rejected before decoding. @default MAX_IMAGE_PIXELS (100e6) */
   limitInputPixels?: number;
-  /** @default false */
-  allowSvg?: boolean;
   /**
    * Bytes that the decodes of this process may hold together, as estimated from each header; a decode waits
    * until its estimate fits, and an image whose estimate alone is larger is refused as `too_many_pixels`.
@@ -57,10 +56,16 @@ export type DecodeOutcome =
  */
 sharp.cache(false);
 
-const ACCEPTED = new Set(['jpeg', 'png', 'webp', 'gif', 'tiff', 'avif', 'heif']);
+const ACCEPTED = new Set(IMAGE_FORMATS);
 
+/**
+ * Decodes and re-encodes `bytes` under the one image rule (../shards/image-rule.ts), then ingest's own checks
+ * (size, aspect). SVG is refused from its bytes before any decoder sees it; bytes sharp cannot read at all are
+ * `not_an_image`, an image of a format not kept `unsupported_format`.
+ */
 export async function decodeImage(bytes: Uint8Array, options: DecodeOptions = {}): Promise<DecodeOutcome> {
-  const limitInputPixels = options.limitInputPixels ?? 100e6;
+  const limitInputPixels = options.limitInputPixels ?? MAX_IMAGE_PIXELS;
+  if (sniffImage(bytes) === 'svg') return { ok: false, reason: 'svg_refused' };
   let meta: Metadata;
   try {
     meta = await sharp(bytes, { limitInputPixels: false, failOn: 'none' }).metadata();
@@ -68,8 +73,8 @@ export async function decodeImage(bytes: Uint8Array, options: DecodeOptions = {}
     return { ok: false, reason: 'not_an_image' };
   }
   const format = meta.format ?? 'unknown';
-  if (format === 'svg' && !options.allowSvg) return { ok: false, reason: 'svg_refused' };
-  if (format !== 'svg' && !ACCEPTED.has(format)) return { ok: false, reason: 'unsupported_format' };
+  if (format === 'svg') return { ok: false, reason: 'svg_refused' };
+  if (!ACCEPTED.has(format)) return { ok: false, reason: 'unsupported_format' };
   if ((meta.width ?? 0) * (meta.pageHeight ?? meta.height ?? 0) > limitInputPixels)
     return { ok: false, reason: 'too_many_pixels' };
   const shortSide = Math.min(meta.autoOrient?.width ?? meta.width ?? 0, meta.autoOrient?.height ?? meta.height ?? 0);
@@ -112,16 +117,11 @@ async function decodeAdmitted(
 ): Promise<DecodeOutcome> {
   let raw: { data: Buffer; info: OutputInfo };
   try {
-    raw = await sharp(bytes, { limitInputPixels, failOn: 'error', pages: 1, sequentialRead: true })
-      .autoOrient()
-      .resize(resizeOf(options))
-      .toColourspace('srgb')
-      .flatten({ background: '#ffffff' })
-      .removeAlpha()
-      .raw({ depth: 'uchar' })
-      .toBuffer({ resolveWithObject: true });
+    const opened = openImage(bytes, limitInputPixels);
+    if ('error' in opened) return { ok: false, reason: opened.error };
+    raw = await opened.image.resize(resizeOf(options)).raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
   } catch (err) {
-    return { ok: false, reason: /pixel limit/i.test((err as Error).message) ? 'too_many_pixels' : 'decode_error' };
+    return { ok: false, reason: imageRefusalOf(err) };
   }
   const { width, height, channels } = raw.info;
   const sha256 = createHash('sha256').update(raw.data).digest();
