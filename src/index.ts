@@ -69,6 +69,7 @@ export { RobotsCache } from './crawl/robots.js';
 export {
   MultiCropLoader,
   LoaderClosedError,
+  MAX_BATCH_BYTES,
   type BatchSource,
   type ByteCrop,
   type CropDtype,
@@ -80,14 +81,17 @@ export {
 } from './augment/loader.js';
 export { cropFloats } from './crop-tensor.js';
 export {
+  CursorError,
   DatasetStream,
   START,
+  type CursorOrder,
   type StreamCursor,
   type StreamItem,
   type StreamOptions,
   type StreamStats,
 } from './augment/stream.js';
 export {
+  AUGMENT_LIMITS,
   augmentConfig,
   cropGroups,
   DEFAULT_AUGMENT,
@@ -98,7 +102,7 @@ export {
   type CropGroup,
   type CropSpec,
 } from './augment/config.js';
-export { renderPreview, type PreviewOptions } from './augment/preview.js';
+export { PreviewError, renderPreview, type PreviewOptions } from './augment/preview.js';
 
 // Train: the SwAV loop over any BatchSource, with checkpoints that resume; trainOnStore feeds it a dataset.
 export { trainOnStore, type TrainOnStoreOptions, type TrainOnStoreSummary } from './jobs/train.js';

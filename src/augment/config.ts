@@ -66,28 +66,63 @@ export interface AugmentOptions extends Partial<Omit<AugmentConfig, 'crops'>> {
   crops?: CropSpec;
 }
 
-/** Merges user overrides onto the defaults and checks every probability and range; crops may be a spec string. */
+/**
+ * The values each numeric field of AugmentConfig may take, inclusive, declared once (the `blur` option's
+ * bounds come from here): `augmentConfig` refuses anything else, and any non-finite number. Probabilities are
+ * 0-1. Jitter strengths up to 10 draw factors up to 11, which already turn all but the darkest levels white;
+ * torchvision's hue shift is at most half a turn. Aspect ratios up to 1:100 either way, far past any
+ * RandomResizedCrop recipe (torchvision's is 3:4 to 4:3); an infinite one made the draw NaN. Blur sigmas from
+ * 0.01 px (below, no blur; one whose square underflows makes the kernel 0/0) to 32 px, wider than any crop
+ * needs. Means and stds are of values on the 0-1 scale; a std below one level (1/255) would turn a one-level
+ * step into more than a whole unit.
+ */
+export const AUGMENT_LIMITS = {
+  flipP: [0, 1],
+  jitterP: [0, 1],
+  greyP: [0, 1],
+  blurP: [0, 1],
+  brightness: [0, 10],
+  contrast: [0, 10],
+  saturation: [0, 10],
+  hue: [0, 0.5],
+  ratio: [0.01, 100],
+  blurSigma: [0.01, 32],
+  mean: [0, 1],
+  std: [1 / 255, 1],
+} as const satisfies Record<Exclude<keyof AugmentConfig, 'crops'>, readonly [number, number]>;
+
+/**
+ * Merges user overrides onto the defaults and checks every value: each number finite and within
+ * AUGMENT_LIMITS, ranges [min, max] with min <= max, mean and std 3 numbers (R, G, B); crops may be a spec
+ * string. Anything else is a ConfigError naming the option.
+ */
 export function augmentConfig(overrides: AugmentOptions = {}): AugmentConfig {
   const c: AugmentConfig = {
     ...DEFAULT_AUGMENT,
     ...defined(overrides),
     crops: cropGroups(overrides.crops === undefined ? DEFAULT_AUGMENT.crops : overrides.crops),
   };
-  for (const name of ['flipP', 'jitterP', 'greyP', 'blurP'] as const) {
-    if (!(c[name] >= 0 && c[name] <= 1))
-      throw new ConfigError(`${name} must be a probability in [0, 1], got ${c[name]}`);
+  for (const name of ['flipP', 'jitterP', 'greyP', 'blurP', 'brightness', 'contrast', 'saturation', 'hue'] as const) {
+    if (!within(c[name], AUGMENT_LIMITS[name])) throw outOfRange(name, 'a number', c[name]);
   }
-  for (const name of ['brightness', 'contrast', 'saturation'] as const) {
-    if (!(c[name] >= 0)) throw new ConfigError(`${name} must be >= 0, got ${c[name]}`);
+  for (const name of ['ratio', 'blurSigma'] as const) {
+    const v: unknown = c[name];
+    const pair = Array.isArray(v) && v.length === 2 && v.every((x) => within(x, AUGMENT_LIMITS[name]));
+    if (!pair || !(v[0] <= v[1])) throw outOfRange(name, '[min, max] with min <= max, each', v);
   }
-  if (!(c.hue >= 0 && c.hue <= 0.5)) throw new ConfigError(`hue must be in [0, 0.5], got ${c.hue}`);
-  if (!(c.ratio[0] > 0 && c.ratio[0] <= c.ratio[1])) throw new ConfigError(`ratio must be 0 < min <= max`);
-  if (!(c.blurSigma[0] > 0 && c.blurSigma[0] <= c.blurSigma[1] && c.blurSigma[1] <= 32)) {
-    throw new ConfigError(`blurSigma must be 0 < min <= max <= 32`);
-  }
-  if (!isChannelTriple(c.mean, false))
-    throw new ConfigError(`mean must be 3 finite numbers (R, G, B), got ${String(c.mean)}`);
-  if (!isChannelTriple(c.std, true))
-    throw new ConfigError(`std must be 3 finite positive numbers (R, G, B), got ${String(c.std)}`);
+  if (!isChannelTriple(c.mean, false) || !c.mean.every((x) => within(x, AUGMENT_LIMITS.mean)))
+    throw outOfRange('mean', '3 finite numbers (R, G, B), each', c.mean);
+  if (!isChannelTriple(c.std, true) || !c.std.every((x) => within(x, AUGMENT_LIMITS.std)))
+    throw outOfRange('std', '3 finite positive numbers (R, G, B), each', c.std);
   return c;
+}
+
+function within(v: unknown, [min, max]: readonly [number, number]): boolean {
+  return typeof v === 'number' && Number.isFinite(v) && v >= min && v <= max;
+}
+
+function outOfRange(name: keyof typeof AUGMENT_LIMITS, what: string, got: unknown): ConfigError {
+  const [min, max] = AUGMENT_LIMITS[name];
+  const shown = typeof got === 'string' ? `"${got}"` : Array.isArray(got) ? got.map(String).join(',') : String(got);
+  return new ConfigError(`${name} must be ${what} from ${name === 'std' ? '1/255' : min} to ${max}, got ${shown}`);
 }

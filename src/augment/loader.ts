@@ -4,7 +4,9 @@
  * so batches are deterministic whatever the thread timing. A record whose image fails to decode is skipped
  * and counted; an epoch read from its start without one sample is a NoDataError (with `follow`, the stream
  * waits for new units instead), so a dataset of undecodable images never spins. Every wait ends on
- * `signal`. Closing the iterator (or `close()`) stops the pool.
+ * `signal`. Closing the iterator (a `break`, the signal, an error, or `close()`) stops the pool at once: records
+ * not yet sent to a worker are dropped, and only the samples the workers are on are finished (at most one
+ * decode per task running, two tasks a thread), as a worker cannot be stopped safely inside its decoder.
  *
  * A loader is single-pass: one `for await` (or one iterator) per loader. Its loop's end, a `break` or
  * `close()` stops its worker threads for good, so a second iteration (after a break, after `close()`, or
@@ -72,7 +74,10 @@ export interface LoaderOptions extends StreamOptions {
   augment?: AugmentOptions;
   /** Worker threads. @default the number of cores */
   threads?: number;
-  /** Records in the pool at once, an integer from 1 to 2^20 (else a ConfigError). @default 12 per thread */
+  /**
+   * Records in the pool at once, an integer from 1 to 2^20 (else a ConfigError); stopping the loader drops
+   * those not yet started. @default 12 per thread
+   */
   inflight?: number;
   /**
    * The crops' element type: normalised floats, or 8-bit RGB before normalisation (a quarter of the bytes,
@@ -102,7 +107,9 @@ export class LoaderClosedError extends WildstreamError {
 /**
  * Multi-cropped batches of a dataset, in stream order. Single-pass: `[Symbol.asyncIterator]()` may be called
  * once; a second call (after a `break`, alongside the first, or after `close()`) throws a LoaderClosedError.
- * Throws a ConfigError when `batchSize`, `inflight`, `threads`, `cropDtype` or a stream option is out of range.
+ * Throws a ConfigError when `batchSize`, `inflight`, `threads`, `cropDtype`, an augment or stream option is out
+ * of range, or a batch's crop buffers would exceed MAX_BATCH_BYTES; a CursorError (a ConfigError) for a
+ * `cursor` taken under other order settings (seed, rank, worldSize, windowShards, groupBatches).
  */
 export class MultiCropLoader implements BatchSource {
   readonly config: AugmentConfig;
@@ -128,6 +135,7 @@ export class MultiCropLoader implements BatchSource {
     checkInflight(options.inflight);
     this.cropDtype = checkCropDtype(options.cropDtype);
     this.config = augmentConfig(options.augment);
+    checkBatchBytes(options.batchSize, this.config, this.cropDtype);
     // Shared record bytes: the pool posts each image to a worker as a view, with no copy or transfer.
     this.stream = new DatasetStream(store, { ...options, sharedMemory: true });
     this.seed = options.seed ?? 0;
@@ -267,6 +275,34 @@ function checkInflight(inflight: number | undefined): void {
 
 /** The most records in the pool at once: far above any useful value (12 per thread), below overflow. */
 const MAX_INFLIGHT = 1 << 20;
+
+/**
+ * The most bytes one batch's crop buffers may take, all its crops together: 4 GiB. The loader holds several
+ * batches' buffers at once (those being filled, up to MAX_SPARE released ones, those the consumer holds), so
+ * this is already tens of GiB at the limit; beyond it, allocation fails on ordinary machines with an untyped
+ * RangeError at the first batch. SwAV's 2x224 + 6x96 crops fit batches of 2299 as float32, 9198 as uint8.
+ */
+export const MAX_BATCH_BYTES = 4 * 2 ** 30;
+
+/** Refuses, before any thread starts, a batch whose crop buffers exceed MAX_BATCH_BYTES, saying what fits. */
+function checkBatchBytes(batchSize: number, config: AugmentConfig, dtype: CropDtype): void {
+  const values = cropList(config).reduce((n, { size }) => n + size * size * 3, 0);
+  const perSample = values * (dtype === 'uint8' ? 1 : 4);
+  if (batchSize * perSample <= MAX_BATCH_BYTES) return;
+  const crops = config.crops.map((g) => `${g.count}x${g.size}`).join(',');
+  const fits = Math.floor(MAX_BATCH_BYTES / perSample);
+  const asBytes = dtype === 'uint8' ? 0 : Math.min(65536, Math.floor(MAX_BATCH_BYTES / values));
+  const what =
+    fits >= 1
+      ? `batch ${fits} fits${asBytes > fits ? ` (${asBytes} with cropDtype 'uint8')` : ''}`
+      : 'not even one sample fits: fewer or smaller crops';
+  throw new ConfigError(
+    `batch ${batchSize} of crops ${crops} as ${dtype} needs ${gib(batchSize * perSample)} of crop buffers, ` +
+      `more than the ${gib(MAX_BATCH_BYTES)} a batch may take: ${what}`,
+  );
+}
+
+const gib = (bytes: number) => `${+(bytes / 2 ** 30).toPrecision(3)} GiB`;
 
 /** A record and the batch slot its crops go to. */
 interface Placed {

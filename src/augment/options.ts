@@ -4,6 +4,7 @@
  */
 import { int, num, text, type OptionValues } from '../options/declare.js';
 import { parseCrops, SWAV_BLUR_P, SWAV_CROPS, SWAV_JITTER_STRENGTH } from '../crops.js';
+import { AUGMENT_LIMITS } from './config.js';
 
 /** A crop spec is checked where it enters (flag or pipeline key): a bad one is a usage error naming the group. */
 const checkCrops = (spec: string): string => {
@@ -28,8 +29,8 @@ export const AUGMENT_OPTIONS = {
     description: 'colour distortion strength (1: SwAV; 0.5 suits tiny models)',
   }),
   blur: num({
-    min: 0,
-    max: 1,
+    min: AUGMENT_LIMITS.blurP[0],
+    max: AUGMENT_LIMITS.blurP[1],
     default: SWAV_BLUR_P,
     placeholder: 'p',
     description: 'Gaussian blur probability (SwAV 0.5; 0 for crops of about 32 px)',

@@ -3,8 +3,13 @@
  * the original, so a person can see what the trainer sees. Each crop is enlarged with nearest-neighbour
  * sampling (its pixels stay visible as pixels) and labelled with its size, the share of the image it covers
  * (RandomResizedCrop's scale) and the distortions drawn; the original shows where each crop came from.
+ *
+ * The record is decoded once, as the augment workers decode it (./decode.ts, the one decode rule), and the
+ * original is drawn from those pixels: a record shows here exactly when training uses it. The original is
+ * fitted into a box of HEAD_BOX whatever its shape (a 1x3000 or a 3000x1 image included).
  */
 import sharp, { type OverlayOptions } from 'sharp';
+import { WildstreamError } from '../errors.js';
 import type { Store } from '../shards/store.js';
 import { CELL, renderSheet, svgText } from '../svg-text.js';
 import { augmentConfig, cropList, type AugmentConfig } from './config.js';
@@ -21,6 +26,34 @@ export interface PreviewOptions {
   augment?: Partial<AugmentConfig>;
 }
 
+/**
+ * A record `augment preview` cannot show: the decode rule refuses its image (`reason`, the reason the loader
+ * skips it for), or drawing it failed (`reason` 'render_error', the cause attached). Names the record by its
+ * index in the epoch's stream and its key.
+ */
+export class PreviewError extends WildstreamError {
+  override readonly code = 'WS_ERR_PREVIEW';
+  constructor(
+    message: string,
+    readonly record: number,
+    readonly key: string,
+    readonly reason: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}
+
+/** The original is drawn fitted into this box, its aspect kept (each side at least 1 px). */
+export const HEAD_BOX = { width: 390, height: 260 } as const;
+
+/** The size of the original's drawing: `width` x `height` fitted into HEAD_BOX. */
+export function headSize(width: number, height: number): { width: number; height: number } {
+  const fit = Math.min(HEAD_BOX.width / width, HEAD_BOX.height / height);
+  const side = (v: number, most: number) => Math.max(1, Math.min(most, Math.round(v * fit)));
+  return { width: side(width, HEAD_BOX.width), height: side(height, HEAD_BOX.height) };
+}
+
 /** Smallest preview width: readable at a glance on any screen. */
 export const PREVIEW_MIN_WIDTH = 800;
 const GAP = 16,
@@ -29,7 +62,11 @@ const GAP = 16,
   MIN_TILE = 124;
 const COLOURS = ['#e6194b', '#3cb44b', '#4363d8', '#f58231', '#911eb4', '#42d4f4', '#f032e6', '#9a6324'];
 
-/** Renders the preview PNG; resolves to its bytes and the key of the record shown. */
+/**
+ * Renders the preview PNG; resolves to its bytes and the key of the record shown. Throws a PreviewError
+ * naming the record when the decode rule refuses its image or drawing it fails, a RangeError when the epoch
+ * has no record `record`.
+ */
 export async function renderPreview(store: Store, options: PreviewOptions = {}): Promise<{ png: Buffer; key: string }> {
   const config = augmentConfig(options.augment);
   const epoch = options.epoch ?? 0;
@@ -41,24 +78,34 @@ export async function renderPreview(store: Store, options: PreviewOptions = {}):
   });
   for await (const item of stream) {
     if (item.position < wanted) continue;
-    const decoded = await decodeRgb(item.record.image);
-    if ('error' in decoded) throw new Error(`record ${item.record.key} does not decode (${decoded.error})`);
-    const at = { seed: options.seed ?? 0, epoch, record: item.position };
-    const draws = cropList(config).map((_, i) => drawCrop(config, at, i, decoded.width, decoded.height));
-    const crops = cropImage(decoded.rgb, decoded.width, draws, config);
-    const png = await layout(
-      { bytes: item.record.image, width: decoded.width, height: decoded.height, key: item.record.key },
-      draws,
-      crops,
-      config,
-    );
-    return { png, key: item.record.key };
+    const { key, image } = item.record;
+    const which = `record ${item.position} (key ${key})`;
+    const decoded = await decodeRgb(image);
+    if ('error' in decoded)
+      throw new PreviewError(
+        `${which} cannot be shown: its image is refused (${decoded.error}), and training skips it`,
+        item.position,
+        key,
+        decoded.error,
+      );
+    try {
+      const at = { seed: options.seed ?? 0, epoch, record: item.position };
+      const draws = cropList(config).map((_, i) => drawCrop(config, at, i, decoded.width, decoded.height));
+      const crops = cropImage(decoded.rgb, decoded.width, draws, config);
+      const png = await layout({ ...decoded, key }, draws, crops, config);
+      return { png, key };
+    } catch (err) {
+      throw new PreviewError(`drawing ${which} failed: ${(err as Error).message}`, item.position, key, 'render_error', {
+        cause: err,
+      });
+    }
   }
   throw new RangeError(`the dataset has fewer than ${wanted + 1} records`);
 }
 
+/** The record's image as the workers decode it: 8-bit RGB, oriented. */
 interface Original {
-  bytes: Uint8Array;
+  rgb: Uint8Array;
   width: number;
   height: number;
   key: string;
@@ -78,15 +125,17 @@ async function layout(
   config: AugmentConfig,
 ): Promise<Buffer> {
   let base = 200;
-  const headHeight = 260;
-  const headWidth = Math.round((headHeight * original.width) / original.height);
+  const { width: headWidth, height: headHeight } = headSize(original.width, original.height);
   const widthAt = (b: number) => GAP + headWidth + GAP + tileSides(draws, b).reduce((s, t) => s + t + GAP, 0);
   while (widthAt(base) < PREVIEW_MIN_WIDTH) base += 20;
   const sides = tileSides(draws, base);
   const width = widthAt(base);
   const labels = draws.map((d, i) => labelLines(d, i, original, sides[i]!));
   const height = TITLE + Math.max(headHeight, ...sides.map((s, i) => s + 12 + LINE * labels[i]!.length)) + GAP;
-  const head = await sharp(original.bytes).resize(headWidth, headHeight, { fit: 'fill' }).png().toBuffer();
+  const head = await sharp(original.rgb, { raw: { width: original.width, height: original.height, channels: 3 } })
+    .resize(headWidth, headHeight, { fit: 'fill' })
+    .png()
+    .toBuffer();
   const tiles: OverlayOptions[] = [{ input: head, left: GAP, top: TITLE }];
   const svg: string[] = [
     svgText(

@@ -1,7 +1,10 @@
 /**
  * The dataset stream: committed units -> shuffled records, epoch after epoch, reading record batches with
  * ranged GETs and keeping a bounded number of bytes prefetched. The order is `order.ts`'s pure function of
- * (seed, epoch, units, rank, worldSize); the cursor after any record restores the stream exactly there.
+ * (seed, epoch, units, rank, worldSize, windowShards, groupBatches); the cursor after any record restores the
+ * stream exactly there, and records the settings its position counts under (`order`): a stream opened at a
+ * cursor of other settings, or at a group or offset its epoch does not have, is a CursorError rather than
+ * records silently repeated or skipped. (mosaicml-streaming's state_dict likewise carries its seed.)
  * With `follow`, an empty dataset is waited for and each new epoch picks up units committed since.
  *
  * A stream never spins: an epoch read from its start that yields no record (units of 0 records, every shard
@@ -27,6 +30,38 @@ export interface StreamCursor {
   position: number;
   /** The units this epoch reads, as id ranges; null until the epoch has started. */
   units: Array<[number, number]> | null;
+  /**
+   * The settings that define the order the position counts in: a stream with any of them different refuses
+   * the cursor (a CursorError naming it). Every cursor a stream yields has it; a cursor without it (written
+   * before it was recorded, or START) is taken under the stream's settings, unchecked.
+   */
+  order?: CursorOrder;
+}
+
+/** What orders a stream besides its units (see order.ts): a cursor's position means something only under these. */
+export interface CursorOrder {
+  seed: number;
+  rank: number;
+  worldSize: number;
+  windowShards: number;
+  groupBatches: number;
+}
+
+const ORDER_FIELDS = ['seed', 'rank', 'worldSize', 'windowShards', 'groupBatches'] as const;
+
+/**
+ * A resume cursor that does not fit the stream: malformed, taken under other order settings (seed, rank,
+ * worldSize, windowShards, groupBatches), or at a group or offset its epoch does not have. `field` names the
+ * cursor's field at fault (e.g. `order.seed`, `group`).
+ */
+export class CursorError extends ConfigError {
+  override readonly code = 'WS_ERR_CURSOR';
+  constructor(
+    readonly field: string,
+    message: string,
+  ) {
+    super(message);
+  }
 }
 
 export interface StreamOptions {
@@ -94,6 +129,10 @@ export class DatasetStream {
   private units: UnitRecord[] = [];
   /** Units (as id ranges) that gave nothing, and why: a following stream waits until the committed set differs. */
   private stale: { units: Array<[number, number]>; why: string } | null = null;
+  /** The settings every cursor this stream yields records (one object, shared by all of them). */
+  private readonly order: Readonly<CursorOrder>;
+  /** Groups of the epoch being read, once its every window has been planned. */
+  private groups = 0;
 
   /** `store` is opened at the dataset's root (its URL names the prefix). */
   constructor(
@@ -114,6 +153,9 @@ export class DatasetStream {
       ...defined(options),
     };
     validateStreamOptions(this.o);
+    const { seed, rank, worldSize, windowShards, groupBatches } = this.o;
+    this.order = Object.freeze({ seed, rank, worldSize, windowShards, groupBatches });
+    checkCursorOrder(this.o.cursor, this.order);
   }
 
   async *[Symbol.asyncIterator](): AsyncGenerator<StreamItem> {
@@ -182,6 +224,7 @@ export class DatasetStream {
     const { seed } = this.o;
     const epoch = start.epoch;
     const plans = this.groupPlans(epochShards(units, seed, epoch, this.o.rank, this.o.worldSize), epoch, start.group);
+    let reached = start.group === 0; // whether the epoch has the cursor's group (an epoch of no groups has group 0)
     const ahead: Array<{ plan: GroupPlan; records: Promise<ImageRecord[]> }> = [];
     let done = false;
     const fill = async () => {
@@ -207,6 +250,10 @@ export class DatasetStream {
       const rows = shuffleGroup(await abortable(records, this.o.signal), seed, epoch, plan.index);
       this.stats.waitMs += performance.now() - t0;
       const skip = plan.index === start.group ? start.offset : 0;
+      if (plan.index === start.group) {
+        reached = true;
+        if (skip > rows.length) throw pastTheEnd('offset', start, `group ${start.group} holds ${rows.length} records`);
+      }
       for (let i = skip; i < rows.length; i++) {
         this.stats.records++;
         const cursor: StreamCursor = {
@@ -215,12 +262,14 @@ export class DatasetStream {
           offset: i + 1,
           position: position + 1,
           units: start.units,
+          order: this.order,
         };
         yield { record: rows[i]!, epoch, position, cursor };
         position++;
       }
       await filling;
     }
+    if (!reached) throw pastTheEnd('group', start, `it has ${plural(this.groups, 'group')} for this rank`);
   }
 
   /** The epoch's groups from `fromGroup` on, opening shard footers window by window. */
@@ -241,6 +290,7 @@ export class DatasetStream {
         index++;
       }
     }
+    this.groups = index;
   }
 
   private plan(index: number, group: BatchRef[], readers: Array<ShardReader | null>): GroupPlan {
@@ -322,6 +372,46 @@ function sameRanges(a: ReadonlyArray<readonly [number, number]>, b: ReadonlyArra
   return a.length === b.length && a.every(([lo, hi], i) => lo === b[i]![0] && hi === b[i]![1]);
 }
 
+/** A cursor pointing past what its epoch holds: resuming there would skip the rest of the epoch unseen. */
+function pastTheEnd(field: 'group' | 'offset', c: StreamCursor, holds: string): CursorError {
+  return new CursorError(
+    field,
+    `the stream cursor's ${field} ${c[field]} is past the end of epoch ${c.epoch}: ${holds} (cursor ${JSON.stringify(c)}); ` +
+      `resume from a cursor this dataset's stream gave, or start the stream afresh`,
+  );
+}
+
+/** Refuses a cursor recording order settings other than the stream's (a cursor that records none is taken as is). */
+function checkCursorOrder(c: StreamCursor, own: Readonly<CursorOrder>): void {
+  if (c.order === undefined) return;
+  for (const field of ORDER_FIELDS) {
+    const was = c.order[field];
+    if (was !== own[field]) {
+      throw new CursorError(
+        `order.${field}`,
+        `the stream cursor was taken with ${field} ${JSON.stringify(was)}, but this stream has ${field} ${own[field]}: ` +
+          `its position counts records in another order, so resuming there would repeat some and skip others; ` +
+          `resume with ${field} ${JSON.stringify(was)}, or start the stream afresh`,
+      );
+    }
+  }
+}
+
+/** Whether `units` is null or ascending, disjoint inclusive ranges of unit ids, as `toRanges` makes them. */
+function wellFormedUnits(units: unknown): boolean {
+  if (units === null) return true;
+  if (!Array.isArray(units)) return false;
+  let last = -1;
+  for (const range of units as unknown[]) {
+    if (!Array.isArray(range) || range.length !== 2) return false;
+    const [lo, hi] = range as unknown[];
+    if (!(Number.isSafeInteger(lo) && Number.isSafeInteger(hi))) return false;
+    if (!((lo as number) > last && (lo as number) <= (hi as number))) return false;
+    last = hi as number;
+  }
+  return true;
+}
+
 export function validateStreamOptions(o: StreamOptions): void {
   const int = (name: keyof StreamOptions, min: number, max = Number.MAX_SAFE_INTEGER) => {
     const v = o[name];
@@ -337,21 +427,24 @@ export function validateStreamOptions(o: StreamOptions): void {
   int('prefetchBytes', 0);
   int('epochs', 0);
   int('pollMs', 1, 3_600_000);
-  const c = o.cursor;
-  if (
-    c &&
-    !(
-      Number.isSafeInteger(c.epoch) &&
-      c.epoch >= 0 &&
-      Number.isSafeInteger(c.group) &&
-      c.group >= 0 &&
-      Number.isSafeInteger(c.offset) &&
-      c.offset >= 0 &&
-      Number.isSafeInteger(c.position) &&
-      c.position >= 0 &&
-      (c.units === null || Array.isArray(c.units))
-    )
-  ) {
-    throw new ConfigError(`malformed stream cursor ${JSON.stringify(c)}`);
+  const c = o.cursor as unknown;
+  if (c === undefined) return;
+  const malformed = (field: string, what: string) =>
+    new CursorError(field, `malformed stream cursor ${JSON.stringify(c)}: ${what}`);
+  if (c === null || typeof c !== 'object' || Array.isArray(c)) throw malformed('cursor', 'not an object');
+  const cursor = c as Record<string, unknown>;
+  for (const field of ['epoch', 'group', 'offset', 'position'] as const) {
+    const v = cursor[field];
+    if (!(Number.isSafeInteger(v) && (v as number) >= 0))
+      throw malformed(field, `${field} must be an integer >= 0, got ${JSON.stringify(v)}`);
+  }
+  if (!wellFormedUnits(cursor.units))
+    throw malformed('units', 'units must be null or ascending, disjoint [first, last] ranges of unit ids');
+  if (cursor.order === undefined) return;
+  const order = cursor.order as Record<string, unknown> | null;
+  if (order === null || typeof order !== 'object') throw malformed('order', 'order must be an object');
+  for (const field of ORDER_FIELDS) {
+    if (!Number.isSafeInteger(order[field]))
+      throw malformed(`order.${field}`, `order.${field} must be an integer, got ${JSON.stringify(order[field])}`);
   }
 }

@@ -1,14 +1,18 @@
 /** `wildstream augment preview <store> --out <png>`: one record's multi-crop views next to the original. */
 import { Command } from 'commander';
-import { parseCrops } from '../augment/config.js';
-import { PREVIEW_OPTIONS } from '../augment/options.js';
+import { AUGMENT_OPTIONS, PREVIEW_OPTIONS } from '../augment/options.js';
 import { renderPreview } from '../augment/preview.js';
 import { STORE_OPTIONS, storeOptionsOf } from '../shards/options.js';
 import { putFile } from '../shards/output.js';
 import { openStore } from '../shards/store.js';
+import { augmentOf, defaultTrainConfig } from '../train/config.js';
 import { defineCommand } from './define.js';
 
-export const PREVIEW_RUN_OPTIONS = { ...STORE_OPTIONS, ...PREVIEW_OPTIONS } as const;
+/**
+ * The store options, preview's own, and the augmentation options train takes (the same declarations), so a
+ * preview can be drawn with the augmentation a run trains with.
+ */
+export const PREVIEW_RUN_OPTIONS = { ...STORE_OPTIONS, ...PREVIEW_OPTIONS, ...AUGMENT_OPTIONS } as const;
 
 export function augmentCommand(): Command {
   const preview = defineCommand({
@@ -22,7 +26,8 @@ export function augmentCommand(): Command {
         seed: o.seed,
         epoch: o.epoch,
         record: o.record,
-        augment: { crops: parseCrops(o.crops) },
+        // As train turns these options into its augmentation (and the pipeline's report does).
+        augment: augmentOf(defaultTrainConfig({ crops: o.crops, jitterStrength: o.jitterStrength, blurP: o.blur })),
       });
       await putFile(o.out, png, storeOptionsOf(o));
       process.stdout.write(`${JSON.stringify({ event: 'preview', key, out: o.out })}\n`);

@@ -88,6 +88,10 @@ const cursor = z.object({
   offset: int,
   position: int,
   units: z.array(z.tuple([int, int])).nullable(),
+  // Kept (not stripped) so that the stream can refuse a resume under other order settings.
+  order: z
+    .object({ seed: num, rank: int, worldSize: z.number().int().min(1), windowShards: int, groupBatches: int })
+    .optional(),
 });
 /** The fields code reads; checkTrainConfig then checks their values. */
 const config = z.looseObject({

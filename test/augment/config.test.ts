@@ -2,7 +2,8 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { augmentConfig, cropGroups, parseCrops, type CropSpec } from '../../src/augment/config.js';
+import { AUGMENT_LIMITS, augmentConfig, cropGroups, parseCrops, type CropSpec } from '../../src/augment/config.js';
+import { AUGMENT_OPTIONS } from '../../src/augment/options.js';
 import { MultiCropLoader } from '../../src/augment/loader.js';
 import { ConfigError } from '../../src/errors.js';
 import { openStore, type Store } from '../../src/shards/store.js';
@@ -84,14 +85,81 @@ describe('crop specs at the public boundary', () => {
   // 8-bit crops carry mean and std to the trainer, which normalises with them: each must be three finite
   // numbers (std positive), or a GPU kernel fails to compile and the CPU trains on infinities.
   it.each([
-    ['a 2-channel std', { std: [0.2, 0.2] }, /^std must be 3 finite positive numbers \(R, G, B\), got 0.2,0.2$/],
+    [
+      'a 2-channel std',
+      { std: [0.2, 0.2] },
+      /^std must be 3 finite positive numbers \(R, G, B\), each from 1\/255 to 1, got 0.2,0.2$/,
+    ],
     ['an infinite std', { std: [Infinity, 1, 1] }, /^std must be 3 finite positive numbers .* got Infinity,1,1$/],
     ['a zero std', { std: [1, 0, 1] }, /^std must be 3 finite positive/],
-    ['a NaN mean', { mean: [NaN, 0, 0] }, /^mean must be 3 finite numbers \(R, G, B\), got NaN,0,0$/],
+    ['a NaN mean', { mean: [NaN, 0, 0] }, /^mean must be 3 finite numbers \(R, G, B\), each from 0 to 1, got NaN,0,0$/],
     ['a 1-channel mean', { mean: [0.5] }, /^mean must be 3 finite numbers/],
   ])('refuses %s', (_what, augment, message) => {
     const make = () => new MultiCropLoader(store, { batchSize: 2, threads: 1, augment: augment as object });
     expect(make).toThrow(ConfigError);
     expect(make).toThrow(message);
+  });
+});
+
+// Options were checked for a lower bound only: brightness Infinity made NaN crops, ratio [1, Infinity] was taken.
+describe('augment options: every number finite and in its range', () => {
+  const refused: Array<[string, object, RegExp]> = [
+    [
+      'an infinite brightness',
+      { brightness: Infinity, jitterP: 1 },
+      /^brightness must be a number from 0 to 10, got Infinity$/,
+    ],
+    ['a huge contrast', { contrast: 1e30 }, /^contrast must be a number from 0 to 10, got 1e\+30$/],
+    ['a NaN saturation', { saturation: NaN }, /^saturation must be a number from 0 to 10, got NaN$/],
+    ['a hue past half a turn', { hue: 0.6 }, /^hue must be a number from 0 to 0.5, got 0.6$/],
+    ['a NaN flip probability', { flipP: NaN }, /^flipP must be a number from 0 to 1, got NaN$/],
+    ['a probability as text', { jitterP: '0.5' }, /^jitterP must be a number from 0 to 1, got "0.5"$/],
+    [
+      'an infinite ratio',
+      { ratio: [1, Infinity] },
+      /^ratio must be \[min, max\] with min <= max, each from 0.01 to 100, got 1,Infinity$/,
+    ],
+    ['a ratio of 1e-300', { ratio: [1e-300, 1e-300] }, /^ratio must be/],
+    ['a ratio out of order', { ratio: [2, 1] }, /^ratio must be/],
+    ['a ratio of one number', { ratio: [1] }, /^ratio must be/],
+    [
+      'a blur sigma that squares to 0',
+      { blurSigma: [1e-200, 1] },
+      /^blurSigma must be .* from 0.01 to 32, got 1e-200,1$/,
+    ],
+    ['an infinite blur sigma', { blurSigma: [1, Infinity] }, /^blurSigma must be/],
+    [
+      'a std below one level',
+      { std: [1e-30, 1e-30, 1e-30] },
+      /^std must be .* from 1\/255 to 1, got 1e-30,1e-30,1e-30$/,
+    ],
+    ['a mean off the 0-1 scale', { mean: [1e30, 0, 0] }, /^mean must be .* from 0 to 1, got 1e\+30,0,0$/],
+  ];
+  it.each(refused)('refuses %s with a ConfigError naming the option', (_what, augment, message) => {
+    expect(() => augmentConfig(augment)).toThrow(ConfigError);
+    expect(() => augmentConfig(augment)).toThrow(message);
+    expect(() => new MultiCropLoader(store, { batchSize: 2, threads: 1, augment })).toThrow(message);
+  });
+
+  it('takes the ends of every range', () => {
+    const ends = {
+      flipP: 1,
+      jitterP: 0,
+      greyP: 1,
+      blurP: 0,
+      brightness: 10,
+      contrast: 0,
+      saturation: 10,
+      hue: 0.5,
+      ratio: [0.01, 100] as [number, number],
+      blurSigma: [0.01, 32] as [number, number],
+      mean: [0, 1, 0.5] as [number, number, number],
+      std: [1 / 255, 1, 0.5] as [number, number, number],
+    };
+    expect(augmentConfig(ends)).toMatchObject(ends);
+  });
+
+  it('gives the CLI and pipeline blur option the bounds of blurP', () => {
+    expect(AUGMENT_OPTIONS.blur.bounds).toBe(`number ${AUGMENT_LIMITS.blurP[0]} to ${AUGMENT_LIMITS.blurP[1]}`);
   });
 });

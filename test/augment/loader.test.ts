@@ -6,6 +6,7 @@ import { augmentConfig, parseCrops } from '../../src/augment/config.js';
 import { cropFloats } from '../../src/crop-tensor.js';
 import {
   LoaderClosedError,
+  MAX_BATCH_BYTES,
   MultiCropLoader,
   type ByteCrop,
   type LoaderOptions,
@@ -13,7 +14,7 @@ import {
 } from '../../src/augment/loader.js';
 import { decodeRgb } from '../../src/augment/decode.js';
 import { multiCrop } from '../../src/augment/multicrop.js';
-import { DatasetStream } from '../../src/augment/stream.js';
+import { CursorError, DatasetStream } from '../../src/augment/stream.js';
 import { ConfigError, NoDataError } from '../../src/errors.js';
 import { photoJpeg } from '../../src/fixtures/images.js';
 import { openStore, type Store } from '../../src/shards/store.js';
@@ -26,6 +27,7 @@ import { expectBytesMatchFloats } from './byte-crops.js';
 let dir: string;
 let store: Store;
 const CORRUPT = 7;
+const SWAV = '2x224@0.14-1,6x96@0.05-0.14';
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'ws-loader-'));
@@ -335,6 +337,94 @@ describe('MultiCropLoader: inflight', () => {
   it('takes inflight 1 (below a pool task of 4 records)', async () => {
     const { out } = await batches({ inflight: 1 }, 2);
     expect(out.map((b) => b.keys.length)).toEqual([5, 5]);
+  });
+});
+
+// Stopping waited for every record queued: a break after the first batch of 63 MP PNGs took 8.5 s, an abort 26 s.
+describe('MultiCropLoader: stopping does not wait for the records queued', () => {
+  let slowStore: Store;
+  beforeAll(async () => {
+    // PNGs of 16 MP, a few hundred ms each to decode: 256 records in flight were ~25 s of work to wait for.
+    const png = await sharp({ create: { width: 4000, height: 4000, channels: 3, background: '#808080' } })
+      .png({ compressionLevel: 1 })
+      .toBuffer();
+    slowStore = await openStore(join(dir, 'slow'));
+    await writeDataset(slowStore, { units: 1, perUnit: 4, batchRows: 2, image: () => png });
+  });
+  const slowOptions: LoaderOptions = { batchSize: 2, seed: 1, threads: 1, inflight: 256, augment: { crops: '1x16' } };
+
+  // Stopping takes 0.05-0.35 s here (the decodes under way); the bound is generous for a loaded machine, far
+  // below the 250 records still queued.
+  it('leaves the loop soon after a break, with its threads stopped', async () => {
+    const loader = new MultiCropLoader(slowStore, slowOptions);
+    let broke = 0;
+    for await (const batch of loader) {
+      expect(batch.keys).toHaveLength(2);
+      broke = performance.now();
+      break;
+    }
+    expect(performance.now() - broke).toBeLessThan(5000);
+    expect(loader.threads).toBe(0);
+  });
+
+  it('ends on the signal while samples are being decoded, with its threads stopped', async () => {
+    const controller = new AbortController();
+    const loader = new MultiCropLoader(slowStore, { ...slowOptions, signal: controller.signal });
+    let aborted = 0;
+    const run = (async () => {
+      for await (const batch of loader) {
+        batch.release();
+        if (!aborted) {
+          aborted = performance.now();
+          setTimeout(() => controller.abort(new Error('stop now')), 50);
+        }
+      }
+    })();
+    await expect(run).rejects.toThrow('stop now');
+    expect(performance.now() - aborted).toBeLessThan(5000);
+    expect(loader.threads).toBe(0);
+  });
+});
+
+describe('MultiCropLoader: batch buffers', () => {
+  // A batch of 65536 1024 px crops (768 GiB) failed at the first batch with an untyped RangeError.
+  it('refuses a batch whose crop buffers exceed MAX_BATCH_BYTES, naming batch, crops and what fits', () => {
+    const huge = () => new MultiCropLoader(store, { batchSize: 65536, threads: 1, augment: { crops: '1x1024' } });
+    expect(huge).toThrow(ConfigError);
+    expect(huge).toThrow(
+      "batch 65536 of crops 1x1024 as float32 needs 768 GiB of crop buffers, more than the 4 GiB a batch may take: batch 341 fits (1365 with cropDtype 'uint8')",
+    );
+    const bytes = () =>
+      new MultiCropLoader(store, { batchSize: 9199, threads: 1, cropDtype: 'uint8', augment: { crops: SWAV } });
+    expect(bytes).toThrow(/^batch 9199 of crops 2x224,6x96 as uint8 needs 4 GiB .*: batch 9198 fits$/);
+    expect(MAX_BATCH_BYTES).toBe(4 * 2 ** 30);
+  });
+
+  it('takes a batch right at the limit (SwAV crops, 2299 float samples), allocating nothing until iterated', async () => {
+    const loader = new MultiCropLoader(store, { batchSize: 2299, threads: 1, augment: { crops: SWAV } });
+    expect(loader.stats.buffers).toBe(0);
+    await loader.close();
+  });
+});
+
+describe('MultiCropLoader: resume cursors', () => {
+  // A cursor taken with seed 5 and resumed with seed 6 repeated and skipped records without a word.
+  it('refuses a cursor taken with another seed, before starting a thread', async () => {
+    const { out } = await batches({ seed: 5 }, 2);
+    const cursor = JSON.parse(JSON.stringify(out[1]!.cursor)) as MultiCropBatch['cursor'];
+    expect(cursor.order).toMatchObject({ seed: 5 });
+    expect(() => new MultiCropLoader(store, { ...options, seed: 6, cursor })).toThrow(CursorError);
+    expect(() => new MultiCropLoader(store, { ...options, seed: 6, cursor })).toThrow(
+      /^the stream cursor was taken with seed 5, but this stream has seed 6/,
+    );
+    const { order: _order, ...old } = cursor; // as the previous version wrote them: taken as they are
+    const [resumed, whole] = [await batches({ seed: 5, cursor: old }, 1), await batches({ seed: 5 }, 3)];
+    expect(digest(resumed.out[0]!)).toEqual(digest(whole.out[2]!));
+  });
+
+  it('refuses a cursor past the end of its epoch at the first batch', async () => {
+    const run = batches({ cursor: { epoch: 0, group: 999, offset: 0, position: 0, units: null } }, 1);
+    await expect(run).rejects.toThrow(/^the stream cursor's group 999 is past the end of epoch 0/);
   });
 });
 

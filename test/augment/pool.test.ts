@@ -1,4 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
+import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { augmentConfig, cropList } from '../../src/augment/config.js';
 import { decodeRgb } from '../../src/augment/decode.js';
@@ -28,9 +29,14 @@ const within = <T>(p: Promise<T>, ms: number) =>
   Promise.race([p, sleep(ms).then(() => Promise.reject(new Error(`still pending after ${ms} ms`)))]);
 
 let images: Uint8Array[];
+/** A PNG of 16 MP: a few hundred ms to decode, the slow sample of the close() tests. */
+let slow: Uint8Array;
 let pool: AugmentPool;
 beforeAll(async () => {
   images = await Promise.all([1, 2, 3].map((i) => photoJpeg(i, { width: 40 + i * 8, height: 32 })));
+  slow = await sharp({ create: { width: 4000, height: 4000, channels: 3, background: '#808080' } })
+    .png({ compressionLevel: 1 })
+    .toBuffer();
   pool = new AugmentPool(config, { threads: 2 });
 });
 afterAll(async () => {
@@ -115,25 +121,57 @@ describe('AugmentPool', () => {
 });
 
 describe('AugmentPool.close', () => {
-  it('waits for the tasks in flight, then stops its threads', async () => {
+  // close() waited for every task queued (up to `inflight` records, 26 s of 63 MP PNGs) before stopping.
+  it('drops the tasks not yet sent, stops a running one at the sample it is on, then stops its threads', async () => {
     const own = new AugmentPool(config, { threads: 1 });
     expect(own.threads).toBe(1);
+    const shared = slab(8);
+    const at = (record: number): DrawSeed => ({ seed: 2, epoch: 0, record });
+    const sample = (image: Uint8Array, slot: number) => ({ image, at: at(slot), into: { crops: shared, slot } });
+    expect(await within(own.augment([sample(images[0]!, 0)]), 30_000)).toEqual([{ ok: true }]); // the worker is up
+    shared.forEach((buffer) => new Float32Array(buffer).fill(0));
+    // A thread runs two tasks at once: one of a slow image and two more, one of a slow image; four wait.
+    const running = [
+      own.augment([sample(slow, 0), sample(images[1]!, 1), sample(images[2]!, 2)]),
+      own.augment([sample(slow, 3)]),
+    ];
+    const waiting = [4, 5, 6, 7].map((slot) => own.augment([sample(images[slot % 3]!, slot)]));
+    const all = [...running, ...waiting];
+    all.forEach((p) => p.catch(() => {}));
+    await sleep(30);
+    const t0 = performance.now();
+    await within(own.close(), 30_000);
+    const closing = performance.now() - t0;
+    expect(own.threads).toBe(0);
+    for (const p of all) await expect(p).rejects.toBeInstanceOf(PoolClosedError);
+    for (const slot of [1, 2, 4, 5, 6, 7])
+      expect(
+        crops(shared, slot)
+          .flat()
+          .every((v) => v === 0),
+        `slot ${slot}`,
+      ).toBe(true);
+    // At most the slow decodes under way (about 0.3 s each here) and no crop: far below the 8 samples queued.
+    expect(closing).toBeLessThan(5000);
+  });
+
+  it('keeps the results of a task that finished before close()', async () => {
+    const own = new AugmentPool(config, { threads: 1 });
     const shared = slab(3);
-    let settled = false;
-    const inFlight = own
-      .augment(
+    const done = await within(
+      own.augment(
         images.map((image, slot) => ({
           image,
           at: { seed: 2, epoch: 0, record: slot },
           into: { crops: shared, slot },
         })),
-      )
-      .finally(() => (settled = true));
-    await within(own.close(), 30_000);
-    expect(settled).toBe(true);
-    expect(own.threads).toBe(0);
-    expect(await inFlight).toEqual([{ ok: true }, { ok: true }, { ok: true }]);
+      ),
+      30_000,
+    );
+    await within(own.close(), 10_000);
+    expect(done).toEqual([{ ok: true }, { ok: true }, { ok: true }]);
     expect(crops(shared, 2)).toEqual(await reference(images[2]!, { seed: 2, epoch: 0, record: 2 }));
+    expect(own.threads).toBe(0);
   });
 
   it('ends promptly when idle, and after a task that failed', async () => {

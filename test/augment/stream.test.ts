@@ -2,8 +2,8 @@ import { mkdtemp, rm, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DatasetStream, type StreamCursor, type StreamOptions } from '../../src/augment/stream.js';
-import { InvalidShardError, NoDataError, NotFoundError } from '../../src/errors.js';
+import { CursorError, DatasetStream, START, type StreamCursor, type StreamOptions } from '../../src/augment/stream.js';
+import { ConfigError, InvalidShardError, NoDataError, NotFoundError } from '../../src/errors.js';
 import { commitUnit, listUnits } from '../../src/shards/dataset.js';
 import { CachedStore } from '../../src/shards/store-cache.js';
 import { openStore, type Store } from '../../src/shards/store.js';
@@ -133,6 +133,119 @@ describe('DatasetStream', () => {
     expect(() => new DatasetStream(store, { cursor: { epoch: -1 } as StreamCursor })).toThrow(/cursor/);
   });
 });
+
+// A cursor taken with seed 5 and resumed with seed 6 silently repeated and skipped records; one at group 999
+// or offset 99999 skipped the rest of its epoch unseen.
+describe('DatasetStream: what a cursor means', () => {
+  const base = { seed: 5, windowShards: 3, groupBatches: 2 };
+  let straight: Awaited<ReturnType<typeof take>>;
+  beforeAll(async () => {
+    straight = await take({ ...base, epochs: 1 });
+  });
+
+  it('records the settings that order the stream in every cursor it yields', () => {
+    expect(straight[20]!.cursor.order).toEqual({ seed: 5, rank: 0, worldSize: 1, windowShards: 3, groupBatches: 2 });
+    const json = JSON.parse(JSON.stringify(straight[20]!.cursor)) as StreamCursor;
+    expect(json).toEqual(straight[20]!.cursor);
+  });
+
+  it.each([
+    ['seed', 6],
+    ['rank', 1],
+    ['worldSize', 2],
+    ['windowShards', 2],
+    ['groupBatches', 3],
+  ] as const)('refuses a cursor taken with another %s, naming it', (field, value) => {
+    const at = straight[20]!.cursor;
+    const cursor = { ...at, order: { ...at.order!, [field]: value, ...(field === 'rank' && { worldSize: 2 }) } };
+    const open = () => new DatasetStream(store, { ...base, cursor });
+    expect(open).toThrow(ConfigError);
+    expect(thrown(open)).toMatchObject({
+      name: 'CursorError',
+      code: 'WS_ERR_CURSOR',
+      field: `order.${field}`,
+      message: expect.stringMatching(
+        new RegExp(`^the stream cursor was taken with ${field} ${value}, but this stream has ${field} \\d+: `),
+      ),
+    });
+  });
+
+  it('refuses, at construction, a loader-style resume with another seed (a cursor as JSON)', () => {
+    const json = JSON.parse(JSON.stringify(straight[20]!.cursor)) as StreamCursor;
+    expect(() => new DatasetStream(store, { ...base, seed: 6, cursor: json })).toThrow(
+      /^the stream cursor was taken with seed 5, but this stream has seed 6: .* resume with seed 5, or start the stream afresh$/,
+    );
+  });
+
+  it('takes a cursor without order (as this version wrote them, and START) as before, under its own settings', async () => {
+    const { order: _order, ...old } = straight[40]!.cursor;
+    expect(keysOf(await take({ ...base, epochs: 1, cursor: old }))).toEqual(keysOf(straight.slice(41)));
+    expect(keysOf(await take({ ...base, epochs: 1, cursor: START }))).toEqual(keysOf(straight));
+  });
+
+  it('refuses a group or offset past the end of its epoch instead of skipping the rest of it', async () => {
+    const at = straight[20]!.cursor;
+    const past = async (cursor: StreamCursor) => {
+      const run = take({ ...base, epochs: 2, cursor });
+      await expect(run).rejects.toThrow(CursorError);
+      return run.catch((err: CursorError) => err);
+    };
+    expect(await past({ ...at, group: 999, offset: 0 })).toMatchObject({
+      field: 'group',
+      message: expect.stringMatching(/^the stream cursor's group 999 is past the end of epoch 0: it has 12 groups/),
+    });
+    expect(await past({ ...at, offset: 99999 })).toMatchObject({
+      field: 'offset',
+      message: expect.stringMatching(
+        /^the stream cursor's offset 99999 is past the end of epoch 0: group \d+ holds \d+ records/,
+      ),
+    });
+    // The last record of a group is a cursor at its end, and the last group of the epoch is in range.
+    const lastOfGroup = straight.findIndex((item, i) => straight[i + 1]?.cursor.group !== item.cursor.group);
+    const resumed = await take({ ...base, epochs: 1, cursor: straight[lastOfGroup]!.cursor });
+    expect(keysOf(resumed)).toEqual(keysOf(straight.slice(lastOfGroup + 1)));
+    const last = straight[straight.length - 2]!.cursor;
+    expect(keysOf(await take({ ...base, epochs: 1, cursor: last }))).toEqual(keysOf(straight.slice(-1)));
+  });
+
+  it.each([
+    ['units out of order', { units: [[2, 0]] }, 'units'],
+    ['units that are not numbers', { units: [['a', 'b']] }, 'units'],
+    [
+      'units twice',
+      {
+        units: [
+          [0, 0],
+          [0, 0],
+        ],
+      },
+      'units',
+    ],
+    ['a fractional epoch', { epoch: 1.5 }, 'epoch'],
+    ['no units field', { units: undefined }, 'units'],
+    [
+      'an order with a seed as text',
+      { order: { seed: '5', rank: 0, worldSize: 1, windowShards: 3, groupBatches: 2 } },
+      'order.seed',
+    ],
+  ])('refuses a malformed cursor: %s', (_what, change, field) => {
+    const cursor = { ...START, units: [[0, 5]], ...change } as unknown as StreamCursor;
+    const open = () => new DatasetStream(store, { ...base, cursor });
+    expect(open).toThrow(/^malformed stream cursor /);
+    expect(thrown(open)).toBeInstanceOf(CursorError);
+    expect(thrown(open)).toMatchObject({ field });
+  });
+});
+
+/** What `f` throws (failing the test when it returns). */
+function thrown(f: () => unknown): unknown {
+  try {
+    f();
+  } catch (err) {
+    return err;
+  }
+  throw new Error('expected a throw');
+}
 
 /** A dataset of `units` committed units of 0 records each, as ingest commits when every input of a unit failed. */
 async function emptyUnits(at: string, units: number, firstUnit = 0): Promise<Store> {

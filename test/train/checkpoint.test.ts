@@ -488,3 +488,26 @@ describe('the loss scale in the header', () => {
     }
   });
 });
+
+describe('the cursor in the header', () => {
+  it("keeps the cursor's order settings, so a resume under others is refused; a cursor without them still loads", async () => {
+    const out = await openStore(join(dir, 'cursor-order'));
+    const model = new SwavModel(tiny());
+    try {
+      const order = { seed: 7, rank: 0, worldSize: 1, windowShards: 4, groupBatches: 8 };
+      const cursor = { epoch: 1, group: 2, offset: 3, position: 40, units: [[0, 2]] as Array<[number, number]>, order };
+      const key = await saveCheckpoint(out, model, 1, cursor);
+      expect((await loadCheckpoint(out, key)).header.cursor).toEqual(cursor);
+      const { header } = await loadCheckpoint(out, key);
+      const json = (h: object) => Buffer.from(JSON.stringify(h));
+      const { order: _, ...older } = cursor;
+      expect(parseHeader(json({ ...header, cursor: older })).cursor.order).toBeUndefined();
+      for (const bad of [{ worldSize: 0 }, { rank: -1 }, { groupBatches: 'eight' }])
+        expect(() => parseHeader(json({ ...header, cursor: { ...cursor, order: { ...order, ...bad } } }))).toThrow(
+          /cursor\.order/,
+        );
+    } finally {
+      model.dispose();
+    }
+  });
+});
