@@ -130,6 +130,7 @@ export { InvalidCheckpointError } from './train/checkpoint.js';
 export {
   embedImages,
   evalKnn,
+  evalKnnFeatures,
   type BackboneOptions,
   type EmbedImagesOptions,
   type EmbedImagesResult,
@@ -138,4 +139,4 @@ export {
 } from './jobs/eval.js';
 export { loadBackbone, type Backbone, type BackboneMetadata } from './train/model-folder.js';
 export { embed, writeEmbeddings, type EmbedOptions, type Embeddings } from './eval/embed.js';
-export { knnAccuracy, type KnnResult } from './eval/knn.js';
+export { knnAccuracy, type KnnResult, type LabelledFeatures } from './eval/knn.js';

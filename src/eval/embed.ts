@@ -4,7 +4,8 @@
  * Arrow reader opens. Images that do not decode are counted, not fatal; so are unreadable shards (missing,
  * truncated, corrupt), skipped and counted as train's stream does, so one bad shard does not lose the rest.
  */
-import { readFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
+import { join } from 'node:path';
 import { totalmem } from 'node:os';
 import * as tf from '@tensorflow/tfjs-core';
 import {
@@ -19,7 +20,7 @@ import {
   vectorFromArray,
 } from 'apache-arrow';
 import { countSkip } from '../augment/stream.js';
-import { InvalidShardError } from '../errors.js';
+import { ConfigError, InvalidShardError } from '../errors.js';
 import { listUnits, type UnitRecord } from '../shards/dataset.js';
 import { ShardReader } from '../shards/reader.js';
 import { putFile } from '../shards/output.js';
@@ -28,14 +29,18 @@ import type { OptionNames } from '../options/declare.js';
 import type { Backbone } from '../train/model-folder.js';
 import { checkInference } from '../train/memory.js';
 import { isRegNetName } from '../train/regnet-spec.js';
-import { evalPixels, listImages } from './images.js';
+import { evalPixels, listImages, localFolder, type ImageListing } from './images.js';
+import { BACKBONE_OPTIONS, checkOption } from './options.js';
 
 export interface Embeddings {
   keys: string[];
   features: Float32Array[];
   /** Labels (class folders) when the source is a folder. */
   labels: string[];
-  /** Images not embedded: undecodable ones, and the records of unreadable shards or batches. */
+  /**
+   * Images not embedded: undecodable ones, symbolic links to images that are missing, and the records of
+   * unreadable shards or batches.
+   */
   failed: number;
   /** Width of every feature row: the backbone's featureDim, also when there is no row. @default the rows' width */
   dim?: number;
@@ -44,15 +49,18 @@ export interface Embeddings {
 }
 
 export interface EmbedOptions {
-  /** Square input side. @default the backbone's training size */
+  /** Square input side, an integer from 8 to 4096 (else a ConfigError). @default the backbone's training size */
   size?: number;
-  /** Images per forward pass. @default 32 */
+  /** Images per forward pass, an integer from 1 to 4096 (else a ConfigError). @default 32 */
   batch?: number;
   /** S3 endpoint and the like, for a dataset on S3. */
   store?: StoreOptions;
   /** How a refusal names the size and batch options (a pipeline's embed keys). @default the command's flags */
   names?: OptionNames;
-  /** Told the first time each reason (bad_shard, bad_batch) makes embed skip unreadable data. @default nothing */
+  /**
+   * Told (a line starting `warning: `) the first time each reason (bad_shard, bad_batch) makes embed skip
+   * unreadable data, and of symbolic links not followed because they loop. @default nothing
+   */
   onSkip?: (message: string) => void;
 }
 
@@ -75,10 +83,26 @@ async function* source(location: string, options: StoreOptions, unreadable: Unre
   const store = await openStore(location, options);
   const units = await listUnits(store);
   if (units.length === 0) {
-    for (const f of await listImages(location)) yield { key: f.key, label: f.label, bytes: () => readFile(f.path) };
+    yield* fileItems(await listImages(location), unreadable);
     return;
   }
   for (const unit of units) yield* unitItems(store, unit, unreadable);
+}
+
+/** The files of a folder's listing; its broken links are lost images, its loops are told. */
+async function* fileItems(listing: ImageListing, unreadable: Unreadable): AsyncGenerator<Item> {
+  unreadable.lost += listing.broken.length;
+  const { loops } = listing;
+  if (loops.length > 0)
+    unreadable.onSkip?.(
+      `warning: not following ${loops.length} symbolic link${loops.length === 1 ? '' : 's'} back into a folder above ${loops.length === 1 ? 'it' : 'them'}: ${sample(loops)}`,
+    );
+  for (const f of listing.files) yield { key: f.key, label: f.label, bytes: () => readFile(f.path) };
+}
+
+/** The first few of `keys`, for a message. */
+export function sample(keys: string[], few = 3): string {
+  return keys.length <= few ? keys.join(', ') : `${keys.slice(0, few).join(', ')} and ${keys.length - few} more`;
 }
 
 /**
@@ -112,12 +136,43 @@ async function unreadableAs<T>(reason: string, unreadable: Unreadable, read: () 
 }
 
 /**
- * Features of every image at `location` (a dataset store, or a folder of class folders): rows of the
- * backbone's featureDim (`dim`). Undecodable images and the records of unreadable shards count in `failed`
- * (the shards in `skipped`, as train counts them). Throws a ConfigError, before any image is read, when one
- * forward pass of `batch` images at `size` of a RegNet backbone cannot fit the backend's memory.
+ * Checks `size` and `batch` as their flags are checked: a ConfigError naming the option (by `names`, else by
+ * its key) when one is not an integer in its range.
+ */
+export function checkEmbedOptions(o: Pick<EmbedOptions, 'size' | 'batch'>, names?: OptionNames): void {
+  checkOption(BACKBONE_OPTIONS, 'size', o.size, names);
+  checkOption(BACKBONE_OPTIONS, 'batch', o.batch, names);
+}
+
+/**
+ * Features of every image at `location` (a dataset store, or a local folder of images given as a path or a
+ * file:// URL, its symbolic links followed): rows of the backbone's featureDim (`dim`). Undecodable images,
+ * links to missing images and the records of unreadable shards count in `failed` (the shards in `skipped`, as
+ * train counts them). Throws a ConfigError, before any image is read, when `size` or `batch` is out of range
+ * or one forward pass of `batch` images at `size` of a RegNet backbone cannot fit the backend's memory.
  */
 export async function embed(backbone: Backbone, location: string, options: EmbedOptions = {}): Promise<Embeddings> {
+  return embedItems(backbone, (unreadable) => source(location, options.store ?? {}, unreadable), options);
+}
+
+/**
+ * Features of the images of a folder's listing (listImages, listClassImages), as `embed` computes them; its
+ * broken links count in `failed`.
+ */
+export async function embedFiles(
+  backbone: Backbone,
+  listing: ImageListing,
+  options: EmbedOptions = {},
+): Promise<Embeddings> {
+  return embedItems(backbone, (unreadable) => fileItems(listing, unreadable), options);
+}
+
+async function embedItems(
+  backbone: Backbone,
+  items: (unreadable: Unreadable) => AsyncIterable<Item>,
+  options: EmbedOptions,
+): Promise<Embeddings> {
+  checkEmbedOptions(options, options.names);
   const size = options.size ?? backbone.metadata.inputSize;
   const batchSize = options.batch ?? 32;
   // The estimate walks a RegNet: a backbone of another architecture (a library caller's) goes unchecked.
@@ -141,7 +196,7 @@ export async function embed(backbone: Backbone, location: string, options: Embed
     });
     pending = [];
   };
-  for await (const item of source(location, options.store ?? {}, unreadable)) {
+  for await (const item of items(unreadable)) {
     const pixels = await evalPixels(await item.bytes(), size, backbone.metadata.mean, backbone.metadata.std);
     if (!pixels) out.failed++;
     else pending.push({ item, pixels });
@@ -152,11 +207,53 @@ export async function embed(backbone: Backbone, location: string, options: Embed
 }
 
 /**
+ * Refuses an output file that names an existing local folder, before any work: a ConfigError saying that
+ * `out` (named by `names`, `--out` for the command) names the file to write. Other URLs (s3:) pass.
+ */
+export async function checkOutFile(location: string, names?: OptionNames): Promise<void> {
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(location) && !/^file:/i.test(location)) return;
+  const found = await stat(localFolder(location)).catch(() => null);
+  if (!found?.isDirectory()) return;
+  const option = names?.of('out') ?? 'out';
+  const inside = /^file:/i.test(location)
+    ? `${location.replace(/\/+$/, '')}/embeddings.arrow`
+    : join(location, 'embeddings.arrow');
+  throw new ConfigError(
+    `${option} ${location} is a directory: ${option} names the Arrow IPC file to write, such as ${inside}`,
+  );
+}
+
+/** The width of every row of `e`, after checking that it has one row per key, each of that width. */
+function widthOf(e: Embeddings): number {
+  if (e.keys.length !== e.features.length)
+    throw new ConfigError(
+      `embeddings have ${e.keys.length} keys but ${e.features.length} feature rows: each key needs one row`,
+    );
+  const dim = e.dim ?? e.features[0]?.length;
+  if (dim === undefined)
+    throw new ConfigError(
+      'embeddings have no row and no dim: dim (the backbone featureDim) gives the column its width',
+    );
+  if (!Number.isSafeInteger(dim) || dim < 1)
+    throw new ConfigError(`embeddings dim must be an integer >= 1, got ${dim}`);
+  const bad = e.features.findIndex((f) => f?.length !== dim);
+  if (bad >= 0)
+    throw new ConfigError(
+      `embeddings row ${bad} (key ${JSON.stringify(e.keys[bad])}) has ${e.features[bad]?.length ?? 0} features, not ${dim} (${e.dim === undefined ? 'the width of row 0' : 'dim'})`,
+    );
+  return dim;
+}
+
+/**
  * Writes the embeddings as an Arrow IPC file to `location` (a path or a store URL); returns its full URL. The
  * column is FixedSizeList[dim] even with no row, so files of one backbone share a schema (and concatenate).
+ * Throws a ConfigError, writing nothing, when `location` is a local folder, or `e` does not have one feature
+ * row per key, each of `dim` values (the width of the first row when `dim` is not given; with no row, `dim`
+ * is needed).
  */
 export async function writeEmbeddings(location: string, e: Embeddings, options: StoreOptions = {}): Promise<string> {
-  const dim = e.features[0]?.length ?? e.dim ?? 0;
+  const dim = widthOf(e);
+  await checkOutFile(location);
   const flat = new Float32Array(e.features.length * dim);
   e.features.forEach((f, i) => flat.set(f, i * dim));
   const child = makeData({ type: new Float32(), length: flat.length, nullCount: 0, data: flat });

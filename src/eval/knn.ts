@@ -2,6 +2,9 @@
  * Weighted k-NN classification on L2-normalised features, the protocol of Wu et al. 2018 used by DINO and
  * VISSL: the k most cosine-similar training samples vote with weight exp(similarity / T).
  */
+import { ConfigError, NoDataError } from '../errors.js';
+import { checkOption, KNN_OPTIONS } from './options.js';
+
 export interface KnnResult {
   top1: number;
   k: number;
@@ -9,35 +12,108 @@ export interface KnnResult {
   test: number;
 }
 
+/** Labelled feature rows: `labels[i]` is the class of `features[i]`. */
+export interface LabelledFeatures {
+  features: Float32Array[];
+  labels: string[];
+}
+
 function normalise(rows: Float32Array[]): Float32Array[] {
   return rows.map((r) => {
-    const n = Math.hypot(...r) || 1;
+    let sum = 0;
+    for (let j = 0; j < r.length; j++) sum += r[j]! * r[j]!;
+    const n = Math.sqrt(sum) || 1;
     return r.map((v) => v / n);
   });
 }
 
-export function knnAccuracy(
-  train: { features: Float32Array[]; labels: string[] },
-  test: { features: Float32Array[]; labels: string[] },
-  k = 20,
-  temperature = 0.07,
-): KnnResult {
-  if (train.features.length === 0 || test.features.length === 0)
-    throw new Error('k-NN needs at least one train and one test sample');
+/**
+ * Checks `k` as `--k` is checked (an integer from 1 to 10000) and `temperature` (a finite number > 0): a
+ * ConfigError naming the one that is not.
+ */
+export function checkKnnOptions(k: number | undefined, temperature: number | undefined): void {
+  checkOption(KNN_OPTIONS, 'k', k);
+  if (temperature !== undefined && !(Number.isFinite(temperature) && temperature > 0))
+    throw new ConfigError(`temperature must be a finite number > 0, got ${String(temperature)}`);
+}
+
+/** The classes of `labels`, sorted. */
+export function classesOf(labels: string[]): string[] {
+  return [...new Set(labels)].sort();
+}
+
+/** Checks the two sets k-NN compares: rows, labels and widths; returns nothing, throws what is wrong. */
+function checkSets(sets: { train: LabelledFeatures; test: LabelledFeatures }): void {
+  for (const [name, set] of Object.entries(sets)) {
+    if (set.features.length === 0)
+      throw new NoDataError(`k-NN needs at least one train and one test sample; the ${name} set has none`);
+    if (set.labels.length !== set.features.length)
+      throw new ConfigError(
+        `the ${name} set has ${set.features.length} feature rows but ${set.labels.length} labels: each row needs one`,
+      );
+    const unlabelled = set.labels.findIndex((l) => typeof l !== 'string' || l === '');
+    if (unlabelled >= 0)
+      throw new ConfigError(
+        `${name} row ${unlabelled} has no label: k-NN needs the class of every row (images in class folders)`,
+      );
+  }
+  const dim = sets.train.features[0]!.length;
+  if (dim === 0) throw new ConfigError('train row 0 has no feature: k-NN needs rows of at least one value');
+  for (const [name, set] of Object.entries(sets)) {
+    const bad = set.features.findIndex((f) => f.length !== dim);
+    if (bad >= 0)
+      throw new ConfigError(
+        `${name} row ${bad} has ${set.features[bad]!.length} features, train row 0 has ${dim}: every row needs the same width`,
+      );
+  }
+  const classes = classesOf(sets.train.labels);
+  if (classes.length < 2)
+    throw new ConfigError(
+      `k-NN needs at least 2 classes to vote among; the train set has 1 (${classes[0]}), so every vote is that class`,
+    );
+}
+
+/**
+ * Top-1 of the weighted k-NN: the share of `test` rows whose `k` most cosine-similar `train` rows vote their
+ * label (weights exp(similarity / temperature), a tie to the smaller label). `k` is at most the train rows.
+ * Throws a NoDataError when either set is empty, and a ConfigError when `k` is not an integer from 1 to
+ * 10000, `temperature` not a finite number > 0, a set has not one non-empty label per row, rows differ in
+ * width, or the train set has fewer than 2 classes.
+ */
+export function knnAccuracy(train: LabelledFeatures, test: LabelledFeatures, k = 20, temperature = 0.07): KnnResult {
+  checkKnnOptions(k, temperature);
+  checkSets({ train, test });
   const a = normalise(train.features),
     b = normalise(test.features);
   const kk = Math.min(k, a.length);
   let correct = 0;
   b.forEach((q, t) => {
-    const sims = a
-      .map((x, i) => ({ i, s: x.reduce((acc, v, j) => acc + v * q[j]!, 0) }))
-      .sort((x, y) => y.s - x.s)
-      .slice(0, kk);
     const votes = new Map<string, number>();
-    for (const { i, s } of sims)
-      votes.set(train.labels[i]!, (votes.get(train.labels[i]!) ?? 0) + Math.exp(s / temperature));
+    for (const { i, s } of nearestRows(a, q, kk)) {
+      const label = train.labels[i]!;
+      votes.set(label, (votes.get(label) ?? 0) + Math.exp(s / temperature));
+    }
     const best = [...votes].sort((x, y) => y[1] - x[1] || (x[0] < y[0] ? -1 : 1))[0]![0];
     if (best === test.labels[t]) correct++;
   });
   return { top1: correct / b.length, k: kk, train: a.length, test: b.length };
+}
+
+/**
+ * The `k` rows of `rows` most similar to `q` (dot products), best first, a tie to the earlier row: a running
+ * top-k kept sorted by insertion, O(rows x (width + k)) instead of sorting every similarity for every query.
+ */
+function nearestRows(rows: Float32Array[], q: Float32Array, k: number): Array<{ i: number; s: number }> {
+  const top: Array<{ i: number; s: number }> = [];
+  for (let i = 0; i < rows.length; i++) {
+    const x = rows[i]!;
+    let s = 0;
+    for (let j = 0; j < x.length; j++) s += x[j]! * q[j]!;
+    if (top.length === k && !(s > top[k - 1]!.s)) continue;
+    if (top.length === k) top.pop();
+    let at = top.length;
+    while (at > 0 && s > top[at - 1]!.s) at--;
+    top.splice(at, 0, { i, s });
+  }
+  return top;
 }

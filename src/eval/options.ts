@@ -1,5 +1,6 @@
 /** The options of `embed` and `eval knn`: which exported backbone, at what input size, on which backend. */
-import { choice, int, text, type OptionValues } from '../options/declare.js';
+import { ConfigError } from '../errors.js';
+import { choice, int, text, type OptionNames, type OptionSet, type OptionValues } from '../options/declare.js';
 import { STORE_OPTIONS } from '../shards/options.js';
 import { BACKENDS } from '../train/backend.js';
 
@@ -48,3 +49,20 @@ export const KNN_OPTIONS = {
 
 export type EmbedValues = OptionValues<typeof EMBED_OPTIONS>;
 export type KnnValues = OptionValues<typeof KNN_OPTIONS>;
+
+/**
+ * Checks a library caller's value of option `key` as its declaration checks a flag or a pipeline key (the same
+ * bounds, so a value the CLI refuses is refused here too): a ConfigError naming the option (by `names`, else
+ * by its key) and what it takes. `undefined` passes: the default applies.
+ */
+export function checkOption(set: OptionSet, key: string, value: unknown, names?: OptionNames): void {
+  if (value === undefined) return;
+  const d = set[key]!;
+  const parsed = d.schema.safeParse(value);
+  if (parsed.success) return;
+  // `integer 1 to 64` -> `an integer from 1 to 64`; `number >= 0` -> `a number >= 0`.
+  const bounds = d.bounds?.replace(/^(\w+) (?=\S+ to )/, '$1 from ');
+  const wanted = bounds ? `${/^[aeiou]/.test(bounds) ? 'an' : 'a'} ${bounds}` : parsed.error.issues[0]!.message;
+  const got = typeof value === 'string' ? JSON.stringify(value) : String(value);
+  throw new ConfigError(`${names?.of(key) ?? key} must be ${wanted}, got ${got}`);
+}

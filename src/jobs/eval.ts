@@ -2,32 +2,55 @@
  * Using an exported backbone, what `wildstream embed` and `wildstream eval knn` run: load the graph model,
  * compute features of a dataset or of image folders, write them, or score a weighted k-NN on labelled folders.
  */
-import { NoDataError } from '../errors.js';
+import { ConfigError, NoDataError } from '../errors.js';
+import type { OptionNames } from '../options/declare.js';
 import type { Store, StoreOptions } from '../shards/store.js';
 import { startInferenceBackend, type BackendName } from '../train/backend.js';
-import { loadBackbone, type BackboneMetadata } from '../train/model-folder.js';
-import { embed, writeEmbeddings, type Embeddings } from '../eval/embed.js';
-import { knnAccuracy, type KnnResult } from '../eval/knn.js';
+import { loadBackbone, type Backbone, type BackboneMetadata } from '../train/model-folder.js';
+import {
+  checkEmbedOptions,
+  checkOutFile,
+  embed,
+  embedFiles,
+  sample,
+  writeEmbeddings,
+  type Embeddings,
+} from '../eval/embed.js';
+import { listClassImages } from '../eval/images.js';
+import { checkKnnOptions, classesOf, knnAccuracy, type KnnResult } from '../eval/knn.js';
 
 /** What every use of a backbone shares. */
 export interface BackboneOptions {
   /** The exported backbone: a store holding `model.json` and the weights file it names (from exportCheckpoint). */
   model: Store;
-  /** Square input side in pixels (images are resized to size / 0.875, then centre-cropped). @default the backbone's training size */
+  /**
+   * Square input side in pixels (images are resized to size / 0.875, then centre-cropped), an integer from 8
+   * to 4096. @default the backbone's training size
+   */
   size?: number;
-  /** Images per forward pass. @default 32 */
+  /** Images per forward pass, an integer from 1 to 4096. @default 32 */
   batch?: number;
   /** @default 'auto' */
   backend?: BackendName;
   /** S3 endpoint and credentials, for inputs and outputs given as s3:// URLs. @default none */
   store?: StoreOptions;
+  /** How refusals name the options (a command's flags, a pipeline's keys). @default their keys here (`size`) */
+  names?: OptionNames;
 }
 
 export interface EmbedImagesOptions extends BackboneOptions {
-  /** A dataset store (its committed units, in unit order) or a local folder of images (labels: the class folders). */
+  /**
+   * A dataset store (its committed units, in unit order) or a local folder of images, a path or a file:// URL
+   * (labels: the class folders; symbolic links followed).
+   */
   input: string;
-  /** Arrow IPC file to write (`key` utf8, `embedding` fixed-size list of `featureDim` float32): a path or store URL. @default not written */
+  /**
+   * Arrow IPC file to write (`key` utf8, `embedding` fixed-size list of `featureDim` float32): a path or store
+   * URL, not an existing folder. @default not written
+   */
   out?: string;
+  /** Told (a line starting `warning: `) of data skipped: unreadable shards, symbolic link loops. @default nothing */
+  onSkip?: (message: string) => void;
 }
 
 export interface EmbedImagesResult {
@@ -38,61 +61,122 @@ export interface EmbedImagesResult {
   metadata: BackboneMetadata;
 }
 
-/**
- * Features of every image of `input` (images that do not decode are counted in `failed`, not fatal). Throws
- * a ConfigError when the model store holds no backbone or the folder cannot be read.
- */
-export async function embedImages(o: EmbedImagesOptions): Promise<EmbedImagesResult> {
+/** Loads the backbone of `o.model` on its backend, runs `use`, and disposes the backbone's weights however it ends. */
+async function withBackbone<T>(o: BackboneOptions, use: (backbone: Backbone) => Promise<T>): Promise<T> {
   await startInferenceBackend(o.backend ?? 'auto');
   const backbone = await loadBackbone(o.model);
-  const embeddings = await embed(backbone, o.input, { size: o.size, batch: o.batch, store: o.store });
-  const written = o.out === undefined ? null : await writeEmbeddings(o.out, embeddings, o.store);
-  return { embeddings, written, metadata: backbone.metadata };
+  try {
+    return await use(backbone);
+  } finally {
+    backbone.model.dispose();
+  }
+}
+
+/**
+ * Features of every image of `input` (images that do not decode are counted in `failed`, not fatal). Throws
+ * a ConfigError, before the model is loaded, when `size` or `batch` is out of range or `out` is an existing
+ * folder, and when the model store holds no backbone or the folder cannot be read.
+ */
+export async function embedImages(o: EmbedImagesOptions): Promise<EmbedImagesResult> {
+  checkEmbedOptions(o, o.names);
+  if (o.out !== undefined) await checkOutFile(o.out, o.names);
+  return withBackbone(o, async (backbone) => {
+    const embeddings = await embed(backbone, o.input, {
+      size: o.size,
+      batch: o.batch,
+      store: o.store,
+      names: o.names,
+      onSkip: o.onSkip,
+    });
+    const written = o.out === undefined ? null : await writeEmbeddings(o.out, embeddings, o.store);
+    return { embeddings, written, metadata: backbone.metadata };
+  });
 }
 
 export interface KnnEvalOptions extends BackboneOptions {
-  /** Folder of class folders whose images vote (`train/<class>/*.jpg`). */
+  /**
+   * Local folder of class folders whose images vote (`train/<class>/*.jpg`, torchvision's ImageFolder layout):
+   * a path or a file:// URL.
+   */
   train: string;
-  /** Folder of class folders to classify (`test/<class>/*.jpg`). */
+  /** Local folder of class folders to classify (`test/<class>/*.jpg`): a path or a file:// URL. */
   test: string;
-  /** Neighbours that vote (at most the number of train images). @default 20 */
+  /** Neighbours that vote, an integer from 1 to 10000 (at most the number of train images). @default 20 */
   k?: number;
-  /** Softmax temperature of the votes, exp(cosine similarity / T). @default 0.07 */
+  /** Softmax temperature of the votes, exp(cosine similarity / T), a finite number > 0. @default 0.07 */
   temperature?: number;
+  /**
+   * Told (a line starting `warning: `) of what the score leaves out: images at a folder's root, outside every
+   * class folder (not used), test classes that no train image has (never classified right), symbolic link
+   * loops. @default nothing
+   */
+  onWarning?: (message: string) => void;
 }
 
 export interface KnnEvalResult extends KnnResult {
   /** The backbone's model name and training step. */
   model: string;
   step: number;
-  /** Images of either folder that did not decode. */
+  /** Images of either folder that did not decode (or are symbolic links to missing files). */
   failed: number;
 }
 
 /**
  * Weighted k-NN top-1 (Wu et al. 2018, as DINO and VISSL report it) of the backbone's features: `top1` is a
- * fraction in [0, 1]. Throws a NoDataError naming the folder when either gives no image, a ConfigError when a
- * folder cannot be read or the model store holds no backbone.
+ * fraction in [0, 1]. The folders are read as torchvision's ImageFolder reads them: one folder per class,
+ * symbolic links followed; images at a folder's root beside class folders are left out (with a warning).
+ * Throws a ConfigError, before the model is loaded, when an option is out of range or a folder is not a
+ * folder of class folders (images only at its root, or a dataset store), and after embedding when the train
+ * images are of fewer than 2 classes; a NoDataError naming the folder when either gives no image; a
+ * ConfigError when a folder cannot be read or the model store holds no backbone.
  */
 export async function evalKnn(o: KnnEvalOptions): Promise<KnnEvalResult> {
-  await startInferenceBackend(o.backend ?? 'auto');
-  const backbone = await loadBackbone(o.model);
-  const options = { size: o.size, batch: o.batch, store: o.store };
-  const [train, test] = [await embed(backbone, o.train, options), await embed(backbone, o.test, options)];
-  for (const [name, split] of [
-    ['train', train],
-    ['test', test],
-  ] as const) {
-    if (split.keys.length === 0)
-      throw new NoDataError(
-        `k-NN needs images in the ${name} folder ${o[name]}: it has none that decode (${split.failed} failed)`,
+  return (await evalKnnFeatures(o)).result;
+}
+
+/** evalKnn's score and the embeddings it compared (for pictures of neighbours); the same checks and errors. */
+export async function evalKnnFeatures(
+  o: KnnEvalOptions,
+): Promise<{ result: KnnEvalResult; train: Embeddings; test: Embeddings }> {
+  checkEmbedOptions(o, o.names);
+  checkKnnOptions(o.k, o.temperature);
+  const warn = o.onWarning ?? (() => {});
+  const listings = {
+    train: await listClassImages(o.train, 'the train folder'),
+    test: await listClassImages(o.test, 'the test folder'),
+  };
+  for (const name of ['train', 'test'] as const) {
+    const { unlabelled } = listings[name];
+    if (unlabelled.length > 0)
+      warn(
+        `warning: ignoring ${unlabelled.length} image${unlabelled.length === 1 ? '' : 's'} at the root of the ${name} folder ${o[name]}, outside every class folder (k-NN labels an image by its class folder): ${sample(unlabelled)}`,
       );
   }
-  const result = knnAccuracy(train, test, o.k ?? 20, o.temperature ?? 0.07);
-  return {
-    ...result,
-    model: backbone.metadata.model,
-    step: backbone.metadata.step,
-    failed: train.failed + test.failed,
-  };
+  return withBackbone(o, async (backbone) => {
+    const options = { size: o.size, batch: o.batch, names: o.names, onSkip: o.onWarning };
+    const train = await embedFiles(backbone, listings.train, options);
+    const test = await embedFiles(backbone, listings.test, options);
+    for (const [name, split] of [
+      ['train', train],
+      ['test', test],
+    ] as const) {
+      if (split.keys.length === 0)
+        throw new NoDataError(
+          `k-NN needs images in the ${name} folder ${o[name]}: it has none that decode (${split.failed} failed)`,
+        );
+    }
+    const classes = classesOf(train.labels);
+    if (classes.length < 2)
+      throw new ConfigError(
+        `k-NN needs at least 2 classes to vote among; the train folder ${o.train} has images of 1 (${classes[0]}), so every vote is that class`,
+      );
+    const unseen = classesOf(test.labels).filter((c) => !classes.includes(c));
+    if (unseen.length > 0)
+      warn(
+        `warning: ${unseen.length} test class${unseen.length === 1 ? ' has' : 'es have'} no train image, so ${unseen.length === 1 ? 'its' : 'their'} images are never classified right: ${sample(unseen)} (the train folder ${o.train} has ${sample(classes)})`,
+      );
+    const result = knnAccuracy(train, test, o.k ?? 20, o.temperature ?? 0.07);
+    const { model, step } = backbone.metadata;
+    return { result: { ...result, model, step, failed: train.failed + test.failed }, train, test };
+  });
 }

@@ -2,19 +2,17 @@
  * What a trained run produces, as the commands and a pipeline's stages make it: the exported backbone, the
  * curves, embeddings and k-NN accuracy. Each reads typed options and prints one JSON event line.
  */
-import { embed, writeEmbeddings } from '../eval/embed.js';
-import { knnAccuracy, type KnnResult } from '../eval/knn.js';
+import type { KnnResult } from '../eval/knn.js';
 import type { EmbedValues, KnnValues } from '../eval/options.js';
-import { STORE_OPTIONS, storeOptionsOf, type StoreOptionValues } from '../shards/options.js';
+import { STORE_OPTIONS, storeOptionsOf } from '../shards/options.js';
 import { putFile } from '../shards/output.js';
 import { openStore } from '../shards/store.js';
 import type { OptionNames, OptionValues } from '../options/declare.js';
 import { checkpointSettings } from '../train/auto-config.js';
-import { startInferenceBackend } from '../train/backend.js';
-import { loadBackbone } from '../train/model-folder.js';
 import { readMetrics } from '../train/metrics.js';
 import { EXPORT_OPTIONS, PLOT_OPTIONS } from '../train/options.js';
 import { plotCurves } from '../train/plot.js';
+import { embedImages, evalKnn } from './eval.js';
 import { exportCheckpoint } from './export.js';
 
 export const EXPORT_RUN_OPTIONS = { ...EXPORT_OPTIONS, ...STORE_OPTIONS } as const;
@@ -44,37 +42,45 @@ export async function plotJob(checkpoints: string, o: OptionValues<typeof PLOT_R
   process.stdout.write(`${JSON.stringify({ event: 'plot', out: o.out, points: lines.length })}\n`);
 }
 
-async function backboneOf(o: Pick<EmbedValues, 'model' | 'backend'> & Partial<StoreOptionValues>) {
-  await startInferenceBackend(o.backend);
-  return loadBackbone(await openStore(o.model, storeOptionsOf(o)));
-}
+/** A warning line of a stage (it starts "warning: ") on stderr. */
+const warn = (line: string) => process.stderr.write(`wildstream: ${line}\n`);
 
 /** Embeds the images of `input` (a dataset store or a folder of images) into an Arrow IPC file at `o.out`. */
 export async function embedJob(input: string, o: EmbedValues, names?: OptionNames): Promise<void> {
-  const backbone = await backboneOf(o);
-  const onSkip = (line: string) => process.stderr.write(`wildstream: ${line}\n`); // line starts "warning: "
-  const result = await embed(backbone, input, {
+  const store = storeOptionsOf(o);
+  const { embeddings, metadata } = await embedImages({
+    model: await openStore(o.model, store),
+    input,
+    out: o.out,
     size: o.size,
     batch: o.batch,
-    store: storeOptionsOf(o),
+    backend: o.backend,
+    store,
     names,
-    onSkip,
+    onSkip: warn,
   });
-  await writeEmbeddings(o.out, result, storeOptionsOf(o));
-  const { failed, skipped } = result;
+  const { failed, skipped } = embeddings;
   process.stdout.write(
-    `${JSON.stringify({ event: 'embed', out: o.out, images: result.keys.length, failed, skipped, dim: backbone.metadata.featureDim })}\n`,
+    `${JSON.stringify({ event: 'embed', out: o.out, images: embeddings.keys.length, failed, skipped, dim: metadata.featureDim })}\n`,
   );
 }
 
-/** k-NN top-1 of the backbone on labelled folders `o.train` and `o.test`. */
-export async function knnJob(o: KnnValues): Promise<KnnResult> {
-  const backbone = await backboneOf(o);
-  const how = { size: o.size, batch: o.batch, store: storeOptionsOf(o) };
-  const [train, test] = [await embed(backbone, o.train, how), await embed(backbone, o.test, how)];
-  const result = knnAccuracy(train, test, o.k);
-  process.stdout.write(
-    `${JSON.stringify({ event: 'knn', model: backbone.metadata.model, step: backbone.metadata.step, ...result, failed: train.failed + test.failed })}\n`,
-  );
-  return result;
+/** k-NN top-1 of the backbone on labelled folders `o.train` and `o.test` (evalKnn, its warnings on stderr). */
+export async function knnJob(o: KnnValues, names?: OptionNames): Promise<KnnResult> {
+  const store = storeOptionsOf(o);
+  const r = await evalKnn({
+    model: await openStore(o.model, store),
+    train: o.train,
+    test: o.test,
+    k: o.k,
+    size: o.size,
+    batch: o.batch,
+    backend: o.backend,
+    store,
+    names,
+    onWarning: warn,
+  });
+  const { model, step, top1, k, train, test, failed } = r;
+  process.stdout.write(`${JSON.stringify({ event: 'knn', model, step, top1, k, train, test, failed })}\n`);
+  return { top1, k, train, test };
 }

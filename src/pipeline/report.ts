@@ -5,25 +5,23 @@
  * With the demo site, the labelled evaluation folders are generated from the fixture's hidden classes
  * (images the site never served).
  */
-import { mkdtemp, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { renderPreview } from '../augment/preview.js';
-import { embed } from '../eval/embed.js';
-import { knnAccuracy } from '../eval/knn.js';
 import { KNN_OPTIONS } from '../eval/options.js';
 import { knnPicture, type KnnModel } from '../eval/knn-picture.js';
 import { patternJpeg, PATTERNS } from '../fixtures/images.js';
 import { fileIn, putFile } from '../shards/output.js';
 import { openStore } from '../shards/store.js';
-import { startInferenceBackend } from '../train/backend.js';
 import { augmentOf, defaultTrainConfig } from '../train/config.js';
-import { loadBackbone } from '../train/model-folder.js';
+import { evalKnnFeatures } from '../jobs/eval.js';
 import { plotJob } from '../jobs/outputs.js';
 import { contactSheet } from './contact-sheet.js';
 import { datasetOf, type Pipeline } from './schema.js';
 import { makeDirs } from '../shards/make-dirs.js';
+import { pipelineNames } from '../options/declare.js';
 
 /** Runs one stage to its end under the pipeline's signal handling (pipeline/run.ts). */
 export type StageRunner = (name: string, work: () => Promise<unknown>) => Promise<void>;
@@ -43,7 +41,6 @@ export async function writeReport(p: Pipeline, stage: StageRunner): Promise<void
   if (from) await stage('plot', () => plotJob(from, { out: fileIn(r.out, 'curves.png') }));
   const folders = r.knn ?? (p.site === 'demo' ? await evalFolders(await evalRoot(r.out), r.eval_images ?? 200) : null);
   if (!folders) return;
-  await startInferenceBackend(p.train?.backend ?? 'auto');
   const result: Record<string, unknown> = {};
   const models: KnnModel[] = [];
   for (const [name, dir] of [
@@ -51,12 +48,24 @@ export async function writeReport(p: Pipeline, stage: StageRunner): Promise<void
     ['random_init', p.export!.baseline],
   ] as const) {
     if (!dir) continue;
-    const backbone = await loadBackbone(await openStore(dir));
-    const how = { size: r.knn?.size, batch: r.knn?.batch };
-    const [train, test] = [await embed(backbone, folders.train, how), await embed(backbone, folders.test, how)];
-    const knn = knnAccuracy(train, test, r.knn?.k ?? KNN_OPTIONS.k.default);
-    result[name] = knn;
-    models.push({ name: name === 'trained' ? 'trained' : 'random init', top1: knn.top1, train, test });
+    const {
+      result: knn,
+      train,
+      test,
+    } = await evalKnnFeatures({
+      model: await openStore(dir),
+      backend: p.train?.backend,
+      train: folders.train,
+      test: folders.test,
+      size: r.knn?.size,
+      batch: r.knn?.batch,
+      k: r.knn?.k ?? KNN_OPTIONS.k.default,
+      names: pipelineNames('report.knn'),
+      onWarning: (line) => process.stderr.write(`${line}\n`),
+    });
+    const { top1, k, train: trainCount, test: testCount } = knn;
+    result[name] = { top1, k, train: trainCount, test: testCount };
+    models.push({ name: name === 'trained' ? 'trained' : 'random init', top1, train, test });
   }
   await putFile(fileIn(r.out, 'knn.json'), Buffer.from(`${JSON.stringify(result, null, 2)}\n`));
   await putFile(
@@ -76,12 +85,16 @@ async function evalRoot(out: string): Promise<string> {
   return mkdtemp(join(tmpdir(), 'wildstream-eval-'));
 }
 
-/** Labelled folders of fixture images (seeds the demo site never serves), half for training k-NN, half for testing. */
-async function evalFolders(root: string, count: number): Promise<{ train: string; test: string }> {
+/**
+ * Labelled folders of fixture images (seeds the demo site never serves), half for training k-NN, half for
+ * testing. Each split is made anew: images a run with a larger `eval_images` left would count otherwise.
+ */
+export async function evalFolders(root: string, count: number): Promise<{ train: string; test: string }> {
   for (const [split, first] of [
     ['train', 1_000_000],
     ['test', 2_000_000],
   ] as const) {
+    await rm(join(root, split), { recursive: true, force: true });
     for (let i = first; i < first + count / 2; i++) {
       const dir = join(root, split, PATTERNS[i % PATTERNS.length]!);
       await makeDirs(dir);

@@ -1,12 +1,14 @@
-import { cp, mkdir, mkdtemp, readFile, rm, truncate, writeFile } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, readFile, rm, stat, symlink, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import * as tf from '@tensorflow/tfjs-core';
 import type { GraphModel } from '@tensorflow/tfjs-converter';
 import { tableFromIPC } from 'apache-arrow';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { embed, writeEmbeddings } from '../../src/eval/embed.js';
+import { ConfigError } from '../../src/errors.js';
+import { embed, writeEmbeddings, type Embeddings } from '../../src/eval/embed.js';
 import { evalPixels } from '../../src/eval/images.js';
 import { patternJpeg, photoJpeg } from '../../src/fixtures/images.js';
 import { ShardReader } from '../../src/shards/reader.js';
@@ -186,5 +188,92 @@ describe('embed: empty datasets and unreadable shards', () => {
       ['key', 'Utf8'],
       ['embedding', 'FixedSizeList[3]<Float32>'],
     ]);
+  });
+});
+
+describe('embed: options, URLs and symbolic links', () => {
+  it('refuses a size or batch out of range with a ConfigError naming it, before any image is read', async () => {
+    // size 0 gave 0 rows; batch 0 or -1 embedded everything in one pass, past the memory check.
+    for (const [option, value, range] of [
+      ['size', 0, '8 to 4096'],
+      ['size', 7.5, '8 to 4096'],
+      ['batch', 0, '1 to 4096'],
+      ['batch', -1, '1 to 4096'],
+      ['batch', NaN, '1 to 4096'],
+    ] as const) {
+      const backbone = channelMeans();
+      const err = await embed(backbone, path('folder'), { [option]: value }).catch((e: unknown) => e);
+      expect(err, `${option} ${value}`).toBeInstanceOf(ConfigError);
+      expect((err as Error).message).toBe(`${option} must be an integer from ${range}, got ${value}`);
+      expect(backbone.batches).toEqual([]);
+    }
+    // A command's refusal names its flag.
+    await expect(
+      embed(channelMeans(), path('folder'), { batch: 0, names: { of: (k) => `--${k}`, set: (k, v) => `--${k} ${v}` } }),
+    ).rejects.toThrow(/^--batch must be an integer from 1 to 4096, got 0$/);
+  });
+
+  it('reads a folder given as a file:// URL', async () => {
+    // The URL went to readdir as it was: ENOENT.
+    const e = await embed(channelMeans(), pathToFileURL(path('folder')).href);
+    expect([e.keys, e.failed]).toEqual([['cat/1.jpg', 'cat/2.png', 'dog/3.jpg', 'dog/4.webp', 'top.jpg'], 1]);
+  });
+
+  it('follows symbolic links to images and class folders; one to a missing image counts as failed', async () => {
+    // A folder of links embedded 0 images.
+    await mkdir(path('linked', 'cat'), { recursive: true });
+    await symlink(path('folder', 'cat', '1.jpg'), path('linked', 'cat', '1.jpg'));
+    await symlink(path('folder', 'dog'), path('linked', 'dog'));
+    await symlink(path('folder', 'missing.jpg'), path('linked', 'cat', 'missing.jpg'));
+    await symlink(path('linked'), path('linked', 'cat', 'up'));
+    const said: string[] = [];
+    const e = await embed(channelMeans(), path('linked'), { onSkip: (m) => said.push(m) });
+    expect(e.keys).toEqual(['cat/1.jpg', 'dog/3.jpg', 'dog/4.webp']);
+    expect(e.failed).toBe(2); // dog/broken.jpg does not decode; cat/missing.jpg links to nothing
+    expect(said).toEqual(['warning: not following 1 symbolic link back into a folder above it: cat/up']);
+  });
+});
+
+describe('writeEmbeddings: malformed embeddings and folders', () => {
+  const f = (...v: number[]) => Float32Array.from(v);
+  const rows = (keys: string[], features: Float32Array[], dim?: number): Embeddings => ({
+    keys,
+    features,
+    labels: [],
+    failed: 0,
+    dim,
+  });
+
+  it('refuses keys and rows of different counts, ragged rows and a width it cannot know, writing nothing', async () => {
+    // 3 keys with 2 rows wrote a null embedding in a non-null column; ragged rows were zero-padded or threw a bare RangeError.
+    for (const [name, e, message] of [
+      ['count', rows(['a', 'b', 'c'], [f(1, 2), f(3, 4)]), /^embeddings have 3 keys but 2 feature rows/],
+      ['wider', rows(['a', 'b'], [f(1, 2, 3), f(3, 4)]), /^embeddings row 1 \(key "b"\) has 2 features, not 3/],
+      ['narrower', rows(['a', 'b'], [f(1, 2), f(3, 4, 5)]), /^embeddings row 1 \(key "b"\) has 3 features, not 2/],
+      ['dim', rows(['a'], [f(1, 2)], 3), /^embeddings row 0 \(key "a"\) has 2 features, not 3 \(dim\)/],
+      ['width', rows([], []), /^embeddings have no row and no dim/],
+    ] as const) {
+      const err = await writeEmbeddings(path('out', `bad-${name}.arrow`), e).catch((x: unknown) => x);
+      expect(err, name).toBeInstanceOf(ConfigError);
+      expect((err as Error).message, name).toMatch(message);
+      expect(await stat(path('out', `bad-${name}.arrow`)).catch(() => null), name).toBeNull();
+    }
+    await writeEmbeddings(path('out', 'good.arrow'), rows([], [], 2));
+    expect(tableFromIPC(await readFile(path('out', 'good.arrow'))).schema.fields.map((x) => String(x.type))).toEqual([
+      'Utf8',
+      'FixedSizeList[2]<Float32>',
+    ]);
+  });
+
+  it('refuses an output that is an existing folder, saying the option names the file', async () => {
+    // It said "no such object: outdir".
+    await mkdir(path('outdir'), { recursive: true });
+    await expect(writeEmbeddings(path('outdir'), rows(['a'], [f(1)]))).rejects.toThrow(
+      new ConfigError(
+        `out ${path('outdir')} is a directory: out names the Arrow IPC file to write, such as ${path('outdir', 'embeddings.arrow')}`,
+      ),
+    );
+    const url = pathToFileURL(path('outdir')).href;
+    await expect(writeEmbeddings(url, rows(['a'], [f(1)]))).rejects.toThrow(`such as ${url}/embeddings.arrow`);
   });
 });

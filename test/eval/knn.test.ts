@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { ConfigError, NoDataError } from '../../src/errors.js';
 import { knnAccuracy } from '../../src/eval/knn.js';
 import { prng } from '../../src/rng.js';
 
@@ -116,9 +117,85 @@ describe('knnAccuracy', () => {
     }
   });
 
-  it('refuses an empty train or test set', () => {
+  it('refuses an empty train or test set with a NoDataError', () => {
     const one = set([['a', f(1)]]);
-    expect(() => knnAccuracy(set([]), one)).toThrow(/at least one train and one test sample/);
-    expect(() => knnAccuracy(one, set([]))).toThrow(/at least one train and one test sample/);
+    for (const [train, test, which] of [
+      [set([]), one, 'train'],
+      [one, set([]), 'test'],
+    ] as const) {
+      const err = (() => {
+        try {
+          return knnAccuracy(train, test);
+        } catch (e) {
+          return e;
+        }
+      })();
+      expect(err).toBeInstanceOf(NoDataError);
+      expect((err as NoDataError).code).toBe('WS_ERR_NO_DATA');
+      expect((err as Error).message).toMatch(new RegExp(`at least one train and one test sample; the ${which} set`));
+    }
+  });
+
+  const train = set([
+    ['a', f(1, 0)],
+    ['a', f(0.9, 0.1)],
+    ['b', f(0, 1)],
+  ]);
+  const test = set([['b', f(0.1, 0.9)]]);
+
+  it('refuses a k or a temperature out of range with a ConfigError naming it, as --k is refused', () => {
+    // k 0 and NaN threw a bare TypeError; -1 and 1.5 gave a score.
+    for (const k of [0, NaN, -1, 1.5, 10_001, Infinity])
+      expect(() => knnAccuracy(train, test, k), `k ${k}`).toThrow(
+        new ConfigError(`k must be an integer from 1 to 10000, got ${k}`),
+      );
+    for (const t of [0, -0.07, NaN, Infinity])
+      expect(() => knnAccuracy(train, test, 1, t), `T ${t}`).toThrow(
+        new ConfigError(`temperature must be a finite number > 0, got ${t}`),
+      );
+    expect(knnAccuracy(train, test, 10_000, 5).k).toBe(3);
+  });
+
+  it('refuses rows of different widths, labels that do not match the rows, and unlabelled rows', () => {
+    const wrong = (a: ReturnType<typeof set>, b: ReturnType<typeof set>, message: RegExp) => {
+      expect(() => knnAccuracy(a, b, 1)).toThrow(ConfigError);
+      expect(() => knnAccuracy(a, b, 1)).toThrow(message);
+    };
+    // A test row of 2 features against train rows of 3 scored 1.
+    wrong(
+      set([
+        ['a', f(1, 0, 0)],
+        ['b', f(0, 1, 0)],
+      ]),
+      set([['a', f(1, 0)]]),
+      /^test row 0 has 2 features, train row 0 has 3/,
+    );
+    wrong(
+      set([...train.labels.map((l, i) => [l, train.features[i]!] as [string, Float32Array]), ['b', f(1)]]),
+      test,
+      /^train row 3 has 1 features/,
+    );
+    // Fewer labels than rows scored too.
+    wrong({ features: train.features, labels: ['a', 'b'] }, test, /^the train set has 3 feature rows but 2 labels/);
+    wrong(train, { features: test.features, labels: [] }, /^the test set has 1 feature rows but 0 labels/);
+    // '' is the label of an image outside class folders, or of a dataset record.
+    wrong(
+      set([
+        ['a', f(1, 0)],
+        ['', f(0, 1)],
+      ]),
+      test,
+      /^train row 1 has no label/,
+    );
+    wrong(train, set([['', f(1, 0)]]), /^test row 0 has no label/);
+  });
+
+  it('refuses a train set of one class, whose vote is always that class', () => {
+    const one = set([
+      ['a', f(1, 0)],
+      ['a', f(0, 1)],
+    ]);
+    expect(() => knnAccuracy(one, test, 1)).toThrow(ConfigError);
+    expect(() => knnAccuracy(one, test, 1)).toThrow(/at least 2 classes .* the train set has 1 \(a\)/);
   });
 });

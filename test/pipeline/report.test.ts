@@ -3,7 +3,7 @@
  * breaks, a multi-crop preview at least 800 px wide, a contact sheet whose header counts what ingest kept
  * and dropped, and the k-NN neighbour picture's choice of neighbours and queries.
  */
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
@@ -12,6 +12,7 @@ import { parseCrops } from '../../src/augment/config.js';
 import { PREVIEW_MIN_WIDTH, renderPreview } from '../../src/augment/preview.js';
 import { knnPicture, nearest, pickQueries } from '../../src/eval/knn-picture.js';
 import { captionOf, contactSheet, sheetHeader } from '../../src/pipeline/contact-sheet.js';
+import { evalFolders } from '../../src/pipeline/report.js';
 import type { UnitRecord } from '../../src/shards/dataset.js';
 import { openStore, type Store } from '../../src/shards/store.js';
 import { svgText, textWidth } from '../../src/svg-text.js';
@@ -177,5 +178,18 @@ describe('k-NN picture', () => {
     const meta = await sharp(png).metadata();
     expect(meta.height).toBe(112 + 4 * 96 + 8);
     expect(meta.width).toBe(16 + 150 + 80 + 2 * (28 + 3 * 88) + 8);
+  });
+});
+
+describe("the demo report's evaluation folders", () => {
+  it('are made anew: a smaller eval_images leaves no image of an earlier, larger run', async () => {
+    const root = join(dir, 'eval');
+    const count = async (split: string) =>
+      (await readdir(join(root, split), { recursive: true })).filter((f) => f.endsWith('.jpg')).length;
+    await evalFolders(root, 16);
+    expect([await count('train'), await count('test')]).toEqual([8, 8]);
+    const folders = await evalFolders(root, 4);
+    expect(folders).toEqual({ train: join(root, 'train'), test: join(root, 'test') });
+    expect([await count('train'), await count('test')]).toEqual([2, 2]);
   });
 });
