@@ -225,12 +225,24 @@ export function damaged(store: Store, key: string, damage: Damage): InvalidCheck
   return new Kind(`checkpoint ${key} in ${store.url} is unusable: ${damage.why}`, { key, damage: damage.why });
 }
 
+/**
+ * Checks that a checkpoint's header is of the step its file name says (`step-<9 digits>.ckpt`): one renamed to
+ * another step would resume, or export, at a step it does not hold. Throws Damage naming both.
+ */
+export function checkStepName(key: string, header: CheckpointHeader): void {
+  const m = /step-(\d+)\.ckpt$/.exec(key);
+  if (m && Number(m[1]) !== header.step)
+    throw new Damage(`its header is of step ${header.step}, its file name of step ${Number(m[1])} (renamed?)`);
+}
+
 /** Reads and validates only a checkpoint's header (a few KB, whatever the model's size). */
 export async function readCheckpointHeader(store: Store, key: string): Promise<CheckpointHeader> {
   const size = (await store.head(key))?.size ?? 0;
   try {
     const length = headerLength(size >= PREAMBLE ? await store.getRange(key, 0, PREAMBLE - 1) : new Uint8Array(), size);
-    return parseHeader(await store.getRange(key, PREAMBLE, PREAMBLE + length - 1));
+    const header = parseHeader(await store.getRange(key, PREAMBLE, PREAMBLE + length - 1));
+    checkStepName(key, header);
+    return header;
   } catch (err) {
     throw err instanceof Damage ? damaged(store, key, err) : err;
   }

@@ -19,6 +19,7 @@ import type { SwavModel } from './model.js';
 import type { ParamSet } from './params.js';
 import {
   checkLayout,
+  checkStepName,
   Damage,
   damaged,
   FORMAT_VERSION,
@@ -178,6 +179,7 @@ export async function loadCheckpoint(store: Store, key: string): Promise<Checkpo
   try {
     const headerEnd = PREAMBLE + headerLength(bytes.subarray(0, PREAMBLE), bytes.length);
     const header = parseHeader(bytes.subarray(PREAMBLE, headerEnd));
+    checkStepName(key, header);
     const digest = createHash('sha256')
       .update(bytes.subarray(PREAMBLE, bytes.length - TRAILER))
       .digest();

@@ -366,6 +366,18 @@ describe('forged checkpoints: every damage is named, and an older good checkpoin
     }, 30_000);
   }
 
+  it('a checkpoint renamed to another step: named as of its header step, resume falls back, export --step refuses it', async () => {
+    const { root, out } = await copy('renamed-step');
+    await cp(ck(root, 2), ck(root, 6));
+    await expect(checkpointAt(out, 6)).rejects.toThrow(/its header is of step 2, its file name of step 6/);
+    expect((await checkpointAt(out, 4)).header.step).toBe(4);
+    const log: string[] = [];
+    expect(await resume(out, log)).toMatchObject({ step: 4 });
+    expect(log.join('\n')).toMatch(
+      /step-000000006\.ckpt in \S+ is unusable: its header is of step 2, its file name of step 6 \(renamed\?\)/,
+    );
+  }, 30_000);
+
   it('another file renamed to a checkpoint, or a length field of 4 GiB: named, no read of the length, fallback', async () => {
     const { root, out } = await copy('forge-shard');
     const shards = (await readdir(join(dir, 'data'), { recursive: true })).filter((f) => f.endsWith('.arrow'));
