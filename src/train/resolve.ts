@@ -92,6 +92,11 @@ export async function resolveTrainConfig(
   return { config, auto: s.line };
 }
 
+/**
+ * Steps for `epochs` passes: ceil(records x epochs / batch) over the committed records, as VISSL and
+ * mosaicml-streaming count an epoch from the dataset's length. Records the loader skips (undecodable) count
+ * too: the stream then wraps into the next epoch a little sooner than the step count implies.
+ */
 function stepsFor(data: Store, records: number, epochs: number, batch: number, names: OptionNames): number {
   if (records === 0)
     throw new ConfigError(
