@@ -281,6 +281,7 @@ describe('export, embed, eval knn, plot', () => {
     await forgeCheckpoint(ck(5), ({ header }) => ({
       header: {
         ...header,
+        step: 5,
         tensors: header.tensors.map((t: any, i: number) => (i === 0 ? { ...t, shape: [1, ...t.shape] } : t)),
       },
     }));
