@@ -21,11 +21,18 @@ export interface DecodedPage {
   encoding: string;
 }
 
+/** A Content-Type header as the Fetch standard's "extract a MIME type" reads it (null: no valid MIME type). */
+export interface ContentType {
+  /** `type/subtype`, lower case. */
+  essence: string;
+  charset: string | null;
+}
+
 /**
- * The charset of a Content-Type header as the Fetch standard extracts it: of comma-joined values the last
- * valid MIME type counts, and a charset carries over from an earlier value of the same essence.
+ * Fetch's "extract a MIME type": of comma-joined values (a header repeated) the last valid MIME type counts,
+ * and a charset carries over from an earlier value of the same essence.
  */
-export function contentTypeCharset(header: string | null | undefined): string | null {
+export function extractContentType(header: string | null | undefined): ContentType | null {
   let essence: string | null = null,
     charset: string | null = null;
   for (const value of (header ?? '').split(',')) {
@@ -40,7 +47,12 @@ export function contentTypeCharset(header: string | null | undefined): string | 
     essence = mime.essence;
     charset = mime.params.get('charset') ?? charset;
   }
-  return charset;
+  return essence === null ? null : { essence, charset };
+}
+
+/** The charset of a Content-Type header, as extractContentType reads it. */
+export function contentTypeCharset(header: string | null | undefined): string | null {
+  return extractContentType(header)?.charset ?? null;
 }
 
 export function decodePage(bytes: Uint8Array, contentType?: string | null): DecodedPage {

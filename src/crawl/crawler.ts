@@ -12,8 +12,9 @@ import { ConfigError } from '../errors.js';
 import { MAX_REDIRECTS, type Fetcher } from '../ingest/fetch.js';
 import { noFollow, optsOutOfImages, robotsDirectives } from '../ingest/robots-directives.js';
 import type { Store } from '../shards/store.js';
-import { normaliseUrl, readPage, type PageLimits } from './html.js';
+import { normaliseUrl, readPage, refreshTarget, type PageContent, type PageLimits } from './html.js';
 import type { HostGate } from '../ingest/host-gate.js';
+import { isHtmlResponse } from './mime.js';
 import { followsHost } from './hosts.js';
 import type { RobotsCache } from './robots.js';
 import {
@@ -62,8 +63,7 @@ export interface Deps {
 
 export async function crawl(deps: Deps, options: CrawlOptions): Promise<CrawlResult> {
   const o = { maxPages: 1000, maxDepth: 3, concurrency: 16, pagesPerUnit: 100, ...defined(options) };
-  const seeds = o.seeds.map((s) => normaliseUrl(s, s)).filter((s): s is string => s !== null);
-  if (seeds.length === 0) throw new ConfigError(`no valid http(s) seed URL among ${o.seeds.length} given`);
+  const seeds = checkSeeds(o.seeds);
   const hosts = new Set(o.hosts ?? seeds.map((s) => new URL(s).host));
   const state = await loadCrawl(deps.store, {
     seeds,
@@ -76,6 +76,35 @@ export async function crawl(deps: Deps, options: CrawlOptions): Promise<CrawlRes
   if (!state.done) await run.go(state.frontier ?? seeds.map((url) => ({ url, depth: 0 })));
   const fetched = [...state.visited.values()].filter((status) => status === 'ok').length;
   return { pages: state.visited.size, fetched, images: [...state.images.values()], skipped: run.skipped, resumed };
+}
+
+/**
+ * The seeds as normalised URLs. One that is no http(s) URL (a typo in a seed file: `example.org/gallery`) is
+ * refused by name rather than dropped, which would leave its site uncrawled without a word.
+ */
+function checkSeeds(given: readonly string[]): string[] {
+  if (given.length === 0) throw new ConfigError('no seed URLs given');
+  const seeds = given.map((s) => normaliseUrl(s, s));
+  const bad = given.filter((_, i) => seeds[i] === null);
+  if (bad.length > 0) {
+    const named = bad.slice(0, 3).map((s) => JSON.stringify(s));
+    const more = bad.length > 3 ? ` and ${bad.length - 3} more` : '';
+    throw new ConfigError(
+      `seeds that are no http(s) URL: ${named.join(', ')}${more} (expected e.g. https://example.org/)`,
+    );
+  }
+  return seeds as string[];
+}
+
+/**
+ * A page's links, led by its Refresh header's target: browsers go there as they go to a meta refresh's (HTML
+ * "initialise the document" runs the same refresh steps on the header, before any `<base>` is parsed, so it
+ * resolves against the page URL).
+ */
+function withRefresh(page: PageContent, refresh: string | undefined, pageUrl: string): string[] {
+  const target = refresh === undefined ? null : refreshTarget(refresh);
+  const url = target === null ? null : normaliseUrl(target, pageUrl, page.encoding);
+  return url === null ? page.links : [url, ...page.links];
 }
 
 class CrawlRun {
@@ -162,21 +191,23 @@ class CrawlRun {
     // `noindex` keeps its images out but not its links, `nofollow` its links.
     const got = await this.d.fetcher.fetch(entry.url, 'text/html,application/xhtml+xml', { robotsTag: false });
     if (!got.ok) return got.reason === 'redirect' && got.location ? this.follow(entry, got.location) : got.reason;
-    if (!/html/i.test(got.contentType ?? '')) return 'not_html';
+    if (!isHtmlResponse(got.contentType, got.bytes)) return 'not_html';
     const page = readPage(got.bytes, got.contentType, entry.url, this.o.limits);
     const header = robotsDirectives(got.robotsTags ?? []);
     if (page.truncated) this.count('page_truncated');
     if (!page.noFollow && !noFollow(header))
-      for (const url of page.links) this.enqueue({ url, depth: entry.depth + 1 });
+      for (const url of withRefresh(page, got.refresh, entry.url)) this.enqueue({ url, depth: entry.depth + 1 });
     if (optsOutOfImages(header)) return 'robots_tag';
     if (page.optedOut) return 'robots_meta';
     for (const [reason, n] of Object.entries(page.skipped)) this.count(`image_${reason}`, n);
     for (const image of page.images) {
+      const refused = this.state.images.has(image.url) ? null : await this.refusal(image.url);
+      // Asked again after the wait: a page crawled meanwhile may have taken the image (its robots.txt wait is
+      // shared), and the first to take it keeps it, as a resumed crawl's replay of the units keeps the first.
       if (this.state.images.has(image.url)) {
         this.count('image_found_before');
         continue;
       }
-      const refused = await this.refusal(image.url);
       if (refused) {
         this.count(`image_${refused}`);
         continue;

@@ -1,9 +1,10 @@
 /**
  * What a crawler takes from one HTML page, with htmlparser2's streaming parser (no DOM, bounded work):
- * links (`<a href>`), images, `<base href>`, and the directives of `<meta name="robots">` and
- * `<meta name="wildstream">` (read as X-Robots-Tag's are: robots-directives.ts; a meta tag naming another
- * crawler is not for this one). URLs are resolved as the URL standard does for the page's encoding (url.ts),
- * after decoding the bytes as browsers do (charset.ts).
+ * links (`<a href>`, `<area href>`, and the target of a `<meta http-equiv=refresh>`, where browsers go next),
+ * images, `<base href>`, and the directives of `<meta name="robots">` and `<meta name="wildstream">` (read as
+ * X-Robots-Tag's are: robots-directives.ts; a meta tag naming another crawler is not for this one). URLs are
+ * resolved as the URL standard does for the page's encoding (url.ts), after decoding the bytes as browsers do
+ * (charset.ts).
  *
  * Images: each `<img>` (its largest candidate, lazy-load attributes first: candidates.ts), each `<source>` of
  * a `<picture>`, `og:image` and `twitter:image`, also inside `<noscript>` (htmlparser2 tokenises its content
@@ -123,7 +124,29 @@ export function extractPage(html: string, pageUrl: string, limits: PageLimits = 
     if (optsOutOfImages(directives)) out.optedOut = true;
     if (noFollow(directives)) out.noFollow = true;
   };
+  /**
+   * Links met before the first `<base href>`, as written: a link resolves against the document's base URL,
+   * which is that of the first base element anywhere in the page (HTML "document base URL"), so a base after
+   * them still counts. Resolved once it is known (the page's bytes bound the list).
+   */
+  let early: string[] | null = [];
+  const resolveEarly = () => {
+    const pending = early ?? [];
+    early = null;
+    pending.forEach(addLink);
+  };
+  const addLink = (raw: string) => {
+    if (early) return void early.push(raw);
+    const r = resolve(raw);
+    if (!('url' in r) || links.has(r.url)) return;
+    if (links.size < maxLinks) links.add(r.url);
+    else out.truncated = true;
+  };
   const onMeta = (a: Record<string, string>) => {
+    if (a['http-equiv']?.toLowerCase() === 'refresh') {
+      const target = refreshTarget(a.content ?? '');
+      if (target !== null) addLink(target);
+    }
     const key = (a.property ?? a.name ?? '').toLowerCase();
     if (OG_IMAGE.has(key)) lastOg = fromMeta(a.content);
     else if (TWITTER_IMAGE.has(key)) lastTwitter = fromMeta(a.content);
@@ -146,13 +169,9 @@ export function extractPage(html: string, pageUrl: string, limits: PageLimits = 
           baseSet = true; // only the first base element with an href counts
           const r = resolveUrl(a.href, pageUrl, encoding);
           if ('url' in r) base = r.url;
-        } else if (name === 'a' && a.href) {
-          const r = resolve(a.href);
-          if ('url' in r && !links.has(r.url)) {
-            if (links.size < maxLinks) links.add(r.url);
-            else out.truncated = true;
-          }
-        } else if (name === 'img') onImg(a);
+          resolveEarly();
+        } else if ((name === 'a' || name === 'area') && a.href) addLink(a.href);
+        else if (name === 'img') onImg(a);
         else if (name === 'source' && pictures.length > 0) {
           const image = addImage(pickImage({ ...a, src: undefined }, resolve), null);
           if (image && !image.caption) pictures[pictures.length - 1]!.sources.push(image);
@@ -176,7 +195,49 @@ export function extractPage(html: string, pageUrl: string, limits: PageLimits = 
     { decodeEntities: true },
   );
   parser.end(html);
+  resolveEarly();
   out.links = [...links];
   out.images = [...images.values()];
   return out;
+}
+
+const isAsciiSpace = (c: string | undefined) => c !== undefined && ' \t\n\f\r'.includes(c);
+
+/**
+ * The URL a `<meta http-equiv=refresh>` sends the reader to, as written (HTML "shared declarative refresh
+ * steps"), or null where it names none (`5`: reload this page) or is invalid. Browsers go there, so for a
+ * crawler it is a link: a page that only refreshes to its gallery would otherwise end the crawl there.
+ */
+export function refreshTarget(content: string): string | null {
+  const rest = afterRefreshTime(content);
+  return rest === null ? null : refreshUrl(rest);
+}
+
+/** What follows the time and its separator (`0; `, `5,`, `1.5 `), or null where nothing valid follows. */
+function afterRefreshTime(content: string): string | null {
+  let pos = 0;
+  const skipSpace = () => {
+    while (isAsciiSpace(content[pos])) pos++;
+  };
+  skipSpace();
+  const timeStart = pos;
+  while (/[0-9]/.test(content[pos] ?? '')) pos++;
+  if (pos === timeStart && content[pos] !== '.') return null;
+  while (/[0-9.]/.test(content[pos] ?? '')) pos++;
+  if (pos >= content.length) return null;
+  if (!(content[pos] === ';' || content[pos] === ',' || isAsciiSpace(content[pos]))) return null;
+  skipSpace();
+  if (content[pos] === ';' || content[pos] === ',') pos++;
+  skipSpace();
+  return pos < content.length ? content.slice(pos) : null;
+}
+
+/** The URL of `url=...`, `'...'` or `...`: a `u` that starts no whole `url=` is part of the URL, quotes and all. */
+function refreshUrl(rest: string): string | null {
+  const prefix = /^url[\t\n\f\r ]*=[\t\n\f\r ]*/i.exec(rest);
+  if (!prefix && /^u/i.test(rest)) return rest;
+  const value = prefix ? rest.slice(prefix[0].length) : rest;
+  const quote = value[0] === '"' || value[0] === "'" ? value[0] : '';
+  const url = quote ? value.slice(1).split(quote)[0]! : value;
+  return url === '' ? null : url;
 }

@@ -65,12 +65,31 @@ export interface FetcherOptions {
 
 export type FetchOutcome =
   /** `release`: with `hold`, frees the body's share of the byte budget; call it once the bytes are consumed. */
-  /** `robotsTags`: the response's X-Robots-Tag values, when it had any (the crawler reads a page's with its meta). */
-  | { ok: true; bytes: Buffer; contentType: string | null; url: string; release?: () => void; robotsTags?: string[] }
+  /**
+   * `robotsTags`: the response's X-Robots-Tag values, when it had any (the crawler reads a page's with its meta).
+   * `refresh`: the Refresh header, when it had one (the crawler follows a page's as a browser does).
+   */
+  | {
+      ok: true;
+      bytes: Buffer;
+      contentType: string | null;
+      url: string;
+      release?: () => void;
+      robotsTags?: string[];
+      refresh?: string;
+    }
   /** `location`: where a 3xx pointed, when redirects are not followed (maxRedirects 0, as the crawler runs). */
   | { ok: false; reason: FailureReason; location?: string };
 
 const RETRY_STATUS = new Set([408, 429, 500, 502, 503, 504]);
+/**
+ * The statuses whose content is the whole resource (RFC 9110 15.3: 200, and 203 a proxy's transformed copy).
+ * Any other 2xx is recorded by its status: a 206 is a part of it (sent without a Range request, it is a cut
+ * image or page), and 201, 202, 204, 205 carry no representation of the resource. With `truncate` (robots.txt)
+ * every 2xx is read: RFC 9309 2.3.1.1 follows the rules of any successful download, a prefix included, and an
+ * empty body has none.
+ */
+const COMPLETE_STATUS = new Set([200, 203]);
 /**
  * The statuses a client redirects on when Location is given (RFC 9110 15.4: 301, 302, 303, 307, 308, and
  * 300 whose Location names the server's preferred choice), as undici's redirect interceptor follows them. Any
@@ -184,7 +203,8 @@ export class Fetcher {
       return failure(networkReason(err, deadline, 'request'));
     }
     const { statusCode, headers, body } = response;
-    if (statusCode < 200 || statusCode >= 300) {
+    const complete = this.o.truncate ? statusCode >= 200 && statusCode < 300 : COMPLETE_STATUS.has(statusCode);
+    if (!complete) {
       await discard(body); // never leave an unconsumed body holding the connection
       return this.notOk(statusCode, headers, target);
     }
@@ -213,6 +233,7 @@ export class Fetcher {
       return failure(networkReason(err, deadline, 'body'));
     }
     if (!read.ok) return { outcome: { ok: false, reason: read.reason } };
+    const refresh = header(headers, 'refresh');
     return {
       outcome: {
         ok: true,
@@ -221,13 +242,14 @@ export class Fetcher {
         url,
         release: read.release,
         ...(robotsTags.length > 0 && { robotsTags }),
+        ...(refresh !== null && { refresh }),
       },
     };
   }
 
   /**
-   * A response outside 2xx: a redirect not followed (REDIRECT_STATUS with a Location), or a failure named by
-   * its status, retried where a later attempt may pass.
+   * A response whose content is not the resource: a redirect not followed (REDIRECT_STATUS with a Location),
+   * or a failure named by its status, retried where a later attempt may pass.
    */
   private notOk(statusCode: number, headers: Dispatcher.ResponseData['headers'], target: URL): Attempt {
     const location = header(headers, 'location');
@@ -235,7 +257,10 @@ export class Fetcher {
       // The interceptor follows these itself: one reaching here is past the hop limit, or the limit is 0 (the
       // crawler queues the target as a page of its own, checked against its hosts and robots.txt).
       if (this.o.maxRedirects > 0) return { outcome: { ok: false, reason: 'too_many_redirects' } };
-      return { outcome: { ok: false, reason: 'redirect', location: resolveUrl(location, target.href) } };
+      const to = resolveUrl(location, target.href);
+      // A target that cannot be fetched fails as the interceptor would fail it, so no hop is counted as taken.
+      const bad = to === undefined ? 'url_invalid' : checkUrl(to);
+      return { outcome: bad ? { ok: false, reason: bad } : { ok: false, reason: 'redirect', location: to } };
     }
     const reason: FailureReason = `http_${statusCode}`;
     if (!RETRY_STATUS.has(statusCode)) return { outcome: { ok: false, reason } };
@@ -325,6 +350,8 @@ function networkReason(err: unknown, deadline: Deadline, phase: 'request' | 'bod
   if (code === 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH' || code === 'UND_ERR_SOCKET' || code === 'ECONNRESET')
     return phase === 'body' ? 'body_error' : 'connection_error';
   if (/redirect/i.test((err as Error).message ?? '')) return 'too_many_redirects';
+  // A redirect to ftp:, file:, data: ... is a scheme refused, as checkUrl refuses it in a list.
+  if (code === 'UND_ERR_INVALID_ARG' && /URL protocol/i.test((err as Error).message ?? '')) return 'url_scheme';
   if (code === 'UND_ERR_INVALID_ARG' || code === 'ERR_INVALID_URL') return 'url_invalid';
   return 'connection_error';
 }

@@ -94,6 +94,15 @@ describe('robots.txt fetched successfully is followed (RFC 9309 2.3.1.1)', () =>
     }
   });
 
+  it('whatever 2xx it comes with: a 206 prefix is followed, a 204 has no rules', async () => {
+    const partial = await serve({ robots: { status: 206, body: 'User-agent: *\nDisallow: /private/\n' } });
+    const empty = await serve({ robots: { status: 204, body: '' } });
+    const robots = new RobotsCache(robotsFetcher(), 'wildstream');
+    expect(await robots.refusal(`${partial}/page`)).toBeNull();
+    expect(await robots.refusal(`${partial}/private/x`)).toBe('robots_disallowed');
+    expect(await robots.refusal(`${empty}/private/x`)).toBeNull();
+  });
+
   it('a crawl of a site whose robots.txt says noindex fetches its pages and finds their images', async () => {
     const base = await serve({
       robots: { body: 'User-agent: *\nAllow: /\n', headers: { 'x-robots-tag': 'noindex' } },
