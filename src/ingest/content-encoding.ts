@@ -1,10 +1,12 @@
 /**
  * HTTP Content-Encoding (RFC 9110 section 8.4): the codings a response lists, undone last-applied first, as
  * streaming node:zlib decoders. `deflate` is the zlib format by the standard, but servers also send raw
- * DEFLATE, which browsers accept: the first two bytes tell them apart (RFC 1950 header check).
+ * DEFLATE, which browsers accept: the first two bytes tell them apart (RFC 1950 header check). gzip is read
+ * member by member, ignoring bytes after the last member as browsers do (gzip-members.ts).
  */
 import { Duplex, type Transform } from 'node:stream';
-import { createBrotliDecompress, createGunzip, createInflate, createInflateRaw } from 'node:zlib';
+import { createBrotliDecompress, createInflate, createInflateRaw } from 'node:zlib';
+import { GzipMembersDecoder } from './gzip-members.js';
 
 /** What we can undo, sent as Accept-Encoding. */
 export const ACCEPT_ENCODING = 'gzip, deflate, br';
@@ -41,7 +43,7 @@ export function decodingOrder(header: string | null): Coding[] | null {
 
 /** A fresh decoder for one coding. */
 export function decoderFor(coding: Coding): Transform | Duplex {
-  if (coding === 'gzip') return createGunzip();
+  if (coding === 'gzip') return new GzipMembersDecoder();
   if (coding === 'br') return createBrotliDecompress();
   return new DeflateDecoder();
 }
