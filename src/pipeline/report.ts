@@ -14,7 +14,8 @@ import { KNN_OPTIONS } from '../eval/options.js';
 import { knnPicture, type KnnModel } from '../eval/knn-picture.js';
 import { patternJpeg, PATTERNS } from '../fixtures/images.js';
 import { fileIn, putFile } from '../shards/output.js';
-import { openStore } from '../shards/store.js';
+import { storeOptionsOf } from '../shards/options.js';
+import { openStore, type StoreOptions } from '../shards/store.js';
 import { augmentOf, defaultTrainConfig } from '../train/config.js';
 import { evalKnnFeatures } from '../jobs/eval.js';
 import { plotJob } from '../jobs/outputs.js';
@@ -26,21 +27,48 @@ import { pipelineNames } from '../options/declare.js';
 /** Runs one stage to its end under the pipeline's signal handling (pipeline/run.ts). */
 export type StageRunner = (name: string, work: () => Promise<unknown>) => Promise<void>;
 
+/**
+ * The store options the report opens each store with (`s3_endpoint:`, ...): the run, the dataset and the report
+ * folder with the train stage's, as train reads and writes them; the exported models with the export stage's.
+ * The report has none of its own: it is part of the run. Opened with none, a pipeline whose stores all name
+ * their endpoint in the file failed at the report, reaching for AWS.
+ */
+export function reportStores(p: Pipeline): { run: StoreOptions; models: StoreOptions } {
+  return { run: storeOptionsOf(p.train ?? {}), models: storeOptionsOf(p.export ?? {}) };
+}
+
 export async function writeReport(p: Pipeline, stage: StageRunner): Promise<void> {
   const r = p.report!;
-  const data = await openStore(datasetOf(p));
-  await putFile(fileIn(r.out, 'contact-sheet.png'), await contactSheet(data));
+  const stores = reportStores(p);
+  const data = await openStore(datasetOf(p), stores.run);
+  await putFile(fileIn(r.out, 'contact-sheet.png'), await contactSheet(data), stores.run);
   // The augmentation the run trains with (crops, jitter strength, blur), so the preview shows what it saw.
   const t = p.train;
   const augment = augmentOf(
     defaultTrainConfig(t ? { crops: t.crops, jitterStrength: t.jitterStrength, blurP: t.blur } : {}),
   );
   const { png } = await renderPreview(data, { seed: t?.seed ?? 0, epoch: 0, record: 0, augment });
-  await putFile(fileIn(r.out, 'multicrop-preview.png'), png);
+  await putFile(fileIn(r.out, 'multicrop-preview.png'), png, stores.run);
   const from = p.train?.out;
-  if (from) await stage('plot', () => plotJob(from, { out: fileIn(r.out, 'curves.png') }));
-  const folders = r.knn ?? (p.site === 'demo' ? await evalFolders(await evalRoot(r.out), r.eval_images ?? 200) : null);
-  if (!folders) return;
+  if (from) await stage('plot', () => plotJob(from, { ...p.train, out: fileIn(r.out, 'curves.png') }));
+  if (r.knn) return writeKnn(p, r.knn, stores);
+  if (p.site !== 'demo') return;
+  const root = await evalRoot(r.out);
+  try {
+    await writeKnn(p, await evalFolders(root.path, r.eval_images ?? 200), stores);
+  } finally {
+    // A temporary folder of generated images was left in /tmp by every report into a remote store.
+    if (root.temporary) await rm(root.path, { recursive: true, force: true });
+  }
+}
+
+/** k-NN top-1 of the exported model and its baseline on labelled folders: knn.json and the neighbours' picture. */
+async function writeKnn(
+  p: Pipeline,
+  folders: { train: string; test: string },
+  stores: ReturnType<typeof reportStores>,
+): Promise<void> {
+  const r = p.report!;
   const result: Record<string, unknown> = {};
   const models: KnnModel[] = [];
   for (const [name, dir] of [
@@ -53,7 +81,7 @@ export async function writeReport(p: Pipeline, stage: StageRunner): Promise<void
       train,
       test,
     } = await evalKnnFeatures({
-      model: await openStore(dir),
+      model: await openStore(dir, stores.models),
       backend: p.train?.backend,
       train: folders.train,
       test: folders.test,
@@ -67,10 +95,11 @@ export async function writeReport(p: Pipeline, stage: StageRunner): Promise<void
     result[name] = { top1, k, train: trainCount, test: testCount };
     models.push({ name: name === 'trained' ? 'trained' : 'random init', top1, train, test });
   }
-  await putFile(fileIn(r.out, 'knn.json'), Buffer.from(`${JSON.stringify(result, null, 2)}\n`));
+  await putFile(fileIn(r.out, 'knn.json'), Buffer.from(`${JSON.stringify(result, null, 2)}\n`), stores.run);
   await putFile(
     fileIn(r.out, 'knn-neighbours.png'),
     await knnPicture(models, { trainDir: folders.train, testDir: folders.test }),
+    stores.run,
   );
   const top1 = (k: string) => ((result[k] as { top1: number } | undefined)?.top1 ?? NaN).toFixed(3);
   process.stdout.write(
@@ -79,10 +108,10 @@ export async function writeReport(p: Pipeline, stage: StageRunner): Promise<void
 }
 
 /** Where the generated evaluation images go: beside the report when it is local, else a temporary folder. */
-async function evalRoot(out: string): Promise<string> {
-  if (/^file:/i.test(out)) return join(fileURLToPath(out), 'eval');
-  if (!/^[a-z][a-z0-9+.-]*:\/\//i.test(out)) return join(out, 'eval');
-  return mkdtemp(join(tmpdir(), 'wildstream-eval-'));
+async function evalRoot(out: string): Promise<{ path: string; temporary: boolean }> {
+  if (/^file:/i.test(out)) return { path: join(fileURLToPath(out), 'eval'), temporary: false };
+  if (!/^[a-z][a-z0-9+.-]*:\/\//i.test(out)) return { path: join(out, 'eval'), temporary: false };
+  return { path: await mkdtemp(join(tmpdir(), 'wildstream-eval-')), temporary: true };
 }
 
 /**

@@ -4,11 +4,12 @@
  * (committed units, checkpoints), so rerunning an interrupted pipeline continues where it stopped. With
  * `train.follow`, training starts while ingest is still committing units. A rerun of a finished pipeline skips
  * export, embed and report while their outputs were made from the same checkpoints, data and settings
- * (finished.ts). Ctrl-C (or SIGTERM) ends the pipeline as interrupted (exit 128 + the signal's number), never as
- * a failed stage.
+ * (finished.ts). Ctrl-C (or SIGTERM, SIGHUP) ends the pipeline as interrupted (exit 128 + the signal's number),
+ * never as a failed stage.
  */
-import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { createHash } from 'node:crypto';
+import { readFile, writeFile } from 'node:fs/promises';
+import { constants, homedir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ConfigError, ExitCodeError, InterruptedError, oneLine } from '../errors.js';
@@ -21,7 +22,7 @@ import { pipelineNames } from '../options/declare.js';
 import { makeDirs } from '../shards/make-dirs.js';
 import { storeOptionsOf } from '../shards/options.js';
 import { finishedStages } from './finished.js';
-import { writeReport, type StageRunner } from './report.js';
+import { reportStores, writeReport, type StageRunner } from './report.js';
 import { datasetOf, loadPipeline, type Pipeline } from './schema.js';
 
 export async function runPipeline(file: string, sets: string[]): Promise<void> {
@@ -86,11 +87,17 @@ export async function runPipeline(file: string, sets: string[]): Promise<void> {
     if (p.report) {
       const r = p.report;
       // What the report reads besides the run and the dataset: both exported models and any labelled folders.
-      const reads = [p.export!.out, p.export!.baseline, r.knn?.train, r.knn?.test].filter((f) => f !== undefined);
-      const read = await Promise.all(reads.map((folder) => done!.snapshot({ folder })));
+      const stores = reportStores(p);
+      const models = [p.export!.out, p.export!.baseline].filter((f) => f !== undefined);
+      const labelled = [r.knn?.train, r.knn?.test].filter((f) => f !== undefined);
+      const read = await Promise.all([
+        ...models.map((folder) => done!.snapshot({ folder, options: stores.models })),
+        ...labelled.map((folder) => done!.snapshot({ folder })),
+      ]);
       const work = () => writeReport(p, stage);
       const settings = { site: p.site, train: p.train, export: p.export, report: r, read }; // all but embed's
-      if (await done!.run('report', settings, [{ folder: r.out }], work)) skipped('report', [r.out]);
+      if (await done!.run('report', settings, [{ folder: r.out, options: stores.run }], work))
+        skipped('report', [r.out]);
     }
   } finally {
     stops.finish();
@@ -98,8 +105,11 @@ export async function runPipeline(file: string, sets: string[]): Promise<void> {
   }
 }
 
+/** The signals that stop a pipeline, as they stop each command: a closed terminal (SIGHUP) too. */
+const STOP_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+
 /**
- * Runs stages and watches for SIGINT/SIGTERM. A stage that handles signals itself (train) saves its state
+ * Runs stages and watches for SIGINT/SIGTERM/SIGHUP. A stage that handles signals itself (train) saves its state
  * and returns; the pipeline then ends as interrupted with the same exit code. During a stage that does
  * not, the pipeline exits at once: nothing it writes can be partial (puts are atomic, units commit whole).
  */
@@ -109,7 +119,9 @@ class PipelineStop {
   private readonly handler = (signal: NodeJS.Signals) => this.onSignal(signal);
 
   constructor() {
-    process.on('SIGINT', this.handler).on('SIGTERM', this.handler);
+    // Without SIGHUP here, a train stage it stopped (state saved) was reported as failed ("fix the cause"), and
+    // a stage that does not handle it (ingest) died without a word.
+    for (const s of STOP_SIGNALS) process.on(s, this.handler);
   }
 
   async run(name: string, work: () => Promise<unknown>): Promise<void> {
@@ -129,7 +141,7 @@ class PipelineStop {
     if (this.received) throw this.interrupted();
   }
   finish(): void {
-    process.off('SIGINT', this.handler).off('SIGTERM', this.handler);
+    for (const s of STOP_SIGNALS) process.off(s, this.handler);
   }
 
   private interrupted(): InterruptedError {
@@ -137,7 +149,7 @@ class PipelineStop {
     return new InterruptedError(
       `pipeline interrupted by ${this.received}${during}; rerun the same \`wildstream run\` to resume: ` +
         'committed units, checkpoints and finished outputs are kept',
-      128 + (this.received === 'SIGINT' ? 2 : 15),
+      128 + (constants.signals[this.received ?? 'SIGTERM'] ?? 15),
     );
   }
 
@@ -160,12 +172,12 @@ const DEMO_LIST = 'demo-urls.txt';
 
 /**
  * The port of the demo site when an earlier run wrote this dataset's URL list, so that a rerun serves the same
- * URLs (the same ingest job, which resumes); 0 (any free port) on a first run or for a remote dataset.
+ * URLs (the same ingest job, which resumes); 0 (any free port) on a first run.
  */
 async function previousDemoPort(p: Pipeline): Promise<number> {
   const out = p.ingest?.out;
-  if (!out || (/^[a-z][a-z0-9+.-]*:\/\//i.test(out) && !/^file:/i.test(out))) return 0;
-  const list = await readFile(join(await localBeside(out), DEMO_LIST), 'utf8').catch(() => '');
+  if (!out) return 0;
+  const list = await readFile(join(localBeside(out), DEMO_LIST), 'utf8').catch(() => '');
   return demoPortOf(list) ?? 0;
 }
 
@@ -175,15 +187,22 @@ async function ingestStage(p: Pipeline, site: DemoSite | null): Promise<unknown>
   const { lists = [], ...o } = i;
   const how = { command: 'ingest' as const, names: pipelineNames('ingest') };
   if (!site) return ingestJob(lists, o, how);
-  const list = join(await localBeside(i.out), DEMO_LIST);
+  const list = join(localBeside(i.out), DEMO_LIST);
   await makeDirs(dirname(list));
   await writeFile(list, `${site.urls.join('\n')}\n`);
   return ingestJob([...lists, list], { ...o, allowAddress: [...(o.allowAddress ?? []), '127.0.0.1'] }, how);
 }
 
-/** The local folder holding a store (the URL list goes beside it), or a temporary one for a remote store. */
-async function localBeside(store: string): Promise<string> {
+/**
+ * The local folder holding a store (the URL list goes beside it); for a remote store, a folder of this
+ * machine's cache named by the store's URL. Found again by a rerun, so the list and its port stay the same: a
+ * temporary folder gave each run a new port, so a new URL list, and a rerun of an interrupted demo into S3 was
+ * refused as another job's dataset.
+ */
+function localBeside(store: string): string {
   if (/^file:/i.test(store)) return resolve(fileURLToPath(store), '..');
   if (!/^[a-z][a-z0-9+.-]*:\/\//i.test(store)) return resolve(store, '..');
-  return mkdtemp(join(tmpdir(), 'wildstream-demo-'));
+  const cache = process.env.XDG_CACHE_HOME || join(homedir(), '.cache');
+  const id = createHash('sha256').update(store.replace(/\/+$/, '')).digest('hex').slice(0, 16);
+  return join(cache, 'wildstream', 'demo', id);
 }

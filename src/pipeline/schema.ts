@@ -7,6 +7,8 @@
  * (`<<: *anchor`) are read; top-level `x-` keys hold anchors and are ignored.
  */
 import { readFile } from 'node:fs/promises';
+import { resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { parse } from 'yaml';
 import { z } from 'zod';
 import { CRAWL_OPTIONS } from '../crawl/options.js';
@@ -20,6 +22,7 @@ import { TRAIN_RUN_OPTIONS } from '../jobs/training.js';
 import { omit, optional, pipelineNames, type OptionSet } from '../options/declare.js';
 import { describeIssue, stageSchema } from '../options/pipeline.js';
 import { STORE_OPTIONS } from '../shards/options.js';
+import { checkStoreUrl } from '../shards/store.js';
 
 const store = z.string().min(1, 'a store is required (a path, file:///abs/path or s3://bucket/prefix)');
 const int = (min = 0) => z.number().int().min(min);
@@ -138,6 +141,8 @@ export async function loadPipeline(file: string, sets: string[] = []): Promise<P
   ) {
     throw new ConfigError(`${file}: no stage to run (ingest, crawl, train, export, embed, report)`);
   }
+  checkStores(pipeline, file);
+  checkDistinctOutputs(pipeline, file);
   if (pipeline.train) checkTrainStage(pipeline.train, file);
   if (pipeline.ingest) {
     try {
@@ -156,6 +161,58 @@ export async function loadPipeline(file: string, sets: string[] = []): Promise<P
   if (pipeline.embed && !pipeline.export) throw new ConfigError(`${file}: embed: needs an export stage`);
   if (pipeline.export && !pipeline.train) throw new ConfigError(`${file}: export: needs a train stage`);
   return pipeline;
+}
+
+/** Every store a stage opens, by its key in the file. */
+function storesOf(p: Pipeline): Array<[key: string, url: string | undefined]> {
+  return [
+    ['ingest.out', p.ingest?.out],
+    ['crawl.out', p.crawl?.out],
+    ['train.data', p.train?.data],
+    ['train.out', p.train?.out],
+    ['export.out', p.export?.out],
+    ['export.baseline', p.export?.baseline],
+    ['embed.model', p.embed?.model],
+    ['embed.out', p.embed?.out],
+    ['report.out', p.report?.out],
+  ];
+}
+
+/** Where a store URL points, for comparing two: local paths absolute, no trailing slash. */
+function placeOf(url: string): string {
+  if (/^file:/i.test(url)) return resolve(fileURLToPath(url));
+  if (!/^[a-z][a-z0-9+.-]*:\/\//i.test(url)) return resolve(url);
+  return url.replace(/\/+$/, '');
+}
+
+/**
+ * Two stages writing one place overwrite each other without a word: `export.baseline` equal to `export.out`
+ * replaced the trained model by the initial one, which embed then used and the report compared with itself.
+ */
+function checkDistinctOutputs(p: Pipeline, file: string): void {
+  const outputs = storesOf(p).filter(([key, url]) => url !== undefined && !['train.data', 'embed.model'].includes(key));
+  const seen = new Map<string, string>();
+  for (const [key, url] of outputs) {
+    const place = placeOf(url!);
+    const other = seen.get(place);
+    if (other) throw new ConfigError(`${file}: ${key}: ${url} is also ${other}; give each stage its own output`);
+    seen.set(place, key);
+  }
+}
+
+/**
+ * A store URL a stage would refuse (`s3:/bkt/x`, a query string, an S3 prefix with `..`) is refused before the
+ * first stage runs, naming its key: not after hours of ingest, when the train or export stage opens it.
+ */
+function checkStores(p: Pipeline, file: string): void {
+  for (const [key, url] of storesOf(p)) {
+    if (url === undefined) continue;
+    try {
+      checkStoreUrl(url);
+    } catch (err) {
+      throw new ConfigError(`${file}: ${key}: ${(err as Error).message}`);
+    }
+  }
 }
 
 /** What the train stage would refuse only after the stages before it ran: checked before any work. */

@@ -4,7 +4,7 @@
  * and `s3://bucket/run/emb.arrow` all work, and the write is the store's atomic `put`.
  */
 import { ConfigError } from '../errors.js';
-import { openStore, type Store, type StoreOptions } from './store.js';
+import { checkStoreUrl, openStore, type Store, type StoreOptions } from './store.js';
 
 export interface FileLocation {
   /** The store of the file's folder. */
@@ -17,6 +17,7 @@ export interface FileLocation {
 
 /** Splits a file URL or path into the store of its folder and its name. */
 export async function openFile(location: string, options: StoreOptions = {}): Promise<FileLocation> {
+  checkStoreUrl(location); // the whole URL: a query (`e.arrow?x`) would otherwise end up in the file's name
   const scheme = /^[a-z][a-z0-9+.-]*:\/\//i.exec(location)?.[0] ?? '';
   const rest = location.slice(scheme.length);
   const slash = rest.lastIndexOf('/');
@@ -27,7 +28,7 @@ export async function openFile(location: string, options: StoreOptions = {}): Pr
   if (scheme && slash < 0)
     throw new ConfigError(`${location} names no file inside the bucket; expected ${scheme}bucket/name`);
   const store = await openStore(scheme ? `${scheme}${folder}` : folder, options);
-  return { store, key: name, url: `${store.url}/${name}` };
+  return { store, key: name, url: fileIn(store.url, name) }; // `file:///` is the root: one slash before the name
 }
 
 /** Writes `bytes` as the file `location` names (atomically); returns its full URL. */

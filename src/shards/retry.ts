@@ -37,10 +37,28 @@ export const RETRY_DEFAULTS: Readonly<RetryPolicy> = {
   connectTimeoutMs: 5_000,
 };
 
+/** The most attempts AWS_MAX_ATTEMPTS may ask for: the bound of `--store-attempts`, which it stands for. */
+const ENV_MAX_ATTEMPTS = 100;
+
+/**
+ * Attempts from AWS_MAX_ATTEMPTS, or undefined when unset. Checked here, naming the variable: a bad value was
+ * reported as `maxAttempts ... got null`, an option the user never set, and 1e9 retried a dead store for days.
+ */
+function envAttempts(): number | undefined {
+  const env = process.env.AWS_MAX_ATTEMPTS;
+  if (env === undefined || env.trim() === '') return undefined;
+  const n = Number(env);
+  if (!Number.isInteger(n) || n < 1 || n > ENV_MAX_ATTEMPTS) {
+    throw new ConfigError(
+      `AWS_MAX_ATTEMPTS must be an integer from 1 to ${ENV_MAX_ATTEMPTS} (attempts per storage request, as --store-attempts), got ${JSON.stringify(env)}`,
+    );
+  }
+  return n;
+}
+
 /** Resolves and validates the retry settings of StoreOptions (bad values are ConfigErrors naming the option). */
 export function retryPolicy(options: StoreOptions = {}): RetryPolicy {
-  const env = process.env.AWS_MAX_ATTEMPTS;
-  const attempts = options.maxAttempts ?? (env !== undefined && env !== '' ? Number(env) : RETRY_DEFAULTS.attempts);
+  const attempts = options.maxAttempts ?? envAttempts() ?? RETRY_DEFAULTS.attempts;
   const policy: RetryPolicy = {
     attempts,
     baseDelayMs: options.retryBaseDelayMs ?? RETRY_DEFAULTS.baseDelayMs,

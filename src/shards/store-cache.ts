@@ -38,8 +38,12 @@ export class CachedStore implements Store {
       : this.remote.getRange(key, start, end, options);
   }
 
+  /**
+   * A cached copy's info, else the remote's: null when the object is absent, as every store's head is (a head
+   * that downloaded first threw NotFoundError for a missing shard, and fetched a whole shard to learn its size).
+   */
   async head(key: string): Promise<ObjectInfo | null> {
-    return (await this.local(key)) ? this.cache.head(key) : this.remote.head(key);
+    return (this.cacheable(key) && (await this.cache.head(key))) || this.remote.head(key);
   }
 
   list(prefix: string): AsyncIterable<ObjectInfo> {

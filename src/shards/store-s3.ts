@@ -265,7 +265,8 @@ export class S3Store implements Store {
     const strip = this.prefix ? this.prefix.length + 1 : 0;
     let token: string | undefined;
     do {
-      const page = await this.retry(prefix || '/', ({ signal }) =>
+      // Named by the prefix listed (`s3://bkt/ds/units/`, or `s3://bkt/ds/` for all), never a made-up `//`.
+      const page = await this.retry(prefix, ({ signal }) =>
         this.client.send(
           new ListObjectsV2Command({
             Bucket: this.bucket,
@@ -331,12 +332,10 @@ function makeClient(options: StoreOptions, policy: RetryPolicy): S3Client {
   // that supports Node 20, so the warning only adds noise to every CLI run.
   process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
   const endpoint = options.s3Endpoint ?? process.env.AWS_ENDPOINT_URL_S3 ?? process.env.AWS_ENDPOINT_URL;
-  if (endpoint !== undefined && !/^https?:\/\/[^/]+/i.test(endpoint)) {
-    throw new ConfigError(`invalid S3 endpoint ${JSON.stringify(endpoint)}: expected http(s)://host[:port]`);
-  }
+  if (endpoint !== undefined) checkEndpoint(endpoint);
   return new S3Client({
     endpoint,
-    region: options.s3Region ?? process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION ?? 'us-east-1',
+    region: regionOf(options),
     forcePathStyle: options.s3PathStyle ?? endpoint !== undefined,
     // Retries are ours (retry.ts): the SDK's would multiply the attempts and cannot see body faults.
     maxAttempts: 1,
@@ -347,6 +346,34 @@ function makeClient(options: StoreOptions, policy: RetryPolicy): S3Client {
       socketTimeout: policy.idleTimeoutMs,
     },
   });
+}
+
+/**
+ * An endpoint the SDK can parse: http(s), a host, a port in range. Checked here as a ConfigError (exit 2): the
+ * SDK failed each request with "ERR_INVALID_URL Invalid URL" instead (`http://host:99999`), a broken run.
+ */
+function checkEndpoint(endpoint: string): void {
+  let url: URL | null = null;
+  try {
+    url = new URL(endpoint);
+  } catch {
+    // reported below with what is expected
+  }
+  if (!url || !/^https?:$/.test(url.protocol) || url.hostname === '' || !/^https?:\/\/[^/]+/i.test(endpoint))
+    throw new ConfigError(`invalid S3 endpoint ${JSON.stringify(endpoint)}: expected http(s)://host[:port]`);
+}
+
+/**
+ * The region: the option, else AWS_REGION or AWS_DEFAULT_REGION (an empty variable counts as unset), else
+ * us-east-1. An empty or malformed one is refused naming it: the SDK said only "Region is missing".
+ */
+function regionOf(options: StoreOptions): string {
+  const region =
+    options.s3Region ?? (process.env.AWS_REGION || process.env.AWS_DEFAULT_REGION || undefined) ?? 'us-east-1';
+  // Names only (AWS's us-east-1, R2's auto, a Ceph zonegroup's default_zg): no space, slash or control character.
+  if (!/^[\w.-]+$/.test(region))
+    throw new ConfigError(`invalid S3 region ${JSON.stringify(region)}: expected a name such as us-east-1`);
+  return region;
 }
 
 interface SdkError {

@@ -22,18 +22,58 @@ const FACTORIES: Record<string, StoreFactory> = {
 
 /** Opens the store a URL names. A plain path (absolute or relative) is a local store. */
 export async function openStore(url: string, options: StoreOptions = {}): Promise<Store> {
+  return FACTORIES[checkStoreUrl(url)]!(url, options);
+}
+
+/**
+ * Checks a store URL without opening it (no SDK loaded, no request) and returns its scheme: what openStore
+ * refuses, a pipeline refuses before any stage runs. Throws ConfigError (UnsupportedStoreError for a scheme
+ * no store has) naming the URL.
+ */
+export function checkStoreUrl(url: string): string {
   if (typeof url !== 'string' || url.trim() === '') throw new ConfigError('store URL must be a non-empty string');
   const match = /^([a-z][a-z0-9+.-]*):\/\//i.exec(url);
   const scheme = match ? match[1]!.toLowerCase() : 'file';
-  const factory = FACTORIES[scheme];
-  if (!factory) {
+  if (!Object.hasOwn(FACTORIES, scheme)) {
     throw new UnsupportedStoreError(
       `unsupported store URL scheme "${scheme}:" in ${url}; use a path, file:///abs/path or s3://bucket/prefix`,
     );
   }
+  checkUrlShape(url, match !== null);
   // Validated here, at the boundary, before the SDK loads: a bad prefix fails at once, not after writes.
   if (scheme === 's3') parseS3Url(url);
-  return factory(url, options);
+  return scheme;
+}
+
+/** Schemes of remote storage (ours and other tools'), which a plain path never starts with by intent. */
+const REMOTE_SCHEMES = new Set(['s3', 's3a', 'gs', 'gcs', 'az', 'abfs', 'abfss', 'http', 'https', 'hf', 'oci']);
+
+/**
+ * Refuses what a store URL would silently turn into something else. A query or fragment: `file:` URLs drop it
+ * (`file:///d?x` wrote to /d) and S3 would keep it as part of the key prefix; a store takes its settings from
+ * options, never from its URL. A scheme without `//` (`s3:/bkt/x`, `s3:bkt`): it would be a local folder named
+ * `s3:`, so a typo would keep the data on this machine while the user thinks it went to S3. A path starting
+ * with `~`, which no shell expanded.
+ */
+function checkUrlShape(url: string, isUrl: boolean): void {
+  if ((isUrl || /^file:/i.test(url)) && /[?#]/.test(url)) {
+    throw new ConfigError(
+      `store URL ${url} has a query string or fragment ("?" or "#"), which a store does not take; pass settings as options (--s3-endpoint, ...)`,
+    );
+  }
+  // Only a shell expands `~`: `out: ~/data` in a pipeline file (or `--out=~/data`) made a folder named `~` here.
+  if (!isUrl && /^~(\/|$)/.test(url)) {
+    throw new ConfigError(
+      `store path ${url} starts with "~", which only a shell expands: write $HOME${url.slice(1)} as an absolute path, or ./${url} for a folder named "~"`,
+    );
+  }
+  // Only schemes of remote storage: a local folder may well be named `run:2` or `backup-T10:00`.
+  const scheme = /^([a-z][a-z0-9+.-]*):(?!\/\/)/i.exec(url)?.[1];
+  if (!isUrl && scheme !== undefined && REMOTE_SCHEMES.has(scheme.toLowerCase())) {
+    throw new ConfigError(
+      `store URL ${url} is malformed: write ${scheme}://..., or ./${url} for a local folder of that name`,
+    );
+  }
 }
 
 /** Reads a whole object into memory; for small objects such as unit records. */

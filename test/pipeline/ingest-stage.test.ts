@@ -9,8 +9,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runPipeline } from '../../src/pipeline/run.js';
 import { listUnits } from '../../src/shards/dataset.js';
 import { ShardReader } from '../../src/shards/reader.js';
-import { openStore } from '../../src/shards/store.js';
+import { getBytes, openStore } from '../../src/shards/store.js';
 import { startFixture, type Fixture } from '../helpers/fixture-server.js';
+import { startS3 } from '../helpers/s3-server.js';
 
 let dir: string;
 let fixture: Fixture;
@@ -87,4 +88,27 @@ describe('pipeline ingest stage', () => {
       captions.push(r.caption);
     expect(captions).toEqual([null, null, null]);
   }, 60_000);
+
+  it('resumes the demo site ingested into S3 on a rerun: the site comes back on the port of its URL list', async () => {
+    // The list went to a new temporary folder on each run, so a rerun served the site on a new port, a new
+    // list, and the interrupted (or finished) dataset was refused as another job's.
+    const s3 = await startS3(['demo']);
+    const env = { ...process.env };
+    Object.assign(process.env, { ...s3.env, XDG_CACHE_HOME: join(dir, 'cache') });
+    try {
+      const file = join(dir, 'demo-s3.yaml');
+      await writeFile(file, `site: demo\ningest:\n  out: s3://demo/ds\n  unit_size: 200\n  max_side: 32\n`);
+      await runPipeline(file, []);
+      await runPipeline(file, []); // threw "already holds a dataset made from other lists or options"
+      const store = await openStore('s3://demo/ds');
+      expect(await listUnits(store)).toHaveLength(3);
+      const manifest = JSON.parse(Buffer.from(await getBytes(store, 'dataset.json')).toString()) as {
+        jobs: unknown[];
+      };
+      expect(manifest.jobs).toHaveLength(1);
+    } finally {
+      process.env = env;
+      await s3.stop();
+    }
+  }, 120_000);
 });

@@ -146,32 +146,32 @@ async function mainIn(args: string[], cwd = process.cwd()): Promise<{ code: numb
 const runUntil = (args: string[], marker: string, cwd: string) =>
   spawnCli(args, { cwd, stopWhen: ({ stdout }) => stdout.includes(marker), stopSignal: 'SIGINT' });
 
+/** A pipeline of one short train stage on a tiny model, checkpointing every 2 steps. */
+const TRAIN_ONLY = [
+  'train:',
+  '  data: ds',
+  '  out: ck',
+  '  model: custom:2,8,8,2,8',
+  '  backend: wasm',
+  '  batch: 8',
+  '  steps: 400',
+  '  crops: 2x16@0.3-1',
+  '  prototypes: 8',
+  '  hidden: 16',
+  '  dim: 8',
+  '  freeze_prototypes: 1',
+  '  checkpoint_every: 2',
+  '  log_every: 1',
+  '  threads: 1',
+  '',
+].join('\n');
+
 describe('wildstream run: Ctrl-C', () => {
   it('reports an interrupted stage as interrupted (exit 130), and a rerun resumes', async () => {
     const root = await mkdtemp(join(tmpdir(), 'ws-pipeline-int-'));
     try {
       await writePhotoDataset(await openStore(join(root, 'ds')), { units: 1, perUnit: 8 });
-      await writeFile(
-        join(root, 'p.yaml'),
-        [
-          'train:',
-          '  data: ds',
-          '  out: ck',
-          '  model: custom:2,8,8,2,8',
-          '  backend: wasm',
-          '  batch: 8',
-          '  steps: 400',
-          '  crops: 2x16@0.3-1',
-          '  prototypes: 8',
-          '  hidden: 16',
-          '  dim: 8',
-          '  freeze_prototypes: 1',
-          '  checkpoint_every: 2',
-          '  log_every: 1',
-          '  threads: 1',
-          '',
-        ].join('\n'),
-      );
+      await writeFile(join(root, 'p.yaml'), TRAIN_ONLY);
       const r = await runUntil(['run', 'p.yaml'], 'checkpoint checkpoints/', root);
       expect(r.code, r.stderr).toBe(130);
       expect(r.stderr).toMatch(
@@ -189,6 +189,25 @@ describe('wildstream run: Ctrl-C', () => {
         /is at step \d+, already at or past train\.steps \d+: nothing to train \(raise train\.steps to go on\)/,
       );
       expect(done.stdout + done.stderr).not.toMatch(/--steps/);
+    } finally {
+      await rm(root, { recursive: true, force: true });
+    }
+  }, 180_000);
+
+  it('reports a stage stopped by SIGHUP (a closed terminal) as interrupted, exit 129, not as failed', async () => {
+    const root = await mkdtemp(join(tmpdir(), 'ws-pipeline-hup-'));
+    try {
+      await writePhotoDataset(await openStore(join(root, 'ds')), { units: 1, perUnit: 8 });
+      await writeFile(join(root, 'p.yaml'), TRAIN_ONLY);
+      const r = await spawnCli(['run', 'p.yaml'], {
+        cwd: root,
+        stopWhen: ({ stdout }) => stdout.includes('checkpoint checkpoints/'),
+        stopSignal: 'SIGHUP',
+      });
+      expect(r.code, r.stderr).toBe(129);
+      // It said "stage train failed (exit 129); fix the cause and rerun".
+      expect(r.stderr).toMatch(/pipeline interrupted by SIGHUP during stage train; rerun the same `wildstream run`/);
+      expect(r.stderr).not.toMatch(/failed/);
     } finally {
       await rm(root, { recursive: true, force: true });
     }

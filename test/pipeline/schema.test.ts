@@ -66,6 +66,43 @@ describe('--set', () => {
   });
 });
 
+describe('pipeline stores', () => {
+  it("refuses a later stage's bad store URL before any stage runs, naming its key", async () => {
+    // Refused only when train opened it: after the whole ingest had run.
+    const f = join(dir, 'stores.yaml');
+    await writeFile(f, 'ingest:\n  lists: [u.txt]\n  out: ds\ntrain:\n  out: s3:/bkt/run\n');
+    expect((await refusal([], f))!.message).toMatch(
+      new RegExp(`^${f}: train\\.out: store URL s3:/bkt/run is malformed`),
+    );
+    for (const [set, key] of [
+      ['export.out=s3://bkt/../m', 'export.out'],
+      ['export.baseline=file:///m?x', 'export.baseline'],
+      ['embed.out=s3://bkt/e.arrow?v=1', 'embed.out'],
+      ['report.out=gs://bkt/r', 'report.out'],
+    ] as const) {
+      const err = await refusal(key === 'export.out' ? [set] : [set, 'export.out=m']);
+      expect(err, set).toBeInstanceOf(ConfigError);
+      expect(err!.message, set).toMatch(new RegExp(`^${file}: ${key.replace('.', '\\.')}: `));
+    }
+  });
+});
+
+describe('pipeline outputs', () => {
+  it('refuses two stages writing one place, however the path is spelled', async () => {
+    // export.baseline = export.out replaced the trained model by the initial one without a word.
+    const f = join(dir, 'same.yaml');
+    await writeFile(f, `train:\n  data: ds\n  out: run\nexport:\n  out: ${dir}/m\n  baseline: file://${dir}/m/\n`);
+    const err = await refusal([], f);
+    expect(err).toBeInstanceOf(ConfigError);
+    expect(err!.message).toBe(
+      `${f}: export.baseline: file://${dir}/m/ is also export.out; give each stage its own output`,
+    );
+    expect((await refusal([`train.out=${dir}/./m/`], f))!.message).toMatch(/: export\.out: .* is also train\.out;/);
+    expect(await refusal([`export.baseline=${dir}/m-init`], f)).toBeNull();
+    expect(await refusal([`export.baseline=${dir}/m-init`, 'train.data=run'], f)).toBeNull(); // train reads its data
+  });
+});
+
 describe('pipeline file keys', () => {
   it('refuses __proto__ and constructor keys of a file as unknown keys, without reaching a prototype', async () => {
     const f = join(dir, 'proto.yaml');

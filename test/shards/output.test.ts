@@ -24,6 +24,13 @@ describe('one-file outputs', () => {
     expect((await openFile(`${pathToFileURL(dir).href}/a/b.png`)).url).toBe(`file://${dir}/a/b.png`);
     for (const bad of ['s3://bucket', 's3://bucket/', 'out/', 'out/..'])
       await expect(openFile(bad), bad).rejects.toThrow(/expected/);
+    // The root folder's files have one slash before their name.
+    expect((await openFile('file:///emb.arrow')).url).toBe('file:///emb.arrow');
+  });
+
+  it('refuses a file URL with a query string or fragment instead of writing it into the file name', async () => {
+    for (const url of [`${pathToFileURL(dir).href}/e.arrow?x=1`, 's3://bucket/run/e.arrow#v2'])
+      await expect(openFile(url), url).rejects.toThrow(/query string or fragment/);
   });
 
   it('writes through the store, creating folders, and joins folder URLs', async () => {

@@ -213,6 +213,14 @@ describe('the retry policy', () => {
       process.env.AWS_MAX_ATTEMPTS = '3';
       expect(retryPolicy().attempts).toBe(3);
       expect(retryPolicy({ maxAttempts: 5 }).attempts).toBe(5);
+      // A bad AWS_MAX_ATTEMPTS is named as the variable, with the bounds of --store-attempts.
+      for (const bad of ['abc', '0', '1.5', '1e9', '-2']) {
+        process.env.AWS_MAX_ATTEMPTS = bad;
+        expect(() => retryPolicy(), bad).toThrow(
+          new RegExp(`^AWS_MAX_ATTEMPTS must be an integer from 1 to 100 .*, got "${bad.replace('.', '\\.')}"$`),
+        );
+        expect(retryPolicy({ maxAttempts: 2 }).attempts, bad).toBe(2); // --store-attempts wins, unread
+      }
     } finally {
       if (saved === undefined) delete process.env.AWS_MAX_ATTEMPTS;
       else process.env.AWS_MAX_ATTEMPTS = saved;

@@ -190,7 +190,56 @@ describe('store errors', () => {
       for await (const _ of store.list('')) void _;
     };
     await expect(listing()).rejects.toBeInstanceOf(BucketNotFoundError);
+    // A listing is named by the prefix it lists, with no made-up "//".
+    await expect(listing()).rejects.toThrow(/^bucket does not exist: s3:\/\/no-such-bucket\/x\/$/);
     await expect(store.get('k')).rejects.toBeInstanceOf(BucketNotFoundError);
+  });
+
+  it('refuses a store URL with a query string or fragment, a remote scheme without "//" or an unexpanded ~, naming it', async () => {
+    // file: URLs dropped the query (file:///d?x wrote to /d), S3 kept it in the prefix, and s3:/bkt/x was a
+    // local folder named "s3:": each would put the data somewhere else than the user meant.
+    for (const [url, why] of [
+      [`file://${dir}/q?x=1`, /query string or fragment/],
+      [`file://${dir}/q#top`, /query string or fragment/],
+      [`file:${dir}/q?x=1`, /query string or fragment/],
+      ['s3://conformance/ds?versionId=3', /query string or fragment/],
+      ['s3://conformance/ds#x', /query string or fragment/],
+      ['s3:/conformance/ds', /malformed: write s3:\/\/\.\.\., or \.\/s3:\/conformance\/ds for a local folder/],
+      ['s3:conformance', /malformed/],
+      ['gs:bkt/x', /malformed/],
+      ['~/data', /^store path ~\/data starts with "~", which only a shell expands: write \$HOME\/data /],
+      ['~', /only a shell expands/],
+    ] as const) {
+      const err = (await openStore(url, { s3Endpoint: s3.endpoint }).catch((e: unknown) => e)) as Error;
+      expect(err, url).toBeInstanceOf(ConfigError);
+      expect(err.message, url).toMatch(why);
+      expect(err.message, url).toContain(url);
+    }
+    // Local folder names may hold "?", "#" and ":" (a plain path is not a URL).
+    for (const path of ['run:2', 'backup-T10:00', 'a?b#c', 'C:\\data', '~x', 'a/~'])
+      await expect(openStore(join(dir, 'plain', path)), path).resolves.toBeDefined();
+    await expect(openStore('run:2')).resolves.toBeDefined();
+  });
+
+  it('refuses an endpoint the SDK cannot parse and an empty region as bad settings, naming them', async () => {
+    // Each was a broken run (exit 1): "ERR_INVALID_URL Invalid URL" on every request, or "Region is missing".
+    for (const s3Endpoint of ['http://127.0.0.1:99999', 'http://127.0.0.1: 5', 'http://', 'ftp://host'])
+      await expect(openStore('s3://conformance/x', { s3Endpoint }), s3Endpoint).rejects.toThrow(
+        new RegExp(`^invalid S3 endpoint "${s3Endpoint.replace(/[.:/]/g, '\\$&')}": expected http`),
+      );
+    for (const s3Region of ['', ' ', 'us east'])
+      await expect(openStore('s3://conformance/x', { s3Endpoint: s3.endpoint, s3Region }), s3Region).rejects.toThrow(
+        /^invalid S3 region ".*": expected a name/,
+      );
+    const saved = process.env.AWS_REGION;
+    process.env.AWS_REGION = ''; // an empty variable is unset
+    try {
+      const store = await openStore('s3://conformance/region', { s3Endpoint: s3.endpoint });
+      expect(await store.head('absent')).toBeNull();
+    } finally {
+      if (saved === undefined) delete process.env.AWS_REGION;
+      else process.env.AWS_REGION = saved;
+    }
   });
 
   it('fails fast on an unreachable endpoint instead of hanging', async () => {
