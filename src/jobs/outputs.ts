@@ -33,7 +33,7 @@ export async function exportJob(checkpoints: string, o: OptionValues<typeof EXPO
 /** Draws the loss and learning-rate curves of the run in `checkpoints` as a PNG at `o.out`. */
 export async function plotJob(checkpoints: string, o: OptionValues<typeof PLOT_RUN_OPTIONS>): Promise<void> {
   const store = await openStore(checkpoints, storeOptionsOf(o));
-  const [lines, saved] = [await readMetrics(store), await checkpointSettings(store)];
+  const [lines, saved] = [await readMetrics(store, (why) => warn(`warning: ${why}`)), await checkpointSettings(store)];
   await putFile(
     o.out,
     await plotCurves(lines, { prototypes: saved?.prototypes, freezeSteps: saved?.freezePrototypes }),

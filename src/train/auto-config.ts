@@ -75,6 +75,7 @@ export function autoPrototypes(s: RunShape): Choice<number> {
   const records = s.records && s.records > 0 ? s.records : Infinity;
   const value = Math.max(2, Math.min(pool, MAX_PROTOTYPES, records));
   if (value === MAX_PROTOTYPES) return { value, why: `SwAV's value; Sinkhorn has ${pool} samples per step` };
+  if (value > Math.min(pool, records)) return { value, why: 'the fewest a swapped prediction can tell apart' };
   if (value === records) return { value, why: `one per image of ${records}` };
   return { value, why: `as many as the ${pool} samples Sinkhorn splits among them per step` };
 }

@@ -10,7 +10,7 @@ import { ConfigError } from '../errors.js';
 import { FLAG_NAMES, type OptionNames } from '../options/declare.js';
 import { RECOMPUTE_MODES, type RecomputeMode } from './memory.js';
 import { DEFAULT_LARS, type LarsConfig, type ScheduleConfig } from './optim.js';
-import { DEFAULT_STEPS, TRAIN_OPTIONS } from './options.js';
+import { DEFAULT_STEPS, MAX_STEPS, TRAIN_OPTIONS } from './options.js';
 import { regnetParams, regnetSpec } from './regnet-spec.js';
 import { DEFAULT_SWAV, type SwavConfig } from './swav.js';
 
@@ -84,7 +84,7 @@ export function checkTrainConfig(c: TrainConfig): TrainConfig {
   };
   regnetSpec(c.model); // throws on an unknown model
   int('batch size', c.batchSize, 1, 65536);
-  int('steps', c.steps, 1);
+  int('steps', c.steps, 1, MAX_STEPS);
   int('seed', c.seed, 0, 2 ** 32 - 1);
   const crops = cropCount(c.crops);
   if (crops < 2) throw new ConfigError('SwAV needs at least two crops per image');
@@ -125,13 +125,23 @@ export function checkTrainConfig(c: TrainConfig): TrainConfig {
   return c;
 }
 
-/** The option that sets each identity field (swav is several: its fields are named as they are). */
+/**
+ * The option that sets each identity field. SwAV's fields are compared one by one so a refusal names the
+ * option (`--epsilon 0.02`), not the whole head as JSON; those without an option (the Sinkhorn iterations, the
+ * assignment crops, which follow --crops) are named as they are.
+ */
 const OPTION_OF: Record<string, string> = {
   model: 'model',
   batchSize: 'batch',
   crops: 'crops',
   seed: 'seed',
   'queue.length': 'queueLength',
+  'swav.hidden': 'hidden',
+  'swav.dim': 'dim',
+  'swav.prototypes': 'prototypes',
+  'swav.temperature': 'temperature',
+  'swav.epsilon': 'epsilon',
+  'swav.freezePrototypesSteps': 'freezePrototypes',
 };
 
 /**
@@ -139,13 +149,14 @@ const OPTION_OF: Record<string, string> = {
  * crops are compared parsed (`custom:4,16,8,2,16` is `custom:4,16,8,2,16,0.25`; `2x32, 4x16` is
  * `2x32@0.08-1,4x16@0.08-1`), and named as the person wrote them.
  */
-function identity(c: TrainConfig): Record<string, [unknown, unknown]> {
+function identity(c: TrainConfig, swavFields: string[]): Record<string, [unknown, unknown]> {
+  const swav = c.swav as unknown as Record<string, unknown>;
   return {
     model: [regnetParams(c.model), c.model],
     batchSize: [c.batchSize, c.batchSize],
     crops: [cropGroups(c.crops), c.crops],
     seed: [c.seed, c.seed],
-    swav: [c.swav, c.swav],
+    ...Object.fromEntries(swavFields.map((k) => [`swav.${k}`, [swav[k], swav[k]]])),
     'queue.length': [c.queue.length, c.queue.length],
   };
 }
@@ -157,8 +168,10 @@ export function checkCompatible(
   where: string,
   names: OptionNames = FLAG_NAMES,
 ): void {
-  const a = identity(saved),
-    b = identity(wanted);
+  // Every SwAV field either side has, so one only a later (or earlier) version writes is compared too.
+  const swavFields = [...new Set([...Object.keys(saved.swav), ...Object.keys(wanted.swav)])];
+  const a = identity(saved, swavFields),
+    b = identity(wanted, swavFields);
   for (const key of Object.keys(a)) {
     if (JSON.stringify(a[key]![0]) !== JSON.stringify(b[key]![0])) {
       const [x, y] = [JSON.stringify(a[key]![1]), JSON.stringify(b[key]![1])];

@@ -327,6 +327,14 @@ export function planMemory(
           (head >= 2 ? `${names.set('prototypes', head)} fits` : `use fewer ${names.of('prototypes')}`),
       );
     }
+    if (fits === 0 && headTooWide(config, budget / scale, recompute ? 'on' : 'off')) {
+      // Not one image fits, and the projection MLP's widths are why: the batch, crops or model would not help.
+      throw new ConfigError(
+        `${names.set('hidden', config.swav.hidden)} with ${names.set('dim', config.swav.dim)} needs ~${formatBytes(peak)}${threads > 1 ? ' per thread' : ''}, ` +
+          `more than the ${formatBytes(budget)} ${where(backend)} even at batch 1: the SwAV head's weights, momentum and gradients ` +
+          `grow with ${names.of('hidden')} x ${names.of('dim')}; use SwAV's ${names.set('hidden', SWAV_HIDDEN)} and ${names.set('dim', SWAV_DIM)} or less`,
+      );
+    }
     throw new ConfigError(
       `batch ${config.batchSize}${threads > 1 ? ` split over ${threads} training threads` : ''} of model ${config.model} with crops ${config.crops} ` +
         `needs ~${formatBytes(peak)}${threads > 1 ? ' per thread' : ''}, more than the ` +
@@ -391,6 +399,20 @@ function prototypesFitting(config: Sizing, budget: number, mode: 'on' | 'off'): 
   const usual = Math.min(config.swav.prototypes, 3000);
   if (usual === config.swav.prototypes || peak(usual) > budget) return null;
   return largestFitting(config.swav.prototypes, (k) => peak(k) <= budget);
+}
+
+/** SwAV's projection widths (swav.ts's defaults; that module builds tensors, this one only counts them). */
+const [SWAV_HIDDEN, SWAV_DIM] = [2048, 128];
+
+/**
+ * Whether the head's widths are what keeps even a batch of 1 out of `budget` bytes: with --hidden and --dim at
+ * most SwAV's, one image would fit.
+ */
+function headTooWide(config: Sizing, budget: number, mode: 'on' | 'off'): boolean {
+  const { hidden, dim } = config.swav;
+  if (hidden <= SWAV_HIDDEN && dim <= SWAV_DIM) return false;
+  const swav = { ...config.swav, hidden: Math.min(hidden, SWAV_HIDDEN), dim: Math.min(dim, SWAV_DIM) };
+  return estimateMemory({ ...config, swav, batchSize: 1, queue: { length: 0 } }).peak[mode] <= budget;
 }
 
 /** The largest batch (at most the configured one) whose estimate fits `budget` bytes of tensors; 0 when none does. */

@@ -55,14 +55,39 @@ export async function writeMetricsPart(store: Store, step: number, lines: Metric
     await store.put(partKey(step), Buffer.from(lines.map((l) => `${JSON.stringify(l)}\n`).join('')));
 }
 
-/** Every metric line of the run, in step order. */
-export async function readMetrics(store: Store): Promise<MetricLine[]> {
+/**
+ * Every metric line of the run, in step order. A line that is not one (a part edited or damaged by hand, a
+ * disk error) is left out and told to `onSkip` with its part and line number: the others still plot, and a
+ * line without a loss never becomes a point drawn at NaN.
+ */
+export async function readMetrics(store: Store, onSkip: (why: string) => void = () => {}): Promise<MetricLine[]> {
   const lines: MetricLine[] = [];
   for (const { key } of await listParts(store)) {
     const text = Buffer.from(await getBytes(store, key)).toString('utf8');
-    for (const line of text.split('\n')) if (line.trim()) lines.push(JSON.parse(line) as MetricLine);
+    text.split('\n').forEach((line, i) => {
+      if (!line.trim()) return;
+      const why = notMetricLine(line);
+      if (why) onSkip(`${key} line ${i + 1} is not a metric line (${why}); skipped`);
+      else lines.push(JSON.parse(line) as MetricLine);
+    });
   }
   return lines;
+}
+
+/** Why `line` is not a metric line (what plot and a report read from it), or null when it is one. */
+function notMetricLine(line: string): string | null {
+  let m: unknown;
+  try {
+    m = JSON.parse(line);
+  } catch (err) {
+    return (err as Error).message;
+  }
+  if (typeof m !== 'object' || m === null || Array.isArray(m)) return 'not a JSON object';
+  const o = m as Record<string, unknown>;
+  if (!Number.isSafeInteger(o.step) || (o.step as number) < 0) return `step ${JSON.stringify(o.step)}`;
+  for (const field of ['loss', 'lr'] as const)
+    if (typeof o[field] !== 'number' || !Number.isFinite(o[field])) return `${field} ${JSON.stringify(o[field])}`;
+  return null;
 }
 
 /** Removes parts written after `step` (a resumed run rewrites them from there). */

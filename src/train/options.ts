@@ -16,6 +16,12 @@ const STORE_URL = 'a path, file:///abs/path or s3://bucket/prefix';
 /** Steps when neither --steps nor --epochs is given. */
 export const DEFAULT_STEPS = 10_000;
 
+/**
+ * The most steps a run may have: checkpoint and metrics names hold the step in 9 digits
+ * (`step-000000500.ckpt`), and a step past them would name a file the resume never finds.
+ */
+export const MAX_STEPS = 999_999_999;
+
 const checkModel = (name: string): string => {
   regnetSpec(name); // throws, naming the known models, on an unknown one
   return name;
@@ -39,7 +45,12 @@ export const TRAIN_OPTIONS = {
     check: checkModel,
   }),
   batch: int({ min: 1, max: 65536, default: 64, description: 'images per step' }),
-  steps: int({ min: 1, description: 'total optimisation steps', defaultText: `${DEFAULT_STEPS}, or from --epochs` }),
+  steps: int({
+    min: 1,
+    max: MAX_STEPS,
+    description: 'total optimisation steps',
+    defaultText: `${DEFAULT_STEPS}, or from --epochs`,
+  }),
   epochs: int({ min: 1, description: 'passes over the committed records (sets --steps)' }),
   backend: BACKEND_OPTION,
   seed: int({ min: 0, max: 2 ** 32 - 1, default: 0, description: 'initialisation, order and augmentation seed' }),

@@ -8,7 +8,7 @@ import { listUnits } from '../shards/dataset.js';
 import type { Store } from '../shards/store.js';
 import { autoConfig, checkpointSettings, fromCheckpoint, type SwavSettings } from './auto-config.js';
 import { defaultTrainConfig, type TrainConfig } from './config.js';
-import { DEFAULT_STEPS, type TrainValues } from './options.js';
+import { DEFAULT_STEPS, MAX_STEPS, type TrainValues } from './options.js';
 import { DEFAULT_SWAV } from './swav.js';
 
 /** The augmentation settings a run records in its config (declared in augment/options.ts). */
@@ -37,6 +37,10 @@ export async function resolveTrainConfig(
   out: Store,
   names: OptionNames = FLAG_NAMES,
 ): Promise<ResolvedConfig> {
+  if (aug.cropCount < 2)
+    throw new ConfigError(
+      `${names.set('crops', aug.crops)} gives ${aug.cropCount} crop per image; SwAV needs at least two (it predicts each crop's code from another's)`,
+    );
   if (o.steps !== undefined && o.epochs !== undefined)
     throw new ConfigError(`set ${names.of('steps')} or ${names.of('epochs')}, not both`);
   if (o.queueLength % o.batch !== 0)
@@ -102,5 +106,10 @@ function stepsFor(data: Store, records: number, epochs: number, batch: number, n
     throw new ConfigError(
       `${names.of('epochs')} needs committed records in ${data.url}; it has none (use ${names.of('steps')} with ${names.of('follow')})`,
     );
-  return Math.max(1, Math.ceil((records * epochs) / batch));
+  const steps = Math.max(1, Math.ceil((records * epochs) / batch));
+  if (steps > MAX_STEPS)
+    throw new ConfigError(
+      `${names.set('epochs', epochs)} over ${records} records at ${names.of('batch')} ${batch} is ${steps} steps, more than the ${MAX_STEPS} a run can have: use fewer ${names.of('epochs')}`,
+    );
+  return steps;
 }

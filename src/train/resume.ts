@@ -115,6 +115,8 @@ export async function resolveResume(o: ResumeOptions): Promise<ResumePoint> {
     if (change) o.log(change);
     const augment = augmentChange(ckpt.header.config, o.config, step, n);
     if (augment) o.log(augment);
+    const lars = larsChange(ckpt.header.config, o.config, step, n);
+    if (lars) o.log(lars);
     if (step >= o.config.steps)
       o.log(
         `${ckpt.key} is at step ${step}, already at or past ${n.of('steps')} ${o.config.steps}: nothing to train (raise ${n.of('steps')} to go on)`,
@@ -180,6 +182,30 @@ export function augmentChange(
   return `resuming at step ${step} with ${changes.join(', ')}: the crops from step ${step} on are drawn with the new augmentation`;
 }
 
+/**
+ * The line that says a resumed run updates the weights with other LARS settings than its checkpoint's
+ * (allowed, as the schedule's are, but every step from here on differs from an uninterrupted run's), or null.
+ */
+export function larsChange(
+  saved: TrainConfig,
+  wanted: TrainConfig,
+  step: number,
+  names: OptionNames = FLAG_NAMES,
+): string | null {
+  const [a, b] = [saved.lars, wanted.lars];
+  // Flags without a --no- form: said as on and off.
+  const flag = (option: string, old: boolean, now: boolean) =>
+    old === now ? null : now ? `${names.set(option, true)} (was off)` : `${names.of(option)} off (was on)`;
+  const changes = [
+    changed(names, 'weightDecay', a.weightDecay, b.weightDecay),
+    changed(names, 'larsTrust', a.trust, b.trust),
+    flag('larsAll', !a.excludeBnBias, !b.excludeBnBias),
+    flag('larsClip', Boolean(a.clip), Boolean(b.clip)),
+  ].filter((c) => c !== null);
+  if (changes.length === 0) return null;
+  return `resuming at step ${step} with ${changes.join(', ')}: the updates from step ${step} on follow the new optimiser settings`;
+}
+
 /** Refuses a resume past newer-format checkpoints, or when every checkpoint is damaged: nothing is changed. */
 function refuseDamaged(o: ResumeOptions, damaged: InvalidCheckpointError[], ckpt: Checkpoint | null): void {
   const noResume = (o.names ?? FLAG_NAMES).set('resume', false);
@@ -240,6 +266,22 @@ export function scheduleChange(
       ? `lr stays ${fmt(after)}`
       : `lr ${after > before ? 'jumps' : 'drops'} from ${fmt(before)} to ${fmt(after)}`;
   return `resuming at step ${step} with ${changes.join(', ')}: ${shape}; ${jump} at step ${step}`;
+}
+
+/**
+ * A warning when the warmup does not end before the run does: the rate then climbs all run and never reaches
+ * the base rate, which no schedule asks for on purpose (the run's length is the schedule's horizon). Null
+ * otherwise.
+ */
+export function warmupWarning(config: TrainConfig, names: OptionNames = FLAG_NAMES): string | null {
+  const { schedule, steps } = config;
+  if (schedule.warmupSteps < steps || schedule.baseLr === schedule.startWarmupLr) return null;
+  const last = learningRate(steps - 1, { ...schedule, totalSteps: steps });
+  return (
+    `warning: ${names.set('warmupSteps', schedule.warmupSteps)} is not shorter than ${names.of('steps')} ${steps}: ` +
+    `the rate climbs all run and never reaches ${names.of('lr')} ${fmt(schedule.baseLr)} (the last step trains at ${fmt(last)}); ` +
+    `lower ${names.of('warmupSteps')} or raise ${names.of('steps')}`
+  );
 }
 
 /**

@@ -49,7 +49,7 @@ import { ParallelStepper } from './parallel/stepper.js';
 import { WebGpuStepper, type GradientProgramFactory, type WebGpuStepResult } from './webgpu/stepper.js';
 import { swavGradientProgram } from './webgpu/swav-program.js';
 import { PRECISIONS, type Precision } from './webgpu/precision.js';
-import { divergenceAdvice, resolveResume, type LastGood, type ResumePoint } from './resume.js';
+import { divergenceAdvice, resolveResume, warmupWarning, type LastGood, type ResumePoint } from './resume.js';
 
 /** The settings of a training loop, whatever feeds it batches. */
 export interface LoopOptions {
@@ -278,6 +278,8 @@ export async function train(options: TrainOptions): Promise<TrainSummary> {
         (o.config.queue.length > 0 ? `queue ${o.config.queue.length} from step ${o.config.queue.startStep}, ` : '') +
         (start.resumedFrom ? `resuming at step ${start.step} from ${start.resumedFrom}` : 'starting at step 0'),
     );
+    const warmup = start.step < o.config.steps ? warmupWarning(o.config, names) : null;
+    if (warmup) o.log(warmup);
     // A GPU run's steps hold device buffers (its line says how much); the model's plan is for tfjs steps it never runs.
     o.log(stepper instanceof WebGpuStepper ? stepper.memoryLine() : model.memory.line);
     // 3 and 4. The step loop, with its log lines and checkpoints.
@@ -593,7 +595,7 @@ class Loop {
     this.interval = newInterval();
   }
 
-  /** Phase 4: a checkpoint at the batches' cursor (the one after the last batch trained on), then its metrics. */
+  /** Phase 4: the interval's metrics, then a checkpoint at the batches' cursor (the one after the last batch trained on). */
   private async save(): Promise<number> {
     this.o.beforeWrite?.();
     if (this.stepper instanceof WebGpuStepper) this.absorb(await this.stepper.readLoss()); // steps since the last read
@@ -601,6 +603,9 @@ class Loop {
     await this.stepper?.sync(); // the threads hold the trained state; the model takes it before it is saved
     const lossScale = this.stepper instanceof WebGpuStepper ? await this.stepper.lossScaleState() : null;
     const cursor = this.o.batches.cursor();
+    // The metrics part goes first: a run killed between the two writes resumes from the previous checkpoint,
+    // which drops this part and rewrites it; the other order would keep a checkpoint whose lines are lost.
+    await writeMetricsPart(this.o.out, this.step, this.pending);
     this.lastCheckpoint = await saveCheckpoint(this.o.out, this.model, this.step, cursor, {
       ...(lossScale && { lossScale }),
       ...(this.stepper instanceof WebGpuStepper && { precision: this.stepper.precision }),
@@ -612,7 +617,6 @@ class Loop {
       );
     });
     this.lastGood = { step: this.step, key: this.lastCheckpoint, writtenByThisRun: true };
-    await writeMetricsPart(this.o.out, this.step, this.pending);
     this.pending = [];
     await pruneCheckpoints(this.o.out, this.o.keep);
     this.o.log(`checkpoint ${this.lastCheckpoint} in ${storeLocation(this.o.out)}`);

@@ -4,7 +4,8 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { trainOnStore } from '../../src/jobs/train.js';
+import { threadsWarning, trainOnStore } from '../../src/jobs/train.js';
+import { FLAG_NAMES } from '../../src/options/declare.js';
 import { openStore, type Store } from '../../src/shards/store.js';
 import { startBackend } from '../../src/train/backend.js';
 import { listCheckpoints, loadCheckpoint } from '../../src/train/checkpoint.js';
@@ -78,5 +79,17 @@ describe('trainOnStore', () => {
       /keep must be a positive integer, got 0/,
     );
     expect(await listCheckpoints(out)).toEqual(before);
+  });
+
+  it('more threads than cores is a warning naming the option and the cores', () => {
+    const names = FLAG_NAMES;
+    expect(threadsWarning({ threads: 2, trainThreads: 1, names }, 2)).toBeNull();
+    expect(threadsWarning({ trainThreads: 1, names }, 2)).toBeNull(); // default: one augmentation thread per core
+    expect(threadsWarning({ threads: 64, trainThreads: 1, names }, 2)).toBe(
+      'warning: --threads 64 asks for more threads than the 2 core(s) here: they take turns on them; use --threads 2 or fewer',
+    );
+    expect(threadsWarning({ threads: 3, trainThreads: 4, names }, 2)).toMatch(
+      /^warning: --threads 3 and --train-threads 4 ask for .*; use --threads 2 and --train-threads 2 or fewer$/,
+    );
   });
 });

@@ -76,6 +76,12 @@ describe('auto-config: rules', () => {
       why: 'one per image of 40',
     });
     expect(autoPrototypes({ records: 1e8, steps: 100, batchSize: 65536 }).value).toBe(3000);
+    // One image or a batch of 1: two prototypes, said as the floor, not as "as many as the 1 samples".
+    for (const shape of [
+      { records: 1, steps: 2, batchSize: 8 },
+      { records: 100, steps: 2, batchSize: 1 },
+    ])
+      expect(autoPrototypes(shape)).toEqual({ value: 2, why: 'the fewest a swapped prediction can tell apart' });
     // Nothing committed yet (following): the batch decides, and the freeze is sized for the images the run sees.
     expect(autoPrototypes({ records: null, steps: 100, batchSize: 64 }).value).toBe(64);
     expect(autoFreeze({ records: 0, steps: 100, batchSize: 64 }).why).toMatch(/10 % of 100 steps/);
@@ -113,6 +119,21 @@ describe('auto-config: rules', () => {
       await expect(resolveTrainConfig(o, aug, empty, empty, pipelineNames('train'))).rejects.toThrow(
         /^train\.epochs needs committed records in .*; it has none \(use train\.steps with train\.follow\)$/,
       );
+      // More epochs than checkpoint names can count steps for: named as --epochs, not as the steps they make.
+      const data = await openStore(join(root, 'data'));
+      await writeDataset(data, { units: 1, perUnit: 12 });
+      const endless = { ...defaults(TRAIN_OPTIONS), batch: 8, epochs: 2 ** 40 } as TrainValues;
+      await expect(resolveTrainConfig(endless, aug, data, empty)).rejects.toThrow(
+        /^--epochs 1099511627776 over 12 records at --batch 8 is 1649267441664 steps, more than the 999999999 a run can have: use fewer --epochs$/,
+      );
+      expect(() => defaultTrainConfig({ steps: 1e9 })).toThrow(
+        /^steps must be an integer from 1 to 999999999, got 1000000000$/,
+      );
+      // One crop per image, named as the option that sets it.
+      const one = { ...aug, crops: '1x32', cropCount: 1 };
+      await expect(
+        resolveTrainConfig({ ...defaults(TRAIN_OPTIONS) } as TrainValues, one, empty, empty),
+      ).rejects.toThrow(/^--crops 1x32 gives 1 crop per image; SwAV needs at least two/);
       // A queue of part of a batch, in the option's own name.
       const queued = { ...defaults(TRAIN_OPTIONS), batch: 4, queueLength: 6 } as TrainValues;
       await expect(resolveTrainConfig(queued, aug, empty, empty)).rejects.toThrow(

@@ -27,6 +27,7 @@ import { DEFAULT_SWAV } from '../../src/train/swav.js';
 import { trainOnStore as train } from '../../src/jobs/train.js';
 import { TrainingDivergedError } from '../../src/train/trainer.js';
 import { writePhotoDataset } from '../helpers/dataset.js';
+import { faultyStore } from '../helpers/faulty-store.js';
 import { forgeCheckpoint, type Parts } from '../helpers/forge-checkpoint.js';
 
 let dir: string;
@@ -227,6 +228,19 @@ describe('a checkpoint write a kill cut short', () => {
       'removed 1 unfinished checkpoint write(s) of a killed run: step-000000004.ckpt.ws-tmp-0123456789ab',
     );
     expect((await readdir(join(root, 'checkpoints'))).sort()).toEqual(['step-000000002.ckpt', 'step-000000004.ckpt']);
+  }, 60_000);
+});
+
+describe('a kill between a checkpoint and its metrics', () => {
+  it('loses no metric line: the rerun resumes from a checkpoint whose lines are written', async () => {
+    const root = join(dir, 'killed-metrics');
+    const killed = new Error('killed while writing step 4');
+    const out = faultyStore(await openStore(root), (method, args) =>
+      method === 'put' && String(args[0]).startsWith('metrics/step-000000004') ? killed : undefined,
+    );
+    await expect(run(out, tiny({ steps: 4 }))).rejects.toBe(killed);
+    await run(await openStore(root), tiny({ steps: 4 }));
+    expect((await readMetrics(await openStore(root))).map((m) => m.step)).toEqual([1, 2, 3, 4]);
   }, 60_000);
 });
 
@@ -447,6 +461,26 @@ describe('a run says what happens', () => {
       /--steps 50 \(was 100\), --lr 0\.00937 \(was 0\.0187\): the cosine schedule is shortened .* lr drops from/,
     );
   });
+
+  it('a warmup as long as the run is a warning: the rate never reaches --lr', async () => {
+    const config = tiny({ steps: 2 }, 0.1);
+    const log: string[] = [];
+    await run(
+      await openStore(join(dir, 'long-warmup')),
+      { ...config, schedule: { ...config.schedule, warmupSteps: 4 } },
+      { log },
+    );
+    expect(log).toContain(
+      'warning: --warmup-steps 4 is not shorter than --steps 2: the rate climbs all run and never reaches --lr 0.1 (the last step trains at 0.025); lower --warmup-steps or raise --steps',
+    );
+    const quiet: string[] = [];
+    await run(
+      await openStore(join(dir, 'short-warmup')),
+      { ...config, schedule: { ...config.schedule, warmupSteps: 1 } },
+      { log: quiet },
+    );
+    expect(quiet.filter((l) => l.startsWith('warning'))).toEqual([]);
+  }, 60_000);
 
   it('a batch larger than the dataset is a warning with the numbers', async () => {
     const small = await openStore(join(dir, 'small'));

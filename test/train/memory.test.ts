@@ -264,3 +264,18 @@ describe('memory estimate of the SwAV head', () => {
     expect(planMemory(at(200_000), 'wasm', 0).recompute).toBe(false); // fits
   });
 });
+
+describe('memory plan of a wide projection head', () => {
+  it('names --hidden and --dim when not one image fits because of them, not the batch, crops or model', () => {
+    const wide = defaultTrainConfig({
+      model: 'custom:3,16,8,2,16',
+      batchSize: 8,
+      crops: '2x32,2x16',
+      swav: { ...DEFAULT_SWAV, prototypes: 16, hidden: 65536, dim: 65536 },
+    });
+    expect(() => planMemory(wide, 'wasm', 0)).toThrow(
+      /^--hidden 65536 with --dim 65536 needs ~\d+ GiB, more than the 4\.0 GiB wasm heap even at batch 1: .*; use SwAV's --hidden 2048 and --dim 128 or less$/,
+    );
+    expect(() => planMemory(wide, 'wasm', 0, pipelineNames('train'))).toThrow(/train\.hidden=2048 and train\.dim=128/);
+  });
+});

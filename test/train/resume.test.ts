@@ -5,7 +5,7 @@ import { checkCompatible, defaultTrainConfig } from '../../src/train/config.js';
 import { pipelineNames } from '../../src/options/declare.js';
 import { DEFAULT_LARS } from '../../src/train/optim.js';
 import type { Checkpoint } from '../../src/train/checkpoint.js';
-import { augmentChange, checkSameDataset, divergenceAdvice } from '../../src/train/resume.js';
+import { augmentChange, checkSameDataset, divergenceAdvice, larsChange } from '../../src/train/resume.js';
 
 const none = { step: 0, key: null, writtenByThisRun: false };
 
@@ -41,6 +41,26 @@ describe('checkCompatible', () => {
     );
     expect(() => checkCompatible(saved, wanted, 'checkpoint c', pipelineNames('train'))).toThrow(
       /^checkpoint c was trained with train\.batch=4, this run asks for 8; use the same settings, train\.resume=false, or another train\.out$/,
+    );
+  });
+});
+
+describe('checkCompatible on the SwAV head', () => {
+  it('names the head option that differs, not the whole head as JSON', () => {
+    const saved = defaultTrainConfig({ batchSize: 4 });
+    const cases = [
+      [{ epsilon: 0.02 }, /^c was trained with --epsilon 0\.05, this run asks for 0\.02;/],
+      [{ hidden: 64 }, /^c was trained with --hidden 2048, this run asks for 64;/],
+      [{ prototypes: 16 }, /^c was trained with --prototypes 3000, this run asks for 16;/],
+      [{ temperature: 0.2 }, /^c was trained with --temperature 0\.1, this run asks for 0\.2;/],
+      [{ freezePrototypesSteps: 7 }, /^c was trained with --freeze-prototypes 313, this run asks for 7;/],
+    ] as const;
+    for (const [over, want] of cases) {
+      const wanted = defaultTrainConfig({ batchSize: 4, swav: { ...saved.swav, ...over } });
+      expect(() => checkCompatible(saved, wanted, 'c')).toThrow(want);
+    }
+    expect(() => checkCompatible(saved, { ...saved, swav: { ...saved.swav, sinkhornIters: 5 } }, 'c')).toThrow(
+      /^c was trained with swav\.sinkhornIters=3, this run asks for 5;/,
     );
   });
 });
@@ -106,6 +126,20 @@ describe('augmentChange', () => {
     );
     expect(augmentChange(saved, defaultTrainConfig({ batchSize: 4, blurP: 0 }), 3, pipelineNames('train'))).toMatch(
       /with train\.blur=0 \(was 0\.5\)/,
+    );
+  });
+});
+
+describe('larsChange', () => {
+  it('states changed LARS settings in one line, and nothing when they are the same', () => {
+    const saved = defaultTrainConfig({ batchSize: 4 });
+    expect(larsChange(saved, defaultTrainConfig({ batchSize: 4 }), 30)).toBeNull();
+    const lars = { ...DEFAULT_LARS, weightDecay: 0.1, excludeBnBias: false, clip: true };
+    expect(larsChange(saved, defaultTrainConfig({ batchSize: 4, lars }), 30)).toBe(
+      'resuming at step 30 with --weight-decay 0.1 (was 0.000001), --lars-all (was off), --lars-clip (was off): the updates from step 30 on follow the new optimiser settings',
+    );
+    expect(larsChange(defaultTrainConfig({ batchSize: 4, lars }), saved, 3, pipelineNames('train'))).toMatch(
+      /with train\.weight_decay=0\.000001 \(was 0\.1\), train\.lars_all off \(was on\), train\.lars_clip off \(was on\):/,
     );
   });
 });
