@@ -6,6 +6,9 @@
 import { availableParallelism } from 'node:os';
 import { abortable, isAbort } from '../abort.js';
 import { MultiCropLoader } from '../augment/loader.js';
+import { NoDataError } from '../errors.js';
+import type { OptionNames } from '../options/declare.js';
+import { listUnits } from '../shards/dataset.js';
 import type { Store } from '../shards/store.js';
 import { startBackend, type BackendInfo } from '../train/backend.js';
 import { CHECKPOINT_DIR, type DatasetIdentity } from '../train/checkpoint.js';
@@ -52,6 +55,12 @@ export async function trainOnStore(options: TrainOnStoreOptions): Promise<TrainO
   const o = loopOptions(options);
   const backend = await startBackend(o.backend);
   if (o.signal?.aborted) return stopped(backend, o.trainThreads); // nothing started, nothing to take
+  try {
+    await abortable(requireUnits(o.data, Boolean(o.follow), o.names), o.signal); // a stalled read must not outlast a stop
+  } catch (err) {
+    if (!isAbort(err, o.signal)) throw err;
+    return stopped(backend, o.trainThreads);
+  }
   const locking = lockRun(o.out, TRAIN_RUN, { log: o.log, location: storeLocation(o.out), names: o.names });
   let lock: RunLock;
   try {
@@ -132,6 +141,18 @@ export function threadsWarning(
   if (over.length === 0) return null;
   const asked = over.map((k) => o.names.set(k, o[k]!)).join(' and ');
   return `warning: ${asked} ${over.length > 1 ? 'ask' : 'asks'} for more threads than the ${cores} core(s) here: they take turns on them; use ${over.map((k) => o.names.set(k, cores)).join(' and ')} or fewer`;
+}
+
+/**
+ * Refuses a dataset without committed units (a wrong --data, or ingest not yet run) before anything is built or
+ * written: else the model is built, its memory judged (a refusal that names the batch, not the data) and the
+ * run locked, all for a loader that finds nothing. With `follow`, units may still come.
+ */
+async function requireUnits(data: Store, follow: boolean, names: OptionNames): Promise<void> {
+  if (follow || (await listUnits(data)).length > 0) return;
+  throw new NoDataError(
+    `no committed units in ${data.url}: ${names.of('data')} names no dataset that ingest (or crawl) has written, or one it has not yet committed a unit to; ingest into it first, or train with ${names.of('follow')} while ingest runs`,
+  );
 }
 
 /** Which dataset `data` is, for the checkpoints: its location and its dataset.json id when it has one. */

@@ -1,9 +1,10 @@
 // trainOnStore: a dataset's multi-crop loader feeding train(). A run stopped by its signal and resumed through
 // trainOnStore reaches the weights of an uninterrupted run, because the loader reopens at the checkpoint's cursor.
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { NoDataError } from '../../src/errors.js';
 import { threadsWarning, trainOnStore } from '../../src/jobs/train.js';
 import { FLAG_NAMES } from '../../src/options/declare.js';
 import { openStore, type Store } from '../../src/shards/store.js';
@@ -80,6 +81,17 @@ describe('trainOnStore', () => {
     );
     expect(await listCheckpoints(out)).toEqual(before);
   });
+
+  it('a dataset without committed units is refused by --data before the model is built or the output touched', async () => {
+    const empty = await openStore(join(dir, 'no-such-dataset'));
+    const out = join(dir, 'never-written');
+    // A config no memory plan admits: the data is named first, not the batch.
+    const huge = defaultTrainConfig({ ...config, model: 'regnety_400mf', batchSize: 4096, crops: '2x224,6x96' });
+    const run = trainOnStore({ data: empty, out: await openStore(out), config: huge, backend: 'wasm', threads: 1 });
+    await expect(run).rejects.toThrow(NoDataError);
+    await expect(run).rejects.toThrow(/no committed units in file:\/\/\S+no-such-dataset: --data names no dataset/);
+    await expect(stat(out)).rejects.toThrow(/ENOENT/);
+  }, 30_000);
 
   it('more threads than cores is a warning naming the option and the cores', () => {
     const names = FLAG_NAMES;
