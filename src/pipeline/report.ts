@@ -57,7 +57,7 @@ export async function writeReport(p: Pipeline, stage: StageRunner): Promise<void
   try {
     await writeKnn(p, await evalFolders(root.path, r.eval_images ?? 200), stores);
   } finally {
-    // A temporary folder of generated images was left in /tmp by every report into a remote store.
+    // Generated for this report alone: a remote report would otherwise leave one such folder in /tmp per run.
     if (root.temporary) await rm(root.path, { recursive: true, force: true });
   }
 }
