@@ -1,9 +1,11 @@
 /**
  * Command-line flags from option declarations: `unitSize: int({ min: 1, ... })` becomes `--unit-size <n>` with its
  * help line (bounds, choices, default), checked as it is parsed. A bad value is commander's usage error (the CLI
- * exits 2).
+ * exits 2), and so is a single-valued option given twice (a ConfigError, refuseRepeats).
  */
 import { Command, Help, InvalidArgumentError, Option } from 'commander';
+import type { EventEmitter } from 'node:events';
+import { ConfigError } from '../errors.js';
 import { kebab, type AnyDecl, type OptionSet, type OptionValues } from './declare.js';
 
 /** The declaration behind each Option that toOption made, for its help line. */
@@ -55,10 +57,41 @@ export function toOption(key: string, d: AnyDecl): Option {
   return option;
 }
 
-/** Adds every option of `set` to `cmd` (in declaration order), each with its help line (optionHelp). */
+/**
+ * Adds every option of `set` to `cmd` (in declaration order), each with its help line (optionHelp); a
+ * single-valued one given twice is refused (refuseRepeats).
+ */
 export function addOptions(cmd: Command, set: OptionSet): Command {
-  for (const [key, d] of Object.entries(set)) cmd.addOption(toOption(key, d));
+  for (const [key, d] of Object.entries(set)) {
+    const option = toOption(key, d);
+    cmd.addOption(option);
+    refuseRepeats(cmd, option);
+  }
   return cmd.configureHelp({ ...cmd.configureHelp(), optionDescription: optionHelp });
+}
+
+/**
+ * Refuses `option` given a second time on one command line: commander keeps the last value without a word, so
+ * `--steps 10 ... --steps 20` in a script trains 20 steps and hides the slip. Every spelling counts (`--steps=20`,
+ * `--no-resume`, a short alias), as each reaches commander's one `option:<name>` event. Variadic options
+ * (`--allow-address a b --allow-address c`) are meant to repeat and are left alone. A ConfigError (exit 2).
+ */
+function refuseRepeats(cmd: Command, option: Option): void {
+  if (option.variadic) return;
+  const key = option.attributeName();
+  // Before commander's own listener stores this occurrence, a value from the command line means a second one.
+  // The source is reset by each parse (commander restores its state), so a command parsed twice is not confused.
+  let first = '';
+  // A Command is an EventEmitter; commander's typings declare only its `on`.
+  (cmd as unknown as EventEmitter).prependListener(`option:${option.name()}`, (text?: string | null) => {
+    if (cmd.getOptionValueSource(key) !== 'cli') {
+      first = text ?? ''; // as written, for the message
+      return;
+    }
+    const flag = option.long ?? option.short ?? option.flags;
+    const values = text === undefined || text === null ? ':' : ` (${first}, then ${text}): it takes one value,`;
+    throw new ConfigError(`${flag} is given more than once${values} give it once`);
+  });
 }
 
 /**

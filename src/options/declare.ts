@@ -175,12 +175,31 @@ export function negatable(o: { description: string }): Decl<boolean, 'default'> 
   return decl({ ...o, default: true }, 'negatable', z.boolean(), () => false);
 }
 
+/** What a YAML value is, as a message names it: `a number`, `a mapping`, `null`. */
+const yamlType = (v: unknown): string =>
+  v === null ? 'null' : `a ${Array.isArray(v) ? 'list' : typeof v === 'object' ? 'mapping' : typeof v}`;
+
+/**
+ * The one rule for every list of strings a pipeline takes, declared (`list`, `words`) or a pipeline's own
+ * (`ingest.lists`, `crawl.seeds`): a YAML list, or one string as a list of one (`lists: urls.txt`, as
+ * img2dataset's url_list takes one path). Another type is refused saying what was expected and what was given;
+ * `item` checks each string (its issue names the index: `lists.0`).
+ */
+export function stringList(item: z.ZodType<string> = z.string(), min = 0): z.ZodType<string[]> {
+  const list = z
+    .array(item, {
+      error: (issue) =>
+        issue.code === 'invalid_type' && issue.input !== undefined
+          ? `expected a string or a list of strings, got ${yamlType(issue.input)}`
+          : undefined, // absent: zod's own message, which describeIssue reads as "required, missing"
+    })
+    .min(min);
+  return z.preprocess((v) => (typeof v === 'string' ? [v] : v), list) as unknown as z.ZodType<string[]>;
+}
+
 /** Several strings: `--allow-address a b` on the command line, a YAML list (or one string) in a pipeline. */
 export function list<const O extends Common & { default?: string[] }>(o: O): Decl<string[], PresenceOf<O>> {
-  const schema = z
-    .union([z.string(), z.array(z.string())])
-    .transform((v) => (typeof v === 'string' ? [v] : v)) as unknown as z.ZodType<string[]>;
-  return decl(o, 'list', schema, (s) => [s]);
+  return decl(o, 'list', stringList(), (s) => [s]);
 }
 
 /**
@@ -198,9 +217,9 @@ export function words<const O extends Common & { check?: (word: string) => strin
       .map((w) => w.trim())
       .filter(Boolean)
       .map(check);
-  const schema = z.union([z.string(), z.array(z.string())]).transform((v, ctx) => {
+  const schema = stringList().transform((v, ctx) => {
     try {
-      return typeof v === 'string' ? split(v) : v.flatMap(split);
+      return v.flatMap(split);
     } catch (err) {
       ctx.addIssue({ code: 'custom', message: (err as Error).message });
       return z.NEVER;

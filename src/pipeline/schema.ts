@@ -19,7 +19,7 @@ import { INGEST_OPTIONS } from '../ingest/options.js';
 import { EXPORT_RUN_OPTIONS } from '../jobs/outputs.js';
 import { checkRetryOptions } from '../jobs/ingest.js';
 import { TRAIN_RUN_OPTIONS } from '../jobs/training.js';
-import { omit, optional, pipelineNames, type OptionSet } from '../options/declare.js';
+import { omit, optional, pipelineNames, stringList, type OptionSet } from '../options/declare.js';
 import { describeIssue, stageSchema } from '../options/pipeline.js';
 import { STORE_OPTIONS } from '../shards/options.js';
 import { checkStoreUrl } from '../shards/store.js';
@@ -43,8 +43,10 @@ export const STAGE_COMMANDS = {
 
 const storeKeys = Object.keys(STORE_OPTIONS) as Array<keyof typeof STORE_OPTIONS>;
 
-const ingest = stageSchema(INGEST_OPTIONS, { lists: z.array(z.string().min(1)).optional() });
-const crawl = stageSchema(CRAWL_OPTIONS, { seeds: z.array(z.string().min(1)).min(1) });
+/** A URL list path or seed URL: `lists: urls.txt` is `lists: [urls.txt]` (stringList, one rule for every list). */
+const nonEmpty = z.string().min(1);
+const ingest = stageSchema(INGEST_OPTIONS, { lists: stringList(nonEmpty).optional() });
+const crawl = stageSchema(CRAWL_OPTIONS, { seeds: stringList(nonEmpty, 1) });
 const train = stageSchema(optional(TRAIN_RUN_OPTIONS, 'data'));
 /** `baseline`: also export the run's initial weights there (the random-init comparison of the report). */
 const exportStage = stageSchema(EXPORT_RUN_OPTIONS, { baseline: store.optional() });

@@ -8,6 +8,7 @@ import { Command } from 'commander';
 import { existsSync } from 'node:fs';
 import { describe, expect, it, vi } from 'vitest';
 import { buildProgram, main } from '../../src/cli.js';
+import { ConfigError } from '../../src/errors.js';
 import { addOptions, optionValues } from '../../src/options/commander.js';
 import {
   choice,
@@ -225,6 +226,77 @@ describe('declarations', () => {
     await expect(cmd.parseAsync(['--n', '0'], { from: 'user' })).rejects.toThrow(/expected an integer >= 1, got "0"/);
     await expect(parse(['--out', 'o', '--kind', 'c'])).rejects.toThrow(/Allowed choices are a, b/);
     await expect(parse([])).rejects.toThrow(/required option '--out <value>' not specified/);
+  });
+
+  it('refuse a single-valued option given twice, in every spelling, naming it; a list option repeats', async () => {
+    const refused = (flag: string, values = '') =>
+      new RegExp(
+        `^${flag} is given more than once${values ? ` \\(${values}\\): it takes one value,` : ':'} give it once$`,
+      );
+    const twice = async (args: string[]) => {
+      const err = await parse(['--out', 'o', ...args]).then(
+        () => null,
+        (e: unknown) => e,
+      );
+      expect(err, args.join(' ')).toBeInstanceOf(ConfigError);
+      return (err as Error).message;
+    };
+    expect(await twice(['--size', '3', '--size', '4'])).toMatch(refused('--size', '3, then 4'));
+    expect(await twice(['--size=3', '--size', '4'])).toMatch(refused('--size', '3, then 4'));
+    expect(await twice(['--size', '3', '--size=4'])).toMatch(refused('--size', '3, then 4'));
+    expect(await twice(['--kind', 'a', '--kind', 'b'])).toMatch(refused('--kind', 'a, then b'));
+    expect(await twice(['--hosts', 'a,b', '--hosts', 'c'])).toMatch(refused('--hosts', 'a,b, then c'));
+    expect(await twice(['--force', '--force'])).toMatch(refused('--force'));
+    expect(await twice(['--no-resume', '--no-resume'])).toMatch(refused('--no-resume'));
+    expect(await parse(['--out', 'o', '--out', 'p']).catch((e: Error) => e.message)).toMatch(
+      refused('--out', 'o, then p'),
+    );
+    // Meant to repeat: a list's values accumulate over its flags.
+    expect(await parse(['--out', 'o', '--allow', 'x', 'y', '--allow', 'z'])).toMatchObject({ allow: ['x', 'y', 'z'] });
+    // A command parsed again starts afresh (commander restores its state before each parse).
+    let size = 0;
+    const cmd = addOptions(new Command('x').exitOverride(), set).action((_o, c: Command) => {
+      size = optionValues(set, c.opts()).size;
+    });
+    await cmd.parseAsync(['--out', 'o', '--size', '5'], { from: 'user' });
+    await cmd.parseAsync(['--out', 'o', '--size', '6'], { from: 'user' });
+    expect(size).toBe(6);
+  });
+
+  it('every single-valued option of every command, given twice, exits 2 naming the flag before any work', async () => {
+    let stderr = '';
+    const spy = vi.spyOn(process.stderr, 'write').mockImplementation((chunk) => ((stderr += String(chunk)), true));
+    let checked = 0;
+    try {
+      for (const { path, cmd } of leaves(buildProgram())) {
+        for (const option of cmd.options) {
+          if (option.variadic) continue;
+          const flag = option.long!;
+          // A value the option takes (the repeat is refused before a missing argument or required option).
+          const takes = (v: string) => {
+            try {
+              option.parseArg?.(v, undefined);
+              return true;
+            } catch {
+              return false;
+            }
+          };
+          const value = [...(option.argChoices ?? []), `${option.defaultValue}`, '1', '16', 'x'].find(takes)!;
+          expect(value, `${path} ${flag}: a value it takes`).toBeDefined();
+          const once = option.required ? [flag, value] : [flag];
+          stderr = '';
+          const code = await main(['node', 'wildstream', ...path.split(' '), ...once, ...once]);
+          expect([code, stderr.split('\n')[0]], `${path} ${flag}`).toEqual([
+            2,
+            `wildstream: ${flag} is given more than once${option.required ? ` (${value}, then ${value}): it takes one value,` : ':'} give it once`,
+          ]);
+          checked++;
+        }
+      }
+    } finally {
+      spy.mockRestore();
+    }
+    expect(checked).toBeGreaterThan(60);
   });
 
   it('exit 0 for help asked for, 2 for a missing command or subcommand (help shown on stderr)', async () => {

@@ -143,3 +143,39 @@ describe('pipeline file keys', () => {
     expect((await refusal([], f))!.message).toBe(`${f}: train.batkh: unknown key (did you mean batch?)`);
   });
 });
+
+describe('list-valued keys', () => {
+  it('take one string as a list of one (lists: urls.txt, as img2dataset takes one url_list), from a file and --set', async () => {
+    const f = join(dir, 'one-list.yaml');
+    await writeFile(f, 'ingest:\n  lists: urls.txt\n  out: ds\n  allow_address: 10.0.0.0/8\n');
+    const p = await loadPipeline(f);
+    expect(p.ingest).toMatchObject({ lists: ['urls.txt'], allowAddress: ['10.0.0.0/8'] });
+    expect((await loadPipeline(f, ['ingest.lists=other.csv'])).ingest!.lists).toEqual(['other.csv']);
+    expect((await loadPipeline(f, ['ingest.lists=[a.txt, b.txt]'])).ingest!.lists).toEqual(['a.txt', 'b.txt']);
+    await writeFile(f, 'crawl:\n  seeds: http://example.org/\n  out: ds\n  hosts: example.org\n');
+    expect((await loadPipeline(f)).crawl).toMatchObject({ seeds: ['http://example.org/'], hosts: ['example.org'] });
+  });
+
+  it('refuse another type with one line naming the key, what it takes and what it got', async () => {
+    const f = join(dir, 'bad-list.yaml');
+    const cases: Array<[string, string]> = [
+      ['ingest:\n  lists: 5\n  out: ds\n', 'ingest.lists: expected a string or a list of strings, got a number'],
+      ['ingest:\n  lists: {a: 1}\n  out: ds\n', 'ingest.lists: expected a string or a list of strings, got a mapping'],
+      ['ingest:\n  lists:\n  out: ds\n', 'ingest.lists: expected a string or a list of strings, got null'],
+      ['ingest:\n  lists: [5]\n  out: ds\n', 'ingest.lists.0: Invalid input: expected string, received number'],
+      [
+        'ingest:\n  lists: [u.txt]\n  out: ds\n  allow_address: 7\n',
+        'ingest.allow_address: expected a string or a list of strings, got a number',
+      ],
+      ['crawl:\n  seeds: true\n  out: ds\n', 'crawl.seeds: expected a string or a list of strings, got a boolean'],
+      ['crawl:\n  out: ds\n', 'crawl.seeds: required, missing'],
+      ['crawl:\n  seeds: []\n  out: ds\n', 'crawl.seeds: Too small: expected array to have >=1 items'],
+    ];
+    for (const [yaml, message] of cases) {
+      await writeFile(f, yaml);
+      const err = await refusal([], f);
+      expect(err, yaml).toBeInstanceOf(ConfigError);
+      expect(err!.message).toBe(`${f}: ${message}`);
+    }
+  });
+});
