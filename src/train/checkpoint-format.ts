@@ -10,6 +10,7 @@ import { checkTrainConfig, type TrainConfig } from './config.js';
 import type { StreamCursor } from '../augment/stream.js';
 import { WildstreamError } from '../errors.js';
 import type { Store } from '../shards/store.js';
+import type { CollapseState } from './collapse.js';
 import type { LossScaleState } from './webgpu/kernels/loss-scale.js';
 
 export class InvalidCheckpointError extends WildstreamError {
@@ -72,6 +73,12 @@ export interface CheckpointHeader {
    * checkpoints written before it and from runs given batches rather than a dataset; those resume as before.
    */
   dataset?: DatasetIdentity;
+  /**
+   * Where the collapse watch stood (collapse.ts): the log intervals in a row at ln K and the warnings given, so
+   * that a resume counts on rather than from zero. Absent from checkpoints written before it: those resume with a
+   * fresh count, as before.
+   */
+  collapse?: CollapseState;
 }
 
 /** Which dataset a run reads: its location, and the `id` of its dataset.json (kept when the dataset is moved). */
@@ -138,6 +145,9 @@ const header = z.looseObject({
     .optional(),
   precision: z.enum(['f32', 'mixed']).optional(),
   dataset: z.object({ url: z.string(), id: z.string().optional() }).optional(),
+  collapse: z
+    .object({ window: z.array(z.object({ step: int, loss: num })), warned: z.boolean(), warnings: int })
+    .optional(),
 });
 
 /** Damage found in a checkpoint's bytes: `newer` when the bytes are of a later format rather than broken. */

@@ -114,8 +114,8 @@ export function someOf(names: string[], shown = 3): string {
 }
 
 /**
- * Writes the model's state at `step` with the stream cursor that follows it (and a mixed-precision GPU
- * stepper's loss scale, which lives outside the model). Non-finite state is refused with a
+ * Writes the model's state at `step` with the stream cursor that follows it (and what lives outside the model:
+ * a mixed-precision GPU stepper's loss scale, the collapse watch's count). Non-finite state is refused with a
  * NonFiniteStateError before anything is written.
  */
 export async function saveCheckpoint(
@@ -123,7 +123,7 @@ export async function saveCheckpoint(
   model: SwavModel,
   step: number,
   cursor: StreamCursor,
-  extra: Pick<CheckpointHeader, 'lossScale' | 'precision' | 'dataset'> = {},
+  extra: Pick<CheckpointHeader, 'lossScale' | 'precision' | 'dataset' | 'collapse'> = {},
 ): Promise<string> {
   const bad = unsafeTensors(model);
   if (bad.length > 0) {
@@ -150,6 +150,7 @@ export async function saveCheckpoint(
     ...(extra.lossScale && { lossScale: extra.lossScale }),
     ...(extra.precision && { precision: extra.precision }),
     ...(extra.dataset && { dataset: extra.dataset }),
+    ...(extra.collapse && { collapse: extra.collapse }),
   };
   const json = Buffer.from(JSON.stringify(header));
   const length = Buffer.alloc(4);

@@ -17,6 +17,22 @@ export interface CollapseOptions {
   intervals?: number;
   /** A window whose loss fell by more than this share of ln K is still leaving the plateau. @default 0.005 */
   minFall?: number;
+  /** Where a resumed run's watch stood at its checkpoint (`state()`). @default a fresh watch */
+  state?: CollapseState;
+}
+
+/**
+ * What a checkpoint keeps of the watch (its header's `collapse`), so that a run interrupted and resumed, however
+ * often, counts its intervals at ln K as one unbroken run would: a fresh count at every resume would never reach
+ * `intervals` in a run stopped more often than that.
+ */
+export interface CollapseState {
+  /** The latest consecutive log intervals at ln K (at most `intervals` of them), oldest first. */
+  window: Array<{ step: number; loss: number }>;
+  /** This stay at ln K was warned about already. */
+  warned: boolean;
+  /** Warnings given so far in the run. */
+  warnings: number;
 }
 
 /** Whether `loss` lies within `tolerance` (relative) of ln K. */
@@ -26,14 +42,23 @@ export function atLnK(loss: number, prototypes: number, tolerance = 0.02): boole
 
 /** Interval by interval: a warning line when the loss has sat at ln K for `intervals` log intervals. */
 export class CollapseWatch {
-  /** Warnings given so far (one per stay on the plateau). */
-  warnings = 0;
-  private readonly o: Required<CollapseOptions>;
-  private window: Array<{ step: number; loss: number }> = [];
-  private warned = false;
+  /** Warnings given so far in the run, a resumed run's from its checkpoint on (one per stay on the plateau). */
+  warnings: number;
+  private readonly o: Required<Omit<CollapseOptions, 'state'>>;
+  private window: Array<{ step: number; loss: number }>;
+  private warned: boolean;
 
   constructor(options: CollapseOptions) {
-    this.o = { tolerance: 0.02, intervals: 3, minFall: 0.005, ...defined(options) };
+    const { state, ...rest } = options;
+    this.o = { tolerance: 0.02, intervals: 3, minFall: 0.005, ...defined(rest) };
+    this.window = (state?.window ?? []).slice(-this.o.intervals).map((w) => ({ ...w }));
+    this.warned = state?.warned ?? false;
+    this.warnings = state?.warnings ?? 0;
+  }
+
+  /** The watch as a checkpoint keeps it: a watch built from it observes on as this one would. */
+  state(): CollapseState {
+    return { window: this.window.map((w) => ({ ...w })), warned: this.warned, warnings: this.warnings };
   }
 
   /** The interval ending at `step` had mean loss `loss`; `frozen` when the prototypes were frozen. */

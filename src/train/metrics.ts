@@ -23,7 +23,10 @@ export interface MetricLine {
   time: string;
   /** When the process that logged this line started training: a change marks an interruption (a resume). */
   run?: string;
-  /** Collapse warnings the logging process has given up to this line (the loss sat at ln K; see collapse.ts). */
+  /**
+   * Collapse warnings the run has given up to this line (the loss sat at ln K; see collapse.ts), counted across
+   * resumes (the checkpoint carries the count; lines of runs from before it count from their process's start).
+   */
   collapseWarnings?: number;
   /**
    * Mixed precision on a GPU: the dynamic loss scale at this line, and the steps skipped for an inf/NaN

@@ -269,19 +269,42 @@ export function scheduleChange(
 }
 
 /**
- * A warning when the warmup does not end before the run does: the rate then climbs all run and never reaches
- * the base rate, which no schedule asks for on purpose (the run's length is the schedule's horizon). Null
- * otherwise.
+ * A warning for each setting that places a step of the run at --steps or beyond (--warmup-steps,
+ * --freeze-prototypes, --queue-start): steps count from 0, so that step never comes and the phase it ends or
+ * starts runs past the end; no one asks for that on purpose (the run's length is every schedule's horizon). A
+ * setting that does nothing anyway (a warmup from the base rate to itself, a queue start without a queue) is
+ * left out. `names` names the settings (the flags by default); empty when every setting falls within the run.
  */
-export function warmupWarning(config: TrainConfig, names: OptionNames = FLAG_NAMES): string | null {
-  const { schedule, steps } = config;
-  if (schedule.warmupSteps < steps || schedule.baseLr === schedule.startWarmupLr) return null;
-  const last = learningRate(steps - 1, { ...schedule, totalSteps: steps });
-  return (
-    `warning: ${names.set('warmupSteps', schedule.warmupSteps)} is not shorter than ${names.of('steps')} ${steps}: ` +
-    `the rate climbs all run and never reaches ${names.of('lr')} ${fmt(schedule.baseLr)} (the last step trains at ${fmt(last)}); ` +
-    `lower ${names.of('warmupSteps')} or raise ${names.of('steps')}`
-  );
+export function stepWarnings(config: TrainConfig, names: OptionNames = FLAG_NAMES): string[] {
+  const { schedule, steps, swav, queue } = config;
+  const last = fmt(learningRate(steps - 1, { ...schedule, totalSteps: steps }));
+  const settings = [
+    {
+      option: 'warmupSteps',
+      step: schedule.warmupSteps,
+      applies: schedule.baseLr !== schedule.startWarmupLr,
+      effect: `the rate climbs all run and never reaches ${names.of('lr')} ${fmt(schedule.baseLr)} (the last step trains at ${last})`,
+    },
+    {
+      option: 'freezePrototypes',
+      step: swav.freezePrototypesSteps,
+      applies: true,
+      effect: 'the prototypes stay frozen all run and never train',
+    },
+    {
+      option: 'queueStart',
+      step: queue.startStep,
+      applies: queue.length > 0,
+      effect: `the queue is filled all run but never joins the assignment (${names.set('queueLength', queue.length)} costs memory for nothing)`,
+    },
+  ];
+  return settings
+    .filter((s) => s.applies && s.step >= steps)
+    .map(
+      (s) =>
+        `warning: ${names.set(s.option, s.step)} is not shorter than ${names.of('steps')} ${steps}: ${s.effect}; ` +
+        `lower ${names.of(s.option)} or raise ${names.of('steps')}`,
+    );
 }
 
 /**

@@ -49,7 +49,7 @@ import { ParallelStepper } from './parallel/stepper.js';
 import { WebGpuStepper, type GradientProgramFactory, type WebGpuStepResult } from './webgpu/stepper.js';
 import { swavGradientProgram } from './webgpu/swav-program.js';
 import { PRECISIONS, type Precision } from './webgpu/precision.js';
-import { divergenceAdvice, resolveResume, warmupWarning, type LastGood, type ResumePoint } from './resume.js';
+import { divergenceAdvice, resolveResume, stepWarnings, type LastGood, type ResumePoint } from './resume.js';
 
 /** The settings of a training loop, whatever feeds it batches. */
 export interface LoopOptions {
@@ -129,7 +129,7 @@ export interface TrainSummary {
   loss: number | null;
   stopped: 'done' | 'signal';
   checkpoint: string | null;
-  /** Times the loss sat at ln K (collapse) during this run. */
+  /** Times the loss sat at ln K (collapse) during this call; the metrics lines count the whole run's, across resumes. */
   collapseWarnings: number;
 }
 
@@ -278,8 +278,7 @@ export async function train(options: TrainOptions): Promise<TrainSummary> {
         (o.config.queue.length > 0 ? `queue ${o.config.queue.length} from step ${o.config.queue.startStep}, ` : '') +
         (start.resumedFrom ? `resuming at step ${start.step} from ${start.resumedFrom}` : 'starting at step 0'),
     );
-    const warmup = start.step < o.config.steps ? warmupWarning(o.config, names) : null;
-    if (warmup) o.log(warmup);
+    if (start.step < o.config.steps) for (const warning of stepWarnings(o.config, names)) o.log(warning);
     // A GPU run's steps hold device buffers (its line says how much); the model's plan is for tfjs steps it never runs.
     o.log(stepper instanceof WebGpuStepper ? stepper.memoryLine() : model.memory.line);
     // 3 and 4. The step loop, with its log lines and checkpoints.
@@ -295,7 +294,7 @@ export async function train(options: TrainOptions): Promise<TrainSummary> {
       loss: loop.lastLoss,
       stopped,
       checkpoint: loop.lastCheckpoint,
-      collapseWarnings: loop.collapse.warnings,
+      collapseWarnings: loop.collapse.warnings - loop.collapseAtStart,
     };
   } finally {
     await stepper?.close(); // ends the threads, also one stuck in a step that failed elsewhere
@@ -366,6 +365,8 @@ class Loop {
   /** The newest checkpoint known to hold finite state: what a diverged run falls back to. */
   lastGood: LastGood;
   readonly collapse: CollapseWatch;
+  /** The run's collapse warnings before this call (a resume's, from its checkpoint). */
+  readonly collapseAtStart: number;
   private pending: MetricLine[] = [];
   private interval = newInterval();
   /** The latest loss read (what the progress bar shows between GPU reads). */
@@ -389,7 +390,10 @@ class Loop {
   ) {
     this.step = start.step;
     this.lastGood = { step: start.step, key: start.resumedFrom, writtenByThisRun: false };
-    this.collapse = new CollapseWatch({ prototypes: o.config.swav.prototypes });
+    // A resume counts on from the checkpoint's watch (an older checkpoint without one: from zero).
+    const collapse = start.checkpoint?.header.collapse;
+    this.collapse = new CollapseWatch({ prototypes: o.config.swav.prototypes, ...(collapse && { state: collapse }) });
+    this.collapseAtStart = this.collapse.warnings;
   }
 
   /** Phase 3: steps until --steps, the end of the batches or the signal; then the last checkpoint. */
@@ -610,6 +614,7 @@ class Loop {
       ...(lossScale && { lossScale }),
       ...(this.stepper instanceof WebGpuStepper && { precision: this.stepper.precision }),
       ...(this.o.dataset && { dataset: this.o.dataset }),
+      collapse: this.collapse.state(),
     }).catch((err) => {
       if (!(err instanceof NonFiniteStateError)) throw err;
       throw new TrainingDivergedError(

@@ -194,6 +194,30 @@ describe('collapse watch', () => {
     expect(w.warnings).toBe(2);
   });
 
+  it('continues from its state as one watch would: a stay at ln K split by resumes still warns, once', () => {
+    const lnK = Math.log(32);
+    const whole = new CollapseWatch({ prototypes: 32 });
+    const wholeSaid = [1, 2, 3, 4].map((i) => whole.observe(i, lnK));
+    // The same intervals, the watch rebuilt from its state after each (a run resumed after every interval).
+    let state = new CollapseWatch({ prototypes: 32 }).state();
+    const pieceSaid = [1, 2, 3, 4].map((i) => {
+      const w = new CollapseWatch({ prototypes: 32, state });
+      const said = w.observe(i, lnK);
+      state = JSON.parse(JSON.stringify(w.state())) as typeof state; // as a checkpoint header carries it
+      return said;
+    });
+    expect(pieceSaid).toEqual(wholeSaid);
+    expect(pieceSaid.map((x) => x !== null)).toEqual([false, false, true, false]);
+    expect(state).toMatchObject({ warned: true, warnings: 1 });
+    // A fresh watch at each resume (what an older checkpoint gives) never sees three intervals in a row.
+    expect([1, 2, 3, 4].map((i) => new CollapseWatch({ prototypes: 32 }).observe(i, lnK))).toEqual([
+      null,
+      null,
+      null,
+      null,
+    ]);
+  });
+
   it('sees the frozen-prototype plateau just above ln K (8.09 vs ln 3000 = 8.006)', () => {
     expect(atLnK(8.09, 3000)).toBe(true);
     expect(atLnK(8.006 * 1.021, 3000)).toBe(false);
@@ -215,13 +239,13 @@ describe('collapse warning in a run', () => {
     await rm(dir, { recursive: true, force: true });
   });
 
-  const run = async (name: string, swav: Partial<typeof DEFAULT_SWAV>, lr: number) => {
+  const run = async (name: string, swav: Partial<typeof DEFAULT_SWAV>, lr: number, steps = 8) => {
     const lines: string[] = [];
     const config = defaultTrainConfig({
       model: 'custom:3,16,8,2,16',
       batchSize: 8,
       crops: '2x24@0.3-1,2x16@0.1-0.3',
-      steps: 8,
+      steps,
       swav: { ...DEFAULT_SWAV, prototypes: 16, hidden: 32, dim: 16, ...swav },
       schedule: { baseLr: lr, finalLr: lr, warmupSteps: 0, startWarmupLr: 0 },
     });
@@ -248,6 +272,27 @@ describe('collapse warning in a run', () => {
     expect(r.summary.collapseWarnings).toBe(1);
     expect(r.metrics.map((m) => m.collapseWarnings)).toEqual([0, 0, 1, 1]);
     expect(new Set(r.metrics.map((m) => m.run)).size).toBe(1);
+  }, 120_000);
+
+  it('a forced collapse interrupted before its third interval still warns once resumed: the count is in the checkpoint', async () => {
+    // Two intervals (steps 2 and 4) in the first process, two more (6 and 8) after the resume: three in a row
+    // only when the checkpoint carries the first two.
+    const first = await run('forced-resumed', { temperature: 1000, freezePrototypesSteps: 100 }, 0.1, 4);
+    expect(first.lines.filter((l) => l.startsWith('warning: collapse?'))).toEqual([]);
+    const r = await run('forced-resumed', { temperature: 1000, freezePrototypesSteps: 100 }, 0.1, 8);
+    expect(r.summary.resumedFrom).toMatch(/step-000000004\.ckpt$/);
+    const warnings = r.lines.filter((l) => l.startsWith('warning: collapse?'));
+    expect(warnings, r.lines.join('\n')).toHaveLength(1);
+    expect(warnings[0]).toMatch(/for 3 log intervals \([\d., ]+ up to step 6, prototypes still frozen\)/);
+    expect(r.summary.collapseWarnings).toBe(1);
+    // The metrics count the run's warnings across the resume, so a plot marks the one at step 6.
+    expect(r.metrics.map((m) => [m.step, m.collapseWarnings])).toEqual([
+      [2, 0],
+      [4, 0],
+      [6, 1],
+      [8, 1],
+    ]);
+    expect(new Set(r.metrics.map((m) => m.run)).size).toBe(2);
   }, 120_000);
 
   it('a normal run does not warn', async () => {

@@ -8,6 +8,7 @@ import { startBackend } from '../../src/train/backend.js';
 import { NotFoundError } from '../../src/errors.js';
 import { pipelineNames, type OptionNames } from '../../src/options/declare.js';
 import { checkpointSettings } from '../../src/train/auto-config.js';
+import { CollapseWatch } from '../../src/train/collapse.js';
 import {
   checkpointAt,
   InvalidCheckpointError,
@@ -462,17 +463,22 @@ describe('a run says what happens', () => {
     );
   });
 
-  it('a warmup as long as the run is a warning: the rate never reaches --lr', async () => {
+  it('a warmup or prototype freeze as long as the run is a warning: the rate never reaches --lr, the prototypes never train', async () => {
     const config = tiny({ steps: 2 }, 0.1);
     const log: string[] = [];
     await run(
       await openStore(join(dir, 'long-warmup')),
-      { ...config, schedule: { ...config.schedule, warmupSteps: 4 } },
+      {
+        ...config,
+        schedule: { ...config.schedule, warmupSteps: 4 },
+        swav: { ...config.swav, freezePrototypesSteps: 2 },
+      },
       { log },
     );
-    expect(log).toContain(
+    expect(log.filter((l) => l.startsWith('warning'))).toEqual([
       'warning: --warmup-steps 4 is not shorter than --steps 2: the rate climbs all run and never reaches --lr 0.1 (the last step trains at 0.025); lower --warmup-steps or raise --steps',
-    );
+      'warning: --freeze-prototypes 2 is not shorter than --steps 2: the prototypes stay frozen all run and never train; lower --freeze-prototypes or raise --steps',
+    ]);
     const quiet: string[] = [];
     await run(
       await openStore(join(dir, 'short-warmup')),
@@ -529,6 +535,29 @@ describe('the loss scale in the header', () => {
       expect(parseHeader(json(none)).lossScale).toBeUndefined();
       for (const bad of [{ skipped: -1 }, { grown: 0.5 }, { skipped: 'many' }])
         expect(() => parseHeader(json({ ...header, lossScale: { ...lossScale, ...bad } }))).toThrow(/lossScale/);
+    } finally {
+      model.dispose();
+    }
+  });
+});
+
+describe('the collapse watch in the header', () => {
+  it('keeps the intervals at ln K and the warnings; a header without them (older) loads, and a resume counts from 0', async () => {
+    const out = await openStore(join(dir, 'collapse-header'));
+    const model = new SwavModel(tiny());
+    try {
+      const collapse = { window: [{ step: 2, loss: 2.07 }], warned: false, warnings: 1 };
+      const key = await saveCheckpoint(out, model, 1, START, { collapse });
+      const { header } = await loadCheckpoint(out, key);
+      expect(header.collapse).toEqual(collapse);
+      const json = (h: object) => Buffer.from(JSON.stringify(h));
+      const { collapse: _, ...older } = header;
+      const parsed = parseHeader(json(older));
+      expect(parsed.collapse).toBeUndefined();
+      const fresh = new CollapseWatch({ prototypes: 8, ...(parsed.collapse && { state: parsed.collapse }) }); // as train() builds it
+      expect(fresh.state()).toEqual({ window: [], warned: false, warnings: 0 });
+      for (const bad of [{ warnings: -1 }, { warned: 'yes' }, { window: [{ step: 1 }] }])
+        expect(() => parseHeader(json({ ...header, collapse: { ...collapse, ...bad } }))).toThrow(/collapse/);
     } finally {
       model.dispose();
     }

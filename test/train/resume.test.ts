@@ -5,7 +5,7 @@ import { checkCompatible, defaultTrainConfig } from '../../src/train/config.js';
 import { pipelineNames } from '../../src/options/declare.js';
 import { DEFAULT_LARS } from '../../src/train/optim.js';
 import type { Checkpoint } from '../../src/train/checkpoint.js';
-import { augmentChange, checkSameDataset, divergenceAdvice, larsChange } from '../../src/train/resume.js';
+import { augmentChange, checkSameDataset, divergenceAdvice, larsChange, stepWarnings } from '../../src/train/resume.js';
 
 const none = { step: 0, key: null, writtenByThisRun: false };
 
@@ -141,5 +141,54 @@ describe('larsChange', () => {
     expect(larsChange(defaultTrainConfig({ batchSize: 4, lars }), saved, 3, pipelineNames('train'))).toMatch(
       /with train\.weight_decay=0\.000001 \(was 0\.1\), train\.lars_all off \(was on\), train\.lars_clip off \(was on\):/,
     );
+  });
+});
+
+describe('stepWarnings', () => {
+  // A run of 10 steps (0..9) at a constant rate 0.1 after its warmup, with a queue of two batches.
+  const base = defaultTrainConfig({
+    batchSize: 32,
+    steps: 10,
+    schedule: { baseLr: 0.1, finalLr: 0.1, warmupSteps: 0, startWarmupLr: 0 },
+    swav: { ...defaultTrainConfig().swav, freezePrototypesSteps: 0 },
+    queue: { length: 64, startStep: 0 },
+  });
+  const at = (warmupSteps: number, freezePrototypesSteps: number, startStep: number) =>
+    stepWarnings({
+      ...base,
+      schedule: { ...base.schedule, warmupSteps },
+      swav: { ...base.swav, freezePrototypesSteps },
+      queue: { ...base.queue, startStep },
+    });
+
+  it('says nothing while every step-valued setting falls within the run (the last step is --steps - 1)', () => {
+    expect(at(9, 9, 9)).toEqual([]);
+    expect(at(0, 0, 0)).toEqual([]);
+  });
+
+  it('warns for each of --warmup-steps, --freeze-prototypes and --queue-start at --steps or beyond, in one form', () => {
+    expect(at(10, 0, 0)).toEqual([
+      'warning: --warmup-steps 10 is not shorter than --steps 10: the rate climbs all run and never reaches --lr 0.1 (the last step trains at 0.09); lower --warmup-steps or raise --steps',
+    ]);
+    expect(at(0, 10, 0)).toEqual([
+      'warning: --freeze-prototypes 10 is not shorter than --steps 10: the prototypes stay frozen all run and never train; lower --freeze-prototypes or raise --steps',
+    ]);
+    expect(at(0, 0, 25)).toEqual([
+      'warning: --queue-start 25 is not shorter than --steps 10: the queue is filled all run but never joins the assignment (--queue-length 64 costs memory for nothing); lower --queue-start or raise --steps',
+    ]);
+    expect(at(10, 11, 12).map((w) => /^warning: (--[a-z-]+)/.exec(w)![1])).toEqual([
+      '--warmup-steps',
+      '--freeze-prototypes',
+      '--queue-start',
+    ]);
+  });
+
+  it("names a pipeline's train keys; a warmup that changes no rate is no warning", () => {
+    const config = { ...base, swav: { ...base.swav, freezePrototypesSteps: 40 } };
+    expect(stepWarnings(config, pipelineNames('train'))).toEqual([
+      'warning: train.freeze_prototypes=40 is not shorter than train.steps 10: the prototypes stay frozen all run and never train; lower train.freeze_prototypes or raise train.steps',
+    ]);
+    const flat = { ...base, schedule: { ...base.schedule, warmupSteps: 20, startWarmupLr: 0.1 } };
+    expect(stepWarnings(flat)).toEqual([]);
   });
 });
