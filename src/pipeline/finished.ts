@@ -11,10 +11,11 @@
  */
 import { createHash } from 'node:crypto';
 import { NotFoundError } from '../errors.js';
+import { stampKey, STAMPS_DIR, type StampedStage } from '../shards/keys.js';
 import { openFile } from '../shards/output.js';
 import { getBytes, openStore, type Store, type StoreOptions } from '../shards/store.js';
 
-const STAMPS = 'pipeline/';
+const STAMPS = `${STAMPS_DIR}/`;
 
 /** A stage's output: a folder (a store: every object in it) or one file, opened with `options`. */
 export type Output = ({ folder: string } | { file: string }) & { options?: StoreOptions };
@@ -32,7 +33,7 @@ export interface FinishedStages {
    * Runs `work` unless the stamp of `name` says it was made from `settings` and the same run and dataset and
    * its `outputs` are as it wrote them; then stamps it. Resolves to whether it skipped.
    */
-  run(name: string, settings: unknown, outputs: Output[], work: () => Promise<unknown>): Promise<boolean>;
+  run(name: StampedStage, settings: unknown, outputs: Output[], work: () => Promise<unknown>): Promise<boolean>;
   /** The objects of an output (or of something a stage reads) as they are now: key, size, etag; empty when missing. */
   snapshot(o: Output): Promise<Objects>;
 }
@@ -54,7 +55,7 @@ export async function finishedStages(
   return {
     snapshot,
     async run(name, settings, outputs, work) {
-      const key = `${STAMPS}${name}.json`;
+      const key = stampKey(name);
       const from = createHash('sha256').update(JSON.stringify({ settings, inputs })).digest('hex');
       const stamp = await readStamp(run, key);
       if (stamp?.from === from && (await sameOutputs(stamp, outputs))) return true;

@@ -4,12 +4,13 @@
  * shard staged by ShardWriter (`<dataset>/.staging/...`), so a full disk reads the same wherever it fills.
  */
 import { AccessDeniedError, StoreUnavailableError, WildstreamError } from '../errors.js';
+import { nameTooLong } from './key-limits.js';
 
 /**
  * The typed one-line error for a write to `path` that failed with `err`, or undefined when `err` is not about
  * the disk (the caller maps it). Errors: StoreUnavailableError for ENOSPC and EDQUOT (retryable once space is
  * freed: a unit is committed by its record, written last, so nothing committed is lost); AccessDeniedError for
- * EROFS, EACCES and EPERM. A WildstreamError is returned as it is.
+ * EROFS, EACCES and EPERM; KeyTooLongError for ENAMETOOLONG (nameTooLong). A WildstreamError is returned as it is.
  *
  * @param verb what was being done to `path`: `write` for files, `create` for directories.
  */
@@ -26,7 +27,7 @@ export function diskWriteError(err: unknown, path: string, verb: 'write' | 'crea
     case 'EPERM':
       return new AccessDeniedError(`cannot ${verb} ${path}: permission denied`, { cause: err });
     default:
-      return undefined;
+      return nameTooLong(err, path);
   }
 }
 

@@ -17,7 +17,9 @@ export interface FileLocation {
 
 /** Splits a file URL or path into the store of its folder and its name. */
 export async function openFile(location: string, options: StoreOptions = {}): Promise<FileLocation> {
-  checkStoreUrl(location); // the whole URL: a query (`e.arrow?x`) would otherwise end up in the file's name
+  // The whole URL: a query (`e.arrow?x`) would otherwise end up in the file's name. Its length is checked below,
+  // as the one key written in its folder.
+  checkStoreUrl(location, []);
   const scheme = /^[a-z][a-z0-9+.-]*:\/\//i.exec(location)?.[0] ?? '';
   const rest = location.slice(scheme.length);
   const slash = rest.lastIndexOf('/');
@@ -27,7 +29,7 @@ export async function openFile(location: string, options: StoreOptions = {}): Pr
   const folder = slash < 0 ? '.' : rest.slice(0, slash) || '/';
   if (scheme && slash < 0)
     throw new ConfigError(`${location} names no file inside the bucket; expected ${scheme}bucket/name`);
-  const store = await openStore(scheme ? `${scheme}${folder}` : folder, options);
+  const store = await openStore(scheme ? `${scheme}${folder}` : folder, options, [name]);
   return { store, key: name, url: fileIn(store.url, name) }; // `file:///` is the root: one slash before the name
 }
 

@@ -24,6 +24,7 @@ import { z } from 'zod';
 import { NotFoundError, WildstreamError } from '../errors.js';
 import { processExists } from '../process-exists.js';
 import { FLAG_NAMES, type OptionNames } from '../options/declare.js';
+import { INGEST_LOCK_KEY, TRAIN_LOCK_KEY } from './keys.js';
 import type { Store } from './store.js';
 import { getBytes } from './store.js';
 
@@ -35,13 +36,13 @@ export interface RunKind {
 }
 
 export const TRAIN_RUN: RunKind = {
-  key: 'train.lock',
+  key: TRAIN_LOCK_KEY,
   holder: 'training run',
   harm: "two runs on one checkpoint store would overwrite each other's checkpoints",
 };
 
 export const INGEST_RUN: RunKind = {
-  key: 'ingest.lock',
+  key: INGEST_LOCK_KEY,
   holder: 'ingest job',
   harm: "two jobs on one dataset would write the same units over each other's",
 };

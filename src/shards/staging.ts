@@ -15,19 +15,19 @@ import { join } from 'node:path';
 import { processExists } from '../process-exists.js';
 import type { Store } from './store.js';
 import { makeDirs } from './make-dirs.js';
+import { STAGING_DIR, stagingFolderName } from './keys.js';
 
 export interface StagingOptions {
   /** A folder untouched this long is removed whoever owns it. @default 24 hours */
   staleMs?: number;
 }
 
-const STAGING = '.staging';
 const opened = new Map<string, Promise<string>>();
 
 /** The folder under which shards for `store` are staged. */
 export function stagingRoot(store: Store): string {
   const local = (store as { root?: unknown }).root;
-  if (store.url.startsWith('file://') && typeof local === 'string') return join(local, STAGING);
+  if (store.url.startsWith('file://') && typeof local === 'string') return join(local, STAGING_DIR);
   const cache = process.env.XDG_CACHE_HOME || join(homedir(), '.cache');
   const id = createHash('sha256').update(store.url).digest('hex').slice(0, 16);
   return join(cache, 'wildstream', 'staging', id);
@@ -46,7 +46,7 @@ export function openStaging(store: Store, options: StagingOptions = {}): Promise
 }
 
 async function prepare(root: string, staleMs: number): Promise<string> {
-  const mine = `${safe(hostname())}-${process.pid}`;
+  const mine = stagingFolderName(hostname(), process.pid);
   await makeDirs(join(root, mine));
   for (const entry of await readdir(root, { withFileTypes: true })) {
     if (entry.name === mine) continue;
@@ -58,14 +58,11 @@ async function prepare(root: string, staleMs: number): Promise<string> {
   return join(root, mine);
 }
 
-function safe(host: string): string {
-  return host.replace(/[^A-Za-z0-9.]/g, '_') || 'host';
-}
-
 /** True only for a folder of this host whose process no longer exists. */
 function ownerIsGone(name: string): boolean {
-  const match = /^(.+)-(\d+)$/.exec(name);
-  return Boolean(match && match[1] === safe(hostname()) && !processExists(Number(match[2])));
+  const match = /-(\d+)$/.exec(name);
+  const pid = Number(match?.[1]);
+  return match !== null && name === stagingFolderName(hostname(), pid) && !processExists(pid);
 }
 
 /** Latest mtime of a path or anything directly in it (staged files sit one level down). */

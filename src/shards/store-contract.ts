@@ -3,7 +3,9 @@
  * rules every backend enforces. Backends import this module; `store.ts` re-exports it beside `openStore`, which
  * loads the backends, so no backend imports the module that loads it.
  */
+import { resolve } from 'node:path';
 import type { Readable } from 'node:stream';
+import { fileURLToPath } from 'node:url';
 import { ConfigError } from '../errors.js';
 
 export interface ObjectInfo {
@@ -133,6 +135,19 @@ export function parseS3Url(url: string): S3Location {
     );
   }
   return { bucket: match[1]!, prefix };
+}
+
+/**
+ * The absolute folder a local store location names: a `file:` URL or a path (relative to the working directory).
+ * Throws ConfigError for a `file:` URL that names no local path (`file://host/x`).
+ */
+export function localRoot(location: string): string {
+  if (!/^file:/i.test(location)) return resolve(location);
+  try {
+    return resolve(fileURLToPath(location));
+  } catch (err) {
+    throw new ConfigError(`invalid file URL ${location}: ${(err as Error).message}`);
+  }
 }
 
 /** Validates an inclusive byte range. */

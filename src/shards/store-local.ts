@@ -5,14 +5,13 @@
  */
 import { constants } from 'node:fs';
 import { open, readdir, rename, rm, stat, type FileHandle } from 'node:fs/promises';
-import { randomBytes } from 'node:crypto';
-import { dirname, join, resolve, sep } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { dirname, join, sep } from 'node:path';
 import type { Readable } from 'node:stream';
 import { AccessDeniedError, ConfigError, NotFoundError, StoreUnavailableError, WildstreamError } from '../errors.js';
 import {
   checkKey,
   checkRange,
+  localRoot,
   type ObjectInfo,
   type PutBody,
   type RangeOptions,
@@ -20,10 +19,9 @@ import {
   type StoreOptions,
 } from './store-contract.js';
 import { diskWriteError } from './disk-errors.js';
+import { checkLocalPath, nameTooLong } from './key-limits.js';
+import { TEMP_MARK, tempName } from './keys.js';
 import { makeDirs } from './make-dirs.js';
-
-/** Temp files carry this marker; `list` skips them and a later `put` of the same key overwrites. */
-const TEMP_MARK = '.ws-tmp-';
 
 /** The most one `read` call is asked for (1 GiB, below the int32 limit of Node's fs bindings). */
 const READ_PIECE = 2 ** 30;
@@ -33,29 +31,23 @@ export class LocalStore implements Store {
   readonly root: string;
 
   constructor(location: string, _options: StoreOptions = {}) {
-    let path = location;
-    if (/^file:/i.test(location)) {
-      try {
-        path = fileURLToPath(location);
-      } catch (err) {
-        throw new ConfigError(`invalid file URL ${location}: ${(err as Error).message}`);
-      }
-    }
-    this.root = resolve(path);
+    this.root = localRoot(location);
     this.url = `file://${this.root}`;
   }
 
+  /** The key's file; a key the file system would refuse as too long (key-limits.ts) throws before any call. */
   private path(key: string): string {
     const full = join(this.root, checkKey(key));
     if (!full.startsWith(this.root + sep)) throw new ConfigError(`key escapes the store root: ${key}`);
-    return full;
+    return checkLocalPath(full);
   }
 
   /** Errors: every disk failure (mkdir, write, fsync, rename) as diskWriteError words it, naming the target. */
   async put(key: string, body: PutBody): Promise<void> {
     const target = this.path(key);
+    const temp = checkLocalPath(tempName(target)); // one name longer than the target's
     await wrap(key, () => makeDirs(dirname(target)), target);
-    await wrap(key, () => writeAtomically(target, body), target);
+    await wrap(key, () => writeAtomically(target, temp, body), target);
   }
 
   async get(key: string): Promise<Readable> {
@@ -119,6 +111,7 @@ export class LocalStore implements Store {
     // Walk only the directory the prefix names, then filter by the rest of the prefix.
     const cut = prefix.lastIndexOf('/');
     const dirKey = cut >= 0 ? prefix.slice(0, cut) : '';
+    checkLocalPath(join(this.root, prefix));
     const keys = await walk(this.root, dirKey);
     for (const key of keys.filter((k) => k.startsWith(prefix)).sort()) {
       const info = await this.head(key);
@@ -146,11 +139,11 @@ export class LocalStore implements Store {
 }
 
 /**
- * Temp file beside `target`, fsync, rename over it, fsync the directory. Whatever fails (a full disk mid-write,
- * a rename), the target still holds the last committed object and no temp file is left; the raw error is thrown.
+ * Writes `temp` (beside `target`), fsync, rename over it, fsync the directory. Whatever fails (a full disk
+ * mid-write, a rename), the target still holds the last committed object and no temp file is left; the raw error
+ * is thrown.
  */
-async function writeAtomically(target: string, body: PutBody): Promise<void> {
-  const temp = `${target}${TEMP_MARK}${randomBytes(6).toString('hex')}`;
+async function writeAtomically(target: string, temp: string, body: PutBody): Promise<void> {
   const handle = await open(temp, 'w');
   try {
     if (body instanceof Uint8Array) await handle.writeFile(body);
@@ -212,6 +205,8 @@ function mapFsError(err: unknown, key: string, path?: string): Error {
   if (err instanceof WildstreamError) return err;
   const disk = path === undefined ? undefined : diskWriteError(err, path);
   if (disk) return disk;
+  const tooLong = nameTooLong(err, path ?? key);
+  if (tooLong) return tooLong;
   const code = (err as NodeJS.ErrnoException).code;
   const why = (err as Error).message;
   // A write whose target is a folder names no object to be found: the caller named the wrong place (an --out

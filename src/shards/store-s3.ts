@@ -40,6 +40,7 @@ import {
   type Attempt,
   type RetryPolicy,
 } from './retry.js';
+import { checkS3Key } from './key-limits.js';
 import {
   checkKey,
   checkRange,
@@ -74,8 +75,9 @@ export class S3Store implements Store {
     this.pageSize = options.listPageSize ?? 1000;
   }
 
+  /** The object's whole key; a key S3 would refuse (checkKey, over 1024 bytes) throws before any request. */
   private fullKey(key: string): string {
-    return joinKey(this.prefix, checkKey(key));
+    return checkS3Key(this.bucket, joinKey(this.prefix, checkKey(key)));
   }
 
   private where(key: string): string {
@@ -172,11 +174,11 @@ export class S3Store implements Store {
   /** GET from byte `offset` (0: the whole object), sent under the retry policy; the body is read by the caller. */
   private openBody(key: string, offset: number, total?: number, etag?: string): Promise<GetObjectCommandOutput> {
     const Range = offset > 0 ? `bytes=${offset}-${total! - 1}` : undefined;
+    const Key = this.fullKey(key); // a bad key fails here, before the request, not inside its retries
     return this.retry(key, async ({ signal }) => {
-      const out = await this.client.send(
-        new GetObjectCommand({ Bucket: this.bucket, Key: this.fullKey(key), Range, IfMatch: etag }),
-        { abortSignal: signal },
-      );
+      const out = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key, Range, IfMatch: etag }), {
+        abortSignal: signal,
+      });
       if (etag && out.ETag && out.ETag !== etag) {
         (out.Body as Readable | undefined)?.destroy();
         throw new StoreUnavailableError(`${this.where(key)} changed while it was being read; retry the command`);
@@ -222,10 +224,11 @@ export class S3Store implements Store {
 
   async getRange(key: string, start: number, end: number, options: RangeOptions = {}): Promise<Uint8Array> {
     checkRange(start, end);
+    const Key = this.fullKey(key);
     // Explicit `a-b` ranges only: suffix ranges are unreliable on some servers (s3rver).
     const bytes = await this.retry(key, async ({ signal }) => {
       const out = await this.client.send(
-        new GetObjectCommand({ Bucket: this.bucket, Key: this.fullKey(key), Range: `bytes=${start}-${end}` }),
+        new GetObjectCommand({ Bucket: this.bucket, Key, Range: `bytes=${start}-${end}` }),
         { abortSignal: signal },
       );
       const body = await readBody(out.Body as Readable, out.ContentLength, this.policy.idleTimeoutMs, signal);
@@ -247,11 +250,10 @@ export class S3Store implements Store {
   }
 
   async head(key: string): Promise<ObjectInfo | null> {
+    const Key = this.fullKey(key);
     try {
       const out = await this.retry(key, ({ signal }) =>
-        this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: this.fullKey(key) }), {
-          abortSignal: signal,
-        }),
+        this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key }), { abortSignal: signal }),
       );
       return { key, size: out.ContentLength ?? 0, etag: out.ETag ?? '' };
     } catch (err) {
@@ -261,7 +263,8 @@ export class S3Store implements Store {
   }
 
   async *list(prefix: string): AsyncIterable<ObjectInfo> {
-    const full = joinKey(this.prefix, prefix);
+    // No key is longer than S3 allows, so such a prefix names nothing: refused as a key that long is.
+    const full = checkS3Key(this.bucket, joinKey(this.prefix, prefix));
     const strip = this.prefix ? this.prefix.length + 1 : 0;
     let token: string | undefined;
     do {
@@ -285,10 +288,9 @@ export class S3Store implements Store {
   }
 
   async delete(key: string): Promise<void> {
+    const Key = this.fullKey(key);
     await this.retry(key, ({ signal }) =>
-      this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: this.fullKey(key) }), {
-        abortSignal: signal,
-      }),
+      this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key }), { abortSignal: signal }),
     );
   }
 }

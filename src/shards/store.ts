@@ -8,9 +8,12 @@
  * fault that outlasts it is a StoreUnavailableError naming the object and the last cause.
  */
 import { ConfigError, UnsupportedStoreError } from '../errors.js';
-import { parseS3Url, type Store, type StoreOptions } from './store-contract.js';
+import { checkLocalRoom, checkS3Room } from './key-limits.js';
+import { longestKeys } from './keys.js';
+import { localRoot, parseS3Url, type Store, type StoreOptions } from './store-contract.js';
 
 export * from './store-contract.js';
+export { KeyTooLongError } from './key-limits.js';
 
 type StoreFactory = (location: string, options: StoreOptions) => Promise<Store>;
 
@@ -20,17 +23,22 @@ const FACTORIES: Record<string, StoreFactory> = {
   s3: async (location, options) => new (await import('./store-s3.js')).S3Store(location, options),
 };
 
-/** Opens the store a URL names. A plain path (absolute or relative) is a local store. */
-export async function openStore(url: string, options: StoreOptions = {}): Promise<Store> {
-  return FACTORIES[checkStoreUrl(url)]!(url, options);
+/**
+ * Opens the store a URL names. A plain path (absolute or relative) is a local store. `keys`: what the caller
+ * writes below the URL, which must fit the store's key length limits (checkStoreUrl).
+ */
+export async function openStore(url: string, options: StoreOptions = {}, keys?: readonly string[]): Promise<Store> {
+  return FACTORIES[checkStoreUrl(url, keys)]!(url, options);
 }
 
 /**
  * Checks a store URL without opening it (no SDK loaded, no request) and returns its scheme: what openStore
- * refuses, a pipeline refuses before any stage runs. Throws ConfigError (UnsupportedStoreError for a scheme
- * no store has) naming the URL.
+ * refuses, a pipeline refuses before any stage runs. That includes a prefix or path too long for `keys` below it
+ * (key-limits.ts): by default every key a job writes (longestKeys), so a too long prefix is refused before any
+ * work, not at the first checkpoint. Throws ConfigError (UnsupportedStoreError for a scheme no store has,
+ * KeyTooLongError for a prefix without room) naming the URL.
  */
-export function checkStoreUrl(url: string): string {
+export function checkStoreUrl(url: string, keys?: readonly string[]): string {
   if (typeof url !== 'string' || url.trim() === '') throw new ConfigError('store URL must be a non-empty string');
   const match = /^([a-z][a-z0-9+.-]*):\/\//i.exec(url);
   const scheme = match ? match[1]!.toLowerCase() : 'file';
@@ -41,7 +49,8 @@ export function checkStoreUrl(url: string): string {
   }
   checkUrlShape(url, match !== null);
   // Validated here, at the boundary, before the SDK loads: a bad prefix fails at once, not after writes.
-  if (scheme === 's3') parseS3Url(url);
+  if (scheme === 's3') checkS3Room(url, parseS3Url(url).prefix, keys ?? longestKeys());
+  else checkLocalRoom(url, localRoot(url), keys ?? longestKeys(true));
   return scheme;
 }
 

@@ -7,7 +7,6 @@
 import { once } from 'node:events';
 import { createReadStream, createWriteStream, type WriteStream } from 'node:fs';
 import { rm, stat } from 'node:fs/promises';
-import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { finished } from 'node:stream/promises';
@@ -17,6 +16,7 @@ import { imageSchema, toRecordBatch, type ImageRecord } from './schema.js';
 import type { Store } from './store.js';
 import { diskWriteError } from './disk-errors.js';
 import { makeDirs } from './make-dirs.js';
+import { stagedShardName } from './keys.js';
 
 export interface ShardWriterOptions {
   /** Extra URL-list columns, stored as nullable strings. @default [] */
@@ -115,7 +115,7 @@ export class ShardWriter {
   private async open() {
     if (this.file) return this.file;
     await makeDirs(this.stagingDir);
-    const path = join(this.stagingDir, `shard-${randomBytes(6).toString('hex')}.arrow`);
+    const path = join(this.stagingDir, stagedShardName());
     const out = createWriteStream(path);
     // A write error (a full disk) is kept on `out.errored` and thrown by the next flush or finish; without a
     // listener it would be an uncaught 'error' event, since the Arrow stream's pipe rethrows it.

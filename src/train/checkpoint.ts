@@ -14,6 +14,7 @@ import { Readable } from 'node:stream';
 import * as tf from '@tensorflow/tfjs-core';
 import type { StreamCursor } from '../augment/stream.js';
 import { ConfigError, WildstreamError } from '../errors.js';
+import { checkpointKey, CHECKPOINTS_DIR } from '../shards/keys.js';
 import type { Store } from '../shards/store.js';
 import type { SwavModel } from './model.js';
 import type { ParamSet } from './params.js';
@@ -54,7 +55,7 @@ export class NonFiniteStateError extends WildstreamError {
 }
 
 /** The folder of a run's checkpoints in its store. */
-export const CHECKPOINT_DIR = 'checkpoints';
+export const CHECKPOINT_DIR = CHECKPOINTS_DIR;
 const PREFIX = `${CHECKPOINT_DIR}/`;
 
 export interface Checkpoint {
@@ -65,7 +66,7 @@ export interface Checkpoint {
   shapes: Map<string, number[]>;
 }
 
-export const checkpointKey = (step: number): string => `${PREFIX}step-${String(step).padStart(9, '0')}.ckpt`;
+export { checkpointKey };
 
 /** Steps of the checkpoints in the store, newest first. */
 export async function listCheckpoints(store: Store): Promise<Array<{ key: string; step: number }>> {

@@ -8,6 +8,7 @@ import { createHash } from 'node:crypto';
 import * as tf from '@tensorflow/tfjs-core';
 import { IMAGENET_MEAN, IMAGENET_STD } from '../crops.js';
 import { ConfigError } from '../errors.js';
+import { weightsKey } from '../shards/keys.js';
 import { getBytes, type Store } from '../shards/store.js';
 import { GraphBuilder } from './graph.js';
 import type { ParamSet } from './params.js';
@@ -96,7 +97,7 @@ export async function exportBackbone(
   const serialised = g.serialise('weights.bin', metadata as unknown as Record<string, unknown>);
   const { weights } = serialised;
   const modelJson = serialised.modelJson as ModelJson;
-  const file = `weights-${createHash('sha256').update(weights).digest('hex').slice(0, 16)}.bin`;
+  const file = weightsKey(createHash('sha256').update(weights).digest('hex'));
   modelJson.weightsManifest[0]!.paths = [file];
   await out.put(file, weights);
   await out.put(MODEL_JSON, Buffer.from(JSON.stringify(modelJson)));

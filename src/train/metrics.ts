@@ -3,6 +3,7 @@
  * checkpoint (`metrics/step-<step>.jsonl` holds the lines since the previous part). Object stores cannot
  * append, and tying parts to checkpoints means a resumed run never duplicates or loses a line.
  */
+import { metricsArchiveDir, metricsArchiveKey, metricsKey, METRICS_DIR } from '../shards/keys.js';
 import type { Store } from '../shards/store.js';
 import { getBytes } from '../shards/store.js';
 
@@ -41,8 +42,7 @@ export interface MetricLine {
   firstStepSeconds?: number;
 }
 
-const PREFIX = 'metrics/';
-const partKey = (step: number) => `${PREFIX}step-${String(step).padStart(9, '0')}.jsonl`;
+const PREFIX = `${METRICS_DIR}/`;
 
 async function listParts(store: Store): Promise<Array<{ key: string; step: number }>> {
   const parts: Array<{ key: string; step: number }> = [];
@@ -55,7 +55,7 @@ async function listParts(store: Store): Promise<Array<{ key: string; step: numbe
 
 export async function writeMetricsPart(store: Store, step: number, lines: MetricLine[]): Promise<void> {
   if (lines.length > 0)
-    await store.put(partKey(step), Buffer.from(lines.map((l) => `${JSON.stringify(l)}\n`).join('')));
+    await store.put(metricsKey(step), Buffer.from(lines.map((l) => `${JSON.stringify(l)}\n`).join('')));
 }
 
 /**
@@ -99,17 +99,15 @@ export async function dropMetricsAfter(store: Store, step: number): Promise<void
 }
 
 /**
- * Moves every part to `metrics/archive/<tag>/` (where readMetrics does not look), so a run that starts over
+ * Moves every part to `metrics/archive/<started>/` (where readMetrics does not look), so a run that starts over
  * never overwrites the curves of the run before it. Returns the archive prefix, or null when there were none.
  */
-export async function archiveMetrics(store: Store, tag: string): Promise<string | null> {
+export async function archiveMetrics(store: Store, started: Date): Promise<string | null> {
   const parts = await listParts(store);
   if (parts.length === 0) return null;
-  const prefix = `${PREFIX}archive/${tag}/`;
-  for (const part of parts)
-    await store.put(`${prefix}${part.key.slice(PREFIX.length)}`, await getBytes(store, part.key));
+  for (const part of parts) await store.put(metricsArchiveKey(started, part.step), await getBytes(store, part.key));
   for (const part of parts) await store.delete(part.key);
-  return prefix;
+  return metricsArchiveDir(started);
 }
 
 /** The interval's console line. */

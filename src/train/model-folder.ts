@@ -5,6 +5,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { loadGraphModel, type GraphModel } from '@tensorflow/tfjs-converter';
 import { ConfigError, NotFoundError, oneLine } from '../errors.js';
+import { MODEL_JSON_KEY } from '../shards/keys.js';
 import { getBytes, pathProblem, type Store } from '../shards/store.js';
 
 export interface BackboneMetadata {
@@ -18,7 +19,7 @@ export interface BackboneMetadata {
 }
 
 /** The file a reader opens first, and the one an export writes last: its commit point. */
-export const MODEL_JSON = 'model.json';
+export const MODEL_JSON = MODEL_JSON_KEY;
 
 /**
  * The weights files of exports: `weights-<16 hex digits of the bytes' SHA-256>.bin`, and `weights.bin`, the one

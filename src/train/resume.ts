@@ -135,7 +135,7 @@ export async function resolveResume(o: ResumeOptions): Promise<ResumePoint> {
   if (ckpt) {
     await dropMetricsAfter(o.out, step); // this run's own parts beyond the restored step: rewritten as it passes them
   } else {
-    const archive = await archiveMetrics(o.out, new Date().toISOString().replace(/[:.]/g, '-'));
+    const archive = await archiveMetrics(o.out, new Date());
     if (archive) o.log(`starting at step 0: the earlier run's metrics are kept under ${archive}`);
   }
   return { step, cursor: ckpt?.header.cursor ?? null, resumedFrom: ckpt?.key ?? null, checkpoint: ckpt };
