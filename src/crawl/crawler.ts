@@ -6,6 +6,11 @@
  * ends as `too_many_redirects` instead of spending the page budget. Images found are kept with their caption
  * and page; images whose robots.txt disallows them are dropped without ever being requested. Progress is
  * committed in units (state.ts).
+ *
+ * A link is requested before anyone knows what it is: one that turns out to be an image (mime.ts, by its
+ * Content-Type and bytes, never its extension) is kept as an image of the page that linked it, as a browser
+ * shows the full-size file a thumbnail links to, and goes where that page's `<img>`s go, with the link's
+ * caption. Anything else that is no HTML (a PDF, a video, an archive) is a page status.
  */
 import { defined } from '../defaults.js';
 import { ConfigError } from '../errors.js';
@@ -14,7 +19,7 @@ import { noFollow, optsOutOfImages, robotsDirectives } from '../ingest/robots-di
 import type { Store } from '../shards/store.js';
 import { normaliseUrl, readPage, refreshTarget, type PageContent, type PageLimits } from './html.js';
 import type { HostGate } from '../ingest/host-gate.js';
-import { isHtmlResponse } from './mime.js';
+import { imageHead, responseKind, type ResponseKind } from './mime.js';
 import { followsHost } from './hosts.js';
 import type { RobotsCache } from './robots.js';
 import {
@@ -24,13 +29,36 @@ import {
   type CrawlState,
   type FoundImage,
   type FrontierEntry,
+  type Referrer,
 } from './state.js';
+
+/**
+ * The status of a link kept as an image (not a skip). The crawl's image is a candidate, fetched again by ingest
+ * (src/jobs/crawl.ts), as an `<img>`'s is: the crawl's output is a list of candidates (its committed units,
+ * then ingest's `images.jsonl` source), and ingest fetches, decodes, dedupes and commits each row of it in its
+ * own units under its own limits (--max-bytes, retries, X-Robots-Tag), resuming on its own. Passing the body on
+ * would mean holding every linked image from crawl time until the ingest unit that takes it, in memory or in a
+ * store of blobs, and a resumed crawl has only its units' candidates, not the bodies.
+ */
+export const LINKED_IMAGE = 'image';
+
+/**
+ * What a page request accepts: pages first, then anything, as a browser's navigation does, so that a server
+ * negotiating on Accept serves a linked image rather than a 406.
+ */
+const PAGE_ACCEPT = 'text/html,application/xhtml+xml;q=0.9,image/*;q=0.8,*/*;q=0.5';
 
 export interface CrawlOptions {
   seeds: string[];
-  /** @default 1000 */
+  /**
+   * Links requested at most (seeds, followed links and redirect hops), whatever each turns out to be: an HTML
+   * page, an image it links to (then kept as an image), or another file. What a link is, is known only from
+   * its response, and that request is what this budget bounds. Images found in a page's markup (`<img>`,
+   * `og:image`) cost the crawl no request and are bounded per page by `limits.maxImages` instead.
+   * @default 1000
+   */
   maxPages?: number;
-  /** Link hops from a seed. @default 3 */
+  /** Link hops from a seed; an image a page links to is one hop from it, as a linked page is. @default 3 */
   maxDepth?: number;
   /** Hosts (host[:port]) whose pages are followed. @default the seeds' hosts */
   hosts?: string[];
@@ -43,9 +71,9 @@ export interface CrawlOptions {
 }
 
 export interface CrawlResult {
-  /** Pages visited (fetched or refused), over all committed units and this run. */
+  /** Links visited (fetched or refused: pages, linked images, other files), over all committed units and this run. */
   pages: number;
-  /** Of those, pages fetched and read as HTML. */
+  /** Of those, pages fetched and read as HTML (linked images are in `images`). */
   fetched: number;
   images: FoundImage[];
   /** Pages and images skipped or failed, by reason, over all committed units and this run. Image reasons
@@ -159,6 +187,8 @@ class CrawlRun {
   private enqueue(f: FrontierEntry): void {
     if (f.depth > this.o.maxDepth || this.state.visited.has(f.url) || this.queued.has(f.url)) return;
     if (!followsHost(this.hosts, new URL(f.url))) return void this.count('external_link');
+    // A link to an image taken already (an `<img>` of its page, or one linked before) spends no request.
+    if (f.referrer && this.state.images.has(f.url)) return void this.count('image_found_before');
     if (this.admitted >= this.o.maxPages) return void this.count('beyond_max_pages');
     this.admitted++;
     this.queued.add(f.url);
@@ -180,25 +210,39 @@ class CrawlRun {
     this.inflight.delete(entry.url);
     this.state.visited.set(entry.url, status);
     this.unitPages.push({ url: entry.url, status });
-    if (status !== 'ok') this.count(status);
+    if (status !== 'ok' && status !== LINKED_IMAGE) this.count(status);
     this.o.onPage?.(entry.url, status);
   }
 
   private async fetchPage(entry: FrontierEntry): Promise<string> {
+    // Taken since it was queued (an `<img>` of a page crawled meanwhile): not requested again.
+    if (entry.referrer && this.state.images.has(entry.url)) return 'image_found_before';
     const refused = await this.refusal(entry.url);
     if (refused) return refused;
     // The page's X-Robots-Tag weighs as its meta tags do (Google's spec gives them the same directives):
     // `noindex` keeps its images out but not its links, `nofollow` its links.
-    const got = await this.d.fetcher.fetch(entry.url, 'text/html,application/xhtml+xml', { robotsTag: false });
+    const got = await this.d.fetcher.fetch(entry.url, PAGE_ACCEPT, { robotsTag: false, peek: imageHead });
     if (!got.ok) return got.reason === 'redirect' && got.location ? this.follow(entry, got.location) : got.reason;
-    if (!isHtmlResponse(got.contentType, got.bytes)) return 'not_html';
-    const page = readPage(got.bytes, got.contentType, entry.url, this.o.limits);
     const header = robotsDirectives(got.robotsTags ?? []);
+    const kind = responseKind(got.contentType, got.bytes);
+    if (kind !== 'html') return entry.referrer ? this.takeLinked(entry.url, entry.referrer, kind, header) : 'not_html';
+    const page = readPage(got.bytes, got.contentType, entry.url, this.o.limits);
     if (page.truncated) this.count('page_truncated');
+    const optedOut = optsOutOfImages(header) ? 'robots_tag' : page.optedOut ? 'robots_meta' : null;
+    // The page's own images first: a link of its to one of them then finds it taken (never requested, no page
+    // spent), and the image keeps the caption its `<img>` gives it, whatever the timing.
+    if (!optedOut) await this.takeImages(page, entry.url);
     if (!page.noFollow && !noFollow(header))
-      for (const url of withRefresh(page, got.refresh, entry.url)) this.enqueue({ url, depth: entry.depth + 1 });
-    if (optsOutOfImages(header)) return 'robots_tag';
-    if (page.optedOut) return 'robots_meta';
+      for (const url of withRefresh(page, got.refresh, entry.url)) {
+        const caption = page.linkCaptions.get(url);
+        const referrer: Referrer = { page: entry.url, ...(caption && { caption }), ...(optedOut && { optedOut }) };
+        this.enqueue({ url, depth: entry.depth + 1, referrer });
+      }
+    return optedOut ?? 'ok';
+  }
+
+  /** The images of a page's markup, each kept once over the crawl unless robots.txt refuses it. */
+  private async takeImages(page: PageContent, pageUrl: string): Promise<void> {
     for (const [reason, n] of Object.entries(page.skipped)) this.count(`image_${reason}`, n);
     for (const image of page.images) {
       const refused = this.state.images.has(image.url) ? null : await this.refusal(image.url);
@@ -212,11 +256,29 @@ class CrawlRun {
         this.count(`image_${refused}`);
         continue;
       }
-      const found = { ...image, source_page: entry.url };
-      this.state.images.set(image.url, found);
-      this.unitImages.push(found);
+      this.keep({ ...image, source_page: pageUrl });
     }
-    return 'ok';
+  }
+
+  /**
+   * A linked response that is no page: an image is kept as its referrer's (robots.txt, the host and the
+   * address guard were checked for this URL and each redirect hop before the request), under the same
+   * de-duplication and opt-outs as the referrer's `<img>`s; an image the image rule refuses from its bytes is
+   * `image_<reason>`; anything else `not_html`.
+   */
+  private takeLinked(url: string, referrer: Referrer, kind: ResponseKind, header: ReadonlySet<string>): string {
+    if (kind === 'other') return 'not_html';
+    if (kind !== 'image') return `image_${kind}`;
+    if (referrer.optedOut) return `image_${referrer.optedOut}`;
+    if (optsOutOfImages(header)) return 'image_robots_tag'; // what ingest's fetch would refuse it for
+    if (this.state.images.has(url)) return 'image_found_before';
+    this.keep({ url, caption: referrer.caption ?? null, source_page: referrer.page });
+    return LINKED_IMAGE;
+  }
+
+  private keep(found: FoundImage): void {
+    this.state.images.set(found.url, found);
+    this.unitImages.push(found);
   }
 
   /**
@@ -227,7 +289,8 @@ class CrawlRun {
   private follow(entry: FrontierEntry, location: string): string {
     const redirects = (entry.redirects ?? 0) + 1;
     if (redirects > MAX_REDIRECTS) return 'too_many_redirects';
-    this.enqueue({ url: normaliseUrl(location, entry.url) ?? location, depth: entry.depth, redirects });
+    const url = normaliseUrl(location, entry.url) ?? location;
+    this.enqueue({ url, depth: entry.depth, redirects, ...(entry.referrer && { referrer: entry.referrer }) });
     return 'redirect';
   }
 

@@ -12,11 +12,15 @@
  * alt; a `<picture>`'s `<source>`s take the alt of its `<img>`; an `og:image` takes the `og:image:alt` that
  * follows it (Open Graph structured properties), `twitter:image` its `twitter:image:alt`; else the enclosing
  * `<figure>`'s figcaption. Every image candidate not taken is counted by reason in `skipped`.
+ *
+ * Links: each with the caption it gives an image it turns out to point to (a thumbnail linking to the full-size
+ * file): its accessible name, else the enclosing figure's figcaption, as for an `<img>` (links.ts).
  */
 import { Parser } from 'htmlparser2';
 import { noFollow, optsOutOfImages, robotsDirectives, ROBOTS_AGENT } from '../ingest/robots-directives.js';
 import { pickImage } from './candidates.js';
 import { decodePage } from './charset.js';
+import { PageLinks, type LinkRef } from './links.js';
 import { resolveUrl } from './url.js';
 
 export { normaliseUrl } from './url.js';
@@ -28,6 +32,8 @@ export interface PageImage {
 
 export interface PageContent {
   links: string[];
+  /** The caption of each link that has one (see the module comment), for what turns out to be an image. */
+  linkCaptions: Map<string, string>;
   images: PageImage[];
   /** `noindex`, `none`, `noimageindex`, `noai` or `noimageai` in a robots meta tag: the page is not mined. */
   optedOut: boolean;
@@ -45,9 +51,13 @@ export interface PageContent {
 }
 
 export interface PageLimits {
-  /** @default 1000 */
+  /** Distinct links taken from one page, those that turn out to be images included. @default 1000 */
   maxLinks?: number;
-  /** @default 1000 */
+  /**
+   * Distinct image candidates taken from one page's markup (`<img>`, `<source>`, `og:image`). An image the
+   * page links to is one of its links instead: it costs the crawl a request, which maxLinks and the crawl's
+   * maxPages bound, while a markup candidate costs it none. @default 1000
+   */
   maxImages?: number;
 }
 
@@ -72,10 +82,11 @@ export function extractPage(html: string, pageUrl: string, limits: PageLimits = 
   let base = pageUrl,
     baseSet = false;
   const resolve = (raw: string) => resolveUrl(raw, base, encoding);
-  const links = new Set<string>();
+  const links = new PageLinks(maxLinks, resolve);
   const images = new Map<string, PageImage>();
   const out: PageContent = {
     links: [],
+    linkCaptions: new Map(),
     images: [],
     optedOut: false,
     noFollow: false,
@@ -84,7 +95,7 @@ export function extractPage(html: string, pageUrl: string, limits: PageLimits = 
     encoding,
   };
   const skip = (reason: string) => void (out.skipped[reason] = (out.skipped[reason] ?? 0) + 1);
-  const figures: Array<{ pending: PageImage[]; caption: string }> = [];
+  const figures: Array<{ pending: PageImage[]; links: LinkRef[]; caption: string }> = [];
   const pictures: Array<{ sources: PageImage[] }> = [];
   let inCaption = false;
   let lastOg: PageImage | null = null,
@@ -124,28 +135,14 @@ export function extractPage(html: string, pageUrl: string, limits: PageLimits = 
     if (optsOutOfImages(directives)) out.optedOut = true;
     if (noFollow(directives)) out.noFollow = true;
   };
-  /**
-   * Links met before the first `<base href>`, as written: a link resolves against the document's base URL,
-   * which is that of the first base element anywhere in the page (HTML "document base URL"), so a base after
-   * them still counts. Resolved once it is known (the page's bytes bound the list).
-   */
-  let early: string[] | null = [];
-  const resolveEarly = () => {
-    const pending = early ?? [];
-    early = null;
-    pending.forEach(addLink);
-  };
-  const addLink = (raw: string) => {
-    if (early) return void early.push(raw);
-    const r = resolve(raw);
-    if (!('url' in r) || links.has(r.url)) return;
-    if (links.size < maxLinks) links.add(r.url);
-    else out.truncated = true;
+  /** A link in a figure that its content and title leave unnamed takes the figcaption, as an `<img>` does. */
+  const inFigure = (ref: LinkRef | null) => {
+    if (ref) figures[figures.length - 1]?.links.push(ref);
   };
   const onMeta = (a: Record<string, string>) => {
     if (a['http-equiv']?.toLowerCase() === 'refresh') {
       const target = refreshTarget(a.content ?? '');
-      if (target !== null) addLink(target);
+      if (target !== null) links.add(target);
     }
     const key = (a.property ?? a.name ?? '').toLowerCase();
     if (OG_IMAGE.has(key)) lastOg = fromMeta(a.content);
@@ -156,6 +153,7 @@ export function extractPage(html: string, pageUrl: string, limits: PageLimits = 
   };
   const onImg = (a: Record<string, string>) => {
     addImage(pickImage(a, resolve), a.alt ?? null);
+    links.imageAlt(a.alt);
     const picture = pictures[pictures.length - 1];
     if (!picture) return;
     for (const source of picture.sources) setCaption(source, a.alt);
@@ -169,34 +167,42 @@ export function extractPage(html: string, pageUrl: string, limits: PageLimits = 
           baseSet = true; // only the first base element with an href counts
           const r = resolveUrl(a.href, pageUrl, encoding);
           if ('url' in r) base = r.url;
-          resolveEarly();
-        } else if ((name === 'a' || name === 'area') && a.href) addLink(a.href);
+          links.baseKnown();
+        } else if (name === 'a') inFigure(links.openAnchor(a.href, a.title));
+        else if (name === 'area' && a.href) inFigure(links.add(a.href, a.alt || a.title));
         else if (name === 'img') onImg(a);
         else if (name === 'source' && pictures.length > 0) {
           const image = addImage(pickImage({ ...a, src: undefined }, resolve), null);
           if (image && !image.caption) pictures[pictures.length - 1]!.sources.push(image);
         } else if (name === 'picture') pictures.push({ sources: [] });
         else if (name === 'meta') onMeta(a);
-        else if (name === 'figure') figures.push({ pending: [], caption: '' });
+        else if (name === 'figure') figures.push({ pending: [], links: [], caption: '' });
         else if (name === 'figcaption') inCaption = true;
+        else if (name === 'noscript') links.noscriptTag(true);
       },
       ontext(text) {
         if (inCaption && figures.length > 0) figures[figures.length - 1]!.caption += text;
+        links.text(text);
       },
       onclosetag(name) {
-        if (name === 'figcaption') inCaption = false;
+        if (name === 'a') links.closeAnchor();
+        else if (name === 'noscript') links.noscriptTag(false);
+        else if (name === 'figcaption') inCaption = false;
         else if (name === 'picture') pictures.pop();
         else if (name === 'figure') {
           const fig = figures.pop()!;
           for (const image of fig.pending) setCaption(image, fig.caption);
+          for (const ref of fig.links) links.name(ref, fig.caption);
         }
       },
     },
     { decodeEntities: true },
   );
   parser.end(html);
-  resolveEarly();
-  out.links = [...links];
+  const found = links.result();
+  out.links = found.links;
+  out.linkCaptions = found.captions;
+  out.truncated ||= links.truncated;
   out.images = [...images.values()];
   return out;
 }

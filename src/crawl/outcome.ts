@@ -19,7 +19,10 @@ const CRAWL_HINTS: Record<string, string> = {
   robots_disallowed: "the site's robots.txt disallows them, or could not be read, which RFC 9309 takes as disallow all",
   robots_meta: 'the pages opt out with a robots meta tag (noindex, none, noimageindex, noai, noimageai)',
   robots_tag: 'the site opts out with X-Robots-Tag',
-  not_html: 'the seeds are not HTML pages: ingest image URLs with `wildstream ingest` instead',
+  not_html:
+    'the seeds or links are neither HTML pages nor images (PDFs, videos, archives); ingest image URLs with `wildstream ingest`',
+  not_an_image: 'links typed as images hold no image the image rule reads (an error page sent as image/jpeg)',
+  svg_refused: 'the linked images are SVG, which the image rule refuses',
   redirect: 'the pages redirect: the targets are followed as new pages when their hosts are allowed (--hosts)',
   too_many_redirects: `the pages redirect more than ${MAX_REDIRECTS} times in a row: seed the final page instead`,
   url_scheme: 'the URLs are not http(s)',

@@ -143,7 +143,9 @@ export class Fetcher {
    * bodies queued for the decoder are bounded too). `robotsTag`: refuse a response whose X-Robots-Tag opts out
    * (`robots_tag`); false where the body is read for its own sake and not used (robots.txt: RFC 9309 2.3.1.1
    * says rules downloaded successfully are followed, and a robots.txt's `noindex` only keeps that file out of
-   * search results) and for pages, whose header directives the crawler weighs with their meta tags.
+   * search results) and for pages, whose header directives the crawler weighs with their meta tags. `peek`:
+   * given the response's Content-Type, the bytes to keep of a body whose rest is not wanted (the crawler
+   * needs only an image's signature to know a link leads to one), or undefined to read it all as usual.
    *
    * The URL is what the URL standard parses it to, as checkUrl decides for a list row (`http:host/p` and
    * `http:\\host\p` are http://host/p to it, and to browsers): checkUrl's reason when it cannot be fetched.
@@ -151,14 +153,14 @@ export class Fetcher {
   async fetch(
     url: string,
     accept = 'image/*',
-    { hold = false, robotsTag = true }: { hold?: boolean; robotsTag?: boolean } = {},
+    { hold = false, robotsTag = true, peek }: { hold?: boolean; robotsTag?: boolean; peek?: Peek } = {},
   ): Promise<FetchOutcome> {
     const bad = checkUrl(url);
     if (bad) return { ok: false, reason: bad };
     const target = new URL(url);
     for (let attempt = 0; ; attempt++) {
       const gate = this.o.gate;
-      const run = () => this.attempt(target, url, { accept, hold, robotsTag });
+      const run = () => this.attempt(target, url, { accept, hold, robotsTag, peek });
       const result = gate ? await gate.run(target.host, run) : await run();
       const delay = 'retryAfterMs' in result ? result.retryAfterMs : undefined;
       if (!('retry' in result) || attempt >= this.o.retries) return result.outcome;
@@ -215,15 +217,19 @@ export class Fetcher {
     }
     const contentEncoding = header(headers, 'content-encoding');
     const declared = Number(header(headers, 'content-length') ?? NaN);
-    if (declared > this.o.maxBytes && !this.o.truncate && !contentEncoding) {
+    const contentType = header(headers, 'content-type');
+    const peeked = how.peek?.(contentType);
+    const max = peeked === undefined ? this.o.maxBytes : Math.min(peeked, this.o.maxBytes);
+    const truncate = this.o.truncate || peeked !== undefined;
+    if (declared > max && !truncate && !contentEncoding) {
       await discard(body);
       return { outcome: { ok: false, reason: 'too_large' } };
     }
     let read: Awaited<ReturnType<typeof readBody>>;
     try {
       read = await readBody(body, {
-        max: this.o.maxBytes,
-        truncate: this.o.truncate,
+        max,
+        truncate,
         contentEncoding,
         declaredLength: declared,
         budget: this.budget,
@@ -238,7 +244,7 @@ export class Fetcher {
       outcome: {
         ok: true,
         bytes: read.bytes,
-        contentType: header(headers, 'content-type'),
+        contentType,
         url,
         release: read.release,
         ...(robotsTags.length > 0 && { robotsTags }),
@@ -269,10 +275,14 @@ export class Fetcher {
 }
 
 /** How `fetch` was asked to request a URL. */
+/** From a response's Content-Type, how many bytes of its body to keep, or undefined for all (Fetcher.fetch). */
+export type Peek = (contentType: string | null) => number | undefined;
+
 interface RequestHow {
   accept: string;
   hold: boolean;
   robotsTag: boolean;
+  peek?: Peek | undefined;
 }
 
 type Attempt = { outcome: FetchOutcome; retry?: true; retryAfterMs?: number };

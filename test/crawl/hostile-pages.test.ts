@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { crawl } from '../../src/crawl/crawler.js';
 import { extractPage, refreshTarget } from '../../src/crawl/html.js';
-import { isHtmlResponse } from '../../src/crawl/mime.js';
+import { isHtmlResponse, responseKind } from '../../src/crawl/mime.js';
 import { RobotsCache } from '../../src/crawl/robots.js';
 import { Fetcher } from '../../src/ingest/fetch.js';
 import { HostGate } from '../../src/ingest/host-gate.js';
@@ -36,7 +36,8 @@ const ROUTES: Record<string, (res: ServerResponse) => void> = {
         .map((p) => `<a href="${p}">x</a>`)
         .join('') + '<map><area href="/area" alt="a"></map>',
     ),
-  // Two Content-Type headers: the body is the JPEG the last one says, with a link-like string in it.
+  // Two Content-Type headers: the body is the JPEG the last one says, with a link-like string in it (its bytes
+  // are no JPEG: a string's \xff is sent as UTF-8, so it is a typed image that is not one).
   '/two-types': (res) => {
     res.setHeader('content-type', ['text/html', 'image/jpeg']);
     res.writeHead(200).end('\xff\xd8\xff<a href="/from-jpeg">');
@@ -94,8 +95,8 @@ describe('a crawl of a hostile site', () => {
     }).finally(() => fetcher.close());
     expect(Object.fromEntries(pages)).toEqual({
       '/': 'ok',
-      '/two-types': 'not_html',
-      '/image-type': 'not_html',
+      '/two-types': 'image_not_an_image',
+      '/image-type': 'image_not_an_image',
       '/partial': 'http_206',
       '/bad-location': 'url_invalid',
       '/ftp-location': 'url_scheme',
@@ -168,6 +169,29 @@ describe('pages and links', () => {
     expect(isHtml(null, '\ufeff<html>')).toBe(false); // a BOM sniffs as text/plain
     expect(isHtml(null, '\xff\xd8\xff<html>')).toBe(false);
     expect(isHtml('application/octet-stream', '<html>')).toBe(false); // downloaded, never sniffed
+  });
+
+  it('takes a response as an image by its Content-Type and its bytes under the image rule, never its name', () => {
+    const jpeg = Buffer.from([0xff, 0xd8, 0xff, 0xe0, 0, 0x10]);
+    const png = Buffer.from('\x89PNG\r\n\x1a\n\0\0', 'latin1');
+    const kind = (type: string | null, body: Uint8Array | string) =>
+      responseKind(type, typeof body === 'string' ? Buffer.from(body) : body);
+    expect(kind('image/jpeg', jpeg)).toBe('image');
+    expect(kind('image/png', jpeg)).toBe('image'); // a browser decodes the bytes it got, not the type named
+    expect(kind('text/html, image/png', png)).toBe('image');
+    expect(kind('image/jpeg', '<!doctype html><p>not found')).toBe('not_an_image'); // an error page typed as a JPEG
+    expect(kind('image/svg+xml', '<svg xmlns="http://www.w3.org/2000/svg"/>')).toBe('svg_refused');
+    // No type, or an unknown one: HTML sniffed first, then an image, as MIME Sniffing 7.1 orders them.
+    expect(kind(null, jpeg)).toBe('image');
+    expect(kind('unknown/unknown', png)).toBe('image');
+    expect(kind(null, '<html><img src=x>')).toBe('html');
+    expect(kind(null, '<svg xmlns="http://www.w3.org/2000/svg"/>')).toBe('other');
+    // Other files stay what they are, whatever their bytes.
+    expect(kind('application/pdf', '%PDF-1.4')).toBe('other');
+    expect(kind('video/mp4', jpeg)).toBe('other');
+    expect(kind('application/zip', jpeg)).toBe('other');
+    expect(kind('text/plain', jpeg)).toBe('other');
+    expect(kind('application/octet-stream', jpeg)).toBe('other'); // downloaded, never sniffed
   });
 
   it('reads <meta http-equiv=refresh> as the HTML standard does', () => {

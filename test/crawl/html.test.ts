@@ -7,6 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { LAZY_SRC_ATTRIBUTES, LAZY_SRCSET_ATTRIBUTES } from '../../src/crawl/candidates.js';
 import { crawl } from '../../src/crawl/crawler.js';
 import { extractPage } from '../../src/crawl/html.js';
+import { LINK_CAPTION_CHARS } from '../../src/crawl/links.js';
 import { HostGate } from '../../src/ingest/host-gate.js';
 import { RobotsCache } from '../../src/crawl/robots.js';
 import { crawlFoundNothing } from '../../src/crawl/outcome.js';
@@ -116,6 +117,59 @@ describe('images a page offers', () => {
     });
     expect(many.images).toHaveLength(10);
     expect(many.truncated).toBe(true);
+  });
+});
+
+describe('the caption a link gives what it points to', () => {
+  const captions = (html: string) => Object.fromEntries(page(html).linkCaptions);
+
+  it("is its accessible name: its text and the alt of its <img>s, else its title, else its figure's caption", () => {
+    expect(
+      captions(`<a href="/1.jpg"><img src="/t1.jpg" alt="A red kite"></a>
+        <a href="/2.jpg"> Heron,
+          <b>full</b> size </a>
+        <a href="/3.jpg"><img src="/t3.jpg" alt="Owl"> (4000 px)</a>
+        <a href="/4.jpg" title="By title"><img src="/t4.jpg"></a>
+        <a href="/5.jpg" title="not used">text wins</a>
+        <figure><a href="/6.jpg"><img src="/t6.jpg" alt=""></a><figcaption> Figure  six </figcaption></figure>
+        <figure><a href="/7.jpg">own text</a><figcaption>figure seven</figcaption></figure>
+        <map><area href="/8.jpg" alt="Area eight"></map>
+        <a href="/9.jpg"><img src="/t9.jpg"></a>`),
+    ).toEqual({
+      'http://h/1.jpg': 'A red kite',
+      'http://h/2.jpg': 'Heron, full size',
+      'http://h/3.jpg': 'Owl (4000 px)',
+      'http://h/4.jpg': 'By title',
+      'http://h/5.jpg': 'text wins',
+      'http://h/6.jpg': 'Figure six',
+      'http://h/7.jpg': 'own text',
+      'http://h/8.jpg': 'Area eight',
+    });
+  });
+
+  it('is taken once per URL, the first link to name it, and never from <noscript> or an anchor closed by the next', () => {
+    expect(
+      captions(`<a href="/a.jpg"><img src="/ta.jpg"></a><a href="/a.jpg">second</a><a href="/a.jpg">third</a>
+        <a href="/lazy.jpg"><img data-src="/tl.jpg" alt="Lazy"><noscript><img src="/tl.jpg" alt="Lazy"></noscript></a>
+        <a href="/open.jpg">open <a href="/next.jpg">next</a>`),
+    ).toEqual({
+      'http://h/a.jpg': 'second',
+      'http://h/lazy.jpg': 'Lazy',
+      'http://h/open.jpg': 'open',
+      'http://h/next.jpg': 'next',
+    });
+  });
+
+  it('follows a link resolved against a <base href> after it, and is bounded', () => {
+    const p = page(`<a href="x.jpg">before base</a><base href="/b/"><a href="y.jpg">after</a>`);
+    expect(p.links).toEqual(['http://h/b/x.jpg', 'http://h/b/y.jpg']);
+    expect(Object.fromEntries(p.linkCaptions)).toEqual({
+      'http://h/b/x.jpg': 'before base',
+      'http://h/b/y.jpg': 'after',
+    });
+    const long = captions(`<a href="/long.jpg">${'word '.repeat(5000)}</a>`)['http://h/long.jpg']!;
+    expect(long.length).toBeLessThanOrEqual(LINK_CAPTION_CHARS);
+    expect(long.startsWith('word word')).toBe(true);
   });
 });
 
