@@ -180,6 +180,9 @@ function storesOf(p: Pipeline): Array<[key: string, url: string | undefined]> {
   ];
 }
 
+/** The outputs of storesOf that are one file (an Arrow file of embeddings), not a folder. */
+const FILE_OUTPUTS = new Set(['embed.out']);
+
 /** Where a store URL points, for comparing two: local paths absolute, no trailing slash. */
 function placeOf(url: string): string {
   if (/^file:/i.test(url)) return resolve(fileURLToPath(url));
@@ -210,7 +213,8 @@ function checkStores(p: Pipeline, file: string): void {
   for (const [key, url] of storesOf(p)) {
     if (url === undefined) continue;
     try {
-      checkStoreUrl(url);
+      // A file output is one key of its own, not a prefix that must leave room for a store's keys below it.
+      checkStoreUrl(url, FILE_OUTPUTS.has(key) ? [] : undefined);
     } catch (err) {
       throw new ConfigError(`${file}: ${key}: ${(err as Error).message}`);
     }

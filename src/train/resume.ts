@@ -298,13 +298,22 @@ export function stepWarnings(config: TrainConfig, names: OptionNames = FLAG_NAME
       effect: `the queue is filled all run but never joins the assignment (${names.set('queueLength', queue.length)} costs memory for nothing)`,
     },
   ];
-  return settings
+  const warnings = settings
     .filter((s) => s.applies && s.step >= steps)
     .map(
       (s) =>
         `warning: ${names.set(s.option, s.step)} is not shorter than ${names.of('steps')} ${steps}: ${s.effect}; ` +
         `lower ${names.of(s.option)} or raise ${names.of('steps')}`,
     );
+  // The queue joins once full (SwavModel.queuedScores): each step pushes a batch, so a long queue may fill too late.
+  const fills = Math.ceil(queue.length / config.batchSize);
+  if (queue.length > 0 && queue.startStep < steps && fills >= steps)
+    warnings.push(
+      `warning: ${names.set('queueLength', queue.length)} fills after ${fills} steps of ${names.of('batch')} ` +
+        `${config.batchSize}, not fewer than ${names.of('steps')} ${steps}: the queue never joins the assignment; ` +
+        `lower ${names.of('queueLength')} or raise ${names.of('steps')}`,
+    );
+  return warnings;
 }
 
 /**

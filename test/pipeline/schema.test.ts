@@ -85,6 +85,17 @@ describe('pipeline stores', () => {
       expect(err!.message, set).toMatch(new RegExp(`^${file}: ${key.replace('.', '\\.')}: `));
     }
   });
+
+  it('leaves room below a folder for its keys, and takes a file output as the one key it is', async () => {
+    // 1000 bytes: too long a prefix for a run's checkpoints below it, a fine name for one Arrow file.
+    const long = `s3://bkt/${'e'.repeat(994)}.arrow`;
+    expect(Buffer.byteLength(long.slice('s3://bkt/'.length))).toBe(1000);
+    expect(await refusal([`embed.out=${long}`, 'export.out=m'])).toBeNull();
+    const err = await refusal([`train.out=${long}`]);
+    expect(err?.message).toMatch(
+      new RegExp(`^${file}: train\\.out: S3 prefix e+\\.arrow of s3://bkt/e+\\.arrow is 1000 bytes`),
+    );
+  });
 });
 
 describe('pipeline outputs', () => {

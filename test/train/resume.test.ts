@@ -183,6 +183,16 @@ describe('stepWarnings', () => {
     ]);
   });
 
+  it('warns when the queue fills (a batch a step) only at --steps or after, whatever --queue-start', () => {
+    const queue = (length: number) => stepWarnings({ ...base, queue: { length, startStep: 0 } });
+    expect(queue(288)).toEqual([]); // 9 steps of 32 fill it: the last step (9) uses it
+    expect(queue(289)).toEqual([
+      'warning: --queue-length 289 fills after 10 steps of --batch 32, not fewer than --steps 10: the queue never joins the assignment; lower --queue-length or raise --steps',
+    ]);
+    // A --queue-start past the run says so on its own, once.
+    expect(stepWarnings({ ...base, queue: { length: 3200, startStep: 10 } })).toHaveLength(1);
+  });
+
   it("names a pipeline's train keys; a warmup that changes no rate is no warning", () => {
     const config = { ...base, swav: { ...base.swav, freezePrototypesSteps: 40 } };
     expect(stepWarnings(config, pipelineNames('train'))).toEqual([
