@@ -5,7 +5,7 @@
  *   npx tsx examples/stream-multicrop.ts ./data/dataset [batches before the stop, default 2]
  *
  * The dataset is any store `wildstream ingest` or `crawl` wrote (a path, file:///abs/path or s3://bucket/prefix).
- * Prints one JSON line; exits 1 if the resumed batch differs.
+ * Prints one JSON line; exits 1 if the resumed batch differs, 2 if the count is not an integer >= 1.
  */
 import {
   cropFloats,
@@ -18,6 +18,11 @@ import {
 
 const [location = './data/dataset', stopArg = '2'] = process.argv.slice(2);
 const stopAfter = Number(stopArg);
+// The stream has no end (epoch after epoch): a count the loop never reaches (0, -1, "abc") would never stop it.
+if (!(Number.isSafeInteger(stopAfter) && stopAfter >= 1)) {
+  console.error(`usage: npx tsx examples/stream-multicrop.ts <dataset> [batches >= 1, default 2]; got ${stopArg}`);
+  process.exit(2);
+}
 const store = await openStore(location);
 const options: LoaderOptions = {
   batchSize: 4,

@@ -84,3 +84,18 @@ export function oneLine(err: unknown): string {
   const text = err instanceof Error ? err.message : String(err);
   return text.replace(/\s*\n\s*/g, ' ').trim() || 'unknown error';
 }
+
+/** Refuses options that are not an object (null, a number) with a ConfigError naming `what`. */
+export function checkOptionsObject(options: unknown, what: string): void {
+  if (options !== null && typeof options === 'object' && !Array.isArray(options)) return;
+  throw new ConfigError(`${what} must be an object, got ${shown(options)}`);
+}
+
+/** A value as a message shows it: `NaN`, `"4"` (a string), `null`, `an object`. */
+export function shown(v: unknown): string {
+  if (typeof v === 'string') return JSON.stringify(v);
+  if (Array.isArray(v)) return 'an array';
+  if (v !== null && typeof v === 'object') return 'an object';
+  if (typeof v === 'function') return 'a function';
+  return String(v);
+}

@@ -34,6 +34,7 @@ export {
   type StoreOptions,
 } from './shards/store.js';
 export { CachedStore } from './shards/store-cache.js';
+export { KeyTooLongError } from './shards/key-limits.js';
 
 // The dataset: committed units, their shards and records.
 export { listUnits, type DatasetSummary, type DuplicateCounts, type UnitRecord } from './shards/dataset.js';

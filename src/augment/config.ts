@@ -97,6 +97,7 @@ export const AUGMENT_LIMITS = {
  * string. Anything else is a ConfigError naming the option.
  */
 export function augmentConfig(overrides: AugmentOptions = {}): AugmentConfig {
+  checkAugmentKeys(overrides);
   const c: AugmentConfig = {
     ...DEFAULT_AUGMENT,
     ...defined(overrides),
@@ -115,6 +116,23 @@ export function augmentConfig(overrides: AugmentOptions = {}): AugmentConfig {
   if (!isChannelTriple(c.std, true) || !c.std.every((x) => within(x, AUGMENT_LIMITS.std)))
     throw outOfRange('std', '3 finite positive numbers (R, G, B), each', c.std);
   return c;
+}
+
+/**
+ * Options come from users' JavaScript too: `augment` must be an object, and of AugmentConfig's fields only (a
+ * misspelt `flip` for `flipP` would otherwise be dropped without a word, and the default silently used).
+ */
+function checkAugmentKeys(overrides: unknown): void {
+  if (overrides === null || typeof overrides !== 'object' || Array.isArray(overrides)) {
+    const got = overrides === null ? 'null' : Array.isArray(overrides) ? 'an array' : typeof overrides;
+    throw new ConfigError(`augment options must be an object such as { crops: '${SWAV_CROPS}' }, got ${got}`);
+  }
+  const known = Object.keys(DEFAULT_AUGMENT);
+  const unknown = Object.keys(overrides).filter((k) => !known.includes(k));
+  if (unknown.length > 0)
+    throw new ConfigError(
+      `unknown augment option${unknown.length === 1 ? '' : 's'} ${unknown.map((k) => JSON.stringify(k)).join(', ')}: the options are ${known.join(', ')}`,
+    );
 }
 
 function within(v: unknown, [min, max]: readonly [number, number]): boolean {

@@ -16,12 +16,12 @@
  * The loader is a `BatchSource`, what train consumes: anything that yields MultiCropBatches and says where
  * it stands (its cursor) trains the same way, a store of images or not.
  */
-import { ConfigError, NoDataError, WildstreamError } from '../errors.js';
-import type { Store } from '../shards/store.js';
+import { checkOptionsObject, ConfigError, NoDataError, shown, WildstreamError } from '../errors.js';
+import { checkStore, type Store } from '../shards/store.js';
 import { augmentConfig, cropList, type AugmentConfig, type AugmentOptions } from './config.js';
 import { abortable } from '../abort.js';
 import { checkCropDtype, type ByteCrop, type CropDtype, type CropTensor } from '../crop-tensor.js';
-import { AugmentPool } from './pool.js';
+import { AugmentPool, PoolClosedError } from './pool.js';
 import { DatasetStream, histogram, START, type StreamCursor, type StreamItem, type StreamOptions } from './stream.js';
 import type { AugmentResult } from './worker.js';
 
@@ -124,13 +124,17 @@ export class MultiCropLoader implements BatchSource {
   private position: StreamCursor;
   /** Why the loader cannot be iterated (again), once it has been or was closed; null while fresh. */
   private spent: 'iterated' | 'closed' | null = null;
+  /** Set by close(): the loop yields nothing more, even batches whose samples were already made. */
+  private closed = false;
 
   constructor(
     store: Store,
     private readonly options: LoaderOptions,
   ) {
+    checkStore(store, "MultiCropLoader's store");
+    checkOptionsObject(options, 'MultiCropLoader options ({ batchSize, ... })');
     if (!Number.isSafeInteger(options.batchSize) || options.batchSize < 1 || options.batchSize > 65536) {
-      throw new ConfigError(`batch size must be an integer from 1 to 65536, got ${options.batchSize}`);
+      throw new ConfigError(`batchSize must be an integer from 1 to 65536, got ${shown(options.batchSize)}`);
     }
     checkInflight(options.inflight);
     this.cropDtype = checkCropDtype(options.cropDtype);
@@ -192,16 +196,25 @@ export class MultiCropLoader implements BatchSource {
       epoch = 0;
     const progress = new EpochProgress();
     try {
-      for (await top(); queue.length > 0; await top()) {
+      for (await top(); queue.length > 0 && !this.closed; await top()) {
         const { item, result, slab, slot } = queue.shift()!;
         const t0 = performance.now();
-        const out = await abortable(result, this.options.signal);
+        let out: AugmentResult;
+        try {
+          out = await abortable(result, this.options.signal);
+        } catch (err) {
+          // close() while this wait was pending: the pool dropped the sample; the loop ends as a closed one does.
+          if (this.closed && err instanceof PoolClosedError) return;
+          throw err;
+        }
+        if (this.closed) return;
         this.stats.waitMs += performance.now() - t0;
         this.noProgress(progress.take(item));
         [cursor, epoch] = [item.cursor, item.epoch];
         progress.count('error' in out ? out.error : null);
         if ('error' in out) this.stats.skipped[out.error] = (this.stats.skipped[out.error] ?? 0) + 1;
         else (batch ??= new BatchBuilder(slab, this.config)).add(item.record.key, slab, slot);
+        this.settled(slab);
         if (batch?.count === this.options.batchSize) {
           this.stats.samples += batch.count;
           this.position = cursor;
@@ -209,7 +222,7 @@ export class MultiCropLoader implements BatchSource {
           batch = null;
         }
       }
-      if (batch && batch.count > 0) {
+      if (batch && batch.count > 0 && !this.closed) {
         this.stats.samples += batch.count;
         this.position = cursor!;
         yield batch.finish(cursor!, epoch, this.spare);
@@ -246,6 +259,16 @@ export class MultiCropLoader implements BatchSource {
     });
   }
 
+  /**
+   * Counts one of `slab`'s samples as taken from the queue. A slab whose every slot has been taken without a
+   * batch starting in it (its samples were skipped, or copied down into the batch before) holds nothing anyone
+   * reads: it goes back to the spares at once, else a stream of undecodable records allocated a slab per
+   * `batchSize` of them that no release() ever returned.
+   */
+  private settled(slab: Slab): void {
+    if (++slab.taken === this.options.batchSize && !slab.owned && this.spare.length < MAX_SPARE) this.spare.push(slab);
+  }
+
   private slab(sizes: number[]): Slab {
     const reused = this.spare.pop();
     if (reused) return reused.reset();
@@ -258,9 +281,13 @@ export class MultiCropLoader implements BatchSource {
     return this.pool.threads;
   }
 
-  /** Stops the worker threads; the loader cannot be iterated afterwards. Safe to call twice. */
+  /**
+   * Stops the worker threads; the loader cannot be iterated afterwards. A loop in progress ends: its pending or
+   * next `next()` is done, with no batch, even one whose samples were already made. Safe to call twice.
+   */
   async close(): Promise<void> {
     this.spent ??= 'closed';
+    this.closed = true;
     await this.pool.close();
   }
 }
@@ -269,7 +296,7 @@ export class MultiCropLoader implements BatchSource {
 function checkInflight(inflight: number | undefined): void {
   if (inflight === undefined) return;
   if (!Number.isSafeInteger(inflight) || inflight < 1 || inflight > MAX_INFLIGHT) {
-    throw new ConfigError(`inflight must be an integer from 1 to ${MAX_INFLIGHT}, got ${inflight}`);
+    throw new ConfigError(`inflight must be an integer from 1 to ${MAX_INFLIGHT}, got ${shown(inflight)}`);
   }
 }
 
@@ -371,6 +398,10 @@ class Slab {
   /** Values per sample of each crop. */
   readonly lengths: number[];
   dispatched = 0;
+  /** Samples taken from the queue (settled, and moved or skipped); see MultiCropLoader.settled. */
+  taken = 0;
+  /** Whether a batch starts in this slab: its buffers are then the batch's until it is released. */
+  owned = false;
 
   constructor(
     readonly sizes: number[],
@@ -388,6 +419,8 @@ class Slab {
 
   reset(): this {
     this.dispatched = 0;
+    this.taken = 0;
+    this.owned = false;
     return this;
   }
 }
@@ -407,7 +440,9 @@ class BatchBuilder {
     private readonly slab: Slab,
     /** What a uint8 batch's crops carry to be finished (the loader's config). */
     private readonly norm: Pick<ByteCrop, 'mean' | 'std'>,
-  ) {}
+  ) {
+    slab.owned = true;
+  }
 
   get count(): number {
     return this.keys.length;

@@ -59,7 +59,9 @@ export class AugmentPool {
   constructor(config: AugmentConfig, options: PoolOptions = {}) {
     const threads = options.threads ?? availableParallelism();
     if (!Number.isSafeInteger(threads) || threads < 1 || threads > 256) {
-      throw new ConfigError(`augment threads must be 1-256, got ${threads}`);
+      throw new ConfigError(
+        `augment threads must be 1-256, got ${typeof threads === 'string' ? JSON.stringify(threads) : String(threads)}`,
+      );
     }
     const workerData: AugmentWorkerData = {
       config,

@@ -9,7 +9,7 @@
  * fitted into a box of HEAD_BOX whatever its shape (a 1x3000 or a 3000x1 image included).
  */
 import sharp, { type OverlayOptions } from 'sharp';
-import { WildstreamError } from '../errors.js';
+import { checkOptionsObject, ConfigError, shown, WildstreamError } from '../errors.js';
 import type { Store } from '../shards/store.js';
 import { CELL, renderSheet, svgText } from '../svg-text.js';
 import { augmentConfig, cropList, type AugmentConfig } from './config.js';
@@ -63,11 +63,19 @@ const GAP = 16,
 const COLOURS = ['#e6194b', '#3cb44b', '#4363d8', '#f58231', '#911eb4', '#42d4f4', '#f032e6', '#9a6324'];
 
 /**
- * Renders the preview PNG; resolves to its bytes and the key of the record shown. Throws a PreviewError
- * naming the record when the decode rule refuses its image or drawing it fails, a RangeError when the epoch
- * has no record `record`.
+ * Renders the preview PNG; resolves to its bytes and the key of the record shown. Throws a ConfigError when
+ * `record` or `epoch` is not an integer >= 0 or an augment option is refused, a PreviewError naming the record
+ * when the decode rule refuses its image or drawing it fails, a RangeError when the epoch has no record
+ * `record`.
  */
 export async function renderPreview(store: Store, options: PreviewOptions = {}): Promise<{ png: Buffer; key: string }> {
+  checkOptionsObject(options, 'preview options');
+  // A record of -1, NaN or 2.5 showed another record (0, 0, 3) as if it were the one asked for.
+  for (const name of ['record', 'epoch'] as const) {
+    const v = options[name];
+    if (v !== undefined && !(Number.isSafeInteger(v) && v >= 0))
+      throw new ConfigError(`${name} must be an integer >= 0, got ${shown(v)}`);
+  }
   const config = augmentConfig(options.augment);
   const epoch = options.epoch ?? 0;
   const wanted = options.record ?? 0;

@@ -12,11 +12,11 @@
  * units that `onWait` announces. Every wait (listing, shard footers, batches, polling) ends on `signal`.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import { ConfigError, InvalidShardError, NoDataError, NotFoundError } from '../errors.js';
+import { checkOptionsObject, ConfigError, InvalidShardError, NoDataError, NotFoundError, shown } from '../errors.js';
 import { listUnits, type UnitRecord } from '../shards/dataset.js';
 import { ShardReader } from '../shards/reader.js';
 import type { ImageRecord } from '../shards/schema.js';
-import type { Store } from '../shards/store.js';
+import { checkStore, type Store } from '../shards/store.js';
 import { abortable } from '../abort.js';
 import { defined } from '../defaults.js';
 import { epochShards, inRanges, shuffleGroup, toRanges, windowGroups, type BatchRef } from './order.js';
@@ -119,7 +119,8 @@ interface GroupPlan {
   bytes: number;
 }
 
-export const START: StreamCursor = { epoch: 0, group: 0, offset: 0, position: 0, units: null };
+/** The start of epoch 0; frozen, since every loader opened without a cursor hands it out as its `cursor()`. */
+export const START: StreamCursor = Object.freeze({ epoch: 0, group: 0, offset: 0, position: 0, units: null });
 
 export class DatasetStream {
   readonly stats: StreamStats = { records: 0, skipped: {}, examples: {}, waitMs: 0 };
@@ -139,6 +140,8 @@ export class DatasetStream {
     private readonly store: Store,
     options: StreamOptions = {},
   ) {
+    checkStore(store, "DatasetStream's store");
+    checkOptionsObject(options, 'stream options');
     this.o = {
       seed: 0,
       rank: 0,
@@ -169,12 +172,22 @@ export class DatasetStream {
       yield* this.epoch(units, cursor);
       if (fromStart && this.stats.records === records) {
         const why = `no record could be read: ${this.describe()}${unreadable(this.stats, skipped)}`;
-        if (!this.o.follow)
-          throw new NoDataError(`${why}${this.o.worldSize > 1 ? ` (rank ${this.o.rank} of ${this.o.worldSize})` : ''}`);
+        if (!this.o.follow) throw new NoDataError(`${why}${this.rankShare(units.length)}`);
         this.requireNewUnits(cursor.units!, why);
       }
       cursor = { ...START, epoch: cursor.epoch + 1 };
     }
+  }
+
+  /** For a message: this rank among several, and why it has no shard when the dataset has fewer than ranks. */
+  private rankShare(shards: number): string {
+    const { rank, worldSize } = this.o;
+    if (worldSize === 1) return '';
+    if (shards > rank) return ` (rank ${rank} of ${worldSize})`;
+    return (
+      ` (rank ${rank} of ${worldSize}: shards are dealt to ranks whole, and the ${plural(shards, 'shard')} ` +
+      `went to ranks below ${rank}, so this rank has none; use a worldSize of at most ${shards}, or more units)`
+    );
   }
 
   /**
@@ -416,8 +429,13 @@ export function validateStreamOptions(o: StreamOptions): void {
   const int = (name: keyof StreamOptions, min: number, max = Number.MAX_SAFE_INTEGER) => {
     const v = o[name];
     if (v !== undefined && (typeof v !== 'number' || !Number.isSafeInteger(v) || v < min || v > max)) {
-      throw new ConfigError(`${name} must be an integer from ${min} to ${max}, got ${JSON.stringify(v)}`);
+      throw new ConfigError(`${name} must be an integer from ${min} to ${max}, got ${shown(v)}`);
     }
+  };
+  const typed = (name: keyof StreamOptions, type: 'boolean' | 'function') => {
+    const v = o[name];
+    if (v !== undefined && typeof v !== type)
+      throw new ConfigError(`${name} must be ${type === 'boolean' ? 'true or false' : 'a function'}, got ${shown(v)}`);
   };
   int('seed', 0, 2 ** 32 - 1);
   int('worldSize', 1, 65536);
@@ -427,6 +445,14 @@ export function validateStreamOptions(o: StreamOptions): void {
   int('prefetchBytes', 0);
   int('epochs', 0);
   int('pollMs', 1, 3_600_000);
+  typed('follow', 'boolean');
+  typed('sharedMemory', 'boolean');
+  typed('onWait', 'function');
+  typed('onSkip', 'function');
+  // Every wait listens on the signal: anything else failed inside a wait, as an uncaught TypeError.
+  const signal = o.signal as Partial<AbortSignal> | null | undefined;
+  if (signal !== undefined && !(typeof signal?.addEventListener === 'function' && typeof signal.aborted === 'boolean'))
+    throw new ConfigError(`signal must be an AbortSignal, got ${shown(o.signal)}`);
   const c = o.cursor as unknown;
   if (c === undefined) return;
   const malformed = (field: string, what: string) =>
@@ -436,7 +462,7 @@ export function validateStreamOptions(o: StreamOptions): void {
   for (const field of ['epoch', 'group', 'offset', 'position'] as const) {
     const v = cursor[field];
     if (!(Number.isSafeInteger(v) && (v as number) >= 0))
-      throw malformed(field, `${field} must be an integer >= 0, got ${JSON.stringify(v)}`);
+      throw malformed(field, `${field} must be an integer >= 0, got ${shown(v)}`);
   }
   if (!wellFormedUnits(cursor.units))
     throw malformed('units', 'units must be null or ascending, disjoint [first, last] ranges of unit ids');
@@ -445,6 +471,6 @@ export function validateStreamOptions(o: StreamOptions): void {
   if (order === null || typeof order !== 'object') throw malformed('order', 'order must be an object');
   for (const field of ORDER_FIELDS) {
     if (!Number.isSafeInteger(order[field]))
-      throw malformed(`order.${field}`, `order.${field} must be an integer, got ${JSON.stringify(order[field])}`);
+      throw malformed(`order.${field}`, `order.${field} must be an integer, got ${shown(order[field])}`);
   }
 }

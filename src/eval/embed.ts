@@ -20,7 +20,7 @@ import {
   vectorFromArray,
 } from 'apache-arrow';
 import { countSkip } from '../augment/stream.js';
-import { ConfigError, InvalidShardError } from '../errors.js';
+import { ConfigError, InvalidShardError, shown } from '../errors.js';
 import { listUnits, type UnitRecord } from '../shards/dataset.js';
 import { ShardReader } from '../shards/reader.js';
 import { putFile } from '../shards/output.js';
@@ -225,6 +225,14 @@ export async function checkOutFile(location: string, names?: OptionNames): Promi
 
 /** The width of every row of `e`, after checking that it has one row per key, each of that width. */
 function widthOf(e: Embeddings): number {
+  const given = e as Partial<Embeddings> | null;
+  if (given === null || typeof given !== 'object' || !Array.isArray(given.keys) || !Array.isArray(given.features))
+    throw new ConfigError(
+      `embeddings must be { keys: string[], features: Float32Array[], dim? }, got ${given === null || typeof given !== 'object' ? shown(given) : `keys ${shown(given.keys)} and features ${shown(given.features)}`}`,
+    );
+  // A key that is not a string was written as its String(): 1 as "1", an object as "[object Object]".
+  const badKey = e.keys.findIndex((k) => typeof k !== 'string');
+  if (badKey >= 0) throw new ConfigError(`embeddings key ${badKey} must be a string, got ${shown(e.keys[badKey])}`);
   if (e.keys.length !== e.features.length)
     throw new ConfigError(
       `embeddings have ${e.keys.length} keys but ${e.features.length} feature rows: each key needs one row`,
@@ -247,9 +255,9 @@ function widthOf(e: Embeddings): number {
 /**
  * Writes the embeddings as an Arrow IPC file to `location` (a path or a store URL); returns its full URL. The
  * column is FixedSizeList[dim] even with no row, so files of one backbone share a schema (and concatenate).
- * Throws a ConfigError, writing nothing, when `location` is a local folder, or `e` does not have one feature
- * row per key, each of `dim` values (the width of the first row when `dim` is not given; with no row, `dim`
- * is needed).
+ * Throws a ConfigError, writing nothing, when `location` is a local folder, a key is not a string, or `e` does
+ * not have one feature row per key, each of `dim` values (the width of the first row when `dim` is not given;
+ * with no row, `dim` is needed).
  */
 export async function writeEmbeddings(location: string, e: Embeddings, options: StoreOptions = {}): Promise<string> {
   const dim = widthOf(e);

@@ -2,9 +2,9 @@
  * Using an exported backbone, what `wildstream embed` and `wildstream eval knn` run: load the graph model,
  * compute features of a dataset or of image folders, write them, or score a weighted k-NN on labelled folders.
  */
-import { ConfigError, NoDataError } from '../errors.js';
+import { checkOptionsObject, ConfigError, NoDataError, shown } from '../errors.js';
 import type { OptionNames } from '../options/declare.js';
-import type { Store, StoreOptions } from '../shards/store.js';
+import { checkStore, type Store, type StoreOptions } from '../shards/store.js';
 import { startInferenceBackend, type BackendName } from '../train/backend.js';
 import { loadBackbone, type Backbone, type BackboneMetadata } from '../train/model-folder.js';
 import {
@@ -61,6 +61,35 @@ export interface EmbedImagesResult {
   metadata: BackboneMetadata;
 }
 
+/**
+ * What a plain JavaScript caller may get wrong before any option's range is checked, each a ConfigError naming
+ * it (a TypeError from inside the model loader or a folder walk would not): the options not an object, `model`
+ * not a Store, a location (`text`: what it names, or 'optional' for an optional one) not a non-empty string, a
+ * callback not a function.
+ */
+function checkCaller<O extends object>(
+  o: O,
+  fn: string,
+  text: Partial<Record<keyof O, string>>,
+  callbacks: Array<keyof O>,
+): void {
+  checkOptionsObject(o, `${fn} options`);
+  checkStore((o as { model?: unknown }).model, 'model (the exported backbone)');
+  for (const [key, what] of Object.entries(text) as Array<[keyof O & string, string]>) {
+    const v = o[key];
+    if (v === undefined && what === 'optional') continue;
+    if (typeof v !== 'string' || v === '')
+      throw new ConfigError(
+        `${key} must be ${what === 'optional' ? 'a file path or store URL' : what} (a non-empty string), got ${shown(v)}`,
+      );
+  }
+  for (const key of callbacks) {
+    const v = o[key];
+    if (v !== undefined && typeof v !== 'function')
+      throw new ConfigError(`${String(key)} must be a function, got ${shown(v)}`);
+  }
+}
+
 /** Loads the backbone of `o.model` on its backend, runs `use`, and disposes the backbone's weights however it ends. */
 async function withBackbone<T>(o: BackboneOptions, use: (backbone: Backbone) => Promise<T>): Promise<T> {
   await startInferenceBackend(o.backend ?? 'auto');
@@ -78,6 +107,7 @@ async function withBackbone<T>(o: BackboneOptions, use: (backbone: Backbone) => 
  * folder, and when the model store holds no backbone or the folder cannot be read.
  */
 export async function embedImages(o: EmbedImagesOptions): Promise<EmbedImagesResult> {
+  checkCaller(o, 'embedImages', { input: 'a dataset store URL or a folder of images', out: 'optional' }, ['onSkip']);
   checkEmbedOptions(o, o.names);
   if (o.out !== undefined) await checkOutFile(o.out, o.names);
   return withBackbone(o, async (backbone) => {
@@ -138,6 +168,8 @@ export async function evalKnn(o: KnnEvalOptions): Promise<KnnEvalResult> {
 export async function evalKnnFeatures(
   o: KnnEvalOptions,
 ): Promise<{ result: KnnEvalResult; train: Embeddings; test: Embeddings }> {
+  const folder = 'a folder of class folders';
+  checkCaller(o, 'evalKnn', { train: folder, test: folder }, ['onWarning']);
   checkEmbedOptions(o, o.names);
   checkKnnOptions(o.k, o.temperature);
   const warn = o.onWarning ?? (() => {});

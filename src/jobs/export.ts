@@ -3,8 +3,8 @@
  * run, rebuild the RegNet from its config, and write it as a TensorFlow.js graph model.
  */
 import { cropSizes } from '../crops.js';
-import { ConfigError } from '../errors.js';
-import type { Store } from '../shards/store.js';
+import { checkOptionsObject, ConfigError, shown } from '../errors.js';
+import { checkStore, type Store } from '../shards/store.js';
 import { startBackend, type BackendName } from '../train/backend.js';
 import {
   checkpointAt,
@@ -45,10 +45,21 @@ export interface ExportOptions {
  * Writes a checkpoint's backbone (eval mode: running BatchNorm statistics) as a graph model that
  * `loadBackbone` or `tf.loadGraphModel` runs. Its input is float32 NHWC images [N, H, W, 3] normalised with
  * the returned `mean`/`std` (trained around `inputSize` px); its output `features` is [N, featureDim].
- * Throws a ConfigError when the store has no checkpoint (or none of `step`, listing the steps it has) and an
+ * Throws a ConfigError when an option is not what it says (a store not a Store, `step` not an integer >= 0),
+ * when the store has no checkpoint (or none of `step`, listing the steps it has) and an
  * InvalidCheckpointError naming each damage when every checkpoint is damaged.
  */
 export async function exportCheckpoint(o: ExportOptions): Promise<BackboneMetadata> {
+  checkOptionsObject(o, 'exportCheckpoint options');
+  checkStore(o.checkpoints, "checkpoints (the run's store)");
+  checkStore(o.out, "out (the model folder's store)");
+  // `step: NaN` was looked up as a checkpoint name and reported missing ("no checkpoint of step NaN").
+  if (o.step !== undefined && !(Number.isSafeInteger(o.step) && o.step >= 0))
+    throw new ConfigError(`step must be an integer >= 0, got ${shown(o.step)}`);
+  if (o.init !== undefined && typeof o.init !== 'boolean')
+    throw new ConfigError(`init must be true or false, got ${shown(o.init)}`);
+  if (o.log !== undefined && typeof o.log !== 'function')
+    throw new ConfigError(`log must be a function, got ${shown(o.log)}`);
   await startBackend(o.backend ?? 'cpu');
   const ckpt =
     o.step === undefined

@@ -13,7 +13,7 @@
 import { ConfigError, InvalidShardError, NotFoundError } from '../errors.js';
 import { addCounts, type FailureCounts } from './failures.js';
 import { FAILURES_DIR, MANIFEST_KEY, SHARDS_DIR, UNITS_DIR, unitKey } from './keys.js';
-import { getBytes, type Store } from './store.js';
+import { checkStore, getBytes, type Store } from './store.js';
 
 export {
   FAILURES_DIR,
@@ -63,8 +63,12 @@ export async function commitUnit(store: Store, record: UnitRecord): Promise<void
   await store.put(unitKey(record.unit), Buffer.from(JSON.stringify(record, null, 1)));
 }
 
-/** Every committed unit, in unit order. A malformed record is a corrupt dataset, not a skipped unit. */
+/**
+ * Every committed unit, in unit order. A malformed record is a corrupt dataset (InvalidShardError), not a
+ * skipped unit; `store` not a Store (a URL string) is a ConfigError naming openStore.
+ */
 export async function listUnits(store: Store): Promise<UnitRecord[]> {
+  checkStore(store, 'the dataset store');
   const units: UnitRecord[] = [];
   for await (const info of store.list(`${UNITS_DIR}/`)) {
     if (!/^units\/\d{6,}\.json$/.test(info.key)) continue;

@@ -6,9 +6,9 @@
  */
 import type { FileHandle } from 'node:fs/promises';
 import { RecordBatchReader, RecordBatchStreamWriter, Table, type RecordBatch, type Schema } from 'apache-arrow';
-import { InvalidShardError, NotFoundError, WildstreamError } from '../errors.js';
+import { ConfigError, InvalidShardError, NotFoundError, shown, WildstreamError } from '../errors.js';
 import { checkSchema, fromRecordBatch, type ImageRecord } from './schema.js';
-import type { Store } from './store.js';
+import { checkStore, type Store } from './store.js';
 
 /** The tail fetched on open: enough for the footer of any shard with a few thousand batches. */
 const TAIL_BYTES = 64 * 1024;
@@ -44,9 +44,17 @@ export class ShardReader {
     private readonly shared: boolean,
   ) {}
 
+  /**
+   * Opens the shard at `key` of `store`: its footer and schema, with one or two ranged GETs. Throws a
+   * ConfigError when `store` is not a Store or `options.size` not a whole number of bytes, an InvalidShardError
+   * when the shard is missing, truncated or not an Arrow IPC file.
+   */
   static async open(store: Store, key: string, options: ShardReaderOptions = {}): Promise<ShardReader> {
+    checkStore(store, "ShardReader's store");
     const where = `${store.url}/${key}`;
     let size = options.size;
+    if (size !== undefined && !(Number.isSafeInteger(size) && size >= 0))
+      throw new ConfigError(`size (the shard's bytes) must be an integer >= 0, got ${shown(size)}`);
     if (size === undefined) {
       const info = await store.head(key);
       if (!info) throw new InvalidShardError(`${where}: shard does not exist`);
@@ -98,8 +106,13 @@ export class ShardReader {
     return block ? block.metaDataLength + Number(block.bodyLength) : 0;
   }
 
-  /** Reads batch `i` with one ranged GET. */
+  /**
+   * Reads batch `i` (0 to numBatches - 1) with one ranged GET. Another `i` is the caller's error, a ConfigError:
+   * an InvalidShardError would say the shard is damaged, and readers skip a damaged shard.
+   */
   async readBatch(i: number): Promise<RecordBatch> {
+    if (!(Number.isSafeInteger(i) && i >= 0 && i < this.numBatches))
+      throw new ConfigError(`record batch must be an integer from 0 to ${this.numBatches - 1}, got ${shown(i)}`);
     return this.decode(i, await this.fetch(i));
   }
 

@@ -7,7 +7,7 @@
  * A remote store sends every request through one retry and timeout policy (`retry.ts`, set by StoreOptions); a
  * fault that outlasts it is a StoreUnavailableError naming the object and the last cause.
  */
-import { ConfigError, UnsupportedStoreError } from '../errors.js';
+import { ConfigError, shown, UnsupportedStoreError } from '../errors.js';
 import { checkLocalRoom, checkS3Room } from './key-limits.js';
 import { longestKeys } from './keys.js';
 import { localRoot, parseS3Url, type Store, type StoreOptions } from './store-contract.js';
@@ -90,4 +90,15 @@ export async function getBytes(store: Store, key: string): Promise<Uint8Array> {
   const chunks: Buffer[] = [];
   for await (const chunk of await store.get(key)) chunks.push(chunk as Buffer);
   return Buffer.concat(chunks);
+}
+
+/**
+ * Refuses what is not a Store (a URL string, null) with a ConfigError naming it (`who`): a store is opened
+ * with `openStore(url)`. Else a plain JavaScript caller gets a TypeError from deep inside a read.
+ */
+export function checkStore(store: unknown, who: string): void {
+  const s = store as Partial<Store> | null;
+  if (s !== null && typeof s === 'object' && typeof s.list === 'function' && typeof s.getRange === 'function') return;
+  const hint = typeof store === 'string' ? `: open it with \`await openStore(${JSON.stringify(store)})\`` : '';
+  throw new ConfigError(`${who} must be a Store from openStore(url), got ${shown(store)}${hint}`);
 }

@@ -6,7 +6,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { loadGraphModel, type GraphModel } from '@tensorflow/tfjs-converter';
 import { ConfigError, NotFoundError, oneLine } from '../errors.js';
 import { MODEL_JSON_KEY } from '../shards/keys.js';
-import { getBytes, pathProblem, type Store } from '../shards/store.js';
+import { checkStore, getBytes, pathProblem, type Store } from '../shards/store.js';
 
 export interface BackboneMetadata {
   model: string;
@@ -67,6 +67,7 @@ const LOAD_ATTEMPTS = 3;
  * `weights.bin`).
  */
 export async function loadBackbone(store: Store): Promise<Backbone> {
+  checkStore(store, "the model folder's store");
   for (let attempt = 1; ; attempt++) {
     const bytes = await exportedFile(store, MODEL_JSON);
     const json = parseModelJson(store, bytes);
