@@ -139,7 +139,10 @@ class CrawlRun {
   readonly skipped: Record<string, number>;
   private unitSkipped: Record<string, number> = {};
   private queue: FrontierEntry[] = [];
-  private readonly queued = new Set<string>();
+  /** The queue's entries by URL (until fetched): a later link may give one a referrer that keeps its image. */
+  private readonly queued = new Map<string, FrontierEntry>();
+  /** Linked images whose own X-Robots-Tag opted out: no other page's link takes them either. */
+  private readonly refusedImages = new Set<string>();
   private readonly inflight = new Map<string, FrontierEntry>();
   private unitPages: Array<{ url: string; status: string }> = [];
   private unitImages: FoundImage[] = [];
@@ -167,6 +170,7 @@ class CrawlRun {
         this.state.visited.size + this.inflight.size < this.o.maxPages
       ) {
         const entry = this.queue.shift()!;
+        this.queued.delete(entry.url);
         this.inflight.set(entry.url, entry);
         const task: Promise<void> = this.visit(entry).finally(() => running.delete(task));
         running.add(task);
@@ -185,14 +189,38 @@ class CrawlRun {
   }
 
   private enqueue(f: FrontierEntry): void {
-    if (f.depth > this.o.maxDepth || this.state.visited.has(f.url) || this.queued.has(f.url)) return;
+    if (f.depth > this.o.maxDepth) return;
+    // Queued or being fetched: its referrer is read once the response is in, so a better one still counts.
+    const pending = this.queued.get(f.url) ?? this.inflight.get(f.url);
+    if (pending) {
+      if (this.keepsImage(f, pending.referrer)) pending.referrer = f.referrer;
+      return;
+    }
+    if (this.state.visited.has(f.url) && !this.keepsImage(f, this.optedOutReferrer(f.url))) return;
     if (!followsHost(this.hosts, new URL(f.url))) return void this.count('external_link');
     // A link to an image taken already (an `<img>` of its page, or one linked before) spends no request.
     if (f.referrer && this.state.images.has(f.url)) return void this.count('image_found_before');
     if (this.admitted >= this.o.maxPages) return void this.count('beyond_max_pages');
     this.admitted++;
-    this.queued.add(f.url);
+    this.queued.set(f.url, f);
     this.queue.push(f);
+  }
+
+  /**
+   * Whether `f`'s link keeps an image that an earlier link's referrer (`before`) kept out: a page opting out of
+   * its images (noimageindex) keeps them out of that page only, and another page's link to one counts (the
+   * image's own X-Robots-Tag keeps it out from everywhere: refusedImages).
+   */
+  private keepsImage(f: FrontierEntry, before: Referrer | undefined): boolean {
+    return Boolean(before?.optedOut && f.referrer && !f.referrer.optedOut && !this.refusedImages.has(f.url));
+  }
+
+  /** The opted-out referrer a visited link was dropped for (its status says so), else undefined. */
+  private optedOutReferrer(url: string): Referrer | undefined {
+    const status = this.state.visited.get(url);
+    return status === 'image_robots_meta' || status === 'image_robots_tag'
+      ? { page: '', optedOut: status.slice('image_'.length) }
+      : undefined;
   }
 
   private count(reason: string, n = 1): void {
@@ -270,7 +298,10 @@ class CrawlRun {
     if (kind === 'other') return 'not_html';
     if (kind !== 'image') return `image_${kind}`;
     if (referrer.optedOut) return `image_${referrer.optedOut}`;
-    if (optsOutOfImages(header)) return 'image_robots_tag'; // what ingest's fetch would refuse it for
+    if (optsOutOfImages(header)) {
+      this.refusedImages.add(url);
+      return 'image_robots_tag'; // what ingest's fetch would refuse it for
+    }
     if (this.state.images.has(url)) return 'image_found_before';
     this.keep({ url, caption: referrer.caption ?? null, source_page: referrer.page });
     return LINKED_IMAGE;

@@ -42,6 +42,9 @@ const PAGES: Record<string, string> = {
   </body></html>`,
   '/page': '<a href="/photo.jpg">the kite again</a><a href="/redirect/1">to the photo</a>',
   '/opted-out': '<meta name="robots" content="noimageindex"><a href="/img/21.jpg">full</a><img src="/img/22.jpg">',
+  '/open-21': '<a href="/img/21.jpg">Twenty-one</a>',
+  '/opted-out-23': '<meta name="robots" content="noimageindex"><a href="/img/23.jpg">x</a><a href="/open-23">on</a>',
+  '/open-23': '<a href="/img/23.jpg">Twenty-three</a>',
   '/three': '<a href="/img/31.jpg">a</a> <a href="/img/32.jpg">b</a> <a href="/img/33.jpg">c</a>',
   '/resume': '<a href="/moved/41">Forty-one</a>',
   '/small': '<a href="/photo.jpg"><img src="/img/7.jpg" alt="A red kite"></a>',
@@ -148,6 +151,19 @@ describe('a link to an image', () => {
     const { result, statuses } = await crawlSite({ seeds: [`${site.base}/opted-out`] });
     expect(statuses).toEqual({ '/opted-out': 'robots_meta', '/img/21.jpg': 'image_robots_meta' });
     expect(result.images).toEqual([]);
+  });
+
+  it('keeps an image that an opted-out page links when another page links it too, queued or dropped before', async () => {
+    // Both seeds link /img/21.jpg before it is requested: the open page's link is the one it is taken for.
+    const queued = await crawlSite({ seeds: [`${site.base}/opted-out`, `${site.base}/open-21`], concurrency: 1 });
+    expect(queued.images).toEqual({ '/img/21.jpg': { caption: 'Twenty-one', from: '/open-21' } });
+    // /img/23.jpg was requested and dropped for the opted-out page; the open page one hop on takes it.
+    const dropped = await crawlSite({ seeds: [`${site.base}/opted-out-23`], concurrency: 1 });
+    expect(dropped.images).toEqual({ '/img/23.jpg': { caption: 'Twenty-three', from: '/open-23' } });
+    expect(dropped.statuses).toMatchObject({ '/opted-out-23': 'robots_meta', '/img/23.jpg': 'image' });
+    // An image whose own X-Robots-Tag opts out stays out, however many pages link it.
+    const refused = await crawlSite({ seeds: [`${site.base}/gallery`], concurrency: 1 });
+    expect(refused.statuses['/noai.jpg']).toBe('image_robots_tag');
   });
 
   it('counts each linked image against --max-pages as the request it is, and as one hop against --max-depth', async () => {
