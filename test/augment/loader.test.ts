@@ -63,6 +63,14 @@ async function batches(
   return { out, loader };
 }
 
+/**
+ * The default options' whole run (2 epochs), made once: the tests below that only need it as a reference read it
+ * instead of each iterating a loader of their own (a loader's two pool threads cost ~1 CPU s to start). Nothing
+ * mutates its batches, which are never released. The test of determinism runs a second loader of its own.
+ */
+let fullRun: Promise<{ out: MultiCropBatch[]; loader: MultiCropLoader }> | undefined;
+const full = () => (fullRun ??= batches());
+
 const digest = (b: MultiCropBatch) => ({
   keys: b.keys,
   sums: b.crops.map((c) => cropFloats(c).reduce((a, v) => a + v, 0)),
@@ -70,7 +78,7 @@ const digest = (b: MultiCropBatch) => ({
 
 describe('MultiCropLoader', () => {
   it('yields normalised NHWC crop batches, skipping a corrupt image with a counted reason', async () => {
-    const { out, loader } = await batches();
+    const { out, loader } = await full();
     expect(out[0]!.crops.map((c) => [c.size, c.data.length])).toEqual([
       [32, 5 * 32 * 32 * 3],
       [16, 5 * 16 * 16 * 3],
@@ -89,8 +97,8 @@ describe('MultiCropLoader', () => {
   });
 
   it('is deterministic for a seed and resumes from a batch cursor exactly', async () => {
-    const { out: a } = await batches();
-    const { out: b } = await batches();
+    const { out: a } = await full();
+    const { out: b } = await batches(); // a second loader of its own: same seed, same batches
     expect(a.map(digest)).toEqual(b.map(digest));
     const { out: other } = await batches({ seed: 4 });
     expect(other.map(digest)).not.toEqual(a.map(digest));
@@ -101,7 +109,7 @@ describe('MultiCropLoader', () => {
   });
 
   it('gives the same batches whatever the records in flight (tasks of one to four records, partial last tasks)', async () => {
-    const { out } = await batches();
+    const { out } = await full();
     for (const inflight of [1, 3, 6]) {
       const { out: other } = await batches({ inflight });
       expect(other.map(digest), `inflight ${inflight}`).toEqual(out.map(digest));
@@ -109,7 +117,7 @@ describe('MultiCropLoader', () => {
   });
 
   it('puts every sample at its place in the batch, across skipped records and batch boundaries', async () => {
-    const { out } = await batches();
+    const { out } = await full();
     const config = augmentConfig(options.augment);
     const expected: Float32Array[][] = [];
     for await (const { record, epoch, position } of new DatasetStream(store, options)) {
@@ -135,7 +143,7 @@ describe('MultiCropLoader', () => {
   });
 
   it('reuses released batch buffers without changing a single sample', async () => {
-    const { out: kept, loader: keeping } = await batches();
+    const { out: kept, loader: keeping } = await full();
     const loader = new MultiCropLoader(store, options);
     const copies: Array<{ keys: string[]; crops: Float32Array[] }> = [];
     for await (const batch of loader) {
@@ -153,7 +161,7 @@ describe('MultiCropLoader', () => {
   });
 
   it("with cropDtype 'uint8' yields the float batches' samples as bytes before normalisation, mean and std attached", async () => {
-    const { out: floats } = await batches();
+    const { out: floats } = await full();
     const config = augmentConfig(options.augment);
     // Released as they are read, so later batches reuse byte slabs; the corrupt record moves samples a slot.
     const loader = new MultiCropLoader(store, { ...options, cropDtype: 'uint8' });
@@ -299,7 +307,7 @@ describe('MultiCropLoader: single-pass', () => {
     await expect(loop(loader)).rejects.toThrow(/was already iterated/);
     await expect(loop(loader)).rejects.toThrow(reused);
     const next = await batches({ cursor: loader.cursor() }, 1);
-    const whole = await batches({}, 3);
+    const whole = await full(); // the uninterrupted loader's third batch
     expect(digest(next.out[0]!)).toEqual(digest(whole.out[2]!));
     expect(out).toHaveLength(2);
   });

@@ -1,7 +1,7 @@
 // trainOnStore with trainThreads 2: the checkpoints of a data-parallel run equal one thread stepping the same
 // batches with the same ghost batches, a stopped 2-thread run resumes to the uninterrupted weights, and the
 // checkpoints carry over between thread counts (the format does not depend on them).
-import { mkdtemp, rm } from 'node:fs/promises';
+import { cp, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
@@ -104,6 +104,35 @@ async function reference(): Promise<ModelState> {
   }
 }
 
+/**
+ * A run on `threads` training threads stopped at step 3 (its checkpoint written), and its summary: trained once per
+ * thread count and copied to `name` for each test that goes on from it, as the test's own run would have left it
+ * (same data, options and stop), without training those 3 steps on the same threads again.
+ */
+const stopped = new Map<number, Promise<{ root: string; summary: Awaited<ReturnType<typeof trainOnStore>> }>>();
+async function stoppedAtStep3(threads: number, name: string) {
+  if (!stopped.has(threads))
+    stopped.set(
+      threads,
+      (async () => {
+        const root = join(dir, `stopped-${threads}`);
+        const stop = new AbortController();
+        const summary = await trainOnStore({
+          ...options,
+          data,
+          out: await openStore(root),
+          trainThreads: threads,
+          signal: stop.signal,
+          onStep: (n) => n === 3 && stop.abort(),
+        });
+        return { root, summary };
+      })(),
+    );
+  const { root, summary } = await stopped.get(threads)!;
+  await cp(root, join(dir, name), { recursive: true });
+  return { out: await openStore(join(dir, name)), first: summary };
+}
+
 describe('trainOnStore with 2 training threads', () => {
   let straight: Store;
 
@@ -128,16 +157,7 @@ describe('trainOnStore with 2 training threads', () => {
   }, 180_000);
 
   it('stopped at step 3 and resumed on 2 threads: the uninterrupted weights', async () => {
-    const out = await openStore(join(dir, 'pieces'));
-    const stop = new AbortController();
-    const first = await trainOnStore({
-      ...options,
-      data,
-      out,
-      trainThreads: 2,
-      signal: stop.signal,
-      onStep: (n) => n === 3 && stop.abort(),
-    });
+    const { out, first } = await stoppedAtStep3(2, 'pieces');
     expect(first).toMatchObject({ stopped: 'signal', step: 3, checkpoint: 'checkpoints/step-000000003.ckpt' });
     const rest = await trainOnStore({ ...options, data, out, trainThreads: 2 });
     expect(rest).toMatchObject({
@@ -154,16 +174,7 @@ describe('trainOnStore with 2 training threads', () => {
       [2, 1],
       [1, 2],
     ]) {
-      const out = await openStore(join(dir, `switch-${before}-${after}`));
-      const stop = new AbortController();
-      const first = await trainOnStore({
-        ...options,
-        data,
-        out,
-        trainThreads: before,
-        signal: stop.signal,
-        onStep: (n) => n === 3 && stop.abort(),
-      });
+      const { out, first } = await stoppedAtStep3(before!, `switch-${before}-${after}`);
       expect(first).toMatchObject({ stopped: 'signal', step: 3 });
       const lines: string[] = [];
       const rest = await trainOnStore({ ...options, data, out, trainThreads: after, log: (l) => lines.push(l) });

@@ -4,9 +4,9 @@
 import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { main } from '../../src/cli.js';
 import { openStore } from '../../src/shards/store.js';
-import { runCli } from '../helpers/cli.js';
 import { writePhotoDataset } from '../helpers/dataset.js';
 
 let root: string;
@@ -34,8 +34,24 @@ beforeAll(async () => {
 }, 60_000);
 afterAll(async () => rm(root, { recursive: true, force: true }));
 
+/**
+ * `wildstream run p.yaml` with `sets`, in this process (main returns the exit code) in `root`, collecting what it
+ * writes: what is tested is the pipeline's choice of stages to redo, not the CLI process (run.test.ts spawns that),
+ * and six CLI processes each loading tfjs cost more CPU than the runs themselves.
+ */
 async function run(...sets: string[]) {
-  const r = await runCli(['run', 'p.yaml', ...sets.flatMap((s) => ['--set', s])], {}, 120_000, root);
+  const r = { code: -1, stdout: '', stderr: '' };
+  const back = process.cwd();
+  process.chdir(root);
+  const out = vi.spyOn(process.stdout, 'write').mockImplementation((chunk) => ((r.stdout += String(chunk)), true));
+  const err = vi.spyOn(process.stderr, 'write').mockImplementation((chunk) => ((r.stderr += String(chunk)), true));
+  try {
+    r.code = await main(['node', 'wildstream', 'run', 'p.yaml', ...sets.flatMap((s) => ['--set', s])]);
+  } finally {
+    out.mockRestore();
+    err.mockRestore();
+    process.chdir(back);
+  }
   expect(r.code, r.stderr).toBe(0);
   const ran = (stage: string) => new RegExp(`"event":"${stage}"`).test(r.stdout);
   const skipped = (stage: string) => new RegExp(`^${stage}: skipped, `, 'm').test(r.stdout);

@@ -50,7 +50,8 @@ describe('wildstream run', () => {
     expect(r.stdout).toMatch(/"event":"embed","out":"data\/embeddings\.arrow","images":511/);
     const knn = JSON.parse(await readFile(join(dir, 'data/report/knn.json'), 'utf8'));
     expect(knn.trained).toMatchObject({ k: 8, train: 8, test: 8 });
-    const inspect = await runCli(['inspect', 'data/dataset', '--json'], {}, 60_000, dir);
+    const inspect = await mainIn(['inspect', 'data/dataset', '--json'], dir); // in-process: what it reads is the point
+    expect(inspect.code, inspect.stderr).toBe(0);
     expect(JSON.parse(inspect.stdout)).toMatchObject({ shards: 11, records: 511, duplicates: { exact: 5, near: 11 } });
 
     const again = await runCli(['run', DEMO, ...short, '--set', 'train.steps=6'], {}, 300_000, dir);
@@ -125,18 +126,24 @@ describe('wildstream run', () => {
   }, 120_000);
 });
 
-/** Runs the CLI in this process (in `cwd`), collecting what it writes to stderr. */
-async function mainIn(args: string[], cwd = process.cwd()): Promise<{ code: number; stderr: string }> {
-  let stderr = '';
+/** Runs the CLI in this process (in `cwd`), collecting what it writes to stdout and stderr. */
+async function mainIn(args: string[], cwd = process.cwd()): Promise<{ code: number; stdout: string; stderr: string }> {
+  let [stdout, stderr] = ['', ''];
   const back = process.cwd();
   process.chdir(cwd);
+  const out = vi.spyOn(process.stdout, 'write').mockImplementation((chunk) => {
+    stdout += String(chunk);
+    return true;
+  });
   const spy = vi.spyOn(process.stderr, 'write').mockImplementation((chunk) => {
     stderr += String(chunk);
     return true;
   });
   try {
-    return { code: await main(['node', 'wildstream', ...args]), stderr };
+    const code = await main(['node', 'wildstream', ...args]);
+    return { code, stdout, stderr };
   } finally {
+    out.mockRestore();
     spy.mockRestore();
     process.chdir(back);
   }
@@ -179,11 +186,13 @@ describe('wildstream run: Ctrl-C', () => {
       );
       expect(r.stderr).not.toMatch(/failed/);
       const at = Number(/"step":(\d+)/.exec(r.stdout.split('\n').find((l) => l.includes('"train_done"'))!)![1]);
-      const again = await runCli(['run', 'p.yaml', '--set', `train.steps=${at + 1}`], {}, 120_000, root);
+      // The reruns in this process: the resume and the advice are the pipeline's (the interrupted run above is
+      // the CLI process the signal stops).
+      const again = await mainIn(['run', 'p.yaml', '--set', `train.steps=${at + 1}`], root);
       expect(again.code, again.stderr).toBe(0);
       expect(again.stdout).toMatch(new RegExp(`resuming at step ${at} from`));
       // Finished: the advice names the pipeline key, not the flag of `wildstream train`.
-      const done = await runCli(['run', 'p.yaml', '--set', `train.steps=${at + 1}`], {}, 120_000, root);
+      const done = await mainIn(['run', 'p.yaml', '--set', `train.steps=${at + 1}`], root);
       expect(done.code, done.stderr).toBe(0);
       expect(done.stdout + done.stderr).toMatch(
         /is at step \d+, already at or past train\.steps \d+: nothing to train \(raise train\.steps to go on\)/,

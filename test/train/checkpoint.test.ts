@@ -84,6 +84,27 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
+/**
+ * A finished run of tiny({ steps }) under run()'s defaults (2 steps: a checkpoint at step 2; 4 steps: at steps 2
+ * and 4; metrics of every step), trained once per length and copied for each test that starts from one: a copy
+ * holds what the test's own run would write (same data, config and seed), without training the same steps again.
+ */
+const finished = new Map<number, Promise<string>>();
+async function finishedRun(steps: 2 | 4, name: string): Promise<{ root: string; out: Store }> {
+  if (!finished.has(steps))
+    finished.set(
+      steps,
+      (async () => {
+        const source = join(dir, `finished-${steps}`);
+        await run(await openStore(source), tiny({ steps }));
+        return source;
+      })(),
+    );
+  const root = join(dir, name);
+  await cp(await finished.get(steps)!, root, { recursive: true });
+  return { root, out: await openStore(root) };
+}
+
 /** Reruns as a diverged run's message says (its --lr, and --no-resume when it asks for it). */
 function follow(out: Store, message: string, steps: number) {
   const lr = Number(/rerun with (?:--no-resume )?--lr ([\d.e+-]+) or lower/.exec(message)![1]);
@@ -114,8 +135,7 @@ describe('checkpoints hold finite state only', () => {
   }, 60_000);
 
   it('a diverging run that resumed keeps the checkpoint it started from, and the advice resumes from it', async () => {
-    const out = await openStore(join(dir, 'later'));
-    await run(out, tiny({ steps: 2 }));
+    const { out } = await finishedRun(2, 'later');
     const before = await readFile(join(dir, 'later', 'checkpoints', 'step-000000002.ckpt'));
     const err = (await run(out, tiny({ steps: 5 }, 1e6), { every: 100 }).catch((e: unknown) => e)) as Error;
     expect(err).toBeInstanceOf(TrainingDivergedError);
@@ -161,8 +181,7 @@ describe('checkpoints hold finite state only', () => {
   });
 
   it('a checkpoint holding NaN (written before the check existed) reads as damaged', async () => {
-    const out = await openStore(join(dir, 'nan'));
-    await run(out, tiny({ steps: 2 }));
+    const { out } = await finishedRun(2, 'nan');
     const file = join(dir, 'nan', 'checkpoints', 'step-000000002.ckpt');
     const bytes = await readFile(file);
     const payload = 12 + bytes.readUInt32LE(8);
@@ -180,8 +199,7 @@ describe('checkpoints hold finite state only', () => {
 
 describe('a stop while the resume is resolved', () => {
   it('changes nothing and calls no checkpoint damaged, though the model it judged with is disposed under it', async () => {
-    const out = await openStore(join(dir, 'stopped-resume'));
-    await run(out, tiny({ steps: 4 }));
+    const { out } = await finishedRun(4, 'stopped-resume');
     const before = (await listCheckpoints(out)).map((c) => c.key);
     expect(before.length).toBe(2);
     const config = tiny({ steps: 6 });
@@ -219,9 +237,7 @@ describe('a stop while the resume is resolved', () => {
 
 describe('a checkpoint write a kill cut short', () => {
   it('leaves a temp file the next run removes, saying so; the checkpoints stay', async () => {
-    const root = join(dir, 'killed-write');
-    const out = await openStore(root);
-    await run(out, tiny({ steps: 2 }));
+    const { root, out } = await finishedRun(2, 'killed-write');
     await writeFile(join(root, 'checkpoints', 'step-000000004.ckpt.ws-tmp-0123456789ab'), 'partial');
     const log: string[] = [];
     await run(out, tiny({ steps: 4 }), { log });
@@ -247,9 +263,7 @@ describe('a kill between a checkpoint and its metrics', () => {
 
 describe('damaged checkpoints', () => {
   it('every checkpoint damaged: refused, naming each, nothing changed; --no-resume starts over and archives the metrics', async () => {
-    const root = join(dir, 'damaged');
-    const out = await openStore(root);
-    await run(out, tiny({ steps: 4 }));
+    const { root, out } = await finishedRun(4, 'damaged');
     const ck = (step: number) => join(root, 'checkpoints', `step-00000000${step}.ckpt`);
     const four = await readFile(ck(4));
     await writeFile(ck(4), four.subarray(0, four.length - 1000)); // truncated
@@ -280,8 +294,7 @@ describe('damaged checkpoints', () => {
   }, 90_000);
 
   it('some damaged: resumes from the newest good one and names the skipped', async () => {
-    const out = await openStore(join(dir, 'partly'));
-    await run(out, tiny({ steps: 4 }));
+    const { out } = await finishedRun(4, 'partly');
     const file = join(dir, 'partly', 'checkpoints', 'step-000000004.ckpt');
     await writeFile(file, (await readFile(file)).subarray(0, 100));
     const log: string[] = [];
@@ -304,8 +317,7 @@ describe('forged checkpoints: every damage is named, and an older good checkpoin
   const ck = (root: string, step: number) => join(root, 'checkpoints', `step-${String(step).padStart(9, '0')}.ckpt`);
   let source: string;
   beforeAll(async () => {
-    source = join(dir, 'forge-source');
-    await run(await openStore(source), tiny({ steps: 4 })); // checkpoints at steps 2 and 4
+    source = (await finishedRun(4, 'forge-source')).root; // checkpoints at steps 2 and 4
   }, 60_000);
 
   /** A copy of the source run, and resumeState on it (what `train` does before its first step). */
