@@ -63,6 +63,8 @@ export async function setup(project: TestProject): Promise<() => void> {
   removeStale(parent);
   const out = join(parent, String(process.pid));
   process.env.WILDSTREAM_TEST_CLI = await transpile(out);
+  // The worker threads of in-process tests load the copy too (src/worker-module.mjs), not TypeScript via tsx.
+  process.env.WILDSTREAM_TEST_SRC = join(out, 'src');
   // Watch mode: a rerun after an edit spawns the edited code.
   project.onTestsRerun(async () => void (await transpile(out)));
   return () => rmSync(out, { recursive: true, force: true });

@@ -22,7 +22,9 @@ afterAll(() => rm(dir, { recursive: true, force: true }));
 /** Runs an example under tsx from the repository root; killed (code null) after `timeoutMs`. */
 function example(args: string[], timeoutMs = 60_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    execFile(TSX, args, { cwd: ROOT, timeout: timeoutMs, killSignal: 'SIGKILL' }, (err, stdout, stderr) =>
+    // As a user runs it: without the suite's transpiled copy, so its pool threads load worker.ts through tsx.
+    const env = { ...process.env, WILDSTREAM_TEST_SRC: '' };
+    execFile(TSX, args, { cwd: ROOT, env, timeout: timeoutMs, killSignal: 'SIGKILL' }, (err, stdout, stderr) =>
       resolve({ code: err ? (typeof err.code === 'number' ? err.code : null) : 0, stdout, stderr }),
     );
   });
