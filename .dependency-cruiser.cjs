@@ -2,7 +2,8 @@
  * Folder layering of src/ (`npm run check:layers`). Data flows one way through the stage folders; each rule
  * names what a layer may import, and everything else under src/ is forbidden to it:
  *
- *   base (errors, rng, abort, svg-text, v8-flags, crops, crop-tensor, defaults, process-exists, options/)
+ *   base (errors, rng, abort, svg-text, v8-flags, crops, crop-tensor, defaults, process-exists, worker-module,
+ *        options/)
  *        imports no stage
  *   shards   -> base                 ingest  -> shards             crawl -> ingest, shards
  *   augment  -> shards               train   -> shards, TYPES of augment (`import type`)
@@ -11,7 +12,8 @@
  *
  * Import cycles are checked by `npm run check:cycles` (dpdm).
  */
-const BASE = '^src/(errors|rng|abort|svg-text|v8-flags|crops|crop-tensor|defaults|process-exists)\\.ts$|^src/worker-module\\.mjs$|^src/options/';
+const BASE =
+  '^src/(errors|rng|abort|svg-text|v8-flags|crops|crop-tensor|defaults|process-exists)\\.ts$|^src/worker-module\\.mjs$|^src/options/';
 const layer = (folders) => `^src/(${folders.join('|')})/`;
 
 /** A rule forbidding `from` every module under src/ except its own folder and `allowed`. */
@@ -33,7 +35,7 @@ module.exports = {
     {
       name: 'base-imports-no-stage',
       comment:
-        'errors, rng, abort, svg-text, v8-flags, crops, crop-tensor, defaults, process-exists and options/ are the base every stage may import: they import no stage',
+        'errors, rng, abort, svg-text, v8-flags, crops, crop-tensor, defaults, process-exists, worker-module and options/ are the base every stage may import: they import no stage',
       severity: 'error',
       from: { path: BASE },
       to: { path: '^src/', pathNot: BASE },
