@@ -143,10 +143,11 @@ describe('crawl', () => {
     const starts = hits.map((h) => h.at).sort((a, b) => a - b);
     const gaps = starts.slice(1).map((t, i) => t - starts[i]!);
     // The gate spaces request starts by 250 ms in the client; connection setup and scheduling on a loaded
-    // machine shift when a request reaches the server (a late one followed by a prompt one: a gap of 177 ms was
-    // seen in a full parallel run), so each gap may lose the 100 ms the span below allows in all (without the
-    // gate the gaps are ~2 ms).
-    expect(Math.min(...gaps)).toBeGreaterThanOrEqual(150);
+    // machine shift when a request reaches the server (a late one followed by a prompt one: gaps of 177 and
+    // 110 ms were seen in full parallel runs beside other work). The span below holds the 250 ms spacing on
+    // average; each gap only has to show that no two requests went out back to back (without the gate the gaps
+    // are ~2 ms).
+    expect(Math.min(...gaps)).toBeGreaterThanOrEqual(50);
     expect(starts[starts.length - 1]! - starts[0]!).toBeGreaterThanOrEqual(250 * (starts.length - 1) - 100);
 
     const store = await openStore(out);
