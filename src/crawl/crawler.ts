@@ -42,6 +42,12 @@ import {
  */
 export const LINKED_IMAGE = 'image';
 
+/** The status of a link dropped for its page's opt-out (takeLinked), and that opt-out. */
+const OPTED_OUT_LINKS = new Map([
+  ['image_robots_meta', 'robots_meta'],
+  ['image_robots_tag', 'robots_tag'],
+]);
+
 /**
  * What a page request accepts: pages first, then anything, as a browser's navigation does, so that a server
  * negotiating on Accept serves a linked image rather than a 406.
@@ -193,10 +199,11 @@ class CrawlRun {
     // Queued or being fetched: its referrer is read once the response is in, so a better one still counts.
     const pending = this.queued.get(f.url) ?? this.inflight.get(f.url);
     if (pending) {
-      if (this.keepsImage(f, pending.referrer)) pending.referrer = f.referrer;
+      if (this.keepsImage(f, pending.referrer?.optedOut)) pending.referrer = f.referrer;
       return;
     }
-    if (this.state.visited.has(f.url) && !this.keepsImage(f, this.optedOutReferrer(f.url))) return;
+    if (this.state.visited.has(f.url) && !this.keepsImage(f, OPTED_OUT_LINKS.get(this.state.visited.get(f.url)!)))
+      return;
     if (!followsHost(this.hosts, new URL(f.url))) return void this.count('external_link');
     // A link to an image taken already (an `<img>` of its page, or one linked before) spends no request.
     if (f.referrer && this.state.images.has(f.url)) return void this.count('image_found_before');
@@ -207,20 +214,12 @@ class CrawlRun {
   }
 
   /**
-   * Whether `f`'s link keeps an image that an earlier link's referrer (`before`) kept out: a page opting out of
-   * its images (noimageindex) keeps them out of that page only, and another page's link to one counts (the
-   * image's own X-Robots-Tag keeps it out from everywhere: refusedImages).
+   * Whether `f`'s link keeps an image that an earlier link kept out for its page's opt-out (`before`): a page
+   * opting out of its images (noimageindex) keeps them out of that page only, and another page's link to one
+   * counts (the image's own X-Robots-Tag keeps it out from everywhere: refusedImages).
    */
-  private keepsImage(f: FrontierEntry, before: Referrer | undefined): boolean {
-    return Boolean(before?.optedOut && f.referrer && !f.referrer.optedOut && !this.refusedImages.has(f.url));
-  }
-
-  /** The opted-out referrer a visited link was dropped for (its status says so), else undefined. */
-  private optedOutReferrer(url: string): Referrer | undefined {
-    const status = this.state.visited.get(url);
-    return status === 'image_robots_meta' || status === 'image_robots_tag'
-      ? { page: '', optedOut: status.slice('image_'.length) }
-      : undefined;
+  private keepsImage(f: FrontierEntry, before: string | undefined): boolean {
+    return Boolean(before && f.referrer && !f.referrer.optedOut && !this.refusedImages.has(f.url));
   }
 
   private count(reason: string, n = 1): void {
