@@ -19,7 +19,7 @@ import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import { decodeImage } from '../src/ingest/decode.js';
 import { Fetcher } from '../src/ingest/fetch.js';
-import { runIngest } from '../src/ingest/job.js';
+import { runIngest } from '../src/ingest/local.js';
 import { V8_FLAGS } from '../src/v8-flags.js';
 import { timed } from './timed.js';
 

@@ -51,7 +51,8 @@ export {
 export { UnitWriter, type CommitOptions, type UnitInput, type UnitWriterOptions } from './shards/unit-writer.js';
 
 // Ingest: URL lists -> a dataset, locally or through a Redis queue.
-export { runIngest, type IngestOptions, type IngestProgress, type IngestSummary } from './ingest/job.js';
+export { type IngestOptions, type IngestProgress, type IngestSummary } from './ingest/job.js';
+export { runIngest } from './ingest/local.js';
 export type { IngestWarning, IngestWarningCode } from './ingest/summary.js';
 export { runQueuedIngest, runWorker, type QueuedIngestOptions, type WorkerOptions } from './ingest/queue.js';
 export type { UrlListOptions } from './ingest/url-list.js';

@@ -5,6 +5,13 @@
  * Claims carry "unit:attempt": a unit retried after its worker died (its shard never committed) takes its
  * old claims over instead of seeing its own images as duplicates.
  *
+ * A claim is final for other units only once its attempt has committed the unit (`afterCommit` writes the
+ * unit's done key; seeded claims are committed by definition). Until then a duplicate of it is *pending*: the
+ * claiming worker may still die, and its unit, redone, fail that image's row (a 503 the second time), which
+ * would leave the image in no shard. A unit asks again about its pending duplicates before committing
+ * (`confirm`); those still unconfirmed are listed `duplicate_unconfirmed` and fetched again by the job's
+ * confirmation pass once every unit is committed (retry.ts), deduped then against the committed shards.
+ *
  * The index belongs to one dataset (its manifest id names the prefix, queue.ts), starts from the dataset's
  * committed shards as the local DedupeIndex.fromDataset does (`seed`), and every key it writes expires
  * (`INDEX_TTL_S` after its last write), so an abandoned dataset's claims do not stay in Redis forever.
@@ -22,12 +29,21 @@ import type { Redis } from 'ioredis';
 import type { UnitRecord } from '../shards/dataset.js';
 import { ShardReader } from '../shards/reader.js';
 import type { Store } from '../shards/store.js';
-import { BANDS, bandOf, flipMasks, type Deduper, type DuplicateKind } from './dedupe.js';
+import {
+  BANDS,
+  bandOf,
+  flipMasks,
+  isPending,
+  type Deduper,
+  type DuplicateKind,
+  type PendingDuplicate,
+  type Verdict,
+} from './dedupe.js';
 
 /** How long an index key lives after its last write: far longer than any job, short enough not to leak. */
 export const INDEX_TTL_S = 30 * 24 * 3600;
 
-/** The owner tag of a committed unit's images in the index ("unit:attempt", as a worker's claims). */
+/** The owner tag of a committed unit's images in the index ("unit:attempt", as a worker's claims; SCRIPT names it too). */
 const SEEDED = 'committed';
 
 /** The unit's dedupe claims were made in an index that is gone or was seeded again: it must not commit. */
@@ -40,37 +56,56 @@ export class IndexLostError extends StoreUnavailableError {
   }
 }
 
+/**
+ * Check-and-claim (mode 'claim') or check only (mode 'confirm'). An owner "unit:attempt" is *committed* when its
+ * attempt is "committed" (seeded) or is the one the unit's done key names (afterCommit); a duplicate of a
+ * committed owner's image, or of this attempt's own, is final ('exact', 'near'); of another unit's uncommitted
+ * attempt, pending ('exact?', 'near?'); a claim of this unit's earlier attempt is taken over. A final verdict
+ * wins over a pending one. Returns false when the image was claimed, 'new' when (confirm) nothing holds it.
+ */
 const SCRIPT = `
 local me, shaKey, radius, hi, lo, nOwn, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
-local epoch, epochKey = ARGV[8], ARGV[9]
+local epoch, epochKey, donePrefix, mode = ARGV[8], ARGV[9], ARGV[10], ARGV[11]
 if epoch ~= '' then
   if redis.call('GET', epochKey) ~= epoch then return 'lost' end
   redis.call('EXPIRE', epochKey, ttl)
 end
 local myUnit = string.match(me, '^([^:]+):')
+local done = {}
 local function verdict(owner)
   if not owner then return 'new' end
-  if owner == me then return 'dup' end
-  if string.match(owner, '^([^:]+):') == myUnit then return 'stale' end
-  return 'dup'
+  if owner == me then return 'final' end
+  local unit, attempt = string.match(owner, '^([^:]+):(.+)$')
+  if unit == myUnit then return 'stale' end
+  if attempt == 'committed' then return 'final' end
+  if done[unit] == nil then done[unit] = redis.call('GET', donePrefix .. unit) end
+  if done[unit] == attempt then return 'final' end
+  return 'pending'
 end
-if verdict(redis.call('GET', shaKey)) == 'dup' then return 'exact' end
+local exact = verdict(redis.call('GET', shaKey))
+if exact == 'final' then return 'exact' end
+local near = 'new'
 if radius > 0 then
-  for i = 10 + nOwn, #ARGV do
+  for i = 12 + nOwn, #ARGV do
     for _, m in ipairs(redis.call('SMEMBERS', ARGV[i])) do
       local h, l, owner = string.match(m, '^(%d+):(%d+):(.+)$')
-      if verdict(owner) == 'dup' then
-        local x, c = bit.bxor(tonumber(h), hi), 0
-        while x ~= 0 do x = bit.band(x, x - 1); c = c + 1 end
-        local y = bit.bxor(tonumber(l), lo)
-        while y ~= 0 do y = bit.band(y, y - 1); c = c + 1 end
-        if c <= radius then return 'near' end
+      local x, c = bit.bxor(tonumber(h), hi), 0
+      while x ~= 0 do x = bit.band(x, x - 1); c = c + 1 end
+      local y = bit.bxor(tonumber(l), lo)
+      while y ~= 0 do y = bit.band(y, y - 1); c = c + 1 end
+      if c <= radius then
+        local v = verdict(owner)
+        if v == 'final' then return 'near' end
+        if v == 'pending' then near = 'pending' end
       end
     end
   end
 end
+if exact == 'pending' then return 'exact?' end
+if near == 'pending' then return 'near?' end
+if mode == 'confirm' then return 'new' end
 redis.call('SET', shaKey, me, 'EX', ttl)
-for i = 10, 9 + nOwn do
+for i = 12, 11 + nOwn do
   redis.call('SADD', ARGV[i], hi .. ':' .. lo .. ':' .. me)
   redis.call('EXPIRE', ARGV[i], ttl)
 end
@@ -80,6 +115,8 @@ return false
 export class RedisDedupe implements Deduper {
   private readonly probes: number[];
   private readonly attempt = randomUUID().slice(0, 8);
+  /** "unit:attempt" of this index's unit, once it has asked (a worker's index serves one unit). */
+  private me: string | null = null;
   /** The epoch this unit's claims are made in, read before the first (checkEpoch only). */
   private epoch: Promise<string> | null = null;
 
@@ -100,9 +137,22 @@ export class RedisDedupe implements Deduper {
     return `${this.prefix}:epoch`;
   }
 
-  async check(sha256: Uint8Array, phash: bigint, unit: number): Promise<DuplicateKind | null> {
+  async check(sha256: Uint8Array, phash: bigint, unit: number): Promise<Verdict> {
     const epoch = this.checkEpoch ? await this.currentEpoch() : '';
-    return this.claim(`${unit}:${this.attempt}`, sha256, phash, epoch);
+    this.me = `${unit}:${this.attempt}`;
+    return this.claim(this.me, sha256, phash, epoch, 'claim');
+  }
+
+  /** Each pending duplicate's final kind, or null while no committed unit holds its image (see Deduper). */
+  async confirm(pending: readonly PendingDuplicate[]): Promise<Array<DuplicateKind | null>> {
+    const me = this.me ?? `-:${this.attempt}`;
+    const verdicts = await Promise.all(pending.map((p) => this.claim(me, p.sha256, p.phash, '', 'confirm')));
+    return verdicts.map((v) => (isPending(v) ? null : v));
+  }
+
+  /** Marks this attempt as the one that committed `unit`: its claims are final for every other unit. */
+  async afterCommit(unit: number): Promise<void> {
+    await this.redis.set(`${this.prefix}:done:${unit}`, this.attempt, 'EX', INDEX_TTL_S);
   }
 
   /** Throws IndexLostError when the epoch the unit's claims were made in is gone or changed. */
@@ -142,7 +192,7 @@ export class RedisDedupe implements Deduper {
         const sha = batch.getChild('sha256')!;
         const ph = batch.getChild('phash')!;
         const claims = Array.from({ length: batch.numRows }, (_, i) =>
-          this.claim(`${unit.unit}:${SEEDED}`, sha.get(i), ph.get(i), ''),
+          this.claim(`${unit.unit}:${SEEDED}`, sha.get(i), ph.get(i), '', 'claim'),
         );
         await Promise.all(claims);
       }
@@ -159,8 +209,14 @@ export class RedisDedupe implements Deduper {
     } while (cursor !== '0');
   }
 
-  /** Check-and-add in one script; `epoch` '' claims without checking it (seeding). */
-  private async claim(me: string, sha256: Uint8Array, phash: bigint, epoch: string): Promise<DuplicateKind | null> {
+  /** Check-and-add (or check only: 'confirm') in one script; `epoch` '' claims without checking it (seeding). */
+  private async claim(
+    me: string,
+    sha256: Uint8Array,
+    phash: bigint,
+    epoch: string,
+    mode: 'claim' | 'confirm',
+  ): Promise<Verdict> {
     const p = this.prefix;
     const own = Array.from({ length: BANDS }, (_, b) => `${p}:band:${b}:${bandOf(phash, b)}`);
     const probe =
@@ -183,10 +239,15 @@ export class RedisDedupe implements Deduper {
       INDEX_TTL_S,
       epoch,
       this.epochKey,
+      `${p}:done:`,
+      mode,
       ...own,
       ...probe,
     );
     if (result === 'lost') throw new IndexLostError(this.prefix);
-    return result === 'exact' || result === 'near' ? result : null;
+    if (result === 'exact' || result === 'near') return result;
+    if (result === 'exact?' || result === 'near?')
+      return { pending: result === 'exact?' ? 'exact' : 'near', sha256, phash };
+    return null;
   }
 }

@@ -15,13 +15,38 @@ const BAND_BITS = 16;
 export type DuplicateKind = 'exact' | 'near';
 
 /**
+ * A duplicate of an image that another unit, still uncommitted, claimed first (a shared index only): final once
+ * that unit commits with it, and not if its worker dies and the unit, redone, fails that image's row. The row
+ * is then neither kept nor dropped: `confirm` asks again before the unit commits.
+ */
+export interface PendingDuplicate {
+  pending: DuplicateKind;
+  sha256: Uint8Array;
+  phash: bigint;
+}
+
+export type Verdict = DuplicateKind | PendingDuplicate | null;
+
+/**
  * Decides whether an image duplicates one already kept, and records it when not. `unit` names the unit asking:
  * a shared index (Redis) must not count a retried unit's own earlier images as duplicates.
  */
 export interface Deduper {
-  check(sha256: Uint8Array, phash: bigint, unit: number): Promise<DuplicateKind | null> | DuplicateKind | null;
+  check(sha256: Uint8Array, phash: bigint, unit: number): Promise<Verdict> | Verdict;
+  /**
+   * Asks again about the unit's pending duplicates, just before it commits: for each, its final kind once the
+   * image's holder has committed it, or null while none has (the row is then listed `duplicate_unconfirmed`,
+   * and the job's confirmation pass fetches it again once every unit is committed: retry.ts).
+   */
+  confirm?(pending: readonly PendingDuplicate[]): Promise<Array<DuplicateKind | null>>;
   /** Throws when the unit's claims no longer hold (a shared index lost or seeded again): it must not commit. */
   beforeCommit?(): Promise<void>;
+  /** Marks the unit's claims committed (after its record is put), making other units' duplicates of them final. */
+  afterCommit?(unit: number): Promise<void>;
+}
+
+export function isPending(v: Verdict): v is PendingDuplicate {
+  return typeof v === 'object' && v !== null;
 }
 
 export class DedupeIndex implements Deduper {

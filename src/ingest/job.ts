@@ -1,7 +1,7 @@
 /**
- * The local ingest executor: runs the units plan.ts plans, in this process. Each unit's rows are fetched,
- * decoded and deduped here, and written and committed by the shards' UnitWriter (shard, failure file, unit
- * record last), exactly as a queue worker (queue.ts) does with `ingestUnit`.
+ * One unit of an ingest job, as the local executor (local.ts), a retry pass (retry.ts) and a queue worker
+ * (queue.ts, `ingestUnit`) all run it: its rows are fetched, decoded and deduped here, and written and
+ * committed by the shards' UnitWriter (shard, failure file, unit record last).
  *
  * Resume rests on two facts: unit membership is a pure function of the source (row index / unit size), and a
  * unit is committed only by its record, written after its shard. So a rerun skips committed units and redoes
@@ -15,20 +15,12 @@ import type { UnitRecord } from '../shards/dataset.js';
 import type { FailureReason } from '../shards/failures.js';
 import { openStore, type Store, type StoreOptions } from '../shards/store.js';
 import { UnitWriter, type UnitInput } from '../shards/unit-writer.js';
-import { withDatasetLock } from './dataset-lock.js';
 import { decodeImage } from './decode.js';
-import { DedupeIndex, type Deduper } from './dedupe.js';
+import { DedupeIndex, isPending, type Deduper, type DuplicateKind, type PendingDuplicate } from './dedupe.js';
 import { Fetcher } from './fetch.js';
-import { planIngest, summarisePlan } from './plan.js';
 import { Reorder } from './reorder.js';
-import {
-  abortable,
-  DEFAULT_CONCURRENCY,
-  DEFAULT_DEDUPE_RADIUS,
-  validateIngestOptions,
-  type IngestOptions,
-} from './run-options.js';
-import { interruptedError, type IngestProgress, type IngestSummary } from './summary.js';
+import { DEFAULT_CONCURRENCY, DEFAULT_DEDUPE_RADIUS, type IngestOptions } from './run-options.js';
+import type { IngestProgress } from './summary.js';
 import { checkUrl, type UrlRow } from './url-list.js';
 
 export { abortable, validateIngestOptions, type IngestOptions } from './run-options.js';
@@ -65,45 +57,6 @@ export async function closeFetcher(fetcher: Fetcher, signal: AbortSignal | undef
 
 export function newProgress(unitsTotal: number): IngestProgress {
   return { unitsTotal, unitsDone: 0, unitsSkipped: 0, urls: 0, kept: 0, failed: 0, duplicates: 0, elapsedSeconds: 0 };
-}
-
-export async function runIngest(options: IngestOptions): Promise<IngestSummary> {
-  validateIngestOptions(options);
-  const { signal } = options;
-  const fetcher = new Fetcher(options.fetch); // validates fetch options before anything is written
-  let committedBefore = 0;
-  let totalUnits = 0;
-  let ctx: Context | undefined;
-  try {
-    return await withDatasetLock(options, async (lock) => {
-      const plan = await planIngest(options);
-      totalUnits = plan.job.units;
-      committedBefore = plan.skipped;
-      ctx = await abortable(
-        createContext(options, plan.store, fetcher, plan.committed, plan.extraColumns, plan.job.units),
-        signal,
-      );
-      const run: UnitRecord[] = [];
-      for await (const { unit, rows, committed } of plan.units()) {
-        signal?.throwIfAborted();
-        if (committed) {
-          ctx.progress.unitsSkipped++;
-        } else {
-          lock.check(); // a job that lost its lease (stalled past the TTL) writes nothing more
-          run.push(await abortable(runUnit(ctx, unit, rows), signal));
-          ctx.progress.unitsDone++;
-        }
-        report(ctx);
-      }
-      return summarisePlan(plan, run, ctx.started, options.retryHint);
-    });
-  } catch (err) {
-    if (signal?.aborted)
-      throw interruptedError(signal.reason, committedBefore + (await unitsCommitted(ctx)), totalUnits);
-    throw err;
-  } finally {
-    await closeFetcher(fetcher, signal);
-  }
 }
 
 /** The state one run shares across its units; the dedupe index starts from every committed unit of the store. */
@@ -170,11 +123,18 @@ export function report(ctx: Context): void {
 
 type RowOutcome =
   | { ok: true; record: UnitInput }
-  | { ok: false; duplicate: 'exact' | 'near' }
-  | { ok: false; duplicate?: undefined; reason: FailureReason };
+  | { ok: false; duplicate: DuplicateKind }
+  | { ok: false; pending: PendingDuplicate }
+  | { ok: false; reason: FailureReason };
 
 /** A fetched and decoded row before dedupe: dedupe is part of settling, in position order. */
-type Fetched = Exclude<RowOutcome, { duplicate: 'exact' | 'near' }>;
+type Fetched = Extract<RowOutcome, { ok: true } | { reason: FailureReason }>;
+
+/** A row found to duplicate an image another unit has not committed yet: settled just before the commit. */
+interface HeldRow {
+  row: UrlRow;
+  duplicate: PendingDuplicate;
+}
 
 /**
  * Finished-but-unsettled rows held per download slot, waiting for an earlier row to settle. A slow row stops new
@@ -202,8 +162,9 @@ export async function runUnit(ctx: Context, unit: number, rows: UrlRow[]): Promi
   const writer = await UnitWriter.open(ctx.store, unit, { extraColumns: ctx.extraColumns });
   const concurrency = ctx.options.concurrency ?? DEFAULT_CONCURRENCY;
   const queue = new PQueue({ concurrency });
+  const held: HeldRow[] = [];
   const order = new Reorder<Fetched>((position, fetched) =>
-    settleRow(ctx, writer, unit, rows[position]!, position, fetched),
+    settleRow(ctx, { writer, unit, held }, rows[position]!, position, fetched),
   );
   try {
     let started = 0;
@@ -222,10 +183,14 @@ export async function runUnit(ctx: Context, unit: number, rows: UrlRow[]): Promi
     }
     await queue.onIdle();
     await order.drained(started);
+    await settleHeld(ctx, writer, held);
     // Counted the moment its record is put: an interrupt that waits for `pending` then sees it.
     const counted = (put: Promise<void>) => (ctx.commits.pending = put.then(() => void ctx.commits.done++));
     const beforeCommit = ctx.index.beforeCommit && (() => ctx.index.beforeCommit!());
-    return await writer.commit({ inputs: rows.length, timings, signal, onCommitPoint: counted, beforeCommit });
+    const record = await writer.commit({ inputs: rows.length, timings, signal, onCommitPoint: counted, beforeCommit });
+    // Best effort: without the mark, other units' duplicates of this unit's images go to the confirmation pass.
+    await ctx.index.afterCommit?.(unit).catch(() => {});
+    return record;
   } finally {
     await writer.abort();
   }
@@ -234,18 +199,20 @@ export async function runUnit(ctx: Context, unit: number, rows: UrlRow[]): Promi
 /** Settles one row, in position order: dedupe (the first seen is kept), then write it, count it or list it. */
 async function settleRow(
   ctx: Context,
-  writer: UnitWriter,
-  unit: number,
+  u: { writer: UnitWriter; unit: number; held: HeldRow[] },
   row: UrlRow,
   position: number,
   fetched: Fetched,
 ): Promise<void> {
-  const outcome = fetched.ok ? await dedupe(ctx, unit, fetched.record) : fetched;
+  const { writer } = u;
+  const outcome = fetched.ok ? await dedupe(ctx, u.unit, fetched.record) : fetched;
   ctx.progress.urls++;
   if (outcome.ok) {
     ctx.progress.kept++;
     await writer.add(position, outcome.record);
-  } else if (outcome.duplicate) {
+  } else if ('pending' in outcome) {
+    u.held.push({ row, duplicate: outcome.pending }); // counted once settled
+  } else if ('duplicate' in outcome) {
     ctx.progress.duplicates++;
     writer.duplicate(outcome.duplicate);
   } else {
@@ -255,11 +222,32 @@ async function settleRow(
   report(ctx);
 }
 
+/**
+ * Settles the held rows: a duplicate whose image another unit has committed since is counted as one; the rest
+ * are listed `duplicate_unconfirmed` (an index that cannot answer included), for the confirmation pass.
+ */
+async function settleHeld(ctx: Context, writer: UnitWriter, held: readonly HeldRow[]): Promise<void> {
+  if (held.length === 0) return;
+  const kinds = await (ctx.index.confirm?.(held.map((h) => h.duplicate)) ?? Promise.resolve([])).catch(() => []);
+  for (const [i, { row }] of held.entries()) {
+    const kind = kinds[i];
+    if (kind) {
+      ctx.progress.duplicates++;
+      writer.duplicate(kind);
+    } else {
+      ctx.progress.failed++;
+      writer.fail(row.index, row.url, 'duplicate_unconfirmed');
+    }
+  }
+  report(ctx);
+}
+
 /** The index's verdict on a decoded record; an index that throws (Redis gone) fails this row only. */
 async function dedupe(ctx: Context, unit: number, record: UnitInput): Promise<RowOutcome> {
   try {
-    const duplicate = await ctx.index.check(record.sha256, record.phash, unit);
-    return duplicate ? { ok: false, duplicate } : { ok: true, record };
+    const verdict = await ctx.index.check(record.sha256, record.phash, unit);
+    if (isPending(verdict)) return { ok: false, pending: verdict };
+    return verdict ? { ok: false, duplicate: verdict } : { ok: true, record };
   } catch {
     return { ok: false, reason: 'internal_error' };
   }

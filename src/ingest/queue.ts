@@ -17,9 +17,11 @@ import { Queue, WaitingError, Worker, type Job } from 'bullmq';
 import { Redis } from 'ioredis';
 import { ConfigError, StoreUnavailableError } from '../errors.js';
 import { listUnits, unitKey, type UnitRecord } from '../shards/dataset.js';
+import type { RunLock } from '../shards/run-lock.js';
 import { openStore } from '../shards/store.js';
 import { RedisDedupe } from './dedupe-redis.js';
 import { ingestUnit, type UnitTask } from './job.js';
+import { confirmDuplicates } from './retry.js';
 import { withDatasetLock } from './dataset-lock.js';
 import { nextUnit, planIngest, summarisePlan, type IngestPlan } from './plan.js';
 import { abortable, DEFAULT_DEDUPE_RADIUS, validateIngestOptions, type IngestOptions } from './run-options.js';
@@ -123,7 +125,9 @@ export async function runQueuedIngest(
   const queue = new Queue<UnitJobData>(QUEUE_NAME, { connection });
   const state = { committed: 0, total: 0 };
   try {
-    return await withDatasetLock(options, () => enqueueAndWait(options, queue, connection, queueUrl, q, state));
+    return await withDatasetLock(options, (lock) =>
+      enqueueAndWait(options, { queue, connection, lock }, queueUrl, q, state),
+    );
   } catch (err) {
     if (signal?.aborted) {
       throw interruptedError(
@@ -149,11 +153,13 @@ interface Producer {
   prefix: string;
 }
 
-/** Plans the job, seeds the dedupe index, enqueues its uncommitted units (once each) and waits for them. */
+/**
+ * Plans the job, seeds the dedupe index, enqueues its uncommitted units (once each) and waits for them; then
+ * runs the job's confirmation pass, here (retry.ts), if a unit listed rows `duplicate_unconfirmed`.
+ */
 async function enqueueAndWait(
   options: IngestOptions,
-  queue: Queue<UnitJobData>,
-  connection: Redis,
+  { queue, connection, lock }: { queue: Queue<UnitJobData>; connection: Redis; lock: RunLock },
   queueUrl: string,
   q: QueuedIngestOptions,
   state: { committed: number; total: number },
@@ -169,8 +175,11 @@ async function enqueueAndWait(
   const jobIds = await enqueueUnits(p, new Set(plan.committed.map((u) => u.unit)));
   const wait: Wait = { ...p, jobIds, queueUrl, notices: q, state };
   const summary = await abortable(waitForUnits(wait), signal);
+  const { job, store } = plan;
+  const units = (await listUnits(store)).filter((u) => u.unit >= job.firstUnit && u.unit < job.firstUnit + job.units);
+  const confirmed = await confirmDuplicates(options, lock, units, summary);
   await cleanUp(wait);
-  return summary;
+  return confirmed;
 }
 
 /**

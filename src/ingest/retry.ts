@@ -36,7 +36,15 @@ import {
 } from './job.js';
 import { latestFailures, matchesReason, rowsTaken } from './outstanding.js';
 import { addEntry, inJob, nextUnit, planJob, readManifest, retryPasses, type JobEntry } from './plan.js';
-import { interruptedError, plural, summariseRun, urlCount, type IngestSummary, type IngestWarning } from './summary.js';
+import {
+  interruptedError,
+  plural,
+  summariseRun,
+  urlCount,
+  withPass,
+  type IngestSummary,
+  type IngestWarning,
+} from './summary.js';
 import { extraColumnsOf, listFiles, readUrlLists, type UrlRow } from './url-list.js';
 
 export interface RetryOptions extends IngestOptions {
@@ -52,6 +60,7 @@ export const RETRYABLE = [
   'dns_error',
   'body_error',
   'internal_error',
+  'duplicate_unconfirmed',
   'http_408',
   'http_429',
   'http_5xx',
@@ -83,6 +92,38 @@ export async function runRetry(options: RetryOptions): Promise<IngestSummary> {
     throw err;
   } finally {
     await closeFetcher(fetcher, signal);
+  }
+}
+
+/** The reason a distributed run lists a duplicate it could not confirm (dedupe.ts: PendingDuplicate). */
+const UNCONFIRMED = 'duplicate_unconfirmed';
+
+/**
+ * The confirmation pass, run by the local executor and the queue producer once every unit of the job is
+ * committed: the rows listed `duplicate_unconfirmed` are fetched again, here, one unit at a time, deduped
+ * against the committed shards, so each is dropped as the duplicate it was, or kept when the copy it was held
+ * against was never committed (its worker died and the redone unit failed that row). A pass left unfinished
+ * is resumed first (it may be another `--retry-failed` pass). `units`: the job's committed units; without
+ * such a row among them this reads nothing more. Returns `summary` (the job's) with the passes folded in.
+ */
+export async function confirmDuplicates(
+  options: IngestOptions,
+  lock: RunLock,
+  units: readonly UnitRecord[],
+  summary: IngestSummary,
+): Promise<IngestSummary> {
+  if (!units.some((u) => (u.failed[UNCONFIRMED] ?? 0) > 0)) return summary;
+  const fetcher = new Fetcher(options.fetch);
+  try {
+    for (let i = 0; i < 2; i++) {
+      const state: RetryState = { committedBefore: 0, total: 0 };
+      const pass = await retryJob({ ...options, retryReasons: [UNCONFIRMED] }, fetcher, state, lock);
+      if (pass.warnings.some((w) => w.code === 'nothing_to_retry')) break;
+      summary = withPass(summary, pass);
+    }
+    return summary;
+  } finally {
+    await closeFetcher(fetcher, options.signal);
   }
 }
 

@@ -70,6 +70,34 @@ export function summariseRun(input: SummaryInput): IngestSummary {
   return { ...progress, resumed: input.resumed, failedByReason: failuresByReason(input.run), keptInJob, warnings };
 }
 
+/**
+ * A job's summary with a retry pass run after it (the confirmation pass, retry.ts) folded in: the pass's rows
+ * are the job's `duplicate_unconfirmed` rows settled again, so they leave that count (as far as this run's
+ * units listed them) and count once, with their new outcome.
+ */
+export function withPass(job: IngestSummary, pass: IngestSummary): IngestSummary {
+  const failedByReason = { ...job.failedByReason };
+  const settled = Math.min(pass.urls, failedByReason.duplicate_unconfirmed ?? 0);
+  if (settled > 0) failedByReason.duplicate_unconfirmed! -= settled;
+  if (failedByReason.duplicate_unconfirmed === 0) delete failedByReason.duplicate_unconfirmed;
+  for (const [reason, n] of Object.entries(pass.failedByReason))
+    failedByReason[reason] = (failedByReason[reason] ?? 0) + n;
+  return {
+    ...job,
+    unitsTotal: job.unitsTotal + pass.unitsTotal,
+    unitsDone: job.unitsDone + pass.unitsDone,
+    unitsSkipped: job.unitsSkipped + pass.unitsSkipped,
+    urls: job.urls + pass.urls - settled,
+    kept: job.kept + pass.kept,
+    failed: job.failed - settled + pass.failed,
+    duplicates: job.duplicates + pass.duplicates,
+    elapsedSeconds: job.elapsedSeconds + pass.elapsedSeconds,
+    failedByReason,
+    keptInJob: pass.keptInJob,
+    warnings: pass.keptInJob > 0 ? job.warnings.filter((w) => w.code !== 'kept_nothing') : job.warnings,
+  };
+}
+
 /** Progress from committed unit records (the queued executor's view; the local one counts the same per row). */
 export function progressOf(
   run: readonly UnitRecord[],
@@ -148,6 +176,10 @@ export function hintFor(reason: string): { text: string; retry: boolean } {
     too_large: {
       text: 'the downloads exceed --max-bytes: raise it, then rerun with --retry-failed --retry-reasons too_large',
       retry: false,
+    },
+    duplicate_unconfirmed: {
+      text: 'copies of images that another unit of a distributed run held but had not committed: rerun the same command to settle them (its confirmation pass fetches them again)',
+      retry: true,
     },
     not_an_image: {
       text: 'the URLs serve something other than images (web pages?): check the URLs, or crawl the pages',

@@ -9,7 +9,8 @@
  */
 import { ConfigError, ExitCodeError } from '../errors.js';
 import { FLAG_NAMES, type OptionNames } from '../options/declare.js';
-import { runIngest, type IngestOptions, type IngestSummary } from '../ingest/job.js';
+import { type IngestOptions, type IngestSummary } from '../ingest/job.js';
+import { runIngest } from '../ingest/local.js';
 import { ingestOptionsOf, type FetchDecodeValues, type IngestValues } from '../ingest/options.js';
 import { progressReporter, type ProgressReporter } from '../ingest/progress.js';
 import { runQueuedIngest } from '../ingest/queue.js';

@@ -45,6 +45,9 @@ export const NAMED_REASONS = [
   'too_small',
   'aspect_ratio',
   'decode_error',
+  // dedupe (ingest/dedupe.ts): a copy of an image a unit of a distributed job held uncommitted, until the
+  // job's confirmation pass fetches it again (retry.ts)
+  'duplicate_unconfirmed',
   // a bug or an unexpected library error while processing one row
   'internal_error',
 ] as const;

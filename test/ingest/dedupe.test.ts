@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DedupeIndex } from '../../src/ingest/dedupe.js';
 import { grey32, hamming } from '../../src/ingest/phash.js';
 import { prng } from '../../src/fixtures/images.js';
-import { runIngest } from '../../src/ingest/job.js';
+import { runIngest } from '../../src/ingest/local.js';
 import { listUnits } from '../../src/shards/dataset.js';
 import { ShardReader } from '../../src/shards/reader.js';
 import { openStore } from '../../src/shards/store.js';

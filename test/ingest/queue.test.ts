@@ -9,8 +9,11 @@ import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { patternJpeg } from '../../src/fixtures/images.js';
+import { decodeImage } from '../../src/ingest/decode.js';
+import type { PendingDuplicate } from '../../src/ingest/dedupe.js';
 import { IndexLostError, RedisDedupe } from '../../src/ingest/dedupe-redis.js';
-import { runIngest, type IngestOptions } from '../../src/ingest/job.js';
+import type { IngestOptions } from '../../src/ingest/job.js';
+import { runIngest } from '../../src/ingest/local.js';
 import { dedupePrefix, QUEUE_NAME, runQueuedIngest, runWorker, unitJobId } from '../../src/ingest/queue.js';
 import { listUnits } from '../../src/shards/dataset.js';
 import { ShardReader } from '../../src/shards/reader.js';
@@ -30,8 +33,9 @@ beforeAll(async () => {
   await redis.flushdb();
   const images = await Promise.all(Array.from({ length: 35 }, (_, i) => patternJpeg(i, { width: 96, height: 80 })));
   server = createServer(async (req, res) => {
-    const m = /^\/(slow\/)?(\d+)\.jpg$/.exec(req.url ?? '');
+    const m = /^\/(slow\/|gone\/)?(\d+)\.jpg$/.exec(req.url ?? '');
     if (!m) return void res.writeHead(404).end();
+    if (m[1] === 'gone/') return void res.writeHead(503).end();
     await sleep(m[1] ? 20_000 : 120); // slow enough that a unit is still running when its worker is killed
     res.writeHead(200, { 'content-type': 'image/jpeg' }).end(images[Number(m[2]) % 35]);
   });
@@ -97,11 +101,11 @@ describe('distributed ingest on BullMQ', () => {
       workers[0]!.child.kill('SIGKILL');
       const r = await producer;
       expect(r.code, r.stderr).toBe(0);
-      expect(JSON.parse(r.stdout.trim().split('\n').pop()!)).toMatchObject({
-        event: 'ingest_done',
-        unitsTotal: 8,
-        unitsDone: 8,
-      });
+      const done = JSON.parse(r.stdout.trim().split('\n').pop()!);
+      expect(done).toMatchObject({ event: 'ingest_done', urls: 40, kept: 35, duplicates: 5 });
+      // 8 units, and a confirmation pass when unit 7 found copies of the killed unit's images before its redo
+      expect(done.unitsDone).toBe(done.unitsTotal);
+      expect([8, 9]).toContain(done.unitsTotal);
       // The killed worker's unit was finished by another worker, after its lock expired.
       const others = workers.slice(1).flatMap((w) => w.events);
       expect(others.some((e) => e.event === 'unit_done' && e.unit === killedUnit)).toBe(true);
@@ -125,11 +129,37 @@ describe('distributed ingest on BullMQ', () => {
       retry = new RedisDedupe(redis, 'test:idx', 8);
     expect(await a.check(sha(1), 0x0123456789abcdefn, 1)).toBeNull();
     expect(await a.check(sha(1), 0x0123456789abcdefn, 1)).toBe('exact'); // the same image twice in one unit
-    expect(await b.check(sha(1), 0x0123456789abcdefn, 2)).toBe('exact');
-    expect(await b.check(sha(2), 0x0123456789abcdefn ^ 0b1011n, 2)).toBe('near'); // 3 bits apart
+    expect(await b.check(sha(1), 0x0123456789abcdefn, 2)).toMatchObject({ pending: 'exact' }); // unit 1 uncommitted
+    expect(await b.check(sha(2), 0x0123456789abcdefn ^ 0b1011n, 2)).toMatchObject({ pending: 'near' }); // 3 bits apart
     expect(await b.check(sha(3), 0x0123456789abcdefn ^ 0xffffn, 2)).toBeNull(); // 16 bits apart
     expect(await retry.check(sha(1), 0x0123456789abcdefn, 1)).toBeNull(); // unit 1 again, after its worker died
+    expect(await b.check(sha(1), 0x0123456789abcdefn, 2)).toMatchObject({ pending: 'exact' });
+    await retry.afterCommit(1);
     expect(await b.check(sha(1), 0x0123456789abcdefn, 2)).toBe('exact');
+    expect(await b.check(sha(4), 0x0123456789abcdefn ^ 0b1011n, 2)).toBe('near');
+  });
+
+  it('the shared index: a copy of an image an uncommitted unit holds is pending, final once that attempt commits it', async () => {
+    const sha = (n: number) => new Uint8Array(32).fill(n);
+    const h = 0x0f0f0f0f12345678n,
+      far = 0x7777000011112222n;
+    const dead = new RedisDedupe(redis, 'test:pending', 8),
+      other = new RedisDedupe(redis, 'test:pending', 8),
+      redo = new RedisDedupe(redis, 'test:pending', 8);
+    expect(await dead.check(sha(1), h, 1)).toBeNull();
+    expect(await dead.check(sha(3), far, 1)).toBeNull();
+    const exact = await other.check(sha(1), h, 2);
+    const near = await other.check(sha(2), h ^ 0b101n, 2);
+    const lost = await other.check(sha(3), far, 2);
+    expect([exact, near, lost]).toMatchObject([{ pending: 'exact' }, { pending: 'near' }, { pending: 'exact' }]);
+    const pending = [exact, near, lost] as PendingDuplicate[];
+    expect(await other.confirm(pending)).toEqual([null, null, null]); // unit 1 has committed nothing
+    // Unit 1's worker died; the redo keeps image 1, fails image 3's row, and commits.
+    expect(await redo.check(sha(1), h, 1)).toBeNull();
+    await redo.afterCommit(1);
+    expect(await other.confirm(pending)).toEqual(['exact', 'near', null]); // image 3 is in no shard: not a duplicate
+    await dead.afterCommit(7); // a mark for another unit changes nothing
+    expect(await other.confirm([lost as PendingDuplicate])).toEqual([null]);
   });
 
   it('a unit whose index was lost mid-unit (flushed, then seeded again) refuses its commit: no image kept twice', async () => {
@@ -352,6 +382,40 @@ describe('distributed ingest: Redis state and the dataset', () => {
       const summary = await withWorker(() => producer);
       expect(summary).toMatchObject({ unitsDone: 2, kept: 4 });
       expect(notices.join('\n')).toMatch(/2 queued units vanished from Redis .*enqueueing them again/);
+    } finally {
+      await queue.close();
+    }
+  }, 120_000);
+
+  it("keeps a copy dropped against a dead worker's claim when the redone unit fails that row (the confirmation pass)", async () => {
+    // Unit 0: gone/10 (503 now; a worker that died had fetched and claimed image 10 from it), 11. Unit 1: 45 (a
+    // copy of image 10), 12. Without the confirmation pass image 10 would be in no shard.
+    const l = await list('confirm.txt', [`${base}/gone/10.jpg`, `${base}/11.jpg`, `${base}/45.jpg`, `${base}/12.jpg`]);
+    const producer = runQueuedIngest(opts([l], 'confirm', { signal: AbortSignal.timeout(90_000) }), REDIS, quick);
+    const queue = new Queue(QUEUE_NAME, { connection: redis.duplicate() });
+    try {
+      for (let i = 0; i < 200 && (await queue.getWaitingCount()) < 2; i++) await sleep(100);
+      const id = JSON.parse(await readFile(join(dir, 'confirm', 'dataset.json'), 'utf8')).id;
+      const image10 = await decodeImage(await patternJpeg(10, { width: 96, height: 80 }), {});
+      if (!image10.ok) throw new Error('fixture image 10 does not decode');
+      const dead = new RedisDedupe(redis, dedupePrefix(id), 8, true); // as the dead worker's unit 0 claimed it
+      expect(await dead.check(image10.sha256, image10.phash, 0)).toBeNull();
+      const summary = await withWorker(() => producer);
+      expect(summary).toMatchObject({
+        unitsTotal: 3, // the job's 2 units and the confirmation pass's
+        unitsDone: 3,
+        kept: 3,
+        duplicates: 0,
+        failed: 1,
+        failedByReason: { http_503: 1 },
+      });
+      const kept = (await shas(join(dir, 'confirm'))).shas;
+      expect(kept).toContain(Buffer.from(image10.sha256).toString('hex'));
+      // A rerun finds nothing left to confirm, and `inspect` counts no unconfirmed row.
+      const rerun = await withWorker(() => runQueuedIngest(opts([l], 'confirm'), REDIS, quick));
+      expect(rerun).toMatchObject({ unitsDone: 0, keptInJob: 3 });
+      const inspect = await runCli(['inspect', join(dir, 'confirm')]);
+      expect(inspect.stdout).not.toMatch(/duplicate_unconfirmed/);
     } finally {
       await queue.close();
     }

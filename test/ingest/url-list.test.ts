@@ -5,7 +5,8 @@ import { join } from 'node:path';
 import { brotliCompressSync, gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError } from '../../src/errors.js';
-import { groupUnits, runIngest } from '../../src/ingest/job.js';
+import { groupUnits } from '../../src/ingest/job.js';
+import { runIngest } from '../../src/ingest/local.js';
 import {
   checkUrl,
   columnName,

@@ -13,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { getBytes, openStore, type Store } from '../../src/shards/store.js';
 import { listCheckpoints } from '../../src/train/checkpoint.js';
 import { INGEST_RUN, lockRun, RunLockedError, TRAIN_RUN, type RunLease } from '../../src/shards/run-lock.js';
-import { runIngest } from '../../src/ingest/job.js';
+import { runIngest } from '../../src/ingest/local.js';
 import { listUnits } from '../../src/shards/dataset.js';
 import { ingestArgs, runCli, tinyTrainArgs } from '../helpers/cli.js';
 import { startFixture, type Fixture } from '../helpers/fixture-server.js';

@@ -4,7 +4,7 @@ import { mkdir, mkdtemp, readdir, rm, utimes, writeFile } from 'node:fs/promises
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runIngest } from '../../src/ingest/job.js';
+import { runIngest } from '../../src/ingest/local.js';
 import { openStaging, stagingRoot } from '../../src/shards/staging.js';
 import { openStore } from '../../src/shards/store.js';
 import { ShardWriter } from '../../src/shards/writer.js';
