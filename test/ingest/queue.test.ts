@@ -14,6 +14,7 @@ import type { PendingDuplicate } from '../../src/ingest/dedupe.js';
 import { IndexLostError, RedisDedupe } from '../../src/ingest/dedupe-redis.js';
 import type { IngestOptions } from '../../src/ingest/job.js';
 import { runIngest } from '../../src/ingest/local.js';
+import { runRetry } from '../../src/ingest/retry.js';
 import { dedupePrefix, QUEUE_NAME, runQueuedIngest, runWorker, unitJobId } from '../../src/ingest/queue.js';
 import { listUnits } from '../../src/shards/dataset.js';
 import { ShardReader } from '../../src/shards/reader.js';
@@ -419,6 +420,37 @@ describe('distributed ingest: Redis state and the dataset', () => {
     } finally {
       await queue.close();
     }
+  }, 120_000);
+
+  it('a queued job stopped before its confirmation pass has it run by a local rerun, or by --retry-failed', async () => {
+    const l = await list('confirm-local.txt', [`${base}/gone/20.jpg`, `${base}/21.jpg`, `${base}/55.jpg`]);
+    const image20 = await decodeImage(await patternJpeg(20, { width: 96, height: 80 }), {});
+    if (!image20.ok) throw new Error('fixture image 20 does not decode');
+    const stopQueued = async (out: string) => {
+      const stop = new AbortController();
+      const producer = runQueuedIngest(
+        opts([l], out, {
+          signal: stop.signal,
+          // Stopped the moment every unit is committed: before the confirmation pass starts.
+          onProgress: (p) => void (p.unitsDone === 2 && stop.abort('SIGINT')),
+        }),
+        REDIS,
+        quick,
+      );
+      const queue = new Queue(QUEUE_NAME, { connection: redis.duplicate() });
+      for (let i = 0; i < 200 && (await queue.getWaitingCount()) < 2; i++) await sleep(100);
+      await queue.close();
+      const id = JSON.parse(await readFile(join(dir, out, 'dataset.json'), 'utf8')).id;
+      await new RedisDedupe(redis, dedupePrefix(id), 8, true).check(image20.sha256, image20.phash, 0);
+      await expect(withWorker(() => producer)).rejects.toThrow(/stopped by SIGINT: 2 of 2 units committed/);
+    };
+    await stopQueued('confirm-local');
+    const local = await runIngest(opts([l], 'confirm-local'));
+    expect(local).toMatchObject({ unitsTotal: 3, unitsDone: 1, kept: 1, keptInJob: 2 });
+    expect(local.failedByReason).not.toHaveProperty('duplicate_unconfirmed');
+    await stopQueued('confirm-retry');
+    const retried = await runRetry(opts([l], 'confirm-retry'));
+    expect(retried).toMatchObject({ kept: 1, keptInJob: 2 });
   }, 120_000);
 
   it('refuses a Redis DB the server lacks, in the producer and the worker', async () => {
