@@ -92,7 +92,7 @@ export const INGEST_OPTIONS = {
     placeholder: 'reasons',
     description: 'with --retry-failed: comma-separated failure reasons to refetch, http_5xx for all 5xx',
     defaultText:
-      'timeout, connection/DNS/body errors, internal_error, http_408, http_429, http_5xx; blocked_address when private addresses are allowed',
+      'timeout, connection/DNS/body errors, internal_error, duplicate_unconfirmed, http_408, http_429, http_5xx; blocked_address when private addresses are allowed',
   }),
 } as const;
 
