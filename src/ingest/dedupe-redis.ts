@@ -57,11 +57,13 @@ export class IndexLostError extends StoreUnavailableError {
 }
 
 /**
- * Check-and-claim (mode 'claim') or check only (mode 'confirm'). An owner "unit:attempt" is *committed* when its
- * attempt is "committed" (seeded) or is the one the unit's done key names (afterCommit); a duplicate of a
- * committed owner's image, or of this attempt's own, is final ('exact', 'near'); of another unit's uncommitted
- * attempt, pending ('exact?', 'near?'); a claim of this unit's earlier attempt is taken over. A final verdict
- * wins over a pending one. Returns false when the image was claimed, 'new' when (confirm) nothing holds it.
+ * Check-and-claim (mode 'claim') or check only (mode 'confirm'). A claim's owner is "unit:attempt:row" (seeded:
+ * "unit:committed"). It is *committed* when its attempt is "committed" or is the one the unit's done key names
+ * (afterCommit); a duplicate of a committed owner's image, or of another row of this attempt, is final
+ * ('exact', 'near'); of another unit's uncommitted attempt, pending ('exact?', 'near?'); a claim of this unit's
+ * earlier attempt is taken over; this very row's own claim is no duplicate ('mine'): a script run twice (a
+ * reply lost and the command resent on reconnect) answers the same. A final verdict wins over a pending one.
+ * Returns false when the image is claimed, 'new' when (confirm) nothing holds it.
  */
 const SCRIPT = `
 local me, shaKey, radius, hi, lo, nOwn, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
@@ -70,12 +72,15 @@ if epoch ~= '' then
   if redis.call('GET', epochKey) ~= epoch then return 'lost' end
   redis.call('EXPIRE', epochKey, ttl)
 end
-local myUnit = string.match(me, '^([^:]+):')
+local myUnit, myAttempt, myRow = string.match(me, '^([^:]+):([^:]+):?(.*)$')
 local done = {}
 local function verdict(owner)
   if not owner then return 'new' end
-  if owner == me then return 'final' end
-  local unit, attempt = string.match(owner, '^([^:]+):(.+)$')
+  local unit, attempt, row = string.match(owner, '^([^:]+):([^:]+):?(.*)$')
+  if unit == myUnit and attempt == myAttempt then
+    if row == myRow then return 'mine' end
+    return 'final'
+  end
   if unit == myUnit then return 'stale' end
   if attempt == 'committed' then return 'final' end
   if done[unit] == nil then done[unit] = redis.call('GET', donePrefix .. unit) end
@@ -84,6 +89,7 @@ local function verdict(owner)
 end
 local exact = verdict(redis.call('GET', shaKey))
 if exact == 'final' then return 'exact' end
+if exact == 'mine' and mode == 'claim' then return false end
 local near = 'new'
 if radius > 0 then
   for i = 12 + nOwn, #ARGV do
@@ -112,6 +118,13 @@ end
 return false
 `;
 
+/** Deletes a claim's exact key if this owner still holds it, and its members of the band sets. */
+const RELEASE = `
+if redis.call('GET', ARGV[1]) == ARGV[2] then redis.call('DEL', ARGV[1]) end
+for i = 4, #ARGV do redis.call('SREM', ARGV[i], ARGV[3]) end
+return 1
+`;
+
 export class RedisDedupe implements Deduper {
   private readonly probes: number[];
   private readonly attempt = randomUUID().slice(0, 8);
@@ -137,10 +150,31 @@ export class RedisDedupe implements Deduper {
     return `${this.prefix}:epoch`;
   }
 
-  async check(sha256: Uint8Array, phash: bigint, unit: number): Promise<Verdict> {
+  async check(sha256: Uint8Array, phash: bigint, unit: number, row: number): Promise<Verdict> {
     const epoch = this.checkEpoch ? await this.currentEpoch() : '';
     this.me = `${unit}:${this.attempt}`;
-    return this.claim(this.me, sha256, phash, epoch, 'claim');
+    return this.claim(`${this.me}:${row}`, sha256, phash, epoch, 'claim');
+  }
+
+  /**
+   * Withdraws the claims `check` may have made for rows it did not answer (Redis unreachable, a reply lost):
+   * the unit does not keep those images, so its commit must not make other units' copies of them final.
+   * Throws Redis errors: the unit must not commit then.
+   */
+  async release(unsure: ReadonlyArray<{ sha256: Uint8Array; phash: bigint; row: number }>): Promise<void> {
+    for (const u of unsure) {
+      const owner = `${this.me}:${u.row}`;
+      const member = `${Number(u.phash >> 32n)}:${Number(u.phash & 0xffffffffn)}:${owner}`;
+      const bands = Array.from({ length: BANDS }, (_, b) => `${this.prefix}:band:${b}:${bandOf(u.phash, b)}`);
+      await this.redis.eval(
+        RELEASE,
+        0,
+        `${this.prefix}:sha:${Buffer.from(u.sha256).toString('hex')}`,
+        owner,
+        member,
+        ...bands,
+      );
+    }
   }
 
   /** Each pending duplicate's final kind, or null while no committed unit holds its image (see Deduper). */

@@ -32,7 +32,13 @@ export type Verdict = DuplicateKind | PendingDuplicate | null;
  * a shared index (Redis) must not count a retried unit's own earlier images as duplicates.
  */
 export interface Deduper {
-  check(sha256: Uint8Array, phash: bigint, unit: number): Promise<Verdict> | Verdict;
+  /** `row`: the image's position in the unit, naming its claim (a shared index answers a repeated call alike). */
+  check(sha256: Uint8Array, phash: bigint, unit: number, row: number): Promise<Verdict> | Verdict;
+  /**
+   * Withdraws what `check` may have claimed for rows whose verdict never arrived (they are listed failed), just
+   * before the unit commits; a throw leaves the unit uncommitted.
+   */
+  release?(unsure: ReadonlyArray<{ sha256: Uint8Array; phash: bigint; row: number }>): Promise<void>;
   /**
    * Asks again about the unit's pending duplicates, just before it commits: for each, its final kind once the
    * image's holder has committed it, or null while none has (the row is then listed `duplicate_unconfirmed`,

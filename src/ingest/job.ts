@@ -136,6 +136,15 @@ interface HeldRow {
   duplicate: PendingDuplicate;
 }
 
+/** What settling a unit's rows gathers besides its writer's records. */
+interface Settling {
+  writer: UnitWriter;
+  unit: number;
+  held: HeldRow[];
+  /** Images whose index verdict never arrived: the index may hold claims for them that the unit withdraws. */
+  unsure: Array<{ sha256: Uint8Array; phash: bigint; row: number }>;
+}
+
 /**
  * Finished-but-unsettled rows held per download slot, waiting for an earlier row to settle. A slow row stops new
  * fetches only once this many times `concurrency` later rows have finished, so fetching goes on for several
@@ -162,10 +171,8 @@ export async function runUnit(ctx: Context, unit: number, rows: UrlRow[]): Promi
   const writer = await UnitWriter.open(ctx.store, unit, { extraColumns: ctx.extraColumns });
   const concurrency = ctx.options.concurrency ?? DEFAULT_CONCURRENCY;
   const queue = new PQueue({ concurrency });
-  const held: HeldRow[] = [];
-  const order = new Reorder<Fetched>((position, fetched) =>
-    settleRow(ctx, { writer, unit, held }, rows[position]!, position, fetched),
-  );
+  const u: Settling = { writer, unit, held: [], unsure: [] };
+  const order = new Reorder<Fetched>((position, fetched) => settleRow(ctx, u, rows[position]!, position, fetched));
   try {
     let started = 0;
     for (const [position, row] of rows.entries()) {
@@ -183,7 +190,8 @@ export async function runUnit(ctx: Context, unit: number, rows: UrlRow[]): Promi
     }
     await queue.onIdle();
     await order.drained(started);
-    await settleHeld(ctx, writer, held);
+    await settleHeld(ctx, writer, u.held);
+    if (u.unsure.length > 0) await ctx.index.release?.(u.unsure); // a throw: not committed, redone
     // Counted the moment its record is put: an interrupt that waits for `pending` then sees it.
     const counted = (put: Promise<void>) => (ctx.commits.pending = put.then(() => void ctx.commits.done++));
     const beforeCommit = ctx.index.beforeCommit && (() => ctx.index.beforeCommit!());
@@ -197,15 +205,9 @@ export async function runUnit(ctx: Context, unit: number, rows: UrlRow[]): Promi
 }
 
 /** Settles one row, in position order: dedupe (the first seen is kept), then write it, count it or list it. */
-async function settleRow(
-  ctx: Context,
-  u: { writer: UnitWriter; unit: number; held: HeldRow[] },
-  row: UrlRow,
-  position: number,
-  fetched: Fetched,
-): Promise<void> {
+async function settleRow(ctx: Context, u: Settling, row: UrlRow, position: number, fetched: Fetched): Promise<void> {
   const { writer } = u;
-  const outcome = fetched.ok ? await dedupe(ctx, u.unit, fetched.record) : fetched;
+  const outcome = fetched.ok ? await dedupe(ctx, u, position, fetched.record) : fetched;
   ctx.progress.urls++;
   if (outcome.ok) {
     ctx.progress.kept++;
@@ -242,14 +244,22 @@ async function settleHeld(ctx: Context, writer: UnitWriter, held: readonly HeldR
   report(ctx);
 }
 
-/** The index's verdict on a decoded record; an index that throws (Redis gone) fails this row only. */
-async function dedupe(ctx: Context, unit: number, record: UnitInput): Promise<RowOutcome> {
-  try {
-    const verdict = await ctx.index.check(record.sha256, record.phash, unit);
-    if (isPending(verdict)) return { ok: false, pending: verdict };
-    return verdict ? { ok: false, duplicate: verdict } : { ok: true, record };
-  } catch {
-    return { ok: false, reason: 'internal_error' };
+/**
+ * The index's verdict on a decoded record, asked twice if need be (a claim is named by its row, so a second
+ * ask answers as the first would have). An index that throws twice (Redis gone) fails this row only, and the
+ * row's image joins `unsure`: the index may have claimed it without the answer arriving.
+ */
+async function dedupe(ctx: Context, u: Settling, position: number, record: UnitInput): Promise<RowOutcome> {
+  for (let ask = 1; ; ask++) {
+    try {
+      const verdict = await ctx.index.check(record.sha256, record.phash, u.unit, position);
+      if (isPending(verdict)) return { ok: false, pending: verdict };
+      return verdict ? { ok: false, duplicate: verdict } : { ok: true, record };
+    } catch {
+      if (ask < 2) continue;
+      u.unsure.push({ sha256: record.sha256, phash: record.phash, row: position });
+      return { ok: false, reason: 'internal_error' };
+    }
   }
 }
 

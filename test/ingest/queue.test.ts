@@ -10,9 +10,9 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { patternJpeg } from '../../src/fixtures/images.js';
 import { decodeImage } from '../../src/ingest/decode.js';
-import type { PendingDuplicate } from '../../src/ingest/dedupe.js';
+import type { Deduper, PendingDuplicate } from '../../src/ingest/dedupe.js';
 import { IndexLostError, RedisDedupe } from '../../src/ingest/dedupe-redis.js';
-import type { IngestOptions } from '../../src/ingest/job.js';
+import { ingestUnit, type IngestOptions } from '../../src/ingest/job.js';
 import { runIngest } from '../../src/ingest/local.js';
 import { runRetry } from '../../src/ingest/retry.js';
 import { dedupePrefix, QUEUE_NAME, runQueuedIngest, runWorker, unitJobId } from '../../src/ingest/queue.js';
@@ -128,16 +128,16 @@ describe('distributed ingest on BullMQ', () => {
     const a = new RedisDedupe(redis, 'test:idx', 8),
       b = new RedisDedupe(redis, 'test:idx', 8),
       retry = new RedisDedupe(redis, 'test:idx', 8);
-    expect(await a.check(sha(1), 0x0123456789abcdefn, 1)).toBeNull();
-    expect(await a.check(sha(1), 0x0123456789abcdefn, 1)).toBe('exact'); // the same image twice in one unit
-    expect(await b.check(sha(1), 0x0123456789abcdefn, 2)).toMatchObject({ pending: 'exact' }); // unit 1 uncommitted
-    expect(await b.check(sha(2), 0x0123456789abcdefn ^ 0b1011n, 2)).toMatchObject({ pending: 'near' }); // 3 bits apart
-    expect(await b.check(sha(3), 0x0123456789abcdefn ^ 0xffffn, 2)).toBeNull(); // 16 bits apart
-    expect(await retry.check(sha(1), 0x0123456789abcdefn, 1)).toBeNull(); // unit 1 again, after its worker died
-    expect(await b.check(sha(1), 0x0123456789abcdefn, 2)).toMatchObject({ pending: 'exact' });
+    expect(await a.check(sha(1), 0x0123456789abcdefn, 1, 0)).toBeNull();
+    expect(await a.check(sha(1), 0x0123456789abcdefn, 1, 1)).toBe('exact'); // the same image twice in one unit
+    expect(await b.check(sha(1), 0x0123456789abcdefn, 2, 0)).toMatchObject({ pending: 'exact' }); // unit 1 uncommitted
+    expect(await b.check(sha(2), 0x0123456789abcdefn ^ 0b1011n, 2, 0)).toMatchObject({ pending: 'near' }); // 3 bits apart
+    expect(await b.check(sha(3), 0x0123456789abcdefn ^ 0xffffn, 2, 0)).toBeNull(); // 16 bits apart
+    expect(await retry.check(sha(1), 0x0123456789abcdefn, 1, 0)).toBeNull(); // unit 1 again, after its worker died
+    expect(await b.check(sha(1), 0x0123456789abcdefn, 2, 0)).toMatchObject({ pending: 'exact' });
     await retry.afterCommit(1);
-    expect(await b.check(sha(1), 0x0123456789abcdefn, 2)).toBe('exact');
-    expect(await b.check(sha(4), 0x0123456789abcdefn ^ 0b1011n, 2)).toBe('near');
+    expect(await b.check(sha(1), 0x0123456789abcdefn, 2, 0)).toBe('exact');
+    expect(await b.check(sha(4), 0x0123456789abcdefn ^ 0b1011n, 2, 0)).toBe('near');
   });
 
   it('the shared index: a copy of an image an uncommitted unit holds is pending, final once that attempt commits it', async () => {
@@ -147,20 +147,72 @@ describe('distributed ingest on BullMQ', () => {
     const dead = new RedisDedupe(redis, 'test:pending', 8),
       other = new RedisDedupe(redis, 'test:pending', 8),
       redo = new RedisDedupe(redis, 'test:pending', 8);
-    expect(await dead.check(sha(1), h, 1)).toBeNull();
-    expect(await dead.check(sha(3), far, 1)).toBeNull();
-    const exact = await other.check(sha(1), h, 2);
-    const near = await other.check(sha(2), h ^ 0b101n, 2);
-    const lost = await other.check(sha(3), far, 2);
+    expect(await dead.check(sha(1), h, 1, 0)).toBeNull();
+    expect(await dead.check(sha(3), far, 1, 1)).toBeNull();
+    const exact = await other.check(sha(1), h, 2, 0);
+    const near = await other.check(sha(2), h ^ 0b101n, 2, 0);
+    const lost = await other.check(sha(3), far, 2, 0);
     expect([exact, near, lost]).toMatchObject([{ pending: 'exact' }, { pending: 'near' }, { pending: 'exact' }]);
     const pending = [exact, near, lost] as PendingDuplicate[];
     expect(await other.confirm(pending)).toEqual([null, null, null]); // unit 1 has committed nothing
     // Unit 1's worker died; the redo keeps image 1, fails image 3's row, and commits.
-    expect(await redo.check(sha(1), h, 1)).toBeNull();
+    expect(await redo.check(sha(1), h, 1, 0)).toBeNull();
     await redo.afterCommit(1);
     expect(await other.confirm(pending)).toEqual(['exact', 'near', null]); // image 3 is in no shard: not a duplicate
     await dead.afterCommit(7); // a mark for another unit changes nothing
     expect(await other.confirm([lost as PendingDuplicate])).toEqual([null]);
+  });
+
+  it('the shared index: a claim asked again (a reply lost, the script resent) answers alike; release withdraws it', async () => {
+    const sha = (n: number) => new Uint8Array(32).fill(n);
+    const h = 0x1357913579135791n;
+    const a = new RedisDedupe(redis, 'test:again', 8),
+      b = new RedisDedupe(redis, 'test:again', 8);
+    expect(await a.check(sha(1), h, 1, 4)).toBeNull();
+    expect(await a.check(sha(1), h, 1, 4)).toBeNull(); // the same row: its own claim, not a duplicate
+    expect(await a.check(sha(1), h, 1, 5)).toBe('exact'); // another row of the unit
+    expect(await a.check(sha(2), h ^ 1n, 1, 6)).toBe('near');
+    await a.release([{ sha256: sha(1), phash: h, row: 4 }]);
+    await a.afterCommit(1);
+    expect(await b.check(sha(1), h, 2, 0)).toBeNull(); // unit 1 committed without image 1: unit 2 keeps it
+    expect(await redis.get('test:again:sha:' + Buffer.from(sha(1)).toString('hex'))).toMatch(/^2:/);
+  });
+
+  it('a unit whose index answers are lost keeps its images once, and withdraws claims it never heard back about', async () => {
+    const index = new RedisDedupe(redis, 'test:lost-reply', 8);
+    let calls = 0;
+    // The script runs, then the connection drops before its reply: the first reply of each row never arrives,
+    // and every reply about row 1 never does.
+    const flaky: Deduper = {
+      async check(sha256, phash, unit, row) {
+        const verdict = await index.check(sha256, phash, unit, row);
+        if (calls++ % 2 === 0 || row === 1) throw new Error('read ECONNRESET');
+        return verdict;
+      },
+      release: (unsure) => index.release(unsure),
+      afterCommit: (unit) => index.afterCommit(unit),
+    };
+    const rows = [3, 4, 5].map((i, index) => ({
+      index,
+      url: `${base}/${i}.jpg`,
+      caption: null,
+      sourcePage: null,
+      extra: {},
+    }));
+    const out = join(dir, 'lost-reply');
+    const record = await ingestUnit({
+      out,
+      unit: 0,
+      rows,
+      extraColumns: [],
+      options: { fetch: { allowAddresses: ['127.0.0.1'] } },
+      dedupe: flaky,
+    });
+    expect(record).toMatchObject({ records: 2, failed: { internal_error: 1 }, duplicates: { exact: 0, near: 0 } });
+    // Image 4 (row 1) is in no shard, so another unit's copy of it is kept, not dropped against a stray claim.
+    const image4 = await decodeImage(await patternJpeg(4, { width: 96, height: 80 }), {});
+    if (!image4.ok) throw new Error('fixture image 4 does not decode');
+    expect(await new RedisDedupe(redis, 'test:lost-reply', 8).check(image4.sha256, image4.phash, 1, 0)).toBeNull();
   });
 
   it('a unit whose index was lost mid-unit (flushed, then seeded again) refuses its commit: no image kept twice', async () => {
@@ -168,19 +220,19 @@ describe('distributed ingest on BullMQ', () => {
       phash = 0x1122334455667788n;
     const producer = new RedisDedupe(redis, 'test:epoch', 8);
     const early = new RedisDedupe(redis, 'test:epoch', 8, true);
-    await expect(early.check(sha, phash, 1)).rejects.toBeInstanceOf(IndexLostError); // not seeded yet
+    await expect(early.check(sha, phash, 1, 0)).rejects.toBeInstanceOf(IndexLostError); // not seeded yet
     await producer.newEpoch({ keep: true });
     const a = new RedisDedupe(redis, 'test:epoch', 8, true);
-    expect(await a.check(sha, phash, 1)).toBeNull(); // unit 1 keeps the image
+    expect(await a.check(sha, phash, 1, 0)).toBeNull(); // unit 1 keeps the image
     await a.beforeCommit(); // nothing lost yet: it may commit
     await producer.newEpoch({ keep: true }); // a producer started again keeps the epoch its units run in
     await a.beforeCommit();
 
     await redis.flushdb(); // Redis restarted without persistence: unit 1's claim is gone
-    await expect(a.check(new Uint8Array(32).fill(8), 1n, 1)).rejects.toThrow(/lost or seeded again/);
+    await expect(a.check(new Uint8Array(32).fill(8), 1n, 1, 0)).rejects.toThrow(/lost or seeded again/);
     await producer.newEpoch(); // the producer seeded the index again (no unit committed) and started an epoch
     const b = new RedisDedupe(redis, 'test:epoch', 8, true);
-    expect(await b.check(sha, phash, 2)).toBeNull(); // unit 2 keeps the same image: unit 1's claim was lost ...
+    expect(await b.check(sha, phash, 2, 0)).toBeNull(); // unit 2 keeps the same image: unit 1's claim was lost ...
     await expect(a.beforeCommit()).rejects.toBeInstanceOf(IndexLostError); // ... so unit 1 must not commit
     await b.beforeCommit();
     const noClaims = new RedisDedupe(redis, 'test:epoch', 8, true);
@@ -340,7 +392,7 @@ describe('distributed ingest: Redis state and the dataset', () => {
     const oldId = JSON.parse(await readFile(join(dir, 'again', 'dataset.json'), 'utf8')).id;
     // Claims an interrupted job would leave behind, by a unit the next dataset's units never are.
     const stale = new RedisDedupe(redis, dedupePrefix(oldId), 8);
-    for (const sha of (await shas(join(dir, 'again'))).shas) await stale.check(Buffer.from(sha, 'hex'), 1n, 99);
+    for (const sha of (await shas(join(dir, 'again'))).shas) await stale.check(Buffer.from(sha, 'hex'), 1n, 99, 0);
     await rm(join(dir, 'again'), { recursive: true });
     // Same list, same options, same --out: every unit runs again rather than waiting on the old jobs...
     const timeout = () => AbortSignal.timeout(60_000);
@@ -400,7 +452,7 @@ describe('distributed ingest: Redis state and the dataset', () => {
       const image10 = await decodeImage(await patternJpeg(10, { width: 96, height: 80 }), {});
       if (!image10.ok) throw new Error('fixture image 10 does not decode');
       const dead = new RedisDedupe(redis, dedupePrefix(id), 8, true); // as the dead worker's unit 0 claimed it
-      expect(await dead.check(image10.sha256, image10.phash, 0)).toBeNull();
+      expect(await dead.check(image10.sha256, image10.phash, 0, 0)).toBeNull();
       const summary = await withWorker(() => producer);
       expect(summary).toMatchObject({
         unitsTotal: 3, // the job's 2 units and the confirmation pass's
@@ -441,7 +493,7 @@ describe('distributed ingest: Redis state and the dataset', () => {
       for (let i = 0; i < 200 && (await queue.getWaitingCount()) < 2; i++) await sleep(100);
       await queue.close();
       const id = JSON.parse(await readFile(join(dir, out, 'dataset.json'), 'utf8')).id;
-      await new RedisDedupe(redis, dedupePrefix(id), 8, true).check(image20.sha256, image20.phash, 0);
+      await new RedisDedupe(redis, dedupePrefix(id), 8, true).check(image20.sha256, image20.phash, 0, 0);
       await expect(withWorker(() => producer)).rejects.toThrow(/stopped by SIGINT: 2 of 2 units committed/);
     };
     await stopQueued('confirm-local');
