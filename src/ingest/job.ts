@@ -41,6 +41,8 @@ export interface Context {
   started: number;
   /** Units this context committed, and the commit in flight (an interrupt waits for it before counting). */
   commits: { done: number; pending: Promise<void> | null };
+  /** Checked before a unit's shard and its record are put; a throw leaves the unit uncommitted (UnitTask.fence). */
+  fence?: () => Promise<void>;
 }
 
 /** Units a context committed, counted once a commit in flight (whose unit an interrupt did not stop) has ended. */
@@ -93,6 +95,11 @@ export interface UnitTask {
   onProgress?: (progress: IngestProgress) => void;
   /** Stops the unit: no new row starts and it is never committed (a queue worker's stop). */
   signal?: AbortSignal;
+  /**
+   * Checked just before the unit's shard and again before its record are put: throws when this run may no
+   * longer commit the unit (a queue worker that lost the unit's lock while paused, the unit redone elsewhere).
+   */
+  fence?: () => Promise<void>;
 }
 
 /** Processes one unit exactly as a local job does: fetch, decode, dedupe, write its shard, commit it. */
@@ -108,6 +115,7 @@ export async function ingestUnit(task: UnitTask): Promise<UnitRecord> {
     progress: newProgress(1),
     started: Date.now(),
     commits: { done: 0, pending: null },
+    fence: task.fence,
   };
   try {
     return await runUnit(ctx, task.unit, task.rows);
@@ -194,7 +202,11 @@ export async function runUnit(ctx: Context, unit: number, rows: UrlRow[]): Promi
     if (u.unsure.length > 0) await ctx.index.release?.(u.unsure); // a throw: not committed, redone
     // Counted the moment its record is put: an interrupt that waits for `pending` then sees it.
     const counted = (put: Promise<void>) => (ctx.commits.pending = put.then(() => void ctx.commits.done++));
-    const beforeCommit = ctx.index.beforeCommit && (() => ctx.index.beforeCommit!());
+    await ctx.fence?.();
+    const beforeCommit = async () => {
+      await ctx.index.beforeCommit?.();
+      await ctx.fence?.();
+    };
     const record = await writer.commit({ inputs: rows.length, timings, signal, onCommitPoint: counted, beforeCommit });
     // Best effort: without the mark, other units' duplicates of this unit's images go to the confirmation pass.
     await ctx.index.afterCommit?.(unit).catch(() => {});

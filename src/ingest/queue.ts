@@ -22,7 +22,7 @@ import { openStore } from '../shards/store.js';
 import { RedisDedupe } from './dedupe-redis.js';
 import { ingestUnit, type UnitTask } from './job.js';
 import { confirmDuplicates } from './retry.js';
-import { withDatasetLock } from './dataset-lock.js';
+import { clearQueued, markQueued, withDatasetLock } from './dataset-lock.js';
 import { nextUnit, planIngest, summarisePlan, type IngestPlan } from './plan.js';
 import { abortable, DEFAULT_DEDUPE_RADIUS, validateIngestOptions, type IngestOptions } from './run-options.js';
 import { interruptedError, plural, type IngestSummary } from './summary.js';
@@ -125,8 +125,10 @@ export async function runQueuedIngest(
   const queue = new Queue<UnitJobData>(QUEUE_NAME, { connection });
   const state = { committed: 0, total: 0 };
   try {
-    return await withDatasetLock(options, (lock) =>
-      enqueueAndWait(options, { queue, connection, lock }, queueUrl, q, state),
+    return await withDatasetLock(
+      options,
+      (lock) => enqueueAndWait(options, { queue, connection, lock }, queueUrl, q, state),
+      { queueProducer: true },
     );
   } catch (err) {
     if (signal?.aborted) {
@@ -172,9 +174,11 @@ async function enqueueAndWait(
   const p: Producer = { queue, plan, options, prefix, index: new RedisDedupe(connection, prefix, radius) };
   await abortable(p.index.seed(plan.store, plan.committed), signal);
   await p.index.newEpoch({ keep: true }); // a producer started again keeps the epoch its workers' units run in
+  await markQueued(plan.store, redactUrl(queueUrl), plan.job); // until every unit is committed (dataset-lock.ts)
   const jobIds = await enqueueUnits(p, new Set(plan.committed.map((u) => u.unit)));
   const wait: Wait = { ...p, jobIds, queueUrl, notices: q, state };
   const summary = await abortable(waitForUnits(wait), signal);
+  await clearQueued(plan.store); // every unit committed: no worker can commit one of them any more (fence)
   const { job, store } = plan;
   const units = (await listUnits(store)).filter((u) => u.unit >= job.firstUnit && u.unit < job.firstUnit + job.units);
   const confirmed = await confirmDuplicates(options, lock, units, summary);
@@ -334,6 +338,18 @@ export function redactUrl(url: string): string {
   }
 }
 
+/** This worker lost a unit's lock (or another worker committed the unit) before it could commit the unit. */
+export class UnitTakenError extends StoreUnavailableError {
+  constructor(unit: number) {
+    super(
+      `unit ${unit}: this worker lost the unit's lock (paused longer than --lock-ms?) or another worker committed it; not committed here`,
+    );
+    this.name = 'UnitTakenError';
+  }
+}
+
+const lockMs = (o: WorkerOptions) => o.lockMs ?? 30_000;
+
 export interface WorkerOptions {
   concurrency?: number;
   /** How long a unit's lock lives without renewal; a dead worker's unit is reassigned after about this. @default 30000 */
@@ -350,12 +366,11 @@ export interface WorkerOptions {
  */
 export async function runWorker(queueUrl: string, o: WorkerOptions = {}): Promise<void> {
   const connection = await connectRedis(queueUrl);
-  const lockMs = o.lockMs ?? 30_000;
   const worker = new Worker<UnitJobData>(QUEUE_NAME, (job, token) => processUnit(job, token, connection, o), {
     connection,
     concurrency: o.concurrency ?? 1,
-    lockDuration: lockMs,
-    stalledInterval: Math.max(500, lockMs / 2),
+    lockDuration: lockMs(o),
+    stalledInterval: Math.max(500, lockMs(o) / 2),
     maxStalledCount: 5,
   });
   worker.on('failed', (job, err) => o.onEvent?.({ event: 'unit_failed', unit: job?.data.unit, error: err.message }));
@@ -387,7 +402,15 @@ async function processUnit(
   const store = await openStore(d.out, d.store);
   if (await store.head(unitKey(d.unit))) return { skipped: true }; // committed by an earlier attempt
   o.onEvent?.({ event: 'unit_start', unit: d.unit, attempt: job.attemptsMade + 1 });
+  const fence = async () => {
+    // A worker paused past --lock-ms (a GC pause, a frozen VM) must not overwrite the unit another worker redid.
+    const lost = token !== undefined && (await job.extendLock(token, lockMs(o))) !== 1;
+    if (lost || (await store.head(unitKey(d.unit)))) {
+      throw new UnitTakenError(d.unit);
+    }
+  };
   const task = ingestUnit({
+    fence,
     out: d.out,
     store: d.store,
     unit: d.unit,
@@ -402,6 +425,8 @@ async function processUnit(
     o.onEvent?.({ event: 'unit_done', unit: d.unit, records: record.records });
     return record;
   } catch (err) {
+    // BullMQ reports this job's end as a lock mismatch (a worker error), not as a failed unit: say which.
+    if (err instanceof UnitTakenError) o.onEvent?.({ event: 'unit_lost', unit: d.unit, error: err.message });
     if (!o.signal?.aborted) throw err;
     void task.catch(() => {}); // refused its commit, or failed after the stop: nothing to report
     await job.moveToWait(token);

@@ -14,6 +14,8 @@ export const FAILURES_DIR = 'failures';
 export const MANIFEST_KEY = 'dataset.json';
 /** The lease of the job writing a dataset, and of the run writing a checkpoint store (run-lock.ts). */
 export const INGEST_LOCK_KEY = 'ingest.lock';
+/** Present while a queued job's units may still be committed by workers (ingest/dataset-lock.ts). */
+export const QUEUE_MARK_KEY = 'queue.json';
 export const TRAIN_LOCK_KEY = 'train.lock';
 
 /** A unit's file stem: its number, zero-padded to 6 digits (more digits past 999999, so names stay unique). */
@@ -131,6 +133,7 @@ export function longestKeys(local = false): string[] {
   const keys = [
     MANIFEST_KEY,
     INGEST_LOCK_KEY,
+    QUEUE_MARK_KEY,
     shardKey(most),
     unitKey(most),
     failuresKey(most),

@@ -27,6 +27,15 @@ let dir: string;
 let server: Server;
 let base: string;
 let redis: Redis;
+/** A promise and its resolve (Promise.withResolvers is Node 22's). */
+function signal(): { promise: Promise<void>; resolve: () => void } {
+  let resolve!: () => void;
+  const promise = new Promise<void>((r) => (resolve = r));
+  return { promise, resolve };
+}
+/** Held by /gate/N.jpg requests until opened; `gateHit` resolves when the first one arrives. */
+let gate = signal();
+let gateHit = signal();
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'ws-queue-'));
@@ -34,10 +43,13 @@ beforeAll(async () => {
   await redis.flushdb();
   const images = await Promise.all(Array.from({ length: 35 }, (_, i) => patternJpeg(i, { width: 96, height: 80 })));
   server = createServer(async (req, res) => {
-    const m = /^\/(slow\/|gone\/)?(\d+)\.jpg$/.exec(req.url ?? '');
+    const m = /^\/(slow\/|gone\/|gate\/)?(\d+)\.jpg$/.exec(req.url ?? '');
     if (!m) return void res.writeHead(404).end();
     if (m[1] === 'gone/') return void res.writeHead(503).end();
-    await sleep(m[1] ? 20_000 : 120); // slow enough that a unit is still running when its worker is killed
+    if (m[1] === 'gate/') {
+      gateHit.resolve();
+      await gate.promise;
+    } else await sleep(m[1] ? 20_000 : 120); // slow enough that a unit is still running when its worker is killed
     res.writeHead(200, { 'content-type': 'image/jpeg' }).end(images[Number(m[2]) % 35]);
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -504,6 +516,49 @@ describe('distributed ingest: Redis state and the dataset', () => {
     const retried = await runRetry(opts([l], 'confirm-retry'));
     expect(retried).toMatchObject({ kept: 1, keptInJob: 2 });
   }, 120_000);
+
+  it('a run that would write units refuses a dataset whose queued units a stopped producer left to workers', async () => {
+    const l = await list('marked.txt', [`${base}/24.jpg`, `${base}/25.jpg`, `${base}/26.jpg`]);
+    const stop = new AbortController();
+    const producer = runQueuedIngest(opts([l], 'marked', { signal: stop.signal }), REDIS, quick);
+    const queue = new Queue(QUEUE_NAME, { connection: redis.duplicate() });
+    for (let i = 0; i < 200 && (await queue.getWaitingCount()) < 2; i++) await sleep(100);
+    await queue.close();
+    stop.abort('SIGINT');
+    await expect(producer).rejects.toThrow(/stopped by SIGINT: 0 of 2 units committed/);
+    const refused =
+      /has units queued on redis:\/\/127\.0\.0\.1:6379\/15 by a producer that stopped .* rerun the job with --queue/;
+    await expect(runIngest(opts([l], 'marked'))).rejects.toThrow(refused);
+    await expect(runRetry(opts([l], 'marked'))).rejects.toThrow(refused);
+    // Rerun with the queue: workers finish the units, the mark goes, and local runs go on as before.
+    expect(await withWorker(() => runQueuedIngest(opts([l], 'marked'), REDIS, quick))).toMatchObject({ keptInJob: 3 });
+    expect(await runIngest(opts([l], 'marked'))).toMatchObject({ unitsDone: 0, keptInJob: 3 });
+  }, 90_000);
+
+  it('a worker that lost its unit (paused past --lock-ms, the unit taken over) does not commit it', async () => {
+    [gate, gateHit] = [signal(), signal()];
+    const l = await list('fence.txt', [`${base}/22.jpg`, `${base}/gate/23.jpg`]);
+    const events: Array<Record<string, unknown>> = [];
+    const stop = new AbortController();
+    const worker = runWorker(REDIS, { signal: stop.signal, lockMs: 2000, onEvent: (e) => events.push(e) });
+    try {
+      const producer = runQueuedIngest(opts([l], 'fence', { signal: AbortSignal.timeout(60_000) }), REDIS, quick);
+      await gateHit.promise;
+      // What another worker taking the unit over does to its lock: this worker's token no longer holds it.
+      const id = JSON.parse(await readFile(join(dir, 'fence', 'dataset.json'), 'utf8')).id;
+      const [lockKey] = await redis.keys(`bull:${QUEUE_NAME}:${id}-*-0:lock`);
+      await redis.set(lockKey!, 'another-worker', 'PX', 60_000);
+      gate.resolve();
+      await until(() => events.some((e) => e.event === 'unit_lost'));
+      expect(events.find((e) => e.event === 'unit_lost')?.error).toMatch(/unit 0: this worker lost the unit's lock/);
+      expect(await listUnits(await openStore(join(dir, 'fence')))).toEqual([]);
+      await redis.del(lockKey!); // the other worker "dies": the unit is redone and committed once
+      expect(await producer).toMatchObject({ unitsDone: 1, kept: 2 });
+    } finally {
+      stop.abort('SIGTERM');
+      await worker;
+    }
+  }, 90_000);
 
   it('refuses a Redis DB the server lacks, in the producer and the worker', async () => {
     const url = 'redis://127.0.0.1:6379/9999';
