@@ -401,7 +401,8 @@ async function processUnit(
   const d = job.data;
   const store = await openStore(d.out, d.store);
   if (await store.head(unitKey(d.unit))) return { skipped: true }; // committed by an earlier attempt
-  o.onEvent?.({ event: 'unit_start', unit: d.unit, attempt: job.attemptsMade + 1 });
+  // A unit handed back after its worker died (stalled) counts as an attempt too; BullMQ counts only failures.
+  o.onEvent?.({ event: 'unit_start', unit: d.unit, attempt: job.attemptsMade + (job.stalledCounter ?? 0) + 1 });
   const fence = async () => {
     // A worker paused past --lock-ms (a GC pause, a frozen VM) must not overwrite the unit another worker redid.
     const lost = token !== undefined && (await job.extendLock(token, lockMs(o))) !== 1;

@@ -215,7 +215,10 @@ async function retryJob(
     ctx.progress.unitsDone++;
     report(ctx);
   }
-  return summary(run, pass, ctx.started);
+  const done = summary(run, pass, ctx.started);
+  if (!resumed) return done;
+  const message = `resumed retry pass ${resumed.pass} (reasons ${reasons.join(', ')}), which an earlier run left unfinished; run --retry-failed again for a new pass`;
+  return { ...done, warnings: [{ code: 'resumed_pass', message }, ...done.warnings] };
 }
 
 function unitsOf(entry: JobEntry): number[] {

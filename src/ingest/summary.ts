@@ -17,7 +17,7 @@ export interface IngestProgress {
   elapsedSeconds: number;
 }
 
-export type IngestWarningCode = 'empty_list' | 'kept_nothing' | 'nothing_to_retry';
+export type IngestWarningCode = 'empty_list' | 'kept_nothing' | 'nothing_to_retry' | 'resumed_pass';
 
 export interface IngestWarning {
   code: IngestWarningCode;

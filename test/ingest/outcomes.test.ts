@@ -235,6 +235,9 @@ describe('failure records and --retry-failed', () => {
     const rerun = await cli([...slowArgs, '--retry-failed']);
     expect(rerun.code, rerun.stderr).toBe(0);
     expect(lastJson(rerun.stdout)).toMatchObject({ resumed: true, keptInJob: 6 });
+    expect(rerun.stderr).toMatch(
+      /^wildstream: warning: resumed retry pass 1 \(reasons [^)]*http_5xx[^)]*\), which an earlier run left unfinished; run --retry-failed again for a new pass$/m,
+    );
     for (let i = 0; i < 6; i++) expect(requests(`/once-slow/${900 + i}.jpg`), `row ${i}`).toBeLessThanOrEqual(3);
     const keys = await keysOf(out);
     expect(keys).toEqual(Array.from({ length: 6 }, (_, i) => recordKey(6 + i, 0))); // the pass's units 6-11, one row each

@@ -122,6 +122,7 @@ describe('distributed ingest on BullMQ', () => {
       // The killed worker's unit was finished by another worker, after its lock expired.
       const others = workers.slice(1).flatMap((w) => w.events);
       expect(others.some((e) => e.event === 'unit_done' && e.unit === killedUnit)).toBe(true);
+      expect(others.find((e) => e.event === 'unit_start' && e.unit === killedUnit)?.attempt).toBe(2);
       expect(workers[0]!.events.some((e) => e.event === 'unit_done' && e.unit === killedUnit)).toBe(false);
     } finally {
       for (const w of workers) w.child.kill('SIGTERM');
