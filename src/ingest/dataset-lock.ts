@@ -44,7 +44,7 @@ export async function clearQueued(store: Store): Promise<void> {
  * Throws ConfigError while the dataset holds a queued job's mark (see the module comment) and a unit of that job
  * is uncommitted; a mark whose units are all committed (its producer stopped just after) is removed.
  */
-async function refuseQueued(store: Store): Promise<void> {
+export async function refuseQueued(store: Store): Promise<void> {
   if (!(await store.head(QUEUE_MARK_KEY))) return;
   let mark: Partial<QueueMark> = {};
   try {

@@ -18,6 +18,7 @@ import type { IngestSummary } from '../ingest/summary.js';
 import { storeOptionsOf } from '../shards/options.js';
 import { INGEST_RUN, lockRun, type RunLock } from '../shards/run-lock.js';
 import { openStore, type Store } from '../shards/store.js';
+import { refuseQueued } from '../ingest/dataset-lock.js';
 import { ingestJob } from './ingest.js';
 
 /** Crawls from `seeds` (page URLs, or files listing them one a line) and ingests what it finds into `o.out`. */
@@ -27,6 +28,7 @@ export async function crawlJob(seedArgs: string[], o: CrawlValues): Promise<Inge
   // One job writes a dataset at a time (ingest/dataset-lock.ts): the crawl's units too, so held across both halves.
   const lock = await lockRun(store, INGEST_RUN, { location: o.out });
   try {
+    await refuseQueued(store); // as withDatasetLock does: workers may still commit a stopped producer's units
     return await crawlAndIngest(seeds, o, store, lock);
   } finally {
     await lock.release().catch(() => {});

@@ -531,6 +531,9 @@ describe('distributed ingest: Redis state and the dataset', () => {
       /has units queued on redis:\/\/127\.0\.0\.1:6379\/15 by a producer that stopped .* rerun the job with --queue/;
     await expect(runIngest(opts([l], 'marked'))).rejects.toThrow(refused);
     await expect(runRetry(opts([l], 'marked'))).rejects.toThrow(refused);
+    const crawl = await runCli(['crawl', `${base}/`, '--out', join(dir, 'marked'), '--allow-address', '127.0.0.1']);
+    expect(crawl.code, crawl.stderr).toBe(2);
+    expect(crawl.stderr).toMatch(refused);
     // Rerun with the queue: workers finish the units, the mark goes, and local runs go on as before.
     expect(await withWorker(() => runQueuedIngest(opts([l], 'marked'), REDIS, quick))).toMatchObject({ keptInJob: 3 });
     expect(await runIngest(opts([l], 'marked'))).toMatchObject({ unitsDone: 0, keptInJob: 3 });
