@@ -22,7 +22,8 @@ import { openStore } from '../shards/store.js';
 import { RedisDedupe } from './dedupe-redis.js';
 import { ingestUnit, type UnitTask } from './job.js';
 import { confirmDuplicates } from './retry.js';
-import { clearQueued, markQueued, withDatasetLock } from './dataset-lock.js';
+import { withDatasetLock } from './dataset-lock.js';
+import { clearQueued, markQueued } from './queue-mark.js';
 import { nextUnit, planIngest, summarisePlan, type IngestPlan } from './plan.js';
 import { abortable, DEFAULT_DEDUPE_RADIUS, validateIngestOptions, type IngestOptions } from './run-options.js';
 import { interruptedError, plural, type IngestSummary } from './summary.js';
@@ -178,7 +179,7 @@ async function enqueueAndWait(
   const jobIds = await enqueueUnits(p, new Set(plan.committed.map((u) => u.unit)));
   const wait: Wait = { ...p, jobIds, queueUrl, notices: q, state };
   const summary = await abortable(waitForUnits(wait), signal);
-  await clearQueued(plan.store); // every unit committed: no worker can commit one of them any more (fence)
+  await clearQueued(plan.store, plan.job); // every unit committed: no worker can commit one of them any more (fence)
   const { job, store } = plan;
   const units = (await listUnits(store)).filter((u) => u.unit >= job.firstUnit && u.unit < job.firstUnit + job.units);
   const confirmed = await confirmDuplicates(options, lock, units, summary);

@@ -18,7 +18,7 @@ import type { IngestSummary } from '../ingest/summary.js';
 import { storeOptionsOf } from '../shards/options.js';
 import { INGEST_RUN, lockRun, type RunLock } from '../shards/run-lock.js';
 import { openStore, type Store } from '../shards/store.js';
-import { refuseQueued } from '../ingest/dataset-lock.js';
+import { refuseQueued } from '../ingest/queue-mark.js';
 import { ingestJob } from './ingest.js';
 
 /** Crawls from `seeds` (page URLs, or files listing them one a line) and ingests what it finds into `o.out`. */
