@@ -1,13 +1,7 @@
 /**
  * One unit of an ingest job, as the local executor (local.ts), a retry pass (retry.ts) and a queue worker
  * (queue.ts, `ingestUnit`) all run it: its rows are fetched, decoded and deduped here, and written and
- * committed by the shards' UnitWriter (shard, failure file, unit record last).
- *
- * Resume rests on two facts: unit membership is a pure function of the source (row index / unit size), and a
- * unit is committed only by its record, written after its shard. So a rerun skips committed units and redoes
- * the rest from scratch, and the dedupe index is rebuilt from committed shards, never kept only in memory.
- * Each failed row is listed in the unit's failure file, so `--retry-failed` (retry.ts) can refetch exactly
- * the failed URLs of committed units.
+ * committed by the shards' UnitWriter (shard, failure file, unit record last). How a rerun resumes: local.ts.
  */
 import { availableParallelism } from 'node:os';
 import PQueue from 'p-queue';
