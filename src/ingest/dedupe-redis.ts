@@ -164,16 +164,8 @@ export class RedisDedupe implements Deduper {
   async release(unsure: ReadonlyArray<{ sha256: Uint8Array; phash: bigint; row: number }>): Promise<void> {
     for (const u of unsure) {
       const owner = `${this.me}:${u.row}`;
-      const member = `${Number(u.phash >> 32n)}:${Number(u.phash & 0xffffffffn)}:${owner}`;
-      const bands = Array.from({ length: BANDS }, (_, b) => `${this.prefix}:band:${b}:${bandOf(u.phash, b)}`);
-      await this.redis.eval(
-        RELEASE,
-        0,
-        `${this.prefix}:sha:${Buffer.from(u.sha256).toString('hex')}`,
-        owner,
-        member,
-        ...bands,
-      );
+      const member = `${halves(u.phash).join(':')}:${owner}`;
+      await this.redis.eval(RELEASE, 0, this.shaKey(u.sha256), owner, member, ...this.bandKeys(u.phash));
     }
   }
 
@@ -252,20 +244,19 @@ export class RedisDedupe implements Deduper {
     mode: 'claim' | 'confirm',
   ): Promise<Verdict> {
     const p = this.prefix;
-    const own = Array.from({ length: BANDS }, (_, b) => `${p}:band:${b}:${bandOf(phash, b)}`);
+    const own = this.bandKeys(phash);
     const probe =
       this.radius > 0
         ? Array.from({ length: BANDS }, (_, b) =>
             this.probes.map((m) => `${p}:band:${b}:${bandOf(phash, b) ^ m}`),
           ).flat()
         : [];
-    const hi = Number(phash >> 32n),
-      lo = Number(phash & 0xffffffffn);
+    const [hi, lo] = halves(phash);
     const result = await this.redis.eval(
       SCRIPT,
       0,
       me,
-      `${p}:sha:${Buffer.from(sha256).toString('hex')}`,
+      this.shaKey(sha256),
       this.radius,
       hi,
       lo,
@@ -284,4 +275,18 @@ export class RedisDedupe implements Deduper {
       return { pending: result === 'exact?' ? 'exact' : 'near', sha256, phash };
     return null;
   }
+
+  private shaKey(sha256: Uint8Array): string {
+    return `${this.prefix}:sha:${Buffer.from(sha256).toString('hex')}`;
+  }
+
+  /** The band sets an image's pHash is a member of (SCRIPT adds it to them as "hi:lo:owner"). */
+  private bandKeys(phash: bigint): string[] {
+    return Array.from({ length: BANDS }, (_, b) => `${this.prefix}:band:${b}:${bandOf(phash, b)}`);
+  }
+}
+
+/** A pHash as two 32-bit numbers, as SCRIPT's bit operations take it. */
+function halves(phash: bigint): [number, number] {
+  return [Number(phash >> 32n), Number(phash & 0xffffffffn)];
 }
