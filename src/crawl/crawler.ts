@@ -10,7 +10,8 @@
  * A link is requested before anyone knows what it is: one that turns out to be an image (mime.ts, by its
  * Content-Type and bytes, never its extension) is kept as an image of the page that linked it, as a browser
  * shows the full-size file a thumbnail links to, and goes where that page's `<img>`s go, with the link's
- * caption. Anything else that is no HTML (a PDF, a video, an archive) is a page status.
+ * caption. A seed that turns out to be an image is kept as its own page's image, without a caption. Anything
+ * else that is no HTML (a PDF, a video, an archive) is a page status.
  */
 import { defined } from '../defaults.js';
 import { ConfigError } from '../errors.js';
@@ -252,7 +253,8 @@ class CrawlRun {
     if (!got.ok) return got.reason === 'redirect' && got.location ? this.follow(entry, got.location) : got.reason;
     const header = robotsDirectives(got.robotsTags ?? []);
     const kind = responseKind(got.contentType, got.bytes);
-    if (kind !== 'html') return entry.referrer ? this.takeLinked(entry.url, entry.referrer, kind, header) : 'not_html';
+    // A seed that is itself an image is its own page, as a browser opening it shows the image alone.
+    if (kind !== 'html') return this.takeLinked(entry.url, entry.referrer ?? { page: entry.url }, kind, header);
     const page = readPage(got.bytes, got.contentType, entry.url, this.o.limits);
     if (page.truncated) this.count('page_truncated');
     const optedOut = optsOutOfImages(header) ? 'robots_tag' : page.optedOut ? 'robots_meta' : null;

@@ -2,8 +2,11 @@
  * What a response is, as a browser that followed a link to it decides before showing it: by the Content-Type
  * Fetch extracts (`text/html, image/jpeg`, a header repeated, is a JPEG), and where the server names no type, by
  * the MIME Sniffing standard's "rules for identifying an unknown MIME type" (a static server that sends no
- * Content-Type still serves pages and images a browser shows). `application/octet-stream` is never sniffed:
- * browsers download it.
+ * Content-Type still serves pages and images a browser shows). A file sent as `application/octet-stream` (or
+ * `binary/octet-stream`, what object stores send for an upload nobody typed) is never HTML, as a browser never
+ * shows it as a page; it is an image when its bytes are one, as MIME Sniffing 7.2 decides in an image context
+ * (a browser's `<img>` shows such a file whatever its type): the crawler looks for images, and a photo a
+ * gallery links to on a misconfigured bucket is one.
  *
  * An image is decided as MIME Sniffing 7 decides a supplied image type, by the bytes' signature, but with the
  * one image rule's signatures (shards/image-rule.ts `sniffImage`), so what the crawler takes for an image is
@@ -18,6 +21,9 @@ const HTML_TYPES = new Set(['text/html', 'application/xhtml+xml']);
 
 /** Types that mean "unknown" (MIME Sniffing 7.1): sniffed as if none were given. */
 const UNKNOWN_TYPES = new Set(['unknown/unknown', 'application/unknown', '*/*']);
+
+/** Types of a file offered for download: never a page, an image when its bytes are a kept format. */
+const DOWNLOAD_TYPES = new Set(['application/octet-stream', 'binary/octet-stream']);
 
 /** The tags whose opening marks HTML (MIME Sniffing 7.1), each then followed by a space or `>`. */
 const HTML_OPENINGS = [
@@ -60,6 +66,10 @@ export function responseKind(header: string | null | undefined, bytes: Uint8Arra
     return format !== null && format !== 'svg' ? 'image' : 'other';
   }
   if (HTML_TYPES.has(essence)) return 'html';
+  if (DOWNLOAD_TYPES.has(essence)) {
+    const format = sniffImage(bytes);
+    return format !== null && format !== 'svg' ? 'image' : 'other';
+  }
   if (!essence.startsWith('image/')) return 'other';
   const format = sniffImage(bytes);
   return format === null ? 'not_an_image' : format === 'svg' ? 'svg_refused' : 'image';
@@ -69,12 +79,14 @@ export function responseKind(header: string | null | undefined, bytes: Uint8Arra
 export const IMAGE_HEAD_BYTES = 4096;
 
 /**
- * The bytes the crawler reads of a response typed as an image (Fetcher.fetch's `peek`): its head, enough for
- * responseKind. The image itself is ingest's to download, under ingest's --max-bytes, so a full-size photo
- * larger than --max-page-bytes is kept, and never downloaded twice in full.
+ * The bytes the crawler reads of a response typed as an image or a download (Fetcher.fetch's `peek`): its
+ * head, enough for responseKind. The image itself is ingest's to download, under ingest's --max-bytes, so a
+ * full-size photo larger than --max-page-bytes is kept, and never downloaded twice in full.
  */
 export function imageHead(contentType: string | null): number | undefined {
-  return extractContentType(contentType)?.essence.startsWith('image/') ? IMAGE_HEAD_BYTES : undefined;
+  const essence = extractContentType(contentType)?.essence;
+  if (essence === undefined) return undefined;
+  return essence.startsWith('image/') || DOWNLOAD_TYPES.has(essence) ? IMAGE_HEAD_BYTES : undefined;
 }
 
 /** Whether a page fetched with this Content-Type and body is HTML. */

@@ -168,7 +168,8 @@ describe('pages and links', () => {
     expect(isHtml(null, '<address>')).toBe(false);
     expect(isHtml(null, '\ufeff<html>')).toBe(false); // a BOM sniffs as text/plain
     expect(isHtml(null, '\xff\xd8\xff<html>')).toBe(false);
-    expect(isHtml('application/octet-stream', '<html>')).toBe(false); // downloaded, never sniffed
+    expect(isHtml('application/octet-stream', '<html>')).toBe(false); // downloaded, never a page
+    expect(isHtml('binary/octet-stream', '<!doctype html>')).toBe(false);
   });
 
   it('takes a response as an image by its Content-Type and its bytes under the image rule, never its name', () => {
@@ -191,7 +192,12 @@ describe('pages and links', () => {
     expect(kind('video/mp4', jpeg)).toBe('other');
     expect(kind('application/zip', jpeg)).toBe('other');
     expect(kind('text/plain', jpeg)).toBe('other');
-    expect(kind('application/octet-stream', jpeg)).toBe('other'); // downloaded, never sniffed
+    // A download (an object store's default type) is an image when its bytes are one, as an `<img>` shows it.
+    expect(kind('application/octet-stream', jpeg)).toBe('image');
+    expect(kind('binary/octet-stream; charset=binary', png)).toBe('image');
+    expect(kind('application/octet-stream', '%PDF-1.4')).toBe('other');
+    expect(kind('application/octet-stream', '<svg xmlns="http://www.w3.org/2000/svg"/>')).toBe('other');
+    expect(kind('application/octet-stream', '<html><img src=x>')).toBe('other');
   });
 
   it('reads <meta http-equiv=refresh> as the HTML standard does', () => {

@@ -49,7 +49,10 @@ const PAGES: Record<string, string> = {
   '/resume': '<a href="/moved/41">Forty-one</a>',
   '/small': '<a href="/photo.jpg"><img src="/img/7.jpg" alt="A red kite"></a>',
   '/poster': '<a href="/poster.jpg">Poster, full size</a>',
+  '/bucket': '<a href="/bucket/photo">Kite, original</a> <a href="/bucket/notes">Notes</a>',
 };
+
+const OCTET = 'application/octet-stream';
 
 /** A linked image of 1 MiB and more: the crawl's page fetcher below takes at most 64 KiB. */
 const POSTER_BYTES = 1024 * 1024;
@@ -69,6 +72,9 @@ beforeAll(async () => {
     [/^\/untyped-photo$/, (_q, res) => void res.writeHead(200).end(photo)], // no Content-Type: sniffed
     [/^\/poster\.jpg$/, (_q, res) => void res.writeHead(200, { 'content-type': 'image/jpeg' }).end(poster)],
     [/^\/private\//, (_q, res) => void res.writeHead(200, { 'content-type': 'image/jpeg' }).end(photo)],
+    // What an object store sends for an upload nobody typed: a photo (1 MiB and more) and a text file.
+    [/^\/bucket\/photo$/, (_q, res) => void res.writeHead(200, { 'content-type': OCTET }).end(poster)],
+    [/^\/bucket\/notes$/, (_q, res) => void res.writeHead(200, { 'content-type': OCTET }).end('<html>notes')],
   ];
   site = await startFixture(extra);
 });
@@ -145,6 +151,34 @@ describe('a link to an image', () => {
     expect(statuses).toEqual({ '/poster': 'ok', '/poster.jpg': 'image' });
     expect(images).toEqual({ '/poster.jpg': { caption: 'Poster, full size', from: '/poster' } });
     expect(result.skipped).toEqual({});
+  });
+
+  it('keeps a linked download (application/octet-stream) whose bytes are an image, reading only its head', async () => {
+    const { result, statuses, images } = await crawlSite({ seeds: [`${site.base}/bucket`] }, undefined, 64 * 1024);
+    expect(statuses).toEqual({ '/bucket': 'ok', '/bucket/photo': 'image', '/bucket/notes': 'not_html' });
+    expect(images).toEqual({ '/bucket/photo': { caption: 'Kite, original', from: '/bucket' } });
+    expect(result.skipped).toEqual({ not_html: 1 });
+  });
+
+  it('keeps a seed that is an image as its own page, typed, untyped, a download or redirected to', async () => {
+    const seeds = ['/photo.jpg', '/untyped-photo', '/bucket/photo', '/moved/51', '/manual.pdf', '/image.svg'];
+    const { result, statuses, images } = await crawlSite({ seeds: seeds.map((p) => site.base + p) });
+    expect(statuses).toEqual({
+      '/photo.jpg': 'image',
+      '/untyped-photo': 'image',
+      '/bucket/photo': 'image',
+      '/moved/51': 'redirect',
+      '/img/51.jpg': 'image', // the redirect's target is the page it was found on
+      '/manual.pdf': 'not_html',
+      '/image.svg': 'image_svg_refused',
+    });
+    expect(images).toEqual({
+      '/photo.jpg': { caption: null, from: '/photo.jpg' },
+      '/untyped-photo': { caption: null, from: '/untyped-photo' },
+      '/bucket/photo': { caption: null, from: '/bucket/photo' },
+      '/img/51.jpg': { caption: null, from: '/img/51.jpg' },
+    });
+    expect(result.skipped).toEqual({ redirect: 1, not_html: 1, image_svg_refused: 1 });
   });
 
   it('keeps an image that a page opting out of its images links to out, as it keeps its <img>s out', async () => {
