@@ -58,8 +58,9 @@ export function headSize(width: number, height: number): { width: number; height
 export const PREVIEW_MIN_WIDTH = 800;
 const GAP = 16,
   TITLE = 48,
-  LINE = 24,
-  MIN_TILE = 124;
+  LINE = 24;
+/** Smallest crop tile side, px: 10 characters of label at twice the 6 px cell, the longest word included. */
+export const MIN_TILE = 124;
 const COLOURS = ['#e6194b', '#3cb44b', '#4363d8', '#f58231', '#911eb4', '#42d4f4', '#f032e6', '#9a6324'];
 
 /**
@@ -181,8 +182,16 @@ async function layout(
   return renderSheet(width, height, tiles, svg);
 }
 
-/** A tile's label, wrapped to its width: crop number and size, the share of the image it covers, distortions. */
-function labelLines(d: CropDraw, i: number, original: Original, side: number): string[] {
+/**
+ * A tile's label, wrapped to its width (`side` px): crop number and size, the share of the image it covers,
+ * distortions.
+ */
+export function labelLines(
+  d: CropDraw,
+  i: number,
+  original: Pick<Original, 'width' | 'height'>,
+  side: number,
+): string[] {
   const scale = (d.box.w * d.box.h) / (original.width * original.height);
   const drawn = [d.flip && 'flip', d.jitter && 'jitter', d.grey && 'grey', d.blur !== null && 'blur'].filter(
     (x): x is string => Boolean(x),
@@ -190,7 +199,7 @@ function labelLines(d: CropDraw, i: number, original: Original, side: number): s
   const fit = Math.floor((side + 1) / (CELL.width * 2));
   const lines = [`${i + 1}: ${d.size} px`, `scale ${scale.toFixed(2)}`];
   let line = '';
-  for (const word of drawn.length ? drawn : ['no distortion']) {
+  for (const word of drawn.length ? drawn : ['no', 'distortion']) {
     if (line && line.length + 1 + word.length > fit) [lines[lines.length], line] = [line, word];
     else line = line ? `${line} ${word}` : word;
   }

@@ -9,7 +9,8 @@ import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseCrops } from '../../src/augment/config.js';
 import { decodeRgb } from '../../src/augment/decode.js';
-import { HEAD_BOX, headSize, PreviewError, renderPreview } from '../../src/augment/preview.js';
+import { HEAD_BOX, headSize, labelLines, MIN_TILE, PreviewError, renderPreview } from '../../src/augment/preview.js';
+import { CELL } from '../../src/svg-text.js';
 import { PREVIEW_RUN_OPTIONS } from '../../src/cli/augment.js';
 import { WildstreamError } from '../../src/errors.js';
 import { photoJpeg } from '../../src/fixtures/images.js';
@@ -46,6 +47,21 @@ describe('augment preview', () => {
     expect(headSize(1, 3000)).toEqual({ width: 1, height: 260 });
     expect(headSize(3000, 1)).toEqual({ width: HEAD_BOX.width, height: 1 });
     expect(headSize(512, 1)).toEqual({ width: HEAD_BOX.width, height: 1 });
+  });
+
+  it("wraps each crop's label within its tile, down to the smallest tile", () => {
+    const fits = Math.floor((MIN_TILE + 1) / (CELL.width * 2)); // characters at the labels' size 2
+    const draw = { size: 96, box: { x: 0, y: 0, w: 10, h: 10 }, flip: false, jitter: null, grey: false, blur: null };
+    const plain = labelLines(draw, 7, { width: 64, height: 64 }, MIN_TILE);
+    expect(plain).toEqual(['8: 96 px', 'scale 0.02', 'no', 'distortion']);
+    const all = labelLines(
+      { ...draw, flip: true, jitter: [], grey: true, blur: 1 },
+      63,
+      { width: 64, height: 64 },
+      MIN_TILE,
+    );
+    for (const line of [...plain, ...all]) expect(line.length, line).toBeLessThanOrEqual(fits);
+    expect(labelLines(draw, 0, { width: 64, height: 64 }, 300)).toEqual(['1: 96 px', 'scale 0.02', 'no distortion']);
   });
 
   it('draws very thin and very wide records quickly, at the size of any other preview', async () => {
