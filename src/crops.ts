@@ -42,7 +42,11 @@ export function parseCrops(spec: string): CropGroup[] {
     throw new ConfigError(`a crop spec must be a string such as "${SWAV_CROPS}", got ${describe(spec)}`);
   return spec.split(',').map((part) => {
     const m = /^\s*(\d+)x(\d+)(?:@([\d.]+)-([\d.]+))?\s*$/.exec(part);
-    if (!m) throw new ConfigError(`crop group "${part}" is not COUNTxSIZE[@MIN-MAX], e.g. 2x224@0.14-1`);
+    if (!m)
+      throw new ConfigError(
+        `crop group "${part}" is not COUNTxSIZE[@MIN-MAX], e.g. 2x224@0.14-1: COUNT and SIZE are whole numbers, ` +
+          `MIN and MAX plain decimals (0.001, not 1e-3: the '-' between them rules out exponents)`,
+      );
     return checkGroup(
       { count: Number(m[1]), size: Number(m[2]), scale: [Number(m[3] ?? 0.08), Number(m[4] ?? 1)] },
       `"${part}"`,

@@ -72,6 +72,7 @@ describe('crop specs at the public boundary', () => {
     ],
     ['scales out of order', [{ count: 1, size: 96, scale: [0.5, 0.1] }], /crop scale must satisfy/],
     ['a bad spec string', '2x', /crop group "2x" is not COUNTxSIZE/],
+    ['a scale in exponent notation', '2x224@1e-3-1', /MIN and MAX plain decimals \(0\.001, not 1e-3/],
   ];
   for (const [what, crops, message] of invalid) {
     it(`refuses ${what} with a ConfigError, before any worker starts`, () => {
