@@ -6,7 +6,7 @@
  * whatever length four stray bytes say.
  */
 import { z } from 'zod';
-import { checkTrainConfig, type TrainConfig } from './config.js';
+import { checkTrainConfig, TRAIN_CONFIG_SHAPE, type TrainConfig } from './config.js';
 import type { StreamCursor } from '../augment/stream.js';
 import { WildstreamError } from '../errors.js';
 import type { Store } from '../shards/store.js';
@@ -100,39 +100,10 @@ const cursor = z.object({
     .object({ seed: num, rank: int, worldSize: z.number().int().min(1), windowShards: int, groupBatches: int })
     .optional(),
 });
-/** The fields code reads; checkTrainConfig then checks their values. */
-const config = z.looseObject({
-  model: z.string(),
-  batchSize: num,
-  steps: num,
-  crops: z.string(),
-  jitterStrength: num,
-  blurP: num,
-  seed: num,
-  swav: z.looseObject({
-    hidden: num,
-    dim: num,
-    prototypes: num,
-    temperature: num,
-    epsilon: num,
-    sinkhornIters: num,
-    cropsForAssign: z.array(num),
-    freezePrototypesSteps: num,
-  }),
-  queue: z.looseObject({ length: num, startStep: num }),
-  lars: z.looseObject({
-    momentum: num,
-    weightDecay: num,
-    trust: num,
-    excludeBnBias: z.boolean(),
-    clip: z.boolean().optional(),
-  }),
-  schedule: z.looseObject({ baseLr: num, finalLr: num, warmupSteps: num, startWarmupLr: num }),
-});
 const header = z.looseObject({
   version: z.literal(FORMAT_VERSION),
   step: int,
-  config,
+  config: TRAIN_CONFIG_SHAPE,
   cursor,
   queueFilled: int,
   createdAt: z.string(),

@@ -3,10 +3,11 @@
  * on resume. Fields that change what a checkpoint means (model, head, crops, seed, batch) must match; the
  * horizon, schedule and intervals may change between runs (extending a run is common).
  */
+import { z } from 'zod';
 import type { AugmentConfig } from '../augment/config.js';
 import { colourJitter, cropCount, cropGroups, SWAV_BLUR_P, SWAV_CROPS, SWAV_JITTER_STRENGTH } from '../crops.js';
 import { defined } from '../defaults.js';
-import { ConfigError } from '../errors.js';
+import { checkOptionsObject, ConfigError } from '../errors.js';
 import { FLAG_NAMES, type OptionNames } from '../options/declare.js';
 import { RECOMPUTE_MODES, type RecomputeMode } from './memory.js';
 import { DEFAULT_LARS, type LarsConfig, type ScheduleConfig } from './optim.js';
@@ -46,8 +47,55 @@ export interface TrainConfig {
   recompute?: RecomputeMode;
 }
 
-/** SwAV's small-batch recipe scaled to a config: lr 0.6 at batch 256, linear scaling, final lr 0.0006x. */
+const num = z.number();
+
+/**
+ * The shape of a TrainConfig: the fields code reads, each of its type (checkTrainConfig then checks their
+ * values). Loose: a checkpoint of a newer version may hold fields this one does not read.
+ */
+export const TRAIN_CONFIG_SHAPE = z.looseObject({
+  model: z.string(),
+  batchSize: num,
+  steps: num,
+  crops: z.string(),
+  jitterStrength: num,
+  blurP: num,
+  seed: num,
+  swav: z.looseObject({
+    hidden: num,
+    dim: num,
+    prototypes: num,
+    temperature: num,
+    epsilon: num,
+    sinkhornIters: num,
+    cropsForAssign: z.array(num),
+    freezePrototypesSteps: num,
+  }),
+  queue: z.looseObject({ length: num, startStep: num }),
+  lars: z.looseObject({
+    momentum: num,
+    weightDecay: num,
+    trust: num,
+    excludeBnBias: z.boolean(),
+    clip: z.boolean().optional(),
+  }),
+  schedule: z.looseObject({ baseLr: num, finalLr: num, warmupSteps: num, startWarmupLr: num }),
+});
+
+/** TrainConfig's fields, what defaultTrainConfig takes overrides of. */
+const CONFIG_KEYS: readonly string[] = [...Object.keys(TRAIN_CONFIG_SHAPE.shape), 'recompute'];
+
+/**
+ * SwAV's small-batch recipe scaled to a config: lr 0.6 at batch 256, linear scaling, final lr 0.0006x.
+ * Throws a ConfigError for an override that is no TrainConfig field (`bacth`) or a value out of range.
+ */
 export function defaultTrainConfig(overrides: Partial<TrainConfig> = {}): TrainConfig {
+  checkOptionsObject(overrides, 'defaultTrainConfig overrides');
+  const unknown = Object.keys(overrides).filter((k) => !CONFIG_KEYS.includes(k));
+  if (unknown.length > 0)
+    throw new ConfigError(
+      `unknown train config field${unknown.length === 1 ? '' : 's'} ${unknown.map((k) => JSON.stringify(k)).join(', ')}: the fields are ${CONFIG_KEYS.join(', ')}`,
+    );
   const t = TRAIN_OPTIONS; // the defaults a command or pipeline gets
   const batchSize = overrides.batchSize ?? t.batch.default!;
   const baseLr = 0.6 * (batchSize / 256);
@@ -73,7 +121,19 @@ export function augmentOf(c: TrainConfig): Partial<AugmentConfig> {
   return { crops: cropGroups(c.crops), ...colourJitter(c.jitterStrength), blurP: c.blurP };
 }
 
+/**
+ * Checks a config's shape and values (a config from JavaScript may be anything); returns it. Throws a
+ * ConfigError naming the first field at fault.
+ */
 export function checkTrainConfig(c: TrainConfig): TrainConfig {
+  const shape = TRAIN_CONFIG_SHAPE.safeParse(c);
+  if (!shape.success) {
+    const issue = shape.error.issues[0]!;
+    const field = ['config', ...issue.path.map(String)].join('.');
+    throw new ConfigError(
+      `${field}: ${issue.message}; build a config with defaultTrainConfig({ ...the fields to change }), which fills in the rest`,
+    );
+  }
   const int = (name: string, v: number, min: number, max = Number.MAX_SAFE_INTEGER) => {
     if (!Number.isSafeInteger(v) || v < min || v > max)
       throw new ConfigError(`${name} must be an integer from ${min} to ${max}, got ${v}`);

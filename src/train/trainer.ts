@@ -30,8 +30,8 @@ import type { StreamCursor } from '../augment/stream.js';
 import { cropFloats } from '../crop-tensor.js';
 import { defined } from '../defaults.js';
 import { FLAG_NAMES, type OptionNames } from '../options/declare.js';
-import { ConfigError, StoreUnavailableError, WildstreamError } from '../errors.js';
-import type { Store } from '../shards/store.js';
+import { checkOptionsObject, ConfigError, shown, StoreUnavailableError, WildstreamError } from '../errors.js';
+import { checkStore, type Store } from '../shards/store.js';
 import { startBackend, type BackendInfo, type BackendName } from './backend.js';
 import {
   NonFiniteStateError,
@@ -41,7 +41,7 @@ import {
   type DatasetIdentity,
 } from './checkpoint.js';
 import { CollapseWatch } from './collapse.js';
-import type { TrainConfig } from './config.js';
+import { checkTrainConfig, type TrainConfig } from './config.js';
 import { formatLine, writeMetricsPart, type MetricLine } from './metrics.js';
 import { formatBytes, WASM_HEAP_BYTES, WASM_HEAP_PER_TENSOR_BYTE } from './memory.js';
 import { SwavModel } from './model.js';
@@ -155,6 +155,13 @@ export type ResolvedLoopOptions<O extends LoopOptions = LoopOptions> = O & Requi
 
 /** The options with their defaults, checked: a ConfigError names the first bad one (before anything is changed). */
 export function loopOptions<O extends LoopOptions>(options: O): ResolvedLoopOptions<O> {
+  checkOptionsObject(options, 'train options');
+  checkStore(options.out, 'out (the checkpoint store)');
+  checkTrainConfig(options.config);
+  for (const key of ['log', 'onStep', 'beforeWrite'] as const) {
+    const v: unknown = options[key];
+    if (v !== undefined && typeof v !== 'function') throw new ConfigError(`${key} must be a function, got ${shown(v)}`);
+  }
   const o = {
     backend: 'auto' as const,
     resume: true,
