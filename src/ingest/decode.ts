@@ -10,7 +10,8 @@
  *
  * Memory is bounded from the header too: each decode is admitted through a byte semaphore shared by every
  * decode in the process, charged what its decoder will hold (memory-budget.ts); an image whose charge alone
- * exceeds the budget is refused as `too_many_pixels` without being decoded.
+ * exceeds the budget is refused as `decode_memory` without being decoded (within the pixel limit, but too
+ * large to decode and resize to this output size in the budget: a smaller --max-side decodes it).
  */
 import { createHash } from 'node:crypto';
 import sharp, { type Metadata, type OutputInfo, type ResizeOptions } from 'sharp';
@@ -36,7 +37,7 @@ export interface DecodeOptions {
   limitInputPixels?: number;
   /**
    * Bytes that the decodes of this process may hold together, as estimated from each header; a decode waits
-   * until its estimate fits, and an image whose estimate alone is larger is refused as `too_many_pixels`.
+   * until its estimate fits, and an image whose estimate alone is larger is refused as `decode_memory`.
    * With the default, ingest at default settings peaks under 1 GiB RSS. @default 512 MiB
    */
   memoryBudget?: number;
@@ -94,7 +95,7 @@ export async function decodeImage(bytes: Uint8Array, options: DecodeOptions = {}
     chromaSubsampling: meta.chromaSubsampling,
   };
   const cost = estimateDecodeBytes(header, 1 / scale, Math.ceil(shortSide * scale) * Math.ceil(longSide * scale));
-  if (cost > admission.capacity) return { ok: false, reason: 'too_many_pixels' };
+  if (cost > admission.capacity) return { ok: false, reason: 'decode_memory' };
   return admission.use(cost, () => decodeAdmitted(bytes, options, limitInputPixels));
 }
 

@@ -5,6 +5,8 @@
  */
 import { InterruptedError } from '../errors.js';
 import type { UnitRecord } from '../shards/dataset.js';
+import { MAX_IMAGE_PIXELS } from '../shards/image-rule.js';
+import { DEFAULT_DECODE_MEMORY } from './decode.js';
 
 export interface IngestProgress {
   unitsTotal: number;
@@ -172,6 +174,14 @@ export function hintFor(reason: string): { text: string; retry: boolean } {
     url_missing: { text: 'the rows have no URL: check --url-col and the list format', retry: false },
     bad_row: { text: 'the rows cannot be parsed: check the list format', retry: false },
     too_small: { text: 'the images are smaller than --min-image-size', retry: false },
+    too_many_pixels: {
+      text: `the images have more than ${MAX_IMAGE_PIXELS / 1e6} million pixels (decompression bombs?)`,
+      retry: false,
+    },
+    decode_memory: {
+      text: `decoding the images and resizing them to --max-side (or --min-side) needs more than the ${DEFAULT_DECODE_MEMORY / 2 ** 20} MiB decode memory budget: a smaller --max-side decodes them`,
+      retry: false,
+    },
     aspect_ratio: { text: 'the images are longer than --max-aspect-ratio allows', retry: false },
     too_large: {
       text: 'the downloads exceed --max-bytes: raise it, then rerun with --retry-failed --retry-reasons too_large',

@@ -42,6 +42,7 @@ export const NAMED_REASONS = [
   'svg_refused',
   'unsupported_format',
   'too_many_pixels',
+  'decode_memory',
   'too_small',
   'aspect_ratio',
   'decode_error',

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { interruptedError, plural, urlCount } from '../../src/ingest/summary.js';
+import { hintFor, interruptedError, plural, urlCount } from '../../src/ingest/summary.js';
 
 describe('counts in messages', () => {
   it('use the singular for exactly one', () => {
@@ -9,5 +9,12 @@ describe('counts in messages', () => {
       'stopped by SIGINT: 0 of 1 unit committed; rerun the same command to resume',
     );
     expect(interruptedError('SIGTERM', 2, 3).message).toMatch(/: 2 of 3 units committed;/);
+  });
+});
+
+describe('hintFor', () => {
+  it('tells a decode over the memory budget from an image over the pixel limit, and names the fix', () => {
+    expect(hintFor('decode_memory').text).toMatch(/512 MiB decode memory budget: a smaller --max-side decodes them/);
+    expect(hintFor('too_many_pixels').text).toMatch(/more than 100 million pixels/);
   });
 });
