@@ -27,11 +27,11 @@ import { randomUUID } from 'node:crypto';
 import { StoreUnavailableError } from '../errors.js';
 import type { Redis } from 'ioredis';
 import type { UnitRecord } from '../shards/dataset.js';
-import { ShardReader } from '../shards/reader.js';
 import type { Store } from '../shards/store.js';
 import {
   BANDS,
   bandOf,
+  committedHashes,
   flipMasks,
   isPending,
   type Deduper,
@@ -213,15 +213,8 @@ export class RedisDedupe implements Deduper {
    */
   async seed(store: Store, units: readonly UnitRecord[]): Promise<void> {
     for (const unit of units) {
-      const reader = await ShardReader.open(store, unit.shard, { size: unit.bytes });
-      for await (const batch of reader.batches()) {
-        const sha = batch.getChild('sha256')!;
-        const ph = batch.getChild('phash')!;
-        const claims = Array.from({ length: batch.numRows }, (_, i) =>
-          this.claim(`${unit.unit}:${SEEDED}`, sha.get(i), ph.get(i), '', 'claim'),
-        );
-        await Promise.all(claims);
-      }
+      for await (const batch of committedHashes(store, unit))
+        await Promise.all(batch.map((h) => this.claim(`${unit.unit}:${SEEDED}`, h.sha256, h.phash, '', 'claim')));
     }
   }
 

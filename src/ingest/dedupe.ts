@@ -5,7 +5,8 @@
  * table at the few band values that close and checks only those candidates, never the whole index.
  */
 import { ShardReader } from '../shards/reader.js';
-import type { UnitRecord } from '../shards/dataset.js';
+import { redoUnit, type UnitRecord } from '../shards/dataset.js';
+import { InvalidShardError } from '../errors.js';
 import type { Store } from '../shards/store.js';
 import { hamming } from './phash.js';
 
@@ -105,15 +106,32 @@ export class DedupeIndex implements Deduper {
   /** Rebuilds the index from committed shards' `sha256`/`phash` columns: no state lives only in memory. */
   static async fromDataset(store: Store, units: readonly UnitRecord[], radius: number): Promise<DedupeIndex> {
     const index = new DedupeIndex(radius);
-    for (const unit of units) {
-      const reader = await ShardReader.open(store, unit.shard, { size: unit.bytes });
-      for await (const batch of reader.batches()) {
-        const sha = batch.getChild('sha256')!;
-        const ph = batch.getChild('phash')!;
-        for (let i = 0; i < batch.numRows; i++) index.checkAndAdd(sha.get(i), ph.get(i));
-      }
-    }
+    for (const unit of units)
+      for await (const batch of committedHashes(store, unit))
+        for (const h of batch) index.checkAndAdd(h.sha256, h.phash);
     return index;
+  }
+}
+
+/**
+ * The sha256 and pHash of each record of a committed unit's shard, a record batch at a time: what a dedupe
+ * index is rebuilt from. Throws the InvalidShardError of a shard that does not read (a shard damaged at its
+ * committed size, which inspect cannot see), with how to redo its unit; the store's errors.
+ */
+export async function* committedHashes(
+  store: Store,
+  unit: UnitRecord,
+): AsyncGenerator<Array<{ sha256: Uint8Array; phash: bigint }>> {
+  try {
+    const reader = await ShardReader.open(store, unit.shard, { size: unit.bytes });
+    for await (const batch of reader.batches()) {
+      const sha = batch.getChild('sha256')!;
+      const ph = batch.getChild('phash')!;
+      yield Array.from({ length: batch.numRows }, (_, i) => ({ sha256: sha.get(i)!, phash: ph.get(i)! }));
+    }
+  } catch (err) {
+    if (!(err instanceof InvalidShardError)) throw err;
+    throw new InvalidShardError(`${err.message}; ${redoUnit(unit.unit)}`, { cause: err });
   }
 }
 

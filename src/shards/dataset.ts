@@ -71,18 +71,20 @@ export async function listUnits(store: Store): Promise<UnitRecord[]> {
   checkStore(store, 'the dataset store');
   const units: UnitRecord[] = [];
   for await (const info of store.list(`${UNITS_DIR}/`)) {
-    if (!/^units\/\d{6,}\.json$/.test(info.key)) continue;
-    units.push(parseUnit(await getBytes(store, info.key), `${store.url}/${info.key}`));
+    const id = /^units\/(\d{6,})\.json$/.exec(info.key)?.[1];
+    if (id === undefined) continue;
+    units.push(parseUnit(await getBytes(store, info.key), `${store.url}/${info.key}`, Number(id)));
   }
   return units.sort((a, b) => a.unit - b.unit);
 }
 
-function parseUnit(bytes: Uint8Array, where: string): UnitRecord {
+/** Unit `unit`'s record from its file at `where`; an InvalidShardError saying what is wrong and how to redo it. */
+function parseUnit(bytes: Uint8Array, where: string, unit: number): UnitRecord {
   let value: UnitRecord;
   try {
     value = JSON.parse(Buffer.from(bytes).toString('utf8')) as UnitRecord;
   } catch {
-    throw new InvalidShardError(`${where}: unit record is not valid JSON`);
+    throw new InvalidShardError(`${where}: unit record is not valid JSON; ${redoUnit(unit)}`);
   }
   const ok =
     value !== null &&
@@ -91,10 +93,20 @@ function parseUnit(bytes: Uint8Array, where: string): UnitRecord {
     typeof value.shard === 'string' &&
     Number.isSafeInteger(value.records) &&
     Number.isSafeInteger(value.bytes);
-  if (!ok) throw new InvalidShardError(`${where}: unit record lacks unit/shard/records/bytes`);
+  if (!ok) throw new InvalidShardError(`${where}: unit record lacks unit/shard/records/bytes; ${redoUnit(unit)}`);
+  if (value.unit !== unit)
+    throw new InvalidShardError(`${where}: unit record says unit ${value.unit}; ${redoUnit(unit)}`);
   value.failed ??= {};
   value.duplicates ??= { exact: 0, near: 0 };
   return value;
+}
+
+/**
+ * How to repair a unit whose committed files are damaged: without its record the unit is uncommitted, and the
+ * job's next run does it again (its shard and failure file rewritten).
+ */
+export function redoUnit(unit: number): string {
+  return `delete ${unitKey(unit)} and rerun the same command to redo unit ${unit}`;
 }
 
 /** The summary `wildstream inspect --json` prints. */
@@ -160,8 +172,7 @@ export async function checkDataset(
       problems.push(`${MANIFEST_KEY} ${why}; restore it from a copy, or ingest again into a new --out`);
     }
   }
-  const redo = (unit: UnitRecord) =>
-    `delete ${unitKey(unit.unit)} and rerun the same command to redo unit ${unit.unit}`;
+  const redo = (unit: UnitRecord) => redoUnit(unit.unit);
   const sizes = await objectSizes(
     store,
     SHARDS_DIR,

@@ -1,5 +1,5 @@
 // Near and exact duplicates through the real pipeline; precision and recall on a labelled set.
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -10,6 +10,8 @@ import { runIngest } from '../../src/ingest/local.js';
 import { listUnits } from '../../src/shards/dataset.js';
 import { ShardReader } from '../../src/shards/reader.js';
 import { openStore } from '../../src/shards/store.js';
+import { InvalidShardError } from '../../src/errors.js';
+import { writeDataset } from '../helpers/dataset.js';
 import { startFixture, type Fixture } from '../helpers/fixture-server.js';
 import { VARIANTS, variant, type Variant } from '../helpers/variants.js';
 
@@ -67,6 +69,23 @@ describe('dedupe', () => {
     expect(summary.duplicates).toBe(droppedCopies + droppedDistinct);
     expect(droppedDistinct).toBe(0);
     expect(recall).toBeGreaterThanOrEqual(0.95); // default radius 8: some 4% crops (up to 10 bits) survive
+  });
+
+  it('names a committed shard damaged at its committed size, and how to redo its unit', async () => {
+    const store = await openStore(join(dir, 'damaged'));
+    await writeDataset(store, { units: 2, perUnit: 4 });
+    const units = await listUnits(store);
+    expect((await DedupeIndex.fromDataset(store, units, 8)).size).toBe(8);
+    // Bytes changed in place (a disk or a copy gone wrong): inspect sees the right size, the reader does not.
+    const path = join(dir, 'damaged', units[1]!.shard);
+    const bytes = await readFile(path);
+    bytes.fill(0xff, bytes.length - 210, bytes.length - 10);
+    await writeFile(path, bytes);
+    const err = await DedupeIndex.fromDataset(store, units, 8).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(InvalidShardError);
+    expect((err as Error).message).toMatch(
+      /shards\/000001\.arrow.*; delete units\/000001\.json and rerun the same command to redo unit 1$/,
+    );
   });
 
   it('finds near neighbours through the band index exactly as a linear scan does', () => {
