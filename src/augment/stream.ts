@@ -3,9 +3,11 @@
  * ranged GETs and keeping a bounded number of bytes prefetched. The order is `order.ts`'s pure function of
  * (seed, epoch, units, rank, worldSize, windowShards, groupBatches); the cursor after any record restores the
  * stream exactly there, and records the settings its position counts under (`order`): a stream opened at a
- * cursor of other settings, or at a group or offset its epoch does not have, is a CursorError rather than
- * records silently repeated or skipped. (mosaicml-streaming's state_dict likewise carries its seed.)
- * With `follow`, an empty dataset is waited for and each new epoch picks up units committed since.
+ * cursor of other settings, or at a group, offset or position its epoch does not have, is a CursorError rather
+ * than records silently repeated or skipped. (mosaicml-streaming's state_dict likewise carries its seed.)
+ * With worldSize > 1 every rank's epoch ends after the same number of records (its quota, order.ts), the
+ * records cut counted in `stats.trimmed`. With `follow`, an empty dataset is waited for and each new epoch
+ * picks up units committed since.
  *
  * A stream never spins: an epoch read from its start that yields no record (units of 0 records, every shard
  * or batch unreadable) is a NoDataError saying what the dataset holds, or with `follow`, a wait for new
@@ -19,7 +21,17 @@ import type { ImageRecord } from '../shards/schema.js';
 import { checkStore, type Store } from '../shards/store.js';
 import { abortable } from '../abort.js';
 import { defined } from '../defaults.js';
-import { epochShards, inRanges, shuffleGroup, toRanges, windowGroups, type BatchRef } from './order.js';
+import {
+  committedBatches,
+  dealShards,
+  epochGroups,
+  inRanges,
+  rankQuota,
+  shuffleGroup,
+  toRanges,
+  windowGroups,
+  type BatchRef,
+} from './order.js';
 
 export interface StreamCursor {
   epoch: number;
@@ -51,8 +63,8 @@ const ORDER_FIELDS = ['seed', 'rank', 'worldSize', 'windowShards', 'groupBatches
 
 /**
  * A resume cursor that does not fit the stream: malformed, taken under other order settings (seed, rank,
- * worldSize, windowShards, groupBatches), or at a group or offset its epoch does not have. `field` names the
- * cursor's field at fault (e.g. `order.seed`, `group`).
+ * worldSize, windowShards, groupBatches), or at a group, offset or position (past the rank's quota) its epoch
+ * does not have. `field` names the cursor's field at fault (e.g. `order.seed`, `group`).
  */
 export class CursorError extends ConfigError {
   override readonly code = 'WS_ERR_CURSOR';
@@ -67,8 +79,16 @@ export class CursorError extends ConfigError {
 export interface StreamOptions {
   /** @default 0 */
   seed?: number;
-  /** This consumer's share of the shards. @default 0 of 1 */
+  /**
+   * This consumer's share of the shards (0 to worldSize - 1). Shards are dealt to ranks whole, balanced by
+   * their committed records; with worldSize > 1 every rank's epoch holds the same number of records, the
+   * fewest any rank's shards hold, and a rank's records past that are cut (counted in `stats.trimmed`, at most
+   * its last unit's records), as torch's DistributedSampler(drop_last=True). A dataset with fewer units
+   * holding records than ranks gives every rank 0: a NoDataError saying to lower worldSize. The quota counts
+   * committed records, so a rank that skips an unreadable shard or batch can still fall short of it. @default 0
+   */
   rank?: number;
+  /** Consumers (DDP ranks) sharing the dataset, each opening its own stream. @default 1 */
   worldSize?: number;
   /** Shards whose batches are mixed together. @default 4 */
   windowShards?: number;
@@ -111,19 +131,34 @@ export interface StreamStats {
   examples: Record<string, string>;
   /** Milliseconds the consumer waited for storage. */
   waitMs: number;
+  /**
+   * Committed records of this rank's epochs past its quota, cut so that every rank's epoch is as long
+   * (worldSize > 1; see StreamOptions.rank), counted when an epoch reaches its quota. A record of a skipped
+   * shard past the cut counts here too. Always 0 with worldSize 1.
+   */
+  trimmed: number;
 }
 
 interface GroupPlan {
   index: number;
+  /** The group's batches whose shard opened, in window order. */
   refs: Array<{ reader: ShardReader; batch: number }>;
+  /** Whether every batch of the group is in `refs` (no shard of it was unreadable). */
+  whole: boolean;
   bytes: number;
+}
+
+/** A group's records, and whether they are all it committed (no shard or batch of it was skipped). */
+interface GroupRows {
+  rows: ImageRecord[];
+  whole: boolean;
 }
 
 /** The start of epoch 0; frozen, since every loader opened without a cursor hands it out as its `cursor()`. */
 export const START: StreamCursor = Object.freeze({ epoch: 0, group: 0, offset: 0, position: 0, units: null });
 
 export class DatasetStream {
-  readonly stats: StreamStats = { records: 0, skipped: {}, examples: {}, waitMs: 0 };
+  readonly stats: StreamStats = { records: 0, skipped: {}, examples: {}, waitMs: 0, trimmed: 0 };
   private readonly o: Required<Omit<StreamOptions, 'epochs' | 'signal' | 'onWait' | 'onSkip'>> &
     Pick<StreamOptions, 'epochs' | 'signal' | 'onWait' | 'onSkip'>;
   /** The units of the epoch being read. */
@@ -132,8 +167,6 @@ export class DatasetStream {
   private stale: { units: Array<[number, number]>; why: string } | null = null;
   /** The settings every cursor this stream yields records (one object, shared by all of them). */
   private readonly order: Readonly<CursorOrder>;
-  /** Groups of the epoch being read, once its every window has been planned. */
-  private groups = 0;
 
   /** `store` is opened at the dataset's root (its URL names the prefix). */
   constructor(
@@ -172,21 +205,33 @@ export class DatasetStream {
       yield* this.epoch(units, cursor);
       if (fromStart && this.stats.records === records) {
         const why = `no record could be read: ${this.describe()}${unreadable(this.stats, skipped)}`;
-        if (!this.o.follow) throw new NoDataError(`${why}${this.rankShare(units.length)}`);
+        if (!this.o.follow) throw new NoDataError(`${why}${this.rankShare(units)}`);
         this.requireNewUnits(cursor.units!, why);
       }
       cursor = { ...START, epoch: cursor.epoch + 1 };
     }
   }
 
-  /** For a message: this rank among several, and why it has no shard when the dataset has fewer than ranks. */
-  private rankShare(shards: number): string {
+  /**
+   * For a message: this rank among several, and why its quota is 0 when fewer units hold records than there
+   * are ranks (some rank then holds none, and every rank yields as many as the rank with the fewest).
+   */
+  private rankShare(units: readonly UnitRecord[]): string {
     const { rank, worldSize } = this.o;
     if (worldSize === 1) return '';
-    if (shards > rank) return ` (rank ${rank} of ${worldSize})`;
+    const holding = units.filter((u) => u.records > 0).length;
+    if (holding === 0 || holding >= worldSize) return ` (rank ${rank} of ${worldSize})`;
+    const advice = `use a worldSize of at most ${holding}, or more units`;
+    if (units.length <= rank) {
+      return (
+        ` (rank ${rank} of ${worldSize}: shards are dealt to ranks whole, and the ${plural(units.length, 'shard')} ` +
+        `went to ranks below ${rank}, so this rank has none; ${advice})`
+      );
+    }
     return (
-      ` (rank ${rank} of ${worldSize}: shards are dealt to ranks whole, and the ${plural(shards, 'shard')} ` +
-      `went to ranks below ${rank}, so this rank has none; use a worldSize of at most ${shards}, or more units)`
+      ` (rank ${rank} of ${worldSize}: every rank yields as many records per epoch as the rank with the fewest, ` +
+      `and shards are dealt to ranks whole: ${plural(holding, 'unit')} holding records leave some of ` +
+      `${worldSize} ranks none, so every rank yields 0; ${advice})`
     );
   }
 
@@ -233,12 +278,32 @@ export class DatasetStream {
     }
   }
 
+  /**
+   * The epoch's records from `start` on, up to this rank's quota; reaching the quota counts the records cut
+   * in `stats.trimmed`. Errors: a CursorError for a group or position the epoch does not have.
+   */
   private async *epoch(units: UnitRecord[], start: StreamCursor): AsyncGenerator<StreamItem> {
+    const { seed, rank, worldSize, windowShards, groupBatches } = this.o;
+    const deal = dealShards(units, seed, start.epoch, worldSize);
+    const shards = deal.shards[rank]!;
+    const quota = rankQuota(deal);
+    const groups = epochGroups(shards, windowShards, groupBatches);
+    // An epoch of no groups has group 0, where its (empty) start is.
+    if (start.group > 0 && start.group >= groups)
+      throw pastTheEnd('group', start, `it has ${plural(groups, 'group')} for this rank`);
+    if (start.position > quota)
+      throw pastTheEnd('position', start, `each of its ${worldSize} ranks yields ${plural(quota, 'record')}`);
+    const position = start.position < quota ? yield* this.records(shards, start, quota) : start.position;
+    // Counted once: a stream stopped at the quota's last record and resumed from its cursor counts it here.
+    if (position >= quota) this.stats.trimmed += deal.records[rank]! - quota;
+  }
+
+  /** The records of `shards` from `start` on, while fewer than `quota` of the epoch; returns the next position. */
+  private async *records(shards: UnitRecord[], start: StreamCursor, quota: number): AsyncGenerator<StreamItem, number> {
     const { seed } = this.o;
     const epoch = start.epoch;
-    const plans = this.groupPlans(epochShards(units, seed, epoch, this.o.rank, this.o.worldSize), epoch, start.group);
-    let reached = start.group === 0; // whether the epoch has the cursor's group (an epoch of no groups has group 0)
-    const ahead: Array<{ plan: GroupPlan; records: Promise<ImageRecord[]> }> = [];
+    const plans = this.groupPlans(shards, epoch, start.group);
+    const ahead: Array<{ plan: GroupPlan; records: Promise<GroupRows> }> = [];
     let done = false;
     const fill = async () => {
       let bytes = ahead.reduce((n, a) => n + a.plan.bytes, 0);
@@ -255,19 +320,21 @@ export class DatasetStream {
     };
     let position = start.position;
     await fill();
-    while (ahead.length > 0) {
+    while (ahead.length > 0 && position < quota) {
       const { plan, records } = ahead.shift()!;
       const filling = fill();
       filling.catch(() => {}); // surfaced when awaited below; a consumer that stops at a yield never awaits it
       const t0 = performance.now();
-      const rows = shuffleGroup(await abortable(records, this.o.signal), seed, epoch, plan.index);
+      const group = await abortable(records, this.o.signal);
+      const rows = shuffleGroup(group.rows, seed, epoch, plan.index);
       this.stats.waitMs += performance.now() - t0;
-      const skip = plan.index === start.group ? start.offset : 0;
-      if (plan.index === start.group) {
-        reached = true;
-        if (skip > rows.length) throw pastTheEnd('offset', start, `group ${start.group} holds ${rows.length} records`);
+      let skip = plan.index === start.group ? start.offset : 0;
+      if (skip > rows.length) {
+        // A group that lost a shard or batch since the cursor was taken is short, not the cursor wrong.
+        if (group.whole) throw pastTheEnd('offset', start, `group ${start.group} holds ${rows.length} records`);
+        skip = rows.length;
       }
-      for (let i = skip; i < rows.length; i++) {
+      for (let i = skip; i < rows.length && position < quota; i++) {
         this.stats.records++;
         const cursor: StreamCursor = {
           epoch,
@@ -282,39 +349,58 @@ export class DatasetStream {
       }
       await filling;
     }
-    if (!reached) throw pastTheEnd('group', start, `it has ${plural(this.groups, 'group')} for this rank`);
+    return position;
   }
 
-  /** The epoch's groups from `fromGroup` on, opening shard footers window by window. */
+  /**
+   * The epoch's groups from `fromGroup` on, opening shard footers window by window from the cursor's on.
+   * A window's batches are permuted by the counts its unit records committed, never by what its shards hold
+   * now: a shard unreadable in one run and not in another (or since a cursor was taken) moves no other
+   * shard's batch, so a resumed stream repeats and loses nothing of them. What stays: the one group holding
+   * batches of a shard readable then and unreadable now is shuffled over fewer rows (shuffleGroup), so a
+   * cursor inside that group can repeat or skip records of that group only.
+   */
   private async *groupPlans(shards: UnitRecord[], epoch: number, fromGroup: number): AsyncGenerator<GroupPlan> {
+    const { windowShards, groupBatches, seed } = this.o;
     let index = 0;
-    for (let w = 0; w * this.o.windowShards < shards.length; w++) {
-      const window = shards.slice(w * this.o.windowShards, (w + 1) * this.o.windowShards);
+    for (let w = 0; w * windowShards < shards.length; w++) {
+      const window = shards.slice(w * windowShards, (w + 1) * windowShards);
+      const groups = windowGroups(window.map(committedBatches), groupBatches, seed, epoch, w);
+      if (index + groups.length <= fromGroup) {
+        index += groups.length; // a window before the cursor's: not a byte of it is read
+        continue;
+      }
       const readers = await Promise.all(window.map((u) => this.openShard(u)));
-      const groups = windowGroups(
-        readers.map((r) => r?.numBatches ?? 0),
-        this.o.groupBatches,
-        this.o.seed,
-        epoch,
-        w,
-      );
       for (const group of groups) {
         if (index >= fromGroup) yield this.plan(index, group, readers);
         index++;
       }
     }
-    this.groups = index;
   }
 
+  /** A group's batches to read: those of a shard that did not open are left out (counted when it failed to). */
   private plan(index: number, group: BatchRef[], readers: Array<ShardReader | null>): GroupPlan {
-    const refs = group.map(({ shard, batch }) => ({ reader: readers[shard]!, batch }));
-    return { index, refs, bytes: refs.reduce((n, r) => n + r.reader.batchBytes(r.batch), 0) };
+    const refs = group.flatMap(({ shard, batch }) => {
+      const reader = readers[shard];
+      return reader ? [{ reader, batch }] : [];
+    });
+    const bytes = refs.reduce((n, r) => n + r.reader.batchBytes(r.batch), 0);
+    return { index, refs, whole: refs.length === group.length, bytes };
   }
 
+  /**
+   * The unit's shard, or null when it has no records, or cannot be read or holds other record batches than
+   * its unit record says (a `bad_shard` skip: its batches would not be the ones the order placed).
+   */
   private async openShard(unit: UnitRecord): Promise<ShardReader | null> {
     if (unit.records === 0) return null; // nothing to read (ingest commits such a unit when every input failed)
     try {
-      return await ShardReader.open(this.store, unit.shard, { size: unit.bytes, shared: this.o.sharedMemory });
+      const reader = await ShardReader.open(this.store, unit.shard, { size: unit.bytes, shared: this.o.sharedMemory });
+      if (reader.numBatches === unit.batches) return reader;
+      throw new InvalidShardError(
+        `${this.store.url}/${unit.shard}: the shard holds ${reader.numBatches} record batches, ` +
+          `but unit ${unit.unit}'s record committed ${shown(unit.batches)}`,
+      );
     } catch (err) {
       if (!(err instanceof InvalidShardError)) throw err;
       this.skip('bad_shard', err);
@@ -323,7 +409,8 @@ export class DatasetStream {
   }
 
   /** A group's records in batch order; an unreadable batch is skipped and counted. */
-  private async load(plan: GroupPlan): Promise<ImageRecord[]> {
+  private async load(plan: GroupPlan): Promise<GroupRows> {
+    let whole = plan.whole;
     const batches = await Promise.all(
       plan.refs.map(async ({ reader, batch }) => {
         try {
@@ -331,11 +418,12 @@ export class DatasetStream {
         } catch (err) {
           if (!(err instanceof InvalidShardError)) throw err;
           this.skip('bad_batch', err);
+          whole = false;
           return [];
         }
       }),
     );
-    return batches.flat();
+    return { rows: batches.flat(), whole };
   }
 
   private skip(reason: string, err: Error): void {
@@ -386,7 +474,7 @@ function sameRanges(a: ReadonlyArray<readonly [number, number]>, b: ReadonlyArra
 }
 
 /** A cursor pointing past what its epoch holds: resuming there would skip the rest of the epoch unseen. */
-function pastTheEnd(field: 'group' | 'offset', c: StreamCursor, holds: string): CursorError {
+function pastTheEnd(field: 'group' | 'offset' | 'position', c: StreamCursor, holds: string): CursorError {
   return new CursorError(
     field,
     `the stream cursor's ${field} ${c[field]} is past the end of epoch ${c.epoch}: ${holds} (cursor ${JSON.stringify(c)}); ` +

@@ -92,8 +92,10 @@ function parseUnit(bytes: Uint8Array, where: string, unit: number): UnitRecord {
     Number.isSafeInteger(value.unit) &&
     typeof value.shard === 'string' &&
     Number.isSafeInteger(value.records) &&
-    Number.isSafeInteger(value.bytes);
-  if (!ok) throw new InvalidShardError(`${where}: unit record lacks unit/shard/records/bytes; ${redoUnit(unit)}`);
+    Number.isSafeInteger(value.bytes) &&
+    Number.isSafeInteger(value.batches);
+  if (!ok)
+    throw new InvalidShardError(`${where}: unit record lacks unit/shard/records/bytes/batches; ${redoUnit(unit)}`);
   if (value.unit !== unit)
     throw new InvalidShardError(`${where}: unit record says unit ${value.unit}; ${redoUnit(unit)}`);
   value.failed ??= {};

@@ -1,5 +1,15 @@
 import { describe, expect, it } from 'vitest';
-import { epochShards, inRanges, shuffleGroup, toRanges, windowGroups } from '../../src/augment/order.js';
+import {
+  dealShards,
+  epochGroups,
+  epochShards,
+  inRanges,
+  rankQuota,
+  shuffleGroup,
+  toRanges,
+  windowGroups,
+} from '../../src/augment/order.js';
+import { prng, seedOf, shuffle } from '../../src/rng.js';
 import type { UnitRecord } from '../../src/shards/dataset.js';
 
 /** A unit as order.ts sees it: its id, and rows per record batch (what the shard footer says). */
@@ -150,6 +160,80 @@ describe('the shard permutation', () => {
   });
 });
 
+// Dealt whole and round-robin, units of 50,13,37,1,64,20,45 records gave one of two ranks 160 and the other 70.
+describe('dealing shards to ranks', () => {
+  const sized = (records: number[]) =>
+    records.map((n, unit) => ({ unit, records: n, batches: Math.ceil(n / 8) })) as unknown as UnitRecord[];
+  const seven = sized([50, 13, 37, 1, 64, 20, 45]);
+
+  it('balances committed records: a rank holds at most the fewest plus the records of its last unit', () => {
+    for (const worldSize of [2, 3, 4, 7])
+      for (let seed = 0; seed < 50; seed++) {
+        const deal = dealShards(seven, seed, 3, worldSize);
+        const ids = deal.shards.flat().map((u) => u.unit);
+        expect(ids.sort()).toEqual([0, 1, 2, 3, 4, 5, 6]);
+        deal.shards.forEach((s, rank) => expect(deal.records[rank]).toBe(s.reduce((n, u) => n + u.records, 0)));
+        // When its last unit came, the rank held the fewest: what it holds past the quota is at most that unit.
+        deal.shards.forEach((s, rank) =>
+          expect(
+            deal.records[rank]! - rankQuota(deal),
+            `seed ${seed} rank ${rank} of ${worldSize}`,
+          ).toBeLessThanOrEqual(s[s.length - 1]?.records ?? 0),
+        );
+        expect(rankQuota(deal)).toBe(Math.min(...deal.records));
+      }
+    // Round-robin dealing of seed 0's permutation gave 160 and 70.
+    expect(dealShards(seven, 0, 0, 2).records).toEqual([115, 115]);
+  });
+
+  it('deals units of equal records exactly round-robin, as before balancing (cursors taken then stay valid)', () => {
+    const roundRobin = (all: UnitRecord[], seed: number, epoch: number, rank: number, worldSize: number) =>
+      shuffle(
+        [...all].sort((a, b) => a.unit - b.unit),
+        prng(seedOf(seed, epoch, 1)),
+      ).filter((_, i) => i % worldSize === rank);
+    for (const n of [1, 5, 12, 13])
+      for (const worldSize of [1, 2, 3, 5, 16])
+        for (const seed of [0, 7, 123]) {
+          const all = sized(Array<number>(n).fill(25));
+          for (let rank = 0; rank < worldSize; rank++)
+            expect(epochShards(all, seed, 2, rank, worldSize), `${n} units, rank ${rank} of ${worldSize}`).toEqual(
+              roundRobin(all, seed, 2, rank, worldSize),
+            );
+        }
+  });
+
+  it('breaks a tie by the round-robin rank, then the next ones in rotation', () => {
+    // Permuted [A 10, B 0, C 10] to 3 ranks: A to 0; B to 1 (0 is not the fewest); C to 2, and a fourth to 1.
+    const units = sized([10, 0, 10, 10]);
+    for (let seed = 0; seed < 20; seed++) {
+      const deal = dealShards(units, seed, 0, 3);
+      const order = shuffle([...units], prng(seedOf(seed, 0, 1)));
+      const want: number[][] = [[], [], []];
+      const totals = [0, 0, 0];
+      order.forEach((u, i) => {
+        const rank = [0, 1, 2].map((k) => (i + k) % 3).reduce((a, b) => (totals[b]! < totals[a]! ? b : a));
+        want[rank]!.push(u.unit);
+        totals[rank]! += u.records;
+      });
+      expect(deal.shards.map((s) => s.map((u) => u.unit))).toEqual(want);
+    }
+  });
+
+  it('is quick for many ranks and shards', () => {
+    const many = sized(Array.from({ length: 100_000 }, (_, i) => 10 + (i % 37)));
+    const t0 = performance.now();
+    const deal = dealShards(many, 1, 0, 65536);
+    expect(performance.now() - t0).toBeLessThan(3000);
+    expect(deal.shards.flat()).toHaveLength(100_000);
+    expect(Math.max(...deal.records) - rankQuota(deal)).toBeLessThan(47);
+  });
+
+  it('gives a single rank no quota (it yields all it reads)', () => {
+    expect(rankQuota(dealShards(seven, 0, 0, 1))).toBe(Infinity);
+  });
+});
+
 describe('windowGroups', () => {
   it('cuts every batch of the window, once, into groups of at most groupBatches', () => {
     const counts = [3, 0, 4, 1];
@@ -158,6 +242,15 @@ describe('windowGroups', () => {
     const refs = groups.flat().map(({ shard, batch }) => `${shard}:${batch}`);
     expect(refs.sort()).toEqual(['0:0', '0:1', '0:2', '2:0', '2:1', '2:2', '2:3', '3:0']);
     expect(windowGroups([0, 0], 3, 1, 0, 0)).toEqual([]);
+  });
+
+  it('counts the groups of an epoch from the unit records, as the windows cut them', () => {
+    const shards = [5, 0, 3, 2, 7].map((batches, unit) => ({ unit, records: batches * 4, batches }));
+    const all = shards as unknown as UnitRecord[];
+    const windows = [windowGroups([5, 0, 3], 3, 0, 0, 0), windowGroups([2, 7], 3, 0, 0, 1)];
+    expect(epochGroups(all, 3, 3)).toBe(windows[0]!.length + windows[1]!.length);
+    // A unit of 0 records has no batch to read, whatever its record says.
+    expect(epochGroups([{ unit: 0, records: 0, batches: 3 }] as unknown as UnitRecord[], 3, 1)).toBe(0);
   });
 });
 
