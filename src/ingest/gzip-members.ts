@@ -3,12 +3,23 @@
  * bytes after the last member that do not open another one ignored. Servers append such bytes (a newline, a
  * padding block) to whole responses; Chromium's gzip stream skips them, while node:zlib's gunzip takes any
  * non-zero byte after a member for a new member and fails ("unexpected end of file"), losing a whole image.
+ * `gzip -d` reads files the same way, warning of such bytes ("trailing garbage ignored") unless they are zeros:
+ * `junk` says it would have warned.
  *
  * Each member's header is parsed here and its DEFLATE data inflated by node:zlib's raw inflater, which stops at
  * the data's end: its `bytesWritten` (the input it consumed) says where the member's trailer starts.
+ *
+ * Damage (a member cut short, a bad checksum, corrupt DEFLATE data) either destroys the stream (an HTTP body is
+ * lost whole) or, with `onDamage: 'end'`, ends its output after every byte decoded before it, as `gzip -d`
+ * writes out what it decoded before it reports the damage. For that, nothing decoded may be lost on the way:
+ * the inflater is ended with Z_SYNC_FLUSH (a cut member gives all its output, then the missing trailer is the
+ * error, not zlib's "unexpected end of file", which drops the output of the call that raised it), and what the
+ * inflater holds when it fails is read out of it before the error is handled. One loss stays, node:zlib's:
+ * corrupt DEFLATE data costs the output of the inflate call that meets it (at most its 16 KiB chunk), bytes
+ * that precede a detected fault and that no checksum can vouch for.
  */
 import { Duplex } from 'node:stream';
-import { createInflateRaw, crc32, type InflateRaw } from 'node:zlib';
+import { constants, createInflateRaw, crc32, type InflateRaw } from 'node:zlib';
 
 /** A member header larger than this (its optional name, comment and extra field) is refused. */
 const MAX_HEADER_BYTES = 64 * 1024;
@@ -41,12 +52,29 @@ export function gzipHeaderLength(b: Buffer): number | Error {
   return b.length >= at ? at : 0;
 }
 
-const notGzip = () => new Error('incorrect header check (not a gzip member)');
+/** Errors carry node:zlib's codes for the same faults, so callers tell them from a failed read (EIO). */
+const zlibError = (message: string, code: 'Z_DATA_ERROR' | 'Z_BUF_ERROR') =>
+  Object.assign(new Error(message), { code });
+const notGzip = () => zlibError('incorrect header check (not a gzip member)', 'Z_DATA_ERROR');
 
-type State = 'header' | 'body' | 'trailer' | 'ignoring';
+export interface GzipMembersOptions {
+  /**
+   * What damage does (the module comment): `'error'` destroys the stream with it; `'end'` ends the output after
+   * every byte decoded before it and keeps it in `damage`, for readers that keep those bytes (URL lists).
+   * @default 'error'
+   */
+  onDamage?: 'error' | 'end';
+}
+
+type State = 'header' | 'body' | 'trailer' | 'ignoring' | 'damaged';
 
 /** Undoes the gzip coding of a body, member by member (see the module comment), with backpressure. */
 export class GzipMembersDecoder extends Duplex {
+  /** With `onDamage: 'end'`: why the output ended early (a Z_DATA_ERROR or Z_BUF_ERROR), else null. */
+  damage: Error | null = null;
+  /** Bytes after the last member were ignored and not all zeros: what `gzip -d` warns of as trailing garbage. */
+  junk = false;
+  private readonly onDamage: 'error' | 'end';
   private state: State = 'header';
   /** Input not yet given to a member's inflater or parsed as a header or trailer. */
   private pending: Buffer = Buffer.alloc(0);
@@ -60,6 +88,11 @@ export class GzipMembersDecoder extends Duplex {
   private members = 0;
   private ending = false;
   private resumeWrite: (() => void) | null = null;
+
+  constructor(options: GzipMembersOptions = {}) {
+    super();
+    this.onDamage = options.onDamage ?? 'error';
+  }
 
   override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
     this.pending = this.pending.length ? Buffer.concat([this.pending, chunk]) : chunk;
@@ -85,14 +118,20 @@ export class GzipMembersDecoder extends Duplex {
   /** Moves through the states as far as the input allows, then lets the next write come. */
   private advance(): void {
     for (;;) {
-      if (this.state === 'ignoring') this.pending = Buffer.alloc(0);
+      if (this.state === 'ignoring' || this.state === 'damaged') this.discard();
       if (this.state === 'body') return this.feed();
       const step = this.state === 'header' ? this.header() : this.state === 'trailer' ? this.trailer() : 'wait';
-      if (step instanceof Error) return void this.destroy(step);
+      if (step instanceof Error) return this.fail(step);
       if (step === 'wait') break;
     }
     if (this.ending) return this.finish();
     this.release();
+  }
+
+  /** Drops input that is no member's; bytes after the last member that are not zeros are `junk`. */
+  private discard(): void {
+    if (this.state === 'ignoring' && !this.junk) this.junk = this.pending.some((b) => b !== 0);
+    this.pending = Buffer.alloc(0);
   }
 
   /** Parses a member header: 'next' when the body starts, 'wait' for more input, or the error. */
@@ -118,7 +157,8 @@ export class GzipMembersDecoder extends Duplex {
     if (this.pending.length < 8) return 'wait';
     const crc = this.pending.readUInt32LE(0),
       size = this.pending.readUInt32LE(4);
-    if (crc !== this.crc >>> 0 || size !== this.size % 2 ** 32) return new Error('gzip member checksum mismatch');
+    if (crc !== this.crc >>> 0 || size !== this.size % 2 ** 32)
+      return zlibError('gzip member checksum mismatch', 'Z_DATA_ERROR');
     this.pending = this.pending.subarray(8);
     this.members++;
     this.state = 'header';
@@ -126,16 +166,24 @@ export class GzipMembersDecoder extends Duplex {
   }
 
   private startMember(): void {
-    const inflater = createInflateRaw();
+    // Z_SYNC_FLUSH at the end: a cut member ends with all its output (the module comment).
+    const inflater = createInflateRaw({ finishFlush: constants.Z_SYNC_FLUSH });
     [this.inflater, this.fed, this.feedTail, this.tailBytes] = [inflater, 0, [], 0];
     [this.crc, this.size, this.state] = [0, 0, 'body'];
-    inflater.on('data', (data: Buffer) => {
-      this.crc = crc32(data, this.crc);
-      this.size += data.length;
-      if (!this.push(data)) inflater.pause();
-    });
+    inflater.on('data', (data: Buffer) => this.output(inflater, data));
     inflater.once('end', () => this.memberEnded(inflater));
-    inflater.once('error', (err) => this.destroy(err));
+    inflater.once('error', (err) => {
+      // Output the inflater decoded but still holds (we paused it) is readable until now; 'data' is not emitted.
+      for (let data = inflater.read() as Buffer | null; data !== null; data = inflater.read() as Buffer | null)
+        this.output(inflater, data);
+      this.fail(err);
+    });
+  }
+
+  private output(inflater: InflateRaw, data: Buffer): void {
+    this.crc = crc32(data, this.crc);
+    this.size += data.length;
+    if (!this.push(data)) inflater.pause();
   }
 
   /** Gives the pending input to the member's inflater; the write is released when it drains. */
@@ -173,13 +221,27 @@ export class GzipMembersDecoder extends Duplex {
     this.advance();
   }
 
-  /** The input ended: whole when it ended after a member (a part of a header there is ignored too). */
+  /** The input ended: whole when it ended after a member (a part of a header there is ignored too, as junk). */
   private finish(): void {
+    if (this.state === 'damaged') return this.release();
     if (this.state === 'ignoring' || (this.state === 'header' && this.members > 0)) {
+      if (this.pending.length > 0) this.junk = true;
       this.push(null);
       return this.release();
     }
-    this.destroy(new Error('unexpected end of file'));
+    this.fail(zlibError('unexpected end of file', 'Z_BUF_ERROR'));
+  }
+
+  /** Damage: the stream is destroyed, or (`onDamage: 'end'`) its output ends here and the rest is discarded. */
+  private fail(error: Error): void {
+    if (this.onDamage === 'error') return void this.destroy(error);
+    if (this.state === 'damaged') return;
+    this.damage = error;
+    this.state = 'damaged';
+    this.inflater?.destroy();
+    this.inflater = null;
+    this.push(null);
+    this.advance();
   }
 
   private release(): void {

@@ -3,7 +3,13 @@
  * per row, a fault in place of each row it cannot read. Text goes through list-text.ts, so every format
  * treats byte order marks, line ends and invalid text alike.
  */
-import { asyncBufferFromFile, parquetMetadataAsync, parquetReadObjects, parquetSchema } from 'hyparquet';
+import {
+  asyncBufferFromFile,
+  parquetMetadataAsync,
+  parquetReadObjects,
+  parquetSchema,
+  type AsyncBuffer,
+} from 'hyparquet';
 import { compressors } from 'hyparquet-compressors';
 import { ConfigError } from '../errors.js';
 import { csvRecords } from './list-csv.js';
@@ -132,15 +138,19 @@ export const PARQUET_CODECS: readonly string[] = ['UNCOMPRESSED', 'SNAPPY', ...O
  * corrupt footer or page, a group with fewer rows than it claims) is a ConfigError naming the file and the
  * cause, never `bad_row`s: those are final, and the file may be fixed and the job rerun. Planning reads every
  * row before any unit is committed, so such a file commits nothing. Cell values a row cannot use (a URL that
- * is not text) are judged by the caller, row by row.
+ * is not text) are judged by the caller, row by row. A 0-byte file is an empty list, as a 0-byte text list is.
  */
 async function* readParquet(file: string): AsyncIterable<ListItem> {
   let buffer, metadata, columns;
   try {
     buffer = await asyncBufferFromFile(file);
+    if (buffer.byteLength === 0) return;
+    const fault = await parquetFrameFault(buffer);
+    if (fault) throw new ConfigError(`cannot read parquet URL list ${file}: ${fault}`);
     metadata = await parquetMetadataAsync(buffer);
     columns = parquetSchema(metadata).children.map((c) => c.element.name);
   } catch (err) {
+    if (err instanceof ConfigError) throw err;
     throw new ConfigError(`cannot read parquet URL list ${file}: ${(err as Error).message}`, { cause: err });
   }
   if (columns.length > MAX_COLUMNS)
@@ -173,6 +183,26 @@ async function* readParquet(file: string): AsyncIterable<ListItem> {
     for (const cells of rows) yield { kind: 'row', cells };
     rowStart = rowEnd;
   }
+}
+
+/** The fewest bytes a Parquet file has: `PAR1`, then its footer's length (4 bytes) and `PAR1` again. */
+const PARQUET_MIN_BYTES = 12;
+
+/**
+ * What is wrong with a file's Parquet framing (the format's file layout: `PAR1`, column chunks, footer, footer
+ * length as 4 bytes little-endian, `PAR1`), or null; said plainly, where hyparquet would fail inside its parser.
+ */
+async function parquetFrameFault(buffer: AsyncBuffer): Promise<string | null> {
+  const size = buffer.byteLength;
+  if (size < PARQUET_MIN_BYTES) return `not a Parquet file: ${size} bytes, too short for its footer`;
+  const head = Buffer.from(await buffer.slice(0, 4));
+  const tail = Buffer.from(await buffer.slice(size - 8, size));
+  if (head.toString('latin1') !== 'PAR1') return 'not a Parquet file: it does not begin with PAR1';
+  if (tail.toString('latin1', 4) !== 'PAR1') return 'not a whole Parquet file: it does not end with PAR1 (cut short?)';
+  const footer = tail.readUInt32LE(0);
+  if (footer === 0 || footer > size - PARQUET_MIN_BYTES)
+    return `corrupt Parquet footer: it claims ${footer} bytes in a file of ${size}`;
+  return null;
 }
 
 /** An error from the system (a failed read: EIO, ENOENT), not from the bytes of the file. */

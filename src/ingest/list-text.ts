@@ -13,16 +13,19 @@
  *   separates records with LF, and a lone CR is whitespace inside a JSON value.
  * - A line longer than `MAX_LINE_LENGTH` is not kept in memory: it becomes a `row_too_long` fault that still
  *   takes its row index, and reading goes on at the next line.
- * - A gzip stream that breaks after some rows (a truncated download) ends its list with one `list_corrupt`
- *   fault; one that yields nothing at all is a ConfigError. Both are a function of the bytes alone, so a
- *   rerun plans the same rows; other read errors (EIO) are not, and stop the run.
+ * - A `.gz` list is read as `gzip -d` reads it (RFC 1952, gzip-members.ts): every member in turn, and every row
+ *   of every whole member kept. Damage (a member cut short, as a truncated download is; a bad CRC; corrupt
+ *   data) keeps every line decoded before it, drops the unfinished line it cuts, and ends the list with one
+ *   `list_corrupt` fault; bytes after the last member that open no other member (not zeros, which gzip ignores
+ *   silently) are "trailing garbage" to gzip, ignored with a warning: here one `list_corrupt` fault after the
+ *   last row. A `.gz` that yields nothing at all before its damage is a ConfigError. All of this is a function
+ *   of the bytes alone, so a rerun plans the same rows; other read errors (EIO) are not, and stop the run.
  */
 import { createReadStream } from 'node:fs';
-import { basename } from 'node:path';
 import type { Readable } from 'node:stream';
 import { TextDecoder } from 'node:util';
-import { createGunzip } from 'node:zlib';
 import { ConfigError } from '../errors.js';
+import { GzipMembersDecoder } from './gzip-members.js';
 
 /** Longest line read whole, in UTF-16 code units; longer lines are `row_too_long` faults. */
 export const MAX_LINE_LENGTH = 4 * 1024 * 1024;
@@ -49,12 +52,12 @@ export type LineEnds = 'universal' | 'lf';
 
 /** The lines of a list file (gunzipped when it ends in `.gz`), decoded by the rule above. */
 export async function* readLines(file: string, ends: LineEnds = 'universal'): AsyncIterable<Line> {
-  const source = openBytes(file);
+  const { bytes, gzip } = openBytes(file);
   const splitter = new LineSplitter(ends);
   let decoder: TextDecoder | null = null;
   let head = Buffer.alloc(0);
   try {
-    for await (let chunk of source as AsyncIterable<Buffer>) {
+    for await (let chunk of bytes as AsyncIterable<Buffer>) {
       if (!decoder) {
         head = Buffer.concat([head, chunk]);
         if (head.length < 3) continue; // a BOM is at most 3 bytes; wait for them
@@ -63,30 +66,36 @@ export async function* readLines(file: string, ends: LineEnds = 'universal'): As
       }
       yield* splitter.push(decoder.decode(chunk, { stream: true }));
     }
+    if (gzip?.damage) {
+      const why = `cannot read URL list ${file}: ${gzip.damage.message}`;
+      if (!decoder && head.length === 0) throw new ConfigError(why, { cause: gzip.damage });
+      // The rows decoded before the damage are kept; the unfinished line it cuts goes with it.
+      yield { fault: 'list_corrupt' };
+      return;
+    }
     if (!decoder) {
       decoder = new TextDecoder(sniffEncoding(head));
       yield* splitter.push(decoder.decode(head, { stream: true }));
     }
     yield* splitter.push(decoder.decode());
     yield* splitter.end();
+    if (gzip?.junk) yield { fault: 'list_corrupt' };
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code ?? '';
-    const why = `${basename(file)}: ${(err as Error).message}`;
-    if (!code.startsWith('Z_')) throw new ConfigError(`cannot read URL list ${why}`, { cause: err });
-    if (!decoder && head.length === 0) throw new ConfigError(`cannot read URL list ${why} (not gzip?)`, { cause: err });
-    yield { fault: 'list_corrupt' }; // the unfinished line before the break is dropped with it
+    if (err instanceof ConfigError) throw err;
+    throw new ConfigError(`cannot read URL list ${file}: ${(err as Error).message}`, { cause: err });
   } finally {
-    source.destroy();
+    bytes.destroy();
   }
 }
 
-function openBytes(file: string): Readable {
+/** The bytes of a list file, and for a `.gz` the decoder whose `damage` and `junk` say how its gzip ended. */
+function openBytes(file: string): { bytes: Readable; gzip: GzipMembersDecoder | null } {
   const stream = createReadStream(file);
-  if (!file.toLowerCase().endsWith('.gz')) return stream;
-  const gunzip = createGunzip();
-  stream.on('error', (err) => gunzip.destroy(err));
-  gunzip.on('close', () => stream.destroy());
-  return stream.pipe(gunzip);
+  if (!file.toLowerCase().endsWith('.gz')) return { bytes: stream, gzip: null };
+  const gzip = new GzipMembersDecoder({ onDamage: 'end' });
+  stream.on('error', (err) => gzip.destroy(err));
+  gzip.on('close', () => stream.destroy());
+  return { bytes: stream.pipe(gzip), gzip };
 }
 
 /** Splits decoded text into lines, holding at most `MAX_LINE_LENGTH` of an unfinished one. */

@@ -1,7 +1,7 @@
 /**
  * URL lists: `.txt` (one URL a line, `#` comments), `.csv`/`.tsv` with a header, `.jsonl`, `.parquet`, and
- * `.gz` of the text formats; several files or directories, read in sorted path order so that row indices,
- * and therefore units, are a deterministic function of the inputs.
+ * `.gz` of the text formats; several files or folders (Spark output folders too), read in an order fixed by the
+ * names (`listFiles`) so that row indices, and therefore units, are a deterministic function of the inputs.
  *
  * No row stops a job. A row that cannot be read (list-formats.ts) or whose URL cannot be fetched
  * (`checkUrl`) is still yielded, with its reason in `bad`, so it keeps its index (unit membership is
@@ -9,7 +9,8 @@
  * a whole list is a ConfigError: a missing file, an unreadable header, a URL column that no row has.
  * Text follows one rule in every format (list-text.ts).
  */
-import { readdir, stat } from 'node:fs/promises';
+import { constants, type Stats } from 'node:fs';
+import { access, readdir, realpath, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { ConfigError } from '../errors.js';
 import type { FailureReason } from '../shards/failures.js';
@@ -62,7 +63,19 @@ export const MAX_FIELD_LENGTH = 16384;
 /** Most text kept from one row besides its URL; later columns are cut first. Bounds a unit's rows in memory. */
 export const MAX_ROW_TEXT = 65536;
 
-/** Expands directories into their list files, sorted; refuses files of unknown type. */
+/**
+ * The list files `paths` name, in the order their rows are read. That order numbers the rows, and so makes the
+ * units a resumed job must find again; it is a function of the names alone:
+ * - each path in the order given; a file is a list (of a known type, else a ConfigError);
+ * - a folder stands for the list files in it: its entries sorted by name (`Array.prototype.sort`, UTF-16 code
+ *   unit order, the same under every locale), a sub-folder's files in its place, at any depth, as Spark and
+ *   Hadoop write `df.write.csv('urls.csv')`: a folder `urls.csv/` of `part-*` files;
+ * - inside a folder, names starting with `.` or `_` are hidden and skipped, as Hadoop's FileInputFormat skips
+ *   them (`_SUCCESS`, `_temporary/`, `.part-*.crc` checksums, macOS `._*` AppleDouble files), and so are files
+ *   of no list type (a README).
+ * A folder without a list file, an entry that cannot be read, or a folder linking back into itself is a
+ * ConfigError naming the path.
+ */
 export async function listFiles(paths: readonly string[]): Promise<string[]> {
   if (paths.length === 0) throw new ConfigError('no URL list given');
   const files: string[] = [];
@@ -71,18 +84,50 @@ export async function listFiles(paths: readonly string[]): Promise<string[]> {
       throw new ConfigError(`URL list not found: ${path}`);
     });
     if (info.isDirectory()) {
-      const names = (await readdir(path)).filter((n) => formatOf(n) !== null).sort();
-      if (names.length === 0) throw new ConfigError(`no URL lists (${LIST_EXTENSIONS.join(', ')}[.gz]) in ${path}`);
-      files.push(...names.map((n) => resolve(join(path, n))));
+      const found = await folderLists(path, new Set());
+      if (found.length === 0)
+        throw new ConfigError(
+          `no URL lists (${LIST_EXTENSIONS.join(', ')}[.gz]) in ${path} (names starting with . or _ are skipped)`,
+        );
+      files.push(...found);
     } else if (formatOf(path) === null) {
       throw new ConfigError(
         `unknown URL list type: ${path}; expected ${LIST_EXTENSIONS.join(', ')} or .gz of the text ones`,
       );
     } else {
-      files.push(resolve(path));
+      files.push(await listFile(path, info));
     }
   }
   return files;
+}
+
+/** The list files in `folder` and its sub-folders, in the order above; `within`: the real paths of its parents. */
+async function folderLists(folder: string, within: ReadonlySet<string>): Promise<string[]> {
+  const real = await realpath(folder).catch(unreadable(folder));
+  if (within.has(real)) throw new ConfigError(`URL list folder ${folder} links back to ${real}, a folder it is in`);
+  const names = await readdir(folder).catch(unreadable(folder));
+  const files: string[] = [];
+  for (const name of names.filter((n) => !n.startsWith('.') && !n.startsWith('_')).sort()) {
+    const path = resolve(join(folder, name));
+    const info = await stat(path).catch(unreadable(path));
+    if (info.isDirectory()) files.push(...(await folderLists(path, new Set([...within, real]))));
+    else if (formatOf(name) !== null) files.push(await listFile(path, info));
+  }
+  return files;
+}
+
+/** `path` resolved, once it is known to be a regular file this process may read. */
+async function listFile(path: string, info: Stats): Promise<string> {
+  if (!info.isFile()) throw new ConfigError(`URL list ${path} is not a regular file`);
+  await access(path, constants.R_OK).catch(unreadable(path));
+  return resolve(path);
+}
+
+/** A failed stat, readdir or access as a ConfigError naming the path (a bare errno names none). */
+function unreadable(path: string): (err: Error) => never {
+  return (err) => {
+    throw new ConfigError(`cannot read URL list ${path}: ${err.message}`, { cause: err });
+  };
 }
 
 /** Why a URL cannot be fetched, or null if it is a plausible http(s) URL. */
