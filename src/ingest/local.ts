@@ -9,6 +9,7 @@
  * the failed URLs of committed units.
  */
 import type { UnitRecord } from '../shards/dataset.js';
+import { closeStaging } from '../shards/staging.js';
 import { withDatasetLock } from './dataset-lock.js';
 import { Fetcher } from './fetch.js';
 import { closeFetcher, createContext, report, runUnit, unitsCommitted, type Context } from './job.js';
@@ -50,7 +51,9 @@ export async function runIngest(options: IngestOptions): Promise<IngestSummary> 
         report(ctx);
       }
       const summary = summarisePlan(plan, run, ctx.started, options.retryHint);
-      return confirmDuplicates(options, lock, [...plan.earlier, ...run], summary);
+      const confirmed = await confirmDuplicates(options, lock, [...plan.earlier, ...run], summary);
+      await closeStaging(plan.store); // every unit done: an empty .staging/ is no part of the dataset
+      return confirmed;
     });
   } catch (err) {
     if (signal?.aborted)

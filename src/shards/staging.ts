@@ -9,7 +9,7 @@
  * long has also lost its unit's queue lock, so the unit is redone elsewhere anyway).
  */
 import { createHash } from 'node:crypto';
-import { readdir, rm, stat } from 'node:fs/promises';
+import { readdir, rm, rmdir, stat } from 'node:fs/promises';
 import { homedir, hostname } from 'node:os';
 import { join } from 'node:path';
 import { processExists } from '../process-exists.js';
@@ -43,6 +43,23 @@ export function openStaging(store: Store, options: StagingOptions = {}): Promise
     dir.catch(() => opened.delete(root)); // a failure is reported to the caller; the next call tries again
   }
   return dir;
+}
+
+/**
+ * Removes this process's staging folder for `store` once nothing is staged in it, and the staging root once no
+ * other process's folder is left in it, so a finished job leaves no `.staging/` in its dataset. Call it when
+ * the process's writers for `store` are done (a job's end); a later openStaging makes the folder again. A
+ * folder that still holds a file stays (rmdir refuses it), as does anything it cannot remove: never an error.
+ */
+export async function closeStaging(store: Store): Promise<void> {
+  const root = stagingRoot(store);
+  const dir = opened.get(root);
+  if (!dir) return;
+  opened.delete(root);
+  const path = await dir.catch(() => null);
+  if (path === null) return;
+  await rmdir(path).catch(() => {});
+  await rmdir(root).catch(() => {});
 }
 
 async function prepare(root: string, staleMs: number): Promise<string> {

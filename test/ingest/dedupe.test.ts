@@ -1,4 +1,5 @@
 // Near and exact duplicates through the real pipeline; precision and recall on a labelled set.
+import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -53,6 +54,7 @@ describe('dedupe', () => {
       concurrency: 1, // originals come first in the list, so they are the copies kept
       unitSize: 1000,
     });
+    expect(existsSync(join(out, '.staging')), 'a finished job leaves no staging folder').toBe(false);
     const store = await openStore(out);
     const kept = new Set<string>();
     for (const unit of await listUnits(store)) {

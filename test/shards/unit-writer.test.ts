@@ -1,4 +1,5 @@
-import { mkdtemp, rm } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -7,6 +8,7 @@ import { readFailures } from '../../src/shards/failures.js';
 import { RECORD_KEY, recordKey } from '../../src/shards/keys.js';
 import { ShardReader } from '../../src/shards/reader.js';
 import { openStore, type Store } from '../../src/shards/store.js';
+import { closeStaging, openStaging } from '../../src/shards/staging.js';
 import { UnitWriter } from '../../src/shards/unit-writer.js';
 import { makeRecord } from '../helpers/records.js';
 
@@ -77,5 +79,24 @@ describe('UnitWriter', () => {
     expect(recordKey(1_234_567, 123_456)).toBe('1234567-123456');
     expect(() => recordKey(-1, 0)).toThrow(RangeError);
     expect(() => recordKey(0, 1.5)).toThrow(RangeError);
+  });
+});
+
+describe('staging', () => {
+  it("is removed when a job's writers are done and it is empty; a folder with a file, or another's, stays", async () => {
+    const store = await openStore(join(dir, 'staged'));
+    const writer = await UnitWriter.open(store, 0, {});
+    const { key: _, ...input } = makeRecord(0);
+    await writer.add(0, input);
+    await writer.commit({ inputs: 1 });
+    const mine = await openStaging(store);
+    expect(await readdir(mine)).toEqual([]); // the staged shard was moved into place
+    await closeStaging(store);
+    expect(existsSync(join(dir, 'staged', '.staging'))).toBe(false);
+
+    const again = await openStaging(store); // a later job makes it again
+    await writeFile(join(again, 'left'), 'x');
+    await closeStaging(store);
+    expect(await readdir(again)).toEqual(['left']);
   });
 });
