@@ -16,6 +16,7 @@
  * So records mix across several shards while memory holds only a few groups, and a position is addressable
  * as (group, offset): resuming opens the shard footers of the cursor's window on, and reads nothing before it.
  */
+import { createHash } from 'node:crypto';
 import { prng, seedOf, shuffle } from '../rng.js';
 import type { UnitRecord } from '../shards/dataset.js';
 
@@ -165,4 +166,14 @@ class FewestRecords {
     const left = this.find(2 * node, lo, mid, from, most);
     return left >= 0 ? left : this.find(2 * node + 1, mid + 1, hi, from, most);
   }
+}
+
+/**
+ * What an epoch's order is computed from, as 16 hex digits: each unit's id and committed records and batches.
+ * A cursor carries it, so a resume on units recommitted since with other counts (a unit redone after damage)
+ * is known, where the unit ids alone look the same.
+ */
+export function unitsDigest(units: readonly UnitRecord[]): string {
+  const counts = [...units].sort((a, b) => a.unit - b.unit).map((u) => `${u.unit}:${u.records}:${u.batches}`);
+  return createHash('sha256').update(counts.join(',')).digest('hex').slice(0, 16);
 }

@@ -29,6 +29,7 @@ import {
   rankQuota,
   shuffleGroup,
   toRanges,
+  unitsDigest,
   windowGroups,
   type BatchRef,
 } from './order.js';
@@ -42,6 +43,12 @@ export interface StreamCursor {
   position: number;
   /** The units this epoch reads, as id ranges; null until the epoch has started. */
   units: Array<[number, number]> | null;
+  /**
+   * Those units' committed counts (order.ts `unitsDigest`). A stream resuming inside an epoch whose units
+   * were recommitted since with other counts (a unit redone after damage) restarts that epoch rather than
+   * repeat and skip records by an order that no longer holds, and says so. Absent in older cursors: unchecked.
+   */
+  digest?: string;
   /**
    * The settings that define the order the position counts in: a stream with any of them different refuses
    * the cursor (a CursorError naming it). Every cursor a stream yields has it; a cursor without it (written
@@ -98,7 +105,11 @@ export interface StreamOptions {
   prefetchBytes?: number;
   /** Stop after this many epochs. @default unbounded */
   epochs?: number;
-  /** Wait for units to appear and pick up new ones at each epoch. @default false */
+  /**
+   * Wait for units to appear and pick up new ones at each epoch. One rank only (worldSize 1): ranks list the
+   * committed units each on its own, so a unit committed while one rank starts an epoch and another has not
+   * would give them other orders (overlapping records, epochs of other lengths). @default false
+   */
   follow?: boolean;
   /** Milliseconds between listings while following an empty dataset. @default 5000 */
   pollMs?: number;
@@ -137,6 +148,8 @@ export interface StreamStats {
    * shard past the cut counts here too. Always 0 with worldSize 1.
    */
   trimmed: number;
+  /** Epochs restarted because a cursor's units were recommitted with other counts (StreamCursor.digest). */
+  restarts: number;
 }
 
 interface GroupPlan {
@@ -158,7 +171,7 @@ interface GroupRows {
 export const START: StreamCursor = Object.freeze({ epoch: 0, group: 0, offset: 0, position: 0, units: null });
 
 export class DatasetStream {
-  readonly stats: StreamStats = { records: 0, skipped: {}, examples: {}, waitMs: 0, trimmed: 0 };
+  readonly stats: StreamStats = { records: 0, skipped: {}, examples: {}, waitMs: 0, trimmed: 0, restarts: 0 };
   private readonly o: Required<Omit<StreamOptions, 'epochs' | 'signal' | 'onWait' | 'onSkip'>> &
     Pick<StreamOptions, 'epochs' | 'signal' | 'onWait' | 'onSkip'>;
   /** The units of the epoch being read. */
@@ -199,7 +212,7 @@ export class DatasetStream {
     while (this.o.epochs === undefined || cursor.epoch < this.o.epochs) {
       const units = await this.epochUnits(cursor);
       this.units = units;
-      cursor = { ...cursor, units: toRanges(units.map((u) => u.unit)) };
+      cursor = this.atUnits(cursor, units);
       const fromStart = cursor.group === 0 && cursor.offset === 0;
       const [records, skipped] = [this.stats.records, { ...this.stats.skipped }];
       yield* this.epoch(units, cursor);
@@ -210,6 +223,23 @@ export class DatasetStream {
       }
       cursor = { ...START, epoch: cursor.epoch + 1 };
     }
+  }
+
+  /**
+   * The cursor with its epoch's units and their digest; a cursor inside an epoch whose units changed their
+   * counts since it was taken becomes that epoch's start, with a warning (its records are read again).
+   */
+  private atUnits(cursor: StreamCursor, units: UnitRecord[]): StreamCursor {
+    const at = { ...cursor, units: toRanges(units.map((u) => u.unit)), digest: unitsDigest(units) };
+    const inside = cursor.group > 0 || cursor.offset > 0 || cursor.position > 0;
+    if (!inside || cursor.digest === undefined || cursor.digest === at.digest) return at;
+    this.stats.restarts++;
+    this.o.onSkip?.(
+      `warning: the units of epoch ${cursor.epoch} were committed again with other counts since the cursor was ` +
+        `taken (a unit redone?), so its order changed: epoch ${cursor.epoch} restarts from its beginning, and ` +
+        `its records read before the cursor are read again (counted in "restarts")`,
+    );
+    return { ...at, group: 0, offset: 0, position: 0 };
   }
 
   /**
@@ -342,6 +372,7 @@ export class DatasetStream {
           offset: i + 1,
           position: position + 1,
           units: start.units,
+          ...(start.digest !== undefined && { digest: start.digest }),
           order: this.order,
         };
         yield { record: rows[i]!, epoch, position, cursor };
@@ -534,6 +565,12 @@ export function validateStreamOptions(o: StreamOptions): void {
   int('epochs', 0);
   int('pollMs', 1, 3_600_000);
   typed('follow', 'boolean');
+  if (o.follow && (o.worldSize ?? 1) > 1)
+    throw new ConfigError(
+      `follow takes one rank, got worldSize ${o.worldSize}: ranks would each list the units committed when their ` +
+        `epoch starts, and a unit committed between two ranks' listings gives them overlapping records and epochs ` +
+        `of other lengths; follow with worldSize 1, or read a dataset whose ingest has finished`,
+    );
   typed('sharedMemory', 'boolean');
   typed('onWait', 'function');
   typed('onSkip', 'function');
@@ -554,6 +591,8 @@ export function validateStreamOptions(o: StreamOptions): void {
   }
   if (!wellFormedUnits(cursor.units))
     throw malformed('units', 'units must be null or ascending, disjoint [first, last] ranges of unit ids');
+  if (cursor.digest !== undefined && !(typeof cursor.digest === 'string' && /^[0-9a-f]{16}$/.test(cursor.digest)))
+    throw malformed('digest', `digest must be 16 hex digits, got ${shown(cursor.digest)}`);
   if (cursor.order === undefined) return;
   const order = cursor.order as Record<string, unknown> | null;
   if (order === null || typeof order !== 'object') throw malformed('order', 'order must be an object');

@@ -98,6 +98,11 @@ function parseUnit(bytes: Uint8Array, where: string, unit: number): UnitRecord {
     throw new InvalidShardError(`${where}: unit record lacks unit/shard/records/bytes/batches; ${redoUnit(unit)}`);
   if (value.unit !== unit)
     throw new InvalidShardError(`${where}: unit record says unit ${value.unit}; ${redoUnit(unit)}`);
+  // Readers order and split records by these counts (the stream's quota and batch order): they must be possible.
+  if (value.records < 0 || value.bytes < 0 || value.batches < 0 || value.records > 0 !== value.batches > 0)
+    throw new InvalidShardError(
+      `${where}: unit record counts ${value.records} records in ${value.batches} batches; ${redoUnit(unit)}`,
+    );
   value.failed ??= {};
   value.duplicates ??= { exact: 0, near: 0 };
   return value;

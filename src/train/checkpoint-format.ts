@@ -95,6 +95,7 @@ const cursor = z.object({
   offset: int,
   position: int,
   units: z.array(z.tuple([int, int])).nullable(),
+  digest: z.string().optional(),
   // Kept (not stripped) so that the stream can refuse a resume under other order settings.
   order: z
     .object({ seed: num, rank: int, worldSize: z.number().int().min(1), windowShards: int, groupBatches: int })
