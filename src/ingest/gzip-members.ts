@@ -15,8 +15,8 @@
  * the inflater is ended with Z_SYNC_FLUSH (a cut member gives all its output, then the missing trailer is the
  * error, not zlib's "unexpected end of file", which drops the output of the call that raised it), and what the
  * inflater holds when it fails is read out of it before the error is handled. One loss stays, node:zlib's:
- * corrupt DEFLATE data costs the output of the inflate call that meets it (at most its 16 KiB chunk), bytes
- * that precede a detected fault and that no checksum can vouch for.
+ * corrupt DEFLATE data costs the output of the inflate call that meets it (at most its `chunkSize`, 16 KiB by
+ * default), bytes that precede a detected fault and that no checksum can vouch for.
  */
 import { Duplex } from 'node:stream';
 import { constants, createInflateRaw, crc32, type InflateRaw } from 'node:zlib';
@@ -55,7 +55,8 @@ export function gzipHeaderLength(b: Buffer): number | Error {
 /** Errors carry node:zlib's codes for the same faults, so callers tell them from a failed read (EIO). */
 const zlibError = (message: string, code: 'Z_DATA_ERROR' | 'Z_BUF_ERROR') =>
   Object.assign(new Error(message), { code });
-const notGzip = () => zlibError('incorrect header check (not a gzip member)', 'Z_DATA_ERROR');
+const NOT_GZIP = 'incorrect header check (not a gzip member)';
+const notGzip = () => zlibError(NOT_GZIP, 'Z_DATA_ERROR');
 
 export interface GzipMembersOptions {
   /**
@@ -64,6 +65,12 @@ export interface GzipMembersOptions {
    * @default 'error'
    */
   onDamage?: 'error' | 'end';
+  /**
+   * Output bytes per inflate call (node:zlib's `chunkSize`): at most this much decoded output is lost when
+   * corrupt DEFLATE data stops a member (the module comment). Smaller loses less and costs more calls.
+   * @default 16384 (zlib.constants.Z_DEFAULT_CHUNK)
+   */
+  chunkSize?: number;
 }
 
 type State = 'header' | 'body' | 'trailer' | 'ignoring' | 'damaged';
@@ -74,7 +81,12 @@ export class GzipMembersDecoder extends Duplex {
   damage: Error | null = null;
   /** Bytes after the last member were ignored and not all zeros: what `gzip -d` warns of as trailing garbage. */
   junk = false;
+  /** With `onDamage: 'end'`: the input does not open with a gzip member header, so it is no gzip at all. */
+  notGzip = false;
+  /** Input bytes written so far. */
+  bytesIn = 0;
   private readonly onDamage: 'error' | 'end';
+  private readonly chunkSize: number;
   private state: State = 'header';
   /** Input not yet given to a member's inflater or parsed as a header or trailer. */
   private pending: Buffer = Buffer.alloc(0);
@@ -92,9 +104,15 @@ export class GzipMembersDecoder extends Duplex {
   constructor(options: GzipMembersOptions = {}) {
     super();
     this.onDamage = options.onDamage ?? 'error';
+    this.chunkSize = options.chunkSize ?? constants.Z_DEFAULT_CHUNK;
+    if (!Number.isSafeInteger(this.chunkSize) || this.chunkSize < constants.Z_MIN_CHUNK)
+      throw new RangeError(
+        `chunkSize: expected an integer of at least ${constants.Z_MIN_CHUNK}, got ${options.chunkSize}`,
+      );
   }
 
   override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
+    this.bytesIn += chunk.length;
     this.pending = this.pending.length ? Buffer.concat([this.pending, chunk]) : chunk;
     this.resumeWrite = () => callback();
     this.advance();
@@ -139,7 +157,11 @@ export class GzipMembersDecoder extends Duplex {
     if (this.members > 0 && this.pending.length > 0 && this.pending[0] !== 0x1f) return this.ignore();
     if (this.members > 0 && this.pending.length > 1 && this.pending[1] !== 0x8b) return this.ignore();
     const length = gzipHeaderLength(this.pending);
-    if (length instanceof Error) return this.members > 0 ? this.ignore() : length;
+    if (length instanceof Error) {
+      if (this.members > 0) return this.ignore();
+      this.notGzip = length.message === NOT_GZIP; // else a header too large: gzip, damaged
+      return length;
+    }
     if (length === 0) return 'wait';
     this.pending = this.pending.subarray(length);
     this.startMember();
@@ -167,7 +189,7 @@ export class GzipMembersDecoder extends Duplex {
 
   private startMember(): void {
     // Z_SYNC_FLUSH at the end: a cut member ends with all its output (the module comment).
-    const inflater = createInflateRaw({ finishFlush: constants.Z_SYNC_FLUSH });
+    const inflater = createInflateRaw({ finishFlush: constants.Z_SYNC_FLUSH, chunkSize: this.chunkSize });
     [this.inflater, this.fed, this.feedTail, this.tailBytes] = [inflater, 0, [], 0];
     [this.crc, this.size, this.state] = [0, 0, 'body'];
     inflater.on('data', (data: Buffer) => this.output(inflater, data));

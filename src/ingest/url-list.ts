@@ -67,18 +67,22 @@ export const MAX_ROW_TEXT = 65536;
  * The list files `paths` name, in the order their rows are read. That order numbers the rows, and so makes the
  * units a resumed job must find again; it is a function of the names alone:
  * - each path in the order given; a file is a list (of a known type, else a ConfigError);
- * - a folder stands for the list files in it: its entries sorted by name (`Array.prototype.sort`, UTF-16 code
- *   unit order, the same under every locale), a sub-folder's files in its place, at any depth, as Spark and
- *   Hadoop write `df.write.csv('urls.csv')`: a folder `urls.csv/` of `part-*` files;
+ * - a folder stands for the list files in it: its entries sorted by name, compared in Unicode NFC form by UTF-16
+ *   code units (the same under every locale, and the same for a folder copied to or from macOS, which stores
+ *   names decomposed, NFD), names with the same NFC form by their own code units; a sub-folder's files in its
+ *   place, at any depth, as Spark and Hadoop write `df.write.csv('urls.csv')`: a folder `urls.csv/` of `part-*`
+ *   files;
  * - inside a folder, names starting with `.` or `_` are hidden and skipped, as Hadoop's FileInputFormat skips
  *   them (`_SUCCESS`, `_temporary/`, `.part-*.crc` checksums, macOS `._*` AppleDouble files), and so are files
- *   of no list type (a README).
+ *   of no list type (a README);
+ * - each file is read once: a file met again (a path given twice, a link to a file or folder already listed,
+ *   compared by real path) keeps its first place only, so no row is read twice.
  * A folder without a list file, an entry that cannot be read, or a folder linking back into itself is a
  * ConfigError naming the path.
  */
 export async function listFiles(paths: readonly string[]): Promise<string[]> {
   if (paths.length === 0) throw new ConfigError('no URL list given');
-  const files: string[] = [];
+  const files: ListFile[] = [];
   for (const path of paths) {
     const info = await stat(path).catch(() => {
       throw new ConfigError(`URL list not found: ${path}`);
@@ -98,16 +102,30 @@ export async function listFiles(paths: readonly string[]): Promise<string[]> {
       files.push(await listFile(path, info));
     }
   }
-  return files;
+  const seen = new Set<string>();
+  return files.filter(({ real }) => !seen.has(real) && seen.add(real)).map(({ path }) => path);
+}
+
+/** A list file: its path resolved, and its real path (links followed), which says whether it was met before. */
+interface ListFile {
+  path: string;
+  real: string;
+}
+
+/** Names in the order above: by NFC form, then by the names' own code units. */
+function byName(a: string, b: string): number {
+  const [na, nb] = [a.normalize('NFC'), b.normalize('NFC')];
+  if (na !== nb) return na < nb ? -1 : 1;
+  return a < b ? -1 : a > b ? 1 : 0;
 }
 
 /** The list files in `folder` and its sub-folders, in the order above; `within`: the real paths of its parents. */
-async function folderLists(folder: string, within: ReadonlySet<string>): Promise<string[]> {
+async function folderLists(folder: string, within: ReadonlySet<string>): Promise<ListFile[]> {
   const real = await realpath(folder).catch(unreadable(folder));
   if (within.has(real)) throw new ConfigError(`URL list folder ${folder} links back to ${real}, a folder it is in`);
   const names = await readdir(folder).catch(unreadable(folder));
-  const files: string[] = [];
-  for (const name of names.filter((n) => !n.startsWith('.') && !n.startsWith('_')).sort()) {
+  const files: ListFile[] = [];
+  for (const name of names.filter((n) => !n.startsWith('.') && !n.startsWith('_')).sort(byName)) {
     const path = resolve(join(folder, name));
     const info = await stat(path).catch(unreadable(path));
     if (info.isDirectory()) files.push(...(await folderLists(path, new Set([...within, real]))));
@@ -116,11 +134,11 @@ async function folderLists(folder: string, within: ReadonlySet<string>): Promise
   return files;
 }
 
-/** `path` resolved, once it is known to be a regular file this process may read. */
-async function listFile(path: string, info: Stats): Promise<string> {
+/** `path` as a list file, once it is known to be a regular file this process may read. */
+async function listFile(path: string, info: Stats): Promise<ListFile> {
   if (!info.isFile()) throw new ConfigError(`URL list ${path} is not a regular file`);
   await access(path, constants.R_OK).catch(unreadable(path));
-  return resolve(path);
+  return { path: resolve(path), real: await realpath(path).catch(unreadable(path)) };
 }
 
 /** A failed stat, readdir or access as a ConfigError naming the path (a bare errno names none). */

@@ -160,6 +160,35 @@ describe("GzipMembersDecoder with onDamage: 'end' (gzip -d: what was decoded bef
     }
   });
 
+  it('loses at most chunkSize bytes of output to corrupt DEFLATE data (node:zlib drops its failing call’s)', async () => {
+    // Lines of varied length (less repetitive than lines()), so that zlib detects the damage early.
+    const varied = Array.from({ length: 3000 }, (_, i) => `http://h/a/${i}/${'x'.repeat(i % 30)}\n`).join('');
+    const raw = deflateRawSync(varied);
+    const bad = Buffer.from(raw);
+    const at = Math.floor(raw.length / 10);
+    bad[at]! ^= 0xff;
+    bad[at + 1]! ^= 0x55;
+    const body = Buffer.concat([member.subarray(0, 10), bad]);
+    const run = async (chunkSize?: number) => {
+      const decoder = new GzipMembersDecoder({ onDamage: 'end', chunkSize });
+      const out = Buffer.concat(await Readable.from([body]).pipe(decoder).toArray());
+      expect(decoder.damage).not.toBeNull();
+      return out;
+    };
+    // The most a decoder keeps: one whose calls each give out at most zlib's least chunk, 64 bytes. (Its last
+    // bytes may be garbage: corrupt data decodes for a while before zlib detects it; no checksum vouches for them.)
+    const most = await run(64);
+    const small = await run(1024);
+    expect(most.subarray(0, small.length).equals(small)).toBe(true);
+    expect(most.length - small.length).toBeLessThan(1024);
+    expect(most.length - (await run()).length).toBeGreaterThan(1024); // the default 16 KiB loses more
+  });
+
+  it('refuses a chunkSize zlib cannot use, naming the option', () => {
+    for (const chunkSize of [0, 10, 1.5, Number.NaN])
+      expect(() => new GzipMembersDecoder({ chunkSize }), String(chunkSize)).toThrow(/chunkSize: expected an integer/);
+  });
+
   it('ignores bytes after the last member, and says they are junk unless all zeros (gzip warns of the rest)', async () => {
     for (const [extra, junk] of [
       ['', false],

@@ -92,10 +92,34 @@ describe('a .gz list is read as gzip -d reads it: every row of every whole membe
     }
   }
 
-  it('refuses a .gz that yields nothing before its damage as one error naming the file', async () => {
+  it('refuses only a .gz that is not gzip at all: one damaged before its first row is a damaged list', async () => {
     const path = await put('gz-none/not-gzip.txt.gz', 'http://a.test/1.jpg\n');
     await expect(rows([path])).rejects.toThrow(ConfigError);
-    await expect(rows([path])).rejects.toThrow(/cannot read URL list .*not-gzip\.txt\.gz: incorrect header check/);
+    await expect(rows([path])).rejects.toThrow(/URL list .*not-gzip\.txt\.gz is not a gzip file/);
+    // A download cut in its header: gzip, damaged; zero rows, then list_corrupt, as any cut download.
+    const member = gzipSync(text('a', 3000));
+    expect(urls(await rows([await put('gz-none/cut-header.txt.gz', member.subarray(0, 5))]))).toEqual(['!corrupt']);
+  });
+
+  it('keeps the rows decoded before corrupt data early in a member (gzip -d keeps them too)', async () => {
+    // Corrupt DEFLATE data 10% into a 3000-row list: zlib's default 16 KiB output chunk held all rows before it.
+    const bytes = Buffer.from(gzipSync(text('a', 3000)));
+    const at = Math.floor(bytes.length * 0.1);
+    bytes[at]! ^= 0xff;
+    bytes[at + 1]! ^= 0x55;
+    const got = urls(await rows([await put('gz-early/early.txt.gz', bytes)]));
+    expect(got.at(-1)).toBe('!corrupt');
+    expect(got.slice(0, -1)).toEqual(Array.from({ length: got.length - 1 }, (_, i) => url('a', i)));
+    expect(got.length).toBeGreaterThan(100);
+  });
+
+  it('reads a 0-byte .gz as an empty list, as a 0-byte .txt, in a folder or alone', async () => {
+    await put('gz-empty/a.txt', text('a', 2));
+    const empty = await put('gz-empty/b.txt.gz');
+    expect(urls(await rows([join(dir, 'gz-empty')]))).toEqual([url('a', 0), url('a', 1)]);
+    expect(await rows([empty])).toEqual([]);
+    const summary = await runIngest({ lists: [empty], out: join(dir, 'ds-gz-empty') });
+    expect(summary.warnings.map((w) => w.code)).toEqual(['empty_list']);
   });
 });
 
@@ -179,6 +203,38 @@ describe('list folders, as Spark and Hadoop write them', () => {
     await expect(listFiles([join(dir, 'only-hidden')])).rejects.toThrow(
       /no URL lists .* in .*only-hidden \(names starting with \. or _ are skipped\)/,
     );
+  });
+});
+
+describe('list folders: each file once, in an order that survives a copy', () => {
+  it('sorts names by their NFC form, so a folder copied from macOS (NFD names) numbers its rows the same', async () => {
+    // é decomposed (e + U+0301) sorts before f by code units; composed (U+00E9), after it.
+    for (const [form, e] of [
+      ['nfc', '\u00e9'],
+      ['nfd', 'e\u0301'],
+    ] as const) {
+      await put(`${form}/${e}.txt`, `${url('e', 0)}\n`);
+      await put(`${form}/f.txt`, `${url('f', 0)}\n`);
+      await put(`${form}/d.txt`, `${url('d', 0)}\n`);
+    }
+    const nfc = urls(await rows([join(dir, 'nfc')]));
+    expect(nfc).toEqual([url('d', 0), url('f', 0), url('e', 0)]);
+    expect(urls(await rows([join(dir, 'nfd')]))).toEqual(nfc);
+  });
+
+  it('reads a file met twice (a path given again, a link to a folder already listed) once, in its first place', async () => {
+    await put('twice/real/a.txt', `${url('a', 0)}\n`);
+    await put('twice/real/b.txt', `${url('b', 0)}\n`);
+    await symlink(join(dir, 'twice', 'real'), join(dir, 'twice', 'zlink'));
+    const a = join(dir, 'twice/real/a.txt');
+    const b = join(dir, 'twice/real/b.txt');
+    expect(await listFiles([join(dir, 'twice')])).toEqual([a, b]);
+    expect(await listFiles([b, join(dir, 'twice'), b])).toEqual([b, a]);
+    expect(await listFiles([join(dir, 'twice/zlink'), join(dir, 'twice/real')])).toEqual([
+      join(dir, 'twice/zlink/a.txt'),
+      join(dir, 'twice/zlink/b.txt'),
+    ]);
+    expect(urls(await rows([a, a]))).toEqual([url('a', 0)]);
   });
 });
 

@@ -514,7 +514,7 @@ describe('a bad row never fails the list', () => {
     expect(got.at(-1)).toMatchObject({ index: got.length - 1, url: '', bad: 'list_corrupt' });
     expect(got.length).toBeGreaterThan(2000);
     await expect(rows([await file('fake.txt.gz', body)])).rejects.toThrow(
-      /cannot read URL list .*fake\.txt\.gz: incorrect header check/,
+      /URL list .*fake\.txt\.gz is not a gzip file: it does not open with a gzip member header/,
     );
   });
 
@@ -709,11 +709,15 @@ describe('parquet lists', () => {
       columnData: [{ name: 'url', data: [url(0), url(1)], type: 'STRING' }],
     });
     const cases: Array<[string, Uint8Array, RegExp]> = [
-      ['header.parquet', header, /cannot decode row group 1 \(rows 2 to 3\) of parquet URL list .*header\.parquet: /],
+      [
+        'header.parquet',
+        header,
+        /cannot read parquet URL list .*header\.parquet: corrupt page in row group 1 \(rows 2 to 3\), column "url": /,
+      ],
       [
         'cut.parquet',
         new Uint8Array(cut),
-        /cannot decode row group 0 \(rows 0 to 1\) of parquet URL list .*cut\.parquet: /,
+        /cannot read parquet URL list .*cut\.parquet: corrupt page in row group 0 \(rows 0 to 1\), column "url": /,
       ],
       ['truncated.parquet', good.subarray(0, good.length - 30), /cannot read parquet URL list .*truncated\.parquet: /],
     ];
