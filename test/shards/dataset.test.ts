@@ -86,7 +86,10 @@ describe('dataset layout', () => {
     await store.put(unitKey(0), Buffer.from('{"unit": "zero"}'));
     await expect(listUnits(store)).rejects.toThrow(`lacks unit/shard/records/bytes/batches; ${redo}`);
     // A record copied under another unit's name would commit that unit's shard twice.
-    await store.put(unitKey(0), Buffer.from('{"unit": 5, "shard": "shards/000005.arrow", "records": 1, "bytes": 9, "batches": 1}'));
+    await store.put(
+      unitKey(0),
+      Buffer.from('{"unit": 5, "shard": "shards/000005.arrow", "records": 1, "bytes": 9, "batches": 1}'),
+    );
     await expect(listUnits(store)).rejects.toThrow(`units/000000.json: unit record says unit 5; ${redo}`);
   });
 
