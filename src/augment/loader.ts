@@ -115,6 +115,21 @@ export class MultiCropLoader implements BatchSource {
   readonly config: AugmentConfig;
   readonly stream: DatasetStream;
   readonly stats: LoaderStats = { samples: 0, skipped: {}, waitMs: 0, buffers: 0 };
+
+  /**
+   * Counts a record whose image gave no sample, and says so the first time for each reason, as the stream does
+   * for unreadable shards: a dataset whose images mostly fail to decode would otherwise train on the few left
+   * with nothing said until the summary.
+   */
+  private skipSample(reason: string, key: string): void {
+    const first = this.stats.skipped[reason] === undefined;
+    this.stats.skipped[reason] = (this.stats.skipped[reason] ?? 0) + 1;
+    if (first)
+      this.options.onSkip?.(
+        `warning: skipping records that give no sample (${reason}), first record ${key}; the run goes on ` +
+          `without them, counted in "skipped"`,
+      );
+  }
   private readonly pool: AugmentPool;
   private readonly seed: number;
   readonly cropDtype: CropDtype;
@@ -212,7 +227,7 @@ export class MultiCropLoader implements BatchSource {
         this.noProgress(progress.take(item));
         [cursor, epoch] = [item.cursor, item.epoch];
         progress.count('error' in out ? out.error : null);
-        if ('error' in out) this.stats.skipped[out.error] = (this.stats.skipped[out.error] ?? 0) + 1;
+        if ('error' in out) this.skipSample(out.error, item.record.key);
         else (batch ??= new BatchBuilder(slab, this.config)).add(item.record.key, slab, slot);
         this.settled(slab);
         if (batch?.count === this.options.batchSize) {

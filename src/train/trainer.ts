@@ -40,6 +40,7 @@ import {
   saveCheckpoint,
   type DatasetIdentity,
 } from './checkpoint.js';
+import type { CheckpointHeader } from './checkpoint-format.js';
 import { CollapseWatch } from './collapse.js';
 import { checkTrainConfig, type TrainConfig } from './config.js';
 import { formatLine, writeMetricsPart, type MetricLine } from './metrics.js';
@@ -386,6 +387,12 @@ class Loop {
   private stepped = false;
   /** When this process started training: marks its metric lines, so a plot shows where a resume cut in. */
   private readonly started = new Date().toISOString();
+  /**
+   * A GPU run's precision and loss scale, from the checkpoint this run resumed, written on by a run on another
+   * backend (which has neither): a webgpu resume after it continues them, rather than a fresh precision choice
+   * and a scale starting again at 2^16 (which skipped steps to find the scale again).
+   */
+  private readonly carried: Pick<CheckpointHeader, 'precision' | 'lossScale'>;
 
   constructor(
     private readonly o: ResolvedLoopOptions<TrainOptions>,
@@ -401,6 +408,8 @@ class Loop {
     const collapse = start.checkpoint?.header.collapse;
     this.collapse = new CollapseWatch({ prototypes: o.config.swav.prototypes, ...(collapse && { state: collapse }) });
     this.collapseAtStart = this.collapse.warnings;
+    const { precision, lossScale } = start.checkpoint?.header ?? {};
+    this.carried = { ...(precision && { precision }), ...(lossScale && { lossScale }) };
   }
 
   /** Phase 3: steps until --steps, the end of the batches or the signal; then the last checkpoint. */
@@ -618,8 +627,9 @@ class Loop {
     // which drops this part and rewrites it; the other order would keep a checkpoint whose lines are lost.
     await writeMetricsPart(this.o.out, this.step, this.pending);
     this.lastCheckpoint = await saveCheckpoint(this.o.out, this.model, this.step, cursor, {
-      ...(lossScale && { lossScale }),
-      ...(this.stepper instanceof WebGpuStepper && { precision: this.stepper.precision }),
+      ...(this.stepper instanceof WebGpuStepper
+        ? { precision: this.stepper.precision, ...(lossScale && { lossScale }) }
+        : this.carried),
       ...(this.o.dataset && { dataset: this.o.dataset }),
       collapse: this.collapse.state(),
     }).catch((err) => {

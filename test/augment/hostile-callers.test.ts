@@ -124,14 +124,16 @@ describe('close() during a loop', () => {
   });
 });
 
-it('reuses its buffers when most records are skipped', async () => {
-  const l = new MultiCropLoader(mostlyBroken, { ...options, batchSize: 2 });
+it('reuses its buffers when most records are skipped, and says once that it skips them', async () => {
+  const warnings: string[] = [];
+  const l = new MultiCropLoader(mostlyBroken, { ...options, batchSize: 2, onSkip: (m) => warnings.push(m) });
   let n = 0;
   for await (const batch of l) {
     batch.release();
     if (++n === 5) break;
   }
   expect(l.stats.skipped.decode_error).toBeGreaterThan(200);
+  expect(warnings).toEqual([expect.stringMatching(/^warning: skipping records that give no sample \(decode_error\)/)]);
   // A slab was allocated per 2 records dispatched and never returned when none of its samples made a batch:
   // 280 or so here, where a few serve the whole run.
   expect(l.stats.buffers).toBeLessThanOrEqual(8);

@@ -111,6 +111,19 @@ function follow(out: Store, message: string, steps: number) {
   return run(out, tiny({ steps }, lr), { resume: !/--no-resume --lr/.test(message) });
 }
 
+describe('a GPU run resumed on another backend', () => {
+  it("writes on the GPU run's precision and loss scale, so a webgpu resume after it continues them", async () => {
+    const { root, out } = await finishedRun(2, 'carried');
+    // As a mixed webgpu run writes its checkpoint: its precision, and its loss scale with the counters.
+    const lossScale = { scale: 4096, cleanRun: 7, skipped: 3, grown: 1 };
+    const at2 = join(root, 'checkpoints', 'step-000000002.ckpt');
+    await forgeCheckpoint(at2, (p) => ({ header: { ...p.header, precision: 'mixed', lossScale } }));
+    await run(out, tiny({ steps: 4 })); // on wasm, which has neither
+    const { header } = await loadCheckpoint(out, 'checkpoints/step-000000004.ckpt');
+    expect(header).toMatchObject({ step: 4, precision: 'mixed', lossScale });
+  }, 30_000);
+});
+
 describe('checkpoints hold finite state only', () => {
   it('at lr 1e6 no checkpoint is written, the run fails, and rerunning at the advised rate trains', async () => {
     const out = await openStore(join(dir, 'huge'));
