@@ -1,6 +1,7 @@
-// A unit redone (its record deleted and the job rerun, as inspect advises for damage) may commit other counts:
-// a stream resumed from a cursor of before then ordered the epoch by counts that no longer held, and silently
-// repeated 8 and skipped 5 records of other shards. The cursor's digest of the counts tells it so.
+// A unit redone (its record deleted and the job rerun, as inspect advises for damage) may commit other counts,
+// and an epoch's order follows the counts: a cursor taken before then places records by an order that no longer
+// holds (a resume by it would repeat and skip records of other shards). The cursor's digest of the counts
+// tells the stream, which restarts the epoch instead.
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';

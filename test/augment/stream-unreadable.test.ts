@@ -1,5 +1,6 @@
-// A shard unreadable on resume (or in one run and not another) used to count as 0 batches, which re-permuted
-// its whole window: resumed after record 20, a stream repeated 16 records of the intact shards and lost 18.
+// A shard unreadable on resume (or in one run and not another) must not move the other shards' records: were
+// its batches counted as it reads (0) rather than as committed, its whole window's batch permutation would
+// change, and a resume would repeat and lose records of the intact shards.
 import { mkdtemp, rm, unlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -58,7 +59,7 @@ describe('DatasetStream: a shard that becomes unreadable', () => {
     const store = await unitsOf('deleted', sizes, 4);
     const intact = (await run(store, options)).items;
     expect(intact).toHaveLength(146);
-    // The first record's shard: in window 0, whose batch permutation it used to change.
+    // The first record's shard: in window 0, whose batch permutation its loss must leave as it was.
     const victim = unitOf(intact[0]!.key);
     const holds = new Set(intact.filter((i) => unitOf(i.key) === victim).map((i) => i.cursor.group));
     const groupSize = new Map<number, number>();

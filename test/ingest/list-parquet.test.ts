@@ -66,8 +66,8 @@ async function unhandledDuring(run: () => Promise<void>): Promise<unknown[]> {
 
 describe('damaged parquet lists', () => {
   it('reads a damaged file as its rows or one ConfigError, never an unhandled rejection (100 random edits)', async () => {
-    // hyparquet starts every column chunk of a group, then planned the next synchronously and threw: a chunk
-    // whose page was corrupt too rejected with nobody awaiting it (a tester's file: these three edits).
+    // hyparquet starts every column chunk of a group, then plans the next synchronously; a throw there leaves a
+    // chunk whose page is corrupt too to reject with nobody awaiting it (these three edits make such a file).
     const cases: Array<Array<[number, number]>> = [
       [
         [1511, 19],
