@@ -85,6 +85,20 @@ export function oneLine(err: unknown): string {
   return text.replace(/\s*\n\s*/g, ' ').trim() || 'unknown error';
 }
 
+/**
+ * Refuses keys of `options` that are not in `known` (a misspelt key would otherwise be dropped without a word
+ * and its default used), naming them and the `what`s there are: `unknown augment option "flip": the options
+ * are ...`.
+ */
+export function refuseUnknownKeys(options: object, known: readonly string[], what: string): void {
+  const unknown = Object.keys(options).filter((k) => !known.includes(k));
+  if (unknown.length === 0) return;
+  const names = unknown.map((k) => JSON.stringify(k)).join(', ');
+  throw new ConfigError(
+    `unknown ${what}${unknown.length === 1 ? '' : 's'} ${names}: the ${what.split(' ').pop()}s are ${known.join(', ')}`,
+  );
+}
+
 /** Refuses options that are not an object (null, a number) with a ConfigError naming `what`. */
 export function checkOptionsObject(options: unknown, what: string): void {
   if (options !== null && typeof options === 'object' && !Array.isArray(options)) return;

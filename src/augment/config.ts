@@ -5,7 +5,7 @@
  */
 import { isChannelTriple } from '../crop-tensor.js';
 import { defined } from '../defaults.js';
-import { ConfigError } from '../errors.js';
+import { ConfigError, refuseUnknownKeys } from '../errors.js';
 import {
   colourJitter,
   cropGroups,
@@ -127,12 +127,7 @@ function checkAugmentKeys(overrides: unknown): void {
     const got = overrides === null ? 'null' : Array.isArray(overrides) ? 'an array' : typeof overrides;
     throw new ConfigError(`augment options must be an object such as { crops: '${SWAV_CROPS}' }, got ${got}`);
   }
-  const known = Object.keys(DEFAULT_AUGMENT);
-  const unknown = Object.keys(overrides).filter((k) => !known.includes(k));
-  if (unknown.length > 0)
-    throw new ConfigError(
-      `unknown augment option${unknown.length === 1 ? '' : 's'} ${unknown.map((k) => JSON.stringify(k)).join(', ')}: the options are ${known.join(', ')}`,
-    );
+  refuseUnknownKeys(overrides, Object.keys(DEFAULT_AUGMENT), 'augment option');
 }
 
 function within(v: unknown, [min, max]: readonly [number, number]): boolean {

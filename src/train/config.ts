@@ -7,7 +7,7 @@ import { z } from 'zod';
 import type { AugmentConfig } from '../augment/config.js';
 import { colourJitter, cropCount, cropGroups, SWAV_BLUR_P, SWAV_CROPS, SWAV_JITTER_STRENGTH } from '../crops.js';
 import { defined } from '../defaults.js';
-import { checkOptionsObject, ConfigError } from '../errors.js';
+import { checkOptionsObject, ConfigError, refuseUnknownKeys } from '../errors.js';
 import { FLAG_NAMES, type OptionNames } from '../options/declare.js';
 import { RECOMPUTE_MODES, type RecomputeMode } from './memory.js';
 import { DEFAULT_LARS, type LarsConfig, type ScheduleConfig } from './optim.js';
@@ -91,11 +91,7 @@ const CONFIG_KEYS: readonly string[] = [...Object.keys(TRAIN_CONFIG_SHAPE.shape)
  */
 export function defaultTrainConfig(overrides: Partial<TrainConfig> = {}): TrainConfig {
   checkOptionsObject(overrides, 'defaultTrainConfig overrides');
-  const unknown = Object.keys(overrides).filter((k) => !CONFIG_KEYS.includes(k));
-  if (unknown.length > 0)
-    throw new ConfigError(
-      `unknown train config field${unknown.length === 1 ? '' : 's'} ${unknown.map((k) => JSON.stringify(k)).join(', ')}: the fields are ${CONFIG_KEYS.join(', ')}`,
-    );
+  refuseUnknownKeys(overrides, CONFIG_KEYS, 'train config field');
   const t = TRAIN_OPTIONS; // the defaults a command or pipeline gets
   const batchSize = overrides.batchSize ?? t.batch.default!;
   const baseLr = 0.6 * (batchSize / 256);
