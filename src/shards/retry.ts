@@ -87,7 +87,7 @@ export function retryPolicy(options: StoreOptions = {}): RetryPolicy {
 export class TransientError extends Error {
   constructor(
     message: string,
-    readonly code: 'WS_IDLE_TIMEOUT' | 'WS_ATTEMPT_TIMEOUT' | 'WS_SHORT_BODY',
+    readonly code: 'WS_IDLE_TIMEOUT' | 'WS_ATTEMPT_TIMEOUT' | 'WS_SHORT_BODY' | 'WS_BAD_RANGE',
   ) {
     super(message);
     this.name = 'TransientError';

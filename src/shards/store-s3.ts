@@ -41,6 +41,7 @@ import {
   type RetryPolicy,
 } from './retry.js';
 import { checkS3Key } from './key-limits.js';
+import { ListingGuard, servedWindow, sliceServed } from './s3-answers.js';
 import {
   checkKey,
   checkRange,
@@ -181,7 +182,7 @@ export class S3Store implements Store {
       });
       if (etag && out.ETag && out.ETag !== etag) {
         (out.Body as Readable | undefined)?.destroy();
-        throw new StoreUnavailableError(`${this.where(key)} changed while it was being read; retry the command`);
+        throw changedWhileRead(this.where(key));
       }
       return out;
     });
@@ -198,8 +199,10 @@ export class S3Store implements Store {
     let offset = 0;
     let failures = 0;
     for (;;) {
-      let skip = offset - servedFrom(out.ContentRange);
       try {
+        // A resumed answer must start at or before the byte reached (RFC 9110 §14.4), else bytes would be lost.
+        let skip = offset > 0 ? offset - servedWindow(out, 0).from : 0;
+        if (skip < 0) throw new TransientError(`resumed answer starts past byte ${offset}`, 'WS_BAD_RANGE');
         for await (let chunk of idleGuard(out.Body as Readable, this.policy.idleTimeoutMs)) {
           if (skip > 0) {
             const cut = Math.min(skip, chunk.byteLength);
@@ -214,6 +217,7 @@ export class S3Store implements Store {
         if (total === undefined || offset >= total) return;
         throw new TransientError(`body ended after ${offset} of ${total} bytes`, 'WS_SHORT_BODY');
       } catch (err) {
+        (out.Body as Readable | undefined)?.destroy(); // an answer refused unread still holds its socket
         if (!isRetryable(err)) throw mapS3Error(err, this.where(key));
         if (++failures >= this.policy.attempts) throw gaveUp(this.where(key), failures, err);
         await sleep(backoffMs(this.policy, failures));
@@ -232,17 +236,13 @@ export class S3Store implements Store {
         { abortSignal: signal },
       );
       const body = await readBody(out.Body as Readable, out.ContentLength, this.policy.idleTimeoutMs, signal);
-      // Servers may answer with more than was asked (s3rver sends the whole object for `bytes=0-0`); the
-      // Content-Range (or its absence: the whole object) says where the body starts, so take our slice.
-      const offset = start - servedFrom(out.ContentRange);
-      return offset >= 0 ? body.subarray(offset, offset + end - start + 1) : body;
+      // Servers may answer with more than was asked (s3rver sends the whole object for `bytes=0-0`) or, faulty,
+      // with another window: the Content-Range (or its absence: the whole object) places the body.
+      const served = servedWindow(out, body.byteLength);
+      const bytes = sliceServed(body, served, start, end);
+      if (bytes) return bytes;
+      throw new NotFoundError(`range ${start}-${end} is beyond the end of ${this.where(key)} (${served.size} bytes)`);
     });
-    if (bytes.byteLength !== end - start + 1) {
-      // The whole body arrived (its length was checked), so the object is shorter than the range.
-      throw new NotFoundError(
-        `range ${start}-${end} is beyond the end of ${this.where(key)} (${start + bytes.byteLength} bytes)`,
-      );
-    }
     if (!options.shared) return bytes;
     const shared = new Uint8Array(new SharedArrayBuffer(bytes.byteLength));
     shared.set(bytes);
@@ -266,6 +266,7 @@ export class S3Store implements Store {
     // No key is longer than S3 allows, so such a prefix names nothing: refused as a key that long is.
     const full = checkS3Key(this.bucket, joinKey(this.prefix, prefix));
     const strip = this.prefix ? this.prefix.length + 1 : 0;
+    const guard = new ListingGuard(this.where(prefix));
     let token: string | undefined;
     do {
       // Named by the prefix listed (`s3://bkt/ds/units/`, or `s3://bkt/ds/` for all), never a made-up `//`.
@@ -280,10 +281,12 @@ export class S3Store implements Store {
           { abortSignal: signal },
         ),
       );
-      for (const item of page.Contents ?? []) {
-        yield { key: item.Key!.slice(strip), size: item.Size ?? 0, etag: item.ETag ?? '' };
+      const items = new Map((page.Contents ?? []).map((item) => [item.Key!, item]));
+      for (const key of guard.page([...items.keys()])) {
+        const item = items.get(key)!;
+        yield { key: key.slice(strip), size: item.Size ?? 0, etag: item.ETag ?? '' };
       }
-      token = page.IsTruncated ? page.NextContinuationToken : undefined;
+      token = page.IsTruncated && page.NextContinuationToken ? guard.next(page.NextContinuationToken) : undefined;
     } while (token);
   }
 
@@ -293,12 +296,6 @@ export class S3Store implements Store {
       this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key }), { abortSignal: signal }),
     );
   }
-}
-
-/** The first byte a response body holds: the start of its Content-Range, or 0 for a whole object. */
-function servedFrom(contentRange: string | undefined): number {
-  const served = /^bytes (\d+)-\d+\//.exec(contentRange ?? '');
-  return served ? Number(served[1]) : 0;
 }
 
 /** AWS's ETag of a multipart object: the MD5 of the parts' binary MD5s, a dash, the number of parts. */
@@ -385,6 +382,11 @@ interface SdkError {
   $metadata?: { httpStatusCode?: number };
 }
 
+/** A resumed read met another object under the key than its first bytes came from. */
+function changedWhileRead(where: string, cause?: unknown): StoreUnavailableError {
+  return new StoreUnavailableError(`${where} changed while it was being read; retry the command`, { cause });
+}
+
 /** Maps SDK and network errors to typed errors with a one-line message naming the object. */
 export function mapS3Error(err: unknown, where: string): Error {
   if (err instanceof WildstreamError) return err;
@@ -396,6 +398,8 @@ export function mapS3Error(err: unknown, where: string): Error {
   if (name === 'NoSuchKey' || name === 'NotFound' || status === 404) {
     return new NotFoundError(`no such object: ${where}`, { cause: err });
   }
+  // Only a resumed read sends If-Match: the object was replaced since its first bytes were read.
+  if (name === 'PreconditionFailed' || status === 412) return changedWhileRead(where, err);
   if (name === 'InvalidRange' || status === 416)
     return new NotFoundError(`range beyond the end of ${where}`, { cause: err });
   if (name === 'CredentialsProviderError') {
