@@ -2,10 +2,11 @@
  * A model folder as `wildstream export` writes it and loadBackbone reads it: `model.json` (the commit point)
  * naming its weights file, checked field by field, so a damaged folder is one ConfigError naming what is wrong.
  */
+import { createHash } from 'node:crypto';
 import * as tf from '@tensorflow/tfjs-core';
 import { loadGraphModel, type GraphModel } from '@tensorflow/tfjs-converter';
 import { ConfigError, NotFoundError, oneLine } from '../errors.js';
-import { MODEL_JSON_KEY } from '../shards/keys.js';
+import { MODEL_JSON_KEY, weightsKey } from '../shards/keys.js';
 import { checkStore, getBytes, pathProblem, type Store } from '../shards/store.js';
 
 export interface BackboneMetadata {
@@ -218,6 +219,7 @@ async function readWeights(store: Store, json: ModelJson): Promise<Uint8Array | 
           'partly, or by another export)',
       );
     }
+    group.paths.forEach((path, i) => checkWeightsHash(store, path, files[files.length - group.paths.length + i]!));
   }
   // One ArrayBuffer of exactly the weights, as fromMemory takes them (getBytes may give views of a shared pool).
   const all = new Uint8Array(files.reduce((n, f) => n + f.byteLength, 0));
@@ -227,6 +229,20 @@ async function readWeights(store: Store, json: ModelJson): Promise<Uint8Array | 
     offset += f.byteLength;
   }
   return all;
+}
+
+/**
+ * A weights file named by its hash (`weights-<16 hex>.bin`) must hold bytes of that hash: bytes of the right
+ * size can still be wrong (a flipped bit on disk, a store or gateway answering another window of the object),
+ * and a model loaded from them embeds wrongly without a word.
+ */
+function checkWeightsHash(store: Store, path: string, bytes: Uint8Array): void {
+  if (
+    !/^weights-[0-9a-f]{16}\.bin$/.test(path) ||
+    weightsKey(createHash('sha256').update(bytes).digest('hex')) === path
+  )
+    return;
+  throw damagedExport(store, `${path} does not hold the bytes its name is the hash of (damaged after it was written)`);
 }
 
 /** Whether `key` still holds `bytes` (false when it is gone). */

@@ -239,6 +239,15 @@ describe('a damaged model folder', () => {
       async (_, w) => writeFile(w, Buffer.concat([await readFile(w), await readFile(w)])),
       new RegExp(`${W} holds \\d+ bytes where .* \\(too long: written partly, or by another export\\)`),
     ],
+    [
+      'weights of the right size with one bit flipped',
+      async (_, w) => {
+        const bytes = await readFile(w);
+        bytes[bytes.length >> 1]! ^= 0x10;
+        await writeFile(w, bytes);
+      },
+      new RegExp(`${W} does not hold the bytes its name is the hash of \\(damaged after it was written\\)`),
+    ],
     ['weights missing', (_, w) => rm(w), new RegExp(`${W}, the weights file its model\\.json names, is missing`)],
     [
       'model.json cut short',
