@@ -10,6 +10,7 @@ import { INGEST_RUN, lockRun, type RunLock } from '../shards/run-lock.js';
 import { openStore } from '../shards/store.js';
 import { refuseQueued } from './queue-mark.js';
 import { abortable, type IngestOptions } from './run-options.js';
+import { listFiles } from './url-list.js';
 
 /**
  * Runs `job` holding the ingest lease of `options.out` (or `options.datasetLock`, held by the caller). Throws
@@ -23,6 +24,8 @@ export async function withDatasetLock<T>(
   o: { queueProducer?: boolean } = {},
 ): Promise<T> {
   if (options.datasetLock) return job(options.datasetLock);
+  // The lists are found before the dataset is touched: a mistyped list path leaves no empty output folder.
+  if (!options.source) await listFiles(options.lists);
   const store = await openStore(options.out, options.store);
   const taking = lockRun(store, INGEST_RUN, { location: options.out });
   let lock: RunLock;

@@ -11,7 +11,7 @@
  */
 import { constants, type Stats } from 'node:fs';
 import { access, readdir, realpath, stat } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { isAbsolute, join, resolve } from 'node:path';
 import { ConfigError } from '../errors.js';
 import type { FailureReason } from '../shards/failures.js';
 import { CORE_COLUMNS } from '../shards/schema.js';
@@ -85,7 +85,8 @@ export async function listFiles(paths: readonly string[]): Promise<string[]> {
   const files: ListFile[] = [];
   for (const path of paths) {
     const info = await stat(path).catch(() => {
-      throw new ConfigError(`URL list not found: ${path}`);
+      // A relative path is read from the working directory (a pipeline file's too): say which one.
+      throw new ConfigError(`URL list not found: ${path}${isAbsolute(path) ? '' : ` (looked for ${resolve(path)})`}`);
     });
     if (info.isDirectory()) {
       const found = await folderLists(path, new Set());

@@ -195,7 +195,14 @@ describe('URL lists', () => {
     expect((await rows([sub])).map((r) => r.url)).toEqual(['http://a.test/a', 'http://a.test/b']);
     await expect(listFiles([join(sub, 'notes.md')])).rejects.toBeInstanceOf(ConfigError);
     await expect(listFiles([join(dir, 'absent.txt')])).rejects.toThrow(/not found/);
+    await expect(listFiles(['absent.txt'])).rejects.toThrow(`(looked for ${join(process.cwd(), 'absent.txt')})`);
     await expect(listFiles([])).rejects.toBeInstanceOf(ConfigError);
+  });
+
+  it('refuses a missing list before the output folder is made', async () => {
+    const out = join(dir, 'never-made');
+    await expect(runIngest({ lists: [join(dir, 'absent.txt')], out })).rejects.toThrow(/URL list not found/);
+    await expect(readFile(out)).rejects.toMatchObject({ code: 'ENOENT' });
   });
 
   it('classifies junk URLs', () => {
