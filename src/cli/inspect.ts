@@ -1,6 +1,7 @@
 /**
  * `wildstream inspect <store>`: a dataset's committed shards, records, bytes, failures and duplicates, and the
- * problems checkDataset finds (a missing or truncated shard, a corrupt dataset.json), which make it exit 1.
+ * problems checkDataset finds (a missing or truncated shard, a corrupt dataset.json), which make it exit 1;
+ * `--verify` reads every shard too (verify.ts), for damage at a shard's committed size.
  */
 import { flag } from '../options/declare.js';
 import { InvalidShardError } from '../errors.js';
@@ -10,17 +11,24 @@ import { STORE_OPTIONS, storeOptionsOf } from '../shards/options.js';
 import { openStore } from '../shards/store.js';
 import { defineCommand } from './define.js';
 
-export const INSPECT_OPTIONS = { ...STORE_OPTIONS, json: flag({ description: 'print one JSON object' }) } as const;
+export const INSPECT_OPTIONS = {
+  ...STORE_OPTIONS,
+  json: flag({ description: 'print one JSON object' }),
+  verify: flag({
+    description:
+      "also read every shard whole: its bytes must hash to its unit record's sha256, and its record batches and rows match the record",
+  }),
+} as const;
 
 export const inspectCommand = () =>
   defineCommand({
     name: 'inspect',
     description:
-      'summarise a dataset (committed shards, records, bytes, failures, duplicates) and check it: exits 1 when a shard is missing or truncated, or dataset.json is corrupt',
+      'summarise a dataset (committed shards, records, bytes, failures, duplicates) and check it: exits 1 when a shard is missing or truncated, or dataset.json is corrupt (with --verify: or a shard is damaged inside, or holds other counts than its unit record)',
     args: [['<store>', 'dataset location: a path, file:///abs/path or s3://bucket/prefix']],
     options: INSPECT_OPTIONS,
     run: async ([url], o) => {
-      const summary = await inspectDataset(await openStore(url, storeOptionsOf(o)));
+      const summary = await inspectDataset(await openStore(url, storeOptionsOf(o)), { verify: o.verify });
       process.stdout.write(o.json ? `${JSON.stringify(summary)}\n` : text(summary));
       if (summary.problems.length > 0) throw damaged(url, summary.problems);
     },

@@ -10,6 +10,7 @@
  * committed, so a count taken mid-pass is exact too.
  */
 import { inspectShards, listUnits, type DatasetSummary, type UnitRecord } from '../shards/dataset.js';
+import { verifyShards } from '../shards/verify.js';
 import { addCounts, readFailures, type FailureCounts, type FailureRecord } from '../shards/failures.js';
 import type { Store } from '../shards/store.js';
 import { readManifest, retryPasses, type JobEntry } from './plan.js';
@@ -90,13 +91,15 @@ export async function outstandingFailures(store: Store, units: readonly UnitReco
 /**
  * Summarises a dataset and checks it, as `wildstream inspect` prints it: shards, records, bytes and duplicates
  * from the unit records, `failed` as outstandingFailures counts it (a URL a retry pass fetched is not failed),
- * and the problems checkDataset finds (in the summary, not thrown). Errors: NotFoundError when the store holds
+ * and the problems checkDataset finds (in the summary, not thrown); with `verify`, also those verifyShards finds
+ * reading every shard whole. Errors: NotFoundError when the store holds
  * no dataset; ConfigError for an unreadable dataset.json; InvalidShardError for a malformed unit record or
  * failure file; the store's errors.
  */
-export async function inspectDataset(store: Store): Promise<DatasetSummary> {
+export async function inspectDataset(store: Store, o: { verify?: boolean } = {}): Promise<DatasetSummary> {
   const units = await listUnits(store);
   const summary = await inspectShards(store, units);
+  if (o.verify) summary.problems.push(...(await verifyShards(store, units)));
   // With problems (a corrupt dataset.json among them) `failed` stays the unit records' sum, shown beside them.
   if (summary.problems.length > 0) return summary;
   return { ...summary, failed: await outstandingFailures(store, units) };

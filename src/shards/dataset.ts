@@ -44,6 +44,8 @@ export interface UnitRecord {
   /** Size of the shard file in bytes. */
   bytes: number;
   batches: number;
+  /** SHA-256 of the shard file, hex (`inspect --verify` checks it); absent in records written before it was kept. */
+  sha256?: string;
   /** Inputs the unit was given (URLs, pages). */
   inputs: number;
   /** Failures by reason, e.g. `{"http_404": 3, "decode_error": 1}`. */
@@ -103,6 +105,8 @@ function parseUnit(bytes: Uint8Array, where: string, unit: number): UnitRecord {
     throw new InvalidShardError(
       `${where}: unit record counts ${value.records} records in ${value.batches} batches; ${redoUnit(unit)}`,
     );
+  if (value.sha256 !== undefined && !/^[0-9a-f]{64}$/.test(String(value.sha256)))
+    throw new InvalidShardError(`${where}: unit record's sha256 is not 64 hex digits; ${redoUnit(unit)}`);
   value.failed ??= {};
   value.duplicates ??= { exact: 0, near: 0 };
   return value;

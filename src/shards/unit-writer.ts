@@ -93,6 +93,7 @@ export class UnitWriter {
         records: info.records,
         bytes: info.bytes,
         batches: info.batches,
+        sha256: info.sha256,
         inputs: o.inputs,
         failed: this.failed,
         ...(failures ? { failures } : {}),

@@ -4,6 +4,7 @@
  * (ingest uses staging.ts, where a rerun finds a killed run's leftovers) and handed to `store.put` whole, which
  * is atomic: a shard is either fully there or absent.
  */
+import { createHash, type Hash } from 'node:crypto';
 import { once } from 'node:events';
 import { createReadStream, createWriteStream, type WriteStream } from 'node:fs';
 import { rm, stat } from 'node:fs/promises';
@@ -37,6 +38,8 @@ export interface ShardInfo {
   /** Size of the shard file in bytes. */
   bytes: number;
   batches: number;
+  /** SHA-256 of the shard file, hex: what `inspect --verify` checks the stored file against. */
+  sha256: string;
 }
 
 export class ShardWriter {
@@ -48,7 +51,7 @@ export class ShardWriter {
   private pendingBytes = 0;
   private records = 0;
   private batches = 0;
-  private file?: { path: string; out: WriteStream; writer: RecordBatchFileWriter };
+  private file?: { path: string; out: WriteStream; writer: RecordBatchFileWriter; hash: Hash };
 
   constructor(options: ShardWriterOptions = {}) {
     this.schema = imageSchema(options.extraColumns ?? []);
@@ -80,7 +83,7 @@ export class ShardWriter {
         return stat(file.path);
       });
       await store.put(key, createReadStream(file.path));
-      return { records: this.records, bytes: size, batches: this.batches };
+      return { records: this.records, bytes: size, batches: this.batches, sha256: file.hash.digest('hex') };
     } finally {
       await this.abort();
     }
@@ -123,9 +126,13 @@ export class ShardWriter {
     // An unwritable staging folder fails here, as a rejection, not a stray 'error'.
     await staged(path, () => once(out, 'ready'));
     const writer = new RecordBatchFileWriter();
-    writer.toNodeStream().pipe(out);
+    // Hashed as written: the staged file is not read again to learn its hash.
+    const hash = createHash('sha256');
+    const bytes = writer.toNodeStream();
+    bytes.on('data', (chunk: Uint8Array) => hash.update(chunk));
+    bytes.pipe(out);
     writer.reset(undefined, this.schema);
-    this.file = { path, out, writer };
+    this.file = { path, out, writer, hash };
     return this.file;
   }
 }

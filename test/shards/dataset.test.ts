@@ -1,5 +1,6 @@
 // The dataset layout: units commit after their shards; inspect counts committed units only.
-import { mkdtemp, rm, truncate, writeFile } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { mkdtemp, readFile, rm, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -16,6 +17,7 @@ import {
 import { inspectDataset } from '../../src/ingest/outstanding.js';
 import { readFailures, writeFailures } from '../../src/shards/failures.js';
 import { openStore } from '../../src/shards/store.js';
+import { verifyShards } from '../../src/shards/verify.js';
 import { ShardWriter } from '../../src/shards/writer.js';
 import { runCli } from '../helpers/cli.js';
 import { makeRecord } from '../helpers/records.js';
@@ -110,7 +112,7 @@ async function dataset(name: string, units = 3): Promise<number[]> {
     const writer = new ShardWriter();
     for (let i = 0; i < 10; i++) await writer.add(makeRecord(i));
     const info = await writer.finish(store, shardKey(n));
-    await commitUnit(store, unit(n, { bytes: info.bytes }));
+    await commitUnit(store, unit(n, { bytes: info.bytes, batches: info.batches, sha256: info.sha256 }));
     sizes.push(info.bytes);
   }
   return sizes;
@@ -158,6 +160,37 @@ describe('wildstream inspect', () => {
     expect(shape.problems[0]).toBe(
       'dataset.json is not a wildstream dataset manifest; restore it from a copy, or ingest again into a new --out',
     );
+  });
+
+  it('--verify reads every shard: damage at the committed size and counts its record gets wrong', async () => {
+    await dataset('verify', 4);
+    const root = join(dir, 'verify');
+    const store = await openStore(root);
+    expect(await verifyShards(store, await listUnits(store))).toEqual([]);
+    const shard1 = join(root, 'shards', '000001.arrow');
+    const bytes = await readFile(shard1);
+    expect(createHash('sha256').update(bytes).digest('hex')).toBe((await listUnits(store))[1]!.sha256);
+    bytes[bytes.length >> 1]! ^= 0x01; // one bit, same size: the listing-only check sees nothing
+    await writeFile(shard1, bytes);
+    await writeFile(join(root, 'shards', '000002.arrow'), 'not arrow, and of another size');
+    const record = (n: number) => join(root, 'units', `00000${n}.json`);
+    const edit = async (n: number, over: object) =>
+      writeFile(record(n), JSON.stringify({ ...JSON.parse(await readFile(record(n), 'utf8')), ...over }));
+    await edit(2, { sha256: undefined }); // as records written before the hash was kept: counts still checked
+    await edit(3, { batches: 2, sha256: undefined });
+    const redo = (n: number) => `delete units/00000${n}.json and rerun the same command to redo unit ${n}`;
+    const plain = await runCli(['inspect', root, '--json']);
+    expect(JSON.parse(plain.stdout).problems).toEqual([expect.stringMatching(/^shards\/000002\.arrow is 30 bytes/)]);
+    const deep = await runCli(['inspect', root, '--json', '--verify']);
+    expect(deep.code).toBe(1);
+    expect(JSON.parse(deep.stdout).problems).toEqual([
+      expect.stringMatching(/^shards\/000002\.arrow is 30 bytes/),
+      `shards/000001.arrow does not hash to the sha256 its unit record holds (damaged); ${redo(1)}`,
+      expect.stringMatching(
+        new RegExp(`^shards/000002\\.arrow is not a readable Arrow IPC file \\(.+\\); ${redo(2)}$`),
+      ),
+      `shards/000003.arrow holds 10 records in 1 batches, its unit record says 10 in 2; ${redo(3)}`,
+    ]);
   });
 
   it('exits 1 when a failure file a unit record names is gone, as --retry-failed would refuse it', async () => {
