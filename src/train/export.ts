@@ -7,14 +7,14 @@
 import { createHash } from 'node:crypto';
 import * as tf from '@tensorflow/tfjs-core';
 import { IMAGENET_MEAN, IMAGENET_STD } from '../crops.js';
-import { ConfigError } from '../errors.js';
+import { ConfigError, NotFoundError } from '../errors.js';
 import { weightsKey } from '../shards/keys.js';
 import { getBytes, type Store } from '../shards/store.js';
 import { GraphBuilder } from './graph.js';
 import type { ParamSet } from './params.js';
 import { regnetBody, type RegNetOps } from './regnet.js';
 import type { RegNetSpec } from './regnet-spec.js';
-import { MODEL_JSON, parseModelJson, WEIGHTS_FILE, type BackboneMetadata, type ModelJson } from './model-folder.js';
+import { MODEL_JSON, WEIGHTS_FILE, type BackboneMetadata, type ModelJson } from './model-folder.js';
 
 interface Node {
   name: string;
@@ -81,9 +81,13 @@ function graphOps(g: GraphBuilder, ps: ParamSet): RegNetOps<Node> {
  * Writes the backbone held in `ps` to `out` as a graph model, all at once as a reader sees it: first its weights
  * under a name of their own (`weights-<hash>.bin`, which model.json's weightsManifest names, so tfjs and
  * loadBackbone open that file), then model.json, the commit point (a store's put is atomic), then the weights
- * files no model.json names any more. A failure before model.json is written leaves the folder's previous export
- * whole, beside an unused weights file that the next export removes. Two exports into one folder at the same
- * time are not supported: the last model.json wins and the other's clean-up may remove the weights it names.
+ * files that the model.json it replaced named. Nothing else in the folder is touched: a folder without an export
+ * may hold the user's files, even ones named like weights (`weights.bin`), and they stay. A failure before
+ * model.json is written leaves the previous export whole and removes the weights file it wrote (a crash between
+ * the two puts leaves that file, unused). Throws a ConfigError, before writing anything, when the folder's
+ * model.json is another program's (JSON, but not a wildstream backbone): replacing it would lose that model.
+ * Two exports into one folder at the same time are not supported: the last model.json wins, and the other's
+ * weights may stay behind.
  */
 export async function exportBackbone(
   out: Store,
@@ -91,6 +95,8 @@ export async function exportBackbone(
   spec: RegNetSpec,
   meta: Omit<BackboneMetadata, 'featureDim' | 'mean' | 'std'>,
 ): Promise<BackboneMetadata> {
+  // Read before anything is written: once model.json is replaced, nothing tells which weights were the export's.
+  const replaced = await weightsOfExport(out);
   const g = new GraphBuilder();
   const features = regnetBody(graphOps(g, ps), spec, { name: g.placeholder('images', [-1, -1, -1, 3]), channels: 3 });
   const metadata: BackboneMetadata = { ...meta, featureDim: features.channels, mean: IMAGENET_MEAN, std: IMAGENET_STD };
@@ -99,26 +105,63 @@ export async function exportBackbone(
   const modelJson = serialised.modelJson as ModelJson;
   const file = weightsKey(createHash('sha256').update(weights).digest('hex'));
   modelJson.weightsManifest[0]!.paths = [file];
+  // A file of this name already there holds these bytes (the name is their hash) and is not this export's to remove.
+  const created = (await out.head(file)) === null;
   await out.put(file, weights);
-  await out.put(MODEL_JSON, Buffer.from(JSON.stringify(modelJson)));
-  await removeStaleWeights(out, file);
+  try {
+    await out.put(MODEL_JSON, Buffer.from(JSON.stringify(modelJson)));
+  } catch (err) {
+    if (created) await removeUnused(out, file);
+    throw err;
+  }
+  for (const key of replaced.filter((k) => k !== file)) {
+    // Best effort: the new export is already whole, and a file no model.json names harms no reader.
+    await out.delete(key).catch(() => {});
+  }
   return metadata;
 }
 
 /**
- * Deletes the weights files (WEIGHTS_FILE) of `store` other than `keep` and those its model.json names now:
- * a previous export's, or one a failed export left. Best effort: the export is already whole, an unused file
- * harms no reader, and the next export tries again; so a failure here is not the export's.
+ * The weights files that the export in `store` names (its model.json's weightsManifest paths of the names an
+ * export writes, WEIGHTS_FILE), or none when it holds no model.json. A damaged export is one to replace (as
+ * loadBackbone's refusal says), so a model.json that is not JSON names none and one whose manifest is damaged
+ * names what it can; a JSON model.json that is not a wildstream backbone is refused (see exportBackbone).
  */
-async function removeStaleWeights(store: Store, keep: string): Promise<void> {
+async function weightsOfExport(store: Store): Promise<string[]> {
+  const bytes = await getBytes(store, MODEL_JSON).catch((err: unknown) => {
+    if (err instanceof NotFoundError) return undefined;
+    throw err;
+  });
+  if (bytes === undefined) return [];
+  let json: unknown;
   try {
-    const named = new Set([keep]);
-    const json = parseModelJson(store, await getBytes(store, MODEL_JSON));
-    for (const group of json.weightsManifest) for (const path of group.paths) named.add(path);
-    const stale: string[] = [];
-    for await (const { key } of store.list('weights')) if (WEIGHTS_FILE.test(key) && !named.has(key)) stale.push(key);
-    for (const key of stale) await store.delete(key);
+    json = JSON.parse(Buffer.from(bytes).toString('utf8'));
   } catch {
-    // Left for the next export (see above).
+    return [];
+  }
+  const record = (v: unknown): Record<string, unknown> | undefined =>
+    typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : undefined;
+  const meta = record(record(json)?.userDefinedMetadata);
+  // The test loadBackbone tells a wildstream backbone by (parseModelJson).
+  if (record(json)?.format !== 'graph-model' || !meta?.featureDim)
+    throw new ConfigError(
+      `${store.url} holds a ${MODEL_JSON} that is not a wildstream export, which exporting there would replace; ` +
+        'export into another folder, or move it away first',
+    );
+  const manifest = record(json)!.weightsManifest;
+  const paths: unknown[] = (Array.isArray(manifest) ? manifest : []).flatMap((group) => record(group)?.paths ?? []);
+  return [...new Set(paths.filter((p): p is string => typeof p === 'string' && WEIGHTS_FILE.test(p)))];
+}
+
+/**
+ * Removes `file`, written by an export whose model.json put failed, unless model.json names it after all (a put
+ * reported failed may have landed: an S3 answer lost on its way back). Best effort: a file named by the hash of
+ * its bytes that nothing names harms no reader.
+ */
+async function removeUnused(store: Store, file: string): Promise<void> {
+  try {
+    if (!(await weightsOfExport(store)).includes(file)) await store.delete(file);
+  } catch {
+    // Left in place (see above).
   }
 }

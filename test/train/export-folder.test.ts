@@ -118,8 +118,9 @@ afterAll(async () => {
 });
 
 /**
- * An export whose model.json cannot be written leaves the previous export whole (a new folder, a folder of
- * this version's layout, a folder of weights.bin); the next export replaces it whole and removes stale weights.
+ * An export whose model.json cannot be written leaves the previous export whole and no file of its own (a new
+ * folder, a folder of this version's layout, a folder of weights.bin); the next export replaces it whole and
+ * removes the weights the replaced model.json named.
  */
 async function exportIsAtomic(open: (name: string) => Promise<Store>): Promise<void> {
   for (const [before, after] of [
@@ -133,13 +134,13 @@ async function exportIsAtomic(open: (name: string) => Promise<Store>): Promise<v
       const old = await keys(store);
       await expect(exportModel(failingPut(store, 'model.json'), after)).rejects.toThrow(/injected failure/);
       await expectModel(store, before);
-      // A failed weights write changes nothing either.
-      const failedWeights = failingPut(
-        store,
-        (await keys(store)).find((k) => !old.includes(k))!,
-      );
-      await expect(exportModel(failedWeights, after)).rejects.toThrow(/injected failure/);
+      // The failed export removed the weights file it wrote: no file is left that no export names.
+      expect(await keys(store)).toEqual(old);
+      // A failed weights write changes nothing either (the weights name is the hash of the model's bytes).
+      const [weights] = (await keys(await openStore(path('ref', after)))).filter((k) => k !== 'model.json');
+      await expect(exportModel(failingPut(store, weights!), after)).rejects.toThrow(/injected failure/);
       await expectModel(store, before);
+      expect(await keys(store)).toEqual(old);
 
       await exportModel(store, after);
       await expectModel(store, after);
