@@ -1,6 +1,7 @@
 /**
  * What a trained run produces, as the commands and a pipeline's stages make it: the exported backbone, the
- * curves, embeddings and k-NN accuracy. Each reads typed options and prints one JSON event line.
+ * curves, embeddings and k-NN accuracy. Each reads typed options and prints one JSON event line, after
+ * checking that its output overwrites none of its inputs (output-apart.ts).
  */
 import type { KnnResult } from '../eval/knn.js';
 import type { EmbedValues, KnnValues } from '../eval/options.js';
@@ -14,12 +15,17 @@ import { EXPORT_OPTIONS, PLOT_OPTIONS } from '../train/options.js';
 import { plotCurves } from '../train/plot.js';
 import { embedImages, evalKnn } from './eval.js';
 import { exportCheckpoint } from './export.js';
+import { checkOutputApart, type InputPlace } from './output-apart.js';
 
 export const EXPORT_RUN_OPTIONS = { ...EXPORT_OPTIONS, ...STORE_OPTIONS } as const;
 export const PLOT_RUN_OPTIONS = { ...PLOT_OPTIONS, ...STORE_OPTIONS } as const;
 
-/** Writes the backbone of a checkpoint in `checkpoints` (a run's out) as a tfjs graph model in `o.out`. */
+/**
+ * Writes the backbone of a checkpoint in `checkpoints` (a run's out) as a tfjs graph model in `o.out`. Throws
+ * a ConfigError when `o.out` is the run, lies inside it or holds it (checkOutputApart), and exportCheckpoint's.
+ */
 export async function exportJob(checkpoints: string, o: OptionValues<typeof EXPORT_RUN_OPTIONS>): Promise<void> {
+  await checkOutputApart('export', { key: 'out', location: o.out, folder: true }, [RUN(checkpoints)]);
   const meta = await exportCheckpoint({
     checkpoints: await openStore(checkpoints, storeOptionsOf(o)),
     out: await openStore(o.out, storeOptionsOf(o)),
@@ -30,8 +36,12 @@ export async function exportJob(checkpoints: string, o: OptionValues<typeof EXPO
   process.stdout.write(`${JSON.stringify({ event: 'export', out: o.out, ...meta })}\n`);
 }
 
-/** Draws the loss and learning-rate curves of the run in `checkpoints` as a PNG at `o.out`. */
+/**
+ * Draws the loss and learning-rate curves of the run in `checkpoints` as a PNG at `o.out`. Throws a ConfigError
+ * when `o.out` is the run or lies inside it (checkOutputApart).
+ */
 export async function plotJob(checkpoints: string, o: OptionValues<typeof PLOT_RUN_OPTIONS>): Promise<void> {
+  await checkOutputApart('plot', { key: 'out', location: o.out, folder: false }, [RUN(checkpoints)]);
   const store = await openStore(checkpoints, storeOptionsOf(o));
   const [lines, saved] = [await readMetrics(store, (why) => warn(`warning: ${why}`)), await checkpointSettings(store)];
   await putFile(
@@ -42,11 +52,22 @@ export async function plotJob(checkpoints: string, o: OptionValues<typeof PLOT_R
   process.stdout.write(`${JSON.stringify({ event: 'plot', out: o.out, points: lines.length })}\n`);
 }
 
+/** The run a command reads, as checkOutputApart names it. */
+const RUN = (location: string): InputPlace => ({ location, what: 'the run' });
+
 /** A warning line of a stage (it starts "warning: ") on stderr. */
 const warn = (line: string) => process.stderr.write(`wildstream: ${line}\n`);
 
-/** Embeds the images of `input` (a dataset store or a folder of images) into an Arrow IPC file at `o.out`. */
+/**
+ * Embeds the images of `input` (a dataset store or a folder of images) into an Arrow IPC file at `o.out`.
+ * Throws a ConfigError when `o.out` is `input` or the model folder, or lies inside either (checkOutputApart).
+ */
 export async function embedJob(input: string, o: EmbedValues, names?: OptionNames): Promise<void> {
+  const inputs = [
+    { location: input, what: 'the dataset or image folder' },
+    { location: o.model, what: 'the model folder' },
+  ];
+  await checkOutputApart('embed', { key: 'out', location: o.out, folder: false }, inputs, names);
   const store = storeOptionsOf(o);
   const { embeddings, metadata } = await embedImages({
     model: await openStore(o.model, store),

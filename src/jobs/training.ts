@@ -16,6 +16,7 @@ import { trainProgress, type TrainProgress } from '../train/progress.js';
 import { resolveTrainConfig } from '../train/resolve.js';
 import { StopSignals } from '../train/signals.js';
 import { trainOnStore, type TrainOnStoreSummary } from './train.js';
+import { checkOutputApart } from './output-apart.js';
 
 /** Everything `train` takes: where, the training settings, the augmentation and the store options. */
 export const TRAIN_RUN_OPTIONS = { ...TRAIN_OPTIONS, ...AUGMENT_OPTIONS, ...STORE_OPTIONS } as const;
@@ -26,7 +27,8 @@ export type TrainRunValues = OptionValues<typeof TRAIN_RUN_OPTIONS>;
  * Runs `o`; `how.names` is how its lines name the options (a pipeline's train keys; the flags by default).
  * `how.stop` stops the run as a signal does (the step finishes, the steps done are checkpointed), for a
  * pipeline whose producing stage ended: the run then ends in a StoppedError whose message is `how.stop`'s
- * reason (an Error's message, or a string) and what was saved.
+ * reason (an Error's message, or a string) and what was saved. A `--out` that is the dataset, lies inside it or
+ * holds it is a ConfigError (checkOutputApart).
  */
 export async function trainJob(
   o: TrainRunValues,
@@ -46,6 +48,8 @@ export async function trainJob(
     return reason instanceof Error ? reason.message : typeof reason === 'string' ? reason : 'the run was stopped';
   };
   try {
+    const dataset = { location: o.data, what: 'the dataset' };
+    await checkOutputApart('train', { key: 'out', location: o.out, folder: true }, [dataset], how.names);
     // The stores are read before training starts (records for the settings, the checkpoint's settings): a
     // stalled read there must not outlast a stop either.
     const startup = async () => {
