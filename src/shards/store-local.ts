@@ -213,6 +213,9 @@ function mapFsError(err: unknown, key: string, path?: string): Error {
   // that is a folder), which a retry cannot mend. A path through a file is makeDirs' to say.
   if (path !== undefined && code === 'EISDIR')
     return new ConfigError(`cannot write ${key}: ${path} is a directory`, { cause: err });
+  // A write that finds no file to make (a folder like /proc that takes none) has no object to be missing.
+  if (path !== undefined && code === 'ENOENT')
+    return new ConfigError(`cannot write ${key} at ${path}: ${why}`, { cause: err });
   if (code === 'ENOENT' || code === 'EISDIR' || code === 'ENOTDIR')
     return new NotFoundError(`no such object: ${key}`, { cause: err });
   if (code === 'EACCES' || code === 'EPERM')

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { AccessDeniedError, StoreUnavailableError } from '../../src/errors.js';
+import { AccessDeniedError, ConfigError, StoreUnavailableError } from '../../src/errors.js';
 import { getBytes, openStore, type Store } from '../../src/shards/store.js';
 
 /** An errno every file opened for writing fails with, when no tmpfs can be mounted. */
@@ -92,5 +92,14 @@ describe(`local store on a full or read-only disk`, () => {
       injected.errno = null;
       if (mounted) execFileSync('mount', ['-o', 'remount,rw', dir], { stdio: 'ignore' });
     }
+  });
+});
+
+describe('local store in a folder that takes no new files', () => {
+  it('says it cannot write there, naming the path, not that an object is missing', async () => {
+    // procfs refuses to create files with ENOENT: what `--out /proc/version` met.
+    const err = (await (await openStore('/proc')).put('version', Buffer.from('x')).catch((e: unknown) => e)) as Error;
+    expect(err).toBeInstanceOf(ConfigError);
+    expect(err.message).toMatch(/^cannot write version at \/proc\/version: ENOENT/);
   });
 });
