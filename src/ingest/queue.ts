@@ -1,30 +1,31 @@
 /**
- * Distributed ingest on BullMQ (Redis). The producer plans units with the local job's planner (plan.ts), seeds
- * the dataset's Redis dedupe index from its committed shards (as a local job starts its index from them), and
- * enqueues each uncommitted unit with its URL rows (job id = dataset id + job fingerprint + unit, so enqueueing
- * again is a no-op, and another dataset, or this one deleted and made again, never shares a job), then
- * waits until every unit is committed, enqueueing again any unit whose job vanished from Redis. Redis state is
- * keyed by the dataset's manifest id and removed once every unit of the dataset is committed. Workers on any machine take units, process them with `ingestUnit`
- * (the local code path) and a Redis-backed dedupe index, and commit them to the shared store. A worker killed
- * mid-unit holds a lock that expires; BullMQ's stalled-job check hands the unit to another worker, and the
- * partial shard is never committed (only a unit record commits). The producer's summary is computed from the
- * unit records by the same function as a local job's (`summarisePlan`), failure reasons included; while no worker has taken any unit it says so, with
- * the command that starts one.
+ * Distributed ingest on BullMQ (Redis). The producer plans units with the local job's planner (plan.ts), seeds the
+ * dataset's Redis dedupe index from its committed shards (as a local job starts its index from them), and enqueues
+ * each uncommitted unit with its URL rows (job id = dataset id + job fingerprint + unit, so enqueueing again is a
+ * no-op, and another dataset, or this one deleted and made again, never shares a job), then waits until every unit
+ * is committed, enqueueing again any unit whose job vanished from Redis. Redis state is keyed by the dataset's
+ * manifest id and removed once every unit of the dataset is committed. Workers on any machine take units, process
+ * them with `ingestUnit` (the local code path) and a Redis-backed dedupe index, and commit them to the shared
+ * store, provided the manifest at the unit's `out` still gives the unit to its job (a unit left queued by a dataset
+ * since deleted is failed, committing and claiming nothing). A worker killed mid-unit holds a lock that expires;
+ * BullMQ's stalled-job check hands the unit to another worker, and the partial shard is never committed (only a
+ * unit record commits). The producer's summary is computed from the unit records by the same function as a local
+ * job's (`summarisePlan`), failure reasons included; while no worker has taken any unit it says so, with the
+ * command that starts one.
  */
-import { createHash } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Queue, WaitingError, Worker, type Job } from 'bullmq';
+import { Queue, UnrecoverableError, WaitingError, Worker, type Job } from 'bullmq';
 import { Redis } from 'ioredis';
 import { ConfigError, StoreUnavailableError } from '../errors.js';
-import { listUnits, unitKey, type UnitRecord } from '../shards/dataset.js';
+import { listUnits, MANIFEST_KEY, unitKey, type UnitRecord } from '../shards/dataset.js';
 import type { RunLock } from '../shards/run-lock.js';
-import { openStore } from '../shards/store.js';
+import { openStore, type Store } from '../shards/store.js';
 import { RedisDedupe } from './dedupe-redis.js';
 import { ingestUnit, type UnitTask } from './job.js';
 import { confirmDuplicates } from './retry.js';
 import { withDatasetLock } from './dataset-lock.js';
 import { clearQueued, markQueued } from './queue-mark.js';
-import { nextUnit, planIngest, summarisePlan, type IngestPlan } from './plan.js';
+import { nextUnit, planIngest, readManifest, summarisePlan, type IngestPlan } from './plan.js';
 import { abortable, DEFAULT_DEDUPE_RADIUS, validateIngestOptions, type IngestOptions } from './run-options.js';
 import { interruptedError, plural, type IngestSummary } from './summary.js';
 
@@ -32,10 +33,12 @@ export const QUEUE_NAME = 'wildstream-ingest';
 
 /**
  * What a queued unit carries: the worker's `UnitTask` less the live objects, plus the dedupe radius and the
- * Redis prefix of its dataset's index (absent on units queued before datasets had ids).
+ * Redis prefix of its dataset's index. Which dataset and job the unit belongs to is its job id (unitJobId),
+ * which a worker checks against the manifest at `out` (currentDataset).
  */
 type UnitJobData = Omit<UnitTask, 'dedupe' | 'onProgress' | 'signal'> & {
   dedupeRadius: number;
+  /** Read by workers of earlier versions; a worker now names the index by the dataset id it checked. */
   dedupePrefix?: string;
   /** Whether the index has epochs (dedupe-redis.ts) the unit's claims must hold in: set by producers that write them. */
   dedupeEpoch?: boolean;
@@ -101,10 +104,6 @@ async function checkDb(probe: Redis, parsed: URL): Promise<void> {
     throw new ConfigError(`cannot select Redis DB ${db} at ${parsed.host}: ${(err as Error).message}`);
   }
 }
-
-/** The index prefix of units queued before datasets had ids (keyed by the output URL). */
-const legacyPrefix = (out: string) =>
-  `wildstream:dedupe:${createHash('sha256').update(out).digest('hex').slice(0, 16)}`;
 
 export interface QueuedIngestOptions {
   /** How long to wait for a worker to take the first unit before saying that none has, with the command that
@@ -189,8 +188,9 @@ async function enqueueAndWait(
 
 /**
  * Enqueues each unit of the job not in `done` (or, given `only`, each of those), and returns every
- * uncommitted unit's job id. A unit whose job exists is left alone, except a job failed for good (retried)
- * or one completed while its unit is not committed (its record was removed: enqueued again).
+ * uncommitted unit's job id. A unit whose job exists is left alone, except a job that ended: failed for good,
+ * or completed while its unit is not committed (its record was removed). That one is enqueued afresh, since
+ * BullMQ's own retry keeps the attempts and stalls a job spent, which would leave the rerun one try.
  */
 async function enqueueUnits(p: Producer, done: Set<number>, only?: Set<number>): Promise<Map<number, string>> {
   const { plan, options, queue } = p;
@@ -201,12 +201,11 @@ async function enqueueUnits(p: Producer, done: Set<number>, only?: Set<number>):
     const id = unitJobId(plan.manifest.id!, plan.job.fingerprint, unit);
     ids.set(unit, id);
     let existing = await queue.getJob(id);
-    if (existing && (await existing.isCompleted())) {
+    if (existing && ((await existing.isCompleted()) || (await existing.isFailed()))) {
       await existing.remove();
       existing = undefined;
     }
-    if (existing && (await existing.isFailed())) await existing.retry();
-    else if (!existing) {
+    if (!existing) {
       const { fetch, decode, concurrency } = options;
       const data: UnitJobData = {
         out: plan.store.url,
@@ -265,9 +264,10 @@ async function waitForUnits(w: Wait): Promise<IngestSummary> {
 }
 
 /**
- * Looks at the job of each uncommitted unit: throws when one failed for good; enqueues again the units whose
- * jobs are gone (Redis flushed, evicted or restarted without persistence: no worker would ever see them),
- * after seeding the index again, since its claims went with them. Returns whether a worker took any unit.
+ * Looks at the job of each uncommitted unit: throws StoreUnavailableError when one failed (failedUnit);
+ * enqueues again the units whose jobs are gone (Redis flushed, evicted or restarted without persistence: no
+ * worker would ever see them), after seeding the index again, since its claims went with them. Returns whether
+ * a worker took any unit.
  */
 async function checkJobs(w: Wait, committed: Set<number>): Promise<boolean> {
   let taken = false;
@@ -277,11 +277,7 @@ async function checkJobs(w: Wait, committed: Set<number>): Promise<boolean> {
     const job = await w.queue.getJob(id);
     if (!job) missing.add(unit);
     if (job?.processedOn) taken = true;
-    if (job && (await job.isFailed()) && job.attemptsMade >= (job.opts.attempts ?? 1)) {
-      throw new StoreUnavailableError(
-        `unit ${job.data.unit} failed ${job.attemptsMade} times: ${job.failedReason}; rerun to retry it`,
-      );
-    }
+    if (job && (await job.isFailed())) throw failedUnit(job);
   }
   if (missing.size === 0) return taken;
   const units = await listUnits(w.plan.store);
@@ -293,6 +289,22 @@ async function checkJobs(w: Wait, committed: Set<number>): Promise<boolean> {
   await reseed(w, units);
   await enqueueUnits(w, done, missing);
   return taken;
+}
+
+/**
+ * A unit BullMQ failed for good, whatever the reason: its attempts spent, its worker dead mid-unit more often
+ * than maxStalledCount allows (BullMQ fails it then with attempts left), or an unrecoverable error. BullMQ
+ * retries a job that may be retried by moving it to wait or delayed, so a failed job is never taken again.
+ * Ending the job (rather than enqueueing the unit again here) matches a unit whose attempts are spent: a unit
+ * that kills every worker that takes it (memory, a crash in a decoder) would otherwise do so forever; a rerun
+ * enqueues it afresh (enqueueUnits).
+ */
+function failedUnit(job: Job<UnitJobData>): StoreUnavailableError {
+  const stalls =
+    job.stalledCounter > 0 ? ` after its worker was lost mid-unit ${plural(job.stalledCounter, 'time')}` : '';
+  return new StoreUnavailableError(
+    `unit ${job.data.unit} failed ${plural(job.attemptsMade, 'time')}${stalls}: ${job.failedReason}; rerun to retry it`,
+  );
 }
 
 /**
@@ -349,6 +361,35 @@ export class UnitTakenError extends StoreUnavailableError {
   }
 }
 
+/**
+ * A queued unit whose dataset is no longer at its `out`: the dataset was deleted (and perhaps made again there,
+ * with another id) while the unit was queued or running. Unrecoverable: BullMQ fails the job at once, with this
+ * message as its reason, and nothing of it is committed.
+ */
+export class StaleUnitError extends UnrecoverableError {
+  constructor(unit: number, out: string, why: string) {
+    super(`unit ${unit}: queued for a dataset no longer at ${out} (${why}); not committed, and dropped`);
+    this.name = 'StaleUnitError';
+  }
+}
+
+/**
+ * The id of the dataset at the job's `out`, when the job is the one that dataset's manifest gives the unit: its
+ * job id names the manifest's id and the fingerprint of the entry holding the unit (unitJobId). Units queued
+ * by a dataset since deleted, and by producers from before datasets had ids, are not. Throws StaleUnitError
+ * for those; the store's errors and ConfigError (a manifest that does not read) fail the attempt as usual.
+ */
+async function currentDataset(store: Store, job: Job<UnitJobData>): Promise<string> {
+  const { unit, out } = job.data;
+  const manifest = await readManifest(store);
+  if (!manifest?.id) throw new StaleUnitError(unit, out, `no ${MANIFEST_KEY} with an id there`);
+  const entry = manifest.jobs.find((j) => unit >= j.firstUnit && unit < j.firstUnit + j.units);
+  if (!entry || job.id !== unitJobId(manifest.id, entry.fingerprint, unit)) {
+    throw new StaleUnitError(unit, out, `the dataset there, ${manifest.id}, gives unit ${unit} to another job`);
+  }
+  return manifest.id;
+}
+
 const lockMs = (o: WorkerOptions) => o.lockMs ?? 30_000;
 
 export interface WorkerOptions {
@@ -374,7 +415,10 @@ export async function runWorker(queueUrl: string, o: WorkerOptions = {}): Promis
     stalledInterval: Math.max(500, lockMs(o) / 2),
     maxStalledCount: 5,
   });
-  worker.on('failed', (job, err) => o.onEvent?.({ event: 'unit_failed', unit: job?.data.unit, error: err.message }));
+  worker.on('failed', (job, err) => {
+    const event = err instanceof StaleUnitError ? 'unit_stale' : 'unit_failed';
+    o.onEvent?.({ event, unit: job?.data.unit, error: err.message });
+  });
   worker.on('error', (err) => o.onEvent?.({ event: 'worker_error', error: err.message }));
   try {
     await worker.waitUntilReady();
@@ -390,8 +434,10 @@ export async function runWorker(queueUrl: string, o: WorkerOptions = {}): Promis
 }
 
 /**
- * Processes one queued unit. On a stop (`o.signal`) it does not wait for the unit: it moves the job back to
- * wait (BullMQ's `WaitingError`: no attempt spent, lock released) and lets the unit's downloads end unheard.
+ * Processes one queued unit, if it is its dataset's (currentDataset: checked before the unit starts, and again
+ * before its shard and its record are put). On a stop (`o.signal`) it does not wait for the unit: it moves the
+ * job back to wait (BullMQ's `WaitingError`: no attempt spent, lock released) and lets the unit's downloads
+ * end unheard.
  */
 async function processUnit(
   job: Job<UnitJobData>,
@@ -401,6 +447,8 @@ async function processUnit(
 ): Promise<UnitRecord | { skipped: true }> {
   const d = job.data;
   const store = await openStore(d.out, d.store);
+  // Before any claim: a stale unit's images must not enter an index, nor its shard another dataset.
+  const datasetId = await currentDataset(store, job);
   if (await store.head(unitKey(d.unit))) return { skipped: true }; // committed by an earlier attempt
   // A unit handed back after its worker died (stalled) counts as an attempt too; BullMQ counts only failures.
   o.onEvent?.({ event: 'unit_start', unit: d.unit, attempt: job.attemptsMade + (job.stalledCounter ?? 0) + 1 });
@@ -410,6 +458,7 @@ async function processUnit(
     if (lost || (await store.head(unitKey(d.unit)))) {
       throw new UnitTakenError(d.unit);
     }
+    await currentDataset(store, job); // the dataset deleted (and perhaps made again) while the unit ran
   };
   const task = ingestUnit({
     fence,
@@ -419,7 +468,8 @@ async function processUnit(
     rows: d.rows,
     extraColumns: d.extraColumns,
     options: d.options,
-    dedupe: new RedisDedupe(redis, d.dedupePrefix ?? legacyPrefix(d.out), d.dedupeRadius, d.dedupeEpoch === true),
+    // The index of the dataset just checked, not one the job names: claims never go to another dataset's.
+    dedupe: new RedisDedupe(redis, dedupePrefix(datasetId), d.dedupeRadius, d.dedupeEpoch === true),
     signal: o.signal,
   });
   try {

@@ -5,7 +5,7 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Queue } from 'bullmq';
+import { Queue, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { patternJpeg } from '../../src/fixtures/images.js';
@@ -349,10 +349,10 @@ describe('distributed ingest: Redis state and the dataset', () => {
     fetch: { allowAddresses: ['127.0.0.1'] },
     ...extra,
   });
-  /** Runs `body` with an in-process worker on the test DB, stopped after. */
-  async function withWorker<T>(body: () => Promise<T>): Promise<T> {
+  /** Runs `body` with an in-process worker on the test DB (its events into `events`), stopped after. */
+  async function withWorker<T>(body: () => Promise<T>, events: Array<Record<string, unknown>> = []): Promise<T> {
     const controller = new AbortController();
-    const worker = runWorker(REDIS, { signal: controller.signal });
+    const worker = runWorker(REDIS, { signal: controller.signal, onEvent: (e) => events.push(e) });
     try {
       return await body();
     } finally {
@@ -361,6 +361,9 @@ describe('distributed ingest: Redis state and the dataset', () => {
     }
   }
   const quick = { noWorkerNoticeMs: 600_000 };
+  let queue: Queue;
+  beforeAll(() => void (queue = new Queue(QUEUE_NAME, { connection: redis.duplicate() })));
+  afterAll(() => queue.close());
 
   it('a queued --append, or a local job resumed with --queue, dedupes against the committed units (as local)', async () => {
     const a = await list(
@@ -575,6 +578,109 @@ describe('distributed ingest: Redis state and the dataset', () => {
     expect(w.code, w.stderr).toBe(2);
     expect(w.stdout).not.toMatch(/worker_ready/);
     expect(w.stderr).toMatch(/cannot select Redis DB 9999/);
+  }, 60_000);
+
+  /** The queue job of unit 0 of the dataset at `out` (its manifest's id and first job), once it exists. */
+  async function queuedJob(queue: Queue, out: string) {
+    for (let i = 0; i < 200; i++, await sleep(100)) {
+      const manifest = await readFile(join(dir, out, 'dataset.json'), 'utf8').catch(() => null);
+      if (!manifest) continue;
+      const { id, jobs } = JSON.parse(manifest);
+      const job = jobs[0] && (await queue.getJob(unitJobId(id, jobs[0].fingerprint, 0)));
+      if (job) return job;
+    }
+    throw new Error(`no queued unit 0 for ${out}`);
+  }
+  const urlsOf = async (out: string) => {
+    const store = await openStore(join(dir, out));
+    const urls: string[] = [];
+    for (const u of await listUnits(store))
+      for await (const r of (await ShardReader.open(store, u.shard, { size: u.bytes })).records()) urls.push(r.url);
+    return urls;
+  };
+
+  it('units a stopped producer left queued are refused once their dataset is deleted and made again there', async () => {
+    const a = await list('stale-a.txt', [`${base}/26.jpg`, `${base}/27.jpg`]);
+    const b = await list('stale-b.txt', [`${base}/28.jpg`, `${base}/29.jpg`]);
+    const stop = new AbortController();
+    const old = runQueuedIngest(opts([a], 'stale', { signal: stop.signal }), REDIS, quick);
+    const oldJob = await queuedJob(queue, 'stale');
+    stop.abort('SIGINT');
+    await expect(old).rejects.toThrow(/stopped by SIGINT: 0 of 1 unit committed/);
+    const oldId = JSON.parse(await readFile(join(dir, 'stale', 'dataset.json'), 'utf8')).id;
+    await rm(join(dir, 'stale'), { recursive: true });
+    // The worker takes the old unit first (it was queued first); the new dataset gets list b's rows only.
+    const events: Array<Record<string, unknown>> = [];
+    const timeout = AbortSignal.timeout(60_000);
+    const summary = await withWorker(
+      () => runQueuedIngest(opts([b], 'stale', { signal: timeout }), REDIS, quick),
+      events,
+    );
+    expect(summary).toMatchObject({ unitsDone: 1, urls: 2, kept: 2 });
+    expect((await urlsOf('stale')).sort()).toEqual([`${base}/28.jpg`, `${base}/29.jpg`]);
+    const refused = /^unit 0: queued for a dataset no longer at .*stale .*; not committed, and dropped$/;
+    expect(events.find((e) => e.event === 'unit_stale')?.error).toMatch(refused);
+    expect(await oldJob.getState()).toBe('failed');
+    expect((await queue.getJob(oldJob.id!))?.failedReason).toMatch(refused);
+    // The refused unit claimed nothing, in the old dataset's index or the new one's.
+    expect(await redis.keys(`wildstream:dedupe:${oldId}:sha:*`)).toEqual([]);
+  }, 90_000);
+
+  it('a unit whose dataset is deleted and made again while it runs is not committed into the new one', async () => {
+    [gate, gateHit] = [signal(), signal()];
+    const a = await list('stale-run-a.txt', [`${base}/30.jpg`, `${base}/gate/31.jpg`]);
+    const b = await list('stale-run-b.txt', [`${base}/32.jpg`]);
+    const events: Array<Record<string, unknown>> = [];
+    await withWorker(async () => {
+      const stop = new AbortController();
+      const old = runQueuedIngest(opts([a], 'stale-run', { signal: stop.signal }), REDIS, quick);
+      await gateHit.promise; // the worker holds unit 0, image 30 claimed
+      stop.abort('SIGINT');
+      await expect(old).rejects.toThrow(/stopped by SIGINT/);
+      await rm(join(dir, 'stale-run'), { recursive: true });
+      const again = runQueuedIngest(opts([b], 'stale-run', { signal: AbortSignal.timeout(60_000) }), REDIS, quick);
+      await queuedJob(queue, 'stale-run'); // the new dataset's manifest is written
+      gate.resolve();
+      expect(await again).toMatchObject({ unitsDone: 1, kept: 1 });
+    }, events);
+    expect(await urlsOf('stale-run')).toEqual([`${base}/32.jpg`]);
+    expect(events.find((e) => e.event === 'unit_stale')?.error).toMatch(/gives unit 0 to another job/);
+  }, 90_000);
+
+  it('a unit BullMQ failed for stalling (its workers died) fails the producer, naming why; a rerun redoes it', async () => {
+    const l = await list('stalled.txt', [`${base}/33.jpg`]);
+    const producer = runQueuedIngest(opts([l], 'stalled', { signal: AbortSignal.timeout(30_000) }), REDIS, quick);
+    const queued = await queuedJob(queue, 'stalled');
+    // A worker that takes the unit and dies (nothing renews its lock), seen by a stall check allowing no stall.
+    const dead = new Worker(QUEUE_NAME, null, {
+      connection: redis.duplicate({ maxRetriesPerRequest: null }),
+      lockDuration: 300,
+      stalledInterval: 300,
+      maxStalledCount: 0,
+    });
+    try {
+      expect((await dead.getNextJob('dead'))?.id).toBe(queued.id);
+      // BullMQ skips a queue's stall check for a stalledInterval after the last (the earlier tests' workers: 15 s).
+      await redis.del(`bull:${QUEUE_NAME}:stalled-check`);
+      await dead.startStalledCheckTimer(); // moves it back to wait marked to fail; the next take fails it
+      let failed: unknown;
+      for (let i = 0; i < 100 && !(await queued.isFailed()); i++, await sleep(100)) {
+        failed = await dead.getNextJob('next', { block: false });
+      }
+      expect(failed).toBeUndefined();
+      await expect(producer).rejects.toThrow(
+        /^unit 0 failed 1 time after its worker was lost mid-unit 1 time: job stalled more than allowable limit; rerun to retry it$/,
+      );
+    } finally {
+      await dead.close();
+    }
+    const events: Array<Record<string, unknown>> = [];
+    expect(await withWorker(() => runQueuedIngest(opts([l], 'stalled'), REDIS, quick), events)).toMatchObject({
+      unitsDone: 1,
+      kept: 1,
+    });
+    // Enqueued afresh: no attempt or stall of the failed job is counted against the rerun.
+    expect(events.find((e) => e.event === 'unit_start')?.attempt).toBe(1);
   }, 60_000);
 
   it('a stopped worker gives its unit back at once, uncommitted, and exits with 128 + the signal', async () => {
