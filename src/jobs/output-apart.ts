@@ -1,7 +1,8 @@
 /**
  * The one check every command's output goes through before any work (export, plot, embed, augment preview,
- * train): that writing it overwrites none of the command's inputs. `embed --out <dataset>/shards/000000.arrow`
- * wrote over the shard it had just read, and `plot --out <run>/metrics/...` over a metrics file.
+ * train), and every stage of a pipeline before its first stage runs (pipeline/apart.ts): that writing it
+ * overwrites none of the command's inputs. `embed --out <dataset>/shards/000000.arrow` wrote over the shard it
+ * had just read, and `plot --out <run>/metrics/...` over a metrics file.
  */
 import { realpath } from 'node:fs/promises';
 import { basename, dirname, join, sep } from 'node:path';
@@ -35,23 +36,30 @@ export async function checkOutputApart(
   inputs: InputPlace[],
   names: OptionNames = FLAG_NAMES,
 ): Promise<void> {
-  const target = await placeOf(out.location);
   for (const input of inputs) {
-    const source = await placeOf(input.location);
-    const relation = within(target, source)
-      ? target.length === source.length
-        ? 'is'
-        : 'lies inside'
-      : out.folder && within(source, target)
-        ? 'holds'
-        : undefined;
-    if (relation === undefined) continue;
+    const relation = await placeRelation(out.location, input.location);
+    // Only a folder output writes below its own name, so only a folder output can overwrite an input it holds.
+    if (relation === undefined || (relation === 'holds' && !out.folder)) continue;
     const option = names.of(out.key);
     throw new ConfigError(
       `${option} ${out.location} ${relation} ${input.what} ${input.location}, which ${command} reads, and ` +
         `writing there could overwrite it; give ${option} a place outside it`,
     );
   }
+}
+
+/** How one place stands to another: it `is` the other, `lies inside` it, `holds` it, or is apart (undefined). */
+export type PlaceRelation = 'is' | 'lies inside' | 'holds' | undefined;
+
+/**
+ * How location `a` stands to location `b`, compared as checkOutputApart compares them: local places as
+ * absolute paths through their symbolic links (as far as they exist), S3 ones by bucket and key prefix. Throws
+ * the ConfigError openStore gives for a malformed file: or s3: URL.
+ */
+export async function placeRelation(a: string, b: string): Promise<PlaceRelation> {
+  const [first, second] = [await placeOf(a), await placeOf(b)];
+  if (within(first, second)) return first.length === second.length ? 'is' : 'lies inside';
+  return within(second, first) ? 'holds' : undefined;
 }
 
 /**

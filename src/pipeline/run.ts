@@ -18,7 +18,7 @@ import { crawlJob } from '../jobs/crawl.js';
 import { ingestJob } from '../jobs/ingest.js';
 import { embedJob, exportJob } from '../jobs/outputs.js';
 import { trainJob } from '../jobs/training.js';
-import { pipelineNames } from '../options/declare.js';
+import { pipelineNames, type OptionNames } from '../options/declare.js';
 import { makeDirs } from '../shards/make-dirs.js';
 import { storeOptionsOf } from '../shards/options.js';
 import { finishedStages } from './finished.js';
@@ -66,9 +66,11 @@ export async function runPipeline(file: string, sets: string[]): Promise<void> {
       const { baseline, ...e } = p.export;
       const from = p.train!.out;
       const outs = [e.out, ...(baseline ? [baseline] : [])];
+      const names = pipelineNames('export');
       const work = async () => {
-        await stage('export', () => exportJob(from, e));
-        if (baseline) await stage('export', () => exportJob(from, { ...e, out: baseline, init: true }));
+        await stage('export', () => exportJob(from, e, names));
+        if (baseline)
+          await stage('export', () => exportJob(from, { ...e, out: baseline, init: true }, baselineNames(names)));
       };
       const folders = outs.map((folder) => ({ folder, options: storeOptionsOf(e) }));
       if (await done!.run('export', p.export, folders, work)) skipped('export', outs);
@@ -103,6 +105,12 @@ export async function runPipeline(file: string, sets: string[]): Promise<void> {
     stops.finish();
     await site?.close();
   }
+}
+
+/** The export stage's names with its output named `export.baseline`: the baseline export's `out` is that key. */
+function baselineNames(names: OptionNames): OptionNames {
+  const key = (k: string) => (k === 'out' ? 'baseline' : k);
+  return { of: (k) => names.of(key(k)), set: (k, value) => names.set(key(k), value) };
 }
 
 /** The signals that stop a pipeline, as they stop each command: a closed terminal (SIGHUP) too. */

@@ -2,7 +2,8 @@
  * The pipeline file: stages (ingest or crawl, train, export, embed, report) with their settings, validated
  * before any work starts. A stage's keys are its command's options in snake_case, declared once with the
  * command (see STAGE_COMMANDS); `lists`, `seeds`, `site`, `export.baseline` and `report` are the pipeline's own.
- * Unknown keys (with the nearest known one), wrong types and missing stores are one-line errors naming the key;
+ * Unknown keys (with the nearest known one), wrong types, missing stores and a stage output over what its stage
+ * reads (apart.ts) are one-line errors naming the key;
  * `--set key.path=value` overrides are applied (value parsed as YAML) before validation. YAML merge keys
  * (`<<: *anchor`) are read; top-level `x-` keys hold anchors and are ignored.
  */
@@ -23,6 +24,7 @@ import { omit, optional, pipelineNames, stringList, type OptionSet } from '../op
 import { describeIssue, stageSchema } from '../options/pipeline.js';
 import { STORE_OPTIONS } from '../shards/options.js';
 import { checkStoreUrl } from '../shards/store.js';
+import { checkStagesApart } from './apart.js';
 
 const store = z.string().min(1, 'a store is required (a path, file:///abs/path or s3://bucket/prefix)');
 const int = (min = 0) => z.number().int().min(min);
@@ -162,6 +164,7 @@ export async function loadPipeline(file: string, sets: string[] = []): Promise<P
   if (pipeline.report && !pipeline.export) throw new ConfigError(`${file}: report: needs an export stage`);
   if (pipeline.embed && !pipeline.export) throw new ConfigError(`${file}: embed: needs an export stage`);
   if (pipeline.export && !pipeline.train) throw new ConfigError(`${file}: export: needs a train stage`);
+  await checkStagesApart(pipeline, file);
   return pipeline;
 }
 

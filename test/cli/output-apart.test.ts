@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError } from '../../src/errors.js';
 import { patternJpeg } from '../../src/fixtures/images.js';
 import { checkOutputApart } from '../../src/jobs/output-apart.js';
+import { exportJob } from '../../src/jobs/outputs.js';
 import { pipelineNames } from '../../src/options/declare.js';
 import { openStore } from '../../src/shards/store.js';
 import { startBackend } from '../../src/train/backend.js';
@@ -110,6 +111,14 @@ describe('checkOutputApart', () => {
     );
     await expect(refused).rejects.toThrow(
       /^embed\.out \S+ lies inside the model folder \S+, which embed reads.*give embed\.out a place outside it$/,
+    );
+  });
+
+  it("names export's output as a pipeline's export stage names it", async () => {
+    // A pipeline's export stage was refused as "--out ...", a flag its file does not have.
+    const o = { out: path('run', 'model'), init: false, storeAttempts: 5, storeIdleTimeout: 60 };
+    await expect(exportJob(path('run'), o, pipelineNames('export'))).rejects.toThrow(
+      /^export\.out \S+ lies inside the run \S+, which export reads.*give export\.out a place outside it$/,
     );
   });
 });

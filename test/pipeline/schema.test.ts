@@ -4,7 +4,7 @@
  */
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError } from '../../src/errors.js';
 import { applySet, loadPipeline } from '../../src/pipeline/schema.js';
@@ -110,7 +110,78 @@ describe('pipeline outputs', () => {
     );
     expect((await refusal([`train.out=${dir}/./m/`], f))!.message).toMatch(/: export\.out: .* is also train\.out;/);
     expect(await refusal([`export.baseline=${dir}/m-init`], f)).toBeNull();
-    expect(await refusal([`export.baseline=${dir}/m-init`, 'train.data=run'], f)).toBeNull(); // train reads its data
+    // train.data is read, not written: not a second output (though train may not write into what it reads).
+    expect(await refusal([`export.baseline=${dir}/m-init`, `train.data=${dir}/m`], f)).toBeNull();
+  });
+});
+
+describe('pipeline outputs over what their stage reads', () => {
+  // Each was refused only when its stage started: after the whole ingest (and training) had run.
+  const base = 'ingest:\n  lists: [u.txt]\n  out: ds\ntrain:\n  out: run\nexport:\n  out: m\n';
+  const cases: Array<[string, string[], string]> = [
+    [
+      'embed.out inside ingest.out',
+      ['embed.out=ds/shards/e.arrow'],
+      'embed.out ds/shards/e.arrow lies inside the dataset (ingest.out) ds, which the embed stage reads',
+    ],
+    [
+      'embed.out inside the model it reads',
+      ['embed.out=m/e.arrow'],
+      'embed.out m/e.arrow lies inside the model folder (export.out) m, which the embed stage reads',
+    ],
+    [
+      'embed.out inside embed.model',
+      ['embed.out=other/e.arrow', 'embed.model=other'],
+      'embed.out other/e.arrow lies inside the model folder (embed.model) other, which the embed stage reads',
+    ],
+    [
+      'train.out inside ingest.out',
+      ['train.out=ds/run'],
+      'train.out ds/run lies inside the dataset (ingest.out) ds, which the train stage reads',
+    ],
+    [
+      'train.out that is train.data',
+      ['train.data=data', 'train.out=data'],
+      'train.out data is the dataset (train.data) data, which the train stage reads',
+    ],
+    [
+      'export.out inside train.out',
+      ['export.out=run/model'],
+      'export.out run/model lies inside the run (train.out) run, which the export stage reads',
+    ],
+    [
+      'export.baseline holding train.out',
+      ['export.baseline=.'],
+      'export.baseline . holds the run (train.out) run, which the export stage reads',
+    ],
+    [
+      'report.out inside the model folder',
+      ['report.out=m/report'],
+      'report.out m/report lies inside the model folder (export.out) m, which the report stage reads',
+    ],
+    [
+      'report.out holding a k-NN folder',
+      ['report.out=r', 'report.knn.train=r/train', 'report.knn.test=t'],
+      'report.out r holds the k-NN train folder (report.knn.train) r/train, which the report stage reads',
+    ],
+  ];
+
+  it.each(cases)('refuses %s before any stage runs, naming the settings as the file does', async (_, sets, message) => {
+    const f = join(dir, 'apart.yaml');
+    await writeFile(f, base);
+    const err = await refusal(sets, f);
+    expect(err).toBeInstanceOf(ConfigError);
+    expect(err!.message).toBe(
+      `${f}: ${message}, and writing there could overwrite it; give ${message.split(' ')[0]} a place outside it`,
+    );
+  });
+
+  it('lets outputs beside their inputs be, and the shipped pipelines validate', async () => {
+    const f = join(dir, 'apart-ok.yaml');
+    await writeFile(f, base);
+    expect(await refusal(['embed.out=ds-e.arrow', 'report.out=report', 'export.baseline=m-init'], f)).toBeNull();
+    for (const shipped of ['pipelines/demo.yaml', 'pipelines/web-to-s3.yaml'])
+      expect(await refusal([], resolve(shipped)), shipped).toBeNull();
   });
 });
 

@@ -1,0 +1,76 @@
+/**
+ * A pipeline's outputs checked against what their stages read, by the check each command runs when it starts
+ * (checkOutputApart), but before the first stage runs: an `embed.out` inside `ingest.out` was refused only when
+ * embed started, after the whole ingest and training. Settings are named as the file names them.
+ */
+import { ConfigError } from '../errors.js';
+import { checkOutputApart, type InputPlace, type OutputPlace } from '../jobs/output-apart.js';
+import { pipelineNames } from '../options/declare.js';
+
+/**
+ * The settings of a pipeline (schema.ts's Pipeline) that name places: written here rather than imported, as
+ * schema.ts calls this file.
+ */
+export interface PipelinePlaces {
+  ingest?: { out: string };
+  crawl?: { out: string };
+  train?: { data?: string; out: string };
+  export?: { out: string; baseline?: string };
+  embed?: { model?: string; out: string };
+  report?: { out: string; knn?: { train?: string; test?: string } };
+}
+
+/** One output of a stage, its key in the stage (`out`, `baseline`), and the places that stage reads. */
+interface StageOutput {
+  stage: string;
+  out: OutputPlace;
+  inputs: InputPlace[];
+}
+
+/** `[{ location, what }]`, or nothing when the setting is absent. */
+const place = (location: string | undefined, what: string): InputPlace[] =>
+  location === undefined ? [] : [{ location, what }];
+
+/**
+ * Every output of `p`'s stages with the places its stage reads, as the stage's command lists them (train: the
+ * dataset; export: the run; embed: the dataset and the model; the report: the run, the dataset, the exported
+ * models and its labelled folders). Each input says which setting it comes from.
+ */
+function stageOutputs(p: PipelinePlaces): StageOutput[] {
+  const dataKey = p.train?.data !== undefined ? 'train.data' : p.ingest ? 'ingest.out' : 'crawl.out';
+  const dataset = place(p.train?.data ?? p.ingest?.out ?? p.crawl?.out, `the dataset (${dataKey})`);
+  const run = place(p.train?.out, 'the run (train.out)');
+  const model = place(p.export?.out, 'the model folder (export.out)');
+  const baseline = place(p.export?.baseline, 'the model folder (export.baseline)');
+  const embedModel = p.embed?.model !== undefined ? place(p.embed.model, 'the model folder (embed.model)') : model;
+  const knn = p.report?.knn;
+  const labelled = [
+    ...place(knn?.train, 'the k-NN train folder (report.knn.train)'),
+    ...place(knn?.test, 'the k-NN test folder (report.knn.test)'),
+  ];
+  const outputs: Array<[stage: string, key: string, location: string | undefined, folder: boolean, InputPlace[]]> = [
+    ['train', 'out', p.train?.out, true, dataset],
+    ['export', 'out', p.export?.out, true, run],
+    ['export', 'baseline', p.export?.baseline, true, run],
+    ['embed', 'out', p.embed?.out, false, [...dataset, ...embedModel]],
+    ['report', 'out', p.report?.out, true, [...run, ...dataset, ...model, ...baseline, ...labelled]],
+  ];
+  return outputs
+    .filter(([, , location]) => location !== undefined)
+    .map(([stage, key, location, folder, inputs]) => ({ stage, out: { key, location: location!, folder }, inputs }));
+}
+
+/**
+ * Refuses, before any stage runs, a stage output that is, lies inside or (a folder) holds a place its stage
+ * reads: a ConfigError prefixed with `file`, naming the output's key (`embed.out`) and the input's setting.
+ */
+export async function checkStagesApart(p: PipelinePlaces, file: string): Promise<void> {
+  for (const { stage, out, inputs } of stageOutputs(p)) {
+    try {
+      await checkOutputApart(`the ${stage} stage`, out, inputs, pipelineNames(stage));
+    } catch (err) {
+      if (err instanceof ConfigError) throw new ConfigError(`${file}: ${err.message}`);
+      throw err;
+    }
+  }
+}
