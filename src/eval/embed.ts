@@ -27,6 +27,7 @@ import { putFile } from '../shards/output.js';
 import { openStore, type Store, type StoreOptions } from '../shards/store.js';
 import type { OptionNames } from '../options/declare.js';
 import type { Backbone } from '../train/model-folder.js';
+import { MAX_IMAGE_PIXELS, type ImageRefusal } from '../shards/image-rule.js';
 import { checkInference } from '../train/memory.js';
 import { isRegNetName } from '../train/regnet-spec.js';
 import { evalPixels, listImages, localFolder, type ImageListing } from './images.js';
@@ -58,8 +59,9 @@ export interface EmbedOptions {
   /** How a refusal names the size and batch options (a pipeline's embed keys). @default the command's flags */
   names?: OptionNames;
   /**
-   * Told (a line starting `warning: `) the first time each reason (bad_shard, bad_batch) makes embed skip
-   * unreadable data, and of symbolic links not followed because they loop. @default nothing
+   * Told (a line starting `warning: `) of each image that failed, by its key and reason (the first
+   * NAMED_FAILURES, then one line counting the rest), the first time each reason (bad_shard, bad_batch) makes
+   * embed skip unreadable data, and of symbolic links not followed because they loop. @default nothing
    */
   onSkip?: (message: string) => void;
 }
@@ -70,12 +72,54 @@ interface Item {
   bytes: () => Promise<Uint8Array>;
 }
 
-/** What reading a dataset could not: skips by reason (see countSkip) and the records they lost. */
+/**
+ * What reading the input could not: skips by reason (see countSkip) and the records they lost, and the images
+ * that failed one by one.
+ */
 interface Unreadable {
   skipped: Record<string, number>;
   examples: Record<string, string>;
   lost: number;
+  failed: FailedImages;
   onSkip?: (message: string) => void;
+}
+
+/** How many failed images are named, a line each; those after are told as one count at the end. */
+export const NAMED_FAILURES = 20;
+
+/** Why an image failed: the image rule's refusals, or a symbolic link whose target is missing. */
+type FailedReason = ImageRefusal | 'broken_link';
+
+const FAILED_REASONS: Record<FailedReason, string> = {
+  decode_error: 'not a JPEG, PNG, WebP, GIF, TIFF or AVIF image, or a damaged one',
+  svg_refused: 'an SVG, which no stage decodes',
+  too_many_pixels: `over ${MAX_IMAGE_PIXELS / 1e6} million pixels`,
+  broken_link: 'a symbolic link to a missing file',
+};
+
+/**
+ * Images that failed, each named (its path in the folder, or its record key) with the reason, up to
+ * NAMED_FAILURES: a count alone ("failed: 6") left a user searching a folder for which. A shard that cannot be
+ * read is told once per reason by countSkip instead: its records have no keys to name.
+ */
+class FailedImages {
+  count = 0;
+  constructor(private readonly tell?: (message: string) => void) {}
+
+  add(key: string, reason: FailedReason): void {
+    this.count++;
+    if (this.count <= NAMED_FAILURES)
+      this.tell?.(`warning: image ${key} failed (${reason}: ${FAILED_REASONS[reason]}), counted in "failed"`);
+  }
+
+  /** After the last image: one line for the failed images not named. */
+  finish(): void {
+    const more = this.count - NAMED_FAILURES;
+    if (more > 0)
+      this.tell?.(
+        `warning: ${more} more image${more === 1 ? '' : 's'} failed, not named (the first ${NAMED_FAILURES} are above), counted in "failed"`,
+      );
+  }
 }
 
 /** Images of a dataset store (when it has committed units) or else of a local folder. */
@@ -89,9 +133,9 @@ async function* source(location: string, options: StoreOptions, unreadable: Unre
   for (const unit of units) yield* unitItems(store, unit, unreadable);
 }
 
-/** The files of a folder's listing; its broken links are lost images, its loops are told. */
+/** The files of a folder's listing; its broken links are failed images, its loops are told. */
 async function* fileItems(listing: ImageListing, unreadable: Unreadable): AsyncGenerator<Item> {
-  unreadable.lost += listing.broken.length;
+  for (const key of listing.broken) unreadable.failed.add(key, 'broken_link');
   const { loops } = listing;
   if (loops.length > 0)
     unreadable.onSkip?.(
@@ -179,7 +223,8 @@ async function embedItems(
   const { model } = backbone.metadata;
   if (isRegNetName(model))
     checkInference({ model, size, batch: batchSize }, tf.getBackend(), totalmem(), options.names);
-  const unreadable: Unreadable = { skipped: {}, examples: {}, lost: 0, onSkip: options.onSkip };
+  const failed = new FailedImages(options.onSkip);
+  const unreadable: Unreadable = { skipped: {}, examples: {}, lost: 0, failed, onSkip: options.onSkip };
   const out: Embeddings = { keys: [], features: [], labels: [], failed: 0, dim: backbone.metadata.featureDim };
   let pending: Array<{ item: Item; pixels: Float32Array }> = [];
   const flush = () => {
@@ -198,12 +243,13 @@ async function embedItems(
   };
   for await (const item of items(unreadable)) {
     const pixels = await evalPixels(await item.bytes(), size, backbone.metadata.mean, backbone.metadata.std);
-    if (!pixels) out.failed++;
+    if ('error' in pixels) failed.add(item.key, pixels.error);
     else pending.push({ item, pixels });
     if (pending.length === batchSize) flush();
   }
   flush();
-  return { ...out, failed: out.failed + unreadable.lost, skipped: unreadable.skipped };
+  failed.finish();
+  return { ...out, failed: failed.count + unreadable.lost, skipped: unreadable.skipped };
 }
 
 /**

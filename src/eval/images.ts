@@ -6,10 +6,13 @@ import { readdir, realpath, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ConfigError } from '../errors.js';
-import { openImage } from '../shards/image-rule.js';
+import { imageRefusalOf, openImage, type ImageRefusal } from '../shards/image-rule.js';
 import { MANIFEST_KEY, UNITS_DIR } from '../shards/keys.js';
 
-const IMAGE = /\.(jpe?g|png|webp|gif|tiff?|avif)$/i;
+/** The file name endings of the images of a folder; other files are not read. */
+export const IMAGE_EXTENSIONS: readonly string[] = ['jpg', 'jpeg', 'png', 'webp', 'gif', 'tif', 'tiff', 'avif'];
+
+const IMAGE = new RegExp(`\\.(${IMAGE_EXTENSIONS.join('|')})$`, 'i');
 
 export interface LabelledFile {
   path: string;
@@ -120,18 +123,18 @@ export async function listClassImages(root: string, what = 'the folder'): Promis
   return { ...all, files, unlabelled: atRoot.map((f) => f.key) };
 }
 
-/** Normalised NHWC float32 pixels of a centre crop, or null when the image rule refuses the bytes. */
+/** Normalised NHWC float32 pixels of a centre crop, or the reason the image rule refuses the bytes. */
 export async function evalPixels(
   bytes: Uint8Array,
   size: number,
   mean: number[],
   std: number[],
-): Promise<Float32Array | null> {
+): Promise<Float32Array | { error: ImageRefusal }> {
   const r = Math.round(size / 0.875);
   const off = Math.floor((r - size) / 2);
   try {
     const opened = openImage(bytes);
-    if ('error' in opened) return null;
+    if ('error' in opened) return opened;
     const raw = await opened.image
       .resize(r, r, { fit: 'cover' })
       .extract({ left: off, top: off, width: size, height: size })
@@ -140,7 +143,7 @@ export async function evalPixels(
     const out = new Float32Array(size * size * 3);
     for (let i = 0; i < out.length; i++) out[i] = (raw[i]! / 255 - mean[i % 3]!) / std[i % 3]!;
     return out;
-  } catch {
-    return null;
+  } catch (err) {
+    return { error: imageRefusalOf(err) };
   }
 }

@@ -18,6 +18,7 @@ import {
 } from '../eval/embed.js';
 import { listClassImages } from '../eval/images.js';
 import { checkKnnOptions, classesOf, knnAccuracy, type KnnResult } from '../eval/knn.js';
+import { placeRelation } from './output-apart.js';
 
 /** What every use of a backbone shares. */
 export interface BackboneOptions {
@@ -136,9 +137,10 @@ export interface KnnEvalOptions extends BackboneOptions {
   /** Softmax temperature of the votes, exp(cosine similarity / T), a finite number > 0. @default 0.07 */
   temperature?: number;
   /**
-   * Told (a line starting `warning: `) of what the score leaves out: images at a folder's root, outside every
-   * class folder (not used), test classes that no train image has (never classified right), symbolic link
-   * loops. @default nothing
+   * Told (a line starting `warning: `) of what the score leaves out or cannot measure: images at a folder's
+   * root, outside every class folder (not used), test classes that no train image has (never classified right),
+   * images that failed (each named, up to a cap), symbolic link loops, and a test folder that is the train
+   * folder or lies inside it or holds it (its images vote for themselves). @default nothing
    */
   onWarning?: (message: string) => void;
 }
@@ -184,6 +186,7 @@ export async function evalKnnFeatures(
         `warning: ignoring ${unlabelled.length} image${unlabelled.length === 1 ? '' : 's'} at the root of the ${name} folder ${o[name]}, outside every class folder (k-NN labels an image by its class folder): ${sample(unlabelled)}`,
       );
   }
+  await warnSameImages(o.train, o.test, warn);
   return withBackbone(o, async (backbone) => {
     const options = { size: o.size, batch: o.batch, names: o.names, onSkip: o.onWarning };
     const train = await embedFiles(backbone, listings.train, options);
@@ -211,4 +214,17 @@ export async function evalKnnFeatures(
     const { model, step } = backbone.metadata;
     return { result: { ...result, model, step, failed: train.failed + test.failed }, train, test };
   });
+}
+
+/**
+ * Warns when the test folder is the train folder, lies inside it or holds it: a test image that is also a
+ * train image is its own nearest neighbour (similarity 1), so top1 comes out near 1 whatever the features.
+ * Not refused: a caller may want that figure (a check that the pipeline runs end to end).
+ */
+async function warnSameImages(train: string, test: string, warn: (message: string) => void): Promise<void> {
+  const relation = await placeRelation(test, train);
+  if (relation === undefined) return;
+  warn(
+    `warning: the test folder ${test} ${relation} the train folder ${train}: test images that are train images vote for themselves, so top1 measures nothing about the features; test on images the train folder does not hold`,
+  );
 }

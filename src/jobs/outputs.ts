@@ -3,6 +3,8 @@
  * curves, embeddings and k-NN accuracy. Each reads typed options and prints one JSON event line, after
  * checking that its output overwrites none of its inputs (output-apart.ts).
  */
+import { ExitCodeError } from '../errors.js';
+import { IMAGE_EXTENSIONS } from '../eval/images.js';
 import type { KnnResult } from '../eval/knn.js';
 import type { EmbedValues, KnnValues } from '../eval/options.js';
 import { STORE_OPTIONS, storeOptionsOf } from '../shards/options.js';
@@ -15,6 +17,7 @@ import { EXPORT_OPTIONS, PLOT_OPTIONS } from '../train/options.js';
 import { plotCurves } from '../train/plot.js';
 import { embedImages, evalKnn } from './eval.js';
 import { exportCheckpoint } from './export.js';
+import { KEPT_NOTHING_EXIT } from './ingest.js';
 import { checkOutputApart, type InputPlace } from './output-apart.js';
 
 export const EXPORT_RUN_OPTIONS = { ...EXPORT_OPTIONS, ...STORE_OPTIONS } as const;
@@ -22,10 +25,15 @@ export const PLOT_RUN_OPTIONS = { ...PLOT_OPTIONS, ...STORE_OPTIONS } as const;
 
 /**
  * Writes the backbone of a checkpoint in `checkpoints` (a run's out) as a tfjs graph model in `o.out`. Throws
- * a ConfigError when `o.out` is the run, lies inside it or holds it (checkOutputApart), and exportCheckpoint's.
+ * a ConfigError when `o.out` is the run, lies inside it or holds it (checkOutputApart, naming `out` as `names`
+ * words it: `--out`, or a pipeline's `export.out`), and exportCheckpoint's.
  */
-export async function exportJob(checkpoints: string, o: OptionValues<typeof EXPORT_RUN_OPTIONS>): Promise<void> {
-  await checkOutputApart('export', { key: 'out', location: o.out, folder: true }, [RUN(checkpoints)]);
+export async function exportJob(
+  checkpoints: string,
+  o: OptionValues<typeof EXPORT_RUN_OPTIONS>,
+  names?: OptionNames,
+): Promise<void> {
+  await checkOutputApart('export', { key: 'out', location: o.out, folder: true }, [RUN(checkpoints)], names);
   const meta = await exportCheckpoint({
     checkpoints: await openStore(checkpoints, storeOptionsOf(o)),
     out: await openStore(o.out, storeOptionsOf(o)),
@@ -60,7 +68,10 @@ const warn = (line: string) => process.stderr.write(`wildstream: ${line}\n`);
 
 /**
  * Embeds the images of `input` (a dataset store or a folder of images) into an Arrow IPC file at `o.out`.
- * Throws a ConfigError when `o.out` is `input` or the model folder, or lies inside either (checkOutputApart).
+ * Throws a ConfigError when `o.out` is `input` or the model folder, or lies inside either (checkOutputApart),
+ * and, after writing the file and its JSON line, an ExitCodeError with status 3 when not one image was embedded
+ * (a folder of no image file, a dataset of no record, or every image failed), as ingest ends a job that holds
+ * no image: a script should stop there rather than go on with an empty file.
  */
 export async function embedJob(input: string, o: EmbedValues, names?: OptionNames): Promise<void> {
   const inputs = [
@@ -84,6 +95,12 @@ export async function embedJob(input: string, o: EmbedValues, names?: OptionName
   process.stdout.write(
     `${JSON.stringify({ event: 'embed', out: o.out, images: embeddings.keys.length, failed, skipped, dim: metadata.featureDim })}\n`,
   );
+  if (embeddings.keys.length > 0) return;
+  const why =
+    failed > 0
+      ? `none of its ${failed} image${failed === 1 ? '' : 's'} could be read (the warnings above say why)`
+      : `it holds no committed record of a dataset and no image file (${IMAGE_EXTENSIONS.map((e) => `.${e}`).join(', ')})`;
+  throw new ExitCodeError(`no image to embed in ${input}: ${why}; ${o.out} has no row`, KEPT_NOTHING_EXIT);
 }
 
 /** k-NN top-1 of the backbone on labelled folders `o.train` and `o.test` (evalKnn, its warnings on stderr). */

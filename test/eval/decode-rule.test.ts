@@ -15,7 +15,7 @@ const STD = [1, 1, 1];
 /** evalPixels with identity normalisation, back to bytes. */
 async function pixels(bytes: Uint8Array, size: number): Promise<Uint8Array | null> {
   const out = await evalPixels(bytes, size, MEAN, STD);
-  return out && Uint8Array.from(out, (v) => Math.round(v * 255));
+  return 'error' in out ? null : Uint8Array.from(out, (v) => Math.round(v * 255));
 }
 
 describe('the decode rule, in embed and eval', () => {

@@ -8,7 +8,7 @@ import { tableFromIPC } from 'apache-arrow';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError } from '../../src/errors.js';
-import { embed, writeEmbeddings, type Embeddings } from '../../src/eval/embed.js';
+import { embed, NAMED_FAILURES, writeEmbeddings, type Embeddings } from '../../src/eval/embed.js';
 import { evalPixels } from '../../src/eval/images.js';
 import { patternJpeg, photoJpeg } from '../../src/fixtures/images.js';
 import { ShardReader } from '../../src/shards/reader.js';
@@ -46,7 +46,8 @@ function channelMeans(): Backbone & { batches: number[][] } {
 
 /** What the features of `bytes` must be: the channel means of the eval transform's pixels. */
 async function expected(bytes: Uint8Array, size = META.inputSize): Promise<number[]> {
-  const pixels = (await evalPixels(bytes, size, META.mean, META.std))!;
+  const pixels = await evalPixels(bytes, size, META.mean, META.std);
+  if ('error' in pixels) throw new Error(pixels.error);
   const sums = [0, 0, 0];
   pixels.forEach((v, i) => (sums[i % 3]! += v));
   return sums.map((s) => s / (size * size));
@@ -230,7 +231,33 @@ describe('embed: options, URLs and symbolic links', () => {
     const e = await embed(channelMeans(), path('linked'), { onSkip: (m) => said.push(m) });
     expect(e.keys).toEqual(['cat/1.jpg', 'dog/3.jpg', 'dog/4.webp']);
     expect(e.failed).toBe(2); // dog/broken.jpg does not decode; cat/missing.jpg links to nothing
-    expect(said).toEqual(['warning: not following 1 symbolic link back into a folder above it: cat/up']);
+    expect(said).toEqual([
+      'warning: image cat/missing.jpg failed (broken_link: a symbolic link to a missing file), counted in "failed"',
+      'warning: not following 1 symbolic link back into a folder above it: cat/up',
+      'warning: image dog/broken.jpg failed (decode_error: not a JPEG, PNG, WebP, GIF, TIFF or AVIF image, or a damaged one), counted in "failed"',
+    ]);
+  });
+});
+
+describe('embed: the images that failed', () => {
+  it(`names each by its key and reason, the first ${NAMED_FAILURES}, then counts the rest on one line`, async () => {
+    // It said only "failed: 23": which 23 of a folder of thousands was left to find.
+    await mkdir(path('many-bad', 'c'), { recursive: true });
+    await writeFile(path('many-bad', 'c', 'a.svg.png'), '<svg xmlns="http://www.w3.org/2000/svg"/>');
+    for (let i = 0; i < 22; i++) await writeFile(path('many-bad', 'c', `bad-${String(i).padStart(2, '0')}.jpg`), 'x');
+    await writeFile(path('many-bad', 'good.jpg'), bytes['top.jpg']!);
+    const said: string[] = [];
+    const e = await embed(channelMeans(), path('many-bad'), { onSkip: (m) => said.push(m) });
+    expect([e.keys, e.failed]).toEqual([['good.jpg'], 23]);
+    expect(said).toHaveLength(NAMED_FAILURES + 1);
+    expect(said[0]).toBe(
+      'warning: image c/a.svg.png failed (svg_refused: an SVG, which no stage decodes), counted in "failed"',
+    );
+    expect(said[1]).toMatch(/^warning: image c\/bad-00\.jpg failed \(decode_error: /);
+    expect(said[NAMED_FAILURES - 1]).toMatch(/^warning: image c\/bad-18\.jpg failed/);
+    expect(said[NAMED_FAILURES]).toBe(
+      `warning: 3 more images failed, not named (the first ${NAMED_FAILURES} are above), counted in "failed"`,
+    );
   });
 });
 

@@ -1,15 +1,16 @@
 // The stage functions that load an exported backbone (embedImages, evalKnn) and the command jobs over them
 // (embedJob, knnJob): options checked at the boundary before the model loads, the backbone disposed, folders
 // read as one folder per class (file:// URLs too), and the command's k-NN refusing as the library does.
-import { mkdir, mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
-import { ConfigError, NoDataError } from '../../src/errors.js';
+import { ConfigError, ExitCodeError, NoDataError } from '../../src/errors.js';
 import { patternJpeg } from '../../src/fixtures/images.js';
 import { embedImages, evalKnn, type KnnEvalOptions } from '../../src/jobs/eval.js';
+import type { KnnValues } from '../../src/eval/options.js';
 import { embedJob, knnJob } from '../../src/jobs/outputs.js';
 import { FLAG_NAMES } from '../../src/options/declare.js';
 import { openStore, type Store } from '../../src/shards/store.js';
@@ -160,6 +161,56 @@ describe('the commands: knnJob and embedJob', () => {
     expect(err.join('')).toMatch(
       /^wildstream: warning: ignoring 1 image at the root .*\nwildstream: warning: 1 test class/,
     );
+  });
+
+  it('knnJob warns when the test images are the train images (the same folder, or one inside the other)', async () => {
+    // top1 1.0 came out without a word: every test image found itself among the train images.
+    await symlink(path('train'), path('train-link'));
+    await images(path('nested'), { c0: 2, c1: 2 }, 600);
+    await images(path('nested', 'held'), { c0: 1, c1: 1 }, 700);
+    const said = (o: Partial<KnnValues>) => {
+      const { err } = out();
+      return knnJob({ ...knnValues(), ...o }).then((r) => {
+        vi.restoreAllMocks();
+        return { r, err: err.join('') };
+      });
+    };
+    const same = await said({ test: pathToFileURL(path('train-link')).href });
+    expect(same.r).toMatchObject({ train: 6, test: 6 }); // warned, not refused
+    expect(same.err).toContain(
+      `wildstream: warning: the test folder ${pathToFileURL(path('train-link')).href} is the train folder ${path('train')}: test images that are train images vote for themselves, so top1 measures nothing about the features; test on images the train folder does not hold\n`,
+    );
+    const inside = await said({ train: path('nested'), test: path('nested', 'held') });
+    expect(inside.err).toContain(`the test folder ${path('nested', 'held')} lies inside the train folder`);
+    const apart = await said({});
+    expect(apart.err).not.toContain('vote for themselves');
+  });
+
+  it('embedJob ends with exit 3 when no image was embedded, as ingest ends a job that keeps none', async () => {
+    // An empty folder, or one of no image, printed "images: 0" and exited 0, where eval knn refused it.
+    await mkdir(path('no-images'));
+    await writeFile(path('no-images', 'notes.txt'), 'not an image');
+    await mkdir(path('all-bad', 'c0'), { recursive: true });
+    await writeFile(path('all-bad', 'c0', 'x.jpg'), 'not a jpeg');
+    const values = { model: path('model'), batch: 32, backend: 'cpu' } as const;
+    const extensions = '.jpg, .jpeg, .png, .webp, .gif, .tif, .tiff, .avif';
+    for (const [input, why] of [
+      ['empty', `it holds no committed record of a dataset and no image file (${extensions})`],
+      ['no-images', `it holds no committed record of a dataset and no image file (${extensions})`],
+      ['all-bad', 'none of its 1 image could be read (the warnings above say why)'],
+    ] as const) {
+      const { lines } = out();
+      const err = await embedJob(path(input), { ...values, out: path(`${input}.arrow`) }, FLAG_NAMES).catch(
+        (e: unknown) => e,
+      );
+      vi.restoreAllMocks();
+      expect(err, input).toBeInstanceOf(ExitCodeError);
+      expect((err as ExitCodeError).exitCode, input).toBe(3);
+      expect((err as Error).message).toBe(
+        `no image to embed in ${path(input)}: ${why}; ${path(`${input}.arrow`)} has no row`,
+      );
+      expect(JSON.parse(lines.join(''))).toMatchObject({ event: 'embed', images: 0 });
+    }
   });
 
   it('embedJob refuses an --out that is a folder, before embedding, saying --out names the file', async () => {
