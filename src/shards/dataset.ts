@@ -10,9 +10,9 @@
  * then (atomically) the record, so readers and resumed jobs trust `units/` alone and ignore orphan shards and
  * failure files from interrupted runs. Every name here comes from keys.ts (record keys: `recordKey`).
  */
-import { ConfigError, InvalidShardError, NotFoundError } from '../errors.js';
+import { InvalidShardError, NotFoundError } from '../errors.js';
 import { addCounts, type FailureCounts } from './failures.js';
-import { FAILURES_DIR, MANIFEST_KEY, SHARDS_DIR, UNITS_DIR, unitKey } from './keys.js';
+import { FAILURES_DIR, failuresKey, MANIFEST_KEY, SHARDS_DIR, shardKey, UNITS_DIR, unitKey } from './keys.js';
 import { checkStore, getBytes, type Store } from './store.js';
 
 export {
@@ -100,6 +100,13 @@ function parseUnit(bytes: Uint8Array, where: string, unit: number): UnitRecord {
     throw new InvalidShardError(`${where}: unit record lacks unit/shard/records/bytes/batches; ${redoUnit(unit)}`);
   if (value.unit !== unit)
     throw new InvalidShardError(`${where}: unit record says unit ${value.unit}; ${redoUnit(unit)}`);
+  // Readers open the files a record names: only the unit's own (a hand-edited `../../etc/passwd` is refused here).
+  const named = [value.shard, ...(value.failures === undefined ? [] : [value.failures])];
+  const own = [shardKey(unit), ...(value.failures === undefined ? [] : [failuresKey(unit)])];
+  if (named.some((key, i) => key !== own[i]))
+    throw new InvalidShardError(
+      `${where}: unit record names ${named.map((k) => JSON.stringify(k)).join(' and ')}, not its own ${own.join(' and ')}; ${redoUnit(unit)}`,
+    );
   // Readers order and split records by these counts (the stream's quota and batch order): they must be possible.
   if (value.records < 0 || value.bytes < 0 || value.batches < 0 || value.records > 0 !== value.batches > 0)
     throw new InvalidShardError(
@@ -168,8 +175,8 @@ export async function inspectShards(store: Store, units: readonly UnitRecord[]):
 /**
  * What a reader, a resumed ingest or a retry pass would refuse, found without reading a shard: `dataset.json`
  * parses as a manifest, each committed unit's shard exists at the size its record gives, and the failure file
- * its record names exists (one listing of `shards/` and one of `failures/`; an object stored elsewhere is
- * HEADed). Returns one line per problem, saying how to repair it. Errors: the store's.
+ * its record names exists (one listing of `shards/` and one of `failures/`). Returns one line per problem,
+ * saying how to repair it. Errors: the store's.
  */
 export async function checkDataset(
   store: Store,
@@ -220,25 +227,13 @@ export function manifestProblem(bytes: Uint8Array): string | null {
   return ok && manifest.format === 'wildstream-dataset' ? null : 'is not a wildstream dataset manifest';
 }
 
-/** HEADs at once for objects outside their folder: a few, so a slow store is not flooded. */
-const HEADS_IN_FLIGHT = 16;
-
 /**
- * The size of each of `keys` that exists: one listing of `dir/` (a dataset of a million units costs about a
- * thousand LIST pages, not a million HEADs), and HEADs for keys outside it.
+ * The size of each object of `dir/` that exists: one listing (a dataset of a million units costs about a
+ * thousand LIST pages, not a million HEADs). Unit records name only their own files there (parseUnit).
  */
 async function objectSizes(store: Store, dir: string, keys: readonly string[]): Promise<Map<string, number>> {
   const sizes = new Map<string, number>();
   if (keys.length === 0) return sizes;
   for await (const info of store.list(`${dir}/`)) sizes.set(info.key, info.size);
-  const others = keys.filter((key) => !key.startsWith(`${dir}/`));
-  for (let i = 0; i < others.length; i += HEADS_IN_FLIGHT) {
-    const batch = others.slice(i, i + HEADS_IN_FLIGHT);
-    // A key the store refuses (`../x`) names no object it holds: reported as missing.
-    const head = (key: string) =>
-      store.head(key).catch((err: unknown) => (err instanceof ConfigError ? null : Promise.reject(err)));
-    const infos = await Promise.all(batch.map(head));
-    infos.forEach((info, j) => info && sizes.set(batch[j]!, info.size));
-  }
   return sizes;
 }

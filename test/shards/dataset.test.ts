@@ -93,6 +93,17 @@ describe('dataset layout', () => {
       Buffer.from('{"unit": 5, "shard": "shards/000005.arrow", "records": 1, "bytes": 9, "batches": 1}'),
     );
     await expect(listUnits(store)).rejects.toThrow(`units/000000.json: unit record says unit 5; ${redo}`);
+    // Readers open the files a record names: a hand-edited path out of the dataset is never followed.
+    const named = (shard: string, failures?: string) =>
+      Buffer.from(JSON.stringify({ unit: 0, shard, records: 1, bytes: 9, batches: 1, failures }));
+    await store.put(unitKey(0), named('../../etc/passwd'));
+    await expect(listUnits(store)).rejects.toThrow(
+      `units/000000.json: unit record names "../../etc/passwd", not its own shards/000000.arrow; ${redo}`,
+    );
+    await store.put(unitKey(0), named('shards/000000.arrow', 'failures/000001.jsonl'));
+    await expect(listUnits(store)).rejects.toThrow(
+      'names "shards/000000.arrow" and "failures/000001.jsonl", not its own shards/000000.arrow and failures/000000.jsonl',
+    );
   });
 
   it('says when a store holds no dataset', async () => {
