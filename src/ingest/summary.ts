@@ -3,6 +3,7 @@
  * executors return the same summary; and the warnings a user can act on (a job that kept nothing names its
  * top failure reason and the likely fix).
  */
+import { constants } from 'node:os';
 import { InterruptedError } from '../errors.js';
 import type { UnitRecord } from '../shards/dataset.js';
 import { MAX_IMAGE_PIXELS } from '../shards/image-rule.js';
@@ -199,16 +200,22 @@ export function hintFor(reason: string): { text: string; retry: boolean } {
   return table[reason] ?? { text: 'see failures/*.jsonl in the dataset for each URL', retry: false };
 }
 
-/** The error a run stopped by a signal ends with: how far it got and that a rerun resumes. */
+/**
+ * The error a run stopped by `signal` (its AbortSignal's reason) ends with: how far it got and that a rerun
+ * resumes. A process signal's name (`SIGHUP`) gives exit 128 + its number; another reason (a library caller's
+ * AbortSignal.timeout) is told by its message, with exit 130 as Ctrl-C.
+ */
 export function interruptedError(
   signal: unknown,
   committed: number,
   total: number,
   resume = 'rerun the same command to resume',
 ): InterruptedError {
-  const name = signal === 'SIGTERM' ? 'SIGTERM' : 'SIGINT';
+  const number = typeof signal === 'string' ? constants.signals[signal as NodeJS.Signals] : undefined;
+  const by =
+    number !== undefined ? `by ${signal as string}` : `(${signal instanceof Error ? signal.message : String(signal)})`;
   return new InterruptedError(
-    `stopped by ${name}: ${committed} of ${plural(total, 'unit')} committed; ${resume}`,
-    name === 'SIGTERM' ? 143 : 130,
+    `stopped ${by}: ${committed} of ${plural(total, 'unit')} committed; ${resume}`,
+    number !== undefined ? 128 + number : 130,
   );
 }

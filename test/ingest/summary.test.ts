@@ -10,6 +10,17 @@ describe('counts in messages', () => {
     );
     expect(interruptedError('SIGTERM', 2, 3).message).toMatch(/: 2 of 3 units committed;/);
   });
+
+  it('name what stopped a run, and exit as that signal does', () => {
+    expect(
+      [130, 143, 129].map((code, i) => interruptedError(['SIGINT', 'SIGTERM', 'SIGHUP'][i], 0, 1).exitCode),
+    ).toEqual([130, 143, 129]);
+    const timeout = interruptedError(new DOMException('The operation timed out.', 'TimeoutError'), 1, 2);
+    expect([timeout.message, timeout.exitCode]).toEqual([
+      'stopped (The operation timed out.): 1 of 2 units committed; rerun the same command to resume',
+      130,
+    ]);
+  });
 });
 
 describe('hintFor', () => {
