@@ -7,6 +7,7 @@
 import type { FileHandle } from 'node:fs/promises';
 import { RecordBatchReader, RecordBatchStreamWriter, Table, type RecordBatch, type Schema } from 'apache-arrow';
 import { ConfigError, InvalidShardError, NotFoundError, shown, WildstreamError } from '../errors.js';
+import { checkBatchMessage, checkFooter } from './arrow-bounds.js';
 import { checkSchema, fromRecordBatch, type ImageRecord } from './schema.js';
 import { checkStore, type Store } from './store.js';
 
@@ -80,6 +81,9 @@ export class ShardReader {
     }
     const footerStart = size - MAGIC.length - 4 - footerLength;
     if (footerStart < tailStart) await file.prefetch(footerStart, tailStart - 1);
+    // Checked before apache-arrow trusts it; a footer longer than the tail spans two fetched ranges.
+    const footer = file.peek(footerStart, footerLength) ?? (await file.fetch(footerStart, size - MAGIC.length - 5));
+    checkFooter(footer, footerStart, where);
     // The leading magic: served from the tail for small files, else one 8-byte GET.
     if (tailStart > 0) await file.prefetch(0, 7);
     try {
@@ -154,6 +158,7 @@ export class ShardReader {
    */
   private decode(i: number, block: Uint8Array): RecordBatch {
     const where = `${this.file.where} batch ${i}`;
+    checkBatchMessage(block, where);
     try {
       const result = RecordBatchReader.from([this.schemaMessage, block] as unknown as Uint8Array).next();
       if (result.done || !result.value) throw new InvalidShardError(`${where}: unreadable record batch`);

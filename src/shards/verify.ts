@@ -6,7 +6,8 @@
  */
 import { createHash } from 'node:crypto';
 import { RecordBatchReader } from 'apache-arrow';
-import { NotFoundError, oneLine } from '../errors.js';
+import { InvalidShardError, NotFoundError, oneLine } from '../errors.js';
+import { checkArrowFile } from './arrow-bounds.js';
 import { redoUnit, type UnitRecord } from './dataset.js';
 import { getBytes, type Store } from './store.js';
 
@@ -43,11 +44,13 @@ async function verifyShard(store: Store, unit: UnitRecord): Promise<string | nul
   let batches = 0;
   let records = 0;
   try {
+    checkArrowFile(bytes, unit.shard); // bounds first: apache-arrow trusts the counts it reads
     for await (const batch of await RecordBatchReader.from(bytes)) {
       batches++;
       records += batch.numRows;
     }
   } catch (err) {
+    if (err instanceof InvalidShardError) return `${oneLine(err)}; ${redoUnit(unit.unit)}`;
     return problem(`is not a readable Arrow IPC file (${oneLine(err)})`);
   }
   if (batches !== unit.batches || records !== unit.records)
