@@ -2,7 +2,7 @@
 import { Command } from 'commander';
 import { AUGMENT_OPTIONS, PREVIEW_OPTIONS } from '../augment/options.js';
 import { renderPreview } from '../augment/preview.js';
-import { checkOutputApart } from '../jobs/output-apart.js';
+import { checkOutputApart, DATASET_FILES } from '../jobs/output-apart.js';
 import { STORE_OPTIONS, storeOptionsOf } from '../shards/options.js';
 import { putFile } from '../shards/output.js';
 import { openStore } from '../shards/store.js';
@@ -22,8 +22,8 @@ export function augmentCommand(): Command {
     args: [['<store>', 'dataset location']],
     options: PREVIEW_RUN_OPTIONS,
     run: async ([url], o) => {
-      const dataset = { location: url, what: 'the dataset' };
-      await checkOutputApart('augment preview', { key: 'out', location: o.out, folder: false }, [dataset]);
+      const dataset = { location: url, what: 'the dataset', owns: DATASET_FILES };
+      await checkOutputApart('augment preview', { key: 'out', location: o.out }, [dataset]);
       const store = await openStore(url, storeOptionsOf(o));
       const { png, key } = await renderPreview(store, {
         seed: o.seed,

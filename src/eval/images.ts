@@ -12,7 +12,8 @@ import { MANIFEST_KEY, UNITS_DIR } from '../shards/keys.js';
 /** The file name endings of the images of a folder; other files are not read. */
 export const IMAGE_EXTENSIONS: readonly string[] = ['jpg', 'jpeg', 'png', 'webp', 'gif', 'tif', 'tiff', 'avif'];
 
-const IMAGE = new RegExp(`\\.(${IMAGE_EXTENSIONS.join('|')})$`, 'i');
+/** A file name of an image (IMAGE_EXTENSIONS, any case). */
+export const IMAGE_NAME = new RegExp(`\\.(${IMAGE_EXTENSIONS.join('|')})$`, 'i');
 
 export interface LabelledFile {
   path: string;
@@ -72,12 +73,12 @@ export async function listImages(root: string): Promise<ImageListing> {
       if (e.isSymbolicLink()) {
         const target = await stat(path).catch(() => null);
         if (!target) {
-          if (IMAGE.test(e.name)) out.broken.push(key);
+          if (IMAGE_NAME.test(e.name)) out.broken.push(key);
           continue;
         }
         [file, folder] = [target.isFile(), target.isDirectory()];
       }
-      if (file && IMAGE.test(e.name)) {
+      if (file && IMAGE_NAME.test(e.name)) {
         out.files.push({ path, key, label: prefix === '' ? '' : prefix.slice(0, prefix.indexOf('/')) });
       } else if (folder) {
         const real = await realpath(path).catch(unreadable(path));

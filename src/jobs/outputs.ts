@@ -18,7 +18,7 @@ import { plotCurves } from '../train/plot.js';
 import { embedImages, evalKnn } from './eval.js';
 import { exportCheckpoint } from './export.js';
 import { KEPT_NOTHING_EXIT } from './ingest.js';
-import { checkOutputApart, type InputPlace } from './output-apart.js';
+import { checkOutputApart, DATASET_OR_IMAGES, MODEL_FILES, RUN_FILES, type InputPlace } from './output-apart.js';
 
 export const EXPORT_RUN_OPTIONS = { ...EXPORT_OPTIONS, ...STORE_OPTIONS } as const;
 export const PLOT_RUN_OPTIONS = { ...PLOT_OPTIONS, ...STORE_OPTIONS } as const;
@@ -33,7 +33,7 @@ export async function exportJob(
   o: OptionValues<typeof EXPORT_RUN_OPTIONS>,
   names?: OptionNames,
 ): Promise<void> {
-  await checkOutputApart('export', { key: 'out', location: o.out, folder: true }, [RUN(checkpoints)], names);
+  await checkOutputApart('export', { key: 'out', location: o.out, owns: MODEL_FILES }, [RUN(checkpoints)], names);
   const meta = await exportCheckpoint({
     checkpoints: await openStore(checkpoints, storeOptionsOf(o)),
     out: await openStore(o.out, storeOptionsOf(o)),
@@ -49,7 +49,7 @@ export async function exportJob(
  * when `o.out` is the run or lies inside it (checkOutputApart).
  */
 export async function plotJob(checkpoints: string, o: OptionValues<typeof PLOT_RUN_OPTIONS>): Promise<void> {
-  await checkOutputApart('plot', { key: 'out', location: o.out, folder: false }, [RUN(checkpoints)]);
+  await checkOutputApart('plot', { key: 'out', location: o.out }, [RUN(checkpoints)]);
   const store = await openStore(checkpoints, storeOptionsOf(o));
   const [lines, saved] = [await readMetrics(store, (why) => warn(`warning: ${why}`)), await checkpointSettings(store)];
   await putFile(
@@ -61,7 +61,7 @@ export async function plotJob(checkpoints: string, o: OptionValues<typeof PLOT_R
 }
 
 /** The run a command reads, as checkOutputApart names it. */
-const RUN = (location: string): InputPlace => ({ location, what: 'the run' });
+const RUN = (location: string): InputPlace => ({ location, what: 'the run', owns: RUN_FILES });
 
 /** A warning line of a stage (it starts "warning: ") on stderr. */
 const warn = (line: string) => process.stderr.write(`wildstream: ${line}\n`);
@@ -75,10 +75,10 @@ const warn = (line: string) => process.stderr.write(`wildstream: ${line}\n`);
  */
 export async function embedJob(input: string, o: EmbedValues, names?: OptionNames): Promise<void> {
   const inputs = [
-    { location: input, what: 'the dataset or image folder' },
-    { location: o.model, what: 'the model folder' },
+    { location: input, what: 'the dataset or image folder', owns: DATASET_OR_IMAGES },
+    { location: o.model, what: 'the model folder', owns: MODEL_FILES },
   ];
-  await checkOutputApart('embed', { key: 'out', location: o.out, folder: false }, inputs, names);
+  await checkOutputApart('embed', { key: 'out', location: o.out }, inputs, names);
   const store = storeOptionsOf(o);
   const { embeddings, metadata } = await embedImages({
     model: await openStore(o.model, store),

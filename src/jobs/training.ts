@@ -16,7 +16,7 @@ import { trainProgress, type TrainProgress } from '../train/progress.js';
 import { resolveTrainConfig } from '../train/resolve.js';
 import { StopSignals } from '../train/signals.js';
 import { trainOnStore, type TrainOnStoreSummary } from './train.js';
-import { checkOutputApart } from './output-apart.js';
+import { checkOutputApart, DATASET_FILES, RUN_FILES } from './output-apart.js';
 
 /** Everything `train` takes: where, the training settings, the augmentation and the store options. */
 export const TRAIN_RUN_OPTIONS = { ...TRAIN_OPTIONS, ...AUGMENT_OPTIONS, ...STORE_OPTIONS } as const;
@@ -48,8 +48,8 @@ export async function trainJob(
     return reason instanceof Error ? reason.message : typeof reason === 'string' ? reason : 'the run was stopped';
   };
   try {
-    const dataset = { location: o.data, what: 'the dataset' };
-    await checkOutputApart('train', { key: 'out', location: o.out, folder: true }, [dataset], how.names);
+    const dataset = { location: o.data, what: 'the dataset', owns: DATASET_FILES };
+    await checkOutputApart('train', { key: 'out', location: o.out, owns: RUN_FILES }, [dataset], how.names);
     // The stores are read before training starts (records for the settings, the checkpoint's settings): a
     // stalled read there must not outlast a stop either.
     const startup = async () => {

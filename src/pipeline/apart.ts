@@ -4,7 +4,17 @@
  * embed started, after the whole ingest and training. Settings are named as the file names them.
  */
 import { ConfigError } from '../errors.js';
-import { checkOutputApart, type InputPlace, type OutputPlace } from '../jobs/output-apart.js';
+import {
+  checkOutputApart,
+  DATASET_FILES,
+  IMAGE_FILES,
+  MODEL_FILES,
+  RUN_FILES,
+  topNames,
+  type InputPlace,
+  type OutputPlace,
+  type Owns,
+} from '../jobs/output-apart.js';
 import { pipelineNames } from '../options/declare.js';
 
 /**
@@ -27,9 +37,19 @@ interface StageOutput {
   inputs: InputPlace[];
 }
 
-/** `[{ location, what }]`, or nothing when the setting is absent. */
-const place = (location: string | undefined, what: string): InputPlace[] =>
-  location === undefined ? [] : [{ location, what }];
+/** `[{ location, what, owns }]`, or nothing when the setting is absent. */
+const place = (location: string | undefined, what: string, owns: Owns): InputPlace[] =>
+  location === undefined ? [] : [{ location, what, owns }];
+
+/** The files the report stage writes in `report.out` (report.ts), `eval/` its generated k-NN images. */
+const REPORT_FILES = topNames(
+  'contact-sheet.png',
+  'multicrop-preview.png',
+  'curves.png',
+  'knn.json',
+  'knn-neighbours.png',
+  'eval',
+);
 
 /**
  * Every output of `p`'s stages with the places its stage reads, as the stage's command lists them (train: the
@@ -38,31 +58,35 @@ const place = (location: string | undefined, what: string): InputPlace[] =>
  */
 function stageOutputs(p: PipelinePlaces): StageOutput[] {
   const dataKey = p.train?.data !== undefined ? 'train.data' : p.ingest ? 'ingest.out' : 'crawl.out';
-  const dataset = place(p.train?.data ?? p.ingest?.out ?? p.crawl?.out, `the dataset (${dataKey})`);
-  const run = place(p.train?.out, 'the run (train.out)');
-  const model = place(p.export?.out, 'the model folder (export.out)');
-  const baseline = place(p.export?.baseline, 'the model folder (export.baseline)');
-  const embedModel = p.embed?.model !== undefined ? place(p.embed.model, 'the model folder (embed.model)') : model;
+  const dataset = place(p.train?.data ?? p.ingest?.out ?? p.crawl?.out, `the dataset (${dataKey})`, DATASET_FILES);
+  const run = place(p.train?.out, 'the run (train.out)', RUN_FILES);
+  const model = place(p.export?.out, 'the model folder (export.out)', MODEL_FILES);
+  const baseline = place(p.export?.baseline, 'the model folder (export.baseline)', MODEL_FILES);
+  const embedModel =
+    p.embed?.model !== undefined ? place(p.embed.model, 'the model folder (embed.model)', MODEL_FILES) : model;
   const knn = p.report?.knn;
   const labelled = [
-    ...place(knn?.train, 'the k-NN train folder (report.knn.train)'),
-    ...place(knn?.test, 'the k-NN test folder (report.knn.test)'),
+    ...place(knn?.train, 'the k-NN train folder (report.knn.train)', IMAGE_FILES),
+    ...place(knn?.test, 'the k-NN test folder (report.knn.test)', IMAGE_FILES),
   ];
-  const outputs: Array<[stage: string, key: string, location: string | undefined, folder: boolean, InputPlace[]]> = [
-    ['train', 'out', p.train?.out, true, dataset],
-    ['export', 'out', p.export?.out, true, run],
-    ['export', 'baseline', p.export?.baseline, true, run],
-    ['embed', 'out', p.embed?.out, false, [...dataset, ...embedModel]],
-    ['report', 'out', p.report?.out, true, [...run, ...dataset, ...model, ...baseline, ...labelled]],
+  const outputs: Array<[stage: string, key: string, location: string | undefined, Owns | undefined, InputPlace[]]> = [
+    ['train', 'out', p.train?.out, RUN_FILES, dataset],
+    ['export', 'out', p.export?.out, MODEL_FILES, run],
+    ['export', 'baseline', p.export?.baseline, MODEL_FILES, run],
+    ['embed', 'out', p.embed?.out, undefined, [...dataset, ...embedModel]],
+    ['report', 'out', p.report?.out, REPORT_FILES, [...run, ...dataset, ...model, ...baseline, ...labelled]],
   ];
   return outputs
     .filter(([, , location]) => location !== undefined)
-    .map(([stage, key, location, folder, inputs]) => ({ stage, out: { key, location: location!, folder }, inputs }));
+    .map(([stage, key, location, owns, inputs]) => ({
+      stage,
+      out: { key, location: location!, ...(owns ? { owns } : {}) },
+      inputs,
+    }));
 }
 
 /**
- * Refuses, before any stage runs, a stage output that is, lies inside or (a folder) holds a place its stage
- * reads: a ConfigError prefixed with `file`, naming the output's key (`embed.out`) and the input's setting.
+ * Refuses, before any stage runs, a stage output that would overwrite a place its stage reads (checkOutputApart): a ConfigError prefixed with `file`, naming the output's key (`embed.out`) and the input's setting.
  */
 export async function checkStagesApart(p: PipelinePlaces, file: string): Promise<void> {
   for (const { stage, out, inputs } of stageOutputs(p)) {

@@ -36,9 +36,10 @@ export function failuresKey(unit: number): string {
 }
 
 /** A crawl's progress in its dataset (crawl/state.ts): its settings, its units, and the mark of its end. */
-export const CRAWL_CONFIG_KEY = 'crawl/config.json';
-export const CRAWL_DONE_KEY = 'crawl/done.json';
-export const CRAWL_UNITS_DIR = 'crawl/units';
+export const CRAWL_DIR = 'crawl';
+export const CRAWL_CONFIG_KEY = `${CRAWL_DIR}/config.json`;
+export const CRAWL_DONE_KEY = `${CRAWL_DIR}/done.json`;
+export const CRAWL_UNITS_DIR = `${CRAWL_DIR}/units`;
 
 export function crawlUnitKey(unit: number): string {
   return `${CRAWL_UNITS_DIR}/${unitName(unit)}.json`;

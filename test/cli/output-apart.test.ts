@@ -10,7 +10,15 @@ import { pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError } from '../../src/errors.js';
 import { patternJpeg } from '../../src/fixtures/images.js';
-import { checkOutputApart } from '../../src/jobs/output-apart.js';
+import {
+  checkOutputApart,
+  DATASET_FILES,
+  DATASET_OR_IMAGES,
+  IMAGE_FILES,
+  MODEL_FILES,
+  RUN_FILES,
+  type Owns,
+} from '../../src/jobs/output-apart.js';
 import { exportJob } from '../../src/jobs/outputs.js';
 import { pipelineNames } from '../../src/options/declare.js';
 import { openStore } from '../../src/shards/store.js';
@@ -54,9 +62,13 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
+/** Owns all of a place: the path comparisons alone decide. */
+const ALL: Owns = () => true;
+
 /** The ConfigError message checkOutputApart refuses with, or undefined when it lets the output be. */
-async function refusal(out: string, input: string, folder = false): Promise<string | undefined> {
-  return checkOutputApart('embed', { key: 'out', location: out, folder }, [{ location: input, what: 'the input' }])
+async function refusal(out: string, input: string, owns?: Owns, inputOwns = ALL): Promise<string | undefined> {
+  const output = { key: 'out', location: out, ...(owns ? { owns } : {}) };
+  return checkOutputApart('embed', output, [{ location: input, what: 'the input', owns: inputOwns }])
     .then(() => undefined)
     .catch((err: unknown) => {
       expect(err).toBeInstanceOf(ConfigError);
@@ -85,8 +97,8 @@ describe('checkOutputApart', () => {
   });
 
   it('refuses a folder output that holds an input, and lets a file output sit above one', async () => {
-    expect(await refusal(dir, path('ds'), true)).toMatch(/^--out \S+ holds the input \S+, which embed reads/);
-    expect(await refusal('s3://bkt/runs', 's3://bkt/runs/r1', true)).toMatch(/holds the input/);
+    expect(await refusal(dir, path('ds'), ALL)).toMatch(/^--out \S+ holds the input \S+, where embed would write its/);
+    expect(await refusal('s3://bkt/runs', 's3://bkt/runs/r1', ALL)).toMatch(/holds the input/);
     expect(await refusal(path('e.arrow'), path('ds'))).toBeUndefined();
   });
 
@@ -102,11 +114,40 @@ describe('checkOutputApart', () => {
     }
   });
 
+  it('refuses only where an input keeps its files, or a folder output would write its own', async () => {
+    const run = path('runs', 'r1');
+    // Beside a store's own files: the layouts users keep (curves and models in the run, embeddings by the data).
+    for (const [out, input, owns, inputOwns] of [
+      [path('runs', 'r1', 'curves.png'), run, undefined, RUN_FILES],
+      [path('runs', 'r1', 'model'), run, MODEL_FILES, RUN_FILES],
+      [dir, run, MODEL_FILES, RUN_FILES], // export --out . beside runs/
+      [dir, path('ds'), RUN_FILES, DATASET_FILES], // train --out . beside ds/
+      [path('ds', 'embeddings.arrow'), path('ds'), undefined, DATASET_OR_IMAGES],
+      [path('imgs', 'embeddings.arrow'), path('imgs'), undefined, DATASET_OR_IMAGES],
+      [path('model', 'e.arrow'), path('model'), undefined, MODEL_FILES],
+    ] as const) {
+      expect(await refusal(out, input, owns, inputOwns), `${out} by ${input}`).toBeUndefined();
+    }
+    // Where they are kept or written.
+    for (const [out, input, owns, inputOwns] of [
+      [path('runs', 'r1', 'metrics', 'x.png'), run, undefined, RUN_FILES],
+      [path('runs', 'r1', 'checkpoints', 'm'), run, MODEL_FILES, RUN_FILES],
+      [path('ds', 'units', 'e.arrow'), path('ds'), undefined, DATASET_OR_IMAGES],
+      [path('imgs', 'b.png'), path('imgs'), undefined, DATASET_OR_IMAGES],
+      [path('imgs', 'report'), path('imgs'), RUN_FILES, IMAGE_FILES],
+      [path('model', 'model.json'), path('model'), undefined, MODEL_FILES],
+      [path('model', 'weights-0123456789abcdef.bin'), path('model'), undefined, MODEL_FILES],
+      [dir, path('checkpoints'), RUN_FILES, DATASET_FILES], // train --out . over a dataset named checkpoints/
+    ] as const) {
+      expect(await refusal(out, input, owns, inputOwns), `${out} by ${input}`).toMatch(/^--out /);
+    }
+  });
+
   it("names the option as the caller's names word it, on one line", async () => {
     const refused = checkOutputApart(
       'embed',
-      { key: 'out', location: path('model', 'e.arrow'), folder: false },
-      [{ location: path('model'), what: 'the model folder' }],
+      { key: 'out', location: path('model', 'model.json') },
+      [{ location: path('model'), what: 'the model folder', owns: MODEL_FILES }],
       pipelineNames('embed'),
     );
     await expect(refused).rejects.toThrow(
@@ -116,7 +157,7 @@ describe('checkOutputApart', () => {
 
   it("names export's output as a pipeline's export stage names it", async () => {
     // A pipeline's export stage was refused as "--out ...", a flag its file does not have.
-    const o = { out: path('run', 'model'), init: false, storeAttempts: 5, storeIdleTimeout: 60 };
+    const o = { out: path('run', 'checkpoints', 'model'), init: false, storeAttempts: 5, storeIdleTimeout: 60 };
     await expect(exportJob(path('run'), o, pipelineNames('export'))).rejects.toThrow(
       /^export\.out \S+ lies inside the run \S+, which export reads.*give export\.out a place outside it$/,
     );
@@ -151,14 +192,9 @@ describe('every command refuses to write over its inputs (exit 2, one line, noth
       /^wildstream: --out run\/checkpoints lies inside the run run, which export reads/,
     ],
     [
-      'export into a folder holding its run',
-      ['export', 'run', '--out', '.'],
-      /^wildstream: --out \. holds the run run/,
-    ],
-    [
       'train into its dataset',
-      ['train', '--data', 'ds', '--out', 'ds/run', '--steps', '1'],
-      /^wildstream: --out ds\/run lies inside the dataset ds, which train reads/,
+      ['train', '--data', 'ds', '--out', 'ds/shards/run', '--steps', '1'],
+      /^wildstream: --out ds\/shards\/run lies inside the dataset ds, which train reads/,
     ],
     [
       'augment preview over a unit record',

@@ -126,18 +126,18 @@ describe('pipeline outputs over what their stage reads', () => {
     ],
     [
       'embed.out inside the model it reads',
-      ['embed.out=m/e.arrow'],
-      'embed.out m/e.arrow lies inside the model folder (export.out) m, which the embed stage reads',
+      ['embed.out=m/model.json'],
+      'embed.out m/model.json lies inside the model folder (export.out) m, which the embed stage reads',
     ],
     [
       'embed.out inside embed.model',
-      ['embed.out=other/e.arrow', 'embed.model=other'],
-      'embed.out other/e.arrow lies inside the model folder (embed.model) other, which the embed stage reads',
+      ['embed.out=other/weights.bin', 'embed.model=other'],
+      'embed.out other/weights.bin lies inside the model folder (embed.model) other, which the embed stage reads',
     ],
     [
       'train.out inside ingest.out',
-      ['train.out=ds/run'],
-      'train.out ds/run lies inside the dataset (ingest.out) ds, which the train stage reads',
+      ['train.out=ds/units/run'],
+      'train.out ds/units/run lies inside the dataset (ingest.out) ds, which the train stage reads',
     ],
     [
       'train.out that is train.data',
@@ -146,23 +146,23 @@ describe('pipeline outputs over what their stage reads', () => {
     ],
     [
       'export.out inside train.out',
-      ['export.out=run/model'],
-      'export.out run/model lies inside the run (train.out) run, which the export stage reads',
+      ['export.out=run/checkpoints/model'],
+      'export.out run/checkpoints/model lies inside the run (train.out) run, which the export stage reads',
     ],
     [
-      'export.baseline holding train.out',
-      ['export.baseline=.'],
-      'export.baseline . holds the run (train.out) run, which the export stage reads',
+      'train.out holding ingest.out where the run keeps its files',
+      ['ingest.out=run/metrics/ds'],
+      'train.out run holds the dataset (ingest.out) run/metrics/ds, where the train stage would write its files',
     ],
     [
       'report.out inside the model folder',
-      ['report.out=m/report'],
-      'report.out m/report lies inside the model folder (export.out) m, which the report stage reads',
+      ['report.out=m/weights.bin'],
+      'report.out m/weights.bin lies inside the model folder (export.out) m, which the report stage reads',
     ],
     [
       'report.out holding a k-NN folder',
-      ['report.out=r', 'report.knn.train=r/train', 'report.knn.test=t'],
-      'report.out r holds the k-NN train folder (report.knn.train) r/train, which the report stage reads',
+      ['report.out=r', 'report.knn.train=r/eval/train', 'report.knn.test=t'],
+      'report.out r holds the k-NN train folder (report.knn.train) r/eval/train, where the report stage would write its files',
     ],
   ];
 
@@ -180,6 +180,9 @@ describe('pipeline outputs over what their stage reads', () => {
     const f = join(dir, 'apart-ok.yaml');
     await writeFile(f, base);
     expect(await refusal(['embed.out=ds-e.arrow', 'report.out=report', 'export.baseline=m-init'], f)).toBeNull();
+    // Beside a store's own files: a run folder holding its models and report, embeddings by the dataset.
+    const nested = ['export.out=run/model', 'export.baseline=run/model-init', 'report.out=run/report'];
+    expect(await refusal([...nested, 'embed.out=ds/embeddings.arrow', 'train.out=.'], f)).toBeNull();
     for (const shipped of ['pipelines/demo.yaml', 'pipelines/web-to-s3.yaml'])
       expect(await refusal([], resolve(shipped)), shipped).toBeNull();
   });
