@@ -11,6 +11,7 @@ import { FLAG_NAMES, type OptionNames } from '../options/declare.js';
 import {
   CHECKPOINTS_DIR,
   CRAWL_DIR,
+  EXPORT_PENDING_KEY,
   FAILURES_DIR,
   INGEST_LOCK_KEY,
   MANIFEST_KEY,
@@ -51,8 +52,9 @@ export const DATASET_FILES = topNames(
   INGEST_LOCK_KEY,
   QUEUE_MARK_KEY,
   CRAWL_DIR,
+  EXPORT_PENDING_KEY,
 );
-export const MODEL_FILES = topNames(MODEL_JSON_KEY, WEIGHTS_FILE);
+export const MODEL_FILES = topNames(MODEL_JSON_KEY, EXPORT_PENDING_KEY, WEIGHTS_FILE);
 /** A folder of images (embed's, k-NN's) owns its images, and any folder written into it (it may write images). */
 export const IMAGE_FILES: Owns = (below, folder) => folder || IMAGE_NAME.test(below.at(-1) ?? '');
 /** Embed's input: a dataset, or a folder of images. */

@@ -73,6 +73,8 @@ export function metricsArchiveKey(started: Date, step: number): string {
 
 /** An exported model (train/export.ts): model.json, the commit point, names its weights file by their hash. */
 export const MODEL_JSON_KEY = 'model.json';
+/** The weights file an export is writing, until its model.json is: what the next export removes if it was cut short. */
+export const EXPORT_PENDING_KEY = 'export-pending.json';
 
 export function weightsKey(sha256Hex: string): string {
   return `weights-${sha256Hex.slice(0, 16)}.bin`;

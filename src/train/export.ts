@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto';
 import * as tf from '@tensorflow/tfjs-core';
 import { IMAGENET_MEAN, IMAGENET_STD } from '../crops.js';
 import { ConfigError, NotFoundError } from '../errors.js';
-import { weightsKey } from '../shards/keys.js';
+import { EXPORT_PENDING_KEY, weightsKey } from '../shards/keys.js';
 import { getBytes, type Store } from '../shards/store.js';
 import { GraphBuilder } from './graph.js';
 import type { ParamSet } from './params.js';
@@ -83,8 +83,8 @@ function graphOps(g: GraphBuilder, ps: ParamSet): RegNetOps<Node> {
  * loadBackbone open that file), then model.json, the commit point (a store's put is atomic), then the weights
  * files that the model.json it replaced named. Nothing else in the folder is touched: a folder without an export
  * may hold the user's files, even ones named like weights (`weights.bin`), and they stay. A failure before
- * model.json is written leaves the previous export whole and removes the weights file it wrote (a crash between
- * the two puts leaves that file, unused). Throws a ConfigError, before writing anything, when the folder's
+ * model.json is written leaves the previous export whole and removes the weights file it wrote (a process killed
+ * between the two puts leaves that file, named in export-pending.json, for the next export to remove). Throws a ConfigError, before writing anything, when the folder's
  * model.json is another program's (JSON, but not a wildstream backbone): replacing it would lose that model.
  * Two exports into one folder at the same time are not supported: the last model.json wins, and the other's
  * weights may stay behind.
@@ -107,18 +107,40 @@ export async function exportBackbone(
   modelJson.weightsManifest[0]!.paths = [file];
   // A file of this name already there holds these bytes (the name is their hash) and is not this export's to remove.
   const created = (await out.head(file)) === null;
-  await out.put(file, weights);
+  const stale = await pendingWeights(out);
+  if (created) await out.put(EXPORT_PENDING_KEY, Buffer.from(JSON.stringify({ weights: file })));
   try {
+    await out.put(file, weights);
     await out.put(MODEL_JSON, Buffer.from(JSON.stringify(modelJson)));
   } catch (err) {
+    // A failure seen here is cleaned up here; only a kill leaves the marker for the next export.
     if (created) await removeUnused(out, file);
+    if (created) await out.delete(EXPORT_PENDING_KEY).catch(() => {});
     throw err;
   }
-  for (const key of replaced.filter((k) => k !== file)) {
+  for (const key of [...replaced, ...stale].filter((k) => k !== file)) {
     // Best effort: the new export is already whole, and a file no model.json names harms no reader.
     await out.delete(key).catch(() => {});
   }
+  if (created || stale.length > 0) await out.delete(EXPORT_PENDING_KEY).catch(() => {});
   return metadata;
+}
+
+/**
+ * The weights file an export cut short (killed between its weights and its model.json) left, named by its
+ * marker, unless model.json names it: nothing else would ever remove it, and a RegNet's weights are large.
+ */
+async function pendingWeights(store: Store): Promise<string[]> {
+  const bytes = await getBytes(store, EXPORT_PENDING_KEY).catch(() => undefined);
+  if (bytes === undefined) return [];
+  let weights: unknown;
+  try {
+    weights = (JSON.parse(Buffer.from(bytes).toString('utf8')) as { weights?: unknown }).weights;
+  } catch {
+    return [];
+  }
+  if (typeof weights !== 'string' || !WEIGHTS_FILE.test(weights)) return [];
+  return (await weightsOfExport(store)).includes(weights) ? [] : [weights];
 }
 
 /**

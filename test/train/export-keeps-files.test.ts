@@ -52,6 +52,25 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
+describe('an export cut short', () => {
+  it('leaves its weights file to the next export, which removes it (and nothing else)', async () => {
+    const { path, store } = await folderWith('killed', USER_FILES);
+    await exportSeed(store, 1);
+    const first = await weightsOf(path);
+    // What an export killed between its weights and its model.json leaves: the marker and an unnamed file.
+    const orphan = 'weights-fedcba9876543210.bin';
+    await writeFile(join(path, orphan), 'cut short');
+    await writeFile(join(path, 'export-pending.json'), JSON.stringify({ weights: orphan }));
+    await exportSeed(store, 2);
+    const files = await readdir(path);
+    expect(files).not.toContain(orphan);
+    expect(files).not.toContain('export-pending.json');
+    expect(files).not.toContain(first[0]);
+    for (const [file, text] of Object.entries(USER_FILES)) expect(await readFile(join(path, file), 'utf8')).toBe(text);
+    expect((await loadBackbone(store)).metadata.step).toBe(2);
+  });
+});
+
 describe('export into a folder that holds other files', () => {
   it('keeps every file of a folder that holds no export, even those named like weights files', async () => {
     const { path, store } = await folderWith('no-export', USER_FILES);
