@@ -65,6 +65,8 @@ export interface InputPlace {
   location: string;
   what: string;
   owns: Owns;
+  /** Who uses it, for the refusal, when not the command reading it (`the report stage writes`). */
+  usedBy?: string;
 }
 
 /** A command's output: its option's key (`out`), the location, and what it writes there when it is a folder. */
@@ -98,7 +100,7 @@ export async function checkOutputApart(
     if (!clash) continue;
     const option = names.of(out.key);
     throw new ConfigError(
-      `${option} ${out.location} ${relation} ${input.what} ${input.location}, ${relation === 'holds' ? `where ${command} would write its files` : `which ${command} reads`}, and ` +
+      `${option} ${out.location} ${relation} ${input.what} ${input.location}, ${relation === 'holds' ? `where ${command} would write its files` : `which ${input.usedBy ?? `${command} reads`}`}, and ` +
         `writing there could overwrite it; give ${option} a place outside it`,
     );
   }

@@ -1,7 +1,8 @@
 /**
  * A pipeline's outputs checked against what their stages read, by the check each command runs when it starts
- * (checkOutputApart), but before the first stage runs: an `embed.out` inside `ingest.out` was refused only when
- * embed started, after the whole ingest and training. Settings are named as the file names them.
+ * (checkOutputApart), but before the first stage runs (an `embed.out` inside `ingest.out` was refused only when
+ * embed started, after the whole ingest and training), and against each other's files. Settings are named as
+ * the file names them.
  */
 import { ConfigError } from '../errors.js';
 import {
@@ -35,6 +36,8 @@ interface StageOutput {
   stage: string;
   out: OutputPlace;
   inputs: InputPlace[];
+  /** The other stages' outputs. */
+  others: InputPlace[];
 }
 
 /** `[{ location, what, owns }]`, or nothing when the setting is absent. */
@@ -76,25 +79,39 @@ function stageOutputs(p: PipelinePlaces): StageOutput[] {
     ['embed', 'out', p.embed?.out, undefined, [...dataset, ...embedModel]],
     ['report', 'out', p.report?.out, REPORT_FILES, [...run, ...dataset, ...model, ...baseline, ...labelled]],
   ];
-  return outputs
-    .filter(([, , location]) => location !== undefined)
-    .map(([stage, key, location, owns, inputs]) => ({
-      stage,
-      out: { key, location: location!, ...(owns ? { owns } : {}) },
-      inputs,
-    }));
+  const present = outputs.filter(([, , location]) => location !== undefined);
+  // Stages write one after another: one's output must not land on another's files either (`embed.out:
+  // rep/knn.json` beside `report.out: rep`, which the report then wrote over). A file owns itself whole.
+  const written = present.map(([stage, key, location, owns]) => ({
+    location: location!,
+    what: `the output of the ${stage} stage (${stage}.${key})`,
+    owns: owns ?? (() => true),
+    usedBy: `the ${stage} stage writes`,
+  }));
+  return present.map(([stage, key, location, owns, inputs], i) => ({
+    stage,
+    out: { key, location: location!, ...(owns ? { owns } : {}) },
+    inputs,
+    others: written.filter((_, j) => j !== i),
+  }));
 }
 
 /**
- * Refuses, before any stage runs, a stage output that would overwrite a place its stage reads (checkOutputApart): a ConfigError prefixed with `file`, naming the output's key (`embed.out`) and the input's setting.
+ * Refuses, before any stage runs, a stage output that would overwrite a place its stage reads or another
+ * stage's output (checkOutputApart): a ConfigError prefixed with `file`, naming the output's key (`embed.out`)
+ * and the other place's setting.
  */
 export async function checkStagesApart(p: PipelinePlaces, file: string): Promise<void> {
-  for (const { stage, out, inputs } of stageOutputs(p)) {
-    try {
-      await checkOutputApart(`the ${stage} stage`, out, inputs, pipelineNames(stage));
-    } catch (err) {
-      if (err instanceof ConfigError) throw new ConfigError(`${file}: ${err.message}`);
-      throw err;
+  const stages = stageOutputs(p);
+  // What each stage reads first: the refusal then names the input rather than another stage's output in it.
+  for (const places of ['inputs', 'others'] as const) {
+    for (const { stage, out, ...against } of stages) {
+      try {
+        await checkOutputApart(`the ${stage} stage`, out, against[places], pipelineNames(stage));
+      } catch (err) {
+        if (err instanceof ConfigError) throw new ConfigError(`${file}: ${err.message}`);
+        throw err;
+      }
     }
   }
 }

@@ -164,6 +164,11 @@ describe('pipeline outputs over what their stage reads', () => {
       ['report.out=r', 'report.knn.train=r/eval/train', 'report.knn.test=t'],
       'report.out r holds the k-NN train folder (report.knn.train) r/eval/train, where the report stage would write its files',
     ],
+    [
+      "embed.out on a file of report.out's",
+      ['embed.out=rep/knn.json', 'report.out=rep'],
+      'embed.out rep/knn.json lies inside the output of the report stage (report.out) rep, which the report stage writes',
+    ],
   ];
 
   it.each(cases)('refuses %s before any stage runs, naming the settings as the file does', async (_, sets, message) => {
