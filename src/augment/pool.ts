@@ -55,6 +55,7 @@ export class AugmentPool {
   /** Index 0 becomes 1 on close(): the workers stop at their next sample (see worker.ts). */
   private readonly cancelled = new Int32Array(new SharedArrayBuffer(4));
   private closed = false;
+  private closing: Promise<void> | null = null;
 
   constructor(config: AugmentConfig, options: PoolOptions = {}) {
     const threads = options.threads ?? availableParallelism();
@@ -134,7 +135,15 @@ export class AugmentPool {
    * running task makes the worker's late reply an "Unexpected message from Worker" error event, which
    * crashes the process, and a worker cannot be stopped inside libvips. Safe to call twice.
    */
-  async close(): Promise<void> {
+  close(): Promise<void> {
+    // One close for every caller: a second piscina.destroy() beside the first ends its own (empty) wait and
+    // clears piscina's destroying flag while the first still waits on the workers' exits, and piscina then
+    // takes those exits for crashes and starts replacement threads that nothing stops.
+    this.closing ??= this.stop();
+    return this.closing;
+  }
+
+  private async stop(): Promise<void> {
     this.closed = true;
     Atomics.store(this.cancelled, 0, 1);
     for (const { reject } of this.waiting.splice(0)) reject(cancelledError());

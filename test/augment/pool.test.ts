@@ -184,6 +184,15 @@ describe('AugmentPool.close', () => {
     await within(idle.close(), 10_000);
   });
 
+  it('two close() calls at once stop every thread and start none after', async () => {
+    const own = new AugmentPool(config, { threads: 2 });
+    await within(Promise.all([own.close(), own.close()]), 10_000);
+    // A second piscina.destroy() beside the first made piscina take the workers' exits for crashes and start
+    // replacements: the loader's close() and its loop's own close() met that way (1 thread left after both).
+    await new Promise((r) => setTimeout(r, 300));
+    expect(own.threads).toBe(0);
+  });
+
   it('refuses tasks once closed and starts no thread for them', async () => {
     const own = new AugmentPool(config, { threads: 1 });
     await within(own.close(), 10_000);
